@@ -281,6 +281,8 @@ require (
 
 // Consul's own go.mod excludes these; excludes are not inherited from
 // dependencies, so they are repeated here.
+// Consul's own go.mod excludes these broken go-msgpack releases; excludes
+// are not inherited from dependencies, so they are repeated here.
 exclude (
 	github.com/hashicorp/go-msgpack v1.1.5
 	github.com/hashicorp/go-msgpack v1.1.6

@@ -1,0 +1,181 @@
+// Package consultest runs the real Consul agent (`consul agent -dev`) on
+// free loopback ports for tests.
+//
+// The binary is built once by `make consul` (deploy/tools/consul) and found
+// through $CONSUL_BIN, the repository's bin/consul, or the versioned copy in
+// the Go bin directory. A missing binary fails the test with the command that
+// builds it: an integration test must not quietly skip its integration.
+package consultest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// Version is the Consul version that deploy/tools/consul builds.
+const Version = "1.22.7"
+
+// Binary returns the path of the Consul agent binary.
+func Binary() (string, error) {
+	if p := os.Getenv("CONSUL_BIN"); p != "" {
+		return p, nil
+	}
+	var candidates []string
+	if root, err := repoRoot(); err == nil {
+		candidates = append(candidates, filepath.Join(root, "bin", "consul"))
+	}
+	gobin := os.Getenv("GOBIN")
+	if gobin == "" {
+		if gp := os.Getenv("GOPATH"); gp != "" {
+			gobin = filepath.Join(filepath.SplitList(gp)[0], "bin")
+		} else if home, err := os.UserHomeDir(); err == nil {
+			gobin = filepath.Join(home, "go", "bin")
+		}
+	}
+	if gobin != "" {
+		candidates = append(candidates, filepath.Join(gobin, "consul-"+Version))
+	}
+	for _, c := range candidates {
+		if fi, err := os.Stat(c); err == nil && !fi.IsDir() {
+			return c, nil
+		}
+	}
+	return "", fmt.Errorf("consul agent binary not found (looked at $CONSUL_BIN and %v); build it with `make consul`", candidates)
+}
+
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.work above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// Agent is a running dev-mode Consul agent.
+type Agent struct {
+	t      testing.TB
+	bin    string
+	ports  ports
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	waited chan struct{}
+	out    *bytes.Buffer
+}
+
+type ports struct{ http, server, serfLAN, serfWAN int }
+
+// Start starts an agent and stops it when the test ends.
+func Start(t testing.TB) *Agent {
+	t.Helper()
+	bin, err := Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &Agent{t: t, bin: bin, ports: ports{http: FreePort(t), server: FreePort(t), serfLAN: FreePort(t), serfWAN: FreePort(t)}}
+	a.Restart()
+	t.Cleanup(a.Stop)
+	return a
+}
+
+// Addr returns the agent's HTTP address (host:port).
+func (a *Agent) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(a.ports.http)) }
+
+// Client returns an API client for the agent.
+func (a *Agent) Client() *api.Client {
+	cfg := api.DefaultConfig()
+	cfg.Address = a.Addr()
+	c, err := api.NewClient(cfg)
+	if err != nil {
+		a.t.Fatalf("consul client: %v", err)
+	}
+	return c
+}
+
+// Stop stops the agent (all dev-mode state is lost). It is safe to call
+// more than once.
+func (a *Agent) Stop() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cmd == nil {
+		return
+	}
+	_ = a.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-a.waited:
+	case <-time.After(10 * time.Second):
+		_ = a.cmd.Process.Kill()
+		<-a.waited
+	}
+	a.cmd = nil
+}
+
+// Restart starts the agent again on the same ports (after Stop) and waits
+// until it has elected itself leader.
+func (a *Agent) Restart() {
+	a.t.Helper()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cmd != nil {
+		a.t.Fatal("consultest: Restart while running; Stop first")
+	}
+	hcl := fmt.Sprintf(`ports { http = %d, dns = -1, grpc = -1, grpc_tls = -1, server = %d, serf_lan = %d, serf_wan = %d }`,
+		a.ports.http, a.ports.server, a.ports.serfLAN, a.ports.serfWAN)
+	a.out = &bytes.Buffer{}
+	cmd := exec.Command(a.bin, "agent", "-dev", "-bind=127.0.0.1", "-client=127.0.0.1",
+		"-node=test-"+strconv.Itoa(a.ports.http), "-log-level=warn", "-hcl", hcl)
+	cmd.Stdout, cmd.Stderr = a.out, a.out
+	if err := cmd.Start(); err != nil {
+		a.t.Fatalf("start consul agent: %v", err)
+	}
+	a.cmd = cmd
+	a.waited = make(chan struct{})
+	go func() { _ = cmd.Wait(); close(a.waited) }()
+
+	cfg := api.DefaultConfig()
+	cfg.Address = a.Addr()
+	client, _ := api.NewClient(cfg)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-a.waited:
+			a.t.Fatalf("consul agent exited during start-up:\n%s", a.out.String())
+		default:
+		}
+		if leader, err := client.Status().Leader(); err == nil && leader != "" {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	a.t.Fatalf("consul agent did not elect a leader within 30s:\n%s", a.out.String())
+}
+
+// FreePort returns a TCP port that was free on 127.0.0.1 a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("find a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}

@@ -1,0 +1,174 @@
+// Package discovery registers service instances in Consul and watches the
+// healthy instances of a service with blocking queries.
+//
+// Each instance registers itself with an HTTP check on its /readyz, so Consul
+// marks it critical when it stops being ready, and deregisters on shutdown.
+// Watchers keep the last known set of instances when Consul is unreachable.
+package discovery
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// Config holds the Consul settings of a service.
+type Config struct {
+	Addr          string        // Consul agent HTTP address; empty disables Consul
+	AdvertiseHost string        // host other services reach this instance at
+	CheckInterval time.Duration // how often Consul probes /readyz
+}
+
+// RegisterFlags registers the discovery flags on fs.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Addr, "consul-addr", "127.0.0.1:8500", "Consul agent HTTP address (empty: do not register; the gateway then needs static upstreams)")
+	fs.StringVar(&c.AdvertiseHost, "advertise-host", "127.0.0.1", "host or IP that other services use to reach this instance")
+	fs.DurationVar(&c.CheckInterval, "consul-check-interval", 2*time.Second, "how often Consul checks this instance's /readyz")
+}
+
+// Validate reports a configuration error an operator can act on.
+func (c *Config) Validate() error {
+	if c.Addr == "" {
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return fmt.Errorf("-consul-addr %q is not host:port: %w", c.Addr, err)
+	}
+	if c.AdvertiseHost == "" {
+		return errors.New("-advertise-host is empty")
+	}
+	if c.CheckInterval < 100*time.Millisecond {
+		return errors.New("-consul-check-interval must be at least 100ms")
+	}
+	return nil
+}
+
+// Enabled reports whether a Consul agent is configured.
+func (c *Config) Enabled() bool { return c.Addr != "" }
+
+// Client returns a Consul API client for the configured agent.
+func (c *Config) Client() (*api.Client, error) {
+	cfg := api.DefaultConfig()
+	cfg.Address = c.Addr
+	client, err := api.NewClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("consul client for %s: %w", c.Addr, err)
+	}
+	return client, nil
+}
+
+// Instance is one reachable instance of a service.
+type Instance struct {
+	ID   string
+	Addr string // host:port
+}
+
+// Registration is a service instance registered in Consul.
+type Registration struct {
+	client *api.Client
+	id     string
+	log    *slog.Logger
+}
+
+// Register registers the instance (name, reachable at host:port) with an
+// HTTP check on http://host:port/readyz. Critical instances are removed by
+// Consul after a minute, so a crashed instance does not linger.
+func Register(ctx context.Context, client *api.Client, name, host string, port int, interval time.Duration, log *slog.Logger) (*Registration, error) {
+	id := fmt.Sprintf("%s-%s-%d", name, host, port)
+	reg := &api.AgentServiceRegistration{
+		ID:      id,
+		Name:    name,
+		Address: host,
+		Port:    port,
+		Check: &api.AgentServiceCheck{
+			CheckID:                        id + "-ready",
+			Name:                           name + " readiness",
+			HTTP:                           "http://" + net.JoinHostPort(host, strconv.Itoa(port)) + "/readyz",
+			Interval:                       interval.String(),
+			Timeout:                        (interval / 2).String(),
+			DeregisterCriticalServiceAfter: "1m",
+		},
+	}
+	opts := api.ServiceRegisterOpts{}.WithContext(ctx)
+	if err := client.Agent().ServiceRegisterOpts(reg, opts); err != nil {
+		return nil, fmt.Errorf("register %s in consul: %w", id, err)
+	}
+	log.Info("registered in consul", slog.String("service_id", id))
+	return &Registration{client: client, id: id, log: log}, nil
+}
+
+// ID returns the Consul service ID of the instance.
+func (r *Registration) ID() string { return r.id }
+
+// Deregister removes the instance from Consul.
+func (r *Registration) Deregister(ctx context.Context) error {
+	q := (&api.QueryOptions{}).WithContext(ctx)
+	if err := r.client.Agent().ServiceDeregisterOpts(r.id, q); err != nil {
+		return fmt.Errorf("deregister %s from consul: %w", r.id, err)
+	}
+	r.log.Info("deregistered from consul", slog.String("service_id", r.id))
+	return nil
+}
+
+// Healthy returns the instances of service whose checks all pass, waiting
+// up to wait for a change after index (0: answer at once). It returns the
+// new index for the next call.
+func Healthy(ctx context.Context, client *api.Client, service string, index uint64, wait time.Duration) ([]Instance, uint64, error) {
+	q := (&api.QueryOptions{WaitIndex: index, WaitTime: wait}).WithContext(ctx)
+	entries, meta, err := client.Health().Service(service, "", true, q)
+	if err != nil {
+		return nil, index, fmt.Errorf("query healthy %s instances: %w", service, err)
+	}
+	out := make([]Instance, 0, len(entries))
+	for _, e := range entries {
+		host := e.Service.Address
+		if host == "" {
+			host = e.Node.Address
+		}
+		out = append(out, Instance{ID: e.Service.ID, Addr: net.JoinHostPort(host, strconv.Itoa(e.Service.Port))})
+	}
+	return out, meta.LastIndex, nil
+}
+
+// Watch calls update with the healthy instances of service every time the
+// set changes, using blocking queries (one long poll at a time, never one per
+// request). When Consul is unreachable it keeps the last set, logs, and
+// retries with backoff. It returns when ctx is done.
+func Watch(ctx context.Context, client *api.Client, service string, log *slog.Logger, update func([]Instance)) error {
+	var index uint64
+	first := true
+	backoff := 100 * time.Millisecond
+	for {
+		insts, next, err := Healthy(ctx, client, service, index, 30*time.Second)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			log.Warn("consul watch failed; keeping last known instances", slog.String("service", service), slog.Any("error", err))
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 5*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		// Consul may reset its index (agent restart); start over when it goes
+		// backwards, as its documentation asks.
+		if next < index {
+			next = 0
+		}
+		if first || next != index {
+			update(insts)
+		}
+		first, index = false, next
+	}
+}

@@ -1,0 +1,53 @@
+// Package flagenv parses command-line flags with environment-variable
+// fallbacks, so that every setting of a service can come from either.
+//
+// A flag named "kafka-brokers" parsed with prefix "COLLECTION" falls back to
+// the variable COLLECTION_KAFKA_BROKERS. A flag given on the command line
+// always wins over the environment.
+package flagenv
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// EnvName returns the environment variable consulted for the flag name.
+func EnvName(prefix, name string) string {
+	n := strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+	if prefix == "" {
+		return n
+	}
+	return strings.ToUpper(prefix) + "_" + n
+}
+
+// Parse parses args into fs and then fills every flag not given on the
+// command line from its environment variable, if set. The usage text of fs is
+// extended to name the variables. It returns flag.ErrHelp for -help.
+func Parse(fs *flag.FlagSet, prefix string, args []string) error {
+	fs.VisitAll(func(f *flag.Flag) {
+		f.Usage = fmt.Sprintf("%s (env %s)", f.Usage, EnvName(prefix, f.Name))
+	})
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q (flags must come as -name=value)", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if err != nil || set[f.Name] {
+			return
+		}
+		env := EnvName(prefix, f.Name)
+		if v, ok := os.LookupEnv(env); ok {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("invalid value %q for %s: %w", v, env, e)
+			}
+		}
+	})
+	return err
+}

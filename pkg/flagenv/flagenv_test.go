@@ -1,0 +1,41 @@
+package flagenv
+
+import (
+	"flag"
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParse(t *testing.T) {
+	t.Setenv("SVC_HTTP_ADDR", ":9999")
+	t.Setenv("SVC_TIMEOUT", "3s")
+	t.Setenv("SVC_LEVEL", "env")
+
+	fs := flag.NewFlagSet("svc", flag.ContinueOnError)
+	addr := fs.String("http-addr", ":8080", "listen address")
+	timeout := fs.Duration("timeout", time.Second, "timeout")
+	level := fs.String("level", "default", "level")
+	if err := Parse(fs, "svc", []string{"-level=flag"}); err != nil {
+		t.Fatal(err)
+	}
+	if *addr != ":9999" || *timeout != 3*time.Second || *level != "flag" {
+		t.Fatalf("got addr=%q timeout=%v level=%q; want env for unset flags and the flag for set ones", *addr, *timeout, *level)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	t.Setenv("SVC_TIMEOUT", "soon")
+	fs := flag.NewFlagSet("svc", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Duration("timeout", time.Second, "timeout")
+	err := Parse(fs, "svc", nil)
+	if err == nil || !strings.Contains(err.Error(), "SVC_TIMEOUT") {
+		t.Fatalf("Parse error = %v, want one naming SVC_TIMEOUT", err)
+	}
+	fs = flag.NewFlagSet("svc", flag.ContinueOnError)
+	if err := Parse(fs, "svc", []string{"stray"}); err == nil {
+		t.Fatal("Parse accepted a positional argument")
+	}
+}

@@ -1,0 +1,198 @@
+// Package service is the lifecycle every binary of the product shares: flags
+// for logging, HTTP and Consul; /healthz, /readyz and /metrics; registration
+// in Consul once the listener is bound; and a shutdown that takes the
+// instance out of discovery and readiness first, then drains in-flight
+// requests and background components within a bounded time.
+package service
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/acme/analytics/pkg/discovery"
+	"github.com/acme/analytics/pkg/flagenv"
+	"github.com/acme/analytics/pkg/httpserver"
+	"github.com/acme/analytics/pkg/logging"
+	"github.com/acme/analytics/pkg/metrics"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+)
+
+// Config is the part of every service's configuration that this package
+// owns.
+type Config struct {
+	Name      string // Consul service name and log attribute; set by the binary
+	HTTP      httpserver.Config
+	Log       logging.Config
+	Discovery discovery.Config
+	// DrainDelay is how long the instance keeps serving after leaving
+	// discovery, so gateways watching Consul stop routing to it before its
+	// listener closes.
+	DrainDelay time.Duration
+}
+
+// RegisterFlags registers the shared flags on fs.
+func (c *Config) RegisterFlags(fs *flag.FlagSet, defaultAddr string) {
+	c.HTTP.RegisterFlags(fs, defaultAddr)
+	c.Log.RegisterFlags(fs)
+	c.Discovery.RegisterFlags(fs)
+	fs.DurationVar(&c.DrainDelay, "drain-delay", time.Second, "how long to keep serving after deregistering, before closing the listener")
+}
+
+// Validate reports a configuration error an operator can act on.
+func (c *Config) Validate() error {
+	if c.Name == "" {
+		return errors.New("service name is empty")
+	}
+	return errors.Join(c.HTTP.Validate(), c.Log.Validate(), c.Discovery.Validate())
+}
+
+// Component is a long-running part of a service. It runs until ctx is done
+// and then returns after finishing its in-flight work; a non-nil error stops
+// the whole service.
+type Component func(ctx context.Context) error
+
+// Service is a running binary's shared parts, handed to the service's own
+// code to register routes, checks, metrics and components.
+type Service struct {
+	Config   Config
+	Log      *slog.Logger
+	Registry *prometheus.Registry
+	Health   *httpserver.Health
+	Mux      *http.ServeMux
+
+	components []Component
+	closers    []func()
+}
+
+// New builds a Service that logs to w.
+func New(c Config, w io.Writer) *Service {
+	log := logging.New(c.Log, w).With(slog.String("service", c.Name))
+	s := &Service{
+		Config:   c,
+		Log:      log,
+		Registry: metrics.NewRegistry(),
+		Health:   httpserver.NewHealth(),
+		Mux:      http.NewServeMux(),
+	}
+	s.Health.Register(s.Mux)
+	s.Mux.Handle("GET /metrics", metrics.Handler(s.Registry))
+	return s
+}
+
+// Go adds a component that runs alongside the HTTP server.
+func (s *Service) Go(c Component) { s.components = append(s.components, c) }
+
+// OnClose registers fn to run after every component and the HTTP server have
+// stopped (close clients, flush producers). They run in reverse order.
+func (s *Service) OnClose(fn func()) { s.closers = append(s.closers, fn) }
+
+// Run serves until ctx is done or a component fails, then shuts down:
+// readiness fails and the instance leaves Consul, the drain delay passes,
+// the HTTP server drains, components stop, closers run.
+func (s *Service) Run(ctx context.Context) error {
+	handler := httpserver.Chain(s.Mux,
+		httpserver.WithRequestID,
+		httpserver.Recover(s.Log),
+		httpserver.AccessLog(s.Log),
+		httpserver.Metrics(s.Registry),
+	)
+	srv, err := httpserver.Listen(s.Config.HTTP, handler, s.Log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for i := len(s.closers) - 1; i >= 0; i-- {
+			s.closers[i]()
+		}
+	}()
+
+	var reg *discovery.Registration
+	if s.Config.Discovery.Enabled() {
+		client, err := s.Config.Discovery.Client()
+		if err != nil {
+			return err
+		}
+		reg, err = discovery.Register(ctx, client, s.Config.Name, s.Config.Discovery.AdvertiseHost, srv.Addr().Port, s.Config.Discovery.CheckInterval, s.Log)
+		if err != nil {
+			return fmt.Errorf("%w (is the Consul agent running at %s? -consul-addr= disables registration)", err, s.Config.Discovery.Addr)
+		}
+	}
+
+	// The HTTP server outlives the components' context by the drain phase,
+	// so it is started on a context of its own.
+	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHTTP()
+	httpErr := make(chan error, 1)
+	go func() { httpErr <- srv.Run(httpCtx) }()
+
+	compCtx, stopComponents := context.WithCancel(ctx)
+	defer stopComponents()
+	g, gctx := errgroup.WithContext(compCtx)
+	for _, c := range s.components {
+		g.Go(func() error { return c(gctx) })
+	}
+
+	var httpResult error
+	httpStopped := false
+	select {
+	case <-gctx.Done():
+	case httpResult = <-httpErr:
+		httpStopped = true
+		stopComponents()
+	}
+	s.Log.Info("shutting down")
+	s.Health.Drain()
+	if reg != nil {
+		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := reg.Deregister(dctx); err != nil {
+			s.Log.Warn("deregistration failed; Consul removes the instance when its check fails", slog.Any("error", err))
+		}
+		cancel()
+		if !httpStopped {
+			time.Sleep(s.Config.DrainDelay)
+		}
+	}
+	stopHTTP()
+	if !httpStopped {
+		select {
+		case httpResult = <-httpErr:
+		case <-time.After(s.Config.HTTP.ShutdownTimeout + time.Second):
+			httpResult = errors.New("http server did not stop in time")
+		}
+	}
+	stopComponents()
+	if err := errors.Join(g.Wait(), httpResult); err != nil {
+		return err
+	}
+	s.Log.Info("stopped")
+	return nil
+}
+
+// Main is the body of every cmd/<name>/main.go: it runs run with a context
+// cancelled on SIGINT or SIGTERM and the process arguments, and exits 1 with
+// a one-line message on error. -help exits 0.
+func Main(name string, run func(ctx context.Context, args []string) error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:])
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(1)
+	}
+}
+
+// ParseFlags parses args into fs with environment fallbacks under prefix.
+// Usage errors are printed by fs itself.
+func ParseFlags(fs *flag.FlagSet, prefix string, args []string) error {
+	return flagenv.Parse(fs, prefix, args)
+}
