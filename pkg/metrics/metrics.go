@@ -26,4 +26,3 @@ func NewRegistry() *prometheus.Registry {
 func Handler(g prometheus.Gatherer) http.Handler {
 	return promhttp.HandlerFor(g, promhttp.HandlerOpts{})
 }
-

@@ -53,7 +53,12 @@ func (c *Config) Validate() error {
 	if c.Name == "" {
 		return errors.New("service name is empty")
 	}
-	return errors.Join(c.HTTP.Validate(), c.Log.Validate(), c.Discovery.Validate())
+	for _, v := range []func() error{c.HTTP.Validate, c.Log.Validate, c.Discovery.Validate} {
+		if err := v(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Component is a long-running part of a service. It runs until ctx is done
@@ -102,9 +107,11 @@ func (s *Service) OnClose(fn func()) { s.closers = append(s.closers, fn) }
 func (s *Service) Run(ctx context.Context) error {
 	handler := httpserver.Chain(s.Mux,
 		httpserver.WithRequestID,
-		httpserver.Recover(s.Log),
 		httpserver.AccessLog(s.Log),
 		httpserver.Metrics(s.Registry),
+		// Innermost, so a panic becomes a 500 that the access log and the
+		// metrics see.
+		httpserver.Recover(s.Log),
 	)
 	srv, err := httpserver.Listen(s.Config.HTTP, handler, s.Log)
 	if err != nil {
@@ -178,21 +185,43 @@ func (s *Service) Run(ctx context.Context) error {
 	return nil
 }
 
-// Main is the body of every cmd/<name>/main.go: it runs run with a context
-// cancelled on SIGINT or SIGTERM and the process arguments, and exits 1 with
-// a one-line message on error. -help exits 0.
-func Main(name string, run func(ctx context.Context, args []string) error) {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:])
-	stop()
-	if err != nil && !errors.Is(err, flag.ErrHelp) {
+// Flagged is a configuration that registers its flags and validates
+// itself once parsed.
+type Flagged interface {
+	RegisterFlags(fs *flag.FlagSet)
+	Validate() error
+}
+
+// Main is the body of every cmd/<name>/main.go: it parses cfg from the
+// process arguments with environment fallbacks under envPrefix, validates
+// it, and calls run with a context cancelled on SIGINT or SIGTERM. Any error
+// exits 1 with a one-line message; -help exits 0.
+func Main(name, envPrefix string, cfg Flagged, run func(ctx context.Context) error) {
+	if err := parseAndRun(name, envPrefix, cfg, os.Args[1:], run); err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 		os.Exit(1)
 	}
 }
 
-// ParseFlags parses args into fs with environment fallbacks under prefix.
-// Usage errors are printed by fs itself.
-func ParseFlags(fs *flag.FlagSet, prefix string, args []string) error {
-	return flagenv.Parse(fs, prefix, args)
+func parseAndRun(name, envPrefix string, cfg Flagged, args []string, run func(ctx context.Context) error) error {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	cfg.RegisterFlags(fs)
+	// Errors are reported in one line by Main; the full usage is printed
+	// only when asked for.
+	fs.SetOutput(io.Discard)
+	if err := flagenv.Parse(fs, envPrefix, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(os.Stdout)
+			fmt.Fprintf(os.Stdout, "Usage of %s (every flag can also be set by the environment variable shown):\n", name)
+			fs.PrintDefaults()
+			return nil
+		}
+		return fmt.Errorf("%w (see -help)", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("invalid configuration: %w", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return run(ctx)
 }

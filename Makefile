@@ -1,0 +1,56 @@
+# The commands a developer and CI need. `make help` lists them.
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+
+MODULES := pkg gateway collection-svc config-svc processing-svc report-svc
+CMDS := ./gateway/cmd/... ./collection-svc/cmd/... ./config-svc/cmd/... \
+        ./processing-svc/cmd/... ./report-svc/cmd/... ./pkg/cmd/...
+# Ports of the stack that `make test` starts, apart from a running `make dev`.
+CHECK_PORTS := -consul-port=18500 -kafka-port=19092 -cql-port=19042 -service-port-base=18080
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+.PHONY: dev
+dev: consul build ## run the whole product locally (Ctrl-C stops it)
+	./bin/devstack
+
+.PHONY: build
+build: ## build every binary into bin/
+	go build -o bin/ $(CMDS)
+
+.PHONY: consul
+consul: ## build the real Consul agent once (cached outside the clone) and link bin/consul
+	./deploy/tools/consul/build.sh
+
+.PHONY: test
+test: consul fmt-check tidy-check vet unit dev-check ## everything CI runs
+
+.PHONY: fmt-check
+fmt-check: ## fail on files gofmt would change
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+.PHONY: tidy-check
+tidy-check: ## fail if `go mod tidy` would change any module
+	@for m in $(MODULES); do (cd $$m && GOWORK=off go mod tidy -diff) || { echo "run: (cd $$m && GOWORK=off go mod tidy)"; exit 1; }; done
+
+.PHONY: vet
+vet: ## go vet every module on its own (GOWORK=off)
+	@for m in $(MODULES); do echo "vet $$m"; (cd $$m && GOWORK=off go vet ./...); done
+
+.PHONY: unit
+unit: ## go test -race every module on its own (GOWORK=off)
+	@for m in $(MODULES); do echo "test $$m"; (cd $$m && GOWORK=off go test -race -count=1 ./...); done
+
+.PHONY: dev-check
+dev-check: build ## start the local stack on spare ports, check every service through Consul, stop
+	./bin/devstack -check -data-dir=$$(mktemp -d) $(CHECK_PORTS)
+
+.PHONY: bench
+bench: ## run the benchmarks and print their figures
+	cd pkg && GOWORK=off go test -run='^$$' -bench=. -benchtime=2s ./...
+
+.PHONY: clean
+clean: ## remove built binaries and local stack data
+	rm -rf bin .dev

@@ -1,0 +1,136 @@
+package httpserver
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+func TestRequestID(t *testing.T) {
+	var seen string
+	h := WithRequestID(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { seen = RequestID(r.Context()) }))
+	tests := []struct {
+		name, in string
+		keep     bool
+	}{
+		{"kept when well formed", "abc-123", true},
+		{"replaced when missing", "", false},
+		{"replaced when malformed", "bad id\n", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "/", nil)
+			if tt.in != "" {
+				r.Header.Set(HeaderRequestID, tt.in)
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			got := w.Header().Get(HeaderRequestID)
+			if got == "" || got != seen {
+				t.Fatalf("response ID %q, context ID %q; want equal and non-empty", got, seen)
+			}
+			if (got == tt.in) != tt.keep {
+				t.Fatalf("ID %q from incoming %q; keep=%v", got, tt.in, tt.keep)
+			}
+		})
+	}
+}
+
+func TestRecoverAndAccessLog(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&buf, nil))
+	h := Chain(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { panic("boom") }),
+		WithRequestID, AccessLog(log), Recover(log))
+	r := httptest.NewRequest("GET", "/x", nil)
+	r.Header.Set("Authorization", "Bearer secret-token")
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	if w.Code != http.StatusInternalServerError {
+		t.Fatalf("status = %d, want 500", w.Code)
+	}
+	out := buf.String()
+	if !strings.Contains(out, "panic in handler") || !strings.Contains(out, `"status":500`) {
+		t.Fatalf("log lacks the panic or the access line:\n%s", out)
+	}
+	if strings.Contains(out, "secret-token") {
+		t.Fatal("the access log contains the bearer token")
+	}
+}
+
+func TestMaxBytes(t *testing.T) {
+	h := MaxBytes(10)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.ReadAll(r.Body); IsTooLarge(err) {
+			WriteError(w, http.StatusRequestEntityTooLarge, "body_too_large", err.Error())
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	tests := []struct {
+		name     string
+		body     string
+		chunked  bool
+		wantCode int
+	}{
+		{"small", "0123456789", false, http.StatusNoContent},
+		{"declared too large", "0123456789x", false, http.StatusRequestEntityTooLarge},
+		{"streamed too large", "0123456789x", true, http.StatusRequestEntityTooLarge},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest("POST", "/", strings.NewReader(tt.body))
+			if tt.chunked {
+				r.ContentLength = -1
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if w.Code != tt.wantCode {
+				t.Fatalf("status = %d, want %d", w.Code, tt.wantCode)
+			}
+		})
+	}
+}
+
+func TestMetricsUsesRoutePattern(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /items/{id}", func(w http.ResponseWriter, r *http.Request) {})
+	h := Metrics(reg)(mux)
+	for _, p := range []string{"/items/1", "/items/2", "/nope"} {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", p, nil))
+	}
+	if n := testutil.CollectAndCount(reg, "http_requests_total"); n != 2 {
+		t.Fatalf("%d label sets, want 2 (the pattern and unmatched, not one per path)", n)
+	}
+}
+
+func TestHealth(t *testing.T) {
+	h := NewHealth()
+	mux := http.NewServeMux()
+	h.Register(mux)
+	get := func(path string) int {
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+		return w.Code
+	}
+	if get("/readyz") != 200 || get("/healthz") != 200 {
+		t.Fatal("a fresh Health should be live and ready")
+	}
+	h.Add("db", func(context.Context) error { return errors.New("down") })
+	if got := get("/readyz"); got != 503 {
+		t.Fatalf("/readyz with a failing check = %d, want 503", got)
+	}
+	h.Add("db", func(context.Context) error { return nil })
+	h.Drain()
+	if get("/readyz") != 503 || get("/healthz") != 200 {
+		t.Fatal("a draining server must be live but not ready")
+	}
+}

@@ -1,0 +1,143 @@
+package service
+
+import (
+	"context"
+	"flag"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/acme/analytics/pkg/consultest"
+	"github.com/acme/analytics/pkg/discovery"
+	"github.com/acme/analytics/pkg/httpserver"
+	"github.com/acme/analytics/pkg/logging"
+)
+
+// TestRunRegistersServesAndDrains runs a service against the real Consul
+// agent: it registers and becomes healthy, serves the shared endpoints, and
+// on shutdown leaves Consul and lets an in-flight request finish.
+func TestRunRegistersServesAndDrains(t *testing.T) {
+	agent := consultest.Start(t)
+	cfg := Config{
+		Name:       "demo",
+		HTTP:       httpserver.Config{Addr: "127.0.0.1:0", ShutdownTimeout: 5 * time.Second},
+		Log:        logging.Config{Format: "text", Level: "error"},
+		Discovery:  discovery.Config{Addr: agent.Addr(), AdvertiseHost: "127.0.0.1", CheckInterval: 200 * time.Millisecond},
+		DrainDelay: 10 * time.Millisecond,
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	svc := New(cfg, io.Discard)
+	started := make(chan struct{})
+	release := make(chan struct{})
+	svc.Mux.HandleFunc("GET /slow", func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		<-release
+		io.WriteString(w, "done")
+	})
+	componentStopped := make(chan struct{})
+	svc.Go(func(ctx context.Context) error { <-ctx.Done(); close(componentStopped); return nil })
+
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
+	go func() { runErr <- svc.Run(ctx) }()
+
+	var addr string
+	deadline := time.Now().Add(15 * time.Second)
+	for addr == "" && time.Now().Before(deadline) {
+		insts, _, err := discovery.Healthy(context.Background(), agent.Client(), "demo", 0, 0)
+		if err == nil && len(insts) == 1 {
+			addr = insts[0].Addr
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if addr == "" {
+		t.Fatal("service never became healthy in Consul")
+	}
+	for _, p := range []string{"/healthz", "/readyz", "/metrics"} {
+		resp, err := http.Get("http://" + addr + p)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("GET %s: %v %v", p, resp, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if p == "/metrics" && !strings.Contains(string(body), "go_goroutines") {
+			t.Fatal("/metrics lacks the Go collector")
+		}
+	}
+
+	slow := make(chan string, 1)
+	go func() {
+		resp, err := http.Get("http://" + addr + "/slow")
+		if err != nil {
+			slow <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		slow <- string(b)
+	}()
+	<-started
+	cancel()
+	<-componentStopped
+	// The instance leaves Consul while the request is still in flight.
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		insts, _, err := discovery.Healthy(context.Background(), agent.Client(), "demo", 0, 0)
+		if err == nil && len(insts) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("service still in Consul after shutdown began")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	close(release)
+	if got := <-slow; got != "done" {
+		t.Fatalf("in-flight request got %q, want it drained to completion", got)
+	}
+	if err := <-runErr; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
+
+func TestParseAndRunErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"unknown flag", []string{"-nope"}, nil, "flag provided but not defined: -nope (see -help)"},
+		{"bad value", []string{"-http-addr=nonsense"}, nil, `invalid configuration: -http-addr "nonsense" is not host:port`},
+		{"bad env", nil, map[string]string{"DEMO_LOG_LEVEL": "loud"}, `-log-level must be debug, info, warn or error, got "loud"`},
+		{"bad duration", []string{"-shutdown-timeout=soon"}, nil, `invalid value "soon" for flag -shutdown-timeout`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			var cfg testConfig
+			ran := false
+			err := parseAndRun("demo", "DEMO", &cfg, tt.args, func(context.Context) error { ran = true; return nil })
+			if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error = %v; want one line containing %q", err, tt.want)
+			}
+			if ran {
+				t.Fatal("run was called despite the configuration error")
+			}
+		})
+	}
+}
+
+type testConfig struct{ Service Config }
+
+func (c *testConfig) RegisterFlags(fs *flag.FlagSet) {
+	c.Service.Name = "demo"
+	c.Service.RegisterFlags(fs, "127.0.0.1:0")
+}
+func (c *testConfig) Validate() error { return c.Service.Validate() }
