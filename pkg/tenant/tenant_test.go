@@ -62,3 +62,39 @@ func TestSignedHeaders(t *testing.T) {
 		})
 	}
 }
+
+func TestRequire(t *testing.T) {
+	secret := []byte("k")
+	var got Identity
+	h := Require(secret)(RequireRole(RoleAdmin)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, _ = Extract(r.Context())
+	})))
+	tests := []struct {
+		name string
+		sign *Identity
+		key  []byte
+		want int
+	}{
+		{"admin", &Identity{TenantID: "t", UserID: "u", Role: RoleAdmin}, secret, 200},
+		{"viewer", &Identity{TenantID: "t", UserID: "u", Role: RoleViewer}, secret, 403},
+		{"unsigned", nil, secret, 401},
+		{"forged", &Identity{TenantID: "t", UserID: "u", Role: RoleAdmin}, []byte("wrong"), 401},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got = Identity{}
+			r := httptest.NewRequest("GET", "/", nil)
+			if tt.sign != nil {
+				Sign(r.Header, *tt.sign, tt.key, time.Now())
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if w.Code != tt.want {
+				t.Fatalf("status = %d, want %d", w.Code, tt.want)
+			}
+			if tt.want == 200 && got != *tt.sign {
+				t.Fatalf("handler saw %+v, want %+v", got, *tt.sign)
+			}
+		})
+	}
+}

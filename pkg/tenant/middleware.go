@@ -1,0 +1,51 @@
+package tenant
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/acme/analytics/pkg/httpserver"
+)
+
+// Require is middleware for upstream services: it accepts a request only
+// with identity headers signed by the gateway (see Sign), and puts the
+// identity in the request's context for Extract. Anything else is answered
+// 401 without reaching next.
+func Require(secret []byte) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			id, err := FromRequest(r, secret, time.Now())
+			if err != nil {
+				msg := "this endpoint needs a signed-in user; call it through the gateway with a bearer token"
+				if errors.Is(err, ErrBadSignature) {
+					msg = "identity headers were not set by the gateway; call this endpoint through the gateway"
+				}
+				httpserver.WriteError(w, http.StatusUnauthorized, "unauthenticated", msg)
+				return
+			}
+			next.ServeHTTP(w, r.WithContext(Inject(r.Context(), id)))
+		})
+	}
+}
+
+// RequireRole is middleware that answers 403 unless the identity in the
+// context (set by Require) has one of roles.
+func RequireRole(roles ...Role) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			id, err := Extract(r.Context())
+			if err != nil {
+				httpserver.WriteError(w, http.StatusUnauthorized, "unauthenticated", "no verified identity on this request")
+				return
+			}
+			for _, role := range roles {
+				if id.Role == role {
+					next.ServeHTTP(w, r)
+					return
+				}
+			}
+			httpserver.WriteError(w, http.StatusForbidden, "forbidden", "your role ("+string(id.Role)+") may not do this")
+		})
+	}
+}
