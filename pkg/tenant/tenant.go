@@ -23,10 +23,21 @@ const (
 	RoleAdmin Role = "admin"
 	// RoleViewer reads reports.
 	RoleViewer Role = "viewer"
+	// RoleService is another service of the product calling an internal
+	// endpoint directly (not through the gateway); see System.
+	RoleService Role = "service"
 )
 
 // Valid reports whether r is a known role.
-func (r Role) Valid() bool { return r == RoleAdmin || r == RoleViewer }
+func (r Role) Valid() bool { return r == RoleAdmin || r == RoleViewer || r == RoleService }
+
+// SystemTenant is the tenant ID of service-to-service calls.
+const SystemTenant = "system"
+
+// System returns the identity a service signs its internal calls with.
+func System(service string) Identity {
+	return Identity{TenantID: SystemTenant, UserID: service, Role: RoleService}
+}
 
 // Identity is the verified caller.
 type Identity struct {
