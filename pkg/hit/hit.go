@@ -1,0 +1,171 @@
+// Package hit defines a hit as it travels from collection to processing:
+// what the client sent, validated, plus what collection added (receive
+// time, truncated IP, country, device, bot flag). It is the message format
+// of the hits topic and of the raw hit archive.
+package hit
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Type is the kind of hit.
+type Type string
+
+// Hit types. Engagement pings carry the time spent on the current page and
+// make time on page and bounces real; they are not interactions.
+const (
+	TypePageview   Type = "pageview"
+	TypeEvent      Type = "event"
+	TypeEngagement Type = "engagement"
+	TypeTiming     Type = "timing"
+	TypeException  Type = "exception"
+)
+
+// Valid reports whether t is a known hit type.
+func (t Type) Valid() bool {
+	switch t {
+	case TypePageview, TypeEvent, TypeEngagement, TypeTiming, TypeException:
+		return true
+	}
+	return false
+}
+
+// Origin says how a hit reached us.
+type Origin string
+
+const (
+	// OriginBrowser is the tracker script or a pixel.
+	OriginBrowser Origin = "browser"
+	// OriginMeasurement is the server-side Measurement API.
+	OriginMeasurement Origin = "mp"
+)
+
+// Hit is one validated, enriched hit. Field names on the wire are short
+// because billions of these cross Kafka every day.
+type Hit struct {
+	// ID is stable across re-sends: see DeriveID.
+	ID         string    `json:"id"`
+	TenantID   string    `json:"tn"`
+	PropertyID string    `json:"pid"`
+	TrackingID string    `json:"tid"`
+	ClientID   string    `json:"cid"`
+	UserID     string    `json:"uid,omitempty"`
+	Type       Type      `json:"t"`
+	Origin     Origin    `json:"o"`
+	Time       time.Time `json:"ts"`  // when it happened: received minus the client's queue time
+	ReceivedAt time.Time `json:"rts"` // when collection received it
+
+	// The page.
+	URL      string `json:"dl,omitempty"` // document location, as sent
+	Hostname string `json:"dh,omitempty"`
+	Path     string `json:"dp,omitempty"` // path and query, as sent
+	Title    string `json:"dt,omitempty"`
+	Referrer string `json:"dr,omitempty"`
+
+	// Events: category/action/label/value (for GA4-style events, the name
+	// is the action and the params are kept).
+	Category string            `json:"ec,omitempty"`
+	Action   string            `json:"ea,omitempty"`
+	Label    string            `json:"el,omitempty"`
+	Value    float64           `json:"ev,omitempty"`
+	HasValue bool              `json:"evs,omitempty"`
+	Params   map[string]string `json:"ep,omitempty"`
+
+	// Engagement: milliseconds spent on the page since the last hit.
+	EngagementMS int64 `json:"et,omitempty"`
+
+	// Client and enrichment.
+	ScreenResolution string `json:"sr,omitempty"`
+	Language         string `json:"ul,omitempty"`
+	UserAgent        string `json:"ua,omitempty"`
+	Browser          string `json:"br,omitempty"`
+	OS               string `json:"os,omitempty"`
+	DeviceCategory   string `json:"dc,omitempty"` // desktop, mobile, tablet, other
+	Country          string `json:"geo,omitempty"`
+	IP               string `json:"ip,omitempty"` // truncated (/24, /48) before it leaves collection
+	Bot              bool   `json:"bot,omitempty"`
+	BotName          string `json:"botn,omitempty"`
+	// IPExcludedBy names the IP exclusion rule that matched the full client
+	// IP at collection (the full IP is never stored, so this is the only
+	// trace of the match); empty when none matched.
+	IPExcludedBy string `json:"ipx,omitempty"`
+	// RuleVersion is the property's rule version collection evaluated
+	// IPExcludedBy against.
+	RuleVersion int  `json:"rv,omitempty"`
+	Cookieless  bool `json:"ckl,omitempty"`
+}
+
+// Key is the Kafka message key: one visitor, one partition, so a consumer
+// sees a visitor's hits in order.
+func (h *Hit) Key() []byte { return []byte(h.PropertyID + "/" + h.ClientID) }
+
+// DeriveID returns the stable ID of a hit. With a client-supplied event ID
+// it is a hash of (property, client, event ID), so any re-send of that event
+// has the same ID. Without one it is a hash of the hit's content, with the
+// event time truncated to the second; identical hits from one client within
+// one second are then the same hit. The tracker always sends an event ID.
+func (h *Hit) DeriveID(clientEventID string) string {
+	s := sha256.New()
+	w := func(parts ...string) {
+		for _, p := range parts {
+			s.Write([]byte(strconv.Itoa(len(p))))
+			s.Write([]byte{':'})
+			s.Write([]byte(p))
+		}
+	}
+	if clientEventID != "" {
+		w("e", h.PropertyID, h.ClientID, clientEventID)
+	} else {
+		w("c", h.PropertyID, h.ClientID, string(h.Type), strconv.FormatInt(h.Time.Unix(), 10),
+			h.URL, h.Path, h.Title, h.Referrer, h.Category, h.Action, h.Label,
+			strconv.FormatFloat(h.Value, 'g', -1, 64), strconv.FormatInt(h.EngagementMS, 10))
+	}
+	return hex.EncodeToString(s.Sum(nil)[:16])
+}
+
+// Marshal encodes h for the hits topic and the archive.
+func Marshal(h *Hit) ([]byte, error) { return json.Marshal(h) }
+
+// Unmarshal decodes a hit from the hits topic or the archive and checks the
+// fields every consumer relies on.
+func Unmarshal(b []byte) (*Hit, error) {
+	var h Hit
+	if err := json.Unmarshal(b, &h); err != nil {
+		return nil, fmt.Errorf("decode hit: %w", err)
+	}
+	switch {
+	case h.ID == "":
+		return nil, fmt.Errorf("decode hit: no id")
+	case h.PropertyID == "" || h.ClientID == "":
+		return nil, fmt.Errorf("decode hit %s: no property or client id", h.ID)
+	case !h.Type.Valid():
+		return nil, fmt.Errorf("decode hit %s: unknown type %q", h.ID, h.Type)
+	case h.Time.IsZero():
+		return nil, fmt.Errorf("decode hit %s: no time", h.ID)
+	}
+	return &h, nil
+}
+
+// Topics of the pipeline.
+const (
+	// TopicHits carries accepted hits, keyed by Key.
+	TopicHits = "hits"
+	// TopicDeadLetter carries rejected hits and poison messages with the
+	// reason, as DeadLetter values.
+	TopicDeadLetter = "hits-dead-letter"
+)
+
+// DeadLetter is a message on TopicDeadLetter.
+type DeadLetter struct {
+	Reason     string    `json:"reason"`    // stable machine-readable reason, e.g. "unknown_tracking_id"
+	Detail     string    `json:"detail"`    // what exactly was wrong
+	Stage      string    `json:"stage"`     // "collection" or "processing"
+	TrackingID string    `json:"tid,omitempty"`
+	ReceivedAt time.Time `json:"rts"`
+	Payload    string    `json:"payload"` // the rejected input as received (IP never included)
+}
