@@ -2,7 +2,7 @@
 SHELL := /usr/bin/env bash
 .SHELLFLAGS := -euo pipefail -c
 
-MODULES := pkg gateway collection-svc config-svc processing-svc report-svc
+MODULES := cql pkg gateway collection-svc config-svc processing-svc report-svc
 CMDS := ./gateway/cmd/... ./collection-svc/cmd/... ./config-svc/cmd/... \
         ./processing-svc/cmd/... ./report-svc/cmd/... ./pkg/cmd/...
 # Ports of the stack that `make test` starts, apart from a running `make dev`.

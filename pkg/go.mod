@@ -59,3 +59,7 @@ require (
 	google.golang.org/protobuf v1.36.12 // indirect
 	gopkg.in/inf.v0 v0.9.1 // indirect
 )
+
+require github.com/acme/analytics/cql v0.0.0
+
+replace github.com/acme/analytics/cql => ../cql

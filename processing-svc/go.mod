@@ -35,3 +35,5 @@ require (
 )
 
 replace github.com/acme/analytics/pkg => ../pkg
+
+replace github.com/acme/analytics/cql => ../cql

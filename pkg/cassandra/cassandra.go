@@ -23,6 +23,12 @@ type Config struct {
 	LocalDC     string
 	Username    string
 	Password    string
+	// Replication is the keyspace's replication map as CQL, used when the
+	// migration runner creates the keyspace.
+	Replication string
+	// Migrate makes a service apply pending migrations at start-up (the
+	// local stack; production runs the migrate job instead).
+	Migrate bool
 }
 
 // RegisterFlags registers the Cassandra flags on fs.
@@ -34,6 +40,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.LocalDC, "cassandra-local-dc", "", "local datacenter for DC-aware routing (empty: any)")
 	fs.StringVar(&c.Username, "cassandra-username", "", "username for password authentication (empty: none)")
 	fs.StringVar(&c.Password, "cassandra-password", "", "password for password authentication")
+	fs.StringVar(&c.Replication, "cassandra-replication", "{'class': 'SimpleStrategy', 'replication_factor': 1}",
+		"replication of the keyspace when migrations create it (production: {'class': 'NetworkTopologyStrategy', '<dc>': 3})")
+	fs.BoolVar(&c.Migrate, "cassandra-migrate", false, "apply pending schema migrations at start-up")
 }
 
 // Validate reports a configuration error an operator can act on.

@@ -147,6 +147,12 @@ func (s *stack) startServices(ctx context.Context) error {
 			svc.envPrefix + "_CASSANDRA_HOSTS=" + s.loopback(s.c.cqlPort),
 			svc.envPrefix + "_LOG_FORMAT=text",
 			svc.envPrefix + "_CONSUL_CHECK_INTERVAL=1s",
+			// Development-only values; production passes real secrets
+			// (see deploy/).
+			svc.envPrefix + "_IDENTITY_SECRET=dev-identity-secret-not-for-production",
+			svc.envPrefix + "_CASSANDRA_MIGRATE=true",
+			svc.envPrefix + "_SIGNING_KEYS_DIR=" + filepath.Join(s.c.dataDir, "signing-keys"),
+			svc.envPrefix + "_DEV_GENERATE_KEY=true",
 		}
 		if err := s.start(svc.name, filepath.Join(s.c.binDir, svc.bin), nil, env); err != nil {
 			return err
