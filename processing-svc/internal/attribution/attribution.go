@@ -1,0 +1,130 @@
+package attribution
+
+import (
+	"net/url"
+	"strings"
+)
+
+// Campaign is the campaign data a hit's page URL carries.
+type Campaign struct {
+	Source, Medium, Name, Term, Content string
+	GCLID, MSCLKID                      string
+}
+
+// CampaignFromURL extracts the utm_* parameters and click IDs of a page URL
+// (absolute, or a path with a query). Values are trimmed, not lowercased:
+// "Newsletter" and "newsletter" are different sources, as in GA4.
+func CampaignFromURL(raw string) Campaign {
+	i := strings.IndexByte(raw, '?')
+	if i < 0 {
+		return Campaign{}
+	}
+	q := raw[i+1:]
+	if j := strings.IndexByte(q, '#'); j >= 0 {
+		q = q[:j]
+	}
+	v, _ := url.ParseQuery(q) // a malformed pair is skipped, the rest kept
+	g := func(k string) string { return strings.TrimSpace(v.Get(k)) }
+	return Campaign{
+		Source: g("utm_source"), Medium: g("utm_medium"), Name: g("utm_campaign"),
+		Term: g("utm_term"), Content: g("utm_content"),
+		GCLID: g("gclid"), MSCLKID: g("msclkid"),
+	}
+}
+
+// Empty reports whether the campaign has none of the fields that start a
+// new session: utm_source, utm_medium, utm_campaign, gclid, msclkid.
+func (c Campaign) Empty() bool {
+	return c.Source == "" && c.Medium == "" && c.Name == "" && c.GCLID == "" && c.MSCLKID == ""
+}
+
+// Same reports whether two campaigns are the same for session splitting
+// (the fields Empty looks at).
+func (c Campaign) Same(o Campaign) bool {
+	return c.Source == o.Source && c.Medium == o.Medium && c.Name == o.Name && c.GCLID == o.GCLID && c.MSCLKID == o.MSCLKID
+}
+
+// Touch is a session's acquisition: where it came from.
+type Touch struct {
+	Source, Medium, Campaign string
+	Term, Content            string
+	// Referrer is the external referrer's host and path (no query), or
+	// "(none)".
+	Referrer string
+}
+
+// Campaign names GA4 gives sessions without a utm_campaign.
+const (
+	CampaignDirect   = "(direct)"
+	CampaignOrganic  = "(organic)"
+	CampaignReferral = "(referral)"
+)
+
+// ReferrerNone is the referrer of a session without an external referrer.
+const ReferrerNone = "(none)"
+
+// Attribute returns the acquisition of a session from its first hit's
+// campaign and referrer. Click IDs beat utm tags (gclid: google / cpc,
+// msclkid: bing / cpc), utm tags beat the referrer, a search engine referrer
+// is organic search, any other external referrer is a referral, and nothing
+// is direct. ignore reports referrer hosts that never set attribution (the
+// property's own hosts and its referral exclusions).
+func Attribute(c Campaign, referrer string, ignore func(host string) bool) Touch {
+	t := Touch{Referrer: ReferrerNone}
+	host, refPath := splitReferrer(referrer)
+	if host != "" && ignore != nil && ignore(host) {
+		host = ""
+	}
+	if host != "" {
+		t.Referrer = host + refPath
+	}
+	orNotSet := func(s string) string {
+		if s == "" {
+			return NotSet
+		}
+		return s
+	}
+	switch {
+	case c.GCLID != "":
+		t.Source, t.Medium, t.Campaign = "google", "cpc", orNotSet(c.Name)
+	case c.MSCLKID != "":
+		t.Source, t.Medium, t.Campaign = "bing", "cpc", orNotSet(c.Name)
+	case c.Source != "" || c.Medium != "" || c.Name != "":
+		t.Source, t.Medium, t.Campaign = orNotSet(c.Source), orNotSet(c.Medium), orNotSet(c.Name)
+	case host != "":
+		if name, ok := searchName(host); ok {
+			t.Source, t.Medium, t.Campaign = name, "organic", CampaignOrganic
+		} else {
+			t.Source, t.Medium, t.Campaign = host, "referral", CampaignReferral
+		}
+		return t
+	default:
+		t.Source, t.Medium, t.Campaign = SourceDirect, MediumNone, CampaignDirect
+		return t
+	}
+	t.Term, t.Content = c.Term, c.Content
+	return t
+}
+
+// splitReferrer returns the normalized host (lowercase, no "www.") and the
+// path of an absolute http(s) referrer URL, or "" for anything else.
+func splitReferrer(raw string) (host, path string) {
+	if raw == "" {
+		return "", ""
+	}
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "android-app") || u.Hostname() == "" {
+		return "", ""
+	}
+	p := u.EscapedPath()
+	if p == "/" {
+		p = ""
+	}
+	return normalizeHost(u.Hostname()), p
+}
+
+// ReferrerHost returns the normalized host of a referrer URL, or "".
+func ReferrerHost(raw string) string {
+	h, _ := splitReferrer(raw)
+	return h
+}

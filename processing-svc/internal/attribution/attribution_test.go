@@ -1,0 +1,97 @@
+package attribution
+
+import "testing"
+
+func TestDefaultChannel(t *testing.T) {
+	tests := []struct {
+		source, medium, campaign string
+		want                     string
+	}{
+		{"(direct)", "(none)", "(direct)", Direct},
+		{"(direct)", "(not set)", "", Direct},
+		{"google", "cpc", "summer cross-network push", CrossNetwork},
+		{"amazon", "cpc", "", PaidShopping},
+		{"newsletter", "paid", "summer-shop", PaidShopping},
+		{"google", "cpc", "", PaidSearch},
+		{"bing", "ppc", "", PaidSearch},
+		{"duckduckgo", "paid_search", "", PaidSearch},
+		{"facebook", "cpc", "", PaidSocial},
+		{"m.facebook.com", "paid-social", "", PaidSocial},
+		{"youtube", "cpv", "", PaidVideo},
+		{"someadnet", "display", "", Display},
+		{"someadnet", "cpm", "", Display},
+		{"someadnet", "banner", "", Display},
+		{"someadnet", "retargeting", "", PaidOther},
+		{"ebay.com", "referral", "", OrganicShopping},
+		{"partner", "referral", "shopping-week", OrganicShopping},
+		{"l.facebook.com", "referral", "(referral)", OrganicSocial},
+		{"t.co", "referral", "", OrganicSocial},
+		{"forum", "social", "", OrganicSocial},
+		{"youtube.com", "referral", "", OrganicVideo},
+		{"partner", "video", "", OrganicVideo},
+		{"google", "organic", "(organic)", OrganicSearch},
+		{"www.google.co.uk", "referral", "", OrganicSearch},
+		{"someblog", "organic", "", OrganicSearch},
+		{"example.com", "referral", "(referral)", Referral},
+		{"myapp", "app", "", Referral},
+		{"newsletter", "email", "", Email},
+		{"e-mail", "whatever", "", Email},
+		{"partner", "affiliate", "", Affiliates},
+		{"spotify", "audio", "", Audio},
+		{"sms", "text", "", SMS},
+		{"vendor", "web-push", "", MobilePush},
+		{"vendor", "mobile-notification", "", MobilePush},
+		{"firebase", "x", "", MobilePush},
+		{"something", "else", "", Unassigned},
+		{"(not set)", "(not set)", "launch", Unassigned},
+		{"GOOGLE", "CPC", "", PaidSearch}, // case-insensitive
+	}
+	for _, tt := range tests {
+		if got := DefaultChannel(tt.source, tt.medium, tt.campaign); got != tt.want {
+			t.Errorf("DefaultChannel(%q, %q, %q) = %q, want %q", tt.source, tt.medium, tt.campaign, got, tt.want)
+		}
+	}
+}
+
+func TestAttribute(t *testing.T) {
+	own := func(h string) bool { return h == "shop.example" || h == "checkout.stripe.com" }
+	tests := []struct {
+		name, url, referrer string
+		want                Touch
+	}{
+		{"nothing is direct", "https://shop.example/", "", Touch{"(direct)", "(none)", "(direct)", "", "", "(none)"}},
+		{"own host is direct", "https://shop.example/b", "https://shop.example/a", Touch{"(direct)", "(none)", "(direct)", "", "", "(none)"}},
+		{"excluded referrer is direct", "https://shop.example/thanks", "https://checkout.stripe.com/pay", Touch{"(direct)", "(none)", "(direct)", "", "", "(none)"}},
+		{"search engine", "https://shop.example/", "https://www.google.com/", Touch{"google", "organic", "(organic)", "", "", "google.com"}},
+		{"search engine ccTLD", "https://shop.example/", "https://www.google.co.uk/search?q=x", Touch{"google", "organic", "(organic)", "", "", "google.co.uk/search"}},
+		{"referral", "https://shop.example/", "https://blog.example.org/post/1?utm=x", Touch{"blog.example.org", "referral", "(referral)", "", "", "blog.example.org/post/1"}},
+		{"utm beats referrer", "https://shop.example/?utm_source=news&utm_medium=email&utm_campaign=may&utm_term=t&utm_content=c", "https://www.google.com/",
+			Touch{"news", "email", "may", "t", "c", "google.com"}},
+		{"utm source only", "https://shop.example/?utm_source=partner", "", Touch{"partner", "(not set)", "(not set)", "", "", "(none)"}},
+		{"gclid beats utm", "https://shop.example/?gclid=abc&utm_source=news&utm_medium=email&utm_campaign=may", "", Touch{"google", "cpc", "may", "", "", "(none)"}},
+		{"msclkid", "https://shop.example/?msclkid=zz", "https://www.bing.com/", Touch{"bing", "cpc", "(not set)", "", "", "bing.com"}},
+		{"not a URL referrer", "https://shop.example/", "android", Touch{"(direct)", "(none)", "(direct)", "", "", "(none)"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Attribute(CampaignFromURL(tt.url), tt.referrer, own)
+			if got != tt.want {
+				t.Fatalf("got  %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestCampaignSame(t *testing.T) {
+	a := CampaignFromURL("/?utm_source=a&utm_medium=b&utm_content=x")
+	b := CampaignFromURL("/?utm_source=a&utm_medium=b&utm_content=y")
+	if !a.Same(b) {
+		t.Error("utm_content must not split sessions")
+	}
+	if a.Same(CampaignFromURL("/?gclid=1")) || CampaignFromURL("/?gclid=1").Same(CampaignFromURL("/?gclid=2")) {
+		t.Error("a different click ID is a different campaign")
+	}
+	if !CampaignFromURL("/a").Empty() || CampaignFromURL("/?utm_campaign=x").Empty() {
+		t.Error("Empty is wrong")
+	}
+}
