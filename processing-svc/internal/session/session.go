@@ -1,0 +1,222 @@
+// Package session turns a visitor's hits into sessions.
+//
+// Sessionization is a pure function of the visitor's hits (sorted by time,
+// then ID) and the property's settings, so that a late hit is handled by
+// simply inserting it and building the visitor's open sessions again: it
+// lands in the right session, merges two sessions it bridges, or splits one,
+// and the caller turns the difference into rollup updates.
+//
+// The rules (docs/processing.md has them with examples):
+//   - a gap strictly longer than the timeout (30 minutes by default) ends a
+//     session; exactly the timeout continues it;
+//   - the local calendar date of the property's time zone changing between
+//     two hits ends a session;
+//   - a hit whose campaign (utm_source, utm_medium, utm_campaign, gclid,
+//     msclkid) is non-empty and differs from the session's starts a new one;
+//     a hit without campaign data never does;
+//   - only pageviews and events start or split sessions; an engagement ping
+//     (or a timing or exception hit) that falls outside every session is
+//     ignored, since it is not user activity.
+package session
+
+import (
+	"time"
+
+	"github.com/acme/analytics/pkg/hit"
+	"github.com/acme/analytics/processing-svc/internal/attribution"
+)
+
+// Settings are a property's session settings.
+type Settings struct {
+	Timeout  time.Duration
+	Location *time.Location
+	// IgnoreReferrer reports referrer hosts that never set attribution: the
+	// property's own hosts and its referral exclusions.
+	IgnoreReferrer func(host string) bool
+	// CustomChannel applies the property's channel rules before the default
+	// channel group.
+	CustomChannel func(source, medium, campaign string) (string, bool)
+}
+
+// Goal is a goal completion a hit triggered.
+type Goal struct {
+	ID    string
+	Value float64
+}
+
+// Hit is a hit as sessionization sees it: the property's rules already
+// applied (path cleaned, goals matched).
+type Hit struct {
+	ID       string
+	Type     hit.Type
+	Time     time.Time
+	Path     string // cleaned page path without query
+	Title    string
+	Referrer string
+	Campaign attribution.Campaign
+	// Event fields.
+	Category, Action, Label string
+	Value                   float64
+	// Interaction is false for events the client marked non-interaction.
+	Interaction bool
+	Goals       []Goal
+	// Enrichment, taken from the session's first hit.
+	Country, Device, Browser, OS string
+	RuleVersion                  int
+}
+
+// initiates reports whether a hit of this type may start or split a
+// session.
+func (h *Hit) initiates() bool { return h.Type == hit.TypePageview || h.Type == hit.TypeEvent }
+
+// Less orders hits by time, then ID, which is how a visitor's timeline is
+// kept.
+func Less(a, b *Hit) bool {
+	if !a.Time.Equal(b.Time) {
+		return a.Time.Before(b.Time)
+	}
+	return a.ID < b.ID
+}
+
+// Session is one derived session.
+type Session struct {
+	// ID is the ID of the session's first hit, stable for as long as that
+	// hit stays first.
+	ID         string
+	Start, End time.Time
+	// Day is the property-local date the session started on, as midnight
+	// UTC of that date.
+	Day  time.Time
+	Hits []*Hit
+
+	Pageviews, Events int
+	Landing, Exit     string
+	Bounce, Engaged   bool
+	DurationMS        int64
+	// PageTimesMS holds, for each pageview in order, its time on page: until
+	// the next pageview, or for the last one until the session's last hit;
+	// -1 when there is no later hit to measure by.
+	PageTimesMS []int64
+
+	Touch   attribution.Touch
+	Channel string
+
+	Country, Device, Browser, OS string
+	// Conversions counts the distinct goals completed; each goal counts
+	// once per session, with the value of its first completion.
+	Conversions     int
+	ConversionValue float64
+	GoalIDs         []string
+	RuleVersion     int
+}
+
+// EngagedAfter is how long a session must last to count as engaged without
+// a second pageview or a conversion (GA4's definition).
+const EngagedAfter = 10 * time.Second
+
+// NotSet is the landing or exit page of a session without pageviews.
+const NotSet = "(not set)"
+
+// Build derives the sessions of hits, which must be sorted by Less.
+func Build(hits []*Hit, s Settings) []*Session {
+	var out []*Session
+	var cur *Session
+	var last *Hit
+	for _, h := range hits {
+		if cur != nil && !startsNew(cur, last, h, s) {
+			cur.Hits = append(cur.Hits, h)
+			last = h
+			continue
+		}
+		if !h.initiates() {
+			continue // outside every session: ignored
+		}
+		cur = &Session{ID: h.ID, Hits: []*Hit{h}}
+		out = append(out, cur)
+		last = h
+	}
+	for _, ss := range out {
+		ss.finish(s)
+	}
+	return out
+}
+
+func startsNew(cur *Session, last, h *Hit, s Settings) bool {
+	if h.Time.Sub(last.Time) > s.Timeout {
+		return true
+	}
+	if localDay(last.Time, s.Location) != localDay(h.Time, s.Location) {
+		return true
+	}
+	return h.initiates() && !h.Campaign.Empty() && !h.Campaign.Same(cur.Hits[0].Campaign)
+}
+
+// LocalDay returns the property-local date of t as midnight UTC of that
+// date, the representation used for the "day" of every table.
+func LocalDay(t time.Time, loc *time.Location) time.Time {
+	y, m, d := t.In(loc).Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+}
+
+func localDay(t time.Time, loc *time.Location) time.Time { return LocalDay(t, loc) }
+
+func (ss *Session) finish(s Settings) {
+	first := ss.Hits[0]
+	ss.Start = first.Time
+	ss.End = ss.Hits[len(ss.Hits)-1].Time
+	ss.Day = LocalDay(ss.Start, s.Location)
+	ss.DurationMS = ss.End.Sub(ss.Start).Milliseconds()
+	ss.Country, ss.Device, ss.Browser, ss.OS = first.Country, first.Device, first.Browser, first.OS
+	ss.RuleVersion = first.RuleVersion
+	ss.Landing, ss.Exit = NotSet, NotSet
+
+	interaction := false
+	goals := map[string]bool{}
+	var pvTimes []time.Time
+	for _, h := range ss.Hits {
+		switch h.Type {
+		case hit.TypePageview:
+			ss.Pageviews++
+			if ss.Landing == NotSet {
+				ss.Landing = h.Path
+			}
+			ss.Exit = h.Path
+			pvTimes = append(pvTimes, h.Time)
+		case hit.TypeEvent:
+			ss.Events++
+			if h.Interaction {
+				interaction = true
+			}
+		}
+		for _, g := range h.Goals {
+			if !goals[g.ID] {
+				goals[g.ID] = true
+				ss.GoalIDs = append(ss.GoalIDs, g.ID)
+				ss.Conversions++
+				ss.ConversionValue += g.Value
+			}
+		}
+	}
+	ss.PageTimesMS = make([]int64, len(pvTimes))
+	for i, t := range pvTimes {
+		switch {
+		case i+1 < len(pvTimes):
+			ss.PageTimesMS[i] = pvTimes[i+1].Sub(t).Milliseconds()
+		case ss.End.After(t):
+			ss.PageTimesMS[i] = ss.End.Sub(t).Milliseconds()
+		default:
+			ss.PageTimesMS[i] = -1
+		}
+	}
+	ss.Bounce = ss.Pageviews == 1 && !interaction
+	ss.Engaged = ss.Pageviews >= 2 || ss.Conversions > 0 || ss.End.Sub(ss.Start) > EngagedAfter
+
+	ss.Touch = attribution.Attribute(first.Campaign, first.Referrer, s.IgnoreReferrer)
+	if s.CustomChannel != nil {
+		if ch, ok := s.CustomChannel(ss.Touch.Source, ss.Touch.Medium, ss.Touch.Campaign); ok {
+			ss.Channel = ch
+			return
+		}
+	}
+	ss.Channel = attribution.DefaultChannel(ss.Touch.Source, ss.Touch.Medium, ss.Touch.Campaign)
+}

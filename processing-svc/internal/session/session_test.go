@@ -1,0 +1,174 @@
+package session
+
+import (
+	"fmt"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/acme/analytics/pkg/hit"
+	"github.com/acme/analytics/processing-svc/internal/attribution"
+)
+
+var ny, _ = time.LoadLocation("America/New_York")
+
+func settings() Settings {
+	return Settings{Timeout: 30 * time.Minute, Location: ny, IgnoreReferrer: func(h string) bool { return h == "shop.example" }}
+}
+
+// at returns a New York local time on 2026-03-10.
+func at(hh, mm, ss int) time.Time { return time.Date(2026, 3, 10, hh, mm, ss, 0, ny) }
+
+
+func pv(id string, t time.Time, path string) *Hit {
+	return &Hit{ID: id, Type: hit.TypePageview, Time: t, Path: path}
+}
+func ev(id string, t time.Time) *Hit {
+	return &Hit{ID: id, Type: hit.TypeEvent, Time: t, Category: "c", Action: "a", Interaction: true}
+}
+func ping(id string, t time.Time) *Hit { return &Hit{ID: id, Type: hit.TypeEngagement, Time: t} }
+
+func withCampaign(h *Hit, url string) *Hit { h.Campaign = attribution.CampaignFromURL(url); return h }
+
+func build(hits ...*Hit) []*Session {
+	sort.Slice(hits, func(i, j int) bool { return Less(hits[i], hits[j]) })
+	return Build(hits, settings())
+}
+
+// shape renders sessions as the IDs of their hits, e.g. "[a b] [c]".
+func shape(ss []*Session) string {
+	out := ""
+	for i, s := range ss {
+		if i > 0 {
+			out += " "
+		}
+		out += "["
+		for j, h := range s.Hits {
+			if j > 0 {
+				out += " "
+			}
+			out += h.ID
+		}
+		out += "]"
+	}
+	return out
+}
+
+func TestSplitRules(t *testing.T) {
+	tests := []struct {
+		name string
+		hits []*Hit
+		want string
+	}{
+		{"exactly the timeout continues", []*Hit{pv("a", at(10, 0, 0), "/"), pv("b", at(10, 30, 0), "/x")}, "[a b]"},
+		{"a second more splits", []*Hit{pv("a", at(10, 0, 0), "/"), pv("b", at(10, 30, 1), "/x")}, "[a] [b]"},
+		{"gaps are between consecutive hits", []*Hit{pv("a", at(10, 0, 0), "/"), pv("b", at(10, 25, 0), "/"), pv("c", at(10, 50, 0), "/")}, "[a b c]"},
+		{"local midnight splits", []*Hit{pv("a", at(23, 55, 0), "/"), pv("b", at(23, 59, 59).Add(2*time.Second), "/")}, "[a] [b]"},
+		{"UTC midnight does not", []*Hit{pv("a", time.Date(2026, 3, 10, 23, 55, 0, 0, time.UTC), "/"), pv("b", time.Date(2026, 3, 11, 0, 5, 0, 0, time.UTC), "/")}, "[a b]"},
+		{"a new campaign splits", []*Hit{pv("a", at(10, 0, 0), "/"), withCampaign(pv("b", at(10, 1, 0), "/?utm_source=x&utm_medium=email"), "/?utm_source=x&utm_medium=email")}, "[a] [b]"},
+		{"the same campaign continues", []*Hit{
+			withCampaign(pv("a", at(10, 0, 0), "/"), "/?utm_source=x&utm_medium=email"),
+			pv("b", at(10, 1, 0), "/p"),
+			withCampaign(pv("c", at(10, 2, 0), "/"), "/?utm_source=x&utm_medium=email&utm_content=other"),
+		}, "[a b c]"},
+		{"a new click ID splits", []*Hit{withCampaign(pv("a", at(10, 0, 0), "/"), "/?gclid=1"), withCampaign(pv("b", at(10, 1, 0), "/"), "/?gclid=2")}, "[a] [b]"},
+		{"no campaign never splits", []*Hit{withCampaign(pv("a", at(10, 0, 0), "/"), "/?utm_source=x"), pv("b", at(10, 1, 0), "/")}, "[a b]"},
+		{"pings extend but never start", []*Hit{ping("p0", at(9, 0, 0)), pv("a", at(10, 0, 0), "/"), ping("p1", at(10, 20, 0)), ping("p2", at(11, 0, 0))}, "[a p1]"},
+		{"an event starts a session", []*Hit{ev("e", at(10, 0, 0)), pv("a", at(10, 1, 0), "/")}, "[e a]"},
+		{"ties are ordered by ID", []*Hit{pv("b", at(10, 0, 0), "/"), pv("a", at(10, 0, 0), "/")}, "[a b]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := shape(build(tt.hits...)); got != tt.want {
+				t.Fatalf("sessions %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestLateHitMergesAndSplits(t *testing.T) {
+	a, c := pv("a", at(10, 0, 0), "/"), pv("c", at(10, 50, 0), "/")
+	if got := shape(build(a, c)); got != "[a] [c]" {
+		t.Fatalf("before the late hit: %s", got)
+	}
+	b := pv("b", at(10, 25, 0), "/")
+	if got := shape(build(a, b, c)); got != "[a b c]" {
+		t.Fatalf("a late hit bridging the gap should merge: %s", got)
+	}
+	early := withCampaign(pv("z", at(9, 59, 0), "/"), "/?utm_source=news&utm_medium=email")
+	ss := build(a, b, c, early)
+	if shape(ss) != "[z a b c]" || ss[0].Touch.Source != "news" || ss[0].ID != "z" {
+		t.Fatalf("a late first hit should take over attribution and the session ID: %s %+v", shape(ss), ss[0].Touch)
+	}
+}
+
+func TestSessionFields(t *testing.T) {
+	goal := []Goal{{ID: "g1", Value: 10}}
+	hits := []*Hit{
+		{ID: "1", Type: hit.TypePageview, Time: at(10, 0, 0), Path: "/home", Referrer: "https://www.google.com/", Country: "US", Device: "mobile"},
+		{ID: "2", Type: hit.TypePageview, Time: at(10, 0, 30), Path: "/product", Goals: goal},
+		{ID: "3", Type: hit.TypeEvent, Time: at(10, 1, 0), Category: "cart", Action: "add", Interaction: true, Goals: goal},
+		{ID: "4", Type: hit.TypePageview, Time: at(10, 2, 0), Path: "/checkout", Goals: []Goal{{ID: "g2", Value: 5}}},
+		{ID: "5", Type: hit.TypeEngagement, Time: at(10, 2, 45)},
+	}
+	s := build(hits...)[0]
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"landing", s.Landing, "/home"},
+		{"exit", s.Exit, "/checkout"},
+		{"pageviews", s.Pageviews, 3},
+		{"events", s.Events, 1},
+		{"duration", s.DurationMS, int64(165_000)},
+		{"page times", fmt.Sprint(s.PageTimesMS), "[30000 90000 45000]"},
+		{"bounce", s.Bounce, false},
+		{"engaged", s.Engaged, true},
+		{"conversions", s.Conversions, 2},
+		{"conversion value", s.ConversionValue, 15.0},
+		{"source", s.Touch.Source, "google"},
+		{"channel", s.Channel, attribution.OrganicSearch},
+		{"country", s.Country, "US"},
+		{"day", s.Day, time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC)},
+	}
+	for _, c := range checks {
+		if fmt.Sprint(c.got) != fmt.Sprint(c.want) {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestBounceAndEngagement(t *testing.T) {
+	nonInteraction := ev("e", at(10, 0, 5))
+	nonInteraction.Interaction = false
+	tests := []struct {
+		name            string
+		hits            []*Hit
+		bounce, engaged bool
+		pageTime        string
+	}{
+		{"single pageview", []*Hit{pv("a", at(10, 0, 0), "/")}, true, false, "[-1]"},
+		{"single pageview with a ping", []*Hit{pv("a", at(10, 0, 0), "/"), ping("p", at(10, 0, 40))}, true, true, "[40000]"},
+		{"pageview and interaction event", []*Hit{pv("a", at(10, 0, 0), "/"), ev("e", at(10, 0, 5))}, false, false, "[5000]"},
+		{"pageview and non-interaction event", []*Hit{pv("a", at(10, 0, 0), "/"), nonInteraction}, true, false, "[5000]"},
+		{"two pageviews", []*Hit{pv("a", at(10, 0, 0), "/"), pv("b", at(10, 0, 3), "/b")}, false, true, "[3000 -1]"},
+		{"event only", []*Hit{ev("e", at(10, 0, 0))}, false, false, "[]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := build(tt.hits...)[0]
+			if s.Bounce != tt.bounce || s.Engaged != tt.engaged || fmt.Sprint(s.PageTimesMS) != tt.pageTime {
+				t.Fatalf("bounce=%v engaged=%v pageTimes=%v; want %v %v %v", s.Bounce, s.Engaged, s.PageTimesMS, tt.bounce, tt.engaged, tt.pageTime)
+			}
+		})
+	}
+}
+
+func TestCustomChannelComesFirst(t *testing.T) {
+	st := settings()
+	st.CustomChannel = func(src, med, camp string) (string, bool) { return "Partners", src == "partner" }
+	hits := []*Hit{withCampaign(pv("a", at(10, 0, 0), "/"), "/?utm_source=partner&utm_medium=referral")}
+	if got := Build(hits, st)[0].Channel; got != "Partners" {
+		t.Fatalf("channel %q, want the custom channel", got)
+	}
+}
