@@ -1,0 +1,155 @@
+// Package rollup is the contract between the processing service, which
+// writes report rollups, and the report services, which read them: the
+// report names, how dimension values are encoded, the metric set, and the
+// rollup rows' CQL.
+//
+// A rollup row holds whole values for one (property, day, report,
+// dimension value, processing shard). Values are never incremented in
+// Cassandra: the processing shard that owns the row writes its current
+// total, so a retried or replayed write leaves the same row.
+package rollup
+
+import (
+	"strings"
+	"time"
+
+	"github.com/acme/analytics/pkg/sketch"
+)
+
+// Reports, the "report" column of rollup_daily. Acquisition reports hold
+// session-scoped metrics and users; page and event reports hold hit-scoped
+// ones.
+const (
+	Total        = "total"         // one row per day, dimension ""
+	Channel      = "channel"       // default or custom channel group
+	Source       = "source"        // session source
+	Medium       = "medium"        // session medium
+	SourceMedium = "source_medium" // "source / medium"
+	Campaign     = "campaign"
+	Referrer     = "referrer"     // external referrer host and path, or "(none)"
+	LandingPage  = "landing_page" // path of the session's first pageview
+	Country      = "country"      // ISO 3166-1 alpha-2, or "(not set)"
+	Device       = "device"       // desktop, mobile, tablet, other
+	Browser      = "browser"
+	OS           = "os"
+	UserType     = "user_type" // "new" or "returning"
+
+	Page          = "page"           // page path: pageviews, unique pageviews, time, entrances, exits, bounces
+	EventCategory = "event_category" // event category
+	EventAction   = "event_action"   // JoinDimension(category, action)
+	Event         = "event"          // JoinDimension(category, action, label)
+)
+
+// AcquisitionReports are the session-scoped reports, in a fixed order.
+var AcquisitionReports = []string{Total, Channel, Source, Medium, SourceMedium, Campaign, Referrer, LandingPage, Country, Device, Browser, OS, UserType}
+
+// User types.
+const (
+	NewUser       = "new"
+	ReturningUser = "returning"
+)
+
+// Separator joins the parts of a multi-part dimension value.
+const Separator = " / "
+
+// JoinDimension joins parts with Separator ("google / organic").
+func JoinDimension(parts ...string) string { return strings.Join(parts, Separator) }
+
+// Metrics are the additive measures of a rollup row. Rates and averages are
+// computed at query time from these sums (bounce rate = Bounces/Sessions,
+// average time on page = TimeOnPageMS/TimeOnPageViews...).
+type Metrics struct {
+	NewUsers        int64
+	Sessions        int64
+	EngagedSessions int64
+	Bounces         int64
+	DurationMS      int64
+	Pageviews       int64
+	UniquePageviews int64
+	Entrances       int64
+	Exits           int64
+	TimeOnPageMS    int64
+	TimeOnPageViews int64
+	Events          int64
+	UniqueEvents    int64
+	EventValue      float64
+	Conversions     int64
+	ConversionValue float64
+}
+
+// Add adds sign*o to m.
+func (m *Metrics) Add(o Metrics, sign int64) {
+	m.NewUsers += sign * o.NewUsers
+	m.Sessions += sign * o.Sessions
+	m.EngagedSessions += sign * o.EngagedSessions
+	m.Bounces += sign * o.Bounces
+	m.DurationMS += sign * o.DurationMS
+	m.Pageviews += sign * o.Pageviews
+	m.UniquePageviews += sign * o.UniquePageviews
+	m.Entrances += sign * o.Entrances
+	m.Exits += sign * o.Exits
+	m.TimeOnPageMS += sign * o.TimeOnPageMS
+	m.TimeOnPageViews += sign * o.TimeOnPageViews
+	m.Events += sign * o.Events
+	m.UniqueEvents += sign * o.UniqueEvents
+	m.EventValue += float64(sign) * o.EventValue
+	m.Conversions += sign * o.Conversions
+	m.ConversionValue += float64(sign) * o.ConversionValue
+}
+
+// IsZero reports whether every metric is zero.
+func (m Metrics) IsZero() bool { return m == Metrics{} }
+
+// Row is one rollup_daily row.
+type Row struct {
+	Day       time.Time // property-local date as midnight UTC
+	Report    string
+	Dimension string
+	Shard     int
+	Users     sketch.Set
+	Metrics
+}
+
+// Columns of rollup_daily after the key, in the order Values and Scan use.
+const metricColumns = "users_hll, new_users, sessions, engaged_sessions, bounces, session_duration_ms, pageviews, unique_pageviews, entrances, exits, time_on_page_ms, time_on_page_views, events, unique_events, event_value, conversions, conversion_value"
+
+// InsertDaily is the CQL that writes a whole rollup_daily row; bind with
+// property ID followed by Values.
+const InsertDaily = "INSERT INTO rollup_daily (property_id, day, report, dimension, shard, " + metricColumns +
+	") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+// SelectDaily is the CQL that reads one report's rows for one day; bind
+// property ID, day and report, and scan with Scan.
+const SelectDaily = "SELECT dimension, shard, " + metricColumns + " FROM rollup_daily WHERE property_id = ? AND day = ? AND report = ?"
+
+// Values returns the bind values of r after the property ID.
+func (r *Row) Values() ([]any, error) {
+	users, err := r.Users.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	m := &r.Metrics
+	return []any{r.Day, r.Report, r.Dimension, int16(r.Shard), users,
+		m.NewUsers, m.Sessions, m.EngagedSessions, m.Bounces, m.DurationMS, m.Pageviews, m.UniquePageviews,
+		m.Entrances, m.Exits, m.TimeOnPageMS, m.TimeOnPageViews, m.Events, m.UniqueEvents, m.EventValue,
+		m.Conversions, m.ConversionValue}, nil
+}
+
+// Scanner is satisfied by *gocql.Iter.
+type Scanner interface{ Scan(dest ...any) bool }
+
+// Scan reads the next SelectDaily row into r (Day and Report are left as
+// they are: the caller knows them). It returns false at the end.
+func (r *Row) Scan(sc Scanner) (bool, error) {
+	var shard int16
+	var users []byte
+	m := &r.Metrics
+	if !sc.Scan(&r.Dimension, &shard, &users,
+		&m.NewUsers, &m.Sessions, &m.EngagedSessions, &m.Bounces, &m.DurationMS, &m.Pageviews, &m.UniquePageviews,
+		&m.Entrances, &m.Exits, &m.TimeOnPageMS, &m.TimeOnPageViews, &m.Events, &m.UniqueEvents, &m.EventValue,
+		&m.Conversions, &m.ConversionValue) {
+		return false, nil
+	}
+	r.Shard = int(shard)
+	return true, r.Users.UnmarshalBinary(users)
+}
