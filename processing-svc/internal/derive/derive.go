@@ -36,6 +36,12 @@ type HourKey struct {
 // MinuteKey addresses a realtime row of one property and shard.
 type MinuteKey struct{ Minute time.Time }
 
+// FilteredKey addresses a filtered_hits row of one property and shard.
+type FilteredKey struct {
+	Day    time.Time
+	Reason string
+}
+
 // Realtime holds what one minute adds to the realtime view.
 type Realtime struct {
 	Pageviews int64
@@ -49,6 +55,7 @@ type Contributions struct {
 	Daily    map[DailyKey]rollup.Metrics
 	Hourly   map[HourKey]rollup.Metrics
 	Realtime map[MinuteKey]*Realtime
+	Filtered map[FilteredKey]int64
 	// Users lists, per rollup row, the client IDs to add to its users
 	// sketch. Only additions: see the package documentation.
 	DailyUsers    map[DailyKey]map[string]struct{}
@@ -62,6 +69,7 @@ func New() *Contributions {
 		Daily:         map[DailyKey]rollup.Metrics{},
 		Hourly:        map[HourKey]rollup.Metrics{},
 		Realtime:      map[MinuteKey]*Realtime{},
+		Filtered:      map[FilteredKey]int64{},
 		DailyUsers:    map[DailyKey]map[string]struct{}{},
 		HourlyUsers:   map[HourKey]map[string]struct{}{},
 		RealtimeUsers: map[MinuteKey]map[string]struct{}{},
@@ -70,7 +78,7 @@ func New() *Contributions {
 
 // Empty reports whether c holds nothing.
 func (c *Contributions) Empty() bool {
-	return len(c.Daily) == 0 && len(c.Hourly) == 0 && len(c.Realtime) == 0 &&
+	return len(c.Daily) == 0 && len(c.Hourly) == 0 && len(c.Realtime) == 0 && len(c.Filtered) == 0 &&
 		len(c.DailyUsers) == 0 && len(c.HourlyUsers) == 0 && len(c.RealtimeUsers) == 0
 }
 
@@ -228,6 +236,11 @@ func (c *Contributions) addRealtime(s *session.Session, clientID string, sign in
 			addUser(c.RealtimeUsers, k, clientID)
 		}
 	}
+}
+
+// AddFiltered counts one hit excluded for reason on day.
+func (c *Contributions) AddFiltered(day time.Time, reason string) {
+	c.Filtered[FilteredKey{Day: day, Reason: reason}]++
 }
 
 func orNotSet(s string) string {

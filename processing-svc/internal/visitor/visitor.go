@@ -1,0 +1,288 @@
+// Package visitor keeps one visitor's sessionization state and turns each
+// new hit into rollup changes and table rows.
+//
+// A visitor holds its recent hits (the live timeline) and derives its open
+// sessions from them with package session. A new hit is inserted in time
+// order and the sessions are built again; the sessions that changed are
+// subtracted from the rollups in their old form and added in their new one.
+// Sessions that no hit can change any more (they ended longer ago than the
+// late-hit horizon plus the session timeout) are frozen: their hits leave
+// the timeline and only their count and the user's first touch remain.
+package visitor
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/acme/analytics/processing-svc/internal/derive"
+	"github.com/acme/analytics/processing-svc/internal/session"
+)
+
+// LateHorizon is how old a hit may be when collection accepts it (its
+// queue time); hits older than that never reach processing.
+const LateHorizon = 4 * time.Hour
+
+// ClockSkew is the allowance for receive times of one visitor's hits that
+// reach processing out of order (several collection instances, retries).
+const ClockSkew = 10 * time.Minute
+
+// Touch is a user's first-touch acquisition.
+type Touch struct {
+	Source, Medium, Campaign, Channel string
+}
+
+// Visitor is one (property, client ID)'s state. The exported fields are
+// its durable form (see Marshal).
+type Visitor struct {
+	ClientID string
+	// FrozenSessions counts sessions that left the timeline.
+	FrozenSessions int
+	// FrozenUntil: a hit earlier than this can no longer be placed.
+	FrozenUntil time.Time
+	// FirstSeen is the start of the user's first session; FirstTouch its
+	// acquisition. Both are zero until the user has a session.
+	FirstSeen  time.Time
+	FirstTouch Touch
+	LastSeen   time.Time
+	// Watermark is the latest receive time of the visitor's hits.
+	Watermark time.Time
+	// Hits is the live timeline, sorted by session.Less.
+	Hits []*session.Hit
+	// Seen holds the IDs of the visitor's hits (kept, excluded or
+	// dropped) still young enough to be re-sent, with their times.
+	Seen map[string]time.Time
+
+	sessions []*session.Session // derived from Hits; nil until built
+}
+
+// New returns the state of a visitor not seen before.
+func New(clientID string) *Visitor {
+	return &Visitor{ClientID: clientID, Seen: map[string]time.Time{}}
+}
+
+// Outcome says what Apply did with a hit.
+type Outcome int
+
+// Outcomes of Apply.
+const (
+	Applied   Outcome = iota // the hit is part of the visitor's sessions
+	Duplicate                // the hit ID was seen before: nothing changes
+	TooLate                  // older than the frozen sessions: counted as filtered
+	Excluded                 // excluded by a rule: counted as filtered
+)
+
+// Changes are the rows a hit's application asks to write.
+type Changes struct {
+	// UpsertSessions are sessions whose row is new or changed.
+	UpsertSessions []*session.Session
+	// DeleteSessions are rows of sessions that no longer exist (merged, or
+	// renamed because a late hit became their first hit).
+	DeleteSessions []SessionRef
+	// User is true when the users row changed.
+	User bool
+}
+
+// SessionRef identifies a session row.
+type SessionRef struct {
+	ID  string
+	Day time.Time
+}
+
+// Exclude records a hit excluded by a rule: it is remembered as seen, so
+// that a re-send is not counted again, and counted as filtered on the
+// property-local day of its time. It returns Duplicate for a re-send.
+func (v *Visitor) Exclude(id string, t, received time.Time, reason string, loc *time.Location, c *derive.Contributions) Outcome {
+	if _, dup := v.Seen[id]; dup {
+		return Duplicate
+	}
+	v.Seen[id] = t
+	v.advance(received)
+	c.AddFiltered(session.LocalDay(t, loc), reason)
+	return Excluded
+}
+
+// Apply adds h (received at received) to the visitor, adds to c what
+// changes in the rollups, and reports which rows must be written.
+func (v *Visitor) Apply(h *session.Hit, received time.Time, s session.Settings, c *derive.Contributions) (Outcome, Changes) {
+	if _, dup := v.Seen[h.ID]; dup {
+		return Duplicate, Changes{}
+	}
+	v.Seen[h.ID] = h.Time
+	if h.Time.Before(v.FrozenUntil) {
+		v.advance(received)
+		c.AddFiltered(session.LocalDay(h.Time, s.Location), "too_late")
+		return TooLate, Changes{}
+	}
+	before := v.build(s)
+	i, _ := slices.BinarySearchFunc(v.Hits, h, func(a, b *session.Hit) int {
+		if session.Less(a, b) {
+			return -1
+		}
+		if session.Less(b, a) {
+			return 1
+		}
+		return 0
+	})
+	v.Hits = slices.Insert(v.Hits, i, h)
+	v.sessions = nil
+	after := v.build(s)
+
+	ch := v.diff(before, after, s.Location, c)
+	if h.Time.After(v.LastSeen) {
+		v.LastSeen = h.Time
+	}
+	v.advance(received)
+	v.freeze(s)
+	return Applied, ch
+}
+
+// Sessions returns the live sessions (built if needed).
+func (v *Visitor) Sessions(s session.Settings) []*session.Session { return v.build(s) }
+
+// SessionCount is the number of sessions the user has had.
+func (v *Visitor) SessionCount(s session.Settings) int { return v.FrozenSessions + len(v.build(s)) }
+
+// FirstTouchNow returns the user's first-touch acquisition, from the first
+// live session while none is frozen.
+func (v *Visitor) FirstTouchNow(s session.Settings) (Touch, time.Time) {
+	if v.FrozenSessions == 0 {
+		if ss := v.build(s); len(ss) > 0 {
+			return touchOf(ss[0]), ss[0].Start
+		}
+	}
+	return v.FirstTouch, v.FirstSeen
+}
+
+func touchOf(ss *session.Session) Touch {
+	return Touch{Source: ss.Touch.Source, Medium: ss.Touch.Medium, Campaign: ss.Touch.Campaign, Channel: ss.Channel}
+}
+
+func (v *Visitor) build(s session.Settings) []*session.Session {
+	if v.sessions == nil {
+		v.sessions = session.Build(v.Hits, s)
+	}
+	return v.sessions
+}
+
+// isFirst reports whether the i-th live session is the user's first.
+func (v *Visitor) isFirst(i int) bool { return v.FrozenSessions == 0 && i == 0 }
+
+// diff adds the contributions of changed sessions to c and lists the rows
+// to write.
+func (v *Visitor) diff(before, after []*session.Session, loc *time.Location, c *derive.Contributions) Changes {
+	type state struct {
+		s     *session.Session
+		first bool
+	}
+	old := map[string]state{}
+	for i, s := range before {
+		old[s.ID] = state{s, v.isFirst(i)}
+	}
+	var ch Changes
+	kept := map[string]bool{}
+	for i, s := range after {
+		first := v.isFirst(i)
+		if o, ok := old[s.ID]; ok && o.first == first && sameSession(o.s, s) {
+			kept[s.ID] = true
+			continue
+		}
+		c.AddSession(s, v.ClientID, first, loc, +1)
+		ch.UpsertSessions = append(ch.UpsertSessions, s)
+		ch.User = true
+	}
+	inAfter := map[string]bool{}
+	for _, s := range after {
+		inAfter[s.ID] = true
+	}
+	for _, s := range before {
+		if kept[s.ID] {
+			continue
+		}
+		c.AddSession(s, v.ClientID, old[s.ID].first, loc, -1)
+		if !inAfter[s.ID] || !sameDay(s, after) {
+			ch.DeleteSessions = append(ch.DeleteSessions, SessionRef{ID: s.ID, Day: s.Day})
+		}
+	}
+	return ch
+}
+
+// sameDay reports whether the session of the same ID in after is on the
+// same day as s (a different day means a different row).
+func sameDay(s *session.Session, after []*session.Session) bool {
+	for _, a := range after {
+		if a.ID == s.ID {
+			return a.Day.Equal(s.Day)
+		}
+	}
+	return false
+}
+
+// sameSession reports whether two builds of a session are the same: the
+// same hits (hits never change, so the same count and the same last hit
+// suffice for sessions with the same first hit).
+func sameSession(a, b *session.Session) bool {
+	return len(a.Hits) == len(b.Hits) && a.Hits[len(a.Hits)-1].ID == b.Hits[len(b.Hits)-1].ID
+}
+
+func (v *Visitor) advance(received time.Time) {
+	if received.After(v.Watermark) {
+		v.Watermark = received
+	}
+	for id, t := range v.Seen {
+		if t.Before(v.Watermark.Add(-LateHorizon - ClockSkew)) {
+			delete(v.Seen, id)
+		}
+	}
+}
+
+// freeze moves sessions that no future hit can change out of the timeline.
+// A future hit is at most LateHorizon (plus skew) older than the visitor's
+// watermark, and can only touch a session it is within the timeout of.
+func (v *Visitor) freeze(s session.Settings) {
+	cutoff := v.Watermark.Add(-LateHorizon - ClockSkew - s.Timeout)
+	ss := v.build(s)
+	n := 0
+	for n < len(ss) && ss[n].End.Before(cutoff) {
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	if v.FrozenSessions == 0 {
+		v.FirstTouch, v.FirstSeen = touchOf(ss[0]), ss[0].Start
+	}
+	last := ss[n-1]
+	// Every hit of the frozen sessions, and any orphan hit before them,
+	// leaves the timeline.
+	cut := 0
+	for cut < len(v.Hits) && !session.Less(last.Hits[len(last.Hits)-1], v.Hits[cut]) {
+		cut++
+	}
+	v.Hits = slices.Clone(v.Hits[cut:])
+	v.FrozenSessions += n
+	v.FrozenUntil = last.End.Add(s.Timeout)
+	v.sessions = nil
+}
+
+// Marshal encodes the durable state.
+func (v *Visitor) Marshal() ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode visitor %s: %w", v.ClientID, err)
+	}
+	return b, nil
+}
+
+// Unmarshal decodes a durable state written by Marshal.
+func Unmarshal(b []byte) (*Visitor, error) {
+	v := &Visitor{}
+	if err := json.Unmarshal(b, v); err != nil {
+		return nil, fmt.Errorf("decode visitor state: %w", err)
+	}
+	if v.Seen == nil {
+		v.Seen = map[string]time.Time{}
+	}
+	return v, nil
+}

@@ -1,0 +1,108 @@
+package visitor
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/acme/analytics/pkg/hit"
+	"github.com/acme/analytics/pkg/rollup"
+	"github.com/acme/analytics/processing-svc/internal/derive"
+	"github.com/acme/analytics/processing-svc/internal/session"
+)
+
+var settings = session.Settings{Timeout: 30 * time.Minute, Location: time.UTC}
+
+var t0 = time.Date(2026, 6, 1, 10, 0, 0, 0, time.UTC)
+
+func pv(id string, min int) *session.Hit {
+	return &session.Hit{ID: id, Type: hit.TypePageview, Time: t0.Add(time.Duration(min) * time.Minute), Path: "/" + id}
+}
+
+// total sums the daily totals in c.
+func total(c *derive.Contributions) rollup.Metrics {
+	var m rollup.Metrics
+	for k, v := range c.Daily {
+		if k.Report == rollup.Total {
+			m.Add(v, 1)
+		}
+	}
+	return m
+}
+
+func TestLateHitMergeKeepsRollupsExact(t *testing.T) {
+	v := New("c1")
+	c := derive.New()
+	received := t0.Add(2 * time.Hour)
+	for _, h := range []*session.Hit{pv("a", 0), pv("c", 50)} {
+		if out, _ := v.Apply(h, received, settings, c); out != Applied {
+			t.Fatalf("Apply(%s) = %v", h.ID, out)
+		}
+	}
+	if got := total(c); got.Sessions != 2 || got.NewUsers != 1 || got.Bounces != 2 {
+		t.Fatalf("two single-page sessions: %+v", got)
+	}
+	out, ch := v.Apply(pv("b", 25), received, settings, c)
+	if out != Applied {
+		t.Fatalf("late hit: %v", out)
+	}
+	got := total(c)
+	if got.Sessions != 1 || got.NewUsers != 1 || got.Bounces != 0 || got.Pageviews != 3 {
+		t.Fatalf("after the bridging late hit the rollups should show one session of three pages: %+v", got)
+	}
+	if len(ch.UpsertSessions) != 1 || len(ch.DeleteSessions) != 1 || ch.DeleteSessions[0].ID != "c" {
+		t.Fatalf("changes %+v: want session a rewritten and session c deleted", ch)
+	}
+}
+
+func TestDuplicatesAndExclusions(t *testing.T) {
+	v := New("c1")
+	c := derive.New()
+	r := t0.Add(time.Minute)
+	v.Apply(pv("a", 0), r, settings, c)
+	if out, _ := v.Apply(pv("a", 0), r, settings, c); out != Duplicate {
+		t.Fatalf("re-sent hit: %v, want Duplicate", out)
+	}
+	if out := v.Exclude("x", t0, r, "bot", time.UTC, c); out != Excluded {
+		t.Fatalf("Exclude = %v", out)
+	}
+	if out := v.Exclude("x", t0, r, "bot", time.UTC, c); out != Duplicate {
+		t.Fatalf("re-sent excluded hit: %v, want Duplicate", out)
+	}
+	if got := c.Filtered[derive.FilteredKey{Day: t0.Truncate(24 * time.Hour), Reason: "bot"}]; got != 1 {
+		t.Fatalf("filtered = %d, want 1", got)
+	}
+	if got := total(c); got.Pageviews != 1 {
+		t.Fatalf("pageviews %d, want 1", got.Pageviews)
+	}
+}
+
+func TestFreezeAndRoundTrip(t *testing.T) {
+	v := New("c1")
+	c := derive.New()
+	v.Apply(pv("a", 0), t0, settings, c)
+	// Six hours later: session a can no longer change.
+	later := pv("b", 360)
+	v.Apply(later, later.Time, settings, c)
+	if v.FrozenSessions != 1 || len(v.Hits) != 1 || v.FirstSeen != t0 || v.FirstTouch.Source != "(direct)" {
+		t.Fatalf("after freezing: frozen=%d hits=%d firstSeen=%v touch=%+v", v.FrozenSessions, len(v.Hits), v.FirstSeen, v.FirstTouch)
+	}
+	if out, _ := v.Apply(pv("z", 5), later.Time, settings, c); out != TooLate {
+		t.Fatalf("a hit inside a frozen session: %v, want TooLate", out)
+	}
+	b, err := v.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := Unmarshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fmt.Sprint(back.SessionCount(settings), back.FrozenUntil, len(back.Seen)), fmt.Sprint(v.SessionCount(settings), v.FrozenUntil, len(v.Seen)); got != want {
+		t.Fatalf("round trip: %s, want %s", got, want)
+	}
+	// The second session is a returning user's.
+	if got := total(c); got.NewUsers != 1 || got.Sessions != 2 {
+		t.Fatalf("totals %+v: want 2 sessions, 1 new user", got)
+	}
+}
