@@ -2,7 +2,10 @@ module github.com/acme/analytics/processing-svc
 
 go 1.26.7
 
-require github.com/acme/analytics/pkg v0.0.0
+require (
+	github.com/acme/analytics/pkg v0.0.0
+	github.com/gocql/gocql v1.7.0
+)
 
 require (
 	github.com/armon/go-metrics v0.4.1 // indirect
@@ -12,6 +15,8 @@ require (
 	github.com/dgryski/go-metro v0.0.0-20250106013310-edb8663e5e33 // indirect
 	github.com/fatih/color v1.19.0 // indirect
 	github.com/go-viper/mapstructure/v2 v2.5.0 // indirect
+	github.com/golang/snappy v0.0.3 // indirect
+	github.com/hailocab/go-hostpool v0.0.0-20160125115350-e80d13ce29ed // indirect
 	github.com/hashicorp/consul/api v1.34.5 // indirect
 	github.com/hashicorp/errwrap v1.1.0 // indirect
 	github.com/hashicorp/go-cleanhttp v0.5.2 // indirect
@@ -35,6 +40,7 @@ require (
 	golang.org/x/sync v0.24.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
+	gopkg.in/inf.v0 v0.9.1 // indirect
 )
 
 replace github.com/acme/analytics/pkg => ../pkg

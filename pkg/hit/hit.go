@@ -100,9 +100,28 @@ type Hit struct {
 	Cookieless  bool `json:"ckl,omitempty"`
 }
 
-// Key is the Kafka message key: one visitor, one partition, so a consumer
-// sees a visitor's hits in order.
-func (h *Hit) Key() []byte { return []byte(h.PropertyID + "/" + h.ClientID) }
+// Key is the Kafka message key for a property with the given processing
+// shard count: the property and the visitor's shard. One visitor always maps
+// to one partition, so a consumer sees a visitor's hits in order; a small
+// property (one shard) lands in a single partition, so its rollup rows have
+// a single writer.
+func (h *Hit) Key(shards int) []byte {
+	return []byte(h.PropertyID + "/" + strconv.Itoa(ShardOf(h.ClientID, shards)))
+}
+
+// ShardOf returns the processing shard (0 to n-1) of a client ID among n
+// shards; n < 1 counts as 1.
+func ShardOf(clientID string, n int) int {
+	if n <= 1 {
+		return 0
+	}
+	h := uint32(2166136261) // FNV-1a
+	for i := 0; i < len(clientID); i++ {
+		h ^= uint32(clientID[i])
+		h *= 16777619
+	}
+	return int(h % uint32(n))
+}
 
 // DeriveID returns the stable ID of a hit. With a client-supplied event ID
 // it is a hash of (property, client, event ID), so any re-send of that event
@@ -162,10 +181,14 @@ const (
 
 // DeadLetter is a message on TopicDeadLetter.
 type DeadLetter struct {
-	Reason     string    `json:"reason"`    // stable machine-readable reason, e.g. "unknown_tracking_id"
-	Detail     string    `json:"detail"`    // what exactly was wrong
-	Stage      string    `json:"stage"`     // "collection" or "processing"
+	Reason     string    `json:"reason"` // stable machine-readable reason, e.g. "unknown_tracking_id"
+	Detail     string    `json:"detail"` // what exactly was wrong
+	Stage      string    `json:"stage"`  // "collection" or "processing"
 	TrackingID string    `json:"tid,omitempty"`
 	ReceivedAt time.Time `json:"rts"`
 	Payload    string    `json:"payload"` // the rejected input as received (IP never included)
+	// For messages rejected by processing: where they were in the hits
+	// topic, which identifies a dead letter produced twice by a replay.
+	Partition int32 `json:"partition,omitempty"`
+	Offset    int64 `json:"offset,omitempty"`
 }

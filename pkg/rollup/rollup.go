@@ -110,17 +110,18 @@ type Row struct {
 	Metrics
 }
 
-// Columns of rollup_daily after the key, in the order Values and Scan use.
-const metricColumns = "users_hll, new_users, sessions, engaged_sessions, bounces, session_duration_ms, pageviews, unique_pageviews, entrances, exits, time_on_page_ms, time_on_page_views, events, unique_events, event_value, conversions, conversion_value"
+// MetricColumns are the columns of rollup_daily after the key, in the
+// order Values and Scan use.
+const MetricColumns = "users_hll, new_users, sessions, engaged_sessions, bounces, session_duration_ms, pageviews, unique_pageviews, entrances, exits, time_on_page_ms, time_on_page_views, events, unique_events, event_value, conversions, conversion_value"
 
 // InsertDaily is the CQL that writes a whole rollup_daily row; bind with
-// property ID followed by Values.
-const InsertDaily = "INSERT INTO rollup_daily (property_id, day, report, dimension, shard, " + metricColumns +
-	") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+// the property ID, Values and the row's through_offset (see cql/).
+const InsertDaily = "INSERT INTO rollup_daily (property_id, day, report, dimension, shard, " + MetricColumns +
+	", through_offset) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 // SelectDaily is the CQL that reads one report's rows for one day; bind
 // property ID, day and report, and scan with Scan.
-const SelectDaily = "SELECT dimension, shard, " + metricColumns + " FROM rollup_daily WHERE property_id = ? AND day = ? AND report = ?"
+const SelectDaily = "SELECT dimension, shard, " + MetricColumns + " FROM rollup_daily WHERE property_id = ? AND day = ? AND report = ?"
 
 // Values returns the bind values of r after the property ID.
 func (r *Row) Values() ([]any, error) {
@@ -128,11 +129,7 @@ func (r *Row) Values() ([]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &r.Metrics
-	return []any{r.Day, r.Report, r.Dimension, int16(r.Shard), users,
-		m.NewUsers, m.Sessions, m.EngagedSessions, m.Bounces, m.DurationMS, m.Pageviews, m.UniquePageviews,
-		m.Entrances, m.Exits, m.TimeOnPageMS, m.TimeOnPageViews, m.Events, m.UniqueEvents, m.EventValue,
-		m.Conversions, m.ConversionValue}, nil
+	return append([]any{r.Day, r.Report, r.Dimension, int16(r.Shard), users}, r.Metrics.Fields()...), nil
 }
 
 // Scanner is satisfied by *gocql.Iter.
@@ -144,12 +141,24 @@ func (r *Row) Scan(sc Scanner) (bool, error) {
 	var shard int16
 	var users []byte
 	m := &r.Metrics
-	if !sc.Scan(&r.Dimension, &shard, &users,
-		&m.NewUsers, &m.Sessions, &m.EngagedSessions, &m.Bounces, &m.DurationMS, &m.Pageviews, &m.UniquePageviews,
-		&m.Entrances, &m.Exits, &m.TimeOnPageMS, &m.TimeOnPageViews, &m.Events, &m.UniqueEvents, &m.EventValue,
-		&m.Conversions, &m.ConversionValue) {
+	if !sc.Scan(append([]any{&r.Dimension, &shard, &users}, m.Pointers()...)...) {
 		return false, nil
 	}
 	r.Shard = int(shard)
 	return true, r.Users.UnmarshalBinary(users)
+}
+
+// Pointers returns pointers to m's fields in the order of MetricColumns
+// after users_hll, for scanning.
+func (m *Metrics) Pointers() []any {
+	return []any{&m.NewUsers, &m.Sessions, &m.EngagedSessions, &m.Bounces, &m.DurationMS, &m.Pageviews, &m.UniquePageviews,
+		&m.Entrances, &m.Exits, &m.TimeOnPageMS, &m.TimeOnPageViews, &m.Events, &m.UniqueEvents, &m.EventValue,
+		&m.Conversions, &m.ConversionValue}
+}
+
+// Fields returns m's values in the order of MetricColumns after users_hll.
+func (m *Metrics) Fields() []any {
+	return []any{m.NewUsers, m.Sessions, m.EngagedSessions, m.Bounces, m.DurationMS, m.Pageviews, m.UniquePageviews,
+		m.Entrances, m.Exits, m.TimeOnPageMS, m.TimeOnPageViews, m.Events, m.UniqueEvents, m.EventValue,
+		m.Conversions, m.ConversionValue}
 }

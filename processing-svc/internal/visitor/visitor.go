@@ -76,12 +76,18 @@ const (
 // Changes are the rows a hit's application asks to write.
 type Changes struct {
 	// UpsertSessions are sessions whose row is new or changed.
-	UpsertSessions []*session.Session
+	UpsertSessions []Upsert
 	// DeleteSessions are rows of sessions that no longer exist (merged, or
 	// renamed because a late hit became their first hit).
 	DeleteSessions []SessionRef
 	// User is true when the users row changed.
 	User bool
+}
+
+// Upsert is a session to write, and whether it is the user's first.
+type Upsert struct {
+	Session *session.Session
+	First   bool
 }
 
 // SessionRef identifies a session row.
@@ -189,7 +195,7 @@ func (v *Visitor) diff(before, after []*session.Session, loc *time.Location, c *
 			continue
 		}
 		c.AddSession(s, v.ClientID, first, loc, +1)
-		ch.UpsertSessions = append(ch.UpsertSessions, s)
+		ch.UpsertSessions = append(ch.UpsertSessions, Upsert{Session: s, First: first})
 		ch.User = true
 	}
 	inAfter := map[string]bool{}

@@ -1,0 +1,363 @@
+// Package engine is the processing of one partition of the hits topic:
+// it applies each property's rules, sessionizes visitors, and keeps the
+// report rollups, flushing everything derived to Cassandra before the
+// consumer commits the offset.
+//
+// Exactly once in effect: every row is a whole-value upsert; visitor state
+// records the offset through which it includes the visitor's hits, and each
+// additive row (rollups, filtered hits, realtime) the offset through which
+// it includes its contributions. A flush writes all derived rows first and
+// the visitor states last, then the offset is committed. After a crash the
+// partition is consumed again from the last committed offset, and a
+// replayed hit changes a visitor only if its offset is past the visitor's
+// applied offset, and a row only if past the row's through offset. The
+// argument is written out in docs/processing.md.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/acme/analytics/pkg/hit"
+	"github.com/acme/analytics/processing-svc/internal/derive"
+	"github.com/acme/analytics/processing-svc/internal/session"
+	"github.com/acme/analytics/processing-svc/internal/visitor"
+	"github.com/gocql/gocql"
+)
+
+// Message is one record of the hits topic.
+type Message struct {
+	Offset int64
+	Value  []byte
+}
+
+// Config configures a Partition.
+type Config struct {
+	Topic      string
+	Partition  int32
+	Session    *gocql.Session
+	Properties Properties
+	// DeadLetter publishes rejected messages; called during Flush, before
+	// the offset may be committed.
+	DeadLetter func(ctx context.Context, dl []hit.DeadLetter) error
+	Log        *slog.Logger
+	// Concurrency bounds the reads and writes in flight (default 32).
+	Concurrency int
+	// IdleEviction drops visitors and rows untouched for this long from
+	// memory after a flush (default 10m); their state is durable.
+	IdleEviction time.Duration
+}
+
+// vstate is a visitor in memory.
+type vstate struct {
+	v        *visitor.Visitor
+	property string
+	shard    int
+	applied  int64 // offset through which the stored state includes hits
+	dirty    bool
+	used     time.Time
+	// pending session rows since the last flush.
+	upserts  map[string]visitor.Upsert
+	deletes  map[string]visitor.SessionRef
+	ruleVer  int
+	settings session.Settings // of the last hit: for the users row
+}
+
+// Partition processes one partition. It is not safe for concurrent use:
+// one goroutine applies messages and flushes.
+type Partition struct {
+	cfg      Config
+	w        writer
+	visitors map[string]*vstate
+	rows     rowSet
+	archive  []stmt
+	dead     []hit.DeadLetter
+	last     int64 // offset of the last message applied; -1 before any
+	flushed  int64
+	stats    Stats
+}
+
+// Stats count what a partition did since it started.
+type Stats struct {
+	Applied, Duplicates, Excluded, TooLate, Skipped, DeadLetters int64
+}
+
+// New returns a Partition that starts after committed offset-1 (pass the
+// offset the consumer resumes from, or -1 if unknown).
+func New(cfg Config) *Partition {
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = 32
+	}
+	if cfg.IdleEviction == 0 {
+		cfg.IdleEviction = 10 * time.Minute
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Partition{
+		cfg:      cfg,
+		w:        writer{session: cfg.Session, concurrency: cfg.Concurrency, batchSize: 50},
+		visitors: map[string]*vstate{},
+		rows:     rowSet{},
+		last:     -1,
+		flushed:  -1,
+	}
+}
+
+// Stats returns the partition's counters.
+func (p *Partition) Stats() Stats { return p.stats }
+
+// decoded is a message after the batch's first pass.
+type decoded struct {
+	msg  Message
+	h    *hit.Hit
+	prop *Property
+	key  string
+}
+
+// Apply applies msgs, which must be consecutive records of the partition
+// in offset order. It loads what it needs first, so that an error (config
+// or Cassandra unreachable) leaves the partition as it was; the caller may
+// retry the same messages.
+func (p *Partition) Apply(ctx context.Context, msgs []Message) error {
+	batch := make([]decoded, 0, len(msgs))
+	var dead []hit.DeadLetter
+	props := map[string]*Property{}
+	var load []string
+	loading := map[string]*decoded{}
+	for _, m := range msgs {
+		d := decoded{msg: m}
+		h, err := hit.Unmarshal(m.Value)
+		if err != nil {
+			dead = append(dead, p.deadLetter(m, "undecodable", err.Error(), ""))
+			batch = append(batch, d)
+			continue
+		}
+		prop, ok := props[h.PropertyID]
+		if !ok {
+			prop, err = p.cfg.Properties.Property(ctx, h.PropertyID)
+			if errors.Is(err, ErrUnknownProperty) {
+				prop = nil
+			} else if err != nil {
+				return fmt.Errorf("look up property %s: %w", h.PropertyID, err)
+			}
+			props[h.PropertyID] = prop
+		}
+		if prop == nil {
+			dead = append(dead, p.deadLetter(m, "unknown_property", "no property "+h.PropertyID, h.TrackingID))
+			batch = append(batch, d)
+			continue
+		}
+		d.h, d.prop, d.key = h, prop, h.PropertyID+"/"+h.ClientID
+		batch = append(batch, d)
+		if _, ok := p.visitors[d.key]; !ok && loading[d.key] == nil {
+			loading[d.key] = &batch[len(batch)-1]
+			load = append(load, d.key)
+		}
+	}
+
+	loaded := make([]*vstate, len(load))
+	err := parallel(ctx, p.cfg.Concurrency, len(load), func(ctx context.Context, i int) error {
+		d := loading[load[i]]
+		v, applied, err := loadVisitor(ctx, p.cfg.Session, d.h.PropertyID, d.h.ClientID, p.cfg.Partition)
+		if err != nil {
+			return err
+		}
+		loaded[i] = &vstate{v: v, property: d.h.PropertyID, shard: ShardOf(d.h.ClientID, d.prop.Shards), applied: applied}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i, k := range load {
+		p.visitors[k] = loaded[i]
+	}
+
+	// Nothing below fails: the batch is applied whole.
+	p.dead = append(p.dead, dead...)
+	p.stats.DeadLetters += int64(len(dead))
+	now := time.Now()
+	for i := range batch {
+		d := &batch[i]
+		if d.h != nil {
+			p.applyHit(d, now)
+		}
+		p.last = d.msg.Offset
+	}
+	return nil
+}
+
+func (p *Partition) applyHit(d *decoded, now time.Time) {
+	vs := p.visitors[d.key]
+	vs.used = now
+	if d.msg.Offset <= vs.applied {
+		p.stats.Skipped++ // already in the visitor's durable state
+		return
+	}
+	h := d.h
+	r := d.prop.RulesAt(h.ReceivedAt)
+	c := derive.New()
+	var out visitor.Outcome
+	var ch visitor.Changes
+	if reason, excluded := r.Exclusion(h); excluded {
+		out = vs.v.Exclude(h.ID, h.Time, h.ReceivedAt, reason, d.prop.Location, c)
+	} else if sh, reason := toSessionHit(h, r); sh == nil {
+		out = vs.v.Exclude(h.ID, h.Time, h.ReceivedAt, reason, d.prop.Location, c)
+	} else {
+		out, ch = vs.v.Apply(sh, h.ReceivedAt, settings(d.prop, r), c)
+	}
+	switch out {
+	case visitor.Duplicate:
+		p.stats.Duplicates++
+		return
+	case visitor.Applied:
+		p.stats.Applied++
+	case visitor.Excluded:
+		p.stats.Excluded++
+	case visitor.TooLate:
+		p.stats.TooLate++
+	}
+	vs.dirty = true
+	vs.ruleVer = r.Version()
+	vs.settings = settings(d.prop, r)
+	if vs.upserts == nil {
+		vs.upserts, vs.deletes = map[string]visitor.Upsert{}, map[string]visitor.SessionRef{}
+	}
+	// A session ID has one row (its first hit fixes its day), so a later
+	// upsert replaces a pending delete and the other way round: the flush
+	// never writes both for one row.
+	for _, del := range ch.DeleteSessions {
+		delete(vs.upserts, del.ID)
+		vs.deletes[del.ID] = del
+	}
+	for _, u := range ch.UpsertSessions {
+		delete(vs.deletes, u.Session.ID)
+		vs.upserts[u.Session.ID] = u
+	}
+	p.archive = append(p.archive, archiveWrite(h, vs.shard))
+	p.rows.add(vs.property, vs.shard, d.msg.Offset, now, c)
+}
+
+func archiveWrite(h *hit.Hit, shard int) stmt {
+	b, _ := hit.Marshal(h) // it was decoded from JSON: it encodes
+	day := h.Time.UTC().Truncate(24 * time.Hour)
+	return stmt{partition: "a/" + h.PropertyID + "/" + dayString(day), cql: cqlArchive,
+		args: []any{h.PropertyID, day, int16(shard), h.ID, b}}
+}
+
+func (p *Partition) deadLetter(m Message, reason, detail, tid string) hit.DeadLetter {
+	return hit.DeadLetter{Reason: reason, Detail: detail, Stage: "processing", TrackingID: tid,
+		ReceivedAt: time.Now().UTC(), Payload: string(m.Value), Partition: p.cfg.Partition, Offset: m.Offset}
+}
+
+// Pending reports whether anything was applied since the last flush.
+func (p *Partition) Pending() bool { return p.last > p.flushed }
+
+// Flush writes everything derived since the last flush and returns the
+// offset of the last message it covers: the consumer commits the offset
+// after it. On error nothing may be committed; the in-memory state stays
+// and a later Flush writes it again (every write is idempotent).
+func (p *Partition) Flush(ctx context.Context) (int64, error) {
+	if !p.Pending() {
+		return p.flushed, nil
+	}
+	through := p.last
+
+	// Load the rows first touched since the last flush, folding in the
+	// changes made meanwhile.
+	var unloaded []rowKey
+	for k, r := range p.rows {
+		if !r.loaded {
+			unloaded = append(unloaded, k)
+		}
+	}
+	err := parallel(ctx, p.cfg.Concurrency, len(unloaded), func(ctx context.Context, i int) error {
+		return loadRow(ctx, p.cfg.Session, unloaded[i], p.rows[unloaded[i]])
+	})
+	if err != nil {
+		return 0, err
+	}
+
+	// Phase one: everything but the visitor states.
+	stmts := append([]stmt(nil), p.archive...)
+	for k, r := range p.rows {
+		if !r.stale {
+			continue
+		}
+		s, err := rowWrite(k, r, through)
+		if err != nil {
+			return 0, err
+		}
+		stmts = append(stmts, s)
+	}
+	var dirty []*vstate
+	for _, vs := range p.visitors {
+		if !vs.dirty {
+			continue
+		}
+		dirty = append(dirty, vs)
+		for _, del := range vs.deletes {
+			stmts = append(stmts, stmt{partition: "s/" + vs.property + "/" + dayString(del.Day) + "/" + fmt.Sprint(vs.shard),
+				cql: cqlDeleteSesion, args: []any{vs.property, del.Day, int16(vs.shard), del.ID}})
+		}
+		for _, u := range vs.upserts {
+			stmts = append(stmts, sessionWrites(vs.property, vs.shard, vs.v.ClientID, u.First, u.Session)...)
+		}
+		stmts = append(stmts, userWrite(vs))
+	}
+	if err := p.w.exec(ctx, stmts); err != nil {
+		return 0, err
+	}
+	if len(p.dead) > 0 && p.cfg.DeadLetter != nil {
+		if err := p.cfg.DeadLetter(ctx, p.dead); err != nil {
+			return 0, fmt.Errorf("publish dead letters: %w", err)
+		}
+	}
+
+	// Phase two: visitor states, which say their hits are fully written.
+	var vstmts []stmt
+	for _, vs := range dirty {
+		b, err := vs.v.Marshal()
+		if err != nil {
+			return 0, err
+		}
+		vstmts = append(vstmts, stmt{partition: "v/" + vs.property + "/" + vs.v.ClientID, cql: cqlSaveVisitor,
+			args: []any{vs.property, vs.v.ClientID, int(p.cfg.Partition), through, b}})
+	}
+	if err := p.w.exec(ctx, vstmts); err != nil {
+		return 0, err
+	}
+
+	// Done: reset the pending state and evict what is idle.
+	p.archive, p.dead = p.archive[:0], nil
+	now := time.Now()
+	for key, vs := range p.visitors {
+		if vs.dirty {
+			vs.dirty, vs.upserts, vs.deletes = false, nil, nil
+			vs.applied = through
+		} else if now.Sub(vs.used) > p.cfg.IdleEviction {
+			delete(p.visitors, key)
+		}
+	}
+	for k, r := range p.rows {
+		if !r.stale && now.Sub(r.used) > p.cfg.IdleEviction {
+			delete(p.rows, k)
+			continue
+		}
+		// Everything up to through is in the row now.
+		r.stale, r.base = false, through
+	}
+	p.flushed = through
+	return through, nil
+}
+
+func userWrite(vs *vstate) stmt {
+	v := vs.v
+	touch, firstSeen := v.FirstTouchNow(vs.settings)
+	sessions := v.SessionCount(vs.settings)
+	return stmt{partition: "u/" + vs.property + "/" + v.ClientID, cql: cqlUser, args: []any{
+		vs.property, v.ClientID, firstSeen, v.LastSeen, sessions, touch.Source, touch.Medium, touch.Campaign, touch.Channel, vs.ruleVer}}
+}

@@ -1,0 +1,113 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/acme/analytics/pkg/hit"
+	"github.com/acme/analytics/pkg/rules"
+	"github.com/acme/analytics/processing-svc/internal/attribution"
+	"github.com/acme/analytics/processing-svc/internal/session"
+)
+
+// ErrUnknownProperty is returned by a Properties source for a property that
+// does not exist (its hits go to the dead-letter topic).
+var ErrUnknownProperty = errors.New("unknown property")
+
+// Property is what processing needs to know about a property.
+type Property struct {
+	ID       string
+	TenantID string
+	Location *time.Location
+	// Shards is the property's processing shard count (1 by default):
+	// collection keys hits by (property, shard), and the rollups carry
+	// the shard so that each row has a single writer.
+	Shards int
+	// RulesAt returns the rules in effect at t (the hit's receive time,
+	// so that a replay applies the same version).
+	RulesAt func(t time.Time) *rules.Compiled
+}
+
+// Properties looks up properties. Implementations cache; a lookup that
+// cannot be answered now (config unreachable and nothing cached) returns
+// an error other than ErrUnknownProperty, and the batch is retried.
+type Properties interface {
+	Property(ctx context.Context, id string) (*Property, error)
+}
+
+// settings returns the session settings of p under r.
+func settings(p *Property, r *rules.Compiled) session.Settings {
+	return session.Settings{
+		Timeout:        r.SessionTimeout(),
+		Location:       p.Location,
+		IgnoreReferrer: r.ReferralExcluded,
+		CustomChannel:  r.Channel,
+	}
+}
+
+// toSessionHit applies the page rules to h. It returns the reason when the
+// page is excluded.
+func toSessionHit(h *hit.Hit, r *rules.Compiled) (*session.Hit, string) {
+	raw := h.Path
+	if raw == "" {
+		raw = h.URL
+	}
+	clean := r.CleanPath(raw)
+	if h.Type == hit.TypePageview && !r.PageIncluded(clean) {
+		return nil, ReasonPageExcluded
+	}
+	sh := &session.Hit{
+		ID:          h.ID,
+		Type:        h.Type,
+		Time:        h.Time,
+		Path:        pagePath(clean),
+		Title:       h.Title,
+		Referrer:    h.Referrer,
+		Campaign:    attribution.CampaignFromURL(raw),
+		Category:    h.Category,
+		Action:      h.Action,
+		Label:       h.Label,
+		Value:       h.Value,
+		Interaction: h.Params["non_interaction"] != "1",
+		Country:     h.Country,
+		Device:      h.DeviceCategory,
+		Browser:     h.Browser,
+		OS:          h.OS,
+		RuleVersion: r.Version(),
+	}
+	for _, g := range r.Goals(h, clean) {
+		sh.Goals = append(sh.Goals, session.Goal{ID: g.ID, Value: g.Value})
+	}
+	return sh, ""
+}
+
+// ReasonPageExcluded is the filtered-hits reason of a pageview whose page
+// the include/exclude rules drop.
+const ReasonPageExcluded = "page"
+
+// pagePath is the page dimension of a cleaned path: the attribution
+// parameters, which the clean-up keeps for attribution, are removed, so
+// that a landing page with utm tags is the same page as without.
+func pagePath(clean string) string {
+	path, query, ok := strings.Cut(clean, "?")
+	if !ok {
+		return clean
+	}
+	var kept []string
+	for _, kv := range strings.Split(query, "&") {
+		name, _, _ := strings.Cut(kv, "=")
+		if kv != "" && !rules.AttributionParam(name) {
+			kept = append(kept, kv)
+		}
+	}
+	if len(kept) == 0 {
+		return path
+	}
+	return path + "?" + strings.Join(kept, "&")
+}
+
+// ShardOf returns the processing shard of a client ID among n shards. It
+// must agree with collection's Kafka key (pkg/hit).
+func ShardOf(clientID string, n int) int { return hit.ShardOf(clientID, n) }

@@ -1,0 +1,164 @@
+package engine
+
+import (
+	"time"
+
+	"github.com/acme/analytics/pkg/rollup"
+	"github.com/acme/analytics/pkg/sketch"
+	"github.com/acme/analytics/processing-svc/internal/derive"
+)
+
+// rowKind is one of the additive tables.
+type rowKind int
+
+const (
+	kindDaily rowKind = iota
+	kindHourly
+	kindRealtime
+	kindFiltered
+)
+
+// rowKey addresses one additive row of the partition's shards. Only the
+// fields of its kind are set.
+type rowKey struct {
+	kind     rowKind
+	property string
+	shard    int
+	daily    derive.DailyKey
+	hourly   derive.HourKey
+	minute   derive.MinuteKey
+	filtered derive.FilteredKey
+}
+
+// delta is a change to a row from the hit at offset.
+type delta struct {
+	offset   int64
+	metrics  rollup.Metrics
+	realtime *derive.Realtime
+	filtered int64
+}
+
+// row is the in-memory copy of an additive row. base is the row's stored
+// through_offset when it was loaded: a (replayed) hit at or below it is
+// already included and is not applied again.
+type row struct {
+	loaded  bool
+	base    int64
+	metrics rollup.Metrics
+	users   sketch.Set
+	pages   map[string]int64
+	sources map[string]int64
+	hits    int64 // filtered hits
+	// pending holds changes made before the row was loaded; they are
+	// folded in, subject to base, once it is.
+	pending []delta
+	// stale makes the next flush write the row.
+	stale bool
+	used  time.Time
+}
+
+func (r *row) apply(d delta) {
+	if !r.loaded {
+		r.pending = append(r.pending, d)
+		r.stale = true
+		return
+	}
+	if d.offset <= r.base {
+		return
+	}
+	r.metrics.Add(d.metrics, 1)
+	r.hits += d.filtered
+	if d.realtime != nil {
+		if r.pages == nil {
+			r.pages, r.sources = map[string]int64{}, map[string]int64{}
+		}
+		addCounts(r.pages, d.realtime.Pages)
+		addCounts(r.sources, d.realtime.Sources)
+		r.metrics.Pageviews += d.realtime.Pageviews
+	}
+	r.stale = true
+}
+
+// load sets the stored state of the row and folds in pending changes.
+func (r *row) load(base int64, stored func(r *row)) {
+	r.loaded, r.base = true, base
+	stored(r)
+	pending := r.pending
+	r.pending = nil
+	for _, d := range pending {
+		r.apply(d)
+	}
+}
+
+func addCounts(dst, src map[string]int64) {
+	for k, v := range src {
+		if n := dst[k] + v; n != 0 {
+			dst[k] = n
+		} else {
+			delete(dst, k)
+		}
+	}
+}
+
+// rowSet is the partition's in-memory additive rows.
+type rowSet map[rowKey]*row
+
+func (s rowSet) get(k rowKey, now time.Time) *row {
+	r := s[k]
+	if r == nil {
+		r = &row{}
+		s[k] = r
+	}
+	r.used = now
+	return r
+}
+
+// add applies contributions c of the hit at offset to the rows of
+// (property, shard).
+func (s rowSet) add(property string, shard int, offset int64, now time.Time, c *derive.Contributions) {
+	base := rowKey{property: property, shard: shard}
+	for k, m := range c.Daily {
+		rk := base
+		rk.kind, rk.daily = kindDaily, k
+		s.get(rk, now).apply(delta{offset: offset, metrics: m})
+	}
+	for k, users := range c.DailyUsers {
+		rk := base
+		rk.kind, rk.daily = kindDaily, k
+		s.get(rk, now).addUsers(users)
+	}
+	for k, m := range c.Hourly {
+		rk := base
+		rk.kind, rk.hourly = kindHourly, k
+		s.get(rk, now).apply(delta{offset: offset, metrics: m})
+	}
+	for k, users := range c.HourlyUsers {
+		rk := base
+		rk.kind, rk.hourly = kindHourly, k
+		s.get(rk, now).addUsers(users)
+	}
+	for k, rt := range c.Realtime {
+		rk := base
+		rk.kind, rk.minute = kindRealtime, k
+		s.get(rk, now).apply(delta{offset: offset, realtime: rt})
+	}
+	for k, users := range c.RealtimeUsers {
+		rk := base
+		rk.kind, rk.minute = kindRealtime, k
+		s.get(rk, now).addUsers(users)
+	}
+	for k, n := range c.Filtered {
+		rk := base
+		rk.kind, rk.filtered = kindFiltered, k
+		s.get(rk, now).apply(delta{offset: offset, filtered: n})
+	}
+}
+
+// addUsers adds members to the row's users sketch. Sketch membership is
+// idempotent, so it applies whatever the offset.
+func (r *row) addUsers(users map[string]struct{}) {
+	for u := range users {
+		r.users.Add(u)
+	}
+	r.stale = true
+}

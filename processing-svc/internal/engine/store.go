@@ -1,0 +1,256 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/acme/analytics/pkg/hit"
+	"github.com/acme/analytics/pkg/rollup"
+	"github.com/acme/analytics/pkg/sketch"
+	"github.com/acme/analytics/processing-svc/internal/session"
+	"github.com/acme/analytics/processing-svc/internal/visitor"
+	"github.com/gocql/gocql"
+)
+
+// CQL of the processor's reads and writes. Every write is a whole-row
+// upsert (or a delete) keyed by IDs and windows: idempotent.
+const (
+	cqlLoadVisitor  = "SELECT kafka_partition, applied_offset, state FROM visitor_state WHERE property_id = ? AND client_id = ?"
+	cqlSaveVisitor  = "INSERT INTO visitor_state (property_id, client_id, kafka_partition, applied_offset, state) VALUES (?, ?, ?, ?, ?)"
+	cqlArchive      = "INSERT INTO raw_hits (property_id, day, shard, hit_id, hit) VALUES (?, ?, ?, ?, ?)"
+	cqlUser         = "INSERT INTO users (property_id, client_id, first_seen, last_seen, session_count, first_source, first_medium, first_campaign, first_channel, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	cqlDeleteSesion = "DELETE FROM sessions WHERE property_id = ? AND day = ? AND shard = ? AND session_id = ?"
+	cqlSession      = "INSERT INTO sessions (property_id, day, shard, session_id, client_id, started_at, ended_at, landing_page, exit_page, pageviews, events, bounce, engaged, source, medium, campaign, referrer, channel, country, device, browser, os, new_user, conversions, conversion_value, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	cqlPageview     = "INSERT INTO pageviews (property_id, day, shard, hit_id, ts, session_id, client_id, path, title, time_on_page_ms, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	cqlEvent        = "INSERT INTO events (property_id, day, shard, hit_id, ts, session_id, client_id, category, action, label, value, path, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+	cqlLoadDaily  = "SELECT " + rollup.MetricColumns + ", through_offset FROM rollup_daily WHERE property_id = ? AND day = ? AND report = ? AND dimension = ? AND shard = ?"
+	cqlHourlyCols = "users_hll, new_users, sessions, engaged_sessions, bounces, session_duration_ms, pageviews, events, conversions, conversion_value"
+	cqlLoadHourly = "SELECT " + cqlHourlyCols + ", through_offset FROM rollup_hourly WHERE property_id = ? AND day = ? AND hour = ? AND shard = ?"
+	cqlHourly     = "INSERT INTO rollup_hourly (property_id, day, hour, shard, " + cqlHourlyCols + ", through_offset) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	cqlLoadRT     = "SELECT pageviews, users_hll, pages, sources, through_offset FROM realtime WHERE property_id = ? AND minute = ? AND shard = ?"
+	cqlRealtime   = "INSERT INTO realtime (property_id, minute, shard, pageviews, users_hll, pages, sources, through_offset) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+	cqlLoadFilter = "SELECT hits, through_offset FROM filtered_hits WHERE property_id = ? AND day = ? AND reason = ? AND shard = ?"
+	cqlFiltered   = "INSERT INTO filtered_hits (property_id, day, reason, shard, hits, through_offset) VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+// stmt is one write, grouped with others of the same partition into an
+// unlogged batch (one round trip, one partition).
+type stmt struct {
+	partition string // table and partition key
+	cql       string
+	args      []any
+}
+
+// writer executes statements grouped by partition, concurrently.
+type writer struct {
+	session     *gocql.Session
+	concurrency int
+	batchSize   int
+}
+
+func (w *writer) exec(ctx context.Context, stmts []stmt) error {
+	groups := map[string][]stmt{}
+	var order []string
+	for _, s := range stmts {
+		if _, ok := groups[s.partition]; !ok {
+			order = append(order, s.partition)
+		}
+		groups[s.partition] = append(groups[s.partition], s)
+	}
+	var jobs [][]stmt
+	for _, p := range order {
+		g := groups[p]
+		for len(g) > 0 {
+			n := min(len(g), w.batchSize)
+			jobs = append(jobs, g[:n])
+			g = g[n:]
+		}
+	}
+	return parallel(ctx, w.concurrency, len(jobs), func(ctx context.Context, i int) error {
+		job := jobs[i]
+		if len(job) == 1 {
+			if err := w.session.Query(job[0].cql, job[0].args...).WithContext(ctx).Exec(); err != nil {
+				return fmt.Errorf("write %s: %w", job[0].partition, err)
+			}
+			return nil
+		}
+		b := w.session.NewBatch(gocql.UnloggedBatch).WithContext(ctx)
+		for _, s := range job {
+			b.Query(s.cql, s.args...)
+		}
+		if err := w.session.ExecuteBatch(b); err != nil {
+			return fmt.Errorf("write batch of %d to %s: %w", len(job), job[0].partition, err)
+		}
+		return nil
+	})
+}
+
+// parallel runs fn for 0..n-1 with at most limit at once and returns the
+// first error.
+func parallel(ctx context.Context, limit, n int, fn func(ctx context.Context, i int) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sem := make(chan struct{}, limit)
+	var wg sync.WaitGroup
+	var once sync.Once
+	var first error
+	for i := 0; i < n; i++ {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := fn(ctx, i); err != nil {
+				once.Do(func() { first = err; cancel() })
+			}
+		}()
+	}
+	wg.Wait()
+	if first == nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return first
+}
+
+// loadVisitor reads a visitor's durable state. It returns applied = -1 and
+// a new visitor when there is none, or when it was written by another
+// partition (the topic was repartitioned: its offsets say nothing here).
+func loadVisitor(ctx context.Context, s *gocql.Session, property, client string, partition int32) (*visitor.Visitor, int64, error) {
+	var part int
+	var applied int64
+	var state []byte
+	err := s.Query(cqlLoadVisitor, property, client).WithContext(ctx).Scan(&part, &applied, &state)
+	if errors.Is(err, gocql.ErrNotFound) {
+		return visitor.New(client), -1, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("load visitor state: %w", err)
+	}
+	v, err := visitor.Unmarshal(state)
+	if err != nil {
+		return nil, 0, err
+	}
+	if int32(part) != partition {
+		applied = -1
+	}
+	return v, applied, nil
+}
+
+// loadRow reads the stored state of an additive row into r.
+func loadRow(ctx context.Context, s *gocql.Session, k rowKey, r *row) error {
+	var through int64
+	var users []byte
+	var err error
+	var stored func(r *row)
+	switch k.kind {
+	case kindDaily:
+		var m rollup.Metrics
+		err = s.Query(cqlLoadDaily, k.property, k.daily.Day, k.daily.Report, k.daily.Dimension, int16(k.shard)).WithContext(ctx).
+			Scan(append(append([]any{&users}, m.Pointers()...), &through)...)
+		stored = func(r *row) { r.metrics = m }
+	case kindHourly:
+		var m rollup.Metrics
+		err = s.Query(cqlLoadHourly, k.property, k.hourly.Day, int16(k.hourly.Hour), int16(k.shard)).WithContext(ctx).
+			Scan(append(append([]any{&users}, hourlyPointers(&m)...), &through)...)
+		stored = func(r *row) { r.metrics = m }
+	case kindRealtime:
+		var pv int64
+		var pages, sources map[string]int64
+		err = s.Query(cqlLoadRT, k.property, k.minute.Minute, int16(k.shard)).WithContext(ctx).Scan(&pv, &users, &pages, &sources, &through)
+		stored = func(r *row) {
+			r.metrics.Pageviews = pv
+			r.pages, r.sources = pages, sources
+			if r.pages == nil {
+				r.pages, r.sources = map[string]int64{}, map[string]int64{}
+			}
+			if r.sources == nil {
+				r.sources = map[string]int64{}
+			}
+		}
+	case kindFiltered:
+		var hits int64
+		err = s.Query(cqlLoadFilter, k.property, k.filtered.Day, k.filtered.Reason, int16(k.shard)).WithContext(ctx).Scan(&hits, &through)
+		stored = func(r *row) { r.hits = hits }
+	}
+	if errors.Is(err, gocql.ErrNotFound) {
+		r.load(-1, func(*row) {})
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("load rollup row: %w", err)
+	}
+	var existing sketch.Set
+	if err := existing.UnmarshalBinary(users); err != nil {
+		return fmt.Errorf("load rollup row: %w", err)
+	}
+	r.load(through, stored)
+	return r.users.Merge(&existing)
+}
+
+func hourlyPointers(m *rollup.Metrics) []any {
+	return []any{&m.NewUsers, &m.Sessions, &m.EngagedSessions, &m.Bounces, &m.DurationMS, &m.Pageviews, &m.Events, &m.Conversions, &m.ConversionValue}
+}
+
+// rowWrite returns the statement that writes r whole, through offset.
+func rowWrite(k rowKey, r *row, through int64) (stmt, error) {
+	users, err := r.users.MarshalBinary()
+	if err != nil {
+		return stmt{}, err
+	}
+	sh := int16(k.shard)
+	switch k.kind {
+	case kindDaily:
+		args := append([]any{k.property, k.daily.Day, k.daily.Report, k.daily.Dimension, sh, users}, r.metrics.Fields()...)
+		return stmt{partition: "d/" + k.property + "/" + dayString(k.daily.Day) + "/" + k.daily.Report, cql: rollup.InsertDaily, args: append(args, through)}, nil
+	case kindHourly:
+		m := &r.metrics
+		return stmt{partition: "h/" + k.property + "/" + dayString(k.hourly.Day), cql: cqlHourly, args: []any{
+			k.property, k.hourly.Day, int16(k.hourly.Hour), sh, users, m.NewUsers, m.Sessions, m.EngagedSessions, m.Bounces,
+			m.DurationMS, m.Pageviews, m.Events, m.Conversions, m.ConversionValue, through}}, nil
+	case kindRealtime:
+		return stmt{partition: "r/" + k.property, cql: cqlRealtime, args: []any{
+			k.property, k.minute.Minute, sh, r.metrics.Pageviews, users, r.pages, r.sources, through}}, nil
+	default:
+		return stmt{partition: "f/" + k.property + "/" + dayString(k.filtered.Day), cql: cqlFiltered, args: []any{
+			k.property, k.filtered.Day, k.filtered.Reason, sh, r.hits, through}}, nil
+	}
+}
+
+func dayString(t time.Time) string { return t.Format(time.DateOnly) }
+
+// sessionWrites returns the rows of a session: the session itself and its
+// pageviews and events.
+func sessionWrites(property string, shard int, client string, first bool, s *session.Session) []stmt {
+	sh := int16(shard)
+	part := "s/" + property + "/" + dayString(s.Day) + "/" + strconv.Itoa(shard)
+	t := s.Touch
+	out := []stmt{{partition: part, cql: cqlSession, args: []any{
+		property, s.Day, sh, s.ID, client, s.Start, s.End, s.Landing, s.Exit, s.Pageviews, s.Events, s.Bounce, s.Engaged,
+		t.Source, t.Medium, t.Campaign, t.Referrer, s.Channel, s.Country, s.Device, s.Browser, s.OS, first,
+		s.Conversions, s.ConversionValue, s.RuleVersion}}}
+	pvPart := "p/" + property + "/" + dayString(s.Day) + "/" + strconv.Itoa(shard)
+	evPart := "e/" + property + "/" + dayString(s.Day) + "/" + strconv.Itoa(shard)
+	i := 0
+	for _, h := range s.Hits {
+		switch h.Type {
+		case hit.TypePageview:
+			out = append(out, stmt{partition: pvPart, cql: cqlPageview, args: []any{
+				property, s.Day, sh, h.ID, h.Time, s.ID, client, h.Path, h.Title, s.PageTimesMS[i], h.RuleVersion}})
+			i++
+		case hit.TypeEvent:
+			out = append(out, stmt{partition: evPart, cql: cqlEvent, args: []any{
+				property, s.Day, sh, h.ID, h.Time, s.ID, client, h.Category, h.Action, h.Label, h.Value, h.Path, h.RuleVersion}})
+		}
+	}
+	return out
+}
