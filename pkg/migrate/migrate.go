@@ -151,9 +151,10 @@ var ErrModified = errors.New("applied migration was modified")
 var identifier = regexp.MustCompile(`^[a-z][a-z0-9_]{0,47}$`)
 
 // Apply brings the keyspace up to date with migrations and returns the ones
-// it applied (none when already up to date). cluster must not select a
-// keyspace; Apply opens its own sessions.
-func Apply(ctx context.Context, cluster *gocql.ClusterConfig, opts Options, migrations []Migration) ([]Migration, error) {
+// it applied (none when already up to date). cluster returns a new cluster
+// configuration for a keyspace ("" for none): Apply opens two sessions, and
+// gocql's host selection policies cannot be shared between sessions.
+func Apply(ctx context.Context, cluster func(keyspace string) *gocql.ClusterConfig, opts Options, migrations []Migration) ([]Migration, error) {
 	if !identifier.MatchString(opts.Keyspace) {
 		return nil, fmt.Errorf("keyspace name %q must be lowercase letters, digits and underscores", opts.Keyspace)
 	}
@@ -165,9 +166,7 @@ func Apply(ctx context.Context, cluster *gocql.ClusterConfig, opts Options, migr
 		log = slog.New(slog.DiscardHandler)
 	}
 
-	c := *cluster
-	c.Keyspace = ""
-	s, err := c.CreateSession()
+	s, err := cluster("").CreateSession()
 	if err != nil {
 		return nil, fmt.Errorf("connect for migrations: %w", err)
 	}
@@ -211,9 +210,7 @@ func Apply(ctx context.Context, cluster *gocql.ClusterConfig, opts Options, migr
 		return nil, nil
 	}
 
-	kc := *cluster
-	kc.Keyspace = ks
-	ksess, err := kc.CreateSession()
+	ksess, err := cluster(ks).CreateSession()
 	if err != nil {
 		return nil, fmt.Errorf("connect to keyspace %s: %w", ks, err)
 	}
@@ -297,5 +294,5 @@ func Up(ctx context.Context, cfg *cassandra.Config, log *slog.Logger) ([]Migrati
 	if err != nil {
 		return nil, err
 	}
-	return Apply(ctx, cfg.ClusterConfig(""), Options{Keyspace: cfg.Keyspace, Replication: cfg.Replication, Log: log}, ms)
+	return Apply(ctx, cfg.ClusterConfig, Options{Keyspace: cfg.Keyspace, Replication: cfg.Replication, Log: log}, ms)
 }

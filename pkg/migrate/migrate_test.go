@@ -139,17 +139,21 @@ var ksSeq struct {
 	n int
 }
 
-func setup(t *testing.T) (*gocql.ClusterConfig, migrate.Options) {
+func setup(t *testing.T) (func(string) *gocql.ClusterConfig, migrate.Options) {
 	t.Helper()
 	hosts := cqltest.Hosts(t)
-	cluster := gocql.NewCluster(hosts...)
-	cluster.Timeout = 10 * time.Second
+	cluster := func(ks string) *gocql.ClusterConfig {
+		c := gocql.NewCluster(hosts...)
+		c.Keyspace = ks
+		c.Timeout = 10 * time.Second
+		return c
+	}
 	ksSeq.Lock()
 	ksSeq.n++
 	ks := fmt.Sprintf("migrate_%d_%d", time.Now().UnixNano()%1e9, ksSeq.n)
 	ksSeq.Unlock()
 	t.Cleanup(func() {
-		if s, err := cluster.CreateSession(); err == nil {
+		if s, err := cluster("").CreateSession(); err == nil {
 			_ = s.Query("DROP KEYSPACE IF EXISTS " + ks).Exec()
 			s.Close()
 		}

@@ -287,7 +287,10 @@ func (p *Partition) Flush(ctx context.Context) (int64, error) {
 		if !r.stale {
 			continue
 		}
-		s, err := rowWrite(k, r, through)
+		// A row loaded ahead of this flush (written by a processor that
+		// crashed after getting further) keeps its through offset: it must
+		// never go back, or hits between would be applied twice.
+		s, err := rowWrite(k, r, max(through, r.base))
 		if err != nil {
 			return 0, err
 		}
@@ -325,7 +328,7 @@ func (p *Partition) Flush(ctx context.Context) (int64, error) {
 			return 0, err
 		}
 		vstmts = append(vstmts, stmt{partition: "v/" + vs.property + "/" + vs.v.ClientID, cql: cqlSaveVisitor,
-			args: []any{vs.property, vs.v.ClientID, int(p.cfg.Partition), through, b}})
+			args: []any{vs.property, vs.v.ClientID, int(p.cfg.Partition), max(through, vs.applied), b}})
 	}
 	if err := p.w.exec(ctx, vstmts); err != nil {
 		return 0, err
@@ -337,7 +340,7 @@ func (p *Partition) Flush(ctx context.Context) (int64, error) {
 	for key, vs := range p.visitors {
 		if vs.dirty {
 			vs.dirty, vs.upserts, vs.deletes = false, nil, nil
-			vs.applied = through
+			vs.applied = max(vs.applied, through)
 		} else if now.Sub(vs.used) > p.cfg.IdleEviction {
 			delete(p.visitors, key)
 		}
@@ -348,7 +351,7 @@ func (p *Partition) Flush(ctx context.Context) (int64, error) {
 			continue
 		}
 		// Everything up to through is in the row now.
-		r.stale, r.base = false, through
+		r.stale, r.base = false, max(r.base, through)
 	}
 	p.flushed = through
 	return through, nil

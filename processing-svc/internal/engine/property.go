@@ -56,7 +56,7 @@ func toSessionHit(h *hit.Hit, r *rules.Compiled) (*session.Hit, string) {
 	}
 	clean := r.CleanPath(raw)
 	if h.Type == hit.TypePageview && !r.PageIncluded(clean) {
-		return nil, ReasonPageExcluded
+		return nil, rules.ReasonPage
 	}
 	sh := &session.Hit{
 		ID:          h.ID,
@@ -82,10 +82,6 @@ func toSessionHit(h *hit.Hit, r *rules.Compiled) (*session.Hit, string) {
 	}
 	return sh, ""
 }
-
-// ReasonPageExcluded is the filtered-hits reason of a pageview whose page
-// the include/exclude rules drop.
-const ReasonPageExcluded = "page"
 
 // pagePath is the page dimension of a cleaned path: the attribution
 // parameters, which the clean-up keeps for attribution, are removed, so

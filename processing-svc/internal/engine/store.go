@@ -22,7 +22,7 @@ const (
 	cqlLoadVisitor  = "SELECT kafka_partition, applied_offset, state FROM visitor_state WHERE property_id = ? AND client_id = ?"
 	cqlSaveVisitor  = "INSERT INTO visitor_state (property_id, client_id, kafka_partition, applied_offset, state) VALUES (?, ?, ?, ?, ?)"
 	cqlArchive      = "INSERT INTO raw_hits (property_id, day, shard, hit_id, hit) VALUES (?, ?, ?, ?, ?)"
-	cqlUser         = "INSERT INTO users (property_id, client_id, first_seen, last_seen, session_count, first_source, first_medium, first_campaign, first_channel, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	cqlUser         = "INSERT INTO site_users (property_id, client_id, first_seen, last_seen, session_count, first_source, first_medium, first_campaign, first_channel, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 	cqlDeleteSesion = "DELETE FROM sessions WHERE property_id = ? AND day = ? AND shard = ? AND session_id = ?"
 	cqlSession      = "INSERT INTO sessions (property_id, day, shard, session_id, client_id, started_at, ended_at, landing_page, exit_page, pageviews, events, bounce, engaged, source, medium, campaign, referrer, channel, country, device, browser, os, new_user, conversions, conversion_value, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 	cqlPageview     = "INSERT INTO pageviews (property_id, day, shard, hit_id, ts, session_id, client_id, path, title, time_on_page_ms, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -51,6 +51,9 @@ type writer struct {
 	session     *gocql.Session
 	concurrency int
 	batchSize   int
+	// beforeJob, when set (tests), runs before each batch and fails it
+	// with its error: a crash at an exact point of a flush.
+	beforeJob func() error
 }
 
 func (w *writer) exec(ctx context.Context, stmts []stmt) error {
@@ -73,6 +76,11 @@ func (w *writer) exec(ctx context.Context, stmts []stmt) error {
 	}
 	return parallel(ctx, w.concurrency, len(jobs), func(ctx context.Context, i int) error {
 		job := jobs[i]
+		if w.beforeJob != nil {
+			if err := w.beforeJob(); err != nil {
+				return err
+			}
+		}
 		if len(job) == 1 {
 			if err := w.session.Query(job[0].cql, job[0].args...).WithContext(ctx).Exec(); err != nil {
 				return fmt.Errorf("write %s: %w", job[0].partition, err)
