@@ -1,0 +1,57 @@
+// Package deadletter publishes rejected hits and poison messages to the
+// dead-letter topic, where they are kept with their reason (and counted by
+// the publisher's metric) instead of being dropped silently.
+package deadletter
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/IBM/sarama"
+	"github.com/acme/analytics/pkg/hit"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Publisher sends dead letters with a durable, idempotent producer.
+type Publisher struct {
+	producer sarama.SyncProducer
+	counter  *prometheus.CounterVec
+}
+
+// New returns a Publisher over producer (configured by
+// kafka.Config.ProducerConfig) that counts what it sends, by stage and
+// reason, in dead_letters_total on reg.
+func New(producer sarama.SyncProducer, reg prometheus.Registerer) *Publisher {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "dead_letters_total",
+		Help: "Hits and messages sent to the dead-letter topic, by stage and reason.",
+	}, []string{"stage", "reason"})
+	reg.MustRegister(c)
+	return &Publisher{producer: producer, counter: c}
+}
+
+// Publish sends dls and returns once the broker has them all.
+func (p *Publisher) Publish(ctx context.Context, dls []hit.DeadLetter) error {
+	if len(dls) == 0 {
+		return nil
+	}
+	msgs := make([]*sarama.ProducerMessage, len(dls))
+	for i := range dls {
+		b, err := json.Marshal(&dls[i])
+		if err != nil {
+			return fmt.Errorf("encode dead letter: %w", err)
+		}
+		msgs[i] = &sarama.ProducerMessage{Topic: hit.TopicDeadLetter, Key: sarama.StringEncoder(dls[i].TrackingID), Value: sarama.ByteEncoder(b)}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := p.producer.SendMessages(msgs); err != nil {
+		return fmt.Errorf("publish %d dead letters: %w", len(msgs), err)
+	}
+	for _, dl := range dls {
+		p.counter.WithLabelValues(dl.Stage, dl.Reason).Inc()
+	}
+	return nil
+}

@@ -1,0 +1,278 @@
+// Package consumer runs the processing engine on the partitions of the
+// hits topic that this instance's consumer group session claims.
+//
+// Per claimed partition it applies messages in batches and flushes on a
+// timer; only after a flush has written everything derived does it mark and
+// commit the offset. A batch or flush that fails (Cassandra or config-svc
+// unreachable) is retried with backoff, holding the partition: nothing is
+// skipped and nothing committed early. When the partition is revoked
+// (rebalance, shutdown) it flushes and commits before letting go.
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/acme/analytics/pkg/hit"
+	"github.com/acme/analytics/processing-svc/internal/engine"
+	"github.com/gocql/gocql"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config configures a Consumer.
+type Config struct {
+	Group         sarama.ConsumerGroup
+	Topic         string
+	Session       *gocql.Session
+	Properties    engine.Properties
+	DeadLetter    func(ctx context.Context, dl []hit.DeadLetter) error
+	FlushInterval time.Duration // how often derived rows are written (freshness)
+	BatchSize     int           // messages applied at once
+	Log           *slog.Logger
+	Metrics       *Metrics
+}
+
+// Metrics are the consumer's Prometheus metrics.
+type Metrics struct {
+	Hits        *prometheus.CounterVec
+	Flushes     *prometheus.CounterVec
+	FlushTime   prometheus.Histogram
+	Freshness   prometheus.Histogram
+	Partitions  prometheus.Gauge
+	DeadLetters prometheus.Counter
+}
+
+// NewMetrics registers the consumer's metrics on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Hits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "processing_hits_total", Help: "Hits processed, by outcome (applied, duplicate, excluded, too_late, skipped).",
+		}, []string{"outcome"}),
+		Flushes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "processing_flushes_total", Help: "Flushes of derived rows, by result.",
+		}, []string{"result"}),
+		FlushTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "processing_flush_seconds", Help: "Time to write one flush.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}),
+		Freshness: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "processing_freshness_seconds",
+			Help:    "Time from a hit's acceptance by collection to its rollups being written.",
+			Buckets: []float64{.05, .1, .25, .5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600},
+		}),
+		Partitions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "processing_partitions", Help: "Hits-topic partitions this instance owns.",
+		}),
+		DeadLetters: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "processing_dead_letters_total", Help: "Messages sent to the dead-letter topic by processing.",
+		}),
+	}
+	reg.MustRegister(m.Hits, m.Flushes, m.FlushTime, m.Freshness, m.Partitions, m.DeadLetters)
+	return m
+}
+
+// Consumer is the consumer group member.
+type Consumer struct {
+	cfg Config
+}
+
+// New returns a Consumer.
+func New(cfg Config) *Consumer {
+	if cfg.FlushInterval == 0 {
+		cfg.FlushInterval = 500 * time.Millisecond
+	}
+	if cfg.BatchSize == 0 {
+		cfg.BatchSize = 2000
+	}
+	return &Consumer{cfg: cfg}
+}
+
+// Run consumes until ctx is done.
+func (c *Consumer) Run(ctx context.Context) error {
+	for {
+		if err := c.cfg.Group.Consume(ctx, []string{c.cfg.Topic}, c); err != nil {
+			if errors.Is(err, sarama.ErrClosedConsumerGroup) || ctx.Err() != nil {
+				return nil
+			}
+			c.cfg.Log.Warn("consumer group session ended; rejoining", slog.Any("error", err))
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Second):
+			}
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+// Setup implements sarama.ConsumerGroupHandler.
+func (c *Consumer) Setup(s sarama.ConsumerGroupSession) error {
+	c.cfg.Log.Info("partitions claimed", slog.Any("claims", s.Claims()))
+	return nil
+}
+
+// Cleanup implements sarama.ConsumerGroupHandler.
+func (c *Consumer) Cleanup(sarama.ConsumerGroupSession) error { return nil }
+
+// ConsumeClaim processes one partition until it is revoked.
+func (c *Consumer) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	m := c.cfg.Metrics
+	m.Partitions.Inc()
+	defer m.Partitions.Dec()
+	log := c.cfg.Log.With(slog.Int("partition", int(claim.Partition())))
+	p := engine.New(engine.Config{
+		Topic: claim.Topic(), Partition: claim.Partition(), Session: c.cfg.Session,
+		Properties: c.cfg.Properties, DeadLetter: c.deadLetter, Log: log,
+	})
+	w := &worker{c: c, s: s, p: p, topic: claim.Topic(), partition: claim.Partition(), log: log}
+	ticker := time.NewTicker(c.cfg.FlushInterval)
+	defer ticker.Stop()
+	msgs := claim.Messages()
+	for {
+		select {
+		case msg, ok := <-msgs:
+			if !ok {
+				return w.flush(context.WithoutCancel(s.Context()), true)
+			}
+			batch := []*sarama.ConsumerMessage{msg}
+		drain:
+			for len(batch) < c.cfg.BatchSize {
+				select {
+				case more, ok := <-msgs:
+					if !ok {
+						break drain
+					}
+					batch = append(batch, more)
+				default:
+					break drain
+				}
+			}
+			if err := w.apply(batch); err != nil {
+				// The session ended mid-retry: hand over what was applied.
+				return errors.Join(err, w.flush(context.WithoutCancel(s.Context()), true))
+			}
+		case <-ticker.C:
+			if err := w.flush(s.Context(), false); err != nil {
+				return err
+			}
+		case <-s.Context().Done():
+			// Revoked or shutting down: write what was applied, commit it.
+			return w.flush(context.WithoutCancel(s.Context()), true)
+		}
+	}
+}
+
+type worker struct {
+	c         *Consumer
+	s         sarama.ConsumerGroupSession
+	p         *engine.Partition
+	topic     string
+	partition int32
+	log       *slog.Logger
+	received  []time.Time // receive times of hits applied since the last flush
+	stats     engine.Stats
+}
+
+// apply applies a batch, retrying while the session lasts.
+func (w *worker) apply(batch []*sarama.ConsumerMessage) error {
+	msgs := make([]engine.Message, len(batch))
+	for i, m := range batch {
+		msgs[i] = engine.Message{Offset: m.Offset, Value: m.Value}
+	}
+	err := w.retry(func(ctx context.Context) error { return w.p.Apply(ctx, msgs) }, "apply batch")
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	for _, m := range batch {
+		// The message timestamp is set by collection's producer, right
+		// after it accepted the hit.
+		if !m.Timestamp.IsZero() && m.Timestamp.Before(now) {
+			w.received = append(w.received, m.Timestamp)
+		}
+	}
+	return nil
+}
+
+// flush writes the partition's derived rows and commits the offset after
+// them. final flushes are retried a bounded number of times: the partition
+// is being handed over, and the next owner recovers whatever is not written.
+func (w *worker) flush(ctx context.Context, final bool) error {
+	if !w.p.Pending() {
+		return nil
+	}
+	m := w.c.cfg.Metrics
+	start := time.Now()
+	var through int64
+	op := func(ctx context.Context) error {
+		var err error
+		through, err = w.p.Flush(ctx)
+		return err
+	}
+	var err error
+	if final {
+		for i := 0; i < 3; i++ {
+			if err = op(ctx); err == nil {
+				break
+			}
+		}
+	} else {
+		err = w.retry(op, "flush")
+	}
+	if err != nil {
+		m.Flushes.WithLabelValues("error").Inc()
+		return fmt.Errorf("flush partition %d: %w", w.partition, err)
+	}
+	m.Flushes.WithLabelValues("ok").Inc()
+	m.FlushTime.Observe(time.Since(start).Seconds())
+	w.s.MarkOffset(w.topic, w.partition, through+1, "")
+	w.s.Commit()
+	now := time.Now()
+	for _, t := range w.received {
+		m.Freshness.Observe(now.Sub(t).Seconds())
+	}
+	w.received = w.received[:0]
+	st := w.p.Stats()
+	m.Hits.WithLabelValues("applied").Add(float64(st.Applied - w.stats.Applied))
+	m.Hits.WithLabelValues("duplicate").Add(float64(st.Duplicates - w.stats.Duplicates))
+	m.Hits.WithLabelValues("excluded").Add(float64(st.Excluded - w.stats.Excluded))
+	m.Hits.WithLabelValues("too_late").Add(float64(st.TooLate - w.stats.TooLate))
+	m.Hits.WithLabelValues("skipped").Add(float64(st.Skipped - w.stats.Skipped))
+	m.DeadLetters.Add(float64(st.DeadLetters - w.stats.DeadLetters))
+	w.stats = st
+	return nil
+}
+
+// retry runs op until it succeeds or the session ends, backing off.
+func (w *worker) retry(op func(ctx context.Context) error, what string) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := op(w.s.Context())
+		if err == nil {
+			return nil
+		}
+		if w.s.Context().Err() != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		w.log.Warn(what+" failed; retrying", slog.Any("error", err), slog.Duration("backoff", backoff))
+		select {
+		case <-w.s.Context().Done():
+			return fmt.Errorf("%s: %w", what, err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// deadLetter publishes processing's rejected messages.
+func (c *Consumer) deadLetter(ctx context.Context, dls []hit.DeadLetter) error {
+	if c.cfg.DeadLetter == nil {
+		return nil
+	}
+	return c.cfg.DeadLetter(ctx, dls)
+}

@@ -1,0 +1,154 @@
+package consumer
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/acme/analytics/pkg/cassandra"
+	"github.com/acme/analytics/pkg/deadletter"
+	"github.com/acme/analytics/pkg/hit"
+	"github.com/acme/analytics/pkg/kafka"
+	"github.com/acme/analytics/pkg/kafkatest"
+	"github.com/acme/analytics/pkg/migrate/migratetest"
+	"github.com/acme/analytics/pkg/rollup"
+	"github.com/acme/analytics/pkg/rules"
+	"github.com/acme/analytics/processing-svc/internal/engine"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+const propID = "3f1c9a52-2222-4e4e-9a9a-000000000002"
+
+type oneProperty struct{ p *engine.Property }
+
+func (o oneProperty) Property(_ context.Context, id string) (*engine.Property, error) {
+	if id != o.p.ID {
+		return nil, engine.ErrUnknownProperty
+	}
+	return o.p, nil
+}
+
+// TestConsumeThroughKafka runs the consumer group against the in-process
+// broker and the embedded CQL server: hits produced to the topic show up in
+// the rollups, a poison message goes to the dead-letter topic, and a
+// consumer stopped and started again neither loses nor double-counts.
+func TestConsumeThroughKafka(t *testing.T) {
+	cl := kafkatest.Start(t)
+	kcfg := &kafka.Config{Brokers: cl.Brokers()[0], ClientID: "test"}
+	ctx := context.Background()
+	if err := kafka.EnsureTopics(ctx, kcfg,
+		kafka.Topic{Name: hit.TopicHits, Partitions: 3, ReplicationFactor: 1},
+		kafka.Topic{Name: hit.TopicDeadLetter, Partitions: 1, ReplicationFactor: 1}); err != nil {
+		t.Fatal(err)
+	}
+	ccfg := migratetest.Keyspace(t)
+	session, err := cassandra.Connect(ccfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer session.Close()
+	compiled, err := rules.Compile(rules.Defaults(), 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prop := &engine.Property{ID: propID, Location: time.UTC, Shards: 1, RulesAt: func(time.Time) *rules.Compiled { return compiled }}
+
+	producer, err := sarama.NewSyncProducer(kcfg.BrokerList(), kcfg.ProducerConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	day := time.Now().UTC().Truncate(24 * time.Hour)
+	send := func(from, to int) {
+		for i := from; i < to; i++ {
+			h := &hit.Hit{PropertyID: propID, ClientID: fmt.Sprint("c", i%10), Type: hit.TypePageview, Origin: hit.OriginBrowser,
+				Time: day.Add(time.Duration(i) * time.Second), ReceivedAt: day.Add(time.Duration(i) * time.Second), Path: fmt.Sprint("/p", i%3)}
+			h.ID = h.DeriveID(fmt.Sprint("e", i))
+			b, _ := hit.Marshal(h)
+			if _, _, err := producer.SendMessage(&sarama.ProducerMessage{Topic: hit.TopicHits, Key: sarama.ByteEncoder(h.Key(1)), Value: sarama.ByteEncoder(b)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	pageviews := func() int64 {
+		iter := session.Query(rollup.SelectDaily, propID, day, rollup.Total).Iter()
+		var total int64
+		for {
+			var r rollup.Row
+			ok, err := r.Scan(iter)
+			if err != nil || !ok {
+				break
+			}
+			total += r.Pageviews
+		}
+		iter.Close()
+		return total
+	}
+	start := func() (stop func()) {
+		group, err := sarama.NewConsumerGroup(kcfg.BrokerList(), "processing", kcfg.ConsumerConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		dlq, err := sarama.NewSyncProducer(kcfg.BrokerList(), kcfg.ProducerConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		reg := prometheus.NewRegistry()
+		pub := deadletter.New(dlq, reg).Publish
+		c := New(Config{Group: group, Topic: hit.TopicHits, Session: session, Properties: oneProperty{prop}, DeadLetter: pub,
+			FlushInterval: 50 * time.Millisecond, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: NewMetrics(reg)})
+		cctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { _ = c.Run(cctx); close(done) }()
+		return func() { cancel(); <-done; group.Close(); dlq.Close() }
+	}
+	waitFor := func(want int64) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			if pageviews() == want {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Fatalf("pageviews = %d, want %d", pageviews(), want)
+	}
+
+	send(0, 50)
+	if _, _, err := producer.SendMessage(&sarama.ProducerMessage{Topic: hit.TopicHits, Key: sarama.StringEncoder("x"), Value: sarama.StringEncoder("not json")}); err != nil {
+		t.Fatal(err)
+	}
+	stop := start()
+	waitFor(50)
+	stop()
+
+	send(50, 80)
+	send(10, 20) // re-sent hits are counted once
+	stop = start()
+	waitFor(80)
+	stop()
+
+	// The poison message is in the dead-letter topic.
+	consumer, err := sarama.NewConsumer(kcfg.BrokerList(), kcfg.ConsumerConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer consumer.Close()
+	pc, err := consumer.ConsumePartition(hit.TopicDeadLetter, 0, sarama.OffsetOldest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	select {
+	case m := <-pc.Messages():
+		if string(m.Value) == "" {
+			t.Fatal("empty dead letter")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no dead letter for the poison message")
+	}
+}
