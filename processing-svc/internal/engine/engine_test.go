@@ -85,16 +85,13 @@ func traffic(n int, seed uint64) []Message {
 			at = at.Add(time.Duration(31+rng.IntN(300)) * time.Minute)
 		}
 	}
-	// Arrival order: by receive time, with every 10th hit re-sent later
-	// and every 13th arriving late (received up to an hour after).
-	sort.SliceStable(hits, func(i, j int) bool { return hits[i].ReceivedAt.Before(hits[j].ReceivedAt) })
-	var out, late []*hit.Hit
+	// Arrival order is receive order. Every 13th hit arrives an hour late
+	// (its receive time, not its event time, moves), and every 10th is
+	// re-sent a minute later.
+	var out []*hit.Hit
 	for i, h := range hits {
 		if i%13 == 5 {
-			l := *h
-			l.ReceivedAt = h.ReceivedAt.Add(time.Hour)
-			late = append(late, &l)
-			continue
+			h.ReceivedAt = h.ReceivedAt.Add(time.Hour)
 		}
 		out = append(out, h)
 		if i%10 == 0 {
@@ -103,7 +100,7 @@ func traffic(n int, seed uint64) []Message {
 			out = append(out, &again)
 		}
 	}
-	out = append(out, late...)
+	sort.SliceStable(out, func(i, j int) bool { return out[i].ReceivedAt.Before(out[j].ReceivedAt) })
 	msgs := make([]Message, 0, len(out))
 	for i, h := range out {
 		b, _ := hit.Marshal(h)
@@ -135,8 +132,13 @@ func run(t *testing.T, ctx context.Context, part *Partition, msgs []Message, siz
 // comparison.
 func dump(t *testing.T, s *gocql.Session) string {
 	t.Helper()
+	return dumpTables(t, s, "raw_hits", "visitor_state", "site_users", "sessions", "pageviews", "events", "rollup_daily", "rollup_hourly", "filtered_hits", "realtime")
+}
+
+func dumpTables(t *testing.T, s *gocql.Session, tables ...string) string {
+	t.Helper()
 	var out []string
-	for _, table := range []string{"raw_hits", "visitor_state", "site_users", "sessions", "pageviews", "events", "rollup_daily", "rollup_hourly", "filtered_hits", "realtime"} {
+	for _, table := range tables {
 		iter := s.Query("SELECT * FROM " + table).Iter()
 		rows, err := iter.SliceMap()
 		if err != nil {

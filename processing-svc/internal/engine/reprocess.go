@@ -1,0 +1,382 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/acme/analytics/pkg/hit"
+	"github.com/acme/analytics/pkg/rollup"
+	"github.com/acme/analytics/pkg/rules"
+	"github.com/acme/analytics/processing-svc/internal/derive"
+	"github.com/acme/analytics/processing-svc/internal/session"
+	"github.com/gocql/gocql"
+)
+
+// RulesMode selects the rules reprocessing applies.
+type RulesMode string
+
+// Rules modes.
+const (
+	// RulesHistorical applies to each hit the rules in effect when it was
+	// received, as live processing did.
+	RulesHistorical RulesMode = "historical"
+	// RulesCurrent applies today's rules to the past.
+	RulesCurrent RulesMode = "current"
+)
+
+// FinalOffset is the through_offset of rows written by reprocessing: they
+// are final, and no live processor (which only ever has smaller offsets)
+// changes them again.
+const FinalOffset = math.MaxInt64 / 2
+
+// ErrDayOpen is returned for a day that may still receive hits.
+var ErrDayOpen = errors.New("day still open to late hits")
+
+// ReprocessDay re-derives one property-local day of a property from the
+// raw hit archive: sessions, pageviews, events, rollups (daily, hourly) and
+// filtered hits, replacing what is stored. It writes the new rows first and
+// then deletes the rows that no longer exist, so readers never see the day
+// empty; running it twice writes the same rows.
+//
+// users carries what the days before this one established: the start of
+// each client's first session (from site_users for sessions before since,
+// the start of the reprocessed range; from the reprocessed days after it).
+// It is updated with the first sessions the day contains.
+//
+// Only closed days are reprocessed: a day must have ended at least two days
+// ago in the property's time zone, well past the late-hit horizon and the
+// live processors' in-memory copies of its rows.
+func ReprocessDay(ctx context.Context, s *gocql.Session, p *Property, day time.Time, mode RulesMode, users *FirstSessions, now time.Time) error {
+	if !day.Before(session.LocalDay(now, p.Location).AddDate(0, 0, -1)) {
+		return fmt.Errorf("%w: %s (reprocess days up to two days ago)", ErrDayOpen, day.Format(time.DateOnly))
+	}
+	hits, err := archivedHits(ctx, s, p, day)
+	if err != nil {
+		return err
+	}
+	current := p.RulesAt(now)
+	rulesOf := func(h *hit.Hit) *rules.Compiled {
+		if mode == RulesCurrent {
+			return current
+		}
+		return p.RulesAt(h.ReceivedAt)
+	}
+
+	// Derive, per visitor, exactly as live processing does.
+	byClient := map[string][]*hit.Hit{}
+	var clients []string
+	for _, h := range hits {
+		if byClient[h.ClientID] == nil {
+			clients = append(clients, h.ClientID)
+		}
+		byClient[h.ClientID] = append(byClient[h.ClientID], h)
+	}
+	slices.Sort(clients)
+	if err := users.load(ctx, s, p.ID, clients); err != nil {
+		return err
+	}
+	firstSeen := users.seen
+	rows := rowSet{}
+	var writes []stmt
+	sessions := map[string]bool{} // session rows of the day, by shard/ID
+	hitRows := map[string]bool{}  // pageview and event rows, by shard/ID
+	dayStart := dayStartIn(day, p.Location)
+	for _, client := range clients {
+		shard := ShardOf(client, p.Shards)
+		c := derive.New()
+		var shits []*session.Hit
+		var st session.Settings
+		for _, h := range byClient[client] {
+			r := rulesOf(h)
+			if reason, excluded := r.Exclusion(h); excluded {
+				c.AddFiltered(day, reason)
+				continue
+			}
+			sh, reason := toSessionHit(h, r)
+			if sh == nil {
+				c.AddFiltered(day, reason)
+				continue
+			}
+			shits = append(shits, sh)
+			st = settings(p, r)
+		}
+		slices.SortFunc(shits, func(a, b *session.Hit) int {
+			if session.Less(a, b) {
+				return -1
+			}
+			if session.Less(b, a) {
+				return 1
+			}
+			return 0
+		})
+		if len(shits) > 0 {
+			prior, seen := firstSeen[client]
+			for i, ss := range session.Build(shits, st) {
+				first := i == 0 && (!seen || !prior.Before(dayStart))
+				if first {
+					firstSeen[client] = ss.Start
+				}
+				c.AddSession(ss, client, first, p.Location, +1)
+				writes = append(writes, sessionWrites(p.ID, shard, client, first, ss)...)
+				sessions[strconv.Itoa(shard)+"/"+ss.ID] = true
+				for _, h := range ss.Hits {
+					hitRows[strconv.Itoa(shard)+"/"+h.ID] = true
+				}
+			}
+		}
+		rows.add(p.ID, shard, 0, now, c)
+	}
+	for k, r := range rows {
+		if k.kind == kindRealtime {
+			continue // realtime rows of a closed day have long expired
+		}
+		r.load(-1, func(*row) {})
+		w, err := rowWrite(k, r, FinalOffset)
+		if err != nil {
+			return err
+		}
+		writes = append(writes, w)
+	}
+	wr := writer{session: s, concurrency: 32, batchSize: 50}
+	if err := wr.exec(ctx, writes); err != nil {
+		return fmt.Errorf("write reprocessed %s: %w", day.Format(time.DateOnly), err)
+	}
+	stale, err := staleRows(ctx, s, p, day, rows, sessions, hitRows)
+	if err != nil {
+		return err
+	}
+	if err := wr.exec(ctx, stale); err != nil {
+		return fmt.Errorf("delete stale rows of %s: %w", day.Format(time.DateOnly), err)
+	}
+	return nil
+}
+
+// dayStartIn returns the instant a property-local day starts.
+func dayStartIn(day time.Time, loc *time.Location) time.Time {
+	return time.Date(day.Year(), day.Month(), day.Day(), 0, 0, 0, 0, loc)
+}
+
+// archivedHits returns the archived hits whose property-local day is day.
+// The archive is partitioned by UTC day, so the (at most two) UTC days the
+// local day overlaps are read, every shard.
+func archivedHits(ctx context.Context, s *gocql.Session, p *Property, day time.Time) ([]*hit.Hit, error) {
+	start := dayStartIn(day, p.Location)
+	end := start.AddDate(0, 0, 1)
+	var out []*hit.Hit
+	for d := start.UTC().Truncate(24 * time.Hour); d.Before(end); d = d.AddDate(0, 0, 1) {
+		for shard := 0; shard < max(p.Shards, 1); shard++ {
+			iter := s.Query("SELECT hit FROM raw_hits WHERE property_id = ? AND day = ? AND shard = ?", p.ID, d, int16(shard)).
+				WithContext(ctx).PageSize(5000).Iter()
+			var b []byte
+			for iter.Scan(&b) {
+				h, err := hit.Unmarshal(b)
+				if err != nil {
+					iter.Close()
+					return nil, fmt.Errorf("archived hit: %w", err)
+				}
+				if session.LocalDay(h.Time, p.Location).Equal(day) {
+					out = append(out, h)
+				}
+			}
+			if err := iter.Close(); err != nil {
+				return nil, fmt.Errorf("read archive of %s: %w", d.Format(time.DateOnly), err)
+			}
+		}
+	}
+	return out, nil
+}
+
+// FirstSessions tracks the first session of clients across a reprocessed
+// range.
+type FirstSessions struct {
+	since   time.Time // start of the reprocessed range
+	seen    map[string]time.Time
+	checked map[string]bool
+}
+
+// NewFirstSessions returns the tracker for a range starting at since.
+func NewFirstSessions(since time.Time) *FirstSessions {
+	return &FirstSessions{since: since, seen: map[string]time.Time{}, checked: map[string]bool{}}
+}
+
+// load looks up, once per client, a first session before the range in
+// site_users (as live processing recorded it). A recorded first session
+// inside the range is ignored: the range is being re-derived, possibly
+// under other rules, and decides for itself.
+func (f *FirstSessions) load(ctx context.Context, s *gocql.Session, property string, clients []string) error {
+	var todo []string
+	for _, c := range clients {
+		if !f.checked[c] {
+			f.checked[c] = true
+			if _, ok := f.seen[c]; !ok {
+				todo = append(todo, c)
+			}
+		}
+	}
+	found := make([]time.Time, len(todo))
+	err := parallel(ctx, 32, len(todo), func(ctx context.Context, i int) error {
+		err := s.Query("SELECT first_seen FROM site_users WHERE property_id = ? AND client_id = ?", property, todo[i]).
+			WithContext(ctx).Scan(&found[i])
+		if errors.Is(err, gocql.ErrNotFound) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("read first sessions: %w", err)
+	}
+	for i, c := range todo {
+		if !found[i].IsZero() && found[i].Before(f.since) {
+			f.seen[c] = found[i]
+		}
+	}
+	return nil
+}
+
+// staleRows lists deletes of the day's stored rows that the reprocessed
+// day no longer has.
+func staleRows(ctx context.Context, s *gocql.Session, p *Property, day time.Time, rows rowSet, sessions, hitRows map[string]bool) ([]stmt, error) {
+	var out []stmt
+	keep := map[string]bool{}
+	for k := range rows {
+		keep[rowID(k)] = true
+	}
+	list := func(cql string, args []any, each func(scan func(dest ...any) bool) error) error {
+		iter := s.Query(cql, args...).WithContext(ctx).PageSize(5000).Iter()
+		if err := each(iter.Scan); err != nil {
+			iter.Close()
+			return err
+		}
+		return iter.Close()
+	}
+	reports := append(slices.Clone(rollup.AcquisitionReports), rollup.Page, rollup.EventCategory, rollup.EventAction, rollup.Event)
+	for _, report := range reports {
+		err := list("SELECT dimension, shard FROM rollup_daily WHERE property_id = ? AND day = ? AND report = ?", []any{p.ID, day, report},
+			func(scan func(...any) bool) error {
+				var dim string
+				var shard int16
+				for scan(&dim, &shard) {
+					k := rowKey{kind: kindDaily, property: p.ID, shard: int(shard), daily: derive.DailyKey{Day: day, Report: report, Dimension: dim}}
+					if !keep[rowID(k)] {
+						out = append(out, stmt{partition: "d/" + p.ID + "/" + dayString(day) + "/" + report, cql: "DELETE FROM rollup_daily WHERE property_id = ? AND day = ? AND report = ? AND dimension = ? AND shard = ?",
+							args: []any{p.ID, day, report, dim, shard}})
+					}
+				}
+				return nil
+			})
+		if err != nil {
+			return nil, fmt.Errorf("list %s rollups: %w", report, err)
+		}
+	}
+	err := list("SELECT hour, shard FROM rollup_hourly WHERE property_id = ? AND day = ?", []any{p.ID, day}, func(scan func(...any) bool) error {
+		var hour, shard int16
+		for scan(&hour, &shard) {
+			k := rowKey{kind: kindHourly, property: p.ID, shard: int(shard), hourly: derive.HourKey{Day: day, Hour: int(hour)}}
+			if !keep[rowID(k)] {
+				out = append(out, stmt{partition: "h/" + p.ID + "/" + dayString(day), cql: "DELETE FROM rollup_hourly WHERE property_id = ? AND day = ? AND hour = ? AND shard = ?",
+					args: []any{p.ID, day, hour, shard}})
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list hourly rollups: %w", err)
+	}
+	err = list("SELECT reason, shard FROM filtered_hits WHERE property_id = ? AND day = ?", []any{p.ID, day}, func(scan func(...any) bool) error {
+		var reason string
+		var shard int16
+		for scan(&reason, &shard) {
+			k := rowKey{kind: kindFiltered, property: p.ID, shard: int(shard), filtered: derive.FilteredKey{Day: day, Reason: reason}}
+			if !keep[rowID(k)] {
+				out = append(out, stmt{partition: "f/" + p.ID + "/" + dayString(day), cql: "DELETE FROM filtered_hits WHERE property_id = ? AND day = ? AND reason = ? AND shard = ?",
+					args: []any{p.ID, day, reason, shard}})
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list filtered hits: %w", err)
+	}
+	for shard := 0; shard < max(p.Shards, 1); shard++ {
+		sh := int16(shard)
+		prefix := strconv.Itoa(shard) + "/"
+		for _, t := range []struct {
+			table, id string
+			keep      map[string]bool
+		}{
+			{"sessions", "session_id", sessions}, {"pageviews", "hit_id", hitRows}, {"events", "hit_id", hitRows},
+		} {
+			err := list("SELECT "+t.id+" FROM "+t.table+" WHERE property_id = ? AND day = ? AND shard = ?", []any{p.ID, day, sh},
+				func(scan func(...any) bool) error {
+					var id string
+					for scan(&id) {
+						if !t.keep[prefix+id] {
+							out = append(out, stmt{partition: t.table + "/" + p.ID + "/" + dayString(day) + "/" + prefix, cql: "DELETE FROM " + t.table + " WHERE property_id = ? AND day = ? AND shard = ? AND " + t.id + " = ?",
+								args: []any{p.ID, day, sh, id}})
+						}
+					}
+					return nil
+				})
+			if err != nil {
+				return nil, fmt.Errorf("list %s: %w", t.table, err)
+			}
+		}
+	}
+	return out, nil
+}
+
+// rowID is a comparable identity of a row key for set membership.
+func rowID(k rowKey) string {
+	return fmt.Sprintf("%d/%d/%v/%v/%v", k.kind, k.shard, k.daily, k.hourly, k.filtered)
+}
+
+// Reprocessor re-derives a range of days, reporting progress.
+type Reprocessor struct {
+	Session *gocql.Session
+	Log     *slog.Logger
+	Now     func() time.Time
+}
+
+// Progress is reported after each day.
+type Progress struct {
+	Day       time.Time
+	Done, All int
+}
+
+// Run reprocesses the property-local days from..to (inclusive) in order.
+// skip reports days already done (a resumed job); progress is called after
+// each day. It is safe to run again over the same days.
+func (rp *Reprocessor) Run(ctx context.Context, p *Property, from, to time.Time, mode RulesMode, skip func(time.Time) bool, progress func(Progress) error) error {
+	if to.Before(from) {
+		return fmt.Errorf("the range ends (%s) before it starts (%s)", to.Format(time.DateOnly), from.Format(time.DateOnly))
+	}
+	if mode != RulesHistorical && mode != RulesCurrent {
+		return fmt.Errorf("rules mode %q: want %q or %q", mode, RulesHistorical, RulesCurrent)
+	}
+	now := time.Now
+	if rp.Now != nil {
+		now = rp.Now
+	}
+	all := int(to.Sub(from).Hours()/24) + 1
+	users := NewFirstSessions(dayStartIn(from, p.Location))
+	for i, d := 0, from; !d.After(to); i, d = i+1, d.AddDate(0, 0, 1) {
+		if skip != nil && skip(d) {
+			continue
+		}
+		if err := ReprocessDay(ctx, rp.Session, p, d, mode, users, now()); err != nil {
+			return err
+		}
+		if progress != nil {
+			if err := progress(Progress{Day: d, Done: i + 1, All: all}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
