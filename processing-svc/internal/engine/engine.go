@@ -64,6 +64,10 @@ type vstate struct {
 	deletes  map[string]visitor.SessionRef
 	ruleVer  int
 	settings session.Settings // of the last hit: for the users row
+	// written remembers each live hit's pageview or event row as last
+	// written, so a flush rewrites only the rows that changed; sigs holds
+	// the flush's new signatures until it succeeds.
+	written, sigs map[string]string
 }
 
 // Partition processes one partition. It is not safe for concurrent use:
@@ -306,8 +310,12 @@ func (p *Partition) Flush(ctx context.Context) (int64, error) {
 			stmts = append(stmts, stmt{partition: "s/" + vs.property + "/" + dayString(del.Day) + "/" + fmt.Sprint(vs.shard),
 				cql: cqlDeleteSesion, args: []any{vs.property, del.Day, int16(vs.shard), del.ID}})
 		}
+		if vs.written == nil {
+			vs.written = map[string]string{}
+		}
+		vs.sigs = map[string]string{}
 		for _, u := range vs.upserts {
-			stmts = append(stmts, sessionWrites(vs.property, vs.shard, vs.v.ClientID, u.First, u.Session)...)
+			stmts = append(stmts, sessionWrites(vs.property, vs.shard, vs.v.ClientID, u.First, u.Session, vs.written, vs.sigs)...)
 		}
 		stmts = append(stmts, userWrite(vs))
 	}
@@ -341,6 +349,7 @@ func (p *Partition) Flush(ctx context.Context) (int64, error) {
 		if vs.dirty {
 			vs.dirty, vs.upserts, vs.deletes = false, nil, nil
 			vs.applied = max(vs.applied, through)
+			vs.recordWritten()
 		} else if now.Sub(vs.used) > p.cfg.IdleEviction {
 			delete(p.visitors, key)
 		}
@@ -355,6 +364,20 @@ func (p *Partition) Flush(ctx context.Context) (int64, error) {
 	}
 	p.flushed = through
 	return through, nil
+}
+
+// recordWritten keeps the signatures of the rows just written, for the
+// hits still in the visitor's timeline.
+func (vs *vstate) recordWritten() {
+	live := make(map[string]string, len(vs.v.Hits))
+	for _, h := range vs.v.Hits {
+		if sig, ok := vs.sigs[h.ID]; ok {
+			live[h.ID] = sig
+		} else if sig, ok := vs.written[h.ID]; ok {
+			live[h.ID] = sig
+		}
+	}
+	vs.written, vs.sigs = live, nil
 }
 
 func userWrite(vs *vstate) stmt {

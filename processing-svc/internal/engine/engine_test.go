@@ -40,7 +40,7 @@ func testProperty(t *testing.T, r rules.Rules) *Property {
 	return &Property{ID: propID, TenantID: "t", Location: time.UTC, Shards: 1, RulesAt: func(time.Time) *rules.Compiled { return c }}
 }
 
-func connect(t *testing.T) *gocql.Session {
+func connect(t testing.TB) *gocql.Session {
 	t.Helper()
 	cfg := migratetest.Keyspace(t)
 	s, err := cassandra.Connect(cfg)

@@ -123,7 +123,7 @@ func ReprocessDay(ctx context.Context, s *gocql.Session, p *Property, day time.T
 					firstSeen[client] = ss.Start
 				}
 				c.AddSession(ss, client, first, p.Location, +1)
-				writes = append(writes, sessionWrites(p.ID, shard, client, first, ss)...)
+				writes = append(writes, sessionWrites(p.ID, shard, client, first, ss, nil, nil)...)
 				sessions[strconv.Itoa(shard)+"/"+ss.ID] = true
 				for _, h := range ss.Hits {
 					hitRows[strconv.Itoa(shard)+"/"+h.ID] = true

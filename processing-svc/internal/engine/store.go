@@ -237,8 +237,11 @@ func rowWrite(k rowKey, r *row, through int64) (stmt, error) {
 func dayString(t time.Time) string { return t.Format(time.DateOnly) }
 
 // sessionWrites returns the rows of a session: the session itself and its
-// pageviews and events.
-func sessionWrites(property string, shard int, client string, first bool, s *session.Session) []stmt {
+// pageviews and events. written, when not nil, holds what was last written
+// for each hit (its session and time on page): hits whose row would not
+// change are skipped, and the new signatures of the others are added to
+// sigs, for the caller to record once the writes succeeded.
+func sessionWrites(property string, shard int, client string, first bool, s *session.Session, written, sigs map[string]string) []stmt {
 	sh := int16(shard)
 	part := "s/" + property + "/" + dayString(s.Day) + "/" + strconv.Itoa(shard)
 	t := s.Touch
@@ -249,13 +252,30 @@ func sessionWrites(property string, shard int, client string, first bool, s *ses
 	pvPart := "p/" + property + "/" + dayString(s.Day) + "/" + strconv.Itoa(shard)
 	evPart := "e/" + property + "/" + dayString(s.Day) + "/" + strconv.Itoa(shard)
 	i := 0
+	unchanged := func(id, sig string) bool {
+		if written == nil {
+			return false
+		}
+		if written[id] == sig {
+			return true
+		}
+		sigs[id] = sig
+		return false
+	}
 	for _, h := range s.Hits {
 		switch h.Type {
 		case hit.TypePageview:
-			out = append(out, stmt{partition: pvPart, cql: cqlPageview, args: []any{
-				property, s.Day, sh, h.ID, h.Time, s.ID, client, h.Path, h.Title, s.PageTimesMS[i], h.RuleVersion}})
+			pt := s.PageTimesMS[i]
 			i++
+			if unchanged(h.ID, s.ID+"/"+strconv.FormatInt(pt, 10)) {
+				continue
+			}
+			out = append(out, stmt{partition: pvPart, cql: cqlPageview, args: []any{
+				property, s.Day, sh, h.ID, h.Time, s.ID, client, h.Path, h.Title, pt, h.RuleVersion}})
 		case hit.TypeEvent:
+			if unchanged(h.ID, s.ID) {
+				continue
+			}
 			out = append(out, stmt{partition: evPart, cql: cqlEvent, args: []any{
 				property, s.Day, sh, h.ID, h.Time, s.ID, client, h.Category, h.Action, h.Label, h.Value, h.Path, h.RuleVersion}})
 		}

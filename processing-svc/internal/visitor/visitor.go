@@ -53,6 +53,9 @@ type Visitor struct {
 	// Seen holds the IDs of the visitor's hits (kept, excluded or
 	// dropped) still young enough to be re-sent, with their times.
 	Seen map[string]time.Time
+	// PrunedAt is the watermark minute Seen was last pruned at: pruning
+	// once a minute of watermark keeps it cheap and deterministic.
+	PrunedAt time.Time
 
 	sessions []*session.Session // derived from Hits; nil until built
 }
@@ -236,9 +239,12 @@ func (v *Visitor) advance(received time.Time) {
 	if received.After(v.Watermark) {
 		v.Watermark = received
 	}
-	for id, t := range v.Seen {
-		if t.Before(v.Watermark.Add(-LateHorizon - ClockSkew)) {
-			delete(v.Seen, id)
+	if minute := v.Watermark.Truncate(time.Minute); minute.After(v.PrunedAt) {
+		v.PrunedAt = minute
+		for id, t := range v.Seen {
+			if t.Before(v.Watermark.Add(-LateHorizon - ClockSkew)) {
+				delete(v.Seen, id)
+			}
 		}
 	}
 }

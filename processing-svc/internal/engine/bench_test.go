@@ -1,0 +1,114 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/acme/analytics/pkg/hit"
+	"github.com/acme/analytics/pkg/rules"
+)
+
+// benchTraffic returns n hits of a busy property: 1 visitor in 4 returning,
+// sessions of 1 to 8 pages, some events, in receive order.
+func benchTraffic(n int) []Message {
+	rng := rand.New(rand.NewPCG(7, 7))
+	start := time.Now().UTC().Add(-time.Hour)
+	out := make([]Message, 0, n)
+	refs := []string{"", "https://www.google.com/", "https://news.example.org/post", "https://t.co/x"}
+	type active struct {
+		client string
+		left   int
+	}
+	var visitors []active
+	next := 0
+	for i := 0; len(out) < n; i++ {
+		if len(visitors) < 2000 {
+			visitors = append(visitors, active{client: fmt.Sprint("c", next), left: 1 + rng.IntN(8)})
+			next++
+		}
+		j := rng.IntN(len(visitors))
+		v := &visitors[j]
+		at := start.Add(time.Duration(i) * 3 * time.Millisecond)
+		h := &hit.Hit{PropertyID: propID, TenantID: "t", ClientID: v.client, Type: hit.TypePageview, Origin: hit.OriginBrowser,
+			Time: at, ReceivedAt: at, Hostname: "shop.example", Path: fmt.Sprintf("/p/%d?x=%d", rng.IntN(300), rng.IntN(3)),
+			Referrer: refs[rng.IntN(len(refs))], Country: "DE", DeviceCategory: "desktop", Browser: "Firefox", OS: "Linux"}
+		if rng.IntN(5) == 0 {
+			h.Type, h.Category, h.Action, h.Value = hit.TypeEvent, "cta", fmt.Sprint("click-", rng.IntN(10)), 1
+		}
+		h.ID = h.DeriveID(fmt.Sprint(i))
+		b, _ := hit.Marshal(h)
+		out = append(out, Message{Offset: int64(len(out)), Value: b})
+		if v.left--; v.left == 0 {
+			if rng.IntN(4) == 0 {
+				v.left = 1 + rng.IntN(8) // returns later
+			} else {
+				visitors = slices.Delete(visitors, j, j+1)
+			}
+		}
+	}
+	return out
+}
+
+// BenchmarkProcessing feeds a partition as a consumer would (batches of up
+// to 2000, a flush every 500 ms) against the embedded CQL server in this
+// process, and reports hits/s, hits per CPU-second (the per-core figure:
+// the CQL server's work is included) and the freshness of each hit, from
+// being handed to the processor to its flush completing.
+func BenchmarkProcessing(b *testing.B) {
+	s := connect(b)
+	c, err := rules.Compile(rules.Defaults(), 1, []string{"shop.example"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	prop := &Property{ID: propID, Location: time.UTC, Shards: 1, RulesAt: func(time.Time) *rules.Compiled { return c }}
+	msgs := benchTraffic(max(b.N, 20000))
+	ctx := context.Background()
+	part := newPartition(s, prop)
+
+	var fresh []time.Duration
+	var pending []time.Time
+	cpu0 := cpuTime()
+	b.ResetTimer()
+	start := time.Now()
+	lastFlush := start
+	for i := 0; i < len(msgs); {
+		n := min(2000, len(msgs)-i)
+		now := time.Now()
+		if err := part.Apply(ctx, msgs[i:i+n]); err != nil {
+			b.Fatal(err)
+		}
+		for range n {
+			pending = append(pending, now)
+		}
+		i += n
+		if time.Since(lastFlush) >= 500*time.Millisecond || i == len(msgs) {
+			if _, err := part.Flush(ctx); err != nil {
+				b.Fatal(err)
+			}
+			done := time.Now()
+			for _, t := range pending {
+				fresh = append(fresh, done.Sub(t))
+			}
+			pending, lastFlush = pending[:0], done
+		}
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	cpu := cpuTime() - cpu0
+	slices.Sort(fresh)
+	b.ReportMetric(float64(len(msgs))/elapsed.Seconds(), "hits/s")
+	b.ReportMetric(float64(len(msgs))/cpu.Seconds(), "hits/cpu-s")
+	b.ReportMetric(fresh[len(fresh)/2].Seconds()*1000, "fresh-p50-ms")
+	b.ReportMetric(fresh[len(fresh)*99/100].Seconds()*1000, "fresh-p99-ms")
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
