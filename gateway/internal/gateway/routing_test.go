@@ -1,0 +1,327 @@
+package gateway_test
+
+import (
+	"bytes"
+	"flag"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/acme/analytics/gateway/internal/gateway"
+)
+
+// fixture is a gateway with static upstreams, one instance of each.
+type fixture struct {
+	g                                         *testGateway
+	is                                        *issuer
+	collection, config, acquisition, behavior *upstream
+}
+
+func newFixture(t *testing.T, args ...string) *fixture {
+	f := &fixture{is: newIssuer(t), collection: newUpstream(t, "collection"), config: newUpstream(t, "config"),
+		acquisition: newUpstream(t, "acquisition"), behavior: newUpstream(t, "behavior")}
+	f.config.setJWKS(f.is.jwks())
+	f.g = startGateway(t, append([]string{"-consul-addr=", staticUpstreams(f.collection, f.config, f.acquisition, f.behavior)}, args...)...)
+	tok := f.is.token(t, "t0")
+	eventually(t, 10*time.Second, "keys fetched", func() error {
+		if r := f.g.get(t, "/v1/properties", "Authorization", "Bearer "+tok); r.status != http.StatusOK {
+			return errorf("status %d", r.status)
+		}
+		return nil
+	})
+	return f
+}
+
+func TestRoutes(t *testing.T) {
+	f := newFixture(t)
+	tok := "Bearer " + f.is.token(t, "t1")
+	tests := []struct {
+		method, path string
+		auth         bool
+		wantStatus   int
+		wantUpstream string
+	}{
+		{"POST", "/collect?tid=UA-1", false, 200, "collection"},
+		{"GET", "/collect?tid=UA-1", false, 200, "collection"},
+		{"POST", "/mp/collect?tracking_id=UA-1", false, 200, "collection"},
+		{"POST", "/debug/collect?tid=UA-1", false, 200, "collection"},
+		{"GET", "/tracker.js", false, 200, "collection"},
+		{"GET", "/tracker/v2/tracker.js", false, 200, "collection"},
+		{"POST", "/v1/signup", false, 200, "config"},
+		{"POST", "/v1/login", false, 200, "config"},
+		{"POST", "/v1/refresh", false, 200, "config"},
+		{"GET", "/.well-known/jwks.json", false, 200, ""}, // served by config, not an echo
+		{"GET", "/v1/reports/acquisition/channels", true, 200, "acquisition"},
+		{"GET", "/v1/reports/behavior/pages", true, 200, "behavior"},
+		{"GET", "/v1/reports/realtime", true, 200, "behavior"},
+		{"GET", "/v1/reports/realtime/active-users", true, 200, "behavior"},
+		{"GET", "/v1/properties", true, 200, "config"},
+		{"PUT", "/v1/properties/p1/rules", true, 200, "config"},
+		{"GET", "/v1/reports/acquisition/channels", false, 401, ""},
+		{"GET", "/v1/properties", false, 401, ""},
+		{"GET", "/internal/tracking-ids/UA-1", true, 404, ""},
+		{"GET", "/internal/", false, 404, ""},
+		{"GET", "/", false, 404, ""},
+		{"GET", "/admin", false, 404, ""},
+		{"GET", "/collector", false, 404, ""},
+		{"GET", "/v1/../internal/x", true, 307, ""}, // cleaned by the mux (redirect), then 404
+		{"TRACE", "/v1/properties", true, 405, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
+			var h []string
+			if tt.auth {
+				h = []string{"Authorization", tok}
+			}
+			r := do(t, f.g.request(t, tt.method, tt.path, nil, h...))
+			if r.status != tt.wantStatus || r.echo.Instance != tt.wantUpstream {
+				t.Fatalf("got %d from %q, want %d from %q: %s", r.status, r.echo.Instance, tt.wantStatus, tt.wantUpstream, r.body)
+			}
+			if tt.wantStatus == 404 && r.errorCode() != "no_route" {
+				t.Fatalf("404 body %s", r.body)
+			}
+		})
+	}
+	t.Run("own health endpoints", func(t *testing.T) {
+		for _, p := range []string{"/healthz", "/readyz", "/metrics"} {
+			if r := f.g.get(t, p); r.status != 200 || r.echo.Instance != "" {
+				t.Fatalf("%s: %d from %q", p, r.status, r.echo.Instance)
+			}
+		}
+	})
+}
+
+func TestRateLimits(t *testing.T) {
+	f := newFixture(t, "-hit-rate=1", "-hit-burst=3", "-tenant-rate=1", "-tenant-burst=2", "-account-rate=1", "-account-burst=2")
+	statuses := func(n int, req func() *http.Request) []int {
+		var out []int
+		for range n {
+			out = append(out, do(t, req()).status)
+		}
+		return out
+	}
+	post := func(path string, h ...string) func() *http.Request {
+		return func() *http.Request { return f.g.request(t, "POST", path, strings.NewReader("v=1"), h...) }
+	}
+	tests := []struct {
+		name string
+		req  func() *http.Request
+		n    int
+		want string
+	}{
+		{"per tracking ID", post("/collect?v=2&tid=UA-1&t=pageview"), 5, "[200 200 200 429 429]"},
+		{"another tracking ID has its own bucket", post("/collect?tid=UA-2"), 4, "[200 200 200 429]"},
+		{"measurement protocol uses tracking_id", post("/mp/collect?tracking_id=UA-3"), 4, "[200 200 200 429]"},
+		{"the same ID on /mp/collect", post("/mp/collect?tracking_id=UA-1"), 1, "[429]"},
+		{"no tracking ID: shared unknown bucket, still forwarded", post("/collect?v=2"), 4, "[200 200 200 429]"},
+		{"an absurd tracking ID counts as unknown", post("/collect?tid=" + strings.Repeat("x", 65)), 1, "[429]"},
+		{"per tenant", func() *http.Request {
+			return f.g.request(t, "GET", "/v1/properties", nil, "Authorization", "Bearer "+f.is.token(t, "t-limited"))
+		}, 3, "[200 200 429]"},
+		{"another tenant", func() *http.Request {
+			return f.g.request(t, "GET", "/v1/reports/behavior/pages", nil, "Authorization", "Bearer "+f.is.token(t, "t-other"))
+		}, 2, "[200 200]"},
+		{"login per client IP", post("/v1/login"), 3, "[200 200 429]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := statuses(tt.n, tt.req); strings.Join(strings.Fields(strings.Trim(strconvInts(got), "[]")), " ") != strings.Trim(tt.want, "[]") {
+				t.Fatalf("statuses %v, want %s", got, tt.want)
+			}
+		})
+	}
+	r := do(t, post("/collect?tid=UA-1")())
+	if r.status != 429 || r.errorCode() != "rate_limited" || r.header.Get("Retry-After") != "1" || r.header.Get("Access-Control-Allow-Origin") != "*" {
+		t.Fatalf("429 answer: %d %s, Retry-After %q, CORS %q", r.status, r.body, r.header.Get("Retry-After"), r.header.Get("Access-Control-Allow-Origin"))
+	}
+}
+
+func strconvInts(v []int) string {
+	s := make([]string, len(v))
+	for i, n := range v {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, " ")
+}
+
+func TestBodyLimits(t *testing.T) {
+	f := newFixture(t, "-max-hit-body=1000", "-max-body=2000", "-hit-rate=0")
+	tok := "Bearer " + f.is.token(t, "t1")
+	tests := []struct {
+		name       string
+		path       string
+		size       int
+		chunked    bool
+		wantStatus int
+	}{
+		{"hit batch at the limit", "/collect?tid=UA-1", 1000, false, 200},
+		{"hit batch over the limit", "/collect?tid=UA-1", 1001, false, 413},
+		{"chunked hit batch at the limit", "/collect?tid=UA-1", 1000, true, 200},
+		{"chunked hit batch over the limit", "/collect?tid=UA-1", 5000, true, 413},
+		{"API body at its own limit", "/v1/properties", 2000, false, 200},
+		{"API body over it", "/v1/properties", 2001, false, 413},
+		{"chunked API body over it", "/v1/properties", 100000, true, 413},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var body io.Reader = bytes.NewReader(make([]byte, tt.size))
+			if tt.chunked {
+				body = io.MultiReader(body) // hides the length: sent chunked
+			}
+			r := do(t, f.g.request(t, "POST", tt.path, body, "Authorization", tok))
+			if r.status != tt.wantStatus {
+				t.Fatalf("status %d, want %d: %s", r.status, tt.wantStatus, r.body)
+			}
+			if r.status == 200 && r.echo.BodyBytes != int64(tt.size) {
+				t.Fatalf("upstream got %d bytes, want %d", r.echo.BodyBytes, tt.size)
+			}
+			if r.status == 413 && r.errorCode() != "body_too_large" {
+				t.Fatalf("413 body %s", r.body)
+			}
+		})
+	}
+}
+
+func TestCORS(t *testing.T) {
+	f := newFixture(t, "-hit-rate=0")
+	before := f.collection.hits.Load()
+	pre := do(t, f.g.request(t, "OPTIONS", "/collect?tid=UA-1", nil, "Origin", "https://shop.example",
+		"Access-Control-Request-Method", "POST", "Access-Control-Request-Headers", "content-type"))
+	if pre.status != 204 || pre.header.Get("Access-Control-Allow-Origin") != "*" ||
+		!strings.Contains(pre.header.Get("Access-Control-Allow-Methods"), "POST") ||
+		!strings.EqualFold(pre.header.Get("Access-Control-Allow-Headers"), "Content-Type") {
+		t.Fatalf("preflight: %d %v", pre.status, pre.header)
+	}
+	if f.collection.hits.Load() != before {
+		t.Fatal("the preflight reached collection")
+	}
+	r := do(t, f.g.request(t, "POST", "/collect?tid=UA-1", strings.NewReader("x"), "Origin", "https://shop.example"))
+	if got := r.header.Values("Access-Control-Allow-Origin"); r.status != 200 || len(got) != 1 || got[0] != "*" {
+		t.Fatalf("hit answer: %d, Access-Control-Allow-Origin %q (want one value, *)", r.status, got)
+	}
+	api := do(t, f.g.request(t, "OPTIONS", "/v1/properties", nil, "Origin", "https://evil.example", "Access-Control-Request-Method", "GET"))
+	if api.header.Get("Access-Control-Allow-Origin") != "" {
+		t.Fatalf("the API allows cross-origin calls: %v", api.header)
+	}
+}
+
+func TestForwardedFor(t *testing.T) {
+	tests := []struct {
+		name       string
+		trusted    string
+		xff        string
+		wantXFF    string
+		wantRealIP string
+	}{
+		{"untrusted peer: spoofed header replaced", "", "6.6.6.6", "127.0.0.1", "127.0.0.1"},
+		{"untrusted peer, no header", "", "", "127.0.0.1", "127.0.0.1"},
+		{"trusted load balancer: appended", "127.0.0.0/8", "203.0.113.7", "203.0.113.7, 127.0.0.1", "203.0.113.7"},
+		{"trusted: the client is the rightmost untrusted hop", "127.0.0.0/8,10.0.0.0/8", "6.6.6.6, 203.0.113.7, 10.1.2.3", "6.6.6.6, 203.0.113.7, 10.1.2.3, 127.0.0.1", "203.0.113.7"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newUpstream(t, "collection")
+			g := startGateway(t, "-consul-addr=", staticUpstreams(c), "-trusted-proxies="+tt.trusted)
+			var h []string
+			if tt.xff != "" {
+				h = []string{"X-Forwarded-For", tt.xff}
+			}
+			r := g.get(t, "/collect?tid=UA-1", h...)
+			if r.echo.XFF != tt.wantXFF || r.echo.RealIP != tt.wantRealIP {
+				t.Fatalf("upstream saw X-Forwarded-For %q, X-Real-Ip %q; want %q, %q", r.echo.XFF, r.echo.RealIP, tt.wantXFF, tt.wantRealIP)
+			}
+		})
+	}
+}
+
+func TestTimeout(t *testing.T) {
+	f := newFixture(t, "-report-timeout=300ms")
+	tok := "Bearer " + f.is.token(t, "t1")
+	if r := f.g.get(t, "/v1/reports/acquisition/channels?sleep=10ms", "Authorization", tok); r.status != 200 {
+		t.Fatalf("fast report: %d", r.status)
+	}
+	start := time.Now()
+	r := f.g.get(t, "/v1/reports/acquisition/channels?sleep=5s", "Authorization", tok)
+	if r.status != http.StatusGatewayTimeout || r.errorCode() != "upstream_timeout" {
+		t.Fatalf("slow report: %d %s", r.status, r.body)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("the 504 took %v with a 300ms timeout", d)
+	}
+}
+
+// TestRetryAndBreaker uses static upstreams, one of them dead.
+func TestRetryAndBreaker(t *testing.T) {
+	live := newUpstream(t, "live")
+	dead := freeAddr(t) // nothing listens there
+	g := startGateway(t, "-consul-addr=", "-static-upstreams=collection="+dead+",collection="+live.addr(),
+		"-hit-rate=0", "-breaker-failures=3", "-breaker-open-timeout=1m")
+
+	if got := served(t, g, http.MethodGet, 6); got["live"] != 6 {
+		t.Fatalf("GETs served %v, want all 6 by the live instance (retried)", got)
+	}
+	// The three refused GET attempts opened the dead instance's breaker,
+	// so POSTs, which are never retried, no longer meet it.
+	if got := served(t, g, http.MethodPost, 6); got["live"] != 6 {
+		t.Fatalf("POSTs served %v, want all 6 by the live instance", got)
+	}
+
+	t.Run("all dead: 502 until the breakers open, then 503", func(t *testing.T) {
+		g := startGateway(t, "-consul-addr=", "-static-upstreams=collection="+freeAddr(t)+",collection="+freeAddr(t),
+			"-hit-rate=0", "-breaker-failures=2", "-breaker-open-timeout=1m")
+		// Round robin alternates, so four refused POSTs give each instance
+		// its two consecutive failures.
+		var got []string
+		for range 5 {
+			r := do(t, g.request(t, "POST", "/collect?tid=UA-1", nil))
+			got = append(got, strconv.Itoa(r.status)+" "+r.errorCode()+" "+r.header.Get("Retry-After"))
+		}
+		want := "502 upstream_error ,502 upstream_error ,502 upstream_error ,502 upstream_error ,503 upstream_unavailable 60"
+		if strings.Join(got, ",") != want {
+			t.Fatalf("answers %q\nwant %q", strings.Join(got, ","), want)
+		}
+	})
+}
+
+func TestConfigValidation(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string // substring of the error; "" for valid
+	}{
+		{"defaults with a secret", []string{"-identity-secret=0123456789abcdef"}, ""},
+		{"no secret", nil, "-identity-secret"},
+		{"short secret", []string{"-identity-secret=short"}, "at least 16"},
+		{"unknown static upstream", []string{"-identity-secret=0123456789abcdef", "-static-upstreams=reports=1.2.3.4:80"}, "unknown upstream"},
+		{"static upstream without port", []string{"-identity-secret=0123456789abcdef", "-static-upstreams=config=1.2.3.4"}, "not host:port"},
+		{"bad CIDR", []string{"-identity-secret=0123456789abcdef", "-trusted-proxies=10.0.0.0/33"}, "not a CIDR"},
+		{"external IdP without issuer", []string{"-identity-secret=0123456789abcdef", "-external-jwks-url=https://idp.example/jwks"}, "-external-issuer"},
+		{"JWKS URL not http", []string{"-identity-secret=0123456789abcdef", "-jwks-url=file:///etc/jwks"}, "not an http(s) URL"},
+		{"negative rate", []string{"-identity-secret=0123456789abcdef", "-hit-rate=-1"}, "-hit-rate"},
+		{"zero timeout", []string{"-identity-secret=0123456789abcdef", "-report-timeout=0s"}, "-report-timeout"},
+		{"huge leeway", []string{"-identity-secret=0123456789abcdef", "-token-leeway=1h"}, "-token-leeway"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var cfg gateway.Config
+			fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+			cfg.RegisterFlags(fs)
+			if err := fs.Parse(tt.args); err != nil {
+				t.Fatal(err)
+			}
+			err := cfg.Validate()
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("Validate: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Validate = %v, want an error mentioning %q", err, tt.want)
+			}
+		})
+	}
+}

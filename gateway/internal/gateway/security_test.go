@@ -1,0 +1,258 @@
+package gateway_test
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/acme/analytics/pkg/authtoken"
+	"github.com/acme/analytics/pkg/tenant"
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// TestSecurity is the table of requests the gateway must refuse: each gets
+// a 401 (403 for a client-forged identity header with a valid token), never
+// reaches the upstream, and is logged with its reason but without the
+// token. The accepted requests around it show what the upstream sees.
+func TestSecurity(t *testing.T) {
+	is := newIssuer(t)
+	config, behavior, collection := newUpstream(t, "config"), newUpstream(t, "behavior"), newUpstream(t, "collection")
+	config.setJWKS(is.jwks())
+
+	// An external identity provider signing RS256, for enterprise tenants.
+	idpKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idpKID, _ := authtoken.KeyID(&idpKey.PublicKey)
+	idpJWK, _ := authtoken.NewJWK(&idpKey.PublicKey, idpKID)
+	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(authtoken.JWKS{Keys: []authtoken.JWK{idpJWK}})
+	}))
+	defer idp.Close()
+	const idpIssuer = "https://idp.example.com"
+	idpClaims := func(tid string) authtoken.Claims {
+		c := is.claims(tid)
+		c.Issuer = idpIssuer
+		return c
+	}
+	idpSign := func(c authtoken.Claims) string { return must(authtoken.Sign(c, idpKID, idpKey)) }
+
+	g := startGateway(t, "-consul-addr=", staticUpstreams(config, behavior, collection),
+		"-external-jwks-url="+idp.URL, "-external-issuer="+idpIssuer)
+	const path = "/v1/reports/behavior/pages?property=p1"
+	eventually(t, 10*time.Second, "keys fetched from config", func() error {
+		if r := g.get(t, path, "Authorization", "Bearer "+is.token(t, "tenant-a")); r.status != http.StatusOK {
+			return errorf("status %d: %s", r.status, r.body)
+		}
+		return nil
+	})
+
+	now := time.Now()
+	with := func(mod func(c *authtoken.Claims)) string {
+		c := is.claims("tenant-a")
+		mod(&c)
+		return is.sign(t, c)
+	}
+	valid := is.token(t, "tenant-a")
+	edPub := []byte(is.key.Public().(ed25519.PublicKey))
+	hs256 := func(key []byte) string {
+		tok := jwt.NewWithClaims(jwt.SigningMethodHS256, is.claims("tenant-a"))
+		tok.Header["kid"] = is.kid
+		return must(tok.SignedString(key))
+	}
+	jwkJSON := must(json.Marshal(is.jwks().Keys[0]))
+	none := func() string {
+		tok := jwt.NewWithClaims(jwt.SigningMethodNone, is.claims("tenant-a"))
+		tok.Header["kid"] = is.kid
+		return must(tok.SignedString(jwt.UnsafeAllowNoneSignatureType))
+	}()
+	tampered := func() string {
+		parts := strings.Split(valid, ".")
+		c := is.claims("tenant-b") // someone else's tenant, same signature
+		parts[1] = base64.RawURLEncoding.EncodeToString(must(json.Marshal(c)))
+		return strings.Join(parts, ".")
+	}()
+	_, stranger, _ := ed25519.GenerateKey(rand.Reader)
+
+	bearer := func(tok string) []string { return []string{"Authorization", "Bearer " + tok} }
+	tests := []struct {
+		name       string
+		headers    []string
+		wantStatus int
+		wantCode   string
+		wantReason string // logged
+	}{
+		{"no token", nil, 401, "missing_token", "missing_token"},
+		{"basic credentials", []string{"Authorization", "Basic dXNlcjpwYXNz"}, 401, "missing_token", "missing_token"},
+		{"garbage token", bearer("not.a.jwt"), 401, "invalid_token", "malformed"},
+		{"expired", bearer(with(func(c *authtoken.Claims) { c.ExpiresAt = jwt.NewNumericDate(now.Add(-time.Hour)) })), 401, "invalid_token", "expired"},
+		{"not yet valid", bearer(with(func(c *authtoken.Claims) { c.NotBefore = jwt.NewNumericDate(now.Add(time.Hour)) })), 401, "invalid_token", "not_yet_valid"},
+		{"no expiry", bearer(with(func(c *authtoken.Claims) { c.ExpiresAt = nil })), 401, "invalid_token", "missing_claim"},
+		{"wrong issuer", bearer(with(func(c *authtoken.Claims) { c.Issuer = "someone-else" })), 401, "invalid_token", "wrong_issuer"},
+		{"wrong audience", bearer(with(func(c *authtoken.Claims) { c.Audience = jwt.ClaimStrings{"another-api"} })), 401, "invalid_token", "wrong_audience"},
+		{"alg none", bearer(none), 401, "invalid_token", "disallowed_alg"},
+		{"HS256 signed with the public key", bearer(hs256(edPub)), 401, "invalid_token", "disallowed_alg"},
+		{"HS256 signed with the public JWK", bearer(hs256(jwkJSON)), 401, "invalid_token", "disallowed_alg"},
+		{"unknown kid", bearer(must(authtoken.Sign(is.claims("tenant-a"), "kid-nobody-published", stranger))), 401, "invalid_token", "unknown_kid"},
+		{"known kid, another key", bearer(must(authtoken.Sign(is.claims("tenant-a"), is.kid, stranger))), 401, "invalid_token", "bad_signature"},
+		{"tampered payload", bearer(tampered), 401, "invalid_token", "bad_signature"},
+		{"service role in a token", bearer(with(func(c *authtoken.Claims) { c.Role = tenant.RoleService })), 401, "invalid_token", "invalid_claims"},
+		{"no tenant", bearer(with(func(c *authtoken.Claims) { c.TenantID = "" })), 401, "invalid_token", "invalid_claims"},
+		{"IdP key claiming our issuer", bearer(idpSign(is.claims("tenant-a"))), 401, "invalid_token", "unknown_kid"},
+		{"IdP token, wrong audience", bearer(idpSign(func() authtoken.Claims {
+			c := idpClaims("tenant-e")
+			c.Audience = jwt.ClaimStrings{"another-api"}
+			return c
+		}())), 401, "invalid_token", "wrong_audience"},
+		{"forged tenant header, no token", []string{tenant.HeaderTenantID, "tenant-b"}, 401, "missing_token", "missing_token"},
+		{"forged tenant header, valid token", append(bearer(valid), tenant.HeaderTenantID, "tenant-b"), 403, "identity_header_forbidden", ""},
+		{"forged signed identity, valid token", append(bearer(valid), tenant.HeaderRole, "admin", tenant.HeaderSignature, "00"), 403, "identity_header_forbidden", ""},
+	}
+	jwksBefore := config.jwksHit.Load()
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := behavior.hits.Load()
+			reqID := "sec-" + strings.Repeat("x", i%3) + string(rune('a'+i))
+			r := g.get(t, path, append(tt.headers, "X-Request-Id", reqID)...)
+			if r.status != tt.wantStatus || r.errorCode() != tt.wantCode {
+				t.Fatalf("got %d %s, want %d %s: %s", r.status, r.errorCode(), tt.wantStatus, tt.wantCode, r.body)
+			}
+			if r.status == http.StatusUnauthorized && !strings.Contains(r.header.Get("WWW-Authenticate"), `Bearer realm="acme-analytics", error="invalid_token"`) {
+				t.Fatalf("WWW-Authenticate = %q", r.header.Get("WWW-Authenticate"))
+			}
+			if n := behavior.hits.Load(); n != before {
+				t.Fatal("the refused request reached the upstream")
+			}
+			line := logLine(t, g.logs.String(), reqID, "refused")
+			if tt.wantReason != "" && !strings.Contains(line, `"reason":"`+tt.wantReason+`"`) {
+				t.Fatalf("log line lacks reason %q: %s", tt.wantReason, line)
+			}
+			for i := 0; i+1 < len(tt.headers); i += 2 {
+				if v := tt.headers[i+1]; tt.headers[i] == "Authorization" && len(v) > 30 {
+					if strings.Contains(g.logs.String(), v[len(v)-30:]) {
+						t.Fatal("the logs contain the token")
+					}
+				}
+			}
+		})
+	}
+	if n := config.jwksHit.Load() - jwksBefore; n != 0 {
+		t.Errorf("unknown kids made the gateway refetch the JWKS %d times within a minute; want 0", n)
+	}
+
+	t.Run("valid token reaches the upstream as a signed identity", func(t *testing.T) {
+		r := g.get(t, path, bearer(valid)...)
+		if r.status != http.StatusOK {
+			t.Fatalf("status %d: %s", r.status, r.body)
+		}
+		want := echo{Instance: "behavior", Path: "/v1/reports/behavior/pages", TenantID: "tenant-a", UserID: "user-1", Role: "viewer",
+			RawTenant: "tenant-a", XFF: "127.0.0.1", RealIP: "127.0.0.1"}
+		if r.echo != want {
+			t.Fatalf("upstream saw %+v\nwant %+v", r.echo, want)
+		}
+	})
+	t.Run("clock skew within leeway accepted", func(t *testing.T) {
+		tok := with(func(c *authtoken.Claims) { c.ExpiresAt = jwt.NewNumericDate(now.Add(-10 * time.Second)) })
+		if r := g.get(t, path, bearer(tok)...); r.status != http.StatusOK {
+			t.Fatalf("status %d: %s", r.status, r.body)
+		}
+	})
+	t.Run("external IdP token", func(t *testing.T) {
+		r := g.get(t, path, bearer(idpSign(idpClaims("tenant-e")))...)
+		if r.status != http.StatusOK || r.echo.TenantID != "tenant-e" {
+			t.Fatalf("status %d, upstream saw tenant %q: %s", r.status, r.echo.TenantID, r.body)
+		}
+	})
+	t.Run("forged identity on a public route is stripped", func(t *testing.T) {
+		r := g.get(t, "/collect?tid=UA-1", tenant.HeaderTenantID, "tenant-b", tenant.HeaderUserID, "u", tenant.HeaderRole, "admin",
+			tenant.HeaderTimestamp, "1", tenant.HeaderSignature, "00")
+		if r.status != http.StatusOK || r.echo.RawTenant != "" || !strings.Contains(r.echo.IdentityError, tenant.ErrNoTenant.Error()) {
+			t.Fatalf("status %d, upstream saw %+v", r.status, r.echo)
+		}
+	})
+}
+
+// TestKeyRotation: a token signed with a key that config-svc has just
+// started publishing is accepted once the gateway's on-demand refresh (at
+// most one per -jwks-min-refresh-interval) has fetched it.
+func TestKeyRotation(t *testing.T) {
+	old, rotated := newIssuer(t), newIssuer(t)
+	config, behavior := newUpstream(t, "config"), newUpstream(t, "behavior")
+	config.setJWKS(old.jwks())
+	g := startGateway(t, "-consul-addr=", staticUpstreams(config, behavior), "-jwks-min-refresh-interval=1s")
+	path := "/v1/reports/realtime?property=p1"
+	eventually(t, 10*time.Second, "old key accepted", func() error {
+		if r := g.get(t, path, "Authorization", "Bearer "+old.token(t, "t1")); r.status != http.StatusOK {
+			return errorf("status %d", r.status)
+		}
+		return nil
+	})
+	config.setJWKS(authtoken.JWKS{Keys: append(old.jwks().Keys, rotated.jwks().Keys...)})
+	start, fetches := time.Now(), config.jwksHit.Load()
+	tok := rotated.token(t, "t1")
+	eventually(t, 10*time.Second, "rotated key accepted", func() error {
+		if r := g.get(t, path, "Authorization", "Bearer "+tok); r.status != http.StatusOK {
+			return errorf("status %d", r.status)
+		}
+		return nil
+	})
+	// Many lookups of the unknown kid, but at most one fetch a second.
+	if n, limit := config.jwksHit.Load()-fetches, int64(time.Since(start)/time.Second)+1; n > limit {
+		t.Fatalf("%d JWKS fetches in %v, want at most %d", n, time.Since(start), limit)
+	}
+	if r := g.get(t, path, "Authorization", "Bearer "+old.token(t, "t1")); r.status != http.StatusOK {
+		t.Fatalf("old key refused after the rotation: %d", r.status)
+	}
+}
+
+// logLine returns the log line of the request with ID reqID containing
+// msg, failing the test when there is none.
+func logLine(t *testing.T, logs, reqID, msg string) string {
+	t.Helper()
+	for _, l := range strings.Split(logs, "\n") {
+		if strings.Contains(l, `"request_id":"`+reqID+`"`) && strings.Contains(l, msg) {
+			return l
+		}
+	}
+	t.Fatalf("no log line with %q for request %s", msg, reqID)
+	return ""
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// TestKeysUnavailable: until the gateway has fetched config-svc's keys, a
+// token cannot be judged, so the answer is 503 (try again), not 401 (your
+// token is bad); public routes work meanwhile.
+func TestKeysUnavailable(t *testing.T) {
+	is := newIssuer(t)
+	config, collection := newUpstream(t, "config"), newUpstream(t, "collection")
+	// config serves no JWKS yet: its answer there has no usable key.
+	g := startGateway(t, "-consul-addr=", staticUpstreams(config, collection), "-breaker-open-timeout=2s")
+	r := g.get(t, "/v1/properties", "Authorization", "Bearer "+is.token(t, "t1"))
+	if r.status != http.StatusServiceUnavailable || r.errorCode() != "auth_unavailable" || r.header.Get("Retry-After") != "2" {
+		t.Fatalf("got %d %s, Retry-After %q", r.status, r.body, r.header.Get("Retry-After"))
+	}
+	if r := g.get(t, "/collect?tid=UA-1"); r.status != http.StatusOK {
+		t.Fatalf("public route: %d", r.status)
+	}
+	config.setJWKS(is.jwks())
+	eventually(t, 10*time.Second, "keys fetched by the background retry", func() error {
+		if r := g.get(t, "/v1/properties", "Authorization", "Bearer "+is.token(t, "t1")); r.status != http.StatusOK {
+			return errorf("status %d", r.status)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,84 @@
+package proxy
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// Config holds the flags of the request pipeline: limits, timeouts and the
+// proxies trusted to report the client's address.
+type Config struct {
+	TrustedProxies string
+	HitRate        float64
+	HitBurst       int
+	TenantRate     float64
+	TenantBurst    int
+	AccountRate    float64
+	AccountBurst   int
+	RateLimitKeys  int
+	MaxHitBody     int64
+	MaxBody        int64
+	CollectTimeout time.Duration
+	APITimeout     time.Duration
+	ReportTimeout  time.Duration
+
+	trusted []netip.Prefix
+}
+
+// RegisterFlags registers the pipeline flags on fs.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated CIDRs of proxies (e.g. the load balancer) whose X-Forwarded-For is trusted; from any other peer it is replaced")
+	fs.Float64Var(&c.HitRate, "hit-rate", 500, "hit requests per second allowed per tracking ID on each gateway instance (0: unlimited)")
+	fs.IntVar(&c.HitBurst, "hit-burst", 1000, "burst of hit requests per tracking ID")
+	fs.Float64Var(&c.TenantRate, "tenant-rate", 50, "API requests per second allowed per tenant on each gateway instance (0: unlimited)")
+	fs.IntVar(&c.TenantBurst, "tenant-burst", 100, "burst of API requests per tenant")
+	fs.Float64Var(&c.AccountRate, "account-rate", 2, "sign-up, login and refresh requests per second allowed per client IP (0: unlimited)")
+	fs.IntVar(&c.AccountBurst, "account-burst", 20, "burst of sign-up, login and refresh requests per client IP")
+	fs.IntVar(&c.RateLimitKeys, "rate-limit-keys", 100000, "most keys (tracking IDs, tenants, IPs) each rate limiter tracks; beyond it new keys share an overflow bucket")
+	fs.Int64Var(&c.MaxHitBody, "max-hit-body", 512<<10, "largest request body accepted on the collection endpoints, in bytes")
+	fs.Int64Var(&c.MaxBody, "max-body", 1<<20, "largest request body accepted on the API, in bytes")
+	fs.DurationVar(&c.CollectTimeout, "collect-timeout", 5*time.Second, "time limit of a request to the collection endpoints and the tracker script")
+	fs.DurationVar(&c.APITimeout, "api-timeout", 10*time.Second, "time limit of a request to the config API (including sign-up and login)")
+	fs.DurationVar(&c.ReportTimeout, "report-timeout", 30*time.Second, "time limit of a report request")
+}
+
+// Validate reports a configuration error an operator can act on.
+func (c *Config) Validate() error {
+	c.trusted = nil
+	for _, s := range strings.Split(c.TrustedProxies, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return fmt.Errorf("-trusted-proxies: %q is not a CIDR (like 10.0.0.0/8): %w", s, err)
+		}
+		c.trusted = append(c.trusted, p.Masked())
+	}
+	for _, r := range []struct {
+		name  string
+		rate  float64
+		burst int
+	}{{"hit", c.HitRate, c.HitBurst}, {"tenant", c.TenantRate, c.TenantBurst}, {"account", c.AccountRate, c.AccountBurst}} {
+		if r.rate < 0 {
+			return fmt.Errorf("-%s-rate must not be negative", r.name)
+		}
+		if r.rate > 0 && r.burst < 1 {
+			return fmt.Errorf("-%s-burst must be at least 1", r.name)
+		}
+	}
+	switch {
+	case c.RateLimitKeys < 64:
+		return errors.New("-rate-limit-keys must be at least 64")
+	case c.MaxHitBody < 1 || c.MaxBody < 1:
+		return errors.New("-max-hit-body and -max-body must be positive")
+	case c.CollectTimeout <= 0 || c.APITimeout <= 0 || c.ReportTimeout <= 0:
+		return errors.New("-collect-timeout, -api-timeout and -report-timeout must be positive")
+	}
+	return nil
+}

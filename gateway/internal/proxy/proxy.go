@@ -1,0 +1,434 @@
+// Package proxy is the gateway's request pipeline: the route table, and for
+// each route the checks made before a request is forwarded (CORS, bearer
+// token, client-supplied identity headers, rate limits, body size) and the
+// forwarding itself (identity signed for upstreams, X-Forwarded-For, a time
+// limit, errors mapped to JSON answers).
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/acme/analytics/gateway/internal/ratelimit"
+	"github.com/acme/analytics/gateway/internal/upstream"
+	"github.com/acme/analytics/pkg/authtoken"
+	"github.com/acme/analytics/pkg/httpserver"
+	"github.com/acme/analytics/pkg/tenant"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Authenticator verifies the Authorization header of a request.
+type Authenticator interface {
+	// Authenticate returns the identity vouched for by a bearer token. Its
+	// error is one that authtoken.Reason summarises and never contains the
+	// token.
+	Authenticate(ctx context.Context, token string) (tenant.Identity, error)
+}
+
+// HeaderRealIP carries the client address the gateway worked out (see
+// -trusted-proxies) to upstreams, beside X-Forwarded-For.
+const HeaderRealIP = "X-Real-Ip"
+
+// Handler serves the routes. Build it with New.
+type Handler struct {
+	cfg        Config
+	routes     []Route
+	auth       Authenticator
+	secret     []byte
+	retryAfter time.Duration
+	log        *slog.Logger
+	now        func() time.Time
+	proxy      *httputil.ReverseProxy
+	limiters   map[Limit]*ratelimit.Limiter
+	rejected   *prometheus.CounterVec
+}
+
+// Options are the collaborators of a Handler.
+type Options struct {
+	Config Config // validated
+	Auth   Authenticator
+	// Transport sends a request whose URL host is an upstream name to one
+	// of its instances (an *upstream.Transport).
+	Transport http.RoundTripper
+	// IdentitySecret signs the identity headers (tenant.Sign).
+	IdentitySecret []byte
+	// RetryAfter is advertised with a 503 when no instance is available.
+	RetryAfter time.Duration
+	Log        *slog.Logger
+	Registry   prometheus.Registerer
+}
+
+// New returns the handler of the gateway's routes.
+func New(o Options) *Handler {
+	c := o.Config
+	h := &Handler{
+		cfg:        c,
+		routes:     Routes(c),
+		auth:       o.Auth,
+		secret:     o.IdentitySecret,
+		retryAfter: o.RetryAfter,
+		log:        o.Log,
+		now:        time.Now,
+		limiters: map[Limit]*ratelimit.Limiter{
+			PerTrackingID: ratelimit.New(c.HitRate, c.HitBurst, c.RateLimitKeys),
+			PerTenant:     ratelimit.New(c.TenantRate, c.TenantBurst, c.RateLimitKeys),
+			PerClientIP:   ratelimit.New(c.AccountRate, c.AccountBurst, c.RateLimitKeys),
+		},
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_rejected_requests_total",
+			Help: "Requests the gateway answered itself with an error, by route and reason.",
+		}, []string{"route", "reason"}),
+	}
+	o.Registry.MustRegister(h.rejected)
+	h.proxy = &httputil.ReverseProxy{
+		Rewrite:        h.rewrite,
+		Transport:      o.Transport,
+		ModifyResponse: h.modifyResponse,
+		ErrorHandler:   h.proxyError,
+		BufferPool:     bufferPool{},
+		ErrorLog:       slog.NewLogLogger(o.Log.Handler(), slog.LevelWarn),
+	}
+	return h
+}
+
+// Register mounts every route on mux, and a JSON 404 for everything else.
+func (h *Handler) Register(mux *http.ServeMux) {
+	for i := range h.routes {
+		rt := &h.routes[i]
+		for _, p := range rt.Patterns {
+			mux.Handle(p, h.serve(rt))
+		}
+	}
+	// Service-to-service endpoints are reached through Consul directly,
+	// never through the public entry point.
+	mux.HandleFunc("/internal/", h.notFound)
+	mux.HandleFunc("/", h.notFound)
+}
+
+// Run sweeps idle rate-limit buckets until ctx is done.
+func (h *Handler) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, l := range h.limiters {
+		wg.Go(func() { _ = l.Run(ctx, 30*time.Second) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// ClientFault reports whether err, met while forwarding req, was the
+// client's doing (it went away or sent too large a body), for
+// upstream.Transport.ClientFault.
+func ClientFault(req *http.Request, _ error) bool {
+	st := stateFrom(req.Context())
+	return st != nil && (st.bodyTooLarge.Load() || st.clientCtx.Err() != nil)
+}
+
+func (h *Handler) notFound(w http.ResponseWriter, r *http.Request) {
+	h.reject(w, r, "none", http.StatusNotFound, "no_route", "no such endpoint; the API is under /v1/ and hits go to /collect")
+}
+
+type stateKey struct{}
+
+// reqState is what the checks learnt about a request, for the forwarding.
+type reqState struct {
+	route        *Route
+	identity     tenant.Identity // set on Auth routes
+	clientCtx    context.Context // before the route's time limit
+	clientIP     string
+	xff          string
+	proto        string
+	bodyTooLarge atomic.Bool // set from the transport's body-writing goroutine
+}
+
+func stateFrom(ctx context.Context) *reqState {
+	st, _ := ctx.Value(stateKey{}).(*reqState)
+	return st
+}
+
+// serve is the pipeline of one route.
+func (h *Handler) serve(rt *Route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rt.CORS {
+			// Set before any check, so that browsers can read our errors too.
+			w.Header().Set("Access-Control-Allow-Origin", "*")
+			if r.Method == http.MethodOptions {
+				w.Header().Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+				w.Header().Set("Access-Control-Allow-Headers", "Content-Type")
+				w.Header().Set("Access-Control-Max-Age", "86400")
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
+		}
+		if r.Method == http.MethodConnect || r.Method == http.MethodTrace {
+			h.reject(w, r, rt.Name, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not supported")
+			return
+		}
+		st := &reqState{route: rt, clientCtx: r.Context()}
+		st.clientIP, st.xff, st.proto = h.forwarded(r)
+
+		if rt.Auth {
+			tok, ok := bearerToken(r.Header.Get("Authorization"))
+			if !ok {
+				h.refuseToken(w, r, rt, st, nil)
+				return
+			}
+			id, err := h.auth.Authenticate(r.Context(), tok)
+			if err != nil {
+				h.refuseToken(w, r, rt, st, err)
+				return
+			}
+			// Identity comes only from the token. A client that sends the
+			// gateway's own headers is trying to be someone else.
+			if name := identityHeader(r.Header); name != "" {
+				h.log.LogAttrs(r.Context(), slog.LevelWarn, "client-supplied identity header refused",
+					slog.String("header", name), slog.String("route", rt.Name), slog.String("tenant", id.TenantID),
+					slog.String("user", id.UserID), slog.String("client_ip", st.clientIP),
+					slog.String("request_id", httpserver.RequestID(r.Context())))
+				h.reject(w, r, rt.Name, http.StatusForbidden, "identity_header_forbidden",
+					name+" is set by the gateway from your token; remove it from the request")
+				return
+			}
+			st.identity = id
+		}
+
+		if lim := h.limiters[rt.Limit]; lim != nil && lim.Enabled() {
+			if ok, wait := lim.Allow(h.limitKey(rt, st, r)); !ok {
+				w.Header().Set("Retry-After", seconds(wait))
+				h.reject(w, r, rt.Name, http.StatusTooManyRequests, "rate_limited",
+					"too many requests; retry after "+seconds(wait)+"s")
+				return
+			}
+		}
+
+		if r.ContentLength > rt.MaxBody {
+			h.tooLarge(w, r, rt)
+			return
+		}
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = &limitedBody{rc: r.Body, remaining: rt.MaxBody, st: st}
+		}
+
+		ctx, cancel := context.WithTimeout(r.Context(), rt.Timeout)
+		defer cancel()
+		h.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, stateKey{}, st)))
+	})
+}
+
+// maxKeyLen bounds rate-limit keys taken from the request: a longer
+// tracking ID is not a real one and shares the bucket of requests without.
+const maxKeyLen = 64
+
+func (h *Handler) limitKey(rt *Route, st *reqState, r *http.Request) string {
+	switch rt.Limit {
+	case PerTrackingID:
+		if tid := queryParam(r.URL.RawQuery, rt.TrackingIDParam); len(tid) <= maxKeyLen {
+			return tid
+		}
+		return ""
+	case PerTenant:
+		return st.identity.TenantID
+	default:
+		return st.clientIP
+	}
+}
+
+// queryParam returns the first value of name in a raw query string, without
+// parsing the rest of it.
+func queryParam(raw, name string) string {
+	for raw != "" {
+		var kv string
+		kv, raw, _ = strings.Cut(raw, "&")
+		k, v, _ := strings.Cut(kv, "=")
+		if k == name {
+			u, err := url.QueryUnescape(v)
+			if err != nil {
+				return ""
+			}
+			return u
+		}
+	}
+	return ""
+}
+
+// bearerToken returns the token of an "Authorization: Bearer <token>"
+// header value (the scheme is case-insensitive, RFC 6750).
+func bearerToken(authorization string) (string, bool) {
+	scheme, tok, ok := strings.Cut(strings.TrimSpace(authorization), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimSpace(tok)
+	return tok, tok != ""
+}
+
+func identityHeader(h http.Header) string {
+	for _, k := range tenant.IdentityHeaders {
+		if _, ok := h[k]; ok {
+			return k
+		}
+	}
+	return ""
+}
+
+// refuseToken answers a request whose token is missing (err nil) or was
+// refused.
+func (h *Handler) refuseToken(w http.ResponseWriter, r *http.Request, rt *Route, st *reqState, err error) {
+	reason := "missing_token"
+	if err != nil {
+		reason = authtoken.Reason(err)
+	}
+	level := slog.LevelWarn
+	if reason == "missing_token" {
+		level = slog.LevelInfo
+	}
+	// The reason only: the token, even an invalid one, is a credential.
+	h.log.LogAttrs(r.Context(), level, "bearer token refused", slog.String("reason", reason),
+		slog.String("route", rt.Name), slog.String("path", r.URL.Path), slog.String("client_ip", st.clientIP),
+		slog.String("request_id", httpserver.RequestID(r.Context())))
+	if reason == "keys_unavailable" {
+		w.Header().Set("Retry-After", seconds(h.retryAfter))
+		h.reject(w, r, rt.Name, http.StatusServiceUnavailable, "auth_unavailable",
+			"tokens cannot be checked right now; retry shortly")
+		return
+	}
+	w.Header().Set("WWW-Authenticate", `Bearer realm="acme-analytics", error="invalid_token", error_description="`+reason+`"`)
+	if reason == "missing_token" {
+		h.reject(w, r, rt.Name, http.StatusUnauthorized, "missing_token",
+			"this endpoint needs an access token: send Authorization: Bearer <token> (sign in at /v1/login to get one)")
+		return
+	}
+	h.reject(w, r, rt.Name, http.StatusUnauthorized, "invalid_token",
+		"the access token was refused ("+reason+"); sign in again to get a new one")
+}
+
+func (h *Handler) tooLarge(w http.ResponseWriter, r *http.Request, rt *Route) {
+	// The rest of the body is not read; the connection closes after this.
+	w.Header().Set("Connection", "close")
+	h.reject(w, r, rt.Name, http.StatusRequestEntityTooLarge, "body_too_large",
+		"the request body is larger than "+strconv.FormatInt(rt.MaxBody, 10)+" bytes")
+}
+
+func (h *Handler) reject(w http.ResponseWriter, r *http.Request, route string, status int, code, msg string) {
+	h.rejected.WithLabelValues(route, code).Inc()
+	httpserver.WriteError(w, status, code, msg)
+}
+
+// rewrite turns the client's request into the upstream request.
+func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
+	st := stateFrom(pr.In.Context())
+	pr.Out.URL.Scheme = "http"
+	pr.Out.URL.Host = st.route.Upstream // the transport picks the instance
+	pr.Out.Host = ""
+	hdr := pr.Out.Header
+	for _, k := range tenant.IdentityHeaders {
+		hdr.Del(k)
+	}
+	hdr.Del("Forwarded")
+	if st.route.Auth {
+		// Upstreams get the identity in signed headers; the token itself
+		// goes no further than the gateway.
+		hdr.Del("Authorization")
+		tenant.Sign(hdr, st.identity, h.secret, h.now())
+	}
+	hdr.Set("X-Forwarded-For", st.xff)
+	hdr.Set("X-Forwarded-Proto", st.proto)
+	hdr.Set("X-Forwarded-Host", pr.In.Host)
+	hdr.Set(HeaderRealIP, st.clientIP)
+}
+
+func (h *Handler) modifyResponse(resp *http.Response) error {
+	st := stateFrom(resp.Request.Context())
+	if st != nil && st.route.CORS {
+		// The gateway owns CORS on these routes; two Allow-Origin values
+		// would make browsers refuse the response.
+		for k := range resp.Header {
+			if len(k) > 15 && k[:15] == "Access-Control-" {
+				delete(resp.Header, k)
+			}
+		}
+	}
+	return nil
+}
+
+// proxyError answers a request that got no response from an upstream.
+func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	st := stateFrom(r.Context())
+	rt := st.route
+	attrs := []slog.Attr{slog.String("route", rt.Name), slog.String("upstream", rt.Upstream),
+		slog.String("request_id", httpserver.RequestID(r.Context())), slog.Any("error", err)}
+	switch {
+	case st.bodyTooLarge.Load():
+		h.tooLarge(w, r, rt)
+	case st.clientCtx.Err() != nil:
+		// The client went away; nobody reads this, but logs and metrics
+		// should not call it a success (499, as nginx does).
+		w.WriteHeader(499)
+	case errors.Is(err, upstream.ErrUnavailable):
+		h.log.LogAttrs(r.Context(), slog.LevelWarn, "no upstream instance available", attrs...)
+		w.Header().Set("Retry-After", seconds(h.retryAfter))
+		h.reject(w, r, rt.Name, http.StatusServiceUnavailable, "upstream_unavailable",
+			"the "+rt.Upstream+" service is unavailable; retry after "+seconds(h.retryAfter)+"s")
+	case errors.Is(err, context.DeadlineExceeded):
+		h.log.LogAttrs(r.Context(), slog.LevelWarn, "upstream timed out", attrs...)
+		h.reject(w, r, rt.Name, http.StatusGatewayTimeout, "upstream_timeout",
+			"the "+rt.Upstream+" service did not answer within "+rt.Timeout.String())
+	default:
+		h.log.LogAttrs(r.Context(), slog.LevelWarn, "upstream request failed", attrs...)
+		h.reject(w, r, rt.Name, http.StatusBadGateway, "upstream_error",
+			"the "+rt.Upstream+" service could not be reached")
+	}
+}
+
+// seconds formats d for Retry-After: whole seconds, rounded up, at least 1.
+func seconds(d time.Duration) string {
+	return strconv.Itoa(max(1, int(math.Ceil(d.Seconds()))))
+}
+
+// limitedBody passes a request body through up to a limit and records
+// going past it, so that the answer is a 413 rather than a 502.
+type limitedBody struct {
+	rc        io.ReadCloser
+	remaining int64
+	st        *reqState
+}
+
+var errBodyTooLarge = errors.New("request body too large")
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.st.bodyTooLarge.Load() {
+		return 0, errBodyTooLarge
+	}
+	if int64(len(p)) > b.remaining+1 {
+		p = p[:b.remaining+1]
+	}
+	n, err := b.rc.Read(p)
+	if int64(n) <= b.remaining {
+		b.remaining -= int64(n)
+		return n, err
+	}
+	n = int(b.remaining)
+	b.remaining = 0
+	b.st.bodyTooLarge.Store(true)
+	return n, errBodyTooLarge
+}
+
+func (b *limitedBody) Close() error { return b.rc.Close() }
+
+// bufferPool recycles the buffers that copy response bodies.
+type bufferPool struct{}
+
+var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *buffers.Get().(*[]byte) }
+func (bufferPool) Put(b []byte) { buffers.Put(&b) }

@@ -1,0 +1,83 @@
+package proxy
+
+import (
+	"net/http/httptest"
+	"testing"
+)
+
+func TestQueryParam(t *testing.T) {
+	tests := []struct{ raw, name, want string }{
+		{"tid=UA-1", "tid", "UA-1"},
+		{"v=2&tid=UA-1&t=pageview", "tid", "UA-1"},
+		{"tid=UA%2D1", "tid", "UA-1"},
+		{"xtid=UA-1", "tid", ""},
+		{"tid=", "tid", ""},
+		{"tid=%zz", "tid", ""},
+		{"tid=a&tid=b", "tid", "a"},
+		{"tracking_id=G-1&tid=x", "tracking_id", "G-1"},
+		{"", "tid", ""},
+	}
+	for _, tt := range tests {
+		if got := queryParam(tt.raw, tt.name); got != tt.want {
+			t.Errorf("queryParam(%q, %q) = %q, want %q", tt.raw, tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestBearerToken(t *testing.T) {
+	tests := []struct {
+		in   string
+		want string
+		ok   bool
+	}{
+		{"Bearer abc.def.ghi", "abc.def.ghi", true},
+		{"bearer abc", "abc", true},
+		{"  Bearer   abc  ", "abc", true},
+		{"Bearer ", "", false},
+		{"Basic dXNlcjpwYXNz", "", false},
+		{"abc.def.ghi", "", false},
+		{"", "", false},
+	}
+	for _, tt := range tests {
+		got, ok := bearerToken(tt.in)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("bearerToken(%q) = %q, %v; want %q, %v", tt.in, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestForwarded(t *testing.T) {
+	tests := []struct {
+		name, trusted, peer, xff, proto string
+		wantClient, wantXFF, wantProto  string
+	}{
+		{"untrusted", "", "198.51.100.1:5000", "1.1.1.1", "https", "198.51.100.1", "198.51.100.1", "http"},
+		{"IPv6 peer", "", "[2001:db8::1]:5000", "", "", "2001:db8::1", "2001:db8::1", "http"},
+		{"trusted LB", "10.0.0.0/8", "10.0.0.5:5000", "203.0.113.9", "https", "203.0.113.9", "203.0.113.9, 10.0.0.5", "https"},
+		{"trusted, chain of proxies", "10.0.0.0/8", "10.0.0.5:5000", "1.1.1.1, 203.0.113.9, 10.9.9.9", "", "203.0.113.9", "1.1.1.1, 203.0.113.9, 10.9.9.9, 10.0.0.5", "http"},
+		{"trusted, garbage hop stops the walk", "10.0.0.0/8", "10.0.0.5:5000", "203.0.113.9, nonsense", "", "10.0.0.5", "203.0.113.9, nonsense, 10.0.0.5", "http"},
+		{"trusted, no header", "10.0.0.0/8", "10.0.0.5:5000", "", "", "10.0.0.5", "10.0.0.5", "http"},
+		{"trusted, bad proto ignored", "10.0.0.0/8", "10.0.0.5:5000", "", "gopher", "10.0.0.5", "10.0.0.5", "http"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Config{TrustedProxies: tt.trusted, RateLimitKeys: 64, MaxHitBody: 1, MaxBody: 1, CollectTimeout: 1, APITimeout: 1, ReportTimeout: 1}
+			if err := c.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			h := &Handler{cfg: c}
+			r := httptest.NewRequest("GET", "/collect", nil)
+			r.RemoteAddr = tt.peer
+			if tt.xff != "" {
+				r.Header.Set("X-Forwarded-For", tt.xff)
+			}
+			if tt.proto != "" {
+				r.Header.Set("X-Forwarded-Proto", tt.proto)
+			}
+			client, xff, proto := h.forwarded(r)
+			if client != tt.wantClient || xff != tt.wantXFF || proto != tt.wantProto {
+				t.Fatalf("forwarded = %q, %q, %q; want %q, %q, %q", client, xff, proto, tt.wantClient, tt.wantXFF, tt.wantProto)
+			}
+		})
+	}
+}

@@ -1,0 +1,71 @@
+package proxy
+
+import (
+	"time"
+
+	"github.com/acme/analytics/pkg/authtoken"
+)
+
+// Upstream service names, as registered in Consul.
+const (
+	Collection  = "collection"
+	ConfigSvc   = "config"
+	Acquisition = "acquisition"
+	Behavior    = "behavior"
+)
+
+// Upstreams lists every upstream service the gateway routes to.
+var Upstreams = []string{Collection, ConfigSvc, Acquisition, Behavior}
+
+// Limit says what a route's requests are rate-limited by.
+type Limit int
+
+const (
+	// NoLimit: the route is not rate-limited.
+	NoLimit Limit = iota
+	// PerTrackingID: by the tracking ID in the query string; requests
+	// without one share a bucket.
+	PerTrackingID
+	// PerTenant: by the tenant of the verified token.
+	PerTenant
+	// PerClientIP: by the client's address.
+	PerClientIP
+)
+
+// Route is where a set of paths goes and what the gateway checks first.
+type Route struct {
+	Name     string   // label in logs and metrics
+	Patterns []string // http.ServeMux patterns (exact paths, or subtrees ending in /)
+	Upstream string
+	Auth     bool // a valid bearer token is required
+	CORS     bool // browsers on any site may call it
+	Limit    Limit
+	// TrackingIDParam is the query parameter holding the tracking ID
+	// (PerTrackingID routes).
+	TrackingIDParam string
+	MaxBody         int64
+	Timeout         time.Duration
+}
+
+// Routes returns the route table. Paths are matched by http.ServeMux: the
+// most specific pattern wins; anything unmatched, and /internal/, is 404.
+func Routes(c Config) []Route {
+	return []Route{
+		{Name: "collect", Patterns: []string{"/collect", "/debug/collect"}, Upstream: Collection, CORS: true,
+			Limit: PerTrackingID, TrackingIDParam: "tid", MaxBody: c.MaxHitBody, Timeout: c.CollectTimeout},
+		{Name: "mp-collect", Patterns: []string{"/mp/collect"}, Upstream: Collection, CORS: true,
+			Limit: PerTrackingID, TrackingIDParam: "tracking_id", MaxBody: c.MaxHitBody, Timeout: c.CollectTimeout},
+		{Name: "tracker", Patterns: []string{"/tracker.js", "/tracker/"}, Upstream: Collection, CORS: true,
+			MaxBody: c.MaxBody, Timeout: c.CollectTimeout},
+		{Name: "account", Patterns: []string{"/v1/signup", "/v1/login", "/v1/refresh"}, Upstream: ConfigSvc,
+			Limit: PerClientIP, MaxBody: c.MaxBody, Timeout: c.APITimeout},
+		{Name: "jwks", Patterns: []string{authtoken.JWKSPath}, Upstream: ConfigSvc,
+			MaxBody: c.MaxBody, Timeout: c.APITimeout},
+		{Name: "acquisition", Patterns: []string{"/v1/reports/acquisition", "/v1/reports/acquisition/"}, Upstream: Acquisition,
+			Auth: true, Limit: PerTenant, MaxBody: c.MaxBody, Timeout: c.ReportTimeout},
+		{Name: "behavior", Patterns: []string{"/v1/reports/behavior", "/v1/reports/behavior/", "/v1/reports/realtime", "/v1/reports/realtime/"}, Upstream: Behavior,
+			Auth: true, Limit: PerTenant, MaxBody: c.MaxBody, Timeout: c.ReportTimeout},
+		{Name: "config-api", Patterns: []string{"/v1/"}, Upstream: ConfigSvc,
+			Auth: true, Limit: PerTenant, MaxBody: c.MaxBody, Timeout: c.APITimeout},
+	}
+}
