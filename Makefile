@@ -50,6 +50,8 @@ dev-check: build ## start the local stack on spare ports, check every service th
 .PHONY: bench
 bench: ## run the benchmarks and print their figures
 	cd pkg && GOWORK=off go test -run='^$$' -bench=. -benchtime=2s ./...
+	cd gateway && GOWORK=off go test -run='^$$' -bench=. ./internal/gateway/
+	cd processing-svc && GOWORK=off go test -run='^$$' -bench=. -benchtime=100000x ./internal/engine/
 
 .PHONY: clean
 clean: ## remove built binaries and local stack data
