@@ -1,0 +1,59 @@
+package simulate
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+func TestPlanIsDeterministicAndCoversTheRules(t *testing.T) {
+	end := time.Date(2026, 11, 22, 5, 0, 0, 0, time.UTC)
+	a := New(Config{Seed: 1, Visitors: 300, End: end})
+	b := New(Config{Seed: 1, Visitors: 300, End: end})
+	if fmt.Sprint(a.Hits) != fmt.Sprint(b.Hits) {
+		t.Fatal("the same seed gave different plans")
+	}
+	if c := New(Config{Seed: 2, Visitors: 300, End: end}); fmt.Sprint(c.Hits) == fmt.Sprint(a.Hits) {
+		t.Fatal("different seeds gave the same plan")
+	}
+
+	// Local midnight falls inside the window, so there are two days.
+	if days := a.Expect.SortedDays(); len(days) != 2 {
+		t.Fatalf("days %v, want two (the plan crosses the property's midnight)", days)
+	}
+	var sessions, byChannel int64
+	channels := map[string]bool{}
+	for _, d := range a.Expect.SortedDays() {
+		sessions += a.Expect.Row(d, "total", "").Sessions
+		for ch, m := range a.Expect.Days[d]["channel"] {
+			byChannel += m.Sessions
+			channels[ch] = true
+		}
+	}
+	if sessions == 0 || sessions != byChannel {
+		t.Fatalf("sessions %d, by channel %d: want equal and non-zero", sessions, byChannel)
+	}
+	for _, ch := range []string{"Direct", "Organic Search", "Organic Social", "Paid Search", "Paid Social", "Email", "Referral", "Affiliates"} {
+		if !channels[ch] {
+			t.Errorf("no session in channel %q", ch)
+		}
+	}
+	var late, dup, bad int
+	for _, h := range a.Hits {
+		if h.Send.After(h.At) {
+			late++
+		}
+		if h.Copies > 1 {
+			dup++
+		}
+		if h.Malformed != "" {
+			bad++
+		}
+		if age := end.Sub(h.At); age > 4*time.Hour {
+			t.Fatalf("a hit %v old cannot be sent", age)
+		}
+	}
+	if late == 0 || dup == 0 || bad == 0 || len(a.Expect.Filtered) == 0 {
+		t.Fatalf("late %d, duplicates %d, malformed %d, filtered %v: the plan must have each", late, dup, bad, a.Expect.Filtered)
+	}
+}
