@@ -1,0 +1,101 @@
+package simulate
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/acme/analytics/pkg/rules"
+)
+
+// Merchant is a signed-up tenant with one property, created through the
+// public API as a real merchant would.
+type Merchant struct {
+	Gateway     string // base URL
+	AccessToken string
+	TenantID    string
+	PropertyID  string
+	TrackingID  string
+}
+
+// Rules returns the rules of the simulated property: the plan's goals, its
+// internal-traffic CIDR, bot filtering on.
+func (c Config) Rules() rules.Rules {
+	r := rules.Defaults()
+	if c.ExcludedCIDR != "" {
+		r.Exclusions.IP = []string{c.ExcludedCIDR}
+	}
+	v := GoalPurchaseValue
+	r.Goals = []rules.Goal{
+		{ID: "purchase", Name: "Purchase", PagePath: "^" + GoalPurchasePath + "$", Value: &v},
+		{ID: "signup", Name: "Newsletter sign-up", Event: &rules.EventMatch{Category: GoalSignupCat, Action: GoalSignupAction}},
+	}
+	return r
+}
+
+// SignUp creates a merchant (tenant, admin user, property with the plan's
+// host, time zone and rules) through the gateway.
+func SignUp(ctx context.Context, client *http.Client, gateway, email string, cfg Config) (*Merchant, error) {
+	m := &Merchant{Gateway: strings.TrimRight(gateway, "/")}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+		TenantID    string `json:"tenant_id"`
+	}
+	if err := m.call(ctx, client, "POST", "/v1/signup", map[string]string{"email": email, "password": "simulated-password-1", "company": "Simulated " + email}, &tok); err != nil {
+		return nil, fmt.Errorf("sign up: %w", err)
+	}
+	m.AccessToken, m.TenantID = tok.AccessToken, tok.TenantID
+	var prop struct {
+		ID         string `json:"id"`
+		TrackingID string `json:"tracking_id"`
+	}
+	body := map[string]any{"name": "Simulated shop", "hostnames": []string{cfg.Host}, "time_zone": cfg.Location.String(), "currency": "EUR"}
+	if err := m.call(ctx, client, "POST", "/v1/properties", body, &prop); err != nil {
+		return nil, fmt.Errorf("create property: %w", err)
+	}
+	m.PropertyID, m.TrackingID = prop.ID, prop.TrackingID
+	if err := m.call(ctx, client, "PUT", "/v1/properties/"+prop.ID+"/rules", cfg.Rules(), nil); err != nil {
+		return nil, fmt.Errorf("set rules: %w", err)
+	}
+	return m, nil
+}
+
+// call sends a JSON request with the merchant's token and decodes the
+// answer into out.
+func (m *Merchant) call(ctx context.Context, client *http.Client, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, m.Gateway+path, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if m.AccessToken != "" {
+		req.Header.Set("Authorization", "Bearer "+m.AccessToken)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(b)))
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+		}
+	}
+	return nil
+}
