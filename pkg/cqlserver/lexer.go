@@ -57,7 +57,7 @@ func lex(src string) ([]token, error) {
 	l := &lexer{src: src, line: 1}
 	var toks []token
 	for {
-		t, err := l.next(toks)
+		t, err := l.next()
 		if err != nil {
 			return nil, err
 		}
@@ -136,23 +136,10 @@ func uuidAt(s string) bool {
 	return len(s) == 36 || !isIdentChar(s[36])
 }
 
-// operandEnd reports whether a token ends an operand, in which case a
-// following '-' is a binary minus rather than the sign of a number.
-func operandEnd(prev []token) bool {
-	if len(prev) == 0 {
-		return false
-	}
-	t := prev[len(prev)-1]
-	switch t.kind {
-	case tokIdent, tokQuotedIdent, tokInteger, tokFloat, tokString, tokUUID, tokHex, tokQMark:
-		return true
-	case tokPunct:
-		return t.text == ")" || t.text == "]" || t.text == "}"
-	}
-	return false
-}
-
-func (l *lexer) next(prev []token) (token, error) {
+// next returns the next token. Like Cassandra's lexer, a '-' directly
+// followed by digits is always part of a number (the parser handles
+// "X = X -1").
+func (l *lexer) next() (token, error) {
 	if err := l.skipSpaceAndComments(); err != nil {
 		return token{}, err
 	}
@@ -178,7 +165,7 @@ func (l *lexer) next(prev []token) (token, error) {
 		}
 		t.kind, t.text = tokHex, rest[:n]
 		l.advance(n)
-	case isDigit(c) || (c == '-' && len(rest) > 1 && isDigit(rest[1]) && !operandEnd(prev)):
+	case isDigit(c) || (c == '-' && len(rest) > 1 && isDigit(rest[1])):
 		n := 0
 		if c == '-' {
 			n = 1

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"math/big"
-	"strings"
 	"unicode/utf8"
 
 	"github.com/datastax/go-cassandra-native-protocol/datatype"
@@ -179,23 +178,6 @@ func primitiveName(k kind) string {
 		return "varint"
 	}
 	return "invalid"
-}
-
-// equal reports whether two types are the same, frozenness included.
-func (t *cqlType) equal(o *cqlType) bool {
-	if t == o {
-		return true
-	}
-	if t == nil || o == nil || t.kind != o.kind || t.frozen != o.frozen {
-		return false
-	}
-	switch t.kind {
-	case kindList, kindSet:
-		return t.elem.equal(o.elem)
-	case kindMap:
-		return t.elem.equal(o.elem) && t.value.equal(o.value)
-	}
-	return true
 }
 
 // dataType returns the native-protocol description of t.
@@ -743,93 +725,4 @@ func joinMap(keys, values [][]byte) []byte {
 		out = append(out, values[i]...)
 	}
 	return out
-}
-
-// parseTypeName parses a type as written in CQL DDL, e.g. "map<text, int>"
-// or "frozen<list<int>>". It is used for persisted schemas; the CQL parser
-// builds types from tokens directly.
-func parseTypeName(s string) (*cqlType, error) {
-	p := &typeNameParser{s: strings.ToLower(strings.TrimSpace(s))}
-	t, err := p.parse(false)
-	if err != nil {
-		return nil, err
-	}
-	if p.pos != len(p.s) {
-		return nil, fmt.Errorf("unexpected %q after type %q", p.s[p.pos:], s)
-	}
-	return t, nil
-}
-
-type typeNameParser struct {
-	s   string
-	pos int
-}
-
-func (p *typeNameParser) ident() string {
-	for p.pos < len(p.s) && p.s[p.pos] == ' ' {
-		p.pos++
-	}
-	start := p.pos
-	for p.pos < len(p.s) && (p.s[p.pos] >= 'a' && p.s[p.pos] <= 'z' || p.s[p.pos] >= '0' && p.s[p.pos] <= '9' || p.s[p.pos] == '_') {
-		p.pos++
-	}
-	return p.s[start:p.pos]
-}
-
-func (p *typeNameParser) expect(c byte) error {
-	for p.pos < len(p.s) && p.s[p.pos] == ' ' {
-		p.pos++
-	}
-	if p.pos >= len(p.s) || p.s[p.pos] != c {
-		return fmt.Errorf("expected %q at offset %d of type %q", c, p.pos, p.s)
-	}
-	p.pos++
-	return nil
-}
-
-func (p *typeNameParser) parse(frozen bool) (*cqlType, error) {
-	name := p.ident()
-	switch name {
-	case "frozen":
-		if err := p.expect('<'); err != nil {
-			return nil, err
-		}
-		t, err := p.parse(true)
-		if err != nil {
-			return nil, err
-		}
-		return t, p.expect('>')
-	case "list", "set":
-		if err := p.expect('<'); err != nil {
-			return nil, err
-		}
-		e, err := p.parse(true)
-		if err != nil {
-			return nil, err
-		}
-		if name == "list" {
-			return listOf(e, frozen), p.expect('>')
-		}
-		return setOf(e, frozen), p.expect('>')
-	case "map":
-		if err := p.expect('<'); err != nil {
-			return nil, err
-		}
-		k, err := p.parse(true)
-		if err != nil {
-			return nil, err
-		}
-		if err := p.expect(','); err != nil {
-			return nil, err
-		}
-		v, err := p.parse(true)
-		if err != nil {
-			return nil, err
-		}
-		return mapOf(k, v, frozen), p.expect('>')
-	}
-	if t, ok := primitiveTypes[name]; ok {
-		return t, nil
-	}
-	return nil, fmt.Errorf("unknown type %q", name)
 }

@@ -1,0 +1,314 @@
+package cqlserver_test
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/acme/analytics/pkg/cqlserver"
+	"github.com/acme/analytics/pkg/cqltest"
+	"github.com/gocql/gocql"
+)
+
+// These tests use the server's API (outages, durability) and therefore
+// only run against the embedded server.
+
+func startServer(t *testing.T, dir string) *cqlserver.Server {
+	t.Helper()
+	srv, err := cqlserver.New(cqlserver.Config{Addr: "127.0.0.1:0", DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return srv
+}
+
+func connect(t *testing.T, srv *cqlserver.Server, keyspace string) *gocql.Session {
+	t.Helper()
+	cc := cqltest.Cluster(srv.Addr())
+	cc.Keyspace = keyspace
+	cc.ReconnectInterval = 100 * time.Millisecond
+	cc.Logger = quietLogger{} // outage tests make the driver log every failed dial
+	s, err := cc.CreateSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+type quietLogger struct{}
+
+func (quietLogger) Print(...any)          {}
+func (quietLogger) Printf(string, ...any) {}
+func (quietLogger) Println(...any)        {}
+
+// readFrame reads one response frame (v3+ header).
+func readFrame(t *testing.T, c net.Conn) (version, opcode byte, body []byte) {
+	t.Helper()
+	var h [9]byte
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(c, h[:]); err != nil {
+		t.Fatal(err)
+	}
+	body = make([]byte, binary.BigEndian.Uint32(h[5:]))
+	if _, err := io.ReadFull(c, body); err != nil {
+		t.Fatal(err)
+	}
+	return h[0], h[4], body
+}
+
+func TestProtocolVersionNegotiation(t *testing.T) {
+	srv := cqltest.Server(t)
+	c, err := net.Dial("tcp", srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// OPTIONS in protocol v5: the error must come back in v5 framing.
+	if _, err := c.Write([]byte{0x05, 0, 0, 7, 0x05, 0, 0, 0, 0}); err != nil {
+		t.Fatal(err)
+	}
+	version, opcode, body := readFrame(t, c)
+	if version != 0x85 || opcode != 0x00 {
+		t.Fatalf("response version %#x opcode %#x", version, opcode)
+	}
+	if code := binary.BigEndian.Uint32(body); code != 0x000A {
+		t.Fatalf("error code %#x", code)
+	}
+	if msg := string(body[6:]); !strings.Contains(msg, "unsupported protocol version (5)") {
+		t.Fatalf("message %q", msg)
+	}
+	// The same connection then works in v4.
+	if _, err := c.Write([]byte{0x04, 0, 0, 8, 0x05, 0, 0, 0, 0}); err != nil {
+		t.Fatal(err)
+	}
+	version, opcode, _ = readFrame(t, c)
+	if version != 0x84 || opcode != 0x06 {
+		t.Fatalf("v4 OPTIONS answered with version %#x opcode %#x", version, opcode)
+	}
+}
+
+func TestStopRestart(t *testing.T) {
+	srv := cqltest.Server(t)
+	admin := connect(t, srv, "")
+	mustExec(t, admin, `CREATE KEYSPACE ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}`)
+	mustExec(t, admin, `CREATE TABLE ks.kv (k int PRIMARY KEY, v text)`)
+	admin.Close()
+	s := connect(t, srv, "ks")
+	defer s.Close()
+	mustExec(t, s, `INSERT INTO kv (k, v) VALUES (1, 'before')`)
+
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Query(`SELECT v FROM kv WHERE k = 1`).Exec(); err == nil {
+		t.Fatal("query succeeded while the server was stopped")
+	}
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, func() (bool, string) {
+		var v string
+		err := s.Query(`SELECT v FROM kv WHERE k = 1`).Scan(&v)
+		return err == nil && v == "before", "query after restart: " + errString(err)
+	})
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "<nil>"
+	}
+	return err.Error()
+}
+
+func TestSetUnavailable(t *testing.T) {
+	srv := cqltest.Server(t)
+	s := connect(t, srv, "")
+	defer s.Close()
+	srv.SetUnavailable(true)
+	err := s.Query(`SELECT release_version FROM system.local`).Exec()
+	var ue *gocql.RequestErrUnavailable
+	if !errors.As(err, &ue) {
+		t.Fatalf("got %T %v, want Unavailable", err, err)
+	}
+	srv.SetUnavailable(false)
+	if err := s.Query(`SELECT release_version FROM system.local`).Exec(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func writeSampleData(t *testing.T, s *gocql.Session) {
+	t.Helper()
+	mustExec(t, s, `CREATE KEYSPACE app WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}`)
+	mustExec(t, s, `CREATE TABLE app.rows (p text, c int, v text, l list<int>, m map<text, int>, PRIMARY KEY (p, c)) WITH CLUSTERING ORDER BY (c DESC)`)
+	mustExec(t, s, `CREATE TABLE app.counts (k text PRIMARY KEY, n counter)`)
+	mustExec(t, s, `CREATE TABLE app.gone (k int PRIMARY KEY)`)
+	mustExec(t, s, `ALTER TABLE app.rows ADD extra text`)
+	for i := 0; i < 50; i++ {
+		mustExec(t, s, `INSERT INTO app.rows (p, c, v, l, m) VALUES (?, ?, ?, ?, ?)`, "a", i, "v", []int{i}, map[string]int{"x": i})
+	}
+	mustExec(t, s, `UPDATE app.rows SET l = l + [100], extra = 'e' WHERE p = 'a' AND c = 1`)
+	mustExec(t, s, `DELETE FROM app.rows WHERE p = 'a' AND c >= 40`)
+	mustExec(t, s, `UPDATE app.counts SET n = n + 7 WHERE k = 'hits'`)
+	mustExec(t, s, `INSERT INTO app.gone (k) VALUES (1)`)
+	mustExec(t, s, `TRUNCATE app.gone`)
+}
+
+func checkSampleData(t *testing.T, s *gocql.Session) {
+	t.Helper()
+	var n int
+	if err := s.Query(`SELECT count(*) FROM app.rows WHERE p = 'a'`).Scan(&n); err != nil || n != 40 {
+		t.Fatalf("rows: %d %v", n, err)
+	}
+	var l []int
+	var extra string
+	if err := s.Query(`SELECT l, extra FROM app.rows WHERE p = 'a' AND c = 1`).Scan(&l, &extra); err != nil || len(l) != 2 || l[1] != 100 || extra != "e" {
+		t.Fatalf("row 1: %v %q %v", l, extra, err)
+	}
+	var first int
+	if err := s.Query(`SELECT c FROM app.rows WHERE p = 'a' LIMIT 1`).Scan(&first); err != nil || first != 39 {
+		t.Fatalf("clustering order after recovery: first c = %d %v", first, err)
+	}
+	var cnt int64
+	if err := s.Query(`SELECT n FROM app.counts WHERE k = 'hits'`).Scan(&cnt); err != nil || cnt != 7 {
+		t.Fatalf("counter %d %v", cnt, err)
+	}
+	if err := s.Query(`SELECT count(*) FROM app.gone`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("truncated table has %d rows, %v", n, err)
+	}
+}
+
+func TestDurability(t *testing.T) {
+	dir := t.TempDir()
+	srv := startServer(t, dir)
+	s := connect(t, srv, "")
+	writeSampleData(t, s)
+	s.Close()
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	srv = startServer(t, dir)
+	defer srv.Close()
+	s = connect(t, srv, "")
+	defer s.Close()
+	checkSampleData(t, s)
+	// Writes after recovery are durable too.
+	mustExec(t, s, `INSERT INTO app.rows (p, c, v) VALUES ('b', 1, 'after')`)
+	s.Close()
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	srv = startServer(t, dir)
+	s = connect(t, srv, "")
+	var v string
+	if err := s.Query(`SELECT v FROM app.rows WHERE p = 'b' AND c = 1`).Scan(&v); err != nil || v != "after" {
+		t.Fatalf("second restart: %q %v", v, err)
+	}
+	checkSampleData(t, s)
+}
+
+// lastSegment returns the newest log segment of a data directory.
+func lastSegment(t *testing.T, dir string) string {
+	t.Helper()
+	segs, err := filepath.Glob(filepath.Join(dir, "wal-*.log"))
+	if err != nil || len(segs) == 0 {
+		t.Fatalf("no log segments: %v", err)
+	}
+	sort.Strings(segs)
+	// The newest segment may be empty (opened at start); take the last
+	// one with data.
+	for i := len(segs) - 1; i >= 0; i-- {
+		if fi, err := os.Stat(segs[i]); err == nil && fi.Size() > 0 {
+			return segs[i]
+		}
+	}
+	t.Fatal("all segments are empty")
+	return ""
+}
+
+func TestTornLogTail(t *testing.T) {
+	dir := t.TempDir()
+	srv := startServer(t, dir)
+	s := connect(t, srv, "")
+	mustExec(t, s, `CREATE KEYSPACE app WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}`)
+	mustExec(t, s, `CREATE TABLE app.kv (k int PRIMARY KEY, v text)`)
+	for i := 0; i < 20; i++ {
+		mustExec(t, s, `INSERT INTO app.kv (k, v) VALUES (?, ?)`, i, "v")
+	}
+	s.Close()
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	seg := lastSegment(t, dir)
+	fi, err := os.Stat(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("garbage after the last record", func(t *testing.T) {
+		f, err := os.OpenFile(seg, os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Write([]byte{0, 0, 1, 0, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3}) // a header promising 256 bytes
+		f.Close()
+		srv := startServer(t, dir)
+		s := connect(t, srv, "")
+		var n int
+		if err := s.Query(`SELECT count(*) FROM app.kv`).Scan(&n); err != nil || n != 20 {
+			t.Fatalf("recovered %d rows, %v", n, err)
+		}
+		s.Close()
+		if err := srv.Close(); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("last record cut short", func(t *testing.T) {
+		// Recovery truncated the garbage; now cut into the last insert.
+		if err := os.Truncate(seg, fi.Size()-3); err != nil {
+			t.Fatal(err)
+		}
+		srv := startServer(t, dir)
+		defer srv.Close()
+		s := connect(t, srv, "")
+		defer s.Close()
+		var n int
+		if err := s.Query(`SELECT count(*) FROM app.kv`).Scan(&n); err != nil || n != 19 {
+			t.Fatalf("recovered %d rows, want the 19 before the torn record (%v)", n, err)
+		}
+		var missing string
+		if err := s.Query(`SELECT v FROM app.kv WHERE k = 19`).Scan(&missing); !errors.Is(err, gocql.ErrNotFound) {
+			t.Fatalf("torn record applied: %q %v", missing, err)
+		}
+	})
+}
+
+func TestDataDirErrors(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cqlserver.New(cqlserver.Config{DataDir: file}); err == nil {
+		t.Fatal("a regular file was accepted as data dir")
+	}
+	dir := t.TempDir()
+	srv, err := cqlserver.New(cqlserver.Config{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	if _, err := cqlserver.New(cqlserver.Config{DataDir: dir}); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second server on one dir: %v", err)
+	}
+}
