@@ -1,0 +1,78 @@
+package reprocess
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/acme/analytics/pkg/httpserver"
+	"github.com/acme/analytics/processing-svc/internal/engine"
+)
+
+// Register mounts the admin API on mux (behind the caller's authentication:
+// it is an internal API for operators and config-svc, never routed by the
+// gateway):
+//
+//	POST /internal/v1/reprocess  {"property_id", "from", "to", "rules": "historical"|"current"}
+//	    → 202 with the job; it runs in the background of this instance
+//	GET  /internal/v1/reprocess/{property_id}/{job_id}  → the job and its progress
+//	POST /internal/v1/reprocess/{property_id}/{job_id}/resume  → 202, runs the rest
+func (r *Runner) Register(mux *http.ServeMux, wrap func(http.Handler) http.Handler, background context.Context) {
+	start := func(propertyID, jobID string) {
+		go func() {
+			if err := r.Run(background, propertyID, jobID); err != nil {
+				r.Log.Error("reprocessing job failed", slog.String("job_id", jobID), slog.Any("error", err))
+			}
+		}()
+	}
+	mux.Handle("POST /internal/v1/reprocess", wrap(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		var in struct {
+			PropertyID string           `json:"property_id"`
+			From       string           `json:"from"`
+			To         string           `json:"to"`
+			Rules      engine.RulesMode `json:"rules"`
+		}
+		dec := json.NewDecoder(req.Body)
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&in); err != nil {
+			httpserver.WriteError(w, http.StatusBadRequest, "invalid_json", "the body must be {property_id, from, to, rules}: "+err.Error())
+			return
+		}
+		j, err := r.Create(req.Context(), in.PropertyID, in.From, in.To, in.Rules)
+		if errors.Is(err, engine.ErrUnknownProperty) {
+			httpserver.WriteError(w, http.StatusNotFound, "not_found", err.Error())
+			return
+		}
+		if err != nil {
+			httpserver.WriteError(w, http.StatusBadRequest, "invalid_job", err.Error())
+			return
+		}
+		start(j.PropertyID, j.ID)
+		httpserver.WriteJSON(w, http.StatusAccepted, j)
+	})))
+	get := func(w http.ResponseWriter, req *http.Request) (*Job, bool) {
+		j, err := r.Get(req.Context(), req.PathValue("property_id"), req.PathValue("job_id"))
+		switch {
+		case errors.Is(err, ErrNotFound):
+			httpserver.WriteError(w, http.StatusNotFound, "not_found", err.Error())
+			return nil, false
+		case err != nil:
+			httpserver.WriteError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+			return nil, false
+		}
+		return j, true
+	}
+	mux.Handle("GET /internal/v1/reprocess/{property_id}/{job_id}", wrap(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if j, ok := get(w, req); ok {
+			httpserver.WriteJSON(w, http.StatusOK, j)
+		}
+	})))
+	mux.Handle("POST /internal/v1/reprocess/{property_id}/{job_id}/resume", wrap(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if j, ok := get(w, req); ok {
+			start(j.PropertyID, j.ID)
+			httpserver.WriteJSON(w, http.StatusAccepted, j)
+		}
+	})))
+}

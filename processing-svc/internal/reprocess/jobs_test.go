@@ -1,0 +1,101 @@
+package reprocess
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/acme/analytics/pkg/cassandra"
+	"github.com/acme/analytics/pkg/hit"
+	"github.com/acme/analytics/pkg/migrate/migratetest"
+	"github.com/acme/analytics/pkg/rules"
+	"github.com/acme/analytics/processing-svc/internal/engine"
+)
+
+const propID = "3f1c9a52-3333-4e4e-9a9a-000000000003"
+
+type oneProperty struct{ p *engine.Property }
+
+func (o oneProperty) Property(_ context.Context, id string) (*engine.Property, error) {
+	if id != o.p.ID {
+		return nil, engine.ErrUnknownProperty
+	}
+	return o.p, nil
+}
+
+func TestJobRunsAndResumes(t *testing.T) {
+	ctx := context.Background()
+	s, err := cassandra.Connect(migratetest.Keyspace(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c, err := rules.Compile(rules.Defaults(), 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prop := &engine.Property{ID: propID, Location: time.UTC, Shards: 1, RulesAt: func(time.Time) *rules.Compiled { return c }}
+	props := oneProperty{prop}
+
+	// Some traffic on 2026-03-02 and 2026-03-03, processed live.
+	day := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	var msgs []engine.Message
+	for i := 0; i < 40; i++ {
+		at := day.Add(time.Duration(i) * 47 * time.Minute)
+		h := &hit.Hit{PropertyID: propID, ClientID: fmt.Sprint("c", i%7), Type: hit.TypePageview, Time: at, ReceivedAt: at, Path: "/"}
+		h.ID = h.DeriveID(fmt.Sprint(i))
+		b, _ := hit.Marshal(h)
+		msgs = append(msgs, engine.Message{Offset: int64(i), Value: b})
+	}
+	part := engine.New(engine.Config{Topic: "hits", Session: s, Properties: props})
+	if err := part.Apply(ctx, msgs); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := part.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var before int
+	if err := s.Query("SELECT COUNT(*) FROM sessions WHERE property_id = ? AND day = ? AND shard = 0", propID, time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)).Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+
+	r := &Runner{Session: s, Properties: props, Now: func() time.Time { return time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC) }}
+	if _, err := r.Create(ctx, propID, "2026-03-02", "2026-03-09", engine.RulesCurrent); !errors.Is(err, engine.ErrDayOpen) {
+		t.Fatalf("a range reaching yesterday: %v, want ErrDayOpen", err)
+	}
+	for _, bad := range [][2]string{{"2026-03-03", "2026-03-02"}, {"March 2", "2026-03-03"}} {
+		if _, err := r.Create(ctx, propID, bad[0], bad[1], engine.RulesCurrent); err == nil {
+			t.Fatalf("range %v accepted", bad)
+		}
+	}
+	j, err := r.Create(ctx, propID, "2026-03-01", "2026-03-04", engine.RulesCurrent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Run(ctx, propID, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.Get(ctx, propID, j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != StatusDone || got.DaysDone != 4 || got.DaysTotal != 4 {
+		t.Fatalf("job %+v: want done, 4 of 4 days", got)
+	}
+	var after int
+	if err := s.Query("SELECT COUNT(*) FROM sessions WHERE property_id = ? AND day = ? AND shard = 0", propID, time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)).Scan(&after); err != nil {
+		t.Fatal(err)
+	}
+	if after != before || after == 0 {
+		t.Fatalf("sessions of 2026-03-02: %d after reprocessing, %d before; want the same, non-zero", after, before)
+	}
+	// Resuming a finished job does nothing and succeeds.
+	if err := r.Run(ctx, propID, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Get(ctx, propID, "00000000-0000-1000-8000-000000000000"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown job: %v", err)
+	}
+}
