@@ -93,6 +93,10 @@ func (c *Config) ClusterConfig(keyspace string) *gocql.ClusterConfig {
 	cc.Timeout = c.Timeout
 	cc.ConnectTimeout = c.Timeout
 	cc.ProtoVersion = 4
+	// Requests are sent at once rather than held up to 200µs to coalesce
+	// with others: reports issue dependent reads and want the latency; the
+	// pipeline's writes are batched by partition already.
+	cc.WriteCoalesceWaitTime = 0
 	cc.RetryPolicy = &gocql.ExponentialBackoffRetryPolicy{NumRetries: 3, Min: 50 * time.Millisecond, Max: time.Second}
 	fallback := gocql.RoundRobinHostPolicy()
 	if c.LocalDC != "" {
