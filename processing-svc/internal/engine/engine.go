@@ -241,15 +241,16 @@ func (p *Partition) applyHit(d *decoded, now time.Time) {
 		delete(vs.deletes, u.Session.ID)
 		vs.upserts[u.Session.ID] = u
 	}
-	p.archive = append(p.archive, archiveWrite(h, vs.shard))
+	p.archive = append(p.archive, archiveWrite(h, d.msg.Value, vs.shard))
 	p.rows.add(vs.property, vs.shard, d.msg.Offset, now, c)
 }
 
-func archiveWrite(h *hit.Hit, shard int) stmt {
-	b, _ := hit.Marshal(h) // it was decoded from JSON: it encodes
+// archiveWrite archives a hit as collection encoded it (raw, the message
+// value), once per hit ID.
+func archiveWrite(h *hit.Hit, raw []byte, shard int) stmt {
 	day := h.Time.UTC().Truncate(24 * time.Hour)
 	return stmt{partition: "a/" + h.PropertyID + "/" + dayString(day), cql: cqlArchive,
-		args: []any{h.PropertyID, day, int16(shard), h.ID, b}}
+		args: []any{h.PropertyID, day, int16(shard), h.ID, raw}}
 }
 
 func (p *Partition) deadLetter(m Message, reason, detail, tid string) hit.DeadLetter {
