@@ -1,30 +1,146 @@
-// Package processing wires the processing service: it turns the hit stream into sessions, users, pageviews, events and report rollups: its configuration and its lifecycle.
+// Package processing wires the processing service: the Kafka consumer
+// group that runs the engine on the hits topic's partitions, the config
+// client that serves each property's rules, and the reprocessing admin API.
 package processing
 
 import (
 	"context"
+	"errors"
 	"flag"
+	"fmt"
 	"io"
+	"net/http"
+	"time"
 
+	"github.com/IBM/sarama"
+	"github.com/acme/analytics/pkg/cassandra"
+	"github.com/acme/analytics/pkg/configclient"
+	"github.com/acme/analytics/pkg/deadletter"
+	"github.com/acme/analytics/pkg/hit"
+	"github.com/acme/analytics/pkg/kafka"
+	"github.com/acme/analytics/pkg/migrate"
 	"github.com/acme/analytics/pkg/service"
+	"github.com/acme/analytics/pkg/tenant"
+	"github.com/acme/analytics/processing-svc/internal/consumer"
+	"github.com/acme/analytics/processing-svc/internal/engine"
+	"github.com/acme/analytics/processing-svc/internal/reprocess"
 )
 
 // Config is the complete configuration of the processing binary.
 type Config struct {
-	Service service.Config
+	Service        service.Config
+	Kafka          kafka.Config
+	Cassandra      cassandra.Config
+	ConfigSvc      configclient.Config
+	IdentitySecret string
+	Group          string
+	FlushInterval  time.Duration
+	BatchSize      int
+	EnsureTopics   bool
+	Partitions     int
 }
 
 // RegisterFlags registers every flag of the binary on fs.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Service.Name = "processing"
 	c.Service.RegisterFlags(fs, "127.0.0.1:8083")
+	c.Kafka.RegisterFlags(fs)
+	c.Cassandra.RegisterFlags(fs)
+	c.ConfigSvc.RegisterFlags(fs)
+	fs.StringVar(&c.IdentitySecret, "identity-secret", "", "shared secret of gateway-signed identity headers and internal calls (at least 16 bytes; required)")
+	fs.StringVar(&c.Group, "consumer-group", "processing", "Kafka consumer group of the processing instances")
+	fs.DurationVar(&c.FlushInterval, "flush-interval", 500*time.Millisecond, "how often derived rows are written and offsets committed (report freshness)")
+	fs.IntVar(&c.BatchSize, "batch-size", 2000, "hits applied at once per partition")
+	fs.BoolVar(&c.EnsureTopics, "kafka-ensure-topics", true, "create the hits and dead-letter topics at start if missing")
+	fs.IntVar(&c.Partitions, "kafka-partitions", 12, "partitions of the hits topic when this instance creates it")
 }
 
 // Validate reports the first configuration error.
-func (c *Config) Validate() error { return c.Service.Validate() }
+func (c *Config) Validate() error {
+	for _, v := range []func() error{c.Service.Validate, c.Kafka.Validate, c.Cassandra.Validate} {
+		if err := v(); err != nil {
+			return err
+		}
+	}
+	switch {
+	case len(c.IdentitySecret) < 16:
+		return errors.New("-identity-secret must be at least 16 bytes")
+	case c.FlushInterval < 10*time.Millisecond:
+		return errors.New("-flush-interval must be at least 10ms")
+	case c.BatchSize < 1:
+		return errors.New("-batch-size must be at least 1")
+	case c.Partitions < 1:
+		return errors.New("-kafka-partitions must be at least 1")
+	case c.ConfigSvc.BaseURL == "" && !c.Service.Discovery.Enabled():
+		return errors.New("give -config-svc-url, or -consul-addr to find config-svc in Consul")
+	}
+	return nil
+}
 
 // Run serves until ctx is done, logging to w.
 func Run(ctx context.Context, cfg Config, w io.Writer) error {
 	svc := service.New(cfg.Service, w)
+	log := svc.Log
+	cfg.Kafka.ClientID = "processing"
+
+	if cfg.Cassandra.Migrate {
+		if _, err := migrate.Up(ctx, &cfg.Cassandra, log); err != nil {
+			return fmt.Errorf("apply schema: %w", err)
+		}
+	}
+	session, err := cassandra.Connect(&cfg.Cassandra)
+	if err != nil {
+		return err
+	}
+	svc.OnClose(session.Close)
+	svc.Health.Add("cassandra", func(context.Context) error { return cassandra.Ping(session) })
+
+	if cfg.EnsureTopics {
+		err := kafka.EnsureTopics(ctx, &cfg.Kafka,
+			kafka.Topic{Name: hit.TopicHits, Partitions: int32(cfg.Partitions), ReplicationFactor: 1},
+			kafka.Topic{Name: hit.TopicDeadLetter, Partitions: 1, ReplicationFactor: 1})
+		if err != nil {
+			return err
+		}
+	}
+
+	cc := cfg.ConfigSvc
+	cc.Caller, cc.IdentitySecret, cc.Log, cc.Registerer = "processing", []byte(cfg.IdentitySecret), log, svc.Registry
+	if cc.BaseURL == "" {
+		if cc.Consul, err = cfg.Service.Discovery.Client(); err != nil {
+			return err
+		}
+	}
+	configs, err := configclient.New(cc)
+	if err != nil {
+		return err
+	}
+	svc.Go(func(ctx context.Context) error { return configs.Run(ctx) })
+	props := &engine.ConfigProperties{Client: configs}
+
+	producer, err := sarama.NewSyncProducer(cfg.Kafka.BrokerList(), cfg.Kafka.ProducerConfig())
+	if err != nil {
+		return fmt.Errorf("connect dead-letter producer to kafka at %s: %w", cfg.Kafka.Brokers, err)
+	}
+	svc.OnClose(func() { producer.Close() })
+	dead := deadletter.New(producer, svc.Registry)
+
+	group, err := sarama.NewConsumerGroup(cfg.Kafka.BrokerList(), cfg.Group, cfg.Kafka.ConsumerConfig())
+	if err != nil {
+		return fmt.Errorf("join consumer group %s at %s: %w", cfg.Group, cfg.Kafka.Brokers, err)
+	}
+	svc.OnClose(func() { group.Close() })
+	c := consumer.New(consumer.Config{
+		Group: group, Topic: hit.TopicHits, Session: session, Properties: props, DeadLetter: dead.Publish,
+		FlushInterval: cfg.FlushInterval, BatchSize: cfg.BatchSize, Log: log, Metrics: consumer.NewMetrics(svc.Registry),
+	})
+	svc.Go(c.Run)
+
+	runner := &reprocess.Runner{Session: session, Properties: props, Log: log}
+	secret := []byte(cfg.IdentitySecret)
+	internal := func(h http.Handler) http.Handler {
+		return tenant.Require(secret)(tenant.RequireRole(tenant.RoleService)(h))
+	}
+	runner.Register(svc.Mux, internal, context.WithoutCancel(ctx))
 	return svc.Run(ctx)
 }

@@ -1,0 +1,121 @@
+// Command reprocess re-derives a property's sessions, pageviews, events and
+// rollups for a range of days from the raw hit archive, with the rules of
+// the time or today's rules, while live processing goes on. It records the
+// job in Cassandra, prints progress, and resumes an interrupted job with
+// -job. docs/processing.md ("Reprocessing") describes what it does.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/acme/analytics/pkg/cassandra"
+	"github.com/acme/analytics/pkg/configclient"
+	"github.com/acme/analytics/pkg/discovery"
+	"github.com/acme/analytics/pkg/service"
+	"github.com/acme/analytics/processing-svc/internal/engine"
+	"github.com/acme/analytics/processing-svc/internal/reprocess"
+)
+
+type config struct {
+	Cassandra      cassandra.Config
+	ConfigSvc      configclient.Config
+	Discovery      discovery.Config
+	IdentitySecret string
+	Property       string
+	From, To       string
+	Rules          string
+	Job            string
+}
+
+func (c *config) RegisterFlags(fs *flag.FlagSet) {
+	c.Cassandra.RegisterFlags(fs)
+	c.ConfigSvc.RegisterFlags(fs)
+	c.Discovery.RegisterFlags(fs)
+	fs.StringVar(&c.IdentitySecret, "identity-secret", "", "shared secret of internal calls to config-svc (required)")
+	fs.StringVar(&c.Property, "property", "", "property ID (required)")
+	fs.StringVar(&c.From, "from", "", "first property-local day, YYYY-MM-DD")
+	fs.StringVar(&c.To, "to", "", "last property-local day, YYYY-MM-DD (at most two days ago)")
+	fs.StringVar(&c.Rules, "rules", "historical", "historical: the rules in effect when each hit was received; current: today's rules")
+	fs.StringVar(&c.Job, "job", "", "resume this job ID instead of starting a new one")
+}
+
+func (c *config) Validate() error {
+	if err := c.Cassandra.Validate(); err != nil {
+		return err
+	}
+	switch {
+	case len(c.IdentitySecret) < 16:
+		return errors.New("-identity-secret must be at least 16 bytes")
+	case c.Property == "":
+		return errors.New("-property is required")
+	case c.Job == "" && (c.From == "" || c.To == ""):
+		return errors.New("-from and -to are required (or -job to resume)")
+	}
+	return nil
+}
+
+func main() {
+	var cfg config
+	service.Main("reprocess", "REPROCESS", &cfg, func(ctx context.Context) error { return run(ctx, cfg) })
+}
+
+func run(ctx context.Context, cfg config) error {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	session, err := cassandra.Connect(&cfg.Cassandra)
+	if err != nil {
+		return err
+	}
+	defer session.Close()
+	cc := cfg.ConfigSvc
+	cc.Caller, cc.IdentitySecret, cc.Log = "reprocess", []byte(cfg.IdentitySecret), log
+	if cc.BaseURL == "" {
+		if cc.Consul, err = cfg.Discovery.Client(); err != nil {
+			return err
+		}
+	}
+	configs, err := configclient.New(cc)
+	if err != nil {
+		return err
+	}
+	if cc.BaseURL == "" {
+		// Lookups need config-svc's instances from Consul.
+		go func() { _ = configs.Run(ctx) }()
+	}
+	r := &reprocess.Runner{Session: session, Properties: &engine.ConfigProperties{Client: configs}, Log: log}
+	job := cfg.Job
+	if job == "" {
+		j, err := r.Create(ctx, cfg.Property, cfg.From, cfg.To, engine.RulesMode(cfg.Rules))
+		if err != nil {
+			return err
+		}
+		job = j.ID
+		fmt.Printf("job %s: %s to %s with the %s rules (%d days)\n", j.ID, j.From, j.To, j.Rules, j.DaysTotal)
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx, cfg.Property, job) }()
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			j, gerr := r.Get(context.WithoutCancel(ctx), cfg.Property, job)
+			if gerr == nil {
+				fmt.Printf("job %s: %s, %d of %d days\n", job, j.Status, j.DaysDone, j.DaysTotal)
+			}
+			if err != nil {
+				return fmt.Errorf("%w (resume with -job %s)", err, job)
+			}
+			return nil
+		case <-tick.C:
+			if j, err := r.Get(ctx, cfg.Property, job); err == nil {
+				fmt.Printf("job %s: %d of %d days\n", job, j.DaysDone, j.DaysTotal)
+			}
+		}
+	}
+}
