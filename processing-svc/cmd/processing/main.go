@@ -5,8 +5,8 @@ import (
 	"context"
 	"os"
 
-	"github.com/acme/analytics/processing-svc/internal/processing"
 	"github.com/acme/analytics/pkg/service"
+	"github.com/acme/analytics/processing-svc/internal/processing"
 )
 
 func main() {

@@ -19,7 +19,6 @@ func settings() Settings {
 // at returns a New York local time on 2026-03-10.
 func at(hh, mm, ss int) time.Time { return time.Date(2026, 3, 10, hh, mm, ss, 0, ny) }
 
-
 func pv(id string, t time.Time, path string) *Hit {
 	return &Hit{ID: id, Type: hit.TypePageview, Time: t, Path: path}
 }
