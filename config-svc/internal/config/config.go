@@ -1,30 +1,145 @@
-// Package config wires the config service: merchants, properties, tracking IDs, credentials and per-tenant rules: its configuration and its lifecycle.
+// Package config wires the config service: merchants, properties, tracking
+// IDs, credentials and per-tenant rules: its configuration and its
+// lifecycle.
 package config
 
 import (
 	"context"
+	"errors"
 	"flag"
+	"fmt"
 	"io"
+	"log/slog"
+	"net/url"
+	"time"
 
+	"github.com/acme/analytics/config-svc/internal/auth"
+	"github.com/acme/analytics/config-svc/internal/httpapi"
+	"github.com/acme/analytics/config-svc/internal/store"
+	"github.com/acme/analytics/pkg/authtoken"
+	"github.com/acme/analytics/pkg/cassandra"
+	"github.com/acme/analytics/pkg/migrate"
 	"github.com/acme/analytics/pkg/service"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Config is the complete configuration of the config binary.
 type Config struct {
-	Service service.Config
+	Service   service.Config
+	Cassandra cassandra.Config
+
+	IdentitySecret string
+
+	SigningKeysDir    string
+	SigningKID        string
+	SigningKeysReload time.Duration
+	DevGenerateKey    bool
+	Issuer            string
+	Audience          string
+	AccessTokenTTL    time.Duration
+	RefreshTokenTTL   time.Duration
+	BcryptCost        int
+
+	TrackerScriptURL string
+	FeedPollInterval time.Duration
 }
 
 // RegisterFlags registers every flag of the binary on fs.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Service.Name = "config"
 	c.Service.RegisterFlags(fs, "127.0.0.1:8082")
+	c.Cassandra.RegisterFlags(fs)
+	fs.StringVar(&c.IdentitySecret, "identity-secret", "", "secret shared with the gateway and the services that signs identity headers (at least 16 bytes; required)")
+	fs.StringVar(&c.SigningKeysDir, "signing-keys-dir", "", "directory of PEM PKCS#8 Ed25519 private keys that sign access tokens, one per .pem file; all are published in the JWKS (required)")
+	fs.StringVar(&c.SigningKID, "signing-kid", "", "kid (RFC 7638 thumbprint) of the key that signs new tokens (empty: the newest file)")
+	fs.DurationVar(&c.SigningKeysReload, "signing-keys-reload", 30*time.Second, "how often the signing keys directory is reread, so a rotation needs no restart")
+	fs.BoolVar(&c.DevGenerateKey, "dev-generate-key", false, "DEVELOPMENT ONLY: create a signing key when -signing-keys-dir has none (production keys are made and distributed by operators)")
+	fs.StringVar(&c.Issuer, "jwt-issuer", authtoken.DefaultIssuer, "iss claim of the access tokens")
+	fs.StringVar(&c.Audience, "jwt-audience", authtoken.DefaultAudience, "aud claim of the access tokens")
+	fs.DurationVar(&c.AccessTokenTTL, "access-token-ttl", 15*time.Minute, "lifetime of an access token (a retired signing key must stay published this long)")
+	fs.DurationVar(&c.RefreshTokenTTL, "refresh-token-ttl", 30*24*time.Hour, "lifetime of a refresh token (each is usable once)")
+	fs.IntVar(&c.BcryptCost, "bcrypt-cost", 12, "bcrypt cost of password hashes (10 to 16)")
+	fs.StringVar(&c.TrackerScriptURL, "tracker-script-url", "http://127.0.0.1:8080/tracker.js", "URL of tracker.js put in tracking snippets (production: https://<collection host>/tracker.js)")
+	fs.DurationVar(&c.FeedPollInterval, "feed-poll-interval", 250*time.Millisecond, "how often this instance reads the change feed for changes made through other instances")
 }
 
 // Validate reports the first configuration error.
-func (c *Config) Validate() error { return c.Service.Validate() }
+func (c *Config) Validate() error {
+	if err := c.Service.Validate(); err != nil {
+		return err
+	}
+	if err := c.Cassandra.Validate(); err != nil {
+		return err
+	}
+	switch {
+	case len(c.IdentitySecret) < 16:
+		return errors.New("-identity-secret must be at least 16 bytes (the same value as the gateway's)")
+	case c.SigningKeysDir == "":
+		return errors.New("-signing-keys-dir is required: a directory of PEM Ed25519 private keys (development: add -dev-generate-key)")
+	case c.Issuer == "" || c.Audience == "":
+		return errors.New("-jwt-issuer and -jwt-audience must not be empty")
+	case c.AccessTokenTTL < time.Minute || c.AccessTokenTTL > 24*time.Hour:
+		return fmt.Errorf("-access-token-ttl %s is out of range 1m..24h", c.AccessTokenTTL)
+	case c.RefreshTokenTTL < c.AccessTokenTTL:
+		return errors.New("-refresh-token-ttl must be at least -access-token-ttl")
+	case c.BcryptCost < 10 || c.BcryptCost > 16:
+		return fmt.Errorf("-bcrypt-cost %d is out of range 10..16", c.BcryptCost)
+	case c.SigningKeysReload < time.Second:
+		return errors.New("-signing-keys-reload must be at least 1s")
+	case c.FeedPollInterval < 10*time.Millisecond || c.FeedPollInterval > 5*time.Second:
+		return errors.New("-feed-poll-interval must be 10ms to 5s (changes must reach the pipeline within 5 seconds)")
+	}
+	if u, err := url.Parse(c.TrackerScriptURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return fmt.Errorf("-tracker-script-url %q is not an http(s) URL", c.TrackerScriptURL)
+	}
+	return nil
+}
 
 // Run serves until ctx is done, logging to w.
 func Run(ctx context.Context, cfg Config, w io.Writer) error {
 	svc := service.New(cfg.Service, w)
+	log := svc.Log
+	if cfg.Cassandra.Migrate {
+		if _, err := migrate.Up(ctx, &cfg.Cassandra, log); err != nil {
+			return fmt.Errorf("apply schema migrations: %w", err)
+		}
+	}
+	session, err := cassandra.Connect(&cfg.Cassandra)
+	if err != nil {
+		return err
+	}
+	svc.OnClose(session.Close)
+	st := store.New(session)
+	svc.Health.Add("cassandra", st.Ping)
+
+	if cfg.DevGenerateKey {
+		log.Warn("-dev-generate-key is set: a signing key is generated when the directory is empty; never use this in production", slog.String("dir", cfg.SigningKeysDir))
+	}
+	keys, err := auth.LoadKeyRing(cfg.SigningKeysDir, cfg.SigningKID, cfg.DevGenerateKey, log)
+	if err != nil {
+		return err
+	}
+	hasher, err := auth.NewHasher(max(cfg.BcryptCost, bcrypt.MinCost))
+	if err != nil {
+		return err
+	}
+	// Long polls end as soon as shutdown begins (ctx is cancelled first),
+	// so they do not hold up the drain.
+	feed := httpapi.NewFeed(st, cfg.FeedPollInterval, ctx.Done(), log, svc.Registry)
+	if err := feed.Init(ctx); err != nil {
+		return err
+	}
+	api := httpapi.New(httpapi.Options{
+		Store: st, Keys: keys, Hasher: hasher, Feed: feed,
+		Issuer:           &auth.Issuer{Keys: keys, Issuer: cfg.Issuer, Audience: cfg.Audience, AccessTTL: cfg.AccessTokenTTL},
+		IdentitySecret:   []byte(cfg.IdentitySecret),
+		RefreshTTL:       cfg.RefreshTokenTTL,
+		TrackerScriptURL: cfg.TrackerScriptURL,
+		Log:              log,
+		Registerer:       svc.Registry,
+	})
+	api.Register(svc.Mux)
+	svc.Go(feed.Run)
+	svc.Go(func(ctx context.Context) error { return keys.Run(ctx, cfg.SigningKeysReload) })
 	return svc.Run(ctx)
 }

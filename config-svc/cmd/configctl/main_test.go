@@ -1,0 +1,57 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/acme/analytics/pkg/tenant"
+)
+
+// TestRequests checks that configctl signs its requests as the operator
+// service and maps each command to its endpoint.
+func TestRequests(t *testing.T) {
+	secret := "0123456789abcdef-secret"
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, err := tenant.FromRequest(r, []byte(secret), time.Now())
+		if err != nil || id.Role != tenant.RoleService || id.UserID != "operator" {
+			http.Error(w, "bad identity", http.StatusUnauthorized)
+			return
+		}
+		b, _ := io.ReadAll(r.Body)
+		got = append(got, strings.TrimSpace(r.Method+" "+r.URL.RequestURI()+" "+string(b)))
+		io.WriteString(w, `{"ok":true}`)
+	}))
+	defer srv.Close()
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"property", "AT-23456789AB"}, "GET /internal/v1/properties/by-tracking-id/AT-23456789AB"},
+		{[]string{"property", "5b0d0000-0000-4000-8000-000000000000"}, "GET /internal/v1/properties/5b0d0000-0000-4000-8000-000000000000"},
+		{[]string{"set-shards", "p1", "8"}, `PUT /internal/v1/properties/p1/processing-shards {"processing_shards": 8}`},
+		{[]string{"changes", "42"}, "GET /internal/v1/changes?wait=0s&since=42"},
+	}
+	for _, tt := range tests {
+		got = nil
+		var out bytes.Buffer
+		args := append([]string{"-config-svc-url=" + srv.URL, "-identity-secret=" + secret}, tt.args...)
+		if err := run(args, &out); err != nil {
+			t.Fatalf("%v: %v", tt.args, err)
+		}
+		if len(got) != 1 || got[0] != tt.want {
+			t.Fatalf("%v sent %q, want %q", tt.args, got, tt.want)
+		}
+	}
+	if err := run([]string{"-config-svc-url=" + srv.URL, "-identity-secret=wrong-secret-0123456"}, io.Discard); err == nil {
+		t.Fatal("no command accepted")
+	}
+	if err := run([]string{"-config-svc-url=" + srv.URL, "-identity-secret=wrong-secret-0123456", "changes"}, io.Discard); err == nil {
+		t.Fatal("a request with the wrong secret succeeded")
+	}
+}

@@ -1,0 +1,156 @@
+package config
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/acme/analytics/pkg/authtoken"
+	"github.com/acme/analytics/pkg/cqltest"
+	"github.com/acme/analytics/pkg/flagenv"
+	"github.com/acme/analytics/pkg/tenant"
+)
+
+func parse(t *testing.T, args ...string) (Config, error) {
+	t.Helper()
+	var c Config
+	fs := flag.NewFlagSet("config", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	c.RegisterFlags(fs)
+	if err := flagenv.Parse(fs, "CONFIG", args); err != nil {
+		return c, err
+	}
+	return c, c.Validate()
+}
+
+func TestValidate(t *testing.T) {
+	ok := []string{"-identity-secret=0123456789abcdef", "-signing-keys-dir=/tmp/keys"}
+	tests := []struct {
+		name string
+		args []string
+		want string // "" for valid
+	}{
+		{"minimal", ok, ""},
+		{"no identity secret", []string{"-signing-keys-dir=/tmp/keys"}, "-identity-secret must be at least 16 bytes"},
+		{"short identity secret", []string{"-identity-secret=short", "-signing-keys-dir=/k"}, "at least 16 bytes"},
+		{"no keys dir", []string{"-identity-secret=0123456789abcdef"}, "-signing-keys-dir is required"},
+		{"access TTL too short", append(ok, "-access-token-ttl=10s"), "-access-token-ttl 10s is out of range"},
+		{"refresh shorter than access", append(ok, "-refresh-token-ttl=5m"), "-refresh-token-ttl must be at least"},
+		{"bcrypt too cheap", append(ok, "-bcrypt-cost=4"), "-bcrypt-cost 4 is out of range"},
+		{"feed poll too slow", append(ok, "-feed-poll-interval=10s"), "within 5 seconds"},
+		{"tracker URL", append(ok, "-tracker-script-url=collect.example.com/tracker.js"), "not an http(s) URL"},
+		{"cassandra consistency", append(ok, "-cassandra-consistency=SOME"), "not a consistency level"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parse(t, tt.args...)
+			if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+				t.Fatalf("error = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestRunServes runs the binary's whole wiring against the embedded CQL
+// server: migrations at start, a development key generated, sign-up, the
+// JWKS, an internal call, readiness, and a clean stop.
+func TestRunServes(t *testing.T) {
+	hosts := cqltest.Hosts(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	keys := filepath.Join(t.TempDir(), "keys")
+	cfg, err := parse(t,
+		"-http-addr="+addr, "-consul-addr=", "-log-level=error",
+		"-cassandra-hosts="+strings.Join(hosts, ","), "-cassandra-keyspace="+fmt.Sprintf("run_%d", time.Now().UnixNano()%1e9),
+		"-cassandra-consistency=ONE", "-cassandra-migrate",
+		"-identity-secret=0123456789abcdef", "-signing-keys-dir="+keys, "-dev-generate-key", "-bcrypt-cost=10", "-drain-delay=0s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, cfg, io.Discard) }()
+	base := "http://" + addr
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("Run ended early: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("config never became ready")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if files, _ := filepath.Glob(filepath.Join(keys, "*.pem")); len(files) != 1 {
+		t.Fatalf("-dev-generate-key made %d keys", len(files))
+	}
+
+	resp, err := http.Post(base+"/v1/signup", "application/json", strings.NewReader(`{"email":"run@shop.example","password":"correct horse battery","company":"Run"}`))
+	if err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("signup: %v %v", resp, err)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&tok)
+	resp.Body.Close()
+	ks := authtoken.NewKeySet(authtoken.URLSource(http.DefaultClient, base+authtoken.JWKSPath), 0)
+	v, err := authtoken.NewVerifier(ks, authtoken.VerifierConfig{Issuer: authtoken.DefaultIssuer, Audience: authtoken.DefaultAudience})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(ctx, tok.AccessToken); err != nil {
+		t.Fatalf("the token does not verify against the served JWKS: %v", err)
+	}
+
+	req, _ := http.NewRequest("GET", base+"/internal/v1/changes", nil)
+	tenant.Sign(req.Header, tenant.System("collection"), []byte("0123456789abcdef"), time.Now())
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("internal call: %v %v", resp, err)
+	}
+	resp.Body.Close()
+
+	resp, err = http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, m := range []string{"config_signups_total 1", "config_feed_head"} {
+		if !strings.Contains(string(body), m) {
+			t.Errorf("/metrics lacks %s", m)
+		}
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not stop")
+	}
+}

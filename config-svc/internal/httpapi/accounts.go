@@ -1,0 +1,228 @@
+package httpapi
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/acme/analytics/config-svc/internal/auth"
+	"github.com/acme/analytics/config-svc/internal/store"
+	"github.com/acme/analytics/pkg/httpserver"
+	"github.com/acme/analytics/pkg/tenant"
+	"github.com/gocql/gocql"
+)
+
+// TokenResponse is the answer of sign-up, login and refresh.
+type TokenResponse struct {
+	AccessToken      string `json:"access_token"`
+	TokenType        string `json:"token_type"`
+	ExpiresIn        int    `json:"expires_in"`
+	RefreshToken     string `json:"refresh_token"`
+	RefreshExpiresIn int    `json:"refresh_expires_in"`
+	TenantID         string `json:"tenant_id"`
+	UserID           string `json:"user_id"`
+	Role             string `json:"role"`
+}
+
+type signupRequest struct {
+	Email    string `json:"email"`
+	Password string `json:"password"`
+	Company  string `json:"company"`
+}
+
+type loginRequest struct {
+	Email    string `json:"email"`
+	Password string `json:"password"`
+}
+
+type refreshRequest struct {
+	RefreshToken string `json:"refresh_token"`
+}
+
+const maxTenantName = 100
+
+func checkName(w http.ResponseWriter, field, name string, limit int) bool {
+	switch {
+	case strings.TrimSpace(name) == "":
+		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", field, field+": is required; give a name")
+	case len(name) > limit:
+		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", field, field+": is longer than the limit of "+itoa(limit)+" bytes")
+	default:
+		return true
+	}
+	return false
+}
+
+// checkCredentials validates an e-mail and a new password.
+func checkCredentials(w http.ResponseWriter, email, password string) bool {
+	if reason := auth.CheckEmail(email); reason != "" {
+		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "email", "email: "+reason)
+		return false
+	}
+	if reason := auth.CheckPassword(password, email); reason != "" {
+		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "password", "password: "+reason)
+		return false
+	}
+	return true
+}
+
+func (s *Server) signup(w http.ResponseWriter, r *http.Request) {
+	var req signupRequest
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	email := auth.NormalizeEmail(req.Email)
+	if !checkCredentials(w, email, req.Password) || !checkName(w, "company", req.Company, maxTenantName) {
+		return
+	}
+	hash, err := s.o.Hasher.Hash(req.Password)
+	if err != nil {
+		s.internalError(w, r, "hash the password", err)
+		return
+	}
+	now := s.now()
+	t := store.Tenant{ID: gocql.MustRandomUUID(), Name: strings.TrimSpace(req.Company), CreatedAt: now}
+	u := store.User{TenantID: t.ID, ID: gocql.MustRandomUUID(), Email: email, PasswordHash: hash, Role: string(tenant.RoleAdmin), CreatedAt: now}
+	ctx := r.Context()
+	if err := s.o.Store.CreateTenant(ctx, t); err != nil {
+		s.internalError(w, r, "create the tenant", err)
+		return
+	}
+	if err := s.o.Store.CreateUser(ctx, u); err != nil {
+		_ = s.o.Store.DeleteTenant(ctx, t.ID)
+		if errors.Is(err, store.ErrEmailTaken) {
+			httpserver.WriteFieldError(w, http.StatusConflict, "conflict", "email", "an account with this e-mail address already exists; log in instead (POST /v1/login)")
+			return
+		}
+		s.internalError(w, r, "create the user", err)
+		return
+	}
+	s.metrics.signups.Inc()
+	s.o.Log.Info("tenant signed up", slog.String("tenant_id", t.ID.String()), slog.String("user_id", u.ID.String()))
+	s.issueTokens(w, r, u, http.StatusCreated)
+}
+
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	var req loginRequest
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	email := auth.NormalizeEmail(req.Email)
+	if email == "" || req.Password == "" {
+		field := "email"
+		if email != "" {
+			field = "password"
+		}
+		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", field, field+": is required")
+		return
+	}
+	u, err := s.o.Store.UserByEmail(r.Context(), email)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.internalError(w, r, "look up the user", err)
+		return
+	}
+	// An unknown address costs the same comparison as a known one.
+	if !s.o.Hasher.Check(u.PasswordHash, req.Password) {
+		s.metrics.loginFailures.Inc()
+		httpserver.WriteError(w, http.StatusUnauthorized, "invalid_credentials", "the e-mail address or the password is wrong")
+		return
+	}
+	s.metrics.logins.Inc()
+	s.issueTokens(w, r, u, http.StatusOK)
+}
+
+func (s *Server) refresh(w http.ResponseWriter, r *http.Request) {
+	var req refreshRequest
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	if !strings.HasPrefix(req.RefreshToken, auth.RefreshTokenPrefix) {
+		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "refresh_token", "refresh_token: is required and must be a refresh token from login (rt_...)")
+		return
+	}
+	ctx := r.Context()
+	t, err := s.o.Store.ConsumeRefreshToken(ctx, auth.HashToken(req.RefreshToken))
+	if errors.Is(err, store.ErrNotFound) {
+		httpserver.WriteError(w, http.StatusUnauthorized, "invalid_refresh_token", "the refresh token is unknown, expired, revoked or already used; log in again")
+		return
+	}
+	if err != nil {
+		s.internalError(w, r, "use the refresh token", err)
+		return
+	}
+	// The role comes from the user as it is now, so a role change or a
+	// deleted user takes effect at the next refresh.
+	u, err := s.o.Store.User(ctx, t.TenantID, t.UserID)
+	if errors.Is(err, store.ErrNotFound) {
+		httpserver.WriteError(w, http.StatusUnauthorized, "invalid_refresh_token", "the user of this refresh token no longer exists")
+		return
+	}
+	if err != nil {
+		s.internalError(w, r, "read the user", err)
+		return
+	}
+	s.metrics.refreshes.Inc()
+	s.issueTokens(w, r, u, http.StatusOK)
+}
+
+func (s *Server) issueTokens(w http.ResponseWriter, r *http.Request, u store.User, status int) {
+	id := tenant.Identity{TenantID: u.TenantID.String(), UserID: u.ID.String(), Role: tenant.Role(u.Role)}
+	access, exp, err := s.o.Issuer.AccessToken(id)
+	if err != nil {
+		s.internalError(w, r, "sign the access token", err)
+		return
+	}
+	refresh, err := auth.RandomToken(auth.RefreshTokenPrefix)
+	if err != nil {
+		s.internalError(w, r, "make a refresh token", err)
+		return
+	}
+	now := s.now()
+	rt := store.RefreshToken{Hash: auth.HashToken(refresh), TenantID: u.TenantID, UserID: u.ID, IssuedAt: now, ExpiresAt: now.Add(s.o.RefreshTTL)}
+	if err := s.o.Store.SaveRefreshToken(r.Context(), rt); err != nil {
+		s.internalError(w, r, "store the refresh token", err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	httpserver.WriteJSON(w, status, TokenResponse{
+		AccessToken:      access,
+		TokenType:        "Bearer",
+		ExpiresIn:        int(time.Until(exp).Round(time.Second).Seconds()),
+		RefreshToken:     refresh,
+		RefreshExpiresIn: int(s.o.RefreshTTL.Seconds()),
+		TenantID:         id.TenantID,
+		UserID:           id.UserID,
+		Role:             u.Role,
+	})
+}
+
+func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
+	_, tid, uid, ok := caller(w, r)
+	if !ok {
+		return
+	}
+	var req refreshRequest
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	if req.RefreshToken == "" {
+		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "refresh_token", "refresh_token: is required (the token to revoke)")
+		return
+	}
+	err := s.o.Store.RevokeRefreshToken(r.Context(), tid, uid, auth.HashToken(req.RefreshToken))
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.internalError(w, r, "revoke the refresh token", err)
+		return
+	}
+	// Revoking a token that is gone (or never was the caller's) is not an
+	// error: the token does not work either way.
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) jwks(w http.ResponseWriter, r *http.Request) {
+	// Short caching: a verifier also refetches on an unknown kid.
+	w.Header().Set("Cache-Control", "public, max-age=60")
+	httpserver.WriteJSON(w, http.StatusOK, s.o.Keys.JWKS())
+}

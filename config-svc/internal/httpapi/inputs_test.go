@@ -1,0 +1,123 @@
+package httpapi
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// TestBadInputsAnswer400WithAReason sends every kind of bad input to every
+// endpoint that takes input: each is refused with 400 (413 for a body over
+// the limit), a stable code, the field at fault and a reason.
+func TestBadInputsAnswer400WithAReason(t *testing.T) {
+	e := newEnv(t)
+	a := e.signup("Inputs")
+	p := e.createProperty(a, map[string]any{"name": "Site", "hostnames": []string{"example.com"}})
+	prop := "/v1/properties/" + p.ID
+	rulesPath := prop + "/rules"
+	huge := `{"name": "` + strings.Repeat("x", 2<<20) + `"}`
+
+	tests := []struct {
+		name         string
+		who          who
+		method, path string
+		body         any
+		headers      []string
+		wantCode     string
+		wantField    string
+		wantIn       string // part of the message
+	}{
+		// JSON itself.
+		{"empty body", anonymous, "POST", "/v1/signup", "", nil, "invalid_json", "", "empty"},
+		{"not JSON", anonymous, "POST", "/v1/signup", "email=a@b.c", nil, "invalid_json", "", "not valid JSON"},
+		{"truncated JSON", anonymous, "POST", "/v1/login", `{"email": "a@b.c", `, nil, "invalid_json", "", "not valid JSON"},
+		{"two values", anonymous, "POST", "/v1/login", `{} {}`, nil, "invalid_json", "", "more than one JSON value"},
+		{"array instead of object", anonymous, "POST", "/v1/login", `[]`, nil, "invalid_field", "", "must be a JSON object"},
+		{"unknown field", anonymous, "POST", "/v1/signup", `{"email": "a@b.co", "password": "long enough pw", "company": "c", "plan": "gold"}`, nil, "unknown_field", "plan", "not a field"},
+		{"wrong type", anonymous, "POST", "/v1/login", `{"email": 5, "password": "x"}`, nil, "invalid_field", "email", "must be a string"},
+
+		// Accounts.
+		{"bad e-mail", anonymous, "POST", "/v1/signup", map[string]string{"email": "not-an-email", "password": "long enough pw", "company": "c"}, nil, "invalid_field", "email", "not an e-mail address"},
+		{"e-mail without domain dot", anonymous, "POST", "/v1/signup", map[string]string{"email": "a@localhost", "password": "long enough pw", "company": "c"}, nil, "invalid_field", "email", "full domain name"},
+		{"short password", anonymous, "POST", "/v1/signup", map[string]string{"email": "x@y.example", "password": "short", "company": "c"}, nil, "invalid_field", "password", "at least 10 characters"},
+		{"password over bcrypt's limit", anonymous, "POST", "/v1/signup", map[string]string{"email": "x@y.example", "password": strings.Repeat("p", 73), "company": "c"}, nil, "invalid_field", "password", "at most 72 bytes"},
+		{"password is the e-mail", anonymous, "POST", "/v1/signup", map[string]string{"email": "longname@y.example", "password": "longname@y.example", "company": "c"}, nil, "invalid_field", "password", "e-mail address"},
+		{"no company", anonymous, "POST", "/v1/signup", map[string]string{"email": "x@y.example", "password": "long enough pw"}, nil, "invalid_field", "company", "required"},
+		{"login without password", anonymous, "POST", "/v1/login", map[string]string{"email": "x@y.example"}, nil, "invalid_field", "password", "required"},
+		{"refresh with an access token", anonymous, "POST", "/v1/refresh", map[string]string{"refresh_token": "eyJhbGciOi"}, nil, "invalid_field", "refresh_token", "refresh token from login"},
+		{"logout without token", a.as(), "POST", "/v1/logout", map[string]string{}, nil, "invalid_field", "refresh_token", "required"},
+		{"user with unknown role", a.as(), "POST", "/v1/users", map[string]string{"email": "v@y.example", "password": "long enough pw", "role": "owner"}, nil, "invalid_field", "role", "admin or viewer"},
+		{"blank tenant name", a.as(), "PATCH", "/v1/tenants/me", map[string]string{"name": "  "}, nil, "invalid_field", "name", "required"},
+
+		// Properties.
+		{"property without name", a.as(), "POST", "/v1/properties", map[string]any{"hostnames": []string{"a.example"}}, nil, "invalid_field", "name", "required"},
+		{"hostname as URL", a.as(), "POST", "/v1/properties", map[string]any{"name": "x", "hostnames": []string{"https://shop.example/"}}, nil, "invalid_field", "hostnames[0]", "looks like a URL"},
+		{"hostname with port", a.as(), "POST", "/v1/properties", map[string]any{"name": "x", "hostnames": []string{"a.example", "b.example:8080"}}, nil, "invalid_field", "hostnames[1]", "without a port"},
+		{"duplicate hostname", a.as(), "POST", "/v1/properties", map[string]any{"name": "x", "hostnames": []string{"a.example", "A.example"}}, nil, "invalid_field", "hostnames[1]", "listed twice"},
+		{"unknown time zone", a.as(), "POST", "/v1/properties", map[string]any{"name": "x", "time_zone": "Mars/Olympus"}, nil, "invalid_field", "time_zone", "IANA time zone"},
+		{"Local is no time zone", a.as(), "POST", "/v1/properties", map[string]any{"name": "x", "time_zone": "Local"}, nil, "invalid_field", "time_zone", "IANA time zone"},
+		{"unknown currency", a.as(), "POST", "/v1/properties", map[string]any{"name": "x", "currency": "EURO"}, nil, "invalid_field", "currency", "ISO 4217"},
+		{"lower-case currency", a.as(), "PATCH", prop, map[string]any{"currency": "eur"}, nil, "invalid_field", "currency", `upper case: "EUR"`},
+		{"processing shards are operators'", a.as(), "PATCH", prop, map[string]any{"processing_shards": 8}, nil, "read_only_field", "processing_shards", "operators"},
+		{"tracking ID is assigned", a.as(), "POST", "/v1/properties", map[string]any{"name": "x", "tracking_id": "AT-MINEMINEMI"}, nil, "read_only_field", "tracking_id", "assigned by the service"},
+		{"cookieless not a bool", a.as(), "PATCH", prop, `{"cookieless": "yes"}`, nil, "invalid_field", "cookieless", "true or false"},
+		{"secret without name", a.as(), "POST", prop + "/api-secrets", map[string]string{}, nil, "invalid_field", "name", "required"},
+		{"body over the limit", a.as(), "POST", "/v1/properties", huge, nil, "body_too_large", "", "limit"},
+
+		// Rules: JSON shape with paths.
+		{"unknown rules field", a.as(), "PUT", rulesPath, `{"exclusions": {"ips": ["10.0.0.0/8"]}}`, nil, "unknown_field", "exclusions.ips", "not a field"},
+		{"unknown goal field", a.as(), "PUT", rulesPath, `{"goals": [{"id": "a", "name": "A", "page_path": "^/a"}, {"id": "b", "name": "B", "url": "/b"}]}`, nil, "unknown_field", "goals[1].url", "not a field"},
+		{"goal value not a number", a.as(), "PUT", rulesPath, `{"goals": [{"id": "a", "name": "A", "page_path": "^/a", "value": "5"}]}`, nil, "invalid_field", "goals[0].value", "must be a number"},
+		{"timeout not whole", a.as(), "PUT", rulesPath, `{"session_timeout_minutes": 30.5}`, nil, "invalid_field", "session_timeout_minutes", "whole number"},
+		// Rules: validation with paths.
+		{"bad CIDR", a.as(), "PUT", rulesPath, `{"exclusions": {"ip": ["10.0.0.1", "192.168.0.0/16", "10.0.0.0/33"]}}`, nil, "invalid_field", "exclusions.ip[2]", `"10.0.0.0/33" is not a CIDR`},
+		{"bad regex", a.as(), "PUT", rulesPath, `{"exclusions": {"user_agents": ["Headless(Chrome"]}}`, nil, "invalid_field", "exclusions.user_agents[0]", "not a valid regular expression"},
+		{"bad country", a.as(), "PUT", rulesPath, `{"exclusions": {"countries": ["Germany"]}}`, nil, "invalid_field", "exclusions.countries[0]", "ISO 3166-1"},
+		{"bad replacement", a.as(), "PUT", rulesPath, `{"page_path": {"replacements": [{"pattern": "^/p/(\\d+)", "replace": "/p/$1x"}]}}`, nil, "invalid_field", "page_path.replacements[0].replace", "${1}"},
+		{"bad anonymization", a.as(), "PUT", rulesPath, `{"ip_anonymization": "off"}`, nil, "invalid_field", "ip_anonymization", "standard"},
+		{"bad referral exclusion", a.as(), "PUT", rulesPath, `{"referral_exclusions": ["*.paypal.com"]}`, nil, "invalid_field", "referral_exclusions[0]", "subdomains"},
+		{"goal without kind", a.as(), "PUT", rulesPath, `{"goals": [{"id": "a", "name": "A"}]}`, nil, "invalid_field", "goals[0]", "needs page_path"},
+		{"channel without condition", a.as(), "PUT", rulesPath, `{"channels": [{"name": "Partners"}]}`, nil, "invalid_field", "channels[0]", "at least one of"},
+		{"too many patterns", a.as(), "PUT", rulesPath, manyUserAgents(51), nil, "too_expensive", "exclusions.user_agents", "the limit is 50"},
+		{"too costly in all", a.as(), "PUT", rulesPath, manyUserAgents(45), nil, "too_expensive", "exclusions.user_agents", "can be evaluated on every hit"},
+		{"If-Match not a version", a.as(), "PUT", rulesPath, `{}`, []string{"If-Match", "yesterday"}, "invalid_field", "If-Match", "not a rule version"},
+		{"at not a time", a.as(), "GET", rulesPath + "?at=yesterday", nil, nil, "invalid_field", "at", "RFC 3339"},
+
+		// Internal endpoints.
+		{"shards out of range", service("operator"), "PUT", "/internal/v1/properties/" + p.ID + "/processing-shards", map[string]int{"processing_shards": 65}, nil, "invalid_field", "processing_shards", "1 to 64"},
+		{"since not a number", service("collection"), "GET", "/internal/v1/changes?since=abc", nil, nil, "invalid_field", "since", "feed position"},
+		{"wait not a duration", service("collection"), "GET", "/internal/v1/changes?since=0&wait=forever", nil, nil, "invalid_field", "wait", "duration"},
+		{"limit out of range", service("collection"), "GET", "/internal/v1/changes?since=0&limit=5000", nil, nil, "invalid_field", "limit", "1 to 1000"},
+		{"bad page token", service("collection"), "GET", "/internal/v1/snapshot?page_token=!!", nil, nil, "invalid_field", "page_token", "previous page"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := e.do(tt.who, tt.method, tt.path, tt.body, tt.headers...)
+			wantStatus := http.StatusBadRequest
+			if tt.wantCode == "body_too_large" {
+				wantStatus = http.StatusRequestEntityTooLarge
+			}
+			got := r.apiError()
+			if r.code != wantStatus || got.Code != tt.wantCode || got.Field != tt.wantField || !strings.Contains(got.Message, tt.wantIn) {
+				t.Fatalf("%s %s = %d %s\nwant %d, code %s, field %q, message containing %q", tt.method, tt.path, r.code, r.body, wantStatus, tt.wantCode, tt.wantField, tt.wantIn)
+			}
+		})
+	}
+	// None of it changed anything.
+	var history struct{ Versions []RuleVersionSummary }
+	e.must(http.StatusOK, a.as(), "GET", rulesPath+"/versions", nil).decode(t, &history)
+	if len(history.Versions) != 1 {
+		t.Fatalf("bad rule documents made %d versions", len(history.Versions)-1)
+	}
+}
+
+// manyUserAgents is a rules document with n user agent patterns of about
+// 200 compiled instructions each.
+func manyUserAgents(n int) string {
+	var parts []string
+	for i := range n {
+		parts = append(parts, fmt.Sprintf(`"bot%d[a-z]{200}"`, i))
+	}
+	return `{"exclusions": {"user_agents": [` + strings.Join(parts, ",") + `]}}`
+}

@@ -1,0 +1,332 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/acme/analytics/config-svc/internal/store"
+	"github.com/acme/analytics/pkg/configclient"
+	"github.com/acme/analytics/pkg/httpserver"
+	"github.com/gocql/gocql"
+)
+
+// propertyDoc assembles the internal document of a property: its settings,
+// current rules and the hashes of its valid API secrets.
+func (s *Server) propertyDoc(ctx context.Context, p store.Property) (configclient.Property, error) {
+	cur, err := s.o.Store.CurrentRules(ctx, p.ID)
+	if err != nil {
+		return configclient.Property{}, err
+	}
+	secrets, err := s.o.Store.Secrets(ctx, p.ID)
+	if err != nil {
+		return configclient.Property{}, err
+	}
+	hashes := []string{}
+	for _, sec := range secrets {
+		if sec.RevokedAt.IsZero() {
+			hashes = append(hashes, sec.Hash)
+		}
+	}
+	hosts := p.Hostnames
+	if hosts == nil {
+		hosts = []string{}
+	}
+	cur.Rules = cur.Rules.Normalize()
+	return configclient.Property{
+		PropertyID: p.ID.String(), TenantID: p.TenantID.String(), TrackingID: p.TrackingID, Name: p.Name,
+		Hostnames: hosts, TimeZone: p.TimeZone, Currency: p.Currency, Cookieless: p.Cookieless,
+		ProcessingShards: p.ProcessingShards, APISecretSHA256: hashes, Rules: cur,
+	}, nil
+}
+
+func (s *Server) writeDoc(w http.ResponseWriter, r *http.Request, p store.Property, err error, what string) {
+	if errors.Is(err, store.ErrNotFound) {
+		httpserver.WriteError(w, http.StatusNotFound, "not_found", "no property "+quote(what))
+		return
+	}
+	if err != nil {
+		s.internalError(w, r, "read the property", err)
+		return
+	}
+	doc, err := s.propertyDoc(r.Context(), p)
+	if errors.Is(err, store.ErrNotFound) {
+		httpserver.WriteError(w, http.StatusNotFound, "not_found", "no property "+quote(what))
+		return
+	}
+	if err != nil {
+		s.internalError(w, r, "assemble the property document", err)
+		return
+	}
+	httpserver.WriteJSON(w, http.StatusOK, doc)
+}
+
+func (s *Server) internalByTrackingID(w http.ResponseWriter, r *http.Request) {
+	tid := r.PathValue("tracking_id")
+	if !configclient.ValidTrackingID(tid) {
+		httpserver.WriteError(w, http.StatusNotFound, "not_found", "no property with tracking ID "+quote(tid)+" (not of the form AT-XXXXXXXXXX)")
+		return
+	}
+	p, err := s.o.Store.PropertyByTrackingID(r.Context(), tid)
+	s.writeDoc(w, r, p, err, tid)
+}
+
+// internalPropertyID parses the property ID of an internal route.
+func internalPropertyID(w http.ResponseWriter, r *http.Request) (gocql.UUID, bool) {
+	raw := r.PathValue("property_id")
+	id, err := gocql.ParseUUID(raw)
+	if err != nil {
+		httpserver.WriteError(w, http.StatusNotFound, "not_found", "no property "+quote(raw))
+		return id, false
+	}
+	return id, true
+}
+
+func (s *Server) internalProperty(w http.ResponseWriter, r *http.Request) {
+	id, ok := internalPropertyID(w, r)
+	if !ok {
+		return
+	}
+	p, err := s.o.Store.Property(r.Context(), id)
+	s.writeDoc(w, r, p, err, id.String())
+}
+
+func (s *Server) internalRuleVersions(w http.ResponseWriter, r *http.Request) {
+	id, ok := internalPropertyID(w, r)
+	if !ok {
+		return
+	}
+	ctx := r.Context()
+	if _, err := s.o.Store.Property(ctx, id); err != nil {
+		s.writeDoc(w, r, store.Property{}, err, id.String())
+		return
+	}
+	versions, err := s.o.Store.RuleVersions(ctx, id)
+	if err != nil {
+		s.internalError(w, r, "read the rule versions", err)
+		return
+	}
+	slices.Reverse(versions) // oldest first
+	for i := range versions {
+		versions[i].Rules = versions[i].Rules.Normalize()
+	}
+	httpserver.WriteJSON(w, http.StatusOK, configclient.RuleVersions{PropertyID: id.String(), Versions: versions})
+}
+
+type shardsRequest struct {
+	ProcessingShards int `json:"processing_shards"`
+}
+
+// MaxProcessingShards bounds a property's processing shards.
+const MaxProcessingShards = 64
+
+func (s *Server) internalSetShards(w http.ResponseWriter, r *http.Request) {
+	id, ok := internalPropertyID(w, r)
+	if !ok {
+		return
+	}
+	var req shardsRequest
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	if req.ProcessingShards < 1 || req.ProcessingShards > MaxProcessingShards {
+		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "processing_shards",
+			"processing_shards: "+strconv.Itoa(req.ProcessingShards)+" is out of range; give 1 to "+strconv.Itoa(MaxProcessingShards))
+		return
+	}
+	ctx := r.Context()
+	p, err := s.o.Store.Property(ctx, id)
+	if err != nil {
+		s.writeDoc(w, r, p, err, id.String())
+		return
+	}
+	if err := s.o.Store.SetProcessingShards(ctx, id, req.ProcessingShards); err != nil {
+		s.internalError(w, r, "set the processing shards", err)
+		return
+	}
+	p.ProcessingShards = req.ProcessingShards
+	s.o.Log.Info("processing shards changed", slog.String("property_id", id.String()), slog.Int("processing_shards", req.ProcessingShards))
+	if !s.appendChange(w, r, configclient.ChangeProperty, p) {
+		return
+	}
+	s.writeDoc(w, r, p, nil, id.String())
+}
+
+// Long-poll bounds of GET /internal/v1/changes.
+const (
+	defaultWait    = 30 * time.Second
+	maxWait        = 50 * time.Second // below the server's write timeout
+	maxChangesPage = 1000
+)
+
+func (s *Server) internalChanges(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	q := r.URL.Query()
+	if !q.Has("since") {
+		head, err := s.o.Store.Head(ctx)
+		if err != nil {
+			s.internalError(w, r, "read the feed head", err)
+			return
+		}
+		s.o.Feed.advance(head)
+		httpserver.WriteJSON(w, http.StatusOK, configclient.Changes{Seq: head, Changes: []configclient.Change{}})
+		return
+	}
+	since, err := strconv.ParseInt(q.Get("since"), 10, 64)
+	if err != nil || since < 0 {
+		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "since", "since: "+quote(q.Get("since"))+" is not a feed position; use the seq of the previous answer (0 or more)")
+		return
+	}
+	wait := defaultWait
+	if v := q.Get("wait"); v != "" {
+		wait, err = time.ParseDuration(v)
+		if err != nil || wait < 0 {
+			httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "wait", "wait: "+quote(v)+" is not a duration such as 30s")
+			return
+		}
+		wait = min(wait, maxWait)
+	}
+	limit := maxChangesPage
+	if v := q.Get("limit"); v != "" {
+		limit, err = strconv.Atoi(v)
+		if err != nil || limit < 1 || limit > maxChangesPage {
+			httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "limit", "limit: "+quote(v)+" must be 1 to "+strconv.Itoa(maxChangesPage))
+			return
+		}
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	waiting := false
+	defer func() {
+		if waiting {
+			s.metrics.longPolls.Dec()
+		}
+	}()
+	for {
+		head, wake := s.o.Feed.state()
+		switch {
+		case since < head:
+			changes, err := s.o.Store.ChangesSince(ctx, since, head, limit)
+			if errors.Is(err, store.ErrFeedGone) {
+				feedGone(w, since)
+				return
+			}
+			if err != nil {
+				s.internalError(w, r, "read the change feed", err)
+				return
+			}
+			if len(changes) > 0 {
+				httpserver.WriteJSON(w, http.StatusOK, configclient.Changes{Seq: changes[len(changes)-1].Seq, Changes: changes})
+				return
+			}
+		case since > head:
+			// Another instance may be ahead of this one's tail.
+			fresh, err := s.o.Store.Head(ctx)
+			if err != nil {
+				s.internalError(w, r, "read the feed head", err)
+				return
+			}
+			if since > fresh {
+				feedGone(w, since)
+				return
+			}
+			s.o.Feed.advance(fresh)
+			continue
+		}
+		if !waiting {
+			waiting = true
+			s.metrics.longPolls.Inc()
+		}
+		select {
+		case <-wake:
+		case <-timer.C:
+			httpserver.WriteJSON(w, http.StatusOK, configclient.Changes{Seq: since, Changes: []configclient.Change{}})
+			return
+		case <-s.o.Feed.closing:
+			httpserver.WriteJSON(w, http.StatusOK, configclient.Changes{Seq: since, Changes: []configclient.Change{}})
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func feedGone(w http.ResponseWriter, since int64) {
+	httpserver.WriteError(w, http.StatusGone, "feed_gone",
+		"the change feed no longer holds position "+strconv.FormatInt(since, 10)+"; refetch what you cached and follow from the current head (GET /internal/v1/changes without since)")
+}
+
+// Snapshot paging bounds.
+const (
+	defaultSnapshotPage = 100
+	maxSnapshotPage     = 500
+)
+
+func (s *Server) internalSnapshot(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	q := r.URL.Query()
+	limit := defaultSnapshotPage
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxSnapshotPage {
+			httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "limit", "limit: "+quote(v)+" must be 1 to "+strconv.Itoa(maxSnapshotPage))
+			return
+		}
+		limit = n
+	}
+	var seq int64
+	var state []byte
+	if tok := q.Get("page_token"); tok != "" {
+		b, err := base64.RawURLEncoding.DecodeString(tok)
+		if err != nil || len(b) < 8 {
+			httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "page_token", "page_token: is not a token from a previous page; start again without it")
+			return
+		}
+		seq, state = int64(binary.BigEndian.Uint64(b[:8])), b[8:]
+	} else {
+		// The head is read before any property, so every change made
+		// while the pages are read is at a position after it.
+		head, err := s.o.Store.Head(ctx)
+		if err != nil {
+			s.internalError(w, r, "read the feed head", err)
+			return
+		}
+		seq = head
+	}
+	ids, next, err := s.o.Store.AllPropertyIDs(ctx, state, limit)
+	if err != nil {
+		s.internalError(w, r, "list properties", err)
+		return
+	}
+	out := configclient.Snapshot{Seq: seq, Properties: []configclient.Property{}}
+	for _, id := range ids {
+		p, err := s.o.Store.Property(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue // deleted
+		}
+		if err != nil {
+			s.internalError(w, r, "read a property", err)
+			return
+		}
+		doc, err := s.propertyDoc(ctx, p)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			s.internalError(w, r, "assemble a property document", err)
+			return
+		}
+		out.Properties = append(out.Properties, doc)
+	}
+	if len(next) > 0 {
+		b := binary.BigEndian.AppendUint64(nil, uint64(seq))
+		out.NextPageToken = base64.RawURLEncoding.EncodeToString(append(b, next...))
+	}
+	httpserver.WriteJSON(w, http.StatusOK, out)
+}

@@ -1,0 +1,339 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/acme/analytics/config-svc/internal/store"
+	"github.com/acme/analytics/pkg/configclient"
+	"github.com/acme/analytics/pkg/httpserver"
+	"github.com/acme/analytics/pkg/rules"
+	"github.com/gocql/gocql"
+)
+
+// PropertyJSON is a property in the public API.
+type PropertyJSON struct {
+	ID               string    `json:"id"`
+	TrackingID       string    `json:"tracking_id"`
+	Name             string    `json:"name"`
+	Hostnames        []string  `json:"hostnames"`
+	TimeZone         string    `json:"time_zone"`
+	Currency         string    `json:"currency"`
+	Cookieless       bool      `json:"cookieless"`
+	ProcessingShards int       `json:"processing_shards"`
+	Snippet          string    `json:"snippet"`
+	CreatedAt        time.Time `json:"created_at"`
+	UpdatedAt        time.Time `json:"updated_at"`
+}
+
+func (s *Server) propertyJSON(p store.Property) PropertyJSON {
+	hosts := p.Hostnames
+	if hosts == nil {
+		hosts = []string{}
+	}
+	return PropertyJSON{
+		ID: p.ID.String(), TrackingID: p.TrackingID, Name: p.Name, Hostnames: hosts, TimeZone: p.TimeZone,
+		Currency: p.Currency, Cookieless: p.Cookieless, ProcessingShards: p.ProcessingShards,
+		Snippet:   Snippet(s.o.TrackerScriptURL, p.TrackingID),
+		CreatedAt: p.CreatedAt.UTC(), UpdatedAt: p.UpdatedAt.UTC(),
+	}
+}
+
+// Snippet returns the tag a merchant puts on their pages.
+func Snippet(scriptURL, trackingID string) string {
+	return fmt.Sprintf(`<script async src="%s" data-tid="%s"></script>`, html.EscapeString(scriptURL), html.EscapeString(trackingID))
+}
+
+type propertyFields struct {
+	Name       *string   `json:"name"`
+	Hostnames  *[]string `json:"hostnames"`
+	TimeZone   *string   `json:"time_zone"`
+	Currency   *string   `json:"currency"`
+	Cookieless *bool     `json:"cookieless"`
+	// Read-only fields a client may echo back from a GET; refused with a
+	// reason rather than as unknown fields.
+	ProcessingShards *json.RawMessage `json:"processing_shards"`
+	ID               *json.RawMessage `json:"id"`
+	TrackingID       *json.RawMessage `json:"tracking_id"`
+}
+
+const maxPropertyName = 100
+
+// apply validates the fields given and sets them on p; it answers the
+// request and returns false on the first bad field.
+func (f *propertyFields) apply(w http.ResponseWriter, p *store.Property) bool {
+	switch {
+	case f.ProcessingShards != nil:
+		httpserver.WriteFieldError(w, http.StatusBadRequest, "read_only_field", "processing_shards", "processing_shards: is set by our operators for large properties; leave it out")
+		return false
+	case f.ID != nil || f.TrackingID != nil:
+		field := "id"
+		if f.TrackingID != nil {
+			field = "tracking_id"
+		}
+		httpserver.WriteFieldError(w, http.StatusBadRequest, "read_only_field", field, field+": is assigned by the service and cannot be set; leave it out")
+		return false
+	}
+	if f.Name != nil {
+		if !checkName(w, "name", *f.Name, maxPropertyName) {
+			return false
+		}
+		p.Name = strings.TrimSpace(*f.Name)
+	}
+	if f.Hostnames != nil {
+		hosts, ok := normalizeHostnames(w, *f.Hostnames)
+		if !ok {
+			return false
+		}
+		p.Hostnames = hosts
+	}
+	if f.TimeZone != nil {
+		tz := *f.TimeZone
+		if _, err := time.LoadLocation(tz); err != nil || tz == "" || tz == "Local" {
+			httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "time_zone", "time_zone: "+quote(tz)+" is not an IANA time zone name, e.g. Europe/Berlin or America/New_York")
+			return false
+		}
+		p.TimeZone = tz
+	}
+	if f.Currency != nil {
+		c := *f.Currency
+		if !validCurrency(c) {
+			msg := "currency: " + quote(c) + " is not an ISO 4217 currency code, e.g. EUR or USD"
+			if validCurrency(strings.ToUpper(c)) {
+				msg = "currency: " + quote(c) + " must be in upper case: " + quote(strings.ToUpper(c))
+			}
+			httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "currency", msg)
+			return false
+		}
+		p.Currency = c
+	}
+	if f.Cookieless != nil {
+		p.Cookieless = *f.Cookieless
+	}
+	return true
+}
+
+func normalizeHostnames(w http.ResponseWriter, in []string) ([]string, bool) {
+	if len(in) > rules.MaxHostnames {
+		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "hostnames", fmt.Sprintf("hostnames: has %d entries; the limit is %d", len(in), rules.MaxHostnames))
+		return nil, false
+	}
+	out := make([]string, 0, len(in))
+	for i, h := range in {
+		field := fmt.Sprintf("hostnames[%d]", i)
+		if reason := rules.ValidHost(h); reason != "" {
+			httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", field, field+": "+reason)
+			return nil, false
+		}
+		n := rules.NormalizeHost(h)
+		if slices.Contains(out, n) {
+			httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", field, field+": "+quote(h)+" is listed twice")
+			return nil, false
+		}
+		out = append(out, n)
+	}
+	return out, true
+}
+
+func (s *Server) createProperty(w http.ResponseWriter, r *http.Request) {
+	id, tid, _, ok := caller(w, r)
+	if !ok {
+		return
+	}
+	var req propertyFields
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	if req.Name == nil {
+		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "name", "name: is required; name the site or app, e.g. \"Shop\"")
+		return
+	}
+	now := s.now()
+	p := store.Property{ID: gocql.MustRandomUUID(), TenantID: tid, Hostnames: []string{}, TimeZone: "UTC", Currency: "USD", ProcessingShards: 1, CreatedAt: now, UpdatedAt: now}
+	if !req.apply(w, &p) {
+		return
+	}
+	ctx := r.Context()
+	// The tracking ID: random candidates, each claimed with a lightweight
+	// transaction, so two properties can never hold the same one.
+	const attempts = 10
+	for i := 0; ; i++ {
+		if i == attempts {
+			httpserver.WriteError(w, http.StatusServiceUnavailable, "unavailable", "could not allocate a tracking ID; try again")
+			return
+		}
+		cand, err := s.o.NewTrackingID()
+		if err != nil {
+			s.internalError(w, r, "make a tracking ID", err)
+			return
+		}
+		claimed, err := s.o.Store.ClaimTrackingID(ctx, cand, p.ID, tid)
+		if err != nil {
+			s.internalError(w, r, "claim the tracking ID", err)
+			return
+		}
+		if claimed {
+			p.TrackingID = cand
+			break
+		}
+		s.metrics.trackingIDCollisions.Inc()
+	}
+	first := configclient.RuleVersion{Version: 1, EffectiveAt: now, Hostnames: p.Hostnames, Rules: rules.Defaults().Normalize(), CreatedBy: id.UserID}
+	if err := s.o.Store.CreateProperty(ctx, p, first); err != nil {
+		s.internalError(w, r, "create the property", err)
+		return
+	}
+	if !s.appendChange(w, r, configclient.ChangeProperty, p) {
+		return
+	}
+	w.Header().Set("Location", "/v1/properties/"+p.ID.String())
+	httpserver.WriteJSON(w, http.StatusCreated, s.propertyJSON(p))
+}
+
+// appendChange records a change to p in the feed. A failure is answered
+// 503: the change itself is stored, and retrying the request appends again,
+// so the pipeline learns of it.
+func (s *Server) appendChange(w http.ResponseWriter, r *http.Request, kind string, p store.Property) bool {
+	err := s.o.Feed.Append(r.Context(), configclient.Change{
+		Kind: kind, PropertyID: p.ID.String(), TenantID: p.TenantID.String(), TrackingID: p.TrackingID, At: s.now(),
+	})
+	if err != nil {
+		s.o.Log.Error("append to the change feed", slog.Any("error", err), slog.String("property_id", p.ID.String()), slog.String("kind", kind))
+		httpserver.WriteError(w, http.StatusServiceUnavailable, "unavailable", "the change is saved but could not be announced to the pipeline yet; repeat the request")
+		return false
+	}
+	s.metrics.changes.WithLabelValues(kind).Inc()
+	return true
+}
+
+// loadProperty reads the property named in the path. Another tenant's
+// property, a deleted one and a malformed ID are all answered 404: nobody
+// learns whether someone else's ID exists.
+func (s *Server) loadProperty(w http.ResponseWriter, r *http.Request, tid gocql.UUID) (store.Property, bool) {
+	raw := r.PathValue("property_id")
+	pid, err := gocql.ParseUUID(raw)
+	if err != nil {
+		notFound(w, "property", raw)
+		return store.Property{}, false
+	}
+	p, err := s.o.Store.Property(r.Context(), pid)
+	if errors.Is(err, store.ErrNotFound) || err == nil && p.TenantID != tid {
+		notFound(w, "property", raw)
+		return store.Property{}, false
+	}
+	if err != nil {
+		s.internalError(w, r, "read the property", err)
+		return store.Property{}, false
+	}
+	return p, true
+}
+
+func (s *Server) listProperties(w http.ResponseWriter, r *http.Request) {
+	_, tid, _, ok := caller(w, r)
+	if !ok {
+		return
+	}
+	ps, err := s.o.Store.Properties(r.Context(), tid)
+	if err != nil {
+		s.internalError(w, r, "list properties", err)
+		return
+	}
+	out := make([]PropertyJSON, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, s.propertyJSON(p))
+	}
+	httpserver.WriteJSON(w, http.StatusOK, map[string]any{"properties": out})
+}
+
+func (s *Server) getProperty(w http.ResponseWriter, r *http.Request) {
+	_, tid, _, ok := caller(w, r)
+	if !ok {
+		return
+	}
+	if p, ok := s.loadProperty(w, r, tid); ok {
+		httpserver.WriteJSON(w, http.StatusOK, s.propertyJSON(p))
+	}
+}
+
+func (s *Server) patchProperty(w http.ResponseWriter, r *http.Request) {
+	id, tid, _, ok := caller(w, r)
+	if !ok {
+		return
+	}
+	p, ok := s.loadProperty(w, r, tid)
+	if !ok {
+		return
+	}
+	var req propertyFields
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	before := p
+	if !req.apply(w, &p) {
+		return
+	}
+	if samePropertySettings(before, p) && req.Hostnames == nil {
+		// Nothing to change; the answer is the same as to a change. (With
+		// hostnames given, the rule version is still checked against them,
+		// so a retry completes a change whose first attempt failed half-way.)
+		httpserver.WriteJSON(w, http.StatusOK, s.propertyJSON(p))
+		return
+	}
+	ctx := r.Context()
+	// Hostnames are part of what the rules are evaluated with, so a change
+	// makes a new rule version (compared with the current version, so that
+	// a retried request does not make two).
+	if req.Hostnames != nil {
+		_, status := s.newRuleVersion(w, r, p, id.UserID, 0, func(cur configclient.RuleVersion) (configclient.RuleVersion, bool) {
+			if slices.Equal(cur.Hostnames, p.Hostnames) {
+				return cur, false
+			}
+			next := cur
+			next.Hostnames = p.Hostnames
+			return next, true
+		})
+		if status == versionFailed {
+			return
+		}
+	}
+	p.UpdatedAt = s.now()
+	if err := s.o.Store.UpdateProperty(ctx, p); err != nil {
+		s.internalError(w, r, "update the property", err)
+		return
+	}
+	if !s.appendChange(w, r, configclient.ChangeProperty, p) {
+		return
+	}
+	httpserver.WriteJSON(w, http.StatusOK, s.propertyJSON(p))
+}
+
+func samePropertySettings(a, b store.Property) bool {
+	return a.Name == b.Name && slices.Equal(a.Hostnames, b.Hostnames) && a.TimeZone == b.TimeZone &&
+		a.Currency == b.Currency && a.Cookieless == b.Cookieless
+}
+
+func (s *Server) deleteProperty(w http.ResponseWriter, r *http.Request) {
+	_, tid, _, ok := caller(w, r)
+	if !ok {
+		return
+	}
+	p, ok := s.loadProperty(w, r, tid)
+	if !ok {
+		return
+	}
+	if err := s.o.Store.DeleteProperty(r.Context(), p); err != nil {
+		s.internalError(w, r, "delete the property", err)
+		return
+	}
+	if !s.appendChange(w, r, configclient.ChangeDeleted, p) {
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

@@ -1,0 +1,276 @@
+package httpapi
+
+import (
+	"errors"
+	"net/http"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/acme/analytics/config-svc/internal/store"
+	"github.com/acme/analytics/pkg/configclient"
+	"github.com/acme/analytics/pkg/httpserver"
+	"github.com/acme/analytics/pkg/rules"
+)
+
+// RuleVersionSummary is one entry of the rule history.
+type RuleVersionSummary struct {
+	Version     int       `json:"version"`
+	EffectiveAt time.Time `json:"effective_at"`
+	CreatedBy   string    `json:"created_by,omitempty"`
+}
+
+type versionStatus int
+
+const (
+	versionCreated versionStatus = iota
+	versionUnchanged
+	versionFailed
+)
+
+// maxVersionAttempts bounds the retries of a rule edit that loses the race
+// for a version number to a concurrent edit.
+const maxVersionAttempts = 5
+
+// newRuleVersion makes the next rule version of p from the current one
+// with edit (which reports whether anything changed), validating it with
+// the compile step the pipeline runs. The version number is claimed with a
+// lightweight transaction; when a concurrent edit took it, the edit is
+// redone on top of that one. With ifMatch > 0 the current version must be
+// ifMatch, else 412. It answers the request itself on failure.
+func (s *Server) newRuleVersion(w http.ResponseWriter, r *http.Request, p store.Property, userID string, ifMatch int,
+	edit func(cur configclient.RuleVersion) (configclient.RuleVersion, bool)) (configclient.RuleVersion, versionStatus) {
+	ctx := r.Context()
+	for range maxVersionAttempts {
+		cur, err := s.o.Store.CurrentRules(ctx, p.ID)
+		if err != nil {
+			s.internalError(w, r, "read the current rules", err)
+			return cur, versionFailed
+		}
+		if ifMatch > 0 && cur.Version != ifMatch {
+			preconditionFailed(w, cur.Version, ifMatch)
+			return cur, versionFailed
+		}
+		next, changed := edit(cur)
+		if !changed {
+			return cur, versionUnchanged
+		}
+		next.Version = cur.Version + 1
+		next.CreatedBy = userID
+		next.Rules = next.Rules.Normalize()
+		// Effective times strictly increase, whatever the clocks of the
+		// instances say, so the version in effect at a time is unique.
+		next.EffectiveAt = s.now()
+		if !next.EffectiveAt.After(cur.EffectiveAt) {
+			next.EffectiveAt = cur.EffectiveAt.Add(time.Millisecond)
+		}
+		if _, err := next.Compile(); err != nil {
+			writeRulesError(w, err)
+			return cur, versionFailed
+		}
+		applied, err := s.o.Store.InsertRuleVersion(ctx, p.ID, next)
+		if err != nil {
+			s.internalError(w, r, "save the rule version", err)
+			return cur, versionFailed
+		}
+		if applied {
+			s.metrics.ruleVersions.Inc()
+			return next, versionCreated
+		}
+		if ifMatch > 0 {
+			preconditionFailed(w, cur.Version+1, ifMatch)
+			return cur, versionFailed
+		}
+	}
+	httpserver.WriteError(w, http.StatusConflict, "conflict", "the rules are being changed by someone else right now; read them again and retry")
+	return configclient.RuleVersion{}, versionFailed
+}
+
+func preconditionFailed(w http.ResponseWriter, current, want int) {
+	w.Header().Set("ETag", etag(current))
+	httpserver.WriteError(w, http.StatusPreconditionFailed, "precondition_failed",
+		"the rules are at version "+strconv.Itoa(current)+", not "+strconv.Itoa(want)+" as If-Match says; someone changed them: read them again and reapply your change")
+}
+
+func etag(version int) string { return `"` + strconv.Itoa(version) + `"` }
+
+// parseIfMatch reads If-Match: a version as "3", 3 or W/"3"; * or absent
+// is 0 (no precondition).
+func parseIfMatch(w http.ResponseWriter, r *http.Request) (int, bool) {
+	v := strings.TrimSpace(r.Header.Get("If-Match"))
+	if v == "" || v == "*" {
+		return 0, true
+	}
+	n, err := strconv.Atoi(strings.Trim(strings.TrimPrefix(v, "W/"), `"`))
+	if err != nil || n < 1 {
+		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "If-Match",
+			"If-Match: "+quote(v)+` is not a rule version; send the ETag of GET .../rules, e.g. "3"`)
+		return 0, false
+	}
+	return n, true
+}
+
+func writeRulesError(w http.ResponseWriter, err error) {
+	var ve *rules.ValidationError
+	if !errors.As(err, &ve) || len(ve.Fields) == 0 {
+		httpserver.WriteError(w, http.StatusBadRequest, "invalid_field", err.Error())
+		return
+	}
+	code := "invalid_field"
+	if errors.Is(err, rules.ErrTooExpensive) {
+		code = "too_expensive"
+	}
+	httpserver.WriteFieldError(w, http.StatusBadRequest, code, ve.Fields[0].Field, ve.Error())
+}
+
+func writeVersion(w http.ResponseWriter, v configclient.RuleVersion, current bool) {
+	if current {
+		w.Header().Set("ETag", etag(v.Version))
+	}
+	v.Rules = v.Rules.Normalize()
+	httpserver.WriteJSON(w, http.StatusOK, v)
+}
+
+func (s *Server) getRules(w http.ResponseWriter, r *http.Request) {
+	_, tid, _, ok := caller(w, r)
+	if !ok {
+		return
+	}
+	p, ok := s.loadProperty(w, r, tid)
+	if !ok {
+		return
+	}
+	ctx := r.Context()
+	if at := r.URL.Query().Get("at"); at != "" {
+		t, err := time.Parse(time.RFC3339Nano, at)
+		if err != nil {
+			httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "at", "at: "+quote(at)+" is not a time in RFC 3339 format, e.g. 2026-05-01T12:00:00Z")
+			return
+		}
+		versions, err := s.o.Store.RuleVersions(ctx, p.ID)
+		if err != nil {
+			s.internalError(w, r, "read the rule versions", err)
+			return
+		}
+		v, ok := configclient.VersionAt(versions, t)
+		if !ok {
+			httpserver.WriteError(w, http.StatusNotFound, "not_found", "no rules were in effect at "+at+": the property's first rules took effect at "+p.CreatedAt.UTC().Format(time.RFC3339))
+			return
+		}
+		writeVersion(w, v, v.Version == versions[0].Version)
+		return
+	}
+	cur, err := s.o.Store.CurrentRules(ctx, p.ID)
+	if err != nil {
+		s.internalError(w, r, "read the current rules", err)
+		return
+	}
+	writeVersion(w, cur, true)
+}
+
+func (s *Server) putRules(w http.ResponseWriter, r *http.Request) {
+	id, tid, _, ok := caller(w, r)
+	if !ok {
+		return
+	}
+	p, ok := s.loadProperty(w, r, tid)
+	if !ok {
+		return
+	}
+	ifMatch, ok := parseIfMatch(w, r)
+	if !ok {
+		return
+	}
+	doc := rules.Defaults()
+	if !decodeJSON(w, r, &doc) {
+		return
+	}
+	doc = doc.Normalize()
+	v, status := s.newRuleVersion(w, r, p, id.UserID, ifMatch, func(cur configclient.RuleVersion) (configclient.RuleVersion, bool) {
+		if reflect.DeepEqual(cur.Rules.Normalize(), doc) {
+			return cur, false
+		}
+		next := cur
+		next.Rules = doc
+		return next, true
+	})
+	switch status {
+	case versionFailed:
+		return
+	case versionCreated:
+		if !s.appendChange(w, r, configclient.ChangeRules, p) {
+			return
+		}
+	}
+	writeVersion(w, v, true)
+}
+
+func (s *Server) validateRules(w http.ResponseWriter, r *http.Request) {
+	_, tid, _, ok := caller(w, r)
+	if !ok {
+		return
+	}
+	p, ok := s.loadProperty(w, r, tid)
+	if !ok {
+		return
+	}
+	doc := rules.Defaults()
+	if !decodeJSON(w, r, &doc) {
+		return
+	}
+	c, err := rules.Compile(doc, 0, p.Hostnames)
+	if err != nil {
+		writeRulesError(w, err)
+		return
+	}
+	httpserver.WriteJSON(w, http.StatusOK, map[string]any{"valid": true, "cost": c.Cost(), "max_cost": rules.MaxCost})
+}
+
+func (s *Server) listRuleVersions(w http.ResponseWriter, r *http.Request) {
+	_, tid, _, ok := caller(w, r)
+	if !ok {
+		return
+	}
+	p, ok := s.loadProperty(w, r, tid)
+	if !ok {
+		return
+	}
+	versions, err := s.o.Store.RuleVersions(r.Context(), p.ID)
+	if err != nil {
+		s.internalError(w, r, "read the rule versions", err)
+		return
+	}
+	out := make([]RuleVersionSummary, 0, len(versions))
+	for _, v := range versions {
+		out = append(out, RuleVersionSummary{Version: v.Version, EffectiveAt: v.EffectiveAt, CreatedBy: v.CreatedBy})
+	}
+	httpserver.WriteJSON(w, http.StatusOK, map[string]any{"versions": out})
+}
+
+func (s *Server) getRuleVersion(w http.ResponseWriter, r *http.Request) {
+	_, tid, _, ok := caller(w, r)
+	if !ok {
+		return
+	}
+	p, ok := s.loadProperty(w, r, tid)
+	if !ok {
+		return
+	}
+	raw := r.PathValue("version")
+	n, err := strconv.Atoi(raw)
+	if err != nil || n < 1 {
+		notFound(w, "rule version", raw)
+		return
+	}
+	v, err := s.o.Store.RuleVersion(r.Context(), p.ID, n)
+	if errors.Is(err, store.ErrNotFound) {
+		notFound(w, "rule version", raw)
+		return
+	}
+	if err != nil {
+		s.internalError(w, r, "read the rule version", err)
+		return
+	}
+	writeVersion(w, v, false)
+}

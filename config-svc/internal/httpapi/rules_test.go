@@ -1,0 +1,192 @@
+package httpapi
+
+import (
+	"net/http"
+	"net/url"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/acme/analytics/pkg/configclient"
+	"github.com/acme/analytics/pkg/rules"
+)
+
+// TestRuleVersionsAndPointInTime: every change is a new immutable version
+// with the time it took effect; the current version and the version in
+// effect at any past time can be read.
+func TestRuleVersionsAndPointInTime(t *testing.T) {
+	e := newEnv(t)
+	a := e.signup("Versions")
+	p := e.createProperty(a, map[string]any{"name": "Site", "hostnames": []string{"example.com"}})
+	base := "/v1/properties/" + p.ID + "/rules"
+
+	var v1 configclient.RuleVersion
+	r := e.must(http.StatusOK, a.as(), "GET", base, nil)
+	r.decode(t, &v1)
+	if v1.Version != 1 || r.header.Get("ETag") != `"1"` || !reflect.DeepEqual(v1.Rules, rules.Defaults().Normalize()) {
+		t.Fatalf("first rules = %+v (ETag %s), want the defaults as version 1", v1, r.header.Get("ETag"))
+	}
+
+	// Version 2: internal traffic and a goal. Fields left out keep their
+	// defaults (bot filtering stays on).
+	var v2 configclient.RuleVersion
+	e.must(http.StatusOK, a.as(), "PUT", base, `{
+		"exclusions": {"ip": ["10.0.0.0/8", "203.0.113.7"]},
+		"goals": [{"id": "signup", "name": "Signed up", "page_path": "^/welcome$", "value": 5}]
+	}`, "If-Match", `"1"`).decode(t, &v2)
+	if v2.Version != 2 || !v2.Rules.BotFiltering || v2.Rules.SessionTimeoutMinutes != 30 || len(v2.Rules.Exclusions.IP) != 2 || !v2.EffectiveAt.After(v1.EffectiveAt) {
+		t.Fatalf("version 2 = %+v", v2)
+	}
+
+	// The same document again makes no new version.
+	var same configclient.RuleVersion
+	e.must(http.StatusOK, a.as(), "PUT", base, `{"exclusions": {"ip": ["10.0.0.0/8", "203.0.113.7"]},
+		"goals": [{"id": "signup", "name": "Signed up", "page_path": "^/welcome$", "value": 5}]}`).decode(t, &same)
+	if same.Version != 2 {
+		t.Fatalf("an unchanged document made version %d", same.Version)
+	}
+
+	// A stale If-Match is refused.
+	r = e.do(a.as(), "PUT", base, `{"bot_filtering": false}`, "If-Match", `"1"`)
+	if r.code != http.StatusPreconditionFailed || r.apiError().Code != "precondition_failed" || r.header.Get("ETag") != `"2"` {
+		t.Fatalf("stale If-Match = %d %s (ETag %s)", r.code, r.body, r.header.Get("ETag"))
+	}
+
+	var v3 configclient.RuleVersion
+	e.must(http.StatusOK, a.as(), "PUT", base, `{"bot_filtering": false, "session_timeout_minutes": 45}`).decode(t, &v3)
+	if v3.Version != 3 || v3.Rules.BotFiltering || len(v3.Rules.Goals) != 0 {
+		t.Fatalf("version 3 = %+v (a PUT replaces the whole document)", v3)
+	}
+
+	// Changing the property's hostnames makes version 4 with the same rules.
+	e.must(http.StatusOK, a.as(), "PATCH", "/v1/properties/"+p.ID, map[string]any{"hostnames": []string{"example.com", "example.org"}})
+	var v4 configclient.RuleVersion
+	e.must(http.StatusOK, a.as(), "GET", base, nil).decode(t, &v4)
+	if v4.Version != 4 || len(v4.Hostnames) != 2 || !reflect.DeepEqual(v4.Rules, v3.Rules) {
+		t.Fatalf("after a hostname change: %+v", v4)
+	}
+	// A PATCH that leaves the hostnames as they are makes no version.
+	e.must(http.StatusOK, a.as(), "PATCH", "/v1/properties/"+p.ID, map[string]any{"name": "Renamed", "hostnames": []string{"example.com", "example.org"}})
+
+	var history struct{ Versions []RuleVersionSummary }
+	e.must(http.StatusOK, a.as(), "GET", base+"/versions", nil).decode(t, &history)
+	var got []int
+	for _, v := range history.Versions {
+		got = append(got, v.Version)
+	}
+	if !reflect.DeepEqual(got, []int{4, 3, 2, 1}) {
+		t.Fatalf("history = %v, want newest first [4 3 2 1]", got)
+	}
+
+	atTests := []struct {
+		name string
+		at   time.Time
+		want int
+	}{
+		{"when version 1 took effect", v1.EffectiveAt, 1},
+		{"just before version 2", v2.EffectiveAt.Add(-time.Nanosecond), 1},
+		{"when version 2 took effect", v2.EffectiveAt, 2},
+		{"just before version 3", v3.EffectiveAt.Add(-time.Nanosecond), 2},
+		{"when version 3 took effect", v3.EffectiveAt, 3},
+		{"now", time.Now().Add(time.Hour), 4},
+	}
+	for _, tt := range atTests {
+		t.Run(tt.name, func(t *testing.T) {
+			var v configclient.RuleVersion
+			r := e.must(http.StatusOK, a.as(), "GET", base+"?at="+url.QueryEscape(tt.at.Format(time.RFC3339Nano)), nil)
+			r.decode(t, &v)
+			if v.Version != tt.want {
+				t.Fatalf("rules at %s = version %d, want %d", tt.at.Format(time.RFC3339Nano), v.Version, tt.want)
+			}
+		})
+	}
+	if r := e.do(a.as(), "GET", base+"?at="+url.QueryEscape(v1.EffectiveAt.Add(-time.Second).Format(time.RFC3339)), nil); r.code != http.StatusNotFound {
+		t.Fatalf("rules before the property existed = %d %s", r.code, r.body)
+	}
+
+	// Versions are immutable: version 2 reads as it was saved.
+	var again configclient.RuleVersion
+	e.must(http.StatusOK, a.as(), "GET", base+"/versions/2", nil).decode(t, &again)
+	if !reflect.DeepEqual(again, v2) {
+		t.Fatalf("version 2 now reads\n%+v\nwas\n%+v", again, v2)
+	}
+	e.must(http.StatusNotFound, a.as(), "GET", base+"/versions/9", nil)
+
+	// The pipeline's history endpoint has the same versions, oldest first.
+	var internal configclient.RuleVersions
+	e.must(http.StatusOK, service("processing"), "GET", "/internal/v1/properties/"+p.ID+"/rules/versions", nil).decode(t, &internal)
+	if len(internal.Versions) != 4 || internal.Versions[0].Version != 1 || !reflect.DeepEqual(internal.Versions[1], v2) {
+		t.Fatalf("internal history = %+v", internal)
+	}
+	if v, ok := configclient.VersionAt(internal.Versions, v3.EffectiveAt.Add(time.Millisecond/2)); !ok || v.Version != 3 {
+		t.Fatalf("VersionAt = %d, %v", v.Version, ok)
+	}
+}
+
+// TestConcurrentRuleEditsGetDistinctVersions: edits racing for the next
+// version number each get their own.
+func TestConcurrentRuleEditsGetDistinctVersions(t *testing.T) {
+	e := newEnv(t)
+	a := e.signup("Racy")
+	p := e.createProperty(a, map[string]any{"name": "Site"})
+	const editors = 6
+	var wg sync.WaitGroup
+	versions := make(chan int, editors)
+	for i := range editors {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var v configclient.RuleVersion
+			r := e.do(a.as(), "PUT", "/v1/properties/"+p.ID+"/rules", map[string]any{"session_timeout_minutes": 10 + i})
+			if r.code == http.StatusOK {
+				r.decode(t, &v)
+				versions <- v.Version
+			} else if r.code != http.StatusConflict {
+				t.Errorf("concurrent edit: %d %s", r.code, r.body)
+			}
+		}()
+	}
+	wg.Wait()
+	close(versions)
+	seen := map[int]bool{}
+	for v := range versions {
+		if seen[v] {
+			t.Fatalf("two edits both became version %d", v)
+		}
+		seen[v] = true
+	}
+	var history struct{ Versions []RuleVersionSummary }
+	e.must(http.StatusOK, a.as(), "GET", "/v1/properties/"+p.ID+"/rules/versions", nil).decode(t, &history)
+	if len(history.Versions) != len(seen)+1 {
+		t.Fatalf("%d versions stored, %d edits succeeded (+1 initial)", len(history.Versions), len(seen))
+	}
+}
+
+func TestValidateRulesEndpoint(t *testing.T) {
+	e := newEnv(t)
+	a := e.signup("Dry run")
+	p := e.createProperty(a, map[string]any{"name": "Site"})
+	var ok struct {
+		Valid   bool `json:"valid"`
+		Cost    int  `json:"cost"`
+		MaxCost int  `json:"max_cost"`
+	}
+	e.must(http.StatusOK, a.as(), "POST", "/v1/properties/"+p.ID+"/rules/validate", `{"pages": {"exclude": ["^/admin"]}}`).decode(t, &ok)
+	if !ok.Valid || ok.Cost == 0 || ok.MaxCost != rules.MaxCost {
+		t.Fatalf("validate = %+v", ok)
+	}
+	r := e.must(http.StatusBadRequest, a.as(), "POST", "/v1/properties/"+p.ID+"/rules/validate", `{"pages": {"exclude": ["("]}}`)
+	if r.apiError().Field != "pages.exclude[0]" {
+		t.Fatalf("validate error = %s", r.body)
+	}
+	var history struct{ Versions []RuleVersionSummary }
+	e.must(http.StatusOK, a.as(), "GET", "/v1/properties/"+p.ID+"/rules/versions", nil).decode(t, &history)
+	if len(history.Versions) != 1 {
+		t.Fatal("validating saved a version")
+	}
+	if !strings.Contains(r.apiError().Message, "missing closing )") {
+		t.Fatalf("message = %q", r.apiError().Message)
+	}
+}

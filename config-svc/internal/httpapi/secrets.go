@@ -1,0 +1,151 @@
+package httpapi
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/acme/analytics/config-svc/internal/auth"
+	"github.com/acme/analytics/config-svc/internal/store"
+	"github.com/acme/analytics/pkg/configclient"
+	"github.com/acme/analytics/pkg/httpserver"
+	"github.com/gocql/gocql"
+)
+
+// maxActiveSecrets bounds the valid secrets of one property: collection
+// hashes a submitted secret once and compares it with each.
+const maxActiveSecrets = 20
+
+// SecretJSON is an API secret as listed: masked, never the secret itself.
+type SecretJSON struct {
+	ID        string     `json:"id"`
+	Name      string     `json:"name"`
+	Masked    string     `json:"masked"`
+	Status    string     `json:"status"` // active | revoked
+	CreatedAt time.Time  `json:"created_at"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+}
+
+// NewSecretJSON is the answer of creating a secret: the only time the
+// secret itself is shown.
+type NewSecretJSON struct {
+	SecretJSON
+	Secret string `json:"secret"`
+}
+
+func secretJSON(s store.Secret) SecretJSON {
+	out := SecretJSON{ID: s.ID.String(), Name: s.Name, Masked: auth.APISecretPrefix + "…" + s.Hint, Status: "active", CreatedAt: s.CreatedAt.UTC()}
+	if !s.RevokedAt.IsZero() {
+		t := s.RevokedAt.UTC()
+		out.Status, out.RevokedAt = "revoked", &t
+	}
+	return out
+}
+
+func (s *Server) listSecrets(w http.ResponseWriter, r *http.Request) {
+	_, tid, _, ok := caller(w, r)
+	if !ok {
+		return
+	}
+	p, ok := s.loadProperty(w, r, tid)
+	if !ok {
+		return
+	}
+	secrets, err := s.o.Store.Secrets(r.Context(), p.ID)
+	if err != nil {
+		s.internalError(w, r, "list API secrets", err)
+		return
+	}
+	out := make([]SecretJSON, 0, len(secrets))
+	for _, sec := range secrets {
+		out = append(out, secretJSON(sec))
+	}
+	httpserver.WriteJSON(w, http.StatusOK, map[string]any{"api_secrets": out})
+}
+
+type createSecretRequest struct {
+	Name string `json:"name"`
+}
+
+func (s *Server) createSecret(w http.ResponseWriter, r *http.Request) {
+	_, tid, _, ok := caller(w, r)
+	if !ok {
+		return
+	}
+	p, ok := s.loadProperty(w, r, tid)
+	if !ok {
+		return
+	}
+	var req createSecretRequest
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	if !checkName(w, "name", req.Name, maxPropertyName) {
+		return
+	}
+	ctx := r.Context()
+	existing, err := s.o.Store.Secrets(ctx, p.ID)
+	if err != nil {
+		s.internalError(w, r, "list API secrets", err)
+		return
+	}
+	active := 0
+	for _, e := range existing {
+		if e.RevokedAt.IsZero() {
+			active++
+		}
+	}
+	if active >= maxActiveSecrets {
+		httpserver.WriteError(w, http.StatusConflict, "conflict", "this property already has the maximum of 20 active API secrets; revoke one you no longer use first")
+		return
+	}
+	secret, err := auth.RandomToken(auth.APISecretPrefix)
+	if err != nil {
+		s.internalError(w, r, "make an API secret", err)
+		return
+	}
+	sec := store.Secret{
+		PropertyID: p.ID, ID: gocql.MustRandomUUID(), Name: strings.TrimSpace(req.Name),
+		Hash: auth.HashToken(secret), Hint: secret[len(secret)-4:], CreatedAt: s.now(),
+	}
+	if err := s.o.Store.CreateSecret(ctx, sec); err != nil {
+		s.internalError(w, r, "store the API secret", err)
+		return
+	}
+	if !s.appendChange(w, r, configclient.ChangeSecrets, p) {
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Location", "/v1/properties/"+p.ID.String()+"/api-secrets/"+sec.ID.String())
+	httpserver.WriteJSON(w, http.StatusCreated, NewSecretJSON{SecretJSON: secretJSON(sec), Secret: secret})
+}
+
+func (s *Server) revokeSecret(w http.ResponseWriter, r *http.Request) {
+	_, tid, _, ok := caller(w, r)
+	if !ok {
+		return
+	}
+	p, ok := s.loadProperty(w, r, tid)
+	if !ok {
+		return
+	}
+	raw := r.PathValue("secret_id")
+	sid, err := gocql.ParseUUID(raw)
+	if err != nil {
+		notFound(w, "API secret", raw)
+		return
+	}
+	if err := s.o.Store.RevokeSecret(r.Context(), p.ID, sid); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			notFound(w, "API secret", raw)
+			return
+		}
+		s.internalError(w, r, "revoke the API secret", err)
+		return
+	}
+	if !s.appendChange(w, r, configclient.ChangeSecrets, p) {
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

@@ -1,0 +1,250 @@
+// Package httpapi is config-svc's HTTP API: the public /v1 endpoints that
+// the gateway routes to (with its signed identity headers), the public
+// sign-up, login, refresh and JWKS endpoints, and the /internal/v1
+// endpoints that collection and processing call directly (role service).
+//
+// Every route is listed in Routes with its access level; the OpenAPI
+// document in config-svc/api documents exactly these, which a test checks.
+package httpapi
+
+import (
+	"crypto/rand"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/acme/analytics/config-svc/internal/auth"
+	"github.com/acme/analytics/config-svc/internal/store"
+	"github.com/acme/analytics/pkg/configclient"
+	"github.com/acme/analytics/pkg/httpserver"
+	"github.com/acme/analytics/pkg/tenant"
+	"github.com/gocql/gocql"
+	"github.com/prometheus/client_golang/prometheus"
+
+	_ "time/tzdata" // time zones are validated whatever the host has installed
+)
+
+// Access is who may call a route.
+type Access int
+
+const (
+	// Public routes need no identity (sign-up, login, refresh, JWKS).
+	Public Access = iota
+	// Member routes need a signed-in user of any role.
+	Member
+	// Admin routes need a signed-in admin.
+	Admin
+	// Service routes are /internal: another service of the product,
+	// signed with tenant.System.
+	Service
+)
+
+// Route is one endpoint.
+type Route struct {
+	Method  string
+	Path    string // ServeMux pattern path, e.g. /v1/properties/{id}
+	Access  Access
+	Handler http.HandlerFunc
+}
+
+// Options configure a Server.
+type Options struct {
+	Store          *store.Store
+	Keys           *auth.KeyRing
+	Issuer         *auth.Issuer
+	Hasher         *auth.Hasher
+	Feed           *Feed
+	IdentitySecret []byte
+	RefreshTTL     time.Duration
+	// TrackerScriptURL is the URL of tracker.js put in tracking snippets.
+	TrackerScriptURL string
+	Log              *slog.Logger
+	Registerer       prometheus.Registerer
+	// NewTrackingID makes a candidate tracking ID (tests inject a small ID
+	// space to force collisions); nil means NewTrackingID.
+	NewTrackingID func() (string, error)
+	Now           func() time.Time
+}
+
+// Server serves the API.
+type Server struct {
+	o       Options
+	metrics *metrics
+}
+
+// maxBody bounds request bodies; a rule set at every limit is well below.
+const maxBody = 1 << 20
+
+// New returns a Server.
+func New(o Options) *Server {
+	if o.NewTrackingID == nil {
+		o.NewTrackingID = NewTrackingID
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
+	}
+	return &Server{o: o, metrics: newMetrics(o.Registerer)}
+}
+
+// Routes returns every endpoint of the API.
+func (s *Server) Routes() []Route {
+	return []Route{
+		{"POST", "/v1/signup", Public, s.signup},
+		{"POST", "/v1/login", Public, s.login},
+		{"POST", "/v1/refresh", Public, s.refresh},
+		{"GET", "/.well-known/jwks.json", Public, s.jwks},
+
+		{"POST", "/v1/logout", Member, s.logout},
+		{"GET", "/v1/tenants/me", Member, s.getTenant},
+		{"PATCH", "/v1/tenants/me", Admin, s.patchTenant},
+		{"GET", "/v1/users", Admin, s.listUsers},
+		{"POST", "/v1/users", Admin, s.createUser},
+		{"GET", "/v1/users/{user_id}", Admin, s.getUser},
+		{"PATCH", "/v1/users/{user_id}", Admin, s.patchUser},
+		{"DELETE", "/v1/users/{user_id}", Admin, s.deleteUser},
+
+		{"GET", "/v1/properties", Member, s.listProperties},
+		{"POST", "/v1/properties", Admin, s.createProperty},
+		{"GET", "/v1/properties/{property_id}", Member, s.getProperty},
+		{"PATCH", "/v1/properties/{property_id}", Admin, s.patchProperty},
+		{"DELETE", "/v1/properties/{property_id}", Admin, s.deleteProperty},
+
+		{"GET", "/v1/properties/{property_id}/rules", Member, s.getRules},
+		{"PUT", "/v1/properties/{property_id}/rules", Admin, s.putRules},
+		{"POST", "/v1/properties/{property_id}/rules/validate", Admin, s.validateRules},
+		{"GET", "/v1/properties/{property_id}/rules/versions", Member, s.listRuleVersions},
+		{"GET", "/v1/properties/{property_id}/rules/versions/{version}", Member, s.getRuleVersion},
+
+		{"GET", "/v1/properties/{property_id}/api-secrets", Admin, s.listSecrets},
+		{"POST", "/v1/properties/{property_id}/api-secrets", Admin, s.createSecret},
+		{"DELETE", "/v1/properties/{property_id}/api-secrets/{secret_id}", Admin, s.revokeSecret},
+
+		{"GET", "/internal/v1/properties/by-tracking-id/{tracking_id}", Service, s.internalByTrackingID},
+		{"GET", "/internal/v1/properties/{property_id}", Service, s.internalProperty},
+		{"GET", "/internal/v1/properties/{property_id}/rules/versions", Service, s.internalRuleVersions},
+		{"PUT", "/internal/v1/properties/{property_id}/processing-shards", Service, s.internalSetShards},
+		{"GET", "/internal/v1/changes", Service, s.internalChanges},
+		{"GET", "/internal/v1/snapshot", Service, s.internalSnapshot},
+	}
+}
+
+// Register mounts every route on mux with its access checks and a body
+// size limit.
+func (s *Server) Register(mux *http.ServeMux) {
+	for _, rt := range s.Routes() {
+		mux.Handle(rt.Method+" "+rt.Path, s.wrap(rt))
+	}
+}
+
+func (s *Server) wrap(rt Route) http.Handler {
+	var h http.Handler = rt.Handler
+	switch rt.Access {
+	case Member:
+		h = tenant.RequireRole(tenant.RoleAdmin, tenant.RoleViewer)(h)
+	case Admin:
+		h = tenant.RequireRole(tenant.RoleAdmin)(h)
+	case Service:
+		h = tenant.RequireRole(tenant.RoleService)(h)
+	}
+	if rt.Access != Public {
+		h = tenant.Require(s.o.IdentitySecret)(h)
+	}
+	return httpserver.MaxBytes(maxBody)(h)
+}
+
+// caller returns the identity of a Member or Admin route's caller with its
+// tenant and user as UUIDs. A malformed identity (which the gateway never
+// signs) is answered 401.
+func caller(w http.ResponseWriter, r *http.Request) (tenant.Identity, gocql.UUID, gocql.UUID, bool) {
+	id, err := tenant.Extract(r.Context())
+	if err != nil {
+		httpserver.WriteError(w, http.StatusUnauthorized, "unauthenticated", "no verified identity on this request")
+		return id, gocql.UUID{}, gocql.UUID{}, false
+	}
+	tid, err1 := gocql.ParseUUID(id.TenantID)
+	uid, err2 := gocql.ParseUUID(id.UserID)
+	if err1 != nil || err2 != nil {
+		httpserver.WriteError(w, http.StatusUnauthorized, "unauthenticated", "the identity of this request does not name a tenant and user of this service")
+		return id, gocql.UUID{}, gocql.UUID{}, false
+	}
+	return id, tid, uid, true
+}
+
+// internalError logs err and answers 500 (503 when Cassandra is
+// unavailable, so callers retry).
+func (s *Server) internalError(w http.ResponseWriter, r *http.Request, what string, err error) {
+	s.o.Log.Error(what, slog.Any("error", err), slog.String("request_id", httpserver.RequestID(r.Context())))
+	if errors.Is(err, gocql.ErrNoConnections) || errors.Is(err, gocql.ErrTimeoutNoResponse) || errors.Is(err, gocql.ErrConnectionClosed) {
+		httpserver.WriteError(w, http.StatusServiceUnavailable, "unavailable", "storage is unavailable; retry in a few seconds")
+		return
+	}
+	httpserver.WriteError(w, http.StatusInternalServerError, "internal", "internal error while trying to "+what+"; the request ID identifies it in our logs")
+}
+
+func notFound(w http.ResponseWriter, what, id string) {
+	httpserver.WriteError(w, http.StatusNotFound, "not_found", "no "+what+" "+quote(id)+" in your account")
+}
+
+func quote(s string) string {
+	if len(s) > 80 {
+		s = s[:80] + "..."
+	}
+	return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"`
+}
+
+// NewTrackingID returns a random tracking ID: AT- and ten characters of
+// configclient.TrackingIDAlphabet (about 49 bits).
+func NewTrackingID() (string, error) {
+	const alphabet = configclient.TrackingIDAlphabet
+	// Rejection sampling keeps the characters uniform.
+	limit := byte(256 - 256%len(alphabet))
+	out := make([]byte, 0, len(configclient.TrackingIDPrefix)+configclient.TrackingIDLength)
+	out = append(out, configclient.TrackingIDPrefix...)
+	var buf [32]byte
+	for len(out) < cap(out) {
+		if _, err := rand.Read(buf[:]); err != nil {
+			return "", err
+		}
+		for _, b := range buf {
+			if b < limit && len(out) < cap(out) {
+				out = append(out, alphabet[int(b)%len(alphabet)])
+			}
+		}
+	}
+	return string(out), nil
+}
+
+type metrics struct {
+	signups, logins, loginFailures, refreshes prometheus.Counter
+	trackingIDCollisions                      prometheus.Counter
+	ruleVersions                              prometheus.Counter
+	changes                                   *prometheus.CounterVec
+	longPolls                                 prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		signups:              prometheus.NewCounter(prometheus.CounterOpts{Name: "config_signups_total", Help: "Tenants created by sign-up."}),
+		logins:               prometheus.NewCounter(prometheus.CounterOpts{Name: "config_logins_total", Help: "Successful logins."}),
+		loginFailures:        prometheus.NewCounter(prometheus.CounterOpts{Name: "config_login_failures_total", Help: "Logins refused for a wrong e-mail or password."}),
+		refreshes:            prometheus.NewCounter(prometheus.CounterOpts{Name: "config_token_refreshes_total", Help: "Refresh tokens exchanged for new tokens."}),
+		trackingIDCollisions: prometheus.NewCounter(prometheus.CounterOpts{Name: "config_tracking_id_collisions_total", Help: "Tracking ID candidates that were already taken (retried)."}),
+		ruleVersions:         prometheus.NewCounter(prometheus.CounterOpts{Name: "config_rule_versions_total", Help: "Rule versions created."}),
+		changes:              prometheus.NewCounterVec(prometheus.CounterOpts{Name: "config_feed_appends_total", Help: "Changes appended to the change feed, by kind."}, []string{"kind"}),
+		longPolls:            prometheus.NewGauge(prometheus.GaugeOpts{Name: "config_feed_long_polls", Help: "Change-feed long polls waiting now."}),
+	}
+	reg.MustRegister(m.signups, m.logins, m.loginFailures, m.refreshes, m.trackingIDCollisions, m.ruleVersions, m.changes, m.longPolls)
+	return m
+}
+
+// now is the current time as Cassandra stores it (milliseconds, UTC), so
+// what an answer shows is what a later read returns.
+func (s *Server) now() time.Time { return s.o.Now().UTC().Truncate(time.Millisecond) }

@@ -1,0 +1,276 @@
+package httpapi
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/acme/analytics/config-svc/internal/auth"
+	"github.com/acme/analytics/config-svc/internal/store"
+	"github.com/acme/analytics/pkg/httpserver"
+	"github.com/acme/analytics/pkg/tenant"
+	"github.com/gocql/gocql"
+)
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// TenantJSON is a tenant in the API.
+type TenantJSON struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// UserJSON is a user in the API (never with its password hash).
+type UserJSON struct {
+	ID        string    `json:"id"`
+	Email     string    `json:"email"`
+	Role      string    `json:"role"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+func tenantJSON(t store.Tenant) TenantJSON {
+	return TenantJSON{ID: t.ID.String(), Name: t.Name, CreatedAt: t.CreatedAt.UTC()}
+}
+
+func userJSON(u store.User) UserJSON {
+	return UserJSON{ID: u.ID.String(), Email: u.Email, Role: u.Role, CreatedAt: u.CreatedAt.UTC()}
+}
+
+func (s *Server) getTenant(w http.ResponseWriter, r *http.Request) {
+	_, tid, uid, ok := caller(w, r)
+	if !ok {
+		return
+	}
+	t, err := s.o.Store.Tenant(r.Context(), tid)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			httpserver.WriteError(w, http.StatusNotFound, "not_found", "your tenant no longer exists")
+			return
+		}
+		s.internalError(w, r, "read the tenant", err)
+		return
+	}
+	u, err := s.o.Store.User(r.Context(), tid, uid)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			httpserver.WriteError(w, http.StatusNotFound, "not_found", "your user no longer exists")
+			return
+		}
+		s.internalError(w, r, "read the user", err)
+		return
+	}
+	httpserver.WriteJSON(w, http.StatusOK, map[string]any{"tenant": tenantJSON(t), "user": userJSON(u)})
+}
+
+type tenantPatch struct {
+	Name *string `json:"name"`
+}
+
+func (s *Server) patchTenant(w http.ResponseWriter, r *http.Request) {
+	_, tid, _, ok := caller(w, r)
+	if !ok {
+		return
+	}
+	var req tenantPatch
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	t, err := s.o.Store.Tenant(r.Context(), tid)
+	if err != nil {
+		s.internalError(w, r, "read the tenant", err)
+		return
+	}
+	if req.Name != nil {
+		if !checkName(w, "name", *req.Name, maxTenantName) {
+			return
+		}
+		t.Name = strings.TrimSpace(*req.Name)
+		if err := s.o.Store.RenameTenant(r.Context(), tid, t.Name); err != nil {
+			s.internalError(w, r, "rename the tenant", err)
+			return
+		}
+	}
+	httpserver.WriteJSON(w, http.StatusOK, tenantJSON(t))
+}
+
+func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) {
+	_, tid, _, ok := caller(w, r)
+	if !ok {
+		return
+	}
+	users, err := s.o.Store.Users(r.Context(), tid)
+	if err != nil {
+		s.internalError(w, r, "list users", err)
+		return
+	}
+	out := make([]UserJSON, 0, len(users))
+	for _, u := range users {
+		out = append(out, userJSON(u))
+	}
+	httpserver.WriteJSON(w, http.StatusOK, map[string]any{"users": out})
+}
+
+type createUserRequest struct {
+	Email    string `json:"email"`
+	Password string `json:"password"`
+	Role     string `json:"role"`
+}
+
+func checkRole(w http.ResponseWriter, role string) bool {
+	if role != string(tenant.RoleAdmin) && role != string(tenant.RoleViewer) {
+		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "role", "role: "+quote(role)+" is not a role; use admin or viewer")
+		return false
+	}
+	return true
+}
+
+func (s *Server) createUser(w http.ResponseWriter, r *http.Request) {
+	_, tid, _, ok := caller(w, r)
+	if !ok {
+		return
+	}
+	var req createUserRequest
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	email := auth.NormalizeEmail(req.Email)
+	if !checkCredentials(w, email, req.Password) || !checkRole(w, req.Role) {
+		return
+	}
+	hash, err := s.o.Hasher.Hash(req.Password)
+	if err != nil {
+		s.internalError(w, r, "hash the password", err)
+		return
+	}
+	u := store.User{TenantID: tid, ID: gocql.MustRandomUUID(), Email: email, PasswordHash: hash, Role: req.Role, CreatedAt: s.now()}
+	if err := s.o.Store.CreateUser(r.Context(), u); err != nil {
+		if errors.Is(err, store.ErrEmailTaken) {
+			httpserver.WriteFieldError(w, http.StatusConflict, "conflict", "email", "a user with this e-mail address already exists")
+			return
+		}
+		s.internalError(w, r, "create the user", err)
+		return
+	}
+	w.Header().Set("Location", "/v1/users/"+u.ID.String())
+	httpserver.WriteJSON(w, http.StatusCreated, userJSON(u))
+}
+
+// loadUser reads the user named in the path, of the caller's tenant.
+func (s *Server) loadUser(w http.ResponseWriter, r *http.Request, tid gocql.UUID) (store.User, bool) {
+	raw := r.PathValue("user_id")
+	uid, err := gocql.ParseUUID(raw)
+	if err != nil {
+		notFound(w, "user", raw)
+		return store.User{}, false
+	}
+	u, err := s.o.Store.User(r.Context(), tid, uid)
+	if errors.Is(err, store.ErrNotFound) {
+		notFound(w, "user", raw)
+		return store.User{}, false
+	}
+	if err != nil {
+		s.internalError(w, r, "read the user", err)
+		return store.User{}, false
+	}
+	return u, true
+}
+
+func (s *Server) getUser(w http.ResponseWriter, r *http.Request) {
+	_, tid, _, ok := caller(w, r)
+	if !ok {
+		return
+	}
+	if u, ok := s.loadUser(w, r, tid); ok {
+		httpserver.WriteJSON(w, http.StatusOK, userJSON(u))
+	}
+}
+
+type userPatch struct {
+	Role *string `json:"role"`
+}
+
+// otherAdmins counts the admins of a tenant other than except.
+func (s *Server) otherAdmins(r *http.Request, tid, except gocql.UUID) (int, error) {
+	users, err := s.o.Store.Users(r.Context(), tid)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, u := range users {
+		if u.Role == string(tenant.RoleAdmin) && u.ID != except {
+			n++
+		}
+	}
+	return n, nil
+}
+
+func (s *Server) patchUser(w http.ResponseWriter, r *http.Request) {
+	_, tid, _, ok := caller(w, r)
+	if !ok {
+		return
+	}
+	u, ok := s.loadUser(w, r, tid)
+	if !ok {
+		return
+	}
+	var req userPatch
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	if req.Role != nil && *req.Role != u.Role {
+		if !checkRole(w, *req.Role) {
+			return
+		}
+		if u.Role == string(tenant.RoleAdmin) {
+			n, err := s.otherAdmins(r, tid, u.ID)
+			if err != nil {
+				s.internalError(w, r, "count admins", err)
+				return
+			}
+			if n == 0 {
+				httpserver.WriteFieldError(w, http.StatusConflict, "conflict", "role", "this is the tenant's last admin; make another user admin first")
+				return
+			}
+		}
+		if err := s.o.Store.SetUserRole(r.Context(), tid, u.ID, *req.Role); err != nil {
+			s.internalError(w, r, "change the role", err)
+			return
+		}
+		u.Role = *req.Role
+	}
+	httpserver.WriteJSON(w, http.StatusOK, userJSON(u))
+}
+
+func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request) {
+	_, tid, uid, ok := caller(w, r)
+	if !ok {
+		return
+	}
+	u, ok := s.loadUser(w, r, tid)
+	if !ok {
+		return
+	}
+	if u.ID == uid {
+		httpserver.WriteError(w, http.StatusConflict, "conflict", "you cannot delete yourself; ask another admin")
+		return
+	}
+	if u.Role == string(tenant.RoleAdmin) {
+		n, err := s.otherAdmins(r, tid, u.ID)
+		if err != nil {
+			s.internalError(w, r, "count admins", err)
+			return
+		}
+		if n == 0 {
+			httpserver.WriteError(w, http.StatusConflict, "conflict", "this is the tenant's last admin")
+			return
+		}
+	}
+	if err := s.o.Store.DeleteUser(r.Context(), u); err != nil {
+		s.internalError(w, r, "delete the user", err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

@@ -1,0 +1,325 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/acme/analytics/pkg/configclient"
+	"github.com/acme/analytics/pkg/rules"
+	"github.com/gocql/gocql"
+)
+
+// Property is a site or app of a tenant.
+type Property struct {
+	ID               gocql.UUID
+	TenantID         gocql.UUID
+	TrackingID       string
+	Name             string
+	Hostnames        []string
+	TimeZone         string
+	Currency         string
+	Cookieless       bool
+	ProcessingShards int
+	CreatedAt        time.Time
+	UpdatedAt        time.Time
+}
+
+const propertyColumns = `tenant_id, tracking_id, name, hostnames, time_zone, currency, cookieless, processing_shards, created_at, updated_at, deleted_at`
+
+func scanProperty(id gocql.UUID, scan func(...any) error) (Property, error) {
+	p := Property{ID: id}
+	var deleted time.Time
+	if err := scan(&p.TenantID, &p.TrackingID, &p.Name, &p.Hostnames, &p.TimeZone, &p.Currency, &p.Cookieless, &p.ProcessingShards, &p.CreatedAt, &p.UpdatedAt, &deleted); err != nil {
+		return Property{}, err
+	}
+	if !deleted.IsZero() {
+		return Property{}, ErrNotFound
+	}
+	if p.ProcessingShards < 1 {
+		p.ProcessingShards = 1
+	}
+	return p, nil
+}
+
+// ClaimTrackingID records tid as the tracking ID of a property with a
+// lightweight transaction; false means another property already has it.
+func (st *Store) ClaimTrackingID(ctx context.Context, tid string, propertyID, tenantID gocql.UUID) (bool, error) {
+	applied, err := st.s.Query(`INSERT INTO tracking_ids (tracking_id, property_id, tenant_id, created_at) VALUES (?, ?, ?, ?) IF NOT EXISTS`,
+		tid, propertyID, tenantID, st.now()).WithContext(ctx).MapScanCAS(map[string]any{})
+	if err != nil {
+		return false, fmt.Errorf("claim tracking id: %w", err)
+	}
+	return applied, nil
+}
+
+// CreateProperty writes a property whose tracking ID is already claimed,
+// and its first rule version.
+func (st *Store) CreateProperty(ctx context.Context, p Property, first configclient.RuleVersion) error {
+	b := st.s.NewBatch(gocql.LoggedBatch).WithContext(ctx)
+	b.Query(`INSERT INTO properties (property_id, tenant_id, tracking_id, name, hostnames, time_zone, currency, cookieless, processing_shards, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		p.ID, p.TenantID, p.TrackingID, p.Name, p.Hostnames, p.TimeZone, p.Currency, p.Cookieless, p.ProcessingShards, p.CreatedAt, p.UpdatedAt)
+	b.Query(`INSERT INTO properties_by_tenant (tenant_id, property_id) VALUES (?, ?)`, p.TenantID, p.ID)
+	if err := st.s.ExecuteBatch(b); err != nil {
+		return fmt.Errorf("insert property: %w", err)
+	}
+	applied, err := st.InsertRuleVersion(ctx, p.ID, first)
+	if err != nil {
+		return err
+	}
+	if !applied {
+		return fmt.Errorf("insert first rule version of %s: version %d exists", p.ID, first.Version)
+	}
+	return nil
+}
+
+// Property reads a property that is not deleted.
+func (st *Store) Property(ctx context.Context, id gocql.UUID) (Property, error) {
+	q := st.s.Query(`SELECT `+propertyColumns+` FROM properties WHERE property_id = ?`, id).WithContext(ctx)
+	p, err := scanProperty(id, q.Scan)
+	if err != nil {
+		return Property{}, fmt.Errorf("read property %s: %w", id, notFound(err))
+	}
+	return p, nil
+}
+
+// PropertyByTrackingID reads the property that holds a tracking ID.
+func (st *Store) PropertyByTrackingID(ctx context.Context, tid string) (Property, error) {
+	var id gocql.UUID
+	if err := st.s.Query(`SELECT property_id FROM tracking_ids WHERE tracking_id = ?`, tid).WithContext(ctx).Scan(&id); err != nil {
+		return Property{}, fmt.Errorf("look up tracking id: %w", notFound(err))
+	}
+	p, err := st.Property(ctx, id)
+	if err != nil {
+		return Property{}, err
+	}
+	if p.TrackingID != tid {
+		// A claim whose property was never written (a failed creation).
+		return Property{}, fmt.Errorf("tracking id %s: %w", tid, ErrNotFound)
+	}
+	return p, nil
+}
+
+// Properties lists a tenant's properties.
+func (st *Store) Properties(ctx context.Context, tenantID gocql.UUID) ([]Property, error) {
+	iter := st.s.Query(`SELECT property_id FROM properties_by_tenant WHERE tenant_id = ?`, tenantID).WithContext(ctx).Iter()
+	var ids []gocql.UUID
+	var id gocql.UUID
+	for iter.Scan(&id) {
+		ids = append(ids, id)
+	}
+	if err := iter.Close(); err != nil {
+		return nil, fmt.Errorf("list properties: %w", err)
+	}
+	out := make([]Property, 0, len(ids))
+	for _, id := range ids {
+		p, err := st.Property(ctx, id)
+		if err != nil {
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			return nil, err
+		}
+		if p.TenantID == tenantID {
+			out = append(out, p)
+		}
+	}
+	slices.SortFunc(out, func(a, b Property) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	return out, nil
+}
+
+// UpdateProperty writes the merchant-editable settings of p.
+func (st *Store) UpdateProperty(ctx context.Context, p Property) error {
+	err := st.s.Query(`UPDATE properties SET name = ?, hostnames = ?, time_zone = ?, currency = ?, cookieless = ?, updated_at = ? WHERE property_id = ?`,
+		p.Name, p.Hostnames, p.TimeZone, p.Currency, p.Cookieless, p.UpdatedAt, p.ID).WithContext(ctx).Exec()
+	if err != nil {
+		return fmt.Errorf("update property: %w", err)
+	}
+	return nil
+}
+
+// SetProcessingShards sets a property's processing shard count.
+func (st *Store) SetProcessingShards(ctx context.Context, id gocql.UUID, n int) error {
+	err := st.s.Query(`UPDATE properties SET processing_shards = ?, updated_at = ? WHERE property_id = ?`, n, st.now(), id).WithContext(ctx).Exec()
+	if err != nil {
+		return fmt.Errorf("set processing shards: %w", err)
+	}
+	return nil
+}
+
+// DeleteProperty marks a property deleted and removes it from its tenant's
+// list. Its tracking ID stays claimed, so it is never reused.
+func (st *Store) DeleteProperty(ctx context.Context, p Property) error {
+	now := st.now()
+	if err := st.s.Query(`UPDATE properties SET deleted_at = ?, updated_at = ? WHERE property_id = ?`, now, now, p.ID).WithContext(ctx).Exec(); err != nil {
+		return fmt.Errorf("delete property: %w", err)
+	}
+	if err := st.s.Query(`DELETE FROM properties_by_tenant WHERE tenant_id = ? AND property_id = ?`, p.TenantID, p.ID).WithContext(ctx).Exec(); err != nil {
+		return fmt.Errorf("delete property from its tenant: %w", err)
+	}
+	return nil
+}
+
+// AllPropertyIDs pages through the IDs of every property row (deleted ones
+// included; Property filters those). pageState is empty for the first page;
+// the returned state is empty after the last.
+func (st *Store) AllPropertyIDs(ctx context.Context, pageState []byte, limit int) ([]gocql.UUID, []byte, error) {
+	iter := st.s.Query(`SELECT property_id FROM properties`).WithContext(ctx).PageSize(limit).PageState(pageState).Iter()
+	next := iter.PageState()
+	ids := make([]gocql.UUID, 0, limit)
+	var id gocql.UUID
+	for len(ids) < limit && iter.Scan(&id) {
+		ids = append(ids, id)
+	}
+	if err := iter.Close(); err != nil {
+		return nil, nil, fmt.Errorf("scan properties: %w", err)
+	}
+	return ids, next, nil
+}
+
+// Secret is a Measurement API secret of a property (its hash).
+type Secret struct {
+	PropertyID gocql.UUID
+	ID         gocql.UUID
+	Name       string
+	Hash       string // hex SHA-256
+	Hint       string // last characters
+	CreatedAt  time.Time
+	RevokedAt  time.Time // zero while valid
+}
+
+// CreateSecret stores a secret.
+func (st *Store) CreateSecret(ctx context.Context, s Secret) error {
+	err := st.s.Query(`INSERT INTO api_secrets (property_id, secret_id, name, secret_hash, hint, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		s.PropertyID, s.ID, s.Name, s.Hash, s.Hint, s.CreatedAt).WithContext(ctx).Exec()
+	if err != nil {
+		return fmt.Errorf("insert api secret: %w", err)
+	}
+	return nil
+}
+
+// Secrets lists a property's secrets, revoked ones included, oldest first.
+func (st *Store) Secrets(ctx context.Context, propertyID gocql.UUID) ([]Secret, error) {
+	iter := st.s.Query(`SELECT secret_id, name, secret_hash, hint, created_at, revoked_at FROM api_secrets WHERE property_id = ?`, propertyID).WithContext(ctx).Iter()
+	var out []Secret
+	s := Secret{PropertyID: propertyID}
+	for iter.Scan(&s.ID, &s.Name, &s.Hash, &s.Hint, &s.CreatedAt, &s.RevokedAt) {
+		out = append(out, s)
+		s = Secret{PropertyID: propertyID}
+	}
+	if err := iter.Close(); err != nil {
+		return nil, fmt.Errorf("list api secrets: %w", err)
+	}
+	slices.SortFunc(out, func(a, b Secret) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	return out, nil
+}
+
+// RevokeSecret marks a secret revoked; ErrNotFound when it does not exist.
+func (st *Store) RevokeSecret(ctx context.Context, propertyID, secretID gocql.UUID) error {
+	applied, err := st.s.Query(`UPDATE api_secrets SET revoked_at = ? WHERE property_id = ? AND secret_id = ? IF EXISTS`, st.now(), propertyID, secretID).
+		WithContext(ctx).MapScanCAS(map[string]any{})
+	if err != nil {
+		return fmt.Errorf("revoke api secret: %w", err)
+	}
+	if !applied {
+		return fmt.Errorf("revoke api secret %s: %w", secretID, ErrNotFound)
+	}
+	return nil
+}
+
+// InsertRuleVersion claims version v.Version of a property's rules; false
+// means that version already exists (a concurrent edit made it).
+func (st *Store) InsertRuleVersion(ctx context.Context, propertyID gocql.UUID, v configclient.RuleVersion) (bool, error) {
+	doc, err := json.Marshal(v.Rules)
+	if err != nil {
+		return false, fmt.Errorf("encode rules: %w", err)
+	}
+	hosts := v.Hostnames
+	if hosts == nil {
+		hosts = []string{}
+	}
+	applied, err := st.s.Query(`INSERT INTO rule_versions (property_id, version, effective_at, rules, hostnames, created_by) VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS`,
+		propertyID, v.Version, v.EffectiveAt, string(doc), hosts, v.CreatedBy).WithContext(ctx).MapScanCAS(map[string]any{})
+	if err != nil {
+		return false, fmt.Errorf("insert rule version %d: %w", v.Version, err)
+	}
+	return applied, nil
+}
+
+const ruleColumns = `version, effective_at, rules, hostnames, created_by`
+
+func scanRuleVersion(scan func(...any) bool) (configclient.RuleVersion, bool, error) {
+	var v configclient.RuleVersion
+	var doc string
+	if !scan(&v.Version, &v.EffectiveAt, &doc, &v.Hostnames, &v.CreatedBy) {
+		return v, false, nil
+	}
+	// Stored documents were validated when saved; decoding over the
+	// defaults keeps fields added since at their defaults.
+	v.Rules = rules.Defaults()
+	if err := json.Unmarshal([]byte(doc), &v.Rules); err != nil {
+		return v, true, fmt.Errorf("decode rule version %d: %w", v.Version, err)
+	}
+	if v.Hostnames == nil {
+		v.Hostnames = []string{}
+	}
+	v.EffectiveAt = v.EffectiveAt.UTC()
+	return v, true, nil
+}
+
+// CurrentRules reads the newest rule version of a property.
+func (st *Store) CurrentRules(ctx context.Context, propertyID gocql.UUID) (configclient.RuleVersion, error) {
+	iter := st.s.Query(`SELECT `+ruleColumns+` FROM rule_versions WHERE property_id = ? LIMIT 1`, propertyID).WithContext(ctx).Iter()
+	v, ok, err := scanRuleVersion(iter.Scan)
+	if cerr := iter.Close(); cerr != nil {
+		return v, fmt.Errorf("read current rules: %w", cerr)
+	}
+	if err != nil {
+		return v, err
+	}
+	if !ok {
+		return v, fmt.Errorf("read current rules of %s: %w", propertyID, ErrNotFound)
+	}
+	return v, nil
+}
+
+// RuleVersion reads one rule version.
+func (st *Store) RuleVersion(ctx context.Context, propertyID gocql.UUID, version int) (configclient.RuleVersion, error) {
+	iter := st.s.Query(`SELECT `+ruleColumns+` FROM rule_versions WHERE property_id = ? AND version = ?`, propertyID, version).WithContext(ctx).Iter()
+	v, ok, err := scanRuleVersion(iter.Scan)
+	if cerr := iter.Close(); cerr != nil {
+		return v, fmt.Errorf("read rule version: %w", cerr)
+	}
+	if err != nil {
+		return v, err
+	}
+	if !ok {
+		return v, fmt.Errorf("read rule version %d of %s: %w", version, propertyID, ErrNotFound)
+	}
+	return v, nil
+}
+
+// RuleVersions lists every rule version of a property, newest first.
+func (st *Store) RuleVersions(ctx context.Context, propertyID gocql.UUID) ([]configclient.RuleVersion, error) {
+	iter := st.s.Query(`SELECT `+ruleColumns+` FROM rule_versions WHERE property_id = ?`, propertyID).WithContext(ctx).Iter()
+	var out []configclient.RuleVersion
+	for {
+		v, ok, err := scanRuleVersion(iter.Scan)
+		if err != nil {
+			_ = iter.Close()
+			return nil, err
+		}
+		if !ok {
+			break
+		}
+		out = append(out, v)
+	}
+	if err := iter.Close(); err != nil {
+		return nil, fmt.Errorf("list rule versions: %w", err)
+	}
+	return out, nil
+}

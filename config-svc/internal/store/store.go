@@ -1,0 +1,99 @@
+// Package store is config-svc's Cassandra storage: tenants, users, refresh
+// tokens, properties, tracking IDs, API secrets, rule versions and the change
+// feed (schema in cql/0001_config.cql).
+//
+// Every method takes the IDs that key its tables; tenant checks (a property
+// read for another tenant is not found) are the callers' job, made on the
+// rows returned here. Uniqueness is enforced with lightweight transactions.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/gocql/gocql"
+)
+
+var (
+	// ErrNotFound is returned when the row asked for does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrEmailTaken is returned when an e-mail address already belongs to a
+	// user.
+	ErrEmailTaken = errors.New("email already registered")
+	// ErrFeedGone is returned for a feed position older than what the feed
+	// retains, or newer than its head.
+	ErrFeedGone = errors.New("change feed position no longer available")
+)
+
+// Store reads and writes config-svc's tables.
+type Store struct {
+	s   *gocql.Session
+	now func() time.Time
+
+	feed feedState
+}
+
+// New returns a Store over a session on the product's keyspace.
+func New(s *gocql.Session) *Store {
+	return &Store{s: s, now: time.Now}
+}
+
+// Ping checks that Cassandra answers.
+func (st *Store) Ping(ctx context.Context) error {
+	var v string
+	if err := st.s.Query("SELECT release_version FROM system.local").WithContext(ctx).Scan(&v); err != nil {
+		return fmt.Errorf("query cassandra: %w", err)
+	}
+	return nil
+}
+
+func notFound(err error) error {
+	if errors.Is(err, gocql.ErrNotFound) {
+		return ErrNotFound
+	}
+	return err
+}
+
+// Tenant is a merchant.
+type Tenant struct {
+	ID        gocql.UUID
+	Name      string
+	CreatedAt time.Time
+}
+
+// CreateTenant inserts t.
+func (st *Store) CreateTenant(ctx context.Context, t Tenant) error {
+	err := st.s.Query(`INSERT INTO tenants (tenant_id, name, created_at) VALUES (?, ?, ?)`, t.ID, t.Name, t.CreatedAt).WithContext(ctx).Exec()
+	if err != nil {
+		return fmt.Errorf("insert tenant: %w", err)
+	}
+	return nil
+}
+
+// Tenant reads a tenant.
+func (st *Store) Tenant(ctx context.Context, id gocql.UUID) (Tenant, error) {
+	t := Tenant{ID: id}
+	err := st.s.Query(`SELECT name, created_at FROM tenants WHERE tenant_id = ?`, id).WithContext(ctx).Scan(&t.Name, &t.CreatedAt)
+	if err != nil {
+		return Tenant{}, fmt.Errorf("read tenant: %w", notFound(err))
+	}
+	return t, nil
+}
+
+// RenameTenant sets a tenant's name.
+func (st *Store) RenameTenant(ctx context.Context, id gocql.UUID, name string) error {
+	if err := st.s.Query(`UPDATE tenants SET name = ? WHERE tenant_id = ?`, name, id).WithContext(ctx).Exec(); err != nil {
+		return fmt.Errorf("rename tenant: %w", err)
+	}
+	return nil
+}
+
+// DeleteTenant removes a tenant row (used to undo a failed sign-up).
+func (st *Store) DeleteTenant(ctx context.Context, id gocql.UUID) error {
+	if err := st.s.Query(`DELETE FROM tenants WHERE tenant_id = ?`, id).WithContext(ctx).Exec(); err != nil {
+		return fmt.Errorf("delete tenant: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,162 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/acme/analytics/pkg/cassandra"
+	"github.com/acme/analytics/pkg/configclient"
+	"github.com/acme/analytics/pkg/migrate/migratetest"
+	"github.com/acme/analytics/pkg/rules"
+	"github.com/gocql/gocql"
+)
+
+// newStore gives a test a Store on its own keyspace of the embedded CQL
+// server, reached through gocql.
+func newStore(t *testing.T) *Store {
+	t.Helper()
+	cfg := migratetest.Keyspace(t)
+	s, err := cassandra.Connect(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return New(s)
+}
+
+func TestFeedIsGapFreeUnderConcurrentAppends(t *testing.T) {
+	ctx := context.Background()
+	// Two stores on one keyspace behave as two config-svc instances.
+	cfg := migratetest.Keyspace(t)
+	var stores []*Store
+	for range 2 {
+		s, err := cassandra.Connect(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		stores = append(stores, New(s))
+	}
+	if h, err := stores[0].Head(ctx); err != nil || h != 0 {
+		t.Fatalf("empty feed head = %d, %v", h, err)
+	}
+	const perStore = 15
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*perStore)
+	for _, st := range stores {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range perStore {
+				if _, err := st.AppendChange(ctx, configclient.Change{Kind: configclient.ChangeRules, PropertyID: gocql.MustRandomUUID().String(), At: time.Now()}); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	head, err := stores[1].Head(ctx)
+	if err != nil || head != 2*perStore {
+		t.Fatalf("head = %d, %v; want %d", head, err, 2*perStore)
+	}
+	changes, err := stores[0].ChangesSince(ctx, 0, head, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range changes {
+		if c.Seq != int64(i+1) {
+			t.Fatalf("change %d has seq %d: the feed has a gap or a duplicate", i, c.Seq)
+		}
+	}
+	if len(changes) != 2*perStore {
+		t.Fatalf("read %d changes, want %d", len(changes), 2*perStore)
+	}
+	later, err := stores[0].ChangesSince(ctx, 25, head, 3)
+	if err != nil || len(later) != 3 || later[0].Seq != 26 {
+		t.Fatalf("ChangesSince(25, limit 3) = %+v, %v", later, err)
+	}
+}
+
+func TestFeedAcrossBuckets(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t)
+	// Start just before a bucket boundary, as if 998 changes had been made.
+	if err := st.s.Query(`INSERT INTO config_changes (bucket, seq, kind, at) VALUES (0, 998, 'rules', ?)`, time.Now()).Exec(); err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		if _, err := st.AppendChange(ctx, configclient.Change{Kind: configclient.ChangeProperty, At: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fresh := New(st.s) // no cached head: must find it across buckets
+	head, err := fresh.Head(ctx)
+	if err != nil || head != 1002 {
+		t.Fatalf("head = %d, %v; want 1002", head, err)
+	}
+	changes, err := fresh.ChangesSince(ctx, 998, head, 100)
+	if err != nil || len(changes) != 4 || changes[0].Seq != 999 || changes[3].Seq != 1002 {
+		t.Fatalf("changes across the bucket boundary = %+v, %v", changes, err)
+	}
+	// Positions 1 to 997 never existed (as if expired): gone.
+	if _, err := fresh.ChangesSince(ctx, 10, head, 100); !errors.Is(err, ErrFeedGone) {
+		t.Fatalf("ChangesSince(an expired position) = %v, want ErrFeedGone", err)
+	}
+}
+
+func TestRefreshTokenWorksOnce(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t)
+	tok := RefreshToken{Hash: "h1", TenantID: gocql.MustRandomUUID(), UserID: gocql.MustRandomUUID(), IssuedAt: time.Now(), ExpiresAt: time.Now().Add(time.Hour)}
+	if err := st.SaveRefreshToken(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	results := make(chan error, 5)
+	for range 5 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := st.ConsumeRefreshToken(ctx, "h1")
+			results <- err
+		}()
+	}
+	wg.Wait()
+	close(results)
+	ok := 0
+	for err := range results {
+		switch {
+		case err == nil:
+			ok++
+		case !errors.Is(err, ErrNotFound):
+			t.Fatal(err)
+		}
+	}
+	if ok != 1 {
+		t.Fatalf("%d concurrent uses of one refresh token succeeded, want exactly 1", ok)
+	}
+}
+
+func TestRuleVersionNumbersAreClaimedOnce(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t)
+	pid := gocql.MustRandomUUID()
+	v := configclient.RuleVersion{Version: 1, EffectiveAt: time.Now().UTC().Truncate(time.Millisecond), Rules: rules.Defaults(), Hostnames: []string{"example.com"}}
+	for i, want := range []bool{true, false} {
+		applied, err := st.InsertRuleVersion(ctx, pid, v)
+		if err != nil || applied != want {
+			t.Fatalf("insert %d: applied=%v err=%v, want %v", i, applied, err, want)
+		}
+	}
+	got, err := st.CurrentRules(ctx, pid)
+	if err != nil || got.Version != 1 || !got.EffectiveAt.Equal(v.EffectiveAt) || len(got.Hostnames) != 1 || !got.Rules.BotFiltering {
+		t.Fatalf("CurrentRules = %+v, %v", got, err)
+	}
+}

@@ -1,0 +1,204 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/gocql/gocql"
+)
+
+// User is a person who signs in to a tenant.
+type User struct {
+	TenantID     gocql.UUID
+	ID           gocql.UUID
+	Email        string // normalised
+	PasswordHash string
+	Role         string
+	CreatedAt    time.Time
+}
+
+// CreateUser inserts u and claims its e-mail address product-wide. The user
+// row is written first and the address claimed last, so that a failure in
+// between leaves an unreachable row rather than an address that nobody can
+// use. It returns ErrEmailTaken when the address belongs to another user.
+func (st *Store) CreateUser(ctx context.Context, u User) error {
+	err := st.s.Query(`INSERT INTO users (tenant_id, user_id, email, password_hash, role, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		u.TenantID, u.ID, u.Email, u.PasswordHash, u.Role, u.CreatedAt).WithContext(ctx).Exec()
+	if err != nil {
+		return fmt.Errorf("insert user: %w", err)
+	}
+	applied, err := st.s.Query(`INSERT INTO users_by_email (email, tenant_id, user_id) VALUES (?, ?, ?) IF NOT EXISTS`,
+		u.Email, u.TenantID, u.ID).WithContext(ctx).MapScanCAS(map[string]any{})
+	if err != nil {
+		return fmt.Errorf("claim email: %w", err)
+	}
+	if !applied {
+		if err := st.s.Query(`DELETE FROM users WHERE tenant_id = ? AND user_id = ?`, u.TenantID, u.ID).WithContext(ctx).Exec(); err != nil {
+			return fmt.Errorf("undo user after a taken email: %w", err)
+		}
+		return ErrEmailTaken
+	}
+	return nil
+}
+
+// UserByEmail finds the user with a normalised e-mail address.
+func (st *Store) UserByEmail(ctx context.Context, email string) (User, error) {
+	var tid, uid gocql.UUID
+	err := st.s.Query(`SELECT tenant_id, user_id FROM users_by_email WHERE email = ?`, email).WithContext(ctx).Scan(&tid, &uid)
+	if err != nil {
+		return User{}, fmt.Errorf("look up email: %w", notFound(err))
+	}
+	return st.User(ctx, tid, uid)
+}
+
+// User reads one user of a tenant.
+func (st *Store) User(ctx context.Context, tenantID, userID gocql.UUID) (User, error) {
+	u := User{TenantID: tenantID, ID: userID}
+	err := st.s.Query(`SELECT email, password_hash, role, created_at FROM users WHERE tenant_id = ? AND user_id = ?`, tenantID, userID).
+		WithContext(ctx).Scan(&u.Email, &u.PasswordHash, &u.Role, &u.CreatedAt)
+	if err != nil {
+		return User{}, fmt.Errorf("read user: %w", notFound(err))
+	}
+	return u, nil
+}
+
+// Users lists the users of a tenant.
+func (st *Store) Users(ctx context.Context, tenantID gocql.UUID) ([]User, error) {
+	iter := st.s.Query(`SELECT user_id, email, password_hash, role, created_at FROM users WHERE tenant_id = ?`, tenantID).WithContext(ctx).Iter()
+	var out []User
+	u := User{TenantID: tenantID}
+	for iter.Scan(&u.ID, &u.Email, &u.PasswordHash, &u.Role, &u.CreatedAt) {
+		out = append(out, u)
+	}
+	if err := iter.Close(); err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	return out, nil
+}
+
+// SetUserRole changes a user's role.
+func (st *Store) SetUserRole(ctx context.Context, tenantID, userID gocql.UUID, role string) error {
+	err := st.s.Query(`UPDATE users SET role = ? WHERE tenant_id = ? AND user_id = ?`, role, tenantID, userID).WithContext(ctx).Exec()
+	if err != nil {
+		return fmt.Errorf("set user role: %w", err)
+	}
+	return nil
+}
+
+// DeleteUser removes a user, frees its e-mail address and revokes its
+// refresh tokens.
+func (st *Store) DeleteUser(ctx context.Context, u User) error {
+	if err := st.RevokeUserTokens(ctx, u.TenantID, u.ID); err != nil {
+		return err
+	}
+	if err := st.s.Query(`DELETE FROM users WHERE tenant_id = ? AND user_id = ?`, u.TenantID, u.ID).WithContext(ctx).Exec(); err != nil {
+		return fmt.Errorf("delete user: %w", err)
+	}
+	// Only this user's claim is released, never a newer owner's.
+	if _, err := st.s.Query(`DELETE FROM users_by_email WHERE email = ? IF user_id = ?`, u.Email, u.ID).WithContext(ctx).MapScanCAS(map[string]any{}); err != nil {
+		return fmt.Errorf("release email: %w", err)
+	}
+	return nil
+}
+
+// RefreshToken is a stored refresh token (its hash).
+type RefreshToken struct {
+	Hash      string
+	TenantID  gocql.UUID
+	UserID    gocql.UUID
+	IssuedAt  time.Time
+	ExpiresAt time.Time
+}
+
+func ttlSeconds(until, now time.Time) int {
+	s := int(until.Sub(now).Seconds())
+	if s < 1 {
+		s = 1
+	}
+	return s
+}
+
+// SaveRefreshToken stores a token hash until it expires.
+func (st *Store) SaveRefreshToken(ctx context.Context, t RefreshToken) error {
+	ttl := ttlSeconds(t.ExpiresAt, st.now())
+	b := st.s.NewBatch(gocql.LoggedBatch).WithContext(ctx)
+	b.Query(`INSERT INTO refresh_tokens (token_hash, tenant_id, user_id, issued_at, expires_at) VALUES (?, ?, ?, ?, ?) USING TTL ?`,
+		t.Hash, t.TenantID, t.UserID, t.IssuedAt, t.ExpiresAt, ttl)
+	b.Query(`INSERT INTO refresh_tokens_by_user (tenant_id, user_id, token_hash, expires_at) VALUES (?, ?, ?, ?) USING TTL ?`,
+		t.TenantID, t.UserID, t.Hash, t.ExpiresAt, ttl)
+	if err := st.s.ExecuteBatch(b); err != nil {
+		return fmt.Errorf("save refresh token: %w", err)
+	}
+	return nil
+}
+
+// ConsumeRefreshToken takes a refresh token for one use: it returns the
+// token and deletes it, or ErrNotFound when it does not exist, has expired
+// or was consumed by a concurrent call.
+func (st *Store) ConsumeRefreshToken(ctx context.Context, hash string) (RefreshToken, error) {
+	t := RefreshToken{Hash: hash}
+	err := st.s.Query(`SELECT tenant_id, user_id, issued_at, expires_at FROM refresh_tokens WHERE token_hash = ?`, hash).
+		WithContext(ctx).Scan(&t.TenantID, &t.UserID, &t.IssuedAt, &t.ExpiresAt)
+	if err != nil {
+		return RefreshToken{}, fmt.Errorf("read refresh token: %w", notFound(err))
+	}
+	if !st.now().Before(t.ExpiresAt) {
+		return RefreshToken{}, fmt.Errorf("refresh token expired: %w", ErrNotFound)
+	}
+	applied, err := st.s.Query(`DELETE FROM refresh_tokens WHERE token_hash = ? IF EXISTS`, hash).WithContext(ctx).MapScanCAS(map[string]any{})
+	if err != nil {
+		return RefreshToken{}, fmt.Errorf("consume refresh token: %w", err)
+	}
+	if !applied {
+		return RefreshToken{}, fmt.Errorf("refresh token already used: %w", ErrNotFound)
+	}
+	if err := st.s.Query(`DELETE FROM refresh_tokens_by_user WHERE tenant_id = ? AND user_id = ? AND token_hash = ?`, t.TenantID, t.UserID, hash).WithContext(ctx).Exec(); err != nil {
+		return RefreshToken{}, fmt.Errorf("consume refresh token: %w", err)
+	}
+	return t, nil
+}
+
+// RevokeRefreshToken deletes one of a user's refresh tokens; it returns
+// ErrNotFound when the user has no such token.
+func (st *Store) RevokeRefreshToken(ctx context.Context, tenantID, userID gocql.UUID, hash string) error {
+	var exp time.Time
+	err := st.s.Query(`SELECT expires_at FROM refresh_tokens_by_user WHERE tenant_id = ? AND user_id = ? AND token_hash = ?`, tenantID, userID, hash).
+		WithContext(ctx).Scan(&exp)
+	if err != nil {
+		return fmt.Errorf("find refresh token: %w", notFound(err))
+	}
+	return st.deleteTokens(ctx, tenantID, userID, []string{hash})
+}
+
+// RevokeUserTokens deletes every refresh token of a user.
+func (st *Store) RevokeUserTokens(ctx context.Context, tenantID, userID gocql.UUID) error {
+	iter := st.s.Query(`SELECT token_hash FROM refresh_tokens_by_user WHERE tenant_id = ? AND user_id = ?`, tenantID, userID).WithContext(ctx).Iter()
+	var hashes []string
+	var h string
+	for iter.Scan(&h) {
+		hashes = append(hashes, h)
+	}
+	if err := iter.Close(); err != nil {
+		return fmt.Errorf("list refresh tokens: %w", err)
+	}
+	return st.deleteTokens(ctx, tenantID, userID, hashes)
+}
+
+func (st *Store) deleteTokens(ctx context.Context, tenantID, userID gocql.UUID, hashes []string) error {
+	var errs []error
+	for _, h := range hashes {
+		if err := st.s.Query(`DELETE FROM refresh_tokens WHERE token_hash = ?`, h).WithContext(ctx).Exec(); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := st.s.Query(`DELETE FROM refresh_tokens_by_user WHERE tenant_id = ? AND user_id = ? AND token_hash = ?`, tenantID, userID, h).WithContext(ctx).Exec(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("revoke refresh tokens: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,722 @@
+package configclient
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/acme/analytics/pkg/discovery"
+	"github.com/acme/analytics/pkg/tenant"
+	"github.com/hashicorp/consul/api"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/singleflight"
+)
+
+var (
+	// ErrNotFound is returned for a tracking ID or property that does not
+	// exist (or was deleted).
+	ErrNotFound = errors.New("property not found")
+	// ErrUnavailable is returned (wrapped) when config-svc cannot be
+	// reached and nothing is cached for the key.
+	ErrUnavailable = errors.New("config-svc unavailable")
+)
+
+// Config configures a Client.
+type Config struct {
+	// BaseURL is config-svc's base URL, e.g. http://127.0.0.1:8082. Empty:
+	// healthy instances of Service are found in Consul.
+	BaseURL string
+	// Consul finds config-svc when BaseURL is empty.
+	Consul *api.Client
+	// Service is config-svc's Consul service name ("config").
+	Service string
+	// Caller is the calling service's name; requests are signed as
+	// tenant.System(Caller).
+	Caller string
+	// IdentitySecret is the shared secret that signs identity headers.
+	IdentitySecret []byte
+	// Wait is how long one long poll of the change feed waits (30s).
+	Wait time.Duration
+	// RequestTimeout bounds one lookup (5s).
+	RequestTimeout time.Duration
+	// NegativeTTL is how long an unknown tracking ID or property is
+	// answered from the cache (1m); the change feed ends it at once when
+	// the ID is created.
+	NegativeTTL time.Duration
+	// ResyncInterval is how often every cached document is refetched
+	// anyway, a safety net under the change feed (10m).
+	ResyncInterval time.Duration
+	// HTTPClient sends the requests (a default client when nil).
+	HTTPClient *http.Client
+	Log        *slog.Logger
+	// Registerer receives the client's metrics (none when nil).
+	Registerer prometheus.Registerer
+}
+
+// RegisterFlags registers the flags a service needs to reach config-svc:
+// -config-svc-url and -config-svc-name. The caller sets Caller,
+// IdentitySecret, Consul, Log and Registerer from its own configuration.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.BaseURL, "config-svc-url", "", "base URL of config-svc, e.g. http://127.0.0.1:8082 (empty: find healthy instances in Consul)")
+	fs.StringVar(&c.Service, "config-svc-name", "config", "Consul service name of config-svc")
+}
+
+// Validate reports a configuration error an operator can act on.
+func (c *Config) Validate() error {
+	if c.BaseURL != "" {
+		u, err := url.Parse(c.BaseURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("-config-svc-url %q is not an http(s) URL", c.BaseURL)
+		}
+	} else if c.Consul == nil {
+		return errors.New("config-svc: give -config-svc-url or a Consul agent (-consul-addr) to find it")
+	}
+	if c.Caller == "" {
+		return errors.New("config-svc client: Caller (the calling service's name) is empty")
+	}
+	if len(c.IdentitySecret) < 16 {
+		return errors.New("config-svc client: the identity secret must be at least 16 bytes")
+	}
+	return nil
+}
+
+// Client looks up property documents by tracking ID and by property ID,
+// caches them, and follows config-svc's change feed (Run) to refresh what
+// changed within seconds. When config-svc is unreachable it keeps serving
+// the last known copies, and says so in its log and in the
+// configclient_feed_connected metric.
+//
+// Lookups are safe for concurrent use; Run must be running for cached
+// documents to follow changes.
+type Client struct {
+	cfg  Config
+	http *http.Client
+	log  *slog.Logger
+	m    *clientMetrics
+
+	instances atomic.Pointer[[]string] // base URLs from Consul
+	next      atomic.Uint64            // round-robin position
+
+	flight singleflight.Group
+
+	mu        sync.Mutex
+	byID      map[string]*entry
+	byTID     map[string]string    // tracking ID -> property ID
+	negTID    map[string]time.Time // unknown tracking IDs, until
+	negID     map[string]time.Time // unknown property IDs, until
+	versions  map[string][]RuleVersion
+	gen       uint64            // count of changes (and anchorings) applied
+	changedAt map[string]uint64 // property ID -> gen of its last change
+	anchorGen uint64            // gen of the last anchoring
+	seq       int64             // feed position; -1 before anchoring
+	refresh   chan struct{}     // wakes the refresher
+	pending   map[string]bool   // property IDs waiting for a refetch
+
+	connected atomic.Bool
+}
+
+type entry struct {
+	doc   *Property
+	stale bool // a refetch is due or failed; still served
+}
+
+// New returns a Client. It does no I/O: lookups fetch lazily, Run follows
+// the change feed.
+func New(cfg Config) (*Client, error) {
+	if cfg.Service == "" {
+		cfg.Service = "config"
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Wait <= 0 {
+		cfg.Wait = 30 * time.Second
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 5 * time.Second
+	}
+	if cfg.NegativeTTL <= 0 {
+		cfg.NegativeTTL = time.Minute
+	}
+	if cfg.ResyncInterval <= 0 {
+		cfg.ResyncInterval = 10 * time.Minute
+	}
+	c := &Client{
+		cfg:       cfg,
+		http:      cfg.HTTPClient,
+		log:       cfg.Log,
+		m:         newClientMetrics(cfg.Registerer),
+		byID:      map[string]*entry{},
+		byTID:     map[string]string{},
+		negTID:    map[string]time.Time{},
+		negID:     map[string]time.Time{},
+		versions:  map[string][]RuleVersion{},
+		changedAt: map[string]uint64{},
+		seq:       -1,
+		refresh:   make(chan struct{}, 1),
+		pending:   map[string]bool{},
+	}
+	if c.http == nil {
+		c.http = &http.Client{}
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	c.log = c.log.With(slog.String("component", "configclient"))
+	return c, nil
+}
+
+// ByTrackingID returns the document of the property holding tid (shared:
+// callers must not modify it). It answers from the cache when it can; ErrNotFound when no property has tid;
+// an error wrapping ErrUnavailable when config-svc cannot be reached and
+// nothing is cached.
+func (c *Client) ByTrackingID(ctx context.Context, tid string) (*Property, error) {
+	if !ValidTrackingID(tid) {
+		return nil, ErrNotFound
+	}
+	c.mu.Lock()
+	if pid, ok := c.byTID[tid]; ok {
+		if e := c.byID[pid]; e != nil {
+			doc, stale := e.doc, e.stale
+			c.mu.Unlock()
+			c.served(stale)
+			return doc, nil
+		}
+	}
+	if until, ok := c.negTID[tid]; ok && time.Now().Before(until) {
+		c.mu.Unlock()
+		return nil, ErrNotFound
+	}
+	c.mu.Unlock()
+	return c.load(ctx, "tid:"+tid, "/internal/v1/properties/by-tracking-id/"+url.PathEscape(tid), func(now time.Time) {
+		c.negTID[tid] = now.Add(c.cfg.NegativeTTL)
+	})
+}
+
+// ByID returns the document of a property by its ID, like ByTrackingID.
+func (c *Client) ByID(ctx context.Context, propertyID string) (*Property, error) {
+	c.mu.Lock()
+	if e := c.byID[propertyID]; e != nil {
+		doc, stale := e.doc, e.stale
+		c.mu.Unlock()
+		c.served(stale)
+		return doc, nil
+	}
+	if until, ok := c.negID[propertyID]; ok && time.Now().Before(until) {
+		c.mu.Unlock()
+		return nil, ErrNotFound
+	}
+	c.mu.Unlock()
+	return c.load(ctx, "id:"+propertyID, "/internal/v1/properties/"+url.PathEscape(propertyID), func(now time.Time) {
+		c.negID[propertyID] = now.Add(c.cfg.NegativeTTL)
+	})
+}
+
+func (c *Client) served(stale bool) {
+	if stale {
+		c.m.staleServed.Inc()
+	}
+}
+
+// load fetches a document once for all concurrent callers of key.
+func (c *Client) load(ctx context.Context, key, path string, negative func(time.Time)) (*Property, error) {
+	v, err, _ := c.flight.Do(key, func() (any, error) {
+		c.mu.Lock()
+		gen := c.gen
+		c.mu.Unlock()
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.RequestTimeout)
+		defer cancel()
+		doc, err := c.fetchDoc(fctx, path)
+		if errors.Is(err, ErrNotFound) {
+			c.mu.Lock()
+			negative(time.Now())
+			c.mu.Unlock()
+			return nil, err
+		}
+		if err != nil {
+			return nil, err
+		}
+		c.store(doc, gen)
+		return doc, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*Property), nil
+}
+
+// store caches doc, fetched when the client had applied gen changes. If a
+// change to the property arrived meanwhile, doc may predate it: it is
+// cached, and refetched at once.
+func (c *Client) store(doc *Property, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.byID[doc.PropertyID] = &entry{doc: doc}
+	c.byTID[doc.TrackingID] = doc.PropertyID
+	delete(c.negTID, doc.TrackingID)
+	delete(c.negID, doc.PropertyID)
+	if c.changedAt[doc.PropertyID] > gen || c.anchorGen > gen && c.seq >= 0 {
+		// A change, or the anchoring of the feed, raced the fetch. (Before
+		// the first anchoring nothing is marked: anchoring marks every
+		// document cached by then.)
+		c.markLocked(doc.PropertyID)
+	}
+	c.m.entries.Set(float64(len(c.byID)))
+}
+
+// RuleVersions returns every rule version of a property, oldest first, for
+// reprocessing with the rules in effect at the time (see VersionAt). The
+// history is cached until the property changes; when config-svc is
+// unreachable the cached history is served.
+func (c *Client) RuleVersions(ctx context.Context, propertyID string) ([]RuleVersion, error) {
+	c.mu.Lock()
+	cached, ok := c.versions[propertyID]
+	c.mu.Unlock()
+	if ok {
+		return cached, nil
+	}
+	v, err, _ := c.flight.Do("versions:"+propertyID, func() (any, error) {
+		c.mu.Lock()
+		gen := c.gen
+		c.mu.Unlock()
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.RequestTimeout)
+		defer cancel()
+		var out RuleVersions
+		if err := c.get(fctx, "/internal/v1/properties/"+url.PathEscape(propertyID)+"/rules/versions", &out); err != nil {
+			return nil, err
+		}
+		for _, rv := range out.Versions {
+			if _, err := rv.Compile(); err != nil {
+				return nil, fmt.Errorf("rule version %d of %s does not compile here (is this service older than config-svc?): %w", rv.Version, propertyID, err)
+			}
+		}
+		c.mu.Lock()
+		if c.changedAt[propertyID] <= gen && c.anchorGen <= gen {
+			c.versions[propertyID] = out.Versions
+		}
+		c.mu.Unlock()
+		return out.Versions, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.([]RuleVersion), nil
+}
+
+// Connected reports whether the change feed is being followed: false
+// while config-svc is unreachable, when cached documents may be stale.
+func (c *Client) Connected() bool { return c.connected.Load() }
+
+// Seq returns the change-feed position the client has applied (-1 before
+// Run has anchored it).
+func (c *Client) Seq() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.seq
+}
+
+// Preload fills the cache with every property (the snapshot) and anchors
+// the change feed at the snapshot's position: a warm start. Call it before
+// Run; without it, documents are fetched on first use.
+func (c *Client) Preload(ctx context.Context) error {
+	token := ""
+	var seq int64
+	n := 0
+	for {
+		q := "?limit=500"
+		if token != "" {
+			q += "&page_token=" + url.QueryEscape(token)
+		}
+		var page Snapshot
+		if err := c.get(ctx, "/internal/v1/snapshot"+q, &page); err != nil {
+			return fmt.Errorf("preload: %w", err)
+		}
+		if token == "" {
+			seq = page.Seq
+		}
+		for i := range page.Properties {
+			doc := &page.Properties[i]
+			if err := doc.prepare(); err != nil {
+				c.log.Error("skipping a property whose rules do not compile here", slog.String("property_id", doc.PropertyID), slog.Any("error", err))
+				continue
+			}
+			c.mu.Lock()
+			c.byID[doc.PropertyID] = &entry{doc: doc}
+			c.byTID[doc.TrackingID] = doc.PropertyID
+			c.mu.Unlock()
+			n++
+		}
+		if page.NextPageToken == "" {
+			break
+		}
+		token = page.NextPageToken
+	}
+	c.mu.Lock()
+	if c.seq < 0 {
+		c.seq = seq
+	}
+	c.m.entries.Set(float64(len(c.byID)))
+	c.mu.Unlock()
+	c.log.Info("preloaded property documents", slog.Int("properties", n), slog.Int64("seq", seq))
+	return nil
+}
+
+// Run follows the change feed (and, without a static URL, config-svc's
+// instances in Consul) until ctx is done, refreshing cached documents that
+// change. It returns nil when ctx is done.
+func (c *Client) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	if c.cfg.BaseURL == "" {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = discovery.Watch(ctx, c.cfg.Consul, c.cfg.Service, c.log, c.setInstances)
+		}()
+	}
+	wg.Add(2)
+	go func() { defer wg.Done(); c.refresher(ctx) }()
+	go func() { defer wg.Done(); c.resync(ctx) }()
+	c.follow(ctx)
+	wg.Wait()
+	return nil
+}
+
+func (c *Client) setInstances(insts []discovery.Instance) {
+	urls := make([]string, 0, len(insts))
+	for _, in := range insts {
+		urls = append(urls, "http://"+in.Addr)
+	}
+	c.instances.Store(&urls)
+	c.m.instances.Set(float64(len(urls)))
+}
+
+// follow long-polls the change feed, with backoff while it fails.
+func (c *Client) follow(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	fail := func(err error) {
+		if c.connected.Swap(false) || backoff == 100*time.Millisecond {
+			c.log.Warn("cannot follow config-svc's change feed; serving the last known documents", slog.Any("error", err))
+		}
+		c.m.connected.Set(0)
+		c.m.feedErrors.Inc()
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+	for ctx.Err() == nil {
+		c.mu.Lock()
+		since := c.seq
+		c.mu.Unlock()
+		if since < 0 {
+			var head Changes
+			hctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+			err := c.get(hctx, "/internal/v1/changes", &head)
+			cancel()
+			if err != nil {
+				if ctx.Err() == nil {
+					fail(err)
+				}
+				continue
+			}
+			c.anchor(head.Seq)
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, c.cfg.Wait+10*time.Second)
+		var page Changes
+		err := c.get(pctx, fmt.Sprintf("/internal/v1/changes?since=%d&wait=%s", since, c.cfg.Wait), &page)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, errGone) {
+			c.log.Warn("config-svc's change feed no longer holds our position; refetching every cached document", slog.Int64("since", since))
+			c.mu.Lock()
+			c.seq = -1
+			c.mu.Unlock()
+			continue
+		}
+		if err != nil {
+			fail(err)
+			continue
+		}
+		if !c.connected.Swap(true) {
+			c.log.Info("following config-svc's change feed", slog.Int64("seq", page.Seq))
+		}
+		c.m.connected.Set(1)
+		backoff = 100 * time.Millisecond
+		c.apply(page)
+	}
+}
+
+// anchor sets the feed position after which changes are followed, and
+// refetches every cached document, which may predate it.
+func (c *Client) anchor(seq int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.seq = seq
+	c.gen++
+	c.anchorGen = c.gen
+	c.m.seq.Set(float64(seq))
+	c.versions = map[string][]RuleVersion{}
+	c.negTID = map[string]time.Time{}
+	c.negID = map[string]time.Time{}
+	for pid := range c.byID {
+		c.markLocked(pid)
+	}
+}
+
+// apply records a page of changes: every cached document they touch is
+// marked for a refetch, and negative entries they contradict are dropped.
+func (c *Client) apply(page Changes) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, ch := range page.Changes {
+		c.gen++
+		c.changedAt[ch.PropertyID] = c.gen
+		delete(c.negTID, ch.TrackingID)
+		delete(c.negID, ch.PropertyID)
+		delete(c.versions, ch.PropertyID)
+		if _, cached := c.byID[ch.PropertyID]; cached {
+			c.markLocked(ch.PropertyID)
+		}
+		c.m.changes.WithLabelValues(ch.Kind).Inc()
+	}
+	if page.Seq > c.seq {
+		c.seq = page.Seq
+		c.m.seq.Set(float64(page.Seq))
+	}
+}
+
+// markLocked queues a refetch of a cached property; c.mu is held.
+func (c *Client) markLocked(pid string) {
+	if e := c.byID[pid]; e != nil {
+		e.stale = true
+	}
+	c.pending[pid] = true
+	select {
+	case c.refresh <- struct{}{}:
+	default:
+	}
+}
+
+// refresher refetches queued properties, keeping the old copy when a
+// refetch fails and retrying with backoff.
+func (c *Client) refresher(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.refresh:
+		}
+		for {
+			c.mu.Lock()
+			var pid string
+			for p := range c.pending {
+				pid = p
+				break
+			}
+			delete(c.pending, pid)
+			gen := c.gen
+			c.mu.Unlock()
+			if pid == "" {
+				break
+			}
+			fctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+			doc, err := c.fetchDoc(fctx, "/internal/v1/properties/"+url.PathEscape(pid))
+			cancel()
+			switch {
+			case err == nil:
+				c.store(doc, gen)
+				backoff = 100 * time.Millisecond
+			case errors.Is(err, ErrNotFound):
+				c.forget(pid)
+			default:
+				if ctx.Err() != nil {
+					return
+				}
+				c.log.Warn("refetching a changed property failed; serving the last known copy", slog.String("property_id", pid), slog.Any("error", err))
+				c.mu.Lock()
+				c.pending[pid] = true
+				c.mu.Unlock()
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(backoff):
+				}
+				backoff = min(2*backoff, 5*time.Second)
+			}
+		}
+	}
+}
+
+// forget drops a deleted property.
+func (c *Client) forget(pid string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.byID[pid]; e != nil {
+		delete(c.byTID, e.doc.TrackingID)
+		c.negTID[e.doc.TrackingID] = time.Now().Add(c.cfg.NegativeTTL)
+	}
+	delete(c.byID, pid)
+	delete(c.versions, pid)
+	c.negID[pid] = time.Now().Add(c.cfg.NegativeTTL)
+	c.m.entries.Set(float64(len(c.byID)))
+}
+
+// resync refetches every cached document now and then, in case a change
+// never made it into the feed.
+func (c *Client) resync(ctx context.Context) {
+	t := time.NewTicker(c.cfg.ResyncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c.mu.Lock()
+			for pid := range c.byID {
+				c.markLocked(pid)
+			}
+			c.mu.Unlock()
+		}
+	}
+}
+
+// fetchDoc gets and prepares a property document.
+func (c *Client) fetchDoc(ctx context.Context, path string) (*Property, error) {
+	var doc Property
+	if err := c.get(ctx, path, &doc); err != nil {
+		c.m.fetches.WithLabelValues(fetchResult(err)).Inc()
+		return nil, err
+	}
+	if err := doc.prepare(); err != nil {
+		c.m.fetches.WithLabelValues("invalid").Inc()
+		return nil, fmt.Errorf("%w: the rules of %s do not compile here (is this service older than config-svc?): %w", ErrUnavailable, doc.PropertyID, err)
+	}
+	c.m.fetches.WithLabelValues("ok").Inc()
+	return &doc, nil
+}
+
+func fetchResult(err error) string {
+	if errors.Is(err, ErrNotFound) {
+		return "not_found"
+	}
+	return "error"
+}
+
+var errGone = errors.New("feed position gone")
+
+// get sends a signed GET to a config-svc instance and decodes the JSON
+// answer into out. 404 is ErrNotFound, 410 errGone; other failures wrap
+// ErrUnavailable. With instances from Consul, a request that cannot reach
+// one instance is sent once more to the next.
+func (c *Client) get(ctx context.Context, path string, out any) error {
+	attempts := 1
+	if c.cfg.BaseURL == "" {
+		attempts = 2
+	}
+	var err error
+	for range attempts {
+		var retry bool
+		retry, err = c.getOnce(ctx, path, out)
+		if !retry || ctx.Err() != nil {
+			break
+		}
+	}
+	return err
+}
+
+// getOnce is one attempt of get; retry says another instance may do
+// better (this one could not be reached).
+func (c *Client) getOnce(ctx context.Context, path string, out any) (retry bool, err error) {
+	base, err := c.baseURL(ctx)
+	if err != nil {
+		return false, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
+	if err != nil {
+		return false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	tenant.Sign(req.Header, tenant.System(c.cfg.Caller), c.cfg.IdentitySecret, time.Now())
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return true, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			return false, fmt.Errorf("%w: decode %s: %w", ErrUnavailable, path, err)
+		}
+		return false, nil
+	case http.StatusNotFound:
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		return false, ErrNotFound
+	case http.StatusGone:
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		return false, errGone
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	// A draining or overloaded instance: another may answer.
+	retry = resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusBadGateway
+	return retry, fmt.Errorf("%w: GET %s: %s: %s", ErrUnavailable, path, resp.Status, strings.TrimSpace(string(b)))
+}
+
+// baseURL picks the static URL or, round-robin, a healthy instance from
+// Consul (asking Consul directly until the watch has answered).
+func (c *Client) baseURL(ctx context.Context) (string, error) {
+	if c.cfg.BaseURL != "" {
+		return strings.TrimSuffix(c.cfg.BaseURL, "/"), nil
+	}
+	urls := c.instances.Load()
+	if urls == nil {
+		insts, _, err := discovery.Healthy(ctx, c.cfg.Consul, c.cfg.Service, 0, 0)
+		if err != nil {
+			return "", fmt.Errorf("%w: find %s in consul: %w", ErrUnavailable, c.cfg.Service, err)
+		}
+		c.setInstances(insts)
+		urls = c.instances.Load()
+	}
+	if len(*urls) == 0 {
+		return "", fmt.Errorf("%w: no healthy %s instance in consul", ErrUnavailable, c.cfg.Service)
+	}
+	i := c.next.Add(1)
+	return (*urls)[i%uint64(len(*urls))], nil
+}
+
+type clientMetrics struct {
+	connected, seq, entries, instances prometheus.Gauge
+	feedErrors, staleServed            prometheus.Counter
+	changes, fetches                   *prometheus.CounterVec
+}
+
+func newClientMetrics(reg prometheus.Registerer) *clientMetrics {
+	m := &clientMetrics{
+		connected:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "configclient_feed_connected", Help: "1 while config-svc's change feed is followed; 0 while it cannot be reached and cached documents may be stale."}),
+		seq:         prometheus.NewGauge(prometheus.GaugeOpts{Name: "configclient_feed_seq", Help: "The change-feed position applied."}),
+		entries:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "configclient_cached_properties", Help: "Property documents cached."}),
+		instances:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "configclient_instances", Help: "Healthy config-svc instances known from Consul."}),
+		feedErrors:  prometheus.NewCounter(prometheus.CounterOpts{Name: "configclient_feed_errors_total", Help: "Failed long polls of the change feed."}),
+		staleServed: prometheus.NewCounter(prometheus.CounterOpts{Name: "configclient_stale_served_total", Help: "Lookups answered with a cached document that is due for a refetch (changed, or config-svc unreachable)."}),
+		changes:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "configclient_changes_total", Help: "Changes received from the feed, by kind."}, []string{"kind"}),
+		fetches:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "configclient_fetches_total", Help: "Property document fetches, by result (ok, not_found, invalid, error)."}, []string{"result"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.connected, m.seq, m.entries, m.instances, m.feedErrors, m.staleServed, m.changes, m.fetches)
+	}
+	return m
+}

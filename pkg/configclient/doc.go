@@ -1,0 +1,41 @@
+// Package configclient is how collection and processing read config-svc:
+// property documents (settings, hostnames, API secret hashes and the
+// current compiled rules) by tracking ID or property ID, and a property's
+// whole rule history for reprocessing.
+//
+// # Freshness
+//
+// Documents are fetched lazily and cached. Run follows config-svc's change
+// feed (GET /internal/v1/changes, a long poll on a gap-free sequence
+// number): a change to a cached property marks it for a refetch, done at
+// once, so a change reaches the pipeline within a second or two and never
+// needs a restart. Lookups keep answering with the previous copy until the
+// new one has arrived. Unknown tracking IDs are remembered for NegativeTTL,
+// and forgotten as soon as the feed announces them. When config-svc says
+// the feed no longer holds the client's position (410, after a long
+// outage), the client re-anchors at the head and refetches everything it
+// has cached, still serving the old copies meanwhile. Every ResyncInterval
+// everything cached is refetched anyway, a safety net under the feed.
+//
+// # Outages
+//
+// While config-svc is unreachable, cached documents keep being served
+// (configclient_feed_connected is 0, configclient_stale_served_total counts
+// the lookups answered from a copy that is due for a refetch, and the log
+// says so once); only keys never seen fail, with ErrUnavailable. Preload
+// warms the cache from the snapshot endpoint at start-up.
+//
+// # Finding config-svc
+//
+// A static base URL (-config-svc-url), or the healthy instances of the
+// Consul service "config", watched with blocking queries and used
+// round-robin. Requests carry identity headers signed as
+// tenant.System(Caller) with the shared identity secret.
+//
+// # Using it
+//
+//	cc, err := configclient.New(configclient.Config{BaseURL: ..., Caller: "collection", IdentitySecret: secret, Registerer: reg, Log: log})
+//	svc.Go(cc.Run)
+//	p, err := cc.ByTrackingID(ctx, tid) // p.Compiled().MatchIP(...), p.VerifySecret(s), p.ProcessingShards
+//	versions, err := cc.RuleVersions(ctx, p.PropertyID) // VersionAt(versions, hit.ReceivedAt).Compile()
+package configclient

@@ -1,0 +1,191 @@
+package configclient
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"sort"
+	"time"
+
+	"github.com/acme/analytics/pkg/rules"
+)
+
+// Property is the document config-svc serves about one property to the
+// pipeline (GET /internal/v1/properties/{id} and .../by-tracking-id/{tid}).
+type Property struct {
+	PropertyID string `json:"property_id"`
+	TenantID   string `json:"tenant_id"`
+	TrackingID string `json:"tracking_id"`
+	Name       string `json:"name"`
+	// Hostnames are the property's allowed hosts (hits for other hosts are
+	// filtered as foreign) and its own hosts (their referrals never start a
+	// session). They are also in Rules.Hostnames, the copy the rules were
+	// versioned with.
+	Hostnames []string `json:"hostnames"`
+	TimeZone  string   `json:"time_zone"` // IANA name
+	Currency  string   `json:"currency"`  // ISO 4217 code
+	// Cookieless: collection derives a visitor ID when the hit has none.
+	Cookieless bool `json:"cookieless"`
+	// ProcessingShards is the number of processing shards of the property
+	// (1 to 64): collection keys hits by (property, hit.ShardOf(client)).
+	ProcessingShards int `json:"processing_shards"`
+	// APISecretSHA256 are the hex SHA-256 hashes of the property's
+	// Measurement API secrets that are not revoked; see VerifySecret.
+	APISecretSHA256 []string `json:"api_secret_sha256"`
+	// Rules is the version in effect now.
+	Rules RuleVersion `json:"rules"`
+
+	compiled *rules.Compiled
+	location *time.Location
+}
+
+// Compiled returns the compiled current rules. It is set on documents
+// returned by a Client; nil on a document decoded by other means (use
+// Rules.Compile).
+func (p *Property) Compiled() *rules.Compiled { return p.compiled }
+
+// Location returns the property's time zone (UTC when unknown). Set on
+// documents returned by a Client.
+func (p *Property) Location() *time.Location {
+	if p.location == nil {
+		return time.UTC
+	}
+	return p.location
+}
+
+// VerifySecret reports whether secret is one of the property's Measurement
+// API secrets that are not revoked.
+func (p *Property) VerifySecret(secret string) bool {
+	if secret == "" {
+		return false
+	}
+	sum := sha256.Sum256([]byte(secret))
+	got := hex.EncodeToString(sum[:])
+	ok := 0
+	for _, h := range p.APISecretSHA256 {
+		ok |= subtle.ConstantTimeCompare([]byte(got), []byte(h))
+	}
+	return ok == 1
+}
+
+// prepare compiles the rules and loads the time zone.
+func (p *Property) prepare() error {
+	c, err := p.Rules.Compile()
+	if err != nil {
+		return err
+	}
+	loc, err := time.LoadLocation(p.TimeZone)
+	if err != nil {
+		loc = time.UTC
+	}
+	p.compiled, p.location = c, loc
+	return nil
+}
+
+// RuleVersion is one immutable version of a property's rules.
+type RuleVersion struct {
+	Version int `json:"version"`
+	// EffectiveAt is when the version took effect; it applies to hits
+	// received from then until the next version's EffectiveAt.
+	EffectiveAt time.Time `json:"effective_at"`
+	// Hostnames are the property's hostnames when the version was made
+	// (changing them makes a new version).
+	Hostnames []string    `json:"hostnames"`
+	Rules     rules.Rules `json:"rules"`
+	// CreatedBy is the user (or "system") that made the version.
+	CreatedBy string `json:"created_by,omitempty"`
+}
+
+// Compile compiles the version.
+func (v RuleVersion) Compile() (*rules.Compiled, error) {
+	return rules.Compile(v.Rules, v.Version, v.Hostnames)
+}
+
+// VersionAt returns the version in effect at t among versions (in any
+// order): the one with the latest EffectiveAt not after t. It returns false
+// when t is before the first version.
+func VersionAt(versions []RuleVersion, t time.Time) (RuleVersion, bool) {
+	sorted := append([]RuleVersion(nil), versions...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Version < sorted[j].Version })
+	i := sort.Search(len(sorted), func(i int) bool { return sorted[i].EffectiveAt.After(t) })
+	if i == 0 {
+		return RuleVersion{}, false
+	}
+	return sorted[i-1], true
+}
+
+// RuleVersions is the answer of GET /internal/v1/properties/{id}/rules/versions:
+// every version, oldest first.
+type RuleVersions struct {
+	PropertyID string        `json:"property_id"`
+	Versions   []RuleVersion `json:"versions"`
+}
+
+// Change kinds.
+const (
+	ChangeProperty = "property" // created or settings changed
+	ChangeRules    = "rules"    // a new rule version
+	ChangeSecrets  = "secrets"  // an API secret created or revoked
+	ChangeDeleted  = "deleted"  // the property was deleted
+)
+
+// Change is one entry of the change feed: something about a property
+// changed; clients refetch it.
+type Change struct {
+	Seq        int64     `json:"seq"`
+	Kind       string    `json:"kind"`
+	PropertyID string    `json:"property_id"`
+	TenantID   string    `json:"tenant_id"`
+	TrackingID string    `json:"tracking_id"`
+	At         time.Time `json:"at"`
+}
+
+// Changes is the answer of GET /internal/v1/changes: the changes after the
+// requested sequence number, and Seq, the sequence number to ask from next.
+type Changes struct {
+	Seq     int64    `json:"seq"`
+	Changes []Change `json:"changes"`
+}
+
+// Snapshot is one page of GET /internal/v1/snapshot.
+type Snapshot struct {
+	// Seq is the feed position to follow changes from once every page has
+	// been read (the feed head when the first page was asked for).
+	Seq           int64      `json:"seq"`
+	Properties    []Property `json:"properties"`
+	NextPageToken string     `json:"next_page_token,omitempty"`
+}
+
+// TrackingIDAlphabet is the alphabet of tracking IDs: digits and upper-case
+// letters without the ambiguous 0, O, 1, I and L.
+const TrackingIDAlphabet = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+
+// TrackingIDPrefix starts every tracking ID.
+const TrackingIDPrefix = "AT-"
+
+// TrackingIDLength is the number of random characters after the prefix.
+const TrackingIDLength = 10
+
+// ValidTrackingID reports whether s has the form of a tracking ID (AT-
+// followed by ten characters of TrackingIDAlphabet). Collection checks it
+// before looking a tracking ID up.
+func ValidTrackingID(s string) bool {
+	if len(s) != len(TrackingIDPrefix)+TrackingIDLength || s[:len(TrackingIDPrefix)] != TrackingIDPrefix {
+		return false
+	}
+	for i := len(TrackingIDPrefix); i < len(s); i++ {
+		if !inAlphabet(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func inAlphabet(c byte) bool {
+	for i := 0; i < len(TrackingIDAlphabet); i++ {
+		if TrackingIDAlphabet[i] == c {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,596 @@
+package rules
+
+import (
+	"fmt"
+	"math"
+	"net/netip"
+	"regexp"
+	"regexp/syntax"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// Limits of one rule set. They keep the evaluation of every hit cheap and
+// bounded whatever a merchant writes; BenchmarkEvaluateAtLimits measures the
+// cost per hit of a rule set at these limits.
+const (
+	MaxHostnames          = 100
+	MaxIPRules            = 500
+	MaxUserAgentPatterns  = 50
+	MaxCountries          = 250
+	MaxKeepParams         = 50
+	MaxReplacements       = 20
+	MaxPagePatterns       = 50 // each of pages.include and pages.exclude
+	MaxReferralExclusions = 200
+	MaxGoals              = 50
+	MaxChannels           = 50
+
+	MaxPatternLength = 256 // bytes of one pattern
+	// MaxPatternInsts bounds the compiled size of one pattern (RE2 program
+	// instructions).
+	MaxPatternInsts = 1000
+	// MaxCost bounds the estimated work of evaluating all patterns of a rule
+	// set on one hit. An RE2 match takes time proportional to the size of
+	// the pattern times the length of the input (never exponential), so a
+	// pattern costs its compiled size times the typical length of what it is
+	// matched against: 128 bytes for a user agent, 64 for a page path, 16
+	// for a source, medium or campaign. BenchmarkEvaluateAtLimits measures
+	// the time per hit of a rule set at this limit.
+	MaxCost = 50000
+
+	MaxSessionTimeoutMinutes = 480
+	maxNameLength            = 100
+	maxChannelNameLength     = 64
+	maxEventFieldLength      = 150
+	maxReplaceLength         = 256
+	maxParamLength           = 100
+	maxGoalValue             = 1e9
+	maxErrors                = 50
+)
+
+// minPrefixBits refuse exclusions that would drop a large part of the
+// internet, which is always a mistake.
+const (
+	weightUserAgent = 128
+	weightPath      = 64
+	weightChannel   = 16
+)
+
+const (
+	minPrefixBits4 = 8
+	minPrefixBits6 = 16
+)
+
+var goalID = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
+
+// Validate reports every problem in r as a *ValidationError, or nil. It is
+// Compile without keeping the result.
+func Validate(r Rules, hostnames []string) error {
+	_, err := Compile(r, 0, hostnames)
+	return err
+}
+
+// Compile validates r together with the property's hostnames (its
+// allow-list and its own hosts for referral handling) and returns the
+// evaluator of version. The error is a *ValidationError naming every bad
+// field; errors.Is(err, ErrTooExpensive) tells a rule set refused for its
+// cost.
+func Compile(r Rules, version int, hostnames []string) (*Compiled, error) {
+	c := &compiler{cost: map[string]int{}}
+	out := &Compiled{
+		version:      version,
+		rules:        r,
+		countries:    map[string]bool{},
+		keepParams:   map[string]bool{},
+		hosts:        map[string]bool{},
+		referrals:    map[string]bool{},
+		ipIDs:        map[string]netip.Prefix{},
+		botFiltering: r.BotFiltering,
+		anon:         r.IPAnonymization,
+		timeoutMin:   r.SessionTimeoutMinutes,
+	}
+
+	c.count("hostnames", len(hostnames), MaxHostnames)
+	for i, h := range hostnames {
+		if n, ok := c.host(fmt.Sprintf("hostnames[%d]", i), h); ok {
+			out.hosts[n] = true
+			out.hostList = append(out.hostList, n)
+		}
+	}
+
+	// Exclusions.
+	ex := r.Exclusions
+	c.count("exclusions.ip", len(ex.IP), MaxIPRules)
+	ips := map[string]int{}
+	for i, s := range ex.IP {
+		f := fmt.Sprintf("exclusions.ip[%d]", i)
+		p, ok := c.ipRule(f, s)
+		if !ok {
+			continue
+		}
+		if j, dup := ips[p.String()]; dup {
+			c.add(f, "%q repeats exclusions.ip[%d]; remove one of them", s, j)
+			continue
+		}
+		ips[p.String()] = i
+		out.ipIDs[s] = p
+		if p.Addr().Is4() {
+			out.ip4.add(p, s)
+		} else {
+			out.ip6.add(p, s)
+		}
+	}
+	out.ip4.finish()
+	out.ip6.finish()
+
+	c.count("exclusions.user_agents", len(ex.UserAgents), MaxUserAgentPatterns)
+	var uas []string
+	for i, p := range ex.UserAgents {
+		if c.pattern("exclusions.user_agents", fmt.Sprintf("exclusions.user_agents[%d]", i), p, true, weightUserAgent) != nil {
+			uas = append(uas, "(?:"+p+")")
+		}
+	}
+	if len(uas) > 0 && len(uas) == len(ex.UserAgents) {
+		// One alternation: a single pass over the user agent.
+		out.userAgents = regexp.MustCompile("(?i)" + strings.Join(uas, "|"))
+	}
+
+	c.count("exclusions.countries", len(ex.Countries), MaxCountries)
+	for i, cc := range ex.Countries {
+		f := fmt.Sprintf("exclusions.countries[%d]", i)
+		switch {
+		case ValidCountry(cc):
+			if out.countries[cc] {
+				c.add(f, "%q is listed twice", cc)
+			}
+			out.countries[cc] = true
+		case ValidCountry(strings.ToUpper(cc)):
+			c.add(f, "%q must be in upper case: %q", cc, strings.ToUpper(cc))
+		default:
+			c.add(f, "%q is not an ISO 3166-1 alpha-2 country code (e.g. DE, US)", cc)
+		}
+	}
+
+	// Page path clean-up.
+	pp := r.PagePath
+	out.stripQuery, out.lowercase, out.stripSlash = pp.StripQuery, pp.Lowercase, pp.StripTrailingSlash
+	c.count("page_path.keep_params", len(pp.KeepParams), MaxKeepParams)
+	for i, k := range pp.KeepParams {
+		f := fmt.Sprintf("page_path.keep_params[%d]", i)
+		switch {
+		case k == "":
+			c.add(f, "is empty; give a query parameter name, e.g. id")
+		case len(k) > maxParamLength:
+			c.add(f, "is longer than %d bytes", maxParamLength)
+		case strings.ContainsAny(k, "&=#?"):
+			c.add(f, "%q must be a parameter name alone, without &, =, # or ?", k)
+		case out.keepParams[k]:
+			c.add(f, "%q is listed twice", k)
+		default:
+			out.keepParams[k] = true
+		}
+	}
+	if len(pp.KeepParams) > 0 && !pp.StripQuery {
+		c.add("page_path.keep_params", "only applies when page_path.strip_query is true; set it, or leave keep_params empty to keep every parameter")
+	}
+	if dp := pp.DefaultPage; dp != "" {
+		switch {
+		case strings.Contains(dp, "/"):
+			c.add("page_path.default_page", "%q must be a file name without a slash, e.g. index.html", dp)
+		case len(dp) > maxNameLength:
+			c.add("page_path.default_page", "is longer than %d bytes", maxNameLength)
+		case strings.ContainsAny(dp, "?#& "):
+			c.add("page_path.default_page", "%q must be a plain file name, e.g. index.html", dp)
+		default:
+			out.defaultPage = dp
+		}
+	}
+	c.count("page_path.replacements", len(pp.Replacements), MaxReplacements)
+	for i, rp := range pp.Replacements {
+		f := fmt.Sprintf("page_path.replacements[%d]", i)
+		re := c.pattern("page_path.replacements", f+".pattern", rp.Pattern, false, weightPath)
+		if len(rp.Replace) > maxReplaceLength {
+			c.add(f+".replace", "is longer than %d bytes", maxReplaceLength)
+			continue
+		}
+		if re == nil {
+			continue
+		}
+		if reason := checkTemplate(re, rp.Replace); reason != "" {
+			c.add(f+".replace", "%s", reason)
+			continue
+		}
+		out.replacements = append(out.replacements, replacement{re: re, replace: rp.Replace})
+	}
+
+	// Pages.
+	c.count("pages.include", len(r.Pages.Include), MaxPagePatterns)
+	c.count("pages.exclude", len(r.Pages.Exclude), MaxPagePatterns)
+	for i, p := range r.Pages.Include {
+		if re := c.pattern("pages.include", fmt.Sprintf("pages.include[%d]", i), p, false, weightPath); re != nil {
+			out.include = append(out.include, re)
+		}
+	}
+	for i, p := range r.Pages.Exclude {
+		if re := c.pattern("pages.exclude", fmt.Sprintf("pages.exclude[%d]", i), p, false, weightPath); re != nil {
+			out.exclude = append(out.exclude, re)
+		}
+	}
+
+	// Scalars.
+	if !r.IPAnonymization.Valid() {
+		c.add("ip_anonymization", "%q is not a level; use standard (/24, /48), strict (/16, /32) or remove", r.IPAnonymization)
+	}
+	if r.SessionTimeoutMinutes < 1 || r.SessionTimeoutMinutes > MaxSessionTimeoutMinutes {
+		c.add("session_timeout_minutes", "%d is out of range; give 1 to %d (the default is 30)", r.SessionTimeoutMinutes, MaxSessionTimeoutMinutes)
+	}
+
+	c.count("referral_exclusions", len(r.ReferralExclusions), MaxReferralExclusions)
+	for i, h := range r.ReferralExclusions {
+		if n, ok := c.host(fmt.Sprintf("referral_exclusions[%d]", i), h); ok {
+			out.referrals[n] = true
+		}
+	}
+
+	// Goals.
+	c.count("goals", len(r.Goals), MaxGoals)
+	ids := map[string]int{}
+	for i, g := range r.Goals {
+		f := fmt.Sprintf("goals[%d]", i)
+		cg := goal{id: g.ID}
+		ok := true
+		switch {
+		case !goalID.MatchString(g.ID):
+			c.add(f+".id", "%q must be 1 to 64 lowercase letters, digits, '-' or '_', starting with a letter or digit", g.ID)
+			ok = false
+		default:
+			if j, dup := ids[g.ID]; dup {
+				c.add(f+".id", "%q is already the id of goals[%d]; goal ids must be unique", g.ID, j)
+				ok = false
+			}
+			ids[g.ID] = i
+		}
+		if !c.name(f+".name", g.Name, maxNameLength) {
+			ok = false
+		}
+		switch {
+		case g.PagePath != "" && g.Event != nil:
+			c.add(f, "has both page_path and event; a goal is one or the other")
+			ok = false
+		case g.PagePath == "" && g.Event == nil:
+			c.add(f, "needs page_path (a pattern on the page path) or event (category and/or action)")
+			ok = false
+		case g.PagePath != "":
+			cg.page = c.pattern("goals", f+".page_path", g.PagePath, false, weightPath)
+			ok = ok && cg.page != nil
+		default:
+			e := g.Event
+			switch {
+			case e.Category == "" && e.Action == "":
+				c.add(f+".event", "needs a category, an action or both")
+				ok = false
+			case len(e.Category) > maxEventFieldLength:
+				c.add(f+".event.category", "is longer than %d bytes", maxEventFieldLength)
+				ok = false
+			case len(e.Action) > maxEventFieldLength:
+				c.add(f+".event.action", "is longer than %d bytes", maxEventFieldLength)
+				ok = false
+			}
+			cg.event, cg.category, cg.action = true, e.Category, e.Action
+		}
+		if g.Value != nil {
+			v := *g.Value
+			if math.IsNaN(v) || v < 0 || v > maxGoalValue {
+				c.add(f+".value", "%v is out of range; give 0 to %g, or leave it out", v, float64(maxGoalValue))
+				ok = false
+			}
+			cg.value, cg.hasValue = v, true
+		}
+		if ok {
+			out.goals = append(out.goals, cg)
+		}
+	}
+
+	// Custom channels.
+	c.count("channels", len(r.Channels), MaxChannels)
+	for i, ch := range r.Channels {
+		f := fmt.Sprintf("channels[%d]", i)
+		ok := c.name(f+".name", ch.Name, maxChannelNameLength)
+		if ch.Source == "" && ch.Medium == "" && ch.Campaign == "" {
+			c.add(f, "needs at least one of source, medium and campaign")
+			ok = false
+		}
+		cc := channel{name: ch.Name}
+		for _, cond := range []struct {
+			field, pattern string
+			re             **regexp.Regexp
+		}{{"source", ch.Source, &cc.source}, {"medium", ch.Medium, &cc.medium}, {"campaign", ch.Campaign, &cc.campaign}} {
+			if cond.pattern == "" {
+				continue
+			}
+			if *cond.re = c.pattern("channels", f+"."+cond.field, cond.pattern, true, weightChannel); *cond.re == nil {
+				ok = false
+			}
+		}
+		if ok {
+			out.channels = append(out.channels, cc)
+		}
+	}
+
+	c.checkTotal()
+	if len(c.errs) > 0 {
+		return nil, &ValidationError{Fields: c.errs}
+	}
+	out.cost = c.total
+	return out, nil
+}
+
+// compiler collects the problems of a document and the cost of its
+// patterns.
+type compiler struct {
+	errs  []FieldError
+	cost  map[string]int // cost by list, for the error
+	total int
+}
+
+func (c *compiler) add(field, format string, args ...any) {
+	c.addErr(FieldError{Field: field, Reason: fmt.Sprintf(format, args...)})
+}
+
+func (c *compiler) addErr(e FieldError) {
+	if len(c.errs) < maxErrors {
+		c.errs = append(c.errs, e)
+	}
+}
+
+func (c *compiler) count(field string, n, limit int) {
+	if n > limit {
+		c.addErr(FieldError{Field: field, Reason: fmt.Sprintf("has %d entries; the limit is %d", n, limit), Err: ErrTooExpensive})
+	}
+}
+
+func (c *compiler) name(field, s string, limit int) bool {
+	switch {
+	case strings.TrimSpace(s) == "":
+		c.add(field, "is empty; give a name")
+	case len(s) > limit:
+		c.add(field, "is longer than %d bytes", limit)
+	case !utf8.ValidString(s):
+		c.add(field, "is not valid UTF-8")
+	default:
+		return true
+	}
+	return false
+}
+
+// pattern compiles one regular expression of list (the list's name, for
+// the cost error) at field; weight is the typical length of its input.
+func (c *compiler) pattern(list, field, p string, caseInsensitive bool, weight int) *regexp.Regexp {
+	switch {
+	case p == "":
+		c.add(field, "is empty; give a regular expression")
+		return nil
+	case len(p) > MaxPatternLength:
+		c.addErr(FieldError{Field: field, Reason: fmt.Sprintf("is %d bytes long; the limit is %d", len(p), MaxPatternLength), Err: ErrTooExpensive})
+		return nil
+	}
+	expr := p
+	if caseInsensitive {
+		expr = "(?i)" + p
+	}
+	parsed, err := syntax.Parse(expr, syntax.Perl)
+	if err != nil {
+		c.add(field, "%q is not a valid regular expression: %s", p, describeRegexpError(err))
+		return nil
+	}
+	prog, err := syntax.Compile(parsed.Simplify())
+	if err != nil {
+		c.add(field, "%q is not a valid regular expression: %s", p, describeRegexpError(err))
+		return nil
+	}
+	n := len(prog.Inst)
+	if n > MaxPatternInsts {
+		c.addErr(FieldError{Field: field, Reason: fmt.Sprintf("%q compiles to %d instructions, more than the %d one pattern may use; simplify it (large repetition counts such as {500} are the usual cause)", p, n, MaxPatternInsts), Err: ErrTooExpensive})
+		return nil
+	}
+	c.cost[list] += n * weight
+	c.total += n * weight
+	re, err := regexp.Compile(expr)
+	if err != nil {
+		c.add(field, "%q is not a valid regular expression: %s", p, describeRegexpError(err))
+		return nil
+	}
+	return re
+}
+
+func (c *compiler) checkTotal() {
+	if c.total <= MaxCost {
+		return
+	}
+	lists := make([]string, 0, len(c.cost))
+	for l := range c.cost {
+		lists = append(lists, l)
+	}
+	sort.Slice(lists, func(i, j int) bool {
+		return c.cost[lists[i]] > c.cost[lists[j]] || c.cost[lists[i]] == c.cost[lists[j]] && lists[i] < lists[j]
+	})
+	c.addErr(FieldError{Field: lists[0], Reason: fmt.Sprintf(
+		"the rule set's patterns would cost %d units of work per hit (%d of them here), more than the %d that can be evaluated on every hit; remove or simplify patterns (see the cost limit in docs/config.md)",
+		c.total, c.cost[lists[0]], MaxCost), Err: ErrTooExpensive})
+}
+
+func describeRegexpError(err error) string {
+	if se, ok := err.(*syntax.Error); ok {
+		return fmt.Sprintf("%s in `%s`", se.Code, se.Expr)
+	}
+	return strings.TrimPrefix(err.Error(), "error parsing regexp: ")
+}
+
+// ipRule parses an address or CIDR prefix.
+func (c *compiler) ipRule(field, s string) (netip.Prefix, bool) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			c.add(field, "%q is not a CIDR prefix (e.g. 10.0.0.0/8 or 2001:db8::/32)", s)
+			return netip.Prefix{}, false
+		}
+		if p.Addr().Is4In6() {
+			c.add(field, "%q is an IPv4-mapped IPv6 prefix; write it in IPv4 form", s)
+			return netip.Prefix{}, false
+		}
+		if m := p.Masked(); m != p {
+			c.add(field, "%q has bits set after the prefix length; did you mean %q?", s, m.String())
+			return netip.Prefix{}, false
+		}
+		minBits := minPrefixBits6
+		if p.Addr().Is4() {
+			minBits = minPrefixBits4
+		}
+		if p.Bits() < minBits {
+			c.add(field, "%q would exclude a large part of the internet; the shortest prefix accepted is /%d", s, minBits)
+			return netip.Prefix{}, false
+		}
+		return p, true
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		c.add(field, "%q is neither an IP address nor a CIDR prefix (e.g. 203.0.113.7 or 10.0.0.0/8)", s)
+		return netip.Prefix{}, false
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), true
+}
+
+// host validates a host name and returns its normalised form.
+func (c *compiler) host(field, s string) (string, bool) {
+	if reason := hostProblem(s); reason != "" {
+		c.add(field, "%s", reason)
+		return "", false
+	}
+	return NormalizeHost(s), true
+}
+
+// NormalizeHost returns host in the form rules compare: lower case, without
+// a port or a trailing dot.
+func NormalizeHost(host string) string {
+	if strings.HasPrefix(host, "[") {
+		if i := strings.IndexByte(host, ']'); i > 0 {
+			host = host[1:i]
+		}
+	} else if i := strings.LastIndexByte(host, ':'); i >= 0 && strings.Count(host, ":") == 1 {
+		host = host[:i]
+	}
+	host = strings.TrimSuffix(host, ".")
+	for i := 0; i < len(host); i++ {
+		if c := host[i]; c >= 'A' && c <= 'Z' {
+			return strings.ToLower(host)
+		}
+	}
+	return host
+}
+
+// hostProblem says what is wrong with a host name written in a document, or
+// "" when it is fine.
+func hostProblem(s string) string {
+	switch {
+	case s == "":
+		return "is empty; give a host name such as example.com"
+	case strings.Contains(s, "://") || strings.Contains(s, "/"):
+		return fmt.Sprintf("%q looks like a URL; give only the host name, e.g. example.com", s)
+	case strings.HasPrefix(s, "*."):
+		return fmt.Sprintf("%q: leave out the *.; subdomains of a host are always included", s)
+	}
+	if _, err := netip.ParseAddr(s); err == nil {
+		return ""
+	}
+	if strings.Contains(s, ":") {
+		return fmt.Sprintf("%q: give the host without a port", s)
+	}
+	n := strings.TrimSuffix(strings.ToLower(s), ".")
+	if len(n) > 253 {
+		return fmt.Sprintf("%q is longer than 253 characters", s)
+	}
+	for _, label := range strings.Split(n, ".") {
+		if label == "" || len(label) > 63 {
+			return fmt.Sprintf("%q is not a valid host name (empty or over-long label)", s)
+		}
+		for i := 0; i < len(label); i++ {
+			ch := label[i]
+			switch {
+			case ch >= 'a' && ch <= 'z', ch >= '0' && ch <= '9':
+			case ch == '-' && i > 0 && i < len(label)-1:
+			case ch >= 0x80:
+				return fmt.Sprintf("%q: write internationalised names in their xn-- (punycode) form", s)
+			default:
+				return fmt.Sprintf("%q is not a valid host name (letters, digits, '-' and '.' only)", s)
+			}
+		}
+	}
+	return ""
+}
+
+// ValidHost reports why host is not acceptable as a property hostname or
+// referral exclusion, or "" when it is.
+func ValidHost(host string) string { return hostProblem(host) }
+
+// checkTemplate checks the group references of a replacement template
+// against re, catching the classic $1x (read by Go as the group named
+// "1x").
+func checkTemplate(re *regexp.Regexp, tmpl string) string {
+	names := map[string]bool{}
+	for _, n := range re.SubexpNames() {
+		if n != "" {
+			names[n] = true
+		}
+	}
+	for i := 0; i < len(tmpl); i++ {
+		if tmpl[i] != '$' {
+			continue
+		}
+		if i+1 < len(tmpl) && tmpl[i+1] == '$' {
+			i++
+			continue
+		}
+		var name string
+		braced := i+1 < len(tmpl) && tmpl[i+1] == '{'
+		j := i + 1
+		if braced {
+			end := strings.IndexByte(tmpl[j:], '}')
+			if end < 0 {
+				return fmt.Sprintf("%q has an unclosed ${", tmpl)
+			}
+			name = tmpl[j+1 : j+end]
+			j += end + 1
+		} else {
+			for j < len(tmpl) && (tmpl[j] == '_' || tmpl[j] >= 'a' && tmpl[j] <= 'z' || tmpl[j] >= 'A' && tmpl[j] <= 'Z' || tmpl[j] >= '0' && tmpl[j] <= '9') {
+				j++
+			}
+			name = tmpl[i+1 : j]
+		}
+		if name == "" {
+			return fmt.Sprintf("%q has a $ that names no group; write $$ for a literal $", tmpl)
+		}
+		if n, err := strconv.Atoi(name); err == nil {
+			if n > re.NumSubexp() {
+				return fmt.Sprintf("%q refers to group %d but the pattern has %d", tmpl, n, re.NumSubexp())
+			}
+		} else if !names[name] {
+			if !braced && name[0] >= '0' && name[0] <= '9' {
+				return fmt.Sprintf("%q: $%s is read as a group named %q; write ${%s} to refer to group %s", tmpl, name, name, leadingDigits(name), leadingDigits(name))
+			}
+			return fmt.Sprintf("%q refers to a group named %q that the pattern does not define", tmpl, name)
+		}
+		i = j - 1
+	}
+	return ""
+}
+
+func leadingDigits(s string) string {
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	return s[:i]
+}

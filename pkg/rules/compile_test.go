@@ -1,0 +1,194 @@
+package rules
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+func ptr[T any](v T) *T { return &v }
+
+func TestDefaultsCompile(t *testing.T) {
+	c, err := Compile(Defaults(), 1, nil)
+	if err != nil {
+		t.Fatalf("the defaults do not compile: %v", err)
+	}
+	if c.SessionTimeout().Minutes() != 30 || !c.BotFiltering() || c.IPAnonymization() != AnonymizeStandard {
+		t.Fatalf("defaults = timeout %v, bots %v, anonymization %q", c.SessionTimeout(), c.BotFiltering(), c.IPAnonymization())
+	}
+}
+
+// TestValidate checks that every kind of bad input names its field and
+// says why.
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name      string
+		edit      func(r *Rules)
+		hosts     []string
+		wantField string
+		wantIn    string // part of the reason
+		expensive bool
+	}{
+		{"bad CIDR", func(r *Rules) { r.Exclusions.IP = []string{"10.0.0.1", "192.168.0.0/16", "10.0.0.0/33"} }, nil,
+			"exclusions.ip[2]", `"10.0.0.0/33" is not a CIDR`, false},
+		{"host bits set", func(r *Rules) { r.Exclusions.IP = []string{"10.1.2.3/8"} }, nil,
+			"exclusions.ip[0]", `did you mean "10.0.0.0/8"`, false},
+		{"not an address", func(r *Rules) { r.Exclusions.IP = []string{"office"} }, nil,
+			"exclusions.ip[0]", "neither an IP address nor a CIDR", false},
+		{"whole internet", func(r *Rules) { r.Exclusions.IP = []string{"0.0.0.0/0"} }, nil,
+			"exclusions.ip[0]", "large part of the internet", false},
+		{"v6 too short", func(r *Rules) { r.Exclusions.IP = []string{"2000::/3"} }, nil,
+			"exclusions.ip[0]", "shortest prefix accepted is /16", false},
+		{"duplicate IP", func(r *Rules) { r.Exclusions.IP = []string{"10.0.0.0/8", "10.0.0.0/8"} }, nil,
+			"exclusions.ip[1]", "repeats exclusions.ip[0]", false},
+		{"bad user agent regex", func(r *Rules) { r.Exclusions.UserAgents = []string{"Headless(Chrome"} }, nil,
+			"exclusions.user_agents[0]", "not a valid regular expression: missing closing )", false},
+		{"empty pattern", func(r *Rules) { r.Exclusions.UserAgents = []string{""} }, nil,
+			"exclusions.user_agents[0]", "is empty", false},
+		{"lower-case country", func(r *Rules) { r.Exclusions.Countries = []string{"de"} }, nil,
+			"exclusions.countries[0]", `must be in upper case: "DE"`, false},
+		{"unknown country", func(r *Rules) { r.Exclusions.Countries = []string{"XX"} }, nil,
+			"exclusions.countries[0]", "not an ISO 3166-1 alpha-2", false},
+		{"keep params without strip", func(r *Rules) { r.PagePath.KeepParams = []string{"id"} }, nil,
+			"page_path.keep_params", "only applies when page_path.strip_query", false},
+		{"param with =", func(r *Rules) { r.PagePath.StripQuery = true; r.PagePath.KeepParams = []string{"a=b"} }, nil,
+			"page_path.keep_params[0]", "parameter name alone", false},
+		{"default page with slash", func(r *Rules) { r.PagePath.DefaultPage = "/index.html" }, nil,
+			"page_path.default_page", "without a slash", false},
+		{"bad replacement regex", func(r *Rules) { r.PagePath.Replacements = []Replacement{{Pattern: "[a-", Replace: "x"}} }, nil,
+			"page_path.replacements[0].pattern", "missing closing ]", false},
+		{"ambiguous group reference", func(r *Rules) {
+			r.PagePath.Replacements = []Replacement{{Pattern: `^/p/(\d+)`, Replace: "/p/$1x"}}
+		}, nil, "page_path.replacements[0].replace", "write ${1} to refer to group 1", false},
+		{"missing group", func(r *Rules) { r.PagePath.Replacements = []Replacement{{Pattern: `^/p/(\d+)`, Replace: "${2}"}} }, nil,
+			"page_path.replacements[0].replace", "refers to group 2 but the pattern has 1", false},
+		{"bad page include", func(r *Rules) { r.Pages.Include = []string{"*"} }, nil,
+			"pages.include[0]", "missing argument to repetition operator", false},
+		{"bad page exclude", func(r *Rules) { r.Pages.Exclude = []string{`\p{Nope}`} }, nil,
+			"pages.exclude[0]", "invalid character class range", false},
+		{"anonymization", func(r *Rules) { r.IPAnonymization = "none" }, nil,
+			"ip_anonymization", `"none" is not a level`, false},
+		{"timeout zero", func(r *Rules) { r.SessionTimeoutMinutes = 0 }, nil,
+			"session_timeout_minutes", "0 is out of range", false},
+		{"timeout huge", func(r *Rules) { r.SessionTimeoutMinutes = 10000 }, nil,
+			"session_timeout_minutes", "10000 is out of range", false},
+		{"referral URL", func(r *Rules) { r.ReferralExclusions = []string{"https://paypal.com/"} }, nil,
+			"referral_exclusions[0]", "looks like a URL", false},
+		{"referral wildcard", func(r *Rules) { r.ReferralExclusions = []string{"*.paypal.com"} }, nil,
+			"referral_exclusions[0]", "subdomains of a host are always included", false},
+		{"hostname with port", nil, []string{"example.com", "shop.example.com:8080"},
+			"hostnames[1]", "without a port", false},
+		{"hostname unicode", nil, []string{"bücher.de"},
+			"hostnames[0]", "punycode", false},
+		{"hostname underscore", nil, []string{"my_site.com"},
+			"hostnames[0]", "not a valid host name", false},
+		{"goal id", func(r *Rules) { r.Goals = []Goal{{ID: "Sign Up", Name: "x", PagePath: "^/x"}} }, nil,
+			"goals[0].id", "lowercase letters", false},
+		{"goal duplicate id", func(r *Rules) {
+			r.Goals = []Goal{{ID: "a", Name: "A", PagePath: "^/a"}, {ID: "a", Name: "B", PagePath: "^/b"}}
+		}, nil, "goals[1].id", "already the id of goals[0]", false},
+		{"goal without name", func(r *Rules) { r.Goals = []Goal{{ID: "a", PagePath: "^/a"}} }, nil,
+			"goals[0].name", "is empty", false},
+		{"goal both kinds", func(r *Rules) {
+			r.Goals = []Goal{{ID: "a", Name: "A", PagePath: "^/a", Event: &EventMatch{Action: "buy"}}}
+		}, nil, "goals[0]", "has both page_path and event", false},
+		{"goal neither kind", func(r *Rules) { r.Goals = []Goal{{ID: "a", Name: "A"}} }, nil,
+			"goals[0]", "needs page_path", false},
+		{"goal empty event", func(r *Rules) { r.Goals = []Goal{{ID: "a", Name: "A", Event: &EventMatch{}}} }, nil,
+			"goals[0].event", "needs a category, an action or both", false},
+		{"goal bad regex", func(r *Rules) { r.Goals = []Goal{{ID: "a", Name: "A", PagePath: "(?P<x"}} }, nil,
+			"goals[0].page_path", "not a valid regular expression", false},
+		{"goal negative value", func(r *Rules) { r.Goals = []Goal{{ID: "a", Name: "A", PagePath: "^/a", Value: ptr(-1.0)}} }, nil,
+			"goals[0].value", "-1 is out of range", false},
+		{"channel without condition", func(r *Rules) { r.Channels = []ChannelRule{{Name: "Partners"}} }, nil,
+			"channels[0]", "needs at least one of source", false},
+		{"channel without name", func(r *Rules) { r.Channels = []ChannelRule{{Source: "x"}} }, nil,
+			"channels[0].name", "is empty", false},
+		{"channel bad regex", func(r *Rules) { r.Channels = []ChannelRule{{Name: "P", Medium: "a{2,1}"}} }, nil,
+			"channels[0].medium", "invalid repeat count", false},
+		{"too many IPs", func(r *Rules) {
+			for i := range MaxIPRules + 1 {
+				r.Exclusions.IP = append(r.Exclusions.IP, fmt.Sprintf("10.%d.%d.0/24", i/256, i%256))
+			}
+		}, nil, "exclusions.ip", "has 501 entries; the limit is 500", true},
+		{"pattern too long", func(r *Rules) { r.Pages.Exclude = []string{strings.Repeat("a", MaxPatternLength+1)} }, nil,
+			"pages.exclude[0]", "the limit is 256", true},
+		{"pattern too big compiled", func(r *Rules) { r.Pages.Exclude = []string{`(\w+\s*){300}x`} }, nil,
+			"pages.exclude[0]", "more than the 1000 one pattern may use", true},
+		{"rule set too big in total", func(r *Rules) {
+			for i := range 40 {
+				r.Exclusions.UserAgents = append(r.Exclusions.UserAgents, fmt.Sprintf(`bot%d[a-z]{200}`, i))
+			}
+		}, nil, "exclusions.user_agents", "more than the 50000 that can be evaluated on every hit", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := Defaults()
+			if tt.edit != nil {
+				tt.edit(&r)
+			}
+			err := Validate(r, tt.hosts)
+			var ve *ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("Validate = %v, want a *ValidationError", err)
+			}
+			found := false
+			for _, f := range ve.Fields {
+				if f.Field == tt.wantField && strings.Contains(f.Reason, tt.wantIn) {
+					found = true
+				}
+			}
+			if !found {
+				t.Fatalf("errors %q lack field %s with reason containing %q", ve.Error(), tt.wantField, tt.wantIn)
+			}
+			if got := errors.Is(err, ErrTooExpensive); got != tt.expensive {
+				t.Fatalf("errors.Is(err, ErrTooExpensive) = %v, want %v (%v)", got, tt.expensive, err)
+			}
+		})
+	}
+}
+
+func TestValidateAcceptsAFullRuleSet(t *testing.T) {
+	r := fullRules()
+	c, err := Compile(r, 7, []string{"Example.com", "shop.example.org."})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Version() != 7 || c.Cost() == 0 {
+		t.Fatalf("version %d cost %d", c.Version(), c.Cost())
+	}
+	if got := strings.Join(c.Hostnames(), ","); got != "example.com,shop.example.org" {
+		t.Fatalf("hostnames = %s, want them normalised", got)
+	}
+}
+
+// fullRules uses every field.
+func fullRules() Rules {
+	r := Defaults()
+	r.Exclusions = Exclusions{
+		IP:         []string{"10.0.0.0/8", "203.0.113.7", "2001:db8::/32", "198.51.100.0/24"},
+		UserAgents: []string{"HeadlessChrome", `^curl/`},
+		Countries:  []string{"KP", "XK"},
+	}
+	r.PagePath = PagePath{
+		StripQuery:         true,
+		KeepParams:         []string{"id", "q"},
+		Lowercase:          true,
+		DefaultPage:        "index.html",
+		Replacements:       []Replacement{{Pattern: `^/product/\d+`, Replace: "/product/:id"}, {Pattern: `^/u/(?P<user>[^/]+)/(\w+)`, Replace: "/u/:user/${2}"}},
+		StripTrailingSlash: true,
+	}
+	r.Pages = Pages{Include: []string{"^/"}, Exclude: []string{"^/admin(/|$)"}}
+	r.ReferralExclusions = []string{"paypal.com", "checkout.stripe.com"}
+	r.Goals = []Goal{
+		{ID: "signup", Name: "Signed up", PagePath: "^/welcome$", Value: ptr(5.0)},
+		{ID: "purchase", Name: "Purchase", Event: &EventMatch{Category: "shop", Action: "purchase"}},
+		{ID: "any-download", Name: "Download", Event: &EventMatch{Action: "download"}},
+	}
+	r.Channels = []ChannelRule{
+		{Name: "Partners", Source: `^(partner-a|partner-b)\.com$`},
+		{Name: "Newsletter", Medium: "^email$", Campaign: "^newsletter"},
+	}
+	return r
+}

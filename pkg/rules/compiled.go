@@ -1,0 +1,411 @@
+package rules
+
+import (
+	"net/netip"
+	"net/url"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/acme/analytics/pkg/hit"
+)
+
+// Compiled is a validated rule set ready to evaluate. It is immutable and
+// safe for concurrent use.
+type Compiled struct {
+	version int
+	rules   Rules
+	cost    int
+
+	hostList []string
+	hosts    map[string]bool
+
+	ip4, ip6   ipSet
+	ipIDs      map[string]netip.Prefix // rule ID (the entry as written) -> prefix
+	userAgents *regexp.Regexp
+	countries  map[string]bool
+
+	stripQuery, lowercase, stripSlash bool
+	keepParams                        map[string]bool
+	defaultPage                       string
+	replacements                      []replacement
+
+	include, exclude []*regexp.Regexp
+
+	botFiltering bool
+	anon         Anonymization
+	timeoutMin   int
+	referrals    map[string]bool
+	goals        []goal
+	channels     []channel
+}
+
+type replacement struct {
+	re      *regexp.Regexp
+	replace string
+}
+
+type goal struct {
+	id               string
+	page             *regexp.Regexp
+	event            bool
+	category, action string
+	value            float64
+	hasValue         bool
+}
+
+type channel struct {
+	name                     string
+	source, medium, campaign *regexp.Regexp
+}
+
+// ipSet finds the rule matching an address with one map lookup per
+// distinct prefix length, so hundreds of prefixes cost a handful of lookups.
+type ipSet struct {
+	lens  []int // distinct prefix lengths, longest first
+	byLen map[int]map[netip.Addr]string
+}
+
+func (s *ipSet) add(p netip.Prefix, id string) {
+	if s.byLen == nil {
+		s.byLen = map[int]map[netip.Addr]string{}
+	}
+	m := s.byLen[p.Bits()]
+	if m == nil {
+		m = map[netip.Addr]string{}
+		s.byLen[p.Bits()] = m
+		s.lens = append(s.lens, p.Bits())
+	}
+	m[p.Addr()] = id
+}
+
+func (s *ipSet) finish() { sort.Sort(sort.Reverse(sort.IntSlice(s.lens))) }
+
+// match returns the most specific rule containing a, considering only
+// prefixes of at most maxBits bits.
+func (s *ipSet) match(a netip.Addr, maxBits int) (string, bool) {
+	for _, l := range s.lens {
+		if l > maxBits {
+			continue
+		}
+		p, err := a.Prefix(l)
+		if err != nil {
+			continue
+		}
+		if id, ok := s.byLen[l][p.Addr()]; ok {
+			return id, true
+		}
+	}
+	return "", false
+}
+
+// Version returns the rule version this was compiled from.
+func (c *Compiled) Version() int { return c.version }
+
+// Rules returns the document this was compiled from.
+func (c *Compiled) Rules() Rules { return c.rules }
+
+// Hostnames returns the property's hostnames, normalised.
+func (c *Compiled) Hostnames() []string { return c.hostList }
+
+// Cost returns the estimated work of evaluating the patterns on one hit,
+// the measure MaxCost bounds.
+func (c *Compiled) Cost() int { return c.cost }
+
+// BotFiltering reports whether hits flagged as bots are excluded.
+func (c *Compiled) BotFiltering() bool { return c.botFiltering }
+
+// IPAnonymization returns how much of the client IP may be stored.
+func (c *Compiled) IPAnonymization() Anonymization { return c.anon }
+
+// SessionTimeout returns the inactivity that ends a session.
+func (c *Compiled) SessionTimeout() time.Duration {
+	return time.Duration(c.timeoutMin) * time.Minute
+}
+
+// MatchIP returns the IP exclusion rule matching the full client address
+// (the entry as written in exclusions.ip, which collection puts in
+// hit.IPExcludedBy). Collection calls it in flight; the full address is
+// never stored.
+func (c *Compiled) MatchIP(addr netip.Addr) (ruleID string, ok bool) {
+	if !addr.IsValid() {
+		return "", false
+	}
+	addr = addr.Unmap().WithZone("")
+	if addr.Is4() {
+		return c.ip4.match(addr, 32)
+	}
+	return c.ip6.match(addr, 128)
+}
+
+// Exclusion returns why h is excluded, or false. The checks run in this
+// order and the first that matches gives the reason:
+//
+//   - ReasonIP: the full IP matched an exclusion at collection. When h was
+//     evaluated against this same version, h.IPExcludedBy decides. Against
+//     another version (reprocessing), h is excluded if the rule it matched
+//     is still in this version, or if its stored, truncated IP lies wholly
+//     inside one of this version's prefixes (assuming it was truncated as
+//     this version's anonymization level says).
+//   - ReasonUserAgent, ReasonCountry.
+//   - ReasonForeignHost: the property has hostnames and the hit's host is
+//     none of them nor a subdomain of one. A hit without a host (server
+//     side) is never foreign.
+//   - ReasonBot: bot filtering is on and collection flagged h as a bot.
+func (c *Compiled) Exclusion(h *hit.Hit) (reason string, excluded bool) {
+	if c.ipExcluded(h) {
+		return ReasonIP, true
+	}
+	if c.userAgents != nil && h.UserAgent != "" && c.userAgents.MatchString(h.UserAgent) {
+		return ReasonUserAgent, true
+	}
+	if len(c.countries) > 0 && h.Country != "" && c.countries[strings.ToUpper(h.Country)] {
+		return ReasonCountry, true
+	}
+	if len(c.hosts) > 0 && h.Hostname != "" && !matchDomain(c.hosts, NormalizeHost(h.Hostname)) {
+		return ReasonForeignHost, true
+	}
+	if c.botFiltering && h.Bot {
+		return ReasonBot, true
+	}
+	return "", false
+}
+
+func (c *Compiled) ipExcluded(h *hit.Hit) bool {
+	if h.RuleVersion == c.version && h.RuleVersion != 0 {
+		return h.IPExcludedBy != ""
+	}
+	if h.IPExcludedBy != "" {
+		if _, still := c.ipIDs[h.IPExcludedBy]; still {
+			return true
+		}
+	}
+	if h.IP == "" {
+		return false
+	}
+	a, err := netip.ParseAddr(h.IP)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	v4, v6 := c.anon.Bits()
+	if a.Is4() {
+		_, ok := c.ip4.match(a, v4)
+		return ok
+	}
+	_, ok := c.ip6.match(a, v6)
+	return ok
+}
+
+// matchDomain reports whether host is one of domains or a subdomain of
+// one, with one map lookup per label.
+func matchDomain(domains map[string]bool, host string) bool {
+	for host != "" {
+		if domains[host] {
+			return true
+		}
+		i := strings.IndexByte(host, '.')
+		if i < 0 {
+			return false
+		}
+		host = host[i+1:]
+	}
+	return false
+}
+
+// ReferralExcluded reports whether a referral from host neither sets
+// attribution nor starts a session: host is one of the property's own
+// hostnames or its referral exclusions, or a subdomain of one.
+func (c *Compiled) ReferralExcluded(host string) bool {
+	if host == "" {
+		return false
+	}
+	host = NormalizeHost(host)
+	return matchDomain(c.hosts, host) || matchDomain(c.referrals, host)
+}
+
+// AttributionParam reports whether a query parameter carries attribution
+// (utm_*, gclid, msclkid, dclid, fbclid; any case); CleanPath always keeps
+// these.
+func AttributionParam(name string) bool {
+	if len(name) >= 4 && strings.EqualFold(name[:4], "utm_") {
+		return true
+	}
+	for _, p := range [...]string{"gclid", "msclkid", "dclid", "fbclid"} {
+		if strings.EqualFold(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// CleanPath applies the page path clean-up to a path with its query string
+// ("/a/b?x=1", as the hit carries it; a full URL is reduced to its path),
+// in this order:
+//
+//  1. the fragment is dropped, and an empty path becomes "/";
+//  2. strip_query: parameters other than keep_params and the attribution
+//     parameters are dropped (those kept stay as sent, in their order);
+//  3. lowercase: the path (not the query) is lowercased;
+//  4. default_page: a path ending in "/<default_page>" loses the file name;
+//  5. replacements, in order, on the path;
+//  6. strip_trailing_slash: trailing slashes are dropped, except from "/".
+func (c *Compiled) CleanPath(raw string) string {
+	raw, _, _ = strings.Cut(raw, "#")
+	if i := strings.Index(raw, "://"); i >= 0 && i < 10 && !strings.ContainsAny(raw[:i], "/?") {
+		rest := raw[i+3:]
+		if j := strings.IndexAny(rest, "/?"); j >= 0 {
+			raw = rest[j:]
+		} else {
+			raw = "/"
+		}
+	}
+	path, query, _ := strings.Cut(raw, "?")
+	if path == "" || path[0] != '/' {
+		path = "/" + path
+	}
+	query = c.filterQuery(query)
+	if c.lowercase {
+		path = strings.ToLower(path)
+	}
+	if dp := c.defaultPage; dp != "" && len(path) > len(dp) && path[len(path)-len(dp)-1] == '/' && strings.EqualFold(path[len(path)-len(dp):], dp) {
+		path = path[:len(path)-len(dp)]
+	}
+	for _, r := range c.replacements {
+		path = r.re.ReplaceAllString(path, r.replace)
+	}
+	if path == "" || path[0] != '/' {
+		path = "/" + path
+	}
+	if c.stripSlash && len(path) > 1 {
+		path = strings.TrimRight(path, "/")
+		if path == "" {
+			path = "/"
+		}
+	}
+	if query == "" {
+		return path
+	}
+	return path + "?" + query
+}
+
+func (c *Compiled) filterQuery(q string) string {
+	if q == "" || !c.stripQuery {
+		return q
+	}
+	var b strings.Builder
+	for q != "" {
+		var part string
+		part, q, _ = strings.Cut(q, "&")
+		if part == "" {
+			continue
+		}
+		name, _, _ := strings.Cut(part, "=")
+		if strings.ContainsAny(name, "%+") {
+			if n, err := url.QueryUnescape(name); err == nil {
+				name = n
+			}
+		}
+		if c.keepParams[name] || AttributionParam(name) {
+			if b.Len() > 0 {
+				b.WriteByte('&')
+			}
+			b.WriteString(part)
+		}
+	}
+	return b.String()
+}
+
+// pathOnly returns a cleaned path without its query string.
+func pathOnly(cleanPath string) string {
+	p, _, _ := strings.Cut(cleanPath, "?")
+	return p
+}
+
+// PageIncluded reports whether the page at cleanPath (a CleanPath result)
+// is reported: it matches an include pattern (when there are any) and no
+// exclude pattern. Patterns see the path without its query string. A
+// pageview it rejects is filtered with ReasonPage.
+func (c *Compiled) PageIncluded(cleanPath string) bool {
+	p := pathOnly(cleanPath)
+	if len(c.include) > 0 {
+		in := false
+		for _, re := range c.include {
+			if re.MatchString(p) {
+				in = true
+				break
+			}
+		}
+		if !in {
+			return false
+		}
+	}
+	for _, re := range c.exclude {
+		if re.MatchString(p) {
+			return false
+		}
+	}
+	return true
+}
+
+// GoalMatch is one goal a hit completed.
+type GoalMatch struct {
+	ID    string
+	Value float64
+}
+
+// Goals returns the goals h completes, in the order of the document: a
+// pageview whose cleaned path (without query) matches a page goal, an event
+// whose category and action match an event goal. The value is the goal's
+// own, else the event's value for an event goal, else 0.
+func (c *Compiled) Goals(h *hit.Hit, cleanPath string) []GoalMatch {
+	var out []GoalMatch
+	var p string
+	for i := range c.goals {
+		g := &c.goals[i]
+		switch {
+		case g.page != nil:
+			if h.Type != hit.TypePageview {
+				continue
+			}
+			if p == "" {
+				p = pathOnly(cleanPath)
+			}
+			if !g.page.MatchString(p) {
+				continue
+			}
+		case g.event:
+			if h.Type != hit.TypeEvent || g.category != "" && g.category != h.Category || g.action != "" && g.action != h.Action {
+				continue
+			}
+		default:
+			continue
+		}
+		m := GoalMatch{ID: g.id}
+		switch {
+		case g.hasValue:
+			m.Value = g.value
+		case g.event && h.HasValue:
+			m.Value = h.Value
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// Channel returns the name of the first custom channel rule whose patterns
+// all match (case-insensitive), or false, in which case the default channel
+// group applies.
+func (c *Compiled) Channel(source, medium, campaign string) (string, bool) {
+	for i := range c.channels {
+		ch := &c.channels[i]
+		if ch.source != nil && !ch.source.MatchString(source) ||
+			ch.medium != nil && !ch.medium.MatchString(medium) ||
+			ch.campaign != nil && !ch.campaign.MatchString(campaign) {
+			continue
+		}
+		return ch.name, true
+	}
+	return "", false
+}

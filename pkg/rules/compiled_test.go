@@ -1,0 +1,278 @@
+package rules
+
+import (
+	"net/netip"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/acme/analytics/pkg/hit"
+)
+
+func mustCompile(t testing.TB, r Rules, version int, hosts ...string) *Compiled {
+	t.Helper()
+	c, err := Compile(r, version, hosts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestMatchIP(t *testing.T) {
+	c := mustCompile(t, fullRules(), 1)
+	tests := []struct {
+		addr   string
+		wantID string
+	}{
+		{"10.1.2.3", "10.0.0.0/8"},
+		{"::ffff:10.1.2.3", "10.0.0.0/8"},
+		{"203.0.113.7", "203.0.113.7"},
+		{"203.0.113.8", ""},
+		{"198.51.100.255", "198.51.100.0/24"},
+		{"2001:db8:1::1", "2001:db8::/32"},
+		{"2001:db9::1", ""},
+		{"8.8.8.8", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.addr, func(t *testing.T) {
+			id, ok := c.MatchIP(netip.MustParseAddr(tt.addr))
+			if id != tt.wantID || ok != (tt.wantID != "") {
+				t.Fatalf("MatchIP(%s) = %q, %v; want %q", tt.addr, id, ok, tt.wantID)
+			}
+		})
+	}
+	if _, ok := c.MatchIP(netip.Addr{}); ok {
+		t.Fatal("the zero address matched")
+	}
+}
+
+func TestMatchIPMostSpecific(t *testing.T) {
+	r := Defaults()
+	r.Exclusions.IP = []string{"10.0.0.0/8", "10.1.0.0/16"}
+	c := mustCompile(t, r, 1)
+	if id, _ := c.MatchIP(netip.MustParseAddr("10.1.9.9")); id != "10.1.0.0/16" {
+		t.Fatalf("MatchIP = %q, want the most specific prefix", id)
+	}
+}
+
+func TestExclusion(t *testing.T) {
+	c := mustCompile(t, fullRules(), 5, "example.com")
+	noBots := Defaults()
+	noBots.BotFiltering = false
+	cNoBots := mustCompile(t, noBots, 1)
+	tests := []struct {
+		name string
+		c    *Compiled
+		h    hit.Hit
+		want string
+	}{
+		{"clean", c, hit.Hit{Hostname: "www.example.com", UserAgent: "Mozilla/5.0", Country: "DE", IP: "198.18.0.0"}, ""},
+		{"ip by collection, same version", c, hit.Hit{IPExcludedBy: "10.0.0.0/8", RuleVersion: 5}, ReasonIP},
+		{"no ip match at collection, same version, truncated IP inside a prefix", c, hit.Hit{IP: "10.1.2.0", RuleVersion: 5}, ""},
+		{"reprocessing: rule still present", c, hit.Hit{IPExcludedBy: "203.0.113.7", RuleVersion: 2}, ReasonIP},
+		{"reprocessing: rule gone, truncated IP outside", c, hit.Hit{IPExcludedBy: "192.0.2.0/24", RuleVersion: 2, IP: "192.0.2.0"}, ""},
+		{"reprocessing: new rule covers the truncated network", c, hit.Hit{IP: "10.9.8.0", RuleVersion: 2}, ReasonIP},
+		{"reprocessing: /32 rule cannot be told from a truncated IP", c, hit.Hit{IP: "203.0.113.0", RuleVersion: 2}, ""},
+		{"reprocessing: /24 rule covers a /24 truncated IP", c, hit.Hit{IP: "198.51.100.0", RuleVersion: 2}, ReasonIP},
+		{"reprocessing: v6", c, hit.Hit{IP: "2001:db8:5::", RuleVersion: 2}, ReasonIP},
+		{"user agent", c, hit.Hit{UserAgent: "Mozilla/5.0 headlesschrome/120", Hostname: "example.com"}, ReasonUserAgent},
+		{"user agent anchored", c, hit.Hit{UserAgent: "curl/8.0", Hostname: "example.com"}, ReasonUserAgent},
+		{"country", c, hit.Hit{Country: "KP", Hostname: "example.com"}, ReasonCountry},
+		{"country lower case from a client", c, hit.Hit{Country: "kp", Hostname: "example.com"}, ReasonCountry},
+		{"foreign host", c, hit.Hit{Hostname: "evil.test"}, ReasonForeignHost},
+		{"foreign host that ends like ours", c, hit.Hit{Hostname: "notexample.com"}, ReasonForeignHost},
+		{"own host with port and case", c, hit.Hit{Hostname: "Shop.Example.com:8443"}, ""},
+		{"no host (server side)", c, hit.Hit{Hostname: ""}, ""},
+		{"bot", c, hit.Hit{Hostname: "example.com", Bot: true}, ReasonBot},
+		{"bot without filtering", cNoBots, hit.Hit{Hostname: "anything.test", Bot: true}, ""},
+		{"ip beats everything", c, hit.Hit{IPExcludedBy: "10.0.0.0/8", RuleVersion: 5, Bot: true, Hostname: "evil.test"}, ReasonIP},
+		{"user agent before country", c, hit.Hit{UserAgent: "curl/1", Country: "KP"}, ReasonUserAgent},
+		{"country before foreign host", c, hit.Hit{Country: "KP", Hostname: "evil.test"}, ReasonCountry},
+		{"foreign host before bot", c, hit.Hit{Hostname: "evil.test", Bot: true}, ReasonForeignHost},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := tt.c.Exclusion(&tt.h)
+			if got != tt.want || ok != (tt.want != "") {
+				t.Fatalf("Exclusion = %q, %v; want %q", got, ok, tt.want)
+			}
+		})
+	}
+}
+
+func TestCleanPath(t *testing.T) {
+	full := mustCompile(t, fullRules(), 1)
+	asSent := mustCompile(t, Defaults(), 1)
+	keepAll := Defaults()
+	keepAll.PagePath.Lowercase = true
+	lower := mustCompile(t, keepAll, 1)
+	tests := []struct {
+		name string
+		c    *Compiled
+		in   string
+		want string
+	}{
+		{"defaults keep everything", asSent, "/A/b/?x=1&y=2#top", "/A/b/?x=1&y=2"},
+		{"empty", asSent, "", "/"},
+		{"no leading slash", asSent, "a/b", "/a/b"},
+		{"full URL", asSent, "https://example.com/a?b=1", "/a?b=1"},
+		{"full URL without path", asSent, "https://example.com", "/"},
+		{"empty query dropped", asSent, "/a?", "/a"},
+		{"lowercase path only", lower, "/Shop/Cart?Ref=ABC", "/shop/cart?Ref=ABC"},
+		{"strip query keeps listed and attribution", full, "/search?q=shoes&session=123&utm_source=news&id=7&GCLID=abc&fbclid=f&x", "/search?q=shoes&utm_source=news&id=7&GCLID=abc&fbclid=f"},
+		{"strip query drops all others", full, "/a?session=1&tracking=2", "/a"},
+		{"encoded param name", full, "/a?%71=1", "/a?%71=1"},
+		{"default page", full, "/Docs/INDEX.html", "/docs"},
+		{"default page at root", full, "/index.html?utm_medium=email", "/?utm_medium=email"},
+		{"default page only as a whole file name", full, "/myindex.html", "/myindex.html"},
+		{"replacement", full, "/product/12345/reviews", "/product/:id/reviews"},
+		{"replacement with groups", full, "/u/alice/settings", "/u/:user/settings"},
+		{"trailing slash", full, "/about/", "/about"},
+		{"trailing slashes", full, "/about//", "/about"},
+		{"root keeps its slash", full, "/", "/"},
+		{"fragment dropped", full, "/a#b?c=d", "/a"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.c.CleanPath(tt.in); got != tt.want {
+				t.Fatalf("CleanPath(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestPageIncluded(t *testing.T) {
+	r := Defaults()
+	r.Pages = Pages{Include: []string{"^/shop", "^/blog"}, Exclude: []string{"^/shop/admin", `\?`}}
+	c := mustCompile(t, r, 1)
+	none := mustCompile(t, Defaults(), 1)
+	tests := []struct {
+		c    *Compiled
+		path string
+		want bool
+	}{
+		{c, "/shop/cart", true},
+		{c, "/blog", true},
+		{c, "/about", false},
+		{c, "/shop/admin/users", false},
+		{c, "/shop?utm_source=x", true}, // patterns never see the query
+		{none, "/anything", true},
+	}
+	for _, tt := range tests {
+		if got := tt.c.PageIncluded(tt.path); got != tt.want {
+			t.Errorf("PageIncluded(%q) = %v, want %v", tt.path, got, tt.want)
+		}
+	}
+}
+
+func TestGoals(t *testing.T) {
+	c := mustCompile(t, fullRules(), 1)
+	tests := []struct {
+		name string
+		h    hit.Hit
+		path string
+		want []GoalMatch
+	}{
+		{"page goal with value", hit.Hit{Type: hit.TypePageview}, "/welcome?utm_source=x", []GoalMatch{{ID: "signup", Value: 5}}},
+		{"page goal needs a pageview", hit.Hit{Type: hit.TypeEvent, Action: "x"}, "/welcome", nil},
+		{"no page goal", hit.Hit{Type: hit.TypePageview}, "/welcome/back", nil},
+		{"event goal takes the event value", hit.Hit{Type: hit.TypeEvent, Category: "shop", Action: "purchase", Value: 99.5, HasValue: true}, "/checkout",
+			[]GoalMatch{{ID: "purchase", Value: 99.5}}},
+		{"event goal without value", hit.Hit{Type: hit.TypeEvent, Category: "shop", Action: "purchase"}, "/", []GoalMatch{{ID: "purchase"}}},
+		{"category must match", hit.Hit{Type: hit.TypeEvent, Category: "blog", Action: "purchase"}, "/", nil},
+		{"action only goal matches any category", hit.Hit{Type: hit.TypeEvent, Category: "docs", Action: "download"}, "/", []GoalMatch{{ID: "any-download"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := c.Goals(&tt.h, tt.path); !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("Goals = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestChannel(t *testing.T) {
+	c := mustCompile(t, fullRules(), 1)
+	tests := []struct {
+		source, medium, campaign string
+		want                     string
+	}{
+		{"partner-a.com", "referral", "", "Partners"},
+		{"PARTNER-B.COM", "", "", "Partners"},
+		{"partner-c.com", "", "", ""},
+		{"mailchimp", "email", "Newsletter-2026-05", "Newsletter"},
+		{"mailchimp", "email", "promo", ""},
+		{"google", "cpc", "", ""},
+	}
+	for _, tt := range tests {
+		got, ok := c.Channel(tt.source, tt.medium, tt.campaign)
+		if got != tt.want || ok != (tt.want != "") {
+			t.Errorf("Channel(%q, %q, %q) = %q, %v; want %q", tt.source, tt.medium, tt.campaign, got, ok, tt.want)
+		}
+	}
+}
+
+func TestReferralExcluded(t *testing.T) {
+	c := mustCompile(t, fullRules(), 1, "example.com")
+	tests := []struct {
+		host string
+		want bool
+	}{
+		{"example.com", true},
+		{"blog.example.com", true},
+		{"www.paypal.com", true},
+		{"PayPal.com", true},
+		{"checkout.stripe.com", true},
+		{"stripe.com", false},
+		{"google.com", false},
+		{"", false},
+	}
+	for _, tt := range tests {
+		if got := c.ReferralExcluded(tt.host); got != tt.want {
+			t.Errorf("ReferralExcluded(%q) = %v, want %v", tt.host, got, tt.want)
+		}
+	}
+}
+
+func TestSessionTimeout(t *testing.T) {
+	r := Defaults()
+	r.SessionTimeoutMinutes = 45
+	if got := mustCompile(t, r, 1).SessionTimeout(); got != 45*time.Minute {
+		t.Fatalf("SessionTimeout = %v", got)
+	}
+}
+
+func TestAnonymization(t *testing.T) {
+	tests := []struct {
+		level Anonymization
+		in    string
+		want  string // "" for nothing stored
+	}{
+		{AnonymizeStandard, "203.0.113.77", "203.0.113.0"},
+		{AnonymizeStandard, "::ffff:203.0.113.77", "203.0.113.0"},
+		{AnonymizeStandard, "2001:db8:abcd:1234::1", "2001:db8:abcd::"},
+		{AnonymizeStrict, "203.0.113.77", "203.0.0.0"},
+		{AnonymizeStrict, "2001:db8:abcd:1234::1", "2001:db8::"},
+		{AnonymizeRemove, "203.0.113.77", ""},
+	}
+	for _, tt := range tests {
+		got, ok := tt.level.Apply(netip.MustParseAddr(tt.in))
+		if tt.want == "" {
+			if ok {
+				t.Errorf("%s.Apply(%s) = %s, want nothing", tt.level, tt.in, got)
+			}
+			continue
+		}
+		if !ok || got.String() != tt.want {
+			t.Errorf("%s.Apply(%s) = %s, %v; want %s", tt.level, tt.in, got, ok, tt.want)
+		}
+	}
+}
+
+func TestAttributionParam(t *testing.T) {
+	for name, want := range map[string]bool{"utm_source": true, "UTM_Campaign": true, "gclid": true, "MSCLKID": true, "dclid": true, "fbclid": true, "utm": false, "id": false, "gclidx": false} {
+		if got := AttributionParam(name); got != want {
+			t.Errorf("AttributionParam(%q) = %v", name, got)
+		}
+	}
+}
