@@ -294,6 +294,35 @@ func TestPaging(t *testing.T) {
 		}
 	})
 
+	t.Run("full scan of a table without clustering columns", func(t *testing.T) {
+		mustExec(t, s, `CREATE TABLE singles (k int PRIMARY KEY, v text)`)
+		for k := 0; k < 23; k++ {
+			mustExec(t, s, `INSERT INTO singles (k, v) VALUES (?, 'x')`, k)
+		}
+		var state []byte
+		seen := map[int]bool{}
+		for pages := 0; ; pages++ {
+			iter := s.Query(`SELECT k FROM singles`).PageSize(4).PageState(state).Iter()
+			var k int
+			for iter.Scan(&k) {
+				if seen[k] {
+					t.Fatalf("row %d returned twice", k)
+				}
+				seen[k] = true
+			}
+			state = iter.PageState()
+			if err := iter.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if len(state) == 0 || pages > 20 {
+				break
+			}
+		}
+		if len(seen) != 23 {
+			t.Fatalf("read %d distinct rows, want 23", len(seen))
+		}
+	})
+
 	t.Run("limit across pages", func(t *testing.T) {
 		iter := s.Query(`SELECT c FROM pages WHERE p = 1 LIMIT 25`).PageSize(10).Iter()
 		n := 0

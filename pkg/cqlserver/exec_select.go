@@ -959,7 +959,9 @@ func (p *selectPlan) execute(x *execCtx) (message.Message, error) {
 		sink.partCount = 0
 		if resume != nil {
 			sink.partCount = resume.partCount
-			if resume.partDone {
+			// Without clustering columns a partition is one row, which the
+			// previous page returned.
+			if resume.partDone || len(t.clustering) == 0 {
 				return
 			}
 		}
