@@ -1,0 +1,453 @@
+// Package localstack runs the whole product on one machine: the Consul
+// agent, the Kafka-protocol broker, the CQL server and every service as its
+// own process, each registered in Consul. The devstack command (make dev)
+// and the acceptance test use it; the test also kills and restarts single
+// processes to inject faults.
+package localstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/acme/analytics/pkg/discovery"
+	"github.com/hashicorp/consul/api"
+)
+
+// Config says where the binaries are and which ports to use.
+type Config struct {
+	BinDir  string // built binaries (make build)
+	DataDir string // logs, the broker's and the CQL server's data, signing keys
+	// Ports: Consul's HTTP port (its server and serf ports are this minus
+	// 200, 199 and 198), the broker's, the CQL server's, and the gateway's;
+	// the other services take the next ports after the gateway's.
+	ConsulPort, KafkaPort, CQLPort, ServicePortBase int
+	// Collections is the number of collection instances (at least 1).
+	Collections int
+	// Env is extra environment for every service.
+	Env []string
+	Out io.Writer // progress lines; nil discards them
+}
+
+// service describes one product binary: its Consul name, the environment
+// prefix of its flags, and its port as an offset from ServicePortBase (the
+// offsets match the binaries' own default ports, 8080 to 8085).
+type service struct {
+	name, bin, envPrefix string
+	portOffset           int
+}
+
+// services are started in this order and stopped in reverse.
+var services = []service{
+	{name: "config", bin: "config", envPrefix: "CONFIG", portOffset: 2},
+	{name: "collection", bin: "collection", envPrefix: "COLLECTION", portOffset: 1},
+	{name: "processing", bin: "processing", envPrefix: "PROCESSING", portOffset: 3},
+	{name: "acquisition", bin: "acquisition", envPrefix: "ACQUISITION", portOffset: 4},
+	{name: "behavior", bin: "behavior", envPrefix: "BEHAVIOR", portOffset: 5},
+	{name: "gateway", bin: "gateway", envPrefix: "GATEWAY", portOffset: 0},
+}
+
+// ServiceNames are the Consul names of the product's services.
+func ServiceNames() []string {
+	out := make([]string, len(services))
+	for i, s := range services {
+		out[i] = s.name
+	}
+	return out
+}
+
+// DevIdentitySecret signs identity headers in the local stack only.
+const DevIdentitySecret = "dev-identity-secret-not-for-production"
+
+type process struct {
+	name, bin, log string
+	args, env      []string
+	cmd            *exec.Cmd
+	done           chan struct{}
+}
+
+// Stack is a running local stack.
+type Stack struct {
+	c     Config
+	mu    sync.Mutex
+	procs []*process
+	out   io.Writer
+	addrs map[string]string
+}
+
+// Start starts everything and returns once every service answers /healthz
+// at the address Consul has for it. On error, what was started is stopped.
+func Start(ctx context.Context, c Config) (*Stack, error) {
+	if c.Collections < 1 {
+		c.Collections = 1
+	}
+	s := &Stack{c: c, out: c.Out, addrs: map[string]string{}}
+	if s.out == nil {
+		s.out = io.Discard
+	}
+	if err := os.MkdirAll(filepath.Join(c.DataDir, "logs"), 0o755); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	err := s.startInfra(ctx)
+	if err == nil {
+		err = s.startServices()
+	}
+	if err == nil {
+		err = s.check(ctx)
+	}
+	if err != nil {
+		s.Stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Addr returns the address Consul has for a service (its first instance).
+func (s *Stack) Addr(service string) string { return s.addrs[service] }
+
+// GatewayURL is the product's public base URL.
+func (s *Stack) GatewayURL() string { return "http://" + s.addrs["gateway"] }
+
+// ConsulAddr is the Consul agent's HTTP address.
+func (s *Stack) ConsulAddr() string { return s.loopback(s.c.ConsulPort) }
+
+func (s *Stack) startInfra(ctx context.Context) error {
+	consul := filepath.Join(s.c.BinDir, "consul")
+	if _, err := os.Stat(consul); err != nil {
+		return fmt.Errorf("consul binary missing at %s; run `make consul` (or `make dev`, which builds it)", consul)
+	}
+	if err := s.start("consul", consul, s.consulArgs(), nil); err != nil {
+		return err
+	}
+	if err := s.waitConsul(ctx); err != nil {
+		return err
+	}
+	if err := s.start("kafka", filepath.Join(s.c.BinDir, "devbroker"), nil, []string{
+		"DEVBROKER_ADDR=" + s.loopback(s.c.KafkaPort),
+		"DEVBROKER_DATA_DIR=" + filepath.Join(s.c.DataDir, "kafka"),
+	}); err != nil {
+		return err
+	}
+	if err := s.waitFor(ctx, "kafka", s.dial(s.c.KafkaPort)); err != nil {
+		return err
+	}
+	if err := s.start("cqlserver", filepath.Join(s.c.BinDir, "cqlserver"), nil, []string{
+		"CQLSERVER_ADDR=" + s.loopback(s.c.CQLPort),
+		"CQLSERVER_DATA_DIR=" + filepath.Join(s.c.DataDir, "cql"),
+	}); err != nil {
+		return err
+	}
+	return s.waitFor(ctx, "cqlserver", s.dial(s.c.CQLPort))
+}
+
+func (s *Stack) consulArgs() []string {
+	p := s.c.ConsulPort
+	hcl := fmt.Sprintf(`ports { http = %d, dns = -1, grpc = -1, grpc_tls = -1, server = %d, serf_lan = %d, serf_wan = %d }`, p, p-200, p-199, p-198)
+	return []string{"agent", "-dev", "-bind=127.0.0.1", "-client=127.0.0.1", "-node=localstack", "-log-level=warn", "-hcl", hcl}
+}
+
+func (s *Stack) waitConsul(ctx context.Context) error {
+	return s.waitFor(ctx, "consul", func() error {
+		c, err := s.consul()
+		if err != nil {
+			return err
+		}
+		leader, err := c.Status().Leader()
+		if err == nil && leader == "" {
+			err = errors.New("no leader yet")
+		}
+		return err
+	})
+}
+
+func (s *Stack) serviceEnv(svc service, port int) []string {
+	p := svc.envPrefix + "_"
+	env := []string{
+		p + "HTTP_ADDR=" + s.loopback(port),
+		p + "CONSUL_ADDR=" + s.loopback(s.c.ConsulPort),
+		p + "KAFKA_BROKERS=" + s.loopback(s.c.KafkaPort),
+		p + "CASSANDRA_HOSTS=" + s.loopback(s.c.CQLPort),
+		p + "LOG_FORMAT=text",
+		p + "CONSUL_CHECK_INTERVAL=1s",
+		// Development-only values; production passes real secrets and
+		// trusts only its load balancer (see deploy/).
+		p + "IDENTITY_SECRET=" + DevIdentitySecret,
+		p + "CASSANDRA_MIGRATE=true",
+		p + "SIGNING_KEYS_DIR=" + filepath.Join(s.c.DataDir, "signing-keys"),
+		p + "DEV_GENERATE_KEY=true",
+		// The demo traffic plays many visitors from this one machine: it
+		// claims their IPs in X-Forwarded-For, which the gateway and
+		// collection accept from loopback only here.
+		p + "TRUSTED_PROXIES=127.0.0.1/32",
+	}
+	for _, e := range s.c.Env {
+		env = append(env, p+e)
+	}
+	return env
+}
+
+func (s *Stack) startServices() error {
+	for _, svc := range services {
+		n := 1
+		if svc.name == "collection" {
+			n = s.c.Collections
+		}
+		for i := 0; i < n; i++ {
+			name, port := svc.name, s.c.ServicePortBase+svc.portOffset
+			if i > 0 {
+				name, port = svc.name+"-"+strconv.Itoa(i+1), s.c.ServicePortBase+10+i
+			}
+			if err := s.start(name, filepath.Join(s.c.BinDir, svc.bin), nil, s.serviceEnv(svc, port)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// check waits until Consul reports every service healthy and then calls
+// /healthz at each registered address.
+func (s *Stack) check(ctx context.Context) error {
+	for _, svc := range services {
+		want := 1
+		if svc.name == "collection" {
+			want = s.c.Collections
+		}
+		if err := s.WaitHealthy(ctx, svc.name, want); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WaitHealthy waits until Consul lists want healthy instances of service
+// and the first answers /healthz.
+func (s *Stack) WaitHealthy(ctx context.Context, service string, want int) error {
+	c, err := s.consul()
+	if err != nil {
+		return err
+	}
+	return s.waitFor(ctx, service+" in consul", func() error {
+		insts, _, err := discovery.Healthy(ctx, c, service, 0, 0)
+		if err != nil {
+			return err
+		}
+		if len(insts) < want {
+			return fmt.Errorf("%d healthy instances, want %d", len(insts), want)
+		}
+		resp, err := http.Get("http://" + insts[0].Addr + "/healthz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/healthz answered %d", resp.StatusCode)
+		}
+		s.mu.Lock()
+		s.addrs[service] = insts[0].Addr
+		s.mu.Unlock()
+		return nil
+	})
+}
+
+// PrintSummary writes where everything is.
+func (s *Stack) PrintSummary(w io.Writer) {
+	fmt.Fprintln(w, "\nThe stack is up. Every service below answered /healthz at its Consul address.")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "  gateway (public entry)\thttp://%s\n", s.addrs["gateway"])
+	for _, svc := range services {
+		if svc.name != "gateway" {
+			fmt.Fprintf(tw, "  %s\thttp://%s\t(metrics: /metrics)\n", svc.name, s.addrs[svc.name])
+		}
+	}
+	fmt.Fprintf(tw, "  consul UI\thttp://%s/ui\n", s.loopback(s.c.ConsulPort))
+	fmt.Fprintf(tw, "  kafka broker\t%s\n", s.loopback(s.c.KafkaPort))
+	fmt.Fprintf(tw, "  cql server\t%s\n", s.loopback(s.c.CQLPort))
+	fmt.Fprintf(tw, "  logs\t%s\n", filepath.Join(s.c.DataDir, "logs"))
+	tw.Flush()
+}
+
+func (s *Stack) start(name, bin string, args, env []string) error {
+	if _, err := os.Stat(bin); err != nil {
+		return fmt.Errorf("%s binary missing at %s; run `make build`", name, bin)
+	}
+	p := &process{name: name, bin: bin, args: args, env: env, log: filepath.Join(s.c.DataDir, "logs", name+".log")}
+	if err := s.exec(p); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.procs = append(s.procs, p)
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *Stack) exec(p *process) error {
+	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("open log for %s: %w", p.name, err)
+	}
+	fmt.Fprintf(f, "\n==== %s started at %s ====\n", p.name, time.Now().Format(time.RFC3339))
+	cmd := exec.Command(p.bin, p.args...)
+	cmd.Env = append(os.Environ(), p.env...)
+	cmd.Stdout, cmd.Stderr = f, f
+	// A process group of its own, so Ctrl-C reaches only the parent, which
+	// then stops everything in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return fmt.Errorf("start %s: %w", p.name, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); f.Close(); close(done) }()
+	s.mu.Lock()
+	p.cmd, p.done = cmd, done
+	s.mu.Unlock()
+	fmt.Fprintf(s.out, "started %-12s pid %d\n", p.name, cmd.Process.Pid)
+	return nil
+}
+
+func (s *Stack) find(name string) (*process, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.procs {
+		if p.name == name {
+			return p, nil
+		}
+	}
+	return nil, fmt.Errorf("no process %q", name)
+}
+
+// Kill sends SIGKILL to a process (a crash) and waits for it to exit.
+func (s *Stack) Kill(name string) error { return s.signal(name, syscall.SIGKILL) }
+
+// Terminate sends SIGTERM to a process (a graceful stop) and waits.
+func (s *Stack) Terminate(name string) error { return s.signal(name, syscall.SIGTERM) }
+
+func (s *Stack) signal(name string, sig syscall.Signal) error {
+	p, err := s.find(name)
+	if err != nil {
+		return err
+	}
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(30 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		return fmt.Errorf("%s did not stop within 30s after %v; killed", name, sig)
+	}
+}
+
+// Restart starts a stopped process again with the same command.
+func (s *Stack) Restart(ctx context.Context, name string) error {
+	p, err := s.find(name)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-p.done:
+	default:
+		return fmt.Errorf("%s is still running", name)
+	}
+	if err := s.exec(p); err != nil {
+		return err
+	}
+	if name == "consul" {
+		return s.waitConsul(ctx)
+	}
+	return nil
+}
+
+// Exited returns a channel that receives the name of the first process
+// that exits.
+func (s *Stack) Exited() <-chan string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch := make(chan string, len(s.procs))
+	for _, p := range s.procs {
+		done := p.done
+		go func() { <-done; ch <- p.name }()
+	}
+	return ch
+}
+
+// LogPath returns the log file of a process.
+func (s *Stack) LogPath(name string) string { return filepath.Join(s.c.DataDir, "logs", name+".log") }
+
+// Stop sends SIGTERM in reverse start order and waits for each process,
+// killing one that takes longer than 20 seconds.
+func (s *Stack) Stop() {
+	s.mu.Lock()
+	procs := s.procs
+	s.procs = nil
+	s.mu.Unlock()
+	for i := len(procs) - 1; i >= 0; i-- {
+		p := procs[i]
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(20 * time.Second):
+			fmt.Fprintf(s.out, "%s did not stop within 20s; killing it\n", p.name)
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	}
+}
+
+// waitFor polls ready until it succeeds, a process exits, or 60 seconds
+// pass.
+func (s *Stack) waitFor(ctx context.Context, what string, ready func() error) error {
+	deadline := time.Now().Add(60 * time.Second)
+	var last error
+	for time.Now().Before(deadline) {
+		if last = ready(); last == nil {
+			return nil
+		}
+		s.mu.Lock()
+		procs := append([]*process(nil), s.procs...)
+		s.mu.Unlock()
+		for _, p := range procs {
+			select {
+			case <-p.done:
+				return fmt.Errorf("%s exited while waiting for %s; see %s", p.name, what, p.log)
+			default:
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s not ready after 60s: %v", what, last)
+}
+
+func (s *Stack) dial(port int) func() error {
+	return func() error {
+		c, err := net.DialTimeout("tcp", s.loopback(port), time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+}
+
+func (s *Stack) consul() (*api.Client, error) {
+	cfg := api.DefaultConfig()
+	cfg.Address = s.loopback(s.c.ConsulPort)
+	return api.NewClient(cfg)
+}
+
+func (s *Stack) loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
