@@ -56,3 +56,17 @@ bench: ## run the benchmarks and print their figures
 .PHONY: clean
 clean: ## remove built binaries and local stack data
 	rm -rf bin .dev
+
+.PHONY: geoip
+geoip: ## install the CC0 IP-to-country database (npm @ip-location-db/geo-whois-asn-country-mmdb) into collection-svc/.geoip (git-ignored)
+	mkdir -p collection-svc/.geoip
+	cd collection-svc/.geoip && npm install --no-save --no-audit --no-fund --silent @ip-location-db/geo-whois-asn-country-mmdb
+	@echo "run collection with -geoip-db=$$(pwd)/collection-svc/.geoip/node_modules/@ip-location-db/geo-whois-asn-country-mmdb/geo-whois-asn-country.mmdb"
+
+.PHONY: crawlers
+crawlers: ## regenerate collection's crawler list from the npm package crawler-user-agents (MIT)
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	(cd "$$tmp" && npm install --no-save --no-audit --no-fund --silent crawler-user-agents) && \
+	version=$$(node -p "require('$$tmp/node_modules/crawler-user-agents/package.json').version") && \
+	cp "$$tmp/node_modules/crawler-user-agents/LICENSE" collection-svc/internal/crawlers/LICENSE.crawler-user-agents && \
+	cd collection-svc/internal/crawlers && GOWORK=off go run ./gen -in "$$tmp/node_modules/crawler-user-agents/crawler-user-agents.json" -version "$$version" -out patterns.go -instances testdata/instances.txt

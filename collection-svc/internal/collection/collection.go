@@ -1,30 +1,300 @@
-// Package collection wires the collection service: it validates and enriches hits and queues them in Kafka: its configuration and its lifecycle.
+// Package collection wires the collection service: it validates and
+// enriches hits and queues them in Kafka. This file is its configuration
+// and its lifecycle; the endpoints are package collect, the producer
+// package queue.
 package collection
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"errors"
 	"flag"
+	"fmt"
 	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
 
+	"github.com/IBM/sarama"
+	"github.com/acme/analytics/collection-svc/internal/collect"
+	"github.com/acme/analytics/collection-svc/internal/device"
+	"github.com/acme/analytics/collection-svc/internal/geoip"
+	"github.com/acme/analytics/collection-svc/internal/queue"
+	"github.com/acme/analytics/collection-svc/internal/tracker"
+	"github.com/acme/analytics/pkg/configclient"
+	"github.com/acme/analytics/pkg/deadletter"
+	"github.com/acme/analytics/pkg/hit"
+	"github.com/acme/analytics/pkg/kafka"
 	"github.com/acme/analytics/pkg/service"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config is the complete configuration of the collection binary.
 type Config struct {
-	Service service.Config
+	Service      service.Config
+	Kafka        kafka.Config
+	ConfigClient configclient.Config
+
+	EnsureTopics      bool
+	Partitions        int
+	ReplicationFactor int
+
+	IdentitySecret   string
+	CookielessSecret string
+	TrustedProxies   string
+	GeoIPDB          string
+
+	ProduceTimeout   time.Duration
+	MaxInFlight      int
+	DeadLetterBuffer int
 }
 
 // RegisterFlags registers every flag of the binary on fs.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Service.Name = "collection"
 	c.Service.RegisterFlags(fs, "127.0.0.1:8081")
+	c.Kafka.RegisterFlags(fs)
+	c.ConfigClient.RegisterFlags(fs)
+	fs.BoolVar(&c.EnsureTopics, "kafka-ensure-topics", true, "create the hits and dead-letter topics at start when they do not exist")
+	fs.IntVar(&c.Partitions, "kafka-partitions", 12, "partitions of topics created by -kafka-ensure-topics")
+	fs.IntVar(&c.ReplicationFactor, "kafka-replication-factor", 1, "replication factor of topics created by -kafka-ensure-topics (3 in production)")
+	fs.StringVar(&c.IdentitySecret, "identity-secret", "", "secret shared with the gateway and the services that signs identity headers; signs the calls to config-svc (at least 16 bytes; required)")
+	fs.StringVar(&c.CookielessSecret, "cookieless-secret", "", "secret from which the daily salt of cookieless visitor IDs is derived; the same on every instance (empty: derived from -identity-secret)")
+	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated CIDRs of proxies (the gateway, load balancers) whose X-Forwarded-For is believed, e.g. 127.0.0.1/32,10.0.0.0/8; empty: the connection's peer is the client")
+	fs.StringVar(&c.GeoIPDB, "geoip-db", "", "MaxMind-format IP-to-country database (make geoip installs a CC0 one under collection-svc/.geoip); empty: no country")
+	fs.DurationVar(&c.ProduceTimeout, "produce-timeout", 3*time.Second, "longest a request waits for the broker's acknowledgement before answering 503")
+	fs.IntVar(&c.MaxInFlight, "max-in-flight", 50000, "hits handed to the producer and not yet acknowledged, beyond which requests are answered 503 at once")
+	fs.IntVar(&c.DeadLetterBuffer, "dead-letter-buffer", 10000, "rejected hits waiting for the dead-letter topic; beyond it they are counted and dropped")
 }
 
 // Validate reports the first configuration error.
-func (c *Config) Validate() error { return c.Service.Validate() }
+func (c *Config) Validate() error {
+	if err := c.Service.Validate(); err != nil {
+		return err
+	}
+	if err := c.Kafka.Validate(); err != nil {
+		return err
+	}
+	if len(c.IdentitySecret) < 16 {
+		return errors.New("-identity-secret must be at least 16 bytes (the same value as the gateway's)")
+	}
+	if c.ConfigClient.BaseURL == "" && !c.Service.Discovery.Enabled() {
+		return errors.New("give -config-svc-url or a Consul agent (-consul-addr) to find config-svc")
+	}
+	if c.ConfigClient.BaseURL != "" {
+		// Only the URL is checked here; the rest is set by Run.
+		cc := c.ConfigClient
+		cc.Caller, cc.IdentitySecret = "collection", []byte(c.IdentitySecret)
+		if err := cc.Validate(); err != nil {
+			return err
+		}
+	}
+	if _, err := ParseCIDRs(c.TrustedProxies); err != nil {
+		return err
+	}
+	switch {
+	case c.Partitions < 1:
+		return errors.New("-kafka-partitions must be at least 1")
+	case c.ReplicationFactor < 1:
+		return errors.New("-kafka-replication-factor must be at least 1")
+	case c.ProduceTimeout <= 0:
+		return errors.New("-produce-timeout must be positive")
+	case c.MaxInFlight < parseMaxBatch:
+		return fmt.Errorf("-max-in-flight must be at least %d (one full batch)", parseMaxBatch)
+	case c.DeadLetterBuffer < 1:
+		return errors.New("-dead-letter-buffer must be at least 1")
+	}
+	return nil
+}
+
+const parseMaxBatch = 500
+
+// ParseCIDRs parses a comma-separated list of CIDRs or single addresses.
+func ParseCIDRs(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if !strings.Contains(part, "/") {
+			a, err := netip.ParseAddr(part)
+			if err != nil {
+				return nil, fmt.Errorf("-trusted-proxies: %q is not an address or CIDR", part)
+			}
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(part)
+		if err != nil {
+			return nil, fmt.Errorf("-trusted-proxies: %q is not an address or CIDR", part)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// cookielessSecret is the configured secret, or one derived from the
+// identity secret (which every instance shares) under its own label.
+func (c *Config) cookielessSecret() []byte {
+	if c.CookielessSecret != "" {
+		return []byte(c.CookielessSecret)
+	}
+	m := hmac.New(sha256.New, []byte(c.IdentitySecret))
+	m.Write([]byte("collection cookieless salt"))
+	return m.Sum(nil)
+}
 
 // Run serves until ctx is done, logging to w.
 func Run(ctx context.Context, cfg Config, w io.Writer) error {
 	svc := service.New(cfg.Service, w)
+	ccfg := cfg.ConfigClient
+	ccfg.Caller = "collection"
+	ccfg.IdentitySecret = []byte(cfg.IdentitySecret)
+	ccfg.Log = svc.Log
+	ccfg.Registerer = svc.Registry
+	if ccfg.BaseURL == "" {
+		consul, err := cfg.Service.Discovery.Client()
+		if err != nil {
+			return err
+		}
+		ccfg.Consul = consul
+	}
+	cc, err := configclient.New(ccfg)
+	if err != nil {
+		return err
+	}
+	svc.Go(cc.Run)
+
+	p, err := Assemble(ctx, cfg, Properties(cc), svc.Log, svc.Registry)
+	if err != nil {
+		return err
+	}
+	p.Register(svc.Mux)
+	svc.Go(p.DeadLetters.Run)
+	svc.Health.Add("kafka", func(context.Context) error { return p.Producer.Healthy() })
+	svc.OnClose(p.Close)
 	return svc.Run(ctx)
+}
+
+// Parts are the assembled pieces of a running collection service.
+type Parts struct {
+	Server      *collect.Server
+	Producer    *queue.Producer
+	DeadLetters *queue.DeadLetters
+	Tracker     *tracker.Script
+	closers     []func()
+}
+
+// Register mounts every endpoint on mux.
+func (p *Parts) Register(mux *http.ServeMux) {
+	p.Server.Register(mux)
+	p.Tracker.Register(mux)
+}
+
+// Close flushes and closes the producers and the database. Call it once
+// the HTTP server has stopped.
+func (p *Parts) Close() {
+	for i := len(p.closers) - 1; i >= 0; i-- {
+		p.closers[i]()
+	}
+}
+
+// Assemble connects to Kafka (ensuring the topics when configured),
+// opens the GeoIP database and builds the endpoints over props. The caller
+// runs DeadLetters.Run and calls Close at the end.
+func Assemble(ctx context.Context, cfg Config, props collect.Properties, log *slog.Logger, reg prometheus.Registerer) (*Parts, error) {
+	trusted, err := ParseCIDRs(cfg.TrustedProxies)
+	if err != nil {
+		return nil, err
+	}
+	p := &Parts{Tracker: tracker.Load()}
+	ok := false
+	defer func() {
+		if !ok {
+			p.Close()
+		}
+	}()
+
+	if cfg.EnsureTopics {
+		err := retry(ctx, log, "create kafka topics", func() error {
+			return kafka.EnsureTopics(ctx, &cfg.Kafka,
+				kafka.Topic{Name: hit.TopicHits, Partitions: int32(cfg.Partitions), ReplicationFactor: int16(cfg.ReplicationFactor)},
+				kafka.Topic{Name: hit.TopicDeadLetter, Partitions: int32(cfg.Partitions), ReplicationFactor: int16(cfg.ReplicationFactor)})
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	kc := cfg.Kafka
+	if kc.ClientID == "" {
+		kc.ClientID = "collection"
+	}
+	var ap sarama.AsyncProducer
+	if err := retry(ctx, log, "connect the kafka producer", func() (err error) {
+		ap, err = sarama.NewAsyncProducer(kc.BrokerList(), kc.ProducerConfig())
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	p.Producer = queue.New(ap, queue.Options{MaxInFlight: cfg.MaxInFlight, Timeout: cfg.ProduceTimeout}, log, reg)
+	p.closers = append(p.closers, func() { p.Producer.Close() })
+
+	var sp sarama.SyncProducer
+	if err := retry(ctx, log, "connect the dead-letter producer", func() (err error) {
+		sp, err = sarama.NewSyncProducer(kc.BrokerList(), kc.ProducerConfig())
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	p.closers = append(p.closers, func() { sp.Close() })
+	p.DeadLetters = queue.NewDeadLetters(deadletter.New(sp, reg), cfg.DeadLetterBuffer, log, reg)
+
+	var geo *geoip.DB
+	if cfg.GeoIPDB != "" {
+		db, err := geoip.Open(cfg.GeoIPDB)
+		if err != nil {
+			return nil, err
+		}
+		geo = db
+		p.closers = append(p.closers, func() { db.Close() })
+	} else {
+		log.Warn("no -geoip-db: hits get no country (make geoip installs a database)")
+	}
+
+	p.Server = collect.New(collect.Config{
+		Properties:       props,
+		Queue:            p.Producer,
+		DeadLetters:      p.DeadLetters,
+		GeoIP:            geo,
+		Devices:          device.NewParser(50000),
+		TrustedProxies:   trusted,
+		CookielessSecret: cfg.cookielessSecret(),
+		Log:              log,
+		Registry:         reg,
+	})
+	ok = true
+	return p, nil
+}
+
+// retry calls fn until it succeeds or ctx ends, logging each failure: at
+// start the broker may still be coming up.
+func retry(ctx context.Context, log *slog.Logger, what string, fn func() error) error {
+	backoff := 250 * time.Millisecond
+	for {
+		err := fn()
+		if err == nil {
+			return nil
+		}
+		log.Warn(what+" failed; retrying", slog.Any("error", err), slog.Duration("in", backoff))
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w", what, err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
 }

@@ -1,0 +1,284 @@
+package collect
+
+import (
+	"math"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/acme/analytics/collection-svc/internal/device"
+	"github.com/acme/analytics/collection-svc/internal/parse"
+	"github.com/acme/analytics/pkg/hit"
+	"github.com/acme/analytics/pkg/rules"
+)
+
+// MaxQueueTime is how old a hit may be when it arrives. Processing keeps a
+// visitor's sessions open for late hits exactly this long (plus clock
+// skew), so it must not grow without processing's agreement.
+const MaxQueueTime = 4 * time.Hour
+
+// maxFutureSkew is how far in the future a Measurement API timestamp may
+// lie (a server's clock running ahead); such a hit is dated now.
+const maxFutureSkew = time.Minute
+
+// client is what the request tells about its sender, shared by every hit
+// of the request and computed once.
+type client struct {
+	ip        netip.Addr // full: in flight only, never stored
+	userAgent string
+	device    device.Info
+	country   string
+	received  time.Time
+}
+
+// Limits of single fields, in bytes (GA's, rounded up).
+var fieldLimits = []struct {
+	name string
+	get  func(*parse.Fields) string
+	max  int
+}{
+	{"cid", func(f *parse.Fields) string { return f.ClientID }, 256},
+	{"uid", func(f *parse.Fields) string { return f.UserID }, 256},
+	{"dl", func(f *parse.Fields) string { return f.Location }, 4096},
+	{"dh", func(f *parse.Fields) string { return f.Host }, 253},
+	{"dp", func(f *parse.Fields) string { return f.Path }, 4096},
+	{"dt", func(f *parse.Fields) string { return f.Title }, 1500},
+	{"dr", func(f *parse.Fields) string { return f.Referrer }, 4096},
+	{"ec", func(f *parse.Fields) string { return f.Category }, 150},
+	{"ea", func(f *parse.Fields) string { return f.Action }, 500},
+	{"el", func(f *parse.Fields) string { return f.Label }, 500},
+	{"sr", func(f *parse.Fields) string { return f.ScreenResolution }, 20},
+	{"ul", func(f *parse.Fields) string { return f.Language }, 35},
+	{"hid", func(f *parse.Fields) string { return f.EventID }, 128},
+}
+
+// build validates the fields of one hit for property p and returns the
+// enriched hit, ready to queue, with its ID set.
+func (s *Server) build(p *Property, f *parse.Fields, c *client, origin hit.Origin) (*hit.Hit, *parse.Error) {
+	malformed := func(field, format string, args ...any) (*hit.Hit, *parse.Error) {
+		return nil, parse.Errorf(parse.ReasonMalformed, field, format, args...)
+	}
+	if f.Version != "" && f.Version != "1" {
+		return malformed("v", "protocol version %q is not supported; send v=1", f.Version)
+	}
+	if f.TrackingID != "" && f.TrackingID != p.TrackingID {
+		return malformed("tid", "the hit is for %q but the request for %q; a batch is for one tracking ID", f.TrackingID, p.TrackingID)
+	}
+	t := hit.Type(f.Type)
+	if !t.Valid() {
+		if f.Type == "" {
+			return malformed("t", "the hit type is missing; send t=pageview, event, engagement, timing or exception")
+		}
+		return malformed("t", "unknown hit type %q; send pageview, event, engagement, timing or exception", f.Type)
+	}
+	for _, l := range fieldLimits {
+		v := l.get(f)
+		if len(v) > l.max {
+			return malformed(l.name, "is %d bytes long; the limit is %d", len(v), l.max)
+		}
+		if !utf8.ValidString(v) {
+			return malformed(l.name, "is not valid UTF-8")
+		}
+	}
+	for k, v := range f.Params {
+		if len(k) > 40 || len(v) > 1000 {
+			return malformed("ep."+k, "custom parameter names are limited to 40 bytes and values to 1000")
+		}
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return malformed("ep."+k, "is not valid UTF-8")
+		}
+	}
+
+	h := &hit.Hit{
+		TenantID:         p.TenantID,
+		PropertyID:       p.ID,
+		TrackingID:       p.TrackingID,
+		ClientID:         f.ClientID,
+		UserID:           f.UserID,
+		Type:             t,
+		Origin:           origin,
+		ReceivedAt:       c.received,
+		URL:              f.Location,
+		Title:            f.Title,
+		Referrer:         f.Referrer,
+		Category:         f.Category,
+		Action:           f.Action,
+		Label:            f.Label,
+		ScreenResolution: f.ScreenResolution,
+		Language:         f.Language,
+		UserAgent:        c.userAgent,
+		Browser:          c.device.Browser,
+		OS:               c.device.OS,
+		DeviceCategory:   c.device.Category,
+		Country:          c.country,
+		Bot:              c.device.Bot,
+		BotName:          c.device.BotName,
+	}
+	if len(f.Params) > 0 {
+		h.Params = make(map[string]string, len(f.Params)+1)
+		for k, v := range f.Params {
+			h.Params[k] = v
+		}
+	}
+
+	// When it happened.
+	h.Time = c.received
+	switch {
+	case f.TimestampMicros != "":
+		us, err := strconv.ParseInt(f.TimestampMicros, 10, 64)
+		if err != nil || us <= 0 {
+			return malformed("timestamp_micros", "must be a Unix time in microseconds")
+		}
+		at := time.UnixMicro(us)
+		switch {
+		case c.received.Sub(at) > MaxQueueTime:
+			return nil, parse.Errorf(parse.ReasonTooOld, "timestamp_micros", "the event is %s old; hits are accepted up to %s after they happened", c.received.Sub(at).Round(time.Second), MaxQueueTime)
+		case at.Sub(c.received) > maxFutureSkew:
+			return malformed("timestamp_micros", "lies %s in the future; check the sender's clock", at.Sub(c.received).Round(time.Second))
+		case at.Before(c.received):
+			h.Time = at
+		}
+	case f.QueueTime != "":
+		qt, err := strconv.ParseInt(f.QueueTime, 10, 64)
+		if err != nil || qt < 0 {
+			return malformed("qt", "queue time must be a whole number of milliseconds, 0 or more")
+		}
+		if qt > MaxQueueTime.Milliseconds() {
+			return nil, parse.Errorf(parse.ReasonTooOld, "qt", "the hit is %s old; hits are accepted up to %s after they happened", time.Duration(qt)*time.Millisecond, MaxQueueTime)
+		}
+		h.Time = c.received.Add(-time.Duration(qt) * time.Millisecond)
+	}
+
+	// The page: dh and dp override what dl says.
+	host, path := f.Host, f.Path
+	if f.Location != "" {
+		u, err := url.Parse(f.Location)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return malformed("dl", "the document location must be an absolute http(s) URL")
+		}
+		if host == "" {
+			host = u.Host
+		}
+		if path == "" {
+			path = u.EscapedPath()
+			if path == "" {
+				path = "/"
+			}
+			if u.RawQuery != "" {
+				path += "?" + u.RawQuery
+			}
+		}
+	}
+	if host != "" {
+		host = rules.NormalizeHost(host)
+		if rules.ValidHost(host) != "" {
+			return malformed("dh", "%q is not a valid host name", host)
+		}
+	}
+	if path != "" && path[0] != '/' {
+		return malformed("dp", "the document path must start with /")
+	}
+	h.Hostname, h.Path = host, path
+	if host != "" && p.Rules != nil && foreignHost(p.Rules, host) {
+		return nil, parse.Errorf(parse.ReasonForeignHost, "dh", "%q is not one of the property's hostnames (%s) nor a subdomain of one", host, strings.Join(p.Rules.Hostnames(), ", "))
+	}
+
+	switch t {
+	case hit.TypePageview:
+		if path == "" {
+			return malformed("dl", "a pageview needs the document location (dl) or path (dp)")
+		}
+	case hit.TypeEvent:
+		if f.Action == "" {
+			return malformed("ea", "an event needs an action (ea)")
+		}
+	case hit.TypeEngagement:
+		if f.EngagementTime == "" {
+			return malformed("et", "an engagement ping needs the engagement time in milliseconds (et)")
+		}
+	}
+	if f.Value != "" {
+		v, err := strconv.ParseFloat(f.Value, 64)
+		if err != nil || math.IsNaN(v) || math.IsInf(v, 0) || math.Abs(v) > 1e15 {
+			return malformed("ev", "the event value must be a number")
+		}
+		h.Value, h.HasValue = v, true
+	}
+	switch f.NonInteraction {
+	case "", "0":
+	case "1":
+		if h.Params == nil {
+			h.Params = make(map[string]string, 1)
+		}
+		h.Params["non_interaction"] = "1"
+	default:
+		return malformed("ni", "send ni=1 for a non-interaction event, or leave it out")
+	}
+	if f.EngagementTime != "" {
+		et, err := strconv.ParseInt(f.EngagementTime, 10, 64)
+		if err != nil || et < 0 || et > (24*time.Hour).Milliseconds() {
+			return malformed("et", "engagement time must be a whole number of milliseconds between 0 and one day")
+		}
+		h.EngagementMS = et
+	}
+	if sr := f.ScreenResolution; sr != "" && !validResolution(sr) {
+		return malformed("sr", "screen resolution must look like 1920x1080")
+	}
+
+	// The visitor.
+	if h.ClientID == "" {
+		if !p.Cookieless {
+			return malformed("cid", "the client ID is missing (or enable cookieless mode for the property)")
+		}
+		h.ClientID = s.cookieless.visitorID(p.ID, c.ip, c.userAgent, c.received)
+		h.Cookieless = true
+	}
+
+	// The IP: rules see the full address in flight; only the truncated
+	// address leaves the service.
+	if p.Rules != nil {
+		if id, ok := p.Rules.MatchIP(c.ip); ok {
+			h.IPExcludedBy = id
+		}
+		h.RuleVersion = p.Rules.Version()
+		if a, ok := p.Rules.IPAnonymization().Apply(c.ip); ok {
+			h.IP = a.String()
+		}
+	} else if a, ok := rules.AnonymizeStrict.Apply(c.ip); ok {
+		h.IP = a.String()
+	}
+
+	h.ID = h.DeriveID(f.EventID)
+	return h, nil
+}
+
+// foreignHost applies exactly the host rule processing applies
+// (rules.Compiled.Exclusion with reason foreign_host): with hostnames
+// configured, a host that is none of them nor a subdomain of one.
+func foreignHost(c *rules.Compiled, host string) bool {
+	if len(c.Hostnames()) == 0 {
+		return false
+	}
+	reason, excluded := c.Exclusion(&hit.Hit{Hostname: host})
+	return excluded && reason == rules.ReasonForeignHost
+}
+
+func validResolution(s string) bool {
+	w, h, ok := strings.Cut(s, "x")
+	return ok && digits(w) && digits(h)
+}
+
+func digits(s string) bool {
+	if s == "" || len(s) > 6 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}

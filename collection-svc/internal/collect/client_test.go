@@ -1,0 +1,66 @@
+package collect
+
+import (
+	"net/http/httptest"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+func TestClientIP(t *testing.T) {
+	trusted := []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("10.0.0.0/8")}
+	tests := []struct {
+		name, peer string
+		xff        []string
+		want       string
+	}{
+		{"direct client", "198.51.100.1:5000", nil, "198.51.100.1"},
+		{"untrusted peer's header ignored", "198.51.100.1:5000", []string{"203.0.113.9"}, "198.51.100.1"},
+		{"gateway appends the client", "127.0.0.1:5000", []string{"203.0.113.9"}, "203.0.113.9"},
+		{"client-written entries left of it are ignored", "127.0.0.1:5000", []string{"1.2.3.4, 203.0.113.9"}, "203.0.113.9"},
+		{"a chain of trusted proxies", "127.0.0.1:5000", []string{"203.0.113.9, 10.1.2.3"}, "203.0.113.9"},
+		{"several header lines", "127.0.0.1:5000", []string{"1.2.3.4", "203.0.113.9"}, "203.0.113.9"},
+		{"ipv6 with port in the header", "127.0.0.1:5000", []string{"[2001:db8::1]:443"}, "2001:db8::1"},
+		{"garbage stops the walk", "127.0.0.1:5000", []string{"203.0.113.9, junk, 10.0.0.2"}, "10.0.0.2"},
+		{"only trusted entries", "127.0.0.1:5000", []string{"10.0.0.2"}, "10.0.0.2"},
+		{"no header from a proxy", "127.0.0.1:5000", nil, "127.0.0.1"},
+		{"mapped peer", "[::ffff:198.51.100.1]:5000", nil, "198.51.100.1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "/collect", nil)
+			r.RemoteAddr = tt.peer
+			for _, v := range tt.xff {
+				r.Header.Add("X-Forwarded-For", v)
+			}
+			if got := ClientIP(r, trusted).String(); got != tt.want {
+				t.Fatalf("ClientIP = %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestCookielessIDsRotateDaily(t *testing.T) {
+	c := newCookieless([]byte("secret"))
+	ip := netip.MustParseAddr("203.0.113.9")
+	day := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	a := c.visitorID("p", ip, "ua", day)
+	tests := []struct {
+		name     string
+		got      string
+		wantSame bool
+	}{
+		{"same day, same visitor", c.visitorID("p", ip, "ua", day.Add(13*time.Hour)), true},
+		{"another instance, same secret", newCookieless([]byte("secret")).visitorID("p", ip, "ua", day), true},
+		{"next day", c.visitorID("p", ip, "ua", day.Add(14*time.Hour)), false},
+		{"other property", c.visitorID("q", ip, "ua", day), false},
+		{"other user agent", c.visitorID("p", ip, "ua2", day), false},
+		{"other IP", c.visitorID("p", netip.MustParseAddr("203.0.113.10"), "ua", day), false},
+		{"other secret", newCookieless([]byte("other")).visitorID("p", ip, "ua", day), false},
+	}
+	for _, tt := range tests {
+		if (tt.got == a) != tt.wantSame {
+			t.Errorf("%s: %s vs %s, want same=%v", tt.name, tt.got, a, tt.wantSame)
+		}
+	}
+}

@@ -1,0 +1,540 @@
+// Package collect is the HTTP edge of collection: it accepts hits from
+// browsers (GET /collect, the pixel; POST /collect, JSON batches) and
+// servers (POST /mp/collect, the Measurement API), validates them against
+// the property they are for, enriches them (receive time, country, device,
+// bot flag, truncated IP, cookieless visitor ID) and answers only once the
+// queue has them durably. Rejected hits go to the dead-letter topic with
+// their reason. /debug/collect and /debug/mp/collect answer what would
+// happen to a hit without storing anything.
+package collect
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/acme/analytics/collection-svc/internal/device"
+	"github.com/acme/analytics/collection-svc/internal/geoip"
+	"github.com/acme/analytics/collection-svc/internal/parse"
+	"github.com/acme/analytics/pkg/hit"
+	"github.com/acme/analytics/pkg/httpserver"
+	"github.com/acme/analytics/pkg/rules"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Property is what collection needs to know about a property.
+type Property struct {
+	ID         string
+	TenantID   string
+	TrackingID string
+	// Cookieless: derive a visitor ID when a hit has no client ID.
+	Cookieless bool
+	// Shards is the property's processing shard count (hit.Key).
+	Shards int
+	// Rules are the property's current compiled rules (hostnames, IP
+	// exclusions, IP anonymization); nil means none, with strict
+	// anonymization.
+	Rules *rules.Compiled
+	// VerifySecret reports whether secret is one of the property's
+	// Measurement API secrets; nil accepts none.
+	VerifySecret func(secret string) bool
+}
+
+// ErrUnknownTrackingID is returned by Properties for a tracking ID that
+// belongs to no property.
+var ErrUnknownTrackingID = errors.New("unknown tracking ID")
+
+// Properties looks properties up by tracking ID. Any error other than
+// ErrUnknownTrackingID means the answer is not known now (the
+// configuration service is unreachable and nothing is cached), and the
+// client is told to retry.
+type Properties interface {
+	ByTrackingID(ctx context.Context, trackingID string) (*Property, error)
+}
+
+// Queue stores messages durably.
+type Queue interface {
+	// Send returns nil once the broker has acknowledged every message, or
+	// an error when it cannot say so within its time limit; the client is
+	// then told to retry (a re-sent hit has the same ID and is counted
+	// once).
+	Send(ctx context.Context, msgs []*sarama.ProducerMessage) error
+}
+
+// DeadLetters keeps rejected hits with their reason.
+type DeadLetters interface {
+	Add(dl hit.DeadLetter)
+}
+
+// Config is what a Server is built from.
+type Config struct {
+	Properties     Properties
+	Queue          Queue
+	DeadLetters    DeadLetters
+	GeoIP          *geoip.DB // nil: no country
+	Devices        *device.Parser
+	TrustedProxies []netip.Prefix
+	// CookielessSecret seeds the daily salt of cookieless visitor IDs; it
+	// must be the same on every instance.
+	CookielessSecret []byte
+	Log              *slog.Logger
+	Registry         prometheus.Registerer
+	// Now returns the current time (tests fix it); nil is time.Now.
+	Now func() time.Time
+}
+
+// Server serves the collection endpoints.
+type Server struct {
+	cfg        Config
+	now        func() time.Time
+	cookieless *cookieless
+	accepted   *prometheus.CounterVec
+	rejected   *prometheus.CounterVec
+}
+
+// New returns a Server for cfg, registering its metrics on cfg.Registry.
+func New(cfg Config) *Server {
+	s := &Server{
+		cfg:        cfg,
+		now:        cfg.Now,
+		cookieless: newCookieless(cfg.CookielessSecret),
+		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "collection_hits_accepted_total",
+			Help: "Hits the broker acknowledged, by origin (browser, mp).",
+		}, []string{"origin"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "collection_hits_rejected_total",
+			Help: "Hits (or whole requests) rejected and sent to the dead-letter topic, by reason and origin.",
+		}, []string{"reason", "origin"}),
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if cfg.Devices == nil {
+		s.cfg.Devices = device.NewParser(10000)
+	}
+	cfg.Registry.MustRegister(s.accepted, s.rejected)
+	return s
+}
+
+// Register mounts the endpoints on mux.
+func (s *Server) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /collect", s.pixel)
+	mux.HandleFunc("POST /collect", s.batch)
+	mux.HandleFunc("OPTIONS /collect", preflight)
+	mux.HandleFunc("POST /mp/collect", s.measurement)
+	mux.HandleFunc("GET /debug/collect", s.debugPixel)
+	mux.HandleFunc("POST /debug/collect", s.debugBatch)
+	mux.HandleFunc("OPTIONS /debug/collect", preflight)
+	mux.HandleFunc("POST /debug/mp/collect", s.debugMeasurement)
+}
+
+// Hits from browsers may come from any site (the merchants' pages).
+// Nothing is sent with credentials, so a wildcard origin is enough.
+func cors(w http.ResponseWriter) {
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+}
+
+func preflight(w http.ResponseWriter, r *http.Request) {
+	cors(w)
+	w.Header().Set("Access-Control-Allow-Methods", "GET, POST")
+	w.Header().Set("Access-Control-Allow-Headers", "Content-Type")
+	w.Header().Set("Access-Control-Max-Age", "86400")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// transparentGIF is the 1x1 pixel answered to GET /collect.
+var transparentGIF = []byte("GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
+
+// outcome is what became of one request.
+type outcome struct {
+	hits     []*hit.Hit     // accepted hits, in order (nil entries for rejected ones)
+	rejected []*parse.Error // per item, nil when accepted
+	// err rejects the whole request: a *parse.Error, or errUnavailable.
+	err      error
+	accepted int
+}
+
+// errUnavailable means the hits could not be stored now; retry.
+var errUnavailable = errors.New("hits cannot be stored right now; retry later")
+
+// firstRejection returns the first per-hit rejection.
+func (o *outcome) firstRejection() *parse.Error {
+	for _, e := range o.rejected {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+// input is one request's hits as parsed, with how to describe a rejected
+// one in a dead letter.
+type input struct {
+	trackingID string
+	items      []parse.Item
+	origin     hit.Origin
+	// secret is the Measurement API secret (checked when origin is mp).
+	secret string
+	// payload returns what the client sent for item i, for a dead letter.
+	payload func(i int) string
+}
+
+// handle runs one request: look up the property, build every hit, queue
+// the accepted ones, dead-letter the rejected ones (unless dryRun).
+func (s *Server) handle(ctx context.Context, r *http.Request, in input, received time.Time, dryRun bool) outcome {
+	var out outcome
+	reject := func(e *parse.Error, payload string) {
+		if dryRun {
+			return
+		}
+		s.rejected.WithLabelValues(e.Reason, string(in.origin)).Inc()
+		s.cfg.DeadLetters.Add(hit.DeadLetter{
+			Reason: e.Reason, Detail: e.Error(), Stage: "collection",
+			TrackingID: in.trackingID, ReceivedAt: received, Payload: parse.Truncate(payload),
+		})
+	}
+	allPayloads := func() string {
+		var b bytes.Buffer
+		for i := range in.items {
+			if i > 0 {
+				b.WriteByte('\n')
+			}
+			b.WriteString(in.payload(i))
+		}
+		return b.String()
+	}
+
+	prop, perr := s.property(ctx, in.trackingID, in.origin)
+	if perr != nil {
+		if errors.Is(perr, errUnavailable) {
+			out.err = perr
+			return out
+		}
+		e := perr.(*parse.Error)
+		reject(e, allPayloads())
+		out.err = e
+		return out
+	}
+	if in.origin == hit.OriginMeasurement && (prop.VerifySecret == nil || !prop.VerifySecret(in.secret)) {
+		e := parse.Errorf(parse.ReasonBadSecret, "api_secret", "the API secret is missing, wrong or revoked; create one in the property's settings")
+		reject(e, allPayloads())
+		out.err = e
+		return out
+	}
+
+	c := client{
+		ip:        ClientIP(r, s.cfg.TrustedProxies),
+		userAgent: r.UserAgent(),
+		received:  received,
+	}
+	if len(c.userAgent) > 1024 {
+		c.userAgent = c.userAgent[:1024]
+	}
+	c.device = s.cfg.Devices.Parse(c.userAgent)
+	c.country = s.cfg.GeoIP.Country(c.ip)
+
+	out.hits = make([]*hit.Hit, len(in.items))
+	out.rejected = make([]*parse.Error, len(in.items))
+	var msgs []*sarama.ProducerMessage
+	if !dryRun {
+		msgs = make([]*sarama.ProducerMessage, 0, len(in.items))
+	}
+	for i := range in.items {
+		it := &in.items[i]
+		if it.Err != nil {
+			out.rejected[i] = it.Err
+			reject(it.Err, in.payload(i))
+			continue
+		}
+		h, e := s.build(prop, &it.Fields, &c, in.origin)
+		if e != nil {
+			out.rejected[i] = e
+			reject(e, in.payload(i))
+			continue
+		}
+		out.hits[i] = h
+		out.accepted++
+		if dryRun {
+			continue
+		}
+		b, err := hit.Marshal(h)
+		if err != nil {
+			// A hit is plain strings and numbers; this cannot happen.
+			e := parse.Errorf(parse.ReasonMalformed, "", "the hit cannot be encoded: %v", err)
+			out.rejected[i], out.hits[i] = e, nil
+			out.accepted--
+			reject(e, in.payload(i))
+			continue
+		}
+		msgs = append(msgs, &sarama.ProducerMessage{
+			Topic:     hit.TopicHits,
+			Key:       sarama.ByteEncoder(h.Key(prop.Shards)),
+			Value:     sarama.ByteEncoder(b),
+			Timestamp: received,
+		})
+	}
+	if len(msgs) > 0 {
+		if err := s.cfg.Queue.Send(ctx, msgs); err != nil {
+			s.cfg.Log.LogAttrs(ctx, slog.LevelDebug, "hits not queued", slog.Int("hits", len(msgs)), slog.Any("error", err))
+			out.err = errUnavailable
+			return out
+		}
+		s.accepted.WithLabelValues(string(in.origin)).Add(float64(len(msgs)))
+	}
+	return out
+}
+
+// property looks up a tracking ID; the error is a *parse.Error to reject
+// with, or errUnavailable.
+func (s *Server) property(ctx context.Context, tid string, origin hit.Origin) (*Property, error) {
+	field := "tid"
+	if origin == hit.OriginMeasurement {
+		field = "tracking_id"
+	}
+	if tid == "" {
+		return nil, parse.Errorf(parse.ReasonMalformed, field, "the tracking ID is missing; send %s=AT-XXXXXXXXXX", field)
+	}
+	if !validTrackingID(tid) {
+		return nil, parse.Errorf(parse.ReasonUnknownTrackingID, field, "%.40q is not a tracking ID (they look like AT-XXXXXXXXXX)", tid)
+	}
+	p, err := s.cfg.Properties.ByTrackingID(ctx, tid)
+	switch {
+	case errors.Is(err, ErrUnknownTrackingID):
+		return nil, parse.Errorf(parse.ReasonUnknownTrackingID, field, "no property has the tracking ID %s", tid)
+	case err != nil:
+		s.cfg.Log.LogAttrs(ctx, slog.LevelDebug, "property lookup failed", slog.String("tracking_id", tid), slog.Any("error", err))
+		return nil, errUnavailable
+	}
+	return p, nil
+}
+
+// validTrackingID is configclient.ValidTrackingID's check, kept here so a
+// malformed ID is refused before any lookup: AT- and ten characters of
+// the tracking ID alphabet.
+func validTrackingID(s string) bool {
+	const alphabet = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+	if len(s) != 13 || s[:3] != "AT-" {
+		return false
+	}
+	for i := 3; i < len(s); i++ {
+		if !bytes.Contains([]byte(alphabet), []byte{s[i]}) {
+			return false
+		}
+	}
+	return true
+}
+
+// GET /collect: the pixel. It always answers an image, so that an <img>
+// never shows as broken; a rejection is named in X-Collect-Error, and a
+// storage failure answers 503 (with the image) so that a client able to
+// retry does.
+func (s *Server) pixel(w http.ResponseWriter, r *http.Request) {
+	received := s.now()
+	q := r.URL.RawQuery
+	in := input{origin: hit.OriginBrowser, payload: func(int) string { return q }}
+	f, err := parse.Query(q)
+	in.trackingID = f.TrackingID
+	var item parse.Item
+	item.Fields = f
+	if err != nil {
+		item.Err = err.(*parse.Error)
+		if in.trackingID == "" {
+			in.trackingID = r.URL.Query().Get("tid")
+		}
+	}
+	in.items = []parse.Item{item}
+	out := s.handle(r.Context(), r, in, received, false)
+	h := w.Header()
+	h.Set("Content-Type", "image/gif")
+	h.Set("Cache-Control", "no-store")
+	cors(w)
+	status := http.StatusOK
+	switch {
+	case errors.Is(out.err, errUnavailable):
+		status = http.StatusServiceUnavailable
+		h.Set("Retry-After", "1")
+	case out.err != nil:
+		h.Set("X-Collect-Error", out.err.(*parse.Error).Reason)
+	case out.firstRejection() != nil:
+		h.Set("X-Collect-Error", out.firstRejection().Reason)
+	}
+	w.WriteHeader(status)
+	w.Write(transparentGIF)
+}
+
+// POST /collect?tid=...: a JSON batch.
+func (s *Server) batch(w http.ResponseWriter, r *http.Request) {
+	received := s.now()
+	in, buf, perr := s.readBatch(r, parse.Batch)
+	defer putBuffer(buf)
+	cors(w)
+	if perr != nil {
+		s.requestRejected(w, in, perr, received, buf)
+		return
+	}
+	s.respond(w, s.handle(r.Context(), r, in, received, false))
+}
+
+// POST /mp/collect?tracking_id=...&api_secret=...: the Measurement API.
+func (s *Server) measurement(w http.ResponseWriter, r *http.Request) {
+	received := s.now()
+	in, buf, perr := s.readBatch(r, parse.Measurement)
+	defer putBuffer(buf)
+	if perr != nil {
+		s.requestRejected(w, in, perr, received, buf)
+		return
+	}
+	s.respond(w, s.handle(r.Context(), r, in, received, false))
+}
+
+// readBatch reads and parses a POST body. The body stays in buf (pooled)
+// for a dead letter.
+func (s *Server) readBatch(r *http.Request, parseBody func([]byte) ([]parse.Item, error)) (input, *bytes.Buffer, *parse.Error) {
+	in := input{origin: hit.OriginBrowser}
+	q := r.URL.Query()
+	in.trackingID = q.Get("tid")
+	if r.URL.Path == "/mp/collect" || r.URL.Path == "/debug/mp/collect" {
+		in.origin = hit.OriginMeasurement
+		in.trackingID = q.Get("tracking_id")
+		in.secret = q.Get("api_secret")
+	}
+	buf := getBuffer()
+	if r.ContentLength > parse.MaxBatchBytes {
+		return in, buf, parse.Errorf(parse.ReasonTooLarge, "", "the body is %d bytes; the limit is %d", r.ContentLength, parse.MaxBatchBytes)
+	}
+	n, err := buf.ReadFrom(io.LimitReader(r.Body, parse.MaxBatchBytes+1))
+	if err != nil {
+		return in, buf, parse.Errorf(parse.ReasonMalformed, "", "the body could not be read: %v", err)
+	}
+	if n > parse.MaxBatchBytes {
+		return in, buf, parse.Errorf(parse.ReasonTooLarge, "", "the body is over the limit of %d bytes", parse.MaxBatchBytes)
+	}
+	items, err := parseBody(buf.Bytes())
+	if err != nil {
+		return in, buf, err.(*parse.Error)
+	}
+	in.items = items
+	in.payload = func(i int) string {
+		if items[i].Raw != "" {
+			return items[i].Raw
+		}
+		return fieldsPayload(&items[i].Fields)
+	}
+	return in, buf, nil
+}
+
+// requestRejected answers and dead-letters a request rejected as a whole
+// before its hits could be read.
+func (s *Server) requestRejected(w http.ResponseWriter, in input, e *parse.Error, received time.Time, body *bytes.Buffer) {
+	s.rejected.WithLabelValues(e.Reason, string(in.origin)).Inc()
+	s.cfg.DeadLetters.Add(hit.DeadLetter{
+		Reason: e.Reason, Detail: e.Error(), Stage: "collection",
+		TrackingID: in.trackingID, ReceivedAt: received, Payload: parse.Truncate(body.String()),
+	})
+	writeRejection(w, e)
+}
+
+func statusOf(e *parse.Error) int {
+	switch e.Reason {
+	case parse.ReasonTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case parse.ReasonBadSecret:
+		return http.StatusForbidden
+	}
+	return http.StatusBadRequest
+}
+
+func writeRejection(w http.ResponseWriter, e *parse.Error) {
+	httpserver.WriteFieldError(w, statusOf(e), e.Reason, e.Field, e.Message)
+}
+
+// rejection is one rejected hit of a batch in a response.
+type rejection struct {
+	Index   int    `json:"index"`
+	Code    string `json:"code"`
+	Field   string `json:"field,omitempty"`
+	Message string `json:"message"`
+}
+
+// batchError is the answer to a batch with rejected hits: the shared
+// error shape (naming the first rejection), the number of hits stored and
+// every rejection.
+type batchError struct {
+	httpserver.ErrorBody
+	Accepted int         `json:"accepted"`
+	Rejected []rejection `json:"rejected"`
+}
+
+// respond answers a POST: 204 when every hit was stored; 503 when they
+// could not be; otherwise the status of the first rejection (400, or 413
+// for a hit too large) with every rejection listed; the hits that were
+// valid are stored all the same.
+func (s *Server) respond(w http.ResponseWriter, out outcome) {
+	switch {
+	case errors.Is(out.err, errUnavailable):
+		w.Header().Set("Retry-After", "1")
+		httpserver.WriteError(w, http.StatusServiceUnavailable, "unavailable", out.err.Error())
+		return
+	case out.err != nil:
+		writeRejection(w, out.err.(*parse.Error))
+		return
+	}
+	first := out.firstRejection()
+	if first == nil {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	body := batchError{Accepted: out.accepted}
+	body.Error = httpserver.ErrorDetail{Code: first.Reason, Field: first.Field, Message: first.Message}
+	for i, e := range out.rejected {
+		if e != nil {
+			body.Rejected = append(body.Rejected, rejection{Index: i, Code: e.Reason, Field: e.Field, Message: e.Message})
+		}
+	}
+	httpserver.WriteJSON(w, statusOf(first), body)
+}
+
+// fieldsPayload re-encodes parsed fields with their parameter names, for
+// a dead letter of a hit that was read but failed validation.
+func fieldsPayload(f *parse.Fields) string {
+	m := map[string]any{}
+	for _, kv := range []struct{ k, v string }{
+		{"v", f.Version}, {"tid", f.TrackingID}, {"cid", f.ClientID}, {"uid", f.UserID}, {"t", f.Type},
+		{"dl", f.Location}, {"dh", f.Host}, {"dp", f.Path}, {"dt", f.Title}, {"dr", f.Referrer},
+		{"ec", f.Category}, {"ea", f.Action}, {"el", f.Label}, {"ev", f.Value}, {"ni", f.NonInteraction},
+		{"et", f.EngagementTime}, {"sr", f.ScreenResolution}, {"ul", f.Language}, {"hid", f.EventID},
+		{"qt", f.QueueTime}, {"timestamp_micros", f.TimestampMicros},
+	} {
+		if kv.v != "" {
+			m[kv.k] = kv.v
+		}
+	}
+	if len(f.Params) > 0 {
+		m["ep"] = f.Params
+	}
+	b, _ := json.Marshal(m)
+	return string(b)
+}
+
+var buffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func getBuffer() *bytes.Buffer {
+	b := buffers.Get().(*bytes.Buffer)
+	b.Reset()
+	return b
+}
+
+func putBuffer(b *bytes.Buffer) {
+	if b.Cap() <= parse.MaxBatchBytes*2 {
+		buffers.Put(b)
+	}
+}

@@ -1,0 +1,62 @@
+package collect
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/acme/analytics/collection-svc/internal/device"
+	"github.com/acme/analytics/collection-svc/internal/parse"
+	"github.com/acme/analytics/pkg/hit"
+	"github.com/acme/analytics/pkg/rules"
+)
+
+// FuzzParseBatchAndBuild runs whatever the JSON parser accepts through the
+// whole validation: an accepted hit must be one that processing can decode
+// and that carries no full IP.
+func FuzzParseBatchAndBuild(f *testing.F) {
+	for _, s := range []string{
+		`{"hits":[{"v":1,"cid":"c","t":"pageview","dl":"https://shop.example/a?b=c","hid":"h"}]}`,
+		`{"hits":[{"cid":"c","t":"event","ea":"x","ev":"1e300","ni":"1","dh":"SHOP.example:443","dp":"/x"}]}`,
+		`{"hits":[{"t":"engagement","et":5,"qt":100,"dl":"http://[::1]/"}]}`,
+		`{"hits":[{"cid":"c","t":"timing","dl":"https://shop.example/%zz"}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	r, err := rules.Compile(rules.Defaults(), 1, []string{"shop.example"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	s := &Server{cookieless: newCookieless([]byte("k")), now: time.Now}
+	p := &Property{ID: "p", TenantID: "t", TrackingID: "AT-SHPSHPSHP2", Cookieless: true, Shards: 3, Rules: r}
+	c := &client{ip: netip.MustParseAddr("203.0.113.77"), userAgent: "ua", device: device.Info{Category: "desktop"}, received: time.Now()}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		items, err := parse.Batch(body)
+		if err != nil {
+			return
+		}
+		for _, it := range items {
+			if it.Err != nil {
+				continue
+			}
+			h, e := s.build(p, &it.Fields, c, hit.OriginBrowser)
+			if e != nil {
+				if e.Reason == "" || e.Message == "" {
+					t.Fatalf("rejection without reason or message: %+v", e)
+				}
+				continue
+			}
+			b, err := hit.Marshal(h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			back, err := hit.Unmarshal(b)
+			if err != nil {
+				t.Fatalf("processing cannot decode an accepted hit: %v\n%s", err, b)
+			}
+			if back.ID != h.ID || h.IP != "203.0.113.0" || back.Time.After(c.received) {
+				t.Fatalf("accepted hit %s", b)
+			}
+		}
+	})
+}

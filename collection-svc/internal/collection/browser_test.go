@@ -1,0 +1,168 @@
+package collection
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/acme/analytics/pkg/hit"
+	"github.com/chromedp/chromedp"
+)
+
+const chromiumPath = "/usr/bin/chromium"
+
+// ensureChromium returns when Debian's chromium is installed, installing
+// it when missing. Outside CI a machine that cannot install it skips the
+// test; under CI (CI=true) it fails.
+func ensureChromium(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err == nil {
+		return
+	}
+	if _, err := exec.LookPath("apt-get"); err == nil {
+		install := exec.Command("apt-get", "install", "-y", "-qq", "chromium")
+		install.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		if out, err := install.CombinedOutput(); err != nil {
+			t.Logf("apt-get install chromium: %v\n%s", err, out)
+			update := exec.Command("apt-get", "update", "-qq")
+			if out, err := update.CombinedOutput(); err != nil {
+				t.Logf("apt-get update: %v\n%s", err, out)
+			}
+			install = exec.Command("apt-get", "install", "-y", "-qq", "chromium")
+			install.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+			if out, err := install.CombinedOutput(); err != nil {
+				t.Logf("apt-get install chromium: %v\n%s", err, out)
+			}
+		}
+	}
+	if _, err := os.Stat(chromiumPath); err == nil {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s is missing and could not be installed; CI must run the browser test (apt-get install chromium)", chromiumPath)
+	}
+	t.Skipf("%s is missing and could not be installed (apt-get install chromium); the tracker's browser test needs it and always runs under CI=true", chromiumPath)
+}
+
+// TestTrackerInHeadlessChromium loads a page with the snippet in a real
+// browser and checks the hits the tracker produces in the broker: the
+// pageview on load, a queued custom event, an SPA navigation, an event
+// through the API, an outbound click and the engagement ping when the page
+// is left.
+func TestTrackerInHeadlessChromium(t *testing.T) {
+	ensureChromium(t)
+	e := newEnv(t, envOptions{})
+	hits := e.read(hit.TopicHits)
+
+	page := http.NewServeMux()
+	var pageURL, otherURL string
+	page.HandleFunc("GET /", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, `<!doctype html><html><head><title>Home</title>
+<script>window.at=window.at||function(){(at.q=at.q||[]).push(arguments)};at('event','video','play','intro',3);</script>
+<script async src="%s/tracker.js" data-tid="%s"></script>
+</head><body><a id="out" href="%s/elsewhere">elsewhere</a></body></html>`, e.url, tidBrowser, otherURL)
+	})
+	page.HandleFunc("GET /elsewhere", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "<!doctype html><title>Elsewhere</title>")
+	})
+	pageSrv := httptest.NewServer(page)
+	defer pageSrv.Close()
+	// The same server under two host names: localhost is the property's
+	// site, 127.0.0.1 another site (for the outbound link).
+	pageURL = strings.Replace(pageSrv.URL, "127.0.0.1", "localhost", 1)
+	otherURL = pageSrv.URL
+
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromiumPath),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserAgent(linuxChromeUA),
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
+	defer cancelTimeout()
+
+	byType := func(typ hit.Type, match func(*hit.Hit) bool) func(*sarama.ConsumerMessage) bool {
+		return func(m *sarama.ConsumerMessage) bool {
+			h, err := hit.Unmarshal(m.Value)
+			return err == nil && h.TrackingID == tidBrowser && h.Type == typ && match(h)
+		}
+	}
+	wait := func(what string, typ hit.Type, match func(*hit.Hit) bool) *hit.Hit {
+		t.Helper()
+		t.Logf("waiting for %s", what)
+		return hitsOf(t, hits.waitFor(t, 1, byType(typ, match)))[0]
+	}
+
+	if err := chromedp.Do(ctx, chromedp.Navigate(pageURL+"/")); err != nil {
+		t.Fatalf("load the page: %v", err)
+	}
+	load := wait("the pageview on load", hit.TypePageview, func(h *hit.Hit) bool { return h.Path == "/" })
+	queued := wait("the event queued before load", hit.TypeEvent, func(h *hit.Hit) bool { return h.Action == "play" })
+
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`history.pushState({}, '', '/spa/next?x=1'), true`)); err != nil {
+		t.Fatal(err)
+	}
+	spa := wait("the SPA pageview", hit.TypePageview, func(h *hit.Hit) bool { return h.Path == "/spa/next?x=1" })
+
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`at('event', {category: 'cta', action: 'buy', label: 'hero', value: 5, nonInteraction: true}), true`)); err != nil {
+		t.Fatal(err)
+	}
+	api := wait("the API event", hit.TypeEvent, func(h *hit.Hit) bool { return h.Action == "buy" })
+
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#out"))); err != nil {
+		t.Fatal(err)
+	}
+	outbound := wait("the outbound click", hit.TypeEvent, func(h *hit.Hit) bool { return h.Category == "outbound" })
+	ping := wait("the engagement ping of the SPA page", hit.TypeEngagement, func(h *hit.Hit) bool { return h.Path == "/spa/next?x=1" })
+
+	checks := []struct {
+		what      string
+		got, want string
+	}{
+		{"load: title", load.Title, "Home"},
+		{"load: host", load.Hostname, "localhost"},
+		{"load: device", load.Browser + "/" + load.OS + "/" + load.DeviceCategory, "Chrome/Linux/desktop"},
+		{"load: bot", fmt.Sprint(load.Bot), "false"},
+		{"load: ip truncated", load.IP, "127.0.0.0"},
+		{"queued event", queued.Category + "/" + queued.Action + "/" + queued.Label + "/" + fmt.Sprint(queued.Value), "video/play/intro/3"},
+		{"spa: referrer is the previous page", spa.Referrer, pageURL + "/"},
+		{"api event", api.Category + "/" + api.Action + "/" + api.Label + "/" + fmt.Sprint(api.Value), "cta/buy/hero/5"},
+		{"api event: non-interaction", api.Params["non_interaction"], "1"},
+		{"outbound: label", outbound.Label, otherURL + "/elsewhere"},
+		{"outbound: action", outbound.Action, "click"},
+		{"ping: engaged", fmt.Sprint(ping.EngagementMS > 0), "true"},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %q, want %q", c.what, c.got, c.want)
+		}
+	}
+	// One visitor: the first-party cookie keeps the client ID.
+	for _, h := range []*hit.Hit{queued, spa, api, outbound, ping} {
+		if h.ClientID != load.ClientID || len(load.ClientID) != 32 {
+			t.Errorf("client IDs differ or are malformed: %q vs %q", h.ClientID, load.ClientID)
+		}
+	}
+}
+
+const linuxChromeUA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"

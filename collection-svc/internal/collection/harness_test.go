@@ -1,0 +1,235 @@
+package collection
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/acme/analytics/collection-svc/internal/collect"
+	"github.com/acme/analytics/collection-svc/internal/geoip/geoiptest"
+	"github.com/acme/analytics/pkg/hit"
+	"github.com/acme/analytics/pkg/kafka"
+	"github.com/acme/analytics/pkg/kafkatest"
+	"github.com/acme/analytics/pkg/rules"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Tracking IDs of the test properties.
+const (
+	tidShop       = "AT-SHPSHPSHP2" // hostnames shop.example, cookies
+	tidCookieless = "AT-CKYCKYCKY2" // cookieless, no hostnames
+	tidExcluded   = "AT-EXCXEXCXE2" // excludes 203.0.113.0/24, strict anonymization
+	tidUnknown    = "AT-NNNNNNNNNN" // well formed, no property
+	tidBrowser    = "AT-BRWSRBRWS2" // hostname localhost, for the browser test
+	apiSecret     = "s3cret-api-key"
+)
+
+// staticProperties is a fixed set of properties, standing in for
+// config-svc (configclient has its own tests against config-svc).
+type staticProperties map[string]*collect.Property
+
+func (s staticProperties) ByTrackingID(_ context.Context, tid string) (*collect.Property, error) {
+	if p, ok := s[tid]; ok {
+		return p, nil
+	}
+	return nil, collect.ErrUnknownTrackingID
+}
+
+func testProperties(t testing.TB) staticProperties {
+	compile := func(r rules.Rules, hostnames ...string) *rules.Compiled {
+		c, err := rules.Compile(r, 7, hostnames)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	def := rules.Defaults()
+	excl := rules.Defaults()
+	excl.Exclusions.IP = []string{"203.0.113.0/24"}
+	excl.IPAnonymization = rules.AnonymizeStrict
+	secret := func(s string) bool { return s == apiSecret }
+	return staticProperties{
+		tidShop:       {ID: "p-shop", TenantID: "t-1", TrackingID: tidShop, Shards: 4, Rules: compile(def, "shop.example"), VerifySecret: secret},
+		tidCookieless: {ID: "p-ckl", TenantID: "t-1", TrackingID: tidCookieless, Shards: 1, Cookieless: true, Rules: compile(def)},
+		tidBrowser:    {ID: "p-browser", TenantID: "t-3", TrackingID: tidBrowser, Shards: 2, Rules: compile(def, "localhost")},
+		tidExcluded:   {ID: "p-excl", TenantID: "t-2", TrackingID: tidExcluded, Shards: 1, Rules: compile(excl)},
+	}
+}
+
+// env is a collection service on loopback in front of an in-process
+// broker.
+type env struct {
+	t       testing.TB
+	cluster *kafkatest.Cluster
+	url     string
+	parts   *Parts
+	brokers string
+}
+
+type envOptions struct {
+	produceTimeout time.Duration
+	handler        func(http.Handler) http.Handler
+}
+
+func newEnv(t testing.TB, opts envOptions) *env {
+	t.Helper()
+	cluster := kafkatest.Start(t)
+	brokers := strings.Join(cluster.Brokers(), ",")
+	if opts.produceTimeout == 0 {
+		opts.produceTimeout = 5 * time.Second
+	}
+	cfg := Config{
+		Kafka:             kafka.Config{Brokers: brokers},
+		EnsureTopics:      true,
+		Partitions:        3,
+		ReplicationFactor: 1,
+		IdentitySecret:    "test-identity-secret-0123456789",
+		TrustedProxies:    "127.0.0.1/32",
+		GeoIPDB:           geoiptest.Write(t, map[string]string{"203.0.113.0/24": "DE", "198.51.100.0/24": "FR", "2001:db8::/32": "JP"}),
+		ProduceTimeout:    opts.produceTimeout,
+		MaxInFlight:       50000,
+		DeadLetterBuffer:  10000,
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	log := slog.New(slog.DiscardHandler)
+	parts, err := Assemble(ctx, cfg, testProperties(t), log, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dlDone := make(chan struct{})
+	go func() { parts.DeadLetters.Run(ctx); close(dlDone) }()
+	mux := http.NewServeMux()
+	parts.Register(mux)
+	var h http.Handler = mux
+	if opts.handler != nil {
+		h = opts.handler(h)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(func() {
+		srv.Close()
+		cancel()
+		<-dlDone
+		parts.Close()
+	})
+	return &env{t: t, cluster: cluster, url: srv.URL, parts: parts, brokers: brokers}
+}
+
+// topicReader collects every message of a topic from the start.
+type topicReader struct {
+	mu   sync.Mutex
+	msgs []*sarama.ConsumerMessage
+}
+
+func (e *env) read(topic string) *topicReader {
+	e.t.Helper()
+	kc := kafka.Config{Brokers: e.brokers}
+	sc := kc.ConsumerConfig()
+	sc.Consumer.Retry.Backoff = 100 * time.Millisecond
+	consumer, err := sarama.NewConsumer(kc.BrokerList(), sc)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { consumer.Close() })
+	parts, err := consumer.Partitions(topic)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	r := &topicReader{}
+	for _, p := range parts {
+		pc, err := consumer.ConsumePartition(topic, p, sarama.OffsetOldest)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		go func() {
+			for m := range pc.Messages() {
+				r.mu.Lock()
+				r.msgs = append(r.msgs, m)
+				r.mu.Unlock()
+			}
+		}()
+	}
+	return r
+}
+
+// waitFor polls until match has found want messages, or fails the test.
+func (r *topicReader) waitFor(t testing.TB, want int, match func(*sarama.ConsumerMessage) bool) []*sarama.ConsumerMessage {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var got []*sarama.ConsumerMessage
+		r.mu.Lock()
+		for _, m := range r.msgs {
+			if match(m) {
+				got = append(got, m)
+			}
+		}
+		r.mu.Unlock()
+		if len(got) >= want {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("found %d matching messages, want %d", len(got), want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// hitsOf decodes hit messages.
+func hitsOf(t testing.TB, msgs []*sarama.ConsumerMessage) []*hit.Hit {
+	t.Helper()
+	var out []*hit.Hit
+	for _, m := range msgs {
+		h, err := hit.Unmarshal(m.Value)
+		if err != nil {
+			t.Fatalf("message is not a hit: %v", err)
+		}
+		out = append(out, h)
+	}
+	return out
+}
+
+func deadLetterOf(t testing.TB, m *sarama.ConsumerMessage) hit.DeadLetter {
+	t.Helper()
+	var dl hit.DeadLetter
+	if err := json.Unmarshal(m.Value, &dl); err != nil {
+		t.Fatal(err)
+	}
+	return dl
+}
+
+// do sends a request with the browser's headers, through the trusted
+// proxy (the test client's own 127.0.0.1) for client IP ip.
+func (e *env) do(method, path, contentType, body, ip, ua string) (*http.Response, []byte) {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.url+path, strings.NewReader(body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if ip != "" {
+		req.Header.Set("X-Forwarded-For", ip)
+	}
+	if ua == "" {
+		ua = chromeUA
+	}
+	req.Header.Set("User-Agent", ua)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, b
+}
+
+const chromeUA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"

@@ -1,0 +1,86 @@
+package collection
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/acme/analytics/pkg/hit"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// TestBrokerDownAnswers503AndRecovers cuts the broker off (every request
+// to it drops the connection), checks that requests are answered 503
+// within the produce timeout and then at once, and that collection
+// recovers by itself when the broker comes back.
+func TestBrokerDownAnswers503AndRecovers(t *testing.T) {
+	const timeout = 1500 * time.Millisecond
+	e := newEnv(t, envOptions{produceTimeout: timeout})
+	var down atomic.Bool
+	e.cluster.Control(func(kmsg.Request) (kmsg.Response, error, bool) {
+		e.cluster.KeepControl()
+		if down.Load() {
+			return nil, errors.New("broker down (test)"), true
+		}
+		return nil, nil, false
+	})
+
+	send := func(hid string) (int, time.Duration) {
+		body := fmt.Sprintf(`{"hits":[{"cid":"c-outage","t":"pageview","dl":"https://shop.example/","hid":%q}]}`, hid)
+		start := time.Now()
+		resp, _ := e.do("POST", "/collect?tid="+tidShop, "text/plain", body, "203.0.113.7", "")
+		return resp.StatusCode, time.Since(start)
+	}
+	if status, _ := send("before"); status != 204 {
+		t.Fatalf("before the outage: status %d", status)
+	}
+
+	down.Store(true)
+	for i := range 3 {
+		status, took := send(fmt.Sprintf("during-%d", i))
+		if status != 503 {
+			t.Fatalf("request %d during the outage: status %d, want 503", i, status)
+		}
+		if took > timeout+time.Second {
+			t.Fatalf("request %d during the outage took %v; the limit is %v", i, took, timeout)
+		}
+	}
+	// Once the producer has given up on a message, the circuit is open:
+	// requests are refused without waiting (one probe at a time waits).
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		status, took := send("fast")
+		if status == 503 && took < 100*time.Millisecond {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("503s never became immediate (last took %v, status %d)", took, status)
+		}
+	}
+
+	t.Logf("circuit open after %v", time.Since(deadline.Add(-20*time.Second)))
+	down.Store(false)
+	restored := time.Now()
+	defer func() { t.Logf("recovered after %v", time.Since(restored)) }()
+	deadline = time.Now().Add(30 * time.Second)
+	var recovered string
+	for i := 0; ; i++ {
+		hid := fmt.Sprintf("after-%d", i)
+		if status, _ := send(hid); status == 204 {
+			recovered = hid
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("collection did not recover after the broker came back")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	hits := e.read(hit.TopicHits)
+	hits.waitFor(t, 1, hasHID("before"))
+	hits.waitFor(t, 1, hasHID(recovered))
+	if err := e.parts.Producer.Healthy(); err != nil {
+		t.Fatalf("producer still unhealthy after recovery: %v", err)
+	}
+}

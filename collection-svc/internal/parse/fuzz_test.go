@@ -1,0 +1,95 @@
+package parse
+
+import (
+	"testing"
+)
+
+// The fuzz targets check that no input makes a parser panic or break the
+// limits it promises. Run briefly with, e.g.:
+//
+//	go test -run='^$' -fuzz='^FuzzParseQuery$' -fuzztime=20s ./internal/parse
+
+func checkItem(t *testing.T, it Item) {
+	if it.Err != nil {
+		if it.Err.Reason == "" || it.Err.Message == "" {
+			t.Fatalf("error without reason or message: %+v", it.Err)
+		}
+		return
+	}
+	if it.Fields.Size > MaxHitBytes {
+		t.Fatalf("accepted a hit of %d bytes", it.Fields.Size)
+	}
+	if len(it.Fields.Params) > MaxParams {
+		t.Fatalf("accepted %d params", len(it.Fields.Params))
+	}
+}
+
+func FuzzParseQuery(f *testing.F) {
+	for _, s := range []string{
+		"v=1&tid=AT-SHPSHPSHP2&cid=abc&t=pageview&dl=https%3A%2F%2Fshop.example%2F&dt=Home&hid=x",
+		"t=event&ec=a&ea=b&el=c&ev=1.5&ni=1&ep.plan=pro",
+		"%zz=1", "a=%", "&&&=&", "ep.=1", "qt=-1&et=abc",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		fields, err := Query(raw)
+		if err != nil {
+			checkItem(t, Item{Err: err.(*Error)})
+			return
+		}
+		checkItem(t, Item{Fields: fields})
+		if fields.Size != len(raw) {
+			t.Fatalf("size %d, want %d", fields.Size, len(raw))
+		}
+	})
+}
+
+func FuzzParseBatch(f *testing.F) {
+	for _, s := range []string{
+		`{"hits":[{"v":1,"cid":"c","t":"pageview","dl":"https://shop.example/","hid":"h"}]}`,
+		`{"hits":[{"t":"event","ea":"x","ev":1e3,"ni":true,"ep":{"a":1,"b":"x","c":null}}, 5, null]}`,
+		`{"hits":[]}`, `{"hits":{}}`, `[]`, `{"hits":[{"ep":[1]}]}`, `{"hits":[{"dt":"\ud800"}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		items, err := Batch(body)
+		if err != nil {
+			checkItem(t, Item{Err: err.(*Error)})
+			return
+		}
+		if len(items) == 0 || len(items) > MaxBatchHits {
+			t.Fatalf("%d items", len(items))
+		}
+		for _, it := range items {
+			checkItem(t, it)
+		}
+	})
+}
+
+func FuzzParseMeasurement(f *testing.F) {
+	for _, s := range []string{
+		`{"client_id":"c","user_id":"u","timestamp_micros":1700000000000000,"events":[{"name":"page_view","params":{"page_location":"https://shop.example/"}}]}`,
+		`{"client_id":1,"events":[{"name":"purchase","event_id":"e","params":{"value":9.5,"items":[{"id":"x"}]}},{"name":"user_engagement","params":{"engagement_time_msec":100}}]}`,
+		`{"events":[{"name":""}]}`, `{"events":[1]}`, `{"client_id":{},"events":[]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		items, err := Measurement(body)
+		if err != nil {
+			checkItem(t, Item{Err: err.(*Error)})
+			return
+		}
+		if len(items) == 0 || len(items) > MaxBatchHits {
+			t.Fatalf("%d items", len(items))
+		}
+		for _, it := range items {
+			checkItem(t, it)
+			if it.Err == nil && it.Fields.Type == "" {
+				t.Fatalf("event without a hit type: %+v", it.Fields)
+			}
+		}
+	})
+}

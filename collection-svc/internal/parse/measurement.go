@@ -1,0 +1,177 @@
+package parse
+
+import (
+	"encoding/json"
+
+	"github.com/valyala/fastjson"
+)
+
+// Measurement parses the body of POST /mp/collect, the shape of GA4's
+// Measurement Protocol:
+//
+//	{"client_id": "...", "user_id": "...", "timestamp_micros": 1700000000000000,
+//	 "events": [{"name": "purchase", "params": {"value": 12.5, ...}}, ...]}
+//
+// Each event becomes one hit: page_view a pageview (params page_location,
+// page_title, page_referrer), user_engagement an engagement ping
+// (engagement_time_msec), any other name an event whose action is the name
+// and whose category is params.event_category or else the name, with
+// params.event_label and params.value; all params are kept. An event's own
+// timestamp_micros overrides the request's, and event_id (on the event or
+// in its params) is the de-duplication key.
+func Measurement(body []byte) ([]Item, error) {
+	if len(body) > MaxBatchBytes {
+		return nil, Errorf(ReasonTooLarge, "", "the body is %d bytes; the limit is %d", len(body), MaxBatchBytes)
+	}
+	p := parsers.Get()
+	defer parsers.Put(p)
+	v, err := p.ParseBytes(body)
+	if err != nil {
+		return nil, Errorf(ReasonMalformed, "", "the body is not JSON: %v", err)
+	}
+	if v.Type() != fastjson.TypeObject {
+		return nil, Errorf(ReasonMalformed, "", `the body must be a JSON object {"client_id": ..., "events": [...]}`)
+	}
+	var common Fields
+	for _, k := range [...]struct {
+		key string
+		dst *string
+	}{{"client_id", &common.ClientID}, {"user_id", &common.UserID}, {"timestamp_micros", &common.TimestampMicros}} {
+		fv := v.Get(k.key)
+		if fv == nil {
+			continue
+		}
+		s, _, e := scalar(fv)
+		if e != nil {
+			return nil, Errorf(ReasonMalformed, k.key, "%s", e.Message)
+		}
+		*k.dst = s
+	}
+	ev := v.Get("events")
+	if ev == nil || ev.Type() != fastjson.TypeArray {
+		return nil, Errorf(ReasonMalformed, "events", "events must be an array of {name, params}")
+	}
+	events, _ := ev.Array()
+	if len(events) == 0 {
+		return nil, Errorf(ReasonMalformed, "events", "the request has no events")
+	}
+	if len(events) > MaxBatchHits {
+		return nil, Errorf(ReasonTooLarge, "events", "the request has %d events; the limit is %d", len(events), MaxBatchHits)
+	}
+	items := make([]Item, len(events))
+	for i, e := range events {
+		items[i] = measurementEvent(e, common)
+	}
+	return items, nil
+}
+
+func measurementEvent(v *fastjson.Value, common Fields) Item {
+	it := Item{Fields: common}
+	f := &it.Fields
+	f.Version = "1"
+	fail := func(e *Error) Item {
+		it.Err = e
+		it.Raw = truncate(replayable(common, v))
+		return it
+	}
+	if v.Type() != fastjson.TypeObject {
+		return fail(Errorf(ReasonMalformed, "events", "an event must be a JSON object {name, params}"))
+	}
+	var name string
+	nv := v.Get("name")
+	if nv != nil && nv.Type() == fastjson.TypeString {
+		b, _ := nv.StringBytes()
+		name = string(b)
+	}
+	if e := eventName(name); e != nil {
+		return fail(e)
+	}
+	for _, k := range [...]struct {
+		key string
+		dst *string
+	}{{"timestamp_micros", &f.TimestampMicros}, {"event_id", &f.EventID}} {
+		if fv := v.Get(k.key); fv != nil {
+			s, ok, e := scalar(fv)
+			if e != nil {
+				return fail(Errorf(ReasonMalformed, "events."+k.key, "%s", e.Message))
+			}
+			if ok {
+				*k.dst = s
+			}
+		}
+	}
+	f.Size = len(name) + len(f.ClientID) + len(f.UserID)
+	if pv := v.Get("params"); pv != nil {
+		if e := params(f, pv, true); e != nil {
+			return fail(e)
+		}
+	}
+	if f.Size > MaxHitBytes {
+		return fail(Errorf(ReasonTooLarge, "", "the event is %d bytes; the limit is %d", f.Size, MaxHitBytes))
+	}
+	p := f.Params
+	switch name {
+	case "page_view":
+		f.Type = "pageview"
+		f.Location, f.Title, f.Referrer = p["page_location"], p["page_title"], p["page_referrer"]
+	case "user_engagement":
+		f.Type = "engagement"
+		f.Location = p["page_location"]
+		f.EngagementTime = p["engagement_time_msec"]
+	default:
+		f.Type = "event"
+		f.Action = name
+		f.Category = p["event_category"]
+		if f.Category == "" {
+			f.Category = name
+		}
+		f.Label = p["event_label"]
+		f.Value = p["value"]
+		f.Location = p["page_location"]
+		switch p["non_interaction"] {
+		case "1", "true":
+			f.NonInteraction = "1"
+		}
+	}
+	if f.EventID == "" {
+		f.EventID = p["event_id"]
+	}
+	return it
+}
+
+// replayable is a rejected event as a Measurement API request of its own
+// (with the request's client and user), for the dead-letter topic.
+func replayable(common Fields, event *fastjson.Value) string {
+	quote := func(b []byte, s string) []byte {
+		q, _ := json.Marshal(s)
+		return append(b, q...)
+	}
+	b := []byte(`{"client_id":`)
+	b = quote(b, common.ClientID)
+	if common.UserID != "" {
+		b = append(b, `,"user_id":`...)
+		b = quote(b, common.UserID)
+	}
+	b = append(b, `,"events":[`...)
+	b = event.MarshalTo(b)
+	return string(append(b, "]}"...))
+}
+
+// eventName checks a GA4 event name: a letter, then letters, digits and
+// underscores, at most 40 characters.
+func eventName(s string) *Error {
+	if s == "" {
+		return Errorf(ReasonMalformed, "events.name", "every event needs a name, e.g. page_view or sign_up")
+	}
+	if len(s) > 40 {
+		return Errorf(ReasonMalformed, "events.name", "event name %.40q... is longer than 40 characters", s)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		letter := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+		if !letter && (i == 0 || !(c >= '0' && c <= '9' || c == '_')) {
+			return Errorf(ReasonMalformed, "events.name", "event name %q: use a letter, then letters, digits and underscores", s)
+		}
+	}
+	return nil
+}

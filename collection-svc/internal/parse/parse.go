@@ -1,0 +1,192 @@
+// Package parse reads hits as clients send them: a query string (the
+// pixel, GET /collect), a JSON batch (POST /collect, also sent as
+// text/plain by navigator.sendBeacon) and the GA4-style Measurement API
+// body (POST /mp/collect). It only splits and decodes: every value comes
+// out as the string the client sent, and package collect validates and
+// types them, so that all three shapes obey exactly the same rules.
+//
+// docs/collection.md is the reference of every parameter.
+package parse
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+)
+
+// Limits of what one request may carry.
+const (
+	MaxHitBytes   = 8 << 10   // one hit: its query string, or the names and values of its JSON fields
+	MaxBatchHits  = 500       // hits (or events) in one POST
+	MaxBatchBytes = 512 << 10 // one POST body
+	MaxParams     = 25        // custom parameters of one hit (GA4's limit)
+)
+
+// Reasons a hit or a request is rejected. They are stable: dead letters,
+// metrics and client error codes use them.
+const (
+	ReasonMalformed         = "malformed"
+	ReasonTooLarge          = "too_large"
+	ReasonTooOld            = "too_old"
+	ReasonUnknownTrackingID = "unknown_tracking_id"
+	ReasonForeignHost       = "foreign_host"
+	ReasonBadSecret         = "bad_secret"
+)
+
+// Error is a rejection with its stable reason, the offending field (when
+// one is to blame) and a message that tells the sender how to fix it.
+type Error struct {
+	Reason  string
+	Field   string
+	Message string
+}
+
+func (e *Error) Error() string {
+	if e.Field != "" {
+		return e.Reason + ": " + e.Field + ": " + e.Message
+	}
+	return e.Reason + ": " + e.Message
+}
+
+// Errorf returns an *Error.
+func Errorf(reason, field, format string, args ...any) *Error {
+	return &Error{Reason: reason, Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+// Fields is one hit as sent: every value is the client's string (numbers
+// in JSON as their literal text), "" when absent.
+type Fields struct {
+	Version          string // v
+	TrackingID       string // tid
+	ClientID         string // cid
+	UserID           string // uid
+	Type             string // t
+	Location         string // dl
+	Host             string // dh
+	Path             string // dp
+	Title            string // dt
+	Referrer         string // dr
+	Category         string // ec
+	Action           string // ea
+	Label            string // el
+	Value            string // ev
+	NonInteraction   string // ni
+	EngagementTime   string // et
+	ScreenResolution string // sr
+	Language         string // ul
+	EventID          string // hid
+	QueueTime        string // qt
+	// TimestampMicros is the Measurement API's event time (Unix
+	// microseconds); browser hits use QueueTime instead.
+	TimestampMicros string
+	// Params are custom parameters: ep.<name> in a query string, "ep" in a
+	// JSON hit, the event's params in the Measurement API.
+	Params map[string]string
+	// Size is the hit's size as MaxHitBytes measures it.
+	Size int
+}
+
+// set assigns the value of a known parameter name and reports whether the
+// name is known. Unknown names are ignored, as Measurement Protocol
+// receivers do, so that newer trackers keep working.
+func (f *Fields) set(name, value string) bool {
+	switch name {
+	case "v":
+		f.Version = value
+	case "tid":
+		f.TrackingID = value
+	case "cid":
+		f.ClientID = value
+	case "uid":
+		f.UserID = value
+	case "t":
+		f.Type = value
+	case "dl":
+		f.Location = value
+	case "dh":
+		f.Host = value
+	case "dp":
+		f.Path = value
+	case "dt":
+		f.Title = value
+	case "dr":
+		f.Referrer = value
+	case "ec":
+		f.Category = value
+	case "ea":
+		f.Action = value
+	case "el":
+		f.Label = value
+	case "ev":
+		f.Value = value
+	case "ni":
+		f.NonInteraction = value
+	case "et":
+		f.EngagementTime = value
+	case "sr":
+		f.ScreenResolution = value
+	case "ul":
+		f.Language = value
+	case "hid":
+		f.EventID = value
+	case "qt":
+		f.QueueTime = value
+	default:
+		return false
+	}
+	return true
+}
+
+// setParam adds a custom parameter.
+func (f *Fields) setParam(name, value string) *Error {
+	if f.Params == nil {
+		f.Params = make(map[string]string, 4)
+	}
+	if _, dup := f.Params[name]; !dup && len(f.Params) >= MaxParams {
+		return Errorf(ReasonMalformed, "ep", "more than %d custom parameters", MaxParams)
+	}
+	f.Params[name] = value
+	return nil
+}
+
+// Query parses a hit sent as a query string (GET /collect?v=1&tid=...).
+// Custom parameters are ep.<name>=<value>.
+func Query(raw string) (Fields, error) {
+	var f Fields
+	if len(raw) > MaxHitBytes {
+		return f, Errorf(ReasonTooLarge, "", "the hit is %d bytes; the limit is %d", len(raw), MaxHitBytes)
+	}
+	f.Size = len(raw)
+	for raw != "" {
+		var kv string
+		kv, raw, _ = strings.Cut(raw, "&")
+		if kv == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(kv, "=")
+		k, err := unescape(k)
+		if err != nil {
+			return f, Errorf(ReasonMalformed, "", "bad percent-encoding in a parameter name")
+		}
+		v, err = unescape(v)
+		if err != nil {
+			return f, Errorf(ReasonMalformed, k, "bad percent-encoding")
+		}
+		if f.set(k, v) {
+			continue
+		}
+		if name, ok := strings.CutPrefix(k, "ep."); ok && name != "" {
+			if err := f.setParam(name, v); err != nil {
+				return f, err
+			}
+		}
+	}
+	return f, nil
+}
+
+func unescape(s string) (string, error) {
+	if strings.IndexByte(s, '%') < 0 && strings.IndexByte(s, '+') < 0 {
+		return s, nil
+	}
+	return url.QueryUnescape(s)
+}

@@ -1,0 +1,120 @@
+package queue
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/acme/analytics/pkg/hit"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Publisher publishes dead letters durably (pkg/deadletter.Publisher).
+type Publisher interface {
+	Publish(ctx context.Context, dls []hit.DeadLetter) error
+}
+
+// DeadLetters hands rejected hits to the dead-letter topic in the
+// background, so that answering a bad request never waits for the broker
+// (and a flood of bad requests cannot hold connections). The buffer is
+// bounded: when it is full, or the broker stays down past the retries, a
+// dead letter is dropped and counted in collection_dead_letters_dropped_total
+// (the rejection itself is always counted in
+// collection_hits_rejected_total).
+type DeadLetters struct {
+	pub     Publisher
+	ch      chan hit.DeadLetter
+	log     *slog.Logger
+	dropped prometheus.Counter
+}
+
+// NewDeadLetters returns a DeadLetters buffering up to size letters.
+func NewDeadLetters(pub Publisher, size int, log *slog.Logger, reg prometheus.Registerer) *DeadLetters {
+	d := &DeadLetters{
+		pub: pub, ch: make(chan hit.DeadLetter, size), log: log,
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "collection_dead_letters_dropped_total",
+			Help: "Dead letters that could not be published (buffer full or broker down past the retries).",
+		}),
+	}
+	reg.MustRegister(d.dropped)
+	return d
+}
+
+// Add queues dl for publication without waiting.
+func (d *DeadLetters) Add(dl hit.DeadLetter) {
+	select {
+	case d.ch <- dl:
+	default:
+		d.dropped.Inc()
+	}
+}
+
+// Run publishes dead letters in batches until ctx is done, then publishes
+// what is left (bounded by a few seconds).
+func (d *DeadLetters) Run(ctx context.Context) error {
+	batch := make([]hit.DeadLetter, 0, 500)
+	for {
+		select {
+		case dl := <-d.ch:
+			batch = append(batch[:0], dl)
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			d.drain(fctx, batch[:0])
+			cancel()
+			return nil
+		}
+	fill:
+		for len(batch) < cap(batch) {
+			select {
+			case dl := <-d.ch:
+				batch = append(batch, dl)
+			default:
+				break fill
+			}
+		}
+		d.publish(ctx, batch)
+	}
+}
+
+func (d *DeadLetters) drain(ctx context.Context, batch []hit.DeadLetter) {
+	for {
+		select {
+		case dl := <-d.ch:
+			batch = append(batch, dl)
+			if len(batch) < cap(batch) {
+				continue
+			}
+		default:
+		}
+		if len(batch) == 0 {
+			return
+		}
+		d.publish(ctx, batch)
+		batch = batch[:0]
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// publish tries a few times with backoff, then drops and counts.
+func (d *DeadLetters) publish(ctx context.Context, batch []hit.DeadLetter) {
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := d.pub.Publish(context.WithoutCancel(ctx), batch)
+		if err == nil {
+			return
+		}
+		if attempt == 3 || ctx.Err() != nil {
+			d.log.Error("dead letters dropped", slog.Int("count", len(batch)), slog.Any("error", err))
+			d.dropped.Add(float64(len(batch)))
+			return
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+		}
+		backoff *= 2
+	}
+}

@@ -1,0 +1,202 @@
+// Package queue puts accepted hits in Kafka durably and fast: one sarama
+// AsyncProducer (acks from all in-sync replicas, idempotent) shared by
+// every request, so that the hits of many concurrent requests travel in
+// the same produce requests, and each request waits only for its own
+// messages' acknowledgements.
+//
+// What is in flight is bounded: a request that would take the number of
+// unacknowledged messages past the limit is refused at once, and so is
+// every request while the broker is known to be failing (except one probe
+// at a time, whose success closes the circuit again). A request never
+// waits longer than its time limit. Refused and timed-out requests are
+// answered 503 and retried by the client; a hit that the broker got after
+// all is then queued twice with the same ID, which processing counts once.
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Errors of Send. All mean "not stored now, retry".
+var (
+	ErrOverloaded  = errors.New("too many hits waiting for the broker")
+	ErrUnavailable = errors.New("the broker is unavailable")
+	ErrTimeout     = errors.New("the broker did not acknowledge in time")
+)
+
+// Options tune a Producer.
+type Options struct {
+	// MaxInFlight bounds the messages handed to the producer and not yet
+	// acknowledged or failed.
+	MaxInFlight int
+	// Timeout bounds how long Send waits for acknowledgements.
+	Timeout time.Duration
+}
+
+// Producer sends messages and reports when the broker has them.
+type Producer struct {
+	ap   sarama.AsyncProducer
+	opts Options
+	log  *slog.Logger
+
+	inFlight atomic.Int64
+	failing  atomic.Bool // the last message to complete failed
+	probing  atomic.Bool // a request is testing a failing broker
+
+	done chan struct{} // closed when both result loops have ended
+
+	acked, failed, refused prometheus.Counter
+	latency                prometheus.Histogram
+}
+
+// ticket follows one Send: its messages carry it as Metadata.
+type ticket struct {
+	pending atomic.Int32
+	failed  atomic.Bool
+	done    chan struct{}
+}
+
+var tickets = sync.Pool{New: func() any { return &ticket{done: make(chan struct{}, 1)} }}
+
+// New wraps ap, which must be configured by kafka.Config.ProducerConfig
+// (successes and errors returned), and registers metrics on reg. The
+// producer's results are read until Close.
+func New(ap sarama.AsyncProducer, opts Options, log *slog.Logger, reg prometheus.Registerer) *Producer {
+	p := &Producer{
+		ap: ap, opts: opts, log: log, done: make(chan struct{}),
+		acked: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "collection_queue_acked_total", Help: "Messages the broker acknowledged.",
+		}),
+		failed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "collection_queue_failed_total", Help: "Messages the producer gave up on after its retries.",
+		}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "collection_queue_refused_total", Help: "Messages refused without trying, because too many were in flight or the broker was failing.",
+		}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "collection_queue_ack_seconds",
+			Help:    "Time from handing a request's messages to the producer to the broker's acknowledgement of all of them.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}),
+	}
+	reg.MustRegister(p.acked, p.failed, p.refused, p.latency,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "collection_queue_in_flight", Help: "Messages handed to the producer and not yet acknowledged.",
+		}, func() float64 { return float64(p.inFlight.Load()) }))
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for m := range ap.Successes() {
+			p.complete(m, false)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for e := range ap.Errors() {
+			if p.failing.CompareAndSwap(false, true) {
+				p.log.Warn("kafka produce failing; answering 503 until it recovers", slog.Any("error", e.Err))
+			}
+			p.complete(e.Msg, true)
+		}
+	}()
+	go func() { wg.Wait(); close(p.done) }()
+	return p
+}
+
+func (p *Producer) complete(m *sarama.ProducerMessage, failed bool) {
+	p.inFlight.Add(-1)
+	if failed {
+		p.failed.Inc()
+	} else {
+		p.acked.Inc()
+		if p.failing.Load() && p.failing.CompareAndSwap(true, false) {
+			p.log.Info("kafka produce recovered")
+		}
+	}
+	t, ok := m.Metadata.(*ticket)
+	if !ok {
+		return
+	}
+	if failed {
+		t.failed.Store(true)
+	}
+	if t.pending.Add(-1) == 0 {
+		t.done <- struct{}{}
+	}
+}
+
+// Send hands msgs to the producer and returns nil once the broker has
+// acknowledged all of them. It returns ErrOverloaded or ErrUnavailable at
+// once when it does not try, ErrTimeout after the time limit, or
+// ErrUnavailable when the producer gave up on one of them.
+func (p *Producer) Send(ctx context.Context, msgs []*sarama.ProducerMessage) error {
+	n := int64(len(msgs))
+	if n == 0 {
+		return nil
+	}
+	if p.failing.Load() {
+		if !p.probing.CompareAndSwap(false, true) {
+			p.refused.Add(float64(n))
+			return ErrUnavailable
+		}
+		defer p.probing.Store(false)
+	}
+	if p.inFlight.Add(n) > int64(p.opts.MaxInFlight) {
+		p.inFlight.Add(-n)
+		p.refused.Add(float64(n))
+		return ErrOverloaded
+	}
+	t := tickets.Get().(*ticket)
+	t.pending.Store(int32(n))
+	t.failed.Store(false)
+	start := time.Now()
+	for _, m := range msgs {
+		m.Metadata = t
+		p.ap.Input() <- m
+	}
+	timer := time.NewTimer(p.opts.Timeout)
+	defer timer.Stop()
+	select {
+	case <-t.done:
+		// Every message is back: the ticket can be reused.
+		failed := t.failed.Load()
+		tickets.Put(t)
+		if failed {
+			return ErrUnavailable
+		}
+		p.latency.Observe(time.Since(start).Seconds())
+		return nil
+	case <-timer.C:
+		// The ticket stays with its messages (the producer still
+		// retries them), so it is not reused.
+		return ErrTimeout
+	case <-ctx.Done():
+		return fmt.Errorf("wait for kafka: %w", ctx.Err())
+	}
+}
+
+// Healthy reports whether the broker is taking messages.
+func (p *Producer) Healthy() error {
+	if p.failing.Load() {
+		return ErrUnavailable
+	}
+	return nil
+}
+
+// Close flushes what is in flight (the producer's own retries bound how
+// long that takes) and stops the producer. Call it after the last Send.
+func (p *Producer) Close() error {
+	p.ap.AsyncClose()
+	<-p.done
+	return nil
+}
