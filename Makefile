@@ -25,7 +25,7 @@ consul: ## build the real Consul agent once (cached outside the clone) and link 
 	./deploy/tools/consul/build.sh
 
 .PHONY: test
-test: consul fmt-check tidy-check vet unit dev-check ## everything CI runs
+test: consul fmt-check tidy-check vet unit fuzz dev-check ## everything CI runs
 
 .PHONY: fmt-check
 fmt-check: ## fail on files gofmt would change
@@ -43,6 +43,12 @@ vet: ## go vet every module on its own (GOWORK=off)
 unit: ## go test -race every module on its own (GOWORK=off)
 	@for m in $(MODULES); do echo "test $$m"; (cd $$m && GOWORK=off go test -race -count=1 ./...); done
 
+.PHONY: fuzz
+fuzz: ## run the hit parsers' fuzz targets briefly (they must find nothing)
+	cd collection-svc && for f in FuzzParseQuery FuzzParseBatch FuzzParseMeasurement; do \
+		GOWORK=off go test -run='^$$' -fuzz="^$$f\$$" -fuzztime=10s ./internal/parse || exit 1; done
+	cd collection-svc && GOWORK=off go test -run='^$$' -fuzz='^FuzzParseBatchAndBuild$$' -fuzztime=10s ./internal/collect
+
 .PHONY: dev-check
 dev-check: build ## start the local stack on spare ports, check every service through Consul, stop
 	./bin/devstack -check -data-dir=$$(mktemp -d) $(CHECK_PORTS)
@@ -52,6 +58,7 @@ bench: ## run the benchmarks and print their figures
 	cd pkg && GOWORK=off go test -run='^$$' -bench=. -benchtime=2s ./...
 	cd gateway && GOWORK=off go test -run='^$$' -bench=. ./internal/gateway/
 	cd processing-svc && GOWORK=off go test -run='^$$' -bench=. -benchtime=100000x ./internal/engine/
+	cd collection-svc && GOWORK=off go test -run='^$$' -bench=BenchmarkLoad -benchtime=100000x ./internal/collection
 
 .PHONY: clean
 clean: ## remove built binaries and local stack data

@@ -53,7 +53,7 @@ func Routes(c Config) []Route {
 	return []Route{
 		{Name: "collect", Patterns: []string{"/collect", "/debug/collect"}, Upstream: Collection, CORS: true,
 			Limit: PerTrackingID, TrackingIDParam: "tid", MaxBody: c.MaxHitBody, Timeout: c.CollectTimeout},
-		{Name: "mp-collect", Patterns: []string{"/mp/collect"}, Upstream: Collection, CORS: true,
+		{Name: "mp-collect", Patterns: []string{"/mp/collect", "/debug/mp/collect"}, Upstream: Collection, CORS: true,
 			Limit: PerTrackingID, TrackingIDParam: "tracking_id", MaxBody: c.MaxHitBody, Timeout: c.CollectTimeout},
 		{Name: "tracker", Patterns: []string{"/tracker.js", "/tracker/"}, Upstream: Collection, CORS: true,
 			MaxBody: c.MaxBody, Timeout: c.CollectTimeout},
