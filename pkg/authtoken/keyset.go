@@ -132,7 +132,14 @@ func (ks *KeySet) refresh(ctx context.Context, force bool) error {
 		}
 	}
 	now := ks.now()
-	if !force && !ks.lastAttempt.IsZero() && now.Sub(ks.lastAttempt) < ks.minRefresh {
+	// Until a first fetch succeeds (a gateway starting before config-svc
+	// is reachable), a request may retry it every second: there is no
+	// cache to protect the issuer for, and every token is refused.
+	interval := ks.minRefresh
+	if ks.keys.Load() == nil {
+		interval = min(interval, time.Second)
+	}
+	if !force && !ks.lastAttempt.IsZero() && now.Sub(ks.lastAttempt) < interval {
 		ks.mu.Unlock()
 		return errRefreshTooSoon
 	}

@@ -120,6 +120,33 @@ func TestKeySetUnavailableUntilFirstFetch(t *testing.T) {
 	}
 }
 
+// TestKeySetRetriesEverySecondUntilLoaded: a gateway that started before
+// config-svc was reachable must not refuse every token for a minute once
+// config-svc is up.
+func TestKeySetRetriesEverySecondUntilLoaded(t *testing.T) {
+	f := &fakeIssuer{fail: errors.New("connection refused")}
+	kid := f.addKey(t)
+	now := time.Unix(1_700_000_000, 0)
+	ks := NewKeySet(f.source, time.Minute)
+	ks.now = func() time.Time { return now }
+	if _, err := ks.Lookup(context.Background(), kid); !errors.Is(err, ErrKeysUnavailable) {
+		t.Fatalf("first lookup: %v", err)
+	}
+	f.mu.Lock()
+	f.fail = nil // config-svc is up
+	f.mu.Unlock()
+	if _, err := ks.Lookup(context.Background(), kid); err == nil {
+		t.Fatal("a second lookup within the second fetched again")
+	}
+	now = now.Add(1100 * time.Millisecond)
+	if _, err := ks.Lookup(context.Background(), kid); err != nil {
+		t.Fatalf("lookup a second later: %v, want the key", err)
+	}
+	if got := f.fetches.Load(); got != 2 {
+		t.Fatalf("%d fetches, want 2", got)
+	}
+}
+
 func TestKeySetConcurrentLookupsShareOneFetch(t *testing.T) {
 	f := &fakeIssuer{gate: make(chan struct{})}
 	kid := f.addKey(t)

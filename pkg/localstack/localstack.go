@@ -99,6 +99,9 @@ func Start(ctx context.Context, c Config) (*Stack, error) {
 	if err := os.MkdirAll(filepath.Join(c.DataDir, "logs"), 0o755); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
+	if err := s.portsFree(); err != nil {
+		return nil, err
+	}
 	err := s.startInfra(ctx)
 	if err == nil {
 		err = s.startServices()
@@ -121,6 +124,27 @@ func (s *Stack) GatewayURL() string { return "http://" + s.addrs["gateway"] }
 
 // ConsulAddr is the Consul agent's HTTP address.
 func (s *Stack) ConsulAddr() string { return s.loopback(s.c.ConsulPort) }
+
+// portsFree checks that every port the stack will listen on is free, so
+// that a stack still running (or stopping) is reported as such instead of
+// being mistaken for this one's processes.
+func (s *Stack) portsFree() error {
+	ports := []int{s.c.ConsulPort, s.c.ConsulPort - 200, s.c.ConsulPort - 199, s.c.ConsulPort - 198, s.c.KafkaPort, s.c.CQLPort}
+	for _, svc := range services {
+		ports = append(ports, s.c.ServicePortBase+svc.portOffset)
+	}
+	for i := 1; i < s.c.Collections; i++ {
+		ports = append(ports, s.c.ServicePortBase+10+i)
+	}
+	for _, p := range ports {
+		l, err := net.Listen("tcp", s.loopback(p))
+		if err != nil {
+			return fmt.Errorf("port %d is in use (is another stack still running or stopping?): %w", p, err)
+		}
+		l.Close()
+	}
+	return nil
+}
 
 func (s *Stack) startInfra(ctx context.Context) error {
 	consul := filepath.Join(s.c.BinDir, "consul")

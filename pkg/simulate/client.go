@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -38,24 +39,48 @@ func (c Config) Rules() rules.Rules {
 }
 
 // SignUp creates a merchant (tenant, admin user, property with the plan's
-// host, time zone and rules) through the gateway.
+// host, time zone and rules) through the gateway. It can be called again
+// after a failure: an existing account is logged into, and an existing
+// property of the same name is reused.
 func SignUp(ctx context.Context, client *http.Client, gateway, email string, cfg Config) (*Merchant, error) {
 	m := &Merchant{Gateway: strings.TrimRight(gateway, "/")}
 	var tok struct {
 		AccessToken string `json:"access_token"`
 		TenantID    string `json:"tenant_id"`
 	}
-	if err := m.call(ctx, client, "POST", "/v1/signup", map[string]string{"email": email, "password": "simulated-password-1", "company": "Simulated " + email}, &tok); err != nil {
+	creds := map[string]string{"email": email, "password": "simulated-password-1"}
+	err := m.call(ctx, client, "POST", "/v1/signup", map[string]string{"email": email, "password": creds["password"], "company": "Simulated " + email}, &tok)
+	if errors.Is(err, errConflict) {
+		err = m.call(ctx, client, "POST", "/v1/login", creds, &tok)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("sign up: %w", err)
 	}
 	m.AccessToken, m.TenantID = tok.AccessToken, tok.TenantID
-	var prop struct {
+
+	type property struct {
 		ID         string `json:"id"`
+		Name       string `json:"name"`
 		TrackingID string `json:"tracking_id"`
 	}
-	body := map[string]any{"name": "Simulated shop", "hostnames": []string{cfg.Host}, "time_zone": cfg.Location.String(), "currency": "EUR"}
-	if err := m.call(ctx, client, "POST", "/v1/properties", body, &prop); err != nil {
-		return nil, fmt.Errorf("create property: %w", err)
+	const name = "Simulated shop"
+	var list struct {
+		Properties []property `json:"properties"`
+	}
+	if err := m.call(ctx, client, "GET", "/v1/properties", nil, &list); err != nil {
+		return nil, fmt.Errorf("list properties: %w", err)
+	}
+	var prop property
+	for _, p := range list.Properties {
+		if p.Name == name {
+			prop = p
+		}
+	}
+	if prop.ID == "" {
+		body := map[string]any{"name": name, "hostnames": []string{cfg.Host}, "time_zone": cfg.Location.String(), "currency": "EUR"}
+		if err := m.call(ctx, client, "POST", "/v1/properties", body, &prop); err != nil {
+			return nil, fmt.Errorf("create property: %w", err)
+		}
 	}
 	m.PropertyID, m.TrackingID = prop.ID, prop.TrackingID
 	if err := m.call(ctx, client, "PUT", "/v1/properties/"+prop.ID+"/rules", cfg.Rules(), nil); err != nil {
@@ -63,6 +88,8 @@ func SignUp(ctx context.Context, client *http.Client, gateway, email string, cfg
 	}
 	return m, nil
 }
+
+var errConflict = errors.New("conflict")
 
 // call sends a JSON request with the merchant's token and decodes the
 // answer into out.
@@ -89,6 +116,9 @@ func (m *Merchant) call(ctx context.Context, client *http.Client, method, path s
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode == http.StatusConflict {
+		return fmt.Errorf("%s %s: %w: %s", method, path, errConflict, strings.TrimSpace(string(b)))
+	}
 	if resp.StatusCode/100 != 2 {
 		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(b)))
 	}

@@ -44,13 +44,13 @@ func Play(ctx context.Context, client *http.Client, m *Merchant, plan *Plan, dur
 			defer wg.Done()
 			for h := range q {
 				for c := 0; c < h.Copies; c++ {
-					code, err := send(ctx, client, m, plan, h, start)
+					code, rejectedPixel, err := send(ctx, client, m, plan, h, start)
 					atomic.AddInt64(&res.Sent, 1)
 					switch {
 					case err != nil:
 						atomic.AddInt64(&res.Failed, 1)
 						firstErr.CompareAndSwap(nil, err)
-					case code/100 == 2:
+					case code/100 == 2 && !rejectedPixel:
 						atomic.AddInt64(&res.Accepted, 1)
 					default:
 						atomic.AddInt64(&res.Rejected, 1)
@@ -84,11 +84,13 @@ func Play(ctx context.Context, client *http.Client, m *Merchant, plan *Plan, dur
 	return res, ctx.Err()
 }
 
-// send sends one hit as a pixel request and returns the status code.
+// send sends one hit as a pixel request and returns the status code and
+// whether collection rejected it (the pixel answers an image either way,
+// and names a rejection in X-Collect-Error).
 // The plan's clock is mapped to real time with the plan's End at the
 // moment the play started: a hit's queue time is how long before End it
 // happened plus how long the play has been running.
-func send(ctx context.Context, client *http.Client, m *Merchant, plan *Plan, h Hit, start time.Time) (int, error) {
+func send(ctx context.Context, client *http.Client, m *Merchant, plan *Plan, h Hit, start time.Time) (int, bool, error) {
 	q := h.Params
 	tid := m.TrackingID
 	if h.Malformed == "unknown_tracking_id" {
@@ -97,17 +99,17 @@ func send(ctx context.Context, client *http.Client, m *Merchant, plan *Plan, h H
 	qt := plan.Config.End.Sub(h.At) + time.Since(start)
 	req, err := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/collect?%s&tid=%s&qt=%d", m.Gateway, q.Encode(), tid, qt.Milliseconds()), nil)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	req.Header.Set("User-Agent", h.UA)
 	req.Header.Set("X-Forwarded-For", h.IP)
 	resp, err := client.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	return resp.StatusCode, nil
+	return resp.StatusCode, resp.Header.Get("X-Collect-Error") != "", nil
 }
 
 func hashString(s string) uint32 {
