@@ -74,6 +74,7 @@ type Instance struct {
 type Registration struct {
 	client *api.Client
 	id     string
+	reg    *api.AgentServiceRegistration
 	log    *slog.Logger
 }
 
@@ -101,7 +102,36 @@ func Register(ctx context.Context, client *api.Client, name, host string, port i
 		return nil, fmt.Errorf("register %s in consul: %w", id, err)
 	}
 	log.Info("registered in consul", slog.String("service_id", id))
-	return &Registration{client: client, id: id, log: log}, nil
+	return &Registration{client: client, id: id, reg: reg, log: log}, nil
+}
+
+// Maintain re-registers the instance whenever the agent no longer knows it
+// (an agent restarted without persistent state, as a dev agent is), checking
+// every interval until ctx is done. While the agent is unreachable it waits.
+func (r *Registration) Maintain(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		q := (&api.QueryOptions{}).WithContext(ctx)
+		svc, _, err := r.client.Agent().Service(r.id, q)
+		if err == nil && svc != nil {
+			continue
+		}
+		var se api.StatusError
+		if err != nil && !(errors.As(err, &se) && se.Code == 404) {
+			continue // the agent is unreachable: nothing to re-register with
+		}
+		if err := r.client.Agent().ServiceRegisterOpts(r.reg, api.ServiceRegisterOpts{}.WithContext(ctx)); err != nil {
+			r.log.Warn("re-registering in consul failed", slog.String("service_id", r.id), slog.Any("error", err))
+			continue
+		}
+		r.log.Info("re-registered in consul (the agent had lost the registration)", slog.String("service_id", r.id))
+	}
 }
 
 // ID returns the Consul service ID of the instance.

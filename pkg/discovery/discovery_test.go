@@ -81,3 +81,35 @@ func waitFor(t *testing.T, updates <-chan []discovery.Instance, what string, ok 
 		}
 	}
 }
+
+// TestMaintainReregistersAfterAgentRestart: a dev agent loses every
+// registration when it restarts; Maintain puts the instance back.
+func TestMaintainReregistersAfterAgentRestart(t *testing.T) {
+	agent := consultest.Start(t)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	host, portStr, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	port, _ := strconv.Atoi(portStr)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	reg, err := discovery.Register(ctx, agent.Client(), "kept", host, port, 200*time.Millisecond, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go reg.Maintain(ctx, 100*time.Millisecond)
+
+	agent.Stop()
+	agent.Restart()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		insts, _, err := discovery.Healthy(ctx, agent.Client(), "kept", 0, 0)
+		if err == nil && len(insts) == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("instance not back in consul after the agent restarted (%v, %v)", insts, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

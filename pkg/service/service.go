@@ -145,6 +145,9 @@ func (s *Service) Run(ctx context.Context) error {
 	compCtx, stopComponents := context.WithCancel(ctx)
 	defer stopComponents()
 	g, gctx := errgroup.WithContext(compCtx)
+	if reg != nil {
+		g.Go(func() error { reg.Maintain(gctx, max(s.Config.Discovery.CheckInterval, time.Second)); return nil })
+	}
 	for _, c := range s.components {
 		g.Go(func() error { return c(gctx) })
 	}

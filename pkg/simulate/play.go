@@ -44,7 +44,7 @@ func Play(ctx context.Context, client *http.Client, m *Merchant, plan *Plan, dur
 			defer wg.Done()
 			for h := range q {
 				for c := 0; c < h.Copies; c++ {
-					code, rejectedPixel, err := send(ctx, client, m, plan, h, start)
+					code, rejectedPixel, err := sendRetrying(ctx, client, m, plan, h, start)
 					atomic.AddInt64(&res.Sent, 1)
 					switch {
 					case err != nil:
@@ -82,6 +82,26 @@ func Play(ctx context.Context, client *http.Client, m *Merchant, plan *Plan, dur
 		return res, fmt.Errorf("%d of %d requests failed; first: %w", res.Failed, res.Sent, err)
 	}
 	return res, ctx.Err()
+}
+
+// sendRetrying sends a hit until it is answered by something other than
+// 503 or a connection failure, for up to a minute, as a tracker keeping its
+// queue would: a hit refused because the stack is restarting a part was not
+// accepted, so sending it again cannot count it twice.
+func sendRetrying(ctx context.Context, client *http.Client, m *Merchant, plan *Plan, h Hit, start time.Time) (int, bool, error) {
+	deadline := time.Now().Add(time.Minute)
+	backoff := 100 * time.Millisecond
+	for {
+		code, rejected, err := send(ctx, client, m, plan, h, start)
+		if (err == nil && code != http.StatusServiceUnavailable && code != http.StatusBadGateway) || time.Now().After(deadline) || ctx.Err() != nil {
+			return code, rejected, err
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
 }
 
 // send sends one hit as a pixel request and returns the status code and
