@@ -25,7 +25,7 @@ consul: ## build the real Consul agent once (cached outside the clone) and link 
 	./deploy/tools/consul/build.sh
 
 .PHONY: test
-test: consul fmt-check tidy-check vet unit fuzz dev-check ## everything CI runs
+test: consul fmt-check tidy-check vet unit fuzz dev-check e2e-short ## everything CI runs
 
 .PHONY: fmt-check
 fmt-check: ## fail on files gofmt would change
@@ -52,6 +52,14 @@ fuzz: ## run the hit parsers' fuzz targets briefly (they must find nothing)
 .PHONY: dev-check
 dev-check: build ## start the local stack on spare ports, check every service through Consul, stop
 	./bin/devstack -check -data-dir=$$(mktemp -d) $(CHECK_PORTS)
+
+.PHONY: e2e-short
+e2e-short: build ## the acceptance test (with and without faults) at a reduced size
+	cd pkg && E2E_BIN_DIR=$(CURDIR)/bin GOWORK=off go test -count=1 -timeout=15m -v -run 'TestAcceptance' ./e2e/ 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|\s+acceptance_test)' ; exit $${PIPESTATUS[0]}
+
+.PHONY: e2e
+e2e: build ## the acceptance test at full size
+	cd pkg && E2E_BIN_DIR=$(CURDIR)/bin E2E_VISITORS=400 E2E_DURATION=3m GOWORK=off go test -count=1 -timeout=30m -v -run 'TestAcceptance' ./e2e/
 
 .PHONY: bench
 bench: ## run the benchmarks and print their figures

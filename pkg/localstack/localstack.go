@@ -75,6 +75,7 @@ type process struct {
 	args, env      []string
 	cmd            *exec.Cmd
 	done           chan struct{}
+	stopped        bool // stopped on purpose (Kill, Terminate): not a failure
 }
 
 // Stack is a running local stack.
@@ -335,7 +336,7 @@ func (s *Stack) exec(p *process) error {
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); f.Close(); close(done) }()
 	s.mu.Lock()
-	p.cmd, p.done = cmd, done
+	p.cmd, p.done, p.stopped = cmd, done, false
 	s.mu.Unlock()
 	fmt.Fprintf(s.out, "started %-12s pid %d\n", p.name, cmd.Process.Pid)
 	return nil
@@ -363,6 +364,9 @@ func (s *Stack) signal(name string, sig syscall.Signal) error {
 	if err != nil {
 		return err
 	}
+	s.mu.Lock()
+	p.stopped = true
+	s.mu.Unlock()
 	_ = p.cmd.Process.Signal(sig)
 	select {
 	case <-p.done:
@@ -440,9 +444,14 @@ func (s *Stack) waitFor(ctx context.Context, what string, ready func() error) er
 			return nil
 		}
 		s.mu.Lock()
-		procs := append([]*process(nil), s.procs...)
+		var running []*process
+		for _, p := range s.procs {
+			if !p.stopped {
+				running = append(running, p)
+			}
+		}
 		s.mu.Unlock()
-		for _, p := range procs {
+		for _, p := range running {
 			select {
 			case <-p.done:
 				return fmt.Errorf("%s exited while waiting for %s; see %s", p.name, what, p.log)

@@ -1,12 +1,15 @@
 // Package sketch counts distinct users in a form that merges across days,
 // shards and dimension values: exact while small, a HyperLogLog beyond.
 //
-// A Set holds the exact 64-bit hashes of up to ExactLimit members, so the
-// counts of small properties and rare dimension values are exact. Past that
-// it turns into a HyperLogLog with precision 14 (16384 registers), whose
-// standard error is 1.04/sqrt(16384) ≈ 0.81%; merging keeps that error. The
-// encoding is canonical (sorted hashes, or the register array), so the same
-// members give the same bytes whatever the order they were added in.
+// A Set holds the exact 64-bit hashes of up to ExactLimit members, each with
+// a reference count, so the counts of small properties and rare dimension
+// values are exact and a member can be taken out again (Remove) when the
+// last thing that counted it goes away. Past ExactLimit it turns into a
+// HyperLogLog with precision 14 (16384 registers), whose standard error is
+// 1.04/sqrt(16384) ≈ 0.81%; merging keeps that error, and removals are then
+// ignored. The encoding is canonical (sorted hashes with their counts, or
+// the register array), so the same members give the same bytes whatever the
+// order they were added in.
 package sketch
 
 import (
@@ -25,14 +28,32 @@ const ExactLimit = 512
 const StandardError = 0.0081
 
 const (
-	tagExact byte = 1
+	tagExact byte = 1 // sorted hashes (an older encoding: each counted once)
 	tagHLL   byte = 2
+	tagRefs  byte = 3 // sorted hashes, each with its reference count
 )
 
 // Set is a mergeable distinct-count sketch. The zero value is empty.
 type Set struct {
-	exact []uint64 // sorted, unique; nil when hll is set
+	exact []member // sorted by hash, counts > 0; nil when hll is set
 	hll   *hyperloglog.Sketch
+}
+
+type member struct {
+	hash uint64
+	refs uint32
+}
+
+func (s *Set) find(x uint64) (int, bool) {
+	return slices.BinarySearchFunc(s.exact, x, func(m member, x uint64) int {
+		switch {
+		case m.hash < x:
+			return -1
+		case m.hash > x:
+			return 1
+		}
+		return 0
+	})
 }
 
 // Hash returns the 64-bit hash a member is counted by (FNV-1a with
@@ -51,7 +72,7 @@ func Hash(member string) uint64 {
 	return h
 }
 
-// Add adds a member.
+// Add adds a member (one more reference to it).
 func (s *Set) Add(member string) { s.AddHash(Hash(member)) }
 
 // AddHash adds a member by its Hash.
@@ -60,25 +81,40 @@ func (s *Set) AddHash(x uint64) {
 		s.hll.InsertHash(x)
 		return
 	}
-	i, found := slices.BinarySearch(s.exact, x)
+	i, found := s.find(x)
 	if found {
+		s.exact[i].refs++
 		return
 	}
-	s.exact = slices.Insert(s.exact, i, x)
+	s.exact = slices.Insert(s.exact, i, member{hash: x, refs: 1})
 	if len(s.exact) > ExactLimit {
 		s.toHLL()
 	}
 }
 
+// RemoveHash drops one reference to a member; the member leaves the set
+// with its last reference. A HyperLogLog cannot forget: past ExactLimit
+// removals are ignored (and the count may keep a member too many).
+func (s *Set) RemoveHash(x uint64) {
+	if s.hll != nil {
+		return
+	}
+	if i, found := s.find(x); found {
+		if s.exact[i].refs--; s.exact[i].refs == 0 {
+			s.exact = slices.Delete(s.exact, i, i+1)
+		}
+	}
+}
+
 func (s *Set) toHLL() {
 	s.hll = hyperloglog.NewNoSparse()
-	for _, x := range s.exact {
-		s.hll.InsertHash(x)
+	for _, m := range s.exact {
+		s.hll.InsertHash(m.hash)
 	}
 	s.exact = nil
 }
 
-// Merge adds every member of o to s.
+// Merge adds every member of o to s, with their references.
 func (s *Set) Merge(o *Set) error {
 	if o == nil {
 		return nil
@@ -89,8 +125,20 @@ func (s *Set) Merge(o *Set) error {
 		}
 		return s.hll.Merge(o.hll)
 	}
-	for _, x := range o.exact {
-		s.AddHash(x)
+	for _, m := range o.exact {
+		if s.hll != nil {
+			s.hll.InsertHash(m.hash)
+			continue
+		}
+		i, found := s.find(m.hash)
+		if found {
+			s.exact[i].refs += m.refs
+			continue
+		}
+		s.exact = slices.Insert(s.exact, i, m)
+		if len(s.exact) > ExactLimit {
+			s.toHLL()
+		}
 	}
 	return nil
 }
@@ -116,10 +164,11 @@ func (s *Set) MarshalBinary() ([]byte, error) {
 		}
 		return append([]byte{tagHLL}, b...), nil
 	}
-	out := make([]byte, 1, 1+8*len(s.exact))
-	out[0] = tagExact
-	for _, x := range s.exact {
-		out = binary.BigEndian.AppendUint64(out, x)
+	out := make([]byte, 1, 1+9*len(s.exact))
+	out[0] = tagRefs
+	for _, m := range s.exact {
+		out = binary.BigEndian.AppendUint64(out, m.hash)
+		out = binary.AppendUvarint(out, uint64(m.refs))
 	}
 	return out, nil
 }
@@ -136,14 +185,24 @@ func (s *Set) UnmarshalBinary(b []byte) error {
 		if (len(b)-1)%8 != 0 {
 			return errors.New("decode sketch: exact set length is not a multiple of 8")
 		}
-		s.exact = make([]uint64, 0, (len(b)-1)/8)
 		for i := 1; i < len(b); i += 8 {
-			s.exact = append(s.exact, binary.BigEndian.Uint64(b[i:]))
+			s.exact = append(s.exact, member{hash: binary.BigEndian.Uint64(b[i:]), refs: 1})
 		}
-		if !slices.IsSorted(s.exact) {
-			return errors.New("decode sketch: exact set is not sorted")
+		return s.checkSorted()
+	case tagRefs:
+		for b = b[1:]; len(b) > 0; {
+			if len(b) < 9 {
+				return errors.New("decode sketch: truncated member")
+			}
+			x := binary.BigEndian.Uint64(b)
+			n, w := binary.Uvarint(b[8:])
+			if w <= 0 || n == 0 || n > 1<<32-1 {
+				return errors.New("decode sketch: bad reference count")
+			}
+			s.exact = append(s.exact, member{hash: x, refs: uint32(n)})
+			b = b[8+w:]
 		}
-		return nil
+		return s.checkSorted()
 	case tagHLL:
 		s.hll = hyperloglog.NewNoSparse()
 		if err := s.hll.UnmarshalBinary(b[1:]); err != nil {
@@ -152,4 +211,13 @@ func (s *Set) UnmarshalBinary(b []byte) error {
 		return nil
 	}
 	return fmt.Errorf("decode sketch: unknown tag %d", b[0])
+}
+
+func (s *Set) checkSorted() error {
+	for i := 1; i < len(s.exact); i++ {
+		if s.exact[i-1].hash >= s.exact[i].hash {
+			return errors.New("decode sketch: members are not sorted and unique")
+		}
+	}
+	return nil
 }

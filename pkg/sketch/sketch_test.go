@@ -75,3 +75,29 @@ func TestCanonicalEncoding(t *testing.T) {
 		t.Error("empty input must be the empty set")
 	}
 }
+
+func TestRemoveByReference(t *testing.T) {
+	var s Set
+	a, b := Hash("a"), Hash("b")
+	s.AddHash(a)
+	s.AddHash(a) // two sessions of user a
+	s.AddHash(b)
+	s.RemoveHash(a)
+	if s.Count() != 2 {
+		t.Fatalf("count %d after removing one of a's two references, want 2", s.Count())
+	}
+	s.RemoveHash(a)
+	s.RemoveHash(Hash("never added"))
+	if s.Count() != 1 {
+		t.Fatalf("count %d after removing a's last reference, want 1", s.Count())
+	}
+	enc, _ := s.MarshalBinary()
+	var back Set
+	if err := back.UnmarshalBinary(enc); err != nil {
+		t.Fatal(err)
+	}
+	back.RemoveHash(b)
+	if back.Count() != 0 {
+		t.Fatalf("references must survive encoding: count %d, want 0", back.Count())
+	}
+}

@@ -6,10 +6,11 @@
 // sessions change (a new hit, a late hit that merges or splits sessions),
 // the processor subtracts the old sessions' contributions and adds the new
 // ones, so every rollup row stays the exact sum over the sessions that
-// exist now. Users are the exception: membership of a distinct-count sketch
-// cannot be taken back, so a user stays counted for a dimension value they
-// once had a session with (only a late hit that changes a session's
-// attribution can cause that; docs/processing.md explains the bound).
+// exist now. Users too: a row's users sketch counts references (one per
+// session of the user in the row), so a user leaves a dimension value with
+// their last session there — exactly while the row holds at most
+// sketch.ExactLimit users; beyond, the HyperLogLog cannot forget
+// (docs/processing.md explains the bound).
 package derive
 
 import (
@@ -56,11 +57,11 @@ type Contributions struct {
 	Hourly   map[HourKey]rollup.Metrics
 	Realtime map[MinuteKey]*Realtime
 	Filtered map[FilteredKey]int64
-	// Users lists, per rollup row, the client IDs to add to its users
-	// sketch. Only additions: see the package documentation.
-	DailyUsers    map[DailyKey]map[string]struct{}
-	HourlyUsers   map[HourKey]map[string]struct{}
-	RealtimeUsers map[MinuteKey]map[string]struct{}
+	// Users holds, per rollup row, the change in references of client IDs
+	// to its users sketch (+1 for a session added, -1 for one taken away).
+	DailyUsers    map[DailyKey]map[string]int
+	HourlyUsers   map[HourKey]map[string]int
+	RealtimeUsers map[MinuteKey]map[string]int
 }
 
 // New returns empty contributions.
@@ -70,9 +71,9 @@ func New() *Contributions {
 		Hourly:        map[HourKey]rollup.Metrics{},
 		Realtime:      map[MinuteKey]*Realtime{},
 		Filtered:      map[FilteredKey]int64{},
-		DailyUsers:    map[DailyKey]map[string]struct{}{},
-		HourlyUsers:   map[HourKey]map[string]struct{}{},
-		RealtimeUsers: map[MinuteKey]map[string]struct{}{},
+		DailyUsers:    map[DailyKey]map[string]int{},
+		HourlyUsers:   map[HourKey]map[string]int{},
+		RealtimeUsers: map[MinuteKey]map[string]int{},
 	}
 }
 
@@ -102,18 +103,23 @@ func (c *Contributions) addHourly(k HourKey, m rollup.Metrics, sign int64) {
 	c.Hourly[k] = cur
 }
 
-func addUser[K comparable](m map[K]map[string]struct{}, k K, client string) {
-	set := m[k]
-	if set == nil {
-		set = map[string]struct{}{}
-		m[k] = set
+func addUser[K comparable](m map[K]map[string]int, k K, client string, sign int64) {
+	refs := m[k]
+	if refs == nil {
+		refs = map[string]int{}
+		m[k] = refs
 	}
-	set[client] = struct{}{}
+	if refs[client] += int(sign); refs[client] == 0 {
+		delete(refs, client)
+		if len(refs) == 0 {
+			delete(m, k)
+		}
+	}
 }
 
 // AddSession adds sign (+1 or -1) times what s contributes. first says
 // whether s is the user's first session ever. loc is the property's time
-// zone, for hours and minutes. Users are added only with sign +1.
+// zone, for hours and minutes.
 func (c *Contributions) AddSession(s *session.Session, clientID string, first bool, loc *time.Location, sign int64) {
 	sm := rollup.Metrics{
 		Sessions:        1,
@@ -153,15 +159,11 @@ func (c *Contributions) AddSession(s *session.Session, clientID string, first bo
 	for _, d := range dims {
 		k := DailyKey{Day: s.Day, Report: d.report, Dimension: d.value}
 		c.addDaily(k, sm, sign)
-		if sign > 0 {
-			addUser(c.DailyUsers, k, clientID)
-		}
+		addUser(c.DailyUsers, k, clientID, sign)
 	}
 	hk := HourKey{Day: s.Day, Hour: s.Start.In(loc).Hour()}
 	c.addHourly(hk, sm, sign)
-	if sign > 0 {
-		addUser(c.HourlyUsers, hk, clientID)
-	}
+	addUser(c.HourlyUsers, hk, clientID, sign)
 
 	c.addPages(s, sign)
 	c.addEvents(s, sign)
@@ -232,9 +234,7 @@ func (c *Contributions) addRealtime(s *session.Session, clientID string, sign in
 		r.Pageviews += sign
 		r.Pages[h.Path] += sign
 		r.Sources[s.Touch.Source] += sign
-		if sign > 0 {
-			addUser(c.RealtimeUsers, k, clientID)
-		}
+		addUser(c.RealtimeUsers, k, clientID, sign)
 	}
 }
 

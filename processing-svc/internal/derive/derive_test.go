@@ -54,7 +54,7 @@ func TestSessionContributions(t *testing.T) {
 
 	// Taking the session back leaves no metric behind.
 	c.AddSession(ss[0], "client-1", true, time.UTC, -1)
-	if len(c.Daily) != 0 || len(c.Hourly) != 0 {
-		t.Fatalf("after subtracting the session: daily %v hourly %v; want empty", c.Daily, c.Hourly)
+	if len(c.Daily) != 0 || len(c.Hourly) != 0 || len(c.DailyUsers) != 0 || len(c.HourlyUsers) != 0 {
+		t.Fatalf("after subtracting the session: daily %v hourly %v users %v; want empty", c.Daily, c.Hourly, c.DailyUsers)
 	}
 }

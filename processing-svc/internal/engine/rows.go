@@ -36,6 +36,7 @@ type delta struct {
 	metrics  rollup.Metrics
 	realtime *derive.Realtime
 	filtered int64
+	users    map[string]int // references of client IDs to add (or take away)
 }
 
 // row is the in-memory copy of an additive row. base is the row's stored
@@ -68,6 +69,15 @@ func (r *row) apply(d delta) {
 	}
 	r.metrics.Add(d.metrics, 1)
 	r.hits += d.filtered
+	for client, n := range d.users {
+		h := sketch.Hash(client)
+		for ; n > 0; n-- {
+			r.users.AddHash(h)
+		}
+		for ; n < 0; n++ {
+			r.users.RemoveHash(h)
+		}
+	}
 	if d.realtime != nil {
 		if r.pages == nil {
 			r.pages, r.sources = map[string]int64{}, map[string]int64{}
@@ -117,48 +127,51 @@ func (s rowSet) get(k rowKey, now time.Time) *row {
 // (property, shard).
 func (s rowSet) add(property string, shard int, offset int64, now time.Time, c *derive.Contributions) {
 	base := rowKey{property: property, shard: shard}
+	deltas := map[rowKey]*delta{}
+	at := func(k rowKey) *delta {
+		d := deltas[k]
+		if d == nil {
+			d = &delta{offset: offset}
+			deltas[k] = d
+		}
+		return d
+	}
 	for k, m := range c.Daily {
 		rk := base
 		rk.kind, rk.daily = kindDaily, k
-		s.get(rk, now).apply(delta{offset: offset, metrics: m})
+		at(rk).metrics = m
 	}
 	for k, users := range c.DailyUsers {
 		rk := base
 		rk.kind, rk.daily = kindDaily, k
-		s.get(rk, now).addUsers(users)
+		at(rk).users = users
 	}
 	for k, m := range c.Hourly {
 		rk := base
 		rk.kind, rk.hourly = kindHourly, k
-		s.get(rk, now).apply(delta{offset: offset, metrics: m})
+		at(rk).metrics = m
 	}
 	for k, users := range c.HourlyUsers {
 		rk := base
 		rk.kind, rk.hourly = kindHourly, k
-		s.get(rk, now).addUsers(users)
+		at(rk).users = users
 	}
 	for k, rt := range c.Realtime {
 		rk := base
 		rk.kind, rk.minute = kindRealtime, k
-		s.get(rk, now).apply(delta{offset: offset, realtime: rt})
+		at(rk).realtime = rt
 	}
 	for k, users := range c.RealtimeUsers {
 		rk := base
 		rk.kind, rk.minute = kindRealtime, k
-		s.get(rk, now).addUsers(users)
+		at(rk).users = users
 	}
 	for k, n := range c.Filtered {
 		rk := base
 		rk.kind, rk.filtered = kindFiltered, k
-		s.get(rk, now).apply(delta{offset: offset, filtered: n})
+		at(rk).filtered = n
 	}
-}
-
-// addUsers adds members to the row's users sketch. Sketch membership is
-// idempotent, so it applies whatever the offset.
-func (r *row) addUsers(users map[string]struct{}) {
-	for u := range users {
-		r.users.Add(u)
+	for k, d := range deltas {
+		s.get(k, now).apply(*d)
 	}
-	r.stale = true
 }

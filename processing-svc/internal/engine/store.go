@@ -201,8 +201,13 @@ func loadRow(ctx context.Context, s *gocql.Session, k rowKey, r *row) error {
 	if err := existing.UnmarshalBinary(users); err != nil {
 		return fmt.Errorf("load rollup row: %w", err)
 	}
-	r.load(through, stored)
-	return r.users.Merge(&existing)
+	// The stored users go in before the pending changes are folded in:
+	// a pending change may take a reference away.
+	r.load(through, func(r *row) {
+		stored(r)
+		r.users = existing
+	})
+	return nil
 }
 
 func hourlyPointers(m *rollup.Metrics) []any {

@@ -1,0 +1,387 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/acme/analytics/pkg/hit"
+	"github.com/acme/analytics/pkg/kafka"
+	"github.com/acme/analytics/pkg/localstack"
+	"github.com/acme/analytics/pkg/rollup"
+	"github.com/acme/analytics/pkg/simulate"
+	"github.com/acme/analytics/pkg/sketch"
+	"github.com/gocql/gocql"
+)
+
+// size reads the test's size from the environment (make e2e sets a full
+// size; make test a reduced one).
+func size(t *testing.T) (visitors int, play time.Duration) {
+	t.Helper()
+	visitors, play = 60, 15*time.Second
+	if v := os.Getenv("E2E_VISITORS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			t.Fatalf("E2E_VISITORS=%q: %v", v, err)
+		}
+		visitors = n
+	}
+	if v := os.Getenv("E2E_DURATION"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("E2E_DURATION=%q: %v", v, err)
+		}
+		play = d
+	}
+	return visitors, play
+}
+
+// startStack starts the product on free ports.
+func startStack(t *testing.T) (*localstack.Stack, localstack.Config) {
+	t.Helper()
+	bin := os.Getenv("E2E_BIN_DIR")
+	if bin == "" {
+		t.Skip("E2E_BIN_DIR is not set: the acceptance test runs the built binaries; use `make e2e-short` or `make e2e`")
+	}
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ {
+		base := 20000 + rand.IntN(20000)
+		cfg := localstack.Config{BinDir: bin, DataDir: t.TempDir(), ConsulPort: base + 500, KafkaPort: base + 600, CQLPort: base + 700,
+			ServicePortBase: base, Collections: 2, Out: testWriter{t}}
+		s, err := localstack.Start(context.Background(), cfg)
+		if err == nil {
+			t.Cleanup(func() {
+				if t.Failed() {
+					t.Logf("logs of the failed run are in %s/logs", cfg.DataDir)
+				}
+				s.Stop()
+			})
+			return s, cfg
+		}
+		lastErr = err
+		if !strings.Contains(err.Error(), "in use") {
+			break
+		}
+	}
+	t.Fatalf("start the local stack: %v", lastErr)
+	return nil, localstack.Config{}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
+}
+
+// TestAcceptance plays a plan through the running product and compares
+// every rollup with the plan's expectation.
+func TestAcceptance(t *testing.T) {
+	stack, cfg := startStack(t)
+	visitors, play := size(t)
+	run(t, stack, cfg, visitors, play, nil)
+}
+
+// TestAcceptanceWithFaults does the same while processing is killed with
+// SIGKILL and restarted, a collection instance is stopped, and Consul is
+// restarted. The numbers must still match exactly.
+func TestAcceptanceWithFaults(t *testing.T) {
+	stack, cfg := startStack(t)
+	visitors, play := size(t)
+	run(t, stack, cfg, visitors, play, func(ctx context.Context) {
+		step := play / 5
+		sleep := func() bool {
+			select {
+			case <-ctx.Done():
+				return false
+			case <-time.After(step):
+				return true
+			}
+		}
+		if !sleep() {
+			return
+		}
+		t.Log("fault: SIGKILL processing")
+		must(t, stack.Kill("processing"))
+		if !sleep() {
+			return
+		}
+		must(t, stack.Restart(ctx, "processing"))
+		t.Log("fault: stop collection-2")
+		must(t, stack.Terminate("collection-2"))
+		if !sleep() {
+			return
+		}
+		t.Log("fault: restart consul")
+		must(t, stack.Kill("consul"))
+		must(t, stack.Restart(ctx, "consul"))
+	})
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Error(err)
+	}
+}
+
+func run(t *testing.T, stack *localstack.Stack, cfg localstack.Config, visitors int, play time.Duration, faults func(ctx context.Context)) {
+	ctx := context.Background()
+	client := &http.Client{Timeout: 30 * time.Second}
+	plan := simulate.New(simulate.Config{Seed: uint64(time.Now().UnixNano()), Visitors: visitors, End: time.Now(), ExcludedCIDR: "203.0.113.0/24"})
+	t.Logf("plan: seed %d, %d visitors, %d hits, time zone %s", plan.Config.Seed, visitors, len(plan.Hits), plan.Config.Location)
+	m, err := simulate.SignUp(ctx, client, stack.GatewayURL(), fmt.Sprintf("e2e-%d@shop.example", plan.Config.Seed), plan.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fctx, stopFaults := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if faults != nil {
+			faults(fctx)
+		}
+	}()
+	res, err := simulate.Play(ctx, client, m, plan, play, 8)
+	stopFaults()
+	<-done
+	if err != nil {
+		t.Fatalf("play: %v (%+v)", err, res)
+	}
+	t.Logf("played: %+v", res)
+	var malformed int64
+	for _, n := range plan.Expect.DeadLetters {
+		malformed += n
+	}
+	if res.Rejected != malformed {
+		t.Errorf("collection rejected %d hits, the plan has %d malformed", res.Rejected, malformed)
+	}
+
+	session := connect(t, cfg)
+	waitForTotals(t, session, m.PropertyID, plan.Expect, 2*time.Minute)
+	compareRollups(t, session, m.PropertyID, plan.Expect)
+	compareDeadLetters(t, cfg, plan.Expect)
+}
+
+func connect(t *testing.T, cfg localstack.Config) *gocql.Session {
+	t.Helper()
+	c := gocql.NewCluster("127.0.0.1:" + strconv.Itoa(cfg.CQLPort))
+	c.Keyspace = "analytics"
+	c.Timeout = 10 * time.Second
+	s, err := c.CreateSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// rows reads one report of one day, merged over shards.
+func rows(t *testing.T, s *gocql.Session, property, day, report string) map[string]*merged {
+	t.Helper()
+	d, _ := time.Parse(time.DateOnly, day)
+	out := map[string]*merged{}
+	iter := s.Query(rollup.SelectDaily, property, d, report).Iter()
+	for {
+		var r rollup.Row
+		ok, err := r.Scan(iter)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+		m := out[r.Dimension]
+		if m == nil {
+			m = &merged{}
+			out[r.Dimension] = m
+		}
+		m.Add(r.Metrics, 1)
+		if err := m.users.Merge(&r.Users); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := iter.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+type merged struct {
+	rollup.Metrics
+	users sketch.Set
+}
+
+// waitForTotals waits until every day's total sessions and pageviews are
+// what the plan expects: processing has caught up.
+func waitForTotals(t *testing.T, s *gocql.Session, property string, e *simulate.Expectation, limit time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		ok := true
+		for _, day := range e.SortedDays() {
+			want := e.Row(day, rollup.Total, "")
+			got := rows(t, s, property, day, rollup.Total)[""]
+			if got == nil || got.Sessions != want.Sessions || got.Pageviews != want.Pageviews {
+				ok = false
+			}
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("processing did not catch up within %v", limit)
+			return
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// compareRollups compares every expected row: counts exactly, users within
+// the sketch's error (exact below its exact limit), time within a
+// millisecond per measured interval (hits are dated by a queue time).
+func compareRollups(t *testing.T, s *gocql.Session, property string, e *simulate.Expectation) {
+	t.Helper()
+	mismatches := 0
+	report := func(format string, args ...any) {
+		mismatches++
+		if mismatches <= 30 {
+			t.Errorf(format, args...)
+		}
+	}
+	for _, day := range e.SortedDays() {
+		reports := make([]string, 0, len(e.Days[day]))
+		for r := range e.Days[day] {
+			reports = append(reports, r)
+		}
+		sort.Strings(reports)
+		for _, r := range reports {
+			got := rows(t, s, property, day, r)
+			for dim, want := range e.Days[day][r] {
+				g := got[dim]
+				if g == nil {
+					g = &merged{}
+				}
+				for _, c := range []struct {
+					name      string
+					got, want int64
+				}{
+					{"sessions", g.Sessions, want.Sessions}, {"bounces", g.Bounces, want.Bounces}, {"engaged sessions", g.EngagedSessions, want.Engaged},
+					{"new users", g.NewUsers, want.NewUsers}, {"pageviews", g.Pageviews, want.Pageviews}, {"events", g.Events, want.Events},
+					{"conversions", g.Conversions, want.Conversions}, {"unique pageviews", g.UniquePageviews, want.UniquePageviews},
+					{"entrances", g.Entrances, want.Entrances}, {"exits", g.Exits, want.Exits}, {"unique events", g.UniqueEvents, want.UniqueEvents},
+					{"measured page views", g.TimeOnPageViews, want.TimeOnPageViews},
+				} {
+					if c.got != c.want {
+						report("%s %s %q: %s = %d, want %d", day, r, dim, c.name, c.got, c.want)
+					}
+				}
+				if math.Abs(g.ConversionValue-want.ConversionValue) > 1e-6 || math.Abs(g.EventValue-want.EventValue) > 1e-6 {
+					report("%s %s %q: values %v/%v, want %v/%v", day, r, dim, g.ConversionValue, g.EventValue, want.ConversionValue, want.EventValue)
+				}
+				if tol := want.Sessions + want.TimeOnPageViews + 1; abs(g.DurationMS-want.DurationMS) > 2*tol || abs(g.TimeOnPageMS-want.TimeOnPageMS) > 2*tol {
+					report("%s %s %q: duration %d ms, time on page %d ms; want %d, %d (±%d)", day, r, dim, g.DurationMS, g.TimeOnPageMS, want.DurationMS, want.TimeOnPageMS, 2*tol)
+				}
+				if len(want.Users) > 0 {
+					wu, gu := float64(len(want.Users)), float64(g.users.Count())
+					if len(want.Users) <= sketch.ExactLimit && gu != wu || math.Abs(gu-wu) > 4*sketch.StandardError*wu+0.5 {
+						report("%s %s %q: users %v, want %v", day, r, dim, gu, wu)
+					}
+				}
+			}
+		}
+	}
+	// Filtered traffic, by reason.
+	for day, reasons := range e.Filtered {
+		d, _ := time.Parse(time.DateOnly, day)
+		got := map[string]int64{}
+		iter := s.Query("SELECT reason, hits FROM filtered_hits WHERE property_id = ? AND day = ?", property, d).Iter()
+		var reason string
+		var n int64
+		for iter.Scan(&reason, &n) {
+			got[reason] += n
+		}
+		if err := iter.Close(); err != nil {
+			t.Fatal(err)
+		}
+		for reason, want := range reasons {
+			if got[reason] != want {
+				report("%s filtered %s: %d, want %d", day, reason, got[reason], want)
+			}
+		}
+	}
+	if mismatches > 0 {
+		t.Errorf("%d mismatches with the expectation", mismatches)
+	}
+}
+
+func abs(x int64) int64 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+// compareDeadLetters reads the dead-letter topic: every malformed hit of
+// the plan is there once per time it was sent (the plan sends each once).
+func compareDeadLetters(t *testing.T, cfg localstack.Config, e *simulate.Expectation) {
+	t.Helper()
+	kcfg := &kafka.Config{Brokers: "127.0.0.1:" + strconv.Itoa(cfg.KafkaPort)}
+	client, err := sarama.NewClient(kcfg.BrokerList(), kcfg.ConsumerConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	c, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	parts, err := c.Partitions(hit.TopicDeadLetter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want int64
+	for _, n := range e.DeadLetters {
+		want += n
+	}
+	got := map[string]int64{}
+	var total int64
+	for _, p := range parts {
+		pc, err := c.ConsumePartition(hit.TopicDeadLetter, p, sarama.OffsetOldest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hwm, err := client.GetOffset(hit.TopicDeadLetter, p, sarama.OffsetNewest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for off := int64(0); off < hwm; {
+			select {
+			case msg := <-pc.Messages():
+				var dl hit.DeadLetter
+				if err := json.Unmarshal(msg.Value, &dl); err == nil && dl.Stage == "collection" {
+					got[dl.Reason]++
+					total++
+				}
+				off = msg.Offset + 1
+			case <-time.After(10 * time.Second):
+				t.Fatalf("dead-letter partition %d: stuck before offset %d of %d", p, off, hwm)
+			}
+		}
+		pc.Close()
+	}
+	if total != want {
+		t.Errorf("dead letters from collection: %d (%v), want %d (%v)", total, got, want, e.DeadLetters)
+	}
+}
