@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/acme/analytics/pkg/rules"
 )
@@ -92,8 +93,26 @@ func SignUp(ctx context.Context, client *http.Client, gateway, email string, cfg
 var errConflict = errors.New("conflict")
 
 // call sends a JSON request with the merchant's token and decodes the
-// answer into out.
+// answer into out. A 503 (a part of the stack still starting, or
+// restarting) is retried for up to 30 seconds.
 func (m *Merchant) call(ctx context.Context, client *http.Client, method, path string, in, out any) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := m.callOnce(ctx, client, method, path, in, out)
+		if !errors.Is(err, errUnavailable) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+var errUnavailable = errors.New("unavailable")
+
+func (m *Merchant) callOnce(ctx context.Context, client *http.Client, method, path string, in, out any) error {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -116,6 +135,9 @@ func (m *Merchant) call(ctx context.Context, client *http.Client, method, path s
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode == http.StatusServiceUnavailable {
+		return fmt.Errorf("%s %s: %w: %s", method, path, errUnavailable, strings.TrimSpace(string(b)))
+	}
 	if resp.StatusCode == http.StatusConflict {
 		return fmt.Errorf("%s %s: %w: %s", method, path, errConflict, strings.TrimSpace(string(b)))
 	}

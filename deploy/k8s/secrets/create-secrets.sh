@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# The product's Kubernetes Secrets, made from files that never enter git or
+# an image.
+#
+#   create-secrets.sh init DIR              make what is missing in DIR (random
+#                                           secrets, a first signing key, role
+#                                           names and passwords); never overwrites
+#   create-secrets.sh apply [-n NS] DIR     create or update the Secrets in NS
+#                                           (default analytics) from DIR
+#
+# DIR holds (mode 0700; keep it in your secret store, not in the repository):
+#   identity-secret               HMAC secret of the identity headers (>= 16 bytes)
+#   cookieless-secret             salt source of cookieless visitor IDs
+#   signing-keys/*.pem            Ed25519 keys signing access tokens (PKCS#8 PEM)
+#   cassandra/username, password          the services' role (SELECT, MODIFY)
+#   cassandra-migrate/username, password  the migrate Job's role (CREATE, ALTER)
+#   consul-token                  optional: Consul ACL token of the services
+#
+# Secrets made (the manifests in ../base refer to these names):
+#   analytics-identity            identity-secret, cookieless-secret
+#   analytics-signing-keys        one key per .pem file, mounted by config-svc
+#   analytics-cassandra           username, password
+#   analytics-cassandra-migrate   username, password
+#   analytics-consul              token (only with consul-token)
+#
+# `apply` updates Secrets in place: signing keys are picked up by running
+# config-svc pods without a restart (the kubelet refreshes the mounted files
+# within about a minute, config rereads them every 30s); the other values are
+# environment variables and take effect at the next rollout
+# (kubectl -n analytics rollout restart deployment).
+set -euo pipefail
+
+usage() { sed -n '2,30p' "$0" >&2; exit 2; }
+[[ $# -ge 2 ]] || usage
+cmd=$1
+shift
+
+init() {
+	local dir=$1
+	umask 077
+	mkdir -p "$dir/signing-keys" "$dir/cassandra" "$dir/cassandra-migrate"
+	local f
+	for f in identity-secret cookieless-secret; do
+		[[ -s $dir/$f ]] || { openssl rand -base64 48 | tr -d '\n' >"$dir/$f"; echo "made $dir/$f"; }
+	done
+	if ! compgen -G "$dir/signing-keys/*.pem" >/dev/null; then
+		f="$dir/signing-keys/key-$(date -u +%Y%m%dT%H%M%SZ).pem"
+		openssl genpkey -algorithm ed25519 -out "$f"
+		echo "made $f"
+	fi
+	[[ -s $dir/cassandra/username ]] || printf analytics_app >"$dir/cassandra/username"
+	[[ -s $dir/cassandra-migrate/username ]] || printf analytics_migrate >"$dir/cassandra-migrate/username"
+	for f in cassandra/password cassandra-migrate/password; do
+		[[ -s $dir/$f ]] || { openssl rand -hex 24 | tr -d '\n' >"$dir/$f"; echo "made $dir/$f"; }
+	done
+	echo "create the Cassandra roles with these names and passwords (docs/operations.md, 'Cassandra roles'), then run: $0 apply $dir"
+}
+
+apply() {
+	local ns=analytics
+	if [[ ${1:-} == -n ]]; then
+		ns=$2
+		shift 2
+	fi
+	[[ $# -eq 1 ]] || usage
+	local dir=$1 f
+	for f in identity-secret cookieless-secret cassandra/username cassandra/password cassandra-migrate/username cassandra-migrate/password; do
+		[[ -s $dir/$f ]] || { echo "$dir/$f is missing or empty (run: $0 init $dir)" >&2; exit 1; }
+	done
+	if (($(tr -d '\r\n' <"$dir/identity-secret" | wc -c) < 16)); then
+		echo "$dir/identity-secret must be at least 16 bytes" >&2
+		exit 1
+	fi
+	local keys=()
+	for f in "$dir"/signing-keys/*; do
+		[[ -e $f ]] || continue
+		if [[ $f != *.pem ]] || ! openssl pkey -in "$f" -noout -text 2>/dev/null | head -1 | grep -q ED25519; then
+			echo "$f is not a PEM Ed25519 private key named *.pem" >&2
+			exit 1
+		fi
+		keys+=("--from-file=$(basename "$f")=$f")
+	done
+	((${#keys[@]} > 0)) || { echo "no signing key in $dir/signing-keys (run: $0 init $dir)" >&2; exit 1; }
+
+	# Values without a trailing newline, in a private scratch directory.
+	tmp=$(mktemp -d)
+	trap 'rm -rf "$tmp"' EXIT
+	for f in identity-secret cookieless-secret consul-token; do
+		[[ -s $dir/$f ]] && tr -d '\r\n' <"$dir/$f" >"$tmp/$f"
+	done
+	for f in cassandra cassandra-migrate; do
+		mkdir -p "$tmp/$f"
+		tr -d '\r\n' <"$dir/$f/username" >"$tmp/$f/username"
+		tr -d '\r\n' <"$dir/$f/password" >"$tmp/$f/password"
+	done
+
+	kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f -
+	put() {
+		kubectl -n "$ns" create secret generic "$@" --dry-run=client -o yaml |
+			kubectl label --local -f - app.kubernetes.io/part-of=acme-analytics -o yaml |
+			kubectl -n "$ns" apply -f -
+	}
+	put analytics-identity --from-file=identity-secret="$tmp/identity-secret" --from-file=cookieless-secret="$tmp/cookieless-secret"
+	put analytics-signing-keys "${keys[@]}"
+	put analytics-cassandra --from-file=username="$tmp/cassandra/username" --from-file=password="$tmp/cassandra/password"
+	put analytics-cassandra-migrate --from-file=username="$tmp/cassandra-migrate/username" --from-file=password="$tmp/cassandra-migrate/password"
+	if [[ -s $tmp/consul-token ]]; then
+		put analytics-consul --from-file=token="$tmp/consul-token"
+	fi
+}
+
+case $cmd in
+init) [[ $# -eq 1 ]] || usage; init "$1" ;;
+apply) apply "$@" ;;
+*) usage ;;
+esac
