@@ -2,7 +2,7 @@
 SHELL := /usr/bin/env bash
 .SHELLFLAGS := -euo pipefail -c
 
-MODULES := cql pkg gateway collection-svc config-svc processing-svc report-svc
+MODULES := cql pkg gateway collection-svc config-svc processing-svc report-svc deploy/validate
 CMDS := ./gateway/cmd/... ./collection-svc/cmd/... ./config-svc/cmd/... \
         ./processing-svc/cmd/... ./report-svc/cmd/... ./pkg/cmd/...
 # Ports of the stack that `make test` starts, apart from a running `make dev`.
@@ -50,8 +50,9 @@ fuzz: ## run the hit parsers' fuzz targets briefly (they must find nothing)
 	cd collection-svc && GOWORK=off go test -run='^$$' -fuzz='^FuzzParseBatchAndBuild$$' -fuzztime=10s ./internal/collect
 
 .PHONY: dev-check
-dev-check: build ## start the local stack on spare ports, check every service through Consul, stop
-	./bin/devstack -check -data-dir=$$(mktemp -d) $(CHECK_PORTS)
+dev-check: build ## start the local stack on spare ports, check every service through Consul, stop; check deploy/'s settings against the binaries' flags
+	./bin/devstack -check -demo=false -data-dir=$$(mktemp -d) $(CHECK_PORTS)
+	cd deploy/validate && DEPLOY_VALIDATE_BIN=$(CURDIR)/bin GOWORK=off go test -count=1 -run TestEnvMatchesFlags ./...
 
 .PHONY: e2e-short
 e2e-short: build ## the acceptance test (with and without faults) at a reduced size
