@@ -38,6 +38,7 @@ type Config struct {
 	BatchSize      int
 	EnsureTopics   bool
 	Partitions     int
+	Replication    int
 }
 
 // RegisterFlags registers every flag of the binary on fs.
@@ -53,6 +54,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.BatchSize, "batch-size", 2000, "hits applied at once per partition")
 	fs.BoolVar(&c.EnsureTopics, "kafka-ensure-topics", true, "create the hits and dead-letter topics at start if missing")
 	fs.IntVar(&c.Partitions, "kafka-partitions", 12, "partitions of the hits topic when this instance creates it")
+	fs.IntVar(&c.Replication, "kafka-replication-factor", 1, "replication factor of the topics when this instance creates them (production: 3, or create them with deploy/'s topics job)")
 }
 
 // Validate reports the first configuration error.
@@ -71,6 +73,8 @@ func (c *Config) Validate() error {
 		return errors.New("-batch-size must be at least 1")
 	case c.Partitions < 1:
 		return errors.New("-kafka-partitions must be at least 1")
+	case c.Replication < 1:
+		return errors.New("-kafka-replication-factor must be at least 1")
 	case c.ConfigSvc.BaseURL == "" && !c.Service.Discovery.Enabled():
 		return errors.New("give -config-svc-url, or -consul-addr to find config-svc in Consul")
 	}
@@ -97,8 +101,8 @@ func Run(ctx context.Context, cfg Config, w io.Writer) error {
 
 	if cfg.EnsureTopics {
 		err := kafka.EnsureTopics(ctx, &cfg.Kafka,
-			kafka.Topic{Name: hit.TopicHits, Partitions: int32(cfg.Partitions), ReplicationFactor: 1},
-			kafka.Topic{Name: hit.TopicDeadLetter, Partitions: 1, ReplicationFactor: 1})
+			kafka.Topic{Name: hit.TopicHits, Partitions: int32(cfg.Partitions), ReplicationFactor: int16(cfg.Replication)},
+			kafka.Topic{Name: hit.TopicDeadLetter, Partitions: 1, ReplicationFactor: int16(cfg.Replication)})
 		if err != nil {
 			return err
 		}
