@@ -159,6 +159,7 @@ func run(t *testing.T, stack *localstack.Stack, cfg localstack.Config, visitors 
 		t.Fatalf("play: %v (%+v)", err, res)
 	}
 	t.Logf("played: %+v", res)
+	plan = plan.Rebased(res.Started) // the times the hits were really dated with
 	var malformed int64
 	for _, n := range plan.Expect.DeadLetters {
 		malformed += n

@@ -49,6 +49,15 @@ type Plan struct {
 	Expect *Expectation
 }
 
+// Rebased returns the same plan with every time moved so that it ends at
+// end: every time in a plan is relative to its End, so the visitors,
+// sessions and hits are the same, shifted.
+func (p *Plan) Rebased(end time.Time) *Plan {
+	cfg := p.Config
+	cfg.End = end
+	return New(cfg)
+}
+
 // MidnightZone returns an Etc/GMT zone whose local midnight falls between
 // one and two hours before end, so a plan of a few hours crosses it.
 func MidnightZone(end time.Time) *time.Location {

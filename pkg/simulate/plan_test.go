@@ -57,3 +57,17 @@ func TestPlanIsDeterministicAndCoversTheRules(t *testing.T) {
 		t.Fatalf("late %d, duplicates %d, malformed %d, filtered %v: the plan must have each", late, dup, bad, a.Expect.Filtered)
 	}
 }
+
+func TestRebasedIsTheSamePlanShifted(t *testing.T) {
+	end := time.Date(2026, 11, 22, 5, 0, 0, 0, time.UTC)
+	p := New(Config{Seed: 3, Visitors: 50, End: end})
+	q := p.Rebased(end.Add(1234 * time.Millisecond))
+	if len(p.Hits) != len(q.Hits) {
+		t.Fatalf("%d hits, rebased %d", len(p.Hits), len(q.Hits))
+	}
+	for i := range p.Hits {
+		if q.Hits[i].At.Sub(p.Hits[i].At) != 1234*time.Millisecond || q.Hits[i].Params.Get("hid") != p.Hits[i].Params.Get("hid") {
+			t.Fatalf("hit %d: %v vs %v", i, p.Hits[i].At, q.Hits[i].At)
+		}
+	}
+}

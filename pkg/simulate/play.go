@@ -16,6 +16,10 @@ const UnknownTrackingID = "AT-ZZZZZZZZZZ"
 // Result counts what a play sent and how collection answered.
 type Result struct {
 	Sent, Accepted, Rejected, Failed int64
+	// Started is when the play started. The plan's End maps to it: hits
+	// are dated Started-End later than planned, so the plan that says what
+	// the reports must show is p.Rebased(Started).
+	Started time.Time
 }
 
 // Play sends the plan's hits to collection through the gateway, in order
@@ -30,12 +34,12 @@ func Play(ctx context.Context, client *http.Client, m *Merchant, plan *Plan, dur
 	first, last := plan.Hits[0].Send, plan.Hits[len(plan.Hits)-1].Send
 	span := last.Sub(first)
 	start := time.Now()
+	res := Result{Started: start}
 	// Each visitor's hits go to one worker, in order.
 	queues := make([]chan Hit, workers)
 	for i := range queues {
 		queues[i] = make(chan Hit, 64)
 	}
-	var res Result
 	var wg sync.WaitGroup
 	var firstErr atomic.Value
 	for _, q := range queues {

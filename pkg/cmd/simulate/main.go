@@ -83,7 +83,7 @@ func run(ctx context.Context, cfg config) error {
 			return err
 		}
 		if cfg.expect != "" {
-			if err := writeJSON(cfg.expect, map[string]any{"merchant": m, "expect": plan.Expect}); err != nil {
+			if err := writeJSON(cfg.expect, map[string]any{"merchant": m, "expect": plan.Rebased(res.Started).Expect}); err != nil {
 				return err
 			}
 		}
