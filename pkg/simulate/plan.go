@@ -22,6 +22,10 @@ type Config struct {
 	Location *time.Location
 	// Host is the property's hostname.
 	Host string
+	// MidnightBefore is how long before End the property's local midnight
+	// falls, around which some visits are placed (set by New). Keeping it
+	// in the configuration keeps every time of a plan relative to End.
+	MidnightBefore time.Duration
 	// ExcludedCIDR is an IP exclusion rule of the property; visitors
 	// planned as internal traffic come from inside it.
 	ExcludedCIDR string
@@ -152,6 +156,10 @@ func New(cfg Config) *Plan {
 	}
 	if cfg.Location == nil {
 		cfg.Location = MidnightZone(cfg.End)
+	}
+	if cfg.MidnightBefore == 0 {
+		e := cfg.End.In(cfg.Location)
+		cfg.MidnightBefore = e.Sub(time.Date(e.Year(), e.Month(), e.Day(), 0, 0, 0, 0, cfg.Location))
 	}
 	p := &planner{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x5eed)), expect: newExpectation(cfg.Location)}
 	for v := 0; v < cfg.Visitors; v++ {

@@ -41,13 +41,9 @@ func (p *planner) visitor(v int) {
 		}
 	}
 	start := p.cfg.End.Add(-p.cfg.Window).Add(time.Duration(p.rng.Int64N(int64(p.cfg.Window / 2))))
-	if p.rng.IntN(10) == 0 {
+	if p.rng.IntN(10) == 0 && p.cfg.MidnightBefore < p.cfg.Window {
 		// Straddle the property's local midnight.
-		e := p.cfg.End.In(p.cfg.Location)
-		midnight := time.Date(e.Year(), e.Month(), e.Day(), 0, 0, 0, 0, p.cfg.Location)
-		if midnight.After(p.cfg.End.Add(-p.cfg.Window)) {
-			start = midnight.Add(-time.Duration(2+p.rng.IntN(10)) * time.Minute)
-		}
+		start = p.cfg.End.Add(-p.cfg.MidnightBefore - time.Duration(2+p.rng.IntN(10))*time.Minute)
 	}
 	at := start
 	firstOfVisitor := true
