@@ -17,20 +17,11 @@ import (
 	"github.com/acme/analytics/pkg/migrate/migratetest"
 	"github.com/acme/analytics/pkg/rollup"
 	"github.com/acme/analytics/pkg/rules"
-	"github.com/acme/analytics/processing-svc/internal/engine"
+	"github.com/acme/analytics/processing-svc/internal/engine/enginetest"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 const propID = "3f1c9a52-2222-4e4e-9a9a-000000000002"
-
-type oneProperty struct{ p *engine.Property }
-
-func (o oneProperty) Property(_ context.Context, id string) (*engine.Property, error) {
-	if id != o.p.ID {
-		return nil, engine.ErrUnknownProperty
-	}
-	return o.p, nil
-}
 
 // TestConsumeThroughKafka runs the consumer group against the in-process
 // broker and the embedded CQL server: hits produced to the topic show up in
@@ -51,11 +42,10 @@ func TestConsumeThroughKafka(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer session.Close()
-	compiled, err := rules.Compile(rules.Defaults(), 1, nil)
+	prop, err := enginetest.Property(propID, rules.Defaults())
 	if err != nil {
 		t.Fatal(err)
 	}
-	prop := &engine.Property{ID: propID, Location: time.UTC, Shards: 1, RulesAt: func(time.Time) *rules.Compiled { return compiled }}
 
 	producer, err := sarama.NewSyncProducer(kcfg.BrokerList(), kcfg.ProducerConfig())
 	if err != nil {
@@ -99,7 +89,7 @@ func TestConsumeThroughKafka(t *testing.T) {
 		}
 		reg := prometheus.NewRegistry()
 		pub := deadletter.New(dlq, reg).Publish
-		c := New(Config{Group: group, Topic: hit.TopicHits, Session: session, Properties: oneProperty{prop}, DeadLetter: pub,
+		c := New(Config{Group: group, Topic: hit.TopicHits, Session: session, Properties: enginetest.Properties{prop}, DeadLetter: pub,
 			FlushInterval: 50 * time.Millisecond, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: NewMetrics(reg)})
 		cctx, cancel := context.WithCancel(ctx)
 		done := make(chan struct{})

@@ -12,18 +12,10 @@ import (
 	"github.com/acme/analytics/pkg/migrate/migratetest"
 	"github.com/acme/analytics/pkg/rules"
 	"github.com/acme/analytics/processing-svc/internal/engine"
+	"github.com/acme/analytics/processing-svc/internal/engine/enginetest"
 )
 
 const propID = "3f1c9a52-3333-4e4e-9a9a-000000000003"
-
-type oneProperty struct{ p *engine.Property }
-
-func (o oneProperty) Property(_ context.Context, id string) (*engine.Property, error) {
-	if id != o.p.ID {
-		return nil, engine.ErrUnknownProperty
-	}
-	return o.p, nil
-}
 
 func TestJobRunsAndResumes(t *testing.T) {
 	ctx := context.Background()
@@ -32,12 +24,11 @@ func TestJobRunsAndResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	c, err := rules.Compile(rules.Defaults(), 1, nil)
+	prop, err := enginetest.Property(propID, rules.Defaults())
 	if err != nil {
 		t.Fatal(err)
 	}
-	prop := &engine.Property{ID: propID, Location: time.UTC, Shards: 1, RulesAt: func(time.Time) *rules.Compiled { return c }}
-	props := oneProperty{prop}
+	props := enginetest.Properties{prop}
 
 	// Some traffic on 2026-03-02 and 2026-03-03, processed live.
 	day := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
