@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"text/tabwriter"
@@ -409,6 +410,42 @@ func (s *Stack) Exited() <-chan string {
 		go func() { <-done; ch <- p.name }()
 	}
 	return ch
+}
+
+// Processes returns the names of the running processes, in start order.
+func (s *Stack) Processes() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, p := range s.procs {
+		if !p.stopped {
+			out = append(out, p.name)
+		}
+	}
+	return out
+}
+
+// PeakMemory returns the peak resident memory of a running process, in
+// bytes (VmHWM on Linux).
+func (s *Stack) PeakMemory(name string) (int64, error) {
+	p, err := s.find(name)
+	if err != nil {
+		return 0, err
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0, fmt.Errorf("read memory of %s: %w", name, err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("parse VmHWM of %s: %w", name, err)
+			}
+			return kb * 1024, nil
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM for %s", name)
 }
 
 // LogPath returns the log file of a process.

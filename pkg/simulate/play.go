@@ -51,6 +51,9 @@ func Play(ctx context.Context, client *http.Client, m *Merchant, plan *Plan, dur
 					code, rejectedPixel, err := sendRetrying(ctx, client, m, plan, h, start)
 					atomic.AddInt64(&res.Sent, 1)
 					switch {
+					case err != nil && ctx.Err() != nil:
+						// Cut short by the end of the play: not sent.
+						atomic.AddInt64(&res.Sent, -1)
 					case err != nil:
 						atomic.AddInt64(&res.Failed, 1)
 						firstErr.CompareAndSwap(nil, err)
@@ -82,7 +85,7 @@ func Play(ctx context.Context, client *http.Client, m *Merchant, plan *Plan, dur
 		close(q)
 	}
 	wg.Wait()
-	if err, _ := firstErr.Load().(error); err != nil {
+	if err, _ := firstErr.Load().(error); err != nil && res.Failed > 0 {
 		return res, fmt.Errorf("%d of %d requests failed; first: %w", res.Failed, res.Sent, err)
 	}
 	return res, ctx.Err()
