@@ -85,7 +85,8 @@ func (w testWriter) Write(b []byte) (int, error) {
 }
 
 // TestAcceptance plays a plan through the running product and compares
-// every rollup with the plan's expectation.
+// every rollup, and the reports read through the gateway, with the plan's
+// expectation.
 func TestAcceptance(t *testing.T) {
 	stack, cfg := startStack(t)
 	visitors, play := size(t)
@@ -171,6 +172,7 @@ func run(t *testing.T, stack *localstack.Stack, cfg localstack.Config, visitors 
 	session := connect(t, cfg)
 	waitForTotals(t, session, m.PropertyID, plan.Expect, 2*time.Minute)
 	compareRollups(t, session, m.PropertyID, plan.Expect)
+	compareReports(t, client, m, plan.Expect)
 	compareDeadLetters(t, cfg, plan.Expect)
 }
 

@@ -1,0 +1,151 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/acme/analytics/pkg/simulate"
+	"github.com/acme/analytics/pkg/sketch"
+)
+
+// reportAnswer is the part of a report response the test reads.
+type reportAnswer struct {
+	Rows   []map[string]any `json:"rows"`
+	Totals map[string]any   `json:"totals"`
+}
+
+// getReport calls a report through the gateway as the merchant.
+func getReport(ctx context.Context, t *testing.T, client *http.Client, m *simulate.Merchant, path string, q url.Values) reportAnswer {
+	t.Helper()
+	q.Set("property_id", m.PropertyID)
+	q.Set("limit", "10000")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		req, _ := http.NewRequestWithContext(ctx, "GET", m.Gateway+path+"?"+q.Encode(), nil)
+		req.Header.Set("Authorization", "Bearer "+m.AccessToken)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusServiceUnavailable && time.Now().Before(deadline) {
+			time.Sleep(500 * time.Millisecond)
+			continue
+		}
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s?%s: %s: %s", path, q.Encode(), resp.Status, body)
+		}
+		var a reportAnswer
+		if err := json.Unmarshal(body, &a); err != nil {
+			t.Fatalf("GET %s: decode: %v", path, err)
+		}
+		return a
+	}
+}
+
+func num(v any) float64 {
+	f, _ := v.(float64)
+	return f
+}
+
+// compareReports reads every acquisition report and the pages report of
+// each day through the gateway, and the whole range's totals, and
+// compares them with the expectation: counts exactly, users within the
+// sketches' error.
+func compareReports(t *testing.T, client *http.Client, m *simulate.Merchant, e *simulate.Expectation) {
+	t.Helper()
+	ctx := context.Background()
+	mismatches := 0
+	report := func(format string, args ...any) {
+		mismatches++
+		if mismatches <= 30 {
+			t.Errorf(format, args...)
+		}
+	}
+	usersOK := func(got float64, want int) bool {
+		if want <= sketch.ExactLimit {
+			return got == float64(want)
+		}
+		return math.Abs(got-float64(want)) <= 4*sketch.StandardError*float64(want)+0.5
+	}
+	acquisition := map[string]string{"channel": "channel", "source": "source", "medium": "medium", "campaign": "campaign",
+		"referrer": "referrer", "landing_page": "landing_page", "device": "device", "browser": "browser", "user_type": "user_type", "country": "country"}
+	days := e.SortedDays()
+	for _, day := range days {
+		for rep, dim := range acquisition {
+			q := url.Values{"from": {day}, "to": {day}, "metrics": {"users,new_users,sessions,engaged_sessions,conversions"}}
+			a := getReport(ctx, t, client, m, "/v1/reports/acquisition/"+rep, q)
+			got := map[string]map[string]any{}
+			for _, r := range a.Rows {
+				got[fmt.Sprint(r[dim])] = r
+			}
+			for value, want := range e.Days[day][rep] {
+				g := got[value]
+				if g == nil {
+					report("%s %s %q: no row", day, rep, value)
+					continue
+				}
+				for _, c := range []struct {
+					name string
+					want int64
+				}{{"sessions", want.Sessions}, {"new_users", want.NewUsers}, {"engaged_sessions", want.Engaged}, {"conversions", want.Conversions}} {
+					if int64(num(g[c.name])) != c.want {
+						report("%s %s %q: %s = %v, want %d", day, rep, value, c.name, g[c.name], c.want)
+					}
+				}
+				if !usersOK(num(g["users"]), len(want.Users)) {
+					report("%s %s %q: users = %v, want %d", day, rep, value, g["users"], len(want.Users))
+				}
+			}
+			if len(a.Rows) != len(e.Days[day][rep]) {
+				report("%s %s: %d rows, want %d", day, rep, len(a.Rows), len(e.Days[day][rep]))
+			}
+		}
+		q := url.Values{"from": {day}, "to": {day}, "metrics": {"pageviews,unique_pageviews,entrances,exits"}}
+		a := getReport(ctx, t, client, m, "/v1/reports/behavior/pages", q)
+		got := map[string]map[string]any{}
+		for _, r := range a.Rows {
+			got[fmt.Sprint(r["page"])] = r
+		}
+		for page, want := range e.Days[day]["page"] {
+			g := got[page]
+			if g == nil {
+				report("%s pages %q: no row", day, page)
+				continue
+			}
+			for _, c := range []struct {
+				name string
+				want int64
+			}{{"pageviews", want.Pageviews}, {"unique_pageviews", want.UniquePageviews}, {"entrances", want.Entrances}, {"exits", want.Exits}} {
+				if int64(num(g[c.name])) != c.want {
+					report("%s pages %q: %s = %v, want %d", day, page, c.name, g[c.name], c.want)
+				}
+			}
+		}
+	}
+	// The whole range: users are the union over the days.
+	q := url.Values{"from": {days[0]}, "to": {days[len(days)-1]}, "metrics": {"users,sessions"}}
+	a := getReport(ctx, t, client, m, "/v1/reports/acquisition/overview", q)
+	var sessions int64
+	for _, d := range days {
+		sessions += e.Row(d, "total", "").Sessions
+	}
+	if int64(num(a.Totals["sessions"])) != sessions {
+		report("range %s..%s: sessions %v, want %d", days[0], days[len(days)-1], a.Totals["sessions"], sessions)
+	}
+	if !usersOK(num(a.Totals["users"]), len(e.Users)) {
+		report("range %s..%s: users %v, want %d", days[0], days[len(days)-1], a.Totals["users"], len(e.Users))
+	}
+	if mismatches > 0 {
+		t.Errorf("%d report values differ from the expectation (%s)", mismatches, strings.Join(days, ", "))
+	}
+}
