@@ -5,8 +5,8 @@ import (
 	"context"
 	"os"
 
-	"github.com/acme/analytics/report-svc/internal/acquisition"
 	"github.com/acme/analytics/pkg/service"
+	"github.com/acme/analytics/report-svc/internal/acquisition"
 )
 
 func main() {

@@ -5,8 +5,8 @@ import (
 	"context"
 	"os"
 
-	"github.com/acme/analytics/report-svc/internal/behavior"
 	"github.com/acme/analytics/pkg/service"
+	"github.com/acme/analytics/report-svc/internal/behavior"
 )
 
 func main() {

@@ -1,4 +1,6 @@
-// Package acquisition wires the acquisition report service: how users arrive: its configuration and its lifecycle.
+// Package acquisition wires the acquisition report service (how users
+// arrive): its configuration and its lifecycle. The reports themselves are
+// package query's; package api serves them.
 package acquisition
 
 import (
@@ -6,25 +8,21 @@ import (
 	"flag"
 	"io"
 
-	"github.com/acme/analytics/pkg/service"
+	"github.com/acme/analytics/report-svc/internal/query"
+	"github.com/acme/analytics/report-svc/internal/server"
 )
 
 // Config is the complete configuration of the acquisition binary.
 type Config struct {
-	Service service.Config
+	server.Config
 }
 
 // RegisterFlags registers every flag of the binary on fs.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	c.Service.Name = "acquisition"
-	c.Service.RegisterFlags(fs, "127.0.0.1:8084")
+	c.Config.RegisterFlags(fs, "acquisition", "127.0.0.1:8084")
 }
-
-// Validate reports the first configuration error.
-func (c *Config) Validate() error { return c.Service.Validate() }
 
 // Run serves until ctx is done, logging to w.
 func Run(ctx context.Context, cfg Config, w io.Writer) error {
-	svc := service.New(cfg.Service, w)
-	return svc.Run(ctx)
+	return server.Run(ctx, query.Acquisition, cfg.Config, w)
 }

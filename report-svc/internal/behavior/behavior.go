@@ -1,4 +1,6 @@
-// Package behavior wires the behavior report service: what users do: its configuration and its lifecycle.
+// Package behavior wires the behavior report service (what users do, and
+// the realtime view): its configuration and its lifecycle. The reports
+// themselves are package query's; package api serves them.
 package behavior
 
 import (
@@ -6,25 +8,21 @@ import (
 	"flag"
 	"io"
 
-	"github.com/acme/analytics/pkg/service"
+	"github.com/acme/analytics/report-svc/internal/query"
+	"github.com/acme/analytics/report-svc/internal/server"
 )
 
 // Config is the complete configuration of the behavior binary.
 type Config struct {
-	Service service.Config
+	server.Config
 }
 
 // RegisterFlags registers every flag of the binary on fs.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	c.Service.Name = "behavior"
-	c.Service.RegisterFlags(fs, "127.0.0.1:8085")
+	c.Config.RegisterFlags(fs, "behavior", "127.0.0.1:8085")
 }
-
-// Validate reports the first configuration error.
-func (c *Config) Validate() error { return c.Service.Validate() }
 
 // Run serves until ctx is done, logging to w.
 func Run(ctx context.Context, cfg Config, w io.Writer) error {
-	svc := service.New(cfg.Service, w)
-	return svc.Run(ctx)
+	return server.Run(ctx, query.Behavior, cfg.Config, w)
 }

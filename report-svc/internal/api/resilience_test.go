@@ -1,0 +1,135 @@
+package api_test
+
+import (
+	"net/http"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/acme/analytics/report-svc/internal/reporttest"
+)
+
+// TestBreaker stops the CQL server under a running service: requests fail
+// fast with 503 and Retry-After once the breaker is open, a result cached
+// before the outage is served marked stale, and the breaker closes by
+// itself when the server is back.
+func TestBreaker(t *testing.T) {
+	ds := reporttest.Generate(reporttest.Config{Seed: 4, Location: newYork, Now: time.Date(2026, 3, 20, 19, 30, 0, 0, time.UTC),
+		Days: 40, Clients: 200, Shards: 2, LiveClients: 10})
+	o := defaultOptions()
+	o.store.BreakerFailures = 3
+	o.store.BreakerOpen = 300 * time.Millisecond
+	o.store.Timeout = time.Second
+	o.engine.DayCacheBytes = 0 // every request reads the store
+	e := newEnv(t, ds, o)
+
+	cachedQuery := params("range", "last_28_days", "metrics", "users,sessions")
+	before := e.mustReport("/v1/reports/acquisition/channel", cachedQuery)
+	if before.Stale || before.Cached {
+		t.Fatalf("before the outage: stale %v cached %v", before.Stale, before.Cached)
+	}
+	if _, body, _ := e.get(viewer, "/v1/reports/realtime", nil); decodeRealtime(t, body).Stale {
+		t.Fatal("realtime stale before the outage")
+	}
+
+	stopped := time.Now()
+	if err := e.cql.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	// A query never cached: it fails once the reads fail, and the breaker
+	// opens after BreakerFailures of them.
+	uncached := params("range", "last_7_days", "metrics", "sessions")
+	eventually(t, 10*time.Second, "breaker open", func() bool {
+		status, body, _ := e.get(viewer, "/v1/reports/acquisition/source", uncached)
+		if status != http.StatusServiceUnavailable && status != http.StatusOK {
+			t.Fatalf("status %d during the outage: %s", status, body)
+		}
+		return e.store.BreakerState() == "open"
+	})
+	t.Logf("breaker open %v after the store stopped", time.Since(stopped).Round(time.Millisecond))
+	// Fails fast: no read is attempted while the breaker is open. The
+	// median of a few requests, so that one scheduling hiccup of a busy
+	// test machine does not decide.
+	var took []time.Duration
+	for range 5 {
+		start := time.Now()
+		status, body, resp := e.get(viewer, "/v1/reports/acquisition/source", uncached)
+		took = append(took, time.Since(start))
+		if status != http.StatusServiceUnavailable {
+			t.Fatalf("status %d with the breaker open: %s", status, body)
+		}
+		if got := decodeError(t, body); got.Error.Code != "store_unavailable" {
+			t.Errorf("code %q, want store_unavailable (%s)", got.Error.Code, got.Error.Message)
+		}
+		if ra, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || ra < 1 {
+			t.Errorf("Retry-After %q", resp.Header.Get("Retry-After"))
+		}
+	}
+	slices.Sort(took)
+	t.Logf("503s with the breaker open took %v", took)
+	if took[2] > 50*time.Millisecond {
+		t.Errorf("requests with the breaker open took %v", took)
+	}
+
+	stale := e.mustReport("/v1/reports/acquisition/channel", cachedQuery)
+	if !stale.Stale || stale.Fallback == "" {
+		t.Errorf("cached result during the outage: stale %v fallback %q", stale.Stale, stale.Fallback)
+	}
+	if len(stale.Rows) != len(before.Rows) || stale.Totals["sessions"] != before.Totals["sessions"] {
+		t.Errorf("stale result differs from the cached one")
+	}
+	if _, body, _ := e.get(viewer, "/v1/reports/realtime", nil); !decodeRealtime(t, body).Stale {
+		t.Error("realtime during the outage is not marked stale")
+	}
+
+	restarted := time.Now()
+	if err := e.cql.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "recovery", func() bool {
+		status, _, _ := e.get(viewer, "/v1/reports/acquisition/source", uncached)
+		return status == http.StatusOK
+	})
+	t.Logf("outage of %v; serving again %v after the restart", restarted.Sub(stopped).Round(time.Millisecond), time.Since(restarted).Round(time.Millisecond))
+	if s := e.store.BreakerState(); s != "closed" {
+		t.Errorf("breaker %s after recovery, want closed", s)
+	}
+	after := e.mustReport("/v1/reports/acquisition/channel", cachedQuery)
+	if after.Stale {
+		t.Error("still stale after recovery")
+	}
+}
+
+// TestResultCache checks that identical queries are answered from the
+// cache while fresh, and computed again once their data may have moved.
+func TestResultCache(t *testing.T) {
+	ds := reporttest.Generate(reporttest.Config{Seed: 5, Location: newYork, Now: time.Date(2026, 3, 20, 19, 30, 0, 0, time.UTC), Days: 10, Clients: 50, Shards: 1})
+	o := defaultOptions()
+	o.engine.CacheTTL = 5 * time.Second
+	o.engine.FinalCacheTTL = 5 * time.Minute
+	e := newEnv(t, ds, o)
+
+	live := params("range", "today", "metrics", "sessions")
+	final := params("range", "last_7_days", "metrics", "sessions")
+	for _, step := range []struct {
+		name       string
+		advance    time.Duration
+		p          map[string][]string
+		wantCached bool
+	}{
+		{"live, first", 0, live, false},
+		{"live, again", time.Second, live, true},
+		{"live, limit and offset share the entry", 0, map[string][]string{"range": {"today"}, "metrics": {"sessions"}, "limit": {"1"}}, true},
+		{"live, past the ttl", 5 * time.Second, live, false},
+		{"final, first", 0, final, false},
+		{"final, past the live ttl", time.Minute, final, true},
+		{"final, past the final ttl", 5 * time.Minute, final, false},
+	} {
+		e.clock.Set(e.clock.Now().Add(step.advance))
+		got := e.mustReport("/v1/reports/acquisition/overview", step.p)
+		if got.Cached != step.wantCached {
+			t.Errorf("%s: cached %v, want %v", step.name, got.Cached, step.wantCached)
+		}
+	}
+}

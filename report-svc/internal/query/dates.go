@@ -1,0 +1,166 @@
+package query
+
+import (
+	"fmt"
+	"time"
+)
+
+// Dates are property-local calendar dates, represented as midnight UTC of
+// that date (as rollup rows store them).
+
+// dateOf returns the property-local date of t.
+func dateOf(t time.Time, loc *time.Location) time.Time {
+	y, m, d := t.In(loc).Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+}
+
+// startOf returns the instant the date begins in loc.
+func startOf(day time.Time, loc *time.Location) time.Time {
+	y, m, d := day.Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, loc)
+}
+
+func addDays(day time.Time, n int) time.Time { return day.AddDate(0, 0, n) }
+
+func daysBetween(from, to time.Time) int { return int(to.Sub(from).Hours()/24 + 0.5) }
+
+func formatDate(day time.Time) string { return day.Format(time.DateOnly) }
+
+// DateRange is an inclusive range of property-local dates.
+type DateRange struct {
+	From, To time.Time
+}
+
+// Days returns the number of days in r.
+func (r DateRange) Days() int { return daysBetween(r.From, r.To) + 1 }
+
+// previous returns the range of the same length just before r.
+func (r DateRange) previous() DateRange {
+	n := r.Days()
+	return DateRange{From: addDays(r.From, -n), To: addDays(r.From, -1)}
+}
+
+// Presets are the named date ranges, relative to today in the property's
+// time zone. "last N days" ends yesterday (today is incomplete), as in GA.
+var Presets = []string{"today", "yesterday", "last_7_days", "last_14_days", "last_28_days", "last_30_days", "last_90_days", "this_week", "last_week", "this_month", "last_month"}
+
+// DefaultPreset is the range of a request without one.
+const DefaultPreset = "last_28_days"
+
+func presetRange(name string, today time.Time) (DateRange, bool) {
+	lastN := func(n int) DateRange { return DateRange{From: addDays(today, -n), To: addDays(today, -1)} }
+	monday := weekStart(today)
+	first := time.Date(today.Year(), today.Month(), 1, 0, 0, 0, 0, time.UTC)
+	switch name {
+	case "today":
+		return DateRange{today, today}, true
+	case "yesterday":
+		y := addDays(today, -1)
+		return DateRange{y, y}, true
+	case "last_7_days":
+		return lastN(7), true
+	case "last_14_days":
+		return lastN(14), true
+	case "last_28_days":
+		return lastN(28), true
+	case "last_30_days":
+		return lastN(30), true
+	case "last_90_days":
+		return lastN(90), true
+	case "this_week":
+		return DateRange{monday, today}, true
+	case "last_week":
+		return DateRange{addDays(monday, -7), addDays(monday, -1)}, true
+	case "this_month":
+		return DateRange{first, today}, true
+	case "last_month":
+		return DateRange{first.AddDate(0, -1, 0), addDays(first, -1)}, true
+	}
+	return DateRange{}, false
+}
+
+// weekStart returns the Monday of day's ISO week.
+func weekStart(day time.Time) time.Time {
+	return addDays(day, -((int(day.Weekday()) + 6) % 7))
+}
+
+// Granularity is the bucket size of a time series.
+type Granularity string
+
+// Granularities.
+const (
+	None  Granularity = ""
+	Hour  Granularity = "hour"
+	Day   Granularity = "day"
+	Week  Granularity = "week"  // ISO weeks, Monday to Sunday
+	Month Granularity = "month" // calendar months
+)
+
+// Bucket is one period of a time series, clipped to the range.
+type Bucket struct {
+	Label string    // 2026-03-02T14 (hour), 2026-03-02, 2026-W10, 2026-03
+	Start time.Time // the instant it begins, in the property's time zone
+	from  time.Time // first date of the bucket within the range
+	hour  int       // local hour (hour granularity)
+}
+
+// buckets returns the periods of r at granularity g that have begun by
+// now (a series never shows the future as zeros), in order.
+func buckets(r DateRange, g Granularity, loc *time.Location, now time.Time) []Bucket {
+	var out []Bucket
+	for d := r.From; !d.After(r.To); d = addDays(d, 1) {
+		start := startOf(d, loc)
+		if start.After(now) {
+			break
+		}
+		switch g {
+		case Hour:
+			for h := 0; h < 24; h++ {
+				t := time.Date(d.Year(), d.Month(), d.Day(), h, 0, 0, 0, loc)
+				if t.Hour() != h || !dateOf(t, loc).Equal(d) {
+					continue // skipped by a daylight-saving change
+				}
+				if t.After(now) {
+					break
+				}
+				out = append(out, Bucket{Label: fmt.Sprintf("%sT%02d", formatDate(d), h), Start: t, from: d, hour: h})
+			}
+		case Day:
+			out = append(out, Bucket{Label: formatDate(d), Start: start, from: d})
+		case Week:
+			if d.Equal(r.From) || d.Weekday() == time.Monday {
+				y, w := d.ISOWeek()
+				out = append(out, Bucket{Label: fmt.Sprintf("%d-W%02d", y, w), Start: start, from: d})
+			}
+		case Month:
+			if d.Equal(r.From) || d.Day() == 1 {
+				out = append(out, Bucket{Label: d.Format("2006-01"), Start: start, from: d})
+			}
+		}
+	}
+	return out
+}
+
+// bucketIndex maps each day of r to the index of its bucket (day and
+// coarser granularities).
+func bucketIndex(r DateRange, bs []Bucket) map[time.Time]int {
+	idx := map[time.Time]int{}
+	b := -1
+	for d := r.From; !d.After(r.To); d = addDays(d, 1) {
+		if b+1 < len(bs) && bs[b+1].from.Equal(d) {
+			b++
+		}
+		if b >= 0 {
+			idx[d] = b
+		}
+	}
+	return idx
+}
+
+func parseDate(s string) (time.Time, error) {
+	t, err := time.Parse(time.DateOnly, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is not a date; use YYYY-MM-DD (e.g. 2026-03-01)", s)
+	}
+	return t, nil
+}

@@ -1,0 +1,257 @@
+package query
+
+import (
+	"net/url"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/acme/analytics/pkg/rollup"
+)
+
+func TestParseFilter(t *testing.T) {
+	tests := []struct {
+		expr    string
+		want    [][]Condition // without compiled regexps
+		wantErr string
+	}{
+		{expr: "country==DE", want: [][]Condition{{{Dimension: "country", Op: "==", Value: "DE"}}}},
+		{expr: "country==DE;source=~^goo,medium==cpc", want: [][]Condition{
+			{{Dimension: "country", Op: "==", Value: "DE"}},
+			{{Dimension: "source", Op: "=~", Value: "^goo"}, {Dimension: "medium", Op: "==", Value: "cpc"}}}},
+		{expr: "country[]DE|FR|a\\|b", want: [][]Condition{{{Dimension: "country", Op: "[]", Value: `DE|FR|a\|b`, Values: []string{"DE", "FR", "a|b"}}}}},
+		{expr: `campaign==a\,b\;c`, want: [][]Condition{{{Dimension: "campaign", Op: "==", Value: "a,b;c"}}}},
+		{expr: `page=~^/blog\.html$`, want: [][]Condition{{{Dimension: "page", Op: "=~", Value: `^/blog\.html$`}}}},
+		{expr: "page!@x;page!~y;page!=z;page=@w", want: [][]Condition{
+			{{Dimension: "page", Op: "!@", Value: "x"}}, {{Dimension: "page", Op: "!~", Value: "y"}},
+			{{Dimension: "page", Op: "!=", Value: "z"}}, {{Dimension: "page", Op: "=@", Value: "w"}}}},
+		{expr: "country", wantErr: "no operator"},
+		{expr: "==DE", wantErr: "dimension name"},
+		{expr: "page=~(", wantErr: "regular expression"},
+		{expr: strings.Repeat("a", maxFilterLen+1), wantErr: "limit"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.expr, func(t *testing.T) {
+			f, err := parseFilter(tt.expr)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, ors := range f.And {
+				for i := range ors {
+					ors[i].re = nil
+				}
+			}
+			if !slices.EqualFunc(f.And, tt.want, func(a, b []Condition) bool {
+				return slices.EqualFunc(a, b, func(x, y Condition) bool {
+					return x.Dimension == y.Dimension && x.Op == y.Op && x.Value == y.Value && slices.Equal(x.Values, y.Values)
+				})
+			}) {
+				t.Errorf("got %+v, want %+v", f.And, tt.want)
+			}
+		})
+	}
+}
+
+func TestConditionMatch(t *testing.T) {
+	tests := []struct {
+		expr  string
+		value string
+		want  bool
+	}{
+		{"x==Google", "Google", true},
+		{"x==Google", "google", false}, // case-sensitive
+		{"x!=a", "b", true},
+		{"x=@oog", "google", true},
+		{"x!@oog", "google", false},
+		{"x=~(?i)^GOO", "google", true},
+		{"x!~^goo", "google", false},
+		{"x[]a|b", "b", true},
+		{"x[]a|b", "c", false},
+	}
+	for _, tt := range tests {
+		f, err := parseFilter(tt.expr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := f.And[0][0].match(tt.value); got != tt.want {
+			t.Errorf("%s on %q = %v, want %v", tt.expr, tt.value, got, tt.want)
+		}
+	}
+}
+
+func TestDrillDown(t *testing.T) {
+	tests := []struct {
+		page, dir, want string
+		ok              bool
+	}{
+		{"/", "/", "/", true},
+		{"/pricing", "/", "/pricing", true},
+		{"/blog/", "/", "/blog/", true},
+		{"/blog/a/b", "/", "/blog/", true},
+		{"/blog/a/b", "/blog/", "/blog/a/", true},
+		{"/blog/post", "/blog/", "/blog/post", true},
+		{"/blog/", "/blog/", "/blog/", true},
+		{"/search?q=a/b", "/", "/search?q=a/b", true},
+		{"/docs/x", "/blog/", "", false},
+	}
+	for _, tt := range tests {
+		got, ok := drillDown(tt.page, tt.dir)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("drillDown(%q, %q) = %q, %v; want %q, %v", tt.page, tt.dir, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestSourceDecode(t *testing.T) {
+	s := &source{columns: []string{"event_category", "event_action", "event_label"}}
+	tests := []struct {
+		dim  string
+		want []string
+	}{
+		{"video / play / intro", []string{"video", "play", "intro"}},
+		{"video / play / a / b", []string{"video", "play", "a / b"}}, // the extra separator goes to the last column
+		{"video / play", []string{"video", "play", ""}},
+	}
+	for _, tt := range tests {
+		if got := s.decode(tt.dim); !slices.Equal(got, tt.want) {
+			t.Errorf("decode(%q) = %q, want %q", tt.dim, got, tt.want)
+		}
+	}
+}
+
+func TestPresets(t *testing.T) {
+	today := time.Date(2026, 3, 18, 0, 0, 0, 0, time.UTC) // a Wednesday
+	tests := []struct{ preset, from, to string }{
+		{"today", "2026-03-18", "2026-03-18"},
+		{"yesterday", "2026-03-17", "2026-03-17"},
+		{"last_7_days", "2026-03-11", "2026-03-17"},
+		{"last_28_days", "2026-02-18", "2026-03-17"},
+		{"last_30_days", "2026-02-16", "2026-03-17"},
+		{"last_90_days", "2025-12-18", "2026-03-17"},
+		{"this_week", "2026-03-16", "2026-03-18"},
+		{"last_week", "2026-03-09", "2026-03-15"},
+		{"this_month", "2026-03-01", "2026-03-18"},
+		{"last_month", "2026-02-01", "2026-02-28"},
+	}
+	for _, tt := range tests {
+		r, ok := presetRange(tt.preset, today)
+		if !ok || formatDate(r.From) != tt.from || formatDate(r.To) != tt.to {
+			t.Errorf("%s = %s..%s, want %s..%s", tt.preset, formatDate(r.From), formatDate(r.To), tt.from, tt.to)
+		}
+	}
+	for _, p := range Presets {
+		if _, ok := presetRange(p, today); !ok {
+			t.Errorf("preset %s listed but not defined", p)
+		}
+	}
+}
+
+func TestBuckets(t *testing.T) {
+	ny, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := func(s string) time.Time { t, _ := time.Parse(time.DateOnly, s); return t }
+	now := time.Date(2026, 4, 1, 12, 0, 0, 0, time.UTC)
+	labels := func(bs []Bucket) []string {
+		var out []string
+		for _, b := range bs {
+			out = append(out, b.Label)
+		}
+		return out
+	}
+	// ISO weeks start on Monday; the first and last are clipped to the range.
+	weeks := buckets(DateRange{d("2026-02-26"), d("2026-03-10")}, Week, ny, now)
+	if got := labels(weeks); !slices.Equal(got, []string{"2026-W09", "2026-W10", "2026-W11"}) {
+		t.Errorf("weeks %v", got)
+	}
+	if weeks[1].Start != time.Date(2026, 3, 2, 0, 0, 0, 0, ny) {
+		t.Errorf("week 10 starts %v, want Monday 2026-03-02 in New York", weeks[1].Start)
+	}
+	months := buckets(DateRange{d("2025-12-15"), d("2026-02-01")}, Month, ny, now)
+	if got := labels(months); !slices.Equal(got, []string{"2025-12", "2026-01", "2026-02"}) {
+		t.Errorf("months %v", got)
+	}
+	// 2026-03-08 has no 02:00 in New York.
+	hours := buckets(DateRange{d("2026-03-08"), d("2026-03-08")}, Hour, ny, now)
+	if len(hours) != 23 || hours[2].Label != "2026-03-08T03" {
+		t.Errorf("%d hours on the spring-forward day, third %s", len(hours), hours[2].Label)
+	}
+	// Nothing in the future.
+	if got := buckets(DateRange{d("2026-03-30"), d("2026-04-05")}, Day, ny, now); len(got) != 3 {
+		t.Errorf("%d day buckets up to 2026-04-01, want 3", len(got))
+	}
+	// ISO week-years: 2026-01-01 is in week 1 of 2026, 2024-12-30 in week 1 of 2025.
+	if got := labels(buckets(DateRange{d("2024-12-30"), d("2024-12-31")}, Week, ny, now)); !slices.Equal(got, []string{"2025-W01"}) {
+		t.Errorf("week of 2024-12-30 = %v", got)
+	}
+}
+
+func TestParseChoosesTheSource(t *testing.T) {
+	today := time.Date(2026, 3, 18, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		family *Family
+		report string
+		params string
+		want   string
+	}{
+		{Acquisition, "overview", "", "total"},
+		{Acquisition, "channel", "", "channel"},
+		{Acquisition, "query", "dimensions=source", "source"},
+		{Acquisition, "query", "dimensions=source&filter=medium==cpc", "source_medium"},
+		{Acquisition, "query", "dimensions=source_medium", "source_medium"},
+		{Acquisition, "overview", "filter=country==DE", "country"},
+		{Behavior, "overview", "", "page"},
+		{Behavior, "overview", "metrics=total_events", "event_category"},
+		{Behavior, "overview", "metrics=hits", filteredReport},
+		{Behavior, "overview", "metrics=sessions", "total"},
+		{Behavior, "query", "dimensions=event_category&filter=event_label==x", "event"},
+		{Behavior, "landing_pages", "", "landing_page"},
+		{Behavior, "page_paths", "", "page"},
+		{Behavior, "overview", "filter=event_category==video", "event_category"},
+	}
+	for _, tt := range tests {
+		v, _ := url.ParseQuery(tt.params)
+		q, err := Parse(tt.family, tt.family.Report(tt.report), v, today)
+		if err != nil {
+			t.Errorf("%s/%s?%s: %v", tt.family.Name, tt.report, tt.params, err)
+			continue
+		}
+		if q.src.report != tt.want {
+			t.Errorf("%s/%s?%s reads %s, want %s", tt.family.Name, tt.report, tt.params, q.src.report, tt.want)
+		}
+	}
+}
+
+// TestAddMetrics guards addMetrics against a field added to
+// rollup.Metrics: it must equal Metrics.Add(o, 1) on every field.
+func TestAddMetrics(t *testing.T) {
+	var a, o rollup.Metrics
+	va, vo := reflect.ValueOf(&a).Elem(), reflect.ValueOf(&o).Elem()
+	for i := range va.NumField() {
+		switch va.Field(i).Kind() {
+		case reflect.Int64:
+			va.Field(i).SetInt(int64(i + 1))
+			vo.Field(i).SetInt(int64(100 * (i + 1)))
+		case reflect.Float64:
+			va.Field(i).SetFloat(float64(i) + 0.5)
+			vo.Field(i).SetFloat(float64(i) * 10.25)
+		default:
+			t.Fatalf("rollup.Metrics field %s has kind %s", va.Type().Field(i).Name, va.Field(i).Kind())
+		}
+	}
+	want := a
+	want.Add(o, 1)
+	addMetrics(&a, &o)
+	if a != want {
+		t.Errorf("addMetrics = %+v, want %+v", a, want)
+	}
+}

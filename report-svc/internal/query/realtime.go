@@ -1,0 +1,162 @@
+package query
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/acme/analytics/report-svc/internal/store"
+)
+
+// RealtimeWindow is how far back the realtime view looks, in minutes.
+const RealtimeWindow = 30
+
+// realtimeCacheTTL is how long an identical realtime query is answered
+// from the cache: the realtime rows change with every processing flush.
+const realtimeCacheTTL = time.Second
+
+// Realtime is the realtime view of a property: the last RealtimeWindow
+// one-minute buckets (UTC minutes of pageview time, the current minute
+// included).
+type Realtime struct {
+	Now            time.Time
+	ActiveUsers5m  uint64 // distinct users with a pageview in the last 5 minutes
+	ActiveUsers30m uint64 // ... in the last 30 minutes
+	UsersEstimated bool
+	Pageviews      int64         // pageviews in the window used for the top lists
+	Minutes        []MinuteCount // RealtimeWindow entries, oldest first
+	TopPages       []NamedCount  // by pageviews in the window, largest first
+	TopSources     []NamedCount  // by pageviews of sessions from each source
+	Window         int           // minutes of the top lists
+	Freshness      Freshness
+}
+
+// MinuteCount is the pageviews of one minute.
+type MinuteCount struct {
+	Minute    time.Time
+	Pageviews int64
+}
+
+// NamedCount is a page's or a source's pageviews.
+type NamedCount struct {
+	Name      string
+	Pageviews int64
+}
+
+// RealtimeAnswer is a realtime view as served.
+type RealtimeAnswer struct {
+	*Realtime
+	Cached   bool
+	Stale    bool
+	Fallback string
+}
+
+// Realtime answers the realtime view of p; window (1 to RealtimeWindow) is
+// the minutes the top lists cover, limit their length.
+func (e *Engine) Realtime(ctx context.Context, p Property, window, limit int) (*RealtimeAnswer, error) {
+	key := "realtime|" + p.ID.String() + "|" + strconv.Itoa(window) + "|" + strconv.Itoa(limit)
+	now := e.now()
+	c, ok := e.results.get(key, now)
+	if ok && now.Before(c.freshUntil) {
+		e.m.results.WithLabelValues("cache").Inc()
+		return &RealtimeAnswer{Realtime: c.rt, Cached: true}, nil
+	}
+	v, err, _ := e.do(&e.resultSF, key, func() (any, error) {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.ComputeTimeout)
+		defer cancel()
+		rt, err := e.realtime(cctx, p, window, limit)
+		if err != nil {
+			return nil, err
+		}
+		e.results.put(key, &cached{rt: rt, freshUntil: rt.Now.Add(min(realtimeCacheTTL, e.cfg.CacheTTL))}, 4096, rt.Now.Add(e.cfg.StaleMaxAge))
+		return rt, nil
+	})
+	if err == nil {
+		e.m.results.WithLabelValues("computed").Inc()
+		return &RealtimeAnswer{Realtime: v.(*Realtime)}, nil
+	}
+	if errors.Is(err, store.ErrUnavailable) && ok {
+		e.m.results.WithLabelValues("stale").Inc()
+		return &RealtimeAnswer{Realtime: c.rt, Cached: true, Stale: true, Fallback: staleReason(err, c.rt.Now)}, nil
+	}
+	if errors.Is(err, store.ErrUnavailable) {
+		e.m.results.WithLabelValues("unavailable").Inc()
+	}
+	return nil, err
+}
+
+func (e *Engine) realtime(ctx context.Context, p Property, window, limit int) (*Realtime, error) {
+	now := e.now()
+	current := now.UTC().Truncate(time.Minute)
+	first := current.Add(-(RealtimeWindow - 1) * time.Minute)
+	rows, err := e.store.Realtime(ctx, p.ID, first)
+	if err != nil {
+		return nil, err
+	}
+	rt := &Realtime{Now: now, Window: window}
+	for i := range RealtimeWindow {
+		rt.Minutes = append(rt.Minutes, MinuteCount{Minute: first.Add(time.Duration(i) * time.Minute)})
+	}
+	var users5, users30 userSet
+	pages, srcs := map[string]int64{}, map[string]int64{}
+	var newest time.Time
+	for _, r := range rows {
+		age := int(current.Sub(r.Minute.UTC()) / time.Minute)
+		if age < 0 || age >= RealtimeWindow {
+			continue // a clock ahead of ours, or older than asked
+		}
+		if r.Pageviews != 0 && r.Minute.After(newest) {
+			newest = r.Minute
+		}
+		rt.Minutes[RealtimeWindow-1-age].Pageviews += r.Pageviews
+		s, err := decodeUsers(r.Users)
+		if err != nil {
+			return nil, fmt.Errorf("realtime users of %s: %w", r.Minute.UTC().Format(time.RFC3339), err)
+		}
+		users30.merge(&s)
+		if age < 5 {
+			users5.merge(&s)
+		}
+		if age < window {
+			rt.Pageviews += r.Pageviews
+			for k, n := range r.Pages {
+				pages[k] += n
+			}
+			for k, n := range r.Sources {
+				srcs[k] += n
+			}
+		}
+	}
+	rt.ActiveUsers5m, rt.ActiveUsers30m = users5.count(), users30.count()
+	rt.UsersEstimated = !users30.isExact()
+	rt.TopPages, rt.TopSources = top(pages, limit), top(srcs, limit)
+	if newest.IsZero() {
+		newest = e.newestActivity(ctx, p, now)
+	}
+	rt.Freshness = Freshness{CompleteUpTo: now.Add(-e.cfg.ProcessingDelay), NewestActivity: newest, ComputedAt: now}
+	return rt, nil
+}
+
+// top returns the n largest counts, ties by name; zero counts are left out.
+func top(m map[string]int64, n int) []NamedCount {
+	out := make([]NamedCount, 0, len(m))
+	for k, v := range m {
+		if v > 0 {
+			out = append(out, NamedCount{k, v})
+		}
+	}
+	slices.SortFunc(out, func(a, b NamedCount) int {
+		if c := cmp.Compare(b.Pageviews, a.Pageviews); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Name, b.Name)
+	})
+	if len(out) > n {
+		out = out[:n]
+	}
+	return out
+}
