@@ -68,6 +68,7 @@ bench: ## run the benchmarks and print their figures
 	cd gateway && GOWORK=off go test -run='^$$' -bench=. ./internal/gateway/
 	cd processing-svc && GOWORK=off go test -run='^$$' -bench=. -benchtime=100000x ./internal/engine/
 	cd collection-svc && GOWORK=off go test -run='^$$' -bench=BenchmarkLoad -benchtime=100000x ./internal/collection
+	cd report-svc && GOWORK=off go test -run='^$$' -bench=Reports -benchtime=3s ./internal/api/
 	$(MAKE) build
 	cd pkg && E2E_BIN_DIR=$(CURDIR)/bin GOWORK=off go test -run='^$$' -bench=System -benchtime=1x -timeout=30m ./e2e/
 
