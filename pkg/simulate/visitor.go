@@ -87,7 +87,10 @@ func (p *planner) session(src source, start time.Time) []planned {
 		}
 		out = append(out, pv)
 		if p.rng.IntN(5) == 0 {
-			out = append(out, p.event(t.Add(time.Duration(3+p.rng.IntN(25))*time.Second)))
+			// Half-second offsets keep a session's duration off whole
+			// seconds, so no session lasts within a request's latency of
+			// the 10-second engagement threshold.
+			out = append(out, p.event(t.Add(time.Duration(3+p.rng.IntN(25))*time.Second+halfSecond)))
 		}
 		t = t.Add(time.Duration(20+p.rng.IntN(280)) * time.Second)
 		path = pages[p.rng.IntN(len(pages))]
@@ -100,11 +103,13 @@ func (p *planner) session(src source, start time.Time) []planned {
 	}
 	if p.rng.IntN(10) < 6 {
 		last := out[len(out)-1].t
-		out = append(out, planned{t: last.Add(time.Duration(5+p.rng.IntN(45)) * time.Second), typ: "engagement"})
+		out = append(out, planned{t: last.Add(time.Duration(5+p.rng.IntN(45))*time.Second + halfSecond), typ: "engagement"})
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].t.Before(out[j].t) })
 	return out
 }
+
+const halfSecond = 500 * time.Millisecond
 
 func (p *planner) event(t time.Time) planned {
 	switch p.rng.IntN(3) {
