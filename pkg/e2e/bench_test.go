@@ -64,9 +64,12 @@ func BenchmarkSystem(b *testing.B) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), dur)
 	start := time.Now()
+	latencies := make(chan []time.Duration, 1)
+	go func() { latencies <- readReports(ctx, client, m) }()
 	res, _ := simulate.Play(ctx, client, m, plan, 0, workers)
 	cancel()
 	ingest := time.Since(start)
+	reportTimes := <-latencies
 	accepted := res.Accepted
 
 	// Wait for processing to catch up with what was accepted.
@@ -89,12 +92,66 @@ func BenchmarkSystem(b *testing.B) {
 	fmt.Fprintf(tw, "hits/s accepted at the gateway\t%.0f\t(%d hits, %d rejected as planned, %d failed)\n", float64(accepted)/ingest.Seconds(), accepted, res.Rejected, res.Failed)
 	fmt.Fprintf(tw, "hits/s processed\t%.0f\t(%.0f hits until caught up after %s)\n", processed/caughtUp.Seconds(), processed, caughtUp.Round(time.Second))
 	fmt.Fprintf(tw, "freshness p50 / p99\t%s / %s\t(accepted → written to the rollups)\n", seconds(fresh.quantile(0.5)), seconds(fresh.quantile(0.99)))
+	fmt.Fprintf(tw, "report latency p50 / p99 under ingest\t%s / %s\t(%d reports through the gateway, 4 clients)\n", pct(reportTimes, 0.5), pct(reportTimes, 0.99), len(reportTimes))
 	for _, name := range stack.Processes() {
 		if mem, err := stack.PeakMemory(name); err == nil {
 			fmt.Fprintf(tw, "peak memory %s\t%.0f MiB\n", name, float64(mem)/(1<<20))
 		}
 	}
 	tw.Flush()
+}
+
+// readReports reads reports through the gateway with 4 clients until ctx
+// is done, cycling through reports and ranges (so some answers come from
+// the result cache and some not, as a dashboard's would), and returns
+// each request's latency.
+func readReports(ctx context.Context, client *http.Client, m *simulate.Merchant) []time.Duration {
+	paths := []string{
+		"/v1/reports/acquisition/channel", "/v1/reports/acquisition/source_medium", "/v1/reports/acquisition/overview?granularity=hour",
+		"/v1/reports/acquisition/landing_page", "/v1/reports/behavior/pages", "/v1/reports/behavior/events", "/v1/reports/realtime",
+	}
+	var mu sync.Mutex
+	var out []time.Duration
+	var wg sync.WaitGroup
+	for c := 0; c < 4; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := c; ctx.Err() == nil; i++ {
+				p := paths[i%len(paths)]
+				sep := "?"
+				if strings.Contains(p, "?") {
+					sep = "&"
+				}
+				rng := []string{"today", "last_7_days", "this_month"}[i/len(paths)%3]
+				req, _ := http.NewRequestWithContext(ctx, "GET", m.Gateway+p+sep+"property_id="+m.PropertyID+"&range="+rng, nil)
+				req.Header.Set("Authorization", "Bearer "+m.AccessToken)
+				t0 := time.Now()
+				resp, err := client.Do(req)
+				if err != nil {
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					mu.Lock()
+					out = append(out, time.Since(t0))
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+func pct(ds []time.Duration, q float64) string {
+	if len(ds) == 0 {
+		return "n/a"
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[int(q*float64(len(s)-1))].Round(100 * time.Microsecond).String()
 }
 
 func seconds(s float64) string {
