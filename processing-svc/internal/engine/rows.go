@@ -124,11 +124,11 @@ func (s rowSet) get(k rowKey, now time.Time) *row {
 }
 
 // add applies contributions c of the hit at offset to the rows of
-// (property, shard).
+// (property, shard): one delta per row, with its metrics and users.
 func (s rowSet) add(property string, shard int, offset int64, now time.Time, c *derive.Contributions) {
-	base := rowKey{property: property, shard: shard}
 	deltas := map[rowKey]*delta{}
 	at := func(k rowKey) *delta {
+		k.property, k.shard = property, shard
 		d := deltas[k]
 		if d == nil {
 			d = &delta{offset: offset}
@@ -136,42 +136,25 @@ func (s rowSet) add(property string, shard int, offset int64, now time.Time, c *
 		}
 		return d
 	}
-	for k, m := range c.Daily {
-		rk := base
-		rk.kind, rk.daily = kindDaily, k
-		at(rk).metrics = m
-	}
-	for k, users := range c.DailyUsers {
-		rk := base
-		rk.kind, rk.daily = kindDaily, k
-		at(rk).users = users
-	}
-	for k, m := range c.Hourly {
-		rk := base
-		rk.kind, rk.hourly = kindHourly, k
-		at(rk).metrics = m
-	}
-	for k, users := range c.HourlyUsers {
-		rk := base
-		rk.kind, rk.hourly = kindHourly, k
-		at(rk).users = users
-	}
-	for k, rt := range c.Realtime {
-		rk := base
-		rk.kind, rk.minute = kindRealtime, k
-		at(rk).realtime = rt
-	}
-	for k, users := range c.RealtimeUsers {
-		rk := base
-		rk.kind, rk.minute = kindRealtime, k
-		at(rk).users = users
-	}
-	for k, n := range c.Filtered {
-		rk := base
-		rk.kind, rk.filtered = kindFiltered, k
-		at(rk).filtered = n
-	}
+	daily := func(k derive.DailyKey) rowKey { return rowKey{kind: kindDaily, daily: k} }
+	hourly := func(k derive.HourKey) rowKey { return rowKey{kind: kindHourly, hourly: k} }
+	minute := func(k derive.MinuteKey) rowKey { return rowKey{kind: kindRealtime, minute: k} }
+	each(c.Daily, daily, func(d *delta, m rollup.Metrics) { d.metrics = m }, at)
+	each(c.DailyUsers, daily, func(d *delta, u map[string]int) { d.users = u }, at)
+	each(c.Hourly, hourly, func(d *delta, m rollup.Metrics) { d.metrics = m }, at)
+	each(c.HourlyUsers, hourly, func(d *delta, u map[string]int) { d.users = u }, at)
+	each(c.Realtime, minute, func(d *delta, rt *derive.Realtime) { d.realtime = rt }, at)
+	each(c.RealtimeUsers, minute, func(d *delta, u map[string]int) { d.users = u }, at)
+	each(c.Filtered, func(k derive.FilteredKey) rowKey { return rowKey{kind: kindFiltered, filtered: k} },
+		func(d *delta, n int64) { d.filtered = n }, at)
 	for k, d := range deltas {
 		s.get(k, now).apply(*d)
+	}
+}
+
+// each sets, for every entry of m, its value on the delta of its row.
+func each[K comparable, V any](m map[K]V, key func(K) rowKey, set func(*delta, V), at func(rowKey) *delta) {
+	for k, v := range m {
+		set(at(key(k)), v)
 	}
 }
