@@ -57,10 +57,10 @@ func num(v any) float64 {
 	return f
 }
 
-// compareReports reads every acquisition report and the pages report of
-// each day through the gateway, and the whole range's totals, and
-// compares them with the expectation: counts exactly, users within the
-// sketches' error.
+// compareReports reads every acquisition report and the pages, events,
+// exit pages and filtered-traffic reports of each day through the
+// gateway, and the whole range's totals, and compares them with the
+// expectation: counts exactly, users within the sketches' error.
 func compareReports(t *testing.T, client *http.Client, m *simulate.Merchant, e *simulate.Expectation) {
 	t.Helper()
 	ctx := context.Background()
@@ -132,6 +132,43 @@ func compareReports(t *testing.T, client *http.Client, m *simulate.Merchant, e *
 			}
 		}
 	}
+	for _, day := range days {
+		q := url.Values{"from": {day}, "to": {day}, "metrics": {"total_events,unique_events"}}
+		a := getReport(ctx, t, client, m, "/v1/reports/behavior/events", q)
+		got := map[string]map[string]any{}
+		for _, r := range a.Rows {
+			got[fmt.Sprint(r["event_category"], " / ", r["event_action"], " / ", r["event_label"])] = r
+		}
+		for ev, want := range e.Days[day]["event"] {
+			g := got[ev]
+			if g == nil || int64(num(g["total_events"])) != want.Events || int64(num(g["unique_events"])) != want.UniqueEvents {
+				report("%s events %q: %v, want %d total, %d unique", day, ev, g, want.Events, want.UniqueEvents)
+			}
+		}
+		q = url.Values{"from": {day}, "to": {day}, "metrics": {"exits"}}
+		a = getReport(ctx, t, client, m, "/v1/reports/behavior/exit_pages", q)
+		exits := map[string]int64{}
+		for _, r := range a.Rows {
+			exits[fmt.Sprint(r["page"])] = int64(num(r["exits"]))
+		}
+		for page, want := range e.Days[day]["page"] {
+			if exits[page] != want.Exits {
+				report("%s exit pages %q: %d exits, want %d", day, page, exits[page], want.Exits)
+			}
+		}
+		q = url.Values{"from": {day}, "to": {day}, "metrics": {"hits"}}
+		a = getReport(ctx, t, client, m, "/v1/reports/behavior/filtered", q)
+		filtered := map[string]int64{}
+		for _, r := range a.Rows {
+			filtered[fmt.Sprint(r["reason"])] = int64(num(r["hits"]))
+		}
+		for reason, want := range e.Filtered[day] {
+			if filtered[reason] != want {
+				report("%s filtered %q: %d hits, want %d", day, reason, filtered[reason], want)
+			}
+		}
+	}
+
 	// The whole range: users are the union over the days.
 	q := url.Values{"from": {days[0]}, "to": {days[len(days)-1]}, "metrics": {"users,sessions"}}
 	a := getReport(ctx, t, client, m, "/v1/reports/acquisition/overview", q)
