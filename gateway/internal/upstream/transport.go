@@ -73,8 +73,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp, err := t.Base.RoundTrip(out)
 		if err == nil {
 			o := Success
-			switch resp.StatusCode {
-			case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+			switch {
+			case resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "":
+				// A live instance saying a dependency shared by every
+				// instance is down (the broker, the store): opening this
+				// instance's breaker would not help, and would hide what
+				// it can still serve (a report's stale answer).
+				o = Excluded
+			case resp.StatusCode == http.StatusBadGateway, resp.StatusCode == http.StatusServiceUnavailable, resp.StatusCode == http.StatusGatewayTimeout:
 				o = Failure
 			}
 			t.report(pool, done, o)
