@@ -179,7 +179,7 @@ func fratio(n float64, d int64) float64 {
 var metrics = map[Scope][]*Metric{
 	ScopeSession: {
 		{Name: "users", Kind: KindCount, Doc: "distinct users (merged HyperLogLog sketches; exact up to 512, else within 0.81% standard error)", users: true, hourly: true,
-			value: func(a *agg) float64 { return float64(a.users.count()) }},
+			value: func(a *agg) float64 { return float64(a.users.Count()) }},
 		{Name: "new_users", Kind: KindCount, Doc: "users whose first session started in the range", hourly: true,
 			value: func(a *agg) float64 { return float64(a.m.NewUsers) }},
 		{Name: "sessions", Kind: KindCount, Doc: "sessions", hourly: true,

@@ -9,7 +9,7 @@
 // is read from the day cache or from Cassandra (one partition per day and
 // report, every processing shard), merged across shards, and folded into
 // the query's rows: dimension values decoded and filtered once per
-// distinct value, metrics summed, users sketches merged (users.go). Rates
+// distinct value, metrics summed, users sketches merged (sketch.Union). Rates
 // and averages are computed from the sums at the end. Results are kept in
 // a short-lived cache and served, marked stale, when Cassandra cannot be
 // read (engine.go). docs/reports.md is the reference for all of it.

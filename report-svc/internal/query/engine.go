@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/acme/analytics/pkg/sketch"
 	"slices"
 	"strconv"
 	"strings"
@@ -279,14 +280,14 @@ func staleReason(err error, computed time.Time) string {
 type agg struct {
 	m     rollup.Metrics
 	hits  int64
-	users userSet
+	users sketch.Union
 }
 
 func (a *agg) add(o *agg, withUsers bool) {
 	addMetrics(&a.m, &o.m)
 	a.hits += o.hits
 	if withUsers {
-		a.users.merge(&o.users)
+		a.users.Merge(&o.users)
 	}
 }
 
@@ -351,17 +352,17 @@ func (b *dayBuilder) add(dim string, m *rollup.Metrics, hits int64, users []byte
 	if !d.users || len(users) == 0 {
 		return nil
 	}
-	s, err := decodeUsers(users)
+	s, err := sketch.DecodeUnion(users)
 	if err != nil {
 		return fmt.Errorf("users of %q: %w", dim, err)
 	}
-	before := c.users.size()
-	if c.users.exact == nil && c.users.regs == nil {
+	before := c.users.Size()
+	if c.users.Empty() {
 		c.users = s
 	} else {
-		c.users.merge(&s)
+		c.users.Merge(&s)
 	}
-	d.size += c.users.size() - before
+	d.size += c.users.Size() - before
 	return nil
 }
 
@@ -377,9 +378,9 @@ func (b *dayBuilder) merge(dim string, o *agg) {
 		d.size += 200 + int64(len(dim))
 	}
 	c := &d.cells[i]
-	before := c.users.size()
+	before := c.users.Size()
 	c.add(o, d.users)
-	d.size += c.users.size() - before
+	d.size += c.users.Size() - before
 }
 
 // cell returns the cell of dim, or nil.
@@ -806,7 +807,7 @@ func (e *Engine) values(q *Query, a *agg, res *Result) []float64 {
 	out := make([]float64, len(q.Metrics))
 	for i, m := range q.Metrics {
 		out[i] = m.value(a)
-		if m.users && !a.users.isExact() {
+		if m.users && !a.users.Exact() {
 			res.UsersEstimated = true
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/acme/analytics/pkg/sketch"
 	"slices"
 	"strconv"
 	"time"
@@ -101,7 +102,7 @@ func (e *Engine) realtime(ctx context.Context, p Property, window, limit int) (*
 	for i := range RealtimeWindow {
 		rt.Minutes = append(rt.Minutes, MinuteCount{Minute: first.Add(time.Duration(i) * time.Minute)})
 	}
-	var users5, users30 userSet
+	var users5, users30 sketch.Union
 	pages, srcs := map[string]int64{}, map[string]int64{}
 	var newest time.Time
 	for _, r := range rows {
@@ -113,13 +114,13 @@ func (e *Engine) realtime(ctx context.Context, p Property, window, limit int) (*
 			newest = r.Minute
 		}
 		rt.Minutes[RealtimeWindow-1-age].Pageviews += r.Pageviews
-		s, err := decodeUsers(r.Users)
+		s, err := sketch.DecodeUnion(r.Users)
 		if err != nil {
 			return nil, fmt.Errorf("realtime users of %s: %w", r.Minute.UTC().Format(time.RFC3339), err)
 		}
-		users30.merge(&s)
+		users30.Merge(&s)
 		if age < 5 {
-			users5.merge(&s)
+			users5.Merge(&s)
 		}
 		if age < window {
 			rt.Pageviews += r.Pageviews
@@ -131,8 +132,8 @@ func (e *Engine) realtime(ctx context.Context, p Property, window, limit int) (*
 			}
 		}
 	}
-	rt.ActiveUsers5m, rt.ActiveUsers30m = users5.count(), users30.count()
-	rt.UsersEstimated = !users30.isExact()
+	rt.ActiveUsers5m, rt.ActiveUsers30m = users5.Count(), users30.Count()
+	rt.UsersEstimated = !users30.Exact()
 	rt.TopPages, rt.TopSources = top(pages, limit), top(srcs, limit)
 	if newest.IsZero() {
 		newest = e.newestActivity(ctx, p, now)

@@ -1,4 +1,4 @@
-package query
+package sketch
 
 import (
 	"encoding/binary"
@@ -7,22 +7,21 @@ import (
 	"math"
 	"math/bits"
 	"slices"
-
-	"github.com/acme/analytics/pkg/sketch"
 )
 
-// userSet merges the users sketches of rollup rows (pkg/sketch's encoding)
-// and counts them, with the same members and exactly the same count as
-// sketch.Set's Merge and Count. It exists for speed: a 30-day report merges
-// hundreds of HyperLogLogs, and sketch.Set (through axiomhq/hyperloglog)
+// Union merges encoded Sets (the users sketches of rollup rows) and counts
+// them, with the same members and exactly the same count as Set's Merge
+// and Count, but without the references a Set keeps. It exists for the
+// report services' speed: a 30-day report merges
+// hundreds of HyperLogLogs, and Set (through axiomhq/hyperloglog)
 // merges one register at a time and computes each estimate with math.Pow
 // per register, which together took most of a report's time. Here dense
 // registers merge eight at a time and the estimate uses a table. Its
-// reading of the HyperLogLog encoding is checked against pkg/sketch by
+// reading of the HyperLogLog encoding is checked against Set's by
 // TestUserSetMatchesSketch.
-type userSet struct {
+type Union struct {
 	exact []uint64 // sorted, unique; nil when regs is set
-	// regs holds the hllRegisters registers when past sketch.ExactLimit,
+	// regs holds the hllRegisters registers when past ExactLimit,
 	// eight to a word (register i is byte i%8, little-endian, of word i/8).
 	regs []uint64
 }
@@ -33,74 +32,74 @@ const (
 	// The encoded dense HyperLogLog: pkg/sketch's tag, then
 	// axiomhq/hyperloglog's version 2 header (version, precision, bias 0,
 	// not sparse, register count) and the registers.
-	tagExact  = 1 // sorted hashes (pkg/sketch's older encoding)
-	tagHLL    = 2
-	tagRefs   = 3 // sorted hashes, each followed by its reference count (a uvarint)
 	hllHeader = 1 + 8
 )
 
 var errSketchEncoding = errors.New("users sketch: unsupported encoding")
 
-// decodeUsers reads an encoded sketch.Set.
-func decodeUsers(b []byte) (userSet, error) {
+// DecodeUnion reads an encoded Set.
+func DecodeUnion(b []byte) (Union, error) {
 	if len(b) == 0 {
-		return userSet{}, nil
+		return Union{}, nil
 	}
 	switch b[0] {
 	case tagExact:
 		if (len(b)-1)%8 != 0 {
-			return userSet{}, fmt.Errorf("%w: exact set of %d bytes", errSketchEncoding, len(b)-1)
+			return Union{}, fmt.Errorf("%w: exact set of %d bytes", errSketchEncoding, len(b)-1)
 		}
-		s := userSet{exact: make([]uint64, 0, (len(b)-1)/8)}
+		s := Union{exact: make([]uint64, 0, (len(b)-1)/8)}
 		for i := 1; i < len(b); i += 8 {
 			s.exact = append(s.exact, binary.BigEndian.Uint64(b[i:]))
 		}
 		if !slices.IsSorted(s.exact) {
-			return userSet{}, fmt.Errorf("%w: exact set not sorted", errSketchEncoding)
+			return Union{}, fmt.Errorf("%w: exact set not sorted", errSketchEncoding)
 		}
 		return s, nil
 	case tagRefs:
 		// Reference counts matter to the processor (a user leaves a row with
 		// their last session there); a count of distinct users needs only
 		// the hashes.
-		s := userSet{exact: make([]uint64, 0, (len(b)-1)/9)}
+		s := Union{exact: make([]uint64, 0, (len(b)-1)/9)}
 		for rest := b[1:]; len(rest) > 0; {
 			if len(rest) < 9 {
-				return userSet{}, fmt.Errorf("%w: truncated member", errSketchEncoding)
+				return Union{}, fmt.Errorf("%w: truncated member", errSketchEncoding)
 			}
 			n, w := binary.Uvarint(rest[8:])
 			if w <= 0 || n == 0 {
-				return userSet{}, fmt.Errorf("%w: bad reference count", errSketchEncoding)
+				return Union{}, fmt.Errorf("%w: bad reference count", errSketchEncoding)
 			}
 			s.exact = append(s.exact, binary.BigEndian.Uint64(rest))
 			rest = rest[8+w:]
 		}
 		if !slices.IsSorted(s.exact) {
-			return userSet{}, fmt.Errorf("%w: exact set not sorted", errSketchEncoding)
+			return Union{}, fmt.Errorf("%w: exact set not sorted", errSketchEncoding)
 		}
 		return s, nil
 	case tagHLL:
 		if len(b) != hllHeader+hllRegisters || b[1] != 2 || b[2] != hllPrecision || b[3] != 0 || b[4] != 0 ||
 			binary.BigEndian.Uint32(b[5:9]) != hllRegisters {
-			return userSet{}, fmt.Errorf("%w: not a dense precision-14 HyperLogLog", errSketchEncoding)
+			return Union{}, fmt.Errorf("%w: not a dense precision-14 HyperLogLog", errSketchEncoding)
 		}
 		regs := make([]uint64, hllRegisters/8)
 		for i := range regs {
 			regs[i] = binary.LittleEndian.Uint64(b[hllHeader+8*i:])
 		}
-		return userSet{regs: regs}, nil
+		return Union{regs: regs}, nil
 	}
-	return userSet{}, fmt.Errorf("%w: tag %d", errSketchEncoding, b[0])
+	return Union{}, fmt.Errorf("%w: tag %d", errSketchEncoding, b[0])
 }
 
 // isExact reports whether count is exact.
-func (s *userSet) isExact() bool { return s.regs == nil }
+func (s *Union) Exact() bool { return s.regs == nil }
+
+// Empty reports whether s was never given a member nor merged into.
+func (s *Union) Empty() bool { return s.exact == nil && s.regs == nil }
 
 // size is the memory s holds, for cache bounds.
-func (s *userSet) size() int64 { return int64(8*len(s.exact) + 8*len(s.regs)) }
+func (s *Union) Size() int64 { return int64(8*len(s.exact) + 8*len(s.regs)) }
 
 // merge adds o's members to s. o is not modified (it may be shared).
-func (s *userSet) merge(o *userSet) {
+func (s *Union) Merge(o *Union) {
 	switch {
 	case o.regs != nil:
 		if s.regs == nil {
@@ -113,7 +112,7 @@ func (s *userSet) merge(o *userSet) {
 		}
 	case len(o.exact) > 0:
 		s.exact = mergeSorted(s.exact, o.exact)
-		if len(s.exact) > sketch.ExactLimit {
+		if len(s.exact) > ExactLimit {
 			s.toHLL()
 		}
 	}
@@ -143,7 +142,7 @@ func mergeSorted(a, b []uint64) []uint64 {
 	return append(out, b[j:]...)
 }
 
-func (s *userSet) toHLL() {
+func (s *Union) toHLL() {
 	s.regs = make([]uint64, hllRegisters/8)
 	for _, x := range s.exact {
 		s.insert(x)
@@ -154,7 +153,7 @@ func (s *userSet) toHLL() {
 // insert adds a member hash to the registers (axiomhq/hyperloglog's
 // InsertHash: the top 14 bits pick the register, the rank is one more
 // than the leading zeros of the rest).
-func (s *userSet) insert(x uint64) {
+func (s *Union) insert(x uint64) {
 	i := x >> (64 - hllPrecision)
 	w := x<<hllPrecision | 1<<(hllPrecision-1)
 	r := uint64(bits.LeadingZeros64(w)) + 1
@@ -189,7 +188,7 @@ func maxBytes(a, b uint64) uint64 {
 }
 
 // sequentialSum is the sum of 2^-r in register order, as axiomhq adds it.
-func (s *userSet) sequentialSum() float64 {
+func (s *Union) sequentialSum() float64 {
 	var sum float64
 	for _, w := range s.regs {
 		for k := 0; k < 64; k += 8 {
@@ -207,11 +206,11 @@ var pow2neg = func() (t [256]float64) {
 	return t
 }()
 
-// count returns the number of members: exact up to sketch.ExactLimit, else
+// count returns the number of members: exact up to ExactLimit, else
 // the HyperLogLog estimate computed as axiomhq/hyperloglog (MIT) computes
 // it: LogLog-Beta with its precision-14 coefficients, summed in register
 // order so that the result is bit-for-bit the same.
-func (s *userSet) count() uint64 {
+func (s *Union) Count() uint64 {
 	if s.regs == nil {
 		return uint64(len(s.exact))
 	}
