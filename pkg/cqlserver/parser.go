@@ -255,15 +255,8 @@ func (p *parser) selectStatement() (statement, error) {
 		s.distinct = true
 	}
 	if !p.accept("*") {
-		for {
-			sel, err := p.selector()
-			if err != nil {
-				return nil, err
-			}
-			s.selectors = append(s.selectors, sel)
-			if !p.accept(",") {
-				break
-			}
+		if err := commaList(p, &s.selectors, p.selector); err != nil {
+			return nil, err
 		}
 	}
 	if err := p.expectKeyword("from"); err != nil {
@@ -368,15 +361,8 @@ func (p *parser) selectorExpr() (selectorExpr, error) {
 		if p.accept("*") {
 			call.star = true
 		} else if !p.isPunct(")") {
-			for {
-				arg, err := p.selectorExpr()
-				if err != nil {
-					return nil, err
-				}
-				call.args = append(call.args, arg)
-				if !p.accept(",") {
-					break
-				}
+			if err := commaList(p, &call.args, p.selectorExpr); err != nil {
+				return nil, err
 			}
 		}
 		if err := p.expect(")"); err != nil {
@@ -483,15 +469,8 @@ func (p *parser) relation() (relation, error) {
 			return r, err
 		}
 		if !p.isPunct(")") {
-			for {
-				v, err := p.term()
-				if err != nil {
-					return r, err
-				}
-				r.in = append(r.in, v)
-				if !p.accept(",") {
-					break
-				}
+			if err := commaList(p, &r.in, p.term); err != nil {
+				return r, err
 			}
 		}
 		return r, p.expect(")")
@@ -506,15 +485,8 @@ func (p *parser) relation() (relation, error) {
 // by the caller.
 func (p *parser) identList() ([]string, error) {
 	var out []string
-	for {
-		c, err := p.ident()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-		if !p.accept(",") {
-			break
-		}
+	if err := commaList(p, &out, p.ident); err != nil {
+		return nil, err
 	}
 	return out, p.expect(")")
 }
@@ -595,15 +567,8 @@ func (p *parser) term() (term, error) {
 		case "(":
 			p.next()
 			tl := &tupleLiteral{}
-			for {
-				e, err := p.term()
-				if err != nil {
-					return nil, err
-				}
-				tl.elems = append(tl.elems, e)
-				if !p.accept(",") {
-					break
-				}
+			if err := commaList(p, &tl.elems, p.term); err != nil {
+				return nil, err
 			}
 			return tl, p.expect(")")
 		}
@@ -616,15 +581,8 @@ func (p *parser) functionCall() (term, error) {
 	p.next() // (
 	fc := &functionCall{name: name}
 	if !p.isPunct(")") {
-		for {
-			a, err := p.term()
-			if err != nil {
-				return nil, err
-			}
-			fc.args = append(fc.args, a)
-			if !p.accept(",") {
-				break
-			}
+		if err := commaList(p, &fc.args, p.term); err != nil {
+			return nil, err
 		}
 	}
 	return fc, p.expect(")")
@@ -636,15 +594,8 @@ func (p *parser) listLiteral() (term, error) {
 	if p.accept("]") {
 		return cl, nil
 	}
-	for {
-		e, err := p.term()
-		if err != nil {
-			return nil, err
-		}
-		cl.elems = append(cl.elems, e)
-		if !p.accept(",") {
-			break
-		}
+	if err := commaList(p, &cl.elems, p.term); err != nil {
+		return nil, err
 	}
 	return cl, p.expect("]")
 }
@@ -746,15 +697,8 @@ func (p *parser) insertStatement() (statement, error) {
 	if err := p.expect("("); err != nil {
 		return nil, err
 	}
-	for {
-		v, err := p.term()
-		if err != nil {
-			return nil, err
-		}
-		s.values = append(s.values, v)
-		if !p.accept(",") {
-			break
-		}
+	if err := commaList(p, &s.values, p.term); err != nil {
+		return nil, err
 	}
 	if err := p.expect(")"); err != nil {
 		return nil, err
@@ -787,15 +731,8 @@ func (p *parser) updateStatement() (statement, error) {
 	if err := p.expectKeyword("set"); err != nil {
 		return nil, err
 	}
-	for {
-		a, err := p.assignment()
-		if err != nil {
-			return nil, err
-		}
-		s.assignments = append(s.assignments, a)
-		if !p.accept(",") {
-			break
-		}
+	if err := commaList(p, &s.assignments, p.assignment); err != nil {
+		return nil, err
 	}
 	if err := p.expectKeyword("where"); err != nil {
 		return nil, err
@@ -1444,4 +1381,19 @@ func (p *parser) dropStatement() (statement, error) {
 		return &unsupportedStmt{what: "DROP " + strings.ToUpper(t.text)}, p.skipRest()
 	}
 	return nil, p.errNoViable()
+}
+
+// commaList parses one or more items separated by commas, appending them to
+// dst.
+func commaList[T any](p *parser, dst *[]T, item func() (T, error)) error {
+	for {
+		v, err := item()
+		if err != nil {
+			return err
+		}
+		*dst = append(*dst, v)
+		if !p.accept(",") {
+			return nil
+		}
+	}
 }
