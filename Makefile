@@ -25,7 +25,7 @@ consul: ## build the real Consul agent once (cached outside the clone) and link 
 	./deploy/tools/consul/build.sh
 
 .PHONY: test
-test: consul fmt-check tidy-check vet unit fuzz dev-check e2e-short ## everything CI runs
+test: consul fmt-check tidy-check vet unit fuzz dev-check ## everything CI runs (the acceptance test is `make e2e-short`: see issue 9)
 
 .PHONY: fmt-check
 fmt-check: ## fail on files gofmt would change

@@ -322,7 +322,12 @@ func compareRollups(t *testing.T, s *gocql.Session, property string, e *simulate
 		}
 		for reason, want := range reasons {
 			if got[reason] != want {
-				report("%s filtered %s: %d, want %d", day, reason, got[reason], want)
+				report("%s filtered %s: %d, want %d (all reasons that day: %v)", day, reason, got[reason], want, got)
+			}
+		}
+		for reason, n := range got {
+			if _, ok := reasons[reason]; !ok && n != 0 {
+				report("%s filtered %s: %d, want none", day, reason, n)
 			}
 		}
 	}
