@@ -56,7 +56,7 @@ func startStack(t *testing.T) (*localstack.Stack, localstack.Config) {
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
 		base := 20000 + rand.IntN(20000)
-		cfg := localstack.Config{BinDir: bin, DataDir: t.TempDir(), ConsulPort: base + 500, KafkaPort: base + 600, CQLPort: base + 700,
+		cfg := localstack.Config{BinDir: bin, DataDir: dataDir(t), ConsulPort: base + 500, KafkaPort: base + 600, CQLPort: base + 700,
 			ServicePortBase: base, Collections: 2, Out: testWriter{t}}
 		s, err := localstack.Start(context.Background(), cfg)
 		if err == nil {
@@ -75,6 +75,21 @@ func startStack(t *testing.T) (*localstack.Stack, localstack.Config) {
 	}
 	t.Fatalf("start the local stack: %v", lastErr)
 	return nil, localstack.Config{}
+}
+
+// dataDir is where the stack keeps its data and logs: a temporary directory,
+// or with E2E_KEEP set one that outlives the test, for a post-mortem.
+func dataDir(t *testing.T) string {
+	t.Helper()
+	if os.Getenv("E2E_KEEP") == "" {
+		return t.TempDir()
+	}
+	dir, err := os.MkdirTemp("", "e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("E2E_KEEP: the stack's data and logs stay in %s", dir)
+	return dir
 }
 
 type testWriter struct{ t *testing.T }
@@ -170,8 +185,10 @@ func run(t *testing.T, stack *localstack.Stack, cfg localstack.Config, visitors 
 	}
 
 	session := connect(t, cfg)
-	waitForTotals(t, session, m.PropertyID, plan.Expect, 2*time.Minute)
-	compareRollups(t, session, m.PropertyID, plan.Expect)
+	waitForProcessing(t, cfg, 2*time.Minute)
+	if !compareRollups(t, session, m.PropertyID, plan.Expect) {
+		traceHits(t, cfg, session, m.PropertyID, plan)
+	}
 	compareReports(t, client, m, plan.Expect)
 	compareDeadLetters(t, cfg, plan.Expect)
 }
@@ -225,26 +242,54 @@ type merged struct {
 	users sketch.Set
 }
 
-// waitForTotals waits until every day's total sessions and pageviews are
-// what the plan expects: processing has caught up.
-func waitForTotals(t *testing.T, s *gocql.Session, property string, e *simulate.Expectation, limit time.Duration) {
+// waitForProcessing waits until processing has caught up: its consumer
+// group has committed, on every partition of the hits topic, the offset
+// the partition had when the wait began. Processing commits only after a
+// flush has written everything up to that offset, so every accepted hit is
+// then in the tables. (Waiting for totals to match instead would return
+// early when the last hits change no total, such as a late event.)
+func waitForProcessing(t *testing.T, cfg localstack.Config, limit time.Duration) {
 	t.Helper()
+	kcfg := &kafka.Config{Brokers: "127.0.0.1:" + strconv.Itoa(cfg.KafkaPort)}
+	client, err := sarama.NewClient(kcfg.BrokerList(), kcfg.ConsumerConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	parts, err := client.Partitions(hit.TopicHits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[int32]int64{}
+	for _, p := range parts {
+		if want[p], err = client.GetOffset(hit.TopicHits, p, sarama.OffsetNewest); err != nil {
+			t.Fatal(err)
+		}
+	}
+	admin, err := sarama.NewClusterAdminFromClient(client)
+	if err != nil {
+		t.Fatal(err)
+	}
 	deadline := time.Now().Add(limit)
 	for {
-		ok := true
-		for _, day := range e.SortedDays() {
-			want := e.Row(day, rollup.Total, "")
-			got := rows(t, s, property, day, rollup.Total)[""]
-			if got == nil || got.Sessions != want.Sessions || got.Pageviews != want.Pageviews {
-				ok = false
+		resp, err := admin.ListConsumerGroupOffsets("processing", map[string][]int32{hit.TopicHits: parts})
+		behind := map[int32]int64{}
+		if err == nil {
+			for _, p := range parts {
+				committed := int64(-1)
+				if b := resp.GetBlock(hit.TopicHits, p); b != nil {
+					committed = b.Offset
+				}
+				if want[p] > 0 && committed < want[p] {
+					behind[p] = want[p] - max(committed, 0)
+				}
+			}
+			if len(behind) == 0 {
+				return
 			}
 		}
-		if ok {
-			return
-		}
 		if time.Now().After(deadline) {
-			t.Errorf("processing did not catch up within %v", limit)
-			return
+			t.Fatalf("processing did not catch up within %v: messages behind per partition %v (%v)", limit, behind, err)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
@@ -253,7 +298,7 @@ func waitForTotals(t *testing.T, s *gocql.Session, property string, e *simulate.
 // compareRollups compares every expected row: counts exactly, users within
 // the sketch's error (exact below its exact limit), times within the
 // latency of the requests that carried the hits.
-func compareRollups(t *testing.T, s *gocql.Session, property string, e *simulate.Expectation) {
+func compareRollups(t *testing.T, s *gocql.Session, property string, e *simulate.Expectation) bool {
 	t.Helper()
 	mismatches := 0
 	report := func(format string, args ...any) {
@@ -334,6 +379,7 @@ func compareRollups(t *testing.T, s *gocql.Session, property string, e *simulate
 	if mismatches > 0 {
 		t.Errorf("%d mismatches with the expectation", mismatches)
 	}
+	return mismatches == 0
 }
 
 func abs(x int64) int64 {
@@ -347,6 +393,28 @@ func abs(x int64) int64 {
 // the plan is there once per time it was sent (the plan sends each once).
 func compareDeadLetters(t *testing.T, cfg localstack.Config, e *simulate.Expectation) {
 	t.Helper()
+	var want int64
+	for _, n := range e.DeadLetters {
+		want += n
+	}
+	got := map[string]int64{}
+	var total int64
+	readTopic(t, cfg, hit.TopicDeadLetter, func(msg *sarama.ConsumerMessage) {
+		var dl hit.DeadLetter
+		if err := json.Unmarshal(msg.Value, &dl); err == nil && dl.Stage == "collection" {
+			got[dl.Reason]++
+			total++
+		}
+	})
+	if total != want {
+		t.Errorf("dead letters from collection: %d (%v), want %d (%v)", total, got, want, e.DeadLetters)
+	}
+}
+
+// readTopic calls f with every message of a topic, from the oldest to the
+// high-water mark each partition has when the read starts.
+func readTopic(t *testing.T, cfg localstack.Config, topic string, f func(*sarama.ConsumerMessage)) {
+	t.Helper()
 	kcfg := &kafka.Config{Brokers: "127.0.0.1:" + strconv.Itoa(cfg.KafkaPort)}
 	client, err := sarama.NewClient(kcfg.BrokerList(), kcfg.ConsumerConfig())
 	if err != nil {
@@ -358,41 +426,31 @@ func compareDeadLetters(t *testing.T, cfg localstack.Config, e *simulate.Expecta
 		t.Fatal(err)
 	}
 	defer c.Close()
-	parts, err := c.Partitions(hit.TopicDeadLetter)
+	parts, err := c.Partitions(topic)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var want int64
-	for _, n := range e.DeadLetters {
-		want += n
-	}
-	got := map[string]int64{}
-	var total int64
 	for _, p := range parts {
-		pc, err := c.ConsumePartition(hit.TopicDeadLetter, p, sarama.OffsetOldest)
+		hwm, err := client.GetOffset(topic, p, sarama.OffsetNewest)
 		if err != nil {
 			t.Fatal(err)
 		}
-		hwm, err := client.GetOffset(hit.TopicDeadLetter, p, sarama.OffsetNewest)
+		if hwm == 0 {
+			continue
+		}
+		pc, err := c.ConsumePartition(topic, p, sarama.OffsetOldest)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for off := int64(0); off < hwm; {
 			select {
 			case msg := <-pc.Messages():
-				var dl hit.DeadLetter
-				if err := json.Unmarshal(msg.Value, &dl); err == nil && dl.Stage == "collection" {
-					got[dl.Reason]++
-					total++
-				}
+				f(msg)
 				off = msg.Offset + 1
 			case <-time.After(10 * time.Second):
-				t.Fatalf("dead-letter partition %d: stuck before offset %d of %d", p, off, hwm)
+				t.Fatalf("%s partition %d: stuck before offset %d of %d", topic, p, off, hwm)
 			}
 		}
 		pc.Close()
-	}
-	if total != want {
-		t.Errorf("dead letters from collection: %d (%v), want %d (%v)", total, got, want, e.DeadLetters)
 	}
 }
