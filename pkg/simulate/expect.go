@@ -106,13 +106,15 @@ func (e *Expectation) sessions(client, device, browser string, src source, hits 
 	for i, h := range hits {
 		if i > 0 && len(cur.hits) > 0 {
 			prev := cur.hits[len(cur.hits)-1]
+			// The ad click comes first: when it is also the first hit after
+			// midnight, the new session is still its own, Paid Search.
 			switch {
-			case e.day(h.t) != e.day(prev.t) && h.typ != "engagement":
-				e.record(cur)
-				cur = visit{client: client, device: device, browser: browser, source: "(direct)", medium: "(none)", campaign: "(direct)", channel: "Direct", referrer: "(none)"}
 			case h.campaign == "gclid":
 				e.record(cur)
 				cur = visit{client: client, device: device, browser: browser, source: "google", medium: "cpc", campaign: "(not set)", channel: "Paid Search", referrer: "(none)"}
+			case e.day(h.t) != e.day(prev.t) && h.typ != "engagement":
+				e.record(cur)
+				cur = visit{client: client, device: device, browser: browser, source: "(direct)", medium: "(none)", campaign: "(direct)", channel: "Direct", referrer: "(none)"}
 			case e.day(h.t) != e.day(prev.t):
 				continue // an engagement ping after midnight belongs to no session
 			}

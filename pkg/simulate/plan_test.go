@@ -71,3 +71,32 @@ func TestRebasedIsTheSamePlanShifted(t *testing.T) {
 		}
 	}
 }
+
+// An ad click that is also the first hit after the property's midnight
+// starts a Paid Search session: the click, not the date change, decides
+// the new session's attribution (the pipeline does the same).
+func TestAdClickAtMidnightIsPaidSearch(t *testing.T) {
+	loc := time.FixedZone("UTC-6", -6*3600)
+	midnight := time.Date(2026, 11, 22, 6, 0, 0, 0, time.UTC) // local 00:00
+	e := newExpectation(loc)
+	email := sources[0]
+	for _, s := range sources {
+		if s.name == "email" {
+			email = s
+		}
+	}
+	e.sessions("1.1", "desktop", "Chrome", email, []planned{
+		{t: midnight.Add(-7 * time.Minute), typ: "pageview", path: "/a"},
+		{t: midnight.Add(-3 * time.Minute), typ: "pageview", path: "/b"},
+		{t: midnight.Add(30 * time.Second), typ: "pageview", path: "/c", campaign: "gclid"},
+	}, true)
+	if got := e.Row("2026-11-22", "channel", "Paid Search").Sessions; got != 1 {
+		t.Errorf("Paid Search sessions on the new day: %d, want 1", got)
+	}
+	if got := e.Row("2026-11-22", "channel", "Direct").Sessions; got != 0 {
+		t.Errorf("Direct sessions on the new day: %d, want 0", got)
+	}
+	if got := e.Row("2026-11-21", "channel", email.channel).Sessions; got != 1 {
+		t.Errorf("%s sessions before midnight: %d, want 1", email.channel, got)
+	}
+}
