@@ -117,10 +117,98 @@ func addUser[K comparable](m map[K]map[string]int, k K, client string, sign int6
 	}
 }
 
+// Reset empties c for reuse, keeping its maps' memory.
+func (c *Contributions) Reset() {
+	clear(c.Daily)
+	clear(c.Hourly)
+	clear(c.Realtime)
+	clear(c.Filtered)
+	clear(c.DailyUsers)
+	clear(c.HourlyUsers)
+	clear(c.RealtimeUsers)
+}
+
 // AddSession adds sign (+1 or -1) times what s contributes. first says
 // whether s is the user's first session ever. loc is the property's time
 // zone, for hours and minutes.
 func (c *Contributions) AddSession(s *session.Session, clientID string, first bool, loc *time.Location, sign int64) {
+	sm := sessionMetrics(s, first)
+	for _, d := range sessionDims(s, first) {
+		k := DailyKey{Day: s.Day, Report: d.report, Dimension: d.value}
+		c.addDaily(k, sm, sign)
+		addUser(c.DailyUsers, k, clientID, sign)
+	}
+	hk := HourKey{Day: s.Day, Hour: s.Start.In(loc).Hour()}
+	c.addHourly(hk, sm, sign)
+	addUser(c.HourlyUsers, hk, clientID, sign)
+
+	c.addPages(s, sign)
+	c.addEvents(s, sign)
+	c.addRealtime(s.Hits, s.Touch.Source, clientID, sign)
+}
+
+// AddChange adds what rebuilding a session changes: old and now are two
+// builds of one session, before and after a hit joined it (firstOld and
+// firstNow say whether each was the user's first session). The result is
+// that of AddSession(old, -1) then AddSession(now, +1), but when the
+// session keeps its head (first hit, day, attribution, landing page,
+// enrichment) only what differs is computed: its rows and users stay the
+// same, so only its metrics move. That is the common case, a hit appended
+// to a visitor's current session.
+func (c *Contributions) AddChange(old, now *session.Session, clientID string, firstOld, firstNow bool, loc *time.Location) {
+	if firstOld != firstNow || !sameHead(old, now) {
+		c.AddSession(old, clientID, firstOld, loc, -1)
+		c.AddSession(now, clientID, firstNow, loc, +1)
+		return
+	}
+	dm := sessionMetrics(now, firstNow)
+	dm.Add(sessionMetrics(old, firstOld), -1)
+	if !dm.IsZero() {
+		for _, d := range sessionDims(now, firstNow) {
+			c.addDaily(DailyKey{Day: now.Day, Report: d.report, Dimension: d.value}, dm, 1)
+		}
+		c.addHourly(HourKey{Day: now.Day, Hour: now.Start.In(loc).Hour()}, dm, 1)
+	}
+	c.addPages(old, -1)
+	c.addPages(now, +1)
+	c.addEvents(old, -1)
+	c.addEvents(now, +1)
+	// Realtime counts each pageview on its own (with the session's
+	// source, which is part of the head): only the hits in one build and
+	// not the other change it.
+	added, removed := hitDiff(old.Hits, now.Hits)
+	c.addRealtime(removed, now.Touch.Source, clientID, -1)
+	c.addRealtime(added, now.Touch.Source, clientID, +1)
+}
+
+// sameHead reports whether two builds of a session have the same rows:
+// everything the session-level dimensions and the hour come from.
+func sameHead(a, b *session.Session) bool {
+	return a.ID == b.ID && a.Day.Equal(b.Day) && a.Start.Equal(b.Start) && a.Touch == b.Touch && a.Channel == b.Channel &&
+		a.Landing == b.Landing && a.Country == b.Country && a.Device == b.Device && a.Browser == b.Browser && a.OS == b.OS
+}
+
+// hitDiff returns the hits only in now and those only in old; both are
+// sorted by session.Less, and a hit in both is the same pointer or ID.
+func hitDiff(old, now []*session.Hit) (added, removed []*session.Hit) {
+	i, j := 0, 0
+	for i < len(old) || j < len(now) {
+		switch {
+		case i < len(old) && j < len(now) && old[i].ID == now[j].ID:
+			i++
+			j++
+		case j == len(now) || i < len(old) && session.Less(old[i], now[j]):
+			removed = append(removed, old[i])
+			i++
+		default:
+			added = append(added, now[j])
+			j++
+		}
+	}
+	return added, removed
+}
+
+func sessionMetrics(s *session.Session, first bool) rollup.Metrics {
 	sm := rollup.Metrics{
 		Sessions:        1,
 		DurationMS:      s.DurationMS,
@@ -135,13 +223,22 @@ func (c *Contributions) AddSession(s *session.Session, clientID string, first bo
 	if s.Bounce {
 		sm.Bounces = 1
 	}
-	userType := rollup.ReturningUser
 	if first {
 		sm.NewUsers = 1
+	}
+	return sm
+}
+
+type dim struct{ report, value string }
+
+// sessionDims are the session-level rows a session counts in.
+func sessionDims(s *session.Session, first bool) [13]dim {
+	userType := rollup.ReturningUser
+	if first {
 		userType = rollup.NewUser
 	}
 	t := s.Touch
-	dims := [...]struct{ report, value string }{
+	return [...]dim{
 		{rollup.Total, ""},
 		{rollup.Channel, s.Channel},
 		{rollup.Source, t.Source},
@@ -156,18 +253,6 @@ func (c *Contributions) AddSession(s *session.Session, clientID string, first bo
 		{rollup.OS, orNotSet(s.OS)},
 		{rollup.UserType, userType},
 	}
-	for _, d := range dims {
-		k := DailyKey{Day: s.Day, Report: d.report, Dimension: d.value}
-		c.addDaily(k, sm, sign)
-		addUser(c.DailyUsers, k, clientID, sign)
-	}
-	hk := HourKey{Day: s.Day, Hour: s.Start.In(loc).Hour()}
-	c.addHourly(hk, sm, sign)
-	addUser(c.HourlyUsers, hk, clientID, sign)
-
-	c.addPages(s, sign)
-	c.addEvents(s, sign)
-	c.addRealtime(s, clientID, sign)
 }
 
 func (c *Contributions) addPages(s *session.Session, sign int64) {
@@ -220,8 +305,8 @@ func (c *Contributions) addEvents(s *session.Session, sign int64) {
 	}
 }
 
-func (c *Contributions) addRealtime(s *session.Session, clientID string, sign int64) {
-	for _, h := range s.Hits {
+func (c *Contributions) addRealtime(hits []*session.Hit, source, clientID string, sign int64) {
+	for _, h := range hits {
 		if h.Type != hit.TypePageview {
 			continue
 		}
@@ -233,7 +318,7 @@ func (c *Contributions) addRealtime(s *session.Session, clientID string, sign in
 		}
 		r.Pageviews += sign
 		r.Pages[h.Path] += sign
-		r.Sources[s.Touch.Source] += sign
+		r.Sources[source] += sign
 		addUser(c.RealtimeUsers, k, clientID, sign)
 	}
 }

@@ -1,11 +1,17 @@
 package derive
 
 import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"reflect"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/acme/analytics/pkg/hit"
 	"github.com/acme/analytics/pkg/rollup"
+	"github.com/acme/analytics/processing-svc/internal/attribution"
 	"github.com/acme/analytics/processing-svc/internal/session"
 )
 
@@ -57,4 +63,130 @@ func TestSessionContributions(t *testing.T) {
 	if len(c.Daily) != 0 || len(c.Hourly) != 0 || len(c.DailyUsers) != 0 || len(c.HourlyUsers) != 0 {
 		t.Fatalf("after subtracting the session: daily %v hourly %v users %v; want empty", c.Daily, c.Hourly, c.DailyUsers)
 	}
+}
+
+// AddChange must equal taking the old build away and adding the new one,
+// for every way a hit can join a session: appended, inserted in the
+// middle, becoming the first hit, a pageview, an event, a goal, a ping.
+func TestAddChangeEqualsSubtractAndAdd(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 9))
+	base := time.Date(2026, 5, 1, 23, 40, 0, 0, time.UTC)
+	settings := session.Settings{Timeout: 30 * time.Minute, Location: time.UTC}
+	paths := []string{"/", "/a", "/b", "/c"}
+	randomHit := func(i int) *session.Hit {
+		h := &session.Hit{ID: fmt.Sprintf("h%03d", i), Type: hit.TypePageview, Time: base.Add(time.Duration(rng.IntN(1800)) * time.Second),
+			Path: paths[rng.IntN(len(paths))], Interaction: true}
+		switch rng.IntN(6) {
+		case 0:
+			h.Type, h.Category, h.Action, h.Value = hit.TypeEvent, "cta", fmt.Sprint("click", rng.IntN(2)), float64(rng.IntN(3))/10
+			h.Interaction = rng.IntN(2) == 0
+		case 1:
+			h.Type = hit.TypeEngagement
+		case 2:
+			h.Goals = []session.Goal{{ID: fmt.Sprint("g", rng.IntN(2)), Value: 0.1 * float64(rng.IntN(5))}}
+		}
+		if rng.IntN(8) == 0 {
+			h.Referrer = "https://news.example/x"
+		}
+		if rng.IntN(6) == 0 {
+			h.Campaign = attribution.Campaign{Source: "news", Medium: "email", Name: fmt.Sprint("c", rng.IntN(2))}
+		}
+		return h
+	}
+	for trial := 0; trial < 500; trial++ {
+		var hits []*session.Hit
+		for i := range 1 + rng.IntN(12) {
+			hits = append(hits, randomHit(i))
+		}
+		sortHits(hits)
+		before := session.Build(hits, settings)
+		added := randomHit(100)
+		after := session.Build(sortHits(append(append([]*session.Hit(nil), hits...), added)), settings)
+		for _, o := range before {
+			for _, n := range after {
+				if o.ID != n.ID {
+					continue
+				}
+				for _, firsts := range [][2]bool{{true, true}, {false, false}, {true, false}} {
+					want, got := New(), New()
+					want.AddSession(o, "c1", firsts[0], time.UTC, -1)
+					want.AddSession(n, "c1", firsts[1], time.UTC, +1)
+					got.AddChange(o, n, "c1", firsts[0], firsts[1], time.UTC)
+					if diff := compareContributions(want, got); diff != "" {
+						t.Fatalf("trial %d, session %s (first %v): %s", trial, o.ID, firsts, diff)
+					}
+				}
+			}
+		}
+	}
+}
+
+func sortHits(h []*session.Hit) []*session.Hit {
+	slices.SortFunc(h, func(a, b *session.Hit) int {
+		if session.Less(a, b) {
+			return -1
+		}
+		if session.Less(b, a) {
+			return 1
+		}
+		return 0
+	})
+	return h
+}
+
+// compareContributions describes how two contributions differ in effect:
+// values within float rounding, zero realtime counts ignored.
+func compareContributions(want, got *Contributions) string {
+	if d := compareMetrics(want.Daily, got.Daily); d != "" {
+		return "daily: " + d
+	}
+	if d := compareMetrics(want.Hourly, got.Hourly); d != "" {
+		return "hourly: " + d
+	}
+	if !reflect.DeepEqual(want.DailyUsers, got.DailyUsers) || !reflect.DeepEqual(want.HourlyUsers, got.HourlyUsers) ||
+		!reflect.DeepEqual(want.RealtimeUsers, got.RealtimeUsers) {
+		return fmt.Sprintf("users: want %v %v %v, got %v %v %v", want.DailyUsers, want.HourlyUsers, want.RealtimeUsers, got.DailyUsers, got.HourlyUsers, got.RealtimeUsers)
+	}
+	if w, g := realtimeNet(want), realtimeNet(got); !reflect.DeepEqual(w, g) {
+		return fmt.Sprintf("realtime: want %v, got %v", w, g)
+	}
+	return ""
+}
+
+func compareMetrics[K comparable](want, got map[K]rollup.Metrics) string {
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			want[k] = rollup.Metrics{}
+		}
+	}
+	for k, w := range want {
+		g := got[k]
+		if math.Abs(g.ConversionValue-w.ConversionValue) > 1e-9 || math.Abs(g.EventValue-w.EventValue) > 1e-9 {
+			return fmt.Sprintf("%v: values got %v/%v, want %v/%v", k, g.ConversionValue, g.EventValue, w.ConversionValue, w.EventValue)
+		}
+		g.ConversionValue, g.EventValue, w.ConversionValue, w.EventValue = 0, 0, 0, 0
+		if g != w {
+			return fmt.Sprintf("%v: got %+v, want %+v", k, g, w)
+		}
+	}
+	return ""
+}
+
+func realtimeNet(c *Contributions) map[string]int64 {
+	out := map[string]int64{}
+	for k, r := range c.Realtime {
+		add := func(name string, n int64) {
+			if n != 0 {
+				out[k.Minute.Format("15:04")+" "+name] += n
+			}
+		}
+		add("pageviews", r.Pageviews)
+		for p, n := range r.Pages {
+			add("page "+p, n)
+		}
+		for s, n := range r.Sources {
+			add("source "+s, n)
+		}
+	}
+	return out
 }

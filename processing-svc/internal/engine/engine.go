@@ -77,6 +77,7 @@ type Partition struct {
 	w        writer
 	visitors map[string]*vstate
 	rows     rowSet
+	contrib  *derive.Contributions // the hit being applied's, reused
 	archive  []stmt
 	dead     []hit.DeadLetter
 	last     int64 // offset of the last message applied; -1 before any
@@ -106,6 +107,7 @@ func New(cfg Config) *Partition {
 		w:        writer{session: cfg.Session, concurrency: cfg.Concurrency, batchSize: 50},
 		visitors: map[string]*vstate{},
 		rows:     rowSet{},
+		contrib:  derive.New(),
 		last:     -1,
 		flushed:  -1,
 	}
@@ -203,7 +205,8 @@ func (p *Partition) applyHit(d *decoded, now time.Time) {
 	}
 	h := d.h
 	r := d.prop.RulesAt(h.ReceivedAt)
-	c := derive.New()
+	c := p.contrib
+	c.Reset()
 	var out visitor.Outcome
 	var ch visitor.Changes
 	if reason, excluded := r.Exclusion(h); excluded {

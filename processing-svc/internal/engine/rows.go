@@ -124,37 +124,32 @@ func (s rowSet) get(k rowKey, now time.Time) *row {
 }
 
 // add applies contributions c of the hit at offset to the rows of
-// (property, shard): one delta per row, with its metrics and users.
+// (property, shard). A row's metrics and its users arrive as separate
+// deltas of the same offset; both are additive.
 func (s rowSet) add(property string, shard int, offset int64, now time.Time, c *derive.Contributions) {
-	deltas := map[rowKey]*delta{}
-	at := func(k rowKey) *delta {
+	at := func(k rowKey) *row {
 		k.property, k.shard = property, shard
-		d := deltas[k]
-		if d == nil {
-			d = &delta{offset: offset}
-			deltas[k] = d
-		}
-		return d
+		return s.get(k, now)
 	}
-	daily := func(k derive.DailyKey) rowKey { return rowKey{kind: kindDaily, daily: k} }
-	hourly := func(k derive.HourKey) rowKey { return rowKey{kind: kindHourly, hourly: k} }
-	minute := func(k derive.MinuteKey) rowKey { return rowKey{kind: kindRealtime, minute: k} }
-	each(c.Daily, daily, func(d *delta, m rollup.Metrics) { d.metrics = m }, at)
-	each(c.DailyUsers, daily, func(d *delta, u map[string]int) { d.users = u }, at)
-	each(c.Hourly, hourly, func(d *delta, m rollup.Metrics) { d.metrics = m }, at)
-	each(c.HourlyUsers, hourly, func(d *delta, u map[string]int) { d.users = u }, at)
-	each(c.Realtime, minute, func(d *delta, rt *derive.Realtime) { d.realtime = rt }, at)
-	each(c.RealtimeUsers, minute, func(d *delta, u map[string]int) { d.users = u }, at)
-	each(c.Filtered, func(k derive.FilteredKey) rowKey { return rowKey{kind: kindFiltered, filtered: k} },
-		func(d *delta, n int64) { d.filtered = n }, at)
-	for k, d := range deltas {
-		s.get(k, now).apply(*d)
+	for k, m := range c.Daily {
+		at(rowKey{kind: kindDaily, daily: k}).apply(delta{offset: offset, metrics: m})
 	}
-}
-
-// each sets, for every entry of m, its value on the delta of its row.
-func each[K comparable, V any](m map[K]V, key func(K) rowKey, set func(*delta, V), at func(rowKey) *delta) {
-	for k, v := range m {
-		set(at(key(k)), v)
+	for k, u := range c.DailyUsers {
+		at(rowKey{kind: kindDaily, daily: k}).apply(delta{offset: offset, users: u})
+	}
+	for k, m := range c.Hourly {
+		at(rowKey{kind: kindHourly, hourly: k}).apply(delta{offset: offset, metrics: m})
+	}
+	for k, u := range c.HourlyUsers {
+		at(rowKey{kind: kindHourly, hourly: k}).apply(delta{offset: offset, users: u})
+	}
+	for k, rt := range c.Realtime {
+		at(rowKey{kind: kindRealtime, minute: k}).apply(delta{offset: offset, realtime: rt})
+	}
+	for k, u := range c.RealtimeUsers {
+		at(rowKey{kind: kindRealtime, minute: k}).apply(delta{offset: offset, users: u})
+	}
+	for k, n := range c.Filtered {
+		at(rowKey{kind: kindFiltered, filtered: k}).apply(delta{offset: offset, filtered: n})
 	}
 }

@@ -179,53 +179,42 @@ func (v *Visitor) build(s session.Settings) []*session.Session {
 func (v *Visitor) isFirst(i int) bool { return v.FrozenSessions == 0 && i == 0 }
 
 // diff adds the contributions of changed sessions to c and lists the rows
-// to write.
+// to write. Both lists are sorted by their first hits, and a session in
+// both has the same first hit (its ID), so one walk pairs them.
 func (v *Visitor) diff(before, after []*session.Session, loc *time.Location, c *derive.Contributions) Changes {
-	type state struct {
-		s     *session.Session
-		first bool
-	}
-	old := map[string]state{}
-	for i, s := range before {
-		old[s.ID] = state{s, v.isFirst(i)}
-	}
 	var ch Changes
-	kept := map[string]bool{}
+	gone := func(j int) {
+		s := before[j]
+		c.AddSession(s, v.ClientID, v.isFirst(j), loc, -1)
+		ch.DeleteSessions = append(ch.DeleteSessions, SessionRef{ID: s.ID, Day: s.Day})
+	}
+	j := 0
 	for i, s := range after {
-		first := v.isFirst(i)
-		if o, ok := old[s.ID]; ok && o.first == first && sameSession(o.s, s) {
-			kept[s.ID] = true
-			continue
+		for j < len(before) && before[j].ID != s.ID && session.Less(before[j].Hits[0], s.Hits[0]) {
+			gone(j)
+			j++
 		}
-		c.AddSession(s, v.ClientID, first, loc, +1)
+		first := v.isFirst(i)
+		if j < len(before) && before[j].ID == s.ID {
+			o, oFirst := before[j], v.isFirst(j)
+			j++
+			if oFirst == first && sameSession(o, s) {
+				continue
+			}
+			c.AddChange(o, s, v.ClientID, oFirst, first, loc)
+			if !o.Day.Equal(s.Day) {
+				ch.DeleteSessions = append(ch.DeleteSessions, SessionRef{ID: o.ID, Day: o.Day})
+			}
+		} else {
+			c.AddSession(s, v.ClientID, first, loc, +1)
+		}
 		ch.UpsertSessions = append(ch.UpsertSessions, Upsert{Session: s, First: first})
 		ch.User = true
 	}
-	inAfter := map[string]bool{}
-	for _, s := range after {
-		inAfter[s.ID] = true
-	}
-	for _, s := range before {
-		if kept[s.ID] {
-			continue
-		}
-		c.AddSession(s, v.ClientID, old[s.ID].first, loc, -1)
-		if !inAfter[s.ID] || !sameDay(s, after) {
-			ch.DeleteSessions = append(ch.DeleteSessions, SessionRef{ID: s.ID, Day: s.Day})
-		}
+	for ; j < len(before); j++ {
+		gone(j)
 	}
 	return ch
-}
-
-// sameDay reports whether the session of the same ID in after is on the
-// same day as s (a different day means a different row).
-func sameDay(s *session.Session, after []*session.Session) bool {
-	for _, a := range after {
-		if a.ID == s.ID {
-			return a.Day.Equal(s.Day)
-		}
-	}
-	return false
 }
 
 // sameSession reports whether two builds of a session are the same: the
