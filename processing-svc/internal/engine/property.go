@@ -44,7 +44,15 @@ func settings(p *Property, r *rules.Compiled) session.Settings {
 		Location:       p.Location,
 		IgnoreReferrer: r.ReferralExcluded,
 		CustomChannel:  r.Channel,
+		Source:         settingsSource{r, p.Location},
 	}
+}
+
+// settingsSource identifies a property's session settings: its compiled
+// rules and its zone.
+type settingsSource struct {
+	rules *rules.Compiled
+	loc   *time.Location
 }
 
 // toSessionHit applies the page rules to h. It returns the reason when the

@@ -36,6 +36,10 @@ type Settings struct {
 	// CustomChannel applies the property's channel rules before the default
 	// channel group.
 	CustomChannel func(source, medium, campaign string) (string, bool)
+	// Source identifies where the settings come from (comparable: the
+	// engine uses the compiled rules and the zone). Sessions built under
+	// one Source are extended for the next hit instead of built again.
+	Source any
 }
 
 // Goal is a goal completion a hit triggered.

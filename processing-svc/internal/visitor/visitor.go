@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"sort"
 	"time"
 
 	"github.com/acme/analytics/processing-svc/internal/derive"
@@ -57,7 +58,8 @@ type Visitor struct {
 	// once a minute of watermark keeps it cheap and deterministic.
 	PrunedAt time.Time
 
-	sessions []*session.Session // derived from Hits; nil until built
+	sessions  []*session.Session // derived from Hits; nil until built
+	builtWith any                // the Settings.Source sessions were built with
 }
 
 // New returns the state of a visitor not seen before.
@@ -135,8 +137,7 @@ func (v *Visitor) Apply(h *session.Hit, received time.Time, s session.Settings, 
 		return 0
 	})
 	v.Hits = slices.Insert(v.Hits, i, h)
-	v.sessions = nil
-	after := v.build(s)
+	after := v.rebuild(before, i, s)
 
 	ch := v.diff(before, after, s.Location, c)
 	if h.Time.After(v.LastSeen) {
@@ -170,8 +171,29 @@ func touchOf(ss *session.Session) Touch {
 
 func (v *Visitor) build(s session.Settings) []*session.Session {
 	if v.sessions == nil {
-		v.sessions = session.Build(v.Hits, s)
+		v.sessions, v.builtWith = session.Build(v.Hits, s), s.Source
 	}
+	return v.sessions
+}
+
+// rebuild derives the sessions after a hit was inserted at index i of
+// Hits, given those before. Sessions are cut by consecutive pairs of
+// hits, so every session that started before the hit preceding the new
+// one, other than the last such, is unchanged: only the sessions from that
+// one on are built again. Under other settings than before's, all are.
+func (v *Visitor) rebuild(before []*session.Session, i int, s session.Settings) []*session.Session {
+	k := 0 // sessions kept as they were
+	if i > 0 && v.builtWith == s.Source {
+		prev := v.Hits[i-1]
+		k = max(0, sort.Search(len(before), func(j int) bool { return session.Less(prev, before[j].Hits[0]) })-1)
+	}
+	from := 0
+	if k > 0 {
+		first := before[k].Hits[0]
+		from = sort.Search(i, func(j int) bool { return !session.Less(v.Hits[j], first) })
+	}
+	v.sessions = append(slices.Clip(before[:k]), session.Build(v.Hits[from:], s)...)
+	v.builtWith = s.Source
 	return v.sessions
 }
 

@@ -2,6 +2,8 @@ package visitor
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"reflect"
 	"testing"
 	"time"
 
@@ -105,4 +107,54 @@ func TestFreezeAndRoundTrip(t *testing.T) {
 	if got := total(c); got.NewUsers != 1 || got.Sessions != 2 {
 		t.Fatalf("totals %+v: want 2 sessions, 1 new user", got)
 	}
+}
+
+// Applying hits one by one, in any arrival order (late hits, merges,
+// campaign splits, midnight), builds the same sessions as building all of
+// the visitor's hits at once, and the contributions it adds on the way sum
+// to those of the final sessions.
+func TestIncrementalBuildEqualsFullBuild(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 11))
+	start := time.Date(2026, 6, 1, 23, 0, 0, 0, time.UTC)
+	for trial := 0; trial < 300; trial++ {
+		v := New("c1")
+		c := derive.New()
+		var hits []*session.Hit
+		for i := range 2 + rng.IntN(25) {
+			h := &session.Hit{ID: fmt.Sprintf("h%02d", i), Type: hit.TypePageview, Time: start.Add(time.Duration(rng.IntN(150)) * time.Minute), Path: fmt.Sprint("/", rng.IntN(3))}
+			switch rng.IntN(5) {
+			case 0:
+				h.Type, h.Category, h.Action = hit.TypeEvent, "cta", "click"
+			case 1:
+				h.Type = hit.TypeEngagement
+			}
+			if rng.IntN(7) == 0 {
+				h.Campaign.Source, h.Campaign.Medium = "news", fmt.Sprint("m", rng.IntN(2))
+			}
+			hits = append(hits, h)
+		}
+		for _, h := range hits {
+			v.Apply(h, start.Add(3*time.Hour), settings, c) // received together: nothing freezes
+		}
+		want := session.Build(v.Hits, settings)
+		got := v.Sessions(settings)
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("trial %d: incremental sessions differ from a full build:\n got  %s\n want %s", trial, describe(got), describe(want))
+		}
+		full := derive.New()
+		for i, s := range want {
+			full.AddSession(s, "c1", i == 0, time.UTC, 1)
+		}
+		if !reflect.DeepEqual(c.Daily, full.Daily) || !reflect.DeepEqual(c.DailyUsers, full.DailyUsers) {
+			t.Fatalf("trial %d: the contributions added hit by hit differ from the final sessions'", trial)
+		}
+	}
+}
+
+func describe(ss []*session.Session) string {
+	var out []string
+	for _, s := range ss {
+		out = append(out, fmt.Sprintf("%s(%d hits)", s.ID, len(s.Hits)))
+	}
+	return fmt.Sprint(out)
 }
