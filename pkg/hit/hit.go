@@ -6,11 +6,13 @@ package hit
 
 import (
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // Type is the kind of hit.
@@ -147,15 +149,34 @@ func (h *Hit) DeriveID(clientEventID string) string {
 	return hex.EncodeToString(s.Sum(nil)[:16])
 }
 
-// Marshal encodes h for the hits topic and the archive.
-func Marshal(h *Hit) ([]byte, error) { return json.Marshal(h) }
+// Marshal encodes h for the hits topic and the archive, in the binary
+// encoding (binary.go).
+func Marshal(h *Hit) ([]byte, error) { return AppendMarshal(nil, h), nil }
 
-// Unmarshal decodes a hit from the hits topic or the archive and checks the
+// AppendMarshal appends h's encoding to b: a caller encoding many hits
+// can reuse one buffer.
+func AppendMarshal(b []byte, h *Hit) []byte { return appendBinary(b, h) }
+
+// Unmarshal decodes a hit from the hits topic or the archive, in the
+// binary encoding or the JSON one messages had before it, and checks the
 // fields every consumer relies on.
 func Unmarshal(b []byte) (*Hit, error) {
-	var h Hit
-	if err := json.Unmarshal(b, &h); err != nil {
-		return nil, fmt.Errorf("decode hit: %w", err)
+	var h *Hit
+	switch {
+	case len(b) > 0 && b[0] == binaryV1:
+		var err error
+		if h, err = decodeBinary(b[1:]); err != nil {
+			return nil, fmt.Errorf("decode hit: %w", err)
+		}
+	case len(b) > 0 && b[0] == '{':
+		h = &Hit{}
+		if err := json.Unmarshal(b, h); err != nil {
+			return nil, fmt.Errorf("decode hit: %w", err)
+		}
+	case len(b) == 0:
+		return nil, fmt.Errorf("decode hit: empty message")
+	default:
+		return nil, fmt.Errorf("decode hit: unknown encoding (first byte %#x)", b[0])
 	}
 	switch {
 	case h.ID == "":
@@ -167,7 +188,7 @@ func Unmarshal(b []byte) (*Hit, error) {
 	case h.Time.IsZero():
 		return nil, fmt.Errorf("decode hit %s: no time", h.ID)
 	}
-	return &h, nil
+	return h, nil
 }
 
 // Topics of the pipeline.
@@ -186,9 +207,19 @@ type DeadLetter struct {
 	Stage      string    `json:"stage"`  // "collection" or "processing"
 	TrackingID string    `json:"tid,omitempty"`
 	ReceivedAt time.Time `json:"rts"`
-	Payload    string    `json:"payload"` // the rejected input as received (IP never included)
+	Payload    string    `json:"payload"` // the rejected input as received (IP never included); see PayloadText
 	// For messages rejected by processing: where they were in the hits
 	// topic, which identifies a dead letter produced twice by a replay.
 	Partition int32 `json:"partition,omitempty"`
 	Offset    int64 `json:"offset,omitempty"`
+}
+
+// PayloadText is a rejected message as a dead letter's Payload: the bytes
+// themselves when they are text (JSON), else "base64:" and their standard
+// base64 (a binary-encoded hit).
+func PayloadText(b []byte) string {
+	if utf8.Valid(b) {
+		return string(b)
+	}
+	return "base64:" + base64.StdEncoding.EncodeToString(b)
 }

@@ -258,7 +258,7 @@ func archiveWrite(h *hit.Hit, raw []byte, shard int) stmt {
 
 func (p *Partition) deadLetter(m Message, reason, detail, tid string) hit.DeadLetter {
 	return hit.DeadLetter{Reason: reason, Detail: detail, Stage: "processing", TrackingID: tid,
-		ReceivedAt: time.Now().UTC(), Payload: string(m.Value), Partition: p.cfg.Partition, Offset: m.Offset}
+		ReceivedAt: time.Now().UTC(), Payload: hit.PayloadText(m.Value), Partition: p.cfg.Partition, Offset: m.Offset}
 }
 
 // Pending reports whether anything was applied since the last flush.
