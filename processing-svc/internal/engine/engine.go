@@ -321,7 +321,6 @@ func (p *Partition) Flush(ctx context.Context) (int64, error) {
 		for _, u := range vs.upserts {
 			stmts = append(stmts, sessionWrites(vs.property, vs.shard, vs.v.ClientID, u.First, u.Session, vs.written, vs.sigs)...)
 		}
-		stmts = append(stmts, userWrite(vs))
 	}
 	if err := p.w.exec(ctx, stmts); err != nil {
 		return 0, err
@@ -332,14 +331,19 @@ func (p *Partition) Flush(ctx context.Context) (int64, error) {
 		}
 	}
 
-	// Phase two: visitor states, which say their hits are fully written.
+	// Phase two: visitor states, which say their hits are fully written,
+	// each in one batch with the user's row: both tables have the
+	// partition key (property, client), so the batch is one round trip to
+	// the same replicas. (The users row is derived and idempotent: a crash
+	// before it is written replays the visitor, which writes it again.)
 	var vstmts []stmt
 	for _, vs := range dirty {
 		b, err := vs.v.Marshal()
 		if err != nil {
 			return 0, err
 		}
-		vstmts = append(vstmts, stmt{partition: "v/" + vs.property + "/" + vs.v.ClientID, cql: cqlSaveVisitor,
+		user := userWrite(vs) // same partition label as the state: one batch
+		vstmts = append(vstmts, user, stmt{partition: user.partition, cql: cqlSaveVisitor,
 			args: []any{vs.property, vs.v.ClientID, int(p.cfg.Partition), max(through, vs.applied), b}})
 	}
 	if err := p.w.exec(ctx, vstmts); err != nil {
@@ -388,6 +392,6 @@ func userWrite(vs *vstate) stmt {
 	v := vs.v
 	touch, firstSeen := v.FirstTouchNow(vs.settings)
 	sessions := v.SessionCount(vs.settings)
-	return stmt{partition: "u/" + vs.property + "/" + v.ClientID, cql: cqlUser, args: []any{
+	return stmt{partition: "v/" + vs.property + "/" + v.ClientID, cql: cqlUser, args: []any{
 		vs.property, v.ClientID, firstSeen, v.LastSeen, sessions, touch.Source, touch.Medium, touch.Campaign, touch.Channel, vs.ruleVer}}
 }
