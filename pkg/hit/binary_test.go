@@ -118,10 +118,14 @@ func FuzzUnmarshal(f *testing.F) {
 		if err != nil || len(b) == 0 || b[0] != binaryV1 {
 			return
 		}
+		// Compared as bytes: a NaN value is never DeepEqual to itself.
 		again, _ := Marshal(h)
 		back, err := Unmarshal(again)
-		if err != nil || !reflect.DeepEqual(back, h) {
-			t.Fatalf("re-encoding a decoded hit does not round trip: %v", err)
+		if err != nil {
+			t.Fatalf("a re-encoded hit does not decode: %v", err)
+		}
+		if third, _ := Marshal(back); string(third) != string(again) {
+			t.Fatal("a decoded hit does not round trip")
 		}
 	})
 }

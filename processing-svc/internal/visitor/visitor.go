@@ -11,8 +11,6 @@
 package visitor
 
 import (
-	"encoding/json"
-	"fmt"
 	"slices"
 	"sort"
 	"time"
@@ -287,25 +285,4 @@ func (v *Visitor) freeze(s session.Settings) {
 	v.FrozenSessions += n
 	v.FrozenUntil = last.End.Add(s.Timeout)
 	v.sessions = nil
-}
-
-// Marshal encodes the durable state.
-func (v *Visitor) Marshal() ([]byte, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil, fmt.Errorf("encode visitor %s: %w", v.ClientID, err)
-	}
-	return b, nil
-}
-
-// Unmarshal decodes a durable state written by Marshal.
-func Unmarshal(b []byte) (*Visitor, error) {
-	v := &Visitor{}
-	if err := json.Unmarshal(b, v); err != nil {
-		return nil, fmt.Errorf("decode visitor state: %w", err)
-	}
-	if v.Seen == nil {
-		v.Seen = map[string]time.Time{}
-	}
-	return v, nil
 }
