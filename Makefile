@@ -75,10 +75,10 @@ bench: ## run the benchmarks and print their figures
 	cd pkg && E2E_BIN_DIR=$(CURDIR)/bin GOWORK=off go test -run='^$$' -bench=System -benchtime=1x -timeout=30m ./e2e/
 
 .PHONY: bench-processing
-bench-processing: build ## the processing benchmark, against the CQL server in its own process (as Cassandra is in production), so its CPU figure is the processor's alone
+bench-processing: build ## the processing benchmark, against the CQL server in its own process (as Cassandra is in production), so its CPU figure is the processor's alone; GOGC as deployed
 	@port=$$((30000 + RANDOM % 20000)); ./bin/cqlserver -addr=127.0.0.1:$$port -log-level=warn & pid=$$!; \
 	trap "kill $$pid" EXIT; sleep 1; \
-	cd processing-svc && CASSANDRA_HOSTS=127.0.0.1:$$port GOWORK=off go test -run='^$$' -bench=. -benchtime=100000x ./internal/engine/
+	cd processing-svc && GOGC=400 CASSANDRA_HOSTS=127.0.0.1:$$port GOWORK=off go test -run='^$$' -bench=. -benchtime=100000x ./internal/engine/
 
 .PHONY: clean
 clean: ## remove built binaries and local stack data
