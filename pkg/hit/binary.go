@@ -34,6 +34,7 @@ const (
 
 // appendBinary appends h's version-1 encoding to b.
 func appendBinary(b []byte, h *Hit) []byte {
+	b = slices.Grow(b, sizeHint(h))
 	b = append(b, binaryV1)
 	for _, s := range [...]string{h.ID, h.TenantID, h.PropertyID, h.TrackingID, h.ClientID, h.UserID, string(h.Type), string(h.Origin)} {
 		b = wire.AppendString(b, s)
@@ -72,6 +73,21 @@ func appendBinary(b []byte, h *Hit) []byte {
 		flags |= flagCookieless
 	}
 	return append(b, flags)
+}
+
+// sizeHint is about the encoded size of h (a little more): growing the
+// buffer once is most of the encoder's cost otherwise.
+func sizeHint(h *Hit) int {
+	n := 64 // the version byte, times, value, integers, flags and lengths of short strings
+	for _, s := range [...]string{h.ID, h.TenantID, h.PropertyID, h.TrackingID, h.ClientID, h.UserID, h.URL, h.Hostname, h.Path, h.Title,
+		h.Referrer, h.Category, h.Action, h.Label, h.ScreenResolution, h.Language, h.UserAgent, h.Browser, h.OS, h.DeviceCategory,
+		h.Country, h.IP, h.BotName, h.IPExcludedBy} {
+		n += len(s) + 1
+	}
+	for k, v := range h.Params {
+		n += len(k) + len(v) + 4
+	}
+	return n + 16
 }
 
 // decodeBinary decodes a version-1 encoding (b without its version byte).
