@@ -122,15 +122,7 @@ func TestAddChangeEqualsSubtractAndAdd(t *testing.T) {
 }
 
 func sortHits(h []*session.Hit) []*session.Hit {
-	slices.SortFunc(h, func(a, b *session.Hit) int {
-		if session.Less(a, b) {
-			return -1
-		}
-		if session.Less(b, a) {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(h, session.Compare)
 	return h
 }
 

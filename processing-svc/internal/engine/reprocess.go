@@ -106,15 +106,7 @@ func ReprocessDay(ctx context.Context, s *gocql.Session, p *Property, day time.T
 			shits = append(shits, sh)
 			st = settings(p, r)
 		}
-		slices.SortFunc(shits, func(a, b *session.Hit) int {
-			if session.Less(a, b) {
-				return -1
-			}
-			if session.Less(b, a) {
-				return 1
-			}
-			return 0
-		})
+		slices.SortFunc(shits, session.Compare)
 		if len(shits) > 0 {
 			prior, seen := firstSeen[client]
 			for i, ss := range session.Build(shits, st) {

@@ -82,6 +82,18 @@ func Less(a, b *Hit) bool {
 	return a.ID < b.ID
 }
 
+// Compare is Less as a three-way comparison, for slices.SortFunc and
+// slices.BinarySearchFunc.
+func Compare(a, b *Hit) int {
+	switch {
+	case Less(a, b):
+		return -1
+	case Less(b, a):
+		return 1
+	}
+	return 0
+}
+
 // Session is one derived session.
 type Session struct {
 	// ID is the ID of the session's first hit, stable for as long as that

@@ -16,11 +16,11 @@ func fullState() *Visitor {
 	at := time.Date(2026, 6, 1, 10, 0, 0, 123, time.UTC)
 	return &Visitor{ClientID: "c1", FrozenSessions: 3, FrozenUntil: at.Add(-time.Hour), FirstSeen: at.Add(-48 * time.Hour),
 		FirstTouch: Touch{Source: "google", Medium: "cpc", Campaign: "spring", Channel: "Paid Search"},
-		LastSeen: at, Watermark: at.Add(time.Second), PrunedAt: at.Truncate(time.Minute),
+		LastSeen:   at, Watermark: at.Add(time.Second), PrunedAt: at.Truncate(time.Minute),
 		Hits: []*session.Hit{
 			{ID: "h1", Type: hit.TypePageview, Time: at, Path: "/a", Title: "A", Referrer: "https://news.example/",
 				Campaign: attribution.Campaign{Source: "s", Medium: "m", Name: "n", Term: "t", Content: "c", GCLID: "g", MSCLKID: "k"},
-				Country: "DE", Device: "mobile", Browser: "Safari", OS: "iOS", RuleVersion: 4},
+				Country:  "DE", Device: "mobile", Browser: "Safari", OS: "iOS", RuleVersion: 4},
 			{ID: "h2", Type: hit.TypeEvent, Time: at.Add(time.Minute), Category: "video", Action: "play", Label: "intro", Value: 2.5,
 				Interaction: true, Goals: []session.Goal{{ID: "g1", Value: 10}, {ID: "g2"}}},
 		},

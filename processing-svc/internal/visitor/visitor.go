@@ -125,15 +125,7 @@ func (v *Visitor) Apply(h *session.Hit, received time.Time, s session.Settings, 
 		return TooLate, Changes{}
 	}
 	before := v.build(s)
-	i, _ := slices.BinarySearchFunc(v.Hits, h, func(a, b *session.Hit) int {
-		if session.Less(a, b) {
-			return -1
-		}
-		if session.Less(b, a) {
-			return 1
-		}
-		return 0
-	})
+	i, _ := slices.BinarySearchFunc(v.Hits, h, session.Compare)
 	v.Hits = slices.Insert(v.Hits, i, h)
 	after := v.rebuild(before, i, s)
 
