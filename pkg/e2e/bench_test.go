@@ -41,7 +41,14 @@ func BenchmarkSystem(b *testing.B) {
 		}
 		dur = d
 	}
-	const workers = 32
+	workers := 32 // concurrent requests: each waits for the broker's acknowledgement
+	if v := os.Getenv("E2E_BENCH_WORKERS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			b.Fatalf("E2E_BENCH_WORKERS=%q: want a positive number", v)
+		}
+		workers = n
+	}
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
 	plan := simulate.New(simulate.Config{Seed: 42, Visitors: 20000, End: time.Now(), ExcludedCIDR: "203.0.113.0/24"})
 
