@@ -388,16 +388,10 @@ func (p *parser) selectorExpr() (selectorExpr, error) {
 // whereClause parses relation (AND relation)*.
 func (p *parser) whereClause() ([]relation, error) {
 	var rels []relation
-	for {
-		r, err := p.relation()
-		if err != nil {
-			return nil, err
-		}
-		rels = append(rels, r)
-		if !p.acceptKeyword("and") {
-			return rels, nil
-		}
+	if err := andList(p, &rels, p.relation); err != nil {
+		return nil, err
 	}
+	return rels, nil
 }
 
 func (p *parser) relationOp() (string, error) {
@@ -1232,16 +1226,10 @@ func (p *parser) cqlTypeFrozen(frozen bool) (*cqlType, error) {
 // properties parses prop (AND prop)*.
 func (p *parser) properties() ([]property, error) {
 	var props []property
-	for {
-		prop, err := p.property()
-		if err != nil {
-			return nil, err
-		}
-		props = append(props, prop)
-		if !p.acceptKeyword("and") {
-			return props, nil
-		}
+	if err := andList(p, &props, p.property); err != nil {
+		return nil, err
 	}
+	return props, nil
 }
 
 func (p *parser) property() (property, error) {
@@ -1386,13 +1374,24 @@ func (p *parser) dropStatement() (statement, error) {
 // commaList parses one or more items separated by commas, appending them to
 // dst.
 func commaList[T any](p *parser, dst *[]T, item func() (T, error)) error {
+	return separatedList(dst, item, func() bool { return p.accept(",") })
+}
+
+// andList parses one or more items separated by the keyword AND, appending
+// them to dst.
+func andList[T any](p *parser, dst *[]T, item func() (T, error)) error {
+	return separatedList(dst, item, func() bool { return p.acceptKeyword("and") })
+}
+
+// separatedList parses item, then another each time separator accepts one.
+func separatedList[T any](dst *[]T, item func() (T, error), separator func() bool) error {
 	for {
 		v, err := item()
 		if err != nil {
 			return err
 		}
 		*dst = append(*dst, v)
-		if !p.accept(",") {
+		if !separator() {
 			return nil
 		}
 	}
