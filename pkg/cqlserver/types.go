@@ -441,65 +441,43 @@ func compareTimeUUID(a, b []byte) int {
 	return 0
 }
 
+// fixedSizes are the types whose values have one size (or are empty), with
+// Cassandra's message for a value of another size.
+var fixedSizes = map[kind]struct {
+	size    int
+	message string
+}{
+	kindInt:       {4, "Expected 4 or 0 byte int (%d)"},
+	kindBigint:    {8, "Expected 8 or 0 byte long (%d)"},
+	kindCounter:   {8, "Expected 8 or 0 byte long (%d)"},
+	kindSmallint:  {2, "Expected 2 bytes for a smallint (%d)"},
+	kindTinyint:   {1, "Expected 1 byte for a tinyint (%d)"},
+	kindBoolean:   {1, "Expected 1 or 0 byte value (%d)"},
+	kindFloat:     {4, "Expected 4 or 0 byte value for a float (%d)"},
+	kindDouble:    {8, "Expected 8 or 0 byte value for a double (%d)"},
+	kindTimestamp: {8, "Expected 8 or 0 byte long for date (%d)"},
+	kindDate:      {4, "Expected 4 byte long for date (%d)"},
+	kindTime:      {8, "Expected 8 byte long for time (%d)"},
+	kindUUID:      {16, "UUID should be 16 or 0 bytes (%d)"},
+	kindTimeUUID:  {16, "UUID should be 16 or 0 bytes (%d)"},
+}
+
 // validate checks that b is a well-formed serialized value of type t and
 // returns Cassandra's marshalling message when it is not. A nil or empty
 // value is accepted (Cassandra's "empty" values) for primitive types.
 func (t *cqlType) validate(b []byte) error {
 	n := len(b)
+	if f, ok := fixedSizes[t.kind]; ok && n != f.size && n != 0 {
+		return fmt.Errorf(f.message, n)
+	}
 	switch t.kind {
-	case kindInt:
-		if n != 4 && n != 0 {
-			return fmt.Errorf("Expected 4 or 0 byte int (%d)", n)
-		}
-	case kindBigint, kindCounter:
-		if n != 8 && n != 0 {
-			return fmt.Errorf("Expected 8 or 0 byte long (%d)", n)
-		}
-	case kindSmallint:
-		if n != 2 && n != 0 {
-			return fmt.Errorf("Expected 2 bytes for a smallint (%d)", n)
-		}
-	case kindTinyint:
-		if n != 1 && n != 0 {
-			return fmt.Errorf("Expected 1 byte for a tinyint (%d)", n)
-		}
-	case kindBoolean:
-		if n != 1 && n != 0 {
-			return fmt.Errorf("Expected 1 or 0 byte value (%d)", n)
-		}
-	case kindFloat:
-		if n != 4 && n != 0 {
-			return fmt.Errorf("Expected 4 or 0 byte value for a float (%d)", n)
-		}
-	case kindDouble:
-		if n != 8 && n != 0 {
-			return fmt.Errorf("Expected 8 or 0 byte value for a double (%d)", n)
-		}
-	case kindTimestamp:
-		if n != 8 && n != 0 {
-			return fmt.Errorf("Expected 8 or 0 byte long for date (%d)", n)
-		}
-	case kindDate:
-		if n != 4 && n != 0 {
-			return fmt.Errorf("Expected 4 byte long for date (%d)", n)
-		}
 	case kindTime:
-		if n != 8 && n != 0 {
-			return fmt.Errorf("Expected 8 byte long for time (%d)", n)
-		}
 		if n == 8 {
 			if v := int64(binary.BigEndian.Uint64(b)); v < 0 || v >= 86400e9 {
 				return fmt.Errorf("Time value %d out of range: must be in [0, 86399999999999]", v)
 			}
 		}
-	case kindUUID:
-		if n != 16 && n != 0 {
-			return fmt.Errorf("UUID should be 16 or 0 bytes (%d)", n)
-		}
 	case kindTimeUUID:
-		if n != 16 && n != 0 {
-			return fmt.Errorf("UUID should be 16 or 0 bytes (%d)", n)
-		}
 		if n == 16 && uuidVersion(b) != 1 {
 			return fmt.Errorf("Invalid version for TimeUUID type.")
 		}
