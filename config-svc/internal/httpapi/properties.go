@@ -15,6 +15,7 @@ import (
 	"github.com/acme/analytics/pkg/configclient"
 	"github.com/acme/analytics/pkg/httpserver"
 	"github.com/acme/analytics/pkg/rules"
+	"github.com/acme/analytics/pkg/tenant"
 	"github.com/gocql/gocql"
 )
 
@@ -213,26 +214,30 @@ func (s *Server) appendChange(w http.ResponseWriter, r *http.Request, kind strin
 	return true
 }
 
-// loadProperty reads the property named in the path. Another tenant's
-// property, a deleted one and a malformed ID are all answered 404: nobody
-// learns whether someone else's ID exists.
-func (s *Server) loadProperty(w http.ResponseWriter, r *http.Request, tid gocql.UUID) (store.Property, bool) {
+// callerProperty reads the caller's identity and the property named in the
+// path. Another tenant's property, a deleted one and a malformed ID are all
+// answered 404: nobody learns whether someone else's ID exists.
+func (s *Server) callerProperty(w http.ResponseWriter, r *http.Request) (tenant.Identity, store.Property, bool) {
+	id, tid, _, ok := caller(w, r)
+	if !ok {
+		return id, store.Property{}, false
+	}
 	raw := r.PathValue("property_id")
 	pid, err := gocql.ParseUUID(raw)
 	if err != nil {
 		notFound(w, "property", raw)
-		return store.Property{}, false
+		return id, store.Property{}, false
 	}
 	p, err := s.o.Store.Property(r.Context(), pid)
 	if errors.Is(err, store.ErrNotFound) || err == nil && p.TenantID != tid {
 		notFound(w, "property", raw)
-		return store.Property{}, false
+		return id, store.Property{}, false
 	}
 	if err != nil {
 		s.internalError(w, r, "read the property", err)
-		return store.Property{}, false
+		return id, store.Property{}, false
 	}
-	return p, true
+	return id, p, true
 }
 
 func (s *Server) listProperties(w http.ResponseWriter, r *http.Request) {
@@ -253,21 +258,13 @@ func (s *Server) listProperties(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getProperty(w http.ResponseWriter, r *http.Request) {
-	_, tid, _, ok := caller(w, r)
-	if !ok {
-		return
-	}
-	if p, ok := s.loadProperty(w, r, tid); ok {
+	if _, p, ok := s.callerProperty(w, r); ok {
 		httpserver.WriteJSON(w, http.StatusOK, s.propertyJSON(p))
 	}
 }
 
 func (s *Server) patchProperty(w http.ResponseWriter, r *http.Request) {
-	id, tid, _, ok := caller(w, r)
-	if !ok {
-		return
-	}
-	p, ok := s.loadProperty(w, r, tid)
+	id, p, ok := s.callerProperty(w, r)
 	if !ok {
 		return
 	}
@@ -320,11 +317,7 @@ func samePropertySettings(a, b store.Property) bool {
 }
 
 func (s *Server) deleteProperty(w http.ResponseWriter, r *http.Request) {
-	_, tid, _, ok := caller(w, r)
-	if !ok {
-		return
-	}
-	p, ok := s.loadProperty(w, r, tid)
+	_, p, ok := s.callerProperty(w, r)
 	if !ok {
 		return
 	}

@@ -133,11 +133,7 @@ func writeVersion(w http.ResponseWriter, v configclient.RuleVersion, current boo
 }
 
 func (s *Server) getRules(w http.ResponseWriter, r *http.Request) {
-	_, tid, _, ok := caller(w, r)
-	if !ok {
-		return
-	}
-	p, ok := s.loadProperty(w, r, tid)
+	_, p, ok := s.callerProperty(w, r)
 	if !ok {
 		return
 	}
@@ -170,11 +166,7 @@ func (s *Server) getRules(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) putRules(w http.ResponseWriter, r *http.Request) {
-	id, tid, _, ok := caller(w, r)
-	if !ok {
-		return
-	}
-	p, ok := s.loadProperty(w, r, tid)
+	id, p, ok := s.callerProperty(w, r)
 	if !ok {
 		return
 	}
@@ -207,11 +199,7 @@ func (s *Server) putRules(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) validateRules(w http.ResponseWriter, r *http.Request) {
-	_, tid, _, ok := caller(w, r)
-	if !ok {
-		return
-	}
-	p, ok := s.loadProperty(w, r, tid)
+	_, p, ok := s.callerProperty(w, r)
 	if !ok {
 		return
 	}
@@ -228,11 +216,7 @@ func (s *Server) validateRules(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listRuleVersions(w http.ResponseWriter, r *http.Request) {
-	_, tid, _, ok := caller(w, r)
-	if !ok {
-		return
-	}
-	p, ok := s.loadProperty(w, r, tid)
+	_, p, ok := s.callerProperty(w, r)
 	if !ok {
 		return
 	}
@@ -249,11 +233,7 @@ func (s *Server) listRuleVersions(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getRuleVersion(w http.ResponseWriter, r *http.Request) {
-	_, tid, _, ok := caller(w, r)
-	if !ok {
-		return
-	}
-	p, ok := s.loadProperty(w, r, tid)
+	_, p, ok := s.callerProperty(w, r)
 	if !ok {
 		return
 	}

@@ -44,11 +44,7 @@ func secretJSON(s store.Secret) SecretJSON {
 }
 
 func (s *Server) listSecrets(w http.ResponseWriter, r *http.Request) {
-	_, tid, _, ok := caller(w, r)
-	if !ok {
-		return
-	}
-	p, ok := s.loadProperty(w, r, tid)
+	_, p, ok := s.callerProperty(w, r)
 	if !ok {
 		return
 	}
@@ -69,11 +65,7 @@ type createSecretRequest struct {
 }
 
 func (s *Server) createSecret(w http.ResponseWriter, r *http.Request) {
-	_, tid, _, ok := caller(w, r)
-	if !ok {
-		return
-	}
-	p, ok := s.loadProperty(w, r, tid)
+	_, p, ok := s.callerProperty(w, r)
 	if !ok {
 		return
 	}
@@ -122,11 +114,7 @@ func (s *Server) createSecret(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) revokeSecret(w http.ResponseWriter, r *http.Request) {
-	_, tid, _, ok := caller(w, r)
-	if !ok {
-		return
-	}
-	p, ok := s.loadProperty(w, r, tid)
+	_, p, ok := s.callerProperty(w, r)
 	if !ok {
 		return
 	}
