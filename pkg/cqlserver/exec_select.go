@@ -18,6 +18,26 @@ type multiValue struct {
 	typ    *cqlType
 }
 
+// combinations extends every prefix by every value of each restriction in
+// turn: the cartesian product of IN lists (an EQ is a list of one). cols
+// are the restricted columns, named in errors.
+func combinations(prefixes [][][]byte, restrictions []*multiValue, cols []*column, b *bindings) ([][][]byte, error) {
+	for i, mv := range restrictions {
+		vals, err := mv.values(b, cols[i].name)
+		if err != nil {
+			return nil, err
+		}
+		next := make([][][]byte, 0, len(prefixes)*len(vals))
+		for _, pre := range prefixes {
+			for _, v := range vals {
+				next = append(next, append(append([][]byte(nil), pre...), v))
+			}
+		}
+		prefixes = next
+	}
+	return prefixes, nil
+}
+
 func (m *multiValue) values(b *bindings, what string) ([][]byte, error) {
 	if m.single != nil {
 		v, err := m.single.eval(b)
@@ -1115,19 +1135,9 @@ func (p *selectPlan) result(x *execCtx, rows [][][]byte, paging []byte) message.
 // partitionKeys evaluates the partition key restrictions into serialized
 // keys (the cartesian product of IN lists, duplicates removed).
 func (p *selectPlan) partitionKeys(b *bindings) ([][]byte, error) {
-	combos := [][][]byte{{}}
-	for i, mv := range p.pk {
-		vals, err := mv.values(b, p.table.partitionKey[i].name)
-		if err != nil {
-			return nil, err
-		}
-		next := make([][][]byte, 0, len(combos)*len(vals))
-		for _, c := range combos {
-			for _, v := range vals {
-				next = append(next, append(append([][]byte(nil), c...), v))
-			}
-		}
-		combos = next
+	combos, err := combinations([][][]byte{{}}, p.pk, p.table.partitionKey, b)
+	if err != nil {
+		return nil, err
 	}
 	keys := make([][]byte, 0, len(combos))
 	seen := make(map[string]bool, len(combos))
@@ -1194,18 +1204,9 @@ func (p *selectPlan) clusteringRanges(store *tableStore, b *bindings) ([]ckRange
 			prefixes = append(prefixes, parts)
 		}
 	}
-	for i, mv := range p.ckEq {
-		vals, err := mv.values(b, p.table.clustering[i].name)
-		if err != nil {
-			return nil, err
-		}
-		next := make([][][]byte, 0, len(prefixes)*len(vals))
-		for _, pre := range prefixes {
-			for _, v := range vals {
-				next = append(next, append(append([][]byte(nil), pre...), v))
-			}
-		}
-		prefixes = next
+	prefixes, err := combinations(prefixes, p.ckEq, p.table.clustering, b)
+	if err != nil {
+		return nil, err
 	}
 	if len(prefixes) > 1 {
 		sort.Slice(prefixes, func(i, j int) bool {

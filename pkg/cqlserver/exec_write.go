@@ -566,38 +566,18 @@ type evaluatedCond struct {
 func (p *modPlan) targets(x *execCtx, batchTS *int64) ([]*writeTarget, error) {
 	t := p.table
 	b := x.bind
-	keys := [][][]byte{{}}
-	for i, mv := range p.pk {
-		vals, err := mv.values(b, t.partitionKey[i].name)
-		if err != nil {
-			return nil, err
-		}
-		next := make([][][]byte, 0, len(keys)*len(vals))
-		for _, k := range keys {
-			for _, v := range vals {
-				next = append(next, append(append([][]byte(nil), k...), v))
-			}
-		}
-		keys = next
+	keys, err := combinations([][][]byte{{}}, p.pk, t.partitionKey, b)
+	if err != nil {
+		return nil, err
 	}
 	for _, k := range keys {
 		if len(partitionKeyBytes(k)) == 0 {
 			return nil, errInvalid("Key may not be empty")
 		}
 	}
-	cks := [][][]byte{{}}
-	for i, mv := range p.ck {
-		vals, err := mv.values(b, t.clustering[i].name)
-		if err != nil {
-			return nil, err
-		}
-		next := make([][][]byte, 0, len(cks)*len(vals))
-		for _, c := range cks {
-			for _, v := range vals {
-				next = append(next, append(append([][]byte(nil), c...), v))
-			}
-		}
-		cks = next
+	cks, err := combinations([][][]byte{{}}, p.ck, t.clustering, b)
+	if err != nil {
+		return nil, err
 	}
 
 	// Timestamp and TTL.
