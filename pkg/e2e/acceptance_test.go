@@ -250,11 +250,7 @@ type merged struct {
 // early when the last hits change no total, such as a late event.)
 func waitForProcessing(t *testing.T, cfg localstack.Config, limit time.Duration) {
 	t.Helper()
-	kcfg := &kafka.Config{Brokers: "127.0.0.1:" + strconv.Itoa(cfg.KafkaPort)}
-	client, err := sarama.NewClient(kcfg.BrokerList(), kcfg.ConsumerConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
+	client := kafkaClient(t, cfg)
 	defer client.Close()
 	parts, err := client.Partitions(hit.TopicHits)
 	if err != nil {
@@ -411,15 +407,23 @@ func compareDeadLetters(t *testing.T, cfg localstack.Config, e *simulate.Expecta
 	}
 }
 
-// readTopic calls f with every message of a topic, from the oldest to the
-// high-water mark each partition has when the read starts.
-func readTopic(t *testing.T, cfg localstack.Config, topic string, f func(*sarama.ConsumerMessage)) {
+// kafkaClient connects to the stack's broker with the product's consumer
+// settings.
+func kafkaClient(t *testing.T, cfg localstack.Config) sarama.Client {
 	t.Helper()
 	kcfg := &kafka.Config{Brokers: "127.0.0.1:" + strconv.Itoa(cfg.KafkaPort)}
 	client, err := sarama.NewClient(kcfg.BrokerList(), kcfg.ConsumerConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
+	return client
+}
+
+// readTopic calls f with every message of a topic, from the oldest to the
+// high-water mark each partition has when the read starts.
+func readTopic(t *testing.T, cfg localstack.Config, topic string, f func(*sarama.ConsumerMessage)) {
+	t.Helper()
+	client := kafkaClient(t, cfg)
 	defer client.Close()
 	c, err := sarama.NewConsumerFromClient(client)
 	if err != nil {
