@@ -27,6 +27,13 @@ var parsers fastjson.ParserPool
 // Err of its own and the others are still returned; an error for the whole
 // body means nothing in it can be used.
 func Batch(body []byte) ([]Item, error) {
+	return withObject(body, `{"hits": [...]}`, batch)
+}
+
+// withObject parses body, which must be a JSON object of the given shape
+// (named in the error), and returns what f makes of it; the parsed value
+// is valid only during f.
+func withObject(body []byte, shape string, f func(*fastjson.Value) ([]Item, error)) ([]Item, error) {
 	if len(body) > MaxBatchBytes {
 		return nil, Errorf(ReasonTooLarge, "", "the body is %d bytes; the limit is %d", len(body), MaxBatchBytes)
 	}
@@ -37,8 +44,12 @@ func Batch(body []byte) ([]Item, error) {
 		return nil, Errorf(ReasonMalformed, "", "the body is not JSON: %v", err)
 	}
 	if v.Type() != fastjson.TypeObject {
-		return nil, Errorf(ReasonMalformed, "", `the body must be a JSON object {"hits": [...]}`)
+		return nil, Errorf(ReasonMalformed, "", "the body must be a JSON object %s", shape)
 	}
+	return f(v)
+}
+
+func batch(v *fastjson.Value) ([]Item, error) {
 	hv := v.Get("hits")
 	if hv == nil || hv.Type() != fastjson.TypeArray {
 		return nil, Errorf(ReasonMalformed, "hits", `the body must be a JSON object {"hits": [...]} with an array of hits`)

@@ -20,18 +20,10 @@ import (
 // timestamp_micros overrides the request's, and event_id (on the event or
 // in its params) is the de-duplication key.
 func Measurement(body []byte) ([]Item, error) {
-	if len(body) > MaxBatchBytes {
-		return nil, Errorf(ReasonTooLarge, "", "the body is %d bytes; the limit is %d", len(body), MaxBatchBytes)
-	}
-	p := parsers.Get()
-	defer parsers.Put(p)
-	v, err := p.ParseBytes(body)
-	if err != nil {
-		return nil, Errorf(ReasonMalformed, "", "the body is not JSON: %v", err)
-	}
-	if v.Type() != fastjson.TypeObject {
-		return nil, Errorf(ReasonMalformed, "", `the body must be a JSON object {"client_id": ..., "events": [...]}`)
-	}
+	return withObject(body, `{"client_id": ..., "events": [...]}`, measurement)
+}
+
+func measurement(v *fastjson.Value) ([]Item, error) {
 	var common Fields
 	for _, k := range [...]struct {
 		key string
