@@ -334,7 +334,8 @@ func newDayBuilder(withUsers bool) *dayBuilder {
 	return &dayBuilder{d: &dayData{users: withUsers}, index: map[string]int{}}
 }
 
-func (b *dayBuilder) add(dim string, m *rollup.Metrics, hits int64, users []byte) error {
+// cell returns the cell of dim, added (and counted in the size) if new.
+func (b *dayBuilder) cell(dim string) *agg {
 	d := b.d
 	i, ok := b.index[dim]
 	if !ok {
@@ -344,7 +345,11 @@ func (b *dayBuilder) add(dim string, m *rollup.Metrics, hits int64, users []byte
 		d.cells = append(d.cells, agg{})
 		d.size += 200 + int64(len(dim))
 	}
-	c := &d.cells[i]
+	return &d.cells[i]
+}
+
+func (b *dayBuilder) add(dim string, m *rollup.Metrics, hits int64, users []byte) error {
+	d, c := b.d, b.cell(dim)
 	if m != nil {
 		addMetrics(&c.m, m)
 	}
@@ -368,16 +373,7 @@ func (b *dayBuilder) add(dim string, m *rollup.Metrics, hits int64, users []byte
 
 // merge adds a cell of another dayData (which stays unchanged).
 func (b *dayBuilder) merge(dim string, o *agg) {
-	d := b.d
-	i, ok := b.index[dim]
-	if !ok {
-		i = len(d.cells)
-		b.index[dim] = i
-		d.dims = append(d.dims, dim)
-		d.cells = append(d.cells, agg{})
-		d.size += 200 + int64(len(dim))
-	}
-	c := &d.cells[i]
+	d, c := b.d, b.cell(dim)
 	before := c.users.Size()
 	c.add(o, d.users)
 	d.size += c.users.Size() - before
