@@ -31,11 +31,18 @@ func traceHits(t *testing.T, cfg localstack.Config, s *gocql.Session, property s
 	}
 	inTopic := map[string][]seen{}
 	readTopic(t, cfg, hit.TopicHits, func(msg *sarama.ConsumerMessage) {
-		h, err := hit.Unmarshal(msg.Value)
-		if err != nil || h.PropertyID != property {
+		parts, err := hit.SplitRecord(msg.Value)
+		if err != nil {
+			t.Logf("trace: a broken record at partition %d offset %d: %v", msg.Partition, msg.Offset, err)
 			return
 		}
-		inTopic[h.ID] = append(inTopic[h.ID], seen{msg.Partition, msg.Offset, h})
+		for _, p := range parts {
+			h, err := hit.Unmarshal(p)
+			if err != nil || h.PropertyID != property {
+				continue
+			}
+			inTopic[h.ID] = append(inTopic[h.ID], seen{msg.Partition, msg.Offset, h})
+		}
 	})
 	archived := map[string]bool{}
 	iter := s.Query("SELECT property_id, hit_id FROM raw_hits").Iter()

@@ -22,6 +22,12 @@ func AppendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
+// AppendBytes appends v: the same representation as a string's.
+func AppendBytes(b, v []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(v)))
+	return append(b, v...)
+}
+
 // AppendInt appends v.
 func AppendInt(b []byte, v int64) []byte { return binary.AppendVarint(b, v) }
 
@@ -123,17 +129,21 @@ func (r *Reader) Count(min int) int {
 }
 
 // String reads a string.
-func (r *Reader) String() string {
+func (r *Reader) String() string { return string(r.Bytes()) }
+
+// Bytes reads a byte slice (or a string). It is a slice of the reader's
+// input, not a copy.
+func (r *Reader) Bytes() []byte {
 	n := r.Uint()
 	if r.err == nil && n > uint64(len(r.b)) {
 		r.err = ErrTruncated
 	}
 	if r.err != nil {
-		return ""
+		return nil
 	}
-	s := string(r.b[:n])
+	v := r.b[:n:n]
 	r.b = r.b[n:]
-	return s
+	return v
 }
 
 // Time reads a time, in UTC.

@@ -18,6 +18,7 @@ func TestRoundTrip(t *testing.T) {
 	b = AppendTime(b, time.Time{})
 	b = AppendFloat(b, math.Inf(-1))
 	b = AppendBool(b, true)
+	b = AppendBytes(b, []byte{0, 0xff})
 	r := NewReader(b)
 	if s := r.String(); s != "héllo" {
 		t.Errorf("string %q", s)
@@ -39,6 +40,12 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if !r.Bool() {
 		t.Error("bool")
+	}
+	if v := r.Bytes(); string(v) != "\x00\xff" || cap(v) != 2 {
+		t.Errorf("bytes %q (cap %d: appending to it must not overwrite the input)", v, cap(v))
+	}
+	if r.Remaining() != 0 {
+		t.Errorf("%d bytes left", r.Remaining())
 	}
 	if err := r.Err(); err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -244,10 +245,7 @@ func (s *Server) handle(ctx context.Context, r *http.Request, in input, received
 
 	out.hits = make([]*hit.Hit, len(in.items))
 	out.rejected = make([]*parse.Error, len(in.items))
-	var msgs []*sarama.ProducerMessage
-	if !dryRun {
-		msgs = make([]*sarama.ProducerMessage, 0, len(in.items))
-	}
+	var recs records
 	for i := range in.items {
 		it := &in.items[i]
 		if it.Err != nil {
@@ -263,34 +261,62 @@ func (s *Server) handle(ctx context.Context, r *http.Request, in input, received
 		}
 		out.hits[i] = h
 		out.accepted++
-		if dryRun {
-			continue
+		if !dryRun {
+			recs.add(h.Key(prop.Shards), hit.AppendMarshal(nil, h))
 		}
-		b, err := hit.Marshal(h)
-		if err != nil {
-			// A hit is plain strings and numbers; this cannot happen.
-			e := parse.Errorf(parse.ReasonMalformed, "", "the hit cannot be encoded: %v", err)
-			out.rejected[i], out.hits[i] = e, nil
-			out.accepted--
-			reject(e, in.payload(i))
-			continue
-		}
-		msgs = append(msgs, &sarama.ProducerMessage{
-			Topic:     hit.TopicHits,
-			Key:       sarama.ByteEncoder(h.Key(prop.Shards)),
-			Value:     sarama.ByteEncoder(b),
-			Timestamp: received,
-		})
 	}
-	if len(msgs) > 0 {
+	if msgs := recs.messages(received); len(msgs) > 0 {
 		if err := s.cfg.Queue.Send(ctx, msgs); err != nil {
-			s.cfg.Log.LogAttrs(ctx, slog.LevelDebug, "hits not queued", slog.Int("hits", len(msgs)), slog.Any("error", err))
+			s.cfg.Log.LogAttrs(ctx, slog.LevelDebug, "hits not queued", slog.Int("hits", out.accepted), slog.Any("error", err))
 			out.err = errUnavailable
 			return out
 		}
-		s.accepted.WithLabelValues(string(in.origin)).Add(float64(len(msgs)))
+		s.accepted.WithLabelValues(string(in.origin)).Add(float64(out.accepted))
 	}
 	return out
+}
+
+// records gathers a request's accepted hits into the records of the hits
+// topic: one per key (usually one for the whole request: a visitor's
+// batch), in the order the hits came, each within hit.MaxRecordBytes.
+type records struct {
+	open []record // the last record of each key
+	done []record // full ones
+}
+
+type record struct {
+	key     []byte
+	encoded [][]byte
+	size    int
+}
+
+func (rs *records) add(key, encoded []byte) {
+	i := slices.IndexFunc(rs.open, func(r record) bool { return bytes.Equal(r.key, key) })
+	if i < 0 {
+		rs.open = append(rs.open, record{key: key})
+		i = len(rs.open) - 1
+	}
+	r := &rs.open[i]
+	if len(r.encoded) > 0 && !hit.RecordFits(r.size+len(encoded), len(r.encoded)+1) {
+		rs.done = append(rs.done, *r)
+		*r = record{key: key}
+	}
+	r.encoded = append(r.encoded, encoded)
+	r.size += len(encoded)
+}
+
+// messages returns the records as producer messages.
+func (rs *records) messages(received time.Time) []*sarama.ProducerMessage {
+	var msgs []*sarama.ProducerMessage
+	for _, r := range slices.Concat(rs.done, rs.open) {
+		msgs = append(msgs, &sarama.ProducerMessage{
+			Topic:     hit.TopicHits,
+			Key:       sarama.ByteEncoder(r.key),
+			Value:     sarama.ByteEncoder(hit.AppendRecord(nil, r.encoded)),
+			Timestamp: received,
+		})
+	}
+	return msgs
 }
 
 // property looks up a tracking ID; the error is a *parse.Error to reject

@@ -192,6 +192,71 @@ func TestValidHitsArriveEnriched(t *testing.T) {
 	}
 }
 
+// TestABatchIsOneRecordPerKey checks how a request's hits are grouped into
+// records of the hits topic: one record per key, holding that key's hits
+// in the order they were sent, and more records of a key only when one
+// would pass hit.MaxRecordBytes.
+func TestABatchIsOneRecordPerKey(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	hits := e.read(hit.TopicHits)
+	shards := testProperties(t)[tidShop].Shards
+	// Three visitors in different shards, their hits interleaved.
+	var cids []string
+	seen := map[int]bool{}
+	for i := 0; len(cids) < 4; i++ { // the fourth for the big batch below
+		cid := fmt.Sprintf("c-group-%d", i)
+		if s := hit.ShardOf(cid, shards); !seen[s] {
+			seen[s] = true
+			cids = append(cids, cid)
+		}
+	}
+	var items []string
+	for i := range 9 {
+		items = append(items, fmt.Sprintf(`{"cid":%q,"t":"pageview","dl":"https://shop.example/%d","hid":"h-group-%d"}`, cids[i%3], i, i))
+	}
+	// And one visitor's batch too big for one record: 200 hits with
+	// 1400-byte titles.
+	long := strings.Repeat("x", 1400)
+	for i := range 200 {
+		items = append(items, fmt.Sprintf(`{"cid":%q,"t":"pageview","dl":"https://shop.example/big","dt":"%s","hid":"h-big-%d"}`, cids[3], long, i))
+	}
+	body := `{"hits":[` + strings.Join(items, ",") + `]}`
+	if resp, b := e.do("POST", "/collect?tid="+tidShop, "text/plain", body, "203.0.113.7", ""); resp.StatusCode != 204 {
+		t.Fatalf("status %d: %s", resp.StatusCode, b)
+	}
+	hits.waitFor(t, 209, func(m *sarama.ConsumerMessage) bool { return bytes.Contains(m.Value, []byte("shop.example/")) })
+
+	hits.mu.Lock()
+	defer hits.mu.Unlock()
+	byKey := map[string][]string{} // key -> each record's paths
+	for _, rec := range hits.records {
+		var paths []string
+		for _, m := range splitRecord(t, rec) {
+			h := hitsOf(t, []*sarama.ConsumerMessage{m})[0]
+			if string(h.Key(shards)) != string(rec.Key) {
+				t.Errorf("hit of %s in a record of key %s", h.ClientID, rec.Key)
+			}
+			paths = append(paths, h.Path)
+			if len(rec.Value) > hit.MaxRecordBytes {
+				t.Errorf("a record of %d bytes", len(rec.Value))
+			}
+		}
+		byKey[string(rec.Key)] = append(byKey[string(rec.Key)], strings.Join(paths, " "))
+	}
+	for i, cid := range cids[:3] {
+		key := string((&hit.Hit{PropertyID: "p-shop", ClientID: cid}).Key(shards))
+		want := fmt.Sprintf("/%d /%d /%d", i, i+3, i+6)
+		if got := byKey[key]; len(got) != 1 || got[0] != want {
+			t.Errorf("%s: records %q, want one with %q", cid, got, want)
+		}
+	}
+	big := byKey[string((&hit.Hit{PropertyID: "p-shop", ClientID: cids[3]}).Key(shards))]
+	if len(big) < 2 || strings.Count(strings.Join(big, " "), "/big") != 200 {
+		t.Errorf("the big batch came in %d records holding %d hits; want it split in several holding all 200",
+			len(big), strings.Count(strings.Join(big, " "), "/big"))
+	}
+}
+
 // hasHID matches the hit sent with the client event ID hid (which the hit
 // does not carry: its ID is derived from it).
 func hasHID(hid string) func(*sarama.ConsumerMessage) bool {

@@ -122,10 +122,14 @@ func newEnv(t testing.TB, opts envOptions) *env {
 	return &env{t: t, cluster: cluster, url: srv.URL, parts: parts, brokers: brokers}
 }
 
-// topicReader collects every message of a topic from the start.
+// topicReader collects every message of a topic from the start. On the
+// hits topic each hit of a multi-hit record is a message of its own (with
+// the record's key and offset), so tests match hits, and records keeps
+// the records as they came.
 type topicReader struct {
-	mu   sync.Mutex
-	msgs []*sarama.ConsumerMessage
+	mu      sync.Mutex
+	msgs    []*sarama.ConsumerMessage
+	records []*sarama.ConsumerMessage
 }
 
 func (e *env) read(topic string) *topicReader {
@@ -150,13 +154,34 @@ func (e *env) read(topic string) *topicReader {
 		}
 		go func() {
 			for m := range pc.Messages() {
+				msgs := []*sarama.ConsumerMessage{m}
+				if topic == hit.TopicHits {
+					msgs = splitRecord(e.t, m)
+				}
 				r.mu.Lock()
-				r.msgs = append(r.msgs, m)
+				r.records = append(r.records, m)
+				r.msgs = append(r.msgs, msgs...)
 				r.mu.Unlock()
 			}
 		}()
 	}
 	return r
+}
+
+// splitRecord returns a message per hit of a hits topic record.
+func splitRecord(t testing.TB, m *sarama.ConsumerMessage) []*sarama.ConsumerMessage {
+	parts, err := hit.SplitRecord(m.Value)
+	if err != nil {
+		t.Errorf("a broken record at offset %d: %v", m.Offset, err)
+		return []*sarama.ConsumerMessage{m}
+	}
+	out := make([]*sarama.ConsumerMessage, len(parts))
+	for i, p := range parts {
+		c := *m
+		c.Value = p
+		out[i] = &c
+	}
+	return out
 }
 
 // waitFor polls until match has found want messages, or fails the test.

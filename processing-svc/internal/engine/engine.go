@@ -116,9 +116,13 @@ func New(cfg Config) *Partition {
 // Stats returns the partition's counters.
 func (p *Partition) Stats() Stats { return p.stats }
 
-// decoded is a message after the batch's first pass.
+// decoded is a hit of a message after the batch's first pass. A message
+// (a record) holds one hit or several of one key (hit.SplitRecord); they
+// share its offset, and a batch always holds whole messages, so a record's
+// hits are applied and flushed together.
 type decoded struct {
 	msg  Message
+	raw  []byte // the hit's own encoding in the record
 	h    *hit.Hit
 	prop *Property
 	key  string
@@ -133,41 +137,51 @@ func (p *Partition) Apply(ctx context.Context, msgs []Message) error {
 	var dead []hit.DeadLetter
 	props := map[string]*Property{}
 	var load []string
-	loading := map[string]*decoded{}
+	loading := map[string]int{} // key -> index in batch of its first hit
 	for _, m := range msgs {
-		d := decoded{msg: m}
-		h, err := hit.Unmarshal(m.Value)
+		parts, err := hit.SplitRecord(m.Value)
 		if err != nil {
-			dead = append(dead, p.deadLetter(m, "undecodable", err.Error(), ""))
-			batch = append(batch, d)
+			dead = append(dead, p.deadLetter(m, m.Value, "undecodable", err.Error(), ""))
+			batch = append(batch, decoded{msg: m})
 			continue
 		}
-		prop, ok := props[h.PropertyID]
-		if !ok {
-			prop, err = p.cfg.Properties.Property(ctx, h.PropertyID)
-			if errors.Is(err, ErrUnknownProperty) {
-				prop = nil
-			} else if err != nil {
-				return fmt.Errorf("look up property %s: %w", h.PropertyID, err)
+		for _, raw := range parts {
+			d := decoded{msg: m, raw: raw}
+			h, err := hit.Unmarshal(raw)
+			if err != nil {
+				dead = append(dead, p.deadLetter(m, raw, "undecodable", err.Error(), ""))
+				batch = append(batch, d)
+				continue
 			}
-			props[h.PropertyID] = prop
-		}
-		if prop == nil {
-			dead = append(dead, p.deadLetter(m, "unknown_property", "no property "+h.PropertyID, h.TrackingID))
+			prop, ok := props[h.PropertyID]
+			if !ok {
+				prop, err = p.cfg.Properties.Property(ctx, h.PropertyID)
+				if errors.Is(err, ErrUnknownProperty) {
+					prop = nil
+				} else if err != nil {
+					return fmt.Errorf("look up property %s: %w", h.PropertyID, err)
+				}
+				props[h.PropertyID] = prop
+			}
+			if prop == nil {
+				dead = append(dead, p.deadLetter(m, raw, "unknown_property", "no property "+h.PropertyID, h.TrackingID))
+				batch = append(batch, d)
+				continue
+			}
+			d.h, d.prop, d.key = h, prop, h.PropertyID+"/"+h.ClientID
 			batch = append(batch, d)
-			continue
-		}
-		d.h, d.prop, d.key = h, prop, h.PropertyID+"/"+h.ClientID
-		batch = append(batch, d)
-		if _, ok := p.visitors[d.key]; !ok && loading[d.key] == nil {
-			loading[d.key] = &batch[len(batch)-1]
-			load = append(load, d.key)
+			if _, ok := p.visitors[d.key]; !ok {
+				if _, ok := loading[d.key]; !ok {
+					loading[d.key] = len(batch) - 1
+					load = append(load, d.key)
+				}
+			}
 		}
 	}
 
 	loaded := make([]*vstate, len(load))
 	err := parallel(ctx, p.cfg.Concurrency, len(load), func(ctx context.Context, i int) error {
-		d := loading[load[i]]
+		d := &batch[loading[load[i]]]
 		v, applied, err := loadVisitor(ctx, p.cfg.Session, d.h.PropertyID, d.h.ClientID, p.cfg.Partition)
 		if err != nil {
 			return err
@@ -244,21 +258,23 @@ func (p *Partition) applyHit(d *decoded, now time.Time) {
 		delete(vs.deletes, u.Session.ID)
 		vs.upserts[u.Session.ID] = u
 	}
-	p.archive = append(p.archive, archiveWrite(h, d.msg.Value, vs.shard))
+	p.archive = append(p.archive, archiveWrite(h, d.raw, vs.shard))
 	p.rows.add(vs.property, vs.shard, d.msg.Offset, now, c)
 }
 
-// archiveWrite archives a hit as collection encoded it (raw, the message
-// value), once per hit ID.
+// archiveWrite archives a hit as collection encoded it (raw, its encoding
+// in the record), once per hit ID.
 func archiveWrite(h *hit.Hit, raw []byte, shard int) stmt {
 	day := h.Time.UTC().Truncate(24 * time.Hour)
 	return stmt{partition: "a/" + h.PropertyID + "/" + dayString(day), cql: cqlArchive,
 		args: []any{h.PropertyID, day, int16(shard), h.ID, raw}}
 }
 
-func (p *Partition) deadLetter(m Message, reason, detail, tid string) hit.DeadLetter {
+// deadLetter rejects payload (a hit of message m, or the whole message
+// when its hits cannot be told apart).
+func (p *Partition) deadLetter(m Message, payload []byte, reason, detail, tid string) hit.DeadLetter {
 	return hit.DeadLetter{Reason: reason, Detail: detail, Stage: "processing", TrackingID: tid,
-		ReceivedAt: time.Now().UTC(), Payload: hit.PayloadText(m.Value), Partition: p.cfg.Partition, Offset: m.Offset}
+		ReceivedAt: time.Now().UTC(), Payload: hit.PayloadText(payload), Partition: p.cfg.Partition, Offset: m.Offset}
 }
 
 // Pending reports whether anything was applied since the last flush.

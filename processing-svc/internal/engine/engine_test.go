@@ -109,6 +109,24 @@ func traffic(n int, seed uint64) []Message {
 	return msgs
 }
 
+// asRecords regroups msgs as collection produces them: runs of 1 to 6
+// consecutive hits in one multi-hit record (hit.AppendRecord), offsets
+// renumbered.
+func asRecords(msgs []Message, seed uint64) []Message {
+	rng := rand.New(rand.NewPCG(seed, 2))
+	var out []Message
+	for len(msgs) > 0 {
+		n := min(1+rng.IntN(6), len(msgs))
+		var parts [][]byte
+		for _, m := range msgs[:n] {
+			parts = append(parts, m.Value)
+		}
+		out = append(out, Message{Offset: int64(len(out)), Value: hit.AppendRecord(nil, parts)})
+		msgs = msgs[n:]
+	}
+	return out
+}
+
 func newPartition(s *gocql.Session, p *Property) *Partition {
 	return New(Config{Topic: "hits", Partition: 0, Session: s, Properties: staticProperties{p}})
 }
@@ -221,9 +239,77 @@ func TestProcessAndReplay(t *testing.T) {
 	}
 }
 
+// TestRecordsOfSeveralHits checks that hits arriving several to a record
+// give exactly the tables they give one to a record, and that a replay of
+// the records changes nothing.
+func TestRecordsOfSeveralHits(t *testing.T) {
+	ctx := context.Background()
+	prop := testProperty(t, rules.Defaults())
+	msgs := traffic(40, 3)
+
+	single := connect(t)
+	run(t, ctx, newPartition(single, prop), msgs, 25)
+	want := dump(t, single)
+
+	recs := asRecords(msgs, 3)
+	if len(recs) >= len(msgs) {
+		t.Fatal("no record holds several hits: the test proves nothing")
+	}
+	s := connect(t)
+	part := newPartition(s, prop)
+	run(t, ctx, part, recs, 9)
+	if got := dump(t, s); got != want {
+		t.Fatalf("records of several hits give other tables:\n%s", diff(want, got))
+	}
+	if st := part.Stats(); st.Applied+st.Duplicates+st.Excluded+st.TooLate != int64(len(msgs)) {
+		t.Fatalf("stats %+v: %d hits in all", st, len(msgs))
+	}
+	replay := newPartition(s, prop)
+	run(t, ctx, replay, recs, 4)
+	if got := dump(t, s); got != want {
+		t.Fatalf("replaying the records changed the tables:\n%s", diff(want, got))
+	}
+	if st := replay.Stats(); st.Skipped != int64(len(msgs)) {
+		t.Fatalf("replay stats %+v: every one of the %d hits should be skipped", st, len(msgs))
+	}
+}
+
+// TestBrokenRecordsAreDeadLettered checks what a record that cannot be
+// read costs: its framing broken, the whole record goes to the dead
+// letters; one hit in it undecodable, only that hit does, and its
+// neighbours are applied.
+func TestBrokenRecordsAreDeadLettered(t *testing.T) {
+	ctx := context.Background()
+	prop := testProperty(t, rules.Defaults())
+	good := traffic(2, 5)
+	a, b := good[0].Value, good[1].Value
+	var dead []hit.DeadLetter
+	part := New(Config{Topic: "hits", Session: connect(t), Properties: staticProperties{prop},
+		DeadLetter: func(_ context.Context, dl []hit.DeadLetter) error { dead = append(dead, dl...); return nil }})
+	framed := hit.AppendRecord(nil, [][]byte{a, b})
+	msgs := []Message{
+		{Offset: 0, Value: framed[:len(framed)-1]},                                // framing broken
+		{Offset: 1, Value: hit.AppendRecord(nil, [][]byte{a, []byte("junk"), b})}, // one bad hit
+	}
+	run(t, ctx, part, msgs, 2)
+	if len(dead) != 2 {
+		t.Fatalf("%d dead letters, want 2: %+v", len(dead), dead)
+	}
+	if dead[0].Offset != 0 || dead[0].Payload != hit.PayloadText(msgs[0].Value) || !strings.Contains(dead[0].Detail, "split record") {
+		t.Errorf("the broken record's dead letter: %+v", dead[0])
+	}
+	if dead[1].Offset != 1 || dead[1].Payload != "junk" || dead[1].Reason != "undecodable" {
+		t.Errorf("the bad hit's dead letter: %+v", dead[1])
+	}
+	if st := part.Stats(); st.Applied+st.Excluded+st.Duplicates != 2 {
+		t.Errorf("stats %+v: the two good hits of the second record are applied", st)
+	}
+}
+
 // TestCrashAnywhereCountsOnce cancels flushes at random points (a crash
 // mid-flush), then lets a fresh processor resume from the last committed
-// offset; the tables must equal those of an undisturbed run.
+// offset; the tables must equal those of an undisturbed run. Odd seeds
+// send the hits several to a record.
 func TestCrashAnywhereCountsOnce(t *testing.T) {
 	for seed := uint64(1); seed <= 6; seed++ {
 		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) { crashRun(t, seed) })
@@ -238,6 +324,10 @@ func crashRun(t *testing.T, seed uint64) {
 	clean := connect(t)
 	run(t, ctx, newPartition(clean, prop), msgs, 20)
 	want := dump(t, clean)
+	batchMax := 30
+	if seed%2 == 1 {
+		msgs, batchMax = asRecords(msgs, seed), 8 // as many flushes, fewer messages
+	}
 
 	s := connect(t)
 	rng := rand.New(rand.NewPCG(seed, 4))
@@ -247,7 +337,7 @@ func crashRun(t *testing.T, seed uint64) {
 		part := newPartition(s, prop) // a restarted processor
 		next := msgs[committed+1:]
 		for len(next) > 0 {
-			n := min(1+rng.IntN(30), len(next))
+			n := min(1+rng.IntN(batchMax), len(next))
 			if err := part.Apply(ctx, next[:n]); err != nil {
 				t.Fatal(err)
 			}
