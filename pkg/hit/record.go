@@ -3,6 +3,8 @@ package hit
 import (
 	"errors"
 	"fmt"
+	"math/bits"
+	"slices"
 
 	"github.com/acme/analytics/pkg/wire"
 )
@@ -32,6 +34,11 @@ func AppendRecord(b []byte, encoded [][]byte) []byte {
 	if len(encoded) == 1 {
 		return append(b, encoded[0]...)
 	}
+	n := 1
+	for _, e := range encoded {
+		n += max(1, (bits.Len(uint(len(e)))+6)/7) + len(e) // its uvarint length, itself
+	}
+	b = slices.Grow(b, n) // once: records are written for every request
 	b = append(b, recordV1)
 	for _, e := range encoded {
 		b = wire.AppendBytes(b, e)

@@ -105,3 +105,14 @@ func FuzzSplitRecord(f *testing.F) {
 		}
 	})
 }
+
+func TestAppendRecordAllocatesOnce(t *testing.T) {
+	var parts [][]byte
+	for _, n := range []int{0, 1, 127, 128, 300, 16383, 16384, 70000} {
+		parts = append(parts, make([]byte, n))
+	}
+	// One allocation: the size computed beforehand is enough.
+	if allocs := testing.AllocsPerRun(10, func() { AppendRecord(nil, parts) }); allocs != 1 {
+		t.Errorf("%v allocations, want 1", allocs)
+	}
+}

@@ -32,6 +32,30 @@ type client struct {
 	device    device.Info
 	country   string
 	received  time.Time
+	addr      addressing // what the property's rules make of ip
+}
+
+// addressing is what a property's rules make of a client's IP address:
+// rules see the full address in flight; only the truncated address leaves
+// the service.
+type addressing struct {
+	excludedBy  string // the IP exclusion rule that matches, if any
+	ruleVersion int
+	ip          string // the address as stored: truncated
+}
+
+func addressingOf(p *Property, ip netip.Addr) addressing {
+	var a addressing
+	anonymize := rules.AnonymizeStrict
+	if p.Rules != nil {
+		a.excludedBy, _ = p.Rules.MatchIP(ip)
+		a.ruleVersion = p.Rules.Version()
+		anonymize = p.Rules.IPAnonymization()
+	}
+	if t, ok := anonymize.Apply(ip); ok {
+		a.ip = t.String()
+	}
+	return a
 }
 
 // Limits of single fields, in bytes (GA's, rounded up).
@@ -237,19 +261,7 @@ func (s *Server) build(p *Property, f *parse.Fields, c *client, origin hit.Origi
 		h.Cookieless = true
 	}
 
-	// The IP: rules see the full address in flight; only the truncated
-	// address leaves the service.
-	if p.Rules != nil {
-		if id, ok := p.Rules.MatchIP(c.ip); ok {
-			h.IPExcludedBy = id
-		}
-		h.RuleVersion = p.Rules.Version()
-		if a, ok := p.Rules.IPAnonymization().Apply(c.ip); ok {
-			h.IP = a.String()
-		}
-	} else if a, ok := rules.AnonymizeStrict.Apply(c.ip); ok {
-		h.IP = a.String()
-	}
+	h.IPExcludedBy, h.RuleVersion, h.IP = c.addr.excludedBy, c.addr.ruleVersion, c.addr.ip
 
 	h.ID = h.DeriveID(f.EventID)
 	return h, nil

@@ -30,6 +30,7 @@ func FuzzParseBatchAndBuild(f *testing.F) {
 	s := &Server{cookieless: newCookieless([]byte("k")), now: time.Now}
 	p := &Property{ID: "p", TenantID: "t", TrackingID: "AT-SHPSHPSHP2", Cookieless: true, Shards: 3, Rules: r}
 	c := &client{ip: netip.MustParseAddr("203.0.113.77"), userAgent: "ua", device: device.Info{Category: "desktop"}, received: time.Now()}
+	c.addr = addressingOf(p, c.ip)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		items, err := parse.Batch(body)
 		if err != nil {
