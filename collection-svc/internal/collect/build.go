@@ -179,21 +179,15 @@ func (s *Server) build(p *Property, f *parse.Fields, c *client, origin hit.Origi
 	// The page: dh and dp override what dl says.
 	host, path := f.Host, f.Path
 	if f.Location != "" {
-		u, err := url.Parse(f.Location)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		lhost, lpath, ok := splitLocation(f.Location)
+		if !ok {
 			return malformed("dl", "the document location must be an absolute http(s) URL")
 		}
 		if host == "" {
-			host = u.Host
+			host = lhost
 		}
 		if path == "" {
-			path = u.EscapedPath()
-			if path == "" {
-				path = "/"
-			}
-			if u.RawQuery != "" {
-				path += "?" + u.RawQuery
-			}
+			path = lpath
 		}
 	}
 	if host != "" {
@@ -294,3 +288,82 @@ func digits(s string) bool {
 	}
 	return true
 }
+
+// splitLocation returns the host and the path with its query ("/" when
+// empty; escaped as url.URL.EscapedPath does, fragment dropped) of an
+// absolute http(s) URL, and false for anything else. Most locations are
+// plain (letters, digits and a few punctuation marks) and are split
+// directly; any other goes through url.Parse, which the plain ones would
+// give the same result (TestSplitLocationAgreesWithURLParse).
+func splitLocation(loc string) (host, path string, ok bool) {
+	if host, path, ok := splitPlainLocation(loc); ok {
+		return host, path, true
+	}
+	u, err := url.Parse(loc)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", "", false
+	}
+	path = u.EscapedPath()
+	if path == "" {
+		path = "/"
+	}
+	if u.RawQuery != "" {
+		path += "?" + u.RawQuery
+	}
+	return u.Host, path, true
+}
+
+// splitPlainLocation splits loc when it is "http://" or "https://", then
+// a host of letters, digits, dots and hyphens, then a path and query of
+// plainURLByte bytes (and no "#").
+func splitPlainLocation(loc string) (host, path string, ok bool) {
+	rest, ok := strings.CutPrefix(loc, "https://")
+	if !ok {
+		if rest, ok = strings.CutPrefix(loc, "http://"); !ok {
+			return "", "", false
+		}
+	}
+	end := len(rest)
+	for i := 0; i < len(rest); i++ {
+		c := rest[i]
+		if c == '/' || c == '?' {
+			end = i
+			break
+		}
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '-') {
+			return "", "", false
+		}
+	}
+	host, path = rest[:end], rest[end:]
+	if host == "" {
+		return "", "", false
+	}
+	for i := 0; i < len(path); i++ {
+		if !plainURLByte[path[i]] {
+			return "", "", false
+		}
+	}
+	p, q, hasQuery := strings.Cut(path, "?")
+	if p == "" {
+		p = "/"
+	}
+	if hasQuery && q != "" {
+		return host, p + "?" + q, true
+	}
+	return host, p, true
+}
+
+// plainURLByte holds the bytes a plain location's path and query may have:
+// those that url.Parse keeps as they are in both.
+var plainURLByte = func() (t [256]bool) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for _, c := range "-._~/?=&+,;:" {
+		t[c] = true
+	}
+	return t
+}()
