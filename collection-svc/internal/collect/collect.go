@@ -247,6 +247,8 @@ func (s *Server) handle(ctx context.Context, r *http.Request, in input, received
 	out.hits = make([]*hit.Hit, len(in.items))
 	out.rejected = make([]*parse.Error, len(in.items))
 	var recs records
+	var key []byte
+	var keyOf string // the client ID key is for
 	// The hits' encodings, one after the other, sized ahead for what
 	// enrichment adds to a hit (the user agent and about 200 bytes).
 	var arena []byte
@@ -277,7 +279,10 @@ func (s *Server) handle(ctx context.Context, r *http.Request, in input, received
 			// into a new array, the slices taken before keep the old one.
 			start := len(arena)
 			arena = hit.AppendMarshal(arena, h)
-			recs.add(h.Key(prop.Shards), arena[start:len(arena):len(arena)])
+			if h.ClientID != keyOf { // a batch is usually one visitor's
+				key, keyOf = h.Key(prop.Shards), h.ClientID
+			}
+			recs.add(key, arena[start:len(arena):len(arena)])
 		}
 	}
 	if msgs := recs.messages(received); len(msgs) > 0 {

@@ -20,6 +20,7 @@ import (
 	"github.com/acme/analytics/pkg/kafkatest"
 	"github.com/acme/analytics/pkg/rules"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kfake"
 )
 
 // Tracking IDs of the test properties.
@@ -77,11 +78,12 @@ type env struct {
 type envOptions struct {
 	produceTimeout time.Duration
 	handler        func(http.Handler) http.Handler
+	broker         []kfake.Opt
 }
 
 func newEnv(t testing.TB, opts envOptions) *env {
 	t.Helper()
-	cluster := kafkatest.Start(t)
+	cluster := kafkatest.Start(t, opts.broker...)
 	brokers := strings.Join(cluster.Brokers(), ",")
 	if opts.produceTimeout == 0 {
 		opts.produceTimeout = 5 * time.Second

@@ -77,6 +77,15 @@ func jsonHit(v *fastjson.Value) Item {
 		return it
 	}
 	f := &it.Fields
+	// The fields' values are gathered in one buffer and become strings
+	// together, with one allocation per hit rather than one per field.
+	type span struct {
+		key        []byte // valid until the parser's next Parse
+		start, end int
+	}
+	var spansArr [24]span
+	spans := spansArr[:0]
+	vals := make([]byte, 0, 256)
 	o.Visit(func(key []byte, val *fastjson.Value) {
 		if it.Err != nil {
 			return
@@ -86,7 +95,10 @@ func jsonHit(v *fastjson.Value) Item {
 			it.Err = params(f, val, true)
 			return
 		}
-		s, ok, perr := scalar(val)
+		start := len(vals)
+		var ok bool
+		var perr *Error
+		vals, ok, perr = appendScalar(vals, val)
 		if perr != nil {
 			it.Err = Errorf(ReasonMalformed, string(key), "%s", perr.Message)
 			return
@@ -94,9 +106,13 @@ func jsonHit(v *fastjson.Value) Item {
 		if !ok {
 			return
 		}
-		f.Size += len(s)
-		f.set(string(key), s)
+		f.Size += len(vals) - start
+		spans = append(spans, span{key, start, len(vals)})
 	})
+	all := string(vals)
+	for _, sp := range spans {
+		f.set(string(sp.key), all[sp.start:sp.end])
+	}
 	if it.Err == nil && f.Size > MaxHitBytes {
 		it.Err = Errorf(ReasonTooLarge, "", "the hit is %d bytes; the limit is %d", f.Size, MaxHitBytes)
 	}
@@ -143,20 +159,27 @@ func params(f *Fields, v *fastjson.Value, allowNested bool) *Error {
 // scalar returns the string form of a JSON string, number or boolean, and
 // false for null.
 func scalar(v *fastjson.Value) (string, bool, *Error) {
+	b, ok, err := appendScalar(nil, v)
+	return string(b), ok, err
+}
+
+// appendScalar appends to b the string form of a JSON string, number or
+// boolean, and reports false for null.
+func appendScalar(b []byte, v *fastjson.Value) ([]byte, bool, *Error) {
 	switch v.Type() {
 	case fastjson.TypeString:
-		b, _ := v.StringBytes()
-		return string(b), true, nil
+		s, _ := v.StringBytes()
+		return append(b, s...), true, nil
 	case fastjson.TypeNumber:
-		return string(v.MarshalTo(nil)), true, nil
+		return v.MarshalTo(b), true, nil
 	case fastjson.TypeTrue:
-		return "true", true, nil
+		return append(b, "true"...), true, nil
 	case fastjson.TypeFalse:
-		return "false", true, nil
+		return append(b, "false"...), true, nil
 	case fastjson.TypeNull:
-		return "", false, nil
+		return b, false, nil
 	}
-	return "", false, &Error{Reason: ReasonMalformed, Message: "must be a string, number, boolean or null"}
+	return b, false, &Error{Reason: ReasonMalformed, Message: "must be a string, number, boolean or null"}
 }
 
 // maxRawBytes bounds the copy of a rejected input kept in a dead letter.
