@@ -33,6 +33,10 @@ type client struct {
 	country   string
 	received  time.Time
 	addr      addressing // what the property's rules make of ip
+	// goodHost is the last host a hit of the request had, normalized and
+	// found valid and the property's: the next hit's, if the same, needs
+	// no checks.
+	goodHost string
 }
 
 // addressing is what a property's rules make of a client's IP address:
@@ -190,19 +194,20 @@ func (s *Server) build(p *Property, f *parse.Fields, c *client, origin hit.Origi
 			path = lpath
 		}
 	}
-	if host != "" {
+	if host != "" && host != c.goodHost {
 		host = rules.NormalizeHost(host)
 		if rules.ValidHost(host) != "" {
 			return malformed("dh", "%q is not a valid host name", host)
 		}
+		if p.Rules != nil && foreignHost(p.Rules, host) {
+			return nil, parse.Errorf(parse.ReasonForeignHost, "dh", "%q is not one of the property's hostnames (%s) nor a subdomain of one", host, strings.Join(p.Rules.Hostnames(), ", "))
+		}
+		c.goodHost = host // a request's hits are usually all from one host
 	}
 	if path != "" && path[0] != '/' {
 		return malformed("dp", "the document path must start with /")
 	}
 	h.Hostname, h.Path = host, path
-	if host != "" && p.Rules != nil && foreignHost(p.Rules, host) {
-		return nil, parse.Errorf(parse.ReasonForeignHost, "dh", "%q is not one of the property's hostnames (%s) nor a subdomain of one", host, strings.Join(p.Rules.Hostnames(), ", "))
-	}
 
 	switch t {
 	case hit.TypePageview:
