@@ -131,22 +131,34 @@ func ShardOf(clientID string, n int) int {
 // event time truncated to the second; identical hits from one client within
 // one second are then the same hit. The tracker always sends an event ID.
 func (h *Hit) DeriveID(clientEventID string) string {
-	s := sha256.New()
-	w := func(parts ...string) {
-		for _, p := range parts {
-			s.Write([]byte(strconv.Itoa(len(p))))
-			s.Write([]byte{':'})
-			s.Write([]byte(p))
-		}
+	// What is hashed: each part as its length in decimal, ":" and itself.
+	var arr [512]byte
+	b := arr[:0]
+	part := func(p string) {
+		b = strconv.AppendInt(b, int64(len(p)), 10)
+		b = append(b, ':')
+		b = append(b, p...)
 	}
 	if clientEventID != "" {
-		w("e", h.PropertyID, h.ClientID, clientEventID)
+		for _, p := range [...]string{"e", h.PropertyID, h.ClientID, clientEventID} {
+			part(p)
+		}
 	} else {
-		w("c", h.PropertyID, h.ClientID, string(h.Type), strconv.FormatInt(h.Time.Unix(), 10),
-			h.URL, h.Path, h.Title, h.Referrer, h.Category, h.Action, h.Label,
-			strconv.FormatFloat(h.Value, 'g', -1, 64), strconv.FormatInt(h.EngagementMS, 10))
+		var num [32]byte
+		for _, p := range [...]string{"c", h.PropertyID, h.ClientID, string(h.Type)} {
+			part(p)
+		}
+		part(string(strconv.AppendInt(num[:0], h.Time.Unix(), 10)))
+		for _, p := range [...]string{h.URL, h.Path, h.Title, h.Referrer, h.Category, h.Action, h.Label} {
+			part(p)
+		}
+		part(string(strconv.AppendFloat(num[:0], h.Value, 'g', -1, 64)))
+		part(string(strconv.AppendInt(num[:0], h.EngagementMS, 10)))
 	}
-	return hex.EncodeToString(s.Sum(nil)[:16])
+	sum := sha256.Sum256(b)
+	var out [32]byte
+	hex.Encode(out[:], sum[:16])
+	return string(out[:])
 }
 
 // Marshal encodes h for the hits topic and the archive, in the binary
