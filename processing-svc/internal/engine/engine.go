@@ -179,21 +179,40 @@ func (p *Partition) Apply(ctx context.Context, msgs []Message) error {
 		}
 	}
 
-	loaded := make([]*vstate, len(load))
-	err := parallel(ctx, p.cfg.Concurrency, len(load), func(ctx context.Context, i int) error {
-		d := &batch[loading[load[i]]]
-		v, applied, err := loadVisitor(ctx, p.cfg.Session, d.h.PropertyID, d.h.ClientID, p.cfg.Partition)
-		if err != nil {
-			return err
+	// Read the visitors not in memory, up to visitorsPerRead of a
+	// property in each query.
+	type read struct {
+		property string
+		keys     []string
+		clients  []string
+	}
+	var reads []read
+	byProperty := map[string]int{} // property -> its last read
+	for _, k := range load {
+		d := &batch[loading[k]]
+		i, ok := byProperty[d.h.PropertyID]
+		if !ok || len(reads[i].keys) == visitorsPerRead {
+			reads = append(reads, read{property: d.h.PropertyID})
+			i = len(reads) - 1
+			byProperty[d.h.PropertyID] = i
 		}
-		loaded[i] = &vstate{v: v, property: d.h.PropertyID, shard: ShardOf(d.h.ClientID, d.prop.Shards), applied: applied}
-		return nil
+		reads[i].keys = append(reads[i].keys, k)
+		reads[i].clients = append(reads[i].clients, d.h.ClientID)
+	}
+	loaded := make([]map[string]storedVisitor, len(reads))
+	err := parallel(ctx, p.cfg.Concurrency, len(reads), func(ctx context.Context, i int) (err error) {
+		loaded[i], err = loadVisitors(ctx, p.cfg.Session, reads[i].property, reads[i].clients, p.cfg.Partition)
+		return err
 	})
 	if err != nil {
 		return err
 	}
-	for i, k := range load {
-		p.visitors[k] = loaded[i]
+	for i, r := range reads {
+		for j, k := range r.keys {
+			d := &batch[loading[k]]
+			sv := loaded[i][r.clients[j]]
+			p.visitors[k] = &vstate{v: sv.v, property: r.property, shard: ShardOf(d.h.ClientID, d.prop.Shards), applied: sv.applied}
+		}
 	}
 
 	// Nothing below fails: the batch is applied whole.

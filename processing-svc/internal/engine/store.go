@@ -19,7 +19,7 @@ import (
 // CQL of the processor's reads and writes. Every write is a whole-row
 // upsert (or a delete) keyed by IDs and windows: idempotent.
 const (
-	cqlLoadVisitor  = "SELECT kafka_partition, applied_offset, state FROM visitor_state WHERE property_id = ? AND client_id = ?"
+	cqlLoadVisitors = "SELECT client_id, kafka_partition, applied_offset, state FROM visitor_state WHERE property_id = ? AND client_id IN ?"
 	cqlSaveVisitor  = "INSERT INTO visitor_state (property_id, client_id, kafka_partition, applied_offset, state) VALUES (?, ?, ?, ?, ?)"
 	cqlArchive      = "INSERT INTO raw_hits (property_id, day, shard, hit_id, hit) VALUES (?, ?, ?, ?, ?)"
 	cqlUser         = "INSERT INTO site_users (property_id, client_id, first_seen, last_seen, session_count, first_source, first_medium, first_campaign, first_channel, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -130,28 +130,47 @@ func parallel(ctx context.Context, limit, n int, fn func(ctx context.Context, i 
 	return first
 }
 
-// loadVisitor reads a visitor's durable state. It returns applied = -1 and
-// a new visitor when there is none, or when it was written by another
-// partition (the topic was repartitioned: its offsets say nothing here).
-func loadVisitor(ctx context.Context, s *gocql.Session, property, client string, partition int32) (*visitor.Visitor, int64, error) {
+// storedVisitor is a visitor as loaded: applied is the offset through
+// which its stored state includes hits, -1 for none.
+type storedVisitor struct {
+	v       *visitor.Visitor
+	applied int64
+}
+
+// visitorsPerRead bounds the client IDs of one read of visitor states.
+const visitorsPerRead = 50
+
+// loadVisitors reads the durable state of a property's visitors (at most
+// visitorsPerRead), in one query: a new visitor, applied -1, for each that
+// has none, or whose state was written by another partition (the topic was
+// repartitioned: its offsets say nothing here).
+func loadVisitors(ctx context.Context, s *gocql.Session, property string, clients []string, partition int32) (map[string]storedVisitor, error) {
+	out := make(map[string]storedVisitor, len(clients))
+	iter := s.Query(cqlLoadVisitors, property, clients).WithContext(ctx).Iter()
+	var client string
 	var part int
 	var applied int64
 	var state []byte
-	err := s.Query(cqlLoadVisitor, property, client).WithContext(ctx).Scan(&part, &applied, &state)
-	if errors.Is(err, gocql.ErrNotFound) {
-		return visitor.New(client), -1, nil
+	for iter.Scan(&client, &part, &applied, &state) {
+		v, err := visitor.Unmarshal(state)
+		if err != nil {
+			iter.Close()
+			return nil, fmt.Errorf("visitor %s/%s: %w", property, client, err)
+		}
+		if int32(part) != partition {
+			applied = -1
+		}
+		out[client] = storedVisitor{v, applied}
 	}
-	if err != nil {
-		return nil, 0, fmt.Errorf("load visitor state: %w", err)
+	if err := iter.Close(); err != nil {
+		return nil, fmt.Errorf("load visitor states: %w", err)
 	}
-	v, err := visitor.Unmarshal(state)
-	if err != nil {
-		return nil, 0, err
+	for _, c := range clients {
+		if _, ok := out[c]; !ok {
+			out[c] = storedVisitor{visitor.New(c), -1}
+		}
 	}
-	if int32(part) != partition {
-		applied = -1
-	}
-	return v, applied, nil
+	return out, nil
 }
 
 // loadRow reads the stored state of an additive row into r.
