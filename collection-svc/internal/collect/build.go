@@ -349,11 +349,13 @@ func splitPlainLocation(loc string) (host, path string, ok bool) {
 		}
 	}
 	p, q, hasQuery := strings.Cut(path, "?")
-	if p == "" {
-		p = "/"
-	}
-	if hasQuery && q != "" {
-		return host, p + "?" + q, true
+	switch {
+	case p == "" && q != "":
+		return host, "/?" + q, true
+	case p == "":
+		return host, "/", true
+	case hasQuery && q != "":
+		return host, path, true // p + "?" + q, without a copy
 	}
 	return host, p, true
 }

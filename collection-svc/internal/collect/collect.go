@@ -246,7 +246,7 @@ func (s *Server) handle(ctx context.Context, r *http.Request, in input, received
 
 	out.hits = make([]*hit.Hit, len(in.items))
 	out.rejected = make([]*parse.Error, len(in.items))
-	var recs records
+	recs := records{hint: len(in.items)}
 	var key []byte
 	var keyOf string // the client ID key is for
 	// The hits' encodings, one after the other, sized ahead for what
@@ -302,6 +302,7 @@ func (s *Server) handle(ctx context.Context, r *http.Request, in input, received
 type records struct {
 	open []record // the last record of each key
 	done []record // full ones
+	hint int      // hits expected: the request's
 }
 
 type record struct {
@@ -313,13 +314,13 @@ type record struct {
 func (rs *records) add(key, encoded []byte) {
 	i := slices.IndexFunc(rs.open, func(r record) bool { return bytes.Equal(r.key, key) })
 	if i < 0 {
-		rs.open = append(rs.open, record{key: key})
+		rs.open = append(rs.open, record{key: key, encoded: make([][]byte, 0, rs.hint)})
 		i = len(rs.open) - 1
 	}
 	r := &rs.open[i]
 	if len(r.encoded) > 0 && !hit.RecordFits(r.size+len(encoded), len(r.encoded)+1) {
 		rs.done = append(rs.done, *r)
-		*r = record{key: key}
+		*r = record{key: key, encoded: make([][]byte, 0, rs.hint)}
 	}
 	r.encoded = append(r.encoded, encoded)
 	r.size += len(encoded)

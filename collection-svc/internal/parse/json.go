@@ -62,19 +62,22 @@ func batch(v *fastjson.Value) ([]Item, error) {
 		return nil, Errorf(ReasonTooLarge, "hits", "the batch has %d hits; the limit is %d", len(hits), MaxBatchHits)
 	}
 	items := make([]Item, len(hits))
+	var scratch []byte // reused by every hit
 	for i, h := range hits {
-		items[i] = jsonHit(h)
+		items[i], scratch = jsonHit(h, scratch[:0])
 	}
 	return items, nil
 }
 
-func jsonHit(v *fastjson.Value) Item {
+// jsonHit reads one hit of a batch, using scratch as its working buffer,
+// and returns the buffer for the next.
+func jsonHit(v *fastjson.Value, scratch []byte) (Item, []byte) {
 	var it Item
 	o, err := v.Object()
 	if err != nil {
 		it.Raw = truncate(string(v.MarshalTo(nil)))
 		it.Err = Errorf(ReasonMalformed, "", "a hit must be a JSON object")
-		return it
+		return it, scratch
 	}
 	f := &it.Fields
 	// The fields' values are gathered in one buffer and become strings
@@ -85,7 +88,7 @@ func jsonHit(v *fastjson.Value) Item {
 	}
 	var spansArr [24]span
 	spans := spansArr[:0]
-	vals := make([]byte, 0, 256)
+	vals := scratch
 	o.Visit(func(key []byte, val *fastjson.Value) {
 		if it.Err != nil {
 			return
@@ -119,7 +122,7 @@ func jsonHit(v *fastjson.Value) Item {
 	if it.Err != nil {
 		it.Raw = truncate(string(v.MarshalTo(nil)))
 	}
-	return it
+	return it, vals
 }
 
 // params reads an object of custom parameters into f.Params. Nested
