@@ -49,6 +49,7 @@ fuzz: ## run the fuzz targets of the hit parsers and of the hit and visitor-stat
 		GOWORK=off go test -run='^$$' -fuzz="^$$f\$$" -fuzztime=300000x ./internal/parse || exit 1; done
 	cd collection-svc && GOWORK=off go test -run='^$$' -fuzz='^FuzzParseBatchAndBuild$$' -fuzztime=100000x ./internal/collect
 	cd pkg && GOWORK=off go test -run='^$$' -fuzz='^FuzzUnmarshal$$' -fuzztime=300000x ./hit
+	cd pkg && GOWORK=off go test -run='^$$' -fuzz='^FuzzSplitRecord$$' -fuzztime=200000x ./hit
 	cd processing-svc && GOWORK=off go test -run='^$$' -fuzz='^FuzzUnmarshalState$$' -fuzztime=100000x ./internal/visitor
 
 .PHONY: dev-check

@@ -1,0 +1,5 @@
+//go:build !race
+
+package hit
+
+const raceEnabled = false
