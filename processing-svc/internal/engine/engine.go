@@ -136,8 +136,8 @@ func (p *Partition) Apply(ctx context.Context, msgs []Message) error {
 	batch := make([]decoded, 0, len(msgs))
 	var dead []hit.DeadLetter
 	props := map[string]*Property{}
-	var load []string
-	loading := map[string]int{} // key -> index in batch of its first hit
+	var load []int // in batch, the first hit of each visitor not in memory
+	loading := map[string]bool{}
 	for _, m := range msgs {
 		parts, err := hit.SplitRecord(m.Value)
 		if err != nil {
@@ -170,11 +170,9 @@ func (p *Partition) Apply(ctx context.Context, msgs []Message) error {
 			}
 			d.h, d.prop, d.key = h, prop, h.PropertyID+"/"+h.ClientID
 			batch = append(batch, d)
-			if _, ok := p.visitors[d.key]; !ok {
-				if _, ok := loading[d.key]; !ok {
-					loading[d.key] = len(batch) - 1
-					load = append(load, d.key)
-				}
+			if _, ok := p.visitors[d.key]; !ok && !loading[d.key] {
+				loading[d.key] = true
+				load = append(load, len(batch)-1)
 			}
 		}
 	}
@@ -183,21 +181,21 @@ func (p *Partition) Apply(ctx context.Context, msgs []Message) error {
 	// property in each query.
 	type read struct {
 		property string
-		keys     []string
 		clients  []string
+		hits     []*decoded // each client's first hit, for its key
 	}
 	var reads []read
 	byProperty := map[string]int{} // property -> its last read
-	for _, k := range load {
-		d := &batch[loading[k]]
+	for _, bi := range load {
+		d := &batch[bi]
 		i, ok := byProperty[d.h.PropertyID]
-		if !ok || len(reads[i].keys) == visitorsPerRead {
+		if !ok || len(reads[i].clients) == visitorsPerRead {
 			reads = append(reads, read{property: d.h.PropertyID})
 			i = len(reads) - 1
 			byProperty[d.h.PropertyID] = i
 		}
-		reads[i].keys = append(reads[i].keys, k)
 		reads[i].clients = append(reads[i].clients, d.h.ClientID)
+		reads[i].hits = append(reads[i].hits, d)
 	}
 	loaded := make([]map[string]storedVisitor, len(reads))
 	err := parallel(ctx, p.cfg.Concurrency, len(reads), func(ctx context.Context, i int) (err error) {
@@ -208,10 +206,9 @@ func (p *Partition) Apply(ctx context.Context, msgs []Message) error {
 		return err
 	}
 	for i, r := range reads {
-		for j, k := range r.keys {
-			d := &batch[loading[k]]
-			sv := loaded[i][r.clients[j]]
-			p.visitors[k] = &vstate{v: sv.v, property: r.property, shard: ShardOf(d.h.ClientID, d.prop.Shards), applied: sv.applied}
+		for _, d := range r.hits {
+			sv := loaded[i][d.h.ClientID]
+			p.visitors[d.key] = &vstate{v: sv.v, property: r.property, shard: ShardOf(d.h.ClientID, d.prop.Shards), applied: sv.applied}
 		}
 	}
 
