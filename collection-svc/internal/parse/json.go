@@ -162,7 +162,8 @@ func params(f *Fields, v *fastjson.Value, allowNested bool) *Error {
 // scalar returns the string form of a JSON string, number or boolean, and
 // false for null.
 func scalar(v *fastjson.Value) (string, bool, *Error) {
-	b, ok, err := appendScalar(nil, v)
+	var buf [64]byte // most values fit: then the string is the only allocation
+	b, ok, err := appendScalar(buf[:0], v)
 	return string(b), ok, err
 }
 
