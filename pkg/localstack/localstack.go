@@ -217,6 +217,12 @@ func (s *Stack) serviceEnv(svc service, port int) []string {
 		// collection accept from loopback only here.
 		p + "TRUSTED_PROXIES=127.0.0.1/32",
 	}
+	if svc.name == "processing" {
+		// Visitor states saved within seconds rather than minutes: the
+		// committed offsets, which tests wait for, then catch up soon
+		// after the traffic stops (docs/processing.md: Visitor state).
+		env = append(env, p+"STATE_QUIET=1s", p+"STATE_MAX_DELAY=5s")
+	}
 	for _, e := range s.c.Env {
 		env = append(env, p+e)
 	}

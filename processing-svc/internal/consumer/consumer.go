@@ -31,7 +31,8 @@ type Config struct {
 	Properties    engine.Properties
 	DeadLetter    func(ctx context.Context, dl []hit.DeadLetter) error
 	FlushInterval time.Duration // how often derived rows are written (freshness)
-	BatchSize     int           // messages applied at once
+	State         engine.StatePolicy
+	BatchSize     int // messages applied at once
 	Log           *slog.Logger
 	Metrics       *Metrics
 }
@@ -127,7 +128,7 @@ func (c *Consumer) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.Cons
 	log := c.cfg.Log.With(slog.Int("partition", int(claim.Partition())))
 	p := engine.New(engine.Config{
 		Topic: claim.Topic(), Partition: claim.Partition(), Session: c.cfg.Session,
-		Properties: c.cfg.Properties, DeadLetter: c.deadLetter, Log: log,
+		Properties: c.cfg.Properties, DeadLetter: c.deadLetter, Log: log, State: c.cfg.State,
 	})
 	w := &worker{c: c, s: s, p: p, topic: claim.Topic(), partition: claim.Partition(), log: log}
 	ticker := time.NewTicker(c.cfg.FlushInterval)
@@ -158,7 +159,8 @@ func (c *Consumer) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.Cons
 			}
 		case <-ticker.C:
 			if err := w.flush(s.Context(), false); err != nil {
-				return err
+				// The session ended mid-retry: hand over what was applied.
+				return errors.Join(err, w.flush(context.WithoutCancel(s.Context()), true))
 			}
 		case <-s.Context().Done():
 			// Revoked or shutting down: write what was applied, commit it.
@@ -199,9 +201,10 @@ func (w *worker) apply(batch []*sarama.ConsumerMessage) error {
 	return nil
 }
 
-// flush writes the partition's derived rows and commits the offset after
-// them. final flushes are retried a bounded number of times: the partition
-// is being handed over, and the next owner recovers whatever is not written.
+// flush writes the partition's derived rows and the visitor states due, and
+// commits the offset after them. final flushes save every visitor state and
+// are retried a bounded number of times: the partition is being handed
+// over, and the next owner recovers whatever is not written.
 func (w *worker) flush(ctx context.Context, final bool) error {
 	if !w.p.Pending() {
 		return nil
@@ -211,7 +214,11 @@ func (w *worker) flush(ctx context.Context, final bool) error {
 	var through int64
 	op := func(ctx context.Context) error {
 		var err error
-		through, err = w.p.Flush(ctx)
+		if final {
+			through, err = w.p.FlushAll(ctx)
+		} else {
+			through, err = w.p.Flush(ctx)
+		}
 		return err
 	}
 	var err error

@@ -17,6 +17,7 @@ import (
 	"github.com/acme/analytics/pkg/migrate/migratetest"
 	"github.com/acme/analytics/pkg/rollup"
 	"github.com/acme/analytics/pkg/rules"
+	"github.com/acme/analytics/processing-svc/internal/engine"
 	"github.com/acme/analytics/processing-svc/internal/engine/enginetest"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -27,6 +28,9 @@ const propID = "3f1c9a52-2222-4e4e-9a9a-000000000002"
 // broker and the embedded CQL server: hits produced to the topic show up in
 // the rollups, a poison message goes to the dead-letter topic, and a
 // consumer stopped and started again neither loses nor double-counts.
+// Visitor states are saved only when the partition is handed over (a
+// policy of an hour), so stopping must save them all and commit every
+// partition to its end.
 func TestConsumeThroughKafka(t *testing.T) {
 	cl := kafkatest.Start(t)
 	kcfg := &kafka.Config{Brokers: cl.Brokers()[0], ClientID: "test"}
@@ -90,7 +94,7 @@ func TestConsumeThroughKafka(t *testing.T) {
 		reg := prometheus.NewRegistry()
 		pub := deadletter.New(dlq, reg).Publish
 		c := New(Config{Group: group, Topic: hit.TopicHits, Session: session, Properties: enginetest.Properties{prop}, DeadLetter: pub,
-			FlushInterval: 50 * time.Millisecond, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: NewMetrics(reg)})
+			FlushInterval: 50 * time.Millisecond, State: engine.StatePolicy{Quiet: time.Hour, MaxDelay: time.Hour}, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: NewMetrics(reg)})
 		cctx, cancel := context.WithCancel(ctx)
 		done := make(chan struct{})
 		go func() { _ = c.Run(cctx); close(done) }()
@@ -108,6 +112,35 @@ func TestConsumeThroughKafka(t *testing.T) {
 		t.Fatalf("pageviews = %d, want %d", pageviews(), want)
 	}
 
+	// committedToEnd checks that the group committed every partition of
+	// the hits topic through its last message.
+	committedToEnd := func() {
+		t.Helper()
+		client, err := sarama.NewClient(kcfg.BrokerList(), kcfg.ConsumerConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer client.Close()
+		admin, err := sarama.NewClusterAdminFromClient(client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		parts := []int32{0, 1, 2}
+		resp, err := admin.ListConsumerGroupOffsets("processing", map[string][]int32{hit.TopicHits: parts})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range parts {
+			end, err := client.GetOffset(hit.TopicHits, p, sarama.OffsetNewest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b := resp.GetBlock(hit.TopicHits, p); end > 0 && (b == nil || b.Offset != end) {
+				t.Errorf("partition %d: committed %+v after hand-over, want its end %d", p, b, end)
+			}
+		}
+	}
+
 	send(0, 50)
 	if _, _, err := producer.SendMessage(&sarama.ProducerMessage{Topic: hit.TopicHits, Key: sarama.StringEncoder("x"), Value: sarama.StringEncoder("not json")}); err != nil {
 		t.Fatal(err)
@@ -115,12 +148,14 @@ func TestConsumeThroughKafka(t *testing.T) {
 	stop := start()
 	waitFor(50)
 	stop()
+	committedToEnd()
 
-	send(50, 80)
 	send(10, 20) // re-sent hits are counted once
+	send(50, 80) // after them in each partition, so that 80 means all are read
 	stop = start()
 	waitFor(80)
 	stop()
+	committedToEnd()
 
 	// The poison message is in the dead-letter topic.
 	consumer, err := sarama.NewConsumer(kcfg.BrokerList(), kcfg.ConsumerConfig())

@@ -35,6 +35,8 @@ type Config struct {
 	IdentitySecret string
 	Group          string
 	FlushInterval  time.Duration
+	StateQuiet     time.Duration
+	StateMaxDelay  time.Duration
 	BatchSize      int
 	EnsureTopics   bool
 	Partitions     int
@@ -51,6 +53,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.IdentitySecret, "identity-secret", "", "shared secret of gateway-signed identity headers and internal calls (at least 16 bytes; required)")
 	fs.StringVar(&c.Group, "consumer-group", "processing", "Kafka consumer group of the processing instances")
 	fs.DurationVar(&c.FlushInterval, "flush-interval", 500*time.Millisecond, "how often derived rows are written and offsets committed (report freshness)")
+	fs.DurationVar(&c.StateQuiet, "state-quiet", 2*time.Minute, "save a visitor's sessionizing state once it has had no hit for this long (docs/processing.md: Visitor state)")
+	fs.DurationVar(&c.StateMaxDelay, "state-max-delay", 5*time.Minute, "save a changed visitor state at the latest this long after its first unsaved hit; bounds what a crashed processor re-reads (0: at every flush)")
 	fs.IntVar(&c.BatchSize, "batch-size", 2000, "hits applied at once per partition")
 	fs.BoolVar(&c.EnsureTopics, "kafka-ensure-topics", true, "create the hits and dead-letter topics at start if missing")
 	fs.IntVar(&c.Partitions, "kafka-partitions", 12, "partitions of the hits topic when this instance creates it")
@@ -71,6 +75,8 @@ func (c *Config) Validate() error {
 		return errors.New("-flush-interval must be at least 10ms")
 	case c.BatchSize < 1:
 		return errors.New("-batch-size must be at least 1")
+	case c.StateQuiet < 0 || c.StateMaxDelay < 0:
+		return errors.New("-state-quiet and -state-max-delay must not be negative")
 	case c.Partitions < 1:
 		return errors.New("-kafka-partitions must be at least 1")
 	case c.Replication < 1:
@@ -136,7 +142,7 @@ func Run(ctx context.Context, cfg Config, w io.Writer) error {
 	svc.OnClose(func() { group.Close() })
 	c := consumer.New(consumer.Config{
 		Group: group, Topic: hit.TopicHits, Session: session, Properties: props, DeadLetter: dead.Publish,
-		FlushInterval: cfg.FlushInterval, BatchSize: cfg.BatchSize, Log: log, Metrics: consumer.NewMetrics(svc.Registry),
+		FlushInterval: cfg.FlushInterval, State: engine.StatePolicy{Quiet: cfg.StateQuiet, MaxDelay: cfg.StateMaxDelay}, BatchSize: cfg.BatchSize, Log: log, Metrics: consumer.NewMetrics(svc.Registry),
 	})
 	svc.Go(c.Run)
 
