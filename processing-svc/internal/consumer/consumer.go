@@ -30,9 +30,9 @@ type Config struct {
 	Session       *gocql.Session
 	Properties    engine.Properties
 	DeadLetter    func(ctx context.Context, dl []hit.DeadLetter) error
-	FlushInterval time.Duration // how often derived rows are written (freshness)
-	State         engine.StatePolicy
-	BatchSize     int // messages applied at once
+	FlushInterval time.Duration      // how often derived rows are written (freshness)
+	State         engine.StatePolicy // when visitor states are saved
+	BatchSize     int                // messages applied at once
 	Log           *slog.Logger
 	Metrics       *Metrics
 }

@@ -77,6 +77,12 @@ type StatePolicy struct {
 	MaxDelay time.Duration
 }
 
+// DefaultStatePolicy is processing's default (flags -state-quiet and
+// -state-max-delay): a visit's state is saved about once, two minutes
+// after its last hit, and a crash re-reads at most five minutes of a
+// partition.
+var DefaultStatePolicy = StatePolicy{Quiet: 2 * time.Minute, MaxDelay: 5 * time.Minute}
+
 // due reports whether a state changed first at since and last at last is
 // to be saved at now.
 func (sp StatePolicy) due(since, last, now time.Time) bool {
