@@ -74,6 +74,9 @@ func Listen(c Config, h http.Handler, log *slog.Logger) (*Server, error) {
 	}, nil
 }
 
+// Close releases the listener of a server that is not going to Run.
+func (s *Server) Close() error { return s.ln.Close() }
+
 // Addr returns the bound address.
 func (s *Server) Addr() *net.TCPAddr { return s.ln.Addr().(*net.TCPAddr) }
 

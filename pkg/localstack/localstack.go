@@ -32,7 +32,8 @@ type Config struct {
 	DataDir string // logs, the broker's and the CQL server's data, signing keys
 	// Ports: Consul's HTTP port (its server and serf ports are this minus
 	// 200, 199 and 198), the broker's, the CQL server's, and the gateway's;
-	// the other services take the next ports after the gateway's.
+	// the other services take the next ports after the gateway's, and the
+	// gateway's metrics the one after theirs (base+6).
 	ConsulPort, KafkaPort, CQLPort, ServicePortBase int
 	// Collections is the number of collection instances (at least 1).
 	Collections int
@@ -217,6 +218,9 @@ func (s *Stack) serviceEnv(svc service, port int) []string {
 		// collection accept from loopback only here.
 		p + "TRUSTED_PROXIES=127.0.0.1/32",
 	}
+	if svc.name == "gateway" {
+		env = append(env, p+"METRICS_ADDR="+s.gatewayMetrics())
+	}
 	if svc.name == "processing" {
 		// Visitor states saved within seconds rather than minutes: the
 		// committed offsets, which tests wait for, then catch up soon
@@ -293,11 +297,15 @@ func (s *Stack) WaitHealthy(ctx context.Context, service string, want int) error
 	})
 }
 
+// gatewayMetrics is the gateway's metrics address: the port after the
+// other services'.
+func (s *Stack) gatewayMetrics() string { return s.loopback(s.c.ServicePortBase + 6) }
+
 // PrintSummary writes where everything is.
 func (s *Stack) PrintSummary(w io.Writer) {
 	fmt.Fprintln(w, "\nThe stack is up. Every service below answered /healthz at its Consul address.")
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "  gateway (public entry)\thttp://%s\n", s.addrs["gateway"])
+	fmt.Fprintf(tw, "  gateway (public entry)\thttp://%s\t(metrics: http://%s/metrics)\n", s.addrs["gateway"], s.gatewayMetrics())
 	for _, svc := range services {
 		if svc.name != "gateway" {
 			fmt.Fprintf(tw, "  %s\thttp://%s\t(metrics: /metrics)\n", svc.name, s.addrs[svc.name])

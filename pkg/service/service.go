@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -38,11 +39,16 @@ type Config struct {
 	// discovery, so gateways watching Consul stop routing to it before its
 	// listener closes.
 	DrainDelay time.Duration
+	// MetricsAddr, when set, serves /metrics on this address alone instead
+	// of on the service's HTTP address: for a binary whose HTTP address is
+	// public (the gateway). A binary sets its default before RegisterFlags.
+	MetricsAddr string
 }
 
 // RegisterFlags registers the shared flags on fs.
 func (c *Config) RegisterFlags(fs *flag.FlagSet, defaultAddr string) {
 	c.HTTP.RegisterFlags(fs, defaultAddr)
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "serve /metrics on this address (host:port) instead of -http-addr; empty: on -http-addr")
 	c.Log.RegisterFlags(fs)
 	c.Discovery.RegisterFlags(fs)
 	fs.DurationVar(&c.DrainDelay, "drain-delay", time.Second, "how long to keep serving after deregistering, before closing the listener")
@@ -56,6 +62,11 @@ func (c *Config) Validate() error {
 	for _, v := range []func() error{c.HTTP.Validate, c.Log.Validate, c.Discovery.Validate} {
 		if err := v(); err != nil {
 			return err
+		}
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			return fmt.Errorf("-metrics-addr %q is not host:port: %w", c.MetricsAddr, err)
 		}
 	}
 	return nil
@@ -75,6 +86,7 @@ type Service struct {
 	Health   *httpserver.Health
 	Mux      *http.ServeMux
 
+	metrics    *http.ServeMux // /metrics alone, when Config.MetricsAddr is set
 	components []Component
 	closers    []func()
 }
@@ -90,7 +102,12 @@ func New(c Config, w io.Writer) *Service {
 		Mux:      http.NewServeMux(),
 	}
 	s.Health.Register(s.Mux)
-	s.Mux.Handle("GET /metrics", metrics.Handler(s.Registry))
+	if c.MetricsAddr == "" {
+		s.Mux.Handle("GET /metrics", metrics.Handler(s.Registry))
+	} else {
+		s.metrics = http.NewServeMux()
+		s.metrics.Handle("GET /metrics", metrics.Handler(s.Registry))
+	}
 	return s
 }
 
@@ -116,6 +133,15 @@ func (s *Service) Run(ctx context.Context) error {
 	srv, err := httpserver.Listen(s.Config.HTTP, handler, s.Log)
 	if err != nil {
 		return err
+	}
+	if s.metrics != nil {
+		msrv, err := httpserver.Listen(httpserver.Config{Addr: s.Config.MetricsAddr, ShutdownTimeout: time.Second,
+			ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}, s.metrics, s.Log)
+		if err != nil {
+			srv.Close()
+			return fmt.Errorf("metrics: %w", err)
+		}
+		s.Go(msrv.Run)
 	}
 	defer func() {
 		for i := len(s.closers) - 1; i >= 0; i-- {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -141,3 +142,73 @@ func (c *testConfig) RegisterFlags(fs *flag.FlagSet) {
 	c.Service.RegisterFlags(fs, "127.0.0.1:0")
 }
 func (c *testConfig) Validate() error { return c.Service.Validate() }
+
+// TestMetricsOnTheirOwnAddress checks -metrics-addr: /metrics is served
+// there and no longer on the service's (public) address.
+func TestMetricsOnTheirOwnAddress(t *testing.T) {
+	httpAddr, metricsAddr := freeAddr(t), freeAddr(t)
+	cfg := Config{
+		Name:        "demo",
+		HTTP:        httpserver.Config{Addr: httpAddr, ShutdownTimeout: time.Second},
+		Log:         logging.Config{Format: "text", Level: "error"},
+		MetricsAddr: metricsAddr,
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	svc := New(cfg, io.Discard)
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
+	go func() { runErr <- svc.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-runErr; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+
+	get := func(url string) (int, string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			resp, err := http.Get(url)
+			if err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				return resp.StatusCode, string(b)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("GET %s: %v", url, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if code, body := get("http://" + metricsAddr + "/metrics"); code != 200 || !strings.Contains(body, "go_goroutines") {
+		t.Fatalf("GET /metrics on -metrics-addr: %d %.100s", code, body)
+	}
+	if code, _ := get("http://" + httpAddr + "/healthz"); code != 200 {
+		t.Fatalf("GET /healthz on -http-addr: %d", code)
+	}
+	if code, _ := get("http://" + httpAddr + "/metrics"); code != 404 {
+		t.Fatalf("GET /metrics on -http-addr: %d, want 404 (served on -metrics-addr only)", code)
+	}
+}
+
+// freeAddr returns a loopback address with a port free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func TestMetricsAddrIsValidated(t *testing.T) {
+	cfg := Config{Name: "demo", HTTP: httpserver.Config{Addr: "127.0.0.1:0", ShutdownTimeout: time.Second},
+		Log: logging.Config{Format: "text", Level: "error"}, MetricsAddr: "9090"}
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "-metrics-addr") {
+		t.Fatalf("Validate: %v, want an error naming -metrics-addr", err)
+	}
+}

@@ -45,6 +45,9 @@ type Config struct {
 // RegisterFlags registers every flag of the binary on fs.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Service.Name = "gateway"
+	// The gateway's HTTP address is the public one: its metrics are served
+	// apart, for the scraper only.
+	c.Service.MetricsAddr = "127.0.0.1:9080"
 	c.Service.RegisterFlags(fs, "127.0.0.1:8080")
 	fs.StringVar(&c.IdentitySecret, "identity-secret", "", "secret shared with every service, signing the identity headers sent upstream (required, at least 16 bytes)")
 	fs.StringVar(&c.StaticUpstreams, "static-upstreams", "collection=127.0.0.1:8081,config=127.0.0.1:8082,acquisition=127.0.0.1:8084,behavior=127.0.0.1:8085",

@@ -170,8 +170,9 @@ func (is *issuer) token(t testing.TB, tenantID string) string { return is.sign(t
 
 // testGateway is a gateway started with gateway.Run, as the binary does.
 type testGateway struct {
-	url  string
-	logs *syncBuffer
+	url     string
+	metrics string // base URL of -metrics-addr
+	logs    *syncBuffer
 	stop func()
 }
 
@@ -197,7 +198,7 @@ func startGatewayLogging(t testing.TB, w io.Writer, args ...string) *testGateway
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	cfg.RegisterFlags(fs)
 	base := []string{"-http-addr=127.0.0.1:" + strconv.Itoa(consultest.FreePort(t)), "-identity-secret=" + testSecret,
-		"-drain-delay=0s", "-consul-check-interval=200ms"}
+		"-metrics-addr=127.0.0.1:" + strconv.Itoa(consultest.FreePort(t)), "-drain-delay=0s", "-consul-check-interval=200ms"}
 	if err := fs.Parse(append(base, args...)); err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +213,7 @@ func startGatewayLogging(t testing.TB, w io.Writer, args ...string) *testGateway
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- gateway.Run(ctx, cfg, out) }()
-	g := &testGateway{url: "http://" + cfg.Service.HTTP.Addr, logs: logs}
+	g := &testGateway{url: "http://" + cfg.Service.HTTP.Addr, metrics: "http://" + cfg.Service.MetricsAddr, logs: logs}
 	var once sync.Once
 	g.stop = func() {
 		once.Do(func() {

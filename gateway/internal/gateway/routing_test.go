@@ -86,10 +86,24 @@ func TestRoutes(t *testing.T) {
 		})
 	}
 	t.Run("own health endpoints", func(t *testing.T) {
-		for _, p := range []string{"/healthz", "/readyz", "/metrics"} {
+		for _, p := range []string{"/healthz", "/readyz"} {
 			if r := f.g.get(t, p); r.status != 200 || r.echo.Instance != "" {
 				t.Fatalf("%s: %d from %q", p, r.status, r.echo.Instance)
 			}
+		}
+	})
+	t.Run("metrics only on the metrics address", func(t *testing.T) {
+		if r := f.g.get(t, "/metrics"); r.status != 404 || r.echo.Instance != "" {
+			t.Fatalf("public /metrics: %d from %q, want 404", r.status, r.echo.Instance)
+		}
+		resp, err := http.Get(f.g.metrics + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), "go_goroutines") {
+			t.Fatalf("/metrics on -metrics-addr: %d %.200s", resp.StatusCode, body)
 		}
 	})
 }
