@@ -173,7 +173,7 @@ type testGateway struct {
 	url     string
 	metrics string // base URL of -metrics-addr
 	logs    *syncBuffer
-	stop func()
+	stop    func()
 }
 
 func staticUpstreams(us ...*upstream) string {
