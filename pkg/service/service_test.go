@@ -4,8 +4,8 @@ import (
 	"context"
 	"flag"
 	"io"
-	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -146,7 +146,8 @@ func (c *testConfig) Validate() error { return c.Service.Validate() }
 // TestMetricsOnTheirOwnAddress checks -metrics-addr: /metrics is served
 // there and no longer on the service's (public) address.
 func TestMetricsOnTheirOwnAddress(t *testing.T) {
-	httpAddr, metricsAddr := freeAddr(t), freeAddr(t)
+	httpAddr := "127.0.0.1:" + strconv.Itoa(consultest.FreePort(t))
+	metricsAddr := "127.0.0.1:" + strconv.Itoa(consultest.FreePort(t))
 	cfg := Config{
 		Name:        "demo",
 		HTTP:        httpserver.Config{Addr: httpAddr, ShutdownTimeout: time.Second},
@@ -192,17 +193,6 @@ func TestMetricsOnTheirOwnAddress(t *testing.T) {
 	if code, _ := get("http://" + httpAddr + "/metrics"); code != 404 {
 		t.Fatalf("GET /metrics on -http-addr: %d, want 404 (served on -metrics-addr only)", code)
 	}
-}
-
-// freeAddr returns a loopback address with a port free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 func TestMetricsAddrIsValidated(t *testing.T) {
