@@ -13,9 +13,10 @@ import (
 	"github.com/acme/analytics/pkg/rules"
 )
 
-// benchTraffic returns n hits of a busy property: 1 visitor in 4 returning,
-// sessions of 1 to 8 pages, some events, in receive order.
-func benchTraffic(n int) []Message {
+// benchTraffic returns n hits of a busy property with the given number of
+// visitors active at once: 1 visitor in 4 returning, sessions of 1 to 8
+// pages, some events, in receive order.
+func benchTraffic(n, concurrent int) []Message {
 	rng := rand.New(rand.NewPCG(7, 7))
 	start := time.Now().UTC().Add(-time.Hour)
 	out := make([]Message, 0, n)
@@ -27,7 +28,7 @@ func benchTraffic(n int) []Message {
 	var visitors []active
 	next := 0
 	for i := 0; len(out) < n; i++ {
-		if len(visitors) < 2000 {
+		if len(visitors) < concurrent {
 			visitors = append(visitors, active{client: fmt.Sprint("c", next), left: 1 + rng.IntN(8)})
 			next++
 		}
@@ -57,24 +58,45 @@ func benchTraffic(n int) []Message {
 // BenchmarkProcessing feeds a partition as a consumer would (batches of up
 // to 2000, a flush every 500 ms) and reports hits/s, hits per CPU-second of
 // this process and the freshness of each hit, from being handed to the
-// processor to its flush completing. Visitor states are saved as deployed
-// (DefaultStatePolicy): the run is shorter than the quiet time, so each
-// visitor's state is saved once, by the final hand-over flush, as a visit's
-// is about once in production. `make bench-processing` runs it
+// processor to its flush completing. `make bench-processing` runs it
 // against the CQL server in its own process (CASSANDRA_HOSTS), so the CPU
 // figure is the processor's alone, as with Cassandra in production; without
 // CASSANDRA_HOSTS the embedded server runs in this process and its work is
 // counted too.
+//
+// Two traffic shapes at the same rate: 2,000 visitors active at once, so a
+// visitor has several hits in one flush (dense), and 20,000, so a
+// visitor's hits mostly fall in different flushes, as in production, where
+// one visitor's hits are seconds to minutes apart (sparse).
+//
+// Visitor states are saved as deployed (DefaultStatePolicy, "when-due"):
+// the run is shorter than the quiet time, so each visitor's state is saved
+// once, by the final hand-over flush, as a visit's is about once in
+// production. "every-flush" saves every changed state at every flush, for
+// comparison.
 func BenchmarkProcessing(b *testing.B) {
+	for _, concurrent := range []int{2000, 20000} {
+		for _, st := range []struct {
+			name   string
+			policy StatePolicy
+		}{{"when-due", DefaultStatePolicy}, {"every-flush", StatePolicy{}}} {
+			b.Run(fmt.Sprintf("visitors=%d/states=%s", concurrent, st.name), func(b *testing.B) {
+				benchProcessing(b, concurrent, st.policy)
+			})
+		}
+	}
+}
+
+func benchProcessing(b *testing.B, concurrent int, policy StatePolicy) {
 	s := connect(b)
 	c, err := rules.Compile(rules.Defaults(), 1, []string{"shop.example"})
 	if err != nil {
 		b.Fatal(err)
 	}
 	prop := &Property{ID: propID, Location: time.UTC, Shards: 1, RulesAt: func(time.Time) *rules.Compiled { return c }}
-	msgs := benchTraffic(max(b.N, 20000))
+	msgs := benchTraffic(max(b.N, 20000), concurrent)
 	ctx := context.Background()
-	part := New(Config{Topic: "hits", Session: s, Properties: staticProperties{prop}, State: DefaultStatePolicy})
+	part := New(Config{Topic: "hits", Session: s, Properties: staticProperties{prop}, State: policy})
 
 	var fresh []time.Duration
 	var pending []time.Time
