@@ -50,41 +50,43 @@ type Config struct {
 	// IdleEviction drops visitors and rows untouched for this long from
 	// memory after a flush (default 10m), once their state is saved.
 	IdleEviction time.Duration
-	// State says when a changed visitor's state (and users row) is saved.
+	// State says when a changed visitor's state, and the rows of its visits,
+	// are written.
 	State StatePolicy
 	// Now is the clock of the policies above (default time.Now; tests).
 	Now func() time.Time
 }
 
-// StatePolicy says when a flush saves a visitor's state and users row.
-// Every flush writes the rows derived from the hits (sessions, pageviews,
-// events, rollups, archive), so reports do not wait for the state; the
-// state only lets the next hit of the visitor, or a restarted processor,
-// carry on from there. Saving it once per visit instead of once per flush
-// the visitor had a hit in saves about a third of the bytes written. The
-// price is that the offset committed stays below the first hit of every
-// visitor with an unsaved state: a processor that crashes re-reads from
+// StatePolicy says when a flush writes what a visitor's hits changed in
+// its own rows: its sessions, pageviews and events, its users row, and last
+// its state (the durable copy of its sessionizing state). Every flush
+// writes the report rollups and the raw archive, so reports never wait for
+// these; nothing reads them on a report's path. Writing them when a visit
+// goes quiet instead of at every flush the visitor had a hit in writes a
+// session row, a users row and a state about once per visit rather than
+// once per hit (a visitor's hits are usually further apart than a flush).
+// The price is that the offset committed stays below the first hit of
+// every visitor not yet written: a processor that crashes re-reads from
 // there, and the offsets recorded in the stored states and rows make the
 // re-read hits change nothing that was written (docs/processing.md).
 //
-// The zero policy saves every changed state at every flush.
+// The zero policy writes every changed visitor at every flush.
 type StatePolicy struct {
-	// Quiet saves a visitor's state once it has had no hit for this long.
+	// Quiet writes a visitor once it has had no hit for this long.
 	Quiet time.Duration
-	// MaxDelay saves it at the latest this long after its first unsaved
+	// MaxDelay writes it at the latest this long after its first unwritten
 	// change, which bounds what a crash makes the processor re-read. Zero:
 	// at every flush.
 	MaxDelay time.Duration
 }
 
 // DefaultStatePolicy is processing's default (flags -state-quiet and
-// -state-max-delay): a visit's state is saved about once, two minutes
-// after its last hit, and a crash re-reads at most five minutes of a
-// partition.
+// -state-max-delay): a visit is written about once, two minutes after its
+// last hit, and a crash re-reads at most five minutes of a partition.
 var DefaultStatePolicy = StatePolicy{Quiet: 2 * time.Minute, MaxDelay: 5 * time.Minute}
 
-// due reports whether a state changed first at since and last at last is
-// to be saved at now.
+// due reports whether a visitor changed first at since and last at last
+// is to be written at now.
 func (sp StatePolicy) due(since, last, now time.Time) bool {
 	return now.Sub(since) >= sp.MaxDelay || (sp.Quiet > 0 && now.Sub(last) >= sp.Quiet)
 }
@@ -95,7 +97,6 @@ type vstate struct {
 	property string
 	shard    int
 	applied  int64 // offset through which the stored state includes hits
-	dirty    bool  // changed since the last flush: session rows to write
 	used     time.Time
 	// unsaved: changed since the state was last saved; since is when (wall
 	// clock) and first the offset of the hit that did it; changed is when
@@ -103,7 +104,7 @@ type vstate struct {
 	unsaved        bool
 	first          int64
 	since, changed time.Time
-	// pending session rows since the last flush.
+	// session rows to write, since they were last written.
 	upserts  map[string]visitor.Upsert
 	deletes  map[string]visitor.SessionRef
 	ruleVer  int
@@ -309,7 +310,7 @@ func (p *Partition) applyHit(d *decoded, now time.Time) {
 		vs.unsaved, vs.first, vs.since = true, d.msg.Offset, now
 		p.unsaved++
 	}
-	vs.dirty, vs.changed = true, now
+	vs.changed = now
 	vs.ruleVer = r.Version()
 	vs.settings = settings(d.prop, r)
 	if vs.upserts == nil {
@@ -365,24 +366,27 @@ func (p *Partition) FlushAll(ctx context.Context) (int64, error) { return p.flus
 
 func (p *Partition) flush(ctx context.Context, all bool) (int64, error) {
 	through := p.last
-	if through > p.flushed {
-		if err := p.writeDerived(ctx, through); err != nil {
+	now := p.cfg.Now()
+	var due []*vstate
+	for _, vs := range p.visitors {
+		if vs.unsaved && (all || p.cfg.State.due(vs.since, vs.changed, now)) {
+			due = append(due, vs)
+		}
+	}
+	if through > p.flushed || len(due) > 0 {
+		if err := p.writeDerived(ctx, through, due); err != nil {
 			return 0, err
 		}
 	}
 
-	// Phase two: the visitor states due, which say their hits are fully
-	// written, each in one batch with the user's row: both tables have the
-	// partition key (property, client), so the batch is one round trip to
-	// the same replicas. (The users row is derived and idempotent: a crash
-	// before it is written replays the visitor, which writes it again.)
-	now := p.cfg.Now()
-	var due []*vstate
+	// Phase two: the states of the visitors due, which say their hits are
+	// fully written, each in one batch with the user's row: both tables
+	// have the partition key (property, client), so the batch is one round
+	// trip to the same replicas. (The users row is derived and idempotent:
+	// a crash before it is written replays the visitor, which writes it
+	// again.)
 	var vstmts []stmt
-	for _, vs := range p.visitors {
-		if !vs.unsaved || !(all || p.cfg.State.due(vs.since, vs.changed, now)) {
-			continue
-		}
+	for _, vs := range due {
 		b, err := vs.v.Marshal()
 		if err != nil {
 			return 0, err
@@ -390,7 +394,6 @@ func (p *Partition) flush(ctx context.Context, all bool) (int64, error) {
 		user := userWrite(vs) // same partition label as the state: one batch
 		vstmts = append(vstmts, user, stmt{partition: user.partition, cql: cqlSaveVisitor,
 			args: []any{vs.property, vs.v.ClientID, int(p.cfg.Partition), max(through, vs.applied), b}})
-		due = append(due, vs)
 	}
 	if err := p.w.exec(ctx, vstmts); err != nil {
 		return 0, err
@@ -412,10 +415,11 @@ func (p *Partition) flush(ctx context.Context, all bool) (int64, error) {
 	return commit, nil
 }
 
-// writeDerived is phase one of a flush: it writes the archive, the rows
-// derived from the hits applied since the last flush (through the message
-// at offset through) and the dead letters.
-func (p *Partition) writeDerived(ctx context.Context, through int64) error {
+// writeDerived is phase one of a flush: it writes the archive and the
+// additive rows changed by the hits applied since the last flush (through
+// the message at offset through), the sessions, pageviews and events of
+// the visitors due, and the dead letters.
+func (p *Partition) writeDerived(ctx context.Context, through int64, due []*vstate) error {
 	// Load the rows first touched since the last flush, folding in the
 	// changes made meanwhile.
 	var unloaded []rowKey
@@ -445,12 +449,7 @@ func (p *Partition) writeDerived(ctx context.Context, through int64) error {
 		}
 		stmts = append(stmts, s)
 	}
-	var dirty []*vstate
-	for _, vs := range p.visitors {
-		if !vs.dirty {
-			continue
-		}
-		dirty = append(dirty, vs)
+	for _, vs := range due {
 		for _, del := range vs.deletes {
 			stmts = append(stmts, stmt{partition: "s/" + vs.property + "/" + dayString(del.Day) + "/" + fmt.Sprint(vs.shard),
 				cql: cqlDeleteSesion, args: []any{vs.property, del.Day, int16(vs.shard), del.ID}})
@@ -474,8 +473,8 @@ func (p *Partition) writeDerived(ctx context.Context, through int64) error {
 
 	// Written: reset what was pending, evict idle rows.
 	p.archive, p.dead = p.archive[:0], nil
-	for _, vs := range dirty {
-		vs.dirty, vs.upserts, vs.deletes = false, nil, nil
+	for _, vs := range due {
+		vs.upserts, vs.deletes = nil, nil
 		vs.recordWritten()
 	}
 	now := p.cfg.Now()
