@@ -31,7 +31,7 @@ type Config struct {
 	Properties    engine.Properties
 	DeadLetter    func(ctx context.Context, dl []hit.DeadLetter) error
 	FlushInterval time.Duration      // how often derived rows are written (freshness)
-	State         engine.StatePolicy // when visitor states are saved
+	State         engine.StatePolicy // when visitors are written
 	BatchSize     int                // messages applied at once
 	Log           *slog.Logger
 	Metrics       *Metrics
@@ -201,8 +201,8 @@ func (w *worker) apply(batch []*sarama.ConsumerMessage) error {
 	return nil
 }
 
-// flush writes the partition's derived rows and the visitor states due, and
-// commits the offset after them. final flushes save every visitor state and
+// flush writes the partition's derived rows and the visitors due, and
+// commits the offset after them. final flushes write every visitor and
 // are retried a bounded number of times: the partition is being handed
 // over, and the next owner recovers whatever is not written.
 func (w *worker) flush(ctx context.Context, final bool) error {

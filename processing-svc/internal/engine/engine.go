@@ -6,10 +6,10 @@
 // Exactly once in effect: every row is a whole-value upsert; visitor state
 // records the offset through which it includes the visitor's hits, and each
 // additive row (rollups, filtered hits, realtime) the offset through which
-// it includes its contributions. A flush writes all derived rows first and
-// then the visitor states that are due (StatePolicy), and returns an offset
-// to commit that is below the first hit of every visitor whose state is not
-// saved yet. After a crash the partition is consumed again from the last
+// it includes its contributions. A flush writes the additive rows and the
+// archive, then the visitors that are due (StatePolicy: their sessions,
+// pageviews and events, then their states), and returns an offset to commit
+// that is below the first hit of every visitor not written yet. After a crash the partition is consumed again from the last
 // committed offset, and a replayed hit changes a visitor only if its offset
 // is past the visitor's applied offset, and a row only if past the row's
 // through offset. The argument is written out in docs/processing.md.
@@ -48,7 +48,7 @@ type Config struct {
 	// Concurrency bounds the reads and writes in flight (default 32).
 	Concurrency int
 	// IdleEviction drops visitors and rows untouched for this long from
-	// memory after a flush (default 10m), once their state is saved.
+	// memory after a flush (default 10m), visitors once written.
 	IdleEviction time.Duration
 	// State says when a changed visitor's state, and the rows of its visits,
 	// are written.
@@ -98,9 +98,9 @@ type vstate struct {
 	shard    int
 	applied  int64 // offset through which the stored state includes hits
 	used     time.Time
-	// unsaved: changed since the state was last saved; since is when (wall
-	// clock) and first the offset of the hit that did it; changed is when
-	// the last change was.
+	// unsaved: changed since the visitor was last written; since is when
+	// (wall clock) and first the offset of the hit that did it; changed is
+	// when the last change was.
 	unsaved        bool
 	first          int64
 	since, changed time.Time
@@ -127,7 +127,7 @@ type Partition struct {
 	dead     []hit.DeadLetter
 	last     int64 // offset of the last message applied; -1 before any
 	flushed  int64 // of the last message whose derived rows are written
-	unsaved  int   // visitors with an unsaved state
+	unsaved  int   // visitors not written since they changed
 	stats    Stats
 }
 
@@ -347,20 +347,21 @@ func (p *Partition) deadLetter(m Message, payload []byte, reason, detail, tid st
 }
 
 // Pending reports whether a flush has anything to do: hits applied since
-// the last flush, or visitor states not yet saved.
+// the last flush, or visitors not yet written.
 func (p *Partition) Pending() bool { return p.last > p.flushed || p.unsaved > 0 }
 
-// Flush writes everything derived since the last flush, saves the visitor
-// states that are due (Config.State), and returns the offset through which
-// everything derived is durable: the consumer commits the offset after it.
-// That is the last message applied unless a visitor's state is unsaved: then
-// it is the offset before that visitor's first unsaved hit. On error nothing
+// Flush writes the rollups and archive rows of the hits applied since the
+// last flush and the visitors that are due (Config.State), and returns the
+// offset through which everything derived is durable: the consumer commits
+// the offset after it. That is the last message applied unless a visitor is
+// not written yet: then it is the offset before the first hit applied to
+// the earliest such visitor since it was last written. On error nothing
 // may be committed; the in-memory state stays and a later Flush writes it
 // again (every write is idempotent).
 func (p *Partition) Flush(ctx context.Context) (int64, error) { return p.flush(ctx, false) }
 
-// FlushAll is Flush saving every changed visitor state, so that the offset
-// it returns is the last message applied: for handing the partition over
+// FlushAll is Flush writing every changed visitor, so that the offset it
+// returns is the last message applied: for handing the partition over
 // (rebalance, shutdown).
 func (p *Partition) FlushAll(ctx context.Context) (int64, error) { return p.flush(ctx, true) }
 
@@ -403,7 +404,7 @@ func (p *Partition) flush(ctx context.Context, all bool) (int64, error) {
 	}
 	p.unsaved -= len(due)
 
-	// Evict what is idle and saved; find the first unsaved hit.
+	// Evict what is idle and written; find the first unwritten hit.
 	commit := through
 	for key, vs := range p.visitors {
 		if vs.unsaved {
