@@ -45,16 +45,19 @@ func traceHits(t *testing.T, cfg localstack.Config, s *gocql.Session, property s
 		}
 	})
 	archived := map[string]bool{}
-	iter := s.Query("SELECT property_id, hit_id FROM raw_hits").Iter()
+	iter := s.Query("SELECT property_id, hits FROM raw_hit_blocks").Iter()
 	var pid gocql.UUID
-	var id string
-	for iter.Scan(&pid, &id) {
+	var block map[string][]byte
+	for iter.Scan(&pid, &block) {
 		if pid.String() == property {
-			archived[id] = true
+			for id := range block {
+				archived[id] = true
+			}
 		}
+		block = nil
 	}
 	if err := iter.Close(); err != nil {
-		t.Logf("trace: read raw_hits: %v", err)
+		t.Logf("trace: read raw_hit_blocks: %v", err)
 	}
 	t.Logf("trace: %d valid planned hits, %d distinct in the hits topic, %d archived", len(planned), len(inTopic), len(archived))
 	for id, h := range planned {

@@ -123,7 +123,7 @@ type Partition struct {
 	visitors map[string]*vstate
 	rows     rowSet
 	contrib  *derive.Contributions // the hit being applied's, reused
-	archive  []stmt
+	archive  archive
 	dead     []hit.DeadLetter
 	last     int64 // offset of the last message applied; -1 before any
 	flushed  int64 // of the last message whose derived rows are written
@@ -327,16 +327,8 @@ func (p *Partition) applyHit(d *decoded, now time.Time) {
 		delete(vs.deletes, u.Session.ID)
 		vs.upserts[u.Session.ID] = u
 	}
-	p.archive = append(p.archive, archiveWrite(h, d.raw, vs.shard))
+	p.archive.add(h, d.raw, vs.shard)
 	p.rows.add(vs.property, vs.shard, d.msg.Offset, now, c)
-}
-
-// archiveWrite archives a hit as collection encoded it (raw, its encoding
-// in the record), once per hit ID.
-func archiveWrite(h *hit.Hit, raw []byte, shard int) stmt {
-	day := h.Time.UTC().Truncate(24 * time.Hour)
-	return stmt{partition: "a/" + h.PropertyID + "/" + dayString(day), cql: cqlArchive,
-		args: []any{h.PropertyID, day, int16(shard), h.ID, raw}}
 }
 
 // deadLetter rejects payload (a hit of message m, or the whole message
@@ -436,7 +428,7 @@ func (p *Partition) writeDerived(ctx context.Context, through int64, due []*vsta
 		return err
 	}
 
-	stmts := append([]stmt(nil), p.archive...)
+	stmts := p.archive.writes()
 	for k, r := range p.rows {
 		if !r.stale {
 			continue
@@ -473,7 +465,7 @@ func (p *Partition) writeDerived(ctx context.Context, through int64, due []*vsta
 	}
 
 	// Written: reset what was pending, evict idle rows.
-	p.archive, p.dead = p.archive[:0], nil
+	p.archive, p.dead = nil, nil
 	for _, vs := range due {
 		vs.upserts, vs.deletes = nil, nil
 		vs.recordWritten()

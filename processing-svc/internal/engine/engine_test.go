@@ -150,7 +150,7 @@ func run(t *testing.T, ctx context.Context, part *Partition, msgs []Message, siz
 // comparison.
 func dump(t *testing.T, s *gocql.Session) string {
 	t.Helper()
-	return dumpTables(t, s, "raw_hits", "visitor_state", "site_users", "sessions", "pageviews", "events", "rollup_daily", "rollup_hourly", "filtered_hits", "realtime")
+	return dumpTables(t, s, "raw_hits", "raw_hit_blocks", "visitor_state", "site_users", "sessions", "pageviews", "events", "rollup_daily", "rollup_hourly", "filtered_hits", "realtime")
 }
 
 func dumpTables(t *testing.T, s *gocql.Session, tables ...string) string {
@@ -426,7 +426,7 @@ func TestStatesSavedWhenDue(t *testing.T) {
 	run(t, ctx, newPartition(immediate, prop), msgs, 1000)
 	want := dump(t, immediate)
 	reports := func(s *gocql.Session) string {
-		return dumpTables(t, s, "raw_hits", "rollup_daily", "rollup_hourly", "filtered_hits", "realtime")
+		return dumpTables(t, s, "raw_hits", "raw_hit_blocks", "rollup_daily", "rollup_hourly", "filtered_hits", "realtime")
 	}
 
 	for _, c := range []struct {

@@ -163,21 +163,14 @@ func archivedHits(ctx context.Context, s *gocql.Session, p *Property, day time.T
 	var out []*hit.Hit
 	for d := start.UTC().Truncate(24 * time.Hour); d.Before(end); d = d.AddDate(0, 0, 1) {
 		for shard := 0; shard < max(p.Shards, 1); shard++ {
-			iter := s.Query("SELECT hit FROM raw_hits WHERE property_id = ? AND day = ? AND shard = ?", p.ID, d, int16(shard)).
-				WithContext(ctx).PageSize(5000).Iter()
-			var b []byte
-			for iter.Scan(&b) {
-				h, err := hit.Unmarshal(b)
-				if err != nil {
-					iter.Close()
-					return nil, fmt.Errorf("archived hit: %w", err)
-				}
+			hits, err := archivedPartition(ctx, s, p.ID, d, shard)
+			if err != nil {
+				return nil, err
+			}
+			for _, h := range hits {
 				if session.LocalDay(h.Time, p.Location).Equal(day) {
 					out = append(out, h)
 				}
-			}
-			if err := iter.Close(); err != nil {
-				return nil, fmt.Errorf("read archive of %s: %w", d.Format(time.DateOnly), err)
 			}
 		}
 	}

@@ -21,7 +21,7 @@ import (
 const (
 	cqlLoadVisitors = "SELECT client_id, kafka_partition, applied_offset, state FROM visitor_state WHERE property_id = ? AND client_id IN ?"
 	cqlSaveVisitor  = "INSERT INTO visitor_state (property_id, client_id, kafka_partition, applied_offset, state) VALUES (?, ?, ?, ?, ?)"
-	cqlArchive      = "INSERT INTO raw_hits (property_id, day, shard, hit_id, hit) VALUES (?, ?, ?, ?, ?)"
+	cqlArchive      = "UPDATE raw_hit_blocks SET hits = hits + ? WHERE property_id = ? AND day = ? AND shard = ? AND block = ?"
 	cqlUser         = "INSERT INTO site_users (property_id, client_id, first_seen, last_seen, session_count, first_source, first_medium, first_campaign, first_channel, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 	cqlDeleteSesion = "DELETE FROM sessions WHERE property_id = ? AND day = ? AND shard = ? AND session_id = ?"
 	cqlSession      = "INSERT INTO sessions (property_id, day, shard, session_id, client_id, started_at, ended_at, landing_page, exit_page, pageviews, events, bounce, engaged, source, medium, campaign, referrer, channel, country, device, browser, os, new_user, conversions, conversion_value, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"

@@ -1,0 +1,101 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/acme/analytics/pkg/hit"
+	"github.com/acme/analytics/pkg/sketch"
+	"github.com/gocql/gocql"
+)
+
+// archiveBuckets is the number of blocks per hour of a property's UTC day
+// and shard in raw_hit_blocks (cql/0004_archive_blocks.cql).
+const archiveBuckets = 16
+
+// blockKey addresses one raw_hit_blocks row.
+type blockKey struct {
+	property string
+	day      time.Time
+	shard    int16
+	block    int16
+}
+
+// archiveBlock returns the row a hit is archived in: it depends on the
+// hit's time and ID only, so a replayed or re-sent hit lands where it
+// already is.
+func archiveBlock(h *hit.Hit, shard int) blockKey {
+	t := h.Time.UTC()
+	return blockKey{property: h.PropertyID, day: t.Truncate(24 * time.Hour), shard: int16(shard),
+		block: int16(t.Hour()*archiveBuckets + int(sketch.Hash(h.ID)%archiveBuckets))}
+}
+
+// archive collects the hits to archive at the next flush, by block.
+type archive map[blockKey]map[string][]byte
+
+// add archives h, whose encoding (as collection wrote it) is raw.
+func (a *archive) add(h *hit.Hit, raw []byte, shard int) {
+	if *a == nil {
+		*a = archive{}
+	}
+	k := archiveBlock(h, shard)
+	hits := (*a)[k]
+	if hits == nil {
+		hits = map[string][]byte{}
+		(*a)[k] = hits
+	}
+	hits[h.ID] = raw
+}
+
+// writes returns one statement per block, adding its hits to the row.
+func (a archive) writes() []stmt {
+	out := make([]stmt, 0, len(a))
+	for k, hits := range a {
+		out = append(out, stmt{partition: "a/" + k.property + "/" + dayString(k.day) + "/" + strconv.Itoa(int(k.shard)),
+			cql: cqlArchive, args: []any{hits, k.property, k.day, k.shard, k.block}})
+	}
+	return out
+}
+
+// archivedPartition returns the hits archived for a property's UTC day and
+// shard, ordered by hit ID: those in raw_hit_blocks and those in raw_hits
+// (the archive before the blocks), each hit once.
+func archivedPartition(ctx context.Context, s *gocql.Session, property string, day time.Time, shard int) ([]*hit.Hit, error) {
+	raw := map[string][]byte{}
+	iter := s.Query("SELECT hit_id, hit FROM raw_hits WHERE property_id = ? AND day = ? AND shard = ?", property, day, int16(shard)).
+		WithContext(ctx).PageSize(5000).Iter()
+	var id string
+	var b []byte
+	for iter.Scan(&id, &b) {
+		raw[id] = b
+	}
+	if err := iter.Close(); err != nil {
+		return nil, fmt.Errorf("read raw_hits of %s: %w", dayString(day), err)
+	}
+	iter = s.Query("SELECT hits FROM raw_hit_blocks WHERE property_id = ? AND day = ? AND shard = ?", property, day, int16(shard)).
+		WithContext(ctx).PageSize(100).Iter()
+	var block map[string][]byte
+	for iter.Scan(&block) {
+		for id, b := range block {
+			raw[id] = b
+		}
+		block = nil
+	}
+	if err := iter.Close(); err != nil {
+		return nil, fmt.Errorf("read raw_hit_blocks of %s: %w", dayString(day), err)
+	}
+	out := make([]*hit.Hit, 0, len(raw))
+	for id, b := range raw {
+		h, err := hit.Unmarshal(b)
+		if err != nil {
+			return nil, fmt.Errorf("archived hit %s: %w", id, err)
+		}
+		out = append(out, h)
+	}
+	slices.SortFunc(out, func(a, b *hit.Hit) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}

@@ -1,0 +1,79 @@
+package engine
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/acme/analytics/pkg/hit"
+	"github.com/acme/analytics/pkg/rules"
+)
+
+// TestArchiveBlocks checks the raw archive: a flush adds its hits in one
+// statement per block (not per hit), and reading a day back returns every
+// hit once, in ID order, from the blocks and from raw_hits (the archive
+// before the blocks) alike.
+func TestArchiveBlocks(t *testing.T) {
+	ctx := context.Background()
+	s := connect(t)
+	prop := testProperty(t, rules.Defaults())
+	msgs := traffic(60, 9)
+
+	var a archive
+	hits := 0
+	for _, m := range msgs {
+		h, err := hit.Unmarshal(m.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.add(h, m.Value, 0)
+		hits++
+	}
+	if n, blocks := len(a.writes()), 24*archiveBuckets; n > blocks || n >= hits/2 {
+		t.Fatalf("%d hits make %d archive statements; want one per block (at most %d)", hits, n, blocks)
+	}
+
+	// Processed: every hit is archived; one more, archived before the
+	// blocks, is in raw_hits.
+	run(t, ctx, newPartition(s, prop), msgs, 25)
+	old := &hit.Hit{PropertyID: propID, ClientID: "old-client", Type: hit.TypePageview, Origin: hit.OriginBrowser,
+		Time: t0.Add(time.Hour), ReceivedAt: t0.Add(time.Hour), Path: "/old"}
+	old.ID = old.DeriveID("old")
+	oldRaw, err := hit.Marshal(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	day := t0.Truncate(24 * time.Hour)
+	if err := s.Query("INSERT INTO raw_hits (property_id, day, shard, hit_id, hit) VALUES (?, ?, ?, ?, ?)",
+		propID, day, int16(0), old.ID, oldRaw).Exec(); err != nil {
+		t.Fatal(err)
+	}
+
+	got, err := archivedPartition(ctx, s, propID, day, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{old.ID: true}
+	for _, m := range msgs {
+		h, _ := hit.Unmarshal(m.Value)
+		if h.Time.UTC().Truncate(24 * time.Hour).Equal(day) {
+			want[h.ID] = true
+		}
+	}
+	var ids []string
+	for _, h := range got {
+		ids = append(ids, h.ID)
+	}
+	if !slices.IsSorted(ids) {
+		t.Error("archived hits not in ID order")
+	}
+	if len(ids) != len(want) || len(slices.Compact(slices.Clone(ids))) != len(ids) {
+		t.Fatalf("read back %d hits (%d distinct), want %d, each once", len(ids), len(slices.Compact(slices.Clone(ids))), len(want))
+	}
+	for _, id := range ids {
+		if !want[id] {
+			t.Fatalf("read back %s, which was not archived", id)
+		}
+	}
+}
