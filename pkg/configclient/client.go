@@ -403,11 +403,13 @@ func (c *Client) setInstances(insts []discovery.Instance) {
 // follow long-polls the change feed, with backoff while it fails.
 func (c *Client) follow(ctx context.Context) {
 	backoff := 100 * time.Millisecond
+	// The gauge is set before the flag, so that whoever sees Connected()
+	// change sees the metric agree.
 	fail := func(err error) {
+		c.m.connected.Set(0)
 		if c.connected.Swap(false) || backoff == 100*time.Millisecond {
 			c.log.Warn("cannot follow config-svc's change feed; serving the last known documents", slog.Any("error", err))
 		}
-		c.m.connected.Set(0)
 		c.m.feedErrors.Inc()
 		select {
 		case <-ctx.Done():
@@ -451,10 +453,10 @@ func (c *Client) follow(ctx context.Context) {
 			fail(err)
 			continue
 		}
+		c.m.connected.Set(1)
 		if !c.connected.Swap(true) {
 			c.log.Info("following config-svc's change feed", slog.Int64("seq", page.Seq))
 		}
-		c.m.connected.Set(1)
 		backoff = 100 * time.Millisecond
 		c.apply(page)
 	}
