@@ -51,12 +51,42 @@ func (a *archive) add(h *hit.Hit, raw []byte, shard int) {
 	hits[h.ID] = raw
 }
 
-// writes returns one statement per block, adding its hits to the row.
+// maxArchiveStatement bounds the bytes of hits one archive statement adds,
+// so that a flush after a backlog (many hits to one block) still writes
+// mutations far below Cassandra's limit (half a commit log segment, 16 MiB
+// by default).
+const maxArchiveStatement = 256 << 10
+
+// writes returns the statements adding the hits to their blocks: one per
+// block, or several when its hits are more than maxArchiveStatement bytes.
+// Each statement is written on its own, not batched with its partition's
+// others: it already carries many hits.
 func (a archive) writes() []stmt {
 	out := make([]stmt, 0, len(a))
 	for k, hits := range a {
-		out = append(out, stmt{partition: "a/" + k.property + "/" + dayString(k.day) + "/" + strconv.Itoa(int(k.shard)),
-			cql: cqlArchive, args: []any{hits, k.property, k.day, k.shard, k.block}})
+		add := func(part map[string][]byte) {
+			out = append(out, stmt{
+				partition: "a/" + k.property + "/" + dayString(k.day) + "/" + strconv.Itoa(int(k.shard)) + "/" + strconv.Itoa(int(k.block)) + "/" + strconv.Itoa(len(out)),
+				cql:       cqlArchive, args: []any{part, k.property, k.day, k.shard, k.block}})
+		}
+		size := 0
+		for _, b := range hits {
+			size += len(b)
+		}
+		if size <= maxArchiveStatement {
+			add(hits)
+			continue
+		}
+		part, size := map[string][]byte{}, 0
+		for id, b := range hits {
+			if size > 0 && size+len(b) > maxArchiveStatement {
+				add(part)
+				part, size = map[string][]byte{}, 0
+			}
+			part[id] = b
+			size += len(b)
+		}
+		add(part)
 	}
 	return out
 }

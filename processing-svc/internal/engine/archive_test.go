@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -32,6 +33,39 @@ func TestArchiveBlocks(t *testing.T) {
 	}
 	if n, blocks := len(a.writes()), 24*archiveBuckets; n > blocks || n >= hits/2 {
 		t.Fatalf("%d hits make %d archive statements; want one per block (at most %d)", hits, n, blocks)
+	}
+
+	// A block's hits over maxArchiveStatement bytes take several
+	// statements, each within the bound and written on its own.
+	var big archive
+	h, err := hit.Unmarshal(msgs[0].Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	filler := make([]byte, 8<<10) // the largest hit collection accepts
+	for i := range 1000 {
+		big.add(&hit.Hit{PropertyID: h.PropertyID, Time: h.Time, ID: h.ID}, filler, 0)
+		h.ID = fmt.Sprintf("big-%d", i) // the same hour; blocks by ID
+	}
+	stmts := big.writes()
+	labels, added := map[string]bool{}, 0
+	for _, st := range stmts {
+		part := st.args[0].(map[string][]byte)
+		size := 0
+		for _, b := range part {
+			size += len(b)
+		}
+		if size > maxArchiveStatement {
+			t.Fatalf("an archive statement adds %d bytes, over %d", size, maxArchiveStatement)
+		}
+		if labels[st.partition] {
+			t.Fatalf("two archive statements share the batch label %s", st.partition)
+		}
+		labels[st.partition] = true
+		added += len(part)
+	}
+	if added != 1000 || len(stmts) <= len(big) {
+		t.Fatalf("%d statements for %d blocks add %d hits; want the 1000 hits, the blocks split", len(stmts), len(big), added)
 	}
 
 	// Processed: every hit is archived; one more, archived before the
