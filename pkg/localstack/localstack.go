@@ -222,9 +222,10 @@ func (s *Stack) serviceEnv(svc service, port int) []string {
 		env = append(env, p+"METRICS_ADDR="+s.gatewayMetrics())
 	}
 	if svc.name == "processing" {
-		// Visitor states saved within seconds rather than minutes: the
+		// Visitors written within seconds rather than minutes: the
 		// committed offsets, which tests wait for, then catch up soon
-		// after the traffic stops (docs/processing.md: Visitor state).
+		// after the traffic stops (docs/processing.md: Visitors written
+		// when due).
 		env = append(env, p+"STATE_QUIET=1s", p+"STATE_MAX_DELAY=5s")
 	}
 	for _, e := range s.c.Env {
