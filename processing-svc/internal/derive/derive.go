@@ -51,17 +51,21 @@ type Realtime struct {
 }
 
 // Contributions are additive changes to rollups, plus the users to add to
-// their distinct-count sketches.
+// their distinct-count sketches. They are one visitor's (Client's): what
+// one hit, or one visitor's day when re-deriving, changes.
 type Contributions struct {
 	Daily    map[DailyKey]rollup.Metrics
 	Hourly   map[HourKey]rollup.Metrics
 	Realtime map[MinuteKey]*Realtime
 	Filtered map[FilteredKey]int64
-	// Users holds, per rollup row, the change in references of client IDs
-	// to its users sketch (+1 for a session added, -1 for one taken away).
-	DailyUsers    map[DailyKey]map[string]int
-	HourlyUsers   map[HourKey]map[string]int
-	RealtimeUsers map[MinuteKey]map[string]int
+	// Client is the visitor whose sessions these are, set by the first
+	// session added.
+	Client string
+	// Users holds, per rollup row, the change in references of Client to
+	// its users sketch (+1 for a session added, -1 for one taken away).
+	DailyUsers    map[DailyKey]int
+	HourlyUsers   map[HourKey]int
+	RealtimeUsers map[MinuteKey]int
 }
 
 // New returns empty contributions.
@@ -71,9 +75,9 @@ func New() *Contributions {
 		Hourly:        map[HourKey]rollup.Metrics{},
 		Realtime:      map[MinuteKey]*Realtime{},
 		Filtered:      map[FilteredKey]int64{},
-		DailyUsers:    map[DailyKey]map[string]int{},
-		HourlyUsers:   map[HourKey]map[string]int{},
-		RealtimeUsers: map[MinuteKey]map[string]int{},
+		DailyUsers:    map[DailyKey]int{},
+		HourlyUsers:   map[HourKey]int{},
+		RealtimeUsers: map[MinuteKey]int{},
 	}
 }
 
@@ -103,17 +107,19 @@ func (c *Contributions) addHourly(k HourKey, m rollup.Metrics, sign int64) {
 	c.Hourly[k] = cur
 }
 
-func addUser[K comparable](m map[K]map[string]int, k K, client string, sign int64) {
-	refs := m[k]
-	if refs == nil {
-		refs = map[string]int{}
-		m[k] = refs
-	}
-	if refs[client] += int(sign); refs[client] == 0 {
-		delete(refs, client)
-		if len(refs) == 0 {
-			delete(m, k)
+// setClient makes c the contributions of client.
+func (c *Contributions) setClient(client string) {
+	if c.Client != client {
+		if c.Client != "" {
+			panic("derive: contributions of two visitors, " + c.Client + " and " + client)
 		}
+		c.Client = client
+	}
+}
+
+func addUser[K comparable](m map[K]int, k K, sign int64) {
+	if m[k] += int(sign); m[k] == 0 {
+		delete(m, k)
 	}
 }
 
@@ -123,6 +129,7 @@ func (c *Contributions) Reset() {
 	clear(c.Hourly)
 	clear(c.Realtime)
 	clear(c.Filtered)
+	c.Client = ""
 	clear(c.DailyUsers)
 	clear(c.HourlyUsers)
 	clear(c.RealtimeUsers)
@@ -132,19 +139,20 @@ func (c *Contributions) Reset() {
 // whether s is the user's first session ever. loc is the property's time
 // zone, for hours and minutes.
 func (c *Contributions) AddSession(s *session.Session, clientID string, first bool, loc *time.Location, sign int64) {
+	c.setClient(clientID)
 	sm := sessionMetrics(s, first)
 	for _, d := range sessionDims(s, first) {
 		k := DailyKey{Day: s.Day, Report: d.report, Dimension: d.value}
 		c.addDaily(k, sm, sign)
-		addUser(c.DailyUsers, k, clientID, sign)
+		addUser(c.DailyUsers, k, sign)
 	}
 	hk := HourKey{Day: s.Day, Hour: s.Start.In(loc).Hour()}
 	c.addHourly(hk, sm, sign)
-	addUser(c.HourlyUsers, hk, clientID, sign)
+	addUser(c.HourlyUsers, hk, sign)
 
 	c.addPages(s, sign)
 	c.addEvents(s, sign)
-	c.addRealtime(s.Hits, s.Touch.Source, clientID, sign)
+	c.addRealtime(s.Hits, s.Touch.Source, sign)
 }
 
 // AddChange adds what rebuilding a session changes: old and now are two
@@ -156,6 +164,7 @@ func (c *Contributions) AddSession(s *session.Session, clientID string, first bo
 // same, so only its metrics move. That is the common case, a hit appended
 // to a visitor's current session.
 func (c *Contributions) AddChange(old, now *session.Session, clientID string, firstOld, firstNow bool, loc *time.Location) {
+	c.setClient(clientID)
 	if firstOld != firstNow || !sameHead(old, now) {
 		c.AddSession(old, clientID, firstOld, loc, -1)
 		c.AddSession(now, clientID, firstNow, loc, +1)
@@ -177,8 +186,8 @@ func (c *Contributions) AddChange(old, now *session.Session, clientID string, fi
 	// source, which is part of the head): only the hits in one build and
 	// not the other change it.
 	added, removed := hitDiff(old.Hits, now.Hits)
-	c.addRealtime(removed, now.Touch.Source, clientID, -1)
-	c.addRealtime(added, now.Touch.Source, clientID, +1)
+	c.addRealtime(removed, now.Touch.Source, -1)
+	c.addRealtime(added, now.Touch.Source, +1)
 }
 
 // sameHead reports whether two builds of a session have the same rows:
@@ -305,7 +314,7 @@ func (c *Contributions) addEvents(s *session.Session, sign int64) {
 	}
 }
 
-func (c *Contributions) addRealtime(hits []*session.Hit, source, clientID string, sign int64) {
+func (c *Contributions) addRealtime(hits []*session.Hit, source string, sign int64) {
 	for _, h := range hits {
 		if h.Type != hit.TypePageview {
 			continue
@@ -319,7 +328,7 @@ func (c *Contributions) addRealtime(hits []*session.Hit, source, clientID string
 		r.Pageviews += sign
 		r.Pages[h.Path] += sign
 		r.Sources[source] += sign
-		addUser(c.RealtimeUsers, k, clientID, sign)
+		addUser(c.RealtimeUsers, k, sign)
 	}
 }
 

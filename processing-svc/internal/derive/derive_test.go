@@ -51,8 +51,8 @@ func TestSessionContributions(t *testing.T) {
 			t.Errorf("%s:\n got  %+v\n want %+v", tt.name, tt.got, tt.want)
 		}
 	}
-	if _, ok := c.DailyUsers[DailyKey{day, rollup.Source, "news.example"}]["client-1"]; !ok {
-		t.Error("the user is not in the source's users")
+	if refs := c.DailyUsers[DailyKey{day, rollup.Source, "news.example"}]; c.Client != "client-1" || refs != 1 {
+		t.Errorf("the source's users: client %q with %d references; want client-1 with 1", c.Client, refs)
 	}
 	if rt := c.Realtime[MinuteKey{base}]; rt == nil || rt.Pageviews != 2 || rt.Pages["/a"] != 1 || rt.Pages["/b"] != 1 || rt.Sources["news.example"] != 2 {
 		t.Errorf("realtime minute = %+v", rt)

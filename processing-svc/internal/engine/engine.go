@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/acme/analytics/pkg/hit"
@@ -121,7 +122,7 @@ type Partition struct {
 	cfg      Config
 	w        writer
 	visitors map[string]*vstate
-	rows     rowSet
+	rows     *rowSet
 	contrib  *derive.Contributions // the hit being applied's, reused
 	archive  archive
 	dead     []hit.DeadLetter
@@ -155,7 +156,7 @@ func New(cfg Config) *Partition {
 		cfg:      cfg,
 		w:        writer{session: cfg.Session, concurrency: cfg.Concurrency, batchSize: 50},
 		visitors: map[string]*vstate{},
-		rows:     rowSet{},
+		rows:     newRowSet(),
 		contrib:  derive.New(),
 		last:     -1,
 		flushed:  -1,
@@ -272,7 +273,29 @@ func (p *Partition) Apply(ctx context.Context, msgs []Message) error {
 		}
 		p.last = d.msg.Offset
 	}
+	// Read the rows these hits created now, so that the next batches
+	// apply to them directly rather than queueing changes for the flush.
+	// Best effort: what fails to load is loaded by the flush, which
+	// reports the error.
+	_ = p.loadRows(ctx)
 	return nil
+}
+
+// loadRows reads the stored state of the rows created since the last load
+// and folds in the changes made to them meanwhile.
+func (p *Partition) loadRows(ctx context.Context) error {
+	keys := p.rows.unloaded
+	err := parallel(ctx, p.cfg.Concurrency, len(keys), func(ctx context.Context, i int) error {
+		if r := p.rows.rows[keys[i]]; r != nil && !r.loaded {
+			return loadRow(ctx, p.cfg.Session, keys[i], r)
+		}
+		return nil
+	})
+	p.rows.unloaded = slices.DeleteFunc(keys, func(k rowKey) bool {
+		r := p.rows.rows[k]
+		return r == nil || r.loaded
+	})
+	return err
 }
 
 func (p *Partition) applyHit(d *decoded, now time.Time) {
@@ -413,23 +436,13 @@ func (p *Partition) flush(ctx context.Context, all bool) (int64, error) {
 // the message at offset through), the sessions, pageviews and events of
 // the visitors due, and the dead letters.
 func (p *Partition) writeDerived(ctx context.Context, through int64, due []*vstate) error {
-	// Load the rows first touched since the last flush, folding in the
-	// changes made meanwhile.
-	var unloaded []rowKey
-	for k, r := range p.rows {
-		if !r.loaded {
-			unloaded = append(unloaded, k)
-		}
-	}
-	err := parallel(ctx, p.cfg.Concurrency, len(unloaded), func(ctx context.Context, i int) error {
-		return loadRow(ctx, p.cfg.Session, unloaded[i], p.rows[unloaded[i]])
-	})
-	if err != nil {
+	// Load the rows not loaded yet, folding in the changes made meanwhile.
+	if err := p.loadRows(ctx); err != nil {
 		return err
 	}
 
 	stmts := p.archive.writes()
-	for k, r := range p.rows {
+	for k, r := range p.rows.rows {
 		if !r.stale {
 			continue
 		}
@@ -471,9 +484,9 @@ func (p *Partition) writeDerived(ctx context.Context, through int64, due []*vsta
 		vs.recordWritten()
 	}
 	now := p.cfg.Now()
-	for k, r := range p.rows {
+	for k, r := range p.rows.rows {
 		if !r.stale && now.Sub(r.used) > p.cfg.IdleEviction {
-			delete(p.rows, k)
+			delete(p.rows.rows, k)
 			continue
 		}
 		// Everything up to through is in the row now.

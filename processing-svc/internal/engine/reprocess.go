@@ -82,7 +82,7 @@ func ReprocessDay(ctx context.Context, s *gocql.Session, p *Property, day time.T
 		return err
 	}
 	firstSeen := users.seen
-	rows := rowSet{}
+	rows := &rowSet{rows: map[rowKey]*row{}, fresh: true} // the day's rows from scratch
 	var writes []stmt
 	sessions := map[string]bool{} // session rows of the day, by shard/ID
 	hitRows := map[string]bool{}  // pageview and event rows, by shard/ID
@@ -124,11 +124,10 @@ func ReprocessDay(ctx context.Context, s *gocql.Session, p *Property, day time.T
 		}
 		rows.add(p.ID, shard, 0, now, c)
 	}
-	for k, r := range rows {
+	for k, r := range rows.rows {
 		if k.kind == kindRealtime {
 			continue // realtime rows of a closed day have long expired
 		}
-		r.load(-1, func(*row) {})
 		w, err := rowWrite(k, r, FinalOffset)
 		if err != nil {
 			return err
@@ -226,10 +225,10 @@ func (f *FirstSessions) load(ctx context.Context, s *gocql.Session, property str
 
 // staleRows lists deletes of the day's stored rows that the reprocessed
 // day no longer has.
-func staleRows(ctx context.Context, s *gocql.Session, p *Property, day time.Time, rows rowSet, sessions, hitRows map[string]bool) ([]stmt, error) {
+func staleRows(ctx context.Context, s *gocql.Session, p *Property, day time.Time, rows *rowSet, sessions, hitRows map[string]bool) ([]stmt, error) {
 	var out []stmt
 	keep := map[string]bool{}
-	for k := range rows {
+	for k := range rows.rows {
 		keep[rowID(k)] = true
 	}
 	list := func(cql string, args []any, each func(scan func(dest ...any) bool) error) error {

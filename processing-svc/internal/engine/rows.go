@@ -36,7 +36,8 @@ type delta struct {
 	metrics  rollup.Metrics
 	realtime *derive.Realtime
 	filtered int64
-	users    map[string]int // references of client IDs to add (or take away)
+	users    int    // references of the visitor to add (or take away)
+	user     uint64 // the visitor's sketch.Hash
 }
 
 // row is the in-memory copy of an additive row. base is the row's stored
@@ -69,14 +70,11 @@ func (r *row) apply(d delta) {
 	}
 	r.metrics.Add(d.metrics, 1)
 	r.hits += d.filtered
-	for client, n := range d.users {
-		h := sketch.Hash(client)
-		for ; n > 0; n-- {
-			r.users.AddHash(h)
-		}
-		for ; n < 0; n++ {
-			r.users.RemoveHash(h)
-		}
+	for n := d.users; n > 0; n-- {
+		r.users.AddHash(d.user)
+	}
+	for n := d.users; n < 0; n++ {
+		r.users.RemoveHash(d.user)
 	}
 	if d.realtime != nil {
 		if r.pages == nil {
@@ -110,14 +108,29 @@ func addCounts(dst, src map[string]int64) {
 	}
 }
 
-// rowSet is the partition's in-memory additive rows.
-type rowSet map[rowKey]*row
+// rowSet is a partition's in-memory additive rows.
+type rowSet struct {
+	rows map[rowKey]*row
+	// unloaded holds the keys of the rows created since the last load,
+	// whose stored state is still to be read (loadRows).
+	unloaded []rowKey
+	// fresh makes new rows start loaded and empty: for re-deriving a day
+	// from scratch, whose stored rows are replaced, not added to.
+	fresh bool
+}
 
-func (s rowSet) get(k rowKey, now time.Time) *row {
-	r := s[k]
+func newRowSet() *rowSet { return &rowSet{rows: map[rowKey]*row{}} }
+
+func (s *rowSet) get(k rowKey, now time.Time) *row {
+	r := s.rows[k]
 	if r == nil {
 		r = &row{}
-		s[k] = r
+		if s.fresh {
+			r.loaded, r.base = true, -1
+		} else {
+			s.unloaded = append(s.unloaded, k)
+		}
+		s.rows[k] = r
 	}
 	r.used = now
 	return r
@@ -126,28 +139,32 @@ func (s rowSet) get(k rowKey, now time.Time) *row {
 // add applies contributions c of the hit at offset to the rows of
 // (property, shard). A row's metrics and its users arrive as separate
 // deltas of the same offset; both are additive.
-func (s rowSet) add(property string, shard int, offset int64, now time.Time, c *derive.Contributions) {
+func (s *rowSet) add(property string, shard int, offset int64, now time.Time, c *derive.Contributions) {
 	at := func(k rowKey) *row {
 		k.property, k.shard = property, shard
 		return s.get(k, now)
 	}
+	var user uint64
+	if c.Client != "" {
+		user = sketch.Hash(c.Client)
+	}
 	for k, m := range c.Daily {
 		at(rowKey{kind: kindDaily, daily: k}).apply(delta{offset: offset, metrics: m})
 	}
-	for k, u := range c.DailyUsers {
-		at(rowKey{kind: kindDaily, daily: k}).apply(delta{offset: offset, users: u})
+	for k, n := range c.DailyUsers {
+		at(rowKey{kind: kindDaily, daily: k}).apply(delta{offset: offset, users: n, user: user})
 	}
 	for k, m := range c.Hourly {
 		at(rowKey{kind: kindHourly, hourly: k}).apply(delta{offset: offset, metrics: m})
 	}
-	for k, u := range c.HourlyUsers {
-		at(rowKey{kind: kindHourly, hourly: k}).apply(delta{offset: offset, users: u})
+	for k, n := range c.HourlyUsers {
+		at(rowKey{kind: kindHourly, hourly: k}).apply(delta{offset: offset, users: n, user: user})
 	}
 	for k, rt := range c.Realtime {
 		at(rowKey{kind: kindRealtime, minute: k}).apply(delta{offset: offset, realtime: rt})
 	}
-	for k, u := range c.RealtimeUsers {
-		at(rowKey{kind: kindRealtime, minute: k}).apply(delta{offset: offset, users: u})
+	for k, n := range c.RealtimeUsers {
+		at(rowKey{kind: kindRealtime, minute: k}).apply(delta{offset: offset, users: n, user: user})
 	}
 	for k, n := range c.Filtered {
 		at(rowKey{kind: kindFiltered, filtered: k}).apply(delta{offset: offset, filtered: n})
