@@ -286,13 +286,13 @@ func (p *Partition) Apply(ctx context.Context, msgs []Message) error {
 func (p *Partition) loadRows(ctx context.Context) error {
 	keys := p.rows.unloaded
 	err := parallel(ctx, p.cfg.Concurrency, len(keys), func(ctx context.Context, i int) error {
-		if r := p.rows.rows[keys[i]]; r != nil && !r.loaded {
+		if r := p.rows.get(keys[i]); r != nil && !r.loaded {
 			return loadRow(ctx, p.cfg.Session, keys[i], r)
 		}
 		return nil
 	})
 	p.rows.unloaded = slices.DeleteFunc(keys, func(k rowKey) bool {
-		r := p.rows.rows[k]
+		r := p.rows.get(k)
 		return r == nil || r.loaded
 	})
 	return err
@@ -442,10 +442,15 @@ func (p *Partition) writeDerived(ctx context.Context, through int64, due []*vsta
 	}
 
 	stmts := p.archive.writes()
-	for k, r := range p.rows.rows {
-		if !r.stale {
-			continue
+	var stale []rowKey
+	p.rows.each(func(k rowKey, r *row) bool {
+		if r.stale {
+			stale = append(stale, k)
 		}
+		return true
+	})
+	for _, k := range stale {
+		r := p.rows.get(k)
 		// A row loaded ahead of this flush (written by a processor that
 		// crashed after getting further) keeps its through offset: it must
 		// never go back, or hits between would be applied twice.
@@ -484,14 +489,14 @@ func (p *Partition) writeDerived(ctx context.Context, through int64, due []*vsta
 		vs.recordWritten()
 	}
 	now := p.cfg.Now()
-	for k, r := range p.rows.rows {
+	p.rows.each(func(_ rowKey, r *row) bool {
 		if !r.stale && now.Sub(r.used) > p.cfg.IdleEviction {
-			delete(p.rows.rows, k)
-			continue
+			return false
 		}
 		// Everything up to through is in the row now.
 		r.stale, r.base = false, max(r.base, through)
-	}
+		return true
+	})
 	p.flushed = through
 	return nil
 }

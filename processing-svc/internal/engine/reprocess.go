@@ -82,7 +82,8 @@ func ReprocessDay(ctx context.Context, s *gocql.Session, p *Property, day time.T
 		return err
 	}
 	firstSeen := users.seen
-	rows := &rowSet{rows: map[rowKey]*row{}, fresh: true} // the day's rows from scratch
+	rows := newRowSet()
+	rows.fresh = true // the day's rows from scratch
 	var writes []stmt
 	sessions := map[string]bool{} // session rows of the day, by shard/ID
 	hitRows := map[string]bool{}  // pageview and event rows, by shard/ID
@@ -124,15 +125,19 @@ func ReprocessDay(ctx context.Context, s *gocql.Session, p *Property, day time.T
 		}
 		rows.add(p.ID, shard, 0, now, c)
 	}
-	for k, r := range rows.rows {
-		if k.kind == kindRealtime {
-			continue // realtime rows of a closed day have long expired
+	var rowErr error
+	rows.each(func(k rowKey, r *row) bool {
+		if k.kind == kindRealtime || rowErr != nil {
+			return true // realtime rows of a closed day have long expired
 		}
-		w, err := rowWrite(k, r, FinalOffset)
-		if err != nil {
-			return err
+		var w stmt
+		if w, rowErr = rowWrite(k, r, FinalOffset); rowErr == nil {
+			writes = append(writes, w)
 		}
-		writes = append(writes, w)
+		return true
+	})
+	if rowErr != nil {
+		return rowErr
 	}
 	wr := writer{session: s, concurrency: 32, batchSize: 50}
 	if err := wr.exec(ctx, writes); err != nil {
@@ -228,9 +233,10 @@ func (f *FirstSessions) load(ctx context.Context, s *gocql.Session, property str
 func staleRows(ctx context.Context, s *gocql.Session, p *Property, day time.Time, rows *rowSet, sessions, hitRows map[string]bool) ([]stmt, error) {
 	var out []stmt
 	keep := map[string]bool{}
-	for k := range rows.rows {
+	rows.each(func(k rowKey, _ *row) bool {
 		keep[rowID(k)] = true
-	}
+		return true
+	})
 	list := func(cql string, args []any, each func(scan func(dest ...any) bool) error) error {
 		iter := s.Query(cql, args...).WithContext(ctx).PageSize(5000).Iter()
 		if err := each(iter.Scan); err != nil {

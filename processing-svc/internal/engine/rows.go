@@ -108,9 +108,11 @@ func addCounts(dst, src map[string]int64) {
 	}
 }
 
-// rowSet is a partition's in-memory additive rows.
+// rowSet is a partition's in-memory additive rows, by property and shard,
+// then by table: a hit touches some 25 rows of one property and shard, so
+// its property is looked up once, and each row by a key of its own table.
 type rowSet struct {
-	rows map[rowKey]*row
+	shards map[shardKey]*shardRows
 	// unloaded holds the keys of the rows created since the last load,
 	// whose stored state is still to be read (loadRows).
 	unloaded []rowKey
@@ -119,54 +121,141 @@ type rowSet struct {
 	fresh bool
 }
 
-func newRowSet() *rowSet { return &rowSet{rows: map[rowKey]*row{}} }
+type shardKey struct {
+	property string
+	shard    int
+}
 
-func (s *rowSet) get(k rowKey, now time.Time) *row {
-	r := s.rows[k]
+// shardRows are the rows of one property and shard.
+type shardRows struct {
+	daily    map[derive.DailyKey]*row
+	hourly   map[derive.HourKey]*row
+	realtime map[derive.MinuteKey]*row
+	filtered map[derive.FilteredKey]*row
+}
+
+func newRowSet() *rowSet { return &rowSet{shards: map[shardKey]*shardRows{}} }
+
+// of returns the rows of (property, shard).
+func (s *rowSet) of(property string, shard int) *shardRows {
+	k := shardKey{property, shard}
+	sr := s.shards[k]
+	if sr == nil {
+		sr = &shardRows{daily: map[derive.DailyKey]*row{}, hourly: map[derive.HourKey]*row{},
+			realtime: map[derive.MinuteKey]*row{}, filtered: map[derive.FilteredKey]*row{}}
+		s.shards[k] = sr
+	}
+	return sr
+}
+
+// rowIn returns the row of m at k, creating it (as key says) if new.
+func rowIn[K comparable](s *rowSet, m map[K]*row, k K, key func() rowKey, now time.Time) *row {
+	r := m[k]
 	if r == nil {
 		r = &row{}
 		if s.fresh {
 			r.loaded, r.base = true, -1
 		} else {
-			s.unloaded = append(s.unloaded, k)
+			s.unloaded = append(s.unloaded, key())
 		}
-		s.rows[k] = r
+		m[k] = r
 	}
 	r.used = now
 	return r
+}
+
+// get returns the row at k, or nil.
+func (s *rowSet) get(k rowKey) *row {
+	sr := s.shards[shardKey{k.property, k.shard}]
+	if sr == nil {
+		return nil
+	}
+	switch k.kind {
+	case kindDaily:
+		return sr.daily[k.daily]
+	case kindHourly:
+		return sr.hourly[k.hourly]
+	case kindRealtime:
+		return sr.realtime[k.minute]
+	default:
+		return sr.filtered[k.filtered]
+	}
+}
+
+// each calls fn for every row; the row is dropped when fn returns false.
+func (s *rowSet) each(fn func(k rowKey, r *row) (keep bool)) {
+	for sk, sr := range s.shards {
+		eachIn(sr.daily, fn, func(d derive.DailyKey) rowKey {
+			return rowKey{kind: kindDaily, property: sk.property, shard: sk.shard, daily: d}
+		})
+		eachIn(sr.hourly, fn, func(h derive.HourKey) rowKey {
+			return rowKey{kind: kindHourly, property: sk.property, shard: sk.shard, hourly: h}
+		})
+		eachIn(sr.realtime, fn, func(m derive.MinuteKey) rowKey {
+			return rowKey{kind: kindRealtime, property: sk.property, shard: sk.shard, minute: m}
+		})
+		eachIn(sr.filtered, fn, func(f derive.FilteredKey) rowKey {
+			return rowKey{kind: kindFiltered, property: sk.property, shard: sk.shard, filtered: f}
+		})
+		if len(sr.daily)+len(sr.hourly)+len(sr.realtime)+len(sr.filtered) == 0 {
+			delete(s.shards, sk)
+		}
+	}
+}
+
+func eachIn[K comparable](m map[K]*row, fn func(rowKey, *row) bool, key func(K) rowKey) {
+	for k, r := range m {
+		if !fn(key(k), r) {
+			delete(m, k)
+		}
+	}
 }
 
 // add applies contributions c of the hit at offset to the rows of
 // (property, shard). A row's metrics and its users arrive as separate
 // deltas of the same offset; both are additive.
 func (s *rowSet) add(property string, shard int, offset int64, now time.Time, c *derive.Contributions) {
-	at := func(k rowKey) *row {
-		k.property, k.shard = property, shard
-		return s.get(k, now)
-	}
+	sr := s.of(property, shard)
 	var user uint64
 	if c.Client != "" {
 		user = sketch.Hash(c.Client)
 	}
+	daily := func(k derive.DailyKey) *row {
+		return rowIn(s, sr.daily, k, func() rowKey {
+			return rowKey{kind: kindDaily, property: property, shard: shard, daily: k}
+		}, now)
+	}
+	hourly := func(k derive.HourKey) *row {
+		return rowIn(s, sr.hourly, k, func() rowKey {
+			return rowKey{kind: kindHourly, property: property, shard: shard, hourly: k}
+		}, now)
+	}
+	realtime := func(k derive.MinuteKey) *row {
+		return rowIn(s, sr.realtime, k, func() rowKey {
+			return rowKey{kind: kindRealtime, property: property, shard: shard, minute: k}
+		}, now)
+	}
 	for k, m := range c.Daily {
-		at(rowKey{kind: kindDaily, daily: k}).apply(delta{offset: offset, metrics: m})
+		daily(k).apply(delta{offset: offset, metrics: m})
 	}
 	for k, n := range c.DailyUsers {
-		at(rowKey{kind: kindDaily, daily: k}).apply(delta{offset: offset, users: n, user: user})
+		daily(k).apply(delta{offset: offset, users: n, user: user})
 	}
 	for k, m := range c.Hourly {
-		at(rowKey{kind: kindHourly, hourly: k}).apply(delta{offset: offset, metrics: m})
+		hourly(k).apply(delta{offset: offset, metrics: m})
 	}
 	for k, n := range c.HourlyUsers {
-		at(rowKey{kind: kindHourly, hourly: k}).apply(delta{offset: offset, users: n, user: user})
+		hourly(k).apply(delta{offset: offset, users: n, user: user})
 	}
 	for k, rt := range c.Realtime {
-		at(rowKey{kind: kindRealtime, minute: k}).apply(delta{offset: offset, realtime: rt})
+		realtime(k).apply(delta{offset: offset, realtime: rt})
 	}
 	for k, n := range c.RealtimeUsers {
-		at(rowKey{kind: kindRealtime, minute: k}).apply(delta{offset: offset, users: n, user: user})
+		realtime(k).apply(delta{offset: offset, users: n, user: user})
 	}
 	for k, n := range c.Filtered {
-		at(rowKey{kind: kindFiltered, filtered: k}).apply(delta{offset: offset, filtered: n})
+		rowIn(s, sr.filtered, k, func() rowKey {
+			return rowKey{kind: kindFiltered, property: property, shard: shard, filtered: k}
+		}, now).apply(delta{offset: offset, filtered: n})
 	}
 }
