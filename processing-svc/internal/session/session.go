@@ -20,6 +20,7 @@
 package session
 
 import (
+	"slices"
 	"time"
 
 	"github.com/acme/analytics/pkg/hit"
@@ -67,6 +68,38 @@ type Hit struct {
 	// Enrichment, taken from the session's first hit.
 	Country, Device, Browser, OS string
 	RuleVersion                  int
+
+	// attributed caches the attribution of the session this hit starts:
+	// a visitor's current session is built again for each of its hits.
+	attributed *attributed
+}
+
+// attributed is a session's attribution as computed under the settings
+// of source.
+type attributed struct {
+	source  any
+	touch   attribution.Touch
+	channel string
+}
+
+// attribution returns the source, medium, campaign and channel of a
+// session that h starts, under s.
+func (h *Hit) attribution(s Settings) (attribution.Touch, string) {
+	if a := h.attributed; a != nil && s.Source != nil && a.source == s.Source {
+		return a.touch, a.channel
+	}
+	touch := attribution.Attribute(h.Campaign, h.Referrer, s.IgnoreReferrer)
+	channel, custom := "", false
+	if s.CustomChannel != nil {
+		channel, custom = s.CustomChannel(touch.Source, touch.Medium, touch.Campaign)
+	}
+	if !custom {
+		channel = attribution.DefaultChannel(touch.Source, touch.Medium, touch.Campaign)
+	}
+	if s.Source != nil {
+		h.attributed = &attributed{source: s.Source, touch: touch, channel: channel}
+	}
+	return touch, channel
 }
 
 // initiates reports whether a hit of this type may start or split a
@@ -187,7 +220,6 @@ func (ss *Session) finish(s Settings) {
 	ss.Landing, ss.Exit = NotSet, NotSet
 
 	interaction := false
-	goals := map[string]bool{}
 	var pvTimes []time.Time
 	for _, h := range ss.Hits {
 		switch h.Type {
@@ -205,8 +237,7 @@ func (ss *Session) finish(s Settings) {
 			}
 		}
 		for _, g := range h.Goals {
-			if !goals[g.ID] {
-				goals[g.ID] = true
+			if !slices.Contains(ss.GoalIDs, g.ID) {
 				ss.GoalIDs = append(ss.GoalIDs, g.ID)
 				ss.Conversions++
 				ss.ConversionValue += g.Value
@@ -227,12 +258,5 @@ func (ss *Session) finish(s Settings) {
 	ss.Bounce = ss.Pageviews == 1 && !interaction
 	ss.Engaged = ss.Pageviews >= 2 || ss.Conversions > 0 || ss.End.Sub(ss.Start) > EngagedAfter
 
-	ss.Touch = attribution.Attribute(first.Campaign, first.Referrer, s.IgnoreReferrer)
-	if s.CustomChannel != nil {
-		if ch, ok := s.CustomChannel(ss.Touch.Source, ss.Touch.Medium, ss.Touch.Campaign); ok {
-			ss.Channel = ch
-			return
-		}
-	}
-	ss.Channel = attribution.DefaultChannel(ss.Touch.Source, ss.Touch.Medium, ss.Touch.Campaign)
+	ss.Touch, ss.Channel = first.attribution(s)
 }
