@@ -252,7 +252,7 @@ func staleRows(ctx context.Context, s *gocql.Session, p *Property, day time.Time
 				var dim string
 				var shard int16
 				for scan(&dim, &shard) {
-					k := rowKey{kind: kindDaily, property: p.ID, shard: int(shard), daily: derive.DailyKey{Day: day, Report: report, Dimension: dim}}
+					k := shardKey{p.ID, int(shard)}.daily(derive.DailyKey{Day: day, Report: report, Dimension: dim})
 					if !keep[rowID(k)] {
 						out = append(out, stmt{partition: "d/" + p.ID + "/" + dayString(day) + "/" + report, cql: "DELETE FROM rollup_daily WHERE property_id = ? AND day = ? AND report = ? AND dimension = ? AND shard = ?",
 							args: []any{p.ID, day, report, dim, shard}})
@@ -267,7 +267,7 @@ func staleRows(ctx context.Context, s *gocql.Session, p *Property, day time.Time
 	err := list("SELECT hour, shard FROM rollup_hourly WHERE property_id = ? AND day = ?", []any{p.ID, day}, func(scan func(...any) bool) error {
 		var hour, shard int16
 		for scan(&hour, &shard) {
-			k := rowKey{kind: kindHourly, property: p.ID, shard: int(shard), hourly: derive.HourKey{Day: day, Hour: int(hour)}}
+			k := shardKey{p.ID, int(shard)}.hourly(derive.HourKey{Day: day, Hour: int(hour)})
 			if !keep[rowID(k)] {
 				out = append(out, stmt{partition: "h/" + p.ID + "/" + dayString(day), cql: "DELETE FROM rollup_hourly WHERE property_id = ? AND day = ? AND hour = ? AND shard = ?",
 					args: []any{p.ID, day, hour, shard}})
@@ -282,7 +282,7 @@ func staleRows(ctx context.Context, s *gocql.Session, p *Property, day time.Time
 		var reason string
 		var shard int16
 		for scan(&reason, &shard) {
-			k := rowKey{kind: kindFiltered, property: p.ID, shard: int(shard), filtered: derive.FilteredKey{Day: day, Reason: reason}}
+			k := shardKey{p.ID, int(shard)}.filtered(derive.FilteredKey{Day: day, Reason: reason})
 			if !keep[rowID(k)] {
 				out = append(out, stmt{partition: "f/" + p.ID + "/" + dayString(day), cql: "DELETE FROM filtered_hits WHERE property_id = ? AND day = ? AND reason = ? AND shard = ?",
 					args: []any{p.ID, day, reason, shard}})

@@ -126,6 +126,23 @@ type shardKey struct {
 	shard    int
 }
 
+// The keys of the rows of a property and shard.
+func (sk shardKey) daily(k derive.DailyKey) rowKey {
+	return rowKey{kind: kindDaily, property: sk.property, shard: sk.shard, daily: k}
+}
+
+func (sk shardKey) hourly(k derive.HourKey) rowKey {
+	return rowKey{kind: kindHourly, property: sk.property, shard: sk.shard, hourly: k}
+}
+
+func (sk shardKey) realtime(k derive.MinuteKey) rowKey {
+	return rowKey{kind: kindRealtime, property: sk.property, shard: sk.shard, minute: k}
+}
+
+func (sk shardKey) filtered(k derive.FilteredKey) rowKey {
+	return rowKey{kind: kindFiltered, property: sk.property, shard: sk.shard, filtered: k}
+}
+
 // shardRows are the rows of one property and shard.
 type shardRows struct {
 	daily    map[derive.DailyKey]*row
@@ -136,9 +153,8 @@ type shardRows struct {
 
 func newRowSet() *rowSet { return &rowSet{shards: map[shardKey]*shardRows{}} }
 
-// of returns the rows of (property, shard).
-func (s *rowSet) of(property string, shard int) *shardRows {
-	k := shardKey{property, shard}
+// of returns the rows of a property and shard.
+func (s *rowSet) of(k shardKey) *shardRows {
 	sr := s.shards[k]
 	if sr == nil {
 		sr = &shardRows{daily: map[derive.DailyKey]*row{}, hourly: map[derive.HourKey]*row{},
@@ -148,15 +164,16 @@ func (s *rowSet) of(property string, shard int) *shardRows {
 	return sr
 }
 
-// rowIn returns the row of m at k, creating it (as key says) if new.
-func rowIn[K comparable](s *rowSet, m map[K]*row, k K, key func() rowKey, now time.Time) *row {
+// rowIn returns the row of m at k, creating it (with the full key that
+// key gives) if new.
+func rowIn[K comparable](s *rowSet, m map[K]*row, k K, key func(K) rowKey, now time.Time) *row {
 	r := m[k]
 	if r == nil {
 		r = &row{}
 		if s.fresh {
 			r.loaded, r.base = true, -1
 		} else {
-			s.unloaded = append(s.unloaded, key())
+			s.unloaded = append(s.unloaded, key(k))
 		}
 		m[k] = r
 	}
@@ -185,18 +202,10 @@ func (s *rowSet) get(k rowKey) *row {
 // each calls fn for every row; the row is dropped when fn returns false.
 func (s *rowSet) each(fn func(k rowKey, r *row) (keep bool)) {
 	for sk, sr := range s.shards {
-		eachIn(sr.daily, fn, func(d derive.DailyKey) rowKey {
-			return rowKey{kind: kindDaily, property: sk.property, shard: sk.shard, daily: d}
-		})
-		eachIn(sr.hourly, fn, func(h derive.HourKey) rowKey {
-			return rowKey{kind: kindHourly, property: sk.property, shard: sk.shard, hourly: h}
-		})
-		eachIn(sr.realtime, fn, func(m derive.MinuteKey) rowKey {
-			return rowKey{kind: kindRealtime, property: sk.property, shard: sk.shard, minute: m}
-		})
-		eachIn(sr.filtered, fn, func(f derive.FilteredKey) rowKey {
-			return rowKey{kind: kindFiltered, property: sk.property, shard: sk.shard, filtered: f}
-		})
+		eachIn(sr.daily, fn, sk.daily)
+		eachIn(sr.hourly, fn, sk.hourly)
+		eachIn(sr.realtime, fn, sk.realtime)
+		eachIn(sr.filtered, fn, sk.filtered)
 		if len(sr.daily)+len(sr.hourly)+len(sr.realtime)+len(sr.filtered) == 0 {
 			delete(s.shards, sk)
 		}
@@ -215,26 +224,15 @@ func eachIn[K comparable](m map[K]*row, fn func(rowKey, *row) bool, key func(K) 
 // (property, shard). A row's metrics and its users arrive as separate
 // deltas of the same offset; both are additive.
 func (s *rowSet) add(property string, shard int, offset int64, now time.Time, c *derive.Contributions) {
-	sr := s.of(property, shard)
+	sk := shardKey{property, shard}
+	sr := s.of(sk)
 	var user uint64
 	if c.Client != "" {
 		user = sketch.Hash(c.Client)
 	}
-	daily := func(k derive.DailyKey) *row {
-		return rowIn(s, sr.daily, k, func() rowKey {
-			return rowKey{kind: kindDaily, property: property, shard: shard, daily: k}
-		}, now)
-	}
-	hourly := func(k derive.HourKey) *row {
-		return rowIn(s, sr.hourly, k, func() rowKey {
-			return rowKey{kind: kindHourly, property: property, shard: shard, hourly: k}
-		}, now)
-	}
-	realtime := func(k derive.MinuteKey) *row {
-		return rowIn(s, sr.realtime, k, func() rowKey {
-			return rowKey{kind: kindRealtime, property: property, shard: shard, minute: k}
-		}, now)
-	}
+	daily := func(k derive.DailyKey) *row { return rowIn(s, sr.daily, k, sk.daily, now) }
+	hourly := func(k derive.HourKey) *row { return rowIn(s, sr.hourly, k, sk.hourly, now) }
+	realtime := func(k derive.MinuteKey) *row { return rowIn(s, sr.realtime, k, sk.realtime, now) }
 	for k, m := range c.Daily {
 		daily(k).apply(delta{offset: offset, metrics: m})
 	}
@@ -254,8 +252,6 @@ func (s *rowSet) add(property string, shard int, offset int64, now time.Time, c 
 		realtime(k).apply(delta{offset: offset, users: n, user: user})
 	}
 	for k, n := range c.Filtered {
-		rowIn(s, sr.filtered, k, func() rowKey {
-			return rowKey{kind: kindFiltered, property: property, shard: shard, filtered: k}
-		}, now).apply(delta{offset: offset, filtered: n})
+		rowIn(s, sr.filtered, k, sk.filtered, now).apply(delta{offset: offset, filtered: n})
 	}
 }
