@@ -23,6 +23,9 @@ func CampaignFromURL(raw string) Campaign {
 	if j := strings.IndexByte(q, '#'); j >= 0 {
 		q = q[:j]
 	}
+	if !strings.Contains(q, "utm_") && !strings.Contains(q, "gclid") && !strings.Contains(q, "msclkid") && !strings.Contains(q, "%") {
+		return Campaign{} // none of the parameters, not even escaped
+	}
 	v, _ := url.ParseQuery(q) // a malformed pair is skipped, the rest kept
 	g := func(k string) string { return strings.TrimSpace(v.Get(k)) }
 	return Campaign{

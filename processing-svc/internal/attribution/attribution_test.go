@@ -95,3 +95,23 @@ func TestCampaignSame(t *testing.T) {
 		t.Error("Empty is wrong")
 	}
 }
+
+// CampaignFromURL reads the parameters whether spelled out or escaped, and
+// finds none in a query without them.
+func TestCampaignFromURLQueries(t *testing.T) {
+	for _, tt := range []struct {
+		url  string
+		want Campaign
+	}{
+		{"/p?x=1&y=2#utm_source=frag", Campaign{}},
+		{"/p?utm_source=news&utm_medium=email", Campaign{Source: "news", Medium: "email"}},
+		{"/p?utm%5Fsource=news", Campaign{Source: "news"}},
+		{"/p?%67clid=abc", Campaign{GCLID: "abc"}},
+		{"/p?msclkid=m1", Campaign{MSCLKID: "m1"}},
+		{"/p?gclid=g1&x=1", Campaign{GCLID: "g1"}},
+	} {
+		if got := CampaignFromURL(tt.url); got != tt.want {
+			t.Errorf("CampaignFromURL(%q) = %+v, want %+v", tt.url, got, tt.want)
+		}
+	}
+}

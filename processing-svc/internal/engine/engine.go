@@ -307,6 +307,7 @@ func (p *Partition) applyHit(d *decoded, now time.Time) {
 	}
 	h := d.h
 	r := d.prop.RulesAt(h.ReceivedAt)
+	st := settings(d.prop, r)
 	c := p.contrib
 	c.Reset()
 	var out visitor.Outcome
@@ -316,7 +317,7 @@ func (p *Partition) applyHit(d *decoded, now time.Time) {
 	} else if sh, reason := toSessionHit(h, r); sh == nil {
 		out = vs.v.Exclude(h.ID, h.Time, h.ReceivedAt, reason, d.prop.Location, c)
 	} else {
-		out, ch = vs.v.Apply(sh, h.ReceivedAt, settings(d.prop, r), c)
+		out, ch = vs.v.Apply(sh, h.ReceivedAt, st, c)
 	}
 	switch out {
 	case visitor.Duplicate:
@@ -335,7 +336,7 @@ func (p *Partition) applyHit(d *decoded, now time.Time) {
 	}
 	vs.changed = now
 	vs.ruleVer = r.Version()
-	vs.settings = settings(d.prop, r)
+	vs.settings = st
 	if vs.upserts == nil {
 		vs.upserts, vs.deletes = map[string]visitor.Upsert{}, map[string]visitor.SessionRef{}
 	}
