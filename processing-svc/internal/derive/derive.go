@@ -66,6 +66,10 @@ type Contributions struct {
 	DailyUsers    map[DailyKey]int
 	HourlyUsers   map[HourKey]int
 	RealtimeUsers map[MinuteKey]int
+
+	// spare holds the Realtime values of earlier uses, emptied by Reset,
+	// for reuse: a Realtime must not be kept past the next Reset.
+	spare []*Realtime
 }
 
 // New returns empty contributions.
@@ -123,10 +127,17 @@ func addUser[K comparable](m map[K]int, k K, sign int64) {
 	}
 }
 
-// Reset empties c for reuse, keeping its maps' memory.
+// Reset empties c for reuse, keeping its maps' memory. The Realtime values
+// it held are reused: whoever keeps one past Reset must copy it.
 func (c *Contributions) Reset() {
 	clear(c.Daily)
 	clear(c.Hourly)
+	for _, rt := range c.Realtime {
+		rt.Pageviews = 0
+		clear(rt.Pages)
+		clear(rt.Sources)
+		c.spare = append(c.spare, rt)
+	}
 	clear(c.Realtime)
 	clear(c.Filtered)
 	c.Client = ""
@@ -322,7 +333,11 @@ func (c *Contributions) addRealtime(hits []*session.Hit, source string, sign int
 		k := MinuteKey{Minute: h.Time.UTC().Truncate(time.Minute)}
 		r := c.Realtime[k]
 		if r == nil {
-			r = &Realtime{Pages: map[string]int64{}, Sources: map[string]int64{}}
+			if n := len(c.spare); n > 0 {
+				r, c.spare = c.spare[n-1], c.spare[:n-1]
+			} else {
+				r = &Realtime{Pages: map[string]int64{}, Sources: map[string]int64{}}
+			}
 			c.Realtime[k] = r
 		}
 		r.Pageviews += sign

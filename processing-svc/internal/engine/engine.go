@@ -307,7 +307,10 @@ func (p *Partition) applyHit(d *decoded, now time.Time) {
 	}
 	h := d.h
 	r := d.prop.RulesAt(h.ReceivedAt)
-	st := settings(d.prop, r)
+	st := vs.settings // the last hit's, unless the rules or the zone changed
+	if src, ok := st.Source.(settingsSource); !ok || src != (settingsSource{r, d.prop.Location}) {
+		st = settings(d.prop, r)
+	}
 	c := p.contrib
 	c.Reset()
 	var out visitor.Outcome

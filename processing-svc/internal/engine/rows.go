@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"maps"
 	"time"
 
 	"github.com/acme/analytics/pkg/rollup"
@@ -61,6 +62,11 @@ type row struct {
 
 func (r *row) apply(d delta) {
 	if !r.loaded {
+		if d.realtime != nil { // reused by the contributions after this hit
+			rt := *d.realtime
+			rt.Pages, rt.Sources = maps.Clone(rt.Pages), maps.Clone(rt.Sources)
+			d.realtime = &rt
+		}
 		r.pending = append(r.pending, d)
 		r.stale = true
 		return
