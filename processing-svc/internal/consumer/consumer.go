@@ -45,6 +45,8 @@ type Metrics struct {
 	Freshness   prometheus.Histogram
 	Partitions  prometheus.Gauge
 	DeadLetters prometheus.Counter
+	Statements  prometheus.Counter
+	Requests    prometheus.Counter
 }
 
 // NewMetrics registers the consumer's metrics on reg.
@@ -70,8 +72,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		DeadLetters: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "processing_dead_letters_total", Help: "Messages sent to the dead-letter topic by processing.",
 		}),
+		Statements: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "processing_statements_total", Help: "CQL statements written by flushes (rows, deletes, archive blocks).",
+		}),
+		Requests: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "processing_write_requests_total", Help: "Requests to Cassandra those statements were written in (batches of one partition's statements, or single statements).",
+		}),
 	}
-	reg.MustRegister(m.Hits, m.Flushes, m.FlushTime, m.Freshness, m.Partitions, m.DeadLetters)
+	reg.MustRegister(m.Hits, m.Flushes, m.FlushTime, m.Freshness, m.Partitions, m.DeadLetters, m.Statements, m.Requests)
 	return m
 }
 
@@ -251,6 +259,8 @@ func (w *worker) flush(ctx context.Context, final bool) error {
 	m.Hits.WithLabelValues("too_late").Add(float64(st.TooLate - w.stats.TooLate))
 	m.Hits.WithLabelValues("skipped").Add(float64(st.Skipped - w.stats.Skipped))
 	m.DeadLetters.Add(float64(st.DeadLetters - w.stats.DeadLetters))
+	m.Statements.Add(float64(st.Statements - w.stats.Statements))
+	m.Requests.Add(float64(st.Requests - w.stats.Requests))
 	w.stats = st
 	return nil
 }

@@ -59,7 +59,8 @@ func benchTraffic(n, concurrent int) []Message {
 // BenchmarkProcessing feeds a partition as a consumer would (batches of up
 // to 2000, a flush every 500 ms) and reports hits/s, hits per CPU-second of
 // this process and the freshness of each hit, from being handed to the
-// processor to its flush completing. `make bench-processing` runs it
+// processor to its flush completing, and the statements and requests it
+// wrote per hit. `make bench-processing` runs it
 // against the CQL server in its own process (CASSANDRA_HOSTS), so the CPU
 // figure is the processor's alone, as with Cassandra in production; without
 // CASSANDRA_HOSTS the embedded server runs in this process and its work is
@@ -140,6 +141,9 @@ func benchProcessing(b *testing.B, concurrent int, policy StatePolicy) {
 	b.ReportMetric(float64(len(msgs))/cpu.Seconds(), "hits/cpu-s")
 	b.ReportMetric(fresh[len(fresh)/2].Seconds()*1000, "fresh-p50-ms")
 	b.ReportMetric(fresh[len(fresh)*99/100].Seconds()*1000, "fresh-p99-ms")
+	st := part.Stats()
+	b.ReportMetric(float64(st.Statements)/float64(len(msgs)), "stmts/hit")
+	b.ReportMetric(float64(st.Requests)/float64(len(msgs)), "requests/hit")
 }
 
 func cpuTime() time.Duration {

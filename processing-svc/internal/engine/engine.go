@@ -135,6 +135,11 @@ type Partition struct {
 // Stats count what a partition did since it started.
 type Stats struct {
 	Applied, Duplicates, Excluded, TooLate, Skipped, DeadLetters int64
+	// Statements counts the CQL statements flushes wrote (rows, deletes,
+	// archive blocks), Requests the requests they went in (a batch of a
+	// partition's statements, or one statement): the write amplification
+	// per hit.
+	Statements, Requests int64
 }
 
 // New returns a Partition that starts after committed offset-1 (pass the
@@ -164,7 +169,11 @@ func New(cfg Config) *Partition {
 }
 
 // Stats returns the partition's counters.
-func (p *Partition) Stats() Stats { return p.stats }
+func (p *Partition) Stats() Stats {
+	st := p.stats
+	st.Statements, st.Requests = p.w.statements, p.w.requests
+	return st
+}
 
 // decoded is a hit of a message after the batch's first pass. A message
 // (a record) holds one hit or several of one key (hit.SplitRecord); they

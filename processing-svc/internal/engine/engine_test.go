@@ -504,3 +504,33 @@ func diff(a, b string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// Stats counts the statements flushes write and the requests they go in:
+// traffic that never rewrites a row (no late hits, no re-sends, one flush)
+// writes one statement per stored row, and a flush with nothing new writes
+// nothing.
+func TestStatsCountWrites(t *testing.T) {
+	ctx := context.Background()
+	s := connect(t)
+	part := newPartition(s, testProperty(t, rules.Defaults()))
+	if err := part.Apply(ctx, benchTraffic(600, 40)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := part.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st := part.Stats()
+	rows := len(strings.Split(dump(t, s), "\n"))
+	if st.Statements != int64(rows) {
+		t.Errorf("statements = %d, want %d (the rows stored)", st.Statements, rows)
+	}
+	if st.Requests <= 0 || st.Requests >= st.Statements {
+		t.Errorf("requests = %d for %d statements, want fewer (batched by partition), not none", st.Requests, st.Statements)
+	}
+	if _, err := part.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if again := part.Stats(); again.Statements != st.Statements || again.Requests != st.Requests {
+		t.Errorf("a flush with nothing new wrote %d statements in %d requests", again.Statements-st.Statements, again.Requests-st.Requests)
+	}
+}

@@ -54,6 +54,8 @@ type writer struct {
 	// beforeJob, when set (tests), runs before each batch and fails it
 	// with its error: a crash at an exact point of a flush.
 	beforeJob func() error
+	// statements and requests count what exec wrote.
+	statements, requests int64
 }
 
 func (w *writer) exec(ctx context.Context, stmts []stmt) error {
@@ -74,7 +76,7 @@ func (w *writer) exec(ctx context.Context, stmts []stmt) error {
 			g = g[n:]
 		}
 	}
-	return parallel(ctx, w.concurrency, len(jobs), func(ctx context.Context, i int) error {
+	err := parallel(ctx, w.concurrency, len(jobs), func(ctx context.Context, i int) error {
 		job := jobs[i]
 		if w.beforeJob != nil {
 			if err := w.beforeJob(); err != nil {
@@ -96,6 +98,11 @@ func (w *writer) exec(ctx context.Context, stmts []stmt) error {
 		}
 		return nil
 	})
+	if err == nil {
+		w.statements += int64(len(stmts))
+		w.requests += int64(len(jobs))
+	}
+	return err
 }
 
 // parallel runs fn for 0..n-1 with at most limit at once and returns the
