@@ -55,7 +55,9 @@ func startStack(t *testing.T) (*localstack.Stack, localstack.Config) {
 	}
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		base := 20000 + rand.IntN(20000)
+		// Below Linux's ephemeral ports (32768 and up), so that no
+		// outgoing connection holds a port the stack is about to listen on.
+		base := 20000 + rand.IntN(12000)
 		cfg := localstack.Config{BinDir: bin, DataDir: dataDir(t), ConsulPort: base + 500, KafkaPort: base + 600, CQLPort: base + 700,
 			ServicePortBase: base, Collections: 2, Out: testWriter{t}}
 		s, err := localstack.Start(context.Background(), cfg)

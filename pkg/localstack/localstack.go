@@ -506,7 +506,7 @@ func (s *Stack) waitFor(ctx context.Context, what string, ready func() error) er
 		for _, p := range running {
 			select {
 			case <-p.done:
-				return fmt.Errorf("%s exited while waiting for %s; see %s", p.name, what, p.log)
+				return fmt.Errorf("%s exited while waiting for %s; the end of %s:\n%s", p.name, what, p.log, logTail(p.log, 10))
 			default:
 			}
 		}
@@ -517,6 +517,18 @@ func (s *Stack) waitFor(ctx context.Context, what string, ready func() error) er
 		}
 	}
 	return fmt.Errorf("%s not ready after 60s: %v", what, last)
+}
+
+// logTail returns the last n lines of the log at path, so that a process
+// that exits says why even when its log is gone by the time anyone looks
+// (a test's temporary directory).
+func logTail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(cannot read it: %v)", err)
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 func (s *Stack) dial(port int) func() error {
