@@ -9,10 +9,11 @@
 // it includes its contributions. A flush writes the additive rows and the
 // archive, then the visitors that are due (StatePolicy: their sessions,
 // pageviews and events, then their states), and returns an offset to commit
-// that is below the first hit of every visitor not written yet. After a crash the partition is consumed again from the last
-// committed offset, and a replayed hit changes a visitor only if its offset
-// is past the visitor's applied offset, and a row only if past the row's
-// through offset. The argument is written out in docs/processing.md.
+// that is below the first hit of every visitor not written yet. After a
+// crash the partition is consumed again from the last committed offset, and
+// a replayed hit changes a visitor only if its offset is past the visitor's
+// applied offset, and a row only if past the row's through offset. The
+// argument is written out in docs/processing.md.
 package engine
 
 import (
@@ -455,19 +456,18 @@ func (p *Partition) writeDerived(ctx context.Context, through int64, due []*vsta
 	}
 
 	stmts := p.archive.writes()
-	var stale []rowKey
+	var stale []keyedRow
 	p.rows.each(func(k rowKey, r *row) bool {
 		if r.stale {
-			stale = append(stale, k)
+			stale = append(stale, keyedRow{k, r})
 		}
 		return true
 	})
-	for _, k := range stale {
-		r := p.rows.get(k)
+	for _, kr := range stale {
 		// A row loaded ahead of this flush (written by a processor that
 		// crashed after getting further) keeps its through offset: it must
 		// never go back, or hits between would be applied twice.
-		s, err := rowWrite(k, r, max(through, r.base))
+		s, err := rowWrite(kr.key, kr.row, max(through, kr.row.base))
 		if err != nil {
 			return err
 		}

@@ -31,7 +31,7 @@ func (s staticProperties) Property(_ context.Context, id string) (*Property, err
 	return s.p, nil
 }
 
-func testProperty(t *testing.T, r rules.Rules) *Property {
+func testProperty(t testing.TB, r rules.Rules) *Property {
 	t.Helper()
 	c, err := rules.Compile(r, 1, []string{"shop.example"})
 	if err != nil {

@@ -125,19 +125,19 @@ func ReprocessDay(ctx context.Context, s *gocql.Session, p *Property, day time.T
 		}
 		rows.add(p.ID, shard, 0, now, c)
 	}
-	var rowErr error
+	var derived []keyedRow
 	rows.each(func(k rowKey, r *row) bool {
-		if k.kind == kindRealtime || rowErr != nil {
-			return true // realtime rows of a closed day have long expired
-		}
-		var w stmt
-		if w, rowErr = rowWrite(k, r, FinalOffset); rowErr == nil {
-			writes = append(writes, w)
+		if k.kind != kindRealtime { // realtime rows of a closed day have long expired
+			derived = append(derived, keyedRow{k, r})
 		}
 		return true
 	})
-	if rowErr != nil {
-		return rowErr
+	for _, kr := range derived {
+		w, err := rowWrite(kr.key, kr.row, FinalOffset)
+		if err != nil {
+			return err
+		}
+		writes = append(writes, w)
 	}
 	wr := writer{session: s, concurrency: 32, batchSize: 50}
 	if err := wr.exec(ctx, writes); err != nil {

@@ -205,6 +205,12 @@ func (s *rowSet) get(k rowKey) *row {
 	}
 }
 
+// keyedRow is a row with its key, as each gives them.
+type keyedRow struct {
+	key rowKey
+	row *row
+}
+
 // each calls fn for every row; the row is dropped when fn returns false.
 func (s *rowSet) each(fn func(k rowKey, r *row) (keep bool)) {
 	for sk, sr := range s.shards {
