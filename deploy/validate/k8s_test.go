@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
@@ -121,10 +122,12 @@ type built struct {
 	policies     []*networkingv1.NetworkPolicy
 	namespaces   []*corev1.Namespace
 	serviceAccts map[string]*corev1.ServiceAccount
+	podMonitors  []*monitoringv1.PodMonitor
+	rules        []*monitoringv1.PrometheusRule
 }
 
 // build runs kustomize on dir as `kubectl apply -k` would, and decodes the
-// result strictly.
+// result strictly (the Prometheus Operator's objects too: deploy/k8s/monitoring).
 func build(t *testing.T, dir string) *built {
 	t.Helper()
 	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
@@ -178,6 +181,10 @@ func build(t *testing.T, dir string) *built {
 			b.namespaces = append(b.namespaces, o)
 		case *corev1.ServiceAccount:
 			b.serviceAccts[o.Name] = o
+		case *monitoringv1.PodMonitor:
+			b.podMonitors = append(b.podMonitors, o)
+		case *monitoringv1.PrometheusRule:
+			b.rules = append(b.rules, o)
 		}
 	}
 	return b

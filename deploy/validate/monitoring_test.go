@@ -1,0 +1,396 @@
+package validate
+
+import (
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	klabels "k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// externalSeries are the series of other exporters the alerts may use, with
+// their labels: Strimzi's Kafka Exporter and kube-state-metrics (named in
+// deploy/k8s/monitoring/kustomization.yaml).
+var externalSeries = map[string][]string{
+	"kafka_consumergroup_lag":                              {"consumergroup", "topic", "partition"},
+	"kafka_topic_partitions":                               {"topic"},
+	"kube_horizontalpodautoscaler_status_current_replicas": {"namespace", "horizontalpodautoscaler"},
+	"kube_horizontalpodautoscaler_spec_max_replicas":       {"namespace", "horizontalpodautoscaler"},
+}
+
+// targetLabels are the labels Prometheus adds to every scraped series.
+var targetLabels = []string{"job", "instance", "namespace", "pod", "container", "endpoint"}
+
+// TestMonitoring checks deploy/k8s/monitoring: it builds; its PodMonitors
+// scrape every Deployment of the product, once, on the port its pods serve
+// /metrics on (their prometheus.io/port), with the service's name as the
+// job; and every alert parses, has a page or ticket severity and a summary,
+// and names only series and labels a service exports (or one of
+// externalSeries) and only jobs that exist, so that renaming a metric or a
+// label in the code cannot leave an alert that never fires.
+func TestMonitoring(t *testing.T) {
+	k8s := filepath.Join(root(t), "deploy", "k8s")
+	mon := build(t, filepath.Join(k8s, "monitoring"))
+	if n := len(mon.objects) - len(mon.podMonitors) - len(mon.rules); n != 0 {
+		t.Errorf("monitoring: %d objects other than PodMonitors and PrometheusRules", n)
+	}
+	monitors, rules := mon.podMonitors, mon.rules
+	jobs := checkPodMonitors(t, build(t, filepath.Join(k8s, "base")), monitors)
+	exported := exportedMetrics(t)
+	if len(rules) == 0 {
+		t.Fatal("monitoring: no PrometheusRule")
+	}
+	for _, r := range rules {
+		checkAlerts(t, r, jobs, exported)
+	}
+}
+
+// checkPodMonitors checks that each Deployment of the product is scraped by
+// exactly one PodMonitor, on the named port its pods declare for the
+// prometheus.io/port they announce, with the job label its name, and
+// returns the jobs.
+func checkPodMonitors(t *testing.T, base *built, monitors []*monitoringv1.PodMonitor) map[string]bool {
+	t.Helper()
+	jobs := map[string]bool{}
+	for name, d := range base.deployments {
+		pod := d.Spec.Template
+		var by []string
+		for _, pm := range monitors {
+			if ok, err := selects(&pm.Spec.Selector, pod.Labels); err != nil {
+				t.Fatalf("PodMonitor %s: %v", pm.Name, err)
+			} else if !ok {
+				continue
+			}
+			by = append(by, pm.Name)
+			if pm.Spec.JobLabel != "app.kubernetes.io/name" {
+				t.Errorf("PodMonitor %s: jobLabel %q, want app.kubernetes.io/name (the alerts match job on the service's name)", pm.Name, pm.Spec.JobLabel)
+			}
+			job := pod.Labels[pm.Spec.JobLabel]
+			if job == "" {
+				t.Errorf("PodMonitor %s: pods of %s have no label %s for the job", pm.Name, name, pm.Spec.JobLabel)
+			}
+			jobs[job] = true
+			if len(pm.Spec.PodMetricsEndpoints) != 1 {
+				t.Errorf("PodMonitor %s: %d endpoints, want 1", pm.Name, len(pm.Spec.PodMetricsEndpoints))
+				continue
+			}
+			ep := pm.Spec.PodMetricsEndpoints[0]
+			if ep.Path != "/metrics" {
+				t.Errorf("PodMonitor %s: path %q, want /metrics", pm.Name, ep.Path)
+			}
+			if ep.Port == nil {
+				t.Errorf("PodMonitor %s: no port", pm.Name)
+				continue
+			}
+			want := pod.Annotations["prometheus.io/port"]
+			found := false
+			for _, c := range pod.Spec.Containers {
+				for _, p := range c.Ports {
+					if p.Name == *ep.Port {
+						found = true
+						if strconv.Itoa(int(p.ContainerPort)) != want {
+							t.Errorf("PodMonitor %s scrapes %s on port %s (%d); its pods serve /metrics on %s", pm.Name, name, p.Name, p.ContainerPort, want)
+						}
+					}
+				}
+			}
+			if !found {
+				t.Errorf("PodMonitor %s: pods of %s have no port named %s", pm.Name, name, *ep.Port)
+			}
+			if !policyAdmitsMonitoring(base, *ep.Port) {
+				t.Errorf("PodMonitor %s: no NetworkPolicy lets the monitoring namespace reach port %s", pm.Name, *ep.Port)
+			}
+		}
+		if len(by) != 1 {
+			t.Errorf("Deployment %s is scraped by %d PodMonitors %v, want 1", name, len(by), by)
+		}
+	}
+	return jobs
+}
+
+// policyAdmitsMonitoring reports whether a NetworkPolicy of the product
+// admits the monitoring namespace to the named port.
+func policyAdmitsMonitoring(b *built, port string) bool {
+	for _, np := range b.policies {
+		for _, in := range np.Spec.Ingress {
+			fromMonitoring := false
+			for _, from := range in.From {
+				if from.NamespaceSelector == nil {
+					continue
+				}
+				if ok, err := selects(from.NamespaceSelector, map[string]string{"kubernetes.io/metadata.name": "monitoring"}); err == nil && ok {
+					fromMonitoring = true
+				}
+			}
+			if !fromMonitoring {
+				continue
+			}
+			for _, p := range in.Ports {
+				if p.Port != nil && *p.Port == intstr.FromString(port) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// selects reports whether a label selector matches an object's labels.
+func selects(s *metav1.LabelSelector, objectLabels map[string]string) (bool, error) {
+	sel, err := metav1.LabelSelectorAsSelector(s)
+	if err != nil {
+		return false, err
+	}
+	return sel.Matches(klabels.Set(objectLabels)), nil
+}
+
+// checkAlerts checks every alerting rule of r.
+func checkAlerts(t *testing.T, r *monitoringv1.PrometheusRule, jobs map[string]bool, exported map[string][]string) {
+	t.Helper()
+	p := parser.NewParser(parser.Options{})
+	seen := map[string]bool{}
+	n := 0
+	for _, g := range r.Spec.Groups {
+		for _, rule := range g.Rules {
+			name := rule.Alert
+			if name == "" {
+				t.Errorf("group %s: a rule without an alert name (recording rules are not expected here)", g.Name)
+				continue
+			}
+			n++
+			sev := rule.Labels["severity"]
+			if sev != "page" && sev != "ticket" {
+				t.Errorf("%s: severity %q, want page or ticket", name, sev)
+			}
+			if seen[name+"/"+sev] {
+				t.Errorf("%s: two rules of severity %s", name, sev)
+			}
+			seen[name+"/"+sev] = true
+			if rule.Annotations["summary"] == "" {
+				t.Errorf("%s: no summary", name)
+			}
+			if rule.For != nil {
+				if _, err := time.ParseDuration(string(*rule.For)); err != nil {
+					t.Errorf("%s: for %q: %v", name, *rule.For, err)
+				}
+			}
+			expr, err := p.ParseExpr(rule.Expr.String())
+			if err != nil {
+				t.Errorf("%s: %v", name, err)
+				continue
+			}
+			if expr.Type() != parser.ValueTypeVector {
+				t.Errorf("%s: the expression is a %s, want an instant vector", name, expr.Type())
+			}
+			for _, err := range checkSeries(expr, jobs, exported) {
+				t.Errorf("%s: %v", name, err)
+			}
+		}
+	}
+	if n < 15 {
+		t.Errorf("only %d alerts in %s", n, r.Name)
+	}
+}
+
+// checkSeries returns what is wrong with the series expr selects and the
+// labels it groups by.
+func checkSeries(expr parser.Expr, jobs map[string]bool, exported map[string][]string) []error {
+	var errs []error
+	parser.Inspect(expr, func(node parser.Node, path []parser.Node) error {
+		switch n := node.(type) {
+		case *parser.VectorSelector:
+			known, ok := seriesLabels(n.Name, exported)
+			if !ok {
+				errs = append(errs, fmt.Errorf("no service exports %s (nor an exporter in externalSeries)", n.Name))
+				return nil
+			}
+			for _, m := range n.LabelMatchers {
+				if m.Name == labels.MetricName {
+					continue
+				}
+				if !slices.Contains(known, m.Name) {
+					errs = append(errs, fmt.Errorf("%s has no label %s (it has %v)", n.Name, m.Name, known))
+				}
+				if m.Name == "job" && !matchesAny(m, jobs) {
+					errs = append(errs, fmt.Errorf("%s: %s matches no job (the jobs are %v)", n.Name, m, slices.Sorted(maps.Keys(jobs))))
+				}
+			}
+		case *parser.AggregateExpr:
+			// The labels grouped by must be on every series aggregated.
+			for _, sel := range selectors(n.Expr) {
+				known, ok := seriesLabels(sel.Name, exported)
+				if !ok {
+					continue // reported above
+				}
+				for _, l := range n.Grouping {
+					if !slices.Contains(known, l) {
+						errs = append(errs, fmt.Errorf("grouping by %s, which %s does not have", l, sel.Name))
+					}
+				}
+			}
+		}
+		return nil
+	})
+	return errs
+}
+
+// matchesAny reports whether m matches one of values.
+func matchesAny(m *labels.Matcher, values map[string]bool) bool {
+	for v := range values {
+		if m.Matches(v) {
+			return true
+		}
+	}
+	return false
+}
+
+// seriesLabels returns the labels a series can have: the metric's own, the
+// target's, and le for a histogram's buckets.
+func seriesLabels(name string, exported map[string][]string) ([]string, bool) {
+	if l, ok := externalSeries[name]; ok {
+		return append(slices.Clone(targetLabels), l...), true
+	}
+	if l, ok := exported[name]; ok {
+		return append(slices.Clone(targetLabels), l...), true
+	}
+	for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+		if l, ok := exported[strings.TrimSuffix(name, suffix)]; ok && strings.HasSuffix(name, suffix) {
+			if suffix == "_bucket" {
+				l = append(slices.Clone(l), "le")
+			}
+			return append(slices.Clone(targetLabels), l...), true
+		}
+	}
+	return nil, false
+}
+
+// selectors returns the vector selectors under expr.
+func selectors(expr parser.Expr) []*parser.VectorSelector {
+	var out []*parser.VectorSelector
+	parser.Inspect(expr, func(node parser.Node, _ []parser.Node) error {
+		if vs, ok := node.(*parser.VectorSelector); ok {
+			out = append(out, vs)
+		}
+		return nil
+	})
+	return out
+}
+
+// The metrics the services register: the Name of a prometheus
+// CounterOpts, GaugeOpts or HistogramOpts, and the label names that follow
+// the options (`}, []string{"a", "b"})`), none for a metric without labels.
+var (
+	metricOpts   = regexp.MustCompile(`prometheus\.(?:Counter|Gauge|Histogram|Summary)Opts\{`)
+	metricName   = regexp.MustCompile(`^\s*Name:\s*"([a-zA-Z_:][a-zA-Z0-9_:]*)"`)
+	metricLabels = regexp.MustCompile(`^\}\s*,\s*\[\]string\{([^}]*)\}`)
+)
+
+// exportedMetrics reads the metrics the services register (name → label
+// names) from the Go source of every module of the product.
+func exportedMetrics(t *testing.T) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	repo := root(t)
+	err := filepath.WalkDir(repo, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if rel, _ := filepath.Rel(repo, path); rel == "deploy" || strings.HasPrefix(d.Name(), ".") && rel != "." {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, loc := range metricOpts.FindAllIndex(src, -1) {
+			opts := src[loc[1]:]
+			end := closingBrace(opts)
+			if end < 0 {
+				continue
+			}
+			name := ""
+			for _, field := range splitFields(opts[:end]) {
+				if m := metricName.FindSubmatch(field); m != nil {
+					name = string(m[1])
+				}
+			}
+			if name == "" {
+				continue
+			}
+			var labelNames []string
+			if m := metricLabels.FindSubmatch(opts[end:]); m != nil {
+				for _, l := range strings.Split(string(m[1]), ",") {
+					if l = strings.Trim(strings.TrimSpace(l), `"`); l != "" {
+						labelNames = append(labelNames, l)
+					}
+				}
+			}
+			out[name] = labelNames
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) < 30 {
+		t.Fatalf("found only %d metrics in the services' source: %v", len(out), slices.Sorted(maps.Keys(out)))
+	}
+	return out
+}
+
+// closingBrace returns the index of the brace that closes an options
+// literal whose opening brace is just before b, or -1.
+func closingBrace(b []byte) int {
+	depth := 1
+	for i, c := range b {
+		switch c {
+		case '{':
+			depth++
+		case '}':
+			if depth--; depth == 0 {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+// splitFields splits the body of a composite literal at its top-level
+// commas and newlines.
+func splitFields(b []byte) [][]byte {
+	var out [][]byte
+	depth, start := 0, 0
+	for i, c := range b {
+		switch c {
+		case '{', '(', '[':
+			depth++
+		case '}', ')', ']':
+			depth--
+		case ',', '\n':
+			if depth == 0 {
+				out = append(out, b[start:i])
+				start = i + 1
+			}
+		}
+	}
+	return append(out, b[start:])
+}
