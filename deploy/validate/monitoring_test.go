@@ -11,9 +11,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -183,7 +183,7 @@ func checkAlerts(t *testing.T, r *monitoringv1.PrometheusRule, jobs map[string]b
 				t.Errorf("%s: no summary", name)
 			}
 			if rule.For != nil {
-				if _, err := time.ParseDuration(string(*rule.For)); err != nil {
+				if _, err := model.ParseDuration(string(*rule.For)); err != nil {
 					t.Errorf("%s: for %q: %v", name, *rule.For, err)
 				}
 			}
