@@ -39,8 +39,9 @@ var targetLabels = []string{"job", "instance", "namespace", "pod", "container", 
 // /metrics on (their prometheus.io/port), with the service's name as the
 // job; and every alert parses, has a page or ticket severity and a summary,
 // and names only series and labels a service exports (or one of
-// externalSeries) and only jobs that exist, so that renaming a metric or a
-// label in the code cannot leave an alert that never fires.
+// externalSeries), only jobs that exist and only processing's consumer
+// group, so that renaming a metric, a label or a service cannot leave an
+// alert that never fires.
 func TestMonitoring(t *testing.T) {
 	k8s := filepath.Join(root(t), "deploy", "k8s")
 	mon := build(t, filepath.Join(k8s, "monitoring"))
@@ -48,13 +49,17 @@ func TestMonitoring(t *testing.T) {
 		t.Errorf("monitoring: %d objects other than PodMonitors and PrometheusRules", n)
 	}
 	monitors, rules := mon.podMonitors, mon.rules
-	jobs := checkPodMonitors(t, build(t, filepath.Join(k8s, "base")), monitors)
+	base := build(t, filepath.Join(k8s, "base"))
+	values := map[string]map[string]bool{
+		"job":           checkPodMonitors(t, base, monitors),
+		"consumergroup": {consumerGroup(t, base): true},
+	}
 	exported := exportedMetrics(t)
 	if len(rules) == 0 {
 		t.Fatal("monitoring: no PrometheusRule")
 	}
 	for _, r := range rules {
-		checkAlerts(t, r, jobs, exported)
+		checkAlerts(t, r, values, exported)
 	}
 }
 
@@ -148,6 +153,20 @@ func policyAdmitsMonitoring(b *built, port string) bool {
 	return false
 }
 
+// consumerGroup returns the consumer group of the processing Deployment.
+func consumerGroup(t *testing.T, base *built) string {
+	t.Helper()
+	for _, c := range base.deployments["processing"].Spec.Template.Spec.Containers {
+		for _, e := range c.Env {
+			if e.Name == "PROCESSING_CONSUMER_GROUP" && e.Value != "" {
+				return e.Value
+			}
+		}
+	}
+	t.Fatal("the processing Deployment sets no PROCESSING_CONSUMER_GROUP")
+	return ""
+}
+
 // selects reports whether a label selector matches an object's labels.
 func selects(s *metav1.LabelSelector, objectLabels map[string]string) (bool, error) {
 	sel, err := metav1.LabelSelectorAsSelector(s)
@@ -158,7 +177,7 @@ func selects(s *metav1.LabelSelector, objectLabels map[string]string) (bool, err
 }
 
 // checkAlerts checks every alerting rule of r.
-func checkAlerts(t *testing.T, r *monitoringv1.PrometheusRule, jobs map[string]bool, exported map[string][]string) {
+func checkAlerts(t *testing.T, r *monitoringv1.PrometheusRule, values map[string]map[string]bool, exported map[string][]string) {
 	t.Helper()
 	p := parser.NewParser(parser.Options{})
 	seen := map[string]bool{}
@@ -195,7 +214,7 @@ func checkAlerts(t *testing.T, r *monitoringv1.PrometheusRule, jobs map[string]b
 			if expr.Type() != parser.ValueTypeVector {
 				t.Errorf("%s: the expression is a %s, want an instant vector", name, expr.Type())
 			}
-			for _, err := range checkSeries(expr, jobs, exported) {
+			for _, err := range checkSeries(expr, values, exported) {
 				t.Errorf("%s: %v", name, err)
 			}
 		}
@@ -206,8 +225,8 @@ func checkAlerts(t *testing.T, r *monitoringv1.PrometheusRule, jobs map[string]b
 }
 
 // checkSeries returns what is wrong with the series expr selects and the
-// labels it groups by.
-func checkSeries(expr parser.Expr, jobs map[string]bool, exported map[string][]string) []error {
+// labels it groups by; values holds the only values some labels can have.
+func checkSeries(expr parser.Expr, values map[string]map[string]bool, exported map[string][]string) []error {
 	var errs []error
 	parser.Inspect(expr, func(node parser.Node, path []parser.Node) error {
 		switch n := node.(type) {
@@ -224,8 +243,8 @@ func checkSeries(expr parser.Expr, jobs map[string]bool, exported map[string][]s
 				if !slices.Contains(known, m.Name) {
 					errs = append(errs, fmt.Errorf("%s has no label %s (it has %v)", n.Name, m.Name, known))
 				}
-				if m.Name == "job" && !matchesAny(m, jobs) {
-					errs = append(errs, fmt.Errorf("%s: %s matches no job (the jobs are %v)", n.Name, m, slices.Sorted(maps.Keys(jobs))))
+				if vs, ok := values[m.Name]; ok && !matchesAny(m, vs) {
+					errs = append(errs, fmt.Errorf("%s: %s matches none of %v", n.Name, m, slices.Sorted(maps.Keys(vs))))
 				}
 			}
 		case *parser.AggregateExpr:
