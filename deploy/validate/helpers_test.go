@@ -21,6 +21,8 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	klabels "k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	kjson "k8s.io/apimachinery/pkg/runtime/serializer/json"
@@ -237,4 +239,13 @@ func parseDuration(t *testing.T, s string) time.Duration {
 		t.Errorf("duration %q: %v", s, err)
 	}
 	return d
+}
+
+// selects reports whether a label selector matches an object's labels.
+func selects(s *metav1.LabelSelector, objectLabels map[string]string) (bool, error) {
+	sel, err := metav1.LabelSelectorAsSelector(s)
+	if err != nil {
+		return false, err
+	}
+	return sel.Matches(klabels.Set(objectLabels)), nil
 }

@@ -285,8 +285,7 @@ func checkProduct(t *testing.T, b *built, secrets map[string][]string, release b
 func checkDeployment(t *testing.T, b *built, d *appsv1.Deployment, secrets map[string][]string, release bool) {
 	pod := d.Spec.Template.Spec
 	podLabels := labels.Set(d.Spec.Template.Labels)
-	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
-	if err != nil || !sel.Matches(podLabels) {
+	if ok, err := selects(d.Spec.Selector, podLabels); err != nil || !ok {
 		t.Errorf("selector %v does not match the pod labels %v", d.Spec.Selector, podLabels)
 	}
 	if podLabels["app.kubernetes.io/part-of"] != "acme-analytics" {
@@ -313,8 +312,7 @@ func checkDeployment(t *testing.T, b *built, d *appsv1.Deployment, secrets map[s
 	}
 	pdbs := 0
 	for _, p := range b.pdbs {
-		s, err := metav1.LabelSelectorAsSelector(p.Spec.Selector)
-		if err == nil && s.Matches(podLabels) {
+		if ok, err := selects(p.Spec.Selector, podLabels); err == nil && ok {
 			pdbs++
 		}
 	}

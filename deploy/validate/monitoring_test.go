@@ -16,8 +16,6 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	klabels "k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
@@ -48,17 +46,16 @@ func TestMonitoring(t *testing.T) {
 	if n := len(mon.objects) - len(mon.podMonitors) - len(mon.rules); n != 0 {
 		t.Errorf("monitoring: %d objects other than PodMonitors and PrometheusRules", n)
 	}
-	monitors, rules := mon.podMonitors, mon.rules
 	base := build(t, filepath.Join(k8s, "base"))
 	values := map[string]map[string]bool{
-		"job":           checkPodMonitors(t, base, monitors),
+		"job":           checkPodMonitors(t, base, mon.podMonitors),
 		"consumergroup": {consumerGroup(t, base): true},
 	}
 	exported := exportedMetrics(t)
-	if len(rules) == 0 {
+	if len(mon.rules) == 0 {
 		t.Fatal("monitoring: no PrometheusRule")
 	}
-	for _, r := range rules {
+	for _, r := range mon.rules {
 		checkAlerts(t, r, values, exported)
 	}
 }
@@ -167,15 +164,6 @@ func consumerGroup(t *testing.T, base *built) string {
 	return ""
 }
 
-// selects reports whether a label selector matches an object's labels.
-func selects(s *metav1.LabelSelector, objectLabels map[string]string) (bool, error) {
-	sel, err := metav1.LabelSelectorAsSelector(s)
-	if err != nil {
-		return false, err
-	}
-	return sel.Matches(klabels.Set(objectLabels)), nil
-}
-
 // checkAlerts checks every alerting rule of r.
 func checkAlerts(t *testing.T, r *monitoringv1.PrometheusRule, values map[string]map[string]bool, exported map[string][]string) {
 	t.Helper()
@@ -279,21 +267,23 @@ func matchesAny(m *labels.Matcher, values map[string]bool) bool {
 // seriesLabels returns the labels a series can have: the metric's own, the
 // target's, and le for a histogram's buckets.
 func seriesLabels(name string, exported map[string][]string) ([]string, bool) {
-	if l, ok := externalSeries[name]; ok {
-		return append(slices.Clone(targetLabels), l...), true
-	}
-	if l, ok := exported[name]; ok {
-		return append(slices.Clone(targetLabels), l...), true
+	own, ok := externalSeries[name]
+	if !ok {
+		own, ok = exported[name]
 	}
 	for _, suffix := range []string{"_bucket", "_sum", "_count"} {
-		if l, ok := exported[strings.TrimSuffix(name, suffix)]; ok && strings.HasSuffix(name, suffix) {
-			if suffix == "_bucket" {
-				l = append(slices.Clone(l), "le")
-			}
-			return append(slices.Clone(targetLabels), l...), true
+		base, cut := strings.CutSuffix(name, suffix)
+		if ok || !cut {
+			continue
+		}
+		if own, ok = exported[base]; ok && suffix == "_bucket" {
+			own = append(slices.Clone(own), "le")
 		}
 	}
-	return nil, false
+	if !ok {
+		return nil, false
+	}
+	return append(slices.Clone(targetLabels), own...), true
 }
 
 // selectors returns the vector selectors under expr.
@@ -318,62 +308,60 @@ var (
 )
 
 // exportedMetrics reads the metrics the services register (name → label
-// names) from the Go source of every module of the product.
+// names) from the Go source of the modules go.work uses.
 func exportedMetrics(t *testing.T) map[string][]string {
 	t.Helper()
 	out := map[string][]string{}
 	repo := root(t)
-	err := filepath.WalkDir(repo, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			if rel, _ := filepath.Rel(repo, path); rel == "deploy" || strings.HasPrefix(d.Name(), ".") && rel != "." {
-				return filepath.SkipDir
+	for _, mod := range goWorkModules(t) {
+		err := filepath.WalkDir(filepath.Join(repo, mod), func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+				return err
 			}
+			src, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			addMetrics(out, src)
 			return nil
-		}
-		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
-			return nil
-		}
-		src, err := os.ReadFile(path)
+		})
 		if err != nil {
-			return err
+			t.Fatal(err)
 		}
-		for _, loc := range metricOpts.FindAllIndex(src, -1) {
-			opts := src[loc[1]:]
-			end := closingBrace(opts)
-			if end < 0 {
-				continue
-			}
-			name := ""
-			for _, field := range splitFields(opts[:end]) {
-				if m := metricName.FindSubmatch(field); m != nil {
-					name = string(m[1])
-				}
-			}
-			if name == "" {
-				continue
-			}
-			var labelNames []string
-			if m := metricLabels.FindSubmatch(opts[end:]); m != nil {
-				for _, l := range strings.Split(string(m[1]), ",") {
-					if l = strings.Trim(strings.TrimSpace(l), `"`); l != "" {
-						labelNames = append(labelNames, l)
-					}
-				}
-			}
-			out[name] = labelNames
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 	if len(out) < 30 {
 		t.Fatalf("found only %d metrics in the services' source: %v", len(out), slices.Sorted(maps.Keys(out)))
 	}
 	return out
+}
+
+// addMetrics adds the metrics registered in src to out.
+func addMetrics(out map[string][]string, src []byte) {
+	for _, loc := range metricOpts.FindAllIndex(src, -1) {
+		opts := src[loc[1]:]
+		end := closingBrace(opts)
+		if end < 0 {
+			continue
+		}
+		name := ""
+		for _, field := range splitFields(opts[:end]) {
+			if m := metricName.FindSubmatch(field); m != nil {
+				name = string(m[1])
+			}
+		}
+		if name == "" {
+			continue
+		}
+		var labelNames []string
+		if m := metricLabels.FindSubmatch(opts[end:]); m != nil {
+			for _, l := range strings.Split(string(m[1]), ",") {
+				if l = strings.Trim(strings.TrimSpace(l), `"`); l != "" {
+					labelNames = append(labelNames, l)
+				}
+			}
+		}
+		out[name] = labelNames
+	}
 }
 
 // closingBrace returns the index of the brace that closes an options
