@@ -179,8 +179,13 @@ func caller(w http.ResponseWriter, r *http.Request) (tenant.Identity, gocql.UUID
 }
 
 // internalError logs err and answers 500 (503 when Cassandra is
-// unavailable, so callers retry).
+// unavailable, so callers retry). When the client has gone away (the
+// request's context is done, so the store's call failed with it) nothing
+// is logged or written: nobody reads the answer, and it is not a fault.
 func (s *Server) internalError(w http.ResponseWriter, r *http.Request, what string, err error) {
+	if r.Context().Err() != nil {
+		return
+	}
 	s.o.Log.Error(what, slog.Any("error", err), slog.String("request_id", httpserver.RequestID(r.Context())))
 	if errors.Is(err, gocql.ErrNoConnections) || errors.Is(err, gocql.ErrTimeoutNoResponse) || errors.Is(err, gocql.ErrConnectionClosed) {
 		httpserver.WriteError(w, http.StatusServiceUnavailable, "unavailable", "storage is unavailable; retry in a few seconds")
