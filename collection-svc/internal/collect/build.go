@@ -83,9 +83,10 @@ var fieldLimits = []struct {
 	{"hid", func(f *parse.Fields) string { return f.EventID }, 128},
 }
 
-// build validates the fields of one hit for property p and returns the
-// enriched hit, ready to queue, with its ID set.
-func (s *Server) build(p *Property, f *parse.Fields, c *client, origin hit.Origin) (*hit.Hit, *parse.Error) {
+// build validates the fields of one hit for property p and makes the
+// enriched hit in h, ready to queue, with its ID set; it returns h, or why
+// the hit is rejected (h is then left in some state, to be discarded).
+func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, origin hit.Origin) (*hit.Hit, *parse.Error) {
 	malformed := func(field, format string, args ...any) (*hit.Hit, *parse.Error) {
 		return nil, parse.Errorf(parse.ReasonMalformed, field, format, args...)
 	}
@@ -120,7 +121,7 @@ func (s *Server) build(p *Property, f *parse.Fields, c *client, origin hit.Origi
 		}
 	}
 
-	h := &hit.Hit{
+	*h = hit.Hit{
 		TenantID:         p.TenantID,
 		PropertyID:       p.ID,
 		TrackingID:       p.TrackingID,

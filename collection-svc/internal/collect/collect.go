@@ -187,6 +187,8 @@ type input struct {
 	secret string
 	// payload returns what the client sent for item i, for a dead letter.
 	payload func(i int) string
+	// mem is the request's working memory (getScratch).
+	mem *scratch
 }
 
 // handle runs one request: look up the property, build every hit, queue
@@ -246,6 +248,8 @@ func (s *Server) handle(ctx context.Context, r *http.Request, in input, received
 
 	out.hits = make([]*hit.Hit, len(in.items))
 	out.rejected = make([]*parse.Error, len(in.items))
+	hits := slices.Grow(in.mem.hits[:0], len(in.items))[:len(in.items)]
+	in.mem.hits = hits
 	recs := records{hint: len(in.items)}
 	var key []byte
 	var keyOf string // the client ID key is for
@@ -257,7 +261,7 @@ func (s *Server) handle(ctx context.Context, r *http.Request, in input, received
 		for i := range in.items {
 			n += in.items[i].Fields.Size + len(c.userAgent) + 200
 		}
-		arena = make([]byte, 0, n)
+		arena = slices.Grow(in.mem.arena[:0], n)
 	}
 	for i := range in.items {
 		it := &in.items[i]
@@ -266,7 +270,7 @@ func (s *Server) handle(ctx context.Context, r *http.Request, in input, received
 			reject(it.Err, in.payload(i))
 			continue
 		}
-		h, e := s.build(prop, &it.Fields, &c, in.origin)
+		h, e := s.build(&hits[i], prop, &it.Fields, &c, in.origin)
 		if e != nil {
 			out.rejected[i] = e
 			reject(e, in.payload(i))
@@ -285,7 +289,9 @@ func (s *Server) handle(ctx context.Context, r *http.Request, in input, received
 			recs.add(key, arena[start:len(arena):len(arena)])
 		}
 	}
-	if msgs := recs.messages(received); len(msgs) > 0 {
+	msgs := recs.messages(received) // copies out of the arena
+	in.mem.arena = arena[:0]
+	if len(msgs) > 0 {
 		if err := s.cfg.Queue.Send(ctx, msgs); err != nil {
 			s.cfg.Log.LogAttrs(ctx, slog.LevelDebug, "hits not queued", slog.Int("hits", out.accepted), slog.Any("error", err))
 			out.err = errUnavailable
@@ -387,7 +393,8 @@ func validTrackingID(s string) bool {
 func (s *Server) pixel(w http.ResponseWriter, r *http.Request) {
 	received := s.now()
 	q := r.URL.RawQuery
-	in := input{origin: hit.OriginBrowser, payload: func(int) string { return q }}
+	in := input{origin: hit.OriginBrowser, payload: func(int) string { return q }, mem: getScratch()}
+	defer putScratch(in.mem)
 	f, err := parse.Query(q)
 	in.trackingID = f.TrackingID
 	var item parse.Item
@@ -421,11 +428,11 @@ func (s *Server) pixel(w http.ResponseWriter, r *http.Request) {
 // POST /collect?tid=...: a JSON batch.
 func (s *Server) batch(w http.ResponseWriter, r *http.Request) {
 	received := s.now()
-	in, buf, perr := s.readBatch(r, parse.Batch)
-	defer putBuffer(buf)
+	in, perr := s.readBatch(r, parse.Batch)
+	defer putScratch(in.mem)
 	cors(w)
 	if perr != nil {
-		s.requestRejected(w, in, perr, received, buf)
+		s.requestRejected(w, in, perr, received)
 		return
 	}
 	s.respond(w, s.handle(r.Context(), r, in, received, false))
@@ -434,19 +441,19 @@ func (s *Server) batch(w http.ResponseWriter, r *http.Request) {
 // POST /mp/collect?tracking_id=...&api_secret=...: the Measurement API.
 func (s *Server) measurement(w http.ResponseWriter, r *http.Request) {
 	received := s.now()
-	in, buf, perr := s.readBatch(r, parse.Measurement)
-	defer putBuffer(buf)
+	in, perr := s.readBatch(r, parse.Measurement)
+	defer putScratch(in.mem)
 	if perr != nil {
-		s.requestRejected(w, in, perr, received, buf)
+		s.requestRejected(w, in, perr, received)
 		return
 	}
 	s.respond(w, s.handle(r.Context(), r, in, received, false))
 }
 
-// readBatch reads and parses a POST body. The body stays in buf (pooled)
-// for a dead letter.
-func (s *Server) readBatch(r *http.Request, parseBody func([]byte) ([]parse.Item, error)) (input, *bytes.Buffer, *parse.Error) {
-	in := input{origin: hit.OriginBrowser}
+// readBatch reads and parses a POST body into in.mem, where the body stays
+// for a dead letter; the caller puts in.mem back when the request is done.
+func (s *Server) readBatch(r *http.Request, parseBody func([]parse.Item, []byte) ([]parse.Item, error)) (input, *parse.Error) {
+	in := input{origin: hit.OriginBrowser, mem: getScratch()}
 	q := r.URL.Query()
 	in.trackingID = q.Get("tid")
 	if r.URL.Path == "/mp/collect" || r.URL.Path == "/debug/mp/collect" {
@@ -454,38 +461,38 @@ func (s *Server) readBatch(r *http.Request, parseBody func([]byte) ([]parse.Item
 		in.trackingID = q.Get("tracking_id")
 		in.secret = q.Get("api_secret")
 	}
-	buf := getBuffer()
+	buf := &in.mem.body
 	if r.ContentLength > parse.MaxBatchBytes {
-		return in, buf, parse.Errorf(parse.ReasonTooLarge, "", "the body is %d bytes; the limit is %d", r.ContentLength, parse.MaxBatchBytes)
+		return in, parse.Errorf(parse.ReasonTooLarge, "", "the body is %d bytes; the limit is %d", r.ContentLength, parse.MaxBatchBytes)
 	}
 	n, err := buf.ReadFrom(io.LimitReader(r.Body, parse.MaxBatchBytes+1))
 	if err != nil {
-		return in, buf, parse.Errorf(parse.ReasonMalformed, "", "the body could not be read: %v", err)
+		return in, parse.Errorf(parse.ReasonMalformed, "", "the body could not be read: %v", err)
 	}
 	if n > parse.MaxBatchBytes {
-		return in, buf, parse.Errorf(parse.ReasonTooLarge, "", "the body is over the limit of %d bytes", parse.MaxBatchBytes)
+		return in, parse.Errorf(parse.ReasonTooLarge, "", "the body is over the limit of %d bytes", parse.MaxBatchBytes)
 	}
-	items, err := parseBody(buf.Bytes())
+	items, err := parseBody(in.mem.items, buf.Bytes())
 	if err != nil {
-		return in, buf, err.(*parse.Error)
+		return in, err.(*parse.Error)
 	}
-	in.items = items
+	in.items, in.mem.items = items, items
 	in.payload = func(i int) string {
 		if items[i].Raw != "" {
 			return items[i].Raw
 		}
 		return fieldsPayload(&items[i].Fields)
 	}
-	return in, buf, nil
+	return in, nil
 }
 
 // requestRejected answers and dead-letters a request rejected as a whole
 // before its hits could be read.
-func (s *Server) requestRejected(w http.ResponseWriter, in input, e *parse.Error, received time.Time, body *bytes.Buffer) {
+func (s *Server) requestRejected(w http.ResponseWriter, in input, e *parse.Error, received time.Time) {
 	s.rejected.WithLabelValues(e.Reason, string(in.origin)).Inc()
 	s.cfg.DeadLetters.Add(hit.DeadLetter{
 		Reason: e.Reason, Detail: e.Error(), Stage: "collection",
-		TrackingID: in.trackingID, ReceivedAt: received, Payload: parse.Truncate(body.String()),
+		TrackingID: in.trackingID, ReceivedAt: received, Payload: parse.Truncate(in.mem.body.String()),
 	})
 	writeRejection(w, e)
 }
@@ -572,16 +579,35 @@ func fieldsPayload(f *parse.Fields) string {
 	return string(b)
 }
 
-var buffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-
-func getBuffer() *bytes.Buffer {
-	b := buffers.Get().(*bytes.Buffer)
-	b.Reset()
-	return b
+// scratch is the memory one request works in: its body, its parsed
+// items, its hits and their encodings. It is pooled: at hundreds of
+// thousands of hits a second, allocating and collecting it for every
+// request cost more CPU than parsing the hits. Nothing in it outlives the
+// request: the hits' strings are allocations of their own, and the
+// records the producer gets are copies (hit.AppendRecord).
+type scratch struct {
+	body  bytes.Buffer
+	items []parse.Item
+	hits  []hit.Hit
+	arena []byte
 }
 
-func putBuffer(b *bytes.Buffer) {
-	if b.Cap() <= parse.MaxBatchBytes*2 {
-		buffers.Put(b)
+var scratches = sync.Pool{New: func() any { return new(scratch) }}
+
+func getScratch() *scratch {
+	sc := scratches.Get().(*scratch)
+	sc.body.Reset()
+	return sc
+}
+
+// putScratch returns sc to the pool, without what it refers to, unless an
+// outsized request grew its body (the items and hits are bounded by
+// parse.MaxBatchHits, the arena by parse.MaxBatchBytes and the user agent).
+func putScratch(sc *scratch) {
+	if sc.body.Cap() > parse.MaxBatchBytes*2 {
+		return
 	}
+	clear(sc.items)
+	clear(sc.hits)
+	scratches.Put(sc)
 }

@@ -42,7 +42,8 @@ func (s *Server) debugPixel(w http.ResponseWriter, r *http.Request) {
 	if tid == "" {
 		tid = r.URL.Query().Get("tid")
 	}
-	in := input{trackingID: tid, origin: hit.OriginBrowser, items: []parse.Item{item}, payload: func(int) string { return "" }}
+	in := input{trackingID: tid, origin: hit.OriginBrowser, items: []parse.Item{item}, payload: func(int) string { return "" }, mem: getScratch()}
+	defer putScratch(in.mem)
 	s.debugRespond(w, s.handle(r.Context(), r, in, received, true))
 }
 
@@ -54,10 +55,10 @@ func (s *Server) debugMeasurement(w http.ResponseWriter, r *http.Request) {
 	s.debugPost(w, r, parse.Measurement)
 }
 
-func (s *Server) debugPost(w http.ResponseWriter, r *http.Request, parseBody func([]byte) ([]parse.Item, error)) {
+func (s *Server) debugPost(w http.ResponseWriter, r *http.Request, parseBody func([]parse.Item, []byte) ([]parse.Item, error)) {
 	received := s.now()
-	in, buf, perr := s.readBatch(r, parseBody)
-	defer putBuffer(buf)
+	in, perr := s.readBatch(r, parseBody)
+	defer putScratch(in.mem)
 	if perr != nil {
 		cors(w)
 		httpserver.WriteJSON(w, http.StatusOK, DebugResult{Error: detail(perr)})

@@ -32,7 +32,7 @@ func FuzzParseBatchAndBuild(f *testing.F) {
 	c := &client{ip: netip.MustParseAddr("203.0.113.77"), userAgent: "ua", device: device.Info{Category: "desktop"}, received: time.Now()}
 	c.addr = addressingOf(p, c.ip)
 	f.Fuzz(func(t *testing.T, body []byte) {
-		items, err := parse.Batch(body)
+		items, err := parse.Batch(nil, body)
 		if err != nil {
 			return
 		}
@@ -40,7 +40,7 @@ func FuzzParseBatchAndBuild(f *testing.F) {
 			if it.Err != nil {
 				continue
 			}
-			h, e := s.build(p, &it.Fields, c, hit.OriginBrowser)
+			h, e := s.build(new(hit.Hit), p, &it.Fields, c, hit.OriginBrowser)
 			if e != nil {
 				if e.Reason == "" || e.Message == "" {
 					t.Fatalf("rejection without reason or message: %+v", e)

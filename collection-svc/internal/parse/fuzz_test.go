@@ -1,6 +1,7 @@
 package parse
 
 import (
+	"reflect"
 	"testing"
 )
 
@@ -54,7 +55,7 @@ func FuzzParseBatch(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		items, err := Batch(body)
+		items, err := Batch(nil, body)
 		if err != nil {
 			checkItem(t, Item{Err: err.(*Error)})
 			return
@@ -65,8 +66,19 @@ func FuzzParseBatch(f *testing.F) {
 		for _, it := range items {
 			checkItem(t, it)
 		}
+		// Parsed into the memory of an earlier batch (as collect reuses
+		// it), nothing of that batch is left in the items.
+		used, _ := Batch(make([]Item, 0, MaxBatchHits), []byte(usedBatch))
+		again, _ := Batch(used, body)
+		if !reflect.DeepEqual(again, items) {
+			t.Fatalf("parsed into used memory:\n%+v\nfresh:\n%+v", again, items)
+		}
 	})
 }
+
+// usedBatch fills every field of its items, as memory to parse into again.
+const usedBatch = `{"hits":[{"v":1,"tid":"AT-X","cid":"c","uid":"u","t":"event","dl":"https://a/","dh":"a","dp":"/p","dt":"t","dr":"r",` +
+	`"ec":"c","ea":"a","el":"l","ev":1,"ni":1,"et":5,"sr":"1x1","ul":"en","hid":"h","qt":1,"ep":{"k":"v"}},5,{"ep":[1]}]}`
 
 func FuzzParseMeasurement(f *testing.F) {
 	for _, s := range []string{
@@ -77,7 +89,7 @@ func FuzzParseMeasurement(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		items, err := Measurement(body)
+		items, err := Measurement(nil, body)
 		if err != nil {
 			checkItem(t, Item{Err: err.(*Error)})
 			return

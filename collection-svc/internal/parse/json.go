@@ -26,14 +26,17 @@ var parsers fastjson.ParserPool
 // parameters are an object under "ep". A hit that cannot be read gets an
 // Err of its own and the others are still returned; an error for the whole
 // body means nothing in it can be used.
-func Batch(body []byte) ([]Item, error) {
-	return withObject(body, `{"hits": [...]}`, batch)
+//
+// The items are made in dst's memory when it is large enough (a caller
+// reuses it from request to request), else in a new slice.
+func Batch(dst []Item, body []byte) ([]Item, error) {
+	return withObject(dst, body, `{"hits": [...]}`, batch)
 }
 
 // withObject parses body, which must be a JSON object of the given shape
-// (named in the error), and returns what f makes of it; the parsed value
-// is valid only during f.
-func withObject(body []byte, shape string, f func(*fastjson.Value) ([]Item, error)) ([]Item, error) {
+// (named in the error), and returns what f makes of it in dst's memory;
+// the parsed value is valid only during f.
+func withObject(dst []Item, body []byte, shape string, f func([]Item, *fastjson.Value) ([]Item, error)) ([]Item, error) {
 	if len(body) > MaxBatchBytes {
 		return nil, Errorf(ReasonTooLarge, "", "the body is %d bytes; the limit is %d", len(body), MaxBatchBytes)
 	}
@@ -46,10 +49,20 @@ func withObject(body []byte, shape string, f func(*fastjson.Value) ([]Item, erro
 	if v.Type() != fastjson.TypeObject {
 		return nil, Errorf(ReasonMalformed, "", "the body must be a JSON object %s", shape)
 	}
-	return f(v)
+	return f(dst, v)
 }
 
-func batch(v *fastjson.Value) ([]Item, error) {
+// reuse returns n empty items, in dst's memory when it has room.
+func reuse(dst []Item, n int) []Item {
+	if cap(dst) < n {
+		return make([]Item, n)
+	}
+	dst = dst[:n]
+	clear(dst)
+	return dst
+}
+
+func batch(dst []Item, v *fastjson.Value) ([]Item, error) {
 	hv := v.Get("hits")
 	if hv == nil || hv.Type() != fastjson.TypeArray {
 		return nil, Errorf(ReasonMalformed, "hits", `the body must be a JSON object {"hits": [...]} with an array of hits`)
@@ -61,7 +74,7 @@ func batch(v *fastjson.Value) ([]Item, error) {
 	if len(hits) > MaxBatchHits {
 		return nil, Errorf(ReasonTooLarge, "hits", "the batch has %d hits; the limit is %d", len(hits), MaxBatchHits)
 	}
-	items := make([]Item, len(hits))
+	items := reuse(dst, len(hits))
 	var scratch []byte // reused by every hit
 	for i, h := range hits {
 		items[i], scratch = jsonHit(h, scratch[:0])

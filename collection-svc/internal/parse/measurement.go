@@ -19,11 +19,13 @@ import (
 // params.event_label and params.value; all params are kept. An event's own
 // timestamp_micros overrides the request's, and event_id (on the event or
 // in its params) is the de-duplication key.
-func Measurement(body []byte) ([]Item, error) {
-	return withObject(body, `{"client_id": ..., "events": [...]}`, measurement)
+//
+// Like Batch, it makes the items in dst's memory when it is large enough.
+func Measurement(dst []Item, body []byte) ([]Item, error) {
+	return withObject(dst, body, `{"client_id": ..., "events": [...]}`, measurement)
 }
 
-func measurement(v *fastjson.Value) ([]Item, error) {
+func measurement(dst []Item, v *fastjson.Value) ([]Item, error) {
 	var common Fields
 	for _, k := range [...]struct {
 		key string
@@ -50,7 +52,7 @@ func measurement(v *fastjson.Value) ([]Item, error) {
 	if len(events) > MaxBatchHits {
 		return nil, Errorf(ReasonTooLarge, "events", "the request has %d events; the limit is %d", len(events), MaxBatchHits)
 	}
-	items := make([]Item, len(events))
+	items := reuse(dst, len(events))
 	for i, e := range events {
 		items[i] = measurementEvent(e, common)
 	}

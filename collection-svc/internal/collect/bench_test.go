@@ -1,0 +1,120 @@
+package collect
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"testing"
+
+	"github.com/IBM/sarama"
+	"github.com/acme/analytics/collection-svc/internal/device"
+	"github.com/acme/analytics/collection-svc/internal/geoip"
+	"github.com/acme/analytics/collection-svc/internal/geoip/geoiptest"
+	"github.com/acme/analytics/pkg/hit"
+	"github.com/acme/analytics/pkg/rules"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// BenchmarkHandle measures collection's own work per hit of a batch of 20
+// hits as tracker.js sends them: reading and parsing the body, validating
+// and enriching the hits, encoding them into records and the producer's
+// messages. It is BenchmarkLoad's handler (package collection) without the
+// network, the HTTP server, the producer and the broker, which take most
+// of that benchmark's CPU; it varies a few percent from run to run where
+// BenchmarkLoad varies ±15% on this machine, so use it to see what a
+// change to this path does.
+func BenchmarkHandle(b *testing.B) {
+	r, err := rules.Compile(rules.Defaults(), 1, []string{"shop.example"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	geo, err := geoip.Open(geoiptest.Write(b, map[string]string{"203.0.113.0/24": "DE"}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer geo.Close()
+	p := &Property{ID: "p", TenantID: "t", TrackingID: "AT-SHPSHPSHP2", Shards: 16, Rules: r}
+	var queued int
+	s := New(Config{
+		Properties:     staticProperties{p},
+		Queue:          countingQueue{&queued},
+		DeadLetters:    failOnDeadLetter{b},
+		GeoIP:          geo,
+		Devices:        device.NewParser(1000),
+		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
+		Log:            slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Registry:       prometheus.NewRegistry(),
+	})
+	const hitsPerBatch = 20
+	bodies := make([][]byte, 256)
+	for i := range bodies {
+		var buf bytes.Buffer
+		buf.WriteString(`{"hits":[`)
+		for j := range hitsPerBatch {
+			if j > 0 {
+				buf.WriteByte(',')
+			}
+			fmt.Fprintf(&buf, `{"v":1,"t":"pageview","cid":"%08x","hid":"%04x%04x","dl":"https://shop.example/products/item-%d?utm_source=news","dt":"Product %d","dr":"https://www.google.com/","sr":"1920x1080","ul":"en-US"}`,
+				i*7919, i, j, j, i)
+		}
+		buf.WriteString("]}")
+		bodies[i] = buf.Bytes()
+	}
+	w := &discardResponse{header: http.Header{}}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		req := httptest.NewRequest(http.MethodPost, "/collect?tid="+p.TrackingID, bytes.NewReader(bodies[i%len(bodies)]))
+		req.RemoteAddr = "127.0.0.1:40000"
+		req.Header.Set("Content-Type", "text/plain;charset=UTF-8")
+		req.Header.Set("User-Agent", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36")
+		req.Header.Set("X-Forwarded-For", "203.0.113.7")
+		clear(w.header)
+		w.status = 0
+		s.batch(w, req)
+		if w.status != http.StatusNoContent {
+			b.Fatalf("status %d", w.status)
+		}
+	}
+	b.StopTimer()
+	if queued != b.N {
+		b.Fatalf("%d records queued for %d requests", queued, b.N)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*hitsPerBatch), "ns/hit")
+}
+
+type staticProperties struct{ p *Property }
+
+func (s staticProperties) ByTrackingID(_ context.Context, tid string) (*Property, error) {
+	if tid != s.p.TrackingID {
+		return nil, ErrUnknownTrackingID
+	}
+	return s.p, nil
+}
+
+// countingQueue stands in for the producer, which BenchmarkLoad measures:
+// it counts the messages and drops them.
+type countingQueue struct{ n *int }
+
+func (q countingQueue) Send(_ context.Context, msgs []*sarama.ProducerMessage) error {
+	*q.n += len(msgs)
+	return nil
+}
+
+type failOnDeadLetter struct{ tb testing.TB }
+
+func (f failOnDeadLetter) Add(dl hit.DeadLetter) { f.tb.Fatalf("dead letter: %+v", dl) }
+
+type discardResponse struct {
+	header http.Header
+	status int
+}
+
+func (d *discardResponse) Header() http.Header         { return d.header }
+func (d *discardResponse) Write(p []byte) (int, error) { return len(p), nil }
+func (d *discardResponse) WriteHeader(status int)      { d.status = status }
