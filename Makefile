@@ -70,6 +70,7 @@ bench: ## run the benchmarks and print their figures
 	cd pkg && GOWORK=off go test -run='^$$' -bench=. -benchtime=2s ./...
 	cd gateway && GOWORK=off go test -run='^$$' -bench=. ./internal/gateway/
 	$(MAKE) bench-processing
+	cd collection-svc && GOWORK=off go test -run='^$$' -bench=BenchmarkHandle ./internal/collect
 	cd collection-svc && GOWORK=off go test -run='^$$' -bench=BenchmarkLoad -benchtime=100000x ./internal/collection
 	cd report-svc && GOWORK=off go test -run='^$$' -bench=Reports -benchtime=3s ./internal/api/
 	$(MAKE) build
