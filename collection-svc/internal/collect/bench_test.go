@@ -3,7 +3,6 @@ package collect
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -12,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/IBM/sarama"
+	"github.com/acme/analytics/collection-svc/internal/benchdata"
 	"github.com/acme/analytics/collection-svc/internal/device"
 	"github.com/acme/analytics/collection-svc/internal/geoip"
 	"github.com/acme/analytics/collection-svc/internal/geoip/geoiptest"
@@ -51,20 +51,7 @@ func BenchmarkHandle(b *testing.B) {
 		Registry:       prometheus.NewRegistry(),
 	})
 	const hitsPerBatch = 20
-	bodies := make([][]byte, 256)
-	for i := range bodies {
-		var buf bytes.Buffer
-		buf.WriteString(`{"hits":[`)
-		for j := range hitsPerBatch {
-			if j > 0 {
-				buf.WriteByte(',')
-			}
-			fmt.Fprintf(&buf, `{"v":1,"t":"pageview","cid":"%08x","hid":"%04x%04x","dl":"https://shop.example/products/item-%d?utm_source=news","dt":"Product %d","dr":"https://www.google.com/","sr":"1920x1080","ul":"en-US"}`,
-				i*7919, i, j, j, i)
-		}
-		buf.WriteString("]}")
-		bodies[i] = buf.Bytes()
-	}
+	bodies := benchdata.Batches(256, hitsPerBatch)
 	w := &discardResponse{header: http.Header{}}
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -72,7 +59,7 @@ func BenchmarkHandle(b *testing.B) {
 		req := httptest.NewRequest(http.MethodPost, "/collect?tid="+p.TrackingID, bytes.NewReader(bodies[i%len(bodies)]))
 		req.RemoteAddr = "127.0.0.1:40000"
 		req.Header.Set("Content-Type", "text/plain;charset=UTF-8")
-		req.Header.Set("User-Agent", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36")
+		req.Header.Set("User-Agent", benchdata.UserAgent)
 		req.Header.Set("X-Forwarded-For", "203.0.113.7")
 		clear(w.header)
 		w.status = 0

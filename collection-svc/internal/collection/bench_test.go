@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acme/analytics/collection-svc/internal/benchdata"
 	"github.com/acme/analytics/pkg/httpserver"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -37,8 +38,8 @@ import (
 //
 //	go test -run='^$' -bench=BenchmarkLoad -benchtime=100000x ./internal/collection
 func BenchmarkLoad(b *testing.B) {
-	single := bodies(1)
-	batch := bodies(20)
+	single := benchdata.Batches(1024, 1)
+	batch := benchdata.Batches(1024, 20)
 	b.Run("noop", func(b *testing.B) {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			io.Copy(io.Discard, r.Body)
@@ -74,26 +75,6 @@ func BenchmarkLoad(b *testing.B) {
 // copying small.
 var benchBroker = []kfake.Opt{kfake.BrokerConfigs(map[string]string{"log.segment.bytes": strconv.Itoa(8 << 20)})}
 
-// bodies returns 1024 distinct batches of n hits, each hit with its own
-// client event ID, as the tracker sends them.
-func bodies(n int) [][]byte {
-	out := make([][]byte, 1024)
-	for i := range out {
-		var b bytes.Buffer
-		b.WriteString(`{"hits":[`)
-		for j := range n {
-			if j > 0 {
-				b.WriteByte(',')
-			}
-			fmt.Fprintf(&b, `{"v":1,"t":"pageview","cid":"%08x","hid":"%04x%04x%08x","dl":"https://shop.example/products/item-%d?utm_source=news","dt":"Product %d","dr":"https://www.google.com/","sr":"1920x1080","ul":"en-US"}`,
-				i*7919, i, j, time.Now().UnixNano()&0xffffffff, j, i)
-		}
-		b.WriteString("]}")
-		out[i] = b.Bytes()
-	}
-	return out
-}
-
 // load sends b.N requests from conns keep-alive connections, each sending
 // its next request as soon as the previous one is answered, and reports
 // hits/s and request latency percentiles.
@@ -113,7 +94,7 @@ func load(b *testing.B, rawURL string, bodies [][]byte, hitsPerRequest, conns in
 	for i, body := range bodies {
 		reqs[i] = fmt.Appendf(nil, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: text/plain;charset=UTF-8\r\n"+
 			"User-Agent: %s\r\nX-Forwarded-For: 203.0.113.7\r\nContent-Length: %d\r\n\r\n%s",
-			u.RequestURI(), u.Host, chromeUA, len(body), body)
+			u.RequestURI(), u.Host, benchdata.UserAgent, len(body), body)
 	}
 
 	var next atomic.Int64
