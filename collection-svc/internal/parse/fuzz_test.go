@@ -51,6 +51,8 @@ func FuzzParseBatch(f *testing.F) {
 		`{"hits":[{"v":1,"cid":"c","t":"pageview","dl":"https://shop.example/","hid":"h"}]}`,
 		`{"hits":[{"t":"event","ea":"x","ev":1e3,"ni":true,"ep":{"a":1,"b":"x","c":null}}, 5, null]}`,
 		`{"hits":[]}`, `{"hits":{}}`, `[]`, `{"hits":[{"ep":[1]}]}`, `{"hits":[{"dt":"\ud800"}]}`,
+		` { "hits" : [ {"t":"event","ea":"x","ev":-1.5e+3,"ni":false,"x":null,"ep":{"a":0,"b":"é","a":true}} , {} ] } `,
+		`{"hits":[{"ev":1.2.3}]}`, `{"hits":[{"ev":01}]}`, `{"hits":[{"ni":tru}]}`, `{"hits":[{"t":"a","t":"b","ep":null}]}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -65,6 +67,14 @@ func FuzzParseBatch(f *testing.F) {
 		}
 		for _, it := range items {
 			checkItem(t, it)
+		}
+		// Where the fast path reads a body, it reads it exactly as the
+		// fastjson path does.
+		if fast, ok := fastBatch(nil, body); ok {
+			slow, err := slowBatch(nil, body)
+			if err != nil || !reflect.DeepEqual(fast, slow) {
+				t.Fatalf("fast path:\n%+v\nfastjson path (error %v):\n%+v", fast, err, slow)
+			}
 		}
 		// Parsed into the memory of an earlier batch (as collect reuses
 		// it), nothing of that batch is left in the items.

@@ -30,6 +30,17 @@ var parsers fastjson.ParserPool
 // The items are made in dst's memory when it is large enough (a caller
 // reuses it from request to request), else in a new slice.
 func Batch(dst []Item, body []byte) ([]Item, error) {
+	if len(body) <= MaxBatchBytes {
+		if items, ok := fastBatch(dst, body); ok {
+			return items, nil
+		}
+	}
+	return slowBatch(dst, body)
+}
+
+// slowBatch is Batch with fastjson, for every body: the reference that
+// fastBatch must agree with.
+func slowBatch(dst []Item, body []byte) ([]Item, error) {
 	return withObject(dst, body, `{"hits": [...]}`, batch)
 }
 
@@ -82,6 +93,13 @@ func batch(dst []Item, v *fastjson.Value) ([]Item, error) {
 	return items, nil
 }
 
+// span is a field of a hit being read: its key, and its value at
+// [start, end) of the buffer the hit's values are gathered in.
+type span struct {
+	key        []byte // valid while the hit is being read
+	start, end int
+}
+
 // jsonHit reads one hit of a batch, using scratch as its working buffer,
 // and returns the buffer for the next.
 func jsonHit(v *fastjson.Value, scratch []byte) (Item, []byte) {
@@ -95,10 +113,6 @@ func jsonHit(v *fastjson.Value, scratch []byte) (Item, []byte) {
 	f := &it.Fields
 	// The fields' values are gathered in one buffer and become strings
 	// together, with one allocation per hit rather than one per field.
-	type span struct {
-		key        []byte // valid until the parser's next Parse
-		start, end int
-	}
 	var spansArr [24]span
 	spans := spansArr[:0]
 	vals := scratch
