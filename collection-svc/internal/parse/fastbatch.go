@@ -146,13 +146,11 @@ func (s *scanner) hit(f *Fields, vals []byte) ([]byte, bool) {
 // params reads the value of "ep": null, or an object of scalars, whose
 // values it appends to vals and whose spans to ps.
 func (s *scanner) params(ps []span, vals []byte, f *Fields) ([]span, []byte, bool) {
-	start := len(vals)
-	vals, null, ok := s.scalar(vals)
-	if ok {
-		return ps, vals, null // a string, number or boolean: Batch rejects it
+	s.ws()
+	if s.literal("null") {
+		return ps, vals, true
 	}
-	vals = vals[:start]
-	if !s.byte('{') {
+	if !s.byte('{') { // Batch rejects a string, number or boolean here
 		return ps, vals, false
 	}
 	if s.byte('}') {
