@@ -131,10 +131,7 @@ func (s *scanner) hit(f *Fields, vals []byte) ([]byte, bool) {
 	if f.Size > MaxHitBytes {
 		return vals, false
 	}
-	all := string(vals)
-	for _, sp := range spans {
-		f.set(string(sp.key), all[sp.start:sp.end])
-	}
+	all := f.setSpans(vals, spans)
 	for _, p := range params {
 		if f.setParam(string(p.key), all[p.start:p.end]) != nil {
 			return vals, false
@@ -210,12 +207,12 @@ func (s *scanner) scalar(vals []byte) (_ []byte, null, ok bool) {
 	case c == '"':
 		str, ok := s.plainString()
 		return append(vals, str...), false, ok
-	case c == 't':
-		return vals, false, s.literal("true") && s.put(&vals, "true")
-	case c == 'f':
-		return vals, false, s.literal("false") && s.put(&vals, "false")
-	case c == 'n':
-		return vals, true, s.literal("null")
+	case c == 't' && s.literal("true"):
+		return append(vals, "true"...), false, true
+	case c == 'f' && s.literal("false"):
+		return append(vals, "false"...), false, true
+	case c == 'n' && s.literal("null"):
+		return vals, true, true
 	case c == '-' || c >= '0' && c <= '9':
 		start := s.i
 		if !s.number() {
@@ -224,11 +221,6 @@ func (s *scanner) scalar(vals []byte) (_ []byte, null, ok bool) {
 		return append(vals, s.b[start:s.i]...), false, true
 	}
 	return vals, false, false
-}
-
-func (s *scanner) put(vals *[]byte, lit string) bool {
-	*vals = append(*vals, lit...)
-	return true
 }
 
 // literal reads lit.
