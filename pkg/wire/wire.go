@@ -146,6 +146,20 @@ func (r *Reader) Bytes() []byte {
 	return v
 }
 
+// Next reads the next n bytes, written raw (without a length). It is a
+// slice of the reader's input, not a copy.
+func (r *Reader) Next(n int) []byte {
+	if r.err == nil && n > len(r.b) {
+		r.err = ErrTruncated
+	}
+	if r.err != nil {
+		return nil
+	}
+	v := r.b[:n:n]
+	r.b = r.b[n:]
+	return v
+}
+
 // Time reads a time, in UTC.
 func (r *Reader) Time() time.Time {
 	sec, nsec := r.Int(), r.Uint()

@@ -19,6 +19,7 @@ func TestRoundTrip(t *testing.T) {
 	b = AppendFloat(b, math.Inf(-1))
 	b = AppendBool(b, true)
 	b = AppendBytes(b, []byte{0, 0xff})
+	b = append(b, "raw"...)
 	r := NewReader(b)
 	if s := r.String(); s != "héllo" {
 		t.Errorf("string %q", s)
@@ -44,6 +45,9 @@ func TestRoundTrip(t *testing.T) {
 	if v := r.Bytes(); string(v) != "\x00\xff" || cap(v) != 2 {
 		t.Errorf("bytes %q (cap %d: appending to it must not overwrite the input)", v, cap(v))
 	}
+	if v := r.Next(3); string(v) != "raw" || cap(v) != 3 {
+		t.Errorf("next %q (cap %d)", v, cap(v))
+	}
 	if r.Remaining() != 0 {
 		t.Errorf("%d bytes left", r.Remaining())
 	}
@@ -53,6 +57,9 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestReaderErrors(t *testing.T) {
+	if r := NewReader([]byte("ab")); r.Next(3) != nil || !errors.Is(r.Err(), ErrTruncated) {
+		t.Errorf("next past the end: err %v", r.Err())
+	}
 	r := NewReader(AppendString(nil, "abc")[:2])
 	if r.String() != "" || !errors.Is(r.Err(), ErrTruncated) {
 		t.Errorf("truncated string: err %v", r.Err())
