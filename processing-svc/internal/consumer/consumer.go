@@ -47,6 +47,7 @@ type Metrics struct {
 	DeadLetters prometheus.Counter
 	Statements  prometheus.Counter
 	Requests    prometheus.Counter
+	Bytes       prometheus.Counter
 }
 
 // NewMetrics registers the consumer's metrics on reg.
@@ -78,8 +79,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Requests: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "processing_write_requests_total", Help: "Requests to Cassandra those statements were written in (batches of one partition's statements, or single statements).",
 		}),
+		Bytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "processing_written_bytes_total", Help: "Bytes of the text and blob values in those statements (visitor states, sketches, strings): the bulk of what processing sends Cassandra.",
+		}),
 	}
-	reg.MustRegister(m.Hits, m.Flushes, m.FlushTime, m.Freshness, m.Partitions, m.DeadLetters, m.Statements, m.Requests)
+	reg.MustRegister(m.Hits, m.Flushes, m.FlushTime, m.Freshness, m.Partitions, m.DeadLetters, m.Statements, m.Requests, m.Bytes)
 	return m
 }
 
@@ -261,6 +265,7 @@ func (w *worker) flush(ctx context.Context, final bool) error {
 	m.DeadLetters.Add(float64(st.DeadLetters - w.stats.DeadLetters))
 	m.Statements.Add(float64(st.Statements - w.stats.Statements))
 	m.Requests.Add(float64(st.Requests - w.stats.Requests))
+	m.Bytes.Add(float64(st.Bytes - w.stats.Bytes))
 	w.stats = st
 	return nil
 }

@@ -139,6 +139,7 @@ func benchProcessing(b *testing.B, concurrent int, policy StatePolicy) {
 	st := part.Stats()
 	b.ReportMetric(float64(st.Statements)/float64(len(msgs)), "stmts/hit")
 	b.ReportMetric(float64(st.Requests)/float64(len(msgs)), "requests/hit")
+	b.ReportMetric(float64(st.Bytes)/float64(len(msgs)), "bytes/hit")
 }
 
 func cpuTime() time.Duration {

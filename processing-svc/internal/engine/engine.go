@@ -141,6 +141,8 @@ type Stats struct {
 	// partition's statements, or one statement): the write amplification
 	// per hit.
 	Statements, Requests int64
+	// Bytes counts the text and blob values of those statements (valueBytes).
+	Bytes int64
 }
 
 // New returns a Partition that starts after committed offset-1 (pass the
@@ -172,7 +174,7 @@ func New(cfg Config) *Partition {
 // Stats returns the partition's counters.
 func (p *Partition) Stats() Stats {
 	st := p.stats
-	st.Statements, st.Requests = p.w.statements, p.w.requests
+	st.Statements, st.Requests, st.Bytes = p.w.statements, p.w.requests, p.w.bytes
 	return st
 }
 

@@ -54,8 +54,8 @@ type writer struct {
 	// beforeJob, when set (tests), runs before each batch and fails it
 	// with its error: a crash at an exact point of a flush.
 	beforeJob func() error
-	// statements and requests count what exec wrote.
-	statements, requests int64
+	// statements, requests and bytes count what exec wrote.
+	statements, requests, bytes int64
 }
 
 func (w *writer) exec(ctx context.Context, stmts []stmt) error {
@@ -101,8 +101,31 @@ func (w *writer) exec(ctx context.Context, stmts []stmt) error {
 	if err == nil {
 		w.statements += int64(len(stmts))
 		w.requests += int64(len(jobs))
+		for _, s := range stmts {
+			w.bytes += valueBytes(s.args)
+		}
 	}
 	return err
+}
+
+// valueBytes is the size of a statement's text and blob values: the bulk
+// of what it sends (numbers, times and UUIDs are a few bytes each; a map
+// counts its keys and 8 bytes per value).
+func valueBytes(args []any) int64 {
+	var n int
+	for _, a := range args {
+		switch v := a.(type) {
+		case string:
+			n += len(v)
+		case []byte:
+			n += len(v)
+		case map[string]int64:
+			for k := range v {
+				n += len(k) + 8
+			}
+		}
+	}
+	return int64(n)
 }
 
 // parallel runs fn for 0..n-1 with at most limit at once and returns the
