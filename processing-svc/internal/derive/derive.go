@@ -201,6 +201,122 @@ func (c *Contributions) AddChange(old, now *session.Session, clientID string, fi
 	c.addRealtime(added, now.Touch.Source, +1)
 }
 
+// Tail is what adding a hit to the end of a visitor's current session
+// needs to know of the session's earlier hits: the pages it viewed and the
+// event rows it counted, for unique pageviews and events. AddExtension
+// keeps it up to date from hit to hit.
+type Tail struct {
+	session string // the session's ID
+	pages   map[string]bool
+	events  map[DailyKey]bool
+}
+
+// tailOf returns the Tail of session s's hits before its last.
+func tailOf(s *session.Session) *Tail {
+	t := &Tail{session: s.ID, pages: map[string]bool{}, events: map[DailyKey]bool{}}
+	for _, h := range s.Hits[:len(s.Hits)-1] {
+		t.add(s.Day, h)
+	}
+	return t
+}
+
+// add records h, and reports for each row it counts in whether h is the
+// first of the session there (the pageview's page, or the event's three
+// event rows).
+func (t *Tail) add(day time.Time, h *session.Hit) (first [3]bool, keys [3]DailyKey) {
+	switch h.Type {
+	case hit.TypePageview:
+		first[0] = !t.pages[h.Path]
+		t.pages[h.Path] = true
+	case hit.TypeEvent:
+		keys = eventKeys(day, h)
+		for i, k := range keys {
+			first[i] = !t.events[k]
+			t.events[k] = true
+		}
+	}
+	return first, keys
+}
+
+// AddExtension adds what session.Extend changed when it appended a hit to
+// the session now: the same as AddChange of the session before and now
+// (first says whether it is the user's first session), in time that does
+// not grow with the session's length. The session's head must be the
+// same before and after (its landing page: a session without pageviews
+// getting its first is built and added the long way). tail is the Tail of
+// the session before the hit, or nil, or another session's: then it is
+// made from the session's hits. It returns the Tail to pass with the
+// session's next hit.
+func (c *Contributions) AddExtension(tail *Tail, e session.Extension, now *session.Session, clientID string, first bool, loc *time.Location) *Tail {
+	c.setClient(clientID)
+	b := &e.Before
+	if b.Landing != now.Landing {
+		panic("derive: AddExtension of a session whose landing page changed")
+	}
+	if tail == nil || tail.session != now.ID {
+		tail = tailOf(now)
+	}
+	dm := sessionMetrics(now, first)
+	dm.Add(sessionMetrics(b, first), -1)
+	if !dm.IsZero() {
+		for _, d := range sessionDims(now, first) {
+			c.addDaily(DailyKey{Day: now.Day, Report: d.report, Dimension: d.value}, dm, 1)
+		}
+		c.addHourly(HourKey{Day: now.Day, Hour: now.Start.In(loc).Hour()}, dm, 1)
+	}
+
+	h := now.Hits[len(now.Hits)-1]
+	page := func(path string, m rollup.Metrics) {
+		if !m.IsZero() {
+			c.addDaily(DailyKey{Day: now.Day, Report: rollup.Page, Dimension: path}, m, 1)
+		}
+	}
+	if e.LastPage != nil {
+		m := pageTime(e.PageTimeNowMS)
+		m.Add(pageTime(e.LastPageTimeMS), -1)
+		page(e.LastPage.Path, m)
+	}
+	firsts, keys := tail.add(now.Day, h)
+	switch h.Type {
+	case hit.TypePageview:
+		m := rollup.Metrics{Pageviews: 1} // the last hit: no time on page yet
+		if firsts[0] {
+			m.UniquePageviews = 1
+		}
+		page(h.Path, m)
+		page(b.Exit, rollup.Metrics{Exits: -1})
+		page(now.Exit, rollup.Metrics{Exits: 1})
+		c.addRealtime(now.Hits[len(now.Hits)-1:], now.Touch.Source, 1)
+	case hit.TypeEvent:
+		for i, k := range keys {
+			m := rollup.Metrics{Events: 1, EventValue: h.Value}
+			if firsts[i] {
+				m.UniqueEvents = 1
+			}
+			c.addDaily(k, m, 1)
+		}
+	}
+	if now.Pageviews > 0 && b.Bounce != now.Bounce {
+		page(now.Landing, rollup.Metrics{Bounces: bit(now.Bounce) - bit(b.Bounce)})
+	}
+	return tail
+}
+
+// pageTime is what a pageview's time on page adds to its page's row.
+func pageTime(ms int64) rollup.Metrics {
+	if ms < 0 {
+		return rollup.Metrics{}
+	}
+	return rollup.Metrics{TimeOnPageMS: ms, TimeOnPageViews: 1}
+}
+
+func bit(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // sameHead reports whether two builds of a session have the same rows:
 // everything the session-level dimensions and the hour come from.
 func sameHead(a, b *session.Session) bool {
@@ -282,10 +398,8 @@ func (c *Contributions) addPages(s *session.Session, sign int64) {
 		if h.Type != hit.TypePageview {
 			continue
 		}
-		m := rollup.Metrics{Pageviews: 1}
-		if pt := s.PageTimesMS[i]; pt >= 0 {
-			m.TimeOnPageMS, m.TimeOnPageViews = pt, 1
-		}
+		m := pageTime(s.PageTimesMS[i])
+		m.Pageviews = 1
 		if !viewed[h.Path] {
 			viewed[h.Path] = true
 			m.UniquePageviews = 1
@@ -310,11 +424,7 @@ func (c *Contributions) addEvents(s *session.Session, sign int64) {
 		if h.Type != hit.TypeEvent {
 			continue
 		}
-		for _, k := range [...]DailyKey{
-			{s.Day, rollup.EventCategory, h.Category},
-			{s.Day, rollup.EventAction, rollup.JoinDimension(h.Category, h.Action)},
-			{s.Day, rollup.Event, rollup.JoinDimension(h.Category, h.Action, h.Label)},
-		} {
+		for _, k := range eventKeys(s.Day, h) {
 			m := rollup.Metrics{Events: 1, EventValue: h.Value}
 			if !seen[k] {
 				seen[k] = true
@@ -322,6 +432,15 @@ func (c *Contributions) addEvents(s *session.Session, sign int64) {
 			}
 			c.addDaily(k, m, sign)
 		}
+	}
+}
+
+// eventKeys are the rows an event counts in.
+func eventKeys(day time.Time, h *session.Hit) [3]DailyKey {
+	return [...]DailyKey{
+		{day, rollup.EventCategory, h.Category},
+		{day, rollup.EventAction, rollup.JoinDimension(h.Category, h.Action)},
+		{day, rollup.Event, rollup.JoinDimension(h.Category, h.Action, h.Label)},
 	}
 }
 

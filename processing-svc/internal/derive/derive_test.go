@@ -182,3 +182,71 @@ func realtimeNet(c *Contributions) map[string]int64 {
 	}
 	return out
 }
+
+// AddExtension must equal AddChange (itself held equal to taking the old
+// build away and adding the new one) for every hit session.Extend appends,
+// with the Tail carried from hit to hit as the visitor carries it, and
+// started from nil or from another session's.
+func TestAddExtensionEqualsAddChange(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 17))
+	base := time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC)
+	settings := session.Settings{Timeout: 30 * time.Minute, Location: time.UTC}
+	paths := []string{"/", "/a", "/b", "/a|b"}
+	extended := 0
+	for trial := range 400 {
+		var hits []*session.Hit
+		at := base
+		for i := range 2 + rng.IntN(25) {
+			at = at.Add(time.Duration(rng.IntN(120)) * time.Second)
+			h := &session.Hit{ID: fmt.Sprintf("h%03d", i), Type: hit.TypePageview, Time: at, Path: paths[rng.IntN(len(paths))]}
+			switch rng.IntN(5) {
+			case 0:
+				h.Type, h.Category, h.Action, h.Label = hit.TypeEvent, "cta", fmt.Sprint("click", rng.IntN(2)), fmt.Sprint(rng.IntN(2))
+				h.Value, h.Interaction = float64(rng.IntN(3))/10, rng.IntN(2) == 0
+			case 1:
+				h.Type = hit.TypeEngagement
+			}
+			if rng.IntN(7) == 0 {
+				h.Goals = []session.Goal{{ID: fmt.Sprint("g", rng.IntN(2)), Value: 0.1 * float64(rng.IntN(5))}}
+			}
+			hits = append(hits, h)
+		}
+		first := trial%2 == 0
+		var tail *Tail
+		if ss := session.Build(hits[:1], settings); trial%3 == 0 && len(ss) > 0 {
+			tail = tailOf(ss[0]) // another session's
+			tail.session = "other"
+		}
+		cur := session.Build(hits[:1], settings)
+		for k := 1; k < len(hits); k++ {
+			if len(cur) == 0 {
+				cur = session.Build(hits[:k+1], settings)
+				continue
+			}
+			last := cur[len(cur)-1]
+			old := session.Build(last.Hits, settings)[0] // an unshared copy for AddChange
+			if last.Pageviews == 0 && hits[k].Type == hit.TypePageview {
+				cur = session.Build(hits[:k+1], settings) // the landing page changes: the long way
+				tail = nil
+				continue
+			}
+			now, e, ok := session.Extend(last, hits[k], settings)
+			if !ok {
+				cur = session.Build(hits[:k+1], settings)
+				tail = nil
+				continue
+			}
+			extended++
+			cur[len(cur)-1] = now
+			want, got := New(), New()
+			want.AddChange(old, now, "c1", first, first, time.UTC)
+			tail = got.AddExtension(tail, e, now, "c1", first, time.UTC)
+			if diff := compareContributions(want, got); diff != "" {
+				t.Fatalf("trial %d, hit %d (%s %s): %s", trial, k, hits[k].Type, hits[k].Path, diff)
+			}
+		}
+	}
+	if extended < 2000 {
+		t.Fatalf("only %d hits extended a session: the test does not exercise AddExtension", extended)
+	}
+}

@@ -156,8 +156,36 @@ func cpuTime() time.Duration {
 // BenchmarkProcessing varies ±15% on this machine and hides changes of a
 // few percent: use it to see what a change to this path does.
 func BenchmarkApplyHit(b *testing.B) {
+	benchApply(b, benchTraffic(100000, 20000))
+}
+
+// BenchmarkApplyHitLongSession is BenchmarkApplyHit for one visitor whose
+// session has 10, 100 or 1,000 pageviews, 5 seconds apart (an app left
+// open, a crawler no list knows): the cost per hit must not grow with the
+// session's length, or one such visitor slows its whole partition.
+func BenchmarkApplyHitLongSession(b *testing.B) {
+	for _, n := range []int{10, 100, 1000} {
+		b.Run(fmt.Sprintf("pageviews=%d", n), func(b *testing.B) {
+			start := time.Now().UTC().Add(-3 * time.Hour)
+			msgs := make([]Message, n)
+			for i := range msgs {
+				at := start.Add(time.Duration(i) * 5 * time.Second)
+				h := &hit.Hit{PropertyID: propID, TenantID: "t", ClientID: "c", Type: hit.TypePageview, Origin: hit.OriginBrowser,
+					Time: at, ReceivedAt: at, Hostname: "shop.example", Path: fmt.Sprintf("/p/%d", i%50),
+					Country: "DE", DeviceCategory: "desktop", Browser: "Firefox", OS: "Linux"}
+				h.ID = h.DeriveID(fmt.Sprint(i))
+				v, _ := hit.Marshal(h)
+				msgs[i] = Message{Offset: int64(i), Value: v}
+			}
+			benchApply(b, msgs)
+		})
+	}
+}
+
+// benchApply applies msgs to a new partition, again and again until b.N
+// hits are applied.
+func benchApply(b *testing.B, msgs []Message) {
 	prop := testProperty(b, rules.Defaults())
-	msgs := benchTraffic(100000, 20000)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for n := 0; n < b.N; {

@@ -102,9 +102,9 @@ func (h *Hit) attribution(s Settings) (attribution.Touch, string) {
 	return touch, channel
 }
 
-// initiates reports whether a hit of this type may start or split a
-// session.
-func (h *Hit) initiates() bool { return h.Type == hit.TypePageview || h.Type == hit.TypeEvent }
+// Initiates reports whether a hit of this type may start or split a
+// session: a pageview or an event.
+func (h *Hit) Initiates() bool { return h.Type == hit.TypePageview || h.Type == hit.TypeEvent }
 
 // Less orders hits by time, then ID, which is how a visitor's timeline is
 // kept.
@@ -157,6 +157,9 @@ type Session struct {
 	ConversionValue float64
 	GoalIDs         []string
 	RuleVersion     int
+
+	interaction bool // an interaction event is among the hits
+	lastPage    *Hit // the last pageview, nil if none
 }
 
 // EngagedAfter is how long a session must last to count as engaged without
@@ -177,7 +180,7 @@ func Build(hits []*Hit, s Settings) []*Session {
 			last = h
 			continue
 		}
-		if !h.initiates() {
+		if !h.Initiates() {
 			continue // outside every session: ignored
 		}
 		cur = &Session{ID: h.ID, Hits: []*Hit{h}}
@@ -197,7 +200,7 @@ func startsNew(cur *Session, last, h *Hit, s Settings) bool {
 	if localDay(last.Time, s.Location) != localDay(h.Time, s.Location) {
 		return true
 	}
-	return h.initiates() && !h.Campaign.Empty() && !h.Campaign.Same(cur.Hits[0].Campaign)
+	return h.Initiates() && !h.Campaign.Empty() && !h.Campaign.Same(cur.Hits[0].Campaign)
 }
 
 // LocalDay returns the property-local date of t as midnight UTC of that
@@ -219,7 +222,6 @@ func (ss *Session) finish(s Settings) {
 	ss.RuleVersion = first.RuleVersion
 	ss.Landing, ss.Exit = NotSet, NotSet
 
-	interaction := false
 	var pvTimes []time.Time
 	for _, h := range ss.Hits {
 		switch h.Type {
@@ -229,11 +231,12 @@ func (ss *Session) finish(s Settings) {
 				ss.Landing = h.Path
 			}
 			ss.Exit = h.Path
+			ss.lastPage = h
 			pvTimes = append(pvTimes, h.Time)
 		case hit.TypeEvent:
 			ss.Events++
 			if h.Interaction {
-				interaction = true
+				ss.interaction = true
 			}
 		}
 		for _, g := range h.Goals {
@@ -255,8 +258,83 @@ func (ss *Session) finish(s Settings) {
 			ss.PageTimesMS[i] = -1
 		}
 	}
-	ss.Bounce = ss.Pageviews == 1 && !interaction
-	ss.Engaged = ss.Pageviews >= 2 || ss.Conversions > 0 || ss.End.Sub(ss.Start) > EngagedAfter
-
+	ss.setEngagement()
 	ss.Touch, ss.Channel = first.attribution(s)
+}
+
+func (ss *Session) setEngagement() {
+	ss.Bounce = ss.Pageviews == 1 && !ss.interaction
+	ss.Engaged = ss.Pageviews >= 2 || ss.Conversions > 0 || ss.End.Sub(ss.Start) > EngagedAfter
+}
+
+// Extension is what Extend changed in a session.
+type Extension struct {
+	// Before holds the session's values before the hit. Its Hits,
+	// PageTimesMS and GoalIDs are nil: they now hold the extended
+	// session's.
+	Before Session
+	// LastPage is the pageview whose time on page the hit changed (the
+	// session's last pageview before it), nil if none, with its time on
+	// page before and after.
+	LastPage                      *Hit
+	LastPageTimeMS, PageTimeNowMS int64
+}
+
+// Extend appends h to ss when h comes after every hit of ss and continues
+// it (under the rules of Build): it returns the session that Build would
+// give for ss's hits and h, and what changed. It takes constant time where
+// building the session again takes time in its number of hits, which for
+// a visitor's current session, the one that gets most hits, would make a
+// session's cost grow with the square of its length.
+//
+// The new session shares ss's memory, and ss's last time on page is
+// updated in place: ss must not be used afterwards. ok is false, and ss
+// unchanged, when h does not come after ss's last hit or does not continue
+// ss (it starts a new session, or, if it cannot, is outside every session).
+func Extend(ss *Session, h *Hit, s Settings) (now *Session, e Extension, ok bool) {
+	last := ss.Hits[len(ss.Hits)-1]
+	if !Less(last, h) || startsNew(ss, last, h, s) {
+		return nil, Extension{}, false
+	}
+	e.Before = *ss
+	e.Before.Hits, e.Before.PageTimesMS, e.Before.GoalIDs = nil, nil, nil
+	n := *ss
+	n.Hits = append(n.Hits, h)
+	n.End = h.Time
+	n.DurationMS = n.End.Sub(n.Start).Milliseconds()
+	if p := n.lastPage; p != nil {
+		// The last pageview's time on page now runs to h: to the next
+		// pageview, or to the session's last hit.
+		k := len(n.PageTimesMS) - 1
+		pt := int64(-1)
+		if h.Time.After(p.Time) || h.Type == hit.TypePageview {
+			pt = h.Time.Sub(p.Time).Milliseconds()
+		}
+		e.LastPage, e.LastPageTimeMS, e.PageTimeNowMS = p, n.PageTimesMS[k], pt
+		n.PageTimesMS[k] = pt
+	}
+	switch h.Type {
+	case hit.TypePageview:
+		n.Pageviews++
+		if n.Landing == NotSet {
+			n.Landing = h.Path
+		}
+		n.Exit = h.Path
+		n.lastPage = h
+		n.PageTimesMS = append(n.PageTimesMS, -1) // h is the last hit
+	case hit.TypeEvent:
+		n.Events++
+		if h.Interaction {
+			n.interaction = true
+		}
+	}
+	for _, g := range h.Goals {
+		if !slices.Contains(n.GoalIDs, g.ID) {
+			n.GoalIDs = append(n.GoalIDs, g.ID)
+			n.Conversions++
+			n.ConversionValue += g.Value
+		}
+	}
+	n.setEngagement()
+	return &n, e, true
 }

@@ -2,6 +2,8 @@ package session
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"reflect"
 	"sort"
 	"testing"
 	"time"
@@ -169,5 +171,81 @@ func TestCustomChannelComesFirst(t *testing.T) {
 	hits := []*Hit{withCampaign(pv("a", at(10, 0, 0), "/"), "/?utm_source=partner&utm_medium=referral")}
 	if got := Build(hits, st)[0].Channel; got != "Partners" {
 		t.Fatalf("channel %q, want the custom channel", got)
+	}
+}
+
+// Extending the last session hit by hit gives exactly the sessions that
+// building all the hits at once gives: every field, for hits of every
+// kind arriving in order (pageviews, events with and without interaction,
+// pings, goals, campaigns, gaps past the timeout, midnight, equal times).
+func TestExtendEqualsBuild(t *testing.T) {
+	rng := rand.New(rand.NewPCG(8, 21))
+	st := settings()
+	for trial := range 500 {
+		var hits []*Hit
+		at := at(23, 0, 0)
+		for i := range 1 + rng.IntN(30) {
+			if rng.IntN(6) > 0 {
+				at = at.Add(time.Duration(rng.IntN(20*60)) * time.Second)
+			}
+			if rng.IntN(15) == 0 {
+				at = at.Add(31 * time.Minute)
+			}
+			h := pv(fmt.Sprintf("h%02d", i), at, fmt.Sprint("/", rng.IntN(4)))
+			switch rng.IntN(6) {
+			case 0:
+				h = ev(h.ID, at)
+				h.Interaction = rng.IntN(2) == 0
+			case 1:
+				h = ping(h.ID, at)
+			}
+			if rng.IntN(8) == 0 {
+				h.Goals = []Goal{{ID: fmt.Sprint("g", rng.IntN(2)), Value: float64(rng.IntN(4))}}
+			}
+			if rng.IntN(10) == 0 {
+				withCampaign(h, fmt.Sprint("/?utm_source=s", rng.IntN(2)))
+			}
+			hits = append(hits, h)
+		}
+		var got []*Session
+		for _, h := range hits {
+			if n := len(got); n > 0 {
+				before := *got[n-1]
+				if now, e, ok := Extend(got[n-1], h, st); ok {
+					before.Hits, before.PageTimesMS, before.GoalIDs = nil, nil, nil
+					if !reflect.DeepEqual(e.Before, before) {
+						t.Fatalf("trial %d: Extension.Before is not the session before", trial)
+					}
+					got[n-1] = now
+					continue
+				}
+			}
+			if h.Initiates() {
+				got = append(got, Build([]*Hit{h}, st)...)
+			}
+		}
+		if want := Build(hits, st); !reflect.DeepEqual(got, want) {
+			t.Fatalf("trial %d: extended %s, built %s\n got  %+v\n want %+v", trial, shape(got), shape(want), got, want)
+		}
+	}
+}
+
+// Extend refuses a hit that does not come after the session's last hit,
+// and one that starts a new session, and leaves the session as it was.
+func TestExtendRefuses(t *testing.T) {
+	ss := build(pv("b", at(10, 0, 0), "/"), pv("c", at(10, 5, 0), "/x"))[0]
+	keep := fmt.Sprintf("%+v", *ss)
+	for _, h := range []*Hit{
+		pv("a", at(10, 5, 0), "/early"),                               // same time, smaller ID: sorts before c
+		pv("d", at(10, 35, 1), "/late"),                               // past the timeout
+		withCampaign(pv("e", at(10, 6, 0), "/"), "/?utm_source=news"), // a new campaign
+		ping("f", at(11, 0, 0)),                                       // outside every session
+	} {
+		if _, _, ok := Extend(ss, h, settings()); ok {
+			t.Errorf("hit %s extended the session", h.ID)
+		}
+	}
+	if fmt.Sprintf("%+v", *ss) != keep {
+		t.Error("a refused hit changed the session")
 	}
 }

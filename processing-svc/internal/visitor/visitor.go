@@ -15,6 +15,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/acme/analytics/pkg/hit"
 	"github.com/acme/analytics/processing-svc/internal/derive"
 	"github.com/acme/analytics/processing-svc/internal/session"
 )
@@ -58,6 +59,7 @@ type Visitor struct {
 
 	sessions  []*session.Session // derived from Hits; nil until built
 	builtWith any                // the Settings.Source sessions were built with
+	tail      *derive.Tail       // of the last session, while hits are appended to it
 }
 
 // New returns the state of a visitor not seen before.
@@ -126,10 +128,16 @@ func (v *Visitor) Apply(h *session.Hit, received time.Time, s session.Settings, 
 	}
 	before := v.build(s)
 	i, _ := slices.BinarySearchFunc(v.Hits, h, session.Compare)
-	v.Hits = slices.Insert(v.Hits, i, h)
-	after := v.rebuild(before, i, s)
-
-	ch := v.diff(before, after, s.Location, c)
+	ch, ok := Changes{}, false
+	if i == len(v.Hits) && len(before) > 0 && v.builtWith == s.Source {
+		ch, ok = v.append(h, s, c)
+	}
+	if !ok {
+		v.Hits = slices.Insert(v.Hits, i, h)
+		after := v.rebuild(before, i, s)
+		ch = v.diff(before, after, s.Location, c)
+		v.tail = nil
+	}
 	if h.Time.After(v.LastSeen) {
 		v.LastSeen = h.Time
 	}
@@ -185,6 +193,36 @@ func (v *Visitor) rebuild(before []*session.Session, i int, s session.Settings) 
 	v.sessions = append(slices.Clip(before[:k]), session.Build(v.Hits[from:], s)...)
 	v.builtWith = s.Source
 	return v.sessions
+}
+
+// append handles h when it comes after every hit of the visitor, the
+// common case, in time that does not grow with the current session's
+// length: h extends the last session (session.Extend), starts a new one,
+// or, outside every session, changes none. It reports false, changing
+// nothing, when h would give the last session its first pageview (and so
+// its landing page): rebuild and diff handle that, once per session.
+func (v *Visitor) append(h *session.Hit, s session.Settings, c *derive.Contributions) (Changes, bool) {
+	k := len(v.sessions) - 1
+	last := v.sessions[k]
+	if last.Pageviews == 0 && h.Type == hit.TypePageview {
+		return Changes{}, false
+	}
+	now, e, ok := session.Extend(last, h, s)
+	switch {
+	case ok:
+		v.sessions[k] = now
+		v.tail = c.AddExtension(v.tail, e, now, v.ClientID, v.isFirst(k), s.Location)
+	case h.Initiates():
+		now = session.Build([]*session.Hit{h}, s)[0]
+		k++
+		v.sessions = append(v.sessions, now)
+		c.AddSession(now, v.ClientID, v.isFirst(k), s.Location, +1)
+	default:
+		v.Hits = append(v.Hits, h) // outside every session
+		return Changes{}, true
+	}
+	v.Hits = append(v.Hits, h)
+	return Changes{UpsertSessions: []Upsert{{Session: now, First: v.isFirst(k)}}, User: true}, true
 }
 
 // isFirst reports whether the i-th live session is the user's first.
@@ -276,5 +314,5 @@ func (v *Visitor) freeze(s session.Settings) {
 	v.Hits = slices.Clone(v.Hits[cut:])
 	v.FrozenSessions += n
 	v.FrozenUntil = last.End.Add(s.Timeout)
-	v.sessions = nil
+	v.sessions, v.tail = nil, nil
 }
