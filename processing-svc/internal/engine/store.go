@@ -32,10 +32,15 @@ const (
 	cqlHourlyCols = "users_hll, new_users, sessions, engaged_sessions, bounces, session_duration_ms, pageviews, events, conversions, conversion_value"
 	cqlLoadHourly = "SELECT " + cqlHourlyCols + ", through_offset FROM rollup_hourly WHERE property_id = ? AND day = ? AND hour = ? AND shard = ?"
 	cqlHourly     = "INSERT INTO rollup_hourly (property_id, day, hour, shard, " + cqlHourlyCols + ", through_offset) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-	cqlLoadRT     = "SELECT pageviews, users_hll, pages, sources, through_offset FROM realtime WHERE property_id = ? AND minute = ? AND shard = ?"
-	cqlRealtime   = "INSERT INTO realtime (property_id, minute, shard, pageviews, users_hll, pages, sources, through_offset) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-	cqlLoadFilter = "SELECT hits, through_offset FROM filtered_hits WHERE property_id = ? AND day = ? AND reason = ? AND shard = ?"
-	cqlFiltered   = "INSERT INTO filtered_hits (property_id, day, reason, shard, hits, through_offset) VALUES (?, ?, ?, ?, ?, ?)"
+	cqlLoadRT     = "SELECT pageviews, users_hll, pages, sources, through_offset FROM realtime_minutes WHERE property_id = ? AND minute = ? AND shard = ?"
+	cqlRealtime   = "INSERT INTO realtime_minutes (property_id, minute, shard, pageviews, users_hll, pages, sources, through_offset) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+	// cqlLoadLegacyRT reads the table realtime_minutes replaced
+	// (cql/0005_realtime_frozen.cql), whose rows expire two hours after
+	// the upgrade: a minute's row starts from there when the new table has
+	// none. Remove it, and the table, in a release after that.
+	cqlLoadLegacyRT = "SELECT pageviews, users_hll, pages, sources, through_offset FROM realtime WHERE property_id = ? AND minute = ? AND shard = ?"
+	cqlLoadFilter   = "SELECT hits, through_offset FROM filtered_hits WHERE property_id = ? AND day = ? AND reason = ? AND shard = ?"
+	cqlFiltered     = "INSERT INTO filtered_hits (property_id, day, reason, shard, hits, through_offset) VALUES (?, ?, ?, ?, ?, ?)"
 )
 
 // stmt is one write, grouped with others of the same partition into an
@@ -223,7 +228,12 @@ func loadRow(ctx context.Context, s *gocql.Session, k rowKey, r *row) error {
 	case kindRealtime:
 		var pv int64
 		var pages, sources map[string]int64
-		err = s.Query(cqlLoadRT, k.property, k.minute.Minute, int16(k.shard)).WithContext(ctx).Scan(&pv, &users, &pages, &sources, &through)
+		for _, cql := range []string{cqlLoadRT, cqlLoadLegacyRT} {
+			err = s.Query(cql, k.property, k.minute.Minute, int16(k.shard)).WithContext(ctx).Scan(&pv, &users, &pages, &sources, &through)
+			if !errors.Is(err, gocql.ErrNotFound) {
+				break
+			}
+		}
 		stored = func(r *row) {
 			r.metrics.Pageviews = pv
 			r.pages, r.sources = pages, sources

@@ -150,7 +150,7 @@ func (ds *Dataset) Derive() *Rows {
 }
 
 // Write writes rows for property with session: every rollup_daily,
-// rollup_hourly, realtime and filtered_hits row, in unlogged batches per
+// rollup_hourly, realtime_minutes and filtered_hits row, in unlogged batches per
 // partition, concurrently.
 func Write(ctx context.Context, session *gocql.Session, property gocql.UUID, r *Rows) error {
 	type stmt struct {
@@ -182,7 +182,7 @@ func Write(ctx context.Context, session *gocql.Session, property gocql.UUID, r *
 		if err != nil {
 			return err
 		}
-		parts["r"] = append(parts["r"], stmt{"INSERT INTO realtime (property_id, minute, shard, pageviews, users_hll, pages, sources, through_offset) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+		parts["r"] = append(parts["r"], stmt{"INSERT INTO realtime_minutes (property_id, minute, shard, pageviews, users_hll, pages, sources, through_offset) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
 			[]any{property, k.Minute, int16(k.Shard), c.Pageviews, users, c.Pages, c.Sources, int64(1)}})
 	}
 	for _, f := range r.Filtered {

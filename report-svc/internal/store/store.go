@@ -6,10 +6,12 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/acme/analytics/pkg/rollup"
@@ -309,44 +311,73 @@ type RealtimeRow struct {
 }
 
 // Realtime reads the realtime rows of minutes at or after since, newest
-// first.
+// first (then by shard).
+//
+// They are in realtime_minutes, and, for two hours after processing's
+// upgrade to it, in the table it replaced (cql/0005_realtime_frozen.cql),
+// which processing only reads from: a minute and shard with a row in both
+// takes realtime_minutes' (processing started it from the old one). Read
+// only realtime_minutes in a release after that.
 func (s *Store) Realtime(ctx context.Context, property gocql.UUID, since time.Time) ([]RealtimeRow, error) {
 	var out []RealtimeRow
 	err := s.read(ctx, "realtime", func(ctx context.Context) error {
 		out = out[:0]
-		iter := s.query(ctx, "SELECT minute, shard, pageviews, users_hll, pages, sources FROM realtime WHERE property_id = ? AND minute >= ?", property, since).Iter()
-		for {
-			var r RealtimeRow
-			var shard int16
-			if !iter.Scan(&r.Minute, &shard, &r.Pageviews, &r.Users, &r.Pages, &r.Sources) {
-				break
+		seen := map[realtimeKey]bool{}
+		for _, table := range []string{"realtime_minutes", "realtime"} {
+			iter := s.query(ctx, "SELECT minute, shard, pageviews, users_hll, pages, sources FROM "+table+" WHERE property_id = ? AND minute >= ?", property, since).Iter()
+			for {
+				var r RealtimeRow
+				var shard int16
+				if !iter.Scan(&r.Minute, &shard, &r.Pageviews, &r.Users, &r.Pages, &r.Sources) {
+					break
+				}
+				r.Shard = int(shard)
+				if k := (realtimeKey{r.Minute.UnixMilli(), r.Shard}); !seen[k] {
+					seen[k] = true
+					out = append(out, r)
+				}
 			}
-			r.Shard = int(shard)
-			out = append(out, r)
+			if err := iter.Close(); err != nil {
+				return fmt.Errorf("read %s: %w", table, err)
+			}
 		}
-		if err := iter.Close(); err != nil {
-			return fmt.Errorf("read realtime: %w", err)
-		}
+		slices.SortFunc(out, func(a, b RealtimeRow) int {
+			if c := b.Minute.Compare(a.Minute); c != 0 {
+				return c
+			}
+			return cmp.Compare(a.Shard, b.Shard)
+		})
 		return nil
 	})
 	return out, err
 }
 
+type realtimeKey struct {
+	minute int64
+	shard  int
+}
+
 // NewestMinute returns the newest minute of the property's realtime rows
-// (which expire after two hours), and false when there is none.
+// (which expire after two hours), and false when there is none. Like
+// Realtime, it reads the table realtime_minutes replaced too.
 func (s *Store) NewestMinute(ctx context.Context, property gocql.UUID) (time.Time, bool, error) {
-	var minute time.Time
+	var newest time.Time
 	found := false
 	err := s.read(ctx, "realtime", func(ctx context.Context) error {
-		err := s.query(ctx, "SELECT minute FROM realtime WHERE property_id = ? LIMIT 1", property).Scan(&minute)
-		if errors.Is(err, gocql.ErrNotFound) {
-			return nil
+		for _, table := range []string{"realtime_minutes", "realtime"} {
+			var minute time.Time
+			err := s.query(ctx, "SELECT minute FROM "+table+" WHERE property_id = ? LIMIT 1", property).Scan(&minute)
+			if errors.Is(err, gocql.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("read newest minute of %s: %w", table, err)
+			}
+			if !found || minute.After(newest) {
+				newest, found = minute, true
+			}
 		}
-		if err != nil {
-			return fmt.Errorf("read newest realtime minute: %w", err)
-		}
-		found = true
 		return nil
 	})
-	return minute, found, err
+	return newest, found, err
 }
