@@ -28,6 +28,24 @@ const LateHorizon = 4 * time.Hour
 // reach processing out of order (several collection instances, retries).
 const ClockSkew = 10 * time.Minute
 
+// Limits on one visitor's state, against a client that sends far more hits
+// than a person can (a server sending every event with one client ID, a
+// crawler that keeps its cookie): without them its state would grow past
+// what a processor's memory and one Cassandra write can hold, and every
+// hit would cost more.
+const (
+	// MaxLiveHits bounds the live timeline: a hit that would take it past
+	// this is excluded with reason LimitReason, until sessions freeze.
+	MaxLiveHits = 10_000
+	// MaxSeen bounds the IDs of excluded hits kept to recognise re-sends:
+	// past it, an excluded hit is counted without its ID being kept, so a
+	// re-send of it is counted again. Hits that are applied are always kept.
+	MaxSeen = 20_000
+)
+
+// LimitReason is the filtered-hits reason of a hit excluded by MaxLiveHits.
+const LimitReason = "visitor_limit"
+
 // Touch is a user's first-touch acquisition.
 type Touch struct {
 	Source, Medium, Campaign, Channel string
@@ -108,7 +126,9 @@ func (v *Visitor) Exclude(id string, t, received time.Time, reason string, loc *
 	if _, dup := v.Seen[id]; dup {
 		return Duplicate
 	}
-	v.Seen[id] = t
+	if len(v.Seen) < MaxSeen {
+		v.Seen[id] = t
+	}
 	v.advance(received)
 	c.AddFiltered(session.LocalDay(t, loc), reason)
 	return Excluded
@@ -120,12 +140,20 @@ func (v *Visitor) Apply(h *session.Hit, received time.Time, s session.Settings, 
 	if _, dup := v.Seen[h.ID]; dup {
 		return Duplicate, Changes{}
 	}
-	v.Seen[h.ID] = h.Time
-	if h.Time.Before(v.FrozenUntil) {
+	if len(v.Hits) >= MaxLiveHits {
+		// At the limit: sessions that ended long enough before this
+		// hit's receipt make room first.
 		v.advance(received)
-		c.AddFiltered(session.LocalDay(h.Time, s.Location), "too_late")
+		v.freeze(s)
+	}
+	if h.Time.Before(v.FrozenUntil) {
+		v.Exclude(h.ID, h.Time, received, "too_late", s.Location, c)
 		return TooLate, Changes{}
 	}
+	if len(v.Hits) >= MaxLiveHits {
+		return v.Exclude(h.ID, h.Time, received, LimitReason, s.Location, c), Changes{}
+	}
+	v.Seen[h.ID] = h.Time
 	before := v.build(s)
 	i, _ := slices.BinarySearchFunc(v.Hits, h, session.Compare)
 	ch, ok := Changes{}, false

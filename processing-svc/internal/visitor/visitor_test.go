@@ -158,3 +158,49 @@ func describe(ss []*session.Session) string {
 	}
 	return fmt.Sprint(out)
 }
+
+// A visitor past MaxLiveHits live hits has its further hits excluded as
+// visitor_limit (counted, not lost silently) and its state stops growing;
+// its applied hits are still recognised when re-sent, and the limit lifts
+// once its sessions freeze.
+func TestVisitorLimits(t *testing.T) {
+	v := New("server")
+	c := derive.New()
+	at := func(i int) time.Time { return t0.Add(time.Duration(i) * 100 * time.Millisecond) }
+	var applied, excluded int
+	for i := range MaxLiveHits + 25 {
+		h := &session.Hit{ID: fmt.Sprintf("h%05d", i), Type: hit.TypeEvent, Time: at(i), Category: "api", Action: "call"}
+		switch out, _ := v.Apply(h, at(i), settings, c); out {
+		case Applied:
+			applied++
+		case Excluded:
+			excluded++
+		default:
+			t.Fatalf("hit %d: %v", i, out)
+		}
+	}
+	if applied != MaxLiveHits || excluded != 25 || len(v.Hits) != MaxLiveHits {
+		t.Fatalf("%d applied, %d excluded, %d live; want %d, 25, %d", applied, excluded, len(v.Hits), MaxLiveHits, MaxLiveHits)
+	}
+	if got := c.Filtered[derive.FilteredKey{Day: t0.Truncate(24 * time.Hour), Reason: LimitReason}]; got != 25 {
+		t.Fatalf("filtered as %s: %d, want 25", LimitReason, got)
+	}
+	resent := &session.Hit{ID: "h00007", Type: hit.TypeEvent, Time: at(7), Category: "api", Action: "call"}
+	if out, _ := v.Apply(resent, at(MaxLiveHits+30), settings, c); out != Duplicate {
+		t.Fatalf("a re-sent applied hit: %v, want Duplicate", out)
+	}
+
+	// Excluded hits' IDs are kept up to MaxSeen, then counted without.
+	for i := range MaxSeen {
+		v.Exclude(fmt.Sprint("bot", i), at(MaxLiveHits), at(MaxLiveHits), "bot", time.UTC, c)
+	}
+	if len(v.Seen) > MaxSeen+MaxLiveHits {
+		t.Fatalf("%d IDs kept, want at most %d", len(v.Seen), MaxSeen+MaxLiveHits)
+	}
+
+	// A day later the session has ended and frozen: hits apply again.
+	next := &session.Hit{ID: "next", Type: hit.TypePageview, Time: t0.Add(30 * time.Hour), Path: "/"}
+	if out, _ := v.Apply(next, next.Time, settings, c); out != Applied {
+		t.Fatalf("after the sessions froze: %v, want Applied", out)
+	}
+}

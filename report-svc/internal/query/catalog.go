@@ -112,7 +112,7 @@ var dimensions = map[string]*Dimension{
 	"event_category": stored("event_category", "event category"),
 	"event_action":   stored("event_action", "event action"),
 	"event_label":    stored("event_label", "event label"),
-	"reason":         stored("reason", "why hits were excluded: ip, user_agent, country, foreign_host, bot, page, too_late"),
+	"reason":         stored("reason", "why hits were excluded: ip, user_agent, country, foreign_host, bot, page, too_late, visitor_limit"),
 	"source_medium": {Name: "source_medium", Doc: `"source / medium"`, needs: []string{"source", "medium"},
 		derive: func(v []string, _ *Query) (string, bool) { return rollup.JoinDimension(v[0], v[1]), true }},
 	"page_path": {Name: "page_path", Doc: "page-path drill-down: the pages and directories one level below the path parameter",
