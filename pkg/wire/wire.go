@@ -141,9 +141,7 @@ func (r *Reader) Bytes() []byte {
 	if r.err != nil {
 		return nil
 	}
-	v := r.b[:n:n]
-	r.b = r.b[n:]
-	return v
+	return r.Next(int(n))
 }
 
 // Next reads the next n bytes, written raw (without a length). It is a

@@ -181,14 +181,7 @@ func (c *Contributions) AddChange(old, now *session.Session, clientID string, fi
 		c.AddSession(now, clientID, firstNow, loc, +1)
 		return
 	}
-	dm := sessionMetrics(now, firstNow)
-	dm.Add(sessionMetrics(old, firstOld), -1)
-	if !dm.IsZero() {
-		for _, d := range sessionDims(now, firstNow) {
-			c.addDaily(DailyKey{Day: now.Day, Report: d.report, Dimension: d.value}, dm, 1)
-		}
-		c.addHourly(HourKey{Day: now.Day, Hour: now.Start.In(loc).Hour()}, dm, 1)
-	}
+	c.addMetricsChange(old, now, firstOld, firstNow, loc)
 	c.addPages(old, -1)
 	c.addPages(now, +1)
 	c.addEvents(old, -1)
@@ -256,14 +249,7 @@ func (c *Contributions) AddExtension(tail *Tail, e session.Extension, now *sessi
 	if tail == nil || tail.session != now.ID {
 		tail = tailOf(now)
 	}
-	dm := sessionMetrics(now, first)
-	dm.Add(sessionMetrics(b, first), -1)
-	if !dm.IsZero() {
-		for _, d := range sessionDims(now, first) {
-			c.addDaily(DailyKey{Day: now.Day, Report: d.report, Dimension: d.value}, dm, 1)
-		}
-		c.addHourly(HourKey{Day: now.Day, Hour: now.Start.In(loc).Hour()}, dm, 1)
-	}
+	c.addMetricsChange(b, now, first, first, loc)
 
 	h := now.Hits[len(now.Hits)-1]
 	page := func(path string, m rollup.Metrics) {
@@ -315,6 +301,20 @@ func bit(b bool) int64 {
 		return 1
 	}
 	return 0
+}
+
+// addMetricsChange adds the change of a session's metrics between two
+// builds with the same head (so the same rows) to its session-level rows.
+func (c *Contributions) addMetricsChange(old, now *session.Session, firstOld, firstNow bool, loc *time.Location) {
+	dm := sessionMetrics(now, firstNow)
+	dm.Add(sessionMetrics(old, firstOld), -1)
+	if dm.IsZero() {
+		return
+	}
+	for _, d := range sessionDims(now, firstNow) {
+		c.addDaily(DailyKey{Day: now.Day, Report: d.report, Dimension: d.value}, dm, 1)
+	}
+	c.addHourly(HourKey{Day: now.Day, Hour: now.Start.In(loc).Hour()}, dm, 1)
 }
 
 // sameHead reports whether two builds of a session have the same rows:

@@ -224,27 +224,9 @@ func (ss *Session) finish(s Settings) {
 
 	var pvTimes []time.Time
 	for _, h := range ss.Hits {
-		switch h.Type {
-		case hit.TypePageview:
-			ss.Pageviews++
-			if ss.Landing == NotSet {
-				ss.Landing = h.Path
-			}
-			ss.Exit = h.Path
-			ss.lastPage = h
+		ss.count(h)
+		if h.Type == hit.TypePageview {
 			pvTimes = append(pvTimes, h.Time)
-		case hit.TypeEvent:
-			ss.Events++
-			if h.Interaction {
-				ss.interaction = true
-			}
-		}
-		for _, g := range h.Goals {
-			if !slices.Contains(ss.GoalIDs, g.ID) {
-				ss.GoalIDs = append(ss.GoalIDs, g.ID)
-				ss.Conversions++
-				ss.ConversionValue += g.Value
-			}
 		}
 	}
 	ss.PageTimesMS = make([]int64, len(pvTimes))
@@ -260,6 +242,32 @@ func (ss *Session) finish(s Settings) {
 	}
 	ss.setEngagement()
 	ss.Touch, ss.Channel = first.attribution(s)
+}
+
+// count adds what h counts for: pageviews, landing and exit page, events,
+// interaction and goals. Build and Extend count every hit through it.
+func (ss *Session) count(h *Hit) {
+	switch h.Type {
+	case hit.TypePageview:
+		ss.Pageviews++
+		if ss.Landing == NotSet {
+			ss.Landing = h.Path
+		}
+		ss.Exit = h.Path
+		ss.lastPage = h
+	case hit.TypeEvent:
+		ss.Events++
+		if h.Interaction {
+			ss.interaction = true
+		}
+	}
+	for _, g := range h.Goals {
+		if !slices.Contains(ss.GoalIDs, g.ID) {
+			ss.GoalIDs = append(ss.GoalIDs, g.ID)
+			ss.Conversions++
+			ss.ConversionValue += g.Value
+		}
+	}
 }
 
 func (ss *Session) setEngagement() {
@@ -313,27 +321,9 @@ func Extend(ss *Session, h *Hit, s Settings) (now *Session, e Extension, ok bool
 		e.LastPage, e.LastPageTimeMS, e.PageTimeNowMS = p, n.PageTimesMS[k], pt
 		n.PageTimesMS[k] = pt
 	}
-	switch h.Type {
-	case hit.TypePageview:
-		n.Pageviews++
-		if n.Landing == NotSet {
-			n.Landing = h.Path
-		}
-		n.Exit = h.Path
-		n.lastPage = h
+	n.count(h)
+	if h.Type == hit.TypePageview {
 		n.PageTimesMS = append(n.PageTimesMS, -1) // h is the last hit
-	case hit.TypeEvent:
-		n.Events++
-		if h.Interaction {
-			n.interaction = true
-		}
-	}
-	for _, g := range h.Goals {
-		if !slices.Contains(n.GoalIDs, g.ID) {
-			n.GoalIDs = append(n.GoalIDs, g.ID)
-			n.Conversions++
-			n.ConversionValue += g.Value
-		}
 	}
 	n.setEngagement()
 	return &n, e, true

@@ -31,8 +31,9 @@ func fullState() *Visitor {
 	}
 }
 
-func TestStateRoundTripsEveryField(t *testing.T) {
-	v := fullState()
+// roundTrip encodes v and decodes the bytes.
+func roundTrip(t *testing.T, v *Visitor) (*Visitor, []byte) {
+	t.Helper()
 	b, err := v.Marshal()
 	if err != nil {
 		t.Fatal(err)
@@ -41,6 +42,12 @@ func TestStateRoundTripsEveryField(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return back, b
+}
+
+func TestStateRoundTripsEveryField(t *testing.T) {
+	v := fullState()
+	back, b := roundTrip(t, v)
 	if !reflect.DeepEqual(back, v) {
 		t.Errorf("round trip:\n got  %+v\n want %+v", back, v)
 	}
@@ -100,14 +107,7 @@ func liveState() *Visitor {
 
 func TestLiveStateRoundTrips(t *testing.T) {
 	v := liveState()
-	b, err := v.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	back, err := Unmarshal(b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	back, b := roundTrip(t, v)
 	if !reflect.DeepEqual(back, v) {
 		t.Errorf("round trip:\n got  %+v\n want %+v", back, v)
 	}

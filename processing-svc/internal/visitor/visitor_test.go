@@ -92,14 +92,7 @@ func TestFreezeAndRoundTrip(t *testing.T) {
 	if out, _ := v.Apply(pv("z", 5), later.Time, settings, c); out != TooLate {
 		t.Fatalf("a hit inside a frozen session: %v, want TooLate", out)
 	}
-	b, err := v.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	back, err := Unmarshal(b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	back, _ := roundTrip(t, v)
 	if got, want := fmt.Sprint(back.SessionCount(settings), back.FrozenUntil, len(back.Seen)), fmt.Sprint(v.SessionCount(settings), v.FrozenUntil, len(v.Seen)); got != want {
 		t.Fatalf("round trip: %s, want %s", got, want)
 	}
