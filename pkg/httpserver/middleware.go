@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"time"
 
@@ -66,19 +67,28 @@ func validRequestID(id string) bool {
 	return true
 }
 
-// AccessLog logs one line per request at info level (debug for health and
-// metrics probes). It never logs headers, so tokens and secrets stay out of
-// the logs.
-func AccessLog(log *slog.Logger) Middleware {
+// AccessLog logs one line per request at info level; at debug level for
+// health and metrics probes, and for the requests to the paths in quiet
+// (exact paths) that succeed: a service's high-volume paths, such as the
+// hit endpoints, whose every request at info would make the logs grow with
+// the traffic (the metrics count every request; a failed one is still
+// logged at info). It never logs headers, so tokens and secrets stay out
+// of the logs.
+func AccessLog(log *slog.Logger, quiet ...string) Middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
 			sw := wrapStatus(w)
 			next.ServeHTTP(sw, r)
 			level := slog.LevelInfo
-			switch r.URL.Path {
-			case "/healthz", "/readyz", "/metrics":
+			switch p := r.URL.Path; {
+			case p == "/healthz" || p == "/readyz" || p == "/metrics":
 				level = slog.LevelDebug
+			case sw.code < http.StatusBadRequest && slices.Contains(quiet, p):
+				level = slog.LevelDebug
+			}
+			if !log.Enabled(r.Context(), level) {
+				return
 			}
 			log.LogAttrs(r.Context(), level, "http request",
 				slog.String("method", r.Method),

@@ -134,3 +134,33 @@ func TestHealth(t *testing.T) {
 		t.Fatal("a draining server must be live but not ready")
 	}
 }
+
+// Successful requests to quiet paths log at debug; their failures, and
+// every other path, at info.
+func TestAccessLogQuietPaths(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&buf, nil)) // info and above
+	h := AccessLog(log, "/collect")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("fail") != "" {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	for _, tt := range []struct {
+		target string
+		logged bool
+	}{
+		{"/collect?tid=x", false},
+		{"/collect?fail=1", true},
+		{"/collect/other", true},
+		{"/v1/reports", true},
+		{"/healthz", false},
+	} {
+		buf.Reset()
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", tt.target, nil))
+		if logged := buf.Len() > 0; logged != tt.logged {
+			t.Errorf("%s: logged at info %v, want %v (%s)", tt.target, logged, tt.logged, buf.String())
+		}
+	}
+}

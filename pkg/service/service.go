@@ -89,6 +89,7 @@ type Service struct {
 	metrics    *http.ServeMux // /metrics alone, when Config.MetricsAddr is set
 	components []Component
 	closers    []func()
+	quiet      []string // paths whose successful requests log at debug
 }
 
 // New builds a Service that logs to w.
@@ -118,13 +119,18 @@ func (s *Service) Go(c Component) { s.components = append(s.components, c) }
 // stopped (close clients, flush producers). They run in reverse order.
 func (s *Service) OnClose(fn func()) { s.closers = append(s.closers, fn) }
 
+// QuietAccessLog makes the access log record the successful requests to
+// paths (exact paths) at debug level rather than info: for high-volume
+// paths, such as the hit endpoints (httpserver.AccessLog).
+func (s *Service) QuietAccessLog(paths ...string) { s.quiet = append(s.quiet, paths...) }
+
 // Run serves until ctx is done or a component fails, then shuts down:
 // readiness fails and the instance leaves Consul, the drain delay passes,
 // the HTTP server drains, components stop, closers run.
 func (s *Service) Run(ctx context.Context) error {
 	handler := httpserver.Chain(s.Mux,
 		httpserver.WithRequestID,
-		httpserver.AccessLog(s.Log),
+		httpserver.AccessLog(s.Log, s.quiet...),
 		httpserver.Metrics(s.Registry),
 		// Innermost, so a panic becomes a 500 that the access log and the
 		// metrics see.

@@ -126,6 +126,12 @@ func New(cfg Config) *Server {
 	return s
 }
 
+// HitPaths are the paths hits arrive at, one request per hit or batch:
+// the service's access log records their successful requests at debug
+// level (service.QuietAccessLog), so that the logs do not grow with the
+// traffic; the metrics count every one.
+var HitPaths = []string{"/collect", "/mp/collect"}
+
 // Register mounts the endpoints on mux.
 func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /collect", s.pixel)

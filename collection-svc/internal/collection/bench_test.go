@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/acme/analytics/collection-svc/internal/benchdata"
+	"github.com/acme/analytics/collection-svc/internal/collect"
 	"github.com/acme/analytics/pkg/httpserver"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -60,7 +61,7 @@ func BenchmarkLoad(b *testing.B) {
 			e := newEnv(b, envOptions{broker: benchBroker, handler: func(h http.Handler) http.Handler {
 				// What service.Run wraps every handler in.
 				log := slog.New(slog.NewJSONHandler(io.Discard, nil))
-				return httpserver.Chain(h, httpserver.WithRequestID, httpserver.AccessLog(log),
+				return httpserver.Chain(h, httpserver.WithRequestID, httpserver.AccessLog(log, collect.HitPaths...),
 					httpserver.Metrics(prometheus.NewRegistry()), httpserver.Recover(log))
 			}})
 			load(b, e.url+"/collect?tid="+tidShop, c.bodies, c.hits, c.conns)

@@ -174,6 +174,7 @@ func Run(ctx context.Context, cfg Config, w io.Writer) error {
 		return err
 	}
 	p.Register(svc.Mux)
+	svc.QuietAccessLog(collect.HitPaths...)
 	svc.Go(p.DeadLetters.Run)
 	svc.Health.Add("kafka", func(context.Context) error { return p.Producer.Healthy() })
 	svc.OnClose(p.Close)

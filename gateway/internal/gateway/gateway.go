@@ -116,6 +116,9 @@ func Run(ctx context.Context, cfg Config, w io.Writer) error {
 		return err
 	}
 	g.Register(svc.Mux)
+	// Hits pass through here one request per hit or batch: their
+	// successful requests log at debug, as in collection.
+	svc.QuietAccessLog("/collect", "/mp/collect")
 	svc.Health.Add("upstreams", g.Ready)
 	svc.Go(g.Run)
 	return svc.Run(ctx)
