@@ -30,8 +30,8 @@ func BenchmarkGateway(b *testing.B) {
 	is := newIssuer(b)
 	config := newUpstream(b, "config")
 	config.setJWKS(is.jwks())
-	// Production settings (access log at info, limits on) with limits high
-	// enough never to refuse.
+	// Production settings (access log at info, successful hits at debug,
+	// limits on) with limits high enough never to refuse.
 	g := startGatewayLogging(b, io.Discard, "-consul-addr=",
 		"-static-upstreams=collection="+trivial.Listener.Addr().String()+",behavior="+trivial.Listener.Addr().String()+",config="+config.addr(),
 		"-hit-rate=1e9", "-hit-burst=1000000000", "-tenant-rate=1e9", "-tenant-burst=1000000000")
