@@ -44,6 +44,12 @@ var ErrDayOpen = errors.New("day still open to late hits")
 // then deletes the rows that no longer exist, so readers never see the day
 // empty; running it twice writes the same rows.
 //
+// It works a processing shard at a time, so its memory is a shard's day of
+// hits, not the property's: a visitor's hits, and every row they make, are
+// in its shard. When the archive's shards do not match the property's
+// shard count (it was raised since the day was archived, so a visitor's
+// hits may lie in two shards), the day is derived in one piece instead.
+//
 // users carries what the days before this one established: the start of
 // each client's first session (from site_users for sessions before since,
 // the start of the reprocessed range; from the reprocessed days after it).
@@ -56,18 +62,68 @@ func ReprocessDay(ctx context.Context, s *gocql.Session, p *Property, day time.T
 	if !day.Before(session.LocalDay(now, p.Location).AddDate(0, 0, -1)) {
 		return fmt.Errorf("%w: %s (reprocess days up to two days ago)", ErrDayOpen, day.Format(time.DateOnly))
 	}
-	hits, err := archivedHits(ctx, s, p, day)
-	if err != nil {
-		return err
-	}
 	current := p.RulesAt(now)
-	rulesOf := func(h *hit.Hit) *rules.Compiled {
+	d := &dayRun{s: s, p: p, day: day, users: users, now: now, keep: map[string]bool{}, rulesOf: func(h *hit.Hit) *rules.Compiled {
 		if mode == RulesCurrent {
 			return current
 		}
 		return p.RulesAt(h.ReceivedAt)
+	}}
+	all := make([]int, max(p.Shards, 1))
+	for i := range all {
+		all[i] = i
 	}
+	for _, shard := range all {
+		hits, err := archivedHits(ctx, s, p, day, []int{shard})
+		if err != nil {
+			return err
+		}
+		if slices.ContainsFunc(hits, func(h *hit.Hit) bool { return ShardOf(h.ClientID, p.Shards) != shard }) {
+			// Archived under another shard count: the whole day in one
+			// piece, which rewrites the shards done so far.
+			d.keep = map[string]bool{}
+			if hits, err = archivedHits(ctx, s, p, day, all); err == nil {
+				err = d.derive(ctx, hits, all)
+			}
+			if err != nil {
+				return err
+			}
+			break
+		}
+		if err := d.derive(ctx, hits, []int{shard}); err != nil {
+			return err
+		}
+	}
+	stale, err := staleRollups(ctx, s, p, day, d.keep)
+	if err != nil {
+		return err
+	}
+	if err := d.writer().exec(ctx, stale); err != nil {
+		return fmt.Errorf("delete stale rows of %s: %w", day.Format(time.DateOnly), err)
+	}
+	return nil
+}
 
+// dayRun is the reprocessing of one day.
+type dayRun struct {
+	s       *gocql.Session
+	p       *Property
+	day     time.Time
+	rulesOf func(*hit.Hit) *rules.Compiled
+	users   *FirstSessions
+	now     time.Time
+	// keep holds the rollup rows derived so far (rowID): the day's others
+	// are deleted at the end.
+	keep map[string]bool
+}
+
+func (d *dayRun) writer() *writer { return &writer{session: d.s, concurrency: 32, batchSize: 50} }
+
+// derive re-derives the visitors of hits, which are all the day's hits of
+// shards: it writes their rows, deletes the shards' session, pageview and
+// event rows it no longer has, and adds its rollup rows to keep.
+func (d *dayRun) derive(ctx context.Context, hits []*hit.Hit, shards []int) error {
+	p, day := d.p, d.day
 	// Derive, per visitor, exactly as live processing does.
 	byClient := map[string][]*hit.Hit{}
 	var clients []string
@@ -78,10 +134,10 @@ func ReprocessDay(ctx context.Context, s *gocql.Session, p *Property, day time.T
 		byClient[h.ClientID] = append(byClient[h.ClientID], h)
 	}
 	slices.Sort(clients)
-	if err := users.load(ctx, s, p.ID, clients); err != nil {
+	if err := d.users.load(ctx, d.s, p.ID, clients); err != nil {
 		return err
 	}
-	firstSeen := users.seen
+	firstSeen := d.users.seen
 	rows := newRowSet()
 	rows.fresh = true // the day's rows from scratch
 	var writes []stmt
@@ -94,7 +150,7 @@ func ReprocessDay(ctx context.Context, s *gocql.Session, p *Property, day time.T
 		var shits []*session.Hit
 		var st session.Settings
 		for _, h := range byClient[client] {
-			r := rulesOf(h)
+			r := d.rulesOf(h)
 			if reason, excluded := r.Exclusion(h); excluded {
 				c.AddFiltered(day, reason)
 				continue
@@ -123,7 +179,7 @@ func ReprocessDay(ctx context.Context, s *gocql.Session, p *Property, day time.T
 				}
 			}
 		}
-		rows.add(p.ID, shard, 0, now, c)
+		rows.add(p.ID, shard, 0, d.now, c)
 	}
 	var derived []keyedRow
 	rows.each(func(k rowKey, r *row) bool {
@@ -138,12 +194,13 @@ func ReprocessDay(ctx context.Context, s *gocql.Session, p *Property, day time.T
 			return err
 		}
 		writes = append(writes, w)
+		d.keep[rowID(kr.key)] = true
 	}
-	wr := writer{session: s, concurrency: 32, batchSize: 50}
+	wr := d.writer()
 	if err := wr.exec(ctx, writes); err != nil {
 		return fmt.Errorf("write reprocessed %s: %w", day.Format(time.DateOnly), err)
 	}
-	stale, err := staleRows(ctx, s, p, day, rows, sessions, hitRows)
+	stale, err := staleEntities(ctx, d.s, p, day, shards, sessions, hitRows)
 	if err != nil {
 		return err
 	}
@@ -158,15 +215,15 @@ func dayStartIn(day time.Time, loc *time.Location) time.Time {
 	return time.Date(day.Year(), day.Month(), day.Day(), 0, 0, 0, 0, loc)
 }
 
-// archivedHits returns the archived hits whose property-local day is day.
-// The archive is partitioned by UTC day, so the (at most two) UTC days the
-// local day overlaps are read, every shard.
-func archivedHits(ctx context.Context, s *gocql.Session, p *Property, day time.Time) ([]*hit.Hit, error) {
+// archivedHits returns the archived hits of shards whose property-local
+// day is day. The archive is partitioned by UTC day, so the (at most two)
+// UTC days the local day overlaps are read.
+func archivedHits(ctx context.Context, s *gocql.Session, p *Property, day time.Time, shards []int) ([]*hit.Hit, error) {
 	start := dayStartIn(day, p.Location)
 	end := start.AddDate(0, 0, 1)
 	var out []*hit.Hit
 	for d := start.UTC().Truncate(24 * time.Hour); d.Before(end); d = d.AddDate(0, 0, 1) {
-		for shard := 0; shard < max(p.Shards, 1); shard++ {
+		for _, shard := range shards {
 			hits, err := archivedPartition(ctx, s, p.ID, d, shard)
 			if err != nil {
 				return nil, err
@@ -228,23 +285,12 @@ func (f *FirstSessions) load(ctx context.Context, s *gocql.Session, property str
 	return nil
 }
 
-// staleRows lists deletes of the day's stored rows that the reprocessed
-// day no longer has.
-func staleRows(ctx context.Context, s *gocql.Session, p *Property, day time.Time, rows *rowSet, sessions, hitRows map[string]bool) ([]stmt, error) {
+// staleRollups lists deletes of the day's stored rollup rows (daily,
+// hourly, filtered hits) that the reprocessed day no longer has: those
+// not in keep.
+func staleRollups(ctx context.Context, s *gocql.Session, p *Property, day time.Time, keep map[string]bool) ([]stmt, error) {
 	var out []stmt
-	keep := map[string]bool{}
-	rows.each(func(k rowKey, _ *row) bool {
-		keep[rowID(k)] = true
-		return true
-	})
-	list := func(cql string, args []any, each func(scan func(dest ...any) bool) error) error {
-		iter := s.Query(cql, args...).WithContext(ctx).PageSize(5000).Iter()
-		if err := each(iter.Scan); err != nil {
-			iter.Close()
-			return err
-		}
-		return iter.Close()
-	}
+	list := lister(ctx, s)
 	reports := append(slices.Clone(rollup.AcquisitionReports), rollup.Page, rollup.EventCategory, rollup.EventAction, rollup.Event)
 	for _, report := range reports {
 		err := list("SELECT dimension, shard FROM rollup_daily WHERE property_id = ? AND day = ? AND report = ?", []any{p.ID, day, report},
@@ -293,7 +339,16 @@ func staleRows(ctx context.Context, s *gocql.Session, p *Property, day time.Time
 	if err != nil {
 		return nil, fmt.Errorf("list filtered hits: %w", err)
 	}
-	for shard := 0; shard < max(p.Shards, 1); shard++ {
+	return out, nil
+}
+
+// staleEntities lists deletes of the day's stored session, pageview and
+// event rows of shards that the reprocessed day no longer has: those not
+// in sessions and hitRows (by shard/ID).
+func staleEntities(ctx context.Context, s *gocql.Session, p *Property, day time.Time, shards []int, sessions, hitRows map[string]bool) ([]stmt, error) {
+	var out []stmt
+	list := lister(ctx, s)
+	for _, shard := range shards {
 		sh := int16(shard)
 		prefix := strconv.Itoa(shard) + "/"
 		for _, t := range []struct {
@@ -319,6 +374,18 @@ func staleRows(ctx context.Context, s *gocql.Session, p *Property, day time.Time
 		}
 	}
 	return out, nil
+}
+
+// lister returns a function that runs a query and hands its scan to each.
+func lister(ctx context.Context, s *gocql.Session) func(cql string, args []any, each func(scan func(dest ...any) bool) error) error {
+	return func(cql string, args []any, each func(scan func(dest ...any) bool) error) error {
+		iter := s.Query(cql, args...).WithContext(ctx).PageSize(5000).Iter()
+		if err := each(iter.Scan); err != nil {
+			iter.Close()
+			return err
+		}
+		return iter.Close()
+	}
 }
 
 // rowID is a comparable identity of a row key for set membership.

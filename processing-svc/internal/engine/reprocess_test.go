@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -17,6 +18,12 @@ import (
 // the current rules. Every derived table must then equal a run that
 // processed the same traffic live under v2 from the start.
 func TestReprocessEqualsAlwaysHavingTheRule(t *testing.T) {
+	for _, shards := range []int{1, 4} { // one piece, and shard by shard
+		t.Run(fmt.Sprint("shards=", shards), func(t *testing.T) { testReprocessEqualsAlwaysHavingTheRule(t, shards) })
+	}
+}
+
+func testReprocessEqualsAlwaysHavingTheRule(t *testing.T, shards int) {
 	ctx := context.Background()
 	v1 := rules.Defaults()
 	v2 := rules.Defaults()
@@ -37,12 +44,12 @@ func TestReprocessEqualsAlwaysHavingTheRule(t *testing.T) {
 
 	// The reference: v2 in place from the start.
 	want := connect(t)
-	always := &Property{ID: propID, Location: time.UTC, Shards: 1, RulesAt: func(time.Time) *rules.Compiled { return c2 }}
+	always := &Property{ID: propID, Location: time.UTC, Shards: shards, RulesAt: func(time.Time) *rules.Compiled { return c2 }}
 	run(t, ctx, newPartition(want, always), msgs, 25)
 
 	// Live under v1, then v2 effective from `changed`, then reprocess.
 	got := connect(t)
-	versioned := &Property{ID: propID, Location: time.UTC, Shards: 1, RulesAt: func(at time.Time) *rules.Compiled {
+	versioned := &Property{ID: propID, Location: time.UTC, Shards: shards, RulesAt: func(at time.Time) *rules.Compiled {
 		if at.Before(changed) {
 			return c1
 		}
@@ -79,9 +86,40 @@ func TestReprocessEqualsAlwaysHavingTheRule(t *testing.T) {
 		t.Fatal(err)
 	}
 	ref := connect(t)
-	run(t, ctx, newPartition(ref, &Property{ID: propID, Location: time.UTC, Shards: 1, RulesAt: func(time.Time) *rules.Compiled { return c1 }}), msgs, 25)
+	run(t, ctx, newPartition(ref, &Property{ID: propID, Location: time.UTC, Shards: shards, RulesAt: func(time.Time) *rules.Compiled { return c1 }}), msgs, 25)
 	if g, w := dumpDerived(t, got), dumpDerived(t, ref); g != w {
 		t.Fatalf("after reprocessing with the historical rules:\n%s", diff(w, g))
+	}
+}
+
+// A day archived under fewer shards than the property has now (operators
+// raised them) has visitors whose hits and rows lie in other shards than
+// they would now: reprocessing derives it in one piece, and gives the
+// tables of live processing under the new count.
+func TestReprocessAfterShardsRaised(t *testing.T) {
+	ctx := context.Background()
+	c, err := rules.Compile(rules.Defaults(), 1, []string{"shop.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	property := func(shards int) *Property {
+		return &Property{ID: propID, Location: time.UTC, Shards: shards, RulesAt: func(time.Time) *rules.Compiled { return c }}
+	}
+	msgs := traffic(40, 6)
+	want := connect(t)
+	run(t, ctx, newPartition(want, property(4)), msgs, 25)
+	got := connect(t)
+	run(t, ctx, newPartition(got, property(2)), msgs, 25)
+	if dumpDerived(t, got) == dumpDerived(t, want) {
+		t.Fatal("2 and 4 shards give the same tables: the test would prove nothing")
+	}
+	from := session.LocalDay(t0, time.UTC)
+	rp := &Reprocessor{Session: got, Now: func() time.Time { return t0.Add(365 * 24 * time.Hour) }}
+	if err := rp.Run(ctx, property(4), from, from.AddDate(0, 0, 2), RulesCurrent, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if g, w := dumpDerived(t, got), dumpDerived(t, want); g != w {
+		t.Fatalf("after reprocessing under 4 shards:\n%s", diff(w, g))
 	}
 }
 
