@@ -5,6 +5,9 @@
 // sessions from them with package session. A new hit is inserted in time
 // order and the sessions are built again; the sessions that changed are
 // subtracted from the rollups in their old form and added in their new one.
+// A hit later than all of the visitor's hits, the common case, instead
+// extends the current session (session.Extend) and adds only what changes
+// (derive.AddExtension), in time that does not grow with the session.
 // Sessions that no hit can change any more (they ended longer ago than the
 // late-hit horizon plus the session timeout) are frozen: their hits leave
 // the timeline and only their count and the user's first touch remain.
