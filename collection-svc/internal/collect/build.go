@@ -257,7 +257,7 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 		if !p.Cookieless {
 			return malformed("cid", "the client ID is missing (or enable cookieless mode for the property)")
 		}
-		h.ClientID = s.cookieless.visitorID(p.ID, c.ip, c.userAgent, c.received)
+		h.ClientID = s.cookieless.visitorID(p.ID, c.ip, c.userAgent, h.Time, p.Location)
 		h.Cookieless = true
 	}
 

@@ -71,36 +71,46 @@ func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
 }
 
 // cookieless derives visitor IDs for properties in cookieless mode: a
-// hash of (property, IP, user agent) under a salt that changes every UTC
-// day. The salt is derived from a server secret and the date, so every
-// instance agrees without coordination, and nobody (including us, once
-// the day is over and the secret rotated) can recompute an ID from an IP.
+// hash of (property, IP, user agent) under a salt that changes every day
+// of the property's time zone, at its midnight, where its sessions end
+// anyway, so a visit is never split by a change of visitor ID. The salt
+// is derived from a server secret and the date, so every instance agrees
+// without coordination, and nobody (including us, once the day is over and
+// the secret rotated) can recompute an ID from an IP.
 type cookieless struct {
 	secret []byte
 
-	mu   sync.Mutex
-	day  string
-	salt []byte
+	mu    sync.Mutex
+	salts map[string][]byte // by date; the few dates current somewhere
 }
 
-func newCookieless(secret []byte) *cookieless { return &cookieless{secret: secret} }
+func newCookieless(secret []byte) *cookieless {
+	return &cookieless{secret: secret, salts: map[string][]byte{}}
+}
 
-func (c *cookieless) saltFor(t time.Time) []byte {
-	day := t.UTC().Format(time.DateOnly)
+func (c *cookieless) saltFor(day string) []byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if day != c.day {
+	salt, ok := c.salts[day]
+	if !ok {
+		if len(c.salts) >= 8 { // time zones span three dates at most
+			clear(c.salts)
+		}
 		m := hmac.New(sha256.New, c.secret)
 		m.Write([]byte("cookieless-salt/" + day))
-		c.day, c.salt = day, m.Sum(nil)
+		salt = m.Sum(nil)
+		c.salts[day] = salt
 	}
-	return c.salt
+	return salt
 }
 
-// visitorID returns the visitor ID of (property, ip, userAgent) on the UTC
-// day of t.
-func (c *cookieless) visitorID(propertyID string, ip netip.Addr, userAgent string, t time.Time) string {
-	m := hmac.New(sha256.New, c.saltFor(t))
+// visitorID returns the visitor ID of (property, ip, userAgent) for a hit
+// at t, on t's date in loc, the property's time zone (nil: UTC).
+func (c *cookieless) visitorID(propertyID string, ip netip.Addr, userAgent string, t time.Time, loc *time.Location) string {
+	if loc == nil {
+		loc = time.UTC
+	}
+	m := hmac.New(sha256.New, c.saltFor(t.In(loc).Format(time.DateOnly)))
 	m.Write([]byte(propertyID))
 	m.Write([]byte{0})
 	m.Write(ip.AsSlice())

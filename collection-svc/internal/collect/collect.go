@@ -38,6 +38,9 @@ type Property struct {
 	TrackingID string
 	// Cookieless: derive a visitor ID when a hit has no client ID.
 	Cookieless bool
+	// Location is the property's time zone: cookieless visitor IDs change
+	// at its midnight. nil is UTC.
+	Location *time.Location
 	// Shards is the property's processing shard count (hit.Key).
 	Shards int
 	// Rules are the property's current compiled rules (hostnames, IP

@@ -54,6 +54,7 @@ func (c *configProperties) ByTrackingID(ctx context.Context, tid string) (*colle
 		TenantID:     doc.TenantID,
 		TrackingID:   doc.TrackingID,
 		Cookieless:   doc.Cookieless,
+		Location:     doc.Location(),
 		Shards:       doc.ProcessingShards,
 		Rules:        doc.Compiled(),
 		VerifySecret: doc.VerifySecret,
