@@ -91,7 +91,8 @@ func Start(t testing.TB) *Agent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &Agent{t: t, bin: bin, ports: ports{http: FreePort(t), server: FreePort(t), serfLAN: FreePort(t), serfWAN: FreePort(t)}}
+	p := FreePorts(t, 4)
+	a := &Agent{t: t, bin: bin, ports: ports{http: p[0], server: p[1], serfLAN: p[2], serfWAN: p[3]}}
 	a.Restart()
 	t.Cleanup(a.Stop)
 	return a
@@ -172,10 +173,22 @@ func (a *Agent) Restart() {
 // FreePort returns a TCP port that was free on 127.0.0.1 a moment ago.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("find a free port: %v", err)
+	return FreePorts(t, 1)[0]
+}
+
+// FreePorts returns n distinct TCP ports that were free on 127.0.0.1 a
+// moment ago. Each is held until all are found: ports found one at a time
+// can repeat, as the kernel may hand a just-closed port out again.
+func FreePorts(t testing.TB, n int) []int {
+	t.Helper()
+	ports := make([]int, n)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("find a free port: %v", err)
+		}
+		defer l.Close()
+		ports[i] = l.Addr().(*net.TCPAddr).Port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return ports
 }

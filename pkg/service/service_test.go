@@ -146,8 +146,9 @@ func (c *testConfig) Validate() error { return c.Service.Validate() }
 // TestMetricsOnTheirOwnAddress checks -metrics-addr: /metrics is served
 // there and no longer on the service's (public) address.
 func TestMetricsOnTheirOwnAddress(t *testing.T) {
-	httpAddr := "127.0.0.1:" + strconv.Itoa(consultest.FreePort(t))
-	metricsAddr := "127.0.0.1:" + strconv.Itoa(consultest.FreePort(t))
+	ports := consultest.FreePorts(t, 2)
+	httpAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
+	metricsAddr := "127.0.0.1:" + strconv.Itoa(ports[1])
 	cfg := Config{
 		Name:        "demo",
 		HTTP:        httpserver.Config{Addr: httpAddr, ShutdownTimeout: time.Second},

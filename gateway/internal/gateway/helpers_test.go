@@ -197,8 +197,9 @@ func startGatewayLogging(t testing.TB, w io.Writer, args ...string) *testGateway
 	var cfg gateway.Config
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	cfg.RegisterFlags(fs)
-	base := []string{"-http-addr=127.0.0.1:" + strconv.Itoa(consultest.FreePort(t)), "-identity-secret=" + testSecret,
-		"-metrics-addr=127.0.0.1:" + strconv.Itoa(consultest.FreePort(t)), "-drain-delay=0s", "-consul-check-interval=200ms"}
+	ports := consultest.FreePorts(t, 2)
+	base := []string{"-http-addr=127.0.0.1:" + strconv.Itoa(ports[0]), "-identity-secret=" + testSecret,
+		"-metrics-addr=127.0.0.1:" + strconv.Itoa(ports[1]), "-drain-delay=0s", "-consul-check-interval=200ms"}
 	if err := fs.Parse(append(base, args...)); err != nil {
 		t.Fatal(err)
 	}
