@@ -298,14 +298,20 @@ func (s *Server) handle(ctx context.Context, r *http.Request, in input, received
 			recs.add(key, arena[start:len(arena):len(arena)])
 		}
 	}
-	msgs := recs.messages(received) // copies out of the arena
+	msgs, values := recs.messages(received, in.mem.values[:0]) // copies out of the arena
 	in.mem.arena = arena[:0]
 	if len(msgs) > 0 {
 		if err := s.cfg.Queue.Send(ctx, msgs); err != nil {
+			// The producer may still hold the records (a timeout) and
+			// send them later: their memory is not reused.
+			in.mem.values = nil
 			s.cfg.Log.LogAttrs(ctx, slog.LevelDebug, "hits not queued", slog.Int("hits", out.accepted), slog.Any("error", err))
 			out.err = errUnavailable
 			return out
 		}
+		// Acknowledged: the producer is done with the records, so the
+		// next request may write its own in the same memory.
+		in.mem.values = values[:0]
 		s.accepted.WithLabelValues(string(in.origin)).Add(float64(out.accepted))
 	}
 	return out
@@ -341,18 +347,28 @@ func (rs *records) add(key, encoded []byte) {
 	r.size += len(encoded)
 }
 
-// messages returns the records as producer messages.
-func (rs *records) messages(received time.Time) []*sarama.ProducerMessage {
-	var msgs []*sarama.ProducerMessage
-	for _, r := range slices.Concat(rs.done, rs.open) {
+// messages returns the records as producer messages, their values
+// written one after the other in buf (grown once, so that no value moves),
+// which it returns too.
+func (rs *records) messages(received time.Time, buf []byte) ([]*sarama.ProducerMessage, []byte) {
+	all := slices.Concat(rs.done, rs.open)
+	n := 0
+	for _, r := range all {
+		n += 1 + r.size + 3*len(r.encoded) // hit.RecordFits's bound
+	}
+	buf = slices.Grow(buf, n)
+	msgs := make([]*sarama.ProducerMessage, 0, len(all))
+	for _, r := range all {
+		start := len(buf)
+		buf = hit.AppendRecord(buf, r.encoded)
 		msgs = append(msgs, &sarama.ProducerMessage{
 			Topic:     hit.TopicHits,
 			Key:       sarama.ByteEncoder(r.key),
-			Value:     sarama.ByteEncoder(hit.AppendRecord(nil, r.encoded)),
+			Value:     sarama.ByteEncoder(buf[start:len(buf):len(buf)]),
 			Timestamp: received,
 		})
 	}
-	return msgs
+	return msgs, buf
 }
 
 // property looks up a tracking ID; the error is a *parse.Error to reject
@@ -589,16 +605,19 @@ func fieldsPayload(f *parse.Fields) string {
 }
 
 // scratch is the memory one request works in: its body, its parsed
-// items, its hits and their encodings. It is pooled: at hundreds of
-// thousands of hits a second, allocating and collecting it for every
-// request cost more CPU than parsing the hits. Nothing in it outlives the
-// request: the hits' strings are allocations of their own, and the
-// records the producer gets are copies (hit.AppendRecord).
+// items, its hits, their encodings and the records made of them. It is
+// pooled: at hundreds of thousands of hits a second, allocating and
+// collecting it for every request cost more CPU than parsing the hits.
+// Nothing in it outlives the request: the hits' strings are allocations of
+// their own, and the records' memory (values) is kept for the next request
+// only once the broker has acknowledged them; when it has not, the
+// producer may still send them, and the request drops it.
 type scratch struct {
-	body  bytes.Buffer
-	items []parse.Item
-	hits  []hit.Hit
-	arena []byte
+	body   bytes.Buffer
+	items  []parse.Item
+	hits   []hit.Hit
+	arena  []byte
+	values []byte
 }
 
 var scratches = sync.Pool{New: func() any { return new(scratch) }}
@@ -611,7 +630,8 @@ func getScratch() *scratch {
 
 // putScratch returns sc to the pool, without what it refers to, unless an
 // outsized request grew its body (the items and hits are bounded by
-// parse.MaxBatchHits, the arena by parse.MaxBatchBytes and the user agent).
+// parse.MaxBatchHits, the arena and the values by parse.MaxBatchBytes and
+// the user agent).
 func putScratch(sc *scratch) {
 	if sc.body.Cap() > parse.MaxBatchBytes*2 {
 		return
