@@ -29,27 +29,8 @@ import (
 // BenchmarkLoad varies ±15% on this machine, so use it to see what a
 // change to this path does.
 func BenchmarkHandle(b *testing.B) {
-	r, err := rules.Compile(rules.Defaults(), 1, []string{"shop.example"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	geo, err := geoip.Open(geoiptest.Write(b, map[string]string{"203.0.113.0/24": "DE"}))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer geo.Close()
-	p := &Property{ID: "p", TenantID: "t", TrackingID: "AT-SHPSHPSHP2", Shards: 16, Rules: r}
 	var queued int
-	s := New(Config{
-		Properties:     staticProperties{p},
-		Queue:          countingQueue{&queued},
-		DeadLetters:    failOnDeadLetter{b},
-		GeoIP:          geo,
-		Devices:        device.NewParser(1000),
-		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
-		Log:            slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Registry:       prometheus.NewRegistry(),
-	})
+	s, p := testServer(b, 16, countingQueue{&queued})
 	const hitsPerBatch = 20
 	bodies := benchdata.Batches(256, hitsPerBatch)
 	w := &discardResponse{header: http.Header{}}
@@ -73,6 +54,35 @@ func BenchmarkHandle(b *testing.B) {
 		b.Fatalf("%d records queued for %d requests", queued, b.N)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*hitsPerBatch), "ns/hit")
+}
+
+// testServer returns a collection server for a property of shards
+// processing shards and the hosts of rules.Defaults() plus shop.example,
+// queueing to q, behind a trusted proxy at 127.0.0.1; any dead letter
+// fails the test.
+func testServer(tb testing.TB, shards int, q Queue) (*Server, *Property) {
+	tb.Helper()
+	r, err := rules.Compile(rules.Defaults(), 1, []string{"shop.example"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	geo, err := geoip.Open(geoiptest.Write(tb, map[string]string{"203.0.113.0/24": "DE"}))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { geo.Close() })
+	p := &Property{ID: "p", TenantID: "t", TrackingID: "AT-SHPSHPSHP2", Shards: shards, Rules: r}
+	s := New(Config{
+		Properties:     staticProperties{p},
+		Queue:          q,
+		DeadLetters:    failOnDeadLetter{tb},
+		GeoIP:          geo,
+		Devices:        device.NewParser(1000),
+		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
+		Log:            slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Registry:       prometheus.NewRegistry(),
+	})
+	return s, p
 }
 
 type staticProperties struct{ p *Property }

@@ -4,39 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/IBM/sarama"
-	"github.com/acme/analytics/collection-svc/internal/device"
-	"github.com/acme/analytics/collection-svc/internal/geoip"
-	"github.com/acme/analytics/collection-svc/internal/geoip/geoiptest"
 	"github.com/acme/analytics/pkg/hit"
-	"github.com/acme/analytics/pkg/rules"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // The records of a request the broker did not acknowledge may still be
 // sent by the producer later (a timeout), so the requests after it must
 // not write theirs in the same memory; those of acknowledged requests may.
 func TestUnacknowledgedRecordsKeepTheirMemory(t *testing.T) {
-	r, err := rules.Compile(rules.Defaults(), 1, []string{"shop.example"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	geo, err := geoip.Open(geoiptest.Write(t, map[string]string{"203.0.113.0/24": "DE"}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer geo.Close()
-	p := &Property{ID: "p", TenantID: "t", TrackingID: "AT-SHPSHPSHP2", Shards: 1, Rules: r}
 	q := &holdingQueue{fail: true}
-	s := New(Config{Properties: staticProperties{p}, Queue: q, DeadLetters: failOnDeadLetter{t}, GeoIP: geo,
-		Devices: device.NewParser(10), Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: prometheus.NewRegistry()})
+	s, p := testServer(t, 1, q)
 	send := func(client string, hits int) int {
 		var b strings.Builder
 		for i := range hits {
