@@ -54,7 +54,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		Hits: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "processing_hits_total", Help: "Hits processed, by outcome (applied, duplicate, excluded, too_late, skipped).",
+			Name: "processing_hits_total", Help: "Hits processed, by outcome (applied, duplicate, excluded, too_late, visitor_limit, skipped).",
 		}, []string{"outcome"}),
 		Flushes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "processing_flushes_total", Help: "Flushes of derived rows, by result.",
@@ -261,6 +261,7 @@ func (w *worker) flush(ctx context.Context, final bool) error {
 	m.Hits.WithLabelValues("duplicate").Add(float64(st.Duplicates - w.stats.Duplicates))
 	m.Hits.WithLabelValues("excluded").Add(float64(st.Excluded - w.stats.Excluded))
 	m.Hits.WithLabelValues("too_late").Add(float64(st.TooLate - w.stats.TooLate))
+	m.Hits.WithLabelValues("visitor_limit").Add(float64(st.OverLimit - w.stats.OverLimit))
 	m.Hits.WithLabelValues("skipped").Add(float64(st.Skipped - w.stats.Skipped))
 	m.DeadLetters.Add(float64(st.DeadLetters - w.stats.DeadLetters))
 	m.Statements.Add(float64(st.Statements - w.stats.Statements))

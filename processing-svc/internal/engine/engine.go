@@ -135,7 +135,7 @@ type Partition struct {
 
 // Stats count what a partition did since it started.
 type Stats struct {
-	Applied, Duplicates, Excluded, TooLate, Skipped, DeadLetters int64
+	Applied, Duplicates, Excluded, TooLate, OverLimit, Skipped, DeadLetters int64
 	// Statements counts the CQL statements flushes wrote (rows, deletes,
 	// archive blocks), Requests the requests they went in (a batch of a
 	// partition's statements, or one statement): the write amplification
@@ -344,6 +344,8 @@ func (p *Partition) applyHit(d *decoded, now time.Time) {
 		p.stats.Excluded++
 	case visitor.TooLate:
 		p.stats.TooLate++
+	case visitor.OverLimit:
+		p.stats.OverLimit++
 	}
 	if !vs.unsaved {
 		vs.unsaved, vs.first, vs.since = true, d.msg.Offset, now

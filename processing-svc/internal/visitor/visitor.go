@@ -97,6 +97,7 @@ const (
 	Duplicate                // the hit ID was seen before: nothing changes
 	TooLate                  // older than the frozen sessions: counted as filtered
 	Excluded                 // excluded by a rule: counted as filtered
+	OverLimit                // past MaxLiveHits: counted as filtered (LimitReason)
 )
 
 // Changes are the rows a hit's application asks to write.
@@ -154,7 +155,8 @@ func (v *Visitor) Apply(h *session.Hit, received time.Time, s session.Settings, 
 		return TooLate, Changes{}
 	}
 	if len(v.Hits) >= MaxLiveHits {
-		return v.Exclude(h.ID, h.Time, received, LimitReason, s.Location, c), Changes{}
+		v.Exclude(h.ID, h.Time, received, LimitReason, s.Location, c)
+		return OverLimit, Changes{}
 	}
 	v.Seen[h.ID] = h.Time
 	before := v.build(s)

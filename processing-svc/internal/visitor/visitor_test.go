@@ -166,7 +166,7 @@ func TestVisitorLimits(t *testing.T) {
 		switch out, _ := v.Apply(h, at(i), settings, c); out {
 		case Applied:
 			applied++
-		case Excluded:
+		case OverLimit:
 			excluded++
 		default:
 			t.Fatalf("hit %d: %v", i, out)
