@@ -49,10 +49,14 @@ func AppendRecord(b []byte, encoded [][]byte) []byte {
 // RecordFits reports whether a record of the given number of hits, whose
 // encodings take n bytes in all, stays within MaxRecordBytes.
 func RecordFits(n, hits int) bool {
-	// The version byte, and a length prefix per hit: a hit's encoding is
-	// under 2 MiB, so its length takes at most three bytes.
-	return hits <= 1 || 1+n+3*hits <= MaxRecordBytes
+	return hits <= 1 || RecordBound(n, hits) <= MaxRecordBytes
 }
+
+// RecordBound is the most bytes AppendRecord writes for a record of the
+// given number of hits whose encodings take n bytes in all: the version
+// byte, and a length prefix per hit (a hit's encoding is under 2 MiB, so
+// its length takes at most three bytes).
+func RecordBound(n, hits int) int { return 1 + n + 3*hits }
 
 // ErrEmptyRecord is SplitRecord's error for a multi-hit record with no hits.
 var ErrEmptyRecord = errors.New("a multi-hit record with no hits")

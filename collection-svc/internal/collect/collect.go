@@ -354,7 +354,7 @@ func (rs *records) messages(received time.Time, buf []byte) ([]*sarama.ProducerM
 	all := slices.Concat(rs.done, rs.open)
 	n := 0
 	for _, r := range all {
-		n += 1 + r.size + 3*len(r.encoded) // hit.RecordFits's bound
+		n += hit.RecordBound(r.size, len(r.encoded))
 	}
 	buf = slices.Grow(buf, n)
 	msgs := make([]*sarama.ProducerMessage, 0, len(all))

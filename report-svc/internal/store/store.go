@@ -323,7 +323,7 @@ func (s *Store) Realtime(ctx context.Context, property gocql.UUID, since time.Ti
 	err := s.read(ctx, "realtime", func(ctx context.Context) error {
 		out = out[:0]
 		seen := map[realtimeKey]bool{}
-		for _, table := range []string{"realtime_minutes", "realtime"} {
+		for _, table := range realtimeTables {
 			iter := s.query(ctx, "SELECT minute, shard, pageviews, users_hll, pages, sources FROM "+table+" WHERE property_id = ? AND minute >= ?", property, since).Iter()
 			for {
 				var r RealtimeRow
@@ -352,6 +352,12 @@ func (s *Store) Realtime(ctx context.Context, property gocql.UUID, since time.Ti
 	return out, err
 }
 
+// realtimeTables are the tables the realtime view is read from, newest
+// first: realtime_minutes, and the one it replaced (cql/0005), read for two
+// hours after processing's upgrade. Keep only realtime_minutes in a release
+// after that.
+var realtimeTables = []string{"realtime_minutes", "realtime"}
+
 type realtimeKey struct {
 	minute int64
 	shard  int
@@ -364,7 +370,7 @@ func (s *Store) NewestMinute(ctx context.Context, property gocql.UUID) (time.Tim
 	var newest time.Time
 	found := false
 	err := s.read(ctx, "realtime", func(ctx context.Context) error {
-		for _, table := range []string{"realtime_minutes", "realtime"} {
+		for _, table := range realtimeTables {
 			var minute time.Time
 			err := s.query(ctx, "SELECT minute FROM "+table+" WHERE property_id = ? LIMIT 1", property).Scan(&minute)
 			if errors.Is(err, gocql.ErrNotFound) {
