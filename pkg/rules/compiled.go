@@ -216,13 +216,18 @@ func matchDomain(domains map[string]bool, host string) bool {
 
 // ReferralExcluded reports whether a referral from host neither sets
 // attribution nor starts a session: host is one of the property's own
-// hostnames or its referral exclusions, or a subdomain of one.
+// hostnames or its referral exclusions, or a subdomain of one. A leading
+// "www." is not a difference: a hostname saved as www.shop.com excludes
+// referrals from shop.com (which is also how attribution passes a referrer
+// host, without its "www."), and one saved as shop.com excludes
+// www.shop.com as a subdomain.
 func (c *Compiled) ReferralExcluded(host string) bool {
 	if host == "" {
 		return false
 	}
 	host = NormalizeHost(host)
-	return matchDomain(c.hosts, host) || matchDomain(c.referrals, host)
+	excluded := func(h string) bool { return matchDomain(c.hosts, h) || matchDomain(c.referrals, h) }
+	return excluded(host) || excluded("www."+strings.TrimPrefix(host, "www."))
 }
 
 // AttributionParam reports whether a query parameter carries attribution

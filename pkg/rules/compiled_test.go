@@ -234,6 +234,35 @@ func TestReferralExcluded(t *testing.T) {
 	}
 }
 
+// A hostname or exclusion saved with "www." excludes the bare domain too:
+// attribution passes a referrer's host without its "www.", and an
+// internal link after 30 idle minutes must not make the site its own
+// referral.
+func TestReferralExcludedWithWWW(t *testing.T) {
+	r := Defaults()
+	r.ReferralExclusions = []string{"www.paypal.com"}
+	c := mustCompile(t, r, 1, "www.shop.example")
+	tests := []struct {
+		host string
+		want bool
+	}{
+		{"www.shop.example", true},
+		{"shop.example", true},
+		{"WWW.Shop.Example", true},
+		{"m.www.shop.example", true},
+		{"blog.shop.example", false},
+		{"paypal.com", true},
+		{"www.paypal.com", true},
+		{"checkout.paypal.com", false},
+		{"shop.example.net", false},
+	}
+	for _, tt := range tests {
+		if got := c.ReferralExcluded(tt.host); got != tt.want {
+			t.Errorf("ReferralExcluded(%q) = %v, want %v", tt.host, got, tt.want)
+		}
+	}
+}
+
 func TestSessionTimeout(t *testing.T) {
 	r := Defaults()
 	r.SessionTimeoutMinutes = 45

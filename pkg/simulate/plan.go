@@ -20,7 +20,8 @@ type Config struct {
 	// Location is the property's time zone. MidnightZone picks one whose
 	// local midnight falls inside the window, so midnight splits happen.
 	Location *time.Location
-	// Host is the property's hostname.
+	// Host is the property's hostname, saved with its "www." as most are:
+	// the referrers of a visit's later pages are on it.
 	Host string
 	// MidnightBefore is how long before End the property's local midnight
 	// falls, around which some visits are placed (set by New). Keeping it
@@ -152,7 +153,7 @@ func New(cfg Config) *Plan {
 		cfg.Window = 3 * time.Hour
 	}
 	if cfg.Host == "" {
-		cfg.Host = "shop.example"
+		cfg.Host = "www.shop.example"
 	}
 	if cfg.Location == nil {
 		cfg.Location = MidnightZone(cfg.End)

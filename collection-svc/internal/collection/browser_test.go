@@ -2,6 +2,7 @@ package collection
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/acme/analytics/pkg/hit"
+	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 )
 
@@ -113,7 +115,13 @@ func TestTrackerInHeadlessChromium(t *testing.T) {
 		return hitsOf(t, hits.waitFor(t, 1, byType(typ, match)))[0]
 	}
 
-	if err := chromedp.Do(ctx, chromedp.Navigate(pageURL+"/")); err != nil {
+	// Arrive from another site: every hit of the page carries its referrer,
+	// so a session whose first hit is the queued event keeps its source.
+	res, err := chromedp.Call(ctx, cdppage.Navigate, cdppage.NavigateParams{URL: pageURL + "/", Referrer: "http://news.example/post"})
+	if err == nil && res.ErrorText != "" {
+		err = errors.New(res.ErrorText)
+	}
+	if err != nil {
 		t.Fatalf("load the page: %v", err)
 	}
 	load := wait("the pageview on load", hit.TypePageview, func(h *hit.Hit) bool { return h.Path == "/" })
@@ -140,6 +148,8 @@ func TestTrackerInHeadlessChromium(t *testing.T) {
 		got, want string
 	}{
 		{"load: title", load.Title, "Home"},
+		{"load: referrer", load.Referrer, "http://news.example/"},
+		{"queued event: the page's referrer", queued.Referrer, "http://news.example/"},
 		{"load: host", load.Hostname, "localhost"},
 		{"load: device", load.Browser + "/" + load.OS + "/" + load.DeviceCategory, "Chrome/Linux/desktop"},
 		{"load: bot", fmt.Sprint(load.Bot), "false"},
@@ -148,6 +158,7 @@ func TestTrackerInHeadlessChromium(t *testing.T) {
 		{"spa: referrer is the previous page", spa.Referrer, pageURL + "/"},
 		{"api event", api.Category + "/" + api.Action + "/" + api.Label + "/" + fmt.Sprint(api.Value), "cta/buy/hero/5"},
 		{"api event: non-interaction", api.Params["non_interaction"], "1"},
+		{"api event: the SPA page's referrer", api.Referrer, pageURL + "/"},
 		{"outbound: label", outbound.Label, otherURL + "/elsewhere"},
 		{"outbound: action", outbound.Action, "click"},
 		{"ping: engaged", fmt.Sprint(ping.EngagementMS > 0), "true"},

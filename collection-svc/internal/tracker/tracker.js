@@ -6,7 +6,11 @@
   var tid = s.getAttribute('data-tid'),
     url = new URL(s.src).origin + '/collect?tid=' + encodeURIComponent(tid),
     cookieless = s.hasAttribute('data-cookieless'),
-    ls;
+    ls,
+    // ref is the referrer of the page shown: the document's, after a
+    // single-page-app navigation the previous URL. Every hit carries it, so
+    // that a session whose first hit is an event keeps its source.
+    ref = d.referrer;
   try { ls = w.localStorage; } catch (e) {}
 
   // The merchant's opt-out (window['at-disable-<tid>'] or at('optout')),
@@ -45,6 +49,7 @@
     var h = { v: 1, t: t, hid: rnd(8), dl: loc.href, dt: d.title, sr: screen.width + 'x' + screen.height, ul: n.language },
       c = cid(), k;
     if (c) h.cid = c;
+    if (ref) h.dr = ref;
     for (k in o) if (o[k] != null) h[k] = o[k];
     post(h, Date.now(), 0);
   }
@@ -72,7 +77,8 @@
   function nav() {
     if (here() == last) return;
     ping(last);
-    hit('pageview', { dr: last });
+    ref = last;
+    hit('pageview');
     last = here();
   }
   ['pushState', 'replaceState'].forEach(function (m) {
@@ -95,12 +101,12 @@
       var ni;
       if (a && typeof a == 'object') { b = a.action; l = a.label; v = a.value; ni = a.nonInteraction; a = a.category; }
       hit('event', { ec: a, ea: b, el: l, ev: v, ni: ni ? 1 : null });
-    } else if (c == 'pageview') hit('pageview', { dr: d.referrer });
+    } else if (c == 'pageview') hit('pageview');
     else if (ls && c == 'optout') ls.setItem('at_optout', '1');
     else if (ls && c == 'optin') ls.removeItem('at_optout');
   }
   var q = (w.at && w.at.q) || [];
   w.at = function () { cmd.apply(0, arguments); };
-  hit('pageview', { dr: d.referrer });
+  hit('pageview');
   for (var i = 0; i < q.length; i++) cmd.apply(0, q[i]);
 })(window, document, navigator, location);
