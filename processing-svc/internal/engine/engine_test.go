@@ -576,3 +576,55 @@ func TestRealtimeCarriesOverTheLegacyTable(t *testing.T) {
 		t.Errorf("the old table's row: %d pageviews (%v), want it untouched", legacy, err)
 	}
 }
+
+// A user whose state expired (visitor_state's TTL, 13 months after their
+// last visit) but who has a users row comes back as a returning user: the
+// users row keeps their first visit and counts on from their sessions.
+func TestUserBackAfterStateExpired(t *testing.T) {
+	ctx := context.Background()
+	s := connect(t)
+	first, last := t0.AddDate(-2, 0, 0), t0.AddDate(-1, -2, 0)
+	if err := s.Query(cqlUser, propID, "back", first, last, 3, "news.example", "referral", "(referral)", "Referral", 1).Exec(); err != nil {
+		t.Fatal(err)
+	}
+	var msgs []Message
+	ids := map[string]string{} // a session's ID is its first hit's
+	for i, client := range []string{"back", "fresh"} {
+		h := &hit.Hit{TenantID: "t", PropertyID: propID, TrackingID: "AT-TEST", ClientID: client, Type: hit.TypePageview,
+			Origin: hit.OriginBrowser, Time: t0, ReceivedAt: t0, Hostname: "shop.example", Path: "/", Country: "DE", DeviceCategory: "desktop"}
+		h.ID = h.DeriveID(client)
+		ids[client] = h.ID
+		b, _ := hit.Marshal(h)
+		msgs = append(msgs, Message{Offset: int64(i), Value: b})
+	}
+	part := newPartition(s, testProperty(t, rules.Defaults()))
+	run(t, ctx, part, msgs, 2)
+	if _, err := part.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	for client, want := range map[string]bool{"back": false, "fresh": true} {
+		var newUser bool
+		if err := s.Query("SELECT new_user FROM sessions WHERE property_id = ? AND day = ? AND shard = 0 AND session_id = ?",
+			propID, t0.Truncate(24*time.Hour), ids[client]).Scan(&newUser); err != nil {
+			t.Fatalf("%s's session: %v", client, err)
+		}
+		if newUser != want {
+			t.Errorf("%s's session: new_user = %v, want %v", client, newUser, want)
+		}
+	}
+	var gotFirst time.Time
+	var sessions int
+	var source string
+	if err := s.Query("SELECT first_seen, session_count, first_source FROM site_users WHERE property_id = ? AND client_id = 'back'", propID).
+		Scan(&gotFirst, &sessions, &source); err != nil {
+		t.Fatal(err)
+	}
+	if !gotFirst.Equal(first) || sessions != 4 || source != "news.example" {
+		t.Errorf("users row of the returning user: first seen %v, %d sessions, first source %q; want %v, 4, news.example", gotFirst, sessions, source, first)
+	}
+	types := totals(t, s, rollup.UserType)
+	if types[rollup.ReturningUser].Sessions != 1 || types[rollup.NewUser].Sessions != 1 || types[rollup.NewUser].NewUsers != 1 || types[rollup.ReturningUser].NewUsers != 0 {
+		t.Errorf("user_type rows: %+v, want one returning and one new session", types)
+	}
+}

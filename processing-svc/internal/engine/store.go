@@ -22,6 +22,7 @@ const (
 	cqlLoadVisitors = "SELECT client_id, kafka_partition, applied_offset, state FROM visitor_state WHERE property_id = ? AND client_id IN ?"
 	cqlSaveVisitor  = "INSERT INTO visitor_state (property_id, client_id, kafka_partition, applied_offset, state) VALUES (?, ?, ?, ?, ?)"
 	cqlArchive      = "UPDATE raw_hit_blocks SET hits = hits + ? WHERE property_id = ? AND day = ? AND shard = ? AND block = ?"
+	cqlLoadUsers    = "SELECT client_id, first_seen, last_seen, session_count, first_source, first_medium, first_campaign, first_channel FROM site_users WHERE property_id = ? AND client_id IN ?"
 	cqlUser         = "INSERT INTO site_users (property_id, client_id, first_seen, last_seen, session_count, first_source, first_medium, first_campaign, first_channel, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 	cqlDeleteSesion = "DELETE FROM sessions WHERE property_id = ? AND day = ? AND shard = ? AND session_id = ?"
 	cqlSession      = "INSERT INTO sessions (property_id, day, shard, session_id, client_id, started_at, ended_at, landing_page, exit_page, pageviews, events, bounce, engaged, source, medium, campaign, referrer, channel, country, device, browser, os, new_user, conversions, conversion_value, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -200,12 +201,48 @@ func loadVisitors(ctx context.Context, s *gocql.Session, property string, client
 	if err := iter.Close(); err != nil {
 		return nil, fmt.Errorf("load visitor states: %w", err)
 	}
+	var missing []string
 	for _, c := range clients {
 		if _, ok := out[c]; !ok {
+			missing = append(missing, c)
 			out[c] = storedVisitor{visitor.New(c), -1}
 		}
 	}
+	if len(missing) == 0 {
+		return out, nil
+	}
+	if err := loadKnownUsers(ctx, s, property, missing, out); err != nil {
+		return nil, err
+	}
 	return out, nil
+}
+
+// loadKnownUsers starts the visitors among clients that have no state but
+// a users row from what that row says: their sessions so far, first and
+// last seen, first touch. A visitor's state expires 396 days after its
+// last write (visitor_state's TTL); its users row does not, so a user
+// back after 13 months is returning, with the first touch of their first
+// visit, not a new user.
+func loadKnownUsers(ctx context.Context, s *gocql.Session, property string, clients []string, out map[string]storedVisitor) error {
+	iter := s.Query(cqlLoadUsers, property, clients).WithContext(ctx).Iter()
+	var client string
+	var sessions int
+	var first, last time.Time
+	var t visitor.Touch
+	for iter.Scan(&client, &first, &last, &sessions, &t.Source, &t.Medium, &t.Campaign, &t.Channel) {
+		if sessions <= 0 {
+			continue
+		}
+		v := visitor.New(client)
+		v.FrozenSessions, v.FirstSeen, v.FirstTouch = sessions, first, t
+		// Its sessions ended by last: no hit can be placed before it.
+		v.LastSeen, v.FrozenUntil = last, last
+		out[client] = storedVisitor{v, -1}
+	}
+	if err := iter.Close(); err != nil {
+		return fmt.Errorf("load users of visitors without state: %w", err)
+	}
+	return nil
 }
 
 // loadRow reads the stored state of an additive row into r.
