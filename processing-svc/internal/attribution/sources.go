@@ -55,6 +55,16 @@ var searchHosts = map[string]string{
 	"kagi.com":           "kagi",
 }
 
+// notSearch are hosts under a search engine's brand domain that are not
+// its search (mail, accounts, documents): a referral from one is a
+// referral (mail.google.com / referral, as in GA), not organic search.
+// Hosts of a search brand with another category (sites.google.com is
+// social) are in categoryNames instead.
+var notSearch = map[string]bool{
+	"mail.google.com": true, "accounts.google.com": true, "docs.google.com": true, "drive.google.com": true,
+	"mail.yahoo.com": true, "mail.yandex.ru": true, "mail.yandex.com": true, "mail.aol.com": true, "mail.naver.com": true,
+}
+
 // categoryNames maps source names and registrable domains to their
 // category. A source matches when it equals an entry or is a subdomain of a
 // domain entry (m.facebook.com matches facebook.com).
@@ -88,6 +98,9 @@ var categoryNames = map[string]Category{
 	"news.ycombinator.com": CategorySocial, "hacker news": CategorySocial,
 	"medium.com": CategorySocial, "meetup.com": CategorySocial, "slack.com": CategorySocial,
 	"stackoverflow.com": CategorySocial, "stackexchange.com": CategorySocial,
+	// Under search brands: social, not search.
+	"sites.google.com": CategorySocial, "groups.google.com": CategorySocial,
+	"blog.naver.com": CategorySocial, "cafe.naver.com": CategorySocial, "answers.yahoo.com": CategorySocial,
 
 	// Video.
 	"youtube": CategoryVideo, "youtube.com": CategoryVideo, "youtu.be": CategoryVideo,
@@ -118,6 +131,7 @@ var categoryNames = map[string]Category{
 	"temu": CategoryShopping, "temu.com": CategoryShopping,
 	"shein": CategoryShopping, "shein.com": CategoryShopping,
 	"google shopping": CategoryShopping, "shopping.google.com": CategoryShopping,
+	"shopping.yahoo.com": CategoryShopping, "shopping.naver.com": CategoryShopping,
 	"igshopping": CategoryShopping,
 }
 
@@ -130,8 +144,15 @@ func SourceCategory(source string) Category {
 	if _, ok := searchName(s); ok {
 		return CategorySearch
 	}
+	c, _ := listedCategory(s)
+	return c
+}
+
+// listedCategory returns the category categoryNames gives s, itself or
+// as a subdomain of an entry, and whether it gives one.
+func listedCategory(s string) (Category, bool) {
 	if c, ok := categoryNames[s]; ok {
-		return c
+		return c, true
 	}
 	for i := strings.IndexByte(s, '.'); i >= 0; i = strings.IndexByte(s, '.') {
 		s = s[i+1:]
@@ -139,14 +160,17 @@ func SourceCategory(source string) Category {
 			break // a bare TLD is no category
 		}
 		if c, ok := categoryNames[s]; ok {
-			return c
+			return c, true
 		}
 	}
-	return CategoryNone
+	return CategoryNone, false
 }
 
 // searchName returns the source name of a search engine for a host or a
-// source name, and whether it is one.
+// source name, and whether it is one. A host is one when it is listed
+// (searchHosts) or its brand label is a search engine's (www.google.co.uk),
+// unless it is one of the brand's other services (notSearch, or a host
+// categoryNames gives another category: sites.google.com).
 func searchName(s string) (string, bool) {
 	if n, ok := searchHosts[s]; ok {
 		return n, true
@@ -158,6 +182,12 @@ func searchName(s string) (string, bool) {
 				return n, true
 			}
 		}
+		return "", false
+	}
+	if notSearch[s] {
+		return "", false
+	}
+	if c, ok := listedCategory(s); ok && c != CategorySearch {
 		return "", false
 	}
 	if n, ok := searchEngines[brandLabel(s)]; ok {
