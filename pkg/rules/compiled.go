@@ -163,7 +163,7 @@ func (c *Compiled) Exclusion(h *hit.Hit) (reason string, excluded bool) {
 	if len(c.countries) > 0 && h.Country != "" && c.countries[strings.ToUpper(h.Country)] {
 		return ReasonCountry, true
 	}
-	if len(c.hosts) > 0 && h.Hostname != "" && !matchDomain(c.hosts, NormalizeHost(h.Hostname)) {
+	if len(c.hosts) > 0 && h.Hostname != "" && !matchHost(c.hosts, NormalizeHost(h.Hostname)) {
 		return ReasonForeignHost, true
 	}
 	if c.botFiltering && h.Bot {
@@ -216,18 +216,22 @@ func matchDomain(domains map[string]bool, host string) bool {
 
 // ReferralExcluded reports whether a referral from host neither sets
 // attribution nor starts a session: host is one of the property's own
-// hostnames or its referral exclusions, or a subdomain of one. A leading
-// "www." is not a difference: a hostname saved as www.shop.com excludes
-// referrals from shop.com (which is also how attribution passes a referrer
-// host, without its "www."), and one saved as shop.com excludes
-// www.shop.com as a subdomain.
+// hostnames or its referral exclusions, or a subdomain of one (matchHost:
+// a hostname saved as www.shop.com excludes referrals from shop.com, which
+// is also how attribution passes a referrer host, without its "www.").
 func (c *Compiled) ReferralExcluded(host string) bool {
 	if host == "" {
 		return false
 	}
 	host = NormalizeHost(host)
-	excluded := func(h string) bool { return matchDomain(c.hosts, h) || matchDomain(c.referrals, h) }
-	return excluded(host) || excluded("www."+strings.TrimPrefix(host, "www."))
+	return matchHost(c.hosts, host) || matchHost(c.referrals, host)
+}
+
+// matchHost is matchDomain for a host of a site, where a leading "www." is
+// no difference: shop.com matches www.shop.com (and, as a subdomain,
+// shop.com matches for www.shop.com).
+func matchHost(domains map[string]bool, host string) bool {
+	return matchDomain(domains, host) || matchDomain(domains, "www."+strings.TrimPrefix(host, "www."))
 }
 
 // AttributionParam reports whether a query parameter carries attribution

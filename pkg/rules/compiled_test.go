@@ -60,6 +60,7 @@ func TestExclusion(t *testing.T) {
 	noBots := Defaults()
 	noBots.BotFiltering = false
 	cNoBots := mustCompile(t, noBots, 1)
+	cWWW := mustCompile(t, Defaults(), 1, "www.shop.example")
 	tests := []struct {
 		name string
 		c    *Compiled
@@ -89,6 +90,9 @@ func TestExclusion(t *testing.T) {
 		{"user agent before country", c, hit.Hit{UserAgent: "curl/1", Country: "KP"}, ReasonUserAgent},
 		{"country before foreign host", c, hit.Hit{Country: "KP", Hostname: "evil.test"}, ReasonCountry},
 		{"foreign host before bot", c, hit.Hit{Hostname: "evil.test", Bot: true}, ReasonForeignHost},
+		{"own host saved with www., hit without", cWWW, hit.Hit{Hostname: "shop.example"}, ""},
+		{"own host saved with www.", cWWW, hit.Hit{Hostname: "www.shop.example"}, ""},
+		{"another subdomain of a host saved with www.", cWWW, hit.Hit{Hostname: "blog.shop.example"}, ReasonForeignHost},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
