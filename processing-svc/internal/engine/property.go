@@ -73,7 +73,7 @@ func toSessionHit(h *hit.Hit, r *rules.Compiled) (*session.Hit, string) {
 		Path:        pagePath(clean),
 		Title:       h.Title,
 		Referrer:    h.Referrer,
-		Campaign:    attribution.CampaignFromURL(raw),
+		Campaign:    campaignOf(h, raw),
 		Category:    h.Category,
 		Action:      h.Action,
 		Label:       h.Label,
@@ -89,6 +89,18 @@ func toSessionHit(h *hit.Hit, r *rules.Compiled) (*session.Hit, string) {
 		sh.Goals = append(sh.Goals, session.Goal{ID: g.ID, Value: g.Value})
 	}
 	return sh, ""
+}
+
+// campaignOf returns the campaign of a hit: from its document location's
+// query, as GA reads it, even when a page path (dp) set apart from it names
+// the page; from the page path when the location has none.
+func campaignOf(h *hit.Hit, page string) attribution.Campaign {
+	if h.URL != "" && h.URL != page {
+		if c := attribution.CampaignFromURL(h.URL); !c.Empty() {
+			return c
+		}
+	}
+	return attribution.CampaignFromURL(page)
 }
 
 // pagePath is the page dimension of a cleaned path: the attribution
