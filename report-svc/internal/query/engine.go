@@ -307,9 +307,13 @@ func addMetrics(m, o *rollup.Metrics) {
 	m.TimeOnPageViews += o.TimeOnPageViews
 	m.Events += o.Events
 	m.UniqueEvents += o.UniqueEvents
-	m.EventValue += o.EventValue
+	if o.EventValue != 0 {
+		m.EventValue = rollup.RoundValue(m.EventValue + o.EventValue)
+	}
 	m.Conversions += o.Conversions
-	m.ConversionValue += o.ConversionValue
+	if o.ConversionValue != 0 {
+		m.ConversionValue = rollup.RoundValue(m.ConversionValue + o.ConversionValue)
+	}
 }
 
 func (a *agg) zero() bool { return a.m.IsZero() && a.hits == 0 }

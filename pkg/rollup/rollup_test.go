@@ -1,0 +1,37 @@
+package rollup
+
+import (
+	"math/rand/v2"
+	"testing"
+)
+
+// Values added and taken away in any order give the same sum, and nothing
+// left over once all are taken away: a late hit that reshapes sessions, a
+// replay and reprocessing add the same values in other orders.
+func TestValueSumsDoNotDependOnOrder(t *testing.T) {
+	values := []float64{0.1, 0.2, 0.3, 19.99, 5, 0.7, 1e-6, 123456.78, 0.05, 2.675}
+	rng := rand.New(rand.NewPCG(1, 2))
+	var want Metrics
+	for _, v := range values {
+		want.Add(Metrics{EventValue: v, ConversionValue: v}, 1)
+	}
+	for range 200 {
+		var m Metrics
+		order := rng.Perm(len(values))
+		for _, i := range order {
+			m.Add(Metrics{EventValue: values[i], ConversionValue: values[i]}, 1)
+		}
+		if m != want {
+			t.Fatalf("order %v: %v, %v; want %v", order, m.EventValue, m.ConversionValue, want.EventValue)
+		}
+		for _, i := range rng.Perm(len(values)) {
+			m.Add(Metrics{EventValue: values[i], ConversionValue: values[i]}, -1)
+		}
+		if !m.IsZero() {
+			t.Fatalf("all taken away: %+v, want zero", m)
+		}
+	}
+	if want.EventValue != 123485.795001 {
+		t.Errorf("sum %v, want 123485.795001", want.EventValue)
+	}
+}
