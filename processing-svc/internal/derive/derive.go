@@ -272,7 +272,6 @@ func (c *Contributions) AddExtension(tail *Tail, e session.Extension, now *sessi
 		page(h.Path, m)
 		page(b.Exit, rollup.Metrics{Exits: -1})
 		page(now.Exit, rollup.Metrics{Exits: 1})
-		c.addRealtime(now.Hits[len(now.Hits)-1:], now.Touch.Source, 1)
 	case hit.TypeEvent:
 		for i, k := range keys {
 			m := rollup.Metrics{Events: 1, EventValue: h.Value}
@@ -285,6 +284,7 @@ func (c *Contributions) AddExtension(tail *Tail, e session.Extension, now *sessi
 	if now.Pageviews > 0 && b.Bounce != now.Bounce {
 		page(now.Landing, rollup.Metrics{Bounces: bit(now.Bounce) - bit(b.Bounce)})
 	}
+	c.addRealtime(now.Hits[len(now.Hits)-1:], now.Touch.Source, 1)
 	return tail
 }
 
@@ -444,12 +444,17 @@ func eventKeys(day time.Time, h *session.Hit) [3]DailyKey {
 	}
 }
 
+// addRealtime adds hits to the realtime view of their minutes: every hit
+// of a session (pageview, event, engagement ping...) makes its user active
+// in its minute, as any event does in GA4's realtime report; pageviews
+// also count, with their page and the session's source.
 func (c *Contributions) addRealtime(hits []*session.Hit, source string, sign int64) {
 	for _, h := range hits {
+		k := MinuteKey{Minute: h.Time.UTC().Truncate(time.Minute)}
+		addUser(c.RealtimeUsers, k, sign)
 		if h.Type != hit.TypePageview {
 			continue
 		}
-		k := MinuteKey{Minute: h.Time.UTC().Truncate(time.Minute)}
 		r := c.Realtime[k]
 		if r == nil {
 			if n := len(c.spare); n > 0 {
@@ -462,7 +467,6 @@ func (c *Contributions) addRealtime(hits []*session.Hit, source string, sign int
 		r.Pageviews += sign
 		r.Pages[h.Path] += sign
 		r.Sources[source] += sign
-		addUser(c.RealtimeUsers, k, sign)
 	}
 }
 

@@ -57,6 +57,10 @@ func TestSessionContributions(t *testing.T) {
 	if rt := c.Realtime[MinuteKey{base}]; rt == nil || rt.Pageviews != 2 || rt.Pages["/a"] != 1 || rt.Pages["/b"] != 1 || rt.Sources["news.example"] != 2 {
 		t.Errorf("realtime minute = %+v", rt)
 	}
+	// Every hit makes the user active in its minute: the events too.
+	if refs := c.RealtimeUsers[MinuteKey{base}]; refs != 4 {
+		t.Errorf("realtime users of the first minute: %d references, want 4 (2 pageviews, 2 events)", refs)
+	}
 
 	// Taking the session back leaves no metric behind.
 	c.AddSession(ss[0], "client-1", true, time.UTC, -1)
@@ -248,5 +252,27 @@ func TestAddExtensionEqualsAddChange(t *testing.T) {
 	}
 	if extended < 2000 {
 		t.Fatalf("only %d hits extended a session: the test does not exercise AddExtension", extended)
+	}
+}
+
+// A user whose last pageview is older than the realtime window but who is
+// still active (an event, an engagement ping) is an active user of the
+// minutes of those hits, which count no pageview.
+func TestRealtimeUsersOfEveryHit(t *testing.T) {
+	base := time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC)
+	ss := sessions(t,
+		&session.Hit{ID: "1", Type: hit.TypePageview, Time: base, Path: "/a"},
+		&session.Hit{ID: "2", Type: hit.TypeEvent, Time: base.Add(25 * time.Minute), Category: "video", Action: "play", Interaction: true},
+		&session.Hit{ID: "3", Type: hit.TypeEngagement, Time: base.Add(50 * time.Minute)},
+	)
+	c := New()
+	c.AddSession(ss[0], "client-1", true, time.UTC, 1)
+	for _, m := range []time.Duration{0, 25 * time.Minute, 50 * time.Minute} {
+		if refs := c.RealtimeUsers[MinuteKey{base.Add(m)}]; refs != 1 {
+			t.Errorf("minute +%v: %d references of the user, want 1", m, refs)
+		}
+	}
+	if len(c.Realtime) != 1 || c.Realtime[MinuteKey{base}].Pageviews != 1 {
+		t.Errorf("realtime pageviews: %v, want one in the first minute only", c.Realtime)
 	}
 }

@@ -21,11 +21,11 @@ const RealtimeWindow = 30
 const realtimeCacheTTL = time.Second
 
 // Realtime is the realtime view of a property: the last RealtimeWindow
-// one-minute buckets (UTC minutes of pageview time, the current minute
+// one-minute buckets (UTC minutes of hit time, the current minute
 // included).
 type Realtime struct {
 	Now            time.Time
-	ActiveUsers5m  uint64 // distinct users with a pageview in the last 5 minutes
+	ActiveUsers5m  uint64 // distinct users with a hit (pageview, event, ping) in the last 5 minutes
 	ActiveUsers30m uint64 // ... in the last 30 minutes
 	UsersEstimated bool
 	Pageviews      int64         // pageviews in the window used for the top lists
@@ -110,13 +110,13 @@ func (e *Engine) realtime(ctx context.Context, p Property, window, limit int) (*
 		if age < 0 || age >= RealtimeWindow {
 			continue // a clock ahead of ours, or older than asked
 		}
-		if r.Pageviews != 0 && r.Minute.After(newest) {
-			newest = r.Minute
-		}
 		rt.Minutes[RealtimeWindow-1-age].Pageviews += r.Pageviews
 		s, err := sketch.DecodeUnion(r.Users)
 		if err != nil {
 			return nil, fmt.Errorf("realtime users of %s: %w", r.Minute.UTC().Format(time.RFC3339), err)
+		}
+		if (r.Pageviews != 0 || !s.Empty()) && r.Minute.After(newest) {
+			newest = r.Minute
 		}
 		users30.Merge(&s)
 		if age < 5 {
