@@ -11,6 +11,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/datastax/go-cassandra-native-protocol/frame"
 	"github.com/datastax/go-cassandra-native-protocol/message"
@@ -288,6 +289,12 @@ func (c *conn) dispatch(req message.Message, consistency *primitive.ConsistencyL
 	}
 	if s.unavailable.Load() {
 		return fail(errUnavailable)
+	}
+	if d := time.Duration(s.latency.Load()); d > 0 {
+		select {
+		case <-time.After(d):
+		case <-c.closing:
+		}
 	}
 	switch m := req.(type) {
 	case *message.Query:

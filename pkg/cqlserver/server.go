@@ -55,6 +55,7 @@ type Server struct {
 	acceptWG sync.WaitGroup
 
 	unavailable atomic.Bool
+	latency     atomic.Int64 // time.Duration added to every statement
 
 	stopJanitor chan struct{}
 	janitorDone chan struct{}
@@ -234,6 +235,12 @@ func (s *Server) Restart() error { return s.Start() }
 // Unavailable error (code 0x1000) while on, keeping connections open: a
 // softer outage than Stop, which drivers recover from without reconnecting.
 func (s *Server) SetUnavailable(on bool) { s.unavailable.Store(on) }
+
+// SetLatency makes every QUERY, PREPARE, EXECUTE and BATCH answer d later
+// (0: at once), as a slow or overloaded node does: a fault that no
+// timeout of a single request may catch, for tests of what bounds a
+// whole computation.
+func (s *Server) SetLatency(d time.Duration) { s.latency.Store(int64(d)) }
 
 // Close stops serving, closes client connections and, with a data
 // directory, syncs the write-ahead log so that every acknowledged write is

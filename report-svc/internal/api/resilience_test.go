@@ -133,3 +133,41 @@ func TestResultCache(t *testing.T) {
 		}
 	}
 }
+
+// TestComputeTimeout slows every read of the store without failing any:
+// a report whose reads take longer in all than -compute-timeout answers
+// 503 report_timeout once that time is up, not when the last read is done
+// (the gateway would have given up first, and counted the healthy report
+// instance as failed), and the service answers normally once the store is
+// fast again.
+func TestComputeTimeout(t *testing.T) {
+	ds := reporttest.Generate(reporttest.Config{Seed: 5, Location: newYork, Now: time.Date(2026, 3, 20, 19, 30, 0, 0, time.UTC),
+		Days: 40, Clients: 100, Shards: 1, LiveClients: 5})
+	o := defaultOptions()
+	o.store.Timeout = 5 * time.Second // no single read times out
+	o.store.Concurrency = 1
+	o.engine.ComputeTimeout = 500 * time.Millisecond
+	o.engine.DayCacheBytes = 0
+	e := newEnv(t, ds, o)
+
+	query := params("range", "last_28_days", "metrics", "sessions")
+	e.cql.SetLatency(300 * time.Millisecond) // 28 days, one read at a time: over 8 s in all
+	start := time.Now()
+	status, body, _ := e.get(viewer, "/v1/reports/acquisition/source", query)
+	took := time.Since(start)
+	t.Logf("answered %d after %v", status, took.Round(time.Millisecond))
+	if status != http.StatusServiceUnavailable || decodeError(t, body).Error.Code != "report_timeout" {
+		t.Fatalf("status %d, %s; want 503 report_timeout", status, body)
+	}
+	if took > 1500*time.Millisecond {
+		t.Errorf("the report timed out after %v; -compute-timeout is 500ms (and a read 300ms)", took)
+	}
+
+	e.cql.SetLatency(0)
+	if got := e.mustReport("/v1/reports/acquisition/source", query); len(got.Rows) == 0 {
+		t.Error("no rows once the store is fast again")
+	}
+	if s := e.store.BreakerState(); s != "closed" {
+		t.Errorf("breaker %s: slow reads that the report gave up on are not the store's failures", s)
+	}
+}

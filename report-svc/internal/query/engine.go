@@ -201,12 +201,33 @@ func (r *Result) Render(key string, encode func() []byte) []byte {
 
 // do runs fn once for concurrent callers with the same key, unless
 // coalescing is off.
-func (e *Engine) do(g *singleflight.Group, key string, fn func() (any, error)) (any, error, bool) {
+func (e *Engine) do(ctx context.Context, g *singleflight.Group, key string, fn func() (any, error)) (any, error) {
 	if e.cfg.NoCoalesce {
-		v, err := fn()
-		return v, err, false
+		return fn()
 	}
-	return g.Do(key, fn)
+	ch := g.DoChan(key, fn)
+	select {
+	case r := <-ch:
+		return r.Val, r.Err
+	case <-ctx.Done():
+		// The computation goes on for the others waiting on it (and the
+		// cache); this caller has run out of time.
+		return nil, ctx.Err()
+	}
+}
+
+// shared returns the context of a computation that concurrent callers
+// share (through do): the caller that starts it going away must not
+// cancel it for the others, but it keeps that caller's deadline, and at
+// most ComputeTimeout from now, so that no read outlives the report it
+// serves. A report's parts (days, weeks) then end with the report's own
+// deadline rather than each getting a new one.
+func (e *Engine) shared(ctx context.Context) (context.Context, context.CancelFunc) {
+	deadline := time.Now().Add(e.cfg.ComputeTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	return context.WithDeadline(context.WithoutCancel(ctx), deadline)
 }
 
 // Answer is a result as served.
@@ -235,10 +256,8 @@ func (e *Engine) Report(ctx context.Context, p Property, q *Query) (*Answer, err
 		e.m.results.WithLabelValues("cache").Inc()
 		return &Answer{Result: c.res, Cached: true}, nil
 	}
-	v, err, _ := e.do(&e.resultSF, key, func() (any, error) {
-		// The computation is shared, so it must not die with the first
-		// caller's request.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.ComputeTimeout)
+	v, err := e.do(ctx, &e.resultSF, key, func() (any, error) {
+		cctx, cancel := e.shared(ctx)
 		defer cancel()
 		res, err := e.compute(cctx, p, q)
 		if err != nil {
@@ -422,10 +441,8 @@ func (e *Engine) loadDay(ctx context.Context, p Property, src *source, hourly bo
 	if withUsers {
 		sfKey += "|users"
 	}
-	v, err, _ := e.do(&e.daySF, sfKey, func() (any, error) {
-		// Shared by concurrent reports: it must not fail because the one
-		// that started it was cancelled.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.ComputeTimeout)
+	v, err := e.do(ctx, &e.daySF, sfKey, func() (any, error) {
+		ctx, cancel := e.shared(ctx)
 		defer cancel()
 		d, err := e.readDay(ctx, p.ID, report, day, withUsers)
 		if err == nil && final {
@@ -562,6 +579,9 @@ func (e *Engine) aggregate(ctx context.Context, p Property, q *Query, r DateRang
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(e.cfg.DayConcurrency)
 	for i, u := range units {
+		if gctx.Err() != nil {
+			break // a part failed or time is up: start no more reads
+		}
 		g.Go(func() error {
 			var err error
 			data[i], err = e.loadUnit(gctx, p, q.src, q.hourly, u, withUsers, now)
@@ -710,8 +730,8 @@ func (e *Engine) loadUnit(ctx context.Context, p Property, src *source, hourly b
 	if withUsers {
 		sfKey += "|users"
 	}
-	v, err, _ := e.do(&e.daySF, sfKey, func() (any, error) {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.ComputeTimeout)
+	v, err := e.do(ctx, &e.daySF, sfKey, func() (any, error) {
+		ctx, cancel := e.shared(ctx)
 		defer cancel()
 		parts := make([]*dayData, u.days)
 		g, gctx := errgroup.WithContext(ctx)

@@ -66,8 +66,8 @@ func (e *Engine) Realtime(ctx context.Context, p Property, window, limit int) (*
 		e.m.results.WithLabelValues("cache").Inc()
 		return &RealtimeAnswer{Realtime: c.rt, Cached: true}, nil
 	}
-	v, err, _ := e.do(&e.resultSF, key, func() (any, error) {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.ComputeTimeout)
+	v, err := e.do(ctx, &e.resultSF, key, func() (any, error) {
+		cctx, cancel := e.shared(ctx)
 		defer cancel()
 		rt, err := e.realtime(cctx, p, window, limit)
 		if err != nil {
