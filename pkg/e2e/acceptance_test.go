@@ -157,7 +157,7 @@ func run(t *testing.T, stack *localstack.Stack, cfg localstack.Config, visitors 
 	ctx := context.Background()
 	client := &http.Client{Timeout: 30 * time.Second}
 	plan := simulate.New(simulate.Config{Seed: uint64(time.Now().UnixNano()), Visitors: visitors, End: time.Now(), ExcludedCIDR: "203.0.113.0/24"})
-	t.Logf("plan: seed %d, %d visitors, %d hits, time zone %s", plan.Config.Seed, visitors, len(plan.Hits), plan.Config.Location)
+	t.Logf("plan: seed %d, %d visitors, %d hits, time zone %s; sessions by case: %v", plan.Config.Seed, visitors, len(plan.Hits), plan.Config.Location, plan.Expect.Cases)
 	m, err := simulate.SignUp(ctx, client, stack.GatewayURL(), fmt.Sprintf("e2e-%d@shop.example", plan.Config.Seed), plan.Config)
 	if err != nil {
 		t.Fatal(err)

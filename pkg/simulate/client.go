@@ -24,10 +24,11 @@ type Merchant struct {
 	TrackingID  string
 }
 
-// Rules returns the rules of the simulated property: the plan's goals, its
-// internal-traffic CIDR, bot filtering on.
+// Rules returns the rules of the simulated property: the plan's goals and
+// session timeout, its internal-traffic CIDR, bot filtering on.
 func (c Config) Rules() rules.Rules {
 	r := rules.Defaults()
+	r.SessionTimeoutMinutes = int(SessionTimeout / time.Minute)
 	if c.ExcludedCIDR != "" {
 		r.Exclusions.IP = []string{c.ExcludedCIDR}
 	}

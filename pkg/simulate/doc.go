@@ -8,7 +8,12 @@
 // campaign, a channel mix (direct, organic search, social, paid with utm
 // and gclid, email, referral), events and conversions, engagement pings,
 // bots, hits from excluded IPs, late hits, duplicate re-sends and malformed
-// hits. The expected report values (Expectation) are computed from the
+// hits. One visitor in twenty each has a first visit made for a definition
+// that is easy to get wrong: a session whose first hit is an event dated
+// just before its landing pageview (sent after it, with the page's
+// referrer), one pageview with only non-interaction events (a bounce) or
+// with an interaction too (none), and a pause of exactly the session
+// timeout (one session) or a second more (two; the second Direct). The expected report values (Expectation) are computed from the
 // plan's intent — which session each hit was designed to belong to, and
 // what that session's channel is — not by running the pipeline's code, so
 // the acceptance test compares two independent derivations.

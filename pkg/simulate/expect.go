@@ -32,11 +32,23 @@ type Expectation struct {
 	DeadLetters map[string]int64
 	// Users are all the users of the plan (not bots or internal traffic).
 	Users map[string]bool
+	// Cases counts the expected sessions that exercise a definition easy
+	// to get wrong, by the Case names, so a run can say what it covered.
+	Cases map[string]int
 }
+
+// What some of the plan's sessions exercise (Expectation.Cases).
+const (
+	CaseEventFirst             = "first hit an event, then the landing pageview"
+	CaseNonInteractionBounce   = "one pageview and only non-interaction events: a bounce"
+	CaseNonInteractionAndClick = "one pageview, non-interaction and interaction events: no bounce"
+	CaseGapAtTimeout           = "a gap of exactly the timeout inside the session"
+	CaseGapOverTimeout         = "started by a hit a second past the timeout"
+)
 
 func newExpectation(loc *time.Location) *Expectation {
 	return &Expectation{loc: loc, Days: map[string]map[string]map[string]*Metrics{},
-		Filtered: map[string]map[string]int64{}, DeadLetters: map[string]int64{}, Users: map[string]bool{}}
+		Filtered: map[string]map[string]int64{}, DeadLetters: map[string]int64{}, Users: map[string]bool{}, Cases: map[string]int{}}
 }
 
 func (e *Expectation) day(t time.Time) string { return t.In(e.loc).Format(time.DateOnly) }
@@ -96,27 +108,36 @@ type visit struct {
 // still its first (never, once one is recorded).
 //
 // The planned visit is one session by design, except where the plan put a
-// boundary in it: the property's local midnight, and an ad click (gclid)
-// in the middle of a visit. After such a boundary the new session's
-// attribution comes from its own first hit: an internal page reached from
-// the site itself is Direct; the ad click is google / cpc, Paid Search.
+// boundary in it: the property's local midnight, a pause of more than the
+// session timeout, and an ad click (gclid) in the middle of a visit. After
+// such a boundary the new session's attribution comes from its own first
+// hit: an internal page reached from the site itself is Direct; the ad
+// click is google / cpc, Paid Search.
 func (e *Expectation) sessions(client, device, browser string, src source, hits []planned, first bool) bool {
 	cur := visit{client: client, device: device, browser: browser, first: first,
 		source: src.src, medium: src.medium, campaign: src.campaign, channel: src.channel, referrer: src.referrerDimension}
+	direct := visit{client: client, device: device, browser: browser, source: "(direct)", medium: "(none)", campaign: "(direct)", channel: "Direct", referrer: "(none)"}
 	for i, h := range hits {
 		if i > 0 && len(cur.hits) > 0 {
 			prev := cur.hits[len(cur.hits)-1]
+			gap := h.t.Sub(prev.t)
 			// The ad click comes first: when it is also the first hit after
 			// midnight, the new session is still its own, Paid Search.
 			switch {
 			case h.campaign == "gclid":
 				e.record(cur)
 				cur = visit{client: client, device: device, browser: browser, source: "google", medium: "cpc", campaign: "(not set)", channel: "Paid Search", referrer: "(none)"}
-			case e.day(h.t) != e.day(prev.t) && h.typ != "engagement":
-				e.record(cur)
-				cur = visit{client: client, device: device, browser: browser, source: "(direct)", medium: "(none)", campaign: "(direct)", channel: "Direct", referrer: "(none)"}
+			case (e.day(h.t) != e.day(prev.t) || gap > SessionTimeout) && h.typ == "engagement":
+				continue // an engagement ping outside every session is ignored
 			case e.day(h.t) != e.day(prev.t):
-				continue // an engagement ping after midnight belongs to no session
+				e.record(cur)
+				cur = direct
+			case gap > SessionTimeout:
+				e.record(cur)
+				cur = direct
+				e.Cases[CaseGapOverTimeout]++
+			case gap == SessionTimeout:
+				e.Cases[CaseGapAtTimeout]++ // still the same session
 			}
 		}
 		cur.hits = append(cur.hits, h)
@@ -134,7 +155,7 @@ func (e *Expectation) record(v visit) {
 	day := e.day(start)
 	e.Users[v.client] = true
 	var pvs []planned
-	interaction := false
+	interaction, nonInteraction := false, false
 	goals := map[string]float64{}
 	for _, h := range v.hits {
 		switch h.typ {
@@ -146,7 +167,11 @@ func (e *Expectation) record(v visit) {
 				}
 			}
 		case "event":
-			interaction = true
+			if h.nonInteraction {
+				nonInteraction = true
+			} else {
+				interaction = true
+			}
 			if h.cat == GoalSignupCat && h.act == GoalSignupAction {
 				if _, ok := goals["signup"]; !ok {
 					goals["signup"] = h.value
@@ -167,6 +192,14 @@ func (e *Expectation) record(v visit) {
 	}
 	if len(pvs) == 1 && !interaction {
 		s.Bounces = 1
+	}
+	switch {
+	case len(pvs) > 0 && v.hits[0].typ == "event":
+		e.Cases[CaseEventFirst]++
+	case len(pvs) == 1 && nonInteraction && interaction:
+		e.Cases[CaseNonInteractionAndClick]++
+	case len(pvs) == 1 && nonInteraction:
+		e.Cases[CaseNonInteractionBounce]++
 	}
 	if len(pvs) >= 2 || len(goals) > 0 || end.Sub(start) > 10*time.Second {
 		s.Engaged = 1

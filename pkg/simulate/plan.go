@@ -41,6 +41,11 @@ type Hit struct {
 	IP     string // the client IP the player claims (X-Forwarded-For)
 	// Copies is how many times it is sent (duplicates must count once).
 	Copies int
+	// WithNext says it is sent in one request with the plan's next hit (a
+	// tracker's queue flushed at once; the two have the same Send and
+	// Copies). Collection dates both from one receive time, so the gap
+	// between their times is exactly the planned one.
+	WithNext bool
 	// Malformed is the expected dead-letter reason class of a hit meant
 	// to be rejected: "malformed" or "unknown_tracking_id"; empty for a
 	// valid hit.
@@ -119,6 +124,10 @@ var pages = func() []string {
 	return p
 }()
 
+// SessionTimeout is the simulated property's inactivity timeout (its rules
+// say the same; see Rules).
+const SessionTimeout = 30 * time.Minute
+
 // Goals of the simulated property (its rules say the same; see Rules).
 const (
 	GoalPurchasePath  = "/checkout/thanks"
@@ -145,6 +154,8 @@ type planner struct {
 	hits   []Hit
 	expect *Expectation
 	seq    int
+	// rotation places the special visits among the visitors.
+	rotation int
 }
 
 // New plans traffic for cfg.
@@ -163,6 +174,7 @@ func New(cfg Config) *Plan {
 		cfg.MidnightBefore = e.Sub(time.Date(e.Year(), e.Month(), e.Day(), 0, 0, 0, 0, cfg.Location))
 	}
 	p := &planner{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x5eed)), expect: newExpectation(cfg.Location)}
+	p.rotation = p.rng.IntN(specialEvery)
 	for v := 0; v < cfg.Visitors; v++ {
 		p.visitor(v)
 	}
