@@ -161,9 +161,6 @@ func (p *planner) session(src source, start time.Time, kind special) []planned {
 		case reader:
 			out = append(out, p.reading(t, kind == nonInteractionAndClick)...)
 		case p.rng.IntN(5) == 0:
-			// Half-second offsets keep a session's duration off whole
-			// seconds, so no session lasts within a request's latency of
-			// the 10-second engagement threshold.
 			out = append(out, p.event(t.Add(time.Duration(3+p.rng.IntN(25))*time.Second+halfSecond)))
 		}
 		t = t.Add(time.Duration(20+p.rng.IntN(280)) * time.Second)
@@ -177,7 +174,9 @@ func (p *planner) session(src source, start time.Time, kind special) []planned {
 	}
 	if p.rng.IntN(10) < 6 {
 		last := out[latest(out)].t
-		out = append(out, planned{t: last.Add(time.Duration(5+p.rng.IntN(45))*time.Second + halfSecond), typ: "engagement"})
+		// A quarter second: after an event's half second, the session's
+		// duration still falls between whole seconds.
+		out = append(out, planned{t: last.Add(time.Duration(5+p.rng.IntN(45))*time.Second + quarterSecond), typ: "engagement"})
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].t.Before(out[j].t) })
 	return out
@@ -229,7 +228,13 @@ func (p *planner) reading(t time.Time, click bool) []planned {
 	return out
 }
 
-const halfSecond = 500 * time.Millisecond
+// Offsets that keep a session's duration off whole seconds (events at a
+// half, engagement pings at a quarter past), so that no session lasts
+// within a request's latency of the 10-second engagement threshold.
+const (
+	halfSecond    = 500 * time.Millisecond
+	quarterSecond = 250 * time.Millisecond
+)
 
 func (p *planner) event(t time.Time) planned {
 	switch p.rng.IntN(3) {
