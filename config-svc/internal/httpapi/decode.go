@@ -46,6 +46,11 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 		httpserver.WriteError(w, http.StatusBadRequest, "invalid_json", describeSyntaxError(body, err))
 		return false
 	}
+	if generic == nil {
+		// null would leave every field as it is, or reset a whole document.
+		httpserver.WriteError(w, http.StatusBadRequest, "invalid_json", "the request body is null; send a JSON object")
+		return false
+	}
 	if dec.More() {
 		httpserver.WriteError(w, http.StatusBadRequest, "invalid_json", "the request body holds more than one JSON value; send a single object")
 		return false

@@ -33,6 +33,7 @@ func TestBadInputsAnswer400WithAReason(t *testing.T) {
 		{"not JSON", anonymous, "POST", "/v1/signup", "email=a@b.c", nil, "invalid_json", "", "not valid JSON"},
 		{"truncated JSON", anonymous, "POST", "/v1/login", `{"email": "a@b.c", `, nil, "invalid_json", "", "not valid JSON"},
 		{"two values", anonymous, "POST", "/v1/login", `{} {}`, nil, "invalid_json", "", "more than one JSON value"},
+		{"null rules reset nothing", a.as(), "PUT", rulesPath, `null`, nil, "invalid_json", "", "null"},
 		{"array instead of object", anonymous, "POST", "/v1/login", `[]`, nil, "invalid_field", "", "must be a JSON object"},
 		{"unknown field", anonymous, "POST", "/v1/signup", `{"email": "a@b.co", "password": "long enough pw", "company": "c", "plan": "gold"}`, nil, "unknown_field", "plan", "not a field"},
 		{"wrong type", anonymous, "POST", "/v1/login", `{"email": 5, "password": "x"}`, nil, "invalid_field", "email", "must be a string"},

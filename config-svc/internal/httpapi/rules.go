@@ -238,12 +238,12 @@ func (s *Server) getRuleVersion(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	raw := r.PathValue("version")
-	n, err := strconv.Atoi(raw)
+	n, err := strconv.ParseInt(raw, 10, 32) // versions are CQL ints
 	if err != nil || n < 1 {
 		notFound(w, "rule version", raw)
 		return
 	}
-	v, err := s.o.Store.RuleVersion(r.Context(), p.ID, n)
+	v, err := s.o.Store.RuleVersion(r.Context(), p.ID, int(n))
 	if errors.Is(err, store.ErrNotFound) {
 		notFound(w, "rule version", raw)
 		return

@@ -113,6 +113,7 @@ func TestRuleVersionsAndPointInTime(t *testing.T) {
 		t.Fatalf("version 2 now reads\n%+v\nwas\n%+v", again, v2)
 	}
 	e.must(http.StatusNotFound, a.as(), "GET", base+"/versions/9", nil)
+	e.must(http.StatusNotFound, a.as(), "GET", base+"/versions/2147483648", nil) // past a CQL int
 
 	// The pipeline's history endpoint has the same versions, oldest first.
 	var internal configclient.RuleVersions
