@@ -57,8 +57,18 @@ func (st *Store) ClaimTrackingID(ctx context.Context, tid string, propertyID, te
 }
 
 // CreateProperty writes a property whose tracking ID is already claimed,
-// and its first rule version.
+// and its first rule version. The rule version goes first: until the
+// property's rows are written nothing reads it, so a failure between the
+// two leaves no property without rules (listed, with a snippet, whose
+// hits and rules all fail), only an unreachable rule version.
 func (st *Store) CreateProperty(ctx context.Context, p Property, first configclient.RuleVersion) error {
+	applied, err := st.InsertRuleVersion(ctx, p.ID, first)
+	if err != nil {
+		return err
+	}
+	if !applied {
+		return fmt.Errorf("insert first rule version of %s: version %d exists", p.ID, first.Version)
+	}
 	b := st.s.NewBatch(gocql.LoggedBatch).WithContext(ctx)
 	b.Query(`INSERT INTO properties (property_id, tenant_id, tracking_id, name, hostnames, time_zone, currency, cookieless, processing_shards, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -66,13 +76,6 @@ func (st *Store) CreateProperty(ctx context.Context, p Property, first configcli
 	b.Query(`INSERT INTO properties_by_tenant (tenant_id, property_id) VALUES (?, ?)`, p.TenantID, p.ID)
 	if err := st.s.ExecuteBatch(b); err != nil {
 		return fmt.Errorf("insert property: %w", err)
-	}
-	applied, err := st.InsertRuleVersion(ctx, p.ID, first)
-	if err != nil {
-		return err
-	}
-	if !applied {
-		return fmt.Errorf("insert first rule version of %s: version %d exists", p.ID, first.Version)
 	}
 	return nil
 }
