@@ -60,6 +60,41 @@ func (f *Feed) Append(ctx context.Context, c configclient.Change) error {
 	return nil
 }
 
+// feedRetryFor is how long AppendSoon keeps trying: by then every
+// client's periodic resync (configclient.ResyncInterval) has fetched the
+// change anyway.
+const feedRetryFor = 10 * time.Minute
+
+// AppendSoon appends c in the background, for a change already stored
+// whose Append failed: it retries with backoff (1 s, doubling to 30 s)
+// until the change is in, the instance shuts down, or feedRetryFor has
+// passed. Until then the pipeline keeps its cached copy of the property.
+func (f *Feed) AppendSoon(c configclient.Change) {
+	go func() {
+		backoff, deadline := time.Second, time.Now().Add(feedRetryFor)
+		for {
+			select {
+			case <-f.closing:
+				f.log.Warn("shutting down before a change could be announced; clients' resync will fetch it", slog.String("property_id", c.PropertyID), slog.String("kind", c.Kind))
+				return
+			case <-time.After(backoff):
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := f.Append(ctx, c)
+			cancel()
+			if err == nil {
+				f.log.Info("change announced after a retry", slog.String("property_id", c.PropertyID), slog.String("kind", c.Kind))
+				return
+			}
+			if time.Now().After(deadline) {
+				f.log.Error("gave up announcing a change; clients' resync will fetch it", slog.Any("error", err), slog.String("property_id", c.PropertyID), slog.String("kind", c.Kind))
+				return
+			}
+			backoff = min(2*backoff, 30*time.Second)
+		}
+	}()
+}
+
 func (f *Feed) advance(seq int64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -152,9 +152,7 @@ func (s *Server) internalSetShards(w http.ResponseWriter, r *http.Request) {
 	}
 	p.ProcessingShards = req.ProcessingShards
 	s.o.Log.Info("processing shards changed", slog.String("property_id", id.String()), slog.Int("processing_shards", req.ProcessingShards))
-	if !s.appendChange(w, r, configclient.ChangeProperty, p) {
-		return
-	}
+	s.appendChange(r, configclient.ChangeProperty, p)
 	s.writeDoc(w, r, p, nil, id.String())
 }
 

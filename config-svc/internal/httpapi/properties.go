@@ -191,27 +191,24 @@ func (s *Server) createProperty(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, "create the property", err)
 		return
 	}
-	if !s.appendChange(w, r, configclient.ChangeProperty, p) {
-		return
-	}
+	s.appendChange(r, configclient.ChangeProperty, p)
 	w.Header().Set("Location", "/v1/properties/"+p.ID.String())
 	httpserver.WriteJSON(w, http.StatusCreated, s.propertyJSON(p))
 }
 
-// appendChange records a change to p in the feed. A failure is answered
-// 503: the change itself is stored, and retrying the request appends again,
-// so the pipeline learns of it.
-func (s *Server) appendChange(w http.ResponseWriter, r *http.Request, kind string, p store.Property) bool {
-	err := s.o.Feed.Append(r.Context(), configclient.Change{
-		Kind: kind, PropertyID: p.ID.String(), TenantID: p.TenantID.String(), TrackingID: p.TrackingID, At: s.now(),
-	})
-	if err != nil {
-		s.o.Log.Error("append to the change feed", slog.Any("error", err), slog.String("property_id", p.ID.String()), slog.String("kind", kind))
-		httpserver.WriteError(w, http.StatusServiceUnavailable, "unavailable", "the change is saved but could not be announced to the pipeline yet; repeat the request")
-		return false
-	}
+// appendChange records a change to p in the feed. The change itself is
+// already stored, so a failure to append does not fail the request (a
+// retry would find nothing to change, or create a second property): the
+// feed takes it in the background (Feed.AppendSoon), and the pipeline
+// learns of it once the feed's table answers again, or at the latest at
+// its clients' periodic resync.
+func (s *Server) appendChange(r *http.Request, kind string, p store.Property) {
+	c := configclient.Change{Kind: kind, PropertyID: p.ID.String(), TenantID: p.TenantID.String(), TrackingID: p.TrackingID, At: s.now()}
 	s.metrics.changes.WithLabelValues(kind).Inc()
-	return true
+	if err := s.o.Feed.Append(r.Context(), c); err != nil {
+		s.o.Log.Error("append to the change feed; retrying in the background", slog.Any("error", err), slog.String("property_id", p.ID.String()), slog.String("kind", kind))
+		s.o.Feed.AppendSoon(c)
+	}
 }
 
 // callerProperty reads the caller's identity and the property named in the
@@ -305,9 +302,7 @@ func (s *Server) patchProperty(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, "update the property", err)
 		return
 	}
-	if !s.appendChange(w, r, configclient.ChangeProperty, p) {
-		return
-	}
+	s.appendChange(r, configclient.ChangeProperty, p)
 	httpserver.WriteJSON(w, http.StatusOK, s.propertyJSON(p))
 }
 
@@ -325,8 +320,6 @@ func (s *Server) deleteProperty(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, "delete the property", err)
 		return
 	}
-	if !s.appendChange(w, r, configclient.ChangeDeleted, p) {
-		return
-	}
+	s.appendChange(r, configclient.ChangeDeleted, p)
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -191,9 +191,7 @@ func (s *Server) putRules(w http.ResponseWriter, r *http.Request) {
 	case versionFailed:
 		return
 	case versionCreated:
-		if !s.appendChange(w, r, configclient.ChangeRules, p) {
-			return
-		}
+		s.appendChange(r, configclient.ChangeRules, p)
 	}
 	writeVersion(w, v, true)
 }

@@ -105,9 +105,7 @@ func (s *Server) createSecret(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, "store the API secret", err)
 		return
 	}
-	if !s.appendChange(w, r, configclient.ChangeSecrets, p) {
-		return
-	}
+	s.appendChange(r, configclient.ChangeSecrets, p)
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Location", "/v1/properties/"+p.ID.String()+"/api-secrets/"+sec.ID.String())
 	httpserver.WriteJSON(w, http.StatusCreated, NewSecretJSON{SecretJSON: secretJSON(sec), Secret: secret})
@@ -132,8 +130,6 @@ func (s *Server) revokeSecret(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, "revoke the API secret", err)
 		return
 	}
-	if !s.appendChange(w, r, configclient.ChangeSecrets, p) {
-		return
-	}
+	s.appendChange(r, configclient.ChangeSecrets, p)
 	w.WriteHeader(http.StatusNoContent)
 }
