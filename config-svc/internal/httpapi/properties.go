@@ -67,6 +67,24 @@ type propertyFields struct {
 
 const maxPropertyName = 100
 
+// settings lists the settings the request gives (store.Set*), the only
+// ones a PATCH writes.
+func (f *propertyFields) settings() []string {
+	var out []string
+	for _, s := range []struct {
+		given bool
+		name  string
+	}{
+		{f.Name != nil, store.SetName}, {f.Hostnames != nil, store.SetHostnames}, {f.TimeZone != nil, store.SetTimeZone},
+		{f.Currency != nil, store.SetCurrency}, {f.Cookieless != nil, store.SetCookieless},
+	} {
+		if s.given {
+			out = append(out, s.name)
+		}
+	}
+	return out
+}
+
 // apply validates the fields given and sets them on p; it answers the
 // request and returns false on the first bad field.
 func (f *propertyFields) apply(w http.ResponseWriter, p *store.Property) bool {
@@ -298,7 +316,7 @@ func (s *Server) patchProperty(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	p.UpdatedAt = s.now()
-	if err := s.o.Store.UpdateProperty(ctx, p); err != nil {
+	if err := s.o.Store.UpdateProperty(ctx, p, req.settings()...); err != nil {
 		s.internalError(w, r, "update the property", err)
 		return
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/acme/analytics/pkg/configclient"
@@ -135,10 +136,31 @@ func (st *Store) Properties(ctx context.Context, tenantID gocql.UUID) ([]Propert
 	return out, nil
 }
 
-// UpdateProperty writes the merchant-editable settings of p.
-func (st *Store) UpdateProperty(ctx context.Context, p Property) error {
-	err := st.s.Query(`UPDATE properties SET name = ?, hostnames = ?, time_zone = ?, currency = ?, cookieless = ?, updated_at = ? WHERE property_id = ?`,
-		p.Name, p.Hostnames, p.TimeZone, p.Currency, p.Cookieless, p.UpdatedAt, p.ID).WithContext(ctx).Exec()
+// Merchant-editable settings of a property, for UpdateProperty.
+const (
+	SetName       = "name"
+	SetHostnames  = "hostnames"
+	SetTimeZone   = "time_zone"
+	SetCurrency   = "currency"
+	SetCookieless = "cookieless"
+)
+
+// UpdateProperty writes the given merchant-editable settings of p (Set*
+// columns) and its updated_at, and no other: two concurrent changes of
+// different settings (a name here, hostnames there) both stay.
+func (st *Store) UpdateProperty(ctx context.Context, p Property, settings ...string) error {
+	values := map[string]any{SetName: p.Name, SetHostnames: p.Hostnames, SetTimeZone: p.TimeZone, SetCurrency: p.Currency, SetCookieless: p.Cookieless}
+	var set []string
+	var args []any
+	for _, col := range settings {
+		v, ok := values[col]
+		if !ok {
+			return fmt.Errorf("update property: %q is not a setting", col)
+		}
+		set, args = append(set, col+" = ?"), append(args, v)
+	}
+	set, args = append(set, "updated_at = ?"), append(args, p.UpdatedAt, p.ID)
+	err := st.s.Query(`UPDATE properties SET `+strings.Join(set, ", ")+` WHERE property_id = ?`, args...).WithContext(ctx).Exec()
 	if err != nil {
 		return fmt.Errorf("update property: %w", err)
 	}

@@ -160,3 +160,36 @@ func TestRuleVersionNumbersAreClaimedOnce(t *testing.T) {
 		t.Fatalf("CurrentRules = %+v, %v", got, err)
 	}
 }
+
+// Two changes of different settings made from the same read of a property
+// (two admins' PATCH requests at once) both stay: each writes only its own.
+func TestConcurrentSettingChangesBothStay(t *testing.T) {
+	st := newStore(t)
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	p := Property{ID: gocql.MustRandomUUID(), TenantID: gocql.MustRandomUUID(), TrackingID: "AT-PATCHRACE1", Name: "Shop",
+		Hostnames: []string{"shop.example"}, TimeZone: "UTC", Currency: "EUR", ProcessingShards: 1, CreatedAt: now, UpdatedAt: now}
+	first := configclient.RuleVersion{Version: 1, EffectiveAt: now, Rules: rules.Defaults(), Hostnames: p.Hostnames}
+	if err := st.CreateProperty(ctx, p, first); err != nil {
+		t.Fatal(err)
+	}
+	a, b := p, p // both read before either writes
+	a.Name = "Shop (EU)"
+	b.Hostnames = []string{"shop.example", "www.shop.example"}
+	if err := st.UpdateProperty(ctx, a, SetName); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.UpdateProperty(ctx, b, SetHostnames); err != nil {
+		t.Fatal(err)
+	}
+	got, err := st.Property(ctx, p.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Name != a.Name || len(got.Hostnames) != 2 {
+		t.Errorf("after both changes: name %q, hostnames %v; want %q and both hosts", got.Name, got.Hostnames, a.Name)
+	}
+	if err := st.UpdateProperty(ctx, p, "tracking_id"); err == nil {
+		t.Error("UpdateProperty wrote a column that is not a setting")
+	}
+}
