@@ -163,7 +163,7 @@ func (c *Compiled) Exclusion(h *hit.Hit) (reason string, excluded bool) {
 	if len(c.countries) > 0 && h.Country != "" && c.countries[strings.ToUpper(h.Country)] {
 		return ReasonCountry, true
 	}
-	if len(c.hosts) > 0 && h.Hostname != "" && !matchHost(c.hosts, NormalizeHost(h.Hostname)) {
+	if len(c.hosts) > 0 && c.foreignHost(h) {
 		return ReasonForeignHost, true
 	}
 	if c.botFiltering && h.Bot {
@@ -225,6 +225,18 @@ func (c *Compiled) ReferralExcluded(host string) bool {
 	}
 	host = NormalizeHost(host)
 	return matchHost(c.hosts, host) || matchHost(c.referrals, host)
+}
+
+// foreignHost reports whether h is not from the property's hostnames (which
+// it has): its host is none of them nor a subdomain of one, or it is a
+// browser hit that names no host (no document location or host), as the
+// tracker never sends and referral spam does. A server-side hit without a
+// host never is.
+func (c *Compiled) foreignHost(h *hit.Hit) bool {
+	if h.Hostname == "" {
+		return h.Origin == hit.OriginBrowser
+	}
+	return !matchHost(c.hosts, NormalizeHost(h.Hostname))
 }
 
 // matchHost is matchDomain for a host of a site, where a leading "www." is

@@ -200,7 +200,7 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 		if rules.ValidHost(host) != "" {
 			return malformed("dh", "%q is not a valid host name", host)
 		}
-		if p.Rules != nil && foreignHost(p.Rules, host) {
+		if p.Rules != nil && foreignHost(p.Rules, host, origin) {
 			return nil, parse.Errorf(parse.ReasonForeignHost, "dh", "%q is not one of the property's hostnames (%s) nor a subdomain of one", host, strings.Join(p.Rules.Hostnames(), ", "))
 		}
 		c.goodHost = host // a request's hits are usually all from one host
@@ -261,6 +261,12 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 		h.Cookieless = true
 	}
 
+	// Well formed, but from no page of the property's (checked last, so
+	// that a malformed hit is told what is wrong with it).
+	if host == "" && p.Rules != nil && foreignHost(p.Rules, "", origin) {
+		return nil, parse.Errorf(parse.ReasonForeignHost, "dl", "the hit names no host (dl or dh), and the property accepts only its hostnames (%s)", strings.Join(p.Rules.Hostnames(), ", "))
+	}
+
 	h.IPExcludedBy, h.RuleVersion, h.IP = c.addr.excludedBy, c.addr.ruleVersion, c.addr.ip
 
 	h.ID = h.DeriveID(f.EventID)
@@ -269,12 +275,13 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 
 // foreignHost applies exactly the host rule processing applies
 // (rules.Compiled.Exclusion with reason foreign_host): with hostnames
-// configured, a host that is none of them nor a subdomain of one.
-func foreignHost(c *rules.Compiled, host string) bool {
+// configured, a host that is none of them nor a subdomain of one, or no
+// host on a browser hit.
+func foreignHost(c *rules.Compiled, host string, origin hit.Origin) bool {
 	if len(c.Hostnames()) == 0 {
 		return false
 	}
-	reason, excluded := c.Exclusion(&hit.Hit{Hostname: host})
+	reason, excluded := c.Exclusion(&hit.Hit{Hostname: host, Origin: origin})
 	return excluded && reason == rules.ReasonForeignHost
 }
 

@@ -313,7 +313,7 @@ func TestInvalidHitsAreAnsweredAndDeadLettered(t *testing.T) {
 		{"nested value", "POST", "/collect?tid=" + tidShop, `{"hits":[{"cid":"m-nested","t":"event","ea":{"x":1}}]}`, 400, "malformed", "ea", "m-nested", ""},
 		{"other tracking id in batch", "POST", "/collect?tid=" + tidShop, `{"hits":[{"tid":"` + tidCookieless + `","cid":"m-mixed","t":"pageview","dp":"/"}]}`, 400, "malformed", "tid", "m-mixed", ""},
 		{"too old", "POST", "/collect?tid=" + tidShop, `{"hits":[{"cid":"m-old","t":"pageview","dp":"/","qt":14400001}]}`, 400, "too_old", "qt", "m-old", ""},
-		{"one bad hit in a batch", "POST", "/collect?tid=" + tidShop, `{"hits":[{"cid":"m-partial","t":"pageview","dp":"/","hid":"ok-partial"},{"cid":"m-partial","t":"nope"}]}`, 400, "malformed", "t", "m-partial", "ok-partial"},
+		{"one bad hit in a batch", "POST", "/collect?tid=" + tidShop, `{"hits":[{"cid":"m-partial","t":"pageview","dl":"https://shop.example/","hid":"ok-partial"},{"cid":"m-partial","t":"nope"}]}`, 400, "malformed", "t", "m-partial", "ok-partial"},
 		{"hit too large", "POST", "/collect?tid=" + tidShop, `{"hits":[{"cid":"m-bighit","t":"pageview","dp":"/","dt":"` + strings.Repeat("x", 9000) + `"}]}`, 413, "too_large", "", "m-bighit", ""},
 		{"batch over 500 hits", "POST", "/collect?tid=" + tidShop, bigBatch(501, "m-manyhits"), 413, "too_large", "hits", "m-manyhits", ""},
 		{"body over 512 KiB", "POST", "/collect?tid=" + tidShop, `{"hits":[{"cid":"m-bigbody","t":"pageview","dp":"/","dt":"` + strings.Repeat("x", 600<<10) + `"}]}`, 413, "too_large", "", "bytes; the limit is 524288", ""},
@@ -377,7 +377,8 @@ func TestDebugEndpointStoresNothing(t *testing.T) {
 		wantError                string   // for the request
 	}{
 		{"valid pixel", "GET", "/debug/collect?v=1&tid=" + tidShop + "&cid=dbg&t=pageview&dl=https%3A%2F%2Fshop.example%2F", "", true, []string{""}, ""},
-		{"batch with a foreign hit", "POST", "/debug/collect?tid=" + tidShop, `{"hits":[{"cid":"dbg","t":"pageview","dp":"/"},{"cid":"dbg","t":"pageview","dl":"https://else.example/"}]}`, false, []string{"", "foreign_host"}, ""},
+		{"batch with a foreign hit", "POST", "/debug/collect?tid=" + tidShop, `{"hits":[{"cid":"dbg","t":"pageview","dp":"/"},{"cid":"dbg","t":"pageview","dl":"https://else.example/"}]}`, false, []string{"foreign_host", "foreign_host"}, ""},
+		{"batch with a hit from the site and one from nowhere", "POST", "/debug/collect?tid=" + tidShop, `{"hits":[{"cid":"dbg","t":"pageview","dh":"shop.example","dp":"/"},{"cid":"dbg","t":"pageview","dp":"/spam"}]}`, false, []string{"", "foreign_host"}, ""},
 		{"unknown tracking id", "POST", "/debug/collect?tid=" + tidUnknown, `{"hits":[{"cid":"dbg","t":"pageview","dp":"/"}]}`, false, nil, "unknown_tracking_id"},
 		{"measurement", "POST", "/debug/mp/collect?tracking_id=" + tidShop + "&api_secret=" + apiSecret, `{"client_id":"dbg","events":[{"name":"page_view","params":{"page_location":"https://shop.example/"}}]}`, true, []string{""}, ""},
 	}
