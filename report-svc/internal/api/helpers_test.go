@@ -78,6 +78,9 @@ type env struct {
 	acq    *httptest.Server
 	beh    *httptest.Server
 	client *http.Client
+	// lookup answers the services' property lookups; a test may change
+	// an entry between requests (a merchant's change of time zone).
+	lookup staticLookup
 }
 
 type envOptions struct {
@@ -125,6 +128,7 @@ func serve(t testing.TB, ds *reporttest.Dataset, srv *cqlserver.Server, cfg *cas
 		ds.Property.String():   {TenantID: tenantA, Location: ds.Location},
 		otherProperty.String(): {TenantID: tenantB, Location: time.UTC},
 	}
+	e.lookup = lookup
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	for _, f := range []*query.Family{query.Acquisition, query.Behavior} {
 		mux := http.NewServeMux()

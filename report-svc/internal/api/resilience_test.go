@@ -4,9 +4,11 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/acme/analytics/report-svc/internal/api"
 	"github.com/acme/analytics/report-svc/internal/reporttest"
 )
 
@@ -125,7 +127,12 @@ func TestResultCache(t *testing.T) {
 		{"final, first", 0, final, false},
 		{"final, past the live ttl", time.Minute, final, true},
 		{"final, past the final ttl", 5 * time.Minute, final, false},
+		{"final, again", 0, final, true},
+		{"final, after the merchant changed the time zone", 0, final, false},
 	} {
+		if strings.Contains(step.name, "time zone") {
+			e.lookup[ds.Property.String()] = api.PropertyInfo{TenantID: tenantA, Location: time.UTC}
+		}
 		e.clock.Set(e.clock.Now().Add(step.advance))
 		got := e.mustReport("/v1/reports/acquisition/overview", step.p)
 		if got.Cached != step.wantCached {

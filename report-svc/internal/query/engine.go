@@ -249,7 +249,9 @@ type cached struct {
 // when the store is unavailable, from the cache marked stale if a result
 // younger than StaleMaxAge is there, else the store's error.
 func (e *Engine) Report(ctx context.Context, p Property, q *Query) (*Answer, error) {
-	key := p.ID.String() + "|" + q.Key()
+	// The zone is part of the key: the same range means other days, and
+	// presets other dates, once a merchant changes it.
+	key := p.ID.String() + "|" + p.Location.String() + "|" + q.Key()
 	now := e.now()
 	c, ok := e.results.get(key, now)
 	if ok && now.Before(c.freshUntil) {
