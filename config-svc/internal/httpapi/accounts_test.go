@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -221,6 +222,40 @@ func TestKeyRotation(t *testing.T) {
 	for name, tok := range map[string]string{"old": a.tokens.AccessToken, "new": fresh.AccessToken} {
 		if _, err := e.verifier.Verify(context.Background(), tok); err != nil {
 			t.Errorf("%s token: %v", name, err)
+		}
+	}
+}
+
+// TestAdminsDemotingEachOtherKeepOne: two admins demoting each other at the
+// same moment each see the other as an admin beforehand; the tenant must
+// still keep one.
+func TestAdminsDemotingEachOtherKeepOne(t *testing.T) {
+	e := newEnv(t)
+	for round := range 10 {
+		a := e.signup(fmt.Sprintf("Pair %d", round))
+		b := e.addUser(a, "admin")
+		var wg sync.WaitGroup
+		for _, pair := range [][2]account{{a, b}, {b, a}} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r := e.do(pair[0].as(), "PATCH", "/v1/users/"+pair[1].tokens.UserID, map[string]string{"role": "viewer"})
+				if r.code != http.StatusOK && r.code != http.StatusConflict {
+					t.Errorf("round %d: status %d", round, r.code)
+				}
+			}()
+		}
+		wg.Wait()
+		var users struct{ Users []UserJSON }
+		e.must(http.StatusOK, a.as(), "GET", "/v1/users", nil).decode(t, &users)
+		admins := 0
+		for _, u := range users.Users {
+			if u.Role == "admin" {
+				admins++
+			}
+		}
+		if admins == 0 {
+			t.Fatalf("round %d: no admin left: %+v", round, users.Users)
 		}
 	}
 }

@@ -239,6 +239,23 @@ func (s *Server) patchUser(w http.ResponseWriter, r *http.Request) {
 			s.internalError(w, r, "change the role", err)
 			return
 		}
+		if u.Role == string(tenant.RoleAdmin) {
+			// Two admins demoting each other at once both saw the other
+			// as an admin: whoever finds none left afterwards undoes
+			// its change, so the tenant always keeps one.
+			n, err := s.otherAdmins(r, tid, u.ID)
+			if err == nil && n == 0 {
+				err = s.o.Store.SetUserRole(r.Context(), tid, u.ID, u.Role)
+				if err == nil {
+					httpserver.WriteFieldError(w, http.StatusConflict, "conflict", "role", "this is the tenant's last admin; make another user admin first")
+					return
+				}
+			}
+			if err != nil {
+				s.internalError(w, r, "check the tenant still has an admin", err)
+				return
+			}
+		}
 		u.Role = *req.Role
 	}
 	httpserver.WriteJSON(w, http.StatusOK, userJSON(u))
