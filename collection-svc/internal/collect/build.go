@@ -254,6 +254,11 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 
 	// The visitor.
 	if h.ClientID == "" {
+		if origin == hit.OriginMeasurement {
+			// A cookieless ID from the merchant's server's address would
+			// make one visitor of all its hits.
+			return malformed("client_id", "the client ID is missing: send the visitor's client_id (the tracker's _at_cid cookie)")
+		}
 		if !p.Cookieless {
 			return malformed("cid", "the client ID is missing (or enable cookieless mode for the property)")
 		}

@@ -251,7 +251,17 @@ func (s *Server) handle(ctx context.Context, r *http.Request, in input, received
 	if len(c.userAgent) > 1024 {
 		c.userAgent = c.userAgent[:1024]
 	}
-	c.device = s.cfg.Devices.Parse(c.userAgent)
+	if in.origin == hit.OriginMeasurement {
+		// The sender is the merchant's server, not the visitor: its user
+		// agent and address tell nothing of the visitor's device, country
+		// or whether it is a bot (python-requests is no crawler here), and
+		// no IP rule is about it; GA4's Measurement Protocol derives none
+		// of them either. Its hits join the session the visitor's browser
+		// started, which has them.
+		c.userAgent, c.ip = "", netip.Addr{}
+	} else {
+		c.device = s.cfg.Devices.Parse(c.userAgent)
+	}
 	c.country = s.cfg.GeoIP.Country(c.ip)
 	c.addr = addressingOf(prop, c.ip)
 
