@@ -87,7 +87,7 @@ type Hit struct {
 	UserAgent        string `json:"ua,omitempty"`
 	Browser          string `json:"br,omitempty"`
 	OS               string `json:"os,omitempty"`
-	DeviceCategory   string `json:"dc,omitempty"` // desktop, mobile, tablet, other
+	DeviceCategory   string `json:"dc,omitempty"` // desktop, mobile, tablet, smart tv, other
 	Country          string `json:"geo,omitempty"`
 	IP               string `json:"ip,omitempty"` // truncated (/24, /48) before it leaves collection
 	Bot              bool   `json:"bot,omitempty"`

@@ -30,7 +30,7 @@ const (
 	Referrer     = "referrer"     // external referrer host and path, or "(none)"
 	LandingPage  = "landing_page" // path of the session's first pageview
 	Country      = "country"      // ISO 3166-1 alpha-2, or "(not set)"
-	Device       = "device"       // desktop, mobile, tablet, other
+	Device       = "device"       // desktop, mobile, tablet, smart tv, other
 	Browser      = "browser"
 	OS           = "os"
 	UserType     = "user_type" // "new" or "returning"

@@ -75,7 +75,7 @@ func (p *planner) visitor(v int) {
 		if len(kept) == 0 {
 			break
 		}
-		p.emit(cid, ua.ua, ip, src, kept)
+		p.emit(cid, ua.ua, ua.screen, ip, src, kept)
 		switch {
 		case bot:
 			p.expect.filtered(kept, "bot")
@@ -249,7 +249,7 @@ func (p *planner) event(t time.Time) planned {
 
 // emit turns planned hits into requests, with some sent late and some
 // sent twice.
-func (p *planner) emit(cid, ua, ip string, src source, hits []planned) {
+func (p *planner) emit(cid, ua, screen, ip string, src source, hits []planned) {
 	base := "https://" + p.cfg.Host
 	// The landing URL's tags or click ID: the same on every hit that
 	// carries them, so that they are one campaign.
@@ -265,6 +265,9 @@ func (p *planner) emit(cid, ua, ip string, src source, hits []planned) {
 		q.Set("cid", cid)
 		q.Set("t", h.typ)
 		q.Set("hid", p.hid())
+		if screen != "" {
+			q.Set("sr", screen)
+		}
 		page, loc, ref := prev, base+prev, base+prev // an event or a ping is on the page shown
 		switch {
 		case prev == "":

@@ -121,6 +121,7 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 		}
 	}
 
+	dev := c.device.WithScreen(f.ScreenResolution) // an iPad says it is a Mac
 	*h = hit.Hit{
 		TenantID:         p.TenantID,
 		PropertyID:       p.ID,
@@ -139,12 +140,12 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 		ScreenResolution: f.ScreenResolution,
 		Language:         f.Language,
 		UserAgent:        c.userAgent,
-		Browser:          c.device.Browser,
-		OS:               c.device.OS,
-		DeviceCategory:   c.device.Category,
+		Browser:          dev.Browser,
+		OS:               dev.OS,
+		DeviceCategory:   dev.Category,
 		Country:          c.country,
-		Bot:              c.device.Bot,
-		BotName:          c.device.BotName,
+		Bot:              dev.Bot,
+		BotName:          dev.BotName,
 	}
 	if len(f.Params) > 0 {
 		h.Params = make(map[string]string, len(f.Params)+1)

@@ -3,17 +3,20 @@
 package device
 
 import (
+	"strings"
 	"sync"
 
 	"github.com/acme/analytics/collection-svc/internal/crawlers"
 	"github.com/mileusna/useragent"
 )
 
-// Device categories, as reports show them.
+// Device categories, as reports show them (GA4's, with other for bots and
+// what is none of these).
 const (
 	Desktop = "desktop"
 	Mobile  = "mobile"
 	Tablet  = "tablet"
+	SmartTV = "smart tv"
 	Other   = "other"
 )
 
@@ -74,7 +77,13 @@ func (p *Parser) parse(ua string) Info {
 	u := useragent.Parse(ua)
 	info := Info{Browser: u.Name, OS: u.OS}
 	switch {
+	case isTV(ua):
+		info.Category = SmartTV
 	case u.Tablet:
+		info.Category = Tablet
+	case u.OS == useragent.Android && !strings.Contains(ua, "Mobile"):
+		// Android's own rule: browsers on phones say Mobile, on tablets
+		// (Samsung Tab, Kindle Fire, Lenovo...) they do not.
 		info.Category = Tablet
 	case u.Mobile:
 		info.Category = Mobile
@@ -83,7 +92,8 @@ func (p *Parser) parse(ua string) Info {
 	default:
 		info.Category = Other
 	}
-	if name, ok := p.crawlers.Match(ua); ok {
+	info.Browser = browserName(ua, info.Browser)
+	if name, ok := p.crawlers.Match(ua); ok && !inAppBrowser(name, ua) {
 		info.Bot, info.BotName = true, name
 	} else if u.Bot {
 		info.Bot = true
@@ -92,4 +102,83 @@ func (p *Parser) parse(ua string) Info {
 		info.Category = Other
 	}
 	return info
+}
+
+// tvTokens mark the browsers of smart TVs and TV sticks (lower case).
+var tvTokens = []string{"smart-tv", "smarttv", "googletv", "google tv", "android tv", "androidtv", "appletv",
+	"bravia", "tizen", "web0s", "webos", "netcast", "hbbtv", "crkey", "roku", "; aft"}
+
+func isTV(ua string) bool {
+	lower := strings.ToLower(ua)
+	for _, t := range tvTokens {
+		if strings.Contains(lower, t) {
+			return true
+		}
+	}
+	return false
+}
+
+// browserName corrects the library's browser name where it is wrong for
+// common clients, and keeps the dimension bounded: for a user agent it does
+// not know, the library names the browser after the first token, whatever
+// the sender put there ("Mozilla/5.0", "-", a whole string).
+func browserName(ua, name string) string {
+	switch {
+	case strings.Contains(ua, "; wv)"):
+		return "Android Webview"
+	case strings.Contains(ua, "Silk/"):
+		return "Silk"
+	case strings.Contains(ua, "YaBrowser/"):
+		return "YaBrowser"
+	case strings.Contains(ua, "UCBrowser/"):
+		return "UC Browser"
+	case strings.Contains(ua, "SogouMobileBrowser/"):
+		return "Sogou Browser"
+	}
+	if len(name) > 32 || name == "-" || strings.ContainsAny(name, "/();") {
+		return ""
+	}
+	return name
+}
+
+// inAppBrowser reports a crawler-list match that is in fact an in-app
+// browser people use: the list's entry is meant for the app's link-preview
+// fetcher, whose user agent is not a browser's.
+func inAppBrowser(name, ua string) bool {
+	switch name {
+	case "Viber":
+		return strings.Contains(ua, "AppleWebKit/")
+	case "Sogou":
+		return strings.Contains(ua, "SogouMobileBrowser/")
+	}
+	return false
+}
+
+// WithScreen refines the category of a client from the screen size a hit
+// reports (sr, width x height): Safari on an iPad (iPadOS 13 and later)
+// sends the user agent of a Mac, but reports its screen in portrait, as a
+// Mac's never is.
+func (i Info) WithScreen(sr string) Info {
+	if i.Category != Desktop || i.OS != useragent.MacOS {
+		return i
+	}
+	w, h, ok := strings.Cut(sr, "x")
+	if !ok || len(w) > 5 || len(h) > 5 {
+		return i
+	}
+	if wn, hn := atoi(w), atoi(h); wn > 0 && wn < hn {
+		i.Category, i.OS = Tablet, useragent.IOS
+	}
+	return i
+}
+
+func atoi(s string) int {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return -1
+		}
+		n = n*10 + int(s[i]-'0')
+	}
+	return n
 }

@@ -104,7 +104,7 @@ var dimensions = map[string]*Dimension{
 	"referrer":       stored("referrer", "external referrer host and path, or (none)"),
 	"landing_page":   stored("landing_page", "path of the session's first pageview, (not set) without one"),
 	"country":        stored("country", "ISO 3166-1 alpha-2 country code, or (not set)"),
-	"device":         stored("device", "device category: desktop, mobile, tablet, other"),
+	"device":         stored("device", "device category: desktop, mobile, tablet, smart tv, other"),
 	"browser":        stored("browser", "browser name"),
 	"os":             stored("os", "operating system"),
 	"user_type":      stored("user_type", "new (the user's first session) or returning"),
