@@ -33,7 +33,11 @@ func ClientIP(r *http.Request, trusted []netip.Prefix) netip.Addr {
 			} else {
 				part, list = list, ""
 			}
-			a := remoteAddr(strings.TrimSpace(part))
+			part = strings.TrimSpace(part)
+			if part == "" {
+				continue // "a, , b" or a trailing comma: no entry
+			}
+			a := remoteAddr(part)
 			if !a.IsValid() {
 				// Garbage where an address should be: trust nothing to
 				// its left.
@@ -48,10 +52,15 @@ func ClientIP(r *http.Request, trusted []netip.Prefix) netip.Addr {
 	return client
 }
 
-// remoteAddr parses "ip", "ip:port" or "[ip]:port".
+// remoteAddr parses "ip", "ip:port", "[ip]:port" or "[ip]".
 func remoteAddr(s string) netip.Addr {
 	if a, err := netip.ParseAddr(s); err == nil {
 		return a.Unmap()
+	}
+	if len(s) > 2 && s[0] == '[' && s[len(s)-1] == ']' {
+		if a, err := netip.ParseAddr(s[1 : len(s)-1]); err == nil {
+			return a.Unmap()
+		}
 	}
 	if host, _, err := net.SplitHostPort(s); err == nil {
 		if a, err := netip.ParseAddr(host); err == nil {
