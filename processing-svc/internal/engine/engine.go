@@ -269,8 +269,19 @@ func (p *Partition) Apply(ctx context.Context, msgs []Message) error {
 	}
 	for i, r := range reads {
 		for _, d := range r.hits {
+			if _, ok := p.visitors[d.key]; ok {
+				continue // an earlier hit of the batch's
+			}
 			sv := loaded[i][d.h.ClientID]
-			p.visitors[d.key] = &vstate{v: sv.v, property: r.property, shard: ShardOf(d.h.ClientID, d.prop.Shards), applied: sv.applied}
+			vs := &vstate{v: sv.v, property: r.property, shard: ShardOf(d.h.ClientID, d.prop.Shards), applied: sv.applied}
+			if len(sv.v.Hits) > 0 {
+				// Its live sessions as the rollups hold them: derived
+				// under the rules of its latest hit (at its watermark),
+				// which need not be the next hit's.
+				vs.settings = settings(d.prop, d.prop.RulesAt(sv.v.Watermark))
+				sv.v.Sessions(vs.settings)
+			}
+			p.visitors[d.key] = vs
 		}
 	}
 
@@ -320,7 +331,7 @@ func (p *Partition) applyHit(d *decoded, now time.Time) {
 	h := d.h
 	r := d.prop.RulesAt(h.ReceivedAt)
 	st := vs.settings // the last hit's, unless the rules or the zone changed
-	if src, ok := st.Source.(settingsSource); !ok || src != (settingsSource{r, d.prop.Location}) {
+	if src, ok := st.Source.(settingsSource); !ok || src != sourceOf(d.prop, r) {
 		st = settings(d.prop, r)
 	}
 	c := p.contrib

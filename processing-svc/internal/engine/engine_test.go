@@ -628,3 +628,64 @@ func TestUserBackAfterStateExpired(t *testing.T) {
 		t.Errorf("user_type rows: %+v, want one returning and one new session", types)
 	}
 }
+
+// A visitor evicted from memory, and loaded again for a hit received under
+// new rules (a referral exclusion added meanwhile), has its live session
+// taken out of the rollups as they held it: the session ends under the new
+// rules everywhere, not counted under both channels.
+func TestVisitorLoadedUnderNewRules(t *testing.T) {
+	ctx := context.Background()
+	s := connect(t)
+	change := t0.Add(10 * time.Minute)
+	old, err := rules.Compile(rules.Defaults(), 1, []string{"shop.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rules.Defaults()
+	r.ReferralExclusions = []string{"partner.example"}
+	newer, err := rules.Compile(r, 2, []string{"shop.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prop := &Property{ID: propID, TenantID: "t", Location: time.UTC, Shards: 1, RulesAt: func(at time.Time) *rules.Compiled {
+		if at.Before(change) {
+			return old
+		}
+		return newer
+	}}
+	now := t0
+	part := New(Config{Topic: "hits", Session: s, Properties: staticProperties{prop}, IdleEviction: time.Minute, Now: func() time.Time { return now }})
+	msg := func(offset int64, id string, at time.Time, ref string) Message {
+		h := &hit.Hit{TenantID: "t", PropertyID: propID, TrackingID: "AT-TEST", ClientID: "c1", Type: hit.TypePageview, Origin: hit.OriginBrowser,
+			Time: at, ReceivedAt: at, Hostname: "shop.example", Path: "/" + id, Referrer: ref, Country: "DE", DeviceCategory: "desktop"}
+		h.ID = h.DeriveID(id)
+		b, _ := hit.Marshal(h)
+		return Message{Offset: offset, Value: b}
+	}
+	if err := part.Apply(ctx, []Message{msg(0, "a", t0, "https://partner.example/p")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := part.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(5 * time.Minute) // idle: evicted at the next flush
+	if _, err := part.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(part.visitors) != 0 {
+		t.Fatalf("%d visitors in memory, want the idle one evicted", len(part.visitors))
+	}
+	if err := part.Apply(ctx, []Message{msg(1, "b", t0.Add(20*time.Minute), "")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := part.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	channels := totals(t, s, rollup.Channel)
+	if got := channels["Direct"]; got.Sessions != 1 || got.Pageviews != 2 {
+		t.Errorf("Direct: %+v, want the one session of two pageviews", got)
+	}
+	if got := channels["Referral"]; got.Sessions != 0 || got.Pageviews != 0 {
+		t.Errorf("Referral: %+v, want nothing: the session is Direct under the rules of its latest hit", got)
+	}
+}

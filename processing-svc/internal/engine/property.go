@@ -44,15 +44,22 @@ func settings(p *Property, r *rules.Compiled) session.Settings {
 		Location:       p.Location,
 		IgnoreReferrer: r.ReferralExcluded,
 		CustomChannel:  r.Channel,
-		Source:         settingsSource{r, p.Location},
+		Source:         sourceOf(p, r),
 	}
 }
 
-// settingsSource identifies a property's session settings: its compiled
-// rules and its zone.
+// settingsSource identifies a property's session settings: its rules
+// version and its zone, by value, so that the same settings fetched again
+// (a configuration refresh makes new objects) are still the same, and a
+// visitor's sessions are derived again, and their rows rewritten, only
+// when the rules or the zone changed.
 type settingsSource struct {
-	rules *rules.Compiled
-	loc   *time.Location
+	version int
+	zone    string
+}
+
+func sourceOf(p *Property, r *rules.Compiled) settingsSource {
+	return settingsSource{r.Version(), p.Location.String()}
 }
 
 // toSessionHit applies the page rules to h. It returns the reason when the

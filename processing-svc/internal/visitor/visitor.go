@@ -160,15 +160,20 @@ func (v *Visitor) Apply(h *session.Hit, received time.Time, s session.Settings, 
 	}
 	v.Seen[h.ID] = h.Time
 	before := v.build(s)
+	// Settings other than those the sessions were derived under (the
+	// property's rules or zone changed): every live session is derived
+	// again under this hit's, and each that comes out other than the
+	// rollups have it is taken away and added anew.
+	resettled := v.builtWith != s.Source
 	i, _ := slices.BinarySearchFunc(v.Hits, h, session.Compare)
 	ch, ok := Changes{}, false
-	if i == len(v.Hits) && len(before) > 0 && v.builtWith == s.Source {
+	if i == len(v.Hits) && len(before) > 0 && !resettled {
 		ch, ok = v.append(h, s, c)
 	}
 	if !ok {
 		v.Hits = slices.Insert(v.Hits, i, h)
 		after := v.rebuild(before, i, s)
-		ch = v.diff(before, after, s.Location, c)
+		ch = v.diff(before, after, resettled, s.Location, c)
 		v.tail = nil
 	}
 	if h.Time.After(v.LastSeen) {
@@ -263,8 +268,11 @@ func (v *Visitor) isFirst(i int) bool { return v.FrozenSessions == 0 && i == 0 }
 
 // diff adds the contributions of changed sessions to c and lists the rows
 // to write. Both lists are sorted by their first hits, and a session in
-// both has the same first hit (its ID), so one walk pairs them.
-func (v *Visitor) diff(before, after []*session.Session, loc *time.Location, c *derive.Contributions) Changes {
+// both has the same first hit (its ID), so one walk pairs them. With
+// resettled (after was derived under other settings than before), a
+// session with the same hits may still have changed (its channel, its
+// attribution, its day) and is never taken as the same.
+func (v *Visitor) diff(before, after []*session.Session, resettled bool, loc *time.Location, c *derive.Contributions) Changes {
 	var ch Changes
 	gone := func(j int) {
 		s := before[j]
@@ -281,7 +289,7 @@ func (v *Visitor) diff(before, after []*session.Session, loc *time.Location, c *
 		if j < len(before) && before[j].ID == s.ID {
 			o, oFirst := before[j], v.isFirst(j)
 			j++
-			if oFirst == first && sameSession(o, s) {
+			if !resettled && oFirst == first && sameSession(o, s) {
 				continue
 			}
 			c.AddChange(o, s, v.ClientID, oFirst, first, loc)
@@ -347,5 +355,8 @@ func (v *Visitor) freeze(s session.Settings) {
 	v.Hits = slices.Clone(v.Hits[cut:])
 	v.FrozenSessions += n
 	v.FrozenUntil = last.End.Add(s.Timeout)
-	v.sessions, v.tail = nil, nil
+	// The live sessions stay as derived, under the settings the rollups
+	// hold them with: built again from the hits now, they could come out
+	// under other settings, unnoticed.
+	v.sessions, v.tail = slices.Clone(ss[n:]), nil
 }

@@ -197,3 +197,62 @@ func TestVisitorLimits(t *testing.T) {
 		t.Fatalf("after the sessions froze: %v, want Applied", out)
 	}
 }
+
+// The property's rules change while a visitor's sessions are live (here a
+// referral exclusion is added between its first and second hit): the
+// rollups must end as those of its sessions derived under the rules of its
+// latest hit, whatever order its hits arrive in, and whether or not it was
+// saved and loaded again in between.
+func TestRulesChangeMidVisit(t *testing.T) {
+	v1 := session.Settings{Timeout: 30 * time.Minute, Location: time.UTC, Source: "v1"}
+	v2 := v1
+	v2.Source = "v2"
+	v2.IgnoreReferrer = func(host string) bool { return host == "partner.example" }
+
+	a := pv("a", 0)
+	a.Referrer = "https://partner.example/p"
+	b := pv("b", 60)
+	l := &session.Hit{ID: "l", Type: hit.TypeEvent, Time: t0.Add(5 * time.Minute), Category: "x", Action: "y", Interaction: true}
+
+	want := derive.New()
+	for i, s := range session.Build([]*session.Hit{a, l, b}, v2) {
+		want.AddSession(s, "c1", i == 0, time.UTC, +1)
+	}
+	received := t0.Add(time.Hour)
+	for _, order := range [][]*session.Hit{{a, b, l}, {a, l, b}} {
+		v, c := New("c1"), derive.New()
+		for i, h := range order {
+			s := v2
+			if i == 0 {
+				s = v1 // received before the change
+			}
+			v.Apply(h, received, s, c)
+		}
+		if !reflect.DeepEqual(c.Daily, want.Daily) || !reflect.DeepEqual(c.DailyUsers, want.DailyUsers) {
+			t.Errorf("arrival order %s,%s,%s:\n got  %v\n want %v", order[0].ID, order[1].ID, order[2].ID, c.Daily, want.Daily)
+		}
+	}
+
+	// Saved after a, loaded again before b: its sessions are derived
+	// under the rules of its latest hit first (as the engine does on
+	// loading), so that b's rules change them in the rollups too.
+	want = derive.New()
+	for i, s := range session.Build([]*session.Hit{a, b}, v2) {
+		want.AddSession(s, "c1", i == 0, time.UTC, +1)
+	}
+	v, c := New("c1"), derive.New()
+	v.Apply(a, received, v1, c)
+	state, err := v.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := Unmarshal(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded.Sessions(v1)
+	loaded.Apply(b, received, v2, c)
+	if !reflect.DeepEqual(c.Daily, want.Daily) {
+		t.Errorf("saved and loaded between the rules versions:\n got  %v\n want %v", c.Daily, want.Daily)
+	}
+}
