@@ -94,11 +94,11 @@ func (m *Metrics) Add(o Metrics, sign int64) {
 	m.Events += sign * o.Events
 	m.UniqueEvents += sign * o.UniqueEvents
 	if o.EventValue != 0 {
-		m.EventValue = RoundValue(m.EventValue + float64(sign)*o.EventValue)
+		m.EventValue = RoundValue(m.EventValue + float64(sign)*RoundValue(o.EventValue))
 	}
 	m.Conversions += sign * o.Conversions
 	if o.ConversionValue != 0 {
-		m.ConversionValue = RoundValue(m.ConversionValue + float64(sign)*o.ConversionValue)
+		m.ConversionValue = RoundValue(m.ConversionValue + float64(sign)*RoundValue(o.ConversionValue))
 	}
 }
 
@@ -106,8 +106,8 @@ func (m *Metrics) Add(o Metrics, sign int64) {
 // floating point, so without it adding and taking away the same values in
 // another order (a late hit that reshapes sessions, a replay, reprocessing)
 // could leave a different last bit, or 5e-17 in a row that is otherwise
-// zero. Rounded after every step, a sum of values of up to six decimals is
-// the same whatever the order, up to about a billion.
+// zero. With every value and every sum rounded, a sum is the same whatever
+// the order, up to about a billion.
 func RoundValue(v float64) float64 { return math.Round(v*1e6) / 1e6 }
 
 // IsZero reports whether every metric is zero.

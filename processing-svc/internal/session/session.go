@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/acme/analytics/pkg/hit"
+	"github.com/acme/analytics/pkg/rollup"
 	"github.com/acme/analytics/processing-svc/internal/attribution"
 )
 
@@ -265,7 +266,10 @@ func (ss *Session) count(h *Hit) {
 		if !slices.Contains(ss.GoalIDs, g.ID) {
 			ss.GoalIDs = append(ss.GoalIDs, g.ID)
 			ss.Conversions++
-			ss.ConversionValue += g.Value
+			// To a millionth, as every sum of values (rollup.RoundValue):
+			// the rollups add this sum's changes, and must come out as
+			// adding the values would.
+			ss.ConversionValue = rollup.RoundValue(ss.ConversionValue + rollup.RoundValue(g.Value))
 		}
 	}
 }

@@ -256,3 +256,48 @@ func TestRulesChangeMidVisit(t *testing.T) {
 		t.Errorf("saved and loaded between the rules versions:\n got  %v\n want %v", c.Daily, want.Daily)
 	}
 }
+
+// A hit re-sent hours later without its time (so dated when received)
+// while its session is still live is a duplicate, however old the hit.
+func TestResendOfALiveHitHoursLater(t *testing.T) {
+	v, c := New("c1"), derive.New()
+	for m := 0; m <= 260; m += 20 { // a session kept alive for over four hours
+		h := pv(fmt.Sprint("p", m), m)
+		if out, _ := v.Apply(h, h.Time, settings, c); out != Applied {
+			t.Fatalf("hit at +%d min: %v", m, out)
+		}
+	}
+	again := pv("p0", 265) // p0 again, dated at its receipt
+	if out, _ := v.Apply(again, again.Time, settings, c); out != Duplicate {
+		t.Fatalf("re-send of a live hit: %v, want Duplicate", out)
+	}
+	if got := total(c); got.Pageviews != 14 || got.Sessions != 1 {
+		t.Errorf("totals %+v, want 14 pageviews in one session", got)
+	}
+}
+
+// Values with more than six decimals (a goal worth 100/3) sum to the same
+// bits whatever order their hits arrive in, and as a full build sums them.
+func TestValueSumsDoNotDependOnArrival(t *testing.T) {
+	goal := func(id, g string, min int) *session.Hit {
+		h := &session.Hit{ID: id, Type: hit.TypeEvent, Time: t0.Add(time.Duration(min) * time.Minute), Category: "c", Action: id,
+			Value: 33.3333334, Interaction: true, Goals: []session.Goal{{ID: g, Value: 33.3333334}}}
+		return h
+	}
+	p := pv("p", 0)
+	e1, e2 := goal("e1", "g1", 1), goal("e2", "g2", 2)
+	want := derive.New()
+	for i, s := range session.Build([]*session.Hit{p, e1, e2}, settings) {
+		want.AddSession(s, "c1", i == 0, time.UTC, +1)
+	}
+	for _, order := range [][]*session.Hit{{p, e1, e2}, {e2, e1, p}, {p, e2, e1}} {
+		v, c := New("c1"), derive.New()
+		for _, h := range order {
+			v.Apply(h, t0.Add(time.Hour), settings, c)
+		}
+		if got, w := total(c), total(want); got.ConversionValue != w.ConversionValue || got.EventValue != w.EventValue {
+			t.Errorf("order %s,%s,%s: values %v/%v, want %v/%v", order[0].ID, order[1].ID, order[2].ID,
+				got.ConversionValue, got.EventValue, w.ConversionValue, w.EventValue)
+		}
+	}
+}
