@@ -205,23 +205,39 @@ func (e *Engine) do(ctx context.Context, g *singleflight.Group, key string, fn f
 	if e.cfg.NoCoalesce {
 		return fn()
 	}
-	ch := g.DoChan(key, fn)
-	select {
-	case r := <-ch:
-		return r.Val, r.Err
-	case <-ctx.Done():
-		// The computation goes on for the others waiting on it (and the
-		// cache); this caller has run out of time.
-		return nil, ctx.Err()
+	for tries := 0; ; tries++ {
+		ch := g.DoChan(key, fn)
+		select {
+		case r := <-ch:
+			if r.Shared && tries < 2 && errors.Is(r.Err, context.DeadlineExceeded) && ctx.Err() == nil {
+				// Joined a read that another caller started and that ran
+				// out of its time, while this caller has some left: read
+				// again rather than fail for the other's lateness.
+				g.Forget(key)
+				continue
+			}
+			return r.Val, r.Err
+		case <-ctx.Done():
+			// The computation goes on for the others waiting on it (and
+			// the cache); this caller has run out of time.
+			return nil, ctx.Err()
+		}
 	}
 }
 
-// shared returns the context of a computation that concurrent callers
-// share (through do): the caller that starts it going away must not
-// cancel it for the others, but it keeps that caller's deadline, and at
-// most ComputeTimeout from now, so that no read outlives the report it
-// serves. A report's parts (days, weeks) then end with the report's own
-// deadline rather than each getting a new one.
+// sharedRead returns the context of a day's or a week's read, which
+// concurrent reports share (through do): neither the report that starts it
+// going away nor its deadline may end it for the others, so it has its own
+// ComputeTimeout. Each report still stops waiting at its own deadline (do)
+// and starts no more reads after it.
+func (e *Engine) sharedRead(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), e.cfg.ComputeTimeout)
+}
+
+// shared returns the context of a report's computation, which identical
+// concurrent queries share (through do): the caller that starts it going
+// away must not cancel it for the others, but it keeps that caller's
+// deadline, and at most ComputeTimeout from now.
 func (e *Engine) shared(ctx context.Context) (context.Context, context.CancelFunc) {
 	deadline := time.Now().Add(e.cfg.ComputeTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
@@ -444,7 +460,7 @@ func (e *Engine) loadDay(ctx context.Context, p Property, src *source, hourly bo
 		sfKey += "|users"
 	}
 	v, err := e.do(ctx, &e.daySF, sfKey, func() (any, error) {
-		ctx, cancel := e.shared(ctx)
+		ctx, cancel := e.sharedRead(ctx)
 		defer cancel()
 		d, err := e.readDay(ctx, p.ID, report, day, withUsers)
 		if err == nil && final {
@@ -580,8 +596,9 @@ func (e *Engine) aggregate(ctx context.Context, p Property, q *Query, r DateRang
 	totals := make([]*dayData, len(units))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(e.cfg.DayConcurrency)
+	var stopped error
 	for i, u := range units {
-		if gctx.Err() != nil {
+		if stopped = gctx.Err(); stopped != nil {
 			break // a part failed or time is up: start no more reads
 		}
 		g.Go(func() error {
@@ -599,6 +616,12 @@ func (e *Engine) aggregate(ctx context.Context, p Property, q *Query, r DateRang
 	}
 	if err := g.Wait(); err != nil {
 		return nil, nil, err
+	}
+	if stopped != nil {
+		// The loop stopped early because ctx ended, and the reads it
+		// did start may all have succeeded (from the cache): the parts
+		// not read are missing.
+		return nil, nil, stopped
 	}
 
 	var dayBucket map[time.Time]int
@@ -733,7 +756,7 @@ func (e *Engine) loadUnit(ctx context.Context, p Property, src *source, hourly b
 		sfKey += "|users"
 	}
 	v, err := e.do(ctx, &e.daySF, sfKey, func() (any, error) {
-		ctx, cancel := e.shared(ctx)
+		ctx, cancel := e.sharedRead(ctx)
 		defer cancel()
 		parts := make([]*dayData, u.days)
 		g, gctx := errgroup.WithContext(ctx)
