@@ -322,22 +322,16 @@ func (v *Visitor) advance(received time.Time) {
 	if minute := v.Watermark.Truncate(time.Minute); minute.After(v.PrunedAt) {
 		v.PrunedAt = minute
 		cut := v.Watermark.Add(-LateHorizon - ClockSkew)
-		var live map[string]bool
+		// A hit still in a live session stays known however old: a
+		// re-send of it without its time (dated when received) is still
+		// the same hit, and the timeline must never hold an ID twice. So
+		// nothing at or after the first live hit goes (excluded hits'
+		// IDs among them stay a little longer, within MaxSeen).
+		if len(v.Hits) > 0 && v.Hits[0].Time.Before(cut) {
+			cut = v.Hits[0].Time
+		}
 		for id, t := range v.Seen {
-			if !t.Before(cut) {
-				continue
-			}
-			// A hit still in a live session stays known however old: a
-			// re-send of it without its time (dated when received) is
-			// still the same hit, and the timeline must never hold an ID
-			// twice.
-			if live == nil {
-				live = make(map[string]bool, len(v.Hits))
-				for _, h := range v.Hits {
-					live[h.ID] = true
-				}
-			}
-			if !live[id] {
+			if t.Before(cut) {
 				delete(v.Seen, id)
 			}
 		}
