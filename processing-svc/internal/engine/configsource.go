@@ -68,6 +68,14 @@ func (c *ConfigProperties) Property(ctx context.Context, id string) (*Property, 
 			}
 			return current
 		},
+		RulesVersion: func(n int) *rules.Compiled {
+			for i, v := range versions {
+				if v.Version == n {
+					return history[i]
+				}
+			}
+			return nil
+		},
 	}, nil
 }
 

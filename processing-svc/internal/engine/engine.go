@@ -276,9 +276,9 @@ func (p *Partition) Apply(ctx context.Context, msgs []Message) error {
 			vs := &vstate{v: sv.v, property: r.property, shard: ShardOf(d.h.ClientID, d.prop.Shards), applied: sv.applied}
 			if len(sv.v.Hits) > 0 {
 				// Its live sessions as the rollups hold them: derived
-				// under the rules of its latest hit (at its watermark),
-				// which need not be the next hit's.
-				vs.settings = settings(d.prop, d.prop.RulesAt(sv.v.Watermark))
+				// under the rules of its latest hits, which need not be
+				// the next hit's.
+				vs.settings = settings(d.prop, d.prop.liveRules(sv.v))
 				sv.v.Sessions(vs.settings)
 			}
 			p.visitors[d.key] = vs

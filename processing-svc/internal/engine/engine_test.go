@@ -632,8 +632,18 @@ func TestUserBackAfterStateExpired(t *testing.T) {
 // A visitor evicted from memory, and loaded again for a hit received under
 // new rules (a referral exclusion added meanwhile), has its live session
 // taken out of the rollups as they held it: the session ends under the new
-// rules everywhere, not counted under both channels.
+// rules everywhere, not counted under both channels. Also when a hit that
+// derived nothing (a bot's, excluded) came under the new rules before the
+// eviction, so that the visitor's watermark is under them already.
 func TestVisitorLoadedUnderNewRules(t *testing.T) {
+	for _, excludedBetween := range []bool{false, true} {
+		t.Run(fmt.Sprintf("excluded hit between: %v", excludedBetween), func(t *testing.T) {
+			visitorLoadedUnderNewRules(t, excludedBetween)
+		})
+	}
+}
+
+func visitorLoadedUnderNewRules(t *testing.T, excludedBetween bool) {
 	ctx := context.Background()
 	s := connect(t)
 	change := t0.Add(10 * time.Minute)
@@ -647,26 +657,35 @@ func TestVisitorLoadedUnderNewRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prop := &Property{ID: propID, TenantID: "t", Location: time.UTC, Shards: 1, RulesAt: func(at time.Time) *rules.Compiled {
-		if at.Before(change) {
-			return old
-		}
-		return newer
-	}}
+	prop := &Property{ID: propID, TenantID: "t", Location: time.UTC, Shards: 1,
+		RulesAt: func(at time.Time) *rules.Compiled {
+			if at.Before(change) {
+				return old
+			}
+			return newer
+		},
+		RulesVersion: func(n int) *rules.Compiled { return map[int]*rules.Compiled{1: old, 2: newer}[n] },
+	}
 	now := t0
 	part := New(Config{Topic: "hits", Session: s, Properties: staticProperties{prop}, IdleEviction: time.Minute, Now: func() time.Time { return now }})
-	msg := func(offset int64, id string, at time.Time, ref string) Message {
+	offset := int64(0)
+	apply := func(id string, at time.Time, ref string, bot bool) {
+		t.Helper()
 		h := &hit.Hit{TenantID: "t", PropertyID: propID, TrackingID: "AT-TEST", ClientID: "c1", Type: hit.TypePageview, Origin: hit.OriginBrowser,
-			Time: at, ReceivedAt: at, Hostname: "shop.example", Path: "/" + id, Referrer: ref, Country: "DE", DeviceCategory: "desktop"}
+			Time: at, ReceivedAt: at, Hostname: "shop.example", Path: "/" + id, Referrer: ref, Country: "DE", DeviceCategory: "desktop", Bot: bot}
 		h.ID = h.DeriveID(id)
 		b, _ := hit.Marshal(h)
-		return Message{Offset: offset, Value: b}
+		if err := part.Apply(ctx, []Message{{Offset: offset, Value: b}}); err != nil {
+			t.Fatal(err)
+		}
+		offset++
+		if _, err := part.FlushAll(ctx); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := part.Apply(ctx, []Message{msg(0, "a", t0, "https://partner.example/p")}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := part.FlushAll(ctx); err != nil {
-		t.Fatal(err)
+	apply("a", t0, "https://partner.example/p", false)
+	if excludedBetween {
+		apply("bot", change.Add(time.Minute), "", true)
 	}
 	now = now.Add(5 * time.Minute) // idle: evicted at the next flush
 	if _, err := part.Flush(ctx); err != nil {
@@ -675,12 +694,8 @@ func TestVisitorLoadedUnderNewRules(t *testing.T) {
 	if len(part.visitors) != 0 {
 		t.Fatalf("%d visitors in memory, want the idle one evicted", len(part.visitors))
 	}
-	if err := part.Apply(ctx, []Message{msg(1, "b", t0.Add(20*time.Minute), "")}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := part.FlushAll(ctx); err != nil {
-		t.Fatal(err)
-	}
+	apply("b", t0.Add(20*time.Minute), "", false)
+
 	channels := totals(t, s, rollup.Channel)
 	if got := channels["Direct"]; got.Sessions != 1 || got.Pageviews != 2 {
 		t.Errorf("Direct: %+v, want the one session of two pageviews", got)

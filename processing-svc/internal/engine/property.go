@@ -10,6 +10,7 @@ import (
 	"github.com/acme/analytics/pkg/rules"
 	"github.com/acme/analytics/processing-svc/internal/attribution"
 	"github.com/acme/analytics/processing-svc/internal/session"
+	"github.com/acme/analytics/processing-svc/internal/visitor"
 )
 
 // ErrUnknownProperty is returned by a Properties source for a property that
@@ -28,6 +29,23 @@ type Property struct {
 	// RulesAt returns the rules in effect at t (the hit's receive time,
 	// so that a replay applies the same version).
 	RulesAt func(t time.Time) *rules.Compiled
+	// RulesVersion returns the rules of one version, or nil if unknown
+	// (nil: versions are found by time only).
+	RulesVersion func(version int) *rules.Compiled
+}
+
+// liveRules returns the rules a loaded visitor's live sessions were last
+// derived under: those of the latest version among its live hits, else
+// those in effect at its watermark (which also moves with hits that
+// derived nothing: excluded, too late).
+func (p *Property) liveRules(v *visitor.Visitor) *rules.Compiled {
+	r := p.RulesAt(v.Watermark)
+	if n := v.LatestRuleVersion(); n != 0 && n != r.Version() && p.RulesVersion != nil {
+		if rv := p.RulesVersion(n); rv != nil {
+			return rv
+		}
+	}
+	return r
 }
 
 // Properties looks up properties. Implementations cache; a lookup that

@@ -184,6 +184,17 @@ func (v *Visitor) Apply(h *session.Hit, received time.Time, s session.Settings, 
 	return Applied, ch
 }
 
+// LatestRuleVersion returns the highest rules version of the live hits (0
+// with none): that of the rules the live sessions were last derived under,
+// as hits come under ever later versions.
+func (v *Visitor) LatestRuleVersion() int {
+	n := 0
+	for _, h := range v.Hits {
+		n = max(n, h.RuleVersion)
+	}
+	return n
+}
+
 // Sessions returns the live sessions (built if needed).
 func (v *Visitor) Sessions(s session.Settings) []*session.Session { return v.build(s) }
 
