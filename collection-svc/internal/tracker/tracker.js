@@ -6,18 +6,20 @@
   var tid = s.getAttribute('data-tid'),
     url = new URL(s.src).origin + '/collect?tid=' + encodeURIComponent(tid),
     cookieless = s.hasAttribute('data-cookieless'),
-    ls,
+    ls, optout, id, dom,
     // ref is the referrer of the page shown: the document's, after a
-    // single-page-app navigation the previous URL. Every hit carries it, so
-    // that a session whose first hit is an event keeps its source.
-    ref = d.referrer;
+    // single-page-app navigation the previous URL. Hits within a minute of
+    // the page's pageview carry it, so that a session whose first hit is an
+    // event queued with the pageview keeps its source; later ones do not,
+    // so that a click after half an hour idle starts a Direct session.
+    ref = d.referrer, shown = Date.now();
   try { ls = w.localStorage; } catch (e) {}
 
   // The merchant's opt-out (window['at-disable-<tid>'] or at('optout')),
   // Do-Not-Track and Global Privacy Control stop every hit.
   function off() {
     try {
-      return w['at-disable-' + tid] || (ls && ls.getItem('at_optout') == '1') ||
+      return optout || w['at-disable-' + tid] || (ls && ls.getItem('at_optout') == '1') ||
         n.doNotTrack == '1' || w.doNotTrack == '1' || n.globalPrivacyControl;
     } catch (e) { return 1; }
   }
@@ -27,13 +29,28 @@
     for (i = 0; i < k; i++) h += (a[i] | 256).toString(16).slice(1);
     return h;
   }
-  // A first-party cookie keeps the client ID for two years; in cookieless
-  // mode there is none and collection derives a daily visitor ID.
+  // A first-party cookie keeps the client ID for two years, on the highest
+  // domain that takes it (www.shop.com and shop.com are one visitor); the ID
+  // is kept in memory too, so that blocked cookies make one visitor per
+  // page, not per hit. In cookieless mode there is none and collection
+  // derives a daily visitor ID.
   function cid() {
     if (cookieless) return;
-    var m = d.cookie.match(/(?:^|; )_at_cid=([^;]+)/), v = m ? m[1] : rnd(16);
-    d.cookie = '_at_cid=' + v + '; Max-Age=63072000; Path=/; SameSite=Lax' + (loc.protocol == 'https:' ? '; Secure' : '');
-    return v;
+    try {
+      var m = d.cookie.match(/(?:^|; )_at_cid=([^;]+)/), p = loc.hostname.split('.'), i, c;
+      id = id || (m ? m[1] : rnd(16));
+      // The highest domain that takes a cookie (not a public suffix):
+      // found once with a probe cookie, else the host alone.
+      if (dom == null) {
+        for (dom = '', i = Math.max(p.length - 2, 0); i >= 0 && !dom; i--) {
+          c = '_at_p=1; Path=/; Domain=' + p.slice(i).join('.');
+          d.cookie = c;
+          if (d.cookie.indexOf('_at_p=1') >= 0) { dom = '; Domain=' + p.slice(i).join('.'); d.cookie = c + '; Max-Age=0'; }
+        }
+      }
+      d.cookie = '_at_cid=' + id + '; Max-Age=63072000; Path=/; SameSite=Lax' + dom + (loc.protocol == 'https:' ? '; Secure' : '');
+    } catch (e) {}
+    return id = id || rnd(16);
   }
   // post keeps the hit's hid on its retries, so a re-sent hit counts once.
   function post(h, t0, tries) {
@@ -46,10 +63,10 @@
   }
   function hit(t, o) {
     if (off()) return;
-    var h = { v: 1, t: t, hid: rnd(8), dl: loc.href, dt: d.title, sr: screen.width + 'x' + screen.height, ul: n.language },
+    var h = { v: 1, t: t, hid: rnd(8), dl: loc.href.slice(0, 4096), dt: d.title.slice(0, 1500), sr: screen.width + 'x' + screen.height, ul: n.language },
       c = cid(), k;
     if (c) h.cid = c;
-    if (ref) h.dr = ref;
+    if (ref && (t == 'pageview' || Date.now() - shown < 6e4)) h.dr = ref.slice(0, 4096);
     for (k in o) if (o[k] != null) h[k] = o[k];
     post(h, Date.now(), 0);
   }
@@ -61,14 +78,21 @@
     var now = Date.now();
     if (visible) acc += now - since;
     since = now;
-    if (acc > 0) hit('engagement', { et: acc, dl: dl });
+    if (acc > 0) hit('engagement', { et: Math.min(acc, 864e5), dl: dl });
     acc = 0;
   }
   d.addEventListener('visibilitychange', function () {
     if (d.visibilityState == 'hidden') { ping(); visible = 0; }
     else { visible = 1; since = Date.now(); }
   });
-  w.addEventListener('pagehide', function () { ping(); });
+  // Leaving in the same tab: pagehide comes before visibilitychange, which
+  // then has nothing more to send.
+  w.addEventListener('pagehide', function () { ping(); visible = 0; });
+  // Back to a page kept in the back/forward cache: it is shown again, as a
+  // pageview, though the script does not run again.
+  w.addEventListener('pageshow', function (e) {
+    if (e.persisted) { visible = 1; since = shown = Date.now(); hit('pageview'); }
+  });
 
   // Single-page apps: a new pageview whenever the history API changes the
   // URL (the fragment aside).
@@ -78,6 +102,7 @@
     if (here() == last) return;
     ping(last);
     ref = last;
+    shown = Date.now();
     hit('pageview');
     last = here();
   }
@@ -87,11 +112,15 @@
   });
   w.addEventListener('popstate', nav);
 
-  // Outbound links.
-  d.addEventListener('click', function (e) {
-    var a = e.target.closest && e.target.closest('a[href]');
-    if (a && /^https?:$/.test(a.protocol) && a.host != loc.host) hit('event', { ec: 'outbound', ea: 'click', el: a.href });
-  }, true);
+  // Outbound links: to another site, not to the site's own subdomains or
+  // its name with or without www.; clicked or middle-clicked.
+  function site(h) { return h.replace(/^www\./, ''); }
+  function out(e) {
+    var a = e.target.closest && e.target.closest('a[href]'), h = a && site(a.hostname), o = site(loc.hostname);
+    if (a && /^https?:$/.test(a.protocol) && h != o && !h.endsWith('.' + o) && !o.endsWith('.' + h)) hit('event', { ec: 'outbound', ea: 'click', el: a.href });
+  }
+  d.addEventListener('click', out, true);
+  d.addEventListener('auxclick', out, true);
 
   // at('event', category, action, label, value) or at('event', {category,
   // action, label, value, nonInteraction}); at('pageview'); at('optout');
@@ -102,11 +131,13 @@
       if (a && typeof a == 'object') { b = a.action; l = a.label; v = a.value; ni = a.nonInteraction; a = a.category; }
       hit('event', { ec: a, ea: b, el: l, ev: v, ni: ni ? 1 : null });
     } else if (c == 'pageview') hit('pageview');
-    else if (ls && c == 'optout') ls.setItem('at_optout', '1');
-    else if (ls && c == 'optin') ls.removeItem('at_optout');
+    else if (c == 'optout') { optout = 1; ls && ls.setItem('at_optout', '1'); }
+    else if (c == 'optin') { optout = 0; ls && ls.removeItem('at_optout'); }
   }
-  var q = (w.at && w.at.q) || [];
+  var q = (w.at && w.at.q) || [], i;
   w.at = function () { cmd.apply(0, arguments); };
+  // An opt-out queued before load holds for the load's pageview too.
+  for (i = 0; i < q.length; i++) if (/^opt/.test(q[i][0])) cmd.apply(0, q[i]);
   hit('pageview');
-  for (var i = 0; i < q.length; i++) cmd.apply(0, q[i]);
+  for (i = 0; i < q.length; i++) if (!/^opt/.test(q[i][0])) cmd.apply(0, q[i]);
 })(window, document, navigator, location);
