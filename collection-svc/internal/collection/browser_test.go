@@ -72,6 +72,13 @@ func TestTrackerInHeadlessChromium(t *testing.T) {
 <script async src="%s/tracker.js" data-tid="%s"></script>
 </head><body><a id="out" href="%s/elsewhere">elsewhere</a></body></html>`, e.url, tidBrowser, otherURL)
 	})
+	page.HandleFunc("GET /optout", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, `<!doctype html><html><head><title>Opted out</title>
+<script>window.at=window.at||function(){(at.q=at.q||[]).push(arguments)};at('optout');</script>
+<script async src="%s/tracker.js" data-tid="%s"></script>
+</head><body></body></html>`, e.url, tidBrowser)
+	})
 	page.HandleFunc("GET /elsewhere", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, "<!doctype html><title>Elsewhere</title>")
 	})
@@ -168,6 +175,27 @@ func TestTrackerInHeadlessChromium(t *testing.T) {
 			t.Errorf("%s = %q, want %q", c.what, c.got, c.want)
 		}
 	}
+	// An opt-out queued before the script loaded holds for the load's
+	// pageview: none comes for /optout, though an event after opting in
+	// again does.
+	if err := chromedp.Do(ctx, chromedp.Navigate(pageURL+"/optout")); err != nil {
+		t.Fatalf("load the opt-out page: %v", err)
+	}
+	for loaded := false; !loaded; { // the tracker has replaced the queue
+		var err error
+		if loaded, err = chromedp.Run(ctx, chromedp.Evaluate[bool](`!!(window.at && !window.at.q)`)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`at('optin'), at('event', 'marker', 'after-optin'), true`)); err != nil {
+		t.Fatal(err)
+	}
+	wait("the event after opting in again", hit.TypeEvent, func(h *hit.Hit) bool { return h.Action == "after-optin" })
+	for _, m := range hits.waitFor(t, 0, byType(hit.TypePageview, func(h *hit.Hit) bool { return h.Path == "/optout" })) {
+		t.Errorf("a pageview of the opted-out page was sent: offset %d", m.Offset)
+	}
+
 	// One visitor: the first-party cookie keeps the client ID.
 	for _, h := range []*hit.Hit{queued, spa, api, outbound, ping} {
 		if h.ClientID != load.ClientID || len(load.ClientID) != 32 {
