@@ -94,13 +94,18 @@ func (m *Metrics) Add(o Metrics, sign int64) {
 	m.Events += sign * o.Events
 	m.UniqueEvents += sign * o.UniqueEvents
 	if o.EventValue != 0 {
-		m.EventValue = RoundValue(m.EventValue + float64(sign)*RoundValue(o.EventValue))
+		m.EventValue = AddValue(m.EventValue, float64(sign)*o.EventValue)
 	}
 	m.Conversions += sign * o.Conversions
 	if o.ConversionValue != 0 {
-		m.ConversionValue = RoundValue(m.ConversionValue + float64(sign)*RoundValue(o.ConversionValue))
+		m.ConversionValue = AddValue(m.ConversionValue, float64(sign)*o.ConversionValue)
 	}
 }
+
+// AddValue adds the value v to the sum of values sum, both rounded to a
+// millionth (RoundValue): every sum of values, in a session, a row or a
+// report, is made with it.
+func AddValue(sum, v float64) float64 { return RoundValue(sum + RoundValue(v)) }
 
 // RoundValue rounds a sum of values to a millionth. Sums of values are
 // floating point, so without it adding and taking away the same values in

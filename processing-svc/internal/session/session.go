@@ -266,10 +266,9 @@ func (ss *Session) count(h *Hit) {
 		if !slices.Contains(ss.GoalIDs, g.ID) {
 			ss.GoalIDs = append(ss.GoalIDs, g.ID)
 			ss.Conversions++
-			// To a millionth, as every sum of values (rollup.RoundValue):
-			// the rollups add this sum's changes, and must come out as
-			// adding the values would.
-			ss.ConversionValue = rollup.RoundValue(ss.ConversionValue + rollup.RoundValue(g.Value))
+			// As every sum of values: the rollups add this sum's changes,
+			// and must come out as adding the values would.
+			ss.ConversionValue = rollup.AddValue(ss.ConversionValue, g.Value)
 		}
 	}
 }

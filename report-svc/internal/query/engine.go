@@ -345,11 +345,11 @@ func addMetrics(m, o *rollup.Metrics) {
 	m.Events += o.Events
 	m.UniqueEvents += o.UniqueEvents
 	if o.EventValue != 0 {
-		m.EventValue = rollup.RoundValue(m.EventValue + o.EventValue)
+		m.EventValue = rollup.AddValue(m.EventValue, o.EventValue)
 	}
 	m.Conversions += o.Conversions
 	if o.ConversionValue != 0 {
-		m.ConversionValue = rollup.RoundValue(m.ConversionValue + o.ConversionValue)
+		m.ConversionValue = rollup.AddValue(m.ConversionValue, o.ConversionValue)
 	}
 }
 
