@@ -70,12 +70,13 @@ const feedRetryFor = 10 * time.Minute
 // until the change is in, the instance shuts down, or feedRetryFor has
 // passed. Until then the pipeline keeps its cached copy of the property.
 func (f *Feed) AppendSoon(c configclient.Change) {
+	log := f.log.With(slog.String("property_id", c.PropertyID), slog.String("kind", c.Kind))
 	go func() {
 		backoff, deadline := time.Second, time.Now().Add(feedRetryFor)
 		for {
 			select {
 			case <-f.closing:
-				f.log.Warn("shutting down before a change could be announced; clients' resync will fetch it", slog.String("property_id", c.PropertyID), slog.String("kind", c.Kind))
+				log.Warn("shutting down before a change could be announced; clients' resync will fetch it")
 				return
 			case <-time.After(backoff):
 			}
@@ -83,11 +84,11 @@ func (f *Feed) AppendSoon(c configclient.Change) {
 			err := f.Append(ctx, c)
 			cancel()
 			if err == nil {
-				f.log.Info("change announced after a retry", slog.String("property_id", c.PropertyID), slog.String("kind", c.Kind))
+				log.Info("change announced after a retry")
 				return
 			}
 			if time.Now().After(deadline) {
-				f.log.Error("gave up announcing a change; clients' resync will fetch it", slog.Any("error", err), slog.String("property_id", c.PropertyID), slog.String("kind", c.Kind))
+				log.Error("gave up announcing a change; clients' resync will fetch it", slog.Any("error", err))
 				return
 			}
 			backoff = min(2*backoff, 30*time.Second)
