@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -129,7 +130,10 @@ func ShardOf(clientID string, n int) int {
 // it is a hash of (property, client, event ID), so any re-send of that event
 // has the same ID. Without one it is a hash of the hit's content, with the
 // event time truncated to the second; identical hits from one client within
-// one second are then the same hit. The tracker always sends an event ID.
+// one second are then the same hit. The content is every field the
+// sender gave (page, user ID, event fields, value or none, engagement time,
+// custom parameters), not what collection derived from the request. The
+// tracker always sends an event ID.
 func (h *Hit) DeriveID(clientEventID string) string {
 	// What is hashed: each part as its length in decimal, ":" and itself.
 	var arr [512]byte
@@ -154,6 +158,35 @@ func (h *Hit) DeriveID(clientEventID string) string {
 		}
 		part(string(strconv.AppendFloat(num[:0], h.Value, 'g', -1, 64)))
 		part(string(strconv.AppendInt(num[:0], h.EngagementMS, 10)))
+		// What the first version left out, only when there is some, so that
+		// the hits it hashed keep their IDs: two events that differ only in
+		// a parameter (item_id, non_interaction), the user ID, the host of a
+		// hit without a location, or ev=0 against no ev are two events.
+		zeroValue := h.HasValue && h.Value == 0
+		host := ""
+		if h.URL == "" {
+			host = h.Hostname
+		}
+		if h.UserID != "" || host != "" || zeroValue || len(h.Params) > 0 {
+			part("+")
+			part(h.UserID)
+			part(host)
+			if zeroValue {
+				part("0")
+			} else {
+				part("")
+			}
+			// In the order of their names: a map has none.
+			names := make([]string, 0, len(h.Params))
+			for k := range h.Params {
+				names = append(names, k)
+			}
+			slices.Sort(names)
+			for _, k := range names {
+				part(k)
+				part(h.Params[k])
+			}
+		}
 	}
 	sum := sha256.Sum256(b)
 	var out [32]byte

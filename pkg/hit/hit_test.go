@@ -80,9 +80,14 @@ func deriveIDAsFirstWritten(h *Hit, clientEventID string) string {
 	return hex.EncodeToString(s.Sum(nil)[:16])
 }
 
+// A hit without the fields the first version left out (user ID,
+// parameters, the host of a hit without a location, ev=0) keeps its ID;
+// with an event ID, every hit does.
 func TestDeriveIDGivesTheIDsItAlwaysGave(t *testing.T) {
 	long := strings.Repeat("ü", 400) // past the stack buffer
-	for _, h := range []*Hit{full(), {PropertyID: "p", ClientID: "c"}, {PropertyID: "p", ClientID: long, URL: long, Value: 1e-300, EngagementMS: -5,
+	browser := full()
+	browser.UserID, browser.Params = "", nil
+	for _, h := range []*Hit{browser, {PropertyID: "p", ClientID: "c"}, {PropertyID: "p", ClientID: long, URL: long, Value: 1e-300, HasValue: true, EngagementMS: -5,
 		Time: time.Date(1960, 1, 1, 0, 0, 0, 0, time.UTC)}} {
 		for _, ev := range []string{"", "e1", long} {
 			if got, want := h.DeriveID(ev), deriveIDAsFirstWritten(h, ev); got != want {
@@ -90,11 +95,46 @@ func TestDeriveIDGivesTheIDsItAlwaysGave(t *testing.T) {
 			}
 		}
 	}
-	h := full()
+	if got, want := full().DeriveID("e1"), deriveIDAsFirstWritten(full(), "e1"); got != want {
+		t.Errorf("DeriveID with an event ID = %s, was %s", got, want)
+	}
+	h := browser
 	if raceEnabled {
 		return // the race detector allocates too
 	}
 	if n := testing.AllocsPerRun(100, func() { h.DeriveID(""); h.DeriveID("e1") }); n != 2 {
 		t.Errorf("%v allocations for two IDs, want one each (the ID)", n)
+	}
+}
+
+// Hits without an event ID that differ in any field their sender gave are
+// different hits: a server's two add_to_cart events of one second that
+// name two items must both count. The order of the parameters is no
+// difference.
+func TestDeriveIDTellsApartWhatTheSenderTellsApart(t *testing.T) {
+	base := func() *Hit {
+		return &Hit{PropertyID: "p", ClientID: "c", Type: TypeEvent, Time: time.Unix(1000, 0), Action: "add_to_cart",
+			Params: map[string]string{"item_id": "SKU-A", "currency": "EUR"}}
+	}
+	id := base().DeriveID("")
+	for name, change := range map[string]func(h *Hit){
+		"parameter":       func(h *Hit) { h.Params["item_id"] = "SKU-B" },
+		"extra parameter": func(h *Hit) { h.Params["non_interaction"] = "1" },
+		"user ID":         func(h *Hit) { h.UserID = "u1" },
+		"value 0":         func(h *Hit) { h.HasValue = true },
+		"host":            func(h *Hit) { h.Hostname, h.Path = "a.example", "/" },
+	} {
+		h := base()
+		change(h)
+		if h.DeriveID("") == id {
+			t.Errorf("a hit with another %s got the same ID", name)
+		}
+	}
+	for range 20 { // maps iterate in varying orders
+		h := base()
+		h.Params = map[string]string{"currency": "EUR", "item_id": "SKU-A"}
+		if h.DeriveID("") != id {
+			t.Fatal("the same parameters gave another ID")
+		}
 	}
 }
