@@ -27,7 +27,12 @@ func CampaignFromURL(raw string) Campaign {
 		return Campaign{} // none of the parameters, not even escaped
 	}
 	v, _ := url.ParseQuery(q) // a malformed pair is skipped, the rest kept
-	g := func(k string) string { return strings.TrimSpace(v.Get(k)) }
+	// A value escaped in another charset than UTF-8 (an old Latin-1
+	// newsletter link: utm_campaign=Fr%FChling) decodes to bytes that are
+	// no text: they become U+FFFD, as a browser shows them. Cassandra
+	// refuses such a text value, and a refused write would stop the
+	// partition.
+	g := func(k string) string { return strings.ToValidUTF8(strings.TrimSpace(v.Get(k)), "\uFFFD") }
 	return Campaign{
 		Source: g("utm_source"), Medium: g("utm_medium"), Name: g("utm_campaign"),
 		Term: g("utm_term"), Content: g("utm_content"),
@@ -123,7 +128,9 @@ func splitReferrer(raw string) (host, path string) {
 	if p == "/" {
 		p = ""
 	}
-	return normalizeHost(u.Hostname()), p
+	// The host may be escaped too (%FF.example decodes to a byte that is
+	// no text): see CampaignFromURL.
+	return strings.ToValidUTF8(normalizeHost(u.Hostname()), "\uFFFD"), p
 }
 
 // ReferrerHost returns the normalized host of a referrer URL, or "".

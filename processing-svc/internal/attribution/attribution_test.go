@@ -1,6 +1,9 @@
 package attribution
 
-import "testing"
+import (
+	"testing"
+	"unicode/utf8"
+)
 
 func TestDefaultChannel(t *testing.T) {
 	tests := []struct {
@@ -124,5 +127,24 @@ func TestCampaignFromURLQueries(t *testing.T) {
 		if got := CampaignFromURL(tt.url); got != tt.want {
 			t.Errorf("CampaignFromURL(%q) = %+v, want %+v", tt.url, got, tt.want)
 		}
+	}
+}
+
+// Values escaped in another charset than UTF-8 come out as text (with
+// U+FFFD for what is not), never as bytes Cassandra refuses in a text
+// column: such a value in a dimension stopped its partition's flushes.
+func TestEscapedNonUTF8IsText(t *testing.T) {
+	c := CampaignFromURL("https://www.shop.example/?utm_source=news&utm_campaign=Fr%FChling&utm_medium=e%E9mail")
+	for _, v := range []string{c.Source, c.Medium, c.Name} {
+		if !utf8.ValidString(v) {
+			t.Errorf("campaign value %q is not valid UTF-8", v)
+		}
+	}
+	if c.Name != "Fr\uFFFDhling" {
+		t.Errorf("utm_campaign = %q, want Fr\uFFFDhling", c.Name)
+	}
+	tc := Attribute(Campaign{}, "https://%FF.example/page", nil)
+	if !utf8.ValidString(tc.Source) || !utf8.ValidString(tc.Referrer) {
+		t.Errorf("referral source %q, referrer %q: not valid UTF-8", tc.Source, tc.Referrer)
 	}
 }
