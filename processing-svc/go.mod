@@ -4,13 +4,13 @@ go 1.26.7
 
 require (
 	github.com/IBM/sarama v1.61.1
+	github.com/acme/analytics/cql v0.0.0
 	github.com/acme/analytics/pkg v0.0.0
 	github.com/gocql/gocql v1.7.0
 	github.com/prometheus/client_golang v1.25.0
 )
 
 require (
-	github.com/acme/analytics/cql v0.0.0 // indirect
 	github.com/armon/go-metrics v0.4.1 // indirect
 	github.com/axiomhq/hyperloglog v0.3.0 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect

@@ -112,6 +112,11 @@ func (h *Hit) Key(shards int) []byte {
 	return []byte(h.PropertyID + "/" + strconv.Itoa(ShardOf(h.ClientID, shards)))
 }
 
+// MaxShards bounds a property's processing shards: a property has 1 to
+// MaxShards, and its count may be raised or lowered, so a day's archived
+// hits may lie in any shard below MaxShards.
+const MaxShards = 64
+
 // ShardOf returns the processing shard (0 to n-1) of a client ID among n
 // shards; n < 1 counts as 1.
 func ShardOf(clientID string, n int) int {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/acme/analytics/config-svc/internal/store"
 	"github.com/acme/analytics/pkg/configclient"
+	"github.com/acme/analytics/pkg/hit"
 	"github.com/acme/analytics/pkg/httpserver"
 	"github.com/gocql/gocql"
 )
@@ -123,9 +124,6 @@ type shardsRequest struct {
 	ProcessingShards int `json:"processing_shards"`
 }
 
-// MaxProcessingShards bounds a property's processing shards.
-const MaxProcessingShards = 64
-
 func (s *Server) internalSetShards(w http.ResponseWriter, r *http.Request) {
 	id, ok := internalPropertyID(w, r)
 	if !ok {
@@ -135,9 +133,9 @@ func (s *Server) internalSetShards(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSON(w, r, &req) {
 		return
 	}
-	if req.ProcessingShards < 1 || req.ProcessingShards > MaxProcessingShards {
+	if req.ProcessingShards < 1 || req.ProcessingShards > hit.MaxShards {
 		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "processing_shards",
-			"processing_shards: "+strconv.Itoa(req.ProcessingShards)+" is out of range; give 1 to "+strconv.Itoa(MaxProcessingShards))
+			"processing_shards: "+strconv.Itoa(req.ProcessingShards)+" is out of range; give 1 to "+strconv.Itoa(hit.MaxShards))
 		return
 	}
 	ctx := r.Context()

@@ -97,8 +97,10 @@ func run(ctx context.Context, cfg config) error {
 		job = j.ID
 		fmt.Printf("job %s: %s to %s with the %s rules (%d days)\n", j.ID, j.From, j.To, j.Rules, j.DaysTotal)
 	}
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx, cfg.Property, job) }()
+	done, err := r.Start(ctx, cfg.Property, job)
+	if err != nil {
+		return err
+	}
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	for {

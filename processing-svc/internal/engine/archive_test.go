@@ -3,10 +3,14 @@ package engine
 import (
 	"context"
 	"fmt"
+	"io/fs"
+	"regexp"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/acme/analytics/cql"
 	"github.com/acme/analytics/pkg/hit"
 	"github.com/acme/analytics/pkg/rules"
 )
@@ -109,5 +113,31 @@ func TestArchiveBlocks(t *testing.T) {
 		if !want[id] {
 			t.Fatalf("read back %s, which was not archived", id)
 		}
+	}
+}
+
+// ArchiveRetention is the archive tables' TTL in the schema: reprocessing
+// refuses the days past it by this constant.
+func TestArchiveRetentionIsTheSchemasTTL(t *testing.T) {
+	files, err := fs.Glob(cql.FS, "*.cql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := int(ArchiveRetention / time.Second)
+	found := 0
+	for _, f := range files {
+		b, err := fs.ReadFile(cql.FS, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range regexp.MustCompile(`(?s)CREATE TABLE IF NOT EXISTS (raw_hits|raw_hit_blocks) \(.*?default_time_to_live = (\d+)`).FindAllStringSubmatch(string(b), -1) {
+			found++
+			if m[2] != strconv.Itoa(want) {
+				t.Errorf("%s: %s has a TTL of %s s, ArchiveRetention is %d s", f, m[1], m[2], want)
+			}
+		}
+	}
+	if found != 2 {
+		t.Errorf("found the TTL of %d archive tables, want 2", found)
 	}
 }

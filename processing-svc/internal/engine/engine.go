@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/acme/analytics/pkg/hit"
+	"github.com/acme/analytics/pkg/rules"
 	"github.com/acme/analytics/processing-svc/internal/derive"
 	"github.com/acme/analytics/processing-svc/internal/session"
 	"github.com/acme/analytics/processing-svc/internal/visitor"
@@ -106,11 +107,9 @@ type vstate struct {
 	unsaved        bool
 	first          int64
 	since, changed time.Time
-	// session rows to write, since they were last written.
-	upserts  map[string]visitor.Upsert
-	deletes  map[string]visitor.SessionRef
-	ruleVer  int
-	settings session.Settings // of the last hit: for the users row
+	rows           sessionRows // to write, since the visitor was last written
+	ruleVer        int
+	settings       session.Settings // of the last hit: for the users row
 	// written remembers each live hit's pageview or event row as last
 	// written, so a flush rewrites only the rows that changed; sigs holds
 	// the flush's new signatures until it succeeds.
@@ -329,22 +328,11 @@ func (p *Partition) applyHit(d *decoded, now time.Time) {
 		return
 	}
 	h := d.h
-	r := d.prop.RulesAt(h.ReceivedAt)
-	st := vs.settings // the last hit's, unless the rules or the zone changed
-	if src, ok := st.Source.(settingsSource); !ok || src != sourceOf(d.prop, r) {
-		st = settings(d.prop, r)
-	}
+	r := d.prop.RulesOf(h)
 	c := p.contrib
 	c.Reset()
-	var out visitor.Outcome
-	var ch visitor.Changes
-	if reason, excluded := r.Exclusion(h); excluded {
-		out = vs.v.Exclude(h.ID, h.Time, h.ReceivedAt, reason, d.prop.Location, c)
-	} else if sh, reason := toSessionHit(h, r); sh == nil {
-		out = vs.v.Exclude(h.ID, h.Time, h.ReceivedAt, reason, d.prop.Location, c)
-	} else {
-		out, ch = vs.v.Apply(sh, h.ReceivedAt, st, c)
-	}
+	st := vs.settings // the last hit's, unless the rules or the zone changed
+	out, ch := apply(vs.v, h, d.prop, r, &st, c)
 	switch out {
 	case visitor.Duplicate:
 		p.stats.Duplicates++
@@ -365,22 +353,51 @@ func (p *Partition) applyHit(d *decoded, now time.Time) {
 	vs.changed = now
 	vs.ruleVer = r.Version()
 	vs.settings = st
-	if vs.upserts == nil {
-		vs.upserts, vs.deletes = map[string]visitor.Upsert{}, map[string]visitor.SessionRef{}
-	}
-	// A session ID has one row (its first hit fixes its day), so a later
-	// upsert replaces a pending delete and the other way round: the flush
-	// never writes both for one row.
-	for _, del := range ch.DeleteSessions {
-		delete(vs.upserts, del.ID)
-		vs.deletes[del.ID] = del
-	}
-	for _, u := range ch.UpsertSessions {
-		delete(vs.deletes, u.Session.ID)
-		vs.upserts[u.Session.ID] = u
-	}
+	vs.rows.add(ch)
 	p.archive.add(h, d.raw, vs.shard)
 	p.rows.add(vs.property, vs.shard, d.msg.Offset, now, c)
+}
+
+// apply applies h to v under rules r, as live processing and reprocessing
+// both do: the exclusions, then the page rules, then the sessions. st holds
+// the session settings of v's last hit, kept while the rules and the zone
+// stay the same, and becomes this hit's.
+func apply(v *visitor.Visitor, h *hit.Hit, p *Property, r *rules.Compiled, st *session.Settings, c *derive.Contributions) (visitor.Outcome, visitor.Changes) {
+	if src, ok := st.Source.(settingsSource); !ok || src != sourceOf(p, r) {
+		*st = settings(p, r)
+	}
+	if reason, excluded := r.Exclusion(h); excluded {
+		return v.Exclude(h.ID, h.Time, h.ReceivedAt, reason, p.Location, c), visitor.Changes{}
+	}
+	sh, reason := toSessionHit(h, r)
+	if sh == nil {
+		return v.Exclude(h.ID, h.Time, h.ReceivedAt, reason, p.Location, c), visitor.Changes{}
+	}
+	return v.Apply(sh, h.ReceivedAt, *st, c)
+}
+
+// sessionRows are the session rows a visitor's hits ask to write or
+// delete, by session ID.
+type sessionRows struct {
+	upserts map[string]visitor.Upsert
+	deletes map[string]visitor.SessionRef
+}
+
+// add records what a hit's application changed. A session ID has one row
+// (its first hit fixes its day), so a later upsert replaces a pending
+// delete and the other way round: no row is both written and deleted.
+func (r *sessionRows) add(ch visitor.Changes) {
+	if r.upserts == nil {
+		r.upserts, r.deletes = map[string]visitor.Upsert{}, map[string]visitor.SessionRef{}
+	}
+	for _, del := range ch.DeleteSessions {
+		delete(r.upserts, del.ID)
+		r.deletes[del.ID] = del
+	}
+	for _, u := range ch.UpsertSessions {
+		delete(r.deletes, u.Session.ID)
+		r.upserts[u.Session.ID] = u
+	}
 }
 
 // deadLetter rejects payload (a hit of message m, or the whole message
@@ -489,7 +506,7 @@ func (p *Partition) writeDerived(ctx context.Context, through int64, due []*vsta
 		stmts = append(stmts, s)
 	}
 	for _, vs := range due {
-		for _, del := range vs.deletes {
+		for _, del := range vs.rows.deletes {
 			stmts = append(stmts, stmt{partition: "s/" + vs.property + "/" + dayString(del.Day) + "/" + fmt.Sprint(vs.shard),
 				cql: cqlDeleteSesion, args: []any{vs.property, del.Day, int16(vs.shard), del.ID}})
 		}
@@ -497,7 +514,7 @@ func (p *Partition) writeDerived(ctx context.Context, through int64, due []*vsta
 			vs.written = map[string]string{}
 		}
 		vs.sigs = map[string]string{}
-		for _, u := range vs.upserts {
+		for _, u := range vs.rows.upserts {
 			stmts = append(stmts, sessionWrites(vs.property, vs.shard, vs.v.ClientID, u.First, u.Session, vs.written, vs.sigs)...)
 		}
 	}
@@ -513,7 +530,7 @@ func (p *Partition) writeDerived(ctx context.Context, through int64, due []*vsta
 	// Written: reset what was pending, evict idle rows.
 	p.archive, p.dead = nil, nil
 	for _, vs := range due {
-		vs.upserts, vs.deletes = nil, nil
+		vs.rows = sessionRows{}
 		vs.recordWritten()
 	}
 	now := p.cfg.Now()

@@ -34,6 +34,21 @@ type Property struct {
 	RulesVersion func(version int) *rules.Compiled
 }
 
+// RulesOf returns the rules in effect when h was received: the version
+// collection stamped on it (the one it evaluated the IP rules against),
+// which every replay and every reprocessing finds in the hit whatever
+// processing's copy of the rule history holds at the time; else, for a hit
+// without one or of a version this copy does not have yet, the version in
+// effect at its receive time by this copy.
+func (p *Property) RulesOf(h *hit.Hit) *rules.Compiled {
+	if h.RuleVersion > 0 && p.RulesVersion != nil {
+		if r := p.RulesVersion(h.RuleVersion); r != nil {
+			return r
+		}
+	}
+	return p.RulesAt(h.ReceivedAt)
+}
+
 // liveRules returns the rules a loaded visitor's live sessions were last
 // derived under: those of the latest version among its live hits, else
 // those in effect at its watermark (which also moves with hits that

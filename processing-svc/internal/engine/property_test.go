@@ -2,6 +2,7 @@ package engine
 
 import (
 	"testing"
+	"time"
 
 	"github.com/acme/analytics/pkg/hit"
 	"github.com/acme/analytics/pkg/rules"
@@ -39,5 +40,33 @@ func TestCampaignOfAHitWithItsOwnPath(t *testing.T) {
 				t.Errorf("campaign source %q, page %q; want %q, %q", sh.Campaign.Source, sh.Path, tt.source, tt.page)
 			}
 		})
+	}
+}
+
+// A hit gets the rules version collection stamped on it, whatever
+// processing's copy of the history says at the time (it learns of a new
+// version a moment after it takes effect, and a processor restarted later
+// knows it): the first run, a replay and historical reprocessing agree.
+// A version the copy does not have, or none, falls back to the receive
+// time.
+func TestRulesOfAHitAreTheVersionItCarries(t *testing.T) {
+	v1, err := rules.Compile(rules.Defaults(), 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2 := rules.Defaults()
+	r2.ReferralExclusions = []string{"partner.example"}
+	v2, err := rules.Compile(r2, 2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := &Property{RulesAt: func(time.Time) *rules.Compiled { return v1 },
+		RulesVersion: func(n int) *rules.Compiled { return map[int]*rules.Compiled{1: v1, 2: v2}[n] }}
+	for _, tc := range []struct {
+		stamped, want int
+	}{{2, 2}, {1, 1}, {0, 1}, {3, 1}} {
+		if got := stale.RulesOf(&hit.Hit{RuleVersion: tc.stamped}).Version(); got != tc.want {
+			t.Errorf("a hit stamped with version %d got version %d, want %d", tc.stamped, got, tc.want)
+		}
 	}
 }

@@ -1,13 +1,16 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/acme/analytics/pkg/hit"
@@ -15,6 +18,7 @@ import (
 	"github.com/acme/analytics/pkg/rules"
 	"github.com/acme/analytics/processing-svc/internal/derive"
 	"github.com/acme/analytics/processing-svc/internal/session"
+	"github.com/acme/analytics/processing-svc/internal/visitor"
 	"github.com/gocql/gocql"
 )
 
@@ -38,6 +42,10 @@ const FinalOffset = math.MaxInt64 / 2
 // ErrDayOpen is returned for a day that may still receive hits.
 var ErrDayOpen = errors.New("day still open to late hits")
 
+// ErrNoArchive is returned for a day without archived hits: it is left as
+// it is.
+var ErrNoArchive = errors.New("no archived hits for the day (past the archive's retention?); its rows are left as they are")
+
 // ReprocessDay re-derives one property-local day of a property from the
 // raw hit archive: sessions, pageviews, events, rollups (daily, hourly) and
 // filtered hits, replacing what is stored. It writes the new rows first and
@@ -55,44 +63,69 @@ var ErrDayOpen = errors.New("day still open to late hits")
 // the start of the reprocessed range; from the reprocessed days after it).
 // It is updated with the first sessions the day contains.
 //
+// currentAt is the instant whose rules RulesCurrent applies (a job's
+// creation, so that a job resumed after a rules change applies one
+// version to all its days).
+//
 // Only closed days are reprocessed: a day must have ended at least two days
 // ago in the property's time zone, well past the late-hit horizon and the
 // live processors' in-memory copies of its rows.
-func ReprocessDay(ctx context.Context, s *gocql.Session, p *Property, day time.Time, mode RulesMode, users *FirstSessions, now time.Time) error {
+func ReprocessDay(ctx context.Context, s *gocql.Session, p *Property, day time.Time, mode RulesMode, currentAt time.Time, users *FirstSessions, now time.Time) error {
 	if !day.Before(session.LocalDay(now, p.Location).AddDate(0, 0, -1)) {
 		return fmt.Errorf("%w: %s (reprocess days up to two days ago)", ErrDayOpen, day.Format(time.DateOnly))
 	}
-	current := p.RulesAt(now)
+	current := p.RulesAt(currentAt)
 	d := &dayRun{s: s, p: p, day: day, users: users, now: now, keep: map[string]bool{}, rulesOf: func(h *hit.Hit) *rules.Compiled {
 		if mode == RulesCurrent {
 			return current
 		}
-		return p.RulesAt(h.ReceivedAt)
+		return p.RulesOf(h)
 	}}
-	all := make([]int, max(p.Shards, 1))
-	for i := range all {
-		all[i] = i
+	beyond, err := archivedBeyond(ctx, s, p, day)
+	if err != nil {
+		return err
 	}
-	for _, shard := range all {
-		hits, err := archivedHits(ctx, s, p, day, []int{shard})
+	if beyond {
+		// Archived under more shards than the property has now: a
+		// visitor's hits may lie in a shard past the count, so the day is
+		// derived in one piece, and the rows of every shard are replaced.
+		hits, err := archivedHits(ctx, s, p, day, shardsBelow(hit.MaxShards))
+		if err == nil {
+			err = d.derive(ctx, hits, shardsBelow(hit.MaxShards))
+		}
 		if err != nil {
 			return err
 		}
-		if slices.ContainsFunc(hits, func(h *hit.Hit) bool { return ShardOf(h.ClientID, p.Shards) != shard }) {
-			// Archived under another shard count: the whole day in one
-			// piece, which rewrites the shards done so far.
-			d.keep = map[string]bool{}
-			if hits, err = archivedHits(ctx, s, p, day, all); err == nil {
-				err = d.derive(ctx, hits, all)
-			}
+	} else {
+		all := shardsBelow(max(p.Shards, 1))
+		for _, shard := range all {
+			hits, err := archivedHits(ctx, s, p, day, []int{shard})
 			if err != nil {
 				return err
 			}
-			break
+			if slices.ContainsFunc(hits, func(h *hit.Hit) bool { return ShardOf(h.ClientID, p.Shards) != shard }) {
+				// Archived under fewer shards (the count was raised): the
+				// whole day in one piece, which rewrites the shards done
+				// so far.
+				d.keep = map[string]bool{}
+				if hits, err = archivedHits(ctx, s, p, day, all); err == nil {
+					err = d.derive(ctx, hits, all)
+				}
+				if err != nil {
+					return err
+				}
+				break
+			}
+			if err := d.derive(ctx, hits, []int{shard}); err != nil {
+				return err
+			}
 		}
-		if err := d.derive(ctx, hits, []int{shard}); err != nil {
-			return err
-		}
+	}
+	if d.hits == 0 {
+		// Nothing archived: the day's hits have expired (or never were
+		// archived), and what is stored is all there is. Deriving nothing
+		// would delete it.
+		return fmt.Errorf("%w: %s", ErrNoArchive, day.Format(time.DateOnly))
 	}
 	stale, err := staleRollups(ctx, s, p, day, d.keep)
 	if err != nil {
@@ -115,6 +148,7 @@ type dayRun struct {
 	// keep holds the rollup rows derived so far (rowID): the day's others
 	// are deleted at the end.
 	keep map[string]bool
+	hits int // archived hits read
 }
 
 func (d *dayRun) writer() *writer { return &writer{session: d.s, concurrency: 32, batchSize: 50} }
@@ -124,6 +158,7 @@ func (d *dayRun) writer() *writer { return &writer{session: d.s, concurrency: 32
 // event rows it no longer has, and adds its rollup rows to keep.
 func (d *dayRun) derive(ctx context.Context, hits []*hit.Hit, shards []int) error {
 	p, day := d.p, d.day
+	d.hits += len(hits)
 	// Derive, per visitor, exactly as live processing does.
 	byClient := map[string][]*hit.Hit{}
 	var clients []string
@@ -146,37 +181,36 @@ func (d *dayRun) derive(ctx context.Context, hits []*hit.Hit, shards []int) erro
 	dayStart := dayStartIn(day, p.Location)
 	for _, client := range clients {
 		shard := ShardOf(client, p.Shards)
-		c := derive.New()
-		var shits []*session.Hit
-		var st session.Settings
-		for _, h := range byClient[client] {
-			r := d.rulesOf(h)
-			if reason, excluded := r.Exclusion(h); excluded {
-				c.AddFiltered(day, reason)
-				continue
-			}
-			sh, reason := toSessionHit(h, r)
-			if sh == nil {
-				c.AddFiltered(day, reason)
-				continue
-			}
-			shits = append(shits, sh)
-			st = settings(p, r)
+		// The visitor's hits go through the very code live processing
+		// runs, in the order they were received: each hit under the rules
+		// of its receipt (or today's), sessions settled and frozen as live
+		// processing settled and froze them.
+		v := visitor.New(client)
+		prior, seen := firstSeen[client]
+		if seen && prior.Before(dayStart) {
+			v.FrozenSessions = 1 // a session before the day: none of the day's is the first
 		}
-		slices.SortFunc(shits, session.Compare)
-		if len(shits) > 0 {
-			prior, seen := firstSeen[client]
-			for i, ss := range session.Build(shits, st) {
-				first := i == 0 && (!seen || !prior.Before(dayStart))
-				if first {
-					firstSeen[client] = ss.Start
-				}
-				c.AddSession(ss, client, first, p.Location, +1)
-				writes = append(writes, sessionWrites(p.ID, shard, client, first, ss, nil, nil)...)
-				sessions[strconv.Itoa(shard)+"/"+ss.ID] = true
-				for _, h := range ss.Hits {
-					hitRows[strconv.Itoa(shard)+"/"+h.ID] = true
-				}
+		hs := byClient[client]
+		slices.SortFunc(hs, func(a, b *hit.Hit) int {
+			return cmp.Or(a.ReceivedAt.Compare(b.ReceivedAt), strings.Compare(a.ID, b.ID))
+		})
+		c := derive.New()
+		var st session.Settings
+		var changed sessionRows
+		for _, h := range hs {
+			_, ch := apply(v, h, p, d.rulesOf(h), &st, c)
+			changed.add(ch)
+		}
+		ids := slices.Sorted(maps.Keys(changed.upserts))
+		for _, id := range ids {
+			u := changed.upserts[id]
+			if u.First {
+				firstSeen[client] = u.Session.Start
+			}
+			writes = append(writes, sessionWrites(p.ID, shard, client, u.First, u.Session, nil, nil)...)
+			sessions[strconv.Itoa(shard)+"/"+id] = true
+			for _, h := range u.Session.Hits {
+				hitRows[strconv.Itoa(shard)+"/"+h.ID] = true
 			}
 		}
 		rows.add(p.ID, shard, 0, d.now, c)
@@ -213,6 +247,46 @@ func (d *dayRun) derive(ctx context.Context, hits []*hit.Hit, shards []int) erro
 // dayStartIn returns the instant a property-local day starts.
 func dayStartIn(day time.Time, loc *time.Location) time.Time {
 	return time.Date(day.Year(), day.Month(), day.Day(), 0, 0, 0, 0, loc)
+}
+
+// shardsBelow returns 0 to n-1.
+func shardsBelow(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}
+
+// archivedBeyond reports whether any shard at or past the property's
+// shard count holds archived hits of the property-local day: the count
+// was lowered since.
+func archivedBeyond(ctx context.Context, s *gocql.Session, p *Property, day time.Time) (bool, error) {
+	start := dayStartIn(day, p.Location)
+	end := start.AddDate(0, 0, 1)
+	type probe struct {
+		table string
+		day   time.Time
+		shard int
+	}
+	var probes []probe
+	for d := start.UTC().Truncate(24 * time.Hour); d.Before(end); d = d.AddDate(0, 0, 1) {
+		for shard := max(p.Shards, 1); shard < hit.MaxShards; shard++ {
+			probes = append(probes, probe{"raw_hit_blocks", d, shard}, probe{"raw_hits", d, shard})
+		}
+	}
+	found := make([]bool, len(probes))
+	err := parallel(ctx, 32, len(probes), func(ctx context.Context, i int) error {
+		pr := probes[i]
+		iter := s.Query("SELECT shard FROM "+pr.table+" WHERE property_id = ? AND day = ? AND shard = ? LIMIT 1", p.ID, pr.day, int16(pr.shard)).
+			WithContext(ctx).Iter()
+		found[i] = iter.NumRows() > 0
+		return iter.Close()
+	})
+	if err != nil {
+		return false, fmt.Errorf("look for archived hits past shard %d: %w", p.Shards-1, err)
+	}
+	return slices.Contains(found, true), nil
 }
 
 // archivedHits returns the archived hits of shards whose property-local
@@ -280,6 +354,31 @@ func (f *FirstSessions) load(ctx context.Context, s *gocql.Session, property str
 	for i, c := range todo {
 		if !found[i].IsZero() && found[i].Before(f.since) {
 			f.seen[c] = found[i]
+		}
+	}
+	return nil
+}
+
+// loadDay records the first sessions a reprocessed day holds, as it wrote
+// them: a resumed job does not derive again the days it finished, and
+// their new users are not new on the days after.
+func (f *FirstSessions) loadDay(ctx context.Context, s *gocql.Session, p *Property, day time.Time) error {
+	list := lister(ctx, s)
+	for shard := range hit.MaxShards {
+		err := list("SELECT client_id, started_at, new_user FROM sessions WHERE property_id = ? AND day = ? AND shard = ?", []any{p.ID, day, int16(shard)},
+			func(scan func(...any) bool) error {
+				var client string
+				var start time.Time
+				var first bool
+				for scan(&client, &start, &first) {
+					if prior, ok := f.seen[client]; first && (!ok || start.Before(prior)) {
+						f.seen[client] = start
+					}
+				}
+				return nil
+			})
+		if err != nil {
+			return fmt.Errorf("read the first sessions of %s: %w", day.Format(time.DateOnly), err)
 		}
 	}
 	return nil
@@ -398,6 +497,9 @@ type Reprocessor struct {
 	Session *gocql.Session
 	Log     *slog.Logger
 	Now     func() time.Time
+	// CurrentAt is the instant whose rules RulesCurrent applies (a job's
+	// creation); zero: when Run starts.
+	CurrentAt time.Time
 }
 
 // Progress is reported after each day.
@@ -420,13 +522,25 @@ func (rp *Reprocessor) Run(ctx context.Context, p *Property, from, to time.Time,
 	if rp.Now != nil {
 		now = rp.Now
 	}
+	currentAt := rp.CurrentAt
+	if currentAt.IsZero() {
+		currentAt = now()
+	}
 	all := int(to.Sub(from).Hours()/24) + 1
 	users := NewFirstSessions(dayStartIn(from, p.Location))
 	for i, d := 0, from; !d.After(to); i, d = i+1, d.AddDate(0, 0, 1) {
 		if skip != nil && skip(d) {
+			// Done before: its users' first sessions are as it wrote them.
+			if err := users.loadDay(ctx, rp.Session, p, d); err != nil {
+				return err
+			}
 			continue
 		}
-		if err := ReprocessDay(ctx, rp.Session, p, d, mode, users, now()); err != nil {
+		err := ReprocessDay(ctx, rp.Session, p, d, mode, currentAt, users, now())
+		if errors.Is(err, ErrNoArchive) && rp.Log != nil {
+			rp.Log.Warn("reprocessing left a day as it is", slog.String("property_id", p.ID), slog.Any("reason", err))
+		}
+		if err != nil && !errors.Is(err, ErrNoArchive) {
 			return err
 		}
 		if progress != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"net/http"
 
 	"github.com/acme/analytics/pkg/httpserver"
@@ -17,15 +16,24 @@ import (
 //
 //	POST /internal/v1/reprocess  {"property_id", "from", "to", "rules": "historical"|"current"}
 //	    → 202 with the job; it runs in the background of this instance
+//	    (409 job_running while another job of the property runs: the new
+//	    one is recorded, and can be resumed once the other has ended)
 //	GET  /internal/v1/reprocess/{property_id}/{job_id}  → the job and its progress
 //	POST /internal/v1/reprocess/{property_id}/{job_id}/resume  → 202, runs the rest
+//	    (409 job_running while it, or another job of the property, runs)
 func (r *Runner) Register(mux *http.ServeMux, wrap func(http.Handler) http.Handler, background context.Context) {
-	start := func(propertyID, jobID string) {
-		go func() {
-			if err := r.Run(background, propertyID, jobID); err != nil {
-				r.Log.Error("reprocessing job failed", slog.String("job_id", jobID), slog.Any("error", err))
-			}
-		}()
+	// start runs a job unless another holds its property; it answers the
+	// request with the job (202) or why not.
+	start := func(w http.ResponseWriter, req *http.Request, j *Job) {
+		_, err := r.Start(background, j.PropertyID, j.ID)
+		switch {
+		case errors.Is(err, ErrBusy):
+			httpserver.WriteError(w, http.StatusConflict, "job_running", err.Error()+"; wait for it to end (GET its progress), then resume this job")
+		case err != nil:
+			httpserver.WriteError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+		default:
+			httpserver.WriteJSON(w, http.StatusAccepted, j)
+		}
 	}
 	mux.Handle("POST /internal/v1/reprocess", wrap(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		var in struct {
@@ -49,8 +57,7 @@ func (r *Runner) Register(mux *http.ServeMux, wrap func(http.Handler) http.Handl
 			httpserver.WriteError(w, http.StatusBadRequest, "invalid_job", err.Error())
 			return
 		}
-		start(j.PropertyID, j.ID)
-		httpserver.WriteJSON(w, http.StatusAccepted, j)
+		start(w, req, j)
 	})))
 	get := func(w http.ResponseWriter, req *http.Request) (*Job, bool) {
 		j, err := r.Get(req.Context(), req.PathValue("property_id"), req.PathValue("job_id"))
@@ -71,8 +78,7 @@ func (r *Runner) Register(mux *http.ServeMux, wrap func(http.Handler) http.Handl
 	})))
 	mux.Handle("POST /internal/v1/reprocess/{property_id}/{job_id}/resume", wrap(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if j, ok := get(w, req); ok {
-			start(j.PropertyID, j.ID)
-			httpserver.WriteJSON(w, http.StatusAccepted, j)
+			start(w, req, j)
 		}
 	})))
 }

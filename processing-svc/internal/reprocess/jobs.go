@@ -4,6 +4,7 @@
 package reprocess
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -36,8 +37,17 @@ type Job struct {
 	UpdatedAt  time.Time        `json:"updated_at"`
 }
 
-// ErrNotFound is returned for an unknown job.
-var ErrNotFound = errors.New("no such reprocessing job")
+// Errors of Create and Start.
+var (
+	ErrNotFound      = errors.New("no such reprocessing job")
+	ErrPastRetention = errors.New("days past the archive's retention cannot be reprocessed")
+	// ErrBusy: another run holds the property's lease.
+	ErrBusy = errors.New("a reprocessing job is running for the property")
+)
+
+// leaseTTL is how long a run's lease outlives its last renewal: a run
+// whose process died frees its property after at most this.
+const leaseTTL = 2 * time.Minute
 
 // Runner starts, resumes and reads jobs.
 type Runner struct {
@@ -72,6 +82,10 @@ func (r *Runner) Create(ctx context.Context, propertyID, from, to string, mode e
 	if t.After(latest) {
 		return nil, fmt.Errorf("%w: the range must end by %s (days up to two days ago in the property's time zone are closed)", engine.ErrDayOpen, latest.Format(time.DateOnly))
 	}
+	earliest := sessionDay(r.now().Add(-engine.ArchiveRetention), p).AddDate(0, 0, 2)
+	if f.Before(earliest) {
+		return nil, fmt.Errorf("%w: the range must start on %s or later (the raw archive keeps hits %d days)", ErrPastRetention, earliest.Format(time.DateOnly), int(engine.ArchiveRetention.Hours()/24))
+	}
 	now := r.now()
 	j := &Job{PropertyID: propertyID, ID: gocql.TimeUUID().String(), From: from, To: to, Rules: mode, Status: StatusRunning,
 		DaysTotal: int(t.Sub(f).Hours()/24) + 1, CreatedAt: now, UpdatedAt: now}
@@ -83,7 +97,66 @@ func (r *Runner) Create(ctx context.Context, propertyID, from, to string, mode e
 	return j, nil
 }
 
+// Start takes the property's lease for the job and runs it (or the rest
+// of it) in the background, under ctx; the run's outcome is sent on the
+// channel returned once the lease is released. It returns ErrBusy,
+// running nothing, while another run holds the lease (the job itself
+// included): two runs over the same days would delete each other's rows.
+func (r *Runner) Start(ctx context.Context, propertyID, jobID string) (<-chan error, error) {
+	if _, _, err := r.load(ctx, propertyID, jobID); err != nil {
+		return nil, err
+	}
+	holder := map[string]any{}
+	applied, err := r.Session.Query("INSERT INTO reprocess_leases (property_id, job_id, acquired_at) VALUES (?, ?, ?) IF NOT EXISTS USING TTL ?",
+		propertyID, jobID, r.now(), int(leaseTTL/time.Second)).WithContext(ctx).MapScanCAS(holder)
+	if err != nil {
+		return nil, fmt.Errorf("take the reprocessing lease: %w", err)
+	}
+	if !applied {
+		return nil, fmt.Errorf("%w (job %v)", ErrBusy, holder["job_id"])
+	}
+	log := cmp.Or(r.Log, slog.Default())
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		renewed := make(chan struct{})
+		go func() { // renew the lease while the run lasts
+			defer close(renewed)
+			t := time.NewTicker(leaseTTL / 4)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
+				applied, err := r.Session.Query("UPDATE reprocess_leases USING TTL ? SET acquired_at = ? WHERE property_id = ? IF job_id = ?",
+					int(leaseTTL/time.Second), r.now(), propertyID, jobID).WithContext(ctx).MapScanCAS(map[string]any{})
+				if err == nil && !applied {
+					log.Error("reprocessing job lost its lease; stopping it", slog.String("job_id", jobID))
+					cancel()
+					return
+				}
+			}
+		}()
+		runErr := r.Run(ctx, propertyID, jobID)
+		if runErr != nil {
+			log.Error("reprocessing job failed", slog.String("job_id", jobID), slog.Any("error", runErr))
+		}
+		cancel()
+		<-renewed
+		if _, err := r.Session.Query("DELETE FROM reprocess_leases WHERE property_id = ? IF job_id = ?", propertyID, jobID).
+			WithContext(context.WithoutCancel(ctx)).MapScanCAS(map[string]any{}); err != nil {
+			log.Warn("reprocessing lease not released; it expires", slog.String("job_id", jobID), slog.Any("error", err))
+		}
+		done <- runErr
+	}()
+	return done, nil
+}
+
 // Run runs (or resumes) a job to completion, recording each finished day.
+// Callers hold the property's lease (Start).
 func (r *Runner) Run(ctx context.Context, propertyID, jobID string) error {
 	j, done, err := r.load(ctx, propertyID, jobID)
 	if err != nil {
@@ -94,7 +167,9 @@ func (r *Runner) Run(ctx context.Context, propertyID, jobID string) error {
 		return fmt.Errorf("property %s: %w", propertyID, err)
 	}
 	f, t, _ := parseRange(j.From, j.To)
-	rp := &engine.Reprocessor{Session: r.Session, Log: r.Log, Now: r.Now}
+	// "Current" rules are those of the job's creation, on every day
+	// however often it is resumed.
+	rp := &engine.Reprocessor{Session: r.Session, Log: r.Log, Now: r.Now, CurrentAt: j.CreatedAt}
 	runErr := rp.Run(ctx, p, f, t, j.Rules,
 		func(d time.Time) bool { return done[d.Format(time.DateOnly)] },
 		func(pr engine.Progress) error {

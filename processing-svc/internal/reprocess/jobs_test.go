@@ -89,4 +89,46 @@ func TestJobRunsAndResumes(t *testing.T) {
 	if _, err := r.Get(ctx, propID, "00000000-0000-1000-8000-000000000000"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("unknown job: %v", err)
 	}
+
+	// Days whose archive may have expired are refused.
+	late := &Runner{Session: s, Properties: props, Now: func() time.Time { return time.Date(2027, 4, 1, 0, 0, 0, 0, time.UTC) }}
+	if _, err := late.Create(ctx, propID, "2026-03-02", "2026-03-03", engine.RulesCurrent); !errors.Is(err, ErrPastRetention) {
+		t.Fatalf("a range past the archive's retention: %v, want ErrPastRetention", err)
+	}
+
+	// One run per property at a time: a second start (another job, or the
+	// same one resumed) while a run holds the lease is refused; once the
+	// run has ended, the lease is free again.
+	if err := s.Query("INSERT INTO reprocess_leases (property_id, job_id, acquired_at) VALUES (?, ?, ?)", propID, j.ID, time.Now()).Exec(); err != nil {
+		t.Fatal(err)
+	}
+	k, err := r.Create(ctx, propID, "2026-03-02", "2026-03-02", engine.RulesHistorical)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{k.ID, j.ID} {
+		if _, err := r.Start(ctx, propID, id); !errors.Is(err, ErrBusy) {
+			t.Fatalf("start of job %s while job %s holds the lease: %v, want ErrBusy", id, j.ID, err)
+		}
+	}
+	if err := s.Query("DELETE FROM reprocess_leases WHERE property_id = ?", propID).Exec(); err != nil {
+		t.Fatal(err)
+	}
+	done, err := r.Start(ctx, propID, k.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Start(ctx, propID, j.ID); !errors.Is(err, ErrBusy) {
+		t.Fatalf("start while job %s runs: %v, want ErrBusy", k.ID, err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := s.Query("SELECT COUNT(*) FROM reprocess_leases WHERE property_id = ?", propID).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := r.Get(ctx, propID, k.ID); err != nil || got.Status != StatusDone || n != 0 {
+		t.Fatalf("job %+v (%v), %d leases: want done and the lease released", got, err, n)
+	}
 }

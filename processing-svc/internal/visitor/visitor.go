@@ -144,12 +144,15 @@ func (v *Visitor) Apply(h *session.Hit, received time.Time, s session.Settings, 
 	if _, dup := v.Seen[h.ID]; dup {
 		return Duplicate, Changes{}
 	}
-	if len(v.Hits) >= MaxLiveHits {
-		// At the limit: sessions that ended long enough before this
-		// hit's receipt make room first.
-		v.advance(received)
-		v.freeze(s)
-	}
+	// Sessions that ended long enough before this hit's receipt are
+	// frozen first: no hit can change them, and that holds for this one
+	// too, however much later it comes (a visitor back days later, its
+	// last sessions still live in its stored state) and under whatever
+	// settings (a rules change must not re-derive a closed day's session,
+	// which reprocessing may have rewritten since). It also makes room
+	// at the limit.
+	v.advance(received)
+	v.freeze(s)
 	if h.Time.Before(v.FrozenUntil) {
 		v.Exclude(h.ID, h.Time, received, "too_late", s.Location, c)
 		return TooLate, Changes{}
