@@ -120,6 +120,24 @@ type Topic struct {
 	Configs           map[string]string
 }
 
+// Probe checks, without sending a message, that the brokers serve topic:
+// its metadata is fetched afresh and every partition has a leader.
+func Probe(client sarama.Client, topic string) error {
+	if err := client.RefreshMetadata(topic); err != nil {
+		return fmt.Errorf("kafka metadata of %s: %w", topic, err)
+	}
+	parts, err := client.Partitions(topic)
+	if err != nil {
+		return fmt.Errorf("kafka partitions of %s: %w", topic, err)
+	}
+	for _, part := range parts {
+		if _, err := client.Leader(topic, part); err != nil {
+			return fmt.Errorf("kafka leader of %s/%d: %w", topic, part, err)
+		}
+	}
+	return nil
+}
+
 // EnsureTopics creates the topics that do not exist yet. Existing topics are
 // left as they are (partition counts are an operator's decision).
 func EnsureTopics(ctx context.Context, c *Config, topics ...Topic) error {

@@ -234,15 +234,22 @@ func Assemble(ctx context.Context, cfg Config, props collect.Properties, log *sl
 	if kc.ClientID == "" {
 		kc.ClientID = "collection"
 	}
+	var client sarama.Client
 	var ap sarama.AsyncProducer
 	if err := retry(ctx, log, "connect the kafka producer", func() (err error) {
-		ap, err = sarama.NewAsyncProducer(kc.BrokerList(), kc.ProducerConfig())
+		if client, err = sarama.NewClient(kc.BrokerList(), kc.ProducerConfig()); err != nil {
+			return err
+		}
+		if ap, err = sarama.NewAsyncProducerFromClient(client); err != nil {
+			client.Close()
+		}
 		return err
 	}); err != nil {
 		return nil, err
 	}
-	p.Producer = queue.New(ap, queue.Options{MaxInFlight: cfg.MaxInFlight, Timeout: cfg.ProduceTimeout}, log, reg)
-	p.closers = append(p.closers, func() { p.Producer.Close() })
+	p.Producer = queue.New(ap, queue.Options{MaxInFlight: cfg.MaxInFlight, Timeout: cfg.ProduceTimeout,
+		Probe: func() error { return kafka.Probe(client, hit.TopicHits) }}, log, reg)
+	p.closers = append(p.closers, func() { p.Producer.Close(); client.Close() })
 
 	var sp sarama.SyncProducer
 	if err := retry(ctx, log, "connect the dead-letter producer", func() (err error) {

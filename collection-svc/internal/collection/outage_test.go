@@ -15,7 +15,8 @@ import (
 // TestBrokerDownAnswers503AndRecovers cuts the broker off (every request
 // to it drops the connection), checks that requests are answered 503
 // within the produce timeout and then at once, and that collection
-// recovers by itself when the broker comes back.
+// recovers by itself when the broker comes back: it is ready again without
+// a request to try the broker, and takes hits.
 func TestBrokerDownAnswers503AndRecovers(t *testing.T) {
 	const timeout = 1500 * time.Millisecond
 	e := newEnv(t, envOptions{produceTimeout: timeout})
@@ -82,6 +83,16 @@ func TestBrokerDownAnswers503AndRecovers(t *testing.T) {
 	down.Store(false)
 	restored := time.Now()
 	defer func() { t.Logf("recovered after %v", time.Since(restored)) }()
+	// Nothing is sent until the instance says it is ready again: behind
+	// the gateway an unready instance gets no request (Consul's check is
+	// /readyz), so it must find out by itself that the broker is back.
+	deadline = time.Now().Add(30 * time.Second)
+	for e.parts.Producer.Healthy() != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("collection stayed unready after the broker came back, with no request to try it")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	deadline = time.Now().Add(30 * time.Second)
 	var recovered string
 	for i := 0; ; i++ {

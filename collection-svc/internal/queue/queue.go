@@ -14,6 +14,7 @@
 package queue
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -40,6 +41,14 @@ type Options struct {
 	MaxInFlight int
 	// Timeout bounds how long Send waits for acknowledgements.
 	Timeout time.Duration
+	// Probe checks the broker without sending a message (kafka.Probe).
+	// While the broker is failing it runs every ProbeEvery (default one
+	// second), and its success closes the circuit: an instance that no
+	// request reaches any more (unready, so out of the gateway's
+	// rotation) must still find out by itself that the broker is back.
+	// Nil: only a request's probe closes it.
+	Probe      func() error
+	ProbeEvery time.Duration
 }
 
 // Producer sends messages and reports when the broker has them.
@@ -110,7 +119,34 @@ func New(ap sarama.AsyncProducer, opts Options, log *slog.Logger, reg prometheus
 		}
 	}()
 	go func() { wg.Wait(); close(p.done) }()
+	if opts.Probe != nil {
+		go p.probeWhileFailing(cmp.Or(opts.ProbeEvery, time.Second))
+	}
 	return p
+}
+
+// probeWhileFailing runs the probe every period while the broker is
+// failing, until Close, and closes the circuit when it succeeds: requests
+// are taken again, and the next failure opens it again.
+func (p *Producer) probeWhileFailing(period time.Duration) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.done:
+			return
+		case <-t.C:
+		}
+		if !p.failing.Load() {
+			continue
+		}
+		if err := p.opts.Probe(); err != nil {
+			continue
+		}
+		if p.failing.CompareAndSwap(true, false) {
+			p.log.Info("kafka reachable again; taking requests")
+		}
+	}
 }
 
 func (p *Producer) complete(m *sarama.ProducerMessage, failed bool) {
