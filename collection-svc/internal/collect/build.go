@@ -314,9 +314,28 @@ func digits(s string) bool {
 // plain (letters, digits and a few punctuation marks) and are split
 // directly; any other goes through url.Parse, which the plain ones would
 // give the same result (TestSplitLocationAgreesWithURLParse).
+//
+// Browsers send location.href as the page's address was written, and a
+// '%' not followed by two hex digits is common there (/sale-50%-off, a
+// fragment #100%, a '%E' where the tracker cut a long URL), which
+// url.Parse refuses: the fragment is dropped before parsing, and such a
+// '%' in the path is taken as itself, escaped as %25.
 func splitLocation(loc string) (host, path string, ok bool) {
 	if host, path, ok := splitPlainLocation(loc); ok {
 		return host, path, true
+	}
+	loc, _, _ = strings.Cut(loc, "#")
+	// The path: from the first '/' after the scheme's "//" to the query,
+	// which url.Parse takes as it is.
+	start, end := 0, strings.IndexByte(loc, '?')
+	if end < 0 {
+		end = len(loc)
+	}
+	if i := strings.Index(loc[:end], "//"); i >= 0 {
+		start = i + 2
+	}
+	if i := strings.IndexByte(loc[start:end], '/'); i >= 0 && strayPercent(loc[start+i:end]) {
+		loc = loc[:start+i] + escapeStrayPercent(loc[start+i:end]) + loc[end:]
 	}
 	u, err := url.Parse(loc)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -330,6 +349,35 @@ func splitLocation(loc string) (host, path string, ok bool) {
 		path += "?" + u.RawQuery
 	}
 	return u.Host, path, true
+}
+
+// strayPercent reports whether s has a '%' not followed by two hex digits.
+func strayPercent(s string) bool {
+	for i := strings.IndexByte(s, '%'); i >= 0; i = strings.IndexByte(s, '%') {
+		if i+2 >= len(s) || !ishex(s[i+1]) || !ishex(s[i+2]) {
+			return true
+		}
+		s = s[i+3:]
+	}
+	return false
+}
+
+// escapeStrayPercent returns s with each '%' not followed by two hex
+// digits escaped as %25.
+func escapeStrayPercent(s string) string {
+	var b strings.Builder
+	b.Grow(len(s) + 8)
+	for i := 0; i < len(s); i++ {
+		b.WriteByte(s[i])
+		if s[i] == '%' && (i+2 >= len(s) || !ishex(s[i+1]) || !ishex(s[i+2])) {
+			b.WriteString("25")
+		}
+	}
+	return b.String()
+}
+
+func ishex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
 // splitPlainLocation splits loc when it is "http://" or "https://", then

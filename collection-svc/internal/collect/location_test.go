@@ -3,12 +3,43 @@ package collect
 import (
 	"math/rand/v2"
 	"net/url"
+	"strings"
 	"testing"
 )
 
+// TestSplitLocation checks locations as browsers send them in
+// location.href, url.Parse's refusals among them.
+func TestSplitLocation(t *testing.T) {
+	tests := []struct {
+		loc, wantHost, wantPath string
+		wantOK                  bool
+	}{
+		{"https://shop.example/products/item-1?utm_source=news", "shop.example", "/products/item-1?utm_source=news", true},
+		{"https://shop.example/sale-50%-off", "shop.example", "/sale-50%25-off", true},
+		{"https://shop.example/p#100%", "shop.example", "/p", true},
+		{"https://shop.example/p?x=1#a%zz", "shop.example", "/p?x=1", true},
+		{"https://shop.example/caf%C3%A9-%E", "shop.example", "/caf%C3%A9-%25E", true}, // cut at the tracker's limit
+		{"https://shop.example/caf%C3%A9-%", "shop.example", "/caf%C3%A9-%25", true},
+		{"https://shop.example/a%2Fb%zz", "shop.example", "/a%2Fb%25zz", true},
+		{"https://shop.example/p?q=100%", "shop.example", "/p?q=100%", true}, // the query as sent
+		{"https://shop.example%/", "", "", false},
+		{"https://sh%op.example/", "", "", false},
+		{"https://shop.example/a//b%", "shop.example", "/a//b%25", true},
+		{"ftp://shop.example/50%", "", "", false},
+		{"/sale-50%-off", "", "", false},
+	}
+	for _, tt := range tests {
+		host, path, ok := splitLocation(tt.loc)
+		if host != tt.wantHost || path != tt.wantPath || ok != tt.wantOK {
+			t.Errorf("splitLocation(%q) = %q, %q, %v; want %q, %q, %v", tt.loc, host, path, ok, tt.wantHost, tt.wantPath, tt.wantOK)
+		}
+	}
+}
+
 // TestSplitLocationAgreesWithURLParse compares the fast split of plain
 // locations with what url.Parse makes of them, on generated locations
-// built from the bytes that matter.
+// built from the bytes that matter (those url.Parse refuses for a stray
+// '%' or a fragment are TestSplitLocation's).
 func TestSplitLocationAgreesWithURLParse(t *testing.T) {
 	viaParse := func(loc string) (string, string, bool) {
 		u, err := url.Parse(loc)
@@ -47,6 +78,9 @@ func TestSplitLocationAgreesWithURLParse(t *testing.T) {
 		}
 		h, p, ok := splitLocation(loc)
 		wh, wp, wok := viaParse(loc)
+		if !wok && ok && strings.ContainsAny(loc, "%#") {
+			continue // a stray '%' or a fragment url.Parse refuses: TestSplitLocation
+		}
 		if h != wh || p != wp || ok != wok {
 			t.Fatalf("%q: split gives %q %q %v, url.Parse %q %q %v", loc, h, p, ok, wh, wp, wok)
 		}
