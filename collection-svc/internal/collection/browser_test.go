@@ -64,7 +64,7 @@ func TestTrackerInHeadlessChromium(t *testing.T) {
 	hits := e.read(hit.TopicHits)
 
 	page := http.NewServeMux()
-	var pageURL, otherURL string
+	var pageURL, otherURL, longTitle, longOutbound string
 	page.HandleFunc("GET /", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		fmt.Fprintf(w, `<!doctype html><html><head><title>Home</title>
@@ -79,6 +79,12 @@ func TestTrackerInHeadlessChromium(t *testing.T) {
 <script async src="%s/tracker.js" data-tid="%s"></script>
 </head><body></body></html>`, e.url, tidBrowser)
 	})
+	page.HandleFunc("GET /long", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, `<!doctype html><html><head><title>%s</title>
+<script async src="%s/tracker.js" data-tid="%s"></script>
+</head><body><a id="longout" href="%s">elsewhere</a></body></html>`, longTitle, e.url, tidBrowser, longOutbound)
+	})
 	page.HandleFunc("GET /elsewhere", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, "<!doctype html><title>Elsewhere</title>")
 	})
@@ -88,6 +94,13 @@ func TestTrackerInHeadlessChromium(t *testing.T) {
 	// site, 127.0.0.1 another site (for the outbound link).
 	pageURL = strings.Replace(pageSrv.URL, "127.0.0.1", "localhost", 1)
 	otherURL = pageSrv.URL
+	// Fields over collection's limits in bytes, which the tracker cuts at
+	// a character's end: a title of 600 three-byte characters (1800 bytes
+	// in 600 UTF-16 units; the limit is 1500 bytes), an outbound link of
+	// 600 bytes and an event label of four-byte characters (surrogate
+	// pairs in JavaScript; the limits are 500 bytes).
+	longTitle = strings.Repeat("語", 600)
+	longOutbound = otherURL + "/elsewhere?q=" + strings.Repeat("x", 600)
 
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromiumPath),
@@ -195,6 +208,26 @@ func TestTrackerInHeadlessChromium(t *testing.T) {
 	for _, m := range hits.waitFor(t, 0, byType(hit.TypePageview, func(h *hit.Hit) bool { return h.Path == "/optout" })) {
 		t.Errorf("a pageview of the opted-out page was sent: offset %d", m.Offset)
 	}
+
+	// Fields longer than collection's limits are cut to them, in bytes and
+	// at a character's end, so that the hits are accepted.
+	if err := chromedp.Do(ctx, chromedp.Navigate(pageURL+"/long")); err != nil {
+		t.Fatalf("load the page with long fields: %v", err)
+	}
+	long := wait("the pageview with a long title", hit.TypePageview, func(h *hit.Hit) bool { return h.Path == "/long" })
+	eq(t, "long title", long.Title, strings.Repeat("語", 500))
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`at('event', 'long', 'emoji', 'a' + '\u{1F600}'.repeat(200)), true`)); err != nil {
+		t.Fatal(err)
+	}
+	emoji := wait("the event with a long label", hit.TypeEvent, func(h *hit.Hit) bool { return h.Action == "emoji" })
+	eq(t, "long label", emoji.Label, "a"+strings.Repeat("\U0001F600", 124))
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#longout"))); err != nil {
+		t.Fatal(err)
+	}
+	longOut := wait("the outbound click with a long URL", hit.TypeEvent, func(h *hit.Hit) bool {
+		return h.Category == "outbound" && strings.Contains(h.Label, "?q=")
+	})
+	eq(t, "long outbound label", longOut.Label, longOutbound[:500])
 
 	// One visitor: the first-party cookie keeps the client ID.
 	for _, h := range []*hit.Hit{queued, spa, api, outbound, ping} {

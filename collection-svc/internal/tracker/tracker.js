@@ -12,7 +12,8 @@
     // the page's pageview carry it, so that a session whose first hit is an
     // event queued with the pageview keeps its source; later ones do not,
     // so that a click after half an hour idle starts a Direct session.
-    ref = d.referrer, shown = Date.now();
+    ref = d.referrer, shown = Date.now(),
+    lim = { dl: 4096, dr: 4096, dt: 1500, ec: 150, ea: 500, el: 500 };
   try { ls = w.localStorage; } catch (e) {}
 
   // The merchant's opt-out (window['at-disable-<tid>'] or at('optout')),
@@ -63,11 +64,15 @@
   }
   function hit(t, o) {
     if (off()) return;
-    var h = { v: 1, t: t, hid: rnd(8), dl: loc.href.slice(0, 4096), dt: d.title.slice(0, 1500), sr: screen.width + 'x' + screen.height, ul: n.language },
+    var h = { v: 1, t: t, hid: rnd(8), dl: loc.href, dt: d.title, sr: screen.width + 'x' + screen.height, ul: n.language },
       c = cid(), k;
     if (c) h.cid = c;
-    if (ref && (t == 'pageview' || Date.now() - shown < 6e4)) h.dr = ref.slice(0, 4096);
+    if (ref && (t == 'pageview' || Date.now() - shown < 6e4)) h.dr = ref;
     for (k in o) if (o[k] != null) h[k] = o[k];
+    // Collection's limits are UTF-8 bytes: a field is cut to them at a
+    // character's end (a streaming decoder keeps a cut character's bytes
+    // back), and a lone surrogate becomes U+FFFD.
+    for (k in lim) if (h[k] != null) h[k] = new TextDecoder().decode(new TextEncoder().encode(h[k]).slice(0, lim[k]), { stream: 1 });
     post(h, Date.now(), 0);
   }
 
