@@ -5,6 +5,9 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/acme/analytics/collection-svc/internal/parse"
+	"github.com/acme/analytics/pkg/hit"
 )
 
 // TestSplitLocation checks locations as browsers send them in
@@ -21,12 +24,18 @@ func TestSplitLocation(t *testing.T) {
 		{"https://shop.example/caf%C3%A9-%E", "shop.example", "/caf%C3%A9-%25E", true}, // cut at the tracker's limit
 		{"https://shop.example/caf%C3%A9-%", "shop.example", "/caf%C3%A9-%25", true},
 		{"https://shop.example/a%2Fb%zz", "shop.example", "/a%2Fb%25zz", true},
-		{"https://shop.example/p?q=100%", "shop.example", "/p?q=100%", true}, // the query as sent
+		{"https://shop.example/p?q=100%", "shop.example", "/p?q=100%25", true},
+		{"https://shop.example/a//b%", "shop.example", "/a//b%25", true},
 		{"https://shop.example%/", "", "", false},
 		{"https://sh%op.example/", "", "", false},
-		{"https://shop.example/a//b%", "shop.example", "/a//b%25", true},
 		{"ftp://shop.example/50%", "", "", false},
 		{"/sale-50%-off", "", "", false},
+		// One page, however it is spelled: the canonical form.
+		{"https://shop.example/café", "shop.example", "/caf%C3%A9", true},
+		{"https://shop.example/caf%c3%a9", "shop.example", "/caf%C3%A9", true},
+		{"https://shop.example/caf%C3%A9", "shop.example", "/caf%C3%A9", true},
+		{"https://shop.example/café%2fx?q=é&r=%c3%a9", "shop.example", "/caf%C3%A9%2Fx?q=%C3%A9&r=%C3%A9", true},
+		{"https://shop.example/a b|c?d e|f'g", "shop.example", "/a%20b%7Cc?d%20e|f%27g", true},
 	}
 	for _, tt := range tests {
 		host, path, ok := splitLocation(tt.loc)
@@ -36,25 +45,63 @@ func TestSplitLocation(t *testing.T) {
 	}
 }
 
-// TestSplitLocationAgreesWithURLParse compares the fast split of plain
-// locations with what url.Parse makes of them, on generated locations
-// built from the bytes that matter (those url.Parse refuses for a stray
-// '%' or a fragment are TestSplitLocation's).
-func TestSplitLocationAgreesWithURLParse(t *testing.T) {
-	viaParse := func(loc string) (string, string, bool) {
-		u, err := url.Parse(loc)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return "", "", false
-		}
-		path := u.EscapedPath()
-		if path == "" {
-			path = "/"
-		}
-		if u.RawQuery != "" {
-			path += "?" + u.RawQuery
-		}
-		return u.Host, path, true
+func TestCanonicalPath(t *testing.T) {
+	tests := []struct{ path, want string }{
+		{"/", "/"},
+		{"/products/item-1?utm_source=news&x=1", "/products/item-1?utm_source=news&x=1"},
+		{"/café", "/caf%C3%A9"},
+		{"/caf%c3%a9", "/caf%C3%A9"},
+		{"/caf%C3%A9", "/caf%C3%A9"},
+		{"/a%2fb", "/a%2Fb"}, // an escaped '/' stays escaped
+		{"/a%2Fb?x=%26y", "/a%2Fb?x=%26y"},
+		{"/%41", "/%41"}, // never decoded
+		{"/50%-off?q=100%&r=%e", "/50%25-off?q=100%25&r=%25e"},
+		{"/a b\"<>`{}|^'!$&()*+,;=:@[]~\\", "/a%20b%22%3C%3E%60%7B%7D%7C%5E'!$&()*+,;=:@[]~\\"},
+		{"/?q=a b\"<>`{}|^'!$&()*+,;=:@[]~?/", "/?q=a%20b%22%3C%3E`{}|^%27!$&()*+,;=:@[]~?/"},
+		{"/x\x01\x7f\xff", "/x%01%7F%FF"},
+		{"/page#section", "/page"},
+		{"/page?q=1#%zz", "/page?q=1"},
 	}
+	for _, tt := range tests {
+		got := canonicalPath(tt.path)
+		if got != tt.want {
+			t.Errorf("canonicalPath(%q) = %q, want %q", tt.path, got, tt.want)
+		}
+		if again := canonicalPath(got); again != got {
+			t.Errorf("canonicalPath(%q) = %q, not canonical: %q again", tt.path, got, again)
+		}
+	}
+}
+
+// TestDocumentPathIsCanonical checks that a page has one path whether it
+// comes as dp or in dl, and however it is escaped.
+func TestDocumentPathIsCanonical(t *testing.T) {
+	s, p := testServer(t, 4, countingQueue{new(int)})
+	c := &client{}
+	c.addr = addressingOf(p, c.ip)
+	for _, f := range []struct{ dl, dp string }{
+		{dp: "/café?q=é"},
+		{dp: "/caf%c3%a9?q=%c3%a9"},
+		{dp: "/caf%C3%A9?q=%C3%A9#top"},
+		{dl: "https://shop.example/café?q=é"},
+		{dl: "https://shop.example/caf%c3%a9?q=%c3%a9"},
+		{dl: "https://shop.example/caf%C3%A9?q=%C3%A9#top"},
+	} {
+		fields := parse.Fields{ClientID: "c", Type: "pageview", Location: f.dl, Host: "shop.example", Path: f.dp}
+		h, e := s.build(new(hit.Hit), p, &fields, c, hit.OriginBrowser)
+		if e != nil {
+			t.Fatalf("%+v: %v", f, e)
+		}
+		if want := "/caf%C3%A9?q=%C3%A9"; h.Path != want {
+			t.Errorf("%+v: path %q, want %q", f, h.Path, want)
+		}
+	}
+}
+
+// TestSplitLocationAgreesWithURLParse compares the fast split of plain
+// locations with the split through url.Parse, and that one with
+// url.Parse, on generated locations built from the bytes that matter.
+func TestSplitLocationAgreesWithURLParse(t *testing.T) {
 	prefixes := []string{"https://", "http://", "HTTP://", "https:/", "ftp://", "https://user@", ""}
 	const plain = "aZ09.-_~/?=&+,;:"
 	const alphabet = plain + "%#@ []!$'()*\"<>\\^`{|}\x00\x7f\xc3\xa9"
@@ -73,16 +120,23 @@ func TestSplitLocationAgreesWithURLParse(t *testing.T) {
 			b = append(b, chars[rng.IntN(len(chars))])
 		}
 		loc := string(b)
-		if _, _, ok := splitPlainLocation(loc); ok {
-			fast++
-		}
 		h, p, ok := splitLocation(loc)
-		wh, wp, wok := viaParse(loc)
+		if fh, fp, fok := splitPlainLocation(loc); fok {
+			fast++
+			if ph, pp, pok := splitParsedLocation(loc); fh != ph || fp != pp || !pok {
+				t.Fatalf("%q: the fast split gives %q %q, url.Parse %q %q %v", loc, fh, fp, ph, pp, pok)
+			}
+		}
+		u, err := url.Parse(loc)
+		wok := err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 		if !wok && ok && strings.ContainsAny(loc, "%#") {
 			continue // a stray '%' or a fragment url.Parse refuses: TestSplitLocation
 		}
-		if h != wh || p != wp || ok != wok {
-			t.Fatalf("%q: split gives %q %q %v, url.Parse %q %q %v", loc, h, p, ok, wh, wp, wok)
+		if ok != wok || ok && h != u.Host {
+			t.Fatalf("%q: split gives %q %q %v, url.Parse %v %v", loc, h, p, ok, u, err)
+		}
+		if ok && (p == "" || p[0] != '/' || canonicalPath(p) != p) {
+			t.Fatalf("%q: path %q", loc, p)
 		}
 	}
 	if fast < 5000 {
