@@ -63,6 +63,13 @@ func addressingOf(p *Property, ip netip.Addr) addressing {
 }
 
 // Limits of single fields, in bytes (GA's, rounded up).
+const (
+	maxURLBytes   = 4096 // dl, dp, dr
+	maxTitleBytes = 1500 // dt
+	maxParamBytes = 1000 // a custom parameter's value
+)
+
+// Limits of single fields, in bytes (GA's, rounded up).
 var fieldLimits = []struct {
 	name string
 	get  func(*parse.Fields) string
@@ -70,17 +77,36 @@ var fieldLimits = []struct {
 }{
 	{"cid", func(f *parse.Fields) string { return f.ClientID }, 256},
 	{"uid", func(f *parse.Fields) string { return f.UserID }, 256},
-	{"dl", func(f *parse.Fields) string { return f.Location }, 4096},
+	{"dl", func(f *parse.Fields) string { return f.Location }, maxURLBytes},
 	{"dh", func(f *parse.Fields) string { return f.Host }, 253},
-	{"dp", func(f *parse.Fields) string { return f.Path }, 4096},
-	{"dt", func(f *parse.Fields) string { return f.Title }, 1500},
-	{"dr", func(f *parse.Fields) string { return f.Referrer }, 4096},
+	{"dp", func(f *parse.Fields) string { return f.Path }, maxURLBytes},
+	{"dt", func(f *parse.Fields) string { return f.Title }, maxTitleBytes},
+	{"dr", func(f *parse.Fields) string { return f.Referrer }, maxURLBytes},
 	{"ec", func(f *parse.Fields) string { return f.Category }, 150},
 	{"ea", func(f *parse.Fields) string { return f.Action }, 500},
 	{"el", func(f *parse.Fields) string { return f.Label }, 500},
 	{"sr", func(f *parse.Fields) string { return f.ScreenResolution }, 20},
 	{"ul", func(f *parse.Fields) string { return f.Language }, 35},
 	{"hid", func(f *parse.Fields) string { return f.EventID }, 128},
+}
+
+// paramLimit is the longest value of the custom parameter name, in bytes:
+// maxParamBytes, except for the Measurement API's parameters that are a
+// field of the hit (page_location is dl, page_referrer dr, page_title dt),
+// which have the field's limit, and its ecommerce items (an array kept as
+// JSON text, often over 1000 bytes), which only the event's size bounds.
+func paramLimit(name string, origin hit.Origin) int {
+	if origin == hit.OriginMeasurement {
+		switch name {
+		case "page_location", "page_referrer":
+			return maxURLBytes
+		case "page_title":
+			return maxTitleBytes
+		case "items":
+			return parse.MaxHitBytes
+		}
+	}
+	return maxParamBytes
 }
 
 // build validates the fields of one hit for property p and makes the
@@ -113,8 +139,8 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 		}
 	}
 	for k, v := range f.Params {
-		if len(k) > 40 || len(v) > 1000 {
-			return malformed("ep."+k, "custom parameter names are limited to 40 bytes and values to 1000")
+		if limit := paramLimit(k, origin); len(k) > 40 || len(v) > limit {
+			return malformed("ep."+k, "is %d bytes long, its value %d; a custom parameter's name is limited to 40 bytes and this one's value to %d", len(k), len(v), limit)
 		}
 		if !utf8.ValidString(k) || !utf8.ValidString(v) {
 			return malformed("ep."+k, "is not valid UTF-8")
