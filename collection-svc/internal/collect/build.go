@@ -262,14 +262,14 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 		h.Value, h.HasValue = v, true
 	}
 	switch f.NonInteraction {
-	case "", "0":
-	case "1":
+	case "", "0", "false": // JSON's booleans come as their text
+	case "1", "true":
 		if h.Params == nil {
 			h.Params = make(map[string]string, 1)
 		}
 		h.Params["non_interaction"] = "1"
 	default:
-		return malformed("ni", "send ni=1 for a non-interaction event, or leave it out")
+		return malformed("ni", "%.20q is not a flag: send 1 (or true in JSON) for a non-interaction event, 0 (false) or nothing for another", f.NonInteraction)
 	}
 	if f.EngagementTime != "" {
 		et, err := strconv.ParseInt(f.EngagementTime, 10, 64)

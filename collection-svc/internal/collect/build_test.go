@@ -50,3 +50,43 @@ func TestParamLimits(t *testing.T) {
 		})
 	}
 }
+
+// TestNonInteraction checks ni as a query string and JSON send it.
+func TestNonInteraction(t *testing.T) {
+	s, p := testServer(t, 4, countingQueue{new(int)})
+	tests := []struct {
+		ni      string // the JSON value
+		want    string // Params["non_interaction"]
+		wantErr bool
+	}{
+		{`1`, "1", false},
+		{`"1"`, "1", false},
+		{`true`, "1", false},
+		{`0`, "", false},
+		{`"0"`, "", false},
+		{`false`, "", false},
+		{`null`, "", false},
+		{`"yes"`, "", true},
+		{`2`, "", true},
+		{`"True"`, "", true},
+		{`1.0`, "", true},
+	}
+	for _, tt := range tests {
+		body := `{"hits":[{"cid":"c","t":"event","ea":"play","dl":"https://shop.example/","ni":` + tt.ni + `}]}`
+		items, err := parse.Batch(nil, []byte(body))
+		if err != nil || items[0].Err != nil {
+			t.Fatalf("%s: %v %v", tt.ni, err, items[0].Err)
+		}
+		c := &client{received: s.now()}
+		c.addr = addressingOf(p, c.ip)
+		h, e := s.build(new(hit.Hit), p, &items[0].Fields, c, hit.OriginBrowser)
+		switch {
+		case tt.wantErr && (e == nil || e.Field != "ni" || !strings.Contains(e.Message, "not a flag")):
+			t.Errorf("ni %s: got %v, want it rejected", tt.ni, e)
+		case !tt.wantErr && e != nil:
+			t.Errorf("ni %s: rejected: %v", tt.ni, e)
+		case !tt.wantErr && h.Params["non_interaction"] != tt.want:
+			t.Errorf("ni %s: non_interaction %q, want %q", tt.ni, h.Params["non_interaction"], tt.want)
+		}
+	}
+}
