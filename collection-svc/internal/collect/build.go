@@ -1,6 +1,7 @@
 package collect
 
 import (
+	"errors"
 	"math"
 	"net/netip"
 	"net/url"
@@ -184,9 +185,9 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 	h.Time = c.received
 	switch {
 	case f.TimestampMicros != "":
-		us, err := strconv.ParseInt(f.TimestampMicros, 10, 64)
-		if err != nil || us <= 0 {
-			return malformed("timestamp_micros", "must be a Unix time in microseconds")
+		us, ok := wholeNumber(f.TimestampMicros)
+		if !ok || us <= 0 {
+			return malformed("timestamp_micros", "must be a Unix time in whole microseconds")
 		}
 		at := time.UnixMicro(us)
 		switch {
@@ -199,11 +200,14 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 		}
 	case f.QueueTime != "":
 		qt, err := strconv.ParseInt(f.QueueTime, 10, 64)
+		if errors.Is(err, strconv.ErrRange) && strings.Trim(f.QueueTime, "0123456789") == "" {
+			qt, err = math.MaxInt64, nil // too many milliseconds for an int64 are too old all the same
+		}
 		if err != nil || qt < 0 {
 			return malformed("qt", "queue time must be a whole number of milliseconds, 0 or more")
 		}
 		if qt > MaxQueueTime.Milliseconds() {
-			return nil, parse.Errorf(parse.ReasonTooOld, "qt", "the hit is %s old; hits are accepted up to %s after they happened", time.Duration(qt)*time.Millisecond, MaxQueueTime)
+			return nil, parse.Errorf(parse.ReasonTooOld, "qt", "the hit is %s ms old; hits are accepted up to %s after they happened", f.QueueTime, MaxQueueTime)
 		}
 		h.Time = c.received.Add(-time.Duration(qt) * time.Millisecond)
 	}
@@ -255,9 +259,11 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 		}
 	}
 	if f.Value != "" {
+		// A decimal number only: ParseFloat also reads hex floats (0x1p4
+		// is 16), a leading '+', Inf and NaN.
 		v, err := strconv.ParseFloat(f.Value, 64)
-		if err != nil || math.IsNaN(v) || math.IsInf(v, 0) || math.Abs(v) > 1e15 {
-			return malformed("ev", "the event value must be a number")
+		if !decimalNumber(f.Value) || err != nil || math.Abs(v) > 1e15 {
+			return malformed("ev", "the event value must be a decimal number (like 12.5, -3 or 1e3) of at most 10^15")
 		}
 		h.Value, h.HasValue = v, true
 	}
@@ -306,6 +312,79 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 
 	h.ID = h.DeriveID(f.EventID)
 	return h, nil
+}
+
+// decimalNumber reports whether s is a number as JSON writes it, leading
+// zeros allowed: an optional '-', digits, optionally '.' and digits, and
+// optionally an exponent (e or E, an optional sign, digits).
+func decimalNumber(s string) bool {
+	s = strings.TrimPrefix(s, "-")
+	n := len(s)
+	s = strings.TrimLeft(s, "0123456789")
+	if len(s) == n {
+		return false // no integer part
+	}
+	if rest, ok := strings.CutPrefix(s, "."); ok {
+		if s = strings.TrimLeft(rest, "0123456789"); len(s) == len(rest) {
+			return false
+		}
+	}
+	if s == "" {
+		return true
+	}
+	if s[0] != 'e' && s[0] != 'E' {
+		return false
+	}
+	s = s[1:]
+	if s != "" && (s[0] == '+' || s[0] == '-') {
+		s = s[1:]
+	}
+	return s != "" && strings.Trim(s, "0123456789") == ""
+}
+
+// wholeNumber returns the integer s writes in decimal, in the usual form
+// or, as a JSON number may be written, with a fraction or an exponent
+// (1.7e15), as long as its value is a whole number within int64. It works
+// on the digits, so that no rounding makes a fraction whole.
+func wholeNumber(s string) (int64, bool) {
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return n, true
+	}
+	if !decimalNumber(s) {
+		return 0, false
+	}
+	sign := ""
+	if rest, ok := strings.CutPrefix(s, "-"); ok {
+		sign, s = "-", rest
+	}
+	mant, exp := s, ""
+	if i := strings.IndexAny(s, "eE"); i >= 0 {
+		mant, exp = s[:i], s[i+1:]
+	}
+	whole, frac, _ := strings.Cut(mant, ".")
+	digits := strings.TrimLeft(whole+frac, "0")
+	if digits == "" {
+		return 0, true
+	}
+	e := 0
+	if exp != "" {
+		var err error
+		if e, err = strconv.Atoi(exp); err != nil || e < -1<<20 || e > 1<<20 {
+			return 0, false // digits that many places off are no int64
+		}
+	}
+	// digits × 10^e: whole when the digits after the point are zeros.
+	for e -= len(frac); e < 0; e++ {
+		if digits[len(digits)-1] != '0' {
+			return 0, false
+		}
+		digits = digits[:len(digits)-1]
+	}
+	if len(digits)+e > 19 {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(sign+digits+strings.Repeat("0", e), 10, 64)
+	return n, err == nil
 }
 
 // foreignHost applies exactly the host rule processing applies

@@ -1,8 +1,10 @@
 package collect
 
 import (
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/acme/analytics/collection-svc/internal/parse"
 	"github.com/acme/analytics/pkg/hit"
@@ -88,5 +90,71 @@ func TestNonInteraction(t *testing.T) {
 		case !tt.wantErr && h.Params["non_interaction"] != tt.want:
 			t.Errorf("ni %s: non_interaction %q, want %q", tt.ni, h.Params["non_interaction"], tt.want)
 		}
+	}
+}
+
+// TestNumbers checks the numbers of ev, qt and timestamp_micros.
+func TestNumbers(t *testing.T) {
+	s, p := testServer(t, 4, countingQueue{new(int)})
+	received := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	us := received.Add(-time.Hour).UnixMicro() // 1796382000000000
+	tests := []struct {
+		name       string
+		f          parse.Fields
+		wantReason string // "" when accepted
+		wantValue  float64
+		wantTime   time.Time
+	}{
+		{"ev integer", parse.Fields{Value: "3"}, "", 3, received},
+		{"ev negative fraction", parse.Fields{Value: "-12.5"}, "", -12.5, received},
+		{"ev exponent", parse.Fields{Value: "1.5E+3"}, "", 1500, received},
+		{"ev leading zeros", parse.Fields{Value: "007"}, "", 7, received},
+		{"ev hex float", parse.Fields{Value: "0x1p4"}, "malformed", 0, received},
+		{"ev plus sign", parse.Fields{Value: "+5"}, "malformed", 0, received},
+		{"ev infinity", parse.Fields{Value: "Inf"}, "malformed", 0, received},
+		{"ev NaN", parse.Fields{Value: "NaN"}, "malformed", 0, received},
+		{"ev no integer part", parse.Fields{Value: ".5"}, "malformed", 0, received},
+		{"ev no fraction digits", parse.Fields{Value: "5."}, "malformed", 0, received},
+		{"ev no exponent digits", parse.Fields{Value: "5e"}, "malformed", 0, received},
+		{"ev underscore", parse.Fields{Value: "1_000"}, "malformed", 0, received},
+		{"ev too large", parse.Fields{Value: "2e15"}, "malformed", 0, received},
+		{"qt", parse.Fields{QueueTime: "60000"}, "", 0, received.Add(-time.Minute)},
+		{"qt over 4 hours", parse.Fields{QueueTime: "14400001"}, "too_old", 0, received},
+		{"qt over int64", parse.Fields{QueueTime: "99999999999999999999"}, "too_old", 0, received},
+		{"qt negative", parse.Fields{QueueTime: "-1"}, "malformed", 0, received},
+		{"qt negative over int64", parse.Fields{QueueTime: "-99999999999999999999"}, "malformed", 0, received},
+		{"qt fraction", parse.Fields{QueueTime: "1.5"}, "malformed", 0, received},
+		{"timestamp_micros", parse.Fields{TimestampMicros: strconv.FormatInt(us, 10)}, "", 0, received.Add(-time.Hour)},
+		{"timestamp_micros in float form", parse.Fields{TimestampMicros: "1.796382e15"}, "", 0, received.Add(-time.Hour)},
+		{"timestamp_micros with a zero fraction", parse.Fields{TimestampMicros: "1796382000000000.000"}, "", 0, received.Add(-time.Hour)},
+		{"timestamp_micros in float form, not whole", parse.Fields{TimestampMicros: "1.79638200000000001e15"}, "malformed", 0, received},
+		{"timestamp_micros with a fraction", parse.Fields{TimestampMicros: "1796382000000000.5"}, "malformed", 0, received},
+		{"timestamp_micros over int64", parse.Fields{TimestampMicros: "1e19"}, "malformed", 0, received},
+		{"timestamp_micros huge exponent", parse.Fields{TimestampMicros: "1e999999999999"}, "malformed", 0, received},
+		{"timestamp_micros hex", parse.Fields{TimestampMicros: "0x1p50"}, "malformed", 0, received},
+		{"timestamp_micros too old in float form", parse.Fields{TimestampMicros: "1.7e15"}, "too_old", 0, received},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &client{received: received}
+			c.addr = addressingOf(p, c.ip)
+			f := tt.f
+			f.ClientID, f.Type, f.Action, f.Location = "c", "event", "play", "https://shop.example/"
+			origin := hit.OriginBrowser
+			if f.TimestampMicros != "" {
+				origin = hit.OriginMeasurement
+			}
+			h, e := s.build(new(hit.Hit), p, &f, c, origin)
+			switch {
+			case tt.wantReason != "":
+				if e == nil || e.Reason != tt.wantReason {
+					t.Fatalf("got %v, want %s", e, tt.wantReason)
+				}
+			case e != nil:
+				t.Fatalf("rejected: %v", e)
+			case h.Value != tt.wantValue || !h.Time.Equal(tt.wantTime):
+				t.Fatalf("value %v, time %v; want %v, %v", h.Value, h.Time, tt.wantValue, tt.wantTime)
+			}
+		})
 	}
 }
