@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -426,6 +427,19 @@ func validTrackingID(s string) bool {
 // storage failure answers 503 (with the image) so that a client able to
 // retry does.
 func (s *Server) pixel(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Content-Type", "image/gif")
+	h.Set("Cache-Control", "no-store")
+	cors(w)
+	// A page's fetch may read why its hit was rejected.
+	h.Set("Access-Control-Expose-Headers", "X-Collect-Error")
+	if r.Method == http.MethodHead {
+		// The GET pattern matches HEAD too: a link checker or a prefetch
+		// asking about the pixel is no hit. It gets the pixel's headers.
+		h.Set("Content-Length", strconv.Itoa(len(transparentGIF)))
+		w.WriteHeader(http.StatusOK)
+		return
+	}
 	received := s.now()
 	q := r.URL.RawQuery
 	in := input{origin: hit.OriginBrowser, payload: func(int) string { return q }, mem: getScratch()}
@@ -442,10 +456,6 @@ func (s *Server) pixel(w http.ResponseWriter, r *http.Request) {
 	}
 	in.items = []parse.Item{item}
 	out := s.handle(r.Context(), r, in, received, false)
-	h := w.Header()
-	h.Set("Content-Type", "image/gif")
-	h.Set("Cache-Control", "no-store")
-	cors(w)
 	status := http.StatusOK
 	switch {
 	case errors.Is(out.err, errUnavailable):
