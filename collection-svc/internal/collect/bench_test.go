@@ -62,6 +62,13 @@ func BenchmarkHandle(b *testing.B) {
 // fails the test.
 func testServer(tb testing.TB, shards int, q Queue) (*Server, *Property) {
 	tb.Helper()
+	return testServerWith(tb, shards, q, failOnDeadLetter{tb})
+}
+
+// testServerWith is testServer sending dead letters to dl; the property
+// accepts the Measurement API secret "secret".
+func testServerWith(tb testing.TB, shards int, q Queue, dl DeadLetters) (*Server, *Property) {
+	tb.Helper()
 	r, err := rules.Compile(rules.Defaults(), 1, []string{"shop.example"})
 	if err != nil {
 		tb.Fatal(err)
@@ -71,11 +78,12 @@ func testServer(tb testing.TB, shards int, q Queue) (*Server, *Property) {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { geo.Close() })
-	p := &Property{ID: "p", TenantID: "t", TrackingID: "AT-SHPSHPSHP2", Shards: shards, Rules: r}
+	p := &Property{ID: "p", TenantID: "t", TrackingID: "AT-SHPSHPSHP2", Shards: shards, Rules: r,
+		VerifySecret: func(s string) bool { return s == "secret" }}
 	s := New(Config{
 		Properties:     staticProperties{p},
 		Queue:          q,
-		DeadLetters:    failOnDeadLetter{tb},
+		DeadLetters:    dl,
 		GeoIP:          geo,
 		Devices:        device.NewParser(1000),
 		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},

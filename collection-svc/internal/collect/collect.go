@@ -197,6 +197,9 @@ type input struct {
 	secret string
 	// payload returns what the client sent for item i, for a dead letter.
 	payload func(i int) string
+	// request returns what the client sent, for a dead letter of the
+	// whole request; nil: every item's payload, one a line.
+	request func() string
 	// mem is the request's working memory (getScratch).
 	mem *scratch
 }
@@ -205,25 +208,32 @@ type input struct {
 // the accepted ones, dead-letter the rejected ones (unless dryRun).
 func (s *Server) handle(ctx context.Context, r *http.Request, in input, received time.Time, dryRun bool) outcome {
 	var out outcome
-	reject := func(e *parse.Error, payload string) {
+	// reject dead-letters item i, or the whole request when i < 0.
+	reject := func(e *parse.Error, i int) {
 		if dryRun {
 			return
+		}
+		var payload string
+		switch {
+		case i >= 0:
+			payload = in.payload(i)
+		case in.request != nil:
+			payload = in.request()
+		default:
+			var b bytes.Buffer
+			for i := range in.items {
+				if i > 0 {
+					b.WriteByte('\n')
+				}
+				b.WriteString(in.payload(i))
+			}
+			payload = b.String()
 		}
 		s.rejected.WithLabelValues(e.Reason, string(in.origin)).Inc()
 		s.cfg.DeadLetters.Add(hit.DeadLetter{
 			Reason: e.Reason, Detail: e.Error(), Stage: "collection",
 			TrackingID: in.trackingID, ReceivedAt: received, Payload: parse.Truncate(payload),
 		})
-	}
-	allPayloads := func() string {
-		var b bytes.Buffer
-		for i := range in.items {
-			if i > 0 {
-				b.WriteByte('\n')
-			}
-			b.WriteString(in.payload(i))
-		}
-		return b.String()
 	}
 
 	prop, perr := s.property(ctx, in.trackingID, in.origin)
@@ -233,13 +243,13 @@ func (s *Server) handle(ctx context.Context, r *http.Request, in input, received
 			return out
 		}
 		e := perr.(*parse.Error)
-		reject(e, allPayloads())
+		reject(e, -1)
 		out.err = e
 		return out
 	}
 	if in.origin == hit.OriginMeasurement && (prop.VerifySecret == nil || !prop.VerifySecret(in.secret)) {
 		e := parse.Errorf(parse.ReasonBadSecret, "api_secret", "the API secret is missing, wrong or revoked; create one in the property's settings")
-		reject(e, allPayloads())
+		reject(e, -1)
 		out.err = e
 		return out
 	}
@@ -287,13 +297,13 @@ func (s *Server) handle(ctx context.Context, r *http.Request, in input, received
 		it := &in.items[i]
 		if it.Err != nil {
 			out.rejected[i] = it.Err
-			reject(it.Err, in.payload(i))
+			reject(it.Err, i)
 			continue
 		}
 		h, e := s.build(&hits[i], prop, &it.Fields, &c, in.origin)
 		if e != nil {
 			out.rejected[i] = e
-			reject(e, in.payload(i))
+			reject(e, i)
 			continue
 		}
 		out.hits[i] = h
@@ -527,6 +537,23 @@ func (s *Server) readBatch(r *http.Request, parseBody func([]parse.Item, []byte)
 			return items[i].Raw
 		}
 		return fieldsPayload(&items[i].Fields)
+	}
+	if in.origin == hit.OriginMeasurement {
+		// A dead letter of the Measurement API is a request as it takes
+		// them, replayable as is: the body for the whole request (its
+		// secret is in the query string), else one with just the event.
+		body := buf.Bytes()
+		var replay func(int) string
+		in.payload = func(i int) string {
+			if items[i].Raw != "" {
+				return items[i].Raw
+			}
+			if replay == nil {
+				replay = parse.Replayable(body)
+			}
+			return replay(i)
+		}
+		in.request = func() string { return string(body) }
 	}
 	return in, nil
 }

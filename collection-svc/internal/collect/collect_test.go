@@ -1,9 +1,15 @@
 package collect
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/acme/analytics/collection-svc/internal/parse"
+	"github.com/acme/analytics/pkg/hit"
 )
 
 // TestPixel checks the pixel's answers: a GET is a hit, a HEAD (which
@@ -43,5 +49,65 @@ func TestPixel(t *testing.T) {
 		if got := res.Header.Get("Access-Control-Allow-Origin"); got != "*" {
 			t.Errorf("%s: Access-Control-Allow-Origin %q", tt.method, got)
 		}
+	}
+}
+
+type deadLetters []hit.DeadLetter
+
+func (d *deadLetters) Add(dl hit.DeadLetter) { *d = append(*d, dl) }
+
+// TestMeasurementDeadLettersAreReplayable checks that a dead letter of the
+// Measurement API is a request it takes, replayable as is: the request
+// when it is rejected whole, else one with the request's fields and just
+// the rejected event, whenever it is rejected.
+func TestMeasurementDeadLettersAreReplayable(t *testing.T) {
+	var dead deadLetters
+	s, p := testServerWith(t, 4, countingQueue{new(int)}, &dead)
+	now := time.Now()
+	old := now.Add(-5 * time.Hour).UnixMicro()
+	events := []string{
+		`{"name":"purchase","event_id":"e1","params":{"value":12.5,"items":[{"item_id":"SKU-1"}]}}`,
+		`{"name":"page_view","params":{"page_location":"https://shop.example/a","page_title":"A"}}`,
+	}
+	body := fmt.Sprintf(`{"client_id":"c1","user_id":"u1","timestamp_micros":%d,"non_personalized_ads":true,"events":[%s]}`, old, strings.Join(events, ","))
+	recent := fmt.Sprintf(`{"client_id":"c1","timestamp_micros":"%d","events":[{"name":"x","timestamp_micros":"soon"},{"name":"9 lives"}]}`, now.UnixMicro())
+	tests := []struct {
+		name, secret, body string
+		want               []string // the dead letters' payloads
+		wantReasons        []string
+	}{
+		{"bad secret", "wrong", body, []string{body}, []string{"bad_secret"}},
+		{"too old: each event with the request's fields", "secret", body, []string{
+			fmt.Sprintf(`{"client_id":"c1","user_id":"u1","timestamp_micros":%d,"non_personalized_ads":true,"events":[%s]}`, old, events[0]),
+			fmt.Sprintf(`{"client_id":"c1","user_id":"u1","timestamp_micros":%d,"non_personalized_ads":true,"events":[%s]}`, old, events[1]),
+		}, []string{"too_old", "too_old"}},
+		{"malformed after and while parsing", "secret", recent, []string{
+			fmt.Sprintf(`{"client_id":"c1","timestamp_micros":"%d","events":[{"name":"x","timestamp_micros":"soon"}]}`, now.UnixMicro()),
+			fmt.Sprintf(`{"client_id":"c1","timestamp_micros":"%d","events":[{"name":"9 lives"}]}`, now.UnixMicro()),
+		}, []string{"malformed", "malformed"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dead = nil
+			req := httptest.NewRequest("POST", "/mp/collect?tracking_id="+p.TrackingID+"&api_secret="+tt.secret, strings.NewReader(tt.body))
+			req.RemoteAddr = "203.0.113.7:5000"
+			s.measurement(httptest.NewRecorder(), req)
+			if len(dead) != len(tt.want) {
+				t.Fatalf("%d dead letters, want %d: %+v", len(dead), len(tt.want), dead)
+			}
+			for i, dl := range dead {
+				if dl.Payload != tt.want[i] || dl.Reason != tt.wantReasons[i] {
+					t.Errorf("dead letter %d: %s %s\nwant %s %s", i, dl.Reason, dl.Payload, tt.wantReasons[i], tt.want[i])
+				}
+				// Replayed as is, it is read as the event was.
+				replayed, err := parse.Measurement(nil, []byte(dl.Payload))
+				if err != nil {
+					t.Errorf("dead letter %d is no Measurement API request: %v", i, err)
+				}
+				if tt.secret == "secret" && (err != nil || len(replayed) != 1) {
+					t.Errorf("dead letter %d holds %d events", i, len(replayed))
+				}
+			}
+		})
 	}
 }

@@ -95,6 +95,7 @@ func FuzzParseMeasurement(f *testing.F) {
 		`{"client_id":"c","user_id":"u","timestamp_micros":1700000000000000,"events":[{"name":"page_view","params":{"page_location":"https://shop.example/"}}]}`,
 		`{"client_id":1,"events":[{"name":"purchase","event_id":"e","params":{"value":9.5,"items":[{"id":"x"}]}},{"name":"user_engagement","params":{"engagement_time_msec":100}}]}`,
 		`{"events":[{"name":""}]}`, `{"events":[1]}`, `{"client_id":{},"events":[]}`,
+		`{"timestamp_micros":"1.7e15","user_properties":{"a":{"value":1}},"events":[{"name":"a"},{"name":"9"}],"events":5}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -107,10 +108,24 @@ func FuzzParseMeasurement(f *testing.F) {
 		if len(items) == 0 || len(items) > MaxBatchHits {
 			t.Fatalf("%d items", len(items))
 		}
-		for _, it := range items {
+		replay := Replayable(body)
+		for i, it := range items {
 			checkItem(t, it)
 			if it.Err == nil && it.Fields.Type == "" {
 				t.Fatalf("event without a hit type: %+v", it.Fields)
+			}
+			// An event's dead letter, replayed as is, is read as the event
+			// was (unless cut to a dead letter's size).
+			payload := replay(i)
+			if it.Raw != "" && it.Raw != payload {
+				t.Fatalf("event %d: parsed with payload %s, replayed as %s", i, it.Raw, payload)
+			}
+			if len(payload) == maxRawBytes {
+				continue
+			}
+			again, err := Measurement(nil, []byte(payload))
+			if err != nil || len(again) != 1 || !reflect.DeepEqual(again[0].Fields, it.Fields) || !reflect.DeepEqual(again[0].Err, it.Err) {
+				t.Fatalf("event %d: %+v\nreplayed as %s: %+v (error %v)", i, it, payload, again, err)
 			}
 		}
 	})

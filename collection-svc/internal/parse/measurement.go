@@ -22,7 +22,23 @@ import (
 //
 // Like Batch, it makes the items in dst's memory when it is large enough.
 func Measurement(dst []Item, body []byte) ([]Item, error) {
-	return withObject(dst, body, `{"client_id": ..., "events": [...]}`, measurement)
+	items, err := withObject(dst, body, `{"client_id": ..., "events": [...]}`, measurement)
+	if err != nil {
+		return items, err
+	}
+	// A rejected event's Raw is made from the body parsed again: reading
+	// an event unescapes its strings, which fastjson then writes back
+	// with Go's escapes (\x01), not JSON's.
+	var replay func(int) string
+	for i := range items {
+		if items[i].Err != nil {
+			if replay == nil {
+				replay = Replayable(body)
+			}
+			items[i].Raw = replay(i)
+		}
+	}
+	return items, nil
 }
 
 func measurement(dst []Item, v *fastjson.Value) ([]Item, error) {
@@ -59,13 +75,14 @@ func measurement(dst []Item, v *fastjson.Value) ([]Item, error) {
 	return items, nil
 }
 
+// measurementEvent reads one event; a rejected one gets its Raw from
+// Measurement.
 func measurementEvent(v *fastjson.Value, common Fields) Item {
 	it := Item{Fields: common}
 	f := &it.Fields
 	f.Version = "1"
 	fail := func(e *Error) Item {
 		it.Err = e
-		it.Raw = truncate(replayable(common, v))
 		return it
 	}
 	if v.Type() != fastjson.TypeObject {
@@ -133,22 +150,52 @@ func measurementEvent(v *fastjson.Value, common Fields) Item {
 	return it
 }
 
-// replayable is a rejected event as a Measurement API request of its own
-// (with the request's client and user), for the dead-letter topic.
-func replayable(common Fields, event *fastjson.Value) string {
-	quote := func(b []byte, s string) []byte {
-		q, _ := json.Marshal(s)
-		return append(b, q...)
+// replayable is event of the Measurement API request req as a request of
+// its own, replayable as is: every field of req but its events (client_id,
+// user_id, timestamp_micros, and any other) as sent, and that event; for
+// the dead-letter topic.
+func replayable(req, event *fastjson.Value) string {
+	b := []byte{'{'}
+	if o, err := req.Object(); err == nil {
+		o.Visit(func(key []byte, v *fastjson.Value) {
+			if string(key) == "events" {
+				return
+			}
+			k, _ := json.Marshal(string(key))
+			b = append(append(b, k...), ':')
+			b = append(v.MarshalTo(b), ',')
+		})
 	}
-	b := []byte(`{"client_id":`)
-	b = quote(b, common.ClientID)
-	if common.UserID != "" {
-		b = append(b, `,"user_id":`...)
-		b = quote(b, common.UserID)
-	}
-	b = append(b, `,"events":[`...)
+	b = append(b, `"events":[`...)
 	b = event.MarshalTo(b)
 	return string(append(b, "]}"...))
+}
+
+// Replayable returns, for a Measurement API body that Measurement read,
+// a function that gives its event i as a request of its own, replayable as
+// is (the request's other fields as sent, and just that event, its bytes
+// as sent), at most the 16 KiB a dead letter keeps: the payload of a dead
+// letter for an event rejected after parsing (Measurement gives those
+// rejected while parsing as their Raw). The body is parsed again at the
+// first call (rejections are rare), and not used after it.
+func Replayable(body []byte) func(i int) string {
+	var p fastjson.Parser // copies the body
+	var req *fastjson.Value
+	var events []*fastjson.Value
+	return func(i int) string {
+		if req == nil {
+			v, err := p.ParseBytes(body)
+			if err != nil {
+				return truncate(string(body)) // not a body Measurement read
+			}
+			req = v
+			events = v.GetArray("events")
+		}
+		if i < 0 || i >= len(events) {
+			return truncate(req.String())
+		}
+		return truncate(replayable(req, events[i]))
+	}
 }
 
 // eventName checks a GA4 event name: a letter, then letters, digits and
