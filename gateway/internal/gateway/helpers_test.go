@@ -126,6 +126,9 @@ func (u *upstream) serve(w http.ResponseWriter, r *http.Request) {
 	// An upstream that sets its own CORS header, which the gateway must
 	// not let through twice.
 	w.Header().Set("Access-Control-Allow-Origin", "https://upstream.example")
+	w.Header().Set("Access-Control-Allow-Methods", "PUT")
+	// And one that says which of its headers a page may read.
+	w.Header().Set("Access-Control-Expose-Headers", "X-Collect-Error")
 	if s, err := strconv.Atoi(r.URL.Query().Get("status")); err == nil {
 		w.WriteHeader(s)
 	}

@@ -216,6 +216,12 @@ func TestCORS(t *testing.T) {
 	if got := r.header.Values("Access-Control-Allow-Origin"); r.status != 200 || len(got) != 1 || got[0] != "*" {
 		t.Fatalf("hit answer: %d, Access-Control-Allow-Origin %q (want one value, *)", r.status, got)
 	}
+	if got := r.header.Get("Access-Control-Expose-Headers"); got != "X-Collect-Error" {
+		t.Fatalf("hit answer: Access-Control-Expose-Headers %q, want the upstream's X-Collect-Error", got)
+	}
+	if got := r.header.Get("Access-Control-Allow-Methods"); got != "" {
+		t.Fatalf("hit answer: the upstream's Access-Control-Allow-Methods %q came through", got)
+	}
 	api := do(t, f.g.request(t, "OPTIONS", "/v1/properties", nil, "Origin", "https://evil.example", "Access-Control-Request-Method", "GET"))
 	if api.header.Get("Access-Control-Allow-Origin") != "" {
 		t.Fatalf("the API allows cross-origin calls: %v", api.header)

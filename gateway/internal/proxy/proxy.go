@@ -351,9 +351,11 @@ func (h *Handler) modifyResponse(resp *http.Response) error {
 	st := stateFrom(resp.Request.Context())
 	if st != nil && st.route.CORS {
 		// The gateway owns CORS on these routes; two Allow-Origin values
-		// would make browsers refuse the response.
+		// would make browsers refuse the response. Which of its headers a
+		// page may read is the upstream's to say (collection's pixel
+		// exposes X-Collect-Error), and the gateway sets none.
 		for k := range resp.Header {
-			if len(k) > 15 && k[:15] == "Access-Control-" {
+			if len(k) > 15 && k[:15] == "Access-Control-" && k != "Access-Control-Expose-Headers" {
 				delete(resp.Header, k)
 			}
 		}
