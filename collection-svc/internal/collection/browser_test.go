@@ -1,14 +1,17 @@
 package collection
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -102,27 +105,7 @@ func TestTrackerInHeadlessChromium(t *testing.T) {
 	longTitle = strings.Repeat("語", 600)
 	longOutbound = otherURL + "/elsewhere?q=" + strings.Repeat("x", 600)
 
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.UserAgent(linuxChromeUA),
-	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
-	defer cancelTimeout()
-
+	ctx := newBrowser(t)
 	byType := func(typ hit.Type, match func(*hit.Hit) bool) func(*sarama.ConsumerMessage) bool {
 		return func(m *sarama.ConsumerMessage) bool {
 			h, err := hit.Unmarshal(m.Value)
@@ -234,6 +217,83 @@ func TestTrackerInHeadlessChromium(t *testing.T) {
 		if h.ClientID != load.ClientID || len(load.ClientID) != 32 {
 			t.Errorf("client IDs differ or are malformed: %q vs %q", h.ClientID, load.ClientID)
 		}
+	}
+}
+
+// newBrowser starts headless Chromium for the test, with a time limit.
+func newBrowser(t *testing.T) context.Context {
+	t.Helper()
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromiumPath),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserAgent(linuxChromeUA),
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(cancel)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(cancelTimeout)
+	return ctx
+}
+
+// TestTrackerRetriesAFailedFetch checks that a hit the tracker sends with
+// fetch (here because sendBeacon refuses it) and that collection answers
+// 503 is sent again, with the same hid and its queue time.
+func TestTrackerRetriesAFailedFetch(t *testing.T) {
+	ensureChromium(t)
+	var refused, sent atomic.Int32
+	e := newEnv(t, envOptions{handler: func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == "POST" && r.URL.Path == "/collect" {
+				b, _ := io.ReadAll(r.Body)
+				r.Body = io.NopCloser(bytes.NewReader(b))
+				if bytes.Contains(b, []byte(`"t":"pageview"`)) && bytes.Contains(b, []byte("/retry")) && sent.Add(1) == 1 {
+					refused.Add(1)
+					// As collection answers when the broker is down.
+					w.Header().Set("Access-Control-Allow-Origin", "*")
+					w.Header().Set("Retry-After", "1")
+					w.WriteHeader(http.StatusServiceUnavailable)
+					return
+				}
+			}
+			next.ServeHTTP(w, r)
+		})
+	}})
+	hits := e.read(hit.TopicHits)
+	page := http.NewServeMux()
+	page.HandleFunc("GET /retry", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, `<!doctype html><html><head><title>Retry</title>
+<script>navigator.sendBeacon = function () { return false; };</script>
+<script async src="%s/tracker.js" data-tid="%s"></script>
+</head><body></body></html>`, e.url, tidBrowser)
+	})
+	pageSrv := httptest.NewServer(page)
+	defer pageSrv.Close()
+	ctx := newBrowser(t)
+	if err := chromedp.Do(ctx, chromedp.Navigate(strings.Replace(pageSrv.URL, "127.0.0.1", "localhost", 1)+"/retry")); err != nil {
+		t.Fatalf("load the page: %v", err)
+	}
+	msgs := hits.waitFor(t, 1, func(m *sarama.ConsumerMessage) bool {
+		h, err := hit.Unmarshal(m.Value)
+		return err == nil && h.TrackingID == tidBrowser && h.Path == "/retry"
+	})
+	h := hitsOf(t, msgs)[0]
+	if refused.Load() != 1 || sent.Load() != 2 {
+		t.Errorf("%d sends, %d refused; want the refused one sent again", sent.Load(), refused.Load())
+	}
+	if qt := h.ReceivedAt.Sub(h.Time); qt < 900*time.Millisecond {
+		t.Errorf("the retried hit has a queue time of %s, want the second it waited", qt)
 	}
 }
 

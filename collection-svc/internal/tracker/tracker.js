@@ -54,11 +54,16 @@
     return id = id || rnd(16);
   }
   // post keeps the hit's hid on its retries, so a re-sent hit counts once.
+  // A fetch sees the answer (collection's carry Access-Control-Allow-Origin,
+  // and a text/plain body needs no preflight): a 5xx or a network failure
+  // is retried after 1, 2 and 4 s. A beacon's answer is never seen.
   function post(h, t0, tries) {
     if (tries) h.qt = Date.now() - t0;
     var b = JSON.stringify({ hits: [h] });
     if (!tries && n.sendBeacon && n.sendBeacon(url, b)) return;
-    fetch(url, { method: 'POST', body: b, keepalive: true, mode: 'no-cors' })['catch'](function () {
+    fetch(url, { method: 'POST', body: b, keepalive: true }).then(function (r) {
+      if (r.status > 499) throw 0;
+    })['catch'](function () {
       if (tries < 3) setTimeout(function () { post(h, t0, tries + 1); }, 1000 << tries);
     });
   }
