@@ -1,6 +1,7 @@
 package parse
 
 import (
+	"encoding/json"
 	"reflect"
 	"testing"
 
@@ -44,6 +45,32 @@ func TestFastBatch(t *testing.T) {
 		want, wantErr := slowBatch(nil, []byte(c.body))
 		if !reflect.DeepEqual(got, want) || !reflect.DeepEqual(gotErr, wantErr) {
 			t.Errorf("%s:\nBatch %+v, %v\nfastjson %+v, %v", c.body, got, gotErr, want, wantErr)
+		}
+	}
+}
+
+// A hit rejected while the batch is read keeps its JSON as sent for its
+// dead letter: valid JSON (fastjson writes a string it has read back with
+// Go's escapes, \x01, which JSON has not), replayable as is.
+func TestRejectedHitsRawIsItsJSONAsSent(t *testing.T) {
+	rejected := `{"t":"pageview","dt":"a\u0001b \"q\" \u00e9","ep":"not an object"}`
+	body := `{"hits":[{"t":"pageview","cid":"c","dp":"/"},` + rejected + `,[1]]}`
+	items, err := Batch(nil, []byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if items[0].Err != nil || items[0].Raw != "" {
+		t.Fatalf("the good hit: %v, raw %q", items[0].Err, items[0].Raw)
+	}
+	if items[1].Err == nil || items[1].Raw != rejected {
+		t.Errorf("the rejected hit's raw = %s, want %s (%v)", items[1].Raw, rejected, items[1].Err)
+	}
+	if items[2].Err == nil || items[2].Raw != "[1]" {
+		t.Errorf("the hit that is no object: raw %q (%v)", items[2].Raw, items[2].Err)
+	}
+	for _, it := range items[1:] {
+		if !json.Valid([]byte(it.Raw)) {
+			t.Errorf("raw %q is not JSON", it.Raw)
 		}
 	}
 }

@@ -5,7 +5,8 @@ import (
 )
 
 // Item is one hit of a batch: its fields, or why it could not be read.
-// Raw is the hit as sent (its JSON), kept for the dead-letter topic.
+// Raw is then the hit as sent (its JSON, its bytes as sent), kept for the
+// dead-letter topic.
 type Item struct {
 	Fields Fields
 	Err    *Error
@@ -41,7 +42,31 @@ func Batch(dst []Item, body []byte) ([]Item, error) {
 // slowBatch is Batch with fastjson, for every body: the reference that
 // fastBatch must agree with.
 func slowBatch(dst []Item, body []byte) ([]Item, error) {
-	return withObject(dst, body, `{"hits": [...]}`, batch)
+	items, err := withObject(dst, body, `{"hits": [...]}`, batch)
+	if err != nil {
+		return items, err
+	}
+	// A rejected hit's Raw is taken from the body parsed again: reading a
+	// hit unescapes its strings, which fastjson then writes back with
+	// Go's escapes (\x01), not JSON's; untouched, it writes them as sent.
+	var hits []*fastjson.Value
+	var p fastjson.Parser
+	for i := range items {
+		if items[i].Err == nil {
+			continue
+		}
+		if hits == nil {
+			v, err := p.ParseBytes(body)
+			if err != nil {
+				break // it parsed once: not reached
+			}
+			hits = v.GetArray("hits")
+		}
+		if i < len(hits) {
+			items[i].Raw = truncate(string(hits[i].MarshalTo(nil)))
+		}
+	}
+	return items, nil
 }
 
 // withObject parses body, which must be a JSON object of the given shape
@@ -116,7 +141,6 @@ func jsonHit(v *fastjson.Value, scratch []byte) (Item, []byte) {
 	var it Item
 	o, err := v.Object()
 	if err != nil {
-		it.Raw = truncate(string(v.MarshalTo(nil)))
 		it.Err = Errorf(ReasonMalformed, "", "a hit must be a JSON object")
 		return it, scratch
 	}
@@ -152,9 +176,6 @@ func jsonHit(v *fastjson.Value, scratch []byte) (Item, []byte) {
 	f.setSpans(vals, spans)
 	if it.Err == nil && f.Size > MaxHitBytes {
 		it.Err = Errorf(ReasonTooLarge, "", "the hit is %d bytes; the limit is %d", f.Size, MaxHitBytes)
-	}
-	if it.Err != nil {
-		it.Raw = truncate(string(v.MarshalTo(nil)))
 	}
 	return it, vals
 }
