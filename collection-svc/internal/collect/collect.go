@@ -518,6 +518,8 @@ func (s *Server) readBatch(r *http.Request, parseBody func([]parse.Item, []byte)
 	}
 	buf := &in.mem.body
 	if r.ContentLength > parse.MaxBatchBytes {
+		// Its beginning is what the dead letter keeps.
+		_, _ = buf.ReadFrom(io.LimitReader(r.Body, parse.MaxRawBytes))
 		return in, parse.Errorf(parse.ReasonTooLarge, "", "the body is %d bytes; the limit is %d", r.ContentLength, parse.MaxBatchBytes)
 	}
 	n, err := buf.ReadFrom(io.LimitReader(r.Body, parse.MaxBatchBytes+1))

@@ -120,7 +120,7 @@ func FuzzParseMeasurement(f *testing.F) {
 			if it.Raw != "" && it.Raw != payload {
 				t.Fatalf("event %d: parsed with payload %s, replayed as %s", i, it.Raw, payload)
 			}
-			if len(payload) == maxRawBytes {
+			if len(payload) == MaxRawBytes {
 				continue
 			}
 			again, err := Measurement(nil, []byte(payload))

@@ -241,12 +241,12 @@ func appendScalar(b []byte, v *fastjson.Value) ([]byte, bool, *Error) {
 	return b, false, &Error{Reason: ReasonMalformed, Message: "must be a string, number, boolean or null"}
 }
 
-// maxRawBytes bounds the copy of a rejected input kept in a dead letter.
-const maxRawBytes = 16 << 10
+// MaxRawBytes bounds the copy of a rejected input kept in a dead letter.
+const MaxRawBytes = 16 << 10
 
 func truncate(s string) string {
-	if len(s) > maxRawBytes {
-		return s[:maxRawBytes]
+	if len(s) > MaxRawBytes {
+		return s[:MaxRawBytes]
 	}
 	return s
 }

@@ -39,7 +39,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&c.AccountRate, "account-rate", 2, "sign-up, login and refresh requests per second allowed per client IP (0: unlimited)")
 	fs.IntVar(&c.AccountBurst, "account-burst", 20, "burst of sign-up, login and refresh requests per client IP")
 	fs.IntVar(&c.RateLimitKeys, "rate-limit-keys", 100000, "most keys (tracking IDs, tenants, IPs) each rate limiter tracks; beyond it new keys share an overflow bucket")
-	fs.Int64Var(&c.MaxHitBody, "max-hit-body", 512<<10, "largest request body accepted on the collection endpoints, in bytes")
+	// Above collection's own limit (512 KiB), so that collection answers
+	// the bodies between, and dead-letters them, as it does every
+	// rejected hit; bigger ones the gateway refuses and counts.
+	fs.Int64Var(&c.MaxHitBody, "max-hit-body", 1<<20, "largest request body accepted on the collection endpoints, in bytes")
 	fs.Int64Var(&c.MaxBody, "max-body", 1<<20, "largest request body accepted on the API, in bytes")
 	fs.DurationVar(&c.CollectTimeout, "collect-timeout", 5*time.Second, "time limit of a request to the collection endpoints and the tracker script")
 	fs.DurationVar(&c.APITimeout, "api-timeout", 10*time.Second, "time limit of a request to the config API (including sign-up and login)")
