@@ -95,7 +95,7 @@ func Compile(r Rules, version int, hostnames []string) (*Compiled, error) {
 	c.count("hostnames", len(hostnames), MaxHostnames)
 	for i, h := range hostnames {
 		if n, ok := c.host(fmt.Sprintf("hostnames[%d]", i), h); ok {
-			out.hosts[n] = true
+			out.hosts[siteDomain(n)] = true
 			out.hostList = append(out.hostList, n)
 		}
 	}
@@ -128,13 +128,17 @@ func Compile(r Rules, version int, hostnames []string) (*Compiled, error) {
 	c.count("exclusions.user_agents", len(ex.UserAgents), MaxUserAgentPatterns)
 	var uas []string
 	for i, p := range ex.UserAgents {
-		if c.pattern("exclusions.user_agents", fmt.Sprintf("exclusions.user_agents[%d]", i), p, true, weightUserAgent) != nil {
+		if re := c.pattern("exclusions.user_agents", fmt.Sprintf("exclusions.user_agents[%d]", i), p, true, weightUserAgent); re != nil {
 			uas = append(uas, "(?:"+p+")")
+			out.userAgentList = append(out.userAgentList, re)
 		}
 	}
 	if len(uas) > 0 && len(uas) == len(ex.UserAgents) {
-		// One alternation: a single pass over the user agent.
-		out.userAgents = regexp.MustCompile("(?i)" + strings.Join(uas, "|"))
+		// One alternation: a single pass over the user agent. A pattern
+		// valid alone may not be valid inside it (\Q without \E quotes
+		// the rest, the group's ")" included): then each is matched in
+		// turn.
+		out.userAgents, _ = regexp.Compile("(?i)" + strings.Join(uas, "|"))
 	}
 
 	c.count("exclusions.countries", len(ex.Countries), MaxCountries)
@@ -230,7 +234,7 @@ func Compile(r Rules, version int, hostnames []string) (*Compiled, error) {
 	c.count("referral_exclusions", len(r.ReferralExclusions), MaxReferralExclusions)
 	for i, h := range r.ReferralExclusions {
 		if n, ok := c.host(fmt.Sprintf("referral_exclusions[%d]", i), h); ok {
-			out.referrals[n] = true
+			out.referrals[siteDomain(n)] = true
 		}
 	}
 

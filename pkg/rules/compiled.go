@@ -21,10 +21,11 @@ type Compiled struct {
 	hostList []string
 	hosts    map[string]bool
 
-	ip4, ip6   ipSet
-	ipIDs      map[string]netip.Prefix // rule ID (the entry as written) -> prefix
-	userAgents *regexp.Regexp
-	countries  map[string]bool
+	ip4, ip6      ipSet
+	ipIDs         map[string]netip.Prefix // rule ID (the entry as written) -> prefix
+	userAgents    *regexp.Regexp          // the patterns in one alternation
+	userAgentList []*regexp.Regexp        // each, when they make no valid alternation
+	countries     map[string]bool
 
 	stripQuery, lowercase, stripSlash bool
 	keepParams                        map[string]bool
@@ -143,21 +144,31 @@ func (c *Compiled) MatchIP(addr netip.Addr) (ruleID string, ok bool) {
 // order and the first that matches gives the reason:
 //
 //   - ReasonIP: the full IP matched an exclusion at collection. When h was
-//     evaluated against this same version, h.IPExcludedBy decides. Against
-//     another version (reprocessing), h is excluded if the rule it matched
-//     is still in this version, or if its stored, truncated IP lies wholly
-//     inside one of this version's prefixes (assuming it was truncated as
-//     this version's anonymization level says).
+//     evaluated against this same version, or a later one (collection
+//     knew a version processing has not learned yet), h.IPExcludedBy
+//     decides. Against an earlier version (reprocessing with today's
+//     rules), h is excluded if the rule it matched is still in this
+//     version, or if its stored, truncated IP lies wholly inside one of
+//     this version's prefixes: truncated as the level of the version it
+//     was collected under says (ExclusionStored), else, unknown, this
+//     version's.
 //   - ReasonUserAgent, ReasonCountry.
 //   - ReasonForeignHost: the property has hostnames and the hit's host is
 //     none of them nor a subdomain of one. A hit without a host (server
 //     side) is never foreign.
 //   - ReasonBot: bot filtering is on and collection flagged h as a bot.
 func (c *Compiled) Exclusion(h *hit.Hit) (reason string, excluded bool) {
-	if c.ipExcluded(h) {
+	return c.ExclusionStored(h, nil)
+}
+
+// ExclusionStored is Exclusion for a hit collected under stamped (the
+// version h.RuleVersion names; nil when unknown), whose IP anonymization
+// level says how h's stored IP was truncated.
+func (c *Compiled) ExclusionStored(h *hit.Hit, stamped *Compiled) (reason string, excluded bool) {
+	if c.ipExcluded(h, stamped) {
 		return ReasonIP, true
 	}
-	if c.userAgents != nil && h.UserAgent != "" && c.userAgents.MatchString(h.UserAgent) {
+	if h.UserAgent != "" && c.userAgentExcluded(h.UserAgent) {
 		return ReasonUserAgent, true
 	}
 	if len(c.countries) > 0 && h.Country != "" && c.countries[strings.ToUpper(h.Country)] {
@@ -172,8 +183,20 @@ func (c *Compiled) Exclusion(h *hit.Hit) (reason string, excluded bool) {
 	return "", false
 }
 
-func (c *Compiled) ipExcluded(h *hit.Hit) bool {
-	if h.RuleVersion == c.version && h.RuleVersion != 0 {
+func (c *Compiled) userAgentExcluded(ua string) bool {
+	if c.userAgents != nil {
+		return c.userAgents.MatchString(ua)
+	}
+	for _, re := range c.userAgentList {
+		if re.MatchString(ua) {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Compiled) ipExcluded(h *hit.Hit, stamped *Compiled) bool {
+	if h.RuleVersion >= c.version && h.RuleVersion != 0 {
 		return h.IPExcludedBy != ""
 	}
 	if h.IPExcludedBy != "" {
@@ -189,7 +212,11 @@ func (c *Compiled) ipExcluded(h *hit.Hit) bool {
 		return false
 	}
 	a = a.Unmap()
-	v4, v6 := c.anon.Bits()
+	anon := c.anon
+	if stamped != nil && stamped.version == h.RuleVersion {
+		anon = stamped.anon
+	}
+	v4, v6 := anon.Bits()
 	if a.Is4() {
 		_, ok := c.ip4.match(a, v4)
 		return ok
@@ -240,10 +267,21 @@ func (c *Compiled) foreignHost(h *hit.Hit) bool {
 }
 
 // matchHost is matchDomain for a host of a site, where a leading "www." is
-// no difference: shop.com matches www.shop.com (and, as a subdomain,
-// shop.com matches for www.shop.com).
+// no difference, neither in the host nor in the domains (which Compile
+// keeps as siteDomain gives them): shop.com matches www.shop.com, and an
+// entry www.paypal.com is paypal.com, subdomains included
+// (checkout.paypal.com).
 func matchHost(domains map[string]bool, host string) bool {
-	return matchDomain(domains, host) || matchDomain(domains, "www."+strings.TrimPrefix(host, "www."))
+	return matchDomain(domains, siteDomain(host))
+}
+
+// siteDomain returns a host without its leading "www.", unless that would
+// leave a top-level domain alone (www.com stays).
+func siteDomain(host string) string {
+	if rest, ok := strings.CutPrefix(host, "www."); ok && strings.Contains(rest, ".") {
+		return rest
+	}
+	return host
 }
 
 // AttributionParam reports whether a query parameter carries attribution

@@ -94,7 +94,8 @@ func TestExclusion(t *testing.T) {
 		{"foreign host before bot", c, hit.Hit{Hostname: "evil.test", Bot: true}, ReasonForeignHost},
 		{"own host saved with www., hit without", cWWW, hit.Hit{Hostname: "shop.example"}, ""},
 		{"own host saved with www.", cWWW, hit.Hit{Hostname: "www.shop.example"}, ""},
-		{"another subdomain of a host saved with www.", cWWW, hit.Hit{Hostname: "blog.shop.example"}, ReasonForeignHost},
+		{"another subdomain of a host saved with www.", cWWW, hit.Hit{Hostname: "blog.shop.example"}, ""},
+		{"www.com is not com", mustCompile(t, Defaults(), 1, "www.com"), hit.Hit{Hostname: "shop.com"}, ReasonForeignHost},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -240,10 +241,10 @@ func TestReferralExcluded(t *testing.T) {
 	}
 }
 
-// A hostname or exclusion saved with "www." excludes the bare domain too:
-// attribution passes a referrer's host without its "www.", and an
-// internal link after 30 idle minutes must not make the site its own
-// referral.
+// A hostname or exclusion saved with "www." is the bare domain, its
+// subdomains included: attribution passes a referrer's host without its
+// "www.", and an internal link after 30 idle minutes must not make the
+// site its own referral; www.paypal.com excludes checkout.paypal.com.
 func TestReferralExcludedWithWWW(t *testing.T) {
 	r := Defaults()
 	r.ReferralExclusions = []string{"www.paypal.com"}
@@ -256,10 +257,11 @@ func TestReferralExcludedWithWWW(t *testing.T) {
 		{"shop.example", true},
 		{"WWW.Shop.Example", true},
 		{"m.www.shop.example", true},
-		{"blog.shop.example", false},
+		{"blog.shop.example", true},
 		{"paypal.com", true},
 		{"www.paypal.com", true},
-		{"checkout.paypal.com", false},
+		{"checkout.paypal.com", true},
+		{"paypal.com.evil.example", false},
 		{"shop.example.net", false},
 	}
 	for _, tt := range tests {
@@ -308,6 +310,60 @@ func TestAttributionParam(t *testing.T) {
 	for name, want := range map[string]bool{"utm_source": true, "UTM_Campaign": true, "gclid": true, "MSCLKID": true, "dclid": true, "fbclid": true, "utm": false, "id": false, "gclidx": false} {
 		if got := AttributionParam(name); got != want {
 			t.Errorf("AttributionParam(%q) = %v", name, got)
+		}
+	}
+}
+
+// A user-agent pattern that is valid alone is valid among the others:
+// \Q without \E (a literal user agent with brackets) quoted the rest of
+// the alternation the patterns are joined in, and compiling panicked.
+func TestUserAgentPatternQuotedToTheEnd(t *testing.T) {
+	r := Defaults()
+	r.Exclusions.UserAgents = []string{`\QMozilla/5.0 (compatible; Foo)`, "^curl/"}
+	c := mustCompile(t, r, 1)
+	for ua, want := range map[string]bool{
+		"Mozilla/5.0 (compatible; Foo) Bar/1": true,
+		"mozilla/5.0 (COMPATIBLE; foo)":       true,
+		"curl/8.5":                            true,
+		"Mozilla/5.0 (X11; Linux)":            false,
+	} {
+		reason, excluded := c.Exclusion(&hit.Hit{UserAgent: ua})
+		if excluded != want || (excluded && reason != ReasonUserAgent) {
+			t.Errorf("%q: excluded %v (%s), want %v", ua, excluded, reason, want)
+		}
+	}
+}
+
+// A hit's stored IP is matched as truncated by the level of the version
+// it was collected under, not by the level of the version applied; and a
+// hit collected under a later version than the one applied (collection
+// learned of it first) keeps collection's decision on its full IP.
+func TestIPExclusionAcrossVersions(t *testing.T) {
+	with := func(anon Anonymization, ips []string, version int) *Compiled {
+		r := Defaults()
+		r.IPAnonymization, r.Exclusions.IP = anon, ips
+		return mustCompile(t, r, version)
+	}
+	strict1, standard1 := with(AnonymizeStrict, nil, 1), with(AnonymizeStandard, nil, 1)
+	tests := []struct {
+		name    string
+		applied *Compiled
+		h       hit.Hit
+		stamped *Compiled
+		want    bool
+	}{
+		// 10.1.57.9 stored as 10.1.0.0 (strict): not known to lie in 10.1.0.0/24.
+		{"strict /16 against a /24", with(AnonymizeStandard, []string{"10.1.0.0/24"}, 2), hit.Hit{IP: "10.1.0.0", RuleVersion: 1}, strict1, false},
+		{"strict /16 inside a /16", with(AnonymizeStandard, []string{"10.1.0.0/16"}, 2), hit.Hit{IP: "10.1.0.0", RuleVersion: 1}, strict1, true},
+		// Stored as a /24 (standard), applied under strict.
+		{"standard /24 inside a /24", with(AnonymizeStrict, []string{"10.1.2.0/24"}, 2), hit.Hit{IP: "10.1.2.0", RuleVersion: 1}, standard1, true},
+		{"collected under a later version, excluded there", with(AnonymizeStandard, nil, 1), hit.Hit{IP: "203.0.113.0", IPExcludedBy: "203.0.113.7", RuleVersion: 2}, nil, true},
+		{"collected under a later version, not excluded there", with(AnonymizeStandard, []string{"203.0.113.0/24"}, 1), hit.Hit{IP: "203.0.113.0", RuleVersion: 2}, nil, false},
+	}
+	for _, tt := range tests {
+		_, got := tt.applied.ExclusionStored(&tt.h, tt.stamped)
+		if got != tt.want {
+			t.Errorf("%s: excluded %v, want %v", tt.name, got, tt.want)
 		}
 	}
 }

@@ -366,7 +366,7 @@ func apply(v *visitor.Visitor, h *hit.Hit, p *Property, r *rules.Compiled, st *s
 	if src, ok := st.Source.(settingsSource); !ok || src != sourceOf(p, r) {
 		*st = settings(p, r)
 	}
-	if reason, excluded := r.Exclusion(h); excluded {
+	if reason, excluded := r.ExclusionStored(h, p.stamped(h, r)); excluded {
 		return v.Exclude(h.ID, h.Time, h.ReceivedAt, reason, p.Location, c), visitor.Changes{}
 	}
 	sh, reason := toSessionHit(h, r)

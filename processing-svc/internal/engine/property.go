@@ -49,6 +49,16 @@ func (p *Property) RulesOf(h *hit.Hit) *rules.Compiled {
 	return p.RulesAt(h.ReceivedAt)
 }
 
+// stamped returns the rules of the version collection stamped on h when
+// they are not r (reprocessing with today's rules), nil if unknown: how h's
+// stored IP was truncated is that version's setting.
+func (p *Property) stamped(h *hit.Hit, r *rules.Compiled) *rules.Compiled {
+	if h.RuleVersion == 0 || h.RuleVersion == r.Version() || p.RulesVersion == nil {
+		return nil
+	}
+	return p.RulesVersion(h.RuleVersion)
+}
+
 // liveRules returns the rules a loaded visitor's live sessions were last
 // derived under: those of the latest version among its live hits, else
 // those in effect at its watermark (which also moves with hits that
