@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	_ "time/tzdata" // properties' time zones load whatever the host has installed (wire.go)
 
 	"github.com/acme/analytics/pkg/discovery"
 	"github.com/acme/analytics/pkg/tenant"

@@ -74,6 +74,11 @@ func (p *Property) prepare() error {
 	if err != nil {
 		return err
 	}
+	// The zone database is in the binary (time/tzdata, imported in
+	// client.go), as in config-svc, which refuses a zone it does not
+	// know: a zone config-svc accepted always loads here, whatever the
+	// host has installed, so this fallback is for documents written by
+	// hand.
 	loc, err := time.LoadLocation(p.TimeZone)
 	if err != nil {
 		loc = time.UTC
