@@ -74,7 +74,8 @@ func (c *Config) Validate() error {
 
 // Component is a long-running part of a service. It runs until ctx is done
 // and then returns after finishing its in-flight work; a non-nil error stops
-// the whole service.
+// the whole service. At shutdown ctx is done only once the HTTP server has
+// drained, so a component keeps serving the requests in flight.
 type Component func(ctx context.Context) error
 
 // Service is a running binary's shared parts, handed to the service's own
@@ -126,7 +127,10 @@ func (s *Service) QuietAccessLog(paths ...string) { s.quiet = append(s.quiet, pa
 
 // Run serves until ctx is done or a component fails, then shuts down:
 // readiness fails and the instance leaves Consul, the drain delay passes,
-// the HTTP server drains, components stop, closers run.
+// the HTTP server drains, components stop, closers run. Components run
+// until the HTTP server has drained (a request in flight may need them);
+// the drain and their stop together are bounded by the shutdown timeout
+// (components get at least minComponentStop).
 func (s *Service) Run(ctx context.Context) error {
 	handler := httpserver.Chain(s.Mux,
 		httpserver.WithRequestID,
@@ -167,33 +171,47 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 	}
 
-	// The HTTP server outlives the components' context by the drain phase,
-	// so it is started on a context of its own.
+	// The HTTP server and the components outlive ctx: at shutdown the
+	// server drains first, and the components stop after it, since the
+	// requests in flight may need them (collection's dead-letter queue,
+	// the gateway's discovery watches and its /metrics listener).
 	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHTTP()
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- srv.Run(httpCtx) }()
 
-	compCtx, stopComponents := context.WithCancel(ctx)
+	compCtx, stopComponents := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopComponents()
 	g, gctx := errgroup.WithContext(compCtx)
-	if reg != nil {
-		g.Go(func() error { reg.Maintain(gctx, max(s.Config.Discovery.CheckInterval, time.Second)); return nil })
-	}
 	for _, c := range s.components {
 		g.Go(func() error { return c(gctx) })
+	}
+	// Re-registration stops when shutdown begins, before the instance
+	// deregisters, so that it cannot put the instance back.
+	maintainCtx, stopMaintain := context.WithCancel(gctx)
+	defer stopMaintain()
+	maintained := make(chan struct{})
+	if reg != nil {
+		go func() {
+			defer close(maintained)
+			reg.Maintain(maintainCtx, max(s.Config.Discovery.CheckInterval, time.Second))
+		}()
+	} else {
+		close(maintained)
 	}
 
 	var httpResult error
 	httpStopped := false
 	select {
-	case <-gctx.Done():
+	case <-ctx.Done():
+	case <-gctx.Done(): // a component failed
 	case httpResult = <-httpErr:
 		httpStopped = true
-		stopComponents()
 	}
 	s.Log.Info("shutting down")
 	s.Health.Drain()
+	stopMaintain()
+	<-maintained
 	if reg != nil {
 		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := reg.Deregister(dctx); err != nil {
@@ -205,6 +223,10 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 	}
 	stopHTTP()
+	// -shutdown-timeout bounds the HTTP drain and the components' stop
+	// together, so that drain delay + shutdown timeout + a margin is the
+	// whole shutdown (what terminationGracePeriodSeconds is sized by).
+	deadline := time.Now().Add(s.Config.HTTP.ShutdownTimeout)
 	if !httpStopped {
 		select {
 		case httpResult = <-httpErr:
@@ -213,12 +235,26 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 	}
 	stopComponents()
-	if err := errors.Join(g.Wait(), httpResult); err != nil {
+	compErr := make(chan error, 1)
+	go func() { compErr <- g.Wait() }()
+	var compResult error
+	select {
+	case compResult = <-compErr:
+	case <-time.After(max(time.Until(deadline), minComponentStop)):
+		// Closers run all the same (flush the producers); the process
+		// is about to exit.
+		compResult = errors.New("components did not stop within -shutdown-timeout")
+	}
+	if err := errors.Join(compResult, httpResult); err != nil {
 		return err
 	}
 	s.Log.Info("stopped")
 	return nil
 }
+
+// minComponentStop is the least time components have to finish once
+// cancelled, even when the HTTP drain used the whole shutdown timeout.
+const minComponentStop = 2 * time.Second
 
 // Flagged is a configuration that registers its flags and validates
 // itself once parsed.

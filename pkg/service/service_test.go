@@ -18,29 +18,52 @@ import (
 
 // TestRunRegistersServesAndDrains runs a service against the real Consul
 // agent: it registers and becomes healthy, serves the shared endpoints, and
-// on shutdown leaves Consul and lets an in-flight request finish.
+// on shutdown leaves Consul and lets an in-flight request finish, with its
+// components (the metrics listener among them) running until it has.
 func TestRunRegistersServesAndDrains(t *testing.T) {
 	agent := consultest.Start(t)
+	metricsAddr := "127.0.0.1:" + strconv.Itoa(consultest.FreePorts(t, 1)[0])
 	cfg := Config{
-		Name:       "demo",
-		HTTP:       httpserver.Config{Addr: "127.0.0.1:0", ShutdownTimeout: 5 * time.Second},
-		Log:        logging.Config{Format: "text", Level: "error"},
-		Discovery:  discovery.Config{Addr: agent.Addr(), AdvertiseHost: "127.0.0.1", CheckInterval: 200 * time.Millisecond},
-		DrainDelay: 10 * time.Millisecond,
+		Name:        "demo",
+		HTTP:        httpserver.Config{Addr: "127.0.0.1:0", ShutdownTimeout: 5 * time.Second},
+		Log:         logging.Config{Format: "text", Level: "error"},
+		Discovery:   discovery.Config{Addr: agent.Addr(), AdvertiseHost: "127.0.0.1", CheckInterval: 200 * time.Millisecond},
+		DrainDelay:  10 * time.Millisecond,
+		MetricsAddr: metricsAddr,
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	svc := New(cfg, io.Discard)
+	// The slow request needs the component to answer it, as a request to
+	// collection needs its dead-letter queue: the component must outlive
+	// the drain.
+	work := make(chan chan string)
 	started := make(chan struct{})
 	release := make(chan struct{})
 	svc.Mux.HandleFunc("GET /slow", func(w http.ResponseWriter, r *http.Request) {
 		close(started)
 		<-release
-		io.WriteString(w, "done")
+		reply := make(chan string, 1)
+		select {
+		case work <- reply:
+			io.WriteString(w, <-reply)
+		case <-time.After(5 * time.Second):
+			io.WriteString(w, "component gone")
+		}
 	})
 	componentStopped := make(chan struct{})
-	svc.Go(func(ctx context.Context) error { <-ctx.Done(); close(componentStopped); return nil })
+	svc.Go(func(ctx context.Context) error {
+		defer close(componentStopped)
+		for {
+			select {
+			case reply := <-work:
+				reply <- "done"
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	})
 
 	ctx, cancel := context.WithCancel(context.Background())
 	runErr := make(chan error, 1)
@@ -58,14 +81,14 @@ func TestRunRegistersServesAndDrains(t *testing.T) {
 	if addr == "" {
 		t.Fatal("service never became healthy in Consul")
 	}
-	for _, p := range []string{"/healthz", "/readyz", "/metrics"} {
-		resp, err := http.Get("http://" + addr + p)
+	for _, u := range []string{"http://" + addr + "/healthz", "http://" + addr + "/readyz", "http://" + metricsAddr + "/metrics"} {
+		resp, err := http.Get(u)
 		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("GET %s: %v %v", p, resp, err)
+			t.Fatalf("GET %s: %v %v", u, resp, err)
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if p == "/metrics" && !strings.Contains(string(body), "go_goroutines") {
+		if strings.HasSuffix(u, "/metrics") && !strings.Contains(string(body), "go_goroutines") {
 			t.Fatal("/metrics lacks the Go collector")
 		}
 	}
@@ -83,7 +106,6 @@ func TestRunRegistersServesAndDrains(t *testing.T) {
 	}()
 	<-started
 	cancel()
-	<-componentStopped
 	// The instance leaves Consul while the request is still in flight.
 	deadline = time.Now().Add(10 * time.Second)
 	for {
@@ -96,12 +118,32 @@ func TestRunRegistersServesAndDrains(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	select {
+	case <-componentStopped:
+		t.Fatal("component stopped while a request was still in flight")
+	default:
+	}
+	// The metrics listener is a component too: Prometheus still scrapes
+	// during the drain.
+	if resp, err := http.Get("http://" + metricsAddr + "/metrics"); err != nil {
+		t.Fatalf("GET /metrics during the drain: %v", err)
+	} else {
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET /metrics during the drain: %d", resp.StatusCode)
+		}
+	}
 	close(release)
 	if got := <-slow; got != "done" {
 		t.Fatalf("in-flight request got %q, want it drained to completion", got)
 	}
 	if err := <-runErr; err != nil {
 		t.Fatalf("Run: %v", err)
+	}
+	select {
+	case <-componentStopped:
+	default:
+		t.Fatal("Run returned before its component stopped")
 	}
 }
 
@@ -201,5 +243,40 @@ func TestMetricsAddrIsValidated(t *testing.T) {
 		Log: logging.Config{Format: "text", Level: "error"}, MetricsAddr: "9090"}
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "-metrics-addr") {
 		t.Fatalf("Validate: %v, want an error naming -metrics-addr", err)
+	}
+}
+
+// TestComponentsStopWithinShutdownTimeout checks that a component that
+// does not return once cancelled cannot hold the shutdown past the
+// shutdown timeout (and its minimum for components).
+func TestComponentsStopWithinShutdownTimeout(t *testing.T) {
+	cfg := Config{Name: "demo", HTTP: httpserver.Config{Addr: "127.0.0.1:0", ShutdownTimeout: time.Second},
+		Log: logging.Config{Format: "text", Level: "error"}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	svc := New(cfg, io.Discard)
+	stuck := make(chan struct{})
+	defer close(stuck)
+	svc.Go(func(context.Context) error { <-stuck; return nil })
+	closed := make(chan struct{})
+	svc.OnClose(func() { close(closed) })
+
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
+	go func() { runErr <- svc.Run(ctx) }()
+	cancel()
+	select {
+	case err := <-runErr:
+		if err == nil || !strings.Contains(err.Error(), "components did not stop") {
+			t.Fatalf("Run: %v, want the components' timeout", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Run still waiting for a stuck component")
+	}
+	select {
+	case <-closed:
+	default:
+		t.Fatal("closers did not run after the components' timeout")
 	}
 }
