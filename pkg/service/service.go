@@ -35,9 +35,10 @@ type Config struct {
 	HTTP      httpserver.Config
 	Log       logging.Config
 	Discovery discovery.Config
-	// DrainDelay is how long the instance keeps serving after leaving
-	// discovery, so gateways watching Consul stop routing to it before its
-	// listener closes.
+	// DrainDelay is how long the instance keeps serving once shutdown
+	// begins (readiness failing, out of Consul), so that gateways watching
+	// Consul and load balancers checking readiness stop routing to it
+	// before its listener closes. It applies with or without Consul.
 	DrainDelay time.Duration
 	// MetricsAddr, when set, serves /metrics on this address alone instead
 	// of on the service's HTTP address: for a binary whose HTTP address is
@@ -51,7 +52,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, defaultAddr string) {
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "serve /metrics on this address (host:port) instead of -http-addr; empty: on -http-addr")
 	c.Log.RegisterFlags(fs)
 	c.Discovery.RegisterFlags(fs)
-	fs.DurationVar(&c.DrainDelay, "drain-delay", time.Second, "how long to keep serving after deregistering, before closing the listener")
+	fs.DurationVar(&c.DrainDelay, "drain-delay", time.Second, "how long to keep serving after shutdown begins (readiness failing, out of Consul), before closing the listener")
 }
 
 // Validate reports a configuration error an operator can act on.
@@ -218,9 +219,12 @@ func (s *Service) Run(ctx context.Context) error {
 			s.Log.Warn("deregistration failed; Consul removes the instance when its check fails", slog.Any("error", err))
 		}
 		cancel()
-		if !httpStopped {
-			time.Sleep(s.Config.DrainDelay)
-		}
+	}
+	// Registered or not: without Consul (the gateway's static upstreams)
+	// a load balancer's health check still has to notice the failing
+	// readiness before the listener closes.
+	if !httpStopped && s.Config.DrainDelay > 0 {
+		time.Sleep(s.Config.DrainDelay)
 	}
 	stopHTTP()
 	// -shutdown-timeout bounds the HTTP drain and the components' stop

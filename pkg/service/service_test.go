@@ -280,3 +280,54 @@ func TestComponentsStopWithinShutdownTimeout(t *testing.T) {
 		t.Fatal("closers did not run after the components' timeout")
 	}
 }
+
+// TestDrainDelayWithoutConsul checks that an instance not registered in
+// Consul (the gateway with static upstreams, behind a load balancer) also
+// keeps serving, with readiness failing, for the drain delay.
+func TestDrainDelayWithoutConsul(t *testing.T) {
+	addr := "127.0.0.1:" + strconv.Itoa(consultest.FreePorts(t, 1)[0])
+	cfg := Config{Name: "demo", HTTP: httpserver.Config{Addr: addr, ShutdownTimeout: time.Second},
+		Log: logging.Config{Format: "text", Level: "error"}, DrainDelay: 2 * time.Second}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	svc := New(cfg, io.Discard)
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
+	go func() { runErr <- svc.Run(ctx) }()
+
+	get := func(path string) (int, error) {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if code, err := get("/readyz"); err == nil && code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("service never became ready")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	for {
+		code, err := get("/readyz")
+		if err != nil {
+			t.Fatalf("GET /readyz after shutdown began: %v; want 503 for the drain delay", err)
+		}
+		if code == http.StatusServiceUnavailable {
+			break
+		}
+	}
+	if code, err := get("/healthz"); err != nil || code != 200 {
+		t.Fatalf("GET /healthz during the drain delay: %d %v, want 200", code, err)
+	}
+	if err := <-runErr; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
