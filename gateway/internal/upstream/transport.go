@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 )
 
@@ -13,11 +15,16 @@ import (
 // of an upstream service: each attempt goes to an instance picked from that
 // service's pool, and its outcome is reported to the instance's breaker.
 //
-// A GET, HEAD or OPTIONS request without a body whose attempt fails at the
-// connection level (refused, reset, no response) is tried once more on
-// another instance; a breaker that is open makes Pick skip its instance
-// before any attempt. Nothing else is retried: a request with a body may
-// have had effects, and a timeout has used up the request's time.
+// A failed attempt is tried once more on another instance when it cannot
+// have reached the instance: a request of any method (a POST /collect too)
+// whose connection could not be established (refused, no route, the dial
+// timed out), before any byte of its body was read. The body is not
+// buffered: it is the client's stream, handed to the second attempt
+// unread. A GET, HEAD or OPTIONS request without a body is also retried
+// after any other connection-level failure (reset, no response). Nothing
+// else is retried: a request whose bytes may have reached an instance may
+// have had effects there, and a timeout has used up the request's time. A
+// breaker that is open makes Pick skip its instance before any attempt.
 type Transport struct {
 	Pools   map[string]*Pool
 	Base    http.RoundTripper
@@ -50,13 +57,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: no upstream named %q", ErrUnavailable, req.URL.Host)
 	}
-	attempts := 1
-	if retryable(req) {
-		attempts = 2
-	}
 	var lastErr error
 	exclude := ""
-	for a := range attempts {
+	for a := range maxAttempts {
 		inst, done, err := pool.Pick(exclude)
 		if err != nil {
 			if lastErr != nil {
@@ -70,6 +73,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		u := *req.URL
 		u.Host = inst.Addr
 		out.URL = &u
+		var body *unsentBody
+		if a+1 < maxAttempts && hasBody(req) {
+			// Kept open and watched, so that a second attempt can send it
+			// if this one fails before reading it. The last attempt gets
+			// the body itself.
+			body = &unsentBody{rc: req.Body}
+			out.Body = body
+		}
 		resp, err := t.Base.RoundTrip(out)
 		if err == nil {
 			o := Success
@@ -91,27 +102,69 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		t.report(pool, done, Failure)
-		if errors.Is(err, context.DeadlineExceeded) || req.Context().Err() != nil {
+		if req.Context().Err() != nil {
+			return nil, err
+		}
+		unsent := dialFailed(err) && (body == nil || !body.read.Load())
+		if !unsent && errors.Is(err, context.DeadlineExceeded) {
 			return nil, err
 		}
 		lastErr = fmt.Errorf("%s instance %s: %w", pool.name, inst.Addr, err)
+		if !unsent && !idempotentWithoutBody(req) {
+			return nil, lastErr
+		}
 		exclude = inst.ID
-		if a+1 < attempts {
+		if a+1 < maxAttempts {
 			t.Metrics.retries.WithLabelValues(pool.name).Inc()
 		}
 	}
 	return nil, lastErr
 }
 
+// maxAttempts is how many instances a request is tried on.
+const maxAttempts = 2
+
 func (t *Transport) report(p *Pool, done func(Outcome), o Outcome) {
 	done(o)
 	t.Metrics.requests.WithLabelValues(p.name, [...]string{"success", "failure", "excluded"}[o]).Inc()
 }
 
-func retryable(req *http.Request) bool {
+// idempotentWithoutBody reports whether req may be sent again after an
+// attempt that may have reached the instance.
+func idempotentWithoutBody(req *http.Request) bool {
 	switch req.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions:
-		return req.Body == nil || req.Body == http.NoBody
+		return !hasBody(req)
 	}
 	return false
+}
+
+func hasBody(req *http.Request) bool { return req.Body != nil && req.Body != http.NoBody }
+
+// dialFailed reports whether err is a failure to connect: not one byte of
+// the request was written.
+func dialFailed(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// unsentBody is a request body lent to an attempt that may be followed by
+// another: it records whether the attempt read from it, and it is closed
+// only once read (http.Transport closes a body when the dial fails, which
+// would leave the next attempt nothing to send).
+type unsentBody struct {
+	rc   io.ReadCloser
+	read atomic.Bool
+}
+
+func (b *unsentBody) Read(p []byte) (int, error) {
+	b.read.Store(true)
+	return b.rc.Read(p)
+}
+
+func (b *unsentBody) Close() error {
+	if b.read.Load() {
+		return b.rc.Close()
+	}
+	return nil
 }

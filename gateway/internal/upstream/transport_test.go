@@ -1,13 +1,18 @@
 package upstream
 
 import (
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
 	"github.com/acme/analytics/pkg/discovery"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // TestTransportDependencyOutageKeepsBreakerClosed: an instance answering
@@ -46,5 +51,126 @@ func TestTransportDependencyOutageKeepsBreakerClosed(t *testing.T) {
 	}
 	if err == nil {
 		t.Fatal("plain 503s never opened the breaker")
+	}
+}
+
+// recorder is an upstream instance that records the bodies it was sent.
+type recorder struct {
+	mu     sync.Mutex
+	bodies []string
+}
+
+func (rec *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b, _ := io.ReadAll(r.Body)
+	rec.mu.Lock()
+	rec.bodies = append(rec.bodies, r.Method+" "+string(b))
+	rec.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (rec *recorder) got() []string {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return append([]string(nil), rec.bodies...)
+}
+
+// deadAddr is an address where nothing listens: connecting is refused.
+func deadAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// stream is a request body that can be read once, as a client's is at the
+// gateway (no GetBody to rewind it).
+func stream(t *testing.T, method, body string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://svc/collect", io.NopCloser(strings.NewReader(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ContentLength = int64(len(body))
+	return req
+}
+
+// TestTransportRetriesWhatWasNeverSent: a POST with a body whose
+// connection to an instance is refused (a crashed instance still listed)
+// goes to another instance, with its whole body.
+func TestTransportRetriesWhatWasNeverSent(t *testing.T) {
+	rec := &recorder{}
+	live := httptest.NewServer(rec)
+	defer live.Close()
+	pool := newTestPool(t, 100)
+	pool.Update([]discovery.Instance{{ID: "dead", Addr: deadAddr(t)}, {ID: "live", Addr: strings.TrimPrefix(live.URL, "http://")}})
+	tr := &Transport{Pools: map[string]*Pool{"svc": pool}, Base: NewBaseTransport(), Metrics: pool.metrics}
+
+	var want []string
+	for i := range 4 { // round robin: some of them meet the dead instance first
+		body := strings.Repeat("v=1&t=pageview&", 100) + strconv.Itoa(i)
+		want = append(want, "POST "+body)
+		resp, err := tr.RoundTrip(stream(t, http.MethodPost, body))
+		if err != nil {
+			t.Fatalf("POST %d: %v, want it retried on the live instance", i, err)
+		}
+		resp.Body.Close()
+	}
+	if got := rec.got(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("live instance got %d requests %.200q, want %d %.200q", len(got), got, len(want), want)
+	}
+	// Round robin moves on at the retry's pick too, so the count of
+	// requests that met the dead instance first depends on the order.
+	if got := testutil.ToFloat64(pool.metrics.retries.WithLabelValues("svc")); got < 1 {
+		t.Fatalf("retries = %v, want at least 1", got)
+	}
+}
+
+// TestTransportNeverResendsWhatMayHaveArrived: an instance that takes a
+// POST and drops the connection without an answer may have acted on it, so
+// the POST is not sent again; a GET without a body is.
+func TestTransportNeverResendsWhatMayHaveArrived(t *testing.T) {
+	var cut atomic.Int64
+	cutter := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		cut.Add(1)
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	}))
+	defer cutter.Close()
+	rec := &recorder{}
+	live := httptest.NewServer(rec)
+	defer live.Close()
+	pool := newTestPool(t, 100)
+	pool.Update([]discovery.Instance{{ID: "cutter", Addr: strings.TrimPrefix(cutter.URL, "http://")}, {ID: "live", Addr: strings.TrimPrefix(live.URL, "http://")}})
+	tr := &Transport{Pools: map[string]*Pool{"svc": pool}, Base: NewBaseTransport(), Metrics: pool.metrics}
+
+	failed := 0
+	for i := range 4 {
+		resp, err := tr.RoundTrip(stream(t, http.MethodPost, "hit "+strconv.Itoa(i)))
+		if err != nil {
+			failed++
+			continue
+		}
+		resp.Body.Close()
+	}
+	if failed != 2 || cut.Load() != 2 || len(rec.got()) != 2 {
+		t.Fatalf("POSTs: %d failed, %d cut, live got %q; want 2 failed (not resent), 2 cut, 2 at the live instance", failed, cut.Load(), rec.got())
+	}
+	for i := range 4 {
+		req, _ := http.NewRequest(http.MethodGet, "http://svc/collect", nil)
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatalf("GET %d: %v, want it retried on the live instance", i, err)
+		}
+		resp.Body.Close()
+	}
+	if cut.Load() == 2 || len(rec.got()) != 6 {
+		t.Fatalf("GETs: %d cut, %d answered by the live instance; want some cut, and all 4 answered by the live instance", cut.Load()-2, len(rec.got())-2)
 	}
 }
