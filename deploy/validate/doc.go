@@ -8,7 +8,10 @@
 //     Service, a PodDisruptionBudget and an autoscaler per Deployment,
 //     processing bounded by the partitions of `hits`, topic and keyspace
 //     replication, only the gateway reachable from outside, no secret as a
-//     literal value);
+//     literal value, terminationGracePeriodSeconds covering drain delay and
+//     shutdown timeout, the gateway's shutdown timeout covering its longest
+//     route time limit, read from the defaults in its -help golden file
+//     when deploy/ does not set it);
 //   - deploy/compose/compose.yaml is loaded with the Compose specification's
 //     own Go loader and held to the same rules;
 //   - deploy/docker/Dockerfile is parsed with BuildKit's parser: a

@@ -211,6 +211,53 @@ func envRules(binary string, names []string, literal func(string) (string, bool)
 			errs = append(errs, fmt.Errorf("%s: %s_CASSANDRA_MIGRATE = %q: the migrate job owns the schema", binary, b.prefix, v))
 		}
 	}
+	if binary == "gateway" {
+		errs = append(errs, gatewayShutdownCoversRequests(literal)...)
+	}
+	return errs
+}
+
+// gatewayHelp is the gateway's -help output as kept under review in its
+// golden file (gateway/internal/gateway/testdata/help.golden, checked by
+// the gateway's TestHelp): the defaults of the flags deploy/ leaves unset.
+const gatewayHelp = "../../gateway/internal/gateway/testdata/help.golden"
+
+// gatewayShutdownCoversRequests checks that the gateway's shutdown timeout
+// is at least its longest per-route time limit: a request in flight when
+// the listener closes (a report, 30s by default) must be able to finish.
+func gatewayShutdownCoversRequests(literal func(string) (string, bool)) []error {
+	help, err := os.ReadFile(gatewayHelp)
+	if err != nil {
+		return []error{fmt.Errorf("gateway: the defaults of its flags: %w", err)}
+	}
+	value := func(flag string) (time.Duration, error) {
+		v, ok := literal("GATEWAY_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_")))
+		if !ok {
+			m := regexp.MustCompile(`(?m)^  -` + regexp.QuoteMeta(flag) + ` duration\n.*\(default ([^)]+)\)$`).FindSubmatch(help)
+			if m == nil {
+				return 0, fmt.Errorf("gateway: no default of -%s in %s", flag, gatewayHelp)
+			}
+			v = string(m[1])
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return 0, fmt.Errorf("gateway: -%s: %w", flag, err)
+		}
+		return d, nil
+	}
+	shutdown, err := value("shutdown-timeout")
+	if err != nil {
+		return []error{err}
+	}
+	var errs []error
+	for _, flag := range []string{"collect-timeout", "api-timeout", "report-timeout"} {
+		d, err := value(flag)
+		if err != nil {
+			errs = append(errs, err)
+		} else if shutdown < d {
+			errs = append(errs, fmt.Errorf("gateway: shutdown timeout %s < -%s %s: a request in flight when the listener closes would be cut off", shutdown, flag, d))
+		}
+	}
 	return errs
 }
 
