@@ -48,6 +48,7 @@ type Metrics struct {
 	Statements  prometheus.Counter
 	Requests    prometheus.Counter
 	Bytes       prometheus.Counter
+	GroupErrors prometheus.Counter
 }
 
 // NewMetrics registers the consumer's metrics on reg.
@@ -82,8 +83,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Bytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "processing_written_bytes_total", Help: "Bytes of the text and blob values in those statements (visitor states, sketches, strings): the bulk of what processing sends Cassandra.",
 		}),
+		GroupErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "processing_consumer_errors_total", Help: "Errors the Kafka consumer group reported (failed offset commits, fetch and rebalance errors), each also logged.",
+		}),
 	}
-	reg.MustRegister(m.Hits, m.Flushes, m.FlushTime, m.Freshness, m.Partitions, m.DeadLetters, m.Statements, m.Requests, m.Bytes)
+	reg.MustRegister(m.Hits, m.Flushes, m.FlushTime, m.Freshness, m.Partitions, m.DeadLetters, m.Statements, m.Requests, m.Bytes, m.GroupErrors)
 	return m
 }
 
@@ -103,8 +107,13 @@ func New(cfg Config) *Consumer {
 	return &Consumer{cfg: cfg}
 }
 
-// Run consumes until ctx is done.
+// Run consumes until ctx is done. It also logs and counts the errors the
+// group reports (Consumer.Return.Errors is on in pkg/kafka), until it
+// returns: those of the last commit too.
 func (c *Consumer) Run(ctx context.Context) error {
+	stop, watched := make(chan struct{}), make(chan struct{})
+	go func() { defer close(watched); c.watchErrors(stop) }()
+	defer func() { close(stop); <-watched }()
 	for {
 		if err := c.cfg.Group.Consume(ctx, []string{c.cfg.Topic}, c); err != nil {
 			if errors.Is(err, sarama.ErrClosedConsumerGroup) || ctx.Err() != nil {
@@ -121,6 +130,45 @@ func (c *Consumer) Run(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// watchErrors logs and counts the group's errors until stop is closed,
+// then those already reported. A failed commit stays marked and goes with
+// the partition's next commit, and a partition handed over before that is
+// replayed from its last committed offset (replays change no number): a
+// warning to watch, not a failure of the consumer.
+func (c *Consumer) watchErrors(stop <-chan struct{}) {
+	errs := c.cfg.Group.Errors()
+	for {
+		select {
+		case err, ok := <-errs:
+			if !ok {
+				return
+			}
+			c.groupError(err)
+		case <-stop:
+			for {
+				select {
+				case err, ok := <-errs:
+					if !ok {
+						return
+					}
+					c.groupError(err)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+func (c *Consumer) groupError(err error) {
+	c.cfg.Metrics.GroupErrors.Inc()
+	attrs := []slog.Attr{slog.Any("error", err)}
+	if ce := (*sarama.ConsumerError)(nil); errors.As(err, &ce) {
+		attrs = append(attrs, slog.String("topic", ce.Topic), slog.Int("partition", int(ce.Partition)))
+	}
+	c.cfg.Log.LogAttrs(context.Background(), slog.LevelWarn, "consumer group error", attrs...)
 }
 
 // Setup implements sarama.ConsumerGroupHandler.

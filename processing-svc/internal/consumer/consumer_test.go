@@ -1,10 +1,13 @@
 package consumer
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +23,8 @@ import (
 	"github.com/acme/analytics/processing-svc/internal/engine"
 	"github.com/acme/analytics/processing-svc/internal/engine/enginetest"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 const propID = "3f1c9a52-2222-4e4e-9a9a-000000000002"
@@ -181,4 +186,100 @@ func TestConsumeThroughKafka(t *testing.T) {
 	waitFor(80)
 	stop()
 	committedToEnd()
+}
+
+// TestGroupErrorsAreLoggedAndCounted makes the broker refuse every offset
+// commit and checks that the group's errors are read: logged at warn and
+// counted, not dropped unseen.
+func TestGroupErrorsAreLoggedAndCounted(t *testing.T) {
+	cl := kafkatest.Start(t)
+	kcfg := &kafka.Config{Brokers: cl.Brokers()[0], ClientID: "test"}
+	ctx := context.Background()
+	if err := kafka.EnsureTopics(ctx, kcfg, kafka.Topic{Name: hit.TopicHits, Partitions: 1, ReplicationFactor: 1}); err != nil {
+		t.Fatal(err)
+	}
+	cl.ControlKey(int16(kmsg.OffsetCommit), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		cl.KeepControl()
+		req := kreq.(*kmsg.OffsetCommitRequest)
+		resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)
+		for _, rt := range req.Topics {
+			st := kmsg.NewOffsetCommitResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewOffsetCommitResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = 12 // OFFSET_METADATA_TOO_LARGE: sarama reports it and carries on
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	session, err := cassandra.Connect(migratetest.Keyspace(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer session.Close()
+	prop, err := enginetest.Property(propID, rules.Defaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	producer, err := sarama.NewSyncProducer(kcfg.BrokerList(), kcfg.ProducerConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	now := time.Now().UTC()
+	h := &hit.Hit{PropertyID: propID, ClientID: "c1", Type: hit.TypePageview, Origin: hit.OriginBrowser, Time: now, ReceivedAt: now, Path: "/"}
+	h.ID = h.DeriveID("e1")
+	b, _ := hit.Marshal(h)
+	if _, _, err := producer.SendMessage(&sarama.ProducerMessage{Topic: hit.TopicHits, Key: sarama.ByteEncoder(h.Key(1)), Value: sarama.ByteEncoder(b)}); err != nil {
+		t.Fatal(err)
+	}
+
+	group, err := sarama.NewConsumerGroup(kcfg.BrokerList(), "processing", kcfg.ConsumerConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer group.Close()
+	var logs syncBuffer
+	m := NewMetrics(prometheus.NewRegistry())
+	c := New(Config{Group: group, Topic: hit.TopicHits, Session: session, Properties: enginetest.Properties{prop},
+		FlushInterval: 50 * time.Millisecond, State: engine.StatePolicy{Quiet: time.Hour, MaxDelay: time.Hour},
+		Log: slog.New(slog.NewTextHandler(&logs, nil)), Metrics: m})
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(cctx) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for testutil.ToFloat64(m.GroupErrors) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no consumer group error counted while every commit fails")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got := logs.String(); !strings.Contains(got, "level=WARN msg=\"consumer group error\"") || !strings.Contains(got, "partition=0") {
+		t.Fatalf("log has no warning of the failed commit:\n%s", got)
+	}
+}
+
+// syncBuffer is a bytes.Buffer for a logger written by several goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
