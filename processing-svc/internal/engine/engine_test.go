@@ -189,25 +189,34 @@ func totals(t *testing.T, s *gocql.Session, report string) map[string]rollup.Met
 	t.Helper()
 	out := map[string]rollup.Metrics{}
 	for d := 0; d < 2; d++ {
-		iter := s.Query(rollup.SelectDaily, propID, t0.AddDate(0, 0, d).Truncate(24*time.Hour), report).Iter()
-		for {
-			var r rollup.Row
-			ok, err := r.Scan(iter)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !ok {
-				break
-			}
+		eachDaily(t, s, t0.AddDate(0, 0, d).Truncate(24*time.Hour), report, func(r *rollup.Row) {
 			m := out[r.Dimension]
 			m.Add(r.Metrics, 1)
 			out[r.Dimension] = m
-		}
-		if err := iter.Close(); err != nil {
-			t.Fatal(err)
-		}
+		})
 	}
 	return out
+}
+
+// eachDaily hands f every stored rollup_daily row of the test property's
+// day and report.
+func eachDaily(t *testing.T, s *gocql.Session, day time.Time, report string, f func(r *rollup.Row)) {
+	t.Helper()
+	iter := s.Query(rollup.SelectDaily, propID, day, report).Iter()
+	for {
+		var r rollup.Row
+		ok, err := r.Scan(iter)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+		f(&r)
+	}
+	if err := iter.Close(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestProcessAndReplay(t *testing.T) {

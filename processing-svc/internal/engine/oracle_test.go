@@ -754,21 +754,9 @@ func oRead(t *testing.T, s *gocql.Session, days []time.Time) *oStored {
 	}
 	for _, day := range days {
 		for _, report := range append(append([]string{}, oSessionReports...), oOtherReports...) {
-			iter := s.Query(rollup.SelectDaily, propID, day, report).Iter()
-			for {
-				var r rollup.Row
-				ok, err := r.Scan(iter)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !ok {
-					break
-				}
+			eachDaily(t, s, day, report, func(r *rollup.Row) {
 				add(oKey{day, report, r.Dimension}, oMask(report, r.Metrics), &r.Users)
-			}
-			if err := iter.Close(); err != nil {
-				t.Fatal(err)
-			}
+			})
 		}
 		iter := s.Query("SELECT hour, users_hll, new_users, sessions, engaged_sessions, bounces, session_duration_ms, pageviews, events, conversions, conversion_value FROM rollup_hourly WHERE property_id = ? AND day = ?", propID, day).Iter()
 		for {
