@@ -339,21 +339,13 @@ func (f *FirstSessions) load(ctx context.Context, s *gocql.Session, property str
 			}
 		}
 	}
-	found := make([]time.Time, len(todo))
-	err := parallel(ctx, 32, len(todo), func(ctx context.Context, i int) error {
-		err := s.Query("SELECT first_seen FROM site_users WHERE property_id = ? AND client_id = ?", property, todo[i]).
-			WithContext(ctx).Scan(&found[i])
-		if errors.Is(err, gocql.ErrNotFound) {
-			return nil
-		}
-		return err
-	})
+	users, err := readUsers(ctx, s, property, todo)
 	if err != nil {
 		return fmt.Errorf("read first sessions: %w", err)
 	}
-	for i, c := range todo {
-		if !found[i].IsZero() && found[i].Before(f.since) {
-			f.seen[c] = found[i]
+	for client, u := range users {
+		if !u.first.IsZero() && u.first.Before(f.since) {
+			f.seen[client] = u.first
 		}
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"sync"
 	"time"
@@ -224,25 +225,54 @@ func loadVisitors(ctx context.Context, s *gocql.Session, property string, client
 // back after 13 months is returning, with the first touch of their first
 // visit, not a new user.
 func loadKnownUsers(ctx context.Context, s *gocql.Session, property string, clients []string, out map[string]storedVisitor) error {
-	iter := s.Query(cqlLoadUsers, property, clients).WithContext(ctx).Iter()
-	var client string
-	var sessions int
-	var first, last time.Time
-	var t visitor.Touch
-	for iter.Scan(&client, &first, &last, &sessions, &t.Source, &t.Medium, &t.Campaign, &t.Channel) {
-		if sessions <= 0 {
+	users, err := readUsers(ctx, s, property, clients)
+	if err != nil {
+		return fmt.Errorf("load users of visitors without state: %w", err)
+	}
+	for client, u := range users {
+		if u.sessions <= 0 {
 			continue
 		}
 		v := visitor.New(client)
-		v.FrozenSessions, v.FirstSeen, v.FirstTouch = sessions, first, t
+		v.FrozenSessions, v.FirstSeen, v.FirstTouch = u.sessions, u.first, u.touch
 		// Its sessions ended by last: no hit can be placed before it.
-		v.LastSeen, v.FrozenUntil = last, last
+		v.LastSeen, v.FrozenUntil = u.last, u.last
 		out[client] = storedVisitor{v, -1}
 	}
-	if err := iter.Close(); err != nil {
-		return fmt.Errorf("load users of visitors without state: %w", err)
-	}
 	return nil
+}
+
+// userRow is a site_users row as read.
+type userRow struct {
+	first, last time.Time
+	sessions    int
+	touch       visitor.Touch
+}
+
+// readUsers reads the site_users rows of clients that have one, in
+// queries of at most visitorsPerRead clients, run in parallel.
+func readUsers(ctx context.Context, s *gocql.Session, property string, clients []string) (map[string]userRow, error) {
+	chunks := (len(clients) + visitorsPerRead - 1) / visitorsPerRead
+	found := make([]map[string]userRow, chunks)
+	err := parallel(ctx, 32, chunks, func(ctx context.Context, i int) error {
+		part := clients[i*visitorsPerRead : min(len(clients), (i+1)*visitorsPerRead)]
+		found[i] = make(map[string]userRow, len(part))
+		iter := s.Query(cqlLoadUsers, property, part).WithContext(ctx).Iter()
+		var client string
+		var u userRow
+		for iter.Scan(&client, &u.first, &u.last, &u.sessions, &u.touch.Source, &u.touch.Medium, &u.touch.Campaign, &u.touch.Channel) {
+			found[i][client] = u
+		}
+		return iter.Close()
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]userRow, len(clients))
+	for _, m := range found {
+		maps.Copy(out, m)
+	}
+	return out, nil
 }
 
 // loadRow reads the stored state of an additive row into r.
