@@ -284,7 +284,7 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 		}
 		h.EngagementMS = et
 	}
-	if sr := f.ScreenResolution; sr != "" && !validResolution(sr) {
+	if _, _, ok := device.Resolution(f.ScreenResolution); f.ScreenResolution != "" && !ok {
 		return malformed("sr", "screen resolution must look like 1920x1080")
 	}
 
@@ -397,23 +397,6 @@ func foreignHost(c *rules.Compiled, host string, origin hit.Origin) bool {
 	}
 	reason, excluded := c.Exclusion(&hit.Hit{Hostname: host, Origin: origin})
 	return excluded && reason == rules.ReasonForeignHost
-}
-
-func validResolution(s string) bool {
-	w, h, ok := strings.Cut(s, "x")
-	return ok && digits(w) && digits(h)
-}
-
-func digits(s string) bool {
-	if s == "" || len(s) > 6 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
 }
 
 // splitLocation returns the host and the path with its query ("/" when

@@ -162,17 +162,25 @@ func (i Info) WithScreen(sr string) Info {
 	if i.Category != Desktop || i.OS != useragent.MacOS {
 		return i
 	}
-	w, h, ok := strings.Cut(sr, "x")
-	if !ok || len(w) > 5 || len(h) > 5 {
-		return i
-	}
-	if wn, hn := atoi(w), atoi(h); wn > 0 && wn < hn {
+	if w, h, ok := Resolution(sr); ok && w > 0 && w < h {
 		i.Category, i.OS = Tablet, useragent.IOS
 	}
 	return i
 }
 
+// Resolution reads a screen resolution as hits give it, "1920x1080":
+// width and height of 1 to 6 digits each; ok is false for anything else.
+func Resolution(sr string) (w, h int, ok bool) {
+	ws, hs, ok := strings.Cut(sr, "x")
+	w, h = atoi(ws), atoi(hs)
+	return w, h, ok && w >= 0 && h >= 0
+}
+
+// atoi reads 1 to 6 decimal digits; -1 for anything else.
 func atoi(s string) int {
+	if s == "" || len(s) > 6 {
+		return -1
+	}
 	n := 0
 	for i := 0; i < len(s); i++ {
 		if s[i] < '0' || s[i] > '9' {
