@@ -178,7 +178,7 @@ func (d *dayRun) derive(ctx context.Context, hits []*hit.Hit, shards []int) erro
 	var writes []stmt
 	sessions := map[string]bool{} // session rows of the day, by shard/ID
 	hitRows := map[string]bool{}  // pageview and event rows, by shard/ID
-	dayStart := dayStartIn(day, p.Location)
+	dayStart := rollup.DayStart(day, p.Location)
 	for _, client := range clients {
 		shard := ShardOf(client, p.Shards)
 		// The visitor's hits go through the very code live processing
@@ -244,11 +244,6 @@ func (d *dayRun) derive(ctx context.Context, hits []*hit.Hit, shards []int) erro
 	return nil
 }
 
-// dayStartIn returns the instant a property-local day starts.
-func dayStartIn(day time.Time, loc *time.Location) time.Time {
-	return time.Date(day.Year(), day.Month(), day.Day(), 0, 0, 0, 0, loc)
-}
-
 // shardsBelow returns 0 to n-1.
 func shardsBelow(n int) []int {
 	out := make([]int, n)
@@ -262,7 +257,7 @@ func shardsBelow(n int) []int {
 // shard count holds archived hits of the property-local day: the count
 // was lowered since.
 func archivedBeyond(ctx context.Context, s *gocql.Session, p *Property, day time.Time) (bool, error) {
-	start := dayStartIn(day, p.Location)
+	start := rollup.DayStart(day, p.Location)
 	end := start.AddDate(0, 0, 1)
 	type probe struct {
 		table string
@@ -293,7 +288,7 @@ func archivedBeyond(ctx context.Context, s *gocql.Session, p *Property, day time
 // day is day. The archive is partitioned by UTC day, so the (at most two)
 // UTC days the local day overlaps are read.
 func archivedHits(ctx context.Context, s *gocql.Session, p *Property, day time.Time, shards []int) ([]*hit.Hit, error) {
-	start := dayStartIn(day, p.Location)
+	start := rollup.DayStart(day, p.Location)
 	end := start.AddDate(0, 0, 1)
 	var out []*hit.Hit
 	for d := start.UTC().Truncate(24 * time.Hour); d.Before(end); d = d.AddDate(0, 0, 1) {
@@ -519,7 +514,7 @@ func (rp *Reprocessor) Run(ctx context.Context, p *Property, from, to time.Time,
 		currentAt = now()
 	}
 	all := int(to.Sub(from).Hours()/24) + 1
-	users := NewFirstSessions(dayStartIn(from, p.Location))
+	users := NewFirstSessions(rollup.DayStart(from, p.Location))
 	for i, d := 0, from; !d.After(to); i, d = i+1, d.AddDate(0, 0, 1) {
 		if skip != nil && skip(d) {
 			// Done before: its users' first sessions are as it wrote them.

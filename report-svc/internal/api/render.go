@@ -117,7 +117,7 @@ func page(rows []query.Row, q *query.Query) []query.Row {
 
 func writeReportJSON(w http.ResponseWriter, p query.Property, a *query.Answer) {
 	q := a.Query
-	body := a.Render("json|"+strconv.Itoa(q.Limit)+"|"+strconv.Itoa(q.Offset), func() []byte { return encodeReportJSON(p, a.Result) })
+	body := a.Render("json|"+renderKey(q), func() []byte { return encodeReportJSON(p, a.Result, q) })
 	var b jsonBuf
 	b.Grow(len(body) + 128)
 	b.Write(body)
@@ -128,10 +128,17 @@ func writeReportJSON(w http.ResponseWriter, p query.Property, a *query.Answer) {
 	_, _ = w.Write(b.Bytes())
 }
 
-// encodeReportJSON encodes a result without its closing brace, to which
-// writeReportJSON adds how this answer was served.
-func encodeReportJSON(p query.Property, a *query.Result) []byte {
-	q := a.Query
+// renderKey names what of a request's query an encoding of a result
+// depends on beyond the result's key: the page and the range's preset.
+func renderKey(q *query.Query) string {
+	return strconv.Itoa(q.Limit) + "|" + strconv.Itoa(q.Offset) + "|" + q.RangeName
+}
+
+// encodeReportJSON encodes a result for the request's query q (the
+// result may have been computed for another request of the same key),
+// without its closing brace, to which writeReportJSON adds how this answer
+// was served.
+func encodeReportJSON(p query.Property, a *query.Result, q *query.Query) []byte {
 	var b jsonBuf
 	b.WriteByte('{')
 	b.key("property_id")
@@ -260,7 +267,7 @@ func servedHeaders(w http.ResponseWriter, f query.Freshness, stale bool, fallbac
 
 func writeReportCSV(w http.ResponseWriter, a *query.Answer) {
 	q := a.Query
-	body := a.Render("csv|"+strconv.Itoa(q.Limit)+"|"+strconv.Itoa(q.Offset), func() []byte { return encodeReportCSV(a.Result) })
+	body := a.Render("csv|"+renderKey(q), func() []byte { return encodeReportCSV(a.Result, q) })
 	servedHeaders(w, a.Freshness, a.Stale, a.Fallback)
 	w.Header().Set("X-Report-Row-Count", strconv.Itoa(len(a.Rows)))
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
@@ -269,8 +276,7 @@ func writeReportCSV(w http.ResponseWriter, a *query.Answer) {
 	_, _ = w.Write(body)
 }
 
-func encodeReportCSV(a *query.Result) []byte {
-	q := a.Query
+func encodeReportCSV(a *query.Result, q *query.Query) []byte {
 	var buf bytes.Buffer
 	cw := csv.NewWriter(&buf)
 	var header []string

@@ -33,9 +33,8 @@ package api_test
 // row whose metrics are all zero" means all its stored sums, not only
 // the metrics asked for.
 //
-// Mismatch classes adjudicated as system bugs are set aside by class
-// (roKnownBugs) and reported as skipped subtests naming the bug;
-// TestRollupOracleKnownBugs holds a minimal example of each.
+// Mismatches are reported by class; TestRollupOracleCases holds a minimal
+// example of each class the oracle found in the system (all fixed).
 
 import (
 	"context"
@@ -1387,50 +1386,10 @@ func (c *roChecker) fail(class, format string, args ...any) {
 	c.classes[class] = append(c.classes[class], fmt.Sprintf(format, args...))
 }
 
-// Mismatch classes adjudicated as system bugs (see
-// TestRollupOracleKnownBugs for a minimal example of each). The random
-// checks set them aside: each is reported as a skipped subtest naming the
-// bug, so that every other class still fails the test.
-const (
-	roBugRepeatedHour = "period_start of a repeated local hour"
-	roBugCachedPage   = "page of a cached result"
-	roBugOrDrillDown  = "OR of page_path with another dimension"
-	roBugCachedPreset = "range preset of a cached result"
-	roBugNoMidnight   = "period_start of a day without midnight"
-)
-
-var roKnownBugs = map[string]string{
-	roBugRepeatedHour: "system bug: with granularity=hour, the period of a local hour that occurs twice (the clock goes back) " +
-		"starts at its second occurrence in zones east of UTC (Australia/Sydney 2026-04-05T02 says 02:00+10:00, an hour after " +
-		"02:00+11:00 when the period begins and the hour before it ends) but at its first in zones west of UTC (America/New_York); " +
-		"query/dates.go buckets() uses time.Date, whose choice for an ambiguous local time is unspecified",
-	roBugCachedPage: "system bug: an answer from the result cache (or a coalesced computation) is paged with the limit and offset " +
-		"of the request that computed it, not its own: api/render.go pages a.Query, the cached Result's Query; " +
-		"with the default -cache-ttl 5s, offset=10 right after offset=0 serves rows 0-9 again and says \"offset\":0",
-	roBugOrDrillDown: "system bug: a filter that ORs page_path with another dimension depends on the order of its conditions: " +
-		"for a page outside the drill-down path, query/engine.go decode() drops the row when it reaches the page_path condition " +
-		"but keeps it when an earlier condition of the OR matched, so page==/pricing,page_path==/blog/x keeps /pricing and " +
-		"page_path==/blog/x,page==/pricing drops it",
-	roBugNoMidnight: "system bug: where daylight saving time begins at midnight west of UTC (America/Havana 2026-03-08, " +
-		"America/Santiago 2025-09-07: the clock jumps from 23:59:59 to 01:00), the day's period (granularity day, or a week or month " +
-		"starting that day) says period_start 23:00 of the day before (2026-03-07T23:00:00-05:00 instead of 2026-03-08T01:00:00-04:00); " +
-		"query/dates.go startOf() uses time.Date for a local midnight that does not exist, and the same instant decides whether a " +
-		"period has begun, when a day is final and complete_up_to",
-	roBugCachedPreset: "system bug: the result cache key (query.Key) leaves out the range preset, so from/to answered from a cached " +
-		"preset query of the same dates echoes that preset in range.preset, and a preset answered from a cached from/to query echoes none",
-}
-
 func (c *roChecker) report() {
 	for _, class := range c.order {
 		ex := c.classes[class]
 		msg := fmt.Sprintf("%s: %d mismatches, e.g.:\n  %s", class, len(ex), strings.Join(ex[:min(3, len(ex))], "\n  "))
-		if reason, ok := roKnownBugs[class]; ok {
-			c.t.Run(strings.ReplaceAll(class, " ", "_"), func(t *testing.T) {
-				t.Log(msg)
-				t.Skip(reason)
-			})
-			continue
-		}
 		c.t.Error(msg)
 	}
 }
@@ -1508,11 +1467,7 @@ func (c *roChecker) check(e *env, d *roData, q *roQuery) {
 	}
 	// The echo of the query.
 	if g.rangeFrom != roFmt(x.from) || g.rangeTo != roFmt(x.to) || g.preset != q.preset {
-		class := "range echo"
-		if g.cached && g.rangeFrom == roFmt(x.from) && g.rangeTo == roFmt(x.to) {
-			class = roBugCachedPreset
-		}
-		c.fail(class, "%s: range %s..%s (%q), want %s..%s (%q)", name, g.rangeFrom, g.rangeTo, g.preset, roFmt(x.from), roFmt(x.to), q.preset)
+		c.fail("range echo", "%s: range %s..%s (%q), want %s..%s (%q)", name, g.rangeFrom, g.rangeTo, g.preset, roFmt(x.from), roFmt(x.to), q.preset)
 	}
 	if q.compare != g.hasPrev || q.compare && (g.prevFrom != roFmt(x.prevFrom) || g.prevTo != roFmt(x.prevTo)) {
 		c.fail("previous_range", "%s: previous range %v %s..%s, want %s..%s", name, g.hasPrev, g.prevFrom, g.prevTo, roFmt(x.prevFrom), roFmt(x.prevTo))
@@ -1588,14 +1543,7 @@ func (c *roChecker) check(e *env, d *roData, q *roQuery) {
 			}
 			bucketOf[i] = b
 			if row.start != x.buckets[b].start {
-				class := "period_start"
-				if x.buckets[b].repeated {
-					class = roBugRepeatedHour
-				}
-				if x.buckets[b].noMidnight && q.gran != "hour" {
-					class = roBugNoMidnight
-				}
-				c.fail(class, "%s: %s: period_start %s, want %s", name, where, row.start, x.buckets[b].start)
+				c.fail("period_start", "%s: %s: period_start %s, want %s", name, where, row.start, x.buckets[b].start)
 			}
 		}
 		r := want[k]
@@ -1702,11 +1650,7 @@ func (c *roChecker) check(e *env, d *roData, q *roQuery) {
 		if err == nil {
 			page = pg.rows
 			if pg.rowCount != len(x.rows) || pg.limit != lim || pg.offset != off {
-				class := "page envelope"
-				if pg.cached && pg.limit == 10000 && pg.offset == 0 && (lim != 10000 || off != 0) {
-					class = roBugCachedPage // the paging of the request that computed the cached result
-				}
-				c.fail(class, "%s: row_count %d limit %d offset %d, want %d %d %d", name, pg.rowCount, pg.limit, pg.offset, len(x.rows), lim, off)
+				c.fail("page envelope", "%s: row_count %d limit %d offset %d, want %d %d %d", name, pg.rowCount, pg.limit, pg.offset, len(x.rows), lim, off)
 			}
 			if !roMapsEqual(pg.totals, g.totals) {
 				c.fail("page totals", "%s: totals %v, want those of the whole result %v", name, pg.totals, g.totals)
@@ -1727,9 +1671,6 @@ func (c *roChecker) check(e *env, d *roData, q *roQuery) {
 		class := "page"
 		if q.csv {
 			class = "csv page"
-		}
-		if len(page) == len(g.rows) && len(page) != len(wantPage) {
-			class = roBugCachedPage // every row: the page of the request that computed the cached result
 		}
 		first := func(rs []roGotRow) string {
 			if len(rs) == 0 {
@@ -1823,10 +1764,9 @@ func (d *roData) randomFilter(rng *rand.Rand, cols []string) [][]roCond {
 		for range 1 + rng.IntN(2) {
 			ors = append(ors, d.randomCond(rng, roPick(rng, cols)))
 		}
-		// A page outside the drill-down path has no page_path: an OR of
-		// page_path and another dimension is order-dependent in the
-		// engine (a system bug, see TestRollupOracleKnownBugs); keep page_path conditions
-		// in OR groups of their own here.
+		// A page outside the drill-down path has no page_path, which
+		// matches no condition (TestRollupOracleCases); the oracle keeps
+		// page_path conditions in OR groups of their own.
 		if slices.ContainsFunc(ors, func(c roCond) bool { return c.dim == "page_path" }) {
 			for i := range ors {
 				if ors[i].dim != "page_path" {
@@ -2099,11 +2039,11 @@ func roRowKeys(rows []roGotRow) []string {
 	return out
 }
 
-// TestRollupOracleKnownBugs holds a minimal example of each mismatch class
-// adjudicated as a system bug. Each case checks for the bug's signature
-// and, while it is there, skips naming it; once fixed, the case asserts
-// what docs/reports.md says.
-func TestRollupOracleKnownBugs(t *testing.T) {
+// TestRollupOracleCases holds a minimal example of each mismatch class the
+// oracle found (all fixed): a cached answer paged and labelled as its own
+// request asks, an OR with page_path independent of its order, a day that
+// has no midnight, an hour that occurs twice.
+func TestRollupOracleCases(t *testing.T) {
 	newYork, _ := time.LoadLocation("America/New_York")
 	sydney, _ := time.LoadLocation("Australia/Sydney")
 	small := func(loc *time.Location, now time.Time, dst string) *roData {
@@ -2133,10 +2073,6 @@ func TestRollupOracleKnownBugs(t *testing.T) {
 		}
 		q.offset = 2
 		second, _ := roGetJSON(t, e, d, q)
-		if second.cached && second.offset == 0 {
-			t.Logf("offset=2 answered %q with \"offset\":%d", roRowKeys(second.rows), second.offset)
-			t.Skip(roKnownBugs[roBugCachedPage])
-		}
 		if got := roRowKeys(second.rows); !slices.Equal(got, want[2:4]) || second.offset != 2 {
 			t.Errorf("second page %q (offset %d), want %q (offset 2)", got, second.offset, want[2:4])
 		}
@@ -2155,9 +2091,6 @@ func TestRollupOracleKnownBugs(t *testing.T) {
 		if a.preset != "last_7_days" {
 			t.Fatalf("preset query echoes %q", a.preset)
 		}
-		if b.cached && b.preset == "last_7_days" {
-			t.Skip(roKnownBugs[roBugCachedPreset])
-		}
 		if b.preset != "" {
 			t.Errorf("from=%s&to=%s echoes preset %q, want none", roFmt(from), roFmt(to), b.preset)
 		}
@@ -2175,9 +2108,8 @@ func TestRollupOracleKnownBugs(t *testing.T) {
 			return roRowKeys(g.rows)
 		}
 		ab, ba := ask(page, drill), ask(drill, page)
-		if !slices.Equal(ab, ba) {
-			t.Logf("filter=page==/pricing,page_path==/blog/launch (path=/blog/) gives %q; the other order gives %q", ab, ba)
-			t.Skip(roKnownBugs[roBugOrDrillDown])
+		if !slices.Equal(ab, ba) || !slices.ContainsFunc(ab, func(k string) bool { return strings.HasSuffix(k, "/pricing") }) {
+			t.Errorf("filter=page==/pricing,page_path==/blog/launch (path=/blog/) gives %q; the other order gives %q; want the same, with /pricing", ab, ba)
 		}
 	})
 
@@ -2189,10 +2121,6 @@ func TestRollupOracleKnownBugs(t *testing.T) {
 		from, _ := time.Parse(time.DateOnly, "2026-03-06")
 		q := &roQuery{family: "acquisition", report: "overview", from: from, to: from.AddDate(0, 0, 3), gran: "day", metrics: []string{"sessions"}, limit: -1, offset: -1}
 		g, x := roGetJSON(t, e, d, q)
-		if len(g.rows) == 3 && g.rows[2].period == "2026-03-08" && g.rows[2].start == "2026-03-07T23:00:00-05:00" {
-			t.Logf("at 23:30 on 2026-03-07 a period 2026-03-08 that has not begun is served, starting %s", g.rows[2].start)
-			t.Skip(roKnownBugs[roBugNoMidnight])
-		}
 		if len(g.rows) != len(x.buckets) {
 			t.Fatalf("%d periods, want %d (2026-03-06 and 2026-03-07)", len(g.rows), len(x.buckets))
 		}
@@ -2216,10 +2144,6 @@ func TestRollupOracleKnownBugs(t *testing.T) {
 			if r.period != x.buckets[i].label {
 				t.Fatalf("period %d is %s, want %s", i, r.period, x.buckets[i].label)
 			}
-		}
-		if g.rows[2].start == "2026-04-05T02:00:00+10:00" {
-			t.Logf("2026-04-05T01 starts %s, 2026-04-05T02 starts %s", g.rows[1].start, g.rows[2].start)
-			t.Skip(roKnownBugs[roBugRepeatedHour])
 		}
 		for i, r := range g.rows {
 			if r.start != x.buckets[i].start {

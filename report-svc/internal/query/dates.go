@@ -3,6 +3,8 @@ package query
 import (
 	"fmt"
 	"time"
+
+	"github.com/acme/analytics/pkg/rollup"
 )
 
 // Dates are property-local calendar dates, represented as midnight UTC of
@@ -12,12 +14,6 @@ import (
 func dateOf(t time.Time, loc *time.Location) time.Time {
 	y, m, d := t.In(loc).Date()
 	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
-}
-
-// startOf returns the instant the date begins in loc.
-func startOf(day time.Time, loc *time.Location) time.Time {
-	y, m, d := day.Date()
-	return time.Date(y, m, d, 0, 0, 0, 0, loc)
 }
 
 func addDays(day time.Time, n int) time.Time { return day.AddDate(0, 0, n) }
@@ -109,7 +105,7 @@ type Bucket struct {
 func buckets(r DateRange, g Granularity, loc *time.Location, now time.Time) []Bucket {
 	var out []Bucket
 	for d := r.From; !d.After(r.To); d = addDays(d, 1) {
-		start := startOf(d, loc)
+		start := rollup.DayStart(d, loc)
 		if start.After(now) {
 			break
 		}
@@ -120,6 +116,7 @@ func buckets(r DateRange, g Granularity, loc *time.Location, now time.Time) []Bu
 				if t.Hour() != h || !dateOf(t, loc).Equal(d) {
 					continue // skipped by a daylight-saving change
 				}
+				t = rollup.FirstOccurrence(t, loc) // a repeated hour begins at its first occurrence
 				if t.After(now) {
 					break
 				}

@@ -246,9 +246,14 @@ func (e *Engine) shared(ctx context.Context) (context.Context, context.CancelFun
 	return context.WithDeadline(context.WithoutCancel(ctx), deadline)
 }
 
-// Answer is a result as served.
+// Answer is a result as served to one request.
 type Answer struct {
 	*Result
+	// Query is the request's own query: the result may have been computed
+	// for another request with the same key (the cache, a shared
+	// computation), whose page (limit, offset) and range preset may
+	// differ. It shadows Result.Query.
+	Query    *Query
 	Cached   bool   // from the result cache
 	Stale    bool   // from the cache after a failed computation
 	Fallback string // why a stale result was served
@@ -272,7 +277,7 @@ func (e *Engine) Report(ctx context.Context, p Property, q *Query) (*Answer, err
 	c, ok := e.results.get(key, now)
 	if ok && now.Before(c.freshUntil) {
 		e.m.results.WithLabelValues("cache").Inc()
-		return &Answer{Result: c.res, Cached: true}, nil
+		return &Answer{Result: c.res, Query: q, Cached: true}, nil
 	}
 	v, err := e.do(ctx, &e.resultSF, key, func() (any, error) {
 		cctx, cancel := e.shared(ctx)
@@ -292,11 +297,11 @@ func (e *Engine) Report(ctx context.Context, p Property, q *Query) (*Answer, err
 	})
 	if err == nil {
 		e.m.results.WithLabelValues("computed").Inc()
-		return &Answer{Result: v.(*Result)}, nil
+		return &Answer{Result: v.(*Result), Query: q}, nil
 	}
 	if errors.Is(err, store.ErrUnavailable) && ok {
 		e.m.results.WithLabelValues("stale").Inc()
-		return &Answer{Result: c.res, Cached: true, Stale: true, Fallback: staleReason(err, c.res.Freshness.ComputedAt)}, nil
+		return &Answer{Result: c.res, Query: q, Cached: true, Stale: true, Fallback: staleReason(err, c.res.Freshness.ComputedAt)}, nil
 	}
 	if errors.Is(err, store.ErrUnavailable) {
 		e.m.results.WithLabelValues("unavailable").Inc()
@@ -436,7 +441,7 @@ const hourlyReport = "rollup_hourly"
 // dayFinal reports whether day can no longer change through live
 // processing.
 func (e *Engine) dayFinal(day time.Time, loc *time.Location, now time.Time) bool {
-	return !now.Before(startOf(addDays(day, 1), loc).Add(e.cfg.LateHorizon))
+	return !now.Before(rollup.DayStart(addDays(day, 1), loc).Add(e.cfg.LateHorizon))
 }
 
 // loadDay returns one day of src (or of rollup_hourly), from the day cache
@@ -555,11 +560,11 @@ func (q *Query) decode(dim string) decoded {
 		for _, ors := range q.Filter.And {
 			hit := false
 			for i := range ors {
+				// A dimension the row has no value of (page_path of a page
+				// outside the drill-down path) matches no condition, and
+				// another condition of the OR may still match.
 				v, ok := value(ors[i].Dimension)
-				if !ok {
-					return decoded{}
-				}
-				if ors[i].match(v) {
+				if ok && ors[i].match(v) {
 					hit = true
 					break
 				}
@@ -897,7 +902,7 @@ func cmpFloat(a, b float64) int {
 
 // freshness derives how complete data over r is at now.
 func (e *Engine) freshness(r DateRange, loc *time.Location, now, newest time.Time) Freshness {
-	end := startOf(addDays(r.To, 1), loc)
+	end := rollup.DayStart(addDays(r.To, 1), loc)
 	f := Freshness{CompleteUpTo: end, Final: !now.Before(end.Add(e.cfg.LateHorizon)), NewestActivity: newest, ComputedAt: now}
 	if lag := now.Add(-e.cfg.ProcessingDelay); lag.Before(end) {
 		f.CompleteUpTo = lag
