@@ -224,12 +224,6 @@ func roMidnight(day time.Time, loc *time.Location) time.Time {
 	return t
 }
 
-// roMidnightSkipped reports whether day has no midnight.
-func roMidnightSkipped(day time.Time, loc *time.Location) bool {
-	t := time.Date(day.Year(), day.Month(), day.Day(), 0, 0, 0, 0, loc)
-	return t.In(loc).Hour() != 0
-}
-
 func roFmt(day time.Time) string { return day.Format(time.DateOnly) }
 
 // roGenerate builds a property's sessions and the rows they give.
@@ -763,8 +757,6 @@ type roBucket struct {
 	label, start string
 	first, last  time.Time // dates of the bucket within the range
 	hour         int
-	repeated     bool // a local hour that occurs twice (the clock went back)
-	noMidnight   bool // it begins on a day without midnight (the clock jumped to 01:00)
 }
 
 type roRow struct {
@@ -828,7 +820,7 @@ func (d *roData) buckets(from, to time.Time, gran string) []roBucket {
 		}
 		switch gran {
 		case "day":
-			out = append(out, roBucket{label: roFmt(day), start: rfc(start), first: day, last: day, noMidnight: roMidnightSkipped(day, d.loc)})
+			out = append(out, roBucket{label: roFmt(day), start: rfc(start), first: day, last: day})
 		case "week", "month":
 			same := false
 			if n := len(out); n > 0 {
@@ -850,7 +842,7 @@ func (d *roData) buckets(from, to time.Time, gran string) []roBucket {
 				y, w := day.ISOWeek()
 				label = fmt.Sprintf("%d-W%02d", y, w)
 			}
-			out = append(out, roBucket{label: label, start: rfc(start), first: day, last: day, noMidnight: roMidnightSkipped(day, d.loc)})
+			out = append(out, roBucket{label: label, start: rfc(start), first: day, last: day})
 		case "hour":
 			// Walk the real hours of the local day; a repeated local hour
 			// is one period (starting at its first occurrence), a skipped
@@ -858,8 +850,7 @@ func (d *roData) buckets(from, to time.Time, gran string) []roBucket {
 			seen := map[int]int{} // local hour -> index in out
 			for t := start; roDate(t, d.loc).Equal(day); t = t.Add(time.Hour) {
 				h := t.In(d.loc).Hour()
-				if i, ok := seen[h]; ok {
-					out[i].repeated = true
+				if _, ok := seen[h]; ok {
 					continue
 				}
 				if t.After(d.now) {
