@@ -17,6 +17,7 @@ import (
 
 // Job statuses.
 const (
+	StatusPending = "pending" // recorded, not started (or refused: another job held the property)
 	StatusRunning = "running"
 	StatusDone    = "done"
 	StatusFailed  = "failed"
@@ -45,8 +46,9 @@ var (
 	ErrBusy = errors.New("a reprocessing job is running for the property")
 )
 
-// leaseTTL is how long a run's lease outlives its last renewal: a run
-// whose process died frees its property after at most this.
+// leaseTTL is how long a run's lease outlives its last renewal (unless
+// Runner.LeaseTTL says otherwise; whole seconds): a run whose process died
+// frees its property after at most this.
 const leaseTTL = 2 * time.Minute
 
 // Runner starts, resumes and reads jobs.
@@ -55,6 +57,7 @@ type Runner struct {
 	Properties engine.Properties
 	Log        *slog.Logger
 	Now        func() time.Time
+	LeaseTTL   time.Duration // 0: leaseTTL
 }
 
 func (r *Runner) now() time.Time {
@@ -87,7 +90,7 @@ func (r *Runner) Create(ctx context.Context, propertyID, from, to string, mode e
 		return nil, fmt.Errorf("%w: the range must start on %s or later (the raw archive keeps hits %d days)", ErrPastRetention, earliest.Format(time.DateOnly), int(engine.ArchiveRetention.Hours()/24))
 	}
 	now := r.now()
-	j := &Job{PropertyID: propertyID, ID: gocql.TimeUUID().String(), From: from, To: to, Rules: mode, Status: StatusRunning,
+	j := &Job{PropertyID: propertyID, ID: gocql.TimeUUID().String(), From: from, To: to, Rules: mode, Status: StatusPending,
 		DaysTotal: int(t.Sub(f).Hours()/24) + 1, CreatedAt: now, UpdatedAt: now}
 	err = r.Session.Query(`INSERT INTO reprocess_jobs (property_id, job_id, from_day, to_day, rules_mode, status, days_total, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, j.PropertyID, j.ID, f, t, string(mode), j.Status, j.DaysTotal, now, now).WithContext(ctx).Exec()
@@ -106,9 +109,10 @@ func (r *Runner) Start(ctx context.Context, propertyID, jobID string) (<-chan er
 	if _, _, err := r.load(ctx, propertyID, jobID); err != nil {
 		return nil, err
 	}
+	ttl := int(cmp.Or(r.LeaseTTL, leaseTTL) / time.Second)
 	holder := map[string]any{}
 	applied, err := r.Session.Query("INSERT INTO reprocess_leases (property_id, job_id, acquired_at) VALUES (?, ?, ?) IF NOT EXISTS USING TTL ?",
-		propertyID, jobID, r.now(), int(leaseTTL/time.Second)).WithContext(ctx).MapScanCAS(holder)
+		propertyID, jobID, r.now(), ttl).WithContext(ctx).MapScanCAS(holder)
 	if err != nil {
 		return nil, fmt.Errorf("take the reprocessing lease: %w", err)
 	}
@@ -123,7 +127,7 @@ func (r *Runner) Start(ctx context.Context, propertyID, jobID string) (<-chan er
 		renewed := make(chan struct{})
 		go func() { // renew the lease while the run lasts
 			defer close(renewed)
-			t := time.NewTicker(leaseTTL / 4)
+			t := time.NewTicker(time.Duration(ttl) * time.Second / 4)
 			defer t.Stop()
 			for {
 				select {
@@ -131,8 +135,11 @@ func (r *Runner) Start(ctx context.Context, propertyID, jobID string) (<-chan er
 					return
 				case <-t.C:
 				}
-				applied, err := r.Session.Query("UPDATE reprocess_leases USING TTL ? SET acquired_at = ? WHERE property_id = ? IF job_id = ?",
-					int(leaseTTL/time.Second), r.now(), propertyID, jobID).WithContext(ctx).MapScanCAS(map[string]any{})
+				// Every column again: a TTL covers the cells a statement
+				// writes, and job_id, written only by the INSERT, would
+				// expire under the renewed acquired_at.
+				applied, err := r.Session.Query("UPDATE reprocess_leases USING TTL ? SET job_id = ?, acquired_at = ? WHERE property_id = ? IF job_id = ?",
+					ttl, jobID, r.now(), propertyID, jobID).WithContext(ctx).MapScanCAS(map[string]any{})
 				if err == nil && !applied {
 					log.Error("reprocessing job lost its lease; stopping it", slog.String("job_id", jobID))
 					cancel()
@@ -165,6 +172,10 @@ func (r *Runner) Run(ctx context.Context, propertyID, jobID string) error {
 	p, err := r.Properties.Property(ctx, propertyID)
 	if err != nil {
 		return fmt.Errorf("property %s: %w", propertyID, err)
+	}
+	if err := r.Session.Query("UPDATE reprocess_jobs SET status = ?, error = null, updated_at = ? WHERE property_id = ? AND job_id = ?",
+		StatusRunning, r.now(), propertyID, jobID).WithContext(ctx).Exec(); err != nil {
+		return fmt.Errorf("record the reprocessing job as running: %w", err)
 	}
 	f, t, _ := parseRange(j.From, j.To)
 	// "Current" rules are those of the job's creation, on every day

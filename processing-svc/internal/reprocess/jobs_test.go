@@ -132,3 +132,55 @@ func TestJobRunsAndResumes(t *testing.T) {
 		t.Fatalf("job %+v (%v), %d leases: want done and the lease released", got, err, n)
 	}
 }
+
+// slowProperties answers after wait, or when ctx ends.
+type slowProperties struct {
+	engine.Properties
+	wait time.Duration
+}
+
+func (s slowProperties) Property(ctx context.Context, id string) (*engine.Property, error) {
+	select {
+	case <-time.After(s.wait):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return s.Properties.Property(ctx, id)
+}
+
+// A run keeps its lease for as long as it lasts, past many lease TTLs (a
+// renewal that wrote only some columns let the others expire, and the run
+// cancelled itself as having lost its lease); a job is pending until a
+// run starts it.
+func TestLeaseOutlivesItsTTL(t *testing.T) {
+	ctx := context.Background()
+	s, err := cassandra.Connect(migratetest.Keyspace(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	prop, err := enginetest.Property(propID, rules.Defaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := func() time.Time { return time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC) }
+	r := &Runner{Session: s, Properties: enginetest.Properties{prop}, Now: now}
+	j, err := r.Create(ctx, propID, "2026-03-02", "2026-03-02", engine.RulesCurrent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := r.Get(ctx, propID, j.ID); err != nil || got.Status != StatusPending {
+		t.Fatalf("a created job: %+v, %v; want pending", got, err)
+	}
+	slow := &Runner{Session: s, Properties: slowProperties{enginetest.Properties{prop}, 5 * time.Second}, Now: now, LeaseTTL: 2 * time.Second}
+	done, err := slow.Start(ctx, propID, j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("a run of 5 s with a lease of 2 s: %v", err)
+	}
+	if got, err := r.Get(ctx, propID, j.ID); err != nil || got.Status != StatusDone {
+		t.Fatalf("job %+v, %v; want done", got, err)
+	}
+}
