@@ -351,7 +351,7 @@ func (p *Partition) applyHit(d *decoded, now time.Time) {
 		p.unsaved++
 	}
 	vs.changed = now
-	vs.ruleVer = r.Version()
+	vs.ruleVer = st.Source.(settingsSource).version // the version apply applied
 	vs.settings = st
 	vs.rows.add(ch)
 	p.archive.add(h, d.raw, vs.shard)
@@ -363,6 +363,16 @@ func (p *Partition) applyHit(d *decoded, now time.Time) {
 // the session settings of v's last hit, kept while the rules and the zone
 // stay the same, and becomes this hit's.
 func apply(v *visitor.Visitor, h *hit.Hit, p *Property, r *rules.Compiled, st *session.Settings, c *derive.Contributions) (visitor.Outcome, visitor.Changes) {
+	// While the visitor has live sessions, rules never go back to an
+	// earlier version than its last hit's (collection instances learn of
+	// a new version at slightly different moments): its live sessions are
+	// derived under the latest version among their hits, which is what a
+	// visitor loaded from its state assumes (Property.liveRules).
+	if src, ok := st.Source.(settingsSource); ok && src.version > r.Version() && len(v.Hits) > 0 && p.RulesVersion != nil {
+		if later := p.RulesVersion(src.version); later != nil {
+			r = later
+		}
+	}
 	if src, ok := st.Source.(settingsSource); !ok || src != sourceOf(p, r) {
 		*st = settings(p, r)
 	}

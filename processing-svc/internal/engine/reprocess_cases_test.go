@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -218,5 +219,45 @@ func TestReprocessAfterShardsLowered(t *testing.T) {
 	}
 	if after := sum(); after != before {
 		t.Errorf("sessions on the day: %d before reprocessing under 2 shards (archived under 4), %d after", before, after)
+	}
+}
+
+// Collection instances learn of a new rules version at slightly different
+// moments, so a visitor's hits may carry version 2, then 1. While its
+// sessions are live they stay under the later version: a visitor loaded
+// from its state assumes its sessions were derived under the latest
+// version among their hits, and a hit stamped with an earlier one
+// re-derived them under that one, so after a reload the rollups held
+// other sessions than the visitor's (negative rows).
+func TestStampedVersionsGoingBack(t *testing.T) {
+	ctx := context.Background()
+	s := connect(t)
+	v2 := rules.Defaults()
+	v2.ReferralExclusions = []string{"partner.example"}
+	c1, c2 := compile(t, rules.Defaults(), 1), compile(t, v2, 2)
+	p := &Property{ID: propID, Location: time.UTC, Shards: 1, RulesAt: func(time.Time) *rules.Compiled { return c2 },
+		RulesVersion: func(n int) *rules.Compiled { return map[int]*rules.Compiled{1: c1, 2: c2}[n] }}
+	at := t0.Add(10 * time.Hour)
+	stamp := func(h *hit.Hit, v int) *hit.Hit { h.RuleVersion = v; return h }
+	run(t, ctx, newPartition(s, p), aMsgs(0,
+		stamp(aHit("A", "a1", at, at, "https://shop.example/", "https://partner.example/x"), 2),
+		stamp(aHit("A", "a2", at.Add(time.Minute), at.Add(time.Minute), "https://shop.example/b", ""), 1)), 10)
+	// A new owner loads the visitor from its state.
+	run(t, ctx, newPartition(s, p), aMsgs(2, stamp(aHit("A", "a3", at.Add(2*time.Minute), at.Add(2*time.Minute), "https://shop.example/c", ""), 2)), 10)
+	day := session.LocalDay(at, time.UTC)
+	var channels []string
+	iter := s.Query("SELECT dimension, sessions FROM rollup_daily WHERE property_id = ? AND day = ? AND report = 'channel'", propID, day).Iter()
+	var dim string
+	var n int64
+	for iter.Scan(&dim, &n) {
+		if n != 0 {
+			channels = append(channels, fmt.Sprintf("%s=%d", dim, n))
+		}
+	}
+	if err := iter.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(channels) != 1 || channels[0] != "Direct=1" {
+		t.Errorf("channel rows %v, want Direct=1 (partner.example excluded by version 2, under which the session stays)", channels)
 	}
 }
