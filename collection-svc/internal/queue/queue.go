@@ -127,9 +127,15 @@ func New(ap sarama.AsyncProducer, opts Options, log *slog.Logger, reg prometheus
 
 // probeWhileFailing runs the probe every period while the broker is
 // failing, until Close, and closes the circuit when it succeeds: requests
-// are taken again, and the next failure opens it again.
+// are taken again, and the next failure opens it again. The probe sees
+// the brokers and the partitions' leaders, not whether a produce would
+// succeed (too few in-sync replicas, a full disk): when the circuit it
+// closed opens again at once, it waits twice as long before the next
+// probe (up to 32 periods), so that readiness does not flap every second.
 func (p *Producer) probeWhileFailing(period time.Duration) {
-	t := time.NewTicker(period)
+	wait := period
+	var closedAt time.Time // when a probe last closed the circuit; zero when it held
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	for {
 		select {
@@ -137,15 +143,20 @@ func (p *Producer) probeWhileFailing(period time.Duration) {
 			return
 		case <-t.C:
 		}
-		if !p.failing.Load() {
-			continue
+		switch {
+		case p.failing.Load():
+			if !closedAt.IsZero() && time.Since(closedAt) < 10*wait {
+				wait = min(2*wait, 32*period) // what the probe closed opened again at once
+			}
+			closedAt = time.Time{}
+			if err := p.opts.Probe(); err == nil && p.failing.CompareAndSwap(true, false) {
+				p.log.Info("kafka reachable again; taking requests")
+				closedAt = time.Now()
+			}
+		case !closedAt.IsZero() && time.Since(closedAt) >= 10*wait:
+			wait, closedAt = period, time.Time{} // the circuit held
 		}
-		if err := p.opts.Probe(); err != nil {
-			continue
-		}
-		if p.failing.CompareAndSwap(true, false) {
-			p.log.Info("kafka reachable again; taking requests")
-		}
+		t.Reset(wait)
 	}
 }
 

@@ -1,0 +1,35 @@
+package queue
+
+import (
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// A probe that closes the circuit while produce still fails (the probe
+// sees brokers and leaders, not too few in-sync replicas) is tried less
+// and less often, so readiness does not flap every period; a probe that
+// fails leaves the circuit open.
+func TestProbeBacksOffWhenWhatItClosedFailsAgain(t *testing.T) {
+	var calls atomic.Int32
+	var p *Producer
+	p = &Producer{log: slog.New(slog.NewTextHandler(io.Discard, nil)), done: make(chan struct{}), opts: Options{Probe: func() error {
+		calls.Add(1)
+		go func() { // a request fails at once after the circuit closes
+			time.Sleep(time.Millisecond)
+			p.failing.Store(true)
+		}()
+		return nil
+	}}}
+	p.failing.Store(true)
+	go p.probeWhileFailing(5 * time.Millisecond)
+	time.Sleep(400 * time.Millisecond)
+	close(p.done)
+	// Every 5 ms would be 80 probes; backing off (5, 10, 20, ... 160 ms)
+	// about 6.
+	if n := calls.Load(); n < 2 || n > 12 {
+		t.Errorf("%d probes in 400 ms, want a few (backing off from 5 ms)", n)
+	}
+}
