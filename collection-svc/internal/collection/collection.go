@@ -258,7 +258,14 @@ func Assemble(ctx context.Context, cfg Config, props collect.Properties, log *sl
 	}); err != nil {
 		return nil, err
 	}
-	p.closers = append(p.closers, func() { sp.Close() })
+	p.closers = append(p.closers, func() {
+		// A Run still publishing when the shutdown ran out of time
+		// (the broker down) keeps its producer: closing it under a send
+		// panics, and the process is about to exit.
+		if p.DeadLetters == nil || !p.DeadLetters.Running() {
+			sp.Close()
+		}
+	})
 	p.DeadLetters = queue.NewDeadLetters(deadletter.New(sp, reg), cfg.DeadLetterBuffer, log, reg)
 
 	var geo *geoip.DB

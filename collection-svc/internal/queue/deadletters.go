@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/acme/analytics/pkg/hit"
@@ -26,7 +27,12 @@ type DeadLetters struct {
 	ch      chan hit.DeadLetter
 	log     *slog.Logger
 	dropped prometheus.Counter
+	running atomic.Int32 // Runs in progress
 }
+
+// Running reports whether Run is publishing (it has not returned): the
+// publisher's producer must not be closed under it.
+func (d *DeadLetters) Running() bool { return d.running.Load() > 0 }
 
 // NewDeadLetters returns a DeadLetters buffering up to size letters.
 func NewDeadLetters(pub Publisher, size int, log *slog.Logger, reg prometheus.Registerer) *DeadLetters {
@@ -53,6 +59,8 @@ func (d *DeadLetters) Add(dl hit.DeadLetter) {
 // Run publishes dead letters in batches until ctx is done, then publishes
 // what is left (bounded by a few seconds).
 func (d *DeadLetters) Run(ctx context.Context) error {
+	d.running.Add(1)
+	defer d.running.Add(-1)
 	batch := make([]hit.DeadLetter, 0, 500)
 	for {
 		select {

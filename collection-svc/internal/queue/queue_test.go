@@ -1,11 +1,15 @@
 package queue
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/acme/analytics/pkg/hit"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // A probe that closes the circuit while produce still fails (the probe
@@ -31,5 +35,36 @@ func TestProbeBacksOffWhenWhatItClosedFailsAgain(t *testing.T) {
 	// about 6.
 	if n := calls.Load(); n < 2 || n > 12 {
 		t.Errorf("%d probes in 400 ms, want a few (backing off from 5 ms)", n)
+	}
+}
+
+type blockingPublisher struct{ release chan struct{} }
+
+func (b blockingPublisher) Publish(ctx context.Context, _ []hit.DeadLetter) error {
+	<-b.release
+	return nil
+}
+
+// Running says whether Run may still use the publisher: its producer is
+// closed only once Run has returned (a send on a closed producer panics).
+func TestDeadLettersRunning(t *testing.T) {
+	pub := blockingPublisher{release: make(chan struct{})}
+	d := NewDeadLetters(pub, 10, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	if d.Running() {
+		t.Fatal("running before Run")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ended := make(chan struct{})
+	go func() { _ = d.Run(ctx); close(ended) }()
+	d.Add(hit.DeadLetter{Reason: "malformed"})
+	cancel() // Run drains: the publish blocks
+	time.Sleep(20 * time.Millisecond)
+	if !d.Running() {
+		t.Fatal("not running while a publish is in progress")
+	}
+	close(pub.release)
+	<-ended
+	if d.Running() {
+		t.Fatal("running after Run returned")
 	}
 }
