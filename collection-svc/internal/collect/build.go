@@ -240,7 +240,7 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 		return malformed("dp", "the document path must start with /")
 	}
 	if f.Path != "" {
-		path = canonicalPath(path) // dl's is already
+		path = hit.CanonicalPath(path) // dl's is already
 	}
 	h.Hostname, h.Path = host, path
 
@@ -400,7 +400,7 @@ func foreignHost(c *rules.Compiled, host string, origin hit.Origin) bool {
 }
 
 // splitLocation returns the host and the path with its query ("/" when
-// empty; in canonicalPath's form, fragment dropped) of an absolute
+// empty; in hit.CanonicalPath's form, fragment dropped) of an absolute
 // http(s) URL, and false for anything else. Most locations are plain
 // (letters, digits and a few punctuation marks, already in canonical
 // form) and are split directly; any other goes through url.Parse
@@ -451,78 +451,8 @@ func splitParsedLocation(loc string) (host, path string, ok bool) {
 	if u.RawQuery != "" {
 		path += "?" + u.RawQuery
 	}
-	return u.Host, canonicalPath(path), true
+	return u.Host, hit.CanonicalPath(path), true
 }
-
-// canonicalPath returns a page's path and query (dp, or dl's) in the one
-// form hits carry, so that the spellings of one page (/café,
-// /caf%C3%A9, /caf%c3%a9) are one page in reports: percent-encoded as
-// Chrome's location.pathname and location.search give it, with upper-case
-// hex digits. In the path, control characters, space, '"', '<', '>', '`',
-// '{', '}', '|', '^', DEL and every byte of a non-ASCII character are
-// escaped (Chrome's set: Firefox and Safari leave '|' and '^' as they
-// are); in the query, control characters, space, '"', '<', '>', the
-// apostrophe, DEL and non-ASCII bytes. A '%' not followed by two hex
-// digits is taken as itself (%25). Escapes are never decoded: %2F is not
-// '/' in a path (it is part of a segment), nor %26 '&' in a query. The
-// fragment is dropped. A path in this form is returned as it is, without
-// a copy.
-func canonicalPath(p string) string {
-	p, _, _ = strings.Cut(p, "#")
-	var b []byte // the result from the first byte that changes on
-	escapes := &pathEscapes
-	for i := 0; i < len(p); i++ {
-		c, n := p[i], 1 // the byte, and how many bytes of p it is with its escape
-		esc := [3]byte{'%'}
-		switch {
-		case c == '%' && i+2 < len(p) && ishex(p[i+1]) && ishex(p[i+2]):
-			esc[1], esc[2], n = upperHex(p[i+1]), upperHex(p[i+2]), 3
-		case c == '%' || escapes[c]:
-			esc[1], esc[2] = hexDigits[c>>4], hexDigits[c&15]
-		default:
-			if c == '?' {
-				escapes = &queryEscapes
-			}
-			if b != nil {
-				b = append(b, c)
-			}
-			continue
-		}
-		if b == nil {
-			if n == 3 && esc[1] == p[i+1] && esc[2] == p[i+2] {
-				i += 2
-				continue
-			}
-			b = append(make([]byte, 0, len(p)+32), p[:i]...)
-		}
-		b = append(b, esc[:]...)
-		i += n - 1
-	}
-	if b == nil {
-		return p
-	}
-	return string(b)
-}
-
-const hexDigits = "0123456789ABCDEF"
-
-func upperHex(c byte) byte {
-	if 'a' <= c && c <= 'f' {
-		return c - 'a' + 'A'
-	}
-	return c
-}
-
-// pathEscapes and queryEscapes are the bytes canonicalPath escapes in a
-// path and in a query.
-var pathEscapes, queryEscapes = func() (path, query [256]bool) {
-	for c := range 256 {
-		ctl := c < 0x20 || c >= 0x7f
-		path[c] = ctl || strings.IndexByte(" \"<>`{}|^", byte(c)) >= 0
-		query[c] = ctl || strings.IndexByte(" \"<>'", byte(c)) >= 0
-	}
-	return path, query
-}()
 
 // strayPercent reports whether s has a '%' not followed by two hex digits.
 func strayPercent(s string) bool {

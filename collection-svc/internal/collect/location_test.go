@@ -63,12 +63,12 @@ func TestCanonicalPath(t *testing.T) {
 		{"/page?q=1#%zz", "/page?q=1"},
 	}
 	for _, tt := range tests {
-		got := canonicalPath(tt.path)
+		got := hit.CanonicalPath(tt.path)
 		if got != tt.want {
-			t.Errorf("canonicalPath(%q) = %q, want %q", tt.path, got, tt.want)
+			t.Errorf("hit.CanonicalPath(%q) = %q, want %q", tt.path, got, tt.want)
 		}
-		if again := canonicalPath(got); again != got {
-			t.Errorf("canonicalPath(%q) = %q, not canonical: %q again", tt.path, got, again)
+		if again := hit.CanonicalPath(got); again != got {
+			t.Errorf("hit.CanonicalPath(%q) = %q, not canonical: %q again", tt.path, got, again)
 		}
 	}
 }
@@ -135,7 +135,7 @@ func TestSplitLocationAgreesWithURLParse(t *testing.T) {
 		if ok != wok || ok && h != u.Host {
 			t.Fatalf("%q: split gives %q %q %v, url.Parse %v %v", loc, h, p, ok, u, err)
 		}
-		if ok && (p == "" || p[0] != '/' || canonicalPath(p) != p) {
+		if ok && (p == "" || p[0] != '/' || hit.CanonicalPath(p) != p) {
 			t.Fatalf("%q: path %q", loc, p)
 		}
 	}

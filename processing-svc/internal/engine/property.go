@@ -108,7 +108,10 @@ func sourceOf(p *Property, r *rules.Compiled) settingsSource {
 // toSessionHit applies the page rules to h. It returns the reason when the
 // page is excluded.
 func toSessionHit(h *hit.Hit, r *rules.Compiled) (*session.Hit, string) {
-	raw := h.Path
+	// Collection stores paths in one canonical form since 2026-12-04;
+	// archived hits from before are put in it here, so that reprocessing
+	// does not make two rows of one page (fast for a path already in it).
+	raw := hit.CanonicalPath(h.Path)
 	if raw == "" {
 		raw = h.URL
 	}

@@ -70,3 +70,19 @@ func TestRulesOfAHitAreTheVersionItCarries(t *testing.T) {
 		}
 	}
 }
+
+// An archived hit stored before collection put paths in one form is put in
+// it when derived: reprocessing makes one page row of /café as of
+// /caf%C3%A9.
+func TestArchivedPathsInCanonicalForm(t *testing.T) {
+	r, err := rules.Compile(rules.Defaults(), 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/café", "/caf%c3%a9", "/caf%C3%A9"} {
+		sh, _ := toSessionHit(&hit.Hit{Type: hit.TypePageview, Path: p}, r)
+		if sh.Path != "/caf%C3%A9" {
+			t.Errorf("path %q derived as %q, want /caf%%C3%%A9", p, sh.Path)
+		}
+	}
+}
