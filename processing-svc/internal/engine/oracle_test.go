@@ -144,6 +144,7 @@ type oracleScenario struct {
 	lateRate int           // percent of hits received late
 	botsIn   bool          // bot filtering off: bots are visitors like others
 	batchMax int           // messages per batch: 1 to batchMax
+	rules    *oRules       // the merchant's rules (oracle_rules_test.go); nil: the fixed ones below
 }
 
 func scenarioOf(t *testing.T, seed uint64) oracleScenario {
@@ -348,7 +349,11 @@ func oReferrer(raw string) (host, path string) {
 }
 
 func oInternal(host string) bool {
-	for _, d := range []string{oOwnHost, oOwnHost2, oExcluded} {
+	domains := []string{oOwnHost, oOwnHost2, oExcluded}
+	if oR != nil {
+		domains = append([]string{oOwnHost, oOwnHost2}, oR.refExcl...)
+	}
+	for _, d := range domains {
 		if host == d || strings.HasSuffix(host, "."+d) {
 			return true
 		}
@@ -359,7 +364,11 @@ func oInternal(host string) bool {
 // oPage is the page dimension of a hit: its path without attribution
 // parameters.
 func oPage(h *hit.Hit) string {
-	path, q, ok := strings.Cut(h.Path, "?")
+	raw := h.Path
+	if oR != nil {
+		raw = oR.clean(raw)
+	}
+	path, q, ok := strings.Cut(raw, "?")
 	if !ok {
 		return path
 	}
@@ -422,7 +431,8 @@ func oracleChannel(source, medium, campaign string) string {
 		return "Organic Search"
 	case "facebook.com / referral", "m.facebook.com / referral", "l.facebook.com / referral", "facebook / social":
 		return "Organic Social"
-	case "news.example.org / referral", "shop.example.evil.test / referral":
+	case "news.example.org / referral", "shop.example.evil.test / referral",
+		"notpay.example / referral", "pay.example.evil.test / referral", "stripe.test / referral", "partner-c.com / referral":
 		return "Referral"
 	case "google / cpc", "bing / cpc":
 		return "Paid Search"
@@ -464,6 +474,11 @@ func (s *oSession) attribute() {
 		s.source, s.medium, s.camp = "(direct)", "(none)", "(direct)"
 	}
 	s.channel = oracleChannel(s.source, s.medium, s.camp)
+	if oR != nil {
+		if ch, ok := oR.channel(s.source, s.medium, s.camp); ok {
+			s.channel = ch
+		}
+	}
 }
 
 func (s *oSession) measure() {
@@ -482,6 +497,9 @@ func (s *oSession) measure() {
 			s.exit = oPage(h)
 			s.pageviews++
 			pvs = append(pvs, h)
+			if oR != nil {
+				break
+			}
 			if strings.SplitN(oPage(h), "?", 2)[0] == oPageGoal && !goals["thanks"] {
 				goals["thanks"] = true
 				s.conversions++
@@ -492,10 +510,24 @@ func (s *oSession) measure() {
 			if h.Params["non_interaction"] != "1" {
 				interaction = true
 			}
+			if oR != nil {
+				break
+			}
 			if h.Category == "shop" && h.Action == "purchase" && !goals["purchase"] {
 				goals["purchase"] = true
 				s.conversions++
 				s.convValue = rollup.AddValue(s.convValue, h.Value)
+			}
+		}
+	}
+	if oR != nil {
+		for _, h := range s.hits {
+			for _, g := range oR.goals(h) {
+				if !goals[g.id] {
+					goals[g.id] = true
+					s.conversions++
+					s.convValue = rollup.AddValue(s.convValue, g.value)
+				}
 			}
 		}
 	}
@@ -595,7 +627,12 @@ func oracle(sent []*hit.Hit, sc oracleScenario) *oExpect {
 			continue // a re-send
 		}
 		seen[h.ClientID+"\x00"+h.ID] = true
-		if h.Bot && !sc.botsIn {
+		if oR != nil {
+			if reason := oR.exclusion(h, sc.botsIn); reason != "" {
+				e.filtered[oKey{oLocalDay(h.Time, loc), "filtered", reason}]++
+				continue
+			}
+		} else if h.Bot && !sc.botsIn {
 			e.filtered[oKey{oLocalDay(h.Time, loc), "filtered", "bot"}]++
 			continue
 		}
@@ -792,6 +829,16 @@ func oRead(t *testing.T, s *gocql.Session, days []time.Time) *oStored {
 // The test
 
 func oracleProperty(t *testing.T, sc oracleScenario) *Property {
+	if sc.rules != nil {
+		r := sc.rules.doc
+		r.BotFiltering = !sc.botsIn
+		r.SessionTimeoutMinutes = int(sc.timeout / time.Minute)
+		c, err := rules.Compile(r, 1, []string{oOwnHost, oOwnHost2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &Property{ID: propID, TenantID: "t", Location: sc.loc, Shards: sc.shards, RulesAt: func(time.Time) *rules.Compiled { return c }}
+	}
 	r := rules.Defaults() // bot filtering on
 	r.BotFiltering = !sc.botsIn
 	r.SessionTimeoutMinutes = int(sc.timeout / time.Minute)
@@ -1005,6 +1052,8 @@ const (
 )
 
 func oracleRun(t *testing.T, sc oracleScenario, sent []*hit.Hit, mode oMode) ([]oMismatch, *oExpect) {
+	oR = sc.rules
+	defer func() { oR = nil }()
 	evict := mode == oEvict
 	ctx := context.Background()
 

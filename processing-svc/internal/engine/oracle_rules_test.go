@@ -1,0 +1,465 @@
+package engine
+
+// The oracle of oracle_test.go, extended to a merchant's rules
+// (docs/config.md "Rules"): custom channel rules, the page path clean-up,
+// include/exclude page rules, goals, exclusions by user agent and country,
+// and referral exclusions. What the rules do is computed here from the
+// wording of docs/config.md and docs/processing.md alone, with Go's regexp
+// for the patterns (the documented RE2 syntax); pkg/rules only configures
+// the system under test. One rules version is in effect for the whole run.
+//
+// Readings taken where the docs leave a choice:
+//   - default_page drops the path's last segment when it is exactly the
+//     page ("/docs/index.html" -> "/docs/", "/docs/myindex.html" stays);
+//   - strip_query keeps the kept parameters in their order; a query left
+//     empty is dropped with its "?"; keep_params match names exactly;
+//   - replacements replace every match (Go's ReplaceAllString); the
+//     patterns used here are anchored, so one match at most;
+//   - strip_trailing_slash removes one trailing "/" ("/" stays);
+//   - page goal, include and exclude patterns are case-sensitive (only
+//     user agents and channel rules are documented case-insensitive);
+//   - event goals match category and action exactly (case-sensitive);
+//   - custom channel rules see the session's source, medium and campaign
+//     as reported ("(direct)", "(none)", "(not set)").
+
+import (
+	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/acme/analytics/pkg/hit"
+	"github.com/acme/analytics/pkg/rules"
+)
+
+// oR is the rules the oracle applies while oracleRun runs (nil: the fixed
+// rules of oracle_test.go). Oracle tests do not run in parallel.
+var oR *oRules
+
+type oGoalDef struct {
+	id       string
+	page     *regexp.Regexp
+	cat, act string
+	isEvent  bool
+	value    *float64
+}
+
+type oChannelDef struct {
+	name                     string
+	source, medium, campaign *regexp.Regexp
+}
+
+type oRules struct {
+	doc              rules.Rules
+	ua               []*regexp.Regexp
+	countries        map[string]bool
+	keep             map[string]bool
+	repl             []*regexp.Regexp
+	include, exclude []*regexp.Regexp
+	goalDefs         []oGoalDef
+	channels         []oChannelDef
+	refExcl          []string // without a leading "www."
+}
+
+func newORules(t *testing.T, doc rules.Rules) *oRules {
+	r := &oRules{doc: doc, countries: map[string]bool{}, keep: map[string]bool{}}
+	re := func(p string, ci bool) *regexp.Regexp {
+		if p == "" {
+			return nil
+		}
+		if ci {
+			p = "(?i)" + p
+		}
+		x, err := regexp.Compile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	for _, p := range doc.Exclusions.UserAgents {
+		r.ua = append(r.ua, re(p, true))
+	}
+	for _, c := range doc.Exclusions.Countries {
+		r.countries[c] = true
+	}
+	for _, k := range doc.PagePath.KeepParams {
+		r.keep[k] = true
+	}
+	for _, x := range doc.PagePath.Replacements {
+		r.repl = append(r.repl, re(x.Pattern, false))
+	}
+	for _, p := range doc.Pages.Include {
+		r.include = append(r.include, re(p, false))
+	}
+	for _, p := range doc.Pages.Exclude {
+		r.exclude = append(r.exclude, re(p, false))
+	}
+	for _, g := range doc.Goals {
+		d := oGoalDef{id: g.ID, page: re(g.PagePath, false), value: g.Value}
+		if g.Event != nil {
+			d.isEvent, d.cat, d.act = true, g.Event.Category, g.Event.Action
+		}
+		r.goalDefs = append(r.goalDefs, d)
+	}
+	for _, c := range doc.Channels {
+		r.channels = append(r.channels, oChannelDef{c.Name, re(c.Source, true), re(c.Medium, true), re(c.Campaign, true)})
+	}
+	for _, d := range doc.ReferralExclusions {
+		r.refExcl = append(r.refExcl, strings.TrimPrefix(strings.ToLower(d), "www."))
+	}
+	return r
+}
+
+func oAttributionParam(name string) bool {
+	n := strings.ToLower(name)
+	return strings.HasPrefix(n, "utm_") || n == "gclid" || n == "msclkid" || n == "dclid" || n == "fbclid"
+}
+
+// clean is CleanPath as docs/config.md words it: drop the fragment ->
+// strip_query -> lowercase -> default_page -> replacements in order ->
+// strip_trailing_slash.
+func (r *oRules) clean(raw string) string {
+	pp := r.doc.PagePath
+	if i := strings.IndexByte(raw, '#'); i >= 0 {
+		raw = raw[:i]
+	}
+	path, q, _ := strings.Cut(raw, "?")
+	if pp.StripQuery && q != "" {
+		var kept []string
+		for _, kv := range strings.Split(q, "&") {
+			k, _, _ := strings.Cut(kv, "=")
+			if r.keep[k] || oAttributionParam(k) {
+				kept = append(kept, kv)
+			}
+		}
+		q = strings.Join(kept, "&")
+	}
+	if pp.Lowercase {
+		path = strings.ToLower(path)
+	}
+	if dp := pp.DefaultPage; dp != "" && strings.HasSuffix(path, "/"+dp) {
+		path = strings.TrimSuffix(path, dp)
+	}
+	for i, x := range r.repl {
+		path = x.ReplaceAllString(path, pp.Replacements[i].Replace)
+	}
+	if pp.StripTrailingSlash && len(path) > 1 && strings.HasSuffix(path, "/") {
+		path = strings.TrimSuffix(path, "/")
+	}
+	if q != "" {
+		return path + "?" + q
+	}
+	return path
+}
+
+func oPathOnly(clean string) string { p, _, _ := strings.Cut(clean, "?"); return p }
+
+// pageKept says whether the include/exclude page rules keep a cleaned path.
+func (r *oRules) pageKept(clean string) bool {
+	p := oPathOnly(clean)
+	if len(r.include) > 0 {
+		in := false
+		for _, x := range r.include {
+			in = in || x.MatchString(p)
+		}
+		if !in {
+			return false
+		}
+	}
+	for _, x := range r.exclude {
+		if x.MatchString(p) {
+			return false
+		}
+	}
+	return true
+}
+
+// exclusion is the reason a hit is filtered ("" when kept): user_agent,
+// country, bot, then page for a pageview the page rules drop.
+func (r *oRules) exclusion(h *hit.Hit, botsIn bool) string {
+	for _, x := range r.ua {
+		if x.MatchString(h.UserAgent) {
+			return rules.ReasonUserAgent
+		}
+	}
+	if r.countries[h.Country] {
+		return rules.ReasonCountry
+	}
+	if h.Bot && !botsIn {
+		return rules.ReasonBot
+	}
+	if h.Type == hit.TypePageview && !r.pageKept(r.clean(h.Path)) {
+		return rules.ReasonPage
+	}
+	return ""
+}
+
+type oGoalHit struct {
+	id    string
+	value float64
+}
+
+// goals are the goals a kept hit completes, in document order.
+func (r *oRules) goals(h *hit.Hit) []oGoalHit {
+	var out []oGoalHit
+	for _, g := range r.goalDefs {
+		switch {
+		case g.isEvent && h.Type == hit.TypeEvent:
+			if (g.cat != "" && g.cat != h.Category) || (g.act != "" && g.act != h.Action) {
+				continue
+			}
+			v := h.Value
+			if g.value != nil {
+				v = *g.value
+			}
+			out = append(out, oGoalHit{g.id, v})
+		case !g.isEvent && h.Type == hit.TypePageview:
+			if !g.page.MatchString(oPathOnly(r.clean(h.Path))) {
+				continue
+			}
+			v := 0.0
+			if g.value != nil {
+				v = *g.value
+			}
+			out = append(out, oGoalHit{g.id, v})
+		}
+	}
+	return out
+}
+
+func (r *oRules) channel(source, medium, campaign string) (string, bool) {
+	for _, c := range r.channels {
+		if (c.source == nil || c.source.MatchString(source)) && (c.medium == nil || c.medium.MatchString(medium)) &&
+			(c.campaign == nil || c.campaign.MatchString(campaign)) {
+			return c.name, true
+		}
+	}
+	return "", false
+}
+
+// ---------------------------------------------------------------------------
+// The merchant's rules under test, and traffic that exercises them.
+
+func oracleMerchantRules() rules.Rules {
+	r := rules.Defaults()
+	five, onePointFive, two := 5.0, 1.5, 2.0
+	r.Exclusions.UserAgents = []string{"HeadlessChrome", "^curl/"}
+	r.Exclusions.Countries = []string{"KP", "XK"}
+	r.PagePath = rules.PagePath{
+		StripQuery: true, KeepParams: []string{"id", "q"}, Lowercase: true, DefaultPage: "index.html",
+		Replacements: []rules.Replacement{
+			{Pattern: `^/product/\d+`, Replace: "/product/:id"},
+			{Pattern: `^/old/`, Replace: "/p/"},
+			{Pattern: `^/p/(?P<slug>[a-z]+)`, Replace: "/products/${slug}"},
+		},
+		StripTrailingSlash: true,
+	}
+	r.Pages = rules.Pages{
+		Include: []string{`^/$`, `^/(products|product|blog|docs|cart|thanks|checkout|admin)(/|$)`, `^/administrator$`},
+		Exclude: []string{`^/admin(/|$)`, `^/checkout/step`},
+	}
+	r.ReferralExclusions = []string{"www.pay.example", "checkout.stripe.test"}
+	r.Goals = []rules.Goal{
+		{ID: "thanks", Name: "Thank-you page", PagePath: `^/thanks$`, Value: &five},
+		{ID: "docs", Name: "Read the docs", PagePath: `^/docs$`},
+		{ID: "admin", Name: "Admin (only /administrator: /admin pages are dropped)", PagePath: `^/admin`, Value: &five},
+		{ID: "checkout", Name: "Checkout", PagePath: `^/checkout$`, Value: &onePointFive},
+		{ID: "purchase", Name: "Purchase", Event: &rules.EventMatch{Category: "shop", Action: "purchase"}},
+		{ID: "play", Name: "Any play", Event: &rules.EventMatch{Action: "play"}, Value: &two},
+		{ID: "video", Name: "Any video event", Event: &rules.EventMatch{Category: "video"}},
+	}
+	r.Channels = []rules.ChannelRule{
+		{Name: "Partners", Source: `^(partner-a|partner-b)\.com$`},
+		{Name: "Newsletter", Medium: `^email$`, Campaign: `^spring`},
+		{Name: "Brand", Campaign: `brand`},
+		{Name: "Social Partners", Source: `facebook`, Medium: `paid`},
+		{Name: "Typed in", Source: `^\(direct\)$`, Medium: `^\(none\)$`},
+	}
+	return r
+}
+
+// Pages as sent (with a query or a fragment), each mapped by the rules.
+var oracleRulesPaths = []string{
+	"/", "/index.html", "/Products/Shoes/", "/products/shoes", "/product/123?id=7&sort=asc", "/product/9?ref=x&q=boots&flag",
+	"/old/boots", "/P/Sandals?color=red", "/docs/index.html", "/docs/", "/Docs/INDEX.HTML#intro", "/docs/myindex.html",
+	"/thanks", "/Thanks/?order=5", "/admin", "/admin/users?id=3", "/Admin/", "/administrator", "/checkout", "/checkout/step-2",
+	"/tmp/preview", "/blog/post-1", "/cart#top", "/cart?id=&q=a%20b",
+}
+
+var oracleRulesReferrers = []string{
+	"https://pay.example/checkout?id=9", "https://www.pay.example/", "https://secure.pay.example/return",
+	"https://notpay.example/x", "https://pay.example.evil.test/", "https://checkout.stripe.test/pay",
+	"https://a.checkout.stripe.test/", "https://www.checkout.stripe.test/", "https://stripe.test/",
+	"https://partner-a.com/deal", "https://www.partner-b.com/", "https://partner-c.com/",
+}
+
+var oracleRulesUAs = []string{"Mozilla/5.0 (X11; Linux x86_64) headlesschrome/120.0", "curl/8.4.0", "CURL/7.1",
+	"Mozilla/5.0 (compatible; curl/7.0)", "xcurl/1"}
+
+var oracleRulesEvents = []oEvent{{"video", "play", "intro"}, {"video", "Play", "intro"}, {"shop", "purchase", "order"},
+	{"news", "play", "x"}, {"shop", "purchase-intent", "x"}}
+
+func oRand(parts ...string) *rand.Rand {
+	f := fnv.New64a()
+	for _, p := range parts {
+		f.Write([]byte(p))
+		f.Write([]byte{0})
+	}
+	return rand.New(rand.NewPCG(f.Sum64(), 3))
+}
+
+// oracleRulesTraffic is oracleTraffic with its pages, referrers, user
+// agents, countries and events varied for the rules. Every change is a
+// function of the seed, the client and the hit's ID, so a re-send stays
+// the same hit.
+func oracleRulesTraffic(sc oracleScenario, visitors int, seed uint64) []*hit.Hit {
+	out := oracleTraffic(sc, visitors, seed)
+	for _, h := range out {
+		s := fmt.Sprint(seed)
+		cr := oRand(s, h.ClientID)
+		ua := "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0"
+		if cr.IntN(100) < 10 {
+			ua = oracleRulesUAs[cr.IntN(len(oracleRulesUAs))]
+		}
+		country := "DE"
+		if x := cr.IntN(100); x < 8 {
+			country = []string{"KP", "XK", "FR"}[x%3]
+		}
+		hr := oRand(s, h.ClientID, h.ID)
+		if hr.IntN(100) < 3 {
+			ua = oracleRulesUAs[hr.IntN(len(oracleRulesUAs))]
+		}
+		if hr.IntN(100) < 2 {
+			country = "KP"
+		}
+		h.UserAgent, h.Country = ua, country
+
+		// The page: keep the source's attribution query, vary the rest.
+		_, q, _ := strings.Cut(h.Path, "?")
+		p := oracleRulesPaths[hr.IntN(len(oracleRulesPaths))]
+		frag := ""
+		if i := strings.IndexByte(p, '#'); i >= 0 {
+			p, frag = p[:i], p[i:]
+		}
+		pq := joinQuery(p, q) + frag
+		h.Path, h.URL = pq, "https://shop.example"+pq
+		if h.Referrer != "" && !strings.Contains(h.Referrer, "shop.example/") && hr.IntN(100) < 45 {
+			h.Referrer = oracleRulesReferrers[hr.IntN(len(oracleRulesReferrers))]
+		} else if h.Referrer == "" && q == "" && hr.IntN(100) < 20 {
+			h.Referrer = oracleRulesReferrers[hr.IntN(len(oracleRulesReferrers))]
+		}
+		if h.Type == hit.TypeEvent && hr.IntN(100) < 50 {
+			e := oracleRulesEvents[hr.IntN(len(oracleRulesEvents))]
+			h.Category, h.Action, h.Label = e.cat, e.act, e.label
+			h.Value, h.HasValue = 0, false
+			if hr.IntN(3) > 0 {
+				h.Value, h.HasValue = float64(hr.IntN(50))+0.5, true
+			}
+		}
+	}
+	return out
+}
+
+// TestOracleRules runs randomized traffic through the engine under the
+// merchant's rules (eagerly, with eviction, and reprocessed) and compares
+// every table with the oracle.
+func TestOracleRules(t *testing.T) {
+	total := map[string]int{}
+	doc := oracleMerchantRules()
+	for seed := uint64(1); seed <= 4; seed++ {
+		for _, mode := range []oMode{oEager, oEvict, oReprocess} {
+			t.Run(fmt.Sprintf("seed=%d/%s", seed, mode), func(t *testing.T) {
+				sc := scenarioOf(t, seed+100)
+				sc.rules = newORules(t, doc)
+				sent := oracleRulesTraffic(sc, 90, seed)
+				mismatches, e := oracleRun(t, sc, sent, mode)
+				oReport(t, mismatches, e, sc.loc)
+				if mode == oEager {
+					for k, n := range oRulesCoverage(e, sc) {
+						total[k] += n
+					}
+				}
+			})
+		}
+	}
+	var names []string
+	for k := range total {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		t.Logf("coverage %-50s %d", k, total[k])
+		if total[k] == 0 {
+			t.Errorf("the traffic never had %s: the oracle proved nothing about it", k)
+		}
+	}
+}
+
+// oRulesCoverage counts what the rules did to the traffic, by the oracle.
+func oRulesCoverage(e *oExpect, sc oracleScenario) map[string]int {
+	r := sc.rules
+	oR = r
+	defer func() { oR = nil }()
+	c := map[string]int{}
+	for _, k := range []string{"filtered user_agent", "filtered country", "filtered page", "session landing (not set) with events",
+		"goal completed twice in a session", "page cleaned differently", "session whose first sent pageview was dropped"} {
+		c[k] = 0
+	}
+	for _, ch := range []string{"Partners", "Newsletter", "Brand", "Social Partners", "Typed in", "Referral", "Email"} {
+		c["channel "+ch] = 0
+	}
+	for _, g := range r.goalDefs {
+		if g.id != "admin" {
+			c["goal "+g.id] = 0
+		}
+	}
+	for k, n := range e.filtered {
+		c["filtered "+k.dimension] += int(n)
+	}
+	for _, hits := range e.sent {
+		for _, h := range hits {
+			if h.Type == hit.TypePageview && oPageWith(r, h) != oPage(h) {
+				c["page cleaned differently"]++
+			}
+		}
+	}
+	for client, sessions := range e.sessions {
+		for _, s := range sessions {
+			c["channel "+s.channel]++
+			if s.pageviews == 0 {
+				c["session landing (not set) with events"]++
+			}
+			done := map[string]int{}
+			for _, h := range s.hits {
+				for _, g := range r.goals(h) {
+					done[g.id]++
+				}
+			}
+			for id, n := range done {
+				c["goal "+id]++
+				if n > 1 {
+					c["goal completed twice in a session"]++
+				}
+			}
+			for _, h := range e.sent[client] {
+				if h.Type == hit.TypePageview && h.Time.Before(s.start) && s.start.Sub(h.Time) < time.Minute && r.exclusion(h, true) == rules.ReasonPage {
+					c["session whose first sent pageview was dropped"]++
+					break
+				}
+			}
+		}
+	}
+	return c
+}
+
+// oPageWith is the page dimension without the rules (a coverage aid).
+func oPageWith(r *oRules, h *hit.Hit) string {
+	saved := oR
+	oR = nil
+	defer func() { oR = saved }()
+	return oPage(h)
+}
