@@ -246,7 +246,7 @@ func (r *oRules) channel(source, medium, campaign string) (string, bool) {
 
 func oracleMerchantRules() rules.Rules {
 	r := rules.Defaults()
-	five, onePointFive, two := 5.0, 1.5, 2.0
+	five, onePointFive, two, zero := 5.0, 1.5, 2.0, 0.0
 	r.Exclusions.UserAgents = []string{"HeadlessChrome", "^curl/"}
 	r.Exclusions.Countries = []string{"KP", "XK"}
 	r.PagePath = rules.PagePath{
@@ -255,6 +255,7 @@ func oracleMerchantRules() rules.Rules {
 			{Pattern: `^/product/\d+`, Replace: "/product/:id"},
 			{Pattern: `^/old/`, Replace: "/p/"},
 			{Pattern: `^/p/(?P<slug>[a-z]+)`, Replace: "/products/${slug}"},
+			{Pattern: `^/blog/([a-z]+)-(\d+)$`, Replace: "/blog/${1}"},
 		},
 		StripTrailingSlash: true,
 	}
@@ -271,6 +272,7 @@ func oracleMerchantRules() rules.Rules {
 		{ID: "purchase", Name: "Purchase", Event: &rules.EventMatch{Category: "shop", Action: "purchase"}},
 		{ID: "play", Name: "Any play", Event: &rules.EventMatch{Action: "play"}, Value: &two},
 		{ID: "video", Name: "Any video event", Event: &rules.EventMatch{Category: "video"}},
+		{ID: "intent", Name: "Intent (worth 0, not the event's value)", Event: &rules.EventMatch{Action: "purchase-intent"}, Value: &zero},
 	}
 	r.Channels = []rules.ChannelRule{
 		{Name: "Partners", Source: `^(partner-a|partner-b)\.com$`},
@@ -282,12 +284,37 @@ func oracleMerchantRules() rules.Rules {
 	return r
 }
 
+// oracleMerchantRulesB is another merchant: no query stripping, no
+// lowercasing, exclusions only, a case-insensitive pattern flag, goals on
+// the path with its case, unanchored channel patterns, and a referral
+// exclusion without "www.".
+func oracleMerchantRulesB() rules.Rules {
+	r := rules.Defaults()
+	zero := 0.0
+	r.Exclusions.UserAgents = []string{"HeadlessChrome"}
+	r.Exclusions.Countries = []string{"KP"}
+	r.PagePath = rules.PagePath{DefaultPage: "myindex.html", Replacements: []rules.Replacement{{Pattern: `/(\d+)$`, Replace: "/n"}}}
+	r.Pages = rules.Pages{Exclude: []string{`^/tmp/`, `(?i)^/admin(/|$)`}}
+	r.ReferralExclusions = []string{"pay.example"}
+	r.Goals = []rules.Goal{
+		{ID: "thanks", Name: "Thanks, as written", PagePath: `^/Thanks`},
+		{ID: "product", Name: "A product", PagePath: `^/product/n$`, Value: &zero},
+		{ID: "play", Name: "Video play", Event: &rules.EventMatch{Category: "video", Action: "play"}},
+	}
+	r.Channels = []rules.ChannelRule{
+		{Name: "Any mail", Medium: `mail`},
+		{Name: "Paid, no campaign", Medium: `^cpc$`, Campaign: `^\(not set\)$`},
+	}
+	return r
+}
+
 // Pages as sent (with a query or a fragment), each mapped by the rules.
 var oracleRulesPaths = []string{
 	"/", "/index.html", "/Products/Shoes/", "/products/shoes", "/product/123?id=7&sort=asc", "/product/9?ref=x&q=boots&flag",
 	"/old/boots", "/P/Sandals?color=red", "/docs/index.html", "/docs/", "/Docs/INDEX.HTML#intro", "/docs/myindex.html",
 	"/thanks", "/Thanks/?order=5", "/admin", "/admin/users?id=3", "/Admin/", "/administrator", "/checkout", "/checkout/step-2",
 	"/tmp/preview", "/blog/post-1", "/cart#top", "/cart?id=&q=a%20b",
+	"/old/index.html", "/OLD/Boots/?id=1#x", "/Products?q=Shoes", "/products?q=a&sort=x&q=b", "/blog/post-22/", "/blog/Post-3",
 }
 
 var oracleRulesReferrers = []string{
@@ -369,8 +396,11 @@ func oracleRulesTraffic(sc oracleScenario, visitors int, seed uint64) []*hit.Hit
 // every table with the oracle.
 func TestOracleRules(t *testing.T) {
 	total := map[string]int{}
-	doc := oracleMerchantRules()
-	for seed := uint64(1); seed <= 4; seed++ {
+	for seed := uint64(1); seed <= 6; seed++ {
+		doc := oracleMerchantRules()
+		if seed > 4 {
+			doc = oracleMerchantRulesB()
+		}
 		for _, mode := range []oMode{oEager, oEvict, oReprocess} {
 			t.Run(fmt.Sprintf("seed=%d/%s", seed, mode), func(t *testing.T) {
 				sc := scenarioOf(t, seed+100)
@@ -409,8 +439,11 @@ func oRulesCoverage(e *oExpect, sc oracleScenario) map[string]int {
 		"goal completed twice in a session", "page cleaned differently", "session whose first sent pageview was dropped"} {
 		c[k] = 0
 	}
-	for _, ch := range []string{"Partners", "Newsletter", "Brand", "Social Partners", "Typed in", "Referral", "Email"} {
+	for _, ch := range []string{"Partners", "Newsletter", "Brand", "Social Partners", "Typed in", "Referral", "Email", "Any mail", "Paid, no campaign"} {
 		c["channel "+ch] = 0
+	}
+	for _, g := range oracleMerchantRules().Goals {
+		c["goal "+g.ID] = 0
 	}
 	for _, g := range r.goalDefs {
 		if g.id != "admin" {
@@ -462,4 +495,104 @@ func oPageWith(r *oRules, h *hit.Hit) string {
 	oR = nil
 	defer func() { oR = saved }()
 	return oPage(h)
+}
+
+// TestOracleRulesCases: hand-made visitors for what docs/config.md spells
+// out about the rules, each under the merchant's rules above.
+func TestOracleRulesCases(t *testing.T) {
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Skip(err)
+	}
+	const (
+		pv  = hit.TypePageview
+		ev  = hit.TypeEvent
+		own = "https://shop.example/"
+		utm = "utm_source=newsletter&utm_medium=email&utm_campaign=summer"
+	)
+	event := func(h *hit.Hit, cat, act string, v float64, has bool, id string) {
+		h.Category, h.Action, h.Value, h.HasValue = cat, act, v, has
+		h.ID = h.DeriveID(id)
+	}
+	doc := oracleMerchantRules()
+	cases := []struct {
+		name  string
+		build func(t *testing.T, c *oCase)
+	}{
+		{"a campaign on a dropped landing page is lost: the next page is Direct", func(t *testing.T, c *oCase) {
+			c.add(t, pv, "2026-10-24 10:00:00.000", 0, "/admin?"+utm, "https://www.google.com/")
+			c.add(t, pv, "2026-10-24 10:01:00.000", 0, "/cart", own+"admin")
+		}},
+		{"events on dropped pages only: a session landing on (not set)", func(t *testing.T, c *oCase) {
+			c.add(t, pv, "2026-10-24 10:00:00.000", 0, "/admin/users", "https://partner-a.com/x")
+			c.add(t, ev, "2026-10-24 10:00:20.000", 0, "/admin/users", "https://partner-a.com/x")
+		}},
+		{"a dropped pageview between two others gives no time on page", func(t *testing.T, c *oCase) {
+			c.add(t, pv, "2026-10-24 10:00:00.000", 0, "/", "")
+			c.add(t, pv, "2026-10-24 10:01:00.000", 0, "/checkout/step-2", own)
+			c.add(t, pv, "2026-10-24 10:03:00.000", 0, "/thanks", own)
+		}},
+		{"each goal once, with its first completion's value, a late hit taking it over", func(t *testing.T, c *oCase) {
+			c.add(t, pv, "2026-10-24 10:00:00.000", 0, "/Thanks/", "")
+			event(c.add(t, ev, "2026-10-24 10:05:00.000", 0, "/", ""), "video", "pause", 3, true, "e1")
+			event(c.add(t, ev, "2026-10-24 10:06:00.000", 0, "/", ""), "shop", "purchase", 0, false, "e2")
+			event(c.add(t, ev, "2026-10-24 10:02:00.000", time.Hour, "/", ""), "video", "play", 9, true, "e3")
+			event(c.add(t, ev, "2026-10-24 10:07:00.000", 0, "/", ""), "shop", "purchase", 40, true, "e4")
+			c.add(t, pv, "2026-10-24 10:08:00.000", 0, "/thanks?order=1", own)
+			c.add(t, pv, "2026-10-24 10:09:00.000", 0, "/docs/index.html", own)
+		}},
+		{"event goals match exactly: Play is not play", func(t *testing.T, c *oCase) {
+			c.add(t, pv, "2026-10-24 10:00:00.000", 0, "/", "")
+			event(c.add(t, ev, "2026-10-24 10:01:00.000", 0, "/", ""), "Video", "Play", 4, true, "e1")
+		}},
+		{"a referrer on an excluded domain in upper case with www. and a subdomain", func(t *testing.T, c *oCase) {
+			c.add(t, pv, "2026-10-24 10:00:00.000", 0, "/", "HTTPS://WWW.Secure.Pay.Example/return")
+		}},
+		{"a referrer on the parent of an excluded subdomain is a referral", func(t *testing.T, c *oCase) {
+			c.add(t, pv, "2026-10-24 10:00:00.000", 0, "/", "https://www.stripe.test/")
+			c.add(t, pv, "2026-10-24 11:00:00.000", 0, "/", "https://www.checkout.stripe.test/")
+		}},
+		{"custom channel rules match utm values case-insensitively, in order", func(t *testing.T, c *oCase) {
+			c.add(t, pv, "2026-10-24 10:00:00.000", 0, "/?utm_source=Partner-B.COM&utm_medium=email&utm_campaign=Spring-sale", "")
+			c.add(t, pv, "2026-10-24 10:10:00.000", 0, "/?utm_source=x&utm_medium=EMAIL&utm_campaign=SPRING-sale", "")
+			c.add(t, pv, "2026-10-24 10:20:00.000", 0, "/?utm_source=x&utm_medium=email&utm_campaign=autumn-brand", "")
+		}},
+		{"clean-up in the documented order", func(t *testing.T, c *oCase) {
+			c.add(t, pv, "2026-10-24 10:00:00.000", 0, "/OLD/Index.html?q=A&x=1#f", "")
+			c.add(t, pv, "2026-10-24 10:01:00.000", 0, "/old/Boots/index.html?id=2&utm_source=newsletter&utm_medium=email", own)
+			c.add(t, pv, "2026-10-24 10:02:00.000", 0, "/product/42/?Q=1&id=3", own)
+			c.add(t, pv, "2026-10-24 10:03:00.000", 0, "/index.html", own)
+		}},
+		{"exclusion reasons in order: user agent, country, bot", func(t *testing.T, c *oCase) {
+			h := c.add(t, pv, "2026-10-24 10:00:00.000", 0, "/", "")
+			h.UserAgent, h.Country, h.Bot = "curl/8", "KP", true
+			h = c.add(t, pv, "2026-10-24 10:01:00.000", 0, "/", "")
+			h.Country, h.Bot = "XK", true
+			h = c.add(t, ev, "2026-10-24 10:02:00.000", 0, "/admin", "")
+			h.Bot = true
+			h = c.add(t, hit.TypeEngagement, "2026-10-24 10:03:00.000", 0, "/", "")
+			h.UserAgent = "Mozilla/5.0 HeadlessChrome/1"
+			c.add(t, pv, "2026-10-24 10:04:00.000", 0, "/admin", "")
+		}},
+	}
+	for _, c := range cases {
+		for _, mode := range []oMode{oEager, oReprocess} {
+			t.Run(c.name+"/"+string(mode), func(t *testing.T) {
+				oc := &oCase{loc: berlin, client: "case"}
+				c.build(t, oc)
+				start := oc.hits[0].Time
+				for _, h := range oc.hits {
+					if h.Time.Before(start) {
+						start = h.Time
+					}
+				}
+				sc := oracleScenario{loc: berlin, start: start, timeout: 30 * time.Minute, shards: 1, batchMax: 1, rules: newORules(t, doc)}
+				ms, e := oracleRun(t, sc, oc.hits, mode)
+				if testing.Verbose() {
+					t.Logf("oracle:\n%s", oDescribe(e, oc.client, berlin))
+				}
+				oReport(t, ms, e, berlin)
+			})
+		}
+	}
 }

@@ -432,7 +432,8 @@ func oracleChannel(source, medium, campaign string) string {
 	case "facebook.com / referral", "m.facebook.com / referral", "l.facebook.com / referral", "facebook / social":
 		return "Organic Social"
 	case "news.example.org / referral", "shop.example.evil.test / referral",
-		"notpay.example / referral", "pay.example.evil.test / referral", "stripe.test / referral", "partner-c.com / referral":
+		"notpay.example / referral", "pay.example.evil.test / referral", "stripe.test / referral", "partner-c.com / referral",
+		"checkout.stripe.test / referral", "a.checkout.stripe.test / referral", "partner-a.com / referral", "partner-b.com / referral":
 		return "Referral"
 	case "google / cpc", "bing / cpc":
 		return "Paid Search"
