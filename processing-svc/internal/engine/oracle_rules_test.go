@@ -563,6 +563,28 @@ func TestOracleRulesCases(t *testing.T) {
 			c.add(t, pv, "2026-10-24 10:02:00.000", 0, "/product/42/?Q=1&id=3", own)
 			c.add(t, pv, "2026-10-24 10:03:00.000", 0, "/index.html", own)
 		}},
+		{"a dropped pageview does not keep a session alive", func(t *testing.T, c *oCase) {
+			c.add(t, pv, "2026-10-24 10:00:00.000", 0, "/", "")
+			c.add(t, pv, "2026-10-24 10:25:00.000", 0, "/admin", own)
+			c.add(t, pv, "2026-10-24 10:50:00.000", 0, "/cart", own)
+		}},
+		{"a dropped pageview with another campaign does not split a session", func(t *testing.T, c *oCase) {
+			c.add(t, pv, "2026-10-24 10:00:00.000", 0, "/?utm_source=newsletter&utm_medium=email&utm_campaign=summer", "")
+			c.add(t, pv, "2026-10-24 10:05:00.000", 0, "/checkout/step-1?gclid=G1", own)
+			c.add(t, pv, "2026-10-24 10:10:00.000", 0, "/cart", own)
+		}},
+		{"a late dropped pageview changes nothing", func(t *testing.T, c *oCase) {
+			c.add(t, pv, "2026-10-24 10:10:00.000", 0, "/cart", "https://news.example.org/a")
+			c.add(t, pv, "2026-10-24 10:00:00.000", 2*time.Hour, "/admin?gclid=X", "https://www.google.com/")
+			c.add(t, pv, "2026-10-24 10:20:00.000", 0, "/thanks", own)
+		}},
+		// Attribution parameters in upper case are kept by strip_query
+		// and, being the ones it keeps for attribution, left out of the page
+		// (docs/processing.md "Page path"); they set no source (GA reads
+		// utm_source and gclid in lower case; the docs are silent).
+		{"attribution parameters in upper case: kept by strip_query, not in the page", func(t *testing.T, c *oCase) {
+			c.add(t, pv, "2026-10-24 10:00:00.000", 0, "/cart?UTM_SOURCE=x&sort=1&Gclid=Z&id=1", "")
+		}},
 		{"exclusion reasons in order: user agent, country, bot", func(t *testing.T, c *oCase) {
 			h := c.add(t, pv, "2026-10-24 10:00:00.000", 0, "/", "")
 			h.UserAgent, h.Country, h.Bot = "curl/8", "KP", true

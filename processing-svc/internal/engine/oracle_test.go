@@ -375,7 +375,9 @@ func oPage(h *hit.Hit) string {
 	var kept []string
 	for _, kv := range strings.Split(q, "&") {
 		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "utm_") || k == "gclid" || k == "msclkid" || k == "dclid" || k == "fbclid" {
+		// Any case: the parameters the clean-up keeps for attribution
+		// ("utm_*, gclid, msclkid, dclid, fbclid, any case", docs/config.md).
+		if oAttributionParam(k) {
 			continue
 		}
 		kept = append(kept, kv)
