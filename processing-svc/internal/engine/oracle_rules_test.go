@@ -28,7 +28,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -422,17 +421,7 @@ func TestOracleRules(t *testing.T) {
 			})
 		}
 	}
-	var names []string
-	for k := range total {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	for _, k := range names {
-		t.Logf("coverage %-50s %d", k, total[k])
-		if total[k] == 0 {
-			t.Errorf("the traffic never had %s: the oracle proved nothing about it", k)
-		}
-	}
+	oCheckCoverage(t, total)
 }
 
 // oRulesCoverage counts what the rules did to the traffic, by the oracle.
