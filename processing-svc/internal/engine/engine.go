@@ -107,9 +107,8 @@ type vstate struct {
 	unsaved        bool
 	first          int64
 	since, changed time.Time
-	rows           sessionRows // to write, since the visitor was last written
-	ruleVer        int
-	settings       session.Settings // of the last hit: for the users row
+	rows           sessionRows      // to write, since the visitor was last written
+	settings       session.Settings // of the last hit: for the users row (its rules version)
 	// written remembers each live hit's pageview or event row as last
 	// written, so a flush rewrites only the rows that changed; sigs holds
 	// the flush's new signatures until it succeeds.
@@ -351,7 +350,6 @@ func (p *Partition) applyHit(d *decoded, now time.Time) {
 		p.unsaved++
 	}
 	vs.changed = now
-	vs.ruleVer = st.Source.(settingsSource).version // the version apply applied
 	vs.settings = st
 	vs.rows.add(ch)
 	p.archive.add(h, d.raw, vs.shard)
@@ -368,12 +366,13 @@ func apply(v *visitor.Visitor, h *hit.Hit, p *Property, r *rules.Compiled, st *s
 	// a new version at slightly different moments): its live sessions are
 	// derived under the latest version among their hits, which is what a
 	// visitor loaded from its state assumes (Property.liveRules).
-	if src, ok := st.Source.(settingsSource); ok && src.version > r.Version() && len(v.Hits) > 0 && p.RulesVersion != nil {
-		if later := p.RulesVersion(src.version); later != nil {
+	src, built := st.Source.(settingsSource)
+	if built && src.version > r.Version() && len(v.Hits) > 0 {
+		if later := p.version(src.version); later != nil {
 			r = later
 		}
 	}
-	if src, ok := st.Source.(settingsSource); !ok || src != sourceOf(p, r) {
+	if !built || src != sourceOf(p, r) {
 		*st = settings(p, r)
 	}
 	if reason, excluded := r.ExclusionStored(h, p.stamped(h, r)); excluded {
@@ -575,5 +574,5 @@ func userWrite(vs *vstate) stmt {
 	touch, firstSeen := v.FirstTouchNow(vs.settings)
 	sessions := v.SessionCount(vs.settings)
 	return stmt{partition: "v/" + vs.property + "/" + v.ClientID, cql: cqlUser, args: []any{
-		vs.property, v.ClientID, firstSeen, v.LastSeen, sessions, touch.Source, touch.Medium, touch.Campaign, touch.Channel, vs.ruleVer}}
+		vs.property, v.ClientID, firstSeen, v.LastSeen, sessions, touch.Source, touch.Medium, touch.Campaign, touch.Channel, vs.settings.Source.(settingsSource).version}}
 }

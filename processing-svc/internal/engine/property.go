@@ -41,22 +41,28 @@ type Property struct {
 // without one or of a version this copy does not have yet, the version in
 // effect at its receive time by this copy.
 func (p *Property) RulesOf(h *hit.Hit) *rules.Compiled {
-	if h.RuleVersion > 0 && p.RulesVersion != nil {
-		if r := p.RulesVersion(h.RuleVersion); r != nil {
-			return r
-		}
+	if r := p.version(h.RuleVersion); r != nil {
+		return r
 	}
 	return p.RulesAt(h.ReceivedAt)
+}
+
+// version returns the rules of version n, nil when n is 0 or unknown.
+func (p *Property) version(n int) *rules.Compiled {
+	if n == 0 || p.RulesVersion == nil {
+		return nil
+	}
+	return p.RulesVersion(n)
 }
 
 // stamped returns the rules of the version collection stamped on h when
 // they are not r (reprocessing with today's rules), nil if unknown: how h's
 // stored IP was truncated is that version's setting.
 func (p *Property) stamped(h *hit.Hit, r *rules.Compiled) *rules.Compiled {
-	if h.RuleVersion == 0 || h.RuleVersion == r.Version() || p.RulesVersion == nil {
+	if h.RuleVersion == r.Version() {
 		return nil
 	}
-	return p.RulesVersion(h.RuleVersion)
+	return p.version(h.RuleVersion)
 }
 
 // liveRules returns the rules a loaded visitor's live sessions were last
@@ -64,13 +70,12 @@ func (p *Property) stamped(h *hit.Hit, r *rules.Compiled) *rules.Compiled {
 // those in effect at its watermark (which also moves with hits that
 // derived nothing: excluded, too late).
 func (p *Property) liveRules(v *visitor.Visitor) *rules.Compiled {
-	r := p.RulesAt(v.Watermark)
-	if n := v.LatestRuleVersion(); n != 0 && n != r.Version() && p.RulesVersion != nil {
-		if rv := p.RulesVersion(n); rv != nil {
-			return rv
+	if n := v.LatestRuleVersion(); n != 0 {
+		if r := p.version(n); r != nil {
+			return r
 		}
 	}
-	return r
+	return p.RulesAt(v.Watermark)
 }
 
 // Properties looks up properties. Implementations cache; a lookup that
