@@ -253,19 +253,28 @@ func shardsBelow(n int) []int {
 	return out
 }
 
+// archiveDays returns the UTC days, by which the archive is partitioned,
+// that a property-local day overlaps (one or two).
+func archiveDays(p *Property, day time.Time) []time.Time {
+	start, end := rollup.DayStart(day, p.Location), rollup.DayStart(day.AddDate(0, 0, 1), p.Location)
+	var out []time.Time
+	for d := start.UTC().Truncate(24 * time.Hour); d.Before(end); d = d.AddDate(0, 0, 1) {
+		out = append(out, d)
+	}
+	return out
+}
+
 // archivedBeyond reports whether any shard at or past the property's
 // shard count holds archived hits of the property-local day: the count
 // was lowered since.
 func archivedBeyond(ctx context.Context, s *gocql.Session, p *Property, day time.Time) (bool, error) {
-	start := rollup.DayStart(day, p.Location)
-	end := start.AddDate(0, 0, 1)
 	type probe struct {
 		table string
 		day   time.Time
 		shard int
 	}
 	var probes []probe
-	for d := start.UTC().Truncate(24 * time.Hour); d.Before(end); d = d.AddDate(0, 0, 1) {
+	for _, d := range archiveDays(p, day) {
 		for shard := max(p.Shards, 1); shard < hit.MaxShards; shard++ {
 			probes = append(probes, probe{"raw_hit_blocks", d, shard}, probe{"raw_hits", d, shard})
 		}
@@ -288,10 +297,8 @@ func archivedBeyond(ctx context.Context, s *gocql.Session, p *Property, day time
 // day is day. The archive is partitioned by UTC day, so the (at most two)
 // UTC days the local day overlaps are read.
 func archivedHits(ctx context.Context, s *gocql.Session, p *Property, day time.Time, shards []int) ([]*hit.Hit, error) {
-	start := rollup.DayStart(day, p.Location)
-	end := start.AddDate(0, 0, 1)
 	var out []*hit.Hit
-	for d := start.UTC().Truncate(24 * time.Hour); d.Before(end); d = d.AddDate(0, 0, 1) {
+	for _, d := range archiveDays(p, day) {
 		for _, shard := range shards {
 			hits, err := archivedPartition(ctx, s, p.ID, d, shard)
 			if err != nil {
