@@ -138,7 +138,10 @@ func Compile(r Rules, version int, hostnames []string) (*Compiled, error) {
 		// valid alone may not be valid inside it (\Q without \E quotes
 		// the rest, the group's ")" included): then each is matched in
 		// turn.
-		out.userAgents, _ = regexp.Compile("(?i)" + strings.Join(uas, "|"))
+		var err error
+		if out.userAgents, err = regexp.Compile("(?i)" + strings.Join(uas, "|")); err == nil {
+			out.userAgentList = nil // the alternation serves
+		}
 	}
 
 	c.count("exclusions.countries", len(ex.Countries), MaxCountries)
