@@ -13,22 +13,30 @@ import (
 	"github.com/acme/analytics/pkg/rules"
 	"github.com/acme/analytics/processing-svc/internal/engine"
 	"github.com/acme/analytics/processing-svc/internal/engine/enginetest"
+	"github.com/gocql/gocql"
 )
 
 const propID = "3f1c9a52-3333-4e4e-9a9a-000000000003"
 
-func TestJobRunsAndResumes(t *testing.T) {
-	ctx := context.Background()
+// connect opens a keyspace of its own for the test, and the test property
+// with the default rules.
+func connect(t *testing.T) (*gocql.Session, engine.Properties) {
+	t.Helper()
 	s, err := cassandra.Connect(migratetest.Keyspace(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	t.Cleanup(s.Close)
 	prop, err := enginetest.Property(propID, rules.Defaults())
 	if err != nil {
 		t.Fatal(err)
 	}
-	props := enginetest.Properties{prop}
+	return s, enginetest.Properties{prop}
+}
+
+func TestJobRunsAndResumes(t *testing.T) {
+	ctx := context.Background()
+	s, props := connect(t)
 
 	// Some traffic on 2026-03-02 and 2026-03-03, processed live.
 	day := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
@@ -154,17 +162,9 @@ func (s slowProperties) Property(ctx context.Context, id string) (*engine.Proper
 // run starts it.
 func TestLeaseOutlivesItsTTL(t *testing.T) {
 	ctx := context.Background()
-	s, err := cassandra.Connect(migratetest.Keyspace(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	prop, err := enginetest.Property(propID, rules.Defaults())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, props := connect(t)
 	now := func() time.Time { return time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC) }
-	r := &Runner{Session: s, Properties: enginetest.Properties{prop}, Now: now}
+	r := &Runner{Session: s, Properties: props, Now: now}
 	j, err := r.Create(ctx, propID, "2026-03-02", "2026-03-02", engine.RulesCurrent)
 	if err != nil {
 		t.Fatal(err)
@@ -172,7 +172,7 @@ func TestLeaseOutlivesItsTTL(t *testing.T) {
 	if got, err := r.Get(ctx, propID, j.ID); err != nil || got.Status != StatusPending {
 		t.Fatalf("a created job: %+v, %v; want pending", got, err)
 	}
-	slow := &Runner{Session: s, Properties: slowProperties{enginetest.Properties{prop}, 5 * time.Second}, Now: now, LeaseTTL: 2 * time.Second}
+	slow := &Runner{Session: s, Properties: slowProperties{props, 5 * time.Second}, Now: now, LeaseTTL: 2 * time.Second}
 	done, err := slow.Start(ctx, propID, j.ID)
 	if err != nil {
 		t.Fatal(err)
