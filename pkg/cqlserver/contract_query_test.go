@@ -294,35 +294,6 @@ func TestPaging(t *testing.T) {
 		}
 	})
 
-	t.Run("full scan of a table without clustering columns", func(t *testing.T) {
-		mustExec(t, s, `CREATE TABLE singles (k int PRIMARY KEY, v text)`)
-		for k := 0; k < 23; k++ {
-			mustExec(t, s, `INSERT INTO singles (k, v) VALUES (?, 'x')`, k)
-		}
-		var state []byte
-		seen := map[int]bool{}
-		for pages := 0; ; pages++ {
-			iter := s.Query(`SELECT k FROM singles`).PageSize(4).PageState(state).Iter()
-			var k int
-			for iter.Scan(&k) {
-				if seen[k] {
-					t.Fatalf("row %d returned twice", k)
-				}
-				seen[k] = true
-			}
-			state = iter.PageState()
-			if err := iter.Close(); err != nil {
-				t.Fatal(err)
-			}
-			if len(state) == 0 || pages > 20 {
-				break
-			}
-		}
-		if len(seen) != 23 {
-			t.Fatalf("read %d distinct rows, want 23", len(seen))
-		}
-	})
-
 	t.Run("limit across pages", func(t *testing.T) {
 		iter := s.Query(`SELECT c FROM pages WHERE p = 1 LIMIT 25`).PageSize(10).Iter()
 		n := 0
@@ -355,6 +326,107 @@ func TestPaging(t *testing.T) {
 			t.Fatalf("stopped at %d", want)
 		}
 	})
+}
+
+// TestPagingEachRowOnce pages through reads of every shape with page sizes
+// that end pages inside a partition, at a partition's last row, at the last
+// row of the result and past it, following the page state by hand and
+// letting gocql follow it. Each must return the rows of the unpaged read,
+// in its order: a page resumes strictly after the last row of the one
+// before.
+func TestPagingEachRowOnce(t *testing.T) {
+	s, _ := cqltest.Session(t)
+	mustExec(t, s, `CREATE TABLE singles (id uuid PRIMARY KEY, v text)`)
+	ids := make([]gocql.UUID, 7)
+	for i := range ids {
+		ids[i] = gocql.MustRandomUUID()
+		mustExec(t, s, `INSERT INTO singles (id, v) VALUES (?, 'x')`, ids[i])
+	}
+	mustExec(t, s, `CREATE TABLE clustered (p int, c int, v text, PRIMARY KEY (p, c))`)
+	// Partition p holds p+1 rows, so that each page size ends some pages
+	// inside a partition and others at a partition's last row.
+	for p := 0; p < 5; p++ {
+		for c := 0; c <= p; c++ {
+			mustExec(t, s, `INSERT INTO clustered (p, c, v) VALUES (?, ?, 'x')`, p, c)
+		}
+	}
+
+	tests := []struct {
+		name string
+		stmt string
+		args []any
+	}{
+		{"without clustering columns", `SELECT id FROM singles`, nil},
+		{"without clustering columns, LIMIT", `SELECT id FROM singles LIMIT 5`, nil},
+		{"without clustering columns, IN", `SELECT id FROM singles WHERE id IN ?`, []any{ids[1:5]}},
+		{"all partitions", `SELECT p, c FROM clustered`, nil},
+		{"all partitions, LIMIT", `SELECT p, c FROM clustered LIMIT 7`, nil},
+		{"all partitions, PER PARTITION LIMIT", `SELECT p, c FROM clustered PER PARTITION LIMIT 2`, nil},
+		{"one partition", `SELECT c FROM clustered WHERE p = 4`, nil},
+		{"one partition, reversed", `SELECT c FROM clustered WHERE p = 4 ORDER BY c DESC`, nil},
+		{"one partition, LIMIT", `SELECT c FROM clustered WHERE p = 4 LIMIT 4`, nil},
+		{"one partition, clustering IN", `SELECT c FROM clustered WHERE p = 4 AND c IN (4, 0, 2, 3)`, nil},
+		{"all partitions, ALLOW FILTERING", `SELECT p, c FROM clustered WHERE c >= 1 ALLOW FILTERING`, nil},
+		{"IN", `SELECT p, c FROM clustered WHERE p IN (4, 1, 2)`, nil},
+		{"IN, LIMIT", `SELECT p, c FROM clustered WHERE p IN (4, 1, 2) LIMIT 4`, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want := rowsOf(t, s.Query(tt.stmt, tt.args...).PageSize(0).Iter(), math.MaxInt)
+			if len(want) < 4 {
+				t.Fatalf("the unpaged read has %d rows, too few to page: %v", len(want), want)
+			}
+			// A page size equal to the row count fills the first page;
+			// Cassandra then returns a page state (unless LIMIT was
+			// reached) and the next page is empty, which gocql follows.
+			for _, size := range []int{1, 2, 3, len(want), len(want) + 1} {
+				if got := readPages(t, s, size, tt.stmt, tt.args...); !reflect.DeepEqual(got, want) {
+					t.Errorf("page size %d, page state by hand: got %v, want %v", size, got, want)
+				}
+				if got := rowsOf(t, s.Query(tt.stmt, tt.args...).PageSize(size).Iter(), 2*len(want)); !reflect.DeepEqual(got, want) {
+					t.Errorf("page size %d, paged by gocql: got %v, want %v", size, got, want)
+				}
+			}
+		})
+	}
+}
+
+// rowsOf reads the rows of an iterator, each as text, and closes it. It
+// stops after max rows, so that a read whose paging never ends fails
+// instead of hanging.
+func rowsOf(t *testing.T, iter *gocql.Iter, max int) []string {
+	t.Helper()
+	var rows []string
+	for row := map[string]any{}; len(rows) < max && iter.MapScan(row); row = map[string]any{} {
+		rows = append(rows, fmt.Sprint(row))
+	}
+	if err := iter.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return rows
+}
+
+// readPages reads a query one page at a time, passing each page's state to
+// the next request, and returns the rows of all pages in order.
+func readPages(t *testing.T, s *gocql.Session, size int, stmt string, args ...any) []string {
+	t.Helper()
+	var rows []string
+	var state []byte
+	for pages := 1; ; pages++ {
+		iter := s.Query(stmt, args...).PageSize(size).PageState(state).Iter()
+		state = iter.PageState()
+		page := rowsOf(t, iter, size+1)
+		if len(page) > size {
+			t.Fatalf("page %d has %d rows, more than the page size %d", pages, len(page), size)
+		}
+		rows = append(rows, page...)
+		if len(state) == 0 {
+			return rows
+		}
+		if pages > 100 {
+			t.Fatalf("paging does not end: %d rows in %d pages", len(rows), pages)
+		}
+	}
 }
 
 // TestTokenRangeScan splits the ring into ranges, as full-table jobs do,
