@@ -790,11 +790,12 @@ func compileSelector(t *table, e selectorExpr) (outCol, string, error) {
 // ckRange is a clustering range in storage order.
 type ckRange struct{ start, end ckBound }
 
-// pageState is the decoded paging state: where the previous page stopped.
+// pageState is the decoded paging state: the last row the previous page
+// returned, which the next page starts strictly after.
 type pageState struct {
 	key       []byte
 	token     int64
-	lastCK    [][]byte // nil: at the start of the partition
+	lastCK    [][]byte // empty in a table without clustering columns
 	partDone  bool     // the partition was finished
 	partCount int32    // rows returned from the partition so far
 	total     int32    // rows returned by the query so far
@@ -808,9 +809,6 @@ func (s *pageState) encode() []byte {
 	flags := byte(0)
 	if s.partDone {
 		flags |= 1
-	}
-	if s.lastCK != nil {
-		flags |= 2
 	}
 	b = append(b, flags)
 	b = binary.BigEndian.AppendUint32(b, uint32(s.partCount))
@@ -846,9 +844,6 @@ func decodePageState(b []byte) (*pageState, error) {
 	s.total = int32(binary.BigEndian.Uint32(b[13:]))
 	k := int(binary.BigEndian.Uint16(b[17:]))
 	b = b[19:]
-	if flags&2 != 0 {
-		s.lastCK = make([][]byte, 0, k)
-	}
 	for i := 0; i < k; i++ {
 		if len(b) < 4 {
 			return nil, bad
@@ -977,19 +972,15 @@ func (p *selectPlan) execute(x *execCtx) (message.Message, error) {
 
 	visitPartition := func(part *partition, resume *pageState) {
 		sink.partCount = 0
+		rs := ranges
 		if resume != nil {
 			sink.partCount = resume.partCount
-			// Without clustering columns a partition is one row, which the
-			// previous page returned.
-			if resume.partDone || len(t.clustering) == 0 {
+			if resume.partDone {
 				return
 			}
-		}
-		pkVals := splitPartitionKey(part.key, len(t.partitionKey))
-		rs := ranges
-		if resume != nil && resume.lastCK != nil {
 			rs = resumeRanges(store, ranges, resume.lastCK, p.reversed)
 		}
+		pkVals := splitPartitionKey(part.key, len(t.partitionKey))
 		part.mu.RLock()
 		defer part.mu.RUnlock()
 		for _, rg := range rs {
@@ -1258,6 +1249,12 @@ func (p *selectPlan) clusteringRanges(store *tableStore, b *bindings) ([]ckRange
 
 // resumeRanges trims the ranges to what follows lastCK in iteration order.
 func resumeRanges(store *tableStore, ranges []ckRange, lastCK [][]byte, reversed bool) []ckRange {
+	if len(lastCK) == 0 {
+		// The empty clustering key is that of the only row of a partition
+		// without clustering columns: nothing follows it. (A bound with an
+		// empty prefix would mean "unbounded" and return the row again.)
+		return nil
+	}
 	out := make([]ckRange, 0, len(ranges))
 	after := ckBound{prefix: lastCK, inclusive: false}
 	for _, rg := range ranges {
