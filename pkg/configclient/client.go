@@ -55,8 +55,22 @@ type Config struct {
 	// the ID is created.
 	NegativeTTL time.Duration
 	// ResyncInterval is how often every cached document is refetched
-	// anyway, a safety net under the change feed (10m).
+	// anyway, a safety net under the change feed (10m). The refetches are
+	// spread over the interval, after those the feed asks for.
 	ResyncInterval time.Duration
+	// ResyncRate caps the resync's refetches per second (50), so that a
+	// large cache does not load config-svc: a pass over more than
+	// ResyncInterval × ResyncRate documents takes longer than the interval.
+	ResyncRate float64
+	// IdleTTL: a document no lookup has asked for in this long is dropped
+	// (24h), so the cache holds the properties in use, not every property
+	// ever seen. While config-svc is down, a dropped property cannot be
+	// looked up (ErrUnavailable).
+	IdleTTL time.Duration
+	// MaxNegative bounds the unknown tracking IDs and property IDs
+	// remembered (100,000 each); past it, an unknown ID is asked for again
+	// at every lookup.
+	MaxNegative int
 	// HTTPClient sends the requests (a default client when nil).
 	HTTPClient *http.Client
 	Log        *slog.Logger
@@ -70,6 +84,8 @@ type Config struct {
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.BaseURL, "config-svc-url", "", "base URL of config-svc, e.g. http://127.0.0.1:8082 (empty: find healthy instances in Consul)")
 	fs.StringVar(&c.Service, "config-svc-name", "config", "Consul service name of config-svc")
+	fs.DurationVar(&c.IdleTTL, "config-cache-idle-ttl", 24*time.Hour, "drop a cached property document no lookup has asked for in this long")
+	fs.Float64Var(&c.ResyncRate, "config-resync-rate", 50, "at most this many cached property documents refetched per second by the periodic resync")
 }
 
 // Validate reports a configuration error an operator can act on.
@@ -115,21 +131,42 @@ type Client struct {
 	byTID     map[string]string    // tracking ID -> property ID
 	negTID    map[string]time.Time // unknown tracking IDs, until
 	negID     map[string]time.Time // unknown property IDs, until
-	versions  map[string][]RuleVersion
+	versions  map[string]*history
 	gen       uint64            // count of changes (and anchorings) applied
-	changedAt map[string]uint64 // property ID -> gen of its last change
+	changedAt map[string]uint64 // property ID -> gen of its last change, while a fetch that began before it may be in flight
+	fetching  map[uint64]int    // gen at which each fetch in flight began -> how many
 	anchorGen uint64            // gen of the last anchoring
 	seq       int64             // feed position; -1 before anchoring
 	refresh   chan struct{}     // wakes the refresher
-	pending   map[string]bool   // property IDs waiting for a refetch
+	pending   map[string]bool   // property IDs waiting for a refetch (changed)
+	resyncNow bool              // the next resync pass starts at once (anchoring)
+	epoch     uint64            // advanced every IdleTTL/idleEpochs by the sweeper
 
 	connected atomic.Bool
 }
 
 type entry struct {
 	doc   *Property
-	stale bool // a refetch is due or failed; still served
+	stale bool   // a refetch is due or failed; still served
+	used  uint64 // epoch of the last lookup
 }
+
+// history is a property's cached rule versions.
+type history struct {
+	versions []RuleVersion
+	used     uint64 // epoch of the last lookup
+}
+
+// The backoff of the feed's long polls and of refetches while config-svc
+// fails.
+const (
+	minBackoff = 100 * time.Millisecond
+	maxBackoff = 5 * time.Second
+)
+
+// idleEpochs is how many sweeps an idle document survives: it is dropped
+// between IdleTTL and IdleTTL × (1 + 1/idleEpochs) after its last lookup.
+const idleEpochs = 4
 
 // New returns a Client. It does no I/O: lookups fetch lazily, Run follows
 // the change feed.
@@ -152,6 +189,15 @@ func New(cfg Config) (*Client, error) {
 	if cfg.ResyncInterval <= 0 {
 		cfg.ResyncInterval = 10 * time.Minute
 	}
+	if cfg.ResyncRate <= 0 {
+		cfg.ResyncRate = 50
+	}
+	if cfg.IdleTTL <= 0 {
+		cfg.IdleTTL = 24 * time.Hour
+	}
+	if cfg.MaxNegative <= 0 {
+		cfg.MaxNegative = 100_000
+	}
 	c := &Client{
 		cfg:       cfg,
 		http:      cfg.HTTPClient,
@@ -161,8 +207,9 @@ func New(cfg Config) (*Client, error) {
 		byTID:     map[string]string{},
 		negTID:    map[string]time.Time{},
 		negID:     map[string]time.Time{},
-		versions:  map[string][]RuleVersion{},
+		versions:  map[string]*history{},
 		changedAt: map[string]uint64{},
+		fetching:  map[uint64]int{},
 		seq:       -1,
 		refresh:   make(chan struct{}, 1),
 		pending:   map[string]bool{},
@@ -188,6 +235,7 @@ func (c *Client) ByTrackingID(ctx context.Context, tid string) (*Property, error
 	c.mu.Lock()
 	if pid, ok := c.byTID[tid]; ok {
 		if e := c.byID[pid]; e != nil {
+			e.used = c.epoch
 			doc, stale := e.doc, e.stale
 			c.mu.Unlock()
 			c.served(stale)
@@ -200,7 +248,7 @@ func (c *Client) ByTrackingID(ctx context.Context, tid string) (*Property, error
 	}
 	c.mu.Unlock()
 	return c.load(ctx, "tid:"+tid, "/internal/v1/properties/by-tracking-id/"+url.PathEscape(tid), func(now time.Time) {
-		c.negTID[tid] = now.Add(c.cfg.NegativeTTL)
+		c.rememberUnknownLocked(c.negTID, tid, now)
 	})
 }
 
@@ -208,6 +256,7 @@ func (c *Client) ByTrackingID(ctx context.Context, tid string) (*Property, error
 func (c *Client) ByID(ctx context.Context, propertyID string) (*Property, error) {
 	c.mu.Lock()
 	if e := c.byID[propertyID]; e != nil {
+		e.used = c.epoch
 		doc, stale := e.doc, e.stale
 		c.mu.Unlock()
 		c.served(stale)
@@ -219,7 +268,7 @@ func (c *Client) ByID(ctx context.Context, propertyID string) (*Property, error)
 	}
 	c.mu.Unlock()
 	return c.load(ctx, "id:"+propertyID, "/internal/v1/properties/"+url.PathEscape(propertyID), func(now time.Time) {
-		c.negID[propertyID] = now.Add(c.cfg.NegativeTTL)
+		c.rememberUnknownLocked(c.negID, propertyID, now)
 	})
 }
 
@@ -229,12 +278,42 @@ func (c *Client) served(stale bool) {
 	}
 }
 
+// rememberUnknownLocked records key as unknown in neg until NegativeTTL
+// from now, unless neg is full; c.mu is held.
+func (c *Client) rememberUnknownLocked(neg map[string]time.Time, key string, now time.Time) {
+	if len(neg) < c.cfg.MaxNegative {
+		neg[key] = now.Add(c.cfg.NegativeTTL)
+	}
+}
+
+// beginFetch notes a fetch starting now and returns the gen it began at,
+// for store and endFetch.
+func (c *Client) beginFetch() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.fetching[c.gen]++
+	return c.gen
+}
+
+// endFetch notes the end of a fetch begun at gen. changedAt only serves
+// fetches in flight (a change after a fetch began makes its answer
+// suspect), so it is emptied whenever none is.
+func (c *Client) endFetch(gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fetching[gen]--; c.fetching[gen] <= 0 {
+		delete(c.fetching, gen)
+	}
+	if len(c.fetching) == 0 {
+		clear(c.changedAt)
+	}
+}
+
 // load fetches a document once for all concurrent callers of key.
 func (c *Client) load(ctx context.Context, key, path string, negative func(time.Time)) (*Property, error) {
 	v, err, _ := c.flight.Do(key, func() (any, error) {
-		c.mu.Lock()
-		gen := c.gen
-		c.mu.Unlock()
+		gen := c.beginFetch()
+		defer c.endFetch(gen)
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.RequestTimeout)
 		defer cancel()
 		doc, err := c.fetchDoc(fctx, path)
@@ -262,7 +341,11 @@ func (c *Client) load(ctx context.Context, key, path string, negative func(time.
 func (c *Client) store(doc *Property, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.byID[doc.PropertyID] = &entry{doc: doc}
+	used := c.epoch
+	if old := c.byID[doc.PropertyID]; old != nil {
+		used = old.used // a refetch is not a lookup
+	}
+	c.byID[doc.PropertyID] = &entry{doc: doc, used: used}
 	c.byTID[doc.TrackingID] = doc.PropertyID
 	delete(c.negTID, doc.TrackingID)
 	delete(c.negID, doc.PropertyID)
@@ -281,15 +364,15 @@ func (c *Client) store(doc *Property, gen uint64) {
 // unreachable the cached history is served.
 func (c *Client) RuleVersions(ctx context.Context, propertyID string) ([]RuleVersion, error) {
 	c.mu.Lock()
-	cached, ok := c.versions[propertyID]
-	c.mu.Unlock()
-	if ok {
-		return cached, nil
-	}
-	v, err, _ := c.flight.Do("versions:"+propertyID, func() (any, error) {
-		c.mu.Lock()
-		gen := c.gen
+	if h := c.versions[propertyID]; h != nil {
+		h.used = c.epoch
 		c.mu.Unlock()
+		return h.versions, nil
+	}
+	c.mu.Unlock()
+	v, err, _ := c.flight.Do("versions:"+propertyID, func() (any, error) {
+		gen := c.beginFetch()
+		defer c.endFetch(gen)
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.RequestTimeout)
 		defer cancel()
 		var out RuleVersions
@@ -303,7 +386,7 @@ func (c *Client) RuleVersions(ctx context.Context, propertyID string) ([]RuleVer
 		}
 		c.mu.Lock()
 		if c.changedAt[propertyID] <= gen && c.anchorGen <= gen {
-			c.versions[propertyID] = out.Versions
+			c.versions[propertyID] = &history{versions: out.Versions, used: c.epoch}
 		}
 		c.mu.Unlock()
 		return out.Versions, nil
@@ -326,52 +409,6 @@ func (c *Client) Seq() int64 {
 	return c.seq
 }
 
-// Preload fills the cache with every property (the snapshot) and anchors
-// the change feed at the snapshot's position: a warm start. Call it before
-// Run; without it, documents are fetched on first use.
-func (c *Client) Preload(ctx context.Context) error {
-	token := ""
-	var seq int64
-	n := 0
-	for {
-		q := "?limit=500"
-		if token != "" {
-			q += "&page_token=" + url.QueryEscape(token)
-		}
-		var page Snapshot
-		if err := c.get(ctx, "/internal/v1/snapshot"+q, &page); err != nil {
-			return fmt.Errorf("preload: %w", err)
-		}
-		if token == "" {
-			seq = page.Seq
-		}
-		for i := range page.Properties {
-			doc := &page.Properties[i]
-			if err := doc.prepare(); err != nil {
-				c.log.Error("skipping a property whose rules do not compile here", slog.String("property_id", doc.PropertyID), slog.Any("error", err))
-				continue
-			}
-			c.mu.Lock()
-			c.byID[doc.PropertyID] = &entry{doc: doc}
-			c.byTID[doc.TrackingID] = doc.PropertyID
-			c.mu.Unlock()
-			n++
-		}
-		if page.NextPageToken == "" {
-			break
-		}
-		token = page.NextPageToken
-	}
-	c.mu.Lock()
-	if c.seq < 0 {
-		c.seq = seq
-	}
-	c.m.entries.Set(float64(len(c.byID)))
-	c.mu.Unlock()
-	c.log.Info("preloaded property documents", slog.Int("properties", n), slog.Int64("seq", seq))
-	return nil
-}
-
 // Run follows the change feed (and, without a static URL, config-svc's
 // instances in Consul) until ctx is done, refreshing cached documents that
 // change. It returns nil when ctx is done.
@@ -386,7 +423,7 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 	wg.Add(2)
 	go func() { defer wg.Done(); c.refresher(ctx) }()
-	go func() { defer wg.Done(); c.resync(ctx) }()
+	go func() { defer wg.Done(); c.sweeper(ctx) }()
 	c.follow(ctx)
 	wg.Wait()
 	return nil
@@ -403,12 +440,12 @@ func (c *Client) setInstances(insts []discovery.Instance) {
 
 // follow long-polls the change feed, with backoff while it fails.
 func (c *Client) follow(ctx context.Context) {
-	backoff := 100 * time.Millisecond
+	backoff := minBackoff
 	// The gauge is set before the flag, so that whoever sees Connected()
 	// change sees the metric agree.
 	fail := func(err error) {
 		c.m.connected.Set(0)
-		if c.connected.Swap(false) || backoff == 100*time.Millisecond {
+		if c.connected.Swap(false) || backoff == minBackoff {
 			c.log.Warn("cannot follow config-svc's change feed; serving the last known documents", slog.Any("error", err))
 		}
 		c.m.feedErrors.Inc()
@@ -416,7 +453,7 @@ func (c *Client) follow(ctx context.Context) {
 		case <-ctx.Done():
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 5*time.Second)
+		backoff = min(2*backoff, maxBackoff)
 	}
 	for ctx.Err() == nil {
 		c.mu.Lock()
@@ -458,13 +495,15 @@ func (c *Client) follow(ctx context.Context) {
 		if !c.connected.Swap(true) {
 			c.log.Info("following config-svc's change feed", slog.Int64("seq", page.Seq))
 		}
-		backoff = 100 * time.Millisecond
+		backoff = minBackoff
 		c.apply(page)
 	}
 }
 
-// anchor sets the feed position after which changes are followed, and
-// refetches every cached document, which may predate it.
+// anchor sets the feed position after which changes are followed. Every
+// cached document may predate it: each is marked stale, and the resync
+// starts a pass over them at once (at its rate, so that a large cache does
+// not fall on config-svc at once; changes from the feed go first).
 func (c *Client) anchor(seq int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -472,12 +511,14 @@ func (c *Client) anchor(seq int64) {
 	c.gen++
 	c.anchorGen = c.gen
 	c.m.seq.Set(float64(seq))
-	c.versions = map[string][]RuleVersion{}
+	c.versions = map[string]*history{}
 	c.negTID = map[string]time.Time{}
 	c.negID = map[string]time.Time{}
-	for pid := range c.byID {
-		c.markLocked(pid)
+	for _, e := range c.byID {
+		e.stale = true
 	}
+	c.resyncNow = len(c.byID) > 0
+	c.wakeLocked()
 }
 
 // apply records a page of changes: every cached document they touch is
@@ -487,7 +528,9 @@ func (c *Client) apply(page Changes) {
 	defer c.mu.Unlock()
 	for _, ch := range page.Changes {
 		c.gen++
-		c.changedAt[ch.PropertyID] = c.gen
+		if len(c.fetching) > 0 {
+			c.changedAt[ch.PropertyID] = c.gen
+		}
 		delete(c.negTID, ch.TrackingID)
 		delete(c.negID, ch.PropertyID)
 		delete(c.versions, ch.PropertyID)
@@ -502,66 +545,117 @@ func (c *Client) apply(page Changes) {
 	}
 }
 
-// markLocked queues a refetch of a cached property; c.mu is held.
+// markLocked queues a refetch of a cached property that changed; c.mu is
+// held.
 func (c *Client) markLocked(pid string) {
 	if e := c.byID[pid]; e != nil {
 		e.stale = true
 	}
 	c.pending[pid] = true
+	c.wakeLocked()
+}
+
+// wakeLocked wakes the refresher; c.mu is held.
+func (c *Client) wakeLocked() {
 	select {
 	case c.refresh <- struct{}{}:
 	default:
 	}
 }
 
-// refresher refetches queued properties, keeping the old copy when a
-// refetch fails and retrying with backoff.
+// refresher refetches documents: first, as soon as it can, those the feed
+// says changed (pending); when none is waiting, the resync's pass over
+// every cached document, paced so the pass takes ResyncInterval (or one
+// document per 1/ResyncRate, when that is longer). A failed refetch keeps
+// the old copy and is retried with backoff.
 func (c *Client) refresher(ctx context.Context) {
-	backoff := 100 * time.Millisecond
+	backoff := minBackoff
+	var (
+		pass      []string  // the resync pass's property IDs still to refetch
+		passStart time.Time // when the current (or last) pass began
+		gap       time.Duration
+		nextAt    time.Time // when the pass's next refetch is due
+	)
+	passStart = time.Now()
 	for {
+		c.mu.Lock()
+		pid, changed := "", false
+		for p := range c.pending {
+			pid, changed = p, true
+			break
+		}
+		delete(c.pending, pid)
+		now := time.Now()
+		if pid == "" && len(pass) == 0 && (c.resyncNow || now.Sub(passStart) >= c.cfg.ResyncInterval) {
+			pass = make([]string, 0, len(c.byID))
+			for p := range c.byID {
+				pass = append(pass, p)
+			}
+			passStart, nextAt = now, now
+			gap = max(c.cfg.ResyncInterval/time.Duration(max(len(pass), 1)), time.Duration(float64(time.Second)/c.cfg.ResyncRate))
+			if c.resyncNow {
+				gap = time.Duration(float64(time.Second) / c.cfg.ResyncRate)
+			}
+			c.resyncNow = false
+		}
+		if pid == "" && len(pass) > 0 && !now.Before(nextAt) {
+			pid, pass = pass[0], pass[1:]
+			nextAt = now.Add(gap)
+			if c.byID[pid] == nil {
+				pid = "" // dropped since the pass began
+			}
+		}
+		c.mu.Unlock()
+		if pid == "" {
+			wait := c.cfg.ResyncInterval - time.Since(passStart)
+			if len(pass) > 0 {
+				wait = time.Until(nextAt)
+			}
+			if wait > 0 {
+				t := time.NewTimer(wait)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return
+				case <-c.refresh:
+				case <-t.C:
+				}
+				t.Stop()
+			}
+			continue
+		}
+		gen := c.beginFetch()
+		fctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+		doc, err := c.fetchDoc(fctx, "/internal/v1/properties/"+url.PathEscape(pid))
+		cancel()
+		switch {
+		case err == nil:
+			c.store(doc, gen)
+			backoff = minBackoff
+		case errors.Is(err, ErrNotFound):
+			c.forget(pid)
+		}
+		c.endFetch(gen)
+		if err == nil || errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		c.log.Warn("refetching a property failed; serving the last known copy", slog.String("property_id", pid), slog.Bool("changed", changed), slog.Any("error", err))
+		if changed {
+			c.mu.Lock()
+			c.pending[pid] = true
+			c.mu.Unlock()
+		} else {
+			pass = append([]string{pid}, pass...)
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-c.refresh:
+		case <-time.After(backoff):
 		}
-		for {
-			c.mu.Lock()
-			var pid string
-			for p := range c.pending {
-				pid = p
-				break
-			}
-			delete(c.pending, pid)
-			gen := c.gen
-			c.mu.Unlock()
-			if pid == "" {
-				break
-			}
-			fctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
-			doc, err := c.fetchDoc(fctx, "/internal/v1/properties/"+url.PathEscape(pid))
-			cancel()
-			switch {
-			case err == nil:
-				c.store(doc, gen)
-				backoff = 100 * time.Millisecond
-			case errors.Is(err, ErrNotFound):
-				c.forget(pid)
-			default:
-				if ctx.Err() != nil {
-					return
-				}
-				c.log.Warn("refetching a changed property failed; serving the last known copy", slog.String("property_id", pid), slog.Any("error", err))
-				c.mu.Lock()
-				c.pending[pid] = true
-				c.mu.Unlock()
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(backoff):
-				}
-				backoff = min(2*backoff, 5*time.Second)
-			}
-		}
+		backoff = min(2*backoff, maxBackoff)
 	}
 }
 
@@ -579,23 +673,50 @@ func (c *Client) forget(pid string) {
 	c.m.entries.Set(float64(len(c.byID)))
 }
 
-// resync refetches every cached document now and then, in case a change
-// never made it into the feed.
-func (c *Client) resync(ctx context.Context) {
-	t := time.NewTicker(c.cfg.ResyncInterval)
+// sweeper drops what lookups no longer ask for, every IdleTTL/idleEpochs:
+// documents and rule histories idle for IdleTTL, and unknown IDs whose
+// time is up.
+func (c *Client) sweeper(ctx context.Context) {
+	t := time.NewTicker(c.cfg.IdleTTL / idleEpochs)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			c.mu.Lock()
-			for pid := range c.byID {
-				c.markLocked(pid)
-			}
-			c.mu.Unlock()
+			c.sweep(time.Now())
 		}
 	}
+}
+
+// sweep advances the epoch and drops what has been idle for idleEpochs of
+// them.
+func (c *Client) sweep(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.epoch++
+	idle := func(used uint64) bool { return c.epoch-used > idleEpochs }
+	for pid, e := range c.byID {
+		if idle(e.used) {
+			delete(c.byTID, e.doc.TrackingID)
+			delete(c.byID, pid)
+			delete(c.pending, pid)
+			c.m.dropped.Inc()
+		}
+	}
+	for pid, h := range c.versions {
+		if idle(h.used) {
+			delete(c.versions, pid)
+		}
+	}
+	for _, neg := range []map[string]time.Time{c.negTID, c.negID} {
+		for k, until := range neg {
+			if !now.Before(until) {
+				delete(neg, k)
+			}
+		}
+	}
+	c.m.entries.Set(float64(len(c.byID)))
 }
 
 // fetchDoc gets and prepares a property document.
@@ -703,7 +824,7 @@ func (c *Client) baseURL(ctx context.Context) (string, error) {
 
 type clientMetrics struct {
 	connected, seq, entries, instances prometheus.Gauge
-	feedErrors, staleServed            prometheus.Counter
+	feedErrors, staleServed, dropped   prometheus.Counter
 	changes, fetches                   *prometheus.CounterVec
 }
 
@@ -715,11 +836,12 @@ func newClientMetrics(reg prometheus.Registerer) *clientMetrics {
 		instances:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "configclient_instances", Help: "Healthy config-svc instances known from Consul."}),
 		feedErrors:  prometheus.NewCounter(prometheus.CounterOpts{Name: "configclient_feed_errors_total", Help: "Failed long polls of the change feed."}),
 		staleServed: prometheus.NewCounter(prometheus.CounterOpts{Name: "configclient_stale_served_total", Help: "Lookups answered with a cached document that is due for a refetch (changed, or config-svc unreachable)."}),
+		dropped:     prometheus.NewCounter(prometheus.CounterOpts{Name: "configclient_idle_dropped_total", Help: "Cached property documents dropped because no lookup asked for them for the idle TTL."}),
 		changes:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "configclient_changes_total", Help: "Changes received from the feed, by kind."}, []string{"kind"}),
 		fetches:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "configclient_fetches_total", Help: "Property document fetches, by result (ok, not_found, invalid, error)."}, []string{"result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.connected, m.seq, m.entries, m.instances, m.feedErrors, m.staleServed, m.changes, m.fetches)
+		reg.MustRegister(m.connected, m.seq, m.entries, m.instances, m.feedErrors, m.staleServed, m.dropped, m.changes, m.fetches)
 	}
 	return m
 }

@@ -10,20 +10,29 @@
 // number): a change to a cached property marks it for a refetch, done at
 // once, so a change reaches the pipeline within a second or two and never
 // needs a restart. Lookups keep answering with the previous copy until the
-// new one has arrived. Unknown tracking IDs are remembered for NegativeTTL,
-// and forgotten as soon as the feed announces them. When config-svc says
-// the feed no longer holds the client's position (410, after a long
-// outage), the client re-anchors at the head and refetches everything it
-// has cached, still serving the old copies meanwhile. Every ResyncInterval
-// everything cached is refetched anyway, a safety net under the feed.
+// new one has arrived. Unknown tracking IDs are remembered for NegativeTTL
+// (at most MaxNegative of them), and forgotten as soon as the feed
+// announces them. When config-svc says the feed no longer holds the
+// client's position (410, after a long outage), the client re-anchors at
+// the head and refetches everything it has cached, still serving the old
+// copies meanwhile.
+//
+// # Scale
+//
+// The cache holds what lookups use, not every property there is: a
+// document no lookup asked for in IdleTTL (24h) is dropped, with its rule
+// history. Every ResyncInterval everything cached is refetched anyway, a
+// safety net under the feed, spread over the interval and at most
+// ResyncRate documents a second (a pass over a large cache then takes
+// longer), after the refetches the feed asks for, which never wait behind
+// it. Properties in one time zone share one *time.Location.
 //
 // # Outages
 //
 // While config-svc is unreachable, cached documents keep being served
 // (configclient_feed_connected is 0, configclient_stale_served_total counts
 // the lookups answered from a copy that is due for a refetch, and the log
-// says so once); only keys never seen fail, with ErrUnavailable. Preload
-// warms the cache from the snapshot endpoint at start-up.
+// says so once); only keys not cached fail, with ErrUnavailable.
 //
 // # Finding config-svc
 //

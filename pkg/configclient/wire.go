@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/acme/analytics/pkg/rules"
@@ -79,12 +80,27 @@ func (p *Property) prepare() error {
 	// know: a zone config-svc accepted always loads here, whatever the
 	// host has installed, so this fallback is for documents written by
 	// hand.
-	loc, err := time.LoadLocation(p.TimeZone)
-	if err != nil {
-		loc = time.UTC
-	}
-	p.compiled, p.location = c, loc
+	p.compiled, p.location = c, zone(p.TimeZone)
 	return nil
+}
+
+// zones holds each time zone loaded once (name -> *time.Location): a
+// Location holds the zone's transitions (about 3 KB for Europe/Berlin),
+// which a cache of a million properties would otherwise hold a million
+// times. A Location is immutable, so sharing it is safe.
+var zones sync.Map
+
+// zone returns the named time zone, or UTC when it does not load.
+func zone(name string) *time.Location {
+	if loc, ok := zones.Load(name); ok {
+		return loc.(*time.Location)
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		return time.UTC // not remembered: the name may be anything
+	}
+	actual, _ := zones.LoadOrStore(name, loc)
+	return actual.(*time.Location)
 }
 
 // RuleVersion is one immutable version of a property's rules.
@@ -150,15 +166,6 @@ type Change struct {
 type Changes struct {
 	Seq     int64    `json:"seq"`
 	Changes []Change `json:"changes"`
-}
-
-// Snapshot is one page of GET /internal/v1/snapshot.
-type Snapshot struct {
-	// Seq is the feed position to follow changes from once every page has
-	// been read (the feed head when the first page was asked for).
-	Seq           int64      `json:"seq"`
-	Properties    []Property `json:"properties"`
-	NextPageToken string     `json:"next_page_token,omitempty"`
 }
 
 // TrackingIDAlphabet is the alphabet of tracking IDs: digits and upper-case

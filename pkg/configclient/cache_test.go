@@ -1,0 +1,289 @@
+package configclient
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/acme/analytics/pkg/rules"
+)
+
+// These tests cover the cache's own bookkeeping (what it keeps, drops and
+// refetches, and in which order) against a small HTTP server that answers
+// property documents as config-svc does. The client against the real
+// config-svc (change feed, outages, Consul) is tested in
+// config-svc/internal/httpapi/pipeline_test.go.
+
+// docServer answers GET /internal/v1/properties/{id} and
+// .../by-tracking-id/{tid} from its documents, and records every fetch.
+type docServer struct {
+	*httptest.Server
+	mu      sync.Mutex
+	docs    map[string]Property // by property ID
+	fetched []string            // property IDs or tracking IDs, in order
+}
+
+func newDocServer(t *testing.T, n int) *docServer {
+	t.Helper()
+	s := &docServer{docs: map[string]Property{}}
+	for i := range n {
+		p := testDoc(i)
+		s.docs[p.PropertyID] = p
+	}
+	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func testDoc(i int) Property {
+	return Property{
+		PropertyID: fmt.Sprintf("00000000-0000-4000-8000-%012d", i), TenantID: "00000000-0000-4000-8000-000000000000",
+		TrackingID: testTID(i), Name: "Shop", TimeZone: "Europe/Berlin", ProcessingShards: 1,
+		Rules: RuleVersion{Version: 1, EffectiveAt: time.Unix(0, 0).UTC(), Rules: rules.Defaults().Normalize()},
+	}
+}
+
+// testTID returns the i-th of a series of valid tracking IDs.
+func testTID(i int) string {
+	b := []byte(TrackingIDPrefix + strings.Repeat("2", TrackingIDLength))
+	for j := len(b) - 1; i > 0; j-- {
+		b[j] = TrackingIDAlphabet[i%len(TrackingIDAlphabet)]
+		i /= len(TrackingIDAlphabet)
+	}
+	return string(b)
+}
+
+func (s *docServer) serve(w http.ResponseWriter, r *http.Request) {
+	key, byTID := strings.CutPrefix(r.URL.Path, "/internal/v1/properties/by-tracking-id/")
+	if !byTID {
+		key = strings.TrimPrefix(r.URL.Path, "/internal/v1/properties/")
+	}
+	s.mu.Lock()
+	s.fetched = append(s.fetched, key)
+	var doc *Property
+	for _, p := range s.docs {
+		if byTID && p.TrackingID == key || !byTID && p.PropertyID == key {
+			doc = &p
+		}
+	}
+	s.mu.Unlock()
+	if doc == nil {
+		http.Error(w, `{"error":"not_found"}`, http.StatusNotFound)
+		return
+	}
+	_ = json.NewEncoder(w).Encode(doc)
+}
+
+// fetches returns the fetches so far.
+func (s *docServer) fetches() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.fetched...)
+}
+
+func testClient(t *testing.T, srv *docServer, mod func(*Config)) *Client {
+	t.Helper()
+	cfg := Config{BaseURL: srv.URL, Caller: "test", IdentitySecret: []byte("a test identity secret")}
+	if mod != nil {
+		mod(&cfg)
+	}
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestIdleDocumentsAreDropped(t *testing.T) {
+	srv := newDocServer(t, 2)
+	c := testClient(t, srv, nil)
+	ctx := context.Background()
+	used, idle := testDoc(0), testDoc(1)
+	for _, p := range []Property{used, idle} {
+		if _, err := c.ByTrackingID(ctx, p.TrackingID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.mu.Lock() // as RuleVersions caches a history
+	c.versions[idle.PropertyID] = &history{used: c.epoch}
+	c.mu.Unlock()
+
+	// Sweeps come every IdleTTL/idleEpochs: a document survives idleEpochs
+	// of them, so it is dropped between IdleTTL and 1.25 × IdleTTL idle.
+	for i := range idleEpochs + 1 {
+		c.mu.Lock()
+		_, cached := c.byID[idle.PropertyID]
+		c.mu.Unlock()
+		if !cached {
+			t.Fatalf("dropped after %d sweeps, want %d", i, idleEpochs+1)
+		}
+		if _, err := c.ByID(ctx, used.PropertyID); err != nil {
+			t.Fatal(err)
+		}
+		c.sweep(time.Now())
+	}
+	c.mu.Lock()
+	_, usedCached := c.byID[used.PropertyID]
+	_, idleCached := c.byID[idle.PropertyID]
+	_, idleByTID := c.byTID[idle.TrackingID]
+	_, idleHistory := c.versions[idle.PropertyID]
+	c.mu.Unlock()
+	if !usedCached || idleCached || idleByTID || idleHistory {
+		t.Fatalf("after the sweeps: used cached %v, idle cached %v (by tracking ID %v, history %v); want only the used one", usedCached, idleCached, idleByTID, idleHistory)
+	}
+	before := len(srv.fetches())
+	if doc, err := c.ByTrackingID(ctx, idle.TrackingID); err != nil || doc.PropertyID != idle.PropertyID {
+		t.Fatalf("a dropped property looked up again: %v, %v", doc, err)
+	}
+	if len(srv.fetches()) != before+1 {
+		t.Fatal("a dropped property was answered without a fetch")
+	}
+}
+
+func TestRefetchIsNotALookup(t *testing.T) {
+	srv := newDocServer(t, 1)
+	c := testClient(t, srv, nil)
+	p := testDoc(0)
+	if _, err := c.ByID(context.Background(), p.PropertyID); err != nil {
+		t.Fatal(err)
+	}
+	for range idleEpochs + 1 {
+		// The resync refetches the document between sweeps; only lookups
+		// keep it.
+		doc, err := c.fetchDoc(context.Background(), "/internal/v1/properties/"+p.PropertyID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.store(doc, c.beginFetch())
+		c.sweep(time.Now())
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, cached := c.byID[p.PropertyID]; cached {
+		t.Fatal("a document only the resync fetched is never dropped")
+	}
+}
+
+func TestUnknownIDsAreBounded(t *testing.T) {
+	srv := newDocServer(t, 0)
+	c := testClient(t, srv, func(cfg *Config) { cfg.MaxNegative = 2; cfg.NegativeTTL = time.Hour })
+	ctx := context.Background()
+	for i := range 3 {
+		if _, err := c.ByTrackingID(ctx, testTID(i)); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("unknown tracking ID %d: %v", i, err)
+		}
+	}
+	for i := range 3 {
+		if _, err := c.ByTrackingID(ctx, testTID(i)); !errors.Is(err, ErrNotFound) {
+			t.Fatal(err)
+		}
+	}
+	// The first two are remembered; the third, past the bound, is asked for
+	// each time.
+	if got, want := len(srv.fetches()), 4; got != want {
+		t.Fatalf("%d fetches for 3 unknown tracking IDs looked up twice with room for 2, want %d", got, want)
+	}
+
+	c.mu.Lock()
+	c.negTID[testTID(99)] = time.Now().Add(-time.Second)
+	c.mu.Unlock()
+	c.sweep(time.Now())
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.negTID[testTID(99)]; ok || len(c.negTID) != 2 {
+		t.Fatalf("after a sweep: %v; want the expired entry gone and the others kept", c.negTID)
+	}
+}
+
+func TestChangesAreRememberedOnlyWhileAFetchIsInFlight(t *testing.T) {
+	srv := newDocServer(t, 1)
+	c := testClient(t, srv, nil)
+	p := testDoc(0)
+	c.apply(Changes{Seq: 1, Changes: []Change{{Seq: 1, Kind: ChangeRules, PropertyID: p.PropertyID}}})
+	gen := c.beginFetch()
+	c.apply(Changes{Seq: 2, Changes: []Change{{Seq: 2, Kind: ChangeRules, PropertyID: p.PropertyID}}})
+	doc, err := c.fetchDoc(context.Background(), "/internal/v1/properties/"+p.PropertyID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.store(doc, gen)
+	c.mu.Lock()
+	raced := c.pending[p.PropertyID]
+	c.mu.Unlock()
+	if !raced {
+		t.Fatal("a document fetched across a change to it is not refetched")
+	}
+	c.endFetch(gen)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.changedAt) != 0 {
+		t.Fatalf("changedAt holds %d properties with no fetch in flight", len(c.changedAt))
+	}
+}
+
+// TestResyncIsPacedAndChangesGoFirst: the resync spreads its pass over the
+// cache at its rate, and a change from the feed is refetched before the
+// rest of the pass.
+func TestResyncIsPacedAndChangesGoFirst(t *testing.T) {
+	const n = 10
+	srv := newDocServer(t, n)
+	c := testClient(t, srv, func(cfg *Config) { cfg.ResyncInterval = time.Millisecond; cfg.ResyncRate = 20 })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for i := range n {
+		if _, err := c.ByID(ctx, testDoc(i).PropertyID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	done := make(chan struct{})
+	go func() { defer close(done); c.refresher(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	waitFetches := func(k int) []string {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if f := srv.fetches(); len(f) >= k {
+				return f
+			}
+		}
+		t.Fatalf("fewer than %d fetches after 10 s", k)
+		return nil
+	}
+	waitFetches(n + 3) // the lookups, then three of the pass
+	changed := testDoc(7).PropertyID
+	c.apply(Changes{Seq: 1, Changes: []Change{{Seq: 1, Kind: ChangeRules, PropertyID: changed}}})
+	f := waitFetches(n + 5)
+	if f[n+3] != changed && f[n+4] != changed {
+		t.Fatalf("fetches after the change: %v; want the changed property next (one of the pass may be in flight)", f[n+3:])
+	}
+	waitFetches(n + n + 1) // the whole pass and the change
+	// A pass of n documents at 20 a second takes at least (n-1)/20 s.
+	if took, least := time.Since(start), time.Duration(n-1)*time.Second/20; took < least {
+		t.Fatalf("a pass over %d documents took %s; at 20 per second it takes at least %s", n, took, least)
+	}
+}
+
+func TestZonesAreShared(t *testing.T) {
+	a, b := testDoc(0), testDoc(1)
+	for _, p := range []*Property{&a, &b} {
+		if err := p.prepare(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a.Location() != b.Location() || a.Location().String() != "Europe/Berlin" {
+		t.Fatalf("two properties in Europe/Berlin: %p and %p (%s)", a.Location(), b.Location(), a.Location())
+	}
+	c := testDoc(2)
+	c.TimeZone = "Not/AZone"
+	if err := c.prepare(); err != nil || c.Location() != time.UTC {
+		t.Fatalf("an unknown zone: %v, %v; want UTC", c.Location(), err)
+	}
+}
