@@ -60,9 +60,10 @@ func (f *Feed) Append(ctx context.Context, c configclient.Change) error {
 	return nil
 }
 
-// feedRetryFor is how long AppendSoon keeps trying: by then every
-// client's periodic resync (configclient.ResyncInterval) has fetched the
-// change anyway.
+// feedRetryFor is how long AppendSoon keeps trying: the clients' periodic
+// resync (configclient's ResyncInterval, 10 minutes for a cache of up to
+// 30,000 documents, longer for more at its rate) fetches the change
+// anyway.
 const feedRetryFor = 10 * time.Minute
 
 // AppendSoon appends c in the background, for a change already stored

@@ -2,8 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -256,73 +254,4 @@ func (s *Server) internalChanges(w http.ResponseWriter, r *http.Request) {
 func feedGone(w http.ResponseWriter, since int64) {
 	httpserver.WriteError(w, http.StatusGone, "feed_gone",
 		"the change feed no longer holds position "+strconv.FormatInt(since, 10)+"; refetch what you cached and follow from the current head (GET /internal/v1/changes without since)")
-}
-
-// Snapshot paging bounds.
-const (
-	defaultSnapshotPage = 100
-	maxSnapshotPage     = 500
-)
-
-func (s *Server) internalSnapshot(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	q := r.URL.Query()
-	limit := defaultSnapshotPage
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxSnapshotPage {
-			httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "limit", "limit: "+quote(v)+" must be 1 to "+strconv.Itoa(maxSnapshotPage))
-			return
-		}
-		limit = n
-	}
-	var seq int64
-	var state []byte
-	if tok := q.Get("page_token"); tok != "" {
-		b, err := base64.RawURLEncoding.DecodeString(tok)
-		if err != nil || len(b) < 8 {
-			httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "page_token", "page_token: is not a token from a previous page; start again without it")
-			return
-		}
-		seq, state = int64(binary.BigEndian.Uint64(b[:8])), b[8:]
-	} else {
-		// The head is read before any property, so every change made
-		// while the pages are read is at a position after it.
-		head, err := s.o.Store.Head(ctx)
-		if err != nil {
-			s.internalError(w, r, "read the feed head", err)
-			return
-		}
-		seq = head
-	}
-	ids, next, err := s.o.Store.AllPropertyIDs(ctx, state, limit)
-	if err != nil {
-		s.internalError(w, r, "list properties", err)
-		return
-	}
-	out := configclient.Snapshot{Seq: seq, Properties: []configclient.Property{}}
-	for _, id := range ids {
-		p, err := s.o.Store.Property(ctx, id)
-		if errors.Is(err, store.ErrNotFound) {
-			continue // deleted
-		}
-		if err != nil {
-			s.internalError(w, r, "read a property", err)
-			return
-		}
-		doc, err := s.propertyDoc(ctx, p)
-		if errors.Is(err, store.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			s.internalError(w, r, "assemble a property document", err)
-			return
-		}
-		out.Properties = append(out.Properties, doc)
-	}
-	if len(next) > 0 {
-		b := binary.BigEndian.AppendUint64(nil, uint64(seq))
-		out.NextPageToken = base64.RawURLEncoding.EncodeToString(append(b, next...))
-	}
-	httpserver.WriteJSON(w, http.StatusOK, out)
 }

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -155,49 +154,6 @@ func TestLongPollsEndAtShutdown(t *testing.T) {
 		}
 	case <-time.After(changeDeadline):
 		t.Fatal("a long poll held on after shutdown began")
-	}
-}
-
-func TestSnapshotPages(t *testing.T) {
-	e := newEnv(t)
-	want := map[string]string{}
-	for _, name := range []string{"a", "b", "c", "d", "e"} {
-		acct := e.signup("Snap " + name)
-		p := e.createProperty(acct, map[string]any{"name": name})
-		want[p.ID] = p.TrackingID
-	}
-	var head configclient.Changes
-	e.must(http.StatusOK, service("processing"), "GET", "/internal/v1/changes", nil).decode(t, &head)
-	got := map[string]string{}
-	token, pages := "", 0
-	for {
-		var page configclient.Snapshot
-		e.must(http.StatusOK, service("processing"), "GET", "/internal/v1/snapshot?limit=2&page_token="+url.QueryEscape(token), nil).decode(t, &page)
-		pages++
-		if page.Seq != head.Seq {
-			t.Fatalf("page %d has seq %d, want the head %d when the first page was read", pages, page.Seq, head.Seq)
-		}
-		for _, p := range page.Properties {
-			if _, dup := got[p.PropertyID]; dup {
-				t.Fatalf("property %s on two pages", p.PropertyID)
-			}
-			got[p.PropertyID] = p.TrackingID
-		}
-		if page.NextPageToken == "" {
-			break
-		}
-		token = page.NextPageToken
-		if pages > 10 {
-			t.Fatal("paging does not end")
-		}
-	}
-	if len(got) != len(want) || pages < 3 {
-		t.Fatalf("snapshot has %d properties in %d pages, want %d in at least 3", len(got), pages, len(want))
-	}
-	for id, tid := range want {
-		if got[id] != tid {
-			t.Fatalf("property %s: %q in the snapshot, want %q", id, got[id], tid)
-		}
 	}
 }
 

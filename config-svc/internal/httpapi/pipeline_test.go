@@ -294,36 +294,3 @@ func TestPipelineFindsConfigSvcInConsul(t *testing.T) {
 		return err == nil && doc.Rules.Version == 2
 	})
 }
-
-// TestPreloadWarmsTheCache: the snapshot fills the cache, so lookups need
-// no request even with config-svc down.
-func TestPreloadWarmsTheCache(t *testing.T) {
-	e := newEnv(t)
-	acct := e.signup("Warm")
-	var props []PropertyJSON
-	for _, name := range []string{"one", "two", "three"} {
-		props = append(props, e.createProperty(acct, map[string]any{"name": name}))
-	}
-	e.must(http.StatusNoContent, acct.as(), "DELETE", "/v1/properties/"+props[2].ID, nil)
-	reg := prometheus.NewRegistry()
-	c, err := configclient.New(configclient.Config{BaseURL: e.url, Caller: "processing", IdentitySecret: testSecret, Registerer: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Preload(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if c.Seq() < 4 {
-		t.Fatalf("preload anchored at %d, want the feed head", c.Seq())
-	}
-	e.down()
-	for _, p := range props[:2] {
-		doc, err := c.ByID(context.Background(), p.ID)
-		if err != nil || doc.TrackingID != p.TrackingID {
-			t.Fatalf("preloaded %s: %v, %v", p.Name, doc, err)
-		}
-	}
-	if _, err := c.ByID(context.Background(), props[2].ID); err == nil {
-		t.Fatal("a deleted property was preloaded")
-	}
-}

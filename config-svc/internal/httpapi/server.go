@@ -132,7 +132,6 @@ func (s *Server) Routes() []Route {
 		{"GET", "/internal/v1/properties/{property_id}/rules/versions", Service, s.internalRuleVersions},
 		{"PUT", "/internal/v1/properties/{property_id}/processing-shards", Service, s.internalSetShards},
 		{"GET", "/internal/v1/changes", Service, s.internalChanges},
-		{"GET", "/internal/v1/snapshot", Service, s.internalSnapshot},
 	}
 }
 

@@ -189,23 +189,6 @@ func (st *Store) DeleteProperty(ctx context.Context, p Property) error {
 	return nil
 }
 
-// AllPropertyIDs pages through the IDs of every property row (deleted ones
-// included; Property filters those). pageState is empty for the first page;
-// the returned state is empty after the last.
-func (st *Store) AllPropertyIDs(ctx context.Context, pageState []byte, limit int) ([]gocql.UUID, []byte, error) {
-	iter := st.s.Query(`SELECT property_id FROM properties`).WithContext(ctx).PageSize(limit).PageState(pageState).Iter()
-	next := iter.PageState()
-	ids := make([]gocql.UUID, 0, limit)
-	var id gocql.UUID
-	for len(ids) < limit && iter.Scan(&id) {
-		ids = append(ids, id)
-	}
-	if err := iter.Close(); err != nil {
-		return nil, nil, fmt.Errorf("scan properties: %w", err)
-	}
-	return ids, next, nil
-}
-
 // Secret is a Measurement API secret of a property (its hash).
 type Secret struct {
 	PropertyID gocql.UUID
