@@ -111,8 +111,8 @@ func TestIdleDocumentsAreDropped(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c.mu.Lock() // as RuleVersions caches a history
-	c.versions[idle.PropertyID] = &history{used: c.epoch}
+	c.mu.Lock() // as RuleHistory caches one
+	c.versions[idle.PropertyID] = &cachedHistory{used: c.epoch}
 	c.mu.Unlock()
 
 	// Sweeps come every IdleTTL/idleEpochs: a document survives idleEpochs

@@ -131,7 +131,7 @@ type Client struct {
 	byTID     map[string]string    // tracking ID -> property ID
 	negTID    map[string]time.Time // unknown tracking IDs, until
 	negID     map[string]time.Time // unknown property IDs, until
-	versions  map[string]*history
+	versions  map[string]*cachedHistory
 	gen       uint64            // count of changes (and anchorings) applied
 	changedAt map[string]uint64 // property ID -> gen of its last change, while a fetch that began before it may be in flight
 	fetching  map[uint64]int    // gen at which each fetch in flight began -> how many
@@ -151,10 +151,10 @@ type entry struct {
 	used  uint64 // epoch of the last lookup
 }
 
-// history is a property's cached rule versions.
-type history struct {
-	versions []RuleVersion
-	used     uint64 // epoch of the last lookup
+// cachedHistory is a property's cached rule history.
+type cachedHistory struct {
+	history *History
+	used    uint64 // epoch of the last lookup
 }
 
 // The backoff of the feed's long polls and of refetches while config-svc
@@ -207,7 +207,7 @@ func New(cfg Config) (*Client, error) {
 		byTID:     map[string]string{},
 		negTID:    map[string]time.Time{},
 		negID:     map[string]time.Time{},
-		versions:  map[string]*history{},
+		versions:  map[string]*cachedHistory{},
 		changedAt: map[string]uint64{},
 		fetching:  map[uint64]int{},
 		seq:       -1,
@@ -358,16 +358,16 @@ func (c *Client) store(doc *Property, gen uint64) {
 	c.m.entries.Set(float64(len(c.byID)))
 }
 
-// RuleVersions returns every rule version of a property, oldest first, for
-// reprocessing with the rules in effect at the time (see VersionAt). The
-// history is cached until the property changes; when config-svc is
-// unreachable the cached history is served.
-func (c *Client) RuleVersions(ctx context.Context, propertyID string) ([]RuleVersion, error) {
+// RuleHistory returns a property's rule versions, compiled, for giving
+// hits the rules of their time (live processing and reprocessing). It is
+// cached with the property's document, until the property changes or goes
+// idle; when config-svc is unreachable the cached history is served.
+func (c *Client) RuleHistory(ctx context.Context, propertyID string) (*History, error) {
 	c.mu.Lock()
 	if h := c.versions[propertyID]; h != nil {
 		h.used = c.epoch
 		c.mu.Unlock()
-		return h.versions, nil
+		return h.history, nil
 	}
 	c.mu.Unlock()
 	v, err, _ := c.flight.Do("versions:"+propertyID, func() (any, error) {
@@ -379,22 +379,21 @@ func (c *Client) RuleVersions(ctx context.Context, propertyID string) ([]RuleVer
 		if err := c.get(fctx, "/internal/v1/properties/"+url.PathEscape(propertyID)+"/rules/versions", &out); err != nil {
 			return nil, err
 		}
-		for _, rv := range out.Versions {
-			if _, err := rv.Compile(); err != nil {
-				return nil, fmt.Errorf("rule version %d of %s does not compile here (is this service older than config-svc?): %w", rv.Version, propertyID, err)
-			}
+		h, err := NewHistory(out.Versions)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", propertyID, err)
 		}
 		c.mu.Lock()
 		if c.changedAt[propertyID] <= gen && c.anchorGen <= gen {
-			c.versions[propertyID] = &history{versions: out.Versions, used: c.epoch}
+			c.versions[propertyID] = &cachedHistory{history: h, used: c.epoch}
 		}
 		c.mu.Unlock()
-		return out.Versions, nil
+		return h, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return v.([]RuleVersion), nil
+	return v.(*History), nil
 }
 
 // Connected reports whether the change feed is being followed: false
@@ -511,7 +510,7 @@ func (c *Client) anchor(seq int64) {
 	c.gen++
 	c.anchorGen = c.gen
 	c.m.seq.Set(float64(seq))
-	c.versions = map[string]*history{}
+	c.versions = map[string]*cachedHistory{}
 	c.negTID = map[string]time.Time{}
 	c.negID = map[string]time.Time{}
 	for _, e := range c.byID {

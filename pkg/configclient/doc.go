@@ -46,5 +46,5 @@
 //	cc, err := configclient.New(configclient.Config{BaseURL: ..., Caller: "collection", IdentitySecret: secret, Registerer: reg, Log: log})
 //	svc.Go(cc.Run)
 //	p, err := cc.ByTrackingID(ctx, tid) // p.Compiled().MatchIP(...), p.VerifySecret(s), p.ProcessingShards
-//	versions, err := cc.RuleVersions(ctx, p.PropertyID) // VersionAt(versions, hit.ReceivedAt).Compile()
+//	history, err := cc.RuleHistory(ctx, p.PropertyID) // history.At(hit.ReceivedAt), history.Version(hit.RuleVersion)
 package configclient

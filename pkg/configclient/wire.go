@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/acme/analytics/pkg/rules"
@@ -38,6 +39,7 @@ type Property struct {
 
 	compiled *rules.Compiled
 	location *time.Location
+	derived  atomic.Pointer[any] // see Derived
 }
 
 // Compiled returns the compiled current rules. It is set on documents
@@ -52,6 +54,21 @@ func (p *Property) Location() *time.Location {
 		return time.UTC
 	}
 	return p.location
+}
+
+// Derived returns derive(p), computed once per document: a service's own
+// form of the document lives as long as the client caches the document,
+// and a changed property is a new document, derived anew. A document has
+// one slot: a binary derives with one function.
+func (p *Property) Derived(derive func(*Property) any) any {
+	if v := p.derived.Load(); v != nil {
+		return *v
+	}
+	v := derive(p)
+	if p.derived.CompareAndSwap(nil, &v) {
+		return v
+	}
+	return *p.derived.Load() // another lookup derived it first
 }
 
 // VerifySecret reports whether secret is one of the property's Measurement

@@ -3,7 +3,6 @@ package collection
 import (
 	"context"
 	"errors"
-	"sync"
 
 	"github.com/acme/analytics/collection-svc/internal/collect"
 	"github.com/acme/analytics/pkg/configclient"
@@ -16,26 +15,18 @@ type propertySource interface {
 
 // configProperties adapts configclient documents to collect.Property. The
 // client returns the same shared document until the property changes, so
-// the conversion is kept per tracking ID and redone only for a new
-// document.
+// the conversion is made once per document and kept on it (Derived), for
+// as long as the client keeps the document.
 type configProperties struct {
 	src propertySource
-
-	mu   sync.RWMutex
-	conv map[string]converted
-}
-
-type converted struct {
-	doc *configclient.Property
-	p   *collect.Property
 }
 
 // Properties returns the lookups of collect over a configclient client.
 func Properties(src propertySource) collect.Properties {
-	return &configProperties{src: src, conv: map[string]converted{}}
+	return configProperties{src: src}
 }
 
-func (c *configProperties) ByTrackingID(ctx context.Context, tid string) (*collect.Property, error) {
+func (c configProperties) ByTrackingID(ctx context.Context, tid string) (*collect.Property, error) {
 	doc, err := c.src.ByTrackingID(ctx, tid)
 	if errors.Is(err, configclient.ErrNotFound) {
 		return nil, collect.ErrUnknownTrackingID
@@ -43,12 +34,10 @@ func (c *configProperties) ByTrackingID(ctx context.Context, tid string) (*colle
 	if err != nil {
 		return nil, err
 	}
-	c.mu.RLock()
-	cv, ok := c.conv[tid]
-	c.mu.RUnlock()
-	if ok && cv.doc == doc {
-		return cv.p, nil
-	}
+	return doc.Derived(convert).(*collect.Property), nil
+}
+
+func convert(doc *configclient.Property) any {
 	p := &collect.Property{
 		ID:           doc.PropertyID,
 		TenantID:     doc.TenantID,
@@ -65,11 +54,5 @@ func (c *configProperties) ByTrackingID(ctx context.Context, tid string) (*colle
 			p.Rules = r
 		}
 	}
-	c.mu.Lock()
-	if len(c.conv) > 100000 {
-		c.conv = map[string]converted{}
-	}
-	c.conv[tid] = converted{doc: doc, p: p}
-	c.mu.Unlock()
-	return p, nil
+	return p
 }

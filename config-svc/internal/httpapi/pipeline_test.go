@@ -130,14 +130,14 @@ func TestChangeReachesPipelineWithin5s(t *testing.T) {
 	}
 
 	// The rule history for reprocessing follows changes too.
-	versions, err := client.RuleVersions(ctx, p.ID)
-	if err != nil || len(versions) != 3 {
-		t.Fatalf("rule history = %d versions, %v", len(versions), err)
+	history, err := client.RuleHistory(ctx, p.ID)
+	if err != nil || len(history.Versions()) != 3 {
+		t.Fatalf("rule history = %v, %v; want 3 versions", history, err)
 	}
 	a.must(http.StatusOK, acct.as(), "PUT", "/v1/properties/"+p.ID+"/rules", map[string]any{"session_timeout_minutes": 20})
 	eventually(t, changeDeadline, "the rule history reaches the client", func() bool {
-		v, err := client.RuleVersions(ctx, p.ID)
-		return err == nil && len(v) == 4 && v[3].Rules.SessionTimeoutMinutes == 20
+		h, err := client.RuleHistory(ctx, p.ID)
+		return err == nil && len(h.Versions()) == 4 && h.Versions()[3].Rules.SessionTimeoutMinutes == 20
 	})
 
 	// A deleted property disappears.
