@@ -274,7 +274,7 @@ func TestResyncIsPacedAndChangesGoFirst(t *testing.T) {
 func TestZonesAreShared(t *testing.T) {
 	a, b := testDoc(0), testDoc(1)
 	for _, p := range []*Property{&a, &b} {
-		if err := p.prepare(); err != nil {
+		if err := p.Prepare(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -283,7 +283,7 @@ func TestZonesAreShared(t *testing.T) {
 	}
 	c := testDoc(2)
 	c.TimeZone = "Not/AZone"
-	if err := c.prepare(); err != nil || c.Location() != time.UTC {
+	if err := c.Prepare(); err != nil || c.Location() != time.UTC {
 		t.Fatalf("an unknown zone: %v, %v; want UTC", c.Location(), err)
 	}
 }

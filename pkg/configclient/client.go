@@ -725,7 +725,7 @@ func (c *Client) fetchDoc(ctx context.Context, path string) (*Property, error) {
 		c.m.fetches.WithLabelValues(fetchResult(err)).Inc()
 		return nil, err
 	}
-	if err := doc.prepare(); err != nil {
+	if err := doc.Prepare(); err != nil {
 		c.m.fetches.WithLabelValues("invalid").Inc()
 		return nil, fmt.Errorf("%w: the rules of %s do not compile here (is this service older than config-svc?): %w", ErrUnavailable, doc.PropertyID, err)
 	}

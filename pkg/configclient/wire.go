@@ -39,12 +39,12 @@ type Property struct {
 
 	compiled *rules.Compiled
 	location *time.Location
-	derived  atomic.Pointer[any] // see Derived
+	derived  *atomic.Pointer[any] // see Derived; set by prepare
 }
 
 // Compiled returns the compiled current rules. It is set on documents
 // returned by a Client; nil on a document decoded by other means (use
-// Rules.Compile).
+// Prepare).
 func (p *Property) Compiled() *rules.Compiled { return p.compiled }
 
 // Location returns the property's time zone (UTC when unknown). Set on
@@ -60,7 +60,11 @@ func (p *Property) Location() *time.Location {
 // form of the document lives as long as the client caches the document,
 // and a changed property is a new document, derived anew. A document has
 // one slot: a binary derives with one function.
+// (A document not prepared is derived at every call.)
 func (p *Property) Derived(derive func(*Property) any) any {
+	if p.derived == nil {
+		return derive(p)
+	}
 	if v := p.derived.Load(); v != nil {
 		return *v
 	}
@@ -86,8 +90,10 @@ func (p *Property) VerifySecret(secret string) bool {
 	return ok == 1
 }
 
-// prepare compiles the rules and loads the time zone.
-func (p *Property) prepare() error {
+// Prepare compiles the rules and loads the time zone, for Compiled,
+// Location and Derived. The Client prepares every document it returns; a
+// document decoded otherwise (a test's) needs it.
+func (p *Property) Prepare() error {
 	c, err := p.Rules.Compile()
 	if err != nil {
 		return err
@@ -97,7 +103,7 @@ func (p *Property) prepare() error {
 	// know: a zone config-svc accepted always loads here, whatever the
 	// host has installed, so this fallback is for documents written by
 	// hand.
-	p.compiled, p.location = c, zone(p.TimeZone)
+	p.compiled, p.location, p.derived = c, zone(p.TimeZone), new(atomic.Pointer[any])
 	return nil
 }
 

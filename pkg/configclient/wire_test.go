@@ -82,7 +82,7 @@ func TestDocumentRoundTrip(t *testing.T) {
 	if err := json.Unmarshal(b, &out); err != nil {
 		t.Fatal(err)
 	}
-	if err := out.prepare(); err != nil {
+	if err := out.Prepare(); err != nil {
 		t.Fatal(err)
 	}
 	if out.Compiled().Version() != 4 || out.Location().String() != "Europe/Berlin" || out.Compiled().ReferralExcluded("www.example.com") != true {

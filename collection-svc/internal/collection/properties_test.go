@@ -35,6 +35,9 @@ func TestPropertiesFromConfigClient(t *testing.T) {
 		APISecretSHA256: []string{hex.EncodeToString(sum[:])},
 		Rules:           configclient.RuleVersion{Version: 3, Hostnames: []string{"shop.example"}, Rules: r},
 	}
+	if err := doc.Prepare(); err != nil {
+		t.Fatal(err)
+	}
 	src := fakeSource{tidShop: doc}
 	props := Properties(src)
 	ctx := context.Background()
