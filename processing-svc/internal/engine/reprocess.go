@@ -315,30 +315,30 @@ func archivedHits(ctx context.Context, s *gocql.Session, p *Property, day time.T
 }
 
 // FirstSessions tracks the first session of clients across a reprocessed
-// range.
+// range. It holds every client of the range with a first session (about
+// 100 bytes each), so a run's memory grows with the range's users.
 type FirstSessions struct {
-	since   time.Time // start of the reprocessed range
-	seen    map[string]time.Time
-	checked map[string]bool
+	since time.Time // start of the reprocessed range
+	seen  map[string]time.Time
 }
 
 // NewFirstSessions returns the tracker for a range starting at since.
 func NewFirstSessions(since time.Time) *FirstSessions {
-	return &FirstSessions{since: since, seen: map[string]time.Time{}, checked: map[string]bool{}}
+	return &FirstSessions{since: since, seen: map[string]time.Time{}}
 }
 
-// load looks up, once per client, a first session before the range in
-// site_users (as live processing recorded it). A recorded first session
-// inside the range is ignored: the range is being re-derived, possibly
-// under other rules, and decides for itself.
+// load looks up a first session before the range in site_users (as live
+// processing recorded it) for the clients it knows none of. A recorded
+// first session inside the range is ignored: the range is being
+// re-derived, possibly under other rules, and decides for itself. (A
+// client is looked up again on each day it comes back without a first
+// session derived, which only a client all of whose hits are excluded
+// does: cheaper than remembering every client looked up.)
 func (f *FirstSessions) load(ctx context.Context, s *gocql.Session, property string, clients []string) error {
 	var todo []string
 	for _, c := range clients {
-		if !f.checked[c] {
-			f.checked[c] = true
-			if _, ok := f.seen[c]; !ok {
-				todo = append(todo, c)
-			}
+		if _, ok := f.seen[c]; !ok {
+			todo = append(todo, c)
 		}
 	}
 	users, err := readUsers(ctx, s, property, todo)

@@ -41,6 +41,7 @@ type Config struct {
 	EnsureTopics   bool
 	Partitions     int
 	Replication    int
+	MaxReprocess   int
 }
 
 // RegisterFlags registers every flag of the binary on fs.
@@ -59,6 +60,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.EnsureTopics, "kafka-ensure-topics", true, "create the hits and dead-letter topics at start if missing")
 	fs.IntVar(&c.Partitions, "kafka-partitions", 12, "partitions of the hits topic when this instance creates it")
 	fs.IntVar(&c.Replication, "kafka-replication-factor", 1, "replication factor of the topics when this instance creates them (production: 3, or create them with deploy/'s topics job)")
+	fs.IntVar(&c.MaxReprocess, "reprocess-max-running", 2, "reprocessing jobs this instance runs at once (each holds its range's users in memory, about 100 bytes each); more are refused with 503 instance_busy")
 }
 
 // Validate reports the first configuration error.
@@ -146,7 +148,7 @@ func Run(ctx context.Context, cfg Config, w io.Writer) error {
 	})
 	svc.Go(c.Run)
 
-	runner := &reprocess.Runner{Session: session, Properties: props, Log: log}
+	runner := &reprocess.Runner{Session: session, Properties: props, Log: log, MaxRunning: cfg.MaxReprocess}
 	secret := []byte(cfg.IdentitySecret)
 	internal := func(h http.Handler) http.Handler {
 		return tenant.Require(secret)(tenant.RequireRole(tenant.RoleService)(h))

@@ -17,7 +17,8 @@ import (
 //	POST /internal/v1/reprocess  {"property_id", "from", "to", "rules": "historical"|"current"}
 //	    → 202 with the job; it runs in the background of this instance
 //	    (409 job_running while another job of the property runs: the new
-//	    one is recorded, and can be resumed once the other has ended)
+//	    one is recorded, and can be resumed once the other has ended; 503
+//	    instance_busy while this instance runs Runner.MaxRunning jobs)
 //	GET  /internal/v1/reprocess/{property_id}/{job_id}  → the job and its progress
 //	POST /internal/v1/reprocess/{property_id}/{job_id}/resume  → 202, runs the rest
 //	    (409 job_running while it, or another job of the property, runs)
@@ -29,6 +30,8 @@ func (r *Runner) Register(mux *http.ServeMux, wrap func(http.Handler) http.Handl
 		switch {
 		case errors.Is(err, ErrBusy):
 			httpserver.WriteError(w, http.StatusConflict, "job_running", err.Error()+"; wait for it to end (GET its progress), then resume this job")
+		case errors.Is(err, ErrInstanceBusy):
+			httpserver.WriteError(w, http.StatusServiceUnavailable, "instance_busy", err.Error()+"; the job is recorded: resume it later, or on another instance")
 		case err != nil:
 			httpserver.WriteError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 		default:

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/acme/analytics/processing-svc/internal/engine"
@@ -44,6 +45,8 @@ var (
 	ErrPastRetention = errors.New("days past the archive's retention cannot be reprocessed")
 	// ErrBusy: another run holds the property's lease.
 	ErrBusy = errors.New("a reprocessing job is running for the property")
+	// ErrInstanceBusy: this instance runs MaxRunning jobs already.
+	ErrInstanceBusy = errors.New("this instance runs as many reprocessing jobs as it may")
 )
 
 // leaseTTL is how long a run's lease outlives its last renewal (unless
@@ -58,7 +61,16 @@ type Runner struct {
 	Log        *slog.Logger
 	Now        func() time.Time
 	LeaseTTL   time.Duration // 0: leaseTTL
+	// MaxRunning bounds the jobs this instance runs at once (0:
+	// maxRunning): a run holds its range's first sessions in memory
+	// (docs/processing.md), beside live processing's visitors.
+	MaxRunning int
+
+	running atomic.Int32
 }
+
+// maxRunning is the default of Runner.MaxRunning.
+const maxRunning = 2
 
 func (r *Runner) now() time.Time {
 	if r.Now != nil {
@@ -104,11 +116,21 @@ func (r *Runner) Create(ctx context.Context, propertyID, from, to string, mode e
 // of it) in the background, under ctx; the run's outcome is sent on the
 // channel returned once the lease is released. It returns ErrBusy,
 // running nothing, while another run holds the lease (the job itself
-// included): two runs over the same days would delete each other's rows.
-func (r *Runner) Start(ctx context.Context, propertyID, jobID string) (<-chan error, error) {
+// included): two runs over the same days would delete each other's rows;
+// ErrInstanceBusy while this instance runs MaxRunning jobs.
+func (r *Runner) Start(ctx context.Context, propertyID, jobID string) (_ <-chan error, err error) {
 	if _, _, err := r.load(ctx, propertyID, jobID); err != nil {
 		return nil, err
 	}
+	if n := r.running.Add(1); int(n) > cmp.Or(r.MaxRunning, maxRunning) {
+		r.running.Add(-1)
+		return nil, fmt.Errorf("%w (%d)", ErrInstanceBusy, n-1)
+	}
+	defer func() {
+		if err != nil {
+			r.running.Add(-1)
+		}
+	}()
 	ttl := int(cmp.Or(r.LeaseTTL, leaseTTL) / time.Second)
 	holder := map[string]any{}
 	applied, err := r.Session.Query("INSERT INTO reprocess_leases (property_id, job_id, acquired_at) VALUES (?, ?, ?) IF NOT EXISTS USING TTL ?",
@@ -157,6 +179,7 @@ func (r *Runner) Start(ctx context.Context, propertyID, jobID string) (<-chan er
 			WithContext(context.WithoutCancel(ctx)).MapScanCAS(map[string]any{}); err != nil {
 			log.Warn("reprocessing lease not released; it expires", slog.String("job_id", jobID), slog.Any("error", err))
 		}
+		r.running.Add(-1)
 		done <- runErr
 	}()
 	return done, nil

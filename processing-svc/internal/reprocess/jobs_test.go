@@ -184,3 +184,46 @@ func TestLeaseOutlivesItsTTL(t *testing.T) {
 		t.Fatalf("job %+v, %v; want done", got, err)
 	}
 }
+
+// An instance runs at most MaxRunning jobs at once (each holds its range's
+// first sessions in memory); one more is refused, recorded, and can be
+// started once a run has ended.
+func TestInstanceRunsAtMostMaxRunning(t *testing.T) {
+	ctx := context.Background()
+	s, props := connect(t)
+	other, err := enginetest.Property("3f1c9a52-3333-4e4e-9a9a-000000000004", rules.Defaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	props = append(props.(enginetest.Properties), other)
+	now := func() time.Time { return time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC) }
+	r := &Runner{Session: s, Properties: props, Now: now}
+	var jobs []*Job
+	for _, pid := range []string{propID, other.ID} {
+		j, err := r.Create(ctx, pid, "2026-03-02", "2026-03-02", engine.RulesCurrent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		jobs = append(jobs, j)
+	}
+	slow := &Runner{Session: s, Properties: slowProperties{props, time.Second}, Now: now, MaxRunning: 1}
+	done, err := slow.Start(ctx, jobs[0].PropertyID, jobs[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := slow.Start(ctx, jobs[1].PropertyID, jobs[1].ID); !errors.Is(err, ErrInstanceBusy) {
+		t.Fatalf("a second run on an instance that may run one: %v, want ErrInstanceBusy", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got, err := r.Get(ctx, jobs[1].PropertyID, jobs[1].ID); err != nil || got.Status != StatusPending {
+		t.Fatalf("the refused job: %+v, %v; want pending", got, err)
+	}
+	if done, err = slow.Start(ctx, jobs[1].PropertyID, jobs[1].ID); err != nil {
+		t.Fatalf("a run once the other has ended: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
