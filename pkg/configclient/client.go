@@ -569,58 +569,19 @@ func (c *Client) wakeLocked() {
 // the old copy and is retried with backoff.
 func (c *Client) refresher(ctx context.Context) {
 	backoff := minBackoff
-	var (
-		pass      []string  // the resync pass's property IDs still to refetch
-		passStart time.Time // when the current (or last) pass began
-		gap       time.Duration
-		nextAt    time.Time // when the pass's next refetch is due
-	)
-	passStart = time.Now()
+	pass := &resyncPass{start: time.Now()}
 	for {
-		c.mu.Lock()
-		pid, changed := "", false
-		for p := range c.pending {
-			pid, changed = p, true
-			break
-		}
-		delete(c.pending, pid)
-		now := time.Now()
-		if pid == "" && len(pass) == 0 && (c.resyncNow || now.Sub(passStart) >= c.cfg.ResyncInterval) {
-			pass = make([]string, 0, len(c.byID))
-			for p := range c.byID {
-				pass = append(pass, p)
-			}
-			passStart, nextAt = now, now
-			gap = max(c.cfg.ResyncInterval/time.Duration(max(len(pass), 1)), time.Duration(float64(time.Second)/c.cfg.ResyncRate))
-			if c.resyncNow {
-				gap = time.Duration(float64(time.Second) / c.cfg.ResyncRate)
-			}
-			c.resyncNow = false
-		}
-		if pid == "" && len(pass) > 0 && !now.Before(nextAt) {
-			pid, pass = pass[0], pass[1:]
-			nextAt = now.Add(gap)
-			if c.byID[pid] == nil {
-				pid = "" // dropped since the pass began
-			}
-		}
-		c.mu.Unlock()
+		pid, changed, wait := c.nextRefetch(pass, time.Now())
 		if pid == "" {
-			wait := c.cfg.ResyncInterval - time.Since(passStart)
-			if len(pass) > 0 {
-				wait = time.Until(nextAt)
-			}
-			if wait > 0 {
-				t := time.NewTimer(wait)
-				select {
-				case <-ctx.Done():
-					t.Stop()
-					return
-				case <-c.refresh:
-				case <-t.C:
-				}
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
 				t.Stop()
+				return
+			case <-c.refresh:
+			case <-t.C:
 			}
+			t.Stop()
 			continue
 		}
 		gen := c.beginFetch()
@@ -647,7 +608,7 @@ func (c *Client) refresher(ctx context.Context) {
 			c.pending[pid] = true
 			c.mu.Unlock()
 		} else {
-			pass = append([]string{pid}, pass...)
+			pass.todo = append([]string{pid}, pass.todo...)
 		}
 		select {
 		case <-ctx.Done():
@@ -656,6 +617,53 @@ func (c *Client) refresher(ctx context.Context) {
 		}
 		backoff = min(2*backoff, maxBackoff)
 	}
+}
+
+// resyncPass is the resync's walk over the cache: the property IDs still
+// to refetch, one every gap.
+type resyncPass struct {
+	todo   []string
+	start  time.Time // when the pass (or the last one) began
+	gap    time.Duration
+	nextAt time.Time // when the next refetch of the pass is due
+}
+
+// nextRefetch picks the property to refetch now: a changed one (changed
+// true), else the pass's next one when it is due, starting a new pass when
+// the last has ended and ResyncInterval has passed since it began, or at
+// once after an anchoring (at ResyncRate). With nothing to do now it
+// returns "" and how long to wait.
+func (c *Client) nextRefetch(pass *resyncPass, now time.Time) (pid string, changed bool, wait time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for p := range c.pending {
+		delete(c.pending, p)
+		return p, true, 0
+	}
+	fastest := time.Duration(float64(time.Second) / c.cfg.ResyncRate)
+	if c.resyncNow || len(pass.todo) == 0 && now.Sub(pass.start) >= c.cfg.ResyncInterval {
+		pass.todo = make([]string, 0, len(c.byID))
+		for p := range c.byID {
+			pass.todo = append(pass.todo, p)
+		}
+		pass.start, pass.nextAt = now, now
+		pass.gap = max(c.cfg.ResyncInterval/time.Duration(max(len(pass.todo), 1)), fastest)
+		if c.resyncNow {
+			pass.gap = fastest
+		}
+		c.resyncNow = false
+	}
+	for len(pass.todo) > 0 && !now.Before(pass.nextAt) {
+		pid, pass.todo = pass.todo[0], pass.todo[1:]
+		if c.byID[pid] != nil { // else dropped since the pass began
+			pass.nextAt = now.Add(pass.gap)
+			return pid, false, 0
+		}
+	}
+	if len(pass.todo) > 0 {
+		return "", false, pass.nextAt.Sub(now)
+	}
+	return "", false, max(c.cfg.ResyncInterval-now.Sub(pass.start), time.Millisecond)
 }
 
 // forget drops a deleted property.
