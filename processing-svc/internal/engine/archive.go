@@ -13,12 +13,6 @@ import (
 	"github.com/gocql/gocql"
 )
 
-// ArchiveRetention is how long the raw archive keeps a hit: the
-// default_time_to_live of raw_hit_blocks and raw_hits (396 days, cql/).
-// Reprocessing refuses days older than that less two days, whose archive
-// may have expired in part.
-const ArchiveRetention = 396 * 24 * time.Hour
-
 // archiveBuckets is the number of blocks per hour of a property's UTC day
 // and shard in raw_hit_blocks (cql/0004_archive_blocks.cql).
 const archiveBuckets = 16

@@ -116,14 +116,15 @@ func TestArchiveBlocks(t *testing.T) {
 	}
 }
 
-// ArchiveRetention is the archive tables' TTL in the schema: reprocessing
-// refuses the days past it by this constant.
+// hit.ArchiveRetention is the archive tables' TTL in the schema:
+// reprocessing refuses the days past it, and config-svc drops the rule
+// versions replaced longer ago, by this constant.
 func TestArchiveRetentionIsTheSchemasTTL(t *testing.T) {
 	files, err := fs.Glob(cql.FS, "*.cql")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := int(ArchiveRetention / time.Second)
+	want := int(hit.ArchiveRetention / time.Second)
 	found := 0
 	for _, f := range files {
 		b, err := fs.ReadFile(cql.FS, f)
@@ -133,7 +134,7 @@ func TestArchiveRetentionIsTheSchemasTTL(t *testing.T) {
 		for _, m := range regexp.MustCompile(`(?s)CREATE TABLE IF NOT EXISTS (raw_hits|raw_hit_blocks) \(.*?default_time_to_live = (\d+)`).FindAllStringSubmatch(string(b), -1) {
 			found++
 			if m[2] != strconv.Itoa(want) {
-				t.Errorf("%s: %s has a TTL of %s s, ArchiveRetention is %d s", f, m[1], m[2], want)
+				t.Errorf("%s: %s has a TTL of %s s, hit.ArchiveRetention is %d s", f, m[1], m[2], want)
 			}
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/acme/analytics/pkg/hit"
 	"github.com/acme/analytics/processing-svc/internal/engine"
 	"github.com/gocql/gocql"
 )
@@ -97,9 +98,9 @@ func (r *Runner) Create(ctx context.Context, propertyID, from, to string, mode e
 	if t.After(latest) {
 		return nil, fmt.Errorf("%w: the range must end by %s (days up to two days ago in the property's time zone are closed)", engine.ErrDayOpen, latest.Format(time.DateOnly))
 	}
-	earliest := sessionDay(r.now().Add(-engine.ArchiveRetention), p).AddDate(0, 0, 2)
+	earliest := sessionDay(r.now().Add(-hit.ArchiveRetention), p).AddDate(0, 0, 2)
 	if f.Before(earliest) {
-		return nil, fmt.Errorf("%w: the range must start on %s or later (the raw archive keeps hits %d days)", ErrPastRetention, earliest.Format(time.DateOnly), int(engine.ArchiveRetention.Hours()/24))
+		return nil, fmt.Errorf("%w: the range must start on %s or later (the raw archive keeps hits %d days)", ErrPastRetention, earliest.Format(time.DateOnly), int(hit.ArchiveRetention.Hours()/24))
 	}
 	now := r.now()
 	j := &Job{PropertyID: propertyID, ID: gocql.TimeUUID().String(), From: from, To: to, Rules: mode, Status: StatusPending,
