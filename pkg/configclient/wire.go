@@ -159,7 +159,8 @@ func VersionAt(versions []RuleVersion, t time.Time) (RuleVersion, bool) {
 }
 
 // RuleVersions is the answer of GET /internal/v1/properties/{id}/rules/versions:
-// every version, oldest first.
+// every version a hit still in the raw archive can need (config-svc drops
+// a version hit.ArchiveRetention after the next replaced it), oldest first.
 type RuleVersions struct {
 	PropertyID string        `json:"property_id"`
 	Versions   []RuleVersion `json:"versions"`

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"errors"
+	"log/slog"
 	"net/http"
 	"reflect"
 	"strconv"
@@ -10,8 +11,10 @@ import (
 
 	"github.com/acme/analytics/config-svc/internal/store"
 	"github.com/acme/analytics/pkg/configclient"
+	"github.com/acme/analytics/pkg/hit"
 	"github.com/acme/analytics/pkg/httpserver"
 	"github.com/acme/analytics/pkg/rules"
+	"github.com/gocql/gocql"
 )
 
 // RuleVersionSummary is one entry of the rule history.
@@ -76,6 +79,7 @@ func (s *Server) newRuleVersion(w http.ResponseWriter, r *http.Request, p store.
 		}
 		if applied {
 			s.metrics.ruleVersions.Inc()
+			s.pruneRuleVersions(r, p.ID, next.EffectiveAt)
 			return next, versionCreated
 		}
 		if ifMatch > 0 {
@@ -85,6 +89,24 @@ func (s *Server) newRuleVersion(w http.ResponseWriter, r *http.Request, p store.
 	}
 	httpserver.WriteError(w, http.StatusConflict, "conflict", "the rules are being changed by someone else right now; read them again and retry")
 	return configclient.RuleVersion{}, versionFailed
+}
+
+// pruneRuleVersions deletes the versions of a property that were replaced
+// longer than hit.ArchiveRetention before now (the effective time of the
+// version just made): no hit that old is processed or reprocessed, since
+// the raw archive keeps hits no longer. The version in effect at that
+// limit stays. A failure is logged and not answered: the version is made,
+// and the next one prunes what this one left.
+func (s *Server) pruneRuleVersions(r *http.Request, propertyID gocql.UUID, now time.Time) {
+	n, err := s.o.Store.PruneRuleVersions(r.Context(), propertyID, now.Add(-hit.ArchiveRetention))
+	if err != nil {
+		if r.Context().Err() == nil {
+			s.o.Log.Warn("prune rule versions", slog.String("property_id", propertyID.String()), slog.Any("error", err),
+				slog.String("request_id", httpserver.RequestID(r.Context())))
+		}
+		return
+	}
+	s.metrics.ruleVersionsPruned.Add(float64(n))
 }
 
 func preconditionFailed(w http.ResponseWriter, current, want int) {
@@ -151,7 +173,7 @@ func (s *Server) getRules(w http.ResponseWriter, r *http.Request) {
 		}
 		v, ok := configclient.VersionAt(versions, t)
 		if !ok {
-			httpserver.WriteError(w, http.StatusNotFound, "not_found", "no rules were in effect at "+at+": the property's first rules took effect at "+p.CreatedAt.UTC().Format(time.RFC3339))
+			notInEffect(w, p, at, t)
 			return
 		}
 		writeVersion(w, v, v.Version == versions[0].Version)
@@ -164,6 +186,21 @@ func (s *Server) getRules(w http.ResponseWriter, r *http.Request) {
 	}
 	writeVersion(w, cur, true)
 }
+
+// notInEffect answers a request for the rules at t when no version kept
+// took effect by then: t is before the property existed, or the version of
+// that time has been pruned.
+func notInEffect(w http.ResponseWriter, p store.Property, at string, t time.Time) {
+	if t.Before(p.CreatedAt) {
+		httpserver.WriteError(w, http.StatusNotFound, "not_found", "no rules were in effect at "+at+": the property's first rules took effect at "+p.CreatedAt.UTC().Format(time.RFC3339))
+		return
+	}
+	httpserver.WriteError(w, http.StatusNotFound, "not_found", "the rules in effect at "+at+" are no longer kept: "+prunedRule)
+}
+
+// prunedRule says which rule versions are kept.
+var prunedRule = "a rule version is kept until " + strconv.Itoa(int(hit.ArchiveRetention/(24*time.Hour))) +
+	" days after the next version replaced it (the raw archive keeps hits as long, so nothing older can be reprocessed); list the versions kept with GET .../rules/versions"
 
 func (s *Server) putRules(w http.ResponseWriter, r *http.Request) {
 	id, p, ok := s.callerProperty(w, r)
@@ -243,6 +280,11 @@ func (s *Server) getRuleVersion(w http.ResponseWriter, r *http.Request) {
 	}
 	v, err := s.o.Store.RuleVersion(r.Context(), p.ID, int(n))
 	if errors.Is(err, store.ErrNotFound) {
+		// Version numbers have no gaps: one below the current was pruned.
+		if cur, err := s.o.Store.CurrentRules(r.Context(), p.ID); err == nil && int(n) < cur.Version {
+			httpserver.WriteError(w, http.StatusNotFound, "not_found", "rule version "+raw+" is no longer kept: "+prunedRule)
+			return
+		}
 		notFound(w, "rule version", raw)
 		return
 	}

@@ -229,7 +229,7 @@ func NewTrackingID() (string, error) {
 type metrics struct {
 	signups, logins, loginFailures, refreshes prometheus.Counter
 	trackingIDCollisions                      prometheus.Counter
-	ruleVersions                              prometheus.Counter
+	ruleVersions, ruleVersionsPruned          prometheus.Counter
 	changes                                   *prometheus.CounterVec
 	longPolls                                 prometheus.Gauge
 }
@@ -242,10 +242,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		refreshes:            prometheus.NewCounter(prometheus.CounterOpts{Name: "config_token_refreshes_total", Help: "Refresh tokens exchanged for new tokens."}),
 		trackingIDCollisions: prometheus.NewCounter(prometheus.CounterOpts{Name: "config_tracking_id_collisions_total", Help: "Tracking ID candidates that were already taken (retried)."}),
 		ruleVersions:         prometheus.NewCounter(prometheus.CounterOpts{Name: "config_rule_versions_total", Help: "Rule versions created."}),
+		ruleVersionsPruned:   prometheus.NewCounter(prometheus.CounterOpts{Name: "config_rule_versions_pruned_total", Help: "Rule versions deleted because they were replaced longer ago than the raw archive keeps hits."}),
 		changes:              prometheus.NewCounterVec(prometheus.CounterOpts{Name: "config_feed_appends_total", Help: "Changes appended to the change feed, by kind."}, []string{"kind"}),
 		longPolls:            prometheus.NewGauge(prometheus.GaugeOpts{Name: "config_feed_long_polls", Help: "Change-feed long polls waiting now."}),
 	}
-	reg.MustRegister(m.signups, m.logins, m.loginFailures, m.refreshes, m.trackingIDCollisions, m.ruleVersions, m.changes, m.longPolls)
+	reg.MustRegister(m.signups, m.logins, m.loginFailures, m.refreshes, m.trackingIDCollisions, m.ruleVersions, m.ruleVersionsPruned, m.changes, m.longPolls)
 	return m
 }
 

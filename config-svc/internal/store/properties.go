@@ -331,3 +331,42 @@ func (st *Store) RuleVersions(ctx context.Context, propertyID gocql.UUID) ([]con
 	}
 	return out, nil
 }
+
+// VersionInfo is a rule version without its document.
+type VersionInfo struct {
+	Version     int
+	EffectiveAt time.Time
+	CreatedBy   string
+}
+
+// PruneRuleVersions deletes the rule versions of a property that no hit
+// received at or after cutoff can need: those older than the version in
+// effect at cutoff (the newest that took effect at or before it, which
+// stays, as do all later ones). It reads version numbers and times oldest
+// first and stops at the first version that took effect after cutoff, so
+// it reads only what it deletes and two more rows. It returns how many
+// versions it deleted (version numbers have no gaps).
+func (st *Store) PruneRuleVersions(ctx context.Context, propertyID gocql.UUID, cutoff time.Time) (int, error) {
+	iter := st.s.Query(`SELECT version, effective_at FROM rule_versions WHERE property_id = ? ORDER BY version ASC`, propertyID).
+		WithContext(ctx).PageSize(16).Iter()
+	oldest, inEffect := 0, 0
+	var v int
+	var at time.Time
+	for iter.Scan(&v, &at) && !at.After(cutoff) {
+		if oldest == 0 {
+			oldest = v
+		}
+		inEffect = v
+	}
+	if err := iter.Close(); err != nil {
+		return 0, fmt.Errorf("read rule versions to prune: %w", err)
+	}
+	if inEffect <= oldest {
+		return 0, nil
+	}
+	// One range tombstone, whatever the number of versions.
+	if err := st.s.Query(`DELETE FROM rule_versions WHERE property_id = ? AND version < ?`, propertyID, inEffect).WithContext(ctx).Exec(); err != nil {
+		return 0, fmt.Errorf("delete rule versions before %d: %w", inEffect, err)
+	}
+	return inEffect - oldest, nil
+}

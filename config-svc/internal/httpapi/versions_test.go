@@ -1,0 +1,175 @@
+package httpapi
+
+import (
+	"net/http"
+	"net/url"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/acme/analytics/pkg/configclient"
+	"github.com/acme/analytics/pkg/hit"
+)
+
+// testClock is a server clock the test moves; it starts at the real time,
+// so that tokens signed with the real clock stay valid.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newTestClock() *testClock { return &testClock{t: time.Now().UTC().Truncate(time.Millisecond)} }
+
+func (c *testClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
+}
+
+// putVersion changes the rules (another session timeout) at time at of
+// the server's clock and returns the version made.
+func (e *env) putVersion(a account, propertyID string, clock *testClock, at time.Time) configclient.RuleVersion {
+	e.t.Helper()
+	clock.set(at)
+	var v configclient.RuleVersion
+	e.do(a.as(), "GET", "/v1/properties/"+propertyID+"/rules", nil).decode(e.t, &v)
+	e.must(http.StatusOK, a.as(), "PUT", "/v1/properties/"+propertyID+"/rules",
+		map[string]any{"session_timeout_minutes": v.Rules.SessionTimeoutMinutes%480 + 1}).decode(e.t, &v)
+	if !v.EffectiveAt.Equal(at) {
+		e.t.Fatalf("version %d took effect at %s, want %s", v.Version, v.EffectiveAt, at)
+	}
+	return v
+}
+
+// historyVersions is the version numbers of the public history (one page
+// of up to 1000).
+func (e *env) historyVersions(a account, propertyID string) []int {
+	e.t.Helper()
+	var page struct{ Versions []RuleVersionSummary }
+	e.must(http.StatusOK, a.as(), "GET", "/v1/properties/"+propertyID+"/rules/versions?limit=1000", nil).decode(e.t, &page)
+	var got []int
+	for _, v := range page.Versions {
+		got = append(got, v.Version)
+	}
+	return got
+}
+
+// TestRuleVersionsPrunedPastRetention: a version replaced longer ago than
+// the raw archive keeps hits is deleted when the next version is made; the
+// version in effect at the retention's start, and every later one, stay,
+// so every hit the archive still holds finds the version of its time.
+func TestRuleVersionsPrunedPastRetention(t *testing.T) {
+	clock := newTestClock()
+	e := newEnv(t, func(o *Options) { o.Now = clock.now })
+	a := e.signup("Pruned")
+	p := e.createProperty(a, map[string]any{"name": "Site"})
+	base := "/v1/properties/" + p.ID + "/rules"
+	const day = 24 * time.Hour
+	t0 := clock.now()
+	var v1 configclient.RuleVersion
+	e.must(http.StatusOK, a.as(), "GET", base, nil).decode(t, &v1)
+	vs := map[int]configclient.RuleVersion{1: v1}
+	vs[2] = e.putVersion(a, p.ID, clock, t0.Add(1*day))
+	vs[3] = e.putVersion(a, p.ID, clock, t0.Add(2*day))
+	vs[4] = e.putVersion(a, p.ID, clock, t0.Add(10*day))
+
+	// Whatever pruning drops, the versions it keeps give every time from
+	// the retention's start on the version the whole history gives.
+	checkHistory := func(t *testing.T, now time.Time) {
+		t.Helper()
+		var kept configclient.RuleVersions
+		e.must(http.StatusOK, service("processing"), "GET", "/internal/v1/properties/"+p.ID+"/rules/versions", nil).decode(t, &kept)
+		h, err := configclient.NewHistory(kept.Versions)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var full []configclient.RuleVersion
+		for _, v := range vs {
+			full = append(full, v)
+		}
+		start := now.Add(-hit.ArchiveRetention)
+		for _, v := range full {
+			for _, at := range []time.Time{start, v.EffectiveAt.Add(-time.Millisecond), v.EffectiveAt, v.EffectiveAt.Add(time.Millisecond), now} {
+				if at.Before(start) {
+					continue
+				}
+				want, _ := configclient.VersionAt(full, at)
+				if got := h.At(at); got == nil || got.Version() != want.Version {
+					t.Errorf("at %s the kept versions give another version than the whole history's %d", at, want.Version)
+				}
+			}
+		}
+	}
+
+	tests := []struct {
+		name    string
+		now     time.Time // when the next version is made
+		history []int     // then, newest first
+	}{
+		// Version 2 was in effect at the retention's start (version 3
+		// replaced it later): only version 1 goes.
+		{"just before version 3 is as old as the retention", vs[3].EffectiveAt.Add(hit.ArchiveRetention - time.Millisecond), []int{5, 4, 3, 2}},
+		// Version 4 took effect exactly at the retention's start: 2 and 3
+		// go, 4 stays.
+		{"version 4 exactly as old as the retention", vs[4].EffectiveAt.Add(hit.ArchiveRetention), []int{6, 5, 4}},
+	}
+	next := 5
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := e.putVersion(a, p.ID, clock, tt.now)
+			if v.Version != next {
+				t.Fatalf("made version %d, want %d", v.Version, next)
+			}
+			vs[next] = v
+			next++
+			if got := e.historyVersions(a, p.ID); !reflect.DeepEqual(got, tt.history) {
+				t.Fatalf("history = %v, want %v", got, tt.history)
+			}
+			oldest := tt.history[len(tt.history)-1]
+			for n := 1; n < oldest; n++ {
+				r := e.must(http.StatusNotFound, a.as(), "GET", base+"/versions/"+strconv.Itoa(n), nil)
+				if r.apiError().Code != "not_found" || !strings.Contains(r.apiError().Message, "no longer kept") {
+					t.Errorf("pruned version %d: %s", n, r.body)
+				}
+			}
+			e.must(http.StatusOK, a.as(), "GET", base+"/versions/"+strconv.Itoa(oldest), nil)
+			checkHistory(t, tt.now)
+			// The oldest kept version is the one in effect at the
+			// retention's start.
+			var at configclient.RuleVersion
+			e.must(http.StatusOK, a.as(), "GET", base+"?at="+url.QueryEscape(tt.now.Add(-hit.ArchiveRetention).Format(time.RFC3339Nano)), nil).decode(t, &at)
+			if at.Version != oldest {
+				t.Errorf("rules at the retention's start = version %d, want %d", at.Version, oldest)
+			}
+			if oldest > 1 {
+				before := vs[oldest].EffectiveAt.Add(-time.Millisecond)
+				r := e.must(http.StatusNotFound, a.as(), "GET", base+"?at="+url.QueryEscape(before.Format(time.RFC3339Nano)), nil)
+				if !strings.Contains(r.apiError().Message, "no longer kept") {
+					t.Errorf("rules at a pruned version's time: %s", r.body)
+				}
+			}
+		})
+	}
+
+	// A property whose rules stopped changing prunes nothing, but the
+	// pipeline is sent only the versions it can need.
+	clock.set(clock.now().Add(hit.ArchiveRetention + day))
+	var kept configclient.RuleVersions
+	e.must(http.StatusOK, service("processing"), "GET", "/internal/v1/properties/"+p.ID+"/rules/versions", nil).decode(t, &kept)
+	if len(kept.Versions) != 1 || kept.Versions[0].Version != 6 {
+		var got []int
+		for _, v := range kept.Versions {
+			got = append(got, v.Version)
+		}
+		t.Fatalf("internal history of an idle property = %v, want [6]", got)
+	}
+}
