@@ -3,6 +3,7 @@ package httpapi
 import (
 	"errors"
 	"log/slog"
+	"math"
 	"net/http"
 	"reflect"
 	"strconv"
@@ -30,6 +31,23 @@ const (
 	versionCreated versionStatus = iota
 	versionUnchanged
 	versionFailed
+)
+
+// Bounds on a property's rule versions. Every version is fetched and
+// compiled by each pipeline instance that caches the property, and kept
+// until hit.ArchiveRetention after the next replaced it, so without a
+// bound a merchant's script could make the history of one property
+// hundreds of megabytes. docs/config.md explains the numbers.
+const (
+	// MaxRuleVersions bounds the versions a property keeps: a version that
+	// would make the history longer is refused until the oldest is past
+	// use. It allows a change every day with room for 2.5 times as many.
+	MaxRuleVersions = 1000
+	// MaxRuleVersionsPerDay bounds the versions a property makes in any
+	// 24 hours, so that a script in a loop is stopped long before it uses
+	// up MaxRuleVersions (which would leave the rules unchangeable for
+	// up to a year).
+	MaxRuleVersionsPerDay = 100
 )
 
 // maxVersionAttempts bounds the retries of a rule edit that loses the race
@@ -72,6 +90,9 @@ func (s *Server) newRuleVersion(w http.ResponseWriter, r *http.Request, p store.
 			writeRulesError(w, err)
 			return cur, versionFailed
 		}
+		if !s.versionAllowed(w, r, p.ID, next) {
+			return cur, versionFailed
+		}
 		applied, err := s.o.Store.InsertRuleVersion(ctx, p.ID, next)
 		if err != nil {
 			s.internalError(w, r, "save the rule version", err)
@@ -89,6 +110,57 @@ func (s *Server) newRuleVersion(w http.ResponseWriter, r *http.Request, p store.
 	}
 	httpserver.WriteError(w, http.StatusConflict, "conflict", "the rules are being changed by someone else right now; read them again and retry")
 	return configclient.RuleVersion{}, versionFailed
+}
+
+// versionAllowed answers 429 too_many_versions, and returns false, when
+// making next would pass a bound on the property's versions:
+// MaxRuleVersionsPerDay made in the 24 hours up to next's effective time,
+// or MaxRuleVersions kept once next is made (those from the version in
+// effect hit.ArchiveRetention before next to next, as pruneRuleVersions
+// leaves them). Version numbers have no gaps, so each bound is checked
+// by reading the time of one version: the one that many before next.
+// Racing edits cannot pass a bound together: each checks the version
+// number it claims, and the loser checks again for the next one.
+func (s *Server) versionAllowed(w http.ResponseWriter, r *http.Request, propertyID gocql.UUID, next configclient.RuleVersion) bool {
+	bounds := []struct {
+		name  string
+		first int           // the version that must be old enough
+		age   time.Duration // how old
+		what  string
+	}{
+		{"day", next.Version - s.o.MaxRuleVersionsPerDay, 24 * time.Hour,
+			"this property has made " + strconv.Itoa(s.o.MaxRuleVersionsPerDay) + " rule versions in the last 24 hours, the most it may make in a day"},
+		{"history", next.Version + 1 - s.o.MaxRuleVersions, hit.ArchiveRetention,
+			"this property's rule history holds " + strconv.Itoa(s.o.MaxRuleVersions) + " versions, the most it may keep, and " + keptFor},
+	}
+	for _, b := range bounds {
+		// Below 1, fewer versions than the bound exist. The history keeps
+		// versions from the one in effect at the retention's start, or
+		// from version 1 when none was: with first 1 it is within its
+		// bound however new version 1 is.
+		if b.first < 1 || b.name == "history" && b.first == 1 {
+			continue
+		}
+		v, err := s.o.Store.RuleVersionInfo(r.Context(), propertyID, b.first)
+		if errors.Is(err, store.ErrNotFound) {
+			continue // pruned, so long past either bound
+		}
+		if err != nil {
+			s.internalError(w, r, "read the rule versions", err)
+			return false
+		}
+		if from := v.EffectiveAt.Add(b.age); from.After(next.EffectiveAt) {
+			s.metrics.ruleVersionsRefused.WithLabelValues(b.name).Inc()
+			w.Header().Set("Retry-After", strconv.FormatFloat(math.Ceil(from.Sub(next.EffectiveAt).Seconds()), 'f', 0, 64))
+			if t := from.Truncate(time.Second); t.Before(from) {
+				from = t.Add(time.Second) // said to the second: not before it
+			}
+			httpserver.WriteError(w, http.StatusTooManyRequests, "too_many_versions", b.what+"; the next version can be made from "+
+				from.Format(time.RFC3339)+". Make changes in fewer saves: a PUT replaces the whole document, so send a batch of changes in one, and a document equal to the current one makes no version")
+			return false
+		}
+	}
+	return true
 }
 
 // pruneRuleVersions deletes the versions of a property that were replaced
@@ -198,9 +270,13 @@ func notInEffect(w http.ResponseWriter, p store.Property, at string, t time.Time
 	httpserver.WriteError(w, http.StatusNotFound, "not_found", "the rules in effect at "+at+" are no longer kept: "+prunedRule)
 }
 
-// prunedRule says which rule versions are kept.
-var prunedRule = "a rule version is kept until " + strconv.Itoa(int(hit.ArchiveRetention/(24*time.Hour))) +
-	" days after the next version replaced it (the raw archive keeps hits as long, so nothing older can be reprocessed); list the versions kept with GET .../rules/versions"
+// keptFor says how long rule versions are kept; prunedRule adds where to
+// find those kept.
+var (
+	keptFor = "a rule version is kept until " + strconv.Itoa(int(hit.ArchiveRetention/(24*time.Hour))) +
+		" days after the next version replaced it (the raw archive keeps hits as long, so nothing older can be reprocessed)"
+	prunedRule = keptFor + "; list the versions kept with GET .../rules/versions"
+)
 
 func (s *Server) putRules(w http.ResponseWriter, r *http.Request) {
 	id, p, ok := s.callerProperty(w, r)

@@ -66,6 +66,11 @@ type Options struct {
 	// space to force collisions); nil means NewTrackingID.
 	NewTrackingID func() (string, error)
 	Now           func() time.Time
+	// MaxRuleVersions and MaxRuleVersionsPerDay bound the rule versions of
+	// a property (see newRuleVersion); 0 means the product's bounds (tests
+	// set small ones).
+	MaxRuleVersions       int
+	MaxRuleVersionsPerDay int
 }
 
 // Server serves the API.
@@ -90,6 +95,12 @@ func New(o Options) *Server {
 	}
 	if o.Registerer == nil {
 		o.Registerer = prometheus.NewRegistry()
+	}
+	if o.MaxRuleVersions == 0 {
+		o.MaxRuleVersions = MaxRuleVersions
+	}
+	if o.MaxRuleVersionsPerDay == 0 {
+		o.MaxRuleVersionsPerDay = MaxRuleVersionsPerDay
 	}
 	return &Server{o: o, metrics: newMetrics(o.Registerer)}
 }
@@ -230,6 +241,7 @@ type metrics struct {
 	signups, logins, loginFailures, refreshes prometheus.Counter
 	trackingIDCollisions                      prometheus.Counter
 	ruleVersions, ruleVersionsPruned          prometheus.Counter
+	ruleVersionsRefused                       *prometheus.CounterVec
 	changes                                   *prometheus.CounterVec
 	longPolls                                 prometheus.Gauge
 }
@@ -242,11 +254,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		refreshes:            prometheus.NewCounter(prometheus.CounterOpts{Name: "config_token_refreshes_total", Help: "Refresh tokens exchanged for new tokens."}),
 		trackingIDCollisions: prometheus.NewCounter(prometheus.CounterOpts{Name: "config_tracking_id_collisions_total", Help: "Tracking ID candidates that were already taken (retried)."}),
 		ruleVersions:         prometheus.NewCounter(prometheus.CounterOpts{Name: "config_rule_versions_total", Help: "Rule versions created."}),
-		ruleVersionsPruned:   prometheus.NewCounter(prometheus.CounterOpts{Name: "config_rule_versions_pruned_total", Help: "Rule versions deleted because they were replaced longer ago than the raw archive keeps hits."}),
-		changes:              prometheus.NewCounterVec(prometheus.CounterOpts{Name: "config_feed_appends_total", Help: "Changes appended to the change feed, by kind."}, []string{"kind"}),
-		longPolls:            prometheus.NewGauge(prometheus.GaugeOpts{Name: "config_feed_long_polls", Help: "Change-feed long polls waiting now."}),
+		ruleVersionsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "config_rule_versions_refused_total",
+			Help: "Rule versions refused because the property reached a bound on its versions, by bound (day, history)."}, []string{"bound"}),
+		ruleVersionsPruned: prometheus.NewCounter(prometheus.CounterOpts{Name: "config_rule_versions_pruned_total", Help: "Rule versions deleted because they were replaced longer ago than the raw archive keeps hits."}),
+		changes:            prometheus.NewCounterVec(prometheus.CounterOpts{Name: "config_feed_appends_total", Help: "Changes appended to the change feed, by kind."}, []string{"kind"}),
+		longPolls:          prometheus.NewGauge(prometheus.GaugeOpts{Name: "config_feed_long_polls", Help: "Change-feed long polls waiting now."}),
 	}
-	reg.MustRegister(m.signups, m.logins, m.loginFailures, m.refreshes, m.trackingIDCollisions, m.ruleVersions, m.ruleVersionsPruned, m.changes, m.longPolls)
+	reg.MustRegister(m.signups, m.logins, m.loginFailures, m.refreshes, m.trackingIDCollisions, m.ruleVersions, m.ruleVersionsPruned, m.ruleVersionsRefused, m.changes, m.longPolls)
 	return m
 }
 

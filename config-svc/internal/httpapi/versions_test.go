@@ -173,3 +173,93 @@ func TestRuleVersionsPrunedPastRetention(t *testing.T) {
 		t.Fatalf("internal history of an idle property = %v, want [6]", got)
 	}
 }
+
+// TestRuleVersionBounds: a version past a bound on the property's versions
+// (per 24 hours, or kept in its history) is refused with 429
+// too_many_versions, saying the bound and when the next version can be
+// made, and nothing is written; an unchanged document is not refused (it
+// makes no version); at the time the answer gave, the version is made.
+func TestRuleVersionBounds(t *testing.T) {
+	const day = 24 * time.Hour
+	tests := []struct {
+		name        string
+		perDay, max int
+		gaps        []time.Duration // between versions 1, 2, ...: the property has len(gaps)+1 versions
+		refusedAt   time.Duration   // after the last version
+		allowedFrom time.Duration   // after version 1
+		message     string
+		history     []int // once the next version is made
+	}{
+		{"per day", 3, 0, []time.Duration{time.Hour, time.Hour}, time.Hour, day,
+			"has made 3 rule versions in the last 24 hours", []int{4, 3, 2, 1}},
+		{"kept", 0, 5, []time.Duration{day, day, day, day}, day, day + hit.ArchiveRetention,
+			"rule history holds 5 versions", []int{6, 5, 4, 3, 2}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := newTestClock()
+			e := newEnv(t, func(o *Options) {
+				o.Now, o.MaxRuleVersionsPerDay, o.MaxRuleVersions = clock.now, tt.perDay, tt.max
+			})
+			a := e.signup("Bounded")
+			p := e.createProperty(a, map[string]any{"name": "Site", "hostnames": []string{"example.com"}})
+			base := "/v1/properties/" + p.ID + "/rules"
+			t0 := clock.now()
+			last := t0
+			for _, g := range tt.gaps {
+				last = last.Add(g)
+				e.putVersion(a, p.ID, clock, last)
+			}
+			n := len(tt.gaps) + 1
+			var cur configclient.RuleVersion
+			e.must(http.StatusOK, a.as(), "GET", base, nil).decode(t, &cur)
+			before := e.historyVersions(a, p.ID)
+
+			refused := func(t *testing.T, r response, at time.Time) {
+				t.Helper()
+				// Both said to the second, rounded up: not before it.
+				from := t0.Add(tt.allowedFrom)
+				wantAfter := int((from.Sub(at) + time.Second - 1) / time.Second)
+				wantFrom := from.Add(time.Second - 1).Truncate(time.Second).Format(time.RFC3339)
+				if r.code != http.StatusTooManyRequests || r.apiError().Code != "too_many_versions" ||
+					!strings.Contains(r.apiError().Message, tt.message) || !strings.Contains(r.apiError().Message, "made from "+wantFrom+".") ||
+					r.header.Get("Retry-After") != strconv.Itoa(wantAfter) {
+					t.Fatalf("= %d %s (Retry-After %s); want 429 too_many_versions saying %q and %s, Retry-After %d",
+						r.code, r.body, r.header.Get("Retry-After"), tt.message, wantFrom, wantAfter)
+				}
+				if got := e.historyVersions(a, p.ID); !reflect.DeepEqual(got, before) {
+					t.Fatalf("history after a refusal = %v, want %v", got, before)
+				}
+				var now configclient.RuleVersion
+				e.must(http.StatusOK, a.as(), "GET", base, nil).decode(t, &now)
+				if !reflect.DeepEqual(now, cur) {
+					t.Fatalf("the rules after a refusal = %+v, want %+v", now, cur)
+				}
+			}
+			for _, at := range []time.Time{last.Add(tt.refusedAt), t0.Add(tt.allowedFrom - time.Millisecond)} {
+				clock.set(at)
+				refused(t, e.do(a.as(), "PUT", base, map[string]any{"session_timeout_minutes": cur.Rules.SessionTimeoutMinutes + 1}), at)
+				// A hostname change makes a version too: refused the same
+				// way, with none of the PATCH's settings changed.
+				refused(t, e.do(a.as(), "PATCH", "/v1/properties/"+p.ID, map[string]any{"name": "Renamed", "hostnames": []string{"example.org"}}), at)
+				var prop PropertyJSON
+				e.must(http.StatusOK, a.as(), "GET", "/v1/properties/"+p.ID, nil).decode(t, &prop)
+				if prop.Name != "Site" || !reflect.DeepEqual(prop.Hostnames, []string{"example.com"}) {
+					t.Fatalf("property after a refused PATCH: %+v", prop)
+				}
+				// The current document again is no new version: not refused.
+				var same configclient.RuleVersion
+				e.must(http.StatusOK, a.as(), "PUT", base, cur.Rules).decode(t, &same)
+				if same.Version != n {
+					t.Fatalf("an unchanged document made version %d", same.Version)
+				}
+			}
+			if v := e.putVersion(a, p.ID, clock, t0.Add(tt.allowedFrom)); v.Version != n+1 {
+				t.Fatalf("made version %d, want %d", v.Version, n+1)
+			}
+			if got := e.historyVersions(a, p.ID); !reflect.DeepEqual(got, tt.history) {
+				t.Fatalf("history = %v, want %v", got, tt.history)
+			}
+		})
+	}
+}

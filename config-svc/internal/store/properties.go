@@ -339,6 +339,19 @@ type VersionInfo struct {
 	CreatedBy   string
 }
 
+// RuleVersionInfo reads one rule version's number, time and author,
+// without its document.
+func (st *Store) RuleVersionInfo(ctx context.Context, propertyID gocql.UUID, version int) (VersionInfo, error) {
+	v := VersionInfo{Version: version}
+	err := st.s.Query(`SELECT effective_at, created_by FROM rule_versions WHERE property_id = ? AND version = ?`, propertyID, version).
+		WithContext(ctx).Scan(&v.EffectiveAt, &v.CreatedBy)
+	if err != nil {
+		return VersionInfo{}, fmt.Errorf("read rule version %d of %s: %w", version, propertyID, notFound(err))
+	}
+	v.EffectiveAt = v.EffectiveAt.UTC()
+	return v, nil
+}
+
 // PruneRuleVersions deletes the rule versions of a property that no hit
 // received at or after cutoff can need: those older than the version in
 // effect at cutoff (the newest that took effect at or before it, which
