@@ -25,6 +25,19 @@ type RuleVersionSummary struct {
 	CreatedBy   string    `json:"created_by,omitempty"`
 }
 
+// RuleVersionPage is a page of the rule history, newest first. NextBefore,
+// when not 0, is the before of the next page (there may be more versions).
+type RuleVersionPage struct {
+	Versions   []RuleVersionSummary `json:"versions"`
+	NextBefore int                  `json:"next_before,omitempty"`
+}
+
+// Page sizes of GET .../rules/versions.
+const (
+	defaultVersionsPage = 100
+	maxVersionsPage     = MaxRuleVersions
+)
+
 type versionStatus int
 
 const (
@@ -326,21 +339,48 @@ func (s *Server) validateRules(w http.ResponseWriter, r *http.Request) {
 	httpserver.WriteJSON(w, http.StatusOK, map[string]any{"valid": true, "cost": c.Cost(), "max_cost": rules.MaxCost})
 }
 
+// listRuleVersions answers a page of the history: limit versions
+// numbered below before (from the newest without it), newest first, as
+// the change feed pages by position. Versions are read without their
+// documents, and one more than the page, to know whether another follows.
 func (s *Server) listRuleVersions(w http.ResponseWriter, r *http.Request) {
 	_, p, ok := s.callerProperty(w, r)
 	if !ok {
 		return
 	}
-	versions, err := s.o.Store.RuleVersions(r.Context(), p.ID)
+	q := r.URL.Query()
+	limit := defaultVersionsPage
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxVersionsPage {
+			httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "limit", "limit: "+quote(v)+" must be 1 to "+strconv.Itoa(maxVersionsPage))
+			return
+		}
+		limit = n
+	}
+	before := 0
+	if v := q.Get("before"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 32) // versions are CQL ints
+		if err != nil || n < 1 {
+			httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "before",
+				"before: "+quote(v)+" is not a rule version; give the next_before of the previous page, or leave it out for the newest versions")
+			return
+		}
+		before = int(n)
+	}
+	infos, err := s.o.Store.RuleVersionInfos(r.Context(), p.ID, before, limit+1)
 	if err != nil {
 		s.internalError(w, r, "read the rule versions", err)
 		return
 	}
-	out := make([]RuleVersionSummary, 0, len(versions))
-	for _, v := range versions {
-		out = append(out, RuleVersionSummary{Version: v.Version, EffectiveAt: v.EffectiveAt, CreatedBy: v.CreatedBy})
+	page := RuleVersionPage{Versions: make([]RuleVersionSummary, 0, min(len(infos), limit))}
+	for _, v := range infos[:min(len(infos), limit)] {
+		page.Versions = append(page.Versions, RuleVersionSummary{Version: v.Version, EffectiveAt: v.EffectiveAt, CreatedBy: v.CreatedBy})
 	}
-	httpserver.WriteJSON(w, http.StatusOK, map[string]any{"versions": out})
+	if len(infos) > limit {
+		page.NextBefore = page.Versions[limit-1].Version
+	}
+	httpserver.WriteJSON(w, http.StatusOK, page)
 }
 
 func (s *Server) getRuleVersion(w http.ResponseWriter, r *http.Request) {

@@ -263,3 +263,70 @@ func TestRuleVersionBounds(t *testing.T) {
 		})
 	}
 }
+
+// TestRuleVersionsPaged: following next_before from the first page lists
+// every version exactly once, newest first, whatever the page size, and
+// says nothing more follows only on the last page.
+func TestRuleVersionsPaged(t *testing.T) {
+	e := newEnv(t)
+	a := e.signup("Paged")
+	p := e.createProperty(a, map[string]any{"name": "Site"})
+	base := "/v1/properties/" + p.ID + "/rules/versions"
+	const versions = 12
+	for i := 2; i <= versions; i++ {
+		e.must(http.StatusOK, a.as(), "PUT", "/v1/properties/"+p.ID+"/rules", map[string]any{"session_timeout_minutes": i})
+	}
+	var want []int
+	for v := versions; v >= 1; v-- {
+		want = append(want, v)
+	}
+	for _, limit := range []string{"1", "5", "11", "12", "13", ""} {
+		t.Run("limit="+limit, func(t *testing.T) {
+			var got []int
+			before := ""
+			for pages := 0; ; pages++ {
+				if pages > versions {
+					t.Fatalf("more pages than versions: %v", got)
+				}
+				q := url.Values{}
+				if limit != "" {
+					q.Set("limit", limit)
+				}
+				if before != "" {
+					q.Set("before", before)
+				}
+				var page RuleVersionPage
+				e.must(http.StatusOK, a.as(), "GET", base+"?"+q.Encode(), nil).decode(t, &page)
+				n, _ := strconv.Atoi(limit)
+				if limit != "" && len(page.Versions) > n || len(page.Versions) == 0 {
+					t.Fatalf("page after %q has %d versions, limit %s", before, len(page.Versions), limit)
+				}
+				for _, v := range page.Versions {
+					got = append(got, v.Version)
+				}
+				if page.NextBefore == 0 {
+					break
+				}
+				if page.NextBefore != got[len(got)-1] {
+					t.Fatalf("next_before = %d after version %d", page.NextBefore, got[len(got)-1])
+				}
+				before = strconv.Itoa(page.NextBefore)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("versions listed = %v, want %v", got, want)
+			}
+		})
+	}
+	// before need not be a page's end: the versions below it.
+	var page RuleVersionPage
+	e.must(http.StatusOK, a.as(), "GET", base+"?before=4", nil).decode(t, &page)
+	if len(page.Versions) != 3 || page.Versions[0].Version != 3 || page.NextBefore != 0 {
+		t.Fatalf("versions before 4 = %+v", page)
+	}
+	for _, q := range []string{"limit=0", "limit=1001", "limit=x", "before=0", "before=-1", "before=2147483648", "before=x"} {
+		r := e.must(http.StatusBadRequest, a.as(), "GET", base+"?"+q, nil)
+		if field := strings.SplitN(q, "=", 2)[0]; r.apiError().Code != "invalid_field" || r.apiError().Field != field {
+			t.Errorf("?%s = %s, want invalid_field %s", q, r.body, field)
+		}
+	}
+}

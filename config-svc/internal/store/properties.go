@@ -339,6 +339,27 @@ type VersionInfo struct {
 	CreatedBy   string
 }
 
+// RuleVersionInfos lists up to limit rule versions of a property numbered
+// below before (0: from the newest), newest first, without their
+// documents.
+func (st *Store) RuleVersionInfos(ctx context.Context, propertyID gocql.UUID, before, limit int) ([]VersionInfo, error) {
+	q, args := `SELECT version, effective_at, created_by FROM rule_versions WHERE property_id = ?`, []any{propertyID}
+	if before > 0 {
+		q, args = q+` AND version < ?`, append(args, before)
+	}
+	iter := st.s.Query(q+` LIMIT ?`, append(args, limit)...).WithContext(ctx).Iter()
+	var out []VersionInfo
+	var v VersionInfo
+	for iter.Scan(&v.Version, &v.EffectiveAt, &v.CreatedBy) {
+		v.EffectiveAt = v.EffectiveAt.UTC()
+		out = append(out, v)
+	}
+	if err := iter.Close(); err != nil {
+		return nil, fmt.Errorf("list rule versions: %w", err)
+	}
+	return out, nil
+}
+
 // RuleVersionInfo reads one rule version's number, time and author,
 // without its document.
 func (st *Store) RuleVersionInfo(ctx context.Context, propertyID gocql.UUID, version int) (VersionInfo, error) {
