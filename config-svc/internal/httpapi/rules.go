@@ -251,17 +251,16 @@ func (s *Server) getRules(w http.ResponseWriter, r *http.Request) {
 			httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "at", "at: "+quote(at)+" is not a time in RFC 3339 format, e.g. 2026-05-01T12:00:00Z")
 			return
 		}
-		versions, err := s.o.Store.RuleVersions(ctx, p.ID)
+		v, current, err := s.o.Store.RuleVersionAt(ctx, p.ID, t)
+		if errors.Is(err, store.ErrNotFound) {
+			notInEffect(w, p, at, t)
+			return
+		}
 		if err != nil {
 			s.internalError(w, r, "read the rule versions", err)
 			return
 		}
-		v, ok := configclient.VersionAt(versions, t)
-		if !ok {
-			notInEffect(w, p, at, t)
-			return
-		}
-		writeVersion(w, v, v.Version == versions[0].Version)
+		writeVersion(w, v, current)
 		return
 	}
 	cur, err := s.o.Store.CurrentRules(ctx, p.ID)

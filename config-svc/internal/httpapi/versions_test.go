@@ -10,8 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acme/analytics/pkg/cassandra"
 	"github.com/acme/analytics/pkg/configclient"
 	"github.com/acme/analytics/pkg/hit"
+	"github.com/gocql/gocql"
 )
 
 // testClock is a server clock the test moves; it starts at the real time,
@@ -328,5 +330,73 @@ func TestRuleVersionsPaged(t *testing.T) {
 		if field := strings.SplitN(q, "=", 2)[0]; r.apiError().Code != "invalid_field" || r.apiError().Field != field {
 			t.Errorf("?%s = %s, want invalid_field %s", q, r.body, field)
 		}
+	}
+}
+
+// TestRulesAtPointInTime: ?at= answers the version the whole history
+// gives (configclient.VersionAt) before, at and after each version's
+// effective time, over more versions than a page of the newest-first read,
+// with the ETag only for the current version; and it reads the history
+// only back to the version it answers (an older version that no longer
+// decodes does not matter).
+func TestRulesAtPointInTime(t *testing.T) {
+	clock := newTestClock()
+	e := newEnv(t, func(o *Options) { o.Now = clock.now })
+	a := e.signup("At")
+	p := e.createProperty(a, map[string]any{"name": "Site"})
+	base := "/v1/properties/" + p.ID + "/rules"
+	t0 := clock.now()
+	const versions = 40
+	for i := 2; i <= versions; i++ {
+		e.putVersion(a, p.ID, clock, t0.Add(time.Duration(i)*time.Minute))
+	}
+	var all configclient.RuleVersions
+	e.must(http.StatusOK, service("processing"), "GET", "/internal/v1/properties/"+p.ID+"/rules/versions", nil).decode(t, &all)
+	if len(all.Versions) != versions {
+		t.Fatalf("%d versions, want %d", len(all.Versions), versions)
+	}
+	rulesAt := func(at time.Time) response {
+		return e.do(a.as(), "GET", base+"?at="+url.QueryEscape(at.Format(time.RFC3339Nano)), nil)
+	}
+	times := []time.Time{t0.Add(-time.Millisecond), t0.Add(time.Hour * 24 * 365)}
+	for _, v := range all.Versions {
+		times = append(times, v.EffectiveAt.Add(-time.Millisecond), v.EffectiveAt, v.EffectiveAt.Add(time.Millisecond), v.EffectiveAt.Add(30*time.Second))
+	}
+	for _, at := range times {
+		want, ok := configclient.VersionAt(all.Versions, at)
+		r := rulesAt(at)
+		if !ok {
+			if r.code != http.StatusNotFound {
+				t.Errorf("rules at %s (before the property) = %d %s", at, r.code, r.body)
+			}
+			continue
+		}
+		var got configclient.RuleVersion
+		if r.code != http.StatusOK {
+			t.Fatalf("rules at %s = %d %s", at, r.code, r.body)
+		}
+		r.decode(t, &got)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("rules at %s = version %d, want %d", at, got.Version, want.Version)
+		}
+		if wantTag := map[bool]string{true: `"40"`}[want.Version == versions]; r.header.Get("ETag") != wantTag {
+			t.Errorf("rules at %s (version %d): ETag %q, want %q", at, got.Version, r.header.Get("ETag"), wantTag)
+		}
+	}
+
+	session, err := cassandra.Connect(e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer session.Close()
+	pid, err := gocql.ParseUUID(p.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := session.Query(`UPDATE rule_versions SET rules = 'not a rule document' WHERE property_id = ? AND version = 1`, pid).Exec(); err != nil {
+		t.Fatal(err)
+	}
+	if r := rulesAt(all.Versions[1].EffectiveAt); r.code != http.StatusOK {
+		t.Fatalf("rules at version 2 with version 1 undecodable = %d %s", r.code, r.body)
 	}
 }

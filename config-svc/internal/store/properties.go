@@ -339,6 +339,34 @@ type VersionInfo struct {
 	CreatedBy   string
 }
 
+// RuleVersionAt reads the rule version in effect at t: the newest that
+// took effect at or before t (effective times increase with the version
+// number). It reads version numbers and times newest first, a page at a
+// time, and stops at that version, so a recent t costs a page, not the
+// history; then it reads that version. current reports whether it is the
+// newest. ErrNotFound when every version kept took effect after t.
+func (st *Store) RuleVersionAt(ctx context.Context, propertyID gocql.UUID, t time.Time) (v configclient.RuleVersion, current bool, err error) {
+	iter := st.s.Query(`SELECT version, effective_at FROM rule_versions WHERE property_id = ?`, propertyID).
+		WithContext(ctx).PageSize(32).Iter()
+	found := 0
+	var n int
+	var at time.Time
+	for first := true; iter.Scan(&n, &at); first = false {
+		if !at.After(t) {
+			found, current = n, first
+			break
+		}
+	}
+	if err := iter.Close(); err != nil {
+		return v, false, fmt.Errorf("read rule versions: %w", err)
+	}
+	if found == 0 {
+		return v, false, fmt.Errorf("rules of %s at %s: %w", propertyID, t.Format(time.RFC3339Nano), ErrNotFound)
+	}
+	v, err = st.RuleVersion(ctx, propertyID, found)
+	return v, current, err
+}
+
 // RuleVersionInfos lists up to limit rule versions of a property numbered
 // below before (0: from the newest), newest first, without their
 // documents.
