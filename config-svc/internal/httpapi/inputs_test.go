@@ -65,6 +65,10 @@ func TestBadInputsAnswer400WithAReason(t *testing.T) {
 		{"cookieless not a bool", a.as(), "PATCH", prop, `{"cookieless": "yes"}`, nil, "invalid_field", "cookieless", "true or false"},
 		{"secret without name", a.as(), "POST", prop + "/api-secrets", map[string]string{}, nil, "invalid_field", "name", "required"},
 		{"body over the limit", a.as(), "POST", "/v1/properties", huge, nil, "body_too_large", "", "limit"},
+		{"page token not base64", a.as(), "GET", "/v1/properties?page_token=!!", nil, nil, "invalid_field", "page_token", "not a token from a previous page"},
+		{"page token not an ID", a.as(), "GET", "/v1/properties?page_token=AAAAAAA", nil, nil, "invalid_field", "page_token", "not a token from a previous page"},
+		{"page limit out of range", a.as(), "GET", "/v1/properties?limit=501", nil, nil, "invalid_field", "limit", "1 to 500"},
+		{"page limit zero", a.as(), "GET", "/v1/properties?limit=0", nil, nil, "invalid_field", "limit", "1 to 500"},
 
 		// Rules: JSON shape with paths.
 		{"unknown rules field", a.as(), "PUT", rulesPath, `{"exclusions": {"ips": ["10.0.0.0/8"]}}`, nil, "unknown_field", "exclusions.ips", "not a field"},

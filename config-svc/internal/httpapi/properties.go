@@ -34,6 +34,13 @@ type PropertyJSON struct {
 	UpdatedAt        time.Time `json:"updated_at"`
 }
 
+// PropertyList is a page of a tenant's properties, in the order of their
+// IDs; NextPageToken (absent on the last page) asks for the next.
+type PropertyList struct {
+	Properties    []PropertyJSON `json:"properties"`
+	NextPageToken string         `json:"next_page_token,omitempty"`
+}
+
 func (s *Server) propertyJSON(p store.Property) PropertyJSON {
 	hosts := p.Hostnames
 	if hosts == nil {
@@ -260,16 +267,20 @@ func (s *Server) listProperties(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	ps, err := s.o.Store.Properties(r.Context(), tid)
+	after, limit, ok := pageParams(w, r)
+	if !ok {
+		return
+	}
+	ps, next, err := s.o.Store.Properties(r.Context(), tid, after, limit)
 	if err != nil {
 		s.internalError(w, r, "list properties", err)
 		return
 	}
-	out := make([]PropertyJSON, 0, len(ps))
+	out := PropertyList{Properties: make([]PropertyJSON, 0, len(ps)), NextPageToken: pageToken(next)}
 	for _, p := range ps {
-		out = append(out, s.propertyJSON(p))
+		out.Properties = append(out.Properties, s.propertyJSON(p))
 	}
-	httpserver.WriteJSON(w, http.StatusOK, map[string]any{"properties": out})
+	httpserver.WriteJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) getProperty(w http.ResponseWriter, r *http.Request) {
