@@ -69,6 +69,8 @@ func TestBadInputsAnswer400WithAReason(t *testing.T) {
 		{"page token not an ID", a.as(), "GET", "/v1/properties?page_token=AAAAAAA", nil, nil, "invalid_field", "page_token", "not a token from a previous page"},
 		{"page limit out of range", a.as(), "GET", "/v1/properties?limit=501", nil, nil, "invalid_field", "limit", "1 to 500"},
 		{"page limit zero", a.as(), "GET", "/v1/properties?limit=0", nil, nil, "invalid_field", "limit", "1 to 500"},
+		{"bad users page token", a.as(), "GET", "/v1/users?page_token=%7E", nil, nil, "invalid_field", "page_token", "not a token from a previous page"},
+		{"users page limit out of range", a.as(), "GET", "/v1/users?limit=1000", nil, nil, "invalid_field", "limit", "1 to 500"},
 
 		// Rules: JSON shape with paths.
 		{"unknown rules field", a.as(), "PUT", rulesPath, `{"exclusions": {"ips": ["10.0.0.0/8"]}}`, nil, "unknown_field", "exclusions.ips", "not a field"},

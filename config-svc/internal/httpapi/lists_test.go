@@ -95,3 +95,28 @@ func TestPropertiesArePaged(t *testing.T) {
 		})
 	}
 }
+
+// TestUsersArePaged: the users list pages as the properties list does.
+func TestUsersArePaged(t *testing.T) {
+	e := newEnv(t)
+	a := e.signup("Team")
+	e.signup("Other team")
+	want := []string{a.tokens.UserID}
+	for _, role := range []string{"viewer", "viewer", "admin", "viewer"} {
+		want = append(want, e.addUser(a, role).tokens.UserID)
+	}
+	slices.Sort(want)
+	for _, tt := range []struct {
+		limit     string
+		wantPages int
+	}{
+		{"1", 5}, {"2", 3}, {"4", 2}, {"5", 1}, {"", 1},
+	} {
+		t.Run("limit="+tt.limit, func(t *testing.T) {
+			got, pages := pageThrough(t, e, a.as(), "/v1/users", "users", tt.limit, func(u UserJSON) string { return u.ID })
+			if !slices.Equal(got, want) || pages != tt.wantPages {
+				t.Fatalf("served %v in %d pages\nwant    %v in %d (each once, ordered by id)", got, pages, want, tt.wantPages)
+			}
+		})
+	}
+}

@@ -101,16 +101,27 @@ func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	users, err := s.o.Store.Users(r.Context(), tid)
+	after, limit, ok := pageParams(w, r)
+	if !ok {
+		return
+	}
+	users, next, err := s.o.Store.UsersPage(r.Context(), tid, after, limit)
 	if err != nil {
 		s.internalError(w, r, "list users", err)
 		return
 	}
-	out := make([]UserJSON, 0, len(users))
+	out := UserList{Users: make([]UserJSON, 0, len(users)), NextPageToken: pageToken(next)}
 	for _, u := range users {
-		out = append(out, userJSON(u))
+		out.Users = append(out.Users, userJSON(u))
 	}
-	httpserver.WriteJSON(w, http.StatusOK, map[string]any{"users": out})
+	httpserver.WriteJSON(w, http.StatusOK, out)
+}
+
+// UserList is a page of a tenant's users, in the order of their IDs;
+// NextPageToken (absent on the last page) asks for the next.
+type UserList struct {
+	Users         []UserJSON `json:"users"`
+	NextPageToken string     `json:"next_page_token,omitempty"`
 }
 
 type createUserRequest struct {

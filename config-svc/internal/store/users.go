@@ -64,7 +64,8 @@ func (st *Store) User(ctx context.Context, tenantID, userID gocql.UUID) (User, e
 	return u, nil
 }
 
-// Users lists the users of a tenant.
+// Users lists every user of a tenant (the admin checks; the API pages
+// with UsersPage).
 func (st *Store) Users(ctx context.Context, tenantID gocql.UUID) ([]User, error) {
 	iter := st.s.Query(`SELECT user_id, email, password_hash, role, created_at FROM users WHERE tenant_id = ?`, tenantID).WithContext(ctx).Iter()
 	var out []User
@@ -76,6 +77,23 @@ func (st *Store) Users(ctx context.Context, tenantID gocql.UUID) ([]User, error)
 		return nil, fmt.Errorf("list users: %w", err)
 	}
 	return out, nil
+}
+
+// UsersPage returns up to limit of a tenant's users in the order of their
+// IDs, those after the ID after (the zero UUID: from the first), without
+// their password hashes. next is the ID to pass as after for the next
+// page, zero when none follows.
+func (st *Store) UsersPage(ctx context.Context, tenantID, after gocql.UUID, limit int) (users []User, next gocql.UUID, err error) {
+	iter := st.pageQuery(ctx, `SELECT user_id, email, role, created_at FROM users WHERE tenant_id = ?`, `user_id`, tenantID, after, limit).Iter()
+	u := User{TenantID: tenantID}
+	for iter.Scan(&u.ID, &u.Email, &u.Role, &u.CreatedAt) {
+		users = append(users, u)
+	}
+	if err := iter.Close(); err != nil {
+		return nil, gocql.UUID{}, fmt.Errorf("list users: %w", err)
+	}
+	users, next = trimPage(users, limit, func(u User) gocql.UUID { return u.ID })
+	return users, next, nil
 }
 
 // SetUserRole changes a user's role.
