@@ -40,8 +40,9 @@ type Config struct {
 	RefreshTokenTTL   time.Duration
 	BcryptCost        int
 
-	TrackerScriptURL string
-	FeedPollInterval time.Duration
+	TrackerScriptURL       string
+	FeedPollInterval       time.Duration
+	MaxPropertiesPerTenant int
 }
 
 // RegisterFlags registers every flag of the binary on fs.
@@ -60,6 +61,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.RefreshTokenTTL, "refresh-token-ttl", 30*24*time.Hour, "lifetime of a refresh token (each is usable once)")
 	fs.IntVar(&c.BcryptCost, "bcrypt-cost", 12, "bcrypt cost of password hashes (10 to 16)")
 	fs.StringVar(&c.TrackerScriptURL, "tracker-script-url", "http://127.0.0.1:8080/tracker.js", "URL of tracker.js put in tracking snippets (production: https://<collection host>/tracker.js)")
+	fs.IntVar(&c.MaxPropertiesPerTenant, "max-properties-per-tenant", httpapi.DefaultMaxPropertiesPerTenant, "most properties one tenant may have; creating one more is refused (409) with the limit")
 	fs.DurationVar(&c.FeedPollInterval, "feed-poll-interval", 250*time.Millisecond, "how often this instance reads the change feed for changes made through other instances")
 }
 
@@ -86,6 +88,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("-bcrypt-cost %d is out of range 10..16", c.BcryptCost)
 	case c.SigningKeysReload < time.Second:
 		return errors.New("-signing-keys-reload must be at least 1s")
+	case c.MaxPropertiesPerTenant < 1:
+		return errors.New("-max-properties-per-tenant must be at least 1")
 	case c.FeedPollInterval < 10*time.Millisecond || c.FeedPollInterval > 5*time.Second:
 		return errors.New("-feed-poll-interval must be 10ms to 5s (changes must reach the pipeline within 5 seconds)")
 	}
@@ -131,12 +135,13 @@ func Run(ctx context.Context, cfg Config, w io.Writer) error {
 	}
 	api := httpapi.New(httpapi.Options{
 		Store: st, Keys: keys, Hasher: hasher, Feed: feed,
-		Issuer:           &auth.Issuer{Keys: keys, Issuer: cfg.Issuer, Audience: cfg.Audience, AccessTTL: cfg.AccessTokenTTL},
-		IdentitySecret:   []byte(cfg.IdentitySecret),
-		RefreshTTL:       cfg.RefreshTokenTTL,
-		TrackerScriptURL: cfg.TrackerScriptURL,
-		Log:              log,
-		Registerer:       svc.Registry,
+		Issuer:                 &auth.Issuer{Keys: keys, Issuer: cfg.Issuer, Audience: cfg.Audience, AccessTTL: cfg.AccessTokenTTL},
+		IdentitySecret:         []byte(cfg.IdentitySecret),
+		RefreshTTL:             cfg.RefreshTokenTTL,
+		TrackerScriptURL:       cfg.TrackerScriptURL,
+		MaxPropertiesPerTenant: cfg.MaxPropertiesPerTenant,
+		Log:                    log,
+		Registerer:             svc.Registry,
 	})
 	api.Register(svc.Mux)
 	svc.Go(feed.Run)

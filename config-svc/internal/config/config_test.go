@@ -46,6 +46,7 @@ func TestValidate(t *testing.T) {
 		{"refresh shorter than access", append(ok, "-refresh-token-ttl=5m"), "-refresh-token-ttl must be at least"},
 		{"bcrypt too cheap", append(ok, "-bcrypt-cost=4"), "-bcrypt-cost 4 is out of range"},
 		{"feed poll too slow", append(ok, "-feed-poll-interval=10s"), "within 5 seconds"},
+		{"no properties allowed", append(ok, "-max-properties-per-tenant=0"), "-max-properties-per-tenant must be at least 1"},
 		{"tracker URL", append(ok, "-tracker-script-url=collect.example.com/tracker.js"), "not an http(s) URL"},
 		{"cassandra consistency", append(ok, "-cassandra-consistency=SOME"), "not a consistency level"},
 	}

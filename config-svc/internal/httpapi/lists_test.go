@@ -1,12 +1,19 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+
+	"github.com/acme/analytics/pkg/cassandra"
+	"github.com/gocql/gocql"
 )
 
 // pageThrough reads every page of the list at path (its rows under key) at
@@ -50,6 +57,16 @@ func pageThrough[T any](t *testing.T, e *env, as who, path, key, limit string, i
 			t.Fatalf("paging %s at limit %s does not end", path, limit)
 		}
 	}
+}
+
+// feedHead is the head of the change feed in Cassandra.
+func (e *env) feedHead() int64 {
+	e.t.Helper()
+	h, err := e.store.Head(context.Background())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return h
 }
 
 func limitOf(limit string) int {
@@ -119,4 +136,127 @@ func TestUsersArePaged(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPropertyLimit: a tenant at -max-properties-per-tenant is refused one
+// more with a 409 that names the limit, and nothing of it is written (no
+// tracking ID claimed, no property, no change announced); a deletion frees
+// a place; concurrent creations never pass the limit; and a tenant made
+// before the count was kept is counted from its list.
+func TestPropertyLimit(t *testing.T) {
+	const limit = 3
+	e := newEnv(t, func(o *Options) { o.MaxPropertiesPerTenant = limit })
+	db := e.session()
+	listed := func(a account) int {
+		t.Helper()
+		ids, _ := pageThrough(t, e, a.as(), "/v1/properties", "properties", "", func(p PropertyJSON) string { return p.ID })
+		return len(ids)
+	}
+
+	a := e.signup("Capped")
+	var ps []PropertyJSON
+	for i := range limit {
+		ps = append(ps, e.createProperty(a, map[string]any{"name": fmt.Sprintf("site %d", i)}))
+	}
+	var tids, tidsAfter int
+	count := `SELECT COUNT(*) FROM tracking_ids`
+	if err := db.Query(count).Scan(&tids); err != nil {
+		t.Fatal(err)
+	}
+	head := e.feedHead()
+	r := e.must(http.StatusConflict, a.as(), "POST", "/v1/properties", map[string]any{"name": "one too many"})
+	if got := r.apiError(); got.Code != "conflict" || !strings.Contains(got.Message, "maximum of 3 properties") {
+		t.Fatalf("refusal = %s; want conflict naming the limit of 3", r.body)
+	}
+	if err := db.Query(count).Scan(&tidsAfter); err != nil {
+		t.Fatal(err)
+	}
+	if listed(a) != limit || tidsAfter != tids || e.feedHead() != head || storedCount(t, db, a) != limit {
+		t.Fatal("a refused creation wrote something")
+	}
+
+	// Other tenants have their own limit; a deletion frees a place.
+	e.createProperty(e.signup("Uncapped"), map[string]any{"name": "fine"})
+	e.must(http.StatusNoContent, a.as(), "DELETE", "/v1/properties/"+ps[0].ID, nil)
+	e.createProperty(a, map[string]any{"name": "in the freed place"})
+	e.must(http.StatusConflict, a.as(), "POST", "/v1/properties", map[string]any{"name": "still too many"})
+
+	// Concurrent creations: exactly the limit succeed.
+	b := e.signup("Race")
+	var wg sync.WaitGroup
+	var created atomic.Int32
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			switch r := e.do(b.as(), "POST", "/v1/properties", map[string]any{"name": fmt.Sprintf("racer %d", i)}); r.code {
+			case http.StatusCreated:
+				created.Add(1)
+			case http.StatusConflict:
+			default:
+				t.Errorf("concurrent creation = %d %s", r.code, r.body)
+			}
+		}()
+	}
+	wg.Wait()
+	if created.Load() != limit || listed(b) != limit {
+		t.Fatalf("%d of 8 concurrent creations succeeded (%d listed); want the limit, %d", created.Load(), listed(b), limit)
+	}
+
+	// Tenants whose properties were made before the count was kept: it
+	// is taken from their list, by a creation or by a deletion.
+	forget := func(a account) {
+		t.Helper()
+		if err := db.Query(`DELETE FROM tenant_property_counts WHERE tenant_id = ?`, a.tokens.TenantID).Exec(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	forget(b)
+	e.must(http.StatusConflict, b.as(), "POST", "/v1/properties", map[string]any{"name": "counted from the list"})
+	if n := storedCount(t, db, b); n != limit {
+		t.Fatalf("count taken from the list = %d, want %d", n, limit)
+	}
+	forget(a)
+	var page PropertyList
+	e.must(http.StatusOK, a.as(), "GET", "/v1/properties", nil).decode(t, &page)
+	e.must(http.StatusNoContent, a.as(), "DELETE", "/v1/properties/"+page.Properties[0].ID, nil)
+	if n := storedCount(t, db, a); n != limit-1 {
+		t.Fatalf("count taken from the list at a deletion = %d, want %d", n, limit-1)
+	}
+}
+
+// TestFailedCreationFreesItsPlace: a creation that fails after taking its
+// place in the tenant's count (here every tracking ID candidate is taken)
+// gives it back.
+func TestFailedCreationFreesItsPlace(t *testing.T) {
+	e := newEnv(t, func(o *Options) {
+		o.NewTrackingID = func() (string, error) { return "AT-2222222222", nil }
+	})
+	a := e.signup("Unlucky")
+	e.createProperty(a, map[string]any{"name": "holds the only tracking ID"})
+	e.must(http.StatusServiceUnavailable, a.as(), "POST", "/v1/properties", map[string]any{"name": "finds none"})
+	if n := storedCount(t, e.session(), a); n != 1 {
+		t.Fatalf("count after a failed creation = %d, want 1", n)
+	}
+}
+
+// session is a CQL session on the instance's keyspace, for looking at rows.
+func (e *env) session() *gocql.Session {
+	e.t.Helper()
+	s, err := cassandra.Connect(e.cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(s.Close)
+	return s
+}
+
+// storedCount is a's tenant's property count as stored.
+func storedCount(t *testing.T, db *gocql.Session, a account) int {
+	t.Helper()
+	var n int
+	if err := db.Query(`SELECT properties FROM tenant_property_counts WHERE tenant_id = ?`, a.tokens.TenantID).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

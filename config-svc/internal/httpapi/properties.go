@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -187,6 +188,22 @@ func (s *Server) createProperty(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
+	if err := s.o.Store.ReserveProperty(ctx, tid, s.o.MaxPropertiesPerTenant); err != nil {
+		if errors.Is(err, store.ErrPropertyLimit) {
+			s.metrics.propertyLimitRefused.Inc()
+			s.o.Log.Info("property refused: the tenant is at the property limit", slog.String("tenant_id", tid.String()), slog.Int("limit", s.o.MaxPropertiesPerTenant))
+			httpserver.WriteError(w, http.StatusConflict, "conflict", fmt.Sprintf("your account already has the maximum of %d properties; delete ones you no longer use first, or ask us to raise the limit", s.o.MaxPropertiesPerTenant))
+			return
+		}
+		s.internalError(w, r, "count the account's properties", err)
+		return
+	}
+	created := false
+	defer func() {
+		if !created {
+			s.releaseProperty(r, tid)
+		}
+	}()
 	// The tracking ID: random candidates, each claimed with a lightweight
 	// transaction, so two properties can never hold the same one.
 	const attempts = 10
@@ -216,6 +233,7 @@ func (s *Server) createProperty(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, "create the property", err)
 		return
 	}
+	created = true
 	s.appendChange(r, configclient.ChangeProperty, p)
 	w.Header().Set("Location", "/v1/properties/"+p.ID.String())
 	httpserver.WriteJSON(w, http.StatusCreated, s.propertyJSON(p))
@@ -233,6 +251,19 @@ func (s *Server) appendChange(r *http.Request, kind string, p store.Property) {
 	if err := s.o.Feed.Append(r.Context(), c); err != nil {
 		s.o.Log.Error("append to the change feed; retrying in the background", slog.Any("error", err), slog.String("property_id", p.ID.String()), slog.String("kind", kind))
 		s.o.Feed.AppendSoon(c)
+	}
+}
+
+// releaseProperty gives a tenant's place for a property back (a creation
+// that failed, a deletion). It runs even when the client has gone away; a
+// failure is only logged: the count stays one high, which refuses a
+// creation early at the limit, never lets one past it.
+func (s *Server) releaseProperty(r *http.Request, tid gocql.UUID) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
+	defer cancel()
+	if err := s.o.Store.ReleaseProperty(ctx, tid); err != nil {
+		s.o.Log.Error("give back a place in the tenant's property count; it stays one high", slog.Any("error", err), slog.String("tenant_id", tid.String()),
+			slog.String("request_id", httpserver.RequestID(r.Context())))
 	}
 }
 
@@ -349,6 +380,7 @@ func (s *Server) deleteProperty(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, "delete the property", err)
 		return
 	}
+	s.releaseProperty(r, p.TenantID)
 	s.appendChange(r, configclient.ChangeDeleted, p)
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -62,6 +62,9 @@ type Options struct {
 	TrackerScriptURL string
 	Log              *slog.Logger
 	Registerer       prometheus.Registerer
+	// MaxPropertiesPerTenant is the most properties one tenant may have
+	// (0: DefaultMaxPropertiesPerTenant).
+	MaxPropertiesPerTenant int
 	// NewTrackingID makes a candidate tracking ID (tests inject a small ID
 	// space to force collisions); nil means NewTrackingID.
 	NewTrackingID func() (string, error)
@@ -79,6 +82,12 @@ type Server struct {
 	metrics *metrics
 }
 
+// DefaultMaxPropertiesPerTenant bounds the properties of one tenant: twice
+// the largest tenants we plan for (agencies and platforms with about
+// 100,000 sites), and small enough that a tenant's partition of
+// properties_by_tenant stays under about 10 MB.
+const DefaultMaxPropertiesPerTenant = 200_000
+
 // maxBody bounds request bodies; a rule set at every limit is well below.
 const maxBody = 1 << 20
 
@@ -89,6 +98,9 @@ func New(o Options) *Server {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.MaxPropertiesPerTenant == 0 {
+		o.MaxPropertiesPerTenant = DefaultMaxPropertiesPerTenant
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
@@ -240,6 +252,7 @@ func NewTrackingID() (string, error) {
 type metrics struct {
 	signups, logins, loginFailures, refreshes prometheus.Counter
 	trackingIDCollisions                      prometheus.Counter
+	propertyLimitRefused                      prometheus.Counter
 	ruleVersions, ruleVersionsPruned          prometheus.Counter
 	ruleVersionsRefused                       *prometheus.CounterVec
 	changes                                   *prometheus.CounterVec
@@ -253,6 +266,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		loginFailures:        prometheus.NewCounter(prometheus.CounterOpts{Name: "config_login_failures_total", Help: "Logins refused for a wrong e-mail or password."}),
 		refreshes:            prometheus.NewCounter(prometheus.CounterOpts{Name: "config_token_refreshes_total", Help: "Refresh tokens exchanged for new tokens."}),
 		trackingIDCollisions: prometheus.NewCounter(prometheus.CounterOpts{Name: "config_tracking_id_collisions_total", Help: "Tracking ID candidates that were already taken (retried)."}),
+		propertyLimitRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "config_property_limit_refused_total", Help: "Properties not created because their tenant has -max-properties-per-tenant."}),
 		ruleVersions:         prometheus.NewCounter(prometheus.CounterOpts{Name: "config_rule_versions_total", Help: "Rule versions created."}),
 		ruleVersionsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "config_rule_versions_refused_total",
 			Help: "Rule versions refused because the property reached a bound on its versions, by bound (day, history)."}, []string{"bound"}),
@@ -260,7 +274,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		changes:            prometheus.NewCounterVec(prometheus.CounterOpts{Name: "config_feed_appends_total", Help: "Changes appended to the change feed, by kind."}, []string{"kind"}),
 		longPolls:          prometheus.NewGauge(prometheus.GaugeOpts{Name: "config_feed_long_polls", Help: "Change-feed long polls waiting now."}),
 	}
-	reg.MustRegister(m.signups, m.logins, m.loginFailures, m.refreshes, m.trackingIDCollisions, m.ruleVersions, m.ruleVersionsPruned, m.ruleVersionsRefused, m.changes, m.longPolls)
+	reg.MustRegister(m.signups, m.logins, m.loginFailures, m.refreshes, m.trackingIDCollisions, m.propertyLimitRefused, m.ruleVersions, m.ruleVersionsPruned, m.ruleVersionsRefused, m.changes, m.longPolls)
 	return m
 }
 
