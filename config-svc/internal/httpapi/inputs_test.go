@@ -65,11 +65,10 @@ func TestBadInputsAnswer400WithAReason(t *testing.T) {
 		{"cookieless not a bool", a.as(), "PATCH", prop, `{"cookieless": "yes"}`, nil, "invalid_field", "cookieless", "true or false"},
 		{"secret without name", a.as(), "POST", prop + "/api-secrets", map[string]string{}, nil, "invalid_field", "name", "required"},
 		{"body over the limit", a.as(), "POST", "/v1/properties", huge, nil, "body_too_large", "", "limit"},
-		{"page token not base64", a.as(), "GET", "/v1/properties?page_token=!!", nil, nil, "invalid_field", "page_token", "not a token from a previous page"},
-		{"page token not an ID", a.as(), "GET", "/v1/properties?page_token=AAAAAAA", nil, nil, "invalid_field", "page_token", "not a token from a previous page"},
+		{"page after not an ID", a.as(), "GET", "/v1/properties?after=site-7", nil, nil, "invalid_field", "after", `"site-7" is not a property ID; give the next_after`},
 		{"page limit out of range", a.as(), "GET", "/v1/properties?limit=501", nil, nil, "invalid_field", "limit", "1 to 500"},
 		{"page limit zero", a.as(), "GET", "/v1/properties?limit=0", nil, nil, "invalid_field", "limit", "1 to 500"},
-		{"bad users page token", a.as(), "GET", "/v1/users?page_token=%7E", nil, nil, "invalid_field", "page_token", "not a token from a previous page"},
+		{"users page after not an ID", a.as(), "GET", "/v1/users?after=%7E", nil, nil, "invalid_field", "after", `"~" is not a user ID`},
 		{"users page limit out of range", a.as(), "GET", "/v1/users?limit=1000", nil, nil, "invalid_field", "limit", "1 to 500"},
 
 		// Rules: JSON shape with paths.

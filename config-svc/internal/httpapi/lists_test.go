@@ -22,14 +22,14 @@ import (
 // paging does not end.
 func pageThrough[T any](t *testing.T, e *env, as who, path, key, limit string, id func(T) string) (ids []string, pages int) {
 	t.Helper()
-	token := ""
+	after := ""
 	for {
 		q := url.Values{}
 		if limit != "" {
 			q.Set("limit", limit)
 		}
-		if token != "" {
-			q.Set("page_token", token)
+		if after != "" {
+			q.Set("after", after)
 		}
 		var page map[string]json.RawMessage
 		e.must(http.StatusOK, as, "GET", path+"?"+q.Encode(), nil).decode(t, &page)
@@ -44,13 +44,13 @@ func pageThrough[T any](t *testing.T, e *env, as who, path, key, limit string, i
 		for _, r := range rows {
 			ids = append(ids, id(r))
 		}
-		token = ""
-		if raw, ok := page["next_page_token"]; ok {
-			if err := json.Unmarshal(raw, &token); err != nil || token == "" {
-				t.Fatalf("next_page_token %s is not a token", raw)
+		after = ""
+		if raw, ok := page["next_after"]; ok {
+			if err := json.Unmarshal(raw, &after); err != nil || after != ids[len(ids)-1] {
+				t.Fatalf("next_after %s is not the page's last ID", raw)
 			}
 		}
-		if token == "" {
+		if after == "" {
 			return ids, pages
 		}
 		if pages > 100 {

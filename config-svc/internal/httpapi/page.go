@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"encoding/base64"
 	"net/http"
 	"strconv"
 
@@ -17,14 +16,14 @@ const (
 	maxPage     = 500
 )
 
-// pageParams reads a list's limit and page_token query parameters: the
-// page size, and the ID the page starts after (zero for the first page).
-// It answers 400 naming the parameter and returns false when one is bad.
-//
-// A page token is the ID of the previous page's last row, base64url
-// encoded: it names a position in the caller's own tenant's list and
-// nothing else, so a made-up token can only skip ahead in it.
-func pageParams(w http.ResponseWriter, r *http.Request) (after gocql.UUID, limit int, ok bool) {
+// pageParams reads the limit and after query parameters of a list of what
+// ("property", "user") ordered by ID: the page size, and the ID the page
+// starts after (zero for the first page). As the rule history pages by
+// version number (before, next_before), a list pages by the last ID of
+// the previous page (after, next_after): a position in the caller's own
+// tenant's list and nothing else. It answers 400 naming the parameter and
+// returns false when one is bad.
+func pageParams(w http.ResponseWriter, r *http.Request, what string) (after gocql.UUID, limit int, ok bool) {
 	q := r.URL.Query()
 	limit = defaultPage
 	if v := q.Get("limit"); v != "" {
@@ -35,24 +34,23 @@ func pageParams(w http.ResponseWriter, r *http.Request) (after gocql.UUID, limit
 		}
 		limit = n
 	}
-	if tok := q.Get("page_token"); tok != "" {
-		b, err := base64.RawURLEncoding.DecodeString(tok)
-		if err == nil {
-			after, err = gocql.UUIDFromBytes(b)
-		}
-		if err != nil || after == (gocql.UUID{}) {
-			httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "page_token", "page_token: is not a token from a previous page; start again without it")
+	if v := q.Get("after"); v != "" {
+		id, err := gocql.ParseUUID(v)
+		if err != nil {
+			httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "after",
+				"after: "+quote(v)+" is not a "+what+" ID; give the next_after of the previous page, or leave it out for the first page")
 			return after, 0, false
 		}
+		after = id
 	}
 	return after, limit, true
 }
 
-// pageToken is the token of the page after the row next (a page's last
-// row), or "" when no page follows (next is zero).
-func pageToken(next gocql.UUID) string {
+// nextAfter is the after of the page that follows the one whose last row
+// is next, or "" when no page follows (next is zero).
+func nextAfter(next gocql.UUID) string {
 	if next == (gocql.UUID{}) {
 		return ""
 	}
-	return base64.RawURLEncoding.EncodeToString(next[:])
+	return next.String()
 }

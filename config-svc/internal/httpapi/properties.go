@@ -36,10 +36,10 @@ type PropertyJSON struct {
 }
 
 // PropertyList is a page of a tenant's properties, in the order of their
-// IDs; NextPageToken (absent on the last page) asks for the next.
+// IDs; NextAfter (absent on the last page) is the after of the next.
 type PropertyList struct {
-	Properties    []PropertyJSON `json:"properties"`
-	NextPageToken string         `json:"next_page_token,omitempty"`
+	Properties []PropertyJSON `json:"properties"`
+	NextAfter  string         `json:"next_after,omitempty"`
 }
 
 func (s *Server) propertyJSON(p store.Property) PropertyJSON {
@@ -298,7 +298,7 @@ func (s *Server) listProperties(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	after, limit, ok := pageParams(w, r)
+	after, limit, ok := pageParams(w, r, "property")
 	if !ok {
 		return
 	}
@@ -307,7 +307,7 @@ func (s *Server) listProperties(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, "list properties", err)
 		return
 	}
-	out := PropertyList{Properties: make([]PropertyJSON, 0, len(ps)), NextPageToken: pageToken(next)}
+	out := PropertyList{Properties: make([]PropertyJSON, 0, len(ps)), NextAfter: nextAfter(next)}
 	for _, p := range ps {
 		out.Properties = append(out.Properties, s.propertyJSON(p))
 	}

@@ -101,7 +101,7 @@ func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	after, limit, ok := pageParams(w, r)
+	after, limit, ok := pageParams(w, r, "user")
 	if !ok {
 		return
 	}
@@ -110,7 +110,7 @@ func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, "list users", err)
 		return
 	}
-	out := UserList{Users: make([]UserJSON, 0, len(users)), NextPageToken: pageToken(next)}
+	out := UserList{Users: make([]UserJSON, 0, len(users)), NextAfter: nextAfter(next)}
 	for _, u := range users {
 		out.Users = append(out.Users, userJSON(u))
 	}
@@ -118,10 +118,10 @@ func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) {
 }
 
 // UserList is a page of a tenant's users, in the order of their IDs;
-// NextPageToken (absent on the last page) asks for the next.
+// NextAfter (absent on the last page) is the after of the next.
 type UserList struct {
-	Users         []UserJSON `json:"users"`
-	NextPageToken string     `json:"next_page_token,omitempty"`
+	Users     []UserJSON `json:"users"`
+	NextAfter string     `json:"next_after,omitempty"`
 }
 
 type createUserRequest struct {
