@@ -27,12 +27,13 @@ type docServer struct {
 	*httptest.Server
 	mu      sync.Mutex
 	docs    map[string]Property // by property ID
+	fail    map[string]bool     // property IDs answered 500
 	fetched []string            // property IDs or tracking IDs, in order
 }
 
 func newDocServer(t *testing.T, n int) *docServer {
 	t.Helper()
-	s := &docServer{docs: map[string]Property{}}
+	s := &docServer{docs: map[string]Property{}, fail: map[string]bool{}}
 	for i := range n {
 		p := testDoc(i)
 		s.docs[p.PropertyID] = p
@@ -73,12 +74,28 @@ func (s *docServer) serve(w http.ResponseWriter, r *http.Request) {
 			doc = &p
 		}
 	}
+	failing := doc != nil && s.fail[doc.PropertyID]
 	s.mu.Unlock()
+	if failing {
+		http.Error(w, `{"error":"internal"}`, http.StatusInternalServerError)
+		return
+	}
 	if doc == nil {
 		http.Error(w, `{"error":"not_found"}`, http.StatusNotFound)
 		return
 	}
 	_ = json.NewEncoder(w).Encode(doc)
+}
+
+// count returns how often key was fetched.
+func (s *docServer) count(key string) int {
+	n := 0
+	for _, f := range s.fetches() {
+		if f == key {
+			n++
+		}
+	}
+	return n
 }
 
 // fetches returns the fetches so far.
@@ -127,7 +144,7 @@ func TestIdleDocumentsAreDropped(t *testing.T) {
 		if _, err := c.ByID(ctx, used.PropertyID); err != nil {
 			t.Fatal(err)
 		}
-		c.sweep(time.Now())
+		c.dropIdle()
 	}
 	c.mu.Lock()
 	_, usedCached := c.byID[used.PropertyID]
@@ -162,7 +179,7 @@ func TestRefetchIsNotALookup(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.store(doc, c.beginFetch())
-		c.sweep(time.Now())
+		c.dropIdle()
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -194,7 +211,7 @@ func TestUnknownIDsAreBounded(t *testing.T) {
 	c.mu.Lock()
 	c.negTID[testTID(99)] = time.Now().Add(-time.Second)
 	c.mu.Unlock()
-	c.sweep(time.Now())
+	c.dropExpiredUnknown(time.Now())
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.negTID[testTID(99)]; ok || len(c.negTID) != 2 {
@@ -285,5 +302,97 @@ func TestZonesAreShared(t *testing.T) {
 	c.TimeZone = "Not/AZone"
 	if err := c.Prepare(); err != nil || c.Location() != time.UTC {
 		t.Fatalf("an unknown zone: %v, %v; want UTC", c.Location(), err)
+	}
+}
+
+// An unknown ID already remembered is remembered again when its time is
+// up, even with no room for another.
+func TestUnknownIDsAreRenewedWhenFull(t *testing.T) {
+	srv := newDocServer(t, 0)
+	c := testClient(t, srv, func(cfg *Config) { cfg.MaxNegative = 1; cfg.NegativeTTL = 20 * time.Millisecond })
+	ctx := context.Background()
+	tid := testTID(1)
+	for i := range 3 {
+		if i == 1 {
+			time.Sleep(30 * time.Millisecond) // past NegativeTTL: asked for again
+		}
+		if _, err := c.ByTrackingID(ctx, tid); !errors.Is(err, ErrNotFound) {
+			t.Fatal(err)
+		}
+	}
+	if got := srv.count(tid); got != 2 {
+		t.Fatalf("%d fetches of an unknown tracking ID looked up, then twice once its time was up; want 2 (the last answered from the cache)", got)
+	}
+}
+
+// A changed property config-svc keeps failing to serve is tried again
+// with its own backoff, and holds up neither other changes nor the resync.
+func TestAFailingRefetchHoldsUpNothing(t *testing.T) {
+	const n = 5
+	srv := newDocServer(t, n)
+	c := testClient(t, srv, func(cfg *Config) { cfg.ResyncInterval = 50 * time.Millisecond; cfg.ResyncRate = 1000 })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for i := range n {
+		if _, err := c.ByID(ctx, testDoc(i).PropertyID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	broken, other := testDoc(0).PropertyID, testDoc(1).PropertyID
+	srv.mu.Lock()
+	srv.fail[broken] = true
+	srv.mu.Unlock()
+	done := make(chan struct{})
+	go func() { defer close(done); c.refresher(ctx) }()
+	defer func() { cancel(); <-done }()
+	c.apply(Changes{Seq: 1, Changes: []Change{{Seq: 1, Kind: ChangeRules, PropertyID: broken}}})
+	time.Sleep(300 * time.Millisecond)
+	c.apply(Changes{Seq: 2, Changes: []Change{{Seq: 2, Kind: ChangeRules, PropertyID: other}}})
+	start := srv.count(other)
+	for deadline := time.Now().Add(5 * time.Second); srv.count(other) == start; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("a change waited behind a property that keeps failing")
+		}
+	}
+	time.Sleep(time.Second)
+	for i := 2; i < n; i++ {
+		if got := srv.count(testDoc(i).PropertyID); got < 3 {
+			t.Errorf("property %d refetched %d times in a second of 50 ms resync passes, with another failing", i, got)
+		}
+	}
+	// Backoff from 100 ms doubling: about five tries in 1.3 s, not one
+	// per pass.
+	if got := srv.count(broken); got < 2 || got > 8 {
+		t.Errorf("the failing property was tried %d times in 1.3 s, want a few (its own backoff)", got)
+	}
+}
+
+// A rules version the feed did not announce, found by the resync, is not
+// hidden by the cached history: the history is fetched again.
+func TestResyncRefreshesTheRuleHistory(t *testing.T) {
+	srv := newDocServer(t, 1)
+	c := testClient(t, srv, nil)
+	doc := testDoc(0)
+	h, err := NewHistory([]RuleVersion{doc.Rules})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.versions[doc.PropertyID] = &cachedHistory{history: h}
+	same := doc
+	if err := same.Prepare(); err != nil {
+		t.Fatal(err)
+	}
+	c.store(&same, c.beginFetch())
+	if c.versions[doc.PropertyID] == nil {
+		t.Fatal("a refetch of the same rules version dropped the history")
+	}
+	next := testDoc(0)
+	next.Rules.Version = 2
+	if err := next.Prepare(); err != nil {
+		t.Fatal(err)
+	}
+	c.store(&next, c.beginFetch())
+	if c.versions[doc.PropertyID] != nil {
+		t.Fatal("a document at rules version 2 left the history ending at version 1 cached")
 	}
 }

