@@ -275,6 +275,17 @@ func matchHost(domains map[string]bool, host string) bool {
 	return matchDomain(domains, siteDomain(host))
 }
 
+// SameSite reports whether host is site or a subdomain of it, a leading
+// "www." being no difference on either side, as with the property's
+// hostnames; either empty is false.
+func SameSite(host, site string) bool {
+	if host == "" || site == "" {
+		return false
+	}
+	h, s := siteDomain(NormalizeHost(host)), siteDomain(NormalizeHost(site))
+	return h == s || len(h) > len(s) && h[len(h)-len(s)-1] == '.' && h[len(h)-len(s):] == s
+}
+
 // siteDomain returns a host without its leading "www.", unless that would
 // leave a top-level domain alone (www.com stays).
 func siteDomain(host string) string {

@@ -271,6 +271,30 @@ func TestReferralExcludedWithWWW(t *testing.T) {
 	}
 }
 
+func TestSameSite(t *testing.T) {
+	tests := []struct {
+		host, site string
+		want       bool
+	}{
+		{"shop.example", "shop.example", true},
+		{"blog.shop.example", "shop.example", true},
+		{"www.shop.example", "shop.example", true},
+		{"shop.example", "www.shop.example", true},
+		{"SHOP.example:443", "shop.example", true},
+		{"shop.example", "blog.shop.example", false}, // a parent is another site
+		{"blog.shop.example", "store.shop.example", false},
+		{"evilshop.example", "shop.example", false},
+		{"shop.example.net", "shop.example", false},
+		{"", "shop.example", false},
+		{"shop.example", "", false},
+	}
+	for _, tt := range tests {
+		if got := SameSite(tt.host, tt.site); got != tt.want {
+			t.Errorf("SameSite(%q, %q) = %v, want %v", tt.host, tt.site, got, tt.want)
+		}
+	}
+}
+
 func TestSessionTimeout(t *testing.T) {
 	r := Defaults()
 	r.SessionTimeoutMinutes = 45

@@ -130,7 +130,7 @@ func toSessionHit(h *hit.Hit, r *rules.Compiled) (*session.Hit, string) {
 		Time:        h.Time,
 		Path:        pagePath(clean),
 		Title:       h.Title,
-		Referrer:    h.Referrer,
+		Referrer:    externalReferrer(h),
 		Campaign:    campaignOf(h, raw),
 		Category:    h.Category,
 		Action:      h.Action,
@@ -147,6 +147,18 @@ func toSessionHit(h *hit.Hit, r *rules.Compiled) (*session.Hit, string) {
 		sh.Goals = append(sh.Goals, session.Goal{ID: g.ID, Value: g.Value})
 	}
 	return sh, ""
+}
+
+// externalReferrer returns h's referrer, or "" when it is the hit's own
+// site: the host of the page the hit is about, or a subdomain of it. The
+// property's hostnames and referral exclusions, when it has them, cover
+// this too (session.Settings.IgnoreReferrer); without hostnames (they are
+// optional) the page's own host is still the property's own.
+func externalReferrer(h *hit.Hit) string {
+	if h.Referrer != "" && h.Hostname != "" && rules.SameSite(attribution.ReferrerHost(h.Referrer), h.Hostname) {
+		return ""
+	}
+	return h.Referrer
 }
 
 // campaignOf returns the campaign of a hit: from its document location's

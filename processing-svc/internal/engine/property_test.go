@@ -86,3 +86,30 @@ func TestArchivedPathsInCanonicalForm(t *testing.T) {
 		}
 	}
 }
+
+// A referrer on the hit's own site (its page's host or a subdomain) never
+// sets attribution, even for a property without hostnames (they are
+// optional): a visitor back on a tab left open for an hour is direct, not
+// a referral from the shop itself.
+func TestOwnSiteReferrerWithoutHostnames(t *testing.T) {
+	r, err := rules.Compile(rules.Defaults(), 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		host, referrer, want string
+	}{
+		{"shop.example", "https://shop.example/cart", ""},
+		{"www.shop.example", "https://shop.example/", ""},
+		{"shop.example", "https://blog.shop.example/post", ""},
+		{"blog.shop.example", "https://shop.example/", "https://shop.example/"}, // the parent is another site
+		{"shop.example", "https://search.example/?q=shop", "https://search.example/?q=shop"},
+		{"", "https://shop.example/", "https://shop.example/"}, // a server-side hit without a page
+	}
+	for _, tt := range tests {
+		sh, _ := toSessionHit(&hit.Hit{Type: hit.TypePageview, Hostname: tt.host, Path: "/", Referrer: tt.referrer}, r)
+		if sh.Referrer != tt.want {
+			t.Errorf("page on %q, referrer %q: session hit referrer %q, want %q", tt.host, tt.referrer, sh.Referrer, tt.want)
+		}
+	}
+}
