@@ -103,6 +103,19 @@ type Hit struct {
 	Cookieless  bool `json:"ckl,omitempty"`
 }
 
+// Parameters of Params that carry a campaign set apart from the document
+// location: collection puts a browser hit's cs, cm, cn, ck, cc and gclid
+// there, and a Measurement API event may carry them under these (GA4's)
+// names. Processing takes them over the location's utm tags.
+const (
+	ParamCampaignSource  = "campaign_source"
+	ParamCampaignMedium  = "campaign_medium"
+	ParamCampaignName    = "campaign_name"
+	ParamCampaignTerm    = "campaign_term"
+	ParamCampaignContent = "campaign_content"
+	ParamGCLID           = "gclid"
+)
+
 // Key is the Kafka message key for a property with the given processing
 // shard count: the property and the visitor's shard. One visitor always maps
 // to one partition, so a consumer sees a visitor's hits in order; a small

@@ -89,6 +89,27 @@ var fieldLimits = []struct {
 	{"sr", func(f *parse.Fields) string { return f.ScreenResolution }, 20},
 	{"ul", func(f *parse.Fields) string { return f.Language }, 35},
 	{"hid", func(f *parse.Fields) string { return f.EventID }, 128},
+	{"cs", func(f *parse.Fields) string { return f.CampaignSource }, 100},
+	{"cm", func(f *parse.Fields) string { return f.CampaignMedium }, 50},
+	{"cn", func(f *parse.Fields) string { return f.CampaignName }, 100},
+	{"ck", func(f *parse.Fields) string { return f.CampaignTerm }, 500},
+	{"cc", func(f *parse.Fields) string { return f.CampaignContent }, 500},
+	{"gclid", func(f *parse.Fields) string { return f.GCLID }, 200},
+}
+
+// campaignParams are the parameters of hit.Hit.Params a campaign sent
+// apart from the document location is kept in (GA4's names, which a
+// Measurement API event may also carry), with the field each comes from.
+var campaignParams = []struct {
+	param string
+	get   func(*parse.Fields) string
+}{
+	{hit.ParamCampaignSource, func(f *parse.Fields) string { return f.CampaignSource }},
+	{hit.ParamCampaignMedium, func(f *parse.Fields) string { return f.CampaignMedium }},
+	{hit.ParamCampaignName, func(f *parse.Fields) string { return f.CampaignName }},
+	{hit.ParamCampaignTerm, func(f *parse.Fields) string { return f.CampaignTerm }},
+	{hit.ParamCampaignContent, func(f *parse.Fields) string { return f.CampaignContent }},
+	{hit.ParamGCLID, func(f *parse.Fields) string { return f.GCLID }},
 }
 
 // paramLimit is the longest value of the custom parameter name, in bytes:
@@ -178,6 +199,14 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 		h.Params = make(map[string]string, len(f.Params)+1)
 		for k, v := range f.Params {
 			h.Params[k] = v
+		}
+	}
+	for _, cp := range campaignParams {
+		if v := cp.get(f); v != "" {
+			if h.Params == nil {
+				h.Params = make(map[string]string, len(campaignParams))
+			}
+			h.Params[cp.param] = v
 		}
 	}
 

@@ -647,6 +647,8 @@ func fieldsPayload(f *parse.Fields) string {
 		{"ec", f.Category}, {"ea", f.Action}, {"el", f.Label}, {"ev", f.Value}, {"ni", f.NonInteraction},
 		{"et", f.EngagementTime}, {"sr", f.ScreenResolution}, {"ul", f.Language}, {"hid", f.EventID},
 		{"qt", f.QueueTime}, {"timestamp_micros", f.TimestampMicros},
+		{"cs", f.CampaignSource}, {"cm", f.CampaignMedium}, {"cn", f.CampaignName}, {"ck", f.CampaignTerm},
+		{"cc", f.CampaignContent}, {"gclid", f.GCLID},
 	} {
 		if kv.v != "" {
 			m[kv.k] = kv.v

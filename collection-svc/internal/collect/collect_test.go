@@ -163,3 +163,33 @@ func TestBatchKeepsItsOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestCampaignApartFromTheLocation: Universal Analytics' campaign
+// parameters (cs, cm, cn, ck, cc, gclid) are kept in the hit's parameters
+// under GA4's names, for processing; an over-long one is refused by name.
+func TestCampaignApartFromTheLocation(t *testing.T) {
+	s, p := testServer(t, 1, countingQueue{new(int)})
+	mux := http.NewServeMux()
+	s.Register(mux)
+	get := func(query string) DebugResult {
+		t.Helper()
+		req := httptest.NewRequest("GET", "/debug/collect?tid="+p.TrackingID+"&v=1&t=pageview&cid=c&dl=https%3A%2F%2Fshop.example%2F"+query, nil)
+		req.RemoteAddr = "203.0.113.7:5000"
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, req)
+		var res DebugResult
+		if err := json.Unmarshal(w.Body.Bytes(), &res); err != nil || len(res.Hits) != 1 {
+			t.Fatalf("%s: %d %s", query, w.Code, w.Body)
+		}
+		return res
+	}
+	res := get("&cs=newsletter&cm=email&cn=spring&ck=shoes&cc=banner&gclid=abc")
+	want := map[string]string{hit.ParamCampaignSource: "newsletter", hit.ParamCampaignMedium: "email", hit.ParamCampaignName: "spring",
+		hit.ParamCampaignTerm: "shoes", hit.ParamCampaignContent: "banner", hit.ParamGCLID: "abc"}
+	if h := res.Hits[0].Hit; !res.Valid || fmt.Sprint(h.Params) != fmt.Sprint(want) {
+		t.Fatalf("campaign parameters: %+v, want params %v", res.Hits[0], want)
+	}
+	if res := get("&cm=" + strings.Repeat("e", 51)); res.Valid || res.Hits[0].Error == nil || res.Hits[0].Error.Field != "cm" {
+		t.Fatalf("a 51-byte cm: %+v, want refused naming cm", res.Hits[0])
+	}
+}

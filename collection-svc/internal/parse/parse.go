@@ -76,6 +76,14 @@ type Fields struct {
 	Language         string // ul
 	EventID          string // hid
 	QueueTime        string // qt
+	// The campaign set apart from the document location, as Universal
+	// Analytics' Measurement Protocol sends it.
+	CampaignSource  string // cs
+	CampaignMedium  string // cm
+	CampaignName    string // cn
+	CampaignTerm    string // ck
+	CampaignContent string // cc
+	GCLID           string // gclid
 	// TimestampMicros is the Measurement API's event time (Unix
 	// microseconds); browser hits use QueueTime instead.
 	TimestampMicros string
@@ -131,6 +139,18 @@ func (f *Fields) set(name, value string) bool {
 		f.EventID = value
 	case "qt":
 		f.QueueTime = value
+	case "cs":
+		f.CampaignSource = value
+	case "cm":
+		f.CampaignMedium = value
+	case "cn":
+		f.CampaignName = value
+	case "ck":
+		f.CampaignTerm = value
+	case "cc":
+		f.CampaignContent = value
+	case "gclid":
+		f.GCLID = value
 	default:
 		return false
 	}

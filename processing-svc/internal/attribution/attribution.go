@@ -27,17 +27,20 @@ func CampaignFromURL(raw string) Campaign {
 		return Campaign{} // none of the parameters, not even escaped
 	}
 	v, _ := url.ParseQuery(q) // a malformed pair is skipped, the rest kept
-	// A value escaped in another charset than UTF-8 (an old Latin-1
-	// newsletter link: utm_campaign=Fr%FChling) decodes to bytes that are
-	// no text: they become U+FFFD, as a browser shows them. Cassandra
-	// refuses such a text value, and a refused write would stop the
-	// partition.
-	g := func(k string) string { return strings.ToValidUTF8(strings.TrimSpace(v.Get(k)), "\uFFFD") }
+	g := func(k string) string { return CampaignValue(v.Get(k)) }
 	return Campaign{
 		Source: g("utm_source"), Medium: g("utm_medium"), Name: g("utm_campaign"),
 		Term: g("utm_term"), Content: g("utm_content"),
 		GCLID: g("gclid"), MSCLKID: g("msclkid"),
 	}
+}
+
+// CampaignValue is a campaign field's value as given: trimmed, and with
+// bytes that are no text (a value escaped in another charset than UTF-8:
+// utm_campaign=Fr%FChling) made U+FFFD, as a browser shows them. Cassandra
+// refuses such a text value, and a refused write would stop the partition.
+func CampaignValue(v string) string {
+	return strings.ToValidUTF8(strings.TrimSpace(v), "\uFFFD")
 }
 
 // Empty reports whether the campaign has none of the fields that start a

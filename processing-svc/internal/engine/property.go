@@ -165,12 +165,28 @@ func externalReferrer(h *hit.Hit) string {
 // query, as GA reads it, even when a page path (dp) set apart from it names
 // the page; from the page path when the location has none.
 func campaignOf(h *hit.Hit, page string) attribution.Campaign {
+	var c attribution.Campaign
 	if h.URL != "" && h.URL != page {
-		if c := attribution.CampaignFromURL(h.URL); !c.Empty() {
-			return c
+		c = attribution.CampaignFromURL(h.URL)
+	}
+	if c.Empty() {
+		c = attribution.CampaignFromURL(page)
+	}
+	// A campaign sent apart from the location (cs, cm, ... collected into
+	// these parameters) overrides the location's tags field by field, as
+	// in Universal Analytics.
+	for _, f := range [...]struct {
+		param string
+		to    *string
+	}{
+		{hit.ParamCampaignSource, &c.Source}, {hit.ParamCampaignMedium, &c.Medium}, {hit.ParamCampaignName, &c.Name},
+		{hit.ParamCampaignTerm, &c.Term}, {hit.ParamCampaignContent, &c.Content}, {hit.ParamGCLID, &c.GCLID},
+	} {
+		if v := attribution.CampaignValue(h.Params[f.param]); v != "" {
+			*f.to = v
 		}
 	}
-	return attribution.CampaignFromURL(page)
+	return c
 }
 
 // pagePath is the page dimension of a cleaned path: the attribution

@@ -6,6 +6,7 @@ import (
 
 	"github.com/acme/analytics/pkg/hit"
 	"github.com/acme/analytics/pkg/rules"
+	"github.com/acme/analytics/processing-svc/internal/attribution"
 )
 
 // A hit's campaign is in its document location even when a page path set
@@ -110,6 +111,33 @@ func TestOwnSiteReferrerWithoutHostnames(t *testing.T) {
 		sh, _ := toSessionHit(&hit.Hit{Type: hit.TypePageview, Hostname: tt.host, Path: "/", Referrer: tt.referrer}, r)
 		if sh.Referrer != tt.want {
 			t.Errorf("page on %q, referrer %q: session hit referrer %q, want %q", tt.host, tt.referrer, sh.Referrer, tt.want)
+		}
+	}
+}
+
+// A campaign sent apart from the location (cs, cm, ...; collection keeps
+// them in the hit's parameters) overrides the location's tags field by
+// field, and stands alone when the location has none.
+func TestCampaignApartFromTheLocation(t *testing.T) {
+	r, err := rules.Compile(rules.Defaults(), 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		url    string
+		params map[string]string
+		want   attribution.Campaign
+	}{
+		{"https://shop.example/", map[string]string{hit.ParamCampaignSource: "newsletter", hit.ParamCampaignMedium: "email"},
+			attribution.Campaign{Source: "newsletter", Medium: "email"}},
+		{"https://shop.example/?utm_source=ads&utm_medium=cpc&utm_campaign=spring", map[string]string{hit.ParamCampaignSource: " partner "},
+			attribution.Campaign{Source: "partner", Medium: "cpc", Name: "spring"}},
+		{"https://shop.example/", map[string]string{hit.ParamGCLID: "abc", "plan": "pro"}, attribution.Campaign{GCLID: "abc"}},
+	}
+	for _, tt := range tests {
+		sh, _ := toSessionHit(&hit.Hit{Type: hit.TypePageview, URL: tt.url, Path: "/", Params: tt.params}, r)
+		if sh.Campaign != tt.want {
+			t.Errorf("%s with %v: campaign %+v, want %+v", tt.url, tt.params, sh.Campaign, tt.want)
 		}
 	}
 }
