@@ -1,6 +1,7 @@
 package simulate
 
 import (
+	"cmp"
 	"sort"
 	"time"
 )
@@ -252,7 +253,8 @@ func (e *Expectation) record(v visit) {
 		if h.typ != "event" {
 			continue
 		}
-		for _, k := range [][2]string{{"event_category", h.cat}, {"event_action", h.cat + " / " + h.act}, {"event", h.cat + " / " + h.act + " / " + h.label}} {
+		cat, label := cmp.Or(h.cat, "(not set)"), cmp.Or(h.label, "(not set)")
+		for _, k := range [][2]string{{"event_category", cat}, {"event_action", cat + " / " + h.act}, {"event", cat + " / " + h.act + " / " + label}} {
 			m := e.Row(day, k[0], k[1])
 			m.Events++
 			m.EventValue += h.value

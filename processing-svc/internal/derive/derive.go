@@ -435,12 +435,15 @@ func (c *Contributions) addEvents(s *session.Session, sign int64) {
 	}
 }
 
-// eventKeys are the rows an event counts in.
+// eventKeys are the rows an event counts in. A category or label the event
+// does not have is "(not set)", as GA shows it and as the other reports
+// show a value a session does not have.
 func eventKeys(day time.Time, h *session.Hit) [3]DailyKey {
+	category, action, label := orNotSet(h.Category), orNotSet(h.Action), orNotSet(h.Label)
 	return [...]DailyKey{
-		{day, rollup.EventCategory, h.Category},
-		{day, rollup.EventAction, rollup.JoinDimension(h.Category, h.Action)},
-		{day, rollup.Event, rollup.JoinDimension(h.Category, h.Action, h.Label)},
+		{day, rollup.EventCategory, category},
+		{day, rollup.EventAction, rollup.JoinDimension(category, action)},
+		{day, rollup.Event, rollup.JoinDimension(category, action, label)},
 	}
 }
 

@@ -44,6 +44,7 @@ package engine
 // A longer hunt: ORACLE_SEEDS=40 go test -count=1 -run TestOracleRollups ./internal/engine
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -124,7 +125,8 @@ var oraclePaths = []string{"/", "/products", "/products/shoes", "/blog/post-1", 
 
 type oEvent struct{ cat, act, label string }
 
-var oracleEvents = []oEvent{{"video", "play", "intro"}, {"video", "pause", "intro"}, {"shop", "purchase", "order"}, {"ui", "scroll", "75%"}}
+var oracleEvents = []oEvent{{"video", "play", "intro"}, {"video", "pause", "intro"}, {"shop", "purchase", "order"}, {"ui", "scroll", "75%"},
+	{"video", "play", ""}, {"", "signup", ""}}
 
 func joinQuery(path, q string) string {
 	switch {
@@ -712,9 +714,11 @@ func oracle(sent []*hit.Hit, sc oracleScenario) *oExpect {
 				if h.Type != hit.TypeEvent {
 					continue
 				}
-				for _, k := range []oKey{{s.day, "event_category", h.Category},
-					{s.day, "event_action", h.Category + " / " + h.Action},
-					{s.day, "event", h.Category + " / " + h.Action + " / " + h.Label}} {
+				// A category or label not sent is "(not set)".
+				cat, label := cmp.Or(h.Category, "(not set)"), cmp.Or(h.Label, "(not set)")
+				for _, k := range []oKey{{s.day, "event_category", cat},
+					{s.day, "event_action", cat + " / " + h.Action},
+					{s.day, "event", cat + " / " + h.Action + " / " + label}} {
 					m := e.row(k, client)
 					m.Events++
 					m.EventValue = rollup.AddValue(m.EventValue, h.Value)
