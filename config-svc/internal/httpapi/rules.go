@@ -35,7 +35,7 @@ type RuleVersionPage struct {
 // Page sizes of GET .../rules/versions.
 const (
 	defaultVersionsPage = 100
-	maxVersionsPage     = MaxRuleVersions
+	maxVersionsPage     = 1000
 )
 
 type versionStatus int
@@ -54,12 +54,13 @@ const (
 const (
 	// MaxRuleVersions bounds the versions a property keeps: a version that
 	// would make the history longer is refused until the oldest is past
-	// use. It allows a change every day with room for 2.5 times as many.
-	MaxRuleVersions = 1000
+	// use. A version every hour (a sync job: about 9,500 kept over the
+	// retention) never meets it; a script making MaxRuleVersionsPerDay
+	// every day meets it after 100 days, and is then refused until its
+	// oldest versions are past use (up to the retention).
+	MaxRuleVersions = 10_000
 	// MaxRuleVersionsPerDay bounds the versions a property makes in any
-	// 24 hours, so that a script in a loop is stopped long before it uses
-	// up MaxRuleVersions (which would leave the rules unchangeable for
-	// up to a year).
+	// 24 hours: a script in a loop makes 100 a day, not millions.
 	MaxRuleVersionsPerDay = 100
 )
 
@@ -132,20 +133,25 @@ func (s *Server) newRuleVersion(w http.ResponseWriter, r *http.Request, p store.
 // effect hit.ArchiveRetention before next to next, as pruneRuleVersions
 // leaves them). Version numbers have no gaps, so each bound is checked
 // by reading the time of one version: the one that many before next.
+// When both bounds are passed, the answer names the one lifted later and
+// its time, so that a client retrying at Retry-After is not refused again.
 // Racing edits cannot pass a bound together: each checks the version
 // number it claims, and the loser checks again for the next one.
 func (s *Server) versionAllowed(w http.ResponseWriter, r *http.Request, propertyID gocql.UUID, next configclient.RuleVersion) bool {
-	bounds := []struct {
+	type bound struct {
 		name  string
 		first int           // the version that must be old enough
 		age   time.Duration // how old
 		what  string
-	}{
+	}
+	bounds := []bound{
 		{"day", next.Version - s.o.MaxRuleVersionsPerDay, 24 * time.Hour,
 			"this property has made " + strconv.Itoa(s.o.MaxRuleVersionsPerDay) + " rule versions in the last 24 hours, the most it may make in a day"},
 		{"history", next.Version + 1 - s.o.MaxRuleVersions, hit.ArchiveRetention,
 			"this property's rule history holds " + strconv.Itoa(s.o.MaxRuleVersions) + " versions, the most it may keep, and " + keptFor},
 	}
+	var refused *bound
+	var from time.Time // when refused is lifted
 	for _, b := range bounds {
 		// Below 1, fewer versions than the bound exist. The history keeps
 		// versions from the one in effect at the retention's start, or
@@ -162,18 +168,21 @@ func (s *Server) versionAllowed(w http.ResponseWriter, r *http.Request, property
 			s.internalError(w, r, "read the rule versions", err)
 			return false
 		}
-		if from := v.EffectiveAt.Add(b.age); from.After(next.EffectiveAt) {
-			s.metrics.ruleVersionsRefused.WithLabelValues(b.name).Inc()
-			w.Header().Set("Retry-After", strconv.FormatFloat(math.Ceil(from.Sub(next.EffectiveAt).Seconds()), 'f', 0, 64))
-			if t := from.Truncate(time.Second); t.Before(from) {
-				from = t.Add(time.Second) // said to the second: not before it
-			}
-			httpserver.WriteError(w, http.StatusTooManyRequests, "too_many_versions", b.what+"; the next version can be made from "+
-				from.Format(time.RFC3339)+". Make changes in fewer saves: a PUT replaces the whole document, so send a batch of changes in one, and a document equal to the current one makes no version")
-			return false
+		if f := v.EffectiveAt.Add(b.age); f.After(next.EffectiveAt) && f.After(from) {
+			refused, from = &b, f
 		}
 	}
-	return true
+	if refused == nil {
+		return true
+	}
+	s.metrics.ruleVersionsRefused.WithLabelValues(refused.name).Inc()
+	w.Header().Set("Retry-After", strconv.FormatFloat(math.Ceil(from.Sub(next.EffectiveAt).Seconds()), 'f', 0, 64))
+	if t := from.Truncate(time.Second); t.Before(from) {
+		from = t.Add(time.Second) // said to the second: not before it
+	}
+	httpserver.WriteError(w, http.StatusTooManyRequests, "too_many_versions", refused.what+"; the next version can be made from "+
+		from.Format(time.RFC3339)+". Make changes in fewer saves: a PUT replaces the whole document, so send a batch of changes in one, and a document equal to the current one makes no version")
+	return false
 }
 
 // pruneRuleVersions deletes the versions of a property that were replaced

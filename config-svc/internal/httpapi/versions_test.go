@@ -181,6 +181,8 @@ func TestRuleVersionsPrunedPastRetention(t *testing.T) {
 // too_many_versions, saying the bound and when the next version can be
 // made, and nothing is written; an unchanged document is not refused (it
 // makes no version); at the time the answer gave, the version is made.
+// Past both bounds, the answer is the bound lifted later, whichever is
+// checked first: a client retrying at Retry-After is not refused again.
 func TestRuleVersionBounds(t *testing.T) {
 	const day = 24 * time.Hour
 	tests := []struct {
@@ -196,6 +198,14 @@ func TestRuleVersionBounds(t *testing.T) {
 			"has made 3 rule versions in the last 24 hours", []int{4, 3, 2, 1}},
 		{"kept", 0, 5, []time.Duration{day, day, day, day}, day, day + hit.ArchiveRetention,
 			"rule history holds 5 versions", []int{6, 5, 4, 3, 2}},
+		// Versions 3 to 5 in the last 24 hours, and version 2 kept for
+		// another 395 days: the history bound is lifted later.
+		{"both, history later", 3, 5, []time.Duration{time.Hour, day, time.Hour, time.Hour}, time.Hour, time.Hour + hit.ArchiveRetention,
+			"rule history holds 5 versions", []int{6, 5, 4, 3, 2}},
+		// Version 2 is past use a day before the 24 hours of versions 3
+		// to 5 end: the day bound is lifted later.
+		{"both, day later", 3, 5, []time.Duration{time.Hour, hit.ArchiveRetention - day/2, time.Hour, time.Hour}, time.Hour, time.Hour + hit.ArchiveRetention + day/2,
+			"has made 3 rule versions in the last 24 hours", []int{6, 5, 4, 3, 2}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
