@@ -225,6 +225,48 @@ func TestPropertyLimit(t *testing.T) {
 	}
 }
 
+// TestConcurrentDeletionsFreeOnePlace: of concurrent deletions of one
+// property exactly one succeeds and gives its place back (one change
+// announced); the others are answered 404, as after it, so the count does
+// not go below the properties there are and the limit still holds.
+func TestConcurrentDeletionsFreeOnePlace(t *testing.T) {
+	const limit, racers = 3, 8
+	e := newEnv(t, func(o *Options) { o.MaxPropertiesPerTenant = limit })
+	a := e.signup("Deleters")
+	var ps []PropertyJSON
+	for i := range limit {
+		ps = append(ps, e.createProperty(a, map[string]any{"name": fmt.Sprintf("site %d", i)}))
+	}
+	head := e.feedHead()
+	var wg sync.WaitGroup
+	var deleted atomic.Int32
+	start := make(chan struct{})
+	for range racers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			switch r := e.do(a.as(), "DELETE", "/v1/properties/"+ps[0].ID, nil); r.code {
+			case http.StatusNoContent:
+				deleted.Add(1)
+			case http.StatusNotFound:
+			default:
+				t.Errorf("concurrent deletion = %d %s", r.code, r.body)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if deleted.Load() != 1 || e.feedHead() != head+1 {
+		t.Fatalf("%d of %d concurrent deletions succeeded, %d changes announced; want 1 and 1", deleted.Load(), racers, e.feedHead()-head)
+	}
+	if n := storedCount(t, e.session(), a); n != limit-1 {
+		t.Fatalf("count after one property was deleted = %d, want %d", n, limit-1)
+	}
+	e.createProperty(a, map[string]any{"name": "in the freed place"})
+	e.must(http.StatusConflict, a.as(), "POST", "/v1/properties", map[string]any{"name": "one too many"})
+}
+
 // TestFailedCreationFreesItsPlace: a creation that fails after taking its
 // place in the tenant's count (here every tracking ID candidate is taken)
 // gives it back.

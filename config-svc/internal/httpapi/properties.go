@@ -376,7 +376,14 @@ func (s *Server) deleteProperty(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := s.o.Store.DeleteProperty(r.Context(), p); err != nil {
+	err := s.o.Store.DeleteProperty(r.Context(), p)
+	if errors.Is(err, store.ErrNotFound) {
+		// A concurrent deletion of the same property did it (and gives
+		// the place back): answered as a deletion after it would be.
+		notFound(w, "property", p.ID.String())
+		return
+	}
+	if err != nil {
 		s.internalError(w, r, "delete the property", err)
 		return
 	}

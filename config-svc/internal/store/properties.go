@@ -203,11 +203,19 @@ func (st *Store) SetProcessingShards(ctx context.Context, id gocql.UUID, n int) 
 }
 
 // DeleteProperty marks a property deleted and removes it from its tenant's
-// list. Its tracking ID stays claimed, so it is never reused.
+// list. Its tracking ID stays claimed, so it is never reused. The mark is
+// a lightweight transaction: of concurrent deletions of one property
+// exactly one succeeds, and the others get ErrNotFound, as they would
+// after it; only the one that succeeded gives the tenant's place back.
 func (st *Store) DeleteProperty(ctx context.Context, p Property) error {
 	now := st.now()
-	if err := st.s.Query(`UPDATE properties SET deleted_at = ?, updated_at = ? WHERE property_id = ?`, now, now, p.ID).WithContext(ctx).Exec(); err != nil {
+	applied, err := st.s.Query(`UPDATE properties SET deleted_at = ?, updated_at = ? WHERE property_id = ? IF deleted_at = null`, now, now, p.ID).
+		WithContext(ctx).MapScanCAS(map[string]any{})
+	if err != nil {
 		return fmt.Errorf("delete property: %w", err)
+	}
+	if !applied {
+		return fmt.Errorf("delete property %s: already deleted: %w", p.ID, ErrNotFound)
 	}
 	if err := st.s.Query(`DELETE FROM properties_by_tenant WHERE tenant_id = ? AND property_id = ?`, p.TenantID, p.ID).WithContext(ctx).Exec(); err != nil {
 		return fmt.Errorf("delete property from its tenant: %w", err)

@@ -193,3 +193,26 @@ func TestConcurrentSettingChangesBothStay(t *testing.T) {
 		t.Error("UpdateProperty wrote a column that is not a setting")
 	}
 }
+
+// Of two deletions of one property (two requests that both read it before
+// either wrote), only the first deletes it; the second is told it is gone,
+// so that only one gives the tenant's place back.
+func TestPropertyIsDeletedOnce(t *testing.T) {
+	st := newStore(t)
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	p := Property{ID: gocql.MustRandomUUID(), TenantID: gocql.MustRandomUUID(), TrackingID: "AT-DELETE0001", Name: "Shop",
+		Hostnames: []string{}, TimeZone: "UTC", Currency: "EUR", ProcessingShards: 1, CreatedAt: now, UpdatedAt: now}
+	if err := st.CreateProperty(ctx, p, configclient.RuleVersion{Version: 1, EffectiveAt: now, Rules: rules.Defaults()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteProperty(ctx, p); err != nil {
+		t.Fatalf("first deletion: %v", err)
+	}
+	if err := st.DeleteProperty(ctx, p); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second deletion = %v, want ErrNotFound", err)
+	}
+	if _, err := st.Property(ctx, p.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("deleted property read = %v, want ErrNotFound", err)
+	}
+}
