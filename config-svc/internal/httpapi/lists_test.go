@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/acme/analytics/pkg/cassandra"
 	"github.com/gocql/gocql"
@@ -265,6 +266,112 @@ func TestConcurrentDeletionsFreeOnePlace(t *testing.T) {
 	}
 	e.createProperty(a, map[string]any{"name": "in the freed place"})
 	e.must(http.StatusConflict, a.as(), "POST", "/v1/properties", map[string]any{"name": "one too many"})
+}
+
+// TestPropertyCountTooHighIsCorrected: a count above the properties there
+// are (a place not given back, a deletion through an instance older than
+// the count) does not refuse the tenant: at the limit the count is taken
+// again from the tenant's list, corrected, and the creation refused only
+// if the list confirms it; a tenant is recounted at most once a minute.
+func TestPropertyCountTooHighIsCorrected(t *testing.T) {
+	const limit = 3
+	e := newEnv(t, func(o *Options) { o.MaxPropertiesPerTenant = limit })
+	db := e.session()
+	a := e.signup("Drifted")
+	var ps []PropertyJSON
+	for i := range limit - 1 {
+		ps = append(ps, e.createProperty(a, map[string]any{"name": fmt.Sprintf("site %d", i)}))
+	}
+	// setCount writes the count as if the last recount were long ago.
+	setCount := func(n int) {
+		t.Helper()
+		if err := db.Query(`UPDATE tenant_property_counts SET properties = ?, recounted_at = null WHERE tenant_id = ?`, n, a.tokens.TenantID).Exec(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	forgetRecount := func() {
+		t.Helper()
+		if err := db.Query(`UPDATE tenant_property_counts SET recounted_at = null WHERE tenant_id = ?`, a.tokens.TenantID).Exec(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A place that was never given back: the count says 3 of 3.
+	setCount(limit)
+	ps = append(ps, e.createProperty(a, map[string]any{"name": "in a place the count had lost"}))
+	if n := storedCount(t, db, a); n != limit {
+		t.Fatalf("count after the corrected creation = %d, want %d", n, limit)
+	}
+	// Recounted just now, and right: refused without reading the list.
+	e.must(http.StatusConflict, a.as(), "POST", "/v1/properties", map[string]any{"name": "one too many"})
+	// A recount that confirms the limit refuses too.
+	forgetRecount()
+	e.must(http.StatusConflict, a.as(), "POST", "/v1/properties", map[string]any{"name": "still one too many"})
+	if n := storedCount(t, db, a); n != limit {
+		t.Fatalf("count after a confirming recount = %d, want %d", n, limit)
+	}
+
+	// A deletion through an instance that does not keep the count: the
+	// property is marked and unlisted, its place not given back.
+	pid, err := gocql.ParseUUID(ps[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Query(`UPDATE properties SET deleted_at = ? WHERE property_id = ?`, time.Now(), pid).Exec(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Query(`DELETE FROM properties_by_tenant WHERE tenant_id = ? AND property_id = ?`, a.tokens.TenantID, pid).Exec(); err != nil {
+		t.Fatal(err)
+	}
+	// Within a minute of the last recount the count is trusted; after
+	// it, the list corrects it.
+	e.must(http.StatusConflict, a.as(), "POST", "/v1/properties", map[string]any{"name": "refused until the next recount"})
+	forgetRecount()
+	e.createProperty(a, map[string]any{"name": "in the place of the one deleted"})
+	if n := storedCount(t, db, a); n != limit {
+		t.Fatalf("count after the corrected creation = %d, want %d", n, limit)
+	}
+
+	// Concurrent creations at a count two too high never pass the limit;
+	// one recount later, the places the count had lost are given.
+	b := e.signup("Drifted race")
+	for i := range limit - 2 {
+		e.createProperty(b, map[string]any{"name": fmt.Sprintf("site %d", i)})
+	}
+	if err := db.Query(`UPDATE tenant_property_counts SET properties = ?, recounted_at = null WHERE tenant_id = ?`, limit, b.tokens.TenantID).Exec(); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			if r := e.do(b.as(), "POST", "/v1/properties", map[string]any{"name": fmt.Sprintf("racer %d", i)}); r.code != http.StatusCreated && r.code != http.StatusConflict {
+				t.Errorf("concurrent creation = %d %s", r.code, r.body)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	listed := func() int {
+		ids, _ := pageThrough(t, e, b.as(), "/v1/properties", "properties", "", func(p PropertyJSON) string { return p.ID })
+		return len(ids)
+	}
+	if n := listed(); n > limit {
+		t.Fatalf("%d properties listed after concurrent creations, limit %d", n, limit)
+	}
+	if err := db.Query(`UPDATE tenant_property_counts SET recounted_at = null WHERE tenant_id = ?`, b.tokens.TenantID).Exec(); err != nil {
+		t.Fatal(err)
+	}
+	for i := listed(); i < limit; i++ {
+		e.createProperty(b, map[string]any{"name": fmt.Sprintf("after the race %d", i)})
+	}
+	e.must(http.StatusConflict, b.as(), "POST", "/v1/properties", map[string]any{"name": "one too many"})
+	if n := storedCount(t, db, b); n != limit {
+		t.Fatalf("count after the race = %d, want %d", n, limit)
+	}
 }
 
 // TestFailedCreationFreesItsPlace: a creation that fails after taking its

@@ -188,6 +188,18 @@ func (s *Server) createProperty(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
+	// Listed before its place is taken, taken off after the place is
+	// given back: a recount of the list then never misses a place.
+	if err := s.o.Store.ListPendingProperty(ctx, tid, p.ID); err != nil {
+		s.internalError(w, r, "list the property", err)
+		return
+	}
+	reserved, created := false, false
+	defer func() {
+		if !created {
+			s.giveBackProperty(r, tid, p.ID, reserved)
+		}
+	}()
 	if err := s.o.Store.ReserveProperty(ctx, tid, s.o.MaxPropertiesPerTenant); err != nil {
 		if errors.Is(err, store.ErrPropertyLimit) {
 			s.metrics.propertyLimitRefused.Inc()
@@ -198,12 +210,7 @@ func (s *Server) createProperty(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, "count the account's properties", err)
 		return
 	}
-	created := false
-	defer func() {
-		if !created {
-			s.releaseProperty(r, tid)
-		}
-	}()
+	reserved = true
 	// The tracking ID: random candidates, each claimed with a lightweight
 	// transaction, so two properties can never hold the same one.
 	const attempts = 10
@@ -254,16 +261,26 @@ func (s *Server) appendChange(r *http.Request, kind string, p store.Property) {
 	}
 }
 
-// releaseProperty gives a tenant's place for a property back (a creation
-// that failed, a deletion). It runs even when the client has gone away; a
-// failure is only logged: the count stays one high, which refuses a
-// creation early at the limit, never lets one past it.
-func (s *Server) releaseProperty(r *http.Request, tid gocql.UUID) {
+// giveBackProperty gives a tenant's place for a property back when it
+// took one (placed), then takes the property off the tenant's list: a
+// creation that failed, or a deletion. In that order, the list holds every
+// property with a place, so a recount (store.ReserveProperty) is never
+// low. It runs even when the client has gone away; a failure is only
+// logged: a count left one high refuses early, never late, until the
+// tenant's next recount; an entry left in the list is skipped by lists
+// (the property is deleted, or was never written and the entry expires)
+// but counted by recounts, so refuses early too.
+func (s *Server) giveBackProperty(r *http.Request, tid, pid gocql.UUID, placed bool) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
 	defer cancel()
-	if err := s.o.Store.ReleaseProperty(ctx, tid); err != nil {
-		s.o.Log.Error("give back a place in the tenant's property count; it stays one high", slog.Any("error", err), slog.String("tenant_id", tid.String()),
-			slog.String("request_id", httpserver.RequestID(r.Context())))
+	attrs := []any{slog.String("tenant_id", tid.String()), slog.String("property_id", pid.String()), slog.String("request_id", httpserver.RequestID(r.Context()))}
+	if placed {
+		if err := s.o.Store.ReleaseProperty(ctx, tid); err != nil {
+			s.o.Log.Error("give back a place in the tenant's property count; it stays one high", append(attrs, slog.Any("error", err))...)
+		}
+	}
+	if err := s.o.Store.UnlistProperty(ctx, tid, pid); err != nil {
+		s.o.Log.Error("take the property off the tenant's list; recounts count it", append(attrs, slog.Any("error", err))...)
 	}
 }
 
@@ -387,7 +404,7 @@ func (s *Server) deleteProperty(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, "delete the property", err)
 		return
 	}
-	s.releaseProperty(r, p.TenantID)
+	s.giveBackProperty(r, p.TenantID, p.ID, true)
 	s.appendChange(r, configclient.ChangeDeleted, p)
 	w.WriteHeader(http.StatusNoContent)
 }

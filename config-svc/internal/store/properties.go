@@ -59,10 +59,12 @@ func (st *Store) ClaimTrackingID(ctx context.Context, tid string, propertyID, te
 }
 
 // CreateProperty writes a property whose tracking ID is already claimed,
-// and its first rule version. The rule version goes first: until the
-// property's rows are written nothing reads it, so a failure between the
-// two leaves no property without rules (listed, with a snippet, whose
-// hits and rules all fail), only an unreachable rule version.
+// and its first rule version, and lists it for good in its tenant's list
+// (where ListPendingProperty put it for a while). The rule version goes
+// first: until the property's rows are written nothing reads it, so a
+// failure between the two leaves no property without rules (listed, with a
+// snippet, whose hits and rules all fail), only an unreachable rule
+// version.
 func (st *Store) CreateProperty(ctx context.Context, p Property, first configclient.RuleVersion) error {
 	applied, err := st.InsertRuleVersion(ctx, p.ID, first)
 	if err != nil {
@@ -75,6 +77,7 @@ func (st *Store) CreateProperty(ctx context.Context, p Property, first configcli
 	b.Query(`INSERT INTO properties (property_id, tenant_id, tracking_id, name, hostnames, time_zone, currency, cookieless, processing_shards, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		p.ID, p.TenantID, p.TrackingID, p.Name, p.Hostnames, p.TimeZone, p.Currency, p.Cookieless, p.ProcessingShards, p.CreatedAt, p.UpdatedAt)
+	// Without a TTL: it replaces the pending entry's.
 	b.Query(`INSERT INTO properties_by_tenant (tenant_id, property_id) VALUES (?, ?)`, p.TenantID, p.ID)
 	if err := st.s.ExecuteBatch(b); err != nil {
 		return fmt.Errorf("insert property: %w", err)
@@ -119,8 +122,8 @@ const propertyReads = 16
 // order of their text form), those after the ID after (the zero UUID: from
 // the first). next is the ID to pass as after for the next page, zero when
 // none follows. A page may hold fewer than limit properties (an entry of
-// the tenant's list whose property is deleted is skipped); only a zero
-// next means the end.
+// the tenant's list whose property is deleted, or not yet written by a
+// creation under way, is skipped); only a zero next means the end.
 func (st *Store) Properties(ctx context.Context, tenantID, after gocql.UUID, limit int) (ps []Property, next gocql.UUID, err error) {
 	iter := st.pageQuery(ctx, `SELECT property_id FROM properties_by_tenant WHERE tenant_id = ?`, `property_id`, tenantID, after, limit).Iter()
 	var ids []gocql.UUID
@@ -202,11 +205,12 @@ func (st *Store) SetProcessingShards(ctx context.Context, id gocql.UUID, n int) 
 	return nil
 }
 
-// DeleteProperty marks a property deleted and removes it from its tenant's
-// list. Its tracking ID stays claimed, so it is never reused. The mark is
-// a lightweight transaction: of concurrent deletions of one property
-// exactly one succeeds, and the others get ErrNotFound, as they would
-// after it; only the one that succeeded gives the tenant's place back.
+// DeleteProperty marks a property deleted; the caller then gives its place
+// back (ReleaseProperty) and takes it off its tenant's list
+// (UnlistProperty). Its tracking ID stays claimed, so it is never reused.
+// The mark is a lightweight transaction: of concurrent deletions of one
+// property exactly one succeeds, and the others get ErrNotFound, as they
+// would after it; only the one that succeeded gives the place back.
 func (st *Store) DeleteProperty(ctx context.Context, p Property) error {
 	now := st.now()
 	applied, err := st.s.Query(`UPDATE properties SET deleted_at = ?, updated_at = ? WHERE property_id = ? IF deleted_at = null`, now, now, p.ID).
@@ -216,9 +220,6 @@ func (st *Store) DeleteProperty(ctx context.Context, p Property) error {
 	}
 	if !applied {
 		return fmt.Errorf("delete property %s: already deleted: %w", p.ID, ErrNotFound)
-	}
-	if err := st.s.Query(`DELETE FROM properties_by_tenant WHERE tenant_id = ? AND property_id = ?`, p.TenantID, p.ID).WithContext(ctx).Exec(); err != nil {
-		return fmt.Errorf("delete property from its tenant: %w", err)
 	}
 	return nil
 }

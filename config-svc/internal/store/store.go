@@ -31,13 +31,16 @@ var (
 type Store struct {
 	s   *gocql.Session
 	now func() time.Time
+	// pendingTTL is how long the list entry of a property being created
+	// lives unless the creation completes (ListPendingProperty).
+	pendingTTL time.Duration
 
 	feed feedState
 }
 
 // New returns a Store over a session on the product's keyspace.
 func New(s *gocql.Session) *Store {
-	return &Store{s: s, now: time.Now}
+	return &Store{s: s, now: time.Now, pendingTTL: time.Hour}
 }
 
 // Ping checks that Cassandra answers.
@@ -63,10 +66,13 @@ type Tenant struct {
 	CreatedAt time.Time
 }
 
-// CreateTenant inserts t.
+// CreateTenant inserts t, with its property count (0), so that its first
+// creations are not counted from its list while they are under way.
 func (st *Store) CreateTenant(ctx context.Context, t Tenant) error {
-	err := st.s.Query(`INSERT INTO tenants (tenant_id, name, created_at) VALUES (?, ?, ?)`, t.ID, t.Name, t.CreatedAt).WithContext(ctx).Exec()
-	if err != nil {
+	b := st.s.NewBatch(gocql.LoggedBatch).WithContext(ctx)
+	b.Query(`INSERT INTO tenants (tenant_id, name, created_at) VALUES (?, ?, ?)`, t.ID, t.Name, t.CreatedAt)
+	b.Query(`INSERT INTO tenant_property_counts (tenant_id, properties, changes, recounted_at) VALUES (?, 0, 1, ?)`, t.ID, t.CreatedAt)
+	if err := st.s.ExecuteBatch(b); err != nil {
 		return fmt.Errorf("insert tenant: %w", err)
 	}
 	return nil

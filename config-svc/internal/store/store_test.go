@@ -216,3 +216,48 @@ func TestPropertyIsDeletedOnce(t *testing.T) {
 		t.Fatalf("deleted property read = %v, want ErrNotFound", err)
 	}
 }
+
+// The list entry of a property being created stays only while the
+// creation can be under way, unless the creation completes: one abandoned
+// by an instance that died is not counted for ever.
+func TestPendingListEntryExpiresUnlessCreated(t *testing.T) {
+	st := newStore(t)
+	st.pendingTTL = time.Second
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	tenantID := gocql.MustRandomUUID()
+	abandoned := gocql.MustRandomUUID()
+	p := Property{ID: gocql.MustRandomUUID(), TenantID: tenantID, TrackingID: "AT-PENDING001", Name: "Shop",
+		Hostnames: []string{}, TimeZone: "UTC", Currency: "EUR", ProcessingShards: 1, CreatedAt: now, UpdatedAt: now}
+	for _, id := range []gocql.UUID{abandoned, p.ID} {
+		if err := st.ListPendingProperty(ctx, tenantID, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := st.listedProperties(ctx, tenantID); err != nil || n != 2 {
+		t.Fatalf("listed while pending = %d, %v; want 2", n, err)
+	}
+	if ps, _, err := st.Properties(ctx, tenantID, gocql.UUID{}, 10); err != nil || len(ps) != 0 {
+		t.Fatalf("properties while pending = %v, %v; want none", ps, err)
+	}
+	if err := st.CreateProperty(ctx, p, configclient.RuleVersion{Version: 1, EffectiveAt: now, Rules: rules.Defaults()}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		n, err := st.listedProperties(ctx, tenantID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d entries listed 10 s after the pending TTL of 1 s; want the created property's only", n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ps, _, err := st.Properties(ctx, tenantID, gocql.UUID{}, 10)
+	if err != nil || len(ps) != 1 || ps[0].ID != p.ID {
+		t.Fatalf("properties = %v, %v; want the created one", ps, err)
+	}
+}
