@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -66,17 +67,30 @@ func SignUp(ctx context.Context, client *http.Client, gateway, email string, cfg
 		TrackingID string `json:"tracking_id"`
 	}
 	const name = "Simulated shop"
-	var list struct {
-		Properties []property `json:"properties"`
-	}
-	if err := m.call(ctx, client, "GET", "/v1/properties", nil, &list); err != nil {
-		return nil, fmt.Errorf("list properties: %w", err)
-	}
+	// The list is paged: every page is looked through, or a merchant
+	// with more properties than a page would get a second shop.
 	var prop property
-	for _, p := range list.Properties {
-		if p.Name == name {
-			prop = p
+	for after := ""; prop.ID == ""; {
+		var page struct {
+			Properties []property `json:"properties"`
+			NextAfter  string     `json:"next_after"`
 		}
+		path := "/v1/properties?limit=500"
+		if after != "" {
+			path += "&after=" + url.QueryEscape(after)
+		}
+		if err := m.call(ctx, client, "GET", path, nil, &page); err != nil {
+			return nil, fmt.Errorf("list properties: %w", err)
+		}
+		for _, p := range page.Properties {
+			if p.Name == name {
+				prop = p
+			}
+		}
+		if page.NextAfter == "" {
+			break
+		}
+		after = page.NextAfter
 	}
 	if prop.ID == "" {
 		body := map[string]any{"name": name, "hostnames": []string{cfg.Host}, "time_zone": cfg.Location.String(), "currency": "EUR"}
