@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"slices"
 	"strconv"
 	"time"
 
@@ -106,31 +105,18 @@ func (s *Server) internalRuleVersions(w http.ResponseWriter, r *http.Request) {
 		s.writeDoc(w, r, store.Property{}, err, id.String())
 		return
 	}
-	versions, err := s.o.Store.RuleVersions(ctx, id)
+	// Versions past use that the property's next change has not pruned
+	// yet (a property whose rules stopped changing) are not sent: the
+	// pipeline would compile and keep them for nothing.
+	versions, err := s.o.Store.RuleVersionsSince(ctx, id, s.now().Add(-hit.ArchiveRetention))
 	if err != nil {
 		s.internalError(w, r, "read the rule versions", err)
 		return
 	}
-	slices.Reverse(versions) // oldest first
-	// Versions past use that the property's next change has not pruned
-	// yet (a property whose rules stopped changing) are not sent: the
-	// pipeline would compile and keep them for nothing.
-	versions = versions[inEffectAt(versions, s.now().Add(-hit.ArchiveRetention)):]
 	for i := range versions {
 		versions[i].Rules = versions[i].Rules.Normalize()
 	}
 	httpserver.WriteJSON(w, http.StatusOK, configclient.RuleVersions{PropertyID: id.String(), Versions: versions})
-}
-
-// inEffectAt returns the index of the version in effect at t among
-// versions (oldest first, effective times increasing): the last that took
-// effect at or before t; 0 when none did.
-func inEffectAt(versions []configclient.RuleVersion, t time.Time) int {
-	i := 0
-	for i+1 < len(versions) && !versions[i+1].EffectiveAt.After(t) {
-		i++
-	}
-	return i
 }
 
 type shardsRequest struct {

@@ -121,8 +121,8 @@ func TestRuleVersionsAndPointInTime(t *testing.T) {
 	if len(internal.Versions) != 4 || internal.Versions[0].Version != 1 || !reflect.DeepEqual(internal.Versions[1], v2) {
 		t.Fatalf("internal history = %+v", internal)
 	}
-	if v, ok := configclient.VersionAt(internal.Versions, v3.EffectiveAt.Add(time.Millisecond/2)); !ok || v.Version != 3 {
-		t.Fatalf("VersionAt = %d, %v", v.Version, ok)
+	if v, ok := versionAt(internal.Versions, v3.EffectiveAt.Add(time.Millisecond/2)); !ok || v.Version != 3 {
+		t.Fatalf("version in effect just after version 3 = %d, %v; want 3", v.Version, ok)
 	}
 }
 

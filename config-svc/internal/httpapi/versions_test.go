@@ -52,6 +52,19 @@ func (e *env) putVersion(a account, propertyID string, clock *testClock, at time
 	return v
 }
 
+// versionAt is the version among versions (in any order) in effect at t,
+// found the plain way, as the tests' reference: the highest-numbered that
+// took effect at or before t; false when none did.
+func versionAt(versions []configclient.RuleVersion, t time.Time) (configclient.RuleVersion, bool) {
+	var in configclient.RuleVersion
+	for _, v := range versions {
+		if !v.EffectiveAt.After(t) && v.Version > in.Version {
+			in = v
+		}
+	}
+	return in, in.Version > 0
+}
+
 // historyVersions is the version numbers of the public history (one page
 // of up to 1000).
 func (e *env) historyVersions(a account, propertyID string) []int {
@@ -104,7 +117,7 @@ func TestRuleVersionsPrunedPastRetention(t *testing.T) {
 				if at.Before(start) {
 					continue
 				}
-				want, _ := configclient.VersionAt(full, at)
+				want, _ := versionAt(full, at)
 				if got := h.At(at); got == nil || got.Version() != want.Version {
 					t.Errorf("at %s the kept versions give another version than the whole history's %d", at, want.Version)
 				}
@@ -344,7 +357,7 @@ func TestRuleVersionsPaged(t *testing.T) {
 }
 
 // TestRulesAtPointInTime: ?at= answers the version the whole history
-// gives (configclient.VersionAt) before, at and after each version's
+// gives (versionAt) before, at and after each version's
 // effective time, over more versions than a page of the newest-first read,
 // with the ETag only for the current version; and it reads the history
 // only back to the version it answers (an older version that no longer
@@ -373,7 +386,7 @@ func TestRulesAtPointInTime(t *testing.T) {
 		times = append(times, v.EffectiveAt.Add(-time.Millisecond), v.EffectiveAt, v.EffectiveAt.Add(time.Millisecond), v.EffectiveAt.Add(30*time.Second))
 	}
 	for _, at := range times {
-		want, ok := configclient.VersionAt(all.Versions, at)
+		want, ok := versionAt(all.Versions, at)
 		r := rulesAt(at)
 		if !ok {
 			if r.code != http.StatusNotFound {

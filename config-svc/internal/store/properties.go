@@ -346,9 +346,17 @@ func (st *Store) RuleVersion(ctx context.Context, propertyID gocql.UUID, version
 	return v, nil
 }
 
-// RuleVersions lists every rule version of a property, newest first.
-func (st *Store) RuleVersions(ctx context.Context, propertyID gocql.UUID) ([]configclient.RuleVersion, error) {
-	iter := st.s.Query(`SELECT `+ruleColumns+` FROM rule_versions WHERE property_id = ?`, propertyID).WithContext(ctx).Iter()
+// RuleVersionsSince lists the rule versions of a property that a hit
+// received at or after t can need, oldest first: the one in effect at t
+// and every later one (all of them when every version took effect after
+// t).
+func (st *Store) RuleVersionsSince(ctx context.Context, propertyID gocql.UUID, t time.Time) ([]configclient.RuleVersion, error) {
+	from, _, err := st.versionInEffect(ctx, propertyID, t, false)
+	if err != nil {
+		return nil, err
+	}
+	iter := st.s.Query(`SELECT `+ruleColumns+` FROM rule_versions WHERE property_id = ? AND version >= ? ORDER BY version ASC`, propertyID, from).
+		WithContext(ctx).Iter()
 	var out []configclient.RuleVersion
 	for {
 		v, ok, err := scanRuleVersion(iter.Scan)
@@ -374,32 +382,54 @@ type VersionInfo struct {
 	CreatedBy   string
 }
 
-// RuleVersionAt reads the rule version in effect at t: the newest that
-// took effect at or before t (effective times increase with the version
-// number). It reads version numbers and times newest first, a page at a
-// time, and stops at that version, so a recent t costs a page, not the
-// history; then it reads that version. current reports whether it is the
-// newest. ErrNotFound when every version kept took effect after t.
-func (st *Store) RuleVersionAt(ctx context.Context, propertyID gocql.UUID, t time.Time) (v configclient.RuleVersion, current bool, err error) {
-	iter := st.s.Query(`SELECT version, effective_at FROM rule_versions WHERE property_id = ?`, propertyID).
-		WithContext(ctx).PageSize(32).Iter()
-	found := 0
-	var n int
+// versionInEffect finds the rule version of a property in effect at t:
+// the newest that took effect at or before t (effective times increase
+// with the version number); 0 when every version took effect after t. It
+// reads version numbers and times only, newest first or oldest first, and
+// stops as soon as it knows: newest first suits a recent t, oldest first
+// an old one. first is the version it read first (the newest, or the
+// oldest kept); 0 when the property has none.
+func (st *Store) versionInEffect(ctx context.Context, propertyID gocql.UUID, t time.Time, newestFirst bool) (inEffect, first int, err error) {
+	q, pageSize := `SELECT version, effective_at FROM rule_versions WHERE property_id = ?`, 32
+	if !newestFirst {
+		q, pageSize = q+` ORDER BY version ASC`, 16
+	}
+	iter := st.s.Query(q, propertyID).WithContext(ctx).PageSize(pageSize).Iter()
+	var v int
 	var at time.Time
-	for first := true; iter.Scan(&n, &at); first = false {
+	for iter.Scan(&v, &at) {
+		if first == 0 {
+			first = v
+		}
 		if !at.After(t) {
-			found, current = n, first
-			break
+			inEffect = v
+			if newestFirst {
+				break // the newest that took effect by t
+			}
+		} else if !newestFirst {
+			break // every later version took effect after t too
 		}
 	}
 	if err := iter.Close(); err != nil {
-		return v, false, fmt.Errorf("read rule versions: %w", err)
+		return 0, 0, fmt.Errorf("read rule versions: %w", err)
+	}
+	return inEffect, first, nil
+}
+
+// RuleVersionAt reads the rule version in effect at t (versionInEffect,
+// newest first, so a recent t costs a page of version numbers, not the
+// history); current reports whether it is the newest. ErrNotFound when
+// every version kept took effect after t.
+func (st *Store) RuleVersionAt(ctx context.Context, propertyID gocql.UUID, t time.Time) (v configclient.RuleVersion, current bool, err error) {
+	found, newest, err := st.versionInEffect(ctx, propertyID, t, true)
+	if err != nil {
+		return v, false, err
 	}
 	if found == 0 {
 		return v, false, fmt.Errorf("rules of %s at %s: %w", propertyID, t.Format(time.RFC3339Nano), ErrNotFound)
 	}
 	v, err = st.RuleVersion(ctx, propertyID, found)
-	return v, current, err
+	return v, found == newest, err
 }
 
 // RuleVersionInfos lists up to limit rule versions of a property numbered
@@ -438,25 +468,14 @@ func (st *Store) RuleVersionInfo(ctx context.Context, propertyID gocql.UUID, ver
 
 // PruneRuleVersions deletes the rule versions of a property that no hit
 // received at or after cutoff can need: those older than the version in
-// effect at cutoff (the newest that took effect at or before it, which
-// stays, as do all later ones). It reads version numbers and times oldest
-// first and stops at the first version that took effect after cutoff, so
-// it reads only what it deletes and two more rows. It returns how many
-// versions it deleted (version numbers have no gaps).
+// effect at cutoff (which stays, as do all later ones). It finds that
+// version oldest first (versionInEffect), so it reads only what it deletes
+// and two more rows. It returns how many versions it deleted (version
+// numbers have no gaps).
 func (st *Store) PruneRuleVersions(ctx context.Context, propertyID gocql.UUID, cutoff time.Time) (int, error) {
-	iter := st.s.Query(`SELECT version, effective_at FROM rule_versions WHERE property_id = ? ORDER BY version ASC`, propertyID).
-		WithContext(ctx).PageSize(16).Iter()
-	oldest, inEffect := 0, 0
-	var v int
-	var at time.Time
-	for iter.Scan(&v, &at) && !at.After(cutoff) {
-		if oldest == 0 {
-			oldest = v
-		}
-		inEffect = v
-	}
-	if err := iter.Close(); err != nil {
-		return 0, fmt.Errorf("read rule versions to prune: %w", err)
+	inEffect, oldest, err := st.versionInEffect(ctx, propertyID, cutoff, false)
+	if err != nil {
+		return 0, fmt.Errorf("prune: %w", err)
 	}
 	if inEffect <= oldest {
 		return 0, nil
