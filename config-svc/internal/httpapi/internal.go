@@ -187,13 +187,9 @@ func (s *Server) internalChanges(w http.ResponseWriter, r *http.Request) {
 		}
 		wait = min(wait, maxWait)
 	}
-	limit := maxChangesPage
-	if v := q.Get("limit"); v != "" {
-		limit, err = strconv.Atoi(v)
-		if err != nil || limit < 1 || limit > maxChangesPage {
-			httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "limit", "limit: "+quote(v)+" must be 1 to "+strconv.Itoa(maxChangesPage))
-			return
-		}
+	limit, ok := pageLimit(w, r, maxChangesPage, maxChangesPage)
+	if !ok {
+		return
 	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()

@@ -24,17 +24,10 @@ const (
 // tenant's list and nothing else. It answers 400 naming the parameter and
 // returns false when one is bad.
 func pageParams(w http.ResponseWriter, r *http.Request, what string) (after gocql.UUID, limit int, ok bool) {
-	q := r.URL.Query()
-	limit = defaultPage
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxPage {
-			httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "limit", "limit: "+quote(v)+" must be 1 to "+strconv.Itoa(maxPage))
-			return after, 0, false
-		}
-		limit = n
+	if limit, ok = pageLimit(w, r, defaultPage, maxPage); !ok {
+		return after, 0, false
 	}
-	if v := q.Get("after"); v != "" {
+	if v := r.URL.Query().Get("after"); v != "" {
 		id, err := gocql.ParseUUID(v)
 		if err != nil {
 			httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "after",
@@ -44,6 +37,21 @@ func pageParams(w http.ResponseWriter, r *http.Request, what string) (after gocq
 		after = id
 	}
 	return after, limit, true
+}
+
+// pageLimit reads the limit query parameter of a paged answer: def when
+// absent, else 1 to most. It answers 400 and returns false when it is bad.
+func pageLimit(w http.ResponseWriter, r *http.Request, def, most int) (int, bool) {
+	v := r.URL.Query().Get("limit")
+	if v == "" {
+		return def, true
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > most {
+		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "limit", "limit: "+quote(v)+" must be 1 to "+strconv.Itoa(most))
+		return 0, false
+	}
+	return n, true
 }
 
 // nextAfter is the after of the page that follows the one whose last row

@@ -356,18 +356,12 @@ func (s *Server) listRuleVersions(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	q := r.URL.Query()
-	limit := defaultVersionsPage
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxVersionsPage {
-			httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "limit", "limit: "+quote(v)+" must be 1 to "+strconv.Itoa(maxVersionsPage))
-			return
-		}
-		limit = n
+	limit, ok := pageLimit(w, r, defaultVersionsPage, maxVersionsPage)
+	if !ok {
+		return
 	}
 	before := 0
-	if v := q.Get("before"); v != "" {
+	if v := r.URL.Query().Get("before"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 32) // versions are CQL ints
 		if err != nil || n < 1 {
 			httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "before",
