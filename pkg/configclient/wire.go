@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -143,19 +142,6 @@ type RuleVersion struct {
 // Compile compiles the version.
 func (v RuleVersion) Compile() (*rules.Compiled, error) {
 	return rules.Compile(v.Rules, v.Version, v.Hostnames)
-}
-
-// VersionAt returns the version in effect at t among versions (in any
-// order): the one with the latest EffectiveAt not after t. It returns false
-// when t is before the first version.
-func VersionAt(versions []RuleVersion, t time.Time) (RuleVersion, bool) {
-	sorted := append([]RuleVersion(nil), versions...)
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Version < sorted[j].Version })
-	i := sort.Search(len(sorted), func(i int) bool { return sorted[i].EffectiveAt.After(t) })
-	if i == 0 {
-		return RuleVersion{}, false
-	}
-	return sorted[i-1], true
 }
 
 // RuleVersions is the answer of GET /internal/v1/properties/{id}/rules/versions:

@@ -34,31 +34,6 @@ func TestValidTrackingID(t *testing.T) {
 	}
 }
 
-func TestVersionAt(t *testing.T) {
-	t0 := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
-	versions := []RuleVersion{{Version: 3, EffectiveAt: t0.Add(2 * time.Hour)}, {Version: 1, EffectiveAt: t0}, {Version: 2, EffectiveAt: t0.Add(time.Hour)}}
-	tests := []struct {
-		at   time.Time
-		want int // 0: none
-	}{
-		{t0.Add(-time.Second), 0},
-		{t0, 1},
-		{t0.Add(59 * time.Minute), 1},
-		{t0.Add(time.Hour), 2},
-		{t0.Add(90 * time.Minute), 2},
-		{t0.Add(48 * time.Hour), 3},
-	}
-	for _, tt := range tests {
-		v, ok := VersionAt(versions, tt.at)
-		if ok != (tt.want != 0) || v.Version != tt.want {
-			t.Errorf("VersionAt(%s) = %d, %v; want %d", tt.at.Format(time.Kitchen), v.Version, ok, tt.want)
-		}
-	}
-	if _, ok := VersionAt(nil, t0); ok {
-		t.Error("VersionAt of no versions found one")
-	}
-}
-
 func TestVerifySecret(t *testing.T) {
 	sum := sha256.Sum256([]byte("as_right"))
 	p := &Property{APISecretSHA256: []string{strings.Repeat("0", 64), hex.EncodeToString(sum[:])}}
