@@ -306,12 +306,6 @@ func (s *Server) handle(ctx context.Context, r *http.Request, in input, received
 			reject(e, i)
 			continue
 		}
-		// The hits of a request keep the order they were sent in: the
-		// i-th is dated i nanoseconds after the time it says (or it was
-		// received), so hits of one time (a batch without timestamps)
-		// sort in that order rather than by their IDs, and different
-		// times, microseconds apart at the finest, keep theirs.
-		h.Time = h.Time.Add(time.Duration(i))
 		out.hits[i] = h
 		out.accepted++
 		if !dryRun {
