@@ -1,13 +1,11 @@
 package httpapi
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 	"github.com/acme/analytics/pkg/configclient"
 	"github.com/acme/analytics/pkg/cqlserver"
 	"github.com/acme/analytics/pkg/cqltest"
+	"github.com/acme/analytics/pkg/logtest"
 	"github.com/acme/analytics/pkg/migrate/migratetest"
 	"github.com/gocql/gocql"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -27,7 +26,7 @@ type feedEnv struct {
 	srv     *cqlserver.Server
 	st      *store.Store
 	feed    *Feed
-	log     *syncBuffer
+	log     *logtest.Buffer
 	closing chan struct{}
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -42,7 +41,7 @@ func newFeedEnv(t *testing.T, adjust func(*Feed)) *feedEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(session.Close)
-	fe := &feedEnv{srv: srv, st: store.New(session), log: &syncBuffer{}, closing: make(chan struct{}), done: make(chan struct{})}
+	fe := &feedEnv{srv: srv, st: store.New(session), log: &logtest.Buffer{}, closing: make(chan struct{}), done: make(chan struct{})}
 	fe.feed = NewFeed(fe.st, 50*time.Millisecond, fe.closing, slog.New(slog.NewTextHandler(fe.log, &slog.HandlerOptions{Level: slog.LevelDebug})), nil)
 	if adjust != nil {
 		adjust(fe.feed)
@@ -59,23 +58,6 @@ func newFeedEnv(t *testing.T, adjust func(*Feed)) *feedEnv {
 		<-fe.done
 	})
 	return fe
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func change(i int) configclient.Change {

@@ -1,7 +1,6 @@
 package gateway_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -22,28 +21,11 @@ import (
 	"github.com/acme/analytics/gateway/internal/gateway"
 	"github.com/acme/analytics/pkg/authtoken"
 	"github.com/acme/analytics/pkg/consultest"
+	"github.com/acme/analytics/pkg/logtest"
 	"github.com/acme/analytics/pkg/tenant"
 )
 
 const testSecret = "test-identity-secret-0123456789"
-
-// syncBuffer is a log sink that tests read while the gateway writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // echo is what a test upstream answers: what it saw of the request.
 type echo struct {
@@ -175,7 +157,7 @@ func (is *issuer) token(t testing.TB, tenantID string) string { return is.sign(t
 type testGateway struct {
 	url     string
 	metrics string // base URL of -metrics-addr
-	logs    *syncBuffer
+	logs    *logtest.Buffer
 	stop    func()
 }
 
@@ -209,7 +191,7 @@ func startGatewayLogging(t testing.TB, w io.Writer, args ...string) *testGateway
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	var out io.Writer = logs
 	if w != nil {
 		out = w

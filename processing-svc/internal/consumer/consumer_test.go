@@ -1,13 +1,11 @@
 package consumer
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +15,7 @@ import (
 	"github.com/acme/analytics/pkg/hit"
 	"github.com/acme/analytics/pkg/kafka"
 	"github.com/acme/analytics/pkg/kafkatest"
+	"github.com/acme/analytics/pkg/logtest"
 	"github.com/acme/analytics/pkg/migrate/migratetest"
 	"github.com/acme/analytics/pkg/rollup"
 	"github.com/acme/analytics/pkg/rules"
@@ -242,7 +241,7 @@ func TestGroupErrorsAreLoggedAndCounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer group.Close()
-	var logs syncBuffer
+	var logs logtest.Buffer
 	m := NewMetrics(prometheus.NewRegistry())
 	c := New(Config{Group: group, Topic: hit.TopicHits, Session: session, Properties: enginetest.Properties{prop},
 		FlushInterval: 50 * time.Millisecond, State: engine.StatePolicy{Quiet: time.Hour, MaxDelay: time.Hour},
@@ -264,22 +263,4 @@ func TestGroupErrorsAreLoggedAndCounted(t *testing.T) {
 	if got := logs.String(); !strings.Contains(got, "level=WARN msg=\"consumer group error\"") || !strings.Contains(got, "partition=0") {
 		t.Fatalf("log has no warning of the failed commit:\n%s", got)
 	}
-}
-
-// syncBuffer is a bytes.Buffer for a logger written by several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
