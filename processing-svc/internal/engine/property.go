@@ -155,10 +155,29 @@ func toSessionHit(h *hit.Hit, r *rules.Compiled) (*session.Hit, string) {
 // this too (session.Settings.IgnoreReferrer); without hostnames (they are
 // optional) the page's own host is still the property's own.
 func externalReferrer(h *hit.Hit) string {
-	if h.Referrer != "" && h.Hostname != "" && rules.SameSite(attribution.ReferrerHost(h.Referrer), h.Hostname) {
+	if h.Referrer != "" && h.Hostname != "" && rules.SameSite(hostOf(h.Referrer), h.Hostname) {
 		return ""
 	}
 	return h.Referrer
+}
+
+// hostOf returns the host of an absolute URL as written, with its port
+// (SameSite drops it): between "://" and the path, query or fragment,
+// after any user info. Most pageviews have a referrer, and this, unlike
+// url.Parse, allocates nothing; a host written escaped is not decoded, so
+// it is taken as another site, as before this check.
+func hostOf(rawURL string) string {
+	_, rest, ok := strings.Cut(rawURL, "://")
+	if !ok {
+		return ""
+	}
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		rest = rest[:i]
+	}
+	if i := strings.LastIndexByte(rest, '@'); i >= 0 {
+		rest = rest[i+1:]
+	}
+	return rest
 }
 
 // campaignOf returns the campaign of a hit: from its document location's

@@ -103,6 +103,8 @@ func TestOwnSiteReferrerWithoutHostnames(t *testing.T) {
 		{"shop.example", "https://shop.example/cart", ""},
 		{"www.shop.example", "https://shop.example/", ""},
 		{"shop.example", "https://blog.shop.example/post", ""},
+		{"shop.example", "https://me@Shop.Example:8443?q#f", ""},
+		{"shop.example", "android-app://com.shop.example", "android-app://com.shop.example"},
 		{"blog.shop.example", "https://shop.example/", "https://shop.example/"}, // the parent is another site
 		{"shop.example", "https://search.example/?q=shop", "https://search.example/?q=shop"},
 		{"", "https://shop.example/", "https://shop.example/"}, // a server-side hit without a page
