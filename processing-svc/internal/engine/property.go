@@ -161,14 +161,14 @@ func externalReferrer(h *hit.Hit) string {
 	return h.Referrer
 }
 
-// hostOf returns the host of an absolute URL as written, with its port
-// (SameSite drops it): between "://" and the path, query or fragment,
-// after any user info. Most pageviews have a referrer, and this, unlike
-// url.Parse, allocates nothing; a host written escaped is not decoded, so
-// it is taken as another site, as before this check.
+// hostOf returns the host of an absolute http(s) URL as written, with its
+// port (SameSite drops it): between "://" and the path, query or fragment,
+// after any user info; "" for another URL. Most pageviews have a referrer,
+// and this, unlike url.Parse, allocates nothing; a host written escaped is
+// not decoded, so it is taken as another site, as before this check.
 func hostOf(rawURL string) string {
-	_, rest, ok := strings.Cut(rawURL, "://")
-	if !ok {
+	scheme, rest, ok := strings.Cut(rawURL, "://")
+	if !ok || !strings.EqualFold(scheme, "http") && !strings.EqualFold(scheme, "https") {
 		return ""
 	}
 	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
