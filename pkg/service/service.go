@@ -133,6 +133,7 @@ func (s *Service) QuietAccessLog(paths ...string) { s.quiet = append(s.quiet, pa
 // the drain and their stop together are bounded by the shutdown timeout
 // (components get at least minComponentStop).
 func (s *Service) Run(ctx context.Context) error {
+	answerUnrouted(s.Mux)
 	handler := httpserver.Chain(s.Mux,
 		httpserver.WithRequestID,
 		httpserver.AccessLog(s.Log, s.quiet...),
