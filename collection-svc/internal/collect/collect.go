@@ -306,6 +306,7 @@ func (s *Server) handle(ctx context.Context, r *http.Request, in input, received
 			reject(e, i)
 			continue
 		}
+		h.Time = h.Time.Add(earlierTwins(out.hits[:i], h.Time))
 		out.hits[i] = h
 		out.accepted++
 		if !dryRun {
@@ -629,6 +630,23 @@ func (s *Server) respond(w http.ResponseWriter, out outcome) {
 		}
 	}
 	httpserver.WriteJSON(w, statusOf(first), body)
+}
+
+// earlierTwins returns, as nanoseconds, how many of a request's hits
+// before a hit at t are at exactly t (nil for a rejected one): the hit is
+// dated that much later, so that hits of one time (a batch without queue
+// times or timestamps, all dated at its receipt) keep the order they were
+// sent in, where processing would order them by hit ID. A hit whose time
+// no earlier hit of its request has keeps it exactly: a gap of exactly the
+// session timeout stays that.
+func earlierTwins(before []*hit.Hit, t time.Time) time.Duration {
+	var n time.Duration
+	for _, e := range before {
+		if e != nil && e.Time.Sub(t) < time.Microsecond && t.Sub(e.Time) < time.Microsecond {
+			n++
+		}
+	}
+	return n
 }
 
 // fieldsPayload re-encodes parsed fields with their parameter names, for

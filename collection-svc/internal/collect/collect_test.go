@@ -113,6 +113,53 @@ func TestMeasurementDeadLettersAreReplayable(t *testing.T) {
 	}
 }
 
+// TestBatchKeepsItsOrder: hits of one request at one time (a batch without
+// queue times or timestamps) are dated in the order they were sent, so
+// that processing orders them so (it breaks a tie of times by ID, a hash);
+// a hit whose time no other hit of the request has keeps it exactly.
+func TestBatchKeepsItsOrder(t *testing.T) {
+	s, p := testServer(t, 1, countingQueue{new(int)})
+	mux := http.NewServeMux()
+	s.Register(mux)
+	post := func(path, body string) []*hit.Hit {
+		t.Helper()
+		req := httptest.NewRequest("POST", path, strings.NewReader(body))
+		req.RemoteAddr = "203.0.113.7:5000"
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, req)
+		var res DebugResult
+		if err := json.Unmarshal(w.Body.Bytes(), &res); err != nil || !res.Valid || len(res.Hits) == 0 {
+			t.Fatalf("POST %s: %d %s", path, w.Code, w.Body)
+		}
+		var hits []*hit.Hit
+		for _, dh := range res.Hits {
+			hits = append(hits, dh.Hit)
+		}
+		return hits
+	}
+	var hits []string
+	for _, path := range []string{"/z", "/a", "/m", "/b"} { // IDs in another order than the paths
+		hits = append(hits, `{"cid":"c","t":"pageview","dl":"https://shop.example`+path+`"}`)
+	}
+	hits = append(hits, `{"cid":"c","t":"pageview","dl":"https://shop.example/earlier","qt":60000}`)
+	batch := post("/debug/collect?tid="+p.TrackingID, `{"hits":[`+strings.Join(hits, ",")+`]}`)
+	if d := batch[0].Time.Sub(batch[4].Time); d != time.Minute {
+		t.Errorf("a hit sent with qt=60000 is dated %s before the batch's receipt, want exactly 1m0s", d)
+	}
+	mp := post("/debug/mp/collect?tracking_id="+p.TrackingID+"&api_secret=secret",
+		`{"client_id":"c","events":[{"name":"a"},{"name":"b"},{"name":"c"}]}`)
+	for name, sent := range map[string][]*hit.Hit{"batch": batch[:4], "measurement": mp} {
+		for i := 1; i < len(sent); i++ {
+			if !sent[i-1].Time.Before(sent[i].Time) {
+				t.Errorf("%s: hit %d is dated %s, not after hit %d's %s", name, i, sent[i].Time, i-1, sent[i-1].Time)
+			}
+		}
+		if d := sent[len(sent)-1].Time.Sub(sent[0].Time); d > time.Microsecond {
+			t.Errorf("%s: hits of one time spread over %s", name, d)
+		}
+	}
+}
+
 // TestCampaignApartFromTheLocation: Universal Analytics' campaign
 // parameters (cs, cm, cn, ck, cc, gclid) are kept in the hit's parameters
 // under GA4's names, for processing; an over-long one is refused by name.
