@@ -13,16 +13,27 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/acme/analytics/pkg/httpserver"
 )
 
 // decodeJSON decodes the request body into v, which may hold defaults that
 // absent fields keep. It answers the request itself and returns false when
-// the body is not acceptable: too large (413), not JSON (400 invalid_json),
-// a field this endpoint does not know (400 unknown_field) or a value of the
-// wrong type (400 invalid_field), naming the field by its path
-// (goals[1].value).
+// the body is not acceptable: too large (413); not a single JSON object, a
+// key given twice in one object or text that is not UTF-8 (400
+// invalid_json, with the field where there is one); a field this endpoint
+// does not know, field names being matched exactly (400 unknown_field); or
+// a value of the wrong type (400 invalid_field). Fields are named by their
+// path (goals[1].value). Of several problems the first in the body is
+// reported, those answered invalid_json before the others.
+//
+// encoding/json alone would accept all of these and guess: the last of
+// two equal keys wins, "Goals" sets goals, bytes that are not UTF-8 become
+// U+FFFD and a stray } or ] after the object goes unread. So the body is
+// parsed here first, keeping each object's keys in order, and checked
+// against v's type before encoding/json decodes it.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
@@ -37,22 +48,19 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 		httpserver.WriteError(w, http.StatusBadRequest, "invalid_json", "the request body is empty; send a JSON object (Content-Type: application/json)")
 		return false
 	}
-	// A generic decode first: it finds syntax errors with their offset,
-	// and lets us name an unknown or mistyped field by its full path.
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var generic any
-	if err := dec.Decode(&generic); err != nil {
-		httpserver.WriteError(w, http.StatusBadRequest, "invalid_json", describeSyntaxError(body, err))
+	generic, p := parseBody(body)
+	if p != nil {
+		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_json", p.path, p.reason)
 		return false
 	}
-	if generic == nil {
+	switch generic.(type) {
+	case nil:
 		// null would leave every field as it is, or reset a whole document.
 		httpserver.WriteError(w, http.StatusBadRequest, "invalid_json", "the request body is null; send a JSON object")
 		return false
-	}
-	if dec.More() {
-		httpserver.WriteError(w, http.StatusBadRequest, "invalid_json", "the request body holds more than one JSON value; send a single object")
+	case object:
+	default:
+		httpserver.WriteError(w, http.StatusBadRequest, "invalid_json", "the request body is "+describeValue(generic)+"; send a JSON object")
 		return false
 	}
 	if p := checkShape(generic, reflect.TypeOf(v), ""); p != nil {
@@ -75,6 +83,243 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 		return false
 	}
 	return true
+}
+
+// object is a JSON object as parsed: its members in the body's order.
+type object []member
+
+type member struct {
+	key string
+	val any
+}
+
+// parseBody parses a whole request body into object, []any, string,
+// json.Number, bool or nil values. A problem names the path of the value
+// at fault ("" for the body itself) and says where in the body it is.
+func parseBody(body []byte) (any, *shapeProblem) {
+	ps := &parser{body: body, dec: json.NewDecoder(bytes.NewReader(body))}
+	ps.dec.UseNumber()
+	tok, start, err := ps.next()
+	if err != nil {
+		return nil, ps.syntax(err)
+	}
+	v, p := ps.value(tok, start, "")
+	if p != nil {
+		return nil, p
+	}
+	// Whatever follows the value: the decoder would read a second value,
+	// and Decoder.More would take a stray } or ] for the end of one.
+	end := int(ps.dec.InputOffset())
+	if i := end + len(body[end:]) - len(bytes.TrimLeft(body[end:], " \t\r\n")); i < len(body) {
+		if bytes.IndexByte([]byte(`{["-0123456789tfn`), body[i]) >= 0 {
+			return nil, &shapeProblem{reason: "the request body holds more than one JSON value (the second begins at " + where(body, i) + "); send a single object"}
+		}
+		return nil, &shapeProblem{reason: fmt.Sprintf("the request body is not valid JSON: %s after the JSON value ends (%s); send a single object and nothing after it", describeByte(body[i]), where(body, i))}
+	}
+	return v, nil
+}
+
+// maxDepth bounds the nesting of a body, which Decoder.Token does not: the
+// deepest document an endpoint takes nests 4 levels.
+const maxDepth = 100
+
+type parser struct {
+	body  []byte
+	dec   *json.Decoder
+	depth int
+}
+
+// next reads a token and returns the offset in the body where the
+// decoder began looking for it (before any space, colon or comma).
+func (ps *parser) next() (json.Token, int, error) {
+	start := int(ps.dec.InputOffset())
+	tok, err := ps.dec.Token()
+	return tok, start, err
+}
+
+// value parses the value that begins with tok.
+func (ps *parser) value(tok json.Token, start int, path string) (any, *shapeProblem) {
+	switch t := tok.(type) {
+	case string:
+		if p := ps.checkString(start, path, false); p != nil {
+			return nil, p
+		}
+		return t, nil
+	case json.Delim:
+		if ps.depth++; ps.depth > maxDepth {
+			return nil, &shapeProblem{reason: fmt.Sprintf("the request body nests more than %d arrays and objects (at %s)", maxDepth, where(ps.body, ps.tokenStart(start, byte(t))))}
+		}
+		defer func() { ps.depth-- }()
+		if t == '[' {
+			return ps.array(path)
+		}
+		return ps.object(path)
+	}
+	return tok, nil // json.Number, bool or nil
+}
+
+func (ps *parser) object(path string) (any, *shapeProblem) {
+	obj := object{}
+	seen := map[string]int{}
+	for ps.dec.More() {
+		tok, start, err := ps.next()
+		if err != nil {
+			return nil, ps.syntax(err)
+		}
+		key, ok := tok.(string) // the decoder allows nothing else here
+		if !ok {
+			return nil, &shapeProblem{path: path, reason: fmt.Sprintf("the request body is not valid JSON: %v where a field name belongs (%s)", tok, where(ps.body, start))}
+		}
+		if p := ps.checkString(start, path, true); p != nil {
+			return nil, p
+		}
+		at := ps.tokenStart(start, '"')
+		if first, ok := seen[key]; ok {
+			return nil, &shapeProblem{path: join(path, key), reason: fmt.Sprintf("%s: given twice in one object (at %s and at %s); give each field once", join(path, key), where(ps.body, first), where(ps.body, at))}
+		}
+		seen[key] = at
+		tok, start, err = ps.next()
+		if err != nil {
+			return nil, ps.syntax(err)
+		}
+		v, p := ps.value(tok, start, join(path, key))
+		if p != nil {
+			return nil, p
+		}
+		obj = append(obj, member{key, v})
+	}
+	if _, _, err := ps.next(); err != nil { // the closing }
+		return nil, ps.syntax(err)
+	}
+	return obj, nil
+}
+
+func (ps *parser) array(path string) (any, *shapeProblem) {
+	arr := []any{}
+	for ps.dec.More() {
+		tok, start, err := ps.next()
+		if err != nil {
+			return nil, ps.syntax(err)
+		}
+		v, p := ps.value(tok, start, fmt.Sprintf("%s[%d]", path, len(arr)))
+		if p != nil {
+			return nil, p
+		}
+		arr = append(arr, v)
+	}
+	if _, _, err := ps.next(); err != nil { // the closing ]
+		return nil, ps.syntax(err)
+	}
+	return arr, nil
+}
+
+func (ps *parser) syntax(err error) *shapeProblem {
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	return &shapeProblem{reason: describeSyntaxError(ps.body, err)}
+}
+
+// tokenStart is the offset of the token the decoder began looking for at
+// start, which begins with c (a quote, bracket or brace).
+func (ps *parser) tokenStart(start int, c byte) int {
+	return start + bytes.IndexByte(ps.body[start:], c)
+}
+
+// checkString refuses what encoding/json would silently turn into U+FFFD
+// in the string token just read: bytes that are not UTF-8, and a \u escape
+// of half a UTF-16 surrogate pair without the other half. path is the
+// value's, or for a key (isKey) its object's.
+func (ps *parser) checkString(start int, path string, isKey bool) *shapeProblem {
+	from := ps.tokenStart(start, '"')
+	raw := ps.body[from:ps.dec.InputOffset()]
+	i, surrogate := badString(raw)
+	if i < 0 {
+		return nil
+	}
+	at := where(ps.body, from+i)
+	what := fmt.Sprintf("is not valid UTF-8 (the byte 0x%02x at %s); send text in UTF-8", raw[i], at)
+	if surrogate {
+		what = fmt.Sprintf("holds %s (at %s), half of a UTF-16 surrogate pair without the other half; escape a character beyond U+FFFF as a pair, e.g. \\ud83d\\ude00", raw[i:i+6], at)
+	}
+	switch {
+	case isKey:
+		what = "a field name " + what
+	case path == "":
+		what = "the request body " + what
+	}
+	if path != "" {
+		what = path + ": " + what
+	}
+	return &shapeProblem{path: path, reason: what}
+}
+
+// badString returns the offset in raw (a JSON string as written, quotes
+// included, already known to be well-formed) of the first byte that is not
+// UTF-8 or of the first \u escape of an unpaired surrogate (surrogate);
+// -1 when there is neither.
+func badString(raw []byte) (i int, surrogate bool) {
+	for i < len(raw) {
+		switch c := raw[i]; {
+		case c == '\\' && raw[i+1] == 'u':
+			r := hex4(raw[i+2 : i+6])
+			if !utf16.IsSurrogate(r) {
+				i += 6
+				continue
+			}
+			if r < 0xdc00 && i+12 <= len(raw) && raw[i+6] == '\\' && raw[i+7] == 'u' {
+				if r2 := hex4(raw[i+8 : i+12]); r2 >= 0xdc00 && r2 < 0xe000 {
+					i += 12
+					continue
+				}
+			}
+			return i, true
+		case c == '\\':
+			i += 2
+		case c < utf8.RuneSelf:
+			i++
+		default:
+			r, size := utf8.DecodeRune(raw[i:])
+			if r == utf8.RuneError && size == 1 {
+				return i, false
+			}
+			i += size
+		}
+	}
+	return -1, false
+}
+
+func hex4(b []byte) rune {
+	n, _ := strconv.ParseUint(string(b), 16, 32) // the decoder checked the digits
+	return rune(n)
+}
+
+// where says where offset i of body is, for people: line and byte, both
+// counted from 1.
+func where(body []byte, i int) string {
+	return fmt.Sprintf("line %d, byte %d", 1+bytes.Count(body[:i], []byte("\n")), i+1)
+}
+
+func describeByte(c byte) string {
+	if c >= 0x20 && c < utf8.RuneSelf {
+		return fmt.Sprintf("unexpected %q", c)
+	}
+	return fmt.Sprintf("unexpected byte 0x%02x", c)
+}
+
+// describeValue names the kind of a parsed value.
+func describeValue(v any) string {
+	switch v.(type) {
+	case []any:
+		return "a JSON array"
+	case string:
+		return "a JSON string"
+	case json.Number:
+		return "a JSON number"
+	case bool:
+		return "true or false"
+	}
+	return "a JSON object"
 }
 
 func describeSyntaxError(body []byte, err error) string {
@@ -107,9 +352,10 @@ func join(path, key string) string {
 	return path + "." + key
 }
 
-// checkShape compares a generically decoded value with the Go type it will
-// be decoded into, as encoding/json would (field names matched exactly,
-// else case-insensitively), and reports the first mismatch.
+// checkShape compares a parsed value with the Go type it will be decoded
+// into and reports the first mismatch in the body's order. Field names
+// must match exactly: encoding/json would also take "Goals" or "GOALS" for
+// goals, which next to goals would make one of the two silently win.
 func checkShape(v any, t reflect.Type, path string) *shapeProblem {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
@@ -132,25 +378,17 @@ func checkShape(v any, t reflect.Type, path string) *shapeProblem {
 	}
 	switch t.Kind() {
 	case reflect.Struct:
-		obj, ok := v.(map[string]any)
+		obj, ok := v.(object)
 		if !ok {
 			return &shapeProblem{path: path, reason: "must be a JSON object"}
 		}
 		fields := jsonFields(t)
-		for key, val := range obj {
-			f, ok := fields[key]
+		for _, m := range obj {
+			f, ok := fields[m.key]
 			if !ok {
-				for name, ff := range fields {
-					if strings.EqualFold(name, key) {
-						f, ok = ff, true
-						break
-					}
-				}
+				return &shapeProblem{path: join(path, m.key), reason: unknownField(fields, m.key), unknown: true}
 			}
-			if !ok {
-				return &shapeProblem{path: join(path, key), reason: "is not a field of this object; check the spelling against the API reference", unknown: true}
-			}
-			if p := checkShape(val, f, join(path, key)); p != nil {
+			if p := checkShape(m.val, f, join(path, m.key)); p != nil {
 				return p
 			}
 		}
@@ -167,12 +405,12 @@ func checkShape(v any, t reflect.Type, path string) *shapeProblem {
 		}
 		return nil
 	case reflect.Map:
-		obj, ok := v.(map[string]any)
+		obj, ok := v.(object)
 		if !ok {
 			return &shapeProblem{path: path, reason: "must be a JSON object"}
 		}
-		for k, e := range obj {
-			if p := checkShape(e, t.Elem(), join(path, k)); p != nil {
+		for _, m := range obj {
+			if p := checkShape(m.val, t.Elem(), join(path, m.key)); p != nil {
 				return p
 			}
 		}
@@ -214,6 +452,17 @@ func checkShape(v any, t reflect.Type, path string) *shapeProblem {
 		return nil
 	}
 	return nil
+}
+
+// unknownField says why key is not one of fields, naming the field it
+// differs from only in case.
+func unknownField(fields map[string]reflect.Type, key string) string {
+	for name := range fields {
+		if strings.EqualFold(name, key) {
+			return fmt.Sprintf("is not a field of this object; field names are matched exactly: did you mean %q?", name)
+		}
+	}
+	return "is not a field of this object; check the spelling against the API reference"
 }
 
 // jsonFields maps the JSON names of t's fields (embedded structs

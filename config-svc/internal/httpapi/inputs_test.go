@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestBadInputsAnswer400WithAReason sends every kind of bad input to every
@@ -17,6 +18,10 @@ func TestBadInputsAnswer400WithAReason(t *testing.T) {
 	prop := "/v1/properties/" + p.ID
 	rulesPath := prop + "/rules"
 	huge := `{"name": "` + strings.Repeat("x", 2<<20) + `"}`
+	goal := `{"id": "a", "name": "A", "page_path": "^/a"}`
+	// A sign-up whose body a stray } ends: it must not create the account.
+	strayEmail := fmt.Sprintf("stray-%d@inputs.example", time.Now().UnixNano())
+	strayHead := e.feedHead()
 
 	tests := []struct {
 		name         string
@@ -34,7 +39,30 @@ func TestBadInputsAnswer400WithAReason(t *testing.T) {
 		{"truncated JSON", anonymous, "POST", "/v1/login", `{"email": "a@b.c", `, nil, "invalid_json", "", "not valid JSON"},
 		{"two values", anonymous, "POST", "/v1/login", `{} {}`, nil, "invalid_json", "", "more than one JSON value"},
 		{"null rules reset nothing", a.as(), "PUT", rulesPath, `null`, nil, "invalid_json", "", "null"},
-		{"array instead of object", anonymous, "POST", "/v1/login", `[]`, nil, "invalid_field", "", "must be a JSON object"},
+		{"array instead of object", anonymous, "POST", "/v1/login", `[]`, nil, "invalid_json", "", "the request body is a JSON array; send a JSON object"},
+		{"string instead of object", a.as(), "PATCH", prop, `"Renamed"`, nil, "invalid_json", "", "is a JSON string"},
+		{"stray } after the object", anonymous, "POST", "/v1/signup", `{"email": "` + strayEmail + `", "password": "long enough pw", "company": "c"}}`, nil, "invalid_json", "", `unexpected '}' after the JSON value ends (line 1, byte `},
+		{"stray ] after the object", a.as(), "POST", "/v1/properties", "{\"name\": \"Stray\"}\n]", nil, "invalid_json", "", `unexpected ']' after the JSON value ends (line 2, byte 19)`},
+		{"stray } after the rules", a.as(), "PUT", rulesPath, `{"goals": [` + goal + `]}}`, nil, "invalid_json", "", "after the JSON value ends"},
+		{"stray } after a rename", a.as(), "PATCH", prop, `{"name": "Renamed"} }`, nil, "invalid_json", "", "after the JSON value ends (line 1, byte 21)"},
+		{"duplicate key", a.as(), "PUT", rulesPath, `{"goals": [` + goal + `], "goals": []}`, nil, "invalid_json", "goals", "goals: given twice in one object (at line 1, byte 2 and at line 1, byte "},
+		{"duplicate nested key", a.as(), "PUT", rulesPath, `{"exclusions": {"ip": ["10.0.0.0/8"], "countries": ["DE"], "ip": []}}`, nil, "invalid_json", "exclusions.ip", "given twice"},
+		{"duplicate key in an array's object", a.as(), "PUT", rulesPath, `{"goals": [` + goal + `, {"id": "b", "name": "B", "page_path": "^/b", "name": ""}]}`, nil, "invalid_json", "goals[1].name", "given twice"},
+		{"duplicate key spelt with an escape", a.as(), "POST", prop + "/api-secrets", `{"name": "a", "n\u0061me": "b"}`, nil, "invalid_json", "name", "given twice"},
+		{"case variant of a field", a.as(), "PUT", rulesPath, `{"Goals": [` + goal + `]}`, nil, "unknown_field", "Goals", `field names are matched exactly: did you mean "goals"?`},
+		{"case variant next to the field", a.as(), "PUT", rulesPath, `{"goals": [` + goal + `], "GOALS": []}`, nil, "unknown_field", "GOALS", `did you mean "goals"?`},
+		{"case variant of a nested field", a.as(), "PUT", rulesPath, `{"exclusions": {"IP": ["10.0.0.0/8"]}}`, nil, "unknown_field", "exclusions.IP", `did you mean "ip"?`},
+		{"duplicate sign-up field", anonymous, "POST", "/v1/signup", `{"email": "x@y.example", "password": "long enough pw", "company": "c", "company": "d"}`, nil, "invalid_json", "company", "given twice"},
+		{"case variant by Unicode folding", anonymous, "POST", "/v1/signup", `{"email": "x@y.example", "paſſword": "long enough pw", "company": "c"}`, nil, "unknown_field", "paſſword", `did you mean "password"?`},
+		{"not UTF-8 in a value", a.as(), "POST", "/v1/properties", "{\"name\": \"caf\xe9\"}", nil, "invalid_json", "name", "name: is not valid UTF-8 (the byte 0xe9 at line 1, byte 14); send text in UTF-8"},
+		{"not UTF-8 in a rename", a.as(), "PATCH", prop, "{\"name\": \"\xffSite\"}", nil, "invalid_json", "name", "not valid UTF-8 (the byte 0xff"},
+		{"not UTF-8 in a nested value", a.as(), "PUT", rulesPath, "{\"goals\": [{\"id\": \"a\", \"name\": \"\xc3(\", \"page_path\": \"^/a\"}]}", nil, "invalid_json", "goals[0].name", "goals[0].name: is not valid UTF-8 (the byte 0xc3"},
+		{"not UTF-8 in a field name", a.as(), "PUT", rulesPath, "{\"exclusions\": {\"i\xf0\": []}}", nil, "invalid_json", "exclusions", "exclusions: a field name is not valid UTF-8"},
+		{"half a surrogate pair", a.as(), "POST", prop + "/api-secrets", `{"name": "key \ud83d"}`, nil, "invalid_json", "name", `name: holds \ud83d (at line 1, byte 15), half of a UTF-16 surrogate pair without the other half`},
+		{"surrogates in the wrong order", a.as(), "PATCH", prop, `{"name": "\ude00\ud83d"}`, nil, "invalid_json", "name", `holds \ude00`},
+		{"nested too deeply", a.as(), "PUT", rulesPath, `{"goals": ` + strings.Repeat("[", 100000) + strings.Repeat("]", 100000) + `}`, nil, "invalid_json", "", "nests more than 100 arrays and objects (at line 1, byte 110)"},
+		{"unknown fields: the first in the body", anonymous, "POST", "/v1/signup", manyUnknownFields(`"email": "u@y.example", `, 50), nil, "unknown_field", "f0", "not a field"},
+		{"unknown goal fields: the first in the body", a.as(), "PUT", rulesPath, `{"goals": [{"id": "a", ` + manyUnknownFields("", 50)[1:] + `]}`, nil, "unknown_field", "goals[0].f0", "not a field"},
 		{"unknown field", anonymous, "POST", "/v1/signup", `{"email": "a@b.co", "password": "long enough pw", "company": "c", "plan": "gold"}`, nil, "unknown_field", "plan", "not a field"},
 		{"wrong type", anonymous, "POST", "/v1/login", `{"email": 5, "password": "x"}`, nil, "invalid_field", "email", "must be a string"},
 
@@ -115,6 +143,32 @@ func TestBadInputsAnswer400WithAReason(t *testing.T) {
 	if len(history.Versions) != 1 {
 		t.Fatalf("bad rule documents made %d versions", len(history.Versions)-1)
 	}
+	var props struct{ Properties []PropertyJSON }
+	e.must(http.StatusOK, a.as(), "GET", "/v1/properties", nil).decode(t, &props)
+	if len(props.Properties) != 1 || props.Properties[0].Name != "Site" {
+		t.Fatalf("bad inputs changed the properties: %+v", props.Properties)
+	}
+	var secrets struct {
+		APISecrets []SecretJSON `json:"api_secrets"`
+	}
+	e.must(http.StatusOK, a.as(), "GET", prop+"/api-secrets", nil).decode(t, &secrets)
+	if len(secrets.APISecrets) != 0 {
+		t.Fatalf("bad inputs made API secrets: %+v", secrets.APISecrets)
+	}
+	e.must(http.StatusUnauthorized, anonymous, "POST", "/v1/login", map[string]string{"email": strayEmail, "password": "long enough pw"})
+	if got := e.feedHead(); got != strayHead {
+		t.Fatalf("bad inputs appended %d changes to the feed", got-strayHead)
+	}
+}
+
+// manyUnknownFields is a JSON object of n unknown fields f0, f1, ... after
+// the members in known (each followed by ", ").
+func manyUnknownFields(known string, n int) string {
+	var parts []string
+	for i := range n {
+		parts = append(parts, fmt.Sprintf(`"f%d": %d`, i, i))
+	}
+	return "{" + known + strings.Join(parts, ", ") + "}"
 }
 
 // manyUserAgents is a rules document with n user agent patterns of about
