@@ -122,7 +122,8 @@ func (s *Server) revokeSecret(w http.ResponseWriter, r *http.Request) {
 		notFound(w, "API secret", raw)
 		return
 	}
-	if err := s.o.Store.RevokeSecret(r.Context(), p.ID, sid); err != nil {
+	revoked, err := s.o.Store.RevokeSecret(r.Context(), p.ID, sid)
+	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			notFound(w, "API secret", raw)
 			return
@@ -130,6 +131,11 @@ func (s *Server) revokeSecret(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, "revoke the API secret", err)
 		return
 	}
-	s.appendChange(r, configclient.ChangeSecrets, p)
+	// Revoking a revoked secret answers as the first time did (a retry
+	// after a lost answer succeeds) but changes nothing, so the pipeline
+	// hears of nothing.
+	if revoked {
+		s.appendChange(r, configclient.ChangeSecrets, p)
+	}
 	w.WriteHeader(http.StatusNoContent)
 }

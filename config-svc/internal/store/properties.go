@@ -261,17 +261,26 @@ func (st *Store) Secrets(ctx context.Context, propertyID gocql.UUID) ([]Secret, 
 	return out, nil
 }
 
-// RevokeSecret marks a secret revoked; ErrNotFound when it does not exist.
-func (st *Store) RevokeSecret(ctx context.Context, propertyID, secretID gocql.UUID) error {
-	applied, err := st.s.Query(`UPDATE api_secrets SET revoked_at = ? WHERE property_id = ? AND secret_id = ? IF EXISTS`, st.now(), propertyID, secretID).
-		WithContext(ctx).MapScanCAS(map[string]any{})
+// RevokeSecret marks a secret revoked and reports whether this call did;
+// a secret revoked before keeps its revocation time (false, nil).
+// ErrNotFound when it does not exist. The mark is a lightweight
+// transaction, so of concurrent revocations exactly one reports true.
+func (st *Store) RevokeSecret(ctx context.Context, propertyID, secretID gocql.UUID) (bool, error) {
+	// IF revoked_at = null alone would hold for a row that does not exist,
+	// and write one; created_at is set on every secret.
+	prev := map[string]any{}
+	applied, err := st.s.Query(`UPDATE api_secrets SET revoked_at = ? WHERE property_id = ? AND secret_id = ? IF revoked_at = null AND created_at != null`, st.now(), propertyID, secretID).
+		WithContext(ctx).MapScanCAS(prev)
 	if err != nil {
-		return fmt.Errorf("revoke api secret: %w", err)
+		return false, fmt.Errorf("revoke api secret: %w", err)
 	}
-	if !applied {
-		return fmt.Errorf("revoke api secret %s: %w", secretID, ErrNotFound)
+	if applied {
+		return true, nil
 	}
-	return nil
+	if created, _ := prev["created_at"].(time.Time); created.IsZero() {
+		return false, fmt.Errorf("revoke api secret %s: %w", secretID, ErrNotFound)
+	}
+	return false, nil
 }
 
 // InsertRuleVersion claims version v.Version of a property's rules; false

@@ -1,0 +1,60 @@
+package httpapi
+
+import (
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/gocql/gocql"
+)
+
+// TestRevokingTwiceChangesNothing: a second revocation of a secret answers
+// as the first did (204) and leaves the secret and the change feed as the
+// first left them; revoking a secret that does not exist answers 404 and
+// writes nothing.
+func TestRevokingTwiceChangesNothing(t *testing.T) {
+	e := newEnv(t)
+	a := e.signup("Revoke")
+	p := e.createProperty(a, map[string]any{"name": "Site"})
+	secrets := "/v1/properties/" + p.ID + "/api-secrets"
+	var sec NewSecretJSON
+	e.must(http.StatusCreated, a.as(), "POST", secrets, map[string]string{"name": "old"}).decode(t, &sec)
+	list := func() []SecretJSON {
+		t.Helper()
+		var l struct {
+			APISecrets []SecretJSON `json:"api_secrets"`
+		}
+		e.must(http.StatusOK, a.as(), "GET", secrets, nil).decode(t, &l)
+		return l.APISecrets
+	}
+
+	head := e.feedHead()
+	e.must(http.StatusNoContent, a.as(), "DELETE", secrets+"/"+sec.ID, nil)
+	if got := e.feedHead(); got != head+1 {
+		t.Fatalf("the revocation appended %d changes to the feed; want 1", got-head)
+	}
+	first := list()
+	if len(first) != 1 || first[0].Status != "revoked" || first[0].RevokedAt == nil {
+		t.Fatalf("after revoking: %+v", first)
+	}
+	// A later revocation would write a later time (stored in milliseconds).
+	eventually(t, time.Second, "the clock to pass the revocation", func() bool { return time.Since(*first[0].RevokedAt) > 10*time.Millisecond })
+
+	head = e.feedHead()
+	e.must(http.StatusNoContent, a.as(), "DELETE", secrets+"/"+sec.ID, nil)
+	again := list()
+	if len(again) != 1 || again[0].Status != "revoked" || again[0].RevokedAt == nil || !again[0].RevokedAt.Equal(*first[0].RevokedAt) {
+		t.Fatalf("after revoking again: %+v; want it as the first revocation left it, %+v", again, first)
+	}
+	if got := e.feedHead(); got != head {
+		t.Fatalf("revoking a revoked secret appended %d changes to the feed", got-head)
+	}
+
+	e.must(http.StatusNotFound, a.as(), "DELETE", secrets+"/"+gocql.MustRandomUUID().String(), nil)
+	if got := list(); len(got) != 1 {
+		t.Fatalf("revoking an unknown secret wrote one: %+v", got)
+	}
+	if got := e.feedHead(); got != head {
+		t.Fatalf("revoking an unknown secret appended %d changes to the feed", got-head)
+	}
+}
