@@ -2,9 +2,15 @@ package httpapi
 
 import (
 	"fmt"
+	"go/ast"
+	goparser "go/parser"
+	"go/token"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
+	"reflect"
 	"regexp"
+	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -63,9 +69,11 @@ func parseOpenAPI() (map[string]openAPIOperation, error) {
 
 // TestOpenAPIMatchesRoutes checks that every documented operation is routed
 // by the handlers to the handler documented, and every routed handler is
-// documented, with the tag and security its access level implies.
+// documented, with the tag and security its access level implies and the
+// statuses it can answer.
 func TestOpenAPIMatchesRoutes(t *testing.T) {
 	ops := documented(t)
+	unavailable := reaching(t, "internalError")
 	srv := New(Options{})
 	routes := map[string]Route{}
 	for _, rt := range srv.Routes() {
@@ -107,7 +115,76 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 				t.Errorf("%s: every %v endpoint can answer %s; document it", key, rt.Access, code)
 			}
 		}
+		if name := handlerName(rt.Handler); unavailable[name] {
+			if _, ok := op.Responses["503"]; !ok {
+				t.Errorf("%s: %s can call internalError, which answers 503 when storage is unavailable; document it", key, name)
+			}
+		}
 	}
+}
+
+// handlerName is the name of the function or method h is.
+func handlerName(h http.HandlerFunc) string {
+	name := runtime.FuncForPC(reflect.ValueOf(h).Pointer()).Name()
+	name = strings.TrimSuffix(name, "-fm") // a method value
+	return name[strings.LastIndexByte(name, '.')+1:]
+}
+
+// reaching returns the names of the package's functions and methods from
+// whose code target can be called, found in the source: a function reaches
+// what it names (f, or its receiver's s.f) and what those reach. Names
+// are taken without their types, which can only find too much.
+func reaching(t testing.TB, target string) map[string]bool {
+	t.Helper()
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	names := map[string][]string{} // function -> the functions it names
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		file, err := goparser.ParseFile(fset, f, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range file.Decls {
+			fd, ok := d.(*ast.FuncDecl)
+			if !ok || fd.Body == nil {
+				continue
+			}
+			recv := ""
+			if fd.Recv != nil && len(fd.Recv.List) > 0 && len(fd.Recv.List[0].Names) > 0 {
+				recv = fd.Recv.List[0].Names[0].Name
+			}
+			ast.Inspect(fd.Body, func(n ast.Node) bool {
+				switch x := n.(type) {
+				case *ast.SelectorExpr:
+					if id, ok := x.X.(*ast.Ident); ok && id.Name == recv {
+						names[fd.Name.Name] = append(names[fd.Name.Name], x.Sel.Name)
+					}
+					return false // a field or another package's name
+				case *ast.Ident:
+					names[fd.Name.Name] = append(names[fd.Name.Name], x.Name)
+				}
+				return true
+			})
+		}
+	}
+	out := map[string]bool{target: true}
+	for changed := true; changed; {
+		changed = false
+		for fn, named := range names {
+			for _, n := range named {
+				if out[n] && !out[fn] {
+					out[fn], changed = true, true
+				}
+			}
+		}
+	}
+	return out
 }
 
 func expectedCodes(a Access) []string {
