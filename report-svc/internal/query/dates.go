@@ -154,10 +154,41 @@ func bucketIndex(r DateRange, bs []Bucket) map[time.Time]int {
 	return idx
 }
 
+// parseDate parses a YYYY-MM-DD date. A date of that form whose month or
+// day does not exist says which: "use YYYY-MM-DD" would not help with
+// 2026-02-30.
 func parseDate(s string) (time.Time, error) {
 	t, err := time.Parse(time.DateOnly, s)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("%q is not a date; use YYYY-MM-DD (e.g. 2026-03-01)", s)
+	if err == nil {
+		return t, nil
 	}
-	return t, nil
+	if y, m, d, ok := dateFields(s); ok {
+		if m < 1 || m > 12 {
+			return time.Time{}, fmt.Errorf("%q is not a date: there is no month %d (YYYY-MM-DD: the month comes before the day)", s, m)
+		}
+		days := time.Date(y, time.Month(m)+1, 0, 0, 0, 0, 0, time.UTC).Day()
+		return time.Time{}, fmt.Errorf("%q is not a date: %s %d has no day %d (it has days 1 to %d)", s, time.Month(m), y, d, days)
+	}
+	return time.Time{}, fmt.Errorf("%q is not a date; use YYYY-MM-DD (e.g. 2026-03-01)", s)
+}
+
+// dateFields splits a string of the form YYYY-MM-DD into its numbers,
+// whether or not they make a date.
+func dateFields(s string) (y, m, d int, ok bool) {
+	if len(s) != len("2006-01-02") || s[4] != '-' || s[7] != '-' {
+		return 0, 0, 0, false
+	}
+	num := func(part string) int {
+		n := 0
+		for _, c := range []byte(part) {
+			if c < '0' || c > '9' {
+				ok = false
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n
+	}
+	ok = true
+	y, m, d = num(s[:4]), num(s[5:7]), num(s[8:])
+	return y, m, d, ok
 }

@@ -195,6 +195,30 @@ func TestBuckets(t *testing.T) {
 	}
 }
 
+func TestParseDate(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"2024-02-29", ""},
+		{"2026-02-29", `"2026-02-29" is not a date: February 2026 has no day 29 (it has days 1 to 28)`},
+		{"2026-04-31", `"2026-04-31" is not a date: April 2026 has no day 31 (it has days 1 to 30)`},
+		{"2026-03-00", `"2026-03-00" is not a date: March 2026 has no day 0 (it has days 1 to 31)`},
+		{"2026-00-10", `"2026-00-10" is not a date: there is no month 0 (YYYY-MM-DD: the month comes before the day)`},
+		{"2026-31-12", `"2026-31-12" is not a date: there is no month 31 (YYYY-MM-DD: the month comes before the day)`},
+		{"2026-3-1", `"2026-3-1" is not a date; use YYYY-MM-DD (e.g. 2026-03-01)`},
+		{"2026-0a-01", `"2026-0a-01" is not a date; use YYYY-MM-DD (e.g. 2026-03-01)`},
+		{"yesterday", `"yesterday" is not a date; use YYYY-MM-DD (e.g. 2026-03-01)`},
+	}
+	for _, tt := range tests {
+		_, err := parseDate(tt.in)
+		got := ""
+		if err != nil {
+			got = err.Error()
+		}
+		if got != tt.want {
+			t.Errorf("parseDate(%q): %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
 func TestParseChoosesTheSource(t *testing.T) {
 	today := time.Date(2026, 3, 18, 0, 0, 0, 0, time.UTC)
 	tests := []struct {

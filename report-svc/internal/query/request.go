@@ -275,7 +275,12 @@ func (q *Query) parseRange(v url.Values, today time.Time) error {
 		q.Range, q.RangeName = r, preset
 	}
 	if n := q.Range.Days(); n > MaxRangeDays {
-		return paramErr("range", "range_too_long", "the range has %d days; at most %d", n, MaxRangeDays)
+		if q.RangeName == "" {
+			// The dates were given: name them, not the range parameter
+			// the request did not send.
+			return paramErr("from,to", "range_too_long", "from %s to %s is %d days; a report covers at most %d", from, to, n, MaxRangeDays)
+		}
+		return paramErr("range", "range_too_long", "the range %s has %d days; at most %d", q.RangeName, n, MaxRangeDays)
 	}
 	return nil
 }
