@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -70,8 +71,8 @@ func (h *Handler) Register(mux *http.ServeMux, secret []byte) {
 
 // property authorises the caller for the property_id parameter and
 // returns it; on failure it has written the error.
-func (h *Handler) property(w http.ResponseWriter, r *http.Request) (query.Property, bool) {
-	raw := r.URL.Query().Get("property_id")
+func (h *Handler) property(w http.ResponseWriter, r *http.Request, v url.Values) (query.Property, bool) {
+	raw := v.Get("property_id")
 	if raw == "" {
 		httpserver.WriteFieldError(w, http.StatusBadRequest, "missing_parameter", "property_id", "property_id is required: the ID of the property to report on")
 		return query.Property{}, false
@@ -112,15 +113,19 @@ func (h *Handler) report(w http.ResponseWriter, r *http.Request) {
 		httpserver.WriteError(w, http.StatusNotFound, "unknown_report", strconv.Quote(r.PathValue("report"))+" is not a "+h.Family.Name+" report; valid: "+strings.Join(h.Family.ReportNames(), ", "))
 		return
 	}
-	format, ok := formatOf(w, r)
+	v, ok := h.params(w, r)
 	if !ok {
 		return
 	}
-	p, ok := h.property(w, r)
+	format, ok := formatOf(w, r, v)
 	if !ok {
 		return
 	}
-	q, err := query.Parse(h.Family, rep, r.URL.Query(), dateIn(h.Now(), p.Location))
+	p, ok := h.property(w, r, v)
+	if !ok {
+		return
+	}
+	q, err := query.Parse(h.Family, rep, v, dateIn(h.Now(), p.Location))
 	if err != nil {
 		h.writeErr(w, r, err)
 		return
@@ -145,7 +150,11 @@ func (h *Handler) realtime(w http.ResponseWriter, r *http.Request) {
 		httpserver.WriteError(w, http.StatusNotFound, "unknown_report", strconv.Quote(view)+" is not a realtime view; valid: pages, sources, minutes (or /v1/reports/realtime for all)")
 		return
 	}
-	format, ok := formatOf(w, r)
+	v, ok := h.params(w, r)
+	if !ok {
+		return
+	}
+	format, ok := formatOf(w, r, v)
 	if !ok {
 		return
 	}
@@ -153,11 +162,10 @@ func (h *Handler) realtime(w http.ResponseWriter, r *http.Request) {
 		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_parameter", "format", "the realtime summary is JSON only; CSV is available for /v1/reports/realtime/pages, /sources and /minutes")
 		return
 	}
-	p, ok := h.property(w, r)
+	p, ok := h.property(w, r, v)
 	if !ok {
 		return
 	}
-	v := r.URL.Query()
 	window, err := intParam(v.Get("window"), query.RealtimeWindow, 1, query.RealtimeWindow)
 	if err != nil {
 		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_window", "window", "window "+err.Error()+" (minutes the top pages and sources cover)")
@@ -176,6 +184,17 @@ func (h *Handler) realtime(w http.ResponseWriter, r *http.Request) {
 	writeRealtime(w, p, ans, view, format)
 }
 
+// params returns the request's query parameters; on a malformed query
+// string (which r.URL.Query would read in part) it has written the error.
+func (h *Handler) params(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
+	v, err := query.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		h.writeErr(w, r, err)
+		return nil, false
+	}
+	return v, true
+}
+
 func intParam(s string, def, lo, hi int) (int, error) {
 	if s == "" {
 		return def, nil
@@ -189,8 +208,8 @@ func intParam(s string, def, lo, hi int) (int, error) {
 
 // formatOf returns "json" or "csv": the format parameter, else the Accept
 // header (text/csv), else JSON.
-func formatOf(w http.ResponseWriter, r *http.Request) (string, bool) {
-	switch f := r.URL.Query().Get("format"); f {
+func formatOf(w http.ResponseWriter, r *http.Request, v url.Values) (string, bool) {
+	switch f := v.Get("format"); f {
 	case "json", "csv":
 		return f, true
 	case "":

@@ -149,17 +149,25 @@ func serve(t testing.TB, ds *reporttest.Dataset, srv *cqlserver.Server, cfg *cas
 // one) as id, and returns the status, the body and the response.
 func (e *env) get(id tenant.Identity, path string, params url.Values) (int, []byte, *http.Response) {
 	e.t.Helper()
-	base := e.beh.URL
-	if strings.HasPrefix(path, "/v1/reports/acquisition") {
-		base = e.acq.URL
-	}
 	if params == nil {
 		params = url.Values{}
 	}
 	if _, ok := params["property_id"]; !ok {
 		params.Set("property_id", e.ds.Property.String())
 	}
-	req, err := http.NewRequest("GET", base+path+"?"+params.Encode(), nil)
+	return e.getRaw(id, path, params.Encode())
+}
+
+// getRaw calls path with the query string rawQuery exactly as given (no
+// property_id added) as id, and returns the status, the body and the
+// response.
+func (e *env) getRaw(id tenant.Identity, path, rawQuery string) (int, []byte, *http.Response) {
+	e.t.Helper()
+	base := e.beh.URL
+	if strings.HasPrefix(path, "/v1/reports/acquisition") {
+		base = e.acq.URL
+	}
+	req, err := http.NewRequest("GET", base+path+"?"+rawQuery, nil)
 	if err != nil {
 		e.t.Fatal(err)
 	}
