@@ -10,7 +10,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
-	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -71,7 +71,7 @@ func (h *Handler) Register(mux *http.ServeMux, secret []byte) {
 
 // property authorises the caller for the property_id parameter and
 // returns it; on failure it has written the error.
-func (h *Handler) property(w http.ResponseWriter, r *http.Request, v url.Values) (query.Property, bool) {
+func (h *Handler) property(w http.ResponseWriter, r *http.Request, v *query.Params) (query.Property, bool) {
 	raw := v.Get("property_id")
 	if raw == "" {
 		httpserver.WriteFieldError(w, http.StatusBadRequest, "missing_parameter", "property_id", "property_id is required: the ID of the property to report on")
@@ -107,13 +107,17 @@ func (h *Handler) property(w http.ResponseWriter, r *http.Request, v url.Values)
 	return query.Property{ID: id, Location: loc}, true
 }
 
+// reportParams are the parameters of a report: property_id (read by
+// property), format (formatOf) and those Parse reads.
+var reportParams = slices.Concat([]query.Param{{Name: "property_id"}, {Name: "format"}}, query.ReportParams)
+
 func (h *Handler) report(w http.ResponseWriter, r *http.Request) {
 	rep := h.Family.Report(r.PathValue("report"))
 	if rep == nil {
 		httpserver.WriteError(w, http.StatusNotFound, "unknown_report", strconv.Quote(r.PathValue("report"))+" is not a "+h.Family.Name+" report; valid: "+strings.Join(h.Family.ReportNames(), ", "))
 		return
 	}
-	v, ok := h.params(w, r)
+	v, ok := h.params(w, r, reportParams)
 	if !ok {
 		return
 	}
@@ -142,6 +146,10 @@ func (h *Handler) report(w http.ResponseWriter, r *http.Request) {
 	writeReportJSON(w, p, ans)
 }
 
+// realtimeParams are the parameters of the realtime endpoints: property_id
+// (read by property), format (formatOf), window and limit (realtime).
+var realtimeParams = []query.Param{{Name: "property_id"}, {Name: "format"}, {Name: "window"}, {Name: "limit"}}
+
 func (h *Handler) realtime(w http.ResponseWriter, r *http.Request) {
 	view := r.PathValue("view")
 	switch view {
@@ -150,7 +158,7 @@ func (h *Handler) realtime(w http.ResponseWriter, r *http.Request) {
 		httpserver.WriteError(w, http.StatusNotFound, "unknown_report", strconv.Quote(view)+" is not a realtime view; valid: pages, sources, minutes (or /v1/reports/realtime for all)")
 		return
 	}
-	v, ok := h.params(w, r)
+	v, ok := h.params(w, r, realtimeParams)
 	if !ok {
 		return
 	}
@@ -184,10 +192,12 @@ func (h *Handler) realtime(w http.ResponseWriter, r *http.Request) {
 	writeRealtime(w, p, ans, view, format)
 }
 
-// params returns the request's query parameters; on a malformed query
-// string (which r.URL.Query would read in part) it has written the error.
-func (h *Handler) params(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
-	v, err := query.ParseQuery(r.URL.RawQuery)
+// params returns the request's query parameters, which must be among
+// accepted, each given once unless Repeatable; on a query string that is
+// malformed (which r.URL.Query would read in part), or has another
+// parameter, or one twice, it has written the error.
+func (h *Handler) params(w http.ResponseWriter, r *http.Request, accepted []query.Param) (*query.Params, bool) {
+	v, err := query.ParseParams(r.URL.RawQuery, r.URL.Path, accepted)
 	if err != nil {
 		h.writeErr(w, r, err)
 		return nil, false
@@ -208,7 +218,7 @@ func intParam(s string, def, lo, hi int) (int, error) {
 
 // formatOf returns "json" or "csv": the format parameter, else the Accept
 // header (text/csv), else JSON.
-func formatOf(w http.ResponseWriter, r *http.Request, v url.Values) (string, bool) {
+func formatOf(w http.ResponseWriter, r *http.Request, v *query.Params) (string, bool) {
 	switch f := v.Get("format"); f {
 	case "json", "csv":
 		return f, true

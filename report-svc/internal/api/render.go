@@ -415,7 +415,15 @@ type catalogJSON struct {
 	FilterSyntax string              `json:"filter_syntax"`
 }
 
+// catalogParams are the catalog's parameters: it is the same for every
+// property, and property_id is accepted (not read) so that a client may
+// send it with every call.
+var catalogParams = []query.Param{{Name: "property_id"}}
+
 func (h *Handler) catalog(w http.ResponseWriter, r *http.Request) {
+	if _, ok := h.params(w, r, catalogParams); !ok {
+		return
+	}
 	c := query.CatalogOf(h.Family)
 	httpserver.WriteJSON(w, http.StatusOK, catalogJSON{
 		Family: h.Family.Name, Reports: h.Family.Reports, Dimensions: c.Dimensions, Metrics: c.MetricsByScope, MetricInfo: c.Metrics,

@@ -1,6 +1,6 @@
 // Package query is the report engine both report services share: the
 // catalog of reports, dimensions and metrics (catalog.go), the parsing and
-// validation of a request (request.go, dates.go, filter.go), and the
+// validation of a request (params.go, request.go, dates.go, filter.go), and the
 // computation of a result from the rollup rows.
 //
 // A query reads one rollup: the smallest that holds every dimension it

@@ -1,7 +1,6 @@
 package query
 
 import (
-	"net/url"
 	"reflect"
 	"slices"
 	"strings"
@@ -243,7 +242,10 @@ func TestParseChoosesTheSource(t *testing.T) {
 		{Behavior, "overview", "filter=event_category==video", "event_category"},
 	}
 	for _, tt := range tests {
-		v, _ := url.ParseQuery(tt.params)
+		v, err := ParseParams(tt.params, "/test", ReportParams)
+		if err != nil {
+			t.Fatal(err)
+		}
 		q, err := Parse(tt.family, tt.family.Report(tt.report), v, today)
 		if err != nil {
 			t.Errorf("%s/%s?%s: %v", tt.family.Name, tt.report, tt.params, err)

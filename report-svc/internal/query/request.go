@@ -2,7 +2,6 @@ package query
 
 import (
 	"fmt"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -72,9 +71,19 @@ var scopeDefaults = map[Scope][]string{
 	ScopeFiltered: {"hits"},
 }
 
-// Parse validates the parameters of report r of family f. today is the
-// current date in the property's time zone.
-func Parse(f *Family, r *Report, v url.Values, today time.Time) (*Query, error) {
+// ReportParams are the query parameters that Parse reads: those of a
+// report besides the API's own (property_id, format). filter may be
+// repeated (the filters are ANDed), and so may dimensions and metrics
+// (their lists are joined).
+var ReportParams = []Param{
+	{Name: "range"}, {Name: "from"}, {Name: "to"}, {Name: "granularity"}, {Name: "compare"},
+	{Name: "dimensions", Repeatable: true}, {Name: "metrics", Repeatable: true}, {Name: "filter", Repeatable: true},
+	{Name: "sort"}, {Name: "limit"}, {Name: "offset"}, {Name: "path"},
+}
+
+// Parse validates the parameters of report r of family f; v must accept
+// ReportParams. today is the current date in the property's time zone.
+func Parse(f *Family, r *Report, v *Params, today time.Time) (*Query, error) {
 	q := &Query{Family: f, Report: r, Limit: DefaultLimit}
 	if err := q.parseRange(v, today); err != nil {
 		return nil, err
@@ -95,7 +104,7 @@ func Parse(f *Family, r *Report, v url.Values, today time.Time) (*Query, error) 
 
 	// Dimensions.
 	dimNames := r.Dimensions
-	if raw, ok := v["dimensions"]; ok {
+	if raw := v.All("dimensions"); raw != nil {
 		if !r.Generic {
 			return nil, paramErr("dimensions", "fixed_dimensions", "the %s report has fixed dimensions (%s); use /v1/reports/%s/query?dimensions=... to choose them",
 				r.Name, orNone(r.Dimensions), f.Name)
@@ -119,7 +128,7 @@ func Parse(f *Family, r *Report, v url.Values, today time.Time) (*Query, error) 
 	}
 
 	// Filters: every filter parameter is ANDed.
-	for _, raw := range v["filter"] {
+	for _, raw := range v.All("filter") {
 		if raw == "" {
 			continue
 		}
@@ -152,7 +161,7 @@ func Parse(f *Family, r *Report, v url.Values, today time.Time) (*Query, error) 
 			}
 		}
 	}
-	metNames := splitList(strings.Join(v["metrics"], ","))
+	metNames := splitList(strings.Join(v.All("metrics"), ","))
 	explicitMetrics := len(metNames) > 0
 	scopes := append([]Scope{r.Scope}, f.Scopes...)
 	if !explicitMetrics {
@@ -243,7 +252,7 @@ func Parse(f *Family, r *Report, v url.Values, today time.Time) (*Query, error) 
 	return q, nil
 }
 
-func (q *Query) parseRange(v url.Values, today time.Time) error {
+func (q *Query) parseRange(v *Params, today time.Time) error {
 	from, to, preset := v.Get("from"), v.Get("to"), v.Get("range")
 	switch {
 	case preset != "" && (from != "" || to != ""):
@@ -353,7 +362,7 @@ func (q *Query) Key() string {
 // by ;), or "".
 func (q *Query) FilterText() string { return strings.Join(q.filterRaw, ";") }
 
-func intParam(v url.Values, name string, def, lo, hi int) (int, error) {
+func intParam(v *Params, name string, def, lo, hi int) (int, error) {
 	s := v.Get(name)
 	if s == "" {
 		return def, nil

@@ -112,10 +112,11 @@ func TestRun(t *testing.T) {
 		family *query.Family
 		name   string
 		path   string
+		params string // besides property_id
 	}{
-		{query.Acquisition, "acquisition", "/v1/reports/acquisition/channel"},
-		{query.Behavior, "behavior", "/v1/reports/behavior/pages"},
-		{query.Behavior, "behavior", "/v1/reports/realtime"},
+		{query.Acquisition, "acquisition", "/v1/reports/acquisition/channel", "&range=today"},
+		{query.Behavior, "behavior", "/v1/reports/behavior/pages", "&range=today"},
+		{query.Behavior, "behavior", "/v1/reports/realtime", "&window=5"},
 	} {
 		t.Run(tt.path, func(t *testing.T) {
 			var cfg server.Config
@@ -157,7 +158,7 @@ func TestRun(t *testing.T) {
 				t.Errorf("readyz %d", s)
 			}
 			owner := &tenant.Identity{TenantID: "t1", UserID: "u", Role: tenant.RoleViewer}
-			s, body := get(tt.path+"?property_id="+ds.Property.String()+"&range=today", owner)
+			s, body := get(tt.path+"?property_id="+ds.Property.String()+tt.params, owner)
 			if s != 200 || !strings.Contains(body, `"freshness"`) {
 				t.Errorf("report: %d %s", s, body)
 			}
