@@ -31,6 +31,7 @@ const testSecret = "test-identity-secret-0123456789"
 type echo struct {
 	Instance      string `json:"instance"`
 	Path          string `json:"path"`
+	RawQuery      string `json:"raw_query"`
 	TenantID      string `json:"tenant_id"`
 	UserID        string `json:"user_id"`
 	Role          string `json:"role"`
@@ -97,7 +98,7 @@ func (u *upstream) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	n, _ := io.Copy(io.Discard, r.Body)
-	e := echo{Instance: u.name, Path: r.URL.Path, RawTenant: r.Header.Get(tenant.HeaderTenantID),
+	e := echo{Instance: u.name, Path: r.URL.Path, RawQuery: r.URL.RawQuery, RawTenant: r.Header.Get(tenant.HeaderTenantID),
 		Authorization: r.Header.Get("Authorization") != "", XFF: r.Header.Get("X-Forwarded-For"),
 		RealIP: r.Header.Get("X-Real-Ip"), BodyBytes: n}
 	if id, err := tenant.FromRequest(r, []byte(testSecret), time.Now()); err != nil {

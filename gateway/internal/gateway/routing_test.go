@@ -257,6 +257,19 @@ func TestForwardedFor(t *testing.T) {
 	}
 }
 
+// The query reaches the upstream as sent, a ';' and a bad escape too (an
+// old Java site's ;jsessionid= in dl, a report filter's AND written
+// unencoded): net/http's reverse proxy drops such pairs, and the upstream
+// must see them to take them (collection) or refuse them clearly (reports).
+func TestQueryPassesUnchanged(t *testing.T) {
+	c := newUpstream(t, "collection")
+	g := startGateway(t, "-consul-addr=", staticUpstreams(c))
+	const q = "tid=UA-1&dl=https://shop.example/p;jsessionid=1&filter=country==DE;medium==cpc&bad=%zz"
+	if r := g.get(t, "/collect?"+q); r.echo.RawQuery != q {
+		t.Fatalf("upstream saw the query %q, want %q", r.echo.RawQuery, q)
+	}
+}
+
 func TestTimeout(t *testing.T) {
 	f := newFixture(t, "-report-timeout=300ms")
 	tok := "Bearer " + f.is.token(t, "t1")

@@ -153,7 +153,7 @@ func TestSecurity(t *testing.T) {
 		if r.status != http.StatusOK {
 			t.Fatalf("status %d: %s", r.status, r.body)
 		}
-		want := echo{Instance: "behavior", Path: "/v1/reports/behavior/pages", TenantID: "tenant-a", UserID: "user-1", Role: "viewer",
+		want := echo{Instance: "behavior", Path: "/v1/reports/behavior/pages", RawQuery: "property=p1", TenantID: "tenant-a", UserID: "user-1", Role: "viewer",
 			RawTenant: "tenant-a", XFF: "127.0.0.1", RealIP: "127.0.0.1"}
 		if r.echo != want {
 			t.Fatalf("upstream saw %+v\nwant %+v", r.echo, want)

@@ -330,6 +330,11 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Scheme = "http"
 	pr.Out.URL.Host = st.route.Upstream // the transport picks the instance
 	pr.Out.Host = ""
+	// The query as sent: the reverse proxy drops the pairs url.ParseQuery
+	// cannot read (a ';', a bad escape), which collection takes (a
+	// location's ;jsessionid=) and report-svc refuses with a reason; either
+	// way the service, not the gateway, decides.
+	pr.Out.URL.RawQuery = pr.In.URL.RawQuery
 	hdr := pr.Out.Header
 	for _, k := range tenant.IdentityHeaders {
 		hdr.Del(k)
