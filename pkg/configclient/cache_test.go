@@ -62,6 +62,17 @@ func testTID(i int) string {
 }
 
 func (s *docServer) serve(w http.ResponseWriter, r *http.Request) {
+	if id, ok := strings.CutSuffix(strings.TrimPrefix(r.URL.Path, "/internal/v1/properties/"), "/rules/versions"); ok {
+		s.mu.Lock()
+		doc, found := s.docs[id]
+		s.mu.Unlock()
+		if !found {
+			http.Error(w, `{"error":"not_found"}`, http.StatusNotFound)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(RuleVersions{PropertyID: id, Versions: []RuleVersion{doc.Rules}})
+		return
+	}
 	key, byTID := strings.CutPrefix(r.URL.Path, "/internal/v1/properties/by-tracking-id/")
 	if !byTID {
 		key = strings.TrimPrefix(r.URL.Path, "/internal/v1/properties/")
@@ -394,5 +405,66 @@ func TestResyncRefreshesTheRuleHistory(t *testing.T) {
 	c.store(&next, c.beginFetch())
 	if c.versions[doc.PropertyID] != nil {
 		t.Fatal("a document at rules version 2 left the history ending at version 1 cached")
+	}
+}
+
+// A document whose refetch fails in the resync's pass (here the one after a
+// re-anchoring, when copies are stale) is tried again on its own backoff,
+// not only at the next pass.
+func TestAFailedPassRefetchIsRetried(t *testing.T) {
+	srv := newDocServer(t, 3)
+	c := testClient(t, srv, func(cfg *Config) { cfg.ResyncInterval = time.Hour; cfg.ResyncRate = 100 })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for i := range 3 {
+		if _, err := c.ByID(ctx, testDoc(i).PropertyID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flaky := testDoc(1).PropertyID
+	srv.mu.Lock()
+	srv.fail[flaky] = true
+	srv.mu.Unlock()
+	done := make(chan struct{})
+	go func() { defer close(done); c.refresher(ctx) }()
+	defer func() { cancel(); <-done }()
+	c.anchor(1)
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 5 s", what)
+			}
+		}
+	}
+	waitFor("the failing refetch", func() bool { return srv.count(flaky) == 2 })
+	srv.mu.Lock()
+	srv.fail[flaky] = false
+	srv.mu.Unlock()
+	waitFor("the retry of a failed pass refetch (the pass repeats in an hour)", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return !c.byID[flaky].stale
+	})
+}
+
+// A rule history fetched while the resync stored a document at a newer
+// rules version is not cached: it may miss that version.
+func TestAnOlderHistoryIsNotCached(t *testing.T) {
+	srv := newDocServer(t, 1)
+	c := testClient(t, srv, nil)
+	doc := testDoc(0)
+	newer := testDoc(0)
+	newer.Rules.Version = 2
+	if err := newer.Prepare(); err != nil {
+		t.Fatal(err)
+	}
+	c.store(&newer, c.beginFetch())
+	h, err := c.RuleHistory(context.Background(), doc.PropertyID)
+	if err != nil || h.newest() != 1 {
+		t.Fatalf("history %v, %v; the test server has version 1", h, err)
+	}
+	if c.versions[doc.PropertyID] != nil {
+		t.Fatal("a history ending at version 1 was cached beside a document at version 2")
 	}
 }

@@ -390,7 +390,11 @@ func (c *Client) RuleHistory(ctx context.Context, propertyID string) (*History, 
 			return nil, fmt.Errorf("%s: %w", propertyID, err)
 		}
 		c.mu.Lock()
-		if c.changedAt[propertyID] <= gen && c.anchorGen <= gen {
+		// Not cached when it may be older than what the client knows: a
+		// change or an anchoring since the fetch began, or a document (the
+		// resync's) at a newer version than the history's last.
+		e := c.byID[propertyID]
+		if c.changedAt[propertyID] <= gen && c.anchorGen <= gen && (e == nil || e.doc.Rules.Version <= h.newest()) {
 			c.versions[propertyID] = &cachedHistory{history: h, used: c.epoch}
 		}
 		c.mu.Unlock()
@@ -569,14 +573,13 @@ func (c *Client) wakeLocked() {
 }
 
 // refresher refetches documents: first, as soon as it can, those the feed
-// says changed (pending); then changed ones whose refetch failed, each when
+// says changed (pending); then those whose refetch failed, each when
 // its own backoff has passed (so one property config-svc cannot serve holds
 // up neither the others nor the resync); then the resync's pass over every
 // cached document, paced so the pass takes ResyncInterval (or one document
 // per 1/ResyncRate, when that is longer). A failed refetch keeps the old
-// copy; the pass moves on after a failure, more slowly while they last.
+// copy, and is tried again on its own backoff.
 func (c *Client) refresher(ctx context.Context) {
-	backoff := minBackoff // of the pass, while config-svc fails
 	q := &refetchQueue{pass: resyncPass{start: time.Now()}, retries: map[string]retry{}}
 	for {
 		pid, changed, wait := c.nextRefetch(q, time.Now())
@@ -606,7 +609,7 @@ func (c *Client) refresher(ctx context.Context) {
 		if err == nil || errors.Is(err, ErrNotFound) {
 			delete(q.retries, pid)
 			if !changed {
-				backoff = minBackoff
+				q.pass.backoff = 0
 			}
 			continue
 		}
@@ -614,18 +617,15 @@ func (c *Client) refresher(ctx context.Context) {
 			return
 		}
 		c.log.Warn("refetching a property failed; serving the last known copy", slog.String("property_id", pid), slog.Bool("changed", changed), slog.Any("error", err))
-		if changed {
-			q.retryLater(pid, time.Now())
-			continue
+		// Tried again on its own backoff, so that it holds up neither the
+		// others nor the pass; the pass itself slows while its refetches
+		// keep failing (config-svc down), without keeping the feed's
+		// changes waiting.
+		q.retryLater(pid, time.Now())
+		if !changed {
+			q.pass.backoff = min(max(2*q.pass.backoff, minBackoff), maxBackoff)
+			q.pass.nextAt = time.Now().Add(q.pass.backoff)
 		}
-		// The pass goes on (this one is tried again next pass), slowed
-		// while config-svc keeps failing.
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, maxBackoff)
 	}
 }
 
@@ -658,10 +658,11 @@ func (q *refetchQueue) retryLater(pid string, now time.Time) {
 // resyncPass is the resync's walk over the cache: the property IDs still
 // to refetch, one every gap.
 type resyncPass struct {
-	todo   []string
-	start  time.Time // when the pass (or the last one) began
-	gap    time.Duration
-	nextAt time.Time // when the next refetch of the pass is due
+	todo    []string
+	start   time.Time // when the pass (or the last one) began
+	gap     time.Duration
+	nextAt  time.Time     // when the next refetch of the pass is due
+	backoff time.Duration // added to gap while the pass's refetches fail
 }
 
 // nextRefetch picks the property to refetch now: a changed one (changed
