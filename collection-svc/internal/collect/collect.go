@@ -306,7 +306,7 @@ func (s *Server) handle(ctx context.Context, r *http.Request, in input, received
 			reject(e, i)
 			continue
 		}
-		h.Time = h.Time.Add(earlierTwins(out.hits[:i], h.Time))
+		h.Time = h.Time.Add(earlierTwins(out.hits[:i], h))
 		out.hits[i] = h
 		out.accepted++
 		if !dryRun {
@@ -633,16 +633,18 @@ func (s *Server) respond(w http.ResponseWriter, out outcome) {
 }
 
 // earlierTwins returns, as nanoseconds, how many of a request's hits
-// before a hit at t are at exactly t (nil for a rejected one): the hit is
-// dated that much later, so that hits of one time (a batch without queue
-// times or timestamps, all dated at its receipt) keep the order they were
-// sent in, where processing would order them by hit ID. A hit whose time
-// no earlier hit of its request has keeps it exactly: a gap of exactly the
-// session timeout stays that.
-func earlierTwins(before []*hit.Hit, t time.Time) time.Duration {
+// before h (nil for a rejected one) are its visitor's at h's time: h is
+// dated that much later, so that a visitor's hits of one time (a batch
+// without queue times or timestamps, all dated at its receipt) keep the
+// order they were sent in, where processing would order them by hit ID.
+// A hit whose time none of its visitor's earlier hits in the request has
+// keeps it exactly: a gap of exactly the session timeout stays one. (The
+// earlier twins are at h's time plus their own counts, less than a
+// microsecond on; times the client gives are whole microseconds.)
+func earlierTwins(before []*hit.Hit, h *hit.Hit) time.Duration {
 	var n time.Duration
 	for _, e := range before {
-		if e != nil && e.Time.Sub(t) < time.Microsecond && t.Sub(e.Time) < time.Microsecond {
+		if e != nil && e.ClientID == h.ClientID && !e.Time.Before(h.Time) && e.Time.Sub(h.Time) < time.Microsecond {
 			n++
 		}
 	}

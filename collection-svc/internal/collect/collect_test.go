@@ -146,6 +146,11 @@ func TestBatchKeepsItsOrder(t *testing.T) {
 	if d := batch[0].Time.Sub(batch[4].Time); d != time.Minute {
 		t.Errorf("a hit sent with qt=60000 is dated %s before the batch's receipt, want exactly 1m0s", d)
 	}
+	// Another visitor's hit at the same time is no twin: it keeps its time.
+	two := post("/debug/collect?tid="+p.TrackingID, `{"hits":[{"cid":"alice","t":"pageview","dl":"https://shop.example/a","qt":1000},{"cid":"bob","t":"pageview","dl":"https://shop.example/b","qt":1000}]}`)
+	if !two[0].Time.Equal(two[1].Time) {
+		t.Errorf("two visitors' hits of one time dated %s and %s, want the same", two[0].Time, two[1].Time)
+	}
 	mp := post("/debug/mp/collect?tracking_id="+p.TrackingID+"&api_secret=secret",
 		`{"client_id":"c","events":[{"name":"a"},{"name":"b"},{"name":"c"}]}`)
 	for name, sent := range map[string][]*hit.Hit{"batch": batch[:4], "measurement": mp} {
