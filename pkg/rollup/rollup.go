@@ -56,6 +56,25 @@ const Separator = " / "
 // JoinDimension joins parts with Separator ("google / organic").
 func JoinDimension(parts ...string) string { return strings.Join(parts, Separator) }
 
+// NotSet is a dimension value a session or hit does not have.
+const NotSet = "(not set)"
+
+// EventDimensions returns the values an event has in the EventCategory,
+// EventAction and Event reports; a category or label it does not have is
+// NotSet, as GA shows it.
+func EventDimensions(category, action, label string) (categoryValue, actionValue, eventValue string) {
+	if category == "" {
+		category = NotSet
+	}
+	if label == "" {
+		label = NotSet
+	}
+	if action == "" { // collection requires one; an archived hit of an older version may lack it
+		action = NotSet
+	}
+	return category, JoinDimension(category, action), JoinDimension(category, action, label)
+}
+
 // Metrics are the additive measures of a rollup row. Rates and averages are
 // computed at query time from these sums (bounce rate = Bounces/Sessions,
 // average time on page = TimeOnPageMS/TimeOnPageViews...).

@@ -35,3 +35,20 @@ func TestValueSumsDoNotDependOnOrder(t *testing.T) {
 		t.Errorf("sum %v, want 123485.795001", want.EventValue)
 	}
 }
+
+func TestEventDimensions(t *testing.T) {
+	tests := []struct {
+		category, action, label string
+		want                    [3]string
+	}{
+		{"video", "play", "intro", [3]string{"video", "video / play", "video / play / intro"}},
+		{"", "signup", "", [3]string{"(not set)", "(not set) / signup", "(not set) / signup / (not set)"}},
+		{"video", "play", "", [3]string{"video", "video / play", "video / play / (not set)"}},
+	}
+	for _, tt := range tests {
+		c, a, e := EventDimensions(tt.category, tt.action, tt.label)
+		if got := [3]string{c, a, e}; got != tt.want {
+			t.Errorf("EventDimensions(%q, %q, %q) = %q, want %q", tt.category, tt.action, tt.label, got, tt.want)
+		}
+	}
+}

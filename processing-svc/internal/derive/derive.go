@@ -435,15 +435,13 @@ func (c *Contributions) addEvents(s *session.Session, sign int64) {
 	}
 }
 
-// eventKeys are the rows an event counts in. A category or label the event
-// does not have is "(not set)", as GA shows it and as the other reports
-// show a value a session does not have.
+// eventKeys are the rows an event counts in.
 func eventKeys(day time.Time, h *session.Hit) [3]DailyKey {
-	category, action, label := orNotSet(h.Category), orNotSet(h.Action), orNotSet(h.Label)
+	category, action, event := rollup.EventDimensions(h.Category, h.Action, h.Label)
 	return [...]DailyKey{
 		{day, rollup.EventCategory, category},
-		{day, rollup.EventAction, rollup.JoinDimension(category, action)},
-		{day, rollup.Event, rollup.JoinDimension(category, action, label)},
+		{day, rollup.EventAction, action},
+		{day, rollup.Event, event},
 	}
 }
 

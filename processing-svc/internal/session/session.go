@@ -168,7 +168,7 @@ type Session struct {
 const EngagedAfter = 10 * time.Second
 
 // NotSet is the landing or exit page of a session without pageviews.
-const NotSet = "(not set)"
+const NotSet = rollup.NotSet
 
 // Build derives the sessions of hits, which must be sorted by Less.
 func Build(hits []*Hit, s Settings) []*Session {

@@ -132,10 +132,11 @@ func (ds *Dataset) Derive() *Rows {
 		}
 		seen := map[DailyKey]bool{}
 		for _, e := range s.Events {
+			category, action, event := rollup.EventDimensions(e.Category, e.Action, e.Label)
 			for _, k := range [...]DailyKey{
-				{s.Day, rollup.EventCategory, e.Category, s.Shard},
-				{s.Day, rollup.EventAction, rollup.JoinDimension(e.Category, e.Action), s.Shard},
-				{s.Day, rollup.Event, rollup.JoinDimension(e.Category, e.Action, e.Label), s.Shard},
+				{s.Day, rollup.EventCategory, category, s.Shard},
+				{s.Day, rollup.EventAction, action, s.Shard},
+				{s.Day, rollup.Event, event, s.Shard},
 			} {
 				m := rollup.Metrics{Events: 1, EventValue: e.Value}
 				if !seen[k] {
