@@ -13,7 +13,6 @@ import (
 	"math"
 	"net/http"
 	"net/http/httputil"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +22,7 @@ import (
 	"github.com/acme/analytics/gateway/internal/ratelimit"
 	"github.com/acme/analytics/gateway/internal/upstream"
 	"github.com/acme/analytics/pkg/authtoken"
+	"github.com/acme/analytics/pkg/hit"
 	"github.com/acme/analytics/pkg/httpserver"
 	"github.com/acme/analytics/pkg/tenant"
 	"github.com/prometheus/client_golang/prometheus"
@@ -232,7 +232,7 @@ const maxKeyLen = 64
 func (h *Handler) limitKey(rt *Route, st *reqState, r *http.Request) string {
 	switch rt.Limit {
 	case PerTrackingID:
-		if tid := queryParam(r.URL.RawQuery, rt.TrackingIDParam); len(tid) <= maxKeyLen {
+		if tid := hit.QueryTrackingID(r.URL.RawQuery, rt.TrackingIDParam); len(tid) <= maxKeyLen {
 			return tid
 		}
 		return ""
@@ -241,24 +241,6 @@ func (h *Handler) limitKey(rt *Route, st *reqState, r *http.Request) string {
 	default:
 		return st.clientIP
 	}
-}
-
-// queryParam returns the first value of name in a raw query string, without
-// parsing the rest of it.
-func queryParam(raw, name string) string {
-	for raw != "" {
-		var kv string
-		kv, raw, _ = strings.Cut(raw, "&")
-		k, v, _ := strings.Cut(kv, "=")
-		if k == name {
-			u, err := url.QueryUnescape(v)
-			if err != nil {
-				return ""
-			}
-			return u
-		}
-	}
-	return ""
 }
 
 // bearerToken returns the token of an "Authorization: Bearer <token>"

@@ -5,25 +5,6 @@ import (
 	"testing"
 )
 
-func TestQueryParam(t *testing.T) {
-	tests := []struct{ raw, name, want string }{
-		{"tid=UA-1", "tid", "UA-1"},
-		{"v=2&tid=UA-1&t=pageview", "tid", "UA-1"},
-		{"tid=UA%2D1", "tid", "UA-1"},
-		{"xtid=UA-1", "tid", ""},
-		{"tid=", "tid", ""},
-		{"tid=%zz", "tid", ""},
-		{"tid=a&tid=b", "tid", "a"},
-		{"tracking_id=G-1&tid=x", "tracking_id", "G-1"},
-		{"", "tid", ""},
-	}
-	for _, tt := range tests {
-		if got := queryParam(tt.raw, tt.name); got != tt.want {
-			t.Errorf("queryParam(%q, %q) = %q, want %q", tt.raw, tt.name, got, tt.want)
-		}
-	}
-}
-
 func TestBearerToken(t *testing.T) {
 	tests := []struct {
 		in   string

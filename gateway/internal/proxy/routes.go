@@ -41,7 +41,8 @@ type Route struct {
 	CORS     bool // browsers on any site may call it
 	Limit    Limit
 	// TrackingIDParam is the query parameter holding the tracking ID
-	// (PerTrackingID routes).
+	// (PerTrackingID routes), read with hit.QueryTrackingID as collection
+	// reads it.
 	TrackingIDParam string
 	MaxBody         int64
 	Timeout         time.Duration
