@@ -455,15 +455,20 @@ func (s *Server) pixel(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.RawQuery
 	in := input{origin: hit.OriginBrowser, payload: func(int) string { return q }, mem: getScratch()}
 	defer putScratch(in.mem)
+	tid, perr := queryTrackingID(q, "tid")
+	in.trackingID = tid
+	if perr != nil {
+		s.deadLetterRequest(in, perr, received, q)
+		h.Set("X-Collect-Error", perr.Reason)
+		w.WriteHeader(http.StatusOK)
+		w.Write(transparentGIF)
+		return
+	}
 	f, err := parse.Query(q)
-	in.trackingID = f.TrackingID
 	var item parse.Item
 	item.Fields = f
 	if err != nil {
 		item.Err = err.(*parse.Error)
-		if in.trackingID == "" {
-			in.trackingID = r.URL.Query().Get("tid")
-		}
 	}
 	in.items = []parse.Item{item}
 	out := s.handle(r.Context(), r, in, received, false)
@@ -510,13 +515,14 @@ func (s *Server) measurement(w http.ResponseWriter, r *http.Request) {
 // for a dead letter; the caller puts in.mem back when the request is done.
 func (s *Server) readBatch(r *http.Request, parseBody func([]parse.Item, []byte) ([]parse.Item, error)) (input, *parse.Error) {
 	in := input{origin: hit.OriginBrowser, mem: getScratch()}
-	q := r.URL.Query()
-	in.trackingID = q.Get("tid")
+	param := "tid"
 	if r.URL.Path == "/mp/collect" || r.URL.Path == "/debug/mp/collect" {
 		in.origin = hit.OriginMeasurement
-		in.trackingID = q.Get("tracking_id")
-		in.secret = q.Get("api_secret")
+		param = "tracking_id"
+		in.secret = r.URL.Query().Get("api_secret")
 	}
+	var tidErr *parse.Error
+	in.trackingID, tidErr = queryTrackingID(r.URL.RawQuery, param)
 	buf := &in.mem.body
 	if r.ContentLength > parse.MaxBatchBytes {
 		// Its beginning is what the dead letter keeps.
@@ -529,6 +535,10 @@ func (s *Server) readBatch(r *http.Request, parseBody func([]parse.Item, []byte)
 	}
 	if n > parse.MaxBatchBytes {
 		return in, parse.Errorf(parse.ReasonTooLarge, "", "the body is over the limit of %d bytes", parse.MaxBatchBytes)
+	}
+	if tidErr != nil {
+		// Refused once the body is read, so that the dead letter has it.
+		return in, tidErr
 	}
 	items, err := parseBody(in.mem.items, buf.Bytes())
 	if err != nil {
@@ -564,12 +574,33 @@ func (s *Server) readBatch(r *http.Request, parseBody func([]parse.Item, []byte)
 // requestRejected answers and dead-letters a request rejected as a whole
 // before its hits could be read.
 func (s *Server) requestRejected(w http.ResponseWriter, in input, e *parse.Error, received time.Time) {
+	s.deadLetterRequest(in, e, received, in.mem.body.String())
+	writeRejection(w, e)
+}
+
+// deadLetterRequest counts and dead-letters a request rejected as a whole,
+// with what the client sent.
+func (s *Server) deadLetterRequest(in input, e *parse.Error, received time.Time, payload string) {
 	s.rejected.WithLabelValues(e.Reason, string(in.origin)).Inc()
 	s.cfg.DeadLetters.Add(hit.DeadLetter{
 		Reason: e.Reason, Detail: e.Error(), Stage: "collection",
-		TrackingID: in.trackingID, ReceivedAt: received, Payload: parse.Truncate(in.mem.body.String()),
+		TrackingID: in.trackingID, ReceivedAt: received, Payload: parse.Truncate(payload),
 	})
-	writeRejection(w, e)
+}
+
+// queryTrackingID returns the tracking ID of a request's raw query, in
+// its parameter param, as the gateway reads it to rate-limit the request
+// (hit.QueryTrackingID). The error refuses a query in which another
+// reading (the last value, an unescaped name, url.ParseQuery dropping a
+// pair with a ';') finds another tracking ID: a hit accepted for a
+// property would have been counted against another's rate limit.
+func queryTrackingID(rawQuery, param string) (string, *parse.Error) {
+	tid := hit.QueryTrackingID(rawQuery, param)
+	if err := hit.CheckQueryTrackingID(rawQuery, param); err != nil {
+		return tid, parse.Errorf(parse.ReasonMalformed, param,
+			"%v; send %s=AT-XXXXXXXXXX once, under that name as is, its value percent-encoded", err, param)
+	}
+	return tid, nil
 }
 
 func statusOf(e *parse.Error) int {

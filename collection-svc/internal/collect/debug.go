@@ -33,14 +33,16 @@ func detail(e *parse.Error) *httpserver.ErrorDetail {
 
 func (s *Server) debugPixel(w http.ResponseWriter, r *http.Request) {
 	received := s.now()
+	tid, perr := queryTrackingID(r.URL.RawQuery, "tid")
+	if perr != nil {
+		cors(w)
+		httpserver.WriteJSON(w, http.StatusOK, DebugResult{Error: detail(perr)})
+		return
+	}
 	f, err := parse.Query(r.URL.RawQuery)
 	item := parse.Item{Fields: f}
 	if err != nil {
 		item.Err = err.(*parse.Error)
-	}
-	tid := f.TrackingID
-	if tid == "" {
-		tid = r.URL.Query().Get("tid")
 	}
 	in := input{trackingID: tid, origin: hit.OriginBrowser, items: []parse.Item{item}, payload: func(int) string { return "" }, mem: getScratch()}
 	defer putScratch(in.mem)

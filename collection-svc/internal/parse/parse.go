@@ -170,13 +170,15 @@ func (f *Fields) setParam(name, value string) *Error {
 }
 
 // Query parses a hit sent as a query string (GET /collect?v=1&tid=...).
-// Custom parameters are ep.<name>=<value>.
+// Custom parameters are ep.<name>=<value>. A tid given twice is
+// malformed; of another parameter given twice, the last value is kept.
 func Query(raw string) (Fields, error) {
 	var f Fields
 	if len(raw) > MaxHitBytes {
 		return f, Errorf(ReasonTooLarge, "", "the hit is %d bytes; the limit is %d", len(raw), MaxHitBytes)
 	}
 	f.Size = len(raw)
+	seenTID := false
 	for raw != "" {
 		var kv string
 		kv, raw, _ = strings.Cut(raw, "&")
@@ -191,6 +193,14 @@ func Query(raw string) (Fields, error) {
 		v, err = unescape(v)
 		if err != nil {
 			return f, Errorf(ReasonMalformed, k, "bad percent-encoding")
+		}
+		if k == "tid" {
+			// The gateway rate-limits by the first: the last, which set
+			// keeps, may be another property's.
+			if seenTID {
+				return f, Errorf(ReasonMalformed, "tid", "tid is given more than once; send it once")
+			}
+			seenTID = true
 		}
 		if f.set(k, v) {
 			continue
