@@ -66,7 +66,9 @@ func TestAmbiguousTrackingIDIsRefused(t *testing.T) {
 					t.Errorf("%s %s: %d %q X-Collect-Error %q, want the GIF with malformed", ep.path, name, w.Code, w.Header().Get("Content-Type"), w.Header().Get("X-Collect-Error"))
 				}
 			} else {
-				var body struct{ Error struct{ Code, Field, Message string } }
+				var body struct {
+					Error struct{ Code, Field, Message string }
+				}
 				_ = json.Unmarshal(w.Body.Bytes(), &body)
 				if w.Code != 400 || body.Error.Code != "malformed" || body.Error.Field != ep.param || body.Error.Message == "" {
 					t.Errorf("%s %s: %d %s, want 400 malformed naming %s", ep.path, name, w.Code, w.Body, ep.param)
