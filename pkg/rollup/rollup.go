@@ -59,19 +59,20 @@ func JoinDimension(parts ...string) string { return strings.Join(parts, Separato
 // NotSet is a dimension value a session or hit does not have.
 const NotSet = "(not set)"
 
+// OrNotSet returns v, or NotSet when it is empty.
+func OrNotSet(v string) string {
+	if v == "" {
+		return NotSet
+	}
+	return v
+}
+
 // EventDimensions returns the values an event has in the EventCategory,
 // EventAction and Event reports; a category or label it does not have is
-// NotSet, as GA shows it.
+// NotSet, as GA shows it (an action too: collection requires one, but an
+// archived hit of an older version may lack it).
 func EventDimensions(category, action, label string) (categoryValue, actionValue, eventValue string) {
-	if category == "" {
-		category = NotSet
-	}
-	if label == "" {
-		label = NotSet
-	}
-	if action == "" { // collection requires one; an archived hit of an older version may lack it
-		action = NotSet
-	}
+	category, action, label = OrNotSet(category), OrNotSet(action), OrNotSet(label)
 	return category, JoinDimension(category, action), JoinDimension(category, action, label)
 }
 

@@ -3,6 +3,8 @@ package attribution
 import (
 	"net/url"
 	"strings"
+
+	"github.com/acme/analytics/pkg/rollup"
 )
 
 // Campaign is the campaign data a hit's page URL carries.
@@ -89,19 +91,13 @@ func Attribute(c Campaign, referrer string, ignore func(host string) bool) Touch
 	if host != "" {
 		t.Referrer = host + refPath
 	}
-	orNotSet := func(s string) string {
-		if s == "" {
-			return NotSet
-		}
-		return s
-	}
 	switch {
 	case c.GCLID != "":
-		t.Source, t.Medium, t.Campaign = "google", "cpc", orNotSet(c.Name)
+		t.Source, t.Medium, t.Campaign = "google", "cpc", rollup.OrNotSet(c.Name)
 	case c.MSCLKID != "":
-		t.Source, t.Medium, t.Campaign = "bing", "cpc", orNotSet(c.Name)
+		t.Source, t.Medium, t.Campaign = "bing", "cpc", rollup.OrNotSet(c.Name)
 	case c.Source != "" || c.Medium != "" || c.Name != "":
-		t.Source, t.Medium, t.Campaign = orNotSet(c.Source), orNotSet(c.Medium), orNotSet(c.Name)
+		t.Source, t.Medium, t.Campaign = rollup.OrNotSet(c.Source), rollup.OrNotSet(c.Medium), rollup.OrNotSet(c.Name)
 	case host != "":
 		if name, ok := searchName(host); ok {
 			t.Source, t.Medium, t.Campaign = name, "organic", CampaignOrganic

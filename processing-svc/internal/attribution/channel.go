@@ -3,6 +3,8 @@ package attribution
 import (
 	"regexp"
 	"strings"
+
+	"github.com/acme/analytics/pkg/rollup"
 )
 
 // Channels of GA4's default channel group.
@@ -32,7 +34,7 @@ const (
 const (
 	SourceDirect = "(direct)"
 	MediumNone   = "(none)"
-	NotSet       = "(not set)"
+	NotSet       = rollup.NotSet
 )
 
 var (

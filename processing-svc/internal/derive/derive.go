@@ -383,10 +383,10 @@ func sessionDims(s *session.Session, first bool) [13]dim {
 		{rollup.Campaign, t.Campaign},
 		{rollup.Referrer, t.Referrer},
 		{rollup.LandingPage, s.Landing},
-		{rollup.Country, orNotSet(s.Country)},
-		{rollup.Device, orNotSet(s.Device)},
-		{rollup.Browser, orNotSet(s.Browser)},
-		{rollup.OS, orNotSet(s.OS)},
+		{rollup.Country, rollup.OrNotSet(s.Country)},
+		{rollup.Device, rollup.OrNotSet(s.Device)},
+		{rollup.Browser, rollup.OrNotSet(s.Browser)},
+		{rollup.OS, rollup.OrNotSet(s.OS)},
 		{rollup.UserType, userType},
 	}
 }
@@ -474,11 +474,4 @@ func (c *Contributions) addRealtime(hits []*session.Hit, source string, sign int
 // AddFiltered counts one hit excluded for reason on day.
 func (c *Contributions) AddFiltered(day time.Time, reason string) {
 	c.Filtered[FilteredKey{Day: day, Reason: reason}]++
-}
-
-func orNotSet(s string) string {
-	if s == "" {
-		return session.NotSet
-	}
-	return s
 }
