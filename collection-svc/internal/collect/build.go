@@ -70,46 +70,34 @@ const (
 	maxParamBytes = 1000 // a custom parameter's value
 )
 
-// Limits of single fields, in bytes (GA's, rounded up).
+// Limits of single fields, in bytes (GA's, rounded up). The campaign sent
+// apart from the document location is kept in the hit's Params, under
+// param (GA4's names, which a Measurement API event may also carry).
 var fieldLimits = []struct {
-	name string
-	get  func(*parse.Fields) string
-	max  int
-}{
-	{"cid", func(f *parse.Fields) string { return f.ClientID }, 256},
-	{"uid", func(f *parse.Fields) string { return f.UserID }, 256},
-	{"dl", func(f *parse.Fields) string { return f.Location }, maxURLBytes},
-	{"dh", func(f *parse.Fields) string { return f.Host }, 253},
-	{"dp", func(f *parse.Fields) string { return f.Path }, maxURLBytes},
-	{"dt", func(f *parse.Fields) string { return f.Title }, maxTitleBytes},
-	{"dr", func(f *parse.Fields) string { return f.Referrer }, maxURLBytes},
-	{"ec", func(f *parse.Fields) string { return f.Category }, 150},
-	{"ea", func(f *parse.Fields) string { return f.Action }, 500},
-	{"el", func(f *parse.Fields) string { return f.Label }, 500},
-	{"sr", func(f *parse.Fields) string { return f.ScreenResolution }, 20},
-	{"ul", func(f *parse.Fields) string { return f.Language }, 35},
-	{"hid", func(f *parse.Fields) string { return f.EventID }, 128},
-	{"cs", func(f *parse.Fields) string { return f.CampaignSource }, 100},
-	{"cm", func(f *parse.Fields) string { return f.CampaignMedium }, 50},
-	{"cn", func(f *parse.Fields) string { return f.CampaignName }, 100},
-	{"ck", func(f *parse.Fields) string { return f.CampaignTerm }, 500},
-	{"cc", func(f *parse.Fields) string { return f.CampaignContent }, 500},
-	{"gclid", func(f *parse.Fields) string { return f.GCLID }, 200},
-}
-
-// campaignParams are the parameters of hit.Hit.Params a campaign sent
-// apart from the document location is kept in (GA4's names, which a
-// Measurement API event may also carry), with the field each comes from.
-var campaignParams = []struct {
-	param string
+	name  string
 	get   func(*parse.Fields) string
+	max   int
+	param string
 }{
-	{hit.ParamCampaignSource, func(f *parse.Fields) string { return f.CampaignSource }},
-	{hit.ParamCampaignMedium, func(f *parse.Fields) string { return f.CampaignMedium }},
-	{hit.ParamCampaignName, func(f *parse.Fields) string { return f.CampaignName }},
-	{hit.ParamCampaignTerm, func(f *parse.Fields) string { return f.CampaignTerm }},
-	{hit.ParamCampaignContent, func(f *parse.Fields) string { return f.CampaignContent }},
-	{hit.ParamGCLID, func(f *parse.Fields) string { return f.GCLID }},
+	{"cid", func(f *parse.Fields) string { return f.ClientID }, 256, ""},
+	{"uid", func(f *parse.Fields) string { return f.UserID }, 256, ""},
+	{"dl", func(f *parse.Fields) string { return f.Location }, maxURLBytes, ""},
+	{"dh", func(f *parse.Fields) string { return f.Host }, 253, ""},
+	{"dp", func(f *parse.Fields) string { return f.Path }, maxURLBytes, ""},
+	{"dt", func(f *parse.Fields) string { return f.Title }, maxTitleBytes, ""},
+	{"dr", func(f *parse.Fields) string { return f.Referrer }, maxURLBytes, ""},
+	{"ec", func(f *parse.Fields) string { return f.Category }, 150, ""},
+	{"ea", func(f *parse.Fields) string { return f.Action }, 500, ""},
+	{"el", func(f *parse.Fields) string { return f.Label }, 500, ""},
+	{"sr", func(f *parse.Fields) string { return f.ScreenResolution }, 20, ""},
+	{"ul", func(f *parse.Fields) string { return f.Language }, 35, ""},
+	{"hid", func(f *parse.Fields) string { return f.EventID }, 128, ""},
+	{"cs", func(f *parse.Fields) string { return f.CampaignSource }, 100, hit.ParamCampaignSource},
+	{"cm", func(f *parse.Fields) string { return f.CampaignMedium }, 50, hit.ParamCampaignMedium},
+	{"cn", func(f *parse.Fields) string { return f.CampaignName }, 100, hit.ParamCampaignName},
+	{"ck", func(f *parse.Fields) string { return f.CampaignTerm }, 500, hit.ParamCampaignTerm},
+	{"cc", func(f *parse.Fields) string { return f.CampaignContent }, 500, hit.ParamCampaignContent},
+	{"gclid", func(f *parse.Fields) string { return f.GCLID }, 200, hit.ParamGCLID},
 }
 
 // paramLimit is the longest value of the custom parameter name, in bytes:
@@ -201,12 +189,15 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 			h.Params[k] = v
 		}
 	}
-	for _, cp := range campaignParams {
-		if v := cp.get(f); v != "" {
+	for _, l := range fieldLimits {
+		if l.param == "" {
+			continue
+		}
+		if v := l.get(f); v != "" {
 			if h.Params == nil {
-				h.Params = make(map[string]string, len(campaignParams))
+				h.Params = make(map[string]string, 1)
 			}
-			h.Params[cp.param] = v
+			h.Params[l.param] = v
 		}
 	}
 
