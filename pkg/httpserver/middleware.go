@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -91,8 +92,8 @@ func AccessLog(log *slog.Logger, quiet ...string) Middleware {
 				return
 			}
 			log.LogAttrs(r.Context(), level, "http request",
-				slog.String("method", r.Method),
-				slog.String("path", r.URL.Path),
+				slog.String("method", Method(r.Method)),
+				slog.String("path", capped(r.URL.Path, maxLoggedPath)),
 				slog.Int("status", sw.code),
 				slog.Int64("bytes", sw.bytes),
 				slog.Duration("duration", time.Since(start)),
@@ -168,10 +169,39 @@ func Metrics(reg prometheus.Registerer) Middleware {
 			if route == "" {
 				route = "unmatched"
 			}
-			requests.WithLabelValues(route, r.Method, strconv.Itoa(sw.code)).Inc()
+			requests.WithLabelValues(route, Method(r.Method), strconv.Itoa(sw.code)).Inc()
 			duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
 		})
 	}
+}
+
+// Method is a request's method as logs and metrics name it: one of the
+// methods HTTP defines, or "other". net/http accepts any token as a method
+// (up to its 1 MiB header limit), and a client's own token as a label
+// would add a series that is never dropped for every new one.
+func Method(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return m
+	}
+	return "other"
+}
+
+// maxLoggedPath bounds the path an access log line carries: the client
+// chooses it, up to net/http's 1 MiB header limit.
+const maxLoggedPath = 512
+
+// capped returns s cut to at most n bytes (at a UTF-8 boundary), marked
+// with "…" when cut.
+func capped(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // statusWriter records the status code and body size written.

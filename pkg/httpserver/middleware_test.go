@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -162,5 +163,26 @@ func TestAccessLogQuietPaths(t *testing.T) {
 		if logged := buf.Len() > 0; logged != tt.logged {
 			t.Errorf("%s: logged at info %v, want %v (%s)", tt.target, logged, tt.logged, buf.String())
 		}
+	}
+}
+
+// A client chooses the method and the path: neither may add a metrics
+// series per request, nor make a log line as long as net/http allows.
+func TestClientChosenMethodAndPathBounded(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	var buf bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&buf, nil))
+	h := Chain(http.NotFoundHandler(), Metrics(reg), AccessLog(log))
+	long := "/" + strings.Repeat("é", 1000)
+	for i := range 50 {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(fmt.Sprintf("M%03d", i), long, nil))
+	}
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("PATCH", "/x", nil))
+	if n := testutil.CollectAndCount(reg, "http_requests_total"); n != 2 {
+		t.Errorf("%d series of http_requests_total, want 2 (other, PATCH)", n)
+	}
+	line := strings.SplitN(buf.String(), "\n", 2)[0]
+	if len(line) > 1000 || !strings.Contains(line, `"method":"other"`) || !strings.Contains(line, "é…") {
+		t.Errorf("access log line of %d bytes: %.300s", len(line), line)
 	}
 }

@@ -109,7 +109,8 @@ func TestRoutes(t *testing.T) {
 }
 
 func TestRateLimits(t *testing.T) {
-	f := newFixture(t, "-hit-rate=1", "-hit-burst=3", "-tenant-rate=1", "-tenant-burst=2", "-account-rate=1", "-account-burst=2")
+	f := newFixture(t, "-hit-rate=1", "-hit-burst=3", "-tenant-rate=1", "-tenant-burst=2", "-account-rate=1", "-account-burst=2",
+		"-trusted-proxies=127.0.0.0/8")
 	statuses := func(n int, req func() *http.Request) []int {
 		var out []int
 		for range n {
@@ -130,6 +131,13 @@ func TestRateLimits(t *testing.T) {
 		{"another tracking ID has its own bucket", post("/collect?tid=UA-2"), 4, "[200 200 200 429]"},
 		{"measurement protocol uses tracking_id", post("/mp/collect?tracking_id=UA-3"), 4, "[200 200 200 429]"},
 		{"the same ID on /mp/collect", post("/mp/collect?tracking_id=UA-1"), 1, "[429]"},
+		{"the same ID from another client: its own bucket (tracking IDs are public)",
+			post("/collect?tid=UA-1", "X-Forwarded-For", "203.0.113.7"), 4, "[200 200 200 429]"},
+		{"an IPv6 client", post("/collect?tid=UA-1", "X-Forwarded-For", "2001:db8::1"), 3, "[200 200 200]"},
+		{"another address of its /64 shares its bucket", post("/collect?tid=UA-1", "X-Forwarded-For", "2001:db8::2"), 1, "[429]"},
+		{"another /64 does not", post("/collect?tid=UA-1", "X-Forwarded-For", "2001:db8:0:1::1"), 1, "[200]"},
+		{"login from an address of that /64", post("/v1/login", "X-Forwarded-For", "2001:db8::3"), 3, "[200 200 429]"},
+		{"login from another address of it", post("/v1/login", "X-Forwarded-For", "2001:db8::4"), 1, "[429]"},
 		{"no tracking ID: shared unknown bucket, still forwarded", post("/collect?v=2"), 4, "[200 200 200 429]"},
 		{"an absurd tracking ID counts as unknown", post("/collect?tid=" + strings.Repeat("x", 65)), 1, "[429]"},
 		{"per tenant", func() *http.Request {

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+
+	"github.com/acme/analytics/pkg/rules"
 )
 
 // forwarded works out the client's address and the X-Forwarded-For and
@@ -54,4 +56,28 @@ func (h *Handler) trusted(ip netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// clientNetwork is the part of a client address that keys a rate limit:
+// an IPv4 address itself, the /64 of an IPv6 one (a host is commonly given
+// a whole /64, and would otherwise have a fresh bucket per address).
+func clientNetwork(client string) string {
+	ip, err := netip.ParseAddr(client)
+	if err != nil || ip.Is4() {
+		return client
+	}
+	p, _ := ip.WithZone("").Prefix(64)
+	return p.String()
+}
+
+// loggedNetwork is a client address as the gateway's logs may carry it:
+// truncated as collection stores addresses by default (/24, /48), so that
+// the logs hold no more of a visitor's address than the tables do.
+func loggedNetwork(client string) string {
+	ip, err := netip.ParseAddr(client)
+	if err != nil {
+		return ""
+	}
+	net, _ := rules.AnonymizeStandard.Apply(ip)
+	return net.String()
 }

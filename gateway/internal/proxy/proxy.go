@@ -193,7 +193,7 @@ func (h *Handler) serve(rt *Route) http.Handler {
 			if name := identityHeader(r.Header); name != "" {
 				h.log.LogAttrs(r.Context(), slog.LevelWarn, "client-supplied identity header refused",
 					slog.String("header", name), slog.String("route", rt.Name), slog.String("tenant", id.TenantID),
-					slog.String("user", id.UserID), slog.String("client_ip", st.clientIP),
+					slog.String("user", id.UserID), slog.String("client_network", loggedNetwork(st.clientIP)),
 					slog.String("request_id", httpserver.RequestID(r.Context())))
 				h.reject(w, r, rt.Name, http.StatusForbidden, "identity_header_forbidden",
 					name+" is set by the gateway from your token; remove it from the request")
@@ -232,14 +232,18 @@ const maxKeyLen = 64
 func (h *Handler) limitKey(rt *Route, st *reqState, r *http.Request) string {
 	switch rt.Limit {
 	case PerTrackingID:
-		if tid := hit.QueryTrackingID(r.URL.RawQuery, rt.TrackingIDParam); len(tid) <= maxKeyLen {
-			return tid
+		// Tracking IDs are public (every page carries its own), so a
+		// bucket per tracking ID alone would let anyone spend a
+		// merchant's: each client network has its own per tracking ID.
+		tid := hit.QueryTrackingID(r.URL.RawQuery, rt.TrackingIDParam)
+		if len(tid) > maxKeyLen {
+			tid = ""
 		}
-		return ""
+		return tid + " " + clientNetwork(st.clientIP)
 	case PerTenant:
 		return st.identity.TenantID
 	default:
-		return st.clientIP
+		return clientNetwork(st.clientIP)
 	}
 }
 
@@ -276,7 +280,7 @@ func (h *Handler) refuseToken(w http.ResponseWriter, r *http.Request, rt *Route,
 	}
 	// The reason only: the token, even an invalid one, is a credential.
 	h.log.LogAttrs(r.Context(), level, "bearer token refused", slog.String("reason", reason),
-		slog.String("route", rt.Name), slog.String("path", r.URL.Path), slog.String("client_ip", st.clientIP),
+		slog.String("route", rt.Name), slog.String("path", r.URL.Path), slog.String("client_network", loggedNetwork(st.clientIP)),
 		slog.String("request_id", httpserver.RequestID(r.Context())))
 	if reason == "keys_unavailable" {
 		w.Header().Set("Retry-After", seconds(h.retryAfter))
