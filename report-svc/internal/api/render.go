@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -301,7 +302,9 @@ func encodeReportCSV(a *query.Result, q *query.Query) []byte {
 			bk := a.Buckets[row.Bucket]
 			rec = append(rec, bk.Label, bk.Start.Format(time.RFC3339))
 		}
-		rec = append(rec, row.Dims...)
+		for _, d := range row.Dims {
+			rec = append(rec, csvText(d))
+		}
 		for j, m := range q.Metrics {
 			rec = append(rec, formatValue(m, row.Values[j]))
 		}
@@ -318,6 +321,18 @@ func encodeReportCSV(a *query.Result, q *query.Query) []byte {
 	}
 	cw.Flush()
 	return buf.Bytes()
+}
+
+// csvText is a dimension value as a CSV cell. The values come from
+// anonymous hits (a campaign, an event label, a page title), and a
+// spreadsheet opening the export runs a cell that starts with =, +, -, @,
+// a tab or a carriage return as a formula: such a value is written after
+// a ' (OWASP's advice for CSV injection), which spreadsheets show as text.
+func csvText(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return "'" + s
+	}
+	return s
 }
 
 type namedJSON struct {
@@ -366,7 +381,7 @@ func writeRealtime(w http.ResponseWriter, p query.Property, a *query.RealtimeAns
 			}
 			_ = cw.Write([]string{col, "pageviews"})
 			for _, n := range list {
-				_ = cw.Write([]string{n.Name, strconv.FormatInt(n.Pageviews, 10)})
+				_ = cw.Write([]string{csvText(n.Name), strconv.FormatInt(n.Pageviews, 10)})
 			}
 		}
 		cw.Flush()
