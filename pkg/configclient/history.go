@@ -4,35 +4,62 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/acme/analytics/pkg/rules"
 )
 
-// History is a property's rule versions, compiled: what processing needs
-// to give each hit the rules of its time. It is immutable; the Client
-// caches it with the property (RuleHistory) and drops it with the
-// property, so the compiled rules live as long as the cache keeps them.
+// History is a property's rule versions, compiled as they are needed: what
+// processing needs to give each hit the rules of its time. It is safe for
+// concurrent use; the Client caches it with the property (RuleHistory) and
+// drops it with the property.
+//
+// The newest version is compiled at once (a history whose newest rules
+// this service cannot compile is an error, as before any hit meets it);
+// every other version when a hit first needs it. Live hits need the newest
+// one or two, so a property with many versions costs their source only
+// (about 1 KB each for usual rules), not their compiled form (up to 180 KB
+// each for the largest rules config-svc accepts).
 type History struct {
-	versions []RuleVersion     // by version number, oldest first
-	compiled []*rules.Compiled // compiled[i] is versions[i] compiled
+	versions []RuleVersion // by version number, oldest first
+	compiled []lazyRules   // compiled[i] is versions[i], compiled on first use
 }
 
-// NewHistory compiles versions (in any order). config-svc gives each
-// version a later EffectiveAt than the one before (rules.go), so the
-// versions are in the order of their times too.
+// lazyRules is one version's compiled rules, made on first use.
+type lazyRules struct {
+	once sync.Once
+	c    *rules.Compiled
+}
+
+// NewHistory takes versions (in any order) and compiles the newest.
+// config-svc gives each version a later EffectiveAt than the one before
+// (rules.go), so the versions are in the order of their times too.
 func NewHistory(versions []RuleVersion) (*History, error) {
 	h := &History{versions: slices.Clone(versions)}
 	slices.SortFunc(h.versions, func(a, b RuleVersion) int { return a.Version - b.Version })
-	h.compiled = make([]*rules.Compiled, len(h.versions))
-	for i, v := range h.versions {
-		c, err := v.Compile()
+	h.compiled = make([]lazyRules, len(h.versions))
+	if n := len(h.versions); n > 0 {
+		newest := h.versions[n-1]
+		c, err := newest.Compile()
 		if err != nil {
-			return nil, fmt.Errorf("rule version %d does not compile here (is this service older than config-svc?): %w", v.Version, err)
+			return nil, fmt.Errorf("rule version %d does not compile here (is this service older than config-svc?): %w", newest.Version, err)
 		}
-		h.compiled[i] = c
+		h.compiled[n-1].once.Do(func() { h.compiled[n-1].c = c })
 	}
 	return h, nil
+}
+
+// rules returns version i compiled. An older version this service cannot
+// compile (config-svc accepted it, so only a service older than config-svc
+// can meet one) counts as unknown: nil, and its hits get the current rules
+// (the caller's fallback), as a version not fetched yet would.
+func (h *History) rules(i int) *rules.Compiled {
+	l := &h.compiled[i]
+	l.once.Do(func() {
+		l.c, _ = h.versions[i].Compile()
+	})
+	return l.c
 }
 
 // Versions returns the versions, oldest first (shared: do not modify).
@@ -46,7 +73,7 @@ func (h *History) At(t time.Time) *rules.Compiled {
 		return nil
 	}
 	i := sort.Search(len(h.versions), func(i int) bool { return h.versions[i].EffectiveAt.After(t) })
-	return h.compiled[max(i-1, 0)]
+	return h.rules(max(i-1, 0))
 }
 
 // newest returns the latest version's number (0 when there is none).
@@ -63,5 +90,5 @@ func (h *History) Version(n int) *rules.Compiled {
 	if !ok {
 		return nil
 	}
-	return h.compiled[i]
+	return h.rules(i)
 }

@@ -53,3 +53,34 @@ func TestHistory(t *testing.T) {
 		t.Fatalf("an empty history: %v, %v, %v", err, empty.At(t0), empty.Version(1))
 	}
 }
+
+// Only the newest version is compiled up front; the others when a hit
+// first needs them. One this service cannot compile is unknown (nil),
+// unless it is the newest: then the history is an error.
+func TestHistoryCompilesOnFirstUse(t *testing.T) {
+	t0 := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	good := func(n int) RuleVersion {
+		return RuleVersion{Version: n, EffectiveAt: t0.Add(time.Duration(n) * time.Hour), Rules: rules.Defaults().Normalize()}
+	}
+	bad := func(n int) RuleVersion {
+		v := good(n)
+		v.Rules.Exclusions.UserAgents = []string{"("}
+		return v
+	}
+	h, err := NewHistory([]RuleVersion{good(1), bad(2), good(3)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.compiled[0].c != nil || h.compiled[2].c == nil {
+		t.Fatalf("compiled up front: v1 %v, v3 %v; want only the newest", h.compiled[0].c != nil, h.compiled[2].c != nil)
+	}
+	if r := h.At(t0.Add(time.Hour)); r == nil || r.Version() != 1 || h.compiled[0].c != r {
+		t.Fatalf("At(v1's time) = %v, want version 1, kept", r)
+	}
+	if r := h.At(t0.Add(2 * time.Hour)); r != nil {
+		t.Fatalf("a version that does not compile here gave %v, want nil (unknown)", r.Version())
+	}
+	if _, err := NewHistory([]RuleVersion{good(1), bad(2)}); err == nil {
+		t.Fatal("a history whose newest version does not compile was accepted")
+	}
+}
