@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/acme/analytics/pkg/hit"
+	"github.com/acme/analytics/pkg/rollup"
 	"github.com/acme/analytics/processing-svc/internal/derive"
 	"github.com/acme/analytics/processing-svc/internal/session"
 )
@@ -355,11 +356,19 @@ func (v *Visitor) advance(received time.Time) {
 // freeze moves sessions that no future hit can change out of the timeline.
 // A future hit is at most LateHorizon (plus skew) older than the visitor's
 // watermark, and can only touch a session it is within the timeout of.
+//
+// A session of a day that ended more than LateHorizon (plus skew) before
+// the watermark is frozen too, whatever the timeout: no hit of its day can
+// still come, and a hit of a later day starts a session of its own. From
+// then on report-svc reports the day as final; without this, a visitor
+// back under a longer timeout than its sessions were derived with (a rules
+// change) would derive a closed day's sessions again.
 func (v *Visitor) freeze(s session.Settings) {
 	cutoff := v.Watermark.Add(-LateHorizon - ClockSkew - s.Timeout)
+	open := session.LocalDay(v.Watermark.Add(-LateHorizon-ClockSkew), s.Location) // the earliest day not closed
 	ss := v.build(s)
 	n := 0
-	for n < len(ss) && ss[n].End.Before(cutoff) {
+	for n < len(ss) && (ss[n].End.Before(cutoff) || session.LocalDay(ss[n].Start, s.Location).Before(open)) {
 		n++
 	}
 	if n == 0 {
@@ -377,7 +386,12 @@ func (v *Visitor) freeze(s session.Settings) {
 	}
 	v.Hits = slices.Clone(v.Hits[cut:])
 	v.FrozenSessions += n
+	// A hit earlier than this would join the last frozen session: within
+	// the timeout of its end, on its day.
 	v.FrozenUntil = last.End.Add(s.Timeout)
+	if next := rollup.DayStart(session.LocalDay(last.Start, s.Location).AddDate(0, 0, 1), s.Location); next.Before(v.FrozenUntil) {
+		v.FrozenUntil = next
+	}
 	// The live sessions stay as derived, under the settings the rollups
 	// hold them with: built again from the hits now, they could come out
 	// under other settings, unnoticed.

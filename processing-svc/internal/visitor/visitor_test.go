@@ -301,3 +301,40 @@ func TestValueSumsDoNotDependOnArrival(t *testing.T) {
 		}
 	}
 }
+
+// A closed day (ended more than LateHorizon and skew ago) never changes,
+// even when the visitor comes back under a longer timeout than its
+// sessions were derived with: report-svc reports such a day as final.
+func TestClosedDayNotDerivedAgainUnderNewSettings(t *testing.T) {
+	short := session.Settings{Timeout: 30 * time.Minute, Location: time.UTC, Source: "v1"}
+	long := session.Settings{Timeout: 8 * time.Hour, Location: time.UTC, Source: "v2"}
+	day := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	at := func(id string, t time.Time) *session.Hit {
+		return &session.Hit{ID: id, Type: hit.TypePageview, Time: t, Path: "/" + id}
+	}
+	v, c := New("c1"), derive.New()
+	for _, h := range []*session.Hit{at("a", day.Add(21*time.Hour)), at("b", day.Add(22*time.Hour+30*time.Minute))} {
+		if out, _ := v.Apply(h, h.Time, short, c); out != Applied {
+			t.Fatalf("Apply(%s) = %v", h.ID, out)
+		}
+	}
+	// Back after the day closed (midnight + 4h10m), well within the new
+	// timeout of its sessions: under it they would be one session.
+	back := day.Add(24*time.Hour + 4*time.Hour + 20*time.Minute)
+	out, ch := v.Apply(at("c", back), back, long, c)
+	if out != Applied {
+		t.Fatalf("the visitor's return: %v", out)
+	}
+	if len(ch.DeleteSessions) != 0 || len(ch.UpsertSessions) != 1 || ch.UpsertSessions[0].Session.ID != "c" {
+		t.Fatalf("changes %+v: want only the new day's session c", ch)
+	}
+	sessions := map[time.Time]int64{}
+	for k, m := range c.Daily {
+		if k.Report == rollup.Total {
+			sessions[k.Day] += m.Sessions
+		}
+	}
+	if sessions[day] != 2 || sessions[day.AddDate(0, 0, 1)] != 1 {
+		t.Fatalf("sessions by day %v, want the closed day's 2 and the next day's 1", sessions)
+	}
+}
