@@ -81,6 +81,9 @@ type env struct {
 	// lookup answers the services' property lookups; a test may change
 	// an entry between requests (a merchant's change of time zone).
 	lookup staticLookup
+	// writer is a session of newEnv's keyspace for a test to change the
+	// rows with (as reprocessing would); nil for other envs.
+	writer *gocql.Session
 }
 
 type envOptions struct {
@@ -111,7 +114,9 @@ func newEnv(t testing.TB, ds *reporttest.Dataset, o envOptions) *env {
 	if err := reporttest.Write(context.Background(), session, ds.Property, ds.Derive()); err != nil {
 		t.Fatalf("write data set: %v", err)
 	}
-	return serve(t, ds, srv, cfg, o)
+	e := serve(t, ds, srv, cfg, o)
+	e.writer = session
+	return e
 }
 
 func serve(t testing.TB, ds *reporttest.Dataset, srv *cqlserver.Server, cfg *cassandra.Config, o envOptions) *env {

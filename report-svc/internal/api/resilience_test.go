@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acme/analytics/pkg/rollup"
 	"github.com/acme/analytics/report-svc/internal/api"
 	"github.com/acme/analytics/report-svc/internal/reporttest"
 )
@@ -176,5 +177,36 @@ func TestComputeTimeout(t *testing.T) {
 	}
 	if s := e.store.BreakerState(); s != "closed" {
 		t.Errorf("breaker %s: slow reads that the report gave up on are not the store's failures", s)
+	}
+}
+
+// TestReprocessedDayLeavesTheWeekCache: a final week merged from cached
+// days is dropped with the first of them, so a day rewritten (by
+// reprocessing) shows its old numbers for at most -day-cache-ttl, in a
+// week as alone (a week merged late from a day cached early kept the old
+// day for up to twice that).
+func TestReprocessedDayLeavesTheWeekCache(t *testing.T) {
+	ds := reporttest.Generate(reporttest.Config{Seed: 5, Location: newYork, Now: time.Date(2026, 3, 20, 19, 30, 0, 0, time.UTC), Days: 20, Clients: 50, Shards: 1})
+	o := defaultOptions() // no result cache; days kept an hour
+	e := newEnv(t, ds, o)
+	sessions := func(from, to string) float64 {
+		return e.mustReport("/v1/reports/acquisition/overview", params("from", from, "to", to, "metrics", "sessions")).Totals["sessions"]
+	}
+	sunday := sessions("2026-03-15", "2026-03-15") // cached until an hour from now
+	e.clock.Set(e.clock.Now().Add(50 * time.Minute))
+	week := sessions("2026-03-09", "2026-03-15") // merged from the cached Sunday
+	if sunday == 0 || week <= sunday {
+		t.Fatalf("Sunday %v sessions, its week %v: the data set should have both", sunday, week)
+	}
+	// Sunday is reprocessed: its rows now say it had no sessions.
+	for _, report := range rollup.AcquisitionReports {
+		if err := e.writer.Query(`DELETE FROM rollup_daily WHERE property_id = ? AND day = ? AND report = ?`,
+			ds.Property, "2026-03-15", report).Exec(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.clock.Set(e.clock.Now().Add(11 * time.Minute)) // past Sunday's hour in the day cache
+	if got := sessions("2026-03-09", "2026-03-15"); got != week-sunday {
+		t.Fatalf("the week has %v sessions an hour after Sunday was rewritten, want %v", got, week-sunday)
 	}
 }

@@ -368,6 +368,11 @@ type dayData struct {
 	cells []agg
 	users bool // the cells' users were read
 	size  int64
+	// until is when the day cache drops it (a final day's; zero for a
+	// day not cached): a week merged from cached days is dropped with the
+	// first of them, so a reprocessed day shows its old numbers for at
+	// most -day-cache-ttl, in a week as alone.
+	until time.Time
 }
 
 // dayBuilder merges a day's rows into a dayData.
@@ -469,7 +474,8 @@ func (e *Engine) loadDay(ctx context.Context, p Property, src *source, hourly bo
 		defer cancel()
 		d, err := e.readDay(ctx, p.ID, report, day, withUsers)
 		if err == nil && final {
-			e.days.put(key, d, d.size, now.Add(e.cfg.DayCacheTTL))
+			d.until = now.Add(e.cfg.DayCacheTTL)
+			e.days.put(key, d, d.size, d.until)
 		}
 		return d, err
 	})
@@ -776,12 +782,16 @@ func (e *Engine) loadUnit(ctx context.Context, p Property, src *source, hourly b
 			return nil, err
 		}
 		b := newDayBuilder(withUsers)
+		b.d.until = now.Add(e.cfg.DayCacheTTL)
 		for _, part := range parts {
 			for j, dim := range part.dims {
 				b.merge(dim, &part.cells[j])
 			}
+			if !part.until.IsZero() && part.until.Before(b.d.until) {
+				b.d.until = part.until
+			}
 		}
-		e.days.put(key, b.d, b.d.size, now.Add(e.cfg.DayCacheTTL))
+		e.days.put(key, b.d, b.d.size, b.d.until)
 		return b.d, nil
 	})
 	if err != nil {
