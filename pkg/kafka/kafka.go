@@ -95,6 +95,13 @@ func (c *Config) ProducerConfig() *sarama.Config {
 	return sc
 }
 
+// RebalanceTimeout is how long the group waits, in a rebalance, for every
+// member to give up its partitions (rejoin) before dropping the ones that
+// have not; a member still writing after that may race the partitions' new
+// owners, so a consumer's hand-over must finish well within it. (Sarama's
+// default, set here so that the consumers can rely on it.)
+const RebalanceTimeout = 60 * time.Second
+
 // ConsumerConfig returns a consumer group configuration with auto-commit
 // off: the consumer commits explicitly after its writes succeed. A new group
 // starts from the oldest retained offset so that nothing published before
@@ -105,6 +112,7 @@ func (c *Config) ConsumerConfig() *sarama.Config {
 	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
 	sc.Consumer.Return.Errors = true
 	sc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyRange()}
+	sc.Consumer.Group.Rebalance.Timeout = RebalanceTimeout
 	sc.Consumer.Group.Session.Timeout = 10 * time.Second
 	sc.Consumer.Group.Heartbeat.Interval = 3 * time.Second
 	sc.Consumer.Fetch.Default = 1 << 20

@@ -33,8 +33,15 @@ type Config struct {
 	FlushInterval time.Duration      // how often derived rows are written (freshness)
 	State         engine.StatePolicy // when visitors are written
 	BatchSize     int                // messages applied at once
-	Log           *slog.Logger
-	Metrics       *Metrics
+	// HandOver bounds the final flush of a partition being revoked or shut
+	// down (0: unbounded). Past it the flush gives up: the group has
+	// moved the partition on (the rebalance timeout) or the process is
+	// about to leave it (the shutdown timeout), and a write landing after
+	// the next owner's would overwrite newer rows with older ones. The
+	// next owner replays from the last commit, so giving up loses nothing.
+	HandOver time.Duration
+	Log      *slog.Logger
+	Metrics  *Metrics
 }
 
 // Metrics are the consumer's Prometheus metrics.
@@ -283,10 +290,19 @@ func (w *worker) flush(ctx context.Context, final bool) error {
 	}
 	var err error
 	if final {
-		for i := 0; i < 3; i++ {
+		if h := w.c.cfg.HandOver; h > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, h)
+			defer cancel()
+		}
+		err = ctx.Err() // past the deadline already: nothing is tried
+		for i := 0; i < 3 && ctx.Err() == nil; i++ {
 			if err = op(ctx); err == nil {
 				break
 			}
+		}
+		if err != nil && ctx.Err() != nil {
+			err = fmt.Errorf("hand-over not written within %s (the next owner replays it): %w", w.c.cfg.HandOver, err)
 		}
 	} else {
 		err = w.retry(op, "flush")

@@ -11,6 +11,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/acme/analytics/pkg/cassandra"
+	"github.com/acme/analytics/pkg/cqltest"
 	"github.com/acme/analytics/pkg/deadletter"
 	"github.com/acme/analytics/pkg/hit"
 	"github.com/acme/analytics/pkg/kafka"
@@ -263,4 +264,74 @@ func TestGroupErrorsAreLoggedAndCounted(t *testing.T) {
 	if got := logs.String(); !strings.Contains(got, "level=WARN msg=\"consumer group error\"") || !strings.Contains(got, "partition=0") {
 		t.Fatalf("log has no warning of the failed commit:\n%s", got)
 	}
+}
+
+// TestHandOverIsBounded: a partition's final flush (revoked, or shutting
+// down) gives up at Config.HandOver when the store is slow, instead of
+// writing on after the group has given the partition to another member
+// (whose newer writes it would overwrite). The next owner replays.
+func TestHandOverIsBounded(t *testing.T) {
+	cl := kafkatest.Start(t)
+	kcfg := &kafka.Config{Brokers: cl.Brokers()[0], ClientID: "test"}
+	ctx := context.Background()
+	if err := kafka.EnsureTopics(ctx, kcfg, kafka.Topic{Name: hit.TopicHits, Partitions: 1, ReplicationFactor: 1}); err != nil {
+		t.Fatal(err)
+	}
+	srv := cqltest.Server(t)
+	session, err := cassandra.Connect(migratetest.Keyspace(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer session.Close()
+	prop, err := enginetest.Property(propID, rules.Defaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	producer, err := sarama.NewSyncProducer(kcfg.BrokerList(), kcfg.ProducerConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	send := func(i int) {
+		now := time.Now().UTC()
+		h := &hit.Hit{PropertyID: propID, ClientID: fmt.Sprint("c", i), Type: hit.TypePageview, Origin: hit.OriginBrowser, Time: now, ReceivedAt: now, Path: "/"}
+		h.ID = h.DeriveID(fmt.Sprint("e", i))
+		b, _ := hit.Marshal(h)
+		if _, _, err := producer.SendMessage(&sarama.ProducerMessage{Topic: hit.TopicHits, Key: sarama.ByteEncoder(h.Key(1)), Value: sarama.ByteEncoder(b)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	group, err := sarama.NewConsumerGroup(kcfg.BrokerList(), "processing", kcfg.ConsumerConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer group.Close()
+	const handOver = time.Second
+	m := NewMetrics(prometheus.NewRegistry())
+	c := New(Config{Group: group, Topic: hit.TopicHits, Session: session, Properties: enginetest.Properties{prop},
+		FlushInterval: 50 * time.Millisecond, State: engine.StatePolicy{Quiet: time.Hour, MaxDelay: time.Hour}, HandOver: handOver,
+		Log: slog.New(slog.DiscardHandler), Metrics: m})
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(cctx) }()
+
+	send(1)
+	deadline := time.Now().Add(30 * time.Second)
+	for testutil.ToFloat64(m.Hits.WithLabelValues("applied")) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the first hit was not processed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	srv.SetLatency(10 * time.Second) // every statement: a final flush of three attempts would take minutes
+	send(2)
+	time.Sleep(300 * time.Millisecond) // applied, and its flush waiting on the store
+	start := time.Now()
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(handOver + 5*time.Second):
+		t.Fatalf("the hand-over still running %v after shutdown began; its bound is %v", time.Since(start).Round(time.Millisecond), handOver)
+	}
+	srv.SetLatency(0)
 }

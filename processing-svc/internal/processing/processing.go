@@ -89,6 +89,14 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// handOver bounds a partition's final flush: within the group's rebalance
+// timeout (a revoked partition's), and within -shutdown-timeout (at
+// shutdown, the group is left once it has passed), each less a margin for
+// the commit and the writes in flight.
+func handOver(shutdown time.Duration) time.Duration {
+	return max(min(shutdown-3*time.Second, kafka.RebalanceTimeout-15*time.Second), time.Second)
+}
+
 // Run serves until ctx is done, logging to w.
 func Run(ctx context.Context, cfg Config, w io.Writer) error {
 	svc := service.New(cfg.Service, w)
@@ -144,7 +152,8 @@ func Run(ctx context.Context, cfg Config, w io.Writer) error {
 	svc.OnClose(func() { group.Close() })
 	c := consumer.New(consumer.Config{
 		Group: group, Topic: hit.TopicHits, Session: session, Properties: props, DeadLetter: dead.Publish,
-		FlushInterval: cfg.FlushInterval, State: engine.StatePolicy{Quiet: cfg.StateQuiet, MaxDelay: cfg.StateMaxDelay}, BatchSize: cfg.BatchSize, Log: log, Metrics: consumer.NewMetrics(svc.Registry),
+		FlushInterval: cfg.FlushInterval, State: engine.StatePolicy{Quiet: cfg.StateQuiet, MaxDelay: cfg.StateMaxDelay}, BatchSize: cfg.BatchSize,
+		HandOver: handOver(cfg.Service.HTTP.ShutdownTimeout), Log: log, Metrics: consumer.NewMetrics(svc.Registry),
 	})
 	svc.Go(c.Run)
 
