@@ -65,7 +65,13 @@ func (s *docServer) serve(w http.ResponseWriter, r *http.Request) {
 	if id, ok := strings.CutSuffix(strings.TrimPrefix(r.URL.Path, "/internal/v1/properties/"), "/rules/versions"); ok {
 		s.mu.Lock()
 		doc, found := s.docs[id]
+		failing := s.fail[id]
+		s.fetched = append(s.fetched, "versions:"+id)
 		s.mu.Unlock()
+		if failing {
+			http.Error(w, `{"error":"internal"}`, http.StatusInternalServerError)
+			return
+		}
 		if !found {
 			http.Error(w, `{"error":"not_found"}`, http.StatusNotFound)
 			return
@@ -403,8 +409,47 @@ func TestResyncRefreshesTheRuleHistory(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.store(&next, c.beginFetch())
-	if c.versions[doc.PropertyID] != nil {
-		t.Fatal("a document at rules version 2 left the history ending at version 1 cached")
+	if h := c.versions[doc.PropertyID]; h == nil || !h.stale {
+		t.Fatal("a document at rules version 2 left the history ending at version 1 current")
+	}
+}
+
+// A history whose property changed is fetched again at its next use; while
+// config-svc cannot answer, the last known one is served (as documents
+// are), retried on a backoff, not at every lookup: a processor must not
+// hold up its partition for want of a refetch.
+func TestLastKnownHistoryServedWhileConfigSvcFails(t *testing.T) {
+	srv := newDocServer(t, 1)
+	c := testClient(t, srv, nil)
+	ctx := context.Background()
+	pid := testDoc(0).PropertyID
+	first, err := c.RuleHistory(ctx, pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.apply(Changes{Seq: 1, Changes: []Change{{Seq: 1, Kind: ChangeRules, PropertyID: pid, TrackingID: testTID(0)}}})
+	srv.mu.Lock()
+	srv.fail[pid] = true
+	srv.mu.Unlock()
+	for range 3 {
+		if h, err := c.RuleHistory(ctx, pid); err != nil || h != first {
+			t.Fatalf("while config-svc fails: %v, %v; want the last known history", h, err)
+		}
+	}
+	if n := srv.count("versions:" + pid); n != 2 {
+		t.Fatalf("%d fetches of the history, want 2 (the first, one refetch; then the backoff)", n)
+	}
+	srv.mu.Lock()
+	srv.fail[pid] = false
+	srv.mu.Unlock()
+	c.mu.Lock()
+	c.versions[pid].retryAt = time.Time{} // the backoff has passed
+	c.mu.Unlock()
+	if h, err := c.RuleHistory(ctx, pid); err != nil || h == first {
+		t.Fatalf("after config-svc recovered: %v, %v; want a fresh history", h, err)
+	}
+	if h := c.versions[pid]; h == nil || h.stale {
+		t.Fatal("the fresh history is not cached as current")
 	}
 }
 

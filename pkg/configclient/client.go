@@ -155,6 +155,13 @@ type entry struct {
 type cachedHistory struct {
 	history *History
 	used    uint64 // epoch of the last lookup
+	// stale: the property's rules changed (or the feed was re-anchored)
+	// since the fetch; the next lookup fetches the history again, and
+	// while config-svc cannot answer it is served as the last known copy,
+	// a new attempt made at most every retryAt.
+	stale   bool
+	retryAt time.Time
+	backoff time.Duration
 }
 
 // The backoff of the feed's long polls and of refetches while config-svc
@@ -350,7 +357,7 @@ func (c *Client) store(doc *Property, gen uint64) {
 	if h := c.versions[doc.PropertyID]; h != nil && h.history.newest() != doc.Rules.Version {
 		// A version the feed did not announce (the resync found it): the
 		// history is fetched again at its next use.
-		delete(c.versions, doc.PropertyID)
+		h.stale, h.retryAt = true, time.Time{}
 	}
 	c.byTID[doc.TrackingID] = doc.PropertyID
 	delete(c.negTID, doc.TrackingID)
@@ -366,16 +373,41 @@ func (c *Client) store(doc *Property, gen uint64) {
 
 // RuleHistory returns a property's rule versions, compiled, for giving
 // hits the rules of their time (live processing and reprocessing). It is
-// cached with the property's document, until the property changes or goes
-// idle; when config-svc is unreachable the cached history is served.
+// cached with the property's document, until the property goes idle, and
+// fetched again after the property's rules change. While config-svc
+// cannot answer, the last known history is served (as the document is):
+// a processor keeps processing with the rules it has rather than holding
+// up its partition, and its hits of a version it has not learned get the
+// newest rules it knows (reprocessing gives them theirs).
 func (c *Client) RuleHistory(ctx context.Context, propertyID string) (*History, error) {
 	c.mu.Lock()
-	if h := c.versions[propertyID]; h != nil {
-		h.used = c.epoch
-		c.mu.Unlock()
-		return h.history, nil
+	last := c.versions[propertyID]
+	if last != nil {
+		last.used = c.epoch
+		if !last.stale || time.Now().Before(last.retryAt) {
+			c.mu.Unlock()
+			return last.history, nil
+		}
 	}
 	c.mu.Unlock()
+	h, err := c.fetchHistory(ctx, propertyID)
+	if err == nil || last == nil || errors.Is(err, ErrNotFound) {
+		return h, err
+	}
+	c.mu.Lock()
+	last.backoff = min(max(2*last.backoff, minBackoff), maxBackoff)
+	last.retryAt = time.Now().Add(last.backoff)
+	c.mu.Unlock()
+	// Debug: while config-svc is down this is every property in use, and
+	// the feed's warning and configclient_fetches_total say it already.
+	c.log.Debug("serving the last known rule history; config-svc did not answer its refetch",
+		slog.String("property_id", propertyID), slog.Any("error", err), slog.Duration("next_try_in", last.backoff))
+	return last.history, nil
+}
+
+// fetchHistory fetches a property's rule history and caches it, unless it
+// may be older than what the client knows.
+func (c *Client) fetchHistory(ctx context.Context, propertyID string) (*History, error) {
 	v, err, _ := c.flight.Do("versions:"+propertyID, func() (any, error) {
 		gen := c.beginFetch()
 		defer c.endFetch(gen)
@@ -520,7 +552,9 @@ func (c *Client) anchor(seq int64) {
 	c.gen++
 	c.anchorGen = c.gen
 	c.m.seq.Set(float64(seq))
-	c.versions = map[string]*cachedHistory{}
+	for _, h := range c.versions {
+		h.stale, h.retryAt = true, time.Time{}
+	}
 	c.negTID = map[string]time.Time{}
 	c.negID = map[string]time.Time{}
 	for _, e := range c.byID {
@@ -542,7 +576,9 @@ func (c *Client) apply(page Changes) {
 		}
 		delete(c.negTID, ch.TrackingID)
 		delete(c.negID, ch.PropertyID)
-		delete(c.versions, ch.PropertyID)
+		if h := c.versions[ch.PropertyID]; h != nil {
+			h.stale, h.retryAt = true, time.Time{}
+		}
 		if _, cached := c.byID[ch.PropertyID]; cached {
 			c.markLocked(ch.PropertyID)
 		}
