@@ -314,6 +314,12 @@ func checkDeployment(t *testing.T, b *built, d *appsv1.Deployment, secrets map[s
 	for _, p := range b.pdbs {
 		if ok, err := selects(p.Spec.Selector, podLabels); err == nil && ok {
 			pdbs++
+			// Readiness follows the stores and the broker: with them down,
+			// the default policy would let no pod be evicted, and a node
+			// drain would wait for the outage to end.
+			if pol := p.Spec.UnhealthyPodEvictionPolicy; pol == nil || *pol != policyv1.AlwaysAllow {
+				t.Errorf("PodDisruptionBudget %s: unhealthyPodEvictionPolicy must be AlwaysAllow", p.Name)
+			}
 		}
 	}
 	if pdbs != 1 {
