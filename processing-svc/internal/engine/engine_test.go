@@ -372,7 +372,7 @@ func crashRun(t *testing.T, seed uint64) {
 				// writes went through.
 				var mu sync.Mutex
 				left := rng.IntN(8)
-				part.w.beforeJob = func() error {
+				part.w.beforeJob = func([]stmt) error {
 					mu.Lock()
 					defer mu.Unlock()
 					if left == 0 {

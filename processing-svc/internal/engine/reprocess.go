@@ -74,13 +74,24 @@ func ReprocessDay(ctx context.Context, s *gocql.Session, p *Property, day time.T
 	if !day.Before(session.LocalDay(now, p.Location).AddDate(0, 0, -1)) {
 		return fmt.Errorf("%w: %s (reprocess days up to two days ago)", ErrDayOpen, day.Format(time.DateOnly))
 	}
+	return newDayRun(s, p, day, mode, currentAt, users, now).run(ctx)
+}
+
+// newDayRun returns the reprocessing of one day (ReprocessDay, without its
+// check that the day is closed).
+func newDayRun(s *gocql.Session, p *Property, day time.Time, mode RulesMode, currentAt time.Time, users *FirstSessions, now time.Time) *dayRun {
 	current := p.RulesAt(currentAt)
-	d := &dayRun{s: s, p: p, day: day, users: users, now: now, keep: map[string]bool{}, rulesOf: func(h *hit.Hit) *rules.Compiled {
+	return &dayRun{s: s, p: p, day: day, users: users, now: now, keep: map[string]bool{}, rulesOf: func(h *hit.Hit) *rules.Compiled {
 		if mode == RulesCurrent {
 			return current
 		}
 		return p.RulesOf(h)
 	}}
+}
+
+// run reprocesses the day (ReprocessDay).
+func (d *dayRun) run(ctx context.Context) error {
+	s, p, day := d.s, d.p, d.day
 	beyond, err := archivedBeyond(ctx, s, p, day)
 	if err != nil {
 		return err
@@ -119,6 +130,11 @@ func ReprocessDay(ctx context.Context, s *gocql.Session, p *Property, day time.T
 			if err := d.derive(ctx, hits, []int{shard}); err != nil {
 				return err
 			}
+			if d.afterShards != nil {
+				if err := d.afterShards([]int{shard}); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	if d.hits == 0 {
@@ -149,9 +165,19 @@ type dayRun struct {
 	// are deleted at the end.
 	keep map[string]bool
 	hits int // archived hits read
+
+	// afterShards, when set (tests), runs after each shard's day is
+	// derived and written, and stops the day with its error: a run that
+	// stops between two shards.
+	afterShards func(shards []int) error
+	// beforeJob, when set (tests), is the writers' beforeJob: it sees
+	// each batch.
+	beforeJob func(job []stmt) error
 }
 
-func (d *dayRun) writer() *writer { return &writer{session: d.s, concurrency: 32, batchSize: 50} }
+func (d *dayRun) writer() *writer {
+	return &writer{session: d.s, concurrency: 32, batchSize: 50, beforeJob: d.beforeJob}
+}
 
 // derive re-derives the visitors of hits, which are all the day's hits of
 // shards: it writes their rows, deletes the shards' session, pageview and

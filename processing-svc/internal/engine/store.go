@@ -58,9 +58,10 @@ type writer struct {
 	session     *gocql.Session
 	concurrency int
 	batchSize   int
-	// beforeJob, when set (tests), runs before each batch and fails it
-	// with its error: a crash at an exact point of a flush.
-	beforeJob func() error
+	// beforeJob, when set (tests), runs before each batch (its
+	// statements) and fails it with its error: a crash at an exact point
+	// of a flush.
+	beforeJob func(job []stmt) error
 	// statements, requests and bytes count what exec wrote.
 	statements, requests, bytes int64
 }
@@ -86,7 +87,7 @@ func (w *writer) exec(ctx context.Context, stmts []stmt) error {
 	err := parallel(ctx, w.concurrency, len(jobs), func(ctx context.Context, i int) error {
 		job := jobs[i]
 		if w.beforeJob != nil {
-			if err := w.beforeJob(); err != nil {
+			if err := w.beforeJob(job); err != nil {
 				return err
 			}
 		}
