@@ -48,15 +48,25 @@ var ErrNoArchive = errors.New("no archived hits for the day (past the archive's 
 
 // ReprocessDay re-derives one property-local day of a property from the
 // raw hit archive: sessions, pageviews, events, rollups (daily, hourly) and
-// filtered hits, replacing what is stored. It writes the new rows first and
-// then deletes the rows that no longer exist, so readers never see the day
-// empty; running it twice writes the same rows.
+// filtered hits, replacing what is stored; running it twice writes the
+// same rows.
 //
 // It works a processing shard at a time, so its memory is a shard's day of
 // hits, not the property's: a visitor's hits, and every row they make, are
-// in its shard. When the archive's shards do not match the property's
-// shard count (it was raised since the day was archived, so a visitor's
-// hits may lie in two shards), the day is derived in one piece instead.
+// in its shard. Each shard's rollup rows are replaced at once: in each
+// rollup partition (a report's day, a day's hours, a day's filtered hits),
+// the shard's new rows and the deletes of its rows that no longer exist
+// go in one batch, which Cassandra applies in isolation, so a reader sees
+// either the shard's old rows or its new ones there (replaceBatchBytes
+// says when a partition takes more than one batch). A run stopped between
+// shards leaves some shards under the old derivation and some under the
+// new, each whole. When the archive's shards do not match the property's
+// shard count (it was changed since the day was archived, so a visitor's
+// hits may lie in two shards), the day is derived in one piece instead,
+// and the rows of every shard are replaced together.
+//
+// Sessions, pageviews and events are written first and those that no
+// longer exist deleted after them: no report reads them.
 //
 // users carries what the days before this one established: the start of
 // each client's first session (from site_users for sessions before since,
@@ -81,7 +91,7 @@ func ReprocessDay(ctx context.Context, s *gocql.Session, p *Property, day time.T
 // check that the day is closed).
 func newDayRun(s *gocql.Session, p *Property, day time.Time, mode RulesMode, currentAt time.Time, users *FirstSessions, now time.Time) *dayRun {
 	current := p.RulesAt(currentAt)
-	return &dayRun{s: s, p: p, day: day, users: users, now: now, keep: map[string]bool{}, rulesOf: func(h *hit.Hit) *rules.Compiled {
+	return &dayRun{s: s, p: p, day: day, users: users, now: now, rulesOf: func(h *hit.Hit) *rules.Compiled {
 		if mode == RulesCurrent {
 			return current
 		}
@@ -96,38 +106,36 @@ func (d *dayRun) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	all := shardsBelow(max(p.Shards, 1))
 	if beyond {
-		// Archived under more shards than the property has now: a
-		// visitor's hits may lie in a shard past the count, so the day is
-		// derived in one piece, and the rows of every shard are replaced.
-		hits, err := archivedHits(ctx, s, p, day, shardsBelow(hit.MaxShards))
-		if err == nil {
-			err = d.derive(ctx, hits, shardsBelow(hit.MaxShards))
-		}
+		all = shardsBelow(hit.MaxShards)
+	}
+	stored, err := storedRollups(ctx, s, p, day)
+	if err != nil {
+		return err
+	}
+	// Archived under more shards than the property has now (the count was
+	// lowered): a visitor's hits may lie in a shard past the count, so the
+	// day is derived in one piece.
+	whole := beyond
+	var empty []int // shards without a hit of the day
+	for i := 0; !whole && i < len(all); i++ {
+		shard := all[i]
+		hits, err := archivedHits(ctx, s, p, day, []int{shard})
 		if err != nil {
 			return err
 		}
-	} else {
-		all := shardsBelow(max(p.Shards, 1))
-		for _, shard := range all {
-			hits, err := archivedHits(ctx, s, p, day, []int{shard})
-			if err != nil {
-				return err
-			}
-			if slices.ContainsFunc(hits, func(h *hit.Hit) bool { return ShardOf(h.ClientID, p.Shards) != shard }) {
-				// Archived under fewer shards (the count was raised): the
-				// whole day in one piece, which rewrites the shards done
-				// so far.
-				d.keep = map[string]bool{}
-				if hits, err = archivedHits(ctx, s, p, day, all); err == nil {
-					err = d.derive(ctx, hits, all)
-				}
-				if err != nil {
-					return err
-				}
-				break
-			}
-			if err := d.derive(ctx, hits, []int{shard}); err != nil {
+		switch {
+		case slices.ContainsFunc(hits, func(h *hit.Hit) bool { return ShardOf(h.ClientID, p.Shards) != shard }):
+			// Archived under fewer shards (the count was raised): the
+			// whole day in one piece.
+			whole = true
+		case len(hits) == 0:
+			// Its rows are deleted once the day is known to have hits: a
+			// day without any is left as it is.
+			empty = append(empty, shard)
+		default:
+			if err := d.replace(ctx, hits, []int{shard}, stored); err != nil {
 				return err
 			}
 			if d.afterShards != nil {
@@ -137,17 +145,46 @@ func (d *dayRun) run(ctx context.Context) error {
 			}
 		}
 	}
+	if whole {
+		hits, err := archivedHits(ctx, s, p, day, all)
+		if err != nil {
+			return err
+		}
+		if d.hits > 0 {
+			// Shards were replaced before a moved visitor showed: their
+			// rows are no longer those listed.
+			if stored, err = storedRollups(ctx, s, p, day); err != nil {
+				return err
+			}
+		}
+		if len(hits) > 0 {
+			if err := d.replace(ctx, hits, all, stored); err != nil {
+				return err
+			}
+		}
+		empty = nil
+	}
 	if d.hits == 0 {
 		// Nothing archived: the day's hits have expired (or never were
 		// archived), and what is stored is all there is. Deriving nothing
 		// would delete it.
 		return fmt.Errorf("%w: %s", ErrNoArchive, day.Format(time.DateOnly))
 	}
-	stale, err := staleRollups(ctx, s, p, day, d.keep)
-	if err != nil {
-		return err
+	if len(empty) > 0 {
+		if err := d.replace(ctx, nil, empty, stored); err != nil {
+			return err
+		}
 	}
-	if err := d.writer().exec(ctx, stale); err != nil {
+	// What is left lies in shards past the count without hits of the day
+	// (a shard's rows come with its hits, so there should be none): it no
+	// longer exists either.
+	var rest []stmt
+	for _, keys := range stored {
+		for _, k := range keys {
+			rest = append(rest, rowDelete(k))
+		}
+	}
+	if err := d.replacer().exec(ctx, rest); err != nil {
 		return fmt.Errorf("delete stale rows of %s: %w", day.Format(time.DateOnly), err)
 	}
 	return nil
@@ -161,10 +198,7 @@ type dayRun struct {
 	rulesOf func(*hit.Hit) *rules.Compiled
 	users   *FirstSessions
 	now     time.Time
-	// keep holds the rollup rows derived so far (rowID): the day's others
-	// are deleted at the end.
-	keep map[string]bool
-	hits int // archived hits read
+	hits    int // archived hits read
 
 	// afterShards, when set (tests), runs after each shard's day is
 	// derived and written, and stops the day with its error: a run that
@@ -179,10 +213,46 @@ func (d *dayRun) writer() *writer {
 	return &writer{session: d.s, concurrency: 32, batchSize: 50, beforeJob: d.beforeJob}
 }
 
-// derive re-derives the visitors of hits, which are all the day's hits of
-// shards: it writes their rows, deletes the shards' session, pageview and
-// event rows it no longer has, and adds its rollup rows to keep.
-func (d *dayRun) derive(ctx context.Context, hits []*hit.Hit, shards []int) error {
+// Bounds of one batch that replaces rollup rows (a rollup partition's rows
+// of a shard, or of every shard when a day is derived in one piece).
+// Cassandra applies a batch of one partition as one mutation, atomically
+// and in isolation, and does not hold it to batch_size_fail_threshold
+// (which counts batches of several partitions); what bounds it is the
+// largest mutation (half a commit log segment: 16 MiB by default) and the
+// native protocol's frame (16 MiB), and a large mutation is slow to apply
+// and to replicate, so a batch stays at a quarter of those. A row is some
+// 300 bytes and its users sketch (9 bytes a user up to 512 users, 16 KiB
+// past them): 4 MiB holds a shard's hours (24 rows), a report's day of a
+// shard with some 250 values of more than 512 users each, and thousands
+// of smaller ones.
+//
+// A partition past these bounds (the page report of a large property's
+// shard, or the hours of a day derived in one piece under many shards) is
+// written in several batches, run concurrently. Until the last of them is
+// written, a reader sees some of its dimension values (or hours, or
+// shards) under the new derivation and the others under the old: a total
+// over them is off by what moved between the two sides (a session whose
+// landing page changed counted on both, or on neither). If the run stops
+// there, that stays until the job is resumed, which replaces the shard
+// again.
+const (
+	replaceBatchBytes      = 4 << 20
+	replaceBatchStatements = 5000
+)
+
+// replacer returns a writer of rollup replacements: a partition's
+// statements in as few batches as replaceBatchBytes allows.
+func (d *dayRun) replacer() *writer {
+	return &writer{session: d.s, concurrency: 32, batchSize: replaceBatchStatements, batchBytes: replaceBatchBytes, beforeJob: d.beforeJob}
+}
+
+// replace re-derives the visitors of hits, which are all the day's hits of
+// shards, and replaces the shards' rows with what they derive: it writes
+// their sessions, pageviews and events; writes their rollup rows, each
+// partition's with the deletes of the shards' rows of stored it no longer
+// has, in one batch (replaceBatchBytes); and then deletes their session,
+// pageview and event rows it no longer has. It removes shards from stored.
+func (d *dayRun) replace(ctx context.Context, hits []*hit.Hit, shards []int, stored map[int][]rowKey) error {
 	p, day := d.p, d.day
 	d.hits += len(hits)
 	// Derive, per visitor, exactly as live processing does.
@@ -248,17 +318,30 @@ func (d *dayRun) derive(ctx context.Context, hits []*hit.Hit, shards []int) erro
 		}
 		return true
 	})
+	var rollups []stmt
+	kept := make(map[string]bool, len(derived)) // by rowID
 	for _, kr := range derived {
 		w, err := rowWrite(kr.key, kr.row, FinalOffset)
 		if err != nil {
 			return err
 		}
-		writes = append(writes, w)
-		d.keep[rowID(kr.key)] = true
+		rollups = append(rollups, w)
+		kept[rowID(kr.key)] = true
+	}
+	for _, shard := range shards {
+		for _, k := range stored[shard] {
+			if !kept[rowID(k)] {
+				rollups = append(rollups, rowDelete(k))
+			}
+		}
+		delete(stored, shard)
 	}
 	wr := d.writer()
 	if err := wr.exec(ctx, writes); err != nil {
 		return fmt.Errorf("write reprocessed %s: %w", day.Format(time.DateOnly), err)
+	}
+	if err := d.replacer().exec(ctx, rollups); err != nil {
+		return fmt.Errorf("replace the rollups of %s: %w", day.Format(time.DateOnly), err)
 	}
 	stale, err := staleEntities(ctx, d.s, p, day, shards, sessions, hitRows)
 	if err != nil {
@@ -404,11 +487,13 @@ func (f *FirstSessions) loadDay(ctx context.Context, s *gocql.Session, p *Proper
 	return nil
 }
 
-// staleRollups lists deletes of the day's stored rollup rows (daily,
-// hourly, filtered hits) that the reprocessed day no longer has: those
-// not in keep.
-func staleRollups(ctx context.Context, s *gocql.Session, p *Property, day time.Time, keep map[string]bool) ([]stmt, error) {
-	var out []stmt
+// storedRollups lists the keys of the day's stored rollup rows (daily,
+// hourly, filtered hits), by shard. It holds a key for each of the day's
+// rows, some 200 bytes each, and reads each partition once a day (shard
+// is the last of the rows' keys, so a shard's rows of a partition cannot
+// be read alone).
+func storedRollups(ctx context.Context, s *gocql.Session, p *Property, day time.Time) (map[int][]rowKey, error) {
+	out := map[int][]rowKey{}
 	list := lister(ctx, s)
 	reports := append(slices.Clone(rollup.AcquisitionReports), rollup.Page, rollup.EventCategory, rollup.EventAction, rollup.Event)
 	for _, report := range reports {
@@ -417,11 +502,8 @@ func staleRollups(ctx context.Context, s *gocql.Session, p *Property, day time.T
 				var dim string
 				var shard int16
 				for scan(&dim, &shard) {
-					k := shardKey{p.ID, int(shard)}.daily(derive.DailyKey{Day: day, Report: report, Dimension: dim})
-					if !keep[rowID(k)] {
-						out = append(out, stmt{partition: "d/" + p.ID + "/" + dayString(day) + "/" + report, cql: "DELETE FROM rollup_daily WHERE property_id = ? AND day = ? AND report = ? AND dimension = ? AND shard = ?",
-							args: []any{p.ID, day, report, dim, shard}})
-					}
+					sh := int(shard)
+					out[sh] = append(out[sh], shardKey{p.ID, sh}.daily(derive.DailyKey{Day: day, Report: report, Dimension: dim}))
 				}
 				return nil
 			})
@@ -432,11 +514,8 @@ func staleRollups(ctx context.Context, s *gocql.Session, p *Property, day time.T
 	err := list("SELECT hour, shard FROM rollup_hourly WHERE property_id = ? AND day = ?", []any{p.ID, day}, func(scan func(...any) bool) error {
 		var hour, shard int16
 		for scan(&hour, &shard) {
-			k := shardKey{p.ID, int(shard)}.hourly(derive.HourKey{Day: day, Hour: int(hour)})
-			if !keep[rowID(k)] {
-				out = append(out, stmt{partition: "h/" + p.ID + "/" + dayString(day), cql: "DELETE FROM rollup_hourly WHERE property_id = ? AND day = ? AND hour = ? AND shard = ?",
-					args: []any{p.ID, day, hour, shard}})
-			}
+			sh := int(shard)
+			out[sh] = append(out[sh], shardKey{p.ID, sh}.hourly(derive.HourKey{Day: day, Hour: int(hour)}))
 		}
 		return nil
 	})
@@ -447,11 +526,8 @@ func staleRollups(ctx context.Context, s *gocql.Session, p *Property, day time.T
 		var reason string
 		var shard int16
 		for scan(&reason, &shard) {
-			k := shardKey{p.ID, int(shard)}.filtered(derive.FilteredKey{Day: day, Reason: reason})
-			if !keep[rowID(k)] {
-				out = append(out, stmt{partition: "f/" + p.ID + "/" + dayString(day), cql: "DELETE FROM filtered_hits WHERE property_id = ? AND day = ? AND reason = ? AND shard = ?",
-					args: []any{p.ID, day, reason, shard}})
-			}
+			sh := int(shard)
+			out[sh] = append(out[sh], shardKey{p.ID, sh}.filtered(derive.FilteredKey{Day: day, Reason: reason}))
 		}
 		return nil
 	})

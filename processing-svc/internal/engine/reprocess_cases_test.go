@@ -2,7 +2,11 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -188,6 +192,13 @@ func TestDayWithoutArchiveIsKept(t *testing.T) {
 	if !found || n != 1 {
 		t.Errorf("after reprocessing a day past archive retention: total sessions=%d (row %v), want 1 (or a refusal)", n, found)
 	}
+	var rows int
+	if err := s.Query("SELECT COUNT(*) FROM sessions WHERE property_id = ? AND day = ? AND shard = 0", propID, day).Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 1 {
+		t.Errorf("after reprocessing a day past archive retention: %d session rows, want 1", rows)
+	}
 }
 
 // A day archived under more shards than the property has now (operators
@@ -259,5 +270,145 @@ func TestStampedVersionsGoingBack(t *testing.T) {
 	}
 	if len(channels) != 1 || channels[0] != "Direct=1" {
 		t.Errorf("channel rows %v, want Direct=1 (partner.example excluded by version 2, under which the session stays)", channels)
+	}
+}
+
+// errStop stops a reprocessing run in a test.
+var errStop = errors.New("stopped")
+
+// movedChannels returns a 2-shard property whose version 2, in effect from
+// changed, excludes news.example.org as a referrer (the Referral sessions
+// of traffic become Direct), and the day of t0 processed live under
+// version 1.
+func movedChannels(t *testing.T, s *gocql.Session, changed time.Time) (*Property, time.Time) {
+	t.Helper()
+	v2 := rules.Defaults()
+	v2.ReferralExclusions = []string{"news.example.org"}
+	c1, c2 := compile(t, rules.Defaults(), 1), compile(t, v2, 2)
+	p := &Property{ID: propID, Location: time.UTC, Shards: 2, RulesAt: func(at time.Time) *rules.Compiled {
+		if at.Before(changed) {
+			return c1
+		}
+		return c2
+	}}
+	run(t, context.Background(), newPartition(s, p), traffic(40, 5), 25)
+	return p, session.LocalDay(t0, time.UTC)
+}
+
+// channelSums returns, by shard, the sessions of the day's channel rows
+// summed and those of its total row, and the sessions of its Referral row.
+func channelSums(t *testing.T, s *gocql.Session, day time.Time) (channels, total, referral map[int16]int64) {
+	t.Helper()
+	channels, total, referral = map[int16]int64{}, map[int16]int64{}, map[int16]int64{}
+	for _, report := range []string{"channel", "total"} {
+		iter := s.Query("SELECT dimension, shard, sessions FROM rollup_daily WHERE property_id = ? AND day = ? AND report = ?", propID, day, report).Iter()
+		var dim string
+		var shard int16
+		var n int64
+		for iter.Scan(&dim, &shard, &n) {
+			switch {
+			case report == "total":
+				total[shard] += n
+			case dim == "Referral":
+				referral[shard] += n
+				fallthrough
+			default:
+				channels[shard] += n
+			}
+		}
+		if err := iter.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return channels, total, referral
+}
+
+// A run stopped right after a shard's rows were written (a restart, a
+// Cassandra error, a lost lease) leaves that shard's rows whole: its
+// channel rows add up to its sessions. Its rows that the new rules no
+// longer have were deleted only once the whole day was done, so the
+// Referral row of sessions now Direct kept counting them beside the new
+// Direct row, until someone resumed the job.
+func TestStoppedReprocessLeavesShardsWhole(t *testing.T) {
+	ctx := context.Background()
+	s := connect(t)
+	changed := t0.Add(365 * 24 * time.Hour)
+	p, day := movedChannels(t, s, changed)
+	_, _, referral := channelSums(t, s, day)
+	if referral[0] == 0 {
+		t.Fatal("shard 0 has no Referral sessions under version 1: the test would prove nothing")
+	}
+	now := changed.Add(time.Hour)
+	d := newDayRun(s, p, day, RulesCurrent, now, NewFirstSessions(day), now)
+	d.afterShards = func(shards []int) error {
+		if slices.Contains(shards, 0) {
+			return errStop
+		}
+		return nil
+	}
+	if err := d.run(ctx); !errors.Is(err, errStop) {
+		t.Fatalf("run stopped after shard 0: %v, want it stopped", err)
+	}
+	channels, total, referral := channelSums(t, s, day)
+	if referral[0] != 0 {
+		t.Errorf("shard 0 reprocessed: Referral sessions %d, want none (news.example.org excluded)", referral[0])
+	}
+	for shard := range int16(2) {
+		if channels[shard] != total[shard] {
+			t.Errorf("shard %d after a run stopped after shard 0: channel rows sum to %d sessions, the total row says %d", shard, channels[shard], total[shard])
+		}
+	}
+}
+
+// The rows of a shard in a rollup partition are replaced in one batch: its
+// new rows and the deletes of those it no longer has, so a reader sees the
+// old rows or the new ones, never both.
+func TestReprocessReplacesAShardsRowsInOneBatch(t *testing.T) {
+	ctx := context.Background()
+	s := connect(t)
+	changed := t0.Add(365 * 24 * time.Hour)
+	p, day := movedChannels(t, s, changed)
+	now := changed.Add(time.Hour)
+	type group struct{ partition, shard string }
+	var mu sync.Mutex
+	batches := map[group]map[int]bool{} // the batches holding a group's statements
+	var jobs, mixed int
+	d := newDayRun(s, p, day, RulesCurrent, now, NewFirstSessions(day), now)
+	d.beforeJob = func(job []stmt) error {
+		mu.Lock()
+		defer mu.Unlock()
+		jobs++
+		var inserts, deletes bool
+		for _, st := range job {
+			shard := 3 // the shard's place among the key's values
+			switch {
+			case strings.HasPrefix(st.partition, "d/"):
+				shard = 4
+			case !strings.HasPrefix(st.partition, "h/") && !strings.HasPrefix(st.partition, "f/"):
+				continue // not a rollup
+			}
+			inserts = inserts || strings.HasPrefix(st.cql, "INSERT")
+			deletes = deletes || strings.HasPrefix(st.cql, "DELETE")
+			g := group{st.partition, fmt.Sprint(st.args[shard])}
+			if batches[g] == nil {
+				batches[g] = map[int]bool{}
+			}
+			batches[g][jobs] = true
+		}
+		if inserts && deletes {
+			mixed++
+		}
+		return nil
+	}
+	if err := d.run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for g, in := range batches {
+		if len(in) != 1 {
+			t.Errorf("the rows of shard %s in %s were written in %d batches, want 1", g.shard, g.partition, len(in))
+		}
+	}
+	if mixed == 0 {
+		t.Error("no batch both wrote and deleted rollup rows: the test proves nothing")
 	}
 }

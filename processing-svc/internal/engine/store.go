@@ -57,7 +57,10 @@ type stmt struct {
 type writer struct {
 	session     *gocql.Session
 	concurrency int
-	batchSize   int
+	batchSize   int // statements
+	// batchBytes, when not 0, bounds a batch's statements by their size
+	// (stmtBytes); a statement larger than it goes alone.
+	batchBytes int
 	// beforeJob, when set (tests), runs before each batch (its
 	// statements) and fails it with its error: a crash at an exact point
 	// of a flush.
@@ -67,23 +70,7 @@ type writer struct {
 }
 
 func (w *writer) exec(ctx context.Context, stmts []stmt) error {
-	groups := map[string][]stmt{}
-	var order []string
-	for _, s := range stmts {
-		if _, ok := groups[s.partition]; !ok {
-			order = append(order, s.partition)
-		}
-		groups[s.partition] = append(groups[s.partition], s)
-	}
-	var jobs [][]stmt
-	for _, p := range order {
-		g := groups[p]
-		for len(g) > 0 {
-			n := min(len(g), w.batchSize)
-			jobs = append(jobs, g[:n])
-			g = g[n:]
-		}
-	}
+	jobs := w.batches(stmts)
 	err := parallel(ctx, w.concurrency, len(jobs), func(ctx context.Context, i int) error {
 		job := jobs[i]
 		if w.beforeJob != nil {
@@ -135,6 +122,43 @@ func valueBytes(args []any) int64 {
 	}
 	return int64(n)
 }
+
+// batches groups stmts by partition, in the order of their first
+// statements, into batches of at most batchSize statements and, when set,
+// batchBytes.
+func (w *writer) batches(stmts []stmt) [][]stmt {
+	groups := map[string][]stmt{}
+	var order []string
+	for _, s := range stmts {
+		if _, ok := groups[s.partition]; !ok {
+			order = append(order, s.partition)
+		}
+		groups[s.partition] = append(groups[s.partition], s)
+	}
+	var jobs [][]stmt
+	for _, p := range order {
+		g := groups[p]
+		for len(g) > 0 {
+			n := min(len(g), w.batchSize)
+			if w.batchBytes > 0 {
+				size := stmtBytes(g[0])
+				for i := 1; i < n; i++ {
+					if size += stmtBytes(g[i]); size > w.batchBytes {
+						n = i
+						break
+					}
+				}
+			}
+			jobs = append(jobs, g[:n])
+			g = g[n:]
+		}
+	}
+	return jobs
+}
+
+// stmtBytes is about the size of a statement as sent: its text and blob
+// values (valueBytes) and, for its numbers, times and framing, 256 bytes.
+func stmtBytes(s stmt) int { return int(valueBytes(s.args)) + 256 }
 
 // parallel runs fn for 0..n-1 with at most limit at once and returns the
 // first error.
@@ -364,6 +388,27 @@ func rowWrite(k rowKey, r *row, through int64) (stmt, error) {
 		return stmt{partition: "f/" + k.property + "/" + dayString(k.filtered.Day), cql: cqlFiltered, args: []any{
 			k.property, k.filtered.Day, k.filtered.Reason, sh, r.hits, through}}, nil
 	}
+}
+
+// rowDelete returns the statement that deletes the row at k (not
+// realtime: those expire).
+func rowDelete(k rowKey) stmt {
+	sh := int16(k.shard)
+	switch k.kind {
+	case kindDaily:
+		return stmt{partition: "d/" + k.property + "/" + dayString(k.daily.Day) + "/" + k.daily.Report,
+			cql:  "DELETE FROM rollup_daily WHERE property_id = ? AND day = ? AND report = ? AND dimension = ? AND shard = ?",
+			args: []any{k.property, k.daily.Day, k.daily.Report, k.daily.Dimension, sh}}
+	case kindHourly:
+		return stmt{partition: "h/" + k.property + "/" + dayString(k.hourly.Day),
+			cql:  "DELETE FROM rollup_hourly WHERE property_id = ? AND day = ? AND hour = ? AND shard = ?",
+			args: []any{k.property, k.hourly.Day, int16(k.hourly.Hour), sh}}
+	case kindFiltered:
+		return stmt{partition: "f/" + k.property + "/" + dayString(k.filtered.Day),
+			cql:  "DELETE FROM filtered_hits WHERE property_id = ? AND day = ? AND reason = ? AND shard = ?",
+			args: []any{k.property, k.filtered.Day, k.filtered.Reason, sh}}
+	}
+	panic(fmt.Sprintf("rowDelete of a row of kind %d", k.kind))
 }
 
 func dayString(t time.Time) string { return t.Format(time.DateOnly) }
