@@ -48,6 +48,9 @@ var (
 	ErrBusy = errors.New("a reprocessing job is running for the property")
 	// ErrInstanceBusy: this instance runs MaxRunning jobs already.
 	ErrInstanceBusy = errors.New("this instance runs as many reprocessing jobs as it may")
+	// ErrLeaseLost stops a run that another may have taken the lease
+	// from: it was taken, or could not be renewed before it might expire.
+	ErrLeaseLost = errors.New("the reprocessing run lost its lease on the property")
 )
 
 // leaseTTL is how long a run's lease outlives its last renewal (unless
@@ -134,6 +137,7 @@ func (r *Runner) Start(ctx context.Context, propertyID, jobID string) (_ <-chan 
 	}()
 	ttl := int(cmp.Or(r.LeaseTTL, leaseTTL) / time.Second)
 	holder := map[string]any{}
+	taken := time.Now()
 	applied, err := r.Session.Query("INSERT INTO reprocess_leases (property_id, job_id, acquired_at) VALUES (?, ?, ?) IF NOT EXISTS USING TTL ?",
 		propertyID, jobID, r.now(), ttl).WithContext(ctx).MapScanCAS(holder)
 	if err != nil {
@@ -145,36 +149,18 @@ func (r *Runner) Start(ctx context.Context, propertyID, jobID string) (_ <-chan 
 	log := cmp.Or(r.Log, slog.Default())
 	done := make(chan error, 1)
 	go func() {
-		ctx, cancel := context.WithCancel(ctx)
-		defer cancel()
+		ctx, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
 		renewed := make(chan struct{})
-		go func() { // renew the lease while the run lasts
+		go func() {
 			defer close(renewed)
-			t := time.NewTicker(time.Duration(ttl) * time.Second / 4)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-				}
-				// Every column again: a TTL covers the cells a statement
-				// writes, and job_id, written only by the INSERT, would
-				// expire under the renewed acquired_at.
-				applied, err := r.Session.Query("UPDATE reprocess_leases USING TTL ? SET job_id = ?, acquired_at = ? WHERE property_id = ? IF job_id = ?",
-					ttl, jobID, r.now(), propertyID, jobID).WithContext(ctx).MapScanCAS(map[string]any{})
-				if err == nil && !applied {
-					log.Error("reprocessing job lost its lease; stopping it", slog.String("job_id", jobID))
-					cancel()
-					return
-				}
-			}
+			r.renew(ctx, cancel, log, propertyID, jobID, time.Duration(ttl)*time.Second, taken)
 		}()
-		runErr := r.Run(ctx, propertyID, jobID)
+		runErr := withCause(ctx, r.Run(ctx, propertyID, jobID))
 		if runErr != nil {
 			log.Error("reprocessing job failed", slog.String("job_id", jobID), slog.Any("error", runErr))
 		}
-		cancel()
+		cancel(nil)
 		<-renewed
 		if _, err := r.Session.Query("DELETE FROM reprocess_leases WHERE property_id = ? IF job_id = ?", propertyID, jobID).
 			WithContext(context.WithoutCancel(ctx)).MapScanCAS(map[string]any{}); err != nil {
@@ -184,6 +170,61 @@ func (r *Runner) Start(ctx context.Context, propertyID, jobID string) (_ <-chan 
 		done <- runErr
 	}()
 	return done, nil
+}
+
+// renew renews the run's lease, taken by a statement sent at taken, every
+// quarter of its ttl until ctx ends (a failed renewal is tried again after
+// a sixteenth), and stops the run, cancelling ctx with ErrLeaseLost, when
+// the lease was taken by another or may expire: Cassandra applied the
+// last renewal that succeeded at or after it was sent, so the lease holds
+// until ttl after that, of which the run gives up the last sixth (20 s of
+// 2 minutes) for its writes in flight to end (or time out,
+// -cassandra-timeout) and for the clocks of Cassandra's nodes to differ.
+func (r *Runner) renew(ctx context.Context, stop context.CancelCauseFunc, log *slog.Logger, propertyID, jobID string, ttl time.Duration, taken time.Time) {
+	good := ttl - ttl/6
+	expiry := time.AfterFunc(time.Until(taken.Add(good)), func() {
+		stop(fmt.Errorf("%w: not renewed for %s (lease of %s)", ErrLeaseLost, good, ttl))
+	})
+	defer expiry.Stop()
+	t := time.NewTimer(ttl / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		sent := time.Now()
+		// Every column again: a TTL covers the cells a statement writes,
+		// and job_id, written only by the INSERT, would expire under the
+		// renewed acquired_at.
+		holder := map[string]any{}
+		applied, err := r.Session.Query("UPDATE reprocess_leases USING TTL ? SET job_id = ?, acquired_at = ? WHERE property_id = ? IF job_id = ?",
+			int(ttl/time.Second), jobID, r.now(), propertyID, jobID).WithContext(ctx).MapScanCAS(holder)
+		switch {
+		case err != nil:
+			if ctx.Err() == nil {
+				log.Warn("reprocessing lease not renewed", slog.String("job_id", jobID), slog.Any("error", err))
+			}
+			t.Reset(ttl / 16)
+		case !applied:
+			log.Error("reprocessing job lost its lease; stopping it", slog.String("job_id", jobID), slog.Any("holder", holder["job_id"]))
+			stop(fmt.Errorf("%w: job %v holds it", ErrLeaseLost, holder["job_id"]))
+			return
+		default:
+			expiry.Reset(time.Until(sent.Add(good)))
+			t.Reset(ttl / 4)
+		}
+	}
+}
+
+// withCause adds to err the cause ctx was cancelled with (ErrLeaseLost),
+// which err, a context.Canceled, does not tell.
+func withCause(ctx context.Context, err error) error {
+	if c := context.Cause(ctx); err != nil && c != nil && !errors.Is(err, c) {
+		return fmt.Errorf("%w: %w", c, err)
+	}
+	return err
 }
 
 // Run runs (or resumes) a job to completion, recording each finished day.
@@ -211,6 +252,7 @@ func (r *Runner) Run(ctx context.Context, propertyID, jobID string) error {
 			return r.Session.Query("UPDATE reprocess_jobs SET days_done = days_done + ?, updated_at = ? WHERE property_id = ? AND job_id = ?",
 				[]time.Time{pr.Day}, r.now(), propertyID, jobID).WithContext(ctx).Exec()
 		})
+	runErr = withCause(ctx, runErr)
 	status, msg := StatusDone, ""
 	if runErr != nil {
 		status, msg = StatusFailed, runErr.Error()

@@ -185,6 +185,41 @@ func TestLeaseOutlivesItsTTL(t *testing.T) {
 	}
 }
 
+// A run whose lease can no longer be renewed stops before the lease may
+// expire: renewal errors were ignored, so a run went on past its lease's
+// TTL, and a second run could take the lease and work the same days.
+func TestRunStopsWhenRenewalsFail(t *testing.T) {
+	ctx := context.Background()
+	s, props := connect(t)
+	now := func() time.Time { return time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC) }
+	const ttl, runs = 2 * time.Second, 8 * time.Second
+	j, err := (&Runner{Session: s, Properties: props, Now: now}).Create(ctx, propID, "2026-03-02", "2026-03-02", engine.RulesCurrent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Runner{Session: s, Properties: slowProperties{props, runs}, Now: now, LeaseTTL: ttl}
+	started := time.Now()
+	done, err := r.Start(ctx, propID, j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every renewal from now on fails, as when Cassandra cannot be reached.
+	if err := s.Query("DROP TABLE reprocess_leases").Exec(); err != nil {
+		t.Fatal(err)
+	}
+	err = <-done
+	took := time.Since(started)
+	if !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("a run whose renewals fail ended after %s with %v, want ErrLeaseLost", took.Round(time.Millisecond), err)
+	}
+	if took >= ttl {
+		t.Errorf("the run stopped %s after taking a lease of %s: past its expiry", took.Round(time.Millisecond), ttl)
+	}
+	if got, err := r.Get(ctx, propID, j.ID); err != nil || got.Status == StatusRunning || got.Status == StatusDone {
+		t.Errorf("job %+v, %v; want it not running, not done", got, err)
+	}
+}
+
 // An instance runs at most MaxRunning jobs at once (each holds its range's
 // first sessions in memory); one more is refused, recorded, and can be
 // started once a run has ended.
