@@ -22,6 +22,7 @@ import (
 	"github.com/acme/analytics/pkg/rules"
 	"github.com/acme/analytics/processing-svc/internal/engine"
 	"github.com/acme/analytics/processing-svc/internal/engine/enginetest"
+	"github.com/gocql/gocql"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -192,14 +193,9 @@ func TestConsumeThroughKafka(t *testing.T) {
 // commit and checks that the group's errors are read: logged at warn and
 // counted, not dropped unseen.
 func TestGroupErrorsAreLoggedAndCounted(t *testing.T) {
-	cl := kafkatest.Start(t)
-	kcfg := &kafka.Config{Brokers: cl.Brokers()[0], ClientID: "test"}
-	ctx := context.Background()
-	if err := kafka.EnsureTopics(ctx, kcfg, kafka.Topic{Name: hit.TopicHits, Partitions: 1, ReplicationFactor: 1}); err != nil {
-		t.Fatal(err)
-	}
-	cl.ControlKey(int16(kmsg.OffsetCommit), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
-		cl.KeepControl()
+	f := newFixture(t)
+	f.cl.ControlKey(int16(kmsg.OffsetCommit), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		f.cl.KeepControl()
 		req := kreq.(*kmsg.OffsetCommitRequest)
 		resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)
 		for _, rt := range req.Topics {
@@ -215,39 +211,13 @@ func TestGroupErrorsAreLoggedAndCounted(t *testing.T) {
 		}
 		return resp, nil, true
 	})
-	session, err := cassandra.Connect(migratetest.Keyspace(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer session.Close()
-	prop, err := enginetest.Property(propID, rules.Defaults())
-	if err != nil {
-		t.Fatal(err)
-	}
-	producer, err := sarama.NewSyncProducer(kcfg.BrokerList(), kcfg.ProducerConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer producer.Close()
-	now := time.Now().UTC()
-	h := &hit.Hit{PropertyID: propID, ClientID: "c1", Type: hit.TypePageview, Origin: hit.OriginBrowser, Time: now, ReceivedAt: now, Path: "/"}
-	h.ID = h.DeriveID("e1")
-	b, _ := hit.Marshal(h)
-	if _, _, err := producer.SendMessage(&sarama.ProducerMessage{Topic: hit.TopicHits, Key: sarama.ByteEncoder(h.Key(1)), Value: sarama.ByteEncoder(b)}); err != nil {
-		t.Fatal(err)
-	}
-
-	group, err := sarama.NewConsumerGroup(kcfg.BrokerList(), "processing", kcfg.ConsumerConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer group.Close()
+	f.send(t, 1)
 	var logs logtest.Buffer
 	m := NewMetrics(prometheus.NewRegistry())
-	c := New(Config{Group: group, Topic: hit.TopicHits, Session: session, Properties: enginetest.Properties{prop},
+	c := New(Config{Group: f.group(t), Topic: hit.TopicHits, Session: f.session, Properties: enginetest.Properties{f.prop},
 		FlushInterval: 50 * time.Millisecond, State: engine.StatePolicy{Quiet: time.Hour, MaxDelay: time.Hour},
 		Log: slog.New(slog.NewTextHandler(&logs, nil)), Metrics: m})
-	cctx, cancel := context.WithCancel(ctx)
+	cctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(cctx) }()
 	deadline := time.Now().Add(30 * time.Second)
@@ -266,56 +236,79 @@ func TestGroupErrorsAreLoggedAndCounted(t *testing.T) {
 	}
 }
 
+// fixture is a broker with a one-partition hits topic, a keyspace on the
+// test's embedded CQL server (cqltest.Server(t) controls it) and a
+// property, for a consumer to run against.
+type fixture struct {
+	cl       *kafkatest.Cluster
+	kcfg     *kafka.Config
+	session  *gocql.Session
+	prop     *engine.Property
+	producer sarama.SyncProducer
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	f := &fixture{cl: kafkatest.Start(t)}
+	f.kcfg = &kafka.Config{Brokers: f.cl.Brokers()[0], ClientID: "test"}
+	if err := kafka.EnsureTopics(context.Background(), f.kcfg, kafka.Topic{Name: hit.TopicHits, Partitions: 1, ReplicationFactor: 1}); err != nil {
+		t.Fatal(err)
+	}
+	cqltest.Server(t)
+	var err error
+	if f.session, err = cassandra.Connect(migratetest.Keyspace(t)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.session.Close)
+	if f.prop, err = enginetest.Property(propID, rules.Defaults()); err != nil {
+		t.Fatal(err)
+	}
+	if f.producer, err = sarama.NewSyncProducer(f.kcfg.BrokerList(), f.kcfg.ProducerConfig()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.producer.Close() })
+	return f
+}
+
+// send produces a pageview of visitor c<i>, received now.
+func (f *fixture) send(t *testing.T, i int) {
+	t.Helper()
+	now := time.Now().UTC()
+	h := &hit.Hit{PropertyID: propID, ClientID: fmt.Sprint("c", i), Type: hit.TypePageview, Origin: hit.OriginBrowser, Time: now, ReceivedAt: now, Path: "/"}
+	h.ID = h.DeriveID(fmt.Sprint("e", i))
+	b, _ := hit.Marshal(h)
+	if _, _, err := f.producer.SendMessage(&sarama.ProducerMessage{Topic: hit.TopicHits, Key: sarama.ByteEncoder(h.Key(1)), Value: sarama.ByteEncoder(b)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// group joins the processing consumer group.
+func (f *fixture) group(t *testing.T) sarama.ConsumerGroup {
+	t.Helper()
+	group, err := sarama.NewConsumerGroup(f.kcfg.BrokerList(), "processing", f.kcfg.ConsumerConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { group.Close() })
+	return group
+}
+
 // TestHandOverIsBounded: a partition's final flush (revoked, or shutting
 // down) gives up at Config.HandOver when the store is slow, instead of
 // writing on after the group has given the partition to another member
 // (whose newer writes it would overwrite). The next owner replays.
 func TestHandOverIsBounded(t *testing.T) {
-	cl := kafkatest.Start(t)
-	kcfg := &kafka.Config{Brokers: cl.Brokers()[0], ClientID: "test"}
-	ctx := context.Background()
-	if err := kafka.EnsureTopics(ctx, kcfg, kafka.Topic{Name: hit.TopicHits, Partitions: 1, ReplicationFactor: 1}); err != nil {
-		t.Fatal(err)
-	}
-	srv := cqltest.Server(t)
-	session, err := cassandra.Connect(migratetest.Keyspace(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer session.Close()
-	prop, err := enginetest.Property(propID, rules.Defaults())
-	if err != nil {
-		t.Fatal(err)
-	}
-	producer, err := sarama.NewSyncProducer(kcfg.BrokerList(), kcfg.ProducerConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer producer.Close()
-	send := func(i int) {
-		now := time.Now().UTC()
-		h := &hit.Hit{PropertyID: propID, ClientID: fmt.Sprint("c", i), Type: hit.TypePageview, Origin: hit.OriginBrowser, Time: now, ReceivedAt: now, Path: "/"}
-		h.ID = h.DeriveID(fmt.Sprint("e", i))
-		b, _ := hit.Marshal(h)
-		if _, _, err := producer.SendMessage(&sarama.ProducerMessage{Topic: hit.TopicHits, Key: sarama.ByteEncoder(h.Key(1)), Value: sarama.ByteEncoder(b)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	group, err := sarama.NewConsumerGroup(kcfg.BrokerList(), "processing", kcfg.ConsumerConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer group.Close()
+	f := newFixture(t)
 	const handOver = time.Second
 	m := NewMetrics(prometheus.NewRegistry())
-	c := New(Config{Group: group, Topic: hit.TopicHits, Session: session, Properties: enginetest.Properties{prop},
+	c := New(Config{Group: f.group(t), Topic: hit.TopicHits, Session: f.session, Properties: enginetest.Properties{f.prop},
 		FlushInterval: 50 * time.Millisecond, State: engine.StatePolicy{Quiet: time.Hour, MaxDelay: time.Hour}, HandOver: handOver,
 		Log: slog.New(slog.DiscardHandler), Metrics: m})
-	cctx, cancel := context.WithCancel(ctx)
+	cctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(cctx) }()
 
-	send(1)
+	f.send(t, 1)
 	deadline := time.Now().Add(30 * time.Second)
 	for testutil.ToFloat64(m.Hits.WithLabelValues("applied")) == 0 {
 		if time.Now().After(deadline) {
@@ -323,8 +316,10 @@ func TestHandOverIsBounded(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	srv := cqltest.Server(t)
 	srv.SetLatency(10 * time.Second) // every statement: a final flush of three attempts would take minutes
-	send(2)
+	defer srv.SetLatency(0)
+	f.send(t, 2)
 	time.Sleep(300 * time.Millisecond) // applied, and its flush waiting on the store
 	start := time.Now()
 	cancel()
@@ -333,5 +328,4 @@ func TestHandOverIsBounded(t *testing.T) {
 	case <-time.After(handOver + 5*time.Second):
 		t.Fatalf("the hand-over still running %v after shutdown began; its bound is %v", time.Since(start).Round(time.Millisecond), handOver)
 	}
-	srv.SetLatency(0)
 }
