@@ -11,7 +11,6 @@ package rollup
 
 import (
 	"math"
-	"strings"
 	"time"
 
 	"github.com/acme/analytics/pkg/sketch"
@@ -25,7 +24,7 @@ const (
 	Channel      = "channel"       // default or custom channel group
 	Source       = "source"        // session source
 	Medium       = "medium"        // session medium
-	SourceMedium = "source_medium" // "source / medium"
+	SourceMedium = "source_medium" // JoinDimension(source, medium)
 	Campaign     = "campaign"
 	Referrer     = "referrer"     // external referrer host and path, or "(none)"
 	LandingPage  = "landing_page" // path of the session's first pageview
@@ -50,12 +49,6 @@ const (
 	ReturningUser = "returning"
 )
 
-// Separator joins the parts of a multi-part dimension value.
-const Separator = " / "
-
-// JoinDimension joins parts with Separator ("google / organic").
-func JoinDimension(parts ...string) string { return strings.Join(parts, Separator) }
-
 // NotSet is a dimension value a session or hit does not have.
 const NotSet = "(not set)"
 
@@ -70,7 +63,8 @@ func OrNotSet(v string) string {
 // EventDimensions returns the values an event has in the EventCategory,
 // EventAction and Event reports; a category or label it does not have is
 // NotSet, as GA shows it (an action too: collection requires one, but an
-// archived hit of an older version may lack it).
+// archived hit of an older version may lack it). The category is stored
+// as it is, the other two as JoinDimension encodes them.
 func EventDimensions(category, action, label string) (categoryValue, actionValue, eventValue string) {
 	category, action, label = OrNotSet(category), OrNotSet(action), OrNotSet(label)
 	return category, JoinDimension(category, action), JoinDimension(category, action, label)

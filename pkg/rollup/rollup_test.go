@@ -44,6 +44,7 @@ func TestEventDimensions(t *testing.T) {
 		{"video", "play", "intro", [3]string{"video", "video / play", "video / play / intro"}},
 		{"", "signup", "", [3]string{"(not set)", "(not set) / signup", "(not set) / signup / (not set)"}},
 		{"video", "play", "", [3]string{"video", "video / play", "video / play / (not set)"}},
+		{"Video / YouTube", "play", "intro", [3]string{"Video / YouTube", `Video \/ YouTube / play`, `Video \/ YouTube / play / intro`}},
 	}
 	for _, tt := range tests {
 		c, a, e := EventDimensions(tt.category, tt.action, tt.label)
