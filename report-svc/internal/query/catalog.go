@@ -61,22 +61,13 @@ var sources = []*source{
 	{filteredReport, ScopeFiltered, []string{"reason"}},
 }
 
-// decode splits a stored dimension value into the source's columns.
-// Multi-part values are joined with rollup.Separator; a part that itself
-// contains the separator makes the split ambiguous, and the extra text goes
-// to the last column (docs/reports.md).
+// decode splits a stored dimension value into the source's columns
+// (rollup.SplitDimension: multi-part values are escaped and joined by
+// rollup.JoinDimension). A value written before processing escaped, with
+// a part holding " / " itself, is split at its first separators, the rest
+// in the last column, until its day is reprocessed (docs/reports.md).
 func (s *source) decode(dim string) []string {
-	switch len(s.columns) {
-	case 0:
-		return nil
-	case 1:
-		return []string{dim}
-	}
-	parts := strings.SplitN(dim, rollup.Separator, len(s.columns))
-	for len(parts) < len(s.columns) {
-		parts = append(parts, "")
-	}
-	return parts
+	return rollup.SplitDimension(dim, len(s.columns))
 }
 
 // Dimension is a report dimension: a stored column, or a value derived
@@ -113,8 +104,11 @@ var dimensions = map[string]*Dimension{
 	"event_action":   stored("event_action", "event action"),
 	"event_label":    stored("event_label", "event label"),
 	"reason":         stored("reason", "why hits were excluded: ip, user_agent, country, foreign_host, bot, page, too_late, visitor_limit"),
+	// source_medium is shown as people read it, unescaped: a source
+	// holding " / " makes it ambiguous to the eye, which the source and
+	// medium dimensions are not.
 	"source_medium": {Name: "source_medium", Doc: `"source / medium"`, needs: []string{"source", "medium"},
-		derive: func(v []string, _ *Query) (string, bool) { return rollup.JoinDimension(v[0], v[1]), true }},
+		derive: func(v []string, _ *Query) (string, bool) { return v[0] + rollup.Separator + v[1], true }},
 	"page_path": {Name: "page_path", Doc: "page-path drill-down: the pages and directories one level below the path parameter",
 		needs: []string{"page"}, derive: func(v []string, q *Query) (string, bool) { return drillDown(v[0], q.Path) }},
 }

@@ -116,7 +116,11 @@ func TestSourceDecode(t *testing.T) {
 		want []string
 	}{
 		{"video / play / intro", []string{"video", "play", "intro"}},
-		{"video / play / a / b", []string{"video", "play", "a / b"}}, // the extra separator goes to the last column
+		{`Video \/ YouTube / play / intro`, []string{"Video / YouTube", "play", "intro"}},
+		{`a \/ / \/ b / c\\d`, []string{"a /", "/ b", `c\d`}},
+		// Written before processing escaped: the extra separator goes to
+		// the last column.
+		{"video / play / a / b", []string{"video", "play", "a / b"}},
 		{"video / play", []string{"video", "play", ""}},
 	}
 	for _, tt := range tests {
