@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acme/analytics/pkg/rollup"
 	"github.com/acme/analytics/pkg/simulate"
 	"github.com/acme/analytics/pkg/sketch"
 )
@@ -137,7 +138,7 @@ func compareReports(t *testing.T, client *http.Client, m *simulate.Merchant, e *
 		a := getReport(ctx, t, client, m, "/v1/reports/behavior/events", q)
 		got := map[string]map[string]any{}
 		for _, r := range a.Rows {
-			got[fmt.Sprint(r["event_category"], " / ", r["event_action"], " / ", r["event_label"])] = r
+			got[rollup.JoinDimension(fmt.Sprint(r["event_category"]), fmt.Sprint(r["event_action"]), fmt.Sprint(r["event_label"]))] = r
 		}
 		for ev, want := range e.Days[day]["event"] {
 			g := got[ev]

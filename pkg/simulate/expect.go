@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"sort"
 	"time"
+
+	"github.com/acme/analytics/pkg/rollup"
 )
 
 // Metrics are the expected values of one report row. Durations are in
@@ -21,8 +23,9 @@ type Metrics struct {
 }
 
 // Expectation is what every report must say for the plan's traffic, by
-// property-local day ("2006-01-02"), report and dimension value; the report
-// names are those of pkg/rollup.
+// property-local day ("2006-01-02"), report and dimension value as stored;
+// the report names and the encoding of a value of several parts
+// (rollup.JoinDimension) are those of pkg/rollup.
 type Expectation struct {
 	loc  *time.Location
 	Days map[string]map[string]map[string]*Metrics
@@ -216,7 +219,7 @@ func (e *Expectation) record(v visit) {
 	}
 	for _, d := range [][2]string{
 		{"total", ""}, {"channel", v.channel}, {"source", v.source}, {"medium", v.medium},
-		{"source_medium", v.source + " / " + v.medium}, {"campaign", v.campaign}, {"referrer", v.referrer},
+		{"source_medium", rollup.JoinDimension(v.source, v.medium)}, {"campaign", v.campaign}, {"referrer", v.referrer},
 		{"landing_page", landing}, {"device", v.device}, {"browser", v.browser}, {"user_type", userType},
 		{"country", "(not set)"}, // the plan's IPs are documentation ranges, in no country
 	} {
@@ -254,7 +257,7 @@ func (e *Expectation) record(v visit) {
 			continue
 		}
 		cat, label := cmp.Or(h.cat, "(not set)"), cmp.Or(h.label, "(not set)")
-		for _, k := range [][2]string{{"event_category", cat}, {"event_action", cat + " / " + h.act}, {"event", cat + " / " + h.act + " / " + label}} {
+		for _, k := range [][2]string{{"event_category", cat}, {"event_action", rollup.JoinDimension(cat, h.act)}, {"event", rollup.JoinDimension(cat, h.act, label)}} {
 			m := e.Row(day, k[0], k[1])
 			m.Events++
 			m.EventValue += h.value
