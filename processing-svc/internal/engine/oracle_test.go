@@ -87,6 +87,7 @@ var oracleSources = []oSource{
 	{"gclid-b", "gclid=BBB", "https://www.google.com/"},
 	{"email-spring", "utm_source=newsletter&utm_medium=email&utm_campaign=spring", ""},
 	{"email-summer", "utm_source=newsletter&utm_medium=email&utm_campaign=summer", ""},
+	{"email-slash", "utm_source=news+%2F+letter&utm_medium=email&utm_campaign=spring", ""},
 	{"excluded", "", "https://pay.example/checkout?id=9"},
 	{"excluded-sub", "", "https://secure.pay.example/return"},
 	{"own", "", "https://www.shop.example/old"},
@@ -126,7 +127,18 @@ var oraclePaths = []string{"/", "/products", "/products/shoes", "/blog/post-1", 
 type oEvent struct{ cat, act, label string }
 
 var oracleEvents = []oEvent{{"video", "play", "intro"}, {"video", "pause", "intro"}, {"shop", "purchase", "order"}, {"ui", "scroll", "75%"},
-	{"video", "play", ""}, {"", "signup", ""}}
+	{"video", "play", ""}, {"", "signup", ""}, {"Video / YouTube", "play", "intro"}, {"a /", "/ b", `c\d`}}
+
+// oJoin is the stored value of a row of several dimensions, as
+// docs/processing.md describes it: each part with a backslash before
+// every backslash and slash in it, joined with " / ".
+func oJoin(parts ...string) string {
+	esc := strings.NewReplacer(`\`, `\\`, "/", `\/`)
+	for i, p := range parts {
+		parts[i] = esc.Replace(p)
+	}
+	return strings.Join(parts, " / ")
+}
 
 func joinQuery(path, q string) string {
 	switch {
@@ -441,7 +453,7 @@ func oracleChannel(source, medium, campaign string) string {
 		return "Referral"
 	case "google / cpc", "bing / cpc":
 		return "Paid Search"
-	case "newsletter / email", "NewsLetter / Email":
+	case "newsletter / email", "NewsLetter / Email", "news / letter / email":
 		return "Email"
 	}
 	return "UNEXPECTED " + source + " / " + medium
@@ -661,7 +673,7 @@ func oracle(sent []*hit.Hit, sc oracleScenario) *oExpect {
 				userType = "new"
 			}
 			for _, d := range [][2]string{{"total", ""}, {"channel", s.channel}, {"source", s.source}, {"medium", s.medium},
-				{"source_medium", s.source + " / " + s.medium}, {"campaign", s.camp}, {"referrer", s.referrer},
+				{"source_medium", oJoin(s.source, s.medium)}, {"campaign", s.camp}, {"referrer", s.referrer},
 				{"landing_page", s.landing}, {"user_type", userType}} {
 				k := oKey{s.day, d[0], d[1]}
 				e.row(k, client).Add(sm, 1)
@@ -717,8 +729,8 @@ func oracle(sent []*hit.Hit, sc oracleScenario) *oExpect {
 				// A category or label not sent is "(not set)".
 				cat, label := cmp.Or(h.Category, "(not set)"), cmp.Or(h.Label, "(not set)")
 				for _, k := range []oKey{{s.day, "event_category", cat},
-					{s.day, "event_action", cat + " / " + h.Action},
-					{s.day, "event", cat + " / " + h.Action + " / " + label}} {
+					{s.day, "event_action", oJoin(cat, h.Action)},
+					{s.day, "event", oJoin(cat, h.Action, label)}} {
 					m := e.row(k, client)
 					m.Events++
 					m.EventValue = rollup.AddValue(m.EventValue, h.Value)
