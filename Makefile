@@ -44,12 +44,14 @@ unit: ## go test -race every module on its own (GOWORK=off)
 	@for m in $(MODULES); do echo "test $$m"; (cd $$m && GOWORK=off go test -race -count=1 ./...); done
 
 .PHONY: fuzz
-fuzz: ## run the fuzz targets of the hit parsers and of the hit and visitor-state decoders for a fixed number of inputs (they must find nothing; a count, not a duration: a duration can end in a spurious 'context deadline exceeded')
+fuzz: ## run the fuzz targets of the hit parsers, of the hit and visitor-state decoders and of the rollup dimension encoding for a fixed number of inputs (they must find nothing; a count, not a duration: a duration can end in a spurious 'context deadline exceeded')
 	cd collection-svc && for f in FuzzParseQuery FuzzParseBatch FuzzParseMeasurement; do \
 		GOWORK=off go test -run='^$$' -fuzz="^$$f\$$" -fuzztime=300000x ./internal/parse || exit 1; done
 	cd collection-svc && GOWORK=off go test -run='^$$' -fuzz='^FuzzParseBatchAndBuild$$' -fuzztime=100000x ./internal/collect
 	cd pkg && GOWORK=off go test -run='^$$' -fuzz='^FuzzUnmarshal$$' -fuzztime=300000x ./hit
 	cd pkg && GOWORK=off go test -run='^$$' -fuzz='^FuzzSplitRecord$$' -fuzztime=200000x ./hit
+	cd pkg && for f in FuzzJoinSplit FuzzSplitOldValue; do \
+		GOWORK=off go test -run='^$$' -fuzz="^$$f\$$" -fuzztime=300000x ./rollup || exit 1; done
 	cd processing-svc && GOWORK=off go test -run='^$$' -fuzz='^FuzzUnmarshalState$$' -fuzztime=100000x ./internal/visitor
 
 .PHONY: dev-check
