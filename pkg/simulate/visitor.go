@@ -239,7 +239,9 @@ const (
 func (p *planner) event(t time.Time) planned {
 	switch p.rng.IntN(3) {
 	case 0:
-		return planned{t: t, typ: "event", cat: "video", act: "play", label: "intro", value: float64(p.rng.IntN(5))}
+		// A label holding " / ", the separator of the stored event rows'
+		// parts (rollup.JoinDimension), which must not split it.
+		return planned{t: t, typ: "event", cat: "video", act: "play", label: "intro / 30s", value: float64(p.rng.IntN(5))}
 	case 1:
 		return planned{t: t, typ: "event", cat: "cta", act: "click", label: "hero"}
 	default:
