@@ -209,6 +209,46 @@ func TestLightweightTransactions(t *testing.T) {
 	}
 }
 
+// TestLWTWithTTL: a row claimed with INSERT ... IF NOT EXISTS USING TTL
+// (config-svc's daily salts) carries its TTL, a second claim gets the
+// first one's values, and once the row has expired a claim applies again;
+// a claim without USING TTL takes the table's default.
+func TestLWTWithTTL(t *testing.T) {
+	s, _ := cqltest.Session(t)
+	mustExec(t, s, `CREATE TABLE salts (day date PRIMARY KEY, salt blob) WITH default_time_to_live = 3600 AND gc_grace_seconds = 10800`)
+	day := time.Date(2026, 12, 5, 0, 0, 0, 0, time.UTC)
+	claim := func(salt []byte, using string) (bool, []byte) {
+		t.Helper()
+		var gotDay time.Time
+		var got []byte
+		applied, err := s.Query(`INSERT INTO salts (day, salt) VALUES (?, ?) IF NOT EXISTS`+using, day, salt).ScanCAS(&gotDay, &got)
+		if err != nil {
+			t.Fatalf("claim: %v", err)
+		}
+		if !applied && !gotDay.Equal(day) {
+			t.Fatalf("the existing row's day is %v, want %v", gotDay, day)
+		}
+		return applied, got
+	}
+	if applied, _ := claim([]byte("first"), " USING TTL 2"); !applied {
+		t.Fatal("the first claim was not applied")
+	}
+	var ttl *int
+	if err := s.Query(`SELECT ttl(salt) FROM salts WHERE day = ?`, day).Scan(&ttl); err != nil || ttl == nil || *ttl < 1 || *ttl > 2 {
+		t.Fatalf("ttl(salt) = %v, %v; want 1 or 2", ttl, err)
+	}
+	if applied, got := claim([]byte("second"), " USING TTL 2"); applied || string(got) != "first" {
+		t.Fatalf("second claim: applied=%v existing=%q; want not applied, %q", applied, got, "first")
+	}
+	eventually(t, 10*time.Second, func() (bool, string) {
+		applied, got := claim([]byte("after"), "")
+		return applied, fmt.Sprintf("a claim after the TTL still finds %q", got)
+	})
+	if err := s.Query(`SELECT ttl(salt) FROM salts WHERE day = ?`, day).Scan(&ttl); err != nil || ttl == nil || *ttl < 3500 || *ttl > 3600 {
+		t.Fatalf("ttl(salt) of a claim without USING TTL = %v, %v; want the default 3600", ttl, err)
+	}
+}
+
 // TestLWTRace has 100 clients race to claim one key: exactly one wins.
 func TestLWTRace(t *testing.T) {
 	s, _ := cqltest.Session(t)
