@@ -143,6 +143,12 @@ type Client struct {
 	epoch     uint64            // advanced every IdleTTL/idleEpochs by the sweeper
 
 	connected atomic.Bool
+
+	// salts are the cookieless salts fetched, by date (YYYY-MM-DD): read
+	// on every cookieless hit, so replaced whole, under saltMu, when a date
+	// is added or dropped.
+	salts  atomic.Pointer[map[string][]byte]
+	saltMu sync.Mutex
 }
 
 type entry struct {
@@ -781,6 +787,7 @@ func (c *Client) sweeper(ctx context.Context) {
 			c.dropIdle()
 		case now := <-unknown.C:
 			c.dropExpiredUnknown(now)
+			c.dropOldSalts(now)
 		}
 	}
 }
@@ -927,7 +934,7 @@ func (c *Client) baseURL(ctx context.Context) (string, error) {
 type clientMetrics struct {
 	connected, seq, entries, instances prometheus.Gauge
 	feedErrors, staleServed, dropped   prometheus.Counter
-	changes, fetches                   *prometheus.CounterVec
+	changes, fetches, saltFetches      *prometheus.CounterVec
 }
 
 func newClientMetrics(reg prometheus.Registerer) *clientMetrics {
@@ -941,9 +948,10 @@ func newClientMetrics(reg prometheus.Registerer) *clientMetrics {
 		dropped:     prometheus.NewCounter(prometheus.CounterOpts{Name: "configclient_idle_dropped_total", Help: "Cached property documents dropped because no lookup asked for them for the idle TTL."}),
 		changes:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "configclient_changes_total", Help: "Changes received from the feed, by kind."}, []string{"kind"}),
 		fetches:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "configclient_fetches_total", Help: "Property document fetches, by result (ok, not_found, invalid, error)."}, []string{"result"}),
+		saltFetches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "configclient_cookieless_salt_fetches_total", Help: "Fetches of a date's cookieless salt (once per date while it is cached), by result (ok, error)."}, []string{"result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.connected, m.seq, m.entries, m.instances, m.feedErrors, m.staleServed, m.dropped, m.changes, m.fetches)
+		reg.MustRegister(m.connected, m.seq, m.entries, m.instances, m.feedErrors, m.staleServed, m.dropped, m.changes, m.fetches, m.saltFetches)
 	}
 	return m
 }

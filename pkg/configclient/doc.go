@@ -1,7 +1,8 @@
 // Package configclient is how collection and processing read config-svc:
 // property documents (settings, hostnames, API secret hashes and the
-// current compiled rules) by tracking ID or property ID, and a property's
-// whole rule history for reprocessing.
+// current compiled rules) by tracking ID or property ID, a property's
+// whole rule history for reprocessing, and the daily salts of collection's
+// cookieless visitor IDs.
 //
 // # Freshness
 //
@@ -34,6 +35,16 @@
 // the lookups answered from a copy that is due for a refetch, and the log
 // says so once); only keys not cached fail, with ErrUnavailable.
 //
+// # Cookieless salts
+//
+// CookielessSalt returns a date's salt, which config-svc makes at random on
+// the first request and gives every caller alike. A salt never changes: it
+// is fetched once per date (concurrent callers share the fetch) and kept in
+// memory while the date can be of use, yesterday to tomorrow in UTC, then
+// dropped. While config-svc is unreachable the cached salts keep being
+// answered; a date not cached is ErrUnavailable, and collection answers 503
+// rather than making an ID up.
+//
 // # Finding config-svc
 //
 // A static base URL (-config-svc-url), or the healthy instances of the
@@ -47,4 +58,5 @@
 //	svc.Go(cc.Run)
 //	p, err := cc.ByTrackingID(ctx, tid) // p.Compiled().MatchIP(...), p.VerifySecret(s), p.ProcessingShards
 //	history, err := cc.RuleHistory(ctx, p.PropertyID) // history.At(hit.ReceivedAt), history.Version(hit.RuleVersion)
+//	salt, err := cc.CookielessSalt(ctx, "2026-12-05") // collection's cookieless visitor IDs of that date
 package configclient

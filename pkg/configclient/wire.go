@@ -178,6 +178,15 @@ type Changes struct {
 	Changes []Change `json:"changes"`
 }
 
+// CookielessSalt is the answer of GET /internal/v1/cookieless-salts/{date}:
+// the salt of collection's cookieless visitor IDs for a date (YYYY-MM-DD),
+// random, the same for every caller, and destroyed about three days after
+// it was made (docs/collection.md, "Cookieless properties").
+type CookielessSalt struct {
+	Date string `json:"date"`
+	Salt []byte `json:"salt"` // base64 in JSON
+}
+
 // TrackingIDAlphabet is the alphabet of tracking IDs: digits and upper-case
 // letters without the ambiguous 0, O, 1, I and L.
 const TrackingIDAlphabet = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
