@@ -252,3 +252,32 @@ func feedGone(w http.ResponseWriter, since int64) {
 	httpserver.WriteError(w, http.StatusGone, "feed_gone",
 		"the change feed no longer holds position "+strconv.FormatInt(since, 10)+"; refetch what you cached and follow from the current head (GET /internal/v1/changes without since)")
 }
+
+// internalCookielessSalt answers the salt of collection's cookieless
+// visitor IDs for a date, made on the first request for it (the store's
+// CookielessSalt). Only yesterday, today and tomorrow (UTC) are served: a
+// salt lives three days, and an older date's, once destroyed, must never
+// be made again.
+func (s *Server) internalCookielessSalt(w http.ResponseWriter, r *http.Request) {
+	raw := r.PathValue("date")
+	day, err := time.Parse(time.DateOnly, raw)
+	if err != nil {
+		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "date", "date: "+quote(raw)+" is not a date; give it as YYYY-MM-DD")
+		return
+	}
+	now := s.o.Now()
+	salt, err := s.o.Store.CookielessSalt(r.Context(), day, now)
+	if errors.Is(err, store.ErrSaltDayOutOfRange) {
+		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "date",
+			"date: "+raw+" is more than one day from today ("+now.UTC().Format(time.DateOnly)+" UTC); salts exist only for yesterday, today and tomorrow, "+
+				"and are destroyed three days after they are made, so that no past day's salt is ever made again (check this caller's clock)")
+		return
+	}
+	if err != nil {
+		s.internalError(w, r, "read or make the cookieless salt", err)
+		return
+	}
+	// Nothing on the way may keep it.
+	w.Header().Set("Cache-Control", "no-store")
+	httpserver.WriteJSON(w, http.StatusOK, configclient.CookielessSalt{Date: raw, Salt: salt})
+}

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -14,7 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acme/analytics/pkg/cassandra"
 	"github.com/acme/analytics/pkg/configclient"
+	"github.com/acme/analytics/pkg/migrate/migratetest"
 )
 
 func TestInternalPropertyDocument(t *testing.T) {
@@ -175,4 +178,71 @@ func TestInternalErrorClientGone(t *testing.T) {
 	if rec.Code != http.StatusInternalServerError {
 		t.Fatalf("a connected client got %d, want 500", rec.Code)
 	}
+}
+
+// TestInternalCookielessSalt: a date's salt is 32 random bytes, made on the
+// first request and the same for every later one, through any instance;
+// only yesterday, today and tomorrow (UTC) are served; only services may
+// ask.
+func TestInternalCookielessSalt(t *testing.T) {
+	now := time.Date(2026, 12, 5, 23, 30, 0, 0, time.UTC)
+	clock := func(o *Options) { o.Now = func() time.Time { return now } }
+	ks := migratetest.Keyspace(t)
+	a := startInstance(t, ks, "", clock)
+	b := startInstance(t, ks, a.keysDir, clock)
+	get := func(e *env, day string) []byte {
+		t.Helper()
+		r := e.must(http.StatusOK, service("collection"), "GET", "/internal/v1/cookieless-salts/"+day, nil)
+		var out configclient.CookielessSalt
+		r.decode(t, &out)
+		if out.Date != day || len(out.Salt) != 32 {
+			t.Fatalf("salt of %s: %+v; want 32 bytes for the date", day, out)
+		}
+		if cc := r.header.Get("Cache-Control"); cc != "no-store" {
+			t.Fatalf("Cache-Control %q, want no-store", cc)
+		}
+		return out.Salt
+	}
+	today := get(a, "2026-12-05")
+	for _, e := range []*env{a, b, a} {
+		if again := get(e, "2026-12-05"); !bytes.Equal(again, today) {
+			t.Fatalf("a later request got %x, the first %x", again, today)
+		}
+	}
+	yesterday, tomorrow := get(b, "2026-12-04"), get(a, "2026-12-06")
+	if bytes.Equal(yesterday, today) || bytes.Equal(tomorrow, today) || bytes.Equal(yesterday, tomorrow) {
+		t.Fatal("two dates share a salt")
+	}
+	if again := get(a, "2026-12-04"); !bytes.Equal(again, yesterday) {
+		t.Fatal("yesterday's salt changed")
+	}
+
+	for _, day := range []string{"2026-12-03", "2026-12-07", "2025-12-05", "2026-13-01", "20261205", "today"} {
+		r := a.must(http.StatusBadRequest, service("collection"), "GET", "/internal/v1/cookieless-salts/"+day, nil)
+		if e := r.apiError(); e.Code != "invalid_field" || e.Field != "date" || !strings.Contains(e.Message, day) {
+			t.Fatalf("%s: %+v", day, e)
+		}
+	}
+	r := a.must(http.StatusBadRequest, service("collection"), "GET", "/internal/v1/cookieless-salts/2026-12-03", nil)
+	if msg := r.apiError().Message; !strings.Contains(msg, "more than one day from today (2026-12-05 UTC)") {
+		t.Fatalf("out of range: %q", msg)
+	}
+	session, err := cassandra.Connect(ks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer session.Close()
+	var n int
+	if err := session.Query(`SELECT count(*) FROM cookieless_salts`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 3 {
+		t.Fatalf("%d salts stored, want 3: a refused date made one", n)
+	}
+
+	// Merchants may not (an instance on the real clock, which tokens need).
+	c := newEnv(t)
+	acct := c.signup("Salty")
+	c.must(http.StatusForbidden, acct.as(), "GET", "/internal/v1/cookieless-salts/"+time.Now().UTC().Format(time.DateOnly), nil)
+	c.must(http.StatusUnauthorized, anonymous, "GET", "/internal/v1/cookieless-salts/"+time.Now().UTC().Format(time.DateOnly), nil)
 }

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -293,4 +294,63 @@ func TestPipelineFindsConfigSvcInConsul(t *testing.T) {
 		doc, err := client.ByTrackingID(ctx, p.TrackingID)
 		return err == nil && doc.Rules.Version == 2
 	})
+}
+
+// TestPipelineCookielessSaltsAgree: two collection instances' clients, each
+// on its own config-svc instance of one deployment, asking at once, get
+// one salt for a date (so one visitor one ID), another for the next date;
+// a client started later gets the salt made then; and while its config-svc
+// is down, a client answers the salts it has and no other.
+func TestPipelineCookielessSaltsAgree(t *testing.T) {
+	ks := migratetest.Keyspace(t)
+	a := startInstance(t, ks, "")
+	b := startInstance(t, ks, a.keysDir)
+	ca, _ := runClient(t, func(c *configclient.Config) { c.BaseURL = a.url })
+	cb, _ := runClient(t, func(c *configclient.Config) { c.BaseURL = b.url })
+	ctx := context.Background()
+	today := time.Now().UTC().Format(time.DateOnly)
+	tomorrow := time.Now().UTC().AddDate(0, 0, 1).Format(time.DateOnly)
+
+	type answer struct {
+		salt []byte
+		err  error
+	}
+	answers := make(chan answer, 2)
+	for _, c := range []*configclient.Client{ca, cb} {
+		go func() {
+			salt, err := c.CookielessSalt(ctx, today)
+			answers <- answer{salt, err}
+		}()
+	}
+	first, second := <-answers, <-answers
+	if first.err != nil || second.err != nil {
+		t.Fatal(first.err, second.err)
+	}
+	if !bytes.Equal(first.salt, second.salt) {
+		t.Fatalf("two instances got %x and %x for %s", first.salt, second.salt, today)
+	}
+	next, err := cb.CookielessSalt(ctx, tomorrow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(next, first.salt) {
+		t.Fatal("tomorrow has today's salt")
+	}
+	if other, err := ca.CookielessSalt(ctx, tomorrow); err != nil || !bytes.Equal(other, next) {
+		t.Fatalf("the other instance's salt of tomorrow: %x, %v; want %x", other, err, next)
+	}
+
+	late, _ := runClient(t, func(c *configclient.Config) { c.BaseURL = b.url })
+	if salt, err := late.CookielessSalt(ctx, today); err != nil || !bytes.Equal(salt, first.salt) {
+		t.Fatalf("a client started later: %x, %v; want the salt made first, %x", salt, err, first.salt)
+	}
+
+	a.down()
+	if salt, err := ca.CookielessSalt(ctx, today); err != nil || !bytes.Equal(salt, first.salt) {
+		t.Fatalf("a cached salt while config-svc is down: %x, %v", salt, err)
+	}
+	yesterday := time.Now().UTC().AddDate(0, 0, -1).Format(time.DateOnly)
+	if salt, err := ca.CookielessSalt(ctx, yesterday); !errors.Is(err, configclient.ErrUnavailable) {
+		t.Fatalf("an uncached salt while config-svc is down: %x, %v; want ErrUnavailable", salt, err)
+	}
 }

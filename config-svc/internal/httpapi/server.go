@@ -155,6 +155,7 @@ func (s *Server) Routes() []Route {
 		{"GET", "/internal/v1/properties/{property_id}/rules/versions", Service, s.internalRuleVersions},
 		{"PUT", "/internal/v1/properties/{property_id}/processing-shards", Service, s.internalSetShards},
 		{"GET", "/internal/v1/changes", Service, s.internalChanges},
+		{"GET", "/internal/v1/cookieless-salts/{date}", Service, s.internalCookielessSalt},
 	}
 }
 
