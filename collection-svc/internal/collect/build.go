@@ -38,6 +38,9 @@ type client struct {
 	// found valid and the property's: the next hit's, if the same, needs
 	// no checks.
 	goodHost string
+	// salts are the cookieless salts of the dates the request's hits can
+	// have (Server.salts), when it needs them.
+	salts [2]daySalt
 }
 
 // addressing is what a property's rules make of a client's IP address:
@@ -318,7 +321,11 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 		if !p.Cookieless {
 			return malformed("cid", "the client ID is missing (or enable cookieless mode for the property)")
 		}
-		h.ClientID = s.cookieless.visitorID(p.ID, c.ip, c.userAgent, h.Time, p.Location)
+		salt := c.saltOf(h.Time, p.Location)
+		if salt == nil {
+			return nil, errNoSalt
+		}
+		h.ClientID = visitorID(salt, p.ID, c.ip, c.userAgent)
 		h.Cookieless = true
 	}
 
@@ -333,6 +340,13 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 	h.ID = h.DeriveID(f.EventID)
 	return h, nil
 }
+
+// errNoSalt is build's answer for a hit that needs a cookieless visitor ID
+// when the request has no salt for its date. handle fetches the salts of
+// every date a hit can have before building, so it does not happen; were
+// it to, the request is answered 503 (never dead-lettered, never given a
+// made-up ID).
+var errNoSalt = parse.Errorf(parse.ReasonMalformed, "cid", "no cookieless salt for the hit's date")
 
 // decimalNumber reports whether s is a number as JSON writes it, leading
 // zeros allowed: an optional '-', digits, optionally '.' and digits, and

@@ -1,14 +1,15 @@
 package collect
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -79,47 +80,78 @@ func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
 	return false
 }
 
-// cookieless derives visitor IDs for properties in cookieless mode: a
-// hash of (property, IP, user agent) under a salt that changes every day
-// of the property's time zone, at its midnight, where its sessions end
-// anyway, so a visit is never split by a change of visitor ID. The salt
-// is derived from a server secret and the date, so every instance agrees
-// without coordination, and nobody (including us, once the day is over and
-// the secret rotated) can recompute an ID from an IP.
-type cookieless struct {
-	secret []byte
+// Cookieless visitor IDs, for properties in cookieless mode: a hash of
+// (property, IP, user agent) under the salt of the hit's date in the
+// property's time zone, so the ID changes at the property's midnight, where
+// its sessions end anyway, and a visit is never split by it. The salt is
+// random, made by config-svc on the first request for the date and the
+// same for every instance (Salts), and destroyed about three days later:
+// from then on nobody, we included, can tell which IP an ID was made from,
+// even with the archive's truncated address and user agent at hand.
 
-	mu    sync.Mutex
-	salts map[string][]byte // by date; the few dates current somewhere
+// date is a calendar date.
+type date struct {
+	year  int
+	month time.Month
+	day   int
 }
 
-func newCookieless(secret []byte) *cookieless {
-	return &cookieless{secret: secret, salts: map[string][]byte{}}
-}
-
-func (c *cookieless) saltFor(day string) []byte {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	salt, ok := c.salts[day]
-	if !ok {
-		if len(c.salts) >= 8 { // time zones span three dates at most
-			clear(c.salts)
-		}
-		m := hmac.New(sha256.New, c.secret)
-		m.Write([]byte("cookieless-salt/" + day))
-		salt = m.Sum(nil)
-		c.salts[day] = salt
-	}
-	return salt
-}
-
-// visitorID returns the visitor ID of (property, ip, userAgent) for a hit
-// at t, on t's date in loc, the property's time zone (nil: UTC).
-func (c *cookieless) visitorID(propertyID string, ip netip.Addr, userAgent string, t time.Time, loc *time.Location) string {
+// dateOf returns t's date in loc (nil: UTC).
+func dateOf(t time.Time, loc *time.Location) date {
 	if loc == nil {
 		loc = time.UTC
 	}
-	m := hmac.New(sha256.New, c.saltFor(t.In(loc).Format(time.DateOnly)))
+	y, m, d := t.In(loc).Date()
+	return date{y, m, d}
+}
+
+func (d date) String() string {
+	return time.Date(d.year, d.month, d.day, 0, 0, 0, 0, time.UTC).Format(time.DateOnly)
+}
+
+// daySalt is the salt of one date.
+type daySalt struct {
+	day  date
+	salt []byte
+}
+
+// salts gets the salts of the dates, in the property's time zone loc, that
+// the hits of a request received at c.received can have: a hit's time lies
+// between the receipt less MaxQueueTime and the receipt, so at most two
+// dates, those of either end. An error means a salt is not to be had now
+// (the request is then answered 503, never given a made-up ID).
+func (s *Server) salts(ctx context.Context, c *client, loc *time.Location) error {
+	first, last := dateOf(c.received.Add(-MaxQueueTime), loc), dateOf(c.received, loc)
+	for i, day := range [2]date{first, last} {
+		if i == 1 && day == first {
+			c.salts[1] = c.salts[0]
+			break
+		}
+		salt, err := s.cfg.Salts.CookielessSalt(ctx, day.String())
+		if err != nil {
+			return fmt.Errorf("the cookieless salt of %s: %w", day, err)
+		}
+		c.salts[i] = daySalt{day, salt}
+	}
+	return nil
+}
+
+// saltOf returns the salt of t's date in loc, among those c has; nil when
+// c has none for it.
+func (c *client) saltOf(t time.Time, loc *time.Location) []byte {
+	day := dateOf(t, loc)
+	for _, ds := range c.salts {
+		if ds.day == day && ds.salt != nil {
+			return ds.salt
+		}
+	}
+	return nil
+}
+
+// visitorID returns the cookieless visitor ID of (property, ip,
+// userAgent) under a date's salt: "ckl-" and 32 hex digits.
+func visitorID(salt []byte, propertyID string, ip netip.Addr, userAgent string) string {
+	m := hmac.New(sha256.New, salt)
 	m.Write([]byte(propertyID))
 	m.Write([]byte{0})
 	m.Write(ip.AsSlice())

@@ -74,6 +74,14 @@ type Queue interface {
 	Send(ctx context.Context, msgs []*sarama.ProducerMessage) error
 }
 
+// Salts gives the salts of cookieless visitor IDs (configclient.Client).
+type Salts interface {
+	// CookielessSalt returns the salt of day (YYYY-MM-DD), the same on
+	// every instance; an error means it is not to be had now, and the
+	// client is told to retry. The salt must not be modified.
+	CookielessSalt(ctx context.Context, day string) ([]byte, error)
+}
+
 // DeadLetters keeps rejected hits with their reason.
 type DeadLetters interface {
 	Add(dl hit.DeadLetter)
@@ -87,30 +95,28 @@ type Config struct {
 	GeoIP          *geoip.DB // nil: no country
 	Devices        *device.Parser
 	TrustedProxies []netip.Prefix
-	// CookielessSecret seeds the daily salt of cookieless visitor IDs; it
-	// must be the same on every instance.
-	CookielessSecret []byte
-	Log              *slog.Logger
-	Registry         prometheus.Registerer
+	// Salts gives the daily salts of cookieless visitor IDs (needed only
+	// for cookieless properties).
+	Salts    Salts
+	Log      *slog.Logger
+	Registry prometheus.Registerer
 	// Now returns the current time (tests fix it); nil is time.Now.
 	Now func() time.Time
 }
 
 // Server serves the collection endpoints.
 type Server struct {
-	cfg        Config
-	now        func() time.Time
-	cookieless *cookieless
-	accepted   *prometheus.CounterVec
-	rejected   *prometheus.CounterVec
+	cfg      Config
+	now      func() time.Time
+	accepted *prometheus.CounterVec
+	rejected *prometheus.CounterVec
 }
 
 // New returns a Server for cfg, registering its metrics on cfg.Registry.
 func New(cfg Config) *Server {
 	s := &Server{
-		cfg:        cfg,
-		now:        cfg.Now,
-		cookieless: newCookieless(cfg.CookielessSecret),
+		cfg: cfg,
+		now: cfg.Now,
 		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "collection_hits_accepted_total",
 			Help: "Hits the broker acknowledged, by origin (browser, mp).",
@@ -275,6 +281,15 @@ func (s *Server) handle(ctx context.Context, r *http.Request, in input, received
 	}
 	c.country = s.cfg.GeoIP.Country(c.ip)
 	c.addr = addressingOf(prop, c.ip)
+	if prop.Cookieless && in.origin == hit.OriginBrowser && needVisitorIDs(in.items) {
+		// Before any hit is built or dead-lettered: without the salts the
+		// request is retried whole.
+		if err := s.salts(ctx, &c, prop.Location); err != nil {
+			s.cfg.Log.LogAttrs(ctx, slog.LevelDebug, "cookieless salt not available", slog.String("tracking_id", in.trackingID), slog.Any("error", err))
+			out.err = errUnavailable
+			return out
+		}
+	}
 
 	out.hits = make([]*hit.Hit, len(in.items))
 	out.rejected = make([]*parse.Error, len(in.items))
@@ -301,6 +316,10 @@ func (s *Server) handle(ctx context.Context, r *http.Request, in input, received
 			continue
 		}
 		h, e := s.build(&hits[i], prop, &it.Fields, &c, in.origin)
+		if e == errNoSalt {
+			out.err = errUnavailable
+			return out
+		}
 		if e != nil {
 			out.rejected[i] = e
 			reject(e, i)
@@ -391,6 +410,17 @@ func (rs *records) messages(received time.Time, buf []byte) ([]*sarama.ProducerM
 		})
 	}
 	return msgs, buf
+}
+
+// needVisitorIDs reports whether a hit of items may need a cookieless
+// visitor ID: one read without error and without a client ID.
+func needVisitorIDs(items []parse.Item) bool {
+	for i := range items {
+		if items[i].Err == nil && items[i].Fields.ClientID == "" {
+			return true
+		}
+	}
+	return false
 }
 
 // property looks up a tracking ID; the error is a *parse.Error to reject

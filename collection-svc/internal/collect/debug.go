@@ -74,7 +74,7 @@ func (s *Server) debugRespond(w http.ResponseWriter, out outcome) {
 	var res DebugResult
 	switch {
 	case errors.Is(out.err, errUnavailable):
-		httpserver.WriteError(w, http.StatusServiceUnavailable, "unavailable", "the property's configuration cannot be read right now; retry later")
+		httpserver.WriteError(w, http.StatusServiceUnavailable, "unavailable", "the property's configuration (or, for a cookieless property, the day's salt) cannot be read right now; retry later")
 		return
 	case out.err != nil:
 		res.Error = detail(out.err.(*parse.Error))

@@ -1,6 +1,7 @@
 package collect
 
 import (
+	"context"
 	"net/netip"
 	"testing"
 	"time"
@@ -27,10 +28,13 @@ func FuzzParseBatchAndBuild(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	s := &Server{cookieless: newCookieless([]byte("k")), now: time.Now}
+	s := &Server{cfg: Config{Salts: newMemSalts()}, now: time.Now}
 	p := &Property{ID: "p", TenantID: "t", TrackingID: "AT-SHPSHPSHP2", Cookieless: true, Shards: 3, Rules: r}
 	c := &client{ip: netip.MustParseAddr("203.0.113.77"), userAgent: "ua", device: device.Info{Category: "desktop"}, received: time.Now()}
 	c.addr = addressingOf(p, c.ip)
+	if err := s.salts(context.Background(), c, p.Location); err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		items, err := parse.Batch(nil, body)
 		if err != nil {

@@ -6,8 +6,6 @@ package collection
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
 	"errors"
 	"flag"
 	"fmt"
@@ -42,14 +40,16 @@ type Config struct {
 	Partitions        int
 	ReplicationFactor int
 
-	IdentitySecret   string
-	CookielessSecret string
-	TrustedProxies   string
-	GeoIPDB          string
+	IdentitySecret string
+	TrustedProxies string
+	GeoIPDB        string
 
 	ProduceTimeout   time.Duration
 	MaxInFlight      int
 	DeadLetterBuffer int
+
+	// now is the clock of the endpoints (tests set it); nil is time.Now.
+	now func() time.Time
 }
 
 // RegisterFlags registers every flag of the binary on fs.
@@ -62,7 +62,6 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Partitions, "kafka-partitions", 12, "partitions of topics created by -kafka-ensure-topics")
 	fs.IntVar(&c.ReplicationFactor, "kafka-replication-factor", 1, "replication factor of topics created by -kafka-ensure-topics (3 in production)")
 	fs.StringVar(&c.IdentitySecret, "identity-secret", "", "secret shared with the gateway and the services that signs identity headers; signs the calls to config-svc (at least 16 bytes; required)")
-	fs.StringVar(&c.CookielessSecret, "cookieless-secret", "", "secret from which the daily salt of cookieless visitor IDs is derived; the same on every instance (empty: derived from -identity-secret)")
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated CIDRs of proxies (the gateway, load balancers) whose X-Forwarded-For is believed, e.g. 127.0.0.1/32,10.0.0.0/8; empty: the connection's peer is the client")
 	fs.StringVar(&c.GeoIPDB, "geoip-db", "", "MaxMind-format IP-to-country database (make geoip installs a CC0 one under collection-svc/.geoip); empty: no country")
 	fs.DurationVar(&c.ProduceTimeout, "produce-timeout", 3*time.Second, "longest a request waits for the broker's acknowledgement before answering 503")
@@ -137,17 +136,6 @@ func ParseCIDRs(s string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
-// cookielessSecret is the configured secret, or one derived from the
-// identity secret (which every instance shares) under its own label.
-func (c *Config) cookielessSecret() []byte {
-	if c.CookielessSecret != "" {
-		return []byte(c.CookielessSecret)
-	}
-	m := hmac.New(sha256.New, []byte(c.IdentitySecret))
-	m.Write([]byte("collection cookieless salt"))
-	return m.Sum(nil)
-}
-
 // Run serves until ctx is done, logging to w.
 func Run(ctx context.Context, cfg Config, w io.Writer) error {
 	svc := service.New(cfg.Service, w)
@@ -168,8 +156,12 @@ func Run(ctx context.Context, cfg Config, w io.Writer) error {
 		return err
 	}
 	svc.Go(cc.Run)
+	svc.Go(func(ctx context.Context) error {
+		prefetchSalts(ctx, cc, time.Now, saltPrefetchInterval, svc.Log)
+		return nil
+	})
 
-	p, err := Assemble(ctx, cfg, Properties(cc), svc.Log, svc.Registry)
+	p, err := Assemble(ctx, cfg, Properties(cc), cc, svc.Log, svc.Registry)
 	if err != nil {
 		return err
 	}
@@ -205,9 +197,10 @@ func (p *Parts) Close() {
 }
 
 // Assemble connects to Kafka (ensuring the topics when configured),
-// opens the GeoIP database and builds the endpoints over props. The caller
-// runs DeadLetters.Run and calls Close at the end.
-func Assemble(ctx context.Context, cfg Config, props collect.Properties, log *slog.Logger, reg prometheus.Registerer) (*Parts, error) {
+// opens the GeoIP database and builds the endpoints over props and salts
+// (cookieless visitor IDs). The caller runs DeadLetters.Run and calls
+// Close at the end.
+func Assemble(ctx context.Context, cfg Config, props collect.Properties, salts collect.Salts, log *slog.Logger, reg prometheus.Registerer) (*Parts, error) {
 	trusted, err := ParseCIDRs(cfg.TrustedProxies)
 	if err != nil {
 		return nil, err
@@ -281,15 +274,16 @@ func Assemble(ctx context.Context, cfg Config, props collect.Properties, log *sl
 	}
 
 	p.Server = collect.New(collect.Config{
-		Properties:       props,
-		Queue:            p.Producer,
-		DeadLetters:      p.DeadLetters,
-		GeoIP:            geo,
-		Devices:          device.NewParser(50000),
-		TrustedProxies:   trusted,
-		CookielessSecret: cfg.cookielessSecret(),
-		Log:              log,
-		Registry:         reg,
+		Properties:     props,
+		Queue:          p.Producer,
+		DeadLetters:    p.DeadLetters,
+		GeoIP:          geo,
+		Devices:        device.NewParser(50000),
+		TrustedProxies: trusted,
+		Salts:          salts,
+		Log:            log,
+		Registry:       reg,
+		Now:            cfg.now,
 	})
 	ok = true
 	return p, nil

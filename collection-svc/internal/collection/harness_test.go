@@ -2,9 +2,11 @@ package collection
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,10 +17,13 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/acme/analytics/collection-svc/internal/collect"
 	"github.com/acme/analytics/collection-svc/internal/geoip/geoiptest"
+	"github.com/acme/analytics/pkg/configclient"
 	"github.com/acme/analytics/pkg/hit"
+	"github.com/acme/analytics/pkg/httpserver"
 	"github.com/acme/analytics/pkg/kafka"
 	"github.com/acme/analytics/pkg/kafkatest"
 	"github.com/acme/analytics/pkg/rules"
+	"github.com/acme/analytics/pkg/tenant"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
@@ -65,20 +70,89 @@ func testProperties(t testing.TB) staticProperties {
 	}
 }
 
+// saltServer answers config-svc's GET /internal/v1/cookieless-salts/{date}
+// as config-svc does (that endpoint is tested over its store in config-svc):
+// to identity headers signed for a service only, a random salt per date,
+// made on the first request and the same for every later one, for
+// yesterday, today and tomorrow (UTC, by its clock) only. Collection
+// reaches it through the real configclient. Down, it answers 503.
+type saltServer struct {
+	*httptest.Server
+	now     func() time.Time
+	mu      sync.Mutex
+	salts   map[string][]byte
+	fetches map[string]int
+	down    bool
+}
+
+func newSaltServer(t testing.TB, now func() time.Time) *saltServer {
+	t.Helper()
+	s := &saltServer{now: now, salts: map[string][]byte{}, fetches: map[string]int{}}
+	mux := http.NewServeMux()
+	mux.Handle("GET /internal/v1/cookieless-salts/{date}", tenant.Require([]byte(identitySecret))(tenant.RequireRole(tenant.RoleService)(http.HandlerFunc(s.serve))))
+	s.Server = httptest.NewServer(mux)
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *saltServer) serve(w http.ResponseWriter, r *http.Request) {
+	day := r.PathValue("date")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fetches[day]++
+	if s.down {
+		httpserver.WriteError(w, http.StatusServiceUnavailable, "unavailable", "storage is unavailable; retry in a few seconds")
+		return
+	}
+	d, err := time.Parse(time.DateOnly, day)
+	today := s.now().UTC().Truncate(24 * time.Hour)
+	if err != nil || d.Sub(today).Abs() > 24*time.Hour {
+		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "date", "date: "+day+" is more than one day from today")
+		return
+	}
+	salt, ok := s.salts[day]
+	if !ok {
+		salt = make([]byte, 32)
+		_, _ = rand.Read(salt)
+		s.salts[day] = salt
+	}
+	httpserver.WriteJSON(w, http.StatusOK, configclient.CookielessSalt{Date: day, Salt: salt})
+}
+
+func (s *saltServer) setDown(down bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.down = down
+}
+
+// fetched returns how often each date was asked for.
+func (s *saltServer) fetched() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.fetches)
+}
+
+const identitySecret = "test-identity-secret-0123456789"
+
 // env is a collection service on loopback in front of an in-process
-// broker.
+// broker, with the real configclient for its cookieless salts.
 type env struct {
 	t       testing.TB
 	cluster *kafkatest.Cluster
 	url     string
 	parts   *Parts
 	brokers string
+	reg     *prometheus.Registry
 }
 
 type envOptions struct {
 	produceTimeout time.Duration
 	handler        func(http.Handler) http.Handler
 	broker         []kfake.Opt
+	// salts serves the cookieless salts (a new saltServer when nil).
+	salts *saltServer
+	// now is the service's clock (time.Now when nil).
+	now func() time.Time
 }
 
 func newEnv(t testing.TB, opts envOptions) *env {
@@ -93,16 +167,28 @@ func newEnv(t testing.TB, opts envOptions) *env {
 		EnsureTopics:      true,
 		Partitions:        3,
 		ReplicationFactor: 1,
-		IdentitySecret:    "test-identity-secret-0123456789",
+		IdentitySecret:    identitySecret,
 		TrustedProxies:    "127.0.0.1/32",
 		GeoIPDB:           geoiptest.Write(t, map[string]string{"203.0.113.0/24": "DE", "198.51.100.0/24": "FR", "2001:db8::/32": "JP"}),
 		ProduceTimeout:    opts.produceTimeout,
 		MaxInFlight:       50000,
 		DeadLetterBuffer:  10000,
+		now:               opts.now,
+	}
+	if opts.now == nil {
+		opts.now = time.Now
+	}
+	if opts.salts == nil {
+		opts.salts = newSaltServer(t, opts.now)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	log := slog.New(slog.DiscardHandler)
-	parts, err := Assemble(ctx, cfg, testProperties(t), log, prometheus.NewRegistry())
+	cc, err := configclient.New(configclient.Config{BaseURL: opts.salts.URL, Caller: "collection", IdentitySecret: []byte(identitySecret), RequestTimeout: 2 * time.Second, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	parts, err := Assemble(ctx, cfg, testProperties(t), cc, log, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +207,7 @@ func newEnv(t testing.TB, opts envOptions) *env {
 		<-dlDone
 		parts.Close()
 	})
-	return &env{t: t, cluster: cluster, url: srv.URL, parts: parts, brokers: brokers}
+	return &env{t: t, cluster: cluster, url: srv.URL, parts: parts, brokers: brokers, reg: reg}
 }
 
 // topicReader collects every message of a topic from the start. On the

@@ -1,0 +1,197 @@
+package collection
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/acme/analytics/pkg/hit"
+)
+
+// testClock is a clock tests move forward.
+type testClock struct{ offset atomic.Int64 }
+
+func (c *testClock) now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *testClock) advance(d time.Duration) { c.offset.Add(int64(d)) }
+
+// cookielessBatch is a batch of one pageview without a client ID.
+func cookielessBatch(hid string) string {
+	return `{"hits":[{"t":"pageview","dl":"https://any.example/a","hid":"` + hid + `"}]}`
+}
+
+// TestCookielessVisitorAcrossInstancesAndDays: two collection instances,
+// each with its own configclient on one config-svc, give one visitor of a
+// cookieless property one ID on a day, and both another the next day; each
+// fetches a date's salt once.
+func TestCookielessVisitorAcrossInstancesAndDays(t *testing.T) {
+	clock := &testClock{}
+	salts := newSaltServer(t, clock.now)
+	a := newEnv(t, envOptions{salts: salts, now: clock.now})
+	b := newEnv(t, envOptions{salts: salts, now: clock.now})
+	hitsA, hitsB := a.read(hit.TopicHits), b.read(hit.TopicHits)
+	visitor := func(e *env, hits *topicReader, hid string) string {
+		t.Helper()
+		resp, body := e.do("POST", "/collect?tid="+tidCookieless, "text/plain;charset=UTF-8", cookielessBatch(hid), "203.0.113.50", "")
+		if resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("%s: %d %s", hid, resp.StatusCode, body)
+		}
+		h := hitsOf(t, hits.waitFor(t, 1, hasHID(hid)))[0]
+		if !h.Cookieless || len(h.ClientID) != 36 {
+			t.Fatalf("%s: client ID %q, cookieless %v; want a ckl- ID", hid, h.ClientID, h.Cookieless)
+		}
+		return h.ClientID
+	}
+
+	dayA, dayB := visitor(a, hitsA, "day1-a"), visitor(b, hitsB, "day1-b")
+	if dayA != dayB {
+		t.Fatalf("one visitor, one day, two instances: %s and %s", dayA, dayB)
+	}
+	if again := visitor(a, hitsA, "day1-a2"); again != dayA {
+		t.Fatalf("the same visitor later that day: %s, want %s", again, dayA)
+	}
+
+	clock.advance(24 * time.Hour)
+	nextA, nextB := visitor(a, hitsA, "day2-a"), visitor(b, hitsB, "day2-b")
+	if nextA != nextB {
+		t.Fatalf("one visitor, the next day, two instances: %s and %s", nextA, nextB)
+	}
+	if nextA == dayA {
+		t.Fatalf("the visitor kept its ID %s into the next day", dayA)
+	}
+
+	// A request's dates are those of its receipt and of 4 hours before;
+	// each instance asked for each once.
+	for day, n := range salts.fetched() {
+		if n != 2 {
+			t.Errorf("the salt of %s was fetched %d times by two instances, want once each (%v)", day, n, salts.fetched())
+		}
+	}
+}
+
+// TestCookielessWithoutSaltAnswers503: while config-svc cannot give the
+// day's salt (and none is cached), a cookieless request that needs a
+// visitor ID is answered 503, to be retried, and nothing of it is queued
+// or dead-lettered; once config-svc answers, the retry is taken.
+func TestCookielessWithoutSaltAnswers503(t *testing.T) {
+	salts := newSaltServer(t, time.Now)
+	salts.setDown(true)
+	e := newEnv(t, envOptions{salts: salts})
+	hits, dead := e.read(hit.TopicHits), e.read(hit.TopicDeadLetter)
+	const body = `{"hits":[{"t":"pageview","dl":"https://any.example/a","hid":"h-503"},{"t":"bogus","hid":"h-503-bad"}]}`
+
+	for range 2 {
+		resp, b := e.do("POST", "/collect?tid="+tidCookieless, "text/plain;charset=UTF-8", body, "203.0.113.50", "")
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+			t.Fatalf("batch without a salt: %d %s; want 503 with Retry-After", resp.StatusCode, b)
+		}
+	}
+	resp, b := e.do("GET", "/collect?v=1&tid="+tidCookieless+"&t=pageview&dl=https%3A%2F%2Fany.example%2F&hid=h-503-pixel", "", "", "203.0.113.50", "")
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Content-Type") != "image/gif" {
+		t.Fatalf("pixel without a salt: %d %q; want 503 with the image", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	if n := counterSum(t, e, "collection_hits_rejected_total"); n != 0 {
+		t.Fatalf("%v hits rejected (and dead-lettered) while the salt was unavailable, want none", n)
+	}
+	// A cookieless property's hits with client IDs need no salt.
+	resp, b = e.do("POST", "/collect?tid="+tidCookieless, "text/plain;charset=UTF-8", `{"hits":[{"cid":"c-own","t":"pageview","dl":"https://any.example/","hid":"h-cid"}]}`, "203.0.113.50", "")
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("hits with client IDs while the salt is unavailable: %d %s", resp.StatusCode, b)
+	}
+
+	salts.setDown(false)
+	resp, b = e.do("POST", "/collect?tid="+tidCookieless, "text/plain;charset=UTF-8", body, "203.0.113.50", "")
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("the retry: %d %s; want 400 for its bogus hit, the other stored", resp.StatusCode, b)
+	}
+	hits.waitFor(t, 1, hasHID("h-503"))
+	dead.waitFor(t, 1, func(m *sarama.ConsumerMessage) bool { return deadLetterOf(t, m).Reason == "malformed" })
+	if n := counterSum(t, e, "collection_hits_rejected_total"); n != 1 {
+		t.Fatalf("%v hits rejected in all, want only the retry's bogus one", n)
+	}
+	// Everything stored: the hit with a client ID and the retry's (the
+	// pixel answered 503 is not).
+	stored := hitsOf(t, hits.waitFor(t, 2, func(*sarama.ConsumerMessage) bool { return true }))
+	if len(stored) != 2 || stored[0].ID == stored[1].ID {
+		t.Fatalf("%d hits stored, want the one with a client ID and the retry's", len(stored))
+	}
+	for _, h := range stored {
+		if h.ID != h.DeriveID("h-cid") && h.ID != h.DeriveID("h-503") {
+			t.Fatalf("stored a hit %+v, want only h-cid and h-503", h)
+		}
+	}
+}
+
+// counterSum returns the sum of a counter's series in e's registry.
+func counterSum(t *testing.T, e *env, name string) float64 {
+	t.Helper()
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
+}
+
+// recordingSalts records the dates asked for, and has a salt for each.
+type recordingSalts struct {
+	mu    sync.Mutex
+	asked []string
+}
+
+func (r *recordingSalts) CookielessSalt(_ context.Context, day string) ([]byte, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.asked = append(r.asked, day)
+	return make([]byte, 32), nil
+}
+
+func (r *recordingSalts) dates() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.asked)
+}
+
+// TestPrefetchSalts: the prefetcher asks for yesterday's, today's and
+// tomorrow's salts (UTC) at once and again at every tick, and stops with
+// its context.
+func TestPrefetchSalts(t *testing.T) {
+	src := &recordingSalts{}
+	kiritimati, err := time.LoadLocation("Pacific/Kiritimati")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := func() time.Time { return time.Date(2026, 12, 6, 1, 0, 0, 0, kiritimati) } // 11:00 UTC on the 5th
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		prefetchSalts(ctx, src, now, 10*time.Millisecond, slog.New(slog.DiscardHandler))
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(src.dates()) < 6 {
+		if time.Now().After(deadline) {
+			t.Fatalf("asked for %v; want two rounds", src.dates())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	want := []string{"2026-12-04", "2026-12-05", "2026-12-06"}
+	if got := src.dates(); !slices.Equal(got[:3], want) || !slices.Equal(got[3:6], want) {
+		t.Fatalf("asked for %v; want %v each round", got, want)
+	}
+}
