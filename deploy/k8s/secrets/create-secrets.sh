@@ -10,14 +10,13 @@
 #
 # DIR holds (mode 0700; keep it in your secret store, not in the repository):
 #   identity-secret               HMAC secret of the identity headers (>= 16 bytes)
-#   cookieless-secret             salt source of cookieless visitor IDs
 #   signing-keys/*.pem            Ed25519 keys signing access tokens (PKCS#8 PEM)
 #   cassandra/username, password          the services' role (SELECT, MODIFY)
 #   cassandra-migrate/username, password  the migrate Job's role (CREATE, ALTER)
 #   consul-token                  optional: Consul ACL token of the services
 #
 # Secrets made (the manifests in ../base refer to these names):
-#   analytics-identity            identity-secret, cookieless-secret
+#   analytics-identity            identity-secret
 #   analytics-signing-keys        one key per .pem file, mounted by config-svc
 #   analytics-cassandra           username, password
 #   analytics-cassandra-migrate   username, password
@@ -40,9 +39,7 @@ init() {
 	umask 077
 	mkdir -p "$dir/signing-keys" "$dir/cassandra" "$dir/cassandra-migrate"
 	local f
-	for f in identity-secret cookieless-secret; do
-		[[ -s $dir/$f ]] || { openssl rand -base64 48 | tr -d '\n' >"$dir/$f"; echo "made $dir/$f"; }
-	done
+	[[ -s $dir/identity-secret ]] || { openssl rand -base64 48 | tr -d '\n' >"$dir/identity-secret"; echo "made $dir/identity-secret"; }
 	if ! compgen -G "$dir/signing-keys/*.pem" >/dev/null; then
 		f="$dir/signing-keys/key-$(date -u +%Y%m%dT%H%M%SZ).pem"
 		openssl genpkey -algorithm ed25519 -out "$f"
@@ -64,7 +61,7 @@ apply() {
 	fi
 	[[ $# -eq 1 ]] || usage
 	local dir=$1 f
-	for f in identity-secret cookieless-secret cassandra/username cassandra/password cassandra-migrate/username cassandra-migrate/password; do
+	for f in identity-secret cassandra/username cassandra/password cassandra-migrate/username cassandra-migrate/password; do
 		[[ -s $dir/$f ]] || { echo "$dir/$f is missing or empty (run: $0 init $dir)" >&2; exit 1; }
 	done
 	if (($(tr -d '\r\n' <"$dir/identity-secret" | wc -c) < 16)); then
@@ -85,7 +82,7 @@ apply() {
 	# Values without a trailing newline, in a private scratch directory.
 	tmp=$(mktemp -d)
 	trap 'rm -rf "$tmp"' EXIT
-	for f in identity-secret cookieless-secret consul-token; do
+	for f in identity-secret consul-token; do
 		[[ -s $dir/$f ]] && tr -d '\r\n' <"$dir/$f" >"$tmp/$f"
 	done
 	for f in cassandra cassandra-migrate; do
@@ -100,7 +97,7 @@ apply() {
 			kubectl label --local -f - app.kubernetes.io/part-of=acme-analytics -o yaml |
 			kubectl -n "$ns" apply -f -
 	}
-	put analytics-identity --from-file=identity-secret="$tmp/identity-secret" --from-file=cookieless-secret="$tmp/cookieless-secret"
+	put analytics-identity --from-file=identity-secret="$tmp/identity-secret"
 	put analytics-signing-keys "${keys[@]}"
 	put analytics-cassandra --from-file=username="$tmp/cassandra/username" --from-file=password="$tmp/cassandra/password"
 	put analytics-cassandra-migrate --from-file=username="$tmp/cassandra-migrate/username" --from-file=password="$tmp/cassandra-migrate/password"
