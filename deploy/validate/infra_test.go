@@ -141,6 +141,9 @@ func TestInfrastructure(t *testing.T) {
 	if at(values, "client", "enabled") != true {
 		t.Errorf("Consul client agents are off; the services register through $(HOST_IP):8500")
 	}
+	if at(values, "global", "acls", "manageSystemACLs") != true {
+		t.Errorf("Consul runs without ACLs: any pod reaching an agent could register as config-svc")
+	}
 }
 
 // TestVersionsAgree: compose and Kubernetes run the same releases of Kafka,

@@ -448,6 +448,17 @@ func checkDeployment(t *testing.T, b *built, d *appsv1.Deployment, secrets map[s
 	if v, _ := literal(prefix + "_CONSUL_ADDR"); v != "$(HOST_IP):8500" {
 		t.Errorf("%s_CONSUL_ADDR = %q, want the node's agent $(HOST_IP):8500", prefix, v)
 	}
+	if err := consulToken(vars, d.Name); err != nil {
+		t.Error(err)
+	}
+	if d.Name == "gateway" {
+		// The keys that decide every token's tenant come from config-svc's
+		// Service, not from whatever registered as "config" in Consul.
+		want := fmt.Sprintf("http://config:%d/.well-known/jwks.json", binaries["config"].port)
+		if v, _ := literal("GATEWAY_JWKS_URL"); v != want {
+			t.Errorf("GATEWAY_JWKS_URL = %q, want %q (config-svc's Kubernetes Service)", v, want)
+		}
+	}
 	for i, n := range names {
 		if (n == "POD_IP" || n == "HOST_IP") && slices.IndexFunc(names[:i], func(s string) bool { return strings.HasPrefix(s, prefix) }) >= 0 {
 			t.Errorf("%s must come before the variables that refer to it", n)
@@ -800,6 +811,9 @@ func TestReprocessJobTemplate(t *testing.T) {
 	for _, err := range envRules("reprocess", names, literal, fromSecret) {
 		t.Error(err)
 	}
+	if err := consulToken(vars, "reprocess"); err != nil {
+		t.Error(err)
+	}
 	for _, n := range []string{"REPROCESS_PROPERTY", "REPROCESS_FROM", "REPROCESS_TO", "REPROCESS_RULES"} {
 		if v, _ := literal(n); !strings.HasPrefix(v, "${") {
 			t.Errorf("%s = %q, want a placeholder the operator fills", n, v)
@@ -808,4 +822,19 @@ func TestReprocessJobTemplate(t *testing.T) {
 	if sc := j.Spec.Template.Spec.SecurityContext; sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
 		t.Errorf("the Job does not run as non-root")
 	}
+}
+
+// consulToken checks that a workload's Consul ACL token is its own (Secret
+// analytics-consul, key name, not optional): Consul runs with ACLs on, and
+// a token may register only its own service (consul-tokens.sh).
+func consulToken(vars map[string]corev1.EnvVar, name string) error {
+	e, ok := vars["CONSUL_HTTP_TOKEN"]
+	if !ok || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
+		return fmt.Errorf("CONSUL_HTTP_TOKEN is not taken from Secret analytics-consul")
+	}
+	ref := e.ValueFrom.SecretKeyRef
+	if ref.Name != "analytics-consul" || ref.Key != name || ref.Optional != nil && *ref.Optional {
+		return fmt.Errorf("CONSUL_HTTP_TOKEN from Secret %s key %s (optional %v); want analytics-consul key %s, required", ref.Name, ref.Key, ref.Optional != nil && *ref.Optional, name)
+	}
+	return nil
 }

@@ -13,14 +13,16 @@
 #   signing-keys/*.pem            Ed25519 keys signing access tokens (PKCS#8 PEM)
 #   cassandra/username, password          the services' role (SELECT, MODIFY)
 #   cassandra-migrate/username, password  the migrate Job's role (CREATE, ALTER)
-#   consul-token                  optional: Consul ACL token of the services
+#   consul-tokens/<name>          Consul ACL token of each service (gateway, collection,
+#                                 config, processing, acquisition, behavior, reprocess):
+#                                 made by consul-tokens.sh DIR once Consul runs
 #
 # Secrets made (the manifests in ../base refer to these names):
 #   analytics-identity            identity-secret
 #   analytics-signing-keys        one key per .pem file, mounted by config-svc
 #   analytics-cassandra           username, password
 #   analytics-cassandra-migrate   username, password
-#   analytics-consul              token (only with consul-token)
+#   analytics-consul              one key per service: its Consul token
 #
 # `apply` updates Secrets in place: signing keys are picked up by running
 # config-svc pods without a restart (the kubelet refreshes the mounted files
@@ -50,7 +52,7 @@ init() {
 	for f in cassandra/password cassandra-migrate/password; do
 		[[ -s $dir/$f ]] || { openssl rand -hex 24 | tr -d '\n' >"$dir/$f"; echo "made $dir/$f"; }
 	done
-	echo "create the Cassandra roles with these names and passwords (docs/operations.md, 'Cassandra roles'), then run: $0 apply $dir"
+	echo "create the Cassandra roles with these names and passwords (docs/operations.md, 'Cassandra roles') and the Consul tokens ($(dirname "$0")/consul-tokens.sh $dir), then run: $0 apply $dir"
 }
 
 apply() {
@@ -63,6 +65,9 @@ apply() {
 	local dir=$1 f
 	for f in identity-secret cassandra/username cassandra/password cassandra-migrate/username cassandra-migrate/password; do
 		[[ -s $dir/$f ]] || { echo "$dir/$f is missing or empty (run: $0 init $dir)" >&2; exit 1; }
+	done
+	for f in gateway collection config processing acquisition behavior reprocess; do
+		[[ -s $dir/consul-tokens/$f ]] || { echo "$dir/consul-tokens/$f is missing or empty (run: $(dirname "$0")/consul-tokens.sh $dir)" >&2; exit 1; }
 	done
 	if (($(tr -d '\r\n' <"$dir/identity-secret" | wc -c) < 16)); then
 		echo "$dir/identity-secret must be at least 16 bytes" >&2
@@ -82,9 +87,7 @@ apply() {
 	# Values without a trailing newline, in a private scratch directory.
 	tmp=$(mktemp -d)
 	trap 'rm -rf "$tmp"' EXIT
-	for f in identity-secret consul-token; do
-		[[ -s $dir/$f ]] && tr -d '\r\n' <"$dir/$f" >"$tmp/$f"
-	done
+	tr -d '\r\n' <"$dir/identity-secret" >"$tmp/identity-secret"
 	for f in cassandra cassandra-migrate; do
 		mkdir -p "$tmp/$f"
 		tr -d '\r\n' <"$dir/$f/username" >"$tmp/$f/username"
@@ -101,9 +104,8 @@ apply() {
 	put analytics-signing-keys "${keys[@]}"
 	put analytics-cassandra --from-file=username="$tmp/cassandra/username" --from-file=password="$tmp/cassandra/password"
 	put analytics-cassandra-migrate --from-file=username="$tmp/cassandra-migrate/username" --from-file=password="$tmp/cassandra-migrate/password"
-	if [[ -s $tmp/consul-token ]]; then
-		put analytics-consul --from-file=token="$tmp/consul-token"
-	fi
+	local t=$dir/consul-tokens
+	put analytics-consul --from-file=gateway="$t/gateway" --from-file=collection="$t/collection" --from-file=config="$t/config" --from-file=processing="$t/processing" --from-file=acquisition="$t/acquisition" --from-file=behavior="$t/behavior" --from-file=reprocess="$t/reprocess"
 }
 
 case $cmd in
