@@ -317,10 +317,14 @@ func AttributionParam(name string) bool {
 //  1. the fragment is dropped, and an empty path becomes "/";
 //  2. strip_query: parameters other than keep_params and the attribution
 //     parameters are dropped (those kept stay as sent, in their order);
-//  3. lowercase: the path (not the query) is lowercased;
-//  4. default_page: a path ending in "/<default_page>" loses the file name;
-//  5. replacements, in order, on the path;
-//  6. strip_trailing_slash: trailing slashes are dropped, except from "/".
+//  3. lowercase: the path (not the query, nor its percent-escapes) is
+//     lowercased;
+//  4. strip_trailing_slash: trailing slashes are dropped, except from "/";
+//  5. default_page: a path ending in "/<default_page>" loses the file name;
+//  6. replacements, in order, on the path;
+//  7. strip_trailing_slash again (after 5 and 6).
+//
+// Cleaning a cleaned path changes nothing unless replacements say so.
 func (c *Compiled) CleanPath(raw string) string {
 	raw, _, _ = strings.Cut(raw, "#")
 	if i := strings.Index(raw, "://"); i >= 0 && i < 10 && !strings.ContainsAny(raw[:i], "/?") {
@@ -337,7 +341,13 @@ func (c *Compiled) CleanPath(raw string) string {
 	}
 	query = c.filterQuery(query)
 	if c.lowercase {
-		path = strings.ToLower(path)
+		path = lowerOutsideEscapes(path)
+	}
+	if c.stripSlash {
+		// Before the default page too, so that /docs/index.html/ and
+		// /docs/index.html are one page (and cleaning a cleaned path
+		// changes nothing).
+		path = trimTrailingSlashes(path)
 	}
 	if dp := c.defaultPage; dp != "" && len(path) > len(dp) && path[len(path)-len(dp)-1] == '/' && strings.EqualFold(path[len(path)-len(dp):], dp) {
 		path = path[:len(path)-len(dp)]
@@ -348,16 +358,21 @@ func (c *Compiled) CleanPath(raw string) string {
 	if path == "" || path[0] != '/' {
 		path = "/" + path
 	}
-	if c.stripSlash && len(path) > 1 {
-		path = strings.TrimRight(path, "/")
-		if path == "" {
-			path = "/"
-		}
+	if c.stripSlash {
+		path = trimTrailingSlashes(path)
 	}
 	if query == "" {
 		return path
 	}
 	return path + "?" + query
+}
+
+// trimTrailingSlashes drops a path's trailing slashes, except from "/".
+func trimTrailingSlashes(path string) string {
+	if path = strings.TrimRight(path, "/"); path == "" {
+		return "/"
+	}
+	return path
 }
 
 func (c *Compiled) filterQuery(q string) string {
@@ -371,18 +386,48 @@ func (c *Compiled) filterQuery(q string) string {
 		if part == "" {
 			continue
 		}
-		name, _, _ := strings.Cut(part, "=")
-		if strings.ContainsAny(name, "%+") {
-			if n, err := url.QueryUnescape(name); err == nil {
-				name = n
-			}
-		}
-		if c.keepParams[name] || AttributionParam(name) {
+		if name := QueryParamName(part); c.keepParams[name] || AttributionParam(name) {
 			if b.Len() > 0 {
 				b.WriteByte('&')
 			}
 			b.WriteString(part)
 		}
+	}
+	return b.String()
+}
+
+// QueryParamName returns the name of a query-string pair ("name=value") as
+// a query parser reads it: percent-escapes and '+' decoded (a name that
+// does not decode is taken as it is), so that utm%5Fsource is utm_source.
+func QueryParamName(pair string) string {
+	name, _, _ := strings.Cut(pair, "=")
+	if strings.ContainsAny(name, "%+") {
+		if n, err := url.QueryUnescape(name); err == nil {
+			return n
+		}
+	}
+	return name
+}
+
+// lowerOutsideEscapes lowercases path but not its percent-escapes, which
+// stay in the upper-case hex collection writes them in (docs/collection.md:
+// rules match the encoded form), so that lowercase keeps /caf%C3%A9 one
+// page with /CAF%C3%A9 and a rule written for it still matches.
+func lowerOutsideEscapes(path string) string {
+	if !strings.Contains(path, "%") {
+		return strings.ToLower(path)
+	}
+	var b strings.Builder
+	b.Grow(len(path))
+	for path != "" {
+		i := strings.IndexByte(path, '%')
+		if i < 0 || i+2 >= len(path) {
+			b.WriteString(strings.ToLower(path))
+			break
+		}
+		b.WriteString(strings.ToLower(path[:i]))
+		b.WriteString(path[i : i+3])
+		path = path[i+3:]
 	}
 	return b.String()
 }

@@ -138,13 +138,32 @@ func TestCleanPath(t *testing.T) {
 		{"trailing slashes", full, "/about//", "/about"},
 		{"root keeps its slash", full, "/", "/"},
 		{"fragment dropped", full, "/a#b?c=d", "/a"},
+		{"default page before a trailing slash", full, "/docs/index.html/", "/docs"},
+		{"lowercase keeps percent-escapes as collection writes them", lower, "/CAF%C3%A9/X%2FY", "/caf%C3%A9/x%2Fy"},
+		{"a percent sign at the end", lower, "/A%4", "/a%4"},
+		{"an encoded attribution parameter's name", full, "/a?utm%5Fsource=x&session=1", "/a?utm%5Fsource=x"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := tt.c.CleanPath(tt.in); got != tt.want {
+			got := tt.c.CleanPath(tt.in)
+			if got != tt.want {
 				t.Fatalf("CleanPath(%q) = %q, want %q", tt.in, got, tt.want)
 			}
+			// Cleaning a cleaned path changes nothing (the replacements
+			// here map their output to itself): two spellings of a page
+			// are never two pages.
+			if again := tt.c.CleanPath(got); again != got {
+				t.Fatalf("CleanPath(%q) = %q, but cleaned again %q", tt.in, got, again)
+			}
 		})
+	}
+}
+
+func TestQueryParamName(t *testing.T) {
+	for in, want := range map[string]string{"utm_source=x": "utm_source", "utm%5Fsource=x": "utm_source", "a+b": "a b", "%zz=1": "%zz", "": ""} {
+		if got := QueryParamName(in); got != want {
+			t.Errorf("QueryParamName(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
 

@@ -218,8 +218,7 @@ func pagePath(clean string) string {
 	}
 	var kept []string
 	for _, kv := range strings.Split(query, "&") {
-		name, _, _ := strings.Cut(kv, "=")
-		if kv != "" && !rules.AttributionParam(name) {
+		if kv != "" && !rules.AttributionParam(rules.QueryParamName(kv)) {
 			kept = append(kept, kv)
 		}
 	}

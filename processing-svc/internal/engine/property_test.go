@@ -143,3 +143,20 @@ func TestCampaignApartFromTheLocation(t *testing.T) {
 		}
 	}
 }
+
+// The page dimension drops the attribution parameters the clean-up keeps,
+// whatever spelling of their names a query parser reads as theirs.
+func TestPagePathDropsAttributionParameters(t *testing.T) {
+	for in, want := range map[string]string{
+		"/a?utm_source=x":                  "/a",
+		"/a?utm%5Fsource=x":                "/a",
+		"/a?UTM_Medium=y&id=7&gclid=g":     "/a?id=7",
+		"/a?id=7":                          "/a?id=7",
+		"/a":                               "/a",
+		"/a?%75tm_campaign=z&utm_term=t&b": "/a?b",
+	} {
+		if got := pagePath(in); got != want {
+			t.Errorf("pagePath(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
