@@ -6,8 +6,10 @@
 //
 // What is in flight is bounded: a request that would take the number of
 // unacknowledged messages past the limit is refused at once, and so is
-// every request while the broker is known to be failing (except one probe
-// at a time, whose success closes the circuit again). A request never
+// every request while the broker is known to be failing: messages fail and
+// none has been acknowledged for a second (except one probe at a time, whose
+// success closes the circuit again; one partition failing while the others
+// take messages fails only its own requests). A request never
 // waits longer than its time limit. Refused and timed-out requests are
 // answered 503 and retried by the client; a hit that the broker got after
 // all is then queued twice with the same ID, which processing counts once.
@@ -58,14 +60,22 @@ type Producer struct {
 	log  *slog.Logger
 
 	inFlight atomic.Int64
-	failing  atomic.Bool // the last message to complete failed
-	probing  atomic.Bool // a request is testing a failing broker
+	// failing: the broker is taken as down (messages fail and none has
+	// been acknowledged for failWindow); requests are refused.
+	failing atomic.Bool
+	probing atomic.Bool  // a request is testing a failing broker
+	lastAck atomic.Int64 // when a message was last acknowledged (unix ns)
 
 	done chan struct{} // closed when both result loops have ended
 
 	acked, failed, refused prometheus.Counter
 	latency                prometheus.Histogram
 }
+
+// failWindow is how long without any acknowledgement a failure must come
+// after for the broker to be taken as down: a partition failing while the
+// others are acknowledged is not an outage.
+const failWindow = time.Second
 
 // ticket follows one Send: its messages carry it as Metadata.
 type ticket struct {
@@ -112,7 +122,10 @@ func New(ap sarama.AsyncProducer, opts Options, log *slog.Logger, reg prometheus
 	go func() {
 		defer wg.Done()
 		for e := range ap.Errors() {
-			if p.failing.CompareAndSwap(false, true) {
+			// A failure while others are acknowledged is one partition's
+			// (its leader moving, too few in-sync replicas): its requests
+			// fail on their own, the others must not be refused.
+			if time.Since(time.Unix(0, p.lastAck.Load())) > failWindow && p.failing.CompareAndSwap(false, true) {
 				p.log.Warn("kafka produce failing; answering 503 until it recovers", slog.Any("error", e.Err))
 			}
 			p.complete(e.Msg, true)
@@ -166,6 +179,7 @@ func (p *Producer) complete(m *sarama.ProducerMessage, failed bool) {
 		p.failed.Inc()
 	} else {
 		p.acked.Inc()
+		p.lastAck.Store(time.Now().UnixNano())
 		if p.failing.Load() && p.failing.CompareAndSwap(true, false) {
 			p.log.Info("kafka produce recovered")
 		}

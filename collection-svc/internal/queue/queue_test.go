@@ -2,12 +2,15 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
+	"github.com/IBM/sarama/mocks"
 	"github.com/acme/analytics/pkg/hit"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -66,5 +69,44 @@ func TestDeadLettersRunning(t *testing.T) {
 	<-ended
 	if d.Running() {
 		t.Fatal("running after Run returned")
+	}
+}
+
+// A message failing while others are acknowledged (one partition's leader
+// moving, too few in-sync replicas) fails its own request only: the circuit
+// opens, refusing every request, only when messages fail and none has been
+// acknowledged for failWindow.
+func TestOnlyAnOutageOpensTheCircuit(t *testing.T) {
+	cfg := mocks.NewTestConfig()
+	cfg.Producer.Return.Successes = true
+	ap := mocks.NewAsyncProducer(t, cfg)
+	p := New(ap, Options{MaxInFlight: 100, Timeout: 5 * time.Second}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	defer p.Close()
+	send := func() error {
+		return p.Send(context.Background(), []*sarama.ProducerMessage{{Topic: hit.TopicHits, Value: sarama.StringEncoder("h")}})
+	}
+	ap.ExpectInputAndSucceed()
+	if err := send(); err != nil {
+		t.Fatalf("first send: %v", err)
+	}
+	ap.ExpectInputAndFail(sarama.ErrNotEnoughReplicas)
+	if err := send(); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("a failed message's request: %v, want ErrUnavailable", err)
+	}
+	if err := p.Healthy(); err != nil {
+		t.Fatalf("one failure right after an acknowledgement opened the circuit: %v", err)
+	}
+	ap.ExpectInputAndSucceed()
+	if err := send(); err != nil {
+		t.Fatalf("the next request was refused: %v", err)
+	}
+
+	p.lastAck.Store(time.Now().Add(-2 * failWindow).UnixNano()) // nothing acknowledged since
+	ap.ExpectInputAndFail(sarama.ErrOutOfBrokers)
+	if err := send(); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("send during the outage: %v", err)
+	}
+	if err := p.Healthy(); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("messages failing with none acknowledged for %v left the circuit closed", failWindow)
 	}
 }
