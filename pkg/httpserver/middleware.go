@@ -93,7 +93,7 @@ func AccessLog(log *slog.Logger, quiet ...string) Middleware {
 			}
 			log.LogAttrs(r.Context(), level, "http request",
 				slog.String("method", Method(r.Method)),
-				slog.String("path", capped(r.URL.Path, maxLoggedPath)),
+				slog.String("path", LoggedPath(r.URL.Path)),
 				slog.Int("status", sw.code),
 				slog.Int64("bytes", sw.bytes),
 				slog.Duration("duration", time.Since(start)),
@@ -116,7 +116,7 @@ func Recover(log *slog.Logger) Middleware {
 				if v == http.ErrAbortHandler { //nolint:errorlint // sentinel compared as net/http does
 					panic(v)
 				}
-				log.Error("panic in handler", slog.Any("panic", v), slog.String("path", r.URL.Path),
+				log.Error("panic in handler", slog.Any("panic", v), slog.String("path", LoggedPath(r.URL.Path)),
 					slog.String("request_id", RequestID(r.Context())), slog.String("stack", string(debug.Stack())))
 				WriteError(w, http.StatusInternalServerError, "internal", "internal error; the request ID identifies it in our logs")
 			}()
@@ -188,20 +188,21 @@ func Method(m string) string {
 	return "other"
 }
 
-// maxLoggedPath bounds the path an access log line carries: the client
-// chooses it, up to net/http's 1 MiB header limit.
+// maxLoggedPath bounds the path a log line carries: the client chooses
+// it, up to net/http's 1 MiB header limit.
 const maxLoggedPath = 512
 
-// capped returns s cut to at most n bytes (at a UTF-8 boundary), marked
-// with "…" when cut.
-func capped(s string, n int) string {
-	if len(s) <= n {
-		return s
+// LoggedPath is a request's path as a log line carries it: cut to 512
+// bytes (at a UTF-8 boundary), marked with "…" when cut.
+func LoggedPath(path string) string {
+	n := maxLoggedPath
+	if len(path) <= n {
+		return path
 	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
+	for n > 0 && !utf8.RuneStart(path[n]) {
 		n--
 	}
-	return s[:n] + "…"
+	return path[:n] + "…"
 }
 
 // statusWriter records the status code and body size written.

@@ -280,7 +280,7 @@ func (h *Handler) refuseToken(w http.ResponseWriter, r *http.Request, rt *Route,
 	}
 	// The reason only: the token, even an invalid one, is a credential.
 	h.log.LogAttrs(r.Context(), level, "bearer token refused", slog.String("reason", reason),
-		slog.String("route", rt.Name), slog.String("path", r.URL.Path), slog.String("client_network", loggedNetwork(st.clientIP)),
+		slog.String("route", rt.Name), slog.String("path", httpserver.LoggedPath(r.URL.Path)), slog.String("client_network", loggedNetwork(st.clientIP)),
 		slog.String("request_id", httpserver.RequestID(r.Context())))
 	if reason == "keys_unavailable" {
 		w.Header().Set("Retry-After", seconds(h.retryAfter))

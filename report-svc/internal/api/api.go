@@ -253,7 +253,7 @@ func (h *Handler) writeErr(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("Retry-After", "1")
 		httpserver.WriteError(w, http.StatusServiceUnavailable, "report_timeout", "the report took too long to compute; retry, or ask for a shorter range")
 	default:
-		h.Log.Error("report failed", slog.String("path", r.URL.Path), slog.String("request_id", httpserver.RequestID(r.Context())), slog.Any("error", err))
+		h.Log.Error("report failed", slog.String("path", httpserver.LoggedPath(r.URL.Path)), slog.String("request_id", httpserver.RequestID(r.Context())), slog.Any("error", err))
 		httpserver.WriteError(w, http.StatusInternalServerError, "internal", "the report failed; the request ID identifies it in our logs")
 	}
 }
