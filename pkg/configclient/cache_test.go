@@ -506,7 +506,7 @@ func TestAnOlderHistoryIsNotCached(t *testing.T) {
 	}
 	c.store(&newer, c.beginFetch())
 	h, err := c.RuleHistory(context.Background(), doc.PropertyID)
-	if err != nil || h.newest() != 1 {
+	if err != nil || h.Newest() != 1 {
 		t.Fatalf("history %v, %v; the test server has version 1", h, err)
 	}
 	if c.versions[doc.PropertyID] != nil {

@@ -360,7 +360,7 @@ func (c *Client) store(doc *Property, gen uint64) {
 		used = old.used // a refetch is not a lookup
 	}
 	c.byID[doc.PropertyID] = &entry{doc: doc, used: used}
-	if h := c.versions[doc.PropertyID]; h != nil && h.history.newest() != doc.Rules.Version {
+	if h := c.versions[doc.PropertyID]; h != nil && h.history.Newest() != doc.Rules.Version {
 		// A version the feed did not announce (the resync found it): the
 		// history is fetched again at its next use.
 		h.stale, h.retryAt = true, time.Time{}
@@ -432,7 +432,7 @@ func (c *Client) fetchHistory(ctx context.Context, propertyID string) (*History,
 		// change or an anchoring since the fetch began, or a document (the
 		// resync's) at a newer version than the history's last.
 		e := c.byID[propertyID]
-		if c.changedAt[propertyID] <= gen && c.anchorGen <= gen && (e == nil || e.doc.Rules.Version <= h.newest()) {
+		if c.changedAt[propertyID] <= gen && c.anchorGen <= gen && (e == nil || e.doc.Rules.Version <= h.Newest()) {
 			c.versions[propertyID] = &cachedHistory{history: h, used: c.epoch}
 		}
 		c.mu.Unlock()

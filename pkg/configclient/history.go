@@ -76,8 +76,8 @@ func (h *History) At(t time.Time) *rules.Compiled {
 	return h.rules(max(i-1, 0))
 }
 
-// newest returns the latest version's number (0 when there is none).
-func (h *History) newest() int {
+// Newest returns the latest version's number (0 when there is none).
+func (h *History) Newest() int {
 	if len(h.versions) == 0 {
 		return 0
 	}

@@ -31,18 +31,30 @@ func (c *ConfigProperties) Property(ctx context.Context, id string) (*Property, 
 	if err != nil {
 		return nil, err
 	}
-	current := doc.Compiled()
+	current, version, since := doc.Compiled(), doc.Rules.Version, doc.Rules.EffectiveAt
+	// The history can be behind the document: config-svc did not answer
+	// its refetch after a rules change, and the last known one is served.
+	// The document's own version is then taken from the document.
+	behind := history.Newest() < version
 	return &Property{
 		ID:       doc.PropertyID,
 		TenantID: doc.TenantID,
 		Location: doc.Location(),
 		Shards:   max(doc.ProcessingShards, 1),
 		RulesAt: func(t time.Time) *rules.Compiled {
+			if behind && !t.Before(since) {
+				return current
+			}
 			if r := history.At(t); r != nil {
 				return r
 			}
 			return current
 		},
-		RulesVersion: history.Version,
+		RulesVersion: func(n int) *rules.Compiled {
+			if n == version {
+				return current
+			}
+			return history.Version(n)
+		},
 	}, nil
 }
