@@ -368,7 +368,10 @@ func (v *Visitor) freeze(s session.Settings) {
 	open := session.LocalDay(v.Watermark.Add(-LateHorizon-ClockSkew), s.Location) // the earliest day not closed
 	ss := v.build(s)
 	n := 0
-	for n < len(ss) && (ss[n].End.Before(cutoff) || session.LocalDay(ss[n].Start, s.Location).Before(open)) {
+	// A session's day by its end: built under a zone since replaced, a
+	// session can cross the new zone's midnight, and only its end tells
+	// that no late hit can join it.
+	for n < len(ss) && (ss[n].End.Before(cutoff) || session.LocalDay(ss[n].End, s.Location).Before(open)) {
 		n++
 	}
 	if n == 0 {
@@ -389,7 +392,7 @@ func (v *Visitor) freeze(s session.Settings) {
 	// A hit earlier than this would join the last frozen session: within
 	// the timeout of its end, on its day.
 	v.FrozenUntil = last.End.Add(s.Timeout)
-	if next := rollup.DayStart(session.LocalDay(last.Start, s.Location).AddDate(0, 0, 1), s.Location); next.Before(v.FrozenUntil) {
+	if next := rollup.DayStart(session.LocalDay(last.End, s.Location).AddDate(0, 0, 1), s.Location); next.Before(v.FrozenUntil) {
 		v.FrozenUntil = next
 	}
 	// The live sessions stay as derived, under the settings the rollups

@@ -338,3 +338,40 @@ func TestClosedDayNotDerivedAgainUnderNewSettings(t *testing.T) {
 		t.Fatalf("sessions by day %v, want the closed day's 2 and the next day's 1", sessions)
 	}
 }
+
+// A session built under a zone since replaced can cross the new zone's
+// midnight: the day rule judges it by its end, so a late hit that must
+// join it still can.
+func TestZoneChangeLeavesALateHitItsSession(t *testing.T) {
+	newYork, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		t.Fatal(err)
+	}
+	utc := session.Settings{Timeout: 30 * time.Minute, Location: time.UTC, Source: "utc"}
+	ny := session.Settings{Timeout: 30 * time.Minute, Location: newYork, Source: "ny"}
+	at := func(id string, t time.Time) *session.Hit {
+		return &session.Hit{ID: id, Type: hit.TypePageview, Time: t, Path: "/" + id}
+	}
+	base := time.Date(2026, 6, 2, 0, 0, 0, 0, time.UTC)
+	v, c := New("c1"), derive.New()
+	for _, h := range []*session.Hit{at("a", base.Add(3*time.Hour+40*time.Minute)), at("b", base.Add(4*time.Hour+5*time.Minute)), at("c", base.Add(4*time.Hour+30*time.Minute))} {
+		v.Apply(h, h.Time, utc, c)
+	}
+	// d happened at 04:35 UTC and arrives 3 h 40 min later, after the
+	// property moved to New York (where 04:05 UTC is just past midnight).
+	d := at("d", base.Add(4*time.Hour+35*time.Minute))
+	if out, _ := v.Apply(d, d.Time.Add(3*time.Hour+40*time.Minute), ny, c); out != Applied {
+		t.Fatalf("the late hit: %v, want applied to its session", out)
+	}
+	// As New York's days make them: a on June 1st, b, c and d on the 2nd.
+	sessions := map[time.Time]int64{}
+	for k, m := range c.Daily {
+		if k.Report == rollup.Total && m.Sessions != 0 {
+			sessions[k.Day] += m.Sessions
+		}
+	}
+	june1, june2 := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 6, 2, 0, 0, 0, 0, time.UTC)
+	if len(sessions) != 2 || sessions[june1] != 1 || sessions[june2] != 1 {
+		t.Fatalf("sessions by day %v, want one on June 1st (a) and one on the 2nd (b, c, d)", sessions)
+	}
+}
