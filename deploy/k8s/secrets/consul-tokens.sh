@@ -22,11 +22,16 @@ set -euo pipefail
 [[ $# -eq 1 ]] || { sed -n '2,20p' "$0" >&2; exit 2; }
 dir=$1
 
-if [[ -z ${CONSUL:-} ]]; then
-	token=$(kubectl -n consul get secret consul-bootstrap-acl-token -o jsonpath='{.data.token}' | base64 -d)
-	CONSUL="kubectl -n consul exec -i consul-server-0 -- env CONSUL_HTTP_TOKEN=$token consul"
+if [[ -n ${CONSUL:-} ]]; then
+	consul() { $CONSUL "$@"; }
+else
+	# The bootstrap token goes to the pod on stdin, never in a command line
+	# (which the process lists and the API server's audit log would show).
+	consul() {
+		{ kubectl -n consul get secret consul-bootstrap-acl-token -o jsonpath='{.data.token}' | base64 -d; echo; } |
+			kubectl -n consul exec -i consul-server-0 -- sh -c 'read -r CONSUL_HTTP_TOKEN; export CONSUL_HTTP_TOKEN; exec consul "$@"' consul "$@"
+	}
 fi
-consul() { $CONSUL "$@"; }
 
 # rules prints the ACL rules of a service's policy; an empty name reads only.
 rules() {

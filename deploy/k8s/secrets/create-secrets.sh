@@ -88,6 +88,10 @@ apply() {
 	tmp=$(mktemp -d)
 	trap 'rm -rf "$tmp"' EXIT
 	tr -d '\r\n' <"$dir/identity-secret" >"$tmp/identity-secret"
+	mkdir -p "$tmp/consul-tokens"
+	for f in gateway collection config processing acquisition behavior reprocess; do
+		tr -d '\r\n' <"$dir/consul-tokens/$f" >"$tmp/consul-tokens/$f"
+	done
 	for f in cassandra cassandra-migrate; do
 		mkdir -p "$tmp/$f"
 		tr -d '\r\n' <"$dir/$f/username" >"$tmp/$f/username"
@@ -100,11 +104,19 @@ apply() {
 			kubectl label --local -f - app.kubernetes.io/part-of=acme-analytics -o yaml |
 			kubectl -n "$ns" apply -f -
 	}
-	put analytics-identity --from-file=identity-secret="$tmp/identity-secret"
+	# cookieless-secret: only for the collection pods of releases before
+	# 2026-12-05, which require the key, until the release is rolled out
+	# everywhere and the file deleted (docs/operations.md, release notes).
+	local legacy=()
+	if [[ -s $dir/cookieless-secret ]]; then
+		tr -d '\r\n' <"$dir/cookieless-secret" >"$tmp/cookieless-secret"
+		legacy=("--from-file=cookieless-secret=$tmp/cookieless-secret")
+	fi
+	put analytics-identity --from-file=identity-secret="$tmp/identity-secret" "${legacy[@]}"
 	put analytics-signing-keys "${keys[@]}"
 	put analytics-cassandra --from-file=username="$tmp/cassandra/username" --from-file=password="$tmp/cassandra/password"
 	put analytics-cassandra-migrate --from-file=username="$tmp/cassandra-migrate/username" --from-file=password="$tmp/cassandra-migrate/password"
-	local t=$dir/consul-tokens
+	local t=$tmp/consul-tokens
 	put analytics-consul --from-file=gateway="$t/gateway" --from-file=collection="$t/collection" --from-file=config="$t/config" --from-file=processing="$t/processing" --from-file=acquisition="$t/acquisition" --from-file=behavior="$t/behavior" --from-file=reprocess="$t/reprocess"
 }
 
