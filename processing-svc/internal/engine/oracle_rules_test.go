@@ -121,8 +121,9 @@ func oAttributionParam(name string) bool {
 }
 
 // clean is CleanPath as docs/config.md words it: drop the fragment ->
-// strip_query -> lowercase -> default_page -> replacements in order ->
-// strip_trailing_slash.
+// strip_query -> lowercase (not the percent-escapes) ->
+// strip_trailing_slash -> default_page -> replacements in order ->
+// strip_trailing_slash again.
 func (r *oRules) clean(raw string) string {
 	pp := r.doc.PagePath
 	if i := strings.IndexByte(raw, '#'); i >= 0 {
@@ -140,22 +141,32 @@ func (r *oRules) clean(raw string) string {
 		q = strings.Join(kept, "&")
 	}
 	if pp.Lowercase {
-		path = strings.ToLower(path)
+		path = oEscape.ReplaceAllStringFunc(strings.ToLower(path), strings.ToUpper)
 	}
+	stripSlashes := func() {
+		if pp.StripTrailingSlash {
+			if path = strings.TrimRight(path, "/"); path == "" {
+				path = "/"
+			}
+		}
+	}
+	stripSlashes()
 	if dp := pp.DefaultPage; dp != "" && strings.HasSuffix(path, "/"+dp) {
 		path = strings.TrimSuffix(path, dp)
 	}
 	for i, x := range r.repl {
 		path = x.ReplaceAllString(path, pp.Replacements[i].Replace)
 	}
-	if pp.StripTrailingSlash && len(path) > 1 && strings.HasSuffix(path, "/") {
-		path = strings.TrimSuffix(path, "/")
-	}
+	stripSlashes()
 	if q != "" {
 		return path + "?" + q
 	}
 	return path
 }
+
+// oEscape is a percent-escape, whose hex lowercase leaves as collection
+// writes it (upper case).
+var oEscape = regexp.MustCompile(`%[0-9a-f]{2}`)
 
 func oPathOnly(clean string) string { p, _, _ := strings.Cut(clean, "?"); return p }
 
