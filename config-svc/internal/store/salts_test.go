@@ -7,9 +7,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/acme/analytics/pkg/cassandra"
-	"github.com/acme/analytics/pkg/migrate/migratetest"
 )
 
 // TestCookielessSaltIsMadeOnceAndShared: instances asking for a date's
@@ -19,16 +16,7 @@ import (
 // CookielessSaltTTL.
 func TestCookielessSaltIsMadeOnceAndShared(t *testing.T) {
 	ctx := context.Background()
-	cfg := migratetest.Keyspace(t)
-	var stores []*Store
-	for range 2 {
-		s, err := cassandra.Connect(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(s.Close)
-		stores = append(stores, New(s))
-	}
+	stores := twoInstances(t)
 	now := time.Now()
 	today := dateOf(now.UTC())
 

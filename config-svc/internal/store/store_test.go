@@ -27,9 +27,10 @@ func newStore(t *testing.T) *Store {
 	return New(s)
 }
 
-func TestFeedIsGapFreeUnderConcurrentAppends(t *testing.T) {
-	ctx := context.Background()
-	// Two stores on one keyspace behave as two config-svc instances.
+// twoInstances returns two stores on one fresh keyspace, each with its own
+// session: two config-svc instances.
+func twoInstances(t *testing.T) []*Store {
+	t.Helper()
 	cfg := migratetest.Keyspace(t)
 	var stores []*Store
 	for range 2 {
@@ -40,6 +41,12 @@ func TestFeedIsGapFreeUnderConcurrentAppends(t *testing.T) {
 		t.Cleanup(s.Close)
 		stores = append(stores, New(s))
 	}
+	return stores
+}
+
+func TestFeedIsGapFreeUnderConcurrentAppends(t *testing.T) {
+	ctx := context.Background()
+	stores := twoInstances(t)
 	if h, err := stores[0].Head(ctx); err != nil || h != 0 {
 		t.Fatalf("empty feed head = %d, %v", h, err)
 	}
