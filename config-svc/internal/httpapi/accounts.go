@@ -2,8 +2,10 @@ package httpapi
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -118,6 +120,14 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", field, field+": is required")
 		return
 	}
+	if wait := s.logins.wait(email); wait > 0 {
+		s.metrics.loginFailures.Inc()
+		secs := int((wait + time.Second - 1) / time.Second)
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		httpserver.WriteError(w, http.StatusTooManyRequests, "too_many_attempts",
+			fmt.Sprintf("too many failed logins for this e-mail address; try again in %d s", secs))
+		return
+	}
 	u, err := s.o.Store.UserByEmail(r.Context(), email)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		s.internalError(w, r, "look up the user", err)
@@ -125,10 +135,12 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	// An unknown address costs the same comparison as a known one.
 	if !s.o.Hasher.Check(u.PasswordHash, req.Password) {
+		s.logins.failed(email)
 		s.metrics.loginFailures.Inc()
 		httpserver.WriteError(w, http.StatusUnauthorized, "invalid_credentials", "the e-mail address or the password is wrong")
 		return
 	}
+	s.logins.succeeded(email)
 	s.metrics.logins.Inc()
 	s.issueTokens(w, r, u, http.StatusOK)
 }

@@ -80,6 +80,7 @@ type Options struct {
 type Server struct {
 	o       Options
 	metrics *metrics
+	logins  *failedLogins
 }
 
 // DefaultMaxPropertiesPerTenant bounds the properties of one tenant: twice
@@ -114,7 +115,7 @@ func New(o Options) *Server {
 	if o.MaxRuleVersionsPerDay == 0 {
 		o.MaxRuleVersionsPerDay = MaxRuleVersionsPerDay
 	}
-	return &Server{o: o, metrics: newMetrics(o.Registerer)}
+	return &Server{o: o, metrics: newMetrics(o.Registerer), logins: newFailedLogins(o.Now)}
 }
 
 // Routes returns every endpoint of the API.
