@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/acme/analytics/pkg/authtoken"
@@ -32,6 +33,10 @@ type Config struct {
 	ExternalJWKSURL    string
 	ExternalIssuer     string
 	ExternalAudience   string
+	// ExternalTenants lists the tenants (comma-separated IDs) the external
+	// identity provider may assert: it belongs to a customer, and its
+	// tokens' tid claim must not reach another customer's data.
+	ExternalTenants string
 }
 
 // RegisterFlags registers the token-checking flags on fs.
@@ -45,6 +50,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ExternalJWKSURL, "external-jwks-url", "", "JWKS URL of an external identity provider whose tokens carry tid and role claims (empty: none)")
 	fs.StringVar(&c.ExternalIssuer, "external-issuer", "", "iss claim of the external identity provider's tokens (required with -external-jwks-url)")
 	fs.StringVar(&c.ExternalAudience, "external-audience", authtoken.DefaultAudience, "required aud claim of the external identity provider's tokens")
+	fs.StringVar(&c.ExternalTenants, "external-tenants", "", "comma-separated tenant IDs the external identity provider may assert (required with -external-jwks-url); a token of it for another tenant is refused")
 }
 
 // Validate reports a configuration error an operator can act on.
@@ -73,8 +79,23 @@ func (c *Config) Validate() error {
 		return errors.New("-external-issuer is set but -external-jwks-url is not")
 	case c.ExternalJWKSURL != "" && c.ExternalIssuer == c.Issuer:
 		return errors.New("-external-issuer must differ from -token-issuer")
+	case c.ExternalJWKSURL != "" && len(c.externalTenants()) == 0:
+		return errors.New("-external-jwks-url needs -external-tenants: the tenants its tokens may be for (the provider is a customer's; any other tenant in its tokens is refused)")
+	case c.ExternalJWKSURL == "" && c.ExternalTenants != "":
+		return errors.New("-external-tenants is set but -external-jwks-url is not")
 	}
 	return nil
+}
+
+// externalTenants returns the set -external-tenants lists.
+func (c *Config) externalTenants() map[string]bool {
+	out := map[string]bool{}
+	for _, t := range strings.Split(c.ExternalTenants, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			out[t] = true
+		}
+	}
+	return out
 }
 
 // issuer is one trusted token issuer.
@@ -83,6 +104,7 @@ type issuer struct {
 	iss      string
 	keys     *authtoken.KeySet
 	verifier *authtoken.Verifier
+	tenants  map[string]bool // the tenants it may assert; nil: any (the primary)
 }
 
 // Authenticator verifies bearer tokens. It is safe for concurrent use.
@@ -118,6 +140,7 @@ func New(c Config, primaryJWKS authtoken.Source, client *http.Client, log *slog.
 		if a.external, err = a.newIssuer("external", c.ExternalIssuer, c.ExternalAudience, c.Leeway, c.MinRefreshInterval, src); err != nil {
 			return nil, err
 		}
+		a.external.tenants = c.externalTenants()
 	}
 	return a, nil
 }
@@ -151,6 +174,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, raw string) (tenant.Id
 	c, err := is.verifier.Verify(ctx, raw)
 	if err != nil {
 		return tenant.Identity{}, err
+	}
+	if is.tenants != nil && !is.tenants[c.TenantID] {
+		return tenant.Identity{}, fmt.Errorf("%w: the %s issuer may not assert tenant %s (-external-tenants)", authtoken.ErrInvalidClaims, is.name, c.TenantID)
 	}
 	return c.Identity(), nil
 }

@@ -347,6 +347,7 @@ func TestConfigValidation(t *testing.T) {
 		{"static upstream without port", []string{"-identity-secret=0123456789abcdef", "-static-upstreams=config=1.2.3.4"}, "not host:port"},
 		{"bad CIDR", []string{"-identity-secret=0123456789abcdef", "-trusted-proxies=10.0.0.0/33"}, "not a CIDR"},
 		{"external IdP without issuer", []string{"-identity-secret=0123456789abcdef", "-external-jwks-url=https://idp.example/jwks"}, "-external-issuer"},
+		{"external IdP without its tenants", []string{"-identity-secret=0123456789abcdef", "-external-jwks-url=https://idp.example/jwks", "-external-issuer=https://idp.example"}, "-external-tenants"},
 		{"JWKS URL not http", []string{"-identity-secret=0123456789abcdef", "-jwks-url=file:///etc/jwks"}, "not an http(s) URL"},
 		{"negative rate", []string{"-identity-secret=0123456789abcdef", "-hit-rate=-1"}, "-hit-rate"},
 		{"zero timeout", []string{"-identity-secret=0123456789abcdef", "-report-timeout=0s"}, "-report-timeout"},

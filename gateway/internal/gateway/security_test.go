@@ -46,7 +46,7 @@ func TestSecurity(t *testing.T) {
 	idpSign := func(c authtoken.Claims) string { return must(authtoken.Sign(c, idpKID, idpKey)) }
 
 	g := startGateway(t, "-consul-addr=", staticUpstreams(config, behavior, collection),
-		"-external-jwks-url="+idp.URL, "-external-issuer="+idpIssuer)
+		"-external-jwks-url="+idp.URL, "-external-issuer="+idpIssuer, "-external-tenants=tenant-e, tenant-f")
 	const path = "/v1/reports/behavior/pages?property=p1"
 	eventually(t, 10*time.Second, "keys fetched from config", func() error {
 		if r := g.get(t, path, "Authorization", "Bearer "+is.token(t, "tenant-a")); r.status != http.StatusOK {
@@ -112,6 +112,7 @@ func TestSecurity(t *testing.T) {
 			c.Audience = jwt.ClaimStrings{"another-api"}
 			return c
 		}())), 401, "invalid_token", "wrong_audience"},
+		{"IdP token for a tenant it may not assert", bearer(idpSign(idpClaims("tenant-a"))), 401, "invalid_token", "invalid_claims"},
 		{"forged tenant header, no token", []string{tenant.HeaderTenantID, "tenant-b"}, 401, "missing_token", "missing_token"},
 		{"forged tenant header, valid token", append(bearer(valid), tenant.HeaderTenantID, "tenant-b"), 403, "identity_header_forbidden", ""},
 		{"forged signed identity, valid token", append(bearer(valid), tenant.HeaderRole, "admin", tenant.HeaderSignature, "00"), 403, "identity_header_forbidden", ""},
