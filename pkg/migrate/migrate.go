@@ -6,8 +6,12 @@
 // migration (version, name, checksum) in schema_migrations, applies only the
 // pending ones in order, and refuses to run when an applied migration's file
 // has changed since. Runs are serialized across processes by a
-// lightweight-transaction lock, so every service may run migrations at
-// start-up. Statements must be idempotent (CREATE ... IF NOT EXISTS): a
+// lightweight-transaction lock (with a TTL, renewed while its runner
+// lives), so every service may run migrations at start-up; the keyspace
+// and the two bookkeeping tables are made before the lock, with IF NOT
+// EXISTS, which real Cassandra can race on at a first run from several
+// nodes at once: production makes them with the one migrate Job.
+// Statements must be idempotent (CREATE ... IF NOT EXISTS): a
 // migration interrupted half-way is re-run from its first statement.
 package migrate
 
@@ -246,21 +250,47 @@ func appliedMigrations(ctx context.Context, s *gocql.Session, ks string) (map[in
 	return out, nil
 }
 
+// lockTTL (a variable for tests) is how long the migration lock outlives a runner that died
+// holding it; a live runner renews it every lockTTL/5, so a migration may
+// take longer than lockTTL without a second runner starting beside it.
+var lockTTL = 300 * time.Second
+
 // lock takes the migration lock with a lightweight transaction. The lock
 // row has a TTL, so a runner that dies holding it blocks others for at most
-// that long.
-func lock(ctx context.Context, s *gocql.Session, ks string, timeout time.Duration, log *slog.Logger) (func(), error) {
+// that long; while the runner lives it is renewed, until release.
+func lock(ctx context.Context, s *gocql.Session, ks string, timeout time.Duration, log *slog.Logger) (release func(), err error) {
 	owner := gocql.TimeUUID().String()
 	deadline := time.Now().Add(timeout)
+	ttl := int(lockTTL / time.Second)
 	for {
 		existing := map[string]any{}
-		applied, err := s.Query("INSERT INTO "+ks+".schema_migration_lock (name, owner, acquired_at) VALUES ('migrate', ?, ?) IF NOT EXISTS USING TTL 300",
-			owner, time.Now()).WithContext(ctx).MapScanCAS(existing)
+		applied, err := s.Query("INSERT INTO "+ks+".schema_migration_lock (name, owner, acquired_at) VALUES ('migrate', ?, ?) IF NOT EXISTS USING TTL ?",
+			owner, time.Now(), ttl).WithContext(ctx).MapScanCAS(existing)
 		if err != nil {
 			return nil, fmt.Errorf("take migration lock: %w", err)
 		}
 		if applied {
+			stop, renewed := make(chan struct{}), make(chan struct{})
+			go func() {
+				defer close(renewed)
+				t := time.NewTicker(lockTTL / 5)
+				defer t.Stop()
+				for {
+					select {
+					case <-stop:
+						return
+					case <-t.C:
+					}
+					// Every column again: the TTL covers the cells written.
+					if _, err := s.Query("UPDATE "+ks+".schema_migration_lock USING TTL ? SET owner = ?, acquired_at = ? WHERE name = 'migrate' IF owner = ?",
+						ttl, owner, time.Now(), owner).MapScanCAS(map[string]any{}); err != nil {
+						log.Warn("renewing the migration lock failed; retrying", slog.Any("error", err))
+					}
+				}
+			}()
 			return func() {
+				close(stop)
+				<-renewed
 				_, _ = s.Query("DELETE FROM "+ks+".schema_migration_lock WHERE name = 'migrate' IF owner = ?", owner).MapScanCAS(map[string]any{})
 			}, nil
 		}
