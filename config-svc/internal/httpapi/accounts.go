@@ -120,7 +120,12 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", field, field+": is required")
 		return
 	}
-	if wait := s.logins.wait(email); wait > 0 {
+	if problem := auth.CheckEmail(email); problem != "" {
+		// No account can have it (and the throttle keeps only addresses).
+		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "email", "email: "+problem)
+		return
+	}
+	if wait := s.logins.begin(email); wait > 0 {
 		s.metrics.loginFailures.Inc()
 		secs := int((wait + time.Second - 1) / time.Second)
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
@@ -135,7 +140,6 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	// An unknown address costs the same comparison as a known one.
 	if !s.o.Hasher.Check(u.PasswordHash, req.Password) {
-		s.logins.failed(email)
 		s.metrics.loginFailures.Inc()
 		httpserver.WriteError(w, http.StatusUnauthorized, "invalid_credentials", "the e-mail address or the password is wrong")
 		return

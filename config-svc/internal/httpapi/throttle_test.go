@@ -3,6 +3,8 @@ package httpapi
 import (
 	"fmt"
 	"net/http"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -12,40 +14,43 @@ func TestFailedLoginsSlowAnAccountDown(t *testing.T) {
 	f := newFailedLogins(func() time.Time { return now })
 	const a = "owner@shop.example"
 	for i := range freeLoginFailures {
-		if w := f.wait(a); w != 0 {
-			t.Fatalf("after %d failures: wait %v, want none (%d are free)", i, w, freeLoginFailures)
+		if w := f.begin(a); w != 0 {
+			t.Fatalf("attempt %d: wait %v, want none (%d are free)", i+1, w, freeLoginFailures)
 		}
-		f.failed(a)
 	}
 	for _, want := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second} {
-		if w := f.wait(a); w != want {
+		if w := f.begin(a); w != want {
 			t.Fatalf("wait %v, want %v (doubling)", w, want)
 		}
+		if w := f.begin(a); w != want {
+			t.Fatalf("a refused attempt moved the wait to %v", w)
+		}
 		now = now.Add(want)
-		f.failed(a)
+		if w := f.begin(a); w != 0 {
+			t.Fatalf("after the wait: %v", w)
+		}
 	}
-	if w := f.wait("other@shop.example"); w != 0 {
+	if w := f.begin("other@shop.example"); w != 0 {
 		t.Fatalf("another address waits %v", w)
 	}
 	for range 30 {
-		now = now.Add(f.wait(a))
-		f.failed(a)
+		now = now.Add(f.begin(a))
+		f.begin(a)
 	}
-	if w := f.wait(a); w != maxLoginDelay {
+	if w := f.begin(a); w != maxLoginDelay {
 		t.Fatalf("after many failures: wait %v, want at most %v", w, maxLoginDelay)
 	}
 	now = now.Add(maxLoginDelay)
+	f.begin(a)
 	f.succeeded(a)
-	f.failed(a)
-	if w := f.wait(a); w != 0 {
+	if w := f.begin(a); w != 0 {
 		t.Fatalf("a success did not clear the failures: wait %v", w)
 	}
 	now = now.Add(resetLoginFailures + time.Second)
-	for range freeLoginFailures - 1 {
-		f.failed(a)
-	}
-	if w := f.wait(a); w != 0 {
-		t.Fatalf("failures an hour old still counted: wait %v", w)
+	for range freeLoginFailures {
+		if w := f.begin(a); w != 0 {
+			t.Fatalf("failures an hour old still counted: wait %v", w)
+		}
 	}
 }
 
@@ -53,7 +58,7 @@ func TestFailedLoginsBounded(t *testing.T) {
 	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
 	f := newFailedLogins(func() time.Time { return now })
 	for i := range maxTrackedLogins + 10 {
-		f.failed(fmt.Sprintf("u%d@x.example", i))
+		f.begin(fmt.Sprintf("u%d@x.example", i))
 	}
 	if n := len(f.m); n > maxTrackedLogins {
 		t.Fatalf("%d addresses tracked, want at most %d", n, maxTrackedLogins)
@@ -62,23 +67,46 @@ func TestFailedLoginsBounded(t *testing.T) {
 
 // Over the API: past the free failures a login for the address is refused
 // before its password is checked (429 with Retry-After), the right
-// password too, until the delay has passed; then it works.
+// password too, until the delay has passed; then it works. Guesses sent at
+// once do not all get checked. An address no account can have is refused
+// before any of it (and is not kept).
 func TestLoginThrottledPerAddress(t *testing.T) {
-	e := newEnv(t)
+	var mu sync.Mutex
+	offset := time.Duration(0)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return time.Now().Add(offset) }
+	e := newEnv(t, func(o *Options) { o.Now = clock })
 	a := e.signup("Acme")
 	wrong := map[string]string{"email": a.email, "password": "wrong password!"}
-	for range freeLoginFailures {
-		if r := e.do(anonymous, "POST", "/v1/login", wrong); r.code != http.StatusUnauthorized {
-			t.Fatalf("wrong password: %d %s", r.code, r.body)
+	codes := make(chan int, 20)
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		go func() { defer wg.Done(); codes <- e.do(anonymous, "POST", "/v1/login", wrong).code }()
+	}
+	wg.Wait()
+	close(codes)
+	checked := 0
+	for c := range codes {
+		if c == http.StatusUnauthorized {
+			checked++
 		}
+	}
+	if checked != freeLoginFailures {
+		t.Fatalf("20 guesses at once: %d had their password checked, want %d", checked, freeLoginFailures)
 	}
 	right := map[string]string{"email": a.email, "password": a.password}
 	if r := e.do(anonymous, "POST", "/v1/login", right); r.code != http.StatusTooManyRequests || r.apiError().Code != "too_many_attempts" || r.header.Get("Retry-After") != "1" {
 		t.Fatalf("a login after %d failures: %d %s (Retry-After %q), want 429 too_many_attempts", freeLoginFailures, r.code, r.body, r.header.Get("Retry-After"))
 	}
-	time.Sleep(1100 * time.Millisecond)
+	mu.Lock()
+	offset = 2 * time.Second
+	mu.Unlock()
 	e.must(http.StatusOK, anonymous, "POST", "/v1/login", right)
 	if r := e.do(anonymous, "POST", "/v1/login", wrong); r.code != http.StatusUnauthorized {
 		t.Fatalf("after a success the failures start again: %d %s", r.code, r.body)
+	}
+	long := map[string]string{"email": strings.Repeat("x", 300) + "@shop.example", "password": "wrong password!"}
+	if r := e.do(anonymous, "POST", "/v1/login", long); r.code != http.StatusBadRequest {
+		t.Fatalf("a 300-byte address: %d %s, want 400", r.code, r.body)
 	}
 }
