@@ -188,7 +188,7 @@ func Apply(ctx context.Context, cluster func(keyspace string) *gocql.ClusterConf
 		}
 	}
 
-	release, err := lock(ctx, s, ks, opts.LockTimeout, log)
+	ctx, release, err := lock(ctx, s, ks, opts.LockTimeout, log)
 	if err != nil {
 		return nil, err
 	}
@@ -257,8 +257,11 @@ var lockTTL = 300 * time.Second
 
 // lock takes the migration lock with a lightweight transaction. The lock
 // row has a TTL, so a runner that dies holding it blocks others for at most
-// that long; while the runner lives it is renewed, until release.
-func lock(ctx context.Context, s *gocql.Session, ks string, timeout time.Duration, log *slog.Logger) (release func(), err error) {
+// that long; while the runner lives it is renewed, until release. The
+// context returned is ctx, cancelled if the lock is lost (its renewals
+// failed past its TTL and another runner may have it): the run's
+// statements use it, so the run stops rather than migrate beside another.
+func lock(ctx context.Context, s *gocql.Session, ks string, timeout time.Duration, log *slog.Logger) (held context.Context, release func(), err error) {
 	owner := gocql.TimeUUID().String()
 	deadline := time.Now().Add(timeout)
 	ttl := int(lockTTL / time.Second)
@@ -267,9 +270,10 @@ func lock(ctx context.Context, s *gocql.Session, ks string, timeout time.Duratio
 		applied, err := s.Query("INSERT INTO "+ks+".schema_migration_lock (name, owner, acquired_at) VALUES ('migrate', ?, ?) IF NOT EXISTS USING TTL ?",
 			owner, time.Now(), ttl).WithContext(ctx).MapScanCAS(existing)
 		if err != nil {
-			return nil, fmt.Errorf("take migration lock: %w", err)
+			return nil, nil, fmt.Errorf("take migration lock: %w", err)
 		}
 		if applied {
+			held, lost := context.WithCancelCause(ctx)
 			stop, renewed := make(chan struct{}), make(chan struct{})
 			go func() {
 				defer close(renewed)
@@ -282,25 +286,32 @@ func lock(ctx context.Context, s *gocql.Session, ks string, timeout time.Duratio
 					case <-t.C:
 					}
 					// Every column again: the TTL covers the cells written.
-					if _, err := s.Query("UPDATE "+ks+".schema_migration_lock USING TTL ? SET owner = ?, acquired_at = ? WHERE name = 'migrate' IF owner = ?",
-						ttl, owner, time.Now(), owner).MapScanCAS(map[string]any{}); err != nil {
+					applied, err := s.Query("UPDATE "+ks+".schema_migration_lock USING TTL ? SET owner = ?, acquired_at = ? WHERE name = 'migrate' IF owner = ?",
+						ttl, owner, time.Now(), owner).MapScanCAS(map[string]any{})
+					switch {
+					case err != nil:
 						log.Warn("renewing the migration lock failed; retrying", slog.Any("error", err))
+					case !applied:
+						log.Error("the migration lock was lost (not renewed within its TTL); stopping this run")
+						lost(errors.New("the migration lock was lost: its renewals failed for longer than its TTL"))
+						return
 					}
 				}
 			}()
-			return func() {
+			return held, func() {
 				close(stop)
 				<-renewed
+				lost(nil)
 				_, _ = s.Query("DELETE FROM "+ks+".schema_migration_lock WHERE name = 'migrate' IF owner = ?", owner).MapScanCAS(map[string]any{})
 			}, nil
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("migration lock held by %v for longer than %s", existing["owner"], timeout)
+			return nil, nil, fmt.Errorf("migration lock held by %v for longer than %s", existing["owner"], timeout)
 		}
 		log.Info("waiting for another migration run", slog.Any("owner", existing["owner"]))
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
