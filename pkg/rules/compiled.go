@@ -320,7 +320,8 @@ func AttributionParam(name string) bool {
 //  3. lowercase: the path (not the query, nor its percent-escapes) is
 //     lowercased;
 //  4. strip_trailing_slash: trailing slashes are dropped, except from "/";
-//  5. default_page: a path ending in "/<default_page>" loses the file name;
+//  5. default_page: a path ending in "/<default_page>" loses the file name
+//     (4 and 5 again until neither changes the path);
 //  6. replacements, in order, on the path;
 //  7. strip_trailing_slash again (after 5 and 6).
 //
@@ -343,14 +344,22 @@ func (c *Compiled) CleanPath(raw string) string {
 	if c.lowercase {
 		path = lowerOutsideEscapes(path)
 	}
-	if c.stripSlash {
-		// Before the default page too, so that /docs/index.html/ and
-		// /docs/index.html are one page (and cleaning a cleaned path
-		// changes nothing).
-		path = trimTrailingSlashes(path)
-	}
-	if dp := c.defaultPage; dp != "" && len(path) > len(dp) && path[len(path)-len(dp)-1] == '/' && strings.EqualFold(path[len(path)-len(dp):], dp) {
+	// Trailing slashes go before the default page too, and both until
+	// neither changes the path, so that /docs/index.html/ and
+	// /docs/index.html/index.html are /docs as /docs/index.html is (and
+	// cleaning a cleaned path changes nothing).
+	for {
+		if c.stripSlash {
+			path = trimTrailingSlashes(path)
+		}
+		dp := c.defaultPage
+		if dp == "" || len(path) <= len(dp) || path[len(path)-len(dp)-1] != '/' || !strings.EqualFold(path[len(path)-len(dp):], dp) {
+			break
+		}
 		path = path[:len(path)-len(dp)]
+		if !c.stripSlash {
+			break // it ends in "/": no default page follows
+		}
 	}
 	for _, r := range c.replacements {
 		path = r.re.ReplaceAllString(path, r.replace)

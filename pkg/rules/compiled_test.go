@@ -139,6 +139,7 @@ func TestCleanPath(t *testing.T) {
 		{"root keeps its slash", full, "/", "/"},
 		{"fragment dropped", full, "/a#b?c=d", "/a"},
 		{"default page before a trailing slash", full, "/docs/index.html/", "/docs"},
+		{"default page twice", full, "/docs/index.html/index.html", "/docs"},
 		{"lowercase keeps percent-escapes as collection writes them", lower, "/CAF%C3%A9/X%2FY", "/caf%C3%A9/x%2Fy"},
 		{"a percent sign at the end", lower, "/A%4", "/a%4"},
 		{"an encoded attribution parameter's name", full, "/a?utm%5Fsource=x&session=1", "/a?utm%5Fsource=x"},

@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
+	"net/url"
 	"os"
 	"regexp"
 	"strconv"
@@ -133,7 +134,7 @@ func (r *oRules) clean(raw string) string {
 	if pp.StripQuery && q != "" {
 		var kept []string
 		for _, kv := range strings.Split(q, "&") {
-			k, _, _ := strings.Cut(kv, "=")
+			k := oParamName(kv)
 			if r.keep[k] || oAttributionParam(k) {
 				kept = append(kept, kv)
 			}
@@ -151,8 +152,12 @@ func (r *oRules) clean(raw string) string {
 		}
 	}
 	stripSlashes()
-	if dp := pp.DefaultPage; dp != "" && strings.HasSuffix(path, "/"+dp) {
-		path = strings.TrimSuffix(path, dp)
+	// "these two again until neither changes the path"
+	for dp := pp.DefaultPage; dp != "" && strings.HasSuffix(strings.ToLower(path), "/"+strings.ToLower(dp)); stripSlashes() {
+		path = path[:len(path)-len(dp)]
+		if !pp.StripTrailingSlash {
+			break
+		}
 	}
 	for i, x := range r.repl {
 		path = x.ReplaceAllString(path, pp.Replacements[i].Replace)
@@ -162,6 +167,15 @@ func (r *oRules) clean(raw string) string {
 		return path + "?" + q
 	}
 	return path
+}
+
+// oParamName is a query pair's name as url.ParseQuery reads it.
+func oParamName(kv string) string {
+	k, _, _ := strings.Cut(kv, "=")
+	if u, err := url.QueryUnescape(k); err == nil {
+		return u
+	}
+	return k
 }
 
 // oEscape is a percent-escape, whose hex lowercase leaves as collection
@@ -327,6 +341,7 @@ var oracleRulesPaths = []string{
 	"/thanks", "/Thanks/?order=5", "/admin", "/admin/users?id=3", "/Admin/", "/administrator", "/checkout", "/checkout/step-2",
 	"/tmp/preview", "/blog/post-1", "/cart#top", "/cart?id=&q=a%20b",
 	"/old/index.html", "/OLD/Boots/?id=1#x", "/Products?q=Shoes", "/products?q=a&sort=x&q=b", "/blog/post-22/", "/blog/Post-3",
+	"/Docs/index.html/", "/docs/index.html/index.html", "/Products/CAF%C3%A9", "/products?%69d=1&sort=y",
 }
 
 var oracleRulesReferrers = []string{

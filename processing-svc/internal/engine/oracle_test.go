@@ -388,10 +388,10 @@ func oPage(h *hit.Hit) string {
 	}
 	var kept []string
 	for _, kv := range strings.Split(q, "&") {
-		k, _, _ := strings.Cut(kv, "=")
-		// Any case: the parameters the clean-up keeps for attribution
-		// ("utm_*, gclid, msclkid, dclid, fbclid, any case", docs/config.md).
-		if oAttributionParam(k) {
+		// Any case, and the name as a query parser reads it: the
+		// parameters the clean-up keeps for attribution ("utm_*, gclid,
+		// msclkid, dclid, fbclid, any case", docs/config.md).
+		if oAttributionParam(oParamName(kv)) {
 			continue
 		}
 		kept = append(kept, kv)
