@@ -112,7 +112,7 @@ apply() {
 		tr -d '\r\n' <"$dir/cookieless-secret" >"$tmp/cookieless-secret"
 		legacy=("--from-file=cookieless-secret=$tmp/cookieless-secret")
 	fi
-	put analytics-identity --from-file=identity-secret="$tmp/identity-secret" "${legacy[@]}"
+	put analytics-identity --from-file=identity-secret="$tmp/identity-secret" ${legacy[@]+"${legacy[@]}"}
 	put analytics-signing-keys "${keys[@]}"
 	put analytics-cassandra --from-file=username="$tmp/cassandra/username" --from-file=password="$tmp/cassandra/password"
 	put analytics-cassandra-migrate --from-file=username="$tmp/cassandra-migrate/username" --from-file=password="$tmp/cassandra-migrate/password"
