@@ -443,7 +443,7 @@ func TestLastKnownHistoryServedWhileConfigSvcFails(t *testing.T) {
 	srv.fail[pid] = false
 	srv.mu.Unlock()
 	c.mu.Lock()
-	c.versions[pid].retryAt = time.Time{} // the backoff has passed
+	c.versions[pid].retry.at = time.Time{} // the backoff has passed
 	c.mu.Unlock()
 	if h, err := c.RuleHistory(ctx, pid); err != nil || h == first {
 		t.Fatalf("after config-svc recovered: %v, %v; want a fresh history", h, err)
@@ -511,5 +511,28 @@ func TestAnOlderHistoryIsNotCached(t *testing.T) {
 	}
 	if c.versions[doc.PropertyID] != nil {
 		t.Fatal("a history ending at version 1 was cached beside a document at version 2")
+	}
+}
+
+// The wait between retries doubles from minBackoff up to the caller's
+// limit: maxBackoff for a rule history, maxRetryBackoff for a refetch.
+func TestRetryBacksOffToItsLimit(t *testing.T) {
+	ms := time.Millisecond
+	for _, tc := range []struct {
+		limit time.Duration
+		want  []time.Duration
+	}{
+		{maxBackoff, []time.Duration{100 * ms, 200 * ms, 400 * ms, 800 * ms, 1600 * ms, 3200 * ms, 5 * time.Second, 5 * time.Second}},
+		{maxRetryBackoff, []time.Duration{100 * ms, 200 * ms, 400 * ms, 800 * ms, 1600 * ms, 3200 * ms, 6400 * ms, 12800 * ms, 25600 * ms, 51200 * ms, time.Minute, time.Minute}},
+	} {
+		now := time.Date(2024, 3, 1, 12, 0, 0, 0, time.UTC)
+		var r retry
+		for i, want := range tc.want {
+			now = now.Add(time.Second)
+			r = r.next(now, tc.limit)
+			if r.backoff != want || !r.at.Equal(now.Add(want)) {
+				t.Errorf("limit %v, failure %d: retry %+v, want a wait of %v from %v", tc.limit, i+1, r, want, now)
+			}
+		}
 	}
 }

@@ -164,10 +164,12 @@ type cachedHistory struct {
 	// stale: the property's rules changed (or the feed was re-anchored)
 	// since the fetch; the next lookup fetches the history again, and
 	// while config-svc cannot answer it is served as the last known copy,
-	// a new attempt made at most every retryAt.
-	stale   bool
-	retryAt time.Time
-	backoff time.Duration
+	// a new attempt made no sooner than retry.at (the wait doubling per
+	// failure up to maxBackoff). Turning stale resets retry.at only: a new
+	// change is fetched at once, and the backoff goes on from its last
+	// wait if that fetch fails too.
+	stale bool
+	retry retry
 }
 
 // The backoff of the feed's long polls and of refetches while config-svc
@@ -363,7 +365,7 @@ func (c *Client) store(doc *Property, gen uint64) {
 	if h := c.versions[doc.PropertyID]; h != nil && h.history.Newest() != doc.Rules.Version {
 		// A version the feed did not announce (the resync found it): the
 		// history is fetched again at its next use.
-		h.stale, h.retryAt = true, time.Time{}
+		h.stale, h.retry.at = true, time.Time{}
 	}
 	c.byTID[doc.TrackingID] = doc.PropertyID
 	delete(c.negTID, doc.TrackingID)
@@ -390,7 +392,7 @@ func (c *Client) RuleHistory(ctx context.Context, propertyID string) (*History, 
 	last := c.versions[propertyID]
 	if last != nil {
 		last.used = c.epoch
-		if !last.stale || time.Now().Before(last.retryAt) {
+		if !last.stale || time.Now().Before(last.retry.at) {
 			c.mu.Unlock()
 			return last.history, nil
 		}
@@ -401,13 +403,13 @@ func (c *Client) RuleHistory(ctx context.Context, propertyID string) (*History, 
 		return h, err
 	}
 	c.mu.Lock()
-	last.backoff = min(max(2*last.backoff, minBackoff), maxBackoff)
-	last.retryAt = time.Now().Add(last.backoff)
+	last.retry = last.retry.next(time.Now(), maxBackoff)
+	wait := last.retry.backoff
 	c.mu.Unlock()
 	// Debug: while config-svc is down this is every property in use, and
 	// the feed's warning and configclient_fetches_total say it already.
 	c.log.Debug("serving the last known rule history; config-svc did not answer its refetch",
-		slog.String("property_id", propertyID), slog.Any("error", err), slog.Duration("next_try_in", last.backoff))
+		slog.String("property_id", propertyID), slog.Any("error", err), slog.Duration("next_try_in", wait))
 	return last.history, nil
 }
 
@@ -559,7 +561,7 @@ func (c *Client) anchor(seq int64) {
 	c.anchorGen = c.gen
 	c.m.seq.Set(float64(seq))
 	for _, h := range c.versions {
-		h.stale, h.retryAt = true, time.Time{}
+		h.stale, h.retry.at = true, time.Time{}
 	}
 	c.negTID = map[string]time.Time{}
 	c.negID = map[string]time.Time{}
@@ -583,7 +585,7 @@ func (c *Client) apply(page Changes) {
 		delete(c.negTID, ch.TrackingID)
 		delete(c.negID, ch.PropertyID)
 		if h := c.versions[ch.PropertyID]; h != nil {
-			h.stale, h.retryAt = true, time.Time{}
+			h.stale, h.retry.at = true, time.Time{}
 		}
 		if _, cached := c.byID[ch.PropertyID]; cached {
 			c.markLocked(ch.PropertyID)
@@ -678,23 +680,29 @@ type refetchQueue struct {
 	pass    resyncPass
 }
 
-// retry is when a changed property whose refetch failed is tried again.
+// retry is when something whose fetch failed is tried again: a changed
+// property's refetch (refetchQueue), a stale rule history's
+// (cachedHistory).
 type retry struct {
 	at      time.Time
-	backoff time.Duration
+	backoff time.Duration // the wait before at; zero before the first failure
+}
+
+// next is the retry after one more failure at now: the wait doubles from
+// minBackoff (the first failure's) up to limit.
+func (r retry) next(now time.Time, limit time.Duration) retry {
+	b := min(max(2*r.backoff, minBackoff), limit)
+	return retry{at: now.Add(b), backoff: b}
 }
 
 // maxRetryBackoff bounds the wait between two refetches of one changed
 // property that keep failing.
 const maxRetryBackoff = time.Minute
 
-// retryLater schedules another try of pid, backing off from the last.
+// retryLater schedules another try of pid, backing off from the last (a
+// pid not retrying yet has the zero retry: the first wait is minBackoff).
 func (q *refetchQueue) retryLater(pid string, now time.Time) {
-	b := minBackoff
-	if r, ok := q.retries[pid]; ok {
-		b = min(2*r.backoff, maxRetryBackoff)
-	}
-	q.retries[pid] = retry{at: now.Add(b), backoff: b}
+	q.retries[pid] = q.retries[pid].next(now, maxRetryBackoff)
 }
 
 // resyncPass is the resync's walk over the cache: the property IDs still
