@@ -67,9 +67,9 @@ func TestCookielessVisitorAcrossInstancesAndDays(t *testing.T) {
 
 	// A request's dates are those of its receipt and of 4 hours before;
 	// each instance asked for each once.
-	for day, n := range salts.fetched() {
+	for day, n := range salts.Requests() {
 		if n != 2 {
-			t.Errorf("the salt of %s was fetched %d times by two instances, want once each (%v)", day, n, salts.fetched())
+			t.Errorf("the salt of %s was fetched %d times by two instances, want once each (%v)", day, n, salts.Requests())
 		}
 	}
 }
@@ -80,7 +80,7 @@ func TestCookielessVisitorAcrossInstancesAndDays(t *testing.T) {
 // or dead-lettered; once config-svc answers, the retry is taken.
 func TestCookielessWithoutSaltAnswers503(t *testing.T) {
 	salts := newSaltServer(t, time.Now)
-	salts.setDown(true)
+	salts.SetDown(true)
 	e := newEnv(t, envOptions{salts: salts})
 	hits, dead := e.read(hit.TopicHits), e.read(hit.TopicDeadLetter)
 	const body = `{"hits":[{"t":"pageview","dl":"https://any.example/a","hid":"h-503"},{"t":"bogus","hid":"h-503-bad"}]}`
@@ -104,7 +104,7 @@ func TestCookielessWithoutSaltAnswers503(t *testing.T) {
 		t.Fatalf("hits with client IDs while the salt is unavailable: %d %s", resp.StatusCode, b)
 	}
 
-	salts.setDown(false)
+	salts.SetDown(false)
 	resp, b = e.do("POST", "/collect?tid="+tidCookieless, "text/plain;charset=UTF-8", body, "203.0.113.50", "")
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("the retry: %d %s; want 400 for its bogus hit, the other stored", resp.StatusCode, b)

@@ -2,11 +2,9 @@ package collection
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"io"
 	"log/slog"
-	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -18,12 +16,11 @@ import (
 	"github.com/acme/analytics/collection-svc/internal/collect"
 	"github.com/acme/analytics/collection-svc/internal/geoip/geoiptest"
 	"github.com/acme/analytics/pkg/configclient"
+	"github.com/acme/analytics/pkg/configclient/configclienttest"
 	"github.com/acme/analytics/pkg/hit"
-	"github.com/acme/analytics/pkg/httpserver"
 	"github.com/acme/analytics/pkg/kafka"
 	"github.com/acme/analytics/pkg/kafkatest"
 	"github.com/acme/analytics/pkg/rules"
-	"github.com/acme/analytics/pkg/tenant"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
@@ -70,66 +67,12 @@ func testProperties(t testing.TB) staticProperties {
 	}
 }
 
-// saltServer answers config-svc's GET /internal/v1/cookieless-salts/{date}
-// as config-svc does (that endpoint is tested over its store in config-svc):
-// to identity headers signed for a service only, a random salt per date,
-// made on the first request and the same for every later one, for
-// yesterday, today and tomorrow (UTC, by its clock) only. Collection
-// reaches it through the real configclient. Down, it answers 503.
-type saltServer struct {
-	*httptest.Server
-	now     func() time.Time
-	mu      sync.Mutex
-	salts   map[string][]byte
-	fetches map[string]int
-	down    bool
-}
-
-func newSaltServer(t testing.TB, now func() time.Time) *saltServer {
+// newSaltServer is config-svc's cookieless salts endpoint on the clock now,
+// answering only collection's identity (it is tested over its store in
+// config-svc); collection reaches it through the real configclient.
+func newSaltServer(t testing.TB, now func() time.Time) *configclienttest.SaltServer {
 	t.Helper()
-	s := &saltServer{now: now, salts: map[string][]byte{}, fetches: map[string]int{}}
-	mux := http.NewServeMux()
-	mux.Handle("GET /internal/v1/cookieless-salts/{date}", tenant.Require([]byte(identitySecret))(tenant.RequireRole(tenant.RoleService)(http.HandlerFunc(s.serve))))
-	s.Server = httptest.NewServer(mux)
-	t.Cleanup(s.Close)
-	return s
-}
-
-func (s *saltServer) serve(w http.ResponseWriter, r *http.Request) {
-	day := r.PathValue("date")
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.fetches[day]++
-	if s.down {
-		httpserver.WriteError(w, http.StatusServiceUnavailable, "unavailable", "storage is unavailable; retry in a few seconds")
-		return
-	}
-	d, err := time.Parse(time.DateOnly, day)
-	today := s.now().UTC().Truncate(24 * time.Hour)
-	if err != nil || d.Sub(today).Abs() > 24*time.Hour {
-		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "date", "date: "+day+" is more than one day from today")
-		return
-	}
-	salt, ok := s.salts[day]
-	if !ok {
-		salt = make([]byte, 32)
-		_, _ = rand.Read(salt)
-		s.salts[day] = salt
-	}
-	httpserver.WriteJSON(w, http.StatusOK, configclient.CookielessSalt{Date: day, Salt: salt})
-}
-
-func (s *saltServer) setDown(down bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.down = down
-}
-
-// fetched returns how often each date was asked for.
-func (s *saltServer) fetched() map[string]int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return maps.Clone(s.fetches)
+	return configclienttest.NewSaltServer(t, configclienttest.SaltServerConfig{Now: now, IdentitySecret: []byte(identitySecret)})
 }
 
 const identitySecret = "test-identity-secret-0123456789"
@@ -149,8 +92,8 @@ type envOptions struct {
 	produceTimeout time.Duration
 	handler        func(http.Handler) http.Handler
 	broker         []kfake.Opt
-	// salts serves the cookieless salts (a new saltServer when nil).
-	salts *saltServer
+	// salts serves the cookieless salts (newSaltServer on now when nil).
+	salts *configclienttest.SaltServer
 	// now is the service's clock (time.Now when nil).
 	now func() time.Time
 }
