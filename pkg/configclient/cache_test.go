@@ -536,3 +536,24 @@ func TestRetryBacksOffToItsLimit(t *testing.T) {
 		}
 	}
 }
+
+// A resync pass whose refetches fail slows down: each next refetch waits
+// the pass's gap and a growing backoff, never less than the gap (it was
+// due at the failure plus a backoff alone, so a pass with a gap over
+// 100 ms ran faster while config-svc was down).
+func TestFailingResyncPassWaitsItsGapAndMore(t *testing.T) {
+	now := time.Date(2024, 3, 1, 12, 0, 0, 0, time.UTC)
+	p := resyncPass{gap: 2 * time.Second}
+	var last time.Duration
+	for i := range 8 {
+		p.failed(now)
+		wait := p.nextAt.Sub(now)
+		if wait <= p.gap || wait < last || wait > p.gap+maxBackoff {
+			t.Fatalf("failure %d: next refetch in %v (previous %v), want more than the gap %v, growing, at most gap+%v", i+1, wait, last, p.gap, maxBackoff)
+		}
+		last = wait
+	}
+	if last != p.gap+maxBackoff {
+		t.Errorf("after 8 failures the wait is %v, want gap+%v", last, maxBackoff)
+	}
+}

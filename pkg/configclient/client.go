@@ -667,8 +667,7 @@ func (c *Client) refresher(ctx context.Context) {
 		// changes waiting.
 		q.retryLater(pid, time.Now())
 		if !changed {
-			q.pass.backoff = min(max(2*q.pass.backoff, minBackoff), maxBackoff)
-			q.pass.nextAt = time.Now().Add(q.pass.backoff)
+			q.pass.failed(time.Now())
 		}
 	}
 }
@@ -713,6 +712,14 @@ type resyncPass struct {
 	gap     time.Duration
 	nextAt  time.Time     // when the next refetch of the pass is due
 	backoff time.Duration // added to gap while the pass's refetches fail
+}
+
+// failed slows the pass after one of its refetches failed at now: its
+// next refetch waits the gap plus a backoff that doubles from minBackoff
+// to maxBackoff while they keep failing (a success resets it).
+func (p *resyncPass) failed(now time.Time) {
+	r := retry{backoff: p.backoff}.next(now.Add(p.gap), maxBackoff)
+	p.nextAt, p.backoff = r.at, r.backoff
 }
 
 // nextRefetch picks the property to refetch now: a changed one (changed
