@@ -24,16 +24,26 @@ func EnvName(prefix, name string) string {
 
 // Parse parses args into fs and then fills every flag not given on the
 // command line from its environment variable, if set. The usage text of fs is
-// extended to name the variables. It returns flag.ErrHelp for -help.
+// extended to name the variables. It returns flag.ErrHelp for -help, and an
+// error for an argument after the flags.
 func Parse(fs *flag.FlagSet, prefix string, args []string) error {
+	if err := ParseArgs(fs, prefix, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q (flags must come as -name=value)", fs.Arg(0))
+	}
+	return nil
+}
+
+// ParseArgs is Parse for a command that takes arguments after its flags (a
+// command and its operands): they are left in fs.Args().
+func ParseArgs(fs *flag.FlagSet, prefix string, args []string) error {
 	fs.VisitAll(func(f *flag.Flag) {
 		f.Usage = fmt.Sprintf("%s (env %s)", f.Usage, EnvName(prefix, f.Name))
 	})
 	if err := fs.Parse(args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q (flags must come as -name=value)", fs.Arg(0))
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })

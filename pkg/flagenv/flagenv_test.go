@@ -39,3 +39,19 @@ func TestParseErrors(t *testing.T) {
 		t.Fatal("Parse accepted a positional argument")
 	}
 }
+
+func TestParseArgs(t *testing.T) {
+	t.Setenv("CTL_URL", "http://env")
+	fs := flag.NewFlagSet("ctl", flag.ContinueOnError)
+	url := fs.String("url", "http://default", "base URL")
+	secret := fs.String("secret", "", "secret")
+	if err := ParseArgs(fs, "ctl", []string{"-secret", "s3", "changes", "-42"}); err != nil {
+		t.Fatal(err)
+	}
+	if *url != "http://env" || *secret != "s3" {
+		t.Fatalf("got url=%q secret=%q; want the environment's URL and the flag's secret", *url, *secret)
+	}
+	if got, want := strings.Join(fs.Args(), " "), "changes -42"; got != want {
+		t.Fatalf("Args() = %q, want %q", got, want)
+	}
+}

@@ -268,31 +268,53 @@ type Flagged interface {
 	Validate() error
 }
 
+// Commanded is a Flagged configuration that also takes arguments after its
+// flags: a command and its operands (configctl). Main hands them to SetArgs
+// before Validate, and -help shows ArgsUsage after the binary's name. Any
+// other configuration refuses an argument after its flags.
+type Commanded interface {
+	Flagged
+	ArgsUsage() string // e.g. "changes [since]"
+	SetArgs(args []string)
+}
+
 // Main is the body of every cmd/<name>/main.go: it parses cfg from the
 // process arguments with environment fallbacks under envPrefix, validates
 // it, and calls run with a context cancelled on SIGINT or SIGTERM. Any error
-// exits 1 with a one-line message; -help exits 0.
+// exits 1 with a one-line message; -help prints every flag and exits 0.
 func Main(name, envPrefix string, cfg Flagged, run func(ctx context.Context) error) {
-	if err := parseAndRun(name, envPrefix, cfg, os.Args[1:], run); err != nil {
+	if err := parseAndRun(name, envPrefix, cfg, os.Args[1:], os.Stdout, run); err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 		os.Exit(1)
 	}
 }
 
-func parseAndRun(name, envPrefix string, cfg Flagged, args []string, run func(ctx context.Context) error) error {
+// parseAndRun is Main short of exiting; -help writes the usage to stdout.
+func parseAndRun(name, envPrefix string, cfg Flagged, args []string, stdout io.Writer, run func(ctx context.Context) error) error {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	cfg.RegisterFlags(fs)
 	// Errors are reported in one line by Main; the full usage is printed
 	// only when asked for.
 	fs.SetOutput(io.Discard)
-	if err := flagenv.Parse(fs, envPrefix, args); err != nil {
+	cmd, commanded := cfg.(Commanded)
+	parse := flagenv.Parse
+	if commanded {
+		parse = flagenv.ParseArgs
+	}
+	if err := parse(fs, envPrefix, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(os.Stdout)
-			fmt.Fprintf(os.Stdout, "Usage of %s (every flag can also be set by the environment variable shown):\n", name)
+			fmt.Fprintf(stdout, "Usage of %s (every flag can also be set by the environment variable shown):\n", name)
+			if commanded {
+				fmt.Fprintf(stdout, "  %s [flags] %s\n", name, cmd.ArgsUsage())
+			}
+			fs.SetOutput(stdout)
 			fs.PrintDefaults()
 			return nil
 		}
 		return fmt.Errorf("%w (see -help)", err)
+	}
+	if commanded {
+		cmd.SetArgs(fs.Args())
 	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("invalid configuration: %w", err)

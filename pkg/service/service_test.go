@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"io"
 	"net/http"
@@ -158,6 +159,7 @@ func TestParseAndRunErrors(t *testing.T) {
 		{"bad value", []string{"-http-addr=nonsense"}, nil, `invalid configuration: -http-addr "nonsense" is not host:port`},
 		{"bad env", nil, map[string]string{"DEMO_LOG_LEVEL": "loud"}, `-log-level must be debug, info, warn or error, got "loud"`},
 		{"bad duration", []string{"-shutdown-timeout=soon"}, nil, `invalid value "soon" for flag -shutdown-timeout`},
+		{"argument", []string{"-log-level=debug", "serve"}, nil, `unexpected argument "serve"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -166,7 +168,7 @@ func TestParseAndRunErrors(t *testing.T) {
 			}
 			var cfg testConfig
 			ran := false
-			err := parseAndRun("demo", "DEMO", &cfg, tt.args, func(context.Context) error { ran = true; return nil })
+			err := parseAndRun("demo", "DEMO", &cfg, tt.args, io.Discard, func(context.Context) error { ran = true; return nil })
 			if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") {
 				t.Fatalf("error = %v; want one line containing %q", err, tt.want)
 			}
@@ -184,6 +186,73 @@ func (c *testConfig) RegisterFlags(fs *flag.FlagSet) {
 	c.Service.RegisterFlags(fs, "127.0.0.1:0")
 }
 func (c *testConfig) Validate() error { return c.Service.Validate() }
+
+// TestParseAndRunHelp checks -help: every flag with its variable on stdout,
+// no error (Main exits 0) and nothing run; a command's usage line too for a
+// configuration that takes one.
+func TestParseAndRunHelp(t *testing.T) {
+	for _, tt := range []struct {
+		cfg  Flagged
+		want []string
+	}{
+		{&testConfig{}, []string{"Usage of demo (every flag", "-http-addr", "(env DEMO_HTTP_ADDR)"}},
+		{&commandConfig{}, []string{"Usage of demo (every flag", "  demo [flags] get <key> | list\n", "(env DEMO_LOG_LEVEL)"}},
+	} {
+		var out strings.Builder
+		ran := false
+		if err := parseAndRun("demo", "DEMO", tt.cfg, []string{"-help"}, &out, func(context.Context) error { ran = true; return nil }); err != nil {
+			t.Fatalf("%T: -help: %v", tt.cfg, err)
+		}
+		if ran {
+			t.Fatalf("%T: -help ran the binary", tt.cfg)
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(out.String(), w) {
+				t.Errorf("%T: -help output lacks %q:\n%s", tt.cfg, w, out.String())
+			}
+		}
+	}
+}
+
+// TestParseAndRunCommand checks that a Commanded configuration gets the
+// arguments after its flags (those included that look like flags) before
+// Validate.
+func TestParseAndRunCommand(t *testing.T) {
+	t.Setenv("DEMO_LOG_LEVEL", "warn")
+	var cfg commandConfig
+	err := parseAndRun("demo", "DEMO", &cfg, []string{"-log-format", "text", "get", "-k"}, io.Discard, func(context.Context) error {
+		if got, want := strings.Join(cfg.args, " "), "get -k"; got != want {
+			t.Errorf("args = %q, want %q", got, want)
+		}
+		if cfg.Log.Format != "text" || cfg.Log.Level != "warn" {
+			t.Errorf("log config = %+v, want the flag's format and the environment's level", cfg.Log)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = commandConfig{}
+	err = parseAndRun("demo", "DEMO", &cfg, nil, io.Discard, func(context.Context) error { return nil })
+	if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "no command") {
+		t.Fatalf("error = %v; want one line saying there is no command", err)
+	}
+}
+
+type commandConfig struct {
+	Log  logging.Config
+	args []string
+}
+
+func (c *commandConfig) RegisterFlags(fs *flag.FlagSet) { c.Log.RegisterFlags(fs) }
+func (c *commandConfig) ArgsUsage() string              { return "get <key> | list" }
+func (c *commandConfig) SetArgs(args []string)          { c.args = args }
+func (c *commandConfig) Validate() error {
+	if len(c.args) == 0 {
+		return errors.New("no command")
+	}
+	return c.Log.Validate()
+}
 
 // TestMetricsOnTheirOwnAddress checks -metrics-addr: /metrics is served
 // there and no longer on the service's (public) address.

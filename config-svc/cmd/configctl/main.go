@@ -11,6 +11,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -22,35 +23,43 @@ import (
 	"time"
 
 	"github.com/acme/analytics/pkg/configclient"
-	"github.com/acme/analytics/pkg/flagenv"
+	"github.com/acme/analytics/pkg/service"
 	"github.com/acme/analytics/pkg/tenant"
 )
 
-func main() {
-	if err := run(os.Args[1:], os.Stdout); err != nil {
-		fmt.Fprintf(os.Stderr, "configctl: %v\n", err)
-		os.Exit(1)
-	}
+// commands is the command line after the flags, for -help and errors.
+const commands = "property <tracking or property id> | set-shards <property id> <n> | changes [since]"
+
+type config struct {
+	BaseURL        string
+	IdentitySecret string
+	Command        []string // the command and its operands
 }
 
-func run(args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("configctl", flag.ContinueOnError)
-	base := fs.String("config-svc-url", "http://127.0.0.1:8082", "base URL of a config-svc instance")
-	secret := fs.String("identity-secret", "", "the shared identity secret (required)")
-	// Flags first, then the command and its arguments.
-	i := 0
-	for i < len(args) && strings.HasPrefix(args[i], "-") {
-		i++
-	}
-	if err := flagenv.Parse(fs, "CONFIGCTL", args[:i]); err != nil {
-		return err
-	}
-	if len(*secret) < 16 {
+func (c *config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.BaseURL, "config-svc-url", "http://127.0.0.1:8082", "base URL of a config-svc instance")
+	fs.StringVar(&c.IdentitySecret, "identity-secret", "", "the shared identity secret (required)")
+}
+
+func (c *config) ArgsUsage() string     { return commands }
+func (c *config) SetArgs(args []string) { c.Command = args }
+
+func (c *config) Validate() error {
+	if len(c.IdentitySecret) < 16 {
 		return errors.New("-identity-secret (or CONFIGCTL_IDENTITY_SECRET) must be the shared secret, at least 16 bytes")
 	}
-	cmd := args[i:]
+	return nil
+}
+
+func main() {
+	var cfg config
+	service.Main("configctl", "CONFIGCTL", &cfg, func(ctx context.Context) error { return run(ctx, cfg, os.Stdout) })
+}
+
+func run(ctx context.Context, cfg config, out io.Writer) error {
+	cmd := cfg.Command
 	if len(cmd) == 0 {
-		return errors.New("usage: configctl [flags] property <tracking or property id> | set-shards <property id> <n> | changes [since]")
+		return errors.New("usage: configctl [flags] " + commands)
 	}
 	var method, path string
 	var body []byte
@@ -75,12 +84,12 @@ func run(args []string, out io.Writer) error {
 	default:
 		return fmt.Errorf("unknown command %q (property, set-shards, changes)", strings.Join(cmd, " "))
 	}
-	req, err := http.NewRequest(method, strings.TrimSuffix(*base, "/")+path, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(cfg.BaseURL, "/")+path, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	tenant.Sign(req.Header, tenant.System("operator"), []byte(*secret), time.Now())
+	tenant.Sign(req.Header, tenant.System("operator"), []byte(cfg.IdentitySecret), time.Now())
 	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -40,18 +41,18 @@ func TestRequests(t *testing.T) {
 	for _, tt := range tests {
 		got = nil
 		var out bytes.Buffer
-		args := append([]string{"-config-svc-url=" + srv.URL, "-identity-secret=" + secret}, tt.args...)
-		if err := run(args, &out); err != nil {
+		cfg := config{BaseURL: srv.URL, IdentitySecret: secret, Command: tt.args}
+		if err := run(context.Background(), cfg, &out); err != nil {
 			t.Fatalf("%v: %v", tt.args, err)
 		}
 		if len(got) != 1 || got[0] != tt.want {
 			t.Fatalf("%v sent %q, want %q", tt.args, got, tt.want)
 		}
 	}
-	if err := run([]string{"-config-svc-url=" + srv.URL, "-identity-secret=wrong-secret-0123456"}, io.Discard); err == nil {
+	if err := run(context.Background(), config{BaseURL: srv.URL, IdentitySecret: secret}, io.Discard); err == nil {
 		t.Fatal("no command accepted")
 	}
-	if err := run([]string{"-config-svc-url=" + srv.URL, "-identity-secret=wrong-secret-0123456", "changes"}, io.Discard); err == nil {
+	if err := run(context.Background(), config{BaseURL: srv.URL, IdentitySecret: "wrong-secret-0123456", Command: []string{"changes"}}, io.Discard); err == nil {
 		t.Fatal("a request with the wrong secret succeeded")
 	}
 }

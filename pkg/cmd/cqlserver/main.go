@@ -7,50 +7,42 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/acme/analytics/pkg/cqlserver"
-	"github.com/acme/analytics/pkg/flagenv"
+	"github.com/acme/analytics/pkg/logging"
+	"github.com/acme/analytics/pkg/service"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	err := run(ctx, os.Args[1:])
-	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(0)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "cqlserver:", err)
-		os.Exit(1)
-	}
+type config struct {
+	Addr    string
+	DataDir string
+	Log     logging.Config
 }
 
-func run(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("cqlserver", flag.ContinueOnError)
-	addr := fs.String("addr", "127.0.0.1:9042", "host:port to serve CQL (native protocol v4) on")
-	dataDir := fs.String("data-dir", "", "directory that keeps schema and data across restarts (empty: memory only)")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	if err := flagenv.Parse(fs, "CQLSERVER", args); err != nil {
-		return err
-	}
-	if _, _, err := net.SplitHostPort(*addr); err != nil {
-		return fmt.Errorf("-addr %q is not host:port: %w", *addr, err)
-	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fmt.Errorf("-log-level %q is not one of debug, info, warn, error", *logLevel)
-	}
-	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+func (c *config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Addr, "addr", "127.0.0.1:9042", "host:port to serve CQL (native protocol v4) on")
+	fs.StringVar(&c.DataDir, "data-dir", "", "directory that keeps schema and data across restarts (empty: memory only)")
+	c.Log.RegisterFlags(fs)
+}
 
-	srv, err := cqlserver.New(cqlserver.Config{Addr: *addr, DataDir: *dataDir, Logger: log})
+func (c *config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return fmt.Errorf("-addr %q is not host:port: %w", c.Addr, err)
+	}
+	return c.Log.Validate()
+}
+
+func main() {
+	var cfg config
+	service.Main("cqlserver", "CQLSERVER", &cfg, func(ctx context.Context) error { return run(ctx, cfg) })
+}
+
+func run(ctx context.Context, cfg config) error {
+	srv, err := cqlserver.New(cqlserver.Config{Addr: cfg.Addr, DataDir: cfg.DataDir, Logger: logging.New(cfg.Log, os.Stderr)})
 	if err != nil {
 		return err
 	}

@@ -12,34 +12,29 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/signal"
 	"strconv"
-	"syscall"
 
-	"github.com/acme/analytics/pkg/flagenv"
+	"github.com/acme/analytics/pkg/service"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "devbroker:", err)
-		os.Exit(1)
-	}
+type config struct {
+	Addr       string
+	DataDir    string
+	Partitions int
+	port       int // of Addr, once validated
 }
 
-func run(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("devbroker", flag.ContinueOnError)
-	addr := fs.String("addr", "127.0.0.1:9092", "listen address; the broker always binds 127.0.0.1")
-	dataDir := fs.String("data-dir", "", "directory that keeps topics and offsets across restarts (empty: in memory)")
-	partitions := fs.Int("default-partitions", 8, "partitions of topics created without an explicit count")
-	if err := flagenv.Parse(fs, "DEVBROKER", args); err != nil {
-		return err
-	}
-	host, portStr, err := net.SplitHostPort(*addr)
+func (c *config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Addr, "addr", "127.0.0.1:9092", "listen address; the broker always binds 127.0.0.1")
+	fs.StringVar(&c.DataDir, "data-dir", "", "directory that keeps topics and offsets across restarts (empty: in memory)")
+	fs.IntVar(&c.Partitions, "default-partitions", 8, "partitions of topics created without an explicit count")
+}
+
+func (c *config) Validate() error {
+	host, portStr, err := net.SplitHostPort(c.Addr)
 	if err != nil {
-		return fmt.Errorf("-addr %q is not host:port: %w", *addr, err)
+		return fmt.Errorf("-addr %q is not host:port: %w", c.Addr, err)
 	}
 	if host != "127.0.0.1" && host != "localhost" {
 		return fmt.Errorf("-addr host must be 127.0.0.1: the development broker only serves loopback")
@@ -48,19 +43,29 @@ func run(ctx context.Context, args []string) error {
 	if err != nil || port < 0 || port > 65535 {
 		return fmt.Errorf("-addr port %q is not a port number", portStr)
 	}
-	opts := []kfake.Opt{kfake.Ports(port), kfake.DefaultNumPartitions(*partitions), kfake.ClusterID("analytics-dev")}
-	if *dataDir != "" {
-		if err := os.MkdirAll(*dataDir, 0o755); err != nil {
+	c.port = port
+	return nil
+}
+
+func main() {
+	var cfg config
+	service.Main("devbroker", "DEVBROKER", &cfg, func(ctx context.Context) error { return run(ctx, cfg) })
+}
+
+func run(ctx context.Context, cfg config) error {
+	opts := []kfake.Opt{kfake.Ports(cfg.port), kfake.DefaultNumPartitions(cfg.Partitions), kfake.ClusterID("analytics-dev")}
+	if cfg.DataDir != "" {
+		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 			return fmt.Errorf("create data dir: %w", err)
 		}
-		opts = append(opts, kfake.DataDir(*dataDir))
+		opts = append(opts, kfake.DataDir(cfg.DataDir))
 	}
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {
-		return fmt.Errorf("start broker on %s: %w", *addr, err)
+		return fmt.Errorf("start broker on %s: %w", cfg.Addr, err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	log.Info("kafka broker listening", slog.Any("addrs", c.ListenAddrs()), slog.String("data_dir", *dataDir))
+	log.Info("kafka broker listening", slog.Any("addrs", c.ListenAddrs()), slog.String("data_dir", cfg.DataDir))
 	<-ctx.Done()
 	c.Close() // flushes persisted state
 	log.Info("kafka broker stopped")

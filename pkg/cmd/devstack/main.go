@@ -16,46 +16,49 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 
-	"github.com/acme/analytics/pkg/flagenv"
 	"github.com/acme/analytics/pkg/localstack"
+	"github.com/acme/analytics/pkg/service"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "devstack:", err)
-		os.Exit(1)
-	}
+type config struct {
+	Stack       localstack.Config
+	Check, Demo bool
 }
 
-func run(ctx context.Context, args []string) error {
-	var c localstack.Config
-	var check, demo bool
-	fs := flag.NewFlagSet("devstack", flag.ContinueOnError)
-	fs.StringVar(&c.BinDir, "bin", "bin", "directory holding the built binaries (make build)")
-	fs.StringVar(&c.DataDir, "data-dir", ".dev", "directory for logs, signing keys and the broker's and CQL server's data")
-	fs.IntVar(&c.ConsulPort, "consul-port", 8500, "Consul HTTP port (its server and serf ports are this minus 200, 199 and 198)")
-	fs.IntVar(&c.KafkaPort, "kafka-port", 9092, "Kafka broker port")
-	fs.IntVar(&c.CQLPort, "cql-port", 9042, "CQL server port")
-	fs.IntVar(&c.ServicePortBase, "service-port-base", 8080, "HTTP port of the gateway; the other services take the next ports")
-	fs.IntVar(&c.Collections, "collections", 2, "collection instances")
-	fs.BoolVar(&demo, "demo", true, "play demo traffic (bin/simulate -loop) once the stack is up")
-	fs.BoolVar(&check, "check", false, "start everything, check every service through Consul, stop, and exit")
-	if err := flagenv.Parse(fs, "DEVSTACK", args); err != nil {
-		return err
-	}
+func (c *config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Stack.BinDir, "bin", "bin", "directory holding the built binaries (make build)")
+	fs.StringVar(&c.Stack.DataDir, "data-dir", ".dev", "directory for logs, signing keys and the broker's and CQL server's data")
+	fs.IntVar(&c.Stack.ConsulPort, "consul-port", 8500, "Consul HTTP port (its server and serf ports are this minus 200, 199 and 198)")
+	fs.IntVar(&c.Stack.KafkaPort, "kafka-port", 9092, "Kafka broker port")
+	fs.IntVar(&c.Stack.CQLPort, "cql-port", 9042, "CQL server port")
+	fs.IntVar(&c.Stack.ServicePortBase, "service-port-base", 8080, "HTTP port of the gateway; the other services take the next ports")
+	fs.IntVar(&c.Stack.Collections, "collections", 2, "collection instances")
+	fs.BoolVar(&c.Demo, "demo", true, "play demo traffic (bin/simulate -loop) once the stack is up")
+	fs.BoolVar(&c.Check, "check", false, "start everything, check every service through Consul, stop, and exit")
+}
+
+// Validate makes the directories absolute: the services run in other
+// working directories.
+func (c *config) Validate() error {
 	var err error
-	if c.BinDir, err = filepath.Abs(c.BinDir); err != nil {
-		return err
+	if c.Stack.BinDir, err = filepath.Abs(c.Stack.BinDir); err != nil {
+		return fmt.Errorf("-bin: %w", err)
 	}
-	if c.DataDir, err = filepath.Abs(c.DataDir); err != nil {
-		return err
+	if c.Stack.DataDir, err = filepath.Abs(c.Stack.DataDir); err != nil {
+		return fmt.Errorf("-data-dir: %w", err)
 	}
+	return nil
+}
+
+func main() {
+	var cfg config
+	service.Main("devstack", "DEVSTACK", &cfg, func(ctx context.Context) error { return run(ctx, cfg) })
+}
+
+func run(ctx context.Context, cfg config) error {
+	c, check, demo := cfg.Stack, cfg.Check, cfg.Demo
 	c.Out = os.Stdout
 	s, err := localstack.Start(ctx, c)
 	if err != nil {
