@@ -47,6 +47,9 @@ type conn struct {
 	keyspace string
 
 	wantsSchemaEvents atomic.Bool
+	// authenticated is set once the client has logged in, when the
+	// server has Credentials.
+	authenticated atomic.Bool
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -244,6 +247,26 @@ func (c *conn) handle(h header, body []byte) {
 	c.send(buf.Bytes())
 }
 
+// passwordAuthenticator is the authenticator class Cassandra names in its
+// AUTHENTICATE message, which drivers check before sending credentials.
+const passwordAuthenticator = "org.apache.cassandra.auth.PasswordAuthenticator"
+
+// login checks a SASL PLAIN token (NUL, username, NUL, password), as
+// Cassandra's PasswordAuthenticator does, and answers with Cassandra's
+// messages.
+func (c *conn) login(token []byte) message.Message {
+	parts := bytes.Split(token, []byte{0})
+	if len(parts) != 3 {
+		return &message.AuthenticationError{ErrorMessage: "Authentication failed: malformed credentials"}
+	}
+	user, password := string(parts[1]), string(parts[2])
+	if want, ok := c.srv.cfg.Credentials[user]; !ok || want != password {
+		return &message.AuthenticationError{ErrorMessage: fmt.Sprintf("Provided username %s and/or password are incorrect", user)}
+	}
+	c.authenticated.Store(true)
+	return &message.AuthSuccess{}
+}
+
 // sendEvent pushes a server event (stream -1). Events are advisory, so
 // one is dropped rather than waited for when the client is not reading.
 func (c *conn) sendEvent(ev message.Message) {
@@ -276,7 +299,20 @@ func (c *conn) dispatch(req message.Message, consistency *primitive.ConsistencyL
 		if comp, ok := m.Options[message.StartupOptionCompression]; ok && comp != "" {
 			return fail(errProtocol("Unknown compression algorithm: %s", comp))
 		}
+		if len(s.cfg.Credentials) > 0 {
+			return &message.Authenticate{Authenticator: passwordAuthenticator}
+		}
 		return &message.Ready{}
+	case *message.AuthResponse:
+		if len(s.cfg.Credentials) == 0 {
+			return fail(errProtocol("Authentication is not enabled on this server"))
+		}
+		return c.login(m.Token)
+	}
+	if len(s.cfg.Credentials) > 0 && !c.authenticated.Load() {
+		return &message.Unauthorized{ErrorMessage: "You have not logged in"}
+	}
+	switch m := req.(type) {
 	case *message.Register:
 		for _, t := range m.EventTypes {
 			if t == primitive.EventTypeSchemaChange {
@@ -284,8 +320,6 @@ func (c *conn) dispatch(req message.Message, consistency *primitive.ConsistencyL
 			}
 		}
 		return &message.Ready{}
-	case *message.AuthResponse:
-		return fail(errProtocol("Authentication is not enabled on this server"))
 	}
 	if s.unavailable.Load() {
 		return fail(errUnavailable)

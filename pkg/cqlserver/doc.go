@@ -32,7 +32,11 @@
 // FILTERING, aggregates (count, min, max, sum, avg), writetime() and ttl(),
 // and paging. Errors carry Cassandra's codes and messages.
 //
-// Not implemented: authentication, compression, secondary indexes,
+// Password authentication as Cassandra's PasswordAuthenticator does it
+// (Config.Credentials), so that drivers' logins and Cassandra's refusals
+// can be tested; no roles or permissions beyond that.
+//
+// Not implemented: authorization, compression, secondary indexes,
 // materialized views, user types, tuples, durations, static columns,
 // GROUP BY, JSON, ALTER TABLE DROP/RENAME, user-defined functions, and
 // multi-column slices over clustering columns of mixed order. Such

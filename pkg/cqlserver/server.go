@@ -29,6 +29,11 @@ type Config struct {
 	SyncInterval time.Duration
 	// Logger receives connection and durability events; nil discards them.
 	Logger *slog.Logger
+	// Credentials, when not empty, turns on password authentication as
+	// Cassandra's PasswordAuthenticator does it: a client must log in with
+	// one of these usernames and its password (username → password)
+	// before any other request. Empty: no authentication.
+	Credentials map[string]string
 }
 
 // ErrClosed is returned by operations on a closed server.

@@ -123,6 +123,78 @@ func TestStopRestart(t *testing.T) {
 	})
 }
 
+// TestPasswordAuthentication logs gocql in with PasswordAuthenticator,
+// as Cassandra's own authenticator expects, and checks Cassandra's answers
+// to wrong credentials and to a client without any.
+func TestPasswordAuthentication(t *testing.T) {
+	srv, err := cqlserver.New(cqlserver.Config{Addr: "127.0.0.1:0", Credentials: map[string]string{"app": "s3cret"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	open := func(auth gocql.Authenticator) (*gocql.Session, error) {
+		cc := cqltest.Cluster(srv.Addr())
+		cc.Authenticator = auth
+		cc.Logger = quietLogger{}
+		return cc.CreateSession()
+	}
+	tests := []struct {
+		name    string
+		auth    gocql.Authenticator
+		wantErr string // "" for a working session
+	}{
+		{"right password", gocql.PasswordAuthenticator{Username: "app", Password: "s3cret"}, ""},
+		{"wrong password", gocql.PasswordAuthenticator{Username: "app", Password: "guess"}, "Provided username app and/or password are incorrect"},
+		{"unknown user", gocql.PasswordAuthenticator{Username: "eve", Password: "s3cret"}, "Provided username eve and/or password are incorrect"},
+		{"no credentials", nil, `authentication required (using "org.apache.cassandra.auth.PasswordAuthenticator")`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := open(tt.auth)
+			if tt.wantErr != "" {
+				if err == nil {
+					s.Close()
+					t.Fatalf("connected; want %q", tt.wantErr)
+				}
+				if !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %q, want it to contain %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			var v string
+			if err := s.Query(`SELECT release_version FROM system.local`).Scan(&v); err != nil {
+				t.Fatalf("query after logging in: %v", err)
+			}
+		})
+	}
+
+	// A request before logging in is refused, as Cassandra refuses it.
+	c, err := net.Dial("tcp", srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	query := "SELECT release_version FROM system.local"
+	body := binary.BigEndian.AppendUint32(nil, uint32(len(query)))
+	body = append(body, query...)
+	body = append(body, 0, 1, 0) // consistency ONE, no flags
+	frame := append([]byte{0x04, 0, 0, 1, 0x07}, binary.BigEndian.AppendUint32(nil, uint32(len(body)))...)
+	if _, err := c.Write(append(frame, body...)); err != nil {
+		t.Fatal(err)
+	}
+	_, opcode, resp := readFrame(t, c)
+	if opcode != 0x00 || binary.BigEndian.Uint32(resp) != 0x2100 {
+		t.Fatalf("query before logging in: opcode %#x, body %q; want an Unauthorized error (0x2100)", opcode, resp)
+	}
+}
+
 func errString(err error) string {
 	if err == nil {
 		return "<nil>"
