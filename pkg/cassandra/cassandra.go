@@ -1,16 +1,22 @@
 // Package cassandra opens gocql sessions with the settings every service
 // shares: token-aware routing, LOCAL_QUORUM by default, bounded timeouts and
 // retries, and a keyspace that must already exist (the migration runner
-// creates it).
+// creates it). Services connect with ConnectRetry, which waits for a
+// cluster that is not reachable yet; commands with Connect, which tries
+// once.
 package cassandra
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/acme/analytics/pkg/retry"
 	"github.com/gocql/gocql"
 )
 
@@ -109,13 +115,137 @@ func (c *Config) ClusterConfig(keyspace string) *gocql.ClusterConfig {
 	return cc
 }
 
-// Connect opens a session on the configured keyspace.
+// Connect opens a session on the configured keyspace, trying once: for
+// commands (migrate, reprocess) and tests, whose callers decide whether to
+// try again.
 func Connect(c *Config) (*gocql.Session, error) {
 	s, err := c.ClusterConfig(c.Keyspace).CreateSession()
 	if err != nil {
 		return nil, fmt.Errorf("connect to cassandra at %s (keyspace %s): %w", c.Hosts, c.Keyspace, err)
 	}
 	return s, nil
+}
+
+// ConnectRetry opens a session on the configured keyspace (none when
+// c.Keyspace is empty) as a long-running service does at start: while the
+// cluster cannot be reached (refused, unresolvable, timing out,
+// unavailable) or the keyspace does not exist yet (the migrate job creates
+// it), it tries again with retry.Default's backoff (500 ms doubling to
+// 15 s), logging each failed attempt at warn and, once connected, how long
+// it waited at info. It returns when connected; at once, without waiting,
+// when the cluster refuses the credentials (see permanent); and promptly
+// with an error wrapping ctx.Err() when ctx ends first, even in the middle
+// of an attempt.
+//
+// The driver's own messages go to log: at debug while connecting (each
+// failed attempt's are in its warning already), at warn once connected.
+func ConnectRetry(ctx context.Context, c *Config, log *slog.Logger) (*gocql.Session, error) {
+	log = log.With(slog.String("cassandra_hosts", c.Hosts), slog.String("keyspace", c.Keyspace))
+	driver := &driverLog{log: log.With(slog.String("component", "gocql"))}
+	var s *gocql.Session
+	err := retry.Until(ctx, retry.Default, log, "connect to cassandra", func(ctx context.Context) (err error) {
+		s, err = c.connectOnce(ctx, driver)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connect to cassandra at %s (keyspace %s): %w", c.Hosts, c.Keyspace, err)
+	}
+	driver.connected.Store(true)
+	return s, nil
+}
+
+// connectOnce makes one attempt at a session, giving up on it when ctx
+// ends (gocql's CreateSession takes no context: an abandoned attempt's
+// session is closed when it arrives).
+func (c *Config) connectOnce(ctx context.Context, driver gocql.StdLogger) (*gocql.Session, error) {
+	type result struct {
+		s   *gocql.Session
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		cc := c.ClusterConfig(c.Keyspace)
+		cc.Logger = driver
+		s, err := cc.CreateSession()
+		if errors.Is(err, gocql.ErrNoConnectionsStarted) && c.Keyspace != "" && c.keyspaceMissing(driver) {
+			err = fmt.Errorf("keyspace %s does not exist yet (the migrate job creates it): %w", c.Keyspace, err)
+		}
+		done <- result{s, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil && refusedCredentials(r.err) {
+			return nil, retry.Permanent(r.err)
+		}
+		return r.s, r.err
+	case <-ctx.Done():
+		go func() {
+			if r := <-done; r.s != nil {
+				r.s.Close()
+			}
+		}()
+		return nil, ctx.Err()
+	}
+}
+
+// keyspaceMissing reports whether the cluster answers without the
+// keyspace: gocql reports a USE of a missing keyspace only as "no
+// connections were made", which would hide the one cause of that which
+// waiting for the migrate job heals. False when it cannot tell.
+func (c *Config) keyspaceMissing(driver gocql.StdLogger) bool {
+	cc := c.ClusterConfig("")
+	cc.Logger = driver
+	s, err := cc.CreateSession()
+	if err != nil {
+		return false
+	}
+	defer s.Close()
+	var name string
+	err = s.Query("SELECT keyspace_name FROM system_schema.keyspaces WHERE keyspace_name = ?", c.Keyspace).Scan(&name)
+	return errors.Is(err, gocql.ErrNotFound)
+}
+
+// credentialRefusals are what gocql and Cassandra say when the cluster
+// refuses the credentials. Waiting cannot heal these: the process reads
+// its credentials once, at start, so what heals them is a restart with
+// the Secret (or the role) fixed, and exiting makes the pod's
+// CrashLoopBackOff say so where waiting would hide it. Everything else,
+// including Cassandra's "Unable to perform authentication" (system_auth
+// unavailable: an outage), is retried. gocql flattens these errors into
+// text, so the text is what can be matched.
+var credentialRefusals = []string{
+	"and/or password are incorrect", // Cassandra's PasswordAuthenticator: wrong password, or no such role
+	"authentication required",       // gocql: the cluster wants credentials and -cassandra-username is empty
+	"unexpected authenticator",      // gocql: the cluster's authenticator is not one PasswordAuthenticator speaks to
+}
+
+func refusedCredentials(err error) bool {
+	msg := err.Error()
+	for _, r := range credentialRefusals {
+		if strings.Contains(msg, r) {
+			return true
+		}
+	}
+	return false
+}
+
+// driverLog passes gocql's messages to a slog logger: at debug while the
+// session is being made, at warn after.
+type driverLog struct {
+	log       *slog.Logger
+	connected atomic.Bool
+}
+
+func (d *driverLog) Print(v ...any)                 { d.out(fmt.Sprint(v...)) }
+func (d *driverLog) Printf(format string, v ...any) { d.out(fmt.Sprintf(format, v...)) }
+func (d *driverLog) Println(v ...any)               { d.out(fmt.Sprintln(v...)) }
+
+func (d *driverLog) out(msg string) {
+	level := slog.LevelDebug
+	if d.connected.Load() {
+		level = slog.LevelWarn
+	}
+	d.log.Log(context.Background(), level, strings.TrimSpace(msg))
 }
 
 // Ping runs a trivial query; it backs readiness checks.

@@ -1,0 +1,243 @@
+package cassandra_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/acme/analytics/pkg/cassandra"
+	"github.com/acme/analytics/pkg/cqlserver"
+	"github.com/acme/analytics/pkg/cqltest"
+	"github.com/acme/analytics/pkg/logtest"
+	"github.com/acme/analytics/pkg/retry"
+	"github.com/gocql/gocql"
+)
+
+// These tests start, stop and configure the embedded CQL server, so they
+// run against it even when CASSANDRA_HOSTS names a real cluster.
+
+func config(addr, keyspace string) *cassandra.Config {
+	return &cassandra.Config{Hosts: addr, Keyspace: keyspace, Consistency: "ONE", Timeout: 5 * time.Second}
+}
+
+// connectRetry runs ConnectRetry in the background, logging to logs.
+func connectRetry(ctx context.Context, c *cassandra.Config, logs *logtest.Buffer) <-chan result {
+	done := make(chan result, 1)
+	go func() {
+		s, err := cassandra.ConnectRetry(ctx, c, slog.New(slog.NewTextHandler(logs, nil)))
+		done <- result{s, err}
+	}()
+	return done
+}
+
+type result struct {
+	s   *gocql.Session
+	err error
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// session waits for ConnectRetry's result and wants a session.
+func session(t *testing.T, done <-chan result) *gocql.Session {
+	t.Helper()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			t.Fatalf("ConnectRetry: %v", r.err)
+		}
+		t.Cleanup(r.s.Close)
+		return r.s
+	case <-time.After(20 * time.Second):
+		t.Fatal("ConnectRetry did not return within 20s of the cluster answering")
+		return nil
+	}
+}
+
+// freeAddr returns a loopback address that nothing listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+const retrying = `msg="connect to cassandra failed; retrying"`
+
+// TestConnectRetryWaitsForTheCluster starts connecting to a port nobody
+// listens on, then starts the CQL server there: the connect returns a
+// working session, having logged the failed attempts and then its success.
+func TestConnectRetryWaitsForTheCluster(t *testing.T) {
+	addr := freeAddr(t)
+	var logs logtest.Buffer
+	done := connectRetry(context.Background(), config(addr, ""), &logs)
+	waitFor(t, "a failed attempt logged", func() bool { return strings.Contains(logs.String(), retrying) })
+	if !strings.Contains(logs.String(), "connection refused") {
+		t.Errorf("the warning does not carry the error:\n%s", logs.String())
+	}
+
+	srv, err := cqlserver.New(cqlserver.Config{Addr: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	s := session(t, done)
+	if err := cassandra.Ping(s); err != nil {
+		t.Fatalf("ping on the session: %v", err)
+	}
+	if !strings.Contains(logs.String(), `level=INFO msg="connect to cassandra succeeded after failed attempts"`) {
+		t.Errorf("no info line on connecting after failures:\n%s", logs.String())
+	}
+}
+
+// TestConnectRetryWaitsForTheKeyspace connects to a keyspace the migrate
+// job has not made yet: the warning says so, and the connect returns once
+// the keyspace exists.
+func TestConnectRetryWaitsForTheKeyspace(t *testing.T) {
+	srv := cqltest.Server(t)
+	var logs logtest.Buffer
+	done := connectRetry(context.Background(), config(srv.Addr(), "not_yet"), &logs)
+	waitFor(t, "a failed attempt logged", func() bool { return strings.Contains(logs.String(), retrying) })
+	if !strings.Contains(logs.String(), "keyspace not_yet does not exist yet") {
+		t.Errorf("the warning does not say the keyspace is missing:\n%s", logs.String())
+	}
+
+	admin, err := cassandra.Connect(config(srv.Addr(), ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if err := admin.Query(`CREATE KEYSPACE not_yet WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}`).Exec(); err != nil {
+		t.Fatal(err)
+	}
+	s := session(t, done)
+	if err := s.Query(`CREATE TABLE kv (k int PRIMARY KEY)`).Exec(); err != nil {
+		t.Fatalf("the session is not on the keyspace: %v", err)
+	}
+}
+
+// TestConnectRetryEndsWithCtx cancels the connect while it waits between
+// attempts, and while an attempt hangs on a node that accepts connections
+// and never answers: either way it returns at once with ctx's error.
+func TestConnectRetryEndsWithCtx(t *testing.T) {
+	hung, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hung.Close()
+	accepted := make(chan net.Conn, 16)
+	go func() {
+		for {
+			c, err := hung.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	t.Cleanup(func() {
+		for {
+			select {
+			case c := <-accepted:
+				c.Close()
+			default:
+				return
+			}
+		}
+	})
+
+	tests := []struct {
+		name    string
+		addr    string
+		waiting func(logs *logtest.Buffer) bool // the connect is where the test cancels it
+	}{
+		{"between attempts", freeAddr(t), func(logs *logtest.Buffer) bool { return strings.Contains(logs.String(), retrying) }},
+		{"during an attempt", hung.Addr().String(), func(*logtest.Buffer) bool { return len(accepted) > 0 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			c := config(tt.addr, "")
+			c.Timeout = time.Minute // an attempt on the hung node outlasts the test
+			var logs logtest.Buffer
+			done := connectRetry(ctx, c, &logs)
+			waitFor(t, "the connect to be waiting", func() bool { return tt.waiting(&logs) })
+			cancel()
+			select {
+			case r := <-done:
+				if !errors.Is(r.err, context.Canceled) {
+					t.Fatalf("ConnectRetry = %v, want context.Canceled", r.err)
+				}
+			case <-time.After(2 * time.Second):
+				t.Fatal("ConnectRetry still running 2s after ctx was cancelled")
+			}
+		})
+	}
+}
+
+// TestConnectRetryRefusedCredentials: a cluster that refuses the
+// credentials is not waited for (waiting cannot change them); right ones
+// connect at the first attempt.
+func TestConnectRetryRefusedCredentials(t *testing.T) {
+	srv, err := cqlserver.New(cqlserver.Config{Addr: "127.0.0.1:0", Credentials: map[string]string{"analytics_app": "right"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+
+	tests := []struct {
+		name, user, password string
+		wantErr              string // "" for a session
+	}{
+		{"wrong password", "analytics_app", "wrong", "and/or password are incorrect"},
+		{"no such role", "nobody", "right", "and/or password are incorrect"},
+		{"no credentials configured", "", "", "authentication required"},
+		{"right credentials", "analytics_app", "right", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := config(srv.Addr(), "")
+			c.Username, c.Password = tt.user, tt.password
+			var logs logtest.Buffer
+			select {
+			case r := <-connectRetry(context.Background(), c, &logs):
+				if tt.wantErr == "" {
+					if r.err != nil {
+						t.Fatalf("ConnectRetry: %v", r.err)
+					}
+					r.s.Close()
+				} else if r.err == nil || !strings.Contains(r.err.Error(), tt.wantErr) || !retry.IsPermanent(r.err) {
+					t.Fatalf("ConnectRetry = %v, want a permanent error containing %q", r.err, tt.wantErr)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("ConnectRetry is waiting; want it to return at once")
+			}
+			if strings.Contains(logs.String(), retrying) {
+				t.Errorf("logged a retry:\n%s", logs.String())
+			}
+		})
+	}
+}
