@@ -13,9 +13,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"strconv"
 	"time"
 
+	"github.com/acme/analytics/pkg/retry"
 	"github.com/hashicorp/consul/api"
 )
 
@@ -81,6 +83,13 @@ type Registration struct {
 // Register registers the instance (name, reachable at host:port) with an
 // HTTP check on http://host:port/readyz. Critical instances are removed by
 // Consul after a minute, so a crashed instance does not linger.
+//
+// It waits for the agent: while the agent cannot be reached, or answers
+// with a server error (5xx) or 429, it tries again with retry.Default's
+// backoff (500 ms doubling to 15 s), logging each failure at warn, until
+// it succeeds or ctx is done. Any other refusal (403: the ACL token may not
+// register the name; 400: an invalid registration) returns at once, marked
+// retry.Permanent: waiting cannot change it.
 func Register(ctx context.Context, client *api.Client, name, host string, port int, interval time.Duration, log *slog.Logger) (*Registration, error) {
 	id := fmt.Sprintf("%s-%s-%d", name, host, port)
 	reg := &api.AgentServiceRegistration{
@@ -97,13 +106,26 @@ func Register(ctx context.Context, client *api.Client, name, host string, port i
 			DeregisterCriticalServiceAfter: "1m",
 		},
 	}
-	opts := api.ServiceRegisterOpts{}.WithContext(ctx)
-	if err := client.Agent().ServiceRegisterOpts(reg, opts); err != nil {
+	err := retry.Until(ctx, retry.Default, log.With(slog.String("service_id", id)), "register in consul", func(ctx context.Context) error {
+		// An agent that accepts the connection and does not answer is
+		// tried again too.
+		ctx, cancel := context.WithTimeout(ctx, registerTimeout)
+		defer cancel()
+		err := client.Agent().ServiceRegisterOpts(reg, api.ServiceRegisterOpts{}.WithContext(ctx))
+		if se, ok := errors.AsType[api.StatusError](err); ok && se.Code >= 400 && se.Code < 500 && se.Code != http.StatusTooManyRequests {
+			return retry.Permanent(err)
+		}
+		return err
+	})
+	if err != nil {
 		return nil, fmt.Errorf("register %s in consul: %w", id, err)
 	}
 	log.Info("registered in consul", slog.String("service_id", id))
 	return &Registration{client: client, id: id, reg: reg, log: log}, nil
 }
+
+// registerTimeout bounds one attempt at registering.
+const registerTimeout = 10 * time.Second
 
 // Maintain re-registers the instance whenever the agent no longer knows it
 // (an agent restarted without persistent state, as a dev agent is), checking

@@ -2,18 +2,22 @@ package discovery_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/acme/analytics/pkg/consultest"
 	"github.com/acme/analytics/pkg/discovery"
+	"github.com/acme/analytics/pkg/logtest"
+	"github.com/acme/analytics/pkg/retry"
 )
 
 // TestRegisterWatchDeregister runs against the real Consul agent: an
@@ -111,5 +115,122 @@ func TestMaintainReregistersAfterAgentRestart(t *testing.T) {
 			t.Fatalf("instance not back in consul after the agent restarted (%v, %v)", insts, err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// instance serves /readyz (always ready) and returns its host and port.
+func instance(t *testing.T) (string, int) {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(srv.Close)
+	host, portStr, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	port, _ := strconv.Atoi(portStr)
+	return host, port
+}
+
+type registered struct {
+	reg *discovery.Registration
+	err error
+}
+
+func registerAsync(ctx context.Context, agent *consultest.Agent, name, host string, port int, interval time.Duration, logs *logtest.Buffer) <-chan registered {
+	done := make(chan registered, 1)
+	client := agent.Client()
+	go func() {
+		reg, err := discovery.Register(ctx, client, name, host, port, interval, slog.New(slog.NewTextHandler(logs, nil)))
+		done <- registered{reg, err}
+	}()
+	return done
+}
+
+func waitForLog(t *testing.T, logs *logtest.Buffer, want string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !strings.Contains(logs.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %q in the log:\n%s", want, logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+const retrying = `msg="register in consul failed; retrying"`
+
+// TestRegisterWaitsForTheAgent registers while the agent is down, then
+// starts the agent on its address: the registration goes through and the
+// instance becomes healthy.
+func TestRegisterWaitsForTheAgent(t *testing.T) {
+	agent := consultest.Start(t)
+	agent.Stop()
+	host, port := instance(t)
+	var logs logtest.Buffer
+	done := registerAsync(context.Background(), agent, "late", host, port, 200*time.Millisecond, &logs)
+	waitForLog(t, &logs, retrying)
+
+	agent.Restart()
+	var r registered
+	select {
+	case r = <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Register did not return within 20s of the agent starting")
+	}
+	if r.err != nil {
+		t.Fatalf("Register: %v", r.err)
+	}
+	if !strings.Contains(logs.String(), `msg="register in consul succeeded after failed attempts"`) {
+		t.Errorf("no info line on registering after failures:\n%s", logs.String())
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		insts, _, err := discovery.Healthy(context.Background(), agent.Client(), "late", 0, 0)
+		if err == nil && len(insts) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("instance not healthy in consul (%v, %v)", insts, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestRegisterEndsWithCtx: cancelling a registration that waits for the
+// agent returns at once with ctx's error.
+func TestRegisterEndsWithCtx(t *testing.T) {
+	agent := consultest.Start(t)
+	agent.Stop()
+	host, port := instance(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var logs logtest.Buffer
+	done := registerAsync(ctx, agent, "never", host, port, 200*time.Millisecond, &logs)
+	waitForLog(t, &logs, retrying)
+	cancel()
+	select {
+	case r := <-done:
+		if !errors.Is(r.err, context.Canceled) {
+			t.Fatalf("Register = %v, want context.Canceled", r.err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Register still waiting 2s after ctx was cancelled")
+	}
+}
+
+// TestRegisterRefusedIsNotRetried: a registration the agent refuses (here
+// an invalid check; in production an ACL token that may not register the
+// name, 403) returns at once: waiting cannot change it.
+func TestRegisterRefusedIsNotRetried(t *testing.T) {
+	agent := consultest.Start(t)
+	host, port := instance(t)
+	var logs logtest.Buffer
+	select {
+	case r := <-registerAsync(context.Background(), agent, "invalid", host, port, 0, &logs):
+		if r.err == nil || !retry.IsPermanent(r.err) || !strings.Contains(r.err.Error(), "400") {
+			t.Fatalf("Register = %v, want the agent's 400, marked permanent", r.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Register is retrying a refusal")
+	}
+	if strings.Contains(logs.String(), retrying) {
+		t.Errorf("logged a retry:\n%s", logs.String())
 	}
 }
