@@ -1,8 +1,11 @@
 // Package service is the lifecycle every binary of the product shares: flags
-// for logging, HTTP and Consul; /healthz, /readyz and /metrics; registration
-// in Consul once the listener is bound; and a shutdown that takes the
-// instance out of discovery and readiness first, then drains in-flight
-// requests and background components within a bounded time.
+// for logging, HTTP and Consul; /healthz, /readyz and /metrics, served from
+// the moment the process starts; a start-up that may wait for the
+// service's dependencies (Cassandra, Kafka) while the process is seen
+// alive but not ready; registration in Consul, waiting for the agent if
+// need be; and a shutdown that takes the instance out of discovery and
+// readiness first, then drains in-flight requests and background
+// components within a bounded time.
 package service
 
 import (
@@ -16,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -24,6 +28,7 @@ import (
 	"github.com/acme/analytics/pkg/httpserver"
 	"github.com/acme/analytics/pkg/logging"
 	"github.com/acme/analytics/pkg/metrics"
+	"github.com/hashicorp/consul/api"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 )
@@ -89,9 +94,11 @@ type Service struct {
 	Mux      *http.ServeMux
 
 	metrics    *http.ServeMux // /metrics alone, when Config.MetricsAddr is set
+	setups     []func(ctx context.Context) error
 	components []Component
 	closers    []func()
-	quiet      []string // paths whose successful requests log at debug
+	quiet      []string    // paths whose successful requests log at debug
+	started    atomic.Bool // the setup functions have returned: every route answers
 }
 
 // New builds a Service that logs to w.
@@ -114,7 +121,27 @@ func New(c Config, w io.Writer) *Service {
 	return s
 }
 
-// Go adds a component that runs alongside the HTTP server.
+// Setup adds fn to the service's start-up, for what needs a dependency
+// that may not be there yet (a Cassandra session from
+// cassandra.ConnectRetry, a Kafka producer): Run calls the setup functions
+// in order once its HTTP server answers, so that while fn waits the
+// process is seen alive (/healthz) and not ready (/readyz fails with
+// "startup"), and every route but the probes and /metrics answers 503
+// starting. fn adds the routes, checks, components and closers that need
+// what it waited for (Go, OnClose and Mux may be used from fn). Once every
+// setup function has returned nil, the components start and the instance
+// registers in Consul.
+//
+// ctx is Run's: it is done when shutdown begins (a signal, a component
+// failing), not when fn returns, so fn may hand it to what must notice
+// shutdown. fn must return soon after ctx is done: Run waits for it, at
+// most -shutdown-timeout, before its shutdown goes on. An error from fn
+// stops the service and is Run's error, unless it wraps ctx's error once
+// ctx is done: a stop during start-up is a stop, not a failure.
+func (s *Service) Setup(fn func(ctx context.Context) error) { s.setups = append(s.setups, fn) }
+
+// Go adds a component that runs alongside the HTTP server, from the end of
+// start-up.
 func (s *Service) Go(c Component) { s.components = append(s.components, c) }
 
 // OnClose registers fn to run after every component and the HTTP server have
@@ -123,18 +150,38 @@ func (s *Service) OnClose(fn func()) { s.closers = append(s.closers, fn) }
 
 // QuietAccessLog makes the access log record the successful requests to
 // paths (exact paths) at debug level rather than info: for high-volume
-// paths, such as the hit endpoints (httpserver.AccessLog).
+// paths, such as the hit endpoints (httpserver.AccessLog). Call it before
+// Run.
 func (s *Service) QuietAccessLog(paths ...string) { s.quiet = append(s.quiet, paths...) }
 
-// Run serves until ctx is done or a component fails, then shuts down:
-// readiness fails and the instance leaves Consul, the drain delay passes,
+// Run serves until ctx is done or a component fails, then shuts down.
+//
+// Start-up: the HTTP server (and the -metrics-addr listener) serve at
+// once, /healthz answering and /readyz failing; the setup functions run
+// (Setup), waiting for the dependencies they need; then the components
+// start, every route answers, and the instance registers in Consul,
+// waiting for the agent while it cannot be reached (discovery.Register).
+// /readyz passes once start-up is done, the instance is registered, and
+// every check passes.
+//
+// Shutdown: readiness fails and the instance leaves Consul, the drain delay
+// passes (skipped when the instance was never ready: nothing routes to it),
 // the HTTP server drains, components stop, closers run. Components run
 // until the HTTP server has drained (a request in flight may need them);
 // the drain and their stop together are bounded by the shutdown timeout
-// (components get at least minComponentStop).
+// (components get at least minComponentStop). A stop during start-up
+// returns nil, as a stop after it does.
 func (s *Service) Run(ctx context.Context) error {
-	answerUnrouted(s.Mux)
-	handler := httpserver.Chain(s.Mux,
+	begun := time.Now()
+	var consul *api.Client
+	if s.Config.Discovery.Enabled() {
+		client, err := s.Config.Discovery.Client()
+		if err != nil {
+			return err
+		}
+		consul = client
+	}
+	handler := httpserver.Chain(s.whileStarting(s.Mux),
 		httpserver.WithRequestID,
 		httpserver.AccessLog(s.Log, s.quiet...),
 		httpserver.Metrics(s.Registry),
@@ -146,31 +193,43 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var msrv *httpserver.Server
 	if s.metrics != nil {
-		msrv, err := httpserver.Listen(httpserver.Config{Addr: s.Config.MetricsAddr, ShutdownTimeout: time.Second,
+		msrv, err = httpserver.Listen(httpserver.Config{Addr: s.Config.MetricsAddr, ShutdownTimeout: time.Second,
 			ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}, s.metrics, s.Log)
 		if err != nil {
 			srv.Close()
 			return fmt.Errorf("metrics: %w", err)
 		}
-		s.Go(msrv.Run)
 	}
+	// While a setup function runs it may still add closers and use what
+	// they close: then they are left to the exiting process.
+	setupRunning := false
 	defer func() {
+		if setupRunning {
+			return
+		}
 		for i := len(s.closers) - 1; i >= 0; i-- {
 			s.closers[i]()
 		}
 	}()
 
-	var reg *discovery.Registration
-	if s.Config.Discovery.Enabled() {
-		client, err := s.Config.Discovery.Client()
-		if err != nil {
-			return err
+	var registered atomic.Bool
+	s.Health.Add("startup", func(context.Context) error {
+		if !s.started.Load() {
+			return errors.New("starting: waiting for its dependencies")
 		}
-		reg, err = discovery.Register(ctx, client, s.Config.Name, s.Config.Discovery.AdvertiseHost, srv.Addr().Port, s.Config.Discovery.CheckInterval, s.Log)
-		if err != nil {
-			return fmt.Errorf("%w (is the Consul agent running at %s? -consul-addr= disables registration)", err, s.Config.Discovery.Addr)
-		}
+		return nil
+	})
+	if consul != nil {
+		// Ready only once discoverable: a rollout (maxUnavailable 0)
+		// must not retire an old instance for a new one nobody can find.
+		s.Health.Add("consul", func(context.Context) error {
+			if !registered.Load() {
+				return fmt.Errorf("not registered in consul yet (agent at %s)", s.Config.Discovery.Addr)
+			}
+			return nil
+		})
 	}
 
 	// The HTTP server and the components outlive ctx: at shutdown the
@@ -185,35 +244,93 @@ func (s *Service) Run(ctx context.Context) error {
 	compCtx, stopComponents := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopComponents()
 	g, gctx := errgroup.WithContext(compCtx)
-	for _, c := range s.components {
-		g.Go(func() error { return c(gctx) })
+	if msrv != nil {
+		g.Go(func() error { return msrv.Run(gctx) })
 	}
+
+	// The setup functions' ctx: done as soon as shutdown begins, whatever
+	// begins it.
+	setupCtx, beginShutdown := context.WithCancel(ctx)
+	defer beginShutdown()
+	// stopped drops a setup error that only says its ctx ended: the
+	// cause of the shutdown (a signal, a component) is reported apart.
+	stopped := func(err error) error {
+		if setupCtx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+			return nil
+		}
+		return err
+	}
+	setupErr := make(chan error, 1)
+	setupRunning = true
+	go func() { setupErr <- s.setUp(setupCtx) }()
+
+	var startResult, httpResult error
+	httpStopped := false
+	select {
+	case <-ctx.Done():
+	case <-gctx.Done(): // the metrics listener failed
+	case httpResult = <-httpErr:
+		httpStopped = true
+	case err := <-setupErr:
+		setupRunning = false
+		startResult = stopped(err)
+	}
+	started := !setupRunning && startResult == nil && ctx.Err() == nil
+
 	// Re-registration stops when shutdown begins, before the instance
 	// deregisters, so that it cannot put the instance back.
 	maintainCtx, stopMaintain := context.WithCancel(gctx)
 	defer stopMaintain()
 	maintained := make(chan struct{})
-	if reg != nil {
-		go func() {
-			defer close(maintained)
-			reg.Maintain(maintainCtx, max(s.Config.Discovery.CheckInterval, time.Second))
-		}()
+	regFailed := make(chan error, 1)
+	var reg *discovery.Registration
+	if started {
+		answerUnrouted(s.Mux)
+		s.started.Store(true)
+		for _, c := range s.components {
+			g.Go(func() error { return c(gctx) })
+		}
+		s.Log.Info("started", slog.Duration("took", time.Since(begun).Round(time.Millisecond)))
+		if consul != nil {
+			go func() {
+				defer close(maintained)
+				var err error
+				if reg, err = s.keepRegistered(maintainCtx, consul, srv.Addr().Port, &registered); err != nil {
+					regFailed <- err
+				}
+			}()
+		} else {
+			close(maintained)
+		}
+		select {
+		case <-ctx.Done():
+		case <-gctx.Done(): // a component failed
+		case httpResult = <-httpErr:
+			httpStopped = true
+		case startResult = <-regFailed:
+		}
 	} else {
 		close(maintained)
 	}
 
-	var httpResult error
-	httpStopped := false
-	select {
-	case <-ctx.Done():
-	case <-gctx.Done(): // a component failed
-	case httpResult = <-httpErr:
-		httpStopped = true
+	if started {
+		s.Log.Info("shutting down")
+	} else {
+		s.Log.Info("shutting down during start-up")
 	}
-	s.Log.Info("shutting down")
+	beginShutdown()
 	s.Health.Drain()
+	if setupRunning {
+		select {
+		case err := <-setupErr:
+			setupRunning = false
+			startResult = stopped(err)
+		case <-time.After(s.Config.HTTP.ShutdownTimeout):
+			startResult = errors.New("start-up did not stop within -shutdown-timeout")
+		}
+	}
 	stopMaintain()
-	<-maintained
+	<-maintained // reg is set, if at all, before maintained closes
 	if reg != nil {
 		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := reg.Deregister(dctx); err != nil {
@@ -223,8 +340,11 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	// Registered or not: without Consul (the gateway's static upstreams)
 	// a load balancer's health check still has to notice the failing
-	// readiness before the listener closes.
-	if !httpStopped && s.Config.DrainDelay > 0 {
+	// readiness before the listener closes. An instance that never could
+	// be ready (start-up unfinished, or not yet in Consul) has nothing
+	// routed to it to drain.
+	couldBeReady := started && (consul == nil || reg != nil)
+	if couldBeReady && !httpStopped && s.Config.DrainDelay > 0 {
 		time.Sleep(s.Config.DrainDelay)
 	}
 	stopHTTP()
@@ -250,11 +370,60 @@ func (s *Service) Run(ctx context.Context) error {
 		// is about to exit.
 		compResult = errors.New("components did not stop within -shutdown-timeout")
 	}
-	if err := errors.Join(compResult, httpResult); err != nil {
+	if err := errors.Join(startResult, compResult, httpResult); err != nil {
 		return err
 	}
 	s.Log.Info("stopped")
 	return nil
+}
+
+// keepRegistered registers the instance in Consul, waiting for the agent
+// (discovery.Register), and then keeps it registered until ctx is done.
+// It returns the registration, nil if none was made, and the agent's
+// refusal, nil when ctx ended first.
+func (s *Service) keepRegistered(ctx context.Context, consul *api.Client, port int, registered *atomic.Bool) (*discovery.Registration, error) {
+	reg, err := discovery.Register(ctx, consul, s.Config.Name, s.Config.Discovery.AdvertiseHost, port,
+		s.Config.Discovery.CheckInterval, s.Log.With(slog.String("consul_addr", s.Config.Discovery.Addr)))
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("%w (the Consul agent at %s refused it: may the service's ACL token, CONSUL_HTTP_TOKEN, register %q?)",
+			err, s.Config.Discovery.Addr, s.Config.Name)
+	}
+	registered.Store(true)
+	reg.Maintain(ctx, max(s.Config.Discovery.CheckInterval, time.Second))
+	return reg, nil
+}
+
+// setUp runs the setup functions in order, stopping at the first error.
+func (s *Service) setUp(ctx context.Context) error {
+	for _, fn := range s.setups {
+		if err := fn(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// whileStarting answers every request but the probes and /metrics with
+// 503 until start-up is done: until then the routes may not be registered
+// yet, or may need what start-up waits for. Nothing routes such requests
+// here (the instance is not ready and not in Consul); a client that calls
+// the instance directly is told to come back.
+func (s *Service) whileStarting(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.started.Load() {
+			switch r.URL.Path {
+			case "/healthz", "/readyz", "/metrics":
+			default:
+				w.Header().Set("Retry-After", "1")
+				httpserver.WriteError(w, http.StatusServiceUnavailable, "starting", "the service is starting (waiting for its dependencies); retry shortly")
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // minComponentStop is the least time components have to finish once

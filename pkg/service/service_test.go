@@ -327,13 +327,15 @@ func TestComponentsStopWithinShutdownTimeout(t *testing.T) {
 	svc := New(cfg, io.Discard)
 	stuck := make(chan struct{})
 	defer close(stuck)
-	svc.Go(func(context.Context) error { <-stuck; return nil })
+	running := make(chan struct{})
+	svc.Go(func(context.Context) error { close(running); <-stuck; return nil })
 	closed := make(chan struct{})
 	svc.OnClose(func() { close(closed) })
 
 	ctx, cancel := context.WithCancel(context.Background())
 	runErr := make(chan error, 1)
 	go func() { runErr <- svc.Run(ctx) }()
+	<-running // components start once start-up is done
 	cancel()
 	select {
 	case err := <-runErr:

@@ -1,0 +1,263 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/acme/analytics/pkg/consultest"
+	"github.com/acme/analytics/pkg/discovery"
+	"github.com/acme/analytics/pkg/httpserver"
+	"github.com/acme/analytics/pkg/logging"
+)
+
+// startupConfig is a service on a known free port, without Consul unless
+// consulAddr is set.
+func startupConfig(t *testing.T, consulAddr string, drainDelay time.Duration) (Config, string) {
+	t.Helper()
+	addr := "127.0.0.1:" + strconv.Itoa(consultest.FreePort(t))
+	cfg := Config{Name: "demo", HTTP: httpserver.Config{Addr: addr, ShutdownTimeout: time.Second},
+		Log: logging.Config{Format: "text", Level: "error"}, DrainDelay: drainDelay}
+	if consulAddr != "" {
+		cfg.Discovery = discovery.Config{Addr: consulAddr, AdvertiseHost: "127.0.0.1", CheckInterval: 200 * time.Millisecond}
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return cfg, "http://" + addr
+}
+
+type answer struct {
+	code       int
+	body       string
+	retryAfter string
+}
+
+// get returns the answer to GET url, waiting (with a deadline) for the
+// listener if it is not up yet.
+func get(t *testing.T, url string) answer {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return answer{resp.StatusCode, string(b), resp.Header.Get("Retry-After")}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// failing returns the readiness checks /readyz reports failing.
+func failing(t *testing.T, base string) []string {
+	t.Helper()
+	a := get(t, base+"/readyz")
+	if a.code == http.StatusOK {
+		return nil
+	}
+	var body struct{ Failing []string }
+	if err := json.Unmarshal([]byte(a.body), &body); err != nil || a.code != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz answered %d %q", a.code, a.body)
+	}
+	return body.Failing
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func runAsync(svc *Service, ctx context.Context) <-chan error {
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	return done
+}
+
+func wantReturn(t *testing.T, done <-chan error, within time.Duration) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(within):
+		t.Fatalf("Run did not return within %s", within)
+		return nil
+	}
+}
+
+// TestRunServesProbesWhileStarting: while a setup function waits for a
+// dependency, the process is alive, not ready, and its routes answer 503
+// starting; once it returns, the routes it added serve, its component runs
+// and the instance is ready.
+func TestRunServesProbesWhileStarting(t *testing.T) {
+	cfg, base := startupConfig(t, "", 0)
+	svc := New(cfg, io.Discard)
+	svc.Mux.HandleFunc("GET /early", func(w http.ResponseWriter, r *http.Request) {})
+	dependency := make(chan struct{})
+	var componentRan atomic.Bool
+	svc.Setup(func(ctx context.Context) error {
+		select {
+		case <-dependency:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		svc.Mux.HandleFunc("GET /late", func(w http.ResponseWriter, r *http.Request) {})
+		svc.Go(func(ctx context.Context) error { componentRan.Store(true); <-ctx.Done(); return nil })
+		return nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := runAsync(svc, ctx)
+
+	if a := get(t, base+"/healthz"); a.code != http.StatusOK {
+		t.Fatalf("/healthz while starting: %d, want 200", a.code)
+	}
+	if got := failing(t, base); !slices.Equal(got, []string{"startup"}) {
+		t.Fatalf("/readyz while starting fails %v, want [startup]", got)
+	}
+	for _, path := range []string{"/early", "/late", "/nowhere"} {
+		if a := get(t, base+path); a.code != http.StatusServiceUnavailable || !strings.Contains(a.body, `"starting"`) || a.retryAfter == "" {
+			t.Errorf("GET %s while starting: %d %q (Retry-After %q), want 503 starting with Retry-After", path, a.code, a.body, a.retryAfter)
+		}
+	}
+	if a := get(t, base+"/metrics"); a.code != http.StatusOK {
+		t.Errorf("/metrics while starting: %d, want 200", a.code)
+	}
+	if componentRan.Load() {
+		t.Fatal("a component added by setup ran before setup returned")
+	}
+
+	close(dependency)
+	eventually(t, "ready", func() bool { return failing(t, base) == nil })
+	for path, want := range map[string]int{"/early": 200, "/late": 200, "/nowhere": 404} {
+		if a := get(t, base+path); a.code != want {
+			t.Errorf("GET %s once started: %d, want %d", path, a.code, want)
+		}
+	}
+	eventually(t, "the component to run", componentRan.Load)
+	cancel()
+	if err := wantReturn(t, done, 10*time.Second); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
+
+// TestRunStopsDuringStartup: a stop while a setup function waits returns
+// nil at once (no drain delay: nothing was routed to an instance never
+// ready), runs the closers and never starts the components.
+func TestRunStopsDuringStartup(t *testing.T) {
+	cfg, base := startupConfig(t, "", time.Minute)
+	svc := New(cfg, io.Discard)
+	var closed []string
+	svc.OnClose(func() { closed = append(closed, "before Run") })
+	waiting := make(chan struct{})
+	svc.Setup(func(ctx context.Context) error {
+		svc.OnClose(func() { closed = append(closed, "from setup") })
+		close(waiting)
+		<-ctx.Done()
+		return fmt.Errorf("connect to cassandra: %w", ctx.Err())
+	})
+	svc.Setup(func(context.Context) error { t.Error("a second setup function ran after the first failed"); return nil })
+	svc.Go(func(context.Context) error { t.Error("a component ran though start-up never finished"); return nil })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := runAsync(svc, ctx)
+	<-waiting
+	if a := get(t, base+"/healthz"); a.code != http.StatusOK {
+		t.Fatalf("/healthz while starting: %d", a.code)
+	}
+	cancel()
+	if err := wantReturn(t, done, 5*time.Second); err != nil {
+		t.Fatalf("Run = %v, want nil for a stop during start-up", err)
+	}
+	if want := []string{"from setup", "before Run"}; !slices.Equal(closed, want) {
+		t.Fatalf("closers ran %v, want %v", closed, want)
+	}
+}
+
+// TestRunSetupFails: a setup error stops the service and is Run's error.
+func TestRunSetupFails(t *testing.T) {
+	cfg, _ := startupConfig(t, "", time.Minute)
+	svc := New(cfg, io.Discard)
+	refused := errors.New("password incorrect")
+	svc.Setup(func(context.Context) error { return refused })
+	closed := false
+	svc.OnClose(func() { closed = true })
+	if err := wantReturn(t, runAsync(svc, context.Background()), 5*time.Second); !errors.Is(err, refused) {
+		t.Fatalf("Run = %v, want the setup error", err)
+	}
+	if !closed {
+		t.Fatal("closers did not run")
+	}
+}
+
+// TestRunWaitsForConsul starts a service while its Consul agent is down:
+// the service serves, unready because not discoverable, registers once the
+// agent is started on its address, becomes healthy in Consul, and leaves
+// it on shutdown.
+func TestRunWaitsForConsul(t *testing.T) {
+	agent := consultest.Start(t)
+	agent.Stop()
+	cfg, base := startupConfig(t, agent.Addr(), 10*time.Millisecond)
+	svc := New(cfg, io.Discard)
+	svc.Mux.HandleFunc("GET /hello", func(w http.ResponseWriter, r *http.Request) {})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := runAsync(svc, ctx)
+
+	eventually(t, "start-up done", func() bool { return get(t, base+"/hello").code == http.StatusOK })
+	if got := failing(t, base); !slices.Equal(got, []string{"consul"}) {
+		t.Fatalf("/readyz before registering fails %v, want [consul]", got)
+	}
+
+	agent.Restart()
+	healthy := func() int {
+		insts, _, err := discovery.Healthy(context.Background(), agent.Client(), "demo", 0, 0)
+		if err != nil {
+			return -1
+		}
+		return len(insts)
+	}
+	eventually(t, "the instance healthy in consul", func() bool { return healthy() == 1 })
+	if got := failing(t, base); got != nil {
+		t.Fatalf("/readyz once registered fails %v", got)
+	}
+	cancel()
+	if err := wantReturn(t, done, 10*time.Second); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if n := healthy(); n != 0 {
+		t.Fatalf("%d instances in consul after shutdown, want 0", n)
+	}
+}
+
+// TestRunStopsWhileWaitingForConsul: a stop while the agent is down
+// returns at once, without the drain delay of an instance never ready.
+func TestRunStopsWhileWaitingForConsul(t *testing.T) {
+	agent := consultest.Start(t)
+	agent.Stop()
+	cfg, base := startupConfig(t, agent.Addr(), time.Minute)
+	svc := New(cfg, io.Discard)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := runAsync(svc, ctx)
+	eventually(t, "waiting for consul", func() bool { return slices.Equal(failing(t, base), []string{"consul"}) })
+	cancel()
+	if err := wantReturn(t, done, 5*time.Second); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
