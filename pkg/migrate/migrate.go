@@ -337,3 +337,26 @@ func Up(ctx context.Context, cfg *cassandra.Config, log *slog.Logger) ([]Migrati
 	}
 	return Apply(ctx, cfg.ClusterConfig, Options{Keyspace: cfg.Keyspace, Replication: cfg.Replication, Log: log}, ms)
 }
+
+// Open is how a long-running service gets its session at start: it waits
+// for the cluster (cassandra.ConnectRetry), applies the pending migrations
+// first when cfg.Migrate is set (the local stack's services make their own
+// schema; production runs the migrate job), and returns a session on cfg's
+// keyspace, waiting for the keyspace while the migrate job has not made
+// it. The migrate command itself calls Up, which tries once: a Job's
+// failures and restarts are what show an outage there.
+func Open(ctx context.Context, cfg *cassandra.Config, log *slog.Logger) (*gocql.Session, error) {
+	if cfg.Migrate {
+		cluster := *cfg
+		cluster.Keyspace = "" // it may not exist yet
+		s, err := cassandra.ConnectRetry(ctx, &cluster, log)
+		if err != nil {
+			return nil, err
+		}
+		s.Close()
+		if _, err := Up(ctx, cfg, log); err != nil {
+			return nil, fmt.Errorf("apply schema migrations: %w", err)
+		}
+	}
+	return cassandra.ConnectRetry(ctx, cfg, log)
+}
