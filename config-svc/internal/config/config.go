@@ -19,6 +19,7 @@ import (
 	"github.com/acme/analytics/pkg/authtoken"
 	"github.com/acme/analytics/pkg/cassandra"
 	"github.com/acme/analytics/pkg/migrate"
+	"github.com/acme/analytics/pkg/retry"
 	"github.com/acme/analytics/pkg/service"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -99,23 +100,12 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// Run serves until ctx is done, logging to w.
+// Run serves until ctx is done, logging to w. The signing keys are read
+// first (a missing key exits at once); then it waits for Cassandra,
+// serving /healthz meanwhile (service.Setup).
 func Run(ctx context.Context, cfg Config, w io.Writer) error {
 	svc := service.New(cfg.Service, w)
 	log := svc.Log
-	if cfg.Cassandra.Migrate {
-		if _, err := migrate.Up(ctx, &cfg.Cassandra, log); err != nil {
-			return fmt.Errorf("apply schema migrations: %w", err)
-		}
-	}
-	session, err := cassandra.Connect(&cfg.Cassandra)
-	if err != nil {
-		return err
-	}
-	svc.OnClose(session.Close)
-	st := store.New(session)
-	svc.Health.Add("cassandra", st.Ping)
-
 	if cfg.DevGenerateKey {
 		log.Warn("-dev-generate-key is set: a signing key is generated when the directory is empty; never use this in production", slog.String("dir", cfg.SigningKeysDir))
 	}
@@ -127,10 +117,28 @@ func Run(ctx context.Context, cfg Config, w io.Writer) error {
 	if err != nil {
 		return err
 	}
+	svc.Setup(func(ctx context.Context) error { return setUp(ctx, svc, cfg, keys, hasher) })
+	return svc.Run(ctx)
+}
+
+// setUp connects to Cassandra (waiting for it), reads the change feed's
+// position and adds the API, the feed and the key reloading to svc.
+func setUp(ctx context.Context, svc *service.Service, cfg Config, keys *auth.KeyRing, hasher *auth.Hasher) error {
+	log := svc.Log
+	session, err := migrate.Open(ctx, &cfg.Cassandra, log)
+	if err != nil {
+		return err
+	}
+	svc.OnClose(session.Close)
+	st := store.New(session)
+	svc.Health.Add("cassandra", st.Ping)
+
 	// Long polls end as soon as shutdown begins (ctx is cancelled first),
 	// so they do not hold up the drain.
 	feed := httpapi.NewFeed(st, cfg.FeedPollInterval, ctx.Done(), log, svc.Registry)
-	if err := feed.Init(ctx); err != nil {
+	// Retried as the connect is: just after the migrate job made the
+	// keyspace its tables may still be coming.
+	if err := retry.Until(ctx, retry.Default, log, "read the change feed", feed.Init); err != nil {
 		return err
 	}
 	api := httpapi.New(httpapi.Options{
@@ -146,5 +154,5 @@ func Run(ctx context.Context, cfg Config, w io.Writer) error {
 	api.Register(svc.Mux)
 	svc.Go(feed.Run)
 	svc.Go(func(ctx context.Context) error { return keys.Run(ctx, cfg.SigningKeysReload) })
-	return svc.Run(ctx)
+	return nil
 }

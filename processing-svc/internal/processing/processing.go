@@ -97,18 +97,21 @@ func handOver(shutdown time.Duration) time.Duration {
 	return max(min(shutdown-3*time.Second, kafka.RebalanceTimeout-15*time.Second), time.Second)
 }
 
-// Run serves until ctx is done, logging to w.
+// Run serves until ctx is done, logging to w. It waits for Cassandra at
+// start, serving /healthz meanwhile (service.Setup).
 func Run(ctx context.Context, cfg Config, w io.Writer) error {
 	svc := service.New(cfg.Service, w)
+	svc.Setup(func(ctx context.Context) error { return setUp(ctx, svc, cfg) })
+	return svc.Run(ctx)
+}
+
+// setUp connects to Cassandra (waiting for it) and Kafka, and adds the
+// consumer, the config client and the reprocessing API to svc.
+func setUp(ctx context.Context, svc *service.Service, cfg Config) error {
 	log := svc.Log
 	cfg.Kafka.ClientID = "processing"
 
-	if cfg.Cassandra.Migrate {
-		if _, err := migrate.Up(ctx, &cfg.Cassandra, log); err != nil {
-			return fmt.Errorf("apply schema: %w", err)
-		}
-	}
-	session, err := cassandra.Connect(&cfg.Cassandra)
+	session, err := migrate.Open(ctx, &cfg.Cassandra, log)
 	if err != nil {
 		return err
 	}
@@ -163,5 +166,5 @@ func Run(ctx context.Context, cfg Config, w io.Writer) error {
 		return tenant.Require(secret)(tenant.RequireRole(tenant.RoleService)(h))
 	}
 	runner.Register(svc.Mux, internal, context.WithoutCancel(ctx))
-	return svc.Run(ctx)
+	return nil
 }

@@ -22,7 +22,6 @@ import (
 	"github.com/acme/analytics/report-svc/internal/api"
 	"github.com/acme/analytics/report-svc/internal/query"
 	"github.com/acme/analytics/report-svc/internal/reporttest"
-	"github.com/acme/analytics/report-svc/internal/server"
 	"github.com/acme/analytics/report-svc/internal/store"
 	"github.com/gocql/gocql"
 )
@@ -106,7 +105,7 @@ func newEnv(t testing.TB, ds *reporttest.Dataset, o envOptions) *env {
 	t.Helper()
 	srv := cqltest.Server(t)
 	cfg := migratetest.Keyspace(t)
-	session, err := server.Connect(cfg, slog.New(slog.DiscardHandler))
+	session, err := cassandra.Connect(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +120,7 @@ func newEnv(t testing.TB, ds *reporttest.Dataset, o envOptions) *env {
 
 func serve(t testing.TB, ds *reporttest.Dataset, srv *cqlserver.Server, cfg *cassandra.Config, o envOptions) *env {
 	// The service's own session, with the production settings.
-	session, err := server.Connect(cfg, slog.New(slog.DiscardHandler))
+	session, err := cassandra.Connect(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,7 +44,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
 	"math/rand/v2"
 	"net/http"
@@ -56,13 +55,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acme/analytics/pkg/cassandra"
 	"github.com/acme/analytics/pkg/cqltest"
 	"github.com/acme/analytics/pkg/migrate/migratetest"
 	"github.com/acme/analytics/pkg/rollup"
 	"github.com/acme/analytics/pkg/sketch"
 	"github.com/acme/analytics/pkg/tenant"
 	"github.com/acme/analytics/report-svc/internal/reporttest"
-	"github.com/acme/analytics/report-svc/internal/server"
 	"github.com/gocql/gocql"
 )
 
@@ -1994,7 +1993,7 @@ func roEnv(t *testing.T, d *roData, o envOptions) *env {
 	t.Helper()
 	srv := cqltest.Server(t)
 	cfg := migratetest.Keyspace(t)
-	session, err := server.Connect(cfg, slog.New(slog.DiscardHandler))
+	session, err := cassandra.Connect(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,6 @@ import (
 	"github.com/acme/analytics/report-svc/internal/api"
 	"github.com/acme/analytics/report-svc/internal/query"
 	"github.com/acme/analytics/report-svc/internal/store"
-	"github.com/gocql/gocql"
 )
 
 // Config is the complete configuration of a report binary.
@@ -62,15 +61,18 @@ func (c *Config) Validate() error {
 }
 
 // Run serves family until ctx is done, logging to w. The behavior family
-// also serves realtime.
+// also serves realtime. It waits for Cassandra at start, serving /healthz
+// meanwhile (service.Setup).
 func Run(ctx context.Context, family *query.Family, cfg Config, w io.Writer) error {
 	svc := service.New(cfg.Service, w)
-	if cfg.Cassandra.Migrate {
-		if _, err := migrate.Up(ctx, &cfg.Cassandra, svc.Log); err != nil {
-			return fmt.Errorf("apply schema migrations: %w", err)
-		}
-	}
-	session, err := Connect(&cfg.Cassandra, svc.Log)
+	svc.Setup(func(ctx context.Context) error { return setUp(ctx, svc, family, cfg) })
+	return svc.Run(ctx)
+}
+
+// setUp connects to Cassandra (waiting for it) and adds the report API
+// and the config client to svc.
+func setUp(ctx context.Context, svc *service.Service, family *query.Family, cfg Config) error {
+	session, err := migrate.Open(ctx, &cfg.Cassandra, svc.Log)
 	if err != nil {
 		return err
 	}
@@ -107,19 +109,7 @@ func Run(ctx context.Context, family *query.Family, cfg Config, w io.Writer) err
 	// results are still served (marked stale), and taking every instance
 	// out of discovery would turn that into the gateway's 503.
 	svc.Log.Info("serving reports", slog.String("family", family.Name), slog.Bool("realtime", h.Realtime))
-	return svc.Run(ctx)
-}
-
-// Connect opens the service's Cassandra session (pkg/cassandra's settings)
-// with the driver's own messages logged through log at warning level.
-func Connect(cfg *cassandra.Config, log *slog.Logger) (*gocql.Session, error) {
-	cc := cfg.ClusterConfig(cfg.Keyspace)
-	cc.Logger = slog.NewLogLogger(log.With(slog.String("component", "gocql")).Handler(), slog.LevelWarn)
-	s, err := cc.CreateSession()
-	if err != nil {
-		return nil, fmt.Errorf("connect to cassandra at %s (keyspace %s): %w", cfg.Hosts, cfg.Keyspace, err)
-	}
-	return s, nil
+	return nil
 }
 
 // ConfigLookup adapts config-svc's client to api.PropertyLookup.

@@ -13,6 +13,8 @@ import (
 
 	"github.com/acme/analytics/pkg/cassandra"
 	"github.com/acme/analytics/pkg/configclient"
+	"github.com/acme/analytics/pkg/cqltest"
+	"github.com/acme/analytics/pkg/logtest"
 	"github.com/acme/analytics/pkg/migrate/migratetest"
 	"github.com/acme/analytics/pkg/rules"
 	"github.com/acme/analytics/pkg/tenant"
@@ -154,9 +156,7 @@ func TestRun(t *testing.T) {
 				b, _ := io.ReadAll(resp.Body)
 				return resp.StatusCode, string(b)
 			}
-			if s, _ := get("/readyz", nil); s != 200 {
-				t.Errorf("readyz %d", s)
-			}
+			waitReady(t, addr)
 			owner := &tenant.Identity{TenantID: "t1", UserID: "u", Role: tenant.RoleViewer}
 			s, body := get(tt.path+"?property_id="+ds.Property.String()+tt.params, owner)
 			if s != 200 || !strings.Contains(body, `"freshness"`) {
@@ -184,6 +184,103 @@ func TestRun(t *testing.T) {
 				t.Fatal("Run did not return after cancel")
 			}
 		})
+	}
+}
+
+// waitReady polls /readyz at addr until it answers 200: the service
+// listens before it has connected to Cassandra.
+func waitReady(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready within 20s (last: %v %v)", resp, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestRunWaitsForCassandra starts a report service while its store is
+// down: it answers /healthz and is not ready, waits, and serves reports
+// once the store is back, without a restart.
+func TestRunWaitsForCassandra(t *testing.T) {
+	srv := cqltest.Server(t)
+	ks := migratetest.Keyspace(t)
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	cfgSvc := fakeConfigSvc(t)
+	var cfg server.Config
+	fs := flag.NewFlagSet("behavior", flag.ContinueOnError)
+	cfg.RegisterFlags(fs, "behavior", "127.0.0.1:0")
+	if err := fs.Parse([]string{"-http-addr=127.0.0.1:0", "-consul-addr=", "-drain-delay=0s", "-identity-secret=" + secret,
+		"-cassandra-hosts=" + ks.Hosts, "-cassandra-keyspace=" + ks.Keyspace, "-cassandra-consistency=ONE", "-config-svc-url=" + cfgSvc.URL}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var logs logtest.Buffer
+	w := newAddrWriter(t)
+	done := make(chan error, 1)
+	go func() { done <- server.Run(ctx, query.Behavior, cfg, io.MultiWriter(w, &logs)) }()
+	var addr string
+	select {
+	case addr = <-w.addr:
+	case err := <-done:
+		t.Fatalf("Run returned %v before listening", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("not listening within 30s")
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for !strings.Contains(logs.String(), `"msg":"connect to cassandra failed; retrying"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no failed connect logged:\n%s", logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for path, want := range map[string]int{"/healthz": 200, "/readyz": 503, "/v1/reports/realtime": 503} {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s while waiting for the store: %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, addr)
+	req, _ := http.NewRequest("GET", "http://"+addr+"/v1/reports/realtime?property_id="+gocql.MustRandomUUID().String(), nil)
+	tenant.Sign(req.Header, tenant.Identity{TenantID: "t1", UserID: "u", Role: tenant.RoleViewer}, []byte(secret), time.Now())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("a report once the store is back: %d, want the API's 404 for an unknown property", resp.StatusCode)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return after cancel")
 	}
 }
 
