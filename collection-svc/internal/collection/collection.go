@@ -26,6 +26,7 @@ import (
 	"github.com/acme/analytics/pkg/deadletter"
 	"github.com/acme/analytics/pkg/hit"
 	"github.com/acme/analytics/pkg/kafka"
+	"github.com/acme/analytics/pkg/retry"
 	"github.com/acme/analytics/pkg/service"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -161,15 +162,19 @@ func Run(ctx context.Context, cfg Config, w io.Writer) error {
 		return nil
 	})
 
-	p, err := Assemble(ctx, cfg, Properties(cc), cc, svc.Log, svc.Registry)
-	if err != nil {
-		return err
-	}
-	p.Register(svc.Mux)
+	// Kafka is waited for in start-up, with /healthz answering meanwhile.
+	svc.Setup(func(ctx context.Context) error {
+		p, err := Assemble(ctx, cfg, Properties(cc), cc, svc.Log, svc.Registry)
+		if err != nil {
+			return err
+		}
+		p.Register(svc.Mux)
+		svc.Go(p.DeadLetters.Run)
+		svc.Health.Add("kafka", func(context.Context) error { return p.Producer.Healthy() })
+		svc.OnClose(p.Close)
+		return nil
+	})
 	svc.QuietAccessLog(collect.HitPaths...)
-	svc.Go(p.DeadLetters.Run)
-	svc.Health.Add("kafka", func(context.Context) error { return p.Producer.Healthy() })
-	svc.OnClose(p.Close)
 	return svc.Run(ctx)
 }
 
@@ -214,7 +219,7 @@ func Assemble(ctx context.Context, cfg Config, props collect.Properties, salts c
 	}()
 
 	if cfg.EnsureTopics {
-		err := retry(ctx, log, "create kafka topics", func() error {
+		err := untilKafka(ctx, log, "create kafka topics", func() error {
 			return kafka.EnsureTopics(ctx, &cfg.Kafka,
 				kafka.Topic{Name: hit.TopicHits, Partitions: int32(cfg.Partitions), ReplicationFactor: int16(cfg.ReplicationFactor)},
 				kafka.Topic{Name: hit.TopicDeadLetter, Partitions: int32(cfg.Partitions), ReplicationFactor: int16(cfg.ReplicationFactor)})
@@ -229,7 +234,7 @@ func Assemble(ctx context.Context, cfg Config, props collect.Properties, salts c
 	}
 	var client sarama.Client
 	var ap sarama.AsyncProducer
-	if err := retry(ctx, log, "connect the kafka producer", func() (err error) {
+	if err := untilKafka(ctx, log, "connect the kafka producer", func() (err error) {
 		if client, err = sarama.NewClient(kc.BrokerList(), kc.ProducerConfig()); err != nil {
 			return err
 		}
@@ -245,7 +250,7 @@ func Assemble(ctx context.Context, cfg Config, props collect.Properties, salts c
 	p.closers = append(p.closers, func() { p.Producer.Close(); client.Close() })
 
 	var sp sarama.SyncProducer
-	if err := retry(ctx, log, "connect the dead-letter producer", func() (err error) {
+	if err := untilKafka(ctx, log, "connect the dead-letter producer", func() (err error) {
 		sp, err = sarama.NewSyncProducer(kc.BrokerList(), kc.ProducerConfig())
 		return err
 	}); err != nil {
@@ -289,21 +294,14 @@ func Assemble(ctx context.Context, cfg Config, props collect.Properties, salts c
 	return p, nil
 }
 
-// retry calls fn until it succeeds or ctx ends, logging each failure: at
-// start the broker may still be coming up.
-func retry(ctx context.Context, log *slog.Logger, what string, fn func() error) error {
-	backoff := 250 * time.Millisecond
-	for {
-		err := fn()
-		if err == nil {
-			return nil
-		}
-		log.Warn(what+" failed; retrying", slog.Any("error", err), slog.Duration("in", backoff))
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s: %w", what, err)
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 5*time.Second)
+// kafkaBackoff paces the start-up's attempts at Kafka: at start the broker
+// may still be coming up.
+var kafkaBackoff = retry.Backoff{Min: 250 * time.Millisecond, Max: 5 * time.Second}
+
+// untilKafka calls fn until it succeeds or ctx ends, logging each failure.
+func untilKafka(ctx context.Context, log *slog.Logger, what string, fn func() error) error {
+	if err := retry.Until(ctx, kafkaBackoff, log, what, func(context.Context) error { return fn() }); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
 	}
+	return nil
 }
