@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/acme/analytics/pkg/hit"
 	"github.com/acme/analytics/pkg/kafka"
 	"github.com/acme/analytics/pkg/migrate"
+	"github.com/acme/analytics/pkg/retry"
 	"github.com/acme/analytics/pkg/service"
 	"github.com/acme/analytics/pkg/tenant"
 	"github.com/acme/analytics/processing-svc/internal/consumer"
@@ -97,15 +99,15 @@ func handOver(shutdown time.Duration) time.Duration {
 	return max(min(shutdown-3*time.Second, kafka.RebalanceTimeout-15*time.Second), time.Second)
 }
 
-// Run serves until ctx is done, logging to w. It waits for Cassandra at
-// start, serving /healthz meanwhile (service.Setup).
+// Run serves until ctx is done, logging to w. It waits for Cassandra and
+// Kafka at start, serving /healthz meanwhile (service.Setup).
 func Run(ctx context.Context, cfg Config, w io.Writer) error {
 	svc := service.New(cfg.Service, w)
 	svc.Setup(func(ctx context.Context) error { return setUp(ctx, svc, cfg) })
 	return svc.Run(ctx)
 }
 
-// setUp connects to Cassandra (waiting for it) and Kafka, and adds the
+// setUp connects to Cassandra and Kafka (waiting for each), and adds the
 // consumer, the config client and the reprocessing API to svc.
 func setUp(ctx context.Context, svc *service.Service, cfg Config) error {
 	log := svc.Log
@@ -118,12 +120,16 @@ func setUp(ctx context.Context, svc *service.Service, cfg Config) error {
 	svc.OnClose(session.Close)
 	svc.Health.Add("cassandra", func(context.Context) error { return cassandra.Ping(session) })
 
+	// Kafka is waited for as Cassandra is.
+	kafkaLog := log.With(slog.String("kafka_brokers", cfg.Kafka.Brokers))
 	if cfg.EnsureTopics {
-		err := kafka.EnsureTopics(ctx, &cfg.Kafka,
-			kafka.Topic{Name: hit.TopicHits, Partitions: int32(cfg.Partitions), ReplicationFactor: int16(cfg.Replication)},
-			kafka.Topic{Name: hit.TopicDeadLetter, Partitions: 1, ReplicationFactor: int16(cfg.Replication)})
+		err := retry.Until(ctx, retry.Default, kafkaLog, "create kafka topics", func(ctx context.Context) error {
+			return kafka.EnsureTopics(ctx, &cfg.Kafka,
+				kafka.Topic{Name: hit.TopicHits, Partitions: int32(cfg.Partitions), ReplicationFactor: int16(cfg.Replication)},
+				kafka.Topic{Name: hit.TopicDeadLetter, Partitions: 1, ReplicationFactor: int16(cfg.Replication)})
+		})
 		if err != nil {
-			return err
+			return fmt.Errorf("create kafka topics at %s: %w", cfg.Kafka.Brokers, err)
 		}
 	}
 
@@ -141,15 +147,21 @@ func setUp(ctx context.Context, svc *service.Service, cfg Config) error {
 	svc.Go(func(ctx context.Context) error { return configs.Run(ctx) })
 	props := &engine.ConfigProperties{Client: configs}
 
-	producer, err := sarama.NewSyncProducer(cfg.Kafka.BrokerList(), cfg.Kafka.ProducerConfig())
-	if err != nil {
+	var producer sarama.SyncProducer
+	if err := retry.Until(ctx, retry.Default, kafkaLog, "connect the dead-letter producer", func(context.Context) (err error) {
+		producer, err = sarama.NewSyncProducer(cfg.Kafka.BrokerList(), cfg.Kafka.ProducerConfig())
+		return err
+	}); err != nil {
 		return fmt.Errorf("connect dead-letter producer to kafka at %s: %w", cfg.Kafka.Brokers, err)
 	}
 	svc.OnClose(func() { producer.Close() })
 	dead := deadletter.New(producer, svc.Registry)
 
-	group, err := sarama.NewConsumerGroup(cfg.Kafka.BrokerList(), cfg.Group, cfg.Kafka.ConsumerConfig())
-	if err != nil {
+	var group sarama.ConsumerGroup
+	if err := retry.Until(ctx, retry.Default, kafkaLog, "join the consumer group", func(context.Context) (err error) {
+		group, err = sarama.NewConsumerGroup(cfg.Kafka.BrokerList(), cfg.Group, cfg.Kafka.ConsumerConfig())
+		return err
+	}); err != nil {
 		return fmt.Errorf("join consumer group %s at %s: %w", cfg.Group, cfg.Kafka.Brokers, err)
 	}
 	svc.OnClose(func() { group.Close() })
