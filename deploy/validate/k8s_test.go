@@ -366,6 +366,12 @@ func checkDeployment(t *testing.T, b *built, d *appsv1.Deployment, secrets map[s
 	}
 	probe("readiness", c.ReadinessProbe, "/readyz")
 	probe("liveness", c.LivenessProbe, "/healthz")
+	// Not /readyz: a service started during an outage of Cassandra, Kafka
+	// or the Consul agent answers /healthz at once and waits for them
+	// unready (pkg/service, Setup). A startup probe on readiness would
+	// have the kubelet restart it once its window passed, and its restarts
+	// back off for up to 5 minutes after the dependency's return.
+	probe("startup", c.StartupProbe, "/healthz")
 	for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
 		req, okReq := c.Resources.Requests[r]
 		lim, okLim := c.Resources.Limits[r]
