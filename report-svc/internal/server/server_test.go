@@ -121,28 +121,7 @@ func TestRun(t *testing.T) {
 		{query.Behavior, "behavior", "/v1/reports/realtime", "&window=5"},
 	} {
 		t.Run(tt.path, func(t *testing.T) {
-			var cfg server.Config
-			fs := flag.NewFlagSet(tt.name, flag.ContinueOnError)
-			cfg.RegisterFlags(fs, tt.name, "127.0.0.1:0")
-			if err := fs.Parse([]string{"-http-addr=127.0.0.1:0", "-consul-addr=", "-drain-delay=0s", "-identity-secret=" + secret,
-				"-cassandra-hosts=" + ks.Hosts, "-cassandra-keyspace=" + ks.Keyspace, "-cassandra-consistency=ONE", "-config-svc-url=" + cfgSvc.URL}); err != nil {
-				t.Fatal(err)
-			}
-			if err := cfg.Validate(); err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			logs := newAddrWriter(t)
-			done := make(chan error, 1)
-			go func() { done <- server.Run(ctx, tt.family, cfg, logs) }()
-			var addr string
-			select {
-			case addr = <-logs.addr:
-			case err := <-done:
-				t.Fatalf("Run returned %v before listening", err)
-			case <-time.After(30 * time.Second):
-				t.Fatal("not listening within 30s")
-			}
+			addr, stop := start(t, tt.family, tt.name, ks, cfgSvc.URL, io.Discard)
 			get := func(path string, id *tenant.Identity) (int, string) {
 				req, _ := http.NewRequest("GET", "http://"+addr+path, nil)
 				if id != nil {
@@ -174,17 +153,50 @@ func TestRun(t *testing.T) {
 			if _, body := get("/metrics", nil); !strings.Contains(body, "report_store_breaker_state") || !strings.Contains(body, "report_results_total") {
 				t.Errorf("metrics lack the report metrics")
 			}
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run: %v", err)
-				}
-			case <-time.After(30 * time.Second):
-				t.Fatal("Run did not return after cancel")
-			}
+			stop()
 		})
 	}
+}
+
+// start runs a report binary's Run on ks and the config-svc at
+// configURL, logging to w as well, and returns its address once it
+// listens and a stop that cancels it and checks its result.
+func start(t *testing.T, family *query.Family, name string, ks *cassandra.Config, configURL string, w io.Writer) (string, func()) {
+	t.Helper()
+	var cfg server.Config
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	cfg.RegisterFlags(fs, name, "127.0.0.1:0")
+	if err := fs.Parse([]string{"-http-addr=127.0.0.1:0", "-consul-addr=", "-drain-delay=0s", "-identity-secret=" + secret,
+		"-cassandra-hosts=" + ks.Hosts, "-cassandra-keyspace=" + ks.Keyspace, "-cassandra-consistency=ONE", "-config-svc-url=" + configURL}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := newAddrWriter(t)
+	done := make(chan error, 1)
+	go func() { done <- server.Run(ctx, family, cfg, io.MultiWriter(logs, w)) }()
+	stop := func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("Run did not return after cancel")
+		}
+	}
+	select {
+	case addr := <-logs.addr:
+		return addr, stop
+	case err := <-done:
+		t.Fatalf("Run returned %v before listening", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("not listening within 30s")
+	}
+	return "", nil
 }
 
 // waitReady polls /readyz at addr until it answers 200: the service
@@ -216,31 +228,8 @@ func TestRunWaitsForCassandra(t *testing.T) {
 	if err := srv.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	cfgSvc := fakeConfigSvc(t)
-	var cfg server.Config
-	fs := flag.NewFlagSet("behavior", flag.ContinueOnError)
-	cfg.RegisterFlags(fs, "behavior", "127.0.0.1:0")
-	if err := fs.Parse([]string{"-http-addr=127.0.0.1:0", "-consul-addr=", "-drain-delay=0s", "-identity-secret=" + secret,
-		"-cassandra-hosts=" + ks.Hosts, "-cassandra-keyspace=" + ks.Keyspace, "-cassandra-consistency=ONE", "-config-svc-url=" + cfgSvc.URL}); err != nil {
-		t.Fatal(err)
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	var logs logtest.Buffer
-	w := newAddrWriter(t)
-	done := make(chan error, 1)
-	go func() { done <- server.Run(ctx, query.Behavior, cfg, io.MultiWriter(w, &logs)) }()
-	var addr string
-	select {
-	case addr = <-w.addr:
-	case err := <-done:
-		t.Fatalf("Run returned %v before listening", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("not listening within 30s")
-	}
+	addr, stop := start(t, query.Behavior, "behavior", ks, fakeConfigSvc(t).URL, &logs)
 	deadline := time.Now().Add(15 * time.Second)
 	for !strings.Contains(logs.String(), `"msg":"connect to cassandra failed; retrying"`) {
 		if time.Now().After(deadline) {
@@ -273,15 +262,7 @@ func TestRunWaitsForCassandra(t *testing.T) {
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("a report once the store is back: %d, want the API's 404 for an unknown property", resp.StatusCode)
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("Run did not return after cancel")
-	}
+	stop()
 }
 
 func TestValidate(t *testing.T) {
