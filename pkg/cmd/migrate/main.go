@@ -36,6 +36,8 @@ func main() {
 	var cfg config
 	service.Main("migrate", "MIGRATE", &cfg, func(ctx context.Context) error {
 		log := logging.New(cfg.Log, os.Stderr)
+		// One attempt, unlike the services (migrate.Open): the Job's
+		// restarts and its failure are what show an outage here.
 		applied, err := migrate.Up(ctx, &cfg.Cassandra, log)
 		if err != nil {
 			return err

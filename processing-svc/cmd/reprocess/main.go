@@ -67,6 +67,9 @@ func main() {
 
 func run(ctx context.Context, cfg config) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	// One attempt, unlike the services (cassandra.ConnectRetry): a
+	// command's caller, its Job or a person, retries it and wants to see
+	// an outage at once.
 	session, err := cassandra.Connect(&cfg.Cassandra)
 	if err != nil {
 		return err
