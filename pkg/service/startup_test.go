@@ -261,3 +261,17 @@ func TestRunStopsWhileWaitingForConsul(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 }
+
+// TestRunEndsWhenConsulRefuses: a registration the agent refuses (here an
+// invalid check interval; in production a token without the right, 403)
+// is not waited for: Run stops with the agent's answer and a hint.
+func TestRunEndsWhenConsulRefuses(t *testing.T) {
+	agent := consultest.Start(t)
+	cfg, _ := startupConfig(t, agent.Addr(), time.Minute)
+	cfg.Discovery.CheckInterval = 0 // past Validate: the agent answers 400
+	svc := New(cfg, io.Discard)
+	err := wantReturn(t, runAsync(svc, context.Background()), 10*time.Second)
+	if err == nil || !strings.Contains(err.Error(), "400") || !strings.Contains(err.Error(), "CONSUL_HTTP_TOKEN") {
+		t.Fatalf("Run = %v, want the agent's refusal and the hint", err)
+	}
+}
