@@ -81,3 +81,25 @@ func TestServe(t *testing.T) {
 		})
 	}
 }
+
+func TestMinify(t *testing.T) {
+	tests := []struct {
+		name, src, want string
+	}{
+		{"licence kept, comments and indentation dropped", "/*! Licence | docs/x.md */\n  // a comment\n  var a = 1;\n", "/*! Licence | docs/x.md */\nvar a=1;\n"},
+		{"strings kept", `s = 'a ; b }' + "c { d" + 'it\'s ' + x;`, `s='a ; b }'+"c { d"+'it\'s '+x;` + "\n"},
+		{"regular expressions kept", `m = x.match(/(?:^|; )a=([^;/ ]+) /g), y = / x/.test(z);`, `m=x.match(/(?:^|; )a=([^;/ ]+) /g),y=/ x/.test(z);` + "\n"},
+		{"words apart", `if (typeof a == 'object') return b; else if (c in d) e();`, `if(typeof a=='object')return b;else if(c in d)e();` + "\n"},
+		{"signs apart", `a = b - -c + +d - e + f;`, `a=b- -c+ +d-e+f;` + "\n"},
+		{"semicolon before a brace", "function f() { g(); }\nfunction h() {\n  return 1;\n}\n", "function f(){g()}\nfunction h(){return 1}\n"},
+		{"line breaks that end no statement", "var a = {\n  b: 1,\n  c: f(x,\n    y)\n};\nd = a ||\n  e;\n", "var a={b:1,c:f(x,y)};d=a||e;\n"},
+		{"line breaks that may end a statement", "a = b\nc = 'd'\ni++\ne = /f/\ng()\n[1].h()\n", "a=b\nc='d'\ni++\ne=/f/\ng()\n[1].h()\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Minify(tt.src); got != tt.want {
+				t.Errorf("Minify(%q)\n got %q\nwant %q", tt.src, got, tt.want)
+			}
+		})
+	}
+}
