@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -217,6 +218,158 @@ func TestTrackerInHeadlessChromium(t *testing.T) {
 		if h.ClientID != load.ClientID || len(load.ClientID) != 32 {
 			t.Errorf("client IDs differ or are malformed: %q vs %q", h.ClientID, load.ClientID)
 		}
+	}
+}
+
+// recorder goes in a test page before the tracker: it keeps in
+// window.sent every hit the tracker hands to sendBeacon, and in
+// window.errors every uncaught error, so that a test sees exactly what the
+// tracker sent (and what it did not) the moment it did, without waiting
+// for collection, whose topic cannot show that a hit never comes.
+const recorder = `<script>window.sent = []; window.errors = [];
+addEventListener('error', function (e) { errors.push(e.message); });
+(function (b) { navigator.sendBeacon = function (u, d) { sent.push(JSON.parse(d).hits[0]); return b.call(navigator, u, d); }; })(navigator.sendBeacon);</script>`
+
+// sentHit is a hit as recorder kept it, its location cut to path and query.
+type sentHit struct{ T, Path, Title, Referrer, Category, Action string }
+
+func (h sentHit) String() string {
+	return fmt.Sprintf("%s %s (%q, from %q) %s/%s", h.T, h.Path, h.Title, h.Referrer, h.Category, h.Action)
+}
+
+// sent returns the hits the tracker has sent from the page so far.
+func sent(t *testing.T, ctx context.Context) []sentHit {
+	t.Helper()
+	got, err := chromedp.Run(ctx, chromedp.Evaluate[[]sentHit](`sent.map(function (h) {
+		var u = new URL(h.dl);
+		return {T: h.t, Path: u.pathname + u.search, Title: h.dt || '', Referrer: h.dr || '', Category: h.ec || '', Action: h.ea || ''};
+	})`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// waitSent polls the page until the tracker has sent a hit that match
+// accepts, and returns all it has sent.
+func waitSent(t *testing.T, ctx context.Context, what string, match func(sentHit) bool) []sentHit {
+	t.Helper()
+	t.Logf("waiting for the tracker to send %s", what)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := sent(t, ctx)
+		if slices.ContainsFunc(got, match) {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the tracker did not send %s; it sent %v", what, got)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// eval runs JavaScript in the page for its effects.
+func eval(t *testing.T, ctx context.Context, js string) {
+	t.Helper()
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](js+`; true`)); err != nil {
+		t.Fatalf("%s: %v", js, err)
+	}
+}
+
+// TestTrackerCommandsInHeadlessChromium checks, hit by hit, what the
+// tracker sends for what merchants write and visitors do: at('pageview')
+// in the snippet, as GA's has it, is no second pageview; at('pageview',
+// path, title) is a virtual pageview with the ping and referrer of an SPA
+// navigation; an SPA pageview has the title the router sets after
+// pushState, and is not lost when the page is left at once.
+func TestTrackerCommandsInHeadlessChromium(t *testing.T) {
+	ensureChromium(t)
+	e := newEnv(t, envOptions{})
+	hits := e.read(hit.TopicHits)
+	page := http.NewServeMux()
+	page.HandleFunc("GET /app", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, `<!doctype html><html><head><title>App</title>%s
+<script>window.at=window.at||function(){(at.q=at.q||[]).push(arguments)};at('pageview');</script>
+<script async src="%s/tracker.js" data-tid="%s"></script>
+</head><body></body></html>`, recorder, e.url, tidBrowser)
+	})
+	pageSrv := httptest.NewServer(page)
+	defer pageSrv.Close()
+	pageURL := strings.Replace(pageSrv.URL, "127.0.0.1", "localhost", 1)
+	ctx := newBrowser(t)
+	is := func(typ, path string) func(sentHit) bool {
+		return func(h sentHit) bool { return h.T == typ && h.Path == path }
+	}
+	count := func(hits []sentHit, match func(sentHit) bool) (n int) {
+		for _, h := range hits {
+			if match(h) {
+				n++
+			}
+		}
+		return n
+	}
+	stored := func(what string, match func(*hit.Hit) bool) *hit.Hit {
+		t.Helper()
+		t.Logf("waiting for collection to store %s", what)
+		return hitsOf(t, hits.waitFor(t, 1, func(m *sarama.ConsumerMessage) bool {
+			h, err := hit.Unmarshal(m.Value)
+			return err == nil && h.TrackingID == tidBrowser && match(h)
+		}))[0]
+	}
+
+	// The load: one pageview, though the snippet queued at('pageview').
+	if err := chromedp.Do(ctx, chromedp.Navigate(pageURL+"/app")); err != nil {
+		t.Fatalf("load the page: %v", err)
+	}
+	for loaded := false; !loaded; { // the tracker has replaced the queue
+		var err error
+		if loaded, err = chromedp.Run(ctx, chromedp.Evaluate[bool](`!!(window.at && !window.at.q)`)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got, want := sent(t, ctx), []sentHit{{T: "pageview", Path: "/app", Title: "App"}}; !slices.Equal(got, want) {
+		t.Fatalf("on load the tracker sent %v, want %v", got, want)
+	}
+	eval(t, ctx, `at('pageview')`)
+	if n := len(sent(t, ctx)); n != 1 {
+		t.Errorf("at('pageview') on the page already counted sent a hit: %v", sent(t, ctx))
+	}
+
+	// A virtual pageview: the ping of the page shown until then, which is
+	// its referrer.
+	eval(t, ctx, `at('pageview', '/virtual/step2?x=1', 'Step 2')`)
+	got := waitSent(t, ctx, "the virtual pageview", is("pageview", "/virtual/step2?x=1"))
+	if n := len(got); n < 2 || !is("engagement", "/app")(got[n-2]) || got[n-1].Title != "Step 2" || got[n-1].Referrer != pageURL+"/app" {
+		t.Errorf("a virtual pageview: the tracker sent %v, want the ping of /app then the pageview titled Step 2 from /app", got)
+	}
+	virtual := stored("the virtual pageview", func(h *hit.Hit) bool { return h.Type == hit.TypePageview && h.Path == "/virtual/step2?x=1" })
+	eq(t, "virtual pageview: title", virtual.Title, "Step 2")
+	eq(t, "virtual pageview: referrer", virtual.Referrer, pageURL+"/app")
+
+	// An SPA navigation whose router sets the title after pushState.
+	eval(t, ctx, `history.pushState({}, '', '/spa/titled'); setTimeout(function () { document.title = 'Titled'; }, 20)`)
+	got = waitSent(t, ctx, "the SPA pageview", is("pageview", "/spa/titled"))
+	if h := got[len(got)-1]; h.Title != "Titled" || h.Referrer != pageURL+"/virtual/step2?x=1" {
+		t.Errorf("the SPA pageview: %v, want the title set after pushState and the virtual page as referrer", h)
+	}
+	stored("the SPA pageview with its title", func(h *hit.Hit) bool { return h.Path == "/spa/titled" && h.Title == "Titled" })
+
+	// Left at once after pushState: the pageview waiting for its title is
+	// sent as the page is hidden, once.
+	left, err := chromedp.Run(ctx, chromedp.Evaluate[int](`history.pushState({}, '', '/spa/left'); dispatchEvent(new PageTransitionEvent('pagehide'));
+		sent.filter(function (h) { return h.t == 'pageview' && /\/spa\/left$/.test(h.dl); }).length`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left != 1 {
+		t.Errorf("pageviews of /spa/left sent by the time pagehide returned: %d, want 1", left)
+	}
+	eval(t, ctx, `history.pushState({}, '', '/spa/after')`)
+	got = waitSent(t, ctx, "the pageview after", is("pageview", "/spa/after")) // its wait outlasts /spa/left's
+	if n := count(got, is("pageview", "/spa/left")); n != 1 {
+		t.Errorf("pageviews of /spa/left: %d, want 1: %v", n, got)
 	}
 }
 

@@ -6,13 +6,14 @@
   var tid = s.getAttribute('data-tid'),
     url = new URL(s.src).origin + '/collect?tid=' + encodeURIComponent(tid),
     cookieless = s.hasAttribute('data-cookieless'),
-    ls, optout, id, dom,
+    now = Date.now, acc = 0,
+    ls, optout, id, dom, pend, since, visible, shown, last, page,
     // ref is the referrer of the page shown: the document's, after a
     // single-page-app navigation the previous URL. Hits within a minute of
     // the page's pageview carry it, so that a session whose first hit is an
     // event queued with the pageview keeps its source; later ones do not,
     // so that a click after half an hour idle starts a Direct session.
-    ref = d.referrer, shown = Date.now(),
+    ref = d.referrer,
     lim = { dl: 4096, dr: 4096, dt: 1500, ec: 150, ea: 500, el: 500 };
   try { ls = w.localStorage; } catch (e) {}
 
@@ -20,8 +21,8 @@
   // Do-Not-Track and Global Privacy Control stop every hit.
   function off() {
     try {
-      return optout || w['at-disable-' + tid] || (ls && ls.getItem('at_optout') == '1') ||
-        n.doNotTrack == '1' || w.doNotTrack == '1' || n.globalPrivacyControl;
+      return optout || w['at-disable-' + tid] || ls && ls.getItem('at_optout') == 1 ||
+        (n.doNotTrack || w.doNotTrack) == 1 || n.globalPrivacyControl;
     } catch (e) { return 1; }
   }
   function rnd(k) {
@@ -58,63 +59,81 @@
   // and a text/plain body needs no preflight): a 5xx or a network failure
   // is retried after 1, 2 and 4 s. A beacon's answer is never seen.
   function post(h, t0, tries) {
-    if (tries) h.qt = Date.now() - t0;
+    if (tries) h.qt = now() - t0;
     var b = JSON.stringify({ hits: [h] });
     if (!tries && n.sendBeacon && n.sendBeacon(url, b)) return;
-    fetch(url, { method: 'POST', body: b, keepalive: true }).then(function (r) {
+    fetch(url, { method: 'POST', body: b, keepalive: 1 }).then(function (r) {
       if (r.status > 499) throw 0;
     })['catch'](function () {
       if (tries < 3) setTimeout(function () { post(h, t0, tries + 1); }, 1000 << tries);
     });
   }
+  // A single-page app's pageview waits for its title (view): pend sends
+  // it, and any hit sent before (an event, the ping when the page is
+  // hidden or left) sends it first.
+  function flush() {
+    var p = pend;
+    pend = 0;
+    p && p();
+  }
   function hit(t, o) {
+    flush();
     if (off()) return;
     var h = { v: 1, t: t, hid: rnd(8), dl: loc.href, dt: d.title, sr: screen.width + 'x' + screen.height, ul: n.language },
       c = cid(), k;
     if (c) h.cid = c;
-    if (ref && (t == 'pageview' || Date.now() - shown < 6e4)) h.dr = ref;
+    if (ref && (t == 'pageview' || now() - shown < 6e4)) h.dr = ref;
     for (k in o) if (o[k] != null) h[k] = o[k];
     // Collection's limits are UTF-8 bytes: a field is cut to them at a
     // character's end (a streaming decoder keeps a cut character's bytes
     // back), and a lone surrogate becomes U+FFFD.
     for (k in lim) if (h[k] != null) h[k] = new TextDecoder().decode(new TextEncoder().encode(h[k]).slice(0, lim[k]), { stream: 1 });
-    post(h, Date.now(), 0);
+    post(h, now(), 0);
   }
 
-  // Engagement: visible time on the page, sent when the page is hidden or
-  // left, and before a single-page-app navigation.
-  var since = Date.now(), acc = 0, visible = d.visibilityState != 'hidden';
-  function ping(dl) {
-    var now = Date.now();
-    if (visible) acc += now - since;
-    since = now;
-    if (acc > 0) hit('engagement', { et: Math.min(acc, 864e5), dl: dl });
+  // Engagement: visible time on the page shown (page), sent when it is
+  // hidden or left, and before the next pageview of a single-page app.
+  function ping() {
+    var t = now();
+    flush();
+    if (visible) acc += t - since;
+    since = t;
+    if (acc > 0) hit('engagement', { et: Math.min(acc, 864e5), dl: page });
     acc = 0;
   }
-  d.addEventListener('visibilitychange', function () {
-    if (d.visibilityState == 'hidden') { ping(); visible = 0; }
-    else { visible = 1; since = Date.now(); }
-  });
+  // The page becomes visible (v) or hidden, which sends the ping.
+  function vis(v) {
+    v || ping();
+    visible = v;
+    since = now();
+  }
+  d.addEventListener('visibilitychange', function () { vis(d.visibilityState != 'hidden'); });
   // Leaving in the same tab: pagehide comes before visibilitychange, which
   // then has nothing more to send.
-  w.addEventListener('pagehide', function () { ping(); visible = 0; });
+  w.addEventListener('pagehide', function () { vis(0); });
   // Back to a page kept in the back/forward cache: it is shown again, as a
   // pageview, though the script does not run again.
   w.addEventListener('pageshow', function (e) {
-    if (e.persisted) { visible = 1; since = shown = Date.now(); hit('pageview'); }
+    if (e.persisted) { vis(1); shown = since; hit('pageview'); }
   });
 
+  // view shows page u (a URL): the ping of the page shown until now, which
+  // becomes the referrer, then the pageview, titled t or else by the
+  // document 300 ms later (as Umami waits): routers set the title after
+  // pushState, React's after rendering and painting.
+  function view(u, t) {
+    ping();
+    ref = page;
+    page = u;
+    shown = now();
+    pend = function () { hit('pageview', { dl: u, dt: t || d.title }); };
+    setTimeout(flush, 300);
+  }
   // Single-page apps: a new pageview whenever the history API changes the
   // URL (the fragment aside).
   function here() { return loc.href.split('#')[0]; }
-  var last = here();
   function nav() {
-    if (here() == last) return;
-    ping(last);
-    ref = last;
-    shown = Date.now();
-    hit('pageview');
-    last = here();
+    if (here() != last) view(last = here());
   }
   ['pushState', 'replaceState'].forEach(function (m) {
     var f = history[m];
@@ -129,25 +148,39 @@
     var a = e.target.closest && e.target.closest('a[href]'), h = a && site(a.hostname), o = site(loc.hostname);
     if (a && /^https?:$/.test(a.protocol) && h != o && !h.endsWith('.' + o) && !o.endsWith('.' + h)) hit('event', { ec: 'outbound', ea: 'click', el: a.href });
   }
-  d.addEventListener('click', out, true);
-  d.addEventListener('auxclick', out, true);
+  d.addEventListener('click', out, 1);
+  d.addEventListener('auxclick', out, 1);
 
   // at('event', category, action, label, value) or at('event', {category,
-  // action, label, value, nonInteraction}); at('pageview'); at('optout');
-  // at('optin').
+  // action, label, value, nonInteraction}).
+  // at('pageview', path, title): a virtual pageview; at('pageview') only
+  // when the URL has none yet (load and history are counted already).
+  // at('optout'); at('optin').
   function cmd(c, a, b, l, v) {
     if (c == 'event') {
       var ni;
       if (a && typeof a == 'object') { b = a.action; l = a.label; v = a.value; ni = a.nonInteraction; a = a.category; }
-      hit('event', { ec: a, ea: b, el: l, ev: v, ni: ni ? 1 : null });
-    } else if (c == 'pageview') hit('pageview');
+      hit('event', { ec: a, ea: b, el: l, ev: v, ni: ni && 1 });
+    } else if (c == 'pageview') {
+      if (a) view(new URL(a, loc).href, b);
+      else if (here() != page) view(here());
+    }
     else if (c == 'optout') { optout = 1; ls && ls.setItem('at_optout', '1'); }
     else if (c == 'optin') { optout = 0; ls && ls.removeItem('at_optout'); }
   }
-  var q = (w.at && w.at.q) || [], i;
-  w.at = function () { cmd.apply(0, arguments); };
-  // An opt-out queued before load holds for the load's pageview too.
-  for (i = 0; i < q.length; i++) if (/^opt/.test(q[i][0])) cmd.apply(0, q[i]);
-  hit('pageview');
-  for (i = 0; i < q.length; i++) if (!/^opt/.test(q[i][0])) cmd.apply(0, q[i]);
+  // Commands wait in q until the load's pageview is sent.
+  var q = (w.at && w.at.q) || [];
+  w.at = function () { q ? q.push(arguments) : cmd.apply(0, arguments); };
+  function start() {
+    var i;
+    vis(d.visibilityState != 'hidden');
+    shown = since;
+    last = page = here();
+    // An opt-out queued before load holds for the load's pageview too.
+    for (i = 0; i < q.length; i++) if (/^opt/.test(q[i][0])) cmd.apply(0, q[i]);
+    hit('pageview');
+    for (i = 0; i < q.length; i++) if (!/^opt/.test(q[i][0])) cmd.apply(0, q[i]);
+    q = 0;
+  }
+  start();
 })(window, document, navigator, location);
