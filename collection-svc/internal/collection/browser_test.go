@@ -373,6 +373,53 @@ func TestTrackerCommandsInHeadlessChromium(t *testing.T) {
 	}
 }
 
+// TestTrackerWaitsForAPrerenderedPage: a page prerendered (Speculation
+// Rules) sends nothing until it is shown, then its pageview (of the URL it
+// has then) and the commands made meanwhile, in order. Chromium does not
+// prerender while a DevTools client attached to page targets, as chromedp
+// is, drives it (Preload.prerenderStatusUpdated says
+// PrerenderingDisabledByDevTools), so the page stubs document.prerendering
+// before the tracker loads and fires prerenderingchange itself, as
+// activation does. (A real prerendered page is also hidden until then,
+// which the tracker's engagement timing covers already.)
+func TestTrackerWaitsForAPrerenderedPage(t *testing.T) {
+	ensureChromium(t)
+	e := newEnv(t, envOptions{})
+	hits := e.read(hit.TopicHits)
+	page := http.NewServeMux()
+	page.HandleFunc("GET /pre", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, `<!doctype html><html><head><title>Pre</title>%s
+<script>window.shown = false; Object.defineProperty(document, 'prerendering', {configurable: true, get: function () { return !shown; }});
+window.at=window.at||function(){(at.q=at.q||[]).push(arguments)};at('event','pre','queued');</script>
+<script src="%s/tracker.js" data-tid="%s"></script>
+<script>at('event', 'pre', 'meanwhile'); history.replaceState({}, '', '/pre?route=1');</script>
+</head><body></body></html>`, recorder, e.url, tidBrowser)
+	})
+	pageSrv := httptest.NewServer(page)
+	defer pageSrv.Close()
+	ctx := newBrowser(t)
+	if err := chromedp.Do(ctx, chromedp.Navigate(strings.Replace(pageSrv.URL, "127.0.0.1", "localhost", 1)+"/pre")); err != nil {
+		t.Fatalf("load the page: %v", err)
+	}
+	if got := sent(t, ctx); len(got) != 0 {
+		t.Fatalf("while prerendered the tracker sent %v, want nothing", got)
+	}
+	eval(t, ctx, `shown = true; document.dispatchEvent(new Event('prerenderingchange'))`)
+	want := []sentHit{
+		{T: "pageview", Path: "/pre?route=1", Title: "Pre"},
+		{T: "event", Path: "/pre?route=1", Title: "Pre", Category: "pre", Action: "queued"},
+		{T: "event", Path: "/pre?route=1", Title: "Pre", Category: "pre", Action: "meanwhile"},
+	}
+	if got := sent(t, ctx); !slices.Equal(got, want) {
+		t.Fatalf("once shown the tracker sent %v, want %v", got, want)
+	}
+	hits.waitFor(t, 1, func(m *sarama.ConsumerMessage) bool {
+		h, err := hit.Unmarshal(m.Value)
+		return err == nil && h.TrackingID == tidBrowser && h.Type == hit.TypePageview && h.Path == "/pre?route=1"
+	})
+}
+
 // newBrowser starts headless Chromium for the test, with a time limit.
 func newBrowser(t *testing.T) context.Context {
 	t.Helper()

@@ -130,10 +130,10 @@
     setTimeout(flush, 300);
   }
   // Single-page apps: a new pageview whenever the history API changes the
-  // URL (the fragment aside).
+  // URL (the fragment aside), once the load's pageview is sent (q is 0).
   function here() { return loc.href.split('#')[0]; }
   function nav() {
-    if (here() != last) view(last = here());
+    if (!q && here() != last) view(last = here());
   }
   ['pushState', 'replaceState'].forEach(function (m) {
     var f = history[m];
@@ -182,5 +182,7 @@
     for (i = 0; i < q.length; i++) if (!/^opt/.test(q[i][0])) cmd.apply(0, q[i]);
     q = 0;
   }
-  start();
+  // A page prerendered (Speculation Rules) is counted when it is shown, if
+  // ever.
+  d.prerendering ? d.addEventListener('prerenderingchange', start) : start();
 })(window, document, navigator, location);
