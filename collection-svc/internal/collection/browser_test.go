@@ -281,22 +281,32 @@ func eval(t *testing.T, ctx context.Context, js string) {
 // in the snippet, as GA's has it, is no second pageview; at('pageview',
 // path, title) is a virtual pageview with the ping and referrer of an SPA
 // navigation; an SPA pageview has the title the router sets after
-// pushState, and is not lost when the page is left at once.
+// pushState, and is not lost when the page is left at once; at('event',
+// name) is an event collection accepts; a right click on a link is no
+// outbound click, and a click on a link in SVG throws nothing.
 func TestTrackerCommandsInHeadlessChromium(t *testing.T) {
 	ensureChromium(t)
 	e := newEnv(t, envOptions{})
 	hits := e.read(hit.TopicHits)
 	page := http.NewServeMux()
+	var otherURL string
 	page.HandleFunc("GET /app", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		fmt.Fprintf(w, `<!doctype html><html><head><title>App</title>%s
-<script>window.at=window.at||function(){(at.q=at.q||[]).push(arguments)};at('pageview');</script>
+<script>window.aux = []; addEventListener('auxclick', function (e) { aux.push(e.button); });
+window.at=window.at||function(){(at.q=at.q||[]).push(arguments)};at('pageview');</script>
 <script async src="%s/tracker.js" data-tid="%s"></script>
-</head><body></body></html>`, recorder, e.url, tidBrowser)
+</head><body><p><a id="out" href="%s/elsewhere">elsewhere</a></p>
+<svg width="40" height="40"><a href="%s/elsewhere" onclick="event.preventDefault()"><rect id="svglink" width="40" height="40"/></a></svg>
+</body></html>`, recorder, e.url, tidBrowser, otherURL, otherURL)
+	})
+	page.HandleFunc("GET /elsewhere", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "<!doctype html><title>Elsewhere</title>")
 	})
 	pageSrv := httptest.NewServer(page)
 	defer pageSrv.Close()
 	pageURL := strings.Replace(pageSrv.URL, "127.0.0.1", "localhost", 1)
+	otherURL = pageSrv.URL
 	ctx := newBrowser(t)
 	is := func(typ, path string) func(sentHit) bool {
 		return func(h sentHit) bool { return h.T == typ && h.Path == path }
@@ -337,10 +347,38 @@ func TestTrackerCommandsInHeadlessChromium(t *testing.T) {
 		t.Errorf("at('pageview') on the page already counted sent a hit: %v", sent(t, ctx))
 	}
 
+	// Clicks: right (the menu's "copy link" is no visit), on a link in
+	// SVG, then middle (opens the link: counted).
+	nodes, err := chromedp.Run(ctx, chromedp.Nodes(chromedp.CSS("#out")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.MouseClickNode(nodes[0], chromedp.ButtonRight)); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#svglink"))); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.MouseClickNode(nodes[0], chromedp.ButtonMiddle)); err != nil {
+		t.Fatal(err)
+	}
+	got := waitSent(t, ctx, "the middle click's outbound event", func(h sentHit) bool { return h.Category == "outbound" })
+	if n := count(got, func(h sentHit) bool { return h.Category == "outbound" }); n != 1 {
+		t.Errorf("%d outbound events for a right, an SVG and a middle click, want the middle one: %v", n, got)
+	}
+	aux, err := chromedp.Run(ctx, chromedp.Evaluate[[]int](`aux`))
+	if err != nil || !slices.Equal(aux, []int{2, 1}) {
+		t.Errorf("the page saw auxclick with buttons %v (%v), want 2 then 1: the test clicked other than it says", aux, err)
+	}
+	errs, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`errors`))
+	if err != nil || len(errs) > 0 {
+		t.Errorf("errors in the page: %q %v", errs, err)
+	}
+
 	// A virtual pageview: the ping of the page shown until then, which is
 	// its referrer.
 	eval(t, ctx, `at('pageview', '/virtual/step2?x=1', 'Step 2')`)
-	got := waitSent(t, ctx, "the virtual pageview", is("pageview", "/virtual/step2?x=1"))
+	got = waitSent(t, ctx, "the virtual pageview", is("pageview", "/virtual/step2?x=1"))
 	if n := len(got); n < 2 || !is("engagement", "/app")(got[n-2]) || got[n-1].Title != "Step 2" || got[n-1].Referrer != pageURL+"/app" {
 		t.Errorf("a virtual pageview: the tracker sent %v, want the ping of /app then the pageview titled Step 2 from /app", got)
 	}
