@@ -294,7 +294,7 @@ func TestTrackerCommandsInHeadlessChromium(t *testing.T) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		fmt.Fprintf(w, `<!doctype html><html><head><title>App</title>%s
 <script>window.aux = []; addEventListener('auxclick', function (e) { aux.push(e.button); });
-window.at=window.at||function(){(at.q=at.q||[]).push(arguments)};at('pageview');</script>
+window.at=window.at||function(){(at.q=at.q||[]).push(arguments)};at('pageview');at('event','sign_up');</script>
 <script async src="%s/tracker.js" data-tid="%s"></script>
 </head><body><p><a id="out" href="%s/elsewhere">elsewhere</a></p>
 <svg width="40" height="40"><a href="%s/elsewhere" onclick="event.preventDefault()"><rect id="svglink" width="40" height="40"/></a></svg>
@@ -328,24 +328,21 @@ window.at=window.at||function(){(at.q=at.q||[]).push(arguments)};at('pageview');
 		}))[0]
 	}
 
-	// The load: one pageview, though the snippet queued at('pageview').
+	// The load: one pageview, though the snippet queued at('pageview'),
+	// then the queued event named as GA4 names them.
 	if err := chromedp.Do(ctx, chromedp.Navigate(pageURL+"/app")); err != nil {
 		t.Fatalf("load the page: %v", err)
 	}
-	for loaded := false; !loaded; { // the tracker has replaced the queue
-		var err error
-		if loaded, err = chromedp.Run(ctx, chromedp.Evaluate[bool](`!!(window.at && !window.at.q)`)); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if got, want := sent(t, ctx), []sentHit{{T: "pageview", Path: "/app", Title: "App"}}; !slices.Equal(got, want) {
+	got := waitSent(t, ctx, "the queued event", is("event", "/app"))
+	if want := []sentHit{{T: "pageview", Path: "/app", Title: "App"}, {T: "event", Path: "/app", Title: "App", Category: "sign_up", Action: "sign_up"}}; !slices.Equal(got, want) {
 		t.Fatalf("on load the tracker sent %v, want %v", got, want)
 	}
 	eval(t, ctx, `at('pageview')`)
-	if n := len(sent(t, ctx)); n != 1 {
+	if n := len(sent(t, ctx)); n != 2 {
 		t.Errorf("at('pageview') on the page already counted sent a hit: %v", sent(t, ctx))
 	}
+	signUp := stored("the event named sign_up", func(h *hit.Hit) bool { return h.Type == hit.TypeEvent && h.Action == "sign_up" })
+	eq(t, "at('event', 'sign_up'): category", signUp.Category, "sign_up")
 
 	// Clicks: right (the menu's "copy link" is no visit), on a link in
 	// SVG, then middle (opens the link: counted).
@@ -362,7 +359,7 @@ window.at=window.at||function(){(at.q=at.q||[]).push(arguments)};at('pageview');
 	if err := chromedp.Do(ctx, chromedp.MouseClickNode(nodes[0], chromedp.ButtonMiddle)); err != nil {
 		t.Fatal(err)
 	}
-	got := waitSent(t, ctx, "the middle click's outbound event", func(h sentHit) bool { return h.Category == "outbound" })
+	got = waitSent(t, ctx, "the middle click's outbound event", func(h sentHit) bool { return h.Category == "outbound" })
 	if n := count(got, func(h sentHit) bool { return h.Category == "outbound" }); n != 1 {
 		t.Errorf("%d outbound events for a right, an SVG and a middle click, want the middle one: %v", n, got)
 	}

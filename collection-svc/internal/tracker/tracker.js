@@ -153,7 +153,8 @@
   d.addEventListener('auxclick', out, 1);
 
   // at('event', category, action, label, value) or at('event', {category,
-  // action, label, value, nonInteraction}).
+  // action, label, value, nonInteraction}): one of category and action
+  // alone (at('event', 'sign_up')) is both, as the Measurement API does.
   // at('pageview', path, title): a virtual pageview; at('pageview') only
   // when the URL has none yet (load and history are counted already).
   // at('optout'); at('optin').
@@ -161,7 +162,7 @@
     if (c == 'event') {
       var ni;
       if (a && typeof a == 'object') { b = a.action; l = a.label; v = a.value; ni = a.nonInteraction; a = a.category; }
-      hit('event', { ec: a, ea: b, el: l, ev: v, ni: ni && 1 });
+      hit('event', { ec: a || b, ea: b || a, el: l, ev: v, ni: ni && 1 });
     } else if (c == 'pageview') {
       if (a) view(new URL(a, loc).href, b);
       else if (here() != page) view(here());
