@@ -25,7 +25,8 @@ type Property struct {
 	Hostnames []string `json:"hostnames"`
 	TimeZone  string   `json:"time_zone"` // IANA name
 	Currency  string   `json:"currency"`  // ISO 4217 code
-	// Cookieless: collection derives a visitor ID when the hit has none.
+	// Cookieless: collection gives the property's browser hits a derived
+	// daily visitor ID, ignoring any client ID they carry.
 	Cookieless bool `json:"cookieless"`
 	// ProcessingShards is the number of processing shards of the property
 	// (1 to 64): collection keys hits by (property, hit.ShardOf(client)).

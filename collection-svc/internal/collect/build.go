@@ -311,22 +311,24 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 		return malformed("sr", "screen resolution must look like 1920x1080")
 	}
 
-	// The visitor.
-	if h.ClientID == "" {
-		if origin == hit.OriginMeasurement {
-			// A cookieless ID from the merchant's server's address would
-			// make one visitor of all its hits.
-			return malformed("client_id", "the client ID is missing: send the visitor's client_id (the tracker's _at_cid cookie)")
-		}
-		if !p.Cookieless {
-			return malformed("cid", "the client ID is missing (or enable cookieless mode for the property)")
-		}
+	// The visitor. A cookieless property's browser hits all get the daily
+	// visitor ID, any cid they carry ignored: the property's setting
+	// decides, not the script tag (without data-cookieless the tracker
+	// sets its cookie and sends its ID all the same).
+	switch {
+	case p.Cookieless && origin == hit.OriginBrowser:
 		salt := c.saltOf(h.Time, p.Location)
 		if salt == nil {
 			return nil, errNoSalt
 		}
 		h.ClientID = visitorID(salt, p.ID, c.ip, c.userAgent)
 		h.Cookieless = true
+	case h.ClientID == "" && origin == hit.OriginMeasurement:
+		// A cookieless ID from the merchant's server's address would make
+		// one visitor of all its hits.
+		return malformed("client_id", "the client ID is missing: send the visitor's client_id (the tracker's _at_cid cookie)")
+	case h.ClientID == "":
+		return malformed("cid", "the client ID is missing: the property is not cookieless (remove data-cookieless from the script tag, or make the property cookieless)")
 	}
 
 	// Well formed, but from no page of the property's (checked last, so

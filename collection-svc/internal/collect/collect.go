@@ -37,7 +37,8 @@ type Property struct {
 	ID         string
 	TenantID   string
 	TrackingID string
-	// Cookieless: derive a visitor ID when a hit has no client ID.
+	// Cookieless: the property's browser hits get a derived daily visitor
+	// ID, whatever client ID they carry; Measurement API hits keep theirs.
 	Cookieless bool
 	// Location is the property's time zone: cookieless visitor IDs change
 	// at its midnight. nil is UTC.
@@ -281,7 +282,7 @@ func (s *Server) handle(ctx context.Context, r *http.Request, in input, received
 	}
 	c.country = s.cfg.GeoIP.Country(c.ip)
 	c.addr = addressingOf(prop, c.ip)
-	if prop.Cookieless && in.origin == hit.OriginBrowser && needVisitorIDs(in.items) {
+	if prop.Cookieless && in.origin == hit.OriginBrowser && anyRead(in.items) {
 		// Before any hit is built or dead-lettered: without the salts the
 		// request is retried whole.
 		if err := s.salts(ctx, &c, prop.Location); err != nil {
@@ -412,11 +413,12 @@ func (rs *records) messages(received time.Time, buf []byte) ([]*sarama.ProducerM
 	return msgs, buf
 }
 
-// needVisitorIDs reports whether a hit of items may need a cookieless
-// visitor ID: one read without error and without a client ID.
-func needVisitorIDs(items []parse.Item) bool {
+// anyRead reports whether a hit of items was read without error: of a
+// cookieless property's browser request, one that may need a visitor ID
+// (build gives every such hit one, whatever its cid).
+func anyRead(items []parse.Item) bool {
 	for i := range items {
-		if items[i].Err == nil && items[i].Fields.ClientID == "" {
+		if items[i].Err == nil {
 			return true
 		}
 	}

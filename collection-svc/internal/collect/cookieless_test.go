@@ -98,13 +98,7 @@ func cookielessServer(t testing.TB, p *Property, salts Salts, q Queue, dl DeadLe
 // and returns its visitor ID.
 func cookielessID(t *testing.T, s *Server, p *Property, ip, ua string, received time.Time, qt string) string {
 	t.Helper()
-	c := &client{ip: netip.MustParseAddr(ip), userAgent: ua, received: received}
-	c.addr = addressingOf(p, c.ip)
-	if err := s.salts(context.Background(), c, p.Location); err != nil {
-		t.Fatal(err)
-	}
-	f := parse.Fields{Type: "pageview", Path: "/", QueueTime: qt}
-	h, e := s.build(new(hit.Hit), p, &f, c, hit.OriginBrowser)
+	h, e := buildAt(t, s, p, ip, ua, received, hit.OriginBrowser, parse.Fields{Type: "pageview", Path: "/", QueueTime: qt})
 	if e != nil {
 		t.Fatal(e)
 	}
@@ -112,6 +106,20 @@ func cookielessID(t *testing.T, s *Server, p *Property, ip, ua string, received 
 		t.Fatal("a hit given a visitor ID is not marked cookieless")
 	}
 	return h.ClientID
+}
+
+// buildAt builds f for p as handle does (a cookieless property's browser
+// request gets its salts first), from ip and ua, received at received.
+func buildAt(t *testing.T, s *Server, p *Property, ip, ua string, received time.Time, origin hit.Origin, f parse.Fields) (*hit.Hit, *parse.Error) {
+	t.Helper()
+	c := &client{ip: netip.MustParseAddr(ip), userAgent: ua, received: received}
+	c.addr = addressingOf(p, c.ip)
+	if p.Cookieless && origin == hit.OriginBrowser {
+		if err := s.salts(context.Background(), c, p.Location); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s.build(new(hit.Hit), p, &f, c, origin)
 }
 
 var visitorIDForm = regexp.MustCompile(`^ckl-[0-9a-f]{32}$`)
@@ -191,6 +199,43 @@ func TestCookielessIDFollowsTheHitTime(t *testing.T) {
 	}
 }
 
+// TestCookielessPropertyDecides: a cookieless property's browser hits get
+// the daily visitor ID whether or not they carry a cid (a tag without
+// data-cookieless sends the cookie's), so the property's setting decides;
+// its Measurement API hits keep their client_id; a property that is not
+// cookieless refuses a browser hit without cid (a tag with
+// data-cookieless), saying how to mend it.
+func TestCookielessPropertyDecides(t *testing.T) {
+	p := cookielessProperty(t, "p", nil)
+	s := cookielessServer(t, p, newMemSalts(), countingQueue{new(int)}, failOnDeadLetter{t})
+	at := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	const ip, ua = "203.0.113.9", "ua"
+	derived := cookielessID(t, s, p, ip, ua, at, "")
+
+	withCID, e := buildAt(t, s, p, ip, ua, at, hit.OriginBrowser, parse.Fields{Type: "pageview", Path: "/", ClientID: "c-from-the-cookie"})
+	if e != nil {
+		t.Fatal(e)
+	}
+	if withCID.ClientID != derived || !withCID.Cookieless {
+		t.Errorf("a browser hit with a cid: client ID %q (cookieless %v), want the derived %q", withCID.ClientID, withCID.Cookieless, derived)
+	}
+
+	server, e := buildAt(t, s, p, ip, ua, at, hit.OriginMeasurement, parse.Fields{Type: "event", Action: "purchase", ClientID: "c-from-the-server"})
+	if e != nil {
+		t.Fatal(e)
+	}
+	if server.ClientID != "c-from-the-server" || server.Cookieless {
+		t.Errorf("a Measurement API hit: client ID %q (cookieless %v), want its own", server.ClientID, server.Cookieless)
+	}
+
+	cookies := cookielessProperty(t, "q", nil)
+	cookies.Cookieless = false
+	_, e = buildAt(t, s, cookies, ip, ua, at, hit.OriginBrowser, parse.Fields{Type: "pageview", Path: "/"})
+	if e == nil || e.Field != "cid" || e.Reason != parse.ReasonMalformed || !strings.Contains(e.Message, "data-cookieless") {
+		t.Errorf("a browser hit without cid for a property with cookies: %+v, want it refused as malformed, naming data-cookieless", e)
+	}
+}
+
 // TestCookielessSaltsOfARequest: a request asks for the salts of the
 // dates, in the property's time zone, of its receipt and of 4 hours before
 // it (one date when both are the same), and a hit at either end gets its
@@ -231,23 +276,27 @@ func TestCookielessSaltsOfARequest(t *testing.T) {
 		})
 	}
 
-	// Through the endpoints: only a browser request with a hit without a
-	// client ID asks.
+	// Through the endpoints: a browser request asks (its hits' client IDs
+	// are ignored), a Measurement API request does not.
 	salts := newMemSalts()
 	p := cookielessProperty(t, "p", nil)
+	p.VerifySecret = func(secret string) bool { return secret == "secret" }
 	var queued int
 	s := cookielessServer(t, p, salts, countingQueue{&queued}, failOnDeadLetter{t})
+	mux := http.NewServeMux()
+	s.Register(mux)
 	for _, tt := range []struct {
 		name, path, body string
 		wantAsked        bool
 	}{
-		{"with client IDs", "/collect?tid=" + p.TrackingID, `{"hits":[{"cid":"c1","t":"pageview","dp":"/"},{"cid":"c2","t":"pageview","dp":"/"}]}`, false},
+		{"with client IDs", "/collect?tid=" + p.TrackingID, `{"hits":[{"cid":"c1","t":"pageview","dp":"/"},{"cid":"c2","t":"pageview","dp":"/"}]}`, true},
 		{"one without", "/collect?tid=" + p.TrackingID, `{"hits":[{"cid":"c1","t":"pageview","dp":"/"},{"t":"pageview","dp":"/"}]}`, true},
+		{"Measurement API", "/mp/collect?tracking_id=" + p.TrackingID + "&api_secret=secret", `{"client_id":"c1","events":[{"name":"purchase"}]}`, false},
 	} {
 		req := httptest.NewRequest("POST", tt.path, strings.NewReader(tt.body))
 		req.RemoteAddr = "203.0.113.7:5000"
 		w := httptest.NewRecorder()
-		s.batch(w, req)
+		mux.ServeHTTP(w, req)
 		if w.Code != http.StatusNoContent {
 			t.Fatalf("%s: %d %s", tt.name, w.Code, w.Body)
 		}
@@ -258,14 +307,16 @@ func TestCookielessSaltsOfARequest(t *testing.T) {
 }
 
 // TestCookielessWithoutSaltAnswers503: when the day's salt cannot be had
-// (config-svc unreachable, nothing cached), a request with a hit that
-// needs a visitor ID is answered 503, to be retried, with nothing queued
-// and nothing dead-lettered, not even its invalid hits; requests that need
-// no salt are served; once the salt can be had, the retry is accepted.
+// (config-svc unreachable, nothing cached), a browser request is answered
+// 503, to be retried, with nothing queued and nothing dead-lettered, not
+// even its invalid hits, whether its hits carry client IDs or not (they
+// are ignored); Measurement API requests, which need no salt, are served;
+// once the salt can be had, the retry is accepted.
 func TestCookielessWithoutSaltAnswers503(t *testing.T) {
 	salts := newMemSalts()
 	salts.setDown(true)
 	p := cookielessProperty(t, "p", nil)
+	p.VerifySecret = func(secret string) bool { return secret == "secret" }
 	var queued int
 	var dead deadLetters
 	s := cookielessServer(t, p, salts, countingQueue{&queued}, &dead)
@@ -290,6 +341,7 @@ func TestCookielessWithoutSaltAnswers503(t *testing.T) {
 	}{
 		{"batch", "POST", "/collect?tid=" + tid, needsID},
 		{"pixel", "GET", "/collect?tid=" + tid + "&t=pageview&dp=%2F", ""},
+		{"with client IDs", "POST", "/collect?tid=" + tid, `{"hits":[{"cid":"c","t":"pageview","dp":"/"}]}`},
 		{"validation", "POST", "/debug/collect?tid=" + tid, needsID},
 	} {
 		w := do(tt.method, tt.target, tt.body)
@@ -304,8 +356,8 @@ func TestCookielessWithoutSaltAnswers503(t *testing.T) {
 		t.Fatalf("without salts: %d records queued, %d dead letters (%+v); want none", queued, len(dead), dead)
 	}
 
-	if w := do("POST", "/collect?tid="+tid, `{"hits":[{"cid":"c","t":"pageview","dp":"/"}]}`); w.Code != http.StatusNoContent || queued != 1 {
-		t.Fatalf("hits with client IDs without salts: %d %s, %d queued; want them accepted", w.Code, w.Body, queued)
+	if w := do("POST", "/mp/collect?tracking_id="+tid+"&api_secret=secret", `{"client_id":"c","events":[{"name":"purchase"}]}`); w.Code != http.StatusNoContent || queued != 1 {
+		t.Fatalf("a Measurement API hit without salts: %d %s, %d queued; want it accepted", w.Code, w.Body, queued)
 	}
 
 	salts.setDown(false)

@@ -25,19 +25,26 @@ func cookielessBatch(hid string) string {
 	return `{"hits":[{"t":"pageview","dl":"https://any.example/a","hid":"` + hid + `"}]}`
 }
 
+// cookieBatch is a batch of one pageview with the client ID of a tracker
+// whose tag lacks data-cookieless.
+func cookieBatch(hid string) string {
+	return `{"hits":[{"cid":"c-cookie","t":"pageview","dl":"https://any.example/a","hid":"` + hid + `"}]}`
+}
+
 // TestCookielessVisitorAcrossInstancesAndDays: two collection instances,
 // each with its own configclient on one config-svc, give one visitor of a
-// cookieless property one ID on a day, and both another the next day; each
-// fetches a date's salt once.
+// cookieless property one ID on a day, and both another the next day,
+// whether its hits carry a client ID (a tag without data-cookieless) or
+// not; each fetches a date's salt once.
 func TestCookielessVisitorAcrossInstancesAndDays(t *testing.T) {
 	clock := &testClock{}
 	salts := newSaltServer(t, clock.now)
 	a := newEnv(t, envOptions{salts: salts, now: clock.now})
 	b := newEnv(t, envOptions{salts: salts, now: clock.now})
 	hitsA, hitsB := a.read(hit.TopicHits), b.read(hit.TopicHits)
-	visitor := func(e *env, hits *topicReader, hid string) string {
+	visitorOf := func(e *env, hits *topicReader, hid, batch string) string {
 		t.Helper()
-		resp, body := e.do("POST", "/collect?tid="+tidCookieless, "text/plain;charset=UTF-8", cookielessBatch(hid), "203.0.113.50", "")
+		resp, body := e.do("POST", "/collect?tid="+tidCookieless, "text/plain;charset=UTF-8", batch, "203.0.113.50", "")
 		if resp.StatusCode != http.StatusNoContent {
 			t.Fatalf("%s: %d %s", hid, resp.StatusCode, body)
 		}
@@ -47,6 +54,10 @@ func TestCookielessVisitorAcrossInstancesAndDays(t *testing.T) {
 		}
 		return h.ClientID
 	}
+	visitor := func(e *env, hits *topicReader, hid string) string {
+		t.Helper()
+		return visitorOf(e, hits, hid, cookielessBatch(hid))
+	}
 
 	dayA, dayB := visitor(a, hitsA, "day1-a"), visitor(b, hitsB, "day1-b")
 	if dayA != dayB {
@@ -54,6 +65,9 @@ func TestCookielessVisitorAcrossInstancesAndDays(t *testing.T) {
 	}
 	if again := visitor(a, hitsA, "day1-a2"); again != dayA {
 		t.Fatalf("the same visitor later that day: %s, want %s", again, dayA)
+	}
+	if cookie := visitorOf(b, hitsB, "day1-cookie", cookieBatch("day1-cookie")); cookie != dayA {
+		t.Fatalf("the same visitor with a client ID: %s, want %s (the property's setting decides)", cookie, dayA)
 	}
 
 	clock.advance(24 * time.Hour)
@@ -63,6 +77,9 @@ func TestCookielessVisitorAcrossInstancesAndDays(t *testing.T) {
 	}
 	if nextA == dayA {
 		t.Fatalf("the visitor kept its ID %s into the next day", dayA)
+	}
+	if cookie := visitorOf(a, hitsA, "day2-cookie", cookieBatch("day2-cookie")); cookie != nextA {
+		t.Fatalf("the visitor with the client ID it had the day before: %s, want %s", cookie, nextA)
 	}
 
 	// A request's dates are those of its receipt and of 4 hours before;
@@ -75,9 +92,10 @@ func TestCookielessVisitorAcrossInstancesAndDays(t *testing.T) {
 }
 
 // TestCookielessWithoutSaltAnswers503: while config-svc cannot give the
-// day's salt (and none is cached), a cookieless request that needs a
-// visitor ID is answered 503, to be retried, and nothing of it is queued
-// or dead-lettered; once config-svc answers, the retry is taken.
+// day's salt (and none is cached), a cookieless property's browser
+// request, with client IDs or not, is answered 503, to be retried, and
+// nothing of it is queued or dead-lettered; once config-svc answers, the
+// retries are taken.
 func TestCookielessWithoutSaltAnswers503(t *testing.T) {
 	salts := newSaltServer(t, time.Now)
 	salts.SetDown(true)
@@ -98,10 +116,12 @@ func TestCookielessWithoutSaltAnswers503(t *testing.T) {
 	if n := counterSum(t, e, "collection_hits_rejected_total"); n != 0 {
 		t.Fatalf("%v hits rejected (and dead-lettered) while the salt was unavailable, want none", n)
 	}
-	// A cookieless property's hits with client IDs need no salt.
-	resp, b = e.do("POST", "/collect?tid="+tidCookieless, "text/plain;charset=UTF-8", `{"hits":[{"cid":"c-own","t":"pageview","dl":"https://any.example/","hid":"h-cid"}]}`, "203.0.113.50", "")
-	if resp.StatusCode != http.StatusNoContent {
-		t.Fatalf("hits with client IDs while the salt is unavailable: %d %s", resp.StatusCode, b)
+	// Its browser hits with client IDs need the salt too: the IDs are
+	// ignored.
+	const withCID = `{"hits":[{"cid":"c-own","t":"pageview","dl":"https://any.example/","hid":"h-cid"}]}`
+	resp, b = e.do("POST", "/collect?tid="+tidCookieless, "text/plain;charset=UTF-8", withCID, "203.0.113.50", "")
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("hits with client IDs while the salt is unavailable: %d %s; want 503", resp.StatusCode, b)
 	}
 
 	salts.SetDown(false)
@@ -109,16 +129,19 @@ func TestCookielessWithoutSaltAnswers503(t *testing.T) {
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("the retry: %d %s; want 400 for its bogus hit, the other stored", resp.StatusCode, b)
 	}
+	if resp, b = e.do("POST", "/collect?tid="+tidCookieless, "text/plain;charset=UTF-8", withCID, "203.0.113.50", ""); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("the retry of the hit with a client ID: %d %s", resp.StatusCode, b)
+	}
 	hits.waitFor(t, 1, hasHID("h-503"))
 	dead.waitFor(t, 1, func(m *sarama.ConsumerMessage) bool { return deadLetterOf(t, m).Reason == "malformed" })
 	if n := counterSum(t, e, "collection_hits_rejected_total"); n != 1 {
 		t.Fatalf("%v hits rejected in all, want only the retry's bogus one", n)
 	}
-	// Everything stored: the hit with a client ID and the retry's (the
-	// pixel answered 503 is not).
+	// Everything stored: the retries, both of one visitor (the pixel
+	// answered 503 is not).
 	stored := hitsOf(t, hits.waitFor(t, 2, func(*sarama.ConsumerMessage) bool { return true }))
-	if len(stored) != 2 || stored[0].ID == stored[1].ID {
-		t.Fatalf("%d hits stored, want the one with a client ID and the retry's", len(stored))
+	if len(stored) != 2 || stored[0].ID == stored[1].ID || stored[0].ClientID != stored[1].ClientID || !stored[0].Cookieless {
+		t.Fatalf("%d hits stored (%+v), want the retries, both of one cookieless visitor", len(stored), stored)
 	}
 	for _, h := range stored {
 		if h.ID != h.DeriveID("h-cid") && h.ID != h.DeriveID("h-503") {
