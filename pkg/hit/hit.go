@@ -19,8 +19,10 @@ import (
 // Type is the kind of hit.
 type Type string
 
-// Hit types. Engagement pings carry the time spent on the current page and
-// make time on page and bounces real; they are not interactions.
+// Hit types. An engagement ping, sent when a page is hidden or left, extends
+// the session it falls in, and so the session's duration and the time on
+// page of its last pageview; it never starts a session and is never an
+// interaction, so a session of one pageview and pings is still a bounce.
 const (
 	TypePageview   Type = "pageview"
 	TypeEvent      Type = "event"
@@ -79,7 +81,11 @@ type Hit struct {
 	HasValue bool              `json:"evs,omitempty"`
 	Params   map[string]string `json:"ep,omitempty"`
 
-	// Engagement: milliseconds spent on the page since the last hit.
+	// Engagement (et): the milliseconds the page was visible since it was
+	// shown or since the previous ping, as the tracker counts them.
+	// Processing does not use it today (beyond the hit's ID): time on page
+	// is clock time, to the next pageview or, for the session's last, to
+	// its last hit (an event or a ping).
 	EngagementMS int64 `json:"et,omitempty"`
 
 	// Client and enrichment.
