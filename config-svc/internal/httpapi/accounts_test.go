@@ -76,6 +76,13 @@ func TestSignupToTrackingSnippet(t *testing.T) {
 	if p.Hostnames[0] != "shop.example" || p.TimeZone != "Europe/Berlin" || p.Currency != "EUR" || p.ProcessingShards != 1 || r.header.Get("Location") != "/v1/properties/"+p.ID {
 		t.Fatalf("property = %+v, Location %q", p, r.header.Get("Location"))
 	}
+	// Made cookieless, its snippet tells the tracker to set no cookie.
+	var ckl PropertyJSON
+	e.must(http.StatusOK, admin, "PATCH", "/v1/properties/"+p.ID, `{"cookieless": true}`).decode(t, &ckl)
+	if want := `<script async src="https://collect.example.test/tracker.js" data-tid="` + p.TrackingID + `" data-cookieless></script>`; ckl.Snippet != want {
+		t.Fatalf("cookieless snippet = %s\nwant                 %s", ckl.Snippet, want)
+	}
+	e.must(http.StatusOK, admin, "PATCH", "/v1/properties/"+p.ID, `{"cookieless": false}`)
 	var list struct{ Properties []PropertyJSON }
 	e.must(http.StatusOK, admin, "GET", "/v1/properties", nil).decode(t, &list)
 	if len(list.Properties) != 1 || list.Properties[0].TrackingID != p.TrackingID {

@@ -50,14 +50,20 @@ func (s *Server) propertyJSON(p store.Property) PropertyJSON {
 	return PropertyJSON{
 		ID: p.ID.String(), TrackingID: p.TrackingID, Name: p.Name, Hostnames: hosts, TimeZone: p.TimeZone,
 		Currency: p.Currency, Cookieless: p.Cookieless, ProcessingShards: p.ProcessingShards,
-		Snippet:   Snippet(s.o.TrackerScriptURL, p.TrackingID),
+		Snippet:   Snippet(s.o.TrackerScriptURL, p.TrackingID, p.Cookieless),
 		CreatedAt: p.CreatedAt.UTC(), UpdatedAt: p.UpdatedAt.UTC(),
 	}
 }
 
-// Snippet returns the tag a merchant puts on their pages.
-func Snippet(scriptURL, trackingID string) string {
-	return fmt.Sprintf(`<script async src="%s" data-tid="%s"></script>`, html.EscapeString(scriptURL), html.EscapeString(trackingID))
+// Snippet returns the tag a merchant puts on their pages; a cookieless
+// property's has data-cookieless, so that the tracker sets no cookie
+// (collection ignores a cookieless property's client IDs anyway).
+func Snippet(scriptURL, trackingID string, cookieless bool) string {
+	attr := ""
+	if cookieless {
+		attr = " data-cookieless"
+	}
+	return fmt.Sprintf(`<script async src="%s" data-tid="%s"%s></script>`, html.EscapeString(scriptURL), html.EscapeString(trackingID), attr)
 }
 
 type propertyFields struct {
