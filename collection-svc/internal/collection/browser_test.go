@@ -276,6 +276,29 @@ func eval(t *testing.T, ctx context.Context, js string) {
 	}
 }
 
+// recordedPage starts collection and a server of one page at path for a
+// tracker test, with the browser property's hostname (localhost). page is
+// a format given, in order, recorder, collection's URL, the property's
+// tracking ID and the page server's URL under another host name (a site of
+// its own, for outbound links); use indexed verbs (%[2]s). It returns the
+// hits topic and the page server's URL under localhost.
+func recordedPage(t *testing.T, path, page string) (*topicReader, string) {
+	t.Helper()
+	ensureChromium(t)
+	e := newEnv(t, envOptions{})
+	hits := e.read(hit.TopicHits)
+	mux := http.NewServeMux()
+	var otherURL string
+	mux.HandleFunc("GET "+path, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, page, recorder, e.url, tidBrowser, otherURL)
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	otherURL = srv.URL
+	return hits, strings.Replace(srv.URL, "127.0.0.1", "localhost", 1)
+}
+
 // TestTrackerCommandsInHeadlessChromium checks, hit by hit, what the
 // tracker sends for what merchants write and visitors do: at('pageview')
 // in the snippet, as GA's has it, is no second pageview; at('pageview',
@@ -285,28 +308,13 @@ func eval(t *testing.T, ctx context.Context, js string) {
 // name) is an event collection accepts; a right click on a link is no
 // outbound click, and a click on a link in SVG throws nothing.
 func TestTrackerCommandsInHeadlessChromium(t *testing.T) {
-	ensureChromium(t)
-	e := newEnv(t, envOptions{})
-	hits := e.read(hit.TopicHits)
-	page := http.NewServeMux()
-	var otherURL string
-	page.HandleFunc("GET /app", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		fmt.Fprintf(w, `<!doctype html><html><head><title>App</title>%s
+	hits, pageURL := recordedPage(t, "/app", `<!doctype html><html><head><title>App</title>%[1]s
 <script>window.aux = []; addEventListener('auxclick', function (e) { aux.push(e.button); });
 window.at=window.at||function(){(at.q=at.q||[]).push(arguments)};at('pageview');at('event','sign_up');</script>
-<script async src="%s/tracker.js" data-tid="%s"></script>
-</head><body><p><a id="out" href="%s/elsewhere">elsewhere</a></p>
-<svg width="40" height="40"><a href="%s/elsewhere" onclick="event.preventDefault()"><rect id="svglink" width="40" height="40"/></a></svg>
-</body></html>`, recorder, e.url, tidBrowser, otherURL, otherURL)
-	})
-	page.HandleFunc("GET /elsewhere", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprint(w, "<!doctype html><title>Elsewhere</title>")
-	})
-	pageSrv := httptest.NewServer(page)
-	defer pageSrv.Close()
-	pageURL := strings.Replace(pageSrv.URL, "127.0.0.1", "localhost", 1)
-	otherURL = pageSrv.URL
+<script async src="%[2]s/tracker.js" data-tid="%[3]s"></script>
+</head><body><p><a id="out" href="%[4]s/elsewhere">elsewhere</a></p>
+<svg width="40" height="40"><a href="%[4]s/elsewhere" onclick="event.preventDefault()"><rect id="svglink" width="40" height="40"/></a></svg>
+</body></html>`)
 	ctx := newBrowser(t)
 	is := func(typ, path string) func(sentHit) bool {
 		return func(h sentHit) bool { return h.T == typ && h.Path == path }
@@ -418,23 +426,14 @@ window.at=window.at||function(){(at.q=at.q||[]).push(arguments)};at('pageview');
 // activation does. (A real prerendered page is also hidden until then,
 // which the tracker's engagement timing covers already.)
 func TestTrackerWaitsForAPrerenderedPage(t *testing.T) {
-	ensureChromium(t)
-	e := newEnv(t, envOptions{})
-	hits := e.read(hit.TopicHits)
-	page := http.NewServeMux()
-	page.HandleFunc("GET /pre", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		fmt.Fprintf(w, `<!doctype html><html><head><title>Pre</title>%s
+	hits, pageURL := recordedPage(t, "/pre", `<!doctype html><html><head><title>Pre</title>%[1]s
 <script>window.shown = false; Object.defineProperty(document, 'prerendering', {configurable: true, get: function () { return !shown; }});
 window.at=window.at||function(){(at.q=at.q||[]).push(arguments)};at('event','pre','queued');</script>
-<script src="%s/tracker.js" data-tid="%s"></script>
+<script src="%[2]s/tracker.js" data-tid="%[3]s"></script>
 <script>at('event', 'pre', 'meanwhile'); history.replaceState({}, '', '/pre?route=1');</script>
-</head><body></body></html>`, recorder, e.url, tidBrowser)
-	})
-	pageSrv := httptest.NewServer(page)
-	defer pageSrv.Close()
+</head><body></body></html>`)
 	ctx := newBrowser(t)
-	if err := chromedp.Do(ctx, chromedp.Navigate(strings.Replace(pageSrv.URL, "127.0.0.1", "localhost", 1)+"/pre")); err != nil {
+	if err := chromedp.Do(ctx, chromedp.Navigate(pageURL+"/pre")); err != nil {
 		t.Fatalf("load the page: %v", err)
 	}
 	if got := sent(t, ctx); len(got) != 0 {
