@@ -18,7 +18,6 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -28,6 +27,7 @@ import (
 	"github.com/acme/analytics/collection-svc/internal/parse"
 	"github.com/acme/analytics/pkg/hit"
 	"github.com/acme/analytics/pkg/httpserver"
+	"github.com/acme/analytics/pkg/pixel"
 	"github.com/acme/analytics/pkg/rules"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -168,9 +168,6 @@ func preflight(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Access-Control-Max-Age", "86400")
 	w.WriteHeader(http.StatusNoContent)
 }
-
-// transparentGIF is the 1x1 pixel answered to GET /collect.
-var transparentGIF = []byte("GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
 
 // outcome is what became of one request.
 type outcome struct {
@@ -470,17 +467,11 @@ func validTrackingID(s string) bool {
 // storage failure answers 503 (with the image) so that a client able to
 // retry does.
 func (s *Server) pixel(w http.ResponseWriter, r *http.Request) {
-	h := w.Header()
-	h.Set("Content-Type", "image/gif")
-	h.Set("Cache-Control", "no-store")
 	cors(w)
-	// A page's fetch may read why its hit was rejected.
-	h.Set("Access-Control-Expose-Headers", "X-Collect-Error")
 	if r.Method == http.MethodHead {
 		// The GET pattern matches HEAD too: a link checker or a prefetch
 		// asking about the pixel is no hit. It gets the pixel's headers.
-		h.Set("Content-Length", strconv.Itoa(len(transparentGIF)))
-		w.WriteHeader(http.StatusOK)
+		pixel.Write(w, r, http.StatusOK, "")
 		return
 	}
 	received := s.now()
@@ -491,9 +482,7 @@ func (s *Server) pixel(w http.ResponseWriter, r *http.Request) {
 	in.trackingID = tid
 	if perr != nil {
 		s.deadLetterRequest(in, perr, received, q)
-		h.Set("X-Collect-Error", perr.Reason)
-		w.WriteHeader(http.StatusOK)
-		w.Write(transparentGIF)
+		pixel.Write(w, r, http.StatusOK, perr.Reason)
 		return
 	}
 	f, err := parse.Query(q)
@@ -504,18 +493,17 @@ func (s *Server) pixel(w http.ResponseWriter, r *http.Request) {
 	}
 	in.items = []parse.Item{item}
 	out := s.handle(r.Context(), r, in, received, false)
-	status := http.StatusOK
+	status, reason := http.StatusOK, ""
 	switch {
 	case errors.Is(out.err, errUnavailable):
 		status = http.StatusServiceUnavailable
-		h.Set("Retry-After", "1")
+		w.Header().Set("Retry-After", "1")
 	case out.err != nil:
-		h.Set("X-Collect-Error", out.err.(*parse.Error).Reason)
+		reason = out.err.(*parse.Error).Reason
 	case out.firstRejection() != nil:
-		h.Set("X-Collect-Error", out.firstRejection().Reason)
+		reason = out.firstRejection().Reason
 	}
-	w.WriteHeader(status)
-	w.Write(transparentGIF)
+	pixel.Write(w, r, status, reason)
 }
 
 // POST /collect?tid=...: a JSON batch.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/acme/analytics/collection-svc/internal/parse"
 	"github.com/acme/analytics/pkg/hit"
+	"github.com/acme/analytics/pkg/pixel"
 )
 
 // TestPixel checks the pixel's answers: a GET is a hit, a HEAD (which
@@ -28,7 +29,7 @@ func TestPixel(t *testing.T) {
 		wantBody      int
 	}{
 		{"HEAD", hitQuery + "&tid=" + p.TrackingID, 0, 0},
-		{"GET", hitQuery + "&tid=" + p.TrackingID, 1, len(transparentGIF)},
+		{"GET", hitQuery + "&tid=" + p.TrackingID, 1, len(pixel.GIF)},
 		{"HEAD", hitQuery + "&tid=AT-NNNNNNNNNN", 0, 0}, // not even a dead letter
 	}
 	for _, tt := range tests {

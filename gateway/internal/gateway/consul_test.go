@@ -93,9 +93,9 @@ func TestConsulDiscovery(t *testing.T) {
 	t.Run("all instances down: 503 with Retry-After", func(t *testing.T) {
 		b.ready.Store(false)
 		eventually(t, 10*time.Second, "503", func() error {
-			r := g.get(t, "/collect?tid=UA-1")
-			if r.status != http.StatusServiceUnavailable || r.errorCode() != "upstream_unavailable" || r.header.Get("Retry-After") == "" {
-				return errorf("status %d %s, Retry-After %q", r.status, r.errorCode(), r.header.Get("Retry-After"))
+			r := g.get(t, "/collect?tid=UA-1") // the pixel: the code is in X-Collect-Error
+			if r.status != http.StatusServiceUnavailable || r.header.Get("X-Collect-Error") != "upstream_unavailable" || r.header.Get("Retry-After") == "" {
+				return errorf("status %d %s, Retry-After %q", r.status, r.header.Get("X-Collect-Error"), r.header.Get("Retry-After"))
 			}
 			return nil
 		})

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/acme/analytics/gateway/internal/gateway"
+	"github.com/acme/analytics/pkg/pixel"
 )
 
 // fixture is a gateway with static upstreams, one instance of each.
@@ -373,4 +374,63 @@ func TestConfigValidation(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPixelRefusals: the pixel (GET and HEAD /collect) answers an image
+// whoever refuses it, so the gateway's own refusals are collection's 1x1
+// GIF with their status, Retry-After where there is one, and their code in
+// X-Collect-Error, as collection's are; every other request of the route
+// (a POST, the debug endpoint) still gets the JSON error.
+func TestPixelRefusals(t *testing.T) {
+	type want struct {
+		status     int
+		code       string
+		retryAfter string
+	}
+	check := func(t *testing.T, r response, method string, w want) {
+		t.Helper()
+		body := pixel.GIF
+		if method == http.MethodHead {
+			body = ""
+		}
+		if r.status != w.status || r.header.Get("Content-Type") != "image/gif" || string(r.body) != body ||
+			r.header.Get("X-Collect-Error") != w.code || r.header.Get("Retry-After") != w.retryAfter ||
+			r.header.Get("Access-Control-Allow-Origin") != "*" || r.header.Get("Access-Control-Expose-Headers") != "X-Collect-Error" {
+			t.Fatalf("%s: %d %v %q\nwant %d, the GIF, X-Collect-Error %q, Retry-After %q", method, r.status, r.header, r.body, w.status, w.code, w.retryAfter)
+		}
+	}
+	checkJSON := func(t *testing.T, r response, w want) {
+		t.Helper()
+		if r.status != w.status || r.errorCode() != w.code || r.header.Get("Content-Type") == "image/gif" {
+			t.Fatalf("%d %q %s, want %d JSON %s", r.status, r.header.Get("Content-Type"), r.body, w.status, w.code)
+		}
+	}
+
+	t.Run("rate limited", func(t *testing.T) {
+		f := newFixture(t, "-hit-rate=1", "-hit-burst=1")
+		const q = "/collect?tid=AT-23456789AB&t=pageview"
+		if r := f.g.get(t, q); r.status != 200 || r.echo.Instance != "collection" {
+			t.Fatalf("first hit: %d %s", r.status, r.body)
+		}
+		w := want{http.StatusTooManyRequests, "rate_limited", "1"}
+		check(t, f.g.get(t, q), http.MethodGet, w)
+		check(t, do(t, f.g.request(t, http.MethodHead, q, nil)), http.MethodHead, w)
+		checkJSON(t, do(t, f.g.request(t, http.MethodPost, q, strings.NewReader(`{"hits":[]}`))), w)
+		checkJSON(t, f.g.get(t, "/debug"+q), w)
+	})
+
+	t.Run("no instance: 502 while the breaker counts, then 503", func(t *testing.T) {
+		g := startGateway(t, "-consul-addr=", "-static-upstreams=collection="+freeAddr(t), "-hit-rate=0",
+			"-breaker-failures=1", "-breaker-open-timeout=1m")
+		const q = "/collect?tid=AT-23456789AB"
+		check(t, g.get(t, q), http.MethodGet, want{http.StatusBadGateway, "upstream_error", ""})
+		check(t, g.get(t, q), http.MethodGet, want{http.StatusServiceUnavailable, "upstream_unavailable", "60"})
+		check(t, do(t, g.request(t, http.MethodHead, q, nil)), http.MethodHead, want{http.StatusServiceUnavailable, "upstream_unavailable", "60"})
+		checkJSON(t, g.get(t, "/debug"+q), want{http.StatusServiceUnavailable, "upstream_unavailable", ""})
+	})
+
+	t.Run("time-out", func(t *testing.T) {
+		f := newFixture(t, "-collect-timeout=300ms", "-hit-rate=0")
+		check(t, f.g.get(t, "/collect?tid=AT-23456789AB&sleep=5s"), http.MethodGet, want{http.StatusGatewayTimeout, "upstream_timeout", ""})
+	})
 }

@@ -2,7 +2,8 @@
 // each route the checks made before a request is forwarded (CORS, bearer
 // token, client-supplied identity headers, rate limits, body size) and the
 // forwarding itself (identity signed for upstreams, X-Forwarded-For, a time
-// limit, errors mapped to JSON answers).
+// limit, errors mapped to JSON answers, or to the pixel image on the
+// pixel's path).
 package proxy
 
 import (
@@ -24,6 +25,7 @@ import (
 	"github.com/acme/analytics/pkg/authtoken"
 	"github.com/acme/analytics/pkg/hit"
 	"github.com/acme/analytics/pkg/httpserver"
+	"github.com/acme/analytics/pkg/pixel"
 	"github.com/acme/analytics/pkg/tenant"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -135,7 +137,7 @@ func ClientFault(req *http.Request, _ error) bool {
 }
 
 func (h *Handler) notFound(w http.ResponseWriter, r *http.Request) {
-	h.reject(w, r, "none", http.StatusNotFound, "no_route", "no such endpoint; the API is under /v1/ and hits go to /collect")
+	h.reject(w, r, nil, http.StatusNotFound, "no_route", "no such endpoint; the API is under /v1/ and hits go to /collect")
 }
 
 type stateKey struct{}
@@ -171,7 +173,7 @@ func (h *Handler) serve(rt *Route) http.Handler {
 			}
 		}
 		if r.Method == http.MethodConnect || r.Method == http.MethodTrace {
-			h.reject(w, r, rt.Name, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not supported")
+			h.reject(w, r, rt, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not supported")
 			return
 		}
 		st := &reqState{route: rt, clientCtx: r.Context()}
@@ -195,7 +197,7 @@ func (h *Handler) serve(rt *Route) http.Handler {
 					slog.String("header", name), slog.String("route", rt.Name), slog.String("tenant", id.TenantID),
 					slog.String("user", id.UserID), slog.String("client_network", loggedNetwork(st.clientIP)),
 					slog.String("request_id", httpserver.RequestID(r.Context())))
-				h.reject(w, r, rt.Name, http.StatusForbidden, "identity_header_forbidden",
+				h.reject(w, r, rt, http.StatusForbidden, "identity_header_forbidden",
 					name+" is set by the gateway from your token; remove it from the request")
 				return
 			}
@@ -205,7 +207,7 @@ func (h *Handler) serve(rt *Route) http.Handler {
 		if lim := h.limiters[rt.Limit]; lim != nil && lim.Enabled() {
 			if ok, wait := lim.Allow(h.limitKey(rt, st, r)); !ok {
 				w.Header().Set("Retry-After", seconds(wait))
-				h.reject(w, r, rt.Name, http.StatusTooManyRequests, "rate_limited",
+				h.reject(w, r, rt, http.StatusTooManyRequests, "rate_limited",
 					"too many requests; retry after "+seconds(wait)+"s")
 				return
 			}
@@ -284,29 +286,40 @@ func (h *Handler) refuseToken(w http.ResponseWriter, r *http.Request, rt *Route,
 		slog.String("request_id", httpserver.RequestID(r.Context())))
 	if reason == "keys_unavailable" {
 		w.Header().Set("Retry-After", seconds(h.retryAfter))
-		h.reject(w, r, rt.Name, http.StatusServiceUnavailable, "auth_unavailable",
+		h.reject(w, r, rt, http.StatusServiceUnavailable, "auth_unavailable",
 			"tokens cannot be checked right now; retry shortly")
 		return
 	}
 	w.Header().Set("WWW-Authenticate", `Bearer realm="acme-analytics", error="invalid_token", error_description="`+reason+`"`)
 	if reason == "missing_token" {
-		h.reject(w, r, rt.Name, http.StatusUnauthorized, "missing_token",
+		h.reject(w, r, rt, http.StatusUnauthorized, "missing_token",
 			"this endpoint needs an access token: send Authorization: Bearer <token> (sign in at /v1/login to get one)")
 		return
 	}
-	h.reject(w, r, rt.Name, http.StatusUnauthorized, "invalid_token",
+	h.reject(w, r, rt, http.StatusUnauthorized, "invalid_token",
 		"the access token was refused ("+reason+"); sign in again to get a new one")
 }
 
 func (h *Handler) tooLarge(w http.ResponseWriter, r *http.Request, rt *Route) {
 	// The rest of the body is not read; the connection closes after this.
 	w.Header().Set("Connection", "close")
-	h.reject(w, r, rt.Name, http.StatusRequestEntityTooLarge, "body_too_large",
+	h.reject(w, r, rt, http.StatusRequestEntityTooLarge, "body_too_large",
 		"the request body is larger than "+strconv.FormatInt(rt.MaxBody, 10)+" bytes")
 }
 
-func (h *Handler) reject(w http.ResponseWriter, r *http.Request, route string, status int, code, msg string) {
-	h.rejected.WithLabelValues(route, code).Inc()
+// reject answers a request the gateway refuses itself, on route rt (nil:
+// none): in JSON, but with the pixel image (and the code in its header)
+// for the pixel, which must answer an image whoever refuses it.
+func (h *Handler) reject(w http.ResponseWriter, r *http.Request, rt *Route, status int, code, msg string) {
+	name := "none"
+	if rt != nil {
+		name = rt.Name
+	}
+	h.rejected.WithLabelValues(name, code).Inc()
+	if rt != nil && rt.pixel(r) {
+		pixel.Write(w, r, status, code)
+		return
+	}
 	httpserver.WriteError(w, status, code, msg)
 }
 
@@ -370,15 +383,15 @@ func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	case errors.Is(err, upstream.ErrUnavailable):
 		h.log.LogAttrs(r.Context(), slog.LevelWarn, "no upstream instance available", attrs...)
 		w.Header().Set("Retry-After", seconds(h.retryAfter))
-		h.reject(w, r, rt.Name, http.StatusServiceUnavailable, "upstream_unavailable",
+		h.reject(w, r, rt, http.StatusServiceUnavailable, "upstream_unavailable",
 			"the "+rt.Upstream+" service is unavailable; retry after "+seconds(h.retryAfter)+"s")
 	case errors.Is(err, context.DeadlineExceeded):
 		h.log.LogAttrs(r.Context(), slog.LevelWarn, "upstream timed out", attrs...)
-		h.reject(w, r, rt.Name, http.StatusGatewayTimeout, "upstream_timeout",
+		h.reject(w, r, rt, http.StatusGatewayTimeout, "upstream_timeout",
 			"the "+rt.Upstream+" service did not answer within "+rt.Timeout.String())
 	default:
 		h.log.LogAttrs(r.Context(), slog.LevelWarn, "upstream request failed", attrs...)
-		h.reject(w, r, rt.Name, http.StatusBadGateway, "upstream_error",
+		h.reject(w, r, rt, http.StatusBadGateway, "upstream_error",
 			"the "+rt.Upstream+" service could not be reached")
 	}
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"net/http"
 	"time"
 
 	"github.com/acme/analytics/pkg/authtoken"
@@ -44,8 +45,13 @@ type Route struct {
 	// (PerTrackingID routes), read with hit.QueryTrackingID as collection
 	// reads it.
 	TrackingIDParam string
-	MaxBody         int64
-	Timeout         time.Duration
+	// Pixel is the path whose GET and HEAD answer an image (collection's
+	// pixel, pkg/pixel), whatever became of the hit: the gateway's own
+	// refusals of them (a rate limit, no instance, a time-out) are that
+	// image too, with the refusal's status and code. Empty: none.
+	Pixel   string
+	MaxBody int64
+	Timeout time.Duration
 }
 
 // Routes returns the route table. Paths are matched by http.ServeMux: the
@@ -53,7 +59,7 @@ type Route struct {
 func Routes(c Config) []Route {
 	return []Route{
 		{Name: "collect", Patterns: []string{"/collect", "/debug/collect"}, Upstream: Collection, CORS: true,
-			Limit: PerTrackingID, TrackingIDParam: "tid", MaxBody: c.MaxHitBody, Timeout: c.CollectTimeout},
+			Limit: PerTrackingID, TrackingIDParam: "tid", Pixel: "/collect", MaxBody: c.MaxHitBody, Timeout: c.CollectTimeout},
 		{Name: "mp-collect", Patterns: []string{"/mp/collect", "/debug/mp/collect"}, Upstream: Collection, CORS: true,
 			Limit: PerTrackingID, TrackingIDParam: "tracking_id", MaxBody: c.MaxHitBody, Timeout: c.CollectTimeout},
 		{Name: "tracker", Patterns: []string{"/tracker.js", "/tracker/"}, Upstream: Collection, CORS: true,
@@ -69,4 +75,9 @@ func Routes(c Config) []Route {
 		{Name: "config-api", Patterns: []string{"/v1/"}, Upstream: ConfigSvc,
 			Auth: true, Limit: PerTenant, MaxBody: c.MaxBody, Timeout: c.APITimeout},
 	}
+}
+
+// pixel reports whether r is to be answered with the pixel image.
+func (rt *Route) pixel(r *http.Request) bool {
+	return rt.Pixel != "" && r.URL.Path == rt.Pixel && (r.Method == http.MethodGet || r.Method == http.MethodHead)
 }
