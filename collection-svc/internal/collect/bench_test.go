@@ -66,7 +66,7 @@ func testServer(tb testing.TB, shards int, q Queue) (*Server, *Property) {
 }
 
 // testServerWith is testServer sending dead letters to dl; the property
-// accepts the Measurement API secret "secret".
+// reports in EUR and accepts the Measurement API secret "secret".
 func testServerWith(tb testing.TB, shards int, q Queue, dl DeadLetters) (*Server, *Property) {
 	tb.Helper()
 	r, err := rules.Compile(rules.Defaults(), 1, []string{"shop.example"})
@@ -78,7 +78,7 @@ func testServerWith(tb testing.TB, shards int, q Queue, dl DeadLetters) (*Server
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { geo.Close() })
-	p := &Property{ID: "p", TenantID: "t", TrackingID: "AT-SHPSHPSHP2", Shards: shards, Rules: r,
+	p := &Property{ID: "p", TenantID: "t", TrackingID: "AT-SHPSHPSHP2", Currency: "EUR", Shards: shards, Rules: r,
 		VerifySecret: func(s string) bool { return s == "secret" }}
 	s := New(Config{
 		Properties:     staticProperties{p},

@@ -240,7 +240,7 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 	if f.Location != "" {
 		lhost, lpath, ok := splitLocation(f.Location)
 		if !ok {
-			return malformed("dl", "the document location must be an absolute http(s) URL")
+			return malformed("dl", "is not an absolute http(s) URL, like https://shop.example/page")
 		}
 		if host == "" {
 			host = lhost
@@ -267,9 +267,16 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 	}
 	h.Hostname, h.Path = host, path
 
+	// Field names are /collect's; measurementError names them as the
+	// Measurement API does, and a message that names one says it in the
+	// sender's terms.
+	mp := origin == hit.OriginMeasurement
 	switch t {
 	case hit.TypePageview:
 		if path == "" {
+			if mp {
+				return malformed("dl", "a page_view needs params.page_location, the page's absolute URL")
+			}
 			return malformed("dl", "a pageview needs the document location (dl) or path (dp)")
 		}
 	case hit.TypeEvent:
@@ -278,6 +285,9 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 		}
 	case hit.TypeEngagement:
 		if f.EngagementTime == "" {
+			if mp {
+				return malformed("et", "a user_engagement event needs params.engagement_time_msec, the engaged time in milliseconds")
+			}
 			return malformed("et", "an engagement ping needs the engagement time in milliseconds (et)")
 		}
 	}
@@ -289,6 +299,13 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 			return malformed("ev", "the event value must be a decimal number (like 12.5, -3 or 1e3) of at most 10^15")
 		}
 		h.Value, h.HasValue = v, true
+	}
+	if mp && p.Currency != "" {
+		// Values are summed in the property's currency, and nothing
+		// converts yet: 1000 JPY must not count as 1000 EUR.
+		if cur := f.Params["currency"]; cur != "" && !strings.EqualFold(cur, p.Currency) {
+			return malformed("ep.currency", "the property reports in %s; send values in %s (%.10q cannot be converted)", p.Currency, p.Currency, cur)
+		}
 	}
 	switch f.NonInteraction {
 	case "", "0", "false": // JSON's booleans come as their text

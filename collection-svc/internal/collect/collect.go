@@ -43,6 +43,10 @@ type Property struct {
 	// Location is the property's time zone: cookieless visitor IDs change
 	// at its midnight. nil is UTC.
 	Location *time.Location
+	// Currency is the ISO 4217 code event and goal values are in; a
+	// Measurement API event in another currency is refused. "": not
+	// known, not checked.
+	Currency string
 	// Shards is the property's processing shard count (hit.Key).
 	Shards int
 	// Rules are the property's current compiled rules (hostnames, IP
@@ -317,6 +321,9 @@ func (s *Server) handle(ctx context.Context, r *http.Request, in input, received
 		if e == errNoSalt {
 			out.err = errUnavailable
 			return out
+		}
+		if e != nil && in.origin == hit.OriginMeasurement {
+			e = measurementError(e, i, &it.Fields)
 		}
 		if e != nil {
 			out.rejected[i] = e

@@ -326,7 +326,9 @@ func TestInvalidHitsAreAnsweredAndDeadLettered(t *testing.T) {
 		{"pixel unknown tracking id", "GET", "/collect?v=1&tid=" + tidUnknown + "&cid=m-pixelunknown&t=pageview&dp=%2F", "", 200, "unknown_tracking_id", "tid", "m-pixelunknown", ""},
 		{"mp bad secret", "POST", "/mp/collect?tracking_id=" + tidShop + "&api_secret=wrong", `{"client_id":"m-secret","events":[{"name":"x"}]}`, 403, "bad_secret", "api_secret", "m-secret", ""},
 		{"mp no secret", "POST", "/mp/collect?tracking_id=" + tidShop, `{"client_id":"m-nosecret","events":[{"name":"x"}]}`, 403, "bad_secret", "api_secret", "m-nosecret", ""},
-		{"mp bad event name", "POST", "/mp/collect?tracking_id=" + tidShop + "&api_secret=" + apiSecret, `{"client_id":"m-evname","events":[{"name":"9 lives"}]}`, 400, "malformed", "events.name", "m-evname", ""},
+		{"mp bad event name", "POST", "/mp/collect?tracking_id=" + tidShop + "&api_secret=" + apiSecret, `{"client_id":"m-evname","events":[{"name":"9 lives"}]}`, 400, "malformed", "events[0].name", "m-evname", ""},
+		{"mp value in another currency", "POST", "/mp/collect?tracking_id=" + tidShop + "&api_secret=" + apiSecret, `{"client_id":"m-yen","events":[{"name":"purchase","params":{"value":1000,"currency":"JPY"}}]}`, 400, "malformed", "events[0].params.currency", "m-yen", ""},
+		{"mp bad value", "POST", "/mp/collect?tracking_id=" + tidShop + "&api_secret=" + apiSecret, `{"client_id":"m-mpvalue","events":[{"name":"purchase","params":{"value":"lots"}}]}`, 400, "malformed", "events[0].params.value", "m-mpvalue", ""},
 		{"mp too old", "POST", "/mp/collect?tracking_id=" + tidShop + "&api_secret=" + apiSecret, fmt.Sprintf(`{"client_id":"m-mpold","timestamp_micros":%d,"events":[{"name":"x"}]}`, time.Now().Add(-5*time.Hour).UnixMicro()), 400, "too_old", "timestamp_micros", "m-mpold", ""},
 	}
 	for _, tt := range tests {

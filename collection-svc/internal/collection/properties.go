@@ -44,6 +44,7 @@ func convert(doc *configclient.Property) any {
 		TrackingID:   doc.TrackingID,
 		Cookieless:   doc.Cookieless,
 		Location:     doc.Location(),
+		Currency:     doc.Currency,
 		Shards:       doc.ProcessingShards,
 		Rules:        doc.Compiled(),
 		VerifySecret: doc.VerifySecret,

@@ -31,7 +31,7 @@ func TestPropertiesFromConfigClient(t *testing.T) {
 	r := rules.Defaults()
 	r.Exclusions.IP = []string{"10.0.0.0/8"}
 	doc := &configclient.Property{
-		PropertyID: "p1", TenantID: "t1", TrackingID: tidShop, Cookieless: true, ProcessingShards: 4,
+		PropertyID: "p1", TenantID: "t1", TrackingID: tidShop, Currency: "EUR", Cookieless: true, ProcessingShards: 4,
 		APISecretSHA256: []string{hex.EncodeToString(sum[:])},
 		Rules:           configclient.RuleVersion{Version: 3, Hostnames: []string{"shop.example"}, Rules: r},
 	}
@@ -46,8 +46,8 @@ func TestPropertiesFromConfigClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := fmt.Sprint(p.ID, p.TenantID, p.TrackingID, p.Cookieless, p.Shards)
-	if want := fmt.Sprint("p1", "t1", tidShop, true, 4); got != want {
+	got := fmt.Sprint(p.ID, p.TenantID, p.TrackingID, p.Currency, p.Cookieless, p.Shards)
+	if want := fmt.Sprint("p1", "t1", tidShop, "EUR", true, 4); got != want {
 		t.Errorf("property = %s, want %s", got, want)
 	}
 	if p.Rules == nil || p.Rules.Version() != 3 {

@@ -156,7 +156,7 @@ func jsonHit(v *fastjson.Value, scratch []byte) (Item, []byte) {
 		}
 		f.Size += len(key)
 		if string(key) == "ep" {
-			it.Err = params(f, val, true)
+			it.Err = params(f, val, "ep")
 			return
 		}
 		start := len(vals)
@@ -180,15 +180,16 @@ func jsonHit(v *fastjson.Value, scratch []byte) (Item, []byte) {
 	return it, vals
 }
 
-// params reads an object of custom parameters into f.Params. Nested
-// objects and arrays are kept as their JSON text when allowNested.
-func params(f *Fields, v *fastjson.Value, allowNested bool) *Error {
+// params reads an object of custom parameters into f.Params, the
+// parameters the sender calls name (a batch's "ep", an event's "params"),
+// as errors say. Nested objects and arrays are kept as their JSON text.
+func params(f *Fields, v *fastjson.Value, name string) *Error {
 	if v.Type() == fastjson.TypeNull {
 		return nil
 	}
 	o, err := v.Object()
 	if err != nil {
-		return Errorf(ReasonMalformed, "ep", "custom parameters must be a JSON object")
+		return Errorf(ReasonMalformed, name, "%s must be a JSON object of parameters, {\"name\": value, ...}", name)
 	}
 	var perr *Error
 	o.Visit(func(key []byte, val *fastjson.Value) {
@@ -197,10 +198,6 @@ func params(f *Fields, v *fastjson.Value, allowNested bool) *Error {
 		}
 		s, ok, e := scalar(val)
 		if e != nil {
-			if !allowNested {
-				perr = Errorf(ReasonMalformed, "params."+string(key), "%s", e.Message)
-				return
-			}
 			s, ok = string(val.MarshalTo(nil)), true
 		}
 		if !ok {
@@ -208,6 +205,7 @@ func params(f *Fields, v *fastjson.Value, allowNested bool) *Error {
 		}
 		f.Size += len(key) + len(s)
 		if err := f.setParam(string(key), s); err != nil {
+			err.Field = name
 			perr = err
 		}
 	})

@@ -2,6 +2,7 @@ package parse
 
 import (
 	"encoding/json"
+	"strconv"
 
 	"github.com/valyala/fastjson"
 )
@@ -12,13 +13,18 @@ import (
 //	{"client_id": "...", "user_id": "...", "timestamp_micros": 1700000000000000,
 //	 "events": [{"name": "purchase", "params": {"value": 12.5, ...}}, ...]}
 //
-// Each event becomes one hit: page_view a pageview (params page_location,
-// page_title, page_referrer), user_engagement an engagement ping
-// (engagement_time_msec), any other name an event whose action is the name
-// and whose category is params.event_category or else the name, with
-// params.event_label and params.value; all params are kept. An event's own
-// timestamp_micros overrides the request's, and event_id (on the event or
-// in its params) is the de-duplication key.
+// Each event becomes one hit: page_view a pageview, user_engagement an
+// engagement ping, any other name an event whose action is the name and
+// whose category is params.event_category or else the name, with
+// params.event_label, params.value and params.non_interaction. On every
+// event, params page_location, page_title, page_referrer and
+// engagement_time_msec are the hit's page, title, referrer and engagement
+// time; all params are kept. An event's own timestamp_micros overrides the
+// request's, and event_id (on the event or in its params) is the
+// de-duplication key.
+//
+// An event's error names the field as the sender wrote it, with the
+// event's index: events[2].name, events[0].params.
 //
 // Like Batch, it makes the items in dst's memory when it is large enough.
 func Measurement(dst []Item, body []byte) ([]Item, error) {
@@ -71,12 +77,27 @@ func measurement(dst []Item, v *fastjson.Value) ([]Item, error) {
 	items := reuse(dst, len(events))
 	for i, e := range events {
 		items[i] = measurementEvent(e, common)
+		if err := items[i].Err; err != nil {
+			err.Field = EventField(i, err.Field)
+		}
 	}
 	return items, nil
 }
 
+// EventField is the name of field of the Measurement API's event i, as
+// the sender wrote it: "events[i]." + field, or "events[i]" for the event
+// itself ("").
+func EventField(i int, field string) string {
+	name := "events[" + strconv.Itoa(i) + "]"
+	if field != "" {
+		name += "." + field
+	}
+	return name
+}
+
 // measurementEvent reads one event; a rejected one gets its Raw from
-// Measurement.
+// Measurement. Its error's field is relative to the event (name,
+// params.value; "" for the event as a whole).
 func measurementEvent(v *fastjson.Value, common Fields) Item {
 	it := Item{Fields: common}
 	f := &it.Fields
@@ -86,7 +107,7 @@ func measurementEvent(v *fastjson.Value, common Fields) Item {
 		return it
 	}
 	if v.Type() != fastjson.TypeObject {
-		return fail(Errorf(ReasonMalformed, "events", "an event must be a JSON object {name, params}"))
+		return fail(Errorf(ReasonMalformed, "", "an event must be a JSON object {name, params}"))
 	}
 	var name string
 	nv := v.Get("name")
@@ -104,16 +125,17 @@ func measurementEvent(v *fastjson.Value, common Fields) Item {
 		if fv := v.Get(k.key); fv != nil {
 			s, ok, e := scalar(fv)
 			if e != nil {
-				return fail(Errorf(ReasonMalformed, "events."+k.key, "%s", e.Message))
+				return fail(Errorf(ReasonMalformed, k.key, "%s", e.Message))
 			}
 			if ok {
 				*k.dst = s
+				f.OwnTimestamp = f.OwnTimestamp || k.key == "timestamp_micros"
 			}
 		}
 	}
 	f.Size = len(name) + len(f.ClientID) + len(f.UserID)
 	if pv := v.Get("params"); pv != nil {
-		if e := params(f, pv, true); e != nil {
+		if e := params(f, pv, "params"); e != nil {
 			return fail(e)
 		}
 	}
@@ -121,14 +143,16 @@ func measurementEvent(v *fastjson.Value, common Fields) Item {
 		return fail(Errorf(ReasonTooLarge, "", "the event is %d bytes; the limit is %d", f.Size, MaxHitBytes))
 	}
 	p := f.Params
+	// The page and the engagement time, on every event as GA4 sends them:
+	// a server's purchase that opens a session takes its attribution from
+	// its page_referrer.
+	f.Location, f.Title, f.Referrer = p["page_location"], p["page_title"], p["page_referrer"]
+	f.EngagementTime = p["engagement_time_msec"]
 	switch name {
 	case "page_view":
 		f.Type = "pageview"
-		f.Location, f.Title, f.Referrer = p["page_location"], p["page_title"], p["page_referrer"]
 	case "user_engagement":
 		f.Type = "engagement"
-		f.Location = p["page_location"]
-		f.EngagementTime = p["engagement_time_msec"]
 	default:
 		f.Type = "event"
 		f.Action = name
@@ -138,14 +162,11 @@ func measurementEvent(v *fastjson.Value, common Fields) Item {
 		}
 		f.Label = p["event_label"]
 		f.Value = p["value"]
-		f.Location = p["page_location"]
-		switch p["non_interaction"] {
-		case "1", "true":
-			f.NonInteraction = "1"
-		}
+		f.NonInteraction = p["non_interaction"] // validated as ni is
 	}
 	if f.EventID == "" {
 		f.EventID = p["event_id"]
+		f.EventIDInParams = f.EventID != ""
 	}
 	return it
 }
@@ -202,16 +223,16 @@ func Replayable(body []byte) func(i int) string {
 // underscores, at most 40 characters.
 func eventName(s string) *Error {
 	if s == "" {
-		return Errorf(ReasonMalformed, "events.name", "every event needs a name, e.g. page_view or sign_up")
+		return Errorf(ReasonMalformed, "name", "every event needs a name, e.g. page_view or sign_up")
 	}
 	if len(s) > 40 {
-		return Errorf(ReasonMalformed, "events.name", "event name %.40q... is longer than 40 characters", s)
+		return Errorf(ReasonMalformed, "name", "event name %.40q... is longer than 40 characters", s)
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		letter := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
 		if !letter && (i == 0 || !(c >= '0' && c <= '9' || c == '_')) {
-			return Errorf(ReasonMalformed, "events.name", "event name %q: use a letter, then letters, digits and underscores", s)
+			return Errorf(ReasonMalformed, "name", "event name %q: use a letter, then letters, digits and underscores", s)
 		}
 	}
 	return nil

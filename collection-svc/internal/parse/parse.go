@@ -90,6 +90,11 @@ type Fields struct {
 	// Params are custom parameters: ep.<name> in a query string, "ep" in a
 	// JSON hit, the event's params in the Measurement API.
 	Params map[string]string
+	// For a Measurement API event, where two fields were found, so that an
+	// error names them as the sender did: TimestampMicros on the event
+	// itself (else the request's), EventID in its params (else the
+	// event's own event_id).
+	OwnTimestamp, EventIDInParams bool
 	// Size is the hit's size as MaxHitBytes measures it.
 	Size int
 }
@@ -157,13 +162,14 @@ func (f *Fields) set(name, value string) bool {
 	return true
 }
 
-// setParam adds a custom parameter.
+// setParam adds a custom parameter; an error names the parameters "ep"
+// (the caller names them otherwise where they are called otherwise).
 func (f *Fields) setParam(name, value string) *Error {
 	if f.Params == nil {
 		f.Params = make(map[string]string, 4)
 	}
 	if _, dup := f.Params[name]; !dup && len(f.Params) >= MaxParams {
-		return Errorf(ReasonMalformed, "ep", "more than %d custom parameters", MaxParams)
+		return Errorf(ReasonMalformed, "ep", "more than %d custom parameters; send at most %d", MaxParams, MaxParams)
 	}
 	f.Params[name] = value
 	return nil
