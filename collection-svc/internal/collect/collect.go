@@ -210,6 +210,8 @@ type input struct {
 	request func() string
 	// mem is the request's working memory (getScratch).
 	mem *scratch
+	// post: the hits came in a POST body, the tracking ID in the query.
+	post bool
 }
 
 // handle runs one request: look up the property, build every hit, queue
@@ -244,6 +246,12 @@ func (s *Server) handle(ctx context.Context, r *http.Request, in input, received
 		})
 	}
 
+	if in.trackingID == "" {
+		e := missingTrackingID(&in)
+		reject(e, -1)
+		out.err = e
+		return out
+	}
 	prop, perr := s.property(ctx, in.trackingID, in.origin)
 	if perr != nil {
 		if errors.Is(perr, errUnavailable) {
@@ -436,9 +444,6 @@ func (s *Server) property(ctx context.Context, tid string, origin hit.Origin) (*
 	if origin == hit.OriginMeasurement {
 		field = "tracking_id"
 	}
-	if tid == "" {
-		return nil, parse.Errorf(parse.ReasonMalformed, field, "the tracking ID is missing; send %s=AT-XXXXXXXXXX", field)
-	}
 	if !validTrackingID(tid) {
 		return nil, parse.Errorf(parse.ReasonUnknownTrackingID, field, "%.40q is not a tracking ID (they look like AT-XXXXXXXXXX)", tid)
 	}
@@ -451,6 +456,29 @@ func (s *Server) property(ctx context.Context, tid string, origin hit.Origin) (*
 		return nil, errUnavailable
 	}
 	return p, nil
+}
+
+// missingTrackingID is the rejection of a request without a tracking ID
+// in its query string. A POST's is there too, never in its hits: the
+// gateway rate-limits a request by its query's tracking ID, so one read
+// from the body would be counted in no property's bucket (hits' own tid
+// may only repeat the query's).
+func missingTrackingID(in *input) *parse.Error {
+	switch {
+	case in.origin == hit.OriginMeasurement:
+		return parse.Errorf(parse.ReasonMalformed, "tracking_id", "the tracking ID is missing; it goes in the query string: POST /mp/collect?tracking_id=AT-XXXXXXXXXX&api_secret=...")
+	case !in.post:
+		return parse.Errorf(parse.ReasonMalformed, "tid", "the tracking ID is missing; send tid=AT-XXXXXXXXXX")
+	}
+	for i := range in.items {
+		if tid := in.items[i].Fields.TrackingID; tid != "" {
+			if !validTrackingID(tid) {
+				tid = "AT-XXXXXXXXXX"
+			}
+			return parse.Errorf(parse.ReasonMalformed, "tid", "the tracking ID is missing from the query string: send the batch to POST /collect?tid=%s (the hits' own tid is not read for it; it may only repeat the query's)", tid)
+		}
+	}
+	return parse.Errorf(parse.ReasonMalformed, "tid", "the tracking ID is missing; it goes in the query string: POST /collect?tid=AT-XXXXXXXXXX")
 }
 
 // validTrackingID is configclient.ValidTrackingID's check, kept here so a
@@ -541,7 +569,7 @@ func (s *Server) measurement(w http.ResponseWriter, r *http.Request) {
 // readBatch reads and parses a POST body into in.mem, where the body stays
 // for a dead letter; the caller puts in.mem back when the request is done.
 func (s *Server) readBatch(r *http.Request, parseBody func([]parse.Item, []byte) ([]parse.Item, error)) (input, *parse.Error) {
-	in := input{origin: hit.OriginBrowser, mem: getScratch()}
+	in := input{origin: hit.OriginBrowser, mem: getScratch(), post: true}
 	param := "tid"
 	if r.URL.Path == "/mp/collect" || r.URL.Path == "/debug/mp/collect" {
 		in.origin = hit.OriginMeasurement

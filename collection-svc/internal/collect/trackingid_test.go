@@ -122,3 +122,57 @@ func counted(t *testing.T, s *Server, origin string) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// TestMissingTrackingIDSaysWhereItGoes: a request without the tracking ID
+// in its query is refused with where it goes: a POST's in the query
+// string, not in its hits, whose tid is not read for it (the gateway
+// rate-limits by the query's, so a body's would be counted in no
+// property's bucket).
+func TestMissingTrackingIDSaysWhereItGoes(t *testing.T) {
+	var dead deadLetters
+	s, p := testServerWith(t, 1, countingQueue{new(int)}, &dead)
+	mux := http.NewServeMux()
+	s.Register(mux)
+	tests := []struct {
+		name, method, target, body string
+		field, inText              string
+	}{
+		{"pixel", "GET", "/collect?v=1&t=pageview&cid=c", "", "tid", "send tid=AT-"},
+		{"batch", "POST", "/collect", `{"hits":[{"cid":"c","t":"pageview","dp":"/"}]}`, "tid", "it goes in the query string: POST /collect?tid=AT-"},
+		{"batch whose hits name it", "POST", "/collect", `{"hits":[{"tid":"` + p.TrackingID + `","cid":"c","t":"pageview","dp":"/"}]}`, "tid",
+			"missing from the query string: send the batch to POST /collect?tid=" + p.TrackingID + " (the hits' own tid is not read"},
+		{"batch whose hits name something else", "POST", "/collect", `{"hits":[{"tid":"<script>","cid":"c","t":"pageview","dp":"/"}]}`, "tid",
+			"POST /collect?tid=AT-XXXXXXXXXX (the hits' own tid"},
+		{"debug batch", "POST", "/debug/collect", `{"hits":[{"tid":"` + p.TrackingID + `","cid":"c","t":"pageview","dp":"/"}]}`, "tid", "send the batch to POST /collect?tid=" + p.TrackingID},
+		{"measurement", "POST", "/mp/collect?api_secret=secret", `{"client_id":"c","events":[{"name":"sign_up"}]}`, "tracking_id", "query string: POST /mp/collect?tracking_id=AT-"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dead = nil
+			w := httptest.NewRecorder()
+			mux.ServeHTTP(w, httptest.NewRequest(tt.method, tt.target, strings.NewReader(tt.body)))
+			if tt.method == "GET" {
+				if w.Code != 200 || w.Header().Get("X-Collect-Error") != "malformed" || len(dead) != 1 || !strings.Contains(dead[0].Detail, tt.inText) {
+					t.Fatalf("%d %v, dead letters %+v", w.Code, w.Header(), dead)
+				}
+				return
+			}
+			var res struct {
+				Error struct{ Code, Field, Message string }
+			}
+			_ = json.Unmarshal(w.Body.Bytes(), &res)
+			if strings.HasPrefix(tt.target, "/debug/") {
+				if w.Code != 200 || !strings.Contains(w.Body.String(), tt.inText) || len(dead) != 0 {
+					t.Fatalf("%d %s, dead letters %+v", w.Code, w.Body, dead)
+				}
+				return
+			}
+			if w.Code != 400 || res.Error.Code != "malformed" || res.Error.Field != tt.field || !strings.Contains(res.Error.Message, tt.inText) {
+				t.Fatalf("%d %s\nwant 400 malformed %s saying %q", w.Code, w.Body, tt.field, tt.inText)
+			}
+			if len(dead) != 1 || !strings.Contains(dead[0].Payload, `"c"`) {
+				t.Fatalf("dead letters %+v, want the hits", dead)
+			}
+		})
+	}
+}
