@@ -180,6 +180,7 @@ type outcome struct {
 	// err rejects the whole request: a *parse.Error, or errUnavailable.
 	err      error
 	accepted int
+	prop     *Property // once looked up
 }
 
 // errUnavailable means the hits could not be stored now; retry.
@@ -263,6 +264,7 @@ func (s *Server) handle(ctx context.Context, r *http.Request, in input, received
 		out.err = e
 		return out
 	}
+	out.prop = prop
 	if in.origin == hit.OriginMeasurement && (prop.VerifySecret == nil || !prop.VerifySecret(in.secret)) {
 		e := parse.Errorf(parse.ReasonBadSecret, "api_secret", "the API secret is missing, wrong or revoked; create one in the property's settings")
 		reject(e, -1)

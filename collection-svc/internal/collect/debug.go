@@ -3,28 +3,44 @@ package collect
 import (
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/acme/analytics/collection-svc/internal/parse"
 	"github.com/acme/analytics/pkg/hit"
 	"github.com/acme/analytics/pkg/httpserver"
+	"github.com/acme/analytics/pkg/rules"
 )
 
 // DebugResult is the answer of the validation endpoints: whether every hit
 // would be accepted, and for each hit either the hit as it would be queued
 // (enriched, with the truncated IP) or what is wrong with it. Nothing is
-// stored and nothing goes to the dead-letter topic.
+// stored and nothing goes to the dead-letter topic. Warnings say what
+// would happen that the sender may not expect: a valid hit that reports
+// will not show (a bot, an excluded address), a field that is not read.
 type DebugResult struct {
-	Valid bool                    `json:"valid"`
-	Error *httpserver.ErrorDetail `json:"error,omitempty"` // the request as a whole
-	Hits  []DebugHit              `json:"hits,omitempty"`
+	Valid    bool                    `json:"valid"`
+	Error    *httpserver.ErrorDetail `json:"error,omitempty"`    // the request as a whole
+	Warnings []Warning               `json:"warnings,omitempty"` // the request as a whole
+	Hits     []DebugHit              `json:"hits,omitempty"`
 }
 
 // DebugHit is one hit of a DebugResult.
 type DebugHit struct {
-	Index int                     `json:"index"`
-	Valid bool                    `json:"valid"`
-	Hit   *hit.Hit                `json:"hit,omitempty"`
-	Error *httpserver.ErrorDetail `json:"error,omitempty"`
+	Index    int                     `json:"index"`
+	Valid    bool                    `json:"valid"`
+	Hit      *hit.Hit                `json:"hit,omitempty"`
+	Error    *httpserver.ErrorDetail `json:"error,omitempty"`
+	Warnings []Warning               `json:"warnings,omitempty"`
+}
+
+// Warning is something about an accepted request or hit that its sender
+// should know: its code is stable (bot, ip_excluded, user_agent_excluded,
+// country_excluded, ignored_parameter), its field the parameter it is
+// about, if one, its message what follows and what to do.
+type Warning struct {
+	Code    string `json:"code"`
+	Field   string `json:"field,omitempty"`
+	Message string `json:"message"`
 }
 
 func detail(e *parse.Error) *httpserver.ErrorDetail {
@@ -46,18 +62,18 @@ func (s *Server) debugPixel(w http.ResponseWriter, r *http.Request) {
 	}
 	in := input{trackingID: tid, origin: hit.OriginBrowser, items: []parse.Item{item}, payload: func(int) string { return "" }, mem: getScratch()}
 	defer putScratch(in.mem)
-	s.debugRespond(w, s.handle(r.Context(), r, in, received, true))
+	s.debugRespond(w, s.handle(r.Context(), r, in, received, true), in.origin, parse.IgnoredQuery(r.URL.RawQuery))
 }
 
 func (s *Server) debugBatch(w http.ResponseWriter, r *http.Request) {
-	s.debugPost(w, r, parse.Batch)
+	s.debugPost(w, r, parse.Batch, parse.IgnoredBatch)
 }
 
 func (s *Server) debugMeasurement(w http.ResponseWriter, r *http.Request) {
-	s.debugPost(w, r, parse.Measurement)
+	s.debugPost(w, r, parse.Measurement, parse.IgnoredMeasurement)
 }
 
-func (s *Server) debugPost(w http.ResponseWriter, r *http.Request, parseBody func([]parse.Item, []byte) ([]parse.Item, error)) {
+func (s *Server) debugPost(w http.ResponseWriter, r *http.Request, parseBody func([]parse.Item, []byte) ([]parse.Item, error), ignored func([]byte) parse.Ignored) {
 	received := s.now()
 	in, perr := s.readBatch(r, parseBody)
 	defer putScratch(in.mem)
@@ -66,10 +82,12 @@ func (s *Server) debugPost(w http.ResponseWriter, r *http.Request, parseBody fun
 		httpserver.WriteJSON(w, http.StatusOK, DebugResult{Error: detail(perr)})
 		return
 	}
-	s.debugRespond(w, s.handle(r.Context(), r, in, received, true))
+	s.debugRespond(w, s.handle(r.Context(), r, in, received, true), in.origin, ignored(in.mem.body.Bytes()))
 }
 
-func (s *Server) debugRespond(w http.ResponseWriter, out outcome) {
+// debugRespond answers what became of a request of origin, which carried
+// the ignored fields ig.
+func (s *Server) debugRespond(w http.ResponseWriter, out outcome, origin hit.Origin, ig parse.Ignored) {
 	cors(w)
 	var res DebugResult
 	switch {
@@ -80,13 +98,79 @@ func (s *Server) debugRespond(w http.ResponseWriter, out outcome) {
 		res.Error = detail(out.err.(*parse.Error))
 	default:
 		res.Valid = out.firstRejection() == nil
+		for _, name := range ig.Request {
+			res.Warnings = append(res.Warnings, ignoredWarning(name, origin))
+		}
 		for i := range out.hits {
 			dh := DebugHit{Index: i, Valid: out.rejected[i] == nil, Hit: out.hits[i]}
 			if out.rejected[i] != nil {
 				dh.Error = detail(out.rejected[i])
+			} else {
+				dh.Warnings = exclusionWarnings(out.prop, out.hits[i])
+			}
+			if i < len(ig.Hits) {
+				for _, name := range ig.Hits[i] {
+					dh.Warnings = append(dh.Warnings, ignoredWarning(name, origin))
+				}
 			}
 			res.Hits = append(res.Hits, dh)
 		}
 	}
 	httpserver.WriteJSON(w, http.StatusOK, res)
+}
+
+// exclusionWarnings says why reports will not show (or will set apart) h,
+// valid as it is: what processing asks the property's rules
+// (rules.Compiled.Exclusion), the same question.
+func exclusionWarnings(p *Property, h *hit.Hit) []Warning {
+	var ws []Warning
+	filtering := p.Rules != nil && p.Rules.BotFiltering()
+	if h.Bot {
+		msg := "the user agent matches the crawler list (" + h.BotName + "): "
+		if filtering {
+			msg += "with bot filtering on (the property's setting), this hit is not in reports, only among the filtered hits"
+		} else {
+			msg += "the property's bot filtering is off, so this hit is in reports, flagged as a bot"
+		}
+		if h.Origin == hit.OriginBrowser {
+			msg += "; a server sending its visitors' hits should use POST /mp/collect, which takes no user agent or address from the request"
+		}
+		ws = append(ws, Warning{Code: "bot", Message: msg})
+	}
+	if p.Rules == nil {
+		return ws
+	}
+	switch reason, excluded := p.Rules.Exclusion(h); {
+	case !excluded:
+	case reason == rules.ReasonIP:
+		ws = append(ws, Warning{Code: "ip_excluded", Message: "the client's address matches the property's IP exclusion " + h.IPExcludedBy + ": this hit is not in reports, only among the filtered hits"})
+	case reason == rules.ReasonUserAgent:
+		ws = append(ws, Warning{Code: "user_agent_excluded", Message: "the user agent matches one of the property's user-agent exclusions: this hit is not in reports, only among the filtered hits"})
+	case reason == rules.ReasonCountry:
+		ws = append(ws, Warning{Code: "country_excluded", Message: "the client's country (" + h.Country + ") is excluded by the property's rules: this hit is not in reports, only among the filtered hits"})
+	}
+	return ws
+}
+
+// ignoredWarning tells that name, sent to an endpoint of origin, is not
+// read.
+func ignoredWarning(name string, origin hit.Origin) Warning {
+	w := Warning{Code: "ignored_parameter", Field: name}
+	switch {
+	case origin == hit.OriginBrowser && name == "uip":
+		w.Message = "uip is not read: /collect takes the visitor's address from the request (here, the sender's); a server sending its visitors' hits should use POST /mp/collect"
+	case origin == hit.OriginBrowser && name == "ua":
+		w.Message = "ua is not read: /collect takes the user agent from the request's User-Agent header (here, the sender's); a server sending its visitors' hits should use POST /mp/collect"
+	case origin == hit.OriginBrowser:
+		w.Message = name + " is not a parameter of /collect and is ignored (docs/collection.md lists them; custom parameters are ep.<name>)"
+	case isSessionID(name):
+		w.Message = "session_id is kept as a parameter but not used: sessions are derived from the visitor's hits (a gap of 30 minutes, midnight, a new campaign), so this event joins the session its client_id has at its time"
+	default:
+		w.Message = name + " is not read by /mp/collect and is ignored (it reads client_id, user_id, timestamp_micros and events: name, params, timestamp_micros, event_id)"
+	}
+	return w
+}
+
+func isSessionID(name string) bool {
+	return strings.HasSuffix(name, ".params.session_id")
 }

@@ -1,0 +1,124 @@
+package collect
+
+import (
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/acme/analytics/collection-svc/internal/device"
+	"github.com/acme/analytics/pkg/rules"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// TestDebugWarnings: the validation endpoints say valid for a hit that
+// reports will not show, and warn why (a bot, an excluded address or
+// country, a user-agent exclusion), as the property's rules will decide
+// it; and they warn about what a request carried that is not read (uip and
+// ua on /collect, which a server sending its visitors' hits should send to
+// /mp/collect; a Measurement API request's unread fields; session_id).
+func TestDebugWarnings(t *testing.T) {
+	const browserUA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+	server := func(t *testing.T, tid string, edit func(*rules.Rules)) *http.ServeMux {
+		r := rules.Defaults()
+		edit(&r)
+		c, err := rules.Compile(r, 1, []string{"shop.example"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := New(Config{
+			Properties: staticProperties{&Property{ID: "p", TenantID: "t", TrackingID: tid, Currency: "EUR", Shards: 1, Rules: c,
+				VerifySecret: func(s string) bool { return s == "secret" }}},
+			Queue: countingQueue{new(int)}, DeadLetters: failOnDeadLetter{t}, Devices: device.NewParser(100),
+			TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
+			Log:            slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: prometheus.NewRegistry(),
+		})
+		mux := http.NewServeMux()
+		s.Register(mux)
+		return mux
+	}
+	const tid = "AT-SHPSHPSHP2"
+	defaults := server(t, tid, func(*rules.Rules) {})
+	noBotFiltering := server(t, tid, func(r *rules.Rules) { r.BotFiltering = false })
+	excluding := server(t, tid, func(r *rules.Rules) {
+		r.Exclusions.IP = []string{"203.0.113.0/24"}
+		r.Exclusions.UserAgents = []string{"internal-monitor"}
+	})
+	const pixel = "/debug/collect?v=1&tid=" + tid + "&t=pageview&cid=c&dl=https%3A%2F%2Fshop.example%2F"
+	const mp = "/debug/mp/collect?tracking_id=" + tid + "&api_secret=secret"
+	type warning struct{ code, field, inText string }
+	tests := []struct {
+		name         string
+		mux          *http.ServeMux
+		method, path string
+		ua, addr     string
+		body         string
+		request      []warning   // the request's warnings
+		hits         [][]warning // each hit's
+	}{
+		{"a browser", defaults, "GET", pixel, browserUA, "198.51.100.1", "", nil, [][]warning{nil}},
+		{"python-requests", defaults, "GET", pixel, "python-requests/2.31.0", "198.51.100.1", "", nil,
+			[][]warning{{{"bot", "", "with bot filtering on (the property's setting), this hit is not in reports"}}}},
+		{"Go's client, bot filtering off", noBotFiltering, "GET", pixel, "Go-http-client/1.1", "198.51.100.1", "", nil,
+			[][]warning{{{"bot", "", "bot filtering is off, so this hit is in reports"}}}},
+		{"an excluded address", excluding, "GET", pixel, browserUA, "203.0.113.7", "", nil,
+			[][]warning{{{"ip_excluded", "", "IP exclusion 203.0.113.0/24"}}}},
+		{"an excluded user agent", excluding, "GET", pixel, "internal-monitor/1.0 " + browserUA, "198.51.100.1", "", nil,
+			[][]warning{{{"user_agent_excluded", "", "user-agent exclusions"}}}},
+		{"uip and ua on the pixel", defaults, "GET", pixel + "&uip=192.0.2.1&ua=Mozilla&colour=red", "python-requests/2.31.0", "198.51.100.1", "", nil,
+			[][]warning{{{"bot", "", "POST /mp/collect"}, {"ignored_parameter", "uip", "use POST /mp/collect"}, {"ignored_parameter", "ua", "use POST /mp/collect"},
+				{"ignored_parameter", "colour", "not a parameter of /collect"}}}},
+		{"uip in a batch", defaults, "POST", "/debug/collect?tid=" + tid, browserUA, "198.51.100.1",
+			`{"hits":[{"cid":"c","t":"pageview","dl":"https://shop.example/"},{"cid":"c","t":"nope","uip":"192.0.2.1"}]}`, nil,
+			[][]warning{nil, {{"ignored_parameter", "uip", "use POST /mp/collect"}}}},
+		{"the Measurement API: no bot from the sender, fields not read, session_id", excluding, "POST", mp, "python-requests/2.31.0", "203.0.113.7",
+			`{"client_id":"c","user_properties":{"plan":{"value":"pro"}},"events":[{"name":"purchase","items":[],"params":{"session_id":"17","value":1}}]}`,
+			[]warning{{"ignored_parameter", "user_properties", "not read by /mp/collect"}},
+			[][]warning{{{"ignored_parameter", "events[0].items", "not read by /mp/collect"}, {"ignored_parameter", "events[0].params.session_id", "sessions are derived"}}}},
+	}
+	type gotWarning struct{ Code, Field, Message string }
+	matches := func(got []gotWarning, want []warning) bool {
+		if len(got) != len(want) {
+			return false
+		}
+		for i := range want {
+			if got[i].Code != want[i].code || got[i].Field != want[i].field || !strings.Contains(got[i].Message, want[i].inText) {
+				return false
+			}
+		}
+		return true
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := httptest.NewRequest(tt.method, tt.path, strings.NewReader(tt.body))
+			req.RemoteAddr = "127.0.0.1:5000"
+			req.Header.Set("X-Forwarded-For", tt.addr)
+			req.Header.Set("User-Agent", tt.ua)
+			w := httptest.NewRecorder()
+			tt.mux.ServeHTTP(w, req)
+			var res struct {
+				Valid    bool
+				Warnings []gotWarning
+				Hits     []struct {
+					Valid    bool
+					Warnings []gotWarning
+				}
+			}
+			if err := json.Unmarshal(w.Body.Bytes(), &res); err != nil || w.Code != 200 || len(res.Hits) != len(tt.hits) {
+				t.Fatalf("%d %s", w.Code, w.Body)
+			}
+			if !matches(res.Warnings, tt.request) {
+				t.Errorf("request warnings %+v, want %+v", res.Warnings, tt.request)
+			}
+			for i, want := range tt.hits {
+				if !matches(res.Hits[i].Warnings, want) {
+					t.Errorf("hit %d: warnings %+v\nwant %+v", i, res.Hits[i].Warnings, want)
+				}
+			}
+		})
+	}
+}
