@@ -47,7 +47,8 @@ unit: ## go test -race every module on its own (GOWORK=off)
 fuzz: ## run the fuzz targets of the hit parsers, of the hit and visitor-state decoders and of the rollup dimension encoding for a fixed number of inputs (they must find nothing; a count, not a duration: a duration can end in a spurious 'context deadline exceeded')
 	cd collection-svc && for f in FuzzParseQuery FuzzParseBatch FuzzParseMeasurement; do \
 		GOWORK=off go test -run='^$$' -fuzz="^$$f\$$" -fuzztime=300000x ./internal/parse || exit 1; done
-	cd collection-svc && GOWORK=off go test -run='^$$' -fuzz='^FuzzParseBatchAndBuild$$' -fuzztime=100000x ./internal/collect
+	cd collection-svc && for f in FuzzParseBatchAndBuild FuzzParseMeasurementAndBuild; do \
+		GOWORK=off go test -run='^$$' -fuzz="^$$f\$$" -fuzztime=100000x ./internal/collect || exit 1; done
 	cd pkg && GOWORK=off go test -run='^$$' -fuzz='^FuzzUnmarshal$$' -fuzztime=300000x ./hit
 	cd pkg && GOWORK=off go test -run='^$$' -fuzz='^FuzzSplitRecord$$' -fuzztime=200000x ./hit
 	cd pkg && for f in FuzzJoinSplit FuzzSplitOldValue; do \

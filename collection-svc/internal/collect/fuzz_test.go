@@ -3,6 +3,7 @@ package collect
 import (
 	"context"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,6 +62,54 @@ func FuzzParseBatchAndBuild(f *testing.F) {
 			}
 			if back.ID != h.ID || h.IP != "203.0.113.0" || back.Time.After(c.received) {
 				t.Fatalf("accepted hit %s", b)
+			}
+		}
+	})
+}
+
+// FuzzParseMeasurementAndBuild runs whatever the Measurement API parser
+// reads through the whole validation: a rejected event's field is named
+// as the sender wrote it (a request field, or one of events[i]), never as
+// a /collect parameter.
+func FuzzParseMeasurementAndBuild(f *testing.F) {
+	for _, s := range []string{
+		`{"client_id":"c","events":[{"name":"page_view","params":{"page_location":"https://shop.example/","page_title":"T"}}]}`,
+		`{"client_id":"c","events":[{"name":"purchase","event_id":"e","params":{"value":"x","currency":"JPY","non_interaction":"yes"}}]}`,
+		`{"user_id":"u","timestamp_micros":"1","events":[{"name":"user_engagement","params":{"engagement_time_msec":-1}},{"name":"a","timestamp_micros":2}]}`,
+		`{"client_id":"c","events":[{"name":"x","params":{"page_location":"/rel","page_referrer":"` + "\xff" + `","event_id":1}}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	r, err := rules.Compile(rules.Defaults(), 1, []string{"shop.example"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	s := &Server{now: time.Now}
+	p := &Property{ID: "p", TenantID: "t", TrackingID: "AT-SHPSHPSHP2", Currency: "EUR", Shards: 3, Rules: r}
+	c := &client{received: time.Now()}
+	c.addr = addressingOf(p, c.ip)
+	requestFields := map[string]bool{"client_id": true, "user_id": true, "timestamp_micros": true}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		items, err := parse.Measurement(nil, body)
+		if err != nil {
+			return
+		}
+		for i, it := range items {
+			e := it.Err
+			if e == nil {
+				_, e = s.build(new(hit.Hit), p, &it.Fields, c, hit.OriginMeasurement)
+				if e == nil {
+					continue
+				}
+				e = measurementError(e, i, &it.Fields)
+			}
+			event := parse.EventField(i, "")
+			if e.Reason == "" || e.Message == "" || !requestFields[e.Field] && e.Field != event && !strings.HasPrefix(e.Field, event+".") {
+				t.Fatalf("event %d: rejection %+v", i, e)
+			}
+			if name, ok := strings.CutPrefix(e.Field, event+"."); ok && name != "name" && name != "event_id" && name != "timestamp_micros" &&
+				name != "params" && !strings.HasPrefix(name, "params.") {
+				t.Fatalf("event %d: rejection names %s, not a field of an event", i, e.Field)
 			}
 		}
 	})
