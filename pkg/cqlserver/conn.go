@@ -338,7 +338,7 @@ func (c *conn) dispatch(req message.Message, consistency *primitive.ConsistencyL
 		if err != nil {
 			return fail(err)
 		}
-		return c.run(sess, comp, opts)
+		return c.runFaulted(sess, comp, opts)
 	case *message.Prepare:
 		if m.Keyspace != "" {
 			sess.keyspace = m.Keyspace
@@ -356,16 +356,47 @@ func (c *conn) dispatch(req message.Message, consistency *primitive.ConsistencyL
 			return fail(err)
 		}
 		sess.keyspace = comp.keyspace
-		return c.run(sess, comp, opts)
+		return c.runFaulted(sess, comp, opts)
 	case *message.Batch:
 		*consistency = m.Consistency
+		fault := s.faultFor(s.db.batchQueries(m)...)
+		if fault == FailBefore {
+			return fail(errUnavailable)
+		}
 		resp, err := s.db.executeBatch(sess, m)
 		if err != nil {
 			return fail(err)
 		}
+		if fault == TimeoutAfter {
+			return &message.WriteTimeout{ErrorMessage: errTimeoutMessage, Consistency: m.Consistency, BlockFor: 1, WriteType: primitive.WriteTypeBatch}
+		}
 		return resp
 	}
 	return fail(errProtocol("Unexpected message %s", req.GetOpCode()))
+}
+
+// runFaulted runs comp as the hook of SetFault says (as run does without
+// one).
+func (c *conn) runFaulted(sess *session, comp *compiled, opts *options) message.Message {
+	switch c.srv.faultFor(comp.query) {
+	case FailBefore:
+		return toMessage(errUnavailable, opts.consistency)
+	case TimeoutAfter:
+		resp := c.run(sess, comp, opts)
+		if _, failed := resp.(message.Error); failed {
+			return resp
+		}
+		mp, write := comp.plan.(*modPlan)
+		if !write {
+			return &message.ReadTimeout{ErrorMessage: errTimeoutMessage, Consistency: opts.consistency, BlockFor: 1}
+		}
+		wt := primitive.WriteTypeSimple
+		if mp.conditional() {
+			wt = primitive.WriteTypeCas
+		}
+		return &message.WriteTimeout{ErrorMessage: errTimeoutMessage, Consistency: opts.consistency, BlockFor: 1, WriteType: wt}
+	}
+	return c.run(sess, comp, opts)
 }
 
 func (c *conn) run(sess *session, comp *compiled, opts *options) message.Message {
@@ -404,6 +435,20 @@ func preparedResult(c *compiled) message.Message {
 	}
 	res := &message.RowsMetadata{ColumnCount: int32(len(c.result)), Columns: c.result}
 	return &message.PreparedResult{PreparedQueryId: c.id[:], VariablesMetadata: vars, ResultMetadata: res}
+}
+
+// batchQueries returns the CQL text of a batch's statements (those it
+// can find: executeBatch reports the others).
+func (d *db) batchQueries(m *message.Batch) []string {
+	out := make([]string, 0, len(m.Children))
+	for _, ch := range m.Children {
+		if ch.Id == nil {
+			out = append(out, ch.Query)
+		} else if comp, err := d.preparedByID(ch.Id); err == nil {
+			out = append(out, comp.query)
+		}
+	}
+	return out
 }
 
 // executeBatch runs a BATCH message: every child is compiled (from its

@@ -50,6 +50,10 @@ func errProtocol(format string, args ...any) error {
 // unavailable with SetUnavailable.
 var errUnavailable = &cqlError{code: primitive.ErrorCodeUnavailable, msg: "Cannot achieve consistency level ONE"}
 
+// errTimeoutMessage is the message of the timeouts SetFault's TimeoutAfter
+// answers.
+const errTimeoutMessage = "Operation timed out - received only 0 responses."
+
 // errFilteringRequired is Cassandra's exact refusal of a query that would
 // need to filter rows.
 const errFilteringRequired = "Cannot execute this query as it might involve data filtering and thus may have unpredictable performance. If you want to execute this query despite the performance unpredictability, use ALLOW FILTERING"

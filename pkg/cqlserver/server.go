@@ -60,7 +60,8 @@ type Server struct {
 	acceptWG sync.WaitGroup
 
 	unavailable atomic.Bool
-	latency     atomic.Int64 // time.Duration added to every statement
+	latency     atomic.Int64                       // time.Duration added to every statement
+	fault       atomic.Pointer[func(string) Fault] // SetFault's hook; nil: none
 
 	stopJanitor chan struct{}
 	janitorDone chan struct{}
@@ -246,6 +247,53 @@ func (s *Server) SetUnavailable(on bool) { s.unavailable.Store(on) }
 // timeout of a single request may catch, for tests of what bounds a
 // whole computation.
 func (s *Server) SetLatency(d time.Duration) { s.latency.Store(int64(d)) }
+
+// Fault is what a hook given to SetFault does to a statement.
+type Fault int
+
+// Faults.
+const (
+	// NoFault runs the statement as usual.
+	NoFault Fault = iota
+	// FailBefore refuses the statement with an Unavailable error without
+	// running it: nothing it would write is written.
+	FailBefore
+	// TimeoutAfter runs the statement, then answers a write timeout in
+	// place of its result, as a coordinator does when the replicas
+	// applied a write but answered too late: the client cannot tell that
+	// the write was applied. (A lightweight transaction's timeout has
+	// write type CAS, a batch's BATCH.)
+	TimeoutAfter
+)
+
+// SetFault makes every QUERY, EXECUTE and BATCH ask fault what to do with
+// it, given its CQL text (a batch's statements one by one: the first that
+// is not NoFault decides for the whole batch); nil removes the hook.
+// PREPARE is never failed, so a driver's statements are prepared as usual.
+// The hook runs on the connection's goroutine, before the statement, and
+// may be called concurrently; it is for tests of one step of a multi-step
+// change failing, or of a write whose outcome the client cannot know.
+func (s *Server) SetFault(fault func(cql string) Fault) {
+	if fault == nil {
+		s.fault.Store(nil)
+		return
+	}
+	s.fault.Store(&fault)
+}
+
+// faultFor asks the hook about the statements of one request.
+func (s *Server) faultFor(queries ...string) Fault {
+	hook := s.fault.Load()
+	if hook == nil {
+		return NoFault
+	}
+	for _, q := range queries {
+		if f := (*hook)(q); f != NoFault {
+			return f
+		}
+	}
+	return NoFault
+}
 
 // Close stops serving, closes client connections and, with a data
 // directory, syncs the write-ahead log so that every acknowledged write is

@@ -218,6 +218,58 @@ func TestSetUnavailable(t *testing.T) {
 	}
 }
 
+// TestSetFault: a statement the hook fails before is not run; one it times
+// out after is run (the lightweight transaction's row is there, and its
+// timeout says CAS); the others, and every statement once the hook is
+// removed, run as usual. A batch is failed as a whole.
+func TestSetFault(t *testing.T) {
+	srv := cqltest.Server(t)
+	s := connect(t, srv, "")
+	defer s.Close()
+	mustExec(t, s, `CREATE KEYSPACE f WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}`)
+	mustExec(t, s, `CREATE TABLE f.kv (k text PRIMARY KEY, v text)`)
+	srv.SetFault(func(cql string) cqlserver.Fault {
+		switch {
+		case strings.Contains(cql, "'refused'"):
+			return cqlserver.FailBefore
+		case strings.Contains(cql, "IF NOT EXISTS"):
+			return cqlserver.TimeoutAfter
+		}
+		return cqlserver.NoFault
+	})
+	var ue *gocql.RequestErrUnavailable
+	if err := s.Query(`INSERT INTO f.kv (k, v) VALUES ('refused', 'x')`).Exec(); !errors.As(err, &ue) {
+		t.Fatalf("failed before: got %T %v, want Unavailable", err, err)
+	}
+	_, err := s.Query(`INSERT INTO f.kv (k, v) VALUES (?, ?) IF NOT EXISTS`, "cas", "x").MapScanCAS(map[string]any{})
+	var wt *gocql.RequestErrWriteTimeout
+	if !errors.As(err, &wt) || wt.WriteType != "CAS" {
+		t.Fatalf("timed out after: got %T %v, want a CAS write timeout", err, err)
+	}
+	b := s.NewBatch(gocql.LoggedBatch)
+	b.Query(`INSERT INTO f.kv (k, v) VALUES ('batched', 'x')`)
+	b.Query(`INSERT INTO f.kv (k, v) VALUES ('refused', 'x')`)
+	if err := s.ExecuteBatch(b); !errors.As(err, &ue) {
+		t.Fatalf("batch: got %T %v, want Unavailable", err, err)
+	}
+	mustExec(t, s, `INSERT INTO f.kv (k, v) VALUES ('plain', 'x')`)
+	srv.SetFault(nil)
+	mustExec(t, s, `INSERT INTO f.kv (k, v) VALUES ('refused', 'later')`)
+	got := map[string]string{}
+	iter := s.Query(`SELECT k, v FROM f.kv`).Iter()
+	var k, v string
+	for iter.Scan(&k, &v) {
+		got[k] = v
+	}
+	if err := iter.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"cas": "x", "plain": "x", "refused": "later"}
+	if len(got) != len(want) || got["cas"] != "x" || got["plain"] != "x" || got["refused"] != "later" {
+		t.Fatalf("rows %v, want %v (nothing of the failed statements or batch, the timed-out one written)", got, want)
+	}
+}
+
 func writeSampleData(t *testing.T, s *gocql.Session) {
 	t.Helper()
 	mustExec(t, s, `CREATE KEYSPACE app WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}`)

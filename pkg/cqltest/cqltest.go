@@ -14,6 +14,15 @@
 //	srv := cqltest.Server(t)
 //	session, _ := cqltest.Session(t)
 //	srv.SetUnavailable(true) // or srv.Stop() ... srv.Restart()
+//
+// and one that fails a single step of a change names its statements:
+//
+//	srv.SetFault(func(cql string) cqlserver.Fault {
+//		if strings.HasPrefix(cql, "UPDATE properties ") {
+//			return cqlserver.FailBefore
+//		}
+//		return cqlserver.NoFault
+//	})
 package cqltest
 
 import (
