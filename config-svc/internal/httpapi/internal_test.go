@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"github.com/acme/analytics/pkg/cassandra"
 	"github.com/acme/analytics/pkg/configclient"
 	"github.com/acme/analytics/pkg/migrate/migratetest"
+	"github.com/gocql/gocql"
 )
 
 func TestInternalPropertyDocument(t *testing.T) {
@@ -177,6 +179,28 @@ func TestInternalErrorClientGone(t *testing.T) {
 	s.internalError(rec, httptest.NewRequest("GET", "/internal/v1/properties/x", nil), "read the property", errors.New("boom"))
 	if rec.Code != http.StatusInternalServerError {
 		t.Fatalf("a connected client got %d, want 500", rec.Code)
+	}
+}
+
+// TestStorageFaultsAnswer503: Cassandra refusing (too few replicas) or
+// timing out is a condition to retry, answered 503 unavailable as a lost
+// connection is, not 500 internal.
+func TestStorageFaultsAnswer503(t *testing.T) {
+	s := &Server{o: Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}}
+	for _, err := range []error{
+		&gocql.RequestErrUnavailable{}, &gocql.RequestErrWriteTimeout{}, &gocql.RequestErrReadTimeout{},
+		fmt.Errorf("read property: %w", &gocql.RequestErrReadTimeout{}), gocql.ErrNoConnections,
+	} {
+		rec := httptest.NewRecorder()
+		s.internalError(rec, httptest.NewRequest("GET", "/v1/properties", nil), "list properties", err)
+		if rec.Code != http.StatusServiceUnavailable {
+			t.Errorf("%T %v: %d, want 503", err, err, rec.Code)
+		}
+	}
+	rec := httptest.NewRecorder()
+	s.internalError(rec, httptest.NewRequest("GET", "/v1/properties", nil), "list properties", errors.New("decode rule version 3: bad JSON"))
+	if rec.Code != http.StatusInternalServerError {
+		t.Errorf("a fault of ours: %d, want 500", rec.Code)
 	}
 }
 

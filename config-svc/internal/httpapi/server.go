@@ -207,15 +207,44 @@ func caller(w http.ResponseWriter, r *http.Request) (tenant.Identity, gocql.UUID
 // request's context is done, so the store's call failed with it) nothing
 // is logged or written: nobody reads the answer, and it is not a fault.
 func (s *Server) internalError(w http.ResponseWriter, r *http.Request, what string, err error) {
+	s.internalErrorAfter(w, r, what, err, "")
+}
+
+// internalErrorAfter is internalError for a request that failed after it
+// had done something a client must not take as undone: done, said first
+// in the message (e.g. "your account was created, but signing you in
+// failed"), with advice, tells the client what holds and what to do.
+func (s *Server) internalErrorAfter(w http.ResponseWriter, r *http.Request, what string, err error, done string) {
 	if r.Context().Err() != nil {
 		return
 	}
 	s.o.Log.Error(what, slog.Any("error", err), slog.String("request_id", httpserver.RequestID(r.Context())))
-	if errors.Is(err, gocql.ErrNoConnections) || errors.Is(err, gocql.ErrTimeoutNoResponse) || errors.Is(err, gocql.ErrConnectionClosed) {
-		httpserver.WriteError(w, http.StatusServiceUnavailable, "unavailable", "storage is unavailable; retry in a few seconds")
+	if storageUnavailable(err) {
+		msg := "storage is unavailable; retry in a few seconds"
+		if done != "" {
+			msg = done + "; storage is unavailable, so wait a few seconds first"
+		}
+		httpserver.WriteError(w, http.StatusServiceUnavailable, "unavailable", msg)
 		return
 	}
-	httpserver.WriteError(w, http.StatusInternalServerError, "internal", "internal error while trying to "+what+"; the request ID identifies it in our logs")
+	msg := "internal error while trying to " + what + "; the request ID identifies it in our logs"
+	if done != "" {
+		msg = done + "; " + msg
+	}
+	httpserver.WriteError(w, http.StatusInternalServerError, "internal", msg)
+}
+
+// storageUnavailable reports whether err is Cassandra not doing a request
+// now, which a retry is the fix for: no connection or no answer, too few
+// replicas alive (Unavailable) or answering in time (a read or write
+// timeout). A write that timed out may have been applied, as one whose
+// connection was lost may: the same 503 for both.
+func storageUnavailable(err error) bool {
+	var unavailable *gocql.RequestErrUnavailable
+	var writeTimeout *gocql.RequestErrWriteTimeout
+	var readTimeout *gocql.RequestErrReadTimeout
+	return errors.Is(err, gocql.ErrNoConnections) || errors.Is(err, gocql.ErrTimeoutNoResponse) || errors.Is(err, gocql.ErrConnectionClosed) ||
+		errors.As(err, &unavailable) || errors.As(err, &writeTimeout) || errors.As(err, &readTimeout)
 }
 
 func notFound(w http.ResponseWriter, what, id string) {
