@@ -1,0 +1,96 @@
+package httpapi
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/acme/analytics/pkg/configclient"
+	"github.com/acme/analytics/pkg/cqlserver"
+	"github.com/acme/analytics/pkg/cqltest"
+)
+
+// These tests fail one step of a change that takes several writes, on the
+// embedded CQL server (cqlserver.SetFault), and check that the client is
+// told the truth and that what the API shows and what the pipeline uses
+// agree afterwards.
+
+// newFaultEnv starts an instance on the test's own embedded CQL server,
+// which the test can make fail statements with fail.
+func newFaultEnv(t *testing.T) (*env, *cqlserver.Server) {
+	t.Helper()
+	srv := cqltest.Server(t) // before the keyspace, so that it is on this server
+	e := newEnv(t)
+	t.Cleanup(func() { srv.SetFault(nil) })
+	return e, srv
+}
+
+// fail makes srv answer the statements starting with prefix as fault
+// says, until srv.SetFault(nil). Every other statement runs.
+func fail(srv *cqlserver.Server, prefix string, fault cqlserver.Fault) {
+	srv.SetFault(func(cql string) cqlserver.Fault {
+		if strings.HasPrefix(strings.TrimSpace(cql), prefix) {
+			return fault
+		}
+		return cqlserver.NoFault
+	})
+}
+
+// TestPropertyChangeIsAllOrNothing: a PATCH that changes hostnames and a
+// name, one of whose writes fails, leaves the property as it was wherever
+// it is read: the API (GET) and the pipeline (the rule version collection
+// checks hosts with), the name included; or, when its rule version was
+// made although its answer was lost, the whole change is in effect in
+// both. A retry completes it.
+func TestPropertyChangeIsAllOrNothing(t *testing.T) {
+	e, srv := newFaultEnv(t)
+	a := e.signup("All Or Nothing")
+	p := e.createProperty(a, map[string]any{"name": "Shop", "hostnames": []string{"shop.example", "old.example"}})
+	path := "/v1/properties/" + p.ID
+	change := map[string]any{"name": "Renamed", "hostnames": []string{"shop.example"}}
+
+	// state is what the API shows and what the pipeline uses.
+	state := func() (name string, api, pipeline []string) {
+		t.Helper()
+		var got PropertyJSON
+		e.must(http.StatusOK, a.as(), "GET", path, nil).decode(t, &got)
+		var doc configclient.Property
+		e.must(http.StatusOK, service("collection"), "GET", "/internal/v1/properties/"+p.ID, nil).decode(t, &doc)
+		return got.Name, got.Hostnames, doc.Rules.Hostnames
+	}
+	expect := func(when, wantName string, wantHosts ...string) {
+		t.Helper()
+		name, api, pipeline := state()
+		if name != wantName || !slices.Equal(api, wantHosts) || !slices.Equal(pipeline, wantHosts) {
+			t.Fatalf("%s: the API shows %q with %v, the pipeline uses %v; want %q with %v in both", when, name, api, pipeline, wantName, wantHosts)
+		}
+	}
+
+	tests := []struct {
+		name      string
+		statement string
+		fault     cqlserver.Fault
+		wantName  string
+		wantHosts []string
+	}{
+		{"the property's row is not written", "UPDATE properties SET", cqlserver.FailBefore, "Shop", []string{"shop.example", "old.example"}},
+		{"the rule version is not made", "INSERT INTO rule_versions", cqlserver.FailBefore, "Shop", []string{"shop.example", "old.example"}},
+		{"the rule version is made, its answer lost", "INSERT INTO rule_versions", cqlserver.TimeoutAfter, "Renamed", []string{"shop.example"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fail(srv, tt.statement, tt.fault)
+			r := e.do(a.as(), "PATCH", path, change)
+			srv.SetFault(nil)
+			if r.code != http.StatusServiceUnavailable {
+				t.Fatalf("PATCH with a failed write = %d %s; want 503", r.code, r.body)
+			}
+			expect("after the failure", tt.wantName, tt.wantHosts...)
+			e.must(http.StatusOK, a.as(), "PATCH", path, change)
+			expect("after the retry", "Renamed", "shop.example")
+			// Back to the start for the next case.
+			e.must(http.StatusOK, a.as(), "PATCH", path, map[string]any{"name": "Shop", "hostnames": []string{"shop.example", "old.example"}})
+		})
+	}
+}
