@@ -94,3 +94,44 @@ func TestPropertyChangeIsAllOrNothing(t *testing.T) {
 		})
 	}
 }
+
+// TestDeleteUserCompletes: a deletion whose release of the e-mail address
+// fails leaves the user, so that a retry finds it and completes (before,
+// the row went first and the retry answered 404 with the address claimed
+// for good); one that fails after the release leaves a user who cannot log
+// in, whose retried deletion completes without taking the address from
+// whoever has claimed it since.
+func TestDeleteUserCompletes(t *testing.T) {
+	e, srv := newFaultEnv(t)
+	a := e.signup("Leavers")
+	login := func(u account) int {
+		return e.do(anonymous, "POST", "/v1/login", map[string]string{"email": u.email, "password": u.password}).code
+	}
+
+	t.Run("the address is not released", func(t *testing.T) {
+		u := e.addUser(a, "viewer")
+		fail(srv, "DELETE FROM users_by_email", cqlserver.FailBefore)
+		e.must(http.StatusServiceUnavailable, a.as(), "DELETE", "/v1/users/"+u.tokens.UserID, nil)
+		srv.SetFault(nil)
+		e.must(http.StatusNoContent, a.as(), "DELETE", "/v1/users/"+u.tokens.UserID, nil)
+		if code := login(u); code != http.StatusUnauthorized {
+			t.Fatalf("the deleted user's login = %d, want 401", code)
+		}
+		e.must(http.StatusCreated, anonymous, "POST", "/v1/signup", map[string]string{"email": u.email, "password": u.password, "company": "Next"})
+	})
+
+	t.Run("the row is not deleted", func(t *testing.T) {
+		u := e.addUser(a, "viewer")
+		fail(srv, "DELETE FROM users WHERE", cqlserver.FailBefore)
+		e.must(http.StatusServiceUnavailable, a.as(), "DELETE", "/v1/users/"+u.tokens.UserID, nil)
+		srv.SetFault(nil)
+		if code := login(u); code != http.StatusUnauthorized {
+			t.Fatalf("a half-deleted user's login = %d, want 401", code)
+		}
+		// The address is free already: someone else takes it.
+		e.must(http.StatusCreated, anonymous, "POST", "/v1/signup", map[string]string{"email": u.email, "password": "a new owner's password", "company": "Next"})
+		e.must(http.StatusNoContent, a.as(), "DELETE", "/v1/users/"+u.tokens.UserID, nil)
+		e.must(http.StatusNotFound, a.as(), "GET", "/v1/users/"+u.tokens.UserID, nil)
+		e.must(http.StatusOK, anonymous, "POST", "/v1/login", map[string]string{"email": u.email, "password": "a new owner's password"})
+	})
+}

@@ -28,6 +28,10 @@ var (
 	ErrFeedGone = errors.New("change feed position no longer available")
 )
 
+// completeTimeout bounds the steps a method completes after its context
+// ended (context.WithoutCancel): those after its first irreversible write.
+const completeTimeout = 10 * time.Second
+
 // Store reads and writes config-svc's tables.
 type Store struct {
 	s   *gocql.Session

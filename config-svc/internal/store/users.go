@@ -105,17 +105,36 @@ func (st *Store) SetUserRole(ctx context.Context, tenantID, userID gocql.UUID, r
 	return nil
 }
 
-// DeleteUser removes a user, frees its e-mail address and revokes its
-// refresh tokens.
+// DeleteUser removes a user: it revokes the user's refresh tokens, frees
+// its e-mail address, then deletes its row. The address is freed before
+// the row goes: a failure in between leaves a user who can no longer log
+// in (no address leads to it) but still exists, so a retried deletion
+// finds it and completes; the other order would leave the address claimed
+// by a user who does not exist, which no request could free (sign-up 409,
+// login 401, deletion 404). Once the tokens are revoked, the rest runs to
+// its end even when ctx is cancelled (a client that went away), within
+// its own bound. Deleting a user that is half deleted, or gone, succeeds.
 func (st *Store) DeleteUser(ctx context.Context, u User) error {
 	if err := st.RevokeUserTokens(ctx, u.TenantID, u.ID); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), completeTimeout)
+	defer cancel()
+	if err := st.releaseEmail(ctx, u.Email, u.ID); err != nil {
 		return err
 	}
 	if err := st.s.Query(`DELETE FROM users WHERE tenant_id = ? AND user_id = ?`, u.TenantID, u.ID).WithContext(ctx).Exec(); err != nil {
 		return fmt.Errorf("delete user: %w", err)
 	}
-	// Only this user's claim is released, never a newer owner's.
-	if _, err := st.s.Query(`DELETE FROM users_by_email WHERE email = ? IF user_id = ?`, u.Email, u.ID).WithContext(ctx).MapScanCAS(map[string]any{}); err != nil {
+	return nil
+}
+
+// releaseEmail frees an address if userID holds it, never a newer
+// owner's claim. It is a lightweight transaction, so it also settles a
+// claim of userID whose outcome was unknown: after it, userID does not
+// hold the address.
+func (st *Store) releaseEmail(ctx context.Context, email string, userID gocql.UUID) error {
+	if _, err := st.s.Query(`DELETE FROM users_by_email WHERE email = ? IF user_id = ?`, email, userID).WithContext(ctx).MapScanCAS(map[string]any{}); err != nil {
 		return fmt.Errorf("release email: %w", err)
 	}
 	return nil
