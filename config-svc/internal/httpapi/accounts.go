@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -93,17 +94,54 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.o.Store.CreateUser(ctx, u); err != nil {
-		_ = s.o.Store.DeleteTenant(ctx, t.ID)
 		if errors.Is(err, store.ErrEmailTaken) {
+			s.undoSignup(r, t, u, false)
 			httpserver.WriteFieldError(w, http.StatusConflict, "conflict", "email", "an account with this e-mail address already exists; log in instead (POST /v1/login)")
 			return
 		}
-		s.internalError(w, r, "create the user", err)
-		return
+		// The claim of the address may have been applied with its answer
+		// lost (a timeout): undoing then would leave a user whose tenant
+		// is gone. Whose it is, read back, decides.
+		owner, rerr := s.o.Store.EmailOwner(context.WithoutCancel(ctx), email)
+		switch {
+		case rerr == nil && owner == u.ID:
+			s.o.Log.Info("a sign-up whose e-mail claim seemed to fail made it", slog.String("user_id", u.ID.String()), slog.Any("error", err))
+		case rerr != nil && !errors.Is(rerr, store.ErrNotFound):
+			// Unknown: undoing might break an account that exists; a
+			// tenant left without a user harms nobody.
+			s.internalErrorAfter(w, r, "create the user", errors.Join(err, rerr),
+				"your account may or may not have been created: log in with this e-mail address and password (POST /v1/login); if that answers invalid_credentials, sign up again")
+			return
+		default:
+			s.undoSignup(r, t, u, true)
+			s.internalError(w, r, "create the user", err)
+			return
+		}
 	}
 	s.metrics.signups.Inc()
 	s.o.Log.Info("tenant signed up", slog.String("tenant_id", t.ID.String()), slog.String("user_id", u.ID.String()))
 	s.issueTokens(w, r, u, http.StatusCreated)
+}
+
+// undoSignup removes what a failed sign-up made: the user (hadUser: its
+// claim of the address, then its row; a lightweight transaction settles
+// the claim first, so no later answer can make it the user's) and the
+// tenant. It runs even when the client has gone away; a failure is only
+// logged: what is left is a tenant without users, or a user row no
+// address leads to, which nobody reaches.
+func (s *Server) undoSignup(r *http.Request, t store.Tenant, u store.User, hadUser bool) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
+	defer cancel()
+	attrs := []any{slog.String("tenant_id", t.ID.String()), slog.String("request_id", httpserver.RequestID(r.Context()))}
+	if hadUser {
+		if err := s.o.Store.DeleteUser(ctx, u); err != nil {
+			s.o.Log.Error("remove the user of a failed sign-up; its tenant stays too", append(attrs, slog.Any("error", err))...)
+			return
+		}
+	}
+	if err := s.o.Store.DeleteTenant(ctx, t.ID); err != nil {
+		s.o.Log.Error("remove the tenant of a failed sign-up", append(attrs, slog.Any("error", err))...)
+	}
 }
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
@@ -183,22 +221,33 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request) {
 	s.issueTokens(w, r, u, http.StatusOK)
 }
 
+// issueTokens signs u in: an access token and a new refresh token, in an
+// answer with status. A failure after a sign-up (status 201) says that
+// the account exists, so that the client logs in rather than signs up
+// again.
 func (s *Server) issueTokens(w http.ResponseWriter, r *http.Request, u store.User, status int) {
+	fail := func(what string, err error) {
+		if status == http.StatusCreated {
+			s.internalErrorAfter(w, r, what, err, "your account was created, but signing you in failed: log in with your e-mail address and password (POST /v1/login)")
+			return
+		}
+		s.internalError(w, r, what, err)
+	}
 	id := tenant.Identity{TenantID: u.TenantID.String(), UserID: u.ID.String(), Role: tenant.Role(u.Role)}
 	access, exp, err := s.o.Issuer.AccessToken(id)
 	if err != nil {
-		s.internalError(w, r, "sign the access token", err)
+		fail("sign the access token", err)
 		return
 	}
 	refresh, err := auth.RandomToken(auth.RefreshTokenPrefix)
 	if err != nil {
-		s.internalError(w, r, "make a refresh token", err)
+		fail("make a refresh token", err)
 		return
 	}
 	now := s.now()
 	rt := store.RefreshToken{Hash: auth.HashToken(refresh), TenantID: u.TenantID, UserID: u.ID, IssuedAt: now, ExpiresAt: now.Add(s.o.RefreshTTL)}
 	if err := s.o.Store.SaveRefreshToken(r.Context(), rt); err != nil {
-		s.internalError(w, r, "store the refresh token", err)
+		fail("store the refresh token", err)
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")

@@ -1,14 +1,19 @@
 package httpapi
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/acme/analytics/pkg/cassandra"
 	"github.com/acme/analytics/pkg/configclient"
 	"github.com/acme/analytics/pkg/cqlserver"
 	"github.com/acme/analytics/pkg/cqltest"
+	"github.com/gocql/gocql"
 )
 
 // These tests fail one step of a change that takes several writes, on the
@@ -134,4 +139,98 @@ func TestDeleteUserCompletes(t *testing.T) {
 		e.must(http.StatusNotFound, a.as(), "GET", "/v1/users/"+u.tokens.UserID, nil)
 		e.must(http.StatusOK, anonymous, "POST", "/v1/login", map[string]string{"email": u.email, "password": "a new owner's password"})
 	})
+}
+
+// TestSignupNeverHalfDone: a sign-up whose claim of the address was applied
+// but answered with a timeout made the account, and signs in (before, it
+// deleted the tenant and answered 5xx, leaving a user that could log in to
+// a tenant that did not exist, and an address nobody could sign up with);
+// one whose claim failed leaves nothing behind; one whose tokens could not
+// be stored says the account exists; an address claimed by a user that no
+// longer exists can be signed up with.
+func TestSignupNeverHalfDone(t *testing.T) {
+	e, srv := newFaultEnv(t)
+	n := 0
+	signup := func() (map[string]string, response) {
+		n++
+		body := map[string]string{"email": fmt.Sprintf("founder%d-%d@signup.example", n, time.Now().UnixNano()), "password": "correct horse battery", "company": "Founders"}
+		return body, e.do(anonymous, "POST", "/v1/signup", body)
+	}
+	works := func(body map[string]string) {
+		t.Helper()
+		var tok TokenResponse
+		e.must(http.StatusOK, anonymous, "POST", "/v1/login", map[string]string{"email": body["email"], "password": body["password"]}).decode(t, &tok)
+		e.must(http.StatusOK, bearer(tok.AccessToken), "GET", "/v1/tenants/me", nil)
+	}
+
+	t.Run("claim applied, answer lost", func(t *testing.T) {
+		fail(srv, "INSERT INTO users_by_email", cqlserver.TimeoutAfter)
+		body, r := signup()
+		srv.SetFault(nil)
+		if r.code != http.StatusCreated {
+			t.Fatalf("sign-up = %d %s; want 201", r.code, r.body)
+		}
+		works(body)
+	})
+
+	t.Run("claim refused", func(t *testing.T) {
+		fail(srv, "INSERT INTO users_by_email", cqlserver.FailBefore)
+		body, r := signup()
+		srv.SetFault(nil)
+		if r.code != http.StatusServiceUnavailable {
+			t.Fatalf("sign-up = %d %s; want 503", r.code, r.body)
+		}
+		if code := e.do(anonymous, "POST", "/v1/login", map[string]string{"email": body["email"], "password": body["password"]}).code; code != http.StatusUnauthorized {
+			t.Fatalf("login after a failed sign-up = %d, want 401", code)
+		}
+		e.must(http.StatusCreated, anonymous, "POST", "/v1/signup", body)
+		works(body)
+	})
+
+	t.Run("tokens not stored", func(t *testing.T) {
+		fail(srv, "INSERT INTO refresh_tokens", cqlserver.FailBefore)
+		body, r := signup()
+		srv.SetFault(nil)
+		if r.code != http.StatusServiceUnavailable || !strings.Contains(r.apiError().Message, "your account was created") ||
+			!strings.Contains(r.apiError().Message, "POST /v1/login") {
+			t.Fatalf("sign-up = %d %s; want 503 saying the account was created and to log in", r.code, r.body)
+		}
+		works(body)
+	})
+
+	t.Run("address claimed by a user that no longer exists", func(t *testing.T) {
+		// What a deletion of an older version left when its last step
+		// failed: the claim of a user whose row is gone.
+		session, err := cassandra.Connect(e.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer session.Close()
+		email := fmt.Sprintf("orphan-%d@signup.example", time.Now().UnixNano())
+		if err := session.Query(`INSERT INTO users_by_email (email, tenant_id, user_id) VALUES (?, ?, ?)`, email, gocql.MustRandomUUID(), gocql.MustRandomUUID()).Exec(); err != nil {
+			t.Fatal(err)
+		}
+		body := map[string]string{"email": email, "password": "correct horse battery", "company": "Heirs"}
+		e.must(http.StatusCreated, anonymous, "POST", "/v1/signup", body)
+		works(body)
+	})
+}
+
+// TestRenamingAGoneTenant: a tenant that no longer exists is 404 to a
+// rename as to a read (it was a 500).
+func TestRenamingAGoneTenant(t *testing.T) {
+	e := newEnv(t)
+	a := e.signup("Vanishing")
+	tid, err := gocql.ParseUUID(a.tokens.TenantID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.DeleteTenant(context.Background(), tid); err != nil {
+		t.Fatal(err)
+	}
+	r := e.must(http.StatusNotFound, a.as(), "PATCH", "/v1/tenants/me", map[string]string{"name": "Back"})
+	if msg := r.apiError().Message; !strings.Contains(msg, "no longer exists") {
+		t.Fatalf("message %q", msg)
+	}
+	e.must(http.StatusNotFound, a.as(), "GET", "/v1/tenants/me", nil)
 }

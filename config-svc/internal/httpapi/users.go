@@ -79,6 +79,10 @@ func (s *Server) patchTenant(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t, err := s.o.Store.Tenant(r.Context(), tid)
+	if errors.Is(err, store.ErrNotFound) {
+		httpserver.WriteError(w, http.StatusNotFound, "not_found", "your tenant no longer exists")
+		return
+	}
 	if err != nil {
 		s.internalError(w, r, "read the tenant", err)
 		return

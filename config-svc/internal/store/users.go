@@ -23,24 +23,75 @@ type User struct {
 // row is written first and the address claimed last, so that a failure in
 // between leaves an unreachable row rather than an address that nobody can
 // use. It returns ErrEmailTaken when the address belongs to another user.
+//
+// A claim found taken by u itself is u's: an earlier attempt of the same
+// INSERT ... IF NOT EXISTS was applied, but its answer was lost (the
+// driver retries a statement that timed out, and the retry finds the row
+// the first attempt wrote). A claim whose user no longer exists (left by
+// a deletion of an older version, which removed the row before the claim)
+// is released and claimed again: every version since frees an address
+// before it removes the user behind it.
+// An error other than ErrEmailTaken leaves it unknown whether the address
+// was claimed (EmailOwner tells).
 func (st *Store) CreateUser(ctx context.Context, u User) error {
 	err := st.s.Query(`INSERT INTO users (tenant_id, user_id, email, password_hash, role, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
 		u.TenantID, u.ID, u.Email, u.PasswordHash, u.Role, u.CreatedAt).WithContext(ctx).Exec()
 	if err != nil {
 		return fmt.Errorf("insert user: %w", err)
 	}
-	applied, err := st.s.Query(`INSERT INTO users_by_email (email, tenant_id, user_id) VALUES (?, ?, ?) IF NOT EXISTS`,
-		u.Email, u.TenantID, u.ID).WithContext(ctx).MapScanCAS(map[string]any{})
-	if err != nil {
-		return fmt.Errorf("claim email: %w", err)
-	}
-	if !applied {
+	for attempt := 0; ; attempt++ {
+		prev := map[string]any{}
+		applied, err := st.s.Query(`INSERT INTO users_by_email (email, tenant_id, user_id) VALUES (?, ?, ?) IF NOT EXISTS`,
+			u.Email, u.TenantID, u.ID).WithContext(ctx).MapScanCAS(prev)
+		if err != nil {
+			return fmt.Errorf("claim email: %w", err)
+		}
+		owner, _ := prev["user_id"].(gocql.UUID)
+		if applied || owner == u.ID {
+			return nil
+		}
+		if attempt == 0 {
+			ownerTenant, _ := prev["tenant_id"].(gocql.UUID)
+			orphaned, err := st.orphanedClaim(ctx, ownerTenant, owner)
+			if err != nil {
+				return fmt.Errorf("check the owner of a taken email: %w", err)
+			}
+			if orphaned {
+				if err := st.releaseEmail(ctx, u.Email, owner); err != nil {
+					return err
+				}
+				continue
+			}
+		}
 		if err := st.s.Query(`DELETE FROM users WHERE tenant_id = ? AND user_id = ?`, u.TenantID, u.ID).WithContext(ctx).Exec(); err != nil {
 			return fmt.Errorf("undo user after a taken email: %w", err)
 		}
 		return ErrEmailTaken
 	}
-	return nil
+}
+
+// orphanedClaim reports whether the claim of an address by a user names
+// a user that no longer exists. (Not its tenant: a tenant asserted by an
+// external identity provider may have no row of ours.)
+func (st *Store) orphanedClaim(ctx context.Context, tenantID, userID gocql.UUID) (bool, error) {
+	_, err := st.User(ctx, tenantID, userID)
+	if errors.Is(err, ErrNotFound) {
+		return true, nil
+	}
+	return false, err
+}
+
+// EmailOwner returns the ID of the user that holds an address, or
+// ErrNotFound. It reads at serial consistency, so a claim whose outcome
+// was unknown (CreateUser's error) is settled first: what it returns
+// stays so.
+func (st *Store) EmailOwner(ctx context.Context, email string) (gocql.UUID, error) {
+	var uid gocql.UUID
+	err := st.s.Query(`SELECT user_id FROM users_by_email WHERE email = ?`, email).Consistency(gocql.Consistency(gocql.LocalSerial)).WithContext(ctx).Scan(&uid)
+	if err != nil {
+		return gocql.UUID{}, fmt.Errorf("read the owner of an email: %w", notFound(err))
+	}
+	return uid, nil
 }
 
 // UserByEmail finds the user with a normalised e-mail address.

@@ -17,6 +17,30 @@ func newUser(email string) User {
 		CreatedAt: time.Now().UTC().Truncate(time.Millisecond)}
 }
 
+// A claim of an address that the same user already holds (an earlier
+// attempt was applied, its answer lost) is the user's; another user's is
+// ErrEmailTaken, and leaves no row of the refused user.
+func TestCreateUserIsRepeatable(t *testing.T) {
+	st := newStore(t)
+	ctx := context.Background()
+	u := newUser("again@users.example")
+	for i := range 2 {
+		if err := st.CreateUser(ctx, u); err != nil {
+			t.Fatalf("attempt %d: %v", i+1, err)
+		}
+	}
+	if owner, err := st.EmailOwner(ctx, u.Email); err != nil || owner != u.ID {
+		t.Fatalf("owner %v, %v; want %v", owner, err, u.ID)
+	}
+	other := newUser(u.Email)
+	if err := st.CreateUser(ctx, other); !errors.Is(err, ErrEmailTaken) {
+		t.Fatalf("another user's claim = %v, want ErrEmailTaken", err)
+	}
+	if _, err := st.User(ctx, other.TenantID, other.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("the refused user's row: %v, want ErrNotFound", err)
+	}
+}
+
 // Once DeleteUser has revoked the tokens, the rest (the address, then the
 // row) completes even when its context ends meanwhile: the client went
 // away as the address was being freed.
