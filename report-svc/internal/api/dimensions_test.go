@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/acme/analytics/report-svc/internal/reporttest"
-	"github.com/gocql/gocql"
 )
 
 // TestValuesHoldingTheSeparator: a source, an event category, action or
@@ -19,8 +18,7 @@ import (
 // writes (reporttest.Derive uses pkg/rollup's encoding).
 func TestValuesHoldingTheSeparator(t *testing.T) {
 	day := time.Date(2026, 3, 18, 0, 0, 0, 0, time.UTC)
-	ds := &reporttest.Dataset{Property: gocql.MustRandomUUID(), Location: time.UTC, Shards: 1,
-		Now: time.Date(2026, 3, 20, 12, 0, 0, 0, time.UTC)}
+	ds := dayDataset(day)
 	session := func(i int, channel, source, medium string, events ...reporttest.Event) {
 		start := day.Add(10*time.Hour + time.Duration(i)*time.Minute)
 		for j := range events {

@@ -149,6 +149,13 @@ func serve(t testing.TB, ds *reporttest.Dataset, srv *cqlserver.Server, cfg *cas
 	return e
 }
 
+// dayDataset is an empty data set of one property in UTC, of one shard,
+// whose clock is two days after day: for tests that write a day's
+// sessions by hand.
+func dayDataset(day time.Time) *reporttest.Dataset {
+	return &reporttest.Dataset{Property: gocql.MustRandomUUID(), Location: time.UTC, Shards: 1, Now: day.Add(60 * time.Hour)}
+}
+
 // get calls path (with the property_id of the data set unless params set
 // one) as id, and returns the status, the body and the response.
 func (e *env) get(id tenant.Identity, path string, params url.Values) (int, []byte, *http.Response) {

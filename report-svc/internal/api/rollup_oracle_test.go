@@ -57,6 +57,7 @@ import (
 
 	"github.com/acme/analytics/pkg/cassandra"
 	"github.com/acme/analytics/pkg/cqltest"
+	"github.com/acme/analytics/pkg/hit"
 	"github.com/acme/analytics/pkg/migrate/migratetest"
 	"github.com/acme/analytics/pkg/rollup"
 	"github.com/acme/analytics/pkg/sketch"
@@ -181,7 +182,10 @@ var (
 	roBrowsers  = []string{"Chrome", "Chrome", "Safari", "Firefox", "Edge"}
 	roSystems   = []string{"Windows", "macOS", "iOS", "Android", "Linux"}
 	roPages     = []string{"/", "/", "/pricing", "/features", "/blog/", "/blog/launch", "/blog/tips-1", "/blog/2025/recap",
-		"/docs/start", "/docs/api/events", "/docs/api/reports", "/signup", "/search?q=a/b", "/über-uns", "/a,b;c"}
+		"/docs/start", "/docs/api/events", "/docs/api/reports", "/signup", "/search?q=a/b", "/a,b;c",
+		// Stored as collection gives pages (hit.CanonicalPath), and as
+		// rows written before 2026-12-04 may hold one (as sent).
+		"/caf%C3%A9/", "/caf%C3%A9/men%C3%BC", "/it's?q=it%27s", "/über-uns"}
 	roEventDefs = []struct {
 		cat, act, label string
 		cents           int64
@@ -671,21 +675,39 @@ func (c roCond) String() string {
 func (c roCond) match(v string) bool {
 	switch c.op {
 	case "==":
-		return v == c.val
+		return slices.Contains(c.forms(c.val), v)
 	case "!=":
-		return v != c.val
+		return !slices.Contains(c.forms(c.val), v)
 	case "=@":
-		return strings.Contains(v, c.val)
+		return slices.ContainsFunc(c.forms(c.val), func(f string) bool { return strings.Contains(v, f) })
 	case "!@":
-		return !strings.Contains(v, c.val)
+		return !slices.ContainsFunc(c.forms(c.val), func(f string) bool { return strings.Contains(v, f) })
 	case "=~":
 		return c.re.MatchString(v)
 	case "!~":
 		return !c.re.MatchString(v)
 	case "[]":
-		return slices.Contains(c.vals, v)
+		return slices.ContainsFunc(c.vals, func(w string) bool { return slices.Contains(c.forms(w), v) })
 	}
 	panic(c.op)
+}
+
+// roPageDims are the dimensions whose values are pages (docs/reports.md,
+// "Filters").
+var roPageDims = []string{"page", "landing_page", "page_path"}
+
+// forms are the spellings of a value a condition tests: on a page
+// dimension, as given and as collection stores pages (hit.CanonicalPath),
+// and for contains also with the query's escapes; elsewhere as given.
+func (c roCond) forms(v string) []string {
+	if !slices.Contains(roPageDims, c.dim) {
+		return []string{v}
+	}
+	out := []string{v, hit.CanonicalPath(v)}
+	if (c.op == "=@" || c.op == "!@") && !strings.Contains(v, "?") {
+		out = append(out, hit.CanonicalPath("?" + v)[1:])
+	}
+	return out
 }
 
 type roQuery struct {
@@ -961,7 +983,7 @@ func (d *roData) plan(q *roQuery) *roExpect {
 	if usesPath {
 		x.path = "/"
 		if q.path != "" {
-			x.path = q.path
+			x.path = hit.CanonicalPath(q.path) // pages are stored so
 			if !strings.HasSuffix(x.path, "/") {
 				x.path += "/"
 			}
@@ -1721,9 +1743,18 @@ func roSubset(rng *rand.Rand, l []string, n int) []string {
 	return out
 }
 
-// filterValues are the values a filter may test for a column.
+// filterValues are the values a filter may test for a column: those
+// stored, and of a page stored percent-encoded also its spelling as read
+// (/café/ for /caf%C3%A9/).
 func (d *roData) filterValues(col string) []string {
 	vals := slices.Clone(d.values[col])
+	if slices.Contains(roPageDims, col) {
+		for _, v := range d.values[col] {
+			if read, err := url.PathUnescape(v); err == nil && read != v && !strings.Contains(read, "#") {
+				vals = append(vals, read)
+			}
+		}
+	}
 	return append(vals, "no-such-value")
 }
 
@@ -1913,7 +1944,7 @@ func (d *roData) randomQuery(rng *rand.Rand) *roQuery {
 		}
 	}
 	if usesPath && rng.IntN(3) > 0 {
-		q.path = roPick(rng, []string{"/", "/blog/", "/docs", "/docs/api/", "/nothing/"})
+		q.path = roPick(rng, []string{"/", "/blog/", "/docs", "/docs/api/", "/nothing/", "/café/", "/caf%c3%a9"})
 	}
 
 	grans := []string{"", "", "", "day", "week", "month"}

@@ -81,10 +81,20 @@ type Dimension struct {
 	// derive computes the value from the needs' values; false drops the
 	// row (the page-path drill-down keeps only pages under its path).
 	derive func(vals []string, q *Query) (string, bool)
+	// pages: the values are pages in the form hits carry them
+	// (hit.CanonicalPath), so a filter on it tests its values in that
+	// form too (Filter.canonicalPages).
+	pages bool
 }
 
 func stored(name, doc string) *Dimension {
 	return &Dimension{Name: name, Doc: doc, needs: []string{name}}
+}
+
+func storedPages(name, doc string) *Dimension {
+	d := stored(name, doc)
+	d.pages = true
+	return d
 }
 
 var dimensions = map[string]*Dimension{
@@ -93,13 +103,13 @@ var dimensions = map[string]*Dimension{
 	"medium":         stored("medium", "session medium: organic, referral, cpc, (none), a utm_medium"),
 	"campaign":       stored("campaign", "session campaign, (organic), (referral), (direct) or (not set)"),
 	"referrer":       stored("referrer", "external referrer host and path, or (none)"),
-	"landing_page":   stored("landing_page", "path of the session's first pageview, (not set) without one"),
+	"landing_page":   storedPages("landing_page", "path of the session's first pageview, (not set) without one"),
 	"country":        stored("country", "ISO 3166-1 alpha-2 country code, or (not set)"),
 	"device":         stored("device", "device category: desktop, mobile, tablet, smart tv, other"),
 	"browser":        stored("browser", "browser name"),
 	"os":             stored("os", "operating system"),
 	"user_type":      stored("user_type", "new (the user's first session) or returning"),
-	"page":           stored("page", "page path"),
+	"page":           storedPages("page", "page path"),
 	"event_category": stored("event_category", "event category"),
 	"event_action":   stored("event_action", "event action"),
 	"event_label":    stored("event_label", "event label"),
@@ -110,7 +120,7 @@ var dimensions = map[string]*Dimension{
 	"source_medium": {Name: "source_medium", Doc: `"source / medium"`, needs: []string{"source", "medium"},
 		derive: func(v []string, _ *Query) (string, bool) { return v[0] + rollup.Separator + v[1], true }},
 	"page_path": {Name: "page_path", Doc: "page-path drill-down: the pages and directories one level below the path parameter",
-		needs: []string{"page"}, derive: func(v []string, q *Query) (string, bool) { return drillDown(v[0], q.Path) }},
+		needs: []string{"page"}, derive: func(v []string, q *Query) (string, bool) { return drillDown(v[0], q.Path) }, pages: true},
 }
 
 // drillDown returns the entry directly under dir that page belongs to: the

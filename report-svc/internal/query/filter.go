@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/acme/analytics/pkg/hit"
 )
 
 // Filter is a dimension filter: an AND of ORs of conditions, written as in
@@ -18,7 +20,9 @@ import (
 // regular expression), !~ (does not match), [] (is one of the values
 // separated by '|'). Matching is case-sensitive (use (?i) in a regular
 // expression). A backslash before ',' or ';' (and '|' in a list) makes it
-// part of the value; other backslashes are kept as they are.
+// part of the value; other backslashes are kept as they are. On a
+// dimension of pages, values are also tested in the form pages are stored
+// in (canonicalPages); regular expressions match the stored form only.
 type Filter struct {
 	And [][]Condition // every inner slice must have a match
 }
@@ -30,6 +34,9 @@ type Condition struct {
 	Value     string
 	Values    []string // for []
 	re        *regexp.Regexp
+	// forms are the spellings of Value that ==, !=, =@ and !@ test; nil:
+	// Value alone (canonicalPages sets them).
+	forms []string
 }
 
 var operators = []string{"==", "!=", "=@", "!@", "=~", "!~", "[]"}
@@ -132,13 +139,13 @@ func unescape(s, chars string) string {
 func (c *Condition) match(v string) bool {
 	switch c.Op {
 	case "==":
-		return v == c.Value
+		return c.equals(v)
 	case "!=":
-		return v != c.Value
+		return !c.equals(v)
 	case "=@":
-		return strings.Contains(v, c.Value)
+		return c.contained(v)
 	case "!@":
-		return !strings.Contains(v, c.Value)
+		return !c.contained(v)
 	case "=~":
 		return c.re.MatchString(v)
 	case "!~":
@@ -147,6 +154,90 @@ func (c *Condition) match(v string) bool {
 		return slices.Contains(c.Values, v)
 	}
 	return false
+}
+
+func (c *Condition) equals(v string) bool {
+	if c.forms == nil {
+		return v == c.Value
+	}
+	return slices.Contains(c.forms, v)
+}
+
+func (c *Condition) contained(v string) bool {
+	if c.forms == nil {
+		return strings.Contains(v, c.Value)
+	}
+	for _, f := range c.forms {
+		if strings.Contains(v, f) {
+			return true
+		}
+	}
+	return false
+}
+
+// canonicalPages makes the conditions on dimensions of pages (isPages)
+// test their values as given and in the form collection stores pages in
+// (pageForms), so that page==/café/ finds the page stored as /caf%C3%A9/,
+// as page==/caf%C3%A9/ and page==/caf%c3%a9/ do. Regular expressions are
+// left to match the stored form as written. A value holding '#' is
+// refused: pages are stored without their fragment, and a '#' that is
+// part of a path is stored as %23, so which was meant cannot be known.
+func (f *Filter) canonicalPages(isPages func(dim string) bool) error {
+	for _, ors := range f.And {
+		for i := range ors {
+			c := &ors[i]
+			if !isPages(c.Dimension) || c.Op == "=~" || c.Op == "!~" {
+				continue
+			}
+			values := c.Values
+			if c.Op != "[]" {
+				values = []string{c.Value}
+			}
+			for _, v := range values {
+				if strings.Contains(v, "#") {
+					return fmt.Errorf("%s value %q holds '#': pages are stored without their #fragment, so leave the fragment out; "+
+						"a '#' that is part of the path is stored as %%23, so write that (%%2523 in a query string)", c.Dimension, v)
+				}
+			}
+			if c.Op == "[]" {
+				var all []string
+				for _, v := range c.Values {
+					for _, form := range pageForms(v, false) {
+						if !slices.Contains(all, form) {
+							all = append(all, form)
+						}
+					}
+				}
+				c.Values = all
+				continue
+			}
+			c.forms = pageForms(c.Value, c.Op == "=@" || c.Op == "!@")
+		}
+	}
+	return nil
+}
+
+// pageForms returns the spellings of a value of a page dimension that a
+// condition tests: as given, and in hit.CanonicalPath's form,
+// percent-encoded as collection stores every page since 2026-12-04, with
+// upper-case hex digits. As given finds a page in rows written before
+// (which kept dp as sent, and are canonical only once reprocessed), and a
+// value that is no page, such as (not set). A part of a page (part: the
+// value of a contains) without '?' may be in the path or in the query,
+// whose escapes differ (the query escapes ', the path ` { } | ^), so it
+// is tested in the query's form too.
+func pageForms(v string, part bool) []string {
+	forms := []string{v}
+	add := func(f string) {
+		if !slices.Contains(forms, f) {
+			forms = append(forms, f)
+		}
+	}
+	add(hit.CanonicalPath(v))
+	if part && !strings.Contains(v, "?") {
+		add(strings.TrimPrefix(hit.CanonicalPath("?"+v), "?"))
+	}
+	return forms
 }
 
 // dimensions returns the dimension names f tests, in order of appearance.

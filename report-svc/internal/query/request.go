@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/acme/analytics/pkg/hit"
 )
 
 // Limits of a query.
@@ -141,6 +143,9 @@ func Parse(f *Family, r *Report, v *Params, today time.Time) (*Query, error) {
 				return nil, paramErr("filter", "unknown_dimension", "the filter tests %q, which is not a dimension of %s reports; valid: %s", name, f.Name, strings.Join(f.Dimensions, ", "))
 			}
 		}
+		if err := fl.canonicalPages(func(name string) bool { return dimensions[name].pages }); err != nil {
+			return nil, paramErr("filter", "invalid_filter", "%v", err)
+		}
 		if q.Filter == nil {
 			q.Filter = &Filter{}
 		}
@@ -244,6 +249,13 @@ func Parse(f *Family, r *Report, v *Params, today time.Time) (*Query, error) {
 		if !strings.HasPrefix(p, "/") {
 			return nil, paramErr("path", "invalid_path", "%q is not a directory path; it must start with / (e.g. /blog/)", p)
 		}
+		if strings.Contains(p, "#") {
+			return nil, paramErr("path", "invalid_path", "%q holds '#': pages are stored without their #fragment, so leave it out; "+
+				"a '#' that is part of the path is stored as %%23, so write that (%%2523 in a query string)", p)
+		}
+		// Pages are stored percent-encoded (hit.CanonicalPath): /café/
+		// and /caf%c3%a9/ are the directory /caf%C3%A9/.
+		p = hit.CanonicalPath(p)
 		if !strings.HasSuffix(p, "/") {
 			p += "/"
 		}
