@@ -3,6 +3,7 @@ package tenant
 import (
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/acme/analytics/pkg/httpserver"
@@ -30,8 +31,17 @@ func Require(secret []byte) func(http.Handler) http.Handler {
 }
 
 // RequireRole is middleware that answers 403 unless the identity in the
-// context (set by Require) has one of roles.
+// context (set by Require) has one of roles; the answer names the role
+// the caller has and those that would do.
 func RequireRole(roles ...Role) func(http.Handler) http.Handler {
+	needed := make([]string, len(roles))
+	for i, r := range roles {
+		needed[i] = string(r)
+	}
+	need := "one of the roles " + strings.Join(needed, ", ")
+	if len(roles) == 1 {
+		need = "the " + needed[0] + " role"
+	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			id, err := Extract(r.Context())
@@ -45,7 +55,7 @@ func RequireRole(roles ...Role) func(http.Handler) http.Handler {
 					return
 				}
 			}
-			httpserver.WriteError(w, http.StatusForbidden, "forbidden", "your role ("+string(id.Role)+") may not do this")
+			httpserver.WriteError(w, http.StatusForbidden, "forbidden", "your role ("+string(id.Role)+") may not do this: it needs "+need)
 		})
 	}
 }

@@ -2,11 +2,14 @@ package tenant
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/acme/analytics/pkg/httpserver"
 )
 
 func TestInjectExtract(t *testing.T) {
@@ -96,5 +99,32 @@ func TestRequire(t *testing.T) {
 				t.Fatalf("handler saw %+v, want %+v", got, *tt.sign)
 			}
 		})
+	}
+}
+
+// TestRequireRoleSaysWhatIsNeeded: a 403 names the caller's role and the
+// role, or the roles, that would do.
+func TestRequireRoleSaysWhatIsNeeded(t *testing.T) {
+	secret := []byte("k")
+	ok := http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
+	for _, tt := range []struct {
+		roles []Role
+		who   Role
+		want  string
+	}{
+		{[]Role{RoleAdmin}, RoleViewer, "your role (viewer) may not do this: it needs the admin role"},
+		{[]Role{RoleAdmin, RoleViewer}, RoleService, "your role (service) may not do this: it needs one of the roles admin, viewer"},
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		Sign(r.Header, Identity{TenantID: "t", UserID: "u", Role: tt.who}, secret, time.Now())
+		w := httptest.NewRecorder()
+		Require(secret)(RequireRole(tt.roles...)(ok)).ServeHTTP(w, r)
+		var body httpserver.ErrorBody
+		if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil {
+			t.Fatal(err)
+		}
+		if w.Code != http.StatusForbidden || body.Error.Code != "forbidden" || body.Error.Message != tt.want {
+			t.Errorf("%v for %s: %d %+v; want 403 %q", tt.roles, tt.who, w.Code, body.Error, tt.want)
+		}
 	}
 }
