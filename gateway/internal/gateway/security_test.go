@@ -126,6 +126,11 @@ func TestSecurity(t *testing.T) {
 			if r.status != tt.wantStatus || r.errorCode() != tt.wantCode {
 				t.Fatalf("got %d %s, want %d %s: %s", r.status, r.errorCode(), tt.wantStatus, tt.wantCode, r.body)
 			}
+			// An expired token is mended with the refresh token, and the
+			// answer says how; others are not.
+			if refresh := strings.Contains(string(r.body), "POST /v1/refresh"); refresh != (tt.wantReason == "expired") {
+				t.Fatalf("the answer says to refresh: %v, want %v: %s", refresh, tt.wantReason == "expired", r.body)
+			}
 			if r.status == http.StatusUnauthorized && !strings.Contains(r.header.Get("WWW-Authenticate"), `Bearer realm="acme-analytics", error="invalid_token"`) {
 				t.Fatalf("WWW-Authenticate = %q", r.header.Get("WWW-Authenticate"))
 			}

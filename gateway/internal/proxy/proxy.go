@@ -296,6 +296,13 @@ func (h *Handler) refuseToken(w http.ResponseWriter, r *http.Request, rt *Route,
 			"this endpoint needs an access token: send Authorization: Bearer <token> (sign in at /v1/login to get one)")
 		return
 	}
+	if reason == "expired" {
+		// The usual case, and one a refresh token mends without the
+		// password.
+		h.reject(w, r, rt, http.StatusUnauthorized, "invalid_token",
+			"the access token has expired: get a new one with POST /v1/refresh and your refresh token; if that has expired too, sign in again with POST /v1/login (a token of your own identity provider is renewed there)")
+		return
+	}
 	h.reject(w, r, rt, http.StatusUnauthorized, "invalid_token",
 		"the access token was refused ("+reason+"); sign in again to get a new one")
 }
