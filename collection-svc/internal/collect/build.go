@@ -101,6 +101,13 @@ var fieldLimits = []struct {
 	{"ck", func(f *parse.Fields) string { return f.CampaignTerm }, 500, hit.ParamCampaignTerm},
 	{"cc", func(f *parse.Fields) string { return f.CampaignContent }, 500, hit.ParamCampaignContent},
 	{"gclid", func(f *parse.Fields) string { return f.GCLID }, 200, hit.ParamGCLID},
+	// A timing's and an exception's, which become an event's category,
+	// action and label (mapEvent): the limits of ec, ea and el, as in
+	// Universal Analytics.
+	{"utc", func(f *parse.Fields) string { return f.TimingCategory }, 150, ""},
+	{"utv", func(f *parse.Fields) string { return f.TimingVariable }, 500, ""},
+	{"utl", func(f *parse.Fields) string { return f.TimingLabel }, 500, ""},
+	{"exd", func(f *parse.Fields) string { return f.ExceptionDescription }, 150, ""},
 }
 
 // paramLimit is the longest value of the custom parameter name, in bytes:
@@ -150,6 +157,9 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 		if !utf8.ValidString(v) {
 			return malformed(l.name, "is not valid UTF-8")
 		}
+	}
+	if e := checkContent(t, f); e != nil {
+		return nil, e
 	}
 	for k, v := range f.Params {
 		if limit := paramLimit(k, origin); len(k) > 40 || len(v) > limit {
@@ -289,6 +299,11 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 				return malformed("et", "a user_engagement event needs params.engagement_time_msec, the engaged time in milliseconds")
 			}
 			return malformed("et", "an engagement ping needs the engagement time in milliseconds (et)")
+		}
+	case hit.TypeTiming, hit.TypeException:
+		// Queued as the non-interaction event it stands for.
+		if e := mapEvent(h, f, origin); e != nil {
+			return nil, e
 		}
 	}
 	if f.Value != "" {

@@ -751,6 +751,8 @@ func fieldsPayload(f *parse.Fields) string {
 		{"qt", f.QueueTime}, {"timestamp_micros", f.TimestampMicros},
 		{"cs", f.CampaignSource}, {"cm", f.CampaignMedium}, {"cn", f.CampaignName}, {"ck", f.CampaignTerm},
 		{"cc", f.CampaignContent}, {"gclid", f.GCLID},
+		{"utc", f.TimingCategory}, {"utv", f.TimingVariable}, {"utt", f.TimingTime}, {"utl", f.TimingLabel},
+		{"exd", f.ExceptionDescription}, {"exf", f.ExceptionFatal},
 	} {
 		if kv.v != "" {
 			m[kv.k] = kv.v

@@ -20,6 +20,13 @@ var measurementParams = map[string]string{
 	"ev": "value",
 	"ni": "non_interaction",
 	"et": "engagement_time_msec",
+	// timing_complete's and exception's.
+	"utc": "event_category",
+	"utv": "name",
+	"utt": "value",
+	"utl": "event_label",
+	"exd": "description",
+	"exf": "fatal",
 }
 
 // measurementError is build's rejection e of the Measurement API's event

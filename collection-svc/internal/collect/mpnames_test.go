@@ -51,6 +51,12 @@ func TestMeasurementErrorsNameTheSendersFields(t *testing.T) {
 		{"non_interaction not a flag", `[{"name":"purchase","params":{"non_interaction":"yes"}}]`, "malformed", "events[0].params.non_interaction", "not a flag"},
 		{"engagement_time_msec not whole", `[{"name":"purchase","params":{"engagement_time_msec":"1.5"}}]`, "malformed", "events[0].params.engagement_time_msec", "whole number of milliseconds"},
 		{"user_engagement without engagement_time_msec", `[{"name":"user_engagement"}]`, "malformed", "events[0].params.engagement_time_msec", "a user_engagement event needs params.engagement_time_msec"},
+		{"timing_complete without name", `[{"name":"timing_complete","params":{"value":5}}]`, "malformed", "events[0].params.name", "a timing_complete event needs params.name"},
+		{"timing_complete without value", `[{"name":"timing_complete","params":{"name":"load"}}]`, "malformed", "events[0].params.value", "a timing_complete event needs params.value"},
+		{"timing_complete's value negative", `[{"name":"timing_complete","params":{"name":"load","value":-5}}]`, "malformed", "events[0].params.value", "whole number of milliseconds"},
+		{"timing_complete's event_label too long", `[{"name":"timing_complete","params":{"name":"load","value":5,"event_label":"` + long(501) + `"}}]`, "malformed", "events[0].params.event_label", "limit is 500"},
+		{"exception's fatal not a flag", `[{"name":"exception","params":{"fatal":"maybe"}}]`, "malformed", "events[0].params.fatal", "not a flag"},
+		{"exception's description too long", `[{"name":"exception","params":{"description":"` + long(151) + `"}}]`, "malformed", "events[0].params.description", "limit is 150"},
 		{"custom parameter too long", `[{"name":"purchase","params":{"coupon":"` + long(1001) + `"}}]`, "malformed", "events[0].params.coupon", "value to 1000"},
 		{"currency not the property's", `[{"name":"purchase","params":{"value":1000,"currency":"JPY"}}]`, "malformed", "events[0].params.currency", "the property reports in EUR; send values in EUR"},
 		{"request's timestamp_micros", `{"client_id":"c","timestamp_micros":"soon","events":[{"name":"purchase"}]}`, "malformed", "timestamp_micros", "whole microseconds"},
@@ -67,7 +73,7 @@ func TestMeasurementErrorsNameTheSendersFields(t *testing.T) {
 		{"event_id not a scalar", `[{"name":"sign_up","event_id":{"a":1}}]`, "malformed", "events[0].event_id", "string, number"},
 		{"event too large", `[{"name":"sign_up","params":{"items":"` + long(9000) + `"}}]`, "too_large", "events[0]", "8192"},
 	}
-	collectNames := regexp.MustCompile(`\((dl|dh|dp|dt|dr|ec|ea|el|ev|ni|et|hid|cid|uid)\)|\bep\.`)
+	collectNames := regexp.MustCompile(`\((dl|dh|dp|dt|dr|ec|ea|el|ev|ni|et|hid|cid|uid|utc|utv|utt|utl|exd|exf)\b|\bep\.`)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dead = nil
@@ -165,6 +171,25 @@ func TestMeasurementMapping(t *testing.T) {
 		{"non_interaction 0", `{"name":"video_progress","params":{"non_interaction":0}}`,
 			hit.Hit{Type: hit.TypeEvent, Category: "video_progress", Action: "video_progress", Params: map[string]string{"non_interaction": "0"}}, ""},
 		{"non_interaction yes", `{"name":"video_progress","params":{"non_interaction":"yes"}}`, hit.Hit{}, "events[0].params.non_interaction"},
+		// GA4's timing_complete and exception: the events /collect's
+		// timing and exception hits become.
+		{"timing_complete", `{"name":"timing_complete","params":{"name":"load","value":3549,"event_category":"JS Dependencies","event_label":"jQuery"}}`,
+			hit.Hit{Type: hit.TypeEvent, Category: "JS Dependencies", Action: "load", Label: "jQuery", Value: 3549, HasValue: true, Params: map[string]string{"non_interaction": "1"}}, ""},
+		{"timing_complete without a category", `{"name":"timing_complete","params":{"name":"load","value":"120","non_interaction":false}}`,
+			hit.Hit{Type: hit.TypeEvent, Category: "timing", Action: "load", Value: 120, HasValue: true, Params: map[string]string{"non_interaction": "1"}}, ""},
+		{"timing_complete without a name", `{"name":"timing_complete","params":{"value":120}}`, hit.Hit{}, "events[0].params.name"},
+		{"timing_complete without a value", `{"name":"timing_complete","params":{"name":"load"}}`, hit.Hit{}, "events[0].params.value"},
+		{"timing_complete's value a fraction", `{"name":"timing_complete","params":{"name":"load","value":12.5}}`, hit.Hit{}, "events[0].params.value"},
+		{"timing_complete's event_category too long", `{"name":"timing_complete","params":{"name":"load","value":1,"event_category":"` + strings.Repeat("x", 151) + `"}}`, hit.Hit{}, "events[0].params.event_category"},
+		{"timing_complete's name too long", `{"name":"timing_complete","params":{"name":"` + strings.Repeat("x", 501) + `","value":1}}`, hit.Hit{}, "events[0].params.name"},
+		{"exception", `{"name":"exception","params":{"description":"x is undefined","fatal":true}}`,
+			hit.Hit{Type: hit.TypeEvent, Category: "exception", Action: "x is undefined", Label: "fatal", Params: map[string]string{"non_interaction": "1"}}, ""},
+		{"exception non-fatal by default, as in GA4", `{"name":"exception","params":{"description":"x is undefined"}}`,
+			hit.Hit{Type: hit.TypeEvent, Category: "exception", Action: "x is undefined", Label: "non-fatal", Params: map[string]string{"non_interaction": "1"}}, ""},
+		{"exception without a description", `{"name":"exception","params":{"fatal":"0"}}`,
+			hit.Hit{Type: hit.TypeEvent, Category: "exception", Action: "(not set)", Label: "non-fatal", Params: map[string]string{"non_interaction": "1"}}, ""},
+		{"exception's fatal not a flag", `{"name":"exception","params":{"fatal":"yes"}}`, hit.Hit{}, "events[0].params.fatal"},
+		{"exception's description too long", `{"name":"exception","params":{"description":"` + strings.Repeat("x", 151) + `"}}`, hit.Hit{}, "events[0].params.description"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -184,7 +209,7 @@ func TestMeasurementMapping(t *testing.T) {
 			if e != nil {
 				t.Fatalf("rejected: %v", e)
 			}
-			got := hit.Hit{Type: h.Type, Category: h.Category, Action: h.Action, URL: h.URL, Path: h.Path, Title: h.Title,
+			got := hit.Hit{Type: h.Type, Category: h.Category, Action: h.Action, Label: h.Label, URL: h.URL, Path: h.Path, Title: h.Title,
 				Referrer: h.Referrer, Value: h.Value, HasValue: h.HasValue, EngagementMS: h.EngagementMS}
 			if ni, ok := h.Params["non_interaction"]; ok {
 				got.Params = map[string]string{"non_interaction": ni}

@@ -13,6 +13,7 @@ func TestIgnored(t *testing.T) {
 	}{
 		{"query", IgnoredQuery("v=1&tid=AT-X&uip=1.2.3.4&ua=python&ep.plan=pro&ep.=x&%75ip=2&bogus&t=event"), "{[] [[uip ua ep. bogus]]}"},
 		{"query without any", IgnoredQuery("v=1&t=pageview&dl=x"), "{[] [[]]}"},
+		{"timing and exception parameters are read", IgnoredQuery("t=timing&utc=a&utv=b&utt=1&utl=c&exd=d&exf=1"), "{[] [[]]}"},
 		{"batch", IgnoredBatch([]byte(`{"hits":[{"t":"pageview","ep":{"a":1}},{"t":"event","uip":"1.2.3.4","ua":"x"},5]}`)), "{[] [[] [uip ua] []]}"},
 		{"batch not JSON", IgnoredBatch([]byte(`{`)), "{[] []}"},
 		{"measurement", IgnoredMeasurement([]byte(`{"client_id":"c","user_properties":{},"consent":{},"events":[` +

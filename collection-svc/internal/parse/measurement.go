@@ -14,9 +14,11 @@ import (
 //	 "events": [{"name": "purchase", "params": {"value": 12.5, ...}}, ...]}
 //
 // Each event becomes one hit: page_view a pageview, user_engagement an
-// engagement ping, any other name an event whose action is the name and
-// whose category is params.event_category or else the name, with
-// params.event_label, params.value and params.non_interaction. On every
+// engagement ping, timing_complete a timing hit (params.name, value,
+// event_category and event_label), exception an exception hit
+// (params.description and fatal), any other name an event whose action is
+// the name and whose category is params.event_category or else the name,
+// with params.event_label, params.value and params.non_interaction. On every
 // event, params page_location, page_title, page_referrer and
 // engagement_time_msec are the hit's page, title, referrer and engagement
 // time; all params are kept. An event's own timestamp_micros overrides the
@@ -153,6 +155,19 @@ func measurementEvent(v *fastjson.Value, common Fields) Item {
 		f.Type = "pageview"
 	case "user_engagement":
 		f.Type = "engagement"
+	case "timing_complete":
+		// GA4's form of Universal Analytics' timing hit: the same
+		// fields under the names gtag.js sends them with, which collection
+		// maps to an event as it maps /collect's utc, utv, utt and utl.
+		f.Type = "timing"
+		f.TimingCategory, f.TimingVariable = p["event_category"], p["name"]
+		f.TimingTime, f.TimingLabel = p["value"], p["event_label"]
+		f.NonInteraction = p["non_interaction"]
+	case "exception":
+		// GA4's form of the exception hit (exd, exf).
+		f.Type = "exception"
+		f.ExceptionDescription, f.ExceptionFatal = p["description"], p["fatal"]
+		f.NonInteraction = p["non_interaction"]
 	default:
 		f.Type = "event"
 		f.Action = name

@@ -84,6 +84,17 @@ type Fields struct {
 	CampaignTerm    string // ck
 	CampaignContent string // cc
 	GCLID           string // gclid
+	// A timing hit's content (Universal Analytics' user timings; the
+	// Measurement API's timing_complete event), which collection makes an
+	// event of.
+	TimingCategory string // utc
+	TimingVariable string // utv
+	TimingTime     string // utt
+	TimingLabel    string // utl
+	// An exception hit's content (the Measurement API's exception event),
+	// which collection makes an event of.
+	ExceptionDescription string // exd
+	ExceptionFatal       string // exf
 	// TimestampMicros is the Measurement API's event time (Unix
 	// microseconds); browser hits use QueueTime instead.
 	TimestampMicros string
@@ -101,7 +112,10 @@ type Fields struct {
 
 // set assigns the value of a known parameter name and reports whether the
 // name is known. Unknown names are ignored, as Measurement Protocol
-// receivers do, so that newer trackers keep working.
+// receivers do, so that newer trackers keep working. It is the one place a
+// parameter name is registered: Query, both batch parsers (fastBatch and
+// fastjson's) and the validation endpoints' ignored names (known) all read
+// names through it.
 func (f *Fields) set(name, value string) bool {
 	switch name {
 	case "v":
@@ -156,6 +170,18 @@ func (f *Fields) set(name, value string) bool {
 		f.CampaignContent = value
 	case "gclid":
 		f.GCLID = value
+	case "utc":
+		f.TimingCategory = value
+	case "utv":
+		f.TimingVariable = value
+	case "utt":
+		f.TimingTime = value
+	case "utl":
+		f.TimingLabel = value
+	case "exd":
+		f.ExceptionDescription = value
+	case "exf":
+		f.ExceptionFatal = value
 	default:
 		return false
 	}

@@ -2,6 +2,7 @@ package parse
 
 import (
 	"errors"
+	"reflect"
 	"testing"
 )
 
@@ -30,6 +31,66 @@ func TestQueryRefusesARepeatedTID(t *testing.T) {
 		}
 		if err != nil || f.TrackingID != tt.wantTID {
 			t.Errorf("Query(%q) = %q, %v, want %q", tt.raw, f.TrackingID, err, tt.wantTID)
+		}
+	}
+}
+
+// TestTimingAndExceptionFields: the timing and exception parameters are
+// read from a query string, from both batch parsers and from the
+// Measurement API's timing_complete and exception events, into the same
+// fields.
+func TestTimingAndExceptionFields(t *testing.T) {
+	timing := Fields{Type: "timing", TimingCategory: "JS", TimingVariable: "load", TimingTime: "3549", TimingLabel: "jQuery"}
+	exception := Fields{Type: "exception", ExceptionDescription: "x is undefined", ExceptionFatal: "false"}
+	tests := []struct {
+		name string
+		got  func() (Fields, error)
+		want Fields
+	}{
+		{"query", func() (Fields, error) { return Query("t=timing&utc=JS&utv=load&utt=3549&utl=jQuery") }, timing},
+		{"query exception", func() (Fields, error) { return Query("t=exception&exd=x%20is%20undefined&exf=false") }, exception},
+		{"batch, fast path", func() (Fields, error) {
+			items, ok := fastBatch(nil, []byte(`{"hits":[{"t":"timing","utc":"JS","utv":"load","utt":3549,"utl":"jQuery"}]}`))
+			if !ok {
+				return Fields{}, errors.New("the fast path gave up")
+			}
+			return items[0].Fields, nil
+		}, timing},
+		{"batch, fastjson", func() (Fields, error) {
+			items, err := slowBatch(nil, []byte(`{"hits":[{"t":"exception","exd":"x is undefined","exf":false}]}`))
+			if err != nil {
+				return Fields{}, err
+			}
+			return items[0].Fields, nil
+		}, exception},
+		{"measurement timing_complete", func() (Fields, error) {
+			items, err := Measurement(nil, []byte(`{"events":[{"name":"timing_complete","params":{"name":"load","value":3549,"event_category":"JS","event_label":"jQuery"}}]}`))
+			if err != nil {
+				return Fields{}, err
+			}
+			f := items[0].Fields
+			f.Version, f.Params = "", nil
+			return f, nil
+		}, timing},
+		{"measurement exception", func() (Fields, error) {
+			items, err := Measurement(nil, []byte(`{"events":[{"name":"exception","params":{"description":"x is undefined","fatal":false}}]}`))
+			if err != nil {
+				return Fields{}, err
+			}
+			f := items[0].Fields
+			f.Version, f.Params = "", nil
+			return f, nil
+		}, exception},
+	}
+	for _, tt := range tests {
+		got, err := tt.got()
+		if err != nil {
+			t.Errorf("%s: %v", tt.name, err)
+			continue
+		}
+		got.Size = 0
+		if !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%s:\ngot  %+v\nwant %+v", tt.name, got, tt.want)
 		}
 	}
 }
