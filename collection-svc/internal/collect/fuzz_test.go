@@ -22,6 +22,7 @@ func FuzzParseBatchAndBuild(f *testing.F) {
 		`{"hits":[{"cid":"c","t":"event","ea":"x","ev":"1e300","ni":"1","dh":"SHOP.example:443","dp":"/x"}]}`,
 		`{"hits":[{"t":"engagement","et":5,"qt":100,"dl":"http://[::1]/"}]}`,
 		`{"hits":[{"cid":"c","t":"timing","dl":"https://shop.example/%zz"}]}`,
+		`{"hits":[{"cid":"c","t":"timing","utc":"JS","utv":"load","utt":3549,"utl":"jQuery","dp":"/"},{"cid":"c","t":"exception","exd":"x","exf":"yes","dp":"/"}]}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -77,6 +78,7 @@ func FuzzParseMeasurementAndBuild(f *testing.F) {
 		`{"client_id":"c","events":[{"name":"purchase","event_id":"e","params":{"value":"x","currency":"JPY","non_interaction":"yes"}}]}`,
 		`{"user_id":"u","timestamp_micros":"1","events":[{"name":"user_engagement","params":{"engagement_time_msec":-1}},{"name":"a","timestamp_micros":2}]}`,
 		`{"client_id":"c","events":[{"name":"x","params":{"page_location":"/rel","page_referrer":"` + "\xff" + `","event_id":1}}]}`,
+		`{"client_id":"c","events":[{"name":"timing_complete","params":{"name":"load","value":12.5}},{"name":"exception","params":{"description":"x","fatal":"maybe"}}]}`,
 	} {
 		f.Add([]byte(s))
 	}

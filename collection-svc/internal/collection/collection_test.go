@@ -60,8 +60,8 @@ func TestValidHitsArriveEnriched(t *testing.T) {
 				{"v":1,"cid":"c-batch","t":"pageview","dl":"https://shop.example/","hid":"h-b1"},
 				{"v":1,"cid":"c-batch","t":"event","ec":"video","ea":"play","el":"intro","ev":3.5,"ni":1,"dl":"https://shop.example/","hid":"h-b2","ep":{"plan":"pro"}},
 				{"v":1,"cid":"c-batch","t":"engagement","et":15000,"dl":"https://shop.example/","hid":"h-b3"},
-				{"v":1,"cid":"c-batch","t":"timing","dl":"https://shop.example/","hid":"h-b4","ep":{"load_ms":"320"}},
-				{"v":1,"cid":"c-batch","t":"exception","dl":"https://shop.example/","hid":"h-b5","qt":60000}
+				{"v":1,"cid":"c-batch","t":"timing","utc":"JS Dependencies","utv":"load","utt":320,"utl":"jQuery","dl":"https://shop.example/","hid":"h-b4","ep":{"plan":"pro"}},
+				{"v":1,"cid":"c-batch","t":"exception","exd":"TypeError: x is undefined","exf":false,"dl":"https://shop.example/","hid":"h-b5","qt":60000}
 			]}`,
 			ip: "2001:db8:1:2:3::9", wantStatus: 204,
 			wants: []want{
@@ -77,8 +77,20 @@ func TestValidHitsArriveEnriched(t *testing.T) {
 					eq(t, "param", h.Params["plan"], "pro")
 				}},
 				{"h-b3", func(t *testing.T, h *hit.Hit) { eq(t, "engagement", fmt.Sprint(h.EngagementMS), "15000") }},
-				{"h-b4", func(t *testing.T, h *hit.Hit) { eq(t, "type", string(h.Type), "timing") }},
+				// Timing and exception hits arrive as the non-interaction
+				// events they stand for.
+				{"h-b4", func(t *testing.T, h *hit.Hit) {
+					eq(t, "type", string(h.Type), "event")
+					eq(t, "event", h.Category+"/"+h.Action+"/"+h.Label, "JS Dependencies/load/jQuery")
+					eq(t, "value", fmt.Sprint(h.Value, h.HasValue), "320 true")
+					eq(t, "non-interaction", h.Params["non_interaction"], "1")
+					eq(t, "param", h.Params["plan"], "pro")
+				}},
 				{"h-b5", func(t *testing.T, h *hit.Hit) {
+					eq(t, "type", string(h.Type), "event")
+					eq(t, "event", h.Category+"/"+h.Action+"/"+h.Label, "exception/TypeError: x is undefined/non-fatal")
+					eq(t, "value", fmt.Sprint(h.Value, h.HasValue), "0 false")
+					eq(t, "non-interaction", h.Params["non_interaction"], "1")
 					eq(t, "queue time", h.ReceivedAt.Sub(h.Time).String(), "1m0s")
 				}},
 			},
@@ -88,7 +100,9 @@ func TestValidHitsArriveEnriched(t *testing.T) {
 			body: fmt.Sprintf(`{"client_id":"c-mp","user_id":"u-42","timestamp_micros":%d,"events":[
 				{"name":"page_view","params":{"page_location":"https://shop.example/checkout","page_title":"Checkout","event_id":"h-mp1"}},
 				{"name":"purchase","event_id":"h-mp2","params":{"value":99.5,"currency":"EUR","items":[{"id":"sku"}]}},
-				{"name":"signup","event_id":"h-mp3","params":{"event_category":"account","event_label":"newsletter"}}
+				{"name":"signup","event_id":"h-mp3","params":{"event_category":"account","event_label":"newsletter"}},
+				{"name":"timing_complete","event_id":"h-mp4","params":{"name":"api_call","value":87,"event_category":"backend"}},
+				{"name":"exception","event_id":"h-mp5","params":{"description":"payment gateway timeout","fatal":true}}
 			]}`, now.Add(-time.Hour).UnixMicro()),
 			ip: "198.51.100.20", ua: "python-requests/2.31.0", wantStatus: 204,
 			wants: []want{
@@ -113,6 +127,14 @@ func TestValidHitsArriveEnriched(t *testing.T) {
 				}},
 				{"h-mp3", func(t *testing.T, h *hit.Hit) {
 					eq(t, "event", h.Category+"/"+h.Action+"/"+h.Label, "account/signup/newsletter")
+				}},
+				{"h-mp4", func(t *testing.T, h *hit.Hit) {
+					eq(t, "event", fmt.Sprint(h.Type, " ", h.Category, "/", h.Action, "/", h.Label, " ", h.Value), "event backend/api_call/ 87")
+					eq(t, "non-interaction", h.Params["non_interaction"], "1")
+				}},
+				{"h-mp5", func(t *testing.T, h *hit.Hit) {
+					eq(t, "event", fmt.Sprint(h.Type, " ", h.Category, "/", h.Action, "/", h.Label, " ", h.HasValue), "event exception/payment gateway timeout/fatal false")
+					eq(t, "non-interaction", h.Params["non_interaction"], "1")
 				}},
 			},
 		},
@@ -314,6 +336,8 @@ func TestInvalidHitsAreAnsweredAndDeadLettered(t *testing.T) {
 		{"unknown type", "POST", "/collect?tid=" + tidShop, `{"hits":[{"cid":"m-type","t":"click","dp":"/"}]}`, 400, "malformed", "t", "m-type", ""},
 		{"event without action", "POST", "/collect?tid=" + tidShop, `{"hits":[{"cid":"m-noaction","t":"event","ec":"x"}]}`, 400, "malformed", "ea", "m-noaction", ""},
 		{"bad value", "POST", "/collect?tid=" + tidShop, `{"hits":[{"cid":"m-value","t":"event","ea":"x","ev":"lots"}]}`, 400, "malformed", "ev", "m-value", ""},
+		{"timing without its time", "POST", "/collect?tid=" + tidShop, `{"hits":[{"cid":"m-timing","t":"timing","utv":"load"}]}`, 400, "malformed", "utt", "m-timing", ""},
+		{"pixel exception with a bad flag", "GET", "/collect?v=1&tid=" + tidShop + "&cid=m-exf&t=exception&exd=x&exf=yes", "", 200, "malformed", "exf", "m-exf", ""},
 		{"nested value", "POST", "/collect?tid=" + tidShop, `{"hits":[{"cid":"m-nested","t":"event","ea":{"x":1}}]}`, 400, "malformed", "ea", "m-nested", ""},
 		{"other tracking id in batch", "POST", "/collect?tid=" + tidShop, `{"hits":[{"tid":"` + tidCookieless + `","cid":"m-mixed","t":"pageview","dp":"/"}]}`, 400, "malformed", "tid", "m-mixed", ""},
 		{"too old", "POST", "/collect?tid=" + tidShop, `{"hits":[{"cid":"m-old","t":"pageview","dp":"/","qt":14400001}]}`, 400, "too_old", "qt", "m-old", ""},

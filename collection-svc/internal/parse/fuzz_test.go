@@ -31,6 +31,7 @@ func FuzzParseQuery(f *testing.F) {
 		"v=1&tid=AT-SHPSHPSHP2&cid=abc&t=pageview&dl=https%3A%2F%2Fshop.example%2F&dt=Home&hid=x",
 		"t=event&ec=a&ea=b&el=c&ev=1.5&ni=1&ep.plan=pro",
 		"%zz=1", "a=%", "&&&=&", "ep.=1", "qt=-1&et=abc",
+		"t=timing&utc=JS&utv=load&utt=3549&utl=jQuery", "t=exception&exd=TypeError&exf=0",
 	} {
 		f.Add(s)
 	}
@@ -53,6 +54,7 @@ func FuzzParseBatch(f *testing.F) {
 		`{"hits":[{"t":"event","ea":"x","ev":1e3,"ni":true,"ep":{"a":1,"b":"x","c":null}}, 5, null]}`,
 		`{"hits":[]}`, `{"hits":{}}`, `[]`, `{"hits":[{"ep":[1]}]}`, `{"hits":[{"dt":"\ud800"}]}`,
 		` { "hits" : [ {"t":"event","ea":"x","ev":-1.5e+3,"ni":false,"x":null,"ep":{"a":0,"b":"é","a":true}} , {} ] } `,
+		`{"hits":[{"t":"timing","utc":"JS","utv":"load","utt":3549,"utl":null},{"t":"exception","exd":"x","exf":false}]}`,
 		`{"hits":[{"ev":1.2.3}]}`, `{"hits":[{"ev":01}]}`, `{"hits":[{"ni":tru}]}`, `{"hits":[{"t":"a","t":"b","ep":null}]}`,
 	} {
 		f.Add([]byte(s))
@@ -89,7 +91,8 @@ func FuzzParseBatch(f *testing.F) {
 
 // usedBatch fills every field of its items, as memory to parse into again.
 const usedBatch = `{"hits":[{"v":1,"tid":"AT-X","cid":"c","uid":"u","t":"event","dl":"https://a/","dh":"a","dp":"/p","dt":"t","dr":"r",` +
-	`"ec":"c","ea":"a","el":"l","ev":1,"ni":1,"et":5,"sr":"1x1","ul":"en","hid":"h","qt":1,"ep":{"k":"v"}},5,{"ep":[1]}]}`
+	`"ec":"c","ea":"a","el":"l","ev":1,"ni":1,"et":5,"sr":"1x1","ul":"en","hid":"h","qt":1,"cs":"s","cm":"m","cn":"n","ck":"k","cc":"c",` +
+	`"gclid":"g","utc":"c","utv":"v","utt":1,"utl":"l","exd":"d","exf":1,"ep":{"k":"v"}},5,{"ep":[1]}]}`
 
 func FuzzParseMeasurement(f *testing.F) {
 	for _, s := range []string{
@@ -97,6 +100,7 @@ func FuzzParseMeasurement(f *testing.F) {
 		`{"client_id":1,"events":[{"name":"purchase","event_id":"e","params":{"value":9.5,"items":[{"id":"x"}]}},{"name":"user_engagement","params":{"engagement_time_msec":100}}]}`,
 		`{"events":[{"name":""}]}`, `{"events":[1]}`, `{"client_id":{},"events":[]}`,
 		`{"timestamp_micros":"1.7e15","user_properties":{"a":{"value":1}},"events":[{"name":"a"},{"name":"9"}],"events":5}`,
+		`{"client_id":"c","events":[{"name":"timing_complete","params":{"name":"load","value":3549,"event_category":"JS"}},{"name":"exception","params":{"description":"x","fatal":true}}]}`,
 	} {
 		f.Add([]byte(s))
 	}
