@@ -86,6 +86,25 @@ func TestUnmarshalReadsJSON(t *testing.T) {
 	}
 }
 
+// Timing and exception hits archived before collection made them events
+// still decode with their type, so that reprocessing reads them.
+func TestUnmarshalReadsArchivedTimingAndExceptionHits(t *testing.T) {
+	for _, typ := range []Type{TypeTiming, TypeException} {
+		h := full()
+		h.Type, h.Category, h.Action, h.Label, h.Value, h.HasValue = typ, "", "", "", 0, false
+		for _, enc := range []func(*Hit) ([]byte, error){Marshal, func(h *Hit) ([]byte, error) { return json.Marshal(h) }} {
+			b, err := enc(h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			back, err := Unmarshal(b)
+			if err != nil || back.Type != typ {
+				t.Errorf("%s hit %s: decoded as %v, %v", typ, b[:1], back, err)
+			}
+		}
+	}
+}
+
 func TestUnmarshalRejectsBadInput(t *testing.T) {
 	good, _ := Marshal(full())
 	for name, tc := range map[string]struct {

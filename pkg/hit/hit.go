@@ -23,6 +23,13 @@ type Type string
 // the session it falls in, and so the session's duration and the time on
 // page of its last pageview; it never starts a session and is never an
 // interaction, so a session of one pageview and pings is still a bounce.
+//
+// Timing and exception hits are what clients send (t=timing, t=exception);
+// collection queues them as the non-interaction events they stand for
+// (TypeEvent), since 2026-12-06. Hits of these types are those archived
+// before, with no content (it was not read): they stay valid, so that
+// reprocessing reads them, and extend the session they fall in as a ping
+// does.
 const (
 	TypePageview   Type = "pageview"
 	TypeEvent      Type = "event"

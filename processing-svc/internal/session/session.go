@@ -15,8 +15,9 @@
 //     msclkid) is non-empty and differs from the session's starts a new one;
 //     a hit without campaign data never does;
 //   - only pageviews and events start or split sessions; an engagement ping
-//     (or a timing or exception hit) that falls outside every session is
-//     ignored, since it is not user activity.
+//     (or a timing or exception hit archived before collection made them
+//     events) that falls outside every session is ignored, since it is not
+//     user activity.
 package session
 
 import (

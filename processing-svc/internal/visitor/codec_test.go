@@ -45,6 +45,22 @@ func roundTrip(t *testing.T, v *Visitor) (*Visitor, []byte) {
 	return back, b
 }
 
+// TestStateKeepsArchivedHitTypes: a state holding timing and exception
+// hits (archived before collection made them events, and read again by
+// reprocessing) keeps their types, as it keeps a type it does not know.
+func TestStateKeepsArchivedHitTypes(t *testing.T) {
+	v := fullState()
+	at := v.Hits[1].Time
+	v.Hits = append(v.Hits,
+		&session.Hit{ID: "h3", Type: hit.TypeTiming, Time: at.Add(time.Second)},
+		&session.Hit{ID: "h4", Type: hit.TypeException, Time: at.Add(2 * time.Second)},
+		&session.Hit{ID: "h5", Type: "social", Time: at.Add(3 * time.Second)})
+	back, _ := roundTrip(t, v)
+	if !reflect.DeepEqual(back, v) {
+		t.Errorf("round trip:\n got  %+v\n want %+v", back, v)
+	}
+}
+
 func TestStateRoundTripsEveryField(t *testing.T) {
 	v := fullState()
 	back, b := roundTrip(t, v)
