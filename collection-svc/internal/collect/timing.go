@@ -32,11 +32,13 @@ const (
 // exception hit (the last two) carries, and eventFields those of an event
 // that such a hit may not carry (mapEvent sets them), each as /collect
 // names it.
+type namedField struct {
+	name string
+	get  func(*parse.Fields) string
+}
+
 var (
-	contentFields = []struct {
-		name string
-		get  func(*parse.Fields) string
-	}{
+	contentFields = []namedField{
 		{"utc", func(f *parse.Fields) string { return f.TimingCategory }},
 		{"utv", func(f *parse.Fields) string { return f.TimingVariable }},
 		{"utt", func(f *parse.Fields) string { return f.TimingTime }},
@@ -44,10 +46,7 @@ var (
 		{"exd", func(f *parse.Fields) string { return f.ExceptionDescription }},
 		{"exf", func(f *parse.Fields) string { return f.ExceptionFatal }},
 	}
-	eventFields = []struct {
-		name string
-		get  func(*parse.Fields) string
-	}{
+	eventFields = []namedField{
 		{"ec", func(f *parse.Fields) string { return f.Category }},
 		{"ea", func(f *parse.Fields) string { return f.Action }},
 		{"el", func(f *parse.Fields) string { return f.Label }},

@@ -40,6 +40,19 @@ func TestQueryRefusesARepeatedTID(t *testing.T) {
 // Measurement API's timing_complete and exception events, into the same
 // fields.
 func TestTimingAndExceptionFields(t *testing.T) {
+	// event reads a Measurement API event, its params (kept as they are
+	// for every event) and version left out.
+	event := func(e string) func() (Fields, error) {
+		return func() (Fields, error) {
+			items, err := Measurement(nil, []byte(`{"events":[`+e+`]}`))
+			if err != nil {
+				return Fields{}, err
+			}
+			f := items[0].Fields
+			f.Version, f.Params = "", nil
+			return f, nil
+		}
+	}
 	timing := Fields{Type: "timing", TimingCategory: "JS", TimingVariable: "load", TimingTime: "3549", TimingLabel: "jQuery"}
 	exception := Fields{Type: "exception", ExceptionDescription: "x is undefined", ExceptionFatal: "false"}
 	tests := []struct {
@@ -63,24 +76,8 @@ func TestTimingAndExceptionFields(t *testing.T) {
 			}
 			return items[0].Fields, nil
 		}, exception},
-		{"measurement timing_complete", func() (Fields, error) {
-			items, err := Measurement(nil, []byte(`{"events":[{"name":"timing_complete","params":{"name":"load","value":3549,"event_category":"JS","event_label":"jQuery"}}]}`))
-			if err != nil {
-				return Fields{}, err
-			}
-			f := items[0].Fields
-			f.Version, f.Params = "", nil
-			return f, nil
-		}, timing},
-		{"measurement exception", func() (Fields, error) {
-			items, err := Measurement(nil, []byte(`{"events":[{"name":"exception","params":{"description":"x is undefined","fatal":false}}]}`))
-			if err != nil {
-				return Fields{}, err
-			}
-			f := items[0].Fields
-			f.Version, f.Params = "", nil
-			return f, nil
-		}, exception},
+		{"measurement timing_complete", event(`{"name":"timing_complete","params":{"name":"load","value":3549,"event_category":"JS","event_label":"jQuery"}}`), timing},
+		{"measurement exception", event(`{"name":"exception","params":{"description":"x is undefined","fatal":false}}`), exception},
 	}
 	for _, tt := range tests {
 		got, err := tt.got()
