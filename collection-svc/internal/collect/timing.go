@@ -28,15 +28,15 @@ const (
 	maxTimingMS = int64(24 * time.Hour / time.Millisecond)
 )
 
-// contentFields are the fields only a timing hit (the first four) or an
-// exception hit (the last two) carries, and eventFields those of an event
-// that such a hit may not carry (mapEvent sets them), each as /collect
-// names it.
+// namedField is a field of a hit as sent, and its /collect name.
 type namedField struct {
 	name string
 	get  func(*parse.Fields) string
 }
 
+// contentFields are the fields only a timing hit (the first four) or an
+// exception hit (the last two) carries, and eventFields those of an event
+// that such a hit may not carry (mapEvent sets them).
 var (
 	contentFields = []namedField{
 		{"utc", func(f *parse.Fields) string { return f.TimingCategory }},
