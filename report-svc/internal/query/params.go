@@ -1,108 +1,42 @@
 package query
 
 import (
-	"fmt"
+	"errors"
 	"net/url"
 	"strings"
+
+	"github.com/acme/analytics/pkg/queryparam"
 )
 
 // Param is a query parameter that an endpoint accepts.
-type Param struct {
-	Name string
-	// Repeatable: the parameter may be given more than once and every
-	// value counts. Any other parameter given twice is refused, since which
-	// value was meant cannot be known.
-	Repeatable bool
-}
+type Param = queryparam.Param
 
 // Params are the query parameters of one request to an endpoint, checked
-// against the list of those it accepts. The endpoint reads them only
-// through Get and All, which panic on a name that is not in the list, so
-// the list cannot miss a parameter that is read (a test reads them all).
-type Params struct {
-	values   url.Values
-	accepted []Param
-	read     map[string]bool
-}
+// against the list of those it accepts (see queryparam.Values).
+type Params = queryparam.Values
 
 // ParseParams parses the raw query string of a request to endpoint (its
-// path, for messages) that accepts the parameters in accepted. It refuses
-// with a *ParamError a pair that cannot be read (malformed_query, see
-// parseQuery), a parameter that is not accepted (unknown_parameter: a misspelt name, or GA's filters or
-// start_date, would be ignored and another report than the one asked for
-// served) and one given more than once that is not Repeatable
-// (repeated_parameter: the first would be used and the others ignored).
+// path, for messages) that accepts the parameters in accepted, as
+// queryparam.Parse does: a pair that cannot be read (malformed_query), a
+// parameter that is not accepted (unknown_parameter: a misspelt name, or
+// GA's filters or start_date, would be ignored and another report than the
+// one asked for served) and one given more than once that is not
+// Repeatable (repeated_parameter) are refused with a *ParamError. An
+// unknown name that other analytics APIs use is answered with ours, and a
+// filter with an unencoded ";" with the filter encoded.
 func ParseParams(raw, endpoint string, accepted []Param) (*Params, error) {
-	v, err := parseQuery(raw)
-	if err != nil {
-		return nil, err
-	}
-	for _, pair := range strings.Split(raw, "&") {
-		if pair == "" {
-			continue
+	v, err := queryparam.Parse(raw, endpoint, accepted, paramAliases)
+	var pe *ParamError
+	if errors.As(err, &pe) && pe.Code == queryparam.CodeMalformed && pe.Field == "filter" && strings.Contains(pe.Pair, ";") {
+		_, value, _ := strings.Cut(pe.Pair, "=")
+		if u, uerr := url.QueryUnescape(value); uerr == nil {
+			value = u
 		}
-		name, _, _ := strings.Cut(pair, "=")
-		name = unescapeOr(name)
-		a, ok := findParam(accepted, name)
-		if !ok {
-			return nil, unknownParam(name, endpoint, accepted)
-		}
-		if vals := v[name]; len(vals) > 1 && !a.Repeatable {
-			quoted := make([]string, len(vals))
-			for i, s := range vals {
-				if len(s) > 60 {
-					s = s[:60] + "…"
-				}
-				quoted[i] = fmt.Sprintf("%q", s)
-			}
-			return nil, paramErr(name, "repeated_parameter", "%s is given %d times (%s); give it once", name, len(vals), strings.Join(quoted, ", "))
-		}
+		return nil, paramErr("filter", queryparam.CodeMalformed,
+			"filter has an unencoded \";\" (%s). In a filter, ; means AND and must be URL-encoded as %%3B, as the whole expression should be: filter=%s (or send one filter parameter per condition)",
+			pe.Pair, url.QueryEscape(value))
 	}
-	return &Params{values: v, accepted: accepted, read: map[string]bool{}}, nil
-}
-
-// Get returns the value of the accepted parameter name, or "".
-func (p *Params) Get(name string) string {
-	p.mark(name, false)
-	return p.values.Get(name)
-}
-
-// All returns every value of the accepted, Repeatable parameter name, in
-// order; nil when it was not given.
-func (p *Params) All(name string) []string {
-	p.mark(name, true)
-	return p.values[name]
-}
-
-func (p *Params) mark(name string, all bool) {
-	a, ok := findParam(p.accepted, name)
-	if !ok {
-		panic(fmt.Sprintf("query: parameter %q is read but not in the endpoint's list of accepted parameters", name))
-	}
-	if all && !a.Repeatable {
-		panic(fmt.Sprintf("query: every value of parameter %q is read, but it is not Repeatable", name))
-	}
-	p.read[name] = true
-}
-
-// unread returns the accepted parameters not read so far.
-func (p *Params) unread() []string {
-	var out []string
-	for _, a := range p.accepted {
-		if !p.read[a.Name] {
-			out = append(out, a.Name)
-		}
-	}
-	return out
-}
-
-func findParam(accepted []Param, name string) (Param, bool) {
-	for _, a := range accepted {
-		if a.Name == name {
-			return a, true
-		}
-	}
-	return Param{}, false
+	return v, err
 }
 
 // paramAliases are names that other analytics APIs (GA's Core Reporting
@@ -117,64 +51,4 @@ var paramAliases = map[string]string{
 	"order": "sort", "order_by": "sort", "orderby": "sort", "order_bys": "sort", "orderbys": "sort",
 	"ids": "property_id", "property": "property_id", "propertyid": "property_id", "property-id": "property_id",
 	"output": "format",
-}
-
-func unknownParam(name, endpoint string, accepted []Param) *ParamError {
-	names := make([]string, len(accepted))
-	for i, a := range accepted {
-		names[i] = a.Name
-	}
-	hint := ""
-	key := strings.ToLower(strings.TrimSpace(name))
-	if alias, ok := paramAliases[key]; ok {
-		key = alias
-	}
-	if _, ok := findParam(accepted, key); ok && key != name {
-		hint = " (did you mean " + key + "?)"
-	}
-	if len(names) == 1 {
-		return paramErr(name, "unknown_parameter", "%q is not a parameter of %s%s; it takes only %s", name, endpoint, hint, names[0])
-	}
-	return paramErr(name, "unknown_parameter", "%q is not a parameter of %s%s; valid: %s", name, endpoint, hint, strings.Join(names, ", "))
-}
-
-// parseQuery parses a request's raw query string. url.ParseQuery, behind
-// net/http's URL.Query, skips a pair it cannot read and URL.Query drops
-// the error, so a filter with an unencoded ";" (the documented AND) was
-// ignored and the unfiltered report served. Here a pair that cannot be
-// read is a *ParamError (code malformed_query, the pair's parameter as
-// field) that says how to send it.
-func parseQuery(raw string) (url.Values, error) {
-	v, err := url.ParseQuery(raw)
-	if err == nil {
-		return v, nil
-	}
-	for _, pair := range strings.Split(raw, "&") {
-		name, value, _ := strings.Cut(pair, "=")
-		field := unescapeOr(name)
-		if strings.Contains(pair, ";") {
-			if field == "filter" {
-				return nil, paramErr(field, "malformed_query",
-					"filter has an unencoded \";\" (%s). In a filter, ; means AND and must be URL-encoded as %%3B, as the whole expression should be: filter=%s (or send one filter parameter per condition)",
-					pair, url.QueryEscape(unescapeOr(value)))
-			}
-			return nil, paramErr(field, "malformed_query",
-				"the query string has an unencoded \";\" in %q: parameters are separated by &, and a ; inside a value must be sent as %%3B", pair)
-		}
-		if _, err := url.QueryUnescape(name); err != nil {
-			return nil, paramErr(field, "malformed_query", "the query string has a bad %%-escape in %q (%v): %% must be followed by two hex digits; send a literal %% as %%25", pair, err)
-		}
-		if _, err := url.QueryUnescape(value); err != nil {
-			return nil, paramErr(field, "malformed_query", "%s has a bad %%-escape in %q (%v): %% must be followed by two hex digits; send a literal %% as %%25", field, pair, err)
-		}
-	}
-	return nil, paramErr("", "malformed_query", "the query string cannot be read: %v", err)
-}
-
-// unescapeOr returns s unescaped, or s itself where it cannot be.
-func unescapeOr(s string) string {
-	if u, err := url.QueryUnescape(s); err == nil {
-		return u
-	}
-	return s
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/acme/analytics/pkg/hit"
+	"github.com/acme/analytics/pkg/queryparam"
 )
 
 // Limits of a query.
@@ -21,14 +22,9 @@ const (
 )
 
 // ParamError is a request parameter that is missing or wrong. Code is
-// stable; Message tells a person how to fix it.
-type ParamError struct {
-	Field   string
-	Code    string
-	Message string
-}
-
-func (e *ParamError) Error() string { return e.Field + ": " + e.Message }
+// stable; Message tells a person how to fix it. It is queryparam's, so
+// that the refusals of a query string and of its values are one kind.
+type ParamError = queryparam.Error
 
 func paramErr(field, code, format string, args ...any) *ParamError {
 	return &ParamError{Field: field, Code: code, Message: fmt.Sprintf(format, args...)}
