@@ -132,7 +132,7 @@ func MaxBytes(n int64) Middleware {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.ContentLength > n {
 				WriteError(w, http.StatusRequestEntityTooLarge, "body_too_large",
-					"request body is "+strconv.FormatInt(r.ContentLength, 10)+" bytes; the limit is "+strconv.FormatInt(n, 10))
+					"the request body is "+strconv.FormatInt(r.ContentLength, 10)+" bytes; the limit is "+bytesOf(n))
 				return
 			}
 			r.Body = http.MaxBytesReader(w, r.Body, n)
@@ -145,6 +145,31 @@ func MaxBytes(n int64) Middleware {
 func IsTooLarge(err error) bool {
 	var mbe *http.MaxBytesError
 	return errors.As(err, &mbe)
+}
+
+// WriteTooLarge answers 413 body_too_large for err, which IsTooLarge: a
+// body sent without Content-Length (chunked), which MaxBytes cannot refuse
+// before it is read. The message says the limit, as MaxBytes's does
+// (http.MaxBytesError's own text does not).
+func WriteTooLarge(w http.ResponseWriter, err error) {
+	var mbe *http.MaxBytesError
+	msg := "the request body is too large"
+	if errors.As(err, &mbe) {
+		msg = "the request body is larger than the limit of " + bytesOf(mbe.Limit)
+	}
+	WriteError(w, http.StatusRequestEntityTooLarge, "body_too_large", msg)
+}
+
+// bytesOf says n bytes for people: 1048576 bytes (1 MiB).
+func bytesOf(n int64) string {
+	s := strconv.FormatInt(n, 10) + " bytes"
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		s += " (" + strconv.FormatInt(n>>20, 10) + " MiB)"
+	case n >= 1<<10 && n%(1<<10) == 0:
+		s += " (" + strconv.FormatInt(n>>10, 10) + " KiB)"
+	}
+	return s
 }
 
 // Metrics counts requests and observes latencies by route. The route label

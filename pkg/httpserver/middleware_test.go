@@ -3,6 +3,7 @@ package httpserver
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -70,7 +71,7 @@ func TestRecoverAndAccessLog(t *testing.T) {
 func TestMaxBytes(t *testing.T) {
 	h := MaxBytes(10)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, err := io.ReadAll(r.Body); IsTooLarge(err) {
-			WriteError(w, http.StatusRequestEntityTooLarge, "body_too_large", err.Error())
+			WriteTooLarge(w, err)
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -80,10 +81,11 @@ func TestMaxBytes(t *testing.T) {
 		body     string
 		chunked  bool
 		wantCode int
+		wantMsg  string
 	}{
-		{"small", "0123456789", false, http.StatusNoContent},
-		{"declared too large", "0123456789x", false, http.StatusRequestEntityTooLarge},
-		{"streamed too large", "0123456789x", true, http.StatusRequestEntityTooLarge},
+		{"small", "0123456789", false, http.StatusNoContent, ""},
+		{"declared too large", "0123456789x", false, http.StatusRequestEntityTooLarge, "the request body is 11 bytes; the limit is 10 bytes"},
+		{"streamed too large", "0123456789x", true, http.StatusRequestEntityTooLarge, "the request body is larger than the limit of 10 bytes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -96,7 +98,30 @@ func TestMaxBytes(t *testing.T) {
 			if w.Code != tt.wantCode {
 				t.Fatalf("status = %d, want %d", w.Code, tt.wantCode)
 			}
+			if tt.wantMsg == "" {
+				return
+			}
+			var body ErrorBody
+			if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil {
+				t.Fatal(err)
+			}
+			if body.Error.Code != "body_too_large" || body.Error.Message != tt.wantMsg {
+				t.Fatalf("error = %+v, want body_too_large: %q", body.Error, tt.wantMsg)
+			}
 		})
+	}
+}
+
+func TestBytesOf(t *testing.T) {
+	for n, want := range map[int64]string{
+		10:      "10 bytes",
+		1 << 10: "1024 bytes (1 KiB)",
+		1 << 20: "1048576 bytes (1 MiB)",
+		1500:    "1500 bytes",
+	} {
+		if got := bytesOf(n); got != want {
+			t.Errorf("bytesOf(%d) = %q, want %q", n, got, want)
+		}
 	}
 }
 

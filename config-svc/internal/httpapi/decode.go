@@ -38,7 +38,7 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		if httpserver.IsTooLarge(err) {
-			httpserver.WriteError(w, http.StatusRequestEntityTooLarge, "body_too_large", "the request body is too large: "+err.Error())
+			httpserver.WriteTooLarge(w, err)
 			return false
 		}
 		httpserver.WriteError(w, http.StatusBadRequest, "invalid_json", "could not read the request body: "+err.Error())

@@ -243,7 +243,7 @@ func bearer(tok string) who   { return who{token: tok} }
 func service(name string) who { return who{service: name} }
 
 // do sends a request and returns the answer. body is JSON-encoded unless it
-// is a string (sent as is) or nil.
+// is a string (sent as is), an io.Reader (sent as is, chunked) or nil.
 func (e *env) do(c who, method, path string, body any, headers ...string) response {
 	e.t.Helper()
 	var rdr io.Reader
@@ -251,6 +251,9 @@ func (e *env) do(c who, method, path string, body any, headers ...string) respon
 	case nil:
 	case string:
 		rdr = strings.NewReader(b)
+	case io.Reader:
+		// Sent as it is and without Content-Length (chunked).
+		rdr = io.MultiReader(b)
 	default:
 		j, err := json.Marshal(b)
 		if err != nil {
