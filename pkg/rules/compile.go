@@ -65,10 +65,13 @@ const (
 
 var goalID = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
 
-// Validate reports every problem in r as a *ValidationError, or nil. It is
-// Compile without keeping the result.
+// Validate reports every problem in r, a document sent to be stored, as a
+// *ValidationError, or nil. It is Compile without keeping the result, and
+// stricter where Compile must read what versions stored earlier may hold:
+// it refuses an IPv4-mapped IPv6 address (::ffff:10.0.0.1) in
+// exclusions.ip, which Compile reads as its IPv4 form.
 func Validate(r Rules, hostnames []string) error {
-	_, err := Compile(r, 0, hostnames)
+	_, err := compile(r, 0, hostnames, true)
 	return err
 }
 
@@ -78,7 +81,12 @@ func Validate(r Rules, hostnames []string) error {
 // field; errors.Is(err, ErrTooExpensive) tells a rule set refused for its
 // cost.
 func Compile(r Rules, version int, hostnames []string) (*Compiled, error) {
-	c := &compiler{cost: map[string]int{}}
+	return compile(r, version, hostnames, false)
+}
+
+// compile is Compile, and Validate when sent.
+func compile(r Rules, version int, hostnames []string, sent bool) (*Compiled, error) {
+	c := &compiler{cost: map[string]int{}, sent: sent}
 	out := &Compiled{
 		version:      version,
 		rules:        r,
@@ -337,6 +345,9 @@ func Compile(r Rules, version int, hostnames []string) (*Compiled, error) {
 // compiler collects the problems of a document and the cost of its
 // patterns.
 type compiler struct {
+	// sent: the document is one sent to be stored (Validate), not one
+	// stored already.
+	sent  bool
 	errs  []FieldError
 	cost  map[string]int // cost by list, for the error
 	total int
@@ -466,7 +477,15 @@ func (c *compiler) ipRule(field, s string) (netip.Prefix, bool) {
 		c.add(field, "%q is neither an IP address nor a CIDR prefix (e.g. 203.0.113.7 or 10.0.0.0/8)", s)
 		return netip.Prefix{}, false
 	}
-	a = a.Unmap()
+	if a.Is4In6() {
+		// As a prefix in this form is; versions stored before this was
+		// refused may hold one, and it matches what its IPv4 form does.
+		if c.sent {
+			c.add(field, "%q is an IPv4-mapped IPv6 address; write it in IPv4 form: %q", s, a.Unmap().String())
+			return netip.Prefix{}, false
+		}
+		a = a.Unmap()
+	}
 	return netip.PrefixFrom(a, a.BitLen()), true
 }
 

@@ -3,6 +3,7 @@ package rules
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 )
@@ -40,6 +41,10 @@ func TestValidate(t *testing.T) {
 			"exclusions.ip[0]", "large part of the internet", false},
 		{"v6 too short", func(r *Rules) { r.Exclusions.IP = []string{"2000::/3"} }, nil,
 			"exclusions.ip[0]", "shortest prefix accepted is /16", false},
+		{"IPv4-mapped address", func(r *Rules) { r.Exclusions.IP = []string{"203.0.113.7", "::ffff:10.0.0.1"} }, nil,
+			"exclusions.ip[1]", `"::ffff:10.0.0.1" is an IPv4-mapped IPv6 address; write it in IPv4 form: "10.0.0.1"`, false},
+		{"IPv4-mapped prefix", func(r *Rules) { r.Exclusions.IP = []string{"::ffff:10.0.0.0/104"} }, nil,
+			"exclusions.ip[0]", "IPv4-mapped IPv6 prefix; write it in IPv4 form", false},
 		{"duplicate IP", func(r *Rules) { r.Exclusions.IP = []string{"10.0.0.0/8", "10.0.0.0/8"} }, nil,
 			"exclusions.ip[1]", "repeats exclusions.ip[0]", false},
 		{"bad user agent regex", func(r *Rules) { r.Exclusions.UserAgents = []string{"Headless(Chrome"} }, nil,
@@ -191,4 +196,21 @@ func fullRules() Rules {
 		{Name: "Newsletter", Medium: "^email$", Campaign: "^newsletter"},
 	}
 	return r
+}
+
+// TestCompileReadsAStoredMappedAddress: Validate refuses ::ffff:10.0.0.1,
+// but a version stored before it did must still compile (collection and
+// processing compile every version kept) and exclude what it excluded.
+func TestCompileReadsAStoredMappedAddress(t *testing.T) {
+	r := Defaults()
+	r.Exclusions.IP = []string{"::ffff:10.0.0.1"}
+	c, err := Compile(r, 3, nil)
+	if err != nil {
+		t.Fatalf("Compile of a stored version: %v", err)
+	}
+	for _, addr := range []string{"10.0.0.1", "::ffff:10.0.0.1"} {
+		if id, ok := c.MatchIP(netip.MustParseAddr(addr)); !ok || id != "::ffff:10.0.0.1" {
+			t.Errorf("MatchIP(%s) = %q, %v; want the entry as written", addr, id, ok)
+		}
+	}
 }

@@ -108,6 +108,9 @@ func TestBadInputsAnswer400WithAReason(t *testing.T) {
 		{"timeout not whole", a.as(), "PUT", rulesPath, `{"session_timeout_minutes": 30.5}`, nil, "invalid_field", "session_timeout_minutes", "whole number"},
 		// Rules: validation with paths.
 		{"bad CIDR", a.as(), "PUT", rulesPath, `{"exclusions": {"ip": ["10.0.0.1", "192.168.0.0/16", "10.0.0.0/33"]}}`, nil, "invalid_field", "exclusions.ip[2]", `"10.0.0.0/33" is not a CIDR`},
+		{"IPv4-mapped address", a.as(), "PUT", rulesPath, `{"exclusions": {"ip": ["203.0.113.7", "::ffff:10.0.0.1"]}}`, nil, "invalid_field", "exclusions.ip[1]", `"::ffff:10.0.0.1" is an IPv4-mapped IPv6 address; write it in IPv4 form: "10.0.0.1"`},
+		{"IPv4-mapped address validated", a.as(), "POST", rulesPath + "/validate", `{"exclusions": {"ip": ["::ffff:203.0.113.7"]}}`, nil, "invalid_field", "exclusions.ip[0]", `write it in IPv4 form: "203.0.113.7"`},
+		{"IPv4-mapped prefix", a.as(), "PUT", rulesPath, `{"exclusions": {"ip": ["::ffff:10.0.0.0/104"]}}`, nil, "invalid_field", "exclusions.ip[0]", "IPv4-mapped IPv6 prefix; write it in IPv4 form"},
 		{"bad regex", a.as(), "PUT", rulesPath, `{"exclusions": {"user_agents": ["Headless(Chrome"]}}`, nil, "invalid_field", "exclusions.user_agents[0]", "not a valid regular expression"},
 		{"bad country", a.as(), "PUT", rulesPath, `{"exclusions": {"countries": ["Germany"]}}`, nil, "invalid_field", "exclusions.countries[0]", "ISO 3166-1"},
 		{"bad replacement", a.as(), "PUT", rulesPath, `{"page_path": {"replacements": [{"pattern": "^/p/(\\d+)", "replace": "/p/$1x"}]}}`, nil, "invalid_field", "page_path.replacements[0].replace", "${1}"},

@@ -322,6 +322,12 @@ func (s *Server) putRules(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	doc = doc.Normalize()
+	// Validate refuses what Compile, which newRuleVersion calls, reads
+	// only for the sake of versions stored earlier.
+	if err := rules.Validate(doc, p.Hostnames); err != nil {
+		writeRulesError(w, err)
+		return
+	}
 	v, status := s.newRuleVersion(w, r, p, id.UserID, ifMatch, func(cur configclient.RuleVersion) (configclient.RuleVersion, bool) {
 		if reflect.DeepEqual(cur.Rules.Normalize(), doc) {
 			return cur, false
@@ -346,6 +352,10 @@ func (s *Server) validateRules(w http.ResponseWriter, r *http.Request) {
 	}
 	doc := rules.Defaults()
 	if !decodeJSON(w, r, &doc) {
+		return
+	}
+	if err := rules.Validate(doc, p.Hostnames); err != nil {
+		writeRulesError(w, err)
 		return
 	}
 	c, err := rules.Compile(doc, 0, p.Hostnames)
