@@ -162,7 +162,7 @@ const (
 
 func (s *Server) internalChanges(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	q := r.URL.Query()
+	q := query(r)
 	if !q.Has("since") {
 		head, err := s.o.Store.Head(ctx)
 		if err != nil {

@@ -27,7 +27,7 @@ func pageParams(w http.ResponseWriter, r *http.Request, what string) (after gocq
 	if limit, ok = pageLimit(w, r, defaultPage, maxPage); !ok {
 		return after, 0, false
 	}
-	if v := r.URL.Query().Get("after"); v != "" {
+	if v := query(r).Get("after"); v != "" {
 		id, err := gocql.ParseUUID(v)
 		if err != nil {
 			httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "after",
@@ -42,7 +42,7 @@ func pageParams(w http.ResponseWriter, r *http.Request, what string) (after gocq
 // pageLimit reads the limit query parameter of a paged answer: def when
 // absent, else 1 to most. It answers 400 and returns false when it is bad.
 func pageLimit(w http.ResponseWriter, r *http.Request, def, most int) (int, bool) {
-	v := r.URL.Query().Get("limit")
+	v := query(r).Get("limit")
 	if v == "" {
 		return def, true
 	}

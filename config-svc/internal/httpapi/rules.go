@@ -263,10 +263,10 @@ func (s *Server) getRules(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	if at := r.URL.Query().Get("at"); at != "" {
-		t, err := time.Parse(time.RFC3339Nano, at)
+	if at := query(r).Get("at"); at != "" {
+		t, err := parseQueryTime("at", at)
 		if err != nil {
-			httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "at", "at: "+quote(at)+" is not a time in RFC 3339 format, e.g. 2026-05-01T12:00:00Z")
+			httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "at", err.Error())
 			return
 		}
 		v, current, err := s.o.Store.RuleVersionAt(ctx, p.ID, t)
@@ -380,7 +380,7 @@ func (s *Server) listRuleVersions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	before := 0
-	if v := r.URL.Query().Get("before"); v != "" {
+	if v := query(r).Get("before"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 32) // versions are CQL ints
 		if err != nil || n < 1 {
 			httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "before",

@@ -19,6 +19,7 @@ import (
 	"github.com/acme/analytics/config-svc/internal/store"
 	"github.com/acme/analytics/pkg/configclient"
 	"github.com/acme/analytics/pkg/httpserver"
+	"github.com/acme/analytics/pkg/queryparam"
 	"github.com/acme/analytics/pkg/tenant"
 	"github.com/gocql/gocql"
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,6 +48,9 @@ type Route struct {
 	Path    string // ServeMux pattern path, e.g. /v1/properties/{id}
 	Access  Access
 	Handler http.HandlerFunc
+	// Query lists the query parameters the route takes (none when nil);
+	// any other is refused (withQuery).
+	Query []queryparam.Param
 }
 
 // Options configure a Server.
@@ -121,47 +125,48 @@ func New(o Options) *Server {
 // Routes returns every endpoint of the API.
 func (s *Server) Routes() []Route {
 	return []Route{
-		{"POST", "/v1/signup", Public, s.signup},
-		{"POST", "/v1/login", Public, s.login},
-		{"POST", "/v1/refresh", Public, s.refresh},
-		{"GET", "/.well-known/jwks.json", Public, s.jwks},
+		{"POST", "/v1/signup", Public, s.signup, nil},
+		{"POST", "/v1/login", Public, s.login, nil},
+		{"POST", "/v1/refresh", Public, s.refresh, nil},
+		{"GET", "/.well-known/jwks.json", Public, s.jwks, nil},
 
-		{"POST", "/v1/logout", Member, s.logout},
-		{"GET", "/v1/tenants/me", Member, s.getTenant},
-		{"PATCH", "/v1/tenants/me", Admin, s.patchTenant},
-		{"GET", "/v1/users", Admin, s.listUsers},
-		{"POST", "/v1/users", Admin, s.createUser},
-		{"GET", "/v1/users/{user_id}", Admin, s.getUser},
-		{"PATCH", "/v1/users/{user_id}", Admin, s.patchUser},
-		{"DELETE", "/v1/users/{user_id}", Admin, s.deleteUser},
+		{"POST", "/v1/logout", Member, s.logout, nil},
+		{"GET", "/v1/tenants/me", Member, s.getTenant, nil},
+		{"PATCH", "/v1/tenants/me", Admin, s.patchTenant, nil},
+		{"GET", "/v1/users", Admin, s.listUsers, pageQuery},
+		{"POST", "/v1/users", Admin, s.createUser, nil},
+		{"GET", "/v1/users/{user_id}", Admin, s.getUser, nil},
+		{"PATCH", "/v1/users/{user_id}", Admin, s.patchUser, nil},
+		{"DELETE", "/v1/users/{user_id}", Admin, s.deleteUser, nil},
 
-		{"GET", "/v1/properties", Member, s.listProperties},
-		{"POST", "/v1/properties", Admin, s.createProperty},
-		{"GET", "/v1/properties/{property_id}", Member, s.getProperty},
-		{"PATCH", "/v1/properties/{property_id}", Admin, s.patchProperty},
-		{"DELETE", "/v1/properties/{property_id}", Admin, s.deleteProperty},
+		{"GET", "/v1/properties", Member, s.listProperties, pageQuery},
+		{"POST", "/v1/properties", Admin, s.createProperty, nil},
+		{"GET", "/v1/properties/{property_id}", Member, s.getProperty, nil},
+		{"PATCH", "/v1/properties/{property_id}", Admin, s.patchProperty, nil},
+		{"DELETE", "/v1/properties/{property_id}", Admin, s.deleteProperty, nil},
 
-		{"GET", "/v1/properties/{property_id}/rules", Member, s.getRules},
-		{"PUT", "/v1/properties/{property_id}/rules", Admin, s.putRules},
-		{"POST", "/v1/properties/{property_id}/rules/validate", Admin, s.validateRules},
-		{"GET", "/v1/properties/{property_id}/rules/versions", Member, s.listRuleVersions},
-		{"GET", "/v1/properties/{property_id}/rules/versions/{version}", Member, s.getRuleVersion},
+		{"GET", "/v1/properties/{property_id}/rules", Member, s.getRules, rulesQuery},
+		{"PUT", "/v1/properties/{property_id}/rules", Admin, s.putRules, nil},
+		{"POST", "/v1/properties/{property_id}/rules/validate", Admin, s.validateRules, nil},
+		{"GET", "/v1/properties/{property_id}/rules/versions", Member, s.listRuleVersions, versionsQuery},
+		{"GET", "/v1/properties/{property_id}/rules/versions/{version}", Member, s.getRuleVersion, nil},
 
-		{"GET", "/v1/properties/{property_id}/api-secrets", Admin, s.listSecrets},
-		{"POST", "/v1/properties/{property_id}/api-secrets", Admin, s.createSecret},
-		{"DELETE", "/v1/properties/{property_id}/api-secrets/{secret_id}", Admin, s.revokeSecret},
+		{"GET", "/v1/properties/{property_id}/api-secrets", Admin, s.listSecrets, nil},
+		{"POST", "/v1/properties/{property_id}/api-secrets", Admin, s.createSecret, nil},
+		{"DELETE", "/v1/properties/{property_id}/api-secrets/{secret_id}", Admin, s.revokeSecret, nil},
 
-		{"GET", "/internal/v1/properties/by-tracking-id/{tracking_id}", Service, s.internalByTrackingID},
-		{"GET", "/internal/v1/properties/{property_id}", Service, s.internalProperty},
-		{"GET", "/internal/v1/properties/{property_id}/rules/versions", Service, s.internalRuleVersions},
-		{"PUT", "/internal/v1/properties/{property_id}/processing-shards", Service, s.internalSetShards},
-		{"GET", "/internal/v1/changes", Service, s.internalChanges},
-		{"GET", "/internal/v1/cookieless-salts/{date}", Service, s.internalCookielessSalt},
+		{"GET", "/internal/v1/properties/by-tracking-id/{tracking_id}", Service, s.internalByTrackingID, nil},
+		{"GET", "/internal/v1/properties/{property_id}", Service, s.internalProperty, nil},
+		{"GET", "/internal/v1/properties/{property_id}/rules/versions", Service, s.internalRuleVersions, nil},
+		{"PUT", "/internal/v1/properties/{property_id}/processing-shards", Service, s.internalSetShards, nil},
+		{"GET", "/internal/v1/changes", Service, s.internalChanges, changesQuery},
+		{"GET", "/internal/v1/cookieless-salts/{date}", Service, s.internalCookielessSalt, nil},
 	}
 }
 
-// Register mounts every route on mux with its access checks and a body
-// size limit.
+// Register mounts every route on mux with its access checks, a body
+// size limit and the check of its query parameters (after the access
+// checks: a caller who may not call the route learns that first).
 func (s *Server) Register(mux *http.ServeMux) {
 	for _, rt := range s.Routes() {
 		mux.Handle(rt.Method+" "+rt.Path, s.wrap(rt))
@@ -169,7 +174,7 @@ func (s *Server) Register(mux *http.ServeMux) {
 }
 
 func (s *Server) wrap(rt Route) http.Handler {
-	var h http.Handler = rt.Handler
+	h := withQuery(rt, rt.Handler)
 	switch rt.Access {
 	case Member:
 		h = tenant.RequireRole(tenant.RoleAdmin, tenant.RoleViewer)(h)
