@@ -185,3 +185,30 @@ func manyUserAgents(n int) string {
 	}
 	return `{"exclusions": {"user_agents": [` + strings.Join(parts, ",") + `]}}`
 }
+
+// TestEtcGMTZonesKeepTheirPOSIXSign: Etc/GMT+5 is a valid IANA name and
+// is accepted as given, though it is five hours behind UTC (POSIX's
+// inverted sign), as docs/config.md warns; nothing rewrites it.
+func TestEtcGMTZonesKeepTheirPOSIXSign(t *testing.T) {
+	e := newEnv(t)
+	a := e.signup("Zones")
+	for _, tt := range []struct {
+		zone   string
+		offset time.Duration
+	}{
+		{"Etc/GMT+5", -5 * time.Hour},
+		{"Etc/GMT-14", 14 * time.Hour},
+	} {
+		p := e.createProperty(a, map[string]any{"name": tt.zone, "time_zone": tt.zone})
+		if p.TimeZone != tt.zone {
+			t.Fatalf("time_zone %q stored as %q", tt.zone, p.TimeZone)
+		}
+		loc, err := time.LoadLocation(p.TimeZone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, off := time.Date(2026, 1, 1, 12, 0, 0, 0, loc).Zone(); time.Duration(off)*time.Second != tt.offset {
+			t.Errorf("%s is UTC%+d h, want %v", tt.zone, off/3600, tt.offset)
+		}
+	}
+}
