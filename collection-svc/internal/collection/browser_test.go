@@ -305,8 +305,10 @@ func recordedPage(t *testing.T, path, page string) (*topicReader, string) {
 // path, title) is a virtual pageview with the ping and referrer of an SPA
 // navigation; an SPA pageview has the title the router sets after
 // pushState, and is not lost when the page is left at once; at('event',
-// name) is an event collection accepts; a right click on a link is no
-// outbound click, and a click on a link in SVG throws nothing.
+// name) and GA4's at('event', name, params) are events collection
+// accepts, with the fields the Measurement API gives an event of that name
+// and params; a right click on a link is no outbound click, and a click on
+// a link in SVG throws nothing.
 func TestTrackerCommandsInHeadlessChromium(t *testing.T) {
 	hits, pageURL := recordedPage(t, "/app", `<!doctype html><html><head><title>App</title>%[1]s
 <script>window.aux = []; addEventListener('auxclick', function (e) { aux.push(e.button); });
@@ -351,6 +353,29 @@ window.at=window.at||function(){(at.q=at.q||[]).push(arguments)};at('pageview');
 	}
 	signUp := stored("the event named sign_up", func(h *hit.Hit) bool { return h.Type == hit.TypeEvent && h.Action == "sign_up" })
 	eq(t, "at('event', 'sign_up'): category", signUp.Category, "sign_up")
+
+	// GA4's name and params: the name is the action, the category its
+	// event_category or else the name; event_label, value and
+	// non_interaction are the event's fields, and other params are not
+	// sent (the tracker sends no custom parameters).
+	eval(t, ctx, `at('event', 'sign_up', {method: 'Google', value: 3, non_interaction: true});
+		at('event', 'play', {event_category: 'Videos', event_label: 'intro', value: 0.5})`)
+	fields, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`sent.slice(2).map(function (h) {
+		var o = {}, k;
+		for (k in h) if (!/^(v|t|hid|cid|dl|dt|dr|sr|ul)$/.test(k)) o[k] = h[k];
+		return JSON.stringify(o);
+	})`))
+	if want := []string{`{"ec":"sign_up","ea":"sign_up","ev":3,"ni":1}`, `{"ec":"Videos","ea":"play","el":"intro","ev":0.5}`}; err != nil || !slices.Equal(fields, want) {
+		t.Fatalf("at('event', name, params) sent events with the fields %q (%v), want %q", fields, err, want)
+	}
+	signUp = stored("sign_up with its value", func(h *hit.Hit) bool { return h.Action == "sign_up" && h.HasValue })
+	if signUp.Category != "sign_up" || signUp.Value != 3 || signUp.Params["non_interaction"] != "1" || len(signUp.Params) != 1 {
+		t.Errorf("at('event', 'sign_up', {method, value: 3, non_interaction: true}) stored as %q/%q value %v params %v, want sign_up/sign_up value 3 params only non_interaction", signUp.Category, signUp.Action, signUp.Value, signUp.Params)
+	}
+	play := stored("the play event", func(h *hit.Hit) bool { return h.Action == "play" })
+	if play.Category != "Videos" || play.Label != "intro" || play.Value != 0.5 {
+		t.Errorf("at('event', 'play', {event_category: 'Videos', event_label: 'intro', value: 0.5}) stored as %q/%q/%q value %v, want Videos/play/intro 0.5", play.Category, play.Action, play.Label, play.Value)
+	}
 
 	// Clicks: right (the menu's "copy link" is no visit), on a link in
 	// SVG, then middle (opens the link: counted).

@@ -152,16 +152,20 @@
   d.addEventListener('click', out, 1);
   d.addEventListener('auxclick', out, 1);
 
-  // at('event', category, action, label, value) or at('event', {category,
-  // action, label, value, nonInteraction}): one of category and action
-  // alone (at('event', 'sign_up')) is both, as the Measurement API does.
+  // at('event', category, action, label, value), at('event', {category,
+  // action, label, value, nonInteraction}) or GA4's at('event', name,
+  // {event_category, event_label, value, non_interaction}): one of category
+  // and action alone (at('event', 'sign_up')) is both, and a name's
+  // category is its event_category else the name, as the Measurement API
+  // makes them.
   // at('pageview', path, title): a virtual pageview; at('pageview') only
   // when the URL has none yet (load and history are counted already).
   // at('optout'); at('optin').
   function cmd(c, a, b, l, v) {
     if (c == 'event') {
-      var ni;
-      if (a && typeof a == 'object') { b = a.action; l = a.label; v = a.value; ni = a.nonInteraction; a = a.category; }
+      var ni, p = b;
+      if (p && typeof p == 'object') { b = a; l = p.event_label; v = p.value; ni = p.non_interaction; a = p.event_category; }
+      else if (a && typeof a == 'object') { b = a.action; l = a.label; v = a.value; ni = a.nonInteraction; a = a.category; }
       hit('event', { ec: a || b, ea: b || a, el: l, ev: v, ni: ni && 1 });
     } else if (c == 'pageview') {
       if (a) view(new URL(a, loc).href, b);
