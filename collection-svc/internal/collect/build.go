@@ -333,11 +333,19 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 		return malformed("ni", "%.20q is not a flag: send 1 (or true in JSON) for a non-interaction event, 0 (false) or nothing for another", f.NonInteraction)
 	}
 	if f.EngagementTime != "" {
-		et, err := strconv.ParseInt(f.EngagementTime, 10, 64)
-		if err != nil || et < 0 || et > (24*time.Hour).Milliseconds() {
+		et, ok := engagementMS(f.EngagementTime, mp)
+		switch {
+		case ok:
+			h.EngagementMS = et
+		case mp && t != hit.TypeEngagement:
+			// Read on every event only since 2026-12-05: on another event
+			// than user_engagement it was a parameter and nothing more, and
+			// it stays one (h.Params has it) rather than refuse the event.
+		case mp:
+			return malformed("et", "params.engagement_time_msec must be a number of milliseconds between 0 and one day (a fraction is rounded)")
+		default:
 			return malformed("et", "engagement time must be a whole number of milliseconds between 0 and one day")
 		}
-		h.EngagementMS = et
 	}
 	if _, _, ok := device.Resolution(f.ScreenResolution); f.ScreenResolution != "" && !ok {
 		return malformed("sr", "screen resolution must look like 1920x1080")
@@ -408,6 +416,22 @@ func decimalNumber(s string) bool {
 		s = s[1:]
 	}
 	return s != "" && strings.Trim(s, "0123456789") == ""
+}
+
+// engagementMS reads an engagement time, in whole milliseconds from 0 to
+// one day. /collect's et must be whole (the tracker sends it so); the
+// Measurement API's engagement_time_msec may be a fraction, as
+// performance.now() gives one, and is rounded to the nearest millisecond.
+func engagementMS(s string, mp bool) (int64, bool) {
+	const day = int64(24 * time.Hour / time.Millisecond)
+	if ms, err := strconv.ParseInt(s, 10, 64); err == nil || !mp {
+		return ms, err == nil && ms >= 0 && ms <= day
+	}
+	v, err := strconv.ParseFloat(s, 64)
+	if !decimalNumber(s) || err != nil || v < 0 || math.Round(v) > float64(day) {
+		return 0, false
+	}
+	return int64(math.Round(v)), true
 }
 
 // wholeNumber returns the integer s writes in decimal, in the usual form

@@ -158,3 +158,70 @@ func TestNumbers(t *testing.T) {
 		})
 	}
 }
+
+// TestEngagementTime: /collect's et is whole milliseconds from 0 to one
+// day; the Measurement API's engagement_time_msec is rounded when it is a
+// fraction (performance.now() gives one), and on another event than
+// user_engagement one that is no engagement time stays a parameter, as
+// before it was read on every event, rather than refuse the event.
+func TestEngagementTime(t *testing.T) {
+	s, p := testServer(t, 4, countingQueue{new(int)})
+	const day = "86400000"
+	tests := []struct {
+		name    string
+		mp      bool
+		typ     string // the hit type as parsed: engagement for user_engagement
+		et      string
+		wantErr bool
+		wantMS  int64
+	}{
+		{"et", false, "engagement", "1234", false, 1234},
+		{"et of one day", false, "engagement", day, false, 86400000},
+		{"et on an event", false, "event", "5", false, 5},
+		{"et a fraction", false, "engagement", "1234.5", true, 0},
+		{"et a fraction on an event", false, "event", "1234.5", true, 0},
+		{"et over a day", false, "engagement", "86400001", true, 0},
+		{"et negative", false, "event", "-1", true, 0},
+		{"et not a number", false, "event", "soon", true, 0},
+		{"engagement_time_msec", true, "engagement", "1234", false, 1234},
+		{"engagement_time_msec a fraction, rounded", true, "engagement", "1234.5", false, 1235},
+		{"engagement_time_msec a fraction on a purchase", true, "event", "1234.4", false, 1234},
+		{"engagement_time_msec with an exponent", true, "engagement", "1.5e3", false, 1500},
+		{"engagement_time_msec of one day", true, "engagement", "86400000.4", false, 86400000},
+		{"engagement_time_msec over a day", true, "engagement", "86400000.5", true, 0},
+		{"engagement_time_msec negative", true, "engagement", "-0.5", true, 0},
+		{"engagement_time_msec not a number", true, "engagement", "soon", true, 0},
+		{"engagement_time_msec hex", true, "engagement", "0x10", true, 0},
+		{"engagement_time_msec over a day on a purchase, a parameter", true, "event", "86400001", false, 0},
+		{"engagement_time_msec negative on a purchase, a parameter", true, "event", "-1", false, 0},
+		{"engagement_time_msec not a number on a purchase, a parameter", true, "event", "soon", false, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &client{received: s.now()}
+			c.addr = addressingOf(p, c.ip)
+			f := parse.Fields{ClientID: "c", Type: tt.typ, Location: "https://shop.example/", EngagementTime: tt.et}
+			origin := hit.OriginBrowser
+			if tt.mp {
+				origin = hit.OriginMeasurement
+				f.Params = map[string]string{"engagement_time_msec": tt.et}
+			}
+			if tt.typ == "event" {
+				f.Action = "purchase"
+			}
+			h, e := s.build(new(hit.Hit), p, &f, c, origin)
+			switch {
+			case tt.wantErr:
+				if e == nil || e.Reason != parse.ReasonMalformed || e.Field != "et" {
+					t.Fatalf("got %v, want malformed et", e)
+				}
+			case e != nil:
+				t.Fatalf("rejected: %v", e)
+			case h.EngagementMS != tt.wantMS:
+				t.Fatalf("engagement %d ms, want %d", h.EngagementMS, tt.wantMS)
+			case tt.mp && h.Params["engagement_time_msec"] != tt.et:
+				t.Fatalf("params.engagement_time_msec %q, want it kept as sent (%q)", h.Params["engagement_time_msec"], tt.et)
+			}
+		})
+	}
+}
