@@ -68,9 +68,10 @@ func addressingOf(p *Property, ip netip.Addr) addressing {
 
 // Limits of single fields, in bytes (GA's, rounded up).
 const (
-	maxURLBytes   = 4096 // dl, dp, dr
-	maxTitleBytes = 1500 // dt
-	maxParamBytes = 1000 // a custom parameter's value
+	maxURLBytes    = 4096 // dl, dp, dr
+	maxTitleBytes  = 1500 // dt
+	maxParamBytes  = 1000 // a custom parameter's value
+	maxActionBytes = 500  // ea, and what becomes an event's action
 )
 
 // Limits of single fields, in bytes (GA's, rounded up). The campaign sent
@@ -90,7 +91,7 @@ var fieldLimits = []struct {
 	{"dt", func(f *parse.Fields) string { return f.Title }, maxTitleBytes, ""},
 	{"dr", func(f *parse.Fields) string { return f.Referrer }, maxURLBytes, ""},
 	{"ec", func(f *parse.Fields) string { return f.Category }, 150, ""},
-	{"ea", func(f *parse.Fields) string { return f.Action }, 500, ""},
+	{"ea", func(f *parse.Fields) string { return f.Action }, maxActionBytes, ""},
 	{"el", func(f *parse.Fields) string { return f.Label }, 500, ""},
 	{"sr", func(f *parse.Fields) string { return f.ScreenResolution }, 20, ""},
 	{"ul", func(f *parse.Fields) string { return f.Language }, 35, ""},
@@ -107,7 +108,10 @@ var fieldLimits = []struct {
 	{"utc", func(f *parse.Fields) string { return f.TimingCategory }, 150, ""},
 	{"utv", func(f *parse.Fields) string { return f.TimingVariable }, 500, ""},
 	{"utl", func(f *parse.Fields) string { return f.TimingLabel }, 500, ""},
-	{"exd", func(f *parse.Fields) string { return f.ExceptionDescription }, 150, ""},
+	// An exception's description becomes the action, cut to its limit
+	// (mapEvent) rather than refused: typical error messages are longer
+	// than an action. Here only the hit's size bounds it.
+	{"exd", func(f *parse.Fields) string { return f.ExceptionDescription }, parse.MaxHitBytes, ""},
 }
 
 // paramLimit is the longest value of the custom parameter name, in bytes:

@@ -56,7 +56,7 @@ func TestMeasurementErrorsNameTheSendersFields(t *testing.T) {
 		{"timing_complete's value negative", `[{"name":"timing_complete","params":{"name":"load","value":-5}}]`, "malformed", "events[0].params.value", "whole number of milliseconds"},
 		{"timing_complete's event_label too long", `[{"name":"timing_complete","params":{"name":"load","value":5,"event_label":"` + long(501) + `"}}]`, "malformed", "events[0].params.event_label", "limit is 500"},
 		{"exception's fatal not a flag", `[{"name":"exception","params":{"fatal":"maybe"}}]`, "malformed", "events[0].params.fatal", "not a flag"},
-		{"exception's description too long", `[{"name":"exception","params":{"description":"` + long(151) + `"}}]`, "malformed", "events[0].params.description", "limit is 150"},
+		{"exception's description over a parameter's limit", `[{"name":"exception","params":{"description":"` + long(1001) + `"}}]`, "malformed", "events[0].params.description", "value to 1000"},
 		{"custom parameter too long", `[{"name":"purchase","params":{"coupon":"` + long(1001) + `"}}]`, "malformed", "events[0].params.coupon", "value to 1000"},
 		{"currency not the property's", `[{"name":"purchase","params":{"value":1000,"currency":"JPY"}}]`, "malformed", "events[0].params.currency", "the property reports in EUR; send values in EUR"},
 		{"request's timestamp_micros", `{"client_id":"c","timestamp_micros":"soon","events":[{"name":"purchase"}]}`, "malformed", "timestamp_micros", "whole microseconds"},
@@ -198,7 +198,11 @@ func TestMeasurementMapping(t *testing.T) {
 		{"exception without a description", `{"name":"exception","params":{"fatal":"0"}}`,
 			hit.Hit{Type: hit.TypeEvent, Category: "exception", Action: "(not set)", Label: "non-fatal", Params: map[string]string{"non_interaction": "1"}}, ""},
 		{"exception's fatal not a flag", `{"name":"exception","params":{"fatal":"yes"}}`, hit.Hit{}, "events[0].params.fatal"},
-		{"exception's description too long", `{"name":"exception","params":{"description":"` + strings.Repeat("x", 151) + `"}}`, hit.Hit{}, "events[0].params.description"},
+		{"exception's description cut to an action's limit", `{"name":"exception","params":{"description":"` + strings.Repeat("x", 1000) + `"}}`,
+			hit.Hit{Type: hit.TypeEvent, Category: "exception", Action: strings.Repeat("x", 500), Label: "non-fatal", Params: map[string]string{"non_interaction": "1"}}, ""},
+		{"exception's description cut at a character", `{"name":"exception","params":{"description":"x` + strings.Repeat("é", 300) + `"}}`,
+			hit.Hit{Type: hit.TypeEvent, Category: "exception", Action: "x" + strings.Repeat("é", 249), Label: "non-fatal", Params: map[string]string{"non_interaction": "1"}}, ""},
+		{"exception's description over a parameter's limit", `{"name":"exception","params":{"description":"` + strings.Repeat("x", 1001) + `"}}`, hit.Hit{}, "events[0].params.description"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -3,6 +3,7 @@ package collect
 import (
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/acme/analytics/collection-svc/internal/parse"
 	"github.com/acme/analytics/pkg/hit"
@@ -148,7 +149,7 @@ func mapEvent(h *hit.Hit, f *parse.Fields, origin hit.Origin) *parse.Error {
 		default:
 			return malformed("exf", "%.20q is not a flag: send 1 (or true in JSON) for a fatal exception, 0 (false) for another", f.ExceptionFatal)
 		}
-		h.Category, h.Action, h.Label = exceptionCategory, f.ExceptionDescription, "non-fatal"
+		h.Category, h.Action, h.Label = exceptionCategory, cutUTF8(f.ExceptionDescription, maxActionBytes), "non-fatal"
 		if h.Action == "" {
 			h.Action = notSet
 		}
@@ -164,4 +165,16 @@ func mapEvent(h *hit.Hit, f *parse.Fields, origin hit.Origin) *parse.Error {
 	h.Params["non_interaction"] = "1"
 	h.Type = hit.TypeEvent
 	return nil
+}
+
+// cutUTF8 is s cut to at most n bytes, at a character boundary: s must be
+// valid UTF-8.
+func cutUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

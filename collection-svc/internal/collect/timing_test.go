@@ -58,8 +58,11 @@ func TestTimingAndExceptionHits(t *testing.T) {
 		{"exception in JSON", `{"t":"exception","exd":"x is undefined","exf":false}`, event{"exception", "x is undefined", "non-fatal", 0, false}, "", ""},
 		{"exception exf true in JSON", `{"t":"exception","exf":true}`, event{"exception", "(not set)", "fatal", 0, false}, "", ""},
 		{"exf not a flag", "t=exception&exf=yes", event{}, "exf", "not a flag"},
-		{"exd at its limit", "t=exception&exf=0&exd=" + long(150), event{"exception", long(150), "non-fatal", 0, false}, "", ""},
-		{"exd too long", "t=exception&exd=" + long(151), event{}, "exd", "limit is 150"},
+		{"exd of 150 bytes", "t=exception&exf=0&exd=" + long(150), event{"exception", long(150), "non-fatal", 0, false}, "", ""},
+		{"exd cut to an action's limit", "t=exception&exf=0&exd=" + long(501), event{"exception", long(500), "non-fatal", 0, false}, "", ""},
+		{"exd cut at a character", "t=exception&exf=0&exd=x" + strings.Repeat("%C3%A9", 300), event{"exception", "x" + strings.Repeat("é", 249), "non-fatal", 0, false}, "", ""},
+		{"exd of 2000 bytes in JSON", `{"t":"exception","exf":false,"exd":"` + long(2000) + `"}`, event{"exception", long(500), "non-fatal", 0, false}, "", ""},
+		{"exd not UTF-8", "t=exception&exd=%FF", event{}, "exd", "UTF-8"},
 		{"ea on an exception", "t=exception&exd=x&ea=crash", event{}, "ea", "an exception hit carries its own (exd, exf)"},
 		{"utt on an exception", "t=exception&exd=x&utt=5", event{}, "utt", "only for timing hits"},
 
