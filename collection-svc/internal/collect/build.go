@@ -367,10 +367,14 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 		}
 		h.ClientID = visitorID(salt, p.ID, c.ip, c.userAgent)
 		h.Cookieless = true
-	case h.ClientID == "" && origin == hit.OriginMeasurement:
+	case h.ClientID == "" && origin == hit.OriginMeasurement && p.Cookieless:
 		// A cookieless ID from the merchant's server's address would make
-		// one visitor of all its hits.
-		return malformed("client_id", "the client ID is missing: send the visitor's client_id (the tracker's _at_cid cookie)")
+		// one visitor of all its hits. The browser's ID is derived from
+		// the visitor's address, which the server does not send, and the
+		// tag sets no cookie: the two cannot share a visitor.
+		return malformed("client_id", "the client ID is missing: send an ID of the visitor's (a customer number); the property is cookieless, so its tag sets no _at_cid cookie and server hits cannot join the visitor's browser sessions")
+	case h.ClientID == "" && origin == hit.OriginMeasurement:
+		return malformed("client_id", "the client ID is missing: send the visitor's client_id (the tracker's _at_cid cookie), so that the hit joins the visitor's browser sessions")
 	case h.ClientID == "":
 		return malformed("cid", "the client ID is missing: the property is not cookieless (remove data-cookieless from the script tag, or make the property cookieless)")
 	}

@@ -367,3 +367,29 @@ func TestCookielessWithoutSaltAnswers503(t *testing.T) {
 		t.Fatalf("the retry once the salt is back: %d %s, %d queued, dead letters %+v; want the valid hits queued and the invalid one dead-lettered", w.Code, w.Body, queued, dead)
 	}
 }
+
+// TestMeasurementWithoutClientIDSaysWhatJoins: a Measurement API event
+// without client_id is told to send the tracker's _at_cid cookie, except
+// on a cookieless property, whose tag sets no cookie and whose browser
+// visitors' IDs a server cannot know: it is told that its hits cannot
+// join the browser's sessions.
+func TestMeasurementWithoutClientIDSaysWhatJoins(t *testing.T) {
+	s, p := testServer(t, 4, countingQueue{new(int)})
+	ckl := cookielessProperty(t, "ckl", nil)
+	for _, tt := range []struct {
+		name string
+		p    *Property
+		want string
+	}{
+		{"property with cookies", p, "the tracker's _at_cid cookie"},
+		{"cookieless property", ckl, "the property is cookieless, so its tag sets no _at_cid cookie and server hits cannot join the visitor's browser sessions"},
+	} {
+		c := &client{received: s.now()}
+		c.addr = addressingOf(tt.p, c.ip)
+		f := parse.Fields{Type: "event", Action: "purchase"}
+		_, e := s.build(new(hit.Hit), tt.p, &f, c, hit.OriginMeasurement)
+		if e == nil || e.Field != "client_id" || !strings.Contains(e.Message, tt.want) {
+			t.Errorf("%s: got %v, want client_id saying %q", tt.name, e, tt.want)
+		}
+	}
+}
