@@ -441,6 +441,77 @@ window.at=window.at||function(){(at.q=at.q||[]).push(arguments)};at('pageview');
 	}
 }
 
+// TestTrackerPageviewsOfARouter checks the pageviews of what routers and
+// code ported from GA do: a bad at('pageview', ...) queued before load
+// stops neither the load's pageview, the commands after it nor later
+// navigations, and after load throws nothing into the page; GA's object
+// form is no pageview of "[object Object]"; a router's at('pageview', path)
+// for the URL it has just pushed, or is about to push, is one pageview,
+// titled as the call says; and a navigation 250 ms after another waits its
+// own 300 ms for its title.
+func TestTrackerPageviewsOfARouter(t *testing.T) {
+	_, pageURL := recordedPage(t, "/app", `<!doctype html><html><head><title>App</title>%[1]s
+<script>window.at=window.at||function(){(at.q=at.q||[]).push(arguments)};
+at('pageview', 'http://[');at('event','queued','after the bad one');</script>
+<script async src="%[2]s/tracker.js" data-tid="%[3]s"></script>
+</head><body></body></html>`)
+	ctx := newBrowser(t)
+	is := func(typ, path string) func(sentHit) bool {
+		return func(h sentHit) bool { return h.T == typ && h.Path == path }
+	}
+	pageviews := func(path string) (n int) {
+		for _, h := range sent(t, ctx) {
+			if is("pageview", path)(h) {
+				n++
+			}
+		}
+		return n
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(pageURL+"/app")); err != nil {
+		t.Fatalf("load the page: %v", err)
+	}
+	waitSent(t, ctx, "the event queued after the bad pageview", func(h sentHit) bool { return h.Category == "queued" })
+	eval(t, ctx, `at('pageview', 'http://[')`) // eval fails on a throw
+	eval(t, ctx, `at('pageview', {page: '/object'})`)
+	eval(t, ctx, `history.pushState({}, '', '/spa/one')`)
+	got := waitSent(t, ctx, "the pageview of a navigation after the bad pageviews", is("pageview", "/spa/one"))
+	for _, h := range got {
+		if h.T == "pageview" && h.Path != "/app" && h.Path != "/spa/one" {
+			t.Errorf("the tracker sent %v for a bad at('pageview', ...)", h)
+		}
+	}
+	if errs, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`errors`)); err != nil || len(errs) > 0 {
+		t.Errorf("errors in the page: %q %v", errs, err)
+	}
+
+	// pushState then at('pageview', path, title), as GA's
+	// ga('send', 'pageview', path) is ported: one pageview, with the
+	// call's title.
+	eval(t, ctx, `history.pushState({}, '', '/checkout'); at('pageview', '/checkout#step', 'Checkout')`)
+	got = waitSent(t, ctx, "the pageview of /checkout", is("pageview", "/checkout"))
+	if h := got[slices.IndexFunc(got, is("pageview", "/checkout"))]; h.Title != "Checkout" || h.Referrer != pageURL+"/spa/one" {
+		t.Errorf("the pageview of /checkout: %v, want titled Checkout from /spa/one", h)
+	}
+	// The other way round.
+	eval(t, ctx, `at('pageview', '/paid'); history.pushState({}, '', '/paid')`)
+	waitSent(t, ctx, "the pageview of /paid", is("pageview", "/paid"))
+	eval(t, ctx, `history.pushState({}, '', '/spa/two')`)
+	waitSent(t, ctx, "the pageview of /spa/two", is("pageview", "/spa/two")) // after /checkout's and /paid's waits
+	if n, m := pageviews("/checkout"), pageviews("/paid"); n != 1 || m != 1 {
+		t.Errorf("pageviews of /checkout: %d, of /paid: %d, want one each: %v", n, m, sent(t, ctx))
+	}
+
+	// Two navigations 250 ms apart: the second's pageview waits 300 ms
+	// for the title its router sets 100 ms after pushState.
+	eval(t, ctx, `history.pushState({}, '', '/spa/a'); setTimeout(function () {
+		history.pushState({}, '', '/spa/b'); setTimeout(function () { document.title = 'B'; }, 100);
+	}, 250)`)
+	got = waitSent(t, ctx, "the pageview of /spa/b", is("pageview", "/spa/b"))
+	if h := got[slices.IndexFunc(got, is("pageview", "/spa/b"))]; h.Title != "B" {
+		t.Errorf("the pageview of /spa/b 250 ms after /spa/a: %v, want the title set 100 ms after its pushState", h)
+	}
+}
+
 // TestTrackerWaitsForAPrerenderedPage: a page prerendered (Speculation
 // Rules) sends nothing until it is shown, then its pageview (of the URL it
 // has then) and the commands made meanwhile, in order. Chromium does not

@@ -3,11 +3,11 @@
   var s = d.currentScript;
   if (!s || w.__at) return;
   w.__at = 1;
-  var tid = s.getAttribute('data-tid'),
+  var tid = s.dataset.tid,
     url = new URL(s.src).origin + '/collect?tid=' + encodeURIComponent(tid),
-    cookieless = s.hasAttribute('data-cookieless'),
+    cookieless = 'cookieless' in s.dataset,
     now = Date.now, acc = 0,
-    ls, optout, id, dom, pend, since, visible, shown, last, page,
+    ls, optout, id, dom, pend, tm, title, since, visible, shown, last, page,
     // ref is the referrer of the page shown: the document's, after a
     // single-page-app navigation the previous URL. Hits within a minute of
     // the page's pageview carry it, so that a session whose first hit is an
@@ -42,15 +42,16 @@
       var m = d.cookie.match(/(?:^|; )_at_cid=([^;]+)/), p = loc.hostname.split('.'), i, c;
       id = id || (m ? m[1] : rnd(16));
       // The highest domain that takes a cookie (not a public suffix):
-      // found once with a probe cookie, else the host alone.
+      // found once with a probe cookie, else the host alone. dom is the
+      // cookie's Path and Domain then.
       if (dom == null) {
-        for (dom = '', i = Math.max(p.length - 2, 0); i >= 0 && !dom; i--) {
-          c = '_at_p=1; Path=/; Domain=' + p.slice(i).join('.');
-          d.cookie = c;
-          if (d.cookie.indexOf('_at_p=1') >= 0) { dom = '; Domain=' + p.slice(i).join('.'); d.cookie = c + '; Max-Age=0'; }
+        for (dom = '', i = p.length - 2; i >= 0 && !dom; i--) {
+          c = '; Path=/; Domain=' + p.slice(i).join('.');
+          d.cookie = '_at_p=1' + c;
+          if (/_at_p=1/.test(d.cookie)) { dom = c; d.cookie = '_at_p=1; Max-Age=0' + c; }
         }
       }
-      d.cookie = '_at_cid=' + id + '; Max-Age=63072000; Path=/; SameSite=Lax' + dom + (loc.protocol == 'https:' ? '; Secure' : '');
+      d.cookie = '_at_cid=' + id + '; Max-Age=63072000; SameSite=Lax' + (dom || '; Path=/') + (loc.protocol == 'https:' ? '; Secure' : '');
     } catch (e) {}
     return id = id || rnd(16);
   }
@@ -64,7 +65,7 @@
     if (!tries && n.sendBeacon && n.sendBeacon(url, b)) return;
     fetch(url, { method: 'POST', body: b, keepalive: 1 }).then(function (r) {
       if (r.status > 499) throw 0;
-    })['catch'](function () {
+    }).catch(function () {
       if (tries < 3) setTimeout(function () { post(h, t0, tries + 1); }, 1000 << tries);
     });
   }
@@ -79,9 +80,8 @@
   function hit(t, o) {
     flush();
     if (off()) return;
-    var h = { v: 1, t: t, hid: rnd(8), dl: loc.href, dt: d.title, sr: screen.width + 'x' + screen.height, ul: n.language },
-      c = cid(), k;
-    if (c) h.cid = c;
+    // cid is undefined in cookieless mode: JSON leaves it out.
+    var h = { v: 1, t: t, hid: rnd(8), dl: loc.href, dt: d.title, sr: screen.width + 'x' + screen.height, ul: n.language, cid: cid() }, k;
     if (ref && (t == 'pageview' || now() - shown < 6e4)) h.dr = ref;
     for (k in o) if (o[k] != null) h[k] = o[k];
     // Collection's limits are UTF-8 bytes: a field is cut to them at a
@@ -117,20 +117,30 @@
     if (e.persisted) { vis(1); shown = since; hit('pageview'); }
   });
 
-  // view shows page u (a URL): the ping of the page shown until now, which
-  // becomes the referrer, then the pageview, titled t or else by the
-  // document 300 ms later (as Umami waits): routers set the title after
-  // pushState, React's after rendering and painting.
+  // view shows page u (a URL without fragment): the ping of the page shown
+  // until now, which becomes the referrer, then the pageview, titled t or
+  // else by the document 300 ms later (as Umami waits): routers set the
+  // title after pushState, React's after rendering and painting. The page
+  // shown already is no new pageview, whether the router's
+  // at('pageview', path) or its pushState comes first: t, if any, titles
+  // its pageview if still waiting. A navigation's wait ends the previous
+  // one's, which would send this pageview early with the old title.
   function view(u, t) {
+    if (u == page) return t && (title = t);
     ping();
     ref = page;
     page = u;
     shown = now();
-    pend = function () { hit('pageview', { dl: u, dt: t || d.title }); };
-    setTimeout(flush, 300);
+    title = t;
+    pend = function () { hit('pageview', { dl: u, dt: title || d.title }); };
+    clearTimeout(tm);
+    tm = setTimeout(flush, 300);
   }
   // Single-page apps: a new pageview whenever the history API changes the
   // URL (the fragment aside), once the load's pageview is sent (q is 0).
+  // last is the URL of the last history change, kept apart from page: a
+  // virtual page shown at the same URL is not left by a replaceState that
+  // keeps the URL.
   function here() { return loc.href.split('#')[0]; }
   function nav() {
     if (!q && here() != last) view(last = here());
@@ -158,35 +168,42 @@
   // and action alone (at('event', 'sign_up')) is both, and a name's
   // category is its event_category else the name, as the Measurement API
   // makes them.
-  // at('pageview', path, title): a virtual pageview; at('pageview') only
-  // when the URL has none yet (load and history are counted already).
-  // at('optout'); at('optin').
+  // at('pageview', path, title): a virtual pageview (path a string, its
+  // fragment dropped as collection drops it); at('pageview'), or with
+  // another path (GA's object form), only when the URL has none yet (load
+  // and history are counted already).
+  // at('optout'); at('optin'): without localStorage (ls) the choice holds
+  // for the page only (the throw is caught by run).
   function cmd(c, a, b, l, v) {
     if (c == 'event') {
       var ni, p = b;
       if (p && typeof p == 'object') { b = a; l = p.event_label; v = p.value; ni = p.non_interaction; a = p.event_category; }
       else if (a && typeof a == 'object') { b = a.action; l = a.label; v = a.value; ni = a.nonInteraction; a = a.category; }
       hit('event', { ec: a || b, ea: b || a, el: l, ev: v, ni: ni && 1 });
-    } else if (c == 'pageview') {
-      if (a) view(new URL(a, loc).href, b);
-      else if (here() != page) view(here());
-    }
-    else if (c == 'optout') { optout = 1; ls && ls.setItem('at_optout', '1'); }
-    else if (c == 'optin') { optout = 0; ls && ls.removeItem('at_optout'); }
+    } else if (c == 'pageview') view(typeof a == 'string' ? new URL(a, loc).href.split('#')[0] : here(), b);
+    else if (c == 'optout') { optout = 1; ls.setItem('at_optout', 1); }
+    else if (c == 'optin') { optout = 0; ls.removeItem('at_optout'); }
   }
-  // Commands wait in q until the load's pageview is sent.
+  // A command that throws (a path that is no URL) stops neither the
+  // merchant's code nor the commands after it.
+  function run(a) {
+    try { cmd.apply(0, a); } catch (e) {}
+  }
+  // Commands wait in q until the load's pageview is sent. start releases
+  // q before running them, so that later calls run at once, whatever the
+  // queued ones do.
   var q = (w.at && w.at.q) || [];
-  w.at = function () { q ? q.push(arguments) : cmd.apply(0, arguments); };
+  w.at = function () { q ? q.push(arguments) : run(arguments); };
   function start() {
-    var i;
+    var p = q;
+    q = 0;
     vis(d.visibilityState != 'hidden');
     shown = since;
     last = page = here();
     // An opt-out queued before load holds for the load's pageview too.
-    for (i = 0; i < q.length; i++) if (/^opt/.test(q[i][0])) cmd.apply(0, q[i]);
+    p.forEach(function (a) { /^opt/.test(a[0]) && run(a); });
     hit('pageview');
-    for (i = 0; i < q.length; i++) if (!/^opt/.test(q[i][0])) cmd.apply(0, q[i]);
-    q = 0;
+    p.forEach(function (a) { /^opt/.test(a[0]) || run(a); });
   }
   // A page prerendered (Speculation Rules) is counted when it is shown, if
   // ever.
