@@ -18,6 +18,7 @@ import (
 	_ "embed"
 	"encoding/hex"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -52,13 +53,17 @@ func Load() *Script {
 // Minify drops comment lines, indentation, the spaces that separate no two
 // words, semicolons before a closing brace and the line breaks that end no
 // statement, keeping the leading /*! */ licence line. It is meant for
-// tracker.js, which keeps comments on lines of their own (a // after code
-// would be taken for code) and writes a regular expression only where an
-// expression starts (after one of ( , = : [ ! & | ? { } ; or at a line's
-// start), never a division. The gzipped script must stay under 2 KB
-// (TestScriptIsSmall), so every byte the minifier drops is room for code.
+// tracker.js and refuses, by panicking (so that the tests fail at once),
+// what it would change rather than minify: a template literal, a // comment
+// after code (a line ending in one of . , ( { would join the next to it),
+// and a / it cannot tell a regular expression from a division by the byte
+// before (after ) or }, as in if (x) /a/.test(y)). A regular expression
+// goes where an expression starts (after an operator, one of ( , [ { ; or a
+// keyword such as return), a division after a name, a number or ]. The
+// gzipped script must stay under 2 KB (TestScriptIsSmall), so every byte
+// the minifier drops is room for code.
 func Minify(src string) string {
-	var b []byte
+	var m minifier
 	for _, line := range strings.Split(src, "\n") {
 		line = strings.TrimSpace(line)
 		if line == "" || strings.HasPrefix(line, "//") {
@@ -67,58 +72,126 @@ func Minify(src string) string {
 		// A line break goes where JavaScript never inserts a semicolon:
 		// after a byte that cannot end a statement, and before a closing
 		// brace (which ends one anyway).
-		if n := len(b); n > 0 && line[0] != '}' && strings.IndexByte("{([,;:=?&|.!", b[n-1]) < 0 {
-			b = append(b, '\n')
+		if n := len(m.b); n > 0 && line[0] != '}' && strings.IndexByte("{([,;:=?&|.!", m.b[n-1]) < 0 {
+			m.b = append(m.b, '\n')
 		}
-		b = minifyLine(b, line)
+		m.line(line)
 	}
-	return string(append(b, '\n'))
+	return string(append(m.b, '\n'))
 }
 
-// minifyLine appends line to b without the spaces Minify drops: a run of
+// minifier is Minify's output so far, with what it must know of the code
+// before: the control statements whose parentheses are open.
+type minifier struct {
+	b []byte
+	// parens has, for each ( open, whether it opens the condition of an
+	// if, for or while; afterHeader is set when the last byte of b is the
+	// ) that closed one, or a ; directly after it (an empty statement,
+	// which must stay: while (x); }).
+	parens      []bool
+	afterHeader bool
+}
+
+// line appends line to m.b without the spaces Minify drops: a run of
 // spaces outside strings, regular expressions and /* */ comments goes
-// unless it is between two word characters (var x, else if) or two of +
-// and - (a - -b); and a semicolon before a closing brace goes (the last
-// of b's too).
-func minifyLine(b []byte, line string) []byte {
+// unless it is between two word characters (var x, else if), two of + and
+// - (a - -b), < and ! (a < !--b is no <!--) or a digit and a dot
+// (1 .toString()); and a semicolon before a closing brace goes (the last
+// of b's too) unless it is an empty statement.
+func (m *minifier) line(line string) {
 	var last byte // the last byte of code, outside strings and the like
-	if len(b) > 0 {
-		last = b[len(b)-1]
+	if len(m.b) > 0 {
+		last = m.b[len(m.b)-1]
 	}
 	for i := 0; i < len(line); {
 		c := line[i]
+		header := false
 		switch {
 		case c == ' ':
 			j := i
 			for j < len(line) && line[j] == ' ' {
 				j++
 			}
-			if j < len(line) && (wordByte(last) && wordByte(line[j]) || strings.IndexByte("+-", last) >= 0 && strings.IndexByte("+-", line[j]) >= 0) {
-				b = append(b, ' ')
+			if j < len(line) && keepSpace(last, line[j]) {
+				m.b = append(m.b, ' ')
 			}
 			i = j
 			continue
-		case c == '}' && last == ';':
-			b[len(b)-1] = '}'
+		case c == '}' && last == ';' && !m.afterHeader:
+			m.b[len(m.b)-1] = '}'
 			i++
+		case c == '`':
+			panic("tracker.Minify: template literals are not supported: " + line)
+		case strings.HasPrefix(line[i:], "//"):
+			panic("tracker.Minify: a // comment after code would take in the next line; put it on a line of its own: " + line)
 		case c == '/' && strings.HasPrefix(line[i:], "/*"):
 			end := strings.Index(line[i+2:], "*/")
 			if end < 0 {
 				end = len(line) - i - 4
 			}
-			b = append(b, line[i:i+end+4]...)
+			m.b = append(m.b, line[i:i+end+4]...)
 			i += end + 4
-		case c == '\'' || c == '"' || c == '/' && (i == 0 || strings.IndexByte("(,=:[!&|?{};", last) >= 0):
+		case c == '/' && (last == ')' || last == '}'):
+			panic("tracker.Minify: a / after ) or } may be a regular expression or a division; write the division apart (x = (a) ... ; x / b) or the regular expression in a variable: " + line)
+		case c == '\'' || c == '"' || c == '/' && regexpCanStart(m.b, last):
 			j := literalEnd(line, i)
-			b = append(b, line[i:j]...)
+			m.b = append(m.b, line[i:j]...)
 			i = j
 		default:
-			b = append(b, c)
+			switch c {
+			case '(':
+				m.parens = append(m.parens, slices.Contains([]string{"if", "for", "while"}, lastWord(m.b)))
+			case ')':
+				if n := len(m.parens); n > 0 {
+					header = m.parens[n-1]
+					m.parens = m.parens[:n-1]
+				}
+			case ';':
+				header = last == ')' && m.afterHeader
+			}
+			m.b = append(m.b, c)
 			i++
 		}
+		m.afterHeader = header
 		last = line[i-1]
 	}
-	return b
+}
+
+// keepSpace reports whether a space between bytes a and b must stay.
+func keepSpace(a, b byte) bool {
+	return wordByte(a) && wordByte(b) ||
+		strings.IndexByte("+-", a) >= 0 && strings.IndexByte("+-", b) >= 0 ||
+		a == '<' && b == '!' ||
+		'0' <= a && a <= '9' && b == '.'
+}
+
+// regexpCanStart reports whether a / after b, whose last byte of code is
+// last, starts a regular expression: at the start, after an operator or
+// punctuation other than ) ] }, or after a keyword that an expression
+// follows.
+func regexpCanStart(b []byte, last byte) bool {
+	switch {
+	case len(b) == 0 || last == '\n':
+		return true
+	case last == ']':
+		return false
+	case wordByte(last):
+		return slices.Contains(regexpKeywords, lastWord(b))
+	}
+	return true
+}
+
+// regexpKeywords are the keywords after which a / starts a regular
+// expression.
+var regexpKeywords = []string{"return", "typeof", "instanceof", "in", "of", "new", "delete", "void", "throw", "case", "do", "else", "yield", "await"}
+
+// lastWord returns the word (name, keyword or number) b ends with.
+func lastWord(b []byte) string {
+	i := len(b)
+	for i > 0 && wordByte(b[i-1]) {
+		i--
+	}
+	return string(b[i:])
 }
 
 // literalEnd returns the index after the string or regular expression that

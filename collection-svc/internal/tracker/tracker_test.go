@@ -94,12 +94,38 @@ func TestMinify(t *testing.T) {
 		{"semicolon before a brace", "function f() { g(); }\nfunction h() {\n  return 1;\n}\n", "function f(){g()}\nfunction h(){return 1}\n"},
 		{"line breaks that end no statement", "var a = {\n  b: 1,\n  c: f(x,\n    y)\n};\nd = a ||\n  e;\n", "var a={b:1,c:f(x,y)};d=a||e;\n"},
 		{"line breaks that may end a statement", "a = b\nc = 'd'\ni++\ne = /f/\ng()\n[1].h()\n", "a=b\nc='d'\ni++\ne=/f/\ng()\n[1].h()\n"},
+		{"regular expressions after keywords and operators", `function f() { return /(?:^|; )x/.test(y) || typeof /a b/ + / c/; }`, `function f(){return/(?:^|; )x/.test(y)||typeof/a b/+/ c/}` + "\n"},
+		{"division after a name, a number or ]", `a = b / 2 / c[1] / 3;`, `a=b/2/c[1]/3;` + "\n"},
+		{"empty statement kept", "function f() {\n  while (g()) ;\n}\nfor (;;) { h(); }\n", "function f(){while(g());}\nfor(;;){h()}\n"},
+		{"no <!--", `a = b < !--c;`, `a=b< !--c;` + "\n"},
+		{"a number's dot apart", `s = 1 .toString();`, `s=1 .toString();` + "\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := Minify(tt.src); got != tt.want {
 				t.Errorf("Minify(%q)\n got %q\nwant %q", tt.src, got, tt.want)
 			}
+		})
+	}
+}
+
+// TestMinifyRefuses checks that Minify panics, rather than changing the
+// script, on what it cannot minify.
+func TestMinifyRefuses(t *testing.T) {
+	tests := []struct{ name, src string }{
+		{"template literal", "s = `a  b`;\n"},
+		{"comment after code", "f(a, // the first\n  b);\n"},
+		{"slash after )", "if (x) /a/.test(y);\n"},
+		{"slash after }", "function f() {} /a/.test(y);\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("Minify(%q) did not panic", tt.src)
+				}
+			}()
+			t.Errorf("Minify(%q) = %q, want a panic", tt.src, Minify(tt.src))
 		})
 	}
 }
