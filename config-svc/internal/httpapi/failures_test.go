@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,11 +44,12 @@ func fail(srv *cqlserver.Server, prefix string, fault cqlserver.Fault) {
 }
 
 // TestPropertyChangeIsAllOrNothing: a PATCH that changes hostnames and a
-// name, one of whose writes fails, leaves the property as it was wherever
-// it is read: the API (GET) and the pipeline (the rule version collection
-// checks hosts with), the name included; or, when its rule version was
-// made although its answer was lost, the whole change is in effect in
-// both. A retry completes it.
+// name, one of whose writes fails, leaves the API (GET) and the pipeline
+// (the rule version collection checks hosts with) with the same
+// hostnames: the old ones when its rule version was not made, the new
+// ones when it was (its answer lost, or the row's write failing after
+// it), the name then changed only if the row was written. A retry
+// completes it.
 func TestPropertyChangeIsAllOrNothing(t *testing.T) {
 	e, srv := newFaultEnv(t)
 	a := e.signup("All Or Nothing")
@@ -79,9 +81,9 @@ func TestPropertyChangeIsAllOrNothing(t *testing.T) {
 		wantName  string
 		wantHosts []string
 	}{
-		{"the property's row is not written", "UPDATE properties SET", cqlserver.FailBefore, "Shop", []string{"shop.example", "old.example"}},
+		{"the property's row is not written", "UPDATE properties SET", cqlserver.FailBefore, "Shop", []string{"shop.example"}},
 		{"the rule version is not made", "INSERT INTO rule_versions", cqlserver.FailBefore, "Shop", []string{"shop.example", "old.example"}},
-		{"the rule version is made, its answer lost", "INSERT INTO rule_versions", cqlserver.TimeoutAfter, "Renamed", []string{"shop.example"}},
+		{"the rule version is made, its answer lost", "INSERT INTO rule_versions", cqlserver.TimeoutAfter, "Shop", []string{"shop.example"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -96,6 +98,67 @@ func TestPropertyChangeIsAllOrNothing(t *testing.T) {
 			expect("after the retry", "Renamed", "shop.example")
 			// Back to the start for the next case.
 			e.must(http.StatusOK, a.as(), "PATCH", path, map[string]any{"name": "Shop", "hostnames": []string{"shop.example", "old.example"}})
+		})
+	}
+}
+
+// TestConcurrentPropertyChangesAgree: changes of a property racing a
+// PATCH of its hostnames leave the API and the pipeline with the same
+// hostnames. Each case runs the other change while the PATCH's rule
+// version is being inserted (in the CQL server's fault hook), then lets
+// that insert fail or run.
+func TestConcurrentPropertyChangesAgree(t *testing.T) {
+	e, srv := newFaultEnv(t)
+	a := e.signup("Concurrent Changes")
+	tests := []struct {
+		name      string
+		other     map[string]any // the change made meanwhile
+		fault     cqlserver.Fault
+		wantName  string
+		wantHosts []string
+	}{
+		// Before, the PATCH wrote its row first and put it back when its
+		// version failed, only while no other change had written the row
+		// since: here the row kept h1.example while collection kept h0.
+		{"a rename while the version fails", map[string]any{"name": "Other"}, cqlserver.FailBefore, "Other", []string{"h0.example"}},
+		// The other PATCH takes the version number, so this one makes the
+		// next: the newest version, and what both show, is this one's.
+		{"another change of hostnames", map[string]any{"hostnames": []string{"h2.example"}}, cqlserver.NoFault, "Mine", []string{"h1.example"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := e.createProperty(a, map[string]any{"name": "Shop", "hostnames": []string{"h0.example"}})
+			path := "/v1/properties/" + p.ID
+			var first atomic.Bool // the other PATCH's own insert must pass
+			srv.SetFault(func(cql string) cqlserver.Fault {
+				if !strings.HasPrefix(strings.TrimSpace(cql), "INSERT INTO rule_versions") || !first.CompareAndSwap(false, true) {
+					return cqlserver.NoFault
+				}
+				e.must(http.StatusOK, a.as(), "PATCH", path, tt.other)
+				return tt.fault
+			})
+			r := e.do(a.as(), "PATCH", path, map[string]any{"name": "Mine", "hostnames": []string{"h1.example"}})
+			srv.SetFault(nil)
+			if tt.fault == cqlserver.NoFault && r.code != http.StatusOK || tt.fault != cqlserver.NoFault && r.code != http.StatusServiceUnavailable {
+				t.Fatalf("PATCH = %d %s", r.code, r.body)
+			}
+			var got PropertyJSON
+			e.must(http.StatusOK, a.as(), "GET", path, nil).decode(t, &got)
+			var doc configclient.Property
+			e.must(http.StatusOK, service("collection"), "GET", "/internal/v1/properties/"+p.ID, nil).decode(t, &doc)
+			var list PropertyList
+			e.must(http.StatusOK, a.as(), "GET", "/v1/properties?limit=500", nil).decode(t, &list)
+			var listed []string
+			for _, lp := range list.Properties {
+				if lp.ID == p.ID {
+					listed = lp.Hostnames
+				}
+			}
+			if got.Name != tt.wantName || !slices.Equal(got.Hostnames, tt.wantHosts) || !slices.Equal(listed, tt.wantHosts) ||
+				!slices.Equal(doc.Hostnames, tt.wantHosts) || !slices.Equal(doc.Rules.Hostnames, tt.wantHosts) {
+				t.Fatalf("the API shows %q with %v (listed %v), the pipeline uses %v (rules %v); want %q with %v everywhere",
+					got.Name, got.Hostnames, listed, doc.Hostnames, doc.Rules.Hostnames, tt.wantName, tt.wantHosts)
+			}
 		})
 	}
 }
@@ -139,6 +202,7 @@ func TestDeleteUserCompletes(t *testing.T) {
 		e.must(http.StatusNotFound, a.as(), "GET", "/v1/users/"+u.tokens.UserID, nil)
 		e.must(http.StatusOK, anonymous, "POST", "/v1/login", map[string]string{"email": u.email, "password": "a new owner's password"})
 	})
+
 }
 
 // TestSignupNeverHalfDone: a sign-up whose claim of the address was applied

@@ -363,30 +363,22 @@ func (s *Server) patchProperty(w http.ResponseWriter, r *http.Request) {
 		httpserver.WriteJSON(w, http.StatusOK, s.propertyJSON(p))
 		return
 	}
-	ctx := r.Context()
 	p.UpdatedAt = s.now()
 	settings := req.settings()
-	// The pipeline takes a property's hostnames from its rule versions
-	// (configclient.RuleVersion.Hostnames), the API from the property's
-	// row. The row is written first and a new rule version (compared with
-	// the current one, so that a retried request does not make two) last:
-	// the version is where the change takes effect. A request failing
-	// before it puts the row's settings back (restoreProperty), so the old
-	// settings stay in effect everywhere and the API shows what the
-	// pipeline uses; one failing after it has made the whole change. In
-	// the other order a failure between the writes would put the new
-	// hostnames in force for collection (hits from a removed host refused
-	// as foreign_host, for good) while the API shows the old ones and the
-	// request's other fields are lost.
-	written := false
-	write := func() bool {
-		if err := s.o.Store.UpdateProperty(ctx, p, settings...); err != nil {
-			s.internalError(w, r, "update the property", err)
-			return false
-		}
-		written = true
-		return true
-	}
+	// A property's hostnames are those of its newest rule version, for the
+	// pipeline (configclient.RuleVersion.Hostnames) and the API alike
+	// (store.Property), so a change of them is made by making a rule
+	// version (compared with the current one, so that a retried request
+	// does not make two), and the row's other settings are written after
+	// it. A request refused before the version (429 too_many_versions,
+	// rules that do not compile with the new hosts, 409 when concurrent
+	// rule edits keep taking the version number) changes nothing; one whose
+	// version is made while the row's write fails has changed the
+	// hostnames, everywhere, and not the rest, and its retry completes it.
+	// Nothing is put back, so no concurrent change can leave the API and
+	// the pipeline with different hostnames: of racing changes of them,
+	// the newest version holds for both.
+	made := false
 	if req.Hostnames != nil {
 		_, status := s.newRuleVersion(w, r, p, id.UserID, 0, func(cur configclient.RuleVersion) (configclient.RuleVersion, bool) {
 			if slices.Equal(cur.Hostnames, p.Hostnames) {
@@ -395,58 +387,22 @@ func (s *Server) patchProperty(w http.ResponseWriter, r *http.Request) {
 			next := cur
 			next.Hostnames = p.Hostnames
 			return next, true
-		}, write)
+		})
 		if status == versionFailed {
-			if written {
-				s.restoreProperty(r, before, p, settings)
-			}
 			return
 		}
+		made = status == versionCreated
 	}
-	if !written && !write() {
+	if err := s.o.Store.UpdateProperty(r.Context(), p, settings...); err != nil {
+		if made {
+			// The hostnames have changed: the pipeline is told.
+			s.appendChange(r, configclient.ChangeProperty, p)
+		}
+		s.internalError(w, r, "update the property", err)
 		return
 	}
 	s.appendChange(r, configclient.ChangeProperty, p)
 	httpserver.WriteJSON(w, http.StatusOK, s.propertyJSON(p))
-}
-
-// restoreProperty undoes a PATCH's write of a property's row (written)
-// when the rule version with its hostnames was not made, putting back the
-// settings it gave as they were (before), so that the API shows the
-// hostnames the pipeline uses. It runs even when the client has gone away.
-// The version is read first: one made after all (its insert applied,
-// but the answer lost) put the change in effect, so the row is left as
-// written and the change announced; the row is left too when the version
-// cannot be read (a row ahead of the
-// pipeline is the lesser fault: it refuses no hit). The row is put back
-// only while it holds this write (store.RestoreProperty), never over a
-// later change. What is left undone is logged; a retry of the PATCH
-// completes the change (it checks the rule version even when the row
-// already has the hostnames).
-func (s *Server) restoreProperty(r *http.Request, before, written store.Property, settings []string) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
-	defer cancel()
-	attrs := []any{slog.String("property_id", written.ID.String()), slog.String("request_id", httpserver.RequestID(r.Context()))}
-	cur, err := s.o.Store.CurrentRules(ctx, written.ID)
-	if err != nil {
-		s.o.Log.Error("read the rule version of a failed property change; the property shows its new settings until the change is retried",
-			append(attrs, slog.Any("error", err))...)
-		return
-	}
-	if slices.Equal(cur.Hostnames, written.Hostnames) {
-		s.o.Log.Info("a property change whose rule version seemed to fail made it; the change is in effect", attrs...)
-		s.appendChange(r, configclient.ChangeProperty, written)
-		return
-	}
-	restored, err := s.o.Store.RestoreProperty(ctx, before, written.UpdatedAt, settings...)
-	if err != nil {
-		s.o.Log.Error("put back the settings of a failed property change; the property shows its new settings until the change is retried",
-			append(attrs, slog.Any("error", err))...)
-		return
-	}
-	if !restored {
-		s.o.Log.Info("a failed property change was not put back: a later change replaced it", attrs...)
-	}
 }
 
 func samePropertySettings(a, b store.Property) bool {

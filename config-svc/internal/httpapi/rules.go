@@ -73,12 +73,9 @@ const maxVersionAttempts = 5
 // the compile step the pipeline runs. The version number is claimed with a
 // lightweight transaction; when a concurrent edit took it, the edit is
 // redone on top of that one. With ifMatch > 0 the current version must be
-// ifMatch, else 412. prepare, when not nil, runs once, when a version has
-// passed every check and is about to be claimed: a write that must come
-// before the version (false: it failed and answered the request). It
-// answers the request itself on failure.
+// ifMatch, else 412. It answers the request itself on failure.
 func (s *Server) newRuleVersion(w http.ResponseWriter, r *http.Request, p store.Property, userID string, ifMatch int,
-	edit func(cur configclient.RuleVersion) (configclient.RuleVersion, bool), prepare func() bool) (configclient.RuleVersion, versionStatus) {
+	edit func(cur configclient.RuleVersion) (configclient.RuleVersion, bool)) (configclient.RuleVersion, versionStatus) {
 	ctx := r.Context()
 	for range maxVersionAttempts {
 		cur, err := s.o.Store.CurrentRules(ctx, p.ID)
@@ -109,12 +106,6 @@ func (s *Server) newRuleVersion(w http.ResponseWriter, r *http.Request, p store.
 		}
 		if !s.versionAllowed(w, r, p.ID, next) {
 			return cur, versionFailed
-		}
-		if prepare != nil {
-			if !prepare() {
-				return cur, versionFailed
-			}
-			prepare = nil
 		}
 		applied, err := s.o.Store.InsertRuleVersion(ctx, p.ID, next)
 		if err != nil {
@@ -335,7 +326,7 @@ func (s *Server) putRules(w http.ResponseWriter, r *http.Request) {
 		next := cur
 		next.Rules = doc
 		return next, true
-	}, nil)
+	})
 	switch status {
 	case versionFailed:
 		return

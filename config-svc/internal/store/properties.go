@@ -85,12 +85,30 @@ func (st *Store) CreateProperty(ctx context.Context, p Property, first configcli
 	return nil
 }
 
-// Property reads a property that is not deleted.
+// Property reads a property that is not deleted. Its Hostnames are those
+// of its newest rule version, where the pipeline takes them from
+// (configclient.RuleVersion.Hostnames), not those of its row: a change of
+// hostnames is made by making a rule version, so what the API shows and
+// what collection checks hosts with are one value and cannot disagree,
+// whichever writes of a change failed or raced. (The row's hostnames
+// column is written, but read only for a property without a version,
+// which CreateProperty never leaves: it makes the version first.)
 func (st *Store) Property(ctx context.Context, id gocql.UUID) (Property, error) {
 	q := st.s.Query(`SELECT `+propertyColumns+` FROM properties WHERE property_id = ?`, id).WithContext(ctx)
 	p, err := scanProperty(id, q.Scan)
 	if err != nil {
 		return Property{}, fmt.Errorf("read property %s: %w", id, notFound(err))
+	}
+	var hosts []string
+	err = st.s.Query(`SELECT hostnames FROM rule_versions WHERE property_id = ? LIMIT 1`, id).WithContext(ctx).Scan(&hosts)
+	switch {
+	case err == nil:
+		p.Hostnames = hosts
+		if p.Hostnames == nil {
+			p.Hostnames = []string{}
+		}
+	case !errors.Is(err, gocql.ErrNotFound):
+		return Property{}, fmt.Errorf("read the hostnames of property %s: %w", id, err)
 	}
 	return p, nil
 }
@@ -187,23 +205,6 @@ func (st *Store) UpdateProperty(ctx context.Context, p Property, settings ...str
 		return fmt.Errorf("update property: %w", err)
 	}
 	return nil
-}
-
-// RestoreProperty writes back the given settings of before, and its
-// updated_at, if the property still has the updated_at of the write it
-// undoes (written): a change made since is never overwritten. It reports
-// whether it wrote.
-func (st *Store) RestoreProperty(ctx context.Context, before Property, written time.Time, settings ...string) (bool, error) {
-	set, args, err := propertySettings(before, settings)
-	if err != nil {
-		return false, err
-	}
-	applied, err := st.s.Query(`UPDATE properties SET `+set+` WHERE property_id = ? IF updated_at = ?`, append(args, before.ID, written)...).
-		WithContext(ctx).MapScanCAS(map[string]any{})
-	if err != nil {
-		return false, fmt.Errorf("restore property: %w", err)
-	}
-	return applied, nil
 }
 
 // propertySettings returns the SET clause (and its values) of p's given

@@ -11,45 +11,38 @@ import (
 	"github.com/gocql/gocql"
 )
 
-// RestoreProperty puts back what a write changed only while the property
-// holds that write, never over a later change.
-func TestRestorePropertyLeavesALaterChange(t *testing.T) {
+// Property's hostnames are those of the newest rule version, as the
+// pipeline's, whatever the row's column holds.
+func TestPropertyHostnamesAreTheNewestVersions(t *testing.T) {
 	st := newStore(t)
 	ctx := context.Background()
 	now := time.Now().UTC().Truncate(time.Millisecond)
-	before := Property{ID: gocql.MustRandomUUID(), TenantID: gocql.MustRandomUUID(), TrackingID: "AT-RESTORE001", Name: "Shop",
+	p := Property{ID: gocql.MustRandomUUID(), TenantID: gocql.MustRandomUUID(), TrackingID: "AT-HOSTVER001", Name: "Shop",
 		Hostnames: []string{"shop.example"}, TimeZone: "UTC", Currency: "EUR", ProcessingShards: 1, CreatedAt: now, UpdatedAt: now}
-	if err := st.CreateProperty(ctx, before, configclient.RuleVersion{Version: 1, EffectiveAt: now, Rules: rules.Defaults(), Hostnames: before.Hostnames}); err != nil {
+	if err := st.CreateProperty(ctx, p, configclient.RuleVersion{Version: 1, EffectiveAt: now, Rules: rules.Defaults(), Hostnames: p.Hostnames}); err != nil {
 		t.Fatal(err)
 	}
-	write := func(name string, at time.Time) Property {
-		p := before
-		p.Name, p.Hostnames, p.UpdatedAt = name, []string{name + ".example"}, at
-		if err := st.UpdateProperty(ctx, p, SetName, SetHostnames); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	name := func() string {
-		p, err := st.Property(ctx, before.ID)
+	hosts := func() string {
+		t.Helper()
+		got, err := st.Property(ctx, p.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return p.Name + " " + strings.Join(p.Hostnames, ",")
+		return strings.Join(got.Hostnames, ",")
 	}
-
-	first := write("first", now.Add(time.Second))
-	later := write("later", now.Add(2*time.Second))
-	if ok, err := st.RestoreProperty(ctx, before, first.UpdatedAt, SetName, SetHostnames); err != nil || ok {
-		t.Fatalf("restore under a later change = %v, %v; want false", ok, err)
+	row := p
+	row.Hostnames, row.UpdatedAt = []string{"row.example"}, now.Add(time.Second)
+	if err := st.UpdateProperty(ctx, row, SetHostnames); err != nil {
+		t.Fatal(err)
 	}
-	if got := name(); got != "later later.example" {
-		t.Fatalf("after a refused restore: %q, want the later change", got)
+	if got, want := hosts(), "shop.example"; got != want {
+		t.Fatalf("hostnames with the row changed alone = %q, want the version's %q", got, want)
 	}
-	if ok, err := st.RestoreProperty(ctx, before, later.UpdatedAt, SetName, SetHostnames); err != nil || !ok {
-		t.Fatalf("restore of the last write = %v, %v; want true", ok, err)
+	v := configclient.RuleVersion{Version: 2, EffectiveAt: now.Add(time.Second), Rules: rules.Defaults(), Hostnames: []string{"new.example", "shop.example"}}
+	if ok, err := st.InsertRuleVersion(ctx, p.ID, v); err != nil || !ok {
+		t.Fatalf("insert version 2 = %v, %v", ok, err)
 	}
-	if got := name(); got != "Shop shop.example" {
-		t.Fatalf("after the restore: %q, want the settings before", got)
+	if got, want := hosts(), "new.example,shop.example"; got != want {
+		t.Fatalf("hostnames after version 2 = %q, want %q", got, want)
 	}
 }

@@ -182,19 +182,19 @@ func TestConcurrentSettingChangesBothStay(t *testing.T) {
 	}
 	a, b := p, p // both read before either writes
 	a.Name = "Shop (EU)"
-	b.Hostnames = []string{"shop.example", "www.shop.example"}
+	b.Currency = "GBP" // (hostnames are read from the rule version)
 	if err := st.UpdateProperty(ctx, a, SetName); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.UpdateProperty(ctx, b, SetHostnames); err != nil {
+	if err := st.UpdateProperty(ctx, b, SetCurrency); err != nil {
 		t.Fatal(err)
 	}
 	got, err := st.Property(ctx, p.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Name != a.Name || len(got.Hostnames) != 2 {
-		t.Errorf("after both changes: name %q, hostnames %v; want %q and both hosts", got.Name, got.Hostnames, a.Name)
+	if got.Name != a.Name || got.Currency != b.Currency {
+		t.Errorf("after both changes: name %q, currency %q; want %q and %q", got.Name, got.Currency, a.Name, b.Currency)
 	}
 	if err := st.UpdateProperty(ctx, p, "tracking_id"); err == nil {
 		t.Error("UpdateProperty wrote a column that is not a setting")
