@@ -203,6 +203,17 @@ func TestDeleteUserCompletes(t *testing.T) {
 		e.must(http.StatusOK, anonymous, "POST", "/v1/login", map[string]string{"email": u.email, "password": "a new owner's password"})
 	})
 
+	// A half-deleted admin cannot log in, so it is no admin: the last one
+	// that can may not demote itself (it could: the row's role counted).
+	t.Run("an admin's row is not deleted", func(t *testing.T) {
+		b := e.signup("Last Admin")
+		u := e.addUser(b, "admin")
+		fail(srv, "DELETE FROM users WHERE", cqlserver.FailBefore)
+		e.must(http.StatusServiceUnavailable, b.as(), "DELETE", "/v1/users/"+u.tokens.UserID, nil)
+		srv.SetFault(nil)
+		e.must(http.StatusConflict, b.as(), "PATCH", "/v1/users/"+b.tokens.UserID, map[string]string{"role": "viewer"})
+		e.must(http.StatusNoContent, b.as(), "DELETE", "/v1/users/"+u.tokens.UserID, nil)
+	})
 }
 
 // TestSignupNeverHalfDone: a sign-up whose claim of the address was applied

@@ -207,7 +207,14 @@ type userPatch struct {
 	Role *string `json:"role"`
 }
 
-// otherAdmins counts the admins of a tenant other than except.
+// otherAdmins counts the admins of a tenant other than except that can
+// log in: those whose e-mail address still leads to them. A row with role
+// admin whose address does not (a deletion that failed after freeing the
+// address, a creation that failed before claiming it) is no admin anyone
+// can act as, so counting it would let the last real admin demote or
+// delete itself. The addresses are read at serial consistency
+// (store.EmailOwner), so a claim whose outcome was unknown is settled
+// before it counts.
 func (s *Server) otherAdmins(r *http.Request, tid, except gocql.UUID) (int, error) {
 	users, err := s.o.Store.Users(r.Context(), tid)
 	if err != nil {
@@ -215,7 +222,14 @@ func (s *Server) otherAdmins(r *http.Request, tid, except gocql.UUID) (int, erro
 	}
 	n := 0
 	for _, u := range users {
-		if u.Role == string(tenant.RoleAdmin) && u.ID != except {
+		if u.Role != string(tenant.RoleAdmin) || u.ID == except {
+			continue
+		}
+		owner, err := s.o.Store.EmailOwner(r.Context(), u.Email)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return 0, err
+		}
+		if err == nil && owner == u.ID {
 			n++
 		}
 	}
