@@ -158,34 +158,19 @@ func ConnectRetry(ctx context.Context, c *Config, log *slog.Logger) (*gocql.Sess
 // ends (gocql's CreateSession takes no context: an abandoned attempt's
 // session is closed when it arrives).
 func (c *Config) connectOnce(ctx context.Context, driver gocql.StdLogger) (*gocql.Session, error) {
-	type result struct {
-		s   *gocql.Session
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
+	s, err := retry.Abandonable(ctx, func() (*gocql.Session, error) {
 		cc := c.ClusterConfig(c.Keyspace)
 		cc.Logger = driver
 		s, err := cc.CreateSession()
 		if errors.Is(err, gocql.ErrNoConnectionsStarted) && c.Keyspace != "" && c.keyspaceMissing(driver) {
 			err = fmt.Errorf("keyspace %s does not exist yet (the migrate job creates it): %w", c.Keyspace, err)
 		}
-		done <- result{s, err}
-	}()
-	select {
-	case r := <-done:
-		if r.err != nil && refusedCredentials(r.err) {
-			return nil, retry.Permanent(r.err)
-		}
-		return r.s, r.err
-	case <-ctx.Done():
-		go func() {
-			if r := <-done; r.s != nil {
-				r.s.Close()
-			}
-		}()
-		return nil, ctx.Err()
+		return s, err
+	}, (*gocql.Session).Close)
+	if err != nil && refusedCredentials(err) {
+		return nil, retry.Permanent(err)
 	}
+	return s, err
 }
 
 // keyspaceMissing reports whether the cluster answers without the

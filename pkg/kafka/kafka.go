@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/acme/analytics/pkg/retry"
 )
 
 // Version is the Kafka protocol version the clients speak. 2.8 is the lowest
@@ -148,7 +149,19 @@ func Probe(client sarama.Client, topic string) error {
 
 // EnsureTopics creates the topics that do not exist yet. Existing topics are
 // left as they are (partition counts are an operator's decision).
+//
+// sarama's calls take no context, and with brokers that drop packets one
+// takes about 30 s, so the work runs apart (retry.Abandonable): when ctx
+// ends first, EnsureTopics returns at once with an error wrapping
+// ctx.Err(), and the abandoned work closes its admin client when done.
 func EnsureTopics(ctx context.Context, c *Config, topics ...Topic) error {
+	_, err := retry.Abandonable(ctx, func() (struct{}, error) {
+		return struct{}{}, ensureTopics(ctx, c, topics)
+	}, nil)
+	return err
+}
+
+func ensureTopics(ctx context.Context, c *Config, topics []Topic) error {
 	admin, err := sarama.NewClusterAdmin(c.BrokerList(), c.base())
 	if err != nil {
 		return fmt.Errorf("connect to kafka at %s: %w", c.Brokers, err)

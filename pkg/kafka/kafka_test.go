@@ -2,6 +2,7 @@ package kafka_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -38,6 +39,37 @@ func TestEnsureTopicsIsIdempotent(t *testing.T) {
 // pipeline depends on: idempotent produce, a consumer group with manual
 // commits, and a broker restart from its data directory after which the
 // group resumes exactly after the last committed offset.
+// EnsureTopics returns when ctx ends even while sarama waits on a broker
+// that accepts connections and never answers (one that drops packets):
+// sarama's calls take no context, and one such attempt takes about 30 s,
+// longer than a shutdown may last.
+func TestEnsureTopicsReturnsWhenCtxEnds(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, never answered
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = kafka.EnsureTopics(ctx, &kafka.Config{Brokers: ln.Addr().String()}, kafka.Topic{Name: "hits", Partitions: 1, ReplicationFactor: 1})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("EnsureTopics = %v, want an error wrapping context.DeadlineExceeded", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("EnsureTopics took %v after ctx ended at 200ms", took)
+	}
+}
+
 func TestConsumerResumesAfterBrokerRestart(t *testing.T) {
 	dir := t.TempDir()
 	port := freePort(t)

@@ -102,3 +102,37 @@ func Until(ctx context.Context, b Backoff, log *slog.Logger, what string, try fu
 		}
 	}
 }
+
+// Abandonable makes one attempt with open, a call that takes no context
+// (a driver's connect: gocql's CreateSession, sarama's NewSyncProducer),
+// and returns what it returns, or at once an error wrapping ctx.Err()
+// when ctx ends first. The abandoned call runs on in its own goroutine,
+// and what it returns then is given to release (closing it), so that
+// nothing it opened is left open; release may be nil, and is not called
+// for a failed call. It is what a try of Until uses when the operation
+// cannot be cancelled: a shutdown during an attempt that takes longer
+// than the shutdown may last (brokers that drop packets: about 30 s)
+// returns promptly instead.
+func Abandonable[T any](ctx context.Context, open func() (T, error), release func(T)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := open()
+		done <- result{v, err}
+	}()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-ctx.Done():
+		go func() {
+			if r := <-done; r.err == nil && release != nil {
+				release(r.v)
+			}
+		}()
+		var zero T
+		return zero, fmt.Errorf("abandoned an attempt that takes no context: %w", ctx.Err())
+	}
+}

@@ -107,3 +107,42 @@ func TestUntilReturnsWhenCtxEnds(t *testing.T) {
 		t.Fatal("Until still waiting after ctx was cancelled")
 	}
 }
+
+// Abandonable returns when ctx ends, not when the call does, and hands
+// what the abandoned call returns later to release.
+func TestAbandonableReleasesWhatAnAbandonedCallOpens(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	unblock := make(chan struct{})
+	released := make(chan int, 1)
+	returned := make(chan error, 1)
+	go func() {
+		_, err := retry.Abandonable(ctx, func() (int, error) {
+			<-unblock // a connect that takes no context and hangs
+			return 42, nil
+		}, func(v int) { released <- v })
+		returned <- err
+	}()
+	cancel()
+	select {
+	case err := <-returned:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Abandonable = %v, want an error wrapping context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Abandonable did not return when ctx ended")
+	}
+	close(unblock)
+	select {
+	case v := <-released:
+		if v != 42 {
+			t.Fatalf("released %d, want 42", v)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("what the abandoned call returned was not released")
+	}
+
+	v, err := retry.Abandonable(context.Background(), func() (int, error) { return 7, nil }, func(int) { t.Error("released a value returned") })
+	if v != 7 || err != nil {
+		t.Fatalf("Abandonable of a call that returns = %d, %v; want 7, nil", v, err)
+	}
+}

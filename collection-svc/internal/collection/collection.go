@@ -219,7 +219,7 @@ func Assemble(ctx context.Context, cfg Config, props collect.Properties, salts c
 	}()
 
 	if cfg.EnsureTopics {
-		err := untilKafka(ctx, log, "create kafka topics", func() error {
+		err := untilKafka(ctx, log, "create kafka topics", func(ctx context.Context) error {
 			return kafka.EnsureTopics(ctx, &cfg.Kafka,
 				kafka.Topic{Name: hit.TopicHits, Partitions: int32(cfg.Partitions), ReplicationFactor: int16(cfg.ReplicationFactor)},
 				kafka.Topic{Name: hit.TopicDeadLetter, Partitions: int32(cfg.Partitions), ReplicationFactor: int16(cfg.ReplicationFactor)})
@@ -232,26 +232,38 @@ func Assemble(ctx context.Context, cfg Config, props collect.Properties, salts c
 	if kc.ClientID == "" {
 		kc.ClientID = "collection"
 	}
-	var client sarama.Client
-	var ap sarama.AsyncProducer
-	if err := untilKafka(ctx, log, "connect the kafka producer", func() (err error) {
-		if client, err = sarama.NewClient(kc.BrokerList(), kc.ProducerConfig()); err != nil {
-			return err
-		}
-		if ap, err = sarama.NewAsyncProducerFromClient(client); err != nil {
-			client.Close()
-		}
+	type producer struct {
+		client sarama.Client
+		ap     sarama.AsyncProducer
+	}
+	var prod producer
+	if err := untilKafka(ctx, log, "connect the kafka producer", func(ctx context.Context) (err error) {
+		prod, err = retry.Abandonable(ctx, func() (producer, error) {
+			client, err := sarama.NewClient(kc.BrokerList(), kc.ProducerConfig())
+			if err != nil {
+				return producer{}, err
+			}
+			ap, err := sarama.NewAsyncProducerFromClient(client)
+			if err != nil {
+				client.Close()
+				return producer{}, err
+			}
+			return producer{client, ap}, nil
+		}, func(p producer) { p.ap.Close(); p.client.Close() })
 		return err
 	}); err != nil {
 		return nil, err
 	}
+	client, ap := prod.client, prod.ap
 	p.Producer = queue.New(ap, queue.Options{MaxInFlight: cfg.MaxInFlight, Timeout: cfg.ProduceTimeout,
 		Probe: func() error { return kafka.Probe(client, hit.TopicHits) }}, log, reg)
 	p.closers = append(p.closers, func() { p.Producer.Close(); client.Close() })
 
 	var sp sarama.SyncProducer
-	if err := untilKafka(ctx, log, "connect the dead-letter producer", func() (err error) {
-		sp, err = sarama.NewSyncProducer(kc.BrokerList(), kc.ProducerConfig())
+	if err := untilKafka(ctx, log, "connect the dead-letter producer", func(ctx context.Context) (err error) {
+		sp, err = retry.Abandonable(ctx, func() (sarama.SyncProducer, error) {
+			return sarama.NewSyncProducer(kc.BrokerList(), kc.ProducerConfig())
+		}, func(p sarama.SyncProducer) { p.Close() })
 		return err
 	}); err != nil {
 		return nil, err
@@ -299,8 +311,11 @@ func Assemble(ctx context.Context, cfg Config, props collect.Properties, salts c
 var kafkaBackoff = retry.Backoff{Min: 250 * time.Millisecond, Max: 5 * time.Second}
 
 // untilKafka calls fn until it succeeds or ctx ends, logging each failure.
-func untilKafka(ctx context.Context, log *slog.Logger, what string, fn func() error) error {
-	if err := retry.Until(ctx, kafkaBackoff, log, what, func(context.Context) error { return fn() }); err != nil {
+// sarama's constructors take no context, and with brokers that drop
+// packets an attempt takes about 30 s, longer than a shutdown may: fn
+// runs them with retry.Abandonable, so that it returns when ctx ends.
+func untilKafka(ctx context.Context, log *slog.Logger, what string, fn func(context.Context) error) error {
+	if err := retry.Until(ctx, kafkaBackoff, log, what, fn); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil

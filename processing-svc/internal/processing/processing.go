@@ -148,8 +148,14 @@ func setUp(ctx context.Context, svc *service.Service, cfg Config) error {
 	props := &engine.ConfigProperties{Client: configs}
 
 	var producer sarama.SyncProducer
-	if err := retry.Until(ctx, retry.Default, kafkaLog, "connect the dead-letter producer", func(context.Context) (err error) {
-		producer, err = sarama.NewSyncProducer(cfg.Kafka.BrokerList(), cfg.Kafka.ProducerConfig())
+	// sarama's constructors take no context, and with brokers that drop
+	// packets an attempt takes about 30 s, longer than a shutdown may:
+	// each is abandoned when ctx ends (retry.Abandonable), and what it
+	// returns later closed.
+	if err := retry.Until(ctx, retry.Default, kafkaLog, "connect the dead-letter producer", func(ctx context.Context) (err error) {
+		producer, err = retry.Abandonable(ctx, func() (sarama.SyncProducer, error) {
+			return sarama.NewSyncProducer(cfg.Kafka.BrokerList(), cfg.Kafka.ProducerConfig())
+		}, func(p sarama.SyncProducer) { p.Close() })
 		return err
 	}); err != nil {
 		return fmt.Errorf("connect dead-letter producer to kafka at %s: %w", cfg.Kafka.Brokers, err)
@@ -158,8 +164,10 @@ func setUp(ctx context.Context, svc *service.Service, cfg Config) error {
 	dead := deadletter.New(producer, svc.Registry)
 
 	var group sarama.ConsumerGroup
-	if err := retry.Until(ctx, retry.Default, kafkaLog, "join the consumer group", func(context.Context) (err error) {
-		group, err = sarama.NewConsumerGroup(cfg.Kafka.BrokerList(), cfg.Group, cfg.Kafka.ConsumerConfig())
+	if err := retry.Until(ctx, retry.Default, kafkaLog, "join the consumer group", func(ctx context.Context) (err error) {
+		group, err = retry.Abandonable(ctx, func() (sarama.ConsumerGroup, error) {
+			return sarama.NewConsumerGroup(cfg.Kafka.BrokerList(), cfg.Group, cfg.Kafka.ConsumerConfig())
+		}, func(g sarama.ConsumerGroup) { g.Close() })
 		return err
 	}); err != nil {
 		return fmt.Errorf("join consumer group %s at %s: %w", cfg.Group, cfg.Kafka.Brokers, err)
