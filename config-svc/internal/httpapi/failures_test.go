@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -87,6 +88,8 @@ func TestPropertyChangeIsAllOrNothing(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			var head configclient.Changes
+			e.must(http.StatusOK, service("collection"), "GET", "/internal/v1/changes", nil).decode(t, &head)
 			fail(srv, tt.statement, tt.fault)
 			r := e.do(a.as(), "PATCH", path, change)
 			srv.SetFault(nil)
@@ -94,6 +97,15 @@ func TestPropertyChangeIsAllOrNothing(t *testing.T) {
 				t.Fatalf("PATCH with a failed write = %d %s; want 503", r.code, r.body)
 			}
 			expect("after the failure", tt.wantName, tt.wantHosts...)
+			// A change of the hostnames is announced, so that collection's
+			// cache reads the property again.
+			if !slices.Equal(tt.wantHosts, []string{"shop.example", "old.example"}) {
+				var feed configclient.Changes
+				e.must(http.StatusOK, service("collection"), "GET", "/internal/v1/changes?wait=0s&since="+strconv.FormatInt(head.Seq, 10), nil).decode(t, &feed)
+				if !slices.ContainsFunc(feed.Changes, func(c configclient.Change) bool { return c.PropertyID == p.ID }) {
+					t.Fatalf("the change feed after the failure = %+v; want a change of the property", feed.Changes)
+				}
+			}
 			e.must(http.StatusOK, a.as(), "PATCH", path, change)
 			expect("after the retry", "Renamed", "shop.example")
 			// Back to the start for the next case.

@@ -388,7 +388,11 @@ func (s *Server) patchProperty(w http.ResponseWriter, r *http.Request) {
 			next.Hostnames = p.Hostnames
 			return next, true
 		})
-		if status == versionFailed {
+		switch status {
+		case versionFailed:
+			return
+		case versionUnknown:
+			s.appendChange(r, configclient.ChangeProperty, p)
 			return
 		}
 		made = status == versionCreated

@@ -44,6 +44,13 @@ const (
 	versionCreated versionStatus = iota
 	versionUnchanged
 	versionFailed
+	// versionUnknown: the version's insert failed with an error, which
+	// may have been a timeout of an insert made after all (its answer
+	// lost). The request is answered as failed; the caller announces a
+	// change, so that a pipeline that caches the property reads it again
+	// and finds the version if it was made (when not, the read is all it
+	// costs).
+	versionUnknown
 )
 
 // Bounds on a property's rule versions. Every version is fetched and
@@ -110,7 +117,7 @@ func (s *Server) newRuleVersion(w http.ResponseWriter, r *http.Request, p store.
 		applied, err := s.o.Store.InsertRuleVersion(ctx, p.ID, next)
 		if err != nil {
 			s.internalError(w, r, "save the rule version", err)
-			return cur, versionFailed
+			return cur, versionUnknown
 		}
 		if applied {
 			s.metrics.ruleVersions.Inc()
@@ -329,6 +336,9 @@ func (s *Server) putRules(w http.ResponseWriter, r *http.Request) {
 	})
 	switch status {
 	case versionFailed:
+		return
+	case versionUnknown:
+		s.appendChange(r, configclient.ChangeRules, p)
 		return
 	case versionCreated:
 		s.appendChange(r, configclient.ChangeRules, p)
