@@ -12,6 +12,7 @@ import (
 	"github.com/acme/analytics/pkg/cassandra"
 	"github.com/acme/analytics/pkg/cqlserver"
 	"github.com/acme/analytics/pkg/cqltest"
+	"github.com/acme/analytics/pkg/eventually"
 	"github.com/acme/analytics/pkg/logtest"
 	"github.com/acme/analytics/pkg/retry"
 	"github.com/gocql/gocql"
@@ -37,18 +38,6 @@ func connectRetry(ctx context.Context, c *cassandra.Config, logs *logtest.Buffer
 type result struct {
 	s   *gocql.Session
 	err error
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // session waits for ConnectRetry's result and wants a session.
@@ -87,7 +76,7 @@ func TestConnectRetryWaitsForTheCluster(t *testing.T) {
 	addr := freeAddr(t)
 	var logs logtest.Buffer
 	done := connectRetry(context.Background(), config(addr, ""), &logs)
-	waitFor(t, "a failed attempt logged", func() bool { return strings.Contains(logs.String(), retrying) })
+	eventually.True(t, 15*time.Second, "a failed attempt logged", func() bool { return strings.Contains(logs.String(), retrying) })
 	if !strings.Contains(logs.String(), "connection refused") {
 		t.Errorf("the warning does not carry the error:\n%s", logs.String())
 	}
@@ -116,7 +105,7 @@ func TestConnectRetryWaitsForTheKeyspace(t *testing.T) {
 	srv := cqltest.Server(t)
 	var logs logtest.Buffer
 	done := connectRetry(context.Background(), config(srv.Addr(), "not_yet"), &logs)
-	waitFor(t, "a failed attempt logged", func() bool { return strings.Contains(logs.String(), retrying) })
+	eventually.True(t, 15*time.Second, "a failed attempt logged", func() bool { return strings.Contains(logs.String(), retrying) })
 	if !strings.Contains(logs.String(), "keyspace not_yet does not exist yet") {
 		t.Errorf("the warning does not say the keyspace is missing:\n%s", logs.String())
 	}
@@ -181,7 +170,7 @@ func TestConnectRetryEndsWithCtx(t *testing.T) {
 			c.Timeout = time.Minute // an attempt on the hung node outlasts the test
 			var logs logtest.Buffer
 			done := connectRetry(ctx, c, &logs)
-			waitFor(t, "the connect to be waiting", func() bool { return tt.waiting(&logs) })
+			eventually.True(t, 15*time.Second, "the connect to be waiting", func() bool { return tt.waiting(&logs) })
 			cancel()
 			select {
 			case r := <-done:

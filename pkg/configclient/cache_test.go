@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acme/analytics/pkg/eventually"
 	"github.com/acme/analytics/pkg/rules"
 )
 
@@ -366,11 +367,9 @@ func TestAFailingRefetchHoldsUpNothing(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	c.apply(Changes{Seq: 2, Changes: []Change{{Seq: 2, Kind: ChangeRules, PropertyID: other}}})
 	start := srv.count(other)
-	for deadline := time.Now().Add(5 * time.Second); srv.count(other) == start; time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("a change waited behind a property that keeps failing")
-		}
-	}
+	eventually.True(t, 5*time.Second, "a change not waiting behind a property that keeps failing", func() bool {
+		return srv.count(other) != start
+	})
 	time.Sleep(time.Second)
 	for i := 2; i < n; i++ {
 		if got := srv.count(testDoc(i).PropertyID); got < 3 {
@@ -474,19 +473,11 @@ func TestAFailedPassRefetchIsRetried(t *testing.T) {
 	go func() { defer close(done); c.refresher(ctx) }()
 	defer func() { cancel(); <-done }()
 	c.anchor(1)
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not within 5 s", what)
-			}
-		}
-	}
-	waitFor("the failing refetch", func() bool { return srv.count(flaky) == 2 })
+	eventually.True(t, 5*time.Second, "the failing refetch", func() bool { return srv.count(flaky) == 2 })
 	srv.mu.Lock()
 	srv.fail[flaky] = false
 	srv.mu.Unlock()
-	waitFor("the retry of a failed pass refetch (the pass repeats in an hour)", func() bool {
+	eventually.True(t, 5*time.Second, "the retry of a failed pass refetch (the pass repeats in an hour)", func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		return !c.byID[flaky].stale

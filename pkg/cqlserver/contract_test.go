@@ -60,22 +60,6 @@ func requireError(t testing.TB, err error, code int, substrs ...string) {
 	t.Fatalf("message %q contains none of %q", re.Message(), substrs)
 }
 
-// eventually polls cond until it holds or the timeout passes.
-func eventually(t testing.TB, timeout time.Duration, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v: %s", timeout, state)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 func TestConnectNegotiatesProtocol(t *testing.T) {
 	hosts := cqltest.Hosts(t)
 	cc := cqltest.Cluster(hosts...)

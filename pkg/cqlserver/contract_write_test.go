@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/acme/analytics/pkg/cqltest"
+	"github.com/acme/analytics/pkg/eventually"
 	"github.com/gocql/gocql"
 )
 
@@ -137,16 +138,19 @@ func TestTTL(t *testing.T) {
 	if _, ok := readV(t, s, "sessions", 1); !ok {
 		t.Fatal("row with TTL 1 not visible right after the write")
 	}
-	eventually(t, 10*time.Second, func() (bool, string) {
+	eventually.True(t, 10*time.Second, "row 1 to expire", func() bool {
 		_, ok := readV(t, s, "sessions", 1)
-		return !ok, "row 1 still visible"
+		return !ok
 	})
-	eventually(t, 10*time.Second, func() (bool, string) {
+	eventually.NoError(t, 10*time.Second, "cell w to expire", func() error {
 		var w *string
 		if err := s.Query(`SELECT w FROM sessions WHERE k = 2`).Scan(&w); err != nil {
-			return false, err.Error()
+			return err
 		}
-		return w == nil, "cell w still visible"
+		if w != nil {
+			return errors.New("cell w still visible")
+		}
+		return nil
 	})
 	if v, ok := readV(t, s, "sessions", 2); !ok || v != "long" {
 		t.Fatalf("row 2: %q %v", v, ok)
@@ -160,9 +164,9 @@ func TestTTL(t *testing.T) {
 	if err := s.Query(`SELECT ttl(v) FROM cache WHERE k = 2`).Scan(&ttl); err != nil || ttl != nil {
 		t.Fatalf("ttl of USING TTL 0: %v %v", ttl, err)
 	}
-	eventually(t, 10*time.Second, func() (bool, string) {
+	eventually.True(t, 10*time.Second, "the row with the default TTL to expire", func() bool {
 		_, ok := readV(t, s, "cache", 1)
-		return !ok, "row with default TTL still visible"
+		return !ok
 	})
 	if _, ok := readV(t, s, "cache", 2); !ok {
 		t.Fatal("row written with TTL 0 expired")
@@ -240,9 +244,11 @@ func TestLWTWithTTL(t *testing.T) {
 	if applied, got := claim([]byte("second"), " USING TTL 2"); applied || string(got) != "first" {
 		t.Fatalf("second claim: applied=%v existing=%q; want not applied, %q", applied, got, "first")
 	}
-	eventually(t, 10*time.Second, func() (bool, string) {
-		applied, got := claim([]byte("after"), "")
-		return applied, fmt.Sprintf("a claim after the TTL still finds %q", got)
+	eventually.NoError(t, 10*time.Second, "a claim after the TTL", func() error {
+		if applied, got := claim([]byte("after"), ""); !applied {
+			return fmt.Errorf("a claim after the TTL still finds %q", got)
+		}
+		return nil
 	})
 	if err := s.Query(`SELECT ttl(salt) FROM salts WHERE day = ?`, day).Scan(&ttl); err != nil || ttl == nil || *ttl < 3500 || *ttl > 3600 {
 		t.Fatalf("ttl(salt) of a claim without USING TTL = %v, %v; want the default 3600", ttl, err)

@@ -3,6 +3,7 @@ package cqlserver_test
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/acme/analytics/pkg/cqlserver"
 	"github.com/acme/analytics/pkg/cqltest"
+	"github.com/acme/analytics/pkg/eventually"
 	"github.com/gocql/gocql"
 )
 
@@ -116,10 +118,15 @@ func TestStopRestart(t *testing.T) {
 	if err := srv.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, func() (bool, string) {
+	eventually.NoError(t, 10*time.Second, "a query after the restart", func() error {
 		var v string
-		err := s.Query(`SELECT v FROM kv WHERE k = 1`).Scan(&v)
-		return err == nil && v == "before", "query after restart: " + errString(err)
+		if err := s.Query(`SELECT v FROM kv WHERE k = 1`).Scan(&v); err != nil {
+			return err
+		}
+		if v != "before" {
+			return fmt.Errorf("v = %q, want %q", v, "before")
+		}
+		return nil
 	})
 }
 
@@ -193,13 +200,6 @@ func TestPasswordAuthentication(t *testing.T) {
 	if opcode != 0x00 || binary.BigEndian.Uint32(resp) != 0x2100 {
 		t.Fatalf("query before logging in: opcode %#x, body %q; want an Unauthorized error (0x2100)", opcode, resp)
 	}
-}
-
-func errString(err error) string {
-	if err == nil {
-		return "<nil>"
-	}
-	return err.Error()
 }
 
 func TestSetUnavailable(t *testing.T) {

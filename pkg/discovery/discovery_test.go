@@ -3,6 +3,7 @@ package discovery_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/acme/analytics/pkg/consultest"
 	"github.com/acme/analytics/pkg/discovery"
+	"github.com/acme/analytics/pkg/eventually"
 	"github.com/acme/analytics/pkg/logtest"
 	"github.com/acme/analytics/pkg/retry"
 )
@@ -105,17 +107,21 @@ func TestMaintainReregistersAfterAgentRestart(t *testing.T) {
 
 	agent.Stop()
 	agent.Restart()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		insts, _, err := discovery.Healthy(ctx, agent.Client(), "kept", 0, 0)
-		if err == nil && len(insts) == 1 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("instance not back in consul after the agent restarted (%v, %v)", insts, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	eventually.NoError(t, 15*time.Second, "the instance back in consul after the agent restarted", func() error {
+		return oneHealthy(ctx, agent, "kept")
+	})
+}
+
+// oneHealthy says why name is not one healthy instance in consul.
+func oneHealthy(ctx context.Context, agent *consultest.Agent, name string) error {
+	insts, _, err := discovery.Healthy(ctx, agent.Client(), name, 0, 0)
+	if err != nil {
+		return err
 	}
+	if len(insts) != 1 {
+		return fmt.Errorf("healthy instances %v, want one", insts)
+	}
+	return nil
 }
 
 // instance serves /readyz (always ready) and returns its host and port.
@@ -145,13 +151,12 @@ func registerAsync(ctx context.Context, agent *consultest.Agent, name, host stri
 
 func waitForLog(t *testing.T, logs *logtest.Buffer, want string) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !strings.Contains(logs.String(), want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %q in the log:\n%s", want, logs.String())
+	eventually.NoError(t, 15*time.Second, fmt.Sprintf("%q in the log", want), func() error {
+		if s := logs.String(); !strings.Contains(s, want) {
+			return fmt.Errorf("the log so far:\n%s", s)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 const retrying = `msg="register in consul failed; retrying"`
@@ -180,17 +185,9 @@ func TestRegisterWaitsForTheAgent(t *testing.T) {
 	if !strings.Contains(logs.String(), `msg="register in consul succeeded after failed attempts"`) {
 		t.Errorf("no info line on registering after failures:\n%s", logs.String())
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		insts, _, err := discovery.Healthy(context.Background(), agent.Client(), "late", 0, 0)
-		if err == nil && len(insts) == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("instance not healthy in consul (%v, %v)", insts, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	eventually.NoError(t, 15*time.Second, "the instance healthy in consul", func() error {
+		return oneHealthy(context.Background(), agent, "late")
+	})
 }
 
 // TestRegisterEndsWithCtx: cancelling a registration that waits for the

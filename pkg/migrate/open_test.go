@@ -10,6 +10,7 @@ import (
 
 	"github.com/acme/analytics/pkg/cassandra"
 	"github.com/acme/analytics/pkg/cqlserver"
+	"github.com/acme/analytics/pkg/eventually"
 	"github.com/acme/analytics/pkg/logtest"
 	"github.com/acme/analytics/pkg/migrate"
 	"github.com/gocql/gocql"
@@ -38,13 +39,9 @@ func TestOpenWaitsThenMigrates(t *testing.T) {
 		s, err := migrate.Open(context.Background(), cfg, slog.New(slog.NewTextHandler(&logs, nil)))
 		done <- result{s, err}
 	}()
-	deadline := time.Now().Add(15 * time.Second)
-	for !strings.Contains(logs.String(), `msg="connect to cassandra failed; retrying"`) {
-		if time.Now().After(deadline) {
-			t.Fatal("Open logged no failed attempt")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	eventually.True(t, 15*time.Second, "Open to log a failed attempt", func() bool {
+		return strings.Contains(logs.String(), `msg="connect to cassandra failed; retrying"`)
+	})
 
 	srv, err := cqlserver.New(cqlserver.Config{Addr: addr})
 	if err != nil {

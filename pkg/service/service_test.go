@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/acme/analytics/pkg/consultest"
 	"github.com/acme/analytics/pkg/discovery"
+	"github.com/acme/analytics/pkg/eventually"
 	"github.com/acme/analytics/pkg/httpserver"
 	"github.com/acme/analytics/pkg/logging"
 )
@@ -71,17 +73,17 @@ func TestRunRegistersServesAndDrains(t *testing.T) {
 	go func() { runErr <- svc.Run(ctx) }()
 
 	var addr string
-	deadline := time.Now().Add(15 * time.Second)
-	for addr == "" && time.Now().Before(deadline) {
+	eventually.NoError(t, 15*time.Second, "the service healthy in Consul", func() error {
 		insts, _, err := discovery.Healthy(context.Background(), agent.Client(), "demo", 0, 0)
-		if err == nil && len(insts) == 1 {
-			addr = insts[0].Addr
+		if err != nil {
+			return err
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if addr == "" {
-		t.Fatal("service never became healthy in Consul")
-	}
+		if len(insts) != 1 {
+			return fmt.Errorf("healthy instances %v, want one", insts)
+		}
+		addr = insts[0].Addr
+		return nil
+	})
 	for _, u := range []string{"http://" + addr + "/healthz", "http://" + addr + "/readyz", "http://" + metricsAddr + "/metrics"} {
 		resp, err := http.Get(u)
 		if err != nil || resp.StatusCode != 200 {
@@ -108,17 +110,16 @@ func TestRunRegistersServesAndDrains(t *testing.T) {
 	<-started
 	cancel()
 	// The instance leaves Consul while the request is still in flight.
-	deadline = time.Now().Add(10 * time.Second)
-	for {
+	eventually.NoError(t, 10*time.Second, "the service out of Consul after shutdown began", func() error {
 		insts, _, err := discovery.Healthy(context.Background(), agent.Client(), "demo", 0, 0)
-		if err == nil && len(insts) == 0 {
-			break
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("service still in Consul after shutdown began")
+		if len(insts) != 0 {
+			return fmt.Errorf("still healthy: %v", insts)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	select {
 	case <-componentStopped:
 		t.Fatal("component stopped while a request was still in flight")
@@ -280,21 +281,19 @@ func TestMetricsOnTheirOwnAddress(t *testing.T) {
 		}
 	}()
 
-	get := func(url string) (int, string) {
+	get := func(url string) (code int, body string) {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for {
+		eventually.NoError(t, 5*time.Second, "GET "+url, func() error {
 			resp, err := http.Get(url)
-			if err == nil {
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				return resp.StatusCode, string(b)
+			if err != nil {
+				return err
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("GET %s: %v", url, err)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			code, body = resp.StatusCode, string(b)
+			return nil
+		})
+		return code, body
 	}
 	if code, body := get("http://" + metricsAddr + "/metrics"); code != 200 || !strings.Contains(body, "go_goroutines") {
 		t.Fatalf("GET /metrics on -metrics-addr: %d %.100s", code, body)
@@ -375,16 +374,10 @@ func TestDrainDelayWithoutConsul(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode, nil
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if code, err := get("/readyz"); err == nil && code == 200 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("service never became ready")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	eventually.True(t, 5*time.Second, "the service ready", func() bool {
+		code, err := get("/readyz")
+		return err == nil && code == 200
+	})
 	cancel()
 	for {
 		code, err := get("/readyz")

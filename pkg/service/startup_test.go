@@ -16,6 +16,7 @@ import (
 
 	"github.com/acme/analytics/pkg/consultest"
 	"github.com/acme/analytics/pkg/discovery"
+	"github.com/acme/analytics/pkg/eventually"
 	"github.com/acme/analytics/pkg/httpserver"
 	"github.com/acme/analytics/pkg/logging"
 )
@@ -46,19 +47,18 @@ type answer struct {
 // listener if it is not up yet.
 func get(t *testing.T, url string) answer {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	var a answer
+	eventually.NoError(t, 10*time.Second, "GET "+url, func() error {
 		resp, err := http.Get(url)
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			return answer{resp.StatusCode, string(b), resp.Header.Get("Retry-After")}
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("GET %s: %v", url, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		a = answer{resp.StatusCode, string(b), resp.Header.Get("Retry-After")}
+		return nil
+	})
+	return a
 }
 
 // failing returns the readiness checks /readyz reports failing.
@@ -73,17 +73,6 @@ func failing(t *testing.T, base string) []string {
 		t.Fatalf("/readyz answered %d %q", a.code, a.body)
 	}
 	return body.Failing
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func runAsync(svc *Service, ctx context.Context) <-chan error {
@@ -145,13 +134,13 @@ func TestRunServesProbesWhileStarting(t *testing.T) {
 	}
 
 	close(dependency)
-	eventually(t, "ready", func() bool { return failing(t, base) == nil })
+	eventually.True(t, 15*time.Second, "ready", func() bool { return failing(t, base) == nil })
 	for path, want := range map[string]int{"/early": 200, "/late": 200, "/nowhere": 404} {
 		if a := get(t, base+path); a.code != want {
 			t.Errorf("GET %s once started: %d, want %d", path, a.code, want)
 		}
 	}
-	eventually(t, "the component to run", componentRan.Load)
+	eventually.True(t, 15*time.Second, "the component to run", componentRan.Load)
 	cancel()
 	if err := wantReturn(t, done, 10*time.Second); err != nil {
 		t.Fatalf("Run: %v", err)
@@ -220,7 +209,7 @@ func TestRunWaitsForConsul(t *testing.T) {
 	defer cancel()
 	done := runAsync(svc, ctx)
 
-	eventually(t, "start-up done", func() bool { return get(t, base+"/hello").code == http.StatusOK })
+	eventually.True(t, 15*time.Second, "start-up done", func() bool { return get(t, base+"/hello").code == http.StatusOK })
 	if got := failing(t, base); !slices.Equal(got, []string{"consul"}) {
 		t.Fatalf("/readyz before registering fails %v, want [consul]", got)
 	}
@@ -233,7 +222,7 @@ func TestRunWaitsForConsul(t *testing.T) {
 		}
 		return len(insts)
 	}
-	eventually(t, "the instance healthy in consul", func() bool { return healthy() == 1 })
+	eventually.True(t, 15*time.Second, "the instance healthy in consul", func() bool { return healthy() == 1 })
 	if got := failing(t, base); got != nil {
 		t.Fatalf("/readyz once registered fails %v", got)
 	}
@@ -255,7 +244,7 @@ func TestRunStopsWhileWaitingForConsul(t *testing.T) {
 	svc := New(cfg, io.Discard)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := runAsync(svc, ctx)
-	eventually(t, "waiting for consul", func() bool { return slices.Equal(failing(t, base), []string{"consul"}) })
+	eventually.True(t, 15*time.Second, "waiting for consul", func() bool { return slices.Equal(failing(t, base), []string{"consul"}) })
 	cancel()
 	if err := wantReturn(t, done, 5*time.Second); err != nil {
 		t.Fatalf("Run: %v", err)
