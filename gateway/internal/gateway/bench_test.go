@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/acme/analytics/pkg/eventually"
 )
 
 // BenchmarkGateway measures the gateway in front of a trivial upstream
@@ -36,7 +38,7 @@ func BenchmarkGateway(b *testing.B) {
 		"-static-upstreams=collection="+trivial.Listener.Addr().String()+",behavior="+trivial.Listener.Addr().String()+",config="+config.addr(),
 		"-hit-rate=1e9", "-hit-burst=1000000000", "-tenant-rate=1e9", "-tenant-burst=1000000000")
 	token := "Bearer " + is.token(b, "t1")
-	eventually(b, 10*time.Second, "keys fetched", func() error {
+	eventually.NoError(b, 10*time.Second, "keys fetched", func() error {
 		r := g.get(b, "/v1/reports/behavior/pages", "Authorization", token)
 		if r.status != http.StatusOK {
 			return errorf("status %d", r.status)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/acme/analytics/pkg/consultest"
 	"github.com/acme/analytics/pkg/discovery"
+	"github.com/acme/analytics/pkg/eventually"
 	"github.com/hashicorp/consul/api"
 )
 
@@ -59,7 +60,7 @@ func TestConsulDiscovery(t *testing.T) {
 	g := startGateway(t, "-consul-addr="+agent.Addr(), "-hit-rate=0")
 
 	t.Run("balances across the healthy instances", func(t *testing.T) {
-		eventually(t, 10*time.Second, "both instances healthy and used", func() error {
+		eventually.NoError(t, 10*time.Second, "both instances healthy and used", func() error {
 			got := served(t, g, http.MethodGet, 10)
 			if got["a"] != 5 || got["b"] != 5 {
 				return errorf("served %v, want 5 each", got)
@@ -69,7 +70,7 @@ func TestConsulDiscovery(t *testing.T) {
 	})
 
 	t.Run("tokens verified with keys from a config instance found in Consul", func(t *testing.T) {
-		eventually(t, 10*time.Second, "authenticated report", func() error {
+		eventually.NoError(t, 10*time.Second, "authenticated report", func() error {
 			r := g.get(t, "/v1/reports/behavior/pages", "Authorization", "Bearer "+is.token(t, "t1"))
 			if r.status != http.StatusOK || r.echo.TenantID != "t1" {
 				return errorf("status %d, tenant %q", r.status, r.echo.TenantID)
@@ -81,7 +82,7 @@ func TestConsulDiscovery(t *testing.T) {
 	t.Run("traffic moves away from an unhealthy instance within seconds", func(t *testing.T) {
 		a.ready.Store(false)
 		start := time.Now()
-		eventually(t, 10*time.Second, "all traffic on b", func() error {
+		eventually.NoError(t, 10*time.Second, "all traffic on b", func() error {
 			if got := served(t, g, http.MethodGet, 10); got["b"] != 10 {
 				return errorf("served %v", got)
 			}
@@ -92,7 +93,7 @@ func TestConsulDiscovery(t *testing.T) {
 
 	t.Run("all instances down: 503 with Retry-After", func(t *testing.T) {
 		b.ready.Store(false)
-		eventually(t, 10*time.Second, "503", func() error {
+		eventually.NoError(t, 10*time.Second, "503", func() error {
 			r := g.get(t, "/collect?tid=UA-1") // the pixel: the code is in X-Collect-Error
 			if r.status != http.StatusServiceUnavailable || r.header.Get("X-Collect-Error") != "upstream_unavailable" || r.header.Get("Retry-After") == "" {
 				return errorf("status %d %s, Retry-After %q", r.status, r.header.Get("X-Collect-Error"), r.header.Get("Retry-After"))
@@ -104,7 +105,7 @@ func TestConsulDiscovery(t *testing.T) {
 	t.Run("instances back", func(t *testing.T) {
 		a.ready.Store(true)
 		b.ready.Store(true)
-		eventually(t, 10*time.Second, "both instances used again", func() error {
+		eventually.NoError(t, 10*time.Second, "both instances used again", func() error {
 			if got := served(t, g, http.MethodGet, 10); got["a"] != 5 || got["b"] != 5 {
 				return errorf("served %v", got)
 			}
@@ -114,7 +115,7 @@ func TestConsulDiscovery(t *testing.T) {
 
 	t.Run("Consul stopped: routing to the last known instances goes on", func(t *testing.T) {
 		agent.Stop()
-		eventually(t, 10*time.Second, "the gateway to notice", func() error {
+		eventually.NoError(t, 10*time.Second, "the gateway to notice", func() error {
 			if !strings.Contains(g.logs.String(), "consul watch failed; keeping last known instances") {
 				return errorf("no watch failure logged yet")
 			}
@@ -146,7 +147,7 @@ func TestRegistersInConsul(t *testing.T) {
 	agent := consultest.Start(t)
 	client := agent.Client()
 	g := startGateway(t, "-consul-addr="+agent.Addr())
-	eventually(t, 10*time.Second, "gateway healthy in Consul", func() error {
+	eventually.NoError(t, 10*time.Second, "gateway healthy in Consul", func() error {
 		insts, _, err := discovery.Healthy(context.Background(), client, "gateway", 0, 0)
 		if err != nil {
 			return err

@@ -21,6 +21,7 @@ import (
 	"github.com/acme/analytics/gateway/internal/gateway"
 	"github.com/acme/analytics/pkg/authtoken"
 	"github.com/acme/analytics/pkg/consultest"
+	"github.com/acme/analytics/pkg/eventually"
 	"github.com/acme/analytics/pkg/logtest"
 	"github.com/acme/analytics/pkg/tenant"
 )
@@ -211,7 +212,7 @@ func startGatewayLogging(t testing.TB, w io.Writer, args ...string) *testGateway
 		})
 	}
 	t.Cleanup(g.stop)
-	eventually(t, 20*time.Second, "gateway ready", func() error {
+	eventually.NoError(t, 20*time.Second, "gateway ready", func() error {
 		select {
 		case err := <-done:
 			t.Fatalf("gateway stopped during start-up: %v\n%s", err, logs)
@@ -283,22 +284,6 @@ func (g *testGateway) request(t testing.TB, method, path string, body io.Reader,
 func (g *testGateway) get(t testing.TB, path string, headers ...string) response {
 	t.Helper()
 	return do(t, g.request(t, http.MethodGet, path, nil, headers...))
-}
-
-// eventually polls f until it returns nil or timeout passes.
-func eventually(t testing.TB, timeout time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s: %v", timeout, what, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func freeAddr(t testing.TB) string {

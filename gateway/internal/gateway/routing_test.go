@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/acme/analytics/gateway/internal/gateway"
+	"github.com/acme/analytics/pkg/eventually"
 	"github.com/acme/analytics/pkg/pixel"
 )
 
@@ -27,7 +28,7 @@ func newFixture(t *testing.T, args ...string) *fixture {
 	f.config.setJWKS(f.is.jwks())
 	f.g = startGateway(t, append([]string{"-consul-addr=", staticUpstreams(f.collection, f.config, f.acquisition, f.behavior)}, args...)...)
 	tok := f.is.token(t, "t0")
-	eventually(t, 10*time.Second, "keys fetched", func() error {
+	eventually.NoError(t, 10*time.Second, "keys fetched", func() error {
 		if r := f.g.get(t, "/v1/properties", "Authorization", "Bearer "+tok); r.status != http.StatusOK {
 			return errorf("status %d", r.status)
 		}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/acme/analytics/pkg/authtoken"
+	"github.com/acme/analytics/pkg/eventually"
 	"github.com/acme/analytics/pkg/tenant"
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -48,7 +49,7 @@ func TestSecurity(t *testing.T) {
 	g := startGateway(t, "-consul-addr=", staticUpstreams(config, behavior, collection),
 		"-external-jwks-url="+idp.URL, "-external-issuer="+idpIssuer, "-external-tenants=tenant-e, tenant-f")
 	const path = "/v1/reports/behavior/pages?property=p1"
-	eventually(t, 10*time.Second, "keys fetched from config", func() error {
+	eventually.NoError(t, 10*time.Second, "keys fetched from config", func() error {
 		if r := g.get(t, path, "Authorization", "Bearer "+is.token(t, "tenant-a")); r.status != http.StatusOK {
 			return errorf("status %d: %s", r.status, r.body)
 		}
@@ -195,7 +196,7 @@ func TestKeyRotation(t *testing.T) {
 	config.setJWKS(old.jwks())
 	g := startGateway(t, "-consul-addr=", staticUpstreams(config, behavior), "-jwks-min-refresh-interval=1s")
 	path := "/v1/reports/realtime?property=p1"
-	eventually(t, 10*time.Second, "old key accepted", func() error {
+	eventually.NoError(t, 10*time.Second, "old key accepted", func() error {
 		if r := g.get(t, path, "Authorization", "Bearer "+old.token(t, "t1")); r.status != http.StatusOK {
 			return errorf("status %d", r.status)
 		}
@@ -204,7 +205,7 @@ func TestKeyRotation(t *testing.T) {
 	config.setJWKS(authtoken.JWKS{Keys: append(old.jwks().Keys, rotated.jwks().Keys...)})
 	start, fetches := time.Now(), config.jwksHit.Load()
 	tok := rotated.token(t, "t1")
-	eventually(t, 10*time.Second, "rotated key accepted", func() error {
+	eventually.NoError(t, 10*time.Second, "rotated key accepted", func() error {
 		if r := g.get(t, path, "Authorization", "Bearer "+tok); r.status != http.StatusOK {
 			return errorf("status %d", r.status)
 		}
@@ -255,7 +256,7 @@ func TestKeysUnavailable(t *testing.T) {
 		t.Fatalf("public route: %d", r.status)
 	}
 	config.setJWKS(is.jwks())
-	eventually(t, 10*time.Second, "keys fetched by the background retry", func() error {
+	eventually.NoError(t, 10*time.Second, "keys fetched by the background retry", func() error {
 		if r := g.get(t, "/v1/properties", "Authorization", "Bearer "+is.token(t, "t1")); r.status != http.StatusOK {
 			return errorf("status %d", r.status)
 		}
