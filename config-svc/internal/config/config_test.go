@@ -15,6 +15,7 @@ import (
 
 	"github.com/acme/analytics/pkg/authtoken"
 	"github.com/acme/analytics/pkg/cqltest"
+	"github.com/acme/analytics/pkg/eventually"
 	"github.com/acme/analytics/pkg/flagenv"
 	"github.com/acme/analytics/pkg/tenant"
 )
@@ -84,25 +85,22 @@ func TestRunServes(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, cfg, io.Discard) }()
 	base := "http://" + addr
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	eventually.NoError(t, 30*time.Second, "config ready", func() error {
 		resp, err := http.Get(base + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				break
+				return nil
 			}
+			err = fmt.Errorf("/readyz answered %d", resp.StatusCode)
 		}
 		select {
 		case err := <-done:
 			t.Fatalf("Run ended early: %v", err)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("config never became ready")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err
+	})
 	if files, _ := filepath.Glob(filepath.Join(keys, "*.pem")); len(files) != 1 {
 		t.Fatalf("-dev-generate-key made %d keys", len(files))
 	}

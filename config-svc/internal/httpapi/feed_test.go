@@ -14,6 +14,7 @@ import (
 	"github.com/acme/analytics/pkg/configclient"
 	"github.com/acme/analytics/pkg/cqlserver"
 	"github.com/acme/analytics/pkg/cqltest"
+	"github.com/acme/analytics/pkg/eventually"
 	"github.com/acme/analytics/pkg/logtest"
 	"github.com/acme/analytics/pkg/migrate/migratetest"
 	"github.com/gocql/gocql"
@@ -78,16 +79,16 @@ func TestChangeAnnouncedAfterTheFeedRecovers(t *testing.T) {
 		t.Fatal("Append succeeded while the store is unavailable")
 	}
 	fe.feed.AppendSoon(c)
-	eventually(t, 10*time.Second, "a first retry fails too", func() bool { return strings.Contains(fe.log.String(), "announcing a change failed again") })
+	eventually.True(t, 10*time.Second, "a first retry fails too", func() bool { return strings.Contains(fe.log.String(), "announcing a change failed again") })
 	fe.srv.SetUnavailable(false)
 
-	eventually(t, 10*time.Second, "the change is announced after the store recovered", func() bool {
+	eventually.True(t, 10*time.Second, "the change is announced after the store recovered", func() bool {
 		changes, err := fe.st.ChangesSince(ctx, 0, 0, 10)
 		return err == nil && len(changes) == 1 && changes[0].TrackingID == c.TrackingID
 	})
 	// The store has the change a moment before the worker's Append
 	// advances the instance's head past it.
-	eventually(t, 10*time.Second, "the instance's head moves to the announced change", func() bool {
+	eventually.True(t, 10*time.Second, "the instance's head moves to the announced change", func() bool {
 		head, _ := fe.feed.state()
 		return head == 1
 	})
@@ -124,12 +125,12 @@ func TestFailedAppendsWaitForOneWorker(t *testing.T) {
 	if n := strings.Count(fe.log.String(), "retry queue is full"); n != failures-queue {
 		t.Fatalf("%d log lines say the queue is full, want %d", n, failures-queue)
 	}
-	eventually(t, 10*time.Second, "retries fail while the store is unavailable", func() bool {
+	eventually.True(t, 10*time.Second, "retries fail while the store is unavailable", func() bool {
 		return strings.Count(fe.log.String(), "announcing a change failed again") >= 3
 	})
 
 	fe.srv.SetUnavailable(false)
-	eventually(t, 10*time.Second, "the queue drains", func() bool { return testutil.ToFloat64(fe.feed.queued) == 0 })
+	eventually.True(t, 10*time.Second, "the queue drains", func() bool { return testutil.ToFloat64(fe.feed.queued) == 0 })
 	got, err := fe.st.ChangesSince(ctx, 0, 0, 100)
 	if err != nil {
 		t.Fatal(err)
@@ -157,7 +158,7 @@ func TestRetryWorkerStopsAtShutdown(t *testing.T) {
 	}
 	close(fe.closing)
 	shutdown := func() float64 { return testutil.ToFloat64(fe.feed.unannounced.WithLabelValues(unannouncedShutdown)) }
-	eventually(t, 10*time.Second, "the queued changes are left to the resync", func() bool { return shutdown() == 3 })
+	eventually.True(t, 10*time.Second, "the queued changes are left to the resync", func() bool { return shutdown() == 3 })
 	fe.feed.AppendSoon(change(4))
 	if got := shutdown(); got != 4 || testutil.ToFloat64(fe.feed.queued) != 0 {
 		t.Fatalf("after shutdown began: %v unannounced, %v queued; want 4 and none", got, testutil.ToFloat64(fe.feed.queued))
@@ -180,14 +181,14 @@ func TestRetryGivesUpInTime(t *testing.T) {
 	fe.srv.SetUnavailable(true)
 	fe.feed.AppendSoon(change(1))
 	expired := func() float64 { return testutil.ToFloat64(fe.feed.unannounced.WithLabelValues(unannouncedExpired)) }
-	eventually(t, 10*time.Second, "the change is given up on", func() bool { return expired() == 1 })
+	eventually.True(t, 10*time.Second, "the change is given up on", func() bool { return expired() == 1 })
 	if !strings.Contains(fe.log.String(), "gave up announcing a change") {
 		t.Fatal("giving up is not logged")
 	}
 	fe.srv.SetUnavailable(false)
 	next := change(2)
 	fe.feed.AppendSoon(next)
-	eventually(t, 10*time.Second, "the next change is announced", func() bool {
+	eventually.True(t, 10*time.Second, "the next change is announced", func() bool {
 		changes, err := fe.st.ChangesSince(context.Background(), 0, 0, 10)
 		return err == nil && len(changes) == 1 && changes[0].TrackingID == next.TrackingID
 	})

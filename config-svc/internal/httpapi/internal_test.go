@@ -18,6 +18,7 @@ import (
 
 	"github.com/acme/analytics/pkg/cassandra"
 	"github.com/acme/analytics/pkg/configclient"
+	"github.com/acme/analytics/pkg/eventually"
 	"github.com/acme/analytics/pkg/migrate/migratetest"
 	"github.com/gocql/gocql"
 )
@@ -103,7 +104,7 @@ func TestChangesLongPoll(t *testing.T) {
 		}
 		got <- c
 	}()
-	eventually(t, changeDeadline, "the long poll is waiting", func() bool { return e.longPolls() == 1 })
+	eventually.True(t, changeDeadline, "the long poll is waiting", func() bool { return e.longPolls() == 1 })
 	created := time.Now()
 	p := e.createProperty(a, map[string]any{"name": "Site"})
 	var c configclient.Changes
@@ -150,7 +151,7 @@ func TestLongPollsEndAtShutdown(t *testing.T) {
 	go func() {
 		got <- e.do(service("collection"), "GET", "/internal/v1/changes?wait=40s&since="+strconv.FormatInt(head.Seq, 10), nil).code
 	}()
-	eventually(t, changeDeadline, "the long poll is waiting", func() bool { return e.longPolls() == 1 })
+	eventually.True(t, changeDeadline, "the long poll is waiting", func() bool { return e.longPolls() == 1 })
 	e.shutdown()
 	select {
 	case code := <-got:

@@ -18,6 +18,7 @@ import (
 	"github.com/acme/analytics/pkg/configclient"
 	"github.com/acme/analytics/pkg/consultest"
 	"github.com/acme/analytics/pkg/discovery"
+	"github.com/acme/analytics/pkg/eventually"
 	"github.com/acme/analytics/pkg/migrate/migratetest"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -46,20 +47,6 @@ func runClient(t *testing.T, mod func(*configclient.Config)) (*configclient.Clie
 	return c, reg
 }
 
-// eventually polls cond until it holds or the deadline passes, and returns
-// how long it took.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > within {
-			t.Fatalf("%s: not within %s", what, within)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 // TestChangeReachesPipelineWithin5s: two config-svc instances share one
 // keyspace; the merchant changes things through one, a configclient
 // follows the other, and sees every change within 5 seconds without a
@@ -80,18 +67,19 @@ func TestChangeReachesPipelineWithin5s(t *testing.T) {
 	if _, err := client.ByTrackingID(ctx, pool[0]); !errors.Is(err, configclient.ErrNotFound) {
 		t.Fatalf("unknown tracking ID: %v", err)
 	}
-	eventually(t, changeDeadline, "the client anchors on the feed", func() bool { return client.Seq() >= 0 })
+	eventually.True(t, changeDeadline, "the client anchors on the feed", func() bool { return client.Seq() >= 0 })
 	acct := a.signup("Pipeline")
 	p := a.createProperty(acct, map[string]any{"name": "Site", "hostnames": []string{"example.com"}})
 	if p.TrackingID != pool[0] {
 		t.Fatalf("tracking ID %s, want %s", p.TrackingID, pool[0])
 	}
 	// ...until the feed announces it.
-	took := eventually(t, changeDeadline, "a new property reaches the client", func() bool {
+	start := time.Now()
+	eventually.True(t, changeDeadline, "a new property reaches the client", func() bool {
 		doc, err := client.ByTrackingID(ctx, p.TrackingID)
 		return err == nil && doc.PropertyID == p.ID
 	})
-	t.Logf("new property seen after %s", took)
+	t.Logf("new property seen after %s", time.Since(start))
 
 	steps := []struct {
 		name   string
@@ -123,11 +111,12 @@ func TestChangeReachesPipelineWithin5s(t *testing.T) {
 	}
 	for _, st := range steps {
 		st.change()
-		took := eventually(t, changeDeadline, st.name+" reaches the client", func() bool {
+		start := time.Now()
+		eventually.True(t, changeDeadline, st.name+" reaches the client", func() bool {
 			doc, err := client.ByTrackingID(ctx, p.TrackingID)
 			return err == nil && st.seen(doc)
 		})
-		t.Logf("%s seen after %s", st.name, took)
+		t.Logf("%s seen after %s", st.name, time.Since(start))
 	}
 
 	// The rule history for reprocessing follows changes too.
@@ -136,14 +125,14 @@ func TestChangeReachesPipelineWithin5s(t *testing.T) {
 		t.Fatalf("rule history = %v, %v; want 3 versions", history, err)
 	}
 	a.must(http.StatusOK, acct.as(), "PUT", "/v1/properties/"+p.ID+"/rules", map[string]any{"session_timeout_minutes": 20})
-	eventually(t, changeDeadline, "the rule history reaches the client", func() bool {
+	eventually.True(t, changeDeadline, "the rule history reaches the client", func() bool {
 		h, err := client.RuleHistory(ctx, p.ID)
 		return err == nil && len(h.Versions()) == 4 && h.Versions()[3].Rules.SessionTimeoutMinutes == 20
 	})
 
 	// A deleted property disappears.
 	a.must(http.StatusNoContent, acct.as(), "DELETE", "/v1/properties/"+p.ID, nil)
-	eventually(t, changeDeadline, "a deletion reaches the client", func() bool {
+	eventually.True(t, changeDeadline, "a deletion reaches the client", func() bool {
 		_, err := client.ByTrackingID(ctx, p.TrackingID)
 		return errors.Is(err, configclient.ErrNotFound)
 	})
@@ -181,13 +170,13 @@ func TestPipelineKeepsLastKnownCopyWhileConfigSvcIsDown(t *testing.T) {
 	ctx := context.Background()
 	acct := a.signup("Outage")
 	p := a.createProperty(acct, map[string]any{"name": "Site"})
-	eventually(t, changeDeadline, "the client anchors on the feed", func() bool { return client.Seq() >= 0 && client.Connected() })
+	eventually.True(t, changeDeadline, "the client anchors on the feed", func() bool { return client.Seq() >= 0 && client.Connected() })
 	if _, err := client.ByTrackingID(ctx, p.TrackingID); err != nil {
 		t.Fatal(err)
 	}
 
 	b.down()
-	eventually(t, changeDeadline, "the client notices the outage", func() bool { return !client.Connected() })
+	eventually.True(t, changeDeadline, "the client notices the outage", func() bool { return !client.Connected() })
 	if got := gauge(t, reg, "configclient_feed_connected"); got != 0 {
 		t.Fatalf("configclient_feed_connected = %v during the outage", got)
 	}
@@ -205,11 +194,11 @@ func TestPipelineKeepsLastKnownCopyWhileConfigSvcIsDown(t *testing.T) {
 	}
 
 	b.up()
-	eventually(t, 2*changeDeadline, "the change made during the outage arrives", func() bool {
+	eventually.True(t, 2*changeDeadline, "the change made during the outage arrives", func() bool {
 		doc, err := client.ByTrackingID(ctx, p.TrackingID)
 		return err == nil && doc.Rules.Version == 2 && !doc.Compiled().BotFiltering()
 	})
-	eventually(t, changeDeadline, "the client reconnects", client.Connected)
+	eventually.True(t, changeDeadline, "the client reconnects", client.Connected)
 }
 
 // TestPipelineResyncsWhenTheFeedForgotItsPosition: a client whose position
@@ -231,7 +220,7 @@ func TestPipelineResyncsWhenTheFeedForgotItsPosition(t *testing.T) {
 		return func() { cancel(); <-done }
 	}
 	stop := run()
-	eventually(t, changeDeadline, "the client anchors", func() bool { return c.Seq() >= 0 })
+	eventually.True(t, changeDeadline, "the client anchors", func() bool { return c.Seq() >= 0 })
 	if _, err := c.ByID(ctx, p.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +244,7 @@ func TestPipelineResyncsWhenTheFeedForgotItsPosition(t *testing.T) {
 	}
 
 	defer run()()
-	eventually(t, 2*changeDeadline, "the client refetches after the feed forgot its position", func() bool {
+	eventually.True(t, 2*changeDeadline, "the client refetches after the feed forgot its position", func() bool {
 		doc, err := c.ByID(ctx, p.ID)
 		return err == nil && doc.Rules.Version == 2
 	})
@@ -277,7 +266,7 @@ func TestPipelineFindsConfigSvcInConsul(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = reg.Deregister(context.Background()) })
-	eventually(t, 15*time.Second, "config-svc healthy in consul", func() bool {
+	eventually.True(t, 15*time.Second, "config-svc healthy in consul", func() bool {
 		insts, _, err := discovery.Healthy(context.Background(), agent.Client(), "config", 0, 0)
 		return err == nil && len(insts) == 1
 	})
@@ -285,12 +274,12 @@ func TestPipelineFindsConfigSvcInConsul(t *testing.T) {
 	acct := e.signup("Consul")
 	p := e.createProperty(acct, map[string]any{"name": "Site"})
 	ctx := context.Background()
-	eventually(t, changeDeadline, "lookup through consul", func() bool {
+	eventually.True(t, changeDeadline, "lookup through consul", func() bool {
 		doc, err := client.ByTrackingID(ctx, p.TrackingID)
 		return err == nil && doc.PropertyID == p.ID
 	})
 	e.must(http.StatusOK, acct.as(), "PUT", "/v1/properties/"+p.ID+"/rules", map[string]any{"session_timeout_minutes": 12})
-	eventually(t, changeDeadline, "a change through consul", func() bool {
+	eventually.True(t, changeDeadline, "a change through consul", func() bool {
 		doc, err := client.ByTrackingID(ctx, p.TrackingID)
 		return err == nil && doc.Rules.Version == 2
 	})

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acme/analytics/pkg/eventually"
 	"github.com/gocql/gocql"
 )
 
@@ -38,7 +39,7 @@ func TestRevokingTwiceChangesNothing(t *testing.T) {
 		t.Fatalf("after revoking: %+v", first)
 	}
 	// A later revocation would write a later time (stored in milliseconds).
-	eventually(t, time.Second, "the clock to pass the revocation", func() bool { return time.Since(*first[0].RevokedAt) > 10*time.Millisecond })
+	eventually.True(t, time.Second, "the clock to pass the revocation", func() bool { return time.Since(*first[0].RevokedAt) > 10*time.Millisecond })
 
 	head = e.feedHead()
 	e.must(http.StatusNoContent, a.as(), "DELETE", secrets+"/"+sec.ID, nil)

@@ -3,12 +3,14 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/acme/analytics/pkg/cassandra"
 	"github.com/acme/analytics/pkg/configclient"
+	"github.com/acme/analytics/pkg/eventually"
 	"github.com/acme/analytics/pkg/migrate/migratetest"
 	"github.com/acme/analytics/pkg/rules"
 	"github.com/gocql/gocql"
@@ -250,19 +252,16 @@ func TestPendingListEntryExpiresUnlessCreated(t *testing.T) {
 	if err := st.CreateProperty(ctx, p, configclient.RuleVersion{Version: 1, EffectiveAt: now, Rules: rules.Defaults()}); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; {
+	eventually.NoError(t, 10*time.Second, "the created property listed alone after the pending TTL of 1 s", func() error {
 		n, err := st.listedProperties(ctx, tenantID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n == 1 {
-			break
+		if n != 1 {
+			return fmt.Errorf("%d entries listed", n)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d entries listed 10 s after the pending TTL of 1 s; want the created property's only", n)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	ps, _, err := st.Properties(ctx, tenantID, gocql.UUID{}, 10)
 	if err != nil || len(ps) != 1 || ps[0].ID != p.ID {
 		t.Fatalf("properties = %v, %v; want the created one", ps, err)
