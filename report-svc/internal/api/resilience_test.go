@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acme/analytics/pkg/eventually"
 	"github.com/acme/analytics/pkg/rollup"
 	"github.com/acme/analytics/report-svc/internal/api"
 	"github.com/acme/analytics/report-svc/internal/reporttest"
@@ -43,7 +44,7 @@ func TestBreaker(t *testing.T) {
 	// A query never cached: it fails once the reads fail, and the breaker
 	// opens after BreakerFailures of them.
 	uncached := params("range", "last_7_days", "metrics", "sessions")
-	eventually(t, 10*time.Second, "breaker open", func() bool {
+	eventually.True(t, 10*time.Second, "breaker open", func() bool {
 		status, body, _ := e.get(viewer, "/v1/reports/acquisition/source", uncached)
 		if status != http.StatusServiceUnavailable && status != http.StatusOK {
 			t.Fatalf("status %d during the outage: %s", status, body)
@@ -90,7 +91,7 @@ func TestBreaker(t *testing.T) {
 	if err := e.cql.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "recovery", func() bool {
+	eventually.True(t, 30*time.Second, "recovery", func() bool {
 		status, _, _ := e.get(viewer, "/v1/reports/acquisition/source", uncached)
 		return status == http.StatusOK
 	})

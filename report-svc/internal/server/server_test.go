@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/acme/analytics/pkg/cassandra"
 	"github.com/acme/analytics/pkg/configclient"
 	"github.com/acme/analytics/pkg/cqltest"
+	"github.com/acme/analytics/pkg/eventually"
 	"github.com/acme/analytics/pkg/logtest"
 	"github.com/acme/analytics/pkg/migrate/migratetest"
 	"github.com/acme/analytics/pkg/rules"
@@ -203,20 +205,17 @@ func start(t *testing.T, family *query.Family, name string, ks *cassandra.Config
 // listens before it has connected to Cassandra.
 func waitReady(t *testing.T, addr string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	eventually.NoError(t, 20*time.Second, "ready", func() error {
 		resp, err := http.Get("http://" + addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not ready within 20s (last: %v %v)", resp, err)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/readyz answered %d", resp.StatusCode)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // TestRunWaitsForCassandra starts a report service while its store is
@@ -230,13 +229,12 @@ func TestRunWaitsForCassandra(t *testing.T) {
 	}
 	var logs logtest.Buffer
 	addr, stop := start(t, query.Behavior, "behavior", ks, fakeConfigSvc(t).URL, &logs)
-	deadline := time.Now().Add(15 * time.Second)
-	for !strings.Contains(logs.String(), `"msg":"connect to cassandra failed; retrying"`) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no failed connect logged:\n%s", logs.String())
+	eventually.NoError(t, 15*time.Second, "a failed connect logged", func() error {
+		if s := logs.String(); !strings.Contains(s, `"msg":"connect to cassandra failed; retrying"`) {
+			return fmt.Errorf("the log so far:\n%s", s)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	for path, want := range map[string]int{"/healthz": 200, "/readyz": 503, "/v1/reports/realtime": 503} {
 		resp, err := http.Get("http://" + addr + path)
 		if err != nil {
