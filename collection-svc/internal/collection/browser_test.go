@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/acme/analytics/pkg/eventually"
 	"github.com/acme/analytics/pkg/hit"
 	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
@@ -255,17 +256,15 @@ func sent(t *testing.T, ctx context.Context) []sentHit {
 func waitSent(t *testing.T, ctx context.Context, what string, match func(sentHit) bool) []sentHit {
 	t.Helper()
 	t.Logf("waiting for the tracker to send %s", what)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		got := sent(t, ctx)
-		if slices.ContainsFunc(got, match) {
-			return got
+	var got []sentHit
+	eventually.NoError(t, 10*time.Second, "the tracker to send "+what, func() error {
+		got = sent(t, ctx)
+		if !slices.ContainsFunc(got, match) {
+			return fmt.Errorf("it sent %v", got)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the tracker did not send %s; it sent %v", what, got)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
+	return got
 }
 
 // eval runs JavaScript in the page for its effects.

@@ -2,6 +2,7 @@ package collection
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/acme/analytics/pkg/eventually"
 	"github.com/acme/analytics/pkg/hit"
 )
 
@@ -204,13 +206,12 @@ func TestPrefetchSalts(t *testing.T) {
 		defer close(done)
 		prefetchSalts(ctx, src, now, 10*time.Millisecond, slog.New(slog.DiscardHandler))
 	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for len(src.dates()) < 6 {
-		if time.Now().After(deadline) {
-			t.Fatalf("asked for %v; want two rounds", src.dates())
+	eventually.NoError(t, 5*time.Second, "two rounds of salt requests", func() error {
+		if d := src.dates(); len(d) < 6 {
+			return fmt.Errorf("asked for %v", d)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 	cancel()
 	<-done
 	want := []string{"2026-12-04", "2026-12-05", "2026-12-06"}

@@ -3,6 +3,7 @@ package collection
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"github.com/acme/analytics/collection-svc/internal/geoip/geoiptest"
 	"github.com/acme/analytics/pkg/configclient"
 	"github.com/acme/analytics/pkg/configclient/configclienttest"
+	"github.com/acme/analytics/pkg/eventually"
 	"github.com/acme/analytics/pkg/hit"
 	"github.com/acme/analytics/pkg/kafka"
 	"github.com/acme/analytics/pkg/kafkatest"
@@ -218,9 +220,9 @@ func splitRecord(t testing.TB, m *sarama.ConsumerMessage) []*sarama.ConsumerMess
 // waitFor polls until match has found want messages, or fails the test.
 func (r *topicReader) waitFor(t testing.TB, want int, match func(*sarama.ConsumerMessage) bool) []*sarama.ConsumerMessage {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		var got []*sarama.ConsumerMessage
+	var got []*sarama.ConsumerMessage
+	eventually.NoError(t, 15*time.Second, fmt.Sprintf("%d matching messages", want), func() error {
+		got = nil
 		r.mu.Lock()
 		for _, m := range r.msgs {
 			if match(m) {
@@ -228,14 +230,12 @@ func (r *topicReader) waitFor(t testing.TB, want int, match func(*sarama.Consume
 			}
 		}
 		r.mu.Unlock()
-		if len(got) >= want {
-			return got
+		if len(got) < want {
+			return fmt.Errorf("found %d", len(got))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("found %d matching messages, want %d", len(got), want)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
+	return got
 }
 
 // hitsOf decodes hit messages.
