@@ -96,7 +96,7 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) {
 	if err := s.o.Store.CreateUser(ctx, u); err != nil {
 		if errors.Is(err, store.ErrEmailTaken) {
 			s.undoSignup(r, t, u, false)
-			httpserver.WriteFieldError(w, http.StatusConflict, "conflict", "email", "an account with this e-mail address already exists; log in instead (POST /v1/login)")
+			writeEmailTaken(w)
 			return
 		}
 		// The claim of the address may have been applied with its answer
@@ -106,6 +106,12 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case rerr == nil && owner == u.ID:
 			s.o.Log.Info("a sign-up whose e-mail claim seemed to fail made it", slog.String("user_id", u.ID.String()), slog.Any("error", err))
+		case rerr == nil:
+			// Another user's: the claim was refused, as a plain
+			// conflict is, and a retry would be refused again.
+			s.undoSignup(r, t, u, true)
+			writeEmailTaken(w)
+			return
 		case rerr != nil && !errors.Is(rerr, store.ErrNotFound):
 			// Unknown: undoing might break an account that exists; a
 			// tenant left without a user harms nobody.
@@ -121,6 +127,12 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) {
 	s.metrics.signups.Inc()
 	s.o.Log.Info("tenant signed up", slog.String("tenant_id", t.ID.String()), slog.String("user_id", u.ID.String()))
 	s.issueTokens(w, r, u, http.StatusCreated)
+}
+
+// writeEmailTaken answers a sign-up for an address that belongs to another
+// user.
+func writeEmailTaken(w http.ResponseWriter) {
+	httpserver.WriteFieldError(w, http.StatusConflict, "conflict", "email", "an account with this e-mail address already exists; log in instead (POST /v1/login)")
 }
 
 // undoSignup removes what a failed sign-up made: the user (hadUser: its

@@ -260,6 +260,24 @@ func TestSignupNeverHalfDone(t *testing.T) {
 		works(body)
 	})
 
+	t.Run("claim of another's address, answer lost", func(t *testing.T) {
+		// The claim runs and is not applied (the address is the first
+		// sign-up's), then times out: the read-back finds the other user,
+		// which is a conflict, as without the timeout, not a 503 to retry.
+		first, r := signup()
+		if r.code != http.StatusCreated {
+			t.Fatalf("first sign-up = %d %s; want 201", r.code, r.body)
+		}
+		fail(srv, "INSERT INTO users_by_email", cqlserver.TimeoutAfter)
+		second := map[string]string{"email": first["email"], "password": "another horse battery", "company": "Latecomers"}
+		r = e.do(anonymous, "POST", "/v1/signup", second)
+		srv.SetFault(nil)
+		if r.code != http.StatusConflict || r.apiError().Code != "conflict" || r.apiError().Field != "email" {
+			t.Fatalf("sign-up = %d %s; want 409 conflict on email", r.code, r.body)
+		}
+		works(first)
+	})
+
 	t.Run("claim refused", func(t *testing.T) {
 		fail(srv, "INSERT INTO users_by_email", cqlserver.FailBefore)
 		body, r := signup()
