@@ -154,6 +154,12 @@ func Probe(client sarama.Client, topic string) error {
 // takes about 30 s, so the work runs apart (retry.Abandonable): when ctx
 // ends first, EnsureTopics returns at once with an error wrapping
 // ctx.Err(), and the abandoned work closes its admin client when done.
+//
+// A creation the brokers refuse for a reason that waiting cannot change (a
+// replication factor above the brokers up, an invalid config, partition
+// count or name, a policy, no authorization) is marked retry.Permanent,
+// so that retry.Until returns it at once; other errors (brokers that
+// cannot be reached, no controller or leader yet) are not.
 func EnsureTopics(ctx context.Context, c *Config, topics ...Topic) error {
 	_, err := retry.Abandonable(ctx, func() (struct{}, error) {
 		return struct{}{}, ensureTopics(ctx, c, topics)
@@ -187,10 +193,46 @@ func ensureTopics(ctx context.Context, c *Config, topics []Topic) error {
 		}
 		err := admin.CreateTopic(t.Name, detail, false)
 		if err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
-			return fmt.Errorf("create kafka topic %s: %w", t.Name, err)
+			err = fmt.Errorf("create kafka topic %s: %w", t.Name, err)
+			if errors.Is(err, sarama.ErrInvalidReplicationFactor) {
+				err = fmt.Errorf("%w (replication factor %d: more than the brokers that are up; "+
+					"lower the replication factor or start the missing brokers)", err, t.ReplicationFactor)
+			}
+			if refusedForGood(err) {
+				return retry.Permanent(err)
+			}
+			return err
 		}
 	}
 	return nil
+}
+
+// refusedForGood reports whether the brokers refused a topic's creation
+// for a reason that asking again cannot change: the request itself is
+// wrong (partitions, replication factor, configs, name, a broker policy)
+// or not allowed. Not controller, a leader not available, a broker that
+// cannot be reached, and any other error, may heal.
+//
+// A replication factor above the number of brokers counts: Kafka counts
+// the brokers that are up, so during a partial outage the process exits
+// and its restarts (the pod's back-off) try again, with the reason in the
+// log, rather than waiting without saying why.
+func refusedForGood(err error) bool {
+	for _, kerr := range []sarama.KError{
+		sarama.ErrInvalidReplicationFactor,
+		sarama.ErrInvalidPartitions,
+		sarama.ErrInvalidReplicaAssignment,
+		sarama.ErrInvalidConfig,
+		sarama.ErrInvalidTopic,
+		sarama.ErrPolicyViolation,
+		sarama.ErrTopicAuthorizationFailed,
+		sarama.ErrClusterAuthorizationFailed,
+	} {
+		if errors.Is(err, kerr) {
+			return true
+		}
+	}
+	return false
 }
 
 // Ping checks that a broker answers metadata requests; it backs readiness

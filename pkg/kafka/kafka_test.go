@@ -4,14 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/acme/analytics/pkg/kafka"
 	"github.com/acme/analytics/pkg/kafkatest"
+	"github.com/acme/analytics/pkg/retry"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
@@ -32,6 +35,38 @@ func TestEnsureTopicsIsIdempotent(t *testing.T) {
 	parts, err := client.Partitions("hits")
 	if err != nil || len(parts) != 4 {
 		t.Fatalf("Partitions(hits) = %v, %v; want 4 partitions", parts, err)
+	}
+}
+
+// TestEnsureTopicsRefusedForGood: a replication factor above the brokers
+// of the cluster cannot be mended by waiting, so EnsureTopics marks it
+// retry.Permanent and retry.Until, which the services start with, returns
+// it at once instead of retrying for ever; brokers that cannot be reached
+// are waited for.
+func TestEnsureTopicsRefusedForGood(t *testing.T) {
+	cl := kafkatest.Start(t) // one broker
+	cfg := &kafka.Config{Brokers: cl.Brokers()[0]}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second) // without the mark, Until would retry for ever
+	defer cancel()
+	tries := 0
+	err := retry.Until(ctx, retry.Default, slog.New(slog.DiscardHandler), "create kafka topics", func(ctx context.Context) error {
+		tries++
+		return kafka.EnsureTopics(ctx, cfg, kafka.Topic{Name: "hits", Partitions: 1, ReplicationFactor: 3})
+	})
+	if !retry.IsPermanent(err) || !errors.Is(err, sarama.ErrInvalidReplicationFactor) || tries != 1 ||
+		!strings.Contains(err.Error(), "replication factor 3") {
+		t.Fatalf("Until(EnsureTopics with replication factor 3 on 1 broker) = %v after %d tries; want a permanent ErrInvalidReplicationFactor naming the factor, at once", err, tries)
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := ln.Addr().String()
+	ln.Close()
+	err = kafka.EnsureTopics(context.Background(), &kafka.Config{Brokers: gone}, kafka.Topic{Name: "hits", Partitions: 1, ReplicationFactor: 1})
+	if err == nil || retry.IsPermanent(err) {
+		t.Fatalf("EnsureTopics against a broker that is not there = %v; want an error to retry", err)
 	}
 }
 
