@@ -2,7 +2,9 @@ package collect
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/acme/analytics/collection-svc/internal/parse"
@@ -113,6 +115,11 @@ func (s *Server) debugRespond(w http.ResponseWriter, out outcome, origin hit.Ori
 					dh.Warnings = append(dh.Warnings, ignoredWarning(name, origin))
 				}
 			}
+			if origin == hit.OriginMeasurement && out.rejected[i] == nil {
+				if w, ok := engagementWarning(i, out.hits[i]); ok {
+					dh.Warnings = append(dh.Warnings, w)
+				}
+			}
 			res.Hits = append(res.Hits, dh)
 		}
 	}
@@ -169,6 +176,30 @@ func ignoredWarning(name string, origin hit.Origin) Warning {
 		w.Message = name + " is not read by /mp/collect and is ignored (it reads client_id, user_id, timestamp_micros and events: name, params, timestamp_micros, event_id)"
 	}
 	return w
+}
+
+// engagementWarning tells that the i-th event of a Measurement API request,
+// accepted as h, carries a params.engagement_time_msec that is not read as
+// its engagement time (on an event other than user_engagement, which
+// refuses it, such a value stays a plain parameter).
+func engagementWarning(i int, h *hit.Hit) (Warning, bool) {
+	v, ok := h.Params["engagement_time_msec"]
+	if !ok {
+		return Warning{}, false
+	}
+	if _, ok := engagementMS(v, true); ok {
+		return Warning{}, false
+	}
+	why := "is not a number"
+	if f, err := strconv.ParseFloat(v, 64); err == nil && decimalNumber(v) {
+		why = "is negative"
+		if f >= 0 {
+			why = "is over a day"
+		}
+	}
+	return Warning{Code: "ignored_parameter", Field: parse.EventField(i, "params.engagement_time_msec"),
+		Message: fmt.Sprintf("engagement_time_msec %.20q %s, so it is not read as this event's engagement time: it is kept as a plain parameter "+
+			"(send a number of milliseconds between 0 and one day, 86400000; user_engagement refuses such a value)", v, why)}, true
 }
 
 func isSessionID(name string) bool {

@@ -79,6 +79,14 @@ func TestDebugWarnings(t *testing.T) {
 			`{"client_id":"c","user_properties":{"plan":{"value":"pro"}},"events":[{"name":"purchase","items":[],"params":{"session_id":"17","value":1}}]}`,
 			[]warning{{"ignored_parameter", "user_properties", "not read by /mp/collect"}},
 			[][]warning{{{"ignored_parameter", "events[0].items", "not read by /mp/collect"}, {"ignored_parameter", "events[0].params.session_id", "sessions are derived"}}}},
+		{"engagement_time_msec that is no engagement time", defaults, "POST", mp, "python-requests/2.31.0", "198.51.100.1",
+			`{"client_id":"c","events":[{"name":"purchase","params":{"engagement_time_msec":-5}},{"name":"purchase","params":{"engagement_time_msec":"soon"}},` +
+				`{"name":"purchase","params":{"engagement_time_msec":86400001}},{"name":"purchase","params":{"engagement_time_msec":1234.5}},` +
+				`{"name":"user_engagement","params":{"engagement_time_msec":86400000}}]}`,
+			nil,
+			[][]warning{{{"ignored_parameter", "events[0].params.engagement_time_msec", `"-5" is negative, so it is not read as this event's engagement time`}},
+				{{"ignored_parameter", "events[1].params.engagement_time_msec", `"soon" is not a number`}},
+				{{"ignored_parameter", "events[2].params.engagement_time_msec", "is over a day"}}, nil, nil}},
 	}
 	type gotWarning struct{ Code, Field, Message string }
 	matches := func(got []gotWarning, want []warning) bool {
