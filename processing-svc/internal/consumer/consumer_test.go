@@ -13,6 +13,7 @@ import (
 	"github.com/acme/analytics/pkg/cassandra"
 	"github.com/acme/analytics/pkg/cqltest"
 	"github.com/acme/analytics/pkg/deadletter"
+	"github.com/acme/analytics/pkg/eventually"
 	"github.com/acme/analytics/pkg/hit"
 	"github.com/acme/analytics/pkg/kafka"
 	"github.com/acme/analytics/pkg/kafkatest"
@@ -108,14 +109,12 @@ func TestConsumeThroughKafka(t *testing.T) {
 	}
 	waitFor := func(want int64) {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for time.Now().Before(deadline) {
-			if pageviews() == want {
-				return
+		eventually.NoError(t, 30*time.Second, fmt.Sprintf("%d pageviews", want), func() error {
+			if got := pageviews(); got != want {
+				return fmt.Errorf("pageviews = %d, want %d", got, want)
 			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		t.Fatalf("pageviews = %d, want %d", pageviews(), want)
+			return nil
+		})
 	}
 
 	// committedToEnd checks that the group committed every partition of
@@ -220,13 +219,9 @@ func TestGroupErrorsAreLoggedAndCounted(t *testing.T) {
 	cctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(cctx) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for testutil.ToFloat64(m.GroupErrors) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("no consumer group error counted while every commit fails")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	eventually.True(t, 30*time.Second, "a consumer group error counted while every commit fails", func() bool {
+		return testutil.ToFloat64(m.GroupErrors) > 0
+	})
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
@@ -309,13 +304,9 @@ func TestHandOverIsBounded(t *testing.T) {
 	go func() { done <- c.Run(cctx) }()
 
 	f.send(t, 1)
-	deadline := time.Now().Add(30 * time.Second)
-	for testutil.ToFloat64(m.Hits.WithLabelValues("applied")) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the first hit was not processed")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	eventually.True(t, 30*time.Second, "the first hit processed", func() bool {
+		return testutil.ToFloat64(m.Hits.WithLabelValues("applied")) > 0
+	})
 	srv := cqltest.Server(t)
 	srv.SetLatency(10 * time.Second) // every statement: a final flush of three attempts would take minutes
 	defer srv.SetLatency(0)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/acme/analytics/pkg/cassandra"
 	"github.com/acme/analytics/pkg/cqltest"
+	"github.com/acme/analytics/pkg/eventually"
 	"github.com/acme/analytics/pkg/migrate/migratetest"
 	"github.com/acme/analytics/pkg/rollup"
 	"github.com/acme/analytics/pkg/sketch"
@@ -251,18 +252,15 @@ func startCQLServer(b *testing.B) (string, error) {
 		_ = cmd.Process.Signal(os.Interrupt)
 		_ = cmd.Wait()
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	eventually.NoError(b, 30*time.Second, "cqlserver listening on "+addr, func() error {
 		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			return addr, nil
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			return "", fmt.Errorf("cqlserver not listening on %s: %w", addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		c.Close()
+		return nil
+	})
+	return addr, nil
 }
 
 type benchResult struct{ p50, p99, rps float64 }
