@@ -70,10 +70,6 @@ func TestEnsureTopicsRefusedForGood(t *testing.T) {
 	}
 }
 
-// TestConsumerResumesAfterBrokerRestart exercises the whole contract the
-// pipeline depends on: idempotent produce, a consumer group with manual
-// commits, and a broker restart from its data directory after which the
-// group resumes exactly after the last committed offset.
 // EnsureTopics returns when ctx ends even while sarama waits on a broker
 // that accepts connections and never answers (one that drops packets):
 // sarama's calls take no context, and one such attempt takes about 30 s,
@@ -105,6 +101,10 @@ func TestEnsureTopicsReturnsWhenCtxEnds(t *testing.T) {
 	}
 }
 
+// TestConsumerResumesAfterBrokerRestart exercises the whole contract the
+// pipeline depends on: idempotent produce, a consumer group with manual
+// commits, and a broker restart from its data directory after which the
+// group resumes exactly after the last committed offset.
 func TestConsumerResumesAfterBrokerRestart(t *testing.T) {
 	dir := t.TempDir()
 	port := freePort(t)
