@@ -80,6 +80,9 @@ type Agent struct {
 	cmd    *exec.Cmd
 	waited chan struct{}
 	out    *bytes.Buffer
+
+	clientOnce sync.Once
+	client     *api.Client
 }
 
 type ports struct{ http, server, serfLAN, serfWAN int }
@@ -101,15 +104,22 @@ func Start(t testing.TB) *Agent {
 // Addr returns the agent's HTTP address (host:port).
 func (a *Agent) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(a.ports.http)) }
 
-// Client returns an API client for the agent.
+// Client returns an API client for the agent, the same one at every call:
+// each new client has its own pool of keep-alive connections, and a test
+// that polled with a client per call would pass the agent's limit of
+// connections per client address (http_max_conns_per_client, 200) and be
+// answered 429.
 func (a *Agent) Client() *api.Client {
-	cfg := api.DefaultConfig()
-	cfg.Address = a.Addr()
-	c, err := api.NewClient(cfg)
-	if err != nil {
-		a.t.Fatalf("consul client: %v", err)
-	}
-	return c
+	a.clientOnce.Do(func() {
+		cfg := api.DefaultConfig()
+		cfg.Address = a.Addr()
+		c, err := api.NewClient(cfg)
+		if err != nil {
+			a.t.Fatalf("consul client: %v", err)
+		}
+		a.client = c
+	})
+	return a.client
 }
 
 // Stop stops the agent (all dev-mode state is lost). It is safe to call
