@@ -207,33 +207,32 @@ type userPatch struct {
 	Role *string `json:"role"`
 }
 
-// otherAdmins counts the admins of a tenant other than except that can
-// log in: those whose e-mail address still leads to them. A row with role
+// hasOtherAdmin reports whether the tenant has an admin other than except
+// that can log in: one whose e-mail address still leads to it. A row with role
 // admin whose address does not (a deletion that failed after freeing the
 // address, a creation that failed before claiming it) is no admin anyone
 // can act as, so counting it would let the last real admin demote or
 // delete itself. The addresses are read at serial consistency
 // (store.EmailOwner), so a claim whose outcome was unknown is settled
-// before it counts.
-func (s *Server) otherAdmins(r *http.Request, tid, except gocql.UUID) (int, error) {
+// before it counts. It stops at the first such admin.
+func (s *Server) hasOtherAdmin(r *http.Request, tid, except gocql.UUID) (bool, error) {
 	users, err := s.o.Store.Users(r.Context(), tid)
 	if err != nil {
-		return 0, err
+		return false, err
 	}
-	n := 0
 	for _, u := range users {
 		if u.Role != string(tenant.RoleAdmin) || u.ID == except {
 			continue
 		}
 		owner, err := s.o.Store.EmailOwner(r.Context(), u.Email)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return 0, err
+			return false, err
 		}
 		if err == nil && owner == u.ID {
-			n++
+			return true, nil
 		}
 	}
-	return n, nil
+	return false, nil
 }
 
 func (s *Server) patchUser(w http.ResponseWriter, r *http.Request) {
@@ -254,12 +253,12 @@ func (s *Server) patchUser(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if u.Role == string(tenant.RoleAdmin) {
-			n, err := s.otherAdmins(r, tid, u.ID)
+			other, err := s.hasOtherAdmin(r, tid, u.ID)
 			if err != nil {
 				s.internalError(w, r, "count admins", err)
 				return
 			}
-			if n == 0 {
+			if !other {
 				httpserver.WriteFieldError(w, http.StatusConflict, "conflict", "role", "this is the tenant's last admin; make another user admin first")
 				return
 			}
@@ -272,8 +271,8 @@ func (s *Server) patchUser(w http.ResponseWriter, r *http.Request) {
 			// Two admins demoting each other at once both saw the other
 			// as an admin: whoever finds none left afterwards undoes
 			// its change, so the tenant always keeps one.
-			n, err := s.otherAdmins(r, tid, u.ID)
-			if err == nil && n == 0 {
+			other, err := s.hasOtherAdmin(r, tid, u.ID)
+			if err == nil && !other {
 				err = s.o.Store.SetUserRole(r.Context(), tid, u.ID, u.Role)
 				if err == nil {
 					httpserver.WriteFieldError(w, http.StatusConflict, "conflict", "role", "this is the tenant's last admin; make another user admin first")
@@ -304,12 +303,12 @@ func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if u.Role == string(tenant.RoleAdmin) {
-		n, err := s.otherAdmins(r, tid, u.ID)
+		other, err := s.hasOtherAdmin(r, tid, u.ID)
 		if err != nil {
 			s.internalError(w, r, "count admins", err)
 			return
 		}
-		if n == 0 {
+		if !other {
 			httpserver.WriteError(w, http.StatusConflict, "conflict", "this is the tenant's last admin")
 			return
 		}
