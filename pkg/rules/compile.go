@@ -66,13 +66,12 @@ const (
 var goalID = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
 
 // Validate reports every problem in r, a document sent to be stored, as a
-// *ValidationError, or nil. It is Compile without keeping the result, and
-// stricter where Compile must read what versions stored earlier may hold:
-// it refuses an IPv4-mapped IPv6 address (::ffff:10.0.0.1) in
+// *ValidationError, or returns r compiled (as version 0). It is Compile
+// made stricter where Compile must read what versions stored earlier may
+// hold: it refuses an IPv4-mapped IPv6 address (::ffff:10.0.0.1) in
 // exclusions.ip, which Compile reads as its IPv4 form.
-func Validate(r Rules, hostnames []string) error {
-	_, err := compile(r, 0, hostnames, true)
-	return err
+func Validate(r Rules, hostnames []string) (*Compiled, error) {
+	return compile(r, 0, hostnames, true)
 }
 
 // Compile validates r together with the property's hostnames (its

@@ -133,7 +133,7 @@ func TestValidate(t *testing.T) {
 			if tt.edit != nil {
 				tt.edit(&r)
 			}
-			err := Validate(r, tt.hosts)
+			_, err := Validate(r, tt.hosts)
 			var ve *ValidationError
 			if !errors.As(err, &ve) {
 				t.Fatalf("Validate = %v, want a *ValidationError", err)

@@ -322,7 +322,7 @@ func (s *Server) putRules(w http.ResponseWriter, r *http.Request) {
 	doc = doc.Normalize()
 	// Validate refuses what Compile, which newRuleVersion calls, reads
 	// only for the sake of versions stored earlier.
-	if err := rules.Validate(doc, p.Hostnames); err != nil {
+	if _, err := rules.Validate(doc, p.Hostnames); err != nil {
 		writeRulesError(w, err)
 		return
 	}
@@ -355,11 +355,7 @@ func (s *Server) validateRules(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSON(w, r, &doc) {
 		return
 	}
-	if err := rules.Validate(doc, p.Hostnames); err != nil {
-		writeRulesError(w, err)
-		return
-	}
-	c, err := rules.Compile(doc, 0, p.Hostnames)
+	c, err := rules.Validate(doc, p.Hostnames)
 	if err != nil {
 		writeRulesError(w, err)
 		return
