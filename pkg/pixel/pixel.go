@@ -19,7 +19,10 @@ const GIF = "GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\x00\x00\x00!\xf9\x04
 // page's fetch may read it: Write exposes it.
 const HeaderError = "X-Collect-Error"
 
-var gifLength = strconv.Itoa(len(GIF))
+var (
+	gifLength = strconv.Itoa(len(GIF))
+	gifBytes  = []byte(GIF) // written as is: converting GIF at each Write allocated
+)
 
 // Write answers r with the pixel: status, the image's headers, errCode in
 // HeaderError unless it is empty, and the image itself unless r is a HEAD.
@@ -35,6 +38,6 @@ func Write(w http.ResponseWriter, r *http.Request, status int, errCode string) {
 	}
 	w.WriteHeader(status)
 	if r.Method != http.MethodHead {
-		_, _ = w.Write([]byte(GIF))
+		_, _ = w.Write(gifBytes)
 	}
 }
