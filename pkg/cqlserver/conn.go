@@ -359,7 +359,10 @@ func (c *conn) dispatch(req message.Message, consistency *primitive.ConsistencyL
 		return c.runFaulted(sess, comp, opts)
 	case *message.Batch:
 		*consistency = m.Consistency
-		fault := s.faultFor(s.db.batchQueries(m)...)
+		fault := NoFault
+		if s.fault.Load() != nil { // the batch's statements are looked up only for a hook
+			fault = s.faultFor(s.db.batchQueries(m)...)
+		}
 		if fault == FailBefore {
 			return fail(errUnavailable)
 		}
