@@ -329,10 +329,7 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 	switch f.NonInteraction {
 	case "", "0", "false": // JSON's booleans come as their text
 	case "1", "true":
-		if h.Params == nil {
-			h.Params = make(map[string]string, 1)
-		}
-		h.Params["non_interaction"] = "1"
+		markNonInteraction(h)
 	default:
 		return malformed("ni", "%.20q is not a flag: send 1 (or true in JSON) for a non-interaction event, 0 (false) or nothing for another", f.NonInteraction)
 	}
@@ -431,12 +428,11 @@ func decimalNumber(s string) bool {
 // Measurement API's engagement_time_msec may be a fraction, as
 // performance.now() gives one, and is rounded to the nearest millisecond.
 func engagementMS(s string, mp bool) (int64, bool) {
-	const day = int64(24 * time.Hour / time.Millisecond)
 	if ms, err := strconv.ParseInt(s, 10, 64); err == nil || !mp {
-		return ms, err == nil && ms >= 0 && ms <= day
+		return ms, err == nil && ms >= 0 && ms <= dayMS
 	}
 	v, err := strconv.ParseFloat(s, 64)
-	if !decimalNumber(s) || err != nil || v < 0 || math.Round(v) > float64(day) {
+	if !decimalNumber(s) || err != nil || v < 0 || math.Round(v) > float64(dayMS) {
 		return 0, false
 	}
 	return int64(math.Round(v)), true

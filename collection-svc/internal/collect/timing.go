@@ -24,9 +24,9 @@ const (
 	// notSet is an exception's action when it has no description, as
 	// reports name a missing dimension.
 	notSet = "(not set)"
-	// maxTimingMS bounds a timing (utt), as et is bounded: a longer time
-	// is no page's timing, and would dominate the average of its row.
-	maxTimingMS = int64(24 * time.Hour / time.Millisecond)
+	// dayMS bounds a timing (utt) and an engagement time (et): a longer
+	// time is no page's, and would dominate the average of its row.
+	dayMS = int64(24 * time.Hour / time.Millisecond)
 )
 
 // namedField is a field of a hit as sent, and its /collect name.
@@ -129,8 +129,8 @@ func mapEvent(h *hit.Hit, f *parse.Fields, origin hit.Origin) *parse.Error {
 			return malformed("utt", "a timing hit needs the time in milliseconds (utt)")
 		}
 		ms, err := strconv.ParseInt(f.TimingTime, 10, 64)
-		if err != nil || ms < 0 || ms > maxTimingMS {
-			return malformed("utt", "the timing must be a whole number of milliseconds between 0 and one day (%d); round a fraction", maxTimingMS)
+		if err != nil || ms < 0 || ms > dayMS {
+			return malformed("utt", "the timing must be a whole number of milliseconds between 0 and one day (%d); round a fraction", dayMS)
 		}
 		h.Category = f.TimingCategory
 		if h.Category == "" {
@@ -159,10 +159,7 @@ func mapEvent(h *hit.Hit, f *parse.Fields, origin hit.Origin) *parse.Error {
 	default:
 		return nil
 	}
-	if h.Params == nil {
-		h.Params = make(map[string]string, 1)
-	}
-	h.Params["non_interaction"] = "1"
+	markNonInteraction(h)
 	h.Type = hit.TypeEvent
 	return nil
 }
@@ -177,4 +174,13 @@ func cutUTF8(s string, n int) string {
 		n--
 	}
 	return s[:n]
+}
+
+// markNonInteraction makes h a non-interaction event's hit: it never
+// cancels a bounce.
+func markNonInteraction(h *hit.Hit) {
+	if h.Params == nil {
+		h.Params = make(map[string]string, 1)
+	}
+	h.Params["non_interaction"] = "1"
 }
