@@ -32,7 +32,9 @@ func (s *Server) propertyDoc(ctx context.Context, p store.Property) (configclien
 			hashes = append(hashes, sec.Hash)
 		}
 	}
-	hosts := p.Hostnames
+	// The hostnames of the version sent, as the API's (store.Property),
+	// read once.
+	hosts := cur.Hostnames
 	if hosts == nil {
 		hosts = []string{}
 	}
@@ -91,7 +93,7 @@ func (s *Server) internalProperty(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	p, err := s.o.Store.Property(r.Context(), id)
+	p, err := s.o.Store.PropertyRow(r.Context(), id)
 	s.writeDoc(w, r, p, err, id.String())
 }
 
@@ -101,7 +103,7 @@ func (s *Server) internalRuleVersions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	if _, err := s.o.Store.Property(ctx, id); err != nil {
+	if _, err := s.o.Store.PropertyRow(ctx, id); err != nil {
 		s.writeDoc(w, r, store.Property{}, err, id.String())
 		return
 	}
@@ -138,7 +140,7 @@ func (s *Server) internalSetShards(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	p, err := s.o.Store.Property(ctx, id)
+	p, err := s.o.Store.PropertyRow(ctx, id)
 	if err != nil {
 		s.writeDoc(w, r, p, err, id.String())
 		return

@@ -94,10 +94,9 @@ func (st *Store) CreateProperty(ctx context.Context, p Property, first configcli
 // column is written, but read only for a property without a version,
 // which CreateProperty never leaves: it makes the version first.)
 func (st *Store) Property(ctx context.Context, id gocql.UUID) (Property, error) {
-	q := st.s.Query(`SELECT `+propertyColumns+` FROM properties WHERE property_id = ?`, id).WithContext(ctx)
-	p, err := scanProperty(id, q.Scan)
+	p, err := st.PropertyRow(ctx, id)
 	if err != nil {
-		return Property{}, fmt.Errorf("read property %s: %w", id, notFound(err))
+		return Property{}, err
 	}
 	var hosts []string
 	err = st.s.Query(`SELECT hostnames FROM rule_versions WHERE property_id = ? LIMIT 1`, id).WithContext(ctx).Scan(&hosts)
@@ -113,13 +112,27 @@ func (st *Store) Property(ctx context.Context, id gocql.UUID) (Property, error) 
 	return p, nil
 }
 
-// PropertyByTrackingID reads the property that holds a tracking ID.
+// PropertyRow reads a property that is not deleted without its newest
+// rule version: its Hostnames are the row's, which are not the property's
+// (Property). For a caller that reads the rule version itself
+// (configclient's document) or needs no hostnames.
+func (st *Store) PropertyRow(ctx context.Context, id gocql.UUID) (Property, error) {
+	q := st.s.Query(`SELECT `+propertyColumns+` FROM properties WHERE property_id = ?`, id).WithContext(ctx)
+	p, err := scanProperty(id, q.Scan)
+	if err != nil {
+		return Property{}, fmt.Errorf("read property %s: %w", id, notFound(err))
+	}
+	return p, nil
+}
+
+// PropertyByTrackingID reads the row of the property that holds a
+// tracking ID (PropertyRow: its Hostnames are the row's).
 func (st *Store) PropertyByTrackingID(ctx context.Context, tid string) (Property, error) {
 	var id gocql.UUID
 	if err := st.s.Query(`SELECT property_id FROM tracking_ids WHERE tracking_id = ?`, tid).WithContext(ctx).Scan(&id); err != nil {
 		return Property{}, fmt.Errorf("look up tracking id: %w", notFound(err))
 	}
-	p, err := st.Property(ctx, id)
+	p, err := st.PropertyRow(ctx, id)
 	if err != nil {
 		return Property{}, err
 	}
