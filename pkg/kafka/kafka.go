@@ -13,6 +13,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -145,6 +146,24 @@ func Probe(client sarama.Client, topic string) error {
 		}
 	}
 	return nil
+}
+
+// Connect makes a client with open, one of sarama's constructors
+// (NewSyncProducer, NewConsumerGroup, ...), waiting for the brokers: it
+// calls open until it succeeds, with retry.Until's backoff b and logging
+// ("<what> failed; retrying"), and returns what retry.Until returns. The
+// constructors take no context, and with brokers that drop packets an
+// attempt takes about 30 s, longer than a shutdown may last: an attempt
+// still running when ctx ends is abandoned (retry.Abandonable), so that
+// Connect returns at once, and what it makes later is closed with release
+// (its error dropped).
+func Connect[T any](ctx context.Context, b retry.Backoff, log *slog.Logger, what string, open func() (T, error), release func(T) error) (T, error) {
+	var v T
+	err := retry.Until(ctx, b, log, what, func(ctx context.Context) (err error) {
+		v, err = retry.Abandonable(ctx, open, func(v T) { release(v) })
+		return err
+	})
+	return v, err
 }
 
 // EnsureTopics creates the topics that do not exist yet. Existing topics are

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -75,11 +76,86 @@ func TestEnsureTopicsRefusedForGood(t *testing.T) {
 // sarama's calls take no context, and one such attempt takes about 30 s,
 // longer than a shutdown may last.
 func TestEnsureTopicsReturnsWhenCtxEnds(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := kafka.EnsureTopics(ctx, &kafka.Config{Brokers: silentBroker(t)}, kafka.Topic{Name: "hits", Partitions: 1, ReplicationFactor: 1})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("EnsureTopics = %v, want an error wrapping context.DeadlineExceeded", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("EnsureTopics took %v after ctx ended at 200ms", took)
+	}
+}
+
+// Connect, as a service starts during a Kafka outage: it retries a
+// constructor that fails until the broker is up and returns its client.
+func TestConnectWaitsForTheBroker(t *testing.T) {
+	port := freePort(t)
+	cfg := &kafka.Config{Brokers: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
+	failed := make(chan struct{})
+	var once sync.Once
+	type result struct {
+		p   sarama.SyncProducer
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		p, err := kafka.Connect(context.Background(), retry.Backoff{Min: 10 * time.Millisecond, Max: 50 * time.Millisecond},
+			slog.New(slog.DiscardHandler), "connect the producer", func() (sarama.SyncProducer, error) {
+				p, err := sarama.NewSyncProducer(cfg.BrokerList(), cfg.ProducerConfig())
+				if err != nil {
+					once.Do(func() { close(failed) })
+				}
+				return p, err
+			}, sarama.SyncProducer.Close)
+		done <- result{p, err}
+	}()
+	<-failed
+	cl, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(port))
+	if err != nil {
+		t.Fatalf("start broker: %v", err)
+	}
+	defer cl.Close()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			t.Fatalf("Connect after the broker started = %v", r.err)
+		}
+		r.p.Close()
+	case <-time.After(30 * time.Second):
+		t.Fatal("Connect still waiting 30s after the broker started")
+	}
+}
+
+// Connect returns when ctx ends even while a constructor waits on a broker
+// that never answers.
+func TestConnectReturnsWhenCtxEnds(t *testing.T) {
+	cfg := &kafka.Config{Brokers: silentBroker(t)}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := kafka.Connect(ctx, retry.Default, slog.New(slog.DiscardHandler), "connect the producer", func() (sarama.SyncProducer, error) {
+		return sarama.NewSyncProducer(cfg.BrokerList(), cfg.ProducerConfig())
+	}, sarama.SyncProducer.Close)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Connect = %v, want an error wrapping context.DeadlineExceeded", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("Connect took %v after ctx ended at 200ms", took)
+	}
+}
+
+// silentBroker returns the address of a listener that accepts connections
+// and never answers, as brokers that drop packets do: sarama's calls,
+// which take no context, wait on it for about 30 s.
+func silentBroker(t *testing.T) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -89,16 +165,7 @@ func TestEnsureTopicsReturnsWhenCtxEnds(t *testing.T) {
 			defer c.Close() // held open, never answered
 		}
 	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	err = kafka.EnsureTopics(ctx, &kafka.Config{Brokers: ln.Addr().String()}, kafka.Topic{Name: "hits", Partitions: 1, ReplicationFactor: 1})
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("EnsureTopics = %v, want an error wrapping context.DeadlineExceeded", err)
-	}
-	if took := time.Since(start); took > 5*time.Second {
-		t.Fatalf("EnsureTopics took %v after ctx ended at 200ms", took)
-	}
+	return ln.Addr().String()
 }
 
 // TestConsumerResumesAfterBrokerRestart exercises the whole contract the

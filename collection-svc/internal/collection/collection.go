@@ -219,13 +219,13 @@ func Assemble(ctx context.Context, cfg Config, props collect.Properties, salts c
 	}()
 
 	if cfg.EnsureTopics {
-		err := untilKafka(ctx, log, "create kafka topics", func(ctx context.Context) error {
+		err := retry.Until(ctx, kafkaBackoff, log, "create kafka topics", func(ctx context.Context) error {
 			return kafka.EnsureTopics(ctx, &cfg.Kafka,
 				kafka.Topic{Name: hit.TopicHits, Partitions: int32(cfg.Partitions), ReplicationFactor: int16(cfg.ReplicationFactor)},
 				kafka.Topic{Name: hit.TopicDeadLetter, Partitions: int32(cfg.Partitions), ReplicationFactor: int16(cfg.ReplicationFactor)})
 		})
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("create kafka topics: %w", err)
 		}
 	}
 	kc := cfg.Kafka
@@ -236,37 +236,31 @@ func Assemble(ctx context.Context, cfg Config, props collect.Properties, salts c
 		client sarama.Client
 		ap     sarama.AsyncProducer
 	}
-	var prod producer
-	if err := untilKafka(ctx, log, "connect the kafka producer", func(ctx context.Context) (err error) {
-		prod, err = retry.Abandonable(ctx, func() (producer, error) {
-			client, err := sarama.NewClient(kc.BrokerList(), kc.ProducerConfig())
-			if err != nil {
-				return producer{}, err
-			}
-			ap, err := sarama.NewAsyncProducerFromClient(client)
-			if err != nil {
-				client.Close()
-				return producer{}, err
-			}
-			return producer{client, ap}, nil
-		}, func(p producer) { p.ap.Close(); p.client.Close() })
-		return err
-	}); err != nil {
-		return nil, err
+	prod, err := kafka.Connect(ctx, kafkaBackoff, log, "connect the kafka producer", func() (producer, error) {
+		client, err := sarama.NewClient(kc.BrokerList(), kc.ProducerConfig())
+		if err != nil {
+			return producer{}, err
+		}
+		ap, err := sarama.NewAsyncProducerFromClient(client)
+		if err != nil {
+			client.Close()
+			return producer{}, err
+		}
+		return producer{client, ap}, nil
+	}, func(p producer) error { p.ap.Close(); return p.client.Close() })
+	if err != nil {
+		return nil, fmt.Errorf("connect the kafka producer: %w", err)
 	}
 	client, ap := prod.client, prod.ap
 	p.Producer = queue.New(ap, queue.Options{MaxInFlight: cfg.MaxInFlight, Timeout: cfg.ProduceTimeout,
 		Probe: func() error { return kafka.Probe(client, hit.TopicHits) }}, log, reg)
 	p.closers = append(p.closers, func() { p.Producer.Close(); client.Close() })
 
-	var sp sarama.SyncProducer
-	if err := untilKafka(ctx, log, "connect the dead-letter producer", func(ctx context.Context) (err error) {
-		sp, err = retry.Abandonable(ctx, func() (sarama.SyncProducer, error) {
-			return sarama.NewSyncProducer(kc.BrokerList(), kc.ProducerConfig())
-		}, func(p sarama.SyncProducer) { p.Close() })
-		return err
-	}); err != nil {
-		return nil, err
+	sp, err := kafka.Connect(ctx, kafkaBackoff, log, "connect the dead-letter producer", func() (sarama.SyncProducer, error) {
+		return sarama.NewSyncProducer(kc.BrokerList(), kc.ProducerConfig())
+	}, sarama.SyncProducer.Close)
+	if err != nil {
+		return nil, fmt.Errorf("connect the dead-letter producer: %w", err)
 	}
 	p.closers = append(p.closers, func() {
 		// A Run still publishing when the shutdown ran out of time
@@ -309,14 +303,3 @@ func Assemble(ctx context.Context, cfg Config, props collect.Properties, salts c
 // kafkaBackoff paces the start-up's attempts at Kafka: at start the broker
 // may still be coming up.
 var kafkaBackoff = retry.Backoff{Min: 250 * time.Millisecond, Max: 5 * time.Second}
-
-// untilKafka calls fn until it succeeds or ctx ends, logging each failure.
-// sarama's constructors take no context, and with brokers that drop
-// packets an attempt takes about 30 s, longer than a shutdown may: fn
-// runs them with retry.Abandonable, so that it returns when ctx ends.
-func untilKafka(ctx context.Context, log *slog.Logger, what string, fn func(context.Context) error) error {
-	if err := retry.Until(ctx, kafkaBackoff, log, what, fn); err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	return nil
-}

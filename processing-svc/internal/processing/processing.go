@@ -147,29 +147,19 @@ func setUp(ctx context.Context, svc *service.Service, cfg Config) error {
 	svc.Go(func(ctx context.Context) error { return configs.Run(ctx) })
 	props := &engine.ConfigProperties{Client: configs}
 
-	var producer sarama.SyncProducer
-	// sarama's constructors take no context, and with brokers that drop
-	// packets an attempt takes about 30 s, longer than a shutdown may:
-	// each is abandoned when ctx ends (retry.Abandonable), and what it
-	// returns later closed.
-	if err := retry.Until(ctx, retry.Default, kafkaLog, "connect the dead-letter producer", func(ctx context.Context) (err error) {
-		producer, err = retry.Abandonable(ctx, func() (sarama.SyncProducer, error) {
-			return sarama.NewSyncProducer(cfg.Kafka.BrokerList(), cfg.Kafka.ProducerConfig())
-		}, func(p sarama.SyncProducer) { p.Close() })
-		return err
-	}); err != nil {
+	producer, err := kafka.Connect(ctx, retry.Default, kafkaLog, "connect the dead-letter producer", func() (sarama.SyncProducer, error) {
+		return sarama.NewSyncProducer(cfg.Kafka.BrokerList(), cfg.Kafka.ProducerConfig())
+	}, sarama.SyncProducer.Close)
+	if err != nil {
 		return fmt.Errorf("connect dead-letter producer to kafka at %s: %w", cfg.Kafka.Brokers, err)
 	}
 	svc.OnClose(func() { producer.Close() })
 	dead := deadletter.New(producer, svc.Registry)
 
-	var group sarama.ConsumerGroup
-	if err := retry.Until(ctx, retry.Default, kafkaLog, "join the consumer group", func(ctx context.Context) (err error) {
-		group, err = retry.Abandonable(ctx, func() (sarama.ConsumerGroup, error) {
-			return sarama.NewConsumerGroup(cfg.Kafka.BrokerList(), cfg.Group, cfg.Kafka.ConsumerConfig())
-		}, func(g sarama.ConsumerGroup) { g.Close() })
-		return err
-	}); err != nil {
+	group, err := kafka.Connect(ctx, retry.Default, kafkaLog, "join the consumer group", func() (sarama.ConsumerGroup, error) {
+		return sarama.NewConsumerGroup(cfg.Kafka.BrokerList(), cfg.Group, cfg.Kafka.ConsumerConfig())
+	}, sarama.ConsumerGroup.Close)
+	if err != nil {
 		return fmt.Errorf("join consumer group %s at %s: %w", cfg.Group, cfg.Kafka.Brokers, err)
 	}
 	svc.OnClose(func() { group.Close() })
