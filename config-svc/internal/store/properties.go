@@ -209,32 +209,22 @@ const (
 // columns) and its updated_at, and no other: two concurrent changes of
 // different settings (a name here, hostnames there) both stay.
 func (st *Store) UpdateProperty(ctx context.Context, p Property, settings ...string) error {
-	set, args, err := propertySettings(p, settings)
-	if err != nil {
-		return err
-	}
-	err = st.s.Query(`UPDATE properties SET `+set+` WHERE property_id = ?`, append(args, p.ID)...).WithContext(ctx).Exec()
-	if err != nil {
-		return fmt.Errorf("update property: %w", err)
-	}
-	return nil
-}
-
-// propertySettings returns the SET clause (and its values) of p's given
-// settings and its updated_at.
-func propertySettings(p Property, settings []string) (string, []any, error) {
 	values := map[string]any{SetName: p.Name, SetHostnames: p.Hostnames, SetTimeZone: p.TimeZone, SetCurrency: p.Currency, SetCookieless: p.Cookieless}
 	var set []string
 	var args []any
 	for _, col := range settings {
 		v, ok := values[col]
 		if !ok {
-			return "", nil, fmt.Errorf("update property: %q is not a setting", col)
+			return fmt.Errorf("update property: %q is not a setting", col)
 		}
 		set, args = append(set, col+" = ?"), append(args, v)
 	}
 	set, args = append(set, "updated_at = ?"), append(args, p.UpdatedAt)
-	return strings.Join(set, ", "), args, nil
+	err := st.s.Query(`UPDATE properties SET `+strings.Join(set, ", ")+` WHERE property_id = ?`, append(args, p.ID)...).WithContext(ctx).Exec()
+	if err != nil {
+		return fmt.Errorf("update property: %w", err)
+	}
+	return nil
 }
 
 // SetProcessingShards sets a property's processing shard count.
