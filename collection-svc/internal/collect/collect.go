@@ -211,8 +211,6 @@ type input struct {
 	request func() string
 	// mem is the request's working memory (getScratch).
 	mem *scratch
-	// post: the hits came in a POST body, the tracking ID in the query.
-	post bool
 }
 
 // handle runs one request: look up the property, build every hit, queue
@@ -248,7 +246,7 @@ func (s *Server) handle(ctx context.Context, r *http.Request, in input, received
 	}
 
 	if in.trackingID == "" {
-		e := missingTrackingID(&in)
+		e := missingTrackingID(&in, r.Method)
 		reject(e, -1)
 		out.err = e
 		return out
@@ -460,16 +458,16 @@ func (s *Server) property(ctx context.Context, tid string, origin hit.Origin) (*
 	return p, nil
 }
 
-// missingTrackingID is the rejection of a request without a tracking ID
-// in its query string. A POST's is there too, never in its hits: the
-// gateway rate-limits a request by its query's tracking ID, so one read
-// from the body would be counted in no property's bucket (hits' own tid
-// may only repeat the query's).
-func missingTrackingID(in *input) *parse.Error {
+// missingTrackingID is the rejection of a request, of the given method,
+// without a tracking ID in its query string. A POST's is there too, never
+// in its hits: the gateway rate-limits a request by its query's tracking
+// ID, so one read from the body would be counted in no property's bucket
+// (hits' own tid may only repeat the query's).
+func missingTrackingID(in *input, method string) *parse.Error {
 	switch {
 	case in.origin == hit.OriginMeasurement:
 		return parse.Errorf(parse.ReasonMalformed, "tracking_id", "the tracking ID is missing; it goes in the query string: POST /mp/collect?tracking_id=AT-XXXXXXXXXX&api_secret=...")
-	case !in.post:
+	case method != http.MethodPost:
 		return parse.Errorf(parse.ReasonMalformed, "tid", "the tracking ID is missing; send tid=AT-XXXXXXXXXX")
 	}
 	for i := range in.items {
@@ -571,7 +569,7 @@ func (s *Server) measurement(w http.ResponseWriter, r *http.Request) {
 // readBatch reads and parses a POST body into in.mem, where the body stays
 // for a dead letter; the caller puts in.mem back when the request is done.
 func (s *Server) readBatch(r *http.Request, parseBody func([]parse.Item, []byte) ([]parse.Item, error)) (input, *parse.Error) {
-	in := input{origin: hit.OriginBrowser, mem: getScratch(), post: true}
+	in := input{origin: hit.OriginBrowser, mem: getScratch()}
 	param := "tid"
 	if r.URL.Path == "/mp/collect" || r.URL.Path == "/debug/mp/collect" {
 		in.origin = hit.OriginMeasurement
