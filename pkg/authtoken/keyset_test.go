@@ -5,11 +5,12 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/acme/analytics/pkg/eventually"
 )
 
 // fakeIssuer serves a mutable JWKS and counts fetches; a fetch can be made
@@ -160,13 +161,7 @@ func TestKeySetConcurrentLookupsShareOneFetch(t *testing.T) {
 		})
 	}
 	// Release the fetch once it has started; the others wait for it.
-	deadline := time.Now().Add(10 * time.Second)
-	for f.fetches.Load() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("no fetch started")
-		}
-		runtime.Gosched()
-	}
+	eventually.True(t, 10*time.Second, "a fetch started", func() bool { return f.fetches.Load() > 0 })
 	close(f.gate)
 	wg.Wait()
 	close(errs)

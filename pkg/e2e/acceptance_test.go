@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/acme/analytics/pkg/eventually"
 	"github.com/acme/analytics/pkg/hit"
 	"github.com/acme/analytics/pkg/kafka"
 	"github.com/acme/analytics/pkg/localstack"
@@ -268,29 +269,26 @@ func waitForProcessing(t *testing.T, cfg localstack.Config, limit time.Duration)
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(limit)
-	for {
+	eventually.NoError(t, limit, "processing caught up", func() error {
 		resp, err := admin.ListConsumerGroupOffsets("processing", map[string][]int32{hit.TopicHits: parts})
+		if err != nil {
+			return fmt.Errorf("list the group's offsets: %w", err)
+		}
 		behind := map[int32]int64{}
-		if err == nil {
-			for _, p := range parts {
-				committed := int64(-1)
-				if b := resp.GetBlock(hit.TopicHits, p); b != nil {
-					committed = b.Offset
-				}
-				if want[p] > 0 && committed < want[p] {
-					behind[p] = want[p] - max(committed, 0)
-				}
+		for _, p := range parts {
+			committed := int64(-1)
+			if b := resp.GetBlock(hit.TopicHits, p); b != nil {
+				committed = b.Offset
 			}
-			if len(behind) == 0 {
-				return
+			if want[p] > 0 && committed < want[p] {
+				behind[p] = want[p] - max(committed, 0)
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("processing did not catch up within %v: messages behind per partition %v (%v)", limit, behind, err)
+		if len(behind) > 0 {
+			return fmt.Errorf("messages behind per partition %v", behind)
 		}
-		time.Sleep(250 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // compareRollups compares every expected row: counts exactly, users within
