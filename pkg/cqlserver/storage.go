@@ -2,6 +2,7 @@ package cqlserver
 
 import (
 	"bytes"
+	"cmp"
 	"math"
 	"sort"
 	"sync"
@@ -164,7 +165,7 @@ func (s *tableStore) compareRows(a, b *row) int {
 	}
 	switch {
 	case len(a.ck) == len(b.ck):
-		return cmpInt(int(a.bound), int(b.bound))
+		return cmp.Compare(a.bound, b.bound)
 	case len(a.ck) < len(b.ck):
 		if a.bound > 0 {
 			return 1

@@ -2,6 +2,7 @@ package cqlserver
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -235,11 +236,11 @@ func (t *cqlType) dataType() datatype.DataType {
 // AbstractType.compare does. Empty values sort before everything else.
 func (t *cqlType) compare(a, b []byte) int {
 	if len(a) == 0 || len(b) == 0 {
-		return cmpInt(len(a), len(b))
+		return cmp.Compare(len(a), len(b))
 	}
 	switch t.kind {
 	case kindInt, kindBigint, kindSmallint, kindTinyint, kindCounter, kindTimestamp, kindTime:
-		return cmpInt64(decodeSigned(a), decodeSigned(b))
+		return cmp.Compare(decodeSigned(a), decodeSigned(b))
 	case kindFloat:
 		return cmpFloat(float64(math.Float32frombits(binary.BigEndian.Uint32(a))), float64(math.Float32frombits(binary.BigEndian.Uint32(b))))
 	case kindDouble:
@@ -260,7 +261,7 @@ func (t *cqlType) compare(a, b []byte) int {
 				return c
 			}
 		}
-		return cmpInt(len(ea), len(eb))
+		return cmp.Compare(len(ea), len(eb))
 	case kindMap:
 		ka, va, _ := splitMap(a)
 		kb, vb, _ := splitMap(b)
@@ -272,30 +273,10 @@ func (t *cqlType) compare(a, b []byte) int {
 				return c
 			}
 		}
-		return cmpInt(len(ka), len(kb))
+		return cmp.Compare(len(ka), len(kb))
 	default: // text, ascii, blob, boolean, inet, date: unsigned bytes
 		return bytes.Compare(a, b)
 	}
-}
-
-func cmpInt(a, b int) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-func cmpInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // cmpFloat follows Java's Double.compare: -0 < +0 and NaN above everything.
@@ -315,7 +296,7 @@ func cmpFloat(a, b float64) int {
 	case bn:
 		return -1
 	}
-	return cmpInt64(int64(math.Float64bits(a)), int64(math.Float64bits(b)))
+	return cmp.Compare(int64(math.Float64bits(a)), int64(math.Float64bits(b)))
 }
 
 // decodeSigned decodes a big-endian two's complement integer of 1 to 8 bytes.
@@ -413,10 +394,10 @@ func compareUUID(a, b []byte) int {
 	}
 	va, vb := uuidVersion(a), uuidVersion(b)
 	if va != vb {
-		return cmpInt(va, vb)
+		return cmp.Compare(va, vb)
 	}
 	if va == 1 {
-		if c := cmpInt64(timeUUIDTimestamp(a), timeUUIDTimestamp(b)); c != 0 {
+		if c := cmp.Compare(timeUUIDTimestamp(a), timeUUIDTimestamp(b)); c != 0 {
 			return c
 		}
 		return bytes.Compare(a[8:], b[8:])
@@ -430,11 +411,11 @@ func compareTimeUUID(a, b []byte) int {
 	if len(a) != 16 || len(b) != 16 {
 		return bytes.Compare(a, b)
 	}
-	if c := cmpInt64(timeUUIDTimestamp(a), timeUUIDTimestamp(b)); c != 0 {
+	if c := cmp.Compare(timeUUIDTimestamp(a), timeUUIDTimestamp(b)); c != 0 {
 		return c
 	}
 	for i := 8; i < 16; i++ {
-		if c := cmpInt(int(int8(a[i])), int(int8(b[i]))); c != 0 {
+		if c := cmp.Compare(int8(a[i]), int8(b[i])); c != 0 {
 			return c
 		}
 	}

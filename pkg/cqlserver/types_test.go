@@ -1,6 +1,7 @@
 package cqlserver
 
 import (
+	"cmp"
 	"encoding/hex"
 	"math"
 	"math/big"
@@ -104,7 +105,7 @@ func TestTypeOrdering(t *testing.T) {
 		for i := range c.sorted {
 			for j := range c.sorted {
 				got := c.typ.compare(c.sorted[i], c.sorted[j])
-				want := cmpInt(i, j)
+				want := cmp.Compare(i, j)
 				if got != want {
 					t.Errorf("%s: compare(#%d %x, #%d %x) = %d, want %d", c.typ, i, c.sorted[i], j, c.sorted[j], got, want)
 				}
