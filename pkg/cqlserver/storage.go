@@ -540,6 +540,17 @@ func purgeRow(r *row, del int64) {
 	}
 }
 
+// purgeDeleted drops what a deletion at del shadows in r, its row
+// tombstone too when no newer, and reports whether r is left empty
+// (rowEmpty).
+func purgeDeleted(r *row, del int64) bool {
+	purgeRow(r, del)
+	if r.del <= del {
+		r.del = noTimestamp
+	}
+	return rowEmpty(r)
+}
+
 // rowEmpty reports whether a row holds nothing, not even a row tombstone,
 // and may be dropped.
 func rowEmpty(r *row) bool {
@@ -557,24 +568,14 @@ func rowEmpty(r *row) bool {
 // purgePartition drops rows entirely shadowed by the partition tombstone.
 func (s *tableStore) purgePartition(p *partition, now int32) {
 	if p.rows == nil {
-		if p.single != nil {
-			purgeRow(p.single, p.del)
-			if p.single.del <= p.del {
-				p.single.del = noTimestamp
-			}
-			if rowEmpty(p.single) {
-				p.single = nil
-			}
+		if p.single != nil && purgeDeleted(p.single, p.del) {
+			p.single = nil
 		}
 		return
 	}
 	var dead []*row
 	p.rows.Ascend(func(r *row) bool {
-		purgeRow(r, p.del)
-		if r.del <= p.del {
-			r.del = noTimestamp
-		}
-		if rowEmpty(r) {
+		if purgeDeleted(r, p.del) {
 			dead = append(dead, r)
 		}
 		return true
@@ -599,11 +600,7 @@ func (s *tableStore) purgeRange(p *partition, rt rangeTombstone, now int32) {
 	}
 	var dead []*row
 	s.ascendRange(p, rt.start, rt.end, func(r *row) bool {
-		purgeRow(r, rt.ts)
-		if r.del <= rt.ts {
-			r.del = noTimestamp
-		}
-		if rowEmpty(r) {
+		if purgeDeleted(r, rt.ts) {
 			dead = append(dead, r)
 		}
 		return true
