@@ -39,19 +39,6 @@ func combinations(prefixes [][][]byte, restrictions []*multiValue, cols []*colum
 }
 
 func (m *multiValue) values(b *bindings, what string) ([][]byte, error) {
-	if m.single != nil {
-		v, err := m.single.eval(b)
-		if err != nil {
-			return nil, err
-		}
-		if v.unset {
-			return nil, errInvalid("Invalid unset value for column %s", what)
-		}
-		if v.b == nil {
-			return nil, errInvalid("Invalid null value in condition for column %s", what)
-		}
-		return [][]byte{v.b}, nil
-	}
 	if m.marker != nil {
 		v, err := m.marker.eval(b)
 		if err != nil {
@@ -65,8 +52,12 @@ func (m *multiValue) values(b *bindings, what string) ([][]byte, error) {
 		}
 		return splitCollection(v.b)
 	}
-	out := make([][]byte, 0, len(m.list))
-	for _, e := range m.list {
+	list := m.list
+	if m.single != nil {
+		list = []expr{m.single} // an EQ is an IN list of one
+	}
+	out := make([][]byte, 0, len(list))
+	for _, e := range list {
 		v, err := e.eval(b)
 		if err != nil {
 			return nil, err
