@@ -80,6 +80,34 @@ type sliceBound struct {
 	inclusive bool
 }
 
+// after evaluates sb under prefix: the bound, within the rows starting
+// with prefix, of the slice on the columns that follow it.
+func (sb *sliceBound) after(prefix [][]byte, b *bindings) (ckBound, error) {
+	out := make([][]byte, len(prefix), len(prefix)+len(sb.values))
+	copy(out, prefix)
+	out, err := appendClusteringValues(out, sb.values, b)
+	if err != nil {
+		return ckBound{}, err
+	}
+	return ckBound{prefix: out, inclusive: sb.inclusive}, nil
+}
+
+// appendClusteringValues appends to out the values of exprs, which
+// restrict clustering columns and may be neither null nor unset.
+func appendClusteringValues(out [][]byte, exprs []expr, b *bindings) ([][]byte, error) {
+	for _, e := range exprs {
+		v, err := e.eval(b)
+		if err != nil {
+			return nil, err
+		}
+		if v.b == nil || v.unset {
+			return nil, errInvalid("Invalid null value in condition for a clustering column")
+		}
+		out = append(out, v.b)
+	}
+	return out, nil
+}
+
 // filter is a predicate evaluated on each candidate row (ALLOW FILTERING).
 type filter struct {
 	col    *column
@@ -611,16 +639,9 @@ func (p *selectPlan) compileTupleRestrictions(t *table, rels []relation, spec fu
 type tupleExpr struct{ elems []expr }
 
 func (e *tupleExpr) eval(b *bindings) (value, error) {
-	parts := make([][]byte, len(e.elems))
-	for i, x := range e.elems {
-		v, err := x.eval(b)
-		if err != nil {
-			return value{}, err
-		}
-		if v.b == nil || v.unset {
-			return value{}, errInvalid("Invalid null value in condition for a clustering column")
-		}
-		parts[i] = v.b
+	parts, err := appendClusteringValues(make([][]byte, 0, len(e.elems)), e.elems, b)
+	if err != nil {
+		return value{}, err
 	}
 	return value{b: joinCollection(parts)}, nil
 }
@@ -1202,36 +1223,18 @@ func (p *selectPlan) clusteringRanges(store *tableStore, b *bindings) ([]ckRange
 		}
 		prefixes = out
 	}
-	evalBound := func(sb *sliceBound) ([][]byte, error) {
-		out := make([][]byte, len(sb.values))
-		for i, e := range sb.values {
-			v, err := e.eval(b)
-			if err != nil {
-				return nil, err
-			}
-			if v.b == nil || v.unset {
-				return nil, errInvalid("Invalid null value in condition for a clustering column")
-			}
-			out[i] = v.b
-		}
-		return out, nil
-	}
 	ranges := make([]ckRange, 0, len(prefixes))
 	for _, pre := range prefixes {
 		rg := ckRange{start: ckBound{prefix: pre, inclusive: true}, end: ckBound{prefix: pre, inclusive: true}}
 		if p.sliceLo != nil {
-			vals, err := evalBound(p.sliceLo)
-			if err != nil {
+			if rg.start, err = p.sliceLo.after(pre, b); err != nil {
 				return nil, err
 			}
-			rg.start = ckBound{prefix: append(append([][]byte(nil), pre...), vals...), inclusive: p.sliceLo.inclusive}
 		}
 		if p.sliceHi != nil {
-			vals, err := evalBound(p.sliceHi)
-			if err != nil {
+			if rg.end, err = p.sliceHi.after(pre, b); err != nil {
 				return nil, err
 			}
-			rg.end = ckBound{prefix: append(append([][]byte(nil), pre...), vals...), inclusive: p.sliceHi.inclusive}
 		}
 		ranges = append(ranges, rg)
 	}

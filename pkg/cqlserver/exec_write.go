@@ -703,24 +703,14 @@ func (p *modPlan) targets(x *execCtx, batchTS *int64) ([]*writeTarget, error) {
 			for _, pre := range cks {
 				rt := rangeTombstone{start: ckBound{prefix: pre, inclusive: true}, end: ckBound{prefix: pre, inclusive: true}, ts: ts}
 				if p.sliceLo != nil {
-					v, err := p.sliceLo.values[0].eval(b)
-					if err != nil {
+					if rt.start, err = p.sliceLo.after(pre, b); err != nil {
 						return nil, err
 					}
-					if v.b == nil || v.unset {
-						return nil, errInvalid("Invalid null value in condition for a clustering column")
-					}
-					rt.start = ckBound{prefix: append(append([][]byte(nil), pre...), v.b), inclusive: p.sliceLo.inclusive}
 				}
 				if p.sliceHi != nil {
-					v, err := p.sliceHi.values[0].eval(b)
-					if err != nil {
+					if rt.end, err = p.sliceHi.after(pre, b); err != nil {
 						return nil, err
 					}
-					if v.b == nil || v.unset {
-						return nil, errInvalid("Invalid null value in condition for a clustering column")
-					}
-					rt.end = ckBound{prefix: append(append([][]byte(nil), pre...), v.b), inclusive: p.sliceHi.inclusive}
 				}
 				wt.rangeDels = append(wt.rangeDels, rt)
 			}
