@@ -18,6 +18,21 @@ type multiValue struct {
 	typ    *cqlType
 }
 
+// pkIndices returns the bind indexes of a statement's partition key
+// values, by which drivers route it by token: nil unless each is a bind
+// marker.
+func pkIndices(pk []*multiValue) []uint16 {
+	var out []uint16
+	for _, mv := range pk {
+		m, ok := mv.single.(*markerExpr)
+		if !ok {
+			return nil
+		}
+		out = append(out, uint16(m.index))
+	}
+	return out
+}
+
 // combinations extends every prefix by every value of each restriction in
 // turn: the cartesian product of IN lists (an EQ is a list of one). cols
 // are the restricted columns, named in errors.
@@ -487,17 +502,7 @@ func (d *db) compileSelect(c *compiled, s *selectStmt) error {
 		}
 	}
 
-	// Partition key bind indexes let drivers route by token.
-	if p.pk != nil {
-		for _, mv := range p.pk {
-			m, ok := mv.single.(*markerExpr)
-			if !ok {
-				c.pkIndices = nil
-				break
-			}
-			c.pkIndices = append(c.pkIndices, uint16(m.index))
-		}
-	}
+	c.pkIndices = pkIndices(p.pk)
 	c.result = meta
 	c.plan = p
 	return nil

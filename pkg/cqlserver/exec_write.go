@@ -88,14 +88,7 @@ func (d *db) compileModification(c *compiled, st statement) error {
 	if err != nil {
 		return err
 	}
-	for _, mv := range p.pk {
-		m, ok := mv.single.(*markerExpr)
-		if !ok {
-			c.pkIndices = nil
-			break
-		}
-		c.pkIndices = append(c.pkIndices, uint16(m.index))
-	}
+	c.pkIndices = pkIndices(p.pk)
 	c.plan = p
 	return nil
 }
