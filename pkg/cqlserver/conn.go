@@ -92,20 +92,16 @@ func (c *conn) writeLoop() {
 	for {
 		select {
 		case b := <-c.out:
-			if _, err := bw.Write(b); err != nil {
-				c.close()
-				return
-			}
-		drain:
-			for {
+			// Write every frame queued by now, then flush them at once.
+			for more := true; more; {
+				if _, err := bw.Write(b); err != nil {
+					c.close()
+					return
+				}
 				select {
-				case b := <-c.out:
-					if _, err := bw.Write(b); err != nil {
-						c.close()
-						return
-					}
+				case b = <-c.out:
 				default:
-					break drain
+					more = false
 				}
 			}
 			if err := bw.Flush(); err != nil {
