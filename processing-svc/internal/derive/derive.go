@@ -91,24 +91,16 @@ func (c *Contributions) Empty() bool {
 		len(c.DailyUsers) == 0 && len(c.HourlyUsers) == 0 && len(c.RealtimeUsers) == 0
 }
 
-func (c *Contributions) addDaily(k DailyKey, m rollup.Metrics, sign int64) {
-	cur := c.Daily[k]
+// addMetrics adds sign*m to the metrics of k in to, dropping k when they
+// cancel out.
+func addMetrics[K comparable](to map[K]rollup.Metrics, k K, m rollup.Metrics, sign int64) {
+	cur := to[k]
 	cur.Add(m, sign)
 	if cur.IsZero() {
-		delete(c.Daily, k)
+		delete(to, k)
 		return
 	}
-	c.Daily[k] = cur
-}
-
-func (c *Contributions) addHourly(k HourKey, m rollup.Metrics, sign int64) {
-	cur := c.Hourly[k]
-	cur.Add(m, sign)
-	if cur.IsZero() {
-		delete(c.Hourly, k)
-		return
-	}
-	c.Hourly[k] = cur
+	to[k] = cur
 }
 
 // setClient makes c the contributions of client.
@@ -154,11 +146,11 @@ func (c *Contributions) AddSession(s *session.Session, clientID string, first bo
 	sm := sessionMetrics(s, first)
 	for _, d := range sessionDims(s, first) {
 		k := DailyKey{Day: s.Day, Report: d.report, Dimension: d.value}
-		c.addDaily(k, sm, sign)
+		addMetrics(c.Daily, k, sm, sign)
 		addUser(c.DailyUsers, k, sign)
 	}
 	hk := HourKey{Day: s.Day, Hour: s.Start.In(loc).Hour()}
-	c.addHourly(hk, sm, sign)
+	addMetrics(c.Hourly, hk, sm, sign)
 	addUser(c.HourlyUsers, hk, sign)
 
 	c.addPages(s, sign)
@@ -254,7 +246,7 @@ func (c *Contributions) AddExtension(tail *Tail, e session.Extension, now *sessi
 	h := now.Hits[len(now.Hits)-1]
 	page := func(path string, m rollup.Metrics) {
 		if !m.IsZero() {
-			c.addDaily(DailyKey{Day: now.Day, Report: rollup.Page, Dimension: path}, m, 1)
+			addMetrics(c.Daily, DailyKey{Day: now.Day, Report: rollup.Page, Dimension: path}, m, 1)
 		}
 	}
 	if e.LastPage != nil {
@@ -278,7 +270,7 @@ func (c *Contributions) AddExtension(tail *Tail, e session.Extension, now *sessi
 			if firsts[i] {
 				m.UniqueEvents = 1
 			}
-			c.addDaily(k, m, 1)
+			addMetrics(c.Daily, k, m, 1)
 		}
 	}
 	if now.Pageviews > 0 && b.Bounce != now.Bounce {
@@ -312,9 +304,9 @@ func (c *Contributions) addMetricsChange(old, now *session.Session, firstOld, fi
 		return
 	}
 	for _, d := range sessionDims(now, firstNow) {
-		c.addDaily(DailyKey{Day: now.Day, Report: d.report, Dimension: d.value}, dm, 1)
+		addMetrics(c.Daily, DailyKey{Day: now.Day, Report: d.report, Dimension: d.value}, dm, 1)
 	}
-	c.addHourly(HourKey{Day: now.Day, Hour: now.Start.In(loc).Hour()}, dm, 1)
+	addMetrics(c.Hourly, HourKey{Day: now.Day, Hour: now.Start.In(loc).Hour()}, dm, 1)
 }
 
 // sameHead reports whether two builds of a session have the same rows:
@@ -404,7 +396,7 @@ func (c *Contributions) addPages(s *session.Session, sign int64) {
 			viewed[h.Path] = true
 			m.UniquePageviews = 1
 		}
-		c.addDaily(DailyKey{Day: s.Day, Report: rollup.Page, Dimension: h.Path}, m, sign)
+		addMetrics(c.Daily, DailyKey{Day: s.Day, Report: rollup.Page, Dimension: h.Path}, m, sign)
 		i++
 	}
 	if s.Pageviews == 0 {
@@ -414,8 +406,8 @@ func (c *Contributions) addPages(s *session.Session, sign int64) {
 	if s.Bounce {
 		entry.Bounces = 1
 	}
-	c.addDaily(DailyKey{Day: s.Day, Report: rollup.Page, Dimension: s.Landing}, entry, sign)
-	c.addDaily(DailyKey{Day: s.Day, Report: rollup.Page, Dimension: s.Exit}, rollup.Metrics{Exits: 1}, sign)
+	addMetrics(c.Daily, DailyKey{Day: s.Day, Report: rollup.Page, Dimension: s.Landing}, entry, sign)
+	addMetrics(c.Daily, DailyKey{Day: s.Day, Report: rollup.Page, Dimension: s.Exit}, rollup.Metrics{Exits: 1}, sign)
 }
 
 func (c *Contributions) addEvents(s *session.Session, sign int64) {
@@ -430,7 +422,7 @@ func (c *Contributions) addEvents(s *session.Session, sign int64) {
 				seen[k] = true
 				m.UniqueEvents = 1
 			}
-			c.addDaily(k, m, sign)
+			addMetrics(c.Daily, k, m, sign)
 		}
 	}
 }
