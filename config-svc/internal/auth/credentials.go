@@ -108,9 +108,9 @@ func RandomToken(prefix string) (string, error) {
 	return prefix + base64.RawURLEncoding.EncodeToString(b[:]), nil
 }
 
-// HashToken returns the hex SHA-256 of a refresh token or API secret: what
-// is stored instead of the token. The tokens are random, so a fast hash is
-// enough.
+// HashToken returns the hex SHA-256 of a refresh token, API secret or
+// password reset token: what is stored instead of the token. The tokens
+// are random, so a fast hash is enough.
 func HashToken(tok string) string {
 	sum := sha256.Sum256([]byte(tok))
 	return hex.EncodeToString(sum[:])
@@ -119,8 +119,9 @@ func HashToken(tok string) string {
 // Prefixes of the random credentials, so that a leaked one is recognisable
 // (and secret scanners can find it).
 const (
-	RefreshTokenPrefix = "rt_"
-	APISecretPrefix    = "as_"
+	RefreshTokenPrefix       = "rt_"
+	APISecretPrefix          = "as_"
+	PasswordResetTokenPrefix = "pr_"
 )
 
 // Issuer signs access tokens.

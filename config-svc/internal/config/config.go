@@ -11,10 +11,13 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/acme/analytics/config-svc/internal/auth"
 	"github.com/acme/analytics/config-svc/internal/httpapi"
+	"github.com/acme/analytics/config-svc/internal/mail"
 	"github.com/acme/analytics/config-svc/internal/store"
 	"github.com/acme/analytics/pkg/authtoken"
 	"github.com/acme/analytics/pkg/cassandra"
@@ -44,6 +47,10 @@ type Config struct {
 	TrackerScriptURL       string
 	FeedPollInterval       time.Duration
 	MaxPropertiesPerTenant int
+
+	Mail             mail.Config
+	PasswordResetURL string
+	PasswordResetTTL time.Duration
 }
 
 // RegisterFlags registers every flag of the binary on fs.
@@ -64,6 +71,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TrackerScriptURL, "tracker-script-url", "http://127.0.0.1:8080/tracker.js", "URL of tracker.js put in tracking snippets (production: https://<collection host>/tracker.js)")
 	fs.IntVar(&c.MaxPropertiesPerTenant, "max-properties-per-tenant", httpapi.DefaultMaxPropertiesPerTenant, "most properties one tenant may have; creating one more is refused (409) with the limit")
 	fs.DurationVar(&c.FeedPollInterval, "feed-poll-interval", 250*time.Millisecond, "how often this instance reads the change feed for changes made through other instances")
+	c.Mail.RegisterFlags(fs)
+	fs.StringVar(&c.PasswordResetURL, "password-reset-url", "", "link put in password reset e-mails, {token} replaced by the reset token, e.g. 'https://app.example/reset-password?token={token}' (empty: the e-mail gives the token and how to post it to /v1/password-reset/confirm)")
+	fs.DurationVar(&c.PasswordResetTTL, "password-reset-ttl", httpapi.DefaultPasswordResetTTL, "how long a password reset link works (5m to 24h; once)")
 }
 
 // Validate reports the first configuration error.
@@ -94,10 +104,24 @@ func (c *Config) Validate() error {
 	case c.FeedPollInterval < 10*time.Millisecond || c.FeedPollInterval > 5*time.Second:
 		return errors.New("-feed-poll-interval must be 10ms to 5s (changes must reach the pipeline within 5 seconds)")
 	}
-	if u, err := url.Parse(c.TrackerScriptURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+	if !httpURL(c.TrackerScriptURL) {
 		return fmt.Errorf("-tracker-script-url %q is not an http(s) URL", c.TrackerScriptURL)
 	}
+	if err := c.Mail.Validate(); err != nil {
+		return err
+	}
+	if c.PasswordResetURL != "" && (strings.Count(c.PasswordResetURL, httpapi.ResetTokenPlaceholder) != 1 || !httpURL(c.PasswordResetURL)) {
+		return fmt.Errorf("-password-reset-url %q must be an http(s) URL holding %s once, e.g. 'https://app.example/reset-password?token=%[2]s'", c.PasswordResetURL, httpapi.ResetTokenPlaceholder)
+	}
+	if c.PasswordResetTTL < 5*time.Minute || c.PasswordResetTTL > 24*time.Hour {
+		return fmt.Errorf("-password-reset-ttl %s is out of range 5m..24h", c.PasswordResetTTL)
+	}
 	return nil
+}
+
+func httpURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != ""
 }
 
 // Run serves until ctx is done, logging to w. The signing keys are read
@@ -116,6 +140,17 @@ func Run(ctx context.Context, cfg Config, w io.Writer) error {
 	hasher, err := auth.NewHasher(max(cfg.BcryptCost, bcrypt.MinCost))
 	if err != nil {
 		return err
+	}
+	switch {
+	case cfg.Mail.Dir != "":
+		if err := os.MkdirAll(cfg.Mail.Dir, 0o700); err != nil {
+			return fmt.Errorf("-mail-dir: %w", err)
+		}
+		log.Info("e-mail is written into a pickup directory", slog.String("dir", cfg.Mail.Dir))
+	case cfg.Mail.SMTPAddr != "":
+		log.Info("e-mail is sent by SMTP", slog.String("smtp_addr", cfg.Mail.SMTPAddr), slog.Bool("starttls", cfg.Mail.SMTPStartTLS), slog.Bool("auth", cfg.Mail.SMTPUsername != ""))
+	default:
+		log.Info("mail delivery is not configured (-smtp-addr or -mail-dir): password reset requests answer 503")
 	}
 	svc.Setup(func(ctx context.Context) error { return setUp(ctx, svc, cfg, keys, hasher) })
 	return svc.Run(ctx)
@@ -141,6 +176,7 @@ func setUp(ctx context.Context, svc *service.Service, cfg Config, keys *auth.Key
 	if err := retry.Until(ctx, retry.Default, log, "read the change feed", feed.Init); err != nil {
 		return err
 	}
+	mailer, from := cfg.Mail.Sender()
 	api := httpapi.New(httpapi.Options{
 		Store: st, Keys: keys, Hasher: hasher, Feed: feed,
 		Issuer:                 &auth.Issuer{Keys: keys, Issuer: cfg.Issuer, Audience: cfg.Audience, AccessTTL: cfg.AccessTokenTTL},
@@ -148,6 +184,10 @@ func setUp(ctx context.Context, svc *service.Service, cfg Config, keys *auth.Key
 		RefreshTTL:             cfg.RefreshTokenTTL,
 		TrackerScriptURL:       cfg.TrackerScriptURL,
 		MaxPropertiesPerTenant: cfg.MaxPropertiesPerTenant,
+		Mailer:                 mailer,
+		MailFrom:               from,
+		PasswordResetURL:       cfg.PasswordResetURL,
+		PasswordResetTTL:       cfg.PasswordResetTTL,
 		Log:                    log,
 		Registerer:             svc.Registry,
 	})

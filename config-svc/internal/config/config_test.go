@@ -50,6 +50,16 @@ func TestValidate(t *testing.T) {
 		{"no properties allowed", append(ok, "-max-properties-per-tenant=0"), "-max-properties-per-tenant must be at least 1"},
 		{"tracker URL", append(ok, "-tracker-script-url=collect.example.com/tracker.js"), "not an http(s) URL"},
 		{"cassandra consistency", append(ok, "-cassandra-consistency=SOME"), "not a consistency level"},
+		{"smtp", append(ok, "-smtp-addr=smtp.example.com:587", "-smtp-username=u", "-smtp-password=p", "-mail-from=Acme <no-reply@acme.example>"), ""},
+		{"pickup directory", append(ok, "-mail-dir=/tmp/mail", "-mail-from=no-reply@acme.example", "-password-reset-url=https://app.example/reset?token={token}"), ""},
+		{"smtp and directory", append(ok, "-smtp-addr=smtp.example.com:587", "-mail-dir=/tmp/mail", "-mail-from=no-reply@acme.example"), "give one"},
+		{"smtp without port", append(ok, "-smtp-addr=smtp.example.com", "-mail-from=no-reply@acme.example"), "not host:port"},
+		{"mail without sender", append(ok, "-mail-dir=/tmp/mail"), "-mail-from is required"},
+		{"bad sender", append(ok, "-mail-dir=/tmp/mail", "-mail-from=no-reply"), "-mail-from"},
+		{"password without username", append(ok, "-smtp-addr=smtp.example.com:587", "-smtp-password=p", "-mail-from=no-reply@acme.example"), "without -smtp-username"},
+		{"reset URL without token", append(ok, "-password-reset-url=https://app.example/reset"), "holding {token} once"},
+		{"reset URL not http", append(ok, "-password-reset-url=app.example/reset?token={token}"), "holding {token} once"},
+		{"reset TTL", append(ok, "-password-reset-ttl=48h"), "-password-reset-ttl 48h0m0s is out of range"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -73,7 +83,8 @@ func TestRunServes(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 	keys := filepath.Join(t.TempDir(), "keys")
-	cfg, err := parse(t,
+	mailDir := filepath.Join(t.TempDir(), "mail") // made at start
+	cfg, err := parse(t, "-mail-dir="+mailDir, "-mail-from=Acme <no-reply@acme.example>",
 		"-http-addr="+addr, "-consul-addr=", "-log-level=error",
 		"-cassandra-hosts="+strings.Join(hosts, ","), "-cassandra-keyspace="+fmt.Sprintf("run_%d", time.Now().UnixNano()%1e9),
 		"-cassandra-consistency=ONE", "-cassandra-migrate",
@@ -114,6 +125,14 @@ func TestRunServes(t *testing.T) {
 	}
 	_ = json.NewDecoder(resp.Body).Decode(&tok)
 	resp.Body.Close()
+	resp, err = http.Post(base+"/v1/password-reset", "application/json", strings.NewReader(`{"email":"run@shop.example"}`))
+	if err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("password reset: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if files, _ := filepath.Glob(filepath.Join(mailDir, "*.eml")); len(files) != 1 {
+		t.Fatalf("-mail-dir holds %d messages after a password reset, want 1", len(files))
+	}
 	ks := authtoken.NewKeySet(authtoken.URLSource(http.DefaultClient, base+authtoken.JWKSPath), 0)
 	v, err := authtoken.NewVerifier(ks, authtoken.VerifierConfig{Issuer: authtoken.DefaultIssuer, Audience: authtoken.DefaultAudience})
 	if err != nil {

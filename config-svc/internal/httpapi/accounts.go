@@ -3,10 +3,8 @@ package httpapi
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -177,10 +175,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	if wait := s.logins.begin(email); wait > 0 {
 		s.metrics.loginFailures.Inc()
-		secs := int((wait + time.Second - 1) / time.Second)
-		w.Header().Set("Retry-After", strconv.Itoa(secs))
-		httpserver.WriteError(w, http.StatusTooManyRequests, "too_many_attempts",
-			fmt.Sprintf("too many failed logins for this e-mail address; try again in %d s", secs))
+		writeTooManyAttempts(w, wait, "too many failed logins for this e-mail address; try again in %d s")
 		return
 	}
 	u, err := s.o.Store.UserByEmail(r.Context(), email)
@@ -194,7 +189,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		httpserver.WriteError(w, http.StatusUnauthorized, "invalid_credentials", "the e-mail address or the password is wrong")
 		return
 	}
-	s.logins.succeeded(email)
+	s.logins.cleared(email)
 	s.metrics.logins.Inc()
 	s.issueTokens(w, r, u, http.StatusOK)
 }

@@ -12,10 +12,12 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	netmail "net/mail"
 	"strings"
 	"time"
 
 	"github.com/acme/analytics/config-svc/internal/auth"
+	"github.com/acme/analytics/config-svc/internal/mail"
 	"github.com/acme/analytics/config-svc/internal/store"
 	"github.com/acme/analytics/pkg/configclient"
 	"github.com/acme/analytics/pkg/httpserver"
@@ -31,7 +33,8 @@ import (
 type Access int
 
 const (
-	// Public routes need no identity (sign-up, login, refresh, JWKS).
+	// Public routes need no identity (sign-up, login, refresh, password
+	// reset, JWKS).
 	Public Access = iota
 	// Member routes need a signed-in user of any role.
 	Member
@@ -78,13 +81,26 @@ type Options struct {
 	// set small ones).
 	MaxRuleVersions       int
 	MaxRuleVersionsPerDay int
+	// Mailer delivers password reset links (nil: mail delivery is not
+	// configured, and a reset request answers 503), from MailFrom.
+	Mailer   mail.Sender
+	MailFrom *netmail.Address
+	// PasswordResetURL is the link of a reset e-mail, with
+	// ResetTokenPlaceholder for the token ("": the e-mail gives the token
+	// and how to post it).
+	PasswordResetURL string
+	// PasswordResetTTL is how long a reset link works (0:
+	// DefaultPasswordResetTTL).
+	PasswordResetTTL time.Duration
 }
 
 // Server serves the API.
 type Server struct {
-	o       Options
-	metrics *metrics
-	logins  *failedLogins
+	o         Options
+	metrics   *metrics
+	logins    *addressThrottle
+	resets    *addressThrottle
+	sendTimes *sendTimes
 }
 
 // DefaultMaxPropertiesPerTenant bounds the properties of one tenant: twice
@@ -119,7 +135,11 @@ func New(o Options) *Server {
 	if o.MaxRuleVersionsPerDay == 0 {
 		o.MaxRuleVersionsPerDay = MaxRuleVersionsPerDay
 	}
-	return &Server{o: o, metrics: newMetrics(o.Registerer), logins: newFailedLogins(o.Now)}
+	if o.PasswordResetTTL == 0 {
+		o.PasswordResetTTL = DefaultPasswordResetTTL
+	}
+	return &Server{o: o, metrics: newMetrics(o.Registerer), logins: newAddressThrottle(o.Now, loginThrottle),
+		resets: newAddressThrottle(o.Now, resetThrottle), sendTimes: &sendTimes{}}
 }
 
 // Routes returns every endpoint of the API.
@@ -128,6 +148,8 @@ func (s *Server) Routes() []Route {
 		{"POST", "/v1/signup", Public, s.signup, nil},
 		{"POST", "/v1/login", Public, s.login, nil},
 		{"POST", "/v1/refresh", Public, s.refresh, nil},
+		{"POST", "/v1/password-reset", Public, s.requestPasswordReset, nil},
+		{"POST", "/v1/password-reset/confirm", Public, s.confirmPasswordReset, nil},
 		{"GET", "/.well-known/jwks.json", Public, s.jwks, nil},
 
 		{"POST", "/v1/logout", Member, s.logout, nil},
@@ -287,6 +309,8 @@ func NewTrackingID() (string, error) {
 
 type metrics struct {
 	signups, logins, loginFailures, refreshes prometheus.Counter
+	resetRequests                             *prometheus.CounterVec
+	passwordResets                            prometheus.Counter
 	trackingIDCollisions                      prometheus.Counter
 	propertyLimitRefused                      prometheus.Counter
 	ruleVersions, ruleVersionsPruned          prometheus.Counter
@@ -297,10 +321,13 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
-		signups:              prometheus.NewCounter(prometheus.CounterOpts{Name: "config_signups_total", Help: "Tenants created by sign-up."}),
-		logins:               prometheus.NewCounter(prometheus.CounterOpts{Name: "config_logins_total", Help: "Successful logins."}),
-		loginFailures:        prometheus.NewCounter(prometheus.CounterOpts{Name: "config_login_failures_total", Help: "Logins refused for a wrong e-mail or password."}),
-		refreshes:            prometheus.NewCounter(prometheus.CounterOpts{Name: "config_token_refreshes_total", Help: "Refresh tokens exchanged for new tokens."}),
+		signups:       prometheus.NewCounter(prometheus.CounterOpts{Name: "config_signups_total", Help: "Tenants created by sign-up."}),
+		logins:        prometheus.NewCounter(prometheus.CounterOpts{Name: "config_logins_total", Help: "Successful logins."}),
+		loginFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "config_login_failures_total", Help: "Logins refused for a wrong e-mail or password."}),
+		refreshes:     prometheus.NewCounter(prometheus.CounterOpts{Name: "config_token_refreshes_total", Help: "Refresh tokens exchanged for new tokens."}),
+		resetRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "config_password_reset_requests_total",
+			Help: "Password reset requests by outcome: sent (a link mailed), no_account, throttled, failed (storage or mail)."}, []string{"outcome"}),
+		passwordResets:       prometheus.NewCounter(prometheus.CounterOpts{Name: "config_password_resets_total", Help: "Passwords set with a reset link."}),
 		trackingIDCollisions: prometheus.NewCounter(prometheus.CounterOpts{Name: "config_tracking_id_collisions_total", Help: "Tracking ID candidates that were already taken (retried)."}),
 		propertyLimitRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "config_property_limit_refused_total", Help: "Properties not created because their tenant has -max-properties-per-tenant."}),
 		ruleVersions:         prometheus.NewCounter(prometheus.CounterOpts{Name: "config_rule_versions_total", Help: "Rule versions created."}),
@@ -310,7 +337,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		changes:            prometheus.NewCounterVec(prometheus.CounterOpts{Name: "config_feed_appends_total", Help: "Changes appended to the change feed, by kind."}, []string{"kind"}),
 		longPolls:          prometheus.NewGauge(prometheus.GaugeOpts{Name: "config_feed_long_polls", Help: "Change-feed long polls waiting now."}),
 	}
-	reg.MustRegister(m.signups, m.logins, m.loginFailures, m.refreshes, m.trackingIDCollisions, m.propertyLimitRefused, m.ruleVersions, m.ruleVersionsPruned, m.ruleVersionsRefused, m.changes, m.longPolls)
+	reg.MustRegister(m.signups, m.logins, m.loginFailures, m.refreshes, m.resetRequests, m.passwordResets, m.trackingIDCollisions, m.propertyLimitRefused, m.ruleVersions, m.ruleVersionsPruned, m.ruleVersionsRefused, m.changes, m.longPolls)
 	return m
 }
 

@@ -5,55 +5,76 @@ import (
 	"time"
 )
 
-// failedLogins slows the guessing of one account's password. Every login
-// attempt for an address counts as a failure when it begins (so concurrent
-// guesses cannot all slip in before the first failure is recorded), and a
-// success clears the address. From the freeLoginFailures-th failure on,
-// each further attempt must wait a delay that doubles with every failure
-// (1 s up to maxLoginDelay); resetLoginFailures without an attempt clears
-// it. The gateway's limit per client network bounds one source; this
-// bounds one account against many (an IPv6 range, a botnet), and it refuses
-// before the password hash is compared, so the guesses cost no bcrypt
-// either. Addresses nobody has are throttled alike, so the answer tells
-// nothing about which exist.
+// addressThrottle slows down what can be asked about one e-mail address,
+// by a policy: every attempt counts when it begins (so that concurrent
+// attempts cannot all slip in before the first is recorded); from the
+// policy's free-th on, each further attempt must wait a delay that doubles
+// with every attempt (base up to max); reset without an attempt clears the
+// address, and so does cleared. Addresses nobody has are throttled alike,
+// so the answer tells nothing about which exist.
 //
-// The price, as with every per-account throttle: someone who keeps
-// guessing an address keeps its owner's new logins waiting up to
-// maxLoginDelay between attempts, for as long as they keep at it (signed-in
-// sessions are not affected: refreshing is not throttled).
+// For logins (loginThrottle) the attempts are failures until a success
+// clears them: it slows the guessing of one account's password. The
+// gateway's limit per client network bounds one source; this bounds one
+// account against many (an IPv6 range, a botnet), and it refuses before
+// the password hash is compared, so the guesses cost no bcrypt either. The
+// price, as with every per-account throttle: someone who keeps guessing an
+// address keeps its owner's new logins waiting up to maxLoginDelay between
+// attempts, for as long as they keep at it (signed-in sessions are not
+// affected: refreshing is not throttled).
+//
+// For password resets (resetThrottle) every request counts: it keeps the
+// endpoint from being used to fill someone's mailbox.
 //
 // It is per instance and in memory: with n config-svc instances behind
 // the gateway's round robin an address gets about n times the attempts.
-// At most maxTrackedLogins addresses are tracked; past that the entries
+// At most maxTrackedAddresses addresses are tracked; past that the entries
 // whose delay has passed make room, then arbitrary ones. Addresses are
-// at most 254 bytes (login refuses longer ones first).
-type failedLogins struct {
-	now func() time.Time
-	mu  sync.Mutex
-	m   map[string]*loginFailures
+// at most 254 bytes (the endpoints refuse longer ones first).
+type addressThrottle struct {
+	policy throttlePolicy
+	now    func() time.Time
+	mu     sync.Mutex
+	m      map[string]*attempts
 }
 
-type loginFailures struct {
-	count int       // attempts since the last success or reset
+// throttlePolicy is when an addressThrottle makes an attempt wait.
+type throttlePolicy struct {
+	free      int           // attempts that wait for nothing
+	base, max time.Duration // the first wait, doubling up to max
+	reset     time.Duration // quiet for this long clears an address
+}
+
+type attempts struct {
+	count int       // attempts since the last clear or reset
 	last  time.Time // of the last attempt
 	until time.Time // no attempt before this
 }
 
 const (
-	freeLoginFailures  = 5
-	maxLoginDelay      = 15 * time.Minute
-	resetLoginFailures = time.Hour
-	maxTrackedLogins   = 100_000
+	freeLoginFailures   = 5
+	maxLoginDelay       = 15 * time.Minute
+	resetLoginFailures  = time.Hour
+	maxTrackedAddresses = 100_000
 )
 
-func newFailedLogins(now func() time.Time) *failedLogins {
-	return &failedLogins{now: now, m: map[string]*loginFailures{}}
+// loginThrottle: five failed logins in a row are free, then 1 s doubling
+// to 15 minutes; an hour without an attempt clears them.
+var loginThrottle = throttlePolicy{free: freeLoginFailures, base: time.Second, max: maxLoginDelay, reset: resetLoginFailures}
+
+// resetThrottle: a reset mail for an address at most once a minute, then
+// after 2, 4, 8, 16 and 32 minutes (six in the first hour), then hourly;
+// a day without a request clears it.
+var resetThrottle = throttlePolicy{free: 1, base: time.Minute, max: time.Hour, reset: 24 * time.Hour}
+
+func newAddressThrottle(now func() time.Time, p throttlePolicy) *addressThrottle {
+	return &addressThrottle{policy: p, now: now, m: map[string]*attempts{}}
 }
 
 // begin starts an attempt for email: it returns how long the attempt must
 // still wait (then it is refused, and nothing is counted), or 0, and then
-// counts it as a failure until succeeded says otherwise.
-func (f *failedLogins) begin(email string) time.Duration {
+// counts it (for logins: as a failure until cleared says otherwise).
+func (f *addressThrottle) begin(email string) time.Duration {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	now := f.now()
@@ -61,23 +82,33 @@ func (f *failedLogins) begin(email string) time.Duration {
 	if e != nil && now.Before(e.until) {
 		return e.until.Sub(now)
 	}
-	if e == nil || now.Sub(e.last) > resetLoginFailures {
-		if e == nil && len(f.m) >= maxTrackedLogins {
+	if e == nil || now.Sub(e.last) > f.policy.reset {
+		if e == nil && len(f.m) >= maxTrackedAddresses {
 			f.makeRoom(now)
 		}
-		e = &loginFailures{}
+		e = &attempts{}
 		f.m[email] = e
 	}
 	e.count++
 	e.last = now
-	if n := e.count - freeLoginFailures; n >= 0 {
-		e.until = now.Add(min(time.Second<<min(n, 20), maxLoginDelay))
+	if n := e.count - f.policy.free; n >= 0 {
+		e.until = now.Add(min(f.policy.base<<min(n, 20), f.policy.max))
 	}
 	return 0
 }
 
-// succeeded clears email's failures.
-func (f *failedLogins) succeeded(email string) {
+// wait is how long the next attempt for email must wait.
+func (f *addressThrottle) wait(email string) time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if e := f.m[email]; e != nil {
+		return max(e.until.Sub(f.now()), 0)
+	}
+	return 0
+}
+
+// cleared forgets email's attempts (a successful login, a password set).
+func (f *addressThrottle) cleared(email string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.m, email)
@@ -85,14 +116,14 @@ func (f *failedLogins) succeeded(email string) {
 
 // makeRoom drops the entries that no longer delay anything, and at least
 // one entry; f.mu is held.
-func (f *failedLogins) makeRoom(now time.Time) {
+func (f *addressThrottle) makeRoom(now time.Time) {
 	for k, e := range f.m {
 		if !now.Before(e.until) {
 			delete(f.m, k)
 		}
 	}
 	for k := range f.m {
-		if len(f.m) < maxTrackedLogins {
+		if len(f.m) < maxTrackedAddresses {
 			break
 		}
 		delete(f.m, k)

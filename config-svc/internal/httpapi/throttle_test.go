@@ -11,7 +11,7 @@ import (
 
 func TestFailedLoginsSlowAnAccountDown(t *testing.T) {
 	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
-	f := newFailedLogins(func() time.Time { return now })
+	f := newAddressThrottle(func() time.Time { return now }, loginThrottle)
 	const a = "owner@shop.example"
 	for i := range freeLoginFailures {
 		if w := f.begin(a); w != 0 {
@@ -42,7 +42,7 @@ func TestFailedLoginsSlowAnAccountDown(t *testing.T) {
 	}
 	now = now.Add(maxLoginDelay)
 	f.begin(a)
-	f.succeeded(a)
+	f.cleared(a)
 	if w := f.begin(a); w != 0 {
 		t.Fatalf("a success did not clear the failures: wait %v", w)
 	}
@@ -56,12 +56,12 @@ func TestFailedLoginsSlowAnAccountDown(t *testing.T) {
 
 func TestFailedLoginsBounded(t *testing.T) {
 	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
-	f := newFailedLogins(func() time.Time { return now })
-	for i := range maxTrackedLogins + 10 {
+	f := newAddressThrottle(func() time.Time { return now }, loginThrottle)
+	for i := range maxTrackedAddresses + 10 {
 		f.begin(fmt.Sprintf("u%d@x.example", i))
 	}
-	if n := len(f.m); n > maxTrackedLogins {
-		t.Fatalf("%d addresses tracked, want at most %d", n, maxTrackedLogins)
+	if n := len(f.m); n > maxTrackedAddresses {
+		t.Fatalf("%d addresses tracked, want at most %d", n, maxTrackedAddresses)
 	}
 }
 

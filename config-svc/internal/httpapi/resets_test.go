@@ -1,0 +1,304 @@
+package httpapi
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	netmail "net/mail"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/acme/analytics/config-svc/internal/mail"
+	"github.com/acme/analytics/config-svc/internal/mail/mailtest"
+)
+
+// advance moves the clock forward by d.
+func (c *testClock) advance(d time.Duration) { c.set(c.now().Add(d)) }
+
+const resetURL = "https://app.example/reset-password?token={token}"
+
+// mailEnv starts an instance that writes its mail into a pickup directory
+// it returns, on clock.
+func mailEnv(t *testing.T, clock *testClock) (*env, string) {
+	dir := t.TempDir()
+	from, err := mail.ParseFrom("Acme Analytics <no-reply@acme.example>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, func(o *Options) {
+		o.Mailer, o.MailFrom, o.PasswordResetURL, o.Now = mail.Dir{Path: dir}, from, resetURL, clock.now
+	})
+	return e, dir
+}
+
+var resetLink = regexp.MustCompile(`https://app\.example/reset-password\?token=(pr_[A-Za-z0-9_-]{43})\r\n`)
+
+// readMail parses a message and returns its recipient and the token of
+// its reset link.
+func readMail(t *testing.T, raw []byte) (to, token string) {
+	t.Helper()
+	m, err := netmail.ReadMessage(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatalf("read message: %v\n%s", err, raw)
+	}
+	if got := m.Header.Get("Subject"); got != "Reset your Acme Analytics password" {
+		t.Errorf("Subject %q", got)
+	}
+	if got := m.Header.Get("From"); got != `"Acme Analytics" <no-reply@acme.example>` {
+		t.Errorf("From %q", got)
+	}
+	body, _ := io.ReadAll(m.Body)
+	match := resetLink.FindSubmatch(body)
+	if match == nil {
+		t.Fatalf("no reset link in the message:\n%s", raw)
+	}
+	addr, err := netmail.ParseAddress(m.Header.Get("To"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addr.Address, string(match[1])
+}
+
+// mails returns the messages in the pickup directory, oldest first.
+func mails(t *testing.T, dir string) [][]byte {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*.eml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][]byte
+	for _, f := range files { // named by time: sorted
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// requestReset asks for a reset link for email and returns its token,
+// the one new message in dir.
+func (e *env) requestReset(dir, email string) string {
+	e.t.Helper()
+	before := len(mails(e.t, dir))
+	var resp PasswordResetResponse
+	e.must(http.StatusAccepted, anonymous, "POST", "/v1/password-reset", map[string]string{"email": email}).decode(e.t, &resp)
+	if !strings.Contains(resp.Message, "if an account has this e-mail address") || !strings.Contains(resp.Message, "within 1 hour") {
+		e.t.Errorf("message %q", resp.Message)
+	}
+	got := mails(e.t, dir)
+	if len(got) != before+1 {
+		e.t.Fatalf("%d messages after the request, want %d", len(got), before+1)
+	}
+	to, token := readMail(e.t, got[len(got)-1])
+	if to != strings.ToLower(strings.TrimSpace(email)) {
+		e.t.Fatalf("mailed to %q, want %q", to, email)
+	}
+	return token
+}
+
+func (e *env) confirmReset(want int, token, password string) response {
+	e.t.Helper()
+	return e.must(want, anonymous, "POST", "/v1/password-reset/confirm", map[string]string{"token": token, "password": password})
+}
+
+func wantInvalidResetToken(t *testing.T, r response) {
+	t.Helper()
+	if r.code != http.StatusBadRequest || r.apiError().Code != "invalid_reset_token" || !strings.Contains(r.apiError().Message, "ask for a new one") {
+		t.Fatalf("%d %s, want 400 invalid_reset_token saying to ask for a new link", r.code, r.body)
+	}
+}
+
+// The whole flow over HTTP: request, the mail in the pickup directory,
+// its token, a refused password that does not use the link up, the new
+// password; then the old password and the old sessions no longer work, and
+// the link works no more.
+func TestPasswordResetByMail(t *testing.T) {
+	e, dir := mailEnv(t, newTestClock())
+	a := e.signup("Reset")
+	token := e.requestReset(dir, "  "+strings.ToUpper(a.email)+" ")
+
+	if r := e.confirmReset(http.StatusBadRequest, token, "short"); r.apiError().Field != "password" {
+		t.Fatalf("a short password: %s, want invalid_field password", r.body)
+	}
+	if r := e.confirmReset(http.StatusBadRequest, token, a.email); r.apiError().Field != "password" {
+		t.Fatalf("the address as password: %s, want invalid_field password", r.body)
+	}
+	const newPassword = "a brand new password"
+	e.confirmReset(http.StatusNoContent, token, newPassword)
+
+	e.must(http.StatusOK, anonymous, "POST", "/v1/login", map[string]string{"email": a.email, "password": newPassword})
+	e.must(http.StatusUnauthorized, anonymous, "POST", "/v1/login", map[string]string{"email": a.email, "password": a.password})
+	if r := e.do(anonymous, "POST", "/v1/refresh", map[string]string{"refresh_token": a.tokens.RefreshToken}); r.code != http.StatusUnauthorized || r.apiError().Code != "invalid_refresh_token" {
+		t.Fatalf("the refresh token of before the reset: %d %s, want 401 invalid_refresh_token", r.code, r.body)
+	}
+	wantInvalidResetToken(t, e.do(anonymous, "POST", "/v1/password-reset/confirm", map[string]string{"token": token, "password": "yet another password"}))
+
+	for _, body := range []any{
+		map[string]string{"token": "rt_not-a-reset-token", "password": newPassword},
+		map[string]string{"password": newPassword},
+	} {
+		if r := e.do(anonymous, "POST", "/v1/password-reset/confirm", body); r.code != http.StatusBadRequest || r.apiError().Field != "token" {
+			t.Fatalf("%v: %d %s, want 400 invalid_field token", body, r.code, r.body)
+		}
+	}
+	wantInvalidResetToken(t, e.do(anonymous, "POST", "/v1/password-reset/confirm", map[string]string{"token": "pr_made-up", "password": newPassword}))
+}
+
+// A link works once, also under concurrent use; it expires; using one
+// link voids the user's others; a deleted user's link is refused.
+func TestPasswordResetTokenLife(t *testing.T) {
+	clock := newTestClock()
+	e, dir := mailEnv(t, clock)
+	a := e.signup("Tokens")
+
+	token := e.requestReset(dir, a.email)
+	codes := make(chan int, 8)
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			codes <- e.do(anonymous, "POST", "/v1/password-reset/confirm", map[string]string{"token": token, "password": "concurrent password " + string(rune('a'+i))}).code
+		}()
+	}
+	wg.Wait()
+	close(codes)
+	succeeded := 0
+	for c := range codes {
+		switch c {
+		case http.StatusNoContent:
+			succeeded++
+		case http.StatusBadRequest:
+		default:
+			t.Fatalf("a concurrent use answered %d", c)
+		}
+	}
+	if succeeded != 1 {
+		t.Fatalf("8 uses of one link at once: %d succeeded, want 1", succeeded)
+	}
+
+	clock.advance(time.Minute) // past the throttle
+	expiring := e.requestReset(dir, a.email)
+	clock.advance(DefaultPasswordResetTTL)
+	wantInvalidResetToken(t, e.do(anonymous, "POST", "/v1/password-reset/confirm", map[string]string{"token": expiring, "password": "too late password"}))
+
+	clock.advance(2 * time.Minute)
+	first := e.requestReset(dir, a.email)
+	clock.advance(4 * time.Minute)
+	second := e.requestReset(dir, a.email)
+	e.confirmReset(http.StatusNoContent, second, "the second link's password")
+	wantInvalidResetToken(t, e.do(anonymous, "POST", "/v1/password-reset/confirm", map[string]string{"token": first, "password": "the first link's password"}))
+
+	v := e.addUser(a, "viewer")
+	gone := e.requestReset(dir, v.email)
+	e.must(http.StatusNoContent, a.as(), "DELETE", "/v1/users/"+v.tokens.UserID, nil)
+	wantInvalidResetToken(t, e.do(anonymous, "POST", "/v1/password-reset/confirm", map[string]string{"token": gone, "password": "a deleted user's password"}))
+}
+
+// An address without an account answers as one with does and gets no mail;
+// requests for an address are throttled alike, known or not; a malformed
+// address is 400; a reset forgets the address's failed logins.
+func TestPasswordResetRequests(t *testing.T) {
+	clock := newTestClock()
+	e, dir := mailEnv(t, clock)
+	a := e.signup("Requests")
+	e.requestReset(dir, a.email)
+
+	var resp PasswordResetResponse
+	e.must(http.StatusAccepted, anonymous, "POST", "/v1/password-reset", map[string]string{"email": "nobody@shop.example"}).decode(t, &resp)
+	if !strings.Contains(resp.Message, "if an account has this e-mail address") {
+		t.Errorf("message for an unknown address %q", resp.Message)
+	}
+	if n := len(mails(t, dir)); n != 1 {
+		t.Fatalf("%d messages after a request for an unknown address, want the 1 before", n)
+	}
+
+	for _, addr := range []string{a.email, "nobody@shop.example"} {
+		r := e.do(anonymous, "POST", "/v1/password-reset", map[string]string{"email": addr})
+		if r.code != http.StatusTooManyRequests || r.apiError().Code != "too_many_attempts" || r.header.Get("Retry-After") != "60" {
+			t.Fatalf("%s again at once: %d %s (Retry-After %q), want 429 too_many_attempts after 60 s", addr, r.code, r.body, r.header.Get("Retry-After"))
+		}
+	}
+	clock.advance(time.Minute)
+	token := e.requestReset(dir, a.email)
+	if r := e.do(anonymous, "POST", "/v1/password-reset", map[string]string{"email": a.email}); r.code != http.StatusTooManyRequests || r.header.Get("Retry-After") != "120" {
+		t.Fatalf("a third request: %d (Retry-After %q), want 429 after 120 s (the wait doubles)", r.code, r.header.Get("Retry-After"))
+	}
+	if n := len(mails(t, dir)); n != 2 {
+		t.Fatalf("%d messages, want 2: the refused requests mail nothing", n)
+	}
+
+	for _, bad := range []any{map[string]string{"email": "not an address"}, map[string]string{"email": strings.Repeat("x", 300) + "@shop.example"}, map[string]string{}} {
+		if r := e.do(anonymous, "POST", "/v1/password-reset", bad); r.code != http.StatusBadRequest || r.apiError().Field != "email" {
+			t.Fatalf("%v: %d %s, want 400 invalid_field email", bad, r.code, r.body)
+		}
+	}
+	if r := e.do(anonymous, "POST", "/v1/password-reset", map[string]string{"email": a.email, "password": "x"}); r.code != http.StatusBadRequest || r.apiError().Code != "unknown_field" {
+		t.Fatalf("an unknown field: %d %s", r.code, r.body)
+	}
+
+	for range freeLoginFailures {
+		e.must(http.StatusUnauthorized, anonymous, "POST", "/v1/login", map[string]string{"email": a.email, "password": "wrong password!"})
+	}
+	e.must(http.StatusTooManyRequests, anonymous, "POST", "/v1/login", map[string]string{"email": a.email, "password": a.password})
+	e.confirmReset(http.StatusNoContent, token, "after the guesses")
+	e.must(http.StatusOK, anonymous, "POST", "/v1/login", map[string]string{"email": a.email, "password": "after the guesses"})
+}
+
+func TestPasswordResetWithoutMail(t *testing.T) {
+	e := newEnv(t)
+	a := e.signup("NoMail")
+	r := e.do(anonymous, "POST", "/v1/password-reset", map[string]string{"email": a.email})
+	if r.code != http.StatusServiceUnavailable || r.apiError().Code != "mail_not_configured" || !strings.Contains(r.apiError().Message, "no mail delivery configured") {
+		t.Fatalf("%d %s, want 503 mail_not_configured", r.code, r.body)
+	}
+}
+
+// Through a real SMTP server: the message arrives with its link over TLS
+// with authentication; a temporary refusal is 503 mail_unavailable to ask
+// again after the throttle's wait, a permanent one 500.
+func TestPasswordResetBySMTP(t *testing.T) {
+	srv := mailtest.Start(t, "mailer", "smtp password")
+	clock := newTestClock()
+	from, err := mail.ParseFrom("Acme Analytics <no-reply@acme.example>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, func(o *Options) {
+		o.Mailer = &mail.SMTP{Addr: srv.Addr, Username: "mailer", Password: "smtp password", Timeout: 5 * time.Second, TLSConfig: srv.ClientTLS}
+		o.MailFrom, o.PasswordResetURL, o.Now = from, resetURL, clock.now
+	})
+	a := e.signup("SMTP")
+	e.must(http.StatusAccepted, anonymous, "POST", "/v1/password-reset", map[string]string{"email": a.email})
+	got := srv.Messages()
+	if len(got) != 1 || !got[0].TLS || got[0].User != "mailer" || got[0].From != "no-reply@acme.example" || len(got[0].To) != 1 || got[0].To[0] != a.email {
+		t.Fatalf("the server received %+v", got)
+	}
+	to, token := readMail(t, got[0].Data)
+	if to != a.email {
+		t.Fatalf("To %q", to)
+	}
+
+	clock.advance(time.Minute)
+	srv.Refuse(451, "try again later")
+	r := e.do(anonymous, "POST", "/v1/password-reset", map[string]string{"email": a.email})
+	if r.code != http.StatusServiceUnavailable || r.apiError().Code != "mail_unavailable" || r.header.Get("Retry-After") != "120" {
+		t.Fatalf("a temporary refusal: %d %s (Retry-After %q), want 503 mail_unavailable after 120 s", r.code, r.body, r.header.Get("Retry-After"))
+	}
+	clock.advance(2 * time.Minute)
+	srv.Refuse(550, "no such mailbox")
+	if r := e.do(anonymous, "POST", "/v1/password-reset", map[string]string{"email": a.email}); r.code != http.StatusInternalServerError || r.apiError().Code != "internal" {
+		t.Fatalf("a permanent refusal: %d %s, want 500 internal", r.code, r.body)
+	}
+	srv.Refuse(0, "")
+	// The link mailed before the failures still works.
+	e.confirmReset(http.StatusNoContent, token, "set through smtp")
+	e.must(http.StatusOK, anonymous, "POST", "/v1/login", map[string]string{"email": a.email, "password": "set through smtp"})
+}
