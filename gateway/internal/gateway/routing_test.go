@@ -55,7 +55,10 @@ func TestRoutes(t *testing.T) {
 		{"POST", "/v1/signup", false, 200, "config"},
 		{"POST", "/v1/login", false, 200, "config"},
 		{"POST", "/v1/refresh", false, 200, "config"},
-		{"GET", "/.well-known/jwks.json", false, 200, ""}, // served by config, not an echo
+		{"POST", "/v1/password-reset", false, 200, "config"},
+		{"POST", "/v1/password-reset/confirm", false, 200, "config"},
+		{"POST", "/v1/password-reset/other", false, 401, ""}, // exact paths only
+		{"GET", "/.well-known/jwks.json", false, 200, ""},    // served by config, not an echo
 		{"GET", "/v1/reports/acquisition/channels", true, 200, "acquisition"},
 		{"GET", "/v1/reports/behavior/pages", true, 200, "behavior"},
 		{"GET", "/v1/reports/realtime", true, 200, "behavior"},
@@ -149,6 +152,9 @@ func TestRateLimits(t *testing.T) {
 			return f.g.request(t, "GET", "/v1/reports/behavior/pages", nil, "Authorization", "Bearer "+f.is.token(t, "t-other"))
 		}, 2, "[200 200]"},
 		{"login per client IP", post("/v1/login"), 3, "[200 200 429]"},
+		{"password resets share the bucket", post("/v1/password-reset"), 1, "[429]"},
+		{"and their confirmation", post("/v1/password-reset/confirm"), 1, "[429]"},
+		{"password reset from another client", post("/v1/password-reset", "X-Forwarded-For", "203.0.113.9"), 3, "[200 200 429]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -64,7 +64,7 @@ func Routes(c Config) []Route {
 			Limit: PerTrackingID, TrackingIDParam: "tracking_id", MaxBody: c.MaxHitBody, Timeout: c.CollectTimeout},
 		{Name: "tracker", Patterns: []string{"/tracker.js", "/tracker/"}, Upstream: Collection, CORS: true,
 			MaxBody: c.MaxBody, Timeout: c.CollectTimeout},
-		{Name: "account", Patterns: []string{"/v1/signup", "/v1/login", "/v1/refresh"}, Upstream: ConfigSvc,
+		{Name: "account", Patterns: []string{"/v1/signup", "/v1/login", "/v1/refresh", "/v1/password-reset", "/v1/password-reset/confirm"}, Upstream: ConfigSvc,
 			Limit: PerClientIP, MaxBody: c.MaxBody, Timeout: c.APITimeout},
 		{Name: "jwks", Patterns: []string{authtoken.JWKSPath}, Upstream: ConfigSvc,
 			MaxBody: c.MaxBody, Timeout: c.APITimeout},
