@@ -29,7 +29,7 @@ import (
 // Config says where the binaries are and which ports to use.
 type Config struct {
 	BinDir  string // built binaries (make build)
-	DataDir string // logs, the broker's and the CQL server's data, signing keys
+	DataDir string // logs, the broker's and the CQL server's data, signing keys, e-mail
 	// Ports: Consul's HTTP port (its server and serf ports are this minus
 	// 200, 199 and 198), the broker's, the CQL server's, and the gateway's;
 	// the other services take the next ports after the gateway's, and the
@@ -221,6 +221,10 @@ func (s *Stack) serviceEnv(svc service, port int) []string {
 	if svc.name == "gateway" {
 		env = append(env, p+"METRICS_ADDR="+s.gatewayMetrics())
 	}
+	if svc.name == "config" {
+		// Mail (password reset links) as .eml files to read, not sent.
+		env = append(env, p+"MAIL_DIR="+s.MailDir(), p+"MAIL_FROM=Acme Analytics <no-reply@localhost.localdomain>")
+	}
 	if svc.name == "processing" {
 		// Visitors written within seconds rather than minutes: the
 		// committed offsets, which tests wait for, then catch up soon
@@ -316,8 +320,12 @@ func (s *Stack) PrintSummary(w io.Writer) {
 	fmt.Fprintf(tw, "  kafka broker\t%s\n", s.loopback(s.c.KafkaPort))
 	fmt.Fprintf(tw, "  cql server\t%s\n", s.loopback(s.c.CQLPort))
 	fmt.Fprintf(tw, "  logs\t%s\n", filepath.Join(s.c.DataDir, "logs"))
+	fmt.Fprintf(tw, "  e-mail (password resets)\t%s\t(one .eml file per message; nothing is sent)\n", s.MailDir())
 	tw.Flush()
 }
+
+// MailDir is the pickup directory config-svc writes its e-mail into.
+func (s *Stack) MailDir() string { return filepath.Join(s.c.DataDir, "mail") }
 
 func (s *Stack) start(name, bin string, args, env []string) error {
 	if _, err := os.Stat(bin); err != nil {

@@ -29,7 +29,7 @@ type config struct {
 
 func (c *config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Stack.BinDir, "bin", "bin", "directory holding the built binaries (make build)")
-	fs.StringVar(&c.Stack.DataDir, "data-dir", ".dev", "directory for logs, signing keys and the broker's and CQL server's data")
+	fs.StringVar(&c.Stack.DataDir, "data-dir", ".dev", "directory for logs, signing keys, e-mail (mail/) and the broker's and CQL server's data")
 	fs.IntVar(&c.Stack.ConsulPort, "consul-port", 8500, "Consul HTTP port (its server and serf ports are this minus 200, 199 and 198)")
 	fs.IntVar(&c.Stack.KafkaPort, "kafka-port", 9092, "Kafka broker port")
 	fs.IntVar(&c.Stack.CQLPort, "cql-port", 9042, "CQL server port")
