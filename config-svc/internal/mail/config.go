@@ -24,7 +24,7 @@ type Config struct {
 // RegisterFlags registers the mail flags on fs.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.SMTPAddr, "smtp-addr", "", "host:port of the SMTP server that sends the product's e-mail, e.g. smtp.example.com:587 (empty: no SMTP; see -mail-dir)")
-	fs.StringVar(&c.SMTPUsername, "smtp-username", "", "username for SMTP PLAIN authentication, sent only over TLS (empty: none)")
+	fs.StringVar(&c.SMTPUsername, "smtp-username", "", "username for SMTP PLAIN authentication, sent only over TLS or to localhost (empty: none)")
 	fs.StringVar(&c.SMTPPassword, "smtp-password", "", "password for SMTP authentication (a secret: give it in the environment)")
 	fs.BoolVar(&c.SMTPStartTLS, "smtp-starttls", true, "use STARTTLS when the SMTP server offers it (false: send in the clear, only to a relay on a trusted network)")
 	fs.DurationVar(&c.SMTPTimeout, "smtp-timeout", 10*time.Second, "bound on one whole SMTP send (connect, dialogue, message)")

@@ -16,6 +16,8 @@
 #   consul-tokens/<name>          Consul ACL token of each service (gateway, collection,
 #                                 config, processing, acquisition, behavior, reprocess):
 #                                 made by consul-tokens.sh DIR once Consul runs
+#   smtp/username, password       optional: config-svc's login at the SMTP server
+#                                 (analytics-infra's smtp-addr) that sends its e-mail
 #
 # Secrets made (the manifests in ../base refer to these names):
 #   analytics-identity            identity-secret
@@ -23,6 +25,7 @@
 #   analytics-cassandra           username, password
 #   analytics-cassandra-migrate   username, password
 #   analytics-consul              one key per service: its Consul token
+#   analytics-smtp                username, password (only when DIR/smtp/ has them)
 #
 # `apply` updates Secrets in place: signing keys are picked up by running
 # config-svc pods without a restart (the kubelet refreshes the mounted files
@@ -31,7 +34,7 @@
 # (kubectl -n analytics rollout restart deployment).
 set -euo pipefail
 
-usage() { sed -n '2,30p' "$0" >&2; exit 2; }
+usage() { sed -n '2,34p' "$0" >&2; exit 2; }
 [[ $# -ge 2 ]] || usage
 cmd=$1
 shift
@@ -116,6 +119,13 @@ apply() {
 	put analytics-signing-keys "${keys[@]}"
 	put analytics-cassandra --from-file=username="$tmp/cassandra/username" --from-file=password="$tmp/cassandra/password"
 	put analytics-cassandra-migrate --from-file=username="$tmp/cassandra-migrate/username" --from-file=password="$tmp/cassandra-migrate/password"
+	# Optional: without it config-svc sends mail unauthenticated, or none.
+	if [[ -s $dir/smtp/username && -s $dir/smtp/password ]]; then
+		mkdir -p "$tmp/smtp"
+		tr -d '\r\n' <"$dir/smtp/username" >"$tmp/smtp/username"
+		tr -d '\r\n' <"$dir/smtp/password" >"$tmp/smtp/password"
+		put analytics-smtp --from-file=username="$tmp/smtp/username" --from-file=password="$tmp/smtp/password"
+	fi
 	local t=$tmp/consul-tokens
 	put analytics-consul --from-file=gateway="$t/gateway" --from-file=collection="$t/collection" --from-file=config="$t/config" --from-file=processing="$t/processing" --from-file=acquisition="$t/acquisition" --from-file=behavior="$t/behavior" --from-file=reprocess="$t/reprocess"
 }
