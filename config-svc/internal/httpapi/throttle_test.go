@@ -110,3 +110,48 @@ func TestLoginThrottledPerAddress(t *testing.T) {
 		t.Fatalf("a 300-byte address: %d %s, want 400", r.code, r.body)
 	}
 }
+
+// Reset mails for an address: the first at once, then after a minute,
+// doubling to an hour; a day without a request clears the address.
+func TestResetThrottle(t *testing.T) {
+	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	f := newAddressThrottle(func() time.Time { return now }, resetThrottle)
+	const a = "owner@shop.example"
+	var waits []time.Duration
+	for range 9 {
+		if w := f.begin(a); w != 0 {
+			t.Fatalf("after its wait a request waits %v", w)
+		}
+		w := f.wait(a)
+		waits = append(waits, w)
+		if got := f.begin(a); got != w {
+			t.Fatalf("a refused request waits %v, want %v", got, w)
+		}
+		now = now.Add(w)
+	}
+	want := []time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute, 8 * time.Minute, 16 * time.Minute, 32 * time.Minute, time.Hour, time.Hour, time.Hour}
+	if fmt.Sprint(waits) != fmt.Sprint(want) {
+		t.Fatalf("waits %v, want %v", waits, want)
+	}
+	now = now.Add(24*time.Hour + time.Second)
+	if f.begin(a); f.wait(a) != time.Minute {
+		t.Fatalf("after a quiet day the wait is %v, want a minute again", f.wait(a))
+	}
+}
+
+// An address without an account waits one of the recent send times.
+func TestSendTimesSample(t *testing.T) {
+	var st sendTimes
+	if d := st.sample(); d != 0 {
+		t.Fatalf("nothing sent yet: %v, want 0", d)
+	}
+	for i := range 100 {
+		st.add(time.Duration(i) * time.Millisecond)
+	}
+	for range 200 {
+		// Only the last 64 are kept.
+		if d := st.sample(); d < 36*time.Millisecond || d > 99*time.Millisecond {
+			t.Fatalf("sample %v is not one of the last 64 times", d)
+		}
+	}
+}
