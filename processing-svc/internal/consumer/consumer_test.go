@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -319,4 +320,75 @@ func TestHandOverIsBounded(t *testing.T) {
 	case <-time.After(handOver + 5*time.Second):
 		t.Fatalf("the hand-over still running %v after shutdown began; its bound is %v", time.Since(start).Round(time.Millisecond), handOver)
 	}
+}
+
+// TestOversizedPoisonRecordIsDeadLettered: a record that does not decode
+// goes to the dead-letter topic even when it is as large as the hits
+// topic takes (its bytes base64-encoded in a dead letter would be larger
+// than the producer may send), and the partition goes on past it.
+func TestOversizedPoisonRecordIsDeadLettered(t *testing.T) {
+	f := newFixture(t)
+	if err := kafka.EnsureTopics(context.Background(), f.kcfg, kafka.Topic{Name: hit.TopicDeadLetter, Partitions: 1, ReplicationFactor: 1}); err != nil {
+		t.Fatal(err)
+	}
+	poison := make([]byte, 900<<10) // not UTF-8: a dead letter carries it in base64
+	for i := range poison {
+		poison[i] = byte(0x80 + i%64)
+	}
+	if _, _, err := f.producer.SendMessage(&sarama.ProducerMessage{Topic: hit.TopicHits, Key: sarama.StringEncoder("x"), Value: sarama.ByteEncoder(poison)}); err != nil {
+		t.Fatal(err)
+	}
+	f.send(t, 1)
+
+	dlq, err := sarama.NewSyncProducer(f.kcfg.BrokerList(), f.kcfg.ProducerConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dlq.Close()
+	reg := prometheus.NewRegistry()
+	c := New(Config{Group: f.group(t), Topic: hit.TopicHits, Session: f.session, Properties: enginetest.Properties{f.prop},
+		DeadLetter: deadletter.New(dlq, reg).Publish, FlushInterval: 50 * time.Millisecond,
+		Log: slog.New(slog.DiscardHandler), Metrics: NewMetrics(reg)})
+	cctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(cctx) }()
+	defer func() { cancel(); <-done }()
+
+	consumer, err := sarama.NewConsumer(f.kcfg.BrokerList(), f.kcfg.ConsumerConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer consumer.Close()
+	pc, err := consumer.ConsumePartition(hit.TopicDeadLetter, 0, sarama.OffsetOldest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	select {
+	case m := <-pc.Messages():
+		var dl hit.DeadLetter
+		if err := json.Unmarshal(m.Value, &dl); err != nil {
+			t.Fatal(err)
+		}
+		if dl.Reason != "undecodable" || dl.Offset != 0 || !strings.Contains(dl.Detail, fmt.Sprintf("of %d bytes", len(poison))) {
+			t.Fatalf("dead letter %s, detail %q: want the record at offset 0, undecodable, its payload said to be cut", dl.Reason, dl.Detail)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("no dead letter for the oversized poison record")
+	}
+	eventually.NoError(t, 15*time.Second, "the partition committed past the poison record", func() error {
+		admin, err := sarama.NewClusterAdmin(f.kcfg.BrokerList(), f.kcfg.ConsumerConfig())
+		if err != nil {
+			return err
+		}
+		defer admin.Close()
+		resp, err := admin.ListConsumerGroupOffsets("processing", map[string][]int32{hit.TopicHits: {0}})
+		if err != nil {
+			return err
+		}
+		if b := resp.GetBlock(hit.TopicHits, 0); b == nil || b.Offset != 2 {
+			return fmt.Errorf("committed %+v, want offset 2", b)
+		}
+		return nil
+	})
 }

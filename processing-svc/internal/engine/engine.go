@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	"github.com/acme/analytics/pkg/hit"
 	"github.com/acme/analytics/pkg/rules"
@@ -409,9 +410,28 @@ func (r *sessionRows) add(ch visitor.Changes) {
 	}
 }
 
+// maxDeadLetterPayload bounds the bytes of a rejected message that its
+// dead letter carries. A dead letter must fit in one message of the
+// dead-letter producer (1 MB), or its publication fails on every retry
+// and holds up the partition; the payload of a record as large as the
+// hits topic takes grows by a third in base64, and text by up to six
+// times in JSON's escapes. Hits are far smaller than this: only a
+// broken record is cut.
+const maxDeadLetterPayload = 64 << 10
+
 // deadLetter rejects payload (a hit of message m, or the whole message
-// when its hits cannot be told apart).
+// when its hits cannot be told apart), keeping at most
+// maxDeadLetterPayload bytes of it (cut at a character, so that text stays
+// text) and saying so in the detail.
 func (p *Partition) deadLetter(m Message, payload []byte, reason, detail, tid string) hit.DeadLetter {
+	if n := len(payload); n > maxDeadLetterPayload {
+		cut := maxDeadLetterPayload
+		for cut > maxDeadLetterPayload-utf8.UTFMax && !utf8.RuneStart(payload[cut]) {
+			cut--
+		}
+		payload = payload[:cut]
+		detail += fmt.Sprintf(" (payload cut to its first %d of %d bytes)", cut, n)
+	}
 	return hit.DeadLetter{Reason: reason, Detail: detail, Stage: "processing", TrackingID: tid,
 		ReceivedAt: time.Now().UTC(), Payload: hit.PayloadText(payload), Partition: p.cfg.Partition, Offset: m.Offset}
 }
