@@ -34,7 +34,8 @@ type Config struct {
 	State         engine.StatePolicy // when visitors are written
 	BatchSize     int                // messages applied at once
 	// HandOver bounds the final flush of a partition being revoked or shut
-	// down (0: unbounded). Past it the flush gives up: the group has
+	// down, which is tried again (backing off) until it passes (0: no
+	// bound in time, three tries). Past it the flush gives up: the group has
 	// moved the partition on (the rebalance timeout) or the process is
 	// about to leave it (the shutdown timeout), and a write landing after
 	// the next owner's would overwrite newer rows with older ones. The
@@ -253,7 +254,7 @@ func (w *worker) apply(batch []*sarama.ConsumerMessage) error {
 	for i, m := range batch {
 		msgs[i] = engine.Message{Offset: m.Offset, Value: m.Value}
 	}
-	err := w.retry(func(ctx context.Context) error { return w.p.Apply(ctx, msgs) }, "apply batch")
+	err := w.retry(w.s.Context(), 0, func(ctx context.Context) error { return w.p.Apply(ctx, msgs) }, "apply batch")
 	if err != nil {
 		return err
 	}
@@ -290,22 +291,19 @@ func (w *worker) flush(ctx context.Context, final bool) error {
 	}
 	var err error
 	if final {
+		tries := 3 // without a bound in time
 		if h := w.c.cfg.HandOver; h > 0 {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithTimeout(ctx, h)
 			defer cancel()
+			tries = 0 // until the bound: an outage of a moment costs the next owner no replay
 		}
-		err = ctx.Err() // past the deadline already: nothing is tried
-		for i := 0; i < 3 && ctx.Err() == nil; i++ {
-			if err = op(ctx); err == nil {
-				break
-			}
-		}
+		err = w.retry(ctx, tries, op, "hand-over flush")
 		if err != nil && ctx.Err() != nil {
 			err = fmt.Errorf("hand-over not written within %s (the next owner replays it): %w", w.c.cfg.HandOver, err)
 		}
 	} else {
-		err = w.retry(op, "flush")
+		err = w.retry(ctx, 0, op, "flush")
 	}
 	if err != nil {
 		m.Flushes.WithLabelValues("error").Inc()
@@ -335,20 +333,23 @@ func (w *worker) flush(ctx context.Context, final bool) error {
 	return nil
 }
 
-// retry runs op until it succeeds or the session ends, backing off.
-func (w *worker) retry(op func(ctx context.Context) error, what string) error {
+// retry runs op until it succeeds, ctx ends or, with tries above 0, it
+// has failed that many times, backing off.
+func (w *worker) retry(ctx context.Context, tries int, op func(ctx context.Context) error, what string) error {
 	backoff := 100 * time.Millisecond
-	for {
-		err := op(w.s.Context())
+	for i := 1; ; i++ {
+		err := ctx.Err() // past the deadline already: nothing is tried
 		if err == nil {
-			return nil
+			if err = op(ctx); err == nil {
+				return nil
+			}
 		}
-		if w.s.Context().Err() != nil {
+		if ctx.Err() != nil || i == tries {
 			return fmt.Errorf("%s: %w", what, err)
 		}
 		w.log.Warn(what+" failed; retrying", slog.Any("error", err), slog.Duration("backoff", backoff))
 		select {
-		case <-w.s.Context().Done():
+		case <-ctx.Done():
 			return fmt.Errorf("%s: %w", what, err)
 		case <-time.After(backoff):
 		}

@@ -392,3 +392,47 @@ func TestOversizedPoisonRecordIsDeadLettered(t *testing.T) {
 		return nil
 	})
 }
+
+// TestHandOverOutlastsABriefOutage: a final flush that fails (the store
+// unavailable for a moment as the partition is handed over) is tried
+// again within Config.HandOver, so the hand-over still writes every
+// visitor and commits the partition to its end: the next owner re-reads
+// nothing.
+func TestHandOverOutlastsABriefOutage(t *testing.T) {
+	f := newFixture(t)
+	m := NewMetrics(prometheus.NewRegistry())
+	c := New(Config{Group: f.group(t), Topic: hit.TopicHits, Session: f.session, Properties: enginetest.Properties{f.prop},
+		FlushInterval: 50 * time.Millisecond, State: engine.StatePolicy{Quiet: time.Hour, MaxDelay: time.Hour}, HandOver: 20 * time.Second,
+		Log: slog.New(slog.DiscardHandler), Metrics: m})
+	cctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(cctx) }()
+
+	f.send(t, 1)
+	eventually.True(t, 30*time.Second, "the hit's rollups written", func() bool {
+		return testutil.ToFloat64(m.Flushes.WithLabelValues("ok")) > 0
+	})
+	srv := cqltest.Server(t)
+	srv.SetUnavailable(true)
+	outage := time.AfterFunc(3*time.Second, func() { srv.SetUnavailable(false) })
+	defer outage.Stop()
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the hand-over still running after 30 s")
+	}
+	srv.SetUnavailable(false)
+	admin, err := sarama.NewClusterAdmin(f.kcfg.BrokerList(), f.kcfg.ConsumerConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	resp, err := admin.ListConsumerGroupOffsets("processing", map[string][]int32{hit.TopicHits: {0}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := resp.GetBlock(hit.TopicHits, 0); b == nil || b.Offset != 1 {
+		t.Fatalf("committed %+v after the hand-over, want 1 (past the hit): the hand-over gave up during a 3 s outage within its bound of 20 s", b)
+	}
+}
