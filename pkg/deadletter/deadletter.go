@@ -31,7 +31,13 @@ func New(producer sarama.SyncProducer, reg prometheus.Registerer) *Publisher {
 	return &Publisher{producer: producer, counter: c}
 }
 
-// Publish sends dls and returns once the broker has them all.
+// Publish sends dls and returns once the broker has them all, or with
+// ctx's error when ctx ends first: a broker that takes the request and
+// never answers would otherwise hold the caller for as long as the
+// producer's timeouts and retries allow (minutes), past any bound the
+// caller keeps (a consumer's hand-over of its partition). The letters
+// given up on may still be delivered, and be delivered again when the
+// caller retries: a dead letter's partition and offset tell a second copy.
 func (p *Publisher) Publish(ctx context.Context, dls []hit.DeadLetter) error {
 	if len(dls) == 0 {
 		return nil
@@ -47,11 +53,23 @@ func (p *Publisher) Publish(ctx context.Context, dls []hit.DeadLetter) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := p.producer.SendMessages(msgs); err != nil {
-		return fmt.Errorf("publish %d dead letters: %w", len(msgs), err)
+	sent := make(chan error, 1)
+	go func() {
+		err := p.producer.SendMessages(msgs)
+		if err == nil {
+			for _, dl := range dls {
+				p.counter.WithLabelValues(dl.Stage, dl.Reason).Inc()
+			}
+		}
+		sent <- err
+	}()
+	select {
+	case err := <-sent:
+		if err != nil {
+			return fmt.Errorf("publish %d dead letters: %w", len(msgs), err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("publish %d dead letters: %w", len(msgs), ctx.Err())
 	}
-	for _, dl := range dls {
-		p.counter.WithLabelValues(dl.Stage, dl.Reason).Inc()
-	}
-	return nil
 }

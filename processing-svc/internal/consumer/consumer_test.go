@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -434,5 +435,60 @@ func TestHandOverOutlastsABriefOutage(t *testing.T) {
 	}
 	if b := resp.GetBlock(hit.TopicHits, 0); b == nil || b.Offset != 1 {
 		t.Fatalf("committed %+v after the hand-over, want 1 (past the hit): the hand-over gave up during a 3 s outage within its bound of 20 s", b)
+	}
+}
+
+// TestHandOverIsBoundedWhileDeadLettersHang: a dead-letter topic whose
+// broker takes a produce request and never answers holds neither a flush
+// past the end of its session nor the final flush past Config.HandOver
+// (the dead letters are published again by the next owner's replay).
+func TestHandOverIsBoundedWhileDeadLettersHang(t *testing.T) {
+	f := newFixture(t)
+	if err := kafka.EnsureTopics(context.Background(), f.kcfg, kafka.Topic{Name: hit.TopicDeadLetter, Partitions: 1, ReplicationFactor: 1}); err != nil {
+		t.Fatal(err)
+	}
+	hung, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	f.cl.ControlKey(int16(kmsg.Produce), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		f.cl.KeepControl()
+		for _, rt := range kreq.(*kmsg.ProduceRequest).Topics {
+			if rt.Topic == hit.TopicDeadLetter {
+				once.Do(func() { close(hung) })
+				f.cl.SleepControl(func() { <-release })
+			}
+		}
+		return nil, nil, false
+	})
+	if _, _, err := f.producer.SendMessage(&sarama.ProducerMessage{Topic: hit.TopicHits, Key: sarama.StringEncoder("x"), Value: sarama.StringEncoder("not a hit")}); err != nil {
+		t.Fatal(err)
+	}
+	f.send(t, 1)
+
+	dlq, err := sarama.NewSyncProducer(f.kcfg.BrokerList(), f.kcfg.ProducerConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dlq.Close() })
+	const handOver = time.Second
+	reg := prometheus.NewRegistry()
+	c := New(Config{Group: f.group(t), Topic: hit.TopicHits, Session: f.session, Properties: enginetest.Properties{f.prop},
+		DeadLetter: deadletter.New(dlq, reg).Publish, FlushInterval: 50 * time.Millisecond,
+		State: engine.StatePolicy{Quiet: time.Hour, MaxDelay: time.Hour}, HandOver: handOver,
+		Log: slog.New(slog.DiscardHandler), Metrics: NewMetrics(reg)})
+	cctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = c.Run(cctx); close(done) }()
+	t.Cleanup(func() { close(release); cancel(); <-done }) // before the producer's and the group's Close, which wait for it
+	select {
+	case <-hung:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no dead letter published")
+	}
+	start := time.Now()
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(handOver + 5*time.Second):
+		t.Fatalf("the hand-over still running %v after shutdown began, waiting on the dead-letter topic; its bound is %v", time.Since(start).Round(time.Millisecond), handOver)
 	}
 }
