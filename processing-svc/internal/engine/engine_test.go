@@ -333,10 +333,7 @@ func crashRun(t *testing.T, seed uint64) {
 	ctx := context.Background()
 	prop := testProperty(t, rules.Defaults())
 	msgs := traffic(30, seed)
-
-	clean := connect(t)
-	run(t, ctx, newPartition(clean, prop), msgs, 20)
-	want := dump(t, clean)
+	want := undisturbed(t, prop, msgs)
 	batchMax := 30
 	if seed%2 == 1 {
 		msgs, batchMax = asRecords(msgs, seed), 8 // as many flushes, fewer messages
@@ -345,12 +342,7 @@ func crashRun(t *testing.T, seed uint64) {
 	s := connect(t)
 	rng := rand.New(rand.NewPCG(seed, 4))
 	clock := time.Unix(0, 0)
-	cfg := Config{Topic: "hits", Session: s, Properties: staticProperties{prop}}
-	if seed > 6 {
-		cfg.State = StatePolicy{Quiet: 3 * time.Second, MaxDelay: 8 * time.Second}
-		cfg.IdleEviction = time.Second
-		cfg.Now = func() time.Time { return clock }
-	}
+	cfg := disturbed(s, prop, seed > 6, &clock)
 	committed := int64(-1)
 	crashes, deferred := 0, 0
 	for committed < int64(len(msgs))-1 {
@@ -409,6 +401,29 @@ func crashRun(t *testing.T, seed uint64) {
 	if got := dump(t, s); got != want {
 		t.Fatalf("after crashes the tables differ from an undisturbed run:\n%s", diff(want, got))
 	}
+}
+
+// undisturbed returns the tables msgs make when applied in batches of 20,
+// each flushed, on a keyspace of their own: what a disturbed run must end
+// with.
+func undisturbed(t *testing.T, prop *Property, msgs []Message) string {
+	t.Helper()
+	clean := connect(t)
+	run(t, context.Background(), newPartition(clean, prop), msgs, 20)
+	return dump(t, clean)
+}
+
+// disturbed returns the configuration of a partition of a disturbed run
+// on s; with due, it saves visitor states only when due, on the clock at
+// *clock, and evicts idle visitors sooner than they go quiet.
+func disturbed(s *gocql.Session, prop *Property, due bool, clock *time.Time) Config {
+	cfg := Config{Topic: "hits", Session: s, Properties: staticProperties{prop}}
+	if due {
+		cfg.State = StatePolicy{Quiet: 3 * time.Second, MaxDelay: 8 * time.Second}
+		cfg.IdleEviction = time.Second
+		cfg.Now = func() time.Time { return *clock }
+	}
+	return cfg
 }
 
 // next0 is the offset of the first message of next, a tail of msgs (one
@@ -652,20 +667,29 @@ func TestVisitorLoadedUnderNewRules(t *testing.T) {
 	}
 }
 
-func visitorLoadedUnderNewRules(t *testing.T, excludedBetween bool) {
-	ctx := context.Background()
-	s := connect(t)
-	change := t0.Add(10 * time.Minute)
+// partnerExcluded returns the default rules as version 1 and, as version
+// 2, the same with partner.example a referral exclusion: a session from
+// there is Referral under the first, Direct under the second.
+func partnerExcluded(t *testing.T) (old, newer *rules.Compiled) {
+	t.Helper()
 	old, err := rules.Compile(rules.Defaults(), 1, []string{"shop.example"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := rules.Defaults()
 	r.ReferralExclusions = []string{"partner.example"}
-	newer, err := rules.Compile(r, 2, []string{"shop.example"})
+	newer, err = rules.Compile(r, 2, []string{"shop.example"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return old, newer
+}
+
+func visitorLoadedUnderNewRules(t *testing.T, excludedBetween bool) {
+	ctx := context.Background()
+	s := connect(t)
+	change := t0.Add(10 * time.Minute)
+	old, newer := partnerExcluded(t)
 	prop := &Property{ID: propID, TenantID: "t", Location: time.UTC, Shards: 1,
 		RulesAt: func(at time.Time) *rules.Compiled {
 			if at.Before(change) {
