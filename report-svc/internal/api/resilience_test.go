@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"encoding/json"
 	"net/http"
 	"slices"
 	"strconv"
@@ -210,4 +211,53 @@ func TestReprocessedDayLeavesTheWeekCache(t *testing.T) {
 	if got := sessions("2026-03-09", "2026-03-15"); got != week-sunday {
 		t.Fatalf("the week has %v sessions an hour after Sunday was rewritten, want %v", got, week-sunday)
 	}
+}
+
+// TestComputeTimeoutShared: identical queries that share a computation
+// over a slow store each answer report_timeout within -compute-timeout of
+// their arrival, as a lone one does. A request had no deadline of its own,
+// so the callers of a computation that ran out of time started it again
+// (up to twice) and waited anew: they answered after twice the limit or
+// more, up to the 30s the gateway waits for a report.
+func TestComputeTimeoutShared(t *testing.T) {
+	ds := reporttest.Generate(reporttest.Config{Seed: 5, Location: newYork, Now: time.Date(2026, 3, 20, 19, 30, 0, 0, time.UTC),
+		Days: 40, Clients: 100, Shards: 1, LiveClients: 5})
+	o := defaultOptions()
+	o.store.Timeout = 5 * time.Second // no single read times out
+	o.store.Concurrency = 1
+	o.engine.ComputeTimeout = time.Second
+	o.engine.DayCacheBytes = 0
+	e := newEnv(t, ds, o)
+
+	e.cql.SetLatency(300 * time.Millisecond) // 28 days, one read at a time: over 8 s in all
+	type answer struct {
+		status int
+		code   string
+		took   time.Duration
+	}
+	const callers = 4
+	answers := make(chan answer, callers)
+	for range callers {
+		go func() {
+			start := time.Now()
+			status, body, _ := e.get(viewer, "/v1/reports/acquisition/source", params("range", "last_28_days", "metrics", "sessions"))
+			a := answer{status: status, took: time.Since(start)}
+			var ae apiError
+			if json.Unmarshal(body, &ae) == nil {
+				a.code = ae.Error.Code
+			}
+			answers <- a
+		}()
+	}
+	for range callers {
+		a := <-answers
+		t.Logf("answered %d %s after %v", a.status, a.code, a.took.Round(time.Millisecond))
+		if a.status != http.StatusServiceUnavailable || a.code != "report_timeout" {
+			t.Errorf("status %d %s; want 503 report_timeout", a.status, a.code)
+		}
+		if a.took > 1500*time.Millisecond {
+			t.Errorf("a shared report timed out after %v; -compute-timeout is 1s", a.took)
+		}
+	}
+	e.cql.SetLatency(0)
 }

@@ -234,6 +234,16 @@ func (e *Engine) sharedRead(ctx context.Context) (context.Context, context.Cance
 	return context.WithTimeout(context.WithoutCancel(ctx), e.cfg.ComputeTimeout)
 }
 
+// waitLimit bounds how long a request waits for its answer: ComputeTimeout
+// from its arrival, whether it starts the computation or joins one that
+// another started (and, when that one runs out of its starter's time, starts
+// it again with its own). The request's context has no deadline, so without
+// it a caller that joined a computation which timed out would start another
+// and wait again, past the gateway's time limit for a report.
+func (e *Engine) waitLimit(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, e.cfg.ComputeTimeout)
+}
+
 // shared returns the context of a report's computation, which identical
 // concurrent queries share (through do): the caller that starts it going
 // away must not cancel it for the others, but it keeps that caller's
@@ -279,6 +289,8 @@ func (e *Engine) Report(ctx context.Context, p Property, q *Query) (*Answer, err
 		e.m.results.WithLabelValues("cache").Inc()
 		return &Answer{Result: c.res, Query: q, Cached: true}, nil
 	}
+	ctx, cancel := e.waitLimit(ctx)
+	defer cancel()
 	v, err := e.do(ctx, &e.resultSF, key, func() (any, error) {
 		cctx, cancel := e.shared(ctx)
 		defer cancel()

@@ -66,6 +66,8 @@ func (e *Engine) Realtime(ctx context.Context, p Property, window, limit int) (*
 		e.m.results.WithLabelValues("cache").Inc()
 		return &RealtimeAnswer{Realtime: c.rt, Cached: true}, nil
 	}
+	ctx, cancel := e.waitLimit(ctx)
+	defer cancel()
 	v, err := e.do(ctx, &e.resultSF, key, func() (any, error) {
 		cctx, cancel := e.shared(ctx)
 		defer cancel()
