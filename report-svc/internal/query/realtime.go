@@ -75,7 +75,7 @@ func (e *Engine) Realtime(ctx context.Context, p Property, window, limit int) (*
 		if err != nil {
 			return nil, err
 		}
-		e.results.put(key, &cached{rt: rt, freshUntil: rt.Now.Add(min(realtimeCacheTTL, e.cfg.CacheTTL))}, 4096, rt.Now.Add(e.cfg.StaleMaxAge))
+		e.results.put(key, &cached{rt: rt, freshUntil: rt.Now.Add(min(realtimeCacheTTL, e.cfg.CacheTTL))}, rt.size(), rt.Now.Add(e.cfg.StaleMaxAge))
 		return rt, nil
 	})
 	if err == nil {
@@ -142,6 +142,18 @@ func (e *Engine) realtime(ctx context.Context, p Property, window, limit int) (*
 	}
 	rt.Freshness = Freshness{CompleteUpTo: now.Add(-e.cfg.ProcessingDelay), NewestActivity: newest, ComputedAt: now}
 	return rt, nil
+}
+
+// size estimates the memory a realtime view holds, for the cache bound:
+// its top lists are up to twice limit names, of any length.
+func (rt *Realtime) size() int64 {
+	n := int64(512 + 32*len(rt.Minutes))
+	for _, l := range [][]NamedCount{rt.TopPages, rt.TopSources} {
+		for _, c := range l {
+			n += 32 + int64(len(c.Name))
+		}
+	}
+	return n
 }
 
 // top returns the n largest counts, ties by name; zero counts are left out.

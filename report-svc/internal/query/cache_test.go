@@ -1,0 +1,56 @@
+package query
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/acme/analytics/pkg/cassandra"
+	"github.com/acme/analytics/pkg/migrate/migratetest"
+	"github.com/acme/analytics/report-svc/internal/store"
+	"github.com/gocql/gocql"
+)
+
+// TestRealtimeCacheSize: a realtime view is counted in the result cache's
+// bound (-cache-bytes) by what it holds. Each was counted as 4096 bytes,
+// while its top lists hold up to twice limit (1000) names, pages of any
+// length, and a property has 30,000 keys of window and limit, each kept for
+// -cache-stale-max-age: the cache could hold many times its bound.
+func TestRealtimeCacheSize(t *testing.T) {
+	session, err := cassandra.Connect(migratetest.Keyspace(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(session.Close)
+	property := gocql.MustRandomUUID()
+	now := time.Now().UTC().Truncate(time.Minute)
+	pages, sources := map[string]int64{}, map[string]int64{}
+	for i := range 300 {
+		pages[fmt.Sprintf("/articles/%04d/%s", i, strings.Repeat("x", 200))] = 1
+		sources[fmt.Sprintf("source-%04d.example.com", i)] = 1
+	}
+	if err := session.Query("INSERT INTO realtime_minutes (property_id, minute, shard, pageviews, pages, sources, through_offset) VALUES (?, ?, 0, 300, ?, ?, 0)",
+		property, now, pages, sources).Exec(); err != nil {
+		t.Fatal(err)
+	}
+
+	st := store.New(session, store.Config{Timeout: 5 * time.Second, BreakerFailures: 5, BreakerOpen: time.Second, Concurrency: 4}, nil)
+	e := New(st, Config{CacheTTL: 5 * time.Second, StaleMaxAge: time.Hour, CacheBytes: 64 << 20, ComputeTimeout: 10 * time.Second, DayConcurrency: 4}, time.Now, nil)
+	ans, err := e.Realtime(context.Background(), Property{ID: property, Location: time.UTC}, RealtimeWindow, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names int64
+	for _, n := range slices.Concat(ans.TopPages, ans.TopSources) {
+		names += int64(len(n.Name))
+	}
+	if names < 60_000 {
+		t.Fatalf("the view's lists hold %d bytes of names; the test wants more", names)
+	}
+	if got := e.results.bytes(); got < names {
+		t.Errorf("the result cache counts %d bytes for a realtime view whose names alone are %d bytes", got, names)
+	}
+}
