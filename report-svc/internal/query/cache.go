@@ -64,6 +64,27 @@ func (c *lru[V]) put(key string, val V, size int64, expires time.Time) {
 	}
 }
 
+// grow adds n bytes, memory that a value took on after it was put, to the
+// size of the entry under key if same reports that it still holds that
+// value, evicting the least recently used entries beyond the size bound.
+func (c *lru[V]) grow(key string, same func(V) bool, n int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.items[key]
+	if !ok {
+		return
+	}
+	e := el.Value.(*lruEntry[V])
+	if !same(e.val) {
+		return
+	}
+	e.size += n
+	c.size += n
+	for c.size > c.max {
+		c.remove(c.ll.Back())
+	}
+}
+
 func (c *lru[V]) remove(el *list.Element) {
 	e := el.Value.(*lruEntry[V])
 	c.ll.Remove(el)

@@ -1,6 +1,7 @@
 package query
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/acme/analytics/pkg/cassandra"
 	"github.com/acme/analytics/pkg/migrate/migratetest"
+	"github.com/acme/analytics/pkg/rollup"
 	"github.com/acme/analytics/report-svc/internal/store"
 	"github.com/gocql/gocql"
 )
@@ -52,5 +54,55 @@ func TestRealtimeCacheSize(t *testing.T) {
 	}
 	if got := e.results.bytes(); got < names {
 		t.Errorf("the result cache counts %d bytes for a realtime view whose names alone are %d bytes", got, names)
+	}
+}
+
+// TestRenderedResultCacheSize: the encodings memoized with a cached result
+// (Render: up to 8 of up to 1 MiB, one per format, page and preset that a
+// client asks for) count in the result cache's bound. They were reserved
+// 4 KiB each, so a result paged through in JSON and CSV held several times
+// the bytes the cache counted for it.
+func TestRenderedResultCacheSize(t *testing.T) {
+	session, err := cassandra.Connect(migratetest.Keyspace(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(session.Close)
+	property := gocql.MustRandomUUID()
+	day := time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
+	for i := range 50 {
+		row := rollup.Row{Day: day, Report: "page", Dimension: fmt.Sprintf("/articles/%04d", i), Metrics: rollup.Metrics{Pageviews: int64(i + 1)}}
+		vals, err := row.Values()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := session.Query(rollup.InsertDaily, append(append([]any{property}, vals...), int64(1))...).Exec(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	st := store.New(session, store.Config{Timeout: 5 * time.Second, BreakerFailures: 5, BreakerOpen: time.Second, Concurrency: 4}, nil)
+	now := day.Add(72 * time.Hour)
+	e := New(st, Config{CacheTTL: 5 * time.Second, FinalCacheTTL: 5 * time.Minute, StaleMaxAge: time.Hour, CacheBytes: 64 << 20,
+		ComputeTimeout: 10 * time.Second, DayConcurrency: 4, LateHorizon: 4 * time.Hour}, func() time.Time { return now }, nil)
+	v, err := ParseParams("from=2026-03-02&to=2026-03-02", "/v1/reports/behavior/pages", ReportParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := Parse(Behavior, Behavior.Report("pages"), v, dateOf(now, time.UTC))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ans, err := e.Report(context.Background(), Property{ID: property, Location: time.UTC}, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held int64
+	for i := range maxRenders {
+		b := ans.Render(fmt.Sprintf("page %d", i), func() []byte { return bytes.Repeat([]byte("x"), 256<<10) })
+		held += int64(len(b))
+	}
+	if got := e.results.bytes(); got < held {
+		t.Errorf("the result cache counts %d bytes for a result memoizing %d bytes of encodings", got, held)
 	}
 }

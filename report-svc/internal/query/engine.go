@@ -180,21 +180,28 @@ type Result struct {
 	// cached result is not encoded again for every request.
 	renders sync.Map
 	nRender atomic.Int32
+	// grow, set before the result goes into the result cache, adds the
+	// bytes of a memoized encoding to its entry there, so that they count
+	// in the cache's bound; nil for a result not cached.
+	grow func(n int64)
 }
 
 // maxRenders bounds the encodings memoized per result.
 const maxRenders = 8
 
 // Render returns the encoding of the result that key names, made by
-// encode once and then memoized (for at most a few keys, and only
-// encodings under 1 MiB).
+// encode once and then memoized (for at most a few keys, only encodings
+// under 1 MiB, and only while the result is cached; they count in the
+// result cache's bound).
 func (r *Result) Render(key string, encode func() []byte) []byte {
 	if b, ok := r.renders.Load(key); ok {
 		return b.([]byte)
 	}
 	b := encode()
-	if len(b) <= 1<<20 && r.nRender.Add(1) <= maxRenders {
-		r.renders.Store(key, b)
+	if r.grow != nil && len(b) <= 1<<20 && r.nRender.Add(1) <= maxRenders {
+		if _, loaded := r.renders.LoadOrStore(key, b); !loaded {
+			r.grow(int64(len(b)))
+		}
 	}
 	return b
 }
@@ -304,7 +311,9 @@ func (e *Engine) Report(ctx context.Context, p Property, q *Query) (*Answer, err
 		}
 		computed := res.Freshness.ComputedAt
 		keep := max(ttl, e.cfg.StaleMaxAge)
-		e.results.put(key, &cached{res: res, freshUntil: computed.Add(ttl)}, res.size(), computed.Add(keep))
+		c := &cached{res: res, freshUntil: computed.Add(ttl)}
+		res.grow = func(n int64) { e.results.grow(key, func(v *cached) bool { return v == c }, n) }
+		e.results.put(key, c, res.size(), computed.Add(keep))
 		return res, nil
 	})
 	if err == nil {
@@ -957,7 +966,7 @@ func (e *Engine) newestActivity(ctx context.Context, p Property, now time.Time) 
 
 // size estimates the memory a result holds, for the cache bound.
 func (r *Result) size() int64 {
-	n := int64(512 + maxRenders*4096)
+	n := int64(512)
 	for _, row := range r.Rows {
 		n += 64 + 8*int64(len(row.Values)+len(row.Previous))
 		for _, d := range row.Dims {
