@@ -354,7 +354,12 @@ func (q *Query) Key() string {
 	for _, m := range q.Metrics {
 		b.WriteString(m.Name + ",")
 	}
-	b.WriteString("|f=" + strings.Join(q.filterRaw, "\x00"))
+	// Filters and the path are the request's own text, which may hold any
+	// byte: each is quoted, so that no two lists of them read alike.
+	b.WriteString("|f=")
+	for _, f := range q.filterRaw {
+		b.WriteString(strconv.Quote(f))
+	}
 	b.WriteString("|s=")
 	for _, k := range q.Sort {
 		if k.Desc {
@@ -362,7 +367,7 @@ func (q *Query) Key() string {
 		}
 		b.WriteString(k.Field + ",")
 	}
-	b.WriteString("|p=" + q.Path)
+	b.WriteString("|p=" + strconv.Quote(q.Path))
 	return b.String()
 }
 
