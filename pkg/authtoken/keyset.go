@@ -82,7 +82,9 @@ func (ks *KeySet) Len() int {
 // Lookup returns the key named kid. A kid not in the cache triggers a
 // refresh unless one was attempted within the minimum refresh interval; if
 // the kid is still unknown the error wraps ErrUnknownKey, or
-// ErrKeysUnavailable when no fetch has ever succeeded.
+// ErrKeysUnavailable when no fetch has ever succeeded or the last one
+// failed: the kid may be a key the issuer published since (a rotation
+// while its JWKS cannot be fetched), so the token cannot be judged.
 func (ks *KeySet) Lookup(ctx context.Context, kid string) (Key, error) {
 	if k, ok := ks.cached(kid); ok {
 		return k, nil
@@ -91,13 +93,13 @@ func (ks *KeySet) Lookup(ctx context.Context, kid string) (Key, error) {
 	if k, ok := ks.cached(kid); ok {
 		return k, nil
 	}
-	if !ks.Loaded() {
-		if err == nil || errors.Is(err, errRefreshTooSoon) {
-			err = ks.lastError()
-		}
-		if err == nil {
-			err = errors.New("no fetch has completed yet")
-		}
+	if err == nil || errors.Is(err, errRefreshTooSoon) {
+		err = ks.lastError()
+	}
+	if err == nil && !ks.Loaded() {
+		err = errors.New("no fetch has completed yet")
+	}
+	if err != nil {
 		return Key{}, fmt.Errorf("%w: %w", ErrKeysUnavailable, err)
 	}
 	return Key{}, ErrUnknownKey

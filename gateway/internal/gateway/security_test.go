@@ -263,3 +263,48 @@ func TestKeysUnavailable(t *testing.T) {
 		return nil
 	})
 }
+
+// TestKeysUnavailableForANewKey: a token of a key the gateway has not seen,
+// while it cannot fetch config-svc's keys (config-svc failing in the middle
+// of a key rotation), cannot be judged: 503 auth_unavailable (try again),
+// not 401 (sign in again), which told the holder of a valid token to throw
+// it away. Tokens of the cached keys pass meanwhile; once the keys can be
+// fetched again the new key passes, and a made-up kid is 401 as before.
+func TestKeysUnavailableForANewKey(t *testing.T) {
+	old, rotated, stranger := newIssuer(t), newIssuer(t), newIssuer(t)
+	config, behavior := newUpstream(t, "config"), newUpstream(t, "behavior")
+	config.setJWKS(old.jwks())
+	g := startGateway(t, "-consul-addr=", staticUpstreams(config, behavior), "-jwks-min-refresh-interval=1s", "-breaker-open-timeout=2s")
+	path := "/v1/reports/realtime?property=p1"
+	status := func(is *issuer) func() error {
+		return func() error {
+			if r := g.get(t, path, "Authorization", "Bearer "+is.token(t, "t1")); r.status != http.StatusOK {
+				return errorf("status %d %s", r.status, r.body)
+			}
+			return nil
+		}
+	}
+	eventually.NoError(t, 10*time.Second, "old key accepted", status(old))
+
+	config.mu.Lock()
+	config.jwks = nil // its JWKS endpoint answers no key set
+	config.mu.Unlock()
+	// Once the refetch that the new kid causes (at most one a second) has
+	// failed.
+	eventually.NoError(t, 10*time.Second, "new key: try again", func() error {
+		r := g.get(t, path, "Authorization", "Bearer "+rotated.token(t, "t1"))
+		if r.status != http.StatusServiceUnavailable || r.errorCode() != "auth_unavailable" || r.header.Get("Retry-After") != "2" {
+			return errorf("a new key while keys cannot be fetched: %d %s, Retry-After %q; want 503 auth_unavailable", r.status, r.body, r.header.Get("Retry-After"))
+		}
+		return nil
+	})
+	if err := status(old)(); err != nil {
+		t.Errorf("a cached key while keys cannot be fetched: %v", err)
+	}
+
+	config.setJWKS(authtoken.JWKS{Keys: append(old.jwks().Keys, rotated.jwks().Keys...)})
+	eventually.NoError(t, 10*time.Second, "rotated key accepted", status(rotated))
+	if r := g.get(t, path, "Authorization", "Bearer "+stranger.token(t, "t1")); r.status != http.StatusUnauthorized || r.errorCode() != "invalid_token" {
+		t.Errorf("a made-up kid with the keys fetched: %d %s; want 401 invalid_token", r.status, r.body)
+	}
+}
