@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -63,6 +64,49 @@ func TestRealtimeCacheSize(t *testing.T) {
 // 4 KiB each, so a result paged through in JSON and CSV held several times
 // the bytes the cache counted for it.
 func TestRenderedResultCacheSize(t *testing.T) {
+	e, p, now := pagesEngine(t)
+	ans, err := e.Report(context.Background(), p, parseQuery(t, "from=2026-03-02&to=2026-03-02", now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held int64
+	for i := range maxRenders {
+		b := ans.Render(fmt.Sprintf("page %d", i), func() []byte { return bytes.Repeat([]byte("x"), 256<<10) })
+		held += int64(len(b))
+	}
+	if got := e.results.bytes(); got < held {
+		t.Errorf("the result cache counts %d bytes for a result memoizing %d bytes of encodings", got, held)
+	}
+}
+
+// TestCachedResultKeepsNoFilter: a cached result holds what its size
+// counts. It kept the query it was computed for, with the compiled regular
+// expressions of its filter: an expression of the 2000 characters a filter
+// may have (a{1000} over and over) compiles to about 10 MB, which the cache
+// did not count, so a few requests could hold gigabytes for
+// -cache-stale-max-age.
+func TestCachedResultKeepsNoFilter(t *testing.T) {
+	e, p, now := pagesEngine(t)
+	raw := "filter=page%3D~" + strings.Repeat("a%7B1000%7D", 270) + "&from=2026-03-02&to=2026-03-02"
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	if _, err := e.Report(context.Background(), p, parseQuery(t, raw, now)); err != nil {
+		t.Fatal(err)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	kept := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("heap grew by %d bytes; the cache counts %d", kept, e.results.bytes())
+	if kept > e.results.bytes()+2<<20 {
+		t.Errorf("the heap holds %d bytes more after a report whose cached result is counted as %d", kept, e.results.bytes())
+	}
+}
+
+// pagesEngine returns an engine over a property with 50 pages viewed on
+// 2026-03-02 (UTC), its clock three days later.
+func pagesEngine(t *testing.T) (*Engine, Property, time.Time) {
+	t.Helper()
 	session, err := cassandra.Connect(migratetest.Keyspace(t))
 	if err != nil {
 		t.Fatal(err)
@@ -80,12 +124,17 @@ func TestRenderedResultCacheSize(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-
 	st := store.New(session, store.Config{Timeout: 5 * time.Second, BreakerFailures: 5, BreakerOpen: time.Second, Concurrency: 4}, nil)
 	now := day.Add(72 * time.Hour)
 	e := New(st, Config{CacheTTL: 5 * time.Second, FinalCacheTTL: 5 * time.Minute, StaleMaxAge: time.Hour, CacheBytes: 64 << 20,
 		ComputeTimeout: 10 * time.Second, DayConcurrency: 4, LateHorizon: 4 * time.Hour}, func() time.Time { return now }, nil)
-	v, err := ParseParams("from=2026-03-02&to=2026-03-02", "/v1/reports/behavior/pages", ReportParams)
+	return e, Property{ID: property, Location: time.UTC}, now
+}
+
+// parseQuery parses the raw query string of a pages report.
+func parseQuery(t *testing.T, raw string, now time.Time) *Query {
+	t.Helper()
+	v, err := ParseParams(raw, "/v1/reports/behavior/pages", ReportParams)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,16 +142,5 @@ func TestRenderedResultCacheSize(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ans, err := e.Report(context.Background(), Property{ID: property, Location: time.UTC}, q)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var held int64
-	for i := range maxRenders {
-		b := ans.Render(fmt.Sprintf("page %d", i), func() []byte { return bytes.Repeat([]byte("x"), 256<<10) })
-		held += int64(len(b))
-	}
-	if got := e.results.bytes(); got < held {
-		t.Errorf("the result cache counts %d bytes for a result memoizing %d bytes of encodings", got, held)
-	}
+	return q
 }

@@ -161,9 +161,10 @@ type Row struct {
 }
 
 // Result is a computed report, before pagination. Cached results are
-// shared: never modify one.
+// shared: never modify one. It holds no query: the cache counts what a
+// result holds, and a query's compiled filter can be megabytes (an Answer
+// carries the request's own).
 type Result struct {
-	Query          *Query
 	Range          DateRange
 	PreviousRange  *DateRange
 	Buckets        []Bucket
@@ -269,7 +270,7 @@ type Answer struct {
 	// Query is the request's own query: the result may have been computed
 	// for another request with the same key (the cache, a shared
 	// computation), whose page (limit, offset) and range preset may
-	// differ. It shadows Result.Query.
+	// differ.
 	Query    *Query
 	Cached   bool   // from the result cache
 	Stale    bool   // from the cache after a failed computation
@@ -824,7 +825,7 @@ func (e *Engine) loadUnit(ctx context.Context, p Property, src *source, hourly b
 // compute runs q against the store.
 func (e *Engine) compute(ctx context.Context, p Property, q *Query) (*Result, error) {
 	now := e.now()
-	res := &Result{Query: q, Range: q.Range}
+	res := &Result{Range: q.Range}
 	if q.Granularity != None {
 		res.Buckets = buckets(q.Range, q.Granularity, p.Location, now)
 	}
