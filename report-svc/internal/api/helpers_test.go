@@ -83,6 +83,9 @@ type env struct {
 	// writer is a session of newEnv's keyspace for a test to change the
 	// rows with (as reprocessing would); nil for other envs.
 	writer *gocql.Session
+	// keyspace is newEnv's, for a test to serve the same data again with
+	// another engine; nil for other envs.
+	keyspace *cassandra.Config
 }
 
 type envOptions struct {
@@ -114,7 +117,7 @@ func newEnv(t testing.TB, ds *reporttest.Dataset, o envOptions) *env {
 		t.Fatalf("write data set: %v", err)
 	}
 	e := serve(t, ds, srv, cfg, o)
-	e.writer = session
+	e.writer, e.keyspace = session, cfg
 	return e
 }
 

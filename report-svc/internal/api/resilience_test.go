@@ -2,13 +2,16 @@ package api_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/acme/analytics/pkg/cqlserver"
 	"github.com/acme/analytics/pkg/eventually"
 	"github.com/acme/analytics/pkg/rollup"
 	"github.com/acme/analytics/report-svc/internal/api"
@@ -288,5 +291,78 @@ func TestResultCacheKeyFilters(t *testing.T) {
 	}
 	if len(two.Rows) != 1 || two.Rows[0]["country"] != country || two.Cached {
 		t.Errorf("two filters: %d rows (cached %v), want the one of %s", len(two.Rows), two.Cached, country)
+	}
+}
+
+// TestPartialReadFailure: a report whose partitions are read in part (the
+// store refuses some of a multi-day report's reads, below the breaker's
+// threshold) is never served or cached as if whole: it answers 503 (or the
+// whole result cached before, marked stale), and once the store reads
+// again, the numbers are those of every day, the day and week caches
+// holding nothing of the failed computation.
+func TestPartialReadFailure(t *testing.T) {
+	ds := reporttest.Generate(reporttest.Config{Seed: 6, Location: newYork, Now: time.Date(2026, 3, 20, 19, 30, 0, 0, time.UTC),
+		Days: 40, Clients: 200, Shards: 2, LiveClients: 5})
+	for _, dayCache := range []int64{256 << 20, 0} {
+		t.Run(fmt.Sprintf("day cache %d bytes", dayCache), func(t *testing.T) {
+			o := defaultOptions()
+			o.store.BreakerFailures = 1000 // the breaker stays closed: only some reads fail
+			o.engine.CacheTTL = time.Minute
+			o.engine.FinalCacheTTL = time.Minute
+			o.engine.DayCacheBytes = dayCache
+			partialReadFailure(t, ds, o)
+		})
+	}
+}
+
+func partialReadFailure(t *testing.T, ds *reporttest.Dataset, o envOptions) {
+	e := newEnv(t, ds, o)
+
+	cachedQuery := params("range", "last_28_days", "metrics", "users,sessions")
+	freshQuery := params("range", "last_30_days", "metrics", "users,sessions")
+	before := e.mustReport("/v1/reports/acquisition/channel", cachedQuery)
+
+	var n atomic.Int64
+	e.cql.SetFault(func(cql string) cqlserver.Fault {
+		if strings.Contains(cql, "FROM rollup_daily") && n.Add(1)%3 == 0 {
+			return cqlserver.FailBefore
+		}
+		return cqlserver.NoFault
+	})
+	e.clock.Set(e.clock.Now().Add(2 * time.Minute)) // past the result cache's time
+	status, body, _ := e.get(viewer, "/v1/reports/acquisition/channel", freshQuery)
+	if status != http.StatusServiceUnavailable || decodeError(t, body).Error.Code != "store_unavailable" {
+		t.Fatalf("a report read in part: %d %s; want 503 store_unavailable", status, body)
+	}
+	// Computed again from the day cache, or (its days read) the whole
+	// result of before, marked stale.
+	cached := e.mustReport("/v1/reports/acquisition/channel", cachedQuery)
+	if cached.Totals["sessions"] != before.Totals["sessions"] || cached.Totals["users"] != before.Totals["users"] || len(cached.Rows) != len(before.Rows) {
+		t.Errorf("a cached report during the fault: totals %v (stale %v), want the whole result of before %v", cached.Totals, cached.Stale, before.Totals)
+	}
+
+	e.cql.SetFault(nil)
+	if n.Load() < 3 {
+		t.Fatalf("%d reads of rollup_daily under the fault; none failed", n.Load())
+	}
+	// Reads sent under the fault may still be in flight, shared with the
+	// next report: it can fail once more.
+	var after *report
+	eventually.True(t, 10*time.Second, "the store reads again", func() bool {
+		status, body, _ := e.get(viewer, "/v1/reports/acquisition/channel", freshQuery)
+		after = &report{}
+		return status == http.StatusOK && json.Unmarshal(body, after) == nil
+	})
+	again := e.mustReport("/v1/reports/acquisition/channel", cachedQuery)
+	if after.Stale || again.Stale || again.Totals["sessions"] != before.Totals["sessions"] || again.Totals["users"] != before.Totals["users"] {
+		t.Errorf("after the fault: %v (stale %v), want %v", again.Totals, again.Stale, before.Totals)
+	}
+	// Every day again, from the store: the same as an engine that never
+	// saw the fault.
+	clean := serve(t, ds, e.cql, e.keyspace, o)
+	clean.clock.Set(e.clock.Now())
+	want := clean.mustReport("/v1/reports/acquisition/channel", freshQuery)
+	if after.Totals["sessions"] != want.Totals["sessions"] || after.Totals["users"] != want.Totals["users"] || len(after.Rows) != len(want.Rows) {
+		t.Errorf("after the fault: totals %v over %d rows, want %v over %d", after.Totals, len(after.Rows), want.Totals, len(want.Rows))
 	}
 }
