@@ -366,3 +366,41 @@ func partialReadFailure(t *testing.T, ds *reporttest.Dataset, o envOptions) {
 		t.Errorf("after the fault: totals %v over %d rows, want %v over %d", after.Totals, len(after.Rows), want.Totals, len(want.Rows))
 	}
 }
+
+// TestDayConcurrency: a report reads at most -day-concurrency partitions
+// at once, final weeks and the previous period of a comparison included. A
+// week merged from its days read them all at once, and each period had
+// the limit of its own, so a report read up to fourteen times as many
+// partitions at once as the flag says, and one long report could take
+// every read slot of the process (-store-concurrency) from the others.
+func TestDayConcurrency(t *testing.T) {
+	ds := reporttest.Generate(reporttest.Config{Seed: 7, Location: newYork, Now: time.Date(2026, 3, 20, 19, 30, 0, 0, time.UTC),
+		Days: 40, Clients: 100, Shards: 1})
+	o := defaultOptions()
+	o.engine.DayConcurrency = 4
+	e := newEnv(t, ds, o)
+
+	var inflight, most atomic.Int64
+	e.cql.SetFault(func(cql string) cqlserver.Fault {
+		if strings.Contains(cql, "FROM rollup_daily") {
+			n := inflight.Add(1)
+			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+			}
+			time.Sleep(20 * time.Millisecond) // long enough for the reads started together to meet here
+			inflight.Add(-1)
+		}
+		return cqlserver.NoFault
+	})
+	t.Cleanup(func() { e.cql.SetFault(nil) })
+	for _, compare := range []string{"", "previous_period"} {
+		most.Store(0)
+		got := e.mustReport("/v1/reports/acquisition/channel", params("range", "last_28_days", "metrics", "sessions", "compare", compare))
+		if len(got.Rows) == 0 {
+			t.Fatal("no rows")
+		}
+		if m := most.Load(); m > int64(o.engine.DayConcurrency) {
+			t.Errorf("compare %q: %d partitions read at once; -day-concurrency is %d", compare, m, o.engine.DayConcurrency)
+		}
+		e.clock.Set(e.clock.Now().Add(2 * time.Hour)) // past the day cache's hour: read again
+	}
+}

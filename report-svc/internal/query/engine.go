@@ -471,9 +471,26 @@ func (e *Engine) dayFinal(day time.Time, loc *time.Location, now time.Time) bool
 	return !now.Before(rollup.DayStart(addDays(day, 1), loc).Add(e.cfg.LateHorizon))
 }
 
+// reads bounds the partitions one computation reads at once
+// (DayConcurrency): its days, the days of its weeks and both periods of a
+// comparison take turns in it. A read that another computation started
+// and this one joins takes a turn too.
+type reads chan struct{}
+
+func (r reads) acquire(ctx context.Context) error {
+	select {
+	case r <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (r reads) release() { <-r }
+
 // loadDay returns one day of src (or of rollup_hourly), from the day cache
-// for final days.
-func (e *Engine) loadDay(ctx context.Context, p Property, src *source, hourly bool, day time.Time, withUsers bool, now time.Time) (*dayData, error) {
+// for final days, else read in a turn of lim.
+func (e *Engine) loadDay(ctx context.Context, lim reads, p Property, src *source, hourly bool, day time.Time, withUsers bool, now time.Time) (*dayData, error) {
 	report := src.report
 	if hourly {
 		report = hourlyReport
@@ -491,6 +508,10 @@ func (e *Engine) loadDay(ctx context.Context, p Property, src *source, hourly bo
 	if withUsers {
 		sfKey += "|users"
 	}
+	if err := lim.acquire(ctx); err != nil {
+		return nil, err
+	}
+	defer lim.release()
 	v, err := e.do(ctx, &e.daySF, sfKey, func() (any, error) {
 		ctx, cancel := e.sharedRead(ctx)
 		defer cancel()
@@ -616,7 +637,7 @@ func (q *Query) decode(dim string) decoded {
 
 // aggregate reads range r and folds it into groups (bucket, dimension
 // values) and totals.
-func (e *Engine) aggregate(ctx context.Context, p Property, q *Query, r DateRange, bs []Bucket, now time.Time) (map[groupKey]*group, *agg, error) {
+func (e *Engine) aggregate(ctx context.Context, lim reads, p Property, q *Query, r DateRange, bs []Bucket, now time.Time) (map[groupKey]*group, *agg, error) {
 	units := e.units(q, r, p.Location, now)
 	withUsers := q.needsUsers()
 	// Unfiltered session reports take their totals from the total rows,
@@ -636,13 +657,13 @@ func (e *Engine) aggregate(ctx context.Context, p Property, q *Query, r DateRang
 		}
 		g.Go(func() error {
 			var err error
-			data[i], err = e.loadUnit(gctx, p, q.src, q.hourly, u, withUsers, now)
+			data[i], err = e.loadUnit(gctx, lim, p, q.src, q.hourly, u, withUsers, now)
 			return err
 		})
 		if totalRows {
 			g.Go(func() error {
 				var err error
-				totals[i], err = e.loadUnit(gctx, p, totalSrc, false, u, withUsers, now)
+				totals[i], err = e.loadUnit(gctx, lim, p, totalSrc, false, u, withUsers, now)
 				return err
 			})
 		}
@@ -775,9 +796,9 @@ func (e *Engine) units(q *Query, r DateRange, loc *time.Location, now time.Time)
 
 // loadUnit returns the rows of a unit: a day's (loadDay), or a final
 // week's merged from its days and kept in the day cache.
-func (e *Engine) loadUnit(ctx context.Context, p Property, src *source, hourly bool, u unit, withUsers bool, now time.Time) (*dayData, error) {
+func (e *Engine) loadUnit(ctx context.Context, lim reads, p Property, src *source, hourly bool, u unit, withUsers bool, now time.Time) (*dayData, error) {
 	if u.days == 1 {
-		return e.loadDay(ctx, p, src, hourly, u.from, withUsers, now)
+		return e.loadDay(ctx, lim, p, src, hourly, u.from, withUsers, now)
 	}
 	key := p.ID.String() + "|" + src.report + "|week|" + formatDate(u.from)
 	if d, ok := e.days.get(key, now); ok && (d.users || !withUsers) {
@@ -796,7 +817,7 @@ func (e *Engine) loadUnit(ctx context.Context, p Property, src *source, hourly b
 		for i := range parts {
 			g.Go(func() error {
 				var err error
-				parts[i], err = e.loadDay(gctx, p, src, false, addDays(u.from, i), withUsers, now)
+				parts[i], err = e.loadDay(gctx, lim, p, src, false, addDays(u.from, i), withUsers, now)
 				return err
 			})
 		}
@@ -831,12 +852,13 @@ func (e *Engine) compute(ctx context.Context, p Property, q *Query) (*Result, er
 	}
 	var prevGroups map[groupKey]*group
 	var prevTotal *agg
+	lim := make(reads, e.cfg.DayConcurrency)
 	g, gctx := errgroup.WithContext(ctx)
 	var groups map[groupKey]*group
 	var total *agg
 	g.Go(func() error {
 		var err error
-		groups, total, err = e.aggregate(gctx, p, q, q.Range, res.Buckets, now)
+		groups, total, err = e.aggregate(gctx, lim, p, q, q.Range, res.Buckets, now)
 		return err
 	})
 	if q.Compare {
@@ -847,7 +869,7 @@ func (e *Engine) compute(ctx context.Context, p Property, q *Query) (*Result, er
 		}
 		g.Go(func() error {
 			var err error
-			prevGroups, prevTotal, err = e.aggregate(gctx, p, q, prev, res.PreviousBucket, now)
+			prevGroups, prevTotal, err = e.aggregate(gctx, lim, p, q, prev, res.PreviousBucket, now)
 			return err
 		})
 	}
