@@ -5,8 +5,10 @@ import (
 	"flag"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -440,4 +442,64 @@ func TestPixelRefusals(t *testing.T) {
 		f := newFixture(t, "-collect-timeout=300ms", "-hit-rate=0")
 		check(t, f.g.get(t, "/collect?tid=AT-23456789AB&sleep=5s"), http.MethodGet, want{http.StatusGatewayTimeout, "upstream_timeout", ""})
 	})
+}
+
+// TestUpstreamDiesMidResponse: an instance that sends a response's headers
+// and dies before its body is complete fails the request (the client's
+// connection is cut, never a shortened body presented as whole), and such
+// failures count against its breaker, as a reset before the headers does.
+// They counted as successes, the outcome being taken when the headers came:
+// the breaker of an instance failing every response after its headers never
+// opened.
+func TestUpstreamDiesMidResponse(t *testing.T) {
+	is := newIssuer(t)
+	config := newUpstream(t, "config")
+	config.setJWKS(is.jwks())
+	var hits atomic.Int64
+	dying := &upstream{name: "acquisition", srv: httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write([]byte(`{"rows":[`)) // chunked: no length says the body is short
+		w.(http.Flusher).Flush()
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	}))}
+	t.Cleanup(dying.srv.Close)
+	g := startGateway(t, "-consul-addr=", staticUpstreams(config, dying), "-breaker-failures=3", "-breaker-open-timeout=1m")
+	tok := "Bearer " + is.token(t, "t1")
+	eventually.NoError(t, 10*time.Second, "keys fetched", func() error {
+		resp, err := client.Do(g.request(t, http.MethodGet, "/v1/reports/acquisition/channel", nil, "Authorization", tok))
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusServiceUnavailable {
+			return errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	})
+	for hits.Load() < 3 {
+		resp, err := client.Do(g.request(t, http.MethodGet, "/v1/reports/acquisition/channel", nil, "Authorization", tok))
+		if err != nil {
+			continue // the gateway cut the connection
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil {
+			t.Fatalf("a body cut short by the upstream read as whole: %d %q", resp.StatusCode, body)
+		}
+	}
+	before := hits.Load()
+	resp, err := client.Do(g.request(t, http.MethodGet, "/v1/reports/acquisition/channel", nil, "Authorization", tok))
+	if err != nil {
+		t.Fatalf("after %d responses cut short: %v; want 503 upstream_unavailable (the breaker open)", before, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || hits.Load() != before {
+		t.Errorf("after %d responses cut short: %d %s, the instance asked again; want 503 upstream_unavailable (the breaker open)", before, resp.StatusCode, body)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -94,6 +95,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			case resp.StatusCode == http.StatusBadGateway, resp.StatusCode == http.StatusServiceUnavailable, resp.StatusCode == http.StatusGatewayTimeout:
 				o = Failure
 			}
+			if o == Success && resp.Body != nil && resp.Body != http.NoBody {
+				// The exchange is over when the body is: an instance
+				// that dies or stalls after its headers fails then.
+				resp.Body = &reportedBody{rc: resp.Body, report: func(o Outcome) { t.report(pool, done, o) },
+					clientFault: func(err error) bool { return t.ClientFault != nil && t.ClientFault(req, err) }}
+				return resp, nil
+			}
 			t.report(pool, done, o)
 			return resp, nil
 		}
@@ -167,4 +175,34 @@ func (b *unsentBody) Close() error {
 		return b.rc.Close()
 	}
 	return nil
+}
+
+// reportedBody is the body of a response whose status was a success: it
+// reports the outcome to the instance's breaker when the body ends. Its
+// end is a success; a read error a failure (the instance reset the
+// connection or stalled past the route's time limit) unless the client
+// caused it; a close before the end (the client stopped reading) neither.
+type reportedBody struct {
+	rc          io.ReadCloser
+	report      func(Outcome)
+	clientFault func(error) bool
+	once        sync.Once
+}
+
+func (b *reportedBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	switch {
+	case err == io.EOF: //nolint:errorlint // io.Reader returns io.EOF itself
+		b.once.Do(func() { b.report(Success) })
+	case err != nil && b.clientFault(err):
+		b.once.Do(func() { b.report(Excluded) })
+	case err != nil:
+		b.once.Do(func() { b.report(Failure) })
+	}
+	return n, err
+}
+
+func (b *reportedBody) Close() error {
+	b.once.Do(func() { b.report(Excluded) })
+	return b.rc.Close()
 }
