@@ -154,17 +154,8 @@ func TestResultCache(t *testing.T) {
 // instance as failed), and the service answers normally once the store is
 // fast again.
 func TestComputeTimeout(t *testing.T) {
-	ds := reporttest.Generate(reporttest.Config{Seed: 5, Location: newYork, Now: time.Date(2026, 3, 20, 19, 30, 0, 0, time.UTC),
-		Days: 40, Clients: 100, Shards: 1, LiveClients: 5})
-	o := defaultOptions()
-	o.store.Timeout = 5 * time.Second // no single read times out
-	o.store.Concurrency = 1
-	o.engine.ComputeTimeout = 500 * time.Millisecond
-	o.engine.DayCacheBytes = 0
-	e := newEnv(t, ds, o)
-
+	e := slowStore(t, 500*time.Millisecond)
 	query := params("range", "last_28_days", "metrics", "sessions")
-	e.cql.SetLatency(300 * time.Millisecond) // 28 days, one read at a time: over 8 s in all
 	start := time.Now()
 	status, body, _ := e.get(viewer, "/v1/reports/acquisition/source", query)
 	took := time.Since(start)
@@ -183,6 +174,22 @@ func TestComputeTimeout(t *testing.T) {
 	if s := e.store.BreakerState(); s != "closed" {
 		t.Errorf("breaker %s: slow reads that the report gave up on are not the store's failures", s)
 	}
+}
+
+// slowStore serves a data set of 40 days from a store that reads one
+// partition at a time, each 300ms late (28 days: over 8 s in all), no
+// single read timing out, and computes a report for at most limit.
+func slowStore(t *testing.T, limit time.Duration) *env {
+	ds := reporttest.Generate(reporttest.Config{Seed: 5, Location: newYork, Now: time.Date(2026, 3, 20, 19, 30, 0, 0, time.UTC),
+		Days: 40, Clients: 100, Shards: 1, LiveClients: 5})
+	o := defaultOptions()
+	o.store.Timeout = 5 * time.Second
+	o.store.Concurrency = 1
+	o.engine.ComputeTimeout = limit
+	o.engine.DayCacheBytes = 0
+	e := newEnv(t, ds, o)
+	e.cql.SetLatency(300 * time.Millisecond)
+	return e
 }
 
 // TestReprocessedDayLeavesTheWeekCache: a final week merged from cached
@@ -223,16 +230,7 @@ func TestReprocessedDayLeavesTheWeekCache(t *testing.T) {
 // (up to twice) and waited anew: they answered after twice the limit or
 // more, up to the 30s the gateway waits for a report.
 func TestComputeTimeoutShared(t *testing.T) {
-	ds := reporttest.Generate(reporttest.Config{Seed: 5, Location: newYork, Now: time.Date(2026, 3, 20, 19, 30, 0, 0, time.UTC),
-		Days: 40, Clients: 100, Shards: 1, LiveClients: 5})
-	o := defaultOptions()
-	o.store.Timeout = 5 * time.Second // no single read times out
-	o.store.Concurrency = 1
-	o.engine.ComputeTimeout = time.Second
-	o.engine.DayCacheBytes = 0
-	e := newEnv(t, ds, o)
-
-	e.cql.SetLatency(300 * time.Millisecond) // 28 days, one read at a time: over 8 s in all
+	e := slowStore(t, time.Second)
 	type answer struct {
 		status int
 		code   string
