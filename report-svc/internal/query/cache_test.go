@@ -23,11 +23,7 @@ import (
 // length, and a property has 30,000 keys of window and limit, each kept for
 // -cache-stale-max-age: the cache could hold many times its bound.
 func TestRealtimeCacheSize(t *testing.T) {
-	session, err := cassandra.Connect(migratetest.Keyspace(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(session.Close)
+	session := testSession(t)
 	property := gocql.MustRandomUUID()
 	now := time.Now().UTC().Truncate(time.Minute)
 	pages, sources := map[string]int64{}, map[string]int64{}
@@ -40,8 +36,7 @@ func TestRealtimeCacheSize(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	st := store.New(session, store.Config{Timeout: 5 * time.Second, BreakerFailures: 5, BreakerOpen: time.Second, Concurrency: 4}, nil)
-	e := New(st, Config{CacheTTL: 5 * time.Second, StaleMaxAge: time.Hour, CacheBytes: 64 << 20, ComputeTimeout: 10 * time.Second, DayConcurrency: 4}, time.Now, nil)
+	e := testEngine(session, time.Now)
 	ans, err := e.Realtime(context.Background(), Property{ID: property, Location: time.UTC}, RealtimeWindow, 1000)
 	if err != nil {
 		t.Fatal(err)
@@ -107,11 +102,7 @@ func TestCachedResultKeepsNoFilter(t *testing.T) {
 // 2026-03-02 (UTC), its clock three days later.
 func pagesEngine(t *testing.T) (*Engine, Property, time.Time) {
 	t.Helper()
-	session, err := cassandra.Connect(migratetest.Keyspace(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(session.Close)
+	session := testSession(t)
 	property := gocql.MustRandomUUID()
 	day := time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
 	for i := range 50 {
@@ -124,11 +115,27 @@ func pagesEngine(t *testing.T) (*Engine, Property, time.Time) {
 			t.Fatal(err)
 		}
 	}
-	st := store.New(session, store.Config{Timeout: 5 * time.Second, BreakerFailures: 5, BreakerOpen: time.Second, Concurrency: 4}, nil)
 	now := day.Add(72 * time.Hour)
-	e := New(st, Config{CacheTTL: 5 * time.Second, FinalCacheTTL: 5 * time.Minute, StaleMaxAge: time.Hour, CacheBytes: 64 << 20,
-		ComputeTimeout: 10 * time.Second, DayConcurrency: 4, LateHorizon: 4 * time.Hour}, func() time.Time { return now }, nil)
-	return e, Property{ID: property, Location: time.UTC}, now
+	return testEngine(session, func() time.Time { return now }), Property{ID: property, Location: time.UTC}, now
+}
+
+// testSession connects to a keyspace of the test's own.
+func testSession(t *testing.T) *gocql.Session {
+	t.Helper()
+	session, err := cassandra.Connect(migratetest.Keyspace(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(session.Close)
+	return session
+}
+
+// testEngine returns an engine reading through session with the clock now
+// and a result cache of 64 MiB.
+func testEngine(session *gocql.Session, now func() time.Time) *Engine {
+	st := store.New(session, store.Config{Timeout: 5 * time.Second, BreakerFailures: 5, BreakerOpen: time.Second, Concurrency: 4}, nil)
+	return New(st, Config{CacheTTL: 5 * time.Second, FinalCacheTTL: 5 * time.Minute, StaleMaxAge: time.Hour, CacheBytes: 64 << 20,
+		ComputeTimeout: 10 * time.Second, DayConcurrency: 4, LateHorizon: 4 * time.Hour}, now, nil)
 }
 
 // parseQuery parses the raw query string of a pages report.
