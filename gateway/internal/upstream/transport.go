@@ -180,8 +180,9 @@ func (b *unsentBody) Close() error {
 // reportedBody is the body of a response whose status was a success: it
 // reports the outcome to the instance's breaker when the body ends. Its
 // end is a success; a read error a failure (the instance reset the
-// connection or stalled past the route's time limit) unless the client
-// caused it; a close before the end (the client stopped reading) neither.
+// connection or stalled past the route's time limit); a close before the
+// end (the reader had what it wanted: a JSON decoder) a success. Either is
+// neither when the client caused it (it went away).
 type reportedBody struct {
 	rc          io.ReadCloser
 	report      func(Outcome)
@@ -203,6 +204,12 @@ func (b *reportedBody) Read(p []byte) (int, error) {
 }
 
 func (b *reportedBody) Close() error {
-	b.once.Do(func() { b.report(Excluded) })
+	b.once.Do(func() {
+		if b.clientFault(nil) {
+			b.report(Excluded)
+		} else {
+			b.report(Success)
+		}
+	})
 	return b.rc.Close()
 }
