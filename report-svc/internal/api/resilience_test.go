@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"github.com/acme/analytics/pkg/cqlserver"
 	"github.com/acme/analytics/pkg/eventually"
 	"github.com/acme/analytics/pkg/rollup"
+	"github.com/acme/analytics/pkg/tenant"
 	"github.com/acme/analytics/report-svc/internal/api"
 	"github.com/acme/analytics/report-svc/internal/reporttest"
 )
@@ -400,5 +402,62 @@ func TestDayConcurrency(t *testing.T) {
 			t.Errorf("compare %q: %d partitions read at once; -day-concurrency is %d", compare, m, o.engine.DayConcurrency)
 		}
 		e.clock.Set(e.clock.Now().Add(2 * time.Hour)) // past the day cache's hour: read again
+	}
+}
+
+// TestSharedComputationOutlivesItsStarter: the request that started a
+// computation going away (its client cancelled) ends neither the
+// computation nor the wait of an identical request that joined it, and
+// counts nothing against the breaker.
+func TestSharedComputationOutlivesItsStarter(t *testing.T) {
+	e := slowStore(t, 30*time.Second)
+	e.cql.SetLatency(40 * time.Millisecond) // 56 partitions one at a time: over 2 s
+	var reads atomic.Int64
+	e.cql.SetFault(func(cql string) cqlserver.Fault {
+		if strings.Contains(cql, "FROM rollup_daily") {
+			reads.Add(1)
+		}
+		return cqlserver.NoFault
+	})
+	t.Cleanup(func() { e.cql.SetFault(nil) })
+	query := params("range", "last_28_days", "metrics", "sessions", "property_id", e.ds.Property.String())
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.acq.URL+"/v1/reports/acquisition/source?"+query.Encode(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tenant.Sign(req.Header, viewer, secret, time.Now())
+	starter := make(chan error, 1)
+	go func() {
+		resp, err := e.client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		starter <- err
+	}()
+	eventually.True(t, 10*time.Second, "the computation started", func() bool { return reads.Load() >= 2 })
+	joined := make(chan *report, 1)
+	go func() {
+		status, body, _ := e.get(viewer, "/v1/reports/acquisition/source", query)
+		var r report
+		if status != http.StatusOK || json.Unmarshal(body, &r) != nil {
+			t.Errorf("the joined request: %d %s", status, body)
+		}
+		joined <- &r
+	}()
+	start := reads.Load()
+	eventually.True(t, 10*time.Second, "the computation went on", func() bool { return reads.Load() >= start+5 })
+	cancel()
+	if err := <-starter; err == nil {
+		t.Fatal("the starter's request was not cancelled")
+	}
+	if r := <-joined; len(r.Rows) == 0 {
+		t.Error("the joined request has no rows")
+	}
+	if n := reads.Load(); n > 60 {
+		t.Errorf("%d partitions read: the joined request computed the report again", n)
+	}
+	if s := e.store.BreakerState(); s != "closed" {
+		t.Errorf("breaker %s after a cancelled request", s)
 	}
 }
