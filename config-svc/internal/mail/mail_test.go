@@ -153,6 +153,31 @@ func TestSMTPFailures(t *testing.T) {
 	}
 }
 
+// A server that does not offer STARTTLS gets no message (it would carry a
+// reset link in the clear, to whoever stripped STARTTLS on the way) unless
+// STARTTLS is turned off for a trusted relay.
+func TestSMTPRequiresSTARTTLS(t *testing.T) {
+	srv := mailtest.StartWithoutTLS(t)
+	s := &mail.SMTP{Addr: srv.Addr, Timeout: 5 * time.Second}
+	err := s.Send(context.Background(), message(t))
+	if err == nil || !strings.Contains(err.Error(), "does not offer STARTTLS") || !strings.Contains(err.Error(), "-smtp-starttls=false") {
+		t.Fatalf("Send = %v, want an error saying the server does not offer STARTTLS and naming -smtp-starttls=false", err)
+	}
+	if mail.Temporary(err) {
+		t.Errorf("Temporary(%v) = true, want false (the configuration or the network path)", err)
+	}
+	if n := len(srv.Messages()); n != 0 {
+		t.Fatalf("the server received %d messages in the clear, want 0", n)
+	}
+	s.NoStartTLS = true
+	if err := s.Send(context.Background(), message(t)); err != nil {
+		t.Fatalf("with NoStartTLS: %v", err)
+	}
+	if got := srv.Messages(); len(got) != 1 || got[0].TLS {
+		t.Fatalf("with NoStartTLS the server received %+v, want one message in the clear", got)
+	}
+}
+
 func TestDirWritesEMLFiles(t *testing.T) {
 	dir := t.TempDir()
 	now := time.Date(2026, 12, 5, 10, 11, 12, 0, time.UTC)

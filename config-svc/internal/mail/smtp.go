@@ -13,17 +13,19 @@ import (
 )
 
 // SMTP sends messages to a mail server (a submission port, 587, or a relay
-// on 25): STARTTLS when the server offers it (unless NoStartTLS), then
-// PLAIN authentication when Username is set. net/smtp refuses to send the
-// password over a connection that is not encrypted, except to localhost,
-// so a server without STARTTLS and a username configured fail every send
-// rather than expose it.
+// on 25): STARTTLS, which the server must offer (unless NoStartTLS), then
+// PLAIN authentication when Username is set. A server that does not offer
+// STARTTLS fails every send: the messages carry reset links, and a missing
+// STARTTLS is also what an attacker on the path who strips it from the
+// EHLO reply shows. net/smtp also refuses to send the password over a
+// connection that is not encrypted, except to localhost.
 type SMTP struct {
 	Addr     string // host:port
 	Username string // "": no authentication
 	Password string
-	// NoStartTLS sends in the clear even to a server that offers STARTTLS
-	// (a relay on a trusted network whose certificate cannot be checked).
+	// NoStartTLS sends in the clear, also to a server that offers
+	// STARTTLS (a relay on a trusted network, or one whose certificate
+	// cannot be checked).
 	NoStartTLS bool
 	// Timeout bounds a whole send: connecting, the dialogue and the data.
 	Timeout time.Duration
@@ -106,7 +108,11 @@ func (s *SMTP) dialogue(c *smtp.Client, host string, m Message, msg []byte) erro
 	if err := c.Hello(name); err != nil {
 		return fmt.Errorf("smtp EHLO: %w", err)
 	}
-	if ok, _ := c.Extension("STARTTLS"); ok && !s.NoStartTLS {
+	if !s.NoStartTLS {
+		if ok, _ := c.Extension("STARTTLS"); !ok {
+			return permanentError{fmt.Errorf("the mail server %s does not offer STARTTLS, and the message is not sent in the clear: "+
+				"use its submission port (587) or another server that offers it, or set -smtp-starttls=false for a relay on a trusted network", s.Addr)}
+		}
 		cfg := &tls.Config{ServerName: host}
 		if s.TLSConfig != nil {
 			cfg = s.TLSConfig.Clone()

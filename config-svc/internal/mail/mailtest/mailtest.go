@@ -1,7 +1,8 @@
 // Package mailtest runs a real SMTP server (github.com/emersion/go-smtp) on
 // loopback for tests: it offers STARTTLS with a certificate made for the
-// test, takes PLAIN authentication after it, keeps what it receives, and
-// can be told to refuse messages.
+// test (or, StartWithoutTLS, no STARTTLS at all), takes PLAIN
+// authentication after it, keeps what it receives, and can be told to
+// refuse messages.
 package mailtest
 
 import (
@@ -53,9 +54,23 @@ func Start(t testing.TB, username, password string) *Server {
 	t.Helper()
 	cert, pool := certificate(t)
 	s := &Server{username: username, password: password, ClientTLS: &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}}
+	return s.serve(t, &tls.Config{Certificates: []tls.Certificate{cert}})
+}
+
+// StartWithoutTLS starts a server that offers no STARTTLS and takes mail
+// without authentication: a relay in the clear, or what a client sees
+// when someone on the path strips STARTTLS from the server's EHLO reply.
+func StartWithoutTLS(t testing.TB) *Server {
+	t.Helper()
+	return (&Server{}).serve(t, nil)
+}
+
+// serve serves s on a loopback port, with STARTTLS when tlsConfig is set.
+func (s *Server) serve(t testing.TB, tlsConfig *tls.Config) *Server {
+	t.Helper()
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) { return &session{s: s, c: c}, nil }))
 	srv.Domain = "mailtest.localhost"
-	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+	srv.TLSConfig = tlsConfig
 	srv.ReadTimeout, srv.WriteTimeout = 10*time.Second, 10*time.Second
 	srv.ErrorLog = log.New(io.Discard, "", 0)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
