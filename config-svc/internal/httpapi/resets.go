@@ -53,6 +53,11 @@ func (s *Server) requestPasswordReset(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.o.Mailer == nil {
+		// Retry-After makes it a 503 the gateway's breaker excludes (a
+		// dependency every instance lacks), not a failure of this instance:
+		// five of these in a row, which anyone may send, would otherwise
+		// open its breaker. An hour: only a rollout changes it.
+		w.Header().Set("Retry-After", "3600")
 		httpserver.WriteError(w, http.StatusServiceUnavailable, "mail_not_configured",
 			"password reset by e-mail is not available: this installation has no mail delivery configured (config-svc's -smtp-addr or -mail-dir); ask its operators")
 		return

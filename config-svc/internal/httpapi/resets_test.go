@@ -259,6 +259,12 @@ func TestPasswordResetWithoutMail(t *testing.T) {
 	if r.code != http.StatusServiceUnavailable || r.apiError().Code != "mail_not_configured" || !strings.Contains(r.apiError().Message, "no mail delivery configured") {
 		t.Fatalf("%d %s, want 503 mail_not_configured", r.code, r.body)
 	}
+	// Without Retry-After the gateway counts a 503 as the instance failing:
+	// five such requests in a row, which anyone may send, would open the
+	// breaker of a healthy instance and take the whole config API with it.
+	if got := r.header.Get("Retry-After"); got == "" {
+		t.Errorf("mail_not_configured without Retry-After, want one (a 503 the gateway's breaker excludes)")
+	}
 }
 
 // Through a real SMTP server: the message arrives with its link over TLS
