@@ -32,6 +32,23 @@ func parse(t *testing.T, args ...string) (Config, error) {
 	return c, c.Validate()
 }
 
+// A send that times out must still be answered (503 mail_unavailable,
+// which the gateway's breaker excludes) within the gateway's default
+// -api-timeout, with time left for the store; past it the gateway answers
+// 504 and counts the healthy instance as failed, so five reset requests
+// while the mail server hangs would open its breaker.
+func TestSMTPTimeoutWithinGatewayTimeout(t *testing.T) {
+	const gatewayAPITimeout = 10 * time.Second // gateway's -api-timeout
+	c, err := parse(t, "-identity-secret=0123456789abcdef", "-signing-keys-dir=/tmp/keys",
+		"-smtp-addr=smtp.example.com:587", "-mail-from=no-reply@acme.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := c.Mail.SMTPTimeout, gatewayAPITimeout/2; got > want {
+		t.Fatalf("-smtp-timeout defaults to %s, want at most %s (half the gateway's -api-timeout)", got, want)
+	}
+}
+
 func TestValidate(t *testing.T) {
 	ok := []string{"-identity-secret=0123456789abcdef", "-signing-keys-dir=/tmp/keys"}
 	tests := []struct {
