@@ -52,9 +52,9 @@ func (m Message) Bytes(now time.Time) ([]byte, error) {
 	if m.From == nil {
 		return nil, errors.New("message has no sender")
 	}
-	to, err := mail.ParseAddress(m.To)
-	if err != nil || to.Address != m.To {
-		return nil, fmt.Errorf("recipient %q is not a bare e-mail address", m.To)
+	to, err := recipient(m.To)
+	if err != nil {
+		return nil, err
 	}
 	if strings.ContainsAny(m.Subject, "\r\n") {
 		return nil, errors.New("subject holds a line break")
@@ -88,6 +88,21 @@ func (m Message) Bytes(now time.Time) ([]byte, error) {
 		return nil, err
 	}
 	return b.Bytes(), nil
+}
+
+// recipient parses a bare address. A local part that is no dot-atom
+// (user.@, a..b@: sign-up takes them, and mail servers do quoted) is read
+// as a quoted string, which To then quotes; a quoted string holds no line
+// break.
+func recipient(s string) (*mail.Address, error) {
+	a, err := mail.ParseAddress(s)
+	if local, domain, ok := strings.Cut(s, "@"); err != nil && ok && !strings.ContainsAny(local, `"\`) {
+		a, err = mail.ParseAddress(`"` + local + `"@` + domain)
+	}
+	if err != nil || a.Address != s {
+		return nil, fmt.Errorf("recipient %q is not a bare e-mail address", s)
+	}
+	return a, nil
 }
 
 // sevenBit reports whether body (CRLF lines) can be sent as it is: ASCII

@@ -234,7 +234,21 @@ func TestMessageEncoding(t *testing.T) {
 	if h.Header.Get("Content-Transfer-Encoding") != "quoted-printable" {
 		t.Errorf("a body that is not ASCII is %q", h.Header.Get("Content-Transfer-Encoding"))
 	}
-	for _, bad := range []string{"a@b.example\r\nBcc: x@y.example", "Name <a@b.example>", "not an address"} {
+	// Addresses sign-up takes whose local part is no dot-atom: the To
+	// header quotes it.
+	for addr, want := range map[string]string{"user.@shop.example": `<"user."@shop.example>`, "a..b@shop.example": `<"a..b"@shop.example>`} {
+		m := message(t)
+		m.To = addr
+		raw, err := m.Bytes(time.Now())
+		if err != nil {
+			t.Errorf("recipient %q: %v", addr, err)
+			continue
+		}
+		if h, _ := parse(t, raw); h.Header.Get("To") != want {
+			t.Errorf("recipient %q: To %q, want %q", addr, h.Header.Get("To"), want)
+		}
+	}
+	for _, bad := range []string{"a@b.example\r\nBcc: x@y.example", "a\r\nBcc: x@y.example", `a"@b.example`, "Name <a@b.example>", "not an address"} {
 		m := message(t)
 		m.To = bad
 		if _, err := m.Bytes(time.Now()); err == nil {
