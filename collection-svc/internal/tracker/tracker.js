@@ -102,12 +102,13 @@
     acc = 0;
   }
   // The page becomes visible (v) or hidden, which sends the ping.
+  // (document.hidden is visibilityState == 'hidden', by the standard.)
   function vis(v) {
     v || ping();
     visible = v;
     since = now();
   }
-  d.addEventListener('visibilitychange', function () { vis(d.visibilityState != 'hidden'); });
+  d.addEventListener('visibilitychange', function () { vis(!d.hidden); });
   // Leaving in the same tab: pagehide comes before visibilitychange, which
   // then has nothing more to send.
   w.addEventListener('pagehide', function () { vis(0); });
@@ -197,7 +198,7 @@
   function start() {
     var p = q;
     q = 0;
-    vis(d.visibilityState != 'hidden');
+    vis(!d.hidden);
     shown = since;
     last = page = here();
     // An opt-out queued before load holds for the load's pageview too.
