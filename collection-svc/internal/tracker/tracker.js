@@ -6,7 +6,7 @@
   var tid = s.dataset.tid,
     url = new URL(s.src).origin + '/collect?tid=' + encodeURIComponent(tid),
     cookieless = 'cookieless' in s.dataset,
-    now = Date.now, acc = 0,
+    now = Date.now,
     ls, optout, id, dom, pend, tm, title, since, visible, shown, last, page,
     // ref is the referrer of the page shown: the document's, after a
     // single-page-app navigation the previous URL. Hits within a minute of
@@ -94,12 +94,10 @@
   // Engagement: visible time on the page shown (page), sent when it is
   // hidden or left, and before the next pageview of a single-page app.
   function ping() {
-    var t = now();
+    var t = now(), e = t - since;
     flush();
-    if (visible) acc += t - since;
     since = t;
-    if (acc > 0) hit('engagement', { et: Math.min(acc, 864e5), dl: page });
-    acc = 0;
+    if (visible && e > 0) hit('engagement', { et: Math.min(e, 864e5), dl: page });
   }
   // The page becomes visible (v) or hidden, which sends the ping.
   // (document.hidden is visibilityState == 'hidden', by the standard.)
