@@ -191,7 +191,7 @@
   // Commands wait in q until the load's pageview is sent. start releases
   // q before running them, so that later calls run at once, whatever the
   // queued ones do.
-  var q = (w.at && w.at.q) || [];
+  var q = w.at && w.at.q || [];
   w.at = function () { q ? q.push(arguments) : run(arguments); };
   function start() {
     var p = q;
