@@ -60,13 +60,12 @@
   // and a text/plain body needs no preflight): a 5xx or a network failure
   // is retried after 1, 2 and 4 s. A beacon's answer is never seen.
   function post(h, t0, tries) {
-    if (tries) h.qt = now() - t0;
     var b = JSON.stringify({ hits: [h] });
     if (!tries && n.sendBeacon && n.sendBeacon(url, b)) return;
     fetch(url, { method: 'POST', body: b, keepalive: 1 }).then(function (r) {
       if (r.status > 499) throw 0;
     }).catch(function () {
-      if (tries < 3) setTimeout(function () { post(h, t0, tries + 1); }, 1000 << tries);
+      if (tries < 3) setTimeout(function () { h.qt = now() - t0; post(h, t0, tries + 1); }, 1000 << tries);
     });
   }
   // A single-page app's pageview waits for its title (view): pend sends
