@@ -26,9 +26,8 @@
     } catch (e) { return 1; }
   }
   function rnd(k) {
-    var a = new Uint8Array(k), h = '', i;
-    crypto.getRandomValues(a);
-    for (i = 0; i < k; i++) h += (a[i] | 256).toString(16).slice(1);
+    var h = '';
+    crypto.getRandomValues(new Uint8Array(k)).forEach(function (b) { h += (b | 256).toString(16).slice(1); });
     return h;
   }
   // A first-party cookie keeps the client ID for two years, on the highest
