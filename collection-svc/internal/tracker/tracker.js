@@ -150,11 +150,12 @@
 
   // Outbound links: to another site, not to the site's own subdomains or
   // its name with or without www.; clicked or middle-clicked (button 1: a
-  // right click is no visit). A link in SVG has no hostname: not counted.
+  // right click is no visit). A link in SVG has no protocol (undefined
+  // fails the test): not counted. An http(s) URL always has a hostname.
   function site(h) { return h.replace(/^www\./, ''); }
   function out(e) {
-    var a = e.target.closest && e.target.closest('a[href]'), h = a && a.hostname, o = site(loc.hostname);
-    if (h && e.button < 2 && /^https?:$/.test(a.protocol) && (h = site(h)) != o && !h.endsWith('.' + o) && !o.endsWith('.' + h)) hit('event', { ec: 'outbound', ea: 'click', el: a.href });
+    var a = e.target.closest && e.target.closest('a[href]'), h, o = site(loc.hostname);
+    if (a && e.button < 2 && /^https?:$/.test(a.protocol) && (h = site(a.hostname)) != o && !h.endsWith('.' + o) && !o.endsWith('.' + h)) hit('event', { ec: 'outbound', ea: 'click', el: a.href });
   }
   d.addEventListener('click', out, 1);
   d.addEventListener('auxclick', out, 1);
