@@ -52,16 +52,19 @@ func Load() *Script {
 
 // Minify drops comment lines, indentation, the spaces that separate no two
 // words, semicolons before a closing brace and the line breaks that end no
-// statement, keeping the leading /*! */ licence line. It is meant for
+// statement or follow one ended by its closing brace (a block, a function
+// declaration), keeping the leading /*! */ licence line. It is meant for
 // tracker.js and refuses, by panicking (so that the tests fail at once),
 // what it would change rather than minify: a template literal, a // comment
 // after code (a line ending in one of . , ( { would join the next to it),
 // and a / it cannot tell a regular expression from a division by the byte
 // before (after ) or }, as in if (x) /a/.test(y)). A regular expression
 // goes where an expression starts (after an operator, one of ( , [ { ; or a
-// keyword such as return), a division after a name, a number or ]. The
-// gzipped script must stay under 2 KB (TestScriptIsSmall), so every byte
-// the minifier drops is room for code.
+// keyword such as return), a division after a name, a number or ]. A brace
+// it cannot place (a switch's, a class's, an arrow function's) keeps the
+// line break after it, as does a function it cannot tell declared (after a
+// line break alone). The gzipped script must stay under 2 KB
+// (TestScriptIsSmall), so every byte the minifier drops is room for code.
 func Minify(src string) string {
 	var m minifier
 	for _, line := range strings.Split(src, "\n") {
@@ -70,9 +73,14 @@ func Minify(src string) string {
 			continue
 		}
 		// A line break goes where JavaScript never inserts a semicolon:
-		// after a byte that cannot end a statement, and before a closing
-		// brace (which ends one anyway).
-		if n := len(m.b); n > 0 && line[0] != '}' && strings.IndexByte("{([,;:=?&|.!", m.b[n-1]) < 0 {
+		// after a byte that cannot end a statement, before a closing
+		// brace (which ends one anyway) and after the closing brace of a
+		// statement (which nothing continues: what follows is a
+		// statement of its own, or its else, catch, finally or while).
+		if n := len(m.b); n > 0 && line[0] != '}' && !m.afterBlock && strings.IndexByte("{([,;:=?&|.!", m.b[n-1]) < 0 {
+			if m.stmtAt == n {
+				m.stmtAt++
+			}
 			m.b = append(m.b, '\n')
 		}
 		m.line(line)
@@ -81,15 +89,96 @@ func Minify(src string) string {
 }
 
 // minifier is Minify's output so far, with what it must know of the code
-// before: the control statements whose parentheses are open.
+// before: the parentheses and braces open, and where statements end.
 type minifier struct {
 	b []byte
-	// parens has, for each ( open, whether it opens the condition of an
-	// if, for or while; afterHeader is set when the last byte of b is the
-	// ) that closed one, or a ; directly after it (an empty statement,
-	// which must stay: while (x); }).
-	parens      []bool
+	// parens has each ( open; afterHeader is set when the last byte of b
+	// is the ) that closed an if's, for's or while's condition, or a ;
+	// directly after it (an empty statement, which must stay: while (x); }).
+	// closed is the last ( closed.
+	parens      []paren
+	closed      paren
 	afterHeader bool
+	// braces has each { open; afterBlock is set when the last byte of b
+	// is a } that ended a statement. stmtAt is the length b had where a
+	// statement could last start (after a ; or a brace of a statement
+	// list): a function named there is a declaration.
+	braces     []brace
+	afterBlock bool
+	stmtAt     int
+}
+
+// paren is an open (: the word before it (if, a function's name) and
+// whether it opens the parameters of a function, and of a function
+// declaration.
+type paren struct {
+	word     string
+	fn, decl bool
+}
+
+// brace is an open {: whether statements follow (a block, a function's
+// body) and whether its } ends a statement (a block, a function
+// declaration's body; not an object, a function expression's body or a
+// brace Minify cannot place, such as a switch's or a class's). parens is
+// how many ( were open at it, to tell its statements' ; from a for's.
+type brace struct {
+	stmts, endsStmt bool
+	parens          int
+}
+
+// open returns the brace that starts after the byte last, at the end of
+// m.b.
+func (m *minifier) open(last byte) brace {
+	br := brace{parens: len(m.parens)}
+	switch {
+	case last == ')':
+		block := !m.closed.fn && slices.Contains([]string{"if", "for", "while", "catch"}, m.closed.word)
+		br.stmts = block || m.closed.fn
+		br.endsStmt = block || m.closed.decl
+	case wordByte(last):
+		br.stmts = slices.Contains([]string{"else", "try", "finally", "do"}, lastWord(m.b))
+		br.endsStmt = br.stmts
+	}
+	return br
+}
+
+// openParen returns the ( that starts at the end of m.b.
+func (m *minifier) openParen() paren {
+	p := paren{word: lastWord(m.b)}
+	before := m.b[:len(m.b)-len(p.word)]
+	switch {
+	case p.word == "function":
+		p.fn = true
+	case p.word != "" && bytes.HasSuffix(before, []byte("function ")):
+		p.fn = true
+		p.decl = len(before)-len("function ") == m.stmtAt
+	}
+	return p
+}
+
+// inStatements reports whether a ; at the end of m.b ends a statement:
+// it is in a statement list (at the top or in a brace of statements)
+// outside parentheses opened there.
+func (m *minifier) inStatements() bool {
+	if n := len(m.braces); n > 0 {
+		return m.braces[n-1].stmts && len(m.parens) == m.braces[n-1].parens
+	}
+	return len(m.parens) == 0
+}
+
+// close pops the brace that the } at the end of m.b closes and returns
+// whether it ended a statement.
+func (m *minifier) close() bool {
+	n := len(m.braces)
+	if n == 0 {
+		return false
+	}
+	br := m.braces[n-1]
+	m.braces = m.braces[:n-1]
+	if br.endsStmt {
+		m.stmtAt = len(m.b)
+	}
+	return br.endsStmt
 }
 
 // line appends line to m.b without the spaces Minify drops: a run of
@@ -105,7 +194,7 @@ func (m *minifier) line(line string) {
 	}
 	for i := 0; i < len(line); {
 		c := line[i]
-		header := false
+		header, block := false, false
 		switch {
 		case c == ' ':
 			j := i
@@ -114,11 +203,13 @@ func (m *minifier) line(line string) {
 			}
 			if j < len(line) && keepSpace(last, line[j]) {
 				m.b = append(m.b, ' ')
+				m.afterBlock = false
 			}
 			i = j
 			continue
 		case c == '}' && last == ';' && !m.afterHeader:
 			m.b[len(m.b)-1] = '}'
+			block = m.close()
 			i++
 		case c == '`':
 			panic("tracker.Minify: template literals are not supported: " + line)
@@ -138,21 +229,37 @@ func (m *minifier) line(line string) {
 			m.b = append(m.b, line[i:j]...)
 			i = j
 		default:
+			var br brace
 			switch c {
 			case '(':
-				m.parens = append(m.parens, slices.Contains([]string{"if", "for", "while"}, lastWord(m.b)))
+				m.parens = append(m.parens, m.openParen())
 			case ')':
 				if n := len(m.parens); n > 0 {
-					header = m.parens[n-1]
+					m.closed = m.parens[n-1]
+					header = !m.closed.fn && slices.Contains([]string{"if", "for", "while"}, m.closed.word)
 					m.parens = m.parens[:n-1]
 				}
 			case ';':
 				header = last == ')' && m.afterHeader
+			case '{':
+				br = m.open(last)
 			}
 			m.b = append(m.b, c)
+			switch {
+			case c == '{':
+				m.braces = append(m.braces, br)
+				if br.stmts {
+					m.stmtAt = len(m.b)
+				}
+			case c == '}':
+				block = m.close()
+			case c == ';' && m.inStatements():
+				m.stmtAt = len(m.b)
+			}
 			i++
 		}
 		m.afterHeader = header
+		m.afterBlock = block
 		last = line[i-1]
 	}
 }

@@ -91,14 +91,18 @@ func TestMinify(t *testing.T) {
 		{"regular expressions kept", `m = x.match(/(?:^|; )a=([^;/ ]+) /g), y = / x/.test(z);`, `m=x.match(/(?:^|; )a=([^;/ ]+) /g),y=/ x/.test(z);` + "\n"},
 		{"words apart", `if (typeof a == 'object') return b; else if (c in d) e();`, `if(typeof a=='object')return b;else if(c in d)e();` + "\n"},
 		{"signs apart", `a = b - -c + +d - e + f;`, `a=b- -c+ +d-e+f;` + "\n"},
-		{"semicolon before a brace", "function f() { g(); }\nfunction h() {\n  return 1;\n}\n", "function f(){g()}\nfunction h(){return 1}\n"},
+		{"semicolon before a brace", "function f() { g(); }\nfunction h() {\n  return 1;\n}\n", "function f(){g()}function h(){return 1}\n"},
 		{"line breaks that end no statement", "var a = {\n  b: 1,\n  c: f(x,\n    y)\n};\nd = a ||\n  e;\n", "var a={b:1,c:f(x,y)};d=a||e;\n"},
 		{"line breaks that may end a statement", "a = b\nc = 'd'\ni++\ne = /f/\ng()\n[1].h()\n", "a=b\nc='d'\ni++\ne=/f/\ng()\n[1].h()\n"},
 		{"regular expressions after keywords and operators", `function f() { return /(?:^|; )x/.test(y) || typeof /a b/ + / c/; }`, `function f(){return/(?:^|; )x/.test(y)||typeof/a b/+/ c/}` + "\n"},
 		{"division after a name, a number or ]", `a = b / 2 / c[1] / 3;`, `a=b/2/c[1]/3;` + "\n"},
-		{"empty statement kept", "function f() {\n  while (g()) ;\n}\nfor (;;) { h(); }\n", "function f(){while(g());}\nfor(;;){h()}\n"},
+		{"empty statement kept", "function f() {\n  while (g()) ;\n}\nfor (;;) { h(); }\n", "function f(){while(g());}for(;;){h()}\n"},
 		{"no <!--", `a = b < !--c;`, `a=b< !--c;` + "\n"},
 		{"a number's dot apart", `s = 1 .toString();`, `s=1 .toString();` + "\n"},
+		{"line breaks after a statement's closing brace", "function f() {\n  g();\n}\nfunction h(a) {\n  if (a) {\n    b();\n  }\n  else c();\n  try { d(); } catch (e) {}\n  for (;;) {}\n  while (a) {}\n  do {\n    a--;\n  }\n  while (a)\n  e();\n}\n[1].h();\n", "function f(){g()}function h(a){if(a){b()}else c();try{d()}catch(e){}for(;;){}while(a){}do{a--}while(a)\ne()}[1].h();\n"},
+		{"functions declared in a function and after a statement", "(function () {\n  var a = { b: 1 };\n  function f() {}\n  if (a) {}\n  function g() {}\n  f();\n})();\n", "(function(){var a={b:1};function f(){}if(a){}function g(){}f()})();\n"},
+		{"line breaks kept after an object or a function expression", "var f = function () {\n  g();\n}\n(h)\nvar o = {}\nx = 1\nif (a) b = function g() {}\nc()\nk = [function () {}]\n", "var f=function(){g()}\n(h)\nvar o={}\nx=1\nif(a)b=function g(){}\nc()\nk=[function(){}]\n"},
+		{"line breaks kept where a declaration is not known for one", "x = y\nfunction f() {}\nz()\nswitch (a) {\ncase 1: {}\n}\nq()\nfor (a; function f() {}; ) {}\nr()\no = { if() {} }\ns()\n", "x=y\nfunction f(){}\nz()\nswitch(a){case 1:{}}\nq()\nfor(a;function f(){};){}r()\no={if(){}}\ns()\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
