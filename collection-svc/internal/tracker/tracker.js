@@ -43,12 +43,10 @@
       // The highest domain that takes a cookie (not a public suffix):
       // found once with a probe cookie, else the host alone. dom is the
       // cookie's Path and Domain then.
-      if (dom == null) {
-        for (dom = '', i = p.length - 2; i >= 0 && !dom; i--) {
-          c = '; Path=/; Domain=' + p.slice(i).join('.');
-          d.cookie = '_at_p=1' + c;
-          if (/_at_p=1/.test(d.cookie)) { dom = c; d.cookie = '_at_p=1; Max-Age=0' + c; }
-        }
+      if (dom == null) for (dom = '', i = p.length - 2; i >= 0 && !dom; i--) {
+        c = '; Path=/; Domain=' + p.slice(i).join('.');
+        d.cookie = '_at_p=1' + c;
+        if (/_at_p=1/.test(d.cookie)) { dom = c; d.cookie = '_at_p=1; Max-Age=0' + c; }
       }
       d.cookie = '_at_cid=' + id + '; Max-Age=63072000; SameSite=Lax' + (dom || '; Path=/') + (loc.protocol == 'https:' ? '; Secure' : '');
     } catch (e) {}
