@@ -95,9 +95,12 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			case resp.StatusCode == http.StatusBadGateway, resp.StatusCode == http.StatusServiceUnavailable, resp.StatusCode == http.StatusGatewayTimeout:
 				o = Failure
 			}
-			if o == Success && resp.Body != nil && resp.Body != http.NoBody {
+			if o == Success && resp.StatusCode != http.StatusSwitchingProtocols && resp.Body != nil && resp.Body != http.NoBody {
 				// The exchange is over when the body is: an instance
-				// that dies or stalls after its headers fails then.
+				// that dies or stalls after its headers fails then. Not
+				// an upgrade's: its body is the connection, which
+				// ReverseProxy splices only as an io.ReadWriteCloser,
+				// and the switch is the exchange's end.
 				resp.Body = &reportedBody{rc: resp.Body, report: func(o Outcome) { t.report(pool, done, o) },
 					clientFault: func(err error) bool { return t.ClientFault != nil && t.ClientFault(req, err) }}
 				return resp, nil

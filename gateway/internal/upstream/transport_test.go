@@ -1,15 +1,18 @@
 package upstream
 
 import (
+	"bufio"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/acme/analytics/pkg/discovery"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -172,5 +175,54 @@ func TestTransportNeverResendsWhatMayHaveArrived(t *testing.T) {
 	}
 	if cut.Load() == 2 || len(rec.got()) != 6 {
 		t.Fatalf("GETs: %d cut, %d answered by the live instance; want some cut, and all 4 answered by the live instance", cut.Load()-2, len(rec.got())-2)
+	}
+}
+
+// TestTransportPassesUpgrades: a 101 Switching Protocols answer reaches the
+// client through a ReverseProxy, which needs the response body to be the
+// connection (an io.ReadWriteCloser) to splice the two.
+func TestTransportPassesUpgrades(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Errorf("hijack: %v", err)
+			return
+		}
+		defer conn.Close()
+		_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		_ = brw.Flush()
+		line, _ := brw.ReadString('\n')
+		_, _ = brw.WriteString(line)
+		_ = brw.Flush()
+	}))
+	defer srv.Close()
+	pool := newTestPool(t, 3)
+	pool.Update([]discovery.Instance{{ID: "a", Addr: strings.TrimPrefix(srv.URL, "http://")}})
+	tr := &Transport{Pools: map[string]*Pool{"svc": pool}, Base: NewBaseTransport(), Metrics: pool.metrics}
+	proxy := &httputil.ReverseProxy{Transport: tr, Rewrite: func(r *httputil.ProxyRequest) { r.Out.URL.Scheme, r.Out.URL.Host = "http", "svc" }}
+	front := httptest.NewServer(proxy)
+	defer front.Close()
+
+	conn, err := net.Dial("tcp", strings.TrimPrefix(front.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	_, _ = io.WriteString(conn, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("read the answer: %v", err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("status %d, want 101", resp.StatusCode)
+	}
+	_, _ = io.WriteString(conn, "hello\n")
+	if got, err := br.ReadString('\n'); got != "hello\n" {
+		t.Fatalf("echoed %q (%v), want %q", got, err, "hello\n")
+	}
+	if got := testutil.ToFloat64(pool.metrics.requests.WithLabelValues("svc", "success")); got != 1 {
+		t.Errorf("%v successes counted, want 1", got)
 	}
 }
