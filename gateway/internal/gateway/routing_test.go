@@ -481,7 +481,11 @@ func TestUpstreamDiesMidResponse(t *testing.T) {
 		}
 		return nil
 	})
+	deadline := time.Now().Add(30 * time.Second)
 	for hits.Load() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d responses reached the dying instance in 30s, want 3", hits.Load())
+		}
 		resp, err := client.Do(g.request(t, http.MethodGet, "/v1/reports/acquisition/channel", nil, "Authorization", tok))
 		if err != nil {
 			continue // the gateway cut the connection
