@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -101,8 +100,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 				// an upgrade's: its body is the connection, which
 				// ReverseProxy splices only as an io.ReadWriteCloser,
 				// and the switch is the exchange's end.
-				resp.Body = &reportedBody{rc: resp.Body, report: func(o Outcome) { t.report(pool, done, o) },
-					clientFault: func(err error) bool { return t.ClientFault != nil && t.ClientFault(req, err) }}
+				resp.Body = &reportedBody{rc: resp.Body, t: t, pool: pool, done: done, req: req}
 				return resp, nil
 			}
 			t.report(pool, done, o)
@@ -187,32 +185,47 @@ func (b *unsentBody) Close() error {
 // end (the reader had what it wanted: a JSON decoder) a success. Either is
 // neither when the client caused it (it went away).
 type reportedBody struct {
-	rc          io.ReadCloser
-	report      func(Outcome)
-	clientFault func(error) bool
-	once        sync.Once
+	rc io.ReadCloser
+	// What reporting needs, rather than closures over it: one allocation
+	// per response instead of three, on the path of every pixel hit.
+	t        *Transport
+	pool     *Pool
+	done     func(Outcome)
+	req      *http.Request
+	reported atomic.Bool
 }
 
 func (b *reportedBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	switch {
 	case err == io.EOF: //nolint:errorlint // io.Reader returns io.EOF itself
-		b.once.Do(func() { b.report(Success) })
+		b.report(Success)
 	case err != nil && b.clientFault(err):
-		b.once.Do(func() { b.report(Excluded) })
+		b.report(Excluded)
 	case err != nil:
-		b.once.Do(func() { b.report(Failure) })
+		b.report(Failure)
 	}
 	return n, err
 }
 
 func (b *reportedBody) Close() error {
-	b.once.Do(func() {
+	if !b.reported.Load() { // read to its end or failed: reported
+		o := Success
 		if b.clientFault(nil) {
-			b.report(Excluded)
-		} else {
-			b.report(Success)
+			o = Excluded
 		}
-	})
+		b.report(o)
+	}
 	return b.rc.Close()
+}
+
+// report reports o unless an outcome was reported already.
+func (b *reportedBody) report(o Outcome) {
+	if b.reported.CompareAndSwap(false, true) {
+		b.t.report(b.pool, b.done, o)
+	}
+}
+
+func (b *reportedBody) clientFault(err error) bool {
+	return b.t.ClientFault != nil && b.t.ClientFault(b.req, err)
 }
