@@ -6,7 +6,9 @@ package deadletter
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/IBM/sarama"
 	"github.com/acme/analytics/pkg/hit"
@@ -17,6 +19,8 @@ import (
 type Publisher struct {
 	producer sarama.SyncProducer
 	counter  *prometheus.CounterVec
+	// sending counts the sends under way, those Publish gave up on too.
+	sending atomic.Int64
 }
 
 // New returns a Publisher over producer (configured by
@@ -54,7 +58,9 @@ func (p *Publisher) Publish(ctx context.Context, dls []hit.DeadLetter) error {
 		return err
 	}
 	sent := make(chan error, 1)
+	p.sending.Add(1)
 	go func() {
+		defer p.sending.Add(-1)
 		err := p.producer.SendMessages(msgs)
 		if err == nil {
 			for _, dl := range dls {
@@ -72,4 +78,20 @@ func (p *Publisher) Publish(ctx context.Context, dls []hit.DeadLetter) error {
 	case <-ctx.Done():
 		return fmt.Errorf("publish %d dead letters: %w", len(msgs), ctx.Err())
 	}
+}
+
+// ErrSending is Close's answer while a send that Publish gave up on is
+// still running.
+var ErrSending = errors.New("a dead-letter send is still running; the producer is left open")
+
+// Close closes the producer, once the last Publish has returned. A send
+// that Publish gave up on may still be under way (the broker not
+// answering): closing a sarama producer under a send panics, so Close then
+// leaves the producer open and returns ErrSending. Callers close at
+// shutdown, when the process is about to exit and the producer with it.
+func (p *Publisher) Close() error {
+	if p.sending.Load() > 0 {
+		return ErrSending
+	}
+	return p.producer.Close()
 }

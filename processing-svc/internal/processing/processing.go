@@ -153,8 +153,12 @@ func setUp(ctx context.Context, svc *service.Service, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("connect dead-letter producer to kafka at %s: %w", cfg.Kafka.Brokers, err)
 	}
-	svc.OnClose(func() { producer.Close() })
 	dead := deadletter.New(producer, svc.Registry)
+	svc.OnClose(func() {
+		if err := dead.Close(); err != nil {
+			kafkaLog.Warn("close the dead-letter producer", slog.Any("error", err))
+		}
+	})
 
 	group, err := kafka.Connect(ctx, retry.Default, kafkaLog, "join the consumer group", func() (sarama.ConsumerGroup, error) {
 		return sarama.NewConsumerGroup(cfg.Kafka.BrokerList(), cfg.Group, cfg.Kafka.ConsumerConfig())
