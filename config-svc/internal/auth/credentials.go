@@ -110,7 +110,10 @@ func RandomToken(prefix string) (string, error) {
 
 // HashToken returns the hex SHA-256 of a refresh token, API secret or
 // password reset token: what is stored instead of the token. The tokens
-// are random, so a fast hash is enough.
+// are random, so a fast hash is enough. Of a user's password hash it is
+// the fingerprint that reset and refresh tokens keep of the password they
+// were made under (a bcrypt hash is salted: its SHA-256 tells nothing of
+// the password).
 func HashToken(tok string) string {
 	sum := sha256.Sum256([]byte(tok))
 	return hex.EncodeToString(sum[:])

@@ -224,14 +224,27 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, "read the user", err)
 		return
 	}
+	// A token is bound to the password it was issued under, so one stored
+	// after a reset revoked the user's tokens, by a login or refresh that
+	// had read the old password, is refused here (used up by its
+	// consumption above). A token stored before migration 10 has no
+	// fingerprint and is taken: every reset revokes all stored tokens.
+	if t.PasswordSHA256 != "" && t.PasswordSHA256 != auth.HashToken(u.PasswordHash) {
+		s.o.Log.Info("refresh token of an earlier password refused", slog.String("tenant_id", u.TenantID.String()), slog.String("user_id", u.ID.String()),
+			slog.String("request_id", httpserver.RequestID(ctx)))
+		httpserver.WriteError(w, http.StatusUnauthorized, "invalid_refresh_token", "the refresh token was issued before the password was last changed; log in again with the new password")
+		return
+	}
 	s.metrics.refreshes.Inc()
 	s.issueTokens(w, r, u, http.StatusOK)
 }
 
 // issueTokens signs u in: an access token and a new refresh token, in an
-// answer with status. A failure after a sign-up (status 201) says that
-// the account exists, so that the client logs in rather than signs up
-// again.
+// answer with status. The refresh token is bound to u.PasswordHash (the
+// hash a login verified, or the user's as a refresh read it): a refresh
+// refuses it once the user's password is another. A failure after a
+// sign-up (status 201) says that the account exists, so that the client
+// logs in rather than signs up again.
 func (s *Server) issueTokens(w http.ResponseWriter, r *http.Request, u store.User, status int) {
 	fail := func(what string, err error) {
 		if status == http.StatusCreated {
@@ -252,7 +265,8 @@ func (s *Server) issueTokens(w http.ResponseWriter, r *http.Request, u store.Use
 		return
 	}
 	now := s.now()
-	rt := store.RefreshToken{Hash: auth.HashToken(refresh), TenantID: u.TenantID, UserID: u.ID, IssuedAt: now, ExpiresAt: now.Add(s.o.RefreshTTL)}
+	rt := store.RefreshToken{Hash: auth.HashToken(refresh), TenantID: u.TenantID, UserID: u.ID, PasswordSHA256: auth.HashToken(u.PasswordHash),
+		IssuedAt: now, ExpiresAt: now.Add(s.o.RefreshTTL)}
 	if err := s.o.Store.SaveRefreshToken(r.Context(), rt); err != nil {
 		fail("store the refresh token", err)
 		return

@@ -3,21 +3,12 @@ package store
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/gocql/gocql"
 )
 
-// PasswordReset is a stored password reset token (its hash), made for a
-// user whose password hash had the SHA-256 PasswordSHA256 then.
-type PasswordReset struct {
-	Hash           string
-	TenantID       gocql.UUID
-	UserID         gocql.UUID
-	PasswordSHA256 string
-	IssuedAt       time.Time
-	ExpiresAt      time.Time
-}
+// PasswordReset is a stored password reset token.
+type PasswordReset UserToken
 
 // SavePasswordReset stores a reset token's hash until it expires.
 func (st *Store) SavePasswordReset(ctx context.Context, t PasswordReset) error {

@@ -153,6 +153,29 @@ func TestRefreshTokenWorksOnce(t *testing.T) {
 	}
 }
 
+// A refresh token keeps the fingerprint of the password it was issued
+// under; one stored before migration 10 (no password_sha256) has none.
+func TestRefreshTokenKeepsItsPassword(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t)
+	now := time.Now()
+	tok := RefreshToken{Hash: "h1", TenantID: gocql.MustRandomUUID(), UserID: gocql.MustRandomUUID(), PasswordSHA256: "p1", IssuedAt: now, ExpiresAt: now.Add(time.Hour)}
+	if err := st.SaveRefreshToken(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := st.ConsumeRefreshToken(ctx, "h1"); err != nil || got.PasswordSHA256 != "p1" {
+		t.Fatalf("ConsumeRefreshToken = %+v, %v; want PasswordSHA256 p1", got, err)
+	}
+	err := st.s.Query(`INSERT INTO refresh_tokens (token_hash, tenant_id, user_id, issued_at, expires_at) VALUES (?, ?, ?, ?, ?)`,
+		"h2", tok.TenantID, tok.UserID, now, now.Add(time.Hour)).Exec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := st.ConsumeRefreshToken(ctx, "h2"); err != nil || got.PasswordSHA256 != "" {
+		t.Fatalf("ConsumeRefreshToken of a token stored without a fingerprint = %+v, %v; want PasswordSHA256 empty", got, err)
+	}
+}
+
 func TestRuleVersionNumbersAreClaimedOnce(t *testing.T) {
 	ctx := context.Background()
 	st := newStore(t)

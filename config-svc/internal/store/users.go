@@ -191,14 +191,22 @@ func (st *Store) releaseEmail(ctx context.Context, email string, userID gocql.UU
 	return nil
 }
 
-// RefreshToken is a stored refresh token (its hash).
-type RefreshToken struct {
-	Hash      string
-	TenantID  gocql.UUID
-	UserID    gocql.UUID
-	IssuedAt  time.Time
-	ExpiresAt time.Time
+// UserToken is what is stored of a token a user holds (a refresh token, a
+// password reset link): the hash of the token, made while the user's
+// password hash had the SHA-256 PasswordSHA256, the password the token
+// is bound to.
+type UserToken struct {
+	Hash           string
+	TenantID       gocql.UUID
+	UserID         gocql.UUID
+	PasswordSHA256 string
+	IssuedAt       time.Time
+	ExpiresAt      time.Time
 }
+
+// RefreshToken is a stored refresh token. PasswordSHA256 is "" for one
+// stored before migration 10, which recorded none.
+type RefreshToken UserToken
 
 func ttlSeconds(until, now time.Time) int {
 	s := int(until.Sub(now).Seconds())
@@ -212,8 +220,8 @@ func ttlSeconds(until, now time.Time) int {
 func (st *Store) SaveRefreshToken(ctx context.Context, t RefreshToken) error {
 	ttl := ttlSeconds(t.ExpiresAt, st.now())
 	b := st.s.NewBatch(gocql.LoggedBatch).WithContext(ctx)
-	b.Query(`INSERT INTO refresh_tokens (token_hash, tenant_id, user_id, issued_at, expires_at) VALUES (?, ?, ?, ?, ?) USING TTL ?`,
-		t.Hash, t.TenantID, t.UserID, t.IssuedAt, t.ExpiresAt, ttl)
+	b.Query(`INSERT INTO refresh_tokens (token_hash, tenant_id, user_id, password_sha256, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?) USING TTL ?`,
+		t.Hash, t.TenantID, t.UserID, t.PasswordSHA256, t.IssuedAt, t.ExpiresAt, ttl)
 	b.Query(`INSERT INTO refresh_tokens_by_user (tenant_id, user_id, token_hash, expires_at) VALUES (?, ?, ?, ?) USING TTL ?`,
 		t.TenantID, t.UserID, t.Hash, t.ExpiresAt, ttl)
 	if err := st.s.ExecuteBatch(b); err != nil {
@@ -224,11 +232,12 @@ func (st *Store) SaveRefreshToken(ctx context.Context, t RefreshToken) error {
 
 // ConsumeRefreshToken takes a refresh token for one use: it returns the
 // token and deletes it, or ErrNotFound when it does not exist, has expired
-// or was consumed by a concurrent call.
+// or was consumed by a concurrent call. Whether the token's password is
+// still the user's is the caller's check; the token is used up either way.
 func (st *Store) ConsumeRefreshToken(ctx context.Context, hash string) (RefreshToken, error) {
 	t := RefreshToken{Hash: hash}
-	err := st.s.Query(`SELECT tenant_id, user_id, issued_at, expires_at FROM refresh_tokens WHERE token_hash = ?`, hash).
-		WithContext(ctx).Scan(&t.TenantID, &t.UserID, &t.IssuedAt, &t.ExpiresAt)
+	err := st.s.Query(`SELECT tenant_id, user_id, password_sha256, issued_at, expires_at FROM refresh_tokens WHERE token_hash = ?`, hash).
+		WithContext(ctx).Scan(&t.TenantID, &t.UserID, &t.PasswordSHA256, &t.IssuedAt, &t.ExpiresAt)
 	if err != nil {
 		return RefreshToken{}, fmt.Errorf("read refresh token: %w", notFound(err))
 	}
