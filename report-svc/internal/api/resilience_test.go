@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -176,6 +177,52 @@ func TestComputeTimeout(t *testing.T) {
 	if s := e.store.BreakerState(); s != "closed" {
 		t.Errorf("breaker %s: slow reads that the report gave up on are not the store's failures", s)
 	}
+}
+
+// TestComputeTimeoutServesStale: a report that runs out of
+// -compute-timeout over a slow store (no read failing) is answered, like
+// one whose reads fail, with its cached result marked stale, within that
+// time, the breaker counting nothing; only with no result younger than
+// -cache-stale-max-age is it report_timeout. It answered report_timeout
+// whenever the store was slow rather than failing, a cached result or not.
+func TestComputeTimeoutServesStale(t *testing.T) {
+	e := slowStore(t, time.Second)
+	e.cql.SetLatency(0)
+	query := params("range", "last_28_days", "metrics", "sessions")
+	before := e.mustReport("/v1/reports/acquisition/source", query)
+
+	e.cql.SetLatency(300 * time.Millisecond)
+	start := time.Now()
+	got := e.mustReport("/v1/reports/acquisition/source", query)
+	took := time.Since(start)
+	t.Logf("answered after %v: stale %v, fallback %q", took.Round(time.Millisecond), got.Stale, got.Fallback)
+	if !got.Stale || !got.Cached || got.Fallback == "" {
+		t.Errorf("stale %v cached %v fallback %q; want the cached result, marked stale", got.Stale, got.Cached, got.Fallback)
+	}
+	if got.Totals["sessions"] != before.Totals["sessions"] || len(got.Rows) != len(before.Rows) {
+		t.Errorf("stale totals %v over %d rows, want the cached %v over %d", got.Totals, len(got.Rows), before.Totals, len(before.Rows))
+	}
+	if took > 2*time.Second {
+		t.Errorf("the stale result came after %v; -compute-timeout is 1s", took)
+	}
+	csv := url.Values{"format": {"csv"}}
+	for k, v := range query {
+		csv[k] = v
+	}
+	status, _, resp := e.get(viewer, "/v1/reports/acquisition/source", csv)
+	if status != http.StatusOK || resp.Header.Get("X-Report-Stale") != "true" || resp.Header.Get("X-Report-Fallback") == "" {
+		t.Errorf("CSV: status %d, X-Report-Stale %q, X-Report-Fallback %q", status, resp.Header.Get("X-Report-Stale"), resp.Header.Get("X-Report-Fallback"))
+	}
+
+	e.clock.Set(e.clock.Now().Add(time.Hour + time.Minute)) // past -cache-stale-max-age
+	status, body, _ := e.get(viewer, "/v1/reports/acquisition/source", query)
+	if status != http.StatusServiceUnavailable || decodeError(t, body).Error.Code != "report_timeout" {
+		t.Errorf("with nothing cached younger than -cache-stale-max-age: %d %s; want 503 report_timeout", status, body)
+	}
+	if s := e.store.BreakerState(); s != "closed" {
+		t.Errorf("breaker %s: slow reads that the report gave up on are not the store's failures", s)
+	}
+	e.cql.SetLatency(0)
 }
 
 // slowStore serves a data set of 40 days from a store that reads one

@@ -30,7 +30,8 @@ type Config struct {
 	// late-hit horizon) is reused.
 	FinalCacheTTL time.Duration
 	// StaleMaxAge is how old a cached result may be and still be served,
-	// marked stale, while the store is unavailable.
+	// marked stale, while the store is unavailable or too slow for
+	// ComputeTimeout.
 	StaleMaxAge time.Duration
 	// CacheBytes bounds the result cache.
 	CacheBytes int64
@@ -59,7 +60,7 @@ type Config struct {
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.CacheTTL, "cache-ttl", 5*time.Second, "how long an identical query is answered from the result cache while its data can still change")
 	fs.DurationVar(&c.FinalCacheTTL, "cache-final-ttl", 5*time.Minute, "how long an identical query over final data (past the late-hit horizon) is answered from the result cache")
-	fs.DurationVar(&c.StaleMaxAge, "cache-stale-max-age", time.Hour, "how old a cached result may be and still be served, marked stale, while Cassandra is unavailable")
+	fs.DurationVar(&c.StaleMaxAge, "cache-stale-max-age", time.Hour, "how old a cached result may be and still be served, marked stale, while Cassandra is unavailable or too slow for -compute-timeout")
 	fs.Int64Var(&c.CacheBytes, "cache-bytes", 64<<20, "size bound of the result cache, in bytes")
 	fs.DurationVar(&c.DayCacheTTL, "day-cache-ttl", 10*time.Minute, "how long the merged rows of a final day are kept in memory (bounds how long a reprocessed day shows old numbers)")
 	fs.Int64Var(&c.DayCacheBytes, "day-cache-bytes", 512<<20, "size bound of the day cache, in bytes")
@@ -118,7 +119,7 @@ type engineMetrics struct {
 func New(st *store.Store, cfg Config, now func() time.Time, reg prometheus.Registerer) *Engine {
 	m := &engineMetrics{
 		results: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "report_results_total", Help: "Report results by origin: computed, cache (fresh hit), stale (served while the store is unavailable), unavailable (503).",
+			Name: "report_results_total", Help: "Report results by origin: computed, cache (fresh hit), stale (served while the store is unavailable or too slow), unavailable (503).",
 		}, []string{"origin"}),
 		days: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "report_day_cache_total", Help: "Day partitions needed by reports, by whether the day cache had them.",
@@ -285,8 +286,9 @@ type cached struct {
 
 // Report answers q for property p: from the result cache while fresh,
 // else computed (identical concurrent queries share one computation);
-// when the store is unavailable, from the cache marked stale if a result
-// younger than StaleMaxAge is there, else the store's error.
+// when the store is unavailable or the computation runs out of
+// ComputeTimeout, from the cache marked stale if a result younger than
+// StaleMaxAge is there, else the error.
 func (e *Engine) Report(ctx context.Context, p Property, q *Query) (*Answer, error) {
 	// The zone is part of the key: the same range means other days, and
 	// presets other dates, once a merchant changes it.
@@ -321,9 +323,11 @@ func (e *Engine) Report(ctx context.Context, p Property, q *Query) (*Answer, err
 		e.m.results.WithLabelValues("computed").Inc()
 		return &Answer{Result: v.(*Result), Query: q}, nil
 	}
-	if errors.Is(err, store.ErrUnavailable) && ok {
-		e.m.results.WithLabelValues("stale").Inc()
-		return &Answer{Result: c.res, Query: q, Cached: true, Stale: true, Fallback: staleReason(err, c.res.Freshness.ComputedAt)}, nil
+	if ok {
+		if reason := e.staleReason(err, c.res.Freshness.ComputedAt); reason != "" {
+			e.m.results.WithLabelValues("stale").Inc()
+			return &Answer{Result: c.res, Query: q, Cached: true, Stale: true, Fallback: reason}, nil
+		}
 	}
 	if errors.Is(err, store.ErrUnavailable) {
 		e.m.results.WithLabelValues("unavailable").Inc()
@@ -331,11 +335,26 @@ func (e *Engine) Report(ctx context.Context, p Property, q *Query) (*Answer, err
 	return nil, err
 }
 
-func staleReason(err error, computed time.Time) string {
-	reason := "the report store is unavailable"
+// staleReason says why a computation that failed with err is answered
+// with a cached result computed at computed, marked stale; "" when err
+// allows no such fallback. The store unavailable allows one, and so does
+// the computation running out of ComputeTimeout: a store slow but not
+// failing leaves a merchant no better off than one that fails, and a
+// stale report beats an error. (Its reads count for the breaker as
+// before: those done within -store-timeout as successes, those given up
+// on not at all.) A client that went away gets nothing.
+func (e *Engine) staleReason(err error, computed time.Time) string {
+	var reason string
 	var ue *store.UnavailableError
-	if errors.As(err, &ue) {
-		reason += " (" + ue.Reason + ")"
+	switch {
+	case errors.As(err, &ue):
+		reason = "the report store is unavailable (" + ue.Reason + ")"
+	case errors.Is(err, store.ErrUnavailable):
+		reason = "the report store is unavailable"
+	case errors.Is(err, context.DeadlineExceeded):
+		reason = "the report took longer than " + e.cfg.ComputeTimeout.String() + " to compute"
+	default:
+		return ""
 	}
 	return reason + "; this result was computed at " + computed.UTC().Format(time.RFC3339)
 }

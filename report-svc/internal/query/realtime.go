@@ -82,9 +82,11 @@ func (e *Engine) Realtime(ctx context.Context, p Property, window, limit int) (*
 		e.m.results.WithLabelValues("computed").Inc()
 		return &RealtimeAnswer{Realtime: v.(*Realtime)}, nil
 	}
-	if errors.Is(err, store.ErrUnavailable) && ok {
-		e.m.results.WithLabelValues("stale").Inc()
-		return &RealtimeAnswer{Realtime: c.rt, Cached: true, Stale: true, Fallback: staleReason(err, c.rt.Now)}, nil
+	if ok {
+		if reason := e.staleReason(err, c.rt.Now); reason != "" {
+			e.m.results.WithLabelValues("stale").Inc()
+			return &RealtimeAnswer{Realtime: c.rt, Cached: true, Stale: true, Fallback: reason}, nil
+		}
 	}
 	if errors.Is(err, store.ErrUnavailable) {
 		e.m.results.WithLabelValues("unavailable").Inc()
