@@ -508,3 +508,75 @@ func TestSharedComputationOutlivesItsStarter(t *testing.T) {
 		t.Errorf("breaker %s after a cancelled request", s)
 	}
 }
+
+// TestOpenBreakerRefusesReadsInFlight: once the breaker is open, a report
+// whose partitions (days, or final weeks merged from them) are being read
+// for another report, by reads that hang since before it opened, is
+// answered at once, from its cached result marked stale, as a report over
+// partitions of its own is. It joined those reads and waited for them, up
+// to -store-timeout, before the breaker was asked.
+func TestOpenBreakerRefusesReadsInFlight(t *testing.T) {
+	ds := reporttest.Generate(reporttest.Config{Seed: 5, Location: newYork, Now: time.Date(2026, 3, 20, 19, 30, 0, 0, time.UTC),
+		Days: 40, Clients: 100, Shards: 1})
+	for _, dayCache := range []int64{256 << 20, 0} {
+		t.Run(fmt.Sprintf("day cache %d bytes", dayCache), func(t *testing.T) {
+			o := defaultOptions()
+			o.store.Timeout = 2 * time.Second
+			o.store.BreakerFailures = 1
+			o.store.BreakerOpen = time.Minute
+			o.engine.DayCacheBytes = dayCache
+			o.engine.DayCacheTTL = 10 * time.Minute
+			e := newEnv(t, ds, o)
+			// Three whole weeks, final: with the day cache on, read as
+			// weeks only.
+			query := params("from", "2026-02-23", "to", "2026-03-15", "metrics", "sessions", "sort", "channel")
+			before := e.mustReport("/v1/reports/acquisition/channel", query)
+			e.clock.Set(e.clock.Now().Add(11 * time.Minute)) // past the day cache's time: read again
+
+			// Another report over the same partitions (its own result: sorted
+			// otherwise) starts reads that hang; other reads then fail, and
+			// the breaker opens.
+			const (
+				hang = iota + 1
+				fail
+			)
+			var mode, hung atomic.Int32
+			release := make(chan struct{})
+			e.cql.SetFault(func(cql string) cqlserver.Fault {
+				switch mode.Load() {
+				case hang:
+					if strings.Contains(cql, "FROM rollup_daily") {
+						hung.Add(1)
+						select {
+						case <-release:
+						case <-time.After(3 * time.Second): // past -store-timeout
+						}
+					}
+				case fail:
+					return cqlserver.FailBefore
+				}
+				return cqlserver.NoFault
+			})
+			t.Cleanup(func() { close(release); e.cql.SetFault(nil) })
+			mode.Store(hang)
+			go e.get(viewer, "/v1/reports/acquisition/channel", params("from", "2026-02-23", "to", "2026-03-15", "metrics", "sessions"))
+			eventually.True(t, 10*time.Second, "reads hung", func() bool { return hung.Load() >= 4 })
+			mode.Store(fail)
+			e.get(viewer, "/v1/reports/acquisition/device", params("range", "last_7_days", "metrics", "sessions"))
+			if s := e.store.BreakerState(); s != "open" {
+				t.Fatalf("breaker %s after a failed read; -breaker-failures is 1", s)
+			}
+
+			start := time.Now()
+			got := e.mustReport("/v1/reports/acquisition/channel", query)
+			took := time.Since(start)
+			t.Logf("answered after %v: stale %v, fallback %q", took.Round(time.Millisecond), got.Stale, got.Fallback)
+			if !got.Stale || got.Totals["sessions"] != before.Totals["sessions"] {
+				t.Errorf("stale %v, totals %v; want the cached %v, marked stale", got.Stale, got.Totals, before.Totals)
+			}
+			if took > 500*time.Millisecond {
+				t.Errorf("answered %v after the breaker opened; it refuses reads at once", took)
+			}
+		})
+	}
+}

@@ -523,6 +523,9 @@ func (e *Engine) loadDay(ctx context.Context, lim reads, p Property, src *source
 		}
 	}
 	e.m.days.WithLabelValues("miss").Inc()
+	if err := e.store.Refuse(table(report)); err != nil {
+		return nil, err // before waiting for a turn or for a read in flight
+	}
 	sfKey := key
 	if withUsers {
 		sfKey += "|users"
@@ -545,6 +548,18 @@ func (e *Engine) loadDay(ctx context.Context, lim reads, p Property, src *source
 		return nil, err
 	}
 	return v.(*dayData), nil
+}
+
+// table names the table the rows of report are read from, for the
+// store's metrics.
+func table(report string) string {
+	switch report {
+	case hourlyReport:
+		return "rollup_hourly"
+	case filteredReport:
+		return "filtered_hits"
+	}
+	return "rollup_daily"
 }
 
 func (e *Engine) readDay(ctx context.Context, property gocql.UUID, report string, day time.Time, withUsers bool) (*dayData, error) {
@@ -823,6 +838,9 @@ func (e *Engine) loadUnit(ctx context.Context, lim reads, p Property, src *sourc
 	if d, ok := e.days.get(key, now); ok && (d.users || !withUsers) {
 		e.m.days.WithLabelValues("hit").Inc()
 		return d, nil
+	}
+	if err := e.store.Refuse(table(src.report)); err != nil {
+		return nil, err // before waiting for a week merged in flight
 	}
 	sfKey := key
 	if withUsers {

@@ -133,6 +133,25 @@ func New(session *gocql.Session, cfg Config, reg prometheus.Registerer) *Store {
 // BreakerState returns the breaker's state: "closed", "half-open" or "open".
 func (s *Store) BreakerState() string { return s.cb.State().String() }
 
+// Refuse returns the error an open breaker fails a read of table with
+// (counted as rejected), and nil while it is not open. A caller about to
+// wait for a read (for a turn among its reads, or for a read of the same
+// partition in flight, which another caller started before the breaker
+// opened and which may hang until -store-timeout) asks first, so that an
+// open breaker fails it at once, as it does a read that waits for nothing.
+func (s *Store) Refuse(table string) error {
+	if s.cb.State() != gobreaker.StateOpen {
+		return nil
+	}
+	s.m.reads.WithLabelValues(table, "rejected").Inc()
+	return s.rejected(gobreaker.ErrOpenState)
+}
+
+// rejected is the error of a read the breaker rejected with err.
+func (s *Store) rejected(err error) error {
+	return &UnavailableError{Reason: "circuit breaker open after repeated failures", RetryAfter: s.retryAfter(), Err: err}
+}
+
 // errCallerGone marks a read abandoned because its caller went away; it
 // says nothing about the store, so the breaker ignores it.
 var errCallerGone = errors.New("caller went away")
@@ -168,7 +187,7 @@ func (s *Store) read(ctx context.Context, table string, fn func(ctx context.Cont
 		return ctx.Err()
 	case errors.Is(err, gobreaker.ErrOpenState), errors.Is(err, gobreaker.ErrTooManyRequests):
 		s.m.reads.WithLabelValues(table, "rejected").Inc()
-		return &UnavailableError{Reason: "circuit breaker open after repeated failures", RetryAfter: s.retryAfter(), Err: err}
+		return s.rejected(err)
 	case errors.Is(err, ErrUnavailable):
 		s.m.reads.WithLabelValues(table, "timeout").Inc()
 		return err
