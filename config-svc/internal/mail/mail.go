@@ -1,7 +1,8 @@
 // Package mail delivers config-svc's e-mail (password reset links): plain
 // text messages with RFC 5322 headers, sent by SMTP (net/smtp) or written
 // into a pickup directory as .eml files, which the local stack and
-// development use and which many MTAs (and a mail catcher) pick up.
+// development use and which many MTAs (and a mail catcher) pick up. A
+// Queue sends them in the background, retrying temporary failures.
 package mail
 
 import (
