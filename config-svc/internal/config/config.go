@@ -124,6 +124,10 @@ func httpURL(s string) bool {
 	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != ""
 }
 
+// mailRetryFor is how long a reset mail whose sends fail temporarily is
+// retried, at most.
+const mailRetryFor = 10 * time.Minute
+
 // Run serves until ctx is done, logging to w. The signing keys are read
 // first (a missing key exits at once); then it waits for Cassandra,
 // serving /healthz meanwhile (service.Setup).
@@ -176,7 +180,19 @@ func setUp(ctx context.Context, svc *service.Service, cfg Config, keys *auth.Key
 	if err := retry.Until(ctx, retry.Default, log, "read the change feed", feed.Init); err != nil {
 		return err
 	}
-	mailer, from := cfg.Mail.Sender()
+	var mailer *mail.Queue
+	sender, from := cfg.Mail.Sender()
+	if sender != nil {
+		mailer = mail.NewQueue(sender, mail.QueueConfig{
+			// A link mailed late is still of use for half its life.
+			RetryFor: min(mailRetryFor, cfg.PasswordResetTTL/2),
+			// The components' stop follows the HTTP drain within
+			// -shutdown-timeout; reset requests no longer wait for mail,
+			// so the drain takes little of it.
+			Drain: cfg.Service.HTTP.ShutdownTimeout / 2,
+		}, log, svc.Registry)
+		svc.Go(mailer.Run)
+	}
 	api := httpapi.New(httpapi.Options{
 		Store: st, Keys: keys, Hasher: hasher, Feed: feed,
 		Issuer:                 &auth.Issuer{Keys: keys, Issuer: cfg.Issuer, Audience: cfg.Audience, AccessTTL: cfg.AccessTokenTTL},

@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/acme/analytics/config-svc/internal/auth"
@@ -39,9 +37,11 @@ type PasswordResetResponse struct {
 	Message string `json:"message"`
 }
 
-// requestPasswordReset mails a reset link to the account with the address,
-// if there is one; the answer is the same either way, and takes as long
-// (sendTimes). Requests for an address are throttled alike, known or not.
+// requestPasswordReset has a reset link mailed to the account with the
+// address, if there is one, and answers 202 at once, the same either way:
+// the mail is handed to the background sender (Options.Mailer), so
+// neither its time nor its failure shows in the answer. Requests for an
+// address are throttled alike, known or not.
 func (s *Server) requestPasswordReset(w http.ResponseWriter, r *http.Request) {
 	var req passwordResetRequest
 	if !decodeJSON(w, r, &req) {
@@ -70,31 +70,24 @@ func (s *Server) requestPasswordReset(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	u, err := s.o.Store.UserByEmail(ctx, email)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		// Alike for every address: nothing is known of it yet.
 		s.internalError(w, r, "look up the user", err)
 		return
 	}
 	if err != nil {
-		// No account: wait as long as a mail takes to store and send.
 		s.metrics.resetRequests.WithLabelValues("no_account").Inc()
-		t := time.NewTimer(s.sendTimes.sample())
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return
-		}
 		s.writeResetRequested(w)
 		return
 	}
-	start := time.Now()
-	if err := s.mailResetLink(w, r, u); err != nil {
+	// From here on the answer is 202 whatever happens, as for an address
+	// without an account: a failure answered otherwise would tell that
+	// the address has one. The user, who gets no mail, asks again after
+	// the throttle's wait.
+	if s.queueResetLink(r, u) {
+		s.metrics.resetRequests.WithLabelValues("queued").Inc()
+	} else {
 		s.metrics.resetRequests.WithLabelValues("failed").Inc()
-		return
 	}
-	s.sendTimes.add(time.Since(start))
-	s.metrics.resetRequests.WithLabelValues("sent").Inc()
-	s.o.Log.Info("password reset link sent", slog.String("tenant_id", u.TenantID.String()), slog.String("user_id", u.ID.String()),
-		slog.String("request_id", httpserver.RequestID(ctx)))
 	s.writeResetRequested(w)
 }
 
@@ -105,42 +98,30 @@ func (s *Server) writeResetRequested(w http.ResponseWriter) {
 		humanDuration(s.o.PasswordResetTTL))})
 }
 
-// mailResetLink stores a new reset token of u and mails it. On failure it
-// has answered, and returns the error.
-func (s *Server) mailResetLink(w http.ResponseWriter, r *http.Request, u store.User) error {
+// queueResetLink stores a new reset token of u and hands its mail to the
+// background sender; it reports whether the mail was queued, having
+// logged why not (never the token).
+func (s *Server) queueResetLink(r *http.Request, u store.User) bool {
+	attrs := []slog.Attr{slog.String("mail", "password_reset"), slog.String("tenant_id", u.TenantID.String()), slog.String("user_id", u.ID.String()),
+		slog.String("request_id", httpserver.RequestID(r.Context()))}
 	token, err := auth.RandomToken(auth.PasswordResetTokenPrefix)
 	if err != nil {
-		s.internalError(w, r, "make a reset token", err)
-		return err
+		s.o.Log.LogAttrs(r.Context(), slog.LevelError, "make a reset token", append(attrs, slog.Any("error", err))...)
+		return false
 	}
 	now := s.now()
 	t := store.PasswordReset{Hash: auth.HashToken(token), TenantID: u.TenantID, UserID: u.ID, PasswordSHA256: auth.HashToken(u.PasswordHash),
 		IssuedAt: now, ExpiresAt: now.Add(s.o.PasswordResetTTL)}
 	if err := s.o.Store.SavePasswordReset(r.Context(), t); err != nil {
-		s.internalError(w, r, "store the reset token", err)
-		return err
+		s.o.Log.LogAttrs(r.Context(), slog.LevelError, "store the reset token", append(attrs, slog.Any("error", err))...)
+		return false
 	}
 	m := mail.Message{From: s.o.MailFrom, To: u.Email, Subject: "Reset your Acme Analytics password", Body: s.resetMailBody(u.Email, token)}
-	// Once begun, a send is not abandoned for a client that went away;
-	// the sender bounds it.
-	err = s.o.Mailer.Send(context.WithoutCancel(r.Context()), m)
-	if err == nil {
-		return nil
+	if !s.o.Mailer.Enqueue(m, attrs...) {
+		return false // logged and counted by the queue
 	}
-	s.o.Log.Error("send a password reset e-mail", slog.Any("error", err), slog.Bool("temporary", mail.Temporary(err)),
-		slog.String("user_id", u.ID.String()), slog.String("request_id", httpserver.RequestID(r.Context())))
-	if mail.Temporary(err) {
-		// The throttle lets the address ask again after its wait, which
-		// is what the answer says.
-		secs := waitSeconds(s.resets.wait(u.Email))
-		w.Header().Set("Retry-After", strconv.Itoa(secs))
-		httpserver.WriteError(w, http.StatusServiceUnavailable, "mail_unavailable",
-			fmt.Sprintf("the e-mail could not be sent now (the mail server did not take it); ask again in %d s", secs))
-		return err
-	}
-	httpserver.WriteError(w, http.StatusInternalServerError, "internal",
-		"the e-mail could not be sent; the request ID identifies it in our logs")
-	return err
+	s.o.Log.LogAttrs(r.Context(), slog.LevelInfo, "password reset link queued", attrs...)
+	return true
 }
 
 func (s *Server) resetMailBody(email, token string) string {
@@ -259,31 +240,4 @@ func humanDuration(d time.Duration) string {
 		unit += "s"
 	}
 	return strconv.Itoa(n) + " " + unit
-}
-
-// sendTimes keeps how long the last reset mails took to store and send,
-// so that a request for an address without an account waits as long as
-// one with: for one of those times picked at random, which makes the two
-// answers' times alike in distribution rather than in their mean. Until
-// the instance has sent a mail there is nothing to wait for.
-type sendTimes struct {
-	mu sync.Mutex
-	d  [64]time.Duration
-	n  int // times recorded, the newest at d[(n-1)%len(d)]
-}
-
-func (t *sendTimes) add(d time.Duration) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.d[t.n%len(t.d)] = d
-	t.n++
-}
-
-func (t *sendTimes) sample() time.Duration {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.n == 0 {
-		return 0
-	}
-	return t.d[rand.IntN(min(t.n, len(t.d)))]
 }

@@ -2,11 +2,15 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	netmail "net/mail"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"sync"
@@ -15,6 +19,10 @@ import (
 
 	"github.com/acme/analytics/config-svc/internal/mail"
 	"github.com/acme/analytics/config-svc/internal/mail/mailtest"
+	"github.com/acme/analytics/pkg/eventually"
+	"github.com/acme/analytics/pkg/logtest"
+	"github.com/acme/analytics/pkg/retry"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // advance moves the clock forward by d.
@@ -26,14 +34,70 @@ const resetURL = "https://app.example/reset-password?token={token}"
 // it returns, on clock.
 func mailEnv(t *testing.T, clock *testClock) (*env, string) {
 	dir := t.TempDir()
+	e := newEnv(t, func(o *Options) {
+		o.Mailer = startMailer(t, mail.Dir{Path: dir}, mail.QueueConfig{}, o.Registerer, nil)
+		o.MailFrom, o.PasswordResetURL, o.Now = testFrom(t), resetURL, clock.now
+	})
+	return e, dir
+}
+
+func testFrom(t *testing.T) *netmail.Address {
 	from, err := mail.ParseFrom("Acme Analytics <no-reply@acme.example>")
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := newEnv(t, func(o *Options) {
-		o.Mailer, o.MailFrom, o.PasswordResetURL, o.Now = mail.Dir{Path: dir}, from, resetURL, clock.now
+	return from
+}
+
+// fastRetries is the backoff of the tests' mail queues.
+var fastRetries = retry.Backoff{Min: 20 * time.Millisecond, Max: 100 * time.Millisecond}
+
+// startMailer runs a mail queue sending with s, with fastRetries unless c
+// has a backoff, its metrics on reg and its log into logs (nil: none),
+// until the end of the test.
+func startMailer(t *testing.T, s mail.Sender, c mail.QueueConfig, reg prometheus.Registerer, logs *logtest.Buffer) *mail.Queue {
+	t.Helper()
+	if c.Backoff == (retry.Backoff{}) {
+		c.Backoff = fastRetries
+	}
+	var w io.Writer = io.Discard
+	if logs != nil {
+		w = logs
+	}
+	q := mail.NewQueue(s, c, slog.New(slog.NewTextHandler(w, nil)), reg)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = q.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
 	})
-	return e, dir
+	return q
+}
+
+// metric is the value of the counter or gauge name of the instance, with
+// the label outcome when it is not "".
+func (e *env) metric(name, outcome string) float64 {
+	e.t.Helper()
+	mfs, err := e.feedRegistry.Gather()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if outcome != "" && (len(m.GetLabel()) != 1 || m.GetLabel()[0].GetValue() != outcome) {
+				continue
+			}
+			if m.GetCounter() != nil {
+				return m.GetCounter().GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return 0
 }
 
 var resetLink = regexp.MustCompile(`https://app\.example/reset-password\?token=(pr_[A-Za-z0-9_-]{43})\r\n`)
@@ -83,7 +147,7 @@ func mails(t *testing.T, dir string) [][]byte {
 }
 
 // requestReset asks for a reset link for email and returns its token,
-// the one new message in dir.
+// the one new message in dir once it has come.
 func (e *env) requestReset(dir, email string) string {
 	e.t.Helper()
 	before := len(mails(e.t, dir))
@@ -92,7 +156,11 @@ func (e *env) requestReset(dir, email string) string {
 	if !strings.Contains(resp.Message, "if an account has this e-mail address") || !strings.Contains(resp.Message, "within 1 hour") {
 		e.t.Errorf("message %q", resp.Message)
 	}
-	got := mails(e.t, dir)
+	var got [][]byte
+	eventually.True(e.t, 10*time.Second, "the reset mail", func() bool {
+		got = mails(e.t, dir)
+		return len(got) > before
+	})
 	if len(got) != before+1 {
 		e.t.Fatalf("%d messages after the request, want %d", len(got), before+1)
 	}
@@ -216,8 +284,9 @@ func TestPasswordResetRequests(t *testing.T) {
 	if !strings.Contains(resp.Message, "if an account has this e-mail address") {
 		t.Errorf("message for an unknown address %q", resp.Message)
 	}
-	if n := len(mails(t, dir)); n != 1 {
-		t.Fatalf("%d messages after a request for an unknown address, want the 1 before", n)
+	// Nothing is queued for it: the queue has handled one message, sent.
+	if n, sent := len(mails(t, dir)), e.metric("config_mail_messages_total", mail.OutcomeSent); n != 1 || sent != 1 || e.metric("config_mail_queued", "") != 0 {
+		t.Fatalf("%d messages (%v sent) after a request for an unknown address, want the 1 before", n, sent)
 	}
 
 	for _, addr := range []string{a.email, "nobody@shop.example"} {
@@ -268,43 +337,202 @@ func TestPasswordResetWithoutMail(t *testing.T) {
 }
 
 // Through a real SMTP server: the message arrives with its link over TLS
-// with authentication; a temporary refusal is 503 mail_unavailable to ask
-// again after the throttle's wait, a permanent one 500.
+// with authentication; a temporary refusal (451) is retried until the
+// server takes the message; a permanent one (550) is given up at once,
+// counted and logged with the user's ID, never the token. Each request is
+// answered 202.
 func TestPasswordResetBySMTP(t *testing.T) {
 	srv := mailtest.Start(t, "mailer", "smtp password")
 	clock := newTestClock()
-	from, err := mail.ParseFrom("Acme Analytics <no-reply@acme.example>")
-	if err != nil {
-		t.Fatal(err)
-	}
+	var logs logtest.Buffer
 	e := newEnv(t, func(o *Options) {
-		o.Mailer = &mail.SMTP{Addr: srv.Addr, Username: "mailer", Password: "smtp password", Timeout: 5 * time.Second, TLSConfig: srv.ClientTLS}
-		o.MailFrom, o.PasswordResetURL, o.Now = from, resetURL, clock.now
+		o.Mailer = startMailer(t, &mail.SMTP{Addr: srv.Addr, Username: "mailer", Password: "smtp password", Timeout: 5 * time.Second, TLSConfig: srv.ClientTLS},
+			mail.QueueConfig{}, o.Registerer, &logs)
+		o.MailFrom, o.PasswordResetURL, o.Now = testFrom(t), resetURL, clock.now
 	})
 	a := e.signup("SMTP")
+	received := func(n int) []mailtest.Message {
+		t.Helper()
+		var got []mailtest.Message
+		eventually.True(t, 10*time.Second, "the server receives the reset mail", func() bool {
+			got = srv.Messages()
+			return len(got) >= n
+		})
+		if len(got) != n {
+			t.Fatalf("the server received %d messages, want %d", len(got), n)
+		}
+		return got
+	}
 	e.must(http.StatusAccepted, anonymous, "POST", "/v1/password-reset", map[string]string{"email": a.email})
-	got := srv.Messages()
-	if len(got) != 1 || !got[0].TLS || got[0].User != "mailer" || got[0].From != "no-reply@acme.example" || len(got[0].To) != 1 || got[0].To[0] != a.email {
+	got := received(1)
+	if !got[0].TLS || got[0].User != "mailer" || got[0].From != "no-reply@acme.example" || len(got[0].To) != 1 || got[0].To[0] != a.email {
 		t.Fatalf("the server received %+v", got)
 	}
-	to, token := readMail(t, got[0].Data)
-	if to != a.email {
+	if to, _ := readMail(t, got[0].Data); to != a.email {
 		t.Fatalf("To %q", to)
 	}
 
 	clock.advance(time.Minute)
 	srv.Refuse(451, "try again later")
-	r := e.do(anonymous, "POST", "/v1/password-reset", map[string]string{"email": a.email})
-	if r.code != http.StatusServiceUnavailable || r.apiError().Code != "mail_unavailable" || r.header.Get("Retry-After") != "120" {
-		t.Fatalf("a temporary refusal: %d %s (Retry-After %q), want 503 mail_unavailable after 120 s", r.code, r.body, r.header.Get("Retry-After"))
-	}
+	e.must(http.StatusAccepted, anonymous, "POST", "/v1/password-reset", map[string]string{"email": a.email})
+	eventually.True(t, 10*time.Second, "the refused send retried", func() bool {
+		return strings.Count(logs.String(), `msg="send an e-mail failed; retrying" `) >= 2 && strings.Contains(logs.String(), "smtp RCPT TO: 451")
+	})
+	srv.Refuse(0, "")
+	_, token := readMail(t, received(2)[1].Data)
+
 	clock.advance(2 * time.Minute)
 	srv.Refuse(550, "no such mailbox")
-	if r := e.do(anonymous, "POST", "/v1/password-reset", map[string]string{"email": a.email}); r.code != http.StatusInternalServerError || r.apiError().Code != "internal" {
-		t.Fatalf("a permanent refusal: %d %s, want 500 internal", r.code, r.body)
-	}
+	e.must(http.StatusAccepted, anonymous, "POST", "/v1/password-reset", map[string]string{"email": a.email})
+	eventually.True(t, 10*time.Second, "the refused mail counted", func() bool { return e.metric("config_mail_messages_total", mail.OutcomeFailed) == 1 })
 	srv.Refuse(0, "")
-	// The link mailed before the failures still works.
+	if n := len(srv.Messages()); n != 2 {
+		t.Fatalf("the server received %d messages, want the 2 before the 550", n)
+	}
+	if got := e.metric("config_mail_messages_total", mail.OutcomeSent); got != 2 {
+		t.Errorf("%v mails counted sent, want 2", got)
+	}
+	var refused string
+	for line := range strings.SplitSeq(logs.String(), "\n") {
+		if strings.Contains(line, `msg="e-mail not sent: refused for good"`) {
+			refused = line
+		}
+	}
+	if !strings.Contains(refused, "user_id="+a.tokens.UserID) || !strings.Contains(refused, "550") || !strings.Contains(refused, "no such mailbox") {
+		t.Errorf("the permanent failure logged as %q, want a line with the user's ID and the reply", refused)
+	}
+	if tok := regexp.MustCompile(`pr_[A-Za-z0-9_-]{43}`).FindString(logs.String()); tok != "" {
+		t.Errorf("a reset token in the mail queue's log: %s", tok)
+	}
+
+	// The link mailed after its retries works.
 	e.confirmReset(http.StatusNoContent, token, "set through smtp")
 	e.must(http.StatusOK, anonymous, "POST", "/v1/login", map[string]string{"email": a.email, "password": "set through smtp"})
+}
+
+// hangingMailServer listens on loopback and takes connections without ever
+// answering (a mail server that hangs); it returns its address and the
+// connections taken so far.
+func hangingMailServer(t *testing.T) (string, func() int) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return l.Addr().String(), func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(conns)
+	}
+}
+
+// A known and an unknown address get the same answer (status, headers,
+// body), at once, whatever the mail server does: takes the mail, refuses
+// it for good or for now, or hangs (a send would take its -smtp-timeout,
+// a minute here).
+func TestPasswordResetAnswersAlike(t *testing.T) {
+	tests := []struct {
+		name   string
+		server func(t *testing.T) mail.Sender
+	}{
+		{"accepting", func(t *testing.T) mail.Sender {
+			srv := mailtest.StartWithoutTLS(t)
+			return &mail.SMTP{Addr: srv.Addr, NoStartTLS: true, Timeout: time.Minute}
+		}},
+		{"refusing for good", func(t *testing.T) mail.Sender {
+			srv := mailtest.StartWithoutTLS(t)
+			srv.Refuse(550, "no such mailbox")
+			return &mail.SMTP{Addr: srv.Addr, NoStartTLS: true, Timeout: time.Minute}
+		}},
+		{"refusing for now", func(t *testing.T) mail.Sender {
+			srv := mailtest.StartWithoutTLS(t)
+			srv.Refuse(451, "try again later")
+			return &mail.SMTP{Addr: srv.Addr, NoStartTLS: true, Timeout: time.Minute}
+		}},
+		{"hanging", func(t *testing.T) mail.Sender {
+			addr, _ := hangingMailServer(t)
+			return &mail.SMTP{Addr: addr, NoStartTLS: true, Timeout: time.Minute}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sender := tt.server(t)
+			e := newEnv(t, func(o *Options) {
+				o.Mailer = startMailer(t, sender, mail.QueueConfig{Drain: 100 * time.Millisecond}, o.Registerer, nil)
+				o.MailFrom, o.PasswordResetURL = testFrom(t), resetURL
+			})
+			a := e.signup("Alike")
+			start := time.Now()
+			known := e.do(anonymous, "POST", "/v1/password-reset", map[string]string{"email": a.email})
+			unknown := e.do(anonymous, "POST", "/v1/password-reset", map[string]string{"email": "nobody." + a.email})
+			if took := time.Since(start); took > 20*time.Second {
+				t.Errorf("the two requests took %s: one waited for the mail", took)
+			}
+			if known.code != http.StatusAccepted || unknown.code != known.code || !bytes.Equal(unknown.body, known.body) {
+				t.Fatalf("known address: %d %s; unknown: %d %s; want the same 202", known.code, known.body, unknown.code, unknown.body)
+			}
+			for _, h := range []http.Header{known.header, unknown.header} {
+				h.Del("Date")
+				h.Del("X-Request-Id")
+			}
+			if !reflect.DeepEqual(known.header, unknown.header) {
+				t.Fatalf("headers differ: known %v, unknown %v", known.header, unknown.header)
+			}
+		})
+	}
+}
+
+// A full queue drops the message (counted, and the request counted failed)
+// and the answer is 202 all the same: the user may ask again after the
+// throttle's wait.
+func TestPasswordResetQueueFull(t *testing.T) {
+	addr, taken := hangingMailServer(t)
+	e := newEnv(t, func(o *Options) {
+		o.Mailer = startMailer(t, &mail.SMTP{Addr: addr, NoStartTLS: true, Timeout: time.Minute},
+			mail.QueueConfig{Size: 1, Workers: 1, Drain: 100 * time.Millisecond}, o.Registerer, nil)
+		o.MailFrom, o.PasswordResetURL = testFrom(t), resetURL
+	})
+	a := e.signup("Full")
+	b, c := e.addUser(a, "viewer"), e.addUser(a, "viewer")
+	reset := func(email string) {
+		t.Helper()
+		e.must(http.StatusAccepted, anonymous, "POST", "/v1/password-reset", map[string]string{"email": email})
+	}
+	reset(a.email)
+	eventually.True(t, 10*time.Second, "the worker sending the first mail", func() bool { return taken() == 1 && e.metric("config_mail_queued", "") == 0 })
+	reset(b.email)
+	if got := e.metric("config_mail_queued", ""); got != 1 {
+		t.Fatalf("%v mails queued behind the one being sent, want 1", got)
+	}
+	reset(c.email)
+	if got := e.metric("config_mail_messages_total", mail.OutcomeQueueFull); got != 1 {
+		t.Fatalf("%v mails dropped with the queue full, want 1", got)
+	}
+	if got := e.metric("config_password_reset_requests_total", "failed"); got != 1 {
+		t.Errorf("%v reset requests counted failed, want 1", got)
+	}
+	if got := e.metric("config_password_reset_requests_total", "queued"); got != 2 {
+		t.Errorf("%v reset requests counted queued, want 2", got)
+	}
 }

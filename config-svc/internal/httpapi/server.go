@@ -81,9 +81,10 @@ type Options struct {
 	// set small ones).
 	MaxRuleVersions       int
 	MaxRuleVersionsPerDay int
-	// Mailer delivers password reset links (nil: mail delivery is not
-	// configured, and a reset request answers 503), from MailFrom.
-	Mailer   mail.Sender
+	// Mailer sends password reset links in the background (nil: mail
+	// delivery is not configured, and a reset request answers 503), from
+	// MailFrom. Whoever makes it runs it (Queue.Run).
+	Mailer   *mail.Queue
 	MailFrom *netmail.Address
 	// PasswordResetURL is the link of a reset e-mail, with
 	// ResetTokenPlaceholder for the token ("": the e-mail gives the token
@@ -96,11 +97,10 @@ type Options struct {
 
 // Server serves the API.
 type Server struct {
-	o         Options
-	metrics   *metrics
-	logins    *addressThrottle
-	resets    *addressThrottle
-	sendTimes *sendTimes
+	o       Options
+	metrics *metrics
+	logins  *addressThrottle
+	resets  *addressThrottle
 }
 
 // DefaultMaxPropertiesPerTenant bounds the properties of one tenant: twice
@@ -139,7 +139,7 @@ func New(o Options) *Server {
 		o.PasswordResetTTL = DefaultPasswordResetTTL
 	}
 	return &Server{o: o, metrics: newMetrics(o.Registerer), logins: newAddressThrottle(o.Now, loginThrottle),
-		resets: newAddressThrottle(o.Now, resetThrottle), sendTimes: &sendTimes{}}
+		resets: newAddressThrottle(o.Now, resetThrottle)}
 }
 
 // Routes returns every endpoint of the API.
@@ -326,7 +326,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		loginFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "config_login_failures_total", Help: "Logins refused for a wrong e-mail or password."}),
 		refreshes:     prometheus.NewCounter(prometheus.CounterOpts{Name: "config_token_refreshes_total", Help: "Refresh tokens exchanged for new tokens."}),
 		resetRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "config_password_reset_requests_total",
-			Help: "Password reset requests by outcome: sent (a link mailed), no_account, throttled, failed (storage or mail)."}, []string{"outcome"}),
+			Help: "Password reset requests by outcome: queued (a link handed to the mail sender, config_mail_messages_total), no_account, throttled, failed (no link queued: the token not stored, or the mail queue full)."}, []string{"outcome"}),
 		passwordResets:       prometheus.NewCounter(prometheus.CounterOpts{Name: "config_password_resets_total", Help: "Passwords set with a reset link."}),
 		trackingIDCollisions: prometheus.NewCounter(prometheus.CounterOpts{Name: "config_tracking_id_collisions_total", Help: "Tracking ID candidates that were already taken (retried)."}),
 		propertyLimitRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "config_property_limit_refused_total", Help: "Properties not created because their tenant has -max-properties-per-tenant."}),

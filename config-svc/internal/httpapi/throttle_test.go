@@ -138,20 +138,3 @@ func TestResetThrottle(t *testing.T) {
 		t.Fatalf("after a quiet day the wait is %v, want a minute again", f.wait(a))
 	}
 }
-
-// An address without an account waits one of the recent send times.
-func TestSendTimesSample(t *testing.T) {
-	var st sendTimes
-	if d := st.sample(); d != 0 {
-		t.Fatalf("nothing sent yet: %v, want 0", d)
-	}
-	for i := range 100 {
-		st.add(time.Duration(i) * time.Millisecond)
-	}
-	for range 200 {
-		// Only the last 64 are kept.
-		if d := st.sample(); d < 36*time.Millisecond || d > 99*time.Millisecond {
-			t.Fatalf("sample %v is not one of the last 64 times", d)
-		}
-	}
-}

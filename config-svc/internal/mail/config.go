@@ -27,7 +27,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.SMTPUsername, "smtp-username", "", "username for SMTP PLAIN authentication, sent only over TLS or to localhost (empty: none)")
 	fs.StringVar(&c.SMTPPassword, "smtp-password", "", "password for SMTP authentication (a secret: give it in the environment)")
 	fs.BoolVar(&c.SMTPStartTLS, "smtp-starttls", true, "require STARTTLS of the SMTP server, checking its certificate; a server that does not offer it gets no mail (false: send in the clear, only to a relay on a trusted network)")
-	fs.DurationVar(&c.SMTPTimeout, "smtp-timeout", 5*time.Second, "bound on one whole SMTP send (connect, dialogue, message); a reset request waits for it, so keep it well under the gateway's -api-timeout")
+	fs.DurationVar(&c.SMTPTimeout, "smtp-timeout", 5*time.Second, "bound on one whole SMTP send (connect, dialogue, message); a send that times out is retried in the background, backing off")
 	fs.StringVar(&c.Dir, "mail-dir", "", "pickup directory: each e-mail is written into it as an .eml file instead of sent by SMTP (development, the local stack, an MTA's pickup directory)")
 	fs.StringVar(&c.From, "mail-from", "", "sender of the product's e-mail, e.g. 'Acme Analytics <no-reply@acme.example>' (required with -smtp-addr or -mail-dir)")
 }
