@@ -133,7 +133,7 @@ type Client struct {
 	negID     map[string]time.Time // unknown property IDs, until
 	versions  map[string]*cachedHistory
 	gen       uint64            // count of changes (and anchorings) applied
-	changedAt map[string]uint64 // property ID -> gen of its last change, while a fetch that began before it may be in flight
+	changedAt map[string]uint64 // property ID, and tracking ID, -> gen of its last change, while a fetch that began before it may be in flight
 	fetching  map[uint64]int    // gen at which each fetch in flight began -> how many
 	anchorGen uint64            // gen of the last anchoring
 	seq       int64             // feed position; -1 before anchoring
@@ -262,8 +262,8 @@ func (c *Client) ByTrackingID(ctx context.Context, tid string) (*Property, error
 		return nil, ErrNotFound
 	}
 	c.mu.Unlock()
-	return c.load(ctx, "tid:"+tid, "/internal/v1/properties/by-tracking-id/"+url.PathEscape(tid), func(now time.Time) {
-		c.rememberUnknownLocked(c.negTID, tid, now)
+	return c.load(ctx, "tid:"+tid, "/internal/v1/properties/by-tracking-id/"+url.PathEscape(tid), func(now time.Time, gen uint64) {
+		c.rememberUnknownLocked(c.negTID, tid, now, gen)
 	})
 }
 
@@ -282,8 +282,8 @@ func (c *Client) ByID(ctx context.Context, propertyID string) (*Property, error)
 		return nil, ErrNotFound
 	}
 	c.mu.Unlock()
-	return c.load(ctx, "id:"+propertyID, "/internal/v1/properties/"+url.PathEscape(propertyID), func(now time.Time) {
-		c.rememberUnknownLocked(c.negID, propertyID, now)
+	return c.load(ctx, "id:"+propertyID, "/internal/v1/properties/"+url.PathEscape(propertyID), func(now time.Time, gen uint64) {
+		c.rememberUnknownLocked(c.negID, propertyID, now, gen)
 	})
 }
 
@@ -295,8 +295,15 @@ func (c *Client) served(stale bool) {
 
 // rememberUnknownLocked records key as unknown in neg until NegativeTTL
 // from now, unless neg is full (the sweeper empties it of expired keys
-// every NegativeTTL); c.mu is held.
-func (c *Client) rememberUnknownLocked(neg map[string]time.Time, key string, now time.Time) {
+// every NegativeTTL), or the answer, of a fetch begun at gen, may predate
+// what the client knows: the feed announced a change to key since (its
+// creation), or the client re-anchored (a creation in the gap). Such an
+// answer is returned, not remembered: the next lookup asks again. c.mu is
+// held.
+func (c *Client) rememberUnknownLocked(neg map[string]time.Time, key string, now time.Time, gen uint64) {
+	if c.changedAt[key] > gen || c.anchorGen > gen {
+		return
+	}
 	if _, ok := neg[key]; ok || len(neg) < c.cfg.MaxNegative {
 		neg[key] = now.Add(c.cfg.NegativeTTL)
 	}
@@ -326,7 +333,7 @@ func (c *Client) endFetch(gen uint64) {
 }
 
 // load fetches a document once for all concurrent callers of key.
-func (c *Client) load(ctx context.Context, key, path string, negative func(time.Time)) (*Property, error) {
+func (c *Client) load(ctx context.Context, key, path string, negative func(now time.Time, gen uint64)) (*Property, error) {
 	v, err, _ := c.flight.Do(key, func() (any, error) {
 		gen := c.beginFetch()
 		defer c.endFetch(gen)
@@ -335,7 +342,7 @@ func (c *Client) load(ctx context.Context, key, path string, negative func(time.
 		doc, err := c.fetchDoc(fctx, path)
 		if errors.Is(err, ErrNotFound) {
 			c.mu.Lock()
-			negative(time.Now())
+			negative(time.Now(), gen)
 			c.mu.Unlock()
 			return nil, err
 		}
@@ -580,7 +587,12 @@ func (c *Client) apply(page Changes) {
 	for _, ch := range page.Changes {
 		c.gen++
 		if len(c.fetching) > 0 {
+			// By property ID and by tracking ID (a UUID and an AT-…
+			// never collide): a fetch by either may predate the change.
 			c.changedAt[ch.PropertyID] = c.gen
+			if ch.TrackingID != "" {
+				c.changedAt[ch.TrackingID] = c.gen
+			}
 		}
 		delete(c.negTID, ch.TrackingID)
 		delete(c.negID, ch.PropertyID)
