@@ -192,7 +192,9 @@ func Healthy(ctx context.Context, client *api.Client, service string, index uint
 // Watch calls update with the healthy instances of service every time the
 // set changes, using blocking queries (one long poll at a time, never one per
 // request). When Consul is unreachable it keeps the last set, logs, and
-// retries with backoff. It returns when ctx is done.
+// retries with backoff; the first answer after a failure is the current
+// set, whatever index the agent is at (a restarted agent's starts over).
+// It returns when ctx is done.
 func Watch(ctx context.Context, client *api.Client, service string, log *slog.Logger, update func([]Instance)) error {
 	var index uint64
 	first := true
@@ -210,6 +212,12 @@ func Watch(ctx context.Context, client *api.Client, service string, log *slog.Lo
 			case <-time.After(backoff):
 			}
 			backoff = min(2*backoff, 5*time.Second)
+			// The agent that answers next may have restarted without its
+			// state, its index started over below ours: a query on our
+			// index would block on it until its wait runs out (30s),
+			// blind to every change meanwhile. Ask for the current set
+			// at once instead.
+			index = 0
 			continue
 		}
 		backoff = 100 * time.Millisecond

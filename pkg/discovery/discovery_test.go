@@ -231,3 +231,48 @@ func TestRegisterRefusedIsNotRetried(t *testing.T) {
 		t.Errorf("logged a retry:\n%s", logs.String())
 	}
 }
+
+// TestWatchFollowsARestartedAgent: an agent that restarts without its
+// state (a dev agent; a cluster rebuilt) starts its index over, lower than
+// the watch's. The watch must show the restarted agent's instances within
+// seconds, not block on its old index until the query's wait (30s) runs out.
+func TestWatchFollowsARestartedAgent(t *testing.T) {
+	agent := consultest.Start(t)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// Raft entries before the restart, so that the watch's index is above
+	// the restarted agent's for a while.
+	for i := range 20 {
+		host, port := instance(t)
+		if _, err := discovery.Register(ctx, agent.Client(), fmt.Sprintf("other%d", i), host, port, time.Second, log); err != nil {
+			t.Fatal(err)
+		}
+	}
+	host, port := instance(t)
+	if _, err := discovery.Register(ctx, agent.Client(), "watched", host, port, 200*time.Millisecond, log); err != nil {
+		t.Fatal(err)
+	}
+	updates := make(chan []discovery.Instance, 64)
+	go discovery.Watch(ctx, agent.Client(), "watched", log, func(in []discovery.Instance) { updates <- in })
+	waitFor(t, updates, "the instance healthy", func(in []discovery.Instance) bool { return len(in) == 1 })
+
+	agent.Stop()
+	agent.Restart()
+	host, port = instance(t)
+	if _, err := discovery.Register(ctx, agent.Client(), "watched", host, port, 200*time.Millisecond, log); err != nil {
+		t.Fatal(err)
+	}
+	want := net.JoinHostPort(host, strconv.Itoa(port))
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case in := <-updates:
+			if len(in) == 1 && in[0].Addr == want {
+				return
+			}
+		case <-deadline:
+			t.Fatal("the watch did not show the instance registered with the restarted agent within 10s")
+		}
+	}
+}
