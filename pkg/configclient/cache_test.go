@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/acme/analytics/pkg/eventually"
+	"github.com/acme/analytics/pkg/httpserver"
 	"github.com/acme/analytics/pkg/rules"
 )
 
@@ -74,7 +75,7 @@ func (s *docServer) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if !found {
-			http.Error(w, `{"error":"not_found"}`, http.StatusNotFound)
+			httpserver.WriteError(w, http.StatusNotFound, "not_found", "no property "+id)
 			return
 		}
 		_ = json.NewEncoder(w).Encode(RuleVersions{PropertyID: id, Versions: []RuleVersion{doc.Rules}})
@@ -99,7 +100,7 @@ func (s *docServer) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if doc == nil {
-		http.Error(w, `{"error":"not_found"}`, http.StatusNotFound)
+		httpserver.WriteError(w, http.StatusNotFound, "not_found", "no property "+key)
 		return
 	}
 	_ = json.NewEncoder(w).Encode(doc)

@@ -880,7 +880,8 @@ func fetchResult(err error) string {
 var errGone = errors.New("feed position gone")
 
 // get sends a signed GET to a config-svc instance and decodes the JSON
-// answer into out. 404 is ErrNotFound, 410 errGone; other failures wrap
+// answer into out. 404 is ErrNotFound when it is config-svc's not_found
+// (another 404 wraps ErrUnavailable), 410 errGone; other failures wrap
 // ErrUnavailable. With instances from Consul, a request that cannot reach
 // one instance is sent once more to the next.
 func (c *Client) get(ctx context.Context, path string, out any) error {
@@ -924,7 +925,15 @@ func (c *Client) getOnce(ctx context.Context, path string, out any) (retry bool,
 		}
 		return false, nil
 	case http.StatusNotFound:
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		if !configSvcNotFound(b) {
+			// Not config-svc's answer about something it does not have
+			// (the gateway's no_route, a load balancer's or a mux's
+			// page): the URL is not config-svc's routes, which says
+			// nothing about the property.
+			return false, fmt.Errorf("%w: GET %s: %s, not config-svc's answer (does -config-svc-url, or the Consul service %q, lead to config-svc?): %.200s",
+				ErrUnavailable, path, resp.Status, c.cfg.Service, strings.TrimSpace(string(b)))
+		}
 		return false, ErrNotFound
 	case http.StatusGone:
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
@@ -934,6 +943,18 @@ func (c *Client) getOnce(ctx context.Context, path string, out any) (retry bool,
 	// A draining or overloaded instance: another may answer.
 	retry = resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusBadGateway
 	return retry, fmt.Errorf("%w: GET %s: %s: %s", ErrUnavailable, path, resp.Status, strings.TrimSpace(string(b)))
+}
+
+// configSvcNotFound reports whether a 404's body is config-svc's answer
+// for something it does not have: its JSON error (httpserver.ErrorBody)
+// with the code not_found.
+func configSvcNotFound(body []byte) bool {
+	var e struct {
+		Error struct {
+			Code string `json:"code"`
+		} `json:"error"`
+	}
+	return json.Unmarshal(body, &e) == nil && e.Error.Code == "not_found"
 }
 
 // baseURL picks the static URL or, round-robin, a healthy instance from

@@ -38,8 +38,8 @@ type SaltServerConfig struct {
 //   - a date that is not one, or is more than one day from today (UTC, by
 //     the server's clock), refused with 400 invalid_field (field "date");
 //   - while down (SetDown), 503 unavailable;
-//   - while old (SetOld), 404, as a config-svc too old to know the route
-//     answers (down wins over old).
+//   - while old (SetOld), 404 not_found, as a config-svc too old to know
+//     the route answers (down wins over old).
 //
 // It counts the requests for each date (Requests). It is safe for
 // concurrent use, and closed when the test ends.
@@ -82,8 +82,8 @@ func (s *SaltServer) serve(w http.ResponseWriter, r *http.Request) {
 	case s.down:
 		httpserver.WriteError(w, http.StatusServiceUnavailable, "unavailable", "storage is unavailable; retry in a few seconds")
 		return
-	case s.old:
-		http.NotFound(w, r)
+	case s.old: // pkg/service's answer for a path no route takes
+		httpserver.WriteError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
 		return
 	}
 	d, err := time.Parse(time.DateOnly, day)
@@ -113,8 +113,8 @@ func (s *SaltServer) SetDown(down bool) {
 	s.down = down
 }
 
-// SetOld makes the server answer 404, as a config-svc without the route
-// does (old true), or serve again.
+// SetOld makes the server answer 404 not_found, as a config-svc without
+// the route does (old true), or serve again.
 func (s *SaltServer) SetOld(old bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

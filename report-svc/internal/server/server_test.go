@@ -16,6 +16,7 @@ import (
 	"github.com/acme/analytics/pkg/configclient"
 	"github.com/acme/analytics/pkg/cqltest"
 	"github.com/acme/analytics/pkg/eventually"
+	"github.com/acme/analytics/pkg/httpserver"
 	"github.com/acme/analytics/pkg/logtest"
 	"github.com/acme/analytics/pkg/migrate/migratetest"
 	"github.com/acme/analytics/pkg/rules"
@@ -44,7 +45,7 @@ func fakeConfigSvc(t *testing.T, props ...configclient.Property) *httptest.Serve
 				return
 			}
 		}
-		http.NotFound(w, r)
+		httpserver.WriteError(w, http.StatusNotFound, "not_found", "no property "+r.PathValue("id"))
 	})
 	mux.HandleFunc("GET /internal/v1/changes", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("since") != "" {
