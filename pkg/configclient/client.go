@@ -497,6 +497,7 @@ func (c *Client) setInstances(insts []discovery.Instance) {
 // follow long-polls the change feed, with backoff while it fails.
 func (c *Client) follow(ctx context.Context) {
 	backoff := minBackoff
+	gone := false // the feed answered 410, and no page since
 	// The gauge is set before the flag, so that whoever sees Connected()
 	// change sees the metric agree.
 	fail := func(err error) {
@@ -541,6 +542,17 @@ func (c *Client) follow(ctx context.Context) {
 			c.mu.Lock()
 			c.seq = -1
 			c.mu.Unlock()
+			if gone {
+				// Gone again at the head just given, with no page in
+				// between: config-svc's feed is inconsistent (instances
+				// not sharing one), and re-anchoring at once would spin.
+				select {
+				case <-ctx.Done():
+				case <-time.After(backoff):
+				}
+				backoff = min(2*backoff, maxBackoff)
+			}
+			gone = true
 			continue
 		}
 		if err != nil {
@@ -551,7 +563,7 @@ func (c *Client) follow(ctx context.Context) {
 		if !c.connected.Swap(true) {
 			c.log.Info("following config-svc's change feed", slog.Int64("seq", page.Seq))
 		}
-		backoff = minBackoff
+		backoff, gone = minBackoff, false
 		c.apply(page)
 	}
 }
