@@ -6,78 +6,18 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"net/http"
 	"net/netip"
-	"strings"
 	"time"
+
+	"github.com/acme/analytics/pkg/clientaddr"
 )
 
 // ClientIP returns the address of the client that sent r: the connection's
-// peer, or, when the peer is one of the trusted proxies, the right-most
-// address of X-Forwarded-For that is not itself a trusted proxy (each proxy
-// appends the address it received the request from, so everything left of
-// that could have been written by the client).
+// peer, or, when the peer is one of the trusted proxies, what they wrote
+// in X-Forwarded-For (clientaddr.Client, as the gateway reads it).
 func ClientIP(r *http.Request, trusted []netip.Prefix) netip.Addr {
-	peer := remoteAddr(r.RemoteAddr)
-	if !peer.IsValid() || !isTrusted(peer, trusted) {
-		return peer
-	}
-	xff := r.Header.Values("X-Forwarded-For")
-	client := peer
-	for i := len(xff) - 1; i >= 0; i-- {
-		list := xff[i]
-		for list != "" {
-			var part string
-			if j := strings.LastIndexByte(list, ','); j >= 0 {
-				part, list = list[j+1:], list[:j]
-			} else {
-				part, list = list, ""
-			}
-			part = strings.TrimSpace(part)
-			if part == "" {
-				continue // "a, , b" or a trailing comma: no entry
-			}
-			a := remoteAddr(part)
-			if !a.IsValid() {
-				// Garbage where an address should be: trust nothing to
-				// its left.
-				return client
-			}
-			client = a
-			if !isTrusted(a, trusted) {
-				return a
-			}
-		}
-	}
-	return client
-}
-
-// remoteAddr parses "ip", "ip:port", "[ip]:port" or "[ip]".
-func remoteAddr(s string) netip.Addr {
-	if a, err := netip.ParseAddr(s); err == nil {
-		return a.Unmap()
-	}
-	if len(s) > 2 && s[0] == '[' && s[len(s)-1] == ']' {
-		if a, err := netip.ParseAddr(s[1 : len(s)-1]); err == nil {
-			return a.Unmap()
-		}
-	}
-	if host, _, err := net.SplitHostPort(s); err == nil {
-		if a, err := netip.ParseAddr(host); err == nil {
-			return a.Unmap()
-		}
-	}
-	return netip.Addr{}
-}
-
-func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
-	for _, p := range trusted {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
+	return clientaddr.Client(clientaddr.Parse(r.RemoteAddr), r.Header.Values("X-Forwarded-For"), trusted)
 }
 
 // Cookieless visitor IDs, for properties in cookieless mode: a hash of

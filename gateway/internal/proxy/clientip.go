@@ -5,57 +5,38 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/acme/analytics/pkg/clientaddr"
 	"github.com/acme/analytics/pkg/rules"
 )
 
 // forwarded works out the client's address and the X-Forwarded-For and
 // X-Forwarded-Proto to send upstream. From a trusted proxy, the incoming
 // X-Forwarded-For is kept and the peer appended, and the client is the
-// rightmost address that is not a trusted proxy; from anyone else, the
-// incoming header is a claim we cannot check, so it is replaced by the peer.
+// rightmost address that is not a trusted proxy (clientaddr.Client, as
+// collection reads it); from anyone else, the incoming header is a claim
+// we cannot check, so it is replaced by the peer.
 func (h *Handler) forwarded(r *http.Request) (client, xff, proto string) {
 	proto = "http"
 	if r.TLS != nil {
 		proto = "https"
 	}
-	peerAddr, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
+	peerIP := clientaddr.Parse(r.RemoteAddr)
+	if !peerIP.IsValid() {
 		return r.RemoteAddr, r.RemoteAddr, proto
 	}
-	peerIP := peerAddr.Addr().Unmap()
 	peer := peerIP.String()
-	if !h.trusted(peerIP) {
+	if !clientaddr.Trusted(peerIP, h.cfg.trusted) {
 		return peer, peer, proto
 	}
 	if p := r.Header.Get("X-Forwarded-Proto"); p == "http" || p == "https" {
 		proto = p
 	}
-	prior := strings.Join(r.Header.Values("X-Forwarded-For"), ", ")
-	if strings.TrimSpace(prior) == "" {
+	prior := r.Header.Values("X-Forwarded-For")
+	joined := strings.Join(prior, ", ")
+	if strings.TrimSpace(joined) == "" {
 		return peer, peer, proto
 	}
-	client = peer
-	hops := strings.Split(prior, ",")
-	for i := len(hops) - 1; i >= 0; i-- {
-		ip, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
-		if err != nil {
-			break
-		}
-		client = ip.Unmap().String()
-		if !h.trusted(ip.Unmap()) {
-			break
-		}
-	}
-	return client, prior + ", " + peer, proto
-}
-
-func (h *Handler) trusted(ip netip.Addr) bool {
-	for _, p := range h.cfg.trusted {
-		if p.Contains(ip) {
-			return true
-		}
-	}
-	return false
+	return clientaddr.Client(peerIP, prior, h.cfg.trusted).String(), joined + ", " + peer, proto
 }
 
 // clientNetwork is the part of a client address that keys a rate limit:

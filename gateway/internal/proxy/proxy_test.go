@@ -38,6 +38,11 @@ func TestForwarded(t *testing.T) {
 		{"trusted, chain of proxies", "10.0.0.0/8", "10.0.0.5:5000", "1.1.1.1, 203.0.113.9, 10.9.9.9", "", "203.0.113.9", "1.1.1.1, 203.0.113.9, 10.9.9.9, 10.0.0.5", "http"},
 		{"trusted, garbage hop stops the walk", "10.0.0.0/8", "10.0.0.5:5000", "203.0.113.9, nonsense", "", "10.0.0.5", "203.0.113.9, nonsense, 10.0.0.5", "http"},
 		{"trusted, no header", "10.0.0.0/8", "10.0.0.5:5000", "", "", "10.0.0.5", "10.0.0.5", "http"},
+		// Some load balancers write the client's port too: the client is
+		// still told apart (it was the LB's address, so every client shared
+		// one rate-limit bucket), and the header is passed on as it came.
+		{"trusted LB writing ports", "10.0.0.0/8", "10.0.0.5:5000", "203.0.113.9:51234", "", "203.0.113.9", "203.0.113.9:51234, 10.0.0.5", "http"},
+		{"trusted LB writing an IPv6 port", "10.0.0.0/8", "10.0.0.5:5000", "[2001:db8::7]:51234", "", "2001:db8::7", "[2001:db8::7]:51234, 10.0.0.5", "http"},
 		{"trusted, bad proto ignored", "10.0.0.0/8", "10.0.0.5:5000", "", "gopher", "10.0.0.5", "10.0.0.5", "http"},
 	}
 	for _, tt := range tests {

@@ -1,12 +1,13 @@
-package collect
+package clientaddr
 
 import (
-	"net/http/httptest"
 	"net/netip"
 	"testing"
 )
 
-func TestClientIP(t *testing.T) {
+// TestClient: the client behind a request, as the gateway and collection
+// read it.
+func TestClient(t *testing.T) {
 	trusted := []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("10.0.0.0/8")}
 	tests := []struct {
 		name, peer string
@@ -24,6 +25,7 @@ func TestClientIP(t *testing.T) {
 		{"unknown from the proxy: trust nothing left of it", "127.0.0.1:5000", []string{"203.0.113.9, unknown"}, "127.0.0.1"},
 		{"several header lines", "127.0.0.1:5000", []string{"1.2.3.4", "203.0.113.9"}, "203.0.113.9"},
 		{"ipv6 with port in the header", "127.0.0.1:5000", []string{"[2001:db8::1]:443"}, "2001:db8::1"},
+		{"ipv4 with port in the header", "127.0.0.1:5000", []string{"203.0.113.9:51234"}, "203.0.113.9"},
 		{"garbage stops the walk", "127.0.0.1:5000", []string{"203.0.113.9, junk, 10.0.0.2"}, "10.0.0.2"},
 		{"only trusted entries", "127.0.0.1:5000", []string{"10.0.0.2"}, "10.0.0.2"},
 		{"no header from a proxy", "127.0.0.1:5000", nil, "127.0.0.1"},
@@ -31,13 +33,8 @@ func TestClientIP(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := httptest.NewRequest("GET", "/collect", nil)
-			r.RemoteAddr = tt.peer
-			for _, v := range tt.xff {
-				r.Header.Add("X-Forwarded-For", v)
-			}
-			if got := ClientIP(r, trusted).String(); got != tt.want {
-				t.Fatalf("ClientIP = %s, want %s", got, tt.want)
+			if got := Client(Parse(tt.peer), tt.xff, trusted).String(); got != tt.want {
+				t.Fatalf("Client = %s, want %s", got, tt.want)
 			}
 		})
 	}
