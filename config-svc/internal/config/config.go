@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"net/url"
 	"os"
 	"strings"
@@ -72,7 +73,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxPropertiesPerTenant, "max-properties-per-tenant", httpapi.DefaultMaxPropertiesPerTenant, "most properties one tenant may have; creating one more is refused (409) with the limit")
 	fs.DurationVar(&c.FeedPollInterval, "feed-poll-interval", 250*time.Millisecond, "how often this instance reads the change feed for changes made through other instances")
 	c.Mail.RegisterFlags(fs)
-	fs.StringVar(&c.PasswordResetURL, "password-reset-url", "", "link put in password reset e-mails, {token} replaced by the reset token, e.g. 'https://app.example/reset-password?token={token}' (empty: the e-mail gives the token and how to post it to /v1/password-reset/confirm)")
+	fs.StringVar(&c.PasswordResetURL, "password-reset-url", "", "link put in password reset e-mails, {token} replaced by the reset token, e.g. 'https://app.example/reset-password?token={token}'; https, or http to a loopback host (empty: the e-mail gives the token and how to post it to /v1/password-reset/confirm)")
 	fs.DurationVar(&c.PasswordResetTTL, "password-reset-ttl", httpapi.DefaultPasswordResetTTL, "how long a password reset link works (5m to 24h; once)")
 }
 
@@ -110,8 +111,8 @@ func (c *Config) Validate() error {
 	if err := c.Mail.Validate(); err != nil {
 		return err
 	}
-	if c.PasswordResetURL != "" && (strings.Count(c.PasswordResetURL, httpapi.ResetTokenPlaceholder) != 1 || !httpURL(c.PasswordResetURL)) {
-		return fmt.Errorf("-password-reset-url %q must be an http(s) URL holding %s once, e.g. 'https://app.example/reset-password?token=%[2]s'", c.PasswordResetURL, httpapi.ResetTokenPlaceholder)
+	if c.PasswordResetURL != "" && (strings.Count(c.PasswordResetURL, httpapi.ResetTokenPlaceholder) != 1 || !secureLink(c.PasswordResetURL)) {
+		return fmt.Errorf("-password-reset-url %q must be an https URL (http only to a loopback host) holding %s once, e.g. 'https://app.example/reset-password?token=%[2]s'", c.PasswordResetURL, httpapi.ResetTokenPlaceholder)
 	}
 	if c.PasswordResetTTL < 5*time.Minute || c.PasswordResetTTL > 24*time.Hour {
 		return fmt.Errorf("-password-reset-ttl %s is out of range 5m..24h", c.PasswordResetTTL)
@@ -122,6 +123,25 @@ func (c *Config) Validate() error {
 func httpURL(s string) bool {
 	u, err := url.Parse(s)
 	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != ""
+}
+
+// secureLink reports whether s is a link a reset token may travel in:
+// https, or http to this machine (a development stack); over plain http
+// anyone on the way would read the token and could take the account.
+func secureLink(s string) bool {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	switch u.Scheme {
+	case "https":
+		return true
+	case "http":
+		h := u.Hostname()
+		ip, err := netip.ParseAddr(h)
+		return h == "localhost" || err == nil && ip.IsLoopback()
+	}
+	return false
 }
 
 // mailRetryFor is how long a reset mail whose sends fail temporarily is

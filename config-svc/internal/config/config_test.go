@@ -59,6 +59,9 @@ func TestValidate(t *testing.T) {
 		{"password without username", append(ok, "-smtp-addr=smtp.example.com:587", "-smtp-password=p", "-mail-from=no-reply@acme.example"), "without -smtp-username"},
 		{"reset URL without token", append(ok, "-password-reset-url=https://app.example/reset"), "holding {token} once"},
 		{"reset URL not http", append(ok, "-password-reset-url=app.example/reset?token={token}"), "holding {token} once"},
+		{"reset URL over plain http", append(ok, "-password-reset-url=http://app.example/reset?token={token}"), "must be an https URL"},
+		{"reset URL over http to this machine", append(ok, "-password-reset-url=http://127.0.0.1:8080/reset?token={token}"), ""},
+		{"reset URL over http to localhost", append(ok, "-password-reset-url=http://localhost:8080/reset?token={token}"), ""},
 		{"reset TTL", append(ok, "-password-reset-ttl=48h"), "-password-reset-ttl 48h0m0s is out of range"},
 	}
 	for _, tt := range tests {
