@@ -6,6 +6,7 @@
 package clientaddr
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -80,4 +81,36 @@ func Trusted(a netip.Addr, trusted []netip.Prefix) bool {
 		}
 	}
 	return false
+}
+
+// ParsePrefixes parses a comma-separated list of trusted proxies, as the
+// gateway's and collection's -trusted-proxies give it: CIDRs (10.0.0.0/8,
+// host bits dropped) or single addresses (10.0.0.5, its /32 or /128),
+// spaces and empty entries ignored. Addresses are compared as Parse gives
+// them, IPv4-mapped ones as IPv4, so such an entry (::ffff:10.0.0.0/104)
+// is read as the IPv4 prefix it names (10.0.0.0/8): as written it would
+// contain no peer.
+func ParsePrefixes(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(part)
+		if !strings.Contains(part, "/") {
+			var a netip.Addr
+			if a, err = netip.ParseAddr(part); err == nil {
+				p = netip.PrefixFrom(a, a.BitLen())
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a CIDR (like 10.0.0.0/8) nor an address", part)
+		}
+		if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }

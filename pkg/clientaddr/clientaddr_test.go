@@ -2,6 +2,7 @@ package clientaddr
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 )
 
@@ -37,5 +38,47 @@ func TestClient(t *testing.T) {
 				t.Fatalf("Client = %s, want %s", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestParsePrefixes: -trusted-proxies, as the gateway and collection read
+// it.
+func TestParsePrefixes(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []string // nil: refused
+	}{
+		{"", []string{}},
+		{"10.0.0.0/8", []string{"10.0.0.0/8"}},
+		{" 10.1.2.3/8 , ,127.0.0.1/32", []string{"10.0.0.0/8", "127.0.0.1/32"}},
+		{"10.0.0.5", []string{"10.0.0.5/32"}},
+		{"2001:db8::1", []string{"2001:db8::1/128"}},
+		{"2001:db8::/32", []string{"2001:db8::/32"}},
+		{"::ffff:10.0.0.5", []string{"10.0.0.5/32"}},
+		{"::ffff:10.0.0.0/104", []string{"10.0.0.0/8"}},
+		{"::ffff:0:0/95", []string{"::fffe:0:0/95"}},
+		{"10.0.0.0/33", nil},
+		{"10.0.0.0/8,nonsense", nil},
+		{"10.0.0.0/", nil},
+	}
+	for _, tt := range tests {
+		got, err := ParsePrefixes(tt.in)
+		if tt.want == nil {
+			if err == nil {
+				t.Errorf("ParsePrefixes(%q) = %v, want an error", tt.in, got)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("ParsePrefixes(%q): %v", tt.in, err)
+			continue
+		}
+		gs := []string{}
+		for _, p := range got {
+			gs = append(gs, p.String())
+		}
+		if strings.Join(gs, ",") != strings.Join(tt.want, ",") {
+			t.Errorf("ParsePrefixes(%q) = %v, want %v", tt.in, gs, tt.want)
+		}
 	}
 }

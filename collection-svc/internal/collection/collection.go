@@ -12,8 +12,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -22,6 +20,7 @@ import (
 	"github.com/acme/analytics/collection-svc/internal/geoip"
 	"github.com/acme/analytics/collection-svc/internal/queue"
 	"github.com/acme/analytics/collection-svc/internal/tracker"
+	"github.com/acme/analytics/pkg/clientaddr"
 	"github.com/acme/analytics/pkg/configclient"
 	"github.com/acme/analytics/pkg/deadletter"
 	"github.com/acme/analytics/pkg/hit"
@@ -92,8 +91,8 @@ func (c *Config) Validate() error {
 			return err
 		}
 	}
-	if _, err := ParseCIDRs(c.TrustedProxies); err != nil {
-		return err
+	if _, err := clientaddr.ParsePrefixes(c.TrustedProxies); err != nil {
+		return fmt.Errorf("-trusted-proxies: %w", err)
 	}
 	switch {
 	case c.Partitions < 1:
@@ -111,31 +110,6 @@ func (c *Config) Validate() error {
 }
 
 const parseMaxBatch = 500
-
-// ParseCIDRs parses a comma-separated list of CIDRs or single addresses.
-func ParseCIDRs(s string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, part := range strings.Split(s, ",") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			continue
-		}
-		if !strings.Contains(part, "/") {
-			a, err := netip.ParseAddr(part)
-			if err != nil {
-				return nil, fmt.Errorf("-trusted-proxies: %q is not an address or CIDR", part)
-			}
-			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
-			continue
-		}
-		p, err := netip.ParsePrefix(part)
-		if err != nil {
-			return nil, fmt.Errorf("-trusted-proxies: %q is not an address or CIDR", part)
-		}
-		out = append(out, p.Masked())
-	}
-	return out, nil
-}
 
 // Run serves until ctx is done, logging to w.
 func Run(ctx context.Context, cfg Config, w io.Writer) error {
@@ -206,9 +180,9 @@ func (p *Parts) Close() {
 // (cookieless visitor IDs). The caller runs DeadLetters.Run and calls
 // Close at the end.
 func Assemble(ctx context.Context, cfg Config, props collect.Properties, salts collect.Salts, log *slog.Logger, reg prometheus.Registerer) (*Parts, error) {
-	trusted, err := ParseCIDRs(cfg.TrustedProxies)
+	trusted, err := clientaddr.ParsePrefixes(cfg.TrustedProxies)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("-trusted-proxies: %w", err)
 	}
 	p := &Parts{Tracker: tracker.Load()}
 	ok := false

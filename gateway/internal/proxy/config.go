@@ -5,8 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"net/netip"
-	"strings"
 	"time"
+
+	"github.com/acme/analytics/pkg/clientaddr"
 )
 
 // Config holds the flags of the request pipeline: limits, timeouts and the
@@ -31,7 +32,7 @@ type Config struct {
 
 // RegisterFlags registers the pipeline flags on fs.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated CIDRs of proxies (e.g. the load balancer) whose X-Forwarded-For is trusted; from any other peer it is replaced")
+	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated CIDRs or single addresses of proxies (e.g. the load balancer) whose X-Forwarded-For is trusted; from any other peer it is replaced")
 	fs.Float64Var(&c.HitRate, "hit-rate", 500, "hit requests per second allowed per tracking ID and client network (an IPv4 address, an IPv6 /64) on each gateway instance (0: unlimited)")
 	fs.IntVar(&c.HitBurst, "hit-burst", 1000, "burst of hit requests per tracking ID and client network")
 	fs.Float64Var(&c.TenantRate, "tenant-rate", 50, "API requests per second allowed per tenant on each gateway instance (0: unlimited)")
@@ -51,18 +52,11 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 
 // Validate reports a configuration error an operator can act on.
 func (c *Config) Validate() error {
-	c.trusted = nil
-	for _, s := range strings.Split(c.TrustedProxies, ",") {
-		s = strings.TrimSpace(s)
-		if s == "" {
-			continue
-		}
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return fmt.Errorf("-trusted-proxies: %q is not a CIDR (like 10.0.0.0/8): %w", s, err)
-		}
-		c.trusted = append(c.trusted, p.Masked())
+	trusted, err := clientaddr.ParsePrefixes(c.TrustedProxies)
+	if err != nil {
+		return fmt.Errorf("-trusted-proxies: %w", err)
 	}
+	c.trusted = trusted
 	for _, r := range []struct {
 		name  string
 		rate  float64

@@ -44,6 +44,11 @@ func TestForwarded(t *testing.T) {
 		{"trusted LB writing ports", "10.0.0.0/8", "10.0.0.5:5000", "203.0.113.9:51234", "", "203.0.113.9", "203.0.113.9:51234, 10.0.0.5", "http"},
 		{"trusted LB writing an IPv6 port", "10.0.0.0/8", "10.0.0.5:5000", "[2001:db8::7]:51234", "", "2001:db8::7", "[2001:db8::7]:51234, 10.0.0.5", "http"},
 		{"trusted, bad proto ignored", "10.0.0.0/8", "10.0.0.5:5000", "", "gopher", "10.0.0.5", "10.0.0.5", "http"},
+		// -trusted-proxies reads as collection's does (clientaddr.ParsePrefixes):
+		// a single address is its own /32 (/128), and an IPv4-mapped one
+		// is the IPv4 address the peer is compared as.
+		{"trusted single address", "10.0.0.5", "10.0.0.5:5000", "203.0.113.9", "", "203.0.113.9", "203.0.113.9, 10.0.0.5", "http"},
+		{"trusted IPv4-mapped prefix", "::ffff:10.0.0.0/104", "10.0.0.5:5000", "203.0.113.9", "", "203.0.113.9", "203.0.113.9, 10.0.0.5", "http"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
