@@ -166,8 +166,11 @@ func externalReferrer(h *hit.Hit) string {
 // after any user info; "" for another URL. Most pageviews have a referrer,
 // and this, unlike url.Parse, allocates nothing; a host written escaped is
 // not decoded, so it is taken as another site, as before this check.
+// Space around the URL is dropped first, as attribution drops it
+// (splitReferrer): else the shop's own page sent as " https://shop/"
+// would be kept here and read there as a referral from the shop.
 func hostOf(rawURL string) string {
-	scheme, rest, ok := strings.Cut(rawURL, "://")
+	scheme, rest, ok := strings.Cut(strings.TrimSpace(rawURL), "://")
 	if !ok || !strings.EqualFold(scheme, "http") && !strings.EqualFold(scheme, "https") {
 		return ""
 	}

@@ -108,6 +108,12 @@ func TestOwnSiteReferrerWithoutHostnames(t *testing.T) {
 		{"blog.shop.example", "https://shop.example/", "https://shop.example/"}, // the parent is another site
 		{"shop.example", "https://search.example/?q=shop", "https://search.example/?q=shop"},
 		{"", "https://shop.example/", "https://shop.example/"}, // a server-side hit without a page
+		// Space around the URL, as a server may send it: attribution
+		// reads the referrer trimmed (shop.example / referral), so the
+		// own-site check must too.
+		{"shop.example", " https://shop.example/cart", ""},
+		{"shop.example", "https://shop.example\t", ""},
+		{"shop.example", "\nhttps://search.example/ ", "\nhttps://search.example/ "},
 	}
 	for _, tt := range tests {
 		sh, _ := toSessionHit(&hit.Hit{Type: hit.TypePageview, Hostname: tt.host, Path: "/", Referrer: tt.referrer}, r)
