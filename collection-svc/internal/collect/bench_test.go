@@ -106,7 +106,7 @@ func (s staticProperties) ByTrackingID(_ context.Context, tid string) (*Property
 // it counts the messages and drops them.
 type countingQueue struct{ n *int }
 
-func (q countingQueue) Send(_ context.Context, msgs []*sarama.ProducerMessage) error {
+func (q countingQueue) Send(_ context.Context, msgs []*sarama.ProducerMessage, _ int) error {
 	*q.n += len(msgs)
 	return nil
 }

@@ -72,11 +72,12 @@ type Properties interface {
 
 // Queue stores messages durably.
 type Queue interface {
-	// Send returns nil once the broker has acknowledged every message, or
+	// Send returns nil once the broker has acknowledged every message
+	// (holding hits hits between them), or
 	// an error when it cannot say so within its time limit; the client is
 	// then told to retry (a re-sent hit has the same ID and is counted
 	// once).
-	Send(ctx context.Context, msgs []*sarama.ProducerMessage) error
+	Send(ctx context.Context, msgs []*sarama.ProducerMessage, hits int) error
 }
 
 // Salts gives the salts of cookieless visitor IDs (configclient.Client).
@@ -355,7 +356,7 @@ func (s *Server) handle(ctx context.Context, r *http.Request, in input, received
 	msgs, values := recs.messages(received, in.mem.values[:0]) // copies out of the arena
 	in.mem.arena = arena[:0]
 	if len(msgs) > 0 {
-		if err := s.cfg.Queue.Send(ctx, msgs); err != nil {
+		if err := s.cfg.Queue.Send(ctx, msgs, out.accepted); err != nil {
 			// The producer may still hold the records (a timeout) and
 			// send them later: their memory is not reused.
 			in.mem.values = nil

@@ -67,7 +67,7 @@ type holdingQueue struct {
 	msgs []*sarama.ProducerMessage
 }
 
-func (q *holdingQueue) Send(_ context.Context, msgs []*sarama.ProducerMessage) error {
+func (q *holdingQueue) Send(_ context.Context, msgs []*sarama.ProducerMessage, _ int) error {
 	q.msgs = msgs
 	if q.fail {
 		return errors.New("not acknowledged in time (test)")

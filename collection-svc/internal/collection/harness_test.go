@@ -92,6 +92,7 @@ type env struct {
 
 type envOptions struct {
 	produceTimeout time.Duration
+	maxInFlight    int // -max-in-flight (50000 when 0)
 	handler        func(http.Handler) http.Handler
 	broker         []kfake.Opt
 	// salts serves the cookieless salts (newSaltServer on now when nil).
@@ -107,6 +108,9 @@ func newEnv(t testing.TB, opts envOptions) *env {
 	if opts.produceTimeout == 0 {
 		opts.produceTimeout = 5 * time.Second
 	}
+	if opts.maxInFlight == 0 {
+		opts.maxInFlight = 50000
+	}
 	cfg := Config{
 		Kafka:             kafka.Config{Brokers: brokers},
 		EnsureTopics:      true,
@@ -116,7 +120,7 @@ func newEnv(t testing.TB, opts envOptions) *env {
 		TrustedProxies:    "127.0.0.1/32",
 		GeoIPDB:           geoiptest.Write(t, map[string]string{"203.0.113.0/24": "DE", "198.51.100.0/24": "FR", "2001:db8::/32": "JP"}),
 		ProduceTimeout:    opts.produceTimeout,
-		MaxInFlight:       50000,
+		MaxInFlight:       opts.maxInFlight,
 		DeadLetterBuffer:  10000,
 		now:               opts.now,
 	}

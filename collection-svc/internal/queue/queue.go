@@ -38,8 +38,9 @@ var (
 
 // Options tune a Producer.
 type Options struct {
-	// MaxInFlight bounds the messages handed to the producer and not yet
-	// acknowledged or failed.
+	// MaxInFlight bounds the hits handed to the producer and not yet
+	// acknowledged or failed (the hits, not the records they travel in:
+	// one record may hold hundreds).
 	MaxInFlight int
 	// Timeout bounds how long Send waits for acknowledgements.
 	Timeout time.Duration
@@ -59,7 +60,7 @@ type Producer struct {
 	opts Options
 	log  *slog.Logger
 
-	inFlight atomic.Int64
+	inFlight atomic.Int64 // hits, as Send counts them
 	// failing: the broker is taken as down (messages fail and none has
 	// been acknowledged for failWindow); requests are refused.
 	failing atomic.Bool
@@ -79,7 +80,8 @@ const failWindow = time.Second
 
 // ticket follows one Send: its messages carry it as Metadata.
 type ticket struct {
-	pending atomic.Int32
+	pending atomic.Int32 // messages not yet back
+	hits    int64        // what Send added to inFlight, taken off when all are back
 	failed  atomic.Bool
 	done    chan struct{}
 }
@@ -109,7 +111,7 @@ func New(ap sarama.AsyncProducer, opts Options, log *slog.Logger, reg prometheus
 	}
 	reg.MustRegister(p.acked, p.failed, p.refused, p.latency,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "collection_queue_in_flight", Help: "Messages handed to the producer and not yet acknowledged.",
+			Name: "collection_queue_in_flight", Help: "Hits handed to the producer and not yet acknowledged or failed.",
 		}, func() float64 { return float64(p.inFlight.Load()) }))
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -174,7 +176,6 @@ func (p *Producer) probeWhileFailing(period time.Duration) {
 }
 
 func (p *Producer) complete(m *sarama.ProducerMessage, failed bool) {
-	p.inFlight.Add(-1)
 	if failed {
 		p.failed.Inc()
 	} else {
@@ -192,19 +193,22 @@ func (p *Producer) complete(m *sarama.ProducerMessage, failed bool) {
 		t.failed.Store(true)
 	}
 	if t.pending.Add(-1) == 0 {
+		p.inFlight.Add(-t.hits)
 		t.done <- struct{}{}
 	}
 }
 
-// Send hands msgs to the producer and returns nil once the broker has
-// acknowledged all of them. It returns ErrOverloaded or ErrUnavailable at
+// Send hands msgs, which hold hits hits, to the producer and returns nil
+// once the broker has acknowledged all of them. The in-flight bound counts
+// the hits until every message is back. It returns ErrOverloaded or ErrUnavailable at
 // once when it does not try, ErrTimeout after the time limit, or
 // ErrUnavailable when the producer gave up on one of them.
-func (p *Producer) Send(ctx context.Context, msgs []*sarama.ProducerMessage) error {
+func (p *Producer) Send(ctx context.Context, msgs []*sarama.ProducerMessage, hits int) error {
 	n := int64(len(msgs))
 	if n == 0 {
 		return nil
 	}
+	weight := max(int64(hits), n)
 	if p.failing.Load() {
 		if !p.probing.CompareAndSwap(false, true) {
 			p.refused.Add(float64(n))
@@ -212,12 +216,13 @@ func (p *Producer) Send(ctx context.Context, msgs []*sarama.ProducerMessage) err
 		}
 		defer p.probing.Store(false)
 	}
-	if p.inFlight.Add(n) > int64(p.opts.MaxInFlight) {
-		p.inFlight.Add(-n)
+	if p.inFlight.Add(weight) > int64(p.opts.MaxInFlight) {
+		p.inFlight.Add(-weight)
 		p.refused.Add(float64(n))
 		return ErrOverloaded
 	}
 	t := tickets.Get().(*ticket)
+	t.hits = weight
 	t.pending.Store(int32(n))
 	t.failed.Store(false)
 	start := time.Now()

@@ -83,7 +83,7 @@ func TestOnlyAnOutageOpensTheCircuit(t *testing.T) {
 	p := New(ap, Options{MaxInFlight: 100, Timeout: 5 * time.Second}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	defer p.Close()
 	send := func() error {
-		return p.Send(context.Background(), []*sarama.ProducerMessage{{Topic: hit.TopicHits, Value: sarama.StringEncoder("h")}})
+		return p.Send(context.Background(), []*sarama.ProducerMessage{{Topic: hit.TopicHits, Value: sarama.StringEncoder("h")}}, 1)
 	}
 	ap.ExpectInputAndSucceed()
 	if err := send(); err != nil {
