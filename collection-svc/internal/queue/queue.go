@@ -226,12 +226,28 @@ func (p *Producer) Send(ctx context.Context, msgs []*sarama.ProducerMessage, hit
 	t.pending.Store(int32(n))
 	t.failed.Store(false)
 	start := time.Now()
-	for _, m := range msgs {
-		m.Metadata = t
-		p.ap.Input() <- m
-	}
+	// The time limit counts from here: with the broker slow, the
+	// producer's buffers fill and it stops taking messages.
 	timer := time.NewTimer(p.opts.Timeout)
 	defer timer.Stop()
+	for i, m := range msgs {
+		m.Metadata = t
+		var err error
+		select {
+		case p.ap.Input() <- m:
+			continue
+		case <-timer.C:
+			err = ErrTimeout
+		case <-ctx.Done():
+			err = fmt.Errorf("hand messages to kafka: %w", ctx.Err())
+		}
+		// msgs[i:] were never handed over: the ticket waits only for
+		// the others (and is not reused, as after any timeout).
+		if t.pending.Add(-int32(len(msgs)-i)) == 0 {
+			p.inFlight.Add(-t.hits)
+		}
+		return err
+	}
 	select {
 	case <-t.done:
 		// Every message is back: the ticket can be reused.
