@@ -236,15 +236,17 @@ func Assemble(ctx context.Context, cfg Config, props collect.Properties, salts c
 	if err != nil {
 		return nil, fmt.Errorf("connect the dead-letter producer: %w", err)
 	}
+	pub := deadletter.New(sp, reg)
 	p.closers = append(p.closers, func() {
-		// A Run still publishing when the shutdown ran out of time
-		// (the broker down) keeps its producer: closing it under a send
-		// panics, and the process is about to exit.
+		// A Run still publishing when the shutdown ran out of time, or
+		// a send it gave up on (the broker down), keeps its producer:
+		// closing it under a send panics, and the process is about to
+		// exit (pub.Close leaves it open then).
 		if p.DeadLetters == nil || !p.DeadLetters.Running() {
-			sp.Close()
+			_ = pub.Close()
 		}
 	})
-	p.DeadLetters = queue.NewDeadLetters(deadletter.New(sp, reg), cfg.DeadLetterBuffer, log, reg)
+	p.DeadLetters = queue.NewDeadLetters(pub, cfg.DeadLetterBuffer, log, reg)
 
 	var geo *geoip.DB
 	if cfg.GeoIPDB != "" {

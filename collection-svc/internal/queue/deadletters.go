@@ -57,19 +57,24 @@ func (d *DeadLetters) Add(dl hit.DeadLetter) {
 }
 
 // Run publishes dead letters in batches until ctx is done, then publishes
-// what is left (bounded by a few seconds).
+// what is left, for drainTime at most: a publish under way when ctx ends,
+// the broker not answering, is given up on then too (and its letters
+// counted as dropped), so that the shutdown does not wait for it.
 func (d *DeadLetters) Run(ctx context.Context) error {
 	d.running.Add(1)
 	defer d.running.Add(-1)
+	// Publishing outlives ctx by drainTime: a batch under way when ctx
+	// ends is not given up on at once, nor waited for without bound.
+	pctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	defer stop()
+	context.AfterFunc(ctx, func() { time.AfterFunc(drainTime, stop) })
 	batch := make([]hit.DeadLetter, 0, 500)
 	for {
 		select {
 		case dl := <-d.ch:
 			batch = append(batch[:0], dl)
 		case <-ctx.Done():
-			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			d.drain(fctx, batch[:0])
-			cancel()
+			d.drain(pctx, batch[:0])
 			return nil
 		}
 	fill:
@@ -81,7 +86,7 @@ func (d *DeadLetters) Run(ctx context.Context) error {
 				break fill
 			}
 		}
-		d.publish(ctx, batch)
+		d.publish(pctx, batch)
 	}
 }
 
@@ -106,11 +111,12 @@ func (d *DeadLetters) drain(ctx context.Context, batch []hit.DeadLetter) {
 	}
 }
 
-// publish tries a few times with backoff, then drops and counts.
+// publish tries a few times with backoff, until ctx ends, then drops and
+// counts.
 func (d *DeadLetters) publish(ctx context.Context, batch []hit.DeadLetter) {
 	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		err := d.pub.Publish(context.WithoutCancel(ctx), batch)
+		err := d.pub.Publish(ctx, batch)
 		if err == nil {
 			return
 		}
@@ -126,3 +132,6 @@ func (d *DeadLetters) publish(ctx context.Context, batch []hit.DeadLetter) {
 		backoff *= 2
 	}
 }
+
+// drainTime is how long Run goes on publishing once its context has ended.
+const drainTime = 5 * time.Second
