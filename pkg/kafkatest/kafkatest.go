@@ -4,9 +4,12 @@
 package kafkatest
 
 import (
+	"slices"
+	"sync"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Cluster is a running in-process cluster.
@@ -29,3 +32,28 @@ func Start(t testing.TB, opts ...kfake.Opt) *Cluster {
 
 // Brokers returns the bootstrap addresses.
 func (c *Cluster) Brokers() []string { return c.ListenAddrs() }
+
+// HoldProduce makes the cluster take every produce request (of topics, or
+// of any topic when none is given) and not answer it until release is
+// called: a broker that stopped answering. hung is closed when the first
+// such request arrives. The test's cleanup releases them, before the
+// cluster's Close, which waits for them; a cleanup that waits for a client
+// blocked on them must call release first.
+func (c *Cluster) HoldProduce(t testing.TB, topics ...string) (hung <-chan struct{}, release func()) {
+	h, r := make(chan struct{}), make(chan struct{})
+	var once, releaseOnce sync.Once
+	release = func() { releaseOnce.Do(func() { close(r) }) }
+	t.Cleanup(release)
+	c.ControlKey(int16(kmsg.Produce), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		for _, rt := range kreq.(*kmsg.ProduceRequest).Topics {
+			if len(topics) == 0 || slices.Contains(topics, rt.Topic) {
+				once.Do(func() { close(h) })
+				c.SleepControl(func() { <-r })
+				break
+			}
+		}
+		return nil, nil, false
+	})
+	return h, release
+}

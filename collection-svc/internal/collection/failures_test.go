@@ -3,34 +3,11 @@ package collection
 import (
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/acme/analytics/pkg/hit"
-	"github.com/twmb/franz-go/pkg/kmsg"
 )
-
-// holdProduce makes the broker keep every produce request of the hits
-// topic until the returned release is called (the test's cleanup calls it
-// too, before the service's, which waits for the requests).
-func (e *env) holdProduce(t *testing.T) (hung <-chan struct{}, release func()) {
-	h, r := make(chan struct{}), make(chan struct{})
-	var once, releaseOnce sync.Once
-	release = func() { releaseOnce.Do(func() { close(r) }) }
-	t.Cleanup(release)
-	e.cluster.ControlKey(int16(kmsg.Produce), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
-		e.cluster.KeepControl()
-		for _, rt := range kreq.(*kmsg.ProduceRequest).Topics {
-			if rt.Topic == hit.TopicHits {
-				once.Do(func() { close(h) })
-				e.cluster.SleepControl(func() { <-r })
-			}
-		}
-		return nil, nil, false
-	})
-	return h, release
-}
 
 // batchOf is a POST body of n pageviews of one visitor.
 func batchOf(client string, n int) string {
@@ -50,7 +27,7 @@ func batchOf(client string, n int) string {
 // rather than hold it (and so on up to 500 records of 500 hits).
 func TestMaxInFlightCountsHits(t *testing.T) {
 	e := newEnv(t, envOptions{maxInFlight: 500, produceTimeout: 10 * time.Second})
-	hung, release := e.holdProduce(t)
+	hung, release := e.cluster.HoldProduce(t, hit.TopicHits)
 	first := make(chan int, 1)
 	go func() {
 		resp, _ := e.do("POST", "/collect?tid="+tidShop, "text/plain", batchOf("c-first", 500), "203.0.113.7", "")

@@ -3,7 +3,6 @@ package queue
 import (
 	"context"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Run returns within its bound (drainTime) after its context ends, also
@@ -25,16 +23,7 @@ import (
 // counted as dropped, not lost silently.
 func TestDeadLettersRunIsBoundedWhileTheBrokerHangs(t *testing.T) {
 	cl := kafkatest.Start(t, kfake.SeedTopics(1, hit.TopicDeadLetter))
-	hung, release := make(chan struct{}), make(chan struct{})
-	var once, releaseOnce sync.Once
-	unhang := func() { releaseOnce.Do(func() { close(release) }) }
-	t.Cleanup(unhang) // before the cluster's Close, which waits for it
-	cl.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
-		cl.KeepControl()
-		once.Do(func() { close(hung) })
-		cl.SleepControl(func() { <-release })
-		return nil, nil, false
-	})
+	hung, release := cl.HoldProduce(t)
 	kc := &kafka.Config{Brokers: cl.Brokers()[0]}
 	sp, err := sarama.NewSyncProducer(kc.BrokerList(), kc.ProducerConfig())
 	if err != nil {
@@ -42,7 +31,7 @@ func TestDeadLettersRunIsBoundedWhileTheBrokerHangs(t *testing.T) {
 	}
 	pub := deadletter.New(sp, prometheus.NewRegistry())
 	t.Cleanup(func() {
-		unhang()
+		release()
 		eventually.NoError(t, 60*time.Second, "the dead-letter producer closed once its send ended", pub.Close)
 	})
 	d := NewDeadLetters(pub, 10, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
