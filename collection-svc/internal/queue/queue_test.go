@@ -25,8 +25,12 @@ func TestProbeBacksOffWhenWhatItClosedFailsAgain(t *testing.T) {
 	p = &Producer{log: slog.New(slog.NewTextHandler(io.Discard, nil)), done: make(chan struct{}), opts: Options{Probe: func() error {
 		calls.Add(1)
 		go func() { // a request fails at once after the circuit closes
-			time.Sleep(time.Millisecond)
-			p.failing.Store(true)
+			// (waiting for the close itself: a store made before it, by a
+			// goroutine run first on a busy machine, was lost to it and
+			// the circuit stayed closed, one probe in all)
+			for !p.failing.CompareAndSwap(false, true) {
+				time.Sleep(time.Millisecond)
+			}
 		}()
 		return nil
 	}}}
