@@ -232,6 +232,11 @@ func (p *Producer) Send(ctx context.Context, msgs []*sarama.ProducerMessage, hit
 	defer timer.Stop()
 	for i, m := range msgs {
 		m.Metadata = t
+		select {
+		case p.ap.Input() <- m: // the producer taking it at once, as it mostly does
+			continue
+		default:
+		}
 		var err error
 		select {
 		case p.ap.Input() <- m:
