@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -21,13 +22,22 @@ type Publisher interface {
 // bounded: when it is full, or the broker stays down past the retries, a
 // dead letter is dropped and counted in collection_dead_letters_dropped_total
 // (the rejection itself is always counted in
-// collection_hits_rejected_total).
+// collection_hits_rejected_total). Once Run has returned nothing publishes:
+// the letters left in the buffer and those added later are counted as
+// dropped too.
 type DeadLetters struct {
 	pub     Publisher
 	ch      chan hit.DeadLetter
 	log     *slog.Logger
 	dropped prometheus.Counter
 	running atomic.Int32 // Runs in progress
+
+	// mu orders Add (shared) against the end of Run (exclusive), so
+	// that a letter is either in the buffer when Run counts what is
+	// left, or sees ended and is counted by Add.
+	mu         sync.RWMutex
+	ended      bool        // a Run has returned
+	lateLogged atomic.Bool // the first letter added after Run returned was logged
 }
 
 // Running reports whether Run is publishing (it has not returned): the
@@ -47,8 +57,19 @@ func NewDeadLetters(pub Publisher, size int, log *slog.Logger, reg prometheus.Re
 	return d
 }
 
-// Add queues dl for publication without waiting.
+// Add queues dl for publication without waiting. Once Run has returned,
+// dl is counted as dropped (a request the HTTP server's drain gave up on
+// may still be rejecting hits).
 func (d *DeadLetters) Add(dl hit.DeadLetter) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.ended {
+		d.dropped.Inc()
+		if d.lateLogged.CompareAndSwap(false, true) {
+			d.log.Error("dead letter added after publishing stopped; it and any later are counted as dropped, not logged")
+		}
+		return
+	}
 	select {
 	case d.ch <- dl:
 	default:
@@ -59,10 +80,14 @@ func (d *DeadLetters) Add(dl hit.DeadLetter) {
 // Run publishes dead letters in batches until ctx is done, then publishes
 // what is left, for drainTime at most: a publish under way when ctx ends,
 // the broker not answering, is given up on then too (and its letters
-// counted as dropped), so that the shutdown does not wait for it.
+// counted as dropped), so that the shutdown does not wait for it. What is
+// still in the buffer then is counted as dropped and logged once, and so
+// is every letter added after Run returns. ctx should end only once no
+// request can add letters (service.Component: after the HTTP drain).
 func (d *DeadLetters) Run(ctx context.Context) error {
 	d.running.Add(1)
 	defer d.running.Add(-1)
+	defer d.end()
 	// Publishing outlives ctx by drainTime: a batch under way when ctx
 	// ends is not given up on at once, nor waited for without bound.
 	pctx, stop := context.WithCancel(context.WithoutCancel(ctx))
@@ -70,12 +95,17 @@ func (d *DeadLetters) Run(ctx context.Context) error {
 	context.AfterFunc(ctx, func() { time.AfterFunc(drainTime, stop) })
 	batch := make([]hit.DeadLetter, 0, 500)
 	for {
+		if ctx.Err() != nil {
+			// Drain rather than go on taking letters in the loop,
+			// which the select below may choose over ctx's end.
+			d.drain(pctx, batch[:0])
+			return nil
+		}
 		select {
 		case dl := <-d.ch:
 			batch = append(batch[:0], dl)
 		case <-ctx.Done():
-			d.drain(pctx, batch[:0])
-			return nil
+			continue
 		}
 	fill:
 		for len(batch) < cap(batch) {
@@ -108,6 +138,22 @@ func (d *DeadLetters) drain(ctx context.Context, batch []hit.DeadLetter) {
 		if ctx.Err() != nil {
 			return
 		}
+	}
+}
+
+// end counts what no Run will publish: the letters left in the buffer, and
+// through Add those added from now on.
+func (d *DeadLetters) end() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.ended = true
+	left := len(d.ch)
+	for range left {
+		<-d.ch
+	}
+	if left > 0 {
+		d.log.Error("dead letters dropped at shutdown: not published in time", slog.Int("count", left))
+		d.dropped.Add(float64(left))
 	}
 }
 
