@@ -17,6 +17,7 @@ import (
 	_ "time/tzdata" // properties' time zones load whatever the host has installed (wire.go)
 
 	"github.com/acme/analytics/pkg/discovery"
+	"github.com/acme/analytics/pkg/httpserver"
 	"github.com/acme/analytics/pkg/tenant"
 	"github.com/hashicorp/consul/api"
 	"github.com/prometheus/client_golang/prometheus"
@@ -961,11 +962,7 @@ func (c *Client) getOnce(ctx context.Context, path string, out any) (retry bool,
 // for something it does not have: its JSON error (httpserver.ErrorBody)
 // with the code not_found.
 func configSvcNotFound(body []byte) bool {
-	var e struct {
-		Error struct {
-			Code string `json:"code"`
-		} `json:"error"`
-	}
+	var e httpserver.ErrorBody
 	return json.Unmarshal(body, &e) == nil && e.Error.Code == "not_found"
 }
 
