@@ -221,13 +221,10 @@ func writeInvalidResetToken(w http.ResponseWriter) {
 // writeTooManyAttempts answers 429 too_many_attempts with Retry-After;
 // format has a %d for the seconds to wait.
 func writeTooManyAttempts(w http.ResponseWriter, wait time.Duration, format string) {
-	secs := waitSeconds(wait)
+	secs := int((wait + time.Second - 1) / time.Second) // rounded up
 	w.Header().Set("Retry-After", strconv.Itoa(secs))
 	httpserver.WriteError(w, http.StatusTooManyRequests, "too_many_attempts", fmt.Sprintf(format, secs))
 }
-
-// waitSeconds is a wait in whole seconds, rounded up.
-func waitSeconds(wait time.Duration) int { return int((wait + time.Second - 1) / time.Second) }
 
 // humanDuration says a reset link's lifetime in words: "1 hour",
 // "90 minutes".

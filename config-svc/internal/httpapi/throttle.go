@@ -97,16 +97,6 @@ func (f *addressThrottle) begin(email string) time.Duration {
 	return 0
 }
 
-// wait is how long the next attempt for email must wait.
-func (f *addressThrottle) wait(email string) time.Duration {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if e := f.m[email]; e != nil {
-		return max(e.until.Sub(f.now()), 0)
-	}
-	return 0
-}
-
 // cleared forgets email's attempts (a successful login, a password set).
 func (f *addressThrottle) cleared(email string) {
 	f.mu.Lock()
