@@ -118,20 +118,12 @@ func (s *SMTP) dialogue(c *smtp.Client, host string, m Message, msg []byte) erro
 			cfg = s.TLSConfig.Clone()
 		}
 		if err := c.StartTLS(cfg); err != nil {
-			var reply *textproto.Error
-			if !errors.As(err, &reply) && !isNetError(err) {
-				err = permanentError{err} // the certificate did not verify
-			}
-			return fmt.Errorf("smtp STARTTLS: %w", err)
+			return fmt.Errorf("smtp STARTTLS: %w", permanentUnlessExchange(err)) // the certificate did not verify
 		}
 	}
 	if s.Username != "" {
 		if err := c.Auth(smtp.PlainAuth("", s.Username, s.Password, host)); err != nil {
-			var reply *textproto.Error
-			if !errors.As(err, &reply) && !isNetError(err) {
-				err = permanentError{err} // no TLS, or the server offers no PLAIN
-			}
-			return fmt.Errorf("smtp AUTH: %w", err)
+			return fmt.Errorf("smtp AUTH: %w", permanentUnlessExchange(err)) // no TLS, or the server offers no PLAIN
 		}
 	}
 	if err := c.Mail(m.From.Address); err != nil {
@@ -155,7 +147,15 @@ func (s *SMTP) dialogue(c *smtp.Client, host string, m Message, msg []byte) erro
 	return nil
 }
 
-func isNetError(err error) bool {
+// permanentUnlessExchange marks err permanent unless it is the server's
+// reply (Temporary judges its code) or the connection failing: what is
+// left is our side refusing (a certificate that does not verify, a
+// password it would send in the clear), which a retry repeats.
+func permanentUnlessExchange(err error) error {
+	var reply *textproto.Error
 	var ne net.Error
-	return errors.As(err, &ne) || errors.Is(err, net.ErrClosed)
+	if errors.As(err, &reply) || errors.As(err, &ne) || errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return permanentError{err}
 }
