@@ -97,12 +97,14 @@ func ParsePrefixes(s string) ([]netip.Prefix, error) {
 		if part == "" {
 			continue
 		}
-		p, err := netip.ParsePrefix(part)
-		if !strings.Contains(part, "/") {
+		var p netip.Prefix
+		var err error
+		if strings.Contains(part, "/") {
+			p, err = netip.ParsePrefix(part)
+		} else {
 			var a netip.Addr
-			if a, err = netip.ParseAddr(part); err == nil {
-				p = netip.PrefixFrom(a, a.BitLen())
-			}
+			a, err = netip.ParseAddr(part)
+			p = netip.PrefixFrom(a, a.BitLen())
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%q is not a CIDR (like 10.0.0.0/8) nor an address", part)
