@@ -41,7 +41,7 @@ vet: ## go vet every module on its own (GOWORK=off)
 
 .PHONY: unit
 unit: ## go test -race every module on its own (GOWORK=off)
-	@for m in $(MODULES); do echo "test $$m"; (cd $$m && GOWORK=off go test -race -count=1 ./...); done
+	@for m in $(MODULES); do echo "test $$m"; (cd $$m && GOWORK=off go test -race -count=1 -timeout=20m ./...); done
 
 .PHONY: fuzz
 fuzz: ## run the fuzz targets of the hit parsers, of the hit and visitor-state decoders and of the rollup dimension encoding for a fixed number of inputs (they must find nothing; a count, not a duration: a duration can end in a spurious 'context deadline exceeded')
