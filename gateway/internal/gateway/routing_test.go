@@ -60,6 +60,11 @@ func TestRoutes(t *testing.T) {
 		{"POST", "/v1/password-reset", false, 200, "config"},
 		{"POST", "/v1/password-reset/confirm", false, 200, "config"},
 		{"POST", "/v1/password-reset/other", false, 401, ""}, // exact paths only
+		// Verifying an address needs the user signed in: under /v1/.
+		{"POST", "/v1/email-verification", true, 200, "config"},
+		{"POST", "/v1/email-verification/confirm", true, 200, "config"},
+		{"POST", "/v1/email-verification", false, 401, ""},
+		{"POST", "/v1/email-verification/confirm", false, 401, ""},
 		{"GET", "/.well-known/jwks.json", false, 200, ""},    // served by config, not an echo
 		{"GET", "/v1/reports/acquisition/channels", true, 200, "acquisition"},
 		{"GET", "/v1/reports/behavior/pages", true, 200, "behavior"},
