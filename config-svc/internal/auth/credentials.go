@@ -128,6 +128,8 @@ const (
 	// EmailVerificationTokenPrefix starts the token of an e-mail
 	// verification link.
 	EmailVerificationTokenPrefix = "ev_"
+	// InvitationTokenPrefix starts the token of an invitation link.
+	InvitationTokenPrefix = "inv_"
 )
 
 // Issuer signs access tokens.

@@ -55,6 +55,7 @@ type Config struct {
 
 	EmailVerificationURL string
 	EmailVerificationTTL time.Duration
+	InvitationURL        string
 }
 
 // RegisterFlags registers every flag of the binary on fs.
@@ -79,6 +80,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.PasswordResetURL, "password-reset-url", "", "link put in password reset e-mails, {token} replaced by the reset token, e.g. 'https://app.example/reset-password?token={token}'; https, or http to a loopback host (empty: the e-mail gives the token and how to post it to /v1/password-reset/confirm)")
 	fs.DurationVar(&c.PasswordResetTTL, "password-reset-ttl", httpapi.DefaultPasswordResetTTL, "how long a password reset link works (5m to 24h; once)")
 	fs.StringVar(&c.EmailVerificationURL, "email-verification-url", "", "link put in e-mail verification e-mails, {token} replaced by the verification token, e.g. 'https://app.example/verify-email?token={token}' (a page that posts it, signed in, to /v1/email-verification/confirm); https, or http to a loopback host (empty: the e-mail gives the token and how to post it)")
+	fs.StringVar(&c.InvitationURL, "invitation-url", "", "link put in invitation e-mails, {token} replaced by the invitation token, e.g. 'https://app.example/accept-invitation?token={token}' (a page that posts it with the password chosen to /v1/invitations/accept); https, or http to a loopback host (empty: the e-mail gives the token and how to post it)")
 	fs.DurationVar(&c.EmailVerificationTTL, "email-verification-ttl", httpapi.DefaultEmailVerificationTTL, "how long an e-mail verification link works (1h to 168h; once, signed in as its user)")
 }
 
@@ -124,6 +126,9 @@ func (c *Config) Validate() error {
 	}
 	if c.EmailVerificationURL != "" && (strings.Count(c.EmailVerificationURL, httpapi.TokenPlaceholder) != 1 || !secureLink(c.EmailVerificationURL)) {
 		return fmt.Errorf("-email-verification-url %q must be an https URL (http only to a loopback host) holding %s once, e.g. 'https://app.example/verify-email?token=%[2]s'", c.EmailVerificationURL, httpapi.TokenPlaceholder)
+	}
+	if c.InvitationURL != "" && (strings.Count(c.InvitationURL, httpapi.TokenPlaceholder) != 1 || !secureLink(c.InvitationURL)) {
+		return fmt.Errorf("-invitation-url %q must be an https URL (http only to a loopback host) holding %s once, e.g. 'https://app.example/accept-invitation?token=%[2]s'", c.InvitationURL, httpapi.TokenPlaceholder)
 	}
 	if c.EmailVerificationTTL < time.Hour || c.EmailVerificationTTL > httpapi.MaxEmailVerificationTTL {
 		return fmt.Errorf("-email-verification-ttl %s is out of range 1h..%s", c.EmailVerificationTTL, httpapi.MaxEmailVerificationTTL)
@@ -237,6 +242,7 @@ func setUp(ctx context.Context, svc *service.Service, cfg Config, keys *auth.Key
 		PasswordResetTTL:       cfg.PasswordResetTTL,
 		EmailVerificationURL:   cfg.EmailVerificationURL,
 		EmailVerificationTTL:   cfg.EmailVerificationTTL,
+		InvitationURL:          cfg.InvitationURL,
 		Log:                    log,
 		Registerer:             svc.Registry,
 	})

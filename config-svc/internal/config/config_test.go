@@ -67,6 +67,8 @@ func TestValidate(t *testing.T) {
 		{"verification URL without token", append(ok, "-email-verification-url=https://app.example/verify"), "holding {token} once"},
 		{"verification URL over plain http", append(ok, "-email-verification-url=http://app.example/verify?token={token}"), "must be an https URL"},
 		{"verification TTL too long", append(ok, "-email-verification-ttl=200h"), "-email-verification-ttl 200h0m0s is out of range 1h..168h"},
+		{"invitation URL", append(ok, "-invitation-url=https://app.example/accept?token={token}"), ""},
+		{"invitation URL over plain http", append(ok, "-invitation-url=http://app.example/accept?token={token}"), "-invitation-url"},
 		{"verification TTL too short", append(ok, "-email-verification-ttl=10m"), "is out of range 1h"},
 	}
 	for _, tt := range tests {

@@ -101,6 +101,10 @@ type Options struct {
 	// EmailVerificationTTL is how long a verification link works (0:
 	// DefaultEmailVerificationTTL).
 	EmailVerificationTTL time.Duration
+	// InvitationURL is the link of an invitation e-mail, with
+	// TokenPlaceholder for the token ("": the e-mail gives the token and
+	// how to post it).
+	InvitationURL string
 }
 
 // Server serves the API.
@@ -112,6 +116,8 @@ type Server struct {
 	// verifyMails throttles verification e-mails per address, those of
 	// new users included.
 	verifyMails *addressThrottle
+	// invites throttles invitation e-mails per address.
+	invites *addressThrottle
 }
 
 // DefaultMaxPropertiesPerTenant bounds the properties of one tenant: twice
@@ -153,7 +159,8 @@ func New(o Options) *Server {
 		o.EmailVerificationTTL = DefaultEmailVerificationTTL
 	}
 	return &Server{o: o, metrics: newMetrics(o.Registerer), logins: newAddressThrottle(o.Now, loginThrottle),
-		resets: newAddressThrottle(o.Now, resetThrottle), verifyMails: newAddressThrottle(o.Now, resetThrottle)}
+		resets: newAddressThrottle(o.Now, resetThrottle), verifyMails: newAddressThrottle(o.Now, resetThrottle),
+		invites: newAddressThrottle(o.Now, resetThrottle)}
 }
 
 // Routes returns every endpoint of the API.
@@ -164,6 +171,7 @@ func (s *Server) Routes() []Route {
 		{"POST", "/v1/refresh", Public, s.refresh, nil},
 		{"POST", "/v1/password-reset", Public, s.requestPasswordReset, nil},
 		{"POST", "/v1/password-reset/confirm", Public, s.confirmPasswordReset, nil},
+		{"POST", "/v1/invitations/accept", Public, s.acceptInvitation, nil},
 		{"GET", "/.well-known/jwks.json", Public, s.jwks, nil},
 
 		{"POST", "/v1/logout", Member, s.logout, nil},
@@ -176,6 +184,9 @@ func (s *Server) Routes() []Route {
 		{"GET", "/v1/users/{user_id}", Admin, s.getUser, nil},
 		{"PATCH", "/v1/users/{user_id}", Admin, s.patchUser, nil},
 		{"DELETE", "/v1/users/{user_id}", Admin, s.deleteUser, nil},
+		{"GET", "/v1/invitations", Admin, s.listInvitations, nil},
+		{"POST", "/v1/invitations", Admin, s.createInvitation, nil},
+		{"DELETE", "/v1/invitations/{invitation_id}", Admin, s.revokeInvitation, nil},
 
 		{"GET", "/v1/properties", Member, s.listProperties, pageQuery},
 		{"POST", "/v1/properties", Admin, s.createProperty, nil},
@@ -329,6 +340,7 @@ type metrics struct {
 	passwordResets                            prometheus.Counter
 	verificationMails                         *prometheus.CounterVec
 	emailVerifications                        prometheus.Counter
+	invitations                               *prometheus.CounterVec
 	trackingIDCollisions                      prometheus.Counter
 	propertyLimitRefused                      prometheus.Counter
 	ruleVersions, ruleVersionsPruned          prometheus.Counter
@@ -347,6 +359,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Password reset requests by outcome: queued (a link handed to the mail sender, config_mail_messages_total), no_account, unverified (the account's address is not verified: nothing sent), throttled, failed (no link queued: the token not stored, or the mail queue full)."}, []string{"outcome"}),
 		verificationMails: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "config_email_verification_mails_total",
 			Help: "E-mail verification links, of new users and asked for again, by outcome: queued (handed to the mail sender), throttled, failed (the token not stored, or the mail queue full), not_configured (a new user on an installation without mail delivery)."}, []string{"outcome"}),
+		invitations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "config_invitations_total",
+			Help: "Invitations by event: sent (handed to the mail sender), accepted, revoked."}, []string{"event"}),
 		emailVerifications:   prometheus.NewCounter(prometheus.CounterOpts{Name: "config_email_verifications_total", Help: "E-mail addresses verified with a link."}),
 		passwordResets:       prometheus.NewCounter(prometheus.CounterOpts{Name: "config_password_resets_total", Help: "Passwords set with a reset link."}),
 		trackingIDCollisions: prometheus.NewCounter(prometheus.CounterOpts{Name: "config_tracking_id_collisions_total", Help: "Tracking ID candidates that were already taken (retried)."}),
@@ -358,7 +372,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		changes:            prometheus.NewCounterVec(prometheus.CounterOpts{Name: "config_feed_appends_total", Help: "Changes appended to the change feed, by kind."}, []string{"kind"}),
 		longPolls:          prometheus.NewGauge(prometheus.GaugeOpts{Name: "config_feed_long_polls", Help: "Change-feed long polls waiting now."}),
 	}
-	reg.MustRegister(m.signups, m.logins, m.loginFailures, m.refreshes, m.resetRequests, m.passwordResets, m.verificationMails, m.emailVerifications, m.trackingIDCollisions, m.propertyLimitRefused, m.ruleVersions, m.ruleVersionsPruned, m.ruleVersionsRefused, m.changes, m.longPolls)
+	reg.MustRegister(m.signups, m.logins, m.loginFailures, m.refreshes, m.resetRequests, m.passwordResets, m.verificationMails, m.emailVerifications, m.invitations, m.trackingIDCollisions, m.propertyLimitRefused, m.ruleVersions, m.ruleVersionsPruned, m.ruleVersionsRefused, m.changes, m.longPolls)
 	return m
 }
 
