@@ -235,6 +235,12 @@ func (s *Server) acceptInvitation(w http.ResponseWriter, r *http.Request) {
 	// Taken meanwhile (a sign-up, another invitation): refused before the
 	// link is used up, so it works again should the address be freed.
 	if _, err := s.o.Store.UserByEmail(ctx, inv.Email); err == nil {
+		// Taken by an acceptance of this very link, which used it up
+		// before claiming the address: a second use, not a conflict.
+		if _, err := s.o.Store.InvitationByToken(ctx, inv.TokenHash); errors.Is(err, store.ErrNotFound) {
+			writeInvalidInvitationToken(w)
+			return
+		}
 		writeInvitedAddressTaken(w)
 		return
 	} else if !errors.Is(err, store.ErrNotFound) {
