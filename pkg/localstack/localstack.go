@@ -222,7 +222,8 @@ func (s *Stack) serviceEnv(svc service, port int) []string {
 		env = append(env, p+"METRICS_ADDR="+s.gatewayMetrics())
 	}
 	if svc.name == "config" {
-		// Mail (password reset links) as .eml files to read, not sent.
+		// Mail (password reset and verification links) as .eml files to
+		// read, not sent.
 		env = append(env, p+"MAIL_DIR="+s.MailDir(), p+"MAIL_FROM=Acme Analytics <no-reply@localhost.localdomain>")
 	}
 	if svc.name == "processing" {
@@ -320,7 +321,7 @@ func (s *Stack) PrintSummary(w io.Writer) {
 	fmt.Fprintf(tw, "  kafka broker\t%s\n", s.loopback(s.c.KafkaPort))
 	fmt.Fprintf(tw, "  cql server\t%s\n", s.loopback(s.c.CQLPort))
 	fmt.Fprintf(tw, "  logs\t%s\n", filepath.Join(s.c.DataDir, "logs"))
-	fmt.Fprintf(tw, "  e-mail (password resets)\t%s\t(one .eml file per message; nothing is sent)\n", s.MailDir())
+	fmt.Fprintf(tw, "  e-mail (resets, verification)\t%s\t(one .eml file per message; nothing is sent)\n", s.MailDir())
 	tw.Flush()
 }
 

@@ -108,8 +108,8 @@ func RandomToken(prefix string) (string, error) {
 	return prefix + base64.RawURLEncoding.EncodeToString(b[:]), nil
 }
 
-// HashToken returns the hex SHA-256 of a refresh token, API secret or
-// password reset token: what is stored instead of the token. The tokens
+// HashToken returns the hex SHA-256 of a refresh token, API secret,
+// password reset or e-mail verification token: what is stored instead of the token. The tokens
 // are random, so a fast hash is enough. Of a user's password hash it is
 // the fingerprint that reset and refresh tokens keep of the password they
 // were made under (a bcrypt hash is salted: its SHA-256 tells nothing of
@@ -125,6 +125,11 @@ const (
 	RefreshTokenPrefix       = "rt_"
 	APISecretPrefix          = "as_"
 	PasswordResetTokenPrefix = "pr_"
+	// EmailVerificationTokenPrefix starts the token of an e-mail
+	// verification link.
+	EmailVerificationTokenPrefix = "ev_"
+	// InvitationTokenPrefix starts the token of an invitation link.
+	InvitationTokenPrefix = "inv_"
 )
 
 // Issuer signs access tokens.

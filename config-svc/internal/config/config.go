@@ -52,6 +52,10 @@ type Config struct {
 	Mail             mail.Config
 	PasswordResetURL string
 	PasswordResetTTL time.Duration
+
+	EmailVerificationURL string
+	EmailVerificationTTL time.Duration
+	InvitationURL        string
 }
 
 // RegisterFlags registers every flag of the binary on fs.
@@ -75,6 +79,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Mail.RegisterFlags(fs)
 	fs.StringVar(&c.PasswordResetURL, "password-reset-url", "", "link put in password reset e-mails, {token} replaced by the reset token, e.g. 'https://app.example/reset-password?token={token}'; https, or http to a loopback host (empty: the e-mail gives the token and how to post it to /v1/password-reset/confirm)")
 	fs.DurationVar(&c.PasswordResetTTL, "password-reset-ttl", httpapi.DefaultPasswordResetTTL, "how long a password reset link works (5m to 24h; once)")
+	fs.StringVar(&c.EmailVerificationURL, "email-verification-url", "", "link put in e-mail verification e-mails, {token} replaced by the verification token, e.g. 'https://app.example/verify-email?token={token}' (a page that posts it, signed in, to /v1/email-verification/confirm); https, or http to a loopback host (empty: the e-mail gives the token and how to post it)")
+	fs.StringVar(&c.InvitationURL, "invitation-url", "", "link put in invitation e-mails, {token} replaced by the invitation token, e.g. 'https://app.example/accept-invitation?token={token}' (a page that posts it with the password chosen to /v1/invitations/accept); https, or http to a loopback host (empty: the e-mail gives the token and how to post it)")
+	fs.DurationVar(&c.EmailVerificationTTL, "email-verification-ttl", httpapi.DefaultEmailVerificationTTL, "how long an e-mail verification link works (1h to 168h; once, signed in as its user)")
 }
 
 // Validate reports the first configuration error.
@@ -111,11 +118,20 @@ func (c *Config) Validate() error {
 	if err := c.Mail.Validate(); err != nil {
 		return err
 	}
-	if c.PasswordResetURL != "" && (strings.Count(c.PasswordResetURL, httpapi.ResetTokenPlaceholder) != 1 || !secureLink(c.PasswordResetURL)) {
-		return fmt.Errorf("-password-reset-url %q must be an https URL (http only to a loopback host) holding %s once, e.g. 'https://app.example/reset-password?token=%[2]s'", c.PasswordResetURL, httpapi.ResetTokenPlaceholder)
+	if c.PasswordResetURL != "" && (strings.Count(c.PasswordResetURL, httpapi.TokenPlaceholder) != 1 || !secureLink(c.PasswordResetURL)) {
+		return fmt.Errorf("-password-reset-url %q must be an https URL (http only to a loopback host) holding %s once, e.g. 'https://app.example/reset-password?token=%[2]s'", c.PasswordResetURL, httpapi.TokenPlaceholder)
 	}
 	if c.PasswordResetTTL < 5*time.Minute || c.PasswordResetTTL > 24*time.Hour {
 		return fmt.Errorf("-password-reset-ttl %s is out of range 5m..24h", c.PasswordResetTTL)
+	}
+	if c.EmailVerificationURL != "" && (strings.Count(c.EmailVerificationURL, httpapi.TokenPlaceholder) != 1 || !secureLink(c.EmailVerificationURL)) {
+		return fmt.Errorf("-email-verification-url %q must be an https URL (http only to a loopback host) holding %s once, e.g. 'https://app.example/verify-email?token=%[2]s'", c.EmailVerificationURL, httpapi.TokenPlaceholder)
+	}
+	if c.InvitationURL != "" && (strings.Count(c.InvitationURL, httpapi.TokenPlaceholder) != 1 || !secureLink(c.InvitationURL)) {
+		return fmt.Errorf("-invitation-url %q must be an https URL (http only to a loopback host) holding %s once, e.g. 'https://app.example/accept-invitation?token=%[2]s'", c.InvitationURL, httpapi.TokenPlaceholder)
+	}
+	if c.EmailVerificationTTL < time.Hour || c.EmailVerificationTTL > httpapi.MaxEmailVerificationTTL {
+		return fmt.Errorf("-email-verification-ttl %s is out of range 1h..%s", c.EmailVerificationTTL, httpapi.MaxEmailVerificationTTL)
 	}
 	return nil
 }
@@ -174,7 +190,7 @@ func Run(ctx context.Context, cfg Config, w io.Writer) error {
 	case cfg.Mail.SMTPAddr != "":
 		log.Info("e-mail is sent by SMTP", slog.String("smtp_addr", cfg.Mail.SMTPAddr), slog.Bool("starttls", cfg.Mail.SMTPStartTLS), slog.Bool("auth", cfg.Mail.SMTPUsername != ""))
 	default:
-		log.Info("mail delivery is not configured (-smtp-addr or -mail-dir): password reset requests answer 503")
+		log.Info("mail delivery is not configured (-smtp-addr or -mail-dir): password reset requests answer 503, and no e-mail address can be verified")
 	}
 	svc.Setup(func(ctx context.Context) error { return setUp(ctx, svc, cfg, keys, hasher) })
 	return svc.Run(ctx)
@@ -224,6 +240,9 @@ func setUp(ctx context.Context, svc *service.Service, cfg Config, keys *auth.Key
 		MailFrom:               from,
 		PasswordResetURL:       cfg.PasswordResetURL,
 		PasswordResetTTL:       cfg.PasswordResetTTL,
+		EmailVerificationURL:   cfg.EmailVerificationURL,
+		EmailVerificationTTL:   cfg.EmailVerificationTTL,
+		InvitationURL:          cfg.InvitationURL,
 		Log:                    log,
 		Registerer:             svc.Registry,
 	})

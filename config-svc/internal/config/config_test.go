@@ -63,6 +63,13 @@ func TestValidate(t *testing.T) {
 		{"reset URL over http to this machine", append(ok, "-password-reset-url=http://127.0.0.1:8080/reset?token={token}"), ""},
 		{"reset URL over http to localhost", append(ok, "-password-reset-url=http://localhost:8080/reset?token={token}"), ""},
 		{"reset TTL", append(ok, "-password-reset-ttl=48h"), "-password-reset-ttl 48h0m0s is out of range"},
+		{"verification URL", append(ok, "-email-verification-url=https://app.example/verify?token={token}", "-email-verification-ttl=24h"), ""},
+		{"verification URL without token", append(ok, "-email-verification-url=https://app.example/verify"), "holding {token} once"},
+		{"verification URL over plain http", append(ok, "-email-verification-url=http://app.example/verify?token={token}"), "must be an https URL"},
+		{"verification TTL too long", append(ok, "-email-verification-ttl=200h"), "-email-verification-ttl 200h0m0s is out of range 1h..168h"},
+		{"invitation URL", append(ok, "-invitation-url=https://app.example/accept?token={token}"), ""},
+		{"invitation URL over plain http", append(ok, "-invitation-url=http://app.example/accept?token={token}"), "-invitation-url"},
+		{"verification TTL too short", append(ok, "-email-verification-ttl=10m"), "is out of range 1h"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -124,6 +124,7 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.signups.Inc()
 	s.o.Log.Info("tenant signed up", slog.String("tenant_id", t.ID.String()), slog.String("user_id", u.ID.String()))
+	s.mailNewUserVerification(r, u)
 	s.issueTokens(w, r, u, http.StatusCreated)
 }
 

@@ -125,6 +125,7 @@ func TestRefreshTokenBoundToPassword(t *testing.T) {
 func TestRefreshTokenWithoutFingerprint(t *testing.T) {
 	e, dir := mailEnv(t, newTestClock())
 	a := e.signup("Unbound")
+	e.verify(dir, a)
 	session, err := cassandra.Connect(e.cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -185,6 +186,7 @@ func TestSessionRacingAReset(t *testing.T) {
 			e, dir := mailEnv(t, newTestClock())
 			t.Cleanup(func() { srv.SetFault(nil) })
 			a := e.signup("Race " + tt.name)
+			e.verify(dir, a)
 			link := e.requestReset(dir, a.email)
 
 			body, err := json.Marshal(map[string]string{"token": link, "password": "a brand new password"})

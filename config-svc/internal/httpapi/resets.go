@@ -19,8 +19,9 @@ import (
 // DefaultPasswordResetTTL is how long a password reset link works.
 const DefaultPasswordResetTTL = time.Hour
 
-// ResetTokenPlaceholder is replaced by the token in -password-reset-url.
-const ResetTokenPlaceholder = "{token}"
+// TokenPlaceholder is replaced by the token in -password-reset-url and
+// -email-verification-url.
+const TokenPlaceholder = "{token}"
 
 type passwordResetRequest struct {
 	Email string `json:"email"`
@@ -53,13 +54,7 @@ func (s *Server) requestPasswordReset(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.o.Mailer == nil {
-		// Retry-After makes it a 503 the gateway's breaker excludes (a
-		// dependency every instance lacks), not a failure of this instance:
-		// five of these in a row, which anyone may send, would otherwise
-		// open its breaker. An hour: only a rollout changes it.
-		w.Header().Set("Retry-After", "3600")
-		httpserver.WriteError(w, http.StatusServiceUnavailable, "mail_not_configured",
-			"password reset by e-mail is not available: this installation has no mail delivery configured (config-svc's -smtp-addr or -mail-dir); ask its operators")
+		writeMailNotConfigured(w, "password reset by e-mail is not available")
 		return
 	}
 	if wait := s.resets.begin(email); wait > 0 {
@@ -83,6 +78,18 @@ func (s *Server) requestPasswordReset(w http.ResponseWriter, r *http.Request) {
 	// without an account: a failure answered otherwise would tell that
 	// the address has one. The user, who gets no mail, asks again after
 	// the throttle's wait.
+	if !u.EmailVerified() {
+		// Nobody has shown that the address reaches the account's holder:
+		// it may be mistyped (an admin's typo, someone else's address
+		// given at sign-up), and a link there would hand the account, with
+		// its role, to whoever reads it. The user needs an admin of the
+		// tenant, or support.
+		s.metrics.resetRequests.WithLabelValues("unverified").Inc()
+		s.o.Log.Info("password reset not mailed: the address is not verified", slog.String("tenant_id", u.TenantID.String()),
+			slog.String("user_id", u.ID.String()), slog.String("request_id", httpserver.RequestID(ctx)))
+		s.writeResetRequested(w)
+		return
+	}
 	if s.queueResetLink(r, u) {
 		s.metrics.resetRequests.WithLabelValues("queued").Inc()
 	} else {
@@ -128,7 +135,7 @@ func (s *Server) resetMailBody(email, token string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Someone, hopefully you, asked to reset the password of the Acme Analytics account %s.\n\n", email)
 	if s.o.PasswordResetURL != "" {
-		fmt.Fprintf(&b, "To choose a new password, open this link:\n\n%s\n\n", strings.Replace(s.o.PasswordResetURL, ResetTokenPlaceholder, token, 1))
+		fmt.Fprintf(&b, "To choose a new password, open this link:\n\n%s\n\n", strings.Replace(s.o.PasswordResetURL, TokenPlaceholder, token, 1))
 	} else {
 		fmt.Fprintf(&b, "To choose a new password, send this reset token with it to POST /v1/password-reset/confirm:\n\n"+
 			"  {\"token\": \"%s\", \"password\": \"<your new password>\"}\n\n", token)
@@ -167,8 +174,9 @@ func (s *Server) confirmPasswordReset(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// A user deleted since, or whose password changed since (another link
-	// used), has no use for the link.
-	if err != nil || auth.HashToken(u.PasswordHash) != t.PasswordSHA256 {
+	// used), has no use for the link; nor has one whose address is not
+	// verified (a link made before verification was required).
+	if err != nil || auth.HashToken(u.PasswordHash) != t.PasswordSHA256 || !u.EmailVerified() {
 		writeInvalidResetToken(w)
 		return
 	}
@@ -226,11 +234,14 @@ func writeTooManyAttempts(w http.ResponseWriter, wait time.Duration, format stri
 	httpserver.WriteError(w, http.StatusTooManyRequests, "too_many_attempts", fmt.Sprintf(format, secs))
 }
 
-// humanDuration says a reset link's lifetime in words: "1 hour",
-// "90 minutes".
+// humanDuration says a link's lifetime in words: "1 hour", "90 minutes",
+// "7 days".
 func humanDuration(d time.Duration) string {
 	unit, n := "minute", int(d/time.Minute)
-	if d%time.Hour == 0 {
+	switch {
+	case d%(24*time.Hour) == 0:
+		unit, n = "day", int(d/(24*time.Hour))
+	case d%time.Hour == 0:
 		unit, n = "hour", int(d/time.Hour)
 	}
 	if n != 1 {

@@ -36,7 +36,7 @@ func mailEnv(t *testing.T, clock *testClock) (*env, string) {
 	dir := t.TempDir()
 	e := newEnv(t, func(o *Options) {
 		o.Mailer = startMailer(t, mail.Dir{Path: dir}, mail.QueueConfig{}, o.Registerer, nil)
-		o.MailFrom, o.PasswordResetURL, o.Now = testFrom(t), resetURL, clock.now
+		o.MailFrom, o.PasswordResetURL, o.EmailVerificationURL, o.Now = testFrom(t), resetURL, verifyURL, clock.now
 	})
 	return e, dir
 }
@@ -110,7 +110,7 @@ func readMail(t *testing.T, raw []byte) (to, token string) {
 	if err != nil {
 		t.Fatalf("read message: %v\n%s", err, raw)
 	}
-	if got := m.Header.Get("Subject"); got != "Reset your Acme Analytics password" {
+	if got := m.Header.Get("Subject"); got != resetSubject {
 		t.Errorf("Subject %q", got)
 	}
 	if got := m.Header.Get("From"); got != `"Acme Analytics" <no-reply@acme.example>` {
@@ -147,10 +147,10 @@ func mails(t *testing.T, dir string) [][]byte {
 }
 
 // requestReset asks for a reset link for email and returns its token,
-// the one new message in dir once it has come.
+// the one new reset message in dir once it has come.
 func (e *env) requestReset(dir, email string) string {
 	e.t.Helper()
-	before := len(mails(e.t, dir))
+	before := len(mailsAbout(e.t, dir, resetSubject))
 	var resp PasswordResetResponse
 	e.must(http.StatusAccepted, anonymous, "POST", "/v1/password-reset", map[string]string{"email": email}).decode(e.t, &resp)
 	if !strings.Contains(resp.Message, "if an account has this e-mail address") || !strings.Contains(resp.Message, "within 1 hour") {
@@ -158,7 +158,7 @@ func (e *env) requestReset(dir, email string) string {
 	}
 	var got [][]byte
 	eventually.True(e.t, 10*time.Second, "the reset mail", func() bool {
-		got = mails(e.t, dir)
+		got = mailsAbout(e.t, dir, resetSubject)
 		return len(got) > before
 	})
 	if len(got) != before+1 {
@@ -190,6 +190,7 @@ func wantInvalidResetToken(t *testing.T, r response) {
 func TestPasswordResetByMail(t *testing.T) {
 	e, dir := mailEnv(t, newTestClock())
 	a := e.signup("Reset")
+	e.verify(dir, a)
 	token := e.requestReset(dir, "  "+strings.ToUpper(a.email)+" ")
 
 	if r := e.confirmReset(http.StatusBadRequest, token, "short"); r.apiError().Field != "password" {
@@ -225,6 +226,7 @@ func TestPasswordResetTokenLife(t *testing.T) {
 	clock := newTestClock()
 	e, dir := mailEnv(t, clock)
 	a := e.signup("Tokens")
+	e.verify(dir, a)
 
 	token := e.requestReset(dir, a.email)
 	codes := make(chan int, 8)
@@ -265,6 +267,7 @@ func TestPasswordResetTokenLife(t *testing.T) {
 	wantInvalidResetToken(t, e.do(anonymous, "POST", "/v1/password-reset/confirm", map[string]string{"token": first, "password": "the first link's password"}))
 
 	v := e.addUser(a, "viewer")
+	e.verify(dir, v)
 	gone := e.requestReset(dir, v.email)
 	e.must(http.StatusNoContent, a.as(), "DELETE", "/v1/users/"+v.tokens.UserID, nil)
 	wantInvalidResetToken(t, e.do(anonymous, "POST", "/v1/password-reset/confirm", map[string]string{"token": gone, "password": "a deleted user's password"}))
@@ -277,6 +280,7 @@ func TestPasswordResetRequests(t *testing.T) {
 	clock := newTestClock()
 	e, dir := mailEnv(t, clock)
 	a := e.signup("Requests")
+	e.verify(dir, a)
 	e.requestReset(dir, a.email)
 
 	var resp PasswordResetResponse
@@ -284,9 +288,10 @@ func TestPasswordResetRequests(t *testing.T) {
 	if !strings.Contains(resp.Message, "if an account has this e-mail address") {
 		t.Errorf("message for an unknown address %q", resp.Message)
 	}
-	// Nothing is queued for it: the queue has handled one message, sent.
-	if n, sent := len(mails(t, dir)), e.metric("config_mail_messages_total", mail.OutcomeSent); n != 1 || sent != 1 || e.metric("config_mail_queued", "") != 0 {
-		t.Fatalf("%d messages (%v sent) after a request for an unknown address, want the 1 before", n, sent)
+	// Nothing is queued for it: the queue has handled two messages, sent
+	// (the verification and the reset).
+	if n, sent := len(mailsAbout(t, dir, resetSubject)), e.metric("config_mail_messages_total", mail.OutcomeSent); n != 1 || sent != 2 || e.metric("config_mail_queued", "") != 0 {
+		t.Fatalf("%d reset messages (%v sent) after a request for an unknown address, want the 1 before", n, sent)
 	}
 
 	for _, addr := range []string{a.email, "nobody@shop.example"} {
@@ -300,8 +305,8 @@ func TestPasswordResetRequests(t *testing.T) {
 	if r := e.do(anonymous, "POST", "/v1/password-reset", map[string]string{"email": a.email}); r.code != http.StatusTooManyRequests || r.header.Get("Retry-After") != "120" {
 		t.Fatalf("a third request: %d (Retry-After %q), want 429 after 120 s (the wait doubles)", r.code, r.header.Get("Retry-After"))
 	}
-	if n := len(mails(t, dir)); n != 2 {
-		t.Fatalf("%d messages, want 2: the refused requests mail nothing", n)
+	if n := len(mailsAbout(t, dir, resetSubject)); n != 2 {
+		t.Fatalf("%d reset messages, want 2: the refused requests mail nothing", n)
 	}
 
 	for _, bad := range []any{map[string]string{"email": "not an address"}, map[string]string{"email": strings.Repeat("x", 300) + "@shop.example"}, map[string]string{}} {
@@ -350,7 +355,10 @@ func TestPasswordResetBySMTP(t *testing.T) {
 			mail.QueueConfig{}, o.Registerer, &logs)
 		o.MailFrom, o.PasswordResetURL, o.Now = testFrom(t), resetURL, clock.now
 	})
-	a := e.signup("SMTP")
+	// Made through an instance without mail, so that the server receives
+	// only the resets.
+	a := e.sibling().signup("SMTP")
+	e.markVerified(a)
 	received := func(n int) []mailtest.Message {
 		t.Helper()
 		var got []mailtest.Message
@@ -482,7 +490,8 @@ func TestPasswordResetAnswersAlike(t *testing.T) {
 				o.Mailer = startMailer(t, sender, mail.QueueConfig{Drain: 100 * time.Millisecond}, o.Registerer, nil)
 				o.MailFrom, o.PasswordResetURL = testFrom(t), resetURL
 			})
-			a := e.signup("Alike")
+			a := e.sibling().signup("Alike")
+			e.markVerified(a)
 			start := time.Now()
 			known := e.do(anonymous, "POST", "/v1/password-reset", map[string]string{"email": a.email})
 			unknown := e.do(anonymous, "POST", "/v1/password-reset", map[string]string{"email": "nobody." + a.email})
@@ -513,8 +522,12 @@ func TestPasswordResetQueueFull(t *testing.T) {
 			mail.QueueConfig{Size: 1, Workers: 1, Drain: 100 * time.Millisecond}, o.Registerer, nil)
 		o.MailFrom, o.PasswordResetURL = testFrom(t), resetURL
 	})
-	a := e.signup("Full")
-	b, c := e.addUser(a, "viewer"), e.addUser(a, "viewer")
+	other := e.sibling() // sends no mail into the queue under test
+	a := other.signup("Full")
+	b, c := other.addUser(a, "viewer"), other.addUser(a, "viewer")
+	for _, u := range []account{a, b, c} {
+		e.markVerified(u)
+	}
 	reset := func(email string) {
 		t.Helper()
 		e.must(http.StatusAccepted, anonymous, "POST", "/v1/password-reset", map[string]string{"email": email})

@@ -81,18 +81,30 @@ type Options struct {
 	// set small ones).
 	MaxRuleVersions       int
 	MaxRuleVersionsPerDay int
-	// Mailer sends password reset links in the background (nil: mail
-	// delivery is not configured, and a reset request answers 503), from
-	// MailFrom. Whoever makes it runs it (Queue.Run).
+	// Mailer sends password reset and e-mail verification links in the
+	// background (nil: mail delivery is not configured, a reset request
+	// answers 503 and no address can be verified), from MailFrom.
+	// Whoever makes it runs it (Queue.Run).
 	Mailer   *mail.Queue
 	MailFrom *netmail.Address
 	// PasswordResetURL is the link of a reset e-mail, with
-	// ResetTokenPlaceholder for the token ("": the e-mail gives the token
-	// and how to post it).
+	// TokenPlaceholder for the token ("": the e-mail gives the token and
+	// how to post it).
 	PasswordResetURL string
 	// PasswordResetTTL is how long a reset link works (0:
 	// DefaultPasswordResetTTL).
 	PasswordResetTTL time.Duration
+	// EmailVerificationURL is the link of a verification e-mail, with
+	// TokenPlaceholder for the token ("": the e-mail gives the token and
+	// how to post it).
+	EmailVerificationURL string
+	// EmailVerificationTTL is how long a verification link works (0:
+	// DefaultEmailVerificationTTL).
+	EmailVerificationTTL time.Duration
+	// InvitationURL is the link of an invitation e-mail, with
+	// TokenPlaceholder for the token ("": the e-mail gives the token and
+	// how to post it).
+	InvitationURL string
 }
 
 // Server serves the API.
@@ -101,6 +113,11 @@ type Server struct {
 	metrics *metrics
 	logins  *addressThrottle
 	resets  *addressThrottle
+	// verifyMails throttles verification e-mails per address, those of
+	// new users included.
+	verifyMails *addressThrottle
+	// invites throttles invitation e-mails per address.
+	invites *addressThrottle
 }
 
 // DefaultMaxPropertiesPerTenant bounds the properties of one tenant: twice
@@ -138,8 +155,12 @@ func New(o Options) *Server {
 	if o.PasswordResetTTL == 0 {
 		o.PasswordResetTTL = DefaultPasswordResetTTL
 	}
+	if o.EmailVerificationTTL == 0 {
+		o.EmailVerificationTTL = DefaultEmailVerificationTTL
+	}
 	return &Server{o: o, metrics: newMetrics(o.Registerer), logins: newAddressThrottle(o.Now, loginThrottle),
-		resets: newAddressThrottle(o.Now, resetThrottle)}
+		resets: newAddressThrottle(o.Now, resetThrottle), verifyMails: newAddressThrottle(o.Now, resetThrottle),
+		invites: newAddressThrottle(o.Now, resetThrottle)}
 }
 
 // Routes returns every endpoint of the API.
@@ -150,9 +171,12 @@ func (s *Server) Routes() []Route {
 		{"POST", "/v1/refresh", Public, s.refresh, nil},
 		{"POST", "/v1/password-reset", Public, s.requestPasswordReset, nil},
 		{"POST", "/v1/password-reset/confirm", Public, s.confirmPasswordReset, nil},
+		{"POST", "/v1/invitations/accept", Public, s.acceptInvitation, nil},
 		{"GET", "/.well-known/jwks.json", Public, s.jwks, nil},
 
 		{"POST", "/v1/logout", Member, s.logout, nil},
+		{"POST", "/v1/email-verification", Member, s.resendEmailVerification, nil},
+		{"POST", "/v1/email-verification/confirm", Member, s.confirmEmailVerification, nil},
 		{"GET", "/v1/tenants/me", Member, s.getTenant, nil},
 		{"PATCH", "/v1/tenants/me", Admin, s.patchTenant, nil},
 		{"GET", "/v1/users", Admin, s.listUsers, pageQuery},
@@ -160,6 +184,9 @@ func (s *Server) Routes() []Route {
 		{"GET", "/v1/users/{user_id}", Admin, s.getUser, nil},
 		{"PATCH", "/v1/users/{user_id}", Admin, s.patchUser, nil},
 		{"DELETE", "/v1/users/{user_id}", Admin, s.deleteUser, nil},
+		{"GET", "/v1/invitations", Admin, s.listInvitations, nil},
+		{"POST", "/v1/invitations", Admin, s.createInvitation, nil},
+		{"DELETE", "/v1/invitations/{invitation_id}", Admin, s.revokeInvitation, nil},
 
 		{"GET", "/v1/properties", Member, s.listProperties, pageQuery},
 		{"POST", "/v1/properties", Admin, s.createProperty, nil},
@@ -311,6 +338,9 @@ type metrics struct {
 	signups, logins, loginFailures, refreshes prometheus.Counter
 	resetRequests                             *prometheus.CounterVec
 	passwordResets                            prometheus.Counter
+	verificationMails                         *prometheus.CounterVec
+	emailVerifications                        prometheus.Counter
+	invitations                               *prometheus.CounterVec
 	trackingIDCollisions                      prometheus.Counter
 	propertyLimitRefused                      prometheus.Counter
 	ruleVersions, ruleVersionsPruned          prometheus.Counter
@@ -326,7 +356,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		loginFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "config_login_failures_total", Help: "Logins refused for a wrong e-mail or password."}),
 		refreshes:     prometheus.NewCounter(prometheus.CounterOpts{Name: "config_token_refreshes_total", Help: "Refresh tokens exchanged for new tokens."}),
 		resetRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "config_password_reset_requests_total",
-			Help: "Password reset requests by outcome: queued (a link handed to the mail sender, config_mail_messages_total), no_account, throttled, failed (no link queued: the token not stored, or the mail queue full)."}, []string{"outcome"}),
+			Help: "Password reset requests by outcome: queued (a link handed to the mail sender, config_mail_messages_total), no_account, unverified (the account's address is not verified: nothing sent), throttled, failed (no link queued: the token not stored, or the mail queue full)."}, []string{"outcome"}),
+		verificationMails: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "config_email_verification_mails_total",
+			Help: "E-mail verification links, of new users and asked for again, by outcome: queued (handed to the mail sender), throttled, failed (the token not stored, or the mail queue full), not_configured (a new user on an installation without mail delivery)."}, []string{"outcome"}),
+		invitations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "config_invitations_total",
+			Help: "Invitations by event: sent (handed to the mail sender), accepted, revoked."}, []string{"event"}),
+		emailVerifications:   prometheus.NewCounter(prometheus.CounterOpts{Name: "config_email_verifications_total", Help: "E-mail addresses verified with a link."}),
 		passwordResets:       prometheus.NewCounter(prometheus.CounterOpts{Name: "config_password_resets_total", Help: "Passwords set with a reset link."}),
 		trackingIDCollisions: prometheus.NewCounter(prometheus.CounterOpts{Name: "config_tracking_id_collisions_total", Help: "Tracking ID candidates that were already taken (retried)."}),
 		propertyLimitRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "config_property_limit_refused_total", Help: "Properties not created because their tenant has -max-properties-per-tenant."}),
@@ -337,7 +372,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		changes:            prometheus.NewCounterVec(prometheus.CounterOpts{Name: "config_feed_appends_total", Help: "Changes appended to the change feed, by kind."}, []string{"kind"}),
 		longPolls:          prometheus.NewGauge(prometheus.GaugeOpts{Name: "config_feed_long_polls", Help: "Change-feed long polls waiting now."}),
 	}
-	reg.MustRegister(m.signups, m.logins, m.loginFailures, m.refreshes, m.resetRequests, m.passwordResets, m.trackingIDCollisions, m.propertyLimitRefused, m.ruleVersions, m.ruleVersionsPruned, m.ruleVersionsRefused, m.changes, m.longPolls)
+	reg.MustRegister(m.signups, m.logins, m.loginFailures, m.refreshes, m.resetRequests, m.passwordResets, m.verificationMails, m.emailVerifications, m.invitations, m.trackingIDCollisions, m.propertyLimitRefused, m.ruleVersions, m.ruleVersionsPruned, m.ruleVersionsRefused, m.changes, m.longPolls)
 	return m
 }
 

@@ -24,11 +24,15 @@ type TenantJSON struct {
 }
 
 // UserJSON is a user in the API (never with its password hash).
+// EmailVerified says whether the user has confirmed that Email is theirs
+// (a link mailed to it), and EmailVerifiedAt when.
 type UserJSON struct {
-	ID        string    `json:"id"`
-	Email     string    `json:"email"`
-	Role      string    `json:"role"`
-	CreatedAt time.Time `json:"created_at"`
+	ID              string     `json:"id"`
+	Email           string     `json:"email"`
+	EmailVerified   bool       `json:"email_verified"`
+	EmailVerifiedAt *time.Time `json:"email_verified_at,omitempty"`
+	Role            string     `json:"role"`
+	CreatedAt       time.Time  `json:"created_at"`
 }
 
 func tenantJSON(t store.Tenant) TenantJSON {
@@ -36,7 +40,12 @@ func tenantJSON(t store.Tenant) TenantJSON {
 }
 
 func userJSON(u store.User) UserJSON {
-	return UserJSON{ID: u.ID.String(), Email: u.Email, Role: u.Role, CreatedAt: u.CreatedAt.UTC()}
+	j := UserJSON{ID: u.ID.String(), Email: u.Email, Role: u.Role, CreatedAt: u.CreatedAt.UTC()}
+	if u.EmailVerified() {
+		at := u.EmailVerifiedAt.UTC()
+		j.EmailVerified, j.EmailVerifiedAt = true, &at
+	}
+	return j
 }
 
 func (s *Server) getTenant(w http.ResponseWriter, r *http.Request) {
@@ -169,6 +178,7 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, "create the user", err)
 		return
 	}
+	s.mailNewUserVerification(r, u)
 	w.Header().Set("Location", "/v1/users/"+u.ID.String())
 	httpserver.WriteJSON(w, http.StatusCreated, userJSON(u))
 }

@@ -1,8 +1,10 @@
 // Package store is config-svc's Cassandra storage: tenants, users, refresh
 // tokens, properties, tracking IDs, API secrets, rule versions and the change
 // feed (schema in cql/0001_config.cql), the daily salts of cookieless
-// visitor IDs (cql/0009_cookieless_salts.cql) and password reset tokens
-// (cql/0010_password_resets.cql).
+// visitor IDs (cql/0009_cookieless_salts.cql), password reset tokens
+// (cql/0010_password_resets.cql) and e-mail verification: the time a
+// user's address was verified and the tokens mailed to verify it
+// (cql/0011_email_verification.cql).
 //
 // Every method takes the IDs that key its tables; tenant checks (a property
 // read for another tenant is not found) are the callers' job, made on the

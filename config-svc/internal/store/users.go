@@ -17,6 +17,21 @@ type User struct {
 	PasswordHash string
 	Role         string
 	CreatedAt    time.Time
+	// EmailVerifiedAt is when Email was verified (a link mailed to it
+	// confirmed by the user); zero: not verified.
+	EmailVerifiedAt time.Time
+}
+
+// EmailVerified reports whether the user's address is verified.
+func (u User) EmailVerified() bool { return !u.EmailVerifiedAt.IsZero() }
+
+// nullTime is t for a query, or null when t is zero (gocql would write the
+// zero time as an empty value, which is not null).
+func nullTime(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t
 }
 
 // CreateUser inserts u and claims its e-mail address product-wide. The user
@@ -34,8 +49,8 @@ type User struct {
 // An error other than ErrEmailTaken leaves it unknown whether the address
 // was claimed (EmailOwner tells).
 func (st *Store) CreateUser(ctx context.Context, u User) error {
-	err := st.s.Query(`INSERT INTO users (tenant_id, user_id, email, password_hash, role, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-		u.TenantID, u.ID, u.Email, u.PasswordHash, u.Role, u.CreatedAt).WithContext(ctx).Exec()
+	err := st.s.Query(`INSERT INTO users (tenant_id, user_id, email, password_hash, role, created_at, email_verified_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		u.TenantID, u.ID, u.Email, u.PasswordHash, u.Role, u.CreatedAt, nullTime(u.EmailVerifiedAt)).WithContext(ctx).Exec()
 	if err != nil {
 		return fmt.Errorf("insert user: %w", err)
 	}
@@ -107,8 +122,8 @@ func (st *Store) UserByEmail(ctx context.Context, email string) (User, error) {
 // User reads one user of a tenant.
 func (st *Store) User(ctx context.Context, tenantID, userID gocql.UUID) (User, error) {
 	u := User{TenantID: tenantID, ID: userID}
-	err := st.s.Query(`SELECT email, password_hash, role, created_at FROM users WHERE tenant_id = ? AND user_id = ?`, tenantID, userID).
-		WithContext(ctx).Scan(&u.Email, &u.PasswordHash, &u.Role, &u.CreatedAt)
+	err := st.s.Query(`SELECT email, password_hash, role, created_at, email_verified_at FROM users WHERE tenant_id = ? AND user_id = ?`, tenantID, userID).
+		WithContext(ctx).Scan(&u.Email, &u.PasswordHash, &u.Role, &u.CreatedAt, &u.EmailVerifiedAt)
 	if err != nil {
 		return User{}, fmt.Errorf("read user: %w", notFound(err))
 	}
@@ -118,10 +133,10 @@ func (st *Store) User(ctx context.Context, tenantID, userID gocql.UUID) (User, e
 // Users lists every user of a tenant (the admin checks; the API pages
 // with UsersPage).
 func (st *Store) Users(ctx context.Context, tenantID gocql.UUID) ([]User, error) {
-	iter := st.s.Query(`SELECT user_id, email, password_hash, role, created_at FROM users WHERE tenant_id = ?`, tenantID).WithContext(ctx).Iter()
+	iter := st.s.Query(`SELECT user_id, email, password_hash, role, created_at, email_verified_at FROM users WHERE tenant_id = ?`, tenantID).WithContext(ctx).Iter()
 	var out []User
 	u := User{TenantID: tenantID}
-	for iter.Scan(&u.ID, &u.Email, &u.PasswordHash, &u.Role, &u.CreatedAt) {
+	for iter.Scan(&u.ID, &u.Email, &u.PasswordHash, &u.Role, &u.CreatedAt, &u.EmailVerifiedAt) {
 		out = append(out, u)
 	}
 	if err := iter.Close(); err != nil {
@@ -135,9 +150,9 @@ func (st *Store) Users(ctx context.Context, tenantID gocql.UUID) ([]User, error)
 // their password hashes. next is the ID to pass as after for the next
 // page, zero when none follows.
 func (st *Store) UsersPage(ctx context.Context, tenantID, after gocql.UUID, limit int) (users []User, next gocql.UUID, err error) {
-	iter := st.pageQuery(ctx, `SELECT user_id, email, role, created_at FROM users WHERE tenant_id = ?`, `user_id`, tenantID, after, limit).Iter()
+	iter := st.pageQuery(ctx, `SELECT user_id, email, role, created_at, email_verified_at FROM users WHERE tenant_id = ?`, `user_id`, tenantID, after, limit).Iter()
 	u := User{TenantID: tenantID}
-	for iter.Scan(&u.ID, &u.Email, &u.Role, &u.CreatedAt) {
+	for iter.Scan(&u.ID, &u.Email, &u.Role, &u.CreatedAt, &u.EmailVerifiedAt) {
 		users = append(users, u)
 	}
 	if err := iter.Close(); err != nil {

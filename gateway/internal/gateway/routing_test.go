@@ -60,7 +60,18 @@ func TestRoutes(t *testing.T) {
 		{"POST", "/v1/password-reset", false, 200, "config"},
 		{"POST", "/v1/password-reset/confirm", false, 200, "config"},
 		{"POST", "/v1/password-reset/other", false, 401, ""}, // exact paths only
-		{"GET", "/.well-known/jwks.json", false, 200, ""},    // served by config, not an echo
+		// Verifying an address needs the user signed in: under /v1/.
+		{"POST", "/v1/email-verification", true, 200, "config"},
+		{"POST", "/v1/email-verification/confirm", true, 200, "config"},
+		{"POST", "/v1/email-verification", false, 401, ""},
+		{"POST", "/v1/email-verification/confirm", false, 401, ""},
+		// Accepting an invitation is public (the invitee has no account
+		// yet); inviting, listing and revoking are the config API's.
+		{"POST", "/v1/invitations/accept", false, 200, "config"},
+		{"POST", "/v1/invitations", true, 200, "config"},
+		{"POST", "/v1/invitations", false, 401, ""},
+		{"DELETE", "/v1/invitations/x", false, 401, ""},
+		{"GET", "/.well-known/jwks.json", false, 200, ""}, // served by config, not an echo
 		{"GET", "/v1/reports/acquisition/channels", true, 200, "acquisition"},
 		{"GET", "/v1/reports/behavior/pages", true, 200, "behavior"},
 		{"GET", "/v1/reports/realtime", true, 200, "behavior"},
@@ -157,6 +168,7 @@ func TestRateLimits(t *testing.T) {
 		{"password resets share the bucket", post("/v1/password-reset"), 1, "[429]"},
 		{"and their confirmation", post("/v1/password-reset/confirm"), 1, "[429]"},
 		{"password reset from another client", post("/v1/password-reset", "X-Forwarded-For", "203.0.113.9"), 3, "[200 200 429]"},
+		{"invitation acceptances share the bucket", post("/v1/invitations/accept", "X-Forwarded-For", "203.0.113.9"), 1, "[429]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

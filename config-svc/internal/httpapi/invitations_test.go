@@ -1,0 +1,254 @@
+package httpapi
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	netmail "net/mail"
+	"regexp"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/acme/analytics/pkg/eventually"
+)
+
+const inviteSubject = "You are invited to Acme Analytics"
+
+var invitationToken = regexp.MustCompile(`"token": "(inv_[A-Za-z0-9_-]{43})"`)
+
+// invitationTokens returns the tokens of the invitations mailed to email,
+// oldest first.
+func invitationTokens(t *testing.T, dir, email string) []string {
+	t.Helper()
+	var out []string
+	for _, raw := range mailsAbout(t, dir, inviteSubject) {
+		m, _ := netmail.ReadMessage(bytes.NewReader(raw))
+		addr, err := netmail.ParseAddress(m.Header.Get("To"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if addr.Address != email {
+			continue
+		}
+		body, _ := io.ReadAll(m.Body)
+		match := invitationToken.FindSubmatch(body)
+		if match == nil {
+			t.Fatalf("no invitation token in the message:\n%s", raw)
+		}
+		out = append(out, string(match[1]))
+	}
+	return out
+}
+
+// invite invites email to admin's tenant as role and returns the
+// invitation and the token mailed.
+func (e *env) invite(dir string, admin account, email, role string) (InvitationJSON, string) {
+	e.t.Helper()
+	before := len(invitationTokens(e.t, dir, email))
+	var inv InvitationJSON
+	r := e.must(http.StatusCreated, admin.as(), "POST", "/v1/invitations", map[string]string{"email": email, "role": role})
+	r.decode(e.t, &inv)
+	if r.header.Get("Location") != "/v1/invitations/"+inv.ID || inv.Email != email || inv.Role != role || inv.InvitedBy != admin.tokens.UserID {
+		e.t.Fatalf("invitation %+v (Location %q)", inv, r.header.Get("Location"))
+	}
+	var got []string
+	eventually.True(e.t, 10*time.Second, "the invitation mail", func() bool {
+		got = invitationTokens(e.t, dir, email)
+		return len(got) > before
+	})
+	return inv, got[len(got)-1]
+}
+
+func (e *env) accept(token, password string) response {
+	e.t.Helper()
+	return e.do(anonymous, "POST", "/v1/invitations/accept", map[string]string{"token": token, "password": password})
+}
+
+func (e *env) pendingInvitations(admin account) []InvitationJSON {
+	e.t.Helper()
+	var l InvitationList
+	e.must(http.StatusOK, admin.as(), "GET", "/v1/invitations", nil).decode(e.t, &l)
+	return l.Invitations
+}
+
+func wantInvalidInvitationToken(t *testing.T, r response) {
+	t.Helper()
+	if r.code != http.StatusBadRequest || r.apiError().Code != "invalid_invitation_token" {
+		t.Fatalf("%d %s, want 400 invalid_invitation_token", r.code, r.body)
+	}
+}
+
+var inviteSeq struct {
+	sync.Mutex
+	n int
+}
+
+func newInvitee() string {
+	inviteSeq.Lock()
+	defer inviteSeq.Unlock()
+	inviteSeq.n++
+	return fmt.Sprintf("invitee%d-%d@invited.example", inviteSeq.n, time.Now().UnixNano())
+}
+
+// An admin invites an address; the invitation is listed; whoever reads the
+// mail chooses a password and is signed in as a user of the tenant with
+// the role, the address verified (so a reset is mailed to it); the link
+// works once, also under concurrent use; bad input is refused with its
+// field, and only admins invite.
+func TestInvitationAccepted(t *testing.T) {
+	clock := newTestClock()
+	e, dir := mailEnv(t, clock)
+	a := e.signup("Inviting")
+	email := newInvitee()
+	inv, token := e.invite(dir, a, email, "viewer")
+	if got := e.pendingInvitations(a); len(got) != 1 || got[0].ID != inv.ID || !got[0].ExpiresAt.Equal(clock.now().Add(InvitationTTL)) {
+		t.Fatalf("pending %+v, want the invitation, expiring in 7 days", got)
+	}
+
+	if r := e.accept(token, "short"); r.code != http.StatusBadRequest || r.apiError().Field != "password" {
+		t.Fatalf("a short password: %d %s, want 400 invalid_field password", r.code, r.body)
+	}
+	codes := make(chan response, 4)
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			codes <- e.do(anonymous, "POST", "/v1/invitations/accept", map[string]string{"token": token, "password": fmt.Sprintf("invited password %d", i)})
+		}()
+	}
+	wg.Wait()
+	close(codes)
+	var won response
+	for r := range codes {
+		switch r.code {
+		case http.StatusCreated:
+			if won.code != 0 {
+				t.Fatalf("two acceptances of one invitation succeeded")
+			}
+			won = r
+		case http.StatusBadRequest:
+			wantInvalidInvitationToken(t, r)
+		default:
+			t.Fatalf("a concurrent acceptance answered %d %s", r.code, r.body)
+		}
+	}
+	if won.code == 0 {
+		t.Fatal("no acceptance succeeded")
+	}
+	var tokens TokenResponse
+	won.decode(t, &tokens)
+	if tokens.TenantID != a.tokens.TenantID || tokens.Role != "viewer" || tokens.AccessToken == "" || tokens.RefreshToken == "" {
+		t.Fatalf("the acceptance answered %+v, want a viewer of the tenant signed in", tokens)
+	}
+	invitee := account{email: email, tokens: tokens}
+	if u := e.userOf(a, invitee); !u.EmailVerified || u.Email != email || u.Role != "viewer" {
+		t.Fatalf("the invited user: %+v, want a verified viewer", u)
+	}
+	e.must(http.StatusOK, invitee.as(), "GET", "/v1/properties", nil)
+	wantInvalidInvitationToken(t, e.accept(token, "yet another password"))
+	if got := e.pendingInvitations(a); len(got) != 0 {
+		t.Fatalf("pending after the acceptance: %+v, want none", got)
+	}
+	e.requestReset(dir, email) // verified: the reset is mailed
+
+	viewer := account{tokens: tokens}
+	if r := e.do(viewer.as(), "POST", "/v1/invitations", map[string]string{"email": newInvitee(), "role": "viewer"}); r.code != http.StatusForbidden {
+		t.Fatalf("a viewer inviting: %d %s, want 403", r.code, r.body)
+	}
+	if r := e.do(a.as(), "POST", "/v1/invitations", map[string]string{"email": email, "role": "viewer"}); r.code != http.StatusConflict || r.apiError().Field != "email" {
+		t.Fatalf("inviting a user's address: %d %s, want 409 on email", r.code, r.body)
+	}
+	for _, tt := range []struct {
+		body        any
+		code, field string
+	}{
+		{map[string]string{"role": "viewer"}, "invalid_field", "email"},
+		{map[string]string{"email": "not an address", "role": "viewer"}, "invalid_field", "email"},
+		{map[string]string{"email": newInvitee(), "role": "owner"}, "invalid_field", "role"},
+		{map[string]string{"email": newInvitee(), "role": "viewer", "password": "x"}, "unknown_field", "password"},
+	} {
+		r := e.do(a.as(), "POST", "/v1/invitations", tt.body)
+		if r.code != http.StatusBadRequest || r.apiError().Code != tt.code || r.apiError().Field != tt.field {
+			t.Errorf("%v: %d %s, want 400 %s on %s", tt.body, r.code, r.body, tt.code, tt.field)
+		}
+	}
+	for _, body := range []any{map[string]string{"password": "a long password"}, map[string]string{"token": "ev_not-an-invitation", "password": "a long password"}} {
+		if r := e.do(anonymous, "POST", "/v1/invitations/accept", body); r.code != http.StatusBadRequest || r.apiError().Field != "token" {
+			t.Errorf("%v: %d %s, want 400 invalid_field token", body, r.code, r.body)
+		}
+	}
+	wantInvalidInvitationToken(t, e.accept("inv_made-up", "a long password"))
+}
+
+// A revoked invitation cannot be accepted; another tenant cannot revoke
+// it; an expired one cannot be accepted and is no longer listed; inviting
+// an address again at once is throttled.
+func TestInvitationRevokedAndExpired(t *testing.T) {
+	clock := newTestClock()
+	e, dir := mailEnv(t, clock)
+	a := e.signup("Revoking")
+	email := newInvitee()
+	inv, token := e.invite(dir, a, email, "admin")
+
+	other := e.signup("Other tenant")
+	e.must(http.StatusNotFound, other.as(), "DELETE", "/v1/invitations/"+inv.ID, nil)
+	e.must(http.StatusNoContent, a.as(), "DELETE", "/v1/invitations/"+inv.ID, nil)
+	e.must(http.StatusNotFound, a.as(), "DELETE", "/v1/invitations/"+inv.ID, nil)
+	e.must(http.StatusNotFound, a.as(), "DELETE", "/v1/invitations/not-an-id", nil)
+	wantInvalidInvitationToken(t, e.accept(token, "a revoked password"))
+	if got := e.pendingInvitations(a); len(got) != 0 {
+		t.Fatalf("pending after the revocation: %+v", got)
+	}
+	e.must(http.StatusUnauthorized, anonymous, "POST", "/v1/login", map[string]string{"email": email, "password": "a revoked password"})
+
+	r := e.do(a.as(), "POST", "/v1/invitations", map[string]string{"email": email, "role": "admin"})
+	if r.code != http.StatusTooManyRequests || r.header.Get("Retry-After") != "60" {
+		t.Fatalf("inviting the address again at once: %d %s (Retry-After %q), want 429 after 60 s", r.code, r.body, r.header.Get("Retry-After"))
+	}
+	clock.advance(time.Minute)
+	_, token = e.invite(dir, a, email, "admin")
+	clock.advance(InvitationTTL)
+	wantInvalidInvitationToken(t, e.accept(token, "an expired password"))
+	if got := e.pendingInvitations(a); len(got) != 0 {
+		t.Fatalf("pending after the expiry: %+v", got)
+	}
+	if got := e.metric("config_invitations_total", "sent"); got != 2 {
+		t.Errorf("%v invitations counted sent, want 2", got)
+	}
+}
+
+// An address taken between the invitation and its acceptance (someone
+// signed up with it) is 409, and the link is not used up: once the
+// address is free again it works.
+func TestInvitationAddressTaken(t *testing.T) {
+	e, dir := mailEnv(t, newTestClock())
+	a := e.signup("Taken")
+	email := newInvitee()
+	_, token := e.invite(dir, a, email, "viewer")
+
+	var squatter TokenResponse
+	e.must(http.StatusCreated, anonymous, "POST", "/v1/signup", map[string]string{"email": email, "password": "first come first served", "company": "Squat"}).decode(t, &squatter)
+	if r := e.accept(token, "the invited password"); r.code != http.StatusConflict || r.apiError().Field != "email" {
+		t.Fatalf("accepting for a taken address: %d %s, want 409 on email", r.code, r.body)
+	}
+	// The squatter's tenant gets a second admin, who deletes the squatter.
+	second := e.addUser(account{tokens: squatter}, "admin")
+	e.must(http.StatusNoContent, second.as(), "DELETE", "/v1/users/"+squatter.UserID, nil)
+	var tokens TokenResponse
+	e.must(http.StatusCreated, anonymous, "POST", "/v1/invitations/accept", map[string]string{"token": token, "password": "the invited password"}).decode(t, &tokens)
+	if tokens.TenantID != a.tokens.TenantID {
+		t.Fatalf("accepted into %s, want %s", tokens.TenantID, a.tokens.TenantID)
+	}
+}
+
+func TestInvitationWithoutMail(t *testing.T) {
+	e := newEnv(t)
+	a := e.signup("No mail invites")
+	r := e.do(a.as(), "POST", "/v1/invitations", map[string]string{"email": newInvitee(), "role": "viewer"})
+	if r.code != http.StatusServiceUnavailable || r.apiError().Code != "mail_not_configured" {
+		t.Fatalf("%d %s, want 503 mail_not_configured", r.code, r.body)
+	}
+}
