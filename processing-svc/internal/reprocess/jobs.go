@@ -234,6 +234,23 @@ func (r *Runner) Run(ctx context.Context, propertyID, jobID string) error {
 	if err != nil {
 		return err
 	}
+	// Whatever stops the run, from the property's lookup on (a property
+	// deleted since the job was made), is recorded: a job left pending or
+	// running with no error looks, to whoever polls it, as if it were
+	// still to start or still going.
+	runErr := withCause(ctx, r.run(ctx, j, done))
+	status, msg := StatusDone, ""
+	if runErr != nil {
+		status, msg = StatusFailed, runErr.Error()
+	}
+	err = r.Session.Query("UPDATE reprocess_jobs SET status = ?, error = ?, updated_at = ? WHERE property_id = ? AND job_id = ?",
+		status, msg, r.now(), propertyID, jobID).WithContext(context.WithoutCancel(ctx)).Exec()
+	return errors.Join(runErr, err)
+}
+
+// run runs the days of j not in done.
+func (r *Runner) run(ctx context.Context, j *Job, done map[string]bool) error {
+	propertyID, jobID := j.PropertyID, j.ID
 	p, err := r.Properties.Property(ctx, propertyID)
 	if err != nil {
 		return fmt.Errorf("property %s: %w", propertyID, err)
@@ -242,24 +259,18 @@ func (r *Runner) Run(ctx context.Context, propertyID, jobID string) error {
 		StatusRunning, r.now(), propertyID, jobID).WithContext(ctx).Exec(); err != nil {
 		return fmt.Errorf("record the reprocessing job as running: %w", err)
 	}
-	f, t, _ := parseRange(j.From, j.To)
+	// As recorded (parseRange's bounds are for new jobs).
+	f, _ := time.Parse(time.DateOnly, j.From)
+	t, _ := time.Parse(time.DateOnly, j.To)
 	// "Current" rules are those of the job's creation, on every day
 	// however often it is resumed.
 	rp := &engine.Reprocessor{Session: r.Session, Log: r.Log, Now: r.Now, CurrentAt: j.CreatedAt}
-	runErr := rp.Run(ctx, p, f, t, j.Rules,
+	return rp.Run(ctx, p, f, t, j.Rules,
 		func(d time.Time) bool { return done[d.Format(time.DateOnly)] },
 		func(pr engine.Progress) error {
 			return r.Session.Query("UPDATE reprocess_jobs SET days_done = days_done + ?, updated_at = ? WHERE property_id = ? AND job_id = ?",
 				[]time.Time{pr.Day}, r.now(), propertyID, jobID).WithContext(ctx).Exec()
 		})
-	runErr = withCause(ctx, runErr)
-	status, msg := StatusDone, ""
-	if runErr != nil {
-		status, msg = StatusFailed, runErr.Error()
-	}
-	err = r.Session.Query("UPDATE reprocess_jobs SET status = ?, error = ?, updated_at = ? WHERE property_id = ? AND job_id = ?",
-		status, msg, r.now(), propertyID, jobID).WithContext(context.WithoutCancel(ctx)).Exec()
-	return errors.Join(runErr, err)
 }
 
 // Get returns a job.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -260,5 +261,36 @@ func TestInstanceRunsAtMostMaxRunning(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A job whose property was deleted (or could not be looked up) after it
+// was created is recorded failed, with the reason, when a run starts it:
+// the run returned before recording anything, so the job read pending (or
+// running, from an earlier run) for ever, with no error, while the API
+// had answered 202.
+func TestRunOfAJobWhosePropertyIsGoneIsRecordedFailed(t *testing.T) {
+	ctx := context.Background()
+	s, props := connect(t)
+	now := func() time.Time { return time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC) }
+	j, err := (&Runner{Session: s, Properties: props, Now: now}).Create(ctx, propID, "2026-03-02", "2026-03-02", engine.RulesCurrent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The property is deleted.
+	r := &Runner{Session: s, Properties: enginetest.Properties{}, Now: now}
+	done, err := r.Start(ctx, propID, j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !errors.Is(err, engine.ErrUnknownProperty) {
+		t.Fatalf("run of a deleted property's job: %v, want ErrUnknownProperty", err)
+	}
+	got, err := r.Get(ctx, propID, j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != StatusFailed || !strings.Contains(got.Error, "unknown property") {
+		t.Errorf("job %+v: want failed, its error naming the unknown property", got)
 	}
 }
