@@ -314,7 +314,7 @@ func parseRange(from, to string) (time.Time, time.Time, error) {
 	if t.Before(f) {
 		return time.Time{}, time.Time{}, fmt.Errorf("the range ends (%s) before it starts (%s)", to, from)
 	}
-	if t.Sub(f) > 366*24*time.Hour {
+	if t.Sub(f) >= 366*24*time.Hour { // from..to holds one day more than between them
 		return time.Time{}, time.Time{}, errors.New("a job covers at most 366 days; split the range")
 	}
 	return f, t, nil

@@ -294,3 +294,17 @@ func TestRunOfAJobWhosePropertyIsGoneIsRecordedFailed(t *testing.T) {
 		t.Errorf("job %+v: want failed, its error naming the unknown property", got)
 	}
 }
+
+// A job covers at most 366 days, as its error says: 367 were accepted
+// (the bound compared the days between its ends, not the days it covers).
+func TestJobOfMoreThan366DaysIsRefused(t *testing.T) {
+	ctx := context.Background()
+	s, props := connect(t)
+	r := &Runner{Session: s, Properties: props, Now: func() time.Time { return time.Date(2027, 1, 10, 0, 0, 0, 0, time.UTC) }}
+	if _, err := r.Create(ctx, propID, "2026-01-01", "2027-01-01", engine.RulesCurrent); err != nil {
+		t.Fatalf("366 days: %v", err)
+	}
+	if j, err := r.Create(ctx, propID, "2026-01-01", "2027-01-02", engine.RulesCurrent); err == nil {
+		t.Errorf("a job of %d days was accepted, want at most 366", j.DaysTotal)
+	}
+}
