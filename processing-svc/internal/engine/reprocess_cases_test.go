@@ -172,7 +172,11 @@ func TestHistoricalReprocessWithMidDayRulesChange(t *testing.T) {
 	}
 }
 
-// A day whose archive has expired is left as it is, not emptied.
+// A day whose archive has expired (or never held its hits) is left as it
+// is, not emptied; one past the archive's retention is refused before its
+// archive is read (TestResumedJobRefusesDaysPastRetention in package
+// reprocess: its hits expire over a day, and a part of them would replace
+// the day's rows).
 func TestDayWithoutArchiveIsKept(t *testing.T) {
 	ctx := context.Background()
 	s := connect(t)
@@ -185,6 +189,10 @@ func TestDayWithoutArchiveIsKept(t *testing.T) {
 		t.Fatal(err)
 	}
 	rp := &Reprocessor{Session: s, Now: func() time.Time { return t0.Add(400 * 24 * time.Hour) }}
+	if err := rp.Run(ctx, p, day, day, RulesCurrent, nil, nil); !errors.Is(err, ErrPastRetention) {
+		t.Fatalf("reprocess a day past the archive's retention: %v, want ErrPastRetention", err)
+	}
+	rp = &Reprocessor{Session: s, Now: func() time.Time { return t0.Add(30 * 24 * time.Hour) }}
 	if err := rp.Run(ctx, p, day, day, RulesCurrent, nil, nil); err != nil {
 		t.Fatalf("reprocess: %v", err)
 	}

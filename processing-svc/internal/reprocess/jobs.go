@@ -43,7 +43,7 @@ type Job struct {
 // Errors of Create and Start.
 var (
 	ErrNotFound      = errors.New("no such reprocessing job")
-	ErrPastRetention = errors.New("days past the archive's retention cannot be reprocessed")
+	ErrPastRetention = engine.ErrPastRetention
 	// ErrBusy: another run holds the property's lease.
 	ErrBusy = errors.New("a reprocessing job is running for the property")
 	// ErrInstanceBusy: this instance runs MaxRunning jobs already.
@@ -101,7 +101,7 @@ func (r *Runner) Create(ctx context.Context, propertyID, from, to string, mode e
 	if t.After(latest) {
 		return nil, fmt.Errorf("%w: the range must end by %s (days up to two days ago in the property's time zone are closed)", engine.ErrDayOpen, latest.Format(time.DateOnly))
 	}
-	earliest := sessionDay(r.now().Add(-hit.ArchiveRetention), p).AddDate(0, 0, 2)
+	earliest := engine.EarliestDay(p, r.now())
 	if f.Before(earliest) {
 		return nil, fmt.Errorf("%w: the range must start on %s or later (the raw archive keeps hits %d days)", ErrPastRetention, earliest.Format(time.DateOnly), int(hit.ArchiveRetention.Hours()/24))
 	}

@@ -308,3 +308,59 @@ func TestJobOfMoreThan366DaysIsRefused(t *testing.T) {
 		t.Errorf("a job of %d days was accepted, want at most 366", j.DaysTotal)
 	}
 }
+
+// Days that were within the archive's retention when the job was created
+// but are no longer when it runs (a job resumed days later: refused with
+// 409 job_running and resumed once the other ended, or failed and resumed)
+// are refused: their hits expire over the day after the limit, and the day
+// was re-derived from the part of its hits still archived, replacing its
+// rows with fewer sessions.
+func TestResumedJobRefusesDaysPastRetention(t *testing.T) {
+	ctx := context.Background()
+	s, props := connect(t)
+	day := time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
+	var msgs []engine.Message
+	for i := 0; i < 24; i++ {
+		at := day.Add(time.Duration(i)*time.Hour + 30*time.Minute)
+		h := &hit.Hit{PropertyID: propID, ClientID: fmt.Sprint("c", i), Type: hit.TypePageview, Time: at, ReceivedAt: at, Path: "/"}
+		h.ID = h.DeriveID(fmt.Sprint(i))
+		b, _ := hit.Marshal(h)
+		msgs = append(msgs, engine.Message{Offset: int64(i), Value: b})
+	}
+	part := engine.New(engine.Config{Topic: "hits", Session: s, Properties: props})
+	if err := part.Apply(ctx, msgs); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := part.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sessions := func() (n int64) {
+		if err := s.Query("SELECT sessions FROM rollup_daily WHERE property_id = ? AND day = ? AND report = 'total' AND dimension = '' AND shard = 0", propID, day).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := sessions()
+
+	// Created on the last day the range may start on.
+	created := day.AddDate(0, 0, -2).Add(hit.ArchiveRetention)
+	j, err := (&Runner{Session: s, Properties: props, Now: func() time.Time { return created }}).Create(ctx, propID, "2026-03-02", "2026-03-02", engine.RulesCurrent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Resumed three days later: the TTL has taken the day's first hours.
+	if err := s.Query("DELETE FROM raw_hit_blocks WHERE property_id = ? AND day = ? AND shard = 0 AND block < ?", propID, day, int16(12*16)).Exec(); err != nil {
+		t.Fatal(err)
+	}
+	r := &Runner{Session: s, Properties: props, Now: func() time.Time { return created.AddDate(0, 0, 3) }}
+	err = r.Run(ctx, propID, j.ID)
+	if !errors.Is(err, ErrPastRetention) {
+		t.Errorf("a job resumed once its day was past the archive's retention: %v, want ErrPastRetention", err)
+	}
+	if after := sessions(); after != before {
+		t.Errorf("sessions of %s: %d before, %d after the resumed job", day.Format(time.DateOnly), before, after)
+	}
+	if got, err := r.Get(ctx, propID, j.ID); err != nil || got.Status != StatusFailed || got.DaysDone != 0 {
+		t.Errorf("job %+v, %v: want failed, no day done", got, err)
+	}
+}
