@@ -93,9 +93,16 @@ func (r *Runner) Create(ctx context.Context, propertyID, from, to string, mode e
 	if mode != engine.RulesHistorical && mode != engine.RulesCurrent {
 		return nil, fmt.Errorf("rules must be %q or %q, got %q", engine.RulesHistorical, engine.RulesCurrent, mode)
 	}
+	if _, err := gocql.ParseUUID(propertyID); err != nil {
+		return nil, fmt.Errorf("%w: property_id %q is not a property ID (a UUID)", engine.ErrUnknownProperty, propertyID)
+	}
 	p, err := r.Properties.Property(ctx, propertyID)
 	if err != nil {
-		return nil, fmt.Errorf("property %s: %w", propertyID, err)
+		err = fmt.Errorf("property %s: %w", propertyID, err)
+		if !errors.Is(err, engine.ErrUnknownProperty) {
+			err = unavailableError{err} // config-svc not answering, not a bad request
+		}
+		return nil, err
 	}
 	latest := sessionDay(r.now(), p).AddDate(0, 0, -2)
 	if t.After(latest) {
@@ -111,10 +118,18 @@ func (r *Runner) Create(ctx context.Context, propertyID, from, to string, mode e
 	err = r.Session.Query(`INSERT INTO reprocess_jobs (property_id, job_id, from_day, to_day, rules_mode, status, days_total, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, j.PropertyID, j.ID, f, t, string(mode), j.Status, j.DaysTotal, now, now).WithContext(ctx).Exec()
 	if err != nil {
-		return nil, fmt.Errorf("record reprocessing job: %w", err)
+		return nil, unavailableError{fmt.Errorf("record reprocessing job: %w", err)}
 	}
 	return j, nil
 }
+
+// unavailableError is an error of Create that is not the request's fault
+// (the property could not be looked up, the job could not be recorded):
+// the API answers it 503, to be tried again, where it answers the
+// request's own faults 400.
+type unavailableError struct{ error }
+
+func (e unavailableError) Unwrap() error { return e.error }
 
 // Start takes the property's lease for the job and runs it (or the rest
 // of it) in the background, under ctx; the run's outcome is sent on the
@@ -280,6 +295,14 @@ func (r *Runner) Get(ctx context.Context, propertyID, jobID string) (*Job, error
 }
 
 func (r *Runner) load(ctx context.Context, propertyID, jobID string) (*Job, map[string]bool, error) {
+	// IDs that no job can have are not looked up: the store refuses them
+	// (a job ID is a time UUID), which would read as its failure.
+	if _, err := gocql.ParseUUID(propertyID); err != nil {
+		return nil, nil, ErrNotFound
+	}
+	if id, err := gocql.ParseUUID(jobID); err != nil || id.Version() != 1 {
+		return nil, nil, ErrNotFound
+	}
 	j := &Job{PropertyID: propertyID, ID: jobID}
 	var from, to time.Time
 	var mode string
