@@ -288,10 +288,25 @@ func (r *Runner) run(ctx context.Context, j *Job, done map[string]bool) error {
 		})
 }
 
-// Get returns a job.
+// Get returns a job. A job recorded running while no run holds the
+// property's lease for it is returned failed (not recorded so): a run
+// records its end before it frees the lease, so its run ended without
+// recording it (its process died, or Cassandra refused that write), and
+// nothing will move it until it is resumed.
 func (r *Runner) Get(ctx context.Context, propertyID, jobID string) (*Job, error) {
 	j, _, err := r.load(ctx, propertyID, jobID)
-	return j, err
+	if err != nil || j.Status != StatusRunning {
+		return j, err
+	}
+	var holder gocql.UUID
+	err = r.Session.Query("SELECT job_id FROM reprocess_leases WHERE property_id = ?", propertyID).WithContext(ctx).Scan(&holder)
+	if err != nil && !errors.Is(err, gocql.ErrNotFound) {
+		return nil, fmt.Errorf("read the reprocessing lease: %w", err)
+	}
+	if id, _ := gocql.ParseUUID(jobID); err != nil || holder != id {
+		j.Status, j.Error = StatusFailed, "its run ended without recording its end (its process stopped, or could not write it); resume the job"
+	}
+	return j, nil
 }
 
 func (r *Runner) load(ctx context.Context, propertyID, jobID string) (*Job, map[string]bool, error) {

@@ -364,3 +364,38 @@ func TestResumedJobRefusesDaysPastRetention(t *testing.T) {
 		t.Errorf("job %+v, %v: want failed, no day done", got, err)
 	}
 }
+
+// A job whose run ended without recording its end (its process was
+// killed, or Cassandra refused its last write) does not read running for
+// ever: a run records its end before it frees the property's lease, so a
+// job recorded running while no run holds the lease for it is reported
+// failed, saying to resume it. It read running, with no error, while
+// nothing ran it: whoever polled it waited on it.
+func TestJobOfADeadRunDoesNotReadRunning(t *testing.T) {
+	ctx := context.Background()
+	s, props := connect(t)
+	r := &Runner{Session: s, Properties: props, Now: func() time.Time { return time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC) }}
+	j, err := r.Create(ctx, propID, "2026-03-02", "2026-03-02", engine.RulesCurrent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What a run whose process died leaves: the job running, and, two
+	// minutes later, no lease.
+	if err := s.Query("UPDATE reprocess_jobs SET status = ? WHERE property_id = ? AND job_id = ?", StatusRunning, propID, j.ID).Exec(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.Get(ctx, propID, j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != StatusFailed || !strings.Contains(got.Error, "resume") {
+		t.Errorf("a job recorded running with no run holding its lease: %+v; want failed, saying to resume it", got)
+	}
+	// While a run holds the lease, it is running.
+	if err := s.Query("INSERT INTO reprocess_leases (property_id, job_id, acquired_at) VALUES (?, ?, ?)", propID, j.ID, time.Now()).Exec(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := r.Get(ctx, propID, strings.ToUpper(j.ID)); err != nil || got.Status != StatusRunning {
+		t.Errorf("a job running under its lease: %+v, %v; want running", got, err)
+	}
+}
