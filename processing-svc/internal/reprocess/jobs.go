@@ -283,8 +283,18 @@ func (r *Runner) run(ctx context.Context, j *Job, done map[string]bool) error {
 	return rp.Run(ctx, p, f, t, j.Rules,
 		func(d time.Time) bool { return done[d.Format(time.DateOnly)] },
 		func(pr engine.Progress) error {
-			return r.Session.Query("UPDATE reprocess_jobs SET days_done = days_done + ?, updated_at = ? WHERE property_id = ? AND job_id = ?",
+			err := r.Session.Query("UPDATE reprocess_jobs SET days_done = days_done + ?, updated_at = ? WHERE property_id = ? AND job_id = ?",
 				[]time.Time{pr.Day}, r.now(), propertyID, jobID).WithContext(ctx).Exec()
+			if err != nil {
+				return err
+			}
+			// A property deleted meanwhile stops the run before its next
+			// day (a lookup the client answers from its cache, which
+			// config-svc's change feed tells of the deletion).
+			if _, err := r.Properties.Property(ctx, propertyID); errors.Is(err, engine.ErrUnknownProperty) {
+				return fmt.Errorf("the property was deleted during the run: %w", err)
+			}
+			return nil
 		})
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -397,5 +398,45 @@ func TestJobOfADeadRunDoesNotReadRunning(t *testing.T) {
 	}
 	if got, err := r.Get(ctx, propID, strings.ToUpper(j.ID)); err != nil || got.Status != StatusRunning {
 		t.Errorf("a job running under its lease: %+v, %v; want running", got, err)
+	}
+}
+
+// deletedAfter serves its properties for the first n lookups, then none:
+// the property is deleted while a run goes on.
+type deletedAfter struct {
+	engine.Properties
+	n *atomic.Int32
+}
+
+func (d deletedAfter) Property(ctx context.Context, id string) (*engine.Property, error) {
+	if d.n.Add(-1) < 0 {
+		return nil, fmt.Errorf("%w: %s", engine.ErrUnknownProperty, id)
+	}
+	return d.Properties.Property(ctx, id)
+}
+
+// A property deleted while a run of its job goes on stops the run at the
+// next day, the job failed saying so: the run went on to the end and read
+// done, writing a deleted property's rows for every day left.
+func TestRunStopsWhenItsPropertyIsDeleted(t *testing.T) {
+	ctx := context.Background()
+	s, props := connect(t)
+	now := func() time.Time { return time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC) }
+	j, err := (&Runner{Session: s, Properties: props, Now: now}).Create(ctx, propID, "2026-03-01", "2026-03-04", engine.RulesCurrent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lookups atomic.Int32
+	lookups.Store(1) // the run's own lookup; deleted after it
+	r := &Runner{Session: s, Properties: deletedAfter{props, &lookups}, Now: now}
+	if err := r.Run(ctx, propID, j.ID); !errors.Is(err, engine.ErrUnknownProperty) {
+		t.Errorf("a run whose property was deleted after its first day: %v, want ErrUnknownProperty", err)
+	}
+	got, err := r.Get(ctx, propID, j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != StatusFailed || got.DaysDone != 1 || !strings.Contains(got.Error, "deleted") {
+		t.Errorf("job %+v: want failed after its first day, saying the property was deleted", got)
 	}
 }
