@@ -46,6 +46,19 @@ var ErrDayOpen = errors.New("day still open to late hits")
 // it is.
 var ErrNoArchive = errors.New("no archived hits for the day (past the archive's retention?); its rows are left as they are")
 
+// ErrPastRetention is returned for a day the raw archive may no longer
+// hold whole: its hits expire (the archive's TTL, hit.ArchiveRetention
+// after each was written) over the day after it, and a day re-derived from
+// what is left of them would replace its rows with fewer sessions.
+var ErrPastRetention = errors.New("days past the archive's retention cannot be reprocessed")
+
+// EarliestDay returns the first property-local day that can be
+// reprocessed at now: two days after the archive's retention, as a day's
+// hits expire over the day after it.
+func EarliestDay(p *Property, now time.Time) time.Time {
+	return session.LocalDay(now.Add(-hit.ArchiveRetention), p.Location).AddDate(0, 0, 2)
+}
+
 // ReprocessDay re-derives one property-local day of a property from the
 // raw hit archive: sessions, pageviews, events, rollups (daily, hourly) and
 // filtered hits, replacing what is stored; running it twice writes the
@@ -79,10 +92,16 @@ var ErrNoArchive = errors.New("no archived hits for the day (past the archive's 
 //
 // Only closed days are reprocessed: a day must have ended at least two days
 // ago in the property's time zone, well past the late-hit horizon and the
-// live processors' in-memory copies of its rows.
+// live processors' in-memory copies of its rows. And only days the archive
+// still holds whole (EarliestDay), checked when the day is run, not only
+// when its job was made: a job resumed days later may have reached them.
 func ReprocessDay(ctx context.Context, s *gocql.Session, p *Property, day time.Time, mode RulesMode, currentAt time.Time, users *FirstSessions, now time.Time) error {
 	if !day.Before(session.LocalDay(now, p.Location).AddDate(0, 0, -1)) {
 		return fmt.Errorf("%w: %s (reprocess days up to two days ago)", ErrDayOpen, day.Format(time.DateOnly))
+	}
+	if earliest := EarliestDay(p, now); day.Before(earliest) {
+		return fmt.Errorf("%w: %s, whose hits the raw archive (%d days) may hold only in part by now; reprocess from %s on",
+			ErrPastRetention, day.Format(time.DateOnly), int(hit.ArchiveRetention/(24*time.Hour)), earliest.Format(time.DateOnly))
 	}
 	return newDayRun(s, p, day, mode, currentAt, users, now).run(ctx)
 }

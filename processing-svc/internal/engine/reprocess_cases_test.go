@@ -172,7 +172,11 @@ func TestHistoricalReprocessWithMidDayRulesChange(t *testing.T) {
 	}
 }
 
-// A day whose archive has expired is left as it is, not emptied.
+// A day whose archive has expired (or never held its hits) is left as it
+// is, not emptied; one past the archive's retention is refused before its
+// archive is read (TestResumedJobRefusesDaysPastRetention in package
+// reprocess: its hits expire over a day, and a part of them would replace
+// the day's rows).
 func TestDayWithoutArchiveIsKept(t *testing.T) {
 	ctx := context.Background()
 	s := connect(t)
@@ -185,6 +189,10 @@ func TestDayWithoutArchiveIsKept(t *testing.T) {
 		t.Fatal(err)
 	}
 	rp := &Reprocessor{Session: s, Now: func() time.Time { return t0.Add(400 * 24 * time.Hour) }}
+	if err := rp.Run(ctx, p, day, day, RulesCurrent, nil, nil); !errors.Is(err, ErrPastRetention) {
+		t.Fatalf("reprocess a day past the archive's retention: %v, want ErrPastRetention", err)
+	}
+	rp = &Reprocessor{Session: s, Now: func() time.Time { return t0.Add(30 * 24 * time.Hour) }}
 	if err := rp.Run(ctx, p, day, day, RulesCurrent, nil, nil); err != nil {
 		t.Fatalf("reprocess: %v", err)
 	}
@@ -410,5 +418,58 @@ func TestReprocessReplacesAShardsRowsInOneBatch(t *testing.T) {
 	}
 	if mixed == 0 {
 		t.Error("no batch both wrote and deleted rollup rows: the test proves nothing")
+	}
+}
+
+// A day reprocessed again by a job over a shorter range under the same
+// rules keeps its rows: running a day twice writes the same rows. A user's
+// first session before the range is taken from site_users, which live
+// processing wrote and reprocessing never corrects, so a user whose first
+// session a first job moved before the second's range (its earlier hits
+// excluded live, kept by the rules reprocessed with) is new again on the
+// day live processing saw first: counted new on two days.
+//
+// Skipped: site_users is live processing's row (its visitor state writes
+// it again on the user's next visit), and the sessions table, which holds
+// the first sessions a job derived, is partitioned by day, not by user:
+// knowing every earlier first session means reading every day before the
+// range, or reprocessing writing first sessions where live processing
+// reads them. Until then, reprocess from the start of the earlier job's
+// range (or the property's history) when the rules exclude fewer hits.
+func TestSubRangeJobKeepsFirstSessions(t *testing.T) {
+	t.Skip("design: site_users is not re-derived (docs/processing.md, Reprocessing); see the comment")
+	ctx := context.Background()
+	s := connect(t)
+	v1 := rules.Defaults()
+	v1.Pages.Exclude = []string{"^/promo"}
+	c1, c2 := compile(t, v1, 1), compile(t, rules.Defaults(), 2)
+	changed := t0.Add(5 * 24 * time.Hour)
+	p := &Property{ID: propID, Location: time.UTC, Shards: 1, RulesAt: func(at time.Time) *rules.Compiled {
+		if at.Before(changed) {
+			return c1
+		}
+		return c2
+	}}
+	promo := aHit("A", "a0", t0, t0.Add(time.Second), "https://shop.example/promo", "")
+	promo.Path = "/promo"
+	d2 := t0.Add(48 * time.Hour)
+	run(t, ctx, newPartition(s, p), aMsgs(0, promo, aHit("A", "a2", d2, d2.Add(time.Second), "https://shop.example/", "")), 10)
+	day0, day1, day2 := session.LocalDay(t0, time.UTC), session.LocalDay(t0.Add(24*time.Hour), time.UTC), session.LocalDay(d2, time.UTC)
+	newUsers := func(day time.Time) int64 { _, n, _ := dailyRow(t, s, day, "total", ""); return n }
+	if newUsers(day0) != 0 || newUsers(day2) != 1 {
+		t.Fatalf("live: new users %d on day 0, %d on day 2; want 0, 1", newUsers(day0), newUsers(day2))
+	}
+	rp := &Reprocessor{Session: s, Now: func() time.Time { return t0.Add(10 * 24 * time.Hour) }}
+	if err := rp.Run(ctx, p, day0, day2, RulesCurrent, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if newUsers(day0) != 1 || newUsers(day2) != 0 {
+		t.Fatalf("after a job over days 0-2: new users %d on day 0, %d on day 2; want 1, 0", newUsers(day0), newUsers(day2))
+	}
+	if err := rp.Run(ctx, p, day1, day2, RulesCurrent, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if newUsers(day2) != 0 {
+		t.Errorf("day 2 reprocessed again by a job over days 1-2 under the same rules: new users %d, was 0 (user A new on day 0 and on day 2)", newUsers(day2))
 	}
 }

@@ -16,10 +16,14 @@ import (
 //
 //	POST /internal/v1/reprocess  {"property_id", "from", "to", "rules": "historical"|"current"}
 //	    → 202 with the job; it runs in the background of this instance
-//	    (409 job_running while another job of the property runs: the new
-//	    one is recorded, and can be resumed once the other has ended; 503
-//	    instance_busy while this instance runs Runner.MaxRunning jobs)
+//	    (400 invalid_job for a bad range or rules; 404 not_found for an
+//	    unknown property; 503 unavailable when the property cannot be
+//	    looked up or the job not recorded; 409 job_running while another
+//	    job of the property runs: the new one is recorded, and can be
+//	    resumed once the other has ended; 503 instance_busy while this
+//	    instance runs Runner.MaxRunning jobs)
 //	GET  /internal/v1/reprocess/{property_id}/{job_id}  → the job and its progress
+//	    (404 not_found for IDs of no job, UUIDs or not)
 //	POST /internal/v1/reprocess/{property_id}/{job_id}/resume  → 202, runs the rest
 //	    (409 job_running while it, or another job of the property, runs)
 func (r *Runner) Register(mux *http.ServeMux, wrap func(http.Handler) http.Handler, background context.Context) {
@@ -52,11 +56,14 @@ func (r *Runner) Register(mux *http.ServeMux, wrap func(http.Handler) http.Handl
 			return
 		}
 		j, err := r.Create(req.Context(), in.PropertyID, in.From, in.To, in.Rules)
-		if errors.Is(err, engine.ErrUnknownProperty) {
+		switch {
+		case errors.Is(err, engine.ErrUnknownProperty):
 			httpserver.WriteError(w, http.StatusNotFound, "not_found", err.Error())
 			return
-		}
-		if err != nil {
+		case errors.As(err, new(unavailableError)):
+			httpserver.WriteError(w, http.StatusServiceUnavailable, "unavailable", err.Error()+"; nothing was recorded: try again")
+			return
+		case err != nil:
 			httpserver.WriteError(w, http.StatusBadRequest, "invalid_job", err.Error())
 			return
 		}

@@ -43,7 +43,7 @@ type Job struct {
 // Errors of Create and Start.
 var (
 	ErrNotFound      = errors.New("no such reprocessing job")
-	ErrPastRetention = errors.New("days past the archive's retention cannot be reprocessed")
+	ErrPastRetention = engine.ErrPastRetention
 	// ErrBusy: another run holds the property's lease.
 	ErrBusy = errors.New("a reprocessing job is running for the property")
 	// ErrInstanceBusy: this instance runs MaxRunning jobs already.
@@ -93,15 +93,22 @@ func (r *Runner) Create(ctx context.Context, propertyID, from, to string, mode e
 	if mode != engine.RulesHistorical && mode != engine.RulesCurrent {
 		return nil, fmt.Errorf("rules must be %q or %q, got %q", engine.RulesHistorical, engine.RulesCurrent, mode)
 	}
+	if _, err := gocql.ParseUUID(propertyID); err != nil {
+		return nil, fmt.Errorf("%w: property_id %q is not a property ID (a UUID)", engine.ErrUnknownProperty, propertyID)
+	}
 	p, err := r.Properties.Property(ctx, propertyID)
 	if err != nil {
-		return nil, fmt.Errorf("property %s: %w", propertyID, err)
+		err = fmt.Errorf("property %s: %w", propertyID, err)
+		if !errors.Is(err, engine.ErrUnknownProperty) {
+			err = unavailableError{err} // config-svc not answering, not a bad request
+		}
+		return nil, err
 	}
 	latest := sessionDay(r.now(), p).AddDate(0, 0, -2)
 	if t.After(latest) {
 		return nil, fmt.Errorf("%w: the range must end by %s (days up to two days ago in the property's time zone are closed)", engine.ErrDayOpen, latest.Format(time.DateOnly))
 	}
-	earliest := sessionDay(r.now().Add(-hit.ArchiveRetention), p).AddDate(0, 0, 2)
+	earliest := engine.EarliestDay(p, r.now())
 	if f.Before(earliest) {
 		return nil, fmt.Errorf("%w: the range must start on %s or later (the raw archive keeps hits %d days)", ErrPastRetention, earliest.Format(time.DateOnly), int(hit.ArchiveRetention.Hours()/24))
 	}
@@ -111,10 +118,18 @@ func (r *Runner) Create(ctx context.Context, propertyID, from, to string, mode e
 	err = r.Session.Query(`INSERT INTO reprocess_jobs (property_id, job_id, from_day, to_day, rules_mode, status, days_total, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, j.PropertyID, j.ID, f, t, string(mode), j.Status, j.DaysTotal, now, now).WithContext(ctx).Exec()
 	if err != nil {
-		return nil, fmt.Errorf("record reprocessing job: %w", err)
+		return nil, unavailableError{fmt.Errorf("record reprocessing job: %w", err)}
 	}
 	return j, nil
 }
+
+// unavailableError is an error of Create that is not the request's fault
+// (the property could not be looked up, the job could not be recorded):
+// the API answers it 503, to be tried again, where it answers the
+// request's own faults 400.
+type unavailableError struct{ error }
+
+func (e unavailableError) Unwrap() error { return e.error }
 
 // Start takes the property's lease for the job and runs it (or the rest
 // of it) in the background, under ctx; the run's outcome is sent on the
@@ -234,25 +249,11 @@ func (r *Runner) Run(ctx context.Context, propertyID, jobID string) error {
 	if err != nil {
 		return err
 	}
-	p, err := r.Properties.Property(ctx, propertyID)
-	if err != nil {
-		return fmt.Errorf("property %s: %w", propertyID, err)
-	}
-	if err := r.Session.Query("UPDATE reprocess_jobs SET status = ?, error = null, updated_at = ? WHERE property_id = ? AND job_id = ?",
-		StatusRunning, r.now(), propertyID, jobID).WithContext(ctx).Exec(); err != nil {
-		return fmt.Errorf("record the reprocessing job as running: %w", err)
-	}
-	f, t, _ := parseRange(j.From, j.To)
-	// "Current" rules are those of the job's creation, on every day
-	// however often it is resumed.
-	rp := &engine.Reprocessor{Session: r.Session, Log: r.Log, Now: r.Now, CurrentAt: j.CreatedAt}
-	runErr := rp.Run(ctx, p, f, t, j.Rules,
-		func(d time.Time) bool { return done[d.Format(time.DateOnly)] },
-		func(pr engine.Progress) error {
-			return r.Session.Query("UPDATE reprocess_jobs SET days_done = days_done + ?, updated_at = ? WHERE property_id = ? AND job_id = ?",
-				[]time.Time{pr.Day}, r.now(), propertyID, jobID).WithContext(ctx).Exec()
-		})
-	runErr = withCause(ctx, runErr)
+	// Whatever stops the run, from the property's lookup on (a property
+	// deleted since the job was made), is recorded: a job left pending or
+	// running with no error looks, to whoever polls it, as if it were
+	// still to start or still going.
+	runErr := withCause(ctx, r.run(ctx, j, done))
 	status, msg := StatusDone, ""
 	if runErr != nil {
 		status, msg = StatusFailed, runErr.Error()
@@ -262,13 +263,71 @@ func (r *Runner) Run(ctx context.Context, propertyID, jobID string) error {
 	return errors.Join(runErr, err)
 }
 
-// Get returns a job.
+// run runs the days of j not in done.
+func (r *Runner) run(ctx context.Context, j *Job, done map[string]bool) error {
+	propertyID, jobID := j.PropertyID, j.ID
+	p, err := r.Properties.Property(ctx, propertyID)
+	if err != nil {
+		return fmt.Errorf("property %s: %w", propertyID, err)
+	}
+	if err := r.Session.Query("UPDATE reprocess_jobs SET status = ?, error = null, updated_at = ? WHERE property_id = ? AND job_id = ?",
+		StatusRunning, r.now(), propertyID, jobID).WithContext(ctx).Exec(); err != nil {
+		return fmt.Errorf("record the reprocessing job as running: %w", err)
+	}
+	// As recorded (parseRange's bounds are for new jobs).
+	f, _ := time.Parse(time.DateOnly, j.From)
+	t, _ := time.Parse(time.DateOnly, j.To)
+	// "Current" rules are those of the job's creation, on every day
+	// however often it is resumed.
+	rp := &engine.Reprocessor{Session: r.Session, Log: r.Log, Now: r.Now, CurrentAt: j.CreatedAt}
+	return rp.Run(ctx, p, f, t, j.Rules,
+		func(d time.Time) bool { return done[d.Format(time.DateOnly)] },
+		func(pr engine.Progress) error {
+			err := r.Session.Query("UPDATE reprocess_jobs SET days_done = days_done + ?, updated_at = ? WHERE property_id = ? AND job_id = ?",
+				[]time.Time{pr.Day}, r.now(), propertyID, jobID).WithContext(ctx).Exec()
+			if err != nil {
+				return err
+			}
+			// A property deleted meanwhile stops the run before its next
+			// day (a lookup the client answers from its cache, which
+			// config-svc's change feed tells of the deletion).
+			if _, err := r.Properties.Property(ctx, propertyID); errors.Is(err, engine.ErrUnknownProperty) {
+				return fmt.Errorf("the property was deleted during the run: %w", err)
+			}
+			return nil
+		})
+}
+
+// Get returns a job. A job recorded running while no run holds the
+// property's lease for it is returned failed (not recorded so): a run
+// records its end before it frees the lease, so its run ended without
+// recording it (its process died, or Cassandra refused that write), and
+// nothing will move it until it is resumed.
 func (r *Runner) Get(ctx context.Context, propertyID, jobID string) (*Job, error) {
 	j, _, err := r.load(ctx, propertyID, jobID)
-	return j, err
+	if err != nil || j.Status != StatusRunning {
+		return j, err
+	}
+	var holder gocql.UUID
+	err = r.Session.Query("SELECT job_id FROM reprocess_leases WHERE property_id = ?", propertyID).WithContext(ctx).Scan(&holder)
+	if err != nil && !errors.Is(err, gocql.ErrNotFound) {
+		return nil, fmt.Errorf("read the reprocessing lease: %w", err)
+	}
+	if id, _ := gocql.ParseUUID(jobID); err != nil || holder != id {
+		j.Status, j.Error = StatusFailed, "its run ended without recording its end (its process stopped, or could not write it); resume the job"
+	}
+	return j, nil
 }
 
 func (r *Runner) load(ctx context.Context, propertyID, jobID string) (*Job, map[string]bool, error) {
+	// IDs that no job can have are not looked up: the store refuses them
+	// (a job ID is a time UUID), which would read as its failure.
+	if _, err := gocql.ParseUUID(propertyID); err != nil {
+		return nil, nil, ErrNotFound
+	}
+	if id, err := gocql.ParseUUID(jobID); err != nil || id.Version() != 1 {
+		return nil, nil, ErrNotFound
+	}
 	j := &Job{PropertyID: propertyID, ID: jobID}
 	var from, to time.Time
 	var mode string
@@ -303,7 +362,7 @@ func parseRange(from, to string) (time.Time, time.Time, error) {
 	if t.Before(f) {
 		return time.Time{}, time.Time{}, fmt.Errorf("the range ends (%s) before it starts (%s)", to, from)
 	}
-	if t.Sub(f) > 366*24*time.Hour {
+	if t.Sub(f) >= 366*24*time.Hour { // from..to holds one day more than between them
 		return time.Time{}, time.Time{}, errors.New("a job covers at most 366 days; split the range")
 	}
 	return f, t, nil

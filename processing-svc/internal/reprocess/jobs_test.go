@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -260,5 +262,181 @@ func TestInstanceRunsAtMostMaxRunning(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A job whose property was deleted (or could not be looked up) after it
+// was created is recorded failed, with the reason, when a run starts it:
+// the run returned before recording anything, so the job read pending (or
+// running, from an earlier run) for ever, with no error, while the API
+// had answered 202.
+func TestRunOfAJobWhosePropertyIsGoneIsRecordedFailed(t *testing.T) {
+	ctx := context.Background()
+	s, props := connect(t)
+	now := func() time.Time { return time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC) }
+	j, err := (&Runner{Session: s, Properties: props, Now: now}).Create(ctx, propID, "2026-03-02", "2026-03-02", engine.RulesCurrent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The property is deleted.
+	r := &Runner{Session: s, Properties: enginetest.Properties{}, Now: now}
+	done, err := r.Start(ctx, propID, j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !errors.Is(err, engine.ErrUnknownProperty) {
+		t.Fatalf("run of a deleted property's job: %v, want ErrUnknownProperty", err)
+	}
+	got, err := r.Get(ctx, propID, j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != StatusFailed || !strings.Contains(got.Error, "unknown property") {
+		t.Errorf("job %+v: want failed, its error naming the unknown property", got)
+	}
+}
+
+// A job covers at most 366 days, as its error says: 367 were accepted
+// (the bound compared the days between its ends, not the days it covers).
+func TestJobOfMoreThan366DaysIsRefused(t *testing.T) {
+	ctx := context.Background()
+	s, props := connect(t)
+	r := &Runner{Session: s, Properties: props, Now: func() time.Time { return time.Date(2027, 1, 10, 0, 0, 0, 0, time.UTC) }}
+	if _, err := r.Create(ctx, propID, "2026-01-01", "2027-01-01", engine.RulesCurrent); err != nil {
+		t.Fatalf("366 days: %v", err)
+	}
+	if j, err := r.Create(ctx, propID, "2026-01-01", "2027-01-02", engine.RulesCurrent); err == nil {
+		t.Errorf("a job of %d days was accepted, want at most 366", j.DaysTotal)
+	}
+}
+
+// Days that were within the archive's retention when the job was created
+// but are no longer when it runs (a job resumed days later: refused with
+// 409 job_running and resumed once the other ended, or failed and resumed)
+// are refused: their hits expire over the day after the limit, and the day
+// was re-derived from the part of its hits still archived, replacing its
+// rows with fewer sessions.
+func TestResumedJobRefusesDaysPastRetention(t *testing.T) {
+	ctx := context.Background()
+	s, props := connect(t)
+	day := time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
+	var msgs []engine.Message
+	for i := 0; i < 24; i++ {
+		at := day.Add(time.Duration(i)*time.Hour + 30*time.Minute)
+		h := &hit.Hit{PropertyID: propID, ClientID: fmt.Sprint("c", i), Type: hit.TypePageview, Time: at, ReceivedAt: at, Path: "/"}
+		h.ID = h.DeriveID(fmt.Sprint(i))
+		b, _ := hit.Marshal(h)
+		msgs = append(msgs, engine.Message{Offset: int64(i), Value: b})
+	}
+	part := engine.New(engine.Config{Topic: "hits", Session: s, Properties: props})
+	if err := part.Apply(ctx, msgs); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := part.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sessions := func() (n int64) {
+		if err := s.Query("SELECT sessions FROM rollup_daily WHERE property_id = ? AND day = ? AND report = 'total' AND dimension = '' AND shard = 0", propID, day).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := sessions()
+
+	// Created on the last day the range may start on.
+	created := day.AddDate(0, 0, -2).Add(hit.ArchiveRetention)
+	j, err := (&Runner{Session: s, Properties: props, Now: func() time.Time { return created }}).Create(ctx, propID, "2026-03-02", "2026-03-02", engine.RulesCurrent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Resumed three days later: the TTL has taken the day's first hours.
+	if err := s.Query("DELETE FROM raw_hit_blocks WHERE property_id = ? AND day = ? AND shard = 0 AND block < ?", propID, day, int16(12*16)).Exec(); err != nil {
+		t.Fatal(err)
+	}
+	r := &Runner{Session: s, Properties: props, Now: func() time.Time { return created.AddDate(0, 0, 3) }}
+	err = r.Run(ctx, propID, j.ID)
+	if !errors.Is(err, ErrPastRetention) {
+		t.Errorf("a job resumed once its day was past the archive's retention: %v, want ErrPastRetention", err)
+	}
+	if after := sessions(); after != before {
+		t.Errorf("sessions of %s: %d before, %d after the resumed job", day.Format(time.DateOnly), before, after)
+	}
+	if got, err := r.Get(ctx, propID, j.ID); err != nil || got.Status != StatusFailed || got.DaysDone != 0 {
+		t.Errorf("job %+v, %v: want failed, no day done", got, err)
+	}
+}
+
+// A job whose run ended without recording its end (its process was
+// killed, or Cassandra refused its last write) does not read running for
+// ever: a run records its end before it frees the property's lease, so a
+// job recorded running while no run holds the lease for it is reported
+// failed, saying to resume it. It read running, with no error, while
+// nothing ran it: whoever polled it waited on it.
+func TestJobOfADeadRunDoesNotReadRunning(t *testing.T) {
+	ctx := context.Background()
+	s, props := connect(t)
+	r := &Runner{Session: s, Properties: props, Now: func() time.Time { return time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC) }}
+	j, err := r.Create(ctx, propID, "2026-03-02", "2026-03-02", engine.RulesCurrent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What a run whose process died leaves: the job running, and, two
+	// minutes later, no lease.
+	if err := s.Query("UPDATE reprocess_jobs SET status = ? WHERE property_id = ? AND job_id = ?", StatusRunning, propID, j.ID).Exec(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.Get(ctx, propID, j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != StatusFailed || !strings.Contains(got.Error, "resume") {
+		t.Errorf("a job recorded running with no run holding its lease: %+v; want failed, saying to resume it", got)
+	}
+	// While a run holds the lease, it is running.
+	if err := s.Query("INSERT INTO reprocess_leases (property_id, job_id, acquired_at) VALUES (?, ?, ?)", propID, j.ID, time.Now()).Exec(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := r.Get(ctx, propID, strings.ToUpper(j.ID)); err != nil || got.Status != StatusRunning {
+		t.Errorf("a job running under its lease: %+v, %v; want running", got, err)
+	}
+}
+
+// deletedAfter serves its properties for the first n lookups, then none:
+// the property is deleted while a run goes on.
+type deletedAfter struct {
+	engine.Properties
+	n *atomic.Int32
+}
+
+func (d deletedAfter) Property(ctx context.Context, id string) (*engine.Property, error) {
+	if d.n.Add(-1) < 0 {
+		return nil, fmt.Errorf("%w: %s", engine.ErrUnknownProperty, id)
+	}
+	return d.Properties.Property(ctx, id)
+}
+
+// A property deleted while a run of its job goes on stops the run at the
+// next day, the job failed saying so: the run went on to the end and read
+// done, writing a deleted property's rows for every day left.
+func TestRunStopsWhenItsPropertyIsDeleted(t *testing.T) {
+	ctx := context.Background()
+	s, props := connect(t)
+	now := func() time.Time { return time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC) }
+	j, err := (&Runner{Session: s, Properties: props, Now: now}).Create(ctx, propID, "2026-03-01", "2026-03-04", engine.RulesCurrent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lookups atomic.Int32
+	lookups.Store(1) // the run's own lookup; deleted after it
+	r := &Runner{Session: s, Properties: deletedAfter{props, &lookups}, Now: now}
+	if err := r.Run(ctx, propID, j.ID); !errors.Is(err, engine.ErrUnknownProperty) {
+		t.Errorf("a run whose property was deleted after its first day: %v, want ErrUnknownProperty", err)
+	}
+	got, err := r.Get(ctx, propID, j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != StatusFailed || got.DaysDone != 1 || !strings.Contains(got.Error, "deleted") {
+		t.Errorf("job %+v: want failed after its first day, saying the property was deleted", got)
 	}
 }
