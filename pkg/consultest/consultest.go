@@ -5,6 +5,9 @@
 // through $CONSUL_BIN, the repository's bin/consul, or the versioned copy in
 // the Go bin directory. A missing binary fails the test with the command that
 // builds it: an integration test must not quietly skip its integration.
+//
+// It also hands out loopback addresses for tests: ports free a moment ago
+// (FreePorts), and an address where a connection is refused (RefusedAddr).
 package consultest
 
 import (
@@ -17,6 +20,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -178,6 +182,30 @@ func (a *Agent) Restart() {
 		time.Sleep(50 * time.Millisecond)
 	}
 	a.t.Fatalf("consul agent did not elect a leader within 30s:\n%s", a.out.String())
+}
+
+// RefusedAddr returns a loopback address (host:port) where a connection
+// is refused until the test ends. A socket holds the port, bound but not
+// listening, so no listener can take it: a port freed by closing a
+// listener can be handed to the next one bound anywhere on the machine (a
+// test's own server started a moment later, another package's test), and
+// a request meant to be refused was answered there.
+func RefusedAddr(t testing.TB) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatalf("socket for a refused address: %v", err)
+	}
+	syscall.CloseOnExec(fd)
+	t.Cleanup(func() { _ = syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatalf("bind a refused address: %v", err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatalf("refused address: %v", err)
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*syscall.SockaddrInet4).Port))
 }
 
 // FreePort returns a TCP port that was free on 127.0.0.1 a moment ago.

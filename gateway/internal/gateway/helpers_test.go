@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -284,11 +283,6 @@ func (g *testGateway) request(t testing.TB, method, path string, body io.Reader,
 func (g *testGateway) get(t testing.TB, path string, headers ...string) response {
 	t.Helper()
 	return do(t, g.request(t, http.MethodGet, path, nil, headers...))
-}
-
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(consultest.FreePort(t)))
 }
 
 func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/acme/analytics/gateway/internal/gateway"
+	"github.com/acme/analytics/pkg/consultest"
 	"github.com/acme/analytics/pkg/eventually"
 	"github.com/acme/analytics/pkg/pixel"
 )
@@ -319,7 +320,7 @@ func TestTimeout(t *testing.T) {
 // TestRetryAndBreaker uses static upstreams, one of them dead.
 func TestRetryAndBreaker(t *testing.T) {
 	live := newUpstream(t, "live")
-	dead := freeAddr(t) // nothing listens there
+	dead := consultest.RefusedAddr(t) // connecting is refused
 	g := startGateway(t, "-consul-addr=", "-static-upstreams=collection="+dead+",collection="+live.addr(),
 		"-hit-rate=0", "-breaker-failures=3", "-breaker-open-timeout=1m")
 
@@ -340,7 +341,7 @@ func TestRetryAndBreaker(t *testing.T) {
 	}
 
 	t.Run("all dead: 502 until the breakers open, then 503", func(t *testing.T) {
-		g := startGateway(t, "-consul-addr=", "-static-upstreams=collection="+freeAddr(t)+",collection="+freeAddr(t),
+		g := startGateway(t, "-consul-addr=", "-static-upstreams=collection="+consultest.RefusedAddr(t)+",collection="+consultest.RefusedAddr(t),
 			"-hit-rate=0", "-breaker-failures=2", "-breaker-open-timeout=1m")
 		// A refused POST is tried on both instances, so two of them give
 		// each instance its two consecutive failures.
@@ -441,7 +442,7 @@ func TestPixelRefusals(t *testing.T) {
 	})
 
 	t.Run("no instance: 502 while the breaker counts, then 503", func(t *testing.T) {
-		g := startGateway(t, "-consul-addr=", "-static-upstreams=collection="+freeAddr(t), "-hit-rate=0",
+		g := startGateway(t, "-consul-addr=", "-static-upstreams=collection="+consultest.RefusedAddr(t), "-hit-rate=0",
 			"-breaker-failures=1", "-breaker-open-timeout=1m")
 		const q = "/collect?tid=AT-23456789AB"
 		check(t, g.get(t, q), http.MethodGet, want{http.StatusBadGateway, "upstream_error", ""})

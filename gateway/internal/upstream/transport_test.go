@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acme/analytics/pkg/consultest"
 	"github.com/acme/analytics/pkg/discovery"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -79,18 +80,6 @@ func (rec *recorder) got() []string {
 	return append([]string(nil), rec.bodies...)
 }
 
-// deadAddr is an address where nothing listens: connecting is refused.
-func deadAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
-
 // stream is a request body that can be read once, as a client's is at the
 // gateway (no GetBody to rewind it).
 func stream(t *testing.T, method, body string) *http.Request {
@@ -111,7 +100,7 @@ func TestTransportRetriesWhatWasNeverSent(t *testing.T) {
 	live := httptest.NewServer(rec)
 	defer live.Close()
 	pool := newTestPool(t, 100)
-	pool.Update([]discovery.Instance{{ID: "dead", Addr: deadAddr(t)}, {ID: "live", Addr: strings.TrimPrefix(live.URL, "http://")}})
+	pool.Update([]discovery.Instance{{ID: "dead", Addr: consultest.RefusedAddr(t)}, {ID: "live", Addr: strings.TrimPrefix(live.URL, "http://")}})
 	tr := &Transport{Pools: map[string]*Pool{"svc": pool}, Base: NewBaseTransport(), Metrics: pool.metrics}
 
 	var want []string
