@@ -198,23 +198,30 @@ func startGatewayLogging(t testing.TB, w io.Writer, args ...string) *testGateway
 		out = w
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- gateway.Run(ctx, cfg, out) }()
+	stopped := make(chan struct{}) // closed once Run has returned runErr
+	var runErr error
+	go func() { runErr = gateway.Run(ctx, cfg, out); close(stopped) }()
 	g := &testGateway{url: "http://" + cfg.Service.HTTP.Addr, metrics: "http://" + cfg.Service.MetricsAddr, logs: logs}
 	var once sync.Once
 	g.stop = func() {
 		once.Do(func() {
 			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("gateway.Run: %v\n%s", err, logs)
+			<-stopped
+			if runErr != nil {
+				t.Errorf("gateway.Run: %v\n%s", runErr, logs)
 			}
 		})
 	}
 	t.Cleanup(g.stop)
 	eventually.NoError(t, 20*time.Second, "gateway ready", func() error {
 		select {
-		case err := <-done:
-			t.Fatalf("gateway stopped during start-up: %v\n%s", err, logs)
+		case <-stopped:
+			// Reported here, so stop (a cleanup) has nothing left to
+			// do. Run's result is read from runErr, not received from a
+			// channel: stop waited for a second result, and a gateway
+			// that failed to start hung the test until its time-out.
+			once.Do(cancel)
+			t.Fatalf("gateway stopped during start-up: %v\n%s", runErr, logs)
 		default:
 		}
 		resp, err := http.Get(g.url + "/readyz")
