@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -180,6 +182,22 @@ func startGateway(t testing.TB, args ...string) *testGateway {
 // startGatewayLogging is startGateway with the logs also going to w.
 func startGatewayLogging(t testing.TB, w io.Writer, args ...string) *testGateway {
 	t.Helper()
+	// The gateway's ports are free when chosen but bound only as it
+	// starts: on a busy machine another listener can take one in between
+	// (address already in use). Such a start is tried again on other
+	// ports; the third, or any other failure, fails the test.
+	for attempt := 1; ; attempt++ {
+		if g := tryStartGateway(t, w, attempt < 3, args); g != nil {
+			return g
+		}
+	}
+}
+
+// tryStartGateway is one attempt of startGatewayLogging. It returns nil
+// when retry is set and the gateway stopped because a port it was given
+// was taken.
+func tryStartGateway(t testing.TB, w io.Writer, retry bool, args []string) *testGateway {
+	t.Helper()
 	var cfg gateway.Config
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	cfg.RegisterFlags(fs)
@@ -213,6 +231,7 @@ func startGatewayLogging(t testing.TB, w io.Writer, args ...string) *testGateway
 		})
 	}
 	t.Cleanup(g.stop)
+	portTaken := false
 	eventually.NoError(t, 20*time.Second, "gateway ready", func() error {
 		select {
 		case <-stopped:
@@ -221,6 +240,10 @@ func startGatewayLogging(t testing.TB, w io.Writer, args ...string) *testGateway
 			// channel: stop waited for a second result, and a gateway
 			// that failed to start hung the test until its time-out.
 			once.Do(cancel)
+			if retry && errors.Is(runErr, syscall.EADDRINUSE) {
+				portTaken = true
+				return nil
+			}
 			t.Fatalf("gateway stopped during start-up: %v\n%s", runErr, logs)
 		default:
 		}
@@ -234,6 +257,10 @@ func startGatewayLogging(t testing.TB, w io.Writer, args ...string) *testGateway
 		}
 		return nil
 	})
+	if portTaken {
+		t.Logf("gateway start-up: %v; trying other ports", runErr)
+		return nil
+	}
 	return g
 }
 
