@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -98,12 +99,29 @@ func Start(t testing.TB) *Agent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := FreePorts(t, 4)
-	a := &Agent{t: t, bin: bin, ports: ports{http: p[0], server: p[1], serfLAN: p[2], serfWAN: p[3]}}
-	a.Restart()
-	t.Cleanup(a.Stop)
-	return a
+	// The ports are free when chosen but bound only as the agent starts:
+	// on a busy machine another listener can take one in between. Such a
+	// start is tried again on other ports; the third, or any other
+	// failure, fails the test.
+	for attempt := 1; ; attempt++ {
+		p := FreePorts(t, 4)
+		a := &Agent{t: t, bin: bin, ports: ports{http: p[0], server: p[1], serfLAN: p[2], serfWAN: p[3]}}
+		err := a.start()
+		if err == nil {
+			t.Cleanup(a.Stop)
+			return a
+		}
+		a.Stop() // one that did not elect a leader in time is still running
+		if !errors.Is(err, errPortTaken) || attempt == 3 {
+			t.Fatal(err)
+		}
+		t.Logf("consul agent start-up: %v; trying other ports", errPortTaken)
+	}
 }
+
+// errPortTaken: the agent exited during start-up because a port it was
+// given was taken.
+var errPortTaken = errors.New("a port of the agent's was taken")
 
 // Addr returns the agent's HTTP address (host:port).
 func (a *Agent) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(a.ports.http)) }
@@ -148,10 +166,19 @@ func (a *Agent) Stop() {
 // until it has elected itself leader.
 func (a *Agent) Restart() {
 	a.t.Helper()
+	if err := a.start(); err != nil {
+		a.t.Fatal(err)
+	}
+}
+
+// start starts the agent on its ports and waits until it has elected
+// itself leader. An agent that exits during start-up because a port was
+// taken returns an error wrapping errPortTaken.
+func (a *Agent) start() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.cmd != nil {
-		a.t.Fatal("consultest: Restart while running; Stop first")
+		return errors.New("consultest: Restart while running; Stop first")
 	}
 	hcl := fmt.Sprintf(`ports { http = %d, dns = -1, grpc = -1, grpc_tls = -1, server = %d, serf_lan = %d, serf_wan = %d }`,
 		a.ports.http, a.ports.server, a.ports.serfLAN, a.ports.serfWAN)
@@ -160,7 +187,7 @@ func (a *Agent) Restart() {
 		"-node=test-"+strconv.Itoa(a.ports.http), "-log-level=warn", "-hcl", hcl)
 	cmd.Stdout, cmd.Stderr = a.out, a.out
 	if err := cmd.Start(); err != nil {
-		a.t.Fatalf("start consul agent: %v", err)
+		return fmt.Errorf("start consul agent: %w", err)
 	}
 	a.cmd = cmd
 	a.waited = make(chan struct{})
@@ -172,16 +199,19 @@ func (a *Agent) Restart() {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
-		case <-a.waited:
-			a.t.Fatalf("consul agent exited during start-up:\n%s", a.out.String())
+		case <-a.waited: // the output is complete
+			if strings.Contains(a.out.String(), "address already in use") {
+				return fmt.Errorf("consul agent exited during start-up: %w:\n%s", errPortTaken, a.out)
+			}
+			return fmt.Errorf("consul agent exited during start-up:\n%s", a.out)
 		default:
 		}
 		if leader, err := client.Status().Leader(); err == nil && leader != "" {
-			return
+			return nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	a.t.Fatalf("consul agent did not elect a leader within 30s:\n%s", a.out.String())
+	return fmt.Errorf("consul agent did not elect a leader within 30s:\n%s", a.out)
 }
 
 // RefusedAddr returns a loopback address (host:port) where a connection

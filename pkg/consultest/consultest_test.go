@@ -24,3 +24,24 @@ func TestRefusedAddr(t *testing.T) {
 		t.Fatalf("listen on %s: %v, want address in use", addr, err)
 	}
 }
+
+// An agent that cannot bind a port it was given says so with
+// errPortTaken, which Start takes as a reason to try other ports.
+func TestStartOnATakenPort(t *testing.T) {
+	bin, err := Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	p := FreePorts(t, 3)
+	a := &Agent{t: t, bin: bin, ports: ports{http: p[0], server: p[1], serfLAN: l.Addr().(*net.TCPAddr).Port, serfWAN: p[2]}}
+	err = a.start()
+	a.Stop()
+	if !errors.Is(err, errPortTaken) {
+		t.Fatalf("start with the LAN port taken: %v, want errPortTaken", err)
+	}
+}
