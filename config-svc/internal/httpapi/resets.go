@@ -109,26 +109,39 @@ func (s *Server) writeResetRequested(w http.ResponseWriter) {
 // background sender; it reports whether the mail was queued, having
 // logged why not (never the token).
 func (s *Server) queueResetLink(r *http.Request, u store.User) bool {
-	attrs := []slog.Attr{slog.String("mail", "password_reset"), slog.String("tenant_id", u.TenantID.String()), slog.String("user_id", u.ID.String()),
-		slog.String("request_id", httpserver.RequestID(r.Context()))}
-	token, err := auth.RandomToken(auth.PasswordResetTokenPrefix)
+	err := s.queueTokenMail(r, u, "password_reset", auth.PasswordResetTokenPrefix, "Reset your Acme Analytics password",
+		func(hash string, now time.Time) error {
+			return s.o.Store.SavePasswordReset(r.Context(), store.PasswordReset{Hash: hash, TenantID: u.TenantID, UserID: u.ID,
+				PasswordSHA256: auth.HashToken(u.PasswordHash), IssuedAt: now, ExpiresAt: now.Add(s.o.PasswordResetTTL)})
+		},
+		func(token string) string { return s.resetMailBody(u.Email, token) })
+	return err == nil
+}
+
+// queueTokenMail makes a one-use token (prefix + random bytes), stores its
+// hash with save, and hands the e-mail with body(token) to u's address to
+// the background sender: the shape of every link config-svc mails to a
+// user. A failure is logged here (never the token); errMailQueueFull is
+// the sender's refusal (logged and counted by the queue).
+func (s *Server) queueTokenMail(r *http.Request, u store.User, kind, prefix, subject string,
+	save func(hash string, now time.Time) error, body func(token string) string) error {
+	ctx := r.Context()
+	attrs := []slog.Attr{slog.String("mail", kind), slog.String("tenant_id", u.TenantID.String()), slog.String("user_id", u.ID.String()),
+		slog.String("request_id", httpserver.RequestID(ctx))}
+	token, err := auth.RandomToken(prefix)
 	if err != nil {
-		s.o.Log.LogAttrs(r.Context(), slog.LevelError, "make a reset token", append(attrs, slog.Any("error", err))...)
-		return false
+		s.o.Log.LogAttrs(ctx, slog.LevelError, "make a token to mail", append(attrs, slog.Any("error", err))...)
+		return err
 	}
-	now := s.now()
-	t := store.PasswordReset{Hash: auth.HashToken(token), TenantID: u.TenantID, UserID: u.ID, PasswordSHA256: auth.HashToken(u.PasswordHash),
-		IssuedAt: now, ExpiresAt: now.Add(s.o.PasswordResetTTL)}
-	if err := s.o.Store.SavePasswordReset(r.Context(), t); err != nil {
-		s.o.Log.LogAttrs(r.Context(), slog.LevelError, "store the reset token", append(attrs, slog.Any("error", err))...)
-		return false
+	if err := save(auth.HashToken(token), s.now()); err != nil {
+		s.o.Log.LogAttrs(ctx, slog.LevelError, "store the token to mail", append(attrs, slog.Any("error", err))...)
+		return err
 	}
-	m := mail.Message{From: s.o.MailFrom, To: u.Email, Subject: "Reset your Acme Analytics password", Body: s.resetMailBody(u.Email, token)}
-	if !s.o.Mailer.Enqueue(m, attrs...) {
-		return false // logged and counted by the queue
+	if !s.o.Mailer.Enqueue(mail.Message{From: s.o.MailFrom, To: u.Email, Subject: subject, Body: body(token)}, attrs...) {
+		return errMailQueueFull
 	}
-	s.o.Log.LogAttrs(r.Context(), slog.LevelInfo, "password reset link queued", attrs...)
-	return true
+	s.o.Log.LogAttrs(ctx, slog.LevelInfo, "link queued", attrs...)
+	return nil
 }
 
 func (s *Server) resetMailBody(email, token string) string {

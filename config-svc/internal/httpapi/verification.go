@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/acme/analytics/config-svc/internal/auth"
-	"github.com/acme/analytics/config-svc/internal/mail"
 	"github.com/acme/analytics/config-svc/internal/store"
 	"github.com/acme/analytics/pkg/httpserver"
 )
@@ -111,29 +110,14 @@ func (s *Server) resendEmailVerification(w http.ResponseWriter, r *http.Request)
 }
 
 // queueVerificationLink stores a new verification token of u's address
-// and hands its e-mail to the background sender. A failure is logged
-// here (never the token).
+// and hands its e-mail to the background sender (queueTokenMail).
 func (s *Server) queueVerificationLink(r *http.Request, u store.User) error {
-	attrs := []slog.Attr{slog.String("mail", "email_verification"), slog.String("tenant_id", u.TenantID.String()), slog.String("user_id", u.ID.String()),
-		slog.String("request_id", httpserver.RequestID(r.Context()))}
-	token, err := auth.RandomToken(auth.EmailVerificationTokenPrefix)
-	if err != nil {
-		s.o.Log.LogAttrs(r.Context(), slog.LevelError, "make a verification token", append(attrs, slog.Any("error", err))...)
-		return err
-	}
-	now := s.now()
-	t := store.EmailVerification{Hash: auth.HashToken(token), TenantID: u.TenantID, UserID: u.ID, Email: u.Email,
-		IssuedAt: now, ExpiresAt: now.Add(s.o.EmailVerificationTTL)}
-	if err := s.o.Store.SaveEmailVerification(r.Context(), t); err != nil {
-		s.o.Log.LogAttrs(r.Context(), slog.LevelError, "store the verification token", append(attrs, slog.Any("error", err))...)
-		return err
-	}
-	m := mail.Message{From: s.o.MailFrom, To: u.Email, Subject: "Verify your Acme Analytics e-mail address", Body: s.verificationMailBody(u.Email, token)}
-	if !s.o.Mailer.Enqueue(m, attrs...) {
-		return errMailQueueFull // logged and counted by the queue
-	}
-	s.o.Log.LogAttrs(r.Context(), slog.LevelInfo, "verification link queued", attrs...)
-	return nil
+	return s.queueTokenMail(r, u, "email_verification", auth.EmailVerificationTokenPrefix, "Verify your Acme Analytics e-mail address",
+		func(hash string, now time.Time) error {
+			return s.o.Store.SaveEmailVerification(r.Context(), store.EmailVerification{Hash: hash, TenantID: u.TenantID, UserID: u.ID,
+				Email: u.Email, IssuedAt: now, ExpiresAt: now.Add(s.o.EmailVerificationTTL)})
+		},
+		func(token string) string { return s.verificationMailBody(u.Email, token) })
 }
 
 func (s *Server) verificationMailBody(email, token string) string {
