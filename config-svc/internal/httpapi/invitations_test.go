@@ -1,11 +1,8 @@
 package httpapi
 
 import (
-	"bytes"
 	"fmt"
-	"io"
 	"net/http"
-	netmail "net/mail"
 	"regexp"
 	"sync"
 	"testing"
@@ -22,24 +19,7 @@ var invitationToken = regexp.MustCompile(`"token": "(inv_[A-Za-z0-9_-]{43})"`)
 // oldest first.
 func invitationTokens(t *testing.T, dir, email string) []string {
 	t.Helper()
-	var out []string
-	for _, raw := range mailsAbout(t, dir, inviteSubject) {
-		m, _ := netmail.ReadMessage(bytes.NewReader(raw))
-		addr, err := netmail.ParseAddress(m.Header.Get("To"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if addr.Address != email {
-			continue
-		}
-		body, _ := io.ReadAll(m.Body)
-		match := invitationToken.FindSubmatch(body)
-		if match == nil {
-			t.Fatalf("no invitation token in the message:\n%s", raw)
-		}
-		out = append(out, string(match[1]))
-	}
-	return out
+	return mailedTokens(t, dir, email, inviteSubject, invitationToken)
 }
 
 // invite invites email to admin's tenant as role and returns the

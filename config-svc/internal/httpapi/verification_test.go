@@ -48,8 +48,15 @@ func mailsAbout(t *testing.T, dir, subject string) [][]byte {
 // email in the pickup directory, oldest first.
 func verificationTokens(t *testing.T, dir, email string) []string {
 	t.Helper()
+	return mailedTokens(t, dir, email, verifySubject, verifyLink)
+}
+
+// mailedTokens returns the tokens (token's first group) of the messages
+// with subject to email in the pickup directory, oldest first.
+func mailedTokens(t *testing.T, dir, email, subject string, token *regexp.Regexp) []string {
+	t.Helper()
 	var out []string
-	for _, raw := range mailsAbout(t, dir, verifySubject) {
+	for _, raw := range mailsAbout(t, dir, subject) {
 		m, _ := netmail.ReadMessage(bytes.NewReader(raw))
 		addr, err := netmail.ParseAddress(m.Header.Get("To"))
 		if err != nil {
@@ -59,9 +66,9 @@ func verificationTokens(t *testing.T, dir, email string) []string {
 			continue
 		}
 		body, _ := io.ReadAll(m.Body)
-		match := verifyLink.FindSubmatch(body)
+		match := token.FindSubmatch(body)
 		if match == nil {
-			t.Fatalf("no verification link in the message:\n%s", raw)
+			t.Fatalf("no token in the message (%s):\n%s", subject, raw)
 		}
 		out = append(out, string(match[1]))
 	}
