@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/acme/analytics/pkg/cassandra"
+	"github.com/acme/analytics/pkg/consultest"
 	"github.com/acme/analytics/pkg/cqlserver"
 	"github.com/acme/analytics/pkg/cqltest"
 	"github.com/acme/analytics/pkg/eventually"
@@ -56,32 +57,24 @@ func session(t *testing.T, done <-chan result) *gocql.Session {
 	}
 }
 
-// freeAddr returns a loopback address that nothing listens on.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 const retrying = `msg="connect to cassandra failed; retrying"`
 
 // TestConnectRetryWaitsForTheCluster starts connecting to a port nobody
 // listens on, then starts the CQL server there: the connect returns a
 // working session, having logged the failed attempts and then its success.
 func TestConnectRetryWaitsForTheCluster(t *testing.T) {
-	addr := freeAddr(t)
+	// Held from the start, refusing connections until the server listens
+	// on it: a port freed for the server could be taken by another
+	// listener in between.
+	port := consultest.Reserve(t)
 	var logs logtest.Buffer
-	done := connectRetry(context.Background(), config(addr, ""), &logs)
+	done := connectRetry(context.Background(), config(port.Addr(), ""), &logs)
 	eventually.True(t, 15*time.Second, "a failed attempt logged", func() bool { return strings.Contains(logs.String(), retrying) })
 	if !strings.Contains(logs.String(), "connection refused") {
 		t.Errorf("the warning does not carry the error:\n%s", logs.String())
 	}
 
-	srv, err := cqlserver.New(cqlserver.Config{Addr: addr})
+	srv, err := cqlserver.New(cqlserver.Config{Addr: port.Addr(), Listen: func(string, string) (net.Listener, error) { return port.Listen() }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +152,7 @@ func TestConnectRetryEndsWithCtx(t *testing.T) {
 		addr    string
 		waiting func(logs *logtest.Buffer) bool // the connect is where the test cancels it
 	}{
-		{"between attempts", freeAddr(t), func(logs *logtest.Buffer) bool { return strings.Contains(logs.String(), retrying) }},
+		{"between attempts", consultest.RefusedAddr(t), func(logs *logtest.Buffer) bool { return strings.Contains(logs.String(), retrying) }},
 		{"during an attempt", hung.Addr().String(), func(*logtest.Buffer) bool { return len(accepted) > 0 }},
 	}
 	for _, tt := range tests {

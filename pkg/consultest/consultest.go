@@ -7,7 +7,10 @@
 // builds it: an integration test must not quietly skip its integration.
 //
 // It also hands out loopback addresses for tests: ports free a moment ago
-// (FreePorts), and an address where a connection is refused (RefusedAddr).
+// (FreePorts), with StartRetrying to start on them again when one was
+// taken in between; an address where a connection is refused
+// (RefusedAddr); and a held port that a server can listen on later
+// (Reserve).
 package consultest
 
 import (
@@ -99,29 +102,24 @@ func Start(t testing.TB) *Agent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The ports are free when chosen but bound only as the agent starts:
-	// on a busy machine another listener can take one in between. Such a
-	// start is tried again on other ports; the third, or any other
-	// failure, fails the test.
-	for attempt := 1; ; attempt++ {
+	var a *Agent
+	StartRetrying(t, "consul agent start-up", func() error {
 		p := FreePorts(t, 4)
-		a := &Agent{t: t, bin: bin, ports: ports{http: p[0], server: p[1], serfLAN: p[2], serfWAN: p[3]}}
-		err := a.start()
-		if err == nil {
-			t.Cleanup(a.Stop)
-			return a
+		a = &Agent{t: t, bin: bin, ports: ports{http: p[0], server: p[1], serfLAN: p[2], serfWAN: p[3]}}
+		if err := a.start(); err != nil {
+			a.Stop() // one that did not elect a leader in time is still running
+			return err
 		}
-		a.Stop() // one that did not elect a leader in time is still running
-		if !errors.Is(err, errPortTaken) || attempt == 3 {
-			t.Fatal(err)
-		}
-		t.Logf("consul agent start-up: %v; trying other ports", errPortTaken)
-	}
+		return nil
+	})
+	t.Cleanup(a.Stop)
+	return a
 }
 
 // errPortTaken: the agent exited during start-up because a port it was
-// given was taken.
-var errPortTaken = errors.New("a port of the agent's was taken")
+// given was taken. It wraps syscall.EADDRINUSE, which StartRetrying takes
+// as a reason to try other ports.
+var errPortTaken = fmt.Errorf("a port of the agent's was taken: %w", syscall.EADDRINUSE)
 
 // Addr returns the agent's HTTP address (host:port).
 func (a *Agent) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(a.ports.http)) }
@@ -214,6 +212,29 @@ func (a *Agent) start() error {
 	return fmt.Errorf("consul agent did not elect a leader within 30s:\n%s", a.out)
 }
 
+// StartRetrying calls start until it returns nil. start starts something
+// on ports it chooses anew each call (FreePorts): they are free when
+// chosen but bound only as the thing starts, and on a busy machine another
+// listener can take one in between. A start whose error wraps
+// syscall.EADDRINUSE is tried again, three tries in all; the third such
+// failure, or any other, fails the test. what names the start in the log.
+//
+// Where the code started can serve on a listener handed to it, Reserve's
+// is better: no other listener can take its port at all.
+func StartRetrying(t testing.TB, what string, start func() error) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		err := start()
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) || attempt == 3 {
+			t.Fatal(err)
+		}
+		t.Logf("%s: %v; trying other ports", what, err)
+	}
+}
+
 // RefusedAddr returns a loopback address (host:port) where a connection
 // is refused until the test ends. A socket holds the port, bound but not
 // listening, so no listener can take it: a port freed by closing a
@@ -222,20 +243,72 @@ func (a *Agent) start() error {
 // a request meant to be refused was answered there.
 func RefusedAddr(t testing.TB) string {
 	t.Helper()
+	return Reserve(t).Addr()
+}
+
+// Port is a loopback port held for a test by a socket bound but not
+// listening: connections to it are refused and no listener can take it,
+// until Listen makes that socket a listener. It is for a server that a
+// test starts on an address its client was given before (a client that
+// waits for the server): a port freed for the server could be taken by
+// another listener in between.
+type Port struct {
+	addr string
+	mu   sync.Mutex
+	fd   int // -1 once Listen has taken it
+}
+
+// Reserve holds a loopback port until the test ends or Listen is called.
+func Reserve(t testing.TB) *Port {
+	t.Helper()
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
 	if err != nil {
-		t.Fatalf("socket for a refused address: %v", err)
+		t.Fatalf("socket to hold a port: %v", err)
 	}
 	syscall.CloseOnExec(fd)
-	t.Cleanup(func() { _ = syscall.Close(fd) })
+	p := &Port{fd: fd}
+	t.Cleanup(func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.fd >= 0 {
+			_ = syscall.Close(p.fd)
+			p.fd = -1
+		}
+	})
 	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatalf("bind a refused address: %v", err)
+		t.Fatalf("bind a port to hold: %v", err)
 	}
 	sa, err := syscall.Getsockname(fd)
 	if err != nil {
-		t.Fatalf("refused address: %v", err)
+		t.Fatalf("held port: %v", err)
 	}
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*syscall.SockaddrInet4).Port))
+	p.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*syscall.SockaddrInet4).Port))
+	return p
+}
+
+// Addr returns the port's address (host:port).
+func (p *Port) Addr() string { return p.addr }
+
+// Listen returns a listener on the port, made of the socket that held it,
+// so that no other listener could take the port in between. The listener
+// is the caller's to close. It can be called once.
+func (p *Port) Listen() (net.Listener, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.fd < 0 {
+		return nil, fmt.Errorf("listen on %s: the held port was listened on already or released", p.addr)
+	}
+	if err := syscall.Listen(p.fd, syscall.SOMAXCONN); err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", p.addr, err)
+	}
+	f := os.NewFile(uintptr(p.fd), p.addr)
+	p.fd = -1
+	defer f.Close() // the listener holds a copy of the socket
+	ln, err := net.FileListener(f)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", p.addr, err)
+	}
+	return ln, nil
 }
 
 // FreePort returns a TCP port that was free on 127.0.0.1 a moment ago.

@@ -34,6 +34,11 @@ type Config struct {
 	// one of these usernames and its password (username → password)
 	// before any other request. Empty: no authentication.
 	Credentials map[string]string
+	// Listen, when set, is called in place of net.Listen by Start and
+	// Restart: a test hands in a listener on a port it held beforehand,
+	// so that no other listener can take the port between the moment a
+	// client is given the address and the one the server listens on.
+	Listen func(network, address string) (net.Listener, error)
 }
 
 // ErrClosed is returned by operations on a closed server.
@@ -110,7 +115,11 @@ func (s *Server) Start() error {
 	if s.addr != "" {
 		addr = s.addr
 	}
-	ln, err := net.Listen("tcp", addr)
+	listen := net.Listen
+	if s.cfg.Listen != nil {
+		listen = s.cfg.Listen
+	}
+	ln, err := listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}

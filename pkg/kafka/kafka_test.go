@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/acme/analytics/pkg/consultest"
 	"github.com/acme/analytics/pkg/kafka"
 	"github.com/acme/analytics/pkg/kafkatest"
 	"github.com/acme/analytics/pkg/retry"
@@ -59,12 +60,7 @@ func TestEnsureTopicsRefusedForGood(t *testing.T) {
 		t.Fatalf("Until(EnsureTopics with replication factor 3 on 1 broker) = %v after %d tries; want a permanent ErrInvalidReplicationFactor naming the factor, at once", err, tries)
 	}
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gone := ln.Addr().String()
-	ln.Close()
+	gone := consultest.RefusedAddr(t)
 	err = kafka.EnsureTopics(context.Background(), &kafka.Config{Brokers: gone}, kafka.Topic{Name: "hits", Partitions: 1, ReplicationFactor: 1})
 	if err == nil || retry.IsPermanent(err) {
 		t.Fatalf("EnsureTopics against a broker that is not there = %v; want an error to retry", err)
@@ -91,8 +87,11 @@ func TestEnsureTopicsReturnsWhenCtxEnds(t *testing.T) {
 // Connect, as a service starts during a Kafka outage: it retries a
 // constructor that fails until the broker is up and returns its client.
 func TestConnectWaitsForTheBroker(t *testing.T) {
-	port := freePort(t)
-	cfg := &kafka.Config{Brokers: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
+	// The broker's port is held from the start, refusing connections until
+	// the broker listens on it: a port freed for it could be taken by
+	// another listener in between.
+	port := consultest.Reserve(t)
+	cfg := &kafka.Config{Brokers: port.Addr()}
 	failed := make(chan struct{})
 	var once sync.Once
 	type result struct {
@@ -112,7 +111,7 @@ func TestConnectWaitsForTheBroker(t *testing.T) {
 		done <- result{p, err}
 	}()
 	<-failed
-	cl, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(port))
+	cl, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.ListenFn(func(string, string) (net.Listener, error) { return port.Listen() }))
 	if err != nil {
 		t.Fatalf("start broker: %v", err)
 	}
@@ -174,16 +173,19 @@ func silentBroker(t *testing.T) string {
 // group resumes exactly after the last committed offset.
 func TestConsumerResumesAfterBrokerRestart(t *testing.T) {
 	dir := t.TempDir()
-	port := freePort(t)
-	start := func() *kfake.Cluster {
+	start := func(port int) *kfake.Cluster {
 		c, err := kfake.NewCluster(kfake.Ports(port), kfake.DataDir(dir))
 		if err != nil {
 			t.Fatalf("start broker: %v", err)
 		}
 		return c
 	}
-	cl := start()
+	cl := start(0) // the kernel picks the port
 	cfg := &kafka.Config{Brokers: cl.ListenAddrs()[0], ClientID: "test"}
+	addr, err := net.ResolveTCPAddr("tcp", cfg.Brokers)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := kafka.EnsureTopics(context.Background(), cfg, kafka.Topic{Name: "events", Partitions: 1, ReplicationFactor: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +198,10 @@ func TestConsumerResumesAfterBrokerRestart(t *testing.T) {
 	}
 
 	cl.Close()
-	cl = start()
+	// Restarted on its port, as a broker keeps its address: the one race
+	// left, as in consultest's Agent.Restart, is another listener taking
+	// the port in the moment it is closed.
+	cl = start(addr.Port)
 	defer cl.Close()
 
 	produce(t, cfg, "events", 10, 12)
@@ -274,14 +279,4 @@ func seq(from, to int) []int {
 		s = append(s, i)
 	}
 	return s
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/acme/analytics/pkg/cassandra"
+	"github.com/acme/analytics/pkg/consultest"
 	"github.com/acme/analytics/pkg/cqlserver"
 	"github.com/acme/analytics/pkg/eventually"
 	"github.com/acme/analytics/pkg/logtest"
@@ -21,13 +22,11 @@ import (
 // starts on its address, Open makes the schema and returns a session on the
 // new keyspace.
 func TestOpenWaitsThenMigrates(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	cfg := &cassandra.Config{Hosts: addr, Keyspace: "late", Consistency: "ONE", Timeout: 5 * time.Second,
+	// Held from the start, refusing connections until the server listens
+	// on it: a port freed for the server could be taken by another
+	// listener in between.
+	port := consultest.Reserve(t)
+	cfg := &cassandra.Config{Hosts: port.Addr(), Keyspace: "late", Consistency: "ONE", Timeout: 5 * time.Second,
 		Replication: "{'class': 'SimpleStrategy', 'replication_factor': 1}", Migrate: true}
 	var logs logtest.Buffer
 	type result struct {
@@ -43,7 +42,7 @@ func TestOpenWaitsThenMigrates(t *testing.T) {
 		return strings.Contains(logs.String(), `msg="connect to cassandra failed; retrying"`)
 	})
 
-	srv, err := cqlserver.New(cqlserver.Config{Addr: addr})
+	srv, err := cqlserver.New(cqlserver.Config{Addr: port.Addr(), Listen: func(string, string) (net.Listener, error) { return port.Listen() }})
 	if err != nil {
 		t.Fatal(err)
 	}

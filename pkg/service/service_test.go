@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -25,52 +24,50 @@ import (
 // components (the metrics listener among them) running until it has.
 func TestRunRegistersServesAndDrains(t *testing.T) {
 	agent := consultest.Start(t)
-	metricsAddr := "127.0.0.1:" + strconv.Itoa(consultest.FreePorts(t, 1)[0])
 	cfg := Config{
 		Name:        "demo",
 		HTTP:        httpserver.Config{Addr: "127.0.0.1:0", ShutdownTimeout: 5 * time.Second},
 		Log:         logging.Config{Format: "text", Level: "error"},
 		Discovery:   discovery.Config{Addr: agent.Addr(), AdvertiseHost: "127.0.0.1", CheckInterval: 200 * time.Millisecond},
 		DrainDelay:  10 * time.Millisecond,
-		MetricsAddr: metricsAddr,
+		MetricsAddr: "127.0.0.1:0", // start gives it a port
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	svc := New(cfg, io.Discard)
 	// The slow request needs the component to answer it, as a request to
 	// collection needs its dead-letter queue: the component must outlive
 	// the drain.
 	work := make(chan chan string)
 	started := make(chan struct{})
 	release := make(chan struct{})
-	svc.Mux.HandleFunc("GET /slow", func(w http.ResponseWriter, r *http.Request) {
-		close(started)
-		<-release
-		reply := make(chan string, 1)
-		select {
-		case work <- reply:
-			io.WriteString(w, <-reply)
-		case <-time.After(5 * time.Second):
-			io.WriteString(w, "component gone")
-		}
-	})
 	componentStopped := make(chan struct{})
-	svc.Go(func(ctx context.Context) error {
-		defer close(componentStopped)
-		for {
-			select {
-			case reply := <-work:
-				reply <- "done"
-			case <-ctx.Done():
-				return nil
-			}
-		}
-	})
-
 	ctx, cancel := context.WithCancel(context.Background())
-	runErr := make(chan error, 1)
-	go func() { runErr <- svc.Run(ctx) }()
+	svc, runErr := start(t, ctx, cfg, func(svc *Service) {
+		svc.Mux.HandleFunc("GET /slow", func(w http.ResponseWriter, r *http.Request) {
+			close(started)
+			<-release
+			reply := make(chan string, 1)
+			select {
+			case work <- reply:
+				io.WriteString(w, <-reply)
+			case <-time.After(5 * time.Second):
+				io.WriteString(w, "component gone")
+			}
+		})
+		svc.Go(func(ctx context.Context) error {
+			defer close(componentStopped)
+			for {
+				select {
+				case reply := <-work:
+					reply <- "done"
+				case <-ctx.Done():
+					return nil
+				}
+			}
+		})
+	})
+	metricsAddr := svc.Config.MetricsAddr
 
 	var addr string
 	eventually.NoError(t, 15*time.Second, "the service healthy in Consul", func() error {
@@ -258,22 +255,18 @@ func (c *commandConfig) Validate() error {
 // TestMetricsOnTheirOwnAddress checks -metrics-addr: /metrics is served
 // there and no longer on the service's (public) address.
 func TestMetricsOnTheirOwnAddress(t *testing.T) {
-	ports := consultest.FreePorts(t, 2)
-	httpAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
-	metricsAddr := "127.0.0.1:" + strconv.Itoa(ports[1])
 	cfg := Config{
 		Name:        "demo",
-		HTTP:        httpserver.Config{Addr: httpAddr, ShutdownTimeout: time.Second},
+		HTTP:        httpserver.Config{Addr: "127.0.0.1:0", ShutdownTimeout: time.Second},
 		Log:         logging.Config{Format: "text", Level: "error"},
-		MetricsAddr: metricsAddr,
+		MetricsAddr: "127.0.0.1:0", // start gives both a port
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	svc := New(cfg, io.Discard)
 	ctx, cancel := context.WithCancel(context.Background())
-	runErr := make(chan error, 1)
-	go func() { runErr <- svc.Run(ctx) }()
+	svc, runErr := start(t, ctx, cfg, func(*Service) {})
+	httpAddr, metricsAddr := svc.Config.HTTP.Addr, svc.Config.MetricsAddr
 	defer func() {
 		cancel()
 		if err := <-runErr; err != nil {
@@ -355,16 +348,14 @@ func TestComponentsStopWithinShutdownTimeout(t *testing.T) {
 // Consul (the gateway with static upstreams, behind a load balancer) also
 // keeps serving, with readiness failing, for the drain delay.
 func TestDrainDelayWithoutConsul(t *testing.T) {
-	addr := "127.0.0.1:" + strconv.Itoa(consultest.FreePorts(t, 1)[0])
-	cfg := Config{Name: "demo", HTTP: httpserver.Config{Addr: addr, ShutdownTimeout: time.Second},
+	cfg := Config{Name: "demo", HTTP: httpserver.Config{Addr: "127.0.0.1:0", ShutdownTimeout: time.Second},
 		Log: logging.Config{Format: "text", Level: "error"}, DrainDelay: 2 * time.Second}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	svc := New(cfg, io.Discard)
 	ctx, cancel := context.WithCancel(context.Background())
-	runErr := make(chan error, 1)
-	go func() { runErr <- svc.Run(ctx) }()
+	svc, runErr := start(t, ctx, cfg, func(*Service) {})
+	addr := svc.Config.HTTP.Addr
 
 	get := func(path string) (int, error) {
 		resp, err := http.Get("http://" + addr + path)

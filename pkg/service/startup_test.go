@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,12 +22,12 @@ import (
 	"github.com/acme/analytics/pkg/logging"
 )
 
-// startupConfig is a service on a known free port, without Consul unless
-// consulAddr is set.
-func startupConfig(t *testing.T, consulAddr string, drainDelay time.Duration) (Config, string) {
+// startupConfig is a service's configuration, without Consul unless
+// consulAddr is set. Its HTTP address has port 0, for runAsync; start
+// gives it a port known beforehand.
+func startupConfig(t *testing.T, consulAddr string, drainDelay time.Duration) Config {
 	t.Helper()
-	addr := "127.0.0.1:" + strconv.Itoa(consultest.FreePort(t))
-	cfg := Config{Name: "demo", HTTP: httpserver.Config{Addr: addr, ShutdownTimeout: time.Second},
+	cfg := Config{Name: "demo", HTTP: httpserver.Config{Addr: "127.0.0.1:0", ShutdownTimeout: time.Second},
 		Log: logging.Config{Format: "text", Level: "error"}, DrainDelay: drainDelay}
 	if consulAddr != "" {
 		cfg.Discovery = discovery.Config{Addr: consulAddr, AdvertiseHost: "127.0.0.1", CheckInterval: 200 * time.Millisecond}
@@ -34,7 +35,64 @@ func startupConfig(t *testing.T, consulAddr string, drainDelay time.Duration) (C
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	return cfg, "http://" + addr
+	return cfg
+}
+
+// start runs, in the background until ctx is done, the service that New
+// makes of cfg and build completes (routes, setup functions, components,
+// closers), on an HTTP address whose port is known beforehand, and so
+// are the metrics' if cfg has a metrics address: ports free a moment ago,
+// as Run reports no address it bound. It returns once the service
+// answers /healthz or Run has returned, with the service (its Config
+// holds the addresses) and Run's result to come.
+//
+// Such a port can be taken by another listener before Run binds it (on a
+// busy machine); then Run fails at once with "address already in use",
+// and a new service is built and run on other ports
+// (consultest.StartRetrying): build must be able to run more than once.
+// A Service is not run twice, as Run registers its metrics.
+func start(t *testing.T, ctx context.Context, cfg Config, build func(svc *Service)) (*Service, <-chan error) {
+	t.Helper()
+	var svc *Service
+	done := make(chan error, 1)
+	consultest.StartRetrying(t, "service start-up", func() error {
+		ports := consultest.FreePorts(t, 2)
+		c := cfg
+		c.HTTP.Addr = "127.0.0.1:" + strconv.Itoa(ports[0])
+		if c.MetricsAddr != "" {
+			c.MetricsAddr = "127.0.0.1:" + strconv.Itoa(ports[1])
+		}
+		svc = New(c, io.Discard)
+		build(svc)
+		ran := make(chan error, 1)
+		go func() { ran <- svc.Run(ctx) }()
+		var runErr error
+		stopped := false
+		eventually.NoError(t, 10*time.Second, "the service listening on "+c.HTTP.Addr, func() error {
+			select {
+			case runErr = <-ran:
+				stopped = true
+				return nil
+			default:
+			}
+			resp, err := http.Get("http://" + c.HTTP.Addr + "/healthz")
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			return nil
+		})
+		switch {
+		case !stopped:
+			go func() { done <- <-ran }()
+		case errors.Is(runErr, syscall.EADDRINUSE):
+			return fmt.Errorf("Run: %w", runErr)
+		default:
+			done <- runErr
+		}
+		return nil
+	})
+	return svc, done
 }
 
 type answer struct {
@@ -75,6 +133,9 @@ func failing(t *testing.T, base string) []string {
 	return body.Failing
 }
 
+// runAsync runs svc in the background until ctx is done, for a test that
+// need not know its address beforehand: on port 0 no other listener can
+// take it.
 func runAsync(svc *Service, ctx context.Context) <-chan error {
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
@@ -97,23 +158,23 @@ func wantReturn(t *testing.T, done <-chan error, within time.Duration) error {
 // starting; once it returns, the routes it added serve, its component runs
 // and the instance is ready.
 func TestRunServesProbesWhileStarting(t *testing.T) {
-	cfg, base := startupConfig(t, "", 0)
-	svc := New(cfg, io.Discard)
-	svc.Mux.HandleFunc("GET /early", func(w http.ResponseWriter, r *http.Request) {})
 	dependency := make(chan struct{})
 	var componentRan atomic.Bool
-	svc.Setup(func(ctx context.Context) error {
-		select {
-		case <-dependency:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		svc.Mux.HandleFunc("GET /late", func(w http.ResponseWriter, r *http.Request) {})
-		svc.Go(func(ctx context.Context) error { componentRan.Store(true); <-ctx.Done(); return nil })
-		return nil
-	})
 	ctx, cancel := context.WithCancel(context.Background())
-	done := runAsync(svc, ctx)
+	svc, done := start(t, ctx, startupConfig(t, "", 0), func(svc *Service) {
+		svc.Mux.HandleFunc("GET /early", func(w http.ResponseWriter, r *http.Request) {})
+		svc.Setup(func(ctx context.Context) error {
+			select {
+			case <-dependency:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			svc.Mux.HandleFunc("GET /late", func(w http.ResponseWriter, r *http.Request) {})
+			svc.Go(func(ctx context.Context) error { componentRan.Store(true); <-ctx.Done(); return nil })
+			return nil
+		})
+	})
+	base := "http://" + svc.Config.HTTP.Addr
 
 	if a := get(t, base+"/healthz"); a.code != http.StatusOK {
 		t.Fatalf("/healthz while starting: %d, want 200", a.code)
@@ -151,21 +212,21 @@ func TestRunServesProbesWhileStarting(t *testing.T) {
 // nil at once (no drain delay: nothing was routed to an instance never
 // ready), runs the closers and never starts the components.
 func TestRunStopsDuringStartup(t *testing.T) {
-	cfg, base := startupConfig(t, "", time.Minute)
-	svc := New(cfg, io.Discard)
 	var closed []string
-	svc.OnClose(func() { closed = append(closed, "before Run") })
 	waiting := make(chan struct{})
-	svc.Setup(func(ctx context.Context) error {
-		svc.OnClose(func() { closed = append(closed, "from setup") })
-		close(waiting)
-		<-ctx.Done()
-		return fmt.Errorf("connect to cassandra: %w", ctx.Err())
-	})
-	svc.Setup(func(context.Context) error { t.Error("a second setup function ran after the first failed"); return nil })
-	svc.Go(func(context.Context) error { t.Error("a component ran though start-up never finished"); return nil })
 	ctx, cancel := context.WithCancel(context.Background())
-	done := runAsync(svc, ctx)
+	svc, done := start(t, ctx, startupConfig(t, "", time.Minute), func(svc *Service) {
+		svc.OnClose(func() { closed = append(closed, "before Run") })
+		svc.Setup(func(ctx context.Context) error {
+			svc.OnClose(func() { closed = append(closed, "from setup") })
+			close(waiting)
+			<-ctx.Done()
+			return fmt.Errorf("connect to cassandra: %w", ctx.Err())
+		})
+		svc.Setup(func(context.Context) error { t.Error("a second setup function ran after the first failed"); return nil })
+		svc.Go(func(context.Context) error { t.Error("a component ran though start-up never finished"); return nil })
+	})
+	base := "http://" + svc.Config.HTTP.Addr
 	<-waiting
 	if a := get(t, base+"/healthz"); a.code != http.StatusOK {
 		t.Fatalf("/healthz while starting: %d", a.code)
@@ -181,8 +242,7 @@ func TestRunStopsDuringStartup(t *testing.T) {
 
 // TestRunSetupFails: a setup error stops the service and is Run's error.
 func TestRunSetupFails(t *testing.T) {
-	cfg, _ := startupConfig(t, "", time.Minute)
-	svc := New(cfg, io.Discard)
+	svc := New(startupConfig(t, "", time.Minute), io.Discard)
 	refused := errors.New("password incorrect")
 	svc.Setup(func(context.Context) error { return refused })
 	closed := false
@@ -202,12 +262,12 @@ func TestRunSetupFails(t *testing.T) {
 func TestRunWaitsForConsul(t *testing.T) {
 	agent := consultest.Start(t)
 	agent.Stop()
-	cfg, base := startupConfig(t, agent.Addr(), 10*time.Millisecond)
-	svc := New(cfg, io.Discard)
-	svc.Mux.HandleFunc("GET /hello", func(w http.ResponseWriter, r *http.Request) {})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	done := runAsync(svc, ctx)
+	svc, done := start(t, ctx, startupConfig(t, agent.Addr(), 10*time.Millisecond), func(svc *Service) {
+		svc.Mux.HandleFunc("GET /hello", func(w http.ResponseWriter, r *http.Request) {})
+	})
+	base := "http://" + svc.Config.HTTP.Addr
 
 	eventually.True(t, 15*time.Second, "start-up done", func() bool { return get(t, base+"/hello").code == http.StatusOK })
 	if got := failing(t, base); !slices.Equal(got, []string{"consul"}) {
@@ -240,10 +300,9 @@ func TestRunWaitsForConsul(t *testing.T) {
 func TestRunStopsWhileWaitingForConsul(t *testing.T) {
 	agent := consultest.Start(t)
 	agent.Stop()
-	cfg, base := startupConfig(t, agent.Addr(), time.Minute)
-	svc := New(cfg, io.Discard)
 	ctx, cancel := context.WithCancel(context.Background())
-	done := runAsync(svc, ctx)
+	svc, done := start(t, ctx, startupConfig(t, agent.Addr(), time.Minute), func(*Service) {})
+	base := "http://" + svc.Config.HTTP.Addr
 	eventually.True(t, 15*time.Second, "waiting for consul", func() bool { return slices.Equal(failing(t, base), []string{"consul"}) })
 	cancel()
 	if err := wantReturn(t, done, 5*time.Second); err != nil {
@@ -256,7 +315,7 @@ func TestRunStopsWhileWaitingForConsul(t *testing.T) {
 // is not waited for: Run stops with the agent's answer and a hint.
 func TestRunEndsWhenConsulRefuses(t *testing.T) {
 	agent := consultest.Start(t)
-	cfg, _ := startupConfig(t, agent.Addr(), time.Minute)
+	cfg := startupConfig(t, agent.Addr(), time.Minute)
 	cfg.Discovery.CheckInterval = 0 // past Validate: the agent answers 400
 	svc := New(cfg, io.Discard)
 	err := wantReturn(t, runAsync(svc, context.Background()), 10*time.Second)

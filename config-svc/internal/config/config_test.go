@@ -9,11 +9,13 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/acme/analytics/pkg/authtoken"
+	"github.com/acme/analytics/pkg/consultest"
 	"github.com/acme/analytics/pkg/cqltest"
 	"github.com/acme/analytics/pkg/eventually"
 	"github.com/acme/analytics/pkg/flagenv"
@@ -86,41 +88,49 @@ func TestValidate(t *testing.T) {
 // JWKS, an internal call, readiness, and a clean stop.
 func TestRunServes(t *testing.T) {
 	hosts := cqltest.Hosts(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	keys := filepath.Join(t.TempDir(), "keys")
-	mailDir := filepath.Join(t.TempDir(), "mail") // made at start
-	cfg, err := parse(t, "-mail-dir="+mailDir, "-mail-from=Acme <no-reply@acme.example>",
-		"-http-addr="+addr, "-consul-addr=", "-log-level=error",
-		"-cassandra-hosts="+strings.Join(hosts, ","), "-cassandra-keyspace="+fmt.Sprintf("run_%d", time.Now().UnixNano()%1e9),
-		"-cassandra-consistency=ONE", "-cassandra-migrate",
-		"-identity-secret=0123456789abcdef", "-signing-keys-dir="+keys, "-dev-generate-key", "-bcrypt-cost=10", "-drain-delay=0s")
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- Run(ctx, cfg, io.Discard) }()
-	base := "http://" + addr
-	eventually.NoError(t, 30*time.Second, "config ready", func() error {
-		resp, err := http.Get(base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
+	defer cancel()
+	var (
+		keys, mailDir, base string
+		done                chan error
+	)
+	// The port is free when chosen but bound only as Run starts: on a busy
+	// machine another listener can take it in between, and StartRetrying
+	// starts again, on another port, with directories of its own.
+	consultest.StartRetrying(t, "config start-up", func() error {
+		keys = filepath.Join(t.TempDir(), "keys")
+		mailDir = filepath.Join(t.TempDir(), "mail") // made at start
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(consultest.FreePort(t)))
+		cfg, err := parse(t, "-mail-dir="+mailDir, "-mail-from=Acme <no-reply@acme.example>",
+			"-http-addr="+addr, "-consul-addr=", "-log-level=error",
+			"-cassandra-hosts="+strings.Join(hosts, ","), "-cassandra-keyspace="+fmt.Sprintf("run_%d", time.Now().UnixNano()%1e9),
+			"-cassandra-consistency=ONE", "-cassandra-migrate",
+			"-identity-secret=0123456789abcdef", "-signing-keys-dir="+keys, "-dev-generate-key", "-bcrypt-cost=10", "-drain-delay=0s")
+		if err != nil {
+			t.Fatal(err)
+		}
+		done = make(chan error, 1)
+		go func() { done <- Run(ctx, cfg, io.Discard) }()
+		base = "http://" + addr
+		var ended error
+		eventually.NoError(t, 30*time.Second, "config ready", func() error {
+			resp, err := http.Get(base + "/readyz")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return nil
+				}
+				err = fmt.Errorf("/readyz answered %d", resp.StatusCode)
 			}
-			err = fmt.Errorf("/readyz answered %d", resp.StatusCode)
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("Run ended early: %v", err)
-		default:
-		}
-		return err
+			select {
+			case err := <-done:
+				ended = fmt.Errorf("Run ended early: %w", err)
+				return nil
+			default:
+			}
+			return err
+		})
+		return ended
 	})
 	if files, _ := filepath.Glob(filepath.Join(keys, "*.pem")); len(files) != 1 {
 		t.Fatalf("-dev-generate-key made %d keys", len(files))

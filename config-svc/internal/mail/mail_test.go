@@ -15,6 +15,7 @@ import (
 
 	"github.com/acme/analytics/config-svc/internal/mail"
 	"github.com/acme/analytics/config-svc/internal/mail/mailtest"
+	"github.com/acme/analytics/pkg/consultest"
 )
 
 func message(t *testing.T) mail.Message {
@@ -103,13 +104,7 @@ func TestSMTPFailures(t *testing.T) {
 			defer c.Close()
 		}
 	}()
-	// Made after silent, which holds its port, so that it cannot get it.
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closedAddr := closed.Addr().String()
-	closed.Close()
+	closedAddr := consultest.RefusedAddr(t)
 	tests := []struct {
 		name      string
 		smtp      mail.SMTP

@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -15,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -184,19 +182,19 @@ func startGatewayLogging(t testing.TB, w io.Writer, args ...string) *testGateway
 	t.Helper()
 	// The gateway's ports are free when chosen but bound only as it
 	// starts: on a busy machine another listener can take one in between
-	// (address already in use). Such a start is tried again on other
-	// ports; the third, or any other failure, fails the test.
-	for attempt := 1; ; attempt++ {
-		if g := tryStartGateway(t, w, attempt < 3, args); g != nil {
-			return g
-		}
-	}
+	// (address already in use), and StartRetrying tries other ports.
+	var g *testGateway
+	consultest.StartRetrying(t, "gateway start-up", func() (err error) {
+		g, err = tryStartGateway(t, w, args)
+		return err
+	})
+	return g
 }
 
-// tryStartGateway is one attempt of startGatewayLogging. It returns nil
-// when retry is set and the gateway stopped because a port it was given
-// was taken.
-func tryStartGateway(t testing.TB, w io.Writer, retry bool, args []string) *testGateway {
+// tryStartGateway is one attempt of startGatewayLogging, on ports of its
+// own. It returns an error wrapping Run's when the gateway stopped during
+// start-up.
+func tryStartGateway(t testing.TB, w io.Writer, args []string) (*testGateway, error) {
 	t.Helper()
 	var cfg gateway.Config
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
@@ -231,7 +229,7 @@ func tryStartGateway(t testing.TB, w io.Writer, retry bool, args []string) *test
 		})
 	}
 	t.Cleanup(g.stop)
-	portTaken := false
+	var startErr error
 	eventually.NoError(t, 20*time.Second, "gateway ready", func() error {
 		select {
 		case <-stopped:
@@ -240,11 +238,8 @@ func tryStartGateway(t testing.TB, w io.Writer, retry bool, args []string) *test
 			// channel: stop waited for a second result, and a gateway
 			// that failed to start hung the test until its time-out.
 			once.Do(cancel)
-			if retry && errors.Is(runErr, syscall.EADDRINUSE) {
-				portTaken = true
-				return nil
-			}
-			t.Fatalf("gateway stopped during start-up: %v\n%s", runErr, logs)
+			startErr = fmt.Errorf("gateway stopped during start-up: %w\n%s", runErr, logs)
+			return nil
 		default:
 		}
 		resp, err := http.Get(g.url + "/readyz")
@@ -257,11 +252,10 @@ func tryStartGateway(t testing.TB, w io.Writer, retry bool, args []string) *test
 		}
 		return nil
 	})
-	if portTaken {
-		t.Logf("gateway start-up: %v; trying other ports", runErr)
-		return nil
+	if startErr != nil {
+		return nil, startErr
 	}
-	return g
+	return g, nil
 }
 
 // response is a completed request through the gateway.
