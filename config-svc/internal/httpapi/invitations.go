@@ -214,8 +214,7 @@ func (s *Server) acceptInvitation(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSON(w, r, &req) {
 		return
 	}
-	if !strings.HasPrefix(req.Token, auth.InvitationTokenPrefix) {
-		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "token", "token: is required and must be the invitation token of the e-mail ("+auth.InvitationTokenPrefix+"...)")
+	if !mailedTokenField(w, req.Token, auth.InvitationTokenPrefix, "invitation") {
 		return
 	}
 	ctx := r.Context()

@@ -144,6 +144,18 @@ func (s *Server) queueTokenMail(r *http.Request, u store.User, kind, prefix, sub
 	return nil
 }
 
+// mailedTokenField reports whether token has the prefix of the links of
+// its kind ("reset", "verification", "invitation"), having answered 400
+// invalid_field token if not: a field left out or another link's token.
+func mailedTokenField(w http.ResponseWriter, token, prefix, kind string) bool {
+	if strings.HasPrefix(token, prefix) {
+		return true
+	}
+	httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "token",
+		"token: is required and must be the "+kind+" token of the e-mail ("+prefix+"...)")
+	return false
+}
+
 func (s *Server) resetMailBody(email, token string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Someone, hopefully you, asked to reset the password of the Acme Analytics account %s.\n\n", email)
@@ -167,8 +179,7 @@ func (s *Server) confirmPasswordReset(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSON(w, r, &req) {
 		return
 	}
-	if !strings.HasPrefix(req.Token, auth.PasswordResetTokenPrefix) {
-		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "token", "token: is required and must be the reset token of the e-mail ("+auth.PasswordResetTokenPrefix+"...)")
+	if !mailedTokenField(w, req.Token, auth.PasswordResetTokenPrefix, "reset") {
 		return
 	}
 	ctx := r.Context()

@@ -150,9 +150,7 @@ func (s *Server) confirmEmailVerification(w http.ResponseWriter, r *http.Request
 	if !decodeJSON(w, r, &req) {
 		return
 	}
-	if !strings.HasPrefix(req.Token, auth.EmailVerificationTokenPrefix) {
-		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "token",
-			"token: is required and must be the verification token of the e-mail ("+auth.EmailVerificationTokenPrefix+"...)")
+	if !mailedTokenField(w, req.Token, auth.EmailVerificationTokenPrefix, "verification") {
 		return
 	}
 	ctx := r.Context()
