@@ -362,3 +362,37 @@ func sortedKeys(m map[string]bool) []string {
 func filepathGlob(dir string) ([]string, error) { return filepath.Glob(filepath.Join(dir, "*.pem")) }
 
 func chtimes(path string, t time.Time) error { return os.Chtimes(path, t, t) }
+
+// usedOnce sends use(0) ... use(n-1) at once, the uses of one one-use link,
+// and fails the test unless exactly one answers success and every other
+// 400; it returns the winning answer and the refused ones.
+func usedOnce(t *testing.T, n, success int, use func(i int) response) (won response, refused []response) {
+	t.Helper()
+	answers := make(chan response, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			answers <- use(i)
+		}()
+	}
+	wg.Wait()
+	close(answers)
+	for r := range answers {
+		switch {
+		case r.code == success && won.code == 0:
+			won = r
+		case r.code == success:
+			t.Fatalf("%d uses of one link at once: two succeeded", n)
+		case r.code == http.StatusBadRequest:
+			refused = append(refused, r)
+		default:
+			t.Fatalf("a concurrent use answered %d %s", r.code, r.body)
+		}
+	}
+	if won.code == 0 {
+		t.Fatalf("%d uses of one link at once: none succeeded", n)
+	}
+	return won, refused
+}

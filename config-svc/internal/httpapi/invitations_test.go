@@ -90,33 +90,11 @@ func TestInvitationAccepted(t *testing.T) {
 	if r := e.accept(token, "short"); r.code != http.StatusBadRequest || r.apiError().Field != "password" {
 		t.Fatalf("a short password: %d %s, want 400 invalid_field password", r.code, r.body)
 	}
-	codes := make(chan response, 4)
-	var wg sync.WaitGroup
-	for i := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			codes <- e.do(anonymous, "POST", "/v1/invitations/accept", map[string]string{"token": token, "password": fmt.Sprintf("invited password %d", i)})
-		}()
-	}
-	wg.Wait()
-	close(codes)
-	var won response
-	for r := range codes {
-		switch r.code {
-		case http.StatusCreated:
-			if won.code != 0 {
-				t.Fatalf("two acceptances of one invitation succeeded")
-			}
-			won = r
-		case http.StatusBadRequest:
-			wantInvalidInvitationToken(t, r)
-		default:
-			t.Fatalf("a concurrent acceptance answered %d %s", r.code, r.body)
-		}
-	}
-	if won.code == 0 {
-		t.Fatal("no acceptance succeeded")
+	won, refused := usedOnce(t, 4, http.StatusCreated, func(i int) response {
+		return e.do(anonymous, "POST", "/v1/invitations/accept", map[string]string{"token": token, "password": fmt.Sprintf("invited password %d", i)})
+	})
+	for _, r := range refused {
+		wantInvalidInvitationToken(t, r)
 	}
 	var tokens TokenResponse
 	won.decode(t, &tokens)
