@@ -22,6 +22,27 @@ const propID = "3f1c9a52-3333-4e4e-9a9a-000000000003"
 
 // connect opens a keyspace of its own for the test, and the test property
 // with the default rules.
+// processLive processes n pageviews of "/" on propID live, as the consumer
+// does, and flushes them: the i-th from the client and at the time hitAt(i) gives.
+func processLive(t *testing.T, s *gocql.Session, props engine.Properties, n int, hitAt func(i int) (client string, at time.Time)) {
+	t.Helper()
+	msgs := make([]engine.Message, n)
+	for i := range n {
+		client, at := hitAt(i)
+		h := &hit.Hit{PropertyID: propID, ClientID: client, Type: hit.TypePageview, Time: at, ReceivedAt: at, Path: "/"}
+		h.ID = h.DeriveID(fmt.Sprint(i))
+		b, _ := hit.Marshal(h)
+		msgs[i] = engine.Message{Offset: int64(i), Value: b}
+	}
+	part := engine.New(engine.Config{Topic: "hits", Session: s, Properties: props})
+	if err := part.Apply(context.Background(), msgs); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := part.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func connect(t *testing.T) (*gocql.Session, engine.Properties) {
 	t.Helper()
 	s, err := cassandra.Connect(migratetest.Keyspace(t))
@@ -42,21 +63,9 @@ func TestJobRunsAndResumes(t *testing.T) {
 
 	// Some traffic on 2026-03-02 and 2026-03-03, processed live.
 	day := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
-	var msgs []engine.Message
-	for i := 0; i < 40; i++ {
-		at := day.Add(time.Duration(i) * 47 * time.Minute)
-		h := &hit.Hit{PropertyID: propID, ClientID: fmt.Sprint("c", i%7), Type: hit.TypePageview, Time: at, ReceivedAt: at, Path: "/"}
-		h.ID = h.DeriveID(fmt.Sprint(i))
-		b, _ := hit.Marshal(h)
-		msgs = append(msgs, engine.Message{Offset: int64(i), Value: b})
-	}
-	part := engine.New(engine.Config{Topic: "hits", Session: s, Properties: props})
-	if err := part.Apply(ctx, msgs); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := part.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	processLive(t, s, props, 40, func(i int) (string, time.Time) {
+		return fmt.Sprint("c", i%7), day.Add(time.Duration(i) * 47 * time.Minute)
+	})
 	var before int
 	if err := s.Query("SELECT COUNT(*) FROM sessions WHERE property_id = ? AND day = ? AND shard = 0", propID, time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)).Scan(&before); err != nil {
 		t.Fatal(err)
@@ -320,21 +329,9 @@ func TestResumedJobRefusesDaysPastRetention(t *testing.T) {
 	ctx := context.Background()
 	s, props := connect(t)
 	day := time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
-	var msgs []engine.Message
-	for i := 0; i < 24; i++ {
-		at := day.Add(time.Duration(i)*time.Hour + 30*time.Minute)
-		h := &hit.Hit{PropertyID: propID, ClientID: fmt.Sprint("c", i), Type: hit.TypePageview, Time: at, ReceivedAt: at, Path: "/"}
-		h.ID = h.DeriveID(fmt.Sprint(i))
-		b, _ := hit.Marshal(h)
-		msgs = append(msgs, engine.Message{Offset: int64(i), Value: b})
-	}
-	part := engine.New(engine.Config{Topic: "hits", Session: s, Properties: props})
-	if err := part.Apply(ctx, msgs); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := part.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	processLive(t, s, props, 24, func(i int) (string, time.Time) {
+		return fmt.Sprint("c", i), day.Add(time.Duration(i)*time.Hour + 30*time.Minute)
+	})
 	sessions := func() (n int64) {
 		if err := s.Query("SELECT sessions FROM rollup_daily WHERE property_id = ? AND day = ? AND report = 'total' AND dimension = '' AND shard = 0", propID, day).Scan(&n); err != nil {
 			t.Fatal(err)
