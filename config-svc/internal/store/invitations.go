@@ -83,14 +83,7 @@ func (st *Store) InvitationByToken(ctx context.Context, hash string) (Invitation
 // (DELETE ... IF EXISTS: of concurrent calls exactly one succeeds), or
 // revoked.
 func (st *Store) ConsumeInvitationToken(ctx context.Context, hash string) error {
-	applied, err := st.s.Query(`DELETE FROM invitation_tokens WHERE token_hash = ? IF EXISTS`, hash).WithContext(ctx).MapScanCAS(map[string]any{})
-	if err != nil {
-		return fmt.Errorf("consume invitation: %w", err)
-	}
-	if !applied {
-		return fmt.Errorf("invitation already used or revoked: %w", ErrNotFound)
-	}
-	return nil
+	return st.consumeToken(ctx, "invitation_tokens", hash, "invitation", "already used or revoked")
 }
 
 // DeleteInvitation removes an invitation: its token first (so that once

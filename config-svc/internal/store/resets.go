@@ -38,12 +38,20 @@ func (st *Store) PasswordReset(ctx context.Context, hash string) (PasswordReset,
 // it first (DELETE ... IF EXISTS: of concurrent calls exactly one
 // succeeds).
 func (st *Store) ConsumePasswordReset(ctx context.Context, hash string) error {
-	applied, err := st.s.Query(`DELETE FROM password_reset_tokens WHERE token_hash = ? IF EXISTS`, hash).WithContext(ctx).MapScanCAS(map[string]any{})
+	return st.consumeToken(ctx, "password_reset_tokens", hash, "password reset", "already used")
+}
+
+// consumeToken deletes the row of a one-use token's hash from table, for
+// its one use (DELETE ... IF EXISTS: of concurrent calls exactly one
+// succeeds); it returns ErrNotFound, said as what is gone, when the row
+// was gone already.
+func (st *Store) consumeToken(ctx context.Context, table, hash, what, gone string) error {
+	applied, err := st.s.Query(`DELETE FROM `+table+` WHERE token_hash = ? IF EXISTS`, hash).WithContext(ctx).MapScanCAS(map[string]any{})
 	if err != nil {
-		return fmt.Errorf("consume password reset: %w", err)
+		return fmt.Errorf("consume %s: %w", what, err)
 	}
 	if !applied {
-		return fmt.Errorf("password reset already used: %w", ErrNotFound)
+		return fmt.Errorf("%s %s: %w", what, gone, ErrNotFound)
 	}
 	return nil
 }

@@ -48,14 +48,7 @@ func (st *Store) EmailVerification(ctx context.Context, hash string) (EmailVerif
 // consumed it first (DELETE ... IF EXISTS: of concurrent calls exactly one
 // succeeds).
 func (st *Store) ConsumeEmailVerification(ctx context.Context, hash string) error {
-	applied, err := st.s.Query(`DELETE FROM email_verification_tokens WHERE token_hash = ? IF EXISTS`, hash).WithContext(ctx).MapScanCAS(map[string]any{})
-	if err != nil {
-		return fmt.Errorf("consume email verification: %w", err)
-	}
-	if !applied {
-		return fmt.Errorf("email verification already used: %w", ErrNotFound)
-	}
-	return nil
+	return st.consumeToken(ctx, "email_verification_tokens", hash, "email verification", "already used")
 }
 
 // SetEmailVerified records that a user's address email was verified at
