@@ -62,16 +62,26 @@ func (s *Server) getTenant(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, "read the tenant", err)
 		return
 	}
-	u, err := s.o.Store.User(r.Context(), tid, uid)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			httpserver.WriteError(w, http.StatusNotFound, "not_found", "your user no longer exists")
-			return
-		}
-		s.internalError(w, r, "read the user", err)
+	u, ok := s.callerUser(w, r, tid, uid)
+	if !ok {
 		return
 	}
 	httpserver.WriteJSON(w, http.StatusOK, map[string]any{"tenant": tenantJSON(t), "user": userJSON(u)})
+}
+
+// callerUser reads the caller's own user, having answered 404 (deleted
+// since its token was issued) or 500 when it reports false.
+func (s *Server) callerUser(w http.ResponseWriter, r *http.Request, tid, uid gocql.UUID) (store.User, bool) {
+	u, err := s.o.Store.User(r.Context(), tid, uid)
+	if errors.Is(err, store.ErrNotFound) {
+		httpserver.WriteError(w, http.StatusNotFound, "not_found", "your user no longer exists")
+		return store.User{}, false
+	}
+	if err != nil {
+		s.internalError(w, r, "read the user", err)
+		return store.User{}, false
+	}
+	return u, true
 }
 
 type tenantPatch struct {

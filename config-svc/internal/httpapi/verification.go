@@ -72,13 +72,8 @@ func (s *Server) resendEmailVerification(w http.ResponseWriter, r *http.Request)
 		writeMailNotConfigured(w, "e-mail verification is not available")
 		return
 	}
-	u, err := s.o.Store.User(r.Context(), tid, uid)
-	if errors.Is(err, store.ErrNotFound) {
-		httpserver.WriteError(w, http.StatusNotFound, "not_found", "your user no longer exists")
-		return
-	}
-	if err != nil {
-		s.internalError(w, r, "read the user", err)
+	u, ok := s.callerUser(w, r, tid, uid)
+	if !ok {
 		return
 	}
 	if u.EmailVerified() {
@@ -90,7 +85,7 @@ func (s *Server) resendEmailVerification(w http.ResponseWriter, r *http.Request)
 		writeTooManyAttempts(w, wait, "a verification link was sent to your e-mail address a short while ago (look in the inbox and the spam folder); ask again in %d s")
 		return
 	}
-	err = s.queueVerificationLink(r, u)
+	err := s.queueVerificationLink(r, u)
 	switch {
 	case errors.Is(err, errMailQueueFull):
 		s.metrics.verificationMails.WithLabelValues("failed").Inc()
@@ -163,13 +158,8 @@ func (s *Server) confirmEmailVerification(w http.ResponseWriter, r *http.Request
 		writeInvalidVerificationToken(w)
 		return
 	}
-	u, err := s.o.Store.User(ctx, tid, uid)
-	if errors.Is(err, store.ErrNotFound) {
-		httpserver.WriteError(w, http.StatusNotFound, "not_found", "your user no longer exists")
-		return
-	}
-	if err != nil {
-		s.internalError(w, r, "read the user", err)
+	u, ok := s.callerUser(w, r, tid, uid)
+	if !ok {
 		return
 	}
 	if u.Email != t.Email {
