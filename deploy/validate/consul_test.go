@@ -98,8 +98,28 @@ func TestConsulTokens(t *testing.T) {
 
 // startConsulWithACLs starts a dev agent on free loopback ports with ACLs
 // on and default deny, management token root, and returns its HTTP address
-// once it has a leader.
+// once it has a leader. Its ports are chosen free a moment before it binds
+// them, so another process can take one in between: a start that fails
+// with "address already in use" is tried again on new ports (three starts
+// at most), as pkg/consultest's StartRetrying does for the other tests
+// (this module does not depend on pkg).
 func startConsulWithACLs(t *testing.T, bin, root string) string {
+	t.Helper()
+	for try := 1; ; try++ {
+		addr, out, err := startConsulOnce(t, bin, root)
+		if err == nil {
+			return addr
+		}
+		if try == 3 || !strings.Contains(out, "address already in use") {
+			t.Fatalf("%v:\n%s", err, out)
+		}
+		t.Logf("consul start %d: a port was taken meanwhile; again on other ports", try)
+	}
+}
+
+// startConsulOnce is one start of startConsulWithACLs: the agent's HTTP
+// address, or its output and why it did not come up (it is stopped then).
+func startConsulOnce(t *testing.T, bin, root string) (addr, output string, err error) {
 	t.Helper()
 	var ports [4]int
 	var held []net.Listener // all held until all are found, so none repeats
@@ -116,7 +136,7 @@ func startConsulWithACLs(t *testing.T, bin, root string) string {
 	}
 	hcl := fmt.Sprintf(`ports { http = %d, dns = -1, grpc = -1, grpc_tls = -1, server = %d, serf_lan = %d, serf_wan = %d }
 acl { enabled = true, default_policy = "deny", tokens { initial_management = %q } }`, ports[0], ports[1], ports[2], ports[3], root)
-	var out strings.Builder
+	var out strings.Builder // read only once the agent has exited
 	cmd := exec.Command(bin, "agent", "-dev", "-bind=127.0.0.1", "-client=127.0.0.1", "-log-level=warn", "-hcl", hcl)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -124,7 +144,7 @@ acl { enabled = true, default_policy = "deny", tokens { initial_management = %q 
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
+	stop := func() {
 		_ = cmd.Process.Signal(os.Interrupt)
 		select {
 		case <-exited:
@@ -132,12 +152,12 @@ acl { enabled = true, default_policy = "deny", tokens { initial_management = %q 
 			_ = cmd.Process.Kill()
 			<-exited
 		}
-	})
-	addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	}
+	addr = fmt.Sprintf("127.0.0.1:%d", ports[0])
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		select {
 		case <-exited:
-			t.Fatalf("consul exited during start-up:\n%s", out.String())
+			return "", out.String(), fmt.Errorf("consul exited during start-up")
 		default:
 		}
 		req, _ := http.NewRequest("GET", "http://"+addr+"/v1/status/leader", nil)
@@ -147,10 +167,11 @@ acl { enabled = true, default_policy = "deny", tokens { initial_management = %q 
 			n, _ := resp.Body.Read(b)
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK && strings.Trim(string(b[:n]), "\" \n") != "" {
-				return addr
+				t.Cleanup(stop)
+				return addr, "", nil
 			}
 		}
 	}
-	t.Fatalf("consul did not elect a leader within 30s:\n%s", out.String())
-	return ""
+	stop()
+	return "", out.String(), fmt.Errorf("consul did not elect a leader within 30s")
 }
