@@ -218,8 +218,12 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 		}
 	}
 
-	// When it happened.
+	// When it happened. sent is the time as the sender gave it, which
+	// the hit's ID is derived from: a time a minute at most in the future
+	// (a server's clock running ahead) is dated at the receipt, and a
+	// retry of the event, received later, must keep its ID.
 	h.Time = c.received
+	sent := h.Time
 	switch {
 	case f.TimestampMicros != "":
 		us, ok := wholeNumber(f.TimestampMicros)
@@ -227,6 +231,7 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 			return malformed("timestamp_micros", "must be a Unix time in whole microseconds")
 		}
 		at := time.UnixMicro(us)
+		sent = at
 		switch {
 		case c.received.Sub(at) > MaxQueueTime:
 			return nil, parse.Errorf(parse.ReasonTooOld, "timestamp_micros", "the event is %s old; hits are accepted up to %s after they happened", c.received.Sub(at).Round(time.Second), MaxQueueTime)
@@ -247,6 +252,7 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 			return nil, parse.Errorf(parse.ReasonTooOld, "qt", "the hit is %s ms old; hits are accepted up to %s after they happened", f.QueueTime, MaxQueueTime)
 		}
 		h.Time = c.received.Add(-time.Duration(qt) * time.Millisecond)
+		sent = h.Time
 	}
 
 	// The page: dh and dp override what dl says.
@@ -384,7 +390,10 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 
 	h.IPExcludedBy, h.RuleVersion, h.IP = c.addr.excludedBy, c.addr.ruleVersion, c.addr.ip
 
+	dated := h.Time
+	h.Time = sent
 	h.ID = h.DeriveID(f.EventID)
+	h.Time = dated
 	return h, nil
 }
 
