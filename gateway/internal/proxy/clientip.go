@@ -3,40 +3,38 @@ package proxy
 import (
 	"net/http"
 	"net/netip"
-	"strings"
 
 	"github.com/acme/analytics/pkg/clientaddr"
 	"github.com/acme/analytics/pkg/rules"
 )
 
-// forwarded works out the client's address and the X-Forwarded-For and
-// X-Forwarded-Proto to send upstream. From a trusted proxy, the incoming
-// X-Forwarded-For is kept and the peer appended, and the client is the
-// rightmost address that is not a trusted proxy (clientaddr.Client, as
-// collection reads it); from anyone else, the incoming header is a claim
-// we cannot check, so it is replaced by the peer.
-func (h *Handler) forwarded(r *http.Request) (client, xff, proto string) {
+// forwarded works out the client's address and the X-Forwarded-Proto to
+// send upstream. From a trusted proxy, the client is
+// the rightmost address of the incoming X-Forwarded-For that is not a
+// trusted proxy (clientaddr.Client, as collection reads it); from anyone
+// else, the incoming header is a claim we cannot check, and the client is
+// the peer. Upstreams get that address alone as X-Forwarded-For (rewrite): collection
+// trusts the gateway, not necessarily the proxies in front of it (a cloud
+// load balancer's public addresses), and the incoming chain with the peer
+// appended made it take the hop right of the client (the load balancer)
+// for every visitor; what lies left of the client was written by the
+// client and tells an upstream nothing it could trust.
+func (h *Handler) forwarded(r *http.Request) (client, proto string) {
 	proto = "http"
 	if r.TLS != nil {
 		proto = "https"
 	}
 	peerIP := clientaddr.Parse(r.RemoteAddr)
 	if !peerIP.IsValid() {
-		return r.RemoteAddr, r.RemoteAddr, proto
+		return r.RemoteAddr, proto
 	}
-	peer := peerIP.String()
 	if !clientaddr.Trusted(peerIP, h.cfg.trusted) {
-		return peer, peer, proto
+		return peerIP.String(), proto
 	}
 	if p := r.Header.Get("X-Forwarded-Proto"); p == "http" || p == "https" {
 		proto = p
 	}
-	prior := r.Header.Values("X-Forwarded-For")
-	joined := strings.Join(prior, ", ")
-	if strings.TrimSpace(joined) == "" {
-		return peer, peer, proto
-	}
-	return clientaddr.Client(peerIP, prior, h.cfg.trusted).String(), joined + ", " + peer, proto
+	return clientaddr.Client(peerIP, r.Header.Values("X-Forwarded-For"), h.cfg.trusted).String(), proto
 }
 
 // clientNetwork is the part of a client address that keys a rate limit:

@@ -148,7 +148,6 @@ type reqState struct {
 	identity     tenant.Identity // set on Auth routes
 	clientCtx    context.Context // before the route's time limit
 	clientIP     string
-	xff          string
 	proto        string
 	bodyTooLarge atomic.Bool // set from the transport's body-writing goroutine
 }
@@ -177,7 +176,7 @@ func (h *Handler) serve(rt *Route) http.Handler {
 			return
 		}
 		st := &reqState{route: rt, clientCtx: r.Context()}
-		st.clientIP, st.xff, st.proto = h.forwarded(r)
+		st.clientIP, st.proto = h.forwarded(r)
 
 		if rt.Auth {
 			tok, ok := bearerToken(r.Header.Get("Authorization"))
@@ -352,7 +351,7 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 		hdr.Del("Authorization")
 		tenant.Sign(hdr, st.identity, h.secret, h.now())
 	}
-	hdr.Set("X-Forwarded-For", st.xff)
+	hdr.Set("X-Forwarded-For", st.clientIP)
 	hdr.Set("X-Forwarded-Proto", st.proto)
 	hdr.Set("X-Forwarded-Host", pr.In.Host)
 	hdr.Set(HeaderRealIP, st.clientIP)
