@@ -270,12 +270,17 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 		}
 	}
 	if host != "" && host != c.goodHost {
+		// An error names the field the host came from: dh, else dl.
+		hostField := "dh"
+		if f.Host == "" {
+			hostField = "dl"
+		}
 		host = rules.NormalizeHost(host)
 		if rules.ValidHost(host) != "" {
-			return malformed("dh", "%q is not a valid host name", host)
+			return malformed(hostField, "%q is not a valid host name", host)
 		}
 		if p.Rules != nil && foreignHost(p.Rules, host, origin) {
-			return nil, parse.Errorf(parse.ReasonForeignHost, "dh", "%q is not one of the property's hostnames (%s) nor a subdomain of one", host, strings.Join(p.Rules.Hostnames(), ", "))
+			return nil, parse.Errorf(parse.ReasonForeignHost, hostField, "%q is not one of the property's hostnames (%s) nor a subdomain of one", host, strings.Join(p.Rules.Hostnames(), ", "))
 		}
 		c.goodHost = host // a request's hits are usually all from one host
 	}

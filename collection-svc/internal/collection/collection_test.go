@@ -328,8 +328,11 @@ func TestInvalidHitsAreAnsweredAndDeadLettered(t *testing.T) {
 		{"unknown tracking id", "POST", "/collect?tid=" + tidUnknown, `{"hits":[{"cid":"m-unknown","t":"pageview","dp":"/"}]}`, 400, "unknown_tracking_id", "tid", "m-unknown", ""},
 		{"not a tracking id", "POST", "/collect?tid=UA-1234", `{"hits":[{"cid":"m-notid","t":"pageview","dp":"/"}]}`, 400, "unknown_tracking_id", "tid", "m-notid", ""},
 		{"missing tracking id", "POST", "/collect", `{"hits":[{"cid":"m-notid2","t":"pageview","dp":"/"}]}`, 400, "malformed", "tid", "m-notid2", ""},
-		{"foreign host", "POST", "/collect?tid=" + tidShop, `{"hits":[{"cid":"m-foreign","t":"pageview","dl":"https://evil.example/"}]}`, 400, "foreign_host", "dh", "m-foreign", ""},
-		{"lookalike host", "POST", "/collect?tid=" + tidShop, `{"hits":[{"cid":"m-look","t":"pageview","dl":"https://notshop.example/"}]}`, 400, "foreign_host", "dh", "m-look", ""},
+		// The field is the one the host came from: dl, unless dh overrides it.
+		{"foreign host", "POST", "/collect?tid=" + tidShop, `{"hits":[{"cid":"m-foreign","t":"pageview","dl":"https://evil.example/"}]}`, 400, "foreign_host", "dl", "m-foreign", ""},
+		{"lookalike host", "POST", "/collect?tid=" + tidShop, `{"hits":[{"cid":"m-look","t":"pageview","dl":"https://notshop.example/"}]}`, 400, "foreign_host", "dl", "m-look", ""},
+		{"foreign host override", "POST", "/collect?tid=" + tidShop, `{"hits":[{"cid":"m-foreigndh","t":"pageview","dl":"https://shop.example/","dh":"evil.example"}]}`, 400, "foreign_host", "dh", "m-foreigndh", ""},
+		{"host that is none", "POST", "/collect?tid=" + tidShop, `{"hits":[{"cid":"m-badhost","t":"pageview","dl":"https://shop_example/"}]}`, 400, "malformed", "dl", "m-badhost", ""},
 		{"not json", "POST", "/collect?tid=" + tidShop, `m-notjson {`, 400, "malformed", "", "m-notjson", ""},
 		{"no hits array", "POST", "/collect?tid=" + tidShop, `{"hit":"m-nohits"}`, 400, "malformed", "hits", "m-nohits", ""},
 		{"missing client id", "POST", "/collect?tid=" + tidShop, `{"hits":[{"t":"pageview","dp":"/m-nocid"}]}`, 400, "malformed", "cid", "m-nocid", ""},
