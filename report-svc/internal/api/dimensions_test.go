@@ -92,3 +92,38 @@ func TestValuesHoldingTheSeparator(t *testing.T) {
 		})
 	}
 }
+
+// TestValuesHoldingANULByte: the rows of a report of several dimensions
+// are told apart by all their values, whatever bytes the values hold
+// (collection accepts any valid UTF-8, NUL included): category "a\x00b"
+// with action "c" and category "a" with action "b\x00c" are two rows,
+// not one row of both events under the first's name.
+func TestValuesHoldingANULByte(t *testing.T) {
+	day := time.Date(2026, 3, 18, 0, 0, 0, 0, time.UTC)
+	ds := dayDataset(day)
+	start := day.Add(10 * time.Hour)
+	ds.Sessions = append(ds.Sessions, &reporttest.Session{
+		Client: "c1", Start: start, Day: day, Hour: 10,
+		Channel: "Direct", Source: "(direct)", Medium: "(none)", Campaign: "(not set)", Referrer: "(none)",
+		Country: "DE", Device: "desktop", Browser: "Firefox", OS: "Linux", New: true,
+		Pageviews: []reporttest.Pageview{{Path: "/", At: start, TimeMS: -1}},
+		Events: []reporttest.Event{
+			{Category: "a\x00b", Action: "c", Label: "x", At: start.Add(time.Second)},
+			{Category: "a", Action: "b\x00c", Label: "x", At: start.Add(2 * time.Second)},
+			{Category: "a", Action: "b\x00c", Label: "x", At: start.Add(3 * time.Second)},
+		},
+		DurationMS: 3000,
+	})
+	e := newEnv(t, ds, defaultOptions())
+	for _, path := range []string{"/v1/reports/behavior/event_actions", "/v1/reports/behavior/events"} {
+		r := e.mustReport(path, params("from", "2026-03-18", "to", "2026-03-18", "metrics", "total_events"))
+		got := map[string]float64{}
+		for _, row := range r.Rows {
+			got[fmt.Sprint(row["event_category"])+"|"+fmt.Sprint(row["event_action"])] += row["total_events"].(float64)
+		}
+		want := map[string]float64{"a\x00b|c": 1, "a|b\x00c": 2}
+		if len(r.Rows) != 2 || got["a\x00b|c"] != 1 || got["a|b\x00c"] != 2 {
+			t.Errorf("%s: %d rows %v; want %v", path, len(r.Rows), got, want)
+		}
+	}
+}

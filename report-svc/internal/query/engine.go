@@ -665,7 +665,10 @@ func (q *Query) decode(dim string) decoded {
 		}
 		out.dims[i] = v
 	}
-	out.key = strings.Join(out.dims, "\x00")
+	// The key tells rows apart by every value whatever bytes it holds
+	// (NUL included: collection accepts any UTF-8), as joining the values
+	// with a separator they may hold would not.
+	out.key = rollup.JoinDimension(out.dims...)
 	return out
 }
 
