@@ -145,9 +145,10 @@ type Freshness struct {
 	// Final: the range ended before the late-hit horizon; its numbers no
 	// longer change (short of reprocessing).
 	Final bool
-	// NewestActivity is the start of the newest minute in which a pageview
-	// of the property was processed (from the realtime rows, which live two
-	// hours): evidence that processing is keeping up. Zero when unknown.
+	// NewestActivity is the start of the newest minute in which a hit (a
+	// pageview, an event, a ping) of the property was processed (from the
+	// realtime rows, which live two hours and hold the users of every
+	// hit): evidence that processing is keeping up. Zero when unknown.
 	NewestActivity time.Time
 	// ComputedAt is when the result was computed.
 	ComputedAt time.Time
