@@ -531,6 +531,7 @@ func TestErrors(t *testing.T) {
 		{"reversed", "/v1/reports/acquisition/channel", params("from", "2026-03-02", "to", "2026-03-01"), 400, "invalid_range", "to", "before"},
 		{"unknown preset", "/v1/reports/acquisition/channel", params("range", "last_week_or_so"), 400, "invalid_range", "range", "last_7_days"},
 		{"too long", "/v1/reports/acquisition/channel", params("from", "2024-01-01", "to", "2026-03-01"), 400, "range_too_long", "from,to", "from 2024-01-01 to 2026-03-01 is 791 days; a report covers at most 400"},
+		{"centuries too long", "/v1/reports/acquisition/channel", params("from", "0001-01-01", "to", "9999-12-31"), 400, "range_too_long", "from,to", "from 0001-01-01 to 9999-12-31 is 3652059 days"},
 		{"unknown dimension", "/v1/reports/acquisition/query", params("dimensions", "planet"), 400, "unknown_dimension", "dimensions", "channel, source"},
 		{"behavior dimension in acquisition", "/v1/reports/acquisition/query", params("dimensions", "page"), 400, "unknown_dimension", "dimensions", "valid:"},
 		{"fixed dimensions", "/v1/reports/acquisition/channel", params("dimensions", "country"), 400, "fixed_dimensions", "dimensions", "/query"},

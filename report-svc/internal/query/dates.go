@@ -18,7 +18,10 @@ func dateOf(t time.Time, loc *time.Location) time.Time {
 
 func addDays(day time.Time, n int) time.Time { return day.AddDate(0, 0, n) }
 
-func daysBetween(from, to time.Time) int { return int(to.Sub(from).Hours()/24 + 0.5) }
+// daysBetween counts the days from one date to another (both midnight
+// UTC). It counts Unix days: a time.Duration ends at 292 years, so
+// to.Sub(from) would make 0001-01-01 to 9999-12-31 106,752 days long.
+func daysBetween(from, to time.Time) int { return int((to.Unix() - from.Unix()) / (24 * 60 * 60)) }
 
 func formatDate(day time.Time) string { return day.Format(time.DateOnly) }
 
