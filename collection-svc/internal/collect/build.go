@@ -384,6 +384,9 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 	case h.ClientID == "" && origin == hit.OriginMeasurement:
 		return malformed("client_id", "the client ID is missing: send the visitor's client_id (the tracker's _at_cid cookie), so that the hit joins the visitor's browser sessions")
 	case h.ClientID == "":
+		if h.UserID != "" {
+			return malformed("cid", "the client ID is missing: uid alone does not name a visitor here; send the visitor's cid as well (the tracker's _at_cid cookie, or an ID of the visitor's own on a server)")
+		}
 		return malformed("cid", "the client ID is missing: the property is not cookieless (remove data-cookieless from the script tag, or make the property cookieless)")
 	}
 

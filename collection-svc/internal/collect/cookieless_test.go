@@ -234,6 +234,13 @@ func TestCookielessPropertyDecides(t *testing.T) {
 	if e == nil || e.Field != "cid" || e.Reason != parse.ReasonMalformed || !strings.Contains(e.Message, "data-cookieless") {
 		t.Errorf("a browser hit without cid for a property with cookies: %+v, want it refused as malformed, naming data-cookieless", e)
 	}
+	// Universal Analytics took uid alone; here users are client IDs, and
+	// a server sending uid without cid is told to send cid, not about
+	// the script tag it does not have.
+	_, e = buildAt(t, s, cookies, ip, ua, at, hit.OriginBrowser, parse.Fields{Type: "pageview", Path: "/", UserID: "u-42"})
+	if e == nil || e.Field != "cid" || e.Reason != parse.ReasonMalformed || !strings.Contains(e.Message, "uid alone") || strings.Contains(e.Message, "data-cookieless") {
+		t.Errorf("a hit with uid and no cid for a property with cookies: %+v, want it refused as malformed, saying uid alone names no visitor", e)
+	}
 }
 
 // TestCookielessSaltsOfARequest: a request asks for the salts of the
