@@ -72,6 +72,8 @@ func TestMeasurementErrorsNameTheSendersFields(t *testing.T) {
 		{"too many params", `[{"name":"sign_up","params":{` + manyParams(26) + `}}]`, "malformed", "events[0].params", "more than 25"},
 		{"event_id not a scalar", `[{"name":"sign_up","event_id":{"a":1}}]`, "malformed", "events[0].event_id", "string, number"},
 		{"event too large", `[{"name":"sign_up","params":{"items":"` + long(9000) + `"}}]`, "too_large", "events[0]", "8192"},
+		{"reserved event name", `[{"name":"sign_up"},{"name":"session_start"}]`, "reserved_name", "events[1].name", "reserved"},
+		{"reserved prefix", `[{"name":"ga_purchase"}]`, "reserved_name", "events[0].name", "ga_"},
 	}
 	collectNames := regexp.MustCompile(`\((dl|dh|dp|dt|dr|ec|ea|el|ev|ni|et|hid|cid|uid|utc|utv|utt|utl|exd|exf)\b|\bep\.`)
 	for _, tt := range tests {

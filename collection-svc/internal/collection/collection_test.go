@@ -102,7 +102,8 @@ func TestValidHitsArriveEnriched(t *testing.T) {
 				{"name":"purchase","event_id":"h-mp2","params":{"value":99.5,"currency":"EUR","items":[{"id":"sku"}]}},
 				{"name":"signup","event_id":"h-mp3","params":{"event_category":"account","event_label":"newsletter"}},
 				{"name":"timing_complete","event_id":"h-mp4","params":{"name":"api_call","value":87,"event_category":"backend"}},
-				{"name":"exception","event_id":"h-mp5","params":{"description":"payment gateway timeout","fatal":true}}
+				{"name":"exception","event_id":"h-mp5","params":{"description":"payment gateway timeout","fatal":true}},
+				{"name":"user_engagement","event_id":"h-mp7","params":{"engagement_time_msec":1200}}
 			]}`, now.Add(-time.Hour).UnixMicro()),
 			ip: "198.51.100.20", ua: "python-requests/2.31.0", wantStatus: 204,
 			wants: []want{
@@ -135,6 +136,10 @@ func TestValidHitsArriveEnriched(t *testing.T) {
 				{"h-mp5", func(t *testing.T, h *hit.Hit) {
 					eq(t, "event", fmt.Sprint(h.Type, " ", h.Category, "/", h.Action, "/", h.Label, " ", h.HasValue), "event exception/payment gateway timeout/fatal false")
 					eq(t, "non-interaction", h.Params["non_interaction"], "1")
+				}},
+				// GA4 reserves user_engagement; ours is the engagement ping.
+				{"h-mp7", func(t *testing.T, h *hit.Hit) {
+					eq(t, "engagement", fmt.Sprint(h.Type, " ", h.EngagementMS), "engagement 1200")
 				}},
 			},
 		},
@@ -356,6 +361,9 @@ func TestInvalidHitsAreAnsweredAndDeadLettered(t *testing.T) {
 		{"mp bad event name", "POST", "/mp/collect?tracking_id=" + tidShop + "&api_secret=" + apiSecret, `{"client_id":"m-evname","events":[{"name":"9 lives"}]}`, 400, "malformed", "events[0].name", "m-evname", ""},
 		{"mp value in another currency", "POST", "/mp/collect?tracking_id=" + tidShop + "&api_secret=" + apiSecret, `{"client_id":"m-yen","events":[{"name":"purchase","params":{"value":1000,"currency":"JPY"}}]}`, 400, "malformed", "events[0].params.currency", "m-yen", ""},
 		{"mp bad value", "POST", "/mp/collect?tracking_id=" + tidShop + "&api_secret=" + apiSecret, `{"client_id":"m-mpvalue","events":[{"name":"purchase","params":{"value":"lots"}}]}`, 400, "malformed", "events[0].params.value", "m-mpvalue", ""},
+		// GA4's reserved event names are refused, the request's other events stored.
+		{"mp reserved event name", "POST", "/mp/collect?tracking_id=" + tidShop + "&api_secret=" + apiSecret, `{"client_id":"m-reserved","events":[{"name":"purchase","event_id":"ok-reserved","params":{"value":1}},{"name":"session_start"}]}`, 400, "reserved_name", "events[1].name", "m-reserved", "ok-reserved"},
+		{"mp reserved prefix", "POST", "/mp/collect?tracking_id=" + tidShop + "&api_secret=" + apiSecret, `{"client_id":"m-fbprefix","events":[{"name":"firebase_sync"}]}`, 400, "reserved_name", "events[0].name", "m-fbprefix", ""},
 		{"mp too old", "POST", "/mp/collect?tracking_id=" + tidShop + "&api_secret=" + apiSecret, fmt.Sprintf(`{"client_id":"m-mpold","timestamp_micros":%d,"events":[{"name":"x"}]}`, time.Now().Add(-5*time.Hour).UnixMicro()), 400, "too_old", "timestamp_micros", "m-mpold", ""},
 	}
 	for _, tt := range tests {
@@ -397,6 +405,10 @@ func TestInvalidHitsAreAnsweredAndDeadLettered(t *testing.T) {
 			}
 		})
 	}
+	// Counted as every rejection is, under its reason.
+	if n := counterSum(t, e, "collection_hits_rejected_total", "reason", "reserved_name", "origin", "mp"); n != 2 {
+		t.Errorf("collection_hits_rejected_total{reserved_name,mp} = %v, want 2", n)
+	}
 }
 
 // TestDebugEndpointStoresNothing checks that the validation endpoint
@@ -414,6 +426,7 @@ func TestDebugEndpointStoresNothing(t *testing.T) {
 		{"batch with a hit from the site and one from nowhere", "POST", "/debug/collect?tid=" + tidShop, `{"hits":[{"cid":"dbg","t":"pageview","dh":"shop.example","dp":"/"},{"cid":"dbg","t":"pageview","dp":"/spam"}]}`, false, []string{"", "foreign_host"}, ""},
 		{"unknown tracking id", "POST", "/debug/collect?tid=" + tidUnknown, `{"hits":[{"cid":"dbg","t":"pageview","dp":"/"}]}`, false, nil, "unknown_tracking_id"},
 		{"measurement", "POST", "/debug/mp/collect?tracking_id=" + tidShop + "&api_secret=" + apiSecret, `{"client_id":"dbg","events":[{"name":"page_view","params":{"page_location":"https://shop.example/"}}]}`, true, []string{""}, ""},
+		{"measurement with a reserved name", "POST", "/debug/mp/collect?tracking_id=" + tidShop + "&api_secret=" + apiSecret, `{"client_id":"dbg","events":[{"name":"page_view","params":{"page_location":"https://shop.example/"}},{"name":"first_visit"}]}`, false, []string{"", "reserved_name"}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/acme/analytics/pkg/eventually"
 	"github.com/acme/analytics/pkg/hit"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // testClock is a clock tests move forward.
@@ -152,8 +153,9 @@ func TestCookielessWithoutSaltAnswers503(t *testing.T) {
 	}
 }
 
-// counterSum returns the sum of a counter's series in e's registry.
-func counterSum(t *testing.T, e *env, name string) float64 {
+// counterSum returns the sum of a counter's series in e's registry, of
+// those with the labels given as pairs (name, value, ...) when there are.
+func counterSum(t *testing.T, e *env, name string, labels ...string) float64 {
 	t.Helper()
 	mfs, err := e.reg.Gather()
 	if err != nil {
@@ -165,10 +167,27 @@ func counterSum(t *testing.T, e *env, name string) float64 {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
-			sum += m.GetCounter().GetValue()
+			if hasLabels(m.GetLabel(), labels) {
+				sum += m.GetCounter().GetValue()
+			}
 		}
 	}
 	return sum
+}
+
+// hasLabels reports whether a metric's labels include every name and
+// value of the pairs (name, value, name, value...).
+func hasLabels(have []*dto.LabelPair, pairs []string) bool {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		found := false
+		for _, l := range have {
+			found = found || l.GetName() == pairs[i] && l.GetValue() == pairs[i+1]
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
 }
 
 // recordingSalts records the dates asked for, and has a salt for each.

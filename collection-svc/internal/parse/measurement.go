@@ -3,6 +3,7 @@ package parse
 import (
 	"encoding/json"
 	"strconv"
+	"strings"
 
 	"github.com/valyala/fastjson"
 )
@@ -18,7 +19,8 @@ import (
 // event_category and event_label), exception an exception hit
 // (params.description and fatal), any other name an event whose action is
 // the name and whose category is params.event_category or else the name,
-// with params.event_label, params.value and params.non_interaction. On every
+// with params.event_label, params.value and params.non_interaction; names
+// GA4 reserves are refused (reservedName). On every
 // event, params page_location, page_title, page_referrer and
 // engagement_time_msec are the hit's page, title, referrer and engagement
 // time; all params are kept. An event's own timestamp_micros overrides the
@@ -118,6 +120,9 @@ func measurementEvent(v *fastjson.Value, common Fields) Item {
 		name = string(b)
 	}
 	if e := eventName(name); e != nil {
+		return fail(e)
+	}
+	if e := reservedName(name); e != nil {
 		return fail(e)
 	}
 	for _, k := range [...]struct {
@@ -248,6 +253,33 @@ func eventName(s string) *Error {
 		letter := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
 		if !letter && (i == 0 || !(c >= '0' && c <= '9' || c == '_')) {
 			return Errorf(ReasonMalformed, "name", "event name %q: use a letter, then letters, digits and underscores", s)
+		}
+	}
+	return nil
+}
+
+// reservedName refuses the event names GA4's Measurement Protocol reserves
+// for events Google's own SDKs log (its reference's list), and those with
+// its reserved prefixes: stored as events of ours, a server forwarding
+// session_start or first_visit would cancel the bounce of every session it
+// touched and add events the merchant never sent. user_engagement is
+// reserved too but ours (the engagement ping), as page_view is GA4's own;
+// names are compared as sent, case-sensitive as GA4's are.
+func reservedName(name string) *Error {
+	switch name {
+	case "ad_activeview", "ad_click", "ad_exposure", "ad_impression", "ad_query", "ad_reward", "adunit_exposure",
+		"app_background", "app_clear_data", "app_exception", "app_install", "app_remove", "app_store_refund",
+		"app_store_subscription_cancel", "app_store_subscription_convert", "app_store_subscription_renew",
+		"app_update", "app_upgrade", "dynamic_link_app_open", "dynamic_link_app_update", "dynamic_link_first_open",
+		"error", "firebase_campaign", "firebase_in_app_message_action", "firebase_in_app_message_dismiss",
+		"firebase_in_app_message_impression", "first_open", "first_visit", "in_app_purchase",
+		"notification_dismiss", "notification_foreground", "notification_open", "notification_receive",
+		"notification_send", "os_update", "screen_view", "session_start":
+		return Errorf(ReasonReservedName, "name", "event name %q is reserved: GA4 keeps it for events its own SDKs log, and sessions and first visits are derived from the visitor's hits; do not forward it (an event of your own needs another name)", name)
+	}
+	for _, prefix := range [...]string{"firebase_", "google_", "ga_"} {
+		if strings.HasPrefix(name, prefix) {
+			return Errorf(ReasonReservedName, "name", "event name %q is reserved: GA4 keeps names starting with %s for its own; send the event under another name", name, prefix)
 		}
 	}
 	return nil

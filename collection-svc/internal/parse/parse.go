@@ -31,6 +31,9 @@ const (
 	ReasonUnknownTrackingID = "unknown_tracking_id"
 	ReasonForeignHost       = "foreign_host"
 	ReasonBadSecret         = "bad_secret"
+	// ReasonReservedName refuses a Measurement API event whose name GA4
+	// reserves for events of its own (session_start, first_visit, ...).
+	ReasonReservedName = "reserved_name"
 )
 
 // Error is a rejection with its stable reason, the offending field (when
