@@ -27,6 +27,12 @@ var measurementParams = map[string]string{
 	"utl": "event_label",
 	"exd": "description",
 	"exf": "fatal",
+	// campaign_details'.
+	"cs": "source",
+	"cm": "medium",
+	"cn": "campaign",
+	"ck": "term",
+	"cc": "content",
 }
 
 // measurementError is build's rejection e of the Measurement API's event

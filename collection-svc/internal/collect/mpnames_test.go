@@ -74,8 +74,14 @@ func TestMeasurementErrorsNameTheSendersFields(t *testing.T) {
 		{"event too large", `[{"name":"sign_up","params":{"items":"` + long(9000) + `"}}]`, "too_large", "events[0]", "8192"},
 		{"reserved event name", `[{"name":"sign_up"},{"name":"session_start"}]`, "reserved_name", "events[1].name", "reserved"},
 		{"reserved prefix", `[{"name":"ga_purchase"}]`, "reserved_name", "events[0].name", "ga_"},
+		// campaign_details' campaign, checked as /collect's cs, cm, cn, ck, cc.
+		{"campaign_details' source too long", `[{"name":"campaign_details","params":{"source":"` + long(101) + `"}}]`, "malformed", "events[0].params.source", "limit is 100"},
+		{"campaign_details' medium too long", `[{"name":"campaign_details","params":{"medium":"` + long(51) + `"}}]`, "malformed", "events[0].params.medium", "limit is 50"},
+		{"campaign_details' campaign too long", `[{"name":"campaign_details","params":{"campaign":"` + long(101) + `"}}]`, "malformed", "events[0].params.campaign", "limit is 100"},
+		{"campaign_details' term too long", `[{"name":"campaign_details","params":{"term":"` + long(501) + `"}}]`, "malformed", "events[0].params.term", "limit is 500"},
+		{"campaign_details' content too long", `[{"name":"campaign_details","params":{"content":"` + long(501) + `"}}]`, "malformed", "events[0].params.content", "limit is 500"},
 	}
-	collectNames := regexp.MustCompile(`\((dl|dh|dp|dt|dr|ec|ea|el|ev|ni|et|hid|cid|uid|utc|utv|utt|utl|exd|exf)\b|\bep\.`)
+	collectNames := regexp.MustCompile(`\((dl|dh|dp|dt|dr|ec|ea|el|ev|ni|et|hid|cid|uid|utc|utv|utt|utl|exd|exf|cs|cm|cn|ck|cc)\b|\bep\.`)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dead = nil
@@ -130,7 +136,7 @@ func manyParams(n int) string {
 // it is mapped).
 func TestMeasurementFieldCoversBuild(t *testing.T) {
 	onlyCollect := map[string]bool{"v": true, "tid": true, "t": true, "sr": true, "ul": true, "qt": true,
-		"cs": true, "cm": true, "cn": true, "ck": true, "cc": true, "gclid": true} // no event sets them
+		"gclid": true} // no event sets them
 	for _, l := range fieldLimits {
 		if onlyCollect[l.name] {
 			continue
@@ -205,6 +211,20 @@ func TestMeasurementMapping(t *testing.T) {
 		{"exception's description cut at a character", `{"name":"exception","params":{"description":"x` + strings.Repeat("é", 300) + `"}}`,
 			hit.Hit{Type: hit.TypeEvent, Category: "exception", Action: "x" + strings.Repeat("é", 249), Label: "non-fatal", Params: map[string]string{"non_interaction": "1"}}, ""},
 		{"exception's description over a parameter's limit", `{"name":"exception","params":{"description":"` + strings.Repeat("x", 1001) + `"}}`, hit.Hit{}, "events[0].params.description"},
+		// campaign_details: the campaign of a non-interaction event, as
+		// /collect's cs, cm, cn, ck and cc, which processing attributes a
+		// session it starts to (and by which it splits one of another
+		// campaign), as it does utm tags.
+		{"campaign_details", `{"name":"campaign_details","params":{"campaign_id":"c-1","campaign":"summer","source":"newsletter","medium":"email","term":"boots","content":"logo"}}`,
+			hit.Hit{Type: hit.TypeEvent, Category: "campaign_details", Action: "campaign_details", Params: map[string]string{"non_interaction": "1",
+				hit.ParamCampaignSource: "newsletter", hit.ParamCampaignMedium: "email", hit.ParamCampaignName: "summer",
+				hit.ParamCampaignTerm: "boots", hit.ParamCampaignContent: "logo"}}, ""},
+		{"campaign_details is non-interaction whatever it says", `{"name":"campaign_details","params":{"source":"newsletter","non_interaction":0}}`,
+			hit.Hit{Type: hit.TypeEvent, Category: "campaign_details", Action: "campaign_details", Params: map[string]string{"non_interaction": "1",
+				hit.ParamCampaignSource: "newsletter"}}, ""},
+		{"campaign_details' source too long", `{"name":"campaign_details","params":{"source":"` + strings.Repeat("x", 101) + `"}}`, hit.Hit{}, "events[0].params.source"},
+		{"another event's source is a parameter", `{"name":"share","params":{"source":"` + strings.Repeat("x", 101) + `"}}`,
+			hit.Hit{Type: hit.TypeEvent, Category: "share", Action: "share"}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -226,8 +246,14 @@ func TestMeasurementMapping(t *testing.T) {
 			}
 			got := hit.Hit{Type: h.Type, Category: h.Category, Action: h.Action, Label: h.Label, URL: h.URL, Path: h.Path, Title: h.Title,
 				Referrer: h.Referrer, Value: h.Value, HasValue: h.HasValue, EngagementMS: h.EngagementMS}
-			if ni, ok := h.Params["non_interaction"]; ok {
-				got.Params = map[string]string{"non_interaction": ni}
+			for _, k := range []string{"non_interaction", hit.ParamCampaignSource, hit.ParamCampaignMedium, hit.ParamCampaignName,
+				hit.ParamCampaignTerm, hit.ParamCampaignContent} {
+				if v, ok := h.Params[k]; ok {
+					if got.Params == nil {
+						got.Params = map[string]string{}
+					}
+					got.Params[k] = v
+				}
 			}
 			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
 				t.Fatalf("got  %+v\nwant %+v", got, tt.want)

@@ -103,6 +103,7 @@ func TestValidHitsArriveEnriched(t *testing.T) {
 				{"name":"signup","event_id":"h-mp3","params":{"event_category":"account","event_label":"newsletter"}},
 				{"name":"timing_complete","event_id":"h-mp4","params":{"name":"api_call","value":87,"event_category":"backend"}},
 				{"name":"exception","event_id":"h-mp5","params":{"description":"payment gateway timeout","fatal":true}},
+				{"name":"campaign_details","event_id":"h-mp6","params":{"campaign_id":"c-1","campaign":"summer","source":"newsletter","medium":"email","term":"boots","content":"logo"}},
 				{"name":"user_engagement","event_id":"h-mp7","params":{"engagement_time_msec":1200}}
 			]}`, now.Add(-time.Hour).UnixMicro()),
 			ip: "198.51.100.20", ua: "python-requests/2.31.0", wantStatus: 204,
@@ -136,6 +137,16 @@ func TestValidHitsArriveEnriched(t *testing.T) {
 				{"h-mp5", func(t *testing.T, h *hit.Hit) {
 					eq(t, "event", fmt.Sprint(h.Type, " ", h.Category, "/", h.Action, "/", h.Label, " ", h.HasValue), "event exception/payment gateway timeout/fatal false")
 					eq(t, "non-interaction", h.Params["non_interaction"], "1")
+				}},
+				// campaign_details: a non-interaction event carrying the
+				// campaign as /collect's cs, cm, cn, ck and cc do.
+				{"h-mp6", func(t *testing.T, h *hit.Hit) {
+					eq(t, "event", fmt.Sprint(h.Type, " ", h.Category, "/", h.Action), "event campaign_details/campaign_details")
+					eq(t, "non-interaction", h.Params["non_interaction"], "1")
+					eq(t, "campaign", strings.Join([]string{h.Params[hit.ParamCampaignSource], h.Params[hit.ParamCampaignMedium],
+						h.Params[hit.ParamCampaignName], h.Params[hit.ParamCampaignTerm], h.Params[hit.ParamCampaignContent]}, "/"),
+						"newsletter/email/summer/boots/logo")
+					eq(t, "campaign_id", h.Params["campaign_id"], "c-1")
 				}},
 				// GA4 reserves user_engagement; ours is the engagement ping.
 				{"h-mp7", func(t *testing.T, h *hit.Hit) {

@@ -17,7 +17,9 @@ import (
 // Each event becomes one hit: page_view a pageview, user_engagement an
 // engagement ping, timing_complete a timing hit (params.name, value,
 // event_category and event_label), exception an exception hit
-// (params.description and fatal), any other name an event whose action is
+// (params.description and fatal), campaign_details a non-interaction event
+// carrying the campaign of params source, medium, campaign, term and
+// content (cs, cm, cn, ck, cc), any other name an event whose action is
 // the name and whose category is params.event_category or else the name,
 // with params.event_label, params.value and params.non_interaction; names
 // GA4 reserves are refused (reservedName). On every
@@ -183,6 +185,15 @@ func measurementEvent(v *fastjson.Value, common Fields) Item {
 		f.Label = p["event_label"]
 		f.Value = p["value"]
 		f.NonInteraction = p["non_interaction"] // validated as ni is
+		if name == "campaign_details" {
+			// GA4's way to give the campaign apart from page_location:
+			// /collect's cs, cm, cn, ck and cc, which processing reads
+			// as it reads utm tags. It says where the visitor came from,
+			// not what the visitor did: never an interaction.
+			f.CampaignSource, f.CampaignMedium, f.CampaignName = p["source"], p["medium"], p["campaign"]
+			f.CampaignTerm, f.CampaignContent = p["term"], p["content"]
+			f.NonInteraction = "1"
+		}
 	}
 	if f.EventID == "" {
 		f.EventID = p["event_id"]

@@ -1,6 +1,7 @@
 package parse
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -47,5 +48,29 @@ func TestMeasurementRefusesReservedNames(t *testing.T) {
 		if err != nil || items[0].Err != nil {
 			t.Errorf("%s: refused: %v %v", name, err, items[0].Err)
 		}
+	}
+}
+
+// TestMeasurementCampaignDetails: campaign_details is a non-interaction
+// event whose params source, medium, campaign, term and content are the
+// campaign set apart from the location (/collect's cs, cm, cn, ck, cc),
+// whatever its own non_interaction says.
+func TestMeasurementCampaignDetails(t *testing.T) {
+	items, err := Measurement(nil, []byte(`{"client_id":"c","events":[{"name":"campaign_details","params":{
+		"campaign_id":"c-1","campaign":"summer","source":"newsletter","medium":"email","term":"boots","content":"logo","non_interaction":false}}]}`))
+	if err != nil || items[0].Err != nil {
+		t.Fatalf("%v %v", err, items[0].Err)
+	}
+	f := items[0].Fields
+	got := Fields{Type: f.Type, Category: f.Category, Action: f.Action, NonInteraction: f.NonInteraction,
+		CampaignSource: f.CampaignSource, CampaignMedium: f.CampaignMedium, CampaignName: f.CampaignName,
+		CampaignTerm: f.CampaignTerm, CampaignContent: f.CampaignContent}
+	want := Fields{Type: "event", Category: "campaign_details", Action: "campaign_details", NonInteraction: "1",
+		CampaignSource: "newsletter", CampaignMedium: "email", CampaignName: "summer", CampaignTerm: "boots", CampaignContent: "logo"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got  %+v\nwant %+v", got, want)
+	}
+	if f.Params["campaign_id"] != "c-1" {
+		t.Errorf("campaign_id not kept as a param: %v", f.Params)
 	}
 }
