@@ -56,6 +56,8 @@ func TestValidate(t *testing.T) {
 		{"pickup directory", append(ok, "-mail-dir=/tmp/mail", "-mail-from=no-reply@acme.example", "-password-reset-url=https://app.example/reset?token={token}"), ""},
 		{"smtp and directory", append(ok, "-smtp-addr=smtp.example.com:587", "-mail-dir=/tmp/mail", "-mail-from=no-reply@acme.example"), "give one"},
 		{"smtp without port", append(ok, "-smtp-addr=smtp.example.com", "-mail-from=no-reply@acme.example"), "not host:port"},
+		{"smtps without implicit TLS", append(ok, "-smtp-addr=smtp.example.com:465", "-mail-from=no-reply@acme.example"), "-smtp-implicit-tls"},
+		{"smtps", append(ok, "-smtp-addr=smtp.example.com:465", "-smtp-implicit-tls", "-mail-from=no-reply@acme.example"), ""},
 		{"mail without sender", append(ok, "-mail-dir=/tmp/mail"), "-mail-from is required"},
 		{"bad sender", append(ok, "-mail-dir=/tmp/mail", "-mail-from=no-reply"), "-mail-from"},
 		{"password without username", append(ok, "-smtp-addr=smtp.example.com:587", "-smtp-password=p", "-mail-from=no-reply@acme.example"), "without -smtp-username"},

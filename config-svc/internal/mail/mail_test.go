@@ -173,6 +173,47 @@ func TestSMTPRequiresSTARTTLS(t *testing.T) {
 	}
 }
 
+// SMTPS (port 465): TLS from the first byte, the certificate checked, and
+// a server that does not speak TLS first (a submission port) is a
+// configuration error, not retried.
+func TestSMTPImplicitTLS(t *testing.T) {
+	srv := mailtest.StartImplicitTLS(t, "mailer", "s3cret-password")
+	s := &mail.SMTP{Addr: srv.Addr, Username: "mailer", Password: "s3cret-password", ImplicitTLS: true, Timeout: 5 * time.Second, TLSConfig: srv.ClientTLS}
+	if err := s.Send(context.Background(), message(t)); err != nil {
+		t.Fatal(err)
+	}
+	if got := srv.Messages(); len(got) != 1 || !got[0].TLS || got[0].User != "mailer" {
+		t.Fatalf("the server received %+v, want one message over TLS, authenticated as mailer", got)
+	}
+
+	untrusted := *s
+	untrusted.TLSConfig = nil
+	starttls := mailtest.Start(t, "mailer", "s3cret-password")
+	notTLS := *s
+	notTLS.Addr = starttls.Addr
+	for _, tt := range []struct {
+		name string
+		smtp *mail.SMTP
+		want string
+	}{
+		{"certificate not trusted", &untrusted, "certificate"},
+		{"a server that starts in the clear", &notTLS, "with TLS"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.smtp.Send(context.Background(), message(t))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Send = %v, want an error containing %q", err, tt.want)
+			}
+			if mail.Temporary(err) {
+				t.Errorf("Temporary(%v) = true, want false (the configuration)", err)
+			}
+		})
+	}
+	if n := len(srv.Messages()) + len(starttls.Messages()); n != 1 {
+		t.Fatalf("the servers received %d messages in all, want the first one only", n)
+	}
+}
+
 func TestDirWritesEMLFiles(t *testing.T) {
 	dir := t.TempDir()
 	now := time.Date(2026, 12, 5, 10, 11, 12, 0, time.UTC)

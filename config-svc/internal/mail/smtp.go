@@ -14,7 +14,9 @@ import (
 
 // SMTP sends messages to a mail server (a submission port, 587, or a relay
 // on 25): STARTTLS, which the server must offer (unless NoStartTLS), then
-// PLAIN authentication when Username is set. A server that does not offer
+// PLAIN authentication when Username is set. With ImplicitTLS the
+// connection is TLS from its first byte instead (SMTPS, port 465), and
+// STARTTLS does not come into it. A server that does not offer
 // STARTTLS fails every send: the messages carry reset links, and a missing
 // STARTTLS is also what an attacker on the path who strips it from the
 // EHLO reply shows. net/smtp also refuses to send the password over a
@@ -27,10 +29,14 @@ type SMTP struct {
 	// STARTTLS (a relay on a trusted network, or one whose certificate
 	// cannot be checked).
 	NoStartTLS bool
+	// ImplicitTLS connects with TLS from the first byte (SMTPS, port 465,
+	// the server's certificate checked as for STARTTLS), where the
+	// dialogue starts in the clear and turns to TLS with STARTTLS.
+	ImplicitTLS bool
 	// Timeout bounds a whole send: connecting, the dialogue and the data.
 	Timeout time.Duration
-	// TLSConfig is used for STARTTLS (nil: the system's roots, checked
-	// against the host of Addr).
+	// TLSConfig is used for STARTTLS or ImplicitTLS (nil: the system's
+	// roots, checked against the host of Addr).
 	TLSConfig *tls.Config
 	// Now dates messages (nil: time.Now).
 	Now func() time.Time
@@ -75,8 +81,16 @@ func (s *SMTP) Send(ctx context.Context, m Message) error {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
 	defer cancel()
-	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", s.Addr)
-	if err != nil {
+	var conn net.Conn
+	if s.ImplicitTLS {
+		conn, err = (&tls.Dialer{Config: s.tlsConfig(host)}).DialContext(ctx, "tcp", s.Addr)
+		if err != nil {
+			// A certificate that does not verify, or a server that does
+			// not speak TLS first (a submission port: -smtp-implicit-tls
+			// is for SMTPS), fails every retry alike.
+			return fmt.Errorf("connect to the mail server with TLS: %w", permanentUnlessExchange(err))
+		}
+	} else if conn, err = (&net.Dialer{}).DialContext(ctx, "tcp", s.Addr); err != nil {
 		return fmt.Errorf("connect to the mail server: %w", err)
 	}
 	// The deadline bounds each read and write; closing on ctx's end ends a
@@ -108,16 +122,12 @@ func (s *SMTP) dialogue(c *smtp.Client, host string, m Message, msg []byte) erro
 	if err := c.Hello(name); err != nil {
 		return fmt.Errorf("smtp EHLO: %w", err)
 	}
-	if !s.NoStartTLS {
+	if !s.NoStartTLS && !s.ImplicitTLS {
 		if ok, _ := c.Extension("STARTTLS"); !ok {
 			return permanentError{fmt.Errorf("the mail server %s does not offer STARTTLS, and the message is not sent in the clear: "+
 				"use its submission port (587) or another server that offers it, or set -smtp-starttls=false for a relay on a trusted network", s.Addr)}
 		}
-		cfg := &tls.Config{ServerName: host}
-		if s.TLSConfig != nil {
-			cfg = s.TLSConfig.Clone()
-		}
-		if err := c.StartTLS(cfg); err != nil {
+		if err := c.StartTLS(s.tlsConfig(host)); err != nil {
 			return fmt.Errorf("smtp STARTTLS: %w", permanentUnlessExchange(err)) // the certificate did not verify
 		}
 	}
@@ -145,6 +155,14 @@ func (s *SMTP) dialogue(c *smtp.Client, host string, m Message, msg []byte) erro
 	// The message is accepted; a failed QUIT changes nothing.
 	_ = c.Quit()
 	return nil
+}
+
+// tlsConfig is the TLS configuration for the server at host.
+func (s *SMTP) tlsConfig(host string) *tls.Config {
+	if s.TLSConfig != nil {
+		return s.TLSConfig.Clone()
+	}
+	return &tls.Config{ServerName: host}
 }
 
 // permanentUnlessExchange marks err permanent unless it is the server's

@@ -1,6 +1,7 @@
 // Package mailtest runs a real SMTP server (github.com/emersion/go-smtp) on
 // loopback for tests: it offers STARTTLS with a certificate made for the
-// test (or, StartWithoutTLS, no STARTTLS at all), takes PLAIN
+// test (or, StartImplicitTLS, TLS from the first byte; StartWithoutTLS, no
+// TLS at all), takes PLAIN
 // authentication after it, keeps what it receives, and can be told to
 // refuse messages.
 package mailtest
@@ -30,7 +31,7 @@ type Message struct {
 	From string
 	To   []string
 	Data []byte
-	TLS  bool   // sent after STARTTLS
+	TLS  bool   // sent over TLS (after STARTTLS, or from the first byte)
 	User string // who authenticated ("": nobody)
 }
 
@@ -41,6 +42,7 @@ type Server struct {
 	ClientTLS *tls.Config
 
 	username, password string
+	implicit           *tls.Config // TLS from the first byte (StartImplicitTLS)
 
 	mu       sync.Mutex
 	messages []Message
@@ -55,6 +57,16 @@ func Start(t testing.TB, username, password string) *Server {
 	cert, pool := certificate(t)
 	s := &Server{username: username, password: password, ClientTLS: &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}}
 	return s.serve(t, &tls.Config{Certificates: []tls.Certificate{cert}})
+}
+
+// StartImplicitTLS starts a server like Start that speaks TLS from the
+// first byte (SMTPS, as on port 465) and offers no STARTTLS inside it.
+func StartImplicitTLS(t testing.TB, username, password string) *Server {
+	t.Helper()
+	cert, pool := certificate(t)
+	s := &Server{username: username, password: password, ClientTLS: &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}}
+	s.implicit = &tls.Config{Certificates: []tls.Certificate{cert}}
+	return s.serve(t, nil)
 }
 
 // StartWithoutTLS starts a server that offers no STARTTLS and takes mail
@@ -78,6 +90,9 @@ func (s *Server) serve(t testing.TB, tlsConfig *tls.Config) *Server {
 		t.Fatal(err)
 	}
 	s.Addr = l.Addr().String()
+	if s.implicit != nil {
+		l = tls.NewListener(l, s.implicit)
+	}
 	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(func() { srv.Close() })
 	return s
