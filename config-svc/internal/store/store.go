@@ -4,7 +4,9 @@
 // visitor IDs (cql/0009_cookieless_salts.cql), password reset tokens
 // (cql/0010_password_resets.cql) and e-mail verification: the time a
 // user's address was verified and the tokens mailed to verify it
-// (cql/0011_email_verification.cql).
+// (cql/0011_email_verification.cql), invitations (cql/0012_invitations.cql)
+// and the links that claim an address an unverified user holds
+// (cql/0014_email_claims.cql).
 //
 // Every method takes the IDs that key its tables; tenant checks (a property
 // read for another tenant is not found) are the callers' job, made on the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/gocql/gocql"
@@ -49,51 +50,134 @@ func nullTime(t time.Time) any {
 // An error other than ErrEmailTaken leaves it unknown whether the address
 // was claimed (EmailOwner tells).
 func (st *Store) CreateUser(ctx context.Context, u User) error {
+	_, err := st.createUser(ctx, u, false)
+	return err
+}
+
+// CreateVerifiedUser is CreateUser for a user whose address has been shown
+// to be its own (u.EmailVerifiedAt set: the link of an invitation or of a
+// claim came to it): an address held by a user who never verified it is
+// taken from that user, who is returned (a zero User when the address was
+// free). The holder keeps its row, its ID, role and tenant, and its
+// refresh tokens, but its email becomes ClaimedEmail(address), which no
+// address equals: nobody logs in as it with the address any more. A
+// holder whose address is verified keeps it (ErrEmailTaken), also one who
+// verifies while this runs: the holder's row is changed only IF email = ?
+// AND email_verified_at = null, and SetEmailVerified only IF email = ?, so
+// of the two whichever comes first wins and the other finds the row
+// changed. The claim of the address then moves to u with UPDATE ... IF
+// user_id = <holder>, so of two takings at once one moves it and the
+// other is ErrEmailTaken. A taking interrupted between the two steps
+// leaves the holder with the claimed email and still the address's
+// owner; the next taking (another claim of the address) completes it.
+func (st *Store) CreateVerifiedUser(ctx context.Context, u User) (User, error) {
+	if !u.EmailVerified() {
+		return User{}, fmt.Errorf("create verified user: the address of user %s is not verified", u.ID)
+	}
+	return st.createUser(ctx, u, true)
+}
+
+// ClaimedEmailPrefix starts the email of a user whose address was taken
+// by its owner (CreateVerifiedUser): it holds a space and parentheses,
+// which no address has (auth.CheckEmail), so it never equals one.
+const ClaimedEmailPrefix = "(claimed) "
+
+// ClaimedEmail is the email a holder of email is left with once its owner
+// has taken it.
+func ClaimedEmail(email string) string { return ClaimedEmailPrefix + email }
+
+// EmailClaimed reports whether the user's address was taken by its owner.
+func (u User) EmailClaimed() bool { return strings.HasPrefix(u.Email, ClaimedEmailPrefix) }
+
+// createUser is CreateUser, and with take CreateVerifiedUser.
+func (st *Store) createUser(ctx context.Context, u User, take bool) (User, error) {
 	err := st.s.Query(`INSERT INTO users (tenant_id, user_id, email, password_hash, role, created_at, email_verified_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		u.TenantID, u.ID, u.Email, u.PasswordHash, u.Role, u.CreatedAt, nullTime(u.EmailVerifiedAt)).WithContext(ctx).Exec()
 	if err != nil {
-		return fmt.Errorf("insert user: %w", err)
+		return User{}, fmt.Errorf("insert user: %w", err)
 	}
-	for attempt := 0; ; attempt++ {
+	// A released claim (an orphan's, a holder deleted while it was being
+	// taken) is claimed again, once for each reason at most.
+	for attempt := 0; attempt < 3; attempt++ {
 		prev := map[string]any{}
 		applied, err := st.s.Query(`INSERT INTO users_by_email (email, tenant_id, user_id) VALUES (?, ?, ?) IF NOT EXISTS`,
 			u.Email, u.TenantID, u.ID).WithContext(ctx).MapScanCAS(prev)
 		if err != nil {
-			return fmt.Errorf("claim email: %w", err)
+			return User{}, fmt.Errorf("claim email: %w", err)
 		}
 		owner, _ := prev["user_id"].(gocql.UUID)
 		if applied || owner == u.ID {
-			return nil
+			return User{}, nil
 		}
-		if attempt == 0 {
-			ownerTenant, _ := prev["tenant_id"].(gocql.UUID)
-			orphaned, err := st.orphanedClaim(ctx, ownerTenant, owner)
-			if err != nil {
-				return fmt.Errorf("check the owner of a taken email: %w", err)
+		ownerTenant, _ := prev["tenant_id"].(gocql.UUID)
+		holder, err := st.User(ctx, ownerTenant, owner)
+		if errors.Is(err, ErrNotFound) && attempt == 0 {
+			// An orphaned claim.
+			if err := st.releaseEmail(ctx, u.Email, owner); err != nil {
+				return User{}, err
 			}
-			if orphaned {
-				if err := st.releaseEmail(ctx, u.Email, owner); err != nil {
-					return err
-				}
+			continue
+		}
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return User{}, fmt.Errorf("check the owner of a taken email: %w", err)
+		}
+		if err == nil && take && !holder.EmailVerified() && (holder.Email == u.Email || holder.Email == ClaimedEmail(u.Email)) {
+			took, free, err := st.takeEmail(ctx, holder, u)
+			switch {
+			case err != nil:
+				return User{}, err
+			case took:
+				return holder, nil
+			case free:
 				continue
 			}
 		}
-		if err := st.s.Query(`DELETE FROM users WHERE tenant_id = ? AND user_id = ?`, u.TenantID, u.ID).WithContext(ctx).Exec(); err != nil {
-			return fmt.Errorf("undo user after a taken email: %w", err)
-		}
-		return ErrEmailTaken
+		break
 	}
+	if err := st.s.Query(`DELETE FROM users WHERE tenant_id = ? AND user_id = ?`, u.TenantID, u.ID).WithContext(ctx).Exec(); err != nil {
+		return User{}, fmt.Errorf("undo user after a taken email: %w", err)
+	}
+	return User{}, ErrEmailTaken
 }
 
-// orphanedClaim reports whether the claim of an address by a user names
-// a user that no longer exists. (Not its tenant: a tenant asserted by an
-// external identity provider may have no row of ours.)
-func (st *Store) orphanedClaim(ctx context.Context, tenantID, userID gocql.UUID) (bool, error) {
-	_, err := st.User(ctx, tenantID, userID)
-	if errors.Is(err, ErrNotFound) {
-		return true, nil
+// takeEmail moves the claim of u's address from holder, who has not
+// verified it, to u (whose row is written): took when it did; free when
+// the address turned out free meanwhile (the holder deleted: claim it
+// anew); neither when another user holds it now, or the holder verified
+// it first. An error leaves the outcome unknown (EmailOwner tells).
+func (st *Store) takeEmail(ctx context.Context, holder, u User) (took, free bool, err error) {
+	claimed := ClaimedEmail(u.Email)
+	prev := map[string]any{}
+	applied, err := st.s.Query(`UPDATE users SET email = ? WHERE tenant_id = ? AND user_id = ? IF email = ? AND email_verified_at = null`,
+		claimed, holder.TenantID, holder.ID, u.Email).WithContext(ctx).MapScanCAS(prev)
+	if err != nil {
+		return false, false, fmt.Errorf("take email from its holder: %w", err)
 	}
-	return false, err
+	if now, _ := prev["email"].(string); !applied && now != claimed {
+		if now == "" {
+			// The holder is gone: a deletion releases the address first,
+			// but settle it as an orphan's.
+			if err := st.releaseEmail(ctx, u.Email, holder.ID); err != nil {
+				return false, false, err
+			}
+			return false, true, nil
+		}
+		return false, false, nil // verified first
+	}
+	prev = map[string]any{}
+	applied, err = st.s.Query(`UPDATE users_by_email SET tenant_id = ?, user_id = ? WHERE email = ? IF user_id = ?`,
+		u.TenantID, u.ID, u.Email, holder.ID).WithContext(ctx).MapScanCAS(prev)
+	if err != nil {
+		return false, false, fmt.Errorf("move the claim of an email: %w", err)
+	}
+	owner, _ := prev["user_id"].(gocql.UUID)
+	switch {
+	case applied || owner == u.ID:
+		return true, false, nil
+	case owner == gocql.UUID{}:
+		return false, true, nil // released meanwhile (the holder deleted)
+	}
+	return false, false, nil
 }
 
 // EmailOwner returns the ID of the user that holds an address, or
