@@ -130,6 +130,9 @@ const (
 	EmailVerificationTokenPrefix = "ev_"
 	// InvitationTokenPrefix starts the token of an invitation link.
 	InvitationTokenPrefix = "inv_"
+	// ClaimTokenPrefix starts the token of a link that claims an address
+	// an unverified user holds.
+	ClaimTokenPrefix = "cl_"
 )
 
 // Issuer signs access tokens.

@@ -86,21 +86,41 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) {
 	now := s.now()
 	t := store.Tenant{ID: gocql.MustRandomUUID(), Name: strings.TrimSpace(req.Company), CreatedAt: now}
 	u := store.User{TenantID: t.ID, ID: gocql.MustRandomUUID(), Email: email, PasswordHash: hash, Role: string(tenant.RoleAdmin), CreatedAt: now}
+	s.createAccount(w, r, t, u, func() {
+		s.offerClaim(r, email, hash, t.Name)
+		s.writeEmailTaken(w)
+	})
+}
+
+// createAccount makes a sign-up's tenant t and its admin u, claims u's
+// address and signs u in (201). A u whose address is verified (a claim
+// link showed it to be the claimant's) takes it from a holder who never
+// verified it (store.CreateVerifiedUser); otherwise, and from a verified
+// holder, the address taken is answered by taken, after the tenant is
+// undone.
+func (s *Server) createAccount(w http.ResponseWriter, r *http.Request, t store.Tenant, u store.User, taken func()) {
 	ctx := r.Context()
 	if err := s.o.Store.CreateTenant(ctx, t); err != nil {
 		s.internalError(w, r, "create the tenant", err)
 		return
 	}
-	if err := s.o.Store.CreateUser(ctx, u); err != nil {
+	var from store.User
+	var err error
+	if u.EmailVerified() {
+		from, err = s.o.Store.CreateVerifiedUser(ctx, u)
+	} else {
+		err = s.o.Store.CreateUser(ctx, u)
+	}
+	if err != nil {
 		if errors.Is(err, store.ErrEmailTaken) {
 			s.undoSignup(r, t, u, false)
-			writeEmailTaken(w)
+			taken()
 			return
 		}
 		// The claim of the address may have been applied with its answer
 		// lost (a timeout): undoing then would leave a user whose tenant
 		// is gone. Whose it is, read back, decides.
-		owner, rerr := s.o.Store.EmailOwner(context.WithoutCancel(ctx), email)
+		owner, rerr := s.o.Store.EmailOwner(context.WithoutCancel(ctx), u.Email)
 		switch {
 		case rerr == nil && owner == u.ID:
 			s.o.Log.Info("a sign-up whose e-mail claim seemed to fail made it", slog.String("user_id", u.ID.String()), slog.Any("error", err))
@@ -108,7 +128,7 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) {
 			// Another user's: the claim was refused, as a plain
 			// conflict is, and a retry would be refused again.
 			s.undoSignup(r, t, u, true)
-			writeEmailTaken(w)
+			taken()
 			return
 		case rerr != nil && !errors.Is(rerr, store.ErrNotFound):
 			// Unknown: undoing might break an account that exists; a
@@ -124,14 +144,27 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.signups.Inc()
 	s.o.Log.Info("tenant signed up", slog.String("tenant_id", t.ID.String()), slog.String("user_id", u.ID.String()))
-	s.mailNewUserVerification(r, u)
+	if from.ID != (gocql.UUID{}) {
+		s.addressTaken(r, from, u)
+	}
+	if !u.EmailVerified() {
+		s.mailNewUserVerification(r, u)
+	}
 	s.issueTokens(w, r, u, http.StatusCreated)
 }
 
 // writeEmailTaken answers a sign-up for an address that belongs to another
-// user.
-func writeEmailTaken(w http.ResponseWriter) {
-	httpserver.WriteFieldError(w, http.StatusConflict, "conflict", "email", "an account with this e-mail address already exists; log in instead (POST /v1/login)")
+// user. The answer is the same whether that user verified the address or
+// not (a claim link mailed, or nothing), so it tells nothing more than
+// that the address has an account; only an installation without mail
+// delivery, where nothing can be claimed, leaves the claim unsaid.
+func (s *Server) writeEmailTaken(w http.ResponseWriter) {
+	msg := "an account with this e-mail address already exists; log in instead (POST /v1/login)"
+	if s.o.Mailer != nil {
+		msg += ". If the address is yours and that account is not: when the account has never confirmed the address, a link to claim it, " +
+			"which completes this sign-up, has been mailed to the address (look in its inbox)"
+	}
+	httpserver.WriteFieldError(w, http.StatusConflict, "conflict", "email", msg)
 }
 
 // undoSignup removes what a failed sign-up made: the user (hadUser: its

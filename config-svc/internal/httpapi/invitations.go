@@ -208,7 +208,8 @@ func (s *Server) revokeInvitation(w http.ResponseWriter, r *http.Request) {
 
 // acceptInvitation makes the invited user, with the password given and
 // the address verified (the link came to it), and signs it in. The
-// address is claimed only now: taken meanwhile, it is 409.
+// address is claimed only now: taken meanwhile by a user who verified it,
+// it is 409; one who never did loses it to the invitee.
 func (s *Server) acceptInvitation(w http.ResponseWriter, r *http.Request) {
 	var req acceptInvitationRequest
 	if !decodeJSON(w, r, &req) {
@@ -231,17 +232,21 @@ func (s *Server) acceptInvitation(w http.ResponseWriter, r *http.Request) {
 		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "password", "password: "+reason)
 		return
 	}
-	// Taken meanwhile (a sign-up, another invitation): refused before the
-	// link is used up, so it works again should the address be freed.
-	if _, err := s.o.Store.UserByEmail(ctx, inv.Email); err == nil {
+	// Taken meanwhile by a user who verified it: refused before the link
+	// is used up, so it works again should the address be freed. One who
+	// never verified it loses it below: the link came to the address, as
+	// a claim link does.
+	if holder, err := s.o.Store.UserByEmail(ctx, inv.Email); err == nil {
 		// Taken by an acceptance of this very link, which used it up
 		// before claiming the address: a second use, not a conflict.
 		if _, err := s.o.Store.InvitationByToken(ctx, inv.TokenHash); errors.Is(err, store.ErrNotFound) {
 			writeInvalidInvitationToken(w)
 			return
 		}
-		writeInvitedAddressTaken(w)
-		return
+		if holder.EmailVerified() {
+			writeInvitedAddressTaken(w)
+			return
+		}
 	} else if !errors.Is(err, store.ErrNotFound) {
 		s.internalError(w, r, "look up the address", err)
 		return
@@ -265,7 +270,8 @@ func (s *Server) acceptInvitation(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	now := s.now()
 	u := store.User{TenantID: inv.TenantID, ID: gocql.MustRandomUUID(), Email: inv.Email, PasswordHash: hash, Role: inv.Role, CreatedAt: now, EmailVerifiedAt: now}
-	if err := s.o.Store.CreateUser(ctx, u); err != nil {
+	from, err := s.o.Store.CreateVerifiedUser(ctx, u)
+	if err != nil {
 		if errors.Is(err, store.ErrEmailTaken) {
 			writeInvitedAddressTaken(w)
 			return
@@ -288,6 +294,9 @@ func (s *Server) acceptInvitation(w http.ResponseWriter, r *http.Request) {
 	if err := s.o.Store.DeleteInvitation(ctx, inv); err != nil {
 		// Its token is gone: the row is only listed until its TTL.
 		s.o.Log.Warn("remove an accepted invitation from the list", slog.Any("error", err), slog.String("invitation_id", inv.ID.String()))
+	}
+	if from.ID != (gocql.UUID{}) {
+		s.addressTaken(r, from, u)
 	}
 	s.metrics.invitations.WithLabelValues("accepted").Inc()
 	s.o.Log.Info("invitation accepted", slog.String("tenant_id", u.TenantID.String()), slog.String("user_id", u.ID.String()),

@@ -178,9 +178,9 @@ func TestInvitationRevokedAndExpired(t *testing.T) {
 	}
 }
 
-// An address taken between the invitation and its acceptance (someone
-// signed up with it) is 409, and the link is not used up: once the
-// address is free again it works.
+// An address taken between the invitation and its acceptance by someone
+// who verified it is 409, and the link is not used up: once the address
+// is free again it works.
 func TestInvitationAddressTaken(t *testing.T) {
 	e, dir := mailEnv(t, newTestClock())
 	a := e.signup("Taken")
@@ -189,6 +189,7 @@ func TestInvitationAddressTaken(t *testing.T) {
 
 	var squatter TokenResponse
 	e.must(http.StatusCreated, anonymous, "POST", "/v1/signup", map[string]string{"email": email, "password": "first come first served", "company": "Squat"}).decode(t, &squatter)
+	e.verify(dir, account{email: email, tokens: squatter})
 	if r := e.accept(token, "the invited password"); r.code != http.StatusConflict || r.apiError().Field != "email" {
 		t.Fatalf("accepting for a taken address: %d %s, want 409 on email", r.code, r.body)
 	}
@@ -199,6 +200,36 @@ func TestInvitationAddressTaken(t *testing.T) {
 	e.must(http.StatusCreated, anonymous, "POST", "/v1/invitations/accept", map[string]string{"token": token, "password": "the invited password"}).decode(t, &tokens)
 	if tokens.TenantID != a.tokens.TenantID {
 		t.Fatalf("accepted into %s, want %s", tokens.TenantID, a.tokens.TenantID)
+	}
+}
+
+// An address taken between the invitation and its acceptance by someone
+// who never verified it is the invitee's: the link came to the address,
+// as a claim link does, so the acceptance takes it from the holder, who
+// keeps its user and tenant but no longer logs in with it.
+func TestInvitationClaimsUnverifiedAddress(t *testing.T) {
+	e, dir := mailEnv(t, newTestClock())
+	a := e.signup("Claiming")
+	email := newInvitee()
+	_, token := e.invite(dir, a, email, "viewer")
+	holder := e.signupWith(email, "first come first served", "Squat")
+
+	var tokens TokenResponse
+	e.must(http.StatusCreated, anonymous, "POST", "/v1/invitations/accept", map[string]string{"token": token, "password": "the invited password"}).decode(t, &tokens)
+	if tokens.TenantID != a.tokens.TenantID || tokens.Role != "viewer" {
+		t.Fatalf("accepted as %+v, want a viewer of %s", tokens, a.tokens.TenantID)
+	}
+	if u := e.userOf(a, account{tokens: tokens}); u.Email != email || !u.EmailVerified {
+		t.Fatalf("the invited user %+v, want %s verified", u, email)
+	}
+	if id, ok := e.logsIn(email, "the invited password"); !ok || id != tokens.UserID {
+		t.Fatal("the invitee does not log in")
+	}
+	if _, ok := e.logsIn(email, holder.password); ok {
+		t.Fatal("the holder still logs in with the address")
+	}
+	if _, u := e.me(holder); u.Email == email {
+		t.Fatalf("the holder %+v still has the address", u)
 	}
 }
 

@@ -34,7 +34,7 @@ type Access int
 
 const (
 	// Public routes need no identity (sign-up, login, refresh, password
-	// reset, JWKS).
+	// reset, invitation acceptance, address claims, JWKS).
 	Public Access = iota
 	// Member routes need a signed-in user of any role.
 	Member
@@ -118,6 +118,8 @@ type Server struct {
 	verifyMails *addressThrottle
 	// invites throttles invitation e-mails per address.
 	invites *addressThrottle
+	// claims throttles claim links per address.
+	claims *addressThrottle
 }
 
 // DefaultMaxPropertiesPerTenant bounds the properties of one tenant: twice
@@ -160,7 +162,7 @@ func New(o Options) *Server {
 	}
 	return &Server{o: o, metrics: newMetrics(o.Registerer), logins: newAddressThrottle(o.Now, loginThrottle),
 		resets: newAddressThrottle(o.Now, resetThrottle), verifyMails: newAddressThrottle(o.Now, resetThrottle),
-		invites: newAddressThrottle(o.Now, resetThrottle)}
+		invites: newAddressThrottle(o.Now, resetThrottle), claims: newAddressThrottle(o.Now, resetThrottle)}
 }
 
 // Routes returns every endpoint of the API.
@@ -172,6 +174,7 @@ func (s *Server) Routes() []Route {
 		{"POST", "/v1/password-reset", Public, s.requestPasswordReset, nil},
 		{"POST", "/v1/password-reset/confirm", Public, s.confirmPasswordReset, nil},
 		{"POST", "/v1/invitations/accept", Public, s.acceptInvitation, nil},
+		{"POST", "/v1/signup/claim", Public, s.claimAddress, nil},
 		{"GET", "/.well-known/jwks.json", Public, s.jwks, nil},
 
 		{"POST", "/v1/logout", Member, s.logout, nil},
@@ -341,6 +344,7 @@ type metrics struct {
 	verificationMails                         *prometheus.CounterVec
 	emailVerifications                        prometheus.Counter
 	invitations                               *prometheus.CounterVec
+	addressClaims                             *prometheus.CounterVec
 	trackingIDCollisions                      prometheus.Counter
 	propertyLimitRefused                      prometheus.Counter
 	ruleVersions, ruleVersionsPruned          prometheus.Counter
@@ -361,6 +365,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "E-mail verification links, of new users and asked for again, by outcome: queued (handed to the mail sender), throttled, failed (the token not stored, or the mail queue full), not_configured (a new user on an installation without mail delivery)."}, []string{"outcome"}),
 		invitations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "config_invitations_total",
 			Help: "Invitations by event: sent (handed to the mail sender), accepted, revoked."}, []string{"event"}),
+		addressClaims: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "config_address_claims_total",
+			Help: "Sign-ups refused for a taken address, and addresses taken from users who never verified them, by event: mailed (a claim link handed to the mail sender), held_verified (the holder verified the address: nothing sent), throttled, failed (no link queued: the lookup or the token's write failed, or the mail queue is full), not_configured (no mail delivery), claimed (a claim link or an invitation took an address from its unverified holder)."}, []string{"event"}),
 		emailVerifications:   prometheus.NewCounter(prometheus.CounterOpts{Name: "config_email_verifications_total", Help: "E-mail addresses verified with a link."}),
 		passwordResets:       prometheus.NewCounter(prometheus.CounterOpts{Name: "config_password_resets_total", Help: "Passwords set with a reset link."}),
 		trackingIDCollisions: prometheus.NewCounter(prometheus.CounterOpts{Name: "config_tracking_id_collisions_total", Help: "Tracking ID candidates that were already taken (retried)."}),
@@ -372,7 +378,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		changes:            prometheus.NewCounterVec(prometheus.CounterOpts{Name: "config_feed_appends_total", Help: "Changes appended to the change feed, by kind."}, []string{"kind"}),
 		longPolls:          prometheus.NewGauge(prometheus.GaugeOpts{Name: "config_feed_long_polls", Help: "Change-feed long polls waiting now."}),
 	}
-	reg.MustRegister(m.signups, m.logins, m.loginFailures, m.refreshes, m.resetRequests, m.passwordResets, m.verificationMails, m.emailVerifications, m.invitations, m.trackingIDCollisions, m.propertyLimitRefused, m.ruleVersions, m.ruleVersionsPruned, m.ruleVersionsRefused, m.changes, m.longPolls)
+	reg.MustRegister(m.signups, m.logins, m.loginFailures, m.refreshes, m.resetRequests, m.passwordResets, m.verificationMails, m.emailVerifications, m.invitations, m.addressClaims, m.trackingIDCollisions, m.propertyLimitRefused, m.ruleVersions, m.ruleVersionsPruned, m.ruleVersionsRefused, m.changes, m.longPolls)
 	return m
 }
 

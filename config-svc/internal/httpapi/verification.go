@@ -80,6 +80,12 @@ func (s *Server) resendEmailVerification(w http.ResponseWriter, r *http.Request)
 		httpserver.WriteFieldError(w, http.StatusConflict, "conflict", "email", "your e-mail address "+quote(u.Email)+" is already verified")
 		return
 	}
+	if u.EmailClaimed() {
+		httpserver.WriteFieldError(w, http.StatusConflict, "conflict", "email",
+			"your user has no e-mail address any more: its owner claimed "+quote(strings.TrimPrefix(u.Email, store.ClaimedEmailPrefix))+
+				", which your user never verified; to sign in again, have an admin of your tenant invite an address of yours (POST /v1/invitations)")
+		return
+	}
 	if wait := s.verifyMails.begin(u.Email); wait > 0 {
 		s.metrics.verificationMails.WithLabelValues("throttled").Inc()
 		writeTooManyAttempts(w, wait, "a verification link was sent to your e-mail address a short while ago (look in the inbox and the spam folder); ask again in %d s")
