@@ -71,6 +71,9 @@ func TestRoutes(t *testing.T) {
 		// Accepting an invitation is public (the invitee has no account
 		// yet); inviting, listing and revoking are the config API's.
 		{"POST", "/v1/invitations/accept", false, 200, "config"},
+		// Claiming an address: the claimant has no account yet.
+		{"POST", "/v1/signup/claim", false, 200, "config"},
+		{"POST", "/v1/signup/other", false, 401, ""}, // exact paths only
 		{"POST", "/v1/invitations", true, 200, "config"},
 		{"POST", "/v1/invitations", false, 401, ""},
 		{"DELETE", "/v1/invitations/x", false, 401, ""},
@@ -172,6 +175,7 @@ func TestRateLimits(t *testing.T) {
 		{"and their confirmation", post("/v1/password-reset/confirm"), 1, "[429]"},
 		{"password reset from another client", post("/v1/password-reset", "X-Forwarded-For", "203.0.113.9"), 3, "[200 200 429]"},
 		{"invitation acceptances share the bucket", post("/v1/invitations/accept", "X-Forwarded-For", "203.0.113.9"), 1, "[429]"},
+		{"and address claims", post("/v1/signup/claim", "X-Forwarded-For", "203.0.113.9"), 1, "[429]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

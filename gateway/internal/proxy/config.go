@@ -37,8 +37,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.HitBurst, "hit-burst", 1000, "burst of hit requests per tracking ID and client network")
 	fs.Float64Var(&c.TenantRate, "tenant-rate", 50, "API requests per second allowed per tenant on each gateway instance (0: unlimited)")
 	fs.IntVar(&c.TenantBurst, "tenant-burst", 100, "burst of API requests per tenant")
-	fs.Float64Var(&c.AccountRate, "account-rate", 2, "sign-up, login, refresh, password reset and invitation acceptance requests per second allowed per client network (an IPv4 address, an IPv6 /64) (0: unlimited)")
-	fs.IntVar(&c.AccountBurst, "account-burst", 20, "burst of sign-up, login, refresh, password reset and invitation acceptance requests per client network")
+	fs.Float64Var(&c.AccountRate, "account-rate", 2, "sign-up, login, refresh, password reset, invitation acceptance and address claim requests per second allowed per client network (an IPv4 address, an IPv6 /64) (0: unlimited)")
+	fs.IntVar(&c.AccountBurst, "account-burst", 20, "burst of sign-up, login, refresh, password reset, invitation acceptance and address claim requests per client network")
 	fs.IntVar(&c.RateLimitKeys, "rate-limit-keys", 100000, "most keys (tracking IDs, tenants, IPs) each rate limiter tracks; beyond it new keys share an overflow bucket")
 	// Above collection's own limit (512 KiB), so that collection answers
 	// the bodies between, and dead-letters them, as it does every

@@ -65,7 +65,7 @@ func Routes(c Config) []Route {
 		{Name: "tracker", Patterns: []string{"/tracker.js", "/tracker/"}, Upstream: Collection, CORS: true,
 			MaxBody: c.MaxBody, Timeout: c.CollectTimeout},
 		{Name: "account", Patterns: []string{"/v1/signup", "/v1/login", "/v1/refresh", "/v1/password-reset", "/v1/password-reset/confirm",
-			"/v1/invitations/accept"}, Upstream: ConfigSvc,
+			"/v1/invitations/accept", "/v1/signup/claim"}, Upstream: ConfigSvc,
 			Limit: PerClientIP, MaxBody: c.MaxBody, Timeout: c.APITimeout},
 		{Name: "jwks", Patterns: []string{authtoken.JWKSPath}, Upstream: ConfigSvc,
 			MaxBody: c.MaxBody, Timeout: c.APITimeout},
