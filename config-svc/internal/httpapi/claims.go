@@ -104,19 +104,12 @@ func (s *Server) claimAddress(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSON(w, r, &req) {
 		return
 	}
-	if !mailedTokenField(w, req.Token, auth.ClaimTokenPrefix, "claim") {
+	c, ok := mailedLink(s, w, r, req.Token, auth.ClaimTokenPrefix, "claim", s.o.Store.EmailClaim,
+		func(c store.EmailClaim) time.Time { return c.ExpiresAt }, writeInvalidClaimToken)
+	if !ok {
 		return
 	}
 	ctx := r.Context()
-	c, err := s.o.Store.EmailClaim(ctx, auth.HashToken(req.Token))
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		s.internalError(w, r, "read the claim", err)
-		return
-	}
-	if err != nil || !s.now().Before(c.ExpiresAt) {
-		writeInvalidClaimToken(w)
-		return
-	}
 	if wait := s.logins.begin(c.Email); wait > 0 {
 		s.metrics.loginFailures.Inc()
 		writeTooManyAttempts(w, wait, "too many failed attempts for this e-mail address; try again in %d s")

@@ -25,15 +25,7 @@ func claimTokens(t *testing.T, dir, email string) []string {
 // token.
 func (e *env) claimLink(dir, email string, n int) string {
 	e.t.Helper()
-	var got []string
-	eventually.True(e.t, 10*time.Second, "the claim mail", func() bool {
-		got = claimTokens(e.t, dir, email)
-		return len(got) >= n
-	})
-	if len(got) != n {
-		e.t.Fatalf("%d claim messages to %s, want %d", len(got), email, n)
-	}
-	return got[n-1]
+	return e.nthMailedToken(dir, email, claimSubject, claimToken, n)
 }
 
 var claimSeq struct {

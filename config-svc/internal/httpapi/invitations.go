@@ -215,19 +215,12 @@ func (s *Server) acceptInvitation(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSON(w, r, &req) {
 		return
 	}
-	if !mailedTokenField(w, req.Token, auth.InvitationTokenPrefix, "invitation") {
+	inv, ok := mailedLink(s, w, r, req.Token, auth.InvitationTokenPrefix, "invitation", s.o.Store.InvitationByToken,
+		func(inv store.Invitation) time.Time { return inv.ExpiresAt }, writeInvalidInvitationToken)
+	if !ok {
 		return
 	}
 	ctx := r.Context()
-	inv, err := s.o.Store.InvitationByToken(ctx, auth.HashToken(req.Token))
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		s.internalError(w, r, "read the invitation", err)
-		return
-	}
-	if err != nil || !s.now().Before(inv.ExpiresAt) {
-		writeInvalidInvitationToken(w)
-		return
-	}
 	if reason := auth.CheckPassword(req.Password, inv.Email); reason != "" {
 		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "password", "password: "+reason)
 		return

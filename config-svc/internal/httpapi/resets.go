@@ -156,6 +156,29 @@ func mailedTokenField(w http.ResponseWriter, token, prefix, kind string) bool {
 	return false
 }
 
+// mailedLink reads the stored row of a mailed link from its token, as
+// every endpoint that takes one does: a token without the prefix of its
+// kind is 400 invalid_field (mailedTokenField), a failed read 500 or 503,
+// and a link unknown, used or past expiresAt is answered by invalid. It
+// reports false having answered.
+func mailedLink[T any](s *Server, w http.ResponseWriter, r *http.Request, token, prefix, kind string,
+	read func(ctx context.Context, hash string) (T, error), expiresAt func(T) time.Time, invalid func(http.ResponseWriter)) (T, bool) {
+	var zero T
+	if !mailedTokenField(w, token, prefix, kind) {
+		return zero, false
+	}
+	row, err := read(r.Context(), auth.HashToken(token))
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.internalError(w, r, "read the "+kind+" token", err)
+		return zero, false
+	}
+	if err != nil || !s.now().Before(expiresAt(row)) {
+		invalid(w)
+		return zero, false
+	}
+	return row, true
+}
+
 func (s *Server) resetMailBody(email, token string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Someone, hopefully you, asked to reset the password of the Acme Analytics account %s.\n\n", email)
@@ -179,19 +202,12 @@ func (s *Server) confirmPasswordReset(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSON(w, r, &req) {
 		return
 	}
-	if !mailedTokenField(w, req.Token, auth.PasswordResetTokenPrefix, "reset") {
+	t, ok := mailedLink(s, w, r, req.Token, auth.PasswordResetTokenPrefix, "reset", s.o.Store.PasswordReset,
+		func(t store.PasswordReset) time.Time { return t.ExpiresAt }, writeInvalidResetToken)
+	if !ok {
 		return
 	}
 	ctx := r.Context()
-	t, err := s.o.Store.PasswordReset(ctx, auth.HashToken(req.Token))
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		s.internalError(w, r, "read the reset token", err)
-		return
-	}
-	if err != nil || !s.now().Before(t.ExpiresAt) {
-		writeInvalidResetToken(w)
-		return
-	}
 	u, err := s.o.Store.User(ctx, t.TenantID, t.UserID)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		s.internalError(w, r, "read the user", err)

@@ -151,19 +151,16 @@ func (s *Server) confirmEmailVerification(w http.ResponseWriter, r *http.Request
 	if !decodeJSON(w, r, &req) {
 		return
 	}
-	if !mailedTokenField(w, req.Token, auth.EmailVerificationTokenPrefix, "verification") {
+	t, ok := mailedLink(s, w, r, req.Token, auth.EmailVerificationTokenPrefix, "verification", s.o.Store.EmailVerification,
+		func(t store.EmailVerification) time.Time { return t.ExpiresAt }, writeInvalidVerificationToken)
+	if !ok {
+		return
+	}
+	if t.TenantID != tid || t.UserID != uid {
+		writeInvalidVerificationToken(w) // another user's: not used up
 		return
 	}
 	ctx := r.Context()
-	t, err := s.o.Store.EmailVerification(ctx, auth.HashToken(req.Token))
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		s.internalError(w, r, "read the verification token", err)
-		return
-	}
-	if err != nil || !s.now().Before(t.ExpiresAt) || t.TenantID != tid || t.UserID != uid {
-		writeInvalidVerificationToken(w)
-		return
-	}
 	u, ok := s.callerUser(w, r, tid, uid)
 	if !ok {
 		return

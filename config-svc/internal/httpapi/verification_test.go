@@ -78,13 +78,20 @@ func mailedTokens(t *testing.T, dir, email, subject string, token *regexp.Regexp
 // returns its token.
 func (e *env) verificationToken(dir, email string, n int) string {
 	e.t.Helper()
+	return e.nthMailedToken(dir, email, verifySubject, verifyLink, n)
+}
+
+// nthMailedToken waits for the n-th message with subject to email and
+// returns its token (token's first group); more messages fail the test.
+func (e *env) nthMailedToken(dir, email, subject string, token *regexp.Regexp, n int) string {
+	e.t.Helper()
 	var got []string
-	eventually.True(e.t, 10*time.Second, "the verification mail", func() bool {
-		got = verificationTokens(e.t, dir, email)
+	eventually.True(e.t, 10*time.Second, "the mail "+quote(subject), func() bool {
+		got = mailedTokens(e.t, dir, email, subject, token)
 		return len(got) >= n
 	})
 	if len(got) != n {
-		e.t.Fatalf("%d verification messages to %s, want %d", len(got), email, n)
+		e.t.Fatalf("%d messages %q to %s, want %d", len(got), subject, email, n)
 	}
 	return got[n-1]
 }
