@@ -56,6 +56,7 @@ type Config struct {
 	EmailVerificationURL string
 	EmailVerificationTTL time.Duration
 	InvitationURL        string
+	EmailClaimURL        string
 }
 
 // RegisterFlags registers every flag of the binary on fs.
@@ -81,6 +82,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.PasswordResetTTL, "password-reset-ttl", httpapi.DefaultPasswordResetTTL, "how long a password reset link works (5m to 24h; once)")
 	fs.StringVar(&c.EmailVerificationURL, "email-verification-url", "", "link put in e-mail verification e-mails, {token} replaced by the verification token, e.g. 'https://app.example/verify-email?token={token}' (a page that posts it, signed in, to /v1/email-verification/confirm); https, or http to a loopback host (empty: the e-mail gives the token and how to post it)")
 	fs.StringVar(&c.InvitationURL, "invitation-url", "", "link put in invitation e-mails, {token} replaced by the invitation token, e.g. 'https://app.example/accept-invitation?token={token}' (a page that posts it with the password chosen to /v1/invitations/accept); https, or http to a loopback host (empty: the e-mail gives the token and how to post it)")
+	fs.StringVar(&c.EmailClaimURL, "email-claim-url", "", "link put in address claim e-mails (a sign-up refused because an unverified user holds its address), {token} replaced by the claim token, e.g. 'https://app.example/claim-address?token={token}' (a page that posts it with the sign-up's password to /v1/signup/claim); https, or http to a loopback host (empty: the e-mail gives the token and how to post it)")
 	fs.DurationVar(&c.EmailVerificationTTL, "email-verification-ttl", httpapi.DefaultEmailVerificationTTL, "how long an e-mail verification link works (1h to 168h; once, signed in as its user)")
 }
 
@@ -118,17 +120,18 @@ func (c *Config) Validate() error {
 	if err := c.Mail.Validate(); err != nil {
 		return err
 	}
-	if c.PasswordResetURL != "" && (strings.Count(c.PasswordResetURL, httpapi.TokenPlaceholder) != 1 || !secureLink(c.PasswordResetURL)) {
-		return fmt.Errorf("-password-reset-url %q must be an https URL (http only to a loopback host) holding %s once, e.g. 'https://app.example/reset-password?token=%[2]s'", c.PasswordResetURL, httpapi.TokenPlaceholder)
+	for _, link := range []struct{ flag, url, example string }{
+		{"password-reset-url", c.PasswordResetURL, "reset-password"},
+		{"email-verification-url", c.EmailVerificationURL, "verify-email"},
+		{"invitation-url", c.InvitationURL, "accept-invitation"},
+		{"email-claim-url", c.EmailClaimURL, "claim-address"},
+	} {
+		if link.url != "" && (strings.Count(link.url, httpapi.TokenPlaceholder) != 1 || !secureLink(link.url)) {
+			return fmt.Errorf("-%s %q must be an https URL (http only to a loopback host) holding %s once, e.g. 'https://app.example/%s?token=%[3]s'", link.flag, link.url, httpapi.TokenPlaceholder, link.example)
+		}
 	}
 	if c.PasswordResetTTL < 5*time.Minute || c.PasswordResetTTL > 24*time.Hour {
 		return fmt.Errorf("-password-reset-ttl %s is out of range 5m..24h", c.PasswordResetTTL)
-	}
-	if c.EmailVerificationURL != "" && (strings.Count(c.EmailVerificationURL, httpapi.TokenPlaceholder) != 1 || !secureLink(c.EmailVerificationURL)) {
-		return fmt.Errorf("-email-verification-url %q must be an https URL (http only to a loopback host) holding %s once, e.g. 'https://app.example/verify-email?token=%[2]s'", c.EmailVerificationURL, httpapi.TokenPlaceholder)
-	}
-	if c.InvitationURL != "" && (strings.Count(c.InvitationURL, httpapi.TokenPlaceholder) != 1 || !secureLink(c.InvitationURL)) {
-		return fmt.Errorf("-invitation-url %q must be an https URL (http only to a loopback host) holding %s once, e.g. 'https://app.example/accept-invitation?token=%[2]s'", c.InvitationURL, httpapi.TokenPlaceholder)
 	}
 	if c.EmailVerificationTTL < time.Hour || c.EmailVerificationTTL > httpapi.MaxEmailVerificationTTL {
 		return fmt.Errorf("-email-verification-ttl %s is out of range 1h..%s", c.EmailVerificationTTL, httpapi.MaxEmailVerificationTTL)
@@ -243,6 +246,7 @@ func setUp(ctx context.Context, svc *service.Service, cfg Config, keys *auth.Key
 		EmailVerificationURL:   cfg.EmailVerificationURL,
 		EmailVerificationTTL:   cfg.EmailVerificationTTL,
 		InvitationURL:          cfg.InvitationURL,
+		EmailClaimURL:          cfg.EmailClaimURL,
 		Log:                    log,
 		Registerer:             svc.Registry,
 	})

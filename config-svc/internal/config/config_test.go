@@ -73,6 +73,8 @@ func TestValidate(t *testing.T) {
 		{"verification TTL too long", append(ok, "-email-verification-ttl=200h"), "-email-verification-ttl 200h0m0s is out of range 1h..168h"},
 		{"invitation URL", append(ok, "-invitation-url=https://app.example/accept?token={token}"), ""},
 		{"invitation URL over plain http", append(ok, "-invitation-url=http://app.example/accept?token={token}"), "-invitation-url"},
+		{"claim URL", append(ok, "-email-claim-url=https://app.example/claim?token={token}"), ""},
+		{"claim URL without the token", append(ok, "-email-claim-url=https://app.example/claim"), "-email-claim-url"},
 		{"verification TTL too short", append(ok, "-email-verification-ttl=10m"), "is out of range 1h"},
 	}
 	for _, tt := range tests {

@@ -68,7 +68,7 @@ func (s *Server) offerClaim(r *http.Request, email, passwordHash, company string
 			return s.o.Store.SaveEmailClaim(ctx, store.EmailClaim{Hash: hash, Email: email, PasswordHash: passwordHash, Company: company,
 				IssuedAt: now, ExpiresAt: now.Add(ClaimTTL)})
 		},
-		func(token string) string { return claimMailBody(email, token) })
+		func(token string) string { return s.claimMailBody(email, token) })
 	if err != nil {
 		s.metrics.addressClaims.WithLabelValues("failed").Inc()
 		return
@@ -78,13 +78,15 @@ func (s *Server) offerClaim(r *http.Request, email, passwordHash, company string
 
 // claimMailBody is the claim link's e-mail. It says nothing the sign-up
 // gave but the address: the company is whatever anyone typed.
-func claimMailBody(email, token string) string {
+func (s *Server) claimMailBody(email, token string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Someone, hopefully you, signed up to Acme Analytics with the e-mail address %s, which an account has already.\n"+
 		"That account has never confirmed that the address is its own.\n\n", email)
 	b.WriteString("If that account is yours, ignore this e-mail: log in to it and confirm the address (POST /v1/email-verification).\n\n")
-	fmt.Fprintf(&b, "If it is not, you can take the address from it and complete your sign-up: send this token, with the password you signed up with, to POST /v1/signup/claim:\n\n"+
-		"  {\"token\": \"%s\", \"password\": \"<the password you signed up with>\"}\n\n", token)
+	writeLink(&b, s.o.EmailClaimURL, token,
+		"If it is not, you can take the address from it and complete your sign-up: open this link and enter the password you signed up with",
+		"If it is not, you can take the address from it and complete your sign-up: send this token, with the password you signed up with, to POST /v1/signup/claim",
+		`, "password": "<the password you signed up with>"`)
 	fmt.Fprintf(&b, "The other account then keeps its data, but no longer signs in with this address. The token works once, within %s.\n"+
 		"If you did not sign up, ignore this e-mail: without the sign-up's password the token does nothing.\n", humanDuration(ClaimTTL))
 	return b.String()

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acme/analytics/config-svc/internal/mail"
 	"github.com/acme/analytics/pkg/eventually"
 )
 
@@ -322,5 +323,24 @@ func TestAddressClaimWithoutMail(t *testing.T) {
 	r := e.signupTaken(email, "the owner's password", "Owner")
 	if strings.Contains(r.apiError().Message, "claim") {
 		t.Fatalf("the 409 without mail delivery: %q, want no word of a claim link", r.apiError().Message)
+	}
+}
+
+// With -email-claim-url the claim e-mail holds a link to the merchant's
+// page, the token in it, where it gives the token to post otherwise.
+func TestAddressClaimMailWithLink(t *testing.T) {
+	dir := t.TempDir()
+	e := newEnv(t, func(o *Options) {
+		o.Mailer = startMailer(t, mail.Dir{Path: dir}, mail.QueueConfig{}, o.Registerer, nil)
+		o.MailFrom, o.EmailClaimURL = testFrom(t), "https://app.example/claim-address?token={token}"
+	})
+	email := newClaimedAddress()
+	e.signupWith(email, "the squatter's password", "Squat")
+	const password = "the owner's own password"
+	e.signupTaken(email, password, "Owner Ltd")
+	link := regexp.MustCompile(`https://app\.example/claim-address\?token=(cl_[A-Za-z0-9_-]{43})\r\n`)
+	token := e.nthMailedToken(dir, email, claimSubject, link, 1)
+	if r := e.claim(token, password); r.code != http.StatusCreated {
+		t.Fatalf("claiming with the link's token: %d %s, want 201", r.code, r.body)
 	}
 }

@@ -147,12 +147,8 @@ func (s *Server) invitationMailBody(tenantName, inviter, role, token string) str
 		who = inviter
 	}
 	fmt.Fprintf(&b, "%s invited you to %s on Acme Analytics, as %s.\n\n", who, quote(tenantName), role)
-	if s.o.InvitationURL != "" {
-		fmt.Fprintf(&b, "To accept, open this link and choose your password:\n\n%s\n\n", strings.Replace(s.o.InvitationURL, TokenPlaceholder, token, 1))
-	} else {
-		fmt.Fprintf(&b, "To accept, send this token with the password you choose to POST /v1/invitations/accept:\n\n"+
-			"  {\"token\": \"%s\", \"password\": \"<your password>\"}\n\n", token)
-	}
+	writeLink(&b, s.o.InvitationURL, token, "To accept, open this link and choose your password",
+		"To accept, send this token with the password you choose to POST /v1/invitations/accept", `, "password": "<your password>"`)
 	fmt.Fprintf(&b, "It works once, within %s. If you did not expect it, ignore this e-mail.\n", humanDuration(InvitationTTL))
 	return b.String()
 }

@@ -179,15 +179,23 @@ func mailedLink[T any](s *Server, w http.ResponseWriter, r *http.Request, token,
 	return row, true
 }
 
+// writeLink writes to b how to use a mailed token: url's link, the token
+// in place of TokenPlaceholder, after linkIntro; with no url, the token in
+// the JSON body to post (with otherFields, as shown to the reader) after
+// tokenIntro.
+func writeLink(b *strings.Builder, url, token, linkIntro, tokenIntro, otherFields string) {
+	if url != "" {
+		fmt.Fprintf(b, "%s:\n\n%s\n\n", linkIntro, strings.Replace(url, TokenPlaceholder, token, 1))
+		return
+	}
+	fmt.Fprintf(b, "%s:\n\n  {\"token\": \"%s\"%s}\n\n", tokenIntro, token, otherFields)
+}
+
 func (s *Server) resetMailBody(email, token string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Someone, hopefully you, asked to reset the password of the Acme Analytics account %s.\n\n", email)
-	if s.o.PasswordResetURL != "" {
-		fmt.Fprintf(&b, "To choose a new password, open this link:\n\n%s\n\n", strings.Replace(s.o.PasswordResetURL, TokenPlaceholder, token, 1))
-	} else {
-		fmt.Fprintf(&b, "To choose a new password, send this reset token with it to POST /v1/password-reset/confirm:\n\n"+
-			"  {\"token\": \"%s\", \"password\": \"<your new password>\"}\n\n", token)
-	}
+	writeLink(&b, s.o.PasswordResetURL, token, "To choose a new password, open this link",
+		"To choose a new password, send this reset token with it to POST /v1/password-reset/confirm", `, "password": "<your new password>"`)
 	fmt.Fprintf(&b, "It works once, within %s, and signs out every session of the old password.\n"+
 		"If you did not ask for it, ignore this e-mail: your password stays as it is.\n", humanDuration(s.o.PasswordResetTTL))
 	return b.String()

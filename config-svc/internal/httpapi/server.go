@@ -105,6 +105,10 @@ type Options struct {
 	// TokenPlaceholder for the token ("": the e-mail gives the token and
 	// how to post it).
 	InvitationURL string
+	// EmailClaimURL is the link of an address claim e-mail, with
+	// TokenPlaceholder for the token ("": the e-mail gives the token and
+	// how to post it).
+	EmailClaimURL string
 }
 
 // Server serves the API.

@@ -124,13 +124,9 @@ func (s *Server) queueVerificationLink(r *http.Request, u store.User) error {
 func (s *Server) verificationMailBody(email, token string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "An Acme Analytics account has the e-mail address %s.\n\n", email)
-	if s.o.EmailVerificationURL != "" {
-		fmt.Fprintf(&b, "If it is yours, confirm that the address is yours by opening this link, signed in to the account:\n\n%s\n\n",
-			strings.Replace(s.o.EmailVerificationURL, TokenPlaceholder, token, 1))
-	} else {
-		fmt.Fprintf(&b, "If it is yours, confirm that the address is yours by sending this token, signed in to the account, to POST /v1/email-verification/confirm:\n\n"+
-			"  {\"token\": \"%s\"}\n\n", token)
-	}
+	writeLink(&b, s.o.EmailVerificationURL, token,
+		"If it is yours, confirm that the address is yours by opening this link, signed in to the account",
+		"If it is yours, confirm that the address is yours by sending this token, signed in to the account, to POST /v1/email-verification/confirm", "")
 	fmt.Fprintf(&b, "It works once, within %s. Until the address is confirmed, a forgotten password cannot be reset by e-mail.\n"+
 		"If you have no such account, ignore this e-mail: the link does nothing without the account's password.\n", humanDuration(s.o.EmailVerificationTTL))
 	return b.String()
