@@ -239,6 +239,10 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	t, err := s.o.Store.ConsumeRefreshToken(ctx, auth.HashToken(req.RefreshToken))
+	if errors.Is(err, store.ErrRefreshTokenReused) {
+		s.refreshTokenReused(w, r, t)
+		return
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		httpserver.WriteError(w, http.StatusUnauthorized, "invalid_refresh_token", "the refresh token is unknown, expired, revoked or already used; log in again")
 		return
@@ -271,6 +275,28 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.refreshes.Inc()
 	s.issueTokens(w, r, u, http.StatusOK)
+}
+
+// refreshTokenReused answers a refresh with a token used before: a copy of
+// it was used, by a thief or by the user, and which came first cannot be
+// told, so every refresh token of the user is revoked (the replacement
+// the first use got among them), as a password reset does, and each
+// session signs in again. The access tokens already issued work until
+// they expire. The revocation runs to its end even when the client goes
+// away.
+func (s *Server) refreshTokenReused(w http.ResponseWriter, r *http.Request, t store.RefreshToken) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
+	defer cancel()
+	attrs := []any{slog.String("tenant_id", t.TenantID.String()), slog.String("user_id", t.UserID.String()),
+		slog.String("request_id", httpserver.RequestID(r.Context()))}
+	if err := s.o.Store.RevokeUserTokens(ctx, t.TenantID, t.UserID); err != nil {
+		s.internalError(w, r, "revoke the refresh tokens of a user whose refresh token was used twice", err)
+		return
+	}
+	s.metrics.refreshReuses.Inc()
+	s.o.Log.Warn("refresh token used twice; every refresh token of its user revoked", attrs...)
+	httpserver.WriteError(w, http.StatusUnauthorized, "invalid_refresh_token",
+		"the refresh token was used before, as a stolen copy of it would be, so every session of this user has been signed out; log in again")
 }
 
 // issueTokens signs u in: an access token and a new refresh token, in an

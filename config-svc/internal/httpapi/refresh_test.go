@@ -105,7 +105,9 @@ func TestRefreshTokenBoundToPassword(t *testing.T) {
 	e.setPassword(a, newPassword)
 	for _, tok := range []string{fromSignup, fromLogin} {
 		wantRefreshRefused(t, e.refresh(tok), earlierPassword)
-		wantRefreshRefused(t, e.refresh(tok), usedUp)
+	}
+	for _, tok := range []string{fromSignup, fromLogin} {
+		wantRefreshRefused(t, e.refresh(tok), reused)
 		tid, uid := a.ids(t)
 		if err := e.store.RevokeRefreshToken(context.Background(), tid, uid, auth.HashToken(tok)); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("the refused token is still among the user's: RevokeRefreshToken = %v, want ErrNotFound", err)
@@ -221,4 +223,36 @@ func TestSessionRacingAReset(t *testing.T) {
 			wantRefreshRefused(t, e.refresh(raced), earlierPassword)
 		})
 	}
+}
+
+// reused is what a refresh with a token used before says: a copy of it was
+// used, so the user's sessions were all signed out.
+const reused = "every session of this user has been signed out"
+
+// TestRefreshTokenReuseSignsOutEverySession: a refresh token presented
+// again after it was exchanged is what a stolen copy looks like (the thief
+// or the user, whoever comes second). The user's refresh tokens are all
+// revoked, the replacement the first use got included, so a thief who
+// refreshed first keeps nothing past the access token in hand; sessions
+// begun after it work.
+func TestRefreshTokenReuseSignsOutEverySession(t *testing.T) {
+	e := newEnv(t)
+	a := e.signup("Reuse")
+	var other TokenResponse // another device of the same user
+	e.must(http.StatusOK, anonymous, "POST", "/v1/login", map[string]string{"email": a.email, "password": a.password}).decode(t, &other)
+	stolen := a.tokens.RefreshToken
+	thiefs := e.mustRefresh(stolen) // the thief refreshes first
+
+	wantRefreshRefused(t, e.refresh(stolen), reused) // then the user
+	wantRefreshRefused(t, e.refresh(thiefs), usedUp)
+	wantRefreshRefused(t, e.refresh(other.RefreshToken), usedUp)
+	wantRefreshRefused(t, e.refresh(stolen), reused) // as often as it comes
+
+	var login TokenResponse
+	e.must(http.StatusOK, anonymous, "POST", "/v1/login", map[string]string{"email": a.email, "password": a.password}).decode(t, &login)
+	e.mustRefresh(login.RefreshToken)
+
+	// Another user's sessions are not touched.
+	b := e.signup("Bystander")
+	e.mustRefresh(b.tokens.RefreshToken)
 }

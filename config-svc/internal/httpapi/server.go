@@ -343,6 +343,7 @@ func NewTrackingID() (string, error) {
 
 type metrics struct {
 	signups, logins, loginFailures, refreshes prometheus.Counter
+	refreshReuses                             prometheus.Counter
 	resetRequests                             *prometheus.CounterVec
 	passwordResets                            prometheus.Counter
 	verificationMails                         *prometheus.CounterVec
@@ -363,6 +364,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		logins:        prometheus.NewCounter(prometheus.CounterOpts{Name: "config_logins_total", Help: "Successful logins."}),
 		loginFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "config_login_failures_total", Help: "Logins refused for a wrong e-mail or password."}),
 		refreshes:     prometheus.NewCounter(prometheus.CounterOpts{Name: "config_token_refreshes_total", Help: "Refresh tokens exchanged for new tokens."}),
+		refreshReuses: prometheus.NewCounter(prometheus.CounterOpts{Name: "config_refresh_token_reuses_total",
+			Help: "Refresh tokens presented again after their use (a stolen copy, or a client retrying), each of which revoked every refresh token of its user."}),
 		resetRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "config_password_reset_requests_total",
 			Help: "Password reset requests by outcome: queued (a link handed to the mail sender, config_mail_messages_total), no_account, unverified (the account's address is not verified: nothing sent), throttled, failed (no link queued: the token not stored, or the mail queue full)."}, []string{"outcome"}),
 		verificationMails: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "config_email_verification_mails_total",
@@ -382,7 +385,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		changes:            prometheus.NewCounterVec(prometheus.CounterOpts{Name: "config_feed_appends_total", Help: "Changes appended to the change feed, by kind."}, []string{"kind"}),
 		longPolls:          prometheus.NewGauge(prometheus.GaugeOpts{Name: "config_feed_long_polls", Help: "Change-feed long polls waiting now."}),
 	}
-	reg.MustRegister(m.signups, m.logins, m.loginFailures, m.refreshes, m.resetRequests, m.passwordResets, m.verificationMails, m.emailVerifications, m.invitations, m.addressClaims, m.trackingIDCollisions, m.propertyLimitRefused, m.ruleVersions, m.ruleVersionsPruned, m.ruleVersionsRefused, m.changes, m.longPolls)
+	reg.MustRegister(m.signups, m.logins, m.loginFailures, m.refreshes, m.refreshReuses, m.resetRequests, m.passwordResets, m.verificationMails, m.emailVerifications, m.invitations, m.addressClaims, m.trackingIDCollisions, m.propertyLimitRefused, m.ruleVersions, m.ruleVersionsPruned, m.ruleVersionsRefused, m.changes, m.longPolls)
 	return m
 }
 

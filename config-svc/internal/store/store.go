@@ -4,9 +4,10 @@
 // visitor IDs (cql/0009_cookieless_salts.cql), password reset tokens
 // (cql/0010_password_resets.cql) and e-mail verification: the time a
 // user's address was verified and the tokens mailed to verify it
-// (cql/0011_email_verification.cql), invitations (cql/0012_invitations.cql)
-// and the links that claim an address an unverified user holds
-// (cql/0014_email_claims.cql).
+// (cql/0011_email_verification.cql), invitations (cql/0012_invitations.cql),
+// the links that claim an address an unverified user holds
+// (cql/0014_email_claims.cql) and the mark of a used refresh token
+// (cql/0015_refresh_token_reuse.cql).
 //
 // Every method takes the IDs that key its tables; tenant checks (a property
 // read for another tenant is not found) are the callers' job, made on the
@@ -31,6 +32,10 @@ var (
 	// ErrFeedGone is returned for a feed position older than what the feed
 	// retains, or newer than its head.
 	ErrFeedGone = errors.New("change feed position no longer available")
+	// ErrRefreshTokenReused is returned (wrapped) for a refresh token used
+	// before: what a stolen copy looks like. It is an ErrNotFound too (the
+	// token does not work).
+	ErrRefreshTokenReused = fmt.Errorf("refresh token used before: %w", ErrNotFound)
 )
 
 // completeTimeout bounds the steps a method completes after its context

@@ -151,6 +151,15 @@ func TestRefreshTokenWorksOnce(t *testing.T) {
 	if ok != 1 {
 		t.Fatalf("%d concurrent uses of one refresh token succeeded, want exactly 1", ok)
 	}
+	// Used, it is known as used (with its user, whose tokens the caller
+	// revokes) until it would have expired.
+	got, err := st.ConsumeRefreshToken(ctx, "h1")
+	if !errors.Is(err, ErrRefreshTokenReused) || got.UserID != tok.UserID || got.TenantID != tok.TenantID {
+		t.Fatalf("ConsumeRefreshToken of a used token = %+v, %v; want its user and ErrRefreshTokenReused", got, err)
+	}
+	if _, err := st.ConsumeRefreshToken(ctx, "never-issued"); err == nil || errors.Is(err, ErrRefreshTokenReused) {
+		t.Fatalf("ConsumeRefreshToken of an unknown token = %v; want ErrNotFound alone", err)
+	}
 }
 
 // A refresh token keeps the fingerprint of the password it was issued

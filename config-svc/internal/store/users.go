@@ -330,25 +330,39 @@ func (st *Store) SaveRefreshToken(ctx context.Context, t RefreshToken) error {
 }
 
 // ConsumeRefreshToken takes a refresh token for one use: it returns the
-// token and deletes it, or ErrNotFound when it does not exist, has expired
-// or was consumed by a concurrent call. Whether the token's password is
-// still the user's is the caller's check; the token is used up either way.
+// token and marks it used, or ErrNotFound when it does not exist or has
+// expired, or ErrRefreshTokenReused (with the token, for its user) when it
+// was used before, by a concurrent call too. A used token's row stays,
+// with its TTL, so that a copy presented later is known as one
+// (cql/0015). Whether the token's password is still the user's is the
+// caller's check; the token is used up either way.
 func (st *Store) ConsumeRefreshToken(ctx context.Context, hash string) (RefreshToken, error) {
 	t := RefreshToken{Hash: hash}
-	err := st.s.Query(`SELECT tenant_id, user_id, password_sha256, issued_at, expires_at FROM refresh_tokens WHERE token_hash = ?`, hash).
-		WithContext(ctx).Scan(&t.TenantID, &t.UserID, &t.PasswordSHA256, &t.IssuedAt, &t.ExpiresAt)
+	var usedAt time.Time
+	err := st.s.Query(`SELECT tenant_id, user_id, password_sha256, issued_at, expires_at, used_at FROM refresh_tokens WHERE token_hash = ?`, hash).
+		WithContext(ctx).Scan(&t.TenantID, &t.UserID, &t.PasswordSHA256, &t.IssuedAt, &t.ExpiresAt, &usedAt)
 	if err != nil {
 		return RefreshToken{}, fmt.Errorf("read refresh token: %w", notFound(err))
 	}
-	if !st.now().Before(t.ExpiresAt) {
+	now := st.now()
+	if !now.Before(t.ExpiresAt) {
 		return RefreshToken{}, fmt.Errorf("refresh token expired: %w", ErrNotFound)
 	}
-	applied, err := st.s.Query(`DELETE FROM refresh_tokens WHERE token_hash = ? IF EXISTS`, hash).WithContext(ctx).MapScanCAS(map[string]any{})
+	if !usedAt.IsZero() {
+		return t, ErrRefreshTokenReused
+	}
+	// user_id != null: a row revoked since the read is not written again.
+	prev := map[string]any{}
+	applied, err := st.s.Query(`UPDATE refresh_tokens USING TTL ? SET used_at = ? WHERE token_hash = ? IF used_at = null AND user_id != null`,
+		ttlSeconds(t.ExpiresAt, now), now, hash).WithContext(ctx).MapScanCAS(prev)
 	if err != nil {
 		return RefreshToken{}, fmt.Errorf("consume refresh token: %w", err)
 	}
 	if !applied {
-		return RefreshToken{}, fmt.Errorf("refresh token already used: %w", ErrNotFound)
+		if used, _ := prev["used_at"].(time.Time); !used.IsZero() {
+			return t, ErrRefreshTokenReused
+		}
+		return RefreshToken{}, fmt.Errorf("refresh token revoked: %w", ErrNotFound)
 	}
 	if err := st.s.Query(`DELETE FROM refresh_tokens_by_user WHERE tenant_id = ? AND user_id = ? AND token_hash = ?`, t.TenantID, t.UserID, hash).WithContext(ctx).Exec(); err != nil {
 		return RefreshToken{}, fmt.Errorf("consume refresh token: %w", err)
