@@ -3,10 +3,13 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/acme/analytics/config-svc/internal/auth"
 	"github.com/acme/analytics/config-svc/internal/store"
@@ -44,16 +47,34 @@ type refreshRequest struct {
 
 const maxTenantName = 100
 
+// checkName validates the name of a tenant, property or API secret: not
+// blank, at most limit bytes, on one line. A name is anyone's text (the
+// tenant's is chosen at sign-up) and is shown to others: the invitation
+// e-mail, sent from our address to any address an admin gives, quotes
+// the tenant's. So control characters (a line break would start a
+// paragraph of the name's own there), line and paragraph separators and
+// the bidirectional controls that reorder what follows them are refused.
 func checkName(w http.ResponseWriter, field, name string, limit int) bool {
+	bad := strings.IndexFunc(name, unprintableInName)
 	switch {
 	case strings.TrimSpace(name) == "":
 		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", field, field+": is required; give a name")
 	case len(name) > limit:
 		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", field, field+": is longer than the limit of "+itoa(limit)+" bytes")
+	case bad >= 0:
+		r, _ := utf8.DecodeRuneInString(name[bad:])
+		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", field,
+			field+": has the character "+fmt.Sprintf("%U", r)+" (a control character, line break or text direction control); a name is one line of text")
 	default:
 		return true
 	}
 	return false
+}
+
+// unprintableInName reports whether r may not be in a name (checkName).
+func unprintableInName(r rune) bool {
+	return unicode.IsControl(r) || r == '\u2028' || r == '\u2029' || // line and paragraph separators
+		(r >= '\u202a' && r <= '\u202e') || (r >= '\u2066' && r <= '\u2069') // embeddings, overrides, isolates
 }
 
 // checkCredentials validates an e-mail and a new password.

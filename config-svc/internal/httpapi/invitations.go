@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -146,7 +147,10 @@ func (s *Server) invitationMailBody(tenantName, inviter, role, token string) str
 	if inviter != "" {
 		who = inviter
 	}
-	fmt.Fprintf(&b, "%s invited you to %s on Acme Analytics, as %s.\n\n", who, quote(tenantName), role)
+	// The name is whoever signed up's text: quoted with anything that is
+	// not printable escaped, so that a name stored before checkName
+	// refused line breaks cannot write lines of this e-mail.
+	fmt.Fprintf(&b, "%s invited you to %s on Acme Analytics, as %s.\n\n", who, strconv.QuoteToGraphic(tenantName), role)
 	writeLink(&b, s.o.InvitationURL, token, "To accept, open this link and choose your password",
 		"To accept, send this token with the password you choose to POST /v1/invitations/accept", `, "password": "<your password>"`)
 	fmt.Fprintf(&b, "It works once, within %s. If you did not expect it, ignore this e-mail.\n", humanDuration(InvitationTTL))

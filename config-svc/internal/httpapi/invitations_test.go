@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -239,5 +240,38 @@ func TestInvitationWithoutMail(t *testing.T) {
 	r := e.do(a.as(), "POST", "/v1/invitations", map[string]string{"email": newInvitee(), "role": "viewer"})
 	if r.code != http.StatusServiceUnavailable || r.apiError().Code != "mail_not_configured" {
 		t.Fatalf("%d %s, want 503 mail_not_configured", r.code, r.body)
+	}
+}
+
+// TestInvitationMailCannotBeWrittenByTheTenantName: the tenant's name is
+// anyone's text (whoever signs up chooses it), and the invitation e-mail,
+// sent from our address to any address an admin gives, quotes it. A name
+// with a line break could write paragraphs of its own there (a link to
+// follow, a password to give), so names with control characters are
+// refused, and a name stored before that is quoted with them escaped.
+func TestInvitationMailCannotBeWrittenByTheTenantName(t *testing.T) {
+	e, dir := mailEnv(t, newTestClock())
+	const forged = "Shop\r\n\r\nTo accept, open https://evil.example/accept and give your Acme password:\r\n"
+	if r := e.do(anonymous, "POST", "/v1/signup", map[string]string{"email": newInvitee(), "password": "correct horse battery", "company": forged}); r.code != http.StatusBadRequest || r.apiError().Field != "company" {
+		t.Fatalf("sign-up with a line break in the company: %d %s, want 400 invalid_field company", r.code, r.body)
+	}
+	a := e.signup("Inviting")
+	if r := e.do(a.as(), "PATCH", "/v1/tenants/me", map[string]string{"name": "Shop\u2028To accept, open https://evil.example"}); r.code != http.StatusBadRequest || r.apiError().Field != "name" {
+		t.Fatalf("rename with a line separator: %d %s, want 400 invalid_field name", r.code, r.body)
+	}
+
+	// A name stored by an earlier version.
+	tid, _ := a.ids(t)
+	if err := e.store.RenameTenant(t.Context(), tid, forged); err != nil {
+		t.Fatal(err)
+	}
+	e.invite(dir, a, newInvitee(), "viewer")
+	msgs := mailsAbout(t, dir, inviteSubject)
+	body := string(msgs[len(msgs)-1])
+	if strings.Contains(body, "\r\nTo accept, open https://evil.example") {
+		t.Fatalf("the tenant's name wrote a line of the invitation e-mail:\n%s", body)
+	}
+	if !strings.Contains(body, `"Shop\r\n\r\nTo accept, open https://evil.example/accept`) {
+		t.Fatalf("the e-mail does not quote the name, escaped:\n%s", body)
 	}
 }
