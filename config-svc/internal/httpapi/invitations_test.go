@@ -275,3 +275,23 @@ func TestInvitationMailCannotBeWrittenByTheTenantName(t *testing.T) {
 		t.Fatalf("the e-mail does not quote the name, escaped:\n%s", body)
 	}
 }
+
+// TestInvitationOfAnotherTenantIsNotFound: another tenant's admin cannot
+// see or revoke a tenant's invitation, and learns nothing of its ID: 404 as
+// for an ID that exists nowhere.
+func TestInvitationOfAnotherTenantIsNotFound(t *testing.T) {
+	e, dir := mailEnv(t, newTestClock())
+	alice, bob := e.signup("Alice Invites"), e.signup("Bob Probes")
+	inv, _ := e.invite(dir, alice, newInvitee(), "admin")
+	for _, id := range []string{inv.ID, "00000000-0000-4000-8000-000000000000"} {
+		if r := e.do(bob.as(), "DELETE", "/v1/invitations/"+id, nil); r.code != http.StatusNotFound || r.apiError().Code != "not_found" {
+			t.Fatalf("bob revoking %s: %d %s, want 404 not_found", id, r.code, r.body)
+		}
+	}
+	if got := e.pendingInvitations(bob); len(got) != 0 {
+		t.Fatalf("bob lists %+v", got)
+	}
+	if got := e.pendingInvitations(alice); len(got) != 1 || got[0].ID != inv.ID {
+		t.Fatalf("alice's pending invitations are %+v, want hers", got)
+	}
+}
