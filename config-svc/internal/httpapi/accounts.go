@@ -260,7 +260,16 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	t, err := s.o.Store.ConsumeRefreshToken(ctx, auth.HashToken(req.RefreshToken))
-	if errors.Is(err, store.ErrRefreshTokenReused) {
+	if reused := (*store.RefreshTokenReusedError)(nil); errors.As(err, &reused) {
+		if s.o.Now().Sub(reused.UsedAt) < RefreshReuseGrace {
+			// A client retrying a refresh whose answer it lost, or two
+			// tabs of one session refreshing at once: only this request
+			// is refused.
+			s.metrics.refreshReuses.WithLabelValues("within_grace").Inc()
+			httpserver.WriteError(w, http.StatusUnauthorized, "invalid_refresh_token",
+				"the refresh token was used a moment ago (by a retry, or another tab of this session); use the refresh token that use returned, or log in again")
+			return
+		}
 		s.refreshTokenReused(w, r, t)
 		return
 	}
@@ -298,6 +307,12 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request) {
 	s.issueTokens(w, r, u, http.StatusOK)
 }
 
+// RefreshReuseGrace is how long after its use a refresh token presented
+// again is taken for the same client's retry (its answer lost) or a second
+// tab refreshing at the same moment, and refused alone; later, it is taken
+// for a stolen copy (refreshTokenReused).
+const RefreshReuseGrace = 30 * time.Second
+
 // refreshTokenReused answers a refresh with a token used before: a copy of
 // it was used, by a thief or by the user, and which came first cannot be
 // told, so every refresh token of the user is revoked (the replacement
@@ -314,7 +329,7 @@ func (s *Server) refreshTokenReused(w http.ResponseWriter, r *http.Request, t st
 		s.internalError(w, r, "revoke the refresh tokens of a user whose refresh token was used twice", err)
 		return
 	}
-	s.metrics.refreshReuses.Inc()
+	s.metrics.refreshReuses.WithLabelValues("signed_out").Inc()
 	s.o.Log.Warn("refresh token used twice; every refresh token of its user revoked", attrs...)
 	httpserver.WriteError(w, http.StatusUnauthorized, "invalid_refresh_token",
 		"the refresh token was used before, as a stolen copy of it would be, so every session of this user has been signed out; log in again")

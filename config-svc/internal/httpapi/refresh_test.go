@@ -107,7 +107,7 @@ func TestRefreshTokenBoundToPassword(t *testing.T) {
 		wantRefreshRefused(t, e.refresh(tok), earlierPassword)
 	}
 	for _, tok := range []string{fromSignup, fromLogin} {
-		wantRefreshRefused(t, e.refresh(tok), reused)
+		wantRefreshRefused(t, e.refresh(tok), justUsed)
 		tid, uid := a.ids(t)
 		if err := e.store.RevokeRefreshToken(context.Background(), tid, uid, auth.HashToken(tok)); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("the refused token is still among the user's: RevokeRefreshToken = %v, want ErrNotFound", err)
@@ -229,6 +229,10 @@ func TestSessionRacingAReset(t *testing.T) {
 // used, so the user's sessions were all signed out.
 const reused = "every session of this user has been signed out"
 
+// justUsed is what it says within RefreshReuseGrace of the use: taken for
+// the same client's retry, only that request refused.
+const justUsed = "used a moment ago"
+
 // TestRefreshTokenReuseSignsOutEverySession: a refresh token presented
 // again after it was exchanged is what a stolen copy looks like (the thief
 // or the user, whoever comes second). The user's refresh tokens are all
@@ -236,12 +240,14 @@ const reused = "every session of this user has been signed out"
 // refreshed first keeps nothing past the access token in hand; sessions
 // begun after it work.
 func TestRefreshTokenReuseSignsOutEverySession(t *testing.T) {
-	e := newEnv(t)
+	clock := newTestClock()
+	e := newEnv(t, func(o *Options) { o.Now = clock.now })
 	a := e.signup("Reuse")
 	var other TokenResponse // another device of the same user
 	e.must(http.StatusOK, anonymous, "POST", "/v1/login", map[string]string{"email": a.email, "password": a.password}).decode(t, &other)
 	stolen := a.tokens.RefreshToken
 	thiefs := e.mustRefresh(stolen) // the thief refreshes first
+	clock.advance(RefreshReuseGrace + time.Second)
 
 	wantRefreshRefused(t, e.refresh(stolen), reused) // then the user
 	wantRefreshRefused(t, e.refresh(thiefs), usedUp)
@@ -255,4 +261,22 @@ func TestRefreshTokenReuseSignsOutEverySession(t *testing.T) {
 	// Another user's sessions are not touched.
 	b := e.signup("Bystander")
 	e.mustRefresh(b.tokens.RefreshToken)
+}
+
+// TestRefreshTokenRetriedAtOnceIsRefusedAlone: a refresh token presented
+// again within RefreshReuseGrace of its use (a client retrying a refresh
+// whose answer it lost, two tabs of one session refreshing at once) is
+// refused alone: the replacement the use returned goes on working, as do
+// the user's other sessions.
+func TestRefreshTokenRetriedAtOnceIsRefusedAlone(t *testing.T) {
+	clock := newTestClock()
+	e := newEnv(t, func(o *Options) { o.Now = clock.now })
+	a := e.signup("Retry")
+	var other TokenResponse
+	e.must(http.StatusOK, anonymous, "POST", "/v1/login", map[string]string{"email": a.email, "password": a.password}).decode(t, &other)
+	next := e.mustRefresh(a.tokens.RefreshToken)
+	clock.advance(RefreshReuseGrace - 5*time.Second)
+	wantRefreshRefused(t, e.refresh(a.tokens.RefreshToken), justUsed)
+	e.mustRefresh(next)
+	e.mustRefresh(other.RefreshToken)
 }

@@ -343,7 +343,7 @@ func NewTrackingID() (string, error) {
 
 type metrics struct {
 	signups, logins, loginFailures, refreshes prometheus.Counter
-	refreshReuses                             prometheus.Counter
+	refreshReuses                             *prometheus.CounterVec
 	resetRequests                             *prometheus.CounterVec
 	passwordResets                            prometheus.Counter
 	verificationMails                         *prometheus.CounterVec
@@ -364,8 +364,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		logins:        prometheus.NewCounter(prometheus.CounterOpts{Name: "config_logins_total", Help: "Successful logins."}),
 		loginFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "config_login_failures_total", Help: "Logins refused for a wrong e-mail or password."}),
 		refreshes:     prometheus.NewCounter(prometheus.CounterOpts{Name: "config_token_refreshes_total", Help: "Refresh tokens exchanged for new tokens."}),
-		refreshReuses: prometheus.NewCounter(prometheus.CounterOpts{Name: "config_refresh_token_reuses_total",
-			Help: "Refresh tokens presented again after their use (a stolen copy, or a client retrying), each of which revoked every refresh token of its user."}),
+		refreshReuses: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "config_refresh_token_reuses_total",
+			Help: "Refresh tokens presented again after their use, by outcome: signed_out (later than 30 s after it, as a stolen copy is: every refresh token of its user revoked), within_grace (within 30 s: a client retrying a lost answer, or two tabs at once; only that request refused)."}, []string{"outcome"}),
 		resetRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "config_password_reset_requests_total",
 			Help: "Password reset requests by outcome: queued (a link handed to the mail sender, config_mail_messages_total), no_account, unverified (the account's address is not verified: nothing sent), throttled, failed (no link queued: the token not stored, or the mail queue full)."}, []string{"outcome"}),
 		verificationMails: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "config_email_verification_mails_total",

@@ -38,6 +38,16 @@ var (
 	ErrRefreshTokenReused = fmt.Errorf("refresh token used before: %w", ErrNotFound)
 )
 
+// RefreshTokenReusedError is the ErrRefreshTokenReused of one token: when
+// it was used.
+type RefreshTokenReusedError struct{ UsedAt time.Time }
+
+func (e *RefreshTokenReusedError) Error() string {
+	return fmt.Sprintf("%v at %s", ErrRefreshTokenReused, e.UsedAt.UTC().Format(time.RFC3339Nano))
+}
+
+func (e *RefreshTokenReusedError) Unwrap() error { return ErrRefreshTokenReused }
+
 // completeTimeout bounds the steps a method completes after its context
 // ended (context.WithoutCancel): those after its first irreversible write.
 const completeTimeout = 10 * time.Second

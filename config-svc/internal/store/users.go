@@ -331,8 +331,9 @@ func (st *Store) SaveRefreshToken(ctx context.Context, t RefreshToken) error {
 
 // ConsumeRefreshToken takes a refresh token for one use: it returns the
 // token and marks it used, or ErrNotFound when it does not exist or has
-// expired, or ErrRefreshTokenReused (with the token, for its user) when it
-// was used before, by a concurrent call too. A used token's row stays,
+// expired, or a *RefreshTokenReusedError, an ErrRefreshTokenReused (with
+// the token, for its user), when it was used before, by a concurrent call
+// too. A used token's row stays,
 // with its TTL, so that a copy presented later is known as one
 // (cql/0015). Whether the token's password is still the user's is the
 // caller's check; the token is used up either way.
@@ -349,7 +350,7 @@ func (st *Store) ConsumeRefreshToken(ctx context.Context, hash string) (RefreshT
 		return RefreshToken{}, fmt.Errorf("refresh token expired: %w", ErrNotFound)
 	}
 	if !usedAt.IsZero() {
-		return t, ErrRefreshTokenReused
+		return t, &RefreshTokenReusedError{UsedAt: usedAt}
 	}
 	// user_id != null: a row revoked since the read is not written again.
 	prev := map[string]any{}
@@ -360,7 +361,7 @@ func (st *Store) ConsumeRefreshToken(ctx context.Context, hash string) (RefreshT
 	}
 	if !applied {
 		if used, _ := prev["used_at"].(time.Time); !used.IsZero() {
-			return t, ErrRefreshTokenReused
+			return t, &RefreshTokenReusedError{UsedAt: used}
 		}
 		return RefreshToken{}, fmt.Errorf("refresh token revoked: %w", ErrNotFound)
 	}
