@@ -93,7 +93,7 @@ func compile(r Rules, version int, hostnames []string, sent bool) (*Compiled, er
 		keepParams:   map[string]bool{},
 		hosts:        map[string]bool{},
 		referrals:    map[string]bool{},
-		ipIDs:        map[string]netip.Prefix{},
+		ipRules:      map[netip.Prefix]bool{},
 		botFiltering: r.BotFiltering,
 		anon:         r.IPAnonymization,
 		timeoutMin:   r.SessionTimeoutMinutes,
@@ -122,7 +122,7 @@ func compile(r Rules, version int, hostnames []string, sent bool) (*Compiled, er
 			continue
 		}
 		ips[p.String()] = i
-		out.ipIDs[s] = p
+		out.ipRules[p] = true
 		if p.Addr().Is4() {
 			out.ip4.add(p, s)
 		} else {
