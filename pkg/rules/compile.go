@@ -43,11 +43,14 @@ const (
 	MaxSessionTimeoutMinutes = 480
 	maxNameLength            = 100
 	maxChannelNameLength     = 64
-	maxEventFieldLength      = 150
-	maxReplaceLength         = 256
-	maxParamLength           = 100
-	maxGoalValue             = 1e9
-	maxErrors                = 50
+	// An event goal's category and action are matched exactly, so they
+	// may be as long as collection keeps them (ec, ea: docs/collection.md).
+	maxEventCategoryLength = 150
+	maxEventActionLength   = 500
+	maxReplaceLength       = 256
+	maxParamLength         = 100
+	maxGoalValue           = 1e9
+	maxErrors              = 50
 )
 
 // minPrefixBits refuse exclusions that would drop a large part of the
@@ -285,11 +288,11 @@ func compile(r Rules, version int, hostnames []string, sent bool) (*Compiled, er
 			case e.Category == "" && e.Action == "":
 				c.add(f+".event", "needs a category, an action or both")
 				ok = false
-			case len(e.Category) > maxEventFieldLength:
-				c.add(f+".event.category", "is longer than %d bytes", maxEventFieldLength)
+			case len(e.Category) > maxEventCategoryLength:
+				c.add(f+".event.category", "is longer than %d bytes, the most an event's category may have", maxEventCategoryLength)
 				ok = false
-			case len(e.Action) > maxEventFieldLength:
-				c.add(f+".event.action", "is longer than %d bytes", maxEventFieldLength)
+			case len(e.Action) > maxEventActionLength:
+				c.add(f+".event.action", "is longer than %d bytes, the most an event's action may have", maxEventActionLength)
 				ok = false
 			}
 			cg.event, cg.category, cg.action = true, e.Category, e.Action

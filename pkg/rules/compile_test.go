@@ -106,6 +106,9 @@ func TestValidate(t *testing.T) {
 			"goals[0].page_path", "not a valid regular expression", false},
 		{"goal negative value", func(r *Rules) { r.Goals = []Goal{{ID: "a", Name: "A", PagePath: "^/a", Value: ptr(-1.0)}} }, nil,
 			"goals[0].value", "-1 is out of range", false},
+		{"goal action longer than collection keeps", func(r *Rules) {
+			r.Goals = []Goal{{ID: "a", Name: "A", Event: &EventMatch{Action: strings.Repeat("a", 501)}}}
+		}, nil, "goals[0].event.action", "longer than 500 bytes", false},
 		{"channel without condition", func(r *Rules) { r.Channels = []ChannelRule{{Name: "Partners"}} }, nil,
 			"channels[0]", "needs at least one of source", false},
 		{"channel without name", func(r *Rules) { r.Channels = []ChannelRule{{Source: "x"}} }, nil,
