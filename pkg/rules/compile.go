@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/acme/analytics/pkg/hit"
 )
 
 // Limits of one rule set. They keep the evaluation of every hit cheap and
@@ -43,11 +45,14 @@ const (
 	MaxSessionTimeoutMinutes = 480
 	maxNameLength            = 100
 	maxChannelNameLength     = 64
-	maxEventFieldLength      = 150
-	maxReplaceLength         = 256
-	maxParamLength           = 100
-	maxGoalValue             = 1e9
-	maxErrors                = 50
+	// An event goal's category and action are matched exactly, so they
+	// may be as long as collection keeps them (ec, ea: docs/collection.md).
+	maxEventCategoryLength = 150
+	maxEventActionLength   = 500
+	maxReplaceLength       = 256
+	maxParamLength         = 100
+	maxGoalValue           = 1e9
+	maxErrors              = 50
 )
 
 // minPrefixBits refuse exclusions that would drop a large part of the
@@ -85,7 +90,10 @@ func Compile(r Rules, version int, hostnames []string) (*Compiled, error) {
 
 // compile is Compile, and Validate when sent.
 func compile(r Rules, version int, hostnames []string, sent bool) (*Compiled, error) {
-	c := &compiler{cost: map[string]int{}, sent: sent}
+	c := &compiler{cost: map[string]int{}, sent: sent, lowercase: r.PagePath.Lowercase}
+	for _, rp := range r.PagePath.Replacements {
+		c.replaced += rp.Replace
+	}
 	out := &Compiled{
 		version:      version,
 		rules:        r,
@@ -93,7 +101,7 @@ func compile(r Rules, version int, hostnames []string, sent bool) (*Compiled, er
 		keepParams:   map[string]bool{},
 		hosts:        map[string]bool{},
 		referrals:    map[string]bool{},
-		ipIDs:        map[string]netip.Prefix{},
+		ipRules:      map[netip.Prefix]bool{},
 		botFiltering: r.BotFiltering,
 		anon:         r.IPAnonymization,
 		timeoutMin:   r.SessionTimeoutMinutes,
@@ -122,7 +130,7 @@ func compile(r Rules, version int, hostnames []string, sent bool) (*Compiled, er
 			continue
 		}
 		ips[p.String()] = i
-		out.ipIDs[s] = p
+		out.ipRules[p] = true
 		if p.Addr().Is4() {
 			out.ip4.add(p, s)
 		} else {
@@ -135,7 +143,20 @@ func compile(r Rules, version int, hostnames []string, sent bool) (*Compiled, er
 	c.count("exclusions.user_agents", len(ex.UserAgents), MaxUserAgentPatterns)
 	var uas []string
 	for i, p := range ex.UserAgents {
-		if re := c.pattern("exclusions.user_agents", fmt.Sprintf("exclusions.user_agents[%d]", i), p, true, weightUserAgent); re != nil {
+		f := fmt.Sprintf("exclusions.user_agents[%d]", i)
+		re := c.pattern("exclusions.user_agents", f, p, true, weightUserAgent)
+		if re != nil && c.sent && re.MatchString("") {
+			// Hits without a user agent are not checked, and a pattern
+			// matching the empty one before "\x01" (where no user agent
+			// has it) matches at the start of every user agent.
+			if re.MatchString("\x01") {
+				c.add(f, "%q matches every user agent, so it would exclude all traffic: an empty alternative (as in \"bot|\") or a pattern of optional parts only (as \".*\") matches the empty text at the start of each; remove the empty alternative or make a part required", p)
+			} else {
+				c.add(f, "%q matches an empty user agent, which is never excluded (a hit without a user agent is not checked against these patterns); remove that alternative", p)
+			}
+			re = nil
+		}
+		if re != nil {
 			uas = append(uas, "(?:"+p+")")
 			out.userAgentList = append(out.userAgentList, re)
 		}
@@ -204,7 +225,7 @@ func compile(r Rules, version int, hostnames []string, sent bool) (*Compiled, er
 	c.count("page_path.replacements", len(pp.Replacements), MaxReplacements)
 	for i, rp := range pp.Replacements {
 		f := fmt.Sprintf("page_path.replacements[%d]", i)
-		re := c.pattern("page_path.replacements", f+".pattern", rp.Pattern, false, weightPath)
+		re := c.pathPattern("page_path.replacements", f+".pattern", rp.Pattern)
 		if len(rp.Replace) > maxReplaceLength {
 			c.add(f+".replace", "is longer than %d bytes", maxReplaceLength)
 			continue
@@ -223,12 +244,12 @@ func compile(r Rules, version int, hostnames []string, sent bool) (*Compiled, er
 	c.count("pages.include", len(r.Pages.Include), MaxPagePatterns)
 	c.count("pages.exclude", len(r.Pages.Exclude), MaxPagePatterns)
 	for i, p := range r.Pages.Include {
-		if re := c.pattern("pages.include", fmt.Sprintf("pages.include[%d]", i), p, false, weightPath); re != nil {
+		if re := c.pathPattern("pages.include", fmt.Sprintf("pages.include[%d]", i), p); re != nil {
 			out.include = append(out.include, re)
 		}
 	}
 	for i, p := range r.Pages.Exclude {
-		if re := c.pattern("pages.exclude", fmt.Sprintf("pages.exclude[%d]", i), p, false, weightPath); re != nil {
+		if re := c.pathPattern("pages.exclude", fmt.Sprintf("pages.exclude[%d]", i), p); re != nil {
 			out.exclude = append(out.exclude, re)
 		}
 	}
@@ -277,7 +298,7 @@ func compile(r Rules, version int, hostnames []string, sent bool) (*Compiled, er
 			c.add(f, "needs page_path (a pattern on the page path) or event (category and/or action)")
 			ok = false
 		case g.PagePath != "":
-			cg.page = c.pattern("goals", f+".page_path", g.PagePath, false, weightPath)
+			cg.page = c.pathPattern("goals", f+".page_path", g.PagePath)
 			ok = ok && cg.page != nil
 		default:
 			e := g.Event
@@ -285,11 +306,11 @@ func compile(r Rules, version int, hostnames []string, sent bool) (*Compiled, er
 			case e.Category == "" && e.Action == "":
 				c.add(f+".event", "needs a category, an action or both")
 				ok = false
-			case len(e.Category) > maxEventFieldLength:
-				c.add(f+".event.category", "is longer than %d bytes", maxEventFieldLength)
+			case len(e.Category) > maxEventCategoryLength:
+				c.add(f+".event.category", "is longer than %d bytes, the most an event's category may have", maxEventCategoryLength)
 				ok = false
-			case len(e.Action) > maxEventFieldLength:
-				c.add(f+".event.action", "is longer than %d bytes", maxEventFieldLength)
+			case len(e.Action) > maxEventActionLength:
+				c.add(f+".event.action", "is longer than %d bytes, the most an event's action may have", maxEventActionLength)
 				ok = false
 			}
 			cg.event, cg.category, cg.action = true, e.Category, e.Action
@@ -346,10 +367,15 @@ func compile(r Rules, version int, hostnames []string, sent bool) (*Compiled, er
 type compiler struct {
 	// sent: the document is one sent to be stored (Validate), not one
 	// stored already.
-	sent  bool
-	errs  []FieldError
-	cost  map[string]int // cost by list, for the error
-	total int
+	sent bool
+	// replaced is every replacement's template: what a replacement
+	// writes, a path holds after all (pathPattern).
+	replaced string
+	// lowercase: page_path.lowercase is on (pathPattern).
+	lowercase bool
+	errs      []FieldError
+	cost      map[string]int // cost by list, for the error
+	total     int
 }
 
 func (c *compiler) add(field, format string, args ...any) {
@@ -420,6 +446,90 @@ func (c *compiler) pattern(list, field, p string, caseInsensitive bool, weight i
 		return nil
 	}
 	return re
+}
+
+// pathPattern is pattern for a pattern matched against page paths (cleaned,
+// without the query), which a document sent (Validate) may not write in a
+// way that can never match a path as collection stores it (neverInPath).
+func (c *compiler) pathPattern(list, field, p string) *regexp.Regexp {
+	re := c.pattern(list, field, p, false, weightPath)
+	if re == nil || !c.sent {
+		return re
+	}
+	if reason := neverInPath(p, c.replaced, c.lowercase); reason != "" {
+		c.add(field, "%q can never match %s (docs/collection.md: the path is stored in one canonical form)", p, reason)
+		return nil
+	}
+	return re
+}
+
+// neverInPath says what in the literal text of pattern p no cleaned path
+// holds, or "": collection stores paths percent-encoded (hit.CanonicalPath:
+// non-ASCII characters, space, "|"... as escapes in upper-case hex) and
+// without a fragment, and page patterns see the path without its query.
+// With lowercase (page_path.lowercase), paths hold no upper-case letter
+// outside their escapes either. Only literal text counts (a class such as
+// [^ ] also matches what paths hold), and not what a replacement writes
+// (replaced): it may put any character in the path.
+func neverInPath(p, replaced string, lowercase bool) string {
+	parsed, err := syntax.Parse(p, syntax.Perl)
+	if err != nil {
+		return ""
+	}
+	var reason string
+	var walk func(re *syntax.Regexp)
+	walk = func(re *syntax.Regexp) {
+		if reason != "" {
+			return
+		}
+		if re.Op == syntax.OpLiteral {
+			reason = literalNeverInPath(re.Rune, re.Flags&syntax.FoldCase != 0, replaced, lowercase)
+		}
+		for _, sub := range re.Sub {
+			walk(sub)
+		}
+	}
+	walk(parsed)
+	return reason
+}
+
+func literalNeverInPath(lit []rune, folded bool, replaced string, lowercase bool) string {
+	escape := 0 // hex digits of an escape still to come
+	for i, r := range lit {
+		if escape > 0 {
+			escape--
+			if isHex(r) {
+				continue
+			}
+		}
+		if r == '%' {
+			escape = 2
+		}
+		if strings.ContainsRune(replaced, r) {
+			continue
+		}
+		switch s := string(r); {
+		case lowercase && !folded && 'A' <= r && r <= 'Z':
+			return fmt.Sprintf("%q: page_path.lowercase is on, so paths hold no upper-case letter outside their escapes; write it in lower case, or start the pattern with (?i)", s)
+		case r == '#':
+			return fmt.Sprintf("%q: the fragment is never part of a path", s)
+		case r == '?':
+			return fmt.Sprintf("%q: page patterns see the path without its query", s)
+		case r != '%':
+			if esc := hit.CanonicalPath(s); esc != s {
+				return fmt.Sprintf("%q: paths hold it percent-encoded, as %q; write that instead", s, esc)
+			}
+		case !folded && i+2 < len(lit) && isHex(lit[i+1]) && isHex(lit[i+2]):
+			if esc := "%" + strings.ToUpper(string(lit[i+1:i+3])); esc != string(lit[i:i+3]) {
+				return fmt.Sprintf("%q: paths hold escapes in upper-case hex, as %q; write that instead, or start the pattern with (?i)", string(lit[i:i+3]), esc)
+			}
+		}
+	}
+	return ""
+}
+
+func isHex(r rune) bool {
+	return '0' <= r && r <= '9' || 'a' <= r && r <= 'f' || 'A' <= r && r <= 'F'
 }
 
 func (c *compiler) checkTotal() {

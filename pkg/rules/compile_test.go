@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/acme/analytics/pkg/hit"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -106,6 +108,29 @@ func TestValidate(t *testing.T) {
 			"goals[0].page_path", "not a valid regular expression", false},
 		{"goal negative value", func(r *Rules) { r.Goals = []Goal{{ID: "a", Name: "A", PagePath: "^/a", Value: ptr(-1.0)}} }, nil,
 			"goals[0].value", "-1 is out of range", false},
+		{"goal action longer than collection keeps", func(r *Rules) {
+			r.Goals = []Goal{{ID: "a", Name: "A", Event: &EventMatch{Action: strings.Repeat("a", 501)}}}
+		}, nil, "goals[0].event.action", "longer than 500 bytes", false},
+		{"page pattern with a character paths never hold", func(r *Rules) { r.Pages.Exclude = []string{"^/café$"} }, nil,
+			"pages.exclude[0]", `can never match "é": paths hold it percent-encoded, as "%C3%A9"`, false},
+		{"goal pattern with a space", func(r *Rules) { r.Goals = []Goal{{ID: "a", Name: "A", PagePath: "^/thank you$"}} }, nil,
+			"goals[0].page_path", `can never match " ": paths hold it percent-encoded, as "%20"`, false},
+		{"replacement pattern with a quoted pipe", func(r *Rules) { r.PagePath.Replacements = []Replacement{{Pattern: `a\|b`, Replace: "x"}} }, nil,
+			"page_path.replacements[0].pattern", `can never match "|": paths hold it percent-encoded, as "%7C"`, false},
+		{"page pattern with a fragment", func(r *Rules) { r.Pages.Include = []string{"^/faq#top"} }, nil,
+			"pages.include[0]", `can never match "#": the fragment is never part of a path`, false},
+		{"page pattern with a query", func(r *Rules) { r.Pages.Exclude = []string{`^/search\?q=`} }, nil,
+			"pages.exclude[0]", `can never match "?": page patterns see the path without its query`, false},
+		{"page pattern with lower-case escapes", func(r *Rules) { r.Pages.Include = []string{"^/caf%c3%a9"} }, nil,
+			"pages.include[0]", `can never match "%c3": paths hold escapes in upper-case hex, as "%C3"`, false},
+		{"upper-case page pattern under lowercase", func(r *Rules) {
+			r.PagePath.Lowercase = true
+			r.Goals = []Goal{{ID: "a", Name: "A", PagePath: "^/Thanks$"}}
+		}, nil, "goals[0].page_path", `can never match "T": page_path.lowercase is on`, false},
+		{"user agent pattern with an empty alternative", func(r *Rules) { r.Exclusions.UserAgents = []string{"HeadlessChrome|"} }, nil,
+			"exclusions.user_agents[0]", "matches every user agent", false},
+		{"user agent pattern of the empty user agent", func(r *Rules) { r.Exclusions.UserAgents = []string{"^$"} }, nil,
+			"exclusions.user_agents[0]", "matches an empty user agent", false},
 		{"channel without condition", func(r *Rules) { r.Channels = []ChannelRule{{Name: "Partners"}} }, nil,
 			"channels[0]", "needs at least one of source", false},
 		{"channel without name", func(r *Rules) { r.Channels = []ChannelRule{{Source: "x"}} }, nil,
@@ -212,5 +237,70 @@ func TestCompileReadsAStoredMappedAddress(t *testing.T) {
 		if id, ok := c.MatchIP(netip.MustParseAddr(addr)); !ok || id != "::ffff:10.0.0.1" {
 			t.Errorf("MatchIP(%s) = %q, %v; want the entry as written", addr, id, ok)
 		}
+	}
+}
+
+// TestValidateAcceptsPatternsOfEncodedPaths: page patterns written for the
+// form paths are stored in (docs/collection.md) are accepted, and so are
+// those whose characters a path can hold after all: in a class that also
+// matches others, folded by (?i), or written by a replacement.
+func TestValidateAcceptsPatternsOfEncodedPaths(t *testing.T) {
+	tests := []struct {
+		name    string
+		edit    func(r *Rules)
+		path    string // a path the pattern must see, as collection stores it
+		exclude bool
+	}{
+		{"encoded non-ASCII", func(r *Rules) { r.Pages.Exclude = []string{"^/caf%C3%A9$"} }, "/café", true},
+		{"encoded space", func(r *Rules) { r.Pages.Exclude = []string{"^/thank%20you$"} }, "/thank you", true},
+		{"any escape", func(r *Rules) { r.Pages.Exclude = []string{"%[0-9A-Fa-f]{2}"} }, "/a b", true},
+		{"lower-case escape folded", func(r *Rules) { r.Pages.Exclude = []string{"(?i)^/caf%c3%a9$"} }, "/CAF%c3%a9", true},
+		{"negated class", func(r *Rules) { r.Pages.Exclude = []string{"^/[^ é]+$"} }, "/docs", true},
+		{"escapes under lowercase", func(r *Rules) {
+			r.PagePath.Lowercase = true
+			r.Pages.Exclude = []string{"^/caf%C3%A9$"}
+		}, "/CAFé", true},
+		{"upper case folded under lowercase", func(r *Rules) {
+			r.PagePath.Lowercase = true
+			r.Pages.Exclude = []string{"(?i)^/Thanks$"}
+		}, "/THANKS", true},
+		{"upper case written by a replacement under lowercase", func(r *Rules) {
+			r.PagePath.Lowercase = true
+			r.PagePath.Replacements = []Replacement{{Pattern: "^/p/", Replace: "/P/"}}
+			r.Pages.Exclude = []string{"^/P/"}
+		}, "/p/1", true},
+		{"written by a replacement", func(r *Rules) {
+			r.PagePath.Replacements = []Replacement{{Pattern: "^/cafe$", Replace: "/café"}}
+			r.Pages.Exclude = []string{"^/café$"}
+		}, "/cafe", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := Defaults()
+			tt.edit(&r)
+			c, err := Validate(r, nil)
+			if err != nil {
+				t.Fatalf("Validate: %v", err)
+			}
+			if got := !c.PageIncluded(c.CleanPath(hit.CanonicalPath(tt.path))); got != tt.exclude {
+				t.Fatalf("%q excluded = %v, want %v", tt.path, got, tt.exclude)
+			}
+		})
+	}
+}
+
+// TestCompileReadsStoredPatternsValidateRefuses: versions stored before
+// Validate refused patterns that can never match, or that match every user
+// agent, still compile in the pipeline and do what they did.
+func TestCompileReadsStoredPatternsValidateRefuses(t *testing.T) {
+	r := Defaults()
+	r.Exclusions.UserAgents = []string{"HeadlessChrome|"}
+	r.Pages.Exclude = []string{"^/café$"}
+	c, err := Compile(r, 3, nil)
+	if err != nil {
+		t.Fatalf("Compile of a stored version: %v", err)
+	}
+	if reason, _ := c.Exclusion(&hit.Hit{UserAgent: "Mozilla/5.0"}); reason != ReasonUserAgent {
+		t.Errorf("a stored pattern with an empty alternative excludes %q, want every user agent as before", reason)
 	}
 }

@@ -22,9 +22,9 @@ type Compiled struct {
 	hosts    map[string]bool
 
 	ip4, ip6      ipSet
-	ipIDs         map[string]netip.Prefix // rule ID (the entry as written) -> prefix
-	userAgents    *regexp.Regexp          // the patterns in one alternation
-	userAgentList []*regexp.Regexp        // each, when they make no valid alternation
+	ipRules       map[netip.Prefix]bool // the entries' prefixes (an address is its /32 or /128)
+	userAgents    *regexp.Regexp        // the patterns in one alternation
+	userAgentList []*regexp.Regexp      // each, when they make no valid alternation
 	countries     map[string]bool
 
 	stripQuery, lowercase, stripSlash bool
@@ -148,7 +148,8 @@ func (c *Compiled) MatchIP(addr netip.Addr) (ruleID string, ok bool) {
 //     knew a version processing has not learned yet), h.IPExcludedBy
 //     decides. Against an earlier version (reprocessing with today's
 //     rules), h is excluded if the rule it matched is still in this
-//     version, or if its stored, truncated IP lies wholly inside one of
+//     version (the same address or prefix, however written: 10.0.0.1 is
+//     10.0.0.1/32 and ::ffff:10.0.0.1), or if its stored, truncated IP lies wholly inside one of
 //     this version's prefixes: truncated as the level of the version it
 //     was collected under says (ExclusionStored), else, unknown, this
 //     version's.
@@ -199,10 +200,8 @@ func (c *Compiled) ipExcluded(h *hit.Hit, stamped *Compiled) bool {
 	if h.RuleVersion >= c.version && h.RuleVersion != 0 {
 		return h.IPExcludedBy != ""
 	}
-	if h.IPExcludedBy != "" {
-		if _, still := c.ipIDs[h.IPExcludedBy]; still {
-			return true
-		}
+	if p, ok := ruleCIDR(h.IPExcludedBy); ok && c.ipRules[p] {
+		return true // the rule is still there, however it is written now
 	}
 	if h.IP == "" {
 		return false
@@ -223,6 +222,28 @@ func (c *Compiled) ipExcluded(h *hit.Hit, stamped *Compiled) bool {
 	}
 	_, ok := c.ip6.match(a, v6)
 	return ok
+}
+
+// ruleCIDR returns the prefix of an entry of exclusions.ip as a version
+// Compile accepted holds it (an address is its /32 or /128, an IPv4-mapped
+// address its IPv4 form), so that the rule a hit matched (IPExcludedBy, as
+// written then) is found in a version that writes it otherwise: 10.0.0.1
+// and 10.0.0.1/32, 2001:DB8::1 and 2001:db8::1, ::ffff:10.0.0.1 (which
+// Validate has refused since, to be rewritten) and 10.0.0.1.
+func ruleCIDR(id string) (netip.Prefix, bool) {
+	if id == "" {
+		return netip.Prefix{}, false
+	}
+	if strings.Contains(id, "/") {
+		p, err := netip.ParsePrefix(id)
+		return p, err == nil
+	}
+	a, err := netip.ParseAddr(id)
+	if err != nil || a.Zone() != "" {
+		return netip.Prefix{}, false
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), true
 }
 
 // matchDomain reports whether host is one of domains or a subdomain of

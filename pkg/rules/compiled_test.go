@@ -401,6 +401,14 @@ func TestIPExclusionAcrossVersions(t *testing.T) {
 		{"strict /16 inside a /16", with(AnonymizeStandard, []string{"10.1.0.0/16"}, 2), hit.Hit{IP: "10.1.0.0", RuleVersion: 1}, strict1, true},
 		// Stored as a /24 (standard), applied under strict.
 		{"standard /24 inside a /24", with(AnonymizeStrict, []string{"10.1.2.0/24"}, 2), hit.Hit{IP: "10.1.2.0", RuleVersion: 1}, standard1, true},
+		// The rule that matched, written otherwise in the version applied:
+		// still the rule (a mapped address must be rewritten in IPv4 form
+		// since Validate refuses it).
+		{"mapped address rewritten in IPv4 form", with(AnonymizeStandard, []string{"10.0.0.1"}, 2), hit.Hit{IP: "10.0.0.0", IPExcludedBy: "::ffff:10.0.0.1", RuleVersion: 1}, standard1, true},
+		{"IPv6 address in upper case rewritten", with(AnonymizeStandard, []string{"2001:db8::1"}, 2), hit.Hit{IP: "2001:db8::", IPExcludedBy: "2001:DB8::1", RuleVersion: 1}, standard1, true},
+		{"a /32 rewritten as its address", with(AnonymizeStandard, []string{"203.0.113.7"}, 2), hit.Hit{IP: "203.0.113.0", IPExcludedBy: "203.0.113.7/32", RuleVersion: 1}, standard1, true},
+		{"a prefix rewritten with its zeros in full", with(AnonymizeStandard, []string{"2001:db8:0:0:0:0:0:0/120"}, 2), hit.Hit{IP: "2001:db8::", IPExcludedBy: "2001:db8::/120", RuleVersion: 1}, standard1, true},
+		{"the rule removed", with(AnonymizeStandard, []string{"203.0.113.8"}, 2), hit.Hit{IP: "203.0.113.0", IPExcludedBy: "203.0.113.7", RuleVersion: 1}, standard1, false},
 		{"collected under a later version, excluded there", with(AnonymizeStandard, nil, 1), hit.Hit{IP: "203.0.113.0", IPExcludedBy: "203.0.113.7", RuleVersion: 2}, nil, true},
 		{"collected under a later version, not excluded there", with(AnonymizeStandard, []string{"203.0.113.0/24"}, 1), hit.Hit{IP: "203.0.113.0", RuleVersion: 2}, nil, false},
 	}
