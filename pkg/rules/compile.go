@@ -264,7 +264,13 @@ func compile(r Rules, version int, hostnames []string, sent bool) (*Compiled, er
 
 	c.count("referral_exclusions", len(r.ReferralExclusions), MaxReferralExclusions)
 	for i, h := range r.ReferralExclusions {
-		if n, ok := c.host(fmt.Sprintf("referral_exclusions[%d]", i), h); ok {
+		f := fmt.Sprintf("referral_exclusions[%d]", i)
+		if p := ValidSiteHost(h); c.sent && p != "" && hostProblem(h) == "" {
+			// Refused when sent; a stored version is read as it is.
+			c.add(f, "%s", p)
+			continue
+		}
+		if n, ok := c.host(f, h); ok {
 			out.referrals[siteDomain(n)] = true
 		}
 	}
@@ -666,9 +672,25 @@ func hostProblem(s string) string {
 	return ""
 }
 
-// ValidHost reports why host is not acceptable as a property hostname or
-// referral exclusion, or "" when it is.
+// ValidHost reports why host is not acceptable as a host name (of a hit,
+// say), or "" when it is.
 func ValidHost(host string) string { return hostProblem(host) }
+
+// ValidSiteHost reports why host is not acceptable as a site's name in a
+// merchant's configuration (a property hostname, a referral exclusion), or
+// "" when it is: ValidHost, and not a name of one label other than
+// localhost. Subdomains of such a name are always included, so "com"
+// would take in every .com site.
+func ValidSiteHost(host string) string {
+	if p := hostProblem(host); p != "" {
+		return p
+	}
+	n := NormalizeHost(host)
+	if _, err := netip.ParseAddr(n); err == nil || n == "localhost" || strings.Contains(n, ".") {
+		return ""
+	}
+	return fmt.Sprintf("%q is a name of one label, which takes in every host under it (subdomains are always included); give the site's own name, e.g. example.com (localhost is accepted)", host)
+}
 
 // checkTemplate checks the group references of a replacement template
 // against re, catching the classic $1x (read by Go as the group named

@@ -53,6 +53,8 @@ func TestValidate(t *testing.T) {
 			"exclusions.user_agents[0]", "not a valid regular expression: missing closing )", false},
 		{"empty pattern", func(r *Rules) { r.Exclusions.UserAgents = []string{""} }, nil,
 			"exclusions.user_agents[0]", "is empty", false},
+		{"referral exclusion of one label", func(r *Rules) { r.ReferralExclusions = []string{"paypal.com", "com"} }, nil,
+			"referral_exclusions[1]", "name of one label", false},
 		{"lower-case country", func(r *Rules) { r.Exclusions.Countries = []string{"de"} }, nil,
 			"exclusions.countries[0]", `must be in upper case: "DE"`, false},
 		{"unknown country", func(r *Rules) { r.Exclusions.Countries = []string{"XX"} }, nil,
@@ -302,5 +304,22 @@ func TestCompileReadsStoredPatternsValidateRefuses(t *testing.T) {
 	}
 	if reason, _ := c.Exclusion(&hit.Hit{UserAgent: "Mozilla/5.0"}); reason != ReasonUserAgent {
 		t.Errorf("a stored pattern with an empty alternative excludes %q, want every user agent as before", reason)
+	}
+}
+
+// TestValidSiteHost: a site's name in a configuration may not be one label
+// (it would take in every host under it) but localhost or an address;
+// a stored version holding one still compiles, read as it was.
+func TestValidSiteHost(t *testing.T) {
+	for host, ok := range map[string]bool{"com": false, "paypal": false, "COM.": false, "localhost": true, "shop.example": true,
+		"127.0.0.1": true, "::1": true, "www.shop.example": true} {
+		if got := ValidSiteHost(host); (got == "") != ok {
+			t.Errorf("ValidSiteHost(%q) = %q, want accepted %v", host, got, ok)
+		}
+	}
+	stored := Defaults()
+	stored.ReferralExclusions = []string{"com"}
+	if _, err := Compile(stored, 3, nil); err != nil {
+		t.Errorf("a stored version with a referral exclusion of one label: %v, want it compiled", err)
 	}
 }

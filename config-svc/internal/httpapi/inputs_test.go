@@ -82,6 +82,7 @@ func TestBadInputsAnswer400WithAReason(t *testing.T) {
 		// Properties.
 		{"property without name", a.as(), "POST", "/v1/properties", map[string]any{"hostnames": []string{"a.example"}}, nil, "invalid_field", "name", "required"},
 		{"hostname as URL", a.as(), "POST", "/v1/properties", map[string]any{"name": "x", "hostnames": []string{"https://shop.example/"}}, nil, "invalid_field", "hostnames[0]", "looks like a URL"},
+		{"hostname of one label", a.as(), "POST", "/v1/properties", map[string]any{"name": "x", "hostnames": []string{"com"}}, nil, "invalid_field", "hostnames[0]", "name of one label"},
 		{"hostname with port", a.as(), "POST", "/v1/properties", map[string]any{"name": "x", "hostnames": []string{"a.example", "b.example:8080"}}, nil, "invalid_field", "hostnames[1]", "without a port"},
 		{"duplicate hostname", a.as(), "POST", "/v1/properties", map[string]any{"name": "x", "hostnames": []string{"a.example", "A.example"}}, nil, "invalid_field", "hostnames[1]", "listed twice"},
 		{"unknown time zone", a.as(), "POST", "/v1/properties", map[string]any{"name": "x", "time_zone": "Mars/Olympus"}, nil, "invalid_field", "time_zone", "IANA time zone"},

@@ -161,7 +161,7 @@ func normalizeHostnames(w http.ResponseWriter, in []string) ([]string, bool) {
 	out := make([]string, 0, len(in))
 	for i, h := range in {
 		field := fmt.Sprintf("hostnames[%d]", i)
-		if reason := rules.ValidHost(h); reason != "" {
+		if reason := rules.ValidSiteHost(h); reason != "" {
 			httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", field, field+": "+reason)
 			return nil, false
 		}
