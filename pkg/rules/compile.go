@@ -218,6 +218,9 @@ func compile(r Rules, version int, hostnames []string, sent bool) (*Compiled, er
 			c.add("page_path.default_page", "is longer than %d bytes", maxNameLength)
 		case strings.ContainsAny(dp, "?#& "):
 			c.add("page_path.default_page", "%q must be a plain file name, e.g. index.html", dp)
+		case c.sent && (dp == "." || dp == ".."):
+			// A stored version holding one is read as it was.
+			c.add("page_path.default_page", "%q names a directory, not a file; give the page a directory serves, e.g. index.html", dp)
 		default:
 			out.defaultPage = dp
 		}

@@ -53,6 +53,8 @@ func TestValidate(t *testing.T) {
 			"exclusions.user_agents[0]", "not a valid regular expression: missing closing )", false},
 		{"empty pattern", func(r *Rules) { r.Exclusions.UserAgents = []string{""} }, nil,
 			"exclusions.user_agents[0]", "is empty", false},
+		{"default page a directory", func(r *Rules) { r.PagePath.DefaultPage = ".." }, nil,
+			"page_path.default_page", "names a directory", false},
 		{"referral exclusion of one label", func(r *Rules) { r.ReferralExclusions = []string{"paypal.com", "com"} }, nil,
 			"referral_exclusions[1]", "name of one label", false},
 		{"lower-case country", func(r *Rules) { r.Exclusions.Countries = []string{"de"} }, nil,
