@@ -330,7 +330,6 @@ func TestCrashAnywhereCountsOnce(t *testing.T) {
 }
 
 func crashRun(t *testing.T, seed uint64) {
-	ctx := context.Background()
 	prop := testProperty(t, rules.Defaults())
 	msgs := traffic(30, seed)
 	want := undisturbed(t, prop, msgs)
@@ -343,8 +342,29 @@ func crashRun(t *testing.T, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, 4))
 	clock := time.Unix(0, 0)
 	cfg := disturbed(s, prop, seed > 6, &clock)
-	committed := int64(-1)
-	crashes, deferred := 0, 0
+	crashes, deferred := crashUntilDone(t, rng, cfg, msgs, -1, batchMax, &clock)
+	if crashes == 0 {
+		t.Fatal("no flush was interrupted: the test proved nothing")
+	}
+	if seed > 6 && deferred == 0 {
+		t.Fatal("no flush left a state unsaved: the test proved nothing about deferred states")
+	}
+	t.Logf("%d flushes interrupted, %d committed short of the last message", crashes, deferred)
+	if got := dump(t, s); got != want {
+		t.Fatalf("after crashes the tables differ from an undisturbed run:\n%s", diff(want, got))
+	}
+}
+
+// crashUntilDone runs processors of cfg, each started afresh, on msgs from
+// the one after committed until all are committed. Each applies batches of
+// 1 to batchMax messages, moving *clock on by up to 3 s after each, and
+// flushes after each batch (FlushAll after the last), until one of its
+// flushes, picked at random, crashes after a random number of its writes
+// went through. It returns the crashes, and the flushes that committed
+// short of the last message applied (a visitor not written yet).
+func crashUntilDone(t *testing.T, rng *rand.Rand, cfg Config, msgs []Message, committed int64, batchMax int, clock *time.Time) (crashes, deferred int) {
+	t.Helper()
+	ctx := context.Background()
 	for committed < int64(len(msgs))-1 {
 		part := New(cfg) // a restarted processor
 		next := msgs[committed+1:]
@@ -354,7 +374,7 @@ func crashRun(t *testing.T, seed uint64) {
 				t.Fatal(err)
 			}
 			next = next[n:]
-			clock = clock.Add(time.Duration(rng.IntN(3000)) * time.Millisecond)
+			*clock = clock.Add(time.Duration(rng.IntN(3000)) * time.Millisecond)
 			flush := part.Flush
 			if len(next) == 0 {
 				flush = part.FlushAll // the end: hand the partition over
@@ -362,17 +382,7 @@ func crashRun(t *testing.T, seed uint64) {
 			if rng.IntN(2) == 0 {
 				// Crash during this flush, after a random number of its
 				// writes went through.
-				var mu sync.Mutex
-				left := rng.IntN(8)
-				part.w.beforeJob = func([]stmt) error {
-					mu.Lock()
-					defer mu.Unlock()
-					if left == 0 {
-						return errors.New("crash")
-					}
-					left--
-					return nil
-				}
+				crashAfter(part, rng.IntN(8))
 				off, err := flush(ctx)
 				if err == nil {
 					committed = off
@@ -391,15 +401,21 @@ func crashRun(t *testing.T, seed uint64) {
 			committed = off
 		}
 	}
-	if crashes == 0 {
-		t.Fatal("no flush was interrupted: the test proved nothing")
-	}
-	if seed > 6 && deferred == 0 {
-		t.Fatal("no flush left a state unsaved: the test proved nothing about deferred states")
-	}
-	t.Logf("%d flushes interrupted, %d committed short of the last message", crashes, deferred)
-	if got := dump(t, s); got != want {
-		t.Fatalf("after crashes the tables differ from an undisturbed run:\n%s", diff(want, got))
+	return crashes, deferred
+}
+
+// crashAfter makes part's writes fail, as a crash would, after the next
+// left batches of statements.
+func crashAfter(part *Partition, left int) {
+	var mu sync.Mutex
+	part.w.beforeJob = func([]stmt) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if left == 0 {
+			return errors.New("crash")
+		}
+		left--
+		return nil
 	}
 }
 
