@@ -12,8 +12,10 @@
 // that is below the first hit of every visitor not written yet. After a
 // crash the partition is consumed again from the last committed offset, and
 // a replayed hit changes a visitor only if its offset is past the visitor's
-// applied offset, and a row only if past the row's through offset. The
-// argument is written out in docs/processing.md.
+// applied offset, and a row only if past the row's through offset; and a
+// hit derived under another rules version than the one stamped on it is
+// derived again under the same, which the flush recorded before its rows
+// (fallback.go). The argument is written out in docs/processing.md.
 package engine
 
 import (
@@ -130,6 +132,14 @@ type Partition struct {
 	flushed  int64 // of the last message whose derived rows are written
 	unsaved  int   // visitors not written since they changed
 	stats    Stats
+	// Versions of hits derived under another than their stamped one
+	// (fallback.go): recorded by earlier owners for offsets from the one
+	// this Partition started from up to below recordedEnd (read by the
+	// first Apply, recordedRead), and those of the hits applied since the
+	// last flush, which it records.
+	recorded, unrecorded fallbacks
+	recordedEnd          int64
+	recordedRead         bool
 }
 
 // Stats count what a partition did since it started.
@@ -142,6 +152,11 @@ type Stats struct {
 	Statements, Requests int64
 	// Bytes counts the text and blob values of those statements (valueBytes).
 	Bytes int64
+	// Fallbacks counts the hits derived under another rules version than
+	// the one stamped on them: the property's copy of the rule history did
+	// not have it, or an earlier owner of the partition recorded deriving
+	// the hit under another (fallback.go).
+	Fallbacks int64
 }
 
 // New returns a Partition that starts after committed offset-1 (pass the
@@ -194,6 +209,11 @@ type decoded struct {
 // or Cassandra unreachable) leaves the partition as it was; the caller may
 // retry the same messages.
 func (p *Partition) Apply(ctx context.Context, msgs []Message) error {
+	if len(msgs) > 0 {
+		if err := p.readRecorded(ctx, msgs[0].Offset); err != nil {
+			return err
+		}
+	}
 	batch := make([]decoded, 0, len(msgs))
 	var dead []hit.DeadLetter
 	props := map[string]*Property{}
@@ -295,6 +315,9 @@ func (p *Partition) Apply(ctx context.Context, msgs []Message) error {
 		}
 		p.last = d.msg.Offset
 	}
+	if p.recorded != nil && p.last >= p.recordedEnd-1 {
+		p.recorded = nil // replayed past what was recorded
+	}
 	// Read the rows these hits created now, so that the next batches
 	// apply to them directly rather than queueing changes for the flush.
 	// Best effort: what fails to load is loaded by the flush, which
@@ -328,7 +351,10 @@ func (p *Partition) applyHit(d *decoded, now time.Time) {
 		return
 	}
 	h := d.h
-	r := d.prop.RulesOf(h)
+	r, fellBack := d.prop.rulesOf(h)
+	if fellBack || d.msg.Offset < p.recordedEnd {
+		r = p.fallback(d, r, fellBack)
+	}
 	c := p.contrib
 	c.Reset()
 	st := vs.settings // the last hit's, unless the rules or the zone changed
@@ -547,6 +573,13 @@ func (p *Partition) writeDerived(ctx context.Context, through int64, due []*vsta
 			stmts = append(stmts, sessionWrites(vs.property, vs.shard, vs.v.ClientID, u.First, u.Session, vs.written, vs.sigs)...)
 		}
 	}
+	// The versions of hits derived under a fallback go first: a replay
+	// must find them wherever the rows holding those hits were written.
+	if len(p.unrecorded) > 0 {
+		if err := p.w.exec(ctx, p.fallbackWrites()); err != nil {
+			return err
+		}
+	}
 	if err := p.w.exec(ctx, stmts); err != nil {
 		return err
 	}
@@ -557,7 +590,7 @@ func (p *Partition) writeDerived(ctx context.Context, through int64, due []*vsta
 	}
 
 	// Written: reset what was pending, evict idle rows.
-	p.archive, p.dead = nil, nil
+	p.archive, p.dead, p.unrecorded = nil, nil, nil
 	for _, vs := range due {
 		vs.rows = sessionRows{}
 		vs.recordWritten()

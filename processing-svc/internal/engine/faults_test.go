@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/acme/analytics/pkg/hit"
 	"github.com/acme/analytics/pkg/rollup"
 	"github.com/acme/analytics/pkg/rules"
+	"github.com/gocql/gocql"
 )
 
 // TestFlushRetriedAfterFaults fails flushes part-way on the store itself
@@ -101,33 +103,15 @@ func faultRun(t *testing.T, seed uint64) {
 // unreachable when the merchant changed the rules) and replayed after a
 // crash, by when the copy has that version, is counted once: its session
 // is in one channel, not in the one of the first derivation (written
-// before the crash) and in the one of the replay's.
-//
-// It fails: the first derivation's rows keep the session under Referral
-// (through the hit's offset) and the replay adds it under Direct to a
-// row written before it. Replays are exact only when they derive what the
-// first run derived, and a copy of the history that learned a version
-// meanwhile derives otherwise. Skipped until that is decided: holding a
-// hit until the copy has its version (the partition waits while
-// config-svc cannot answer, which docs/config.md chose against) would
-// make it pass.
+// before the crash) and in the one of the replay's. The first derivation
+// recorded the version it fell back to (fallback.go), and the replay
+// derives the hit under it.
 func TestReplayAfterTheRuleHistoryCaughtUp(t *testing.T) {
-	t.Skip("known: a replay under a rule history that caught up meanwhile counts a session twice (session 14's audit)")
 	ctx := context.Background()
 	s := connect(t)
-	old, newer := partnerExcluded(t)
-	behind := &Property{ID: propID, TenantID: "t", Location: time.UTC, Shards: 1,
-		RulesAt:      func(time.Time) *rules.Compiled { return old },
-		RulesVersion: func(n int) *rules.Compiled { return map[int]*rules.Compiled{1: old}[n] }}
-	caughtUp := &Property{ID: propID, TenantID: "t", Location: time.UTC, Shards: 1,
-		RulesAt:      func(time.Time) *rules.Compiled { return newer },
-		RulesVersion: func(n int) *rules.Compiled { return map[int]*rules.Compiled{1: old, 2: newer}[n] }}
-
-	h := &hit.Hit{TenantID: "t", PropertyID: propID, TrackingID: "AT-TEST", ClientID: "c1", Type: hit.TypePageview, Origin: hit.OriginBrowser,
-		Time: t0, ReceivedAt: t0, Hostname: "shop.example", Path: "/", Referrer: "https://partner.example/p", RuleVersion: 2}
-	h.ID = h.DeriveID("a")
-	b, _ := hit.Marshal(h)
-	msgs := []Message{{Offset: 0, Value: b}}
+	behind, caughtUp := historyCatchingUp(t)
+	h := partnerHit("c1", "a", t0)
+	msgs := []Message{{Offset: 0, Value: marshal(h)}}
 	policy := StatePolicy{Quiet: time.Hour, MaxDelay: time.Hour}
 	clock := func() time.Time { return t0 }
 
@@ -147,12 +131,258 @@ func TestReplayAfterTheRuleHistoryCaughtUp(t *testing.T) {
 	if _, err := second.FlushAll(ctx); err != nil {
 		t.Fatal(err)
 	}
-	var sessions int64
-	for channel, m := range totals(t, s, rollup.Channel) {
-		t.Logf("%s: %d sessions", channel, m.Sessions)
-		sessions += m.Sessions
+	checkSessionsOnce(t, s, 1)
+}
+
+// TestFallbackRecordsOutliveAHandOver: the processor after the one that
+// fell back hands the partition over before it reaches the hit (a
+// rebalance), and the one after it, whose copy has the stamped version
+// too, still derives the hit as the first did: what is recorded is read by
+// every owner that resumes before the hit's offset is committed, from the
+// bucket of the offset it resumes from on (the hits lie in two buckets
+// here), and a hit whose stamped version the copy has records nothing.
+func TestFallbackRecordsOutliveAHandOver(t *testing.T) {
+	ctx := context.Background()
+	s := connect(t)
+	behind, caughtUp := historyCatchingUp(t)
+	known := partnerHit("c0", "known", t0)
+	known.RuleVersion = 1
+	base := int64(3<<16 - 2) // the last two offsets of bucket 2, the first of bucket 3
+	msgs := []Message{
+		{Offset: base, Value: marshal(known)},
+		{Offset: base + 1, Value: marshal(partnerHit("c1", "a", t0))},
+		{Offset: base + 2, Value: marshal(partnerHit("c2", "b", t0.Add(time.Second)))},
 	}
-	if total := totals(t, s, rollup.Total)[""].Sessions; sessions != 1 || total != 1 {
-		t.Fatalf("channels hold %d sessions and the total %d, want the one session once", sessions, total)
+	policy := StatePolicy{Quiet: time.Hour, MaxDelay: time.Hour}
+	clock := func() time.Time { return t0 }
+	owner := func(p *Property) *Partition {
+		return New(Config{Topic: "hits", Session: s, Properties: staticProperties{p}, State: policy, Now: clock})
+	}
+
+	first := owner(behind)
+	if err := first.Apply(ctx, msgs); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	recorded := recordedFallbacks(t, s)
+	if want := (fallbacks{base + 1: {msgs[1].id(t): 1}, base + 2: {msgs[2].id(t): 1}}); fmt.Sprint(recorded) != fmt.Sprint(want) {
+		t.Fatalf("recorded %v, want %v: the two hits of version 2 under version 1, none of the one of version 1", recorded, want)
+	}
+	// The first dies. The second replays the first two hits and hands the
+	// partition over; the third replays the last.
+	second := owner(caughtUp)
+	if err := second.Apply(ctx, msgs[:2]); err != nil {
+		t.Fatal(err)
+	}
+	if off, err := second.FlushAll(ctx); err != nil || off != base+1 {
+		t.Fatalf("hand-over: %d, %v; want %d, no error", off, err, base+1)
+	}
+	third := owner(caughtUp)
+	if err := third.Apply(ctx, msgs[2:]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := third.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := totals(t, s, rollup.Channel)["Referral"].Sessions; got != 3 {
+		t.Errorf("Referral has %d sessions, want the 3, all derived under version 1 as first written", got)
+	}
+	checkSessionsOnce(t, s, 3)
+}
+
+// TestFallbackReplayCrashAnywhere crashes processors during their flushes
+// at random points, as TestCrashAnywhereCountsOnce does, on traffic
+// stamped with a rules version the first processor's copy of the history
+// lacks: it derives its hits under version 1, and the processors after it,
+// whose copies have caught up, under version 2 (partner.example a referral
+// exclusion: sessions from there Direct, not Referral). The hits the first
+// recorded are replayed under version 1 and the others under 2, so the
+// tables must be those of an undisturbed run of the traffic stamped so.
+// Without the records, the rows the first processor wrote keep sessions
+// under Referral and the replay adds them again under Direct.
+func TestFallbackReplayCrashAnywhere(t *testing.T) {
+	for seed := uint64(1); seed <= 8; seed++ {
+		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) { fallbackCrashRun(t, seed) })
+	}
+}
+
+func fallbackCrashRun(t *testing.T, seed uint64) {
+	ctx := context.Background()
+	behind, caughtUp := historyCatchingUp(t)
+	msgs := restamp(t, traffic(30, seed), func(_ int64, h *hit.Hit) {
+		h.RuleVersion = 2
+		h.Referrer = strings.Replace(h.Referrer, "news.example.org", "partner.example", 1)
+	})
+	batchMax := 30
+	if seed%2 == 1 {
+		msgs, batchMax = asRecords(msgs, seed), 8
+	}
+	s := connect(t)
+	rng := rand.New(rand.NewPCG(seed, 6))
+	clock := time.Unix(0, 0)
+	due := seed > 2 // visitors written when due: replays re-derive more
+
+	// The first processor, behind, flushes twice at least, then crashes
+	// during a flush. It writes one batch at a time: a crash cuts off
+	// the writes in flight, which the server may still apply after the
+	// records are read below.
+	cfg := disturbed(s, behind, due, &clock)
+	cfg.Concurrency = 1
+	first := New(cfg)
+	committed := int64(-1)
+	for next, flushes := msgs, 0; len(next) > 0; flushes++ {
+		n := min(1+rng.IntN(batchMax), len(next))
+		if err := first.Apply(ctx, next[:n]); err != nil {
+			t.Fatal(err)
+		}
+		next = next[n:]
+		clock = clock.Add(time.Duration(rng.IntN(3000)) * time.Millisecond)
+		if len(next) == 0 || flushes >= 2 && rng.IntN(3) == 0 {
+			crashAfter(first, rng.IntN(40))
+			if off, err := first.Flush(ctx); err == nil {
+				committed = off // it dies right after
+			}
+			break
+		}
+		off, err := first.Flush(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		committed = off
+	}
+	recorded := recordedFallbacks(t, s)
+	replayed := 0
+	for offset, versions := range recorded {
+		for id, v := range versions {
+			if v != 1 {
+				t.Fatalf("offset %d, hit %s: recorded version %d, want 1, the copy's newest", offset, id, v)
+			}
+		}
+		if offset > committed {
+			replayed++
+		}
+	}
+	if replayed == 0 {
+		t.Fatalf("no recorded hit past the committed offset %d: the test proves nothing", committed)
+	}
+
+	crashes, _ := crashUntilDone(t, rng, disturbed(s, caughtUp, due, &clock), msgs, committed, batchMax, &clock)
+	t.Logf("%d records of fallbacks replayed, then %d flushes interrupted", replayed, crashes)
+
+	clean := connect(t)
+	asDerived := restamp(t, msgs, func(offset int64, h *hit.Hit) {
+		if _, ok := recorded[offset][h.ID]; ok {
+			h.RuleVersion = 1
+		}
+	})
+	run(t, ctx, newPartition(clean, caughtUp), asDerived, 20)
+	// The archive keeps the hits as stamped; the rest must be equal.
+	tables := []string{"visitor_state", "site_users", "sessions", "pageviews", "events", "rollup_daily", "rollup_hourly", "filtered_hits", "realtime_minutes"}
+	if got, want := dumpTables(t, s, tables...), dumpTables(t, clean, tables...); got != want {
+		t.Fatalf("the tables differ from an undisturbed run with the recorded hits stamped version 1:\n%s", diff(want, got))
+	}
+}
+
+// historyCatchingUp returns a property as processing knows it while its
+// copy of the rule history lacks the newest version (behind: version 1 of
+// partnerExcluded only, in effect at every time) and once it has it.
+func historyCatchingUp(t *testing.T) (behind, caughtUp *Property) {
+	t.Helper()
+	old, newer := partnerExcluded(t)
+	behind = &Property{ID: propID, TenantID: "t", Location: time.UTC, Shards: 1,
+		RulesAt:      func(time.Time) *rules.Compiled { return old },
+		RulesVersion: func(n int) *rules.Compiled { return map[int]*rules.Compiled{1: old}[n] }}
+	caughtUp = &Property{ID: propID, TenantID: "t", Location: time.UTC, Shards: 1,
+		RulesAt:      func(time.Time) *rules.Compiled { return newer },
+		RulesVersion: func(n int) *rules.Compiled { return map[int]*rules.Compiled{1: old, 2: newer}[n] }}
+	return behind, caughtUp
+}
+
+// partnerHit returns a pageview of client at at from partner.example,
+// stamped with version 2: Referral under version 1, Direct under 2.
+func partnerHit(client, event string, at time.Time) *hit.Hit {
+	h := &hit.Hit{TenantID: "t", PropertyID: propID, TrackingID: "AT-TEST", ClientID: client, Type: hit.TypePageview, Origin: hit.OriginBrowser,
+		Time: at, ReceivedAt: at, Hostname: "shop.example", Path: "/", Referrer: "https://partner.example/p", RuleVersion: 2}
+	h.ID = h.DeriveID(event)
+	return h
+}
+
+func marshal(h *hit.Hit) []byte {
+	b, err := hit.Marshal(h)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// id returns the ID of m's hit (m holds one).
+func (m Message) id(t *testing.T) string {
+	t.Helper()
+	h, err := hit.Unmarshal(m.Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h.ID
+}
+
+// restamp returns msgs with each of their hits changed by change.
+func restamp(t *testing.T, msgs []Message, change func(offset int64, h *hit.Hit)) []Message {
+	t.Helper()
+	out := make([]Message, len(msgs))
+	for i, m := range msgs {
+		parts, err := hit.SplitRecord(m.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var encoded [][]byte
+		for _, raw := range parts {
+			h, err := hit.Unmarshal(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			change(m.Offset, h)
+			encoded = append(encoded, marshal(h))
+		}
+		out[i] = Message{Offset: m.Offset, Value: hit.AppendRecord(nil, encoded)}
+	}
+	return out
+}
+
+// recordedFallbacks returns every version recorded in s's keyspace.
+func recordedFallbacks(t *testing.T, s *gocql.Session) fallbacks {
+	t.Helper()
+	out := fallbacks{}
+	iter := s.Query("SELECT hit_offset, versions FROM fallback_rule_versions").Iter()
+	var offset int64
+	var versions map[string]int
+	for iter.Scan(&offset, &versions) {
+		for id, v := range versions {
+			out.add(offset, id, v)
+		}
+	}
+	if err := iter.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// checkSessionsOnce fails t unless the channels, the sources and the
+// total all hold the want sessions: none counted twice.
+func checkSessionsOnce(t *testing.T, s *gocql.Session, want int64) {
+	t.Helper()
+	for _, report := range []string{rollup.Channel, rollup.Source} {
+		var sessions int64
+		for value, m := range totals(t, s, report) {
+			t.Logf("%s %s: %d sessions", report, value, m.Sessions)
+			sessions += m.Sessions
+		}
+		if sessions != want {
+			t.Errorf("the %s rows hold %d sessions, want %d", report, sessions, want)
+		}
+	}
+	if total := totals(t, s, rollup.Total)[""].Sessions; total != want {
+		t.Errorf("the total holds %d sessions, want %d", total, want)
 	}
 }

@@ -41,10 +41,19 @@ type Property struct {
 // without one or of a version this copy does not have yet, the version in
 // effect at its receive time by this copy.
 func (p *Property) RulesOf(h *hit.Hit) *rules.Compiled {
+	r, _ := p.rulesOf(h)
+	return r
+}
+
+// rulesOf is RulesOf, and reports whether it fell back: h names a version
+// this copy does not have, so that a copy that has it would derive h
+// otherwise. (A hit without a version, or of a property whose versions
+// are found by time only, RulesVersion nil, did not fall back.)
+func (p *Property) rulesOf(h *hit.Hit) (r *rules.Compiled, fellBack bool) {
 	if r := p.version(h.RuleVersion); r != nil {
-		return r
+		return r, false
 	}
-	return p.RulesAt(h.ReceivedAt)
+	return p.RulesAt(h.ReceivedAt), h.RuleVersion != 0 && p.RulesVersion != nil
 }
 
 // version returns the rules of version n, nil when n is 0 or unknown.
