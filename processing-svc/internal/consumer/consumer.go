@@ -56,6 +56,7 @@ type Metrics struct {
 	Statements  prometheus.Counter
 	Requests    prometheus.Counter
 	Bytes       prometheus.Counter
+	Fallbacks   prometheus.Counter
 	GroupErrors prometheus.Counter
 }
 
@@ -91,11 +92,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Bytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "processing_written_bytes_total", Help: "Bytes of the text and blob values in those statements (visitor states, sketches, strings): the bulk of what processing sends Cassandra.",
 		}),
+		Fallbacks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "processing_rule_fallbacks_total", Help: "Hits derived under another rules version than the one collection stamped on them: processing's copy of the property's rule history did not have it yet (or, in a replay, an earlier owner of the partition recorded so).",
+		}),
 		GroupErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "processing_consumer_errors_total", Help: "Errors the Kafka consumer group reported (failed offset commits, fetch and rebalance errors), each also logged.",
 		}),
 	}
-	reg.MustRegister(m.Hits, m.Flushes, m.FlushTime, m.Freshness, m.Partitions, m.DeadLetters, m.Statements, m.Requests, m.Bytes, m.GroupErrors)
+	reg.MustRegister(m.Hits, m.Flushes, m.FlushTime, m.Freshness, m.Partitions, m.DeadLetters, m.Statements, m.Requests, m.Bytes, m.Fallbacks, m.GroupErrors)
 	return m
 }
 
@@ -329,6 +333,7 @@ func (w *worker) flush(ctx context.Context, final bool) error {
 	m.Statements.Add(float64(st.Statements - w.stats.Statements))
 	m.Requests.Add(float64(st.Requests - w.stats.Requests))
 	m.Bytes.Add(float64(st.Bytes - w.stats.Bytes))
+	m.Fallbacks.Add(float64(st.Fallbacks - w.stats.Fallbacks))
 	w.stats = st
 	return nil
 }
