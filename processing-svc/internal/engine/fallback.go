@@ -58,19 +58,23 @@ func readFallbacks(ctx context.Context, s *gocql.Session, topic string, partitio
 	}
 	out := fallbacks{}
 	for _, b := range buckets {
-		iter := s.Query(cqlFallbackVersions, topic, partition, b, from).WithContext(ctx).Iter()
-		var offset int64
-		var versions map[string]int
-		for iter.Scan(&offset, &versions) {
-			for id, v := range versions {
-				out.add(offset, id, v)
-			}
-		}
-		if err := iter.Close(); err != nil {
+		if err := out.scan(s.Query(cqlFallbackVersions, topic, partition, b, from).WithContext(ctx).Iter()); err != nil {
 			return nil, fmt.Errorf("read fallback rule versions: %w", err)
 		}
 	}
 	return out, nil
+}
+
+// scan adds the rows of iter (hit_offset, versions) to f.
+func (f fallbacks) scan(iter *gocql.Iter) error {
+	var offset int64
+	var versions map[string]int
+	for iter.Scan(&offset, &versions) {
+		for id, v := range versions {
+			f.add(offset, id, v)
+		}
+	}
+	return iter.Close()
 }
 
 // readRecorded reads, once, what earlier owners of the partition recorded

@@ -354,15 +354,7 @@ func restamp(t *testing.T, msgs []Message, change func(offset int64, h *hit.Hit)
 func recordedFallbacks(t *testing.T, s *gocql.Session) fallbacks {
 	t.Helper()
 	out := fallbacks{}
-	iter := s.Query("SELECT hit_offset, versions FROM fallback_rule_versions").Iter()
-	var offset int64
-	var versions map[string]int
-	for iter.Scan(&offset, &versions) {
-		for id, v := range versions {
-			out.add(offset, id, v)
-		}
-	}
-	if err := iter.Close(); err != nil {
+	if err := out.scan(s.Query("SELECT hit_offset, versions FROM fallback_rule_versions").Iter()); err != nil {
 		t.Fatal(err)
 	}
 	return out
