@@ -321,7 +321,7 @@ func (s *Stack) PrintSummary(w io.Writer) {
 	fmt.Fprintf(tw, "  kafka broker\t%s\n", s.loopback(s.c.KafkaPort))
 	fmt.Fprintf(tw, "  cql server\t%s\n", s.loopback(s.c.CQLPort))
 	fmt.Fprintf(tw, "  logs\t%s\n", filepath.Join(s.c.DataDir, "logs"))
-	fmt.Fprintf(tw, "  e-mail (links: reset, verification, invitation)\t%s\t(one .eml file per message; nothing is sent)\n", s.MailDir())
+	fmt.Fprintf(tw, "  e-mail (links: reset, verification, invitation, address claim)\t%s\t(one .eml file per message; nothing is sent)\n", s.MailDir())
 	tw.Flush()
 }
 
