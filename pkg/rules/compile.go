@@ -125,11 +125,9 @@ func compile(r Rules, version int, hostnames []string, sent bool) (*Compiled, er
 		if !ok {
 			continue
 		}
-		if j, dup := ips[p.String()]; dup {
-			c.add(f, "%q repeats exclusions.ip[%d]; remove one of them", s, j)
+		if c.repeats(ips, "exclusions.ip", i, p.String(), s) {
 			continue
 		}
-		ips[p.String()] = i
 		out.ipRules[p] = true
 		if p.Addr().Is4() {
 			out.ip4.add(p, s)
@@ -142,8 +140,12 @@ func compile(r Rules, version int, hostnames []string, sent bool) (*Compiled, er
 
 	c.count("exclusions.user_agents", len(ex.UserAgents), MaxUserAgentPatterns)
 	var uas []string
+	uaSeen := map[string]int{}
 	for i, p := range ex.UserAgents {
 		f := fmt.Sprintf("exclusions.user_agents[%d]", i)
+		if c.repeats(uaSeen, "exclusions.user_agents", i, p, p) {
+			continue
+		}
 		re := c.pattern("exclusions.user_agents", f, p, true, weightUserAgent)
 		if re != nil && c.sent && re.MatchString("") {
 			// Hits without a user agent are not checked, and a pattern
@@ -161,7 +163,7 @@ func compile(r Rules, version int, hostnames []string, sent bool) (*Compiled, er
 			out.userAgentList = append(out.userAgentList, re)
 		}
 	}
-	if len(uas) > 0 && len(uas) == len(ex.UserAgents) {
+	if len(uas) > 0 && len(uas) == len(uaSeen) {
 		// One alternation: a single pass over the user agent. A pattern
 		// valid alone may not be valid inside it (\Q without \E quotes
 		// the rest, the group's ")" included): then each is matched in
@@ -246,12 +248,19 @@ func compile(r Rules, version int, hostnames []string, sent bool) (*Compiled, er
 	// Pages.
 	c.count("pages.include", len(r.Pages.Include), MaxPagePatterns)
 	c.count("pages.exclude", len(r.Pages.Exclude), MaxPagePatterns)
+	included, excluded := map[string]int{}, map[string]int{}
 	for i, p := range r.Pages.Include {
+		if c.repeats(included, "pages.include", i, p, p) {
+			continue
+		}
 		if re := c.pathPattern("pages.include", fmt.Sprintf("pages.include[%d]", i), p); re != nil {
 			out.include = append(out.include, re)
 		}
 	}
 	for i, p := range r.Pages.Exclude {
+		if c.repeats(excluded, "pages.exclude", i, p, p) {
+			continue
+		}
 		if re := c.pathPattern("pages.exclude", fmt.Sprintf("pages.exclude[%d]", i), p); re != nil {
 			out.exclude = append(out.exclude, re)
 		}
@@ -266,8 +275,12 @@ func compile(r Rules, version int, hostnames []string, sent bool) (*Compiled, er
 	}
 
 	c.count("referral_exclusions", len(r.ReferralExclusions), MaxReferralExclusions)
+	referrals := map[string]int{}
 	for i, h := range r.ReferralExclusions {
 		f := fmt.Sprintf("referral_exclusions[%d]", i)
+		if hostProblem(h) == "" && c.repeats(referrals, "referral_exclusions", i, siteDomain(NormalizeHost(h)), h) {
+			continue
+		}
 		if p := ValidSiteHost(h); c.sent && p != "" && hostProblem(h) == "" {
 			// Refused when sent; a stored version is read as it is.
 			c.add(f, "%s", p)
@@ -415,6 +428,22 @@ func (c *compiler) name(field, s string, limit int) bool {
 		return true
 	}
 	return false
+}
+
+// repeats reports whether entry i of list, key in its compared form (raw
+// as written), equals an earlier one, recording it in seen otherwise. A
+// repeat is refused in a document sent to be stored; in a stored version
+// it is read as the one before it.
+func (c *compiler) repeats(seen map[string]int, list string, i int, key, raw string) bool {
+	j, dup := seen[key]
+	if !dup {
+		seen[key] = i
+		return false
+	}
+	if c.sent {
+		c.add(fmt.Sprintf("%s[%d]", list, i), "%q repeats %s[%d]; remove one of them", raw, list, j)
+	}
+	return true
 }
 
 // pattern compiles one regular expression of list (the list's name, for

@@ -53,6 +53,12 @@ func TestValidate(t *testing.T) {
 			"exclusions.user_agents[0]", "not a valid regular expression: missing closing )", false},
 		{"empty pattern", func(r *Rules) { r.Exclusions.UserAgents = []string{""} }, nil,
 			"exclusions.user_agents[0]", "is empty", false},
+		{"duplicate user agent", func(r *Rules) { r.Exclusions.UserAgents = []string{"Headless", "bot", "Headless"} }, nil,
+			"exclusions.user_agents[2]", "repeats exclusions.user_agents[0]", false},
+		{"duplicate page pattern", func(r *Rules) { r.Pages.Exclude = []string{"^/admin", "^/admin"} }, nil,
+			"pages.exclude[1]", "repeats pages.exclude[0]", false},
+		{"referral exclusion repeated with www.", func(r *Rules) { r.ReferralExclusions = []string{"paypal.com", "WWW.PayPal.com"} }, nil,
+			"referral_exclusions[1]", "repeats referral_exclusions[0]", false},
 		{"default page a directory", func(r *Rules) { r.PagePath.DefaultPage = ".." }, nil,
 			"page_path.default_page", "names a directory", false},
 		{"referral exclusion of one label", func(r *Rules) { r.ReferralExclusions = []string{"paypal.com", "com"} }, nil,
@@ -323,5 +329,18 @@ func TestValidSiteHost(t *testing.T) {
 	stored.ReferralExclusions = []string{"com"}
 	if _, err := Compile(stored, 3, nil); err != nil {
 		t.Errorf("a stored version with a referral exclusion of one label: %v, want it compiled", err)
+	}
+	// So does one that repeats an entry, read as the one before it.
+	stored = Defaults()
+	stored.Exclusions.UserAgents = []string{"Headless", "Headless"}
+	stored.Exclusions.IP = []string{"10.0.0.1", "10.0.0.1/32"}
+	stored.Pages.Include = []string{"^/shop", "^/shop"}
+	stored.ReferralExclusions = []string{"paypal.com", "www.paypal.com"}
+	c, err := Compile(stored, 4, nil)
+	if err != nil {
+		t.Fatalf("a stored version repeating entries: %v, want it compiled", err)
+	}
+	if !c.userAgentExcluded("Mozilla Headless") {
+		t.Errorf("a stored version repeating a user agent pattern no longer excludes it")
 	}
 }
