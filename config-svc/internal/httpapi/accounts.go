@@ -317,7 +317,8 @@ const RefreshReuseGrace = 30 * time.Second
 // it was used, by a thief or by the user, and which came first cannot be
 // told, so every refresh token of the user is revoked (the replacement
 // the first use got among them), as a password reset does, and each
-// session signs in again. The access tokens already issued work until
+// session signs in again. The token is then forgotten: presented once
+// more it is unknown, and signs nobody out. The access tokens already issued work until
 // they expire. The revocation runs to its end even when the client goes
 // away.
 func (s *Server) refreshTokenReused(w http.ResponseWriter, r *http.Request, t store.RefreshToken) {
@@ -327,6 +328,12 @@ func (s *Server) refreshTokenReused(w http.ResponseWriter, r *http.Request, t st
 		slog.String("request_id", httpserver.RequestID(r.Context()))}
 	if err := s.o.Store.RevokeUserTokens(ctx, t.TenantID, t.UserID); err != nil {
 		s.internalError(w, r, "revoke the refresh tokens of a user whose refresh token was used twice", err)
+		return
+	}
+	// Signed out once for it: the copy is forgotten, so that whoever holds
+	// it cannot sign the user out again after each new login.
+	if err := s.o.Store.ForgetRefreshToken(ctx, t.Hash); err != nil {
+		s.internalError(w, r, "forget a refresh token used twice", err)
 		return
 	}
 	s.metrics.refreshReuses.WithLabelValues("signed_out").Inc()

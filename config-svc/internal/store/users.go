@@ -371,6 +371,16 @@ func (st *Store) ConsumeRefreshToken(ctx context.Context, hash string) (RefreshT
 	return t, nil
 }
 
+// ForgetRefreshToken deletes a used refresh token's row, so that the token
+// is unknown from then on (ConsumeRefreshToken: ErrNotFound) rather than
+// a reuse.
+func (st *Store) ForgetRefreshToken(ctx context.Context, hash string) error {
+	if err := st.s.Query(`DELETE FROM refresh_tokens WHERE token_hash = ?`, hash).WithContext(ctx).Exec(); err != nil {
+		return fmt.Errorf("forget refresh token: %w", err)
+	}
+	return nil
+}
+
 // RevokeRefreshToken deletes one of a user's refresh tokens; it returns
 // ErrNotFound when the user has no such token.
 func (st *Store) RevokeRefreshToken(ctx context.Context, tenantID, userID gocql.UUID, hash string) error {
