@@ -20,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -482,6 +483,9 @@ func checkDeployment(t *testing.T, b *built, d *appsv1.Deployment, secrets map[s
 			t.Errorf("terminationGracePeriodSeconds %s < drain delay + shutdown timeout + 5s = %s: in-flight work would be killed", grace, need)
 		}
 	}
+	for _, err := range goMemoryLimit(c, vars) {
+		t.Error(err)
+	}
 	for _, m := range c.VolumeMounts {
 		if !m.ReadOnly && m.Name != "tmp" {
 			t.Errorf("volume %s is mounted writable", m.Name)
@@ -843,4 +847,66 @@ func consulToken(vars map[string]corev1.EnvVar, name string) error {
 		return fmt.Errorf("CONSUL_HTTP_TOKEN from Secret %s key %s (optional %v); want analytics-consul key %s, required", ref.Name, ref.Key, ref.Optional != nil && *ref.Optional, name)
 	}
 	return nil
+}
+
+// goMemoryLimit checks the Go runtime's memory settings of a container
+// against its memory limit. With GOGC above 100 the heap may grow to
+// several times what is live, so GOMEMLIMIT must bound it; and GOMEMLIMIT
+// counts only the memory the Go runtime manages, not what the kernel
+// charges the container beside it (socket buffers, page tables, heap
+// fragmentation not yet returned), so at the limit itself the collector
+// would start working hard only where the kernel OOM-kills the pod. The Go
+// GC guide asks for 5-10% of headroom: GOMEMLIMIT at most 95% of the limit.
+func goMemoryLimit(c corev1.Container, vars map[string]corev1.EnvVar) []error {
+	lim, ok := c.Resources.Limits[corev1.ResourceMemory]
+	gogc, hasGOGC := vars["GOGC"]
+	e, hasLimit := vars["GOMEMLIMIT"]
+	var errs []error
+	if hasGOGC {
+		if n, err := strconv.Atoi(gogc.Value); err == nil && n > 100 && !hasLimit {
+			errs = append(errs, fmt.Errorf("GOGC=%d without GOMEMLIMIT: the heap may grow to %d times what is live, past the container's memory limit", n, n/100+1))
+		}
+	}
+	if !hasLimit {
+		return errs
+	}
+	if !ok {
+		return append(errs, fmt.Errorf("GOMEMLIMIT without a memory limit"))
+	}
+	// A value such as $(MEMORY_LIMIT_MIB)MiB, the variable taken from the
+	// container's own limits.memory.
+	v := regexp.MustCompile(`\$\(([A-Z0-9_]+)\)`).ReplaceAllStringFunc(e.Value, func(ref string) string {
+		r, ok := vars[ref[2:len(ref)-1]]
+		if !ok || r.ValueFrom == nil || r.ValueFrom.ResourceFieldRef == nil {
+			return ref
+		}
+		f := r.ValueFrom.ResourceFieldRef
+		var q resource.Quantity
+		switch f.Resource {
+		case "limits.memory":
+			q = lim
+		case "requests.memory":
+			q = c.Resources.Requests[corev1.ResourceMemory]
+		default:
+			return ref
+		}
+		div := int64(1)
+		if !f.Divisor.IsZero() {
+			div = f.Divisor.Value()
+		}
+		return strconv.FormatInt((q.Value()+div-1)/div, 10)
+	})
+	m := regexp.MustCompile(`^(\d+)(B|KiB|MiB|GiB|TiB)$`).FindStringSubmatch(v)
+	if m == nil {
+		return append(errs, fmt.Errorf("GOMEMLIMIT = %q (%q): not a number of B, KiB, MiB, GiB or TiB", e.Value, v))
+	}
+	n, _ := strconv.ParseInt(m[1], 10, 64)
+	n <<= map[string]int{"B": 0, "KiB": 10, "MiB": 20, "GiB": 30, "TiB": 40}[m[2]]
+	if float64(n) > 0.95*float64(lim.Value()) {
+		errs = append(errs, fmt.Errorf("GOMEMLIMIT = %s is %.0f%% of the memory limit %s: leave the runtime 5-10%% below it, or the kernel kills the pod before the collector works hard", v, 100*float64(n)/float64(lim.Value()), lim.String()))
+	}
+	if float64(n) < 0.7*float64(lim.Value()) {
+		errs = append(errs, fmt.Errorf("GOMEMLIMIT = %s is only %.0f%% of the memory limit %s: the collector would run hard with memory to spare", v, 100*float64(n)/float64(lim.Value()), lim.String()))
+	}
+	return errs
 }
