@@ -551,6 +551,9 @@ func checkTopics(t *testing.T, b *built) {
 	if r := num("HITS_RETENTION_MS"); r < week {
 		t.Errorf("HITS_RETENTION_MS = %d: hits must stay replayable for at least 7 days", r)
 	}
+	if err := retentionWithinOffsetTTLs(t, d["HITS_RETENTION_MS"]); err != nil {
+		t.Error(err)
+	}
 	if r := num("DEAD_LETTER_RETENTION_MS"); r < num("HITS_RETENTION_MS") {
 		t.Errorf("dead letters are kept for less time than hits")
 	}
@@ -909,4 +912,49 @@ func goMemoryLimit(c corev1.Container, vars map[string]corev1.EnvVar) []error {
 		errs = append(errs, fmt.Errorf("GOMEMLIMIT = %s is only %.0f%% of the memory limit %s: the collector would run hard with memory to spare", v, 100*float64(n)/float64(lim.Value()), lim.String()))
 	}
 	return errs
+}
+
+// offsetKeyedTables are the tables whose rows are read by hits-topic
+// offset or alongside replayed hits, kept as long as the topic keeps hits
+// (docs/operations.md, the TTLs): processing's records of fallback rules
+// versions (migration 13) and config-svc's change feed.
+var offsetKeyedTables = []string{"fallback_rule_versions", "fallback_rule_buckets", "config_changes"}
+
+// retentionWithinOffsetTTLs checks that `hits` keeps no hit longer than the
+// TTL of offsetKeyedTables in cql/: a hit replayed after its fallback record
+// expired would be derived under another rules version than the first time.
+// Raising the retention calls for a migration raising those TTLs first.
+func retentionWithinOffsetTTLs(t *testing.T, retentionMS string) error {
+	t.Helper()
+	ms, err := strconv.ParseInt(retentionMS, 10, 64)
+	if err != nil {
+		return fmt.Errorf("HITS_RETENTION_MS = %q: %v", retentionMS, err)
+	}
+	files, err := filepath.Glob(filepath.Join(root(t), "cql", "*.cql"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no migrations in cql/: %v", err)
+	}
+	ttl := map[string]int64{}
+	table := regexp.MustCompile(`(?is)CREATE TABLE IF NOT EXISTS (\w+)\s*\((.*?)\)\s*WITH([^;]*);`)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range table.FindAllStringSubmatch(string(b), -1) {
+			if v := regexp.MustCompile(`default_time_to_live\s*=\s*(\d+)`).FindStringSubmatch(m[3]); v != nil {
+				ttl[m[1]], _ = strconv.ParseInt(v[1], 10, 64)
+			}
+		}
+	}
+	for _, name := range offsetKeyedTables {
+		s, ok := ttl[name]
+		switch {
+		case !ok:
+			return fmt.Errorf("cql/: no default_time_to_live found for table %s", name)
+		case ms > s*1000:
+			return fmt.Errorf("HITS_RETENTION_MS = %d (%s) outlives table %s's TTL of %s: raise the TTL by a migration first", ms, time.Duration(ms)*time.Millisecond, name, time.Duration(s)*time.Second)
+		}
+	}
+	return nil
 }
