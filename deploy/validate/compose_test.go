@@ -157,6 +157,9 @@ func TestCompose(t *testing.T) {
 	if !mounted {
 		t.Errorf("kafka-topics does not mount %s read-only (the Kubernetes Job's script)", script)
 	}
+	if err := retentionWithinOffsetTTLs(t, val(topics.Environment, "HITS_RETENTION_MS")); err != nil {
+		t.Error(err)
+	}
 
 	// The product.
 	stages := dockerfileStages(t)

@@ -20,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -482,6 +483,9 @@ func checkDeployment(t *testing.T, b *built, d *appsv1.Deployment, secrets map[s
 			t.Errorf("terminationGracePeriodSeconds %s < drain delay + shutdown timeout + 5s = %s: in-flight work would be killed", grace, need)
 		}
 	}
+	for _, err := range goMemoryLimit(c, vars) {
+		t.Error(err)
+	}
 	for _, m := range c.VolumeMounts {
 		if !m.ReadOnly && m.Name != "tmp" {
 			t.Errorf("volume %s is mounted writable", m.Name)
@@ -546,6 +550,9 @@ func checkTopics(t *testing.T, b *built) {
 	week := (7 * 24 * time.Hour).Milliseconds()
 	if r := num("HITS_RETENTION_MS"); r < week {
 		t.Errorf("HITS_RETENTION_MS = %d: hits must stay replayable for at least 7 days", r)
+	}
+	if err := retentionWithinOffsetTTLs(t, d["HITS_RETENTION_MS"]); err != nil {
+		t.Error(err)
 	}
 	if r := num("DEAD_LETTER_RETENTION_MS"); r < num("HITS_RETENTION_MS") {
 		t.Errorf("dead letters are kept for less time than hits")
@@ -841,6 +848,113 @@ func consulToken(vars map[string]corev1.EnvVar, name string) error {
 	ref := e.ValueFrom.SecretKeyRef
 	if ref.Name != "analytics-consul" || ref.Key != name || ref.Optional != nil && *ref.Optional {
 		return fmt.Errorf("CONSUL_HTTP_TOKEN from Secret %s key %s (optional %v); want analytics-consul key %s, required", ref.Name, ref.Key, ref.Optional != nil && *ref.Optional, name)
+	}
+	return nil
+}
+
+// goMemoryLimit checks the Go runtime's memory settings of a container
+// against its memory limit. With GOGC above 100 the heap may grow to
+// several times what is live, so GOMEMLIMIT must bound it; and GOMEMLIMIT
+// counts only the memory the Go runtime manages, not what the kernel
+// charges the container beside it (socket buffers, page tables, heap
+// fragmentation not yet returned), so at the limit itself the collector
+// would start working hard only where the kernel OOM-kills the pod. The Go
+// GC guide asks for 5-10% of headroom: GOMEMLIMIT at most 95% of the limit.
+func goMemoryLimit(c corev1.Container, vars map[string]corev1.EnvVar) []error {
+	lim, ok := c.Resources.Limits[corev1.ResourceMemory]
+	gogc, hasGOGC := vars["GOGC"]
+	e, hasLimit := vars["GOMEMLIMIT"]
+	var errs []error
+	if hasGOGC {
+		if n, err := strconv.Atoi(gogc.Value); err == nil && n > 100 && !hasLimit {
+			errs = append(errs, fmt.Errorf("GOGC=%d without GOMEMLIMIT: the heap may grow to %d times what is live, past the container's memory limit", n, n/100+1))
+		}
+	}
+	if !hasLimit {
+		return errs
+	}
+	if !ok {
+		return append(errs, fmt.Errorf("GOMEMLIMIT without a memory limit"))
+	}
+	// A value such as $(MEMORY_LIMIT_MIB)MiB, the variable taken from the
+	// container's own limits.memory.
+	v := regexp.MustCompile(`\$\(([A-Z0-9_]+)\)`).ReplaceAllStringFunc(e.Value, func(ref string) string {
+		r, ok := vars[ref[2:len(ref)-1]]
+		if !ok || r.ValueFrom == nil || r.ValueFrom.ResourceFieldRef == nil {
+			return ref
+		}
+		f := r.ValueFrom.ResourceFieldRef
+		var q resource.Quantity
+		switch f.Resource {
+		case "limits.memory":
+			q = lim
+		case "requests.memory":
+			q = c.Resources.Requests[corev1.ResourceMemory]
+		default:
+			return ref
+		}
+		div := int64(1)
+		if !f.Divisor.IsZero() {
+			div = f.Divisor.Value()
+		}
+		return strconv.FormatInt((q.Value()+div-1)/div, 10)
+	})
+	m := regexp.MustCompile(`^(\d+)(B|KiB|MiB|GiB|TiB)$`).FindStringSubmatch(v)
+	if m == nil {
+		return append(errs, fmt.Errorf("GOMEMLIMIT = %q (%q): not a number of B, KiB, MiB, GiB or TiB", e.Value, v))
+	}
+	n, _ := strconv.ParseInt(m[1], 10, 64)
+	n <<= map[string]int{"B": 0, "KiB": 10, "MiB": 20, "GiB": 30, "TiB": 40}[m[2]]
+	if float64(n) > 0.95*float64(lim.Value()) {
+		errs = append(errs, fmt.Errorf("GOMEMLIMIT = %s is %.0f%% of the memory limit %s: leave the runtime 5-10%% below it, or the kernel kills the pod before the collector works hard", v, 100*float64(n)/float64(lim.Value()), lim.String()))
+	}
+	if float64(n) < 0.7*float64(lim.Value()) {
+		errs = append(errs, fmt.Errorf("GOMEMLIMIT = %s is only %.0f%% of the memory limit %s: the collector would run hard with memory to spare", v, 100*float64(n)/float64(lim.Value()), lim.String()))
+	}
+	return errs
+}
+
+// offsetKeyedTables are the tables whose rows are read by hits-topic
+// offset or alongside replayed hits, kept as long as the topic keeps hits
+// (docs/operations.md, the TTLs): processing's records of fallback rules
+// versions (migration 13) and config-svc's change feed.
+var offsetKeyedTables = []string{"fallback_rule_versions", "fallback_rule_buckets", "config_changes"}
+
+// retentionWithinOffsetTTLs checks that `hits` keeps no hit longer than the
+// TTL of offsetKeyedTables in cql/: a hit replayed after its fallback record
+// expired would be derived under another rules version than the first time.
+// Raising the retention calls for a migration raising those TTLs first.
+func retentionWithinOffsetTTLs(t *testing.T, retentionMS string) error {
+	t.Helper()
+	ms, err := strconv.ParseInt(retentionMS, 10, 64)
+	if err != nil {
+		return fmt.Errorf("HITS_RETENTION_MS = %q: %v", retentionMS, err)
+	}
+	files, err := filepath.Glob(filepath.Join(root(t), "cql", "*.cql"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no migrations in cql/: %v", err)
+	}
+	ttl := map[string]int64{}
+	table := regexp.MustCompile(`(?is)CREATE TABLE IF NOT EXISTS (\w+)\s*\((.*?)\)\s*WITH([^;]*);`)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range table.FindAllStringSubmatch(string(b), -1) {
+			if v := regexp.MustCompile(`default_time_to_live\s*=\s*(\d+)`).FindStringSubmatch(m[3]); v != nil {
+				ttl[m[1]], _ = strconv.ParseInt(v[1], 10, 64)
+			}
+		}
+	}
+	for _, name := range offsetKeyedTables {
+		s, ok := ttl[name]
+		switch {
+		case !ok:
+			return fmt.Errorf("cql/: no default_time_to_live found for table %s", name)
+		case ms > s*1000:
+			return fmt.Errorf("HITS_RETENTION_MS = %d (%s) outlives table %s's TTL of %s: raise the TTL by a migration first", ms, time.Duration(ms)*time.Millisecond, name, time.Duration(s)*time.Second)
+		}
 	}
 	return nil
 }

@@ -58,6 +58,45 @@ func TestMonitoring(t *testing.T) {
 	for _, r := range mon.rules {
 		checkAlerts(t, r, values, exported)
 	}
+	checkKafkaExporterScraped(t, mon.podMonitors)
+}
+
+// checkKafkaExporterScraped checks that a PodMonitor scrapes the Kafka
+// Exporter Strimzi runs for the Kafka of deploy/k8s/infra: the alerts on
+// consumer lag and unowned partitions (kafka_* in externalSeries) read its
+// series, and without a scrape of it they are empty and never fire.
+// Strimzi labels the exporter's pod strimzi.io/kind=Kafka,
+// strimzi.io/cluster=<cluster>, strimzi.io/name=<cluster>-kafka-exporter and
+// names its metrics port tcp-prometheus.
+func checkKafkaExporterScraped(t *testing.T, monitors []*monitoringv1.PodMonitor) {
+	t.Helper()
+	kafkas := infraDocs(t)["Kafka"]
+	if len(kafkas) != 1 {
+		t.Fatalf("infra: %d Kafka resources, want 1", len(kafkas))
+	}
+	cluster, ns := str(at(kafkas[0], "metadata", "name")), str(at(kafkas[0], "metadata", "namespace"))
+	if at(kafkas[0], "spec", "kafkaExporter") == nil {
+		t.Errorf("infra: Kafka %s runs no Kafka Exporter", cluster)
+	}
+	pod := map[string]string{
+		"strimzi.io/kind":    "Kafka",
+		"strimzi.io/cluster": cluster,
+		"strimzi.io/name":    cluster + "-kafka-exporter",
+	}
+	for _, pm := range monitors {
+		if !slices.Contains(pm.Spec.NamespaceSelector.MatchNames, ns) && !pm.Spec.NamespaceSelector.Any {
+			continue
+		}
+		if ok, err := selects(&pm.Spec.Selector, pod); err != nil || !ok {
+			continue
+		}
+		for _, ep := range pm.Spec.PodMetricsEndpoints {
+			if ep.Port != nil && *ep.Port == "tcp-prometheus" && (ep.Path == "" || ep.Path == "/metrics") {
+				return
+			}
+		}
+	}
+	t.Errorf("no PodMonitor scrapes the Kafka Exporter of %s (namespace %s, pod labels %v, port tcp-prometheus): the alerts on kafka_* series would never fire", cluster, ns, pod)
 }
 
 // checkPodMonitors checks that each Deployment of the product is scraped by
