@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"fmt"
 	"net/http"
 	"regexp"
 	"strings"
@@ -29,17 +28,7 @@ func (e *env) claimLink(dir, email string, n int) string {
 	return e.nthMailedToken(dir, email, claimSubject, claimToken, n)
 }
 
-var claimSeq struct {
-	sync.Mutex
-	n int
-}
-
-func newClaimedAddress() string {
-	claimSeq.Lock()
-	defer claimSeq.Unlock()
-	claimSeq.n++
-	return fmt.Sprintf("owner%d-%d@claimed.example", claimSeq.n, time.Now().UnixNano())
-}
+func newClaimedAddress() string { return uniqueAddress("owner", "claimed.example") }
 
 // signupWith signs up with email and password, and wants 201.
 func (e *env) signupWith(email, password, company string) account {

@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -315,19 +316,18 @@ type account struct {
 
 func (a account) as() who { return bearer(a.tokens.AccessToken) }
 
-var signupSeq struct {
-	sync.Mutex
-	n int
+var addressSeq atomic.Int64
+
+// uniqueAddress returns an e-mail address no other test's has:
+// local<n>-<nanoseconds>@domain.
+func uniqueAddress(local, domain string) string {
+	return fmt.Sprintf("%s%d-%d@%s", local, addressSeq.Add(1), time.Now().UnixNano(), domain)
 }
 
 // signup creates a tenant with a unique admin e-mail.
 func (e *env) signup(company string) account {
 	e.t.Helper()
-	signupSeq.Lock()
-	signupSeq.n++
-	n := signupSeq.n
-	signupSeq.Unlock()
-	a := account{email: fmt.Sprintf("owner%d-%d@%s.example", n, time.Now().UnixNano(), strings.ToLower(strings.ReplaceAll(company, " ", ""))), password: "correct horse battery"}
+	a := account{email: uniqueAddress("owner", strings.ToLower(strings.ReplaceAll(company, " ", ""))+".example"), password: "correct horse battery"}
 	r := e.must(http.StatusCreated, anonymous, "POST", "/v1/signup", map[string]string{"email": a.email, "password": a.password, "company": company})
 	r.decode(e.t, &a.tokens)
 	return a

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -61,17 +60,7 @@ func wantInvalidInvitationToken(t *testing.T, r response) {
 	}
 }
 
-var inviteSeq struct {
-	sync.Mutex
-	n int
-}
-
-func newInvitee() string {
-	inviteSeq.Lock()
-	defer inviteSeq.Unlock()
-	inviteSeq.n++
-	return fmt.Sprintf("invitee%d-%d@invited.example", inviteSeq.n, time.Now().UnixNano())
-}
+func newInvitee() string { return uniqueAddress("invitee", "invited.example") }
 
 // An admin invites an address; the invitation is listed; whoever reads the
 // mail chooses a password and is signed in as a user of the tenant with
