@@ -157,6 +157,10 @@ func bucketIndex(r DateRange, bs []Bucket) map[time.Time]int {
 	return idx
 }
 
+// EarliestDate is the earliest day a report may name (from): no hit is
+// older.
+var EarliestDate = time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC)
+
 // parseDate parses a YYYY-MM-DD date. A date of that form whose month or
 // day does not exist says which: "use YYYY-MM-DD" would not help with
 // 2026-02-30.

@@ -273,6 +273,12 @@ func (q *Query) parseRange(v *Params, today time.Time) error {
 		if err != nil {
 			return paramErr("from", "invalid_date", "%v", err)
 		}
+		if f.Before(EarliestDate) {
+			// No hit is that old; and 0001-01-01, Go's zero time, is
+			// sent to Cassandra as an empty date, which it refuses in a
+			// partition key.
+			return paramErr("from", "invalid_date", "%q is before %s, the earliest date a report covers", from, EarliestDate.Format(time.DateOnly))
+		}
 		t, err := parseDate(to)
 		if err != nil {
 			return paramErr("to", "invalid_date", "%v", err)
