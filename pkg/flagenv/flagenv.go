@@ -24,8 +24,9 @@ func EnvName(prefix, name string) string {
 
 // Parse parses args into fs and then fills every flag not given on the
 // command line from its environment variable, if set. The usage text of fs is
-// extended to name the variables. It returns flag.ErrHelp for -help, and an
-// error for an argument after the flags.
+// extended to name the variables. It returns flag.ErrHelp for -help, an
+// error for an argument after the flags, and EnvErrors naming every variable
+// whose value its flag refuses.
 func Parse(fs *flag.FlagSet, prefix string, args []string) error {
 	if err := ParseArgs(fs, prefix, args); err != nil {
 		return err
@@ -47,17 +48,35 @@ func ParseArgs(fs *flag.FlagSet, prefix string, args []string) error {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	var err error
+	var errs EnvErrors
 	fs.VisitAll(func(f *flag.Flag) {
-		if err != nil || set[f.Name] {
+		if set[f.Name] {
 			return
 		}
 		env := EnvName(prefix, f.Name)
 		if v, ok := os.LookupEnv(env); ok {
 			if e := fs.Set(f.Name, v); e != nil {
-				err = fmt.Errorf("invalid value %q for %s: %w", v, env, e)
+				errs = append(errs, fmt.Errorf("invalid value %q for %s: %w", v, env, e))
 			}
 		}
 	})
-	return err
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
 }
+
+// EnvErrors is every environment variable that Parse or ParseArgs could
+// not set its flag from, in the flags' order. Its message is one line.
+type EnvErrors []error
+
+func (e EnvErrors) Error() string {
+	msgs := make([]string, len(e))
+	for i, err := range e {
+		msgs[i] = err.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// Unwrap returns the error of each variable, for errors.Is and errors.As.
+func (e EnvErrors) Unwrap() []error { return e }

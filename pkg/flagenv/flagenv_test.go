@@ -1,6 +1,7 @@
 package flagenv
 
 import (
+	"errors"
 	"flag"
 	"io"
 	"strings"
@@ -53,5 +54,25 @@ func TestParseArgs(t *testing.T) {
 	}
 	if got, want := strings.Join(fs.Args(), " "), "changes -42"; got != want {
 		t.Fatalf("Args() = %q, want %q", got, want)
+	}
+}
+
+// TestParseNamesEveryBadVariable: every variable whose value its flag
+// refuses is named, in one line, not only the first.
+func TestParseNamesEveryBadVariable(t *testing.T) {
+	t.Setenv("SVC_TIMEOUT", "soon")
+	t.Setenv("SVC_VERBOSE", "")
+	fs := flag.NewFlagSet("svc", flag.ContinueOnError)
+	fs.Duration("timeout", time.Second, "timeout")
+	fs.Bool("verbose", false, "verbose")
+	err := Parse(fs, "svc", nil)
+	var errs EnvErrors
+	if !errors.As(err, &errs) || len(errs) != 2 {
+		t.Fatalf("Parse error = %v, want EnvErrors of SVC_TIMEOUT and SVC_VERBOSE", err)
+	}
+	for _, want := range []string{"SVC_TIMEOUT", "SVC_VERBOSE"} {
+		if !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("Parse error = %q, want one line naming %s", err, want)
+		}
 	}
 }
