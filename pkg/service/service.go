@@ -451,17 +451,33 @@ type Commanded interface {
 // process arguments with environment fallbacks under envPrefix, validates
 // it, and calls run with a context cancelled on SIGINT or SIGTERM. Any error
 // exits 1 with a one-line message; -help prints every flag and exits 0.
+//
+// -check-config parses and validates as a start would and exits without
+// calling run: it prints every problem found, one a line, and exits 2, or
+// prints "ok" and exits 0. deploy/validate runs every binary so with each
+// manifest's environment.
 func Main(name, envPrefix string, cfg Flagged, run func(ctx context.Context) error) {
-	if err := parseAndRun(name, envPrefix, cfg, os.Args[1:], os.Stdout, run); err != nil {
+	err := parseAndRun(name, envPrefix, cfg, os.Args[1:], os.Stdout, run)
+	if errors.Is(err, errConfigInvalid) {
+		os.Exit(2) // the problems are printed
+	}
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 		os.Exit(1)
 	}
 }
 
-// parseAndRun is Main short of exiting; -help writes the usage to stdout.
+// CheckConfigFlag is the flag that makes Main only check the configuration.
+const CheckConfigFlag = "check-config"
+
+// errConfigInvalid is parseAndRun's error when -check-config found
+// problems, once it has printed them.
+var errConfigInvalid = errors.New("invalid configuration")
+
+// parseAndRun is Main short of exiting; -help and -check-config write to
+// stdout.
 func parseAndRun(name, envPrefix string, cfg Flagged, args []string, stdout io.Writer, run func(ctx context.Context) error) error {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	cfg.RegisterFlags(fs)
+	fs, check := newFlagSet(name, cfg)
 	// Errors are reported in one line by Main; the full usage is printed
 	// only when asked for.
 	fs.SetOutput(io.Discard)
@@ -470,16 +486,20 @@ func parseAndRun(name, envPrefix string, cfg Flagged, args []string, stdout io.W
 	if commanded {
 		parse = flagenv.ParseArgs
 	}
-	if err := parse(fs, envPrefix, args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintf(stdout, "Usage of %s (every flag can also be set by the environment variable shown):\n", name)
-			if commanded {
-				fmt.Fprintf(stdout, "  %s [flags] %s\n", name, cmd.ArgsUsage())
-			}
-			fs.SetOutput(stdout)
-			fs.PrintDefaults()
-			return nil
+	err := parse(fs, envPrefix, args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(stdout, "Usage of %s (every flag can also be set by the environment variable shown):\n", name)
+		if commanded {
+			fmt.Fprintf(stdout, "  %s [flags] %s\n", name, cmd.ArgsUsage())
 		}
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		return nil
+	}
+	if *check || checkRequested(args) {
+		return checkConfig(cfg, fs, err, stdout)
+	}
+	if err != nil {
 		return fmt.Errorf("%w (see -help)", err)
 	}
 	if commanded {
@@ -491,4 +511,67 @@ func parseAndRun(name, envPrefix string, cfg Flagged, args []string, stdout io.W
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return run(ctx)
+}
+
+// FlagSet returns the flags Main parses for cfg: cfg's own and
+// -check-config. A binary's test of its -help output uses it.
+func FlagSet(name string, cfg Flagged) *flag.FlagSet {
+	fs, _ := newFlagSet(name, cfg)
+	return fs
+}
+
+func newFlagSet(name string, cfg Flagged) (*flag.FlagSet, *bool) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	cfg.RegisterFlags(fs)
+	check := fs.Bool(CheckConfigFlag, false, "parse the flags and the environment as a start would, validate them, print every problem or ok, and exit (0: ok, 2: invalid) without starting or connecting to anything")
+	return fs, check
+}
+
+// checkRequested reports whether args ask for -check-config, for when they
+// fail to parse before it is reached (an unknown flag before it).
+func checkRequested(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "-" + CheckConfigFlag, "--" + CheckConfigFlag, "-" + CheckConfigFlag + "=true", "--" + CheckConfigFlag + "=true":
+			return true
+		}
+	}
+	return false
+}
+
+// checkConfig is -check-config: it writes every problem, one a line, the
+// parse's (parseErr: each variable flagenv refused) and then Validate's,
+// and returns errConfigInvalid; or writes ok and returns nil. Validate runs
+// even after a variable was refused (its flag keeps its default), so that
+// one run shows every problem it can.
+func checkConfig(cfg Flagged, fs *flag.FlagSet, parseErr error, stdout io.Writer) error {
+	var problems []string
+	var envErrs flagenv.EnvErrors
+	switch {
+	case errors.As(parseErr, &envErrs):
+		for _, e := range envErrs {
+			problems = append(problems, e.Error())
+		}
+	case parseErr != nil:
+		// The command line did not parse: the flags after the bad one
+		// are unset, and Validate would report what is not there.
+		fmt.Fprintf(stdout, "%v\n", parseErr)
+		return errConfigInvalid
+	}
+	if cmd, ok := cfg.(Commanded); ok {
+		cmd.SetArgs(fs.Args())
+	}
+	if err := cfg.Validate(); err != nil {
+		problems = append(problems, "invalid configuration: "+err.Error())
+	}
+	if len(problems) == 0 {
+		fmt.Fprintln(stdout, "ok")
+		return nil
+	}
+	for _, p := range problems {
+		fmt.Fprintln(stdout, p)
+	}
+	return errConfigInvalid
 }

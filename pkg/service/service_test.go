@@ -177,6 +177,54 @@ func TestParseAndRunErrors(t *testing.T) {
 	}
 }
 
+// TestParseAndRunCheckConfig checks -check-config: the flags and the
+// environment parsed as a start would, every problem printed one a line
+// (each refused variable and then Validate's error) or ok, and nothing run.
+func TestParseAndRunCheckConfig(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		want    []string // lines of the output
+		invalid bool
+	}{
+		{"ok", []string{"-check-config"}, map[string]string{"DEMO_LOG_LEVEL": "warn"}, []string{"ok"}, false},
+		{"by the environment", nil, map[string]string{"DEMO_CHECK_CONFIG": "true"}, []string{"ok"}, false},
+		{"every problem", []string{"-check-config"},
+			map[string]string{"DEMO_DRAIN_DELAY": "soon", "DEMO_SHUTDOWN_TIMEOUT": "", "DEMO_HTTP_ADDR": "nonsense"},
+			[]string{`invalid value "soon" for DEMO_DRAIN_DELAY`, `invalid value "" for DEMO_SHUTDOWN_TIMEOUT`,
+				`invalid configuration: -http-addr "nonsense" is not host:port`}, true},
+		{"validation", []string{"-check-config", "-consul-addr=consul"}, nil, []string{`invalid configuration: -consul-addr "consul" is not host:port`}, true},
+		{"unknown flag first", []string{"-nope", "-check-config"}, nil, []string{"flag provided but not defined: -nope"}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			var cfg testConfig
+			var out strings.Builder
+			ran := false
+			err := parseAndRun("demo", "DEMO", &cfg, tt.args, &out, func(context.Context) error { ran = true; return nil })
+			if got := errors.Is(err, errConfigInvalid); got != tt.invalid || (err != nil && !got) {
+				t.Fatalf("error = %v, want invalid %v", err, tt.invalid)
+			}
+			if ran {
+				t.Fatal("-check-config ran the binary")
+			}
+			lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+			if len(lines) != len(tt.want) {
+				t.Fatalf("output:\n%s\nwant %d lines: %q", out.String(), len(tt.want), tt.want)
+			}
+			for i, w := range tt.want {
+				if !strings.HasPrefix(lines[i], w) {
+					t.Errorf("line %d = %q, want it to begin %q", i+1, lines[i], w)
+				}
+			}
+		})
+	}
+}
+
 type testConfig struct{ Service Config }
 
 func (c *testConfig) RegisterFlags(fs *flag.FlagSet) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/acme/analytics/gateway/internal/gateway"
 	"github.com/acme/analytics/pkg/flagenv"
+	"github.com/acme/analytics/pkg/service"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -18,8 +19,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 // with: go test ./internal/gateway/ -run TestHelp -update
 func TestHelp(t *testing.T) {
 	var cfg gateway.Config
-	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
-	cfg.RegisterFlags(fs)
+	fs := service.FlagSet("gateway", &cfg) // as Main parses them
 	for _, env := range []string{"GATEWAY_IDENTITY_SECRET", "GATEWAY_CONSUL_ADDR"} {
 		t.Setenv(env, "") // the environment must not change the defaults shown
 		os.Unsetenv(env)
