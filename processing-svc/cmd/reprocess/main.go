@@ -46,8 +46,10 @@ func (c *config) RegisterFlags(fs *flag.FlagSet) {
 }
 
 func (c *config) Validate() error {
-	if err := c.Cassandra.Validate(); err != nil {
-		return err
+	for _, v := range []func() error{c.Cassandra.Validate, c.Discovery.Validate} {
+		if err := v(); err != nil {
+			return err
+		}
 	}
 	switch {
 	case len(c.IdentitySecret) < 16:
@@ -56,6 +58,24 @@ func (c *config) Validate() error {
 		return errors.New("-property is required")
 	case c.Job == "" && (c.From == "" || c.To == ""):
 		return errors.New("-from and -to are required (or -job to resume)")
+	case c.ConfigSvc.BaseURL == "" && !c.Discovery.Enabled():
+		return errors.New("give -config-svc-url or a Consul agent (-consul-addr) to find config-svc")
+	}
+	if mode := engine.RulesMode(c.Rules); mode != engine.RulesHistorical && mode != engine.RulesCurrent {
+		return fmt.Errorf("-rules %q: want %s or %s", c.Rules, engine.RulesHistorical, engine.RulesCurrent)
+	}
+	for _, day := range []struct{ flag, value string }{{"from", c.From}, {"to", c.To}} {
+		if _, err := time.Parse(time.DateOnly, day.value); day.value != "" && err != nil {
+			return fmt.Errorf("-%s %q is not a day, YYYY-MM-DD", day.flag, day.value)
+		}
+	}
+	if c.ConfigSvc.BaseURL != "" {
+		// Only the URL is checked here; run sets the rest.
+		cc := c.ConfigSvc
+		cc.Caller, cc.IdentitySecret = "reprocess", []byte(c.IdentitySecret)
+		if err := cc.Validate(); err != nil {
+			return err
+		}
 	}
 	return nil
 }
