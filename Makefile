@@ -56,9 +56,9 @@ fuzz: ## run the fuzz targets of the hit parsers, of the hit and visitor-state d
 	cd processing-svc && GOWORK=off go test -run='^$$' -fuzz='^FuzzUnmarshalState$$' -fuzztime=100000x ./internal/visitor
 
 .PHONY: dev-check
-dev-check: build ## start the local stack on spare ports, check every service through Consul, stop; check deploy/'s settings against the binaries' flags and its Consul tokens against the agent
+dev-check: build ## start the local stack on spare ports, check every service through Consul, stop; check deploy/'s settings against the binaries' flags and their -check-config, and its Consul tokens against the agent
 	./bin/devstack -check -demo=false -data-dir=$$(mktemp -d) $(CHECK_PORTS)
-	cd deploy/validate && DEPLOY_VALIDATE_BIN=$(CURDIR)/bin GOWORK=off go test -count=1 -run 'TestEnvMatchesFlags|TestConsulTokens' ./...
+	cd deploy/validate && DEPLOY_VALIDATE_BIN=$(CURDIR)/bin GOWORK=off go test -count=1 -run 'TestEnvMatchesFlags|TestEnvValuesValid|TestConsulTokens' ./...
 
 .PHONY: e2e-short
 e2e-short: build ## the acceptance test (with and without faults) at a reduced size

@@ -22,7 +22,10 @@
 //
 // With DEPLOY_VALIDATE_BIN set to a directory of built binaries (make
 // build's bin/), every environment variable given to a binary is also
-// checked against the flags the binary itself lists in -help.
+// checked against the flags the binary itself lists in -help, and every
+// binary is run with -check-config in the environment each compose service
+// and Kubernetes container gives it (Secrets as placeholders), which it
+// must find valid.
 //
 // It is a module of its own, outside go.work, so that its dependencies
 // (Kubernetes, kustomize, compose-go, BuildKit) never reach the services'

@@ -20,14 +20,7 @@ import (
 //
 //	DEPLOY_VALIDATE_BIN=$PWD/bin go test -run TestEnvMatchesFlags ./deploy/validate
 func TestEnvMatchesFlags(t *testing.T) {
-	dir := os.Getenv("DEPLOY_VALIDATE_BIN")
-	if dir == "" {
-		t.Skip("set DEPLOY_VALIDATE_BIN to a directory of built binaries (make build's bin/) to check variables against their flags")
-	}
-	dir, err := filepath.Abs(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir := binDir(t, "to check variables against their flags")
 	given := map[string]map[string]string{} // binary → variable → where
 	add := func(binary, name, where string) {
 		if helperEnv[name] {
@@ -111,4 +104,20 @@ func TestEnvMatchesFlags(t *testing.T) {
 			}
 		})
 	}
+}
+
+// binDir returns the absolute directory of built binaries that
+// DEPLOY_VALIDATE_BIN names, and skips the test, saying what it would have
+// checked (why), when it is not set.
+func binDir(t *testing.T, why string) string {
+	t.Helper()
+	dir := os.Getenv("DEPLOY_VALIDATE_BIN")
+	if dir == "" {
+		t.Skip("set DEPLOY_VALIDATE_BIN to a directory of built binaries (make build's bin/) " + why)
+	}
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }

@@ -202,6 +202,9 @@ func envRules(binary string, names []string, literal func(string) (string, bool)
 			errs = append(errs, fmt.Errorf("%s: %s_LOG_FORMAT = %q, want json", binary, b.prefix, v))
 		}
 	}
+	if has[b.prefix+"_CHECK_CONFIG"] {
+		errs = append(errs, fmt.Errorf("%s: %s_CHECK_CONFIG is set: the binary would check its configuration and exit instead of running", binary, b.prefix))
+	}
 	if has[b.prefix+"_KAFKA_BROKERS"] && binary != "simulate" {
 		want(b.prefix+"_KAFKA_ENSURE_TOPICS", "false")
 	}

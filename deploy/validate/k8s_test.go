@@ -20,7 +20,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -883,21 +882,11 @@ func goMemoryLimit(c corev1.Container, vars map[string]corev1.EnvVar) []error {
 		if !ok || r.ValueFrom == nil || r.ValueFrom.ResourceFieldRef == nil {
 			return ref
 		}
-		f := r.ValueFrom.ResourceFieldRef
-		var q resource.Quantity
-		switch f.Resource {
-		case "limits.memory":
-			q = lim
-		case "requests.memory":
-			q = c.Resources.Requests[corev1.ResourceMemory]
-		default:
+		v, err := resourceFieldValue(c, r.ValueFrom.ResourceFieldRef)
+		if err != nil {
 			return ref
 		}
-		div := int64(1)
-		if !f.Divisor.IsZero() {
-			div = f.Divisor.Value()
-		}
-		return strconv.FormatInt((q.Value()+div-1)/div, 10)
+		return v
 	})
 	m := regexp.MustCompile(`^(\d+)(B|KiB|MiB|GiB|TiB)$`).FindStringSubmatch(v)
 	if m == nil {
