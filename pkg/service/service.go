@@ -502,15 +502,24 @@ func parseAndRun(name, envPrefix string, cfg Flagged, args []string, stdout io.W
 	if err != nil {
 		return fmt.Errorf("%w (see -help)", err)
 	}
-	if commanded {
+	if err := validate(cfg, fs); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return run(ctx)
+}
+
+// validate hands a command the arguments left after fs's flags and runs
+// cfg's validation, as a start and -check-config both do.
+func validate(cfg Flagged, fs *flag.FlagSet) error {
+	if cmd, ok := cfg.(Commanded); ok {
 		cmd.SetArgs(fs.Args())
 	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("invalid configuration: %w", err)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	return run(ctx)
+	return nil
 }
 
 // FlagSet returns the flags Main parses for cfg: cfg's own and
@@ -560,11 +569,8 @@ func checkConfig(cfg Flagged, fs *flag.FlagSet, parseErr error, stdout io.Writer
 		fmt.Fprintf(stdout, "%v\n", parseErr)
 		return errConfigInvalid
 	}
-	if cmd, ok := cfg.(Commanded); ok {
-		cmd.SetArgs(fs.Args())
-	}
-	if err := cfg.Validate(); err != nil {
-		problems = append(problems, "invalid configuration: "+err.Error())
+	if err := validate(cfg, fs); err != nil {
+		problems = append(problems, err.Error())
 	}
 	if len(problems) == 0 {
 		fmt.Fprintln(stdout, "ok")
