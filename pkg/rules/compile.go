@@ -278,17 +278,16 @@ func compile(r Rules, version int, hostnames []string, sent bool) (*Compiled, er
 	referrals := map[string]int{}
 	for i, h := range r.ReferralExclusions {
 		f := fmt.Sprintf("referral_exclusions[%d]", i)
-		if hostProblem(h) == "" && c.repeats(referrals, "referral_exclusions", i, siteDomain(NormalizeHost(h)), h) {
+		n, ok := c.host(f, h)
+		if !ok || c.repeats(referrals, "referral_exclusions", i, siteDomain(n), h) {
 			continue
 		}
-		if p := ValidSiteHost(h); c.sent && p != "" && hostProblem(h) == "" {
+		if p := oneLabelProblem(h, n); c.sent && p != "" {
 			// Refused when sent; a stored version is read as it is.
 			c.add(f, "%s", p)
 			continue
 		}
-		if n, ok := c.host(f, h); ok {
-			out.referrals[siteDomain(n)] = true
-		}
+		out.referrals[siteDomain(n)] = true
 	}
 
 	// Goals.
@@ -717,7 +716,12 @@ func ValidSiteHost(host string) string {
 	if p := hostProblem(host); p != "" {
 		return p
 	}
-	n := NormalizeHost(host)
+	return oneLabelProblem(host, NormalizeHost(host))
+}
+
+// oneLabelProblem is ValidSiteHost's own check of a host name hostProblem
+// accepts, n its normal form: a name of one label is refused.
+func oneLabelProblem(host, n string) string {
 	if _, err := netip.ParseAddr(n); err == nil || n == "localhost" || strings.Contains(n, ".") {
 		return ""
 	}
