@@ -24,7 +24,7 @@ func CanonicalPath(p string) string {
 		c, n := p[i], 1 // the byte, and how many bytes of p it is with its escape
 		esc := [3]byte{'%'}
 		switch {
-		case c == '%' && i+2 < len(p) && ishex(p[i+1]) && ishex(p[i+2]):
+		case c == '%' && i+2 < len(p) && IsHex(p[i+1]) && IsHex(p[i+2]):
 			esc[1], esc[2], n = upperHex(p[i+1]), upperHex(p[i+2]), 3
 		case c == '%' || escapes[c]:
 			esc[1], esc[2] = hexDigits[c>>4], hexDigits[c&15]
@@ -73,6 +73,8 @@ var pathEscapes, queryEscapes = func() (path, query [256]bool) {
 	return path, query
 }()
 
-func ishex(c byte) bool {
+// IsHex reports whether c is a hexadecimal digit, as the two after a
+// percent sign of an escape are.
+func IsHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }

@@ -565,9 +565,7 @@ func literalNeverInPath(lit []rune, folded bool, replaced string, lowercase bool
 	return ""
 }
 
-func isHex(r rune) bool {
-	return '0' <= r && r <= '9' || 'a' <= r && r <= 'f' || 'A' <= r && r <= 'F'
-}
+func isHex(r rune) bool { return r < 0x80 && hit.IsHex(byte(r)) }
 
 func (c *compiler) checkTotal() {
 	if c.total <= MaxCost {

@@ -570,7 +570,7 @@ func splitParsedLocation(loc string) (host, path string, ok bool) {
 // strayPercent reports whether s has a '%' not followed by two hex digits.
 func strayPercent(s string) bool {
 	for i := strings.IndexByte(s, '%'); i >= 0; i = strings.IndexByte(s, '%') {
-		if i+2 >= len(s) || !ishex(s[i+1]) || !ishex(s[i+2]) {
+		if i+2 >= len(s) || !hit.IsHex(s[i+1]) || !hit.IsHex(s[i+2]) {
 			return true
 		}
 		s = s[i+3:]
@@ -585,15 +585,11 @@ func escapeStrayPercent(s string) string {
 	b.Grow(len(s) + 8)
 	for i := 0; i < len(s); i++ {
 		b.WriteByte(s[i])
-		if s[i] == '%' && (i+2 >= len(s) || !ishex(s[i+1]) || !ishex(s[i+2])) {
+		if s[i] == '%' && (i+2 >= len(s) || !hit.IsHex(s[i+1]) || !hit.IsHex(s[i+2])) {
 			b.WriteString("25")
 		}
 	}
 	return b.String()
-}
-
-func ishex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
 // splitPlainLocation splits loc when it is "http://" or "https://", then
