@@ -233,6 +233,24 @@ func (h *Hit) DeriveID(clientEventID string) string {
 	return string(out[:])
 }
 
+// TwinID returns the ID of a hit without a client event ID whose
+// content ID (DeriveID) n earlier hits of the same request have: the
+// second of two identical events sent together (the same item added to
+// the cart twice) is an event of its own, not the first sent twice. It
+// depends only on the content ID and n, so the request sent again gives
+// its hits the same IDs.
+func TwinID(id string, n int) string {
+	var arr [64]byte
+	b := append(arr[:0], "t:"...)
+	b = append(b, id...)
+	b = append(b, ':')
+	b = strconv.AppendInt(b, int64(n), 10)
+	sum := sha256.Sum256(b)
+	var out [32]byte
+	hex.Encode(out[:], sum[:16])
+	return string(out[:])
+}
+
 // Marshal encodes h for the hits topic and the archive, in the binary
 // encoding (binary.go).
 func Marshal(h *Hit) ([]byte, error) { return AppendMarshal(nil, h), nil }

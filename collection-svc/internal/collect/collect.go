@@ -308,7 +308,8 @@ func (s *Server) handle(ctx context.Context, r *http.Request, in input, received
 	in.mem.hits = hits
 	recs := records{hint: len(in.items)}
 	var key []byte
-	var keyOf string // the client ID key is for
+	var keyOf string         // the client ID key is for
+	var twins map[string]int // content IDs of the request's hits so far
 	// The hits' encodings, one after the other, sized ahead for what
 	// enrichment adds to a hit (the user agent and about 200 bytes).
 	var arena []byte
@@ -338,6 +339,18 @@ func (s *Server) handle(ctx context.Context, r *http.Request, in input, received
 			out.rejected[i] = e
 			reject(e, i)
 			continue
+		}
+		if it.Fields.EventID == "" && len(in.items) > 1 {
+			// Identical hits of one request are as many hits: a retry
+			// sends the request again, not one of its hits twice.
+			if twins == nil {
+				twins = make(map[string]int)
+			}
+			n := twins[h.ID]
+			twins[h.ID] = n + 1
+			if n > 0 {
+				h.ID = hit.TwinID(h.ID, n)
+			}
 		}
 		h.Time = h.Time.Add(earlierTwins(out.hits[:i], h))
 		out.hits[i] = h

@@ -62,3 +62,58 @@ func TestResentHitsKeepTheirID(t *testing.T) {
 		})
 	}
 }
+
+// TestTwinsOfOneRequestAreTwoHits sends requests holding two identical
+// hits without an event ID (the same item added to the cart twice, in
+// one Measurement API request; two identical pageviews in one batch):
+// each is a hit of its own, with an ID of its own, as GA4 counts them,
+// where their content alone gave them one ID and processing counted
+// them once. The request sent again gives its hits the same two IDs, so a
+// retry still counts nothing twice (a batch dated at its receipt only
+// within the second, so that is checked of the Measurement API's); two
+// events of one request with the same event_id are, as the sender says,
+// one event.
+func TestTwinsOfOneRequestAreTwoHits(t *testing.T) {
+	clock := &testClock{}
+	e := newEnv(t, envOptions{now: clock.now})
+	hits := e.read(hit.TopicHits)
+	mp := "/mp/collect?tracking_id=" + tidShop + "&api_secret=" + apiSecret
+	tests := []struct {
+		name, path, cid, body string
+		ids                   int  // distinct IDs among the hits of the request
+		timed                 bool // the request gives its time: a retry's IDs are the first's
+	}{
+		{"mp events", mp, "tw-mp", fmt.Sprintf(`{"client_id":"tw-mp","timestamp_micros":%d,"events":[`+
+			`{"name":"add_to_cart","params":{"item_id":"sku-9","value":4}},{"name":"add_to_cart","params":{"item_id":"sku-9","value":4}}]}`,
+			clock.now().Add(-time.Minute).UnixMicro()), 2, true},
+		{"batch pageviews", "/collect?tid=" + tidShop, "tw-batch",
+			`{"hits":[{"cid":"tw-batch","t":"pageview","dl":"https://shop.example/"},{"cid":"tw-batch","t":"pageview","dl":"https://shop.example/"}]}`, 2, false},
+		{"mp events with one event ID", mp, "tw-eid",
+			`{"client_id":"tw-eid","events":[{"name":"purchase","event_id":"o-2","params":{"value":3}},{"name":"purchase","event_id":"o-2","params":{"value":3}}]}`, 1, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for range 2 {
+				if resp, b := e.do("POST", tt.path, "application/json", tt.body, "203.0.113.7", ""); resp.StatusCode != http.StatusNoContent {
+					t.Fatalf("status %d: %s", resp.StatusCode, b)
+				}
+			}
+			got := hitsOf(t, hits.waitFor(t, 4, func(m *sarama.ConsumerMessage) bool {
+				h, err := hit.Unmarshal(m.Value)
+				return err == nil && h.ClientID == tt.cid
+			}))
+			if len(got) != 4 {
+				t.Fatalf("%d hits, want 4", len(got))
+			}
+			first, again := map[string]bool{got[0].ID: true, got[1].ID: true}, map[string]bool{got[2].ID: true, got[3].ID: true}
+			if len(first) != tt.ids {
+				t.Errorf("the request's two hits have %d IDs (%s, %s); want %d", len(first), got[0].ID, got[1].ID, tt.ids)
+			}
+			for id := range first {
+				if tt.timed && !again[id] {
+					t.Errorf("the request sent again has the IDs %v, the first time %v; want the same", again, first)
+				}
+			}
+		})
+	}
+}
