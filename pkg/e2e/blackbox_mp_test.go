@@ -1089,14 +1089,14 @@ func mpaWith(q url.Values, kv ...string) url.Values {
 
 type mpaHit struct {
 	mpaEvent
-	kind                       string // pageview, event, ping
-	page                       string // path and query without attribution parameters
-	query                      url.Values
-	ref                        string
-	cat, act, label            string
-	value                      float64
-	nonInteraction             bool
-	cSource, cMedium, cCampain string
+	kind                        string // pageview, event, ping
+	page                        string // path and query without attribution parameters
+	query                       url.Values
+	ref                         string
+	cat, act, label             string
+	value                       float64
+	nonInteraction              bool
+	cSource, cMedium, cCampaign string
 }
 
 type mpaSession struct {
@@ -1161,24 +1161,30 @@ func mpaHitOf(e mpaEvent) *mpaHit {
 	h.nonInteraction = e.params["non_interaction"] == true || e.params["non_interaction"] == "1"
 	if e.name == "campaign_details" {
 		h.nonInteraction = true
-		h.cSource, h.cMedium, h.cCampain = str("source"), str("medium"), str("campaign")
+		h.cSource, h.cMedium, h.cCampaign = str("source"), str("medium"), str("campaign")
 	}
 	return h
+}
+
+// tags are the hit's utm tags, each overridden by a campaign given apart.
+func (h *mpaHit) tags() (source, medium, campaign string) {
+	source, medium, campaign = h.query.Get("utm_source"), h.query.Get("utm_medium"), h.query.Get("utm_campaign")
+	if h.cSource != "" {
+		source = h.cSource
+	}
+	if h.cMedium != "" {
+		medium = h.cMedium
+	}
+	if h.cCampaign != "" {
+		campaign = h.cCampaign
+	}
+	return source, medium, campaign
 }
 
 // campaign is what the campaign rule of sessions compares.
 func (h *mpaHit) campaign() string {
 	g := func(k string) string { return h.query.Get(k) }
-	s, m, c := g("utm_source"), g("utm_medium"), g("utm_campaign")
-	if h.cSource != "" {
-		s = h.cSource
-	}
-	if h.cMedium != "" {
-		m = h.cMedium
-	}
-	if h.cCampain != "" {
-		c = h.cCampain
-	}
+	s, m, c := h.tags()
 	if s+m+c+g("gclid")+g("msclkid") == "" {
 		return ""
 	}
@@ -1251,22 +1257,13 @@ func (s *mpaSession) finish() {
 		return v
 	}
 	s.referrer = "(none)"
+	src, med, cmp := f.tags()
 	switch {
 	case q("gclid") != "":
 		s.source, s.medium, s.campaign = "google", "cpc", orNotSet(q("utm_campaign"))
 	case q("msclkid") != "":
 		s.source, s.medium, s.campaign = "bing", "cpc", orNotSet(q("utm_campaign"))
-	case q("utm_source")+q("utm_medium")+q("utm_campaign")+f.cSource+f.cMedium+f.cCampain != "":
-		src, med, cmp := q("utm_source"), q("utm_medium"), q("utm_campaign")
-		if f.cSource != "" {
-			src = f.cSource
-		}
-		if f.cMedium != "" {
-			med = f.cMedium
-		}
-		if f.cCampain != "" {
-			cmp = f.cCampain
-		}
+	case src+med+cmp != "":
 		s.source, s.medium, s.campaign = orNotSet(src), orNotSet(med), orNotSet(cmp)
 	case f.ref != "" && !mpaOwnHost(f.ref):
 		u, _ := url.Parse(f.ref)
@@ -1283,7 +1280,7 @@ func (s *mpaSession) finish() {
 	default:
 		s.source, s.medium, s.campaign = "(direct)", "(none)", "(direct)"
 	}
-	med := strings.ToLower(s.medium)
+	med = strings.ToLower(s.medium)
 	paid := med == "cpc" || med == "ppc" || strings.HasPrefix(med, "paid")
 	search := s.source == "google" || s.source == "bing"
 	switch {
