@@ -280,6 +280,12 @@ func TestAcceptanceBlackBoxMP(t *testing.T) {
 	formula := pv("c25", at(28*m), "https://shop.example/?utm_source=x&utm_medium=y&utm_campaign=%3D1%2B2", "")
 	c.sendMP(p1.TrackingID, sec.Secret, []mpaEvent{formula}, http.StatusNoContent)
 	extra = append(extra, recent, formula)
+	// The validation endpoint answers and stores nothing.
+	if code, b := c.post("/debug/mp/collect?tracking_id="+p1.TrackingID+"&api_secret="+url.QueryEscape(sec.Secret), "", map[string]any{
+		"client_id": "c99", "events": []map[string]any{{"name": "page_view", "params": map[string]any{"page_location": "https://shop.example/debug"}}},
+	}); code != http.StatusOK || !strings.Contains(b, `"valid":true`) {
+		t.Errorf("debug/mp/collect: %d %s", code, b)
+	}
 	// c9: an event now, without a timestamp: the realtime view's one user.
 	live := pv("c9", time.Now().UTC(), "https://shop.example/live", "")
 	c.sendMPNoTime(p1.TrackingID, sec.Secret, live)
@@ -733,6 +739,12 @@ func TestAcceptanceBlackBoxMP(t *testing.T) {
 		lines := strings.Split(strings.TrimSpace(body), "\n")
 		if status != 200 || lines[0] != "channel,sessions" || len(lines) != len(all)+1 {
 			t.Errorf("csv: %d %q", status, body)
+		}
+		status, body = c.get(tok, "/v1/reports/acquisition/overview", url.Values{"property_id": {p1.ID}, "range": {"today"}, "granularity": {"day"}, "metrics": {"sessions"}, "compare": {"previous_period"}, "format": {"csv"}})
+		prev := mpaPick(calc.acq(yesterday, yesterday, func(*mpaSession) string { return "" })[""], "sessions")["sessions"]
+		cur := mpaPick(calc.acq(today, today, func(*mpaSession) string { return "" })[""], "sessions")["sessions"]
+		if w := fmt.Sprintf("period,period_start,sessions,previous_sessions\n%s,", today); status != 200 || !strings.HasPrefix(body, w) || !strings.HasSuffix(strings.TrimSpace(body), fmt.Sprintf(",%v,%v", cur, prev)) {
+			t.Errorf("csv compared: %d %q, want %q... ,%v,%v", status, body, w, cur, prev)
 		}
 	}
 	// Months with zeros; users by hour; the behavior overview's kinds
