@@ -15,7 +15,7 @@ import (
 // gateway):
 //
 //	POST /internal/v1/reprocess  {"property_id", "from", "to", "rules": "historical"|"current"}
-//	    → 202 with the job; it runs in the background of this instance
+//	    → 202 with the job, running; it runs in the background of this instance
 //	    (400 invalid_job for a bad range or rules; 404 not_found for an
 //	    unknown property; 503 unavailable when the property cannot be
 //	    looked up or the job not recorded; 409 job_running while another
@@ -24,7 +24,7 @@ import (
 //	    instance runs Runner.MaxRunning jobs)
 //	GET  /internal/v1/reprocess/{property_id}/{job_id}  → the job and its progress
 //	    (404 not_found for IDs of no job, UUIDs or not)
-//	POST /internal/v1/reprocess/{property_id}/{job_id}/resume  → 202, runs the rest
+//	POST /internal/v1/reprocess/{property_id}/{job_id}/resume  → 202 with the job, running; runs the rest
 //	    (409 job_running while it, or another job of the property, runs)
 func (r *Runner) Register(mux *http.ServeMux, wrap func(http.Handler) http.Handler, background context.Context) {
 	// start runs a job unless another holds its property; it answers the
@@ -39,6 +39,7 @@ func (r *Runner) Register(mux *http.ServeMux, wrap func(http.Handler) http.Handl
 		case err != nil:
 			httpserver.WriteError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 		default:
+			j.Status, j.Error = StatusRunning, ""
 			httpserver.WriteJSON(w, http.StatusAccepted, j)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acme/analytics/pkg/eventually"
 	"github.com/acme/analytics/pkg/httpserver"
 	"github.com/acme/analytics/processing-svc/internal/engine"
 )
@@ -76,4 +77,53 @@ type failingProperties struct{}
 
 func (failingProperties) Property(context.Context, string) (*engine.Property, error) {
 	return nil, errors.New("config-svc unreachable")
+}
+
+// A resumed job reads running from the answer to its resume on, while its
+// run holds the property's lease: it answered, and read, done (or failed,
+// with its old error) until the run got going, so an operator who resumed
+// it and saw it done had a new job refused 409 job_running.
+func TestResumedJobReadsRunning(t *testing.T) {
+	ctx := context.Background()
+	s, props := connect(t)
+	now := func() time.Time { return time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC) }
+	r := &Runner{Session: s, Properties: props, Now: now}
+	j, err := r.Create(ctx, propID, "2026-03-02", "2026-03-02", engine.RulesCurrent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done, err := r.Start(ctx, propID, j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	(&Runner{Session: s, Properties: slowProperties{props, 2 * time.Second}, Now: now}).Register(mux, func(h http.Handler) http.Handler { return h }, ctx)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	read := func(method, path string) (int, Job) {
+		t.Helper()
+		req, _ := http.NewRequest(method, srv.URL+path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var got Job
+		_ = json.NewDecoder(resp.Body).Decode(&got)
+		return resp.StatusCode, got
+	}
+	path := "/internal/v1/reprocess/" + propID + "/" + j.ID
+	if status, got := read("POST", path+"/resume"); status != http.StatusAccepted || got.Status != StatusRunning {
+		t.Errorf("resume of a done job: %d %+v, want 202 running", status, got)
+	}
+	if _, got := read("GET", path); got.Status != StatusRunning {
+		t.Errorf("a resumed job while its run holds the lease: %+v, want running", got)
+	}
+	eventually.True(t, 10*time.Second, "the resumed run done", func() bool {
+		_, got := read("GET", path)
+		return got.Status == StatusDone
+	})
 }

@@ -162,6 +162,14 @@ func (r *Runner) Start(ctx context.Context, propertyID, jobID string) (_ <-chan 
 		return nil, fmt.Errorf("%w (job %v)", ErrBusy, holder["job_id"])
 	}
 	log := cmp.Or(r.Log, slog.Default())
+	// Recorded running while the run holds the lease, before Start returns:
+	// a resumed job read done or failed (its last run's end) until its run
+	// got going, so whoever resumed it and saw it ended could be refused a
+	// new job.
+	if err := r.markRunning(ctx, propertyID, jobID); err != nil {
+		r.release(ctx, log, propertyID, jobID)
+		return nil, err
+	}
 	done := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithCancelCause(ctx)
@@ -177,14 +185,28 @@ func (r *Runner) Start(ctx context.Context, propertyID, jobID string) (_ <-chan 
 		}
 		cancel(nil)
 		<-renewed
-		if _, err := r.Session.Query("DELETE FROM reprocess_leases WHERE property_id = ? IF job_id = ?", propertyID, jobID).
-			WithContext(context.WithoutCancel(ctx)).MapScanCAS(map[string]any{}); err != nil {
-			log.Warn("reprocessing lease not released; it expires", slog.String("job_id", jobID), slog.Any("error", err))
-		}
+		r.release(ctx, log, propertyID, jobID)
 		r.running.Add(-1)
 		done <- runErr
 	}()
 	return done, nil
+}
+
+// release frees the property's lease if jobID holds it.
+func (r *Runner) release(ctx context.Context, log *slog.Logger, propertyID, jobID string) {
+	if _, err := r.Session.Query("DELETE FROM reprocess_leases WHERE property_id = ? IF job_id = ?", propertyID, jobID).
+		WithContext(context.WithoutCancel(ctx)).MapScanCAS(map[string]any{}); err != nil {
+		log.Warn("reprocessing lease not released; it expires", slog.String("job_id", jobID), slog.Any("error", err))
+	}
+}
+
+// markRunning records the job running, its last run's error cleared.
+func (r *Runner) markRunning(ctx context.Context, propertyID, jobID string) error {
+	if err := r.Session.Query("UPDATE reprocess_jobs SET status = ?, error = null, updated_at = ? WHERE property_id = ? AND job_id = ?",
+		StatusRunning, r.now(), propertyID, jobID).WithContext(ctx).Exec(); err != nil {
+		return fmt.Errorf("record the reprocessing job as running: %w", err)
+	}
+	return nil
 }
 
 // renew renews the run's lease, taken by a statement sent at taken, every
@@ -270,9 +292,8 @@ func (r *Runner) run(ctx context.Context, j *Job, done map[string]bool) error {
 	if err != nil {
 		return fmt.Errorf("property %s: %w", propertyID, err)
 	}
-	if err := r.Session.Query("UPDATE reprocess_jobs SET status = ?, error = null, updated_at = ? WHERE property_id = ? AND job_id = ?",
-		StatusRunning, r.now(), propertyID, jobID).WithContext(ctx).Exec(); err != nil {
-		return fmt.Errorf("record the reprocessing job as running: %w", err)
+	if err := r.markRunning(ctx, propertyID, jobID); err != nil {
+		return err
 	}
 	// As recorded (parseRange's bounds are for new jobs).
 	f, _ := time.Parse(time.DateOnly, j.From)
