@@ -47,8 +47,9 @@ func size(t *testing.T) (visitors int, play time.Duration) {
 	return visitors, play
 }
 
-// startStack starts the product on free ports.
-func startStack(t *testing.T) (*localstack.Stack, localstack.Config) {
+// startStack starts the product on free ports, with env (each entry without
+// the service's prefix: localstack.Config.Env) in every service's environment.
+func startStack(t *testing.T, env ...string) (*localstack.Stack, localstack.Config) {
 	t.Helper()
 	bin := os.Getenv("E2E_BIN_DIR")
 	if bin == "" {
@@ -60,7 +61,7 @@ func startStack(t *testing.T) (*localstack.Stack, localstack.Config) {
 		// outgoing connection holds a port the stack is about to listen on.
 		base := 20000 + rand.IntN(12000)
 		cfg := localstack.Config{BinDir: bin, DataDir: dataDir(t), ConsulPort: base + 500, KafkaPort: base + 600, CQLPort: base + 700,
-			ServicePortBase: base, Collections: 2, Out: testWriter{t}}
+			ServicePortBase: base, Collections: 2, Env: env, Out: testWriter{t}}
 		s, err := localstack.Start(context.Background(), cfg)
 		if err == nil {
 			t.Cleanup(func() {

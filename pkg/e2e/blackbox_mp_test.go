@@ -34,32 +34,11 @@ func TestAcceptanceBlackBoxMP(t *testing.T) {
 	// The property's zone puts its local midnight between 1h55 and 2h55
 	// ago, so that hits within the Measurement API's 4 hours fall on two
 	// property-local days: yesterday and today.
-	now := time.Now().UTC()
-	target := 2
-	if now.Minute() >= 55 {
-		target = 1
-	}
-	off := ((target-now.Hour())%24 + 24) % 24
-	if off > 11 {
-		off -= 24
-	}
-	zone := "UTC"
-	switch {
-	case off > 0:
-		zone = fmt.Sprintf("Etc/GMT-%d", off)
-	case off < 0:
-		zone = fmt.Sprintf("Etc/GMT+%d", -off)
-	}
-	loc, err := time.LoadLocation(zone)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln := now.In(loc)
-	midnight := time.Date(ln.Year(), ln.Month(), ln.Day(), 0, 0, 0, 0, loc).UTC()
+	zone, loc, midnight := zoneWithMidnightAgo(t)
+	ln := time.Now().In(loc)
 	at := func(d time.Duration) time.Time { return midnight.Add(d) }
 	today := ln.Format("2006-01-02")
 	yesterday := ln.AddDate(0, 0, -1).Format("2006-01-02")
-	t.Logf("zone %s, local now %s", zone, ln.Format(time.DateTime))
 
 	// Merchant 1: a server-side property (with goals) and a browser one.
 	tok := c.signUp("bb-mp@shop.example")
