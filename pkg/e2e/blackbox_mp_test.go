@@ -1239,6 +1239,25 @@ var mpaEngines = map[string]string{"google.com": "google", "bing.com": "bing", "
 var mpaSocial = map[string]bool{"facebook.com": true}
 
 func (s *mpaSession) finish() {
+	s.attribute(nil)
+	if ch, ok := mpaChannels[s.cid]; ok {
+		s.channel = ch
+	}
+	s.tally(func(h *mpaHit) (string, float64, bool) {
+		switch {
+		case h.kind == "pageview" && h.page == "/checkout":
+			return "checkout", 5, true
+		case h.kind == "event" && h.cat == "purchase" && h.act == "purchase":
+			return "purchase", h.value, true
+		}
+		return "", 0, false
+	})
+}
+
+// attribute sets the session's source, medium, campaign, referrer and
+// default channel from its first hit; a referrer on the property's own
+// hosts or on one of excluded (or a subdomain) is none.
+func (s *mpaSession) attribute(excluded []string) {
 	f := s.hits[0]
 	q := func(k string) string { return f.query.Get(k) }
 	orNotSet := func(v string) string {
@@ -1246,6 +1265,16 @@ func (s *mpaSession) finish() {
 			return "(not set)"
 		}
 		return v
+	}
+	ref := f.ref
+	if ref != "" {
+		u, _ := url.Parse(ref)
+		h := strings.TrimPrefix(strings.ToLower(u.Hostname()), "www.")
+		for _, x := range excluded {
+			if h == x || strings.HasSuffix(h, "."+x) {
+				ref = ""
+			}
+		}
 	}
 	s.referrer = "(none)"
 	src, med, cmp := f.tags()
@@ -1256,8 +1285,8 @@ func (s *mpaSession) finish() {
 		s.source, s.medium, s.campaign = "bing", "cpc", orNotSet(q("utm_campaign"))
 	case src+med+cmp != "":
 		s.source, s.medium, s.campaign = orNotSet(src), orNotSet(med), orNotSet(cmp)
-	case f.ref != "" && !mpaOwnHost(f.ref):
-		u, _ := url.Parse(f.ref)
+	case ref != "" && !mpaOwnHost(ref):
+		u, _ := url.Parse(ref)
 		host := strings.TrimPrefix(strings.ToLower(u.Hostname()), "www.")
 		s.referrer = host
 		if p := strings.TrimSuffix(u.Path, "/"); p != "" {
@@ -1294,9 +1323,12 @@ func (s *mpaSession) finish() {
 	default:
 		s.channel = "Unassigned"
 	}
-	if ch, ok := mpaChannels[s.cid]; ok {
-		s.channel = ch
-	}
+}
+
+// tally counts the session's pages, events and conversions, and its
+// landing page, bounce and engagement; goal says which goal a hit
+// completes, with its value (each counts once, at its first completion).
+func (s *mpaSession) tally(goal func(*mpaHit) (id string, value float64, ok bool)) {
 	s.landing = "(not set)"
 	interaction := false
 	goals := map[string]float64{}
@@ -1307,20 +1339,15 @@ func (s *mpaSession) finish() {
 				s.landing = h.page
 			}
 			s.pageviews++
-			if h.page == "/checkout" {
-				if _, ok := goals["checkout"]; !ok {
-					goals["checkout"] = 5
-				}
-			}
 		case "event":
 			s.events++
 			if !h.nonInteraction {
 				interaction = true
 			}
-			if h.cat == "purchase" && h.act == "purchase" {
-				if _, ok := goals["purchase"]; !ok {
-					goals["purchase"] = h.value
-				}
+		}
+		if id, v, ok := goal(h); ok {
+			if _, done := goals[id]; !done {
+				goals[id] = v
 			}
 		}
 	}
