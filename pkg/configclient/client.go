@@ -421,37 +421,69 @@ func (c *Client) RuleHistory(ctx context.Context, propertyID string) (*History, 
 	return last.history, nil
 }
 
-// fetchHistory fetches a property's rule history and caches it, unless it
-// may be older than what the client knows.
+// fetchHistory fetches a property's rule history once for all concurrent
+// callers, as fetchHistoryNow.
 func (c *Client) fetchHistory(ctx context.Context, propertyID string) (*History, error) {
 	v, err, _ := c.flight.Do("versions:"+propertyID, func() (any, error) {
-		gen := c.beginFetch()
-		defer c.endFetch(gen)
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.RequestTimeout)
 		defer cancel()
-		var out RuleVersions
-		if err := c.get(fctx, "/internal/v1/properties/"+url.PathEscape(propertyID)+"/rules/versions", &out); err != nil {
-			return nil, err
-		}
-		h, err := NewHistory(out.Versions)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", propertyID, err)
-		}
-		c.mu.Lock()
-		// Not cached when it may be older than what the client knows: a
-		// change or an anchoring since the fetch began, or a document (the
-		// resync's) at a newer version than the history's last.
-		e := c.byID[propertyID]
-		if c.changedAt[propertyID] <= gen && c.anchorGen <= gen && (e == nil || e.doc.Rules.Version <= h.Newest()) {
-			c.versions[propertyID] = &cachedHistory{history: h, used: c.epoch}
-		}
-		c.mu.Unlock()
-		return h, nil
+		return c.fetchHistoryNow(fctx, propertyID)
 	})
 	if err != nil {
 		return nil, err
 	}
 	return v.(*History), nil
+}
+
+// fetchHistoryNow fetches a property's rule history and caches it, unless
+// it may be older than what the client knows.
+func (c *Client) fetchHistoryNow(ctx context.Context, propertyID string) (*History, error) {
+	gen := c.beginFetch()
+	defer c.endFetch(gen)
+	var out RuleVersions
+	if err := c.get(ctx, "/internal/v1/properties/"+url.PathEscape(propertyID)+"/rules/versions", &out); err != nil {
+		return nil, err
+	}
+	h, err := NewHistory(out.Versions)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", propertyID, err)
+	}
+	c.mu.Lock()
+	// Not cached when it may be older than what the client knows: a
+	// change or an anchoring since the fetch began, or a document (the
+	// resync's) at a newer version than the history's last.
+	e := c.byID[propertyID]
+	if c.changedAt[propertyID] <= gen && c.anchorGen <= gen && (e == nil || e.doc.Rules.Version <= h.Newest()) {
+		c.versions[propertyID] = &cachedHistory{history: h, used: c.epoch}
+	}
+	c.mu.Unlock()
+	return h, nil
+}
+
+// Fresh fetches a property's document and rule history from config-svc
+// whatever is cached (and caches them as a lookup would), for a caller
+// that must see every change made before the call, announced by the
+// change feed or not yet (it lags, or the process has just started and
+// does not follow it yet): a reprocessing job applying the rules in effect
+// when it was created. Unlike the lookups, it fails while config-svc
+// cannot answer rather than serve the last known copy; ErrNotFound when
+// the property does not exist. Neither fetch is shared with a lookup's
+// fetch in flight, which may have begun before the change.
+func (c *Client) Fresh(ctx context.Context, propertyID string) (*Property, *History, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+	defer cancel()
+	gen := c.beginFetch()
+	defer c.endFetch(gen)
+	doc, err := c.fetchDoc(ctx, "/internal/v1/properties/"+url.PathEscape(propertyID))
+	if err != nil {
+		return nil, nil, err
+	}
+	c.store(doc, gen)
+	h, err := c.fetchHistoryNow(ctx, propertyID)
+	if err != nil {
+		return nil, nil, err
+	}
+	return doc, h, nil
 }
 
 // Connected reports whether the change feed is being followed: false

@@ -110,7 +110,7 @@ func run(ctx context.Context, cfg config) error {
 		// Lookups need config-svc's instances from Consul.
 		go func() { _ = configs.Run(ctx) }()
 	}
-	r := &reprocess.Runner{Session: session, Properties: &engine.ConfigProperties{Client: configs}, Log: log}
+	r := &reprocess.Runner{Session: session, Properties: &engine.ConfigProperties{Client: configs, Fresh: true}, Log: log}
 	job := cfg.Job
 	if job == "" {
 		j, err := r.Create(ctx, cfg.Property, cfg.From, cfg.To, engine.RulesMode(cfg.Rules))

@@ -16,18 +16,21 @@ import (
 // compiled rules are the client's, cached and dropped with the property.
 type ConfigProperties struct {
 	Client *configclient.Client
+	// Fresh makes every lookup ask config-svc (configclient's Fresh),
+	// for reprocessing: a job applies the rules in effect when it was
+	// created, including a change the change feed has not announced yet,
+	// and fails while config-svc cannot answer rather than apply the last
+	// known rules. Live processing's lookups are cached (it keeps
+	// processing with the rules it has).
+	Fresh bool
 }
 
 // Property implements Properties.
 func (c *ConfigProperties) Property(ctx context.Context, id string) (*Property, error) {
-	doc, err := c.Client.ByID(ctx, id)
+	doc, history, err := c.lookup(ctx, id)
 	if errors.Is(err, configclient.ErrNotFound) {
 		return nil, fmt.Errorf("%w: %s", ErrUnknownProperty, id)
 	}
-	if err != nil {
-		return nil, err
-	}
-	history, err := c.Client.RuleHistory(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -57,4 +60,18 @@ func (c *ConfigProperties) Property(ctx context.Context, id string) (*Property, 
 			return history.Version(n)
 		},
 	}, nil
+}
+
+// lookup returns the property's document and rule history, fetched or
+// cached as c.Fresh says.
+func (c *ConfigProperties) lookup(ctx context.Context, id string) (*configclient.Property, *configclient.History, error) {
+	if c.Fresh {
+		return c.Client.Fresh(ctx, id)
+	}
+	doc, err := c.Client.ByID(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	history, err := c.Client.RuleHistory(ctx, id)
+	return doc, history, err
 }

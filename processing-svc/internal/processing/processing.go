@@ -174,7 +174,10 @@ func setUp(ctx context.Context, svc *service.Service, cfg Config) error {
 	})
 	svc.Go(c.Run)
 
-	runner := &reprocess.Runner{Session: session, Properties: props, Log: log, MaxRunning: cfg.MaxReprocess}
+	// Jobs look their property up afresh: "current" rules are those in
+	// effect when a job was created, a change the feed may not have
+	// announced yet among them.
+	runner := &reprocess.Runner{Session: session, Properties: &engine.ConfigProperties{Client: configs, Fresh: true}, Log: log, MaxRunning: cfg.MaxReprocess}
 	secret := []byte(cfg.IdentitySecret)
 	internal := func(h http.Handler) http.Handler {
 		return tenant.Require(secret)(tenant.RequireRole(tenant.RoleService)(h))

@@ -60,7 +60,11 @@ const leaseTTL = 2 * time.Minute
 
 // Runner starts, resumes and reads jobs.
 type Runner struct {
-	Session    *gocql.Session
+	Session *gocql.Session
+	// Properties must answer a property as config-svc has it at the
+	// lookup, not from a cache the change feed may not have caught up
+	// (engine.ConfigProperties with Fresh): a job's "current" rules are
+	// those in effect when it was created.
 	Properties engine.Properties
 	Log        *slog.Logger
 	Now        func() time.Time
@@ -310,8 +314,7 @@ func (r *Runner) run(ctx context.Context, j *Job, done map[string]bool) error {
 				return err
 			}
 			// A property deleted meanwhile stops the run before its next
-			// day (a lookup the client answers from its cache, which
-			// config-svc's change feed tells of the deletion).
+			// day (while config-svc cannot answer, the run goes on).
 			if _, err := r.Properties.Property(ctx, propertyID); errors.Is(err, engine.ErrUnknownProperty) {
 				return fmt.Errorf("the property was deleted during the run: %w", err)
 			}
