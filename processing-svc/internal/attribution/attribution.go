@@ -114,7 +114,9 @@ func Attribute(c Campaign, referrer string, ignore func(host string) bool) Touch
 }
 
 // splitReferrer returns the normalized host (lowercase, no "www.") and the
-// path of an absolute http(s) referrer URL, or "" for anything else.
+// path of an absolute http(s) referrer URL or of an Android app's
+// (android-app://com.slack/, whose host is the app's package: a referral,
+// as GA counts it), or "" for anything else.
 func splitReferrer(raw string) (host, path string) {
 	if raw == "" {
 		return "", ""

@@ -85,6 +85,9 @@ func TestAttribute(t *testing.T) {
 		{"a search brand's social site", "https://shop.example/", "https://sites.google.com/view/club",
 			Touch{"sites.google.com", "referral", "(referral)", "", "", "sites.google.com/view/club"}},
 		{"not a URL referrer", "https://shop.example/", "android", Touch{"(direct)", "(none)", "(direct)", "", "", "(none)"}},
+		{"an Android app's referrer", "https://shop.example/", "android-app://com.slack/", Touch{"com.slack", "referral", "(referral)", "", "", "com.slack"}},
+		{"a relative referrer", "https://shop.example/", "/relative/path", Touch{"(direct)", "(none)", "(direct)", "", "", "(none)"}},
+		{"another scheme", "https://shop.example/", "ftp://files.example.org/", Touch{"(direct)", "(none)", "(direct)", "", "", "(none)"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
