@@ -62,6 +62,7 @@ func TestAcceptanceBlackBox(t *testing.T) {
 			"bot_filtering": true,
 			"referral_exclusions": [` + referralExclusions + `],
 			"pages": {"exclude": ["^/admin(/|$)"]},
+			"page_path": {"strip_query": true, "keep_params": ["id"], "lowercase": true, "default_page": "index.html", "strip_trailing_slash": true},
 			"channels": [{"name": "Partners", "source": "^partner-"}],
 			"goals": [
 				{"id": "signup", "name": "Signed up", "page_path": "^/welcome$", "value": 5},
@@ -538,6 +539,17 @@ func bbTraffic() []bbSend {
 			withExtra(bbHit{at: bbMin(86), t: "pageview", page: "/kept", hid: hid(), rejected: true}, map[string]string{"dh": "evil.example"}),
 			{t: "pageview", page: "/kept", qt: 4*3600*1000 + 1, hid: hid(), rejected: true},
 		}},
+		// The page_path clean-up makes one page of several spellings.
+		{v: v[76], hits: []bbHit{
+			pv(bbMin(87), "/Docs/Index.html?id=3&x=1", ""),
+			pv(bbMin(88), "/docs/?id=3", "https://shop.example/Docs/Index.html?id=3&x=1"),
+			pv(bbMin(89), "/Docs/Guide/", "https://shop.example/docs/?id=3"),
+			pv(bbMin(90), "/index.html", "https://shop.example/Docs/Guide/"),
+		}},
+		// A late hit becomes the user's first session: new-ness moves to
+		// its row, the session that was first is returning.
+		{v: v[77], hits: []bbHit{pv(bbMin(60), "/n", "https://www.google.com/"), pv(bbMin(100), "/n2", "")}},
+		{v: v[77], late: true, hits: []bbHit{pv(bbMin(20), "/n0?utm_source=digest&utm_medium=email", "")}},
 		{v: v[46], get: true, hits: []bbHit{withExtra(bbHit{at: bbMin(64), t: "pageview", hid: hid()}, map[string]string{"dh": "shop.example", "dp": "/dh-only?utm_source=q&utm_medium=cpc"})}},
 	}
 }
@@ -774,7 +786,49 @@ func bbPageOf(h bbHit) string {
 			b.WriteByte(c)
 		}
 	}
-	return bbPage(b.String())
+	return bbPage(bbClean(b.String()))
+}
+
+// bbClean is the property's page_path clean-up (docs/config.md): strip_query
+// keeping id and the attribution parameters, lowercase (not the escapes),
+// default_page index.html, strip_trailing_slash.
+func bbClean(page string) string {
+	path, query, _ := strings.Cut(page, "?")
+	var keep []string
+	for _, kv := range strings.Split(query, "&") {
+		name, _, _ := strings.Cut(kv, "=")
+		lower := strings.ToLower(name)
+		if name == "id" || strings.HasPrefix(lower, "utm_") || slices.Contains([]string{"gclid", "msclkid", "dclid", "fbclid"}, lower) {
+			keep = append(keep, kv)
+		}
+	}
+	var b strings.Builder
+	for i := 0; i < len(path); i++ {
+		if path[i] == '%' && i+2 < len(path) {
+			b.WriteString(path[i : i+3])
+			i += 2
+			continue
+		}
+		b.WriteString(strings.ToLower(path[i : i+1]))
+	}
+	path = b.String()
+	strip := func() {
+		if path != "/" {
+			path = strings.TrimSuffix(path, "/")
+		}
+	}
+	for before := ""; before != path; {
+		before = path
+		strip()
+		if strings.HasSuffix(path, "/index.html") {
+			path = strings.TrimSuffix(path, "index.html")
+		}
+	}
+	strip()
+	if len(keep) == 0 {
+		return path
+	}
+	return path + "?" + strings.Join(keep, "&")
 }
 
 // bbExcludedPage says whether the rules' pages.exclude drops the page.
