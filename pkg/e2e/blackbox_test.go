@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -116,7 +117,7 @@ func TestAcceptanceBlackBox(t *testing.T) {
 				return lastErr
 			}
 			last = time.Now()
-			a := bbReport(t, client, m, "/v1/reports/behavior/query", url.Values{"dimensions": {"reason"}, "metrics": {"hits"}, "from": both["from"], "to": both["to"]})
+			a := getReport(context.Background(), t, client, m, "/v1/reports/behavior/query", url.Values{"dimensions": {"reason"}, "metrics": {"hits"}, "from": both["from"], "to": both["to"]})
 			for _, r := range a.Rows {
 				if r["reason"] == "user_agent" && num(r["hits"]) == want {
 					return nil
@@ -165,7 +166,7 @@ func TestAcceptanceBlackBox(t *testing.T) {
 	} {
 		q := maps.Clone(r.q)
 		q.Set("metrics", "users,new_users,sessions,pageviews")
-		a := bbReport(t, client, cm, "/v1/reports/acquisition/overview", q)
+		a := getReport(context.Background(), t, client, cm, "/v1/reports/acquisition/overview", q)
 		for metric, want := range r.want {
 			if got := num(a.Totals[metric]); got != want {
 				t.Errorf("cookieless %s: %s = %v, expected %v", r.name, metric, got, want)
@@ -174,7 +175,7 @@ func TestAcceptanceBlackBox(t *testing.T) {
 	}
 
 	// Today against the previous period, yesterday.
-	a := bbReport(t, client, m, "/v1/reports/acquisition/overview", url.Values{"range": {"today"}, "compare": {"previous_period"}, "metrics": {"users,new_users,sessions,bounces,pageviews,conversions,goal_value"}})
+	a := getReport(context.Background(), t, client, m, "/v1/reports/acquisition/overview", url.Values{"range": {"today"}, "compare": {"previous_period"}, "metrics": {"users,new_users,sessions,bounces,pageviews,conversions,goal_value"}})
 	for metric, want := range calc.view(false).acq["total"][""] {
 		if got, ok := a.PreviousTotals[metric]; ok && math.Abs(num(got)-want) > bbTolerance(metric) {
 			t.Errorf("today compared: previous_totals %s = %v, expected yesterday's %v", metric, got, want)
@@ -256,6 +257,7 @@ type bbSend struct {
 	get    bool
 	host   string // of dl: shop.example when empty
 	status int    // the answer expected when not the usual
+	head   bool   // by HEAD /collect: the pixel's headers, no hit
 	late   bool   // sent after the others are processed, and the rules changed
 	probe  bool   // late: the first, a hit only the changed rules exclude
 }
@@ -279,7 +281,7 @@ func bbTraffic() []bbSend {
 	visitor := func(i int, ua, ip, excluded string) *bbVisitor {
 		return &bbVisitor{cid: fmt.Sprintf("bbox-visitor-%02d", i), ua: ua, ip: ip, excluded: excluded}
 	}
-	v := make([]*bbVisitor, 80)
+	v := make([]*bbVisitor, 90)
 	for i := range v {
 		v[i] = visitor(i, bbChrome, fmt.Sprintf("198.51.100.%d", 10+i), "")
 	}
@@ -550,6 +552,14 @@ func bbTraffic() []bbSend {
 		// its row, the session that was first is returning.
 		{v: v[77], hits: []bbHit{pv(bbMin(60), "/n", "https://www.google.com/"), pv(bbMin(100), "/n2", "")}},
 		{v: v[77], late: true, hits: []bbHit{pv(bbMin(20), "/n0?utm_source=digest&utm_medium=email", "")}},
+		// An excluded hit is no session: the visitor's first is the one
+		// from home, new then; a dropped page yesterday is none either.
+		{v: &bbVisitor{cid: "bbox-visitor-78", ua: bbChrome, ip: "203.0.113.9", excluded: "ip"}, get: true, hits: []bbHit{pv(bbMin(10), "/office", "")}},
+		{v: v[78], hits: []bbHit{pv(bbMin(20), "/home", "")}},
+		{v: v[79], hits: []bbHit{pv(bbMin(-25), "/admin/", "")}},
+		{v: v[79], hits: []bbHit{pv(bbMin(25), "/back", "")}},
+		// A link checker's HEAD of the pixel is no hit.
+		{v: v[80], get: true, head: true, hits: []bbHit{{at: bbMin(91), t: "pageview", page: "/head", hid: hid(), rejected: true}}},
 		{v: v[46], get: true, hits: []bbHit{withExtra(bbHit{at: bbMin(64), t: "pageview", hid: hid()}, map[string]string{"dh": "shop.example", "dp": "/dh-only?utm_source=q&utm_medium=cpc"})}},
 	}
 }
@@ -700,7 +710,11 @@ func (a *bbAPI) send(tid string, midnight time.Time, s bbSend) {
 			for k, v := range params(h) {
 				q.Set(k, v)
 			}
-			req, _ := http.NewRequest("GET", a.gw+"/collect?"+q.Encode(), nil)
+			method := "GET"
+			if s.head {
+				method = "HEAD"
+			}
+			req, _ := http.NewRequest(method, a.gw+"/collect?"+q.Encode(), nil)
 			do(req, http.StatusOK)
 		}
 		return
@@ -786,19 +800,18 @@ func bbPageOf(h bbHit) string {
 			b.WriteByte(c)
 		}
 	}
-	return bbPage(bbClean(b.String()))
+	return bbClean(b.String())
 }
 
 // bbClean is the property's page_path clean-up (docs/config.md): strip_query
-// keeping id and the attribution parameters, lowercase (not the escapes),
-// default_page index.html, strip_trailing_slash.
+// keeping id (and the attribution parameters, which the page dimension then
+// drops: docs/processing.md), lowercase (not the escapes), default_page
+// index.html, strip_trailing_slash.
 func bbClean(page string) string {
 	path, query, _ := strings.Cut(page, "?")
 	var keep []string
 	for _, kv := range strings.Split(query, "&") {
-		name, _, _ := strings.Cut(kv, "=")
-		lower := strings.ToLower(name)
-		if name == "id" || strings.HasPrefix(lower, "utm_") || slices.Contains([]string{"gclid", "msclkid", "dclid", "fbclid"}, lower) {
+		if name, _, _ := strings.Cut(kv, "="); name == "id" {
 			keep = append(keep, kv)
 		}
 	}
@@ -835,26 +848,6 @@ func bbClean(page string) string {
 func bbExcludedPage(page string) bool {
 	path, _, _ := strings.Cut(page, "?")
 	return path == "/admin" || strings.HasPrefix(path, "/admin/")
-}
-
-// bbPage removes the attribution parameters from a page's query.
-func bbPage(page string) string {
-	path, query, ok := strings.Cut(page, "?")
-	if !ok {
-		return path
-	}
-	var keep []string
-	for _, kv := range strings.Split(query, "&") {
-		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, "utm_") || name == "gclid" || name == "msclkid" || name == "dclid" || name == "fbclid" {
-			continue
-		}
-		keep = append(keep, kv)
-	}
-	if len(keep) == 0 {
-		return path
-	}
-	return path + "?" + strings.Join(keep, "&")
 }
 
 func bbQuery(page string) url.Values {
@@ -1016,8 +1009,11 @@ func bbChannel(source, medium, campaign string) string {
 func bbCalculate(t *testing.T, sends []bbSend, midnight time.Time) *bbCalc {
 	c := &bbCalc{filtered: map[bool]map[string]int{false: {}, true: {}}}
 	seen := map[string]bool{}
-	byVisitor := map[*bbVisitor][]bbHit{}
-	var order []*bbVisitor
+	// A visitor is its client ID, whatever address or user agent each of
+	// its requests had.
+	byVisitor := map[string][]bbHit{}
+	visitorOf := map[string]*bbVisitor{}
+	var order []string
 	for _, s := range sends {
 		for _, h := range s.hits {
 			if seen[s.v.cid+"/"+h.hid] || h.rejected {
@@ -1042,15 +1038,16 @@ func bbCalculate(t *testing.T, sends []bbSend, midnight time.Time) *bbCalc {
 				}
 				h.t, h.ec, h.ea, h.el, h.ni = "event", "exception", h.extra["exd"], fatal, true
 			}
-			if byVisitor[s.v] == nil {
-				order = append(order, s.v)
+			if byVisitor[s.v.cid] == nil {
+				order = append(order, s.v.cid)
+				visitorOf[s.v.cid] = s.v
 			}
-			byVisitor[s.v] = append(byVisitor[s.v], h)
+			byVisitor[s.v.cid] = append(byVisitor[s.v.cid], h)
 		}
 	}
 	const timeout = 30 * time.Minute
-	for _, v := range order {
-		hits := byVisitor[v]
+	for _, cid := range order {
+		v, hits := visitorOf[cid], byVisitor[cid]
 		sort.SliceStable(hits, func(i, j int) bool { return hits[i].at < hits[j].at })
 		var sessions [][]bbHit
 		var campaign string
@@ -1328,43 +1325,6 @@ func bbTolerance(metric string) float64 {
 	return 1e-4
 }
 
-// bbReport reads a report as getReport does, waiting out the tenant's rate
-// limit (429) as a client should.
-func bbReport(t *testing.T, client *http.Client, m *simulate.Merchant, path string, q url.Values) bbAnswer {
-	t.Helper()
-	q = maps.Clone(q)
-	q.Set("property_id", m.PropertyID)
-	q.Set("limit", "10000")
-	for attempt := 0; ; attempt++ {
-		req, _ := http.NewRequest("GET", m.Gateway+path+"?"+q.Encode(), nil)
-		req.Header.Set("Authorization", "Bearer "+m.AccessToken)
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatalf("GET %s: %v", path, err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) && attempt < 30 {
-			wait, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
-			time.Sleep(time.Duration(max(wait, 1)) * time.Second)
-			continue
-		}
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("GET %s?%s: %s: %s", path, q.Encode(), resp.Status, body)
-		}
-		var a bbAnswer
-		if err := json.Unmarshal(body, &a); err != nil {
-			t.Fatalf("GET %s: decode: %v", path, err)
-		}
-		return a
-	}
-}
-
-type bbAnswer struct {
-	reportAnswer
-	PreviousTotals map[string]any `json:"previous_totals"`
-}
-
 // bbCompareAll reads every report of a range and compares it with the view.
 func bbCompareAll(t *testing.T, client *http.Client, m *simulate.Merchant, rangeName string, q url.Values, v bbView) {
 	t.Helper()
@@ -1389,7 +1349,7 @@ func bbCompareAll(t *testing.T, client *http.Client, m *simulate.Merchant, range
 		for k, vs := range q {
 			qq[k] = vs
 		}
-		a := bbReport(t, client, m, path, qq)
+		a := getReport(context.Background(), t, client, m, path, qq)
 		got := bbRows{}
 		for _, r := range a.Rows {
 			var key []string

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/http"
 	"net/url"
@@ -17,15 +18,18 @@ import (
 	"github.com/acme/analytics/pkg/sketch"
 )
 
-// reportAnswer is the part of a report response the test reads.
+// reportAnswer is the part of a report response the tests read.
 type reportAnswer struct {
-	Rows   []map[string]any `json:"rows"`
-	Totals map[string]any   `json:"totals"`
+	Rows           []map[string]any `json:"rows"`
+	Totals         map[string]any   `json:"totals"`
+	PreviousTotals map[string]any   `json:"previous_totals"`
 }
 
-// getReport calls a report through the gateway as the merchant.
+// getReport calls a report through the gateway as the merchant, waiting
+// out a 503 and the tenant's rate limit (429), as a client should.
 func getReport(ctx context.Context, t *testing.T, client *http.Client, m *simulate.Merchant, path string, q url.Values) reportAnswer {
 	t.Helper()
+	q = maps.Clone(q)
 	q.Set("property_id", m.PropertyID)
 	q.Set("limit", "10000")
 	deadline := time.Now().Add(30 * time.Second)
@@ -38,7 +42,7 @@ func getReport(ctx context.Context, t *testing.T, client *http.Client, m *simula
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode == http.StatusServiceUnavailable && time.Now().Before(deadline) {
+		if (resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusTooManyRequests) && time.Now().Before(deadline) {
 			time.Sleep(500 * time.Millisecond)
 			continue
 		}
