@@ -558,6 +558,11 @@ func bbTraffic() []bbSend {
 		{v: v[78], hits: []bbHit{pv(bbMin(20), "/home", "")}},
 		{v: v[79], hits: []bbHit{pv(bbMin(-25), "/admin/", "")}},
 		{v: v[79], hits: []bbHit{pv(bbMin(25), "/back", "")}},
+		// A dropped page between two: the first's time runs to the second.
+		{v: v[81], hits: []bbHit{pv(bbMin(92), "/k1", ""), pv(bbMin(97), "/admin/panel", ""), pv(bbMin(102), "/k2", "")}},
+		// A refund as a negative purchase: the goal is worth the event's
+		// (negative) value.
+		{v: v[82], hits: []bbHit{pv(bbMin(93), "/refund", ""), ev(bbMin(94), "/refund", "shop", "purchase", "refund", "-5", false)}},
 		// A link checker's HEAD of the pixel is no hit.
 		{v: v[80], get: true, head: true, hits: []bbHit{{at: bbMin(91), t: "pageview", page: "/head", hid: hid(), rejected: true}}},
 		{v: v[46], get: true, hits: []bbHit{withExtra(bbHit{at: bbMin(64), t: "pageview", hid: hid()}, map[string]string{"dh": "shop.example", "dp": "/dh-only?utm_source=q&utm_medium=cpc"})}},
