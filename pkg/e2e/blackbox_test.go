@@ -82,7 +82,8 @@ func TestAcceptanceBlackBox(t *testing.T) {
 	// report, whose answers the result cache keeps apart from the
 	// filtered report's, compared below.)
 	// A cookieless property: a visitor is its address and user agent, one
-	// day at a time (docs/collection.md, "Cookieless properties").
+	// day at a time (docs/collection.md, "Cookieless properties"); its
+	// sessions time out after 5 minutes.
 	var cookieless struct {
 		ID         string `json:"id"`
 		TrackingID string `json:"tracking_id"`
@@ -90,6 +91,7 @@ func TestAcceptanceBlackBox(t *testing.T) {
 	api.call("POST", "/v1/properties", map[string]any{
 		"name": "Cookieless", "hostnames": []string{"cookie.example"}, "time_zone": zone, "cookieless": true,
 	}, &cookieless)
+	api.call("PUT", "/v1/properties/"+cookieless.ID+"/rules", json.RawMessage(`{"session_timeout_minutes": 5}`), nil)
 	chrome := &bbVisitor{cid: "ignored-a", ua: bbChrome, ip: "198.51.100.200"}
 	for _, s := range []bbSend{
 		{v: chrome, host: "cookie.example", hits: []bbHit{{at: bbMin(-10), t: "pageview", page: "/x", hid: "c1"}}},
@@ -155,6 +157,13 @@ func TestAcceptanceBlackBox(t *testing.T) {
 			api.send(prop.TrackingID, midnight, s)
 		}
 	}
+	// The cookieless property's timeout, learnt by now: exactly 5:00 after
+	// a hit continues its session, 5:01 starts another.
+	api.send(cookieless.TrackingID, midnight, bbSend{v: &bbVisitor{ua: bbChrome, ip: "198.51.100.201"}, host: "cookie.example", hits: []bbHit{
+		{at: bbMin(30), t: "pageview", page: "/x", hid: "c5"},
+		{at: bbMin(35), t: "pageview", page: "/y", hid: "c6"},
+		{at: bbMin(40) + time.Second, t: "pageview", page: "/x", hid: "c7"},
+	}})
 	waitForProcessing(t, cfg, 60*time.Second)
 
 	calc := bbCalculate(t, sends, midnight)
@@ -165,8 +174,8 @@ func TestAcceptanceBlackBox(t *testing.T) {
 		want map[string]float64
 	}{
 		{"yesterday", url.Values{"range": {"yesterday"}}, map[string]float64{"users": 1, "new_users": 1, "sessions": 1, "pageviews": 1}},
-		{"today", url.Values{"range": {"today"}}, map[string]float64{"users": 2, "new_users": 2, "sessions": 2, "pageviews": 3}},
-		{"both days", both, map[string]float64{"users": 3, "new_users": 3, "sessions": 3, "pageviews": 4}},
+		{"today", url.Values{"range": {"today"}}, map[string]float64{"users": 3, "new_users": 3, "sessions": 4, "pageviews": 6}},
+		{"both days", both, map[string]float64{"users": 4, "new_users": 4, "sessions": 5, "pageviews": 7}},
 	} {
 		q := maps.Clone(r.q)
 		q.Set("metrics", "users,new_users,sessions,pageviews")
