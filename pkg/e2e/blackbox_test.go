@@ -157,6 +157,22 @@ func TestAcceptanceBlackBox(t *testing.T) {
 			api.send(prop.TrackingID, midnight, s)
 		}
 	}
+	// Realtime: hits of the last minutes, dated from now.
+	ago := func(d time.Duration) time.Duration { return time.Since(midnight) - d }
+	realtime := []bbSend{
+		{v: &bbVisitor{cid: "bbox-rt-1", ua: bbChrome, ip: "198.51.100.91"}, hits: []bbHit{{at: ago(2 * time.Minute), t: "pageview", page: "/rt-a", ref: "https://www.google.com/", hid: "rt1"}}},
+		{v: &bbVisitor{cid: "bbox-rt-2", ua: bbChrome, ip: "198.51.100.92"}, hits: []bbHit{
+			{at: ago(12 * time.Minute), t: "pageview", page: "/rt-b", hid: "rt2"},
+			{at: ago(time.Minute), t: "engagement", page: "/rt-b", et: 600000, hid: "rt3"},
+		}},
+		{v: &bbVisitor{cid: "bbox-rt-3", ua: bbChrome, ip: "198.51.100.93"}, hits: []bbHit{{at: ago(40 * time.Minute), t: "pageview", page: "/rt-c", hid: "rt4"}}},
+		{v: &bbVisitor{cid: "bbox-rt-4", ua: bbChrome, ip: "198.51.100.94"}, hits: []bbHit{{at: ago(20 * time.Minute), t: "pageview", page: "/rt-a", hid: "rt5"}}},
+		{v: &bbVisitor{cid: "bbox-rt-5", ua: "Googlebot/2.1 (+http://www.google.com/bot.html)", ip: "198.51.100.95", excluded: "bot"}, hits: []bbHit{{at: ago(time.Minute), t: "pageview", page: "/rt-a", hid: "rt6"}}},
+	}
+	for _, s := range realtime {
+		api.send(prop.TrackingID, midnight, s)
+	}
+	sends = append(sends, realtime...)
 	// The cookieless property's timeout, learnt by now: exactly 5:00 after
 	// a hit continues its session, 5:01 starts another.
 	api.send(cookieless.TrackingID, midnight, bbSend{v: &bbVisitor{ua: bbChrome, ip: "198.51.100.201"}, host: "cookie.example", hits: []bbHit{
@@ -185,6 +201,26 @@ func TestAcceptanceBlackBox(t *testing.T) {
 				t.Errorf("cookieless %s: %s = %v, expected %v", r.name, metric, got, want)
 			}
 		}
+	}
+
+	// The realtime view: active users by any hit of theirs (the ping too),
+	// pageviews, pages and sources of the last 30 minutes; bots none.
+	var rt struct {
+		Active5   float64 `json:"active_users_5m"`
+		Active30  float64 `json:"active_users_30m"`
+		Pageviews float64 `json:"pageviews"`
+		TopPages  []struct {
+			Page      string  `json:"page"`
+			Pageviews float64 `json:"pageviews"`
+		} `json:"top_pages"`
+		TopSources []struct {
+			Source    string  `json:"source"`
+			Pageviews float64 `json:"pageviews"`
+		} `json:"top_sources"`
+	}
+	api.call("GET", "/v1/reports/realtime?property_id="+prop.ID, nil, &rt)
+	if got := fmt.Sprint(rt.Active5, rt.Active30, rt.Pageviews, rt.TopPages, rt.TopSources); got != "2 3 3 [{/rt-a 2} {/rt-b 1}] [{(direct) 2} {google 1}]" {
+		t.Errorf("realtime: active in 5 and 30 minutes, pageviews, pages, sources: %s, expected 2 3 3 [{/rt-a 2} {/rt-b 1}] [{(direct) 2} {google 1}]", got)
 	}
 
 	// Today against the previous period, yesterday.
@@ -602,13 +638,18 @@ type bbAPI struct {
 
 func (a *bbAPI) call(method, path string, body, out any) {
 	a.t.Helper()
-	b, err := json.Marshal(body)
-	if err != nil {
-		a.t.Fatal(err)
+	var b []byte
+	if body != nil {
+		var err error
+		if b, err = json.Marshal(body); err != nil {
+			a.t.Fatal(err)
+		}
 	}
 	for attempt := 0; ; attempt++ {
 		req, _ := http.NewRequest(method, a.gw+path, bytes.NewReader(b))
-		req.Header.Set("Content-Type", "application/json")
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
 		if a.token != "" {
 			req.Header.Set("Authorization", "Bearer "+a.token)
 		}
