@@ -42,21 +42,11 @@ func TestAcceptanceBlackBox(t *testing.T) {
 	midnight := bbMidnight(start, loc)
 	t.Logf("time zone %s: local midnight %s, %s ago", zone, midnight.Format(time.RFC3339), start.Sub(midnight).Round(time.Second))
 
-	api := &bbAPI{t: t, client: client, gw: gw}
-	var signup struct {
-		AccessToken string `json:"access_token"`
-	}
-	api.call("POST", "/v1/signup", map[string]string{
-		"email": fmt.Sprintf("bbox-%d@shop.example", start.UnixNano()), "password": "correct horse battery staple", "company": "Black Box Ltd",
-	}, &signup)
-	api.token = signup.AccessToken
-	var prop struct {
-		ID         string `json:"id"`
-		TrackingID string `json:"tracking_id"`
-	}
-	api.call("POST", "/v1/properties", map[string]any{
+	api := &bbAPI{mpaClient: &mpaClient{t: t, ctx: context.Background(), http: client, gw: gw}}
+	api.token = api.signUp(fmt.Sprintf("bbox-%d@shop.example", start.UnixNano()))
+	prop := api.createProperty(api.token, map[string]any{
 		"name": "Shop", "hostnames": []string{"shop.example"}, "time_zone": zone, "currency": "EUR",
-	}, &prop)
+	})
 	rules := func(referralExclusions, userAgents string) json.RawMessage {
 		return json.RawMessage(`{
 			"exclusions": {"ip": ["203.0.113.0/24"], "user_agents": [` + userAgents + `]},
@@ -71,27 +61,19 @@ func TestAcceptanceBlackBox(t *testing.T) {
 			]
 		}`)
 	}
-	api.call("PUT", "/v1/properties/"+prop.ID+"/rules", rules(`"paypal.com"`, `"^InternalMonitor/"`), nil)
+	api.do("PUT", "/v1/properties/"+prop.ID+"/rules", api.token, rules(`"paypal.com"`, `"^InternalMonitor/"`), http.StatusOK, nil)
 	api.waitForRulesAtCollection(prop.TrackingID, "InternalMonitor/1.0")
 	m := &simulate.Merchant{Gateway: gw, AccessToken: api.token, PropertyID: prop.ID}
 	yesterday, today := bbDay(midnight.Add(-time.Second), loc), bbDay(midnight, loc)
 	both := url.Values{"from": {yesterday}, "to": {today}}
 
-	// A user-agent exclusion is in the rules' newest version only: once a
-	// hit of it is filtered, processing has them. (The poll asks the query
-	// report, whose answers the result cache keeps apart from the
-	// filtered report's, compared below.)
 	// A cookieless property: a visitor is its address and user agent, one
 	// day at a time (docs/collection.md, "Cookieless properties"); its
 	// sessions time out after 5 minutes.
-	var cookieless struct {
-		ID         string `json:"id"`
-		TrackingID string `json:"tracking_id"`
-	}
-	api.call("POST", "/v1/properties", map[string]any{
+	cookieless := api.createProperty(api.token, map[string]any{
 		"name": "Cookieless", "hostnames": []string{"cookie.example"}, "time_zone": zone, "cookieless": true,
-	}, &cookieless)
-	api.call("PUT", "/v1/properties/"+cookieless.ID+"/rules", json.RawMessage(`{"session_timeout_minutes": 5}`), nil)
+	})
+	api.do("PUT", "/v1/properties/"+cookieless.ID+"/rules", api.token, json.RawMessage(`{"session_timeout_minutes": 5}`), http.StatusOK, nil)
 	chrome := &bbVisitor{cid: "ignored-a", ua: bbChrome, ip: "198.51.100.200"}
 	for _, s := range []bbSend{
 		{v: chrome, host: "cookie.example", hits: []bbHit{{at: bbMin(-10), t: "pageview", page: "/x", hid: "c1"}}},
@@ -103,6 +85,10 @@ func TestAcceptanceBlackBox(t *testing.T) {
 		api.send(cookieless.TrackingID, midnight, s)
 	}
 
+	// A user-agent exclusion is in the rules' newest version only: once a
+	// hit of it is filtered, processing has them. (The poll asks the query
+	// report, whose answers the result cache keeps apart from the
+	// filtered report's, compared below.)
 	sends := bbTraffic()
 	var last time.Time
 	lastErr := errors.New("not asked yet")
@@ -144,7 +130,7 @@ func TestAcceptanceBlackBox(t *testing.T) {
 	// their saved state: the one that wrote it is killed.
 	must(t, stack.Kill("processing"))
 	eventually.NoError(t, 10*time.Second, "processing restarted", func() error { return stack.Restart(context.Background(), "processing") })
-	api.call("PUT", "/v1/properties/"+prop.ID+"/rules", rules(`"paypal.com", "partner-blog.example"`, `"^InternalMonitor/", "^Probe2/"`), nil)
+	api.do("PUT", "/v1/properties/"+prop.ID+"/rules", api.token, rules(`"paypal.com", "partner-blog.example"`, `"^InternalMonitor/", "^Probe2/"`), http.StatusOK, nil)
 	api.waitForRulesAtCollection(prop.TrackingID, "Probe2/1.0")
 	for _, s := range sends {
 		if s.probe {
@@ -218,7 +204,7 @@ func TestAcceptanceBlackBox(t *testing.T) {
 			Pageviews float64 `json:"pageviews"`
 		} `json:"top_sources"`
 	}
-	api.call("GET", "/v1/reports/realtime?property_id="+prop.ID, nil, &rt)
+	api.do("GET", "/v1/reports/realtime?property_id="+prop.ID, api.token, nil, http.StatusOK, &rt)
 	if got := fmt.Sprint(rt.Active5, rt.Active30, rt.Pageviews, rt.TopPages, rt.TopSources); got != "2 3 3 [{/rt-a 2} {/rt-b 1}] [{(direct) 2} {google 1}]" {
 		t.Errorf("realtime: active in 5 and 30 minutes, pageviews, pages, sources: %s, expected 2 3 3 [{/rt-a 2} {/rt-b 1}] [{(direct) 2} {google 1}]", got)
 	}
@@ -630,52 +616,11 @@ func withExtra(h bbHit, extra map[string]string) bbHit { h.extra = extra; return
 
 const bbIPhone = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
 
+// bbAPI is the Measurement API audit's client (the gateway, retrying a 503
+// just after start) with the merchant's token and the browser's requests.
 type bbAPI struct {
-	t         *testing.T
-	client    *http.Client
-	gw, token string
-}
-
-func (a *bbAPI) call(method, path string, body, out any) {
-	a.t.Helper()
-	var b []byte
-	if body != nil {
-		var err error
-		if b, err = json.Marshal(body); err != nil {
-			a.t.Fatal(err)
-		}
-	}
-	for attempt := 0; ; attempt++ {
-		req, _ := http.NewRequest(method, a.gw+path, bytes.NewReader(b))
-		if body != nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		if a.token != "" {
-			req.Header.Set("Authorization", "Bearer "+a.token)
-		}
-		resp, err := a.client.Do(req)
-		if err != nil {
-			a.t.Fatalf("%s %s: %v", method, path, err)
-		}
-		rb, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		// The gateway answers 503 auth_unavailable until it has config-svc's
-		// keys, just after the stack starts (docs/gateway.md): retry as told.
-		if resp.StatusCode == http.StatusServiceUnavailable && bytes.Contains(rb, []byte(`"auth_unavailable"`)) && attempt < 30 {
-			wait, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
-			time.Sleep(time.Duration(max(wait, 1)) * time.Second)
-			continue
-		}
-		if resp.StatusCode/100 != 2 {
-			a.t.Fatalf("%s %s: %s: %s", method, path, resp.Status, rb)
-		}
-		if out != nil {
-			if err := json.Unmarshal(rb, out); err != nil {
-				a.t.Fatalf("%s %s: %v: %s", method, path, err, rb)
-			}
-		}
-		return
-	}
+	*mpaClient
+	token string
 }
 
 // waitForRulesAtCollection asks the validation endpoint until every
@@ -688,7 +633,7 @@ func (a *bbAPI) waitForRulesAtCollection(tid, userAgent string) {
 		q := url.Values{"v": {"1"}, "tid": {tid}, "t": {"pageview"}, "cid": {"probe"}, "dl": {"https://shop.example/"}}
 		req, _ := http.NewRequest("GET", a.gw+"/debug/collect?"+q.Encode(), nil)
 		req.Header.Set("User-Agent", userAgent)
-		resp, err := a.client.Do(req)
+		resp, err := a.http.Do(req)
 		if err != nil {
 			return err
 		}
@@ -753,7 +698,7 @@ func (a *bbAPI) send(tid string, midnight time.Time, s bbSend) {
 	do := func(req *http.Request, want int) {
 		req.Header.Set("User-Agent", s.v.ua)
 		req.Header.Set("X-Forwarded-For", s.v.ip)
-		resp, err := a.client.Do(req)
+		resp, err := a.http.Do(req)
 		if err != nil {
 			a.t.Fatalf("send %s: %v", s.v.cid, err)
 		}
