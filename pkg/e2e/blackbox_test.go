@@ -775,6 +775,7 @@ type bbSession struct {
 	conversions              int
 	goalValue                float64
 	device, hour, day        string
+	week, month              string
 	pages                    []bbPageview
 	evs                      []bbHit
 }
@@ -1098,7 +1099,10 @@ func bbCalculate(t *testing.T, sends []bbSend, midnight time.Time) *bbCalc {
 		for i, hs := range sessions {
 			s := &bbSession{cid: v.cid, today: hs[0].at >= 0, first: i == 0, start: hs[0].at, end: hs[len(hs)-1].at,
 				landing: "(not set)", exit: "(not set)", device: "desktop",
-				hour: midnight.Add(hs[0].at).Format("2006-01-02T15"), day: midnight.Add(hs[0].at).Format("2006-01-02")}
+				hour: midnight.Add(hs[0].at).Format("2006-01-02T15"), day: midnight.Add(hs[0].at).Format("2006-01-02"),
+				month: midnight.Add(hs[0].at).Format("2006-01")}
+			y, w := midnight.Add(hs[0].at).ISOWeek()
+			s.week = fmt.Sprintf("%d-W%02d", y, w)
 			if strings.Contains(v.ua, "iPhone") {
 				s.device = "mobile"
 			}
@@ -1255,6 +1259,8 @@ func (c *bbCalc) view(days ...bool) bbView {
 		add("device", s.device, s)
 		add("hour", s.hour, s)
 		add("day", s.day, s)
+		add("week", s.week, s)
+		add("month", s.month, s)
 		viewed := map[string]bool{}
 		for _, pv := range s.pages {
 			p := page(pv.page)
@@ -1442,7 +1448,9 @@ func bbCompareAll(t *testing.T, client *http.Client, m *simulate.Merchant, range
 	} {
 		check("/v1/reports/acquisition/"+r.report, acqMetrics, strings.Split(r.dims, ","), acq(r.report), totals)
 	}
-	check("/v1/reports/acquisition/overview", acqMetrics, []string{"period"}, acq("day"), totals, "granularity", "day")
+	for _, g := range []string{"day", "week", "month"} {
+		check("/v1/reports/acquisition/overview", acqMetrics, []string{"period"}, acq(g), totals, "granularity", g)
+	}
 	check("/v1/reports/acquisition/overview", "sessions,new_users,bounces,pageviews,conversions", []string{"period"}, acq("hour"), nil, "granularity", "hour")
 	check("/v1/reports/behavior/landing_pages", acqMetrics, []string{"landing_page"}, acq("landing_page"), nil)
 	pageTotals := total(v.pages)[""]
