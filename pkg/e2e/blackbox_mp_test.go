@@ -25,7 +25,80 @@ import (
 // of docs/processing.md and docs/reports.md, written without reading the
 // services' code. Its calculator (mpaSessionize and the aggregations below)
 // is deliberately independent of pkg/simulate's.
+//
+// It runs in parts: mpaSetUp (merchants, properties, the property's zone),
+// sendTraffic (the events and hits, and the refusals checked on the way),
+// waitForProcessing, then one subtest per kind of check, each reading the
+// same stored traffic.
 func TestAcceptanceBlackBoxMP(t *testing.T) {
+	fx := mpaSetUp(t)
+	events := fx.sendTraffic(t)
+
+	// Property 2's days are UTC's: the day before too, should the test
+	// run over midnight.
+	nu := time.Now().UTC()
+	fx.p2Range = url.Values{"property_id": {fx.p2.ID}, "from": {nu.AddDate(0, 0, -1).Format("2006-01-02")}, "to": {nu.Format("2006-01-02")}}
+	fx.calc = mpaSessionize(events, fx.loc)
+	fx.waitForProcessing(t)
+
+	t.Run("acquisition", fx.checkAcquisition)
+	t.Run("filters_sort_paging", fx.checkFiltersSortPaging)
+	t.Run("behavior", fx.checkBehavior)
+	t.Run("series", fx.checkSeries)
+	t.Run("comparison", fx.checkComparison)
+	t.Run("realtime", fx.checkRealtime)
+	t.Run("isolation", fx.checkIsolation)
+	t.Run("presets", fx.checkPresets)
+	t.Run("csv", fx.checkCSV)
+	t.Run("property_settings", fx.checkPropertySettings)
+	t.Run("errors", fx.checkErrors)
+}
+
+// mpaFixture is what the parts of TestAcceptanceBlackBoxMP share: the
+// stack's gateway, two merchants and their properties, property 1's zone
+// and days, and the calculator's sessions of the traffic sent.
+type mpaFixture struct {
+	c         *mpaClient // bound to the parent test; a subtest uses client(t)
+	tok, tok2 string     // merchant 1's and merchant 2's access tokens
+	p1        mpaProperty
+	p2        mpaProperty // merchant 1's browser property, in UTC
+	p3        mpaProperty // merchant 2's
+	secret    string      // p1's API secret
+	loc       *time.Location
+	midnight  time.Time // p1's last local midnight
+	ln        time.Time // p1's local time at the start
+	today     string
+	yesterday string
+	ranges    []mpaRange
+	p2Range   url.Values // property 2's days (UTC): yesterday and today
+	calc      *mpaCalc
+}
+
+// mpaRange is a report's date range as asked (q) and as the calculator
+// reads it (from, to: property-local days).
+type mpaRange struct {
+	q        url.Values
+	from, to string
+}
+
+// The metrics the audit asks of the acquisition and the page reports.
+const (
+	mpaAcqMetrics  = "users,new_users,sessions,engaged_sessions,bounces,bounce_rate,avg_session_duration,pages_per_session,conversions,conversion_rate,goal_value,engagement_rate,pageviews,events"
+	mpaPageMetrics = "pageviews,unique_pageviews,avg_time_on_page,entrances,exits,exit_rate,bounces,bounce_rate"
+)
+
+// client is the fixture's client failing t rather than the parent test,
+// as t.Fatalf must be called from the test's own goroutine.
+func (fx *mpaFixture) client(t *testing.T) *mpaClient {
+	c := *fx.c
+	c.t = t
+	return &c
+}
+
+// mpaSetUp starts the stack and signs up merchant 1 (a server-side
+// property with goals and an API secret, and a browser property) and
+// merchant 2 (one property).
+func mpaSetUp(t *testing.T) *mpaFixture {
 	stack, _ := startStack(t)
 	ctx := context.Background()
 	gw := stack.GatewayURL()
@@ -36,7 +109,6 @@ func TestAcceptanceBlackBoxMP(t *testing.T) {
 	// property-local days: yesterday and today.
 	zone, loc, midnight := zoneWithMidnightAgo(t)
 	ln := time.Now().In(loc)
-	at := func(d time.Duration) time.Time { return midnight.Add(d) }
 	today := ln.Format("2006-01-02")
 	yesterday := ln.AddDate(0, 0, -1).Format("2006-01-02")
 
@@ -58,18 +130,39 @@ func TestAcceptanceBlackBoxMP(t *testing.T) {
 	// Merchant 2, whose property merchant 1 must not see, nor they merchant 1's.
 	tok2 := c.signUp("bb-other@shop.example")
 	p3 := c.createProperty(tok2, map[string]any{"name": "Other", "hostnames": []string{"other.example"}})
+	return &mpaFixture{
+		c: c, tok: tok, tok2: tok2, p1: p1, p2: p2, p3: p3, secret: sec.Secret,
+		loc: loc, midnight: midnight, ln: ln, today: today, yesterday: yesterday,
+		ranges: []mpaRange{
+			{url.Values{"range": {"today"}}, today, today},
+			{url.Values{"range": {"yesterday"}}, yesterday, yesterday},
+			{url.Values{"from": {yesterday}, "to": {today}}, yesterday, today},
+			{url.Values{"range": {"last_7_days"}}, ln.AddDate(0, 0, -7).Format("2006-01-02"), yesterday},
+		},
+	}
+}
 
-	// The traffic, as the calculator sees it and as it is sent.
-	ev := func(cid, name string, tm time.Time, params map[string]any) mpaEvent {
-		return mpaEvent{cid: cid, name: name, t: tm, params: params}
+// mpaEv is a Measurement API event of client cid.
+func mpaEv(cid, name string, tm time.Time, params map[string]any) mpaEvent {
+	return mpaEvent{cid: cid, name: name, t: tm, params: params}
+}
+
+// mpaPageView is a page_view of client cid at the URL loc, from ref.
+func mpaPageView(cid string, tm time.Time, loc, ref string) mpaEvent {
+	p := map[string]any{"page_location": loc, "page_title": "T " + loc, "engagement_time_msec": 1200}
+	if ref != "" {
+		p["page_referrer"] = ref
 	}
-	pv := func(cid string, tm time.Time, loc, ref string) mpaEvent {
-		p := map[string]any{"page_location": loc, "page_title": "T " + loc, "engagement_time_msec": 1200}
-		if ref != "" {
-			p["page_referrer"] = ref
-		}
-		return ev(cid, "page_view", tm, p)
-	}
+	return mpaEv(cid, "page_view", tm, p)
+}
+
+// mpRequests is property 1's Measurement API traffic, as the calculator
+// sees it and as sendTraffic sends it: requests of one client each, their
+// comments saying what each client's events check.
+func (fx *mpaFixture) mpRequests() [][]mpaEvent {
+	at := func(d time.Duration) time.Time { return fx.midnight.Add(d) }
+	// Short names keep the tables readable.
+	ev, pv := mpaEv, mpaPageView
 	m := time.Minute
 	requests := [][]mpaEvent{
 		// c1: yesterday from a newsletter, today from Google; one user on two days.
@@ -188,23 +281,36 @@ func TestAcceptanceBlackBoxMP(t *testing.T) {
 			ev("c23", "video_play", at(27*m+3*sec5), map[string]any{"event_category": "video"}),
 		},
 	)
+	return requests
+}
+
+// sendTraffic sends property 1's Measurement API events and property 2's
+// browser hits, checking the answers of the refused ones, and returns the
+// events that must be stored, as the calculator sees them.
+func (fx *mpaFixture) sendTraffic(t *testing.T) []mpaEvent {
+	c, p1, p2, secret := fx.c, fx.p1, fx.p2, fx.secret
+	at := func(d time.Duration) time.Time { return fx.midnight.Add(d) }
+	ev, pv := mpaEv, mpaPageView
+	m := time.Minute
+
+	requests := fx.mpRequests()
 	for i, r := range requests {
-		c.sendMP(p1.TrackingID, sec.Secret, r, http.StatusNoContent)
+		c.sendMP(p1.TrackingID, secret, r, http.StatusNoContent)
 		if i == 1 || i == 6 || i == 9 { // retried requests change nothing
-			c.sendMP(p1.TrackingID, sec.Secret, r, http.StatusNoContent)
+			c.sendMP(p1.TrackingID, secret, r, http.StatusNoContent)
 		}
 	}
 	// c10: one valid event, one reserved name: 400 with accepted 1, the
 	// page_view stored.
 	rejected := []mpaEvent{pv("c10", at(80*m), "https://shop.example/rejected", ""), ev("c10", "session_start", at(80*m), nil)}
-	body := c.sendMP(p1.TrackingID, sec.Secret, rejected, http.StatusBadRequest)
+	body := c.sendMP(p1.TrackingID, secret, rejected, http.StatusBadRequest)
 	if !strings.Contains(body, `"accepted":1`) || !strings.Contains(body, "reserved_name") || !strings.Contains(body, "events[1].name") {
 		t.Errorf("reserved name: want accepted 1 and reserved_name on events[1].name, got %s", body)
 	}
 	// c16: GA4's usual request: one timestamp_micros for all its events,
 	// which are dated in the order sent.
 	t16 := at(42 * m)
-	if code, b := c.post("/mp/collect?tracking_id="+p1.TrackingID+"&api_secret="+url.QueryEscape(sec.Secret), "", map[string]any{
+	if code, b := c.post("/mp/collect?tracking_id="+p1.TrackingID+"&api_secret="+url.QueryEscape(secret), "", map[string]any{
 		"client_id": "c16", "timestamp_micros": t16.UnixMicro(),
 		"events": []map[string]any{
 			{"name": "page_view", "params": map[string]any{"page_location": "https://shop.example/req?utm_source=Partner&utm_medium=Email", "session_id": "123", "engagement_time_msec": 100}},
@@ -219,16 +325,16 @@ func TestAcceptanceBlackBoxMP(t *testing.T) {
 		ev("c16", "sign_up", t16.Add(1), map[string]any{"event_category": "account"}),
 		pv("c16", t16.Add(2), "https://shop.example/welcome", ""),
 	}
-	if b := c.sendMP(p1.TrackingID, sec.Secret, []mpaEvent{pv("c19", at(70*m), "https://evil.example/", "")}, http.StatusBadRequest); !strings.Contains(b, "foreign_host") {
+	if b := c.sendMP(p1.TrackingID, secret, []mpaEvent{pv("c19", at(70*m), "https://evil.example/", "")}, http.StatusBadRequest); !strings.Contains(b, "foreign_host") {
 		t.Errorf("foreign host: %s", b)
 	}
 	// c26: tags arriving within a direct session start a new one; c27: a
 	// referrer within a session does not.
-	c.sendMP(p1.TrackingID, sec.Secret, []mpaEvent{
+	c.sendMP(p1.TrackingID, secret, []mpaEvent{
 		pv("c26", at(29*m), "https://shop.example/d", ""),
 		pv("c26", at(30*m), "https://shop.example/d?utm_source=a&utm_medium=b", ""),
 	}, http.StatusNoContent)
-	c.sendMP(p1.TrackingID, sec.Secret, []mpaEvent{
+	c.sendMP(p1.TrackingID, secret, []mpaEvent{
 		pv("c27", at(31*m), "https://shop.example/e", ""),
 		pv("c27", at(32*m), "https://shop.example/f", "https://www.google.com/"),
 	}, http.StatusNoContent)
@@ -238,7 +344,7 @@ func TestAcceptanceBlackBoxMP(t *testing.T) {
 	// c28: two identical events in one request (the same item added to
 	// the cart twice) are two events, as GA4 counts them.
 	t28 := at(33 * m)
-	if code, b := c.post("/mp/collect?tracking_id="+p1.TrackingID+"&api_secret="+url.QueryEscape(sec.Secret), "", map[string]any{
+	if code, b := c.post("/mp/collect?tracking_id="+p1.TrackingID+"&api_secret="+url.QueryEscape(secret), "", map[string]any{
 		"client_id": "c28", "timestamp_micros": t28.UnixMicro(),
 		"events": []map[string]any{
 			{"name": "page_view", "params": map[string]any{"page_location": "https://shop.example/item"}},
@@ -255,19 +361,19 @@ func TestAcceptanceBlackBoxMP(t *testing.T) {
 	// c24: a page ten minutes ago, from a referrer; c25: a campaign a
 	// spreadsheet would run as a formula.
 	recent := pv("c24", time.Now().UTC().Add(-10*m), "https://shop.example/recent", "https://news.example/")
-	c.sendMP(p1.TrackingID, sec.Secret, []mpaEvent{recent}, http.StatusNoContent)
+	c.sendMP(p1.TrackingID, secret, []mpaEvent{recent}, http.StatusNoContent)
 	formula := pv("c25", at(28*m), "https://shop.example/?utm_source=x&utm_medium=y&utm_campaign=%3D1%2B2", "")
-	c.sendMP(p1.TrackingID, sec.Secret, []mpaEvent{formula}, http.StatusNoContent)
+	c.sendMP(p1.TrackingID, secret, []mpaEvent{formula}, http.StatusNoContent)
 	extra = append(extra, recent, formula)
 	// The validation endpoint answers and stores nothing.
-	if code, b := c.post("/debug/mp/collect?tracking_id="+p1.TrackingID+"&api_secret="+url.QueryEscape(sec.Secret), "", map[string]any{
+	if code, b := c.post("/debug/mp/collect?tracking_id="+p1.TrackingID+"&api_secret="+url.QueryEscape(secret), "", map[string]any{
 		"client_id": "c99", "events": []map[string]any{{"name": "page_view", "params": map[string]any{"page_location": "https://shop.example/debug"}}},
 	}); code != http.StatusOK || !strings.Contains(b, `"valid":true`) {
 		t.Errorf("debug/mp/collect: %d %s", code, b)
 	}
 	// c9: an event now, without a timestamp: the realtime view's one user.
 	live := pv("c9", time.Now().UTC(), "https://shop.example/live", "")
-	c.sendMPNoTime(p1.TrackingID, sec.Secret, live)
+	c.sendMPNoTime(p1.TrackingID, secret, live)
 	live.t = time.Now().UTC() // within a second of its receipt; only its day and minute matter
 	events := append([]mpaEvent{rejected[0], live}, extra...)
 	for _, r := range requests {
@@ -279,14 +385,14 @@ func TestAcceptanceBlackBoxMP(t *testing.T) {
 		t.Errorf("wrong secret: %s", b)
 	}
 	bad.t = time.Now().Add(-5 * time.Hour)
-	if b := c.sendMP(p1.TrackingID, sec.Secret, []mpaEvent{bad}, http.StatusBadRequest); !strings.Contains(b, "too_old") {
+	if b := c.sendMP(p1.TrackingID, secret, []mpaEvent{bad}, http.StatusBadRequest); !strings.Contains(b, "too_old") {
 		t.Errorf("5 hours old: %s", b)
 	}
 	usd := ev("c11", "purchase", at(70*m), map[string]any{"value": 5, "currency": "USD"})
-	if b := c.sendMP(p1.TrackingID, sec.Secret, []mpaEvent{usd}, http.StatusBadRequest); !strings.Contains(b, "events[0].params.currency") {
+	if b := c.sendMP(p1.TrackingID, secret, []mpaEvent{usd}, http.StatusBadRequest); !strings.Contains(b, "events[0].params.currency") {
 		t.Errorf("USD: %s", b)
 	}
-	if b := c.sendMP(p2.TrackingID, sec.Secret, []mpaEvent{bad}, http.StatusForbidden); !strings.Contains(b, "bad_secret") {
+	if b := c.sendMP(p2.TrackingID, secret, []mpaEvent{bad}, http.StatusForbidden); !strings.Contains(b, "bad_secret") {
 		t.Errorf("property 1's secret on property 2: %s", b)
 	}
 
@@ -300,16 +406,15 @@ func TestAcceptanceBlackBoxMP(t *testing.T) {
 	c.sendBrowser(p2.TrackingID, "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", []map[string]any{
 		{"t": "pageview", "cid": "bot", "hid": "bot-1", "dl": "https://blog.example/"},
 	})
+	return events
+}
 
-	// Property 2's days are UTC's: the day before too, should the test
-	// run over midnight.
-	nu := time.Now().UTC()
-	p2Range := url.Values{"property_id": {p2.ID}, "from": {nu.AddDate(0, 0, -1).Format("2006-01-02")}, "to": {nu.Format("2006-01-02")}}
-	calc := mpaSessionize(events, loc)
+// waitForProcessing polls until every session, pageview and event of
+// property 1, and property 2's browser hits, are in the reports.
+func (fx *mpaFixture) waitForProcessing(t *testing.T) {
+	c, tok, p1, calc, today, yesterday, p2Range := fx.c, fx.tok, fx.p1, fx.calc, fx.today, fx.yesterday, fx.p2Range
 	want := calc.acq(today, today, func(*mpaSession) string { return "" })[""]
 	t.Logf("expected today: %v", want)
-
-	// Processing: poll until every session, pageview and event is in.
 	eventually.NoError(t, 90*time.Second, "processing of the Measurement API events", func() error {
 		a, _ := c.report(tok, "acquisition/overview", url.Values{"property_id": {p1.ID}, "from": {yesterday}, "to": {today}, "metrics": {"sessions,pageviews,events"}})
 		w := calc.acq(yesterday, today, func(*mpaSession) string { return "" })[""]
@@ -327,8 +432,13 @@ func TestAcceptanceBlackBoxMP(t *testing.T) {
 		}
 		return nil
 	})
+}
 
-	acqMetrics := "users,new_users,sessions,engaged_sessions,bounces,bounce_rate,avg_session_duration,pages_per_session,conversions,conversion_rate,goal_value,engagement_rate,pageviews,events"
+// checkAcquisition compares every acquisition report and the overview, by
+// range, with the calculator.
+func (fx *mpaFixture) checkAcquisition(t *testing.T) {
+	c, tok, p1, calc := fx.client(t), fx.tok, fx.p1, fx.calc
+
 	acqReports := map[string]func(*mpaSession) []string{
 		"channel":       func(s *mpaSession) []string { return []string{s.channel} },
 		"source":        func(s *mpaSession) []string { return []string{s.source} },
@@ -346,34 +456,31 @@ func TestAcceptanceBlackBoxMP(t *testing.T) {
 		"os":      func(s *mpaSession) []string { return []string{"(not set)"} },
 	}
 	dimsOf := map[string][]string{"source_medium": {"source", "medium"}}
-	ranges := []struct {
-		q        url.Values
-		from, to string
-	}{
-		{url.Values{"range": {"today"}}, today, today},
-		{url.Values{"range": {"yesterday"}}, yesterday, yesterday},
-		{url.Values{"from": {yesterday}, "to": {today}}, yesterday, today},
-		{url.Values{"range": {"last_7_days"}}, ln.AddDate(0, 0, -7).Format("2006-01-02"), yesterday},
-	}
-	for _, r := range ranges {
+	for _, r := range fx.ranges {
 		for rep, key := range acqReports {
 			dims := dimsOf[rep]
 			if dims == nil {
 				dims = []string{rep}
 			}
-			q := mpaWith(r.q, "property_id", p1.ID, "metrics", acqMetrics)
+			q := mpaWith(r.q, "property_id", p1.ID, "metrics", mpaAcqMetrics)
 			a, _ := c.report(tok, "acquisition/"+rep, q)
 			name := fmt.Sprintf("acquisition/%s %s", rep, r.q.Encode())
 			mpaCompare(t, name, a.Rows, dims, calc.acq(r.from, r.to, func(s *mpaSession) string { return strings.Join(key(s), "|") }))
 			mpaCompareTotals(t, name, a.Totals, calc.acq(r.from, r.to, func(*mpaSession) string { return "" })[""])
 		}
-		a, _ := c.report(tok, "acquisition/overview", mpaWith(r.q, "property_id", p1.ID, "metrics", acqMetrics))
+		a, _ := c.report(tok, "acquisition/overview", mpaWith(r.q, "property_id", p1.ID, "metrics", mpaAcqMetrics))
 		mpaCompareTotals(t, "acquisition/overview "+r.q.Encode(), a.Totals, calc.acq(r.from, r.to, func(*mpaSession) string { return "" })[""])
 	}
+}
+
+// checkFiltersSortPaging checks filters, their operators and combinations,
+// sorting, paging and row_count.
+func (fx *mpaFixture) checkFiltersSortPaging(t *testing.T) {
+	c, tok, p1, calc, today, yesterday := fx.client(t), fx.tok, fx.p1, fx.calc, fx.today, fx.yesterday
 
 	// Dimensions of one rollup combined with a filter on another.
 	{
-		q := url.Values{"property_id": {p1.ID}, "from": {yesterday}, "to": {today}, "dimensions": {"source"}, "filter": {"medium==cpc"}, "metrics": {acqMetrics}}
+		q := url.Values{"property_id": {p1.ID}, "from": {yesterday}, "to": {today}, "dimensions": {"source"}, "filter": {"medium==cpc"}, "metrics": {mpaAcqMetrics}}
 		a, _ := c.report(tok, "acquisition/query", q)
 		all := calc.sessionsIn(yesterday, today)
 		var cpc []*mpaSession
@@ -431,19 +538,87 @@ func TestAcceptanceBlackBoxMP(t *testing.T) {
 			t.Errorf("landing_page page of 2: totals %v are not the range's", a.Totals)
 		}
 	}
+	// A page filter, and the events with a filter on the action.
+	{
+		a, _ := c.report(tok, "behavior/pages", url.Values{"property_id": {p1.ID}, "from": {yesterday}, "to": {today}, "filter": {"page=~^/blog/"}, "metrics": {mpaPageMetrics}})
+		wp := calc.pages(yesterday, today, func(p string) (string, bool) { return p, strings.HasPrefix(p, "/blog/") })
+		mpaCompare(t, "pages filter ^/blog/", a.Rows, []string{"page"}, wp)
+		mpaCompareTotals(t, "pages filter ^/blog/", a.Totals, mpaSum(wp, mpaPageMetrics))
+	}
+	// Paging past the end, ascending sorts, filter operators.
+	{
+		all := calc.acq(yesterday, today, func(s *mpaSession) string { return s.channel })
+		q := url.Values{"property_id": {p1.ID}, "from": {yesterday}, "to": {today}, "metrics": {"sessions"}, "offset": {"100"}}
+		a, raw := c.report(tok, "acquisition/channel", q)
+		if len(a.Rows) != 0 || int(num(raw["row_count"])) != len(all) {
+			t.Errorf("offset past the end: %d rows, row_count %v, want 0 and %d", len(a.Rows), raw["row_count"], len(all))
+		}
+		a, _ = c.report(tok, "acquisition/channel", url.Values{"property_id": {p1.ID}, "from": {yesterday}, "to": {today}, "metrics": {"sessions"}, "sort": {"channel"}})
+		var names []string
+		for _, r := range a.Rows {
+			names = append(names, r["channel"].(string))
+		}
+		if !sort.StringsAreSorted(names) || len(names) != len(all) {
+			t.Errorf("sort=channel: %v", names)
+		}
+		a, _ = c.report(tok, "acquisition/channel", url.Values{"property_id": {p1.ID}, "from": {yesterday}, "to": {today}, "metrics": {"sessions"}, "sort": {"sessions,-channel"}})
+		for i := 1; i < len(a.Rows); i++ {
+			p, r := a.Rows[i-1], a.Rows[i]
+			if num(p["sessions"]) > num(r["sessions"]) || num(p["sessions"]) == num(r["sessions"]) && p["channel"].(string) < r["channel"].(string) {
+				t.Errorf("sort=sessions,-channel: %v before %v", p, r)
+			}
+		}
+		for f, keep := range map[string]func(*mpaSession) bool{
+			"channel[]Direct|Email":          func(s *mpaSession) bool { return s.channel == "Direct" || s.channel == "Email" },
+			"channel=@Paid":                  func(s *mpaSession) bool { return strings.Contains(s.channel, "Paid") },
+			"channel!@Paid":                  func(s *mpaSession) bool { return !strings.Contains(s.channel, "Paid") },
+			"channel!~^(Direct|Referral)$":   func(s *mpaSession) bool { return s.channel != "Direct" && s.channel != "Referral" },
+			"channel=~(?i)^organic":          func(s *mpaSession) bool { return strings.HasPrefix(s.channel, "Organic") },
+			"channel!=Direct;channel!=Email": func(s *mpaSession) bool { return s.channel != "Direct" && s.channel != "Email" },
+		} {
+			var sel []*mpaSession
+			for _, s := range calc.sessionsIn(yesterday, today) {
+				if keep(s) {
+					sel = append(sel, s)
+				}
+			}
+			a, _ := c.report(tok, "acquisition/channel", url.Values{"property_id": {p1.ID}, "from": {yesterday}, "to": {today}, "metrics": {"users,sessions,bounces"}, "filter": {f}})
+			mpaCompare(t, "channel filter "+f, a.Rows, []string{"channel"}, mpaAcqAgg(sel, func(s *mpaSession) string { return s.channel }))
+			mpaCompareTotals(t, "channel filter "+f, a.Totals, mpaAcqAgg(sel, func(*mpaSession) string { return "" })[""])
+		}
+	}
+	// Landing pages and the events with a filter.
+	{
+		rng := url.Values{"property_id": {p1.ID}, "from": {yesterday}, "to": {today}}
+		a, _ := c.report(tok, "behavior/landing_pages", mpaWith(rng, "filter", "landing_page=@/blog/", "metrics", "sessions,users"))
+		bl := calc.acq(yesterday, today, func(s *mpaSession) string { return s.landing })
+		for k := range bl {
+			if !strings.Contains(k, "/blog/") {
+				delete(bl, k)
+			}
+		}
+		mpaCompare(t, "landing pages filter =@/blog/", a.Rows, []string{"landing_page"}, bl)
+		a, _ = c.report(tok, "behavior/event_categories", mpaWith(rng, "filter", "event_action=~^video_", "metrics", "total_events,unique_events"))
+		mpaCompare(t, "event categories filter on the action", a.Rows, []string{"event_category"}, map[string]map[string]float64{"video": {"total_events": 4, "unique_events": 3}})
+	}
+}
+
+// checkBehavior compares the behavior reports, by range, and the behavior
+// overview's and query's kinds of rows with the calculator.
+func (fx *mpaFixture) checkBehavior(t *testing.T) {
+	c, tok, p1, calc, today, yesterday := fx.client(t), fx.tok, fx.p1, fx.calc, fx.today, fx.yesterday
 
 	// Behavior reports.
-	pageMetrics := "pageviews,unique_pageviews,avg_time_on_page,entrances,exits,exit_rate,bounces,bounce_rate"
 	evMetrics := "total_events,unique_events,event_value,avg_event_value"
-	for _, r := range ranges[:3] {
-		a, _ := c.report(tok, "behavior/pages", mpaWith(r.q, "property_id", p1.ID, "metrics", pageMetrics))
+	for _, r := range fx.ranges[:3] {
+		a, _ := c.report(tok, "behavior/pages", mpaWith(r.q, "property_id", p1.ID, "metrics", mpaPageMetrics))
 		name := "behavior/pages " + r.q.Encode()
 		wp := calc.pages(r.from, r.to, func(p string) (string, bool) { return p, true })
 		mpaCompare(t, name, a.Rows, []string{"page"}, wp)
-		mpaCompareTotals(t, name, a.Totals, mpaSum(wp, pageMetrics))
+		mpaCompareTotals(t, name, a.Totals, mpaSum(wp, mpaPageMetrics))
 
-		a, _ = c.report(tok, "behavior/overview", mpaWith(r.q, "property_id", p1.ID, "metrics", pageMetrics))
-		mpaCompareTotals(t, "behavior/overview "+r.q.Encode(), a.Totals, mpaSum(wp, pageMetrics))
+		a, _ = c.report(tok, "behavior/overview", mpaWith(r.q, "property_id", p1.ID, "metrics", mpaPageMetrics))
+		mpaCompareTotals(t, "behavior/overview "+r.q.Encode(), a.Totals, mpaSum(wp, mpaPageMetrics))
 
 		a, _ = c.report(tok, "behavior/exit_pages", mpaWith(r.q, "property_id", p1.ID, "metrics", "exits,pageviews,exit_rate"))
 		we := map[string]map[string]float64{}
@@ -455,7 +630,7 @@ func TestAcceptanceBlackBoxMP(t *testing.T) {
 		mpaCompare(t, "behavior/exit_pages "+r.q.Encode(), a.Rows, []string{"page"}, we)
 		mpaCompareTotals(t, "behavior/exit_pages "+r.q.Encode(), a.Totals, mpaSum(wp, "exits,pageviews,exit_rate"))
 
-		a, _ = c.report(tok, "behavior/landing_pages", mpaWith(r.q, "property_id", p1.ID, "metrics", acqMetrics))
+		a, _ = c.report(tok, "behavior/landing_pages", mpaWith(r.q, "property_id", p1.ID, "metrics", mpaAcqMetrics))
 		mpaCompare(t, "behavior/landing_pages "+r.q.Encode(), a.Rows, []string{"landing_page"}, calc.acq(r.from, r.to, func(s *mpaSession) string { return s.landing }))
 
 		a, _ = c.report(tok, "behavior/page_paths", mpaWith(r.q, "property_id", p1.ID, "metrics", "pageviews,unique_pageviews,entrances,exits", "path", "/blog/"))
@@ -484,13 +659,22 @@ func TestAcceptanceBlackBoxMP(t *testing.T) {
 			t.Errorf("behavior/filtered %s: %v, want none", r.q.Encode(), a.Rows)
 		}
 	}
-	// A page filter, and the events with a filter on the action.
+	// The behavior overview's kinds of rows; landing pages in behavior's query.
 	{
-		a, _ := c.report(tok, "behavior/pages", url.Values{"property_id": {p1.ID}, "from": {yesterday}, "to": {today}, "filter": {"page=~^/blog/"}, "metrics": {pageMetrics}})
-		wp := calc.pages(yesterday, today, func(p string) (string, bool) { return p, strings.HasPrefix(p, "/blog/") })
-		mpaCompare(t, "pages filter ^/blog/", a.Rows, []string{"page"}, wp)
-		mpaCompareTotals(t, "pages filter ^/blog/", a.Totals, mpaSum(wp, pageMetrics))
+		rng := url.Values{"property_id": {p1.ID}, "from": {yesterday}, "to": {today}}
+		a, _ := c.report(tok, "behavior/overview", mpaWith(rng, "metrics", "total_events,event_value"))
+		mpaCompareTotals(t, "behavior overview of events", a.Totals, mpaSum(calc.events(yesterday, today, 3), "total_events,event_value"))
+		a, _ = c.report(tok, "behavior/overview", mpaWith(rng, "metrics", "sessions,users,bounce_rate"))
+		mpaCompareTotals(t, "behavior overview of sessions", a.Totals, mpaPick(calc.acq(yesterday, today, func(*mpaSession) string { return "" })[""], "sessions,users,bounce_rate"))
+		a, _ = c.report(tok, "behavior/query", mpaWith(rng, "dimensions", "landing_page", "metrics", "sessions,bounce_rate,users"))
+		mpaCompare(t, "behavior query landing_page", a.Rows, []string{"landing_page"}, calc.acq(yesterday, today, func(s *mpaSession) string { return s.landing }))
 	}
+}
+
+// checkSeries compares the overviews' series by day, hour, week and month
+// with the calculator.
+func (fx *mpaFixture) checkSeries(t *testing.T) {
+	c, tok, p1, calc, loc, ln, today, yesterday := fx.client(t), fx.tok, fx.p1, fx.calc, fx.loc, fx.ln, fx.today, fx.yesterday
 
 	// Series: days with zeros, hours of today, weeks.
 	{
@@ -548,6 +732,37 @@ func TestAcceptanceBlackBoxMP(t *testing.T) {
 			mpaSum(calc.pages(today, today, func(p string) (string, bool) { return p, true }), "pageviews,entrances"),
 		}, "pageviews,entrances")
 	}
+	// Months with zeros; users by hour.
+	{
+		first := time.Date(ln.Year(), ln.Month(), 1, 12, 0, 0, 0, loc).AddDate(0, -1, 0)
+		a, _ := c.report(tok, "acquisition/overview", url.Values{"property_id": {p1.ID}, "from": {first.Format("2006-01-02")}, "to": {today}, "granularity": {"month"}, "metrics": {"users,sessions"}})
+		labels := []string{first.Format("2006-01"), ln.Format("2006-01")}
+		wants := []map[string]float64{{}, calc.acq(ln.Format("2006-01")+"-01", today, func(*mpaSession) string { return "" })[""]}
+		if yesterday[:7] != today[:7] {
+			wants = []map[string]float64{calc.acq(yesterday, yesterday, func(*mpaSession) string { return "" })[""], calc.acq(today, today, func(*mpaSession) string { return "" })[""]}
+		}
+		mpaCompareSeries(t, "overview by month", a.Rows, labels, wants, "users,sessions")
+
+		a, _ = c.report(tok, "acquisition/overview", url.Values{"property_id": {p1.ID}, "range": {"today"}, "granularity": {"hour"}, "metrics": {"users,new_users"}})
+		for i, r := range a.Rows {
+			var in []*mpaSession
+			for _, s := range calc.sessionsIn(today, today) {
+				if s.start.In(loc).Hour() == i {
+					in = append(in, s)
+				}
+			}
+			w := mpaAcqAgg(in, func(*mpaSession) string { return "" })[""]
+			if num(r["users"]) != w["users"] || num(r["new_users"]) != w["new_users"] {
+				t.Errorf("users by hour %v: %v, want %v", r["period"], r, mpaPick(w, "users,new_users"))
+			}
+		}
+	}
+}
+
+// checkComparison compares reports compared with the previous period,
+// tables and series, with the calculator.
+func (fx *mpaFixture) checkComparison(t *testing.T) {
+	c, tok, p1, calc, loc, ln, today, yesterday := fx.client(t), fx.tok, fx.p1, fx.calc, fx.loc, fx.ln, fx.today, fx.yesterday
 
 	// Comparison with the previous period: today against yesterday.
 	{
@@ -576,62 +791,6 @@ func TestAcceptanceBlackBoxMP(t *testing.T) {
 		pr, _ := raw["previous_range"].(map[string]any)
 		if pr["from"] != yesterday || pr["to"] != yesterday {
 			t.Errorf("previous_range %v, want %s..%s", pr, yesterday, yesterday)
-		}
-	}
-
-	// Realtime: only c9's event is within the last 30 minutes.
-	{
-		_, raw := c.report(tok, "realtime", url.Values{"property_id": {p1.ID}})
-		if num(raw["active_users_5m"]) != 1 || num(raw["active_users_30m"]) != 2 || num(raw["pageviews"]) != 2 {
-			t.Errorf("realtime of property 1: %v, want 1 user in 5 minutes, 2 users and 2 pageviews in 30", raw)
-		}
-		if src, _ := json.Marshal(raw["top_sources"]); !strings.Contains(string(src), `"news.example"`) {
-			t.Errorf("realtime top sources: %s, want news.example among them", src)
-		}
-		var perMinute float64
-		ms, _ := raw["per_minute"].([]any)
-		for _, x := range ms {
-			perMinute += num(x.(map[string]any)["pageviews"])
-		}
-		if len(ms) != 30 || perMinute != 2 {
-			t.Errorf("realtime per minute: %d minutes, %v pageviews, want 30 and 2", len(ms), perMinute)
-		}
-	}
-
-	// Property 2 holds its own traffic only, and its bot among the filtered.
-	{
-		a, _ := c.report(tok, "acquisition/overview", mpaWith(p2Range, "metrics", "users,sessions,bounce_rate,pageviews"))
-		mpaCompareTotals(t, "property 2 overview", a.Totals, map[string]float64{"users": 2, "sessions": 2, "bounce_rate": 0.5, "pageviews": 3})
-		a, _ = c.report(tok, "behavior/filtered", p2Range)
-		mpaCompare(t, "property 2 filtered", a.Rows, []string{"reason"}, map[string]map[string]float64{"bot": {"hits": 1}})
-		a, _ = c.report(tok2, "acquisition/overview", url.Values{"property_id": {p3.ID}, "range": {"today"}, "metrics": {"sessions"}})
-		mpaCompareTotals(t, "merchant 2's property", a.Totals, map[string]float64{"sessions": 0})
-	}
-
-	// Presets: the dates each stands for in the property's zone.
-	{
-		d := func(t time.Time) string { return t.Format("2006-01-02") }
-		wd := (int(ln.Weekday()) + 6) % 7 // days since Monday
-		monday := ln.AddDate(0, 0, -wd)
-		first := time.Date(ln.Year(), ln.Month(), 1, 12, 0, 0, 0, loc)
-		for preset, want := range map[string][2]string{
-			"today":        {today, today},
-			"yesterday":    {yesterday, yesterday},
-			"last_7_days":  {d(ln.AddDate(0, 0, -7)), yesterday},
-			"last_14_days": {d(ln.AddDate(0, 0, -14)), yesterday},
-			"last_28_days": {d(ln.AddDate(0, 0, -28)), yesterday},
-			"last_30_days": {d(ln.AddDate(0, 0, -30)), yesterday},
-			"last_90_days": {d(ln.AddDate(0, 0, -90)), yesterday},
-			"this_week":    {d(monday), today},
-			"last_week":    {d(monday.AddDate(0, 0, -7)), d(monday.AddDate(0, 0, -1))},
-			"this_month":   {d(first), today},
-			"last_month":   {d(first.AddDate(0, -1, 0)), d(first.AddDate(0, 0, -1))},
-		} {
-			_, raw := c.report(tok, "acquisition/overview", url.Values{"property_id": {p1.ID}, "range": {preset}, "metrics": {"sessions"}})
-			r, _ := raw["range"].(map[string]any)
-			if r["from"] != want[0] || r["to"] != want[1] {
-				t.Errorf("range=%s: %v, want %s..%s", preset, r, want[0], want[1])
-			}
 		}
 	}
 	// A range reaching into the future has no periods not yet begun; a
@@ -672,105 +831,29 @@ func TestAcceptanceBlackBoxMP(t *testing.T) {
 			}
 		}
 	}
-	// Paging past the end, ascending sorts, filter operators, CSV.
-	{
-		all := calc.acq(yesterday, today, func(s *mpaSession) string { return s.channel })
-		q := url.Values{"property_id": {p1.ID}, "from": {yesterday}, "to": {today}, "metrics": {"sessions"}, "offset": {"100"}}
-		a, raw := c.report(tok, "acquisition/channel", q)
-		if len(a.Rows) != 0 || int(num(raw["row_count"])) != len(all) {
-			t.Errorf("offset past the end: %d rows, row_count %v, want 0 and %d", len(a.Rows), raw["row_count"], len(all))
-		}
-		a, _ = c.report(tok, "acquisition/channel", url.Values{"property_id": {p1.ID}, "from": {yesterday}, "to": {today}, "metrics": {"sessions"}, "sort": {"channel"}})
-		var names []string
-		for _, r := range a.Rows {
-			names = append(names, r["channel"].(string))
-		}
-		if !sort.StringsAreSorted(names) || len(names) != len(all) {
-			t.Errorf("sort=channel: %v", names)
-		}
-		a, _ = c.report(tok, "acquisition/channel", url.Values{"property_id": {p1.ID}, "from": {yesterday}, "to": {today}, "metrics": {"sessions"}, "sort": {"sessions,-channel"}})
-		for i := 1; i < len(a.Rows); i++ {
-			p, r := a.Rows[i-1], a.Rows[i]
-			if num(p["sessions"]) > num(r["sessions"]) || num(p["sessions"]) == num(r["sessions"]) && p["channel"].(string) < r["channel"].(string) {
-				t.Errorf("sort=sessions,-channel: %v before %v", p, r)
-			}
-		}
-		for f, keep := range map[string]func(*mpaSession) bool{
-			"channel[]Direct|Email":          func(s *mpaSession) bool { return s.channel == "Direct" || s.channel == "Email" },
-			"channel=@Paid":                  func(s *mpaSession) bool { return strings.Contains(s.channel, "Paid") },
-			"channel!@Paid":                  func(s *mpaSession) bool { return !strings.Contains(s.channel, "Paid") },
-			"channel!~^(Direct|Referral)$":   func(s *mpaSession) bool { return s.channel != "Direct" && s.channel != "Referral" },
-			"channel=~(?i)^organic":          func(s *mpaSession) bool { return strings.HasPrefix(s.channel, "Organic") },
-			"channel!=Direct;channel!=Email": func(s *mpaSession) bool { return s.channel != "Direct" && s.channel != "Email" },
-		} {
-			var sel []*mpaSession
-			for _, s := range calc.sessionsIn(yesterday, today) {
-				if keep(s) {
-					sel = append(sel, s)
-				}
-			}
-			a, _ := c.report(tok, "acquisition/channel", url.Values{"property_id": {p1.ID}, "from": {yesterday}, "to": {today}, "metrics": {"users,sessions,bounces"}, "filter": {f}})
-			mpaCompare(t, "channel filter "+f, a.Rows, []string{"channel"}, mpaAcqAgg(sel, func(s *mpaSession) string { return s.channel }))
-			mpaCompareTotals(t, "channel filter "+f, a.Totals, mpaAcqAgg(sel, func(*mpaSession) string { return "" })[""])
-		}
-		q = url.Values{"property_id": {p1.ID}, "from": {yesterday}, "to": {today}, "metrics": {"sessions"}, "format": {"csv"}}
-		status, body := c.get(tok, "/v1/reports/acquisition/channel", q)
-		lines := strings.Split(strings.TrimSpace(body), "\n")
-		if status != 200 || lines[0] != "channel,sessions" || len(lines) != len(all)+1 {
-			t.Errorf("csv: %d %q", status, body)
-		}
-		status, body = c.get(tok, "/v1/reports/acquisition/overview", url.Values{"property_id": {p1.ID}, "range": {"today"}, "granularity": {"day"}, "metrics": {"sessions"}, "compare": {"previous_period"}, "format": {"csv"}})
-		prev := mpaPick(calc.acq(yesterday, yesterday, func(*mpaSession) string { return "" })[""], "sessions")["sessions"]
-		cur := mpaPick(calc.acq(today, today, func(*mpaSession) string { return "" })[""], "sessions")["sessions"]
-		if w := fmt.Sprintf("period,period_start,sessions,previous_sessions\n%s,", today); status != 200 || !strings.HasPrefix(body, w) || !strings.HasSuffix(strings.TrimSpace(body), fmt.Sprintf(",%v,%v", cur, prev)) {
-			t.Errorf("csv compared: %d %q, want %q... ,%v,%v", status, body, w, cur, prev)
-		}
-	}
-	// Months with zeros; users by hour; the behavior overview's kinds
-	// of rows; landing pages in behavior's query; a filter on the action.
-	{
-		first := time.Date(ln.Year(), ln.Month(), 1, 12, 0, 0, 0, loc).AddDate(0, -1, 0)
-		a, _ := c.report(tok, "acquisition/overview", url.Values{"property_id": {p1.ID}, "from": {first.Format("2006-01-02")}, "to": {today}, "granularity": {"month"}, "metrics": {"users,sessions"}})
-		labels := []string{first.Format("2006-01"), ln.Format("2006-01")}
-		wants := []map[string]float64{{}, calc.acq(ln.Format("2006-01")+"-01", today, func(*mpaSession) string { return "" })[""]}
-		if yesterday[:7] != today[:7] {
-			wants = []map[string]float64{calc.acq(yesterday, yesterday, func(*mpaSession) string { return "" })[""], calc.acq(today, today, func(*mpaSession) string { return "" })[""]}
-		}
-		mpaCompareSeries(t, "overview by month", a.Rows, labels, wants, "users,sessions")
+}
 
-		a, _ = c.report(tok, "acquisition/overview", url.Values{"property_id": {p1.ID}, "range": {"today"}, "granularity": {"hour"}, "metrics": {"users,new_users"}})
-		for i, r := range a.Rows {
-			var in []*mpaSession
-			for _, s := range calc.sessionsIn(today, today) {
-				if s.start.In(loc).Hour() == i {
-					in = append(in, s)
-				}
-			}
-			w := mpaAcqAgg(in, func(*mpaSession) string { return "" })[""]
-			if num(r["users"]) != w["users"] || num(r["new_users"]) != w["new_users"] {
-				t.Errorf("users by hour %v: %v, want %v", r["period"], r, mpaPick(w, "users,new_users"))
-			}
+// checkRealtime reads the realtime view of property 1 (c9 and c24) and of
+// property 2, its lists and windows.
+func (fx *mpaFixture) checkRealtime(t *testing.T) {
+	c, tok, p1, p2 := fx.client(t), fx.tok, fx.p1, fx.p2
+
+	// Realtime: only c9's event is within the last 30 minutes.
+	{
+		_, raw := c.report(tok, "realtime", url.Values{"property_id": {p1.ID}})
+		if num(raw["active_users_5m"]) != 1 || num(raw["active_users_30m"]) != 2 || num(raw["pageviews"]) != 2 {
+			t.Errorf("realtime of property 1: %v, want 1 user in 5 minutes, 2 users and 2 pageviews in 30", raw)
 		}
-		rng := url.Values{"property_id": {p1.ID}, "from": {yesterday}, "to": {today}}
-		a, _ = c.report(tok, "behavior/overview", mpaWith(rng, "metrics", "total_events,event_value"))
-		mpaCompareTotals(t, "behavior overview of events", a.Totals, mpaSum(calc.events(yesterday, today, 3), "total_events,event_value"))
-		a, _ = c.report(tok, "behavior/overview", mpaWith(rng, "metrics", "sessions,users,bounce_rate"))
-		mpaCompareTotals(t, "behavior overview of sessions", a.Totals, mpaPick(calc.acq(yesterday, today, func(*mpaSession) string { return "" })[""], "sessions,users,bounce_rate"))
-		a, _ = c.report(tok, "behavior/query", mpaWith(rng, "dimensions", "landing_page", "metrics", "sessions,bounce_rate,users"))
-		mpaCompare(t, "behavior query landing_page", a.Rows, []string{"landing_page"}, calc.acq(yesterday, today, func(s *mpaSession) string { return s.landing }))
-		a, _ = c.report(tok, "behavior/landing_pages", mpaWith(rng, "filter", "landing_page=@/blog/", "metrics", "sessions,users"))
-		bl := calc.acq(yesterday, today, func(s *mpaSession) string { return s.landing })
-		for k := range bl {
-			if !strings.Contains(k, "/blog/") {
-				delete(bl, k)
-			}
+		if src, _ := json.Marshal(raw["top_sources"]); !strings.Contains(string(src), `"news.example"`) {
+			t.Errorf("realtime top sources: %s, want news.example among them", src)
 		}
-		mpaCompare(t, "landing pages filter =@/blog/", a.Rows, []string{"landing_page"}, bl)
-		a, _ = c.report(tok, "behavior/event_categories", mpaWith(rng, "filter", "event_action=~^video_", "metrics", "total_events,unique_events"))
-		mpaCompare(t, "event categories filter on the action", a.Rows, []string{"event_category"}, map[string]map[string]float64{"video": {"total_events": 4, "unique_events": 3}})
-		status, body := c.get(tok, "/v1/reports/acquisition/campaign", mpaWith(rng, "metrics", "sessions", "format", "csv", "filter", "campaign=@1"))
-		if status != 200 || !strings.Contains(body, "\n'=1+2,1") {
-			t.Errorf("csv of a formula: %d %q", status, body)
+		var perMinute float64
+		ms, _ := raw["per_minute"].([]any)
+		for _, x := range ms {
+			perMinute += num(x.(map[string]any)["pageviews"])
+		}
+		if len(ms) != 30 || perMinute != 2 {
+			t.Errorf("realtime per minute: %d minutes, %v pageviews, want 30 and 2", len(ms), perMinute)
 		}
 	}
 	// Realtime lists and windows.
@@ -788,50 +871,137 @@ func TestAcceptanceBlackBoxMP(t *testing.T) {
 			}
 		}
 	}
+}
+
+// checkIsolation checks that each property holds its own traffic only, and
+// each merchant sees their own.
+func (fx *mpaFixture) checkIsolation(t *testing.T) {
+	c, tok, tok2, p3, p2Range := fx.client(t), fx.tok, fx.tok2, fx.p3, fx.p2Range
+
+	// Property 2 holds its own traffic only, and its bot among the filtered.
+	a, _ := c.report(tok, "acquisition/overview", mpaWith(p2Range, "metrics", "users,sessions,bounce_rate,pageviews"))
+	mpaCompareTotals(t, "property 2 overview", a.Totals, map[string]float64{"users": 2, "sessions": 2, "bounce_rate": 0.5, "pageviews": 3})
+	a, _ = c.report(tok, "behavior/filtered", p2Range)
+	mpaCompare(t, "property 2 filtered", a.Rows, []string{"reason"}, map[string]map[string]float64{"bot": {"hits": 1}})
+	a, _ = c.report(tok2, "acquisition/overview", url.Values{"property_id": {p3.ID}, "range": {"today"}, "metrics": {"sessions"}})
+	mpaCompareTotals(t, "merchant 2's property", a.Totals, map[string]float64{"sessions": 0})
+}
+
+// checkPresets checks the dates each range preset stands for in property
+// 1's zone.
+func (fx *mpaFixture) checkPresets(t *testing.T) {
+	c, tok, p1, loc, ln, today, yesterday := fx.client(t), fx.tok, fx.p1, fx.loc, fx.ln, fx.today, fx.yesterday
+
+	// Presets: the dates each stands for in the property's zone.
+	d := func(t time.Time) string { return t.Format("2006-01-02") }
+	wd := (int(ln.Weekday()) + 6) % 7 // days since Monday
+	monday := ln.AddDate(0, 0, -wd)
+	first := time.Date(ln.Year(), ln.Month(), 1, 12, 0, 0, 0, loc)
+	for preset, want := range map[string][2]string{
+		"today":        {today, today},
+		"yesterday":    {yesterday, yesterday},
+		"last_7_days":  {d(ln.AddDate(0, 0, -7)), yesterday},
+		"last_14_days": {d(ln.AddDate(0, 0, -14)), yesterday},
+		"last_28_days": {d(ln.AddDate(0, 0, -28)), yesterday},
+		"last_30_days": {d(ln.AddDate(0, 0, -30)), yesterday},
+		"last_90_days": {d(ln.AddDate(0, 0, -90)), yesterday},
+		"this_week":    {d(monday), today},
+		"last_week":    {d(monday.AddDate(0, 0, -7)), d(monday.AddDate(0, 0, -1))},
+		"this_month":   {d(first), today},
+		"last_month":   {d(first.AddDate(0, -1, 0)), d(first.AddDate(0, 0, -1))},
+	} {
+		_, raw := c.report(tok, "acquisition/overview", url.Values{"property_id": {p1.ID}, "range": {preset}, "metrics": {"sessions"}})
+		r, _ := raw["range"].(map[string]any)
+		if r["from"] != want[0] || r["to"] != want[1] {
+			t.Errorf("range=%s: %v, want %s..%s", preset, r, want[0], want[1])
+		}
+	}
+}
+
+// checkCSV reads reports as CSV: a table, a compared series, a campaign a
+// spreadsheet would run as a formula.
+func (fx *mpaFixture) checkCSV(t *testing.T) {
+	c, tok, p1, calc, today, yesterday := fx.client(t), fx.tok, fx.p1, fx.calc, fx.today, fx.yesterday
+
+	// A table; a series compared with the previous period.
+	{
+		all := calc.acq(yesterday, today, func(s *mpaSession) string { return s.channel })
+		q := url.Values{"property_id": {p1.ID}, "from": {yesterday}, "to": {today}, "metrics": {"sessions"}, "format": {"csv"}}
+		status, body := c.get(tok, "/v1/reports/acquisition/channel", q)
+		lines := strings.Split(strings.TrimSpace(body), "\n")
+		if status != 200 || lines[0] != "channel,sessions" || len(lines) != len(all)+1 {
+			t.Errorf("csv: %d %q", status, body)
+		}
+		status, body = c.get(tok, "/v1/reports/acquisition/overview", url.Values{"property_id": {p1.ID}, "range": {"today"}, "granularity": {"day"}, "metrics": {"sessions"}, "compare": {"previous_period"}, "format": {"csv"}})
+		prev := mpaPick(calc.acq(yesterday, yesterday, func(*mpaSession) string { return "" })[""], "sessions")["sessions"]
+		cur := mpaPick(calc.acq(today, today, func(*mpaSession) string { return "" })[""], "sessions")["sessions"]
+		if w := fmt.Sprintf("period,period_start,sessions,previous_sessions\n%s,", today); status != 200 || !strings.HasPrefix(body, w) || !strings.HasSuffix(strings.TrimSpace(body), fmt.Sprintf(",%v,%v", cur, prev)) {
+			t.Errorf("csv compared: %d %q, want %q... ,%v,%v", status, body, w, cur, prev)
+		}
+	}
+	// A campaign a spreadsheet would run as a formula.
+	{
+		rng := url.Values{"property_id": {p1.ID}, "from": {yesterday}, "to": {today}}
+		status, body := c.get(tok, "/v1/reports/acquisition/campaign", mpaWith(rng, "metrics", "sessions", "format", "csv", "filter", "campaign=@1"))
+		if status != 200 || !strings.Contains(body, "\n'=1+2,1") {
+			t.Errorf("csv of a formula: %d %q", status, body)
+		}
+	}
+}
+
+// checkPropertySettings sends traffic to a property with its own session
+// timeout, referral exclusions and channels, and reads its reports.
+func (fx *mpaFixture) checkPropertySettings(t *testing.T) {
+	c, tok := fx.client(t), fx.tok
+	ev, pv := mpaEv, mpaPageView
 
 	// A property's own settings: a 10-minute timeout, a payment provider
 	// excluded as a referrer, a custom channel; a page with a non-ASCII
 	// path and an event category holding " / ".
-	{
-		p4 := c.createProperty(tok, map[string]any{"name": "Settings", "hostnames": []string{"settings.example"}, "time_zone": "UTC"})
-		c.do("PUT", "/v1/properties/"+p4.ID+"/rules", tok, map[string]any{
-			"session_timeout_minutes": 10, "referral_exclusions": []string{"paypal.com"},
-			"channels": []map[string]any{{"name": "Partners", "source": "^partner"}},
-		}, http.StatusOK, nil)
-		var sec4 struct {
-			Secret string `json:"secret"`
-		}
-		c.do("POST", "/v1/properties/"+p4.ID+"/api-secrets", tok, map[string]any{"name": "backend"}, http.StatusCreated, &sec4)
-		n := time.Now().UTC()
-		at := func(min int) time.Time { return n.Add(-time.Duration(min) * time.Minute) }
-		page := func(cid string, min int, loc, ref string) mpaEvent {
-			return pv(cid, at(min), "https://settings.example"+loc, ref)
-		}
-		for _, r := range [][]mpaEvent{
-			{page("d1", 20, "/a", ""), page("d1", 9, "/b", "")},
-			{page("d2", 19, "/a", "https://www.paypal.com/checkout"), page("d2", 18, "/thanks", "https://checkout.paypal.com/")},
-			{page("d3", 17, "/?utm_source=partner-x&utm_medium=referral", "")},
-			{page("d4", 16, "/caf%C3%A9", "https://paypal.com/"), page("d4", 15, "/café", "https://www.google.com/"),
-				ev("d4", "play", at(14), map[string]any{"event_category": "Video / YouTube", "event_label": "intro"})},
-		} {
-			c.sendMP(p4.TrackingID, sec4.Secret, r, http.StatusNoContent)
-		}
-		rng := url.Values{"property_id": {p4.ID}, "from": {n.AddDate(0, 0, -1).Format("2006-01-02")}, "to": {n.Format("2006-01-02")}}
-		eventually.NoError(t, 60*time.Second, "processing of the settings property", func() error {
-			a, _ := c.report(tok, "acquisition/overview", mpaWith(rng, "metrics", "sessions,pageviews,events"))
-			if num(a.Totals["pageviews"]) != 7 || num(a.Totals["events"]) != 1 {
-				return fmt.Errorf("totals %v", a.Totals)
-			}
-			return nil
-		})
-		a, _ := c.report(tok, "acquisition/channel", mpaWith(rng, "metrics", "sessions,users"))
-		mpaCompare(t, "settings: channels", a.Rows, []string{"channel"}, map[string]map[string]float64{
-			"Direct": {"sessions": 4, "users": 3}, "Partners": {"sessions": 1, "users": 1}})
-		a, _ = c.report(tok, "behavior/pages", mpaWith(rng, "metrics", "pageviews,unique_pageviews", "filter", "page==/café"))
-		mpaCompare(t, "settings: page==/café", a.Rows, []string{"page"}, map[string]map[string]float64{"/caf%C3%A9": {"pageviews": 2, "unique_pageviews": 1}})
-		a, _ = c.report(tok, "behavior/events", mpaWith(rng, "metrics", "total_events"))
-		mpaCompare(t, "settings: events", a.Rows, []string{"event_category", "event_action", "event_label"}, map[string]map[string]float64{"Video / YouTube|play|intro": {"total_events": 1}})
+	p4 := c.createProperty(tok, map[string]any{"name": "Settings", "hostnames": []string{"settings.example"}, "time_zone": "UTC"})
+	c.do("PUT", "/v1/properties/"+p4.ID+"/rules", tok, map[string]any{
+		"session_timeout_minutes": 10, "referral_exclusions": []string{"paypal.com"},
+		"channels": []map[string]any{{"name": "Partners", "source": "^partner"}},
+	}, http.StatusOK, nil)
+	var sec4 struct {
+		Secret string `json:"secret"`
 	}
+	c.do("POST", "/v1/properties/"+p4.ID+"/api-secrets", tok, map[string]any{"name": "backend"}, http.StatusCreated, &sec4)
+	n := time.Now().UTC()
+	at := func(min int) time.Time { return n.Add(-time.Duration(min) * time.Minute) }
+	page := func(cid string, min int, loc, ref string) mpaEvent {
+		return pv(cid, at(min), "https://settings.example"+loc, ref)
+	}
+	for _, r := range [][]mpaEvent{
+		{page("d1", 20, "/a", ""), page("d1", 9, "/b", "")},
+		{page("d2", 19, "/a", "https://www.paypal.com/checkout"), page("d2", 18, "/thanks", "https://checkout.paypal.com/")},
+		{page("d3", 17, "/?utm_source=partner-x&utm_medium=referral", "")},
+		{page("d4", 16, "/caf%C3%A9", "https://paypal.com/"), page("d4", 15, "/café", "https://www.google.com/"),
+			ev("d4", "play", at(14), map[string]any{"event_category": "Video / YouTube", "event_label": "intro"})},
+	} {
+		c.sendMP(p4.TrackingID, sec4.Secret, r, http.StatusNoContent)
+	}
+	rng := url.Values{"property_id": {p4.ID}, "from": {n.AddDate(0, 0, -1).Format("2006-01-02")}, "to": {n.Format("2006-01-02")}}
+	eventually.NoError(t, 60*time.Second, "processing of the settings property", func() error {
+		a, _ := c.report(tok, "acquisition/overview", mpaWith(rng, "metrics", "sessions,pageviews,events"))
+		if num(a.Totals["pageviews"]) != 7 || num(a.Totals["events"]) != 1 {
+			return fmt.Errorf("totals %v", a.Totals)
+		}
+		return nil
+	})
+	a, _ := c.report(tok, "acquisition/channel", mpaWith(rng, "metrics", "sessions,users"))
+	mpaCompare(t, "settings: channels", a.Rows, []string{"channel"}, map[string]map[string]float64{
+		"Direct": {"sessions": 4, "users": 3}, "Partners": {"sessions": 1, "users": 1}})
+	a, _ = c.report(tok, "behavior/pages", mpaWith(rng, "metrics", "pageviews,unique_pageviews", "filter", "page==/café"))
+	mpaCompare(t, "settings: page==/café", a.Rows, []string{"page"}, map[string]map[string]float64{"/caf%C3%A9": {"pageviews": 2, "unique_pageviews": 1}})
+	a, _ = c.report(tok, "behavior/events", mpaWith(rng, "metrics", "total_events"))
+	mpaCompare(t, "settings: events", a.Rows, []string{"event_category", "event_action", "event_label"}, map[string]map[string]float64{"Video / YouTube|play|intro": {"total_events": 1}})
+}
+
+// checkErrors checks the report API's error answers: their status and
+// code.
+func (fx *mpaFixture) checkErrors(t *testing.T) {
+	c, tok, tok2, p1, p3 := fx.client(t), fx.tok, fx.tok2, fx.p1, fx.p3
 
 	// Error answers.
 	for _, e := range []struct {
