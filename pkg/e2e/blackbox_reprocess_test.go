@@ -441,6 +441,7 @@ func rpSnapshot(t *testing.T, c *mpaClient, tok, pid, from, to string) map[strin
 			_, raw := c.report(tok, rep, q)
 			delete(raw, "generated_at")
 			delete(raw, "freshness")
+			delete(raw, "cached") // whether it came from the result cache, not a number
 			b, _ := json.Marshal(raw)
 			out[rep+"?"+q.Encode()] = string(b)
 		}

@@ -23,10 +23,14 @@ type reportAnswer struct {
 	Rows           []map[string]any `json:"rows"`
 	Totals         map[string]any   `json:"totals"`
 	PreviousTotals map[string]any   `json:"previous_totals"`
+	// Stale marks a cached result served because computing it failed
+	// just then (docs/reports.md): the tests ask again for current numbers.
+	Stale bool `json:"stale"`
 }
 
 // getReport calls a report through the gateway as the merchant, waiting
-// out a 503 and the tenant's rate limit (429), as a client should.
+// out a 503 and the tenant's rate limit (429), as a client should, and
+// asking again while the answer is stale.
 func getReport(ctx context.Context, t *testing.T, client *http.Client, m *simulate.Merchant, path string, q url.Values) reportAnswer {
 	t.Helper()
 	q = maps.Clone(q)
@@ -52,6 +56,10 @@ func getReport(ctx context.Context, t *testing.T, client *http.Client, m *simula
 		var a reportAnswer
 		if err := json.Unmarshal(body, &a); err != nil {
 			t.Fatalf("GET %s: decode: %v", path, err)
+		}
+		if a.Stale && time.Now().Before(deadline) {
+			time.Sleep(500 * time.Millisecond)
+			continue
 		}
 		return a
 	}
