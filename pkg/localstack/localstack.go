@@ -225,6 +225,9 @@ func (s *Stack) serviceEnv(svc service, port int) []string {
 		// Mail (password reset and verification links) as .eml files to
 		// read, not sent.
 		env = append(env, p+"MAIL_DIR="+s.MailDir(), p+"MAIL_FROM=Acme Analytics <no-reply@localhost.localdomain>")
+		// Snippets load tracker.js from this stack's gateway, wherever
+		// its ports are (the flag's default is the gateway's default port).
+		env = append(env, p+"TRACKER_SCRIPT_URL=http://"+s.loopback(s.c.ServicePortBase)+"/tracker.js")
 	}
 	if svc.name == "processing" {
 		// Visitors written within seconds rather than minutes: the
