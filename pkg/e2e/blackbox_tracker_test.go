@@ -145,6 +145,8 @@ func TestAcceptanceBlackBoxTracker(t *testing.T) {
 	sBack := a.navigate(shop+"/?utm_source=partner&utm_medium=affiliate&utm_campaign=spring", "", "")
 	pause(2 * time.Second)
 	a.eval(`at('event', 'sign_up', {method: 'Google', value: 2}), true`)
+	// A value written with a decimal comma: the event counts, without it.
+	a.eval(`at('event', 'cta', 'click', 'hero', '12,50'), true`)
 	pause(time.Second)
 	sStep2 := spa(a.eval(`at('pageview', '/checkout/step2'), true`))
 	pause(time.Second)
@@ -274,8 +276,8 @@ func TestAcceptanceBlackBoxTracker(t *testing.T) {
 	avgTop := func(rs ...[2]float64) map[string][2]float64 {
 		return map[string][2]float64{"avg_time_on_page": scale(sum(rs...), 1/float64(len(rs)))}
 	}
-	s1, s2, s3, s4 := sess(1, 1, 1, 0, 5, 1, 2), sess(1, 0, 1, 0, 2, 1, 1), sess(1, 1, 1, 1, 1, 0, 1), sess(1, 1, 1, 0, 3, 1, 0)
-	all := sess(3, 3, 4, 1, 11, 3, 4)
+	s1, s2, s3, s4 := sess(1, 1, 1, 0, 5, 1, 2), sess(1, 0, 1, 0, 2, 1, 2), sess(1, 1, 1, 1, 1, 0, 1), sess(1, 1, 1, 0, 3, 1, 0)
+	all := sess(3, 3, 4, 1, 11, 3, 5)
 	checks := []check{
 		{path: "acquisition/overview", totals: all, times: map[string]map[string][2]float64{"": avgDur(dur1, dur2, dur3, dur4)}},
 		{path: "acquisition/channel", dims: []string{"channel"}, want: map[string]map[string]float64{
@@ -286,7 +288,7 @@ func TestAcceptanceBlackBoxTracker(t *testing.T) {
 		{path: "acquisition/campaign", dims: []string{"campaign"}, want: map[string]map[string]float64{
 			"dec": s1, "spring": s2, "(organic)": s3, "(direct)": s4}},
 		{path: "acquisition/referrer", dims: []string{"referrer"}, want: map[string]map[string]float64{
-			"news.example": s1, "(none)": sess(2, 1, 2, 0, 5, 2, 1), "google.com": s3}},
+			"news.example": s1, "(none)": sess(2, 1, 2, 0, 5, 2, 2), "google.com": s3}},
 		{path: "acquisition/landing_page", dims: []string{"landing_page"}, want: map[string]map[string]float64{
 			"/landing": s1, "/": s2, "/pricing": sess(2, 2, 2, 1, 4, 1, 1)}},
 		{path: "acquisition/user_type", dims: []string{"user_type"}, want: map[string]map[string]float64{
@@ -312,6 +314,7 @@ func TestAcceptanceBlackBoxTracker(t *testing.T) {
 			"video|play|intro":                {"total_events": 1, "unique_events": 1, "event_value": 3},
 			"outbound|click|" + outboundLabel: {"total_events": 1, "unique_events": 1, "event_value": 0},
 			"sign_up|sign_up|(not set)":       {"total_events": 1, "unique_events": 1, "event_value": 2},
+			"cta|click|hero":                  {"total_events": 1, "unique_events": 1, "event_value": 0},
 			"scroll|75%|(not set)":            {"total_events": 1, "unique_events": 1, "event_value": 0}}},
 	}
 

@@ -359,18 +359,24 @@ window.at=window.at||function(){(at.q=at.q||[]).push(arguments)};at('pageview');
 	// sent (the tracker sends no custom parameters).
 	eval(t, ctx, `at('event', 'sign_up', {method: 'Google', value: 3, non_interaction: true});
 		at('event', 'play', {event_category: 'Videos', event_label: 'intro', value: 0.5})`)
+	// A value collection would refuse is left out, so that the event
+	// counts; a number in a string is sent as the number.
+	eval(t, ctx, `at('event', 'cta', 'click', 'comma', '12,50'); at('event', 'cta', 'click', 'huge', 1e16);
+		at('event', 'cta', 'click', 'string', ' 2.5 ')`)
 	fields, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`sent.slice(2).map(function (h) {
 		var o = {}, k;
 		for (k in h) if (!/^(v|t|hid|cid|dl|dt|dr|sr|ul)$/.test(k)) o[k] = h[k];
 		return JSON.stringify(o);
 	})`))
-	if want := []string{`{"ec":"sign_up","ea":"sign_up","ev":3,"ni":1}`, `{"ec":"Videos","ea":"play","el":"intro","ev":0.5}`}; err != nil || !slices.Equal(fields, want) {
+	if want := []string{`{"ec":"sign_up","ea":"sign_up","ev":3,"ni":1}`, `{"ec":"Videos","ea":"play","el":"intro","ev":0.5}`,
+		`{"ec":"cta","ea":"click","el":"comma"}`, `{"ec":"cta","ea":"click","el":"huge"}`, `{"ec":"cta","ea":"click","el":"string","ev":2.5}`}; err != nil || !slices.Equal(fields, want) {
 		t.Fatalf("at('event', name, params) sent events with the fields %q (%v), want %q", fields, err, want)
 	}
 	signUp = stored("sign_up with its value", func(h *hit.Hit) bool { return h.Action == "sign_up" && h.HasValue })
 	if signUp.Category != "sign_up" || signUp.Value != 3 || signUp.Params["non_interaction"] != "1" || len(signUp.Params) != 1 {
 		t.Errorf("at('event', 'sign_up', {method, value: 3, non_interaction: true}) stored as %q/%q value %v params %v, want sign_up/sign_up value 3 params only non_interaction", signUp.Category, signUp.Action, signUp.Value, signUp.Params)
 	}
+	stored("the event whose value had a decimal comma", func(h *hit.Hit) bool { return h.Label == "comma" && !h.HasValue })
 	play := stored("the play event", func(h *hit.Hit) bool { return h.Action == "play" })
 	if play.Category != "Videos" || play.Label != "intro" || play.Value != 0.5 {
 		t.Errorf("at('event', 'play', {event_category: 'Videos', event_label: 'intro', value: 0.5}) stored as %q/%q/%q value %v, want Videos/play/intro 0.5", play.Category, play.Action, play.Label, play.Value)

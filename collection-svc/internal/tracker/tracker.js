@@ -175,7 +175,9 @@
       var ni, p = b;
       if (p && typeof p == 'object') { b = a; l = p.event_label; v = p.value; ni = p.non_interaction; a = p.event_category; }
       else if (a && typeof a == 'object') { b = a.action; l = a.label; v = a.value; ni = a.nonInteraction; a = a.category; }
-      hit('event', { ec: a || b, ea: b || a, el: l, ev: v, ni: ni && 1 });
+      // A value collection would refuse (no number, as '12,50', or past
+      // 10^15) is left out: the event counts without it, as in GA4.
+      hit('event', { ec: a || b, ea: b || a, el: l, ev: v != null && Math.abs(v) <= 1e15 ? +v : null, ni: ni && 1 });
     } else if (c == 'pageview') view(typeof a == 'string' ? new URL(a, loc).href.split('#')[0] : here(), b);
     else if (c == 'optout') { optout = 1; ls.setItem('at_optout', 1); }
     else if (c == 'optin') { optout = 0; ls.removeItem('at_optout'); }
