@@ -100,8 +100,13 @@ func TestAcceptanceBlackBoxTracker(t *testing.T) {
 			page(w, "Opt-out", snippet+`<script>at('optout')</script>`, `<a id="next" href="/optout-next">next</a>`)
 		default:
 			// The page counts the times it is shown again from the
-			// back/forward cache.
-			page(w, "Shop "+r.URL.Path, snippet+`<script>addEventListener('pageshow', function (e) { if (e.persisted) window.restored = (window.restored || 0) + 1 })</script>`,
+			// back/forward cache. The landing page has the snippet twice
+			// (a theme's and a tag manager's): it counts once.
+			tags := snippet
+			if r.URL.Path == "/landing" {
+				tags += snippet
+			}
+			page(w, "Shop "+r.URL.Path, tags+`<script>addEventListener('pageshow', function (e) { if (e.persisted) window.restored = (window.restored || 0) + 1 })</script>`,
 				`<a id="products" href="/products">products</a>`)
 		}
 	})
