@@ -1713,15 +1713,7 @@ func mpaClose(a, b float64) bool { return math.Abs(a-b) <= 0.0005+1e-9*math.Abs(
 
 func mpaCompare(t *testing.T, name string, rows []map[string]any, dims []string, want map[string]map[string]float64) {
 	t.Helper()
-	got := map[string]map[string]any{}
-	for _, r := range rows {
-		var parts []string
-		for _, d := range dims {
-			s, _ := r[d].(string)
-			parts = append(parts, s)
-		}
-		got[strings.Join(parts, "|")] = r
-	}
+	got := rowsByDims(rows, dims)
 	for k, w := range want {
 		r, ok := got[k]
 		if !ok {

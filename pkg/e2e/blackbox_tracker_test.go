@@ -352,15 +352,13 @@ func TestAcceptanceBlackBoxTracker(t *testing.T) {
 					errs = append(errs, fmt.Sprintf("%s: %d %s", name, status, body))
 					continue
 				}
-				rows := tkRows(ans.Rows, ch.dims)
-				if ch.totals != nil {
-					errs = append(errs, tkDiff(name+" totals", map[string]map[string]any{"": ans.Totals}, map[string]map[string]float64{"": ch.totals}, nil)...)
-				}
+				rows := rowsByDims(ans.Rows, ch.dims)
 				if ch.want != nil {
-					errs = append(errs, tkDiff(name, rows, ch.want, nil)...)
+					errs = append(errs, tkDiff(name, rows, tkExact(ch.want), true)...)
 				}
 				rows[""] = ans.Totals
-				errs = append(errs, tkDiff(name, rows, nil, ch.times)...)
+				errs = append(errs, tkDiff(name, rows, tkExact(map[string]map[string]float64{"": ch.totals}), false)...)
+				errs = append(errs, tkDiff(name, rows, ch.times, false)...)
 			}
 		}
 		// Realtime: the visitors who sent anything, their pageviews.
@@ -454,7 +452,7 @@ func tkOpen(t *testing.T, ua string, prefs ...string) *tkBrowser {
 		chromedp.UserAgent(ua),
 	)
 	ctx, cancel := chromedp.NewContext(actx)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 60*time.Second)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
 	b := &tkBrowser{t: t, ctx: ctx, cancel: func() { cancelTimeout(); cancel(); cancelAlloc() }}
 	t.Cleanup(b.cancel)
 	if err := chromedp.Do(ctx); err != nil { // start it now, not in the first step's span
@@ -553,8 +551,8 @@ type tkRealtime struct {
 	Pages, Sources map[string]float64
 }
 
-// tkRows keys a report's rows by their dimension values joined with |.
-func tkRows(rows []map[string]any, dims []string) map[string]map[string]any {
+// rowsByDims keys a report's rows by their dimension values joined with |.
+func rowsByDims(rows []map[string]any, dims []string) map[string]map[string]any {
 	out := map[string]map[string]any{}
 	for _, r := range rows {
 		var parts []string
@@ -567,36 +565,24 @@ func tkRows(rows []map[string]any, dims []string) map[string]map[string]any {
 	return out
 }
 
-// tkDiff lists how got differs from want (exact, as mpaClose compares) and
-// from the bounds of times (inclusive, to a hundredth of a second); with
-// want nil, rows it does not name are not checked.
-func tkDiff(name string, got map[string]map[string]any, want map[string]map[string]float64, times map[string]map[string][2]float64) []string {
+// tkExact makes bounds of exact values.
+func tkExact(want map[string]map[string]float64) map[string]map[string][2]float64 {
+	out := map[string]map[string][2]float64{}
+	for k, ms := range want {
+		out[k] = map[string][2]float64{}
+		for m, v := range ms {
+			out[k][m] = [2]float64{v, v}
+		}
+	}
+	return out
+}
+
+// tkDiff lists how got differs from want: each metric the row has within
+// its bounds (inclusive, to mpaClose's tolerance); with all, a row want
+// does not name is a difference too.
+func tkDiff(name string, got map[string]map[string]any, want map[string]map[string][2]float64, all bool) []string {
 	var errs []string
-	for k, w := range want {
-		r, ok := got[k]
-		if !ok {
-			errs = append(errs, fmt.Sprintf("%s: no row %q", name, k))
-			continue
-		}
-		for m, v := range w {
-			if g, asked := r[m]; asked && !mpaClose(num(g), v) {
-				errs = append(errs, fmt.Sprintf("%s row %q: %s = %v, want %v", name, k, m, g, v))
-			}
-		}
-	}
-	if want != nil {
-		var extra []string
-		for k := range got {
-			if _, ok := want[k]; !ok {
-				extra = append(extra, k)
-			}
-		}
-		sort.Strings(extra)
-		for _, k := range extra {
-			errs = append(errs, fmt.Sprintf("%s: unexpected row %q: %v", name, k, got[k]))
-		}
-	}
-	for k, ms := range times {
+	for k, ms := range want {
 		r, ok := got[k]
 		if !ok {
 			errs = append(errs, fmt.Sprintf("%s: no row %q", name, k))
@@ -604,12 +590,24 @@ func tkDiff(name string, got map[string]map[string]any, want map[string]map[stri
 		}
 		for m, b := range ms {
 			g, asked := r[m]
-			if !asked {
-				errs = append(errs, fmt.Sprintf("%s row %q: no %s", name, k, m))
-			} else if v := num(g); v < b[0]-0.01 || v > b[1]+0.01 {
-				errs = append(errs, fmt.Sprintf("%s row %q: %s = %v, want between %.2f and %.2f", name, k, m, g, b[0], b[1]))
+			if v := num(g); asked && (v < b[0] && !mpaClose(v, b[0]) || v > b[1] && !mpaClose(v, b[1])) {
+				want := fmt.Sprintf("between %.3f and %.3f", b[0], b[1])
+				if b[0] == b[1] {
+					want = fmt.Sprint(b[0])
+				}
+				errs = append(errs, fmt.Sprintf("%s row %q: %s = %v, want %s", name, k, m, g, want))
 			}
 		}
+	}
+	var extra []string
+	for k := range got {
+		if _, ok := want[k]; all && !ok {
+			extra = append(extra, k)
+		}
+	}
+	sort.Strings(extra)
+	for _, k := range extra {
+		errs = append(errs, fmt.Sprintf("%s: unexpected row %q: %v", name, k, got[k]))
 	}
 	return errs
 }
