@@ -143,7 +143,11 @@ func TestAcceptanceBlackBox(t *testing.T) {
 			api.send(prop.TrackingID, midnight, s)
 		}
 	}
-	// Realtime: hits of the last minutes, dated from now.
+	// Realtime: hits of the last minutes, dated from now, to a property of
+	// their own: the main traffic's latest hits fall within the last 30
+	// minutes too when the property's midnight was less than about two
+	// hours and twenty minutes ago (bbZone's choice depends on the hour).
+	live := api.createProperty(api.token, map[string]any{"name": "Live", "hostnames": []string{"live.example"}, "time_zone": zone})
 	ago := func(d time.Duration) time.Duration { return time.Since(midnight) - d }
 	realtime := []bbSend{
 		{v: &bbVisitor{cid: "bbox-rt-1", ua: bbChrome, ip: "198.51.100.91"}, hits: []bbHit{{at: ago(2 * time.Minute), t: "pageview", page: "/rt-a", ref: "https://www.google.com/", hid: "rt1"}}},
@@ -156,9 +160,9 @@ func TestAcceptanceBlackBox(t *testing.T) {
 		{v: &bbVisitor{cid: "bbox-rt-5", ua: "Googlebot/2.1 (+http://www.google.com/bot.html)", ip: "198.51.100.95", excluded: "bot"}, hits: []bbHit{{at: ago(time.Minute), t: "pageview", page: "/rt-a", hid: "rt6"}}},
 	}
 	for _, s := range realtime {
-		api.send(prop.TrackingID, midnight, s)
+		s.host = "live.example"
+		api.send(live.TrackingID, midnight, s)
 	}
-	sends = append(sends, realtime...)
 	// The cookieless property's timeout, learnt by now: exactly 5:00 after
 	// a hit continues its session, 5:01 starts another.
 	api.send(cookieless.TrackingID, midnight, bbSend{v: &bbVisitor{ua: bbChrome, ip: "198.51.100.201"}, host: "cookie.example", hits: []bbHit{
@@ -204,7 +208,7 @@ func TestAcceptanceBlackBox(t *testing.T) {
 			Pageviews float64 `json:"pageviews"`
 		} `json:"top_sources"`
 	}
-	api.do("GET", "/v1/reports/realtime?property_id="+prop.ID, api.token, nil, http.StatusOK, &rt)
+	api.do("GET", "/v1/reports/realtime?property_id="+live.ID, api.token, nil, http.StatusOK, &rt)
 	if got := fmt.Sprint(rt.Active5, rt.Active30, rt.Pageviews, rt.TopPages, rt.TopSources); got != "2 3 3 [{/rt-a 2} {/rt-b 1}] [{(direct) 2} {google 1}]" {
 		t.Errorf("realtime: active in 5 and 30 minutes, pageviews, pages, sources: %s, expected 2 3 3 [{/rt-a 2} {/rt-b 1}] [{(direct) 2} {google 1}]", got)
 	}
