@@ -31,15 +31,16 @@ import (
 // definitions (docs/processing.md), not from the product's code.
 //
 // The property's time zone is chosen so that its midnight was about two hours
-// ago: hits dated up to four hours back by qt fall on both local days.
+// ago (zoneWithMidnightAgo): hits dated up to four hours back by qt fall on
+// both local days.
 func TestAcceptanceBlackBox(t *testing.T) {
 	stack, cfg := startStack(t)
 	gw := stack.GatewayURL()
 	client := &http.Client{Timeout: 30 * time.Second}
 
 	start := time.Now()
-	zone, loc := bbZone(start)
-	midnight := bbMidnight(start, loc)
+	zone, loc, midnight := zoneWithMidnightAgo(t)
+	midnight = midnight.In(loc) // the calculator formats local days and hours of times derived from it
 	t.Logf("time zone %s: local midnight %s, %s ago", zone, midnight.Format(time.RFC3339), start.Sub(midnight).Round(time.Second))
 
 	api := &bbAPI{mpaClient: &mpaClient{t: t, ctx: context.Background(), http: client, gw: gw}}
@@ -146,7 +147,7 @@ func TestAcceptanceBlackBox(t *testing.T) {
 	// Realtime: hits of the last minutes, dated from now, to a property of
 	// their own: the main traffic's latest hits fall within the last 30
 	// minutes too when the property's midnight was less than about two
-	// hours and twenty minutes ago (bbZone's choice depends on the hour).
+	// hours and twenty minutes ago (zoneWithMidnightAgo's choice depends on the hour).
 	live := api.createProperty(api.token, map[string]any{"name": "Live", "hostnames": []string{"live.example"}, "time_zone": zone})
 	ago := func(d time.Duration) time.Duration { return time.Since(midnight) - d }
 	realtime := []bbSend{
@@ -234,32 +235,6 @@ func TestAcceptanceBlackBox(t *testing.T) {
 	} {
 		bbCompareAll(t, client, m, r.name, r.q, calc.view(r.days...))
 	}
-}
-
-// bbZone is a fixed-offset IANA zone in which it is now between 02:00 and
-// 03:00: its midnight was two to three hours ago.
-func bbZone(now time.Time) (string, *time.Location) {
-	off := ((2-now.UTC().Hour())%24 + 24) % 24
-	if off > 12 {
-		off -= 24
-	}
-	name := "Etc/GMT"
-	switch {
-	case off > 0:
-		name += "-" + strconv.Itoa(off) // POSIX's inverted sign
-	case off < 0:
-		name += "+" + strconv.Itoa(-off)
-	}
-	loc, err := time.LoadLocation(name)
-	if err != nil {
-		panic(err)
-	}
-	return name, loc
-}
-
-func bbMidnight(now time.Time, loc *time.Location) time.Time {
-	l := now.In(loc)
-	return time.Date(l.Year(), l.Month(), l.Day(), 0, 0, 0, 0, loc)
 }
 
 func bbDay(t time.Time, loc *time.Location) string { return t.In(loc).Format("2006-01-02") }
