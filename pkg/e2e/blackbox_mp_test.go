@@ -1376,32 +1376,43 @@ func mpaSessionize(events []mpaEvent, loc *time.Location) *mpaCalc {
 	}
 	calc := &mpaCalc{loc: loc}
 	for _, hits := range by {
-		sort.SliceStable(hits, func(i, j int) bool { return hits[i].t.Before(hits[j].t) })
-		var cur *mpaSession
-		var all []*mpaSession
-		for _, h := range hits {
-			day := h.t.In(loc).Format("2006-01-02")
-			split := cur == nil || h.t.Sub(cur.end) > 30*time.Minute || day != cur.day
-			if !split && h.campaign() != "" && h.campaign() != cur.hits[0].campaign() {
-				split = true
-			}
-			if split {
-				if h.kind == "ping" {
-					continue
-				}
-				cur = &mpaSession{cid: h.cid, day: day, start: h.t}
-				all = append(all, cur)
-			}
-			cur.hits = append(cur.hits, h)
-			cur.end = h.t
-		}
-		for i, s := range all {
-			s.first = i == 0
+		for _, s := range mpaSplit(hits, loc, 30*time.Minute) {
 			s.finish()
+			calc.sessions = append(calc.sessions, s)
 		}
-		calc.sessions = append(calc.sessions, all...)
 	}
 	return calc
+}
+
+// mpaSplit puts one visitor's hits in time order and into sessions by the
+// three rules (a gap longer than timeout, the local date changing, a
+// campaign differing from the session's); a ping that would start a
+// session is ignored. The first session is marked first; finishing them
+// (attribution, totals) is the caller's.
+func mpaSplit(hits []*mpaHit, loc *time.Location, timeout time.Duration) []*mpaSession {
+	sort.SliceStable(hits, func(i, j int) bool { return hits[i].t.Before(hits[j].t) })
+	var cur *mpaSession
+	var all []*mpaSession
+	for _, h := range hits {
+		day := h.t.In(loc).Format("2006-01-02")
+		split := cur == nil || h.t.Sub(cur.end) > timeout || day != cur.day
+		if !split && h.campaign() != "" && h.campaign() != cur.hits[0].campaign() {
+			split = true
+		}
+		if split {
+			if h.kind == "ping" {
+				continue
+			}
+			cur = &mpaSession{cid: h.cid, day: day, start: h.t}
+			all = append(all, cur)
+		}
+		cur.hits = append(cur.hits, h)
+		cur.end = h.t
+	}
+	for i, s := range all {
+		s.first = i == 0
+	}
+	return all
 }
 
 // mpaOwnHost says whether a referrer is the property's own site

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -336,27 +335,10 @@ func rpCalc(hits []rpHit, r rpRules, loc *time.Location) (*mpaCalc, map[string]f
 	}
 	calc := &mpaCalc{loc: loc}
 	for _, hs := range by {
-		sort.SliceStable(hs, func(i, j int) bool { return hs[i].t.Before(hs[j].t) })
-		var cur *mpaSession
-		var all []*mpaSession
-		for _, h := range hs {
-			d := h.t.In(loc).Format("2006-01-02")
-			split := cur == nil || h.t.Sub(cur.end) > r.timeout || d != cur.day
-			if !split && h.campaign() != "" && h.campaign() != cur.hits[0].campaign() {
-				split = true
-			}
-			if split {
-				cur = &mpaSession{cid: h.cid, day: d, start: h.t}
-				all = append(all, cur)
-			}
-			cur.hits = append(cur.hits, h)
-			cur.end = h.t
-		}
-		for i, s := range all {
-			s.first = i == 0
+		for _, s := range mpaSplit(hs, loc, r.timeout) {
 			rpFinish(s, r)
+			calc.sessions = append(calc.sessions, s)
 		}
-		calc.sessions = append(calc.sessions, all...)
 	}
 	return calc, filtered
 }
