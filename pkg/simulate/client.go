@@ -25,6 +25,11 @@ type Merchant struct {
 	TrackingID  string
 }
 
+// Password is the password of every merchant SignUp makes: demo data, not
+// a secret. make dev prints it with the demo merchant's e-mail address, so
+// that a newcomer can sign in and read the demo's reports.
+const Password = "simulated-password-1"
+
 // Rules returns the rules of the simulated property: the plan's goals and
 // session timeout, its internal-traffic CIDR, bot filtering on.
 func (c Config) Rules() rules.Rules {
@@ -51,7 +56,7 @@ func SignUp(ctx context.Context, client *http.Client, gateway, email string, cfg
 		AccessToken string `json:"access_token"`
 		TenantID    string `json:"tenant_id"`
 	}
-	creds := map[string]string{"email": email, "password": "simulated-password-1"}
+	creds := map[string]string{"email": email, "password": Password}
 	err := m.call(ctx, client, "POST", "/v1/signup", map[string]string{"email": email, "password": creds["password"], "company": "Simulated " + email}, &tok)
 	if errors.Is(err, errConflict) {
 		err = m.call(ctx, client, "POST", "/v1/login", creds, &tok)

@@ -76,3 +76,43 @@ func TestSignUpFindsTheShopOnAnyPage(t *testing.T) {
 		t.Fatalf("created %d properties, uses %q; want the existing shop and none created", created, m.PropertyID)
 	}
 }
+
+// SignUp signs up, and logs in when the address is taken, with Password:
+// the one make dev prints for the demo merchant.
+func TestSignUpUsesPassword(t *testing.T) {
+	var mu sync.Mutex
+	got := map[string]string{} // path → password sent
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case r.URL.Path == "/v1/signup" || r.URL.Path == "/v1/login":
+			var body struct{ Password string }
+			if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+				t.Errorf("%s: %v", r.URL.Path, err)
+			}
+			got[r.URL.Path] = body.Password
+			if r.URL.Path == "/v1/signup" {
+				w.WriteHeader(http.StatusConflict)
+				return
+			}
+			_ = json.NewEncoder(w).Encode(map[string]string{"access_token": "token", "tenant_id": "tenant"})
+		case r.Method == http.MethodGet && r.URL.Path == "/v1/properties":
+			_ = json.NewEncoder(w).Encode(map[string]any{"properties": []map[string]string{{"id": "p", "name": "Simulated shop", "tracking_id": "AT-P"}}})
+		case r.Method == http.MethodPut:
+			w.WriteHeader(http.StatusOK)
+		default:
+			t.Errorf("unexpected %s %s", r.Method, r.URL)
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	defer srv.Close()
+
+	if _, err := SignUp(context.Background(), srv.Client(), srv.URL, "merchant@example.com", Config{Host: "shop.example", Location: time.UTC}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"/v1/signup": Password, "/v1/login": Password}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("passwords sent: %v; want %v", got, want)
+	}
+}

@@ -17,9 +17,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"time"
 
 	"github.com/acme/analytics/pkg/localstack"
 	"github.com/acme/analytics/pkg/service"
+	"github.com/acme/analytics/pkg/simulate"
 )
 
 type config struct {
@@ -73,7 +75,12 @@ func run(ctx context.Context, cfg config) error {
 	exited := s.Exited()
 	demoDone := make(chan error, 1)
 	if demo {
-		sim := exec.CommandContext(ctx, filepath.Join(c.BinDir, "simulate"), "-loop", "-gateway", s.GatewayURL(), "-visitors", "100", "-duration", "5m")
+		// The demo merchant's address is chosen here, so that it can be
+		// printed with its password: a newcomer signs in with them to read
+		// the demo's reports. A new one per run: a property kept from an
+		// earlier run would have another plan's time zone.
+		email := fmt.Sprintf("demo-%d@shop.example", time.Now().Unix())
+		sim := exec.CommandContext(ctx, filepath.Join(c.BinDir, "simulate"), "-loop", "-gateway", s.GatewayURL(), "-visitors", "100", "-duration", "5m", "-email", email)
 		log, err := os.Create(filepath.Join(c.DataDir, "logs", "simulate.log"))
 		if err != nil {
 			return err
@@ -85,8 +92,10 @@ func run(ctx context.Context, cfg config) error {
 		}
 		go func() { demoDone <- sim.Wait() }()
 		fmt.Printf("  demo traffic\tbin/simulate, log in %s\n", log.Name())
+		fmt.Printf("  demo merchant\t%s, password %s\n", email, simulate.Password)
 	}
-	fmt.Println("\nReports: sign in (see README) and call the gateway; or look at each service's /metrics.")
+	fmt.Println("\nReports: sign in as the demo merchant (POST /v1/login; README, \"Running locally\") and call the gateway")
+	fmt.Println("(docs/reports.md, \"Examples\"); or look at each service's /metrics.")
 	fmt.Println("Press Ctrl-C to stop everything.")
 	select {
 	case <-ctx.Done():

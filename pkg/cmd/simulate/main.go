@@ -74,7 +74,7 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
-	log.Info("merchant ready", slog.String("email", email), slog.String("tracking_id", m.TrackingID), slog.String("property_id", m.PropertyID))
+	log.Info("merchant ready", slog.String("email", email), slog.String("password", simulate.Password), slog.String("tracking_id", m.TrackingID), slog.String("property_id", m.PropertyID))
 	for {
 		res, err := simulate.Play(ctx, client, m, plan, cfg.duration, cfg.workers)
 		log.Info("played", slog.Uint64("seed", plan.Config.Seed), slog.Int64("sent", res.Sent), slog.Int64("accepted", res.Accepted),
