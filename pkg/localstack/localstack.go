@@ -2,7 +2,8 @@
 // agent, the Kafka-protocol broker, the CQL server and every service as its
 // own process, each registered in Consul. The devstack command (make dev)
 // and the acceptance test use it; the test also kills and restarts single
-// processes to inject faults.
+// processes to inject faults, and adds and stops instances of a service
+// while it runs (scaling).
 package localstack
 
 import (
@@ -15,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,11 +34,16 @@ type Config struct {
 	DataDir string // logs, the broker's and the CQL server's data, signing keys, e-mail
 	// Ports: Consul's HTTP port (its server and serf ports are this minus
 	// 200, 199 and 198), the broker's, the CQL server's, and the gateway's;
-	// the other services take the next ports after the gateway's, and the
-	// gateway's metrics the one after theirs (base+6).
+	// the other services' first instances take the next ports after the
+	// gateway's, and the gateway's metrics the one after theirs (base+6).
+	// The nth instance of a service (n > 1) takes its first instance's port
+	// plus 10*(n-1): collection-2 is base+11, processing-3 base+23.
 	ConsulPort, KafkaPort, CQLPort, ServicePortBase int
-	// Collections is the number of collection instances (at least 1).
-	Collections int
+	// Collections, Processors, Acquisitions and Behaviors are the numbers
+	// of instances of collection, processing, acquisition and behavior
+	// started with the stack (at least 1 each); config and the gateway run
+	// one. Stack.Add starts more while the stack runs.
+	Collections, Processors, Acquisitions, Behaviors int
 	// Env is extra environment for every service.
 	Env []string
 	Out io.Writer // progress lines; nil discards them
@@ -59,6 +66,10 @@ var services = []service{
 	{name: "behavior", bin: "behavior", envPrefix: "BEHAVIOR", portOffset: 5},
 	{name: "gateway", bin: "gateway", envPrefix: "GATEWAY", portOffset: 0},
 }
+
+// MaxInstances bounds the instances of one service a stack runs, started
+// with it or added, so that their ports (see Config) stay below Consul's.
+const MaxInstances = 20
 
 // ServiceNames are the Consul names of the product's services.
 func ServiceNames() []string {
@@ -87,15 +98,23 @@ type Stack struct {
 	procs []*process
 	out   io.Writer
 	addrs map[string]string
+	// started counts the instances of each service started so far (added
+	// ones too, stopped ones too): the next is named and placed after them.
+	started map[string]int
 }
 
 // Start starts everything and returns once every service answers /healthz
 // at the address Consul has for it. On error, what was started is stopped.
 func Start(ctx context.Context, c Config) (*Stack, error) {
-	if c.Collections < 1 {
-		c.Collections = 1
+	for _, n := range []*int{&c.Collections, &c.Processors, &c.Acquisitions, &c.Behaviors} {
+		if *n < 1 {
+			*n = 1
+		}
+		if *n > MaxInstances {
+			return nil, fmt.Errorf("%d instances of a service; the local stack runs at most %d", *n, MaxInstances)
+		}
 	}
-	s := &Stack{c: c, out: c.Out, addrs: map[string]string{}}
+	s := &Stack{c: c, out: c.Out, addrs: map[string]string{}, started: map[string]int{}}
 	if s.out == nil {
 		s.out = io.Discard
 	}
@@ -134,19 +153,53 @@ func (s *Stack) ConsulAddr() string { return s.loopback(s.c.ConsulPort) }
 func (s *Stack) portsFree() error {
 	ports := []int{s.c.ConsulPort, s.c.ConsulPort - 200, s.c.ConsulPort - 199, s.c.ConsulPort - 198, s.c.KafkaPort, s.c.CQLPort}
 	for _, svc := range services {
-		ports = append(ports, s.c.ServicePortBase+svc.portOffset)
-	}
-	for i := 1; i < s.c.Collections; i++ {
-		ports = append(ports, s.c.ServicePortBase+10+i)
+		for n := 1; n <= s.initial(svc.name); n++ {
+			ports = append(ports, s.port(svc, n))
+		}
 	}
 	for _, p := range ports {
-		l, err := net.Listen("tcp", s.loopback(p))
-		if err != nil {
-			return fmt.Errorf("port %d is in use (is another stack still running or stopping?): %w", p, err)
+		if err := s.portFree(p); err != nil {
+			return err
 		}
-		l.Close()
 	}
 	return nil
+}
+
+func (s *Stack) portFree(port int) error {
+	l, err := net.Listen("tcp", s.loopback(port))
+	if err != nil {
+		return fmt.Errorf("port %d is in use (is another stack still running or stopping?): %w", port, err)
+	}
+	return l.Close()
+}
+
+// initial is the number of instances of a service the stack starts with.
+func (s *Stack) initial(name string) int {
+	switch name {
+	case "collection":
+		return s.c.Collections
+	case "processing":
+		return s.c.Processors
+	case "acquisition":
+		return s.c.Acquisitions
+	case "behavior":
+		return s.c.Behaviors
+	}
+	return 1
+}
+
+// instance is the process name of a service's nth instance (from 1):
+// the service's name, then name-2, name-3...
+func instance(svc service, n int) string {
+	if n == 1 {
+		return svc.name
+	}
+	return svc.name + "-" + strconv.Itoa(n)
+}
+
+// port is the HTTP port of a service's nth instance (Config).
+func (s *Stack) port(svc service, n int) int {
+	return s.c.ServicePortBase + svc.portOffset + 10*(n-1)
 }
 
 func (s *Stack) startInfra(ctx context.Context) error {
@@ -244,16 +297,8 @@ func (s *Stack) serviceEnv(svc service, port int) []string {
 
 func (s *Stack) startServices() error {
 	for _, svc := range services {
-		n := 1
-		if svc.name == "collection" {
-			n = s.c.Collections
-		}
-		for i := 0; i < n; i++ {
-			name, port := svc.name, s.c.ServicePortBase+svc.portOffset
-			if i > 0 {
-				name, port = svc.name+"-"+strconv.Itoa(i+1), s.c.ServicePortBase+10+i
-			}
-			if err := s.start(name, filepath.Join(s.c.BinDir, svc.bin), nil, s.serviceEnv(svc, port)); err != nil {
+		for n := 1; n <= s.initial(svc.name); n++ {
+			if _, _, err := s.startInstance(svc); err != nil {
 				return err
 			}
 		}
@@ -261,15 +306,61 @@ func (s *Stack) startServices() error {
 	return nil
 }
 
+// startInstance starts the next instance of a service and returns its
+// process name and address.
+func (s *Stack) startInstance(svc service) (name, addr string, err error) {
+	s.mu.Lock()
+	n := s.started[svc.name] + 1
+	if n > MaxInstances {
+		s.mu.Unlock()
+		return "", "", fmt.Errorf("%s: the local stack runs at most %d instances of a service", svc.name, MaxInstances)
+	}
+	s.started[svc.name] = n
+	s.mu.Unlock()
+	name, port := instance(svc, n), s.port(svc, n)
+	if err := s.start(name, filepath.Join(s.c.BinDir, svc.bin), nil, s.serviceEnv(svc, port)); err != nil {
+		return "", "", err
+	}
+	return name, s.loopback(port), nil
+}
+
+// Add starts one more instance of a service (collection, processing,
+// acquisition, behavior...) while the stack runs and returns its process
+// name (processing-2, ...), which Kill, Terminate and Restart take, once
+// Consul lists it healthy and it answers /healthz: gateways watching Consul
+// route to it from then on. (A processing instance is ready once it could
+// reach the consumer group; it joins it, and the group rebalances, a moment
+// later.)
+func (s *Stack) Add(ctx context.Context, of string) (string, error) {
+	i := slices.IndexFunc(services, func(svc service) bool { return svc.name == of })
+	if i < 0 || of == "gateway" {
+		// The gateway's address is the stack's public URL: one instance.
+		return "", fmt.Errorf("no service %q to add an instance of", of)
+	}
+	svc := services[i]
+	s.mu.Lock()
+	n := s.started[svc.name] + 1
+	s.mu.Unlock()
+	if err := s.portFree(s.port(svc, n)); err != nil {
+		return "", err
+	}
+	name, addr, err := s.startInstance(svc)
+	if err != nil {
+		return "", err
+	}
+	return name, s.waitInstances(ctx, name+" in consul", svc.name, func(insts []discovery.Instance) (string, error) {
+		if !slices.ContainsFunc(insts, func(in discovery.Instance) bool { return in.Addr == addr }) {
+			return "", fmt.Errorf("%d healthy instances, not %s yet", len(insts), addr)
+		}
+		return addr, nil
+	})
+}
+
 // check waits until Consul reports every service healthy and then calls
 // /healthz at each registered address.
 func (s *Stack) check(ctx context.Context) error {
 	for _, svc := range services {
-		want := 1
-		if svc.name == "collection" {
-			want = s.c.Collections
-		}
-		if err := s.WaitHealthy(ctx, svc.name, want); err != nil {
+		if err := s.WaitHealthy(ctx, svc.name, s.initial(svc.name)); err != nil {
 			return err
 		}
 	}
@@ -279,29 +370,41 @@ func (s *Stack) check(ctx context.Context) error {
 // WaitHealthy waits until Consul lists want healthy instances of service
 // and the first answers /healthz.
 func (s *Stack) WaitHealthy(ctx context.Context, service string, want int) error {
+	return s.waitInstances(ctx, service+" in consul", service, func(insts []discovery.Instance) (string, error) {
+		if len(insts) < want {
+			return "", fmt.Errorf("%d healthy instances, want %d", len(insts), want)
+		}
+		s.mu.Lock()
+		s.addrs[service] = insts[0].Addr
+		s.mu.Unlock()
+		return insts[0].Addr, nil
+	})
+}
+
+// waitInstances polls the healthy instances Consul lists for service until
+// pick accepts them, and the address it picks answers /healthz.
+func (s *Stack) waitInstances(ctx context.Context, what, service string, pick func([]discovery.Instance) (string, error)) error {
 	c, err := s.consul()
 	if err != nil {
 		return err
 	}
-	return s.waitFor(ctx, service+" in consul", func() error {
+	return s.waitFor(ctx, what, func() error {
 		insts, _, err := discovery.Healthy(ctx, c, service, 0, 0)
 		if err != nil {
 			return err
 		}
-		if len(insts) < want {
-			return fmt.Errorf("%d healthy instances, want %d", len(insts), want)
+		addr, err := pick(insts)
+		if err != nil {
+			return err
 		}
-		resp, err := http.Get("http://" + insts[0].Addr + "/healthz")
+		resp, err := http.Get("http://" + addr + "/healthz")
 		if err != nil {
 			return err
 		}
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("/healthz answered %d", resp.StatusCode)
+			return fmt.Errorf("/healthz of %s answered %d", addr, resp.StatusCode)
 		}
-		s.mu.Lock()
-		s.addrs[service] = insts[0].Addr
-		s.mu.Unlock()
 		return nil
 	})
 }
@@ -316,8 +419,15 @@ func (s *Stack) PrintSummary(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "  gateway (public entry)\thttp://%s\t(metrics: http://%s/metrics)\n", s.addrs["gateway"], s.gatewayMetrics())
 	for _, svc := range services {
-		if svc.name != "gateway" {
-			fmt.Fprintf(tw, "  %s\thttp://%s\t(metrics: /metrics)\n", svc.name, s.addrs[svc.name])
+		if svc.name == "gateway" {
+			continue
+		}
+		fmt.Fprintf(tw, "  %s\thttp://%s\t(metrics: /metrics)\n", svc.name, s.addrs[svc.name])
+		s.mu.Lock()
+		n := s.started[svc.name]
+		s.mu.Unlock()
+		for i := 2; i <= n; i++ {
+			fmt.Fprintf(tw, "  %s\thttp://%s\t(metrics: /metrics)\n", instance(svc, i), s.loopback(s.port(svc, i)))
 		}
 	}
 	fmt.Fprintf(tw, "  consul UI\thttp://%s/ui\n", s.loopback(s.c.ConsulPort))

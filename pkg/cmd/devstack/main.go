@@ -37,6 +37,9 @@ func (c *config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Stack.CQLPort, "cql-port", 9042, "CQL server port")
 	fs.IntVar(&c.Stack.ServicePortBase, "service-port-base", 8080, "HTTP port of the gateway; the other services take the next ports")
 	fs.IntVar(&c.Stack.Collections, "collections", 2, "collection instances")
+	fs.IntVar(&c.Stack.Processors, "processors", 1, "processing instances (they share the hits topic's 12 partitions)")
+	fs.IntVar(&c.Stack.Acquisitions, "acquisitions", 1, "acquisition report instances")
+	fs.IntVar(&c.Stack.Behaviors, "behaviors", 1, "behavior report instances")
 	fs.BoolVar(&c.Demo, "demo", true, "play demo traffic (bin/simulate -loop) once the stack is up")
 	fs.BoolVar(&c.Check, "check", false, "start everything, check every service through Consul, stop, and exit")
 }
