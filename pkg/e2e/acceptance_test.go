@@ -109,7 +109,7 @@ func (w testWriter) Write(b []byte) (int, error) {
 func TestAcceptance(t *testing.T) {
 	stack, cfg := startStack(t)
 	visitors, play := size(t)
-	run(t, stack, cfg, visitors, play, nil)
+	run(t, stack, cfg, visitors, play, variant{})
 }
 
 // TestAcceptanceWithFaults does the same while processing is killed with
@@ -118,7 +118,7 @@ func TestAcceptance(t *testing.T) {
 func TestAcceptanceWithFaults(t *testing.T) {
 	stack, cfg := startStack(t)
 	visitors, play := size(t)
-	run(t, stack, cfg, visitors, play, func(ctx context.Context) {
+	run(t, stack, cfg, visitors, play, variant{faults: func(ctx context.Context) {
 		step := play / 5
 		sleep := func() bool {
 			select {
@@ -145,7 +145,7 @@ func TestAcceptanceWithFaults(t *testing.T) {
 		t.Log("fault: restart consul")
 		must(t, stack.Kill("consul"))
 		must(t, stack.Restart(ctx, "consul"))
-	})
+	}})
 }
 
 func must(t *testing.T, err error) {
@@ -155,7 +155,16 @@ func must(t *testing.T, err error) {
 	}
 }
 
-func run(t *testing.T, stack *localstack.Stack, cfg localstack.Config, visitors int, play time.Duration, faults func(ctx context.Context)) {
+// variant is what a test adds to run's plan, traffic and comparison.
+type variant struct {
+	// setUp runs once the merchant has signed up, before the first hit.
+	setUp func(ctx context.Context, m *simulate.Merchant)
+	// faults runs while the traffic plays, on the test's goroutine; its
+	// context ends with the play, and run waits for both.
+	faults func(ctx context.Context)
+}
+
+func run(t *testing.T, stack *localstack.Stack, cfg localstack.Config, visitors int, play time.Duration, v variant) {
 	ctx := context.Background()
 	client := &http.Client{Timeout: 30 * time.Second}
 	plan := simulate.New(simulate.Config{Seed: uint64(time.Now().UnixNano()), Visitors: visitors, End: time.Now(), ExcludedCIDR: "203.0.113.0/24"})
@@ -164,17 +173,23 @@ func run(t *testing.T, stack *localstack.Stack, cfg localstack.Config, visitors 
 	if err != nil {
 		t.Fatal(err)
 	}
+	if v.setUp != nil {
+		v.setUp(ctx, m)
+	}
+	// The traffic plays apart, and the faults on the test's goroutine, so
+	// that they may stop the test at once (t.Fatal).
 	fctx, stopFaults := context.WithCancel(ctx)
-	done := make(chan struct{})
+	played := make(chan struct{})
+	var res simulate.Result
 	go func() {
-		defer close(done)
-		if faults != nil {
-			faults(fctx)
-		}
+		defer close(played)
+		defer stopFaults()
+		res, err = simulate.Play(ctx, client, m, plan, play, 8)
 	}()
-	res, err := simulate.Play(ctx, client, m, plan, play, 8)
-	stopFaults()
-	<-done
+	if v.faults != nil {
+		v.faults(fctx)
+	}
+	<-played
 	if err != nil {
 		t.Fatalf("play: %v (%+v)", err, res)
 	}

@@ -211,7 +211,7 @@ func measureCeiling(b *testing.B, client *http.Client, plan *simulate.Plan, d ti
 // labels) to value.
 type metrics map[string]float64
 
-func scrape(b *testing.B, url string) metrics {
+func scrape(b testing.TB, url string) metrics {
 	resp, err := http.Get(url)
 	if err != nil {
 		b.Fatal(err)
@@ -240,6 +240,26 @@ func (m metrics) sum(name string) float64 {
 	var s float64
 	for k, v := range m {
 		if k == name || strings.HasPrefix(k, name+"{") {
+			s += v
+		}
+	}
+	return s
+}
+
+// sumWith sums the samples of a metric whose labels contain every one of
+// labels (`code="200"`, or a prefix of a label's value: `route="GET /v1/`).
+func (m metrics) sumWith(name string, labels ...string) float64 {
+	var s float64
+	for k, v := range m {
+		rest, ok := strings.CutPrefix(k, name+"{")
+		if !ok {
+			continue
+		}
+		all := true
+		for _, l := range labels {
+			all = all && strings.Contains(rest, l)
+		}
+		if all {
 			s += v
 		}
 	}

@@ -85,6 +85,7 @@ const DevIdentitySecret = "dev-identity-secret-not-for-production"
 
 type process struct {
 	name, bin, log string
+	addr           string // a service instance's HTTP address
 	args, env      []string
 	cmd            *exec.Cmd
 	done           chan struct{}
@@ -140,6 +141,21 @@ func Start(ctx context.Context, c Config) (*Stack, error) {
 
 // Addr returns the address Consul has for a service (its first instance).
 func (s *Stack) Addr(service string) string { return s.addrs[service] }
+
+// InstanceAddr returns the HTTP address of one instance of a service by
+// its process name (processing, processing-2, ...), running or not.
+func (s *Stack) InstanceAddr(name string) (string, error) {
+	p, err := s.find(name)
+	if err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p.addr == "" {
+		return "", fmt.Errorf("%s is no service instance", name)
+	}
+	return p.addr, nil
+}
 
 // GatewayURL is the product's public base URL.
 func (s *Stack) GatewayURL() string { return "http://" + s.addrs["gateway"] }
@@ -317,11 +333,18 @@ func (s *Stack) startInstance(svc service) (name, addr string, err error) {
 	}
 	s.started[svc.name] = n
 	s.mu.Unlock()
-	name, port := instance(svc, n), s.port(svc, n)
-	if err := s.start(name, filepath.Join(s.c.BinDir, svc.bin), nil, s.serviceEnv(svc, port)); err != nil {
+	name, addr = instance(svc, n), s.loopback(s.port(svc, n))
+	if err := s.start(name, filepath.Join(s.c.BinDir, svc.bin), nil, s.serviceEnv(svc, s.port(svc, n))); err != nil {
 		return "", "", err
 	}
-	return name, s.loopback(port), nil
+	p, err := s.find(name)
+	if err != nil {
+		return "", "", err
+	}
+	s.mu.Lock()
+	p.addr = addr
+	s.mu.Unlock()
+	return name, addr, nil
 }
 
 // Add starts one more instance of a service (collection, processing,
@@ -412,6 +435,9 @@ func (s *Stack) waitInstances(ctx context.Context, what, service string, pick fu
 // gatewayMetrics is the gateway's metrics address: the port after the
 // other services'.
 func (s *Stack) gatewayMetrics() string { return s.loopback(s.c.ServicePortBase + 6) }
+
+// GatewayMetricsURL is the gateway's /metrics (on its own address).
+func (s *Stack) GatewayMetricsURL() string { return "http://" + s.gatewayMetrics() + "/metrics" }
 
 // PrintSummary writes where everything is.
 func (s *Stack) PrintSummary(w io.Writer) {
