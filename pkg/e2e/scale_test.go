@@ -38,7 +38,7 @@ const scaleShards = 24
 func TestAcceptanceScaling(t *testing.T) {
 	stack, cfg := startStack(t)
 	visitors, play := size(t)
-	// Five changes of the group's membership and a swap of the report
+	// Four changes of the group's membership and a swap of the report
 	// instances, each with traffic before and after it.
 	play = max(play, 40*time.Second)
 	var m *simulate.Merchant
