@@ -159,10 +159,18 @@ type planner struct {
 	rng    *rand.Rand
 	hits   []Hit
 	expect *Expectation
-	seq    int
+	// ids prefixes the hit IDs (hid): h<seed> for a plan's. Hit IDs must
+	// not repeat across plans and live traffic, since processing takes a
+	// visitor's repeated ID for a duplicate and the raw archive keys hits
+	// by it.
+	ids string
+	seq int
 	// rotation places the special visits among the visitors.
 	rotation int
 }
+
+// defaultHost is the simulated property's hostname unless told another.
+const defaultHost = "www.shop.example"
 
 // New plans traffic for cfg.
 func New(cfg Config) *Plan {
@@ -170,7 +178,7 @@ func New(cfg Config) *Plan {
 		cfg.Window = 3 * time.Hour
 	}
 	if cfg.Host == "" {
-		cfg.Host = "www.shop.example"
+		cfg.Host = defaultHost
 	}
 	if cfg.Location == nil {
 		cfg.Location = MidnightZone(cfg.End)
@@ -179,7 +187,7 @@ func New(cfg Config) *Plan {
 		e := cfg.End.In(cfg.Location)
 		cfg.MidnightBefore = e.Sub(time.Date(e.Year(), e.Month(), e.Day(), 0, 0, 0, 0, cfg.Location))
 	}
-	p := &planner{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x5eed)), expect: newExpectation(cfg.Location)}
+	p := &planner{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x5eed)), expect: newExpectation(cfg.Location), ids: fmt.Sprintf("h%d", cfg.Seed)}
 	p.rotation = p.rng.IntN(specialEvery)
 	for v := 0; v < cfg.Visitors; v++ {
 		p.visitor(v)
@@ -205,5 +213,5 @@ func (p *planner) pick(weights func(i int) int, n int) int {
 
 func (p *planner) hid() string {
 	p.seq++
-	return fmt.Sprintf("h%d-%d", p.cfg.Seed, p.seq)
+	return fmt.Sprintf("%s-%d", p.ids, p.seq)
 }

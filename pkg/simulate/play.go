@@ -45,6 +45,10 @@ func Play(ctx context.Context, client *http.Client, m *Merchant, plan *Plan, dur
 	for i := range queues {
 		queues[i] = make(chan []Hit, 64)
 	}
+	// The plan's clock is mapped to real time with the plan's End at the
+	// moment the play started: a hit's queue time is how long before End
+	// it happened plus how long the play has been running.
+	qt := func(h Hit, now time.Time) time.Duration { return plan.Config.End.Sub(h.At) + now.Sub(start) }
 	var wg sync.WaitGroup
 	var firstErr atomic.Value
 	for _, q := range queues {
@@ -52,42 +56,18 @@ func Play(ctx context.Context, client *http.Client, m *Merchant, plan *Plan, dur
 		go func() {
 			defer wg.Done()
 			for req := range q {
-				n := int64(len(req))
-				for c := 0; c < req[0].Copies; c++ {
-					code, rejected, err := sendRetrying(ctx, client, m, plan, req, start)
-					atomic.AddInt64(&res.Sent, n)
-					switch {
-					case err != nil && ctx.Err() != nil:
-						// Cut short by the end of the play: not sent.
-						atomic.AddInt64(&res.Sent, -n)
-					case err != nil:
-						atomic.AddInt64(&res.Failed, n)
-						firstErr.CompareAndSwap(nil, err)
-					case code/100 == 2 && !rejected:
-						atomic.AddInt64(&res.Accepted, n)
-					default:
-						atomic.AddInt64(&res.Rejected, n)
-					}
+				if err := res.send(ctx, client, m, req, qt); err != nil {
+					firstErr.CompareAndSwap(nil, err)
 				}
 			}
 		}()
 	}
 	for i := 0; i < len(plan.Hits); {
 		h := plan.Hits[i]
-		j := i + 1
-		for j < len(plan.Hits) && plan.Hits[j-1].WithNext {
-			j++
-		}
-		req := plan.Hits[i:j:j]
-		i = j
+		var req []Hit
+		req, i = nextRequest(plan.Hits, i)
 		if span > 0 && duration > 0 {
-			due := start.Add(time.Duration(float64(h.Send.Sub(first)) / float64(span) * float64(duration)))
-			if d := time.Until(due); d > 0 {
-				select {
-				case <-ctx.Done():
-				case <-time.After(d):
-				}
-			}
+			sleepUntil(ctx, start.Add(time.Duration(float64(h.Send.Sub(first))/float64(span)*float64(duration))))
 		}
 		if ctx.Err() != nil {
 			break
@@ -104,49 +84,98 @@ func Play(ctx context.Context, client *http.Client, m *Merchant, plan *Plan, dur
 	return res, ctx.Err()
 }
 
+// nextRequest returns the hits from hits[i] that go in one request: a hit
+// and those after it that it is sent with (Hit.WithNext); and the index
+// of the next request's first hit.
+func nextRequest(hits []Hit, i int) ([]Hit, int) {
+	j := i + 1
+	for j < len(hits) && hits[j-1].WithNext {
+		j++
+	}
+	return hits[i:j:j], j
+}
+
+// queueTime says how long before now, the moment its request is sent, a
+// hit happened: the queue time it is sent with, which collection dates it
+// by. Without one (nil) hits are sent as they happen, and collection dates
+// them when it receives them.
+type queueTime func(h Hit, now time.Time) time.Duration
+
+// send sends req as many times as it is planned to be (Copies), each
+// waiting out a stack that restarts a part (sendRetrying), and counts how
+// collection answered in res, which may be shared by concurrent senders.
+// It returns the error of a request that failed for good. A request cut
+// short by the end of ctx is not counted.
+func (res *Result) send(ctx context.Context, client *http.Client, m *Merchant, req []Hit, qt queueTime) error {
+	n := int64(len(req))
+	var failed error
+	for c := 0; c < req[0].Copies; c++ {
+		code, rejected, err := sendRetrying(ctx, client, m, req, qt)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			continue
+		case err != nil:
+			atomic.AddInt64(&res.Failed, n)
+			if failed == nil {
+				failed = err
+			}
+		case code/100 == 2 && !rejected:
+			atomic.AddInt64(&res.Accepted, n)
+		default:
+			atomic.AddInt64(&res.Rejected, n)
+		}
+		atomic.AddInt64(&res.Sent, n)
+	}
+	return failed
+}
+
 // sendRetrying sends a request until it is answered by something other
 // than 503 or a connection failure, for up to a minute, as a tracker
 // keeping its queue would: a hit refused because the stack is restarting a
 // part was not accepted, so sending it again cannot count it twice.
-func sendRetrying(ctx context.Context, client *http.Client, m *Merchant, plan *Plan, req []Hit, start time.Time) (int, bool, error) {
+func sendRetrying(ctx context.Context, client *http.Client, m *Merchant, req []Hit, qt queueTime) (int, bool, error) {
 	deadline := time.Now().Add(time.Minute)
 	backoff := 100 * time.Millisecond
 	for {
-		code, rejected, err := send(ctx, client, m, plan, req, start)
+		code, rejected, err := sendOnce(ctx, client, m, req, qt)
 		if (err == nil && code != http.StatusServiceUnavailable && code != http.StatusBadGateway) || time.Now().After(deadline) || ctx.Err() != nil {
 			return code, rejected, err
 		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
-		}
+		sleepUntil(ctx, time.Now().Add(backoff))
 		backoff = min(2*backoff, 2*time.Second)
 	}
 }
 
-// send sends one request, a hit as a pixel or several as a JSON batch, and
-// returns the status code and whether collection rejected a hit (the pixel
-// answers an image either way, and names a rejection in X-Collect-Error; a
-// batch is answered 204 only when every hit was stored).
-// The plan's clock is mapped to real time with the plan's End at the
-// moment the play started: a hit's queue time is how long before End it
-// happened plus how long the play has been running. The hits of a batch
-// share that reading of the clock, as they share their receive time, so
-// the gaps between them are dated exactly.
-func send(ctx context.Context, client *http.Client, m *Merchant, plan *Plan, req []Hit, start time.Time) (int, bool, error) {
+// sendOnce sends one request, a hit as a pixel or several as a JSON
+// batch, and returns the status code and whether collection rejected a hit
+// (the pixel answers an image either way, and names a rejection in
+// X-Collect-Error; a batch is answered 204 only when every hit was
+// stored). The hits of a batch share one reading of the clock for their
+// queue times, as they share their receive time, so the gaps between them
+// are dated exactly.
+func sendOnce(ctx context.Context, client *http.Client, m *Merchant, req []Hit, qt queueTime) (int, bool, error) {
 	tid := m.TrackingID
 	if req[0].Malformed == "unknown_tracking_id" {
 		tid = UnknownTrackingID
 	}
-	since := time.Since(start)
-	qt := func(h Hit) string { return strconv.FormatInt((plan.Config.End.Sub(h.At) + since).Milliseconds(), 10) }
+	now := time.Now()
+	queued := func(h Hit) string {
+		if qt == nil {
+			return ""
+		}
+		return strconv.FormatInt(qt(h, now).Milliseconds(), 10)
+	}
 	var r *http.Request
 	var err error
 	if len(req) == 1 {
-		r, err = http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/collect?%s&tid=%s&qt=%s", m.Gateway, req[0].Params.Encode(), tid, qt(req[0])), nil)
+		q := "tid=" + tid
+		if s := queued(req[0]); s != "" {
+			q += "&qt=" + s
+		}
+		r, err = http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/collect?%s&%s", m.Gateway, req[0].Params.Encode(), q), nil)
 	} else {
 		var body []byte
-		body, err = batchBody(req, qt)
+		body, err = batchBody(req, queued)
 		if err == nil {
 			r, err = http.NewRequestWithContext(ctx, "POST", fmt.Sprintf("%s/collect?tid=%s", m.Gateway, tid), bytes.NewReader(body))
 		}
@@ -168,8 +197,23 @@ func send(ctx context.Context, client *http.Client, m *Merchant, plan *Plan, req
 	return resp.StatusCode, resp.Header.Get("X-Collect-Error") != "", nil
 }
 
+// sleepUntil waits until t or the end of ctx, whichever comes first.
+func sleepUntil(ctx context.Context, t time.Time) {
+	d := time.Until(t)
+	if d <= 0 {
+		return
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+	case <-timer.C:
+	}
+}
+
 // batchBody encodes hits as the body of POST /collect, each with its
-// queue time, as a tracker sends it (JSON.stringify escapes no & or <).
+// queue time if it has one, as a tracker sends it (JSON.stringify escapes
+// no & or <).
 func batchBody(hits []Hit, qt func(Hit) string) ([]byte, error) {
 	out := make([]map[string]string, len(hits))
 	for i, h := range hits {
@@ -177,7 +221,9 @@ func batchBody(hits []Hit, qt func(Hit) string) ([]byte, error) {
 		for k := range h.Params {
 			o[k] = h.Params.Get(k)
 		}
-		o["qt"] = qt(h)
+		if s := qt(h); s != "" {
+			o["qt"] = s
+		}
 		out[i] = o
 	}
 	var b bytes.Buffer

@@ -29,19 +29,42 @@ type planned struct {
 	withNext bool
 }
 
+// browser is who a visitor is: the client ID its tracker keeps, its
+// browser and device, and the address its requests come from.
+type browser struct {
+	cid, ua, screen, ip string
+	device, name        string // the device category and browser reports show
+	// bot is a crawler's user agent; internal an address inside the
+	// property's excluded range.
+	bot, internal bool
+}
+
+// browser draws visitor v's browser: most are people, one in 25 a bot and
+// 3 in 100 the merchant's own staff (inside ExcludedCIDR).
+func (p *planner) browser(v int) browser {
+	b := browser{cid: fmt.Sprintf("%d.%d", 1_000_000_000+p.rng.IntN(1_000_000_000), v)}
+	ua := userAgents[p.rng.IntN(len(userAgents))]
+	b.ua, b.screen, b.device, b.name = ua.ua, ua.screen, ua.device, ua.browser
+	b.ip = fmt.Sprintf("198.51.100.%d", 1+p.rng.IntN(250))
+	traffic := p.rng.IntN(100)
+	b.bot, b.internal = traffic < 4, traffic >= 4 && traffic < 7
+	if b.bot {
+		b.ua = botUA
+	}
+	if b.internal {
+		b.ip = "203.0.113." + strconv.Itoa(1+p.rng.IntN(250))
+	}
+	return b
+}
+
+// source draws where a visit comes from, by the sources' weights.
+func (p *planner) source() source {
+	return sources[p.pick(func(i int) int { return sources[i].weight }, len(sources))]
+}
+
 // visitor plans one visitor's hits and records its sessions' expectations.
 func (p *planner) visitor(v int) {
-	cid := fmt.Sprintf("%d.%d", 1_000_000_000+p.rng.IntN(1_000_000_000), v)
-	ua := userAgents[p.rng.IntN(len(userAgents))]
-	ip := fmt.Sprintf("198.51.100.%d", 1+p.rng.IntN(250))
-	traffic := p.rng.IntN(100)
-	bot, internal := traffic < 4, traffic >= 4 && traffic < 7
-	if bot {
-		ua.ua = botUA
-	}
-	if internal {
-		ip = "203.0.113." + strconv.Itoa(1+p.rng.IntN(250))
-	}
+	b := p.browser(v)
 	sessions := 1
 	if r := p.rng.IntN(100); r >= 60 {
 		sessions = 2
@@ -63,7 +86,7 @@ func (p *planner) visitor(v int) {
 	at := start
 	firstOfVisitor := true
 	for s := 0; s < sessions && at.Before(p.cfg.End); s++ {
-		src := sources[p.pick(func(i int) int { return sources[i].weight }, len(sources))]
+		src := p.source()
 		hits := p.session(src, at, kind)
 		kind = ordinary
 		var kept []planned
@@ -75,14 +98,14 @@ func (p *planner) visitor(v int) {
 		if len(kept) == 0 {
 			break
 		}
-		p.emit(cid, ua.ua, ua.screen, ip, src, kept)
+		p.emit(b, src, kept)
 		switch {
-		case bot:
+		case b.bot:
 			p.expect.filtered(kept, "bot")
-		case internal:
+		case b.internal:
 			p.expect.filtered(kept, "ip")
 		default:
-			firstOfVisitor = p.expect.sessions(cid, ua.device, ua.browser, src, kept, firstOfVisitor)
+			firstOfVisitor = p.expect.sessions(b.cid, b.device, b.name, src, kept, firstOfVisitor)
 		}
 		// The next visit comes after more than the session timeout.
 		at = kept[len(kept)-1].t.Add(SessionTimeout + time.Duration(1+p.rng.IntN(60))*time.Minute + time.Duration(p.rng.IntN(60))*time.Second)
@@ -251,7 +274,7 @@ func (p *planner) event(t time.Time) planned {
 
 // emit turns planned hits into requests, with some sent late and some
 // sent twice.
-func (p *planner) emit(cid, ua, screen, ip string, src source, hits []planned) {
+func (p *planner) emit(b browser, src source, hits []planned) {
 	base := "https://" + p.cfg.Host
 	// The landing URL's tags or click ID: the same on every hit that
 	// carries them, so that they are one campaign.
@@ -264,11 +287,11 @@ func (p *planner) emit(cid, ua, screen, ip string, src source, hits []planned) {
 	for i, h := range hits {
 		q := url.Values{}
 		q.Set("v", "1")
-		q.Set("cid", cid)
+		q.Set("cid", b.cid)
 		q.Set("t", h.typ)
 		q.Set("hid", p.hid())
-		if screen != "" {
-			q.Set("sr", screen)
+		if b.screen != "" {
+			q.Set("sr", b.screen)
 		}
 		page, loc, ref := prev, base+prev, base+prev // an event or a ping is on the page shown
 		switch {
@@ -304,7 +327,7 @@ func (p *planner) emit(cid, ua, screen, ip string, src source, hits []planned) {
 		if h.typ == "pageview" {
 			prev = h.path
 		}
-		hit := Hit{At: h.t, Send: h.t.Add(h.sendAfter), Params: q, UA: ua, IP: ip, Copies: 1}
+		hit := Hit{At: h.t, Send: h.t.Add(h.sendAfter), Params: q, UA: b.ua, IP: b.ip, Copies: 1}
 		if p.rng.IntN(30) == 0 {
 			hit.Send = hit.Send.Add(time.Duration(10+p.rng.IntN(50)) * time.Minute) // late
 		}
