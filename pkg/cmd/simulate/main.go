@@ -2,7 +2,9 @@
 // realistic traffic through the gateway: the local stack's demo traffic,
 // and the traffic of the acceptance test and the benchmark. With -expect it
 // writes what every report must say (computed from the plan, independently
-// of the pipeline) as JSON.
+// of the pipeline) as JSON. With -live it also has visitors browsing in
+// real time until stopped, for the demo's realtime view; nothing is
+// expected of them, so -live and -expect do not go together.
 package main
 
 import (
@@ -15,6 +17,8 @@ import (
 	"net/http"
 	"os"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/acme/analytics/pkg/service"
 	"github.com/acme/analytics/pkg/simulate"
@@ -30,6 +34,7 @@ type config struct {
 	workers  int
 	expect   string
 	loop     bool
+	live     int
 }
 
 func (c *config) RegisterFlags(fs *flag.FlagSet) {
@@ -42,6 +47,9 @@ func (c *config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.workers, "workers", 8, "concurrent requests")
 	fs.StringVar(&c.expect, "expect", "", "write the expected reports of the plan to this JSON file")
 	fs.BoolVar(&c.loop, "loop", false, "play new plans (seed+1, seed+2...) until stopped: demo traffic")
+	fs.IntVar(&c.live, "live", 0, "also have this many visitors browsing now, until stopped, beside the plans "+
+		"(each hit sent as it happens, with no queue time; pages some seconds to a minute apart): demo traffic for the realtime view. "+
+		"No expectation is computed for them, so not with -expect")
 }
 
 func (c *config) Validate() error {
@@ -52,6 +60,10 @@ func (c *config) Validate() error {
 		return errors.New("-window must be between 0 and 3h30m")
 	case c.workers < 1:
 		return errors.New("-workers must be at least 1")
+	case c.live < 0:
+		return errors.New("-live must be 0 or more")
+	case c.live > 0 && c.expect != "":
+		return errors.New("-live with -expect: the live visitors' hits would be in the reports the plan's expectation is compared with; leave one out")
 	}
 	return nil
 }
@@ -75,6 +87,25 @@ func run(ctx context.Context, cfg config) error {
 		return err
 	}
 	log.Info("merchant ready", slog.String("email", email), slog.String("password", simulate.Password), slog.String("tracking_id", m.TrackingID), slog.String("property_id", m.PropertyID))
+	g, ctx := errgroup.WithContext(ctx)
+	if cfg.live > 0 {
+		g.Go(func() error {
+			log.Info("live visitors browsing", slog.Int("visitors", cfg.live))
+			// A seed of its own each run: its hit IDs must not repeat
+			// those of an earlier run for the same merchant (-email).
+			live := simulate.LiveConfig{Visitors: cfg.live, Seed: uint64(time.Now().UnixNano()), Host: plan.Config.Host}
+			res := simulate.PlayLive(ctx, client, m, live, log)
+			log.Info("live visitors stopped", slog.Int64("sent", res.Sent), slog.Int64("accepted", res.Accepted),
+				slog.Int64("rejected", res.Rejected), slog.Int64("failed", res.Failed))
+			return nil
+		})
+	}
+	g.Go(func() error { return playPlans(ctx, cfg, client, m, pcfg, plan, log) })
+	return g.Wait()
+}
+
+// playPlans plays plan, then with -loop new ones until ctx ends.
+func playPlans(ctx context.Context, cfg config, client *http.Client, m *simulate.Merchant, pcfg simulate.Config, plan *simulate.Plan, log *slog.Logger) error {
 	for {
 		res, err := simulate.Play(ctx, client, m, plan, cfg.duration, cfg.workers)
 		log.Info("played", slog.Uint64("seed", plan.Config.Seed), slog.Int64("sent", res.Sent), slog.Int64("accepted", res.Accepted),
