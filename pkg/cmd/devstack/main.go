@@ -17,12 +17,18 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/acme/analytics/pkg/localstack"
 	"github.com/acme/analytics/pkg/service"
 	"github.com/acme/analytics/pkg/simulate"
 )
+
+// demoLive is how many of the demo's visitors browse live, so that the
+// realtime view has active users (the plans' traffic is 1.5 to 3 hours
+// old); they send under a hit a second, next to the plans' replay.
+const demoLive = 10
 
 type config struct {
 	Stack       localstack.Config
@@ -40,7 +46,7 @@ func (c *config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Stack.Processors, "processors", 1, "processing instances (they share the hits topic's 12 partitions)")
 	fs.IntVar(&c.Stack.Acquisitions, "acquisitions", 1, "acquisition report instances")
 	fs.IntVar(&c.Stack.Behaviors, "behaviors", 1, "behavior report instances")
-	fs.BoolVar(&c.Demo, "demo", true, "play demo traffic (bin/simulate -loop) once the stack is up")
+	fs.BoolVar(&c.Demo, "demo", true, "play demo traffic (bin/simulate -loop -live) once the stack is up")
 	fs.BoolVar(&c.Check, "check", false, "start everything, check every service through Consul, stop, and exit")
 }
 
@@ -83,7 +89,7 @@ func run(ctx context.Context, cfg config) error {
 		// the demo's reports. A new one per run: a property kept from an
 		// earlier run would have another plan's time zone.
 		email := fmt.Sprintf("demo-%d@shop.example", time.Now().Unix())
-		sim := exec.CommandContext(ctx, filepath.Join(c.BinDir, "simulate"), "-loop", "-gateway", s.GatewayURL(), "-visitors", "100", "-duration", "5m", "-email", email)
+		sim := exec.CommandContext(ctx, filepath.Join(c.BinDir, "simulate"), "-loop", "-gateway", s.GatewayURL(), "-visitors", "100", "-duration", "5m", "-live", strconv.Itoa(demoLive), "-email", email)
 		log, err := os.Create(filepath.Join(c.DataDir, "logs", "simulate.log"))
 		if err != nil {
 			return err
@@ -94,11 +100,11 @@ func run(ctx context.Context, cfg config) error {
 			return fmt.Errorf("start demo traffic: %w", err)
 		}
 		go func() { demoDone <- sim.Wait() }()
-		fmt.Printf("  demo traffic\tbin/simulate, log in %s\n", log.Name())
+		fmt.Printf("  demo traffic\tbin/simulate: plans of the past 3 hours, each played in 5 minutes, and %d visitors browsing live; log in %s\n", demoLive, log.Name())
 		fmt.Printf("  demo merchant\t%s, password %s\n", email, simulate.Password)
 	}
 	fmt.Println("\nReports: sign in as the demo merchant (POST /v1/login; README, \"Running locally\") and call the gateway")
-	fmt.Println("(docs/reports.md, \"Examples\"); or look at each service's /metrics.")
+	fmt.Println("(docs/reports.md, \"Examples\"; /v1/reports/realtime shows the live visitors); or look at each service's /metrics.")
 	fmt.Println("Press Ctrl-C to stop everything.")
 	select {
 	case <-ctx.Done():
