@@ -96,6 +96,10 @@ func run(ctx context.Context, cfg config) error {
 		}
 		defer log.Close()
 		sim.Stdout, sim.Stderr = log, log
+		// Interrupted, not killed, when the stack stops: simulate then logs
+		// what its live visitors sent.
+		sim.Cancel = func() error { return sim.Process.Signal(os.Interrupt) }
+		sim.WaitDelay = 10 * time.Second
 		if err := sim.Start(); err != nil {
 			return fmt.Errorf("start demo traffic: %w", err)
 		}
@@ -109,6 +113,9 @@ func run(ctx context.Context, cfg config) error {
 	select {
 	case <-ctx.Done():
 		fmt.Println("\nstopping...")
+		if demo {
+			<-demoDone // the traffic stops before the services it goes to
+		}
 		return nil
 	case name := <-exited:
 		return fmt.Errorf("%s exited unexpectedly; see %s", name, s.LogPath(name))
