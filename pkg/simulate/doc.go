@@ -17,4 +17,8 @@
 // plan's intent — which session each hit was designed to belong to, and
 // what that session's channel is — not by running the pipeline's code, so
 // the acceptance test compares two independent derivations.
+//
+// PlayLive is the demo's other traffic: visitors drawn as a plan's are,
+// browsing now, each hit sent as it happens, so that the realtime view has
+// active users. Nothing is expected of them.
 package simulate
