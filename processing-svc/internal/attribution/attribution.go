@@ -4,6 +4,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/acme/analytics/pkg/hit"
 	"github.com/acme/analytics/pkg/rollup"
 )
 
@@ -28,13 +29,68 @@ func CampaignFromURL(raw string) Campaign {
 	if !strings.Contains(q, "utm_") && !strings.Contains(q, "gclid") && !strings.Contains(q, "msclkid") && !strings.Contains(q, "%") {
 		return Campaign{} // none of the parameters, not even escaped
 	}
-	v, _ := url.ParseQuery(q) // a malformed pair is skipped, the rest kept
-	g := func(k string) string { return CampaignValue(v.Get(k)) }
+	v := queryValues(q)
+	g := func(k string) string { return CampaignValue(v[k]) }
 	return Campaign{
 		Source: g("utm_source"), Medium: g("utm_medium"), Name: g("utm_campaign"),
 		Term: g("utm_term"), Content: g("utm_content"),
 		GCLID: g("gclid"), MSCLKID: g("msclkid"),
 	}
+}
+
+// queryValues returns the first value of each parameter of a query, read
+// as a browser's URLSearchParams (the URL standard's form decoding) and GA
+// read it: pairs are separated by & only, so a ; is part of a value; + is
+// a space; and a % not followed by two hex digits is itself. Go's
+// url.ParseQuery refuses such a pair, which would drop the tag
+// (utm_campaign=50%off or utm_source=a;b) from the campaign.
+func queryValues(q string) map[string]string {
+	v := map[string]string{}
+	for pair := range strings.SplitSeq(q, "&") {
+		if pair == "" {
+			continue
+		}
+		name, value, _ := strings.Cut(pair, "=")
+		name = formDecode(name)
+		if _, ok := v[name]; !ok {
+			v[name] = formDecode(value)
+		}
+	}
+	return v
+}
+
+// formDecode decodes a query's name or value as the URL standard's form
+// decoding does: + is a space, %XX the byte, and any other % itself.
+func formDecode(s string) string {
+	if !strings.ContainsAny(s, "%+") {
+		return s
+	}
+	if d, err := url.QueryUnescape(s); err == nil {
+		return d
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '+':
+			b = append(b, ' ')
+		case c == '%' && i+2 < len(s) && hit.IsHex(s[i+1]) && hit.IsHex(s[i+2]):
+			b = append(b, unhex(s[i+1])<<4|unhex(s[i+2]))
+			i += 2
+		default:
+			b = append(b, c)
+		}
+	}
+	return string(b)
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c >= 'a':
+		return c - 'a' + 10
+	case c >= 'A':
+		return c - 'A' + 10
+	}
+	return c - '0'
 }
 
 // CampaignValue is a campaign field's value as given: trimmed, and with

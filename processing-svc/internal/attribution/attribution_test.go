@@ -126,6 +126,14 @@ func TestCampaignFromURLQueries(t *testing.T) {
 		{"/p?%67clid=abc", Campaign{GCLID: "abc"}},
 		{"/p?msclkid=m1", Campaign{MSCLKID: "m1"}},
 		{"/p?gclid=g1&x=1", Campaign{GCLID: "g1"}},
+		// As a browser (URLSearchParams) and GA read a query: pairs are
+		// separated by & only, and a % without two hex digits after it
+		// is itself. Go's url.ParseQuery dropped such a pair whole.
+		{"/p?utm_source=a;b&utm_medium=email", Campaign{Source: "a;b", Medium: "email"}},
+		{"/p?utm_campaign=50%off&utm_source=news", Campaign{Source: "news", Name: "50%off"}},
+		{"/p?utm_campaign=100%25+off%2", Campaign{Name: "100% off%2"}},
+		{"/p?utm_source=&utm_source=second", Campaign{}},
+		{"/p?utm_source=first&utm_source=second&&=x&utm_medium", Campaign{Source: "first"}},
 	} {
 		if got := CampaignFromURL(tt.url); got != tt.want {
 			t.Errorf("CampaignFromURL(%q) = %+v, want %+v", tt.url, got, tt.want)
