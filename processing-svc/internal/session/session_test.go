@@ -165,6 +165,32 @@ func TestBounceAndEngagement(t *testing.T) {
 	}
 }
 
+// A session whose first hit is an event lands on its first pageview, if it
+// has one (docs/processing.md: the landing page is the page of the first
+// pageview), and is a bounce when its only interaction is that pageview.
+func TestEventFirstSessionLanding(t *testing.T) {
+	nonInteraction := ev("e", at(10, 0, 0))
+	nonInteraction.Interaction = false
+	tests := []struct {
+		name            string
+		hits            []*Hit
+		landing, exit   string
+		bounce, entered bool
+	}{
+		{"non-interaction event, then a pageview", []*Hit{nonInteraction, pv("a", at(10, 0, 5), "/a")}, "/a", "/a", true, true},
+		{"interaction event, then a pageview", []*Hit{ev("e", at(10, 0, 0)), pv("a", at(10, 0, 5), "/a")}, "/a", "/a", false, true},
+		{"events only", []*Hit{ev("e", at(10, 0, 0)), ev("f", at(10, 0, 5))}, NotSet, NotSet, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := build(tt.hits...)[0]
+			if s.Landing != tt.landing || s.Exit != tt.exit || s.Bounce != tt.bounce || (s.Pageviews > 0) != tt.entered {
+				t.Fatalf("landing %q exit %q bounce %v pageviews %d; want %q %q %v entered=%v", s.Landing, s.Exit, s.Bounce, s.Pageviews, tt.landing, tt.exit, tt.bounce, tt.entered)
+			}
+		})
+	}
+}
+
 func TestCustomChannelComesFirst(t *testing.T) {
 	st := settings()
 	st.CustomChannel = func(src, med, camp string) (string, bool) { return "Partners", src == "partner" }
