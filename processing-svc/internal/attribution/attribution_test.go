@@ -88,6 +88,13 @@ func TestAttribute(t *testing.T) {
 		{"an Android app's referrer", "https://shop.example/", "android-app://com.slack/", Touch{"com.slack", "referral", "(referral)", "", "", "com.slack"}},
 		{"a relative referrer", "https://shop.example/", "/relative/path", Touch{"(direct)", "(none)", "(direct)", "", "", "(none)"}},
 		{"another scheme", "https://shop.example/", "ftp://files.example.org/", Touch{"(direct)", "(none)", "(direct)", "", "", "(none)"}},
+		// A browser keeps a % that escapes nothing as it is (document.referrer
+		// of https://blog.example/100%-free); url.Parse refused it, which
+		// made the session direct.
+		{"a referrer path with a bare %", "https://shop.example/", "https://blog.example/100%-free",
+			Touch{"blog.example", "referral", "(referral)", "", "", "blog.example/100%25-free"}},
+		{"a search referrer with a bare %", "https://shop.example/", "https://www.google.com/search%",
+			Touch{"google", "organic", "(organic)", "", "", "google.com/search%25"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
