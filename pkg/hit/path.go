@@ -78,3 +78,26 @@ var pathEscapes, queryEscapes = func() (path, query [256]bool) {
 func IsHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
+
+// EscapeStrayPercent returns s with each '%' not followed by two hex digits
+// written as %25, the escape of a literal '%': a browser keeps such a '%'
+// as it is (https://blog.example/100%-free), and url.Parse refuses it. s
+// is returned as it is, without a copy, when it has none.
+func EscapeStrayPercent(s string) string {
+	var b []byte // the result from the first stray '%' on
+	for i := 0; i < len(s); i++ {
+		switch {
+		case s[i] == '%' && !(i+2 < len(s) && IsHex(s[i+1]) && IsHex(s[i+2])):
+			if b == nil {
+				b = append(make([]byte, 0, len(s)+8), s[:i]...)
+			}
+			b = append(b, "%25"...)
+		case b != nil:
+			b = append(b, s[i])
+		}
+	}
+	if b == nil {
+		return s
+	}
+	return string(b)
+}

@@ -545,8 +545,10 @@ func splitParsedLocation(loc string) (host, path string, ok bool) {
 	if i := strings.Index(loc[:end], "//"); i >= 0 {
 		start = i + 2
 	}
-	if i := strings.IndexByte(loc[start:end], '/'); i >= 0 && strayPercent(loc[start+i:end]) {
-		loc = loc[:start+i] + escapeStrayPercent(loc[start+i:end]) + loc[end:]
+	if i := strings.IndexByte(loc[start:end], '/'); i >= 0 {
+		if path, esc := loc[start+i:end], hit.EscapeStrayPercent(loc[start+i:end]); len(esc) != len(path) {
+			loc = loc[:start+i] + esc + loc[end:]
+		}
 	}
 	u, err := url.Parse(loc)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -565,31 +567,6 @@ func splitParsedLocation(loc string) (host, path string, ok bool) {
 		path += "?" + u.RawQuery
 	}
 	return u.Host, hit.CanonicalPath(path), true
-}
-
-// strayPercent reports whether s has a '%' not followed by two hex digits.
-func strayPercent(s string) bool {
-	for i := strings.IndexByte(s, '%'); i >= 0; i = strings.IndexByte(s, '%') {
-		if i+2 >= len(s) || !hit.IsHex(s[i+1]) || !hit.IsHex(s[i+2]) {
-			return true
-		}
-		s = s[i+3:]
-	}
-	return false
-}
-
-// escapeStrayPercent returns s with each '%' not followed by two hex
-// digits escaped as %25.
-func escapeStrayPercent(s string) string {
-	var b strings.Builder
-	b.Grow(len(s) + 8)
-	for i := 0; i < len(s); i++ {
-		b.WriteByte(s[i])
-		if s[i] == '%' && (i+2 >= len(s) || !hit.IsHex(s[i+1]) || !hit.IsHex(s[i+2])) {
-			b.WriteString("25")
-		}
-	}
-	return b.String()
 }
 
 // splitPlainLocation splits loc when it is "http://" or "https://", then

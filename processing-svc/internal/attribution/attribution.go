@@ -182,7 +182,7 @@ func splitReferrer(raw string) (host, path string) {
 	if err != nil && strings.Contains(raw, "%") {
 		// A browser keeps a % that escapes nothing as it is
 		// (https://blog.example/100%-free), which url.Parse refuses.
-		u, err = url.Parse(escapeBarePercents(raw))
+		u, err = url.Parse(hit.EscapeStrayPercent(raw))
 	}
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "android-app") || u.Hostname() == "" {
 		return "", ""
@@ -194,20 +194,6 @@ func splitReferrer(raw string) (host, path string) {
 	// The host may be escaped too (%FF.example decodes to a byte that is
 	// no text): see CampaignFromURL.
 	return strings.ToValidUTF8(normalizeHost(u.Hostname()), "\uFFFD"), p
-}
-
-// escapeBarePercents writes each % of s that is not followed by two hex
-// digits as %25, the escape of a literal %.
-func escapeBarePercents(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '%' && !(i+2 < len(s) && hit.IsHex(s[i+1]) && hit.IsHex(s[i+2])) {
-			b.WriteString("%25")
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // ReferrerHost returns the normalized host of a referrer URL, or "".
