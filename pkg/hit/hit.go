@@ -251,6 +251,24 @@ func TwinID(id string, n int) string {
 	return string(out[:])
 }
 
+// TimedID returns the ID of a hit without a client event ID whose sender
+// dated it finer than DeriveID's second (the Measurement API's
+// timestamp_micros), micros being the microseconds within that second
+// (not 0): two events alike in all else at two instants of one second are
+// two events, and a retry, which sends the same time again, keeps its ID.
+// It depends only on the content ID and micros.
+func TimedID(id string, micros int64) string {
+	var arr [64]byte
+	b := append(arr[:0], "u:"...)
+	b = append(b, id...)
+	b = append(b, ':')
+	b = strconv.AppendInt(b, micros, 10)
+	sum := sha256.Sum256(b)
+	var out [32]byte
+	hex.Encode(out[:], sum[:16])
+	return string(out[:])
+}
+
 // Marshal encodes h for the hits topic and the archive, in the binary
 // encoding (binary.go).
 func Marshal(h *Hit) ([]byte, error) { return AppendMarshal(nil, h), nil }

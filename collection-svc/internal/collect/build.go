@@ -402,6 +402,11 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 	h.Time = sent
 	h.ID = h.DeriveID(f.EventID)
 	h.Time = dated
+	if us := sent.UnixMicro() % 1e6; f.EventID == "" && f.TimestampMicros != "" && us != 0 {
+		// The sender's own time, to the microsecond, which a retry sends
+		// again: two events of one second at two instants are two events.
+		h.ID = hit.TimedID(h.ID, us)
+	}
 	return h, nil
 }
 

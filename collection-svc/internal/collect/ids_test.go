@@ -1,0 +1,58 @@
+package collect
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMeasurementIDsKeepTheSendersMicroseconds: without an event_id, an
+// event's ID is derived from its content and its time. A sender that gives
+// timestamp_micros dates its events to the microsecond, and a retry sends
+// the same timestamp again: two events alike in all else whose timestamps
+// differ (two add_to_cart of one item 300 ms apart, each in a request of
+// its own) are two events, as GA4 counts them, and the same request sent
+// again is one. Their IDs were derived from the second alone, so the
+// second add_to_cart was taken for a retry of the first and counted once.
+func TestMeasurementIDsKeepTheSendersMicroseconds(t *testing.T) {
+	s, p := testServer(t, 1, countingQueue{new(int)})
+	mux := http.NewServeMux()
+	s.Register(mux)
+	id := func(us int64, event string) string {
+		t.Helper()
+		body := `{"client_id":"c","timestamp_micros":` + strconv.FormatInt(us, 10) + `,"events":[` + event + `]}`
+		req := httptest.NewRequest("POST", "/debug/mp/collect?tracking_id="+p.TrackingID+"&api_secret=secret", strings.NewReader(body))
+		req.RemoteAddr = "203.0.113.7:5000"
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, req)
+		var res DebugResult
+		if err := json.Unmarshal(w.Body.Bytes(), &res); err != nil || !res.Valid || len(res.Hits) != 1 {
+			t.Fatalf("%s: %d %s", body, w.Code, w.Body)
+		}
+		return res.Hits[0].Hit.ID
+	}
+	// A second of its own, 10 minutes ago, and 300 ms into it.
+	second := time.Now().Add(-10 * time.Minute).Truncate(time.Second)
+	at := second.Add(300 * time.Millisecond).UnixMicro()
+	const cart = `{"name":"add_to_cart","params":{"item_id":"SKU-1","value":9.5,"currency":"EUR"}}`
+	first := id(at, cart)
+	if again := id(at, cart); again != first {
+		t.Errorf("the same request sent again has another ID: %s, then %s", first, again)
+	}
+	if later := id(at+300_000, cart); later == first {
+		t.Errorf("two add_to_cart events 300 ms apart (timestamp_micros %d and %d) have one ID, %s: the second is counted as a retry of the first", at, at+300_000, first)
+	}
+	if next := id(at+1, cart); next == first {
+		t.Errorf("timestamps a microsecond apart give one ID")
+	}
+	// Whole seconds, as a sender that has no finer clock sends them, keep
+	// the IDs they had: nothing tells two events of that second apart.
+	whole := id(second.UnixMicro(), cart)
+	if id(second.UnixMicro(), cart) != whole {
+		t.Errorf("an event of a whole second sent again has another ID")
+	}
+}
