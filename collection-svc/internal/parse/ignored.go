@@ -29,8 +29,8 @@ func IgnoredQuery(raw string) Ignored {
 		var kv string
 		kv, raw, _ = strings.Cut(raw, "&")
 		k, _, _ := strings.Cut(kv, "=")
-		k, err := unescape(k)
-		if err != nil || k == "" || known(k) {
+		k = unescape(k)
+		if k == "" || known(k) {
 			continue
 		}
 		if name, ok := strings.CutPrefix(k, "ep."); ok && name != "" {

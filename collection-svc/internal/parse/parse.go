@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+
+	"github.com/acme/analytics/pkg/hit"
 )
 
 // Limits of what one request may carry.
@@ -221,14 +223,7 @@ func Query(raw string) (Fields, error) {
 			continue
 		}
 		k, v, _ := strings.Cut(kv, "=")
-		k, err := unescape(k)
-		if err != nil {
-			return f, Errorf(ReasonMalformed, "", "bad percent-encoding in a parameter name")
-		}
-		v, err = unescape(v)
-		if err != nil {
-			return f, Errorf(ReasonMalformed, k, "bad percent-encoding")
-		}
+		k, v = unescape(k), unescape(v)
 		if k == "tid" {
 			// The gateway rate-limits by the first: the last, which set
 			// keeps, may be another property's.
@@ -249,9 +244,18 @@ func Query(raw string) (Fields, error) {
 	return f, nil
 }
 
-func unescape(s string) (string, error) {
+// unescape decodes a name or a value of a query string as a form's: '+'
+// is a space, and %XX a byte. A '%' not followed by two hex digits is a
+// '%', as a browser sends it in a URL written by hand (dt=Sale 50% off),
+// and as processing reads a utm tag's: url.QueryUnescape refuses it, and
+// with it the whole hit.
+func unescape(s string) string {
 	if strings.IndexByte(s, '%') < 0 && strings.IndexByte(s, '+') < 0 {
-		return s, nil
+		return s
 	}
-	return url.QueryUnescape(s)
+	u, err := url.QueryUnescape(hit.EscapeStrayPercent(s))
+	if err != nil {
+		return s // not reached: every '%' now begins an escape
+	}
+	return u
 }

@@ -91,3 +91,33 @@ func TestTimingAndExceptionFields(t *testing.T) {
 		}
 	}
 }
+
+// TestQueryTakesAStrayPercentAsItself: a '%' not followed by two hex
+// digits is a '%', as browsers send it and as processing reads it in a
+// utm tag (a pixel written by hand in an e-mail or a page, whose value is
+// not percent-encoded: dt=Sale 50% off, cn=50%off). url.QueryUnescape
+// refused it, and the whole hit was refused as malformed with it.
+func TestQueryTakesAStrayPercentAsItself(t *testing.T) {
+	tests := []struct {
+		raw  string
+		want Fields
+	}{
+		{"t=pageview&dt=Sale%2050%%20off&dl=https://shop.example/sale-50%-off",
+			Fields{Type: "pageview", Title: "Sale 50% off", Location: "https://shop.example/sale-50%-off"}},
+		{"t=event&ea=x&cn=50%off&el=100%", Fields{Type: "event", Action: "x", CampaignName: "50%off", Label: "100%"}},
+		{"t=event&ea=%zz&ec=%E2%82%AC", Fields{Type: "event", Action: "%zz", Category: "€"}},
+		{"t=event&ea=x&odd%=1", Fields{Type: "event", Action: "x"}}, // a name no parameter has, ignored
+		{"t=event&ea=a+b%2Bc", Fields{Type: "event", Action: "a b+c"}},
+	}
+	for _, tt := range tests {
+		got, err := Query(tt.raw)
+		if err != nil {
+			t.Errorf("Query(%q): %v", tt.raw, err)
+			continue
+		}
+		got.Size = 0
+		if !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("Query(%q):\ngot  %+v\nwant %+v", tt.raw, got, tt.want)
+		}
+	}
+}
