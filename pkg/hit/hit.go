@@ -239,17 +239,7 @@ func (h *Hit) DeriveID(clientEventID string) string {
 // the cart twice) is an event of its own, not the first sent twice. It
 // depends only on the content ID and n, so the request sent again gives
 // its hits the same IDs.
-func TwinID(id string, n int) string {
-	var arr [64]byte
-	b := append(arr[:0], "t:"...)
-	b = append(b, id...)
-	b = append(b, ':')
-	b = strconv.AppendInt(b, int64(n), 10)
-	sum := sha256.Sum256(b)
-	var out [32]byte
-	hex.Encode(out[:], sum[:16])
-	return string(out[:])
-}
+func TwinID(id string, n int) string { return rehash("t:", id, int64(n)) }
 
 // TimedID returns the ID of a hit without a client event ID whose sender
 // dated it finer than DeriveID's second (the Measurement API's
@@ -257,12 +247,16 @@ func TwinID(id string, n int) string {
 // (not 0): two events alike in all else at two instants of one second are
 // two events, and a retry, which sends the same time again, keeps its ID.
 // It depends only on the content ID and micros.
-func TimedID(id string, micros int64) string {
+func TimedID(id string, micros int64) string { return rehash("u:", id, micros) }
+
+// rehash is an ID made of the ID id and the number n, for the use prefix
+// names: a hash of prefix, id, ":" and n, as DeriveID gives IDs.
+func rehash(prefix, id string, n int64) string {
 	var arr [64]byte
-	b := append(arr[:0], "u:"...)
+	b := append(arr[:0], prefix...)
 	b = append(b, id...)
 	b = append(b, ':')
-	b = strconv.AppendInt(b, micros, 10)
+	b = strconv.AppendInt(b, n, 10)
 	sum := sha256.Sum256(b)
 	var out [32]byte
 	hex.Encode(out[:], sum[:16])
