@@ -239,7 +239,7 @@ func (h *Hit) DeriveID(clientEventID string) string {
 // the cart twice) is an event of its own, not the first sent twice. It
 // depends only on the content ID and n, so the request sent again gives
 // its hits the same IDs.
-func TwinID(id string, n int) string { return rehash("t:", id, int64(n)) }
+func TwinID(id string, n int) string { return rehash("t:", id, strconv.Itoa(n)) }
 
 // TimedID returns the ID of a hit without a client event ID whose sender
 // dated it finer than DeriveID's second (the Measurement API's
@@ -247,16 +247,22 @@ func TwinID(id string, n int) string { return rehash("t:", id, int64(n)) }
 // (not 0): two events alike in all else at two instants of one second are
 // two events, and a retry, which sends the same time again, keeps its ID.
 // It depends only on the content ID and micros.
-func TimedID(id string, micros int64) string { return rehash("u:", id, micros) }
+func TimedID(id string, micros int64) string {
+	return rehash("u:", id, strconv.FormatInt(micros, 10))
+}
 
-// rehash is an ID made of the ID id and the number n, for the use prefix
-// names: a hash of prefix, id, ":" and n, as DeriveID gives IDs.
-func rehash(prefix, id string, n int64) string {
-	var arr [64]byte
-	b := append(arr[:0], prefix...)
-	b = append(b, id...)
-	b = append(b, ':')
-	b = strconv.AppendInt(b, n, 10)
+// BustedID returns the ID of a hit without a client event ID that carries
+// a cache buster (Universal Analytics' z, a random number sent anew with
+// every hit and again with the request re-sent): two hits alike in all
+// else with their own z are two hits. It depends only on the content ID
+// and z.
+func BustedID(id, z string) string { return rehash("z:", id, z) }
+
+// rehash is an ID made of the ID id and suffix, for the use prefix names:
+// a hash of prefix, id, ":" and suffix, as DeriveID gives IDs.
+func rehash(prefix, id, suffix string) string {
+	b := make([]byte, 0, len(prefix)+len(id)+1+len(suffix))
+	b = append(append(append(append(b, prefix...), id...), ':'), suffix...)
 	sum := sha256.Sum256(b)
 	var out [32]byte
 	hex.Encode(out[:], sum[:16])

@@ -407,6 +407,9 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 		// again: two events of one second at two instants are two events.
 		h.ID = hit.TimedID(h.ID, us)
 	}
+	if f.EventID == "" && f.CacheBuster != "" {
+		h.ID = hit.BustedID(h.ID, f.CacheBuster)
+	}
 	return h, nil
 }
 

@@ -760,7 +760,7 @@ func fieldsPayload(f *parse.Fields) string {
 		{"dl", f.Location}, {"dh", f.Host}, {"dp", f.Path}, {"dt", f.Title}, {"dr", f.Referrer},
 		{"ec", f.Category}, {"ea", f.Action}, {"el", f.Label}, {"ev", f.Value}, {"ni", f.NonInteraction},
 		{"et", f.EngagementTime}, {"sr", f.ScreenResolution}, {"ul", f.Language}, {"hid", f.EventID},
-		{"qt", f.QueueTime}, {"timestamp_micros", f.TimestampMicros},
+		{"qt", f.QueueTime}, {"z", f.CacheBuster}, {"timestamp_micros", f.TimestampMicros},
 		{"cs", f.CampaignSource}, {"cm", f.CampaignMedium}, {"cn", f.CampaignName}, {"ck", f.CampaignTerm},
 		{"cc", f.CampaignContent}, {"gclid", f.GCLID},
 		{"utc", f.TimingCategory}, {"utv", f.TimingVariable}, {"utt", f.TimingTime}, {"utl", f.TimingLabel},

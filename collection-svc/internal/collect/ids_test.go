@@ -56,3 +56,54 @@ func TestMeasurementIDsKeepTheSendersMicroseconds(t *testing.T) {
 		t.Errorf("an event of a whole second sent again has another ID")
 	}
 }
+
+// TestCacheBusterTellsIdenticalHitsApart: Universal Analytics' z, the
+// random number a Measurement Protocol sender adds to every hit so that no
+// cache answers it, is new for every hit and the same in a request sent
+// again. Without hid, a hit's ID is derived from its content and its
+// second: two identical pageviews of one visitor in one second (a page
+// reloaded at once), each with its own z, are two pageviews, and the same
+// request sent again is one. z was an unknown parameter and ignored, so
+// the second pageview was taken for a retry of the first.
+func TestCacheBusterTellsIdenticalHitsApart(t *testing.T) {
+	s, p := testServer(t, 1, countingQueue{new(int)})
+	mux := http.NewServeMux()
+	s.Register(mux)
+	ids := func(req *http.Request) []string {
+		t.Helper()
+		req.RemoteAddr = "203.0.113.7:5000"
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, req)
+		var res DebugResult
+		if err := json.Unmarshal(w.Body.Bytes(), &res); err != nil || !res.Valid || len(res.Hits) == 0 {
+			t.Fatalf("%s: %d %s", req.URL, w.Code, w.Body)
+		}
+		var ids []string
+		for _, h := range res.Hits {
+			ids = append(ids, h.Hit.ID)
+			if len(res.Hits) == 1 && len(h.Warnings) > 0 {
+				t.Errorf("%s: warnings %+v, want none (z is read)", req.URL, h.Warnings)
+			}
+		}
+		return ids
+	}
+	const page = "&v=1&t=pageview&cid=c&dl=https%3A%2F%2Fshop.example%2F"
+	pixel := func(extra string) string {
+		return ids(httptest.NewRequest("GET", "/debug/collect?tid="+p.TrackingID+page+extra, nil))[0]
+	}
+	first := pixel("&z=8231")
+	if again := pixel("&z=8231"); again != first {
+		t.Errorf("the same pixel sent again has another ID: %s, then %s", first, again)
+	}
+	if other := pixel("&z=9120"); other == first {
+		t.Errorf("two pageviews of one second with their own z have one ID, %s: the second is taken for a retry", first)
+	}
+	if pixel("&z=8231&hid=h") != pixel("&z=9120&hid=h") {
+		t.Errorf("with hid, the ID depends on z too")
+	}
+	batch := ids(httptest.NewRequest("POST", "/debug/collect?tid="+p.TrackingID, strings.NewReader(
+		`{"hits":[{"t":"pageview","cid":"c","dl":"https://shop.example/","z":"1"},{"t":"pageview","cid":"c","dl":"https://shop.example/","z":2}]}`)))
+	if batch[0] == batch[1] {
+		t.Errorf("a batch's two hits with their own z have one ID")
+	}
+}

@@ -81,6 +81,10 @@ type Fields struct {
 	Language         string // ul
 	EventID          string // hid
 	QueueTime        string // qt
+	// CacheBuster is Universal Analytics' z, a random number sent anew
+	// with every hit so that no cache answers it: without hid, it tells
+	// two identical hits apart (a request sent again repeats it).
+	CacheBuster string // z
 	// The campaign set apart from the document location, as Universal
 	// Analytics' Measurement Protocol sends it.
 	CampaignSource  string // cs
@@ -163,6 +167,8 @@ func (f *Fields) set(name, value string) bool {
 		f.EventID = value
 	case "qt":
 		f.QueueTime = value
+	case "z":
+		f.CacheBuster = value
 	case "cs":
 		f.CampaignSource = value
 	case "cm":
