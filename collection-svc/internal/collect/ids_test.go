@@ -107,3 +107,42 @@ func TestCacheBusterTellsIdenticalHitsApart(t *testing.T) {
 		t.Errorf("a batch's two hits with their own z have one ID")
 	}
 }
+
+// TestMeasurementZeroTimestampIsNone: a timestamp_micros of 0 is none, as
+// GA4 reads its Measurement Protocol (a protocol-buffer field, whose zero
+// is its default): a client written in a typed language sends it for every
+// event it does not date (a Go struct's int64 without omitempty). It was
+// refused as "not a Unix time", and every event of such a client with it.
+// An event's own 0 leaves the request's timestamp in force.
+func TestMeasurementZeroTimestampIsNone(t *testing.T) {
+	s, p := testServer(t, 1, countingQueue{new(int)})
+	mux := http.NewServeMux()
+	s.Register(mux)
+	dated := func(body string) time.Time {
+		t.Helper()
+		req := httptest.NewRequest("POST", "/debug/mp/collect?tracking_id="+p.TrackingID+"&api_secret=secret", strings.NewReader(body))
+		req.RemoteAddr = "203.0.113.7:5000"
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, req)
+		var res DebugResult
+		if err := json.Unmarshal(w.Body.Bytes(), &res); err != nil || !res.Valid || len(res.Hits) != 1 {
+			t.Fatalf("%s: %d %s", body, w.Code, w.Body)
+		}
+		return res.Hits[0].Hit.Time
+	}
+	before := time.Now()
+	for _, body := range []string{
+		`{"client_id":"c","timestamp_micros":0,"events":[{"name":"sign_up"}]}`,
+		`{"client_id":"c","timestamp_micros":"0","events":[{"name":"sign_up"}]}`,
+		`{"client_id":"c","events":[{"name":"sign_up","timestamp_micros":0}]}`,
+	} {
+		if got := dated(body); got.Before(before) || got.After(time.Now()) {
+			t.Errorf("%s: dated %s, want its receipt", body, got)
+		}
+	}
+	at := time.Now().Add(-time.Hour).Truncate(time.Microsecond)
+	body := `{"client_id":"c","timestamp_micros":` + strconv.FormatInt(at.UnixMicro(), 10) + `,"events":[{"name":"sign_up","timestamp_micros":0}]}`
+	if got := dated(body); !got.Equal(at) {
+		t.Errorf("an event's timestamp_micros 0 under the request's %d: dated %s, want %s", at.UnixMicro(), got, at)
+	}
+}

@@ -26,8 +26,8 @@ import (
 // event, params page_location, page_title, page_referrer and
 // engagement_time_msec are the hit's page, title, referrer and engagement
 // time; all params are kept. An event's own timestamp_micros overrides the
-// request's, and event_id (on the event or in its params) is the
-// de-duplication key.
+// request's (a timestamp_micros of 0 is none, as in GA4), and event_id (on
+// the event or in its params) is the de-duplication key.
 //
 // An event's error names the field as the sender wrote it, with the
 // event's index: events[2].name, events[0].params.
@@ -67,6 +67,9 @@ func measurement(dst []Item, v *fastjson.Value) ([]Item, error) {
 		if e != nil {
 			return nil, Errorf(ReasonMalformed, k.key, "%s", e.Message)
 		}
+		if k.key == "timestamp_micros" && zeroNumber(s) {
+			continue
+		}
 		*k.dst = s
 	}
 	ev := v.Get("events")
@@ -88,6 +91,17 @@ func measurement(dst []Item, v *fastjson.Value) ([]Item, error) {
 		}
 	}
 	return items, nil
+}
+
+// zeroNumber reports whether s, a timestamp_micros as sent, is a zero
+// (0, 0.0, -0, 0e0), which is none: GA4 reads its Measurement Protocol
+// into protocol buffers, whose zero is a field's default, and a client
+// written in a typed language sends 0 for every event it does not date (a
+// Go struct's int64 without omitempty).
+func zeroNumber(s string) bool {
+	digits := strings.TrimPrefix(s, "-")
+	v, err := strconv.ParseFloat(s, 64)
+	return err == nil && v == 0 && strings.HasPrefix(digits, "0") && !strings.ContainsAny(digits, "xX")
 }
 
 // EventField is the name of field of the Measurement API's event i, as
@@ -136,7 +150,7 @@ func measurementEvent(v *fastjson.Value, common Fields) Item {
 			if e != nil {
 				return fail(Errorf(ReasonMalformed, k.key, "%s", e.Message))
 			}
-			if ok {
+			if ok && !(k.key == "timestamp_micros" && zeroNumber(s)) {
 				*k.dst = s
 				f.OwnTimestamp = f.OwnTimestamp || k.key == "timestamp_micros"
 			}
