@@ -65,8 +65,9 @@ func IgnoredBatch(body []byte) Ignored {
 }
 
 // IgnoredMeasurement returns the fields of a Measurement API body that
-// Measurement does not read, and of each event, besides its params (all
-// kept), session_id among them: kept, but sessions are derived.
+// Measurement does not read (those of its user_location and device too:
+// user_location.city, device.model), and of each event, besides its params
+// (all kept), session_id among them: kept, but sessions are derived.
 func IgnoredMeasurement(body []byte) Ignored {
 	var p fastjson.Parser
 	v, err := p.ParseBytes(body)
@@ -75,9 +76,17 @@ func IgnoredMeasurement(body []byte) Ignored {
 	}
 	var ig Ignored
 	if o, err := v.Object(); err == nil {
-		o.Visit(func(key []byte, _ *fastjson.Value) {
+		o.Visit(func(key []byte, val *fastjson.Value) {
 			switch k := string(key); k {
-			case "client_id", "user_id", "timestamp_micros", "events":
+			case "client_id", "user_id", "timestamp_micros", "events", "ip_override", "user_agent":
+			case "user_location", "device":
+				if inner, err := val.Object(); err == nil {
+					inner.Visit(func(key []byte, _ *fastjson.Value) {
+						if !visitorField(k, string(key)) {
+							ig.Request = appendNew(ig.Request, k+"."+string(key))
+						}
+					})
+				}
 			default:
 				ig.Request = appendNew(ig.Request, k)
 			}
@@ -109,4 +118,15 @@ func appendNew(names []string, name string) []string {
 		}
 	}
 	return append(names, name)
+}
+
+// visitorField reports whether Measurement reads the field key of the
+// request's object (user_location, device).
+func visitorField(object, key string) bool {
+	for _, fd := range visitorFields {
+		if fd.object == object && fd.key == key {
+			return true
+		}
+	}
+	return false
 }

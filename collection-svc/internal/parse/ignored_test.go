@@ -19,6 +19,10 @@ func TestIgnored(t *testing.T) {
 		{"measurement", IgnoredMeasurement([]byte(`{"client_id":"c","user_properties":{},"consent":{},"events":[` +
 			`{"name":"purchase","items":[],"params":{"session_id":"1","value":1}},{"name":"page_view","params":{}}]}`)),
 			"{[user_properties consent] [[events[0].items events[0].params.session_id] []]}"},
+		{"measurement: the visitor's context is read, but not all of it", IgnoredMeasurement([]byte(`{"client_id":"c","ip_override":"192.0.2.1","user_agent":"x",` +
+			`"user_location":{"country_id":"DE","city":"Berlin","region_id":"DE-BE"},"device":{"category":"mobile","model":"Pixel 8","browser_version":"120"},` +
+			`"events":[{"name":"a"}]}`)),
+			"{[user_location.city user_location.region_id device.model device.browser_version] [[]]}"},
 	}
 	for _, tt := range tests {
 		if got := fmt.Sprint(tt.got); got != tt.want {

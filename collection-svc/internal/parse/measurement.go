@@ -2,6 +2,7 @@ package parse
 
 import (
 	"encoding/json"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -72,6 +73,11 @@ func measurement(dst []Item, v *fastjson.Value) ([]Item, error) {
 		}
 		*k.dst = s
 	}
+	vis, e := visitor(v, &common)
+	if e != nil {
+		return nil, e
+	}
+	common.Visitor = vis
 	ev := v.Get("events")
 	if ev == nil || ev.Type() != fastjson.TypeArray {
 		return nil, Errorf(ReasonMalformed, "events", "events must be an array of {name, params}")
@@ -91,6 +97,72 @@ func measurement(dst []Item, v *fastjson.Value) ([]Item, error) {
 		}
 	}
 	return items, nil
+}
+
+// Visitor is what a Measurement API request says of the visitor whose
+// events a server forwards, as GA4's Measurement Protocol lets it (the
+// request's user_location, ip_override, device and user_agent), each
+// value as sent: a browser's request says as much of itself in its
+// address and User-Agent header. Collection validates it and enriches the
+// events with it as a browser's hits are enriched.
+type Visitor struct {
+	CountryID  string // user_location.country_id
+	IPOverride string // ip_override: the visitor's full address, in flight only
+	UserAgent  string // user_agent
+	// device.category, device.operating_system and device.browser
+	// (device.screen_resolution and language are the hit's sr and ul).
+	Category, OS, Browser string
+}
+
+// visitorFields are the fields of a Measurement API request that Visitor
+// reads (and the screen resolution and language of its device, which
+// are the hit's), by their names in the request.
+var visitorFields = [...]struct {
+	object, key string
+	dst         func(*Visitor, *Fields) *string
+}{
+	{"user_location", "country_id", func(v *Visitor, _ *Fields) *string { return &v.CountryID }},
+	{"", "ip_override", func(v *Visitor, _ *Fields) *string { return &v.IPOverride }},
+	{"", "user_agent", func(v *Visitor, _ *Fields) *string { return &v.UserAgent }},
+	{"device", "category", func(v *Visitor, _ *Fields) *string { return &v.Category }},
+	{"device", "operating_system", func(v *Visitor, _ *Fields) *string { return &v.OS }},
+	{"device", "browser", func(v *Visitor, _ *Fields) *string { return &v.Browser }},
+	{"device", "screen_resolution", func(_ *Visitor, f *Fields) *string { return &f.ScreenResolution }},
+	{"device", "language", func(_ *Visitor, f *Fields) *string { return &f.Language }},
+}
+
+// visitor reads the visitor's context of the request v into a Visitor and
+// common's screen resolution and language; nil when the request gives
+// none. A value of another JSON type than the field's refuses the
+// request, naming the field as the sender wrote it.
+func visitor(v *fastjson.Value, common *Fields) (*Visitor, *Error) {
+	for _, name := range [...]string{"user_location", "device"} {
+		if o := v.Get(name); o != nil && o.Type() != fastjson.TypeObject && o.Type() != fastjson.TypeNull {
+			return nil, Errorf(ReasonMalformed, name, "%s must be a JSON object {...}, as GA4's Measurement Protocol has it", name)
+		}
+	}
+	var vis Visitor
+	for _, fd := range visitorFields {
+		keys := []string{fd.key}
+		name := fd.key
+		if fd.object != "" {
+			keys = []string{fd.object, fd.key}
+			name = fd.object + "." + fd.key
+		}
+		fv := v.Get(keys...)
+		if fv == nil {
+			continue
+		}
+		s, _, e := scalar(fv)
+		if e != nil {
+			return nil, Errorf(ReasonMalformed, name, "%s", e.Message)
+		}
+		*fd.dst(&vis, common) = s
+	}
+	if vis == (Visitor{}) {
+		return nil, nil
+	}
+	return &vis, nil
 }
 
 // zeroNumber reports whether s, a timestamp_micros as sent, is a zero
@@ -262,6 +334,80 @@ func Replayable(body []byte) func(i int) string {
 		}
 		return truncate(replayable(req, events[i]))
 	}
+}
+
+// notStored stands in a dead letter for an ip_override that is no
+// address: it may hold one all the same (with a port, a space), which must
+// not be stored.
+const notStored = "(not stored)"
+
+// ipOverrideInText finds an ip_override in a payload that is not JSON (a
+// body that is not, or one cut to a dead letter's size): its value a
+// string, or anything up to the next ',', '}' or ']'.
+var ipOverrideInText = regexp.MustCompile(`"ip_override"\s*:\s*("(?:[^"\\]|\\.)*"|[^,}\]]*)`)
+
+// StoredIPOverride returns payload, a Measurement API request kept in a
+// dead letter (the body as sent, or a replayable request of one event),
+// with its ip_override, the visitor's full address, as stored gives what
+// may be stored of it: its truncation (the request stays replayable), ""
+// when nothing may be (the field is left out), or false when it is no
+// address, which is kept as "(not stored)". The rest stays as sent. The
+// full address is used in flight only, as a browser's is: a dead letter
+// is stored.
+func StoredIPOverride(payload string, stored func(ip string) (string, bool)) string {
+	if !strings.Contains(payload, "override") && !strings.Contains(payload, `\u`) {
+		return payload // no ip_override, however escaped
+	}
+	var p fastjson.Parser
+	v, err := p.Parse(payload)
+	if err != nil {
+		return ipOverrideInText.ReplaceAllStringFunc(payload, func(m string) string {
+			value := ipOverrideInText.FindStringSubmatch(m)[1]
+			var ip string
+			if json.Unmarshal([]byte(value), &ip) == nil {
+				if t, ok := stored(ip); ok && t != "" {
+					ip = t
+				} else {
+					ip = notStored
+				}
+			} else {
+				ip = notStored
+			}
+			q, _ := json.Marshal(ip)
+			return `"ip_override":` + string(q)
+		})
+	}
+	o, err := v.Object()
+	if err != nil || o.Get("ip_override") == nil {
+		return payload
+	}
+	b := []byte{'{'}
+	o.Visit(func(key []byte, v *fastjson.Value) {
+		k, _ := json.Marshal(string(key))
+		if string(key) == "ip_override" && v.Type() != fastjson.TypeNull {
+			t, ok := "", false
+			if s, err := v.StringBytes(); err == nil {
+				t, ok = stored(string(s))
+			}
+			switch {
+			case ok && t == "":
+				return
+			case !ok:
+				t = notStored
+			}
+			k = append(k, ':')
+			q, _ := json.Marshal(t)
+			b = append(append(b, k...), q...)
+			b = append(b, ',')
+			return
+		}
+		b = append(append(b, k...), ':')
+		b = append(v.MarshalTo(b), ',')
+	})
+	if b[len(b)-1] == ',' {
+		b = b[:len(b)-1]
+	}
+	return string(append(b, '}'))
 }
 
 // eventName checks a GA4 event name: a letter, then letters, digits and

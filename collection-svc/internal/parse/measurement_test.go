@@ -74,3 +74,78 @@ func TestMeasurementCampaignDetails(t *testing.T) {
 		t.Errorf("campaign_id not kept as a param: %v", f.Params)
 	}
 }
+
+// TestMeasurementVisitor: the visitor's context a request may give (GA4's
+// user_location, ip_override, device and user_agent) is read for every
+// event of the request, as sent: device.screen_resolution and
+// device.language are the hit's sr and ul, the rest Fields.Visitor; a
+// request without any has none. A value of the wrong JSON type refuses the
+// request, naming the field as GA4's reference does.
+func TestMeasurementVisitor(t *testing.T) {
+	items, err := Measurement(nil, []byte(`{"client_id":"c",
+		"user_location":{"city":"Mountain View","region_id":"US-CA","country_id":"us","subcontinent_id":"021","continent_id":"019"},
+		"ip_override":"203.0.113.7","user_agent":"Mozilla/5.0 (iPhone)",
+		"device":{"category":"mobile","language":"en-us","screen_resolution":"390x844","operating_system":"iOS","operating_system_version":"17.1",
+			"model":"iPhone 15","brand":"Apple","browser":"Safari","browser_version":"17.1"},
+		"events":[{"name":"sign_up"},{"name":"9 lives"},{"name":"purchase"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Visitor{CountryID: "us", IPOverride: "203.0.113.7", UserAgent: "Mozilla/5.0 (iPhone)", Category: "mobile", OS: "iOS", Browser: "Safari"}
+	for i, it := range items {
+		if it.Fields.Visitor == nil || *it.Fields.Visitor != want {
+			t.Errorf("event %d: visitor %+v, want %+v", i, it.Fields.Visitor, want)
+		}
+		if it.Fields.ScreenResolution != "390x844" || it.Fields.Language != "en-us" {
+			t.Errorf("event %d: sr %q, ul %q", i, it.Fields.ScreenResolution, it.Fields.Language)
+		}
+	}
+	items, err = Measurement(nil, []byte(`{"client_id":"c","user_location":null,"device":{},"events":[{"name":"sign_up"}]}`))
+	if err != nil || items[0].Fields.Visitor != nil {
+		t.Errorf("a request without context: %v, visitor %+v", err, items[0].Fields.Visitor)
+	}
+	for body, field := range map[string]string{
+		`{"client_id":"c","user_location":"US","events":[{"name":"a"}]}`:                         "user_location",
+		`{"client_id":"c","user_location":{"country_id":{"code":"US"}},"events":[{"name":"a"}]}`: "user_location.country_id",
+		`{"client_id":"c","ip_override":["203.0.113.7"],"events":[{"name":"a"}]}`:                "ip_override",
+		`{"client_id":"c","user_agent":{},"events":[{"name":"a"}]}`:                              "user_agent",
+		`{"client_id":"c","device":"mobile","events":[{"name":"a"}]}`:                            "device",
+		`{"client_id":"c","device":{"category":["mobile"]},"events":[{"name":"a"}]}`:             "device.category",
+		`{"client_id":"c","device":{"screen_resolution":{"w":1}},"events":[{"name":"a"}]}`:       "device.screen_resolution",
+	} {
+		_, err := Measurement(nil, []byte(body))
+		if e, ok := err.(*Error); !ok || e.Reason != ReasonMalformed || e.Field != field {
+			t.Errorf("%s: %v, want malformed %s", body, err, field)
+		}
+	}
+}
+
+// TestStoredIPOverride: a dead letter keeps a Measurement API request's
+// ip_override only as the property may store it, whether the payload is
+// JSON or not; the rest as sent.
+func TestStoredIPOverride(t *testing.T) {
+	truncate := func(ip string) (string, bool) {
+		switch ip {
+		case "203.0.113.77":
+			return "203.0.113.0", true
+		case "192.0.2.1":
+			return "", true // the property stores no address
+		}
+		return "", false
+	}
+	tests := []struct{ payload, want string }{
+		{`{"client_id":"c","ip_override":"203.0.113.77","events":[{"name":"a"}]}`, `{"client_id":"c","ip_override":"203.0.113.0","events":[{"name":"a"}]}`},
+		{`{"ip_override":"192.0.2.1","client_id":"c","events":[]}`, `{"client_id":"c","events":[]}`},
+		{`{"client_id":"c","ip_override":"203.0.113.77:443","events":[]}`, `{"client_id":"c","ip_override":"(not stored)","events":[]}`},
+		{`{"client_id":"c","ip_override":2130706433,"events":[]}`, `{"client_id":"c","ip_override":"(not stored)","events":[]}`},
+		{`{"client_id":"c","ip_\u006fverride":"203.0.113.77","events":[]}`, `{"client_id":"c","ip_override":"203.0.113.0","events":[]}`},
+		{`{"client_id":"c", "ip_override" : "203.0.113.77", "events":[`, `{"client_id":"c", "ip_override":"203.0.113.0", "events":[`},
+		{`{"client_id":"c","events":[{"name":"a","params":{"x":"\u0001"}}]}`, `{"client_id":"c","events":[{"name":"a","params":{"x":"\u0001"}}]}`},
+		{`not json`, `not json`},
+	}
+	for _, tt := range tests {
+		if got := StoredIPOverride(tt.payload, truncate); got != tt.want {
+			t.Errorf("%s:\n got %s\nwant %s", tt.payload, got, tt.want)
+		}
+	}
+}

@@ -110,6 +110,11 @@ type Fields struct {
 	// Params are custom parameters: ep.<name> in a query string, "ep" in a
 	// JSON hit, the event's params in the Measurement API.
 	Params map[string]string
+	// Visitor is the visitor's context a Measurement API request gives
+	// (its device's screen_resolution and language are ScreenResolution
+	// and Language); nil when it gives none. Every event of a request
+	// shares it.
+	Visitor *Visitor
 	// For a Measurement API event, where two fields were found, so that an
 	// error names them as the sender did: TimestampMicros on the event
 	// itself (else the request's), EventID in its params (else the
