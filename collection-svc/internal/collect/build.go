@@ -26,14 +26,20 @@ const MaxQueueTime = 4 * time.Hour
 const maxFutureSkew = time.Minute
 
 // client is what the request tells about its sender, shared by every hit
-// of the request and computed once.
+// of the request and computed once: a browser's request of itself, a
+// Measurement API request of the visitor whose events it forwards
+// (visitorClient).
 type client struct {
 	ip        netip.Addr // full: in flight only, never stored
 	userAgent string
-	device    device.Info
+	device    device.Info // derived from userAgent
+	given     device.Info // what a Measurement API request says of the device: beats device, field by field
 	country   string
-	received  time.Time
-	addr      addressing // what the property's rules make of ip
+	// err rejects every event of a Measurement API request whose visitor
+	// context is invalid, naming the field as the sender wrote it.
+	err      *parse.Error
+	received time.Time
+	addr     addressing // what the property's rules make of ip
 	// goodHost is the last host a hit of the request had, normalized and
 	// found valid and the property's: the next hit's, if the same, needs
 	// no checks.
@@ -54,16 +60,26 @@ type addressing struct {
 
 func addressingOf(p *Property, ip netip.Addr) addressing {
 	var a addressing
-	anonymize := rules.AnonymizeStrict
 	if p.Rules != nil {
 		a.excludedBy, _ = p.Rules.MatchIP(ip)
 		a.ruleVersion = p.Rules.Version()
+	}
+	a.ip = storedIP(p, ip)
+	return a
+}
+
+// storedIP is what may be stored of ip for property p (nil: not known),
+// by its IP anonymization (strict without rules, or without p): the
+// truncated address, or "" for nothing.
+func storedIP(p *Property, ip netip.Addr) string {
+	anonymize := rules.AnonymizeStrict
+	if p != nil && p.Rules != nil {
 		anonymize = p.Rules.IPAnonymization()
 	}
 	if t, ok := anonymize.Apply(ip); ok {
-		a.ip = t.String()
+		return t.String()
 	}
-	return a
+	return ""
 }
 
 // Limits of single fields, in bytes (GA's, rounded up).
@@ -140,6 +156,9 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 	malformed := func(field, format string, args ...any) (*hit.Hit, *parse.Error) {
 		return nil, parse.Errorf(parse.ReasonMalformed, field, format, args...)
 	}
+	if c.err != nil {
+		return nil, c.err // the Measurement API request's visitor context
+	}
 	if f.Version != "" && f.Version != "1" {
 		return malformed("v", "protocol version %q is not supported; send v=1", f.Version)
 	}
@@ -174,7 +193,7 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 		}
 	}
 
-	dev := c.device.WithScreen(f.ScreenResolution) // an iPad says it is a Mac
+	dev := c.device.WithScreen(f.ScreenResolution).With(c.given) // an iPad says it is a Mac
 	*h = hit.Hit{
 		TenantID:         p.TenantID,
 		PropertyID:       p.ID,

@@ -8,9 +8,15 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"strings"
 	"time"
+	"unicode/utf8"
 
+	"github.com/acme/analytics/collection-svc/internal/device"
+	"github.com/acme/analytics/collection-svc/internal/parse"
 	"github.com/acme/analytics/pkg/clientaddr"
+	"github.com/acme/analytics/pkg/hit"
+	"github.com/acme/analytics/pkg/rules"
 )
 
 // ClientIP returns the address of the client that sent r: the connection's
@@ -18,6 +24,135 @@ import (
 // in X-Forwarded-For (clientaddr.Client, as the gateway reads it).
 func ClientIP(r *http.Request, trusted []netip.Prefix) netip.Addr {
 	return clientaddr.Client(clientaddr.Parse(r.RemoteAddr), r.Header.Values("X-Forwarded-For"), trusted)
+}
+
+// maxUserAgent bounds the user agent kept of a request (real ones are a
+// few hundred bytes); a longer one is cut.
+const maxUserAgent = 1024
+
+// clientOf works out, once for a request r of origin (its items parsed)
+// for property p, what it tells of the hit's sender: a browser's request
+// its own address and user agent; a Measurement API request what it says
+// of the visitor whose events its server forwards (visitorClient), never
+// the server's own address or user agent (GA4's Measurement Protocol
+// derives none of them either). Either goes through the same enrichment:
+// the device parser and its crawler list, the geo database, the
+// property's IP rules on the full address and its anonymization.
+func (s *Server) clientOf(r *http.Request, origin hit.Origin, items []parse.Item, p *Property, received time.Time) client {
+	c := client{received: received}
+	if origin == hit.OriginMeasurement {
+		c.err = visitorClient(&c, visitorOf(items))
+	} else {
+		c.ip, c.userAgent = ClientIP(r, s.cfg.TrustedProxies), r.UserAgent()
+	}
+	if len(c.userAgent) > maxUserAgent {
+		c.userAgent = c.userAgent[:maxUserAgent]
+	}
+	if origin == hit.OriginBrowser || c.userAgent != "" {
+		c.device = s.cfg.Devices.Parse(c.userAgent)
+	}
+	if c.country == "" { // a Measurement API request's user_location beats its ip_override
+		c.country = s.cfg.GeoIP.Country(c.ip)
+	}
+	c.addr = addressingOf(p, c.ip)
+	return c
+}
+
+// visitorOf returns the visitor's context of a Measurement API request,
+// which every one of its events carries; nil when it gives none.
+func visitorOf(items []parse.Item) *parse.Visitor {
+	if len(items) == 0 {
+		return nil
+	}
+	return items[0].Fields.Visitor
+}
+
+// maxDeviceName bounds the browser and OS names a Measurement API
+// request gives (the names reports show are a few bytes: Chrome, iOS).
+const maxDeviceName = 100
+
+// visitorClient sets in c what a Measurement API request says of the
+// visitor (v; nil: nothing): ip_override is the address (used in flight,
+// stored truncated, as a browser's), user_agent the user agent,
+// user_location.country_id the country (in upper case), device's
+// category, browser and operating_system the device as given. It returns
+// what is invalid among them, named as the sender wrote it; the message
+// never holds the address.
+func visitorClient(c *client, v *parse.Visitor) *parse.Error {
+	if v == nil {
+		return nil
+	}
+	malformed := func(field, format string, args ...any) *parse.Error {
+		return parse.Errorf(parse.ReasonMalformed, field, format, args...)
+	}
+	if v.IPOverride != "" {
+		ip, ok := visitorAddress(v.IPOverride)
+		if !ok {
+			return malformed("ip_override", "is not an IP address: send the visitor's address alone, like 203.0.113.7 or 2001:db8::1")
+		}
+		c.ip = ip
+	}
+	if !utf8.ValidString(v.UserAgent) {
+		return malformed("user_agent", "is not valid UTF-8")
+	}
+	c.userAgent = v.UserAgent
+	if v.CountryID != "" {
+		cc := strings.ToUpper(v.CountryID)
+		if len(cc) != 2 || !rules.ValidCountry(cc) || strings.Trim(v.CountryID, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") != "" {
+			return malformed("user_location.country_id", "%.20q is not an ISO 3166-1 alpha-2 country code (like DE or US)", v.CountryID)
+		}
+		c.country = cc
+	}
+	for _, d := range [...]struct {
+		field, value string
+		dst          *string
+	}{{"device.browser", v.Browser, &c.given.Browser}, {"device.operating_system", v.OS, &c.given.OS}} {
+		if len(d.value) > maxDeviceName {
+			return malformed(d.field, "is %d bytes long; the limit is %d", len(d.value), maxDeviceName)
+		}
+		if !utf8.ValidString(d.value) {
+			return malformed(d.field, "is not valid UTF-8")
+		}
+		*d.dst = d.value
+	}
+	if v.Category != "" {
+		cat := strings.ToLower(v.Category)
+		if !device.ValidCategory(cat) {
+			return malformed("device.category", "%.20q is not a device category: send desktop, mobile, tablet, smart tv or other", v.Category)
+		}
+		c.given.Category = cat
+	}
+	return nil
+}
+
+// visitorAddress reads a Measurement API request's ip_override as the
+// address of an X-Forwarded-For entry is read (clientaddr.Parse: a port
+// is dropped, an IPv4-mapped address is IPv4); false for anything else,
+// and for an address with a zone, which no visitor has.
+func visitorAddress(s string) (netip.Addr, bool) {
+	a := clientaddr.Parse(s)
+	return a, a.IsValid() && a.Zone() == ""
+}
+
+// deadLetterPayload is what a dead letter keeps of payload, what a client
+// sent to an endpoint of origin for property p (nil: not known): cut to a
+// dead letter's size and, of a Measurement API request, its ip_override
+// only as p's anonymization stores the visitor's address (strict when p
+// is not known): the full address is used in flight only.
+func deadLetterPayload(payload string, origin hit.Origin, p *Property) string {
+	if origin == hit.OriginMeasurement {
+		payload = parse.StoredIPOverride(payload, func(ip string) (string, bool) {
+			if ip == "" {
+				return "", true // none
+			}
+			a, ok := visitorAddress(ip)
+			if !ok {
+				return "", false
+			}
+			return storedIP(p, a), true
+		})
+	}
+	return parse.Truncate(payload)
 }
 
 // Cookieless visitor IDs, for properties in cookieless mode: a hash of

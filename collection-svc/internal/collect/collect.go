@@ -242,7 +242,7 @@ func (s *Server) handle(ctx context.Context, r *http.Request, in input, received
 		s.rejected.WithLabelValues(e.Reason, string(in.origin)).Inc()
 		s.cfg.DeadLetters.Add(hit.DeadLetter{
 			Reason: e.Reason, Detail: e.Error(), Stage: "collection",
-			TrackingID: in.trackingID, ReceivedAt: received, Payload: parse.Truncate(payload),
+			TrackingID: in.trackingID, ReceivedAt: received, Payload: deadLetterPayload(payload, in.origin, out.prop),
 		})
 	}
 
@@ -271,27 +271,7 @@ func (s *Server) handle(ctx context.Context, r *http.Request, in input, received
 		return out
 	}
 
-	c := client{
-		ip:        ClientIP(r, s.cfg.TrustedProxies),
-		userAgent: r.UserAgent(),
-		received:  received,
-	}
-	if len(c.userAgent) > 1024 {
-		c.userAgent = c.userAgent[:1024]
-	}
-	if in.origin == hit.OriginMeasurement {
-		// The sender is the merchant's server, not the visitor: its user
-		// agent and address tell nothing of the visitor's device, country
-		// or whether it is a bot (python-requests is no crawler here), and
-		// no IP rule is about it; GA4's Measurement Protocol derives none
-		// of them either. Its hits join the session the visitor's browser
-		// started, which has them.
-		c.userAgent, c.ip = "", netip.Addr{}
-	} else {
-		c.device = s.cfg.Devices.Parse(c.userAgent)
-	}
-	c.country = s.cfg.GeoIP.Country(c.ip)
-	c.addr = addressingOf(prop, c.ip)
+	c := s.clientOf(r, in.origin, in.items, prop, received)
 	if prop.Cookieless && in.origin == hit.OriginBrowser && anyRead(in.items) {
 		// Before any hit is built or dead-lettered: without the salts the
 		// request is retried whole.
@@ -653,7 +633,7 @@ func (s *Server) deadLetterRequest(in input, e *parse.Error, received time.Time,
 	s.rejected.WithLabelValues(e.Reason, string(in.origin)).Inc()
 	s.cfg.DeadLetters.Add(hit.DeadLetter{
 		Reason: e.Reason, Detail: e.Error(), Stage: "collection",
-		TrackingID: in.trackingID, ReceivedAt: received, Payload: parse.Truncate(payload),
+		TrackingID: in.trackingID, ReceivedAt: received, Payload: deadLetterPayload(payload, in.origin, nil),
 	})
 }
 

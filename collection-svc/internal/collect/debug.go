@@ -132,8 +132,12 @@ func (s *Server) debugRespond(w http.ResponseWriter, out outcome, origin hit.Ori
 func exclusionWarnings(p *Property, h *hit.Hit) []Warning {
 	var ws []Warning
 	filtering := p.Rules != nil && p.Rules.BotFiltering()
+	mp := h.Origin == hit.OriginMeasurement
 	if h.Bot {
 		msg := "the user agent matches the crawler list (" + h.BotName + "): "
+		if mp {
+			msg = "the visitor's user_agent matches the crawler list (" + h.BotName + "): "
+		}
 		if filtering {
 			msg += "with bot filtering on (the property's setting), this hit is not in reports, only among the filtered hits"
 		} else {
@@ -147,14 +151,19 @@ func exclusionWarnings(p *Property, h *hit.Hit) []Warning {
 	if p.Rules == nil {
 		return ws
 	}
+	// A Measurement API request's are the visitor's, as it gave them.
+	address, userAgent, country := "the client's address", "the user agent", "the client's country"
+	if mp {
+		address, userAgent, country = "the visitor's address (ip_override)", "the visitor's user_agent", "the visitor's country"
+	}
 	switch reason, excluded := p.Rules.Exclusion(h); {
 	case !excluded:
 	case reason == rules.ReasonIP:
-		ws = append(ws, Warning{Code: "ip_excluded", Message: "the client's address matches the property's IP exclusion " + h.IPExcludedBy + ": this hit is not in reports, only among the filtered hits"})
+		ws = append(ws, Warning{Code: "ip_excluded", Message: address + " matches the property's IP exclusion " + h.IPExcludedBy + ": this hit is not in reports, only among the filtered hits"})
 	case reason == rules.ReasonUserAgent:
-		ws = append(ws, Warning{Code: "user_agent_excluded", Message: "the user agent matches one of the property's user-agent exclusions: this hit is not in reports, only among the filtered hits"})
+		ws = append(ws, Warning{Code: "user_agent_excluded", Message: userAgent + " matches one of the property's user-agent exclusions: this hit is not in reports, only among the filtered hits"})
 	case reason == rules.ReasonCountry:
-		ws = append(ws, Warning{Code: "country_excluded", Message: "the client's country (" + h.Country + ") is excluded by the property's rules: this hit is not in reports, only among the filtered hits"})
+		ws = append(ws, Warning{Code: "country_excluded", Message: country + " (" + h.Country + ") is excluded by the property's rules: this hit is not in reports, only among the filtered hits"})
 	}
 	return ws
 }
@@ -172,8 +181,12 @@ func ignoredWarning(name string, origin hit.Origin) Warning {
 		w.Message = name + " is not a parameter of /collect and is ignored (docs/collection.md lists them; custom parameters are ep.<name>)"
 	case isSessionID(name):
 		w.Message = "session_id is kept as a parameter but not used: sessions are derived from the visitor's hits (a gap of 30 minutes, midnight, a new campaign), so this event joins the session its client_id has at its time"
+	case strings.HasPrefix(name, "user_location."):
+		w.Message = name + " is not read: of the visitor's location, hits keep the country only (user_location.country_id, else the one of ip_override)"
+	case strings.HasPrefix(name, "device."):
+		w.Message = name + " is not read: of the visitor's device, hits keep its category, browser, operating system, screen resolution and language"
 	default:
-		w.Message = name + " is not read by /mp/collect and is ignored (it reads client_id, user_id, timestamp_micros and events: name, params, timestamp_micros, event_id)"
+		w.Message = name + " is not read by /mp/collect and is ignored (it reads client_id, user_id, timestamp_micros, the visitor's user_location, ip_override, device and user_agent, and events: name, params, timestamp_micros, event_id)"
 	}
 	return w
 }

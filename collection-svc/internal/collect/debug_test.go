@@ -48,6 +48,7 @@ func TestDebugWarnings(t *testing.T) {
 		r.Exclusions.IP = []string{"203.0.113.0/24"}
 		r.Exclusions.UserAgents = []string{"internal-monitor"}
 	})
+	excludingCountry := server(t, tid, func(r *rules.Rules) { r.Exclusions.Countries = []string{"KP"} })
 	const pixel = "/debug/collect?v=1&tid=" + tid + "&t=pageview&cid=c&dl=https%3A%2F%2Fshop.example%2F"
 	const mp = "/debug/mp/collect?tracking_id=" + tid + "&api_secret=secret"
 	type warning struct{ code, field, inText string }
@@ -79,6 +80,25 @@ func TestDebugWarnings(t *testing.T) {
 			`{"client_id":"c","user_properties":{"plan":{"value":"pro"}},"events":[{"name":"purchase","items":[],"params":{"session_id":"17","value":1}}]}`,
 			[]warning{{"ignored_parameter", "user_properties", "not read by /mp/collect"}},
 			[][]warning{{{"ignored_parameter", "events[0].items", "not read by /mp/collect"}, {"ignored_parameter", "events[0].params.session_id", "sessions are derived"}}}},
+		// The visitor's context a server forwards: its address and user
+		// agent meet the property's exclusions and the crawler list as a
+		// browser's do.
+		{"the Measurement API: the visitor's ip_override excluded", excluding, "POST", mp, "python-requests/2.31.0", "198.51.100.1",
+			`{"client_id":"c","ip_override":"203.0.113.7","events":[{"name":"purchase"}]}`, nil,
+			[][]warning{{{"ip_excluded", "", "IP exclusion 203.0.113.0/24"}}}},
+		{"the Measurement API: the visitor's user_agent excluded", excluding, "POST", mp, "python-requests/2.31.0", "198.51.100.1",
+			`{"client_id":"c","user_agent":"internal-monitor/1.0 ` + browserUA + `","events":[{"name":"purchase"}]}`, nil,
+			[][]warning{{{"user_agent_excluded", "", "user-agent exclusions"}}}},
+		{"the Measurement API: the visitor's user_agent a crawler", defaults, "POST", mp, browserUA, "198.51.100.1",
+			`{"client_id":"c","user_agent":"python-requests/2.31.0","events":[{"name":"purchase"}]}`, nil,
+			[][]warning{{{"bot", "", "user_agent matches the crawler list"}}}},
+		{"the Measurement API: the visitor's country excluded", excludingCountry, "POST", mp, browserUA, "198.51.100.1",
+			`{"client_id":"c","user_location":{"country_id":"kp"},"events":[{"name":"purchase"}]}`, nil,
+			[][]warning{{{"country_excluded", "", "(KP)"}}}},
+		{"the Measurement API: what of the context is not read", defaults, "POST", mp, browserUA, "198.51.100.1",
+			`{"client_id":"c","user_location":{"country_id":"DE","city":"Berlin"},"device":{"model":"Pixel 8"},"events":[{"name":"purchase"}]}`,
+			[]warning{{"ignored_parameter", "user_location.city", "country"}, {"ignored_parameter", "device.model", "not read"}},
+			[][]warning{nil}},
 		{"engagement_time_msec that is no engagement time", defaults, "POST", mp, "python-requests/2.31.0", "198.51.100.1",
 			`{"client_id":"c","events":[{"name":"purchase","params":{"engagement_time_msec":-5}},{"name":"purchase","params":{"engagement_time_msec":"soon"}},` +
 				`{"name":"purchase","params":{"engagement_time_msec":86400001}},{"name":"purchase","params":{"engagement_time_msec":1234.5}},` +

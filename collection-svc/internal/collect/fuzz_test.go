@@ -69,9 +69,10 @@ func FuzzParseBatchAndBuild(f *testing.F) {
 }
 
 // FuzzParseMeasurementAndBuild runs whatever the Measurement API parser
-// reads through the whole validation: a rejected event's field is named
-// as the sender wrote it (a request field, or one of events[i]), never as
-// a /collect parameter.
+// reads through the whole validation, the visitor's context included: a
+// rejected event's field is named as the sender wrote it (a request field,
+// or one of events[i]), never as a /collect parameter; an accepted event
+// keeps no more of ip_override than the property stores.
 func FuzzParseMeasurementAndBuild(f *testing.F) {
 	for _, s := range []string{
 		`{"client_id":"c","events":[{"name":"page_view","params":{"page_location":"https://shop.example/","page_title":"T"}}]}`,
@@ -79,6 +80,9 @@ func FuzzParseMeasurementAndBuild(f *testing.F) {
 		`{"user_id":"u","timestamp_micros":"1","events":[{"name":"user_engagement","params":{"engagement_time_msec":-1}},{"name":"a","timestamp_micros":2}]}`,
 		`{"client_id":"c","events":[{"name":"x","params":{"page_location":"/rel","page_referrer":"` + "\xff" + `","event_id":1}}]}`,
 		`{"client_id":"c","events":[{"name":"timing_complete","params":{"name":"load","value":12.5}},{"name":"exception","params":{"description":"x","fatal":"maybe"}}]}`,
+		`{"client_id":"c","ip_override":"203.0.113.7","user_agent":"Mozilla/5.0 (iPhone)","user_location":{"country_id":"de","city":"Berlin"},` +
+			`"device":{"category":"Mobile","screen_resolution":"390x844","language":"de","browser":"Safari","operating_system":"iOS","model":"x"},"events":[{"name":"a"}]}`,
+		`{"client_id":"c","ip_override":"[2001:db8::1]:80","user_location":{"country_id":"Germany"},"device":{"category":"phone","screen_resolution":"x"},"events":[{"name":"a"}]}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -86,21 +90,26 @@ func FuzzParseMeasurementAndBuild(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	s := &Server{now: time.Now}
+	s := &Server{now: time.Now, cfg: Config{Devices: device.NewParser(100)}}
 	p := &Property{ID: "p", TenantID: "t", TrackingID: "AT-SHPSHPSHP2", Currency: "EUR", Shards: 3, Rules: r}
-	c := &client{received: time.Now()}
-	c.addr = addressingOf(p, c.ip)
-	requestFields := map[string]bool{"client_id": true, "user_id": true, "timestamp_micros": true}
+	requestFields := map[string]bool{"client_id": true, "user_id": true, "timestamp_micros": true,
+		"ip_override": true, "user_agent": true, "user_location.country_id": true, "device.category": true, "device.browser": true,
+		"device.operating_system": true, "device.screen_resolution": true, "device.language": true}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		items, err := parse.Measurement(nil, body)
 		if err != nil {
 			return
 		}
+		c := s.clientOf(nil, hit.OriginMeasurement, items, p, time.Now())
 		for i, it := range items {
 			e := it.Err
 			if e == nil {
-				_, e = s.build(new(hit.Hit), p, &it.Fields, c, hit.OriginMeasurement)
+				var h *hit.Hit
+				h, e = s.build(new(hit.Hit), p, &it.Fields, &c, hit.OriginMeasurement)
 				if e == nil {
+					if h.IP != storedIP(p, c.ip) {
+						t.Fatalf("event %d: stored IP %q of ip_override %q", i, h.IP, c.ip)
+					}
 					continue
 				}
 				e = measurementError(e, i, &it.Fields)

@@ -146,3 +146,37 @@ func TestMeasurementZeroTimestampIsNone(t *testing.T) {
 		t.Errorf("an event's timestamp_micros 0 under the request's %d: dated %s, want %s", at.UnixMicro(), got, at)
 	}
 }
+
+// TestMeasurementVisitorContextIsNotInTheID: the visitor's context
+// (user_location, ip_override, device, user_agent) says who sent an event,
+// not what it is: an event without event_id has the ID of its content,
+// time and client, the same with the context or without it, so that a
+// retry keeps its ID even when the sender's proxy chain gives it another
+// address, and an event keeps the ID it had before senders added them.
+func TestMeasurementVisitorContextIsNotInTheID(t *testing.T) {
+	s, p := testServer(t, 1, countingQueue{new(int)})
+	mux := http.NewServeMux()
+	s.Register(mux)
+	at := strconv.FormatInt(time.Now().Add(-time.Minute).Truncate(time.Second).Add(250*time.Millisecond).UnixMicro(), 10)
+	id := func(context string) string {
+		t.Helper()
+		w := postMP(t, mux, p.TrackingID, "/debug/mp/collect", `{"client_id":"c","timestamp_micros":`+at+context+
+			`,"events":[{"name":"add_to_cart","params":{"item_id":"SKU-1","value":9.5}}]}`)
+		var res DebugResult
+		if err := json.Unmarshal(w.Body.Bytes(), &res); err != nil || !res.Valid || len(res.Hits) != 1 {
+			t.Fatalf("%s: %d %s", context, w.Code, w.Body)
+		}
+		return res.Hits[0].Hit.ID
+	}
+	const context = `,"ip_override":"203.0.113.7","user_agent":"` + iPhoneUA + `","user_location":{"country_id":"DE"},"device":{"category":"mobile","screen_resolution":"390x844","language":"de"}`
+	with := id(context)
+	if again := id(context); again != with {
+		t.Errorf("the same request sent again has another ID: %s, then %s", with, again)
+	}
+	if without := id(""); without != with {
+		t.Errorf("the event has the ID %s with the visitor's context and %s without it", with, without)
+	}
+	if moved := id(`,"ip_override":"198.51.100.1","user_agent":"` + iPhoneUA + `"`); moved != with {
+		t.Errorf("a retry from another address has another ID: %s, then %s", with, moved)
+	}
+}

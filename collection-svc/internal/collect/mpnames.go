@@ -64,6 +64,12 @@ func measurementField(field string, i int, f *parse.Fields) string {
 		return parse.EventField(i, "event_id")
 	case "ea":
 		return parse.EventField(i, "name")
+	case "sr":
+		return "device.screen_resolution"
+	case "ul":
+		return "device.language"
+	case "ip_override", "user_agent", "user_location.country_id", "device.category", "device.browser", "device.operating_system":
+		return field // the request's visitor context, named so (visitorClient)
 	case "":
 		return parse.EventField(i, "")
 	}

@@ -135,7 +135,7 @@ func manyParams(n int) string {
 // parameter, whatever build adds later (a new field there fails here until
 // it is mapped).
 func TestMeasurementFieldCoversBuild(t *testing.T) {
-	onlyCollect := map[string]bool{"v": true, "tid": true, "t": true, "sr": true, "ul": true, "qt": true,
+	onlyCollect := map[string]bool{"v": true, "tid": true, "t": true, "qt": true,
 		"gclid": true} // no event sets them
 	for _, l := range fieldLimits {
 		if onlyCollect[l.name] {

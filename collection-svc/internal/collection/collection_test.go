@@ -155,6 +155,35 @@ func TestValidHitsArriveEnriched(t *testing.T) {
 			},
 		},
 		{
+			// A server forwarding its visitor's events with the visitor's
+			// context: enriched as the visitor's browser hit would be, from
+			// the body, never from the server's own address or user agent.
+			name: "measurement api with the visitor's context", method: "POST", path: "/mp/collect?tracking_id=" + tidShop + "&api_secret=" + apiSecret,
+			contentType: "application/json",
+			body: `{"client_id":"c-mpv","ip_override":"2001:db8:1:2:3::9","user_agent":"Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
+				"device":{"screen_resolution":"390x844","language":"ja-jp"},
+				"events":[{"name":"purchase","event_id":"h-mpv1","params":{"value":5}},{"name":"refund","event_id":"h-mpv2","params":{"value":5}}]}`,
+			ip: "198.51.100.20", ua: "python-requests/2.31.0", wantStatus: 204,
+			wants: []want{{"h-mpv1", func(t *testing.T, h *hit.Hit) {
+				eq(t, "country", h.Country, "JP")
+				eq(t, "ip", h.IP, "2001:db8:1::")
+				eq(t, "device", h.DeviceCategory+"|"+h.Browser+"|"+h.OS, "mobile|Safari|iOS")
+				eq(t, "screen and language", h.ScreenResolution+"|"+h.Language, "390x844|ja-jp")
+				eq(t, "bot", fmt.Sprint(h.Bot), "false")
+			}}, {"h-mpv2", func(t *testing.T, h *hit.Hit) { eq(t, "country", h.Country, "JP") }}},
+		},
+		{
+			name: "ip exclusion in flight of a server's ip_override", method: "POST", path: "/mp/collect?tracking_id=" + tidExcluded + "&api_secret=" + apiSecret,
+			contentType: "application/json",
+			body:        `{"client_id":"c-mpx","ip_override":"203.0.113.99","events":[{"name":"purchase","event_id":"h-mpx"}]}`,
+			ip:          "198.51.100.20", wantStatus: 204,
+			wants: []want{{"h-mpx", func(t *testing.T, h *hit.Hit) {
+				eq(t, "excluded by", h.IPExcludedBy, "203.0.113.0/24")
+				eq(t, "ip (strict)", h.IP, "203.0.0.0")
+				eq(t, "country", h.Country, "DE")
+			}}},
+		},
+		{
 			name: "cookieless visitor", method: "POST", path: "/collect?tid=" + tidCookieless,
 			body: `{"hits":[{"t":"pageview","dl":"https://any.example/a","hid":"h-ck1"},{"t":"pageview","dl":"https://any.example/b","hid":"h-ck2"}]}`,
 			ip:   "203.0.113.50", wantStatus: 204,
@@ -227,6 +256,11 @@ func TestValidHitsArriveEnriched(t *testing.T) {
 				}
 				if strings.Contains(string(m.Value), tt.ip) && tt.ip != "" {
 					t.Errorf("%s: the full IP left the service: %s", w.marker, m.Value)
+				}
+				for _, full := range []string{"2001:db8:1:2:3::9", "203.0.113.99"} {
+					if strings.Contains(string(m.Value), full) {
+						t.Errorf("%s: the full ip_override left the service: %s", w.marker, m.Value)
+					}
 				}
 				w.check(t, h)
 			}

@@ -65,7 +65,7 @@ func testProperties(t testing.TB) staticProperties {
 		tidShop:       {ID: "p-shop", TenantID: "t-1", TrackingID: tidShop, Currency: "EUR", Shards: 4, Rules: compile(def, "shop.example"), VerifySecret: secret},
 		tidCookieless: {ID: "p-ckl", TenantID: "t-1", TrackingID: tidCookieless, Shards: 1, Cookieless: true, Rules: compile(def)},
 		tidBrowser:    {ID: "p-browser", TenantID: "t-3", TrackingID: tidBrowser, Shards: 2, Rules: compile(def, "localhost")},
-		tidExcluded:   {ID: "p-excl", TenantID: "t-2", TrackingID: tidExcluded, Shards: 1, Rules: compile(excl)},
+		tidExcluded:   {ID: "p-excl", TenantID: "t-2", TrackingID: tidExcluded, Shards: 1, Rules: compile(excl), VerifySecret: secret},
 	}
 }
 

@@ -154,6 +154,33 @@ func inAppBrowser(name, ua string) bool {
 	return false
 }
 
+// ValidCategory reports whether c is one of the device categories
+// reports show (Desktop, Mobile, Tablet, SmartTV, Other).
+func ValidCategory(c string) bool {
+	switch c {
+	case Desktop, Mobile, Tablet, SmartTV, Other:
+		return true
+	}
+	return false
+}
+
+// With returns i with the browser, OS and category given has in their
+// place: what a Measurement API request says of the visitor's device
+// beats what its user agent tells, field by field. The bot flag is the
+// user agent's alone.
+func (i Info) With(given Info) Info {
+	if given.Browser != "" {
+		i.Browser = given.Browser
+	}
+	if given.OS != "" {
+		i.OS = given.OS
+	}
+	if given.Category != "" {
+		i.Category = given.Category
+	}
+	return i
+}
+
 // WithScreen refines the category of a client from the screen size a hit
 // reports (sr, width x height): Safari on an iPad (iPadOS 13 and later)
 // sends the user agent of a Mac, but reports its screen in portrait, as a
