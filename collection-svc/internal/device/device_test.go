@@ -77,3 +77,32 @@ func TestWithScreen(t *testing.T) {
 		t.Errorf("an iPhone became %+v", got)
 	}
 }
+
+// TestWith: what a Measurement API request says of the visitor's device
+// beats what its user agent tells, field by field; the bot flag stays the
+// user agent's.
+func TestWith(t *testing.T) {
+	derived := Info{Browser: "Googlebot", Category: Other, Bot: true, BotName: "Googlebot"}
+	tests := []struct {
+		given, want Info
+	}{
+		{Info{}, derived},
+		{Info{Category: Mobile}, Info{Browser: "Googlebot", Category: Mobile, Bot: true, BotName: "Googlebot"}},
+		{Info{Browser: "Chrome", OS: "Android", Category: Tablet}, Info{Browser: "Chrome", OS: "Android", Category: Tablet, Bot: true, BotName: "Googlebot"}},
+	}
+	for _, tt := range tests {
+		if got := derived.With(tt.given); got != tt.want {
+			t.Errorf("With(%+v) = %+v, want %+v", tt.given, got, tt.want)
+		}
+	}
+	for _, c := range []string{Desktop, Mobile, Tablet, SmartTV, Other} {
+		if !ValidCategory(c) {
+			t.Errorf("%q is not a valid category", c)
+		}
+	}
+	for _, c := range []string{"", "phone", "Mobile", "smart_tv"} {
+		if ValidCategory(c) {
+			t.Errorf("%q is a valid category", c)
+		}
+	}
+}
