@@ -171,8 +171,11 @@ func ShardOf(clientID string, n int) int {
 // event time truncated to the second; identical hits from one client within
 // one second are then the same hit. The content is every field the
 // sender gave (page, user ID, event fields, value or none, engagement time,
-// custom parameters), not what collection derived from the request. The
-// tracker always sends an event ID.
+// custom parameters), not what collection derived from the request nor
+// the visitor's context a Measurement API request gives (its address, user
+// agent, location and device say who sent the event, not what it is: a
+// retry keeps its ID when they differ). The tracker always sends an event
+// ID.
 func (h *Hit) DeriveID(clientEventID string) string {
 	// What is hashed: each part as its length in decimal, ":" and itself.
 	var arr [512]byte
