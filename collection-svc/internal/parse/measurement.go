@@ -143,18 +143,21 @@ func visitor(v *fastjson.Value, common *Fields) (*Visitor, *Error) {
 	}
 	var vis Visitor
 	for _, fd := range visitorFields {
-		keys := []string{fd.key}
-		name := fd.key
-		if fd.object != "" {
-			keys = []string{fd.object, fd.key}
-			name = fd.object + "." + fd.key
+		var fv *fastjson.Value
+		if fd.object == "" {
+			fv = v.Get(fd.key)
+		} else {
+			fv = v.Get(fd.object, fd.key)
 		}
-		fv := v.Get(keys...)
 		if fv == nil {
 			continue
 		}
 		s, _, e := scalar(fv)
 		if e != nil {
+			name := fd.key
+			if fd.object != "" {
+				name = fd.object + "." + fd.key
+			}
 			return nil, Errorf(ReasonMalformed, name, "%s", e.Message)
 		}
 		*fd.dst(&vis, common) = s
