@@ -69,12 +69,16 @@ func validRequestID(id string) bool {
 }
 
 // AccessLog logs one line per request at info level; at debug level for
-// health and metrics probes, and for the requests to the paths in quiet
-// (exact paths) that succeed: a service's high-volume paths, such as the
-// hit endpoints, whose every request at info would make the logs grow with
-// the traffic (the metrics count every request; a failed one is still
-// logged at info). It never logs headers, so tokens and secrets stay out
-// of the logs.
+// health and metrics probes, and for the requests to quiet paths or routes
+// that succeed: a service's high-volume paths, such as the hit endpoints,
+// or the internal reads other services make by machine (config-svc's
+// lookups and change feed), whose every request at info would make the
+// logs grow with the traffic or the fleet (the metrics count every
+// request; a failed one is still logged at info). An entry of quiet is an
+// exact path ("/collect") or a route's ServeMux pattern as registered
+// ("GET /internal/v1/properties/{property_id}"), matched against the
+// pattern the mux chose for the request. It never logs headers, so tokens
+// and secrets stay out of the logs.
 func AccessLog(log *slog.Logger, quiet ...string) Middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -85,7 +89,7 @@ func AccessLog(log *slog.Logger, quiet ...string) Middleware {
 			switch p := r.URL.Path; {
 			case p == "/healthz" || p == "/readyz" || p == "/metrics":
 				level = slog.LevelDebug
-			case sw.code < http.StatusBadRequest && slices.Contains(quiet, p):
+			case sw.code < http.StatusBadRequest && (slices.Contains(quiet, p) || r.Pattern != "" && slices.Contains(quiet, r.Pattern)):
 				level = slog.LevelDebug
 			}
 			if !log.Enabled(r.Context(), level) {

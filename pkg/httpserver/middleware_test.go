@@ -191,6 +191,39 @@ func TestAccessLogQuietPaths(t *testing.T) {
 	}
 }
 
+// A quiet entry may be a route's ServeMux pattern, for high-volume routes
+// whose paths carry an ID (config-svc's internal reads): every path of the
+// route is quiet when it succeeds, the route's failures and other routes
+// of the same prefix are not.
+func TestAccessLogQuietPatterns(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&buf, nil)) // info and above
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /internal/v1/properties/{id}", func(w http.ResponseWriter, r *http.Request) {
+		if r.PathValue("id") == "unknown" {
+			w.WriteHeader(http.StatusNotFound)
+		}
+	})
+	mux.HandleFunc("PUT /internal/v1/properties/{id}", func(http.ResponseWriter, *http.Request) {})
+	h := Chain(mux, WithRequestID, AccessLog(log, "GET /internal/v1/properties/{id}"), Metrics(prometheus.NewRegistry()))
+	for _, tt := range []struct {
+		method, target string
+		logged         bool
+	}{
+		{"GET", "/internal/v1/properties/p1", false},
+		{"GET", "/internal/v1/properties/p2?x=1", false},
+		{"GET", "/internal/v1/properties/unknown", true},
+		{"PUT", "/internal/v1/properties/p1", true},
+		{"GET", "/internal/v1/properties/p1/other", true},
+	} {
+		buf.Reset()
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(tt.method, tt.target, nil))
+		if logged := buf.Len() > 0; logged != tt.logged {
+			t.Errorf("%s %s: logged at info %v, want %v (%s)", tt.method, tt.target, logged, tt.logged, buf.String())
+		}
+	}
+}
+
 // A client chooses the method and the path: neither may add a metrics
 // series per request, nor make a log line as long as net/http allows.
 func TestClientChosenMethodAndPathBounded(t *testing.T) {

@@ -97,7 +97,7 @@ type Service struct {
 	setups     []func(ctx context.Context) error
 	components []Component
 	closers    []func()
-	quiet      []string    // paths whose successful requests log at debug
+	quiet      []string    // paths and route patterns whose successful requests log at debug
 	started    atomic.Bool // the setup functions have returned: every route answers
 }
 
@@ -149,9 +149,10 @@ func (s *Service) Go(c Component) { s.components = append(s.components, c) }
 func (s *Service) OnClose(fn func()) { s.closers = append(s.closers, fn) }
 
 // QuietAccessLog makes the access log record the successful requests to
-// paths (exact paths) at debug level rather than info: for high-volume
-// paths, such as the hit endpoints (httpserver.AccessLog). Call it before
-// Run.
+// paths at debug level rather than info: for high-volume paths, such as
+// the hit endpoints, and routes, such as config-svc's internal reads. Each
+// is an exact path or a route's ServeMux pattern as registered on Mux
+// (httpserver.AccessLog). Call it before Run.
 func (s *Service) QuietAccessLog(paths ...string) { s.quiet = append(s.quiet, paths...) }
 
 // Run serves until ctx is done or a component fails, then shuts down.
