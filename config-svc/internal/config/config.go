@@ -172,6 +172,7 @@ const mailRetryFor = 10 * time.Minute
 // serving /healthz meanwhile (service.Setup).
 func Run(ctx context.Context, cfg Config, w io.Writer) error {
 	svc := service.New(cfg.Service, w)
+	svc.QuietAccessLog(httpapi.QuietRoutes...)
 	log := svc.Log
 	if cfg.DevGenerateKey {
 		log.Warn("-dev-generate-key is set: a signing key is generated when the directory is empty; never use this in production", slog.String("dir", cfg.SigningKeysDir))

@@ -19,6 +19,7 @@ import (
 	"github.com/acme/analytics/pkg/cqltest"
 	"github.com/acme/analytics/pkg/eventually"
 	"github.com/acme/analytics/pkg/flagenv"
+	"github.com/acme/analytics/pkg/logtest"
 	"github.com/acme/analytics/pkg/tenant"
 )
 
@@ -97,6 +98,7 @@ func TestRunServes(t *testing.T) {
 	var (
 		keys, mailDir, base string
 		done                chan error
+		logs                *logtest.Buffer
 	)
 	// The port is free when chosen but bound only as Run starts: on a busy
 	// machine another listener can take it in between, and StartRetrying
@@ -106,7 +108,7 @@ func TestRunServes(t *testing.T) {
 		mailDir = filepath.Join(t.TempDir(), "mail") // made at start
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(consultest.FreePort(t)))
 		cfg, err := parse(t, "-mail-dir="+mailDir, "-mail-from=Acme <no-reply@acme.example>",
-			"-http-addr="+addr, "-consul-addr=", "-log-level=error",
+			"-http-addr="+addr, "-consul-addr=", "-log-level=info",
 			"-cassandra-hosts="+strings.Join(hosts, ","), "-cassandra-keyspace="+fmt.Sprintf("run_%d", time.Now().UnixNano()%1e9),
 			"-cassandra-consistency=ONE", "-cassandra-migrate",
 			"-identity-secret=0123456789abcdef", "-signing-keys-dir="+keys, "-dev-generate-key", "-bcrypt-cost=10", "-drain-delay=0s")
@@ -114,7 +116,8 @@ func TestRunServes(t *testing.T) {
 			t.Fatal(err)
 		}
 		done = make(chan error, 1)
-		go func() { done <- Run(ctx, cfg, io.Discard) }()
+		logs = &logtest.Buffer{}
+		go func() { done <- Run(ctx, cfg, logs) }()
 		base = "http://" + addr
 		var ended error
 		eventually.NoError(t, 30*time.Second, "config ready", func() error {
@@ -175,6 +178,16 @@ func TestRunServes(t *testing.T) {
 		t.Fatalf("internal call: %v %v", resp, err)
 	}
 	resp.Body.Close()
+	// The pipeline's reads of the internal API (a long poll per instance
+	// every 30 s, a lookup per cached property at every resync) are logged
+	// at debug when they succeed, so that they do not fill config's log;
+	// the merchants' requests are logged at info.
+	if !strings.Contains(logs.String(), "/v1/signup") {
+		t.Errorf("the sign-up is not in the access log at info:\n%s", logs.String())
+	}
+	if strings.Contains(logs.String(), "/internal/v1/changes") {
+		t.Errorf("a successful read of the change feed is logged at info:\n%s", logs.String())
+	}
 
 	resp, err = http.Get(base + "/metrics")
 	if err != nil {

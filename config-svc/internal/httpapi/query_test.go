@@ -151,3 +151,19 @@ func TestOpenAPIDocumentsQueryParameters(t *testing.T) {
 		}
 	}
 }
+
+// The routes logged at debug when they succeed are exactly the internal
+// API's reads: the pipeline's config clients make them by machine, so a
+// read added to the internal API is quiet too, and nothing a merchant or an
+// operator does is.
+func TestQuietRoutesAreTheInternalReads(t *testing.T) {
+	var reads []string
+	for _, rt := range New(Options{}).Routes() {
+		if rt.Access == Service && rt.Method == "GET" {
+			reads = append(reads, rt.Pattern())
+		}
+	}
+	if got, want := slices.Sorted(slices.Values(QuietRoutes)), slices.Sorted(slices.Values(reads)); !slices.Equal(got, want) {
+		t.Errorf("QuietRoutes = %q, want the internal reads %q", got, want)
+	}
+}

@@ -56,6 +56,26 @@ type Route struct {
 	Query []queryparam.Param
 }
 
+// Pattern is the route's ServeMux pattern, as Register mounts it.
+func (rt Route) Pattern() string { return rt.Method + " " + rt.Path }
+
+// QuietRoutes are the patterns of the routes whose successful requests the
+// access log records at debug rather than info (service.QuietAccessLog):
+// the internal API's reads. The pipeline's config clients make them by
+// machine: a long poll of the change feed every 30 s from every instance
+// of collection, processing and the report services, and a lookup of each
+// property they cache at every resync (up to 50 a second per instance).
+// At info they were nearly all of config's log, growing with instances
+// times properties; their failures are still logged at info, and
+// http_requests_total counts them all.
+var QuietRoutes = []string{
+	"GET /internal/v1/properties/by-tracking-id/{tracking_id}",
+	"GET /internal/v1/properties/{property_id}",
+	"GET /internal/v1/properties/{property_id}/rules/versions",
+	"GET /internal/v1/changes",
+	"GET /internal/v1/cookieless-salts/{date}",
+}
+
 // Options configure a Server.
 type Options struct {
 	Store          *store.Store
@@ -225,7 +245,7 @@ func (s *Server) Routes() []Route {
 // checks: a caller who may not call the route learns that first).
 func (s *Server) Register(mux *http.ServeMux) {
 	for _, rt := range s.Routes() {
-		mux.Handle(rt.Method+" "+rt.Path, s.wrap(rt))
+		mux.Handle(rt.Pattern(), s.wrap(rt))
 	}
 }
 
