@@ -82,9 +82,12 @@
 // group-committed: a background goroutine writes and fsyncs it every
 // Config.SyncInterval (100ms by default), so a crash loses at most the
 // writes acknowledged in the last interval, and Close syncs everything, so
-// a clean stop loses nothing. When a log segment exceeds 64 MiB (and at
-// Close when it exceeds 16 MiB) a snapshot of the full state is written to
-// a temporary file, fsynced and renamed, and older segments are deleted.
+// a clean stop loses nothing. When a log segment exceeds both 64 MiB and
+// the last snapshot's size (and at Close when it exceeds 16 MiB) a
+// snapshot of the full state is written to a temporary file, fsynced and
+// renamed, and older segments are deleted: snapshots write about as much
+// as is logged however large the state grows, and the directory holds
+// under twice the state plus 64 MiB.
 // On start the newest snapshot is loaded and later segments are replayed;
 // a torn record at the end of the last segment (a crash mid-write) is
 // truncated away and everything before it is recovered. Replaying a

@@ -46,7 +46,9 @@ var crcTable = crc32.MakeTable(crc32.Castagnoli)
 // defaultSyncInterval is the group-commit interval of the log.
 const defaultSyncInterval = 100 * time.Millisecond
 
-// snapshotThreshold is the log size after which a snapshot is taken.
+// snapshotThreshold is the least log size after which a snapshot is taken;
+// a larger state waits for a log as large as its last snapshot (see
+// snapshotDue).
 const snapshotThreshold = 64 << 20
 
 // flushThreshold is the buffered size at which an appender writes to the
@@ -60,12 +62,15 @@ type wal struct {
 	syncInterval time.Duration
 	db           *db
 
-	mu      sync.Mutex
-	f       *os.File
-	seq     uint64 // current segment number
-	buf     []byte // appended, not yet written
-	written int64  // bytes written to the current segment
-	err     error  // first write error; the log is unusable after it
+	mu       sync.Mutex
+	f        *os.File
+	seq      uint64 // current segment number
+	buf      []byte // appended, not yet written
+	written  int64  // bytes written to the current segment
+	err      error  // first write error; the log is unusable after it
+	snapSize int64  // bytes of the newest snapshot, written or loaded
+
+	snapFloor int64 // snapshotThreshold; lowered by tests
 
 	snapMu   sync.Mutex // one snapshot at a time
 	snapping bool
@@ -98,7 +103,8 @@ func openWAL(dir string, d *db, log *slog.Logger, syncInterval time.Duration) (*
 	if err != nil {
 		return nil, err
 	}
-	w := &wal{dir: dir, log: log, syncInterval: syncInterval, db: d, lock: lock, stop: make(chan struct{}), done: make(chan struct{})}
+	w := &wal{dir: dir, log: log, syncInterval: syncInterval, db: d, lock: lock, stop: make(chan struct{}), done: make(chan struct{}),
+		snapFloor: snapshotThreshold}
 	last, err := w.recover()
 	if err != nil {
 		unlockDir(lock)
@@ -146,8 +152,12 @@ func (w *wal) recover() (uint64, error) {
 	var from uint64
 	if len(snaps) > 0 {
 		from = snaps[0]
-		if err := w.loadSnapshot(filepath.Join(w.dir, snapshotName(from))); err != nil {
+		path := filepath.Join(w.dir, snapshotName(from))
+		if err := w.loadSnapshot(path); err != nil {
 			return 0, err
+		}
+		if fi, err := os.Stat(path); err == nil {
+			w.snapSize = fi.Size()
 		}
 	}
 	last := from
@@ -395,7 +405,7 @@ func (w *wal) sync() error {
 	w.mu.Lock()
 	w.writeLocked()
 	f, err := w.f, w.err
-	size := w.written
+	due := w.snapshotDue(w.written)
 	w.mu.Unlock()
 	if err != nil || f == nil {
 		return err
@@ -403,10 +413,22 @@ func (w *wal) sync() error {
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("sync log segment: %w", err)
 	}
-	if size > snapshotThreshold {
+	if due {
 		w.maybeSnapshot()
 	}
 	return nil
+}
+
+// snapshotDue reports whether, with logged bytes in the segment since the
+// last snapshot, the next is due: once the log has outgrown both the
+// threshold and the last snapshot. A snapshot writes the whole state, so a
+// fixed threshold would make a growing state's snapshots ever more costly
+// per byte logged (the local stack, hours into its demo traffic, would
+// spend its time writing snapshots); this way snapshots write at most
+// about what is logged, and the files on disk stay under twice the state
+// plus the threshold. w.mu is held.
+func (w *wal) snapshotDue(logged int64) bool {
+	return logged > max(w.snapFloor, w.snapSize)
 }
 
 func (w *wal) flushLoop() {
@@ -488,12 +510,16 @@ func (w *wal) snapshot() error {
 		return fmt.Errorf("create snapshot: %w", err)
 	}
 	bw := bufio.NewWriterSize(f, 1<<20)
+	var size int64
 	werr := w.db.dump(func(payload []byte) error {
-		_, err := bw.Write(frameRecord(nil, payload))
+		n, err := bw.Write(frameRecord(nil, payload))
+		size += int64(n)
 		return err
 	})
 	if werr == nil {
-		_, werr = bw.Write(frameRecord(nil, []byte{recEnd}))
+		var n int
+		n, werr = bw.Write(frameRecord(nil, []byte{recEnd}))
+		size += int64(n)
 	}
 	if werr == nil {
 		werr = bw.Flush()
@@ -511,6 +537,9 @@ func (w *wal) snapshot() error {
 	if err := os.Rename(tmp, filepath.Join(w.dir, snapshotName(seq))); err != nil {
 		return fmt.Errorf("install snapshot: %w", err)
 	}
+	w.mu.Lock()
+	w.snapSize = size
+	w.mu.Unlock()
 	if err := syncDir(w.dir); err != nil {
 		return err
 	}
