@@ -75,6 +75,41 @@ func TestLastWriteWins(t *testing.T) {
 	}
 }
 
+// TestInsertUnset checks that an unset bound value (protocol v4) leaves
+// its column as stored, alone and in an unlogged batch, and that an INSERT
+// of a new row with an unset column creates the row with that column null:
+// the processor writes a rollup row's unchanged sketch as unset.
+func TestInsertUnset(t *testing.T) {
+	s, _ := cqltest.Session(t)
+	mustExec(t, s, `CREATE TABLE u (k int PRIMARY KEY, v text, n bigint)`)
+	read := func(k int) (v *string, n int64) {
+		t.Helper()
+		if err := s.Query(`SELECT v, n FROM u WHERE k = ?`, k).Scan(&v, &n); err != nil {
+			t.Fatalf("read %d: %v", k, err)
+		}
+		return v, n
+	}
+	const insert = `INSERT INTO u (k, v, n) VALUES (?, ?, ?)`
+	mustExec(t, s, insert, 1, "kept", int64(1))
+	mustExec(t, s, insert, 1, gocql.UnsetValue, int64(2))
+	if v, n := read(1); v == nil || *v != "kept" || n != 2 {
+		t.Fatalf("after an unset v: got v=%v n=%d, want \"kept\" 2", v, n)
+	}
+
+	b := s.NewBatch(gocql.UnloggedBatch)
+	b.Query(insert, 1, gocql.UnsetValue, int64(3))
+	b.Query(insert, 2, gocql.UnsetValue, int64(4)) // a new row
+	if err := s.ExecuteBatch(b); err != nil {
+		t.Fatal(err)
+	}
+	if v, n := read(1); v == nil || *v != "kept" || n != 3 {
+		t.Fatalf("after a batch with an unset v: got v=%v n=%d, want \"kept\" 3", v, n)
+	}
+	if v, n := read(2); v != nil || n != 4 {
+		t.Fatalf("new row with an unset v: got v=%v n=%d, want null 4", v, n)
+	}
+}
+
 func TestDeletes(t *testing.T) {
 	s, _ := cqltest.Session(t)
 	mustExec(t, s, `CREATE TABLE d (p int, c1 int, c2 int, v text, n int, PRIMARY KEY (p, c1, c2))`)
