@@ -600,8 +600,8 @@ func (p *Partition) writeDerived(ctx context.Context, through int64, due []*vsta
 		if !r.stale && now.Sub(r.used) > p.cfg.IdleEviction {
 			return false
 		}
-		// Everything up to through is in the row now.
-		r.stale, r.base = false, max(r.base, through)
+		// Everything up to through is in the row now, its sketch too.
+		r.stale, r.usersChanged, r.base = false, false, max(r.base, through)
 		return true
 	})
 	p.flushed = through

@@ -57,7 +57,12 @@ type row struct {
 	pending []delta
 	// stale makes the next flush write the row.
 	stale bool
-	used  time.Time
+	// usersChanged makes the next write of the row send its users sketch:
+	// set when a users delta is applied (or the store has no sketch of the
+	// row to keep), cleared once a flush wrote it. A write without it
+	// leaves the stored sketch, which equals users, alone (unset).
+	usersChanged bool
+	used         time.Time
 }
 
 func (r *row) apply(d delta) {
@@ -76,6 +81,9 @@ func (r *row) apply(d delta) {
 	}
 	r.metrics.Add(d.metrics, 1)
 	r.hits += d.filtered
+	if d.users != 0 {
+		r.usersChanged = true
+	}
 	for n := d.users; n > 0; n-- {
 		r.users.AddHash(d.user)
 	}
@@ -177,7 +185,8 @@ func rowIn[K comparable](s *rowSet, m map[K]*row, k K, key func(K) rowKey, now t
 	if r == nil {
 		r = &row{}
 		if s.fresh {
-			r.loaded, r.base = true, -1
+			// It replaces the stored row, sketch included, even empty.
+			r.loaded, r.base, r.usersChanged = true, -1, true
 		} else {
 			s.unloaded = append(s.unloaded, key(k))
 		}

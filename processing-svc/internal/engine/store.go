@@ -306,6 +306,7 @@ func loadRow(ctx context.Context, s *gocql.Session, k rowKey, r *row) error {
 	var users []byte
 	var err error
 	var stored func(r *row)
+	var legacy bool
 	switch k.kind {
 	case kindDaily:
 		var m rollup.Metrics
@@ -323,6 +324,8 @@ func loadRow(ctx context.Context, s *gocql.Session, k rowKey, r *row) error {
 		for _, cql := range []string{cqlLoadRT, cqlLoadLegacyRT} {
 			err = s.Query(cql, k.property, k.minute.Minute, int16(k.shard)).WithContext(ctx).Scan(&pv, &users, &pages, &sources, &through)
 			if !errors.Is(err, gocql.ErrNotFound) {
+				// Read from the old table, the sketch is not in the new.
+				legacy = err == nil && cql == cqlLoadLegacyRT
 				break
 			}
 		}
@@ -342,7 +345,8 @@ func loadRow(ctx context.Context, s *gocql.Session, k rowKey, r *row) error {
 		stored = func(r *row) { r.hits = hits }
 	}
 	if errors.Is(err, gocql.ErrNotFound) {
-		r.load(-1, func(*row) {})
+		// No sketch stored: the first write stores one, even empty.
+		r.load(-1, func(r *row) { r.usersChanged = true })
 		return nil
 	}
 	if err != nil {
@@ -357,6 +361,7 @@ func loadRow(ctx context.Context, s *gocql.Session, k rowKey, r *row) error {
 	r.load(through, func(r *row) {
 		stored(r)
 		r.users = existing
+		r.usersChanged = legacy
 	})
 	return nil
 }
@@ -365,11 +370,20 @@ func hourlyPointers(m *rollup.Metrics) []any {
 	return []any{&m.NewUsers, &m.Sessions, &m.EngagedSessions, &m.Bounces, &m.DurationMS, &m.Pageviews, &m.Events, &m.Conversions, &m.ConversionValue}
 }
 
-// rowWrite returns the statement that writes r whole, through offset.
+// rowWrite returns the statement that writes r whole, through offset,
+// but for its users sketch when it did not change since the row was last
+// written or read (row.usersChanged): that is bound unset, leaving the
+// stored sketch, the same, in place. Most writes of a busy row are of a
+// hit that extends a session, which changes the session-level rows'
+// metrics only, and a sketch is up to 16 KiB.
 func rowWrite(k rowKey, r *row, through int64) (stmt, error) {
-	users, err := r.users.MarshalBinary()
-	if err != nil {
-		return stmt{}, err
+	var users any = gocql.UnsetValue
+	if r.usersChanged && k.kind != kindFiltered {
+		b, err := r.users.MarshalBinary()
+		if err != nil {
+			return stmt{}, err
+		}
+		users = b
 	}
 	sh := int16(k.shard)
 	switch k.kind {

@@ -1,0 +1,214 @@
+package engine
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/acme/analytics/pkg/hit"
+	"github.com/acme/analytics/pkg/rollup"
+	"github.com/acme/analytics/pkg/rules"
+	"github.com/acme/analytics/pkg/sketch"
+	"github.com/acme/analytics/processing-svc/internal/derive"
+	"github.com/gocql/gocql"
+)
+
+// usersArg returns the users sketch a rollup row's write binds, and false
+// for a statement that writes no sketch.
+func usersArg(st stmt) (any, bool) {
+	switch {
+	case st.cql == rollup.InsertDaily:
+		return st.args[5], true
+	case st.cql == cqlHourly, st.cql == cqlRealtime:
+		return st.args[4], true
+	}
+	return nil, false
+}
+
+// recordWrites makes part's writer keep every statement it is about to
+// send, for the test to read after a flush.
+func recordWrites(part *Partition) func() []stmt {
+	var mu sync.Mutex
+	var got []stmt
+	part.w.beforeJob = func(job []stmt) error {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, job...)
+		return nil
+	}
+	return func() []stmt {
+		mu.Lock()
+		defer mu.Unlock()
+		out := got
+		got = nil
+		return out
+	}
+}
+
+func pageview(client, path, event string, at time.Time) *hit.Hit {
+	h := &hit.Hit{TenantID: "t", PropertyID: propID, TrackingID: "AT-TEST", ClientID: client, Type: hit.TypePageview, Origin: hit.OriginBrowser,
+		Time: at, ReceivedAt: at, Hostname: "shop.example", Path: path, Country: "DE", DeviceCategory: "desktop", Browser: "Firefox"}
+	h.ID = h.DeriveID(event)
+	return h
+}
+
+// A flush after a hit that extends a session writes the session-level
+// rows' metrics but leaves their users sketches as stored (unset): the
+// hit added no user to them. The page new in the session, whose users
+// did change, gets its sketch written.
+func TestUnchangedSketchLeftUnset(t *testing.T) {
+	ctx := context.Background()
+	s := connect(t)
+	part := newPartition(s, testProperty(t, rules.Defaults()))
+	writes := recordWrites(part)
+	run(t, ctx, part, []Message{{Offset: 0, Value: marshal(pageview("alice", "/", "e1", t0))}}, 1)
+	for _, st := range writes() {
+		if u, ok := usersArg(st); ok && u == gocql.UnsetValue {
+			t.Errorf("the first write of a row left its sketch unset: %s %v", st.cql, st.args)
+		}
+	}
+
+	run(t, ctx, part, []Message{{Offset: 1, Value: marshal(pageview("alice", "/p/1", "e2", t0.Add(20*time.Second)))}}, 1)
+	var unset, written int
+	for _, st := range writes() {
+		u, ok := usersArg(st)
+		if !ok {
+			continue
+		}
+		// Every hit adds a reference of its user to its minute's
+		// realtime row: the minute's sketch changes too.
+		newPage := st.cql == rollup.InsertDaily && st.args[2] == rollup.Page && st.args[3] == "/p/1"
+		changed := newPage || st.cql == cqlRealtime
+		switch {
+		case changed && u == gocql.UnsetValue:
+			t.Errorf("a row whose users changed left its sketch unset: %s %v", st.cql, st.args[:6])
+		case changed:
+			written++
+		case u != gocql.UnsetValue:
+			t.Errorf("a row whose users did not change had its sketch written: %s %v", st.cql, st.args[:6])
+		default:
+			unset++
+		}
+	}
+	if written != 2 || unset < 15 { // 13 session-level daily rows, the hour, the landing page
+		t.Errorf("%d rows written with their sketch, %d without, want 2 and at least 15", written, unset)
+	}
+	if b := valueBytes([]any{gocql.UnsetValue}); b != 0 {
+		t.Errorf("an unset value counts %d bytes, want 0", b)
+	}
+
+	// The stored rows have the new metrics and the sketch written first.
+	var pageviews int64
+	var users []byte
+	if err := s.Query("SELECT pageviews, users_hll FROM rollup_daily WHERE property_id = ? AND day = ? AND report = 'total' AND dimension = '' AND shard = 0",
+		propID, t0.Truncate(24*time.Hour)).Scan(&pageviews, &users); err != nil {
+		t.Fatal(err)
+	}
+	var got sketch.Set
+	if err := got.UnmarshalBinary(users); err != nil {
+		t.Fatal(err)
+	}
+	if pageviews != 2 || got.Count() != 1 {
+		t.Errorf("total row: %d pageviews, %d users, want 2 and 1", pageviews, got.Count())
+	}
+}
+
+// A row's sketch changed in a flush that failed is written by the retry,
+// though the retry's own hits do not change it.
+func TestChangedSketchWrittenByTheRetry(t *testing.T) {
+	ctx := context.Background()
+	s := connect(t)
+	part := newPartition(s, testProperty(t, rules.Defaults()))
+	if err := part.Apply(ctx, []Message{{Offset: 0, Value: marshal(pageview("alice", "/", "e1", t0))}}); err != nil {
+		t.Fatal(err)
+	}
+	part.w.beforeJob = func([]stmt) error { return context.DeadlineExceeded }
+	if _, err := part.Flush(ctx); err == nil {
+		t.Fatal("the flush did not fail: the test proves nothing")
+	}
+	writes := recordWrites(part)
+	run(t, ctx, part, []Message{{Offset: 1, Value: marshal(pageview("alice", "/p/1", "e2", t0.Add(20*time.Second)))}}, 1)
+	var total bool
+	for _, st := range writes() {
+		if st.cql == rollup.InsertDaily && st.args[2] == rollup.Total {
+			total = true
+			if u, _ := usersArg(st); u == gocql.UnsetValue {
+				t.Error("the retry left the total row's sketch unset, which the failed flush did not write")
+			}
+		}
+	}
+	if !total {
+		t.Fatal("the retry did not write the total row")
+	}
+	var users []byte
+	if err := s.Query("SELECT users_hll FROM rollup_daily WHERE property_id = ? AND day = ? AND report = 'total' AND dimension = '' AND shard = 0",
+		propID, t0.Truncate(24*time.Hour)).Scan(&users); err != nil {
+		t.Fatal(err)
+	}
+	var got sketch.Set
+	if err := got.UnmarshalBinary(users); err != nil || got.Count() != 1 {
+		t.Errorf("total row: %d users (%v), want 1", got.Count(), err)
+	}
+}
+
+// The rows of a reprocessing run replace what is stored, so each writes
+// its sketch, even one no hit added a user to (empty).
+func TestFreshRowsWriteTheirSketch(t *testing.T) {
+	rows := newRowSet()
+	rows.fresh = true
+	c := derive.New()
+	day := t0.Truncate(24 * time.Hour)
+	c.Daily[derive.DailyKey{Day: day, Report: rollup.Page, Dimension: "/exit"}] = rollup.Metrics{Exits: 1}
+	c.Hourly[derive.HourKey{Day: day, Hour: 12}] = rollup.Metrics{Pageviews: 1}
+	c.Realtime[derive.MinuteKey{Minute: t0}] = &derive.Realtime{Pageviews: 1}
+	rows.add(propID, 0, 0, t0, c)
+	var n int
+	rows.each(func(k rowKey, r *row) bool {
+		st, err := rowWrite(k, r, FinalOffset)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u, _ := usersArg(st); u == gocql.UnsetValue {
+			t.Errorf("a fresh row left its sketch unset: %s", st.cql)
+		}
+		n++
+		return true
+	})
+	if n != 3 {
+		t.Fatalf("%d rows, want 3", n)
+	}
+}
+
+// A reprocessed day writes the users sketch of every rollup row it
+// replaces.
+func TestReprocessWritesEverySketch(t *testing.T) {
+	ctx := context.Background()
+	s := connect(t)
+	changed := t0.Add(365 * 24 * time.Hour)
+	p, day := movedChannels(t, s, changed)
+	now := changed.Add(time.Hour)
+	var mu sync.Mutex
+	var rows, unset int
+	d := newDayRun(s, p, day, RulesCurrent, now, NewFirstSessions(day), now)
+	d.beforeJob = func(job []stmt) error {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, st := range job {
+			if u, ok := usersArg(st); ok && strings.HasPrefix(st.cql, "INSERT") {
+				rows++
+				if u == gocql.UnsetValue {
+					unset++
+				}
+			}
+		}
+		return nil
+	}
+	if err := d.run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rows == 0 || unset != 0 {
+		t.Errorf("%d of %d rollup rows written without their sketch, want 0 of some", unset, rows)
+	}
+}
