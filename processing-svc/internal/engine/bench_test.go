@@ -11,6 +11,7 @@ import (
 
 	"github.com/acme/analytics/pkg/hit"
 	"github.com/acme/analytics/pkg/rules"
+	"github.com/acme/analytics/pkg/sketch"
 	"github.com/acme/analytics/processing-svc/internal/visitor"
 )
 
@@ -84,18 +85,63 @@ func BenchmarkProcessing(b *testing.B) {
 			policy StatePolicy
 		}{{"when-due", StatePolicy{Quiet: 2 * time.Second, MaxDelay: 5 * time.Second}}, {"every-flush", StatePolicy{}}} {
 			b.Run(fmt.Sprintf("visitors=%d/states=%s", concurrent, st.name), func(b *testing.B) {
-				benchProcessing(b, concurrent, st.policy)
+				benchProcessing(b, concurrent, st.policy, 1)
 			})
 		}
 	}
+	// Production's shape: the sparse traffic spread over many small and
+	// mid-sized properties, so a flush holds a few hits of each and
+	// rewrites every rollup row those touched for them (the soak,
+	// docs/benchmarks.md).
+	b.Run("properties=2000/visitors=20000/states=when-due", func(b *testing.B) {
+		benchProcessing(b, 20000, StatePolicy{Quiet: 2 * time.Second, MaxDelay: 5 * time.Second}, 2000)
+	})
 }
 
-func benchProcessing(b *testing.B, concurrent int, policy StatePolicy) {
+// manyProperties serves properties by ID.
+type manyProperties map[string]*Property
+
+func (m manyProperties) Property(_ context.Context, id string) (*Property, error) {
+	if p := m[id]; p != nil {
+		return p, nil
+	}
+	return nil, ErrUnknownProperty
+}
+
+// spreadOver returns msgs with each visitor's hits moved to one of n
+// properties like prop, and those properties.
+func spreadOver(b *testing.B, msgs []Message, prop *Property, n int) ([]Message, manyProperties) {
+	props := manyProperties{}
+	ids := make([]string, n)
+	for i := range ids {
+		p := *prop
+		p.ID = fmt.Sprintf("3f1c9a52-2222-4e4e-9a9a-%012d", i)
+		ids[i], props[p.ID] = p.ID, &p
+	}
+	out := make([]Message, len(msgs))
+	for i, m := range msgs {
+		h, err := hit.Unmarshal(m.Value)
+		if err != nil {
+			b.Fatal(err)
+		}
+		h.PropertyID = ids[sketch.Hash(h.ClientID)%uint64(n)]
+		out[i] = Message{Offset: m.Offset, Value: marshal(h)}
+	}
+	return out, props
+}
+
+// benchProcessing runs BenchmarkProcessing's traffic of concurrent
+// visitors, spread over the given number of properties.
+func benchProcessing(b *testing.B, concurrent int, policy StatePolicy, properties int) {
 	s := connect(b)
 	prop := testProperty(b, rules.Defaults())
 	msgs := benchTraffic(max(b.N, 20000), concurrent)
+	var source Properties = staticProperties{prop}
+	if properties > 1 {
+		msgs, source = spreadOver(b, msgs, prop, properties)
+	}
 	ctx := context.Background()
-	part := New(Config{Topic: "hits", Session: s, Properties: staticProperties{prop}, State: policy})
+	part := New(Config{Topic: "hits", Session: s, Properties: source, State: policy})
 
 	var fresh []time.Duration
 	var pending []time.Time
