@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -57,17 +58,33 @@ func pageview(client, path, event string, at time.Time) *hit.Hit {
 // A flush after a hit that extends a session writes the session-level
 // rows' metrics but leaves their users sketches as stored (unset): the
 // hit added no user to them. The page new in the session, whose users
-// did change, gets its sketch written.
+// did change, gets its sketch written. The same holds after a hand-over,
+// where the next owner reads the rows from the store: a row read is
+// clean until a change to its users.
 func TestUnchangedSketchLeftUnset(t *testing.T) {
+	for _, handOver := range []bool{false, true} {
+		t.Run(fmt.Sprint("hand-over=", handOver), func(t *testing.T) { unchangedSketchLeftUnset(t, handOver) })
+	}
+}
+
+func unchangedSketchLeftUnset(t *testing.T, handOver bool) {
 	ctx := context.Background()
 	s := connect(t)
-	part := newPartition(s, testProperty(t, rules.Defaults()))
+	prop := testProperty(t, rules.Defaults())
+	part := newPartition(s, prop)
 	writes := recordWrites(part)
 	run(t, ctx, part, []Message{{Offset: 0, Value: marshal(pageview("alice", "/", "e1", t0))}}, 1)
 	for _, st := range writes() {
 		if u, ok := usersArg(st); ok && u == gocql.UnsetValue {
 			t.Errorf("the first write of a row left its sketch unset: %s %v", st.cql, st.args)
 		}
+	}
+	if handOver {
+		if _, err := part.FlushAll(ctx); err != nil {
+			t.Fatal(err)
+		}
+		part = newPartition(s, prop)
+		writes = recordWrites(part)
 	}
 
 	run(t, ctx, part, []Message{{Offset: 1, Value: marshal(pageview("alice", "/p/1", "e2", t0.Add(20*time.Second)))}}, 1)
