@@ -69,7 +69,9 @@ func benchTraffic(n, concurrent int) []Message {
 // Two traffic shapes at the same rate: 2,000 visitors active at once, so a
 // visitor has several hits in one flush (dense), and 20,000, so a
 // visitor's hits mostly fall in different flushes, as in production, where
-// one visitor's hits are seconds to minutes apart (sparse).
+// one visitor's hits are seconds to minutes apart (sparse). A fifth case
+// spreads the sparse traffic over 2,000 properties, as production's many
+// small properties are: a flush holds a few hits of each.
 //
 // Visitors are written when due ("when-due"), on the deployed policy
 // scaled to the benchmark's pace: its visitors' hits are 0.2 s (dense) to
