@@ -60,9 +60,18 @@ dev-check: build ## start the local stack on spare ports, check every service th
 	./bin/devstack -check -demo=false -data-dir=$$(mktemp -d) $(CHECK_PORTS)
 	cd deploy/validate && DEPLOY_VALIDATE_BIN=$(CURDIR)/bin GOWORK=off go test -count=1 -run 'TestEnvMatchesFlags|TestEnvValuesValid|TestConsulTokens' ./...
 
+# E2E_FAILURES prints each message a test logged or reported (a line
+# "    name_test.go:NN: ..." and the deeper-indented lines that continue it),
+# cut to 2,000 characters a line: make e2e-short shows only the tests'
+# names and results otherwise, and a failure's reason must reach CI's log.
+E2E_FAILURES = awk '/^ +[A-Za-z0-9_]+_test\.go:[0-9]+:/ { p = 1; print substr($$0, 1, 2000); next } p && /^        / { print substr($$0, 1, 2000); next } { p = 0 }'
+
 .PHONY: e2e-short
 e2e-short: build ## the acceptance test (with and without faults) at a reduced size
-	cd pkg && E2E_BIN_DIR=$(CURDIR)/bin GOWORK=off go test -count=1 -timeout=15m -v -run 'TestAcceptance' ./e2e/ 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|\s+acceptance_test)' ; exit $${PIPESTATUS[0]}
+	@log=$$(mktemp); \
+	cd pkg && E2E_BIN_DIR=$(CURDIR)/bin GOWORK=off go test -count=1 -timeout=15m -v -run 'TestAcceptance' ./e2e/ 2>&1 | tee $$log | \
+		grep -E '^(=== RUN|--- |PASS|FAIL|ok|\s+acceptance_test)'; rc=$${PIPESTATUS[0]}; \
+	if [ $$rc -ne 0 ]; then echo "--- what the failed tests said (the whole output: $$log)"; $(E2E_FAILURES) $$log; fi; exit $$rc
 
 .PHONY: e2e
 e2e: build ## the acceptance test at full size
