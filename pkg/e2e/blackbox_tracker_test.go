@@ -429,36 +429,49 @@ func tkOpen(t *testing.T, ua string, prefs ...string) *tkBrowser {
 	if ua == "" {
 		ua = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
 	}
-	dir := t.TempDir()
-	if len(prefs) > 0 {
-		if err := os.MkdirAll(filepath.Join(dir, "Default"), 0o755); err != nil {
-			t.Fatal(err)
+	// Chromium now and then exits as it starts ("chrome failed to
+	// start"): such a start is tried again, up to three times, with a
+	// profile of its own each time.
+	for attempt := 1; ; attempt++ {
+		dir := t.TempDir()
+		if len(prefs) > 0 {
+			if err := os.MkdirAll(filepath.Join(dir, "Default"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "Default", "Preferences"), []byte(prefs[0]), 0o644); err != nil {
+				t.Fatal(err)
+			}
 		}
-		if err := os.WriteFile(filepath.Join(dir, "Default", "Preferences"), []byte(prefs[0]), 0o644); err != nil {
-			t.Fatal(err)
+		actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+			chromedp.ExecPath("/usr/bin/chromium"),
+			chromedp.Flag("headless", true),
+			chromedp.Flag("no-sandbox", true),
+			chromedp.Flag("disable-gpu", true),
+			chromedp.Flag("no-first-run", true),
+			chromedp.Flag("disable-background-networking", true),
+			chromedp.Flag("disable-component-update", true),
+			chromedp.Flag("disable-sync", true),
+			chromedp.Flag("disable-dev-shm-usage", true),
+			chromedp.UserDataDir(dir),
+			chromedp.UserAgent(ua),
+		)
+		ctx, cancel := chromedp.NewContext(actx)
+		// Started now, not in the first step's span, by a Run without a
+		// time limit: the context of the first Run is the browser's own.
+		if err := chromedp.Do(ctx); err != nil {
+			cancel()
+			cancelAlloc()
+			if attempt == 3 || !strings.Contains(err.Error(), "chrome failed to start") {
+				t.Fatalf("start chromium (attempt %d): %v", attempt, err)
+			}
+			t.Logf("chromium exited as it started (attempt %d), starting it again: %v", attempt, err)
+			continue
 		}
+		ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
+		b := &tkBrowser{t: t, ctx: ctx, cancel: func() { cancelTimeout(); cancel(); cancelAlloc() }}
+		t.Cleanup(b.cancel)
+		return b
 	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath("/usr/bin/chromium"),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(dir),
-		chromedp.UserAgent(ua),
-	)
-	ctx, cancel := chromedp.NewContext(actx)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
-	b := &tkBrowser{t: t, ctx: ctx, cancel: func() { cancelTimeout(); cancel(); cancelAlloc() }}
-	t.Cleanup(b.cancel)
-	if err := chromedp.Do(ctx); err != nil { // start it now, not in the first step's span
-		t.Fatalf("start chromium: %v", err)
-	}
-	return b
 }
 
 func (b *tkBrowser) close() { b.cancel() }

@@ -555,30 +555,47 @@ window.at=window.at||function(){(at.q=at.q||[]).push(arguments)};at('event','pre
 	})
 }
 
-// newBrowser starts headless Chromium for the test, with a time limit.
+// newBrowser starts headless Chromium for the test, with a time limit on
+// what the test does with it. Chromium now and then exits as it starts
+// (chromedp: "chrome failed to start", with nothing on its standard error
+// but the container's usual D-Bus complaints): such a start is tried
+// again, up to three times, with a profile of its own each time.
 func newBrowser(t *testing.T) context.Context {
 	t.Helper()
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.UserAgent(linuxChromeUA),
+	for attempt := 1; ; attempt++ {
+		opts := []chromedp.ExecAllocatorOption{
+			chromedp.ExecPath(chromiumPath),
+			chromedp.Flag("headless", true),
+			chromedp.Flag("no-sandbox", true),
+			chromedp.Flag("disable-gpu", true),
+			chromedp.Flag("disable-quic", true),
+			chromedp.Flag("no-first-run", true),
+			chromedp.Flag("disable-background-networking", true),
+			chromedp.Flag("disable-component-update", true),
+			chromedp.Flag("disable-sync", true),
+			chromedp.Flag("disable-dev-shm-usage", true),
+			chromedp.UserDataDir(t.TempDir()),
+			chromedp.UserAgent(linuxChromeUA),
+		}
+		actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+		ctx, cancel := chromedp.NewContext(actx)
+		// Started without a time limit: the context of the
+		// first call is the browser's own, and its end would close it.
+		err := chromedp.Do(ctx)
+		if err == nil {
+			t.Cleanup(cancelAlloc)
+			t.Cleanup(cancel)
+			ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
+			t.Cleanup(cancelTimeout)
+			return ctx
+		}
+		cancel()
+		cancelAlloc()
+		if attempt == 3 || !strings.Contains(err.Error(), "chrome failed to start") {
+			t.Fatalf("start chromium (attempt %d): %v", attempt, err)
+		}
+		t.Logf("chromium exited as it started (attempt %d), starting it again: %v", attempt, err)
 	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancelAlloc)
-	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(cancel)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
-	t.Cleanup(cancelTimeout)
-	return ctx
 }
 
 // TestTrackerRetriesAFailedFetch checks that a hit the tracker sends with
