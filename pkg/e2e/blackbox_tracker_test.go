@@ -456,8 +456,8 @@ func tkOpen(t *testing.T, ua string, prefs ...string) *tkBrowser {
 			chromedp.UserAgent(ua),
 		)
 		ctx, cancel := chromedp.NewContext(actx)
-		// Started now, not in the first step's span, by a Run without a
-		// time limit: the context of the first Run is the browser's own.
+		// Started now, not in the first step's span, and without the time
+		// limit: the context of the first call is the browser's own.
 		if err := chromedp.Do(ctx); err != nil {
 			cancel()
 			cancelAlloc()
