@@ -24,16 +24,7 @@ func TestMeasurementIDsKeepTheSendersMicroseconds(t *testing.T) {
 	s.Register(mux)
 	id := func(us int64, event string) string {
 		t.Helper()
-		body := `{"client_id":"c","timestamp_micros":` + strconv.FormatInt(us, 10) + `,"events":[` + event + `]}`
-		req := httptest.NewRequest("POST", "/debug/mp/collect?tracking_id="+p.TrackingID+"&api_secret=secret", strings.NewReader(body))
-		req.RemoteAddr = "203.0.113.7:5000"
-		w := httptest.NewRecorder()
-		mux.ServeHTTP(w, req)
-		var res DebugResult
-		if err := json.Unmarshal(w.Body.Bytes(), &res); err != nil || !res.Valid || len(res.Hits) != 1 {
-			t.Fatalf("%s: %d %s", body, w.Code, w.Body)
-		}
-		return res.Hits[0].Hit.ID
+		return debugHit(t, mux, p.TrackingID, `{"client_id":"c","timestamp_micros":`+strconv.FormatInt(us, 10)+`,"events":[`+event+`]}`).ID
 	}
 	// A second of its own, 10 minutes ago, and 300 ms into it.
 	second := time.Now().Add(-10 * time.Minute).Truncate(time.Second)
@@ -120,15 +111,7 @@ func TestMeasurementZeroTimestampIsNone(t *testing.T) {
 	s.Register(mux)
 	dated := func(body string) time.Time {
 		t.Helper()
-		req := httptest.NewRequest("POST", "/debug/mp/collect?tracking_id="+p.TrackingID+"&api_secret=secret", strings.NewReader(body))
-		req.RemoteAddr = "203.0.113.7:5000"
-		w := httptest.NewRecorder()
-		mux.ServeHTTP(w, req)
-		var res DebugResult
-		if err := json.Unmarshal(w.Body.Bytes(), &res); err != nil || !res.Valid || len(res.Hits) != 1 {
-			t.Fatalf("%s: %d %s", body, w.Code, w.Body)
-		}
-		return res.Hits[0].Hit.Time
+		return debugHit(t, mux, p.TrackingID, body).Time
 	}
 	before := time.Now()
 	for _, body := range []string{
@@ -160,13 +143,8 @@ func TestMeasurementVisitorContextIsNotInTheID(t *testing.T) {
 	at := strconv.FormatInt(time.Now().Add(-time.Minute).Truncate(time.Second).Add(250*time.Millisecond).UnixMicro(), 10)
 	id := func(context string) string {
 		t.Helper()
-		w := postMP(t, mux, p.TrackingID, "/debug/mp/collect", `{"client_id":"c","timestamp_micros":`+at+context+
-			`,"events":[{"name":"add_to_cart","params":{"item_id":"SKU-1","value":9.5}}]}`)
-		var res DebugResult
-		if err := json.Unmarshal(w.Body.Bytes(), &res); err != nil || !res.Valid || len(res.Hits) != 1 {
-			t.Fatalf("%s: %d %s", context, w.Code, w.Body)
-		}
-		return res.Hits[0].Hit.ID
+		return debugHit(t, mux, p.TrackingID, `{"client_id":"c","timestamp_micros":`+at+context+
+			`,"events":[{"name":"add_to_cart","params":{"item_id":"SKU-1","value":9.5}}]}`).ID
 	}
 	const context = `,"ip_override":"203.0.113.7","user_agent":"` + iPhoneUA + `","user_location":{"country_id":"DE"},"device":{"category":"mobile","screen_resolution":"390x844","language":"de"}`
 	with := id(context)

@@ -30,6 +30,19 @@ func postMP(t *testing.T, mux *http.ServeMux, trackingID, path, body string) *ht
 	return w
 }
 
+// debugHit posts body to /debug/mp/collect (postMP) and returns the one
+// hit of the answer, failing the test unless the request is valid with
+// exactly one hit.
+func debugHit(t *testing.T, mux *http.ServeMux, trackingID, body string) *hit.Hit {
+	t.Helper()
+	w := postMP(t, mux, trackingID, "/debug/mp/collect", body)
+	var res DebugResult
+	if err := json.Unmarshal(w.Body.Bytes(), &res); err != nil || !res.Valid || len(res.Hits) != 1 {
+		t.Fatalf("%s: %d %s", body, w.Code, w.Body)
+	}
+	return res.Hits[0].Hit
+}
+
 // TestMeasurementVisitorContext: the visitor's context a server forwards
 // (GA4's user_location, ip_override, device and user_agent) enriches its
 // events as a browser's request enriches its hits: the country from
