@@ -103,18 +103,17 @@ func visitorClient(c *client, v *parse.Visitor) *parse.Error {
 		}
 		c.country = cc
 	}
-	for _, d := range [...]struct {
-		field, value string
-		dst          *string
-	}{{"device.browser", v.Browser, &c.given.Browser}, {"device.operating_system", v.OS, &c.given.OS}} {
+	// Checked by name and value, then set: a table of pointers into c
+	// would move every request's client to the heap, a browser's too.
+	for _, d := range [...]struct{ field, value string }{{"device.browser", v.Browser}, {"device.operating_system", v.OS}} {
 		if len(d.value) > maxDeviceName {
 			return malformed(d.field, "is %d bytes long; the limit is %d", len(d.value), maxDeviceName)
 		}
 		if !utf8.ValidString(d.value) {
 			return malformed(d.field, "is not valid UTF-8")
 		}
-		*d.dst = d.value
 	}
+	c.given.Browser, c.given.OS = v.Browser, v.OS
 	if v.Category != "" {
 		cat := strings.ToLower(v.Category)
 		if !device.ValidCategory(cat) {
