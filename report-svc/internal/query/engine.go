@@ -64,7 +64,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.CacheBytes, "cache-bytes", 64<<20, "size bound of the result cache, in bytes")
 	fs.DurationVar(&c.DayCacheTTL, "day-cache-ttl", 10*time.Minute, "how long the merged rows of a final day are kept in memory (bounds how long a reprocessed day shows old numbers)")
 	fs.Int64Var(&c.DayCacheBytes, "day-cache-bytes", 512<<20, "size bound of the day cache, in bytes")
-	fs.DurationVar(&c.ProcessingDelay, "processing-delay", time.Second, "how far behind real time processed data is when processing keeps up (its 500ms flush interval plus the write)")
+	fs.DurationVar(&c.ProcessingDelay, "processing-delay", 3*time.Second, "how far behind real time processed data is when processing keeps up (its -flush-interval, 2s, plus the write)")
 	fs.DurationVar(&c.LateHorizon, "late-horizon", 4*time.Hour+15*time.Minute, "how long after a day ends late hits can still change it (collection accepts hits up to 4h old, plus clock skew)")
 	fs.DurationVar(&c.ComputeTimeout, "compute-timeout", 10*time.Second, "time limit of one report computation")
 	fs.IntVar(&c.DayConcurrency, "day-concurrency", 32, "partitions one report reads at once")
