@@ -108,12 +108,23 @@ const RebalanceTimeout = 60 * time.Second
 // off: the consumer commits explicitly after its writes succeed. A new group
 // starts from the oldest retained offset so that nothing published before
 // the group first joined is skipped.
+//
+// Partitions are assigned by the sticky strategy, which leaves a member the
+// partitions it had wherever the balance allows, so that a consumer keeping
+// a partition's state in memory (processing) keeps it across a rebalance.
+// Range is offered too, after it: the group uses a strategy every member
+// offers (the members vote among those), so during a rolling update from a
+// build that offered range alone the group stays on range, and moves to
+// sticky once every member offers it (TestStrategiesOfARollingUpdate). A
+// member offering sticky alone would be refused by such a group
+// (INCONSISTENT_GROUP_PROTOCOL). Both are eager: a rebalance still revokes
+// every partition before assigning them again.
 func (c *Config) ConsumerConfig() *sarama.Config {
 	sc := c.base()
 	sc.Consumer.Offsets.AutoCommit.Enable = false
 	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
 	sc.Consumer.Return.Errors = true
-	sc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyRange()}
+	sc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategySticky(), sarama.NewBalanceStrategyRange()}
 	sc.Consumer.Group.Rebalance.Timeout = RebalanceTimeout
 	sc.Consumer.Group.Session.Timeout = 10 * time.Second
 	sc.Consumer.Group.Heartbeat.Interval = 3 * time.Second
