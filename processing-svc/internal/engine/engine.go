@@ -157,6 +157,11 @@ type Stats struct {
 	// not have it, or an earlier owner of the partition recorded deriving
 	// the hit under another (fallback.go).
 	Fallbacks int64
+	// VisitorReads counts the visitors looked up in the store because they
+	// were not in memory: at their first hit since the Partition started
+	// (all the active ones again when it starts cold after a rebalance),
+	// since they were evicted, or at all (new visitors).
+	VisitorReads int64
 }
 
 // New returns a Partition that starts after committed offset-1 (pass the
@@ -286,6 +291,7 @@ func (p *Partition) Apply(ctx context.Context, msgs []Message) error {
 	if err != nil {
 		return err
 	}
+	p.stats.VisitorReads += int64(len(load))
 	for i, r := range reads {
 		for _, d := range r.hits {
 			if _, ok := p.visitors[d.key]; ok {
@@ -465,6 +471,28 @@ func (p *Partition) deadLetter(m Message, payload []byte, reason, detail, tid st
 // Pending reports whether a flush has anything to do: hits applied since
 // the last flush, or visitors not yet written.
 func (p *Partition) Pending() bool { return p.last > p.flushed || p.unsaved > 0 }
+
+// CanResume reports whether the Partition may go on from offset, the first
+// offset of a new claim of its partition (after a rebalance), with what it
+// holds in memory (visitors, rows, the fallback records it read at its
+// first batch), rather than a new Partition reading all that again from
+// the store: only when nothing is pending, so that every hit it applied is
+// in the store and every visitor written (a hand-over's FlushAll
+// succeeded, or nothing was left to write, and a failed flush's partial
+// state is not carried over), and offset is the one after the last
+// message it applied, so that the claim neither skips nor replays a
+// message (Apply takes consecutive records). Then memory holds what the
+// store holds and what a Partition that was never interrupted would.
+//
+// The caller must know besides that no other processor applied messages
+// of the partition since this one last did: what is in memory is not read
+// again, so another's writes would be overwritten, or applied twice. (The
+// consumer resumes a Partition only in its group member's generation
+// right after the one it applied it in.) A Partition that may not resume
+// is dropped, and a new one started.
+func (p *Partition) CanResume(offset int64) bool {
+	return !p.Pending() && offset == p.last+1
+}
 
 // Flush writes the rollups and archive rows of the hits applied since the
 // last flush and the visitors that are due (Config.State), and returns the

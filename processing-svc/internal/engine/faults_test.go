@@ -378,3 +378,80 @@ func checkSessionsOnce(t *testing.T, s *gocql.Session, want int64) {
 		t.Errorf("the total holds %d sessions, want %d", total, want)
 	}
 }
+
+// TestResumeAfterHandOver: a Partition whose hand-over (FlushAll)
+// succeeded may resume at the offset after its last, and going on with
+// what it holds gives the tables of an undisturbed run, reading again none
+// of the visitors it holds; with anything pending (hits applied since, or
+// its hand-over failed) or at another offset, it may not.
+func TestResumeAfterHandOver(t *testing.T) {
+	ctx := context.Background()
+	prop := testProperty(t, rules.Defaults())
+	msgs := traffic(40, 11)
+	srv := cqltest.Server(t)
+	want := undisturbed(t, prop, msgs)
+	half := len(msgs) / 2
+	next := msgs[half].Offset
+
+	s := connect(t)
+	// Visitors written only by FlushAll, as a hand-over writes them.
+	part := New(Config{Topic: "hits", Session: s, Properties: staticProperties{prop}, State: StatePolicy{Quiet: time.Hour, MaxDelay: time.Hour}})
+	run(t, ctx, part, msgs[:half], 8)
+	if part.CanResume(next) {
+		t.Fatal("a Partition with visitors not written may resume")
+	}
+	srv.SetFault(func(string) cqlserver.Fault { return cqlserver.FailBefore })
+	if _, err := part.FlushAll(ctx); err == nil {
+		t.Fatal("FlushAll succeeded on a store refusing every statement")
+	}
+	srv.SetFault(nil)
+	if part.CanResume(next) {
+		t.Fatal("a Partition whose hand-over failed may resume")
+	}
+	if through, err := part.FlushAll(ctx); err != nil || through != next-1 {
+		t.Fatalf("FlushAll = %d, %v; want %d", through, err, next-1)
+	}
+	for _, off := range []int64{next - 1, next + 1, 0} {
+		if part.CanResume(off) {
+			t.Errorf("resumes at %d, having applied through %d", off, next-1)
+		}
+	}
+	if !part.CanResume(next) {
+		t.Fatalf("may not resume at %d after a hand-over through %d", next, next-1)
+	}
+
+	held := map[string]bool{}
+	for _, m := range msgs[:half] {
+		h, _ := hit.Unmarshal(m.Value)
+		held[h.ClientID] = true
+	}
+	newcomers, returning := map[string]bool{}, map[string]bool{}
+	for _, m := range msgs[half:] {
+		h, _ := hit.Unmarshal(m.Value)
+		if held[h.ClientID] {
+			returning[h.ClientID] = true
+		} else {
+			newcomers[h.ClientID] = true
+		}
+	}
+	reads := part.Stats().VisitorReads
+	if err := part.Apply(ctx, msgs[half:half+1]); err != nil {
+		t.Fatal(err)
+	}
+	if part.CanResume(next + 1) {
+		t.Fatal("a Partition with a hit applied since its hand-over may resume")
+	}
+	run(t, ctx, part, msgs[half+1:], 8)
+	if _, err := part.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := dump(t, s); got != want {
+		t.Fatalf("a resumed Partition gives other tables than an undisturbed run:\n%s", diff(want, got))
+	}
+	if got := part.Stats().VisitorReads - reads; got != int64(len(newcomers)) {
+		t.Fatalf("resumed, it read %d visitors, want %d: only those it did not hold", got, len(newcomers))
+	}
+	if len(returning) == 0 {
+		t.Fatal("no visitor of the first half has a hit in the second: the test proves nothing")
+	}
+}
