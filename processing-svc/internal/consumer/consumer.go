@@ -7,6 +7,12 @@
 // unreachable) is retried with backoff, holding the partition: nothing is
 // skipped and nothing committed early. When the partition is revoked
 // (rebalance, shutdown) it flushes and commits before letting go.
+//
+// A partition handed over cleanly is kept in memory, warm, for the next
+// session: when the group gives it back to this member in the generation
+// right after (the sticky strategy of pkg/kafka makes that the rule), its
+// visitors and rows go on from where they were instead of being read
+// again from Cassandra (Consumer.ConsumeClaim says when exactly).
 package consumer
 
 import (
@@ -14,6 +20,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -58,6 +66,10 @@ type Metrics struct {
 	Bytes       prometheus.Counter
 	Fallbacks   prometheus.Counter
 	GroupErrors prometheus.Counter
+	// Claims counts the partitions claimed, by start: warm (its state kept
+	// in memory from this member's previous session) or cold.
+	Claims       *prometheus.CounterVec
+	VisitorReads prometheus.Counter
 }
 
 // NewMetrics registers the consumer's metrics on reg.
@@ -98,14 +110,82 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		GroupErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "processing_consumer_errors_total", Help: "Errors the Kafka consumer group reported (failed offset commits, fetch and rebalance errors), each also logged.",
 		}),
+		Claims: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "processing_partition_claims_total", Help: "Hits-topic partitions claimed in a consumer group session, by start: warm (kept in memory from this instance's previous session, nothing read again) or cold (visitors and rows read from Cassandra as hits need them).",
+		}, []string{"start"}),
+		VisitorReads: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "processing_visitor_reads_total", Help: "Visitors looked up in Cassandra (visitor_state) because they were not in memory: new visitors, visitors evicted when idle, and every active visitor of a partition claimed cold.",
+		}),
 	}
-	reg.MustRegister(m.Hits, m.Flushes, m.FlushTime, m.Freshness, m.Partitions, m.DeadLetters, m.Statements, m.Requests, m.Bytes, m.Fallbacks, m.GroupErrors)
+	for _, start := range []string{"warm", "cold"} {
+		m.Claims.WithLabelValues(start)
+	}
+	reg.MustRegister(m.Hits, m.Flushes, m.FlushTime, m.Freshness, m.Partitions, m.DeadLetters, m.Statements, m.Requests, m.Bytes, m.Fallbacks, m.GroupErrors, m.Claims, m.VisitorReads)
 	return m
 }
 
 // Consumer is the consumer group member.
 type Consumer struct {
-	cfg Config
+	cfg  Config
+	kept kept
+}
+
+// kept holds the Partitions whose hand-over succeeded in the session that
+// ended last, for the next session to resume.
+type kept struct {
+	mu    sync.Mutex
+	gen   int32 // the generation of that session
+	parts map[int32]*engine.Partition
+}
+
+// keep keeps p, of partition, handed over cleanly in generation gen.
+func (k *kept) keep(gen, partition int32, p *engine.Partition) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.parts == nil || k.gen != gen {
+		k.gen, k.parts = gen, map[int32]*engine.Partition{}
+	}
+	k.parts[partition] = p
+}
+
+// prepare drops, as the session of generation gen starts with claims,
+// what it will not resume: everything unless gen follows the generation
+// kept (a member that missed one may have had its partitions owned by
+// another meanwhile), and the partitions not claimed again.
+func (k *kept) prepare(gen int32, claims []int32) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for part := range k.parts {
+		if gen != k.gen+1 || !slices.Contains(claims, part) {
+			delete(k.parts, part)
+		}
+	}
+}
+
+// take returns the Partition kept of partition, if the claim of it in
+// generation gen, starting at offset, may resume it, and otherwise nil
+// and why not; either way it is no longer kept.
+func (k *kept) take(gen, partition int32, offset int64) (*engine.Partition, string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	p := k.parts[partition]
+	delete(k.parts, partition)
+	switch {
+	case p == nil:
+		return nil, "not kept"
+	case gen != k.gen+1:
+		return nil, fmt.Sprintf("kept from generation %d, claimed in %d", k.gen, gen)
+	case !p.CanResume(offset):
+		return nil, fmt.Sprintf("claimed from offset %d, not the one after its hand-over", offset)
+	}
+	return p, ""
+}
+
+// clear drops everything kept.
+func (k *kept) clear() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.parts = nil
 }
 
 // New returns a Consumer.
@@ -123,6 +203,7 @@ func New(cfg Config) *Consumer {
 // group reports (Consumer.Return.Errors is on in pkg/kafka), until it
 // returns: those of the last commit too.
 func (c *Consumer) Run(ctx context.Context) error {
+	defer c.kept.clear()
 	stop, watched := make(chan struct{}), make(chan struct{})
 	go func() { defer close(watched); c.watchErrors(stop) }()
 	defer func() { close(stop); <-watched }()
@@ -183,34 +264,71 @@ func (c *Consumer) groupError(err error) {
 	c.cfg.Log.LogAttrs(context.Background(), slog.LevelWarn, "consumer group error", attrs...)
 }
 
-// Setup implements sarama.ConsumerGroupHandler.
+// Setup implements sarama.ConsumerGroupHandler. It drops the Partitions
+// kept from the last session that this one will not resume.
 func (c *Consumer) Setup(s sarama.ConsumerGroupSession) error {
-	c.cfg.Log.Info("partitions claimed", slog.Any("claims", s.Claims()))
+	c.cfg.Log.Info("partitions claimed", slog.Any("claims", s.Claims()), slog.Int("generation", int(s.GenerationID())))
+	c.kept.prepare(s.GenerationID(), s.Claims()[c.cfg.Topic])
 	return nil
 }
 
 // Cleanup implements sarama.ConsumerGroupHandler.
 func (c *Consumer) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 
-// ConsumeClaim processes one partition until it is revoked.
+// ConsumeClaim processes one partition until it is revoked, and hands it
+// over: writes every visitor and commits.
+//
+// It starts warm, resuming the engine.Partition this member kept from its
+// previous session, when resuming changes no number: this member owned
+// the partition in the generation right before (kept.prepare; so no other
+// member can have applied a message of it since), the hand-over of that
+// claim succeeded and committed (kept only then), and this claim starts
+// at the offset after the last the Partition applied
+// (engine.Partition.CanResume, which holds only if nothing is pending:
+// the commit reached the broker, whose offset is the claim's). Otherwise
+// it starts cold, with a new Partition that reads visitors and rows from
+// the store as hits need them.
 func (c *Consumer) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	m := c.cfg.Metrics
 	m.Partitions.Inc()
 	defer m.Partitions.Dec()
 	log := c.cfg.Log.With(slog.Int("partition", int(claim.Partition())))
-	p := engine.New(engine.Config{
-		Topic: claim.Topic(), Partition: claim.Partition(), Session: c.cfg.Session,
-		Properties: c.cfg.Properties, DeadLetter: c.deadLetter, Log: log, State: c.cfg.State,
-	})
-	w := &worker{c: c, s: s, p: p, topic: claim.Topic(), partition: claim.Partition(), log: log}
+	p, why := c.kept.take(s.GenerationID(), claim.Partition(), claim.InitialOffset())
+	if p == nil {
+		p = engine.New(engine.Config{
+			Topic: claim.Topic(), Partition: claim.Partition(), Session: c.cfg.Session,
+			Properties: c.cfg.Properties, DeadLetter: c.deadLetter, Log: log, State: c.cfg.State,
+		})
+		m.Claims.WithLabelValues("cold").Inc()
+		log.Debug("partition starts cold", slog.String("reason", why), slog.Int64("offset", claim.InitialOffset()))
+	} else {
+		m.Claims.WithLabelValues("warm").Inc()
+		log.Debug("partition resumed warm", slog.Int64("offset", claim.InitialOffset()))
+	}
+	// What p counted before is in the metrics already.
+	w := &worker{c: c, s: s, p: p, topic: claim.Topic(), partition: claim.Partition(), log: log, stats: p.Stats()}
+	err := w.consume(claim.Messages())
+	// Revoked, shutting down, or the session ended mid-retry: write what
+	// was applied, commit it.
+	handOver := w.flush(context.WithoutCancel(s.Context()), true)
+	if handOver == nil {
+		c.kept.keep(s.GenerationID(), claim.Partition(), p)
+	}
+	return errors.Join(err, handOver)
+}
+
+// consume applies msgs and flushes on the timer until the session ends,
+// msgs is closed, or a retry is cut short by the session's end (its
+// error).
+func (w *worker) consume(msgs <-chan *sarama.ConsumerMessage) error {
+	c, s := w.c, w.s
 	ticker := time.NewTicker(c.cfg.FlushInterval)
 	defer ticker.Stop()
-	msgs := claim.Messages()
 	for {
 		select {
 		case msg, ok := <-msgs:
 			if !ok {
-				return w.flush(context.WithoutCancel(s.Context()), true)
+				return nil
 			}
 			batch := []*sarama.ConsumerMessage{msg}
 		drain:
@@ -226,17 +344,14 @@ func (c *Consumer) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.Cons
 				}
 			}
 			if err := w.apply(batch); err != nil {
-				// The session ended mid-retry: hand over what was applied.
-				return errors.Join(err, w.flush(context.WithoutCancel(s.Context()), true))
+				return err
 			}
 		case <-ticker.C:
 			if err := w.flush(s.Context(), false); err != nil {
-				// The session ended mid-retry: hand over what was applied.
-				return errors.Join(err, w.flush(context.WithoutCancel(s.Context()), true))
+				return err
 			}
 		case <-s.Context().Done():
-			// Revoked or shutting down: write what was applied, commit it.
-			return w.flush(context.WithoutCancel(s.Context()), true)
+			return nil
 		}
 	}
 }
@@ -334,6 +449,7 @@ func (w *worker) flush(ctx context.Context, final bool) error {
 	m.Requests.Add(float64(st.Requests - w.stats.Requests))
 	m.Bytes.Add(float64(st.Bytes - w.stats.Bytes))
 	m.Fallbacks.Add(float64(st.Fallbacks - w.stats.Fallbacks))
+	m.VisitorReads.Add(float64(st.VisitorReads - w.stats.VisitorReads))
 	w.stats = st
 	return nil
 }

@@ -209,22 +209,29 @@ func TestGroupErrorsAreLoggedAndCounted(t *testing.T) {
 	}
 }
 
-// fixture is a broker with a one-partition hits topic, a keyspace on the
-// test's embedded CQL server (cqltest.Server(t) controls it) and a
-// property, for a consumer to run against.
+// fixture is a broker with a hits topic (one partition unless
+// newFixtureOf says), a keyspace on the test's embedded CQL server
+// (cqltest.Server(t) controls it) and a property, for a consumer to run
+// against.
 type fixture struct {
-	cl       *kafkatest.Cluster
-	kcfg     *kafka.Config
-	session  *gocql.Session
-	prop     *engine.Property
-	producer sarama.SyncProducer
+	cl         *kafkatest.Cluster
+	kcfg       *kafka.Config
+	partitions int32
+	session    *gocql.Session
+	prop       *engine.Property
+	producer   sarama.SyncProducer
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T) *fixture { return newFixtureOf(t, 1) }
+
+// newFixtureOf makes a fixture whose hits topic has partitions partitions,
+// and whose property four processing shards for each, so that its
+// visitors' hits go to all of them.
+func newFixtureOf(t *testing.T, partitions int32) *fixture {
 	t.Helper()
-	f := &fixture{cl: kafkatest.Start(t)}
+	f := &fixture{cl: kafkatest.Start(t), partitions: partitions}
 	f.kcfg = &kafka.Config{Brokers: f.cl.Brokers()[0], ClientID: "test"}
-	if err := kafka.EnsureTopics(context.Background(), f.kcfg, kafka.Topic{Name: hit.TopicHits, Partitions: 1, ReplicationFactor: 1}); err != nil {
+	if err := kafka.EnsureTopics(context.Background(), f.kcfg, kafka.Topic{Name: hit.TopicHits, Partitions: partitions, ReplicationFactor: 1}); err != nil {
 		t.Fatal(err)
 	}
 	cqltest.Server(t)
@@ -236,6 +243,9 @@ func newFixture(t *testing.T) *fixture {
 	if f.prop, err = enginetest.Property(propID, rules.Defaults()); err != nil {
 		t.Fatal(err)
 	}
+	if partitions > 1 {
+		f.prop.Shards = 4 * int(partitions)
+	}
 	if f.producer, err = sarama.NewSyncProducer(f.kcfg.BrokerList(), f.kcfg.ProducerConfig()); err != nil {
 		t.Fatal(err)
 	}
@@ -244,15 +254,26 @@ func newFixture(t *testing.T) *fixture {
 }
 
 // send produces a pageview of visitor c<i>, received now.
-func (f *fixture) send(t *testing.T, i int) {
+func (f *fixture) send(t *testing.T, i int) { f.sendEvent(t, i, fmt.Sprint("e", i)) }
+
+// sendEvent produces a pageview of visitor c<i>, received now, whose ID
+// is derived from event.
+func (f *fixture) sendEvent(t *testing.T, i int, event string) {
 	t.Helper()
-	now := time.Now().UTC()
-	h := &hit.Hit{PropertyID: propID, ClientID: fmt.Sprint("c", i), Type: hit.TypePageview, Origin: hit.OriginBrowser, Time: now, ReceivedAt: now, Path: "/"}
-	h.ID = h.DeriveID(fmt.Sprint("e", i))
+	h := pageview(i, event)
 	b, _ := hit.Marshal(h)
-	if _, _, err := f.producer.SendMessage(&sarama.ProducerMessage{Topic: hit.TopicHits, Key: sarama.ByteEncoder(h.Key(1)), Value: sarama.ByteEncoder(b)}); err != nil {
+	if _, _, err := f.producer.SendMessage(&sarama.ProducerMessage{Topic: hit.TopicHits, Key: sarama.ByteEncoder(h.Key(f.prop.Shards)), Value: sarama.ByteEncoder(b)}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// pageview is a pageview of visitor c<i>, received now, whose ID is
+// derived from event.
+func pageview(i int, event string) *hit.Hit {
+	now := time.Now().UTC()
+	h := &hit.Hit{PropertyID: propID, ClientID: fmt.Sprint("c", i), Type: hit.TypePageview, Origin: hit.OriginBrowser, Time: now, ReceivedAt: now, Path: "/"}
+	h.ID = h.DeriveID(event)
+	return h
 }
 
 // group joins the processing consumer group.

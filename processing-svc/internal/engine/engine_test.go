@@ -17,6 +17,7 @@ import (
 	"github.com/acme/analytics/pkg/rollup"
 	"github.com/acme/analytics/pkg/rules"
 	"github.com/acme/analytics/pkg/sketch"
+	"github.com/acme/analytics/processing-svc/internal/dumptest"
 	"github.com/gocql/gocql"
 )
 
@@ -151,38 +152,7 @@ func run(t *testing.T, ctx context.Context, part *Partition, msgs []Message, siz
 // comparison.
 func dump(t *testing.T, s *gocql.Session) string {
 	t.Helper()
-	return dumpTables(t, s, "raw_hits", "raw_hit_blocks", "visitor_state", "site_users", "sessions", "pageviews", "events", "rollup_daily", "rollup_hourly", "filtered_hits", "realtime_minutes")
-}
-
-func dumpTables(t *testing.T, s *gocql.Session, tables ...string) string {
-	t.Helper()
-	var out []string
-	for _, table := range tables {
-		iter := s.Query("SELECT * FROM " + table).Iter()
-		rows, err := iter.SliceMap()
-		if err != nil {
-			t.Fatalf("dump %s: %v", table, err)
-		}
-		for _, r := range rows {
-			// Offsets record flush boundaries, which differ between runs
-			// by construction; the data must not.
-			delete(r, "applied_offset")
-			delete(r, "through_offset")
-			keys := make([]string, 0, len(r))
-			for k := range r {
-				keys = append(keys, k)
-			}
-			sort.Strings(keys)
-			var b strings.Builder
-			b.WriteString(table)
-			for _, k := range keys {
-				fmt.Fprintf(&b, " %s=%v", k, r[k])
-			}
-			out = append(out, b.String())
-		}
-	}
-	sort.Strings(out)
-	return strings.Join(out, "\n")
+	return dumptest.Tables(t, s, dumptest.Pipeline...)
 }
 
 func totals(t *testing.T, s *gocql.Session, report string) map[string]rollup.Metrics {
@@ -467,7 +437,7 @@ func TestStatesSavedWhenDue(t *testing.T) {
 	run(t, ctx, newPartition(immediate, prop), msgs, 1000)
 	want := dump(t, immediate)
 	reports := func(s *gocql.Session) string {
-		return dumpTables(t, s, "raw_hits", "raw_hit_blocks", "rollup_daily", "rollup_hourly", "filtered_hits", "realtime_minutes")
+		return dumptest.Tables(t, s, "raw_hits", "raw_hit_blocks", "rollup_daily", "rollup_hourly", "filtered_hits", "realtime_minutes")
 	}
 
 	for _, c := range []struct {
@@ -505,7 +475,7 @@ func TestStatesSavedWhenDue(t *testing.T) {
 			if off := flush(); off != -1 || !part.Pending() {
 				t.Fatalf("after %v: flush returned %d, pending %v; nothing is due yet", c.early, off, part.Pending())
 			}
-			if saved := dumpTables(t, s, "visitor_state", "site_users", "sessions", "pageviews", "events"); saved != "" {
+			if saved := dumptest.Tables(t, s, "visitor_state", "site_users", "sessions", "pageviews", "events"); saved != "" {
 				t.Fatalf("visitors written before they were due:\n%.500s", saved)
 			}
 			clock = clock.Add(c.due - c.early)

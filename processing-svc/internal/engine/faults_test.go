@@ -14,6 +14,7 @@ import (
 	"github.com/acme/analytics/pkg/hit"
 	"github.com/acme/analytics/pkg/rollup"
 	"github.com/acme/analytics/pkg/rules"
+	"github.com/acme/analytics/processing-svc/internal/dumptest"
 	"github.com/gocql/gocql"
 )
 
@@ -280,7 +281,7 @@ func fallbackCrashRun(t *testing.T, seed uint64) {
 	run(t, ctx, newPartition(clean, caughtUp), asDerived, 20)
 	// The archive keeps the hits as stamped; the rest must be equal.
 	tables := []string{"visitor_state", "site_users", "sessions", "pageviews", "events", "rollup_daily", "rollup_hourly", "filtered_hits", "realtime_minutes"}
-	if got, want := dumpTables(t, s, tables...), dumpTables(t, clean, tables...); got != want {
+	if got, want := dumptest.Tables(t, s, tables...), dumptest.Tables(t, clean, tables...); got != want {
 		t.Fatalf("the tables differ from an undisturbed run with the recorded hits stamped version 1:\n%s", diff(want, got))
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/acme/analytics/pkg/rules"
+	"github.com/acme/analytics/processing-svc/internal/dumptest"
 	"github.com/acme/analytics/processing-svc/internal/session"
 	"github.com/gocql/gocql"
 )
@@ -141,7 +142,7 @@ func TestReprocessRefusesOpenDays(t *testing.T) {
 func dumpDerived(t *testing.T, s *gocql.Session) string {
 	t.Helper()
 	var keep []string
-	for _, line := range strings.Split(dumpTables(t, s, "sessions", "pageviews", "events", "rollup_daily", "rollup_hourly", "filtered_hits"), "\n") {
+	for _, line := range strings.Split(dumptest.Tables(t, s, "sessions", "pageviews", "events", "rollup_daily", "rollup_hourly", "filtered_hits"), "\n") {
 		if strings.HasPrefix(line, "rollup_") && !nonZeroMetric.MatchString(line) && strings.HasSuffix(line, "users_hll=[3]") {
 			continue
 		}

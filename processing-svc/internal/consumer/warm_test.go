@@ -1,0 +1,238 @@
+package consumer
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/acme/analytics/pkg/cassandra"
+	"github.com/acme/analytics/pkg/cqlserver"
+	"github.com/acme/analytics/pkg/cqltest"
+	"github.com/acme/analytics/pkg/eventually"
+	"github.com/acme/analytics/pkg/hit"
+	"github.com/acme/analytics/pkg/migrate/migratetest"
+	"github.com/acme/analytics/processing-svc/internal/dumptest"
+	"github.com/acme/analytics/processing-svc/internal/engine"
+	"github.com/acme/analytics/processing-svc/internal/engine/enginetest"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// TestPartitionsStayWarmAcrossRebalances: a second member joins the group
+// and leaves it again. The first keeps one of its two partitions through
+// both rebalances, warm: claimed warm, none of its visitors read again
+// from the store. The partition the second member held in between comes
+// back cold, its visitors read again; and every table equals that of a
+// cold run of the same messages.
+func TestPartitionsStayWarmAcrossRebalances(t *testing.T) {
+	f := newFixtureOf(t, 2)
+	a, b := NewMetrics(prometheus.NewRegistry()), NewMetrics(prometheus.NewRegistry())
+	count := func(c prometheus.Collector) int64 { return int64(testutil.ToFloat64(c)) }
+	applied := func(m *Metrics) int64 { return count(m.Hits.WithLabelValues("applied")) }
+	const visitors = 20
+	round := func(r int) {
+		t.Helper()
+		for i := range visitors {
+			f.sendEvent(t, i, fmt.Sprint("e", i, "-", r))
+		}
+		eventually.True(t, 30*time.Second, fmt.Sprintf("round %d applied", r), func() bool {
+			return applied(a)+applied(b) == int64(r*visitors)
+		})
+	}
+
+	stopA, doneA := f.start(t, Config{Metrics: a})
+	defer func() { stopA(); <-doneA }()
+	round(1)
+	if got := count(a.Claims.WithLabelValues("cold")); got != 2 {
+		t.Fatalf("first member claimed %d partitions cold, want both", got)
+	}
+
+	// A second member: the first keeps one partition, warm.
+	stopB, doneB := f.start(t, Config{Metrics: b})
+	eventually.True(t, 30*time.Second, "one partition each, the first member's warm", func() bool {
+		return count(a.Partitions) == 1 && count(b.Partitions) == 1 && count(a.Claims.WithLabelValues("warm")) >= 1
+	})
+	readsA, appliedA := count(a.VisitorReads), applied(a)
+	round(2)
+	onA, onB := applied(a)-appliedA, applied(b)
+	if onA == 0 || onB == 0 {
+		t.Fatalf("visitors on the first member's partition %d, on the second's %d: the test proves nothing", onA, onB)
+	}
+	if got := count(a.VisitorReads) - readsA; got != 0 {
+		t.Errorf("the first member read %d visitors of its warm partition again, want none", got)
+	}
+	if got := count(b.VisitorReads); got != onB {
+		t.Errorf("the second member read %d visitors of the partition it took, want each of its %d", got, onB)
+	}
+
+	// The second member leaves: its partition comes back to the first,
+	// cold (another member applied hits to it since the first held it).
+	stopB()
+	<-doneB
+	eventually.True(t, 30*time.Second, "both partitions back with the first member", func() bool {
+		return count(a.Partitions) == 2
+	})
+	if got := count(a.Claims.WithLabelValues("cold")); got != 3 {
+		t.Errorf("first member claimed %d partitions cold in all, want 3: both at the start, one when the second member left", got)
+	}
+	if got := count(a.Claims.WithLabelValues("warm")); got < 2 {
+		t.Errorf("first member claimed %d partitions warm in all, want its own at both rebalances", got)
+	}
+	readsA = count(a.VisitorReads)
+	round(3)
+	if got := count(a.VisitorReads) - readsA; got != onB {
+		t.Errorf("after the second member left, the first read %d visitors, want the %d of the partition that came back", got, onB)
+	}
+	stopA()
+	<-doneA
+	if got, want := dumptest.Tables(t, f.session, dumptest.Pipeline...), f.coldRun(t); got != want {
+		t.Fatalf("tables differ from a cold run of the same hits:\n got: %.2000s\nwant: %.2000s", got, want)
+	}
+}
+
+// TestFailedHandOverStartsCold: a member whose hand-over failed (the store
+// refusing every write) claims its partition again cold, and the numbers
+// stay exact.
+func TestFailedHandOverStartsCold(t *testing.T) {
+	f := newFixture(t)
+	a, b := NewMetrics(prometheus.NewRegistry()), NewMetrics(prometheus.NewRegistry())
+	count := func(c prometheus.Collector) int64 { return int64(testutil.ToFloat64(c)) }
+	stopA, doneA := f.start(t, Config{Metrics: a, HandOver: time.Second})
+	defer func() { stopA(); <-doneA }()
+	f.send(t, 1)
+	eventually.True(t, 30*time.Second, "the hit's rollups written", func() bool {
+		return count(a.Flushes.WithLabelValues("ok")) > 0
+	})
+
+	// The visitor is written at the hand-over only: that write fails.
+	srv := cqltest.Server(t)
+	srv.SetFault(func(string) cqlserver.Fault { return cqlserver.FailBefore })
+	defer srv.SetFault(nil)
+	stopB, doneB := f.start(t, Config{Metrics: b, HandOver: time.Second})
+	defer func() { stopB(); <-doneB }()
+	eventually.True(t, 30*time.Second, "the failed hand-over, then the partition claimed again", func() bool {
+		claims := count(a.Claims.WithLabelValues("cold")) + count(a.Claims.WithLabelValues("warm")) + count(b.Claims.WithLabelValues("cold"))
+		return count(a.Flushes.WithLabelValues("error")) > 0 && claims == 2
+	})
+	srv.SetFault(nil)
+	if got := count(a.Claims.WithLabelValues("warm")) + count(b.Claims.WithLabelValues("warm")); got != 0 {
+		t.Fatalf("%d partitions claimed warm after a failed hand-over, want none", got)
+	}
+	f.sendEvent(t, 1, "e1-again")
+	eventually.True(t, 30*time.Second, "both hits applied", func() bool {
+		return count(a.Hits.WithLabelValues("applied"))+count(b.Hits.WithLabelValues("applied")) >= 2
+	})
+	stopA()
+	<-doneA
+	stopB()
+	<-doneB
+	if got, want := dumptest.Tables(t, f.session, dumptest.Pipeline...), f.coldRun(t); got != want {
+		t.Fatalf("tables differ from a cold run of the same hits:\n got: %.2000s\nwant: %.2000s", got, want)
+	}
+}
+
+// TestKeptPartitionResumes: a Partition kept from a hand-over resumes
+// only in the generation right after it, claimed again, from the offset
+// after its last, with nothing applied since; any other claim starts cold
+// and drops it.
+func TestKeptPartitionResumes(t *testing.T) {
+	f := newFixture(t)
+	msg := func(offset int64, i int) engine.Message {
+		b, _ := hit.Marshal(pageview(i, fmt.Sprint("e", i)))
+		return engine.Message{Offset: offset, Value: b}
+	}
+	ctx := context.Background()
+	for _, c := range []struct {
+		name        string
+		gen         int32
+		claims      []int32
+		offset      int64
+		appliedMore bool
+		why         string // "" resumes
+	}{
+		{name: "next generation", gen: 6, claims: []int32{0}, offset: 1},
+		{name: "a generation missed", gen: 7, claims: []int32{0}, offset: 1, why: "not kept"},
+		{name: "not claimed", gen: 6, claims: []int32{1}, offset: 1, why: "not kept"},
+		{name: "offset replays", gen: 6, claims: []int32{0}, offset: 0, why: "not the one after"},
+		{name: "offset skips", gen: 6, claims: []int32{0}, offset: 2, why: "not the one after"},
+		{name: "applied since the hand-over", gen: 6, claims: []int32{0}, offset: 2, appliedMore: true, why: "not the one after"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := engine.New(engine.Config{Topic: hit.TopicHits, Session: f.session, Properties: enginetest.Properties{f.prop}})
+			if err := p.Apply(ctx, []engine.Message{msg(0, 1)}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := p.FlushAll(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if c.appliedMore {
+				if err := p.Apply(ctx, []engine.Message{msg(1, 2)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var k kept
+			k.keep(5, 0, p)
+			k.prepare(c.gen, c.claims)
+			got, why := k.take(c.gen, 0, c.offset)
+			if c.why == "" && got != p {
+				t.Fatalf("not resumed: %s", why)
+			}
+			if c.why != "" && (got != nil || !strings.Contains(why, c.why)) {
+				t.Fatalf("take = %p, %q; want nil, %q", got, why, c.why)
+			}
+			if again, _ := k.take(c.gen, 0, c.offset); again != nil {
+				t.Fatal("a Partition taken twice")
+			}
+		})
+	}
+}
+
+// coldRun applies every message of the fixture's hits topic with a new
+// Partition per partition, in one batch each, into a new keyspace, and
+// returns its tables.
+func (f *fixture) coldRun(t *testing.T) string {
+	t.Helper()
+	session, err := cassandra.Connect(migratetest.Keyspace(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer session.Close()
+	client, err := sarama.NewClient(f.kcfg.BrokerList(), f.kcfg.ConsumerConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	consumer, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer consumer.Close()
+	ctx := context.Background()
+	for part := range f.partitions {
+		end, err := client.GetOffset(hit.TopicHits, part, sarama.OffsetNewest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pc, err := consumer.ConsumePartition(hit.TopicHits, part, sarama.OffsetOldest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var msgs []engine.Message
+		for int64(len(msgs)) < end {
+			m := <-pc.Messages()
+			msgs = append(msgs, engine.Message{Offset: m.Offset, Value: m.Value})
+		}
+		pc.Close()
+		p := engine.New(engine.Config{Topic: hit.TopicHits, Partition: part, Session: session, Properties: enginetest.Properties{f.prop}})
+		if err := p.Apply(ctx, msgs); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.FlushAll(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dumptest.Tables(t, session, dumptest.Pipeline...)
+}
