@@ -127,16 +127,23 @@ func scale(ctx context.Context, t *testing.T, stack *localstack.Stack, cfg local
 	reads.mark()
 
 	// Every processor took part: it applied hits of the partitions it
-	// was given.
-	for _, name := range []string{"processing", "processing-2", "processing-3"} {
+	// was given. Those that were in the group when another joined kept
+	// some of their partitions, warm (the sticky assignment).
+	for i, name := range []string{"processing", "processing-2", "processing-3"} {
 		addr, err := stack.InstanceAddr(name)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n := scrape(t, "http://"+addr+"/metrics").sumWith("processing_hits_total", `outcome="applied"`); n == 0 {
+		m := scrape(t, "http://"+addr+"/metrics")
+		if n := m.sumWith("processing_hits_total", `outcome="applied"`); n == 0 {
 			t.Errorf("%s applied no hit: processing did not scale out", name)
 		} else {
 			t.Logf("scale: %s applied %.0f hits so far", name, n)
+		}
+		warm, cold := m.sumWith("processing_partition_claims_total", `start="warm"`), m.sumWith("processing_partition_claims_total", `start="cold"`)
+		t.Logf("scale: %s claimed %.0f partitions warm, %.0f cold, read %.0f visitors", name, warm, cold, m.sum("processing_visitor_reads_total"))
+		if i < 2 && warm == 0 {
+			t.Errorf("%s resumed no partition warm though a processor joined after it: the group did not keep its partitions", name)
 		}
 	}
 	if !at(0.6, "a processing instance stops") {

@@ -227,7 +227,7 @@ func newFixture(t *testing.T) *fixture { return newFixtureOf(t, 1) }
 // newFixtureOf makes a fixture whose hits topic has partitions partitions,
 // and whose property four processing shards for each, so that its
 // visitors' hits go to all of them.
-func newFixtureOf(t *testing.T, partitions int32) *fixture {
+func newFixtureOf(t testing.TB, partitions int32) *fixture {
 	t.Helper()
 	f := &fixture{cl: kafkatest.Start(t), partitions: partitions}
 	f.kcfg = &kafka.Config{Brokers: f.cl.Brokers()[0], ClientID: "test"}
@@ -277,7 +277,7 @@ func pageview(i int, event string) *hit.Hit {
 }
 
 // group joins the processing consumer group.
-func (f *fixture) group(t *testing.T) sarama.ConsumerGroup {
+func (f *fixture) group(t testing.TB) sarama.ConsumerGroup {
 	t.Helper()
 	group, err := sarama.NewConsumerGroup(f.kcfg.BrokerList(), "processing", f.kcfg.ConsumerConfig())
 	if err != nil {
@@ -292,7 +292,7 @@ func (f *fixture) group(t *testing.T) sarama.ConsumerGroup {
 // written at the hand-over), logger (none) and metrics are the fixture's
 // where it leaves them out. cancel stops it; done is closed once Run has
 // returned.
-func (f *fixture) start(t *testing.T, cfg Config) (cancel context.CancelFunc, done <-chan struct{}) {
+func (f *fixture) start(t testing.TB, cfg Config) (cancel context.CancelFunc, done <-chan struct{}) {
 	t.Helper()
 	cfg.Group, cfg.Topic, cfg.Session, cfg.Properties = f.group(t), hit.TopicHits, f.session, enginetest.Properties{f.prop}
 	cfg.FlushInterval = 50 * time.Millisecond

@@ -30,8 +30,6 @@ import (
 func TestPartitionsStayWarmAcrossRebalances(t *testing.T) {
 	f := newFixtureOf(t, 2)
 	a, b := NewMetrics(prometheus.NewRegistry()), NewMetrics(prometheus.NewRegistry())
-	count := func(c prometheus.Collector) int64 { return int64(testutil.ToFloat64(c)) }
-	applied := func(m *Metrics) int64 { return count(m.Hits.WithLabelValues("applied")) }
 	const visitors = 20
 	round := func(r int) {
 		t.Helper()
@@ -88,9 +86,7 @@ func TestPartitionsStayWarmAcrossRebalances(t *testing.T) {
 	}
 	stopA()
 	<-doneA
-	if got, want := dumptest.Tables(t, f.session, dumptest.Pipeline...), f.coldRun(t); got != want {
-		t.Fatalf("tables differ from a cold run of the same hits:\n got: %.2000s\nwant: %.2000s", got, want)
-	}
+	f.sameAsColdRun(t)
 }
 
 // TestFailedHandOverStartsCold: a member whose hand-over failed (the store
@@ -99,7 +95,6 @@ func TestPartitionsStayWarmAcrossRebalances(t *testing.T) {
 func TestFailedHandOverStartsCold(t *testing.T) {
 	f := newFixture(t)
 	a, b := NewMetrics(prometheus.NewRegistry()), NewMetrics(prometheus.NewRegistry())
-	count := func(c prometheus.Collector) int64 { return int64(testutil.ToFloat64(c)) }
 	stopA, doneA := f.start(t, Config{Metrics: a, HandOver: time.Second})
 	defer func() { stopA(); <-doneA }()
 	f.send(t, 1)
@@ -129,9 +124,7 @@ func TestFailedHandOverStartsCold(t *testing.T) {
 	<-doneA
 	stopB()
 	<-doneB
-	if got, want := dumptest.Tables(t, f.session, dumptest.Pipeline...), f.coldRun(t); got != want {
-		t.Fatalf("tables differ from a cold run of the same hits:\n got: %.2000s\nwant: %.2000s", got, want)
-	}
+	f.sameAsColdRun(t)
 }
 
 // TestKeptPartitionResumes: a Partition kept from a hand-over resumes
@@ -190,10 +183,16 @@ func TestKeptPartitionResumes(t *testing.T) {
 	}
 }
 
-// coldRun applies every message of the fixture's hits topic with a new
-// Partition per partition, in one batch each, into a new keyspace, and
-// returns its tables.
-func (f *fixture) coldRun(t *testing.T) string {
+// count is the value of a counter or gauge.
+func count(c prometheus.Collector) int64 { return int64(testutil.ToFloat64(c)) }
+
+// applied is the hits a consumer applied and flushed.
+func applied(m *Metrics) int64 { return count(m.Hits.WithLabelValues("applied")) }
+
+// sameAsColdRun fails t unless the fixture's tables are those of a cold
+// run of every message of its hits topic: a new Partition per partition
+// applying them all in one batch, into a new keyspace.
+func (f *fixture) sameAsColdRun(t *testing.T) {
 	t.Helper()
 	session, err := cassandra.Connect(migratetest.Keyspace(t))
 	if err != nil {
@@ -234,5 +233,72 @@ func (f *fixture) coldRun(t *testing.T) string {
 			t.Fatal(err)
 		}
 	}
-	return dumptest.Tables(t, session, dumptest.Pipeline...)
+	if got, want := dumptest.Tables(t, f.session, dumptest.Pipeline...), dumptest.Tables(t, session, dumptest.Pipeline...); got != want {
+		t.Fatalf("tables differ from a cold run of the same hits:\n got: %.2000s\nwant: %.2000s", got, want)
+	}
+}
+
+// BenchmarkRebalance measures what a member joining costs the partitions
+// that stay where they were, against those that move: 4,000 visitors on
+// four partitions have a hit each through one member; a second joins and
+// takes two partitions (cold), the first keeps two (warm); then every
+// visitor has another hit, produced at once, and each member's visitor
+// reads and time to apply and flush its share are reported. Before
+// partitions were kept warm, every member started every partition cold:
+// the first member's figures were the second's.
+// (go test -run NONE -bench Rebalance -benchtime 1x ./internal/consumer)
+func BenchmarkRebalance(b *testing.B) {
+	const visitors, partitions = 4000, 4
+	var warmReads, coldReads, warmTime, coldTime float64
+	for n := range b.N {
+		f := newFixtureOf(b, partitions)
+		ma, mb := NewMetrics(prometheus.NewRegistry()), NewMetrics(prometheus.NewRegistry())
+		round := func(r int) {
+			msgs := make([]*sarama.ProducerMessage, visitors)
+			for i := range msgs {
+				h := pageview(i, fmt.Sprint("e", i, "-", r))
+				v, _ := hit.Marshal(h)
+				msgs[i] = &sarama.ProducerMessage{Topic: hit.TopicHits, Key: sarama.ByteEncoder(h.Key(f.prop.Shards)), Value: sarama.ByteEncoder(v)}
+			}
+			if err := f.producer.SendMessages(msgs); err != nil {
+				b.Fatal(err)
+			}
+		}
+		stopA, doneA := f.start(b, Config{Metrics: ma})
+		round(1)
+		eventually.True(b, time.Minute, "the first round applied", func() bool { return applied(ma) == visitors })
+		stopB, doneB := f.start(b, Config{Metrics: mb})
+		eventually.True(b, time.Minute, "two partitions each", func() bool {
+			return count(ma.Partitions) == 2 && count(mb.Partitions) == 2 && count(ma.Claims.WithLabelValues("warm")) == 2
+		})
+		readsA, appliedA := count(ma.VisitorReads), applied(ma)
+		start := time.Now()
+		lastA, lastB := start, start
+		seenA, seenB := appliedA, applied(mb)
+		round(2)
+		eventually.True(b, time.Minute, "the second round applied", func() bool {
+			now, gotA, gotB := time.Now(), applied(ma), applied(mb)
+			if gotA != seenA {
+				seenA, lastA = gotA, now
+			}
+			if gotB != seenB {
+				seenB, lastB = gotB, now
+			}
+			return gotA+gotB == 2*visitors
+		})
+		warmReads += float64(count(ma.VisitorReads) - readsA)
+		coldReads += float64(count(mb.VisitorReads))
+		warmTime += float64(lastA.Sub(start).Milliseconds())
+		coldTime += float64(lastB.Sub(start).Milliseconds())
+		b.Logf("run %d: warm member: %d hits, %d visitors read, applied and flushed in %v; cold member: %d hits, %d visitors read, in %v",
+			n, seenA-appliedA, count(ma.VisitorReads)-readsA, lastA.Sub(start).Round(time.Millisecond), seenB, count(mb.VisitorReads), lastB.Sub(start).Round(time.Millisecond))
+		stopB()
+		<-doneB
+		stopA()
+		<-doneA
+	}
+	b.ReportMetric(warmReads/float64(b.N), "warm-visitor-reads")
+	b.ReportMetric(coldReads/float64(b.N), "cold-visitor-reads")
+	b.ReportMetric(warmTime/float64(b.N), "warm-ms")
+	b.ReportMetric(coldTime/float64(b.N), "cold-ms")
 }
