@@ -129,8 +129,8 @@ func TestFailedHandOverStartsCold(t *testing.T) {
 
 // TestKeptPartitionResumes: a Partition kept from a hand-over resumes
 // only in the generation right after it, claimed again, from the offset
-// after its last, with nothing applied since; any other claim starts cold
-// and drops it.
+// after its last (from anywhere if it applied nothing), with nothing
+// applied since; any other claim starts cold and drops it.
 func TestKeptPartitionResumes(t *testing.T) {
 	f := newFixture(t)
 	msg := func(offset int64, i int) engine.Message {
@@ -144,7 +144,9 @@ func TestKeptPartitionResumes(t *testing.T) {
 		claims      []int32
 		offset      int64
 		appliedMore bool
-		why         string // "" resumes
+		// appliedNothing: the partition had no message in the last session.
+		appliedNothing bool
+		why            string // "" resumes
 	}{
 		{name: "next generation", gen: 6, claims: []int32{0}, offset: 1},
 		{name: "a generation missed", gen: 7, claims: []int32{0}, offset: 1, why: "not kept"},
@@ -152,14 +154,17 @@ func TestKeptPartitionResumes(t *testing.T) {
 		{name: "offset replays", gen: 6, claims: []int32{0}, offset: 0, why: "not the one after"},
 		{name: "offset skips", gen: 6, claims: []int32{0}, offset: 2, why: "not the one after"},
 		{name: "applied since the hand-over", gen: 6, claims: []int32{0}, offset: 2, appliedMore: true, why: "not the one after"},
+		{name: "nothing applied", gen: 6, claims: []int32{0}, offset: -2, appliedNothing: true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p := engine.New(engine.Config{Topic: hit.TopicHits, Session: f.session, Properties: enginetest.Properties{f.prop}})
-			if err := p.Apply(ctx, []engine.Message{msg(0, 1)}); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := p.FlushAll(ctx); err != nil {
-				t.Fatal(err)
+			if !c.appliedNothing {
+				if err := p.Apply(ctx, []engine.Message{msg(0, 1)}); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := p.FlushAll(ctx); err != nil {
+					t.Fatal(err)
+				}
 			}
 			if c.appliedMore {
 				if err := p.Apply(ctx, []engine.Message{msg(1, 2)}); err != nil {

@@ -490,7 +490,13 @@ func (p *Partition) Pending() bool { return p.last > p.flushed || p.unsaved > 0 
 // consumer resumes a Partition only in its group member's generation
 // right after the one it applied it in.) A Partition that may not resume
 // is dropped, and a new one started.
+//
+// A Partition that has applied nothing and read nothing (its partition
+// had no message) is as good as a new one, and may resume at any offset.
 func (p *Partition) CanResume(offset int64) bool {
+	if p.last < 0 && !p.recordedRead {
+		return true
+	}
 	return !p.Pending() && offset == p.last+1
 }
 

@@ -397,6 +397,9 @@ func TestResumeAfterHandOver(t *testing.T) {
 	s := connect(t)
 	// Visitors written only by FlushAll, as a hand-over writes them.
 	part := New(Config{Topic: "hits", Session: s, Properties: staticProperties{prop}, State: StatePolicy{Quiet: time.Hour, MaxDelay: time.Hour}})
+	if !part.CanResume(-2) || !part.CanResume(7) {
+		t.Fatal("a Partition that applied nothing may not resume: it is as good as a new one")
+	}
 	run(t, ctx, part, msgs[:half], 8)
 	if part.CanResume(next) {
 		t.Fatal("a Partition with visitors not written may resume")
