@@ -68,7 +68,9 @@ type Metrics struct {
 	GroupErrors prometheus.Counter
 	// Claims counts the partitions claimed, by start: warm (its state kept
 	// in memory from this member's previous session) or cold.
-	Claims       *prometheus.CounterVec
+	Claims *prometheus.CounterVec
+	// VisitorReads counts the visitors read from the store because they
+	// were not in memory (engine.Stats.VisitorReads).
 	VisitorReads prometheus.Counter
 }
 
@@ -282,12 +284,12 @@ func (c *Consumer) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 // previous session, when resuming changes no number: this member owned
 // the partition in the generation right before (kept.prepare; so no other
 // member can have applied a message of it since), the hand-over of that
-// claim succeeded and committed (kept only then), and this claim starts
-// at the offset after the last the Partition applied
-// (engine.Partition.CanResume, which holds only if nothing is pending:
-// the commit reached the broker, whose offset is the claim's). Otherwise
-// it starts cold, with a new Partition that reads visitors and rows from
-// the store as hits need them.
+// claim succeeded (kept only then), and the Partition may resume at this
+// claim's first offset (engine.Partition.CanResume: nothing pending, and
+// the offset, the one the broker holds as committed, is the one after the
+// last it applied, so the hand-over's commit reached the broker).
+// Otherwise it starts cold, with a new Partition that reads visitors and
+// rows from the store as hits need them.
 func (c *Consumer) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	m := c.cfg.Metrics
 	m.Partitions.Inc()
