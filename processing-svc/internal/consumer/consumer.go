@@ -38,7 +38,7 @@ type Config struct {
 	Session       *gocql.Session
 	Properties    engine.Properties
 	DeadLetter    func(ctx context.Context, dl []hit.DeadLetter) error
-	FlushInterval time.Duration      // how often derived rows are written (freshness)
+	FlushInterval time.Duration      // how often derived rows are written (freshness; default DefaultFlushInterval)
 	State         engine.StatePolicy // when visitors are written
 	BatchSize     int                // messages applied at once
 	// HandOver bounds the final flush of a partition being revoked or shut
@@ -190,10 +190,17 @@ func (k *kept) clear() {
 	k.parts = nil
 }
 
+// DefaultFlushInterval is how often a partition's derived rows are
+// written by default (processing's -flush-interval). Each flush rewrites
+// every rollup row its hits touched, so a longer interval writes fewer
+// statements and bytes per hit for less fresh reports (docs/benchmarks.md,
+// "Flush interval").
+const DefaultFlushInterval = 2 * time.Second
+
 // New returns a Consumer.
 func New(cfg Config) *Consumer {
 	if cfg.FlushInterval == 0 {
-		cfg.FlushInterval = 500 * time.Millisecond
+		cfg.FlushInterval = DefaultFlushInterval
 	}
 	if cfg.BatchSize == 0 {
 		cfg.BatchSize = 2000

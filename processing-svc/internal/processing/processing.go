@@ -55,7 +55,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.ConfigSvc.RegisterFlags(fs)
 	fs.StringVar(&c.IdentitySecret, "identity-secret", "", "shared secret of gateway-signed identity headers and internal calls (at least 16 bytes; required)")
 	fs.StringVar(&c.Group, "consumer-group", "processing", "Kafka consumer group of the processing instances")
-	fs.DurationVar(&c.FlushInterval, "flush-interval", 2*time.Second, "how often derived rows are written and offsets committed: report freshness, traded against Cassandra writes (docs/benchmarks.md, \"Flush interval\")")
+	fs.DurationVar(&c.FlushInterval, "flush-interval", consumer.DefaultFlushInterval, "how often derived rows are written and offsets committed: report freshness, traded against Cassandra writes (docs/benchmarks.md, \"Flush interval\")")
 	fs.DurationVar(&c.StateQuiet, "state-quiet", engine.DefaultStatePolicy.Quiet, "write a changed visitor (its sessions, pageviews, events, users row and state) once it has had no hit for this long; rollups are written at every flush regardless (docs/processing.md: Visitors written when due)")
 	fs.DurationVar(&c.StateMaxDelay, "state-max-delay", engine.DefaultStatePolicy.MaxDelay, "write a changed visitor at the latest this long after its first unwritten hit; bounds what a crashed processor re-reads (0: every changed visitor at every flush)")
 	fs.IntVar(&c.BatchSize, "batch-size", 2000, "hits applied at once per partition")
