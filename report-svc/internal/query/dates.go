@@ -114,16 +114,11 @@ func buckets(r DateRange, g Granularity, loc *time.Location, now time.Time) []Bu
 		}
 		switch g {
 		case Hour:
-			for h := 0; h < 24; h++ {
-				t := time.Date(d.Year(), d.Month(), d.Day(), h, 0, 0, 0, loc)
-				if t.Hour() != h || !dateOf(t, loc).Equal(d) {
-					continue // skipped by a daylight-saving change
-				}
-				t = rollup.FirstOccurrence(t, loc) // a repeated hour begins at its first occurrence
-				if t.After(now) {
+			for _, h := range localHours(d, loc) {
+				if h.start.After(now) {
 					break
 				}
-				out = append(out, Bucket{Label: fmt.Sprintf("%sT%02d", formatDate(d), h), Start: t, from: d, hour: h})
+				out = append(out, Bucket{Label: fmt.Sprintf("%sT%02d", formatDate(d), h.hour), Start: h.start, from: d, hour: h.hour})
 			}
 		case Day:
 			out = append(out, Bucket{Label: formatDate(d), Start: start, from: d})
@@ -137,6 +132,39 @@ func buckets(r DateRange, g Granularity, loc *time.Location, now time.Time) []Bu
 				out = append(out, Bucket{Label: d.Format("2006-01"), Start: start, from: d})
 			}
 		}
+	}
+	return out
+}
+
+type localHour struct {
+	hour  int
+	start time.Time
+}
+
+// localHours returns the local hours of the property-local date day, in
+// order, each with the first instant of the day whose local time is in
+// it. It walks the day's instants rather than asking time.Date for each
+// hour's :00, which a change of the clock can skip where the hour itself
+// goes on: Pacific/Chatham goes from 02:45 to 03:45, so its 03 begins at
+// 03:45, and America/St_Johns once went from 00:00:59 to 01:01. A local
+// hour that occurs twice (the clock set back) is one hour, beginning at
+// its first occurrence, and the instants of another date that a clock set
+// back over midnight puts inside the day are not its.
+func localHours(day time.Time, loc *time.Location) []localHour {
+	var out []localHour
+	end := rollup.DayStart(addDays(day, 1), loc)
+	for t := rollup.DayStart(day, loc); t.Before(end); {
+		l := t.In(loc)
+		if dateOf(t, loc).Equal(day) && (len(out) == 0 || out[len(out)-1].hour < l.Hour()) {
+			out = append(out, localHour{hour: l.Hour(), start: t})
+		}
+		// The next local hour begins at the next :00 of this offset, or
+		// where the offset changes, if sooner.
+		next := t.Add(time.Hour - time.Duration(l.Minute())*time.Minute - time.Duration(l.Second())*time.Second - time.Duration(l.Nanosecond()))
+		if _, change := l.ZoneBounds(); !change.IsZero() && change.After(t) && change.Before(next) {
+			next = change
+		}
+		t = next
 	}
 	return out
 }

@@ -285,3 +285,52 @@ func TestAddMetrics(t *testing.T) {
 		t.Errorf("addMetrics = %+v, want %+v", a, want)
 	}
 }
+
+// The hours of a series are the local hours the day's instants have, each
+// beginning at its first instant, on every day whose clock changes: found
+// here by walking the day minute by minute, in zones whose changes are
+// not whole hours at :00 (Chatham's 02:45, Lord Howe's half hour, St
+// John's 00:01), that skip or repeat midnight (Havana, Santiago,
+// Asuncion), far from UTC (Apia, Kiritimati) or plain (Berlin, New York).
+func TestHourBucketsFollowTheClock(t *testing.T) {
+	zones := []string{"Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Pacific/Chatham", "America/Havana",
+		"America/Santiago", "America/Asuncion", "America/St_Johns", "Asia/Gaza", "Pacific/Apia", "Pacific/Kiritimati",
+		"Asia/Kathmandu", "Asia/Kolkata", "Africa/Casablanca", "Antarctica/Troll"}
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	checked := 0
+	for _, zone := range zones {
+		loc, err := time.LoadLocation(zone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		days := []time.Time{time.Date(2026, 6, 15, 0, 0, 0, 0, time.UTC)}
+		for d := time.Date(2010, 1, 1, 0, 0, 0, 0, time.UTC); d.Year() < 2028; d = addDays(d, 1) {
+			_, before := d.Add(-15 * time.Hour).In(loc).Zone()
+			_, after := d.Add(39 * time.Hour).In(loc).Zone()
+			if before != after {
+				days = append(days, d)
+			}
+		}
+		for _, d := range days {
+			var want []string
+			seen := map[string]bool{}
+			for x := d.Add(-15 * time.Hour); x.Before(d.Add(39 * time.Hour)); x = x.Add(time.Minute) {
+				if l := x.In(loc); dateOf(x, loc).Equal(d) && !seen[l.Format("15")] {
+					seen[l.Format("15")] = true
+					want = append(want, l.Format("2006-01-02T15")+" "+x.UTC().Format(time.RFC3339))
+				}
+			}
+			var got []string
+			for _, b := range buckets(DateRange{d, d}, Hour, loc, now) {
+				got = append(got, b.Label+" "+b.Start.UTC().Format(time.RFC3339))
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("%s on %s: hours\n%v\nwant\n%v", zone, formatDate(d), got, want)
+			}
+			checked++
+		}
+	}
+	if checked < 300 {
+		t.Errorf("only %d days checked", checked)
+	}
+}
