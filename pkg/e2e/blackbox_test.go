@@ -66,6 +66,21 @@ func TestAcceptanceBlackBox(t *testing.T) {
 	api.waitForRulesAtCollection(prop.TrackingID, "InternalMonitor/1.0")
 	m := &simulate.Merchant{Gateway: gw, AccessToken: api.token, PropertyID: prop.ID}
 	yesterday, today := bbDay(midnight.Add(-time.Second), loc), bbDay(midnight, loc)
+
+	// A property in a zone a half or three quarters of an hour off the
+	// hour, when one had its midnight a while ago, with the same rules
+	// but sessions that time out after 7 minutes: its local midnight, not
+	// UTC's or the hour's, splits sessions and dates hits (bbFarTraffic).
+	farZone, farMidnight, farOK := zoneWithOddMidnightAgo(t)
+	var far mpaProperty
+	if farOK {
+		far = api.createProperty(api.token, map[string]any{
+			"name": "Far", "hostnames": []string{"shop.example"}, "time_zone": farZone, "currency": "EUR",
+		})
+		farRules := strings.Replace(string(rules(`"paypal.com"`, `"^InternalMonitor/"`)), `"bot_filtering": true,`, `"bot_filtering": true, "session_timeout_minutes": 7,`, 1)
+		api.do("PUT", "/v1/properties/"+far.ID+"/rules", api.token, json.RawMessage(farRules), http.StatusOK, nil)
+	}
+	farSends := bbFarTraffic()
 	both := url.Values{"from": {yesterday}, "to": {today}}
 
 	// A cookieless property: a visitor is its address and user agent, one
@@ -125,6 +140,11 @@ func TestAcceptanceBlackBox(t *testing.T) {
 			api.send(prop.TrackingID, midnight, s)
 		}
 	}
+	for _, s := range farSends {
+		if farOK && !s.late {
+			api.send(far.TrackingID, farMidnight, s)
+		}
+	}
 	waitForUserAgentHits(func(s bbSend) bool { return !s.late })
 	waitForProcessing(t, cfg, 60*time.Second)
 	// The late hits meet a processor that knows their visitors only from
@@ -142,6 +162,11 @@ func TestAcceptanceBlackBox(t *testing.T) {
 	for _, s := range sends {
 		if s.late && !s.probe {
 			api.send(prop.TrackingID, midnight, s)
+		}
+	}
+	for _, s := range farSends {
+		if farOK && s.late {
+			api.send(far.TrackingID, farMidnight, s)
 		}
 	}
 	// Realtime: hits of the last minutes, dated from now, to a property of
@@ -173,7 +198,7 @@ func TestAcceptanceBlackBox(t *testing.T) {
 	}})
 	waitForProcessing(t, cfg, 60*time.Second)
 
-	calc := bbCalculate(t, sends, midnight)
+	calc := bbCalculate(t, sends, midnight, 30*time.Minute)
 	cm := &simulate.Merchant{Gateway: gw, AccessToken: api.token, PropertyID: cookieless.ID}
 	for _, r := range []struct {
 		name string
@@ -224,6 +249,21 @@ func TestAcceptanceBlackBox(t *testing.T) {
 	if len(a.PreviousTotals) != 7 {
 		t.Errorf("today compared: previous_totals %v", a.PreviousTotals)
 	}
+	bbCompareDays(t, client, m, "", calc, yesterday, today)
+
+	if !farOK {
+		return
+	}
+	farCalc := bbCalculate(t, farSends, farMidnight, 7*time.Minute)
+	fm := &simulate.Merchant{Gateway: gw, AccessToken: api.token, PropertyID: far.ID}
+	farLoc := farMidnight.Location()
+	bbCompareDays(t, client, fm, "far ", farCalc, bbDay(farMidnight.Add(-time.Second), farLoc), bbDay(farMidnight, farLoc))
+}
+
+// bbCompareDays compares every report of yesterday, today and both with
+// the calculator's.
+func bbCompareDays(t *testing.T, client *http.Client, m *simulate.Merchant, prefix string, calc *bbCalc, yesterday, today string) {
+	t.Helper()
 	for _, r := range []struct {
 		name string
 		days []bool // today?
@@ -231,9 +271,80 @@ func TestAcceptanceBlackBox(t *testing.T) {
 	}{
 		{"yesterday", []bool{false}, url.Values{"range": {"yesterday"}}},
 		{"today", []bool{true}, url.Values{"range": {"today"}}},
-		{"both days", []bool{false, true}, both},
+		{"both days", []bool{false, true}, url.Values{"from": {yesterday}, "to": {today}}},
 	} {
-		bbCompareAll(t, client, m, r.name, r.q, calc.view(r.days...))
+		bbCompareAll(t, client, m, prefix+r.name, r.q, calc.view(r.days...))
+	}
+}
+
+// zoneWithOddMidnightAgo picks a zone whose offset is not a whole number
+// of hours and whose local midnight was between 40 minutes and 3 hours 20
+// minutes ago, so that bbFarTraffic's hits, 25 minutes either side of it,
+// can be dated there by qt; ok is false when no such zone has its
+// midnight then (about half of the day).
+func zoneWithOddMidnightAgo(t *testing.T) (zone string, midnight time.Time, ok bool) {
+	t.Helper()
+	now := time.Now()
+	for _, z := range []string{"Asia/Kathmandu", "Asia/Kolkata", "Asia/Tehran", "Asia/Kabul", "Asia/Yangon",
+		"Australia/Darwin", "Australia/Adelaide", "Australia/Eucla", "Pacific/Chatham", "Pacific/Marquesas", "America/St_Johns"} {
+		loc, err := time.LoadLocation(z)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, off := now.In(loc).Zone(); off%3600 == 0 {
+			continue // whole hours in this season
+		}
+		ln := now.In(loc)
+		m := time.Date(ln.Year(), ln.Month(), ln.Day(), 0, 0, 0, 0, loc)
+		if ago := now.Sub(m); ago >= 40*time.Minute && ago <= 3*time.Hour+20*time.Minute {
+			t.Logf("far zone %s: local midnight %s, %s ago", z, m.Format(time.RFC3339), ago.Round(time.Second))
+			return z, m, true
+		}
+	}
+	t.Logf("no zone off the hour had its midnight 40 minutes to 3 hours 20 minutes ago: the far property is not checked")
+	return "", time.Time{}, false
+}
+
+// bbFarTraffic is the far property's traffic: the session timeout of 7
+// minutes at its edges and at the local midnight, and hits sent late
+// into and before a day's sessions.
+func bbFarTraffic() []bbSend {
+	m := time.Minute
+	pv := func(at time.Duration, page, hid string) bbHit {
+		return bbHit{at: at, t: "pageview", page: page, hid: hid}
+	}
+	v := func(cid string) *bbVisitor { return &bbVisitor{cid: cid, ua: bbChrome, ip: "198.51.100.120"} }
+	f5, f7 := v("far-5"), v("far-7")
+	return []bbSend{
+		// Exactly 7:00 continues, 7:01 ends (the property's timeout).
+		{v: v("far-1"), hits: []bbHit{pv(m, "/a", "f1a"), pv(8*m, "/b", "f1b"), pv(15*m+time.Second, "/c", "f1c")}},
+		// The local midnight ends a session within the timeout.
+		{v: v("far-2"), hits: []bbHit{pv(-3*m, "/n1", "f2a"), pv(2*m, "/n2", "f2b")}},
+		// 7:00 apart across midnight: two sessions, the second at T00.
+		{v: v("far-3"), hits: []bbHit{pv(-7*m, "/y1", "f3a"), pv(0, "/z", "f3b")}},
+		// A hit of yesterday sent after today's: yesterday's session is
+		// the user's first.
+		{v: v("far-4"), hits: []bbHit{pv(4*m, "/t", "f4a")}},
+		{v: v("far-4"), late: true, hits: []bbHit{pv(-4*m, "/l", "f4b")}},
+		// Out of order: the late pageview lands, the late event measures
+		// the last page.
+		{v: f5, hits: []bbHit{pv(12*m, "/o2", "f5b")}},
+		{v: f5, late: true, hits: []bbHit{
+			pv(10*m, "/o1", "f5a"),
+			{at: 14 * m, t: "event", page: "/o2", ec: "ui", ea: "open", hid: "f5c"},
+		}},
+		// A ping 7:00 after the last hit extends the session, 7:01 after
+		// it joins none.
+		{v: v("far-6"), hits: []bbHit{
+			pv(5*m, "/r", "f6a"),
+			{at: 12 * m, t: "engagement", page: "/r", et: 420000, hid: "f6b"},
+			{at: 19*m + time.Second, t: "engagement", page: "/r", et: 1000, hid: "f6c"},
+		}},
+		// A late hit within the timeout of each of two sessions makes them
+		// one. (Gaps between the hits of two requests are not exact to the
+		// millisecond: qt counts from the receipt.)
+		{v: f7, hits: []bbHit{pv(16*m, "/p1", "f7a"), pv(29*m, "/p3", "f7c")}},
+		{v: f7, late: true, hits: []bbHit{pv(22*m+30*time.Second, "/p2", "f7b")}},
 	}
 }
 
@@ -999,7 +1110,7 @@ func bbChannel(source, medium, campaign string) string {
 	return "Unassigned"
 }
 
-func bbCalculate(t *testing.T, sends []bbSend, midnight time.Time) *bbCalc {
+func bbCalculate(t *testing.T, sends []bbSend, midnight time.Time, timeout time.Duration) *bbCalc {
 	c := &bbCalc{filtered: map[bool]map[string]int{false: {}, true: {}}}
 	seen := map[string]bool{}
 	// A visitor is its client ID, whatever address or user agent each of
@@ -1047,7 +1158,6 @@ func bbCalculate(t *testing.T, sends []bbSend, midnight time.Time) *bbCalc {
 			byVisitor[s.v.cid] = append(byVisitor[s.v.cid], h)
 		}
 	}
-	const timeout = 30 * time.Minute
 	for _, cid := range order {
 		v, hits := visitorOf[cid], byVisitor[cid]
 		sort.SliceStable(hits, func(i, j int) bool { return hits[i].at < hits[j].at })
