@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"sort"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -273,5 +275,82 @@ func TestExtendRefuses(t *testing.T) {
 	}
 	if fmt.Sprintf("%+v", *ss) != keep {
 		t.Error("a refused hit changed the session")
+	}
+}
+
+// The timeout is measured in real time and the day is the local date,
+// whatever the clock does: across daylight-saving changes (a wall-clock
+// gap longer or shorter, even negative, than the real one), in zones far
+// from UTC or off the hour, and with a property's own timeout.
+func TestSplitRulesAcrossClockChanges(t *testing.T) {
+	zone := func(name string) *time.Location {
+		loc, err := time.LoadLocation(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return loc
+	}
+	berlin, asuncion := zone("Europe/Berlin"), zone("America/Asuncion")
+	utc := func(s string) time.Time {
+		tm, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tm
+	}
+	tests := []struct {
+		name    string
+		loc     *time.Location
+		timeout time.Duration
+		times   []string // RFC 3339, in the zone's offsets
+		want    string   // sessions, as their hits' indexes
+		days    string   // each session's local date
+	}{
+		{"spring forward: 01:50 CET to 03:10 CEST is 20 minutes", berlin, 30 * time.Minute,
+			[]string{"2026-03-29T01:50:00+01:00", "2026-03-29T03:10:00+02:00"}, "[0 1]", "2026-03-29"},
+		{"fall back: 02:50 CEST to 02:10 CET is 20 minutes", berlin, 30 * time.Minute,
+			[]string{"2026-10-25T02:50:00+02:00", "2026-10-25T02:10:00+01:00"}, "[0 1]", "2026-10-25"},
+		{"fall back: 02:40 CEST to 02:20 CET is 40 minutes", berlin, 30 * time.Minute,
+			[]string{"2026-10-25T02:40:00+02:00", "2026-10-25T02:20:00+01:00"}, "[0] [1]", "2026-10-25 2026-10-25"},
+		{"fall back: exactly the timeout across the repeated hour", berlin, 30 * time.Minute,
+			[]string{"2026-10-25T02:45:00+02:00", "2026-10-25T02:15:00+01:00", "2026-10-25T02:45:01+01:00"}, "[0 1] [2]", "2026-10-25 2026-10-25"},
+		{"a property's timeout: exactly 7:00 continues, 7:01 splits", berlin, 7 * time.Minute,
+			[]string{"2026-12-05T10:00:00+01:00", "2026-12-05T10:07:00+01:00", "2026-12-05T10:14:01+01:00"}, "[0 1] [2]", "2026-12-05 2026-12-05"},
+		{"a property's timeout at the local midnight", berlin, 7 * time.Minute,
+			[]string{"2026-12-05T23:57:00+01:00", "2026-12-06T00:00:00+01:00"}, "[0] [1]", "2026-12-05 2026-12-06"},
+		{"Kathmandu's midnight, 18:15 UTC", zone("Asia/Kathmandu"), 30 * time.Minute,
+			[]string{"2026-12-05T23:59:59+05:45", "2026-12-06T00:00:00+05:45", "2026-12-06T00:20:00+05:45"}, "[0] [1 2]", "2026-12-05 2026-12-06"},
+		{"Kolkata's midnight, 18:30 UTC", zone("Asia/Kolkata"), 30 * time.Minute,
+			[]string{"2026-12-05T23:50:00+05:30", "2026-12-06T00:10:00+05:30"}, "[0] [1]", "2026-12-05 2026-12-06"},
+		{"UTC+14: midnight within one UTC date", zone("Pacific/Kiritimati"), 30 * time.Minute,
+			[]string{"2026-12-05T23:50:00+14:00", "2026-12-06T00:10:00+14:00"}, "[0] [1]", "2026-12-05 2026-12-06"},
+		{"UTC-11: midnight within one UTC date", zone("Pacific/Pago_Pago"), 30 * time.Minute,
+			[]string{"2026-12-05T23:50:00-11:00", "2026-12-06T00:10:00-11:00"}, "[0] [1]", "2026-12-05 2026-12-06"},
+		{"UTC+13:45 in summer", zone("Pacific/Chatham"), 30 * time.Minute,
+			[]string{"2026-12-05T23:59:00+13:45", "2026-12-06T00:01:00+13:45"}, "[0] [1]", "2026-12-05 2026-12-06"},
+		{"a clock set back over midnight: the date stays, then changes", asuncion, 30 * time.Minute,
+			[]string{"2024-03-23T23:50:00-03:00", "2024-03-23T23:20:00-04:00", "2024-03-23T23:45:00-04:00", "2024-03-24T00:05:00-04:00"}, "[0 1 2] [3]", "2024-03-23 2024-03-24"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var hits []*Hit
+			for i, s := range tt.times {
+				hits = append(hits, pv(strconv.Itoa(i), utc(s), "/"))
+			}
+			sort.Slice(hits, func(i, j int) bool { return Less(hits[i], hits[j]) })
+			s := settings()
+			s.Location, s.Timeout = tt.loc, tt.timeout
+			ss := Build(hits, s)
+			var days []string
+			for _, x := range ss {
+				days = append(days, x.Day.Format(time.DateOnly))
+				if x.DurationMS != x.End.Sub(x.Start).Milliseconds() {
+					t.Errorf("session %s lasts %d ms, from %s to %s", x.ID, x.DurationMS, x.Start, x.End)
+				}
+			}
+			if got := shape(ss); got != tt.want || strings.Join(days, " ") != tt.days {
+				t.Errorf("sessions %s on %v, want %s on %s", got, days, tt.want, tt.days)
+			}
+		})
 	}
 }
