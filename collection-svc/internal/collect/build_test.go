@@ -98,6 +98,7 @@ func TestNumbers(t *testing.T) {
 	s, p := testServer(t, 4, countingQueue{new(int)})
 	received := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
 	us := received.Add(-time.Hour).UnixMicro() // 1796382000000000
+	micros := func(t time.Time) string { return strconv.FormatInt(t.UnixMicro(), 10) }
 	tests := []struct {
 		name       string
 		f          parse.Fields
@@ -133,6 +134,16 @@ func TestNumbers(t *testing.T) {
 		{"timestamp_micros huge exponent", parse.Fields{TimestampMicros: "1e999999999999"}, "malformed", 0, received},
 		{"timestamp_micros hex", parse.Fields{TimestampMicros: "0x1p50"}, "malformed", 0, received},
 		{"timestamp_micros too old in float form", parse.Fields{TimestampMicros: "1.7e15"}, "too_old", 0, received},
+		// The edges: exactly 4 hours old is accepted, by qt as by
+		// timestamp_micros, a microsecond more is too old; up to a minute
+		// ahead is dated at the receipt, a microsecond more is refused.
+		{"qt 0", parse.Fields{QueueTime: "0"}, "", 0, received},
+		{"qt exactly 4 hours", parse.Fields{QueueTime: "14400000"}, "", 0, received.Add(-4 * time.Hour)},
+		{"timestamp_micros exactly 4 hours old", parse.Fields{TimestampMicros: micros(received.Add(-4 * time.Hour))}, "", 0, received.Add(-4 * time.Hour)},
+		{"timestamp_micros 4 hours and a microsecond old", parse.Fields{TimestampMicros: micros(received.Add(-4*time.Hour - time.Microsecond))}, "too_old", 0, received},
+		{"timestamp_micros a minute ahead", parse.Fields{TimestampMicros: micros(received.Add(time.Minute))}, "", 0, received},
+		{"timestamp_micros a minute and a microsecond ahead", parse.Fields{TimestampMicros: micros(received.Add(time.Minute + time.Microsecond))}, "malformed", 0, received},
+		{"timestamp_micros and qt: the timestamp dates it", parse.Fields{TimestampMicros: strconv.FormatInt(us, 10), QueueTime: "60000"}, "", 0, received.Add(-time.Hour)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
