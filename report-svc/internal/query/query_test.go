@@ -157,6 +157,30 @@ func TestPresets(t *testing.T) {
 	}
 }
 
+// Presets on the days where weeks, months and years turn.
+func TestPresetsAtTheirEdges(t *testing.T) {
+	tests := []struct{ today, preset, from, to string }{
+		{"2026-03-16", "this_week", "2026-03-16", "2026-03-16"}, // a Monday: today alone
+		{"2026-03-16", "last_week", "2026-03-09", "2026-03-15"},
+		{"2026-03-22", "this_week", "2026-03-16", "2026-03-22"}, // a Sunday ends the ISO week
+		{"2026-01-01", "this_month", "2026-01-01", "2026-01-01"},
+		{"2026-01-01", "last_month", "2025-12-01", "2025-12-31"},
+		{"2026-01-01", "yesterday", "2025-12-31", "2025-12-31"},
+		{"2026-01-01", "last_week", "2025-12-22", "2025-12-28"},  // a Thursday
+		{"2024-03-31", "last_month", "2024-02-01", "2024-02-29"}, // leap year; the 31st
+		{"2026-03-31", "last_month", "2026-02-01", "2026-02-28"},
+		{"2026-03-01", "last_7_days", "2026-02-22", "2026-02-28"},
+		{"2026-03-29", "last_7_days", "2026-03-22", "2026-03-28"}, // Berlin's 23-hour day is today: still 7 dates
+	}
+	for _, tt := range tests {
+		today, _ := time.Parse(time.DateOnly, tt.today)
+		r, ok := presetRange(tt.preset, today)
+		if !ok || formatDate(r.From) != tt.from || formatDate(r.To) != tt.to {
+			t.Errorf("%s on %s = %s..%s, want %s..%s", tt.preset, tt.today, formatDate(r.From), formatDate(r.To), tt.from, tt.to)
+		}
+	}
+}
+
 func TestBuckets(t *testing.T) {
 	ny, err := time.LoadLocation("America/New_York")
 	if err != nil {
