@@ -340,6 +340,9 @@ func bbFarTraffic() []bbSend {
 			{at: 12 * m, t: "engagement", page: "/r", et: 420000, hid: "f6b"},
 			{at: 19*m + time.Second, t: "engagement", page: "/r", et: 1000, hid: "f6c"},
 		}},
+		// Excluded hits count on the local day of their time.
+		{v: &bbVisitor{cid: "far-8", ua: bbChrome, ip: "203.0.113.20", excluded: "ip"}, hits: []bbHit{pv(-2*m, "/x", "f8a"), pv(2*m, "/x", "f8b")}},
+		{v: v("far-9"), hits: []bbHit{pv(-m, "/admin/", "f9a"), pv(3*m, "/admin/", "f9b"), pv(4*m, "/in", "f9c")}},
 		// A late hit within the timeout of each of two sessions makes them
 		// one. (Gaps between the hits of two requests are not exact to the
 		// millisecond: qt counts from the receipt.)
