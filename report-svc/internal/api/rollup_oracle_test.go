@@ -886,11 +886,13 @@ func (d *roData) buckets(from, to time.Time, gran string) []roBucket {
 			}
 			out = append(out, roBucket{label: label, start: rfc(start), first: day, last: day})
 		case "hour":
-			// Walk the real hours of the local day; a repeated local hour
-			// is one period (starting at its first occurrence), a skipped
-			// one has none.
+			// Walk the local day by quarter hours (every offset the
+			// scenarios' zones have is a whole number of them); a repeated
+			// local hour is one period (starting at its first occurrence),
+			// a skipped one has none, and one the clock shortens (Chatham's
+			// 03 from 03:45) starts where it starts.
 			seen := map[int]int{} // local hour -> index in out
-			for t := start; roDate(t, d.loc).Equal(day); t = t.Add(time.Hour) {
+			for t := start; roDate(t, d.loc).Equal(day); t = t.Add(15 * time.Minute) {
 				h := t.In(d.loc).Hour()
 				if _, ok := seen[h]; ok {
 					continue
@@ -2177,6 +2179,24 @@ func TestRollupOracleCases(t *testing.T) {
 		g, x := roGetJSON(t, e, d, q)
 		if len(g.rows) != len(x.buckets) {
 			t.Fatalf("%d periods, want %d (2026-03-06 and 2026-03-07)", len(g.rows), len(x.buckets))
+		}
+		for i, r := range g.rows {
+			if r.period != x.buckets[i].label || r.start != x.buckets[i].start {
+				t.Errorf("period %s starting %s, want %s starting %s", r.period, r.start, x.buckets[i].label, x.buckets[i].start)
+			}
+		}
+	})
+
+	t.Run("an hour the clock shortens is a period", func(t *testing.T) {
+		chatham, _ := time.LoadLocation("Pacific/Chatham")
+		// 2026-09-27: 02:45 +12:45 is followed by 03:45 +13:45.
+		d := small(chatham, time.Date(2026, 10, 2, 4, 20, 0, 0, time.UTC), "2026-09-27")
+		e := roEnv(t, d, defaultOptions())
+		day, _ := time.Parse(time.DateOnly, "2026-09-27")
+		q := &roQuery{family: "acquisition", report: "overview", from: day, to: day, gran: "hour", metrics: []string{"sessions"}, limit: -1, offset: -1}
+		g, x := roGetJSON(t, e, d, q)
+		if len(g.rows) != 24 || len(x.buckets) != 24 || x.buckets[3].start != "2026-09-27T03:45:00+13:45" {
+			t.Fatalf("%d periods served, %d expected, the fourth starting %s; want 24, T03 from 03:45", len(g.rows), len(x.buckets), x.buckets[3].start)
 		}
 		for i, r := range g.rows {
 			if r.period != x.buckets[i].label || r.start != x.buckets[i].start {
