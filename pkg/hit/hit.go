@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -345,4 +346,17 @@ func PayloadText(b []byte) string {
 		return string(b)
 	}
 	return "base64:" + base64.StdEncoding.EncodeToString(b)
+}
+
+// PayloadBytes is the inverse of PayloadText: the bytes of a dead letter's
+// Payload. It fails only for a "base64:" payload that is not base64.
+func PayloadBytes(payload string) ([]byte, error) {
+	if rest, ok := strings.CutPrefix(payload, "base64:"); ok {
+		b, err := base64.StdEncoding.DecodeString(rest)
+		if err != nil {
+			return nil, fmt.Errorf("dead letter payload: %w", err)
+		}
+		return b, nil
+	}
+	return []byte(payload), nil
 }

@@ -138,3 +138,19 @@ func TestDeriveIDTellsApartWhatTheSenderTellsApart(t *testing.T) {
 		}
 	}
 }
+
+// TestPayloadBytesInvertsPayloadText: a dead letter's payload gives back
+// the bytes rejected, text (a JSON hit, a query string) and binary alike.
+func TestPayloadBytesInvertsPayloadText(t *testing.T) {
+	h := &Hit{ID: "a1", PropertyID: "p", ClientID: "c", Type: TypePageview, Time: time.Unix(1700000000, 0).UTC()}
+	bin, _ := Marshal(h)
+	for _, in := range [][]byte{bin, []byte(`{"id":"a1"}`), []byte("v=1&tid=AT-1"), {}} {
+		got, err := PayloadBytes(PayloadText(in))
+		if err != nil || string(got) != string(in) {
+			t.Errorf("PayloadBytes(PayloadText(%q)) = %q, %v", in, got, err)
+		}
+	}
+	if _, err := PayloadBytes("base64:!!"); err == nil {
+		t.Error("PayloadBytes of broken base64: no error")
+	}
+}
