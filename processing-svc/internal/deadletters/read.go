@@ -1,0 +1,189 @@
+// Package deadletters reads the dead-letter topic (hit.TopicDeadLetter)
+// for an operator, and puts the hits processing rejected back on the hits
+// topic once the cause is fixed: the deadletters command
+// (docs/operations.md, "Investigating missing hits: the dead-letter
+// topic").
+//
+// It reads partitions directly, without a consumer group: it commits no
+// offset and takes no partition from anyone, so it can run at any time
+// beside the services.
+package deadletters
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/acme/analytics/pkg/hit"
+)
+
+// Stages of a dead letter (hit.DeadLetter.Stage).
+const (
+	StageCollection = "collection"
+	StageProcessing = "processing"
+)
+
+// Position is where a dead letter itself is in the dead-letter topic (not
+// where the message it rejected was: that is the letter's own Partition
+// and Offset, for processing's).
+type Position struct {
+	Partition int32     `json:"partition"`
+	Offset    int64     `json:"offset"`
+	Time      time.Time `json:"time"` // the record's timestamp: when it was published
+}
+
+// Letter is a dead letter as read from the topic. Err is set, and
+// DeadLetter empty, for a record that is not a dead letter's JSON.
+type Letter struct {
+	At Position `json:"at"`
+	hit.DeadLetter
+	Err string `json:"error,omitempty"`
+}
+
+// Filter selects dead letters; an empty field selects every value.
+type Filter struct {
+	TrackingID string
+	Reason     string
+	Stage      string
+}
+
+// Match reports whether l passes f. A record that is not a dead letter
+// passes only a filter that selects everything.
+func (f Filter) Match(l *Letter) bool {
+	if l.Err != "" {
+		return f == Filter{}
+	}
+	return (f.TrackingID == "" || l.TrackingID == f.TrackingID) &&
+		(f.Reason == "" || l.Reason == f.Reason) &&
+		(f.Stage == "" || l.Stage == f.Stage)
+}
+
+// Range says what Read reads: every partition from the first record
+// published at or after Since, to the end the topic had when Read started,
+// or on and on with Follow.
+type Range struct {
+	Since  time.Time
+	Follow bool
+}
+
+// Read calls fn with each dead letter of topic in r, from every partition
+// at once (in offset order within a partition, interleaved across them),
+// one call at a time. It returns when every partition reached its end (not
+// with Follow), when ctx ends (with nil: an operator's interrupt of a
+// follow is its normal end) or at fn's first error, which it returns.
+func Read(ctx context.Context, client sarama.Client, topic string, r Range, fn func(*Letter) error) error {
+	parts, err := client.Partitions(topic)
+	if err != nil {
+		return fmt.Errorf("partitions of %s: %w", topic, err)
+	}
+	type bounds struct {
+		partition  int32
+		start, end int64
+	}
+	var todo []bounds
+	for _, p := range parts {
+		end, err := client.GetOffset(topic, p, sarama.OffsetNewest)
+		if err != nil {
+			return fmt.Errorf("end offset of %s/%d: %w", topic, p, err)
+		}
+		start, err := client.GetOffset(topic, p, r.Since.UnixMilli())
+		if err != nil {
+			return fmt.Errorf("offset of %s/%d at %s: %w", topic, p, r.Since.Format(time.RFC3339), err)
+		}
+		if start < 0 { // no record at or after Since
+			start = end
+		}
+		if start < end || r.Follow {
+			todo = append(todo, bounds{p, start, end})
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	consumer, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		return fmt.Errorf("kafka consumer: %w", err)
+	}
+	defer consumer.Close()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	letters := make(chan *Letter)
+	errs := make(chan error, len(todo))
+	var wg sync.WaitGroup
+	for _, b := range todo {
+		pc, err := consumer.ConsumePartition(topic, b.partition, b.start)
+		if err != nil {
+			cancel()
+			wg.Wait()
+			return fmt.Errorf("read %s/%d from offset %d: %w", topic, b.partition, b.start, err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer pc.AsyncClose()
+			errs <- readPartition(ctx, pc, b.partition, b.end, r.Follow, letters)
+		}()
+	}
+	go func() { wg.Wait(); close(letters) }()
+	var ferr error
+	for l := range letters {
+		if ferr == nil {
+			if ferr = fn(l); ferr != nil {
+				cancel() // the readers stop; drain what they still send
+			}
+		}
+	}
+	if ferr != nil {
+		return ferr
+	}
+	for range todo {
+		if err := <-errs; err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readPartition sends the letters of one partition from pc until end (the
+// offset after the last to read), or on with follow, or until ctx ends.
+func readPartition(ctx context.Context, pc sarama.PartitionConsumer, partition int32, end int64, follow bool, out chan<- *Letter) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-pc.Errors():
+			if err != nil {
+				return fmt.Errorf("read partition %d: %w", partition, err.Err)
+			}
+		case m, ok := <-pc.Messages():
+			if !ok {
+				return nil
+			}
+			if !follow && m.Offset >= end {
+				return nil
+			}
+			l := decode(m)
+			select {
+			case out <- l:
+			case <-ctx.Done():
+				return nil
+			}
+			if !follow && m.Offset+1 >= end {
+				return nil
+			}
+		}
+	}
+}
+
+func decode(m *sarama.ConsumerMessage) *Letter {
+	l := &Letter{At: Position{Partition: m.Partition, Offset: m.Offset, Time: m.Timestamp.UTC()}}
+	if err := json.Unmarshal(m.Value, &l.DeadLetter); err != nil {
+		l.DeadLetter = hit.DeadLetter{}
+		l.Err = fmt.Sprintf("not a dead letter: %v", err)
+	}
+	return l
+}
