@@ -96,7 +96,7 @@ func TestCompose(t *testing.T) {
 	repo := root(t)
 
 	want := []string{"cassandra", "kafka", "consul", "migrate", "kafka-topics", "gateway", "config",
-		"collection-1", "collection-2", "processing", "acquisition", "behavior", "simulate", "reprocess"}
+		"collection-1", "collection-2", "processing", "acquisition", "behavior", "simulate", "reprocess", "deadletters"}
 	got := p.ServiceNames()
 	sort.Strings(got)
 	for _, s := range want {
@@ -179,6 +179,9 @@ func TestCompose(t *testing.T) {
 			case "reprocess":
 				dependsOn(t, s, "consul", types.ServiceConditionHealthy)
 				dependsOn(t, s, "migrate", types.ServiceConditionCompletedSuccessfully)
+			case "deadletters":
+				dependsOn(t, s, "consul", types.ServiceConditionHealthy)
+				dependsOn(t, s, "kafka-topics", types.ServiceConditionCompletedSuccessfully)
 			default:
 				for dep, cond := range map[string]string{
 					"consul": types.ServiceConditionHealthy, "migrate": types.ServiceConditionCompletedSuccessfully,

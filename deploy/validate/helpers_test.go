@@ -112,6 +112,7 @@ var binaries = map[string]struct {
 	"behavior":    {"BEHAVIOR", 8085},
 	"migrate":     {"MIGRATE", 0},
 	"reprocess":   {"REPROCESS", 0},
+	"deadletters": {"DEADLETTERS", 0},
 	"simulate":    {"SIMULATE", 0},
 }
 
@@ -205,7 +206,8 @@ func envRules(binary string, names []string, literal func(string) (string, bool)
 	if has[b.prefix+"_CHECK_CONFIG"] {
 		errs = append(errs, fmt.Errorf("%s: %s_CHECK_CONFIG is set: the binary would check its configuration and exit instead of running", binary, b.prefix))
 	}
-	if has[b.prefix+"_KAFKA_BROKERS"] && binary != "simulate" {
+	// deadletters creates no topic: it has no -kafka-ensure-topics.
+	if has[b.prefix+"_KAFKA_BROKERS"] && binary != "simulate" && binary != "deadletters" {
 		want(b.prefix+"_KAFKA_ENSURE_TOPICS", "false")
 	}
 	if has[b.prefix+"_CASSANDRA_HOSTS"] {

@@ -145,6 +145,11 @@ func composeRuns(t *testing.T) []run {
 			r.args = []string{"-property=" + reprocessOperands["PROPERTY_ID"], "-from=" + reprocessOperands["FROM"],
 				"-to=" + reprocessOperands["TO"], "-rules=" + reprocessOperands["RULES"]}
 		}
+		if b == "deadletters" && len(r.args) == 0 {
+			// Run on demand with a command: `docker compose run --rm deadletters replay -dry-run`;
+			// replay needs every setting list does, and more.
+			r.args = []string{"replay", "-dry-run"}
+		}
 		runs = append(runs, r)
 	}
 	return runs
