@@ -375,3 +375,53 @@ func TestZoneChangeLeavesALateHitItsSession(t *testing.T) {
 		t.Fatalf("sessions by day %v, want one on June 1st (a) and one on the 2nd (b, c, d)", sessions)
 	}
 }
+
+// TestReSentAfterFreeze pins what a re-send (a dead letter's replay, an
+// operator's, docs/operations.md) does to a hit whose session has frozen:
+// it is TooLate, counted among the filtered hits and not in the sessions;
+// at once again it is a Duplicate (its ID is kept with its time), but once
+// the visitor's clock has moved on a minute (its next hit) the old ID is
+// forgotten and a further re-send is counted as filtered once more.
+func TestReSentAfterFreeze(t *testing.T) {
+	v := New("c1")
+	c := derive.New()
+	a := pv("a", 0)
+	for _, h := range []*session.Hit{pv("b", 360), pv("c", 362)} {
+		if out, _ := v.Apply(h, h.Time, settings, c); out != Applied {
+			t.Fatalf("Apply(%s) = %v", h.ID, out)
+		}
+	}
+	tooLate := func() int64 {
+		return c.Filtered[derive.FilteredKey{Day: t0.Truncate(24 * time.Hour), Reason: "too_late"}]
+	}
+	// a happened before b and c but reaches processing after them (it
+	// was dead-lettered, and is replayed): no session has frozen yet, so
+	// it takes its place in the visitor's sessions.
+	if out, _ := v.Apply(a, a.Time, settings, c); out != Applied {
+		t.Fatalf("a hit re-sent while its visitor's sessions are live: %v, want Applied", out)
+	}
+	if out, _ := v.Apply(a, a.Time, settings, c); out != Duplicate {
+		t.Fatalf("the same hit re-sent again: %v, want Duplicate", out)
+	}
+	// Six hours on, the sessions up to c have frozen and a's ID is gone.
+	for _, h := range []*session.Hit{pv("d", 720), pv("e", 722)} {
+		v.Apply(h, h.Time, settings, c)
+	}
+	pageviews := total(c).Pageviews
+	if out, _ := v.Apply(a, a.Time, settings, c); out != TooLate {
+		t.Fatalf("re-sent after its session froze: %v, want TooLate", out)
+	}
+	if out, _ := v.Apply(a, a.Time, settings, c); out != Duplicate {
+		t.Fatalf("re-sent again at once: %v, want Duplicate", out)
+	}
+	v.Apply(pv("f", 724), t0.Add(724*time.Minute), settings, c)
+	if out, _ := v.Apply(a, a.Time, settings, c); out != TooLate {
+		t.Fatalf("re-sent again after the visitor's next hit: %v, want TooLate", out)
+	}
+	if got := tooLate(); got != 2 {
+		t.Errorf("too_late filtered hits %d, want 2 (one per re-send after the freeze that was not a duplicate)", got)
+	}
+	if got := total(c).Pageviews; got != pageviews+1 {
+		t.Errorf("pageviews %d, want %d (f's alone: a re-sent never counts in the sessions again)", got, pageviews+1)
+	}
+}
