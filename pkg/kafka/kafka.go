@@ -118,7 +118,11 @@ const RebalanceTimeout = 60 * time.Second
 // sticky once every member offers it (TestStrategiesOfARollingUpdate). A
 // member offering sticky alone would be refused by such a group
 // (INCONSISTENT_GROUP_PROTOCOL). Both are eager: a rebalance still revokes
-// every partition before assigning them again.
+// every partition before assigning them again, and processing's consumer
+// relies on that (it resumes a partition kept from the session of the
+// generation just before: processing-svc/internal/consumer, kept); a
+// cooperative strategy, whose generations change within a session, needs
+// that changed first.
 func (c *Config) ConsumerConfig() *sarama.Config {
 	sc := c.base()
 	sc.Consumer.Offsets.AutoCommit.Enable = false
