@@ -1,6 +1,7 @@
 package validate
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -16,7 +17,8 @@ import (
 // real Consul agent (a dev agent with ACLs on, default deny, as the Helm
 // values have it) and checks what each token it makes may do: register its
 // own service and no other (so no pod can pose as config-svc), read the
-// catalogue; the reprocess Job's only read. A second run makes nothing. It
+// catalogue; the reprocess Job's only read, the deadletters Job's only
+// config-svc's instances. A second run makes nothing. It
 // needs the agent, so it runs only with DEPLOY_VALIDATE_BIN set to a
 // directory holding it (make dev-check: bin/, where `make consul` links it).
 func TestConsulTokens(t *testing.T) {
@@ -90,10 +92,46 @@ func TestConsulTokens(t *testing.T) {
 	if code := register(token("reprocess"), "config"); code != http.StatusForbidden {
 		t.Errorf("reprocess's token registering config: %d, want 403", code)
 	}
+	// deadletters finds config-svc's instances (registered above) and
+	// sees no other service's.
+	dl := token("deadletters")
+	if code := register(dl, "config"); code != http.StatusForbidden {
+		t.Errorf("deadletters's token registering config: %d, want 403", code)
+	}
+	for svc, want := range map[string]int{"config": 1, "gateway": 0, "processing": 0} {
+		if got := instances(t, addr, dl, svc); got != want {
+			t.Errorf("deadletters's token reading %s's healthy instances: %d, want %d", svc, got, want)
+		}
+	}
+	if got := instances(t, addr, token("reprocess"), "gateway"); got != 1 {
+		t.Errorf("reprocess's token reading gateway's instances: %d, want 1", got)
+	}
 	before := token("collection")
 	if out := run(); strings.Contains(out, "made ") || token("collection") != before {
 		t.Errorf("a second run made tokens again:\n%s", out)
 	}
+}
+
+// instances is how many instances of service the agent at addr lists for
+// token, as the deadletters' discovery asks (/v1/health/service): Consul
+// leaves out what the token may not read, with 200 all the same.
+func instances(t *testing.T, addr, token, service string) int {
+	t.Helper()
+	req, err := http.NewRequest("GET", "http://"+addr+"/v1/health/service/"+service, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Consul-Token", token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var entries []json.RawMessage
+	if err := json.NewDecoder(resp.Body).Decode(&entries); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("health of %s: %d, %v", service, resp.StatusCode, err)
+	}
+	return len(entries)
 }
 
 // startConsulWithACLs starts a dev agent on free loopback ports with ACLs

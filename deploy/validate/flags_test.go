@@ -58,14 +58,12 @@ func TestEnvMatchesFlags(t *testing.T) {
 			}
 		}
 	}
-	tb, err := os.ReadFile(filepath.Join(root(t), "deploy", "k8s", "jobs", "reprocess.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if obj, _, err := decodeStrict(tb); err == nil {
-		for _, c := range obj.(*batchv1.Job).Spec.Template.Spec.Containers {
-			for _, e := range c.Env {
-				add(imageBinary(c.Image), e.Name, "k8s jobs/reprocess.yaml")
+	for _, jt := range jobTemplates {
+		if obj, _, err := decodeStrict(readJobTemplate(t, jt)); err == nil { // else TestJobTemplates fails
+			for _, c := range obj.(*batchv1.Job).Spec.Template.Spec.Containers {
+				for _, e := range c.Env {
+					add(imageBinary(c.Image), e.Name, "k8s jobs/"+jt.file)
+				}
 			}
 		}
 	}

@@ -14,7 +14,6 @@ import (
 	"testing"
 
 	"github.com/compose-spec/compose-go/v2/dotenv"
-	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 )
@@ -31,7 +30,8 @@ type run struct {
 // TestEnvValuesValid runs each built binary with -check-config in exactly
 // the environment that deploy/ gives it, for every compose service, every
 // container of the Kubernetes base and both overlays (as kustomize builds
-// them) and the reprocessing Job template: each must answer ok. So a value
+// them) and the Job templates (each with every set of values of
+// jobTemplates): each must answer ok. So a value
 // the binary would refuse at start-up (a duration out of its flag's range,
 // a bool given as "", an address without a port, a CIDR list that does
 // not parse, a combination its validation refuses) fails here, not in a
@@ -42,7 +42,7 @@ type run struct {
 // ConfigMaps (the overlays' configMapGenerator literals merged in);
 // status.podIP and status.hostIP as 10.0.1.7 and 10.0.0.3; resource fields
 // from the container's resources; Secrets and the operator's values as the
-// placeholders of secretPlaceholder, composeEnv and reprocessOperands.
+// placeholders of secretPlaceholder, composeEnv and jobTemplates.
 // Compose's interpolation is resolved from .env.example (what an operator
 // copies to .env) with composeEnv for the secrets it leaves empty. Nothing
 // is started: -check-config connects to nothing.
@@ -156,8 +156,9 @@ func composeRuns(t *testing.T) []run {
 }
 
 // k8sRuns returns each container of the product's binaries in the built
-// base and overlays and in the reprocessing Job template (envsubst's
-// variables filled from reprocessOperands, its ConfigMaps the base's).
+// base and overlays and in the Job templates of deploy/k8s/jobs (envsubst's
+// variables filled from each of jobTemplates' runs, their ConfigMaps the
+// base's).
 func k8sRuns(t *testing.T) []run {
 	t.Helper()
 	var runs []run
@@ -189,23 +190,13 @@ func k8sRuns(t *testing.T) []run {
 			}
 		}
 	}
-	tb, err := os.ReadFile(filepath.Join(root(t), "deploy", "k8s", "jobs", "reprocess.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	filled := regexp.MustCompile(`\$\{([A-Z_]+)\}`).ReplaceAllFunc(tb, func(m []byte) []byte {
-		v, ok := reprocessOperands[string(m[2:len(m)-1])]
-		if !ok {
-			return m // $REGISTRY, $TAG: the image's, not the binary's
+	for _, jt := range jobTemplates {
+		text := readJobTemplate(t, jt)
+		for _, what := range slices.Sorted(maps.Keys(jt.runs)) {
+			for _, c := range fillJobTemplate(t, jt, text, jt.runs[what]).Spec.Template.Spec.Containers {
+				add(base, "k8s jobs/"+jt.file+" ("+what+")", c)
+			}
 		}
-		return []byte(v)
-	})
-	obj, _, err := decodeStrict(filled)
-	if err != nil {
-		t.Fatalf("jobs/reprocess.yaml: %v", err)
-	}
-	for _, c := range obj.(*batchv1.Job).Spec.Template.Spec.Containers {
-		add(base, "k8s jobs/reprocess.yaml", c)
 	}
 	return runs
 }

@@ -9,7 +9,9 @@
 # and read the catalogue: the gateway and the pipeline watch the instances of
 # the services they call. So a pod that is not config-svc cannot register as
 # config-svc and have the gateway send it logins and tokens; without ACLs any
-# pod reaching a node's agent could. The reprocess Job's token only reads.
+# pod reaching a node's agent could. The reprocess Job's token only reads;
+# the deadletters Job's reads only config-svc's instances (replay finds
+# config-svc; list uses no Consul at all).
 #
 # The consul command runs in the first Consul server pod with the bootstrap
 # token the Helm chart made (acls.manageSystemACLs, Secret
@@ -19,7 +21,7 @@
 # token files are kept: it makes only what is missing.
 set -euo pipefail
 
-[[ $# -eq 1 ]] || { sed -n '2,20p' "$0" >&2; exit 2; }
+[[ $# -eq 1 ]] || { sed -n '2,21p' "$0" >&2; exit 2; }
 dir=$1
 
 if [[ -n ${CONSUL:-} ]]; then
@@ -33,24 +35,30 @@ else
 	}
 fi
 
-# rules prints the ACL rules of a service's policy; an empty name reads only.
+# rules prints the ACL rules of a name's policy: a service registers itself
+# and reads the catalogue; reprocess only reads it; deadletters reads only
+# config-svc's instances (and the nodes they run on: Consul leaves out of a
+# health answer every instance on a node the token may not read).
 rules() {
-	if [[ -n $1 ]]; then
-		printf 'service "%s" { policy = "write" }\n' "$1"
-	fi
+	case $1 in
+	reprocess) ;;
+	deadletters)
+		printf 'service "config" { policy = "read" }\nnode_prefix "" { policy = "read" }\n'
+		return
+		;;
+	*) printf 'service "%s" { policy = "write" }\n' "$1" ;;
+	esac
 	printf 'service_prefix "" { policy = "read" }\nnode_prefix "" { policy = "read" }\n'
 }
 
 umask 077
 mkdir -p "$dir/consul-tokens"
-for name in gateway collection config processing acquisition behavior reprocess; do
+for name in gateway collection config processing acquisition behavior reprocess deadletters; do
 	out=$dir/consul-tokens/$name
 	[[ -s $out ]] && continue
 	policy=analytics-$name
-	own=$name
-	[[ $name == reprocess ]] && own=""
 	if ! consul acl policy read -name "$policy" >/dev/null 2>&1; then
-		consul acl policy create -name "$policy" -description "acme-analytics $name" -rules "$(rules "$own")" >/dev/null
+		consul acl policy create -name "$policy" -description "acme-analytics $name" -rules "$(rules "$name")" >/dev/null
 	fi
 	consul acl token create -description "acme-analytics $name" -policy-name "$policy" -format=json |
 		sed -n 's/^ *"SecretID": *"\([^"]*\)".*/\1/p' | tr -d '\n' >"$out.tmp"

@@ -14,7 +14,8 @@
 #   cassandra/username, password          the services' role (SELECT, MODIFY)
 #   cassandra-migrate/username, password  the migrate Job's role (CREATE, ALTER)
 #   consul-tokens/<name>          Consul ACL token of each service (gateway, collection,
-#                                 config, processing, acquisition, behavior, reprocess):
+#                                 config, processing, acquisition, behavior) and Job
+#                                 (reprocess, deadletters):
 #                                 made by consul-tokens.sh DIR once Consul runs
 #   smtp/username, password       optional: config-svc's login at the SMTP server
 #                                 (analytics-infra's smtp-addr) that sends its e-mail
@@ -34,7 +35,7 @@
 # (kubectl -n analytics rollout restart deployment).
 set -euo pipefail
 
-usage() { sed -n '2,34p' "$0" >&2; exit 2; }
+usage() { sed -n '2,35p' "$0" >&2; exit 2; }
 [[ $# -ge 2 ]] || usage
 cmd=$1
 shift
@@ -69,7 +70,7 @@ apply() {
 	for f in identity-secret cassandra/username cassandra/password cassandra-migrate/username cassandra-migrate/password; do
 		[[ -s $dir/$f ]] || { echo "$dir/$f is missing or empty (run: $0 init $dir)" >&2; exit 1; }
 	done
-	for f in gateway collection config processing acquisition behavior reprocess; do
+	for f in gateway collection config processing acquisition behavior reprocess deadletters; do
 		[[ -s $dir/consul-tokens/$f ]] || { echo "$dir/consul-tokens/$f is missing or empty (run: $(dirname "$0")/consul-tokens.sh $dir)" >&2; exit 1; }
 	done
 	if (($(tr -d '\r\n' <"$dir/identity-secret" | wc -c) < 16)); then
@@ -92,7 +93,7 @@ apply() {
 	trap 'rm -rf "$tmp"' EXIT
 	tr -d '\r\n' <"$dir/identity-secret" >"$tmp/identity-secret"
 	mkdir -p "$tmp/consul-tokens"
-	for f in gateway collection config processing acquisition behavior reprocess; do
+	for f in gateway collection config processing acquisition behavior reprocess deadletters; do
 		tr -d '\r\n' <"$dir/consul-tokens/$f" >"$tmp/consul-tokens/$f"
 	done
 	for f in cassandra cassandra-migrate; do
@@ -127,7 +128,7 @@ apply() {
 		put analytics-smtp --from-file=username="$tmp/smtp/username" --from-file=password="$tmp/smtp/password"
 	fi
 	local t=$tmp/consul-tokens
-	put analytics-consul --from-file=gateway="$t/gateway" --from-file=collection="$t/collection" --from-file=config="$t/config" --from-file=processing="$t/processing" --from-file=acquisition="$t/acquisition" --from-file=behavior="$t/behavior" --from-file=reprocess="$t/reprocess"
+	put analytics-consul --from-file=gateway="$t/gateway" --from-file=collection="$t/collection" --from-file=config="$t/config" --from-file=processing="$t/processing" --from-file=acquisition="$t/acquisition" --from-file=behavior="$t/behavior" --from-file=reprocess="$t/reprocess" --from-file=deadletters="$t/deadletters"
 }
 
 case $cmd in
