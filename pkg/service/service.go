@@ -442,6 +442,10 @@ type Flagged interface {
 // flags: a command and its operands (configctl). Main hands them to SetArgs
 // before Validate, and -help shows ArgsUsage after the binary's name. Any
 // other configuration refuses an argument after its flags.
+//
+// A command that parses flags after itself (`deadletters list -help`) makes
+// Validate return an error wrapping flag.ErrHelp when they ask for help:
+// Main then prints the help, as for -help before the command, and exits 0.
 type Commanded interface {
 	Flagged
 	ArgsUsage() string // e.g. "changes [since]"
@@ -488,7 +492,7 @@ func parseAndRun(name, envPrefix string, cfg Flagged, args []string, stdout io.W
 		parse = flagenv.ParseArgs
 	}
 	err := parse(fs, envPrefix, args)
-	if errors.Is(err, flag.ErrHelp) {
+	help := func() error {
 		fmt.Fprintf(stdout, "Usage of %s (every flag can also be set by the environment variable shown):\n", name)
 		if commanded {
 			fmt.Fprintf(stdout, "  %s [flags] %s\n", name, cmd.ArgsUsage())
@@ -497,6 +501,9 @@ func parseAndRun(name, envPrefix string, cfg Flagged, args []string, stdout io.W
 		fs.PrintDefaults()
 		return nil
 	}
+	if errors.Is(err, flag.ErrHelp) {
+		return help()
+	}
 	if *check || checkRequested(args) {
 		return checkConfig(cfg, fs, err, stdout)
 	}
@@ -504,6 +511,9 @@ func parseAndRun(name, envPrefix string, cfg Flagged, args []string, stdout io.W
 		return fmt.Errorf("%w (see -help)", err)
 	}
 	if err := validate(cfg, fs); err != nil {
+		if errors.Is(err, flag.ErrHelp) { // -help after a command
+			return help()
+		}
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -243,10 +244,16 @@ func TestParseAndRunHelp(t *testing.T) {
 	}{
 		{&testConfig{}, []string{"Usage of demo (every flag", "-http-addr", "(env DEMO_HTTP_ADDR)"}},
 		{&commandConfig{}, []string{"Usage of demo (every flag", "  demo [flags] get <key> | list\n", "(env DEMO_LOG_LEVEL)"}},
+		// A command whose flags after it ask for help.
+		{&commandConfig{helpAfter: true}, []string{"Usage of demo (every flag", "  demo [flags] get <key> | list\n", "(env DEMO_LOG_LEVEL)"}},
 	} {
 		var out strings.Builder
 		ran := false
-		if err := parseAndRun("demo", "DEMO", tt.cfg, []string{"-help"}, &out, func(context.Context) error { ran = true; return nil }); err != nil {
+		args := []string{"-help"}
+		if c, ok := tt.cfg.(*commandConfig); ok && c.helpAfter {
+			args = []string{"list", "-help"}
+		}
+		if err := parseAndRun("demo", "DEMO", tt.cfg, args, &out, func(context.Context) error { ran = true; return nil }); err != nil {
 			t.Fatalf("%T: -help: %v", tt.cfg, err)
 		}
 		if ran {
@@ -286,8 +293,9 @@ func TestParseAndRunCommand(t *testing.T) {
 }
 
 type commandConfig struct {
-	Log  logging.Config
-	args []string
+	Log       logging.Config
+	args      []string
+	helpAfter bool // Validate finds -help after the command, as deadletters' does
 }
 
 func (c *commandConfig) RegisterFlags(fs *flag.FlagSet) { c.Log.RegisterFlags(fs) }
@@ -296,6 +304,9 @@ func (c *commandConfig) SetArgs(args []string)          { c.args = args }
 func (c *commandConfig) Validate() error {
 	if len(c.args) == 0 {
 		return errors.New("no command")
+	}
+	if c.helpAfter && slices.Contains(c.args[1:], "-help") {
+		return fmt.Errorf("after %s: %w", c.args[0], flag.ErrHelp)
 	}
 	return c.Log.Validate()
 }

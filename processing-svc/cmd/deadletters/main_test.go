@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"flag"
 	"strings"
 	"testing"
 	"time"
@@ -133,6 +135,17 @@ func TestListPrints(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "collection  malformed            AT-2222222222  1") || !strings.Contains(out.String(), "total") {
 		t.Errorf("summary:\n%s", out.String())
+	}
+}
+
+// TestHelpAfterCommand: -help after the command asks for the help, as
+// before it: Validate says so (flag.ErrHelp), and service.Main prints the
+// help and exits 0 instead of calling it an error.
+func TestHelpAfterCommand(t *testing.T) {
+	for _, args := range [][]string{{"list", "-help"}, {"replay", "-h"}, {"list", "-since=2h", "--help"}} {
+		if _, err := parse(t, args...); !errors.Is(err, flag.ErrHelp) {
+			t.Errorf("%q: %v, want flag.ErrHelp", args, err)
+		}
 	}
 }
 
