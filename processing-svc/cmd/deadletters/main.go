@@ -20,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"slices"
 	"strings"
@@ -189,7 +190,9 @@ func run(ctx context.Context, cfg *config, out, errOut io.Writer) error {
 		return fmt.Errorf("connect to kafka at %s: %w", kcfg.Brokers, err)
 	}
 	defer client.Close()
-	r := deadletters.Range{Since: cfg.since, Follow: cfg.Follow}
+	// A -follow that loses Kafka logs each failed read on stderr and reads
+	// on when it is back, until interrupted.
+	r := deadletters.Range{Since: cfg.since, Follow: cfg.Follow, Log: slog.New(slog.NewTextHandler(errOut, nil))}
 	if cfg.Command == "list" {
 		return list(ctx, cfg, client, r, out, errOut)
 	}

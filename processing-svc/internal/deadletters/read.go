@@ -12,12 +12,16 @@ package deadletters
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/acme/analytics/pkg/hit"
+	"github.com/acme/analytics/pkg/retry"
 )
 
 // Stages of a dead letter (hit.DeadLetter.Stage).
@@ -67,6 +71,13 @@ func (f Filter) Match(l *Letter) bool {
 type Range struct {
 	Since  time.Time
 	Follow bool
+
+	// With Follow, a partition whose read fails (a broker gone, a fetch
+	// refused) is read again from where it stopped, after Backoff's wait
+	// (zero: retry.Default), each failure logged to Log at warn (nil:
+	// nowhere), as the services log theirs ("... failed; retrying").
+	Backoff retry.Backoff
+	Log     *slog.Logger
 }
 
 // Read calls fn with each dead letter of topic in r, from every partition
@@ -74,6 +85,10 @@ type Range struct {
 // one call at a time. It returns when every partition reached its end (not
 // with Follow), when ctx ends (with nil: an operator's interrupt of a
 // follow is its normal end) or at fn's first error, which it returns.
+// Without Follow a failed read ends it with that error; with Follow only
+// a failure before the reading starts does (finding the partitions and
+// their offsets: the operator sees an outage at once), and a later one is
+// retried until ctx ends.
 func Read(ctx context.Context, client sarama.Client, topic string, r Range, fn func(*Letter) error) error {
 	parts, err := client.Partitions(topic)
 	if err != nil {
@@ -115,17 +130,10 @@ func Read(ctx context.Context, client sarama.Client, topic string, r Range, fn f
 	errs := make(chan error, len(todo))
 	var wg sync.WaitGroup
 	for _, b := range todo {
-		pc, err := consumer.ConsumePartition(topic, b.partition, b.start)
-		if err != nil {
-			cancel()
-			wg.Wait()
-			return fmt.Errorf("read %s/%d from offset %d: %w", topic, b.partition, b.start, err)
-		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer pc.AsyncClose()
-			errs <- readPartition(ctx, pc, b.partition, b.end, r.Follow, letters)
+			errs <- readPartition(ctx, consumer, topic, b.partition, b.start, b.end, r, letters)
 		}()
 	}
 	go func() { wg.Wait(); close(letters) }()
@@ -148,32 +156,98 @@ func Read(ctx context.Context, client sarama.Client, topic string, r Range, fn f
 	return nil
 }
 
-// readPartition sends the letters of one partition from pc until end (the
-// offset after the last to read), or on with follow, or until ctx ends.
-func readPartition(ctx context.Context, pc sarama.PartitionConsumer, partition int32, end int64, follow bool, out chan<- *Letter) error {
+// readPartition sends the letters of one partition from start until end
+// (the offset after the last to read), or on with r.Follow, or until ctx
+// ends. With r.Follow a failed read is logged and the partition read again
+// from the first letter not yet sent, after a backoff that starts over
+// once a letter came.
+func readPartition(ctx context.Context, consumer sarama.Consumer, topic string, partition int32, start, end int64, r Range, out chan<- *Letter) error {
+	backoff, log := r.Backoff, r.Log
+	if backoff == (retry.Backoff{}) {
+		backoff = retry.Default
+	}
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	next := start
+	for failed := 0; ; {
+		from := next
+		var err error
+		next, err = readFrom(ctx, consumer, topic, partition, next, end, r.Follow, out)
+		if err == nil || ctx.Err() != nil {
+			return nil
+		}
+		if !r.Follow {
+			return err
+		}
+		if next != from {
+			failed = 0
+		}
+		failed++
+		if errors.Is(err, sarama.ErrOffsetOutOfRange) {
+			// The letters from next on were deleted (the topic's
+			// retention) while it was not read: go on with the oldest.
+			next = sarama.OffsetOldest
+		}
+		wait := backoff.Wait(failed)
+		log.Warn(fmt.Sprintf("read %s/%d failed; retrying", topic, partition), slog.Any("error", err),
+			slog.Int("attempt", failed), slog.Duration("retry_in", wait.Round(time.Millisecond)), slog.Int64("from_offset", next))
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// readFrom is one read of readPartition, from offset next: it returns the
+// offset after the last letter sent, and nil at the end, when ctx ends, or
+// the read's first error.
+func readFrom(ctx context.Context, consumer sarama.Consumer, topic string, partition int32, next, end int64, follow bool, out chan<- *Letter) (int64, error) {
+	pc, err := consumer.ConsumePartition(topic, partition, next)
+	if err != nil {
+		return next, fmt.Errorf("read %s/%d from offset %d: %w", topic, partition, next, err)
+	}
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			pc.AsyncClose()
+			return next, nil
 		case err := <-pc.Errors():
 			if err != nil {
-				return fmt.Errorf("read partition %d: %w", partition, err.Err)
+				// Closed before it returns: the partition is read again
+				// by a new partition consumer, and sarama takes no second
+				// one while this one lives.
+				_ = pc.Close()
+				return next, fmt.Errorf("read partition %d: %w", partition, err.Err)
 			}
 		case m, ok := <-pc.Messages():
 			if !ok {
-				return nil
+				// sarama gave up on the partition (its error, if any, was
+				// on Errors); at the end of a follow that is a failure.
+				_ = pc.Close()
+				if follow && ctx.Err() == nil {
+					return next, fmt.Errorf("read partition %d: the partition consumer stopped", partition)
+				}
+				return next, nil
 			}
 			if !follow && m.Offset >= end {
-				return nil
+				pc.AsyncClose()
+				return next, nil
 			}
 			l := decode(m)
 			select {
 			case out <- l:
+				next = m.Offset + 1
 			case <-ctx.Done():
-				return nil
+				pc.AsyncClose()
+				return next, nil
 			}
 			if !follow && m.Offset+1 >= end {
-				return nil
+				pc.AsyncClose()
+				return next, nil
 			}
 		}
 	}

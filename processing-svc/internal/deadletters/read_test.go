@@ -4,21 +4,29 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"log/slog"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/acme/analytics/pkg/eventually"
 	"github.com/acme/analytics/pkg/hit"
 	"github.com/acme/analytics/pkg/kafka"
 	"github.com/acme/analytics/pkg/kafkatest"
+	"github.com/acme/analytics/pkg/logtest"
+	"github.com/acme/analytics/pkg/retry"
 	"github.com/acme/analytics/processing-svc/internal/deadletters"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // broker is a kfake cluster with the dead-letter topic of the given
 // partitions and the hits topic of 4, and clients of it.
 type broker struct {
+	cl     *kafkatest.Cluster
 	cfg    *kafka.Config
 	client sarama.Client
 }
@@ -39,7 +47,7 @@ func startBroker(t *testing.T, dlPartitions int32) *broker {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { client.Close() })
-	return &broker{cfg: cfg, client: client}
+	return &broker{cl: cl, cfg: cfg, client: client}
 }
 
 // published is a dead letter to publish in a given partition at a given
@@ -203,6 +211,73 @@ func TestListFollow(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Read after its context ended: %v, want nil", err)
+	}
+}
+
+// TestListFollowRetries: a follow whose fetches fail (the broker drops
+// them) logs each failed read and reads on once they succeed again, from
+// the first letter it had not given: none lost, none given twice.
+func TestListFollowRetries(t *testing.T) {
+	b := startBroker(t, 1)
+	var failing atomic.Bool
+	b.cl.ControlKey(int16(kmsg.Fetch), func(kmsg.Request) (kmsg.Response, error, bool) {
+		b.cl.KeepControl()
+		if failing.Load() {
+			return nil, errors.New("fetch refused (test)"), true // the connection is dropped
+		}
+		return nil, nil, false
+	})
+	now := time.Now().UTC()
+	b.publish(t, published{0, now, hit.DeadLetter{Stage: "collection", Reason: "malformed", Detail: "before"}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var logs logtest.Buffer
+	r := deadletters.Range{Since: now.Add(-time.Minute), Follow: true,
+		Backoff: retry.Backoff{Min: 10 * time.Millisecond, Max: 50 * time.Millisecond}, Log: slog.New(slog.NewTextHandler(&logs, nil))}
+	got := make(chan string, 10)
+	done := make(chan error, 1)
+	go func() {
+		done <- deadletters.Read(ctx, b.client, hit.TopicDeadLetter, r, func(l *deadletters.Letter) error { got <- l.Detail; return nil })
+	}()
+	next := func() string {
+		t.Helper()
+		select {
+		case d := <-got:
+			return d
+		case err := <-done:
+			t.Fatalf("Read ended while following: %v", err)
+		case <-ctx.Done():
+			t.Fatal("no letter came")
+		}
+		return ""
+	}
+	if d := next(); d != "before" {
+		t.Fatalf("first letter %q, want before", d)
+	}
+	failing.Store(true)
+	eventually.True(t, 20*time.Second, "two failed reads logged", func() bool {
+		return strings.Count(logs.String(), "read "+hit.TopicDeadLetter+"/0 failed; retrying") >= 2
+	})
+	b.publish(t, published{0, time.Now(), hit.DeadLetter{Stage: "processing", Reason: "undecodable", Detail: "during"}})
+	failing.Store(false)
+	if d := next(); d != "during" {
+		t.Fatalf("letter after the failures %q, want during", d)
+	}
+	b.publish(t, published{0, time.Now(), hit.DeadLetter{Stage: "processing", Reason: "undecodable", Detail: "after"}})
+	if d := next(); d != "after" {
+		t.Fatalf("next letter %q, want after", d)
+	}
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "attempt=") {
+		t.Errorf("the failures were not logged as retries at warn:\n%s", logs.String())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Read after its context ended: %v, want nil", err)
+	}
+	select {
+	case d := <-got:
+		t.Errorf("letter %q given twice or out of place", d)
+	default:
 	}
 }
 
