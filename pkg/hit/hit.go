@@ -324,18 +324,56 @@ const (
 	TopicDeadLetter = "hits-dead-letter"
 )
 
-// DeadLetter is a message on TopicDeadLetter.
+// Stages of a dead letter (DeadLetter.Stage): which service rejected it.
+const (
+	StageCollection = "collection"
+	StageProcessing = "processing"
+)
+
+// DeadLetter is a message on TopicDeadLetter, as JSON (MarshalJSON).
 type DeadLetter struct {
 	Reason     string    `json:"reason"` // stable machine-readable reason, e.g. "unknown_tracking_id"
 	Detail     string    `json:"detail"` // what exactly was wrong
-	Stage      string    `json:"stage"`  // "collection" or "processing"
+	Stage      string    `json:"stage"`  // StageCollection or StageProcessing
 	TrackingID string    `json:"tid,omitempty"`
 	ReceivedAt time.Time `json:"rts"`
 	Payload    string    `json:"payload"` // the rejected input as received (IP never included); see PayloadText
 	// For messages rejected by processing: where they were in the hits
 	// topic, which identifies a dead letter produced twice by a replay.
-	Partition int32 `json:"partition,omitempty"`
-	Offset    int64 `json:"offset,omitempty"`
+	// In JSON exactly in a processing letter, 0 included (MarshalJSON).
+	Partition int32 `json:"partition"`
+	Offset    int64 `json:"offset"`
+}
+
+// deadLetterJSON is DeadLetter's JSON: Partition and Offset are present
+// or absent by Stage, not by being zero.
+type deadLetterJSON struct {
+	Reason     string    `json:"reason"`
+	Detail     string    `json:"detail"`
+	Stage      string    `json:"stage"`
+	TrackingID string    `json:"tid,omitempty"`
+	ReceivedAt time.Time `json:"rts"`
+	Payload    string    `json:"payload"`
+	Partition  *int32    `json:"partition,omitempty"`
+	Offset     *int64    `json:"offset,omitempty"`
+}
+
+// MarshalJSON writes a processing letter with its source partition and
+// offset, even partition 0 or offset 0, and any other letter (a collection
+// letter: it never was in the hits topic) without them. Decoding needs no
+// method of its own: letters written before, which left out a 0, decode
+// with the 0 they left out.
+//
+// A type embedding DeadLetter gets this method too, and with it would be
+// written as its DeadLetter alone: such a type needs a MarshalJSON of its
+// own (deadletters.Letter has).
+func (d DeadLetter) MarshalJSON() ([]byte, error) {
+	w := deadLetterJSON{Reason: d.Reason, Detail: d.Detail, Stage: d.Stage, TrackingID: d.TrackingID,
+		ReceivedAt: d.ReceivedAt, Payload: d.Payload}
+	if d.Stage == StageProcessing {
+		w.Partition, w.Offset = &d.Partition, &d.Offset
+	}
+	return json.Marshal(w)
 }
 
 // PayloadText is a rejected message as a dead letter's Payload: the bytes

@@ -3,6 +3,7 @@ package hit
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"strconv"
 	"strings"
 	"testing"
@@ -152,5 +153,69 @@ func TestPayloadBytesInvertsPayloadText(t *testing.T) {
 	}
 	if _, err := PayloadBytes("base64:!!"); err == nil {
 		t.Error("PayloadBytes of broken base64: no error")
+	}
+}
+
+// TestDeadLetterJSON: a processing letter always carries its source
+// partition and offset, 0 included; a collection letter never does. What
+// did not change is written as before (the struct of earlier versions,
+// which left out a 0), and letters written before decode as they were.
+func TestDeadLetterJSON(t *testing.T) {
+	type before struct { // DeadLetter up to session 19
+		Reason     string    `json:"reason"`
+		Detail     string    `json:"detail"`
+		Stage      string    `json:"stage"`
+		TrackingID string    `json:"tid,omitempty"`
+		ReceivedAt time.Time `json:"rts"`
+		Payload    string    `json:"payload"`
+		Partition  int32     `json:"partition,omitempty"`
+		Offset     int64     `json:"offset,omitempty"`
+	}
+	rts := time.Date(2026, 12, 5, 8, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		name          string
+		dl            DeadLetter
+		wantPosition  bool
+		sameAsBefore  bool
+		wantPartition string // as written, when wantPosition
+	}{
+		{"processing, partition 0 offset 0", DeadLetter{Reason: "undecodable", Stage: StageProcessing, ReceivedAt: rts}, true, false, `"partition":0,"offset":0`},
+		{"processing, partition 0", DeadLetter{Reason: "unknown_property", Stage: StageProcessing, TrackingID: "AT-1", ReceivedAt: rts, Offset: 9}, true, false, `"partition":0,"offset":9`},
+		{"processing, elsewhere", DeadLetter{Reason: "unknown_property", Stage: StageProcessing, ReceivedAt: rts, Partition: 3, Offset: 17}, true, true, `"partition":3,"offset":17`},
+		{"collection", DeadLetter{Reason: "malformed", Stage: StageCollection, TrackingID: "AT-2", ReceivedAt: rts, Payload: "v=1"}, false, true, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := json.Marshal(tt.dl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var keys map[string]json.RawMessage
+			if err := json.Unmarshal(got, &keys); err != nil {
+				t.Fatal(err)
+			}
+			_, hasP := keys["partition"]
+			_, hasO := keys["offset"]
+			if hasP != tt.wantPosition || hasO != tt.wantPosition {
+				t.Errorf("%s: partition and offset present %v, %v; want %v", got, hasP, hasO, tt.wantPosition)
+			}
+			if tt.wantPosition && !strings.Contains(string(got), tt.wantPartition) {
+				t.Errorf("%s lacks %s", got, tt.wantPartition)
+			}
+			old, _ := json.Marshal(before(tt.dl))
+			if tt.sameAsBefore && string(got) != string(old) {
+				t.Errorf("written %s, before %s", got, old)
+			}
+			// Both forms decode to the letter: a 0 left out is a 0.
+			for _, b := range [][]byte{got, old} {
+				var back DeadLetter
+				if err := json.Unmarshal(b, &back); err != nil || back != tt.dl {
+					t.Errorf("%s decodes as %+v (%v), want %+v", b, back, err, tt.dl)
+				}
+			}
+			// Through a pointer, as pkg/deadletter publishes.
+			if p, _ := json.Marshal(&tt.dl); string(p) != string(got) {
+				t.Errorf("through a pointer %s, want %s", p, got)
+			}
+		})
 	}
 }

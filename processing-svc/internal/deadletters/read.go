@@ -10,6 +10,7 @@
 package deadletters
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -26,8 +27,8 @@ import (
 
 // Stages of a dead letter (hit.DeadLetter.Stage).
 const (
-	StageCollection = "collection"
-	StageProcessing = "processing"
+	StageCollection = hit.StageCollection
+	StageProcessing = hit.StageProcessing
 )
 
 // Position is where a dead letter itself is in the dead-letter topic (not
@@ -45,6 +46,38 @@ type Letter struct {
 	At Position `json:"at"`
 	hit.DeadLetter
 	Err string `json:"error,omitempty"`
+}
+
+// MarshalJSON writes at, the dead letter's fields as hit.DeadLetter writes
+// them (a processing letter's partition and offset even when 0), and
+// error. Without it Letter would take the embedded DeadLetter's
+// MarshalJSON for its own and write the dead letter alone.
+func (l Letter) MarshalJSON() ([]byte, error) {
+	at, err := json.Marshal(l.At)
+	if err != nil {
+		return nil, err
+	}
+	dl, err := json.Marshal(l.DeadLetter)
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	b.WriteString(`{"at":`)
+	b.Write(at)
+	if inner := bytes.TrimSpace(dl[1 : len(dl)-1]); len(inner) > 0 { // dl is an object
+		b.WriteByte(',')
+		b.Write(inner)
+	}
+	if l.Err != "" {
+		e, err := json.Marshal(l.Err)
+		if err != nil {
+			return nil, err
+		}
+		b.WriteString(`,"error":`)
+		b.Write(e)
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
 }
 
 // Filter selects dead letters; an empty field selects every value.

@@ -333,3 +333,51 @@ total                                 5
 		t.Errorf("summary:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+// TestLetterJSON: list prints a letter with where it is in the dead-letter
+// topic and the dead letter's own fields; a processing letter from
+// partition 0 at offset 0 of `hits` says so, a collection letter has no
+// partition or offset of its own, and a record that is not a dead letter
+// has its error.
+func TestLetterJSON(t *testing.T) {
+	at := deadletters.Position{Partition: 2, Offset: 40, Time: time.Date(2026, 12, 5, 8, 0, 0, 0, time.UTC)}
+	for _, tt := range []struct {
+		name string
+		l    deadletters.Letter
+		want map[string]any // keys that must be there, with their values; nil: must be absent
+	}{
+		{"processing at 0/0", deadletters.Letter{At: at, DeadLetter: hit.DeadLetter{Stage: "processing", Reason: "undecodable"}},
+			map[string]any{"stage": "processing", "reason": "undecodable", "partition": 0.0, "offset": 0.0, "error": nil}},
+		{"collection", deadletters.Letter{At: at, DeadLetter: hit.DeadLetter{Stage: "collection", Reason: "malformed", TrackingID: "AT-1"}},
+			map[string]any{"stage": "collection", "tid": "AT-1", "partition": nil, "offset": nil, "error": nil}},
+		{"not a dead letter", deadletters.Letter{At: at, Err: "not a dead letter: x"},
+			map[string]any{"error": "not a dead letter: x", "partition": nil}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := json.Marshal(&tt.l)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got map[string]any
+			if err := json.Unmarshal(b, &got); err != nil {
+				t.Fatalf("%s: %v", b, err)
+			}
+			if a, _ := got["at"].(map[string]any); a == nil || a["partition"] != 2.0 || a["offset"] != 40.0 || a["time"] != "2026-12-05T08:00:00Z" {
+				t.Errorf("%s: at = %v, want partition 2, offset 40 and the time", b, got["at"])
+			}
+			for k, want := range tt.want {
+				v, ok := got[k]
+				switch {
+				case want == nil && ok:
+					t.Errorf("%s: has %s", b, k)
+				case want != nil && v != want:
+					t.Errorf("%s: %s = %v, want %v", b, k, v, want)
+				}
+			}
+			var back deadletters.Letter
+			if err := json.Unmarshal(b, &back); err != nil || back.DeadLetter != tt.l.DeadLetter {
+				t.Errorf("%s decodes as %+v (%v)", b, back.DeadLetter, err)
+			}
+		})
+	}
+}
