@@ -258,13 +258,18 @@ func readFrom(ctx context.Context, consumer sarama.Consumer, topic string, parti
 			}
 		case m, ok := <-pc.Messages():
 			if !ok {
-				// sarama gave up on the partition (its error, if any, was
-				// on Errors); at the end of a follow that is a failure.
-				_ = pc.Close()
-				if follow && ctx.Err() == nil {
-					return next, fmt.Errorf("read partition %d: the partition consumer stopped", partition)
+				// sarama gave up on the partition (its error, if any, is
+				// on Errors, which Close returns): before the end, or at
+				// any time of a follow, that is a failure, never a short
+				// list that looks complete.
+				cerr := pc.Close()
+				if ctx.Err() != nil || (!follow && next >= end) {
+					return next, nil
 				}
-				return next, nil
+				if cerr == nil {
+					cerr = errStopped
+				}
+				return next, fmt.Errorf("read partition %d: the partition consumer stopped at offset %d: %w", partition, next, cerr)
 			}
 			if !follow && m.Offset >= end {
 				pc.AsyncClose()
@@ -285,6 +290,10 @@ func readFrom(ctx context.Context, consumer sarama.Consumer, topic string, parti
 		}
 	}
 }
+
+// errStopped is why a read ended when sarama closed a partition consumer
+// without saying why.
+var errStopped = errors.New("closed without an error")
 
 func decode(m *sarama.ConsumerMessage) *Letter {
 	l := &Letter{At: Position{Partition: m.Partition, Offset: m.Offset, Time: m.Timestamp.UTC()}}
