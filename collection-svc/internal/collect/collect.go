@@ -241,7 +241,7 @@ func (s *Server) handle(ctx context.Context, r *http.Request, in input, received
 		}
 		s.rejected.WithLabelValues(e.Reason, string(in.origin)).Inc()
 		s.cfg.DeadLetters.Add(hit.DeadLetter{
-			Reason: e.Reason, Detail: e.Error(), Stage: "collection",
+			Reason: e.Reason, Detail: e.Error(), Stage: hit.StageCollection,
 			TrackingID: in.trackingID, ReceivedAt: received, Payload: deadLetterPayload(payload, in.origin, out.prop),
 		})
 	}
@@ -632,7 +632,7 @@ func (s *Server) requestRejected(w http.ResponseWriter, in input, e *parse.Error
 func (s *Server) deadLetterRequest(in input, e *parse.Error, received time.Time, payload string) {
 	s.rejected.WithLabelValues(e.Reason, string(in.origin)).Inc()
 	s.cfg.DeadLetters.Add(hit.DeadLetter{
-		Reason: e.Reason, Detail: e.Error(), Stage: "collection",
+		Reason: e.Reason, Detail: e.Error(), Stage: hit.StageCollection,
 		TrackingID: in.trackingID, ReceivedAt: received, Payload: deadLetterPayload(payload, in.origin, nil),
 	})
 }

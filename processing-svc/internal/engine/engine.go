@@ -464,7 +464,7 @@ func (p *Partition) deadLetter(m Message, payload []byte, reason, detail, tid st
 		payload = payload[:cut]
 		detail += fmt.Sprintf(" (payload cut to its first %d of %d bytes)", cut, n)
 	}
-	return hit.DeadLetter{Reason: reason, Detail: detail, Stage: "processing", TrackingID: tid,
+	return hit.DeadLetter{Reason: reason, Detail: detail, Stage: hit.StageProcessing, TrackingID: tid,
 		ReceivedAt: time.Now().UTC(), Payload: hit.PayloadText(payload), Partition: p.cfg.Partition, Offset: m.Offset}
 }
 
