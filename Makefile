@@ -93,7 +93,8 @@ bench-processing: build ## the processing benchmark, against the CQL server in i
 	@port=$$((20000 + RANDOM % 12000)); ./bin/cqlserver -addr=127.0.0.1:$$port -log-level=warn & pid=$$!; \
 	trap "kill $$pid" EXIT; sleep 1; \
 	cd processing-svc && GOGC=400 CASSANDRA_HOSTS=127.0.0.1:$$port GOWORK=off go test -run='^$$' -bench='Processing|ApplyHit' -benchtime=100000x ./internal/engine/ && \
-		CASSANDRA_HOSTS=127.0.0.1:$$port GOWORK=off go test -run='^$$' -bench=FlushCadence -benchtime=1x ./internal/engine/
+		CASSANDRA_HOSTS=127.0.0.1:$$port GOWORK=off go test -run='^$$' -bench=FlushCadence -benchtime=1x ./internal/engine/ && \
+		GOWORK=off go test -run='^$$' -bench=Rebalance -benchtime=3x ./internal/consumer/
 
 .PHONY: clean
 clean: ## remove built binaries and local stack data
