@@ -60,7 +60,12 @@ func (c *config) RegisterFlags(fs *flag.FlagSet) {
 	c.fs = fs
 	c.Kafka.RegisterFlags(fs)
 	c.ConfigSvc.RegisterFlags(fs)
-	c.Discovery.RegisterFlags(fs)
+	// Only the agent's address: the command never registers in Consul, so
+	// the services' -advertise-host and -consul-check-interval (and their
+	// "empty: do not register" wording) would tell an operator of flags
+	// that do nothing here.
+	c.Discovery = discovery.Config{AdvertiseHost: "127.0.0.1", CheckInterval: 2 * time.Second}
+	fs.StringVar(&c.Discovery.Addr, "consul-addr", "127.0.0.1:8500", "Consul agent HTTP address, where replay finds config-svc when -config-svc-url is empty")
 	fs.StringVar(&c.IdentitySecret, "identity-secret", "", "shared secret of internal calls to config-svc (replay: required)")
 	fs.StringVar(&c.Since, "since", "", "read dead letters published in this long before now, e.g. 24h or 90m (the default, without -from: 24h)")
 	fs.StringVar(&c.From, "from", "", "read dead letters published at or after this time, RFC 3339 (2026-12-05T08:00:00Z); instead of -since")

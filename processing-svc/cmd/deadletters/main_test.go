@@ -149,6 +149,24 @@ func TestHelpAfterCommand(t *testing.T) {
 	}
 }
 
+// TestHelpListsOnlyItsFlags: -help shows no flag of a service's Consul
+// registration, which the command never does.
+func TestHelpListsOnlyItsFlags(t *testing.T) {
+	cfg := &config{}
+	fs := service.FlagSet("deadletters", cfg)
+	var b strings.Builder
+	fs.SetOutput(&b)
+	fs.PrintDefaults()
+	for _, name := range []string{"advertise-host", "consul-check-interval"} {
+		if fs.Lookup(name) != nil {
+			t.Errorf("-%s is registered: the command never registers in Consul", name)
+		}
+	}
+	if got := b.String(); strings.Contains(got, "do not register") || !strings.Contains(got, "-consul-addr") {
+		t.Errorf("-help:\n%s\nwant -consul-addr, described as where replay finds config-svc", got)
+	}
+}
+
 func TestReplaySummary(t *testing.T) {
 	got := replaySummary(false, map[string]int{"sent": 3, "skipped": 3}, map[string]int{"unknown_property_now": 1, "collection_stage": 2})
 	if want := "3 re-sent, 3 skipped (2 collection_stage, 1 unknown_property_now)"; got != want {
