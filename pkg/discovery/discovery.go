@@ -26,6 +26,8 @@ type Config struct {
 	Addr          string        // Consul agent HTTP address; empty disables Consul
 	AdvertiseHost string        // host other services reach this instance at
 	CheckInterval time.Duration // how often Consul probes /readyz
+
+	lookupOnly bool // RegisterLookupFlags: never registers, so only Addr counts
 }
 
 // RegisterFlags registers the discovery flags on fs.
@@ -35,6 +37,14 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.CheckInterval, "consul-check-interval", 2*time.Second, "how often Consul checks this instance's /readyz")
 }
 
+// RegisterLookupFlags registers -consul-addr alone, described by usage,
+// for a command that finds services in Consul but never registers itself
+// (deadletters): the registration flags would do nothing there.
+func (c *Config) RegisterLookupFlags(fs *flag.FlagSet, usage string) {
+	c.lookupOnly = true
+	fs.StringVar(&c.Addr, "consul-addr", "127.0.0.1:8500", usage)
+}
+
 // Validate reports a configuration error an operator can act on.
 func (c *Config) Validate() error {
 	if c.Addr == "" {
@@ -42,6 +52,9 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		return fmt.Errorf("-consul-addr %q is not host:port: %w", c.Addr, err)
+	}
+	if c.lookupOnly {
+		return nil
 	}
 	if c.AdvertiseHost == "" {
 		return errors.New("-advertise-host is empty")

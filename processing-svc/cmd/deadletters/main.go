@@ -60,12 +60,7 @@ func (c *config) RegisterFlags(fs *flag.FlagSet) {
 	c.fs = fs
 	c.Kafka.RegisterFlags(fs)
 	c.ConfigSvc.RegisterFlags(fs)
-	// Only the agent's address: the command never registers in Consul, so
-	// the services' -advertise-host and -consul-check-interval (and their
-	// "empty: do not register" wording) would tell an operator of flags
-	// that do nothing here.
-	c.Discovery = discovery.Config{AdvertiseHost: "127.0.0.1", CheckInterval: 2 * time.Second}
-	fs.StringVar(&c.Discovery.Addr, "consul-addr", "127.0.0.1:8500", "Consul agent HTTP address, where replay finds config-svc when -config-svc-url is empty")
+	c.Discovery.RegisterLookupFlags(fs, "Consul agent HTTP address, where replay finds config-svc when -config-svc-url is empty")
 	fs.StringVar(&c.IdentitySecret, "identity-secret", "", "shared secret of internal calls to config-svc (replay: required)")
 	fs.StringVar(&c.Since, "since", "", "read dead letters published in this long before now, e.g. 24h or 90m (the default, without -from: 24h)")
 	fs.StringVar(&c.From, "from", "", "read dead letters published at or after this time, RFC 3339 (2026-12-05T08:00:00Z); instead of -since")
@@ -141,7 +136,7 @@ func (c *config) Validate() error {
 		}
 		c.since = now().Add(-d)
 	}
-	if st := c.Filter.Stage; st != "" && st != deadletters.StageCollection && st != deadletters.StageProcessing {
+	if st := c.Filter.Stage; st != "" && st != hit.StageCollection && st != hit.StageProcessing {
 		return fmt.Errorf("-stage %q: want collection or processing", st)
 	}
 	if c.Command == "list" {
@@ -155,7 +150,7 @@ func (c *config) Validate() error {
 	}
 	// replay
 	switch {
-	case c.Filter.Stage == deadletters.StageCollection:
+	case c.Filter.Stage == hit.StageCollection:
 		return errors.New("-stage collection: collection-stage dead letters are invalid input, not hits, and are never replayed; the sender must send them again, fixed (list shows them)")
 	case c.Follow:
 		return errors.New("-follow is for list; replay stops at the end of the topic")
@@ -170,13 +165,19 @@ func (c *config) Validate() error {
 		return err
 	}
 	if c.ConfigSvc.BaseURL != "" {
-		cc := c.ConfigSvc
-		cc.Caller, cc.IdentitySecret = "deadletters", []byte(c.IdentitySecret)
+		cc := c.configSvc()
 		if err := cc.Validate(); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// configSvc is the configuration of replay's config-svc client.
+func (c *config) configSvc() configclient.Config {
+	cc := c.ConfigSvc
+	cc.Caller, cc.IdentitySecret = "deadletters", []byte(c.IdentitySecret)
+	return cc
 }
 
 func main() {
@@ -233,8 +234,7 @@ func list(ctx context.Context, cfg *config, client sarama.Client, r deadletters.
 }
 
 func replay(ctx context.Context, cfg *config, client sarama.Client, kcfg *kafka.Config, r deadletters.Range, out, errOut io.Writer) error {
-	cc := cfg.ConfigSvc
-	cc.Caller, cc.IdentitySecret = "deadletters", []byte(cfg.IdentitySecret)
+	cc := cfg.configSvc()
 	var err error
 	if cc.BaseURL == "" {
 		if cc.Consul, err = cfg.Discovery.Client(); err != nil {
