@@ -25,12 +25,6 @@ import (
 	"github.com/acme/analytics/pkg/retry"
 )
 
-// Stages of a dead letter (hit.DeadLetter.Stage).
-const (
-	StageCollection = hit.StageCollection
-	StageProcessing = hit.StageProcessing
-)
-
 // Position is where a dead letter itself is in the dead-letter topic (not
 // where the message it rejected was: that is the letter's own Partition
 // and Offset, for processing's).

@@ -76,7 +76,7 @@ func (r *Replayer) Replay(ctx context.Context, l *Letter) (Outcome, error) {
 	switch {
 	case l.Err != "":
 		return skip(SkipNotADeadLetter, l.Err)
-	case l.Stage != StageProcessing:
+	case l.Stage != hit.StageProcessing:
 		return skip(SkipCollectionStage, "rejected as invalid input before it was a hit; the sender must send it again, fixed")
 	}
 	raw, err := hit.PayloadBytes(l.Payload)
