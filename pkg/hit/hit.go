@@ -345,19 +345,6 @@ type DeadLetter struct {
 	Offset    int64 `json:"offset"`
 }
 
-// deadLetterJSON is DeadLetter's JSON: Partition and Offset are present
-// or absent by Stage, not by being zero.
-type deadLetterJSON struct {
-	Reason     string    `json:"reason"`
-	Detail     string    `json:"detail"`
-	Stage      string    `json:"stage"`
-	TrackingID string    `json:"tid,omitempty"`
-	ReceivedAt time.Time `json:"rts"`
-	Payload    string    `json:"payload"`
-	Partition  *int32    `json:"partition,omitempty"`
-	Offset     *int64    `json:"offset,omitempty"`
-}
-
 // MarshalJSON writes a processing letter with its source partition and
 // offset, even partition 0 or offset 0, and any other letter (a collection
 // letter: it never was in the hits topic) without them. Decoding needs no
@@ -368,8 +355,15 @@ type deadLetterJSON struct {
 // written as its DeadLetter alone: such a type needs a MarshalJSON of its
 // own (deadletters.Letter has).
 func (d DeadLetter) MarshalJSON() ([]byte, error) {
-	w := deadLetterJSON{Reason: d.Reason, Detail: d.Detail, Stage: d.Stage, TrackingID: d.TrackingID,
-		ReceivedAt: d.ReceivedAt, Payload: d.Payload}
+	// deadLetterFields is DeadLetter without this method; the pointer
+	// fields, shallower, take the place of its Partition and Offset in
+	// JSON, present or absent by Stage rather than by being zero.
+	type deadLetterFields DeadLetter
+	w := struct {
+		deadLetterFields
+		Partition *int32 `json:"partition,omitempty"`
+		Offset    *int64 `json:"offset,omitempty"`
+	}{deadLetterFields: deadLetterFields(d)}
 	if d.Stage == StageProcessing {
 		w.Partition, w.Offset = &d.Partition, &d.Offset
 	}
