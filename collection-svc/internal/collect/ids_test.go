@@ -58,6 +58,11 @@ func TestMeasurementIDsKeepTheSendersMicroseconds(t *testing.T) {
 // the second pageview was taken for a retry of the first.
 func TestCacheBusterTellsIdenticalHitsApart(t *testing.T) {
 	s, p := testServer(t, 1, countingQueue{new(int)})
+	// Every request received in one second, as the case is: on the real
+	// clock two requests could fall on both sides of a second's end, and
+	// a pixel sent again would have another ID by its time alone.
+	received := time.Now()
+	s.now = func() time.Time { return received }
 	mux := http.NewServeMux()
 	s.Register(mux)
 	ids := func(req *http.Request) []string {
