@@ -16,7 +16,6 @@ import (
 	"github.com/acme/analytics/pkg/migrate/migratetest"
 	"github.com/acme/analytics/pkg/rollup"
 	"github.com/acme/analytics/pkg/rules"
-	"github.com/acme/analytics/pkg/sketch"
 	"github.com/acme/analytics/processing-svc/internal/dumptest"
 	"github.com/gocql/gocql"
 )
@@ -543,47 +542,6 @@ func TestStatsCountWrites(t *testing.T) {
 	}
 	if again := part.Stats(); again.Statements != st.Statements || again.Requests != st.Requests {
 		t.Errorf("a flush with nothing new wrote %d statements in %d requests", again.Statements-st.Statements, again.Requests-st.Requests)
-	}
-}
-
-// A processor upgraded in the middle of a minute starts that minute's
-// realtime row from the table realtime_minutes replaced, so the realtime
-// view loses nothing at the upgrade; the old table is only read.
-func TestRealtimeCarriesOverTheLegacyTable(t *testing.T) {
-	ctx := context.Background()
-	s := connect(t)
-	msgs := benchTraffic(1, 1)
-	h, err := hit.Unmarshal(msgs[0].Value)
-	if err != nil {
-		t.Fatal(err)
-	}
-	minute := h.Time.UTC().Truncate(time.Minute)
-	var users sketch.Set
-	users.AddHash(sketch.Hash("earlier-visitor"))
-	hll, _ := users.MarshalBinary()
-	if err := s.Query("INSERT INTO realtime (property_id, minute, shard, pageviews, users_hll, pages, sources, through_offset) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-		propID, minute, int16(0), int64(5), hll, map[string]int64{"/before": 5}, map[string]int64{"(direct)": 5}, int64(-1)).Exec(); err != nil {
-		t.Fatal(err)
-	}
-	part := newPartition(s, testProperty(t, rules.Defaults()))
-	run(t, ctx, part, msgs, 1)
-	var pv int64
-	var pages map[string]int64
-	var stored []byte
-	if err := s.Query("SELECT pageviews, pages, users_hll FROM realtime_minutes WHERE property_id = ? AND minute = ? AND shard = 0", propID, minute).
-		Scan(&pv, &pages, &stored); err != nil {
-		t.Fatal(err)
-	}
-	var got sketch.Set
-	if err := got.UnmarshalBinary(stored); err != nil {
-		t.Fatal(err)
-	}
-	if pv != 6 || pages["/before"] != 5 || len(pages) != 2 || got.Count() != 2 {
-		t.Errorf("realtime_minutes row: %d pageviews, pages %v, %d users; want the old table's 5 pageviews and 1 user, and the new hit", pv, pages, got.Count())
-	}
-	var legacy int64
-	if err := s.Query("SELECT pageviews FROM realtime WHERE property_id = ? AND minute = ? AND shard = 0", propID, minute).Scan(&legacy); err != nil || legacy != 5 {
-		t.Errorf("the old table's row: %d pageviews (%v), want it untouched", legacy, err)
 	}
 }
 

@@ -36,13 +36,8 @@ const (
 	cqlHourly     = "INSERT INTO rollup_hourly (property_id, day, hour, shard, " + cqlHourlyCols + ", through_offset) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 	cqlLoadRT     = "SELECT pageviews, users_hll, pages, sources, through_offset FROM realtime_minutes WHERE property_id = ? AND minute = ? AND shard = ?"
 	cqlRealtime   = "INSERT INTO realtime_minutes (property_id, minute, shard, pageviews, users_hll, pages, sources, through_offset) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-	// cqlLoadLegacyRT reads the table realtime_minutes replaced
-	// (cql/0005_realtime_frozen.cql), whose rows expire two hours after
-	// the upgrade: a minute's row starts from there when the new table has
-	// none. Remove it, and the table, in a release after that.
-	cqlLoadLegacyRT = "SELECT pageviews, users_hll, pages, sources, through_offset FROM realtime WHERE property_id = ? AND minute = ? AND shard = ?"
-	cqlLoadFilter   = "SELECT hits, through_offset FROM filtered_hits WHERE property_id = ? AND day = ? AND reason = ? AND shard = ?"
-	cqlFiltered     = "INSERT INTO filtered_hits (property_id, day, reason, shard, hits, through_offset) VALUES (?, ?, ?, ?, ?, ?)"
+	cqlLoadFilter = "SELECT hits, through_offset FROM filtered_hits WHERE property_id = ? AND day = ? AND reason = ? AND shard = ?"
+	cqlFiltered   = "INSERT INTO filtered_hits (property_id, day, reason, shard, hits, through_offset) VALUES (?, ?, ?, ?, ?, ?)"
 )
 
 // stmt is one write, grouped with others of the same partition into an
@@ -306,7 +301,6 @@ func loadRow(ctx context.Context, s *gocql.Session, k rowKey, r *row) error {
 	var users []byte
 	var err error
 	var stored func(r *row)
-	var legacy bool
 	switch k.kind {
 	case kindDaily:
 		var m rollup.Metrics
@@ -321,14 +315,7 @@ func loadRow(ctx context.Context, s *gocql.Session, k rowKey, r *row) error {
 	case kindRealtime:
 		var pv int64
 		var pages, sources map[string]int64
-		for _, cql := range []string{cqlLoadRT, cqlLoadLegacyRT} {
-			err = s.Query(cql, k.property, k.minute.Minute, int16(k.shard)).WithContext(ctx).Scan(&pv, &users, &pages, &sources, &through)
-			if !errors.Is(err, gocql.ErrNotFound) {
-				// Read from the old table, the sketch is not in the new.
-				legacy = err == nil && cql == cqlLoadLegacyRT
-				break
-			}
-		}
+		err = s.Query(cqlLoadRT, k.property, k.minute.Minute, int16(k.shard)).WithContext(ctx).Scan(&pv, &users, &pages, &sources, &through)
 		stored = func(r *row) {
 			r.metrics.Pageviews = pv
 			r.pages, r.sources = pages, sources
@@ -361,7 +348,6 @@ func loadRow(ctx context.Context, s *gocql.Session, k rowKey, r *row) error {
 	r.load(through, func(r *row) {
 		stored(r)
 		r.users = existing
-		r.usersChanged = legacy
 	})
 	return nil
 }

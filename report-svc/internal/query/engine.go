@@ -1009,6 +1009,12 @@ type activity struct {
 	minute time.Time
 }
 
+// activityHorizon bounds how far back newestActivity looks: a realtime row
+// lives two hours after its last write (cql/0005_realtime_frozen.cql), and
+// a hit may be processed up to four hours after its time (collection's
+// queue-time limit), so no live row's minute is older than six hours.
+const activityHorizon = 6 * time.Hour
+
 // newestActivity returns the newest realtime minute of p (cached for a
 // second), or zero when unknown; a failure to read it does not fail the
 // report.
@@ -1017,7 +1023,7 @@ func (e *Engine) newestActivity(ctx context.Context, p Property, now time.Time) 
 	if a, ok := e.activity.get(key, now); ok {
 		return a.minute
 	}
-	minute, found, err := e.store.NewestMinute(ctx, p.ID)
+	minute, found, err := e.store.NewestMinute(ctx, p.ID, now.Add(-activityHorizon))
 	if err != nil {
 		return time.Time{}
 	}

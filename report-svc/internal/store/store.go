@@ -6,12 +6,10 @@
 package store
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/acme/analytics/pkg/rollup"
@@ -331,78 +329,47 @@ type RealtimeRow struct {
 
 // Realtime reads the realtime rows of minutes at or after since, newest
 // first (then by shard).
-//
-// They are in realtime_minutes, and, for two hours after processing's
-// upgrade to it, in the table it replaced (cql/0005_realtime_frozen.cql),
-// which processing only reads from: a minute and shard with a row in both
-// takes realtime_minutes' (processing started it from the old one). Read
-// only realtime_minutes in a release after that.
 func (s *Store) Realtime(ctx context.Context, property gocql.UUID, since time.Time) ([]RealtimeRow, error) {
 	var out []RealtimeRow
 	err := s.read(ctx, "realtime", func(ctx context.Context) error {
 		out = out[:0]
-		seen := map[realtimeKey]bool{}
-		for _, table := range realtimeTables {
-			iter := s.query(ctx, "SELECT minute, shard, pageviews, users_hll, pages, sources FROM "+table+" WHERE property_id = ? AND minute >= ?", property, since).Iter()
-			for {
-				var r RealtimeRow
-				var shard int16
-				if !iter.Scan(&r.Minute, &shard, &r.Pageviews, &r.Users, &r.Pages, &r.Sources) {
-					break
-				}
-				r.Shard = int(shard)
-				if k := (realtimeKey{r.Minute.UnixMilli(), r.Shard}); !seen[k] {
-					seen[k] = true
-					out = append(out, r)
-				}
+		iter := s.query(ctx, "SELECT minute, shard, pageviews, users_hll, pages, sources FROM realtime_minutes WHERE property_id = ? AND minute >= ?", property, since).Iter()
+		for {
+			var r RealtimeRow
+			var shard int16
+			if !iter.Scan(&r.Minute, &shard, &r.Pageviews, &r.Users, &r.Pages, &r.Sources) {
+				break
 			}
-			if err := iter.Close(); err != nil {
-				return fmt.Errorf("read %s: %w", table, err)
-			}
+			r.Shard = int(shard)
+			out = append(out, r)
 		}
-		slices.SortFunc(out, func(a, b RealtimeRow) int {
-			if c := b.Minute.Compare(a.Minute); c != 0 {
-				return c
-			}
-			return cmp.Compare(a.Shard, b.Shard)
-		})
+		if err := iter.Close(); err != nil {
+			return fmt.Errorf("read realtime_minutes: %w", err)
+		}
 		return nil
 	})
 	return out, err
 }
 
-// realtimeTables are the tables the realtime view is read from, newest
-// first: realtime_minutes, and the one it replaced (cql/0005), read for two
-// hours after processing's upgrade. Keep only realtime_minutes in a release
-// after that.
-var realtimeTables = []string{"realtime_minutes", "realtime"}
 
-type realtimeKey struct {
-	minute int64
-	shard  int
-}
-
-// NewestMinute returns the newest minute of the property's realtime rows
-// (which expire after two hours), and false when there is none. Like
-// Realtime, it reads the table realtime_minutes replaced too.
-func (s *Store) NewestMinute(ctx context.Context, property gocql.UUID) (time.Time, bool, error) {
-	var newest time.Time
-	found := false
+// NewestMinute returns the newest minute at or after since of the
+// property's realtime rows, and false when there is none. since bounds what
+// Cassandra reads when the property has no recent row: the partition holds
+// every minute's row, expired ones as tombstones until compaction purges
+// them (cql/0016_realtime_compaction.cql), and a read without a bound would
+// walk through all of them to find none.
+func (s *Store) NewestMinute(ctx context.Context, property gocql.UUID, since time.Time) (time.Time, bool, error) {
+	var minute time.Time
 	err := s.read(ctx, "realtime", func(ctx context.Context) error {
-		for _, table := range realtimeTables {
-			var minute time.Time
-			err := s.query(ctx, "SELECT minute FROM "+table+" WHERE property_id = ? LIMIT 1", property).Scan(&minute)
-			if errors.Is(err, gocql.ErrNotFound) {
-				continue
-			}
-			if err != nil {
-				return fmt.Errorf("read newest minute of %s: %w", table, err)
-			}
-			if !found || minute.After(newest) {
-				newest, found = minute, true
-			}
+		err := s.query(ctx, "SELECT minute FROM realtime_minutes WHERE property_id = ? AND minute >= ? LIMIT 1", property, since).Scan(&minute)
+		if errors.Is(err, gocql.ErrNotFound) {
+			minute = time.Time{}
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read the newest realtime minute: %w", err)
 		}
 		return nil
 	})
-	return newest, found, err
+	return minute, !minute.IsZero(), err
 }
