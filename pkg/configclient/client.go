@@ -89,6 +89,20 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&c.ResyncRate, "config-resync-rate", 50, "at most this many cached property documents refetched per second by the periodic resync")
 }
 
+// Locate makes the client find config-svc's instances through the Consul
+// agent d names, unless -config-svc-url gave config-svc's address.
+func (c *Config) Locate(d *discovery.Config) error {
+	if c.BaseURL != "" {
+		return nil
+	}
+	consul, err := d.Client()
+	if err != nil {
+		return err
+	}
+	c.Consul = consul
+	return nil
+}
+
 // Validate reports a configuration error an operator can act on.
 func (c *Config) Validate() error {
 	if c.BaseURL != "" {

@@ -119,12 +119,8 @@ func Run(ctx context.Context, cfg Config, w io.Writer) error {
 	ccfg.IdentitySecret = []byte(cfg.IdentitySecret)
 	ccfg.Log = svc.Log
 	ccfg.Registerer = svc.Registry
-	if ccfg.BaseURL == "" {
-		consul, err := cfg.Service.Discovery.Client()
-		if err != nil {
-			return err
-		}
-		ccfg.Consul = consul
+	if err := ccfg.Locate(&cfg.Service.Discovery); err != nil {
+		return err
 	}
 	cc, err := configclient.New(ccfg)
 	if err != nil {

@@ -235,11 +235,8 @@ func list(ctx context.Context, cfg *config, client sarama.Client, r deadletters.
 
 func replay(ctx context.Context, cfg *config, client sarama.Client, kcfg *kafka.Config, r deadletters.Range, out, errOut io.Writer) error {
 	cc := cfg.configSvc()
-	var err error
-	if cc.BaseURL == "" {
-		if cc.Consul, err = cfg.Discovery.Client(); err != nil {
-			return err
-		}
+	if err := cc.Locate(&cfg.Discovery); err != nil {
+		return err
 	}
 	props, err := configclient.New(cc)
 	if err != nil {

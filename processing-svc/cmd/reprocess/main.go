@@ -36,7 +36,7 @@ type config struct {
 func (c *config) RegisterFlags(fs *flag.FlagSet) {
 	c.Cassandra.RegisterFlags(fs)
 	c.ConfigSvc.RegisterFlags(fs)
-	c.Discovery.RegisterFlags(fs)
+	c.Discovery.RegisterLookupFlags(fs, "Consul agent HTTP address, where the command finds config-svc when -config-svc-url is empty")
 	fs.StringVar(&c.IdentitySecret, "identity-secret", "", "shared secret of internal calls to config-svc (required)")
 	fs.StringVar(&c.Property, "property", "", "property ID (required)")
 	fs.StringVar(&c.From, "from", "", "first property-local day, YYYY-MM-DD")
@@ -97,10 +97,8 @@ func run(ctx context.Context, cfg config) error {
 	defer session.Close()
 	cc := cfg.ConfigSvc
 	cc.Caller, cc.IdentitySecret, cc.Log = "reprocess", []byte(cfg.IdentitySecret), log
-	if cc.BaseURL == "" {
-		if cc.Consul, err = cfg.Discovery.Client(); err != nil {
-			return err
-		}
+	if err := cc.Locate(&cfg.Discovery); err != nil {
+		return err
 	}
 	configs, err := configclient.New(cc)
 	if err != nil {

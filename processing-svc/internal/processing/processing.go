@@ -135,10 +135,8 @@ func setUp(ctx context.Context, svc *service.Service, cfg Config) error {
 
 	cc := cfg.ConfigSvc
 	cc.Caller, cc.IdentitySecret, cc.Log, cc.Registerer = "processing", []byte(cfg.IdentitySecret), log, svc.Registry
-	if cc.BaseURL == "" {
-		if cc.Consul, err = cfg.Service.Discovery.Client(); err != nil {
-			return err
-		}
+	if err := cc.Locate(&cfg.Service.Discovery); err != nil {
+		return err
 	}
 	configs, err := configclient.New(cc)
 	if err != nil {

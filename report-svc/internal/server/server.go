@@ -83,10 +83,8 @@ func setUp(ctx context.Context, svc *service.Service, family *query.Family, cfg 
 	cc.IdentitySecret = []byte(cfg.IdentitySecret)
 	cc.Log = svc.Log
 	cc.Registerer = svc.Registry
-	if cc.BaseURL == "" {
-		if cc.Consul, err = cfg.Service.Discovery.Client(); err != nil {
-			return err
-		}
+	if err := cc.Locate(&cfg.Service.Discovery); err != nil {
+		return err
 	}
 	props, err := configclient.New(cc)
 	if err != nil {
