@@ -351,7 +351,6 @@ func (s *Store) Realtime(ctx context.Context, property gocql.UUID, since time.Ti
 	return out, err
 }
 
-
 // NewestMinute returns the newest minute at or after since of the
 // property's realtime rows, and false when there is none. since bounds what
 // Cassandra reads when the property has no recent row: the partition holds
