@@ -149,7 +149,7 @@ func (c *Contributions) AddSession(s *session.Session, clientID string, first bo
 		addMetrics(c.Daily, k, sm, sign)
 		addUser(c.DailyUsers, k, sign)
 	}
-	hk := HourKey{Day: s.Day, Hour: s.Start.In(loc).Hour()}
+	hk := HourKey{Day: s.Day, Hour: session.LocalHour(s.Start, loc)}
 	addMetrics(c.Hourly, hk, sm, sign)
 	addUser(c.HourlyUsers, hk, sign)
 
@@ -306,7 +306,7 @@ func (c *Contributions) addMetricsChange(old, now *session.Session, firstOld, fi
 	for _, d := range sessionDims(now, firstNow) {
 		addMetrics(c.Daily, DailyKey{Day: now.Day, Report: d.report, Dimension: d.value}, dm, 1)
 	}
-	addMetrics(c.Hourly, HourKey{Day: now.Day, Hour: now.Start.In(loc).Hour()}, dm, 1)
+	addMetrics(c.Hourly, HourKey{Day: now.Day, Hour: session.LocalHour(now.Start, loc)}, dm, 1)
 }
 
 // sameHead reports whether two builds of a session have the same rows:

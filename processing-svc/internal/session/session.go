@@ -136,9 +136,14 @@ type Session struct {
 	ID         string
 	Start, End time.Time
 	// Day is the property-local date the session started on, as midnight
-	// UTC of that date.
-	Day  time.Time
-	Hits []*Hit
+	// UTC of that date, and Hour the local hour it started in (LocalHour):
+	// the partition of its row. Location is the zone both are in, the
+	// Settings' the session was built under, in which its hits' own hours
+	// (their rows' partitions) are taken too.
+	Day      time.Time
+	Hour     int
+	Location *time.Location
+	Hits     []*Hit
 
 	Pageviews, Events int
 	Landing, Exit     string
@@ -214,11 +219,20 @@ func LocalDay(t time.Time, loc *time.Location) time.Time {
 
 func localDay(t time.Time, loc *time.Location) time.Time { return LocalDay(t, loc) }
 
+// LocalHour returns the hour (0-23) of t in loc. With LocalDay it is the
+// time bucket of the tables partitioned by hour (cql/0017_hourly_partitions.cql:
+// a session's row by its start's local hour, a pageview's or an event's
+// by its own; the raw archive's blocks by the UTC hour, loc time.UTC) and
+// the hour of rollup_hourly. On a day a clock change shortens or
+// lengthens, a local hour holds no real hour or two: it is only a bucket,
+// and readers of a day read all 24.
+func LocalHour(t time.Time, loc *time.Location) int { return t.In(loc).Hour() }
+
 func (ss *Session) finish(s Settings) {
 	first := ss.Hits[0]
 	ss.Start = first.Time
 	ss.End = ss.Hits[len(ss.Hits)-1].Time
-	ss.Day = LocalDay(ss.Start, s.Location)
+	ss.Day, ss.Hour, ss.Location = LocalDay(ss.Start, s.Location), LocalHour(ss.Start, s.Location), s.Location
 	ss.DurationMS = ss.End.Sub(ss.Start).Milliseconds()
 	ss.Country, ss.Device, ss.Browser, ss.OS = first.Country, first.Device, first.Browser, first.OS
 	ss.RuleVersion = first.RuleVersion
