@@ -106,7 +106,9 @@ type Changes struct {
 	// UpsertSessions are sessions whose row is new or changed.
 	UpsertSessions []Upsert
 	// DeleteSessions are rows of sessions that no longer exist (merged, or
-	// renamed because a late hit became their first hit).
+	// renamed because a late hit became their first hit), or that moved:
+	// derived again under another zone, a session keeps its ID but may
+	// start on another local day or hour, another row.
 	DeleteSessions []SessionRef
 	// User is true when the users row changed.
 	User bool
@@ -118,11 +120,17 @@ type Upsert struct {
 	First   bool
 }
 
-// SessionRef identifies a session row.
+// SessionRef identifies a session row: the session's ID, and the local
+// day and hour it started in (session.Session's Day and Hour), which
+// partition the row.
 type SessionRef struct {
-	ID  string
-	Day time.Time
+	ID   string
+	Day  time.Time
+	Hour int
 }
+
+// RefOf returns the reference of s's row.
+func RefOf(s *session.Session) SessionRef { return SessionRef{ID: s.ID, Day: s.Day, Hour: s.Hour} }
 
 // Exclude records a hit excluded by a rule: it is remembered as seen, so
 // that a re-send is not counted again, and counted as filtered on the
@@ -292,7 +300,7 @@ func (v *Visitor) diff(before, after []*session.Session, resettled bool, loc *ti
 	gone := func(j int) {
 		s := before[j]
 		c.AddSession(s, v.ClientID, v.isFirst(j), loc, -1)
-		ch.DeleteSessions = append(ch.DeleteSessions, SessionRef{ID: s.ID, Day: s.Day})
+		ch.DeleteSessions = append(ch.DeleteSessions, RefOf(s))
 	}
 	j := 0
 	for i, s := range after {
@@ -308,8 +316,10 @@ func (v *Visitor) diff(before, after []*session.Session, resettled bool, loc *ti
 				continue
 			}
 			c.AddChange(o, s, v.ClientID, oFirst, first, loc)
-			if !o.Day.Equal(s.Day) {
-				ch.DeleteSessions = append(ch.DeleteSessions, SessionRef{ID: o.ID, Day: o.Day})
+			if !o.Day.Equal(s.Day) || o.Hour != s.Hour {
+				// Derived under another zone: the same ID starts on
+				// another day or hour, in another row.
+				ch.DeleteSessions = append(ch.DeleteSessions, RefOf(o))
 			}
 		} else {
 			c.AddSession(s, v.ClientID, first, loc, +1)
