@@ -45,7 +45,7 @@ func traceHits(t *testing.T, cfg localstack.Config, s *gocql.Session, property s
 		}
 	})
 	archived := map[string]bool{}
-	iter := s.Query("SELECT property_id, hits FROM raw_hit_blocks").Iter()
+	iter := s.Query("SELECT property_id, hits FROM raw_hit_blocks_by_hour").Iter()
 	var pid gocql.UUID
 	var block map[string][]byte
 	for iter.Scan(&pid, &block) {
@@ -57,7 +57,7 @@ func traceHits(t *testing.T, cfg localstack.Config, s *gocql.Session, property s
 		block = nil
 	}
 	if err := iter.Close(); err != nil {
-		t.Logf("trace: read raw_hit_blocks: %v", err)
+		t.Logf("trace: read raw_hit_blocks_by_hour: %v", err)
 	}
 	t.Logf("trace: %d valid planned hits, %d distinct in the hits topic, %d archived", len(planned), len(inTopic), len(archived))
 	for id, h := range planned {

@@ -140,11 +140,12 @@ func (h *Hit) Key(shards int) []byte {
 }
 
 // ArchiveRetention is how long the raw hit archive keeps a hit: the
-// default_time_to_live of raw_hit_blocks and raw_hits (396 days, cql/; a
-// test in processing's engine keeps them equal). Nothing can process a hit
-// older than that, so it is also how long config-svc keeps a rule version
-// after the next one replaced it. Reprocessing refuses days older than that
-// less two days, whose archive may have expired in part.
+// default_time_to_live of raw_hit_blocks_by_hour, raw_hit_blocks and
+// raw_hits (396 days, cql/; a test in processing's engine keeps them
+// equal). Nothing can process a hit older than that, so it is also how
+// long config-svc keeps a rule version after the next one replaced it.
+// Reprocessing refuses days older than that less two days, whose archive
+// may have expired in part.
 const ArchiveRetention = 396 * 24 * time.Hour
 
 // MaxShards bounds a property's processing shards: a property has 1 to

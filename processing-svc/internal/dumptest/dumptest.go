@@ -12,8 +12,13 @@ import (
 	"github.com/gocql/gocql"
 )
 
-// Pipeline are the tables processing writes from hits.
-var Pipeline = []string{"raw_hits", "raw_hit_blocks", "visitor_state", "site_users", "sessions", "pageviews", "events", "rollup_daily", "rollup_hourly", "filtered_hits", "realtime_minutes"}
+// Pipeline are the tables processing writes from hits, and those it
+// wrote before (raw_hits, raw_hit_blocks, sessions, pageviews, events:
+// reprocessing reads them, and deletes the entity rows of the days it
+// re-derives).
+var Pipeline = []string{"raw_hits", "raw_hit_blocks", "raw_hit_blocks_by_hour", "visitor_state", "site_users",
+	"sessions", "pageviews", "events", "sessions_by_hour", "pageviews_by_hour", "events_by_hour",
+	"rollup_daily", "rollup_hourly", "filtered_hits", "realtime_minutes"}
 
 // Tables renders every row of tables in s's keyspace, a line each,
 // sorted, without the offsets through which rows and visitor states

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -10,28 +11,32 @@ import (
 
 	"github.com/acme/analytics/pkg/hit"
 	"github.com/acme/analytics/pkg/sketch"
+	"github.com/acme/analytics/processing-svc/internal/session"
 	"github.com/gocql/gocql"
 )
 
 // archiveBuckets is the number of blocks per hour of a property's UTC day
-// and shard in raw_hit_blocks (cql/0004_archive_blocks.cql).
+// and shard in raw_hit_blocks_by_hour (cql/0017_hourly_partitions.cql):
+// an hour's partition has this many rows.
 const archiveBuckets = 16
 
-// blockKey addresses one raw_hit_blocks row.
+// blockKey addresses one raw_hit_blocks_by_hour row.
 type blockKey struct {
 	property string
 	day      time.Time
 	shard    int16
+	hour     int16
 	block    int16
 }
 
-// archiveBlock returns the row a hit is archived in: it depends on the
-// hit's time and ID only, so a replayed or re-sent hit lands where it
-// already is.
+// archiveBlock returns the row a hit is archived in: in the partition of
+// its UTC day and hour (session.LocalHour in UTC), the block of a hash of
+// its ID. It depends on the hit's time and ID only, so a replayed or
+// re-sent hit lands where it already is.
 func archiveBlock(h *hit.Hit, shard int) blockKey {
 	t := h.Time.UTC()
 	return blockKey{property: h.PropertyID, day: t.Truncate(24 * time.Hour), shard: int16(shard),
-		block: int16(t.Hour()*archiveBuckets + int(sketch.Hash(h.ID)%archiveBuckets))}
+		hour: int16(session.LocalHour(t, time.UTC)), block: int16(sketch.Hash(h.ID) % archiveBuckets)}
 }
 
 // archive collects the hits to archive at the next flush, by block.
@@ -66,8 +71,8 @@ func (a archive) writes() []stmt {
 	for k, hits := range a {
 		add := func(part map[string][]byte) {
 			out = append(out, stmt{
-				partition: "a/" + k.property + "/" + dayString(k.day) + "/" + strconv.Itoa(int(k.shard)) + "/" + strconv.Itoa(int(k.block)) + "/" + strconv.Itoa(len(out)),
-				cql:       cqlArchive, args: []any{part, k.property, k.day, k.shard, k.block}})
+				partition: hourPartition("a", k.property, k.day, int(k.shard), int(k.hour)) + "/" + strconv.Itoa(int(k.block)) + "/" + strconv.Itoa(len(out)),
+				cql:       cqlArchive, args: []any{part, k.property, k.day, k.shard, k.hour, k.block}})
 		}
 		size := 0
 		for _, b := range hits {
@@ -92,12 +97,14 @@ func (a archive) writes() []stmt {
 }
 
 // archivedPartition returns the hits archived for a property's UTC day and
-// shard, ordered by hit ID: those in raw_hit_blocks and those in raw_hits
-// (the archive before the blocks), each hit once.
+// shard, ordered by hit ID: those in raw_hit_blocks_by_hour (the 24 hours'
+// partitions in one query), and those archived before it, in
+// raw_hit_blocks and raw_hits (the archive before the blocks). A hit in
+// two of them is one hit, by its ID.
 func archivedPartition(ctx context.Context, s *gocql.Session, property string, day time.Time, shard int) ([]*hit.Hit, error) {
 	raw := map[string][]byte{}
-	iter := s.Query("SELECT hit_id, hit FROM raw_hits WHERE property_id = ? AND day = ? AND shard = ?", property, day, int16(shard)).
-		WithContext(ctx).PageSize(5000).Iter()
+	cql, args := selectDayShard("hit_id, hit", "raw_hits", property, day, shard)
+	iter := s.Query(cql, args...).WithContext(ctx).PageSize(5000).Iter()
 	var id string
 	var b []byte
 	for iter.Scan(&id, &b) {
@@ -106,17 +113,17 @@ func archivedPartition(ctx context.Context, s *gocql.Session, property string, d
 	if err := iter.Close(); err != nil {
 		return nil, fmt.Errorf("read raw_hits of %s: %w", dayString(day), err)
 	}
-	iter = s.Query("SELECT hits FROM raw_hit_blocks WHERE property_id = ? AND day = ? AND shard = ?", property, day, int16(shard)).
-		WithContext(ctx).PageSize(100).Iter()
-	var block map[string][]byte
-	for iter.Scan(&block) {
-		for id, b := range block {
-			raw[id] = b
+	for _, table := range []string{"raw_hit_blocks", "raw_hit_blocks_by_hour"} {
+		cql, args := selectDayShard("hits", table, property, day, shard)
+		iter := s.Query(cql, args...).WithContext(ctx).PageSize(100).Iter()
+		var block map[string][]byte
+		for iter.Scan(&block) {
+			maps.Copy(raw, block)
+			block = nil
 		}
-		block = nil
-	}
-	if err := iter.Close(); err != nil {
-		return nil, fmt.Errorf("read raw_hit_blocks of %s: %w", dayString(day), err)
+		if err := iter.Close(); err != nil {
+			return nil, fmt.Errorf("read %s of %s: %w", table, dayString(day), err)
+		}
 	}
 	out := make([]*hit.Hit, 0, len(raw))
 	for id, b := range raw {

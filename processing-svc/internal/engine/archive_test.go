@@ -131,14 +131,14 @@ func TestArchiveRetentionIsTheSchemasTTL(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, m := range regexp.MustCompile(`(?s)CREATE TABLE IF NOT EXISTS (raw_hits|raw_hit_blocks) \(.*?default_time_to_live = (\d+)`).FindAllStringSubmatch(string(b), -1) {
+		for _, m := range regexp.MustCompile(`(?s)CREATE TABLE IF NOT EXISTS (raw_hits|raw_hit_blocks|raw_hit_blocks_by_hour) \(.*?default_time_to_live = (\d+)`).FindAllStringSubmatch(string(b), -1) {
 			found++
 			if m[2] != strconv.Itoa(want) {
 				t.Errorf("%s: %s has a TTL of %s s, hit.ArchiveRetention is %d s", f, m[1], m[2], want)
 			}
 		}
 	}
-	if found != 2 {
-		t.Errorf("found the TTL of %d archive tables, want 2", found)
+	if found != 3 {
+		t.Errorf("found the TTL of %d archive tables, want 3", found)
 	}
 }

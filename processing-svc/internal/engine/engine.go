@@ -419,25 +419,41 @@ func apply(v *visitor.Visitor, h *hit.Hit, p *Property, r *rules.Compiled, st *s
 }
 
 // sessionRows are the session rows a visitor's hits ask to write or
-// delete, by session ID.
+// delete: upserts by session ID, deletes by row (sessionKey).
 type sessionRows struct {
 	upserts map[string]visitor.Upsert
-	deletes map[string]visitor.SessionRef
+	deletes map[sessionKey]visitor.SessionRef
 }
 
-// add records what a hit's application changed. A session ID has one row
-// (its first hit fixes its day), so a later upsert replaces a pending
-// delete and the other way round: no row is both written and deleted.
+// sessionKey identifies a session's row: its ID, and the day and hour
+// (visitor.SessionRef) whose partition holds it.
+type sessionKey struct {
+	id        string
+	day, hour int
+}
+
+func keyOf(ref visitor.SessionRef) sessionKey {
+	return sessionKey{ref.ID, int(ref.Day.Unix() / (24 * 60 * 60)), ref.Hour}
+}
+
+// add records what a hit's application changed. A session's row is its
+// ID, day and hour: an upsert replaces a pending delete of its row, and a
+// delete a pending upsert of the row it deletes, so no row is both
+// written and deleted. A session derived again under another zone keeps
+// its ID but may move to another day or hour: the delete of its old row
+// stays beside the upsert of its new one.
 func (r *sessionRows) add(ch visitor.Changes) {
 	if r.upserts == nil {
-		r.upserts, r.deletes = map[string]visitor.Upsert{}, map[string]visitor.SessionRef{}
+		r.upserts, r.deletes = map[string]visitor.Upsert{}, map[sessionKey]visitor.SessionRef{}
 	}
 	for _, del := range ch.DeleteSessions {
-		delete(r.upserts, del.ID)
-		r.deletes[del.ID] = del
+		if u, ok := r.upserts[del.ID]; ok && keyOf(visitor.RefOf(u.Session)) == keyOf(del) {
+			delete(r.upserts, del.ID)
+		}
+		r.deletes[keyOf(del)] = del
 	}
 	for _, u := range ch.UpsertSessions {
-		delete(r.deletes, u.Session.ID)
+		delete(r.deletes, keyOf(visitor.RefOf(u.Session)))
 		r.upserts[u.Session.ID] = u
 	}
 }
@@ -596,8 +612,7 @@ func (p *Partition) writeDerived(ctx context.Context, through int64, due []*vsta
 	}
 	for _, vs := range due {
 		for _, del := range vs.rows.deletes {
-			stmts = append(stmts, stmt{partition: "s/" + vs.property + "/" + dayString(del.Day) + "/" + fmt.Sprint(vs.shard),
-				cql: cqlDeleteSesion, args: []any{vs.property, del.Day, int16(vs.shard), del.ID}})
+			stmts = append(stmts, sessionDelete(vs.property, vs.shard, del))
 		}
 		if vs.written == nil {
 			vs.written = map[string]string{}

@@ -436,7 +436,7 @@ func TestStatesSavedWhenDue(t *testing.T) {
 	run(t, ctx, newPartition(immediate, prop), msgs, 1000)
 	want := dump(t, immediate)
 	reports := func(s *gocql.Session) string {
-		return dumptest.Tables(t, s, "raw_hits", "raw_hit_blocks", "rollup_daily", "rollup_hourly", "filtered_hits", "realtime_minutes")
+		return dumptest.Tables(t, s, "raw_hit_blocks_by_hour", "rollup_daily", "rollup_hourly", "filtered_hits", "realtime_minutes")
 	}
 
 	for _, c := range []struct {
@@ -474,7 +474,7 @@ func TestStatesSavedWhenDue(t *testing.T) {
 			if off := flush(); off != -1 || !part.Pending() {
 				t.Fatalf("after %v: flush returned %d, pending %v; nothing is due yet", c.early, off, part.Pending())
 			}
-			if saved := dumptest.Tables(t, s, "visitor_state", "site_users", "sessions", "pageviews", "events"); saved != "" {
+			if saved := dumptest.Tables(t, s, "visitor_state", "site_users", "sessions_by_hour", "pageviews_by_hour", "events_by_hour"); saved != "" {
 				t.Fatalf("visitors written before they were due:\n%.500s", saved)
 			}
 			clock = clock.Add(c.due - c.early)
@@ -573,8 +573,8 @@ func TestUserBackAfterStateExpired(t *testing.T) {
 
 	for client, want := range map[string]bool{"back": false, "fresh": true} {
 		var newUser bool
-		if err := s.Query("SELECT new_user FROM sessions WHERE property_id = ? AND day = ? AND shard = 0 AND session_id = ?",
-			propID, t0.Truncate(24*time.Hour), ids[client]).Scan(&newUser); err != nil {
+		if err := s.Query("SELECT new_user FROM sessions_by_hour WHERE property_id = ? AND day = ? AND shard = 0 AND hour IN ? AND session_id = ?",
+			propID, t0.Truncate(24*time.Hour), dayHours, ids[client]).Scan(&newUser); err != nil {
 			t.Fatalf("%s's session: %v", client, err)
 		}
 		if newUser != want {

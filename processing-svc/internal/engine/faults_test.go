@@ -280,7 +280,7 @@ func fallbackCrashRun(t *testing.T, seed uint64) {
 	})
 	run(t, ctx, newPartition(clean, caughtUp), asDerived, 20)
 	// The archive keeps the hits as stamped; the rest must be equal.
-	tables := []string{"visitor_state", "site_users", "sessions", "pageviews", "events", "rollup_daily", "rollup_hourly", "filtered_hits", "realtime_minutes"}
+	tables := []string{"visitor_state", "site_users", "sessions_by_hour", "pageviews_by_hour", "events_by_hour", "rollup_daily", "rollup_hourly", "filtered_hits", "realtime_minutes"}
 	if got, want := dumptest.Tables(t, s, tables...), dumptest.Tables(t, clean, tables...); got != want {
 		t.Fatalf("the tables differ from an undisturbed run with the recorded hits stamped version 1:\n%s", diff(want, got))
 	}

@@ -1137,7 +1137,7 @@ func oracleRun(t *testing.T, sc oracleScenario, sent []*hit.Hit, mode oMode) ([]
 		rp := &Reprocessor{Session: s, Now: func() time.Time { return to.AddDate(0, 0, 10) }}
 		// Drop what live processing derived, so that what is compared is
 		// what reprocessing derived (site_users stays: it is not re-derived).
-		for _, table := range []string{"rollup_daily", "rollup_hourly", "filtered_hits", "sessions", "pageviews", "events"} {
+		for _, table := range []string{"rollup_daily", "rollup_hourly", "filtered_hits", "sessions_by_hour", "pageviews_by_hour", "events_by_hour"} {
 			if err := s.Query("TRUNCATE " + table).Exec(); err != nil {
 				t.Fatalf("truncate %s: %v", table, err)
 			}
@@ -1180,7 +1180,7 @@ func oCompareSessions(t *testing.T, s *gocql.Session, e *oExpect, days []time.Ti
 	stored := map[string]row{}
 	for i := 0; i < len(days)*shards; i++ {
 		day := days[i/shards]
-		iter := s.Query("SELECT session_id, client_id, started_at, ended_at, landing_page, exit_page, pageviews, events, bounce, engaged, source, medium, campaign, referrer, channel, new_user, conversions FROM sessions WHERE property_id = ? AND day = ? AND shard = ?", propID, day, int16(i%shards)).Iter()
+		iter := s.Query("SELECT session_id, client_id, started_at, ended_at, landing_page, exit_page, pageviews, events, bounce, engaged, source, medium, campaign, referrer, channel, new_user, conversions FROM sessions_by_hour WHERE property_id = ? AND day = ? AND shard = ? AND hour IN ?", propID, day, int16(i%shards), dayHours).Iter()
 		for {
 			var id string
 			var r row
@@ -1227,7 +1227,7 @@ func oCompareSessions(t *testing.T, s *gocql.Session, e *oExpect, days []time.Ti
 	pvs := map[string]pvRow{}
 	for i := 0; i < len(days)*shards; i++ {
 		day := days[i/shards]
-		iter := s.Query("SELECT hit_id, session_id, client_id, path, time_on_page_ms FROM pageviews WHERE property_id = ? AND day = ? AND shard = ?", propID, day, int16(i%shards)).Iter()
+		iter := s.Query("SELECT hit_id, session_id, client_id, path, time_on_page_ms FROM pageviews_by_hour WHERE property_id = ? AND day = ? AND shard = ? AND hour IN ?", propID, day, int16(i%shards), dayHours).Iter()
 		for {
 			var id string
 			var r pvRow

@@ -79,7 +79,12 @@ func EarliestDay(p *Property, now time.Time) time.Time {
 // and the rows of every shard are replaced together.
 //
 // Sessions, pageviews and events are written first and those that no
-// longer exist deleted after them: no report reads them.
+// longer exist deleted after them: no report reads them. They are written
+// to the tables partitioned by hour (cql/0017_hourly_partitions.cql); the
+// day's rows that processing wrote before those, in the tables they
+// replaced, are deleted after them, a (day, shard) partition at a time,
+// so that a reprocessed day is in the new tables only. The archive is
+// read from its three tables (archivedPartition).
 //
 // users carries what the days before this one established: the start of
 // each client's first session (from site_users for sessions before since,
@@ -270,7 +275,9 @@ func (d *dayRun) replacer() *writer {
 // their sessions, pageviews and events; writes their rollup rows, each
 // partition's with the deletes of the shards' rows of stored it no longer
 // has, in one batch (replaceBatchBytes); and then deletes their session,
-// pageview and event rows it no longer has. It removes shards from stored.
+// pageview and event rows it no longer has (staleEntities: those of the
+// tables partitioned by hour, and the shards' partitions of the day in the
+// tables those replaced). It removes shards from stored.
 func (d *dayRun) replace(ctx context.Context, hits []*hit.Hit, shards []int, stored map[int][]rowKey) error {
 	p, day := d.p, d.day
 	d.hits += len(hits)
@@ -291,8 +298,8 @@ func (d *dayRun) replace(ctx context.Context, hits []*hit.Hit, shards []int, sto
 	rows := newRowSet()
 	rows.fresh = true // the day's rows from scratch
 	var writes []stmt
-	sessions := map[string]bool{} // session rows of the day, by shard/ID
-	hitRows := map[string]bool{}  // pageview and event rows, by shard/ID
+	sessions := map[string]bool{} // session rows of the day, by entityRow
+	hitRows := map[string]bool{}  // pageview and event rows, by entityRow
 	dayStart := rollup.DayStart(day, p.Location)
 	for _, client := range clients {
 		shard := ShardOf(client, p.Shards)
@@ -323,9 +330,9 @@ func (d *dayRun) replace(ctx context.Context, hits []*hit.Hit, shards []int, sto
 				firstSeen[client] = u.Session.Start
 			}
 			writes = append(writes, sessionWrites(p.ID, shard, client, u.First, u.Session, nil, nil)...)
-			sessions[strconv.Itoa(shard)+"/"+id] = true
+			sessions[entityRow(shard, u.Session.Hour, id)] = true
 			for _, h := range u.Session.Hits {
-				hitRows[strconv.Itoa(shard)+"/"+h.ID] = true
+				hitRows[entityRow(shard, session.LocalHour(h.Time, u.Session.Location), h.ID)] = true
 			}
 		}
 		rows.add(p.ID, shard, 0, d.now, c)
@@ -404,14 +411,16 @@ func archivedBeyond(ctx context.Context, s *gocql.Session, p *Property, day time
 	var probes []probe
 	for _, d := range archiveDays(p, day) {
 		for shard := max(p.Shards, 1); shard < hit.MaxShards; shard++ {
-			probes = append(probes, probe{"raw_hit_blocks", d, shard}, probe{"raw_hits", d, shard})
+			for _, table := range []string{"raw_hit_blocks_by_hour", "raw_hit_blocks", "raw_hits"} {
+				probes = append(probes, probe{table, d, shard})
+			}
 		}
 	}
 	found := make([]bool, len(probes))
 	err := parallel(ctx, 32, len(probes), func(ctx context.Context, i int) error {
 		pr := probes[i]
-		iter := s.Query("SELECT shard FROM "+pr.table+" WHERE property_id = ? AND day = ? AND shard = ? LIMIT 1", p.ID, pr.day, int16(pr.shard)).
-			WithContext(ctx).Iter()
+		cql, args := selectDayShard("shard", pr.table, p.ID, pr.day, pr.shard)
+		iter := s.Query(cql+" LIMIT 1", args...).WithContext(ctx).Iter()
 		found[i] = iter.NumRows() > 0
 		return iter.Close()
 	})
@@ -483,24 +492,38 @@ func (f *FirstSessions) load(ctx context.Context, s *gocql.Session, property str
 
 // loadDay records the first sessions a reprocessed day holds, as it wrote
 // them: a resumed job does not derive again the days it finished, and
-// their new users are not new on the days after.
+// their new users are not new on the days after. A day finished before
+// the upgrade to the tables partitioned by hour has its rows in sessions,
+// one finished since in sessions_by_hour: both are read, and a session in
+// both (live processing wrote it across the upgrade) is taken once, as
+// sessions_by_hour holds it.
 func (f *FirstSessions) loadDay(ctx context.Context, s *gocql.Session, p *Property, day time.Time) error {
 	list := lister(ctx, s)
+	type first struct {
+		client string
+		start  time.Time
+		new    bool
+	}
 	for shard := range hit.MaxShards {
-		err := list("SELECT client_id, started_at, new_user FROM sessions WHERE property_id = ? AND day = ? AND shard = ?", []any{p.ID, day, int16(shard)},
-			func(scan func(...any) bool) error {
-				var client string
-				var start time.Time
-				var first bool
-				for scan(&client, &start, &first) {
-					if prior, ok := f.seen[client]; first && (!ok || start.Before(prior)) {
-						f.seen[client] = start
-					}
+		byID := map[string]first{}
+		for _, table := range []string{"sessions", "sessions_by_hour"} { // the new table's row last: it wins
+			cql, args := selectDayShard("session_id, client_id, started_at, new_user", table, p.ID, day, shard)
+			err := list(cql, args, func(scan func(...any) bool) error {
+				var id string
+				var r first
+				for scan(&id, &r.client, &r.start, &r.new) {
+					byID[id] = r
 				}
 				return nil
 			})
-		if err != nil {
-			return fmt.Errorf("read the first sessions of %s: %w", day.Format(time.DateOnly), err)
+			if err != nil {
+				return fmt.Errorf("read the first sessions of %s: %w", day.Format(time.DateOnly), err)
+			}
+		}
+		for _, r := range byID {
+			if prior, ok := f.seen[r.client]; r.new && (!ok || r.start.Before(prior)) {
+				f.seen[r.client] = r.start
+			}
 		}
 	}
 	return nil
@@ -556,34 +579,58 @@ func storedRollups(ctx context.Context, s *gocql.Session, p *Property, day time.
 	return out, nil
 }
 
+// entityRow identifies a row of a shard's day in sessions_by_hour,
+// pageviews_by_hour or events_by_hour: its hour and ID.
+func entityRow(shard, hour int, id string) string {
+	return strconv.Itoa(shard) + "/" + strconv.Itoa(hour) + "/" + id
+}
+
 // staleEntities lists deletes of the day's stored session, pageview and
 // event rows of shards that the reprocessed day no longer has: those not
-// in sessions and hitRows (by shard/ID).
+// in sessions and hitRows (by entityRow), and, so that the day's rows are
+// in the tables partitioned by hour only, each (day, shard) partition of
+// the tables they replaced that holds a row. It reads each table's
+// (day, shard) once: the 24 hours' partitions in one query, the old
+// table's partition for one row.
 func staleEntities(ctx context.Context, s *gocql.Session, p *Property, day time.Time, shards []int, sessions, hitRows map[string]bool) ([]stmt, error) {
 	var out []stmt
 	list := lister(ctx, s)
 	for _, shard := range shards {
 		sh := int16(shard)
-		prefix := strconv.Itoa(shard) + "/"
 		for _, t := range []struct {
 			table, id string
 			keep      map[string]bool
+			old       string // the table it replaced (cql/0017_hourly_partitions.cql)
 		}{
-			{"sessions", "session_id", sessions}, {"pageviews", "hit_id", hitRows}, {"events", "hit_id", hitRows},
+			{"sessions_by_hour", "session_id", sessions, "sessions"},
+			{"pageviews_by_hour", "hit_id", hitRows, "pageviews"},
+			{"events_by_hour", "hit_id", hitRows, "events"},
 		} {
-			err := list("SELECT "+t.id+" FROM "+t.table+" WHERE property_id = ? AND day = ? AND shard = ?", []any{p.ID, day, sh},
-				func(scan func(...any) bool) error {
-					var id string
-					for scan(&id) {
-						if !t.keep[prefix+id] {
-							out = append(out, stmt{partition: t.table + "/" + p.ID + "/" + dayString(day) + "/" + prefix, cql: "DELETE FROM " + t.table + " WHERE property_id = ? AND day = ? AND shard = ? AND " + t.id + " = ?",
-								args: []any{p.ID, day, sh, id}})
-						}
+			cql, args := selectDayShard("hour, "+t.id, t.table, p.ID, day, shard)
+			err := list(cql, args, func(scan func(...any) bool) error {
+				var hour int16
+				var id string
+				for scan(&hour, &id) {
+					if !t.keep[entityRow(shard, int(hour), id)] {
+						out = append(out, stmt{partition: hourPartition(t.table, p.ID, day, shard, int(hour)),
+							cql:  "DELETE FROM " + t.table + " WHERE property_id = ? AND day = ? AND shard = ? AND hour = ? AND " + t.id + " = ?",
+							args: []any{p.ID, day, sh, hour, id}})
 					}
-					return nil
-				})
+				}
+				return nil
+			})
 			if err != nil {
 				return nil, fmt.Errorf("list %s: %w", t.table, err)
+			}
+			cql, args = selectDayShard(t.id, t.old, p.ID, day, shard)
+			iter := s.Query(cql+" LIMIT 1", args...).WithContext(ctx).Iter()
+			held := iter.NumRows() > 0
+			if err := iter.Close(); err != nil {
+				return nil, fmt.Errorf("look for rows of %s: %w", t.old, err)
+			}
+			if held {
+				out = append(out, stmt{partition: t.old + "/" + p.ID + "/" + dayString(day) + "/" + strconv.Itoa(shard),
+					cql: "DELETE FROM " + t.old + " WHERE property_id = ? AND day = ? AND shard = ?", args: []any{p.ID, day, sh}})
 			}
 		}
 	}

@@ -118,7 +118,7 @@ func TestReturningVisitorLeavesClosedDays(t *testing.T) {
 		t.Logf("reprocessFirst=%v: day0 channel Email sessions=%d (row %v), Newsletter sessions=%d (row %v)", reprocessFirst, e, ef, n, nf)
 		var ch string
 		var rv int
-		if err := s.Query("SELECT channel, rule_version FROM sessions WHERE property_id = ? AND day = ? AND shard = 0 AND session_id = 'a1'", propID, day0).Scan(&ch, &rv); err != nil {
+		if err := s.Query("SELECT channel, rule_version FROM sessions_by_hour WHERE property_id = ? AND day = ? AND shard = 0 AND hour IN ? AND session_id = 'a1'", propID, day0, dayHours).Scan(&ch, &rv); err != nil {
 			t.Fatal(err)
 		}
 		t.Logf("   session a1 row: channel=%s rule_version=%d", ch, rv)
@@ -185,7 +185,7 @@ func TestDayWithoutArchiveIsKept(t *testing.T) {
 	run(t, ctx, newPartition(s, p), aMsgs(0, aHit("A", "a1", t0, t0.Add(time.Second), "https://shop.example/", "")), 10)
 	day := session.LocalDay(t0, time.UTC)
 	// What the TTL does 396 days later.
-	if err := s.Query("DELETE FROM raw_hit_blocks WHERE property_id = ? AND day = ? AND shard = 0", propID, day).Exec(); err != nil {
+	if err := s.Query("DELETE FROM raw_hit_blocks_by_hour WHERE property_id = ? AND day = ? AND shard = 0 AND hour IN ?", propID, day, dayHours).Exec(); err != nil {
 		t.Fatal(err)
 	}
 	rp := &Reprocessor{Session: s, Now: func() time.Time { return t0.Add(400 * 24 * time.Hour) }}
@@ -201,7 +201,7 @@ func TestDayWithoutArchiveIsKept(t *testing.T) {
 		t.Errorf("after reprocessing a day past archive retention: total sessions=%d (row %v), want 1 (or a refusal)", n, found)
 	}
 	var rows int
-	if err := s.Query("SELECT COUNT(*) FROM sessions WHERE property_id = ? AND day = ? AND shard = 0", propID, day).Scan(&rows); err != nil {
+	if err := s.Query("SELECT COUNT(*) FROM sessions_by_hour WHERE property_id = ? AND day = ? AND shard = 0 AND hour IN ?", propID, day, dayHours).Scan(&rows); err != nil {
 		t.Fatal(err)
 	}
 	if rows != 1 {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,17 +19,20 @@ import (
 )
 
 // CQL of the processor's reads and writes. Every write is a whole-row
-// upsert (or a delete) keyed by IDs and windows: idempotent.
+// upsert (or a delete) keyed by IDs and windows: idempotent. The archive,
+// sessions, pageviews and events are written to the tables partitioned by
+// hour (cql/0017_hourly_partitions.cql) only; reprocessing reads the
+// tables they replaced too (reprocess.go).
 const (
-	cqlLoadVisitors = "SELECT client_id, kafka_partition, applied_offset, state FROM visitor_state WHERE property_id = ? AND client_id IN ?"
-	cqlSaveVisitor  = "INSERT INTO visitor_state (property_id, client_id, kafka_partition, applied_offset, state) VALUES (?, ?, ?, ?, ?)"
-	cqlArchive      = "UPDATE raw_hit_blocks SET hits = hits + ? WHERE property_id = ? AND day = ? AND shard = ? AND block = ?"
-	cqlLoadUsers    = "SELECT client_id, first_seen, last_seen, session_count, first_source, first_medium, first_campaign, first_channel FROM site_users WHERE property_id = ? AND client_id IN ?"
-	cqlUser         = "INSERT INTO site_users (property_id, client_id, first_seen, last_seen, session_count, first_source, first_medium, first_campaign, first_channel, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-	cqlDeleteSesion = "DELETE FROM sessions WHERE property_id = ? AND day = ? AND shard = ? AND session_id = ?"
-	cqlSession      = "INSERT INTO sessions (property_id, day, shard, session_id, client_id, started_at, ended_at, landing_page, exit_page, pageviews, events, bounce, engaged, source, medium, campaign, referrer, channel, country, device, browser, os, new_user, conversions, conversion_value, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-	cqlPageview     = "INSERT INTO pageviews (property_id, day, shard, hit_id, ts, session_id, client_id, path, title, time_on_page_ms, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-	cqlEvent        = "INSERT INTO events (property_id, day, shard, hit_id, ts, session_id, client_id, category, action, label, value, path, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	cqlLoadVisitors  = "SELECT client_id, kafka_partition, applied_offset, state FROM visitor_state WHERE property_id = ? AND client_id IN ?"
+	cqlSaveVisitor   = "INSERT INTO visitor_state (property_id, client_id, kafka_partition, applied_offset, state) VALUES (?, ?, ?, ?, ?)"
+	cqlArchive       = "UPDATE raw_hit_blocks_by_hour SET hits = hits + ? WHERE property_id = ? AND day = ? AND shard = ? AND hour = ? AND block = ?"
+	cqlLoadUsers     = "SELECT client_id, first_seen, last_seen, session_count, first_source, first_medium, first_campaign, first_channel FROM site_users WHERE property_id = ? AND client_id IN ?"
+	cqlUser          = "INSERT INTO site_users (property_id, client_id, first_seen, last_seen, session_count, first_source, first_medium, first_campaign, first_channel, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	cqlDeleteSession = "DELETE FROM sessions_by_hour WHERE property_id = ? AND day = ? AND shard = ? AND hour = ? AND session_id = ?"
+	cqlSession       = "INSERT INTO sessions_by_hour (property_id, day, shard, hour, session_id, client_id, started_at, ended_at, landing_page, exit_page, pageviews, events, bounce, engaged, source, medium, campaign, referrer, channel, country, device, browser, os, new_user, conversions, conversion_value, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	cqlPageview      = "INSERT INTO pageviews_by_hour (property_id, day, shard, hour, hit_id, ts, session_id, client_id, path, title, time_on_page_ms, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	cqlEvent         = "INSERT INTO events_by_hour (property_id, day, shard, hour, hit_id, ts, session_id, client_id, category, action, label, value, path, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 	cqlLoadDaily  = "SELECT " + rollup.MetricColumns + ", through_offset FROM rollup_daily WHERE property_id = ? AND day = ? AND report = ? AND dimension = ? AND shard = ?"
 	cqlHourlyCols = "users_hll, new_users, sessions, engaged_sessions, bounces, session_duration_ms, pageviews, events, conversions, conversion_value"
@@ -413,21 +417,60 @@ func rowDelete(k rowKey) stmt {
 
 func dayString(t time.Time) string { return t.Format(time.DateOnly) }
 
-// sessionWrites returns the rows of a session: the session itself and its
-// pageviews and events. written, when not nil, holds what was last written
-// for each hit (its session and time on page): hits whose row would not
-// change are skipped, and the new signatures of the others are added to
-// sigs, for the caller to record once the writes succeeded.
+// dayHours are the hours of a day, 0 to 23, bound to "hour IN ?" to read
+// the partitions of a (day, shard) of a table partitioned by hour in one
+// query.
+var dayHours = func() []int16 {
+	out := make([]int16, 24)
+	for i := range out {
+		out[i] = int16(i)
+	}
+	return out
+}()
+
+// selectDayShard returns a query of columns of a property's rows of
+// table in a (day, shard), and its values. The tables partitioned by hour
+// (named *_by_hour) are read in the 24 partitions of the (day, shard) at
+// once (dayHours), so that a day costs a query per (table, shard) either
+// way.
+func selectDayShard(columns, table, property string, day time.Time, shard int) (string, []any) {
+	cql := "SELECT " + columns + " FROM " + table + " WHERE property_id = ? AND day = ? AND shard = ?"
+	args := []any{property, day, int16(shard)}
+	if strings.HasSuffix(table, "_by_hour") {
+		cql += " AND hour IN ?"
+		args = append(args, dayHours)
+	}
+	return cql, args
+}
+
+// hourPartition is the label (stmt.partition) of the partition of table
+// at (day, shard, hour) of the tables partitioned by hour: statements
+// are batched by it, so a batch never spans two hours.
+func hourPartition(table, property string, day time.Time, shard, hour int) string {
+	return table + "/" + property + "/" + dayString(day) + "/" + strconv.Itoa(shard) + "/" + strconv.Itoa(hour)
+}
+
+// sessionDelete returns the statement deleting the session row ref (in
+// the partition of its day and hour).
+func sessionDelete(property string, shard int, ref visitor.SessionRef) stmt {
+	return stmt{partition: hourPartition("s", property, ref.Day, shard, ref.Hour),
+		cql: cqlDeleteSession, args: []any{property, ref.Day, int16(shard), int16(ref.Hour), ref.ID}}
+}
+
+// sessionWrites returns the rows of a session: the session itself, in the
+// partition of the hour it started in, and its pageviews and events, each
+// in the partition of its own hour (session.LocalHour, in the session's
+// zone). written, when not nil, holds what was last written for each hit
+// (its session and time on page): hits whose row would not change are
+// skipped, and the new signatures of the others are added to sigs, for
+// the caller to record once the writes succeeded.
 func sessionWrites(property string, shard int, client string, first bool, s *session.Session, written, sigs map[string]string) []stmt {
 	sh := int16(shard)
-	part := "s/" + property + "/" + dayString(s.Day) + "/" + strconv.Itoa(shard)
 	t := s.Touch
-	out := []stmt{{partition: part, cql: cqlSession, args: []any{
-		property, s.Day, sh, s.ID, client, s.Start, s.End, s.Landing, s.Exit, s.Pageviews, s.Events, s.Bounce, s.Engaged,
+	out := []stmt{{partition: hourPartition("s", property, s.Day, shard, s.Hour), cql: cqlSession, args: []any{
+		property, s.Day, sh, int16(s.Hour), s.ID, client, s.Start, s.End, s.Landing, s.Exit, s.Pageviews, s.Events, s.Bounce, s.Engaged,
 		t.Source, t.Medium, t.Campaign, t.Referrer, s.Channel, s.Country, s.Device, s.Browser, s.OS, first,
 		s.Conversions, s.ConversionValue, s.RuleVersion}}}
-	pvPart := "p/" + property + "/" + dayString(s.Day) + "/" + strconv.Itoa(shard)
-	evPart := "e/" + property + "/" + dayString(s.Day) + "/" + strconv.Itoa(shard)
 	i := 0
 	unchanged := func(id, sig string) bool {
 		if written == nil {
@@ -447,14 +490,16 @@ func sessionWrites(property string, shard int, client string, first bool, s *ses
 			if unchanged(h.ID, s.ID+"/"+strconv.FormatInt(pt, 10)) {
 				continue
 			}
-			out = append(out, stmt{partition: pvPart, cql: cqlPageview, args: []any{
-				property, s.Day, sh, h.ID, h.Time, s.ID, client, h.Path, h.Title, pt, h.RuleVersion}})
+			hour := session.LocalHour(h.Time, s.Location)
+			out = append(out, stmt{partition: hourPartition("p", property, s.Day, shard, hour), cql: cqlPageview, args: []any{
+				property, s.Day, sh, int16(hour), h.ID, h.Time, s.ID, client, h.Path, h.Title, pt, h.RuleVersion}})
 		case hit.TypeEvent:
 			if unchanged(h.ID, s.ID) {
 				continue
 			}
-			out = append(out, stmt{partition: evPart, cql: cqlEvent, args: []any{
-				property, s.Day, sh, h.ID, h.Time, s.ID, client, h.Category, h.Action, h.Label, h.Value, h.Path, h.RuleVersion}})
+			hour := session.LocalHour(h.Time, s.Location)
+			out = append(out, stmt{partition: hourPartition("e", property, s.Day, shard, hour), cql: cqlEvent, args: []any{
+				property, s.Day, sh, int16(hour), h.ID, h.Time, s.ID, client, h.Category, h.Action, h.Label, h.Value, h.Path, h.RuleVersion}})
 		}
 	}
 	return out

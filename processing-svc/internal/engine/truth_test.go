@@ -824,7 +824,7 @@ func groundTruth(t *testing.T, loc *time.Location, botFiltering, reprocess bool)
 		days = append(days, tcDay(day0, loc).AddDate(0, 0, d))
 	}
 	if reprocess {
-		for _, table := range []string{"rollup_daily", "rollup_hourly", "filtered_hits", "sessions", "pageviews", "events"} {
+		for _, table := range []string{"rollup_daily", "rollup_hourly", "filtered_hits", "sessions_by_hour", "pageviews_by_hour", "events_by_hour"} {
 			if err := s.Query("TRUNCATE " + table).Exec(); err != nil {
 				t.Fatalf("truncate %s: %v", table, err)
 			}

@@ -20,6 +20,10 @@ import (
 
 const propID = "3f1c9a52-3333-4e4e-9a9a-000000000003"
 
+// allHours restricts a query of a day's rows of a table partitioned by
+// hour to the day's 24 partitions.
+const allHours = "hour IN (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23)"
+
 // connect opens a keyspace of its own for the test, and the test property
 // with the default rules.
 // processLive processes n pageviews of "/" on propID live, as the consumer
@@ -67,7 +71,7 @@ func TestJobRunsAndResumes(t *testing.T) {
 		return fmt.Sprint("c", i%7), day.Add(time.Duration(i) * 47 * time.Minute)
 	})
 	var before int
-	if err := s.Query("SELECT COUNT(*) FROM sessions WHERE property_id = ? AND day = ? AND shard = 0", propID, time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)).Scan(&before); err != nil {
+	if err := s.Query("SELECT COUNT(*) FROM sessions_by_hour WHERE property_id = ? AND day = ? AND shard = 0 AND "+allHours, propID, time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)).Scan(&before); err != nil {
 		t.Fatal(err)
 	}
 
@@ -95,7 +99,7 @@ func TestJobRunsAndResumes(t *testing.T) {
 		t.Fatalf("job %+v: want done, 4 of 4 days", got)
 	}
 	var after int
-	if err := s.Query("SELECT COUNT(*) FROM sessions WHERE property_id = ? AND day = ? AND shard = 0", propID, time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)).Scan(&after); err != nil {
+	if err := s.Query("SELECT COUNT(*) FROM sessions_by_hour WHERE property_id = ? AND day = ? AND shard = 0 AND "+allHours, propID, time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)).Scan(&after); err != nil {
 		t.Fatal(err)
 	}
 	if after != before || after == 0 {
@@ -347,7 +351,7 @@ func TestResumedJobRefusesDaysPastRetention(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Resumed three days later: the TTL has taken the day's first hours.
-	if err := s.Query("DELETE FROM raw_hit_blocks WHERE property_id = ? AND day = ? AND shard = 0 AND block < ?", propID, day, int16(12*16)).Exec(); err != nil {
+	if err := s.Query("DELETE FROM raw_hit_blocks_by_hour WHERE property_id = ? AND day = ? AND shard = 0 AND hour IN (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)", propID, day).Exec(); err != nil {
 		t.Fatal(err)
 	}
 	r := &Runner{Session: s, Properties: props, Now: func() time.Time { return created.AddDate(0, 0, 3) }}
