@@ -350,6 +350,14 @@ func TestPagingEachRowOnce(t *testing.T) {
 			mustExec(t, s, `INSERT INTO clustered (p, c, v) VALUES (?, ?, 'x')`, p, c)
 		}
 	}
+	// A composite partition key whose last column buckets by hour, as
+	// processing's tables by hour do: hour h of p 1 holds h+1 rows.
+	mustExec(t, s, `CREATE TABLE by_hour (p int, h int, c int, PRIMARY KEY ((p, h), c))`)
+	for h := 0; h < 5; h++ {
+		for c := 0; c <= h; c++ {
+			mustExec(t, s, `INSERT INTO by_hour (p, h, c) VALUES (1, ?, ?)`, h, c)
+		}
+	}
 
 	tests := []struct {
 		name string
@@ -369,6 +377,7 @@ func TestPagingEachRowOnce(t *testing.T) {
 		{"all partitions, ALLOW FILTERING", `SELECT p, c FROM clustered WHERE c >= 1 ALLOW FILTERING`, nil},
 		{"IN", `SELECT p, c FROM clustered WHERE p IN (4, 1, 2)`, nil},
 		{"IN, LIMIT", `SELECT p, c FROM clustered WHERE p IN (4, 1, 2) LIMIT 4`, nil},
+		{"IN ? on the last partition key column", `SELECT h, c FROM by_hour WHERE p = 1 AND h IN ?`, []any{[]int{4, 0, 2, 3, 23}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
