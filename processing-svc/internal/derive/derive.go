@@ -139,9 +139,11 @@ func (c *Contributions) Reset() {
 }
 
 // AddSession adds sign (+1 or -1) times what s contributes. first says
-// whether s is the user's first session ever. loc is the property's time
-// zone, for hours and minutes.
-func (c *Contributions) AddSession(s *session.Session, clientID string, first bool, loc *time.Location, sign int64) {
+// whether s is the user's first session ever. Its day and hour are those
+// s was built with (s.Day, s.Hour, in the zone of the settings it was
+// built under), so that taking out a session built under a zone the
+// property has since left takes it out of the rows it was added to.
+func (c *Contributions) AddSession(s *session.Session, clientID string, first bool, sign int64) {
 	c.setClient(clientID)
 	sm := sessionMetrics(s, first)
 	for _, d := range sessionDims(s, first) {
@@ -149,7 +151,7 @@ func (c *Contributions) AddSession(s *session.Session, clientID string, first bo
 		addMetrics(c.Daily, k, sm, sign)
 		addUser(c.DailyUsers, k, sign)
 	}
-	hk := HourKey{Day: s.Day, Hour: session.LocalHour(s.Start, loc)}
+	hk := HourKey{Day: s.Day, Hour: s.Hour}
 	addMetrics(c.Hourly, hk, sm, sign)
 	addUser(c.HourlyUsers, hk, sign)
 
@@ -166,14 +168,14 @@ func (c *Contributions) AddSession(s *session.Session, clientID string, first bo
 // enrichment) only what differs is computed: its rows and users stay the
 // same, so only its metrics move. That is the common case, a hit appended
 // to a visitor's current session.
-func (c *Contributions) AddChange(old, now *session.Session, clientID string, firstOld, firstNow bool, loc *time.Location) {
+func (c *Contributions) AddChange(old, now *session.Session, clientID string, firstOld, firstNow bool) {
 	c.setClient(clientID)
 	if firstOld != firstNow || !sameHead(old, now) {
-		c.AddSession(old, clientID, firstOld, loc, -1)
-		c.AddSession(now, clientID, firstNow, loc, +1)
+		c.AddSession(old, clientID, firstOld, -1)
+		c.AddSession(now, clientID, firstNow, +1)
 		return
 	}
-	c.addMetricsChange(old, now, firstOld, firstNow, loc)
+	c.addMetricsChange(old, now, firstOld, firstNow)
 	c.addPages(old, -1)
 	c.addPages(now, +1)
 	c.addEvents(old, -1)
@@ -232,7 +234,7 @@ func (t *Tail) add(day time.Time, h *session.Hit) (first [3]bool, keys [3]DailyK
 // the session before the hit, or nil, or another session's: then it is
 // made from the session's hits. It returns the Tail to pass with the
 // session's next hit.
-func (c *Contributions) AddExtension(tail *Tail, e session.Extension, now *session.Session, clientID string, first bool, loc *time.Location) *Tail {
+func (c *Contributions) AddExtension(tail *Tail, e session.Extension, now *session.Session, clientID string, first bool) *Tail {
 	c.setClient(clientID)
 	b := &e.Before
 	if b.Landing != now.Landing {
@@ -241,7 +243,7 @@ func (c *Contributions) AddExtension(tail *Tail, e session.Extension, now *sessi
 	if tail == nil || tail.session != now.ID {
 		tail = tailOf(now)
 	}
-	c.addMetricsChange(b, now, first, first, loc)
+	c.addMetricsChange(b, now, first, first)
 
 	h := now.Hits[len(now.Hits)-1]
 	page := func(path string, m rollup.Metrics) {
@@ -297,7 +299,7 @@ func bit(b bool) int64 {
 
 // addMetricsChange adds the change of a session's metrics between two
 // builds with the same head (so the same rows) to its session-level rows.
-func (c *Contributions) addMetricsChange(old, now *session.Session, firstOld, firstNow bool, loc *time.Location) {
+func (c *Contributions) addMetricsChange(old, now *session.Session, firstOld, firstNow bool) {
 	dm := sessionMetrics(now, firstNow)
 	dm.Add(sessionMetrics(old, firstOld), -1)
 	if dm.IsZero() {
@@ -306,13 +308,13 @@ func (c *Contributions) addMetricsChange(old, now *session.Session, firstOld, fi
 	for _, d := range sessionDims(now, firstNow) {
 		addMetrics(c.Daily, DailyKey{Day: now.Day, Report: d.report, Dimension: d.value}, dm, 1)
 	}
-	addMetrics(c.Hourly, HourKey{Day: now.Day, Hour: session.LocalHour(now.Start, loc)}, dm, 1)
+	addMetrics(c.Hourly, HourKey{Day: now.Day, Hour: now.Hour}, dm, 1)
 }
 
 // sameHead reports whether two builds of a session have the same rows:
 // everything the session-level dimensions and the hour come from.
 func sameHead(a, b *session.Session) bool {
-	return a.ID == b.ID && a.Day.Equal(b.Day) && a.Start.Equal(b.Start) && a.Touch == b.Touch && a.Channel == b.Channel &&
+	return a.ID == b.ID && a.Day.Equal(b.Day) && a.Hour == b.Hour && a.Start.Equal(b.Start) && a.Touch == b.Touch && a.Channel == b.Channel &&
 		a.Landing == b.Landing && a.Country == b.Country && a.Device == b.Device && a.Browser == b.Browser && a.OS == b.OS
 }
 

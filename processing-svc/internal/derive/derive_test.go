@@ -30,7 +30,7 @@ func TestSessionContributions(t *testing.T) {
 		&session.Hit{ID: "5", Type: hit.TypePageview, Time: base.Add(60 * time.Second), Path: "/a"},
 	)
 	c := New()
-	c.AddSession(ss[0], "client-1", true, time.UTC, 1)
+	c.AddSession(ss[0], "client-1", true, 1)
 	day := base.Truncate(24 * time.Hour)
 	get := func(report, dim string) rollup.Metrics { return c.Daily[DailyKey{day, report, dim}] }
 
@@ -63,7 +63,7 @@ func TestSessionContributions(t *testing.T) {
 	}
 
 	// Taking the session back leaves no metric behind.
-	c.AddSession(ss[0], "client-1", true, time.UTC, -1)
+	c.AddSession(ss[0], "client-1", true, -1)
 	if len(c.Daily) != 0 || len(c.Hourly) != 0 || len(c.DailyUsers) != 0 || len(c.HourlyUsers) != 0 {
 		t.Fatalf("after subtracting the session: daily %v hourly %v users %v; want empty", c.Daily, c.Hourly, c.DailyUsers)
 	}
@@ -113,9 +113,9 @@ func TestAddChangeEqualsSubtractAndAdd(t *testing.T) {
 				}
 				for _, firsts := range [][2]bool{{true, true}, {false, false}, {true, false}} {
 					want, got := New(), New()
-					want.AddSession(o, "c1", firsts[0], time.UTC, -1)
-					want.AddSession(n, "c1", firsts[1], time.UTC, +1)
-					got.AddChange(o, n, "c1", firsts[0], firsts[1], time.UTC)
+					want.AddSession(o, "c1", firsts[0], -1)
+					want.AddSession(n, "c1", firsts[1], +1)
+					got.AddChange(o, n, "c1", firsts[0], firsts[1])
 					if diff := compareContributions(want, got); diff != "" {
 						t.Fatalf("trial %d, session %s (first %v): %s", trial, o.ID, firsts, diff)
 					}
@@ -243,8 +243,8 @@ func TestAddExtensionEqualsAddChange(t *testing.T) {
 			extended++
 			cur[len(cur)-1] = now
 			want, got := New(), New()
-			want.AddChange(old, now, "c1", first, first, time.UTC)
-			tail = got.AddExtension(tail, e, now, "c1", first, time.UTC)
+			want.AddChange(old, now, "c1", first, first)
+			tail = got.AddExtension(tail, e, now, "c1", first)
 			if diff := compareContributions(want, got); diff != "" {
 				t.Fatalf("trial %d, hit %d (%s %s): %s", trial, k, hits[k].Type, hits[k].Path, diff)
 			}
@@ -266,7 +266,7 @@ func TestRealtimeUsersOfEveryHit(t *testing.T) {
 		&session.Hit{ID: "3", Type: hit.TypeEngagement, Time: base.Add(50 * time.Minute)},
 	)
 	c := New()
-	c.AddSession(ss[0], "client-1", true, time.UTC, 1)
+	c.AddSession(ss[0], "client-1", true, 1)
 	for _, m := range []time.Duration{0, 25 * time.Minute, 50 * time.Minute} {
 		if refs := c.RealtimeUsers[MinuteKey{base.Add(m)}]; refs != 1 {
 			t.Errorf("minute +%v: %d references of the user, want 1", m, refs)

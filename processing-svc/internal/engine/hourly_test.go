@@ -359,3 +359,35 @@ func TestResumedJobFindsFirstSessionsOfBeforeTheUpgrade(t *testing.T) {
 		t.Errorf("sessions_by_hour holds %v, want %v", got, want)
 	}
 }
+
+// After a change of the property's zone under a live session, the
+// session is counted in rollup_hourly in the hour it starts in under the
+// new zone, as its row is, and taken out of the hour the old zone put it
+// in: no hour is left with a part of it, or a negative count.
+func TestHourlyRollupFollowsAZoneChange(t *testing.T) {
+	ctx := context.Background()
+	s := connect(t)
+	loc := kolkata(t)
+	local := func(hh, mm int) time.Time { return time.Date(2026, 7, 1, hh, mm, 0, 0, loc) }
+	p := propertyIn(t, time.UTC)
+	part := newPartition(s, p)
+	run(t, ctx, part, aMsgs(0, aHit("A", "a1", local(10, 50), local(10, 50), "https://shop.example/", "")), 10)
+	p.Location = loc
+	run(t, ctx, part, aMsgs(1, aHit("A", "a2", local(10, 55), local(10, 55), "https://shop.example/", "")), 10)
+
+	got := map[int]string{}
+	iter := s.Query("SELECT hour, sessions, bounces, pageviews FROM rollup_hourly WHERE property_id = ? AND day = ?", propID, session.LocalDay(local(10, 50), loc)).Iter()
+	var hour int16
+	var sessions, bounces, pageviews int64
+	for iter.Scan(&hour, &sessions, &bounces, &pageviews) {
+		if sessions != 0 || bounces != 0 || pageviews != 0 {
+			got[int(hour)] = fmt.Sprintf("sessions=%d bounces=%d pageviews=%d", sessions, bounces, pageviews)
+		}
+	}
+	if err := iter.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if want := map[int]string{10: "sessions=1 bounces=0 pageviews=2"}; !maps.Equal(got, want) {
+		t.Errorf("rollup_hourly by hour %v, want %v", got, want)
+	}
+}

@@ -185,7 +185,7 @@ func (v *Visitor) Apply(h *session.Hit, received time.Time, s session.Settings, 
 	if !ok {
 		v.Hits = slices.Insert(v.Hits, i, h)
 		after := v.rebuild(before, i, s)
-		ch = v.diff(before, after, resettled, s.Location, c)
+		ch = v.diff(before, after, resettled, c)
 		v.tail = nil
 	}
 	if h.Time.After(v.LastSeen) {
@@ -272,12 +272,12 @@ func (v *Visitor) append(h *session.Hit, s session.Settings, c *derive.Contribut
 	switch {
 	case ok:
 		v.sessions[k] = now
-		v.tail = c.AddExtension(v.tail, e, now, v.ClientID, v.isFirst(k), s.Location)
+		v.tail = c.AddExtension(v.tail, e, now, v.ClientID, v.isFirst(k))
 	case h.Initiates():
 		now = session.Build([]*session.Hit{h}, s)[0]
 		k++
 		v.sessions = append(v.sessions, now)
-		c.AddSession(now, v.ClientID, v.isFirst(k), s.Location, +1)
+		c.AddSession(now, v.ClientID, v.isFirst(k), +1)
 	default:
 		v.Hits = append(v.Hits, h) // outside every session
 		return Changes{}, true
@@ -295,11 +295,11 @@ func (v *Visitor) isFirst(i int) bool { return v.FrozenSessions == 0 && i == 0 }
 // resettled (after was derived under other settings than before), a
 // session with the same hits may still have changed (its channel, its
 // attribution, its day) and is never taken as the same.
-func (v *Visitor) diff(before, after []*session.Session, resettled bool, loc *time.Location, c *derive.Contributions) Changes {
+func (v *Visitor) diff(before, after []*session.Session, resettled bool, c *derive.Contributions) Changes {
 	var ch Changes
 	gone := func(j int) {
 		s := before[j]
-		c.AddSession(s, v.ClientID, v.isFirst(j), loc, -1)
+		c.AddSession(s, v.ClientID, v.isFirst(j), -1)
 		ch.DeleteSessions = append(ch.DeleteSessions, RefOf(s))
 	}
 	j := 0
@@ -315,14 +315,14 @@ func (v *Visitor) diff(before, after []*session.Session, resettled bool, loc *ti
 			if !resettled && oFirst == first && sameSession(o, s) {
 				continue
 			}
-			c.AddChange(o, s, v.ClientID, oFirst, first, loc)
+			c.AddChange(o, s, v.ClientID, oFirst, first)
 			if !o.Day.Equal(s.Day) || o.Hour != s.Hour {
 				// Derived under another zone: the same ID starts on
 				// another day or hour, in another row.
 				ch.DeleteSessions = append(ch.DeleteSessions, RefOf(o))
 			}
 		} else {
-			c.AddSession(s, v.ClientID, first, loc, +1)
+			c.AddSession(s, v.ClientID, first, +1)
 		}
 		ch.UpsertSessions = append(ch.UpsertSessions, Upsert{Session: s, First: first})
 		ch.User = true

@@ -136,7 +136,7 @@ func TestIncrementalBuildEqualsFullBuild(t *testing.T) {
 		}
 		full := derive.New()
 		for i, s := range want {
-			full.AddSession(s, "c1", i == 0, time.UTC, 1)
+			full.AddSession(s, "c1", i == 0, 1)
 		}
 		if !reflect.DeepEqual(c.Daily, full.Daily) || !reflect.DeepEqual(c.DailyUsers, full.DailyUsers) {
 			t.Fatalf("trial %d: the contributions added hit by hit differ from the final sessions'", trial)
@@ -216,7 +216,7 @@ func TestRulesChangeMidVisit(t *testing.T) {
 
 	want := derive.New()
 	for i, s := range session.Build([]*session.Hit{a, l, b}, v2) {
-		want.AddSession(s, "c1", i == 0, time.UTC, +1)
+		want.AddSession(s, "c1", i == 0, +1)
 	}
 	received := t0.Add(time.Hour)
 	for _, order := range [][]*session.Hit{{a, b, l}, {a, l, b}} {
@@ -238,7 +238,7 @@ func TestRulesChangeMidVisit(t *testing.T) {
 	// loading), so that b's rules change them in the rollups too.
 	want = derive.New()
 	for i, s := range session.Build([]*session.Hit{a, b}, v2) {
-		want.AddSession(s, "c1", i == 0, time.UTC, +1)
+		want.AddSession(s, "c1", i == 0, +1)
 	}
 	v, c := New("c1"), derive.New()
 	v.Apply(a, received, v1, c)
@@ -288,7 +288,7 @@ func TestValueSumsDoNotDependOnArrival(t *testing.T) {
 	e1, e2 := goal("e1", "g1", 1), goal("e2", "g2", 2)
 	want := derive.New()
 	for i, s := range session.Build([]*session.Hit{p, e1, e2}, settings) {
-		want.AddSession(s, "c1", i == 0, time.UTC, +1)
+		want.AddSession(s, "c1", i == 0, +1)
 	}
 	for _, order := range [][]*session.Hit{{p, e1, e2}, {e2, e1, p}, {p, e2, e1}} {
 		v, c := New("c1"), derive.New()
