@@ -113,9 +113,10 @@ type vstate struct {
 	rows           sessionRows      // to write, since the visitor was last written
 	settings       session.Settings // of the last hit: for the users row (its rules version)
 	// written remembers each live hit's pageview or event row as last
-	// written, so a flush rewrites only the rows that changed; sigs holds
-	// the flush's new signatures until it succeeds.
-	written, sigs map[string]string
+	// written (and where), so a flush rewrites only the rows that changed
+	// and deletes those that moved; sigs holds the flush's new rows until
+	// it succeeds.
+	written, sigs map[string]hitRow
 }
 
 // Partition processes one partition. It is not safe for concurrent use:
@@ -615,9 +616,9 @@ func (p *Partition) writeDerived(ctx context.Context, through int64, due []*vsta
 			stmts = append(stmts, sessionDelete(vs.property, vs.shard, del))
 		}
 		if vs.written == nil {
-			vs.written = map[string]string{}
+			vs.written = map[string]hitRow{}
 		}
-		vs.sigs = map[string]string{}
+		vs.sigs = map[string]hitRow{}
 		for _, u := range vs.rows.upserts {
 			stmts = append(stmts, sessionWrites(vs.property, vs.shard, vs.v.ClientID, u.First, u.Session, vs.written, vs.sigs)...)
 		}
@@ -660,7 +661,7 @@ func (p *Partition) writeDerived(ctx context.Context, through int64, due []*vsta
 // recordWritten keeps the signatures of the rows just written, for the
 // hits still in the visitor's timeline.
 func (vs *vstate) recordWritten() {
-	live := make(map[string]string, len(vs.v.Hits))
+	live := make(map[string]hitRow, len(vs.v.Hits))
 	for _, h := range vs.v.Hits {
 		if sig, ok := vs.sigs[h.ID]; ok {
 			live[h.ID] = sig

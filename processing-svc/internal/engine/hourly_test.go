@@ -360,6 +360,40 @@ func TestResumedJobFindsFirstSessionsOfBeforeTheUpgrade(t *testing.T) {
 	}
 }
 
+// A change of the property's zone under a live session moves its hits'
+// rows too: each pageview and event is in the partition of its hour in
+// the new zone, and in no other. (A row whose signature is unchanged,
+// the event's, must not be skipped as written: it was written in another
+// hour; a row rewritten there must not stay in the hour it left.)
+func TestHitRowsFollowAZoneChange(t *testing.T) {
+	ctx := context.Background()
+	s := connect(t)
+	loc := kolkata(t)
+	local := func(hh, mm int) time.Time { return time.Date(2026, 7, 1, hh, mm, 0, 0, loc) }
+	ev := aHit("A", "e1", local(10, 52), local(10, 52), "https://shop.example/", "")
+	ev.Type, ev.Category, ev.Action = hit.TypeEvent, "video", "play"
+	p := propertyIn(t, time.UTC)
+	part := newPartition(s, p)
+	// Under UTC: 05:20 and 05:22, hour 5.
+	run(t, ctx, part, aMsgs(0, aHit("A", "a1", local(10, 50), local(10, 50), "https://shop.example/", ""), ev), 10)
+	p.Location = loc // a configuration refresh
+	run(t, ctx, part, aMsgs(2, aHit("A", "a2", local(10, 55), local(10, 55), "https://shop.example/", "")), 10)
+
+	day := session.LocalDay(local(10, 50), loc)
+	for _, c := range []struct {
+		table, id string
+		want      map[string]int
+	}{
+		{"sessions_by_hour", "session_id", map[string]int{"a1": 10}},
+		{"pageviews_by_hour", "hit_id", map[string]int{"a1": 10, "a2": 10}},
+		{"events_by_hour", "hit_id", map[string]int{"e1": 10}},
+	} {
+		if got := hourRows(t, s, c.table, c.id, day); !maps.Equal(got, c.want) {
+			t.Errorf("%s: rows by hour %v, want %v", c.table, got, c.want)
+		}
+	}
+}
+
 // After a change of the property's zone under a live session, the
 // session is counted in rollup_hourly in the hour it starts in under the
 // new zone, as its row is, and taken out of the hour the old zone put it

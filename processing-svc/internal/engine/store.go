@@ -24,15 +24,17 @@ import (
 // hour (cql/0017_hourly_partitions.cql) only; reprocessing reads the
 // tables they replaced too (reprocess.go).
 const (
-	cqlLoadVisitors  = "SELECT client_id, kafka_partition, applied_offset, state FROM visitor_state WHERE property_id = ? AND client_id IN ?"
-	cqlSaveVisitor   = "INSERT INTO visitor_state (property_id, client_id, kafka_partition, applied_offset, state) VALUES (?, ?, ?, ?, ?)"
-	cqlArchive       = "UPDATE raw_hit_blocks_by_hour SET hits = hits + ? WHERE property_id = ? AND day = ? AND shard = ? AND hour = ? AND block = ?"
-	cqlLoadUsers     = "SELECT client_id, first_seen, last_seen, session_count, first_source, first_medium, first_campaign, first_channel FROM site_users WHERE property_id = ? AND client_id IN ?"
-	cqlUser          = "INSERT INTO site_users (property_id, client_id, first_seen, last_seen, session_count, first_source, first_medium, first_campaign, first_channel, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-	cqlDeleteSession = "DELETE FROM sessions_by_hour WHERE property_id = ? AND day = ? AND shard = ? AND hour = ? AND session_id = ?"
-	cqlSession       = "INSERT INTO sessions_by_hour (property_id, day, shard, hour, session_id, client_id, started_at, ended_at, landing_page, exit_page, pageviews, events, bounce, engaged, source, medium, campaign, referrer, channel, country, device, browser, os, new_user, conversions, conversion_value, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-	cqlPageview      = "INSERT INTO pageviews_by_hour (property_id, day, shard, hour, hit_id, ts, session_id, client_id, path, title, time_on_page_ms, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-	cqlEvent         = "INSERT INTO events_by_hour (property_id, day, shard, hour, hit_id, ts, session_id, client_id, category, action, label, value, path, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	cqlLoadVisitors   = "SELECT client_id, kafka_partition, applied_offset, state FROM visitor_state WHERE property_id = ? AND client_id IN ?"
+	cqlSaveVisitor    = "INSERT INTO visitor_state (property_id, client_id, kafka_partition, applied_offset, state) VALUES (?, ?, ?, ?, ?)"
+	cqlArchive        = "UPDATE raw_hit_blocks_by_hour SET hits = hits + ? WHERE property_id = ? AND day = ? AND shard = ? AND hour = ? AND block = ?"
+	cqlLoadUsers      = "SELECT client_id, first_seen, last_seen, session_count, first_source, first_medium, first_campaign, first_channel FROM site_users WHERE property_id = ? AND client_id IN ?"
+	cqlUser           = "INSERT INTO site_users (property_id, client_id, first_seen, last_seen, session_count, first_source, first_medium, first_campaign, first_channel, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	cqlDeleteSession  = "DELETE FROM sessions_by_hour WHERE property_id = ? AND day = ? AND shard = ? AND hour = ? AND session_id = ?"
+	cqlSession        = "INSERT INTO sessions_by_hour (property_id, day, shard, hour, session_id, client_id, started_at, ended_at, landing_page, exit_page, pageviews, events, bounce, engaged, source, medium, campaign, referrer, channel, country, device, browser, os, new_user, conversions, conversion_value, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	cqlDeletePageview = "DELETE FROM pageviews_by_hour WHERE property_id = ? AND day = ? AND shard = ? AND hour = ? AND hit_id = ?"
+	cqlDeleteEvent    = "DELETE FROM events_by_hour WHERE property_id = ? AND day = ? AND shard = ? AND hour = ? AND hit_id = ?"
+	cqlPageview       = "INSERT INTO pageviews_by_hour (property_id, day, shard, hour, hit_id, ts, session_id, client_id, path, title, time_on_page_ms, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	cqlEvent          = "INSERT INTO events_by_hour (property_id, day, shard, hour, hit_id, ts, session_id, client_id, category, action, label, value, path, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 	cqlLoadDaily  = "SELECT " + rollup.MetricColumns + ", through_offset FROM rollup_daily WHERE property_id = ? AND day = ? AND report = ? AND dimension = ? AND shard = ?"
 	cqlHourlyCols = "users_hll, new_users, sessions, engaged_sessions, bounces, session_duration_ms, pageviews, events, conversions, conversion_value"
@@ -457,14 +459,25 @@ func sessionDelete(property string, shard int, ref visitor.SessionRef) stmt {
 		cql: cqlDeleteSession, args: []any{property, ref.Day, int16(shard), int16(ref.Hour), ref.ID}}
 }
 
+// hitRow is what a pageview's or an event's row was last written with:
+// its signature (the session it is in, and a pageview's time on page),
+// and the day and hour whose partition holds it.
+type hitRow struct {
+	sig  string
+	day  time.Time
+	hour int
+}
+
 // sessionWrites returns the rows of a session: the session itself, in the
 // partition of the hour it started in, and its pageviews and events, each
 // in the partition of its own hour (session.LocalHour, in the session's
-// zone). written, when not nil, holds what was last written for each hit
-// (its session and time on page): hits whose row would not change are
-// skipped, and the new signatures of the others are added to sigs, for
-// the caller to record once the writes succeeded.
-func sessionWrites(property string, shard int, client string, first bool, s *session.Session, written, sigs map[string]string) []stmt {
+// zone). written, when not nil, holds what was last written for each hit:
+// hits whose row would not change, in the same partition, are skipped,
+// and the new rows of the others are added to sigs, for the caller to
+// record once the writes succeeded. A row written in another partition
+// than its hit's now (the session was derived again under another zone,
+// which moves its hits' hours, or day) is deleted there.
+func sessionWrites(property string, shard int, client string, first bool, s *session.Session, written, sigs map[string]hitRow) []stmt {
 	sh := int16(shard)
 	t := s.Touch
 	out := []stmt{{partition: hourPartition("s", property, s.Day, shard, s.Hour), cql: cqlSession, args: []any{
@@ -472,14 +485,23 @@ func sessionWrites(property string, shard int, client string, first bool, s *ses
 		t.Source, t.Medium, t.Campaign, t.Referrer, s.Channel, s.Country, s.Device, s.Browser, s.OS, first,
 		s.Conversions, s.ConversionValue, s.RuleVersion}}}
 	i := 0
-	unchanged := func(id, sig string) bool {
+	// unchanged reports whether h's row is written as now already; if
+	// not, it records now in sigs and deletes the row where it was
+	// written, if that is another partition (label, cql: its table's).
+	unchanged := func(h *session.Hit, now hitRow, label, cql string) bool {
 		if written == nil {
 			return false
 		}
-		if written[id] == sig {
+		prior, ok := written[h.ID]
+		moved := ok && (!prior.day.Equal(now.day) || prior.hour != now.hour)
+		if ok && !moved && prior.sig == now.sig {
 			return true
 		}
-		sigs[id] = sig
+		sigs[h.ID] = now
+		if moved {
+			out = append(out, stmt{partition: hourPartition(label, property, prior.day, shard, prior.hour), cql: cql,
+				args: []any{property, prior.day, sh, int16(prior.hour), h.ID}})
+		}
 		return false
 	}
 	for _, h := range s.Hits {
@@ -487,17 +509,17 @@ func sessionWrites(property string, shard int, client string, first bool, s *ses
 		case hit.TypePageview:
 			pt := s.PageTimesMS[i]
 			i++
-			if unchanged(h.ID, s.ID+"/"+strconv.FormatInt(pt, 10)) {
+			hour := session.LocalHour(h.Time, s.Location)
+			if unchanged(h, hitRow{s.ID + "/" + strconv.FormatInt(pt, 10), s.Day, hour}, "p", cqlDeletePageview) {
 				continue
 			}
-			hour := session.LocalHour(h.Time, s.Location)
 			out = append(out, stmt{partition: hourPartition("p", property, s.Day, shard, hour), cql: cqlPageview, args: []any{
 				property, s.Day, sh, int16(hour), h.ID, h.Time, s.ID, client, h.Path, h.Title, pt, h.RuleVersion}})
 		case hit.TypeEvent:
-			if unchanged(h.ID, s.ID) {
+			hour := session.LocalHour(h.Time, s.Location)
+			if unchanged(h, hitRow{s.ID, s.Day, hour}, "e", cqlDeleteEvent) {
 				continue
 			}
-			hour := session.LocalHour(h.Time, s.Location)
 			out = append(out, stmt{partition: hourPartition("e", property, s.Day, shard, hour), cql: cqlEvent, args: []any{
 				property, s.Day, sh, int16(hour), h.ID, h.Time, s.ID, client, h.Category, h.Action, h.Label, h.Value, h.Path, h.RuleVersion}})
 		}
