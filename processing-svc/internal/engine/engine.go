@@ -613,7 +613,7 @@ func (p *Partition) writeDerived(ctx context.Context, through int64, due []*vsta
 	}
 	for _, vs := range due {
 		for _, del := range vs.rows.deletes {
-			stmts = append(stmts, sessionDelete(vs.property, vs.shard, del))
+			stmts = append(stmts, sessionDeletes(vs.property, vs.shard, del)...)
 		}
 		if vs.written == nil {
 			vs.written = map[string]hitRow{}

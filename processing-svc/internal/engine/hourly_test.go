@@ -425,3 +425,39 @@ func TestHourlyRollupFollowsAZoneChange(t *testing.T) {
 		t.Errorf("rollup_hourly by hour %v, want %v", got, want)
 	}
 }
+
+// A session the previous build wrote to the old sessions table, which
+// after the upgrade a late hit renames (it becomes the first hit) or
+// merges away, leaves no row under its old ID there: what the old table
+// keeps of the upgrade's day are sessions that exist, some with a newer
+// copy in sessions_by_hour, so that a reader of both, taking a session in
+// both once, gets the sessions as they are.
+func TestSessionGoneAfterTheUpgradeLeavesNoOldRow(t *testing.T) {
+	ctx := context.Background()
+	pv := func(id string, at, recv time.Time) *hit.Hit { return aHit("A", id, at, recv, "https://shop.example/", "") }
+	for _, c := range []struct {
+		name  string
+		late  *hit.Hit
+		exist map[string]bool // the sessions after the late hit
+	}{
+		{"renamed", pv("a0", t0.Add(-5*time.Minute), t0.Add(40*time.Minute)), map[string]bool{"a0": true, "b1": true}},
+		{"merged", pv("m", t0.Add(25*time.Minute), t0.Add(40*time.Minute)), map[string]bool{"a1": true}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := connect(t)
+			p := testProperty(t, rules.Defaults())
+			// Before the upgrade: sessions a1 (12:00) and b1 (12:50).
+			run(t, ctx, newPartition(s, p), aMsgs(0, pv("a1", t0, t0), pv("b1", t0.Add(50*time.Minute), t0.Add(50*time.Minute))), 10)
+			asBeforeTheUpgrade(t, s)
+			// After it, a late hit (the new build, a restart).
+			run(t, ctx, newPartition(s, p), aMsgs(2, c.late), 10)
+			for _, table := range []string{"sessions_by_hour", "sessions"} {
+				for id := range hourRowIDs(t, s, table) {
+					if !c.exist[id] {
+						t.Errorf("%s holds %s, a session that no longer exists (the sessions: %v)", table, id, slices.Sorted(maps.Keys(c.exist)))
+					}
+				}
+			}
+		})
+	}
+}

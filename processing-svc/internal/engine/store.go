@@ -21,20 +21,22 @@ import (
 // CQL of the processor's reads and writes. Every write is a whole-row
 // upsert (or a delete) keyed by IDs and windows: idempotent. The archive,
 // sessions, pageviews and events are written to the tables partitioned by
-// hour (cql/0017_hourly_partitions.cql) only; reprocessing reads the
-// tables they replaced too (reprocess.go).
+// hour (cql/0017_hourly_partitions.cql) only (but for the delete of a
+// session's row in the old table too, sessionDeletes); reprocessing reads
+// the tables they replaced too (reprocess.go).
 const (
-	cqlLoadVisitors   = "SELECT client_id, kafka_partition, applied_offset, state FROM visitor_state WHERE property_id = ? AND client_id IN ?"
-	cqlSaveVisitor    = "INSERT INTO visitor_state (property_id, client_id, kafka_partition, applied_offset, state) VALUES (?, ?, ?, ?, ?)"
-	cqlArchive        = "UPDATE raw_hit_blocks_by_hour SET hits = hits + ? WHERE property_id = ? AND day = ? AND shard = ? AND hour = ? AND block = ?"
-	cqlLoadUsers      = "SELECT client_id, first_seen, last_seen, session_count, first_source, first_medium, first_campaign, first_channel FROM site_users WHERE property_id = ? AND client_id IN ?"
-	cqlUser           = "INSERT INTO site_users (property_id, client_id, first_seen, last_seen, session_count, first_source, first_medium, first_campaign, first_channel, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-	cqlDeleteSession  = "DELETE FROM sessions_by_hour WHERE property_id = ? AND day = ? AND shard = ? AND hour = ? AND session_id = ?"
-	cqlSession        = "INSERT INTO sessions_by_hour (property_id, day, shard, hour, session_id, client_id, started_at, ended_at, landing_page, exit_page, pageviews, events, bounce, engaged, source, medium, campaign, referrer, channel, country, device, browser, os, new_user, conversions, conversion_value, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-	cqlDeletePageview = "DELETE FROM pageviews_by_hour WHERE property_id = ? AND day = ? AND shard = ? AND hour = ? AND hit_id = ?"
-	cqlDeleteEvent    = "DELETE FROM events_by_hour WHERE property_id = ? AND day = ? AND shard = ? AND hour = ? AND hit_id = ?"
-	cqlPageview       = "INSERT INTO pageviews_by_hour (property_id, day, shard, hour, hit_id, ts, session_id, client_id, path, title, time_on_page_ms, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-	cqlEvent          = "INSERT INTO events_by_hour (property_id, day, shard, hour, hit_id, ts, session_id, client_id, category, action, label, value, path, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	cqlLoadVisitors     = "SELECT client_id, kafka_partition, applied_offset, state FROM visitor_state WHERE property_id = ? AND client_id IN ?"
+	cqlSaveVisitor      = "INSERT INTO visitor_state (property_id, client_id, kafka_partition, applied_offset, state) VALUES (?, ?, ?, ?, ?)"
+	cqlArchive          = "UPDATE raw_hit_blocks_by_hour SET hits = hits + ? WHERE property_id = ? AND day = ? AND shard = ? AND hour = ? AND block = ?"
+	cqlLoadUsers        = "SELECT client_id, first_seen, last_seen, session_count, first_source, first_medium, first_campaign, first_channel FROM site_users WHERE property_id = ? AND client_id IN ?"
+	cqlUser             = "INSERT INTO site_users (property_id, client_id, first_seen, last_seen, session_count, first_source, first_medium, first_campaign, first_channel, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	cqlDeleteOldSession = "DELETE FROM sessions WHERE property_id = ? AND day = ? AND shard = ? AND session_id = ?"
+	cqlDeleteSession    = "DELETE FROM sessions_by_hour WHERE property_id = ? AND day = ? AND shard = ? AND hour = ? AND session_id = ?"
+	cqlSession          = "INSERT INTO sessions_by_hour (property_id, day, shard, hour, session_id, client_id, started_at, ended_at, landing_page, exit_page, pageviews, events, bounce, engaged, source, medium, campaign, referrer, channel, country, device, browser, os, new_user, conversions, conversion_value, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	cqlDeletePageview   = "DELETE FROM pageviews_by_hour WHERE property_id = ? AND day = ? AND shard = ? AND hour = ? AND hit_id = ?"
+	cqlDeleteEvent      = "DELETE FROM events_by_hour WHERE property_id = ? AND day = ? AND shard = ? AND hour = ? AND hit_id = ?"
+	cqlPageview         = "INSERT INTO pageviews_by_hour (property_id, day, shard, hour, hit_id, ts, session_id, client_id, path, title, time_on_page_ms, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	cqlEvent            = "INSERT INTO events_by_hour (property_id, day, shard, hour, hit_id, ts, session_id, client_id, category, action, label, value, path, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 	cqlLoadDaily  = "SELECT " + rollup.MetricColumns + ", through_offset FROM rollup_daily WHERE property_id = ? AND day = ? AND report = ? AND dimension = ? AND shard = ?"
 	cqlHourlyCols = "users_hll, new_users, sessions, engaged_sessions, bounces, session_duration_ms, pageviews, events, conversions, conversion_value"
@@ -452,11 +454,20 @@ func hourPartition(table, property string, day time.Time, shard, hour int) strin
 	return table + "/" + property + "/" + dayString(day) + "/" + strconv.Itoa(shard) + "/" + strconv.Itoa(hour)
 }
 
-// sessionDelete returns the statement deleting the session row ref (in
-// the partition of its day and hour).
-func sessionDelete(property string, shard int, ref visitor.SessionRef) stmt {
-	return stmt{partition: hourPartition("s", property, ref.Day, shard, ref.Hour),
-		cql: cqlDeleteSession, args: []any{property, ref.Day, int16(shard), int16(ref.Hour), ref.ID}}
+// sessionDeletes returns the statements deleting the session row ref (in
+// the partition of its day and hour), and its row in sessions, the table
+// partitioned by day that builds before migration 17 wrote: a session
+// that was in progress at the upgrade and has since merged away or been
+// renamed (a late hit became its first) must not stay there, where only
+// a newer copy in sessions_by_hour tells a stale row from a current one.
+// (A session's deletes are rare: they cost a second statement.)
+func sessionDeletes(property string, shard int, ref visitor.SessionRef) []stmt {
+	return []stmt{
+		{partition: hourPartition("s", property, ref.Day, shard, ref.Hour),
+			cql: cqlDeleteSession, args: []any{property, ref.Day, int16(shard), int16(ref.Hour), ref.ID}},
+		{partition: "sessions/" + property + "/" + dayString(ref.Day) + "/" + strconv.Itoa(shard),
+			cql: cqlDeleteOldSession, args: []any{property, ref.Day, int16(shard), ref.ID}},
+	}
 }
 
 // hitRow is what a pageview's or an event's row was last written with:
