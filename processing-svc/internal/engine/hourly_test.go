@@ -461,3 +461,58 @@ func TestSessionGoneAfterTheUpgradeLeavesNoOldRow(t *testing.T) {
 		})
 	}
 }
+
+// On the days a zone's clock changes, the local hour is a bucket: on the
+// day it goes back, two sessions of a visitor an hour apart in real time
+// are both in the repeated hour 1, each its own row, and so are their
+// pageviews; on the day it goes forward, a session from 01:50 to 03:05
+// (15 minutes) is in hour 1 and its second pageview in hour 3.
+// Reprocessing the days gives what live processing wrote.
+func TestClockChangeDays(t *testing.T) {
+	ctx := context.Background()
+	s := connect(t)
+	ny, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := propertyIn(t, ny)
+	utc := func(mo time.Month, d, hh, mm int) time.Time { return time.Date(2026, mo, d, hh, mm, 0, 0, time.UTC) }
+	pv := func(id string, at time.Time) *hit.Hit { return aHit("A", id, at, at, "https://shop.example/", "") }
+	run(t, ctx, newPartition(s, p), aMsgs(0,
+		// 2026-03-08: 01:50 EST, then 03:05 EDT.
+		pv("f1", utc(3, 8, 6, 50)), pv("f2", utc(3, 8, 7, 5)),
+		// 2026-11-01: 01:10 and 01:20 EDT, then 01:10 and 01:40 EST.
+		pv("b1", utc(11, 1, 5, 10)), pv("b2", utc(11, 1, 5, 20)), pv("b3", utc(11, 1, 6, 10)), pv("b4", utc(11, 1, 6, 40)),
+	), 10)
+
+	spring, fall := time.Date(2026, 3, 8, 0, 0, 0, 0, time.UTC), time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		table, id string
+		day       time.Time
+		want      map[string]int
+	}{
+		{"sessions_by_hour", "session_id", spring, map[string]int{"f1": 1}},
+		{"pageviews_by_hour", "hit_id", spring, map[string]int{"f1": 1, "f2": 3}},
+		{"sessions_by_hour", "session_id", fall, map[string]int{"b1": 1, "b3": 1}},
+		{"pageviews_by_hour", "hit_id", fall, map[string]int{"b1": 1, "b2": 1, "b3": 1, "b4": 1}},
+	} {
+		if got := hourRows(t, s, c.table, c.id, c.day); !maps.Equal(got, c.want) {
+			t.Errorf("%s of %s: rows by hour %v, want %v", c.table, dayString(c.day), got, c.want)
+		}
+	}
+	var sessions int64
+	if err := s.Query("SELECT sessions FROM rollup_hourly WHERE property_id = ? AND day = ? AND hour = 1 AND shard = 0", propID, fall).Scan(&sessions); err != nil || sessions != 2 {
+		t.Errorf("rollup_hourly of %s, hour 1: %d sessions (%v), want 2", dayString(fall), sessions, err)
+	}
+
+	live := dumpDerived(t, s)
+	rp := &Reprocessor{Session: s, Now: func() time.Time { return fall.AddDate(0, 0, 10) }}
+	for _, day := range []time.Time{spring, fall} {
+		if err := rp.Run(ctx, p, day, day, RulesHistorical, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := dumpDerived(t, s); got != live {
+		t.Errorf("reprocessed clock-change days differ from live processing:\n%s", diff(live, got))
+	}
+}
