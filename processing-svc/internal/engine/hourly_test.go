@@ -434,7 +434,9 @@ func TestHourlyRollupFollowsAZoneChange(t *testing.T) {
 // both once, gets the sessions as they are.
 func TestSessionGoneAfterTheUpgradeLeavesNoOldRow(t *testing.T) {
 	ctx := context.Background()
-	pv := func(id string, at, recv time.Time) *hit.Hit { return aHit("A", id, at, recv, "https://shop.example/", "") }
+	pv := func(id string, at, recv time.Time) *hit.Hit {
+		return aHit("A", id, at, recv, "https://shop.example/", "")
+	}
 	for _, c := range []struct {
 		name  string
 		late  *hit.Hit

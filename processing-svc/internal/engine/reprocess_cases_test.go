@@ -211,8 +211,19 @@ func TestDayWithoutArchiveIsKept(t *testing.T) {
 
 // A day archived under more shards than the property has now (operators
 // may lower the count) is reprocessed whole: the hits of the shards past
-// the count were left out.
+// the count were left out. So too when a build before migration 17
+// archived and stored the day (raw_hit_blocks, sessions, ...): the old
+// archive is probed past the count as well, and the rows the old tables
+// hold in every shard are deleted.
 func TestReprocessAfterShardsLowered(t *testing.T) {
+	for _, beforeUpgrade := range []bool{false, true} {
+		t.Run(fmt.Sprintf("before the upgrade %v", beforeUpgrade), func(t *testing.T) {
+			testReprocessAfterShardsLowered(t, beforeUpgrade)
+		})
+	}
+}
+
+func testReprocessAfterShardsLowered(t *testing.T, beforeUpgrade bool) {
 	ctx := context.Background()
 	c := compile(t, rules.Defaults(), 1)
 	property := func(shards int) *Property {
@@ -221,6 +232,12 @@ func TestReprocessAfterShardsLowered(t *testing.T) {
 	msgs := traffic(40, 6)
 	s := connect(t)
 	run(t, ctx, newPartition(s, property(4)), msgs, 25)
+	if beforeUpgrade {
+		asBeforeTheUpgrade(t, s)
+		if err := s.Query("TRUNCATE raw_hit_blocks_by_hour").Exec(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	day := session.LocalDay(t0, time.UTC)
 	sum := func() (n int64) {
 		iter := s.Query("SELECT sessions FROM rollup_daily WHERE property_id = ? AND day = ? AND report = 'total'", propID, day).Iter()
@@ -238,6 +255,11 @@ func TestReprocessAfterShardsLowered(t *testing.T) {
 	}
 	if after := sum(); after != before {
 		t.Errorf("sessions on the day: %d before reprocessing under 2 shards (archived under 4), %d after", before, after)
+	}
+	for _, old := range []string{"sessions", "pageviews", "events"} {
+		if n := count(t, s, old); n != 0 {
+			t.Errorf("%d rows left in %s after the day was reprocessed", n, old)
+		}
 	}
 }
 
