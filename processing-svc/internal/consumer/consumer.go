@@ -317,6 +317,15 @@ func (c *Consumer) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.Cons
 	// What p counted before is in the metrics already.
 	w := &worker{c: c, s: s, p: p, topic: claim.Topic(), partition: claim.Partition(), log: log, stats: p.Stats()}
 	err := w.consume(claim.Messages())
+	if err != nil && !w.failing && s.Context().Err() != nil && errors.Is(err, context.Canceled) {
+		// Revoked or shutting down while an apply or a flush waited on the
+		// store, which had not failed: the session's end cut the work
+		// short, no failure. The hand-over below writes what was applied;
+		// returned, it would be a group error (logged at warn, counted in
+		// processing_consumer_errors_total) at every rebalance with traffic.
+		log.Debug("work cut short by the end of the session", slog.Any("error", err))
+		err = nil
+	}
 	// Revoked, shutting down, or the session ended mid-retry: write what
 	// was applied, commit it.
 	handOver := w.flush(context.WithoutCancel(s.Context()), true)
@@ -373,7 +382,10 @@ type worker struct {
 	partition int32
 	log       *slog.Logger
 	received  []time.Time // receive times of hits applied since the last flush
-	stats     engine.Stats
+	// failing is true while an operation retry runs has failed and not yet
+	// succeeded: a session ending then ends a failure, not only work.
+	failing bool
+	stats   engine.Stats
 }
 
 // apply applies a batch, retrying while the session lasts.
@@ -471,12 +483,17 @@ func (w *worker) retry(ctx context.Context, tries int, op func(ctx context.Conte
 		err := ctx.Err() // past the deadline already: nothing is tried
 		if err == nil {
 			if err = op(ctx); err == nil {
+				w.failing = false
 				return nil
 			}
 		}
 		if ctx.Err() != nil || i == tries {
+			if ctx.Err() == nil {
+				w.failing = true
+			}
 			return fmt.Errorf("%s: %w", what, err)
 		}
+		w.failing = true
 		w.log.Warn(what+" failed; retrying", slog.Any("error", err), slog.Duration("backoff", backoff))
 		select {
 		case <-ctx.Done():

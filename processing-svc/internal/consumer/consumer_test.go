@@ -8,11 +8,13 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/acme/analytics/pkg/cassandra"
+	"github.com/acme/analytics/pkg/cqlserver"
 	"github.com/acme/analytics/pkg/cqltest"
 	"github.com/acme/analytics/pkg/deadletter"
 	"github.com/acme/analytics/pkg/eventually"
@@ -208,6 +210,86 @@ func TestGroupErrorsAreLoggedAndCounted(t *testing.T) {
 		t.Fatalf("log has no warning of the failed commit:\n%s", got)
 	}
 }
+
+// TestRevokedMidWorkIsNoError: a partition revoked (a rebalance, every
+// start or stop of an instance in a rollout) while it applies or flushes,
+// waiting on the store, stops that work and hands over: the hand-over
+// writes what was applied and commits it. That is no error of the group:
+// ConsumeClaim returns nil, so nothing is logged as "consumer group error"
+// or counted in processing_consumer_errors_total (ProcessingConsumerErrors
+// fired on rollouts that lost nothing). The store failing before the
+// session ended stays an error (TestGroupErrorsAreLoggedAndCounted, and a
+// failing store below).
+func TestRevokedMidWorkIsNoError(t *testing.T) {
+	for _, failing := range []bool{false, true} {
+		t.Run(fmt.Sprint("store failing before: ", failing), func(t *testing.T) {
+			f := newFixture(t)
+			c := New(Config{Topic: hit.TopicHits, Session: f.session, Properties: enginetest.Properties{f.prop},
+				FlushInterval: 50 * time.Millisecond, State: engine.StatePolicy{Quiet: time.Hour, MaxDelay: time.Hour},
+				HandOver: 20 * time.Second, Log: slog.New(slog.DiscardHandler), Metrics: NewMetrics(prometheus.NewRegistry())})
+			ctx, revoke := context.WithCancel(context.Background())
+			s := &fakeSession{ctx: ctx, marked: -1}
+			b, _ := hit.Marshal(pageview(1, "e1"))
+			msgs := make(chan *sarama.ConsumerMessage, 1)
+			msgs <- &sarama.ConsumerMessage{Topic: hit.TopicHits, Offset: 0, Value: b, Timestamp: time.Now()}
+			srv := cqltest.Server(t)
+			var slowWrites atomic.Bool // the hit's reads answered, its flush's writes waiting
+			srv.SetFault(func(cql string) cqlserver.Fault {
+				if slowWrites.Load() && !strings.HasPrefix(cql, "SELECT") {
+					time.Sleep(2 * time.Second)
+				}
+				return cqlserver.NoFault
+			})
+			defer srv.SetFault(nil)
+			slowWrites.Store(!failing)
+			srv.SetUnavailable(failing)
+			done := make(chan error, 1)
+			go func() { done <- c.ConsumeClaim(s, fakeClaim{msgs}) }()
+			time.Sleep(500 * time.Millisecond) // applied and flushing, or failing
+			slowWrites.Store(false)
+			srv.SetUnavailable(false)
+			revoke()
+			err := <-done
+			if failing && err == nil {
+				t.Fatal("ConsumeClaim returned nil after the store failed: the failure goes unreported")
+			}
+			if !failing && err != nil {
+				t.Fatalf("ConsumeClaim: %v, want nil: the session's end cut the work short, and the hand-over wrote it", err)
+			}
+			if !failing && (s.marked != 1 || !s.committed) {
+				t.Fatalf("hand-over marked offset %d (committed %v), want 1, committed", s.marked, s.committed)
+			}
+		})
+	}
+}
+
+// fakeSession is a consumer group session for ConsumeClaim alone: its
+// context, and the offset marked and committed.
+type fakeSession struct {
+	ctx       context.Context
+	marked    int64
+	committed bool
+}
+
+func (s *fakeSession) Claims() map[string][]int32 { return map[string][]int32{hit.TopicHits: {0}} }
+func (s *fakeSession) MemberID() string           { return "m" }
+func (s *fakeSession) GenerationID() int32        { return 1 }
+func (s *fakeSession) MarkOffset(_ string, _ int32, offset int64, _ string) {
+	s.marked = offset
+}
+func (s *fakeSession) Commit()                                           { s.committed = true }
+func (s *fakeSession) ResetOffset(string, int32, int64, string)          {}
+func (s *fakeSession) MarkMessage(msg *sarama.ConsumerMessage, _ string) { s.marked = msg.Offset + 1 }
+func (s *fakeSession) Context() context.Context                          { return s.ctx }
+
+// fakeClaim is partition 0 of the hits topic, from offset 0.
+type fakeClaim struct{ msgs chan *sarama.ConsumerMessage }
+
+func (c fakeClaim) Topic() string                            { return hit.TopicHits }
+func (c fakeClaim) Partition() int32                         { return 0 }
+func (c fakeClaim) InitialOffset() int64                     { return 0 }
+func (c fakeClaim) HighWaterMarkOffset() int64               { return 1 }
+func (c fakeClaim) Messages() <-chan *sarama.ConsumerMessage { return c.msgs }
 
 // fixture is a broker with a hits topic (one partition unless
 // newFixtureOf says), a keyspace on the test's embedded CQL server
