@@ -116,7 +116,7 @@ func run(ctx context.Context, cfg config) error {
 			return err
 		}
 		job = j.ID
-		fmt.Printf("job %s: %s to %s with the %s rules (%d days)\n", j.ID, j.From, j.To, j.Rules, j.DaysTotal)
+		fmt.Printf("job %s: %s to %s with the %s rules (%s)\n", j.ID, j.From, j.To, j.Rules, days(j.DaysTotal))
 	}
 	done, err := r.Start(ctx, cfg.Property, job)
 	if err != nil {
@@ -141,4 +141,12 @@ func run(ctx context.Context, cfg config) error {
 			}
 		}
 	}
+}
+
+// days says n days, "1 day" for one.
+func days(n int) string {
+	if n == 1 {
+		return "1 day"
+	}
+	return fmt.Sprintf("%d days", n)
 }

@@ -44,7 +44,7 @@ var ErrDayOpen = errors.New("day still open to late hits")
 
 // ErrNoArchive is returned for a day without archived hits: it is left as
 // it is.
-var ErrNoArchive = errors.New("no archived hits for the day (past the archive's retention?); its rows are left as they are")
+var ErrNoArchive = errors.New("no archived hits for the day (none was accepted, or processing has not reached them yet); its rows are left as they are")
 
 // ErrPastRetention is returned for a day the raw archive may no longer
 // hold whole: its hits expire (the archive's TTL, hit.ArchiveRetention
