@@ -68,9 +68,9 @@ E2E_FAILURES = awk '/^ +[A-Za-z0-9_]+_test\.go:[0-9]+:/ { p = 1; print substr($$
 
 .PHONY: e2e-short
 e2e-short: build ## the acceptance test (with and without faults) at a reduced size
-	@log=$$(mktemp); \
+	@log=$$(mktemp); rc=0; \
 	cd pkg && E2E_BIN_DIR=$(CURDIR)/bin GOWORK=off go test -count=1 -timeout=15m -v -run 'TestAcceptance' ./e2e/ 2>&1 | tee $$log | \
-		grep -E '^(=== RUN|--- |PASS|FAIL|ok|\s+acceptance_test)'; rc=$${PIPESTATUS[0]}; \
+		grep -E '^(=== RUN|--- |PASS|FAIL|ok|\s+acceptance_test)' || rc=$$?; \
 	if [ $$rc -ne 0 ]; then echo "--- what the failed tests said (the whole output: $$log)"; $(E2E_FAILURES) $$log; fi; exit $$rc
 
 .PHONY: e2e
