@@ -419,10 +419,9 @@ func archivedBeyond(ctx context.Context, s *gocql.Session, p *Property, day time
 	found := make([]bool, len(probes))
 	err := parallel(ctx, 32, len(probes), func(ctx context.Context, i int) error {
 		pr := probes[i]
-		cql, args := selectDayShard("shard", pr.table, p.ID, pr.day, pr.shard)
-		iter := s.Query(cql+" LIMIT 1", args...).WithContext(ctx).Iter()
-		found[i] = iter.NumRows() > 0
-		return iter.Close()
+		var err error
+		found[i], err = holdsRows(ctx, s, pr.table, p.ID, pr.day, pr.shard)
+		return err
 	})
 	if err != nil {
 		return false, fmt.Errorf("look for archived hits past shard %d: %w", p.Shards-1, err)
@@ -579,6 +578,15 @@ func storedRollups(ctx context.Context, s *gocql.Session, p *Property, day time.
 	return out, nil
 }
 
+// holdsRows reports whether table holds a row of the property's (day,
+// shard), reading at most one.
+func holdsRows(ctx context.Context, s *gocql.Session, table, property string, day time.Time, shard int) (bool, error) {
+	cql, args := selectDayShard("shard", table, property, day, shard)
+	iter := s.Query(cql+" LIMIT 1", args...).WithContext(ctx).Iter()
+	held := iter.NumRows() > 0
+	return held, iter.Close()
+}
+
 // entityRow identifies a row of a shard's day in sessions_by_hour,
 // pageviews_by_hour or events_by_hour: its hour and ID.
 func entityRow(shard, hour int, id string) string {
@@ -622,10 +630,8 @@ func staleEntities(ctx context.Context, s *gocql.Session, p *Property, day time.
 			if err != nil {
 				return nil, fmt.Errorf("list %s: %w", t.table, err)
 			}
-			cql, args = selectDayShard(t.id, t.old, p.ID, day, shard)
-			iter := s.Query(cql+" LIMIT 1", args...).WithContext(ctx).Iter()
-			held := iter.NumRows() > 0
-			if err := iter.Close(); err != nil {
+			held, err := holdsRows(ctx, s, t.old, p.ID, day, shard)
+			if err != nil {
 				return nil, fmt.Errorf("look for rows of %s: %w", t.old, err)
 			}
 			if held {
