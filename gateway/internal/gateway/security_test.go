@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -117,6 +118,10 @@ func TestSecurity(t *testing.T) {
 			return c
 		}())), 401, "invalid_token", "wrong_audience"},
 		{"IdP token for a tenant it may not assert", bearer(idpSign(idpClaims("tenant-a"))), 401, "invalid_token", "invalid_claims"},
+		// Which of two tokens was meant cannot be known: the first was
+		// taken, whoever the second (checked by a proxy in front, say) was.
+		{"two bearer tokens", append(bearer(valid), bearer(is.token(t, "tenant-b"))...), 400, "invalid_request", "repeated_authorization"},
+		{"a bearer token and a second, empty, header", append(bearer(valid), "Authorization", ""), 400, "invalid_request", "repeated_authorization"},
 		{"forged tenant header, no token", []string{tenant.HeaderTenantID, "tenant-b"}, 401, "missing_token", "missing_token"},
 		{"forged tenant header, valid token", append(bearer(valid), tenant.HeaderTenantID, "tenant-b"), 403, "identity_header_forbidden", ""},
 		{"forged signed identity, valid token", append(bearer(valid), tenant.HeaderRole, "admin", tenant.HeaderSignature, "00"), 403, "identity_header_forbidden", ""},
@@ -125,7 +130,7 @@ func TestSecurity(t *testing.T) {
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := behavior.hits.Load()
-			reqID := "sec-" + strings.Repeat("x", i%3) + string(rune('a'+i))
+			reqID := "sec-" + strings.Repeat("x", i%3) + strconv.Itoa(i) // well-formed, as the ID middleware keeps
 			r := g.get(t, path, append(tt.headers, "X-Request-Id", reqID)...)
 			if r.status != tt.wantStatus || r.errorCode() != tt.wantCode {
 				t.Fatalf("got %d %s, want %d %s: %s", r.status, r.errorCode(), tt.wantStatus, tt.wantCode, r.body)

@@ -179,6 +179,13 @@ func (h *Handler) serve(rt *Route) http.Handler {
 		st.clientIP, st.proto = h.forwarded(r)
 
 		if rt.Auth {
+			if n := len(r.Header.Values("Authorization")); n > 1 {
+				// Which of them was meant cannot be known, and a proxy in
+				// front may have checked another than the first, which
+				// Header.Get would take (RFC 6750: invalid_request, 400).
+				h.refuseRepeatedAuthorization(w, r, rt, st, n)
+				return
+			}
 			tok, ok := bearerToken(r.Header.Get("Authorization"))
 			if !ok {
 				h.refuseToken(w, r, rt, st, nil)
@@ -304,6 +311,18 @@ func (h *Handler) refuseToken(w http.ResponseWriter, r *http.Request, rt *Route,
 	}
 	h.reject(w, r, rt, http.StatusUnauthorized, "invalid_token",
 		"the access token was refused ("+reason+"); sign in again to get a new one")
+}
+
+// refuseRepeatedAuthorization answers a request that carries the
+// Authorization header n (more than one) times.
+func (h *Handler) refuseRepeatedAuthorization(w http.ResponseWriter, r *http.Request, rt *Route, st *reqState, n int) {
+	const reason = "repeated_authorization"
+	h.log.LogAttrs(r.Context(), slog.LevelWarn, "bearer token refused", slog.String("reason", reason),
+		slog.String("route", rt.Name), slog.String("path", httpserver.LoggedPath(r.URL.Path)), slog.String("client_network", loggedNetwork(st.clientIP)),
+		slog.String("request_id", httpserver.RequestID(r.Context())))
+	w.Header().Set("WWW-Authenticate", `Bearer realm="acme-analytics", error="invalid_request", error_description="`+reason+`"`)
+	h.reject(w, r, rt, http.StatusBadRequest, "invalid_request",
+		"the Authorization header is given "+strconv.Itoa(n)+" times; send it once: Authorization: Bearer <token>")
 }
 
 func (h *Handler) tooLarge(w http.ResponseWriter, r *http.Request, rt *Route) {
