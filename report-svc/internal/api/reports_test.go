@@ -546,6 +546,8 @@ func TestErrors(t *testing.T) {
 		{"bad granularity", "/v1/reports/acquisition/channel", params("granularity", "year"), 400, "invalid_granularity", "granularity", "hour, day, week or month"},
 		{"hour with dimensions", "/v1/reports/acquisition/channel", params("granularity", "hour"), 400, "hour_unavailable", "granularity", "day"},
 		{"bad sort", "/v1/reports/acquisition/channel", params("sort", "-revenue"), 400, "invalid_sort", "sort", "sessions"},
+		{"sort by a field twice", "/v1/reports/acquisition/channel", params("sort", "users,-users"), 400, "invalid_sort", "sort", `sort gives "users" twice (users,-users)`},
+		{"sort by a dimension twice", "/v1/reports/acquisition/channel", params("sort", "channel,sessions,channel"), 400, "invalid_sort", "sort", `"channel" twice`},
 		{"bad limit", "/v1/reports/acquisition/channel", params("limit", "0"), 400, "invalid_limit", "limit", "1 to 10000"},
 		{"bad compare", "/v1/reports/acquisition/channel", params("compare", "last_year"), 400, "invalid_compare", "compare", "previous_period"},
 		{"bad format", "/v1/reports/acquisition/channel", params("format", "xml"), 400, "invalid_parameter", "format", "csv"},

@@ -322,6 +322,13 @@ func (q *Query) parseSort(s string) error {
 	}
 	for _, f := range splitList(s) {
 		k := SortKey{Field: strings.TrimPrefix(f, "-"), Desc: strings.HasPrefix(f, "-"), dim: -1, met: -1}
+		for _, have := range q.Sort {
+			if have.Field == k.Field {
+				// The second key could never order anything, and users,-users
+				// asks for two orders: which was meant cannot be known.
+				return paramErr("sort", "invalid_sort", "sort gives %q twice (%s); give each field once, with - for descending", k.Field, s)
+			}
+		}
 		for i, d := range q.Dimensions {
 			if d.Name == k.Field {
 				k.dim = i
