@@ -111,10 +111,19 @@ func (h *Handler) property(w http.ResponseWriter, r *http.Request, v *query.Para
 // property), format (formatOf) and those Parse reads.
 var reportParams = slices.Concat([]query.Param{{Name: "property_id"}, {Name: "format"}}, query.ReportParams)
 
+// article is the indefinite article of a family's name: an acquisition
+// report, a behavior report.
+func article(name string) string {
+	if name != "" && strings.ContainsRune("aeiou", rune(name[0])) {
+		return "an"
+	}
+	return "a"
+}
+
 func (h *Handler) report(w http.ResponseWriter, r *http.Request) {
 	rep := h.Family.Report(r.PathValue("report"))
 	if rep == nil {
-		httpserver.WriteError(w, http.StatusNotFound, "unknown_report", strconv.Quote(r.PathValue("report"))+" is not a "+h.Family.Name+" report; valid: "+strings.Join(h.Family.ReportNames(), ", "))
+		httpserver.WriteError(w, http.StatusNotFound, "unknown_report", strconv.Quote(r.PathValue("report"))+" is not "+article(h.Family.Name)+" "+h.Family.Name+" report; valid: "+strings.Join(h.Family.ReportNames(), ", "))
 		return
 	}
 	v, ok := h.params(w, r, reportParams)

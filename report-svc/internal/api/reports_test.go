@@ -521,7 +521,8 @@ func TestErrors(t *testing.T) {
 		field    string
 		contains string
 	}{
-		{"unknown report", "/v1/reports/acquisition/nope", nil, 404, "unknown_report", "", "channel, source"},
+		{"unknown report", "/v1/reports/acquisition/nope", nil, 404, "unknown_report", "", `"nope" is not an acquisition report; valid: overview, channel, source`},
+		{"unknown behavior report", "/v1/reports/behavior/page", nil, 404, "unknown_report", "", `"page" is not a behavior report; valid: overview, pages`},
 		{"missing property", "/v1/reports/acquisition/channel", params("property_id", ""), 400, "missing_parameter", "property_id", "required"},
 		{"bad property", "/v1/reports/acquisition/channel", params("property_id", "x"), 400, "invalid_parameter", "property_id", "UUID"},
 		{"bad date", "/v1/reports/acquisition/channel", params("from", "1 March 2026", "to", "2026-03-01"), 400, "invalid_date", "from", "use YYYY-MM-DD"},
