@@ -63,6 +63,16 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 		httpserver.WriteError(w, http.StatusBadRequest, "invalid_json", "the request body is "+describeValue(generic)+"; send a JSON object")
 		return false
 	}
+	if r.Method == http.MethodPatch {
+		// A PATCH writes the fields it gives. null in one would leave it as
+		// it is (null is absent, for every endpoint), where JSON Merge
+		// Patch (RFC 7396) clears it: {"hostnames": null} answered 200
+		// with the hostnames kept. Whichever was meant, say so.
+		if p := patchNull(generic.(object), reflect.TypeOf(v)); p != nil {
+			httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", p.path, p.path+": "+p.reason)
+			return false
+		}
+	}
 	if p := checkShape(generic, reflect.TypeOf(v), ""); p != nil {
 		code := "invalid_field"
 		if p.unknown {
@@ -350,6 +360,31 @@ func join(path, key string) string {
 		return key
 	}
 	return path + "." + key
+}
+
+// patchNull reports the first member of a PATCH body that is null, with
+// what to send instead: a field of a list type is emptied with [].
+func patchNull(obj object, t reflect.Type) *shapeProblem {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	fields := jsonFields(t)
+	for _, m := range obj {
+		if m.val != nil {
+			continue
+		}
+		reason := "is null; a PATCH changes only the fields it gives and cannot clear one: leave " + m.key + " out to keep it, or give its new value"
+		if f, ok := fields[m.key]; ok {
+			for f.Kind() == reflect.Pointer {
+				f = f.Elem()
+			}
+			if f.Kind() == reflect.Slice {
+				reason += " ([] for none)"
+			}
+		}
+		return &shapeProblem{path: m.key, reason: reason}
+	}
+	return nil
 }
 
 // checkShape compares a parsed value with the Go type it will be decoded

@@ -92,6 +92,13 @@ func TestBadInputsAnswer400WithAReason(t *testing.T) {
 		{"processing shards are operators'", a.as(), "PATCH", prop, map[string]any{"processing_shards": 8}, nil, "read_only_field", "processing_shards", "operators"},
 		{"tracking ID is assigned", a.as(), "POST", "/v1/properties", map[string]any{"name": "x", "tracking_id": "AT-MINEMINEMI"}, nil, "read_only_field", "tracking_id", "assigned by the service"},
 		{"cookieless not a bool", a.as(), "PATCH", prop, `{"cookieless": "yes"}`, nil, "invalid_field", "cookieless", "true or false"},
+		// null in a PATCH: JSON Merge Patch's "clear it", which was
+		// answered 200 with nothing changed.
+		{"null name in a rename", a.as(), "PATCH", prop, `{"name": null}`, nil, "invalid_field", "name", "name: is null; a PATCH changes only the fields it gives and cannot clear one: leave name out to keep it, or give its new value"},
+		{"null hostnames", a.as(), "PATCH", prop, `{"name": "Renamed", "hostnames": null}`, nil, "invalid_field", "hostnames", "or give its new value ([] for none)"},
+		{"null time zone", a.as(), "PATCH", prop, `{"time_zone": null}`, nil, "invalid_field", "time_zone", "leave time_zone out"},
+		{"null tenant name", a.as(), "PATCH", "/v1/tenants/me", `{"name": null}`, nil, "invalid_field", "name", "is null"},
+		{"null role", a.as(), "PATCH", "/v1/users/" + a.tokens.UserID, `{"role": null}`, nil, "invalid_field", "role", "is null"},
 		{"secret without name", a.as(), "POST", prop + "/api-secrets", map[string]string{}, nil, "invalid_field", "name", "required"},
 		{"body over the limit", a.as(), "POST", "/v1/properties", huge, nil, "body_too_large", "", "the limit is 1048576 bytes (1 MiB)"},
 		{"body over the limit, chunked", a.as(), "POST", "/v1/properties", strings.NewReader(huge), nil, "body_too_large", "", "the request body is larger than the limit of 1048576 bytes (1 MiB)"},
