@@ -134,6 +134,10 @@ func TestBadInputsAnswer400WithAReason(t *testing.T) {
 		{"too costly in all", a.as(), "PUT", rulesPath, manyUserAgents(45), nil, "too_expensive", "exclusions.user_agents", "can be evaluated on every hit"},
 		{"If-Match not a version", a.as(), "PUT", rulesPath, `{}`, []string{"If-Match", "yesterday"}, "invalid_field", "If-Match", "not a rule version"},
 		{"at not a time", a.as(), "GET", rulesPath + "?at=yesterday", nil, nil, "invalid_field", "at", "RFC 3339"},
+		// In the format, but no such time: it said "not in RFC 3339 format".
+		{"at a day that does not exist", a.as(), "GET", rulesPath + "?at=2026-02-30T00:00:00Z", nil, nil, "invalid_field", "at", `"2026-02-30T00:00:00Z" is not a time: February 2026 has no day 30 (it has days 1 to 28)`},
+		{"at a month that does not exist", a.as(), "GET", rulesPath + "?at=2026-13-01T00:00:00Z", nil, nil, "invalid_field", "at", "there is no month 13"},
+		{"at an hour that does not exist", a.as(), "GET", rulesPath + "?at=2026-03-01T24:00:00Z", nil, nil, "invalid_field", "at", "is not a time: its hour out of range (hours are 00 to 23"},
 
 		// Internal endpoints.
 		{"shards out of range", service("operator"), "PUT", "/internal/v1/properties/" + p.ID + "/processing-shards", map[string]int{"processing_shards": 65}, nil, "invalid_field", "processing_shards", "1 to 64"},

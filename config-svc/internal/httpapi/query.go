@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -72,5 +73,27 @@ func parseQueryTime(name, s string) (time.Time, error) {
 				name + "=" + strings.ReplaceAll(url.QueryEscape(plus), "%3A", ":") + " (or give the time in UTC, ending in Z)")
 		}
 	}
+	var pe *time.ParseError
+	if errors.As(err, &pe) && strings.HasSuffix(pe.Message, " out of range") {
+		// In the format, but no such time: "not in RFC 3339 format" would
+		// send the caller looking for a mistake of form.
+		return time.Time{}, errors.New(name + ": " + quote(s) + " is not a time: " + outOfRange(s, strings.TrimPrefix(pe.Message, ": ")))
+	}
 	return time.Time{}, errors.New(name + ": " + quote(s) + " is not a time in RFC 3339 format, e.g. 2026-05-01T12:00:00Z")
+}
+
+// outOfRange says which part of s, an RFC 3339 time whose part problem
+// (time.ParseError's "day out of range") is out of range, does not exist.
+func outOfRange(s, problem string) string {
+	var y, m, d int
+	if _, err := fmt.Sscanf(s, "%4d-%2d-%2d", &y, &m, &d); err == nil {
+		switch {
+		case problem == "month out of range":
+			return fmt.Sprintf("there is no month %d (YYYY-MM-DD: the month comes before the day)", m)
+		case problem == "day out of range" && m >= 1 && m <= 12:
+			days := time.Date(y, time.Month(m)+1, 0, 0, 0, 0, 0, time.UTC).Day()
+			return fmt.Sprintf("%s %d has no day %d (it has days 1 to %d)", time.Month(m), y, d, days)
+		}
+	}
+	return "its " + problem + " (hours are 00 to 23, minutes and seconds 00 to 59)"
 }
