@@ -1,14 +1,22 @@
 package reprocess
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 
 	"github.com/acme/analytics/pkg/httpserver"
 	"github.com/acme/analytics/processing-svc/internal/engine"
 )
+
+// atEOF reports whether dec has nothing left to read but white space.
+func atEOF(dec *json.Decoder) bool {
+	_, err := dec.Token()
+	return errors.Is(err, io.EOF)
+}
 
 // Register mounts the admin API on mux (behind the caller's authentication:
 // it is an internal API for operators and config-svc, never routed by the
@@ -16,8 +24,9 @@ import (
 //
 //	POST /internal/v1/reprocess  {"property_id", "from", "to", "rules": "historical"|"current"}
 //	    → 202 with the job, running; it runs in the background of this instance
-//	    (400 invalid_job for a bad range or rules; 404 not_found for an
-//	    unknown property; 503 unavailable when the property cannot be
+//	    (400 invalid_json for a body that is not one object of those
+//	    fields; 400 invalid_job for a bad range or rules, or no property_id;
+//	    404 not_found for an unknown property; 503 unavailable when the property cannot be
 //	    looked up or the job not recorded; 409 job_running while another
 //	    job of the property runs: the new one is recorded, and can be
 //	    resumed once the other has ended; 503 instance_busy while this
@@ -52,8 +61,27 @@ func (r *Runner) Register(mux *http.ServeMux, wrap func(http.Handler) http.Handl
 		}
 		dec := json.NewDecoder(req.Body)
 		dec.DisallowUnknownFields()
-		if err := dec.Decode(&in); err != nil {
+		var raw json.RawMessage
+		err := dec.Decode(&raw)
+		switch {
+		case err != nil:
+		case string(raw) == "null":
+			err = errors.New("the body is null") // would be a job of nothing
+		case dec.More() || !atEOF(dec):
+			err = errors.New("something follows the JSON object; send one object")
+		default:
+			strict := json.NewDecoder(bytes.NewReader(raw))
+			strict.DisallowUnknownFields()
+			err = strict.Decode(&in)
+		}
+		if err != nil {
 			httpserver.WriteError(w, http.StatusBadRequest, "invalid_json", "the body must be {property_id, from, to, rules}: "+err.Error())
+			return
+		}
+		if in.PropertyID == "" {
+			// Missing, not unknown: 404 would send the caller looking for a
+			// property.
+			httpserver.WriteError(w, http.StatusBadRequest, "invalid_job", "property_id is required: the ID of the property to reprocess")
 			return
 		}
 		j, err := r.Create(req.Context(), in.PropertyID, in.From, in.To, in.Rules)

@@ -62,6 +62,33 @@ func TestAPIAnswersBadInputAndOutagesApart(t *testing.T) {
 			t.Errorf("a job of property %q: %d (%s), want 404", id, got, msg)
 		}
 	}
+	// A body that is not one job is refused as such; a missing property
+	// was answered 404, as if the property were unknown.
+	job := `{"property_id":"` + propID + `","from":"2026-03-02","to":"2026-03-02","rules":"current"}`
+	for _, tt := range []struct {
+		name, body string
+		want       int
+		code, in   string
+	}{
+		{"no property", `{"from":"2026-03-02","to":"2026-03-02","rules":"current"}`, http.StatusBadRequest, "invalid_job", "property_id is required"},
+		{"an empty property", `{"property_id":"","from":"2026-03-02","to":"2026-03-02","rules":"current"}`, http.StatusBadRequest, "invalid_job", "property_id is required"},
+		{"null", `null`, http.StatusBadRequest, "invalid_json", "the body is null"},
+		{"a second object", job + ` {"property_id":"` + propID + `"}`, http.StatusBadRequest, "invalid_json", "something follows the JSON object"},
+		{"a stray }", job + `}`, http.StatusBadRequest, "invalid_json", "something follows the JSON object"},
+		{"an unknown field", `{"property_id":"` + propID + `","from":"2026-03-02","to":"2026-03-02","rules":"current","days":3}`, http.StatusBadRequest, "invalid_json", `unknown field "days"`},
+	} {
+		if got, msg := call(ok, "POST", "/internal/v1/reprocess", tt.body); got != tt.want || !strings.HasPrefix(msg, tt.code+": ") || !strings.Contains(msg, tt.in) {
+			t.Errorf("%s: %d (%s), want %d %s containing %q", tt.name, got, msg, tt.want, tt.code, tt.in)
+		}
+	}
+	var jobs int
+	if err := s.Query(`SELECT COUNT(*) FROM reprocess_jobs WHERE property_id = ?`, propID).Scan(&jobs); err != nil {
+		t.Fatal(err)
+	}
+	if jobs != 0 {
+		t.Errorf("refused requests recorded %d jobs", jobs)
+	}
+
 	down := serve(&Runner{Session: s, Properties: failingProperties{}, Now: now})
 	body := `{"property_id":"` + propID + `","from":"2026-03-02","to":"2026-03-02","rules":"current"}`
 	if got, msg := call(down, "POST", "/internal/v1/reprocess", body); got != http.StatusServiceUnavailable {
