@@ -37,7 +37,7 @@ type DebugHit struct {
 
 // Warning is something about an accepted request or hit that its sender
 // should know: its code is stable (bot, ip_excluded, user_agent_excluded,
-// country_excluded, ignored_parameter), its field the parameter it is
+// country_excluded, ignored_parameter, repeated_parameter), its field the parameter it is
 // about, if one, its message what follows and what to do.
 type Warning struct {
 	Code    string `json:"code"`
@@ -101,7 +101,15 @@ func (s *Server) debugRespond(w http.ResponseWriter, out outcome, origin hit.Ori
 	default:
 		res.Valid = out.firstRejection() == nil
 		for _, name := range ig.Request {
-			res.Warnings = append(res.Warnings, ignoredWarning(name, origin))
+			w := ignoredWarning(name, origin)
+			if origin == hit.OriginBrowser {
+				// A batch's top level, beside its hits.
+				w.Message = name + ` is not read: a batch is {"hits": [...]}, its tracking ID in the query string (POST /collect?tid=AT-...) and each hit's fields in the hit`
+			}
+			res.Warnings = append(res.Warnings, w)
+		}
+		for _, rep := range ig.RepeatedRequest {
+			res.Warnings = append(res.Warnings, repeatedWarning(rep))
 		}
 		for i := range out.hits {
 			dh := DebugHit{Index: i, Valid: out.rejected[i] == nil, Hit: out.hits[i]}
@@ -113,6 +121,11 @@ func (s *Server) debugRespond(w http.ResponseWriter, out outcome, origin hit.Ori
 			if i < len(ig.Hits) {
 				for _, name := range ig.Hits[i] {
 					dh.Warnings = append(dh.Warnings, ignoredWarning(name, origin))
+				}
+			}
+			if i < len(ig.RepeatedHits) {
+				for _, rep := range ig.RepeatedHits[i] {
+					dh.Warnings = append(dh.Warnings, repeatedWarning(rep))
 				}
 			}
 			if origin == hit.OriginMeasurement && out.rejected[i] == nil {
@@ -189,6 +202,18 @@ func ignoredWarning(name string, origin hit.Origin) Warning {
 		w.Message = name + " is not read by /mp/collect and is ignored (it reads client_id, user_id, timestamp_micros, the visitor's user_location, ip_override, device and user_agent, and events: name, params, timestamp_micros, event_id)"
 	}
 	return w
+}
+
+// repeatedWarning says that a name read was given more than once and
+// which of its values is read: the hit is accepted, but perhaps not as
+// its sender meant (t=pageview&t=event is an event).
+func repeatedWarning(r parse.Repeated) Warning {
+	which := "last"
+	if r.First {
+		which = "first"
+	}
+	return Warning{Code: "repeated_parameter", Field: r.Name,
+		Message: fmt.Sprintf("%s is given %d times; only its %s value is read and the others are ignored: send it once", r.Name, r.Times, which)}
 }
 
 // engagementWarning tells that the i-th event of a Measurement API request,

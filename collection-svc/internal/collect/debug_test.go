@@ -73,6 +73,18 @@ func TestDebugWarnings(t *testing.T) {
 		{"uip and ua on the pixel", defaults, "GET", pixel + "&uip=192.0.2.1&ua=Mozilla&colour=red", "python-requests/2.31.0", "198.51.100.1", "", nil,
 			[][]warning{{{"bot", "", "POST /mp/collect"}, {"ignored_parameter", "uip", "use POST /mp/collect"}, {"ignored_parameter", "ua", "use POST /mp/collect"},
 				{"ignored_parameter", "colour", "not a parameter of /collect"}}}},
+		// A name read that is given twice: the hit is valid, but one value
+		// was dropped without a word (t=pageview&t=event is an event).
+		{"a pixel's parameters given twice", defaults, "GET", pixel + "&t=event&ea=play&ep.plan=a&ep.plan=b", browserUA, "198.51.100.1", "", nil,
+			[][]warning{{{"repeated_parameter", "t", "t is given 2 times; only its last value is read"}, {"repeated_parameter", "ep.plan", "ep.plan is given 2 times"}}}},
+		{"a batch's fields given twice, and a field beside its hits", defaults, "POST", "/debug/collect?tid=" + tid, browserUA, "198.51.100.1",
+			`{"tid":"` + tid + `","hits":[{"cid":"c","cid":"d","t":"pageview","dl":"https://shop.example/"}]}`,
+			[]warning{{"ignored_parameter", "tid", "its tracking ID in the query string"}},
+			[][]warning{{{"repeated_parameter", "cid", "only its last value is read"}}}},
+		{"the Measurement API: fields given twice", defaults, "POST", mp, browserUA, "198.51.100.1",
+			`{"client_id":"c","client_id":"d","events":[{"name":"purchase","params":{"value":1,"value":2}}]}`,
+			[]warning{{"repeated_parameter", "client_id", "only its first value is read"}},
+			[][]warning{{{"repeated_parameter", "events[0].params.value", "only its last value is read"}}}},
 		{"uip in a batch", defaults, "POST", "/debug/collect?tid=" + tid, browserUA, "198.51.100.1",
 			`{"hits":[{"cid":"c","t":"pageview","dl":"https://shop.example/"},{"cid":"c","t":"nope","uip":"192.0.2.1"}]}`, nil,
 			[][]warning{nil, {{"ignored_parameter", "uip", "use POST /mp/collect"}}}},

@@ -12,9 +12,54 @@ import (
 // wrote them: a query's or a batch hit's parameter (uip), a Measurement
 // API request's field (user_properties) or event's (events[0].items).
 type Ignored struct {
-	Request []string   // of the request as a whole (Measurement API)
+	Request []string   // of the request as a whole (Measurement API, a batch's top level)
 	Hits    [][]string // of each hit or event, in order
+	// RepeatedRequest and RepeatedHits are the names read that the request
+	// (or each hit or event) gives more than once, of which one value is
+	// read and the others are not: which one the parsers take, said so that
+	// a sender finds the mistake (the tracking ID is refused instead).
+	RepeatedRequest []Repeated
+	RepeatedHits    [][]Repeated
 }
+
+// Repeated is a name given Times times, of which the first value is read
+// (First) or the last.
+type Repeated struct {
+	Name  string
+	Times int
+	First bool
+}
+
+// repeats counts names in the order they first appear.
+type repeats struct {
+	names []string
+	count map[string]int
+}
+
+func (r *repeats) add(name string) {
+	if r.count == nil {
+		r.count = map[string]int{}
+	}
+	if r.count[name] == 0 {
+		r.names = append(r.names, name)
+	}
+	r.count[name]++
+}
+
+// list returns the names added more than once; first says which value of
+// each the parser reads.
+func (r *repeats) list(first func(name string) bool) []Repeated {
+	var out []Repeated
+	for _, n := range r.names {
+		if c := r.count[n]; c > 1 {
+			out = append(out, Repeated{Name: n, Times: c, First: first(n)})
+		}
+	}
+	return out
+}
+
+func last(string) bool  { return false }
+func first(string) bool { return true }
 
 // known reports whether Fields has a field of name.
 func known(name string) bool {
@@ -22,27 +67,37 @@ func known(name string) bool {
 	return f.set(name, "")
 }
 
-// IgnoredQuery returns the names of a pixel's query that Query ignores.
+// IgnoredQuery returns the names of a pixel's query that Query ignores,
+// and those it reads that are given more than once (the last is read).
 func IgnoredQuery(raw string) Ignored {
 	var names []string
+	var rep repeats
 	for raw != "" {
 		var kv string
 		kv, raw, _ = strings.Cut(raw, "&")
 		k, _, _ := strings.Cut(kv, "=")
 		k = unescape(k)
-		if k == "" || known(k) {
+		if k == "" {
+			continue
+		}
+		if known(k) {
+			rep.add(k)
 			continue
 		}
 		if name, ok := strings.CutPrefix(k, "ep."); ok && name != "" {
+			rep.add(k)
 			continue
 		}
 		names = appendNew(names, k)
 	}
-	return Ignored{Hits: [][]string{names}}
+	return Ignored{Hits: [][]string{names}, RepeatedHits: [][]Repeated{rep.list(last)}}
 }
 
-// IgnoredBatch returns the names of each hit of a batch body that Batch
-// ignores; nothing for a body Batch refuses.
+// IgnoredBatch returns the names of a batch body that Batch ignores (at
+// its top level, besides hits; and of each hit), and those it reads that
+// are given more than once: of a hit's fields and its ep parameters the
+// last is read (two ep objects are both read), of hits the first; nothing
+// for a body Batch refuses.
 func IgnoredBatch(body []byte) Ignored {
 	var p fastjson.Parser
 	v, err := p.ParseBytes(body)
@@ -50,16 +105,36 @@ func IgnoredBatch(body []byte) Ignored {
 		return Ignored{}
 	}
 	var ig Ignored
+	var top repeats
+	if o, err := v.Object(); err == nil {
+		o.Visit(func(key []byte, _ *fastjson.Value) {
+			if k := string(key); k == "hits" {
+				top.add(k)
+			} else {
+				ig.Request = appendNew(ig.Request, k)
+			}
+		})
+	}
+	ig.RepeatedRequest = top.list(first)
 	for _, h := range v.GetArray("hits") {
 		var names []string
+		var rep repeats
 		if o, err := h.Object(); err == nil {
-			o.Visit(func(key []byte, _ *fastjson.Value) {
-				if k := string(key); k != "ep" && !known(k) {
+			o.Visit(func(key []byte, val *fastjson.Value) {
+				switch k := string(key); {
+				case k == "ep":
+					if po, err := val.Object(); err == nil {
+						po.Visit(func(key []byte, _ *fastjson.Value) { rep.add("ep." + string(key)) })
+					}
+				case known(k):
+					rep.add(k)
+				default:
 					names = appendNew(names, k)
 				}
 			})
 		}
 		ig.Hits = append(ig.Hits, names)
+		ig.RepeatedHits = append(ig.RepeatedHits, rep.list(last))
 	}
 	return ig
 }
@@ -75,15 +150,25 @@ func IgnoredMeasurement(body []byte) Ignored {
 		return Ignored{}
 	}
 	var ig Ignored
+	var top repeats
 	if o, err := v.Object(); err == nil {
+		seen := map[string]bool{}
 		o.Visit(func(key []byte, val *fastjson.Value) {
 			switch k := string(key); k {
 			case "client_id", "user_id", "timestamp_micros", "events", "ip_override", "user_agent":
+				top.add(k)
 			case "user_location", "device":
+				top.add(k)
+				if seen[k] {
+					return // not read: the first is
+				}
+				seen[k] = true
 				if inner, err := val.Object(); err == nil {
 					inner.Visit(func(key []byte, _ *fastjson.Value) {
 						if !visitorField(k, string(key)) {
 							ig.Request = appendNew(ig.Request, k+"."+string(key))
+						} else {
+							top.add(k + "." + string(key))
 						}
 					})
 				}
@@ -92,12 +177,27 @@ func IgnoredMeasurement(body []byte) Ignored {
 			}
 		})
 	}
+	// Fields are read with Get, the first of a name; params with Visit,
+	// the last.
+	ig.RepeatedRequest = top.list(first)
 	for i, e := range v.GetArray("events") {
 		var names []string
+		var rep repeats
 		if o, err := e.Object(); err == nil {
-			o.Visit(func(key []byte, _ *fastjson.Value) {
+			readParams := false
+			o.Visit(func(key []byte, val *fastjson.Value) {
 				switch k := string(key); k {
-				case "name", "params", "timestamp_micros", "event_id":
+				case "name", "timestamp_micros", "event_id":
+					rep.add(EventField(i, k))
+				case "params":
+					rep.add(EventField(i, k))
+					if readParams {
+						return
+					}
+					readParams = true
+					if po, err := val.Object(); err == nil {
+						po.Visit(func(key []byte, _ *fastjson.Value) { rep.add(EventField(i, "params."+string(key))) })
+					}
 				default:
 					names = appendNew(names, EventField(i, k))
 				}
@@ -107,6 +207,9 @@ func IgnoredMeasurement(body []byte) Ignored {
 			names = appendNew(names, EventField(i, "params.session_id"))
 		}
 		ig.Hits = append(ig.Hits, names)
+		ig.RepeatedHits = append(ig.RepeatedHits, rep.list(func(name string) bool {
+			return !strings.HasPrefix(name, EventField(i, "params."))
+		}))
 	}
 	return ig
 }
