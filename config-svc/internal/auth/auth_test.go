@@ -142,6 +142,7 @@ func TestDevGenerateOnlyWhenEmpty(t *testing.T) {
 func TestCheckPasswordAndEmail(t *testing.T) {
 	pw := []struct{ pw, want string }{
 		{"correct horse", ""},
+		{"", "is required: choose one of at least 10 characters"},
 		{"short", "at least 10"},
 		{strings.Repeat("é", 40), "at most 72 bytes"},
 		{"          ", "blank"},
@@ -153,7 +154,7 @@ func TestCheckPasswordAndEmail(t *testing.T) {
 	}
 	emails := []struct{ email, want string }{
 		{"a@b.example", ""},
-		{"", "empty"},
+		{"", "is required: an e-mail address"},
 		{"ab.example", "not an e-mail"},
 		{"a@b@c.example", "not an e-mail"},
 		{"a@localhost", "full domain"},

@@ -28,6 +28,10 @@ const (
 // acceptable.
 func CheckPassword(pw, email string) string {
 	switch {
+	case pw == "":
+		// Left out, most likely: "must be at least 10 characters long"
+		// would send the caller looking for a short one.
+		return fmt.Sprintf("is required: choose one of at least %d characters", MinPasswordLength)
 	case utf8.RuneCountInString(pw) < MinPasswordLength:
 		return fmt.Sprintf("must be at least %d characters long", MinPasswordLength)
 	case len(pw) > MaxPasswordBytes:
@@ -86,7 +90,7 @@ func CheckEmail(email string) string {
 	local, domain, ok := strings.Cut(email, "@")
 	switch {
 	case email == "":
-		return "is empty"
+		return "is required: an e-mail address such as name@example.com"
 	case len(email) > 254:
 		return "is longer than 254 characters"
 	case !ok || local == "" || domain == "" || strings.Contains(domain, "@"):

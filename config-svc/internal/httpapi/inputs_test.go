@@ -100,6 +100,13 @@ func TestBadInputsAnswer400WithAReason(t *testing.T) {
 		{"null tenant name", a.as(), "PATCH", "/v1/tenants/me", `{"name": null}`, nil, "invalid_field", "name", "is null"},
 		{"null role", a.as(), "PATCH", "/v1/users/" + a.tokens.UserID, `{"role": null}`, nil, "invalid_field", "role", "is null"},
 		{"secret without name", a.as(), "POST", prop + "/api-secrets", map[string]string{}, nil, "invalid_field", "name", "required"},
+		// A field left out is called required: it was "is empty", "must be
+		// at least 10 characters long" and `"" is not a role`.
+		{"sign-up without e-mail", anonymous, "POST", "/v1/signup", map[string]string{"password": "correct horse battery", "company": "X"}, nil, "invalid_field", "email", "email: is required"},
+		{"sign-up without password", anonymous, "POST", "/v1/signup", map[string]string{"email": "nopw@inputs.example", "company": "X"}, nil, "invalid_field", "password", "password: is required"},
+		{"user without role", a.as(), "POST", "/v1/users", map[string]string{"email": "norole@inputs.example", "password": "correct horse battery"}, nil, "invalid_field", "role", "role: is required; use admin or viewer"},
+		{"invitation without role", a.as(), "POST", "/v1/invitations", map[string]string{"email": "norole@inputs.example"}, nil, "invalid_field", "role", "role: is required"},
+		{"password reset without e-mail", anonymous, "POST", "/v1/password-reset", map[string]string{}, nil, "invalid_field", "email", "email: is required"},
 		{"body over the limit", a.as(), "POST", "/v1/properties", huge, nil, "body_too_large", "", "the limit is 1048576 bytes (1 MiB)"},
 		{"body over the limit, chunked", a.as(), "POST", "/v1/properties", strings.NewReader(huge), nil, "body_too_large", "", "the request body is larger than the limit of 1048576 bytes (1 MiB)"},
 		{"rules over the limit, chunked", a.as(), "PUT", rulesPath, strings.NewReader(huge), nil, "body_too_large", "", "the limit of 1048576 bytes (1 MiB)"},

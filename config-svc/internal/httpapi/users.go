@@ -154,6 +154,10 @@ type createUserRequest struct {
 }
 
 func checkRole(w http.ResponseWriter, role string) bool {
+	if role == "" {
+		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "role", "role: is required; use admin or viewer")
+		return false
+	}
 	if role != string(tenant.RoleAdmin) && role != string(tenant.RoleViewer) {
 		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "role", "role: "+quote(role)+" is not a role; use admin or viewer")
 		return false
