@@ -5,7 +5,12 @@
 //     acknowledged only once the broker has it, and a retried send is not
 //     written twice;
 //   - consumer groups never auto-commit: a consumer marks and commits an
-//     offset only after everything derived from the message is stored.
+//     offset only after everything derived from the message is stored;
+//   - consumer groups rebalance cooperatively (RebalanceCooperative): a
+//     member joining or leaving revokes only the partitions that move, so
+//     a consumer must let a partition go while its others go on
+//     (processing's consumer does), and a group still holding members of a
+//     build before that goes through RebalanceEager first.
 package kafka
 
 import (
@@ -30,6 +35,40 @@ var Version = sarama.V2_8_0_0
 type Config struct {
 	Brokers  string // comma-separated host:port list
 	ClientID string
+	// Rebalance is how consumer groups rebalance (ConsumerConfig); empty
+	// is RebalanceCooperative. RegisterConsumerFlags sets it.
+	Rebalance RebalanceMode
+}
+
+// RebalanceMode is the rebalance protocol a consumer group member takes
+// part in, and so which members it can share its group with.
+type RebalanceMode string
+
+const (
+	// RebalanceCooperative offers the cooperative-sticky strategy alone,
+	// so the member rebalances cooperatively (KIP-429): a rebalance
+	// revokes only the partitions that move to another member, in a
+	// first round, and gives them to their new owners in a second; the
+	// other partitions keep being consumed throughout. The group must
+	// have no member that does not offer cooperative-sticky (a build
+	// before 2026-12-06 offers sticky and range): Kafka refuses such a
+	// join with INCONSISTENT_GROUP_PROTOCOL (sarama.ErrInconsistentGroupProtocol)
+	// as long as one is in the group.
+	RebalanceCooperative RebalanceMode = "cooperative"
+	// RebalanceEager offers sticky, cooperative-sticky and range, so the
+	// member rebalances eagerly (every partition of every member revoked
+	// at each rebalance, as before 2026-12-06) and can share its group
+	// both with members of the builds before, which offer sticky and
+	// range, and with RebalanceCooperative members: the first step of
+	// the two-step upgrade to cooperative rebalancing, and the way back.
+	RebalanceEager RebalanceMode = "eager"
+)
+
+// RegisterConsumerFlags registers the flags of a consumer group member
+// on fs (-kafka-rebalance).
+func (c *Config) RegisterConsumerFlags(fs *flag.FlagSet) {
+	fs.StringVar((*string)(&c.Rebalance), "kafka-rebalance", string(RebalanceCooperative),
+		`how the consumer group rebalances: "cooperative" moves only the partitions that change hands; "eager" revokes every partition at each rebalance, and is the step between a build before 2026-12-06 and cooperative, both ways (docs/operations.md)`)
 }
 
 // RegisterFlags registers the Kafka flags on fs.
@@ -46,6 +85,11 @@ func (c *Config) Validate() error {
 		if !strings.Contains(b, ":") {
 			return fmt.Errorf("-kafka-brokers entry %q is not host:port", b)
 		}
+	}
+	switch c.Rebalance {
+	case "", RebalanceCooperative, RebalanceEager:
+	default:
+		return fmt.Errorf("-kafka-rebalance is %q; want %q or %q", c.Rebalance, RebalanceCooperative, RebalanceEager)
 	}
 	return nil
 }
@@ -100,8 +144,11 @@ func (c *Config) ProducerConfig() *sarama.Config {
 // RebalanceTimeout is how long the group waits, in a rebalance, for every
 // member to give up its partitions (rejoin) before dropping the ones that
 // have not; a member still writing after that may race the partitions' new
-// owners, so a consumer's hand-over must finish well within it. (Sarama's
-// default, set here so that the consumers can rely on it.)
+// owners, so a consumer's hand-over must finish well within it. Under the
+// cooperative protocol sarama also waits this long for a revoked
+// partition's ConsumeClaim to return, and then ends the member's whole
+// session. (Sarama's default, set here so that the consumers can rely on
+// it.)
 const RebalanceTimeout = 60 * time.Second
 
 // ConsumerConfig returns a consumer group configuration with auto-commit
@@ -109,32 +156,64 @@ const RebalanceTimeout = 60 * time.Second
 // starts from the oldest retained offset so that nothing published before
 // the group first joined is skipped.
 //
-// Partitions are assigned by the sticky strategy, which leaves a member the
-// partitions it had wherever the balance allows, so that a consumer keeping
-// a partition's state in memory (processing) keeps it across a rebalance.
-// Range is offered too, after it: the group uses a strategy every member
-// offers (the members vote among those), so during a rolling update from a
-// build that offered range alone the group stays on range, and moves to
-// sticky once every member offers it (TestStrategiesOfARollingUpdate). A
-// member offering sticky alone would be refused by such a group
-// (INCONSISTENT_GROUP_PROTOCOL). Both are eager: a rebalance still revokes
-// every partition before assigning them again, and processing's consumer
-// relies on that (it resumes a partition kept from the session of the
-// generation just before: processing-svc/internal/consumer, kept); a
-// cooperative strategy, whose generations change within a session, needs
-// that changed first.
+// The group's strategies follow c.Rebalance (Validate refuses any other
+// value than those below; an unknown one here is taken as cooperative).
+// Kafka gives a group a strategy that every member offers (the members
+// vote among those, each for the first it lists), and sarama rebalances
+// cooperatively only when every strategy a member offers is cooperative
+// (rebalance_protocol.go, selectRebalanceProtocol), so:
+//
+//   - RebalanceCooperative (the default) offers cooperative-sticky alone,
+//     and rebalances cooperatively: a member joining or leaving revokes
+//     only the partitions that move. A consumer's session and Setup then
+//     last across rebalances, its ConsumeClaim starts for a partition
+//     added mid-session, a revoked one sees its Messages channel closed
+//     and must return within RebalanceTimeout, and the others never stop
+//     (processing-svc/internal/consumer says what processing does).
+//   - RebalanceEager offers sticky, cooperative-sticky and range, and
+//     rebalances eagerly: every partition of every member is revoked
+//     before the group assigns them again. With members of a build
+//     before 2026-12-06 (sticky, range; or one older still, range alone)
+//     the group stays on sticky (or range); with cooperative members it
+//     uses cooperative-sticky, their partitions that stay going on while
+//     the eager members hand over everything; among eager members alone,
+//     sticky. Sticky comes before cooperative-sticky because sarama's
+//     cooperative-sticky keeps a member's partitions by those it reports
+//     owning when it joins, and an eager member, having given them all
+//     up, reports none: under the eager protocol it would move
+//     partitions for nothing, where sticky remembers the last assignment.
+//
+// A group of members offering nothing in common refuses the member that
+// joins last (INCONSISTENT_GROUP_PROTOCOL): a cooperative member and one
+// of a build before 2026-12-06. Hence the two-step upgrade of Kafka's
+// KIP-429: roll out with RebalanceEager, then roll again with
+// RebalanceCooperative; and back the same way (TestStrategiesOfARollingUpdate,
+// TestRebalanceModesOfARollingUpdate).
+//
+// Both sticky strategies leave a member the partitions it had wherever
+// the balance allows, so that a consumer keeping a partition's state in
+// memory (processing) keeps it across a rebalance.
 func (c *Config) ConsumerConfig() *sarama.Config {
 	sc := c.base()
 	sc.Consumer.Offsets.AutoCommit.Enable = false
 	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
 	sc.Consumer.Return.Errors = true
-	sc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategySticky(), sarama.NewBalanceStrategyRange()}
+	sc.Consumer.Group.Rebalance.GroupStrategies = c.strategies()
 	sc.Consumer.Group.Rebalance.Timeout = RebalanceTimeout
 	sc.Consumer.Group.Session.Timeout = 10 * time.Second
 	sc.Consumer.Group.Heartbeat.Interval = 3 * time.Second
 	sc.Consumer.Fetch.Default = 1 << 20
 	sc.Consumer.MaxWaitTime = 100 * time.Millisecond
 	return sc
+}
+
+// strategies returns the balance strategies of c.Rebalance, new ones
+// (cooperative-sticky keeps state, and must not be shared between groups).
+func (c *Config) strategies() []sarama.BalanceStrategy {
+	if c.Rebalance == RebalanceEager {
+		return []sarama.BalanceStrategy{sarama.NewBalanceStrategySticky(), sarama.NewBalanceStrategyCooperativeSticky(), sarama.NewBalanceStrategyRange()}
+	}
+	return []sarama.BalanceStrategy{sarama.NewBalanceStrategyCooperativeSticky()}
 }
 
 // Topic describes a topic the services expect to exist.
