@@ -64,11 +64,25 @@ const (
 	RebalanceEager RebalanceMode = "eager"
 )
 
+// String implements flag.Value.
+func (m *RebalanceMode) String() string { return string(*m) }
+
+// Set implements flag.Value: it takes "cooperative" or "eager".
+func (m *RebalanceMode) Set(v string) error {
+	switch RebalanceMode(v) {
+	case RebalanceCooperative, RebalanceEager:
+		*m = RebalanceMode(v)
+		return nil
+	}
+	return fmt.Errorf("want %q or %q", RebalanceCooperative, RebalanceEager)
+}
+
 // RegisterConsumerFlags registers the flags of a consumer group member
 // on fs (-kafka-rebalance).
 func (c *Config) RegisterConsumerFlags(fs *flag.FlagSet) {
-	fs.StringVar((*string)(&c.Rebalance), "kafka-rebalance", string(RebalanceCooperative),
-		`how the consumer group rebalances: "cooperative" moves only the partitions that change hands; "eager" revokes every partition at each rebalance, and is the step between a build before 2026-12-06 and cooperative, both ways (docs/operations.md)`)
+	c.Rebalance = RebalanceCooperative
+	fs.Var(&c.Rebalance, "kafka-rebalance",
+		"how the consumer group rebalances (`mode`): cooperative moves only the partitions that change hands; eager revokes every partition at each rebalance, and is the step between a build before 2026-12-06 and cooperative, both ways (docs/operations.md, \"Cooperative rebalancing\")")
 }
 
 // RegisterFlags registers the Kafka flags on fs.
