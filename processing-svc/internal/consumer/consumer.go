@@ -8,11 +8,20 @@
 // skipped and nothing committed early. When the partition is revoked
 // (rebalance, shutdown) it flushes and commits before letting go.
 //
-// A partition handed over cleanly is kept in memory, warm, for the next
-// session: when the group gives it back to this member in the generation
-// right after (the sticky strategy of pkg/kafka makes that the rule), its
-// visitors and rows go on from where they were instead of being read
-// again from Cassandra (Consumer.ConsumeClaim says when exactly).
+// The group rebalances cooperatively by default (pkg/kafka,
+// RebalanceCooperative): a rebalance revokes only the partitions that
+// move, and the others go on applying and flushing throughout. Under
+// the eager protocol (RebalanceEager) every rebalance revokes every
+// partition. The consumer does the same under both: a revoked partition
+// (its Messages channel closed, or the session's end) is handed over, and
+// a partition claimed starts warm or cold.
+//
+// A partition handed over cleanly is kept in memory, warm: when the group
+// gives it back to this member in the generation right after (eager: its
+// sticky strategy makes that the rule; cooperative: rare, a partition
+// whose new owner left before taking it), its visitors and rows go on
+// from where they were instead of being read again from Cassandra
+// (Consumer.ConsumeClaim says when exactly).
 package consumer
 
 import (
@@ -22,6 +31,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -130,35 +140,54 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 type Consumer struct {
 	cfg  Config
 	kept kept
+	// session is the state of the group session running (Setup sets it),
+	// nil before the first.
+	session atomic.Pointer[session]
 }
 
-// kept holds the Partitions whose hand-over succeeded in the session that
-// ended last, for the next session to resume.
+// kept holds the Partitions whose hand-over succeeded, each with the
+// generation it was handed over in, for a claim in the generation right
+// after to resume.
 type kept struct {
 	mu    sync.Mutex
-	gen   int32 // the generation of that session
-	parts map[int32]*engine.Partition
+	parts map[int32]keptPartition
 }
 
-// keep keeps p, of partition, handed over cleanly in generation gen.
+type keptPartition struct {
+	gen int32
+	p   *engine.Partition
+}
+
+// keep keeps p, of partition, handed over cleanly in generation gen:
+// the one the member's session was in when the hand-over ended. Under
+// the eager protocol it is the generation the member owned the partition
+// in. Under the cooperative one, a partition revoked mid-session is
+// handed over in the generation whose assignment revoked it (sarama
+// moves the session to a generation before it revokes what that
+// generation took away), in which the partition has no owner: the
+// cooperative protocol gives it to its new owner only in the next
+// generation, once this member has let it go. Either way no other member
+// owned it in gen.
 func (k *kept) keep(gen, partition int32, p *engine.Partition) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.parts == nil || k.gen != gen {
-		k.gen, k.parts = gen, map[int32]*engine.Partition{}
+	if k.parts == nil {
+		k.parts = map[int32]keptPartition{}
 	}
-	k.parts[partition] = p
+	k.parts[partition] = keptPartition{gen: gen, p: p}
 }
 
-// prepare drops, as the session of generation gen starts with claims,
-// what it will not resume: everything unless gen follows the generation
-// kept (a member that missed one may have had its partitions owned by
-// another meanwhile), and the partitions not claimed again.
-func (k *kept) prepare(gen int32, claims []int32) {
+// expire drops, the session being in generation gen with claims, what no
+// claim can resume any more: partitions kept from before the generation
+// just before gen, and those kept from the generation just before gen
+// that gen does not give this member. Those kept in gen itself (under the
+// cooperative protocol, revoked by gen's assignment, and given to their
+// new owner by the next) stay.
+func (k *kept) expire(gen int32, claims []int32) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	for part := range k.parts {
-		if gen != k.gen+1 || !slices.Contains(claims, part) {
+	for part, e := range k.parts {
+		if gen > e.gen+1 || (gen == e.gen+1 && !slices.Contains(claims, part)) {
 			delete(k.parts, part)
 		}
 	}
@@ -170,17 +199,24 @@ func (k *kept) prepare(gen int32, claims []int32) {
 func (k *kept) take(gen, partition int32, offset int64) (*engine.Partition, string) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	p := k.parts[partition]
+	e, ok := k.parts[partition]
 	delete(k.parts, partition)
 	switch {
-	case p == nil:
+	case !ok:
 		return nil, "not kept"
-	case gen != k.gen+1:
-		return nil, fmt.Sprintf("kept from generation %d, claimed in %d", k.gen, gen)
-	case !p.CanResume(offset):
+	case gen != e.gen+1:
+		return nil, fmt.Sprintf("kept from generation %d, claimed in %d", e.gen, gen)
+	case !e.p.CanResume(offset):
 		return nil, fmt.Sprintf("claimed from offset %d, not the one after its hand-over", offset)
 	}
-	return p, ""
+	return e.p, ""
+}
+
+// len returns how many Partitions are kept.
+func (k *kept) len() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return len(k.parts)
 }
 
 // clear drops everything kept.
@@ -188,6 +224,51 @@ func (k *kept) clear() {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.parts = nil
+}
+
+// session is what the consumer keeps for one group session: the
+// committer of its flushes' offsets.
+type session struct {
+	s sarama.ConsumerGroupSession
+	// commit asks the committer to commit what is marked.
+	commit chan struct{}
+}
+
+// run commits the session's marked offsets when asked, and drops the
+// kept Partitions that no claim can resume any more (kept.expire) once a
+// second, until the session ends.
+//
+// Flushes commit through it, not by calling Commit themselves, because
+// sarama's Commit waits while the member joins a new generation (the
+// offset manager's generation lock, held through JoinGroup and
+// SyncGroup): under the cooperative protocol the partitions that stay
+// would pause for the whole join, each at its next flush. A hand-over
+// commits itself, and at once: sarama drops a revoked partition's offset
+// manager as soon as its ConsumeClaim returns.
+//
+// Expiring kept Partitions here matters under the cooperative protocol,
+// whose Setup runs once per session: the generations change within it.
+// A generation is acted on once it has been seen twice a second apart,
+// because sarama moves the session to a new generation before it updates
+// its claims.
+func (ss *session) run(k *kept, topic string) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	seen := ss.s.GenerationID()
+	for {
+		select {
+		case <-ss.s.Context().Done():
+			return
+		case <-ss.commit:
+			ss.s.Commit()
+		case <-tick.C:
+			if gen := ss.s.GenerationID(); gen != seen {
+				seen = gen
+			} else {
+				k.expire(gen, ss.s.Claims()[topic])
+			}
+		}
+	}
 }
 
 // DefaultFlushInterval is how often a partition's derived rows are
@@ -221,11 +302,23 @@ func (c *Consumer) Run(ctx context.Context) error {
 			if errors.Is(err, sarama.ErrClosedConsumerGroup) || ctx.Err() != nil {
 				return nil
 			}
-			c.cfg.Log.Warn("consumer group session ended; rejoining", slog.Any("error", err))
+			wait := time.Second
+			if errors.Is(err, sarama.ErrInconsistentGroupProtocol) {
+				// Nothing is lost: the members in the group keep every
+				// partition. Until they leave, joining again fails the same.
+				wait = 10 * time.Second
+				c.cfg.Log.Error("consumer group refused this member (INCONSISTENT_GROUP_PROTOCOL): members of an earlier build are in the group, "+
+					"which offer no rebalance strategy in common with it (this one rebalances cooperatively); "+
+					"roll out with -kafka-rebalance=eager (PROCESSING_KAFKA_REBALANCE=eager) first, then without it "+
+					"(docs/operations.md, \"Cooperative rebalancing: the two-step upgrade\"); rejoining",
+					slog.Any("error", err), slog.Duration("retry", wait))
+			} else {
+				c.cfg.Log.Warn("consumer group session ended; rejoining", slog.Any("error", err))
+			}
 			select {
 			case <-ctx.Done():
 				return nil
-			case <-time.After(time.Second):
+			case <-time.After(wait):
 			}
 		}
 		if ctx.Err() != nil {
@@ -274,10 +367,15 @@ func (c *Consumer) groupError(err error) {
 }
 
 // Setup implements sarama.ConsumerGroupHandler. It drops the Partitions
-// kept from the last session that this one will not resume.
+// kept that this session will not resume, and starts the session's
+// committer (session.run). Under the eager protocol it runs at every
+// rebalance; under the cooperative one once, as the member joins.
 func (c *Consumer) Setup(s sarama.ConsumerGroupSession) error {
-	c.cfg.Log.Info("partitions claimed", slog.Any("claims", s.Claims()), slog.Int("generation", int(s.GenerationID())))
-	c.kept.prepare(s.GenerationID(), s.Claims()[c.cfg.Topic])
+	c.cfg.Log.Info("consumer group session started", slog.Any("claims", s.Claims()), slog.Int("generation", int(s.GenerationID())))
+	c.kept.expire(s.GenerationID(), s.Claims()[c.cfg.Topic])
+	ss := &session{s: s, commit: make(chan struct{}, 1)}
+	c.session.Store(ss)
+	go ss.run(&c.kept, c.cfg.Topic)
 	return nil
 }
 
@@ -285,37 +383,59 @@ func (c *Consumer) Setup(s sarama.ConsumerGroupSession) error {
 func (c *Consumer) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 
 // ConsumeClaim processes one partition until it is revoked, and hands it
-// over: writes every visitor and commits.
+// over: writes every visitor and commits, before returning (sarama drops
+// the partition's offset manager as soon as it returns). Revoked is its
+// Messages channel closed (the cooperative protocol revokes the
+// partitions that move, the others go on) or the session's end (every
+// partition under the eager protocol, and at shutdown).
 //
-// It starts warm, resuming the engine.Partition this member kept from its
-// previous session, when resuming changes no number: this member owned
-// the partition in the generation right before (kept.prepare; so no other
-// member can have applied a message of it since), the hand-over of that
-// claim succeeded (kept only then), and the Partition may resume at this
-// claim's first offset (engine.Partition.CanResume: nothing pending, and
-// the offset, the one the broker holds as committed, is the one after the
-// last it applied, so the hand-over's commit reached the broker).
-// Otherwise it starts cold, with a new Partition that reads visitors and
-// rows from the store as hits need them.
+// It starts warm, resuming the engine.Partition this member kept from a
+// hand-over, when resuming changes no number: the claim comes in the
+// generation right after the one the hand-over was in, in which no other
+// member owned the partition (kept.keep says why, under either protocol;
+// so no other member can have applied a message of it since), the
+// hand-over succeeded (kept only then), and the Partition may resume at
+// this claim's first offset (engine.Partition.CanResume: nothing
+// pending, and the offset, the one the broker holds as committed, is the
+// one after the last it applied, so the hand-over's commit reached the
+// broker). Otherwise it starts cold, with a new Partition that reads
+// visitors and rows from the store as hits need them.
+//
+// Under the cooperative protocol the session's context does not end when
+// a partition is revoked, so a revoked partition whose apply or flush is
+// retrying against a failing store (or waiting on one that does not
+// answer) goes on until the store answers, then hands over; or until
+// sarama gives up on it after the rebalance timeout (kafka.RebalanceTimeout)
+// and ends the member's whole session, which ends every partition's work
+// and hands each over (bounded by Config.HandOver), as the eager protocol
+// does at once. Meanwhile the partition has no owner: the group gives it
+// to its new one only once this member has let it go. Sarama tells a
+// claim it is revoked only by closing its Messages channel, which cannot
+// be seen without taking the messages queued before the close: stopping
+// such work sooner would cost a relay of every message, or holding an
+// unbounded number of them while the store fails.
 func (c *Consumer) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	m := c.cfg.Metrics
 	m.Partitions.Inc()
 	defer m.Partitions.Dec()
+	gen := s.GenerationID()
 	log := c.cfg.Log.With(slog.Int("partition", int(claim.Partition())))
-	p, why := c.kept.take(s.GenerationID(), claim.Partition(), claim.InitialOffset())
+	p, why := c.kept.take(gen, claim.Partition(), claim.InitialOffset())
 	if p == nil {
 		p = engine.New(engine.Config{
 			Topic: claim.Topic(), Partition: claim.Partition(), Session: c.cfg.Session,
 			Properties: c.cfg.Properties, DeadLetter: c.deadLetter, Log: log, State: c.cfg.State,
 		})
 		m.Claims.WithLabelValues("cold").Inc()
-		log.Debug("partition starts cold", slog.String("reason", why), slog.Int64("offset", claim.InitialOffset()))
+		log.Info("partition claimed", slog.Int("generation", int(gen)), slog.String("start", "cold"),
+			slog.String("reason", why), slog.Int64("offset", claim.InitialOffset()))
 	} else {
 		m.Claims.WithLabelValues("warm").Inc()
-		log.Debug("partition resumed warm", slog.Int64("offset", claim.InitialOffset()))
+		log.Info("partition claimed", slog.Int("generation", int(gen)), slog.String("start", "warm"),
+			slog.Int64("offset", claim.InitialOffset()))
 	}
 	// What p counted before is in the metrics already.
-	w := &worker{c: c, s: s, p: p, topic: claim.Topic(), partition: claim.Partition(), log: log, stats: p.Stats()}
+	w := &worker{c: c, s: s, ss: c.session.Load(), p: p, topic: claim.Topic(), partition: claim.Partition(), log: log, stats: p.Stats(), committed: claim.InitialOffset()}
 	err := w.consume(claim.Messages())
 	if err != nil && !w.failing && s.Context().Err() != nil && errors.Is(err, context.Canceled) {
 		// Revoked or shutting down while an apply or a flush waited on the
@@ -328,9 +448,19 @@ func (c *Consumer) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.Cons
 	}
 	// Revoked, shutting down, or the session ended mid-retry: write what
 	// was applied, commit it.
+	start, cause := time.Now(), "revoked"
+	if s.Context().Err() != nil {
+		cause = "session ended"
+	}
 	handOver := w.flush(context.WithoutCancel(s.Context()), true)
+	attrs := []slog.Attr{slog.Int("generation", int(s.GenerationID())), slog.String("cause", cause),
+		slog.Int64("offset", w.committed), slog.Duration("took", time.Since(start))}
 	if handOver == nil {
 		c.kept.keep(s.GenerationID(), claim.Partition(), p)
+		log.LogAttrs(context.Background(), slog.LevelInfo, "partition handed over", attrs...)
+	} else {
+		log.LogAttrs(context.Background(), slog.LevelWarn, "partition hand-over failed; the next owner replays from the last commit",
+			append(attrs, slog.Any("error", handOver))...)
 	}
 	return errors.Join(err, handOver)
 }
@@ -377,6 +507,7 @@ func (w *worker) consume(msgs <-chan *sarama.ConsumerMessage) error {
 type worker struct {
 	c         *Consumer
 	s         sarama.ConsumerGroupSession
+	ss        *session // nil: the claim runs without Setup (tests), and commits itself
 	p         *engine.Partition
 	topic     string
 	partition int32
@@ -386,6 +517,10 @@ type worker struct {
 	// succeeded: a session ending then ends a failure, not only work.
 	failing bool
 	stats   engine.Stats
+	// committed is the offset the group holds for the partition once
+	// what is marked is committed: the claim's first, until a flush marks
+	// the one after what it wrote.
+	committed int64
 }
 
 // apply applies a batch, retrying while the session lasts.
@@ -410,9 +545,11 @@ func (w *worker) apply(batch []*sarama.ConsumerMessage) error {
 }
 
 // flush writes the partition's derived rows and the visitors due, and
-// commits the offset after them. final flushes write every visitor and
-// are retried a bounded number of times: the partition is being handed
-// over, and the next owner recovers whatever is not written.
+// marks the offset after them, then commits it: a final flush at once, the
+// others through the session's committer (session.run). final flushes
+// write every visitor and are retried a bounded number of times: the
+// partition is being handed over, and the next owner recovers whatever is
+// not written.
 func (w *worker) flush(ctx context.Context, final bool) error {
 	if !w.p.Pending() {
 		return nil
@@ -452,7 +589,15 @@ func (w *worker) flush(ctx context.Context, final bool) error {
 	m.Flushes.WithLabelValues("ok").Inc()
 	m.FlushTime.Observe(time.Since(start).Seconds())
 	w.s.MarkOffset(w.topic, w.partition, through+1, "")
-	w.s.Commit()
+	w.committed = through + 1
+	if final || w.ss == nil {
+		w.s.Commit()
+	} else {
+		select {
+		case w.ss.commit <- struct{}{}:
+		default: // a commit is due already, and takes this mark too
+		}
+	}
 	now := time.Now()
 	for _, t := range w.received {
 		m.Freshness.Observe(now.Sub(t).Seconds())

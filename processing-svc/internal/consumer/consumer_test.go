@@ -358,10 +358,23 @@ func pageview(i int, event string) *hit.Hit {
 	return h
 }
 
-// group joins the processing consumer group.
+// group joins the processing consumer group, rebalancing cooperatively.
 func (f *fixture) group(t testing.TB) sarama.ConsumerGroup {
+	return f.groupIn(t, kafka.RebalanceCooperative)
+}
+
+// groupIn joins the processing consumer group, rebalancing as mode says.
+func (f *fixture) groupIn(t testing.TB, mode kafka.RebalanceMode) sarama.ConsumerGroup {
 	t.Helper()
-	group, err := sarama.NewConsumerGroup(f.kcfg.BrokerList(), "processing", f.kcfg.ConsumerConfig())
+	kcfg := *f.kcfg
+	kcfg.Rebalance = mode
+	return f.groupOf(t, kcfg.ConsumerConfig())
+}
+
+// groupOf joins the processing consumer group with sc.
+func (f *fixture) groupOf(t testing.TB, sc *sarama.Config) sarama.ConsumerGroup {
+	t.Helper()
+	group, err := sarama.NewConsumerGroup(f.kcfg.BrokerList(), "processing", sc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,14 +382,31 @@ func (f *fixture) group(t testing.TB) sarama.ConsumerGroup {
 	return group
 }
 
-// start runs a consumer on the fixture with cfg, whose group, topic,
-// store, properties, flush interval (50 ms), state policy (an hour: states
-// written at the hand-over), logger (none) and metrics are the fixture's
-// where it leaves them out. cancel stops it; done is closed once Run has
-// returned.
+// start runs a consumer on the fixture with cfg, whose group
+// (cooperative), topic, store, properties, flush interval (50 ms), state
+// policy (an hour: states written at the hand-over), logger (none) and
+// metrics are the fixture's where it leaves them out. cancel stops it;
+// done is closed once Run has returned.
 func (f *fixture) start(t testing.TB, cfg Config) (cancel context.CancelFunc, done <-chan struct{}) {
 	t.Helper()
-	cfg.Group, cfg.Topic, cfg.Session, cfg.Properties = f.group(t), hit.TopicHits, f.session, enginetest.Properties{f.prop}
+	_, cancel, done = f.run(t, cfg)
+	return cancel, done
+}
+
+// startIn is start with a group that rebalances as mode says.
+func (f *fixture) startIn(t testing.TB, mode kafka.RebalanceMode, cfg Config) (cancel context.CancelFunc, done <-chan struct{}) {
+	t.Helper()
+	cfg.Group = f.groupIn(t, mode)
+	return f.start(t, cfg)
+}
+
+// run is start, returning the Consumer too.
+func (f *fixture) run(t testing.TB, cfg Config) (c *Consumer, cancel context.CancelFunc, done <-chan struct{}) {
+	t.Helper()
+	if cfg.Group == nil {
+		cfg.Group = f.group(t)
+	}
+	cfg.Topic, cfg.Session, cfg.Properties = hit.TopicHits, f.session, enginetest.Properties{f.prop}
 	cfg.FlushInterval = 50 * time.Millisecond
 	if cfg.State == (engine.StatePolicy{}) {
 		cfg.State = engine.StatePolicy{Quiet: time.Hour, MaxDelay: time.Hour}
@@ -389,8 +419,9 @@ func (f *fixture) start(t testing.TB, cfg Config) (cancel context.CancelFunc, do
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan struct{})
-	go func() { _ = New(cfg).Run(ctx); close(stopped) }()
-	return cancel, stopped
+	c = New(cfg)
+	go func() { _ = c.Run(ctx); close(stopped) }()
+	return c, cancel, stopped
 }
 
 // stopsWithin stops a consumer that start started and fails t unless it

@@ -13,6 +13,7 @@ import (
 	"github.com/acme/analytics/pkg/cqltest"
 	"github.com/acme/analytics/pkg/eventually"
 	"github.com/acme/analytics/pkg/hit"
+	"github.com/acme/analytics/pkg/kafka"
 	"github.com/acme/analytics/pkg/migrate/migratetest"
 	"github.com/acme/analytics/processing-svc/internal/dumptest"
 	"github.com/acme/analytics/processing-svc/internal/engine"
@@ -21,10 +22,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
-// TestPartitionsStayWarmAcrossRebalances: a second member joins the group
-// and leaves it again. The first keeps one of its two partitions through
-// both rebalances, warm: claimed warm, none of its visitors read again
-// from the store. The partition the second member held in between comes
+// TestPartitionsStayWarmAcrossRebalances: under the eager protocol (the
+// step of a rolling update between the previous build and cooperative
+// rebalancing), a second member joins the group and leaves it again. The
+// first keeps one of its two partitions through both rebalances, warm:
+// claimed warm, none of its visitors read again from the store. The partition the second member held in between comes
 // back cold, its visitors read again; and every table equals that of a
 // cold run of the same messages.
 func TestPartitionsStayWarmAcrossRebalances(t *testing.T) {
@@ -41,7 +43,7 @@ func TestPartitionsStayWarmAcrossRebalances(t *testing.T) {
 		})
 	}
 
-	stopA, doneA := f.start(t, Config{Metrics: a})
+	stopA, doneA := f.startIn(t, kafka.RebalanceEager, Config{Metrics: a})
 	defer func() { stopA(); <-doneA }()
 	round(1)
 	if got := count(a.Claims.WithLabelValues("cold")); got != 2 {
@@ -49,7 +51,7 @@ func TestPartitionsStayWarmAcrossRebalances(t *testing.T) {
 	}
 
 	// A second member: the first keeps one partition, warm.
-	stopB, doneB := f.start(t, Config{Metrics: b})
+	stopB, doneB := f.startIn(t, kafka.RebalanceEager, Config{Metrics: b})
 	eventually.True(t, 30*time.Second, "one partition each, the first member's warm", func() bool {
 		return count(a.Partitions) == 1 && count(b.Partitions) == 1 && count(a.Claims.WithLabelValues("warm")) >= 1
 	})
@@ -91,11 +93,12 @@ func TestPartitionsStayWarmAcrossRebalances(t *testing.T) {
 
 // TestFailedHandOverStartsCold: a member whose hand-over failed (the store
 // refusing every write) claims its partition again cold, and the numbers
-// stay exact.
+// stay exact. (Eager: a member joining revokes the partition that stays;
+// cooperatively it would not be handed over at all.)
 func TestFailedHandOverStartsCold(t *testing.T) {
 	f := newFixture(t)
 	a, b := NewMetrics(prometheus.NewRegistry()), NewMetrics(prometheus.NewRegistry())
-	stopA, doneA := f.start(t, Config{Metrics: a, HandOver: time.Second})
+	stopA, doneA := f.startIn(t, kafka.RebalanceEager, Config{Metrics: a, HandOver: time.Second})
 	defer func() { stopA(); <-doneA }()
 	f.send(t, 1)
 	eventually.True(t, 30*time.Second, "the hit's rollups written", func() bool {
@@ -106,7 +109,7 @@ func TestFailedHandOverStartsCold(t *testing.T) {
 	srv := cqltest.Server(t)
 	srv.SetFault(func(string) cqlserver.Fault { return cqlserver.FailBefore })
 	defer srv.SetFault(nil)
-	stopB, doneB := f.start(t, Config{Metrics: b, HandOver: time.Second})
+	stopB, doneB := f.startIn(t, kafka.RebalanceEager, Config{Metrics: b, HandOver: time.Second})
 	defer func() { stopB(); <-doneB }()
 	eventually.True(t, 30*time.Second, "the failed hand-over, then the partition claimed again", func() bool {
 		claims := count(a.Claims.WithLabelValues("cold")) + count(a.Claims.WithLabelValues("warm")) + count(b.Claims.WithLabelValues("cold"))
@@ -173,7 +176,7 @@ func TestKeptPartitionResumes(t *testing.T) {
 			}
 			var k kept
 			k.keep(5, 0, p)
-			k.prepare(c.gen, c.claims)
+			k.expire(c.gen, c.claims)
 			got, why := k.take(c.gen, 0, c.offset)
 			if c.why == "" && got != p {
 				t.Fatalf("not resumed: %s", why)
