@@ -51,6 +51,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Service.Name = "processing"
 	c.Service.RegisterFlags(fs, "127.0.0.1:8083")
 	c.Kafka.RegisterFlags(fs)
+	c.Kafka.RegisterConsumerFlags(fs)
 	c.Cassandra.RegisterFlags(fs)
 	c.ConfigSvc.RegisterFlags(fs)
 	fs.StringVar(&c.IdentitySecret, "identity-secret", "", "shared secret of gateway-signed identity headers and internal calls (at least 16 bytes; required)")
