@@ -3,6 +3,7 @@ package consumer
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/acme/analytics/pkg/eventually"
 	"github.com/acme/analytics/pkg/hit"
 	"github.com/acme/analytics/pkg/kafka"
+	"github.com/acme/analytics/pkg/logtest"
 	"github.com/acme/analytics/pkg/migrate/migratetest"
 	"github.com/acme/analytics/processing-svc/internal/dumptest"
 	"github.com/acme/analytics/processing-svc/internal/engine"
@@ -247,20 +249,33 @@ func (f *fixture) sameAsColdRun(t *testing.T) {
 }
 
 // BenchmarkRebalance measures what a member joining costs the partitions
-// that stay where they were, against those that move: 4,000 visitors on
-// four partitions have a hit each through one member; a second joins and
-// takes two partitions (cold), the first keeps two (warm); then every
-// visitor has another hit, produced at once, and each member's visitor
-// reads and time to apply and flush its share are reported. Before
-// partitions were kept warm, every member started every partition cold:
-// the first member's figures were the second's.
-// (go test -run NONE -bench Rebalance -benchtime 1x ./internal/consumer)
+// that stay where they were, against those that move, under the eager
+// protocol and the cooperative: 4,000 visitors on four partitions have a
+// hit each through one member; a second joins and takes two partitions
+// (cold), the first keeps two. Hits flow all along, 500 a second to the
+// visitors of every partition: the longest time the first member applied
+// none while the second joined is the pause of the partitions that stay
+// (stayed-pause-ms), and the partitions it handed over are counted
+// (handed-over: eager, all four, two of them claimed back warm;
+// cooperative, the two that moved). Then every visitor has another hit,
+// produced at once, and each member's visitor reads and time to apply and
+// flush its share are reported. Before partitions were kept warm, every
+// member started every partition cold: the first member's figures were
+// the second's.
+// (go test -run NONE -bench Rebalance -benchtime 3x ./internal/consumer)
 func BenchmarkRebalance(b *testing.B) {
+	for _, mode := range []kafka.RebalanceMode{kafka.RebalanceEager, kafka.RebalanceCooperative} {
+		b.Run(string(mode), func(b *testing.B) { benchmarkRebalance(b, mode) })
+	}
+}
+
+func benchmarkRebalance(b *testing.B, mode kafka.RebalanceMode) {
 	const visitors, partitions = 4000, 4
-	var warmReads, coldReads, warmTime, coldTime float64
+	var warmReads, coldReads, warmTime, coldTime, handedOver, pause float64
 	for n := range b.N {
 		f := newFixtureOf(b, partitions)
 		ma, mb := NewMetrics(prometheus.NewRegistry()), NewMetrics(prometheus.NewRegistry())
+		var logA logtest.Buffer
 		round := func(r int) {
 			msgs := make([]*sarama.ProducerMessage, visitors)
 			for i := range msgs {
@@ -272,13 +287,60 @@ func BenchmarkRebalance(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		stopA, doneA := f.start(b, Config{Metrics: ma})
+		stopA, doneA := f.startIn(b, mode, Config{Metrics: ma, Log: slog.New(slog.NewTextHandler(&logA, nil))})
 		round(1)
 		eventually.True(b, time.Minute, "the first round applied", func() bool { return applied(ma) == visitors })
-		stopB, doneB := f.start(b, Config{Metrics: mb})
+
+		// Hits all along the join, and the first member's progress.
+		var steady int64
+		stopSteady, steadyDone := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(steadyDone)
+			tick := time.NewTicker(2 * time.Millisecond)
+			defer tick.Stop()
+			for k := 0; ; k++ {
+				select {
+				case <-stopSteady:
+					return
+				case <-tick.C:
+				}
+				h := pageview(k%visitors, fmt.Sprint("s", k))
+				v, _ := hit.Marshal(h)
+				if _, _, err := f.producer.SendMessage(&sarama.ProducerMessage{Topic: hit.TopicHits, Key: sarama.ByteEncoder(h.Key(f.prop.Shards)), Value: sarama.ByteEncoder(v)}); err != nil {
+					b.Error(err)
+					return
+				}
+				steady++
+			}
+		}()
+		joined := time.Now()
+		stopB, doneB := f.startIn(b, mode, Config{Metrics: mb})
+		var longest time.Duration
+		last, seen := joined, applied(ma)
 		eventually.True(b, time.Minute, "two partitions each", func() bool {
-			return count(ma.Partitions) == 2 && count(mb.Partitions) == 2 && count(ma.Claims.WithLabelValues("warm")) == 2
+			now := time.Now()
+			if got := applied(ma); got != seen {
+				longest, last, seen = max(longest, now.Sub(last)), now, got
+			}
+			claimsA := count(ma.Claims.WithLabelValues("warm")) + count(ma.Claims.WithLabelValues("cold"))
+			done := count(ma.Partitions) == 2 && count(mb.Partitions) == 2
+			if mode == kafka.RebalanceEager {
+				return done && count(ma.Claims.WithLabelValues("warm")) == 2
+			}
+			return done && claimsA == partitions
 		})
+		settled := time.Now().Add(500 * time.Millisecond) // the first member's flushes after the join
+		eventually.True(b, time.Minute, "the first member applying after the join", func() bool {
+			now := time.Now()
+			if got := applied(ma); got != seen {
+				longest, last, seen = max(longest, now.Sub(last)), now, got
+			}
+			return now.After(settled) && last.After(settled.Add(-500*time.Millisecond))
+		})
+		close(stopSteady)
+		<-steadyDone
+		moved := strings.Count(logA.String(), `msg="partition handed over"`)
+
 		readsA, appliedA := count(ma.VisitorReads), applied(ma)
 		start := time.Now()
 		lastA, lastB := start, start
@@ -292,19 +354,23 @@ func BenchmarkRebalance(b *testing.B) {
 			if gotB != seenB {
 				seenB, lastB = gotB, now
 			}
-			return gotA+gotB == 2*visitors
+			return gotA+gotB == 2*visitors+steady
 		})
 		warmReads += float64(count(ma.VisitorReads) - readsA)
 		coldReads += float64(count(mb.VisitorReads))
 		warmTime += float64(lastA.Sub(start).Milliseconds())
 		coldTime += float64(lastB.Sub(start).Milliseconds())
-		b.Logf("run %d: warm member: %d hits, %d visitors read, applied and flushed in %v; cold member: %d hits, %d visitors read, in %v",
-			n, seenA-appliedA, count(ma.VisitorReads)-readsA, lastA.Sub(start).Round(time.Millisecond), seenB, count(mb.VisitorReads), lastB.Sub(start).Round(time.Millisecond))
+		handedOver += float64(moved)
+		pause += float64(longest.Milliseconds())
+		b.Logf("run %d (%s): the join: first member handed over %d partitions, applied nothing for %v at most; round 2: warm member: %d hits, %d visitors read, applied and flushed in %v; cold member: %d visitors read in all, round 2 in %v",
+			n, mode, moved, longest.Round(time.Millisecond), seenA-appliedA, count(ma.VisitorReads)-readsA, lastA.Sub(start).Round(time.Millisecond), count(mb.VisitorReads), lastB.Sub(start).Round(time.Millisecond))
 		stopB()
 		<-doneB
 		stopA()
 		<-doneA
 	}
+	b.ReportMetric(handedOver/float64(b.N), "handed-over")
+	b.ReportMetric(pause/float64(b.N), "stayed-pause-ms")
 	b.ReportMetric(warmReads/float64(b.N), "warm-visitor-reads")
 	b.ReportMetric(coldReads/float64(b.N), "cold-visitor-reads")
 	b.ReportMetric(warmTime/float64(b.N), "warm-ms")
