@@ -402,18 +402,15 @@ func (c *Consumer) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 // visitors and rows from the store as hits need them.
 //
 // Under the cooperative protocol the session's context does not end when
-// a partition is revoked, so a revoked partition whose apply or flush is
-// retrying against a failing store (or waiting on one that does not
-// answer) goes on until the store answers, then hands over; or until
-// sarama gives up on it after the rebalance timeout (kafka.RebalanceTimeout)
-// and ends the member's whole session, which ends every partition's work
-// and hands each over (bounded by Config.HandOver), as the eager protocol
-// does at once. Meanwhile the partition has no owner: the group gives it
-// to its new one only once this member has let it go. Sarama tells a
-// claim it is revoked only by closing its Messages channel, which cannot
-// be seen without taking the messages queued before the close: stopping
-// such work sooner would cost a relay of every message, or holding an
-// unbounded number of them while the store fails.
+// a partition is revoked: sarama closes its Messages channel, and that
+// alone. A revoked partition whose apply or flush is retrying against a
+// failing store sees the close while it waits out a backoff
+// (worker.wait, which takes the messages queued before it, at most a
+// batch), stops retrying and hands over (bounded by Config.HandOver), as
+// under the eager protocol; an attempt already running ends first (a
+// store that does not answer at all: gocql's timeout). Meanwhile the
+// partition has no owner: the group gives it to its new one only once
+// this member has let it go.
 func (c *Consumer) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	m := c.cfg.Metrics
 	m.Partitions.Inc()
@@ -472,7 +469,22 @@ func (w *worker) consume(msgs <-chan *sarama.ConsumerMessage) error {
 	c, s := w.c, w.s
 	ticker := time.NewTicker(c.cfg.FlushInterval)
 	defer ticker.Stop()
+	w.msgs = msgs
+	defer func() { w.msgs = nil }()
 	for {
+		if w.revoked {
+			return nil
+		}
+		if len(w.held) > 0 {
+			// Taken while a retry waited (worker.wait): they come first.
+			n := min(len(w.held), c.cfg.BatchSize)
+			batch := slices.Clone(w.held[:n])
+			w.held = slices.Delete(w.held, 0, n)
+			if err := w.apply(batch); err != nil {
+				return err
+			}
+			continue
+		}
 		select {
 		case msg, ok := <-msgs:
 			if !ok {
@@ -521,7 +533,21 @@ type worker struct {
 	// what is marked is committed: the claim's first, until a flush marks
 	// the one after what it wrote.
 	committed int64
+	// msgs is the claim's Messages while consume runs. A retry waiting
+	// out its backoff takes from it (into held, at most a batch) to see
+	// the channel close: under the cooperative protocol that is the only
+	// sign of a revoke, the session's context going on (worker.wait).
+	msgs    <-chan *sarama.ConsumerMessage
+	held    []*sarama.ConsumerMessage
+	revoked bool // msgs closed while a retry waited
 }
+
+// heldMin is the least room worker.wait keeps for messages: four times
+// sarama's queue of a claim's messages (Config.ChannelBufferSize, 256).
+const heldMin = 1024
+
+// errRevoked ends a retry whose partition was revoked while it waited.
+var errRevoked = errors.New("partition revoked while retrying")
 
 // apply applies a batch, retrying while the session lasts.
 func (w *worker) apply(batch []*sarama.ConsumerMessage) error {
@@ -640,12 +666,44 @@ func (w *worker) retry(ctx context.Context, tries int, op func(ctx context.Conte
 		}
 		w.failing = true
 		w.log.Warn(what+" failed; retrying", slog.Any("error", err), slog.Duration("backoff", backoff))
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s: %w", what, err)
-		case <-time.After(backoff):
+		if werr := w.wait(ctx, backoff); werr != nil {
+			return fmt.Errorf("%s: %w (last error: %w)", what, werr, err)
 		}
 		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// wait waits d, or until ctx ends or the partition is revoked (its error).
+//
+// Meanwhile it takes the claim's messages, up to a batch, into held
+// (consume applies them first, in order), so as to see the channel close:
+// under the cooperative protocol the session's context goes on when a
+// partition is revoked, and a revoked partition must be let go within the
+// rebalance timeout, or sarama ends the member's whole session. Sarama
+// queues a claim's messages 256 at a time (Config.ChannelBufferSize) and
+// stops filling the queue once it is revoked, so room for a batch (2,000 by
+// default), and at least heldMin, sees the close. With held full it waits
+// on the context alone.
+func (w *worker) wait(ctx context.Context, d time.Duration) error {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		var msgs <-chan *sarama.ConsumerMessage // nil: not watched
+		if !w.revoked && len(w.held) < max(w.c.cfg.BatchSize, heldMin) {
+			msgs = w.msgs
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timer.C:
+			return nil
+		case msg, ok := <-msgs:
+			if !ok {
+				w.revoked = true
+				return errRevoked
+			}
+			w.held = append(w.held, msg)
+		}
 	}
 }
 

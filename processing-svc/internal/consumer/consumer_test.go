@@ -263,6 +263,60 @@ func TestRevokedMidWorkIsNoError(t *testing.T) {
 	}
 }
 
+// TestRevokedWhileRetrying: under the cooperative protocol a revoke ends
+// no context, it closes the claim's Messages. A partition revoked while
+// its work retries against a failing store stops retrying and hands over
+// at once (it would otherwise hold the partition, ownerless, until sarama
+// ended the member's whole session a rebalance timeout later); and the
+// messages a retry took while it waited, to see such a close, are
+// applied in order once the store answers.
+func TestRevokedWhileRetrying(t *testing.T) {
+	for _, revoked := range []bool{true, false} {
+		t.Run(fmt.Sprint("revoked: ", revoked), func(t *testing.T) {
+			f := newFixture(t)
+			c := New(Config{Topic: hit.TopicHits, Session: f.session, Properties: enginetest.Properties{f.prop},
+				FlushInterval: 50 * time.Millisecond, State: engine.StatePolicy{Quiet: time.Hour, MaxDelay: time.Hour},
+				HandOver: time.Second, Log: slog.New(slog.DiscardHandler), Metrics: NewMetrics(prometheus.NewRegistry())})
+			s := &fakeSession{ctx: context.Background(), marked: -1}
+			msgs := make(chan *sarama.ConsumerMessage, 4)
+			send := func(i int) {
+				b, _ := hit.Marshal(pageview(i, fmt.Sprint("e", i)))
+				msgs <- &sarama.ConsumerMessage{Topic: hit.TopicHits, Offset: int64(i), Value: b, Timestamp: time.Now()}
+			}
+			srv := cqltest.Server(t)
+			srv.SetUnavailable(true)
+			defer srv.SetUnavailable(false)
+			send(0)
+			done := make(chan error, 1)
+			go func() { done <- c.ConsumeClaim(s, fakeClaim{msgs}) }()
+			time.Sleep(300 * time.Millisecond) // the first apply failing, retried
+			send(1)
+			send(2)
+			if revoked {
+				close(msgs)
+			} else {
+				time.Sleep(300 * time.Millisecond) // taken while the retry waits
+				srv.SetUnavailable(false)
+				eventually.True(t, 30*time.Second, "the three hits applied", func() bool {
+					return applied(c.cfg.Metrics) == 3
+				})
+				close(msgs)
+			}
+			select {
+			case err := <-done:
+				if revoked && (err == nil || !strings.Contains(err.Error(), "revoked")) {
+					t.Fatalf("ConsumeClaim: %v, want the store's failure, revoked while retrying", err)
+				}
+				if !revoked && (err != nil || s.marked != 3 || !s.committed) {
+					t.Fatalf("ConsumeClaim: %v, marked %d (committed %v); want nil, 3, committed", err, s.marked, s.committed)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("a partition revoked while its apply retried was not let go")
+			}
+		})
+	}
+}
+
 // fakeSession is a consumer group session for ConsumeClaim alone: its
 // context, and the offset marked and committed.
 type fakeSession struct {
