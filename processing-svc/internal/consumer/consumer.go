@@ -243,8 +243,10 @@ type session struct {
 // offset manager's generation lock, held through JoinGroup and
 // SyncGroup): under the cooperative protocol the partitions that stay
 // would pause for the whole join, each at its next flush. A hand-over
-// commits itself, and at once: sarama drops a revoked partition's offset
-// manager as soon as its ConsumeClaim returns.
+// commits itself, and at once, with the marks of the flushes before it
+// (worker.queued): sarama drops a revoked partition's offset manager, and
+// its marks, as soon as its ConsumeClaim returns, and commits nothing as
+// a session ends; run stops at the session's end without committing.
 //
 // Expiring kept Partitions here matters under the cooperative protocol,
 // whose Setup runs once per session: the generations change within it.
@@ -450,6 +452,15 @@ func (c *Consumer) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.Cons
 		cause = "session ended"
 	}
 	handOver := w.flush(context.WithoutCancel(s.Context()), true)
+	if w.queued {
+		// A regular flush's mark left to the session's committer, which
+		// may not have committed it yet (busy, or waiting out a join),
+		// and the final flush did not (nothing left to write, or it
+		// failed): sarama drops the mark once this returns, and the
+		// session's offset manager commits nothing as it closes.
+		s.Commit()
+		w.queued = false
+	}
 	attrs := []slog.Attr{slog.Int("generation", int(s.GenerationID())), slog.String("cause", cause),
 		slog.Int64("offset", w.committed), slog.Duration("took", time.Since(start))}
 	if handOver == nil {
@@ -533,6 +544,10 @@ type worker struct {
 	// what is marked is committed: the claim's first, until a flush marks
 	// the one after what it wrote.
 	committed int64
+	// queued is true once a flush has left its mark to the session's
+	// committer (session.run), until a commit of this worker's own: the
+	// hand-over commits it, whatever the committer has done.
+	queued bool
 	// msgs is the claim's Messages while consume runs. A retry waiting
 	// out its backoff takes from it (into held, at most a batch) to see
 	// the channel close: under the cooperative protocol that is the only
@@ -618,7 +633,9 @@ func (w *worker) flush(ctx context.Context, final bool) error {
 	w.committed = through + 1
 	if final || w.ss == nil {
 		w.s.Commit()
+		w.queued = false
 	} else {
+		w.queued = true
 		select {
 		case w.ss.commit <- struct{}{}:
 		default: // a commit is due already, and takes this mark too

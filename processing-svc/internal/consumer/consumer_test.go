@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -667,3 +668,110 @@ func committed(kcfg *kafka.Config) (int64, error) {
 	}
 	return b.Offset, nil
 }
+
+// TestHandOverCommitsTheLastFlush: a hand-over commits before the
+// partition is let go, even when its final flush has nothing left to
+// write: a regular flush wrote everything and marked its offset, and
+// asked the session's committer to commit it, which has not yet (here
+// it is busy with an earlier commit; under the cooperative protocol it
+// waits out every join). Sarama drops a partition's marks once its
+// ConsumeClaim returns, and its offset manager commits nothing as a
+// session ends (auto-commit is off), so a mark left to the committer
+// was lost: the next owner replayed from the commit before, and the
+// partition, kept, could not resume warm.
+func TestHandOverCommitsTheLastFlush(t *testing.T) {
+	for _, cause := range []string{"revoked", "session ended"} {
+		t.Run(cause, func(t *testing.T) {
+			f := newFixture(t)
+			c := New(Config{Topic: hit.TopicHits, Session: f.session, Properties: enginetest.Properties{f.prop},
+				// every changed visitor written at every flush: after one,
+				// nothing is pending, and the final flush writes nothing
+				FlushInterval: 50 * time.Millisecond, State: engine.StatePolicy{Quiet: time.Hour},
+				HandOver: 10 * time.Second, Log: slog.New(slog.DiscardHandler), Metrics: NewMetrics(prometheus.NewRegistry())})
+			ctx, end := context.WithCancel(context.Background())
+			defer end()
+			s := &committingSession{ctx: ctx, marked: -1, busy: make(chan struct{}), release: make(chan struct{})}
+			defer s.releaseOnce.Do(func() { close(s.release) })
+			if err := c.Setup(s); err != nil {
+				t.Fatal(err)
+			}
+			msgs := make(chan *sarama.ConsumerMessage, 2)
+			send := func(i int) {
+				b, _ := hit.Marshal(pageview(i, fmt.Sprint("e", i)))
+				msgs <- &sarama.ConsumerMessage{Topic: hit.TopicHits, Offset: int64(i), Value: b, Timestamp: time.Now()}
+			}
+			done := make(chan error, 1)
+			go func() { done <- c.ConsumeClaim(s, fakeClaim{msgs}) }()
+			send(0)
+			select {
+			case <-s.busy: // committing offset 1, held
+			case <-time.After(30 * time.Second):
+				t.Fatal("the first flush's offset never committed")
+			}
+			send(1)
+			eventually.True(t, 30*time.Second, "the second hit flushed and marked", func() bool { return s.mark() == 2 })
+			if cause == "revoked" {
+				close(msgs)
+			} else {
+				end()
+			}
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("ConsumeClaim: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("the partition was not let go")
+			}
+			if got := s.commitsOf(); !slices.Contains(got, 2) {
+				t.Fatalf("commits made before ConsumeClaim returned: of offsets %v; want one of 2, the last flush's", got)
+			}
+		})
+	}
+}
+
+// committingSession is a consumer group session for Setup and
+// ConsumeClaim: the offset marked, and that marked at each Commit; the
+// first Commit waits until release is closed (busy is closed as it does).
+type committingSession struct {
+	ctx                   context.Context
+	mu                    sync.Mutex
+	marked                int64
+	commits               []int64
+	busy, release         chan struct{}
+	busyOnce, releaseOnce sync.Once
+}
+
+func (s *committingSession) Claims() map[string][]int32 {
+	return map[string][]int32{hit.TopicHits: {0}}
+}
+func (s *committingSession) MemberID() string    { return "m" }
+func (s *committingSession) GenerationID() int32 { return 1 }
+func (s *committingSession) MarkOffset(_ string, _ int32, offset int64, _ string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.marked = max(s.marked, offset)
+}
+func (s *committingSession) Commit() {
+	s.mu.Lock()
+	s.commits = append(s.commits, s.marked)
+	first := len(s.commits) == 1
+	s.mu.Unlock()
+	if first {
+		s.busyOnce.Do(func() { close(s.busy) })
+		<-s.release
+	}
+}
+func (s *committingSession) mark() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.marked
+}
+func (s *committingSession) commitsOf() []int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.commits)
+}
+func (s *committingSession) ResetOffset(string, int32, int64, string)          {}
+func (s *committingSession) MarkMessage(msg *sarama.ConsumerMessage, _ string) {}
+func (s *committingSession) Context() context.Context                          { return s.ctx }
