@@ -407,8 +407,8 @@ func (c *Consumer) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 // a partition is revoked: sarama closes its Messages channel, and that
 // alone. A revoked partition whose apply or flush is retrying against a
 // failing store sees the close while it waits out a backoff
-// (worker.wait, which takes the messages queued before it, at most a
-// batch), stops retrying and hands over (bounded by Config.HandOver), as
+// (worker.wait, which takes the messages queued before it, pausing the
+// partition's fetching past a batch), stops retrying and hands over (bounded by Config.HandOver), as
 // under the eager protocol; an attempt already running ends first (a
 // store that does not answer at all: gocql's timeout). Meanwhile the
 // partition has no owner: the group gives it to its new one only once
@@ -435,6 +435,7 @@ func (c *Consumer) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.Cons
 	}
 	// What p counted before is in the metrics already.
 	w := &worker{c: c, s: s, ss: c.session.Load(), p: p, topic: claim.Topic(), partition: claim.Partition(), log: log, stats: p.Stats(), committed: claim.InitialOffset()}
+	defer w.resume()
 	err := w.consume(claim.Messages())
 	if err != nil && !w.failing && s.Context().Err() != nil && errors.Is(err, context.Canceled) {
 		// Revoked or shutting down while an apply or a flush waited on the
@@ -485,6 +486,9 @@ func (w *worker) consume(msgs <-chan *sarama.ConsumerMessage) error {
 	for {
 		if w.revoked {
 			return nil
+		}
+		if len(w.held) == 0 {
+			w.resume()
 		}
 		if len(w.held) > 0 {
 			// Taken while a retry waited (worker.wait): they come first.
@@ -549,16 +553,21 @@ type worker struct {
 	// hand-over commits it, whatever the committer has done.
 	queued bool
 	// msgs is the claim's Messages while consume runs. A retry waiting
-	// out its backoff takes from it (into held, at most a batch) to see
-	// the channel close: under the cooperative protocol that is the only
+	// out its backoff takes from it (into held; past a batch it pauses
+	// the partition's fetching) to see the channel close: under the cooperative protocol that is the only
 	// sign of a revoke, the session's context going on (worker.wait).
 	msgs    <-chan *sarama.ConsumerMessage
 	held    []*sarama.ConsumerMessage
 	revoked bool // msgs closed while a retry waited
+	// paused is true while the partition's fetching is paused, held
+	// having reached its bound (worker.wait); consume resumes it once
+	// held is applied, ConsumeClaim before it returns.
+	paused bool
 }
 
-// heldMin is the least room worker.wait keeps for messages: four times
-// sarama's queue of a claim's messages (Config.ChannelBufferSize, 256).
+// heldMin is the least number of messages worker.wait takes before it
+// pauses the partition's fetching: four times sarama's queue of a claim's
+// messages (Config.ChannelBufferSize, 256).
 const heldMin = 1024
 
 // errRevoked ends a retry whose partition was revoked while it waited.
@@ -692,21 +701,25 @@ func (w *worker) retry(ctx context.Context, tries int, op func(ctx context.Conte
 
 // wait waits d, or until ctx ends or the partition is revoked (its error).
 //
-// Meanwhile it takes the claim's messages, up to a batch, into held
-// (consume applies them first, in order), so as to see the channel close:
-// under the cooperative protocol the session's context goes on when a
-// partition is revoked, and a revoked partition must be let go within the
-// rebalance timeout, or sarama ends the member's whole session. Sarama
-// queues a claim's messages 256 at a time (Config.ChannelBufferSize) and
-// stops filling the queue once it is revoked, so room for a batch (2,000 by
-// default), and at least heldMin, sees the close. With held full it waits
-// on the context alone.
+// Meanwhile it takes the claim's messages into held (consume applies them
+// first, in order), so as to see the channel close: under the cooperative
+// protocol the session's context goes on when a partition is revoked, and
+// a revoked partition must be let go within the rebalance timeout, or
+// sarama ends the member's whole session. Messages go on coming while the
+// store fails, revoked or not, so once held has a batch (2,000 by
+// default), and at least heldMin, it pauses the partition's fetching
+// (ConsumerGroup.Pause) and goes on taking what sarama fetched already
+// (its queue of 256, Config.ChannelBufferSize, and the fetch it is
+// handing out): few more, and then the close, if it comes.
 func (w *worker) wait(ctx context.Context, d time.Duration) error {
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	for {
 		var msgs <-chan *sarama.ConsumerMessage // nil: not watched
-		if !w.revoked && len(w.held) < max(w.c.cfg.BatchSize, heldMin) {
+		if !w.revoked {
+			if len(w.held) >= max(w.c.cfg.BatchSize, heldMin) {
+				w.pause()
+			}
 			msgs = w.msgs
 		}
 		select {
@@ -722,6 +735,26 @@ func (w *worker) wait(ctx context.Context, d time.Duration) error {
 			w.held = append(w.held, msg)
 		}
 	}
+}
+
+// pause stops the group fetching the partition's messages, if it has not
+// already (no group: a test's claim, whose messages are all there).
+func (w *worker) pause() {
+	if w.paused || w.c.cfg.Group == nil {
+		return
+	}
+	w.c.cfg.Group.Pause(map[string][]int32{w.topic: {w.partition}})
+	w.paused = true
+}
+
+// resume lifts pause. Sarama keeps a partition paused across its
+// reassignment, so a claim resumes before it returns.
+func (w *worker) resume() {
+	if !w.paused {
+		return
+	}
+	w.c.cfg.Group.Resume(map[string][]int32{w.topic: {w.partition}})
+	w.paused = false
 }
 
 // deadLetter publishes processing's rejected messages.

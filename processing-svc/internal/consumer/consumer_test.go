@@ -318,6 +318,80 @@ func TestRevokedWhileRetrying(t *testing.T) {
 	}
 }
 
+// TestRevokedWhileRetryingWithHeldFull: a partition whose work has
+// retried against a failing store long enough for the messages that kept
+// coming to fill what a retry takes while it waits (a batch, at least
+// heldMin) still sees its revoke: the retry pauses the partition's
+// fetching and goes on taking what was fetched, so it sees the channel
+// close, stops and hands over, instead of holding the partition,
+// ownerless, until sarama ends the member's whole session a rebalance
+// timeout (60 s) later. The pause is lifted before the partition is let
+// go (sarama keeps a partition's pause across its reassignment).
+func TestRevokedWhileRetryingWithHeldFull(t *testing.T) {
+	f := newFixture(t)
+	group := &pausingGroup{}
+	c := New(Config{Group: group, Topic: hit.TopicHits, Session: f.session, Properties: enginetest.Properties{f.prop},
+		FlushInterval: 50 * time.Millisecond, State: engine.StatePolicy{Quiet: time.Hour, MaxDelay: time.Hour}, BatchSize: 10,
+		HandOver: time.Second, Log: slog.New(slog.DiscardHandler), Metrics: NewMetrics(prometheus.NewRegistry())})
+	s := &fakeSession{ctx: context.Background(), marked: -1}
+	const n = heldMin + 200 // more than a retry takes before it pauses
+	msgs := make(chan *sarama.ConsumerMessage, n+1)
+	b, _ := hit.Marshal(pageview(1, "e1"))
+	srv := cqltest.Server(t)
+	srv.SetUnavailable(true)
+	defer srv.SetUnavailable(false)
+	msgs <- &sarama.ConsumerMessage{Topic: hit.TopicHits, Offset: 0, Value: b, Timestamp: time.Now()}
+	done := make(chan error, 1)
+	go func() { done <- c.ConsumeClaim(s, fakeClaim{msgs}) }()
+	time.Sleep(300 * time.Millisecond) // the first apply failing, retried
+	for i := 1; i <= n; i++ {
+		msgs <- &sarama.ConsumerMessage{Topic: hit.TopicHits, Offset: int64(i), Value: b, Timestamp: time.Now()}
+	}
+	time.Sleep(time.Second) // taken while the retry waits, up to what it holds
+	close(msgs)
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "revoked") {
+			t.Fatalf("ConsumeClaim: %v, want the store's failure, revoked while retrying", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("a partition revoked while its apply retried, its messages held to the bound, was not let go")
+	}
+	if paused, resumed := group.counts(); paused != 1 || resumed != 1 {
+		t.Fatalf("partition paused %d times, resumed %d; want once each", paused, resumed)
+	}
+}
+
+// pausingGroup is a consumer group for ConsumeClaim alone: it counts
+// the pauses and resumes of partition 0 of the hits topic.
+type pausingGroup struct {
+	sarama.ConsumerGroup
+	mu              sync.Mutex
+	paused, resumed int
+}
+
+func (g *pausingGroup) Pause(tps map[string][]int32) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if slices.Contains(tps[hit.TopicHits], 0) {
+		g.paused++
+	}
+}
+
+func (g *pausingGroup) Resume(tps map[string][]int32) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if slices.Contains(tps[hit.TopicHits], 0) {
+		g.resumed++
+	}
+}
+
+func (g *pausingGroup) counts() (paused, resumed int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.paused, g.resumed
+}
+
 // fakeSession is a consumer group session for ConsumeClaim alone: its
 // context, and the offset marked and committed.
 type fakeSession struct {
