@@ -252,7 +252,12 @@ type session struct {
 // whose Setup runs once per session: the generations change within it.
 // A generation is acted on once it has been seen twice a second apart,
 // because sarama moves the session to a new generation before it updates
-// its claims.
+// its claims. That is a heuristic: sarama updates them only after the
+// partitions the generation revokes are handed over (up to the rebalance
+// timeout), so a slow hand-over lets run expire with the claims of the
+// generation before, and drop a Partition the new one gives back to this
+// member (kept in the generation before it). That costs a cold start,
+// never a number: expire only drops.
 func (ss *session) run(k *kept, topic string) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
