@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/acme/analytics/pkg/hit"
@@ -423,10 +424,26 @@ func (c *compiler) name(field, s string, limit int) bool {
 		c.add(field, "is longer than %d bytes", limit)
 	case !utf8.ValidString(s):
 		c.add(field, "is not valid UTF-8")
+	case c.sent && strings.ContainsFunc(s, Unprintable):
+		// A name is a report's value (a channel, a goal's conversions),
+		// shown and exported as it is. Versions stored before this
+		// check are read as they are.
+		r, _ := utf8.DecodeRuneInString(s[strings.IndexFunc(s, Unprintable):])
+		c.add(field, "has the character %U (a control character, line break or text direction control); a name is one line of text", r)
 	default:
 		return true
 	}
 	return false
+}
+
+// Unprintable reports whether r may not be in a name people read (a
+// goal's, a channel's; config-svc's names of tenants, properties and
+// secrets): a control character (a line break, a tab), a line or
+// paragraph separator, or a bidirectional control that reorders what
+// follows it.
+func Unprintable(r rune) bool {
+	return unicode.IsControl(r) || r == '\u2028' || r == '\u2029' || // line and paragraph separators
+		(r >= '\u202a' && r <= '\u202e') || (r >= '\u2066' && r <= '\u2069') // embeddings, overrides, isolates
 }
 
 // repeats reports whether entry i of list, key in its compared form (raw

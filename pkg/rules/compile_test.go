@@ -107,6 +107,12 @@ func TestValidate(t *testing.T) {
 		}, nil, "goals[1].id", "already the id of goals[0]", false},
 		{"goal without name", func(r *Rules) { r.Goals = []Goal{{ID: "a", PagePath: "^/a"}} }, nil,
 			"goals[0].name", "is empty", false},
+		{"goal name with a control character", func(r *Rules) { r.Goals = []Goal{{ID: "a", Name: "Sign\nup", PagePath: "^/a"}} }, nil,
+			"goals[0].name", `has the character U+000A`, false},
+		{"channel name with a control character", func(r *Rules) { r.Channels = []ChannelRule{{Name: "Partners\x00", Source: "^partner$"}} }, nil,
+			"channels[0].name", `has the character U+0000`, false},
+		{"channel name with a text direction control", func(r *Rules) { r.Channels = []ChannelRule{{Name: "Partners\u202e", Source: "^partner$"}} }, nil,
+			"channels[0].name", `has the character U+202E`, false},
 		{"goal both kinds", func(r *Rules) {
 			r.Goals = []Goal{{ID: "a", Name: "A", PagePath: "^/a", Event: &EventMatch{Action: "buy"}}}
 		}, nil, "goals[0]", "has both page_path and event", false},
@@ -312,6 +318,18 @@ func TestCompileReadsStoredPatternsValidateRefuses(t *testing.T) {
 	}
 	if reason, _ := c.Exclusion(&hit.Hit{UserAgent: "Mozilla/5.0"}); reason != ReasonUserAgent {
 		t.Errorf("a stored pattern with an empty alternative excludes %q, want every user agent as before", reason)
+	}
+}
+
+// TestStoredNamesWithControlCharacters: a goal or channel name holding a
+// control character is refused when sent (TestValidate), and a version
+// stored before that check still compiles, its names read as they are.
+func TestStoredNamesWithControlCharacters(t *testing.T) {
+	stored := Defaults()
+	stored.Goals = []Goal{{ID: "a", Name: "Sign\tup", PagePath: "^/a"}}
+	stored.Channels = []ChannelRule{{Name: "Partners\r", Source: "^partner$"}}
+	if _, err := Compile(stored, 3, nil); err != nil {
+		t.Fatalf("a stored version with control characters in names: %v, want it compiled", err)
 	}
 }
 

@@ -8,12 +8,12 @@ import (
 	"net/http"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/acme/analytics/config-svc/internal/auth"
 	"github.com/acme/analytics/config-svc/internal/store"
 	"github.com/acme/analytics/pkg/httpserver"
+	"github.com/acme/analytics/pkg/rules"
 	"github.com/acme/analytics/pkg/tenant"
 	"github.com/gocql/gocql"
 )
@@ -55,7 +55,7 @@ const maxTenantName = 100
 // paragraph of the name's own there), line and paragraph separators and
 // the bidirectional controls that reorder what follows them are refused.
 func checkName(w http.ResponseWriter, field, name string, limit int) bool {
-	bad := strings.IndexFunc(name, unprintableInName)
+	bad := strings.IndexFunc(name, rules.Unprintable)
 	switch {
 	case strings.TrimSpace(name) == "":
 		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", field, field+": is required; give a name")
@@ -69,12 +69,6 @@ func checkName(w http.ResponseWriter, field, name string, limit int) bool {
 		return true
 	}
 	return false
-}
-
-// unprintableInName reports whether r may not be in a name (checkName).
-func unprintableInName(r rune) bool {
-	return unicode.IsControl(r) || r == '\u2028' || r == '\u2029' || // line and paragraph separators
-		(r >= '\u202a' && r <= '\u202e') || (r >= '\u2066' && r <= '\u2069') // embeddings, overrides, isolates
 }
 
 // checkCredentials validates an e-mail and a new password.
