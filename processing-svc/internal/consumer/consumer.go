@@ -432,11 +432,11 @@ func (c *Consumer) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.Cons
 		})
 		m.Claims.WithLabelValues("cold").Inc()
 		log.Info("partition claimed", slog.Int("generation", int(gen)), slog.String("start", "cold"),
-			slog.String("reason", why), slog.Int64("offset", claim.InitialOffset()))
+			slog.String("reason", why), offsetAttr(claim.InitialOffset()))
 	} else {
 		m.Claims.WithLabelValues("warm").Inc()
 		log.Info("partition claimed", slog.Int("generation", int(gen)), slog.String("start", "warm"),
-			slog.Int64("offset", claim.InitialOffset()))
+			offsetAttr(claim.InitialOffset()))
 	}
 	// What p counted before is in the metrics already.
 	w := &worker{c: c, s: s, ss: c.session.Load(), p: p, topic: claim.Topic(), partition: claim.Partition(), log: log, stats: p.Stats(), committed: claim.InitialOffset()}
@@ -468,7 +468,7 @@ func (c *Consumer) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.Cons
 		w.queued = false
 	}
 	attrs := []slog.Attr{slog.Int("generation", int(s.GenerationID())), slog.String("cause", cause),
-		slog.Int64("offset", w.committed), slog.Duration("took", time.Since(start))}
+		offsetAttr(w.committed), slog.Duration("took", time.Since(start))}
 	if handOver == nil {
 		c.kept.keep(s.GenerationID(), claim.Partition(), p)
 		log.LogAttrs(context.Background(), slog.LevelInfo, "partition handed over", attrs...)
@@ -477,6 +477,17 @@ func (c *Consumer) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.Cons
 			append(attrs, slog.Any("error", handOver))...)
 	}
 	return errors.Join(err, handOver)
+}
+
+// offsetAttr logs the offset the group holds as committed for a partition,
+// which a claim starts from and a hand-over leaves: "none" where the group
+// holds none (a partition nothing was ever committed for; sarama's
+// OffsetOldest, -2, which a claim then starts from, is no offset).
+func offsetAttr(offset int64) slog.Attr {
+	if offset < 0 {
+		return slog.String("offset", "none")
+	}
+	return slog.Int64("offset", offset)
 }
 
 // consume applies msgs and flushes on the timer until the session ends,

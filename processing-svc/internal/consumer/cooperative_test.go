@@ -181,3 +181,69 @@ func TestKeptExpires(t *testing.T) {
 		})
 	}
 }
+
+// TestClaimAndHandOverLogTheCommittedOffset: a partition the group has
+// never committed an offset for is claimed and handed over with
+// `offset=none` in the log, not sarama's OffsetOldest (-2), which read as
+// an offset committed (the local upgrade drill of session 21 logged
+// `partition handed over ... offset=-2` for every partition without
+// traffic); once hits were applied and committed, the offset is the one
+// after the last, at the hand-over and at the next claim.
+func TestClaimAndHandOverLogTheCommittedOffset(t *testing.T) {
+	f := newFixtureOf(t, 2)
+	var first, second logtest.Buffer
+	m := NewMetrics(prometheus.NewRegistry())
+	stop, done := f.start(t, Config{Metrics: m, Log: slog.New(slog.NewTextHandler(&first, nil))})
+	eventually.True(t, 30*time.Second, "both partitions claimed", func() bool { return count(m.Partitions) == 2 })
+	const visitors = 20
+	for i := range visitors {
+		f.send(t, i)
+	}
+	eventually.True(t, 30*time.Second, "the hits applied", func() bool { return applied(m) == visitors })
+	stop()
+	<-done
+	lines := func(b *logtest.Buffer, msg string) []string {
+		var out []string
+		for _, l := range strings.Split(b.String(), "\n") {
+			if strings.Contains(l, `msg="`+msg+`"`) {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	claims := lines(&first, "partition claimed")
+	if len(claims) != 2 {
+		t.Fatalf("%d claims logged, want 2:\n%s", len(claims), first.String())
+	}
+	for _, l := range claims {
+		if !strings.Contains(l, "offset=none") {
+			t.Errorf("a partition the group never committed is claimed with %q, want offset=none", l)
+		}
+	}
+	handOvers := lines(&first, "partition handed over")
+	if len(handOvers) != 2 {
+		t.Fatalf("%d hand-overs logged, want 2:\n%s", len(handOvers), first.String())
+	}
+	for _, l := range handOvers {
+		if strings.Contains(l, "offset=none") || strings.Contains(l, "offset=-") {
+			t.Errorf("a partition whose hits were applied and committed is handed over with %q, want the offset after the last", l)
+		}
+	}
+
+	m = NewMetrics(prometheus.NewRegistry())
+	stop, done = f.start(t, Config{Metrics: m, Log: slog.New(slog.NewTextHandler(&second, nil))})
+	eventually.True(t, 30*time.Second, "both partitions claimed again", func() bool { return count(m.Partitions) == 2 })
+	stop()
+	<-done
+	var total int
+	for _, l := range lines(&second, "partition claimed") {
+		var n int
+		if _, err := fmt.Sscanf(l[strings.Index(l, "offset=")+len("offset="):], "%d", &n); err != nil {
+			t.Fatalf("claim after a commit logged %q, want a committed offset", l)
+		}
+		total += n
+	}
+	if total != visitors {
+		t.Errorf("the claims after the commits start at offsets summing to %d, want %d, one past each partition's last hit", total, visitors)
+	}
+}
