@@ -76,6 +76,10 @@ type Metrics struct {
 	Bytes       prometheus.Counter
 	Fallbacks   prometheus.Counter
 	GroupErrors prometheus.Counter
+	// JoinsRefused counts the group's refusals of this member
+	// (INCONSISTENT_GROUP_PROTOCOL: no rebalance strategy in common with
+	// the members in it), each also logged.
+	JoinsRefused prometheus.Counter
 	// Claims counts the partitions claimed, by start: warm (its state kept
 	// in memory from this member's previous session) or cold.
 	Claims *prometheus.CounterVec
@@ -122,6 +126,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		GroupErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "processing_consumer_errors_total", Help: "Errors the Kafka consumer group reported (failed offset commits, fetch and rebalance errors), each also logged.",
 		}),
+		JoinsRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "processing_group_joins_refused_total", Help: "Joins of the consumer group refused with INCONSISTENT_GROUP_PROTOCOL: this instance offers no rebalance strategy the group's members all offer (a rollout's first step skipped: docs/operations.md, \"Cooperative rebalancing: the two-step upgrade\"). It holds no partition meanwhile, and tries again every 10 s.",
+		}),
 		Claims: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "processing_partition_claims_total", Help: "Hits-topic partitions claimed in a consumer group session, by start: warm (kept in memory from this instance's previous session, nothing read again) or cold (visitors and rows read from Cassandra as hits need them).",
 		}, []string{"start"}),
@@ -132,7 +139,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, start := range []string{"warm", "cold"} {
 		m.Claims.WithLabelValues(start)
 	}
-	reg.MustRegister(m.Hits, m.Flushes, m.FlushTime, m.Freshness, m.Partitions, m.DeadLetters, m.Statements, m.Requests, m.Bytes, m.Fallbacks, m.GroupErrors, m.Claims, m.VisitorReads)
+	reg.MustRegister(m.Hits, m.Flushes, m.FlushTime, m.Freshness, m.Partitions, m.DeadLetters, m.Statements, m.Requests, m.Bytes, m.Fallbacks, m.GroupErrors, m.JoinsRefused, m.Claims, m.VisitorReads)
 	return m
 }
 
@@ -314,6 +321,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 				// Nothing is lost: the members in the group keep every
 				// partition. Until they leave, joining again fails the same.
 				wait = 10 * time.Second
+				c.cfg.Metrics.JoinsRefused.Inc()
 				c.cfg.Log.Error("consumer group refused this member (INCONSISTENT_GROUP_PROTOCOL): members of an earlier build are in the group, "+
 					"which offer no rebalance strategy in common with it (this one rebalances cooperatively); "+
 					"roll out with -kafka-rebalance=eager (PROCESSING_KAFKA_REBALANCE=eager) first, then without it "+

@@ -149,6 +149,10 @@ func TestCooperativeMemberRefusedByAnEarlierBuild(t *testing.T) {
 		t.Errorf("after the refusal the earlier build's member holds %d partitions, claimed %d; the refused one %d; want 2, 2 and 0",
 			count(old.Partitions), count(old.Claims.WithLabelValues("cold")), count(refused.Partitions))
 	}
+	if count(refused.JoinsRefused) == 0 || count(old.JoinsRefused) != 0 {
+		t.Errorf("joins refused: %d counted by the refused member, %d by the other; want some, and none",
+			count(refused.JoinsRefused), count(old.JoinsRefused))
+	}
 	stopsWithin(t, stop, done, 0, "waiting to join again")
 }
 
