@@ -225,9 +225,7 @@ func TestRevokedMidWorkIsNoError(t *testing.T) {
 	for _, failing := range []bool{false, true} {
 		t.Run(fmt.Sprint("store failing before: ", failing), func(t *testing.T) {
 			f := newFixture(t)
-			c := New(Config{Topic: hit.TopicHits, Session: f.session, Properties: enginetest.Properties{f.prop},
-				FlushInterval: 50 * time.Millisecond, State: engine.StatePolicy{Quiet: time.Hour, MaxDelay: time.Hour},
-				HandOver: 20 * time.Second, Log: slog.New(slog.DiscardHandler), Metrics: NewMetrics(prometheus.NewRegistry())})
+			c := f.claimConsumer(engine.StatePolicy{Quiet: time.Hour, MaxDelay: time.Hour}, 20*time.Second)
 			ctx, revoke := context.WithCancel(context.Background())
 			s := &fakeSession{ctx: ctx, marked: -1}
 			b, _ := hit.Marshal(pageview(1, "e1"))
@@ -275,9 +273,7 @@ func TestRevokedWhileRetrying(t *testing.T) {
 	for _, revoked := range []bool{true, false} {
 		t.Run(fmt.Sprint("revoked: ", revoked), func(t *testing.T) {
 			f := newFixture(t)
-			c := New(Config{Topic: hit.TopicHits, Session: f.session, Properties: enginetest.Properties{f.prop},
-				FlushInterval: 50 * time.Millisecond, State: engine.StatePolicy{Quiet: time.Hour, MaxDelay: time.Hour},
-				HandOver: time.Second, Log: slog.New(slog.DiscardHandler), Metrics: NewMetrics(prometheus.NewRegistry())})
+			c := f.claimConsumer(engine.StatePolicy{Quiet: time.Hour, MaxDelay: time.Hour}, time.Second)
 			s := &fakeSession{ctx: context.Background(), marked: -1}
 			msgs := make(chan *sarama.ConsumerMessage, 4)
 			send := func(i int) {
@@ -462,6 +458,15 @@ func newFixtureOf(t testing.TB, partitions int32) *fixture {
 	}
 	t.Cleanup(func() { f.producer.Close() })
 	return f
+}
+
+// claimConsumer returns a Consumer of the fixture's property without a
+// group, for ConsumeClaim on a fake session: flushing every 50 ms,
+// writing visitors by state, a hand-over bounded by handOver.
+func (f *fixture) claimConsumer(state engine.StatePolicy, handOver time.Duration) *Consumer {
+	return New(Config{Topic: hit.TopicHits, Session: f.session, Properties: enginetest.Properties{f.prop},
+		FlushInterval: 50 * time.Millisecond, State: state,
+		HandOver: handOver, Log: slog.New(slog.DiscardHandler), Metrics: NewMetrics(prometheus.NewRegistry())})
 }
 
 // send produces a pageview of visitor c<i>, received now.
@@ -757,11 +762,9 @@ func TestHandOverCommitsTheLastFlush(t *testing.T) {
 	for _, cause := range []string{"revoked", "session ended"} {
 		t.Run(cause, func(t *testing.T) {
 			f := newFixture(t)
-			c := New(Config{Topic: hit.TopicHits, Session: f.session, Properties: enginetest.Properties{f.prop},
-				// every changed visitor written at every flush: after one,
-				// nothing is pending, and the final flush writes nothing
-				FlushInterval: 50 * time.Millisecond, State: engine.StatePolicy{Quiet: time.Hour},
-				HandOver: 10 * time.Second, Log: slog.New(slog.DiscardHandler), Metrics: NewMetrics(prometheus.NewRegistry())})
+			// every changed visitor written at every flush: after one,
+			// nothing is pending, and the final flush writes nothing
+			c := f.claimConsumer(engine.StatePolicy{Quiet: time.Hour}, 10*time.Second)
 			ctx, end := context.WithCancel(context.Background())
 			defer end()
 			s := &committingSession{ctx: ctx, marked: -1, busy: make(chan struct{}), release: make(chan struct{})}
