@@ -12,7 +12,8 @@ import (
 	"github.com/acme/analytics/processing-svc/internal/engine"
 )
 
-// atEOF reports whether dec has nothing left to read but white space.
+// atEOF reports whether dec has nothing left to read but white space:
+// another value, or a stray delimiter (an error), is something.
 func atEOF(dec *json.Decoder) bool {
 	_, err := dec.Token()
 	return errors.Is(err, io.EOF)
@@ -59,15 +60,16 @@ func (r *Runner) Register(mux *http.ServeMux, wrap func(http.Handler) http.Handl
 			To         string           `json:"to"`
 			Rules      engine.RulesMode `json:"rules"`
 		}
+		// The body whole first (one value, nothing after it), then its
+		// fields, strictly.
 		dec := json.NewDecoder(req.Body)
-		dec.DisallowUnknownFields()
 		var raw json.RawMessage
 		err := dec.Decode(&raw)
 		switch {
 		case err != nil:
 		case string(raw) == "null":
 			err = errors.New("the body is null") // would be a job of nothing
-		case dec.More() || !atEOF(dec):
+		case !atEOF(dec):
 			err = errors.New("something follows the JSON object; send one object")
 		default:
 			strict := json.NewDecoder(bytes.NewReader(raw))
