@@ -100,10 +100,10 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("-kafka-brokers entry %q is not host:port", b)
 		}
 	}
-	switch c.Rebalance {
-	case "", RebalanceCooperative, RebalanceEager:
-	default:
-		return fmt.Errorf("-kafka-rebalance is %q; want %q or %q", c.Rebalance, RebalanceCooperative, RebalanceEager)
+	if c.Rebalance != "" {
+		if err := new(RebalanceMode).Set(string(c.Rebalance)); err != nil {
+			return fmt.Errorf("-kafka-rebalance is %q; %w", c.Rebalance, err)
+		}
 	}
 	return nil
 }

@@ -24,15 +24,10 @@ import (
 // has left, the group moves to sticky, under which a member joining
 // leaves the others a part of what they had.
 func TestStrategiesOfARollingUpdate(t *testing.T) {
-	cl := kafkatest.Start(t)
-	cfg := &kafka.Config{Brokers: cl.Brokers()[0], ClientID: "test"}
 	const topic, group = "events", "g"
-	if err := kafka.EnsureTopics(context.Background(), cfg, kafka.Topic{Name: topic, Partitions: 6, ReplicationFactor: 1}); err != nil {
-		t.Fatal(err)
-	}
+	cfg, eager := rollingUpdate(t, topic)
 	rangeOnly := cfg.ConsumerConfig()
 	rangeOnly.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyRange()}
-	eager := &kafka.Config{Brokers: cfg.Brokers, ClientID: "test", Rebalance: kafka.RebalanceEager}
 	owners := newOwners()
 
 	old := joinGroup(t, cfg, rangeOnly, group, topic, owners)
@@ -51,6 +46,19 @@ func TestStrategiesOfARollingUpdate(t *testing.T) {
 	owners.check(t)
 }
 
+// rollingUpdate starts a broker with topic, of six partitions, and
+// returns a configuration of it in the default rebalance mode
+// (cooperative) and one in eager mode.
+func rollingUpdate(t *testing.T, topic string) (cfg, eager *kafka.Config) {
+	t.Helper()
+	cl := kafkatest.Start(t)
+	cfg = &kafka.Config{Brokers: cl.Brokers()[0], ClientID: "test"}
+	if err := kafka.EnsureTopics(context.Background(), cfg, kafka.Topic{Name: topic, Partitions: 6, ReplicationFactor: 1}); err != nil {
+		t.Fatal(err)
+	}
+	return cfg, &kafka.Config{Brokers: cfg.Brokers, ClientID: "test", Rebalance: kafka.RebalanceEager}
+}
+
 // TestRebalanceModesOfARollingUpdate: the two-step upgrade from a build
 // that offered sticky and range (sessions 19 and 20) to cooperative
 // rebalancing, and back. Members in eager mode share the group with the
@@ -62,15 +70,10 @@ func TestStrategiesOfARollingUpdate(t *testing.T) {
 // without any other partition being revoked. At no time do two members
 // consume a partition at once.
 func TestRebalanceModesOfARollingUpdate(t *testing.T) {
-	cl := kafkatest.Start(t)
-	cfg := &kafka.Config{Brokers: cl.Brokers()[0], ClientID: "test"} // cooperative, the default
 	const topic, group = "events", "g"
-	if err := kafka.EnsureTopics(context.Background(), cfg, kafka.Topic{Name: topic, Partitions: 6, ReplicationFactor: 1}); err != nil {
-		t.Fatal(err)
-	}
+	cfg, eager := rollingUpdate(t, topic) // cfg: cooperative, the default
 	previous := cfg.ConsumerConfig()
 	previous.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategySticky(), sarama.NewBalanceStrategyRange()}
-	eager := &kafka.Config{Brokers: cfg.Brokers, ClientID: "test", Rebalance: kafka.RebalanceEager}
 	owners := newOwners()
 
 	// Step 1: the previous build's members are replaced by eager ones.
