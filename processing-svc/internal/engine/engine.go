@@ -117,6 +117,17 @@ type vstate struct {
 	// and deletes those that moved; sigs holds the flush's new rows until
 	// it succeeds.
 	written, sigs map[string]hitRow
+	// firstWritten is the user's first session (start and touch) as the
+	// users row was last written, or as the stored state says it was;
+	// firstPending what the flush under way writes. The row's first-touch
+	// columns are written only when it changes (userWrite).
+	firstWritten, firstPending userFirst
+}
+
+// userFirst is a user's first session: its start and acquisition.
+type userFirst struct {
+	start time.Time
+	touch visitor.Touch
 }
 
 // Partition processes one partition. It is not safe for concurrent use:
@@ -307,6 +318,7 @@ func (p *Partition) Apply(ctx context.Context, msgs []Message) error {
 				vs.settings = settings(d.prop, d.prop.liveRules(sv.v))
 				sv.v.Sessions(vs.settings)
 			}
+			vs.firstWritten = firstOf(vs)
 			p.visitors[d.key] = vs
 		}
 	}
@@ -567,7 +579,7 @@ func (p *Partition) flush(ctx context.Context, all bool) (int64, error) {
 		return 0, err
 	}
 	for _, vs := range due {
-		vs.unsaved, vs.applied = false, max(vs.applied, through)
+		vs.unsaved, vs.applied, vs.firstWritten = false, max(vs.applied, through), vs.firstPending
 	}
 	p.unsaved -= len(due)
 
@@ -672,10 +684,32 @@ func (vs *vstate) recordWritten() {
 	vs.written, vs.sigs = live, nil
 }
 
+// userWrite returns the write of the visitor's users row. Its first-touch
+// columns (first_seen and the first source, medium, campaign and channel)
+// are written only when the user's first session is not the one last
+// written: reprocessing re-derives them for the closed days it replaces
+// (docs/processing.md, "Reprocessing"), and a live processor's copy of a
+// first session that has long been frozen must not write its view of it
+// back over that. The other columns are live processing's alone.
 func userWrite(vs *vstate) stmt {
 	v := vs.v
-	touch, firstSeen := v.FirstTouchNow(vs.settings)
-	sessions := v.SessionCount(vs.settings)
-	return stmt{partition: "v/" + vs.property + "/" + v.ClientID, cql: cqlUser, args: []any{
-		vs.property, v.ClientID, firstSeen, v.LastSeen, sessions, touch.Source, touch.Medium, touch.Campaign, touch.Channel, vs.settings.Source.(settingsSource).version}}
+	vs.firstPending = firstOf(vs)
+	partition := "v/" + vs.property + "/" + v.ClientID
+	sessions, version := v.SessionCount(vs.settings), vs.settings.Source.(settingsSource).version
+	if f := vs.firstPending; f.start.Equal(vs.firstWritten.start) && f.touch == vs.firstWritten.touch {
+		return stmt{partition: partition, cql: cqlUserActivity, args: []any{vs.property, v.ClientID, v.LastSeen, sessions, version}}
+	}
+	f := vs.firstPending
+	return stmt{partition: partition, cql: cqlUser, args: []any{
+		vs.property, v.ClientID, f.start, v.LastSeen, sessions, f.touch.Source, f.touch.Medium, f.touch.Campaign, f.touch.Channel, version}}
+}
+
+// firstOf returns the visitor's first session as it stands.
+func firstOf(vs *vstate) userFirst {
+	v := vs.v
+	if len(v.Hits) == 0 { // no live session to build: what the state says
+		return userFirst{v.FirstSeen, v.FirstTouch}
+	}
+	touch, start := v.FirstTouchNow(vs.settings)
+	return userFirst{start, touch}
 }

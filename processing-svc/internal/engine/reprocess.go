@@ -115,7 +115,7 @@ func ReprocessDay(ctx context.Context, s *gocql.Session, p *Property, day time.T
 // check that the day is closed).
 func newDayRun(s *gocql.Session, p *Property, day time.Time, mode RulesMode, currentAt time.Time, users *FirstSessions, now time.Time) *dayRun {
 	current := p.RulesAt(currentAt)
-	return &dayRun{s: s, p: p, day: day, users: users, now: now, rulesOf: func(h *hit.Hit) *rules.Compiled {
+	return &dayRun{s: s, p: p, day: day, users: users, now: now, known: map[string]userRow{}, firsts: map[string]userFirst{}, rulesOf: func(h *hit.Hit) *rules.Compiled {
 		if mode == RulesCurrent {
 			return current
 		}
@@ -211,6 +211,13 @@ func (d *dayRun) run(ctx context.Context) error {
 	if err := d.replacer().exec(ctx, rest); err != nil {
 		return fmt.Errorf("delete stale rows of %s: %w", day.Format(time.DateOnly), err)
 	}
+	users, err := d.userFirsts(ctx)
+	if err != nil {
+		return err
+	}
+	if err := d.writer().exec(ctx, users); err != nil {
+		return fmt.Errorf("write the first sessions of %s's users: %w", day.Format(time.DateOnly), err)
+	}
 	return nil
 }
 
@@ -223,6 +230,11 @@ type dayRun struct {
 	users   *FirstSessions
 	now     time.Time
 	hits    int // archived hits read
+	// known holds the users rows of the day's clients without a first
+	// session before the day, as stored; firsts the first sessions the day
+	// holds (userFirsts).
+	known  map[string]userRow
+	firsts map[string]userFirst
 
 	// afterShards, when set (tests), runs after each shard's day is
 	// derived and written, and stops the day with its error: a run that
@@ -291,9 +303,11 @@ func (d *dayRun) replace(ctx context.Context, hits []*hit.Hit, shards []int, sto
 		byClient[h.ClientID] = append(byClient[h.ClientID], h)
 	}
 	slices.Sort(clients)
-	if err := d.users.load(ctx, d.s, p.ID, clients); err != nil {
+	known, err := d.users.load(ctx, d.s, p.ID, clients)
+	if err != nil {
 		return err
 	}
+	maps.Copy(d.known, known)
 	firstSeen := d.users.seen
 	rows := newRowSet()
 	rows.fresh = true // the day's rows from scratch
@@ -328,6 +342,7 @@ func (d *dayRun) replace(ctx context.Context, hits []*hit.Hit, shards []int, sto
 			u := changed.upserts[id]
 			if u.First {
 				firstSeen[client] = u.Session.Start
+				d.firsts[client] = userFirst{u.Session.Start, visitor.TouchOf(u.Session)}
 			}
 			writes = append(writes, sessionWrites(p.ID, shard, client, u.First, u.Session, nil, nil)...)
 			sessions[entityRow(shard, u.Session.Hour, id)] = true
@@ -377,6 +392,50 @@ func (d *dayRun) replace(ctx context.Context, hits []*hit.Hit, shards []int, sto
 		return fmt.Errorf("delete stale rows of %s: %w", day.Format(time.DateOnly), err)
 	}
 	return nil
+}
+
+// userFirsts returns the writes of the users rows' first-touch columns
+// (first_seen and the first source, medium, campaign and channel) that
+// the day changes, from the rows stored of the day's clients with no
+// first session before it (known) and the first sessions the day holds
+// (firsts): a client whose first session is on the day gets it; one whose
+// stored first session lies in the range up to the day, but who has none
+// there now, gets its first session after the range
+// (FirstSessions.later), or none. A client whose first session a later
+// day of the range holds gets it when that day is run.
+func (d *dayRun) userFirsts(ctx context.Context) ([]stmt, error) {
+	stored, firsts := d.known, d.firsts
+	var moved []string
+	end := rollup.DayStart(d.day.AddDate(0, 0, 1), d.p.Location)
+	for client, u := range stored {
+		if _, placed := d.users.seen[client]; !placed && !u.first.Before(d.users.since) && u.first.Before(end) {
+			moved = append(moved, client)
+		}
+	}
+	later, err := d.users.later(ctx, d.s, d.p, moved, d.now)
+	if err != nil {
+		return nil, err
+	}
+	maps.Copy(firsts, later)
+	for _, client := range moved {
+		if _, ok := later[client]; !ok {
+			firsts[client] = userFirst{} // no session at all
+		}
+	}
+	var out []stmt
+	for _, client := range slices.Sorted(maps.Keys(firsts)) {
+		f, u := firsts[client], stored[client]
+		if _, ok := stored[client]; ok && f.start.Equal(u.first) && f.touch == u.touch {
+			continue
+		}
+		var start any
+		if !f.start.IsZero() {
+			start = f.start
+		}
+		out = append(out, stmt{partition: "v/" + d.p.ID + "/" + client, cql: cqlUserFirst,
+			args: []any{d.p.ID, client, start, f.touch.Source, f.touch.Medium, f.touch.Campaign, f.touch.Channel}})
+	}
+	return out, nil
 }
 
 // shardsBelow returns 0 to n-1.
@@ -455,22 +514,25 @@ func archivedHits(ctx context.Context, s *gocql.Session, p *Property, day time.T
 // 100 bytes each), so a run's memory grows with the range's users.
 type FirstSessions struct {
 	since time.Time // start of the reprocessed range
+	after time.Time // the first property-local day after it
 	seen  map[string]time.Time
 }
 
-// NewFirstSessions returns the tracker for a range starting at since.
-func NewFirstSessions(since time.Time) *FirstSessions {
-	return &FirstSessions{since: since, seen: map[string]time.Time{}}
+// NewFirstSessions returns the tracker for a range of p's property-local
+// days from..to.
+func NewFirstSessions(p *Property, from, to time.Time) *FirstSessions {
+	return &FirstSessions{since: rollup.DayStart(from, p.Location), after: to.AddDate(0, 0, 1), seen: map[string]time.Time{}}
 }
 
 // load looks up a first session before the range in site_users (as live
-// processing recorded it) for the clients it knows none of. A recorded
-// first session inside the range is ignored: the range is being
-// re-derived, possibly under other rules, and decides for itself. (A
-// client is looked up again on each day it comes back without a first
-// session derived, which only a client all of whose hits are excluded
-// does: cheaper than remembering every client looked up.)
-func (f *FirstSessions) load(ctx context.Context, s *gocql.Session, property string, clients []string) error {
+// processing or an earlier reprocessing recorded it) for the clients it
+// knows none of, and returns their users rows as stored. A recorded first
+// session inside the range is not taken: the range is being re-derived,
+// possibly under other rules, and decides for itself. (A client is looked
+// up again on each day it comes back without a first session derived,
+// which only a client all of whose hits are excluded does: cheaper than
+// remembering every client looked up.)
+func (f *FirstSessions) load(ctx context.Context, s *gocql.Session, property string, clients []string) (map[string]userRow, error) {
 	var todo []string
 	for _, c := range clients {
 		if _, ok := f.seen[c]; !ok {
@@ -479,50 +541,85 @@ func (f *FirstSessions) load(ctx context.Context, s *gocql.Session, property str
 	}
 	users, err := readUsers(ctx, s, property, todo)
 	if err != nil {
-		return fmt.Errorf("read first sessions: %w", err)
+		return nil, fmt.Errorf("read first sessions: %w", err)
 	}
 	for client, u := range users {
 		if !u.first.IsZero() && u.first.Before(f.since) {
 			f.seen[client] = u.first
 		}
 	}
-	return nil
+	return users, nil
 }
 
 // loadDay records the first sessions a reprocessed day holds, as it wrote
 // them: a resumed job does not derive again the days it finished, and
-// their new users are not new on the days after. A day finished before
-// the upgrade to the tables partitioned by hour has its rows in sessions,
-// one finished since in sessions_by_hour: both are read, and a session in
-// both (live processing wrote it across the upgrade) is taken once, as
-// sessions_by_hour holds it.
+// their new users are not new on the days after.
 func (f *FirstSessions) loadDay(ctx context.Context, s *gocql.Session, p *Property, day time.Time) error {
-	list := lister(ctx, s)
-	type first struct {
-		client string
-		start  time.Time
-		new    bool
+	return daySessions(ctx, s, p, day, func(r storedSession) {
+		if prior, ok := f.seen[r.client]; r.new && (!ok || r.start.Before(prior)) {
+			f.seen[r.client] = r.start
+		}
+	})
+}
+
+// later finds the first session of each of clients in the days after the
+// range, up to today: the sessions stored there (by live processing, or
+// by an earlier reprocessing), which the range's job does not change. A
+// client without one is missing from what it returns. It reads day by
+// day, every shard of each, until it has found them all.
+func (f *FirstSessions) later(ctx context.Context, s *gocql.Session, p *Property, clients []string, now time.Time) (map[string]userFirst, error) {
+	wanted := make(map[string]bool, len(clients))
+	for _, c := range clients {
+		wanted[c] = true
 	}
+	found := map[string]userFirst{}
+	for day := f.after; len(found) < len(wanted) && !day.After(session.LocalDay(now, p.Location)); day = day.AddDate(0, 0, 1) {
+		err := daySessions(ctx, s, p, day, func(r storedSession) {
+			if prior, ok := found[r.client]; wanted[r.client] && (!ok || r.start.Before(prior.start)) {
+				found[r.client] = userFirst{r.start, r.touch}
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return found, nil
+}
+
+// storedSession is a session row as reprocessing reads it back.
+type storedSession struct {
+	client string
+	start  time.Time
+	new    bool
+	touch  visitor.Touch
+}
+
+// daySessions hands each to the sessions stored for a property-local day,
+// every shard's. A day finished before the upgrade to the tables
+// partitioned by hour has its rows in sessions, one finished since in
+// sessions_by_hour: both are read, and a session in both (live processing
+// wrote it across the upgrade) is taken once, as sessions_by_hour holds
+// it.
+func daySessions(ctx context.Context, s *gocql.Session, p *Property, day time.Time, each func(storedSession)) error {
+	list := lister(ctx, s)
 	for shard := range hit.MaxShards {
-		byID := map[string]first{}
+		byID := map[string]storedSession{}
 		for _, table := range []string{"sessions", "sessions_by_hour"} { // the new table's row last: it wins
-			cql, args := selectDayShard("session_id, client_id, started_at, new_user", table, p.ID, day, shard)
+			cql, args := selectDayShard("session_id, client_id, started_at, new_user, source, medium, campaign, channel", table, p.ID, day, shard)
 			err := list(cql, args, func(scan func(...any) bool) error {
 				var id string
-				var r first
-				for scan(&id, &r.client, &r.start, &r.new) {
+				var r storedSession
+				for scan(&id, &r.client, &r.start, &r.new, &r.touch.Source, &r.touch.Medium, &r.touch.Campaign, &r.touch.Channel) {
 					byID[id] = r
 				}
 				return nil
 			})
 			if err != nil {
-				return fmt.Errorf("read the first sessions of %s: %w", day.Format(time.DateOnly), err)
+				return fmt.Errorf("read the sessions of %s: %w", day.Format(time.DateOnly), err)
 			}
 		}
 		for _, r := range byID {
-			if prior, ok := f.seen[r.client]; r.new && (!ok || r.start.Before(prior)) {
-				f.seen[r.client] = r.start
-			}
+			each(r)
 		}
 	}
 	return nil
@@ -695,7 +792,7 @@ func (rp *Reprocessor) Run(ctx context.Context, p *Property, from, to time.Time,
 		currentAt = now()
 	}
 	all := int(to.Sub(from).Hours()/24) + 1
-	users := NewFirstSessions(rollup.DayStart(from, p.Location))
+	users := NewFirstSessions(p, from, to)
 	for i, d := 0, from; !d.After(to); i, d = i+1, d.AddDate(0, 0, 1) {
 		if skip != nil && skip(d) {
 			// Done before: its users' first sessions are as it wrote them.

@@ -369,7 +369,7 @@ func TestStoppedReprocessLeavesShardsWhole(t *testing.T) {
 		t.Fatal("shard 0 has no Referral sessions under version 1: the test would prove nothing")
 	}
 	now := changed.Add(time.Hour)
-	d := newDayRun(s, p, day, RulesCurrent, now, NewFirstSessions(day), now)
+	d := newDayRun(s, p, day, RulesCurrent, now, NewFirstSessions(p, day, day), now)
 	d.afterShards = func(shards []int) error {
 		if slices.Contains(shards, 0) {
 			return errStop
@@ -403,7 +403,7 @@ func TestReprocessReplacesAShardsRowsInOneBatch(t *testing.T) {
 	var mu sync.Mutex
 	batches := map[group]map[int]bool{} // the batches holding a group's statements
 	var jobs, mixed int
-	d := newDayRun(s, p, day, RulesCurrent, now, NewFirstSessions(day), now)
+	d := newDayRun(s, p, day, RulesCurrent, now, NewFirstSessions(p, day, day), now)
 	d.beforeJob = func(job []stmt) error {
 		mu.Lock()
 		defer mu.Unlock()
@@ -445,21 +445,12 @@ func TestReprocessReplacesAShardsRowsInOneBatch(t *testing.T) {
 
 // A day reprocessed again by a job over a shorter range under the same
 // rules keeps its rows: running a day twice writes the same rows. A user's
-// first session before the range is taken from site_users, which live
-// processing wrote and reprocessing never corrects, so a user whose first
-// session a first job moved before the second's range (its earlier hits
-// excluded live, kept by the rules reprocessed with) is new again on the
-// day live processing saw first: counted new on two days.
-//
-// Skipped: site_users is live processing's row (its visitor state writes
-// it again on the user's next visit), and the sessions table, which holds
-// the first sessions a job derived, is partitioned by day, not by user:
-// knowing every earlier first session means reading every day before the
-// range, or reprocessing writing first sessions where live processing
-// reads them. Until then, reprocess from the start of the earlier job's
-// range (or the property's history) when the rules exclude fewer hits.
+// first session before the range is taken from site_users, whose
+// first-touch columns reprocessing re-derives: a user whose first session
+// a first job moved before the second's range (its earlier hits excluded
+// live, kept by the rules reprocessed with) is not new again on the day
+// live processing saw first.
 func TestSubRangeJobKeepsFirstSessions(t *testing.T) {
-	t.Skip("design: site_users is not re-derived (docs/processing.md, Reprocessing); see the comment")
 	ctx := context.Background()
 	s := connect(t)
 	v1 := rules.Defaults()
@@ -488,10 +479,79 @@ func TestSubRangeJobKeepsFirstSessions(t *testing.T) {
 	if newUsers(day0) != 1 || newUsers(day2) != 0 {
 		t.Fatalf("after a job over days 0-2: new users %d on day 0, %d on day 2; want 1, 0", newUsers(day0), newUsers(day2))
 	}
+	if first, _ := firstSeen(t, s, "A"); !first.Equal(t0) {
+		t.Fatalf("after a job over days 0-2: user A first seen %v, want %v (the promo page, kept now)", first, t0)
+	}
 	if err := rp.Run(ctx, p, day1, day2, RulesCurrent, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if newUsers(day2) != 0 {
 		t.Errorf("day 2 reprocessed again by a job over days 1-2 under the same rules: new users %d, was 0 (user A new on day 0 and on day 2)", newUsers(day2))
+	}
+}
+
+// firstSeen reads a user's first_seen and first source from site_users
+// (zero and "" when null).
+func firstSeen(t *testing.T, s *gocql.Session, client string) (time.Time, string) {
+	t.Helper()
+	var first time.Time
+	var source string
+	if err := s.Query("SELECT first_seen, first_source FROM site_users WHERE property_id = ? AND client_id = ?", propID, client).Scan(&first, &source); err != nil {
+		t.Fatalf("users row of %s: %v", client, err)
+	}
+	return first, source
+}
+
+// Reprocessing re-derives the users rows' first session: a user whose
+// first session the range no longer has (the rules exclude it now) gets
+// the first session stored after the range, or none; and live processing
+// does not write its own view of a long frozen first session back over
+// that when the user returns.
+func TestReprocessRederivesUsersFirstSessions(t *testing.T) {
+	ctx := context.Background()
+	s := connect(t)
+	v2 := rules.Defaults()
+	v2.Pages.Exclude = []string{"^/promo"}
+	c1, c2 := compile(t, rules.Defaults(), 1), compile(t, v2, 2)
+	changed := t0.Add(5 * 24 * time.Hour)
+	p := &Property{ID: propID, Location: time.UTC, Shards: 1, RulesAt: func(at time.Time) *rules.Compiled {
+		if at.Before(changed) {
+			return c1
+		}
+		return c2
+	}}
+	promo := func(client, id string) *hit.Hit {
+		h := aHit(client, id, t0, t0.Add(time.Second), "https://shop.example/promo?utm_source=news&utm_medium=email", "")
+		h.Path = "/promo"
+		return h
+	}
+	d3, d8 := t0.Add(3*24*time.Hour), t0.Add(8*24*time.Hour)
+	run(t, ctx, newPartition(s, p), aMsgs(0, promo("A", "a0"), promo("B", "b0"), aHit("A", "a3", d3, d3.Add(time.Second), "https://shop.example/", "")), 10)
+	if first, source := firstSeen(t, s, "A"); !first.Equal(t0) || source != "news" {
+		t.Fatalf("live: user A first seen %v from %q, want %v from news", first, source, t0)
+	}
+	day0, day1 := session.LocalDay(t0, time.UTC), session.LocalDay(t0.Add(24*time.Hour), time.UTC)
+	rp := &Reprocessor{Session: s, Now: func() time.Time { return t0.Add(10 * 24 * time.Hour) }}
+	if err := rp.Run(ctx, p, day0, day1, RulesCurrent, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if first, source := firstSeen(t, s, "A"); !first.Equal(d3) || source != "(direct)" {
+		t.Errorf("after the job: user A first seen %v from %q, want %v from (direct) (its session after the range)", first, source, d3)
+	}
+	if first, source := firstSeen(t, s, "B"); !first.IsZero() || source != "" {
+		t.Errorf("after the job: user B first seen %v from %q, want none (its only session is excluded now)", first, source)
+	}
+	// A returns: its state (loaded afresh) still holds the promo session
+	// as its first, frozen long ago.
+	run(t, ctx, newPartition(s, p), aMsgs(3, aHit("A", "a8", d8, d8.Add(time.Second), "https://shop.example/", "")), 10)
+	if first, _ := firstSeen(t, s, "A"); !first.Equal(d3) {
+		t.Errorf("after A's return: first seen %v, want %v as reprocessing derived it", first, d3)
+	}
+	// Run again: nothing changes.
+	if err := rp.Run(ctx, p, day0, day1, RulesCurrent, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if first, _ := firstSeen(t, s, "A"); !first.Equal(d3) {
+		t.Errorf("after the job ran again: first seen %v, want %v", first, d3)
 	}
 }

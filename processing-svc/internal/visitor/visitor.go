@@ -218,13 +218,14 @@ func (v *Visitor) SessionCount(s session.Settings) int { return v.FrozenSessions
 func (v *Visitor) FirstTouchNow(s session.Settings) (Touch, time.Time) {
 	if v.FrozenSessions == 0 {
 		if ss := v.build(s); len(ss) > 0 {
-			return touchOf(ss[0]), ss[0].Start
+			return TouchOf(ss[0]), ss[0].Start
 		}
 	}
 	return v.FirstTouch, v.FirstSeen
 }
 
-func touchOf(ss *session.Session) Touch {
+// TouchOf returns the acquisition of a session, as a first touch.
+func TouchOf(ss *session.Session) Touch {
 	return Touch{Source: ss.Touch.Source, Medium: ss.Touch.Medium, Campaign: ss.Touch.Campaign, Channel: ss.Channel}
 }
 
@@ -388,7 +389,7 @@ func (v *Visitor) freeze(s session.Settings) {
 		return
 	}
 	if v.FrozenSessions == 0 {
-		v.FirstTouch, v.FirstSeen = touchOf(ss[0]), ss[0].Start
+		v.FirstTouch, v.FirstSeen = TouchOf(ss[0]), ss[0].Start
 	}
 	last := ss[n-1]
 	// Every hit of the frozen sessions, and any orphan hit before them,
