@@ -44,6 +44,22 @@ func dailyRow(t *testing.T, s *gocql.Session, day time.Time, report, dim string)
 	return sessions, newUsers, true
 }
 
+// rulesChangeAt returns a property in UTC whose rules are c1 before
+// changed and c2 from then on; byVersion also looks each up by its
+// version (1 and 2), as a processor does for the version a hit carries.
+func rulesChangeAt(changed time.Time, shards int, c1, c2 *rules.Compiled, byVersion bool) *Property {
+	p := &Property{ID: propID, Location: time.UTC, Shards: shards, RulesAt: func(at time.Time) *rules.Compiled {
+		if at.Before(changed) {
+			return c1
+		}
+		return c2
+	}}
+	if byVersion {
+		p.RulesVersion = func(n int) *rules.Compiled { return map[int]*rules.Compiled{1: c1, 2: c2}[n] }
+	}
+	return p
+}
+
 func compile(t *testing.T, r rules.Rules, v int) *rules.Compiled {
 	c, err := rules.Compile(r, v, []string{"shop.example"})
 	if err != nil {
@@ -97,12 +113,7 @@ func TestReturningVisitorLeavesClosedDays(t *testing.T) {
 		v2.Channels = []rules.ChannelRule{{Name: "Newsletter", Source: "^news$"}}
 		c1, c2 := compile(t, rules.Defaults(), 1), compile(t, v2, 2)
 		changed := t0.Add(3 * 24 * time.Hour)
-		p := &Property{ID: propID, Location: time.UTC, Shards: 1, RulesAt: func(at time.Time) *rules.Compiled {
-			if at.Before(changed) {
-				return c1
-			}
-			return c2
-		}, RulesVersion: func(n int) *rules.Compiled { return map[int]*rules.Compiled{1: c1, 2: c2}[n] }}
+		p := rulesChangeAt(changed, 1, c1, c2, true)
 		day0 := session.LocalDay(t0, time.UTC)
 		run(t, ctx, newPartition(s, p), aMsgs(0, aHit("A", "a1", t0, t0.Add(time.Second), "https://shop.example/?utm_source=news&utm_medium=email", "")), 10)
 		if reprocessFirst {
@@ -142,12 +153,7 @@ func TestHistoricalReprocessWithMidDayRulesChange(t *testing.T) {
 	c1, c2 := compile(t, rules.Defaults(), 1), compile(t, v2, 2)
 	base := time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC)
 	changed := base.Add(18 * time.Hour)
-	p := &Property{ID: propID, Location: time.UTC, Shards: 1, RulesAt: func(at time.Time) *rules.Compiled {
-		if at.Before(changed) {
-			return c1
-		}
-		return c2
-	}, RulesVersion: func(n int) *rules.Compiled { return map[int]*rules.Compiled{1: c1, 2: c2}[n] }}
+	p := rulesChangeAt(changed, 1, c1, c2, true)
 	at := func(h int) time.Time { return base.Add(time.Duration(h) * time.Hour) }
 	for _, lastID := range []string{"z-evening", "0-evening"} {
 		s := connect(t)
@@ -315,12 +321,7 @@ func movedChannels(t *testing.T, s *gocql.Session, changed time.Time) (*Property
 	v2 := rules.Defaults()
 	v2.ReferralExclusions = []string{"news.example.org"}
 	c1, c2 := compile(t, rules.Defaults(), 1), compile(t, v2, 2)
-	p := &Property{ID: propID, Location: time.UTC, Shards: 2, RulesAt: func(at time.Time) *rules.Compiled {
-		if at.Before(changed) {
-			return c1
-		}
-		return c2
-	}}
+	p := rulesChangeAt(changed, 2, c1, c2, false)
 	run(t, context.Background(), newPartition(s, p), traffic(40, 5), 25)
 	return p, session.LocalDay(t0, time.UTC)
 }
@@ -457,12 +458,7 @@ func TestSubRangeJobKeepsFirstSessions(t *testing.T) {
 	v1.Pages.Exclude = []string{"^/promo"}
 	c1, c2 := compile(t, v1, 1), compile(t, rules.Defaults(), 2)
 	changed := t0.Add(5 * 24 * time.Hour)
-	p := &Property{ID: propID, Location: time.UTC, Shards: 1, RulesAt: func(at time.Time) *rules.Compiled {
-		if at.Before(changed) {
-			return c1
-		}
-		return c2
-	}}
+	p := rulesChangeAt(changed, 1, c1, c2, false)
 	promo := aHit("A", "a0", t0, t0.Add(time.Second), "https://shop.example/promo", "")
 	promo.Path = "/promo"
 	d2 := t0.Add(48 * time.Hour)
@@ -514,12 +510,7 @@ func TestReprocessRederivesUsersFirstSessions(t *testing.T) {
 	v2.Pages.Exclude = []string{"^/promo"}
 	c1, c2 := compile(t, rules.Defaults(), 1), compile(t, v2, 2)
 	changed := t0.Add(5 * 24 * time.Hour)
-	p := &Property{ID: propID, Location: time.UTC, Shards: 1, RulesAt: func(at time.Time) *rules.Compiled {
-		if at.Before(changed) {
-			return c1
-		}
-		return c2
-	}}
+	p := rulesChangeAt(changed, 1, c1, c2, false)
 	promo := func(client, id string) *hit.Hit {
 		h := aHit(client, id, t0, t0.Add(time.Second), "https://shop.example/promo?utm_source=news&utm_medium=email", "")
 		h.Path = "/promo"

@@ -50,12 +50,7 @@ func testReprocessEqualsAlwaysHavingTheRule(t *testing.T, shards int) {
 
 	// Live under v1, then v2 effective from `changed`, then reprocess.
 	got := connect(t)
-	versioned := &Property{ID: propID, Location: time.UTC, Shards: shards, RulesAt: func(at time.Time) *rules.Compiled {
-		if at.Before(changed) {
-			return c1
-		}
-		return c2
-	}}
+	versioned := rulesChangeAt(changed, shards, c1, c2, false)
 	run(t, ctx, newPartition(got, versioned), msgs, 25)
 	if dumpDerived(t, got) == dumpDerived(t, want) {
 		t.Fatal("v1 and v2 give the same tables: the test would prove nothing")
