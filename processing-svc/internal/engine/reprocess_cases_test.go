@@ -546,3 +546,47 @@ func TestReprocessRederivesUsersFirstSessions(t *testing.T) {
 		t.Errorf("after the job ran again: first seen %v, want %v", first, d3)
 	}
 }
+
+// A user all of whose hits live processing excluded (no session, no first
+// session in its state), whose first session a job then derives (the
+// rules keep those hits now), keeps that first session when it returns:
+// live processing's view (no first session, then the return as its first)
+// is not the user's first session, and writing it over the job's makes a
+// later job over the return day count the user new a second time.
+func TestReturningUserKeepsJobsFirstSession(t *testing.T) {
+	ctx := context.Background()
+	s := connect(t)
+	v1 := rules.Defaults()
+	v1.Pages.Exclude = []string{"^/promo"}
+	c1, c2 := compile(t, v1, 1), compile(t, rules.Defaults(), 2)
+	changed := t0.Add(2 * 24 * time.Hour)
+	p := rulesChangeAt(changed, 1, c1, c2, false)
+	promo := aHit("B", "b0", t0, t0.Add(time.Second), "https://shop.example/promo", "")
+	promo.Path = "/promo"
+	run(t, ctx, newPartition(s, p), aMsgs(0, promo), 10)
+	day0, day1 := session.LocalDay(t0, time.UTC), session.LocalDay(t0.Add(24*time.Hour), time.UTC)
+	rp := &Reprocessor{Session: s, Now: func() time.Time { return t0.Add(4 * 24 * time.Hour) }}
+	if err := rp.Run(ctx, p, day0, day1, RulesCurrent, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if first, _ := firstSeen(t, s, "B"); !first.Equal(t0) {
+		t.Fatalf("after the job: user B first seen %v, want %v (the promo page, kept now)", first, t0)
+	}
+	// B returns (its state loaded afresh: no session in it).
+	d8 := t0.Add(8 * 24 * time.Hour)
+	run(t, ctx, newPartition(s, p), aMsgs(1, aHit("B", "b8", d8, d8.Add(time.Second), "https://shop.example/", "")), 10)
+	if first, _ := firstSeen(t, s, "B"); !first.Equal(t0) {
+		t.Errorf("after B's return: first seen %v, want %v as the job derived it", first, t0)
+	}
+	// A job over the return day: B was new on day 0.
+	day8 := session.LocalDay(d8, time.UTC)
+	rp2 := &Reprocessor{Session: s, Now: func() time.Time { return t0.Add(12 * 24 * time.Hour) }}
+	if err := rp2.Run(ctx, p, day8, day8, RulesCurrent, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, new0, _ := dailyRow(t, s, day0, "total", "")
+	_, new8, _ := dailyRow(t, s, day8, "total", "")
+	if new0 != 1 || new8 != 0 {
+		t.Errorf("after a job over the return day: new users %d on day 0, %d on day 8; want 1, 0 (B new once)", new0, new8)
+	}
+}
