@@ -590,3 +590,43 @@ func TestReturningUserKeepsJobsFirstSession(t *testing.T) {
 		t.Errorf("after a job over the return day: new users %d on day 0, %d on day 8; want 1, 0 (B new once)", new0, new8)
 	}
 }
+
+// A day run again under the same rules derives the users rows' first
+// sessions it wrote before, and writes none of them again ("where it
+// differs from what is stored"): also when the hits' times, as collection
+// gives them, are finer than the milliseconds site_users stores.
+func TestReprocessWritesUnchangedUsersOnce(t *testing.T) {
+	ctx := context.Background()
+	s := connect(t)
+	p := testProperty(t, rules.Defaults())
+	at := t0.Add(123456789 * time.Nanosecond) // collection's times: to the nanosecond
+	run(t, ctx, newPartition(s, p), aMsgs(0, aHit("A", "a0", at, at.Add(time.Second), "https://shop.example/?utm_source=news&utm_medium=email", "")), 10)
+	day := session.LocalDay(t0, time.UTC)
+	now := t0.Add(4 * 24 * time.Hour)
+	users := func() int {
+		var mu sync.Mutex
+		n := 0
+		d := newDayRun(s, p, day, RulesCurrent, now, NewFirstSessions(p, day, day), now)
+		d.beforeJob = func(job []stmt) error {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, st := range job {
+				if st.cql == cqlUserFirst {
+					n++
+				}
+			}
+			return nil
+		}
+		if err := d.run(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	users()
+	if first, source := firstSeen(t, s, "A"); !first.Equal(at.Truncate(time.Millisecond)) || source != "news" {
+		t.Fatalf("user A first seen %v from %q, want %v from news", first, source, at.Truncate(time.Millisecond))
+	}
+	if n := users(); n != 0 {
+		t.Errorf("the day run again wrote %d users rows, want none: nothing changed", n)
+	}
+}
