@@ -425,7 +425,9 @@ func (d *dayRun) userFirsts(ctx context.Context) ([]stmt, error) {
 	var out []stmt
 	for _, client := range slices.Sorted(maps.Keys(firsts)) {
 		f, u := firsts[client], stored[client]
-		if _, ok := stored[client]; ok && f.start.Equal(u.first) && f.touch == u.touch {
+		// site_users holds milliseconds; a derived start has the hits'
+		// precision (collection's: finer).
+		if _, ok := stored[client]; ok && f.start.Truncate(time.Millisecond).Equal(u.first) && f.touch == u.touch {
 			continue
 		}
 		var start any
