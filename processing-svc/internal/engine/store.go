@@ -233,38 +233,56 @@ func loadVisitors(ctx context.Context, s *gocql.Session, property string, client
 		return nil, fmt.Errorf("load visitor states: %w", err)
 	}
 	var missing []string
+	stateless := map[string]bool{}
 	for _, c := range clients {
-		if _, ok := out[c]; !ok {
+		if sv, ok := out[c]; !ok {
 			missing = append(missing, c)
+			stateless[c] = true
 			out[c] = storedVisitor{visitor.New(c), -1}
+		} else if sv.v.FrozenSessions == 0 && len(sv.v.Hits) == 0 {
+			// No session in its state (every hit excluded so far): a
+			// reprocessing job may have derived one since.
+			missing = append(missing, c)
 		}
 	}
 	if len(missing) == 0 {
 		return out, nil
 	}
-	if err := loadKnownUsers(ctx, s, property, missing, out); err != nil {
+	if err := loadKnownUsers(ctx, s, property, missing, stateless, out); err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-// loadKnownUsers starts the visitors among clients that have no state but
-// a users row from what that row says: their sessions so far, first and
-// last seen, first touch. A visitor's state expires 396 days after its
-// last write (visitor_state's TTL); its users row does not, so a user
-// back after 13 months is returning, with the first touch of their first
-// visit, not a new user.
-func loadKnownUsers(ctx context.Context, s *gocql.Session, property string, clients []string, out map[string]storedVisitor) error {
+// loadKnownUsers starts the visitors among clients that have no state
+// (stateless) but a users row from what that row says: their sessions so
+// far, first and last seen, first touch. A visitor's state expires 396
+// days after its last write (visitor_state's TTL); its users row does not,
+// so a user back after 13 months is returning, with the first touch of
+// their first visit, not a new user. The others of clients have a state
+// without a session: a first session in their users row is one a
+// reprocessing job derived from hits live processing excluded (live
+// processing writes one only with a session), and they are returning
+// users with it, as for the job, not new users whose first session
+// overwrites it.
+func loadKnownUsers(ctx context.Context, s *gocql.Session, property string, clients []string, stateless map[string]bool, out map[string]storedVisitor) error {
 	users, err := readUsers(ctx, s, property, clients)
 	if err != nil {
 		return fmt.Errorf("load users of visitors without state: %w", err)
 	}
 	for client, u := range users {
-		if u.sessions <= 0 {
+		if u.sessions <= 0 && u.first.IsZero() {
+			continue
+		}
+		if !stateless[client] {
+			if !u.first.IsZero() {
+				v := out[client].v
+				v.FrozenSessions, v.FirstSeen, v.FirstTouch = max(u.sessions, 1), u.first, u.touch
+			}
 			continue
 		}
 		v := visitor.New(client)
-		v.FrozenSessions, v.FirstSeen, v.FirstTouch = u.sessions, u.first, u.touch
+		v.FrozenSessions, v.FirstSeen, v.FirstTouch = max(u.sessions, 1), u.first, u.touch
 		// Its sessions ended by last: no hit can be placed before it.
 		v.LastSeen, v.FrozenUntil = u.last, u.last
 		out[client] = storedVisitor{v, -1}
