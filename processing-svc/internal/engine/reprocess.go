@@ -565,19 +565,30 @@ func (f *FirstSessions) loadDay(ctx context.Context, s *gocql.Session, p *Proper
 }
 
 // later finds the first session of each of clients in the days after the
-// range, up to today: the sessions stored there (by live processing, or
-// by an earlier reprocessing), which the range's job does not change. A
-// client without one is missing from what it returns. It reads day by
-// day, every shard of each, until it has found them all.
+// range: the sessions stored there (by live processing, or by an earlier
+// reprocessing), which the range's job does not change. A client without
+// one is missing from what it returns. It reads day by day, every shard of
+// each, until it has found them all or passed the last day any client not
+// found yet has a hit on (lastHitDays): a client that has not come back
+// since the range costs no read.
 func (f *FirstSessions) later(ctx context.Context, s *gocql.Session, p *Property, clients []string, now time.Time) (map[string]userFirst, error) {
-	wanted := make(map[string]bool, len(clients))
-	for _, c := range clients {
-		wanted[c] = true
+	until, err := lastHitDays(ctx, s, p, clients, now)
+	if err != nil {
+		return nil, err
 	}
 	found := map[string]userFirst{}
-	for day := f.after; len(found) < len(wanted) && !day.After(session.LocalDay(now, p.Location)); day = day.AddDate(0, 0, 1) {
+	for day := f.after; ; day = day.AddDate(0, 0, 1) {
+		var last time.Time // the latest day a client not found yet may have a session on
+		for c, u := range until {
+			if _, ok := found[c]; !ok && u.After(last) {
+				last = u
+			}
+		}
+		if day.After(last) {
+			return found, nil
+		}
 		err := daySessions(ctx, s, p, day, func(r storedSession) {
-			if prior, ok := found[r.client]; wanted[r.client] && (!ok || r.start.Before(prior.start)) {
+			if prior, ok := found[r.client]; !until[r.client].IsZero() && (!ok || r.start.Before(prior.start)) {
 				found[r.client] = userFirst{r.start, r.touch}
 			}
 		})
@@ -585,7 +596,47 @@ func (f *FirstSessions) later(ctx context.Context, s *gocql.Session, p *Property
 			return nil, err
 		}
 	}
-	return found, nil
+}
+
+// lastHitDays returns, for each of clients, the last property-local day
+// it can have a session on: the day of its visitor's watermark (the
+// latest receipt of its hits, kept or excluded, as its stored state has
+// it) and one more, since a flush writes a visitor's sessions before the
+// state that records their hits; today for a client without a state. It
+// reads the states in queries of at most visitorsPerRead clients.
+func lastHitDays(ctx context.Context, s *gocql.Session, p *Property, clients []string, now time.Time) (map[string]time.Time, error) {
+	today := session.LocalDay(now, p.Location)
+	out := make(map[string]time.Time, len(clients))
+	for _, c := range clients {
+		out[c] = today
+	}
+	chunks := (len(clients) + visitorsPerRead - 1) / visitorsPerRead
+	found := make([]map[string]time.Time, chunks)
+	err := parallel(ctx, 32, chunks, func(ctx context.Context, i int) error {
+		part := clients[i*visitorsPerRead : min(len(clients), (i+1)*visitorsPerRead)]
+		found[i] = make(map[string]time.Time, len(part))
+		iter := s.Query("SELECT client_id, state FROM visitor_state WHERE property_id = ? AND client_id IN ?", p.ID, part).WithContext(ctx).Iter()
+		var client string
+		var state []byte
+		for iter.Scan(&client, &state) {
+			v, err := visitor.Unmarshal(state)
+			if err != nil {
+				iter.Close()
+				return fmt.Errorf("visitor %s/%s: %w", p.ID, client, err)
+			}
+			if last := session.LocalDay(v.Watermark, p.Location).AddDate(0, 0, 1); last.Before(today) {
+				found[i][client] = last
+			}
+		}
+		return iter.Close()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the last hits of users: %w", err)
+	}
+	for _, m := range found {
+		maps.Copy(out, m)
+	}
+	return out, nil
 }
 
 // storedSession is a session row as reprocessing reads it back.

@@ -532,6 +532,19 @@ func TestReprocessRederivesUsersFirstSessions(t *testing.T) {
 	if first, source := firstSeen(t, s, "B"); !first.IsZero() || source != "" {
 		t.Errorf("after the job: user B first seen %v from %q, want none (its only session is excluded now)", first, source)
 	}
+	// The search after the range went as far as A's last hit, a day more,
+	// and no further: B has none after the range, C no state at all.
+	now := rp.Now()
+	days, err := lastHitDays(ctx, s, p, []string{"A", "B", "C"}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]time.Time{"A": session.LocalDay(d3, time.UTC).AddDate(0, 0, 1), "B": day1, "C": session.LocalDay(now, time.UTC)}
+	for c, w := range want {
+		if !days[c].Equal(w) {
+			t.Errorf("last day %s can have a session on: %v, want %v", c, days[c], w)
+		}
+	}
 	// A returns: its state (loaded afresh) still holds the promo session
 	// as its first, frozen long ago.
 	run(t, ctx, newPartition(s, p), aMsgs(3, aHit("A", "a8", d8, d8.Add(time.Second), "https://shop.example/", "")), 10)
