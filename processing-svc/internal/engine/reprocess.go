@@ -422,6 +422,18 @@ func (d *dayRun) userFirsts(ctx context.Context) ([]stmt, error) {
 			firsts[client] = userFirst{} // no session at all
 		}
 	}
+	// A first session moved across the range's end leaves the day after
+	// it on its side as it was: new on neither day, or on both.
+	after := rollup.DayStart(d.users.after, d.p.Location)
+	for client, f := range firsts {
+		if u, ok := stored[client]; ok && !f.start.IsZero() && !u.first.IsZero() && f.start.Before(after) != u.first.Before(after) {
+			beyond := f.start
+			if u.first.After(beyond) {
+				beyond = u.first
+			}
+			d.users.crossed(session.LocalDay(beyond, d.p.Location))
+		}
+	}
 	var out []stmt
 	for _, client := range slices.Sorted(maps.Keys(firsts)) {
 		f, u := firsts[client], stored[client]
@@ -518,6 +530,19 @@ type FirstSessions struct {
 	since time.Time // start of the reprocessed range
 	after time.Time // the first property-local day after it
 	seen  map[string]time.Time
+	// crossedUsers counts the users whose first session the run moved
+	// across the range's end, into it or out of it; crossedUntil is the
+	// latest local day after the range such a session was or is on: a
+	// range through it would count each of them new once.
+	crossedUsers int
+	crossedUntil time.Time
+}
+
+func (f *FirstSessions) crossed(day time.Time) {
+	f.crossedUsers++
+	if day.After(f.crossedUntil) {
+		f.crossedUntil = day
+	}
 }
 
 // NewFirstSessions returns the tracker for a range of p's property-local
@@ -866,6 +891,10 @@ func (rp *Reprocessor) Run(ctx context.Context, p *Property, from, to time.Time,
 				return err
 			}
 		}
+	}
+	if users.crossedUsers > 0 && rp.Log != nil {
+		rp.Log.Warn("reprocessing moved users' first sessions across the end of its range: the days after it count them new as before, on neither day or on both, until they are reprocessed too",
+			slog.String("property_id", p.ID), slog.Int("users", users.crossedUsers), slog.String("reprocess_through", users.crossedUntil.Format(time.DateOnly)))
 	}
 	return nil
 }

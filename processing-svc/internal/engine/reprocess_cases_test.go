@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -522,9 +523,15 @@ func TestReprocessRederivesUsersFirstSessions(t *testing.T) {
 		t.Fatalf("live: user A first seen %v from %q, want %v from news", first, source, t0)
 	}
 	day0, day1 := session.LocalDay(t0, time.UTC), session.LocalDay(t0.Add(24*time.Hour), time.UTC)
-	rp := &Reprocessor{Session: s, Now: func() time.Time { return t0.Add(10 * 24 * time.Hour) }}
+	var log strings.Builder
+	rp := &Reprocessor{Session: s, Log: slog.New(slog.NewTextHandler(&log, nil)), Now: func() time.Time { return t0.Add(10 * 24 * time.Hour) }}
 	if err := rp.Run(ctx, p, day0, day1, RulesCurrent, nil, nil); err != nil {
 		t.Fatal(err)
+	}
+	// A's first session left the range for day 3, which still counts it
+	// returning: the job says to reprocess through day 3.
+	if !strings.Contains(log.String(), "users=1 reprocess_through=2026-07-04") {
+		t.Errorf("the job's log does not name the user whose first session left the range:\n%s", log.String())
 	}
 	if first, source := firstSeen(t, s, "A"); !first.Equal(d3) || source != "(direct)" {
 		t.Errorf("after the job: user A first seen %v from %q, want %v from (direct) (its session after the range)", first, source, d3)
