@@ -610,6 +610,55 @@ func TestReturningUserKeepsJobsFirstSession(t *testing.T) {
 	}
 }
 
+// TestReturningUserKeepsJobsFirstSession on one partition that stays up:
+// the consumer flushes a partition only while it has something pending
+// (consumer.worker.flush), so a partition without hits since the visitor's
+// last one never ran the flush that evicts it. The visitor, idle far past
+// IdleEviction, must still be read afresh at its return ("One still in
+// memory (active in the last ten minutes) when the job writes its row does
+// not see it", docs/processing.md, "Users"), not taken from memory with a
+// users row of before the job.
+func TestIdleVisitorKeepsJobsFirstSessionOnQuietPartition(t *testing.T) {
+	ctx := context.Background()
+	s := connect(t)
+	v1 := rules.Defaults()
+	v1.Pages.Exclude = []string{"^/promo"}
+	c1, c2 := compile(t, v1, 1), compile(t, rules.Defaults(), 2)
+	changed := t0.Add(2 * 24 * time.Hour)
+	p := rulesChangeAt(changed, 1, c1, c2, false)
+	clock := t0.Add(2 * time.Second)
+	part := New(Config{Topic: "hits", Partition: 0, Session: s, Properties: staticProperties{p}, Now: func() time.Time { return clock }})
+	run(t, ctx, part, aMsgs(0, aPromo("B", "b0", "")), 10)
+	if part.Pending() {
+		t.Fatal("pending after the flush: the consumer would flush again")
+	}
+	day0, day1 := session.LocalDay(t0, time.UTC), session.LocalDay(t0.Add(24*time.Hour), time.UTC)
+	clock = t0.Add(4 * 24 * time.Hour)
+	rp := &Reprocessor{Session: s, Now: func() time.Time { return clock }}
+	if err := rp.Run(ctx, p, day0, day1, RulesCurrent, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if first, _ := firstSeen(t, s, "B"); !first.Equal(t0) {
+		t.Fatalf("after the job: user B first seen %v, want %v (the promo page, kept now)", first, t0)
+	}
+	// No hit on the partition for days (nothing pending: no flush), then
+	// B returns.
+	d8 := t0.Add(8 * 24 * time.Hour)
+	clock = d8.Add(2 * time.Second)
+	run(t, ctx, part, aMsgs(1, aHit("B", "b8", d8, d8.Add(time.Second), "https://shop.example/", "")), 10)
+	if first, _ := firstSeen(t, s, "B"); !first.Equal(t0) {
+		t.Errorf("after B's return: first seen %v, want %v as the job derived it", first, t0)
+	}
+	var isNew bool
+	if err := s.Query("SELECT new_user FROM sessions_by_hour WHERE property_id = ? AND day = ? AND shard = 0 AND hour = ?",
+		propID, session.LocalDay(d8, time.UTC), d8.Hour()).Scan(&isNew); err != nil {
+		t.Fatal(err)
+	}
+	if isNew {
+		t.Error("B's return is a new user's session; want returning (its first session is the job's, on day 0)")
+	}
+}
+
 // A day run again under the same rules derives the users rows' first
 // sessions it wrote before, and writes none of them again ("where it
 // differs from what is stored"): also when the hits' times, as collection
