@@ -236,6 +236,12 @@ func (p *Partition) Apply(ctx context.Context, msgs []Message) error {
 	props := map[string]*Property{}
 	var load []int // in batch, the first hit of each visitor not in memory
 	loading := map[string]bool{}
+	// A visitor written and idle past IdleEviction is read afresh, as if
+	// evicted: a flush evicts it, but the consumer flushes a partition
+	// only while something is pending, so on a partition without hits
+	// since its last one it can be in memory days later, and a users row
+	// a reprocessing job wrote meanwhile must be seen (loadVisitors).
+	idleSince := p.cfg.Now().Add(-p.cfg.IdleEviction)
 	for _, m := range msgs {
 		parts, err := hit.SplitRecord(m.Value)
 		if err != nil {
@@ -268,6 +274,9 @@ func (p *Partition) Apply(ctx context.Context, msgs []Message) error {
 			}
 			d.h, d.prop, d.key = h, prop, h.PropertyID+"/"+h.ClientID
 			batch = append(batch, d)
+			if vs, ok := p.visitors[d.key]; ok && !vs.unsaved && vs.used.Before(idleSince) {
+				delete(p.visitors, d.key)
+			}
 			if _, ok := p.visitors[d.key]; !ok && !loading[d.key] {
 				loading[d.key] = true
 				load = append(load, len(batch)-1)
