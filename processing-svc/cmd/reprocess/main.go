@@ -130,6 +130,10 @@ func run(ctx context.Context, cfg config) error {
 			j, gerr := r.Get(context.WithoutCancel(ctx), cfg.Property, job)
 			if gerr == nil {
 				fmt.Printf("job %s: %s, %d of %d days\n", job, j.Status, j.DaysDone, j.DaysTotal)
+				if j.UsersPastRange > 0 {
+					fmt.Printf("job %s: moved the first session of %d users across the end of its range; the days after it count them new as before: reprocess through %s\n",
+						job, j.UsersPastRange, j.ReprocessThrough)
+				}
 			}
 			if err != nil {
 				return fmt.Errorf("%w (resume with -job %s)", err, job)

@@ -431,7 +431,7 @@ func (d *dayRun) userFirsts(ctx context.Context) ([]stmt, error) {
 			if u.first.After(beyond) {
 				beyond = u.first
 			}
-			d.users.crossed(session.LocalDay(beyond, d.p.Location))
+			d.users.cross(session.LocalDay(beyond, d.p.Location))
 		}
 	}
 	var out []stmt
@@ -530,18 +530,22 @@ type FirstSessions struct {
 	since time.Time // start of the reprocessed range
 	after time.Time // the first property-local day after it
 	seen  map[string]time.Time
-	// crossedUsers counts the users whose first session the run moved
-	// across the range's end, into it or out of it; crossedUntil is the
-	// latest local day after the range such a session was or is on: a
-	// range through it would count each of them new once.
-	crossedUsers int
-	crossedUntil time.Time
+	// crossed counts the users whose first session the day's run moved
+	// across the range's end (Progress.PastRangeUsers), through the
+	// latest local day after the range such a session was or is on
+	// (Progress.PastRangeThrough).
+	crossed struct {
+		users   int
+		through time.Time
+	}
 }
 
-func (f *FirstSessions) crossed(day time.Time) {
-	f.crossedUsers++
-	if day.After(f.crossedUntil) {
-		f.crossedUntil = day
+// cross records a user whose first session moved across the range's end,
+// with the day after the range it was or is on.
+func (f *FirstSessions) cross(day time.Time) {
+	f.crossed.users++
+	if day.After(f.crossed.through) {
+		f.crossed.through = day
 	}
 }
 
@@ -849,6 +853,13 @@ type Reprocessor struct {
 type Progress struct {
 	Day       time.Time
 	Done, All int
+	// PastRangeUsers counts the users whose first session the day's run
+	// moved across the end of the range (out of it, or into it from a
+	// day after it); PastRangeThrough is the latest day after the range
+	// such a session was or is on. The days after the range count them
+	// new as before, until a job through that day.
+	PastRangeUsers   int
+	PastRangeThrough time.Time
 }
 
 // Run reprocesses the property-local days from..to (inclusive) in order.
@@ -871,6 +882,7 @@ func (rp *Reprocessor) Run(ctx context.Context, p *Property, from, to time.Time,
 	}
 	all := int(to.Sub(from).Hours()/24) + 1
 	users := NewFirstSessions(p, from, to)
+	crossed, through := 0, time.Time{} // over the days this run derives
 	for i, d := 0, from; !d.After(to); i, d = i+1, d.AddDate(0, 0, 1) {
 		if skip != nil && skip(d) {
 			// Done before: its users' first sessions are as it wrote them.
@@ -879,6 +891,7 @@ func (rp *Reprocessor) Run(ctx context.Context, p *Property, from, to time.Time,
 			}
 			continue
 		}
+		users.crossed.users, users.crossed.through = 0, time.Time{}
 		err := ReprocessDay(ctx, rp.Session, p, d, mode, currentAt, users, now())
 		if errors.Is(err, ErrNoArchive) && rp.Log != nil {
 			rp.Log.Warn("reprocessing left a day as it is", slog.String("property_id", p.ID), slog.Any("reason", err))
@@ -886,15 +899,20 @@ func (rp *Reprocessor) Run(ctx context.Context, p *Property, from, to time.Time,
 		if err != nil && !errors.Is(err, ErrNoArchive) {
 			return err
 		}
+		crossed += users.crossed.users
+		if users.crossed.through.After(through) {
+			through = users.crossed.through
+		}
 		if progress != nil {
-			if err := progress(Progress{Day: d, Done: i + 1, All: all}); err != nil {
+			pr := Progress{Day: d, Done: i + 1, All: all, PastRangeUsers: users.crossed.users, PastRangeThrough: users.crossed.through}
+			if err := progress(pr); err != nil {
 				return err
 			}
 		}
 	}
-	if users.crossedUsers > 0 && rp.Log != nil {
+	if crossed > 0 && rp.Log != nil {
 		rp.Log.Warn("reprocessing moved users' first sessions across the end of its range: the days after it count them new as before, on neither day or on both, until they are reprocessed too",
-			slog.String("property_id", p.ID), slog.Int("users", users.crossedUsers), slog.String("reprocess_through", users.crossedUntil.Format(time.DateOnly)))
+			slog.String("property_id", p.ID), slog.Int("users", crossed), slog.String("reprocess_through", through.Format(time.DateOnly)))
 	}
 	return nil
 }

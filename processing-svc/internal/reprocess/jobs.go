@@ -38,6 +38,12 @@ type Job struct {
 	Error      string           `json:"error,omitempty"`
 	CreatedAt  time.Time        `json:"created_at"`
 	UpdatedAt  time.Time        `json:"updated_at"`
+	// UsersPastRange counts the users whose first session the job moved
+	// across the end of its range (engine.Progress.PastRangeUsers): the
+	// days after the range count them new as before, until a job through
+	// ReprocessThrough (empty when there are none).
+	UsersPastRange   int    `json:"users_past_range"`
+	ReprocessThrough string `json:"reprocess_through,omitempty"`
 }
 
 // Errors of Create and Start.
@@ -308,9 +314,13 @@ func (r *Runner) run(ctx context.Context, j *Job, done map[string]bool) error {
 	return rp.Run(ctx, p, f, t, j.Rules,
 		func(d time.Time) bool { return done[d.Format(time.DateOnly)] },
 		func(pr engine.Progress) error {
-			err := r.Session.Query("UPDATE reprocess_jobs SET days_done = days_done + ?, updated_at = ? WHERE property_id = ? AND job_id = ?",
-				[]time.Time{pr.Day}, r.now(), propertyID, jobID).WithContext(ctx).Exec()
-			if err != nil {
+			q := r.Session.Query("UPDATE reprocess_jobs SET days_done = days_done + ?, updated_at = ? WHERE property_id = ? AND job_id = ?",
+				[]time.Time{pr.Day}, r.now(), propertyID, jobID)
+			if pr.PastRangeUsers > 0 {
+				q = r.Session.Query("UPDATE reprocess_jobs SET days_done = days_done + ?, past_range_users = past_range_users + ?, past_range_through = past_range_through + ?, updated_at = ? WHERE property_id = ? AND job_id = ?",
+					[]time.Time{pr.Day}, map[time.Time]int{pr.Day: pr.PastRangeUsers}, map[time.Time]time.Time{pr.Day: pr.PastRangeThrough}, r.now(), propertyID, jobID)
+			}
+			if err := q.WithContext(ctx).Exec(); err != nil {
 				return err
 			}
 			// A property deleted meanwhile stops the run before its next
@@ -356,9 +366,11 @@ func (r *Runner) load(ctx context.Context, propertyID, jobID string) (*Job, map[
 	var from, to time.Time
 	var mode string
 	var days []time.Time
-	err := r.Session.Query(`SELECT from_day, to_day, rules_mode, status, days_done, days_total, error, created_at, updated_at
+	var pastUsers map[time.Time]int
+	var pastThrough map[time.Time]time.Time
+	err := r.Session.Query(`SELECT from_day, to_day, rules_mode, status, days_done, days_total, error, created_at, updated_at, past_range_users, past_range_through
 		FROM reprocess_jobs WHERE property_id = ? AND job_id = ?`, propertyID, jobID).WithContext(ctx).
-		Scan(&from, &to, &mode, &j.Status, &days, &j.DaysTotal, &j.Error, &j.CreatedAt, &j.UpdatedAt)
+		Scan(&from, &to, &mode, &j.Status, &days, &j.DaysTotal, &j.Error, &j.CreatedAt, &j.UpdatedAt, &pastUsers, &pastThrough)
 	if errors.Is(err, gocql.ErrNotFound) {
 		return nil, nil, ErrNotFound
 	}
@@ -371,6 +383,16 @@ func (r *Runner) load(ctx context.Context, propertyID, jobID string) (*Job, map[
 		done[d.Format(time.DateOnly)] = true
 	}
 	j.DaysDone = len(done)
+	var through time.Time
+	for day, n := range pastUsers {
+		j.UsersPastRange += n
+		if t := pastThrough[day]; t.After(through) {
+			through = t
+		}
+	}
+	if !through.IsZero() {
+		j.ReprocessThrough = through.Format(time.DateOnly)
+	}
 	return j, done, nil
 }
 

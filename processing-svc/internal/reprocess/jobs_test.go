@@ -441,3 +441,54 @@ func TestRunStopsWhenItsPropertyIsDeleted(t *testing.T) {
 		t.Errorf("job %+v: want failed after its first day, saying the property was deleted", got)
 	}
 }
+
+// A job that moves a user's first session across the end of its range
+// says so: the days after the range still count the user new as before,
+// until a job through the day it names.
+func TestJobReportsUsersPastRange(t *testing.T) {
+	ctx := context.Background()
+	s, props := connect(t)
+	day := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	processLive(t, s, props, 6, func(i int) (string, time.Time) {
+		return fmt.Sprint("c", i%3), day.Add(time.Duration(i) * 47 * time.Minute)
+	})
+	// As if live processing had seen c0 first after the range (its
+	// earlier hits excluded then, kept by the job's rules).
+	later := time.Date(2026, 3, 8, 9, 0, 0, 0, time.UTC)
+	if err := s.Query("INSERT INTO site_users (property_id, client_id, first_seen) VALUES (?, 'c0', ?)", propID, later).Exec(); err != nil {
+		t.Fatal(err)
+	}
+	r := &Runner{Session: s, Properties: props, Now: func() time.Time { return time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC) }}
+	j, err := r.Create(ctx, propID, "2026-03-01", "2026-03-04", engine.RulesCurrent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Run(ctx, propID, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.Get(ctx, propID, j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.UsersPastRange != 1 || got.ReprocessThrough != "2026-03-08" {
+		t.Fatalf("job %+v: want 1 user past the range, reprocess through 2026-03-08", got)
+	}
+	// Run again: the users rows are as the job wrote them, and what the
+	// first run recorded stays.
+	if err := r.Run(ctx, propID, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	j2, err := r.Create(ctx, propID, "2026-03-01", "2026-03-04", engine.RulesCurrent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Run(ctx, propID, j2.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := r.Get(ctx, propID, j2.ID); err != nil || got.UsersPastRange != 0 || got.ReprocessThrough != "" {
+		t.Fatalf("a second job over the same days: %+v, %v; want no user past the range", got, err)
+	}
+	if got, err := r.Get(ctx, propID, j.ID); err != nil || got.UsersPastRange != 1 {
+		t.Fatalf("the first job after its resume: %+v, %v; want 1 user past the range still", got, err)
+	}
+}
