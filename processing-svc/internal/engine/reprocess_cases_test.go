@@ -698,3 +698,45 @@ func TestReprocessWritesUnchangedUsersOnce(t *testing.T) {
 		t.Errorf("the day run again wrote %d users rows, want none: nothing changed", n)
 	}
 }
+
+// A user whose first session the job moves from one day of its range to a
+// later day of the same range has not crossed the range's end, even when
+// the user also has sessions after the range: the days after the range
+// counted the user returning before the job and still should. Deriving the
+// first day alone moves the users row to the session after the range, and
+// the later day moves it back into the range; neither is a crossing of the
+// job's.
+func TestReprocessFirstSessionMovedWithinRangeIsNotPastRange(t *testing.T) {
+	ctx := context.Background()
+	s := connect(t)
+	v2 := rules.Defaults()
+	v2.Pages.Exclude = []string{"^/promo"}
+	c1, c2 := compile(t, rules.Defaults(), 1), compile(t, v2, 2)
+	changed := t0.Add(5 * 24 * time.Hour)
+	p := rulesChangeAt(changed, 1, c1, c2, false)
+	d1, d3 := t0.Add(24*time.Hour), t0.Add(3*24*time.Hour)
+	run(t, ctx, newPartition(s, p), aMsgs(0,
+		aPromo("A", "a0", "?utm_source=news&utm_medium=email"),
+		aHit("A", "a1", d1, d1.Add(time.Second), "https://shop.example/", ""),
+		aHit("A", "a3", d3, d3.Add(time.Second), "https://shop.example/", "")), 10)
+	if first, _ := firstSeen(t, s, "A"); !first.Equal(t0) {
+		t.Fatalf("live: user A first seen %v, want %v", first, t0)
+	}
+	day0, day1 := session.LocalDay(t0, time.UTC), session.LocalDay(d1, time.UTC)
+	var log strings.Builder
+	rp := &Reprocessor{Session: s, Log: slog.New(slog.NewTextHandler(&log, nil)), Now: func() time.Time { return t0.Add(10 * 24 * time.Hour) }}
+	past := 0
+	err := rp.Run(ctx, p, day0, day1, RulesCurrent, nil, func(pr Progress) error {
+		past += pr.PastRangeUsers
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first, _ := firstSeen(t, s, "A"); !first.Equal(d1) {
+		t.Errorf("after the job: user A first seen %v, want %v (its session on day 1, in the range)", first, d1)
+	}
+	if past != 0 || strings.Contains(log.String(), "across the end of its range") {
+		t.Errorf("A's first session moved from day 0 to day 1, both in the range: users past the range %d, want 0; log:\n%s", past, log.String())
+	}
+}
