@@ -422,17 +422,21 @@ func (d *dayRun) userFirsts(ctx context.Context) ([]stmt, error) {
 			firsts[client] = userFirst{} // no session at all
 		}
 	}
-	// A first session moved across the range's end leaves the day after
-	// it on its side as it was: new on neither day, or on both.
+	// A first session moved across the range's end, from where it was
+	// before the run, leaves the day after the range on its side as it
+	// was: new on neither day, or on both.
 	after := rollup.DayStart(d.users.after, d.p.Location)
 	for client, f := range firsts {
-		if u, ok := stored[client]; ok && !f.start.IsZero() && !u.first.IsZero() && f.start.Before(after) != u.first.Before(after) {
-			beyond := f.start
-			if u.first.After(beyond) {
-				beyond = u.first
-			}
-			d.users.cross(session.LocalDay(beyond, d.p.Location))
+		pre := d.users.before[client]
+		if f.start.IsZero() || pre.IsZero() || f.start.Before(after) == pre.Before(after) {
+			delete(d.users.moved, client)
+			continue
 		}
+		beyond := f.start
+		if pre.After(beyond) {
+			beyond = pre
+		}
+		d.users.moved[client] = session.LocalDay(beyond, d.p.Location)
 	}
 	var out []stmt
 	for _, client := range slices.Sorted(maps.Keys(firsts)) {
@@ -530,29 +534,33 @@ type FirstSessions struct {
 	since time.Time // start of the reprocessed range
 	after time.Time // the first property-local day after it
 	seen  map[string]time.Time
-	// crossed counts the users whose first session the day's run moved
-	// across the range's end (Progress.PastRangeUsers), through the
-	// latest local day after the range such a session was or is on
-	// (Progress.PastRangeThrough).
-	crossed struct {
-		users   int
-		through time.Time
-	}
+	// before holds each client's first session as its users row had it
+	// when this run first read it, before the run wrote any; moved the
+	// clients whose first session the run has moved across the range's
+	// end since (into the range from a day after it, or out of it to one),
+	// with the latest local day after the range it was or is on.
+	before map[string]time.Time
+	moved  map[string]time.Time
 }
 
-// cross records a user whose first session moved across the range's end,
-// with the day after the range it was or is on.
-func (f *FirstSessions) cross(day time.Time) {
-	f.crossed.users++
-	if day.After(f.crossed.through) {
-		f.crossed.through = day
+// pastRange returns how many users' first sessions the run has moved
+// across the range's end, and the latest day after the range they were or
+// are on (Progress.PastRangeUsers, PastRangeThrough).
+func (f *FirstSessions) pastRange() (int, time.Time) {
+	var through time.Time
+	for _, day := range f.moved {
+		if day.After(through) {
+			through = day
+		}
 	}
+	return len(f.moved), through
 }
 
 // NewFirstSessions returns the tracker for a range of p's property-local
 // days from..to.
 func NewFirstSessions(p *Property, from, to time.Time) *FirstSessions {
-	return &FirstSessions{since: rollup.DayStart(from, p.Location), after: to.AddDate(0, 0, 1), seen: map[string]time.Time{}}
+	return &FirstSessions{since: rollup.DayStart(from, p.Location), after: to.AddDate(0, 0, 1), seen: map[string]time.Time{},
+		before: map[string]time.Time{}, moved: map[string]time.Time{}}
 }
 
 // load looks up a first session before the range in site_users (as live
@@ -573,6 +581,11 @@ func (f *FirstSessions) load(ctx context.Context, s *gocql.Session, property str
 	users, err := readUsers(ctx, s, property, todo)
 	if err != nil {
 		return nil, fmt.Errorf("read first sessions: %w", err)
+	}
+	for _, c := range todo {
+		if _, ok := f.before[c]; !ok {
+			f.before[c] = users[c].first
+		}
 	}
 	for client, u := range users {
 		if !u.first.IsZero() && u.first.Before(f.since) {
@@ -853,11 +866,12 @@ type Reprocessor struct {
 type Progress struct {
 	Day       time.Time
 	Done, All int
-	// PastRangeUsers counts the users whose first session the day's run
-	// moved across the end of the range (out of it, or into it from a
-	// day after it); PastRangeThrough is the latest day after the range
-	// such a session was or is on. The days after the range count them
-	// new as before, until a job through that day.
+	// PastRangeUsers counts the users whose first session the run has
+	// moved across the end of the range so far (out of it, or into it from
+	// a day after it), from where their users rows had it before the run;
+	// PastRangeThrough is the latest day after the range such a session
+	// was or is on. The days after the range count them new as before,
+	// until a job through that day.
 	PastRangeUsers   int
 	PastRangeThrough time.Time
 }
@@ -882,7 +896,6 @@ func (rp *Reprocessor) Run(ctx context.Context, p *Property, from, to time.Time,
 	}
 	all := int(to.Sub(from).Hours()/24) + 1
 	users := NewFirstSessions(p, from, to)
-	crossed, through := 0, time.Time{} // over the days this run derives
 	for i, d := 0, from; !d.After(to); i, d = i+1, d.AddDate(0, 0, 1) {
 		if skip != nil && skip(d) {
 			// Done before: its users' first sessions are as it wrote them.
@@ -891,7 +904,6 @@ func (rp *Reprocessor) Run(ctx context.Context, p *Property, from, to time.Time,
 			}
 			continue
 		}
-		users.crossed.users, users.crossed.through = 0, time.Time{}
 		err := ReprocessDay(ctx, rp.Session, p, d, mode, currentAt, users, now())
 		if errors.Is(err, ErrNoArchive) && rp.Log != nil {
 			rp.Log.Warn("reprocessing left a day as it is", slog.String("property_id", p.ID), slog.Any("reason", err))
@@ -899,18 +911,15 @@ func (rp *Reprocessor) Run(ctx context.Context, p *Property, from, to time.Time,
 		if err != nil && !errors.Is(err, ErrNoArchive) {
 			return err
 		}
-		crossed += users.crossed.users
-		if users.crossed.through.After(through) {
-			through = users.crossed.through
-		}
 		if progress != nil {
-			pr := Progress{Day: d, Done: i + 1, All: all, PastRangeUsers: users.crossed.users, PastRangeThrough: users.crossed.through}
+			pr := Progress{Day: d, Done: i + 1, All: all}
+			pr.PastRangeUsers, pr.PastRangeThrough = users.pastRange()
 			if err := progress(pr); err != nil {
 				return err
 			}
 		}
 	}
-	if crossed > 0 && rp.Log != nil {
+	if crossed, through := users.pastRange(); crossed > 0 && rp.Log != nil {
 		rp.Log.Warn("reprocessing moved users' first sessions across the end of its range: the days after it count them new as before, on neither day or on both, until they are reprocessed too",
 			slog.String("property_id", p.ID), slog.Int("users", crossed), slog.String("reprocess_through", through.Format(time.DateOnly)))
 	}

@@ -727,7 +727,7 @@ func TestReprocessFirstSessionMovedWithinRangeIsNotPastRange(t *testing.T) {
 	rp := &Reprocessor{Session: s, Log: slog.New(slog.NewTextHandler(&log, nil)), Now: func() time.Time { return t0.Add(10 * 24 * time.Hour) }}
 	past := 0
 	err := rp.Run(ctx, p, day0, day1, RulesCurrent, nil, func(pr Progress) error {
-		past += pr.PastRangeUsers
+		past = pr.PastRangeUsers
 		return nil
 	})
 	if err != nil {

@@ -311,14 +311,23 @@ func (r *Runner) run(ctx context.Context, j *Job, done map[string]bool) error {
 	// "Current" rules are those of the job's creation, on every day
 	// however often it is resumed.
 	rp := &engine.Reprocessor{Session: r.Session, Log: r.Log, Now: r.Now, CurrentAt: j.CreatedAt}
+	// The users past the range are the run's so far (engine.Progress),
+	// recorded under the first day the run derives: each run of the job
+	// its own entry, overwritten as the run goes on.
+	var runDay time.Time
+	recorded := false
 	return rp.Run(ctx, p, f, t, j.Rules,
 		func(d time.Time) bool { return done[d.Format(time.DateOnly)] },
 		func(pr engine.Progress) error {
+			if runDay.IsZero() {
+				runDay = pr.Day
+			}
 			q := r.Session.Query("UPDATE reprocess_jobs SET days_done = days_done + ?, updated_at = ? WHERE property_id = ? AND job_id = ?",
 				[]time.Time{pr.Day}, r.now(), propertyID, jobID)
-			if pr.PastRangeUsers > 0 {
+			if pr.PastRangeUsers > 0 || recorded {
+				recorded = true
 				q = r.Session.Query("UPDATE reprocess_jobs SET days_done = days_done + ?, past_range_users = past_range_users + ?, past_range_through = past_range_through + ?, updated_at = ? WHERE property_id = ? AND job_id = ?",
-					[]time.Time{pr.Day}, map[time.Time]int{pr.Day: pr.PastRangeUsers}, map[time.Time]time.Time{pr.Day: pr.PastRangeThrough}, r.now(), propertyID, jobID)
+					[]time.Time{pr.Day}, map[time.Time]int{runDay: pr.PastRangeUsers}, map[time.Time]time.Time{runDay: pr.PastRangeThrough}, r.now(), propertyID, jobID)
 			}
 			if err := q.WithContext(ctx).Exec(); err != nil {
 				return err
@@ -386,7 +395,7 @@ func (r *Runner) load(ctx context.Context, propertyID, jobID string) (*Job, map[
 	var through time.Time
 	for day, n := range pastUsers {
 		j.UsersPastRange += n
-		if t := pastThrough[day]; t.After(through) {
+		if t := pastThrough[day]; n > 0 && t.After(through) {
 			through = t
 		}
 	}
