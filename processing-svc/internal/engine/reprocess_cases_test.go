@@ -493,6 +493,30 @@ func aPromo(client, id, query string) *hit.Hit {
 	return h
 }
 
+// promoKeptFrom returns a property (UTC, one shard) whose rules exclude
+// /promo until day days after t0's, and keep it from then on.
+func promoKeptFrom(t *testing.T, days int) *Property {
+	v1 := rules.Defaults()
+	v1.Pages.Exclude = []string{"^/promo"}
+	return rulesChangeAt(t0.AddDate(0, 0, days), 1, compile(t, v1, 1), compile(t, rules.Defaults(), 2), false)
+}
+
+// keepPromoOfB runs a job with the current rules (promoKeptFrom's, which
+// keep /promo) over t0's day and the next, at now, and checks that user
+// B's first session is then its /promo pageview (aPromo, at t0), which
+// live processing excluded.
+func keepPromoOfB(t *testing.T, ctx context.Context, s *gocql.Session, p *Property, now time.Time) {
+	t.Helper()
+	day0 := session.LocalDay(t0, time.UTC)
+	rp := &Reprocessor{Session: s, Now: func() time.Time { return now }}
+	if err := rp.Run(ctx, p, day0, day0.AddDate(0, 0, 1), RulesCurrent, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if first, _ := firstSeen(t, s, "B"); !first.Equal(t0) {
+		t.Fatalf("after the job: user B first seen %v, want %v (the promo page, kept now)", first, t0)
+	}
+}
+
 // firstSeen reads a user's first_seen and first source from site_users
 // (zero and "" when null).
 func firstSeen(t *testing.T, s *gocql.Session, client string) (time.Time, string) {
@@ -577,20 +601,10 @@ func TestReprocessRederivesUsersFirstSessions(t *testing.T) {
 func TestReturningUserKeepsJobsFirstSession(t *testing.T) {
 	ctx := context.Background()
 	s := connect(t)
-	v1 := rules.Defaults()
-	v1.Pages.Exclude = []string{"^/promo"}
-	c1, c2 := compile(t, v1, 1), compile(t, rules.Defaults(), 2)
-	changed := t0.Add(2 * 24 * time.Hour)
-	p := rulesChangeAt(changed, 1, c1, c2, false)
+	p := promoKeptFrom(t, 2)
 	run(t, ctx, newPartition(s, p), aMsgs(0, aPromo("B", "b0", "")), 10)
-	day0, day1 := session.LocalDay(t0, time.UTC), session.LocalDay(t0.Add(24*time.Hour), time.UTC)
-	rp := &Reprocessor{Session: s, Now: func() time.Time { return t0.Add(4 * 24 * time.Hour) }}
-	if err := rp.Run(ctx, p, day0, day1, RulesCurrent, nil, nil); err != nil {
-		t.Fatal(err)
-	}
-	if first, _ := firstSeen(t, s, "B"); !first.Equal(t0) {
-		t.Fatalf("after the job: user B first seen %v, want %v (the promo page, kept now)", first, t0)
-	}
+	day0 := session.LocalDay(t0, time.UTC)
+	keepPromoOfB(t, ctx, s, p, t0.Add(4*24*time.Hour))
 	// B returns (its state loaded afresh: no session in it).
 	d8 := t0.Add(8 * 24 * time.Hour)
 	run(t, ctx, newPartition(s, p), aMsgs(1, aHit("B", "b8", d8, d8.Add(time.Second), "https://shop.example/", "")), 10)
@@ -621,26 +635,15 @@ func TestReturningUserKeepsJobsFirstSession(t *testing.T) {
 func TestIdleVisitorKeepsJobsFirstSessionOnQuietPartition(t *testing.T) {
 	ctx := context.Background()
 	s := connect(t)
-	v1 := rules.Defaults()
-	v1.Pages.Exclude = []string{"^/promo"}
-	c1, c2 := compile(t, v1, 1), compile(t, rules.Defaults(), 2)
-	changed := t0.Add(2 * 24 * time.Hour)
-	p := rulesChangeAt(changed, 1, c1, c2, false)
+	p := promoKeptFrom(t, 2)
 	clock := t0.Add(2 * time.Second)
 	part := New(Config{Topic: "hits", Partition: 0, Session: s, Properties: staticProperties{p}, Now: func() time.Time { return clock }})
 	run(t, ctx, part, aMsgs(0, aPromo("B", "b0", "")), 10)
 	if part.Pending() {
 		t.Fatal("pending after the flush: the consumer would flush again")
 	}
-	day0, day1 := session.LocalDay(t0, time.UTC), session.LocalDay(t0.Add(24*time.Hour), time.UTC)
 	clock = t0.Add(4 * 24 * time.Hour)
-	rp := &Reprocessor{Session: s, Now: func() time.Time { return clock }}
-	if err := rp.Run(ctx, p, day0, day1, RulesCurrent, nil, nil); err != nil {
-		t.Fatal(err)
-	}
-	if first, _ := firstSeen(t, s, "B"); !first.Equal(t0) {
-		t.Fatalf("after the job: user B first seen %v, want %v (the promo page, kept now)", first, t0)
-	}
+	keepPromoOfB(t, ctx, s, p, clock)
 	// No hit on the partition for days (nothing pending: no flush), then
 	// B returns.
 	d8 := t0.Add(8 * 24 * time.Hour)
