@@ -455,11 +455,7 @@ func TestReprocessReplacesAShardsRowsInOneBatch(t *testing.T) {
 func TestSubRangeJobKeepsFirstSessions(t *testing.T) {
 	ctx := context.Background()
 	s := connect(t)
-	v1 := rules.Defaults()
-	v1.Pages.Exclude = []string{"^/promo"}
-	c1, c2 := compile(t, v1, 1), compile(t, rules.Defaults(), 2)
-	changed := t0.Add(5 * 24 * time.Hour)
-	p := rulesChangeAt(changed, 1, c1, c2, false)
+	p := promoRuleChangesAt(t, 5, true)
 	d2 := t0.Add(48 * time.Hour)
 	run(t, ctx, newPartition(s, p), aMsgs(0, aPromo("A", "a0", ""), aHit("A", "a2", d2, d2.Add(time.Second), "https://shop.example/", "")), 10)
 	day0, day1, day2 := session.LocalDay(t0, time.UTC), session.LocalDay(t0.Add(24*time.Hour), time.UTC), session.LocalDay(d2, time.UTC)
@@ -493,16 +489,21 @@ func aPromo(client, id, query string) *hit.Hit {
 	return h
 }
 
-// promoKeptFrom returns a property (UTC, one shard) whose rules exclude
-// /promo until day days after t0's, and keep it from then on.
-func promoKeptFrom(t *testing.T, days int) *Property {
-	v1 := rules.Defaults()
-	v1.Pages.Exclude = []string{"^/promo"}
-	return rulesChangeAt(t0.AddDate(0, 0, days), 1, compile(t, v1, 1), compile(t, rules.Defaults(), 2), false)
+// promoRuleChangesAt returns a property (UTC, one shard) whose rules
+// change days after t0: they exclude /promo until then (excludedFirst),
+// or from then on.
+func promoRuleChangesAt(t *testing.T, days int, excludedFirst bool) *Property {
+	promo := rules.Defaults()
+	promo.Pages.Exclude = []string{"^/promo"}
+	c1, c2 := compile(t, promo, 1), compile(t, rules.Defaults(), 2)
+	if !excludedFirst {
+		c1, c2 = compile(t, rules.Defaults(), 1), compile(t, promo, 2)
+	}
+	return rulesChangeAt(t0.AddDate(0, 0, days), 1, c1, c2, false)
 }
 
-// keepPromoOfB runs a job with the current rules (promoKeptFrom's, which
-// keep /promo) over t0's day and the next, at now, and checks that user
+// keepPromoOfB runs a job with the current rules (promoRuleChangesAt's, once
+// they keep /promo) over t0's day and the next, at now, and checks that user
 // B's first session is then its /promo pageview (aPromo, at t0), which
 // live processing excluded.
 func keepPromoOfB(t *testing.T, ctx context.Context, s *gocql.Session, p *Property, now time.Time) {
@@ -537,11 +538,7 @@ func firstSeen(t *testing.T, s *gocql.Session, client string) (time.Time, string
 func TestReprocessRederivesUsersFirstSessions(t *testing.T) {
 	ctx := context.Background()
 	s := connect(t)
-	v2 := rules.Defaults()
-	v2.Pages.Exclude = []string{"^/promo"}
-	c1, c2 := compile(t, rules.Defaults(), 1), compile(t, v2, 2)
-	changed := t0.Add(5 * 24 * time.Hour)
-	p := rulesChangeAt(changed, 1, c1, c2, false)
+	p := promoRuleChangesAt(t, 5, false)
 	d3, d8 := t0.Add(3*24*time.Hour), t0.Add(8*24*time.Hour)
 	run(t, ctx, newPartition(s, p), aMsgs(0, aPromo("A", "a0", "?utm_source=news&utm_medium=email"), aPromo("B", "b0", "?utm_source=news&utm_medium=email"), aHit("A", "a3", d3, d3.Add(time.Second), "https://shop.example/", "")), 10)
 	if first, source := firstSeen(t, s, "A"); !first.Equal(t0) || source != "news" {
@@ -601,7 +598,7 @@ func TestReprocessRederivesUsersFirstSessions(t *testing.T) {
 func TestReturningUserKeepsJobsFirstSession(t *testing.T) {
 	ctx := context.Background()
 	s := connect(t)
-	p := promoKeptFrom(t, 2)
+	p := promoRuleChangesAt(t, 2, true)
 	run(t, ctx, newPartition(s, p), aMsgs(0, aPromo("B", "b0", "")), 10)
 	day0 := session.LocalDay(t0, time.UTC)
 	keepPromoOfB(t, ctx, s, p, t0.Add(4*24*time.Hour))
@@ -635,7 +632,7 @@ func TestReturningUserKeepsJobsFirstSession(t *testing.T) {
 func TestIdleVisitorKeepsJobsFirstSessionOnQuietPartition(t *testing.T) {
 	ctx := context.Background()
 	s := connect(t)
-	p := promoKeptFrom(t, 2)
+	p := promoRuleChangesAt(t, 2, true)
 	clock := t0.Add(2 * time.Second)
 	part := New(Config{Topic: "hits", Partition: 0, Session: s, Properties: staticProperties{p}, Now: func() time.Time { return clock }})
 	run(t, ctx, part, aMsgs(0, aPromo("B", "b0", "")), 10)
@@ -712,11 +709,7 @@ func TestReprocessWritesUnchangedUsersOnce(t *testing.T) {
 func TestReprocessFirstSessionMovedWithinRangeIsNotPastRange(t *testing.T) {
 	ctx := context.Background()
 	s := connect(t)
-	v2 := rules.Defaults()
-	v2.Pages.Exclude = []string{"^/promo"}
-	c1, c2 := compile(t, rules.Defaults(), 1), compile(t, v2, 2)
-	changed := t0.Add(5 * 24 * time.Hour)
-	p := rulesChangeAt(changed, 1, c1, c2, false)
+	p := promoRuleChangesAt(t, 5, false)
 	d1, d3 := t0.Add(24*time.Hour), t0.Add(3*24*time.Hour)
 	run(t, ctx, newPartition(s, p), aMsgs(0,
 		aPromo("A", "a0", "?utm_source=news&utm_medium=email"),
