@@ -92,7 +92,7 @@ bench: ## run the benchmarks and print their figures
 bench-processing: build ## the processing benchmark, against the CQL server in its own process (as Cassandra is in production), so its CPU figure is the processor's alone; GOGC as deployed
 	@port=$$((20000 + RANDOM % 12000)); ./bin/cqlserver -addr=127.0.0.1:$$port -log-level=warn & pid=$$!; \
 	trap "kill $$pid" EXIT; sleep 1; \
-	cd processing-svc && GOGC=400 CASSANDRA_HOSTS=127.0.0.1:$$port GOWORK=off go test -run='^$$' -bench='Processing|ApplyHit' -benchtime=100000x ./internal/engine/ && \
+	cd processing-svc && GOGC=400 CASSANDRA_HOSTS=127.0.0.1:$$port GOWORK=off go test -run='^$$' -bench='Processing|ApplyHit|Reprocess' -benchtime=100000x ./internal/engine/ && \
 		CASSANDRA_HOSTS=127.0.0.1:$$port GOWORK=off go test -run='^$$' -bench=FlushCadence -benchtime=1x ./internal/engine/ && \
 		GOWORK=off go test -run='^$$' -bench=Rebalance -benchtime=3x ./internal/consumer/
 

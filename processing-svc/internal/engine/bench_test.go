@@ -12,6 +12,7 @@ import (
 	"github.com/acme/analytics/pkg/hit"
 	"github.com/acme/analytics/pkg/rules"
 	"github.com/acme/analytics/pkg/sketch"
+	"github.com/acme/analytics/processing-svc/internal/session"
 	"github.com/acme/analytics/processing-svc/internal/visitor"
 )
 
@@ -195,6 +196,54 @@ func benchProcessing(b *testing.B, concurrent int, policy StatePolicy, propertie
 	b.ReportMetric(float64(st.Statements)/float64(len(msgs)), "stmts/hit")
 	b.ReportMetric(float64(st.Requests)/float64(len(msgs)), "requests/hit")
 	b.ReportMetric(float64(st.Bytes)/float64(len(msgs)), "bytes/hit")
+}
+
+// BenchmarkReprocess measures reprocessing: a day of the sparse traffic's
+// hits (20,000 visitors active at once), processed live first (not
+// timed), then re-derived from the raw archive by a job over that day
+// under rules that exclude a tenth of its pages, so that sessions,
+// pageviews, events, rollups and users rows change. It reports hits/s
+// re-derived and hits per CPU-second of this process (the store's work
+// counted only without CASSANDRA_HOSTS, as for BenchmarkProcessing).
+func BenchmarkReprocess(b *testing.B) {
+	s := connect(b)
+	live := testProperty(b, rules.Defaults())
+	msgs := benchTraffic(max(b.N, 20000), 20000)
+	ctx := context.Background()
+	part := New(Config{Topic: "hits", Session: s, Properties: staticProperties{live}})
+	for i := 0; i < len(msgs); i += 2000 {
+		if err := part.Apply(ctx, msgs[i:min(i+2000, len(msgs))]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if _, err := part.FlushAll(ctx); err != nil {
+		b.Fatal(err)
+	}
+	first, err := hit.Unmarshal(msgs[0].Value)
+	if err != nil {
+		b.Fatal(err)
+	}
+	day := session.LocalDay(first.Time, time.UTC)
+	changed := rules.Defaults()
+	changed.Pages.Exclude = []string{"^/p/[0-9]*0\\b"} // /p/0, /p/10 ... /p/290: a tenth of the pages
+	p := testProperty(b, changed)
+	rp := &Reprocessor{Session: s, Now: func() time.Time { return first.Time.Add(72 * time.Hour) }}
+
+	cpu0 := cpuTime()
+	b.ResetTimer()
+	start := time.Now()
+	if err := rp.Run(ctx, p, day, day, RulesCurrent, nil, nil); err != nil {
+		b.Fatal(err)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	cpu := cpuTime() - cpu0
+	var excluded int64
+	if err := s.Query("SELECT hits FROM filtered_hits WHERE property_id = ? AND day = ? AND reason = ? AND shard = 0", propID, day, rules.ReasonPage).Scan(&excluded); err != nil || excluded < int64(len(msgs))/20 {
+		b.Fatalf("pages excluded by the new rules: %d (%v); want about a tenth of %d hits", excluded, err, len(msgs))
+	}
+	b.ReportMetric(float64(len(msgs))/elapsed.Seconds(), "hits/s")
+	b.ReportMetric(float64(len(msgs))/cpu.Seconds(), "hits/cpu-s")
 }
 
 func cpuTime() time.Duration {
