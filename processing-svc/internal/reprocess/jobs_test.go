@@ -47,6 +47,25 @@ func processLive(t *testing.T, s *gocql.Session, props engine.Properties, n int,
 	}
 }
 
+// runNewJob creates a job over from..to with the current rules, runs it
+// to its end and returns it as stored then.
+func runNewJob(t *testing.T, r *Runner, from, to string) *Job {
+	t.Helper()
+	ctx := context.Background()
+	j, err := r.Create(ctx, propID, from, to, engine.RulesCurrent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Run(ctx, propID, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.Get(ctx, propID, j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
 func connect(t *testing.T) (*gocql.Session, engine.Properties) {
 	t.Helper()
 	s, err := cassandra.Connect(migratetest.Keyspace(t))
@@ -84,19 +103,9 @@ func TestJobRunsAndResumes(t *testing.T) {
 			t.Fatalf("range %v accepted", bad)
 		}
 	}
-	j, err := r.Create(ctx, propID, "2026-03-01", "2026-03-04", engine.RulesCurrent)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Run(ctx, propID, j.ID); err != nil {
-		t.Fatal(err)
-	}
-	got, err := r.Get(ctx, propID, j.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.Status != StatusDone || got.DaysDone != 4 || got.DaysTotal != 4 {
-		t.Fatalf("job %+v: want done, 4 of 4 days", got)
+	j := runNewJob(t, r, "2026-03-01", "2026-03-04")
+	if j.Status != StatusDone || j.DaysDone != 4 || j.DaysTotal != 4 {
+		t.Fatalf("job %+v: want done, 4 of 4 days", j)
 	}
 	var after int
 	if err := s.Query("SELECT COUNT(*) FROM sessions_by_hour WHERE property_id = ? AND day = ? AND shard = 0 AND "+allHours, propID, time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)).Scan(&after); err != nil {
@@ -459,34 +468,17 @@ func TestJobReportsUsersPastRange(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := &Runner{Session: s, Properties: props, Now: func() time.Time { return time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC) }}
-	j, err := r.Create(ctx, propID, "2026-03-01", "2026-03-04", engine.RulesCurrent)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Run(ctx, propID, j.ID); err != nil {
-		t.Fatal(err)
-	}
-	got, err := r.Get(ctx, propID, j.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.UsersPastRange != 1 || got.ReprocessThrough != "2026-03-08" {
-		t.Fatalf("job %+v: want 1 user past the range, reprocess through 2026-03-08", got)
+	j := runNewJob(t, r, "2026-03-01", "2026-03-04")
+	if j.UsersPastRange != 1 || j.ReprocessThrough != "2026-03-08" {
+		t.Fatalf("job %+v: want 1 user past the range, reprocess through 2026-03-08", j)
 	}
 	// Run again: the users rows are as the job wrote them, and what the
 	// first run recorded stays.
 	if err := r.Run(ctx, propID, j.ID); err != nil {
 		t.Fatal(err)
 	}
-	j2, err := r.Create(ctx, propID, "2026-03-01", "2026-03-04", engine.RulesCurrent)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Run(ctx, propID, j2.ID); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := r.Get(ctx, propID, j2.ID); err != nil || got.UsersPastRange != 0 || got.ReprocessThrough != "" {
-		t.Fatalf("a second job over the same days: %+v, %v; want no user past the range", got, err)
+	if got := runNewJob(t, r, "2026-03-01", "2026-03-04"); got.UsersPastRange != 0 || got.ReprocessThrough != "" {
+		t.Fatalf("a second job over the same days: %+v; want no user past the range", got)
 	}
 	if got, err := r.Get(ctx, propID, j.ID); err != nil || got.UsersPastRange != 1 {
 		t.Fatalf("the first job after its resume: %+v, %v; want 1 user past the range still", got, err)
