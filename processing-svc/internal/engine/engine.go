@@ -705,10 +705,10 @@ func userWrite(vs *vstate) stmt {
 	vs.firstPending = firstOf(vs)
 	partition := "v/" + vs.property + "/" + v.ClientID
 	sessions, version := v.SessionCount(vs.settings), vs.settings.Source.(settingsSource).version
-	if f := vs.firstPending; f.start.Equal(vs.firstWritten.start) && f.touch == vs.firstWritten.touch {
+	f := vs.firstPending
+	if f.start.Equal(vs.firstWritten.start) && f.touch == vs.firstWritten.touch {
 		return stmt{partition: partition, cql: cqlUserActivity, args: []any{vs.property, v.ClientID, v.LastSeen, sessions, version}}
 	}
-	f := vs.firstPending
 	return stmt{partition: partition, cql: cqlUser, args: []any{
 		vs.property, v.ClientID, f.start, v.LastSeen, sessions, f.touch.Source, f.touch.Medium, f.touch.Campaign, f.touch.Channel, version}}
 }

@@ -644,19 +644,10 @@ func (f *FirstSessions) later(ctx context.Context, s *gocql.Session, p *Property
 // it can have a session on: the day of its visitor's watermark (the
 // latest receipt of its hits, kept or excluded, as its stored state has
 // it) and one more, since a flush writes a visitor's sessions before the
-// state that records their hits; today for a client without a state. It
-// reads the states in queries of at most visitorsPerRead clients.
+// state that records their hits; today for a client without a state.
 func lastHitDays(ctx context.Context, s *gocql.Session, p *Property, clients []string, now time.Time) (map[string]time.Time, error) {
 	today := session.LocalDay(now, p.Location)
-	out := make(map[string]time.Time, len(clients))
-	for _, c := range clients {
-		out[c] = today
-	}
-	chunks := (len(clients) + visitorsPerRead - 1) / visitorsPerRead
-	found := make([]map[string]time.Time, chunks)
-	err := parallel(ctx, 32, chunks, func(ctx context.Context, i int) error {
-		part := clients[i*visitorsPerRead : min(len(clients), (i+1)*visitorsPerRead)]
-		found[i] = make(map[string]time.Time, len(part))
+	found, err := readByClient(ctx, clients, func(ctx context.Context, part []string, into map[string]time.Time) error {
 		iter := s.Query("SELECT client_id, state FROM visitor_state WHERE property_id = ? AND client_id IN ?", p.ID, part).WithContext(ctx).Iter()
 		var client string
 		var state []byte
@@ -667,7 +658,7 @@ func lastHitDays(ctx context.Context, s *gocql.Session, p *Property, clients []s
 				return fmt.Errorf("visitor %s/%s: %w", p.ID, client, err)
 			}
 			if last := session.LocalDay(v.Watermark, p.Location).AddDate(0, 0, 1); last.Before(today) {
-				found[i][client] = last
+				into[client] = last
 			}
 		}
 		return iter.Close()
@@ -675,10 +666,12 @@ func lastHitDays(ctx context.Context, s *gocql.Session, p *Property, clients []s
 	if err != nil {
 		return nil, fmt.Errorf("read the last hits of users: %w", err)
 	}
-	for _, m := range found {
-		maps.Copy(out, m)
+	for _, c := range clients {
+		if _, ok := found[c]; !ok {
+			found[c] = today
+		}
 	}
-	return out, nil
+	return found, nil
 }
 
 // storedSession is a session row as reprocessing reads it back.

@@ -297,26 +297,34 @@ type userRow struct {
 	touch       visitor.Touch
 }
 
-// readUsers reads the site_users rows of clients that have one, in
-// queries of at most visitorsPerRead clients, run in parallel.
+// readUsers reads the site_users rows of clients that have one.
 func readUsers(ctx context.Context, s *gocql.Session, property string, clients []string) (map[string]userRow, error) {
-	chunks := (len(clients) + visitorsPerRead - 1) / visitorsPerRead
-	found := make([]map[string]userRow, chunks)
-	err := parallel(ctx, 32, chunks, func(ctx context.Context, i int) error {
-		part := clients[i*visitorsPerRead : min(len(clients), (i+1)*visitorsPerRead)]
-		found[i] = make(map[string]userRow, len(part))
+	return readByClient(ctx, clients, func(ctx context.Context, part []string, into map[string]userRow) error {
 		iter := s.Query(cqlLoadUsers, property, part).WithContext(ctx).Iter()
 		var client string
 		var u userRow
 		for iter.Scan(&client, &u.first, &u.last, &u.sessions, &u.touch.Source, &u.touch.Medium, &u.touch.Campaign, &u.touch.Channel) {
-			found[i][client] = u
+			into[client] = u
 		}
 		return iter.Close()
+	})
+}
+
+// readByClient runs read over clients in parts of at most visitorsPerRead
+// (a query each, `client_id IN ?`), in parallel, each filling a map of its
+// own, and returns what they found, merged.
+func readByClient[T any](ctx context.Context, clients []string, read func(ctx context.Context, part []string, into map[string]T) error) (map[string]T, error) {
+	chunks := (len(clients) + visitorsPerRead - 1) / visitorsPerRead
+	found := make([]map[string]T, chunks)
+	err := parallel(ctx, 32, chunks, func(ctx context.Context, i int) error {
+		part := clients[i*visitorsPerRead : min(len(clients), (i+1)*visitorsPerRead)]
+		found[i] = make(map[string]T, len(part))
+		return read(ctx, part, found[i])
 	})
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]userRow, len(clients))
+	out := make(map[string]T, len(clients))
 	for _, m := range found {
 		maps.Copy(out, m)
 	}
