@@ -118,10 +118,10 @@ type vstate struct {
 	// it succeeds.
 	written, sigs map[string]hitRow
 	// firstWritten is the user's first session (start and touch) as the
-	// users row was last written, or as the stored state says it was;
-	// firstPending what the flush under way writes. The row's first-touch
-	// columns are written only when it changes (userWrite).
-	firstWritten, firstPending userFirst
+	// users row was last written, or as the stored state says it was. The
+	// row's first-touch columns are written only when it changes
+	// (userWrite).
+	firstWritten userFirst
 }
 
 // userFirst is a user's first session: its start and acquisition.
@@ -588,7 +588,7 @@ func (p *Partition) flush(ctx context.Context, all bool) (int64, error) {
 		return 0, err
 	}
 	for _, vs := range due {
-		vs.unsaved, vs.applied, vs.firstWritten = false, max(vs.applied, through), vs.firstPending
+		vs.unsaved, vs.applied, vs.firstWritten = false, max(vs.applied, through), firstOf(vs) // as userWrite wrote it: nothing changed since
 	}
 	p.unsaved -= len(due)
 
@@ -702,10 +702,9 @@ func (vs *vstate) recordWritten() {
 // back over that. The other columns are live processing's alone.
 func userWrite(vs *vstate) stmt {
 	v := vs.v
-	vs.firstPending = firstOf(vs)
 	partition := "v/" + vs.property + "/" + v.ClientID
 	sessions, version := v.SessionCount(vs.settings), vs.settings.Source.(settingsSource).version
-	f := vs.firstPending
+	f := firstOf(vs)
 	if f.start.Equal(vs.firstWritten.start) && f.touch == vs.firstWritten.touch {
 		return stmt{partition: partition, cql: cqlUserActivity, args: []any{vs.property, v.ClientID, v.LastSeen, sessions, version}}
 	}
