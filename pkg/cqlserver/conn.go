@@ -489,5 +489,46 @@ func (d *db) executeBatch(sess *session, m *message.Batch) (message.Message, err
 	if err := checkBatchKind(batchKind(m.Type), plans); err != nil {
 		return nil, err
 	}
+	if err := checkBatchSize(m, children); err != nil {
+		return nil, err
+	}
 	return d.runBatch(first, children, nil)
+}
+
+// batchSizeFailBytes is Cassandra's batch_size_fail_threshold (50 KiB by
+// default): a batch of more than one partition whose data is larger is
+// refused; one of a single partition never is (CASSANDRA-10876).
+const batchSizeFailBytes = 50 << 10
+
+// checkBatchSize refuses, as Cassandra does, a batch spanning several
+// partitions (of any of its tables: Cassandra counts a mutation per
+// keyspace and partition key) whose bound values pass
+// batchSizeFailBytes. Cassandra measures the mutations' data, which the
+// values are the bulk of.
+func checkBatchSize(m *message.Batch, children []batchChild) error {
+	size := 0
+	for _, ch := range m.Children {
+		for _, v := range ch.Values {
+			if v != nil {
+				size += len(v.Contents)
+			}
+		}
+	}
+	if size <= batchSizeFailBytes {
+		return nil
+	}
+	keys := map[string]bool{}
+	for _, ch := range children {
+		targets, err := ch.plan.targets(ch.x, nil)
+		if err != nil {
+			return err
+		}
+		for _, t := range targets {
+			keys[t.table.keyspace+"\x00"+string(t.key)] = true
+		}
+	}
+	if len(keys) > 1 {
+		return errInvalid("Batch too large")
+	}
+	return nil
 }

@@ -403,6 +403,44 @@ func TestBatches(t *testing.T) {
 	}
 }
 
+// TestBatchSizeLimit: as Cassandra (batch_size_fail_threshold, 50 KiB by
+// default), a batch of several partitions larger than 50 KiB is refused
+// and nothing of it applied; one of a single partition never is
+// (CASSANDRA-10876), and a small one of several partitions is applied.
+func TestBatchSizeLimit(t *testing.T) {
+	s, _ := cqltest.Session(t)
+	mustExec(t, s, `CREATE TABLE blobs (k int, c int, v blob, PRIMARY KEY (k, c))`)
+	big := make([]byte, 30<<10)
+	batch := func(keys ...int) error {
+		b := s.NewBatch(gocql.UnloggedBatch)
+		for i, k := range keys {
+			b.Query(`INSERT INTO blobs (k, c, v) VALUES (?, ?, ?)`, k, i, big)
+		}
+		return s.ExecuteBatch(b)
+	}
+	count := func(k int) (n int) {
+		t.Helper()
+		if err := s.Query(`SELECT count(*) FROM blobs WHERE k = ?`, k).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	requireError(t, batch(1, 2), gocql.ErrCodeInvalid, "Batch too large")
+	if n := count(1) + count(2); n != 0 {
+		t.Fatalf("the refused batch wrote %d rows", n)
+	}
+	if err := batch(3, 3, 3); err != nil {
+		t.Fatalf("a batch of 90 KiB in one partition: %v", err)
+	}
+	if n := count(3); n != 3 {
+		t.Fatalf("one partition's batch wrote %d rows, want 3", n)
+	}
+	big = big[:1<<10]
+	if err := batch(4, 5); err != nil {
+		t.Fatalf("a small batch of two partitions: %v", err)
+	}
+}
+
 func readName(t testing.TB, s *gocql.Session, id int) (string, bool) {
 	t.Helper()
 	var v string
