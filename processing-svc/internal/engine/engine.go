@@ -193,7 +193,7 @@ func New(cfg Config) *Partition {
 	}
 	return &Partition{
 		cfg:      cfg,
-		w:        writer{session: cfg.Session, concurrency: cfg.Concurrency, batchSize: 50},
+		w:        writer{session: cfg.Session, concurrency: cfg.Concurrency, batchSize: 50, shareBytes: shareBatchBytes},
 		visitors: map[string]*vstate{},
 		rows:     newRowSet(),
 		contrib:  derive.New(),

@@ -51,9 +51,14 @@ const (
 )
 
 // stmt is one write, grouped with others of the same partition into an
-// unlogged batch (one round trip, one partition).
+// unlogged batch (one round trip, one partition), and, by a writer that
+// shares batches (writer.shareBytes), with a few other small partitions
+// of the same tenant.
 type stmt struct {
-	partition string // table and partition key
+	// partition names the table and the partition key, "/"-separated:
+	// a label of the table, then the key's columns, the first of which
+	// is the property for every table of a tenant's data (sharedKey).
+	partition string
 	cql       string
 	args      []any
 }
@@ -66,6 +71,12 @@ type writer struct {
 	// batchBytes, when not 0, bounds a batch's statements by their size
 	// (stmtBytes); a statement larger than it goes alone.
 	batchBytes int
+	// shareBytes, when not 0, lets the statements of several partitions
+	// of one property share a batch (sharedBatches), up to that size and
+	// sharePartitions partitions. Not for a writer whose batches must
+	// each be one partition's, applied in isolation (reprocessing's
+	// replacer).
+	shareBytes int
 	// beforeJob, when set (tests), runs before each batch (its
 	// statements) and fails it with its error: a crash at an exact point
 	// of a flush.
@@ -76,6 +87,9 @@ type writer struct {
 
 func (w *writer) exec(ctx context.Context, stmts []stmt) error {
 	jobs := w.batches(stmts)
+	if w.shareBytes > 0 {
+		jobs = sharedBatches(jobs, w.shareBytes)
+	}
 	err := parallel(ctx, w.concurrency, len(jobs), func(ctx context.Context, i int) error {
 		job := jobs[i]
 		if w.beforeJob != nil {
@@ -94,6 +108,9 @@ func (w *writer) exec(ctx context.Context, stmts []stmt) error {
 			b.Query(s.cql, s.args...)
 		}
 		if err := w.session.ExecuteBatch(b); err != nil {
+			if last := job[len(job)-1].partition; last != job[0].partition {
+				return fmt.Errorf("write batch of %d to %s ... %s: %w", len(job), job[0].partition, last, err)
+			}
 			return fmt.Errorf("write batch of %d to %s: %w", len(job), job[0].partition, err)
 		}
 		return nil
@@ -110,7 +127,7 @@ func (w *writer) exec(ctx context.Context, stmts []stmt) error {
 
 // valueBytes is the size of a statement's text and blob values: the bulk
 // of what it sends (numbers, times and UUIDs are a few bytes each; a map
-// counts its keys and 8 bytes per value).
+// counts its keys and its values' bytes, 8 for a number).
 func valueBytes(args []any) int64 {
 	var n int
 	for _, a := range args {
@@ -122,6 +139,10 @@ func valueBytes(args []any) int64 {
 		case map[string]int64:
 			for k := range v {
 				n += len(k) + 8
+			}
+		case map[string][]byte: // the archive's hits
+			for k, b := range v {
+				n += len(k) + len(b)
 			}
 		}
 	}
@@ -159,6 +180,79 @@ func (w *writer) batches(stmts []stmt) [][]stmt {
 		}
 	}
 	return jobs
+}
+
+// sharePartitions is the most partitions a shared batch spans:
+// Cassandra's unlogged_batch_across_partitions_warn_threshold, past which
+// it logs a warning for every such batch.
+const sharePartitions = 10
+
+// shareBatchBytes is the most a shared batch holds (stmtBytes):
+// Cassandra's batch_size_warn_threshold, 5 KiB. A batch of several
+// partitions larger than its batch_size_fail_threshold (50 KiB) is
+// refused; one of a single partition is never held to either.
+const shareBatchBytes = 5 << 10
+
+// sharedBatches puts the batches of small partitions of one property
+// (their partition keys' first column, sharedKey) together in batches of
+// up to sharePartitions partitions and maxBytes, so that a flush sends a
+// small property's rows in one or two requests where it sent one per
+// partition: a hit of a property with a hit every few seconds touches
+// some 15 rollup partitions (each report's day, its hours, its minutes),
+// each written for that hit alone. Cassandra applies a multi-partition
+// unlogged batch as one mutation per partition, each in isolation as a
+// batch of its own would be; its coordinator forwards those it does not
+// hold, a hop each, against a request each from us
+// (docs/benchmarks.md, "Shared batches"). Batches of larger partitions,
+// and those with a statement too large, stay as they are.
+func sharedBatches(jobs [][]stmt, maxBytes int) [][]stmt {
+	type open struct {
+		job   []stmt
+		parts int
+		bytes int
+	}
+	out := jobs[:0:0]
+	byKey := map[string]*open{}
+	var keys []string
+	for _, job := range jobs {
+		size := 0
+		for _, s := range job {
+			size += stmtBytes(s)
+		}
+		key, ok := sharedKey(job[0].partition)
+		if !ok || size > maxBytes/2 {
+			out = append(out, job)
+			continue
+		}
+		o := byKey[key]
+		if o == nil || o.parts == sharePartitions || o.bytes+size > maxBytes {
+			if o != nil {
+				out = append(out, o.job)
+			} else {
+				keys = append(keys, key)
+			}
+			o = &open{}
+			byKey[key] = o
+		}
+		o.job = append(o.job, job...)
+		o.parts++
+		o.bytes += size
+	}
+	for _, key := range keys {
+		out = append(out, byKey[key].job)
+	}
+	return out
+}
+
+// sharedKey returns the first column of a partition's key (its property,
+// for every table of a tenant's data), and whether it has one.
+func sharedKey(partition string) (string, bool) {
+	_, rest, ok := strings.Cut(partition, "/")
+	if !ok {
+		return "", false
+	}
+	key, _, _ := strings.Cut(rest, "/")
+	return key, key != ""
 }
 
 // stmtBytes is about the size of a statement as sent: its text and blob

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -50,4 +51,81 @@ func TestWriterBatches(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestSharedBatches(t *testing.T) {
+	// job is the batch of one partition: n statements of 300 bytes as
+	// stmtBytes counts them.
+	job := func(partition string, n int) []stmt {
+		out := make([]stmt, n)
+		for i := range out {
+			out[i] = stmt{partition: partition, args: []any{make([]byte, 300-256)}}
+		}
+		return out
+	}
+	var reports [][]stmt // 12 partitions of a statement each
+	var first10 []string
+	for i := range 12 {
+		p := fmt.Sprintf("d/p1/day/r%d", i)
+		reports = append(reports, job(p, 1))
+		if i < sharePartitions {
+			first10 = append(first10, p)
+		}
+	}
+	tests := []struct {
+		name string
+		jobs [][]stmt
+		want string // each batch's partitions, "+" between, a batch a word
+	}{
+		{"one property's small partitions share a batch",
+			[][]stmt{job("d/p1/day/channel", 1), job("h/p1/day", 1), job("r/p1", 2)},
+			"d/p1/day/channel+h/p1/day+r/p1+r/p1"},
+		{"properties apart, in the order of their first partitions",
+			[][]stmt{job("d/p2/day/channel", 1), job("d/p1/day/channel", 1), job("h/p2/day", 1)},
+			"d/p2/day/channel+h/p2/day d/p1/day/channel"},
+		{"at most sharePartitions partitions", reports,
+			strings.Join(first10, "+") + " d/p1/day/r10+d/p1/day/r11"},
+		{"at most shareBatchBytes; a partition of more than half of it alone",
+			[][]stmt{job("d/p1/day/page", 9), job("d/p1/day/channel", 6), job("h/p1/day", 6), job("r/p1", 6)},
+			"d/p1/day/page×9 d/p1/day/channel×6+h/p1/day×6 r/p1×6"},
+		{"partitions without a key stay alone",
+			[][]stmt{job("x", 1), job("y", 1)},
+			"x y"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := sharedBatches(tt.jobs, shareBatchBytes)
+			if g := describeBatches(got); g != tt.want {
+				t.Errorf("batches %q, want %q", g, tt.want)
+			}
+			if n, w := len(slices.Concat(got...)), len(slices.Concat(tt.jobs...)); n != w {
+				t.Errorf("%d statements in the batches, want %d", n, w)
+			}
+		})
+	}
+}
+
+// describeBatches renders batches a word each: its partitions in order,
+// "+" between, a run of n statements of one partition as "p×n".
+func describeBatches(batches [][]stmt) string {
+	var words []string
+	for _, b := range batches {
+		var parts []string
+		for i := 0; i < len(b); {
+			j := i
+			for j < len(b) && b[j].partition == b[i].partition {
+				j++
+			}
+			if n := j - i; n > 2 {
+				parts = append(parts, fmt.Sprintf("%s×%d", b[i].partition, n))
+			} else {
+				for range n {
+					parts = append(parts, b[i].partition)
+				}
+			}
+			i = j
+		}
+		words = append(words, strings.Join(parts, "+"))
+	}
+	return strings.Join(words, " ")
 }
