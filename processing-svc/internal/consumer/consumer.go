@@ -86,6 +86,9 @@ type Metrics struct {
 	// VisitorReads counts the visitors read from the store because they
 	// were not in memory (engine.Stats.VisitorReads).
 	VisitorReads prometheus.Counter
+	// RowReads counts the queries reading rollup rows that were not in
+	// memory (engine.Stats.RowReads).
+	RowReads prometheus.Counter
 }
 
 // NewMetrics registers the consumer's metrics on reg.
@@ -135,11 +138,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		VisitorReads: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "processing_visitor_reads_total", Help: "Visitors looked up in Cassandra (visitor_state) because they were not in memory: new visitors, visitors evicted when idle, and every active visitor of a partition claimed cold.",
 		}),
+		RowReads: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "processing_row_reads_total", Help: "Queries reading rollup rows that were not in memory (new rows, and every row a partition claimed cold touches): one for a day's new rollup_daily rows of a property and shard (up to 256 at once), one for each other row.",
+		}),
 	}
 	for _, start := range []string{"warm", "cold"} {
 		m.Claims.WithLabelValues(start)
 	}
-	reg.MustRegister(m.Hits, m.Flushes, m.FlushTime, m.Freshness, m.Partitions, m.DeadLetters, m.Statements, m.Requests, m.Bytes, m.Fallbacks, m.GroupErrors, m.JoinsRefused, m.Claims, m.VisitorReads)
+	reg.MustRegister(m.Hits, m.Flushes, m.FlushTime, m.Freshness, m.Partitions, m.DeadLetters, m.Statements, m.Requests, m.Bytes, m.Fallbacks, m.GroupErrors, m.JoinsRefused, m.Claims, m.VisitorReads, m.RowReads)
 	return m
 }
 
@@ -692,6 +698,7 @@ func (w *worker) flush(ctx context.Context, final bool) error {
 	m.Bytes.Add(float64(st.Bytes - w.stats.Bytes))
 	m.Fallbacks.Add(float64(st.Fallbacks - w.stats.Fallbacks))
 	m.VisitorReads.Add(float64(st.VisitorReads - w.stats.VisitorReads))
+	m.RowReads.Add(float64(st.RowReads - w.stats.RowReads))
 	w.stats = st
 	return nil
 }

@@ -196,6 +196,7 @@ func benchProcessing(b *testing.B, concurrent int, policy StatePolicy, propertie
 	b.ReportMetric(float64(st.Statements)/float64(len(msgs)), "stmts/hit")
 	b.ReportMetric(float64(st.Requests)/float64(len(msgs)), "requests/hit")
 	b.ReportMetric(float64(st.Bytes)/float64(len(msgs)), "bytes/hit")
+	b.ReportMetric(float64(st.RowReads)/float64(len(msgs)), "row-reads/hit")
 }
 
 // BenchmarkReprocess measures reprocessing: a day of the sparse traffic's

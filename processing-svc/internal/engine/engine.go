@@ -174,6 +174,11 @@ type Stats struct {
 	// (all the active ones again when it starts cold after a rebalance),
 	// since they were evicted, or at all (new visitors).
 	VisitorReads int64
+	// RowReads counts the queries reading rollup rows not in memory
+	// (their stored values, or that there are none): a query for each
+	// day's rollup_daily rows of a property and shard new since the last
+	// read (up to dailyReadCombinations), one for each other row.
+	RowReads int64
 }
 
 // New returns a Partition that starts after committed offset-1 (pass the
@@ -358,11 +363,19 @@ func (p *Partition) Apply(ctx context.Context, msgs []Message) error {
 // and folds in the changes made to them meanwhile.
 func (p *Partition) loadRows(ctx context.Context) error {
 	keys := p.rows.unloaded
-	err := parallel(ctx, p.cfg.Concurrency, len(keys), func(ctx context.Context, i int) error {
-		if r := p.rows.get(keys[i]); r != nil && !r.loaded {
-			return loadRow(ctx, p.cfg.Session, keys[i], r)
+	var todo []rowKey
+	for _, k := range keys {
+		if r := p.rows.get(k); r != nil && !r.loaded {
+			todo = append(todo, k)
 		}
-		return nil
+	}
+	reads := rowReads(todo)
+	p.stats.RowReads += int64(len(reads))
+	err := parallel(ctx, p.cfg.Concurrency, len(reads), func(ctx context.Context, i int) error {
+		if k := reads[i]; len(k) > 1 || k[0].kind == kindDaily {
+			return loadDailyRows(ctx, p.cfg.Session, k, p.rows.get)
+		}
+		return loadRow(ctx, p.cfg.Session, reads[i][0], p.rows.get(reads[i][0]))
 	})
 	p.rows.unloaded = slices.DeleteFunc(keys, func(k rowKey) bool {
 		r := p.rows.get(k)

@@ -1,10 +1,12 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,7 +42,10 @@ const (
 	cqlPageview         = "INSERT INTO pageviews_by_hour (property_id, day, shard, hour, hit_id, ts, session_id, client_id, path, title, time_on_page_ms, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 	cqlEvent            = "INSERT INTO events_by_hour (property_id, day, shard, hour, hit_id, ts, session_id, client_id, category, action, label, value, path, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
-	cqlLoadDaily  = "SELECT " + rollup.MetricColumns + ", through_offset FROM rollup_daily WHERE property_id = ? AND day = ? AND report = ? AND dimension = ? AND shard = ?"
+	// cqlLoadDaily reads rollup_daily rows of one property, day and
+	// shard: every combination of the reports and dimensions asked for,
+	// so some rows that were not asked for may come too.
+	cqlLoadDaily  = "SELECT report, dimension, " + rollup.MetricColumns + ", through_offset FROM rollup_daily WHERE property_id = ? AND day = ? AND report IN ? AND dimension IN ? AND shard = ?"
 	cqlHourlyCols = "users_hll, new_users, sessions, engaged_sessions, bounces, session_duration_ms, pageviews, events, conversions, conversion_value"
 	cqlLoadHourly = "SELECT " + cqlHourlyCols + ", through_offset FROM rollup_hourly WHERE property_id = ? AND day = ? AND hour = ? AND shard = ?"
 	cqlHourly     = "INSERT INTO rollup_hourly (property_id, day, hour, shard, " + cqlHourlyCols + ", through_offset) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -425,18 +430,134 @@ func readByClient[T any](ctx context.Context, clients []string, read func(ctx co
 	return out, nil
 }
 
-// loadRow reads the stored state of an additive row into r.
+// dailyReadCombinations bounds the rows one read of rollup_daily rows
+// asks for: its reports times its dimensions (loadDailyRows).
+const dailyReadCombinations = 256
+
+// rowReads groups the keys of rows to read into reads: the rollup_daily
+// rows of one property, day and shard together, as many as one query
+// finds (dailyReadCombinations), every other row alone.
+func rowReads(keys []rowKey) [][]rowKey {
+	type day struct {
+		property string
+		day      time.Time
+		shard    int
+	}
+	var reads [][]rowKey
+	byDay := map[day][]rowKey{}
+	var days []day
+	for _, k := range keys {
+		if k.kind != kindDaily {
+			reads = append(reads, []rowKey{k})
+			continue
+		}
+		d := day{k.property, k.daily.Day, k.shard}
+		if byDay[d] == nil {
+			days = append(days, d)
+		}
+		byDay[d] = append(byDay[d], k)
+	}
+	for _, d := range days {
+		ks := byDay[d]
+		// By report, so that a busy report's new values go together.
+		slices.SortFunc(ks, func(a, b rowKey) int {
+			return cmp.Or(strings.Compare(a.daily.Report, b.daily.Report), strings.Compare(a.daily.Dimension, b.daily.Dimension))
+		})
+		reports, dims := map[string]bool{}, map[string]bool{}
+		start := 0
+		for i, k := range ks {
+			nr, nd := len(reports), len(dims)
+			if !reports[k.daily.Report] {
+				nr++
+			}
+			if !dims[k.daily.Dimension] {
+				nd++
+			}
+			if nr*nd > dailyReadCombinations {
+				reads = append(reads, ks[start:i])
+				start = i
+				clear(reports)
+				clear(dims)
+			}
+			reports[k.daily.Report], dims[k.daily.Dimension] = true, true
+		}
+		reads = append(reads, ks[start:])
+	}
+	return reads
+}
+
+// loadDailyRows reads the stored state of the rollup_daily rows at keys,
+// all of one property, day and shard, in one query (rowReads), into the
+// rows get finds for them. A small property's hit that starts a session
+// creates some 15 rows of its day (one per report), which were a query
+// each.
+func loadDailyRows(ctx context.Context, s *gocql.Session, keys []rowKey, get func(rowKey) *row) error {
+	k0 := keys[0]
+	asked := make(map[[2]string]rowKey, len(keys))
+	var reports, dims []string
+	for _, k := range keys {
+		if !slices.Contains(reports, k.daily.Report) {
+			reports = append(reports, k.daily.Report)
+		}
+		if !slices.Contains(dims, k.daily.Dimension) {
+			dims = append(dims, k.daily.Dimension)
+		}
+		asked[[2]string{k.daily.Report, k.daily.Dimension}] = k
+	}
+	iter := s.Query(cqlLoadDaily, k0.property, k0.daily.Day, reports, dims, int16(k0.shard)).WithContext(ctx).Iter()
+	var report, dim string
+	var users []byte
+	var m rollup.Metrics
+	var through int64
+	dest := append(append([]any{&report, &dim, &users}, m.Pointers()...), &through)
+	for iter.Scan(dest...) {
+		k, ok := asked[[2]string{report, dim}]
+		if !ok {
+			continue // a combination not asked for
+		}
+		delete(asked, [2]string{report, dim})
+		stored := m
+		if err := loadStored(get(k), users, through, func(r *row) { r.metrics = stored }); err != nil {
+			return err
+		}
+	}
+	if err := iter.Close(); err != nil {
+		return fmt.Errorf("load rollup rows: %w", err)
+	}
+	for _, k := range asked {
+		loadAbsent(get(k))
+	}
+	return nil
+}
+
+// loadAbsent marks r loaded as a row the store does not have: no sketch
+// stored, so its first write stores one, even empty.
+func loadAbsent(r *row) { r.load(-1, func(r *row) { r.usersChanged = true }) }
+
+// loadStored loads into r the stored state of its row: its users sketch,
+// the offset through which it includes hits, and the rest (stored).
+func loadStored(r *row, users []byte, through int64, stored func(r *row)) error {
+	var existing sketch.Set
+	if err := existing.UnmarshalBinary(users); err != nil {
+		return fmt.Errorf("load rollup row: %w", err)
+	}
+	// The stored users go in before the pending changes are folded in:
+	// a pending change may take a reference away.
+	r.load(through, func(r *row) {
+		stored(r)
+		r.users = existing
+	})
+	return nil
+}
+
+// loadRow reads the stored state of an additive row into r: an hourly,
+// realtime or filtered one (loadDailyRows reads rollup_daily's).
 func loadRow(ctx context.Context, s *gocql.Session, k rowKey, r *row) error {
 	var through int64
 	var users []byte
 	var err error
 	var stored func(r *row)
 	switch k.kind {
-	case kindDaily:
-		var m rollup.Metrics
-		err = s.Query(cqlLoadDaily, k.property, k.daily.Day, k.daily.Report, k.daily.Dimension, int16(k.shard)).WithContext(ctx).
-			Scan(append(append([]any{&users}, m.Pointers()...), &through)...)
-		stored = func(r *row) { r.metrics = m }
 	case kindHourly:
 		var m rollup.Metrics
 		err = s.Query(cqlLoadHourly, k.property, k.hourly.Day, int16(k.hourly.Hour), int16(k.shard)).WithContext(ctx).
@@ -462,24 +583,13 @@ func loadRow(ctx context.Context, s *gocql.Session, k rowKey, r *row) error {
 		stored = func(r *row) { r.hits = hits }
 	}
 	if errors.Is(err, gocql.ErrNotFound) {
-		// No sketch stored: the first write stores one, even empty.
-		r.load(-1, func(r *row) { r.usersChanged = true })
+		loadAbsent(r)
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("load rollup row: %w", err)
 	}
-	var existing sketch.Set
-	if err := existing.UnmarshalBinary(users); err != nil {
-		return fmt.Errorf("load rollup row: %w", err)
-	}
-	// The stored users go in before the pending changes are folded in:
-	// a pending change may take a reference away.
-	r.load(through, func(r *row) {
-		stored(r)
-		r.users = existing
-	})
-	return nil
+	return loadStored(r, users, through, stored)
 }
 
 func hourlyPointers(m *rollup.Metrics) []any {

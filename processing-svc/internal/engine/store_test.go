@@ -1,10 +1,18 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/acme/analytics/pkg/hit"
+	"github.com/acme/analytics/pkg/rules"
+	"github.com/acme/analytics/processing-svc/internal/derive"
+	"github.com/acme/analytics/processing-svc/internal/session"
+	"github.com/gocql/gocql"
 )
 
 func TestWriterBatches(t *testing.T) {
@@ -128,4 +136,82 @@ func describeBatches(batches [][]stmt) string {
 		words = append(words, strings.Join(parts, "+"))
 	}
 	return strings.Join(words, " ")
+}
+
+func TestRowReads(t *testing.T) {
+	day1, day2 := t0, t0.AddDate(0, 0, 1)
+	daily := func(day time.Time, report, dim string, shard int) rowKey {
+		return rowKey{kind: kindDaily, property: propID, shard: shard, daily: derive.DailyKey{Day: day, Report: report, Dimension: dim}}
+	}
+	hourly := rowKey{kind: kindHourly, property: propID, hourly: derive.HourKey{Day: day1, Hour: 3}}
+	keys := []rowKey{daily(day1, "page", "/b", 0), hourly, daily(day1, "channel", "Direct", 0), daily(day2, "page", "/a", 0),
+		daily(day1, "page", "/a", 0), daily(day1, "page", "/a", 1)}
+	var pages []rowKey
+	for i := range dailyReadCombinations + 1 {
+		pages = append(pages, daily(day1, "page", fmt.Sprintf("/p%03d", i), 0))
+	}
+	describe := func(reads [][]rowKey) string {
+		var out []string
+		for _, r := range reads {
+			var ks []string
+			for _, k := range r {
+				if k.kind == kindDaily {
+					ks = append(ks, fmt.Sprintf("%s/%d/%s=%s", k.daily.Day.Format("02"), k.shard, k.daily.Report, k.daily.Dimension))
+				} else {
+					ks = append(ks, "hourly")
+				}
+			}
+			out = append(out, strings.Join(ks, "+"))
+		}
+		return strings.Join(out, " ")
+	}
+	if got, want := describe(rowReads(keys)), "hourly 01/0/channel=Direct+01/0/page=/a+01/0/page=/b 02/0/page=/a 01/1/page=/a"; got != want {
+		t.Errorf("reads %q, want %q", got, want)
+	}
+	// A report's new values, as many as one query asks for.
+	reads := rowReads(pages)
+	if len(reads) != 2 || len(reads[0]) != dailyReadCombinations || len(reads[1]) != 1 {
+		t.Errorf("%d page rows read %d at a time, want %d then 1", len(pages), len(reads[0]), dailyReadCombinations)
+	}
+}
+
+// A read of several rollup_daily rows asks for every combination of their
+// reports and dimensions, so a row not asked for can come back: it must
+// not be taken for another. A decoy row (report channel, dimension a
+// landing page) is in the store before a fresh processor reads the rows
+// of a new session (channel Direct, landing page /decoy); the tables must
+// be those of a run that never read them back.
+func TestDailyReadsTakeOnlyTheRowsAsked(t *testing.T) {
+	ctx := context.Background()
+	prop := testProperty(t, rules.Defaults())
+	msgs := traffic(8, 3)
+	h := pageview("decoy-visitor", "/decoy", "", t0.Add(30*time.Minute))
+	b, err := hit.Marshal(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := Message{Offset: int64(len(msgs)), Value: b}
+	decoy := func(s *gocql.Session) {
+		err := s.Query("INSERT INTO rollup_daily (property_id, day, report, dimension, shard, pageviews, sessions, through_offset) VALUES (?, ?, 'channel', '/decoy', 0, 1000, 1000, 0)",
+			propID, session.LocalDay(t0, time.UTC)).Exec()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	want := connect(t)
+	decoy(want)
+	run(t, ctx, newPartition(want, prop), append(slices.Clip(msgs), last), 25)
+
+	got := connect(t)
+	decoy(got)
+	first := newPartition(got, prop)
+	run(t, ctx, first, msgs, 25)
+	if _, err := first.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	run(t, ctx, newPartition(got, prop), []Message{last}, 1) // reads the rows back
+	if g, w := dump(t, got), dump(t, want); g != w {
+		t.Fatalf("tables differ:\n%s", diff(w, g))
+	}
 }
