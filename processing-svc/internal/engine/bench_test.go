@@ -325,11 +325,11 @@ func benchApply(b *testing.B, msgs []Message) {
 // the hits' own clock rather than the wall clock, so a flush every F of
 // that clock holds the hits a processor would have at that rate, and the
 // deployed visitor policy (DefaultStatePolicy) applies as in production.
-// It reports only counts (statements, requests and bytes per hit), which
-// depend on the traffic and the interval, not on the machine's speed, on
-// one busy property and spread over 200 properties (docs/benchmarks.md,
-// "Flush interval", has 2,000 too: a run of many minutes). `make
-// bench-processing` runs it once (-benchtime=1x).
+// It reports only counts (statements, requests, bytes and row reads per
+// hit), which depend on the traffic and the interval, not on the
+// machine's speed, on one busy property and spread over 200 properties
+// (docs/benchmarks.md, "Flush interval", has 2,000 too: a run of many
+// minutes). `make bench-processing` runs it once (-benchtime=1x).
 func BenchmarkFlushCadence(b *testing.B) {
 	const hits = 60000
 	base := benchTraffic(hits, 20000)
@@ -348,6 +348,7 @@ func BenchmarkFlushCadence(b *testing.B) {
 				b.ReportMetric(float64(st.Statements)/hits, "stmts/hit")
 				b.ReportMetric(float64(st.Requests)/hits, "requests/hit")
 				b.ReportMetric(float64(st.Bytes)/hits, "bytes/hit")
+				b.ReportMetric(float64(st.RowReads)/hits, "row-reads/hit")
 			})
 		}
 	}
