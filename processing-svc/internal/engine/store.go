@@ -208,7 +208,7 @@ const shareBatchBytes = 5 << 10
 // unlogged batch as one mutation per partition, each in isolation as a
 // batch of its own would be; its coordinator forwards those it does not
 // hold, a hop each, against a request each from us
-// (docs/benchmarks.md, "Shared batches"). Batches of larger partitions,
+// (docs/benchmarks.md, "Shared batches and reads"). Batches of larger partitions,
 // and those with a statement too large, stay as they are.
 func sharedBatches(jobs [][]stmt, maxBytes int) [][]stmt {
 	type open struct {
@@ -216,7 +216,7 @@ func sharedBatches(jobs [][]stmt, maxBytes int) [][]stmt {
 		parts int
 		bytes int
 	}
-	out := jobs[:0:0]
+	var out [][]stmt
 	byKey := map[string]*open{}
 	var keys []string
 	for _, job := range jobs {
