@@ -164,6 +164,18 @@ type Metric struct {
 	value  func(a *agg) float64
 }
 
+// usersOf is the distinct users of a's rows: the count of their merged
+// sketches, kept within the bounds the rows' exact sums prove. Every new
+// user of the range is one of its users, and every user has a session in
+// the rows, so new_users <= users <= sessions. An exact count is within
+// them already; an estimate (past sketch.ExactLimit) may not be, and a
+// report showing fewer users than new users (a day of 600 new users as
+// 593 users), or more users than sessions, is wrong where the truth is
+// known: the bound is nearer the true count than the estimate.
+func usersOf(a *agg) int64 {
+	return min(max(int64(a.users.Count()), a.m.NewUsers), a.m.Sessions)
+}
+
 func ratio(n, d int64) float64 {
 	if d == 0 {
 		return 0
@@ -182,8 +194,8 @@ func fratio(n float64, d int64) float64 {
 // them.
 var metrics = map[Scope][]*Metric{
 	ScopeSession: {
-		{Name: "users", Kind: KindCount, Doc: "distinct users (merged HyperLogLog sketches; exact up to 512, else within 0.81% standard error)", users: true, hourly: true,
-			value: func(a *agg) float64 { return float64(a.users.Count()) }},
+		{Name: "users", Kind: KindCount, Doc: "distinct users (merged HyperLogLog sketches; exact up to 512, else within 0.81% standard error, and never below new_users nor above sessions)", users: true, hourly: true,
+			value: func(a *agg) float64 { return float64(usersOf(a)) }},
 		{Name: "new_users", Kind: KindCount, Doc: "users whose first session started in the range", hourly: true,
 			value: func(a *agg) float64 { return float64(a.m.NewUsers) }},
 		{Name: "sessions", Kind: KindCount, Doc: "sessions", hourly: true,
