@@ -459,3 +459,39 @@ func TestResumeAfterHandOver(t *testing.T) {
 		t.Fatal("no visitor of the first half has a hit in the second: the test proves nothing")
 	}
 }
+
+// A record holds up to 500 hits (a batch request: collection's
+// parse.MaxBatchHits), and a flush records the version of each one
+// derived under a fallback, a row of the record's hit IDs: some 20 KiB
+// for a full record. The writer must not send a few of those in one batch
+// with another partition (the bucket's row): Cassandra refuses a batch of
+// several partitions over 50 KiB (batch_size_fail_threshold), on every
+// try of the flush, and the partition stops.
+func TestLargeFallbackRecordsWritten(t *testing.T) {
+	ctx := context.Background()
+	behind, _ := historyCatchingUp(t)
+	s := connect(t)
+	var msgs []Message
+	for r := range 3 {
+		var parts [][]byte
+		for i := range 500 {
+			h := pageview(fmt.Sprintf("client-%d", i), "/", fmt.Sprintf("event-%d-%d", r, i), t0.Add(time.Duration(r)*time.Minute))
+			h.RuleVersion = 2 // the copy behind has version 1 only
+			parts = append(parts, marshal(h))
+		}
+		msgs = append(msgs, Message{Offset: int64(r), Value: hit.AppendRecord(nil, parts)})
+	}
+	p := New(Config{Topic: "hits", Session: s, Properties: staticProperties{behind}})
+	if err := p.Apply(ctx, msgs); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.FlushAll(ctx); err != nil {
+		t.Fatalf("flush: %v", err)
+	}
+	recorded := recordedFallbacks(t, s)
+	for r := range msgs {
+		if n := len(recorded[int64(r)]); n != 500 {
+			t.Errorf("record %d: %d hits recorded, want 500", r, n)
+		}
+	}
+}

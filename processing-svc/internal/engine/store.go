@@ -132,7 +132,9 @@ func (w *writer) exec(ctx context.Context, stmts []stmt) error {
 
 // valueBytes is the size of a statement's text and blob values: the bulk
 // of what it sends (numbers, times and UUIDs are a few bytes each; a map
-// counts its keys and its values' bytes, 8 for a number).
+// counts its keys and its values' bytes, 8 for a number). A map it does
+// not count would pass for small and could go into a shared batch
+// (sharedBatches) past Cassandra's batch_size_fail_threshold.
 func valueBytes(args []any) int64 {
 	var n int
 	for _, a := range args {
@@ -148,6 +150,10 @@ func valueBytes(args []any) int64 {
 		case map[string][]byte: // the archive's hits
 			for k, b := range v {
 				n += len(k) + len(b)
+			}
+		case map[string]int: // a record of fallbacks: up to 500 hit IDs
+			for k := range v {
+				n += len(k) + 8
 			}
 		}
 	}
