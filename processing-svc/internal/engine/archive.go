@@ -64,8 +64,11 @@ const maxArchiveStatement = 256 << 10
 
 // writes returns the statements adding the hits to their blocks: one per
 // block, or several when its hits are more than maxArchiveStatement bytes.
-// Each statement is written on its own, not batched with its partition's
-// others: it already carries many hits.
+// Each statement has a partition label of its own, so that it is not
+// batched with its partition's others: it may carry many hits. A small one
+// (a flush's few hits to a block) may still share a batch with other
+// partitions of the property (sharedBatches), as any small partition's
+// statements do.
 func (a archive) writes() []stmt {
 	out := make([]stmt, 0, len(a))
 	for k, hits := range a {

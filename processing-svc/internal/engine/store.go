@@ -524,6 +524,7 @@ func loadDailyRows(ctx context.Context, s *gocql.Session, keys []rowKey, get fun
 		delete(asked, [2]string{report, dim})
 		stored := m
 		if err := loadStored(get(k), users, through, func(r *row) { r.metrics = stored }); err != nil {
+			iter.Close()
 			return err
 		}
 	}
