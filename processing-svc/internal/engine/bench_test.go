@@ -120,7 +120,7 @@ func (m manyProperties) Property(_ context.Context, id string) (*Property, error
 
 // spreadOver returns msgs with each visitor's hits moved to one of n
 // properties like prop, and those properties.
-func spreadOver(b *testing.B, msgs []Message, prop *Property, n int) ([]Message, manyProperties) {
+func spreadOver(b testing.TB, msgs []Message, prop *Property, n int) ([]Message, manyProperties) {
 	props := manyProperties{}
 	ids := make([]string, n)
 	for i := range ids {
@@ -343,7 +343,7 @@ func BenchmarkFlushCadence(b *testing.B) {
 				}
 				var st Stats
 				for range b.N {
-					st = replayOnHitClock(b, msgs, source, every)
+					st = replayOnHitClock(b, msgs, source, every, nil)
 				}
 				b.ReportMetric(float64(st.Statements)/hits, "stmts/hit")
 				b.ReportMetric(float64(st.Requests)/hits, "requests/hit")
@@ -356,11 +356,15 @@ func BenchmarkFlushCadence(b *testing.B) {
 
 // replayOnHitClock applies msgs to a new partition in a fresh keyspace,
 // its clock the time of the hit being applied, flushing every interval of
-// that clock and handing over at the end, and returns its stats.
-func replayOnHitClock(b *testing.B, msgs []Message, source Properties, every time.Duration) Stats {
+// that clock and handing over at the end, and returns its stats. setup,
+// when not nil, is given the partition first (a test's hooks).
+func replayOnHitClock(b testing.TB, msgs []Message, source Properties, every time.Duration, setup func(*Partition)) Stats {
 	var now time.Time
 	part := New(Config{Topic: "hits", Session: connect(b), Properties: source, State: DefaultStatePolicy,
 		Now: func() time.Time { return now }})
+	if setup != nil {
+		setup(part)
+	}
 	ctx := context.Background()
 	var next time.Time
 	for i := 0; i < len(msgs); {

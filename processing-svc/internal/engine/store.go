@@ -77,10 +77,10 @@ type writer struct {
 	// (stmtBytes); a statement larger than it goes alone.
 	batchBytes int
 	// shareBytes, when not 0, lets the statements of several partitions
-	// of one property share a batch (sharedBatches), up to that size and
-	// sharePartitions partitions. Not for a writer whose batches must
-	// each be one partition's, applied in isolation (reprocessing's
-	// replacer).
+	// of one property share a batch (sharedBatches), up to that size
+	// (mutationBytes) and sharePartitions partitions. Not for a writer
+	// whose batches must each be one partition's, applied in isolation
+	// (reprocessing's replacer).
 	shareBytes int
 	// beforeJob, when set (tests), runs before each batch (its
 	// statements) and fails it with its error: a crash at an exact point
@@ -198,7 +198,7 @@ func (w *writer) batches(stmts []stmt) [][]stmt {
 // it logs a warning for every such batch.
 const sharePartitions = 10
 
-// shareBatchBytes is the most a shared batch holds (stmtBytes):
+// shareBatchBytes is the most a shared batch holds (mutationBytes):
 // Cassandra's batch_size_warn_threshold, 5 KiB. A batch of several
 // partitions larger than its batch_size_fail_threshold (50 KiB) is
 // refused; one of a single partition is never held to either.
@@ -206,10 +206,10 @@ const shareBatchBytes = 5 << 10
 
 // sharedBatches puts the batches of small partitions of one property
 // (their partition keys' first column, sharedKey) together in batches of
-// up to sharePartitions partitions and maxBytes, so that a flush sends a
-// small property's rows in one or two requests where it sent one per
-// partition: a hit of a property with a hit every few seconds touches
-// some 15 rollup partitions (each report's day, its hours, its minutes),
+// up to sharePartitions partitions and maxBytes (mutationBytes), so that
+// a flush sends a small property's rows in two or three requests where it
+// sent one per partition: a hit of a property with a hit every few
+// seconds touches some 15 rollup partitions (each report's day, its hours, its minutes),
 // each written for that hit alone. Cassandra applies a multi-partition
 // unlogged batch as one mutation per partition, each in isolation as a
 // batch of its own would be; its coordinator forwards those it does not
@@ -228,7 +228,7 @@ func sharedBatches(jobs [][]stmt, maxBytes int) [][]stmt {
 	for _, job := range jobs {
 		size := 0
 		for _, s := range job {
-			size += stmtBytes(s)
+			size += mutationBytes(s.args)
 		}
 		key, ok := sharedKey(job[0].partition)
 		if !ok || size > maxBytes/2 {
@@ -264,6 +264,45 @@ func sharedKey(partition string) (string, bool) {
 	}
 	key, _, _ := strings.Cut(rest, "/")
 	return key, key != ""
+}
+
+// mutationBytes is at least what Cassandra counts of a statement against
+// its batch size thresholds (IMutation.dataSize, which sharedBatches keeps
+// under batch_size_warn_threshold): a cell for each value, 16 bytes
+// (timestamp, TTL, local deletion time) and its own, a cell for each entry
+// of a map, and the row's liveness and deletion, 20 bytes. stmtBytes, the
+// bytes sent, is well under it for a row of many numbers (a rollup_daily
+// row has 17 cells: some 430 bytes counted, 310 sent); this counts the
+// key's values as cells too, which Cassandra does not (the partition key)
+// or counts bare (the clustering), a few hundred bytes of margin.
+func mutationBytes(args []any) int {
+	n := 20
+	for _, a := range args {
+		if a == gocql.UnsetValue {
+			continue // no cell
+		}
+		switch v := a.(type) {
+		case string:
+			n += 16 + len(v)
+		case []byte:
+			n += 16 + len(v)
+		case map[string]int64: // a cell an entry, or frozen, serialized
+			for k := range v {
+				n += 16 + len(k) + 8
+			}
+		case map[string][]byte:
+			for k, b := range v {
+				n += 16 + len(k) + len(b)
+			}
+		case map[string]int:
+			for k := range v {
+				n += 16 + len(k) + 8
+			}
+		default: // a number, a time, a UUID, a flag
+			n += 24
+		}
+	}
+	return n
 }
 
 // stmtBytes is about the size of a statement as sent: its text and blob
