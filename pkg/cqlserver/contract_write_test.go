@@ -439,6 +439,17 @@ func TestBatchSizeLimit(t *testing.T) {
 	if err := batch(4, 5); err != nil {
 		t.Fatalf("a small batch of two partitions: %v", err)
 	}
+	// Cassandra counts a mutation per keyspace and partition key, whatever
+	// the tables: two tables' rows of one key are one partition's batch
+	// (as processing's visitor_state and site_users rows of a client).
+	mustExec(t, s, `CREATE TABLE blobs_too (k int, c int, v blob, PRIMARY KEY (k, c))`)
+	big = big[:30<<10]
+	b := s.NewBatch(gocql.UnloggedBatch)
+	b.Query(`INSERT INTO blobs (k, c, v) VALUES (?, ?, ?)`, 6, 0, big)
+	b.Query(`INSERT INTO blobs_too (k, c, v) VALUES (?, ?, ?)`, 6, 0, big)
+	if err := s.ExecuteBatch(b); err != nil {
+		t.Fatalf("a batch of 60 KiB in two tables' partitions of one key: %v", err)
+	}
 }
 
 func readName(t testing.TB, s *gocql.Session, id int) (string, bool) {
