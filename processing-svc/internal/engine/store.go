@@ -66,6 +66,11 @@ type stmt struct {
 	partition string
 	cql       string
 	args      []any
+	// keys is how many of args, first, are the row's key (its partition
+	// key's and clustering columns' values), which Cassandra's measure of
+	// a mutation counts bare or not at all (mutationBytes); 0 counts
+	// every value as a cell, more than Cassandra does.
+	keys int
 }
 
 // writer executes statements grouped by partition, concurrently.
@@ -228,7 +233,7 @@ func sharedBatches(jobs [][]stmt, maxBytes int) [][]stmt {
 	for _, job := range jobs {
 		size := 0
 		for _, s := range job {
-			size += mutationBytes(s.args)
+			size += mutationBytes(s)
 		}
 		key, ok := sharedKey(job[0].partition)
 		if !ok || size > maxBytes/2 {
@@ -268,16 +273,27 @@ func sharedKey(partition string) (string, bool) {
 
 // mutationBytes is at least what Cassandra counts of a statement against
 // its batch size thresholds (IMutation.dataSize, which sharedBatches keeps
-// under batch_size_warn_threshold): a cell for each value, 16 bytes
-// (timestamp, TTL, local deletion time) and its own, a cell for each entry
-// of a map, and the row's liveness and deletion, 20 bytes. stmtBytes, the
-// bytes sent, is well under it for a row of many numbers (a rollup_daily
-// row has 17 cells: some 430 bytes counted, 310 sent); this counts the
-// key's values as cells too, which Cassandra does not (the partition key)
-// or counts bare (the clustering), a few hundred bytes of margin.
-func mutationBytes(args []any) int {
+// under batch_size_warn_threshold): the row's key values (s.keys) bare,
+// then a cell for each value, 16 bytes (timestamp, TTL, local deletion
+// time) and its own, a cell for each entry of a map, and the row's
+// liveness and deletion, 20 bytes. stmtBytes, the bytes sent, is well
+// under it for a row of many numbers (a rollup_daily row has 17 cells:
+// some 380 bytes counted, 310 sent). Cassandra does not count the
+// partition key's values at all, a margin of a few dozen bytes.
+func mutationBytes(s stmt) int {
 	n := 20
-	for _, a := range args {
+	for i, a := range s.args {
+		if i < s.keys {
+			switch v := a.(type) {
+			case string:
+				n += len(v)
+			case []byte:
+				n += len(v)
+			default:
+				n += 16 // a UUID at most
+			}
+			continue
+		}
 		if a == gocql.UnsetValue {
 			continue // no cell
 		}
@@ -661,18 +677,18 @@ func rowWrite(k rowKey, r *row, through int64) (stmt, error) {
 	switch k.kind {
 	case kindDaily:
 		args := append([]any{k.property, k.daily.Day, k.daily.Report, k.daily.Dimension, sh, users}, r.metrics.Fields()...)
-		return stmt{partition: "d/" + k.property + "/" + dayString(k.daily.Day) + "/" + k.daily.Report, cql: rollup.InsertDaily, args: append(args, through)}, nil
+		return stmt{partition: "d/" + k.property + "/" + dayString(k.daily.Day) + "/" + k.daily.Report, cql: rollup.InsertDaily, args: append(args, through), keys: 5}, nil
 	case kindHourly:
 		m := &r.metrics
 		return stmt{partition: "h/" + k.property + "/" + dayString(k.hourly.Day), cql: cqlHourly, args: []any{
 			k.property, k.hourly.Day, int16(k.hourly.Hour), sh, users, m.NewUsers, m.Sessions, m.EngagedSessions, m.Bounces,
-			m.DurationMS, m.Pageviews, m.Events, m.Conversions, m.ConversionValue, through}}, nil
+			m.DurationMS, m.Pageviews, m.Events, m.Conversions, m.ConversionValue, through}, keys: 4}, nil
 	case kindRealtime:
 		return stmt{partition: "r/" + k.property, cql: cqlRealtime, args: []any{
-			k.property, k.minute.Minute, sh, r.metrics.Pageviews, users, r.pages, r.sources, through}}, nil
+			k.property, k.minute.Minute, sh, r.metrics.Pageviews, users, r.pages, r.sources, through}, keys: 3}, nil
 	default:
 		return stmt{partition: "f/" + k.property + "/" + dayString(k.filtered.Day), cql: cqlFiltered, args: []any{
-			k.property, k.filtered.Day, k.filtered.Reason, sh, r.hits, through}}, nil
+			k.property, k.filtered.Day, k.filtered.Reason, sh, r.hits, through}, keys: 4}, nil
 	}
 }
 

@@ -310,7 +310,7 @@ func TestSharedBatchesUnderCassandraWarning(t *testing.T) {
 			size := 0
 			for _, s := range job {
 				n := cassandraDataSize(t, s)
-				if m := mutationBytes(s.args); m < n {
+				if m := mutationBytes(s); m < n {
 					t.Errorf("mutationBytes %d of a statement Cassandra counts %d bytes: %s", m, n, s.cql)
 				}
 				size += n
