@@ -604,10 +604,16 @@ func loadStored(r *row, users []byte, through int64, stored func(r *row)) error 
 		return fmt.Errorf("load rollup row: %w", err)
 	}
 	// The stored users go in before the pending changes are folded in:
-	// a pending change may take a reference away.
+	// a pending change may take a reference away. The row's first write
+	// sends its sketch even when no hit changed it: a write of the
+	// processor before (one that crashed with writes in flight) may reach
+	// the store after this read, and a sketch left in place (unset) would
+	// then be that write's, under this processor's metrics
+	// (TestCrashAnywhereCountsOnce).
 	r.load(through, func(r *row) {
 		stored(r)
 		r.users = existing
+		r.usersChanged = true
 	})
 	return nil
 }
