@@ -372,10 +372,11 @@ func (p *Partition) loadRows(ctx context.Context) error {
 	reads := rowReads(todo)
 	p.stats.RowReads += int64(len(reads))
 	err := parallel(ctx, p.cfg.Concurrency, len(reads), func(ctx context.Context, i int) error {
-		if k := reads[i]; len(k) > 1 || k[0].kind == kindDaily {
+		k := reads[i]
+		if k[0].kind == kindDaily { // rowReads gives every other row alone
 			return loadDailyRows(ctx, p.cfg.Session, k, p.rows.get)
 		}
-		return loadRow(ctx, p.cfg.Session, reads[i][0], p.rows.get(reads[i][0]))
+		return loadRow(ctx, p.cfg.Session, k[0], p.rows.get(k[0]))
 	})
 	p.rows.unloaded = slices.DeleteFunc(keys, func(k rowKey) bool {
 		r := p.rows.get(k)

@@ -58,9 +58,9 @@ type row struct {
 	// stale makes the next flush write the row.
 	stale bool
 	// usersChanged makes the next write of the row send its users sketch:
-	// set when a users delta is applied (or the store has no sketch of the
-	// row to keep), cleared once a flush wrote it. A write without it
-	// leaves the stored sketch, which equals users, alone (unset).
+	// set when a users delta is applied and when the row is loaded (load),
+	// cleared once a flush wrote it. A write without it leaves the stored
+	// sketch, which equals users, alone (unset).
 	usersChanged bool
 	used         time.Time
 }
@@ -102,8 +102,13 @@ func (r *row) apply(d delta) {
 }
 
 // load sets the stored state of the row and folds in pending changes.
+// The row's first write then sends its sketch, whatever changed: the store
+// may have none to keep, and where it has one, a write of the processor
+// before (one that crashed with writes in flight) may reach the store after
+// this read, and a sketch left in place (unset) would then be that write's,
+// under this processor's metrics (TestCrashAnywhereCountsOnce).
 func (r *row) load(base int64, stored func(r *row)) {
-	r.loaded, r.base = true, base
+	r.loaded, r.base, r.usersChanged = true, base, true
 	stored(r)
 	pending := r.pending
 	r.pending = nil

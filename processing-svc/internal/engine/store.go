@@ -135,32 +135,48 @@ func (w *writer) exec(ctx context.Context, stmts []stmt) error {
 	return err
 }
 
-// valueBytes is the size of a statement's text and blob values: the bulk
-// of what it sends (numbers, times and UUIDs are a few bytes each; a map
-// counts its keys and its values' bytes, 8 for a number). A map it does
-// not count would pass for small and could go into a shared batch
-// (sharedBatches) past Cassandra's batch_size_fail_threshold.
+// boundSize describes a bound value: text is its text and blob bytes (a
+// map's keys and values, 8 for each number in it), cells the cells
+// Cassandra makes of it (one; one an entry for a map; none when unset),
+// and number whether it is a number, a time, a UUID or a flag. A type of
+// value it does not know would pass for a number, small, and could go
+// into a shared batch (sharedBatches) past Cassandra's
+// batch_size_fail_threshold: every type a statement binds is here.
+func boundSize(a any) (text, cells int, number bool) {
+	switch v := a.(type) {
+	case string:
+		return len(v), 1, false
+	case []byte:
+		return len(v), 1, false
+	case map[string]int64:
+		for k := range v {
+			text += len(k) + 8
+		}
+		return text, len(v), false
+	case map[string][]byte: // the archive's hits
+		for k, b := range v {
+			text += len(k) + len(b)
+		}
+		return text, len(v), false
+	case map[string]int: // a record of fallbacks: up to 500 hit IDs
+		for k := range v {
+			text += len(k) + 8
+		}
+		return text, len(v), false
+	}
+	if a == gocql.UnsetValue {
+		return 0, 0, false
+	}
+	return 0, 1, true
+}
+
+// valueBytes is the size of a statement's text and blob values (boundSize):
+// the bulk of what it sends (numbers, times and UUIDs are a few bytes each).
 func valueBytes(args []any) int64 {
 	var n int
 	for _, a := range args {
-		switch v := a.(type) {
-		case string:
-			n += len(v)
-		case []byte:
-			n += len(v)
-		case map[string]int64:
-			for k := range v {
-				n += len(k) + 8
-			}
-		case map[string][]byte: // the archive's hits
-			for k, b := range v {
-				n += len(k) + len(b)
-			}
-		case map[string]int: // a record of fallbacks: up to 500 hit IDs
-			for k := range v {
-				n += len(k) + 8
-			}
-		}
+		text, _, _ := boundSize(a)
+		n += text
 	}
 	return int64(n)
 }
@@ -283,39 +299,16 @@ func sharedKey(partition string) (string, bool) {
 func mutationBytes(s stmt) int {
 	n := 20
 	for i, a := range s.args {
-		if i < s.keys {
-			switch v := a.(type) {
-			case string:
-				n += len(v)
-			case []byte:
-				n += len(v)
-			default:
-				n += 16 // a UUID at most
-			}
-			continue
-		}
-		if a == gocql.UnsetValue {
-			continue // no cell
-		}
-		switch v := a.(type) {
-		case string:
-			n += 16 + len(v)
-		case []byte:
-			n += 16 + len(v)
-		case map[string]int64: // a cell an entry, or frozen, serialized
-			for k := range v {
-				n += 16 + len(k) + 8
-			}
-		case map[string][]byte:
-			for k, b := range v {
-				n += 16 + len(k) + len(b)
-			}
-		case map[string]int:
-			for k := range v {
-				n += 16 + len(k) + 8
-			}
-		default: // a number, a time, a UUID, a flag
-			n += 24
+		text, cells, number := boundSize(a)
+		switch {
+		case i < s.keys && number:
+			n += 16 // a UUID at most
+		case i < s.keys:
+			n += text
+		case number:
+			n += 16 + 8
+		default:
+			n += 16*cells + text
 		}
 	}
 	return n
@@ -592,9 +585,9 @@ func loadDailyRows(ctx context.Context, s *gocql.Session, keys []rowKey, get fun
 	return nil
 }
 
-// loadAbsent marks r loaded as a row the store does not have: no sketch
-// stored, so its first write stores one, even empty.
-func loadAbsent(r *row) { r.load(-1, func(r *row) { r.usersChanged = true }) }
+// loadAbsent marks r loaded as a row the store does not have: its first
+// write stores its sketch, even empty (row.load).
+func loadAbsent(r *row) { r.load(-1, func(*row) {}) }
 
 // loadStored loads into r the stored state of its row: its users sketch,
 // the offset through which it includes hits, and the rest (stored).
@@ -604,16 +597,10 @@ func loadStored(r *row, users []byte, through int64, stored func(r *row)) error 
 		return fmt.Errorf("load rollup row: %w", err)
 	}
 	// The stored users go in before the pending changes are folded in:
-	// a pending change may take a reference away. The row's first write
-	// sends its sketch even when no hit changed it: a write of the
-	// processor before (one that crashed with writes in flight) may reach
-	// the store after this read, and a sketch left in place (unset) would
-	// then be that write's, under this processor's metrics
-	// (TestCrashAnywhereCountsOnce).
+	// a pending change may take a reference away.
 	r.load(through, func(r *row) {
 		stored(r)
 		r.users = existing
-		r.usersChanged = true
 	})
 	return nil
 }
@@ -666,7 +653,7 @@ func hourlyPointers(m *rollup.Metrics) []any {
 
 // rowWrite returns the statement that writes r whole, through offset,
 // but for its users sketch when it did not change since the row was last
-// written or read (row.usersChanged): that is bound unset, leaving the
+// written (row.usersChanged): that is bound unset, leaving the
 // stored sketch, the same, in place. Most writes of a busy row are of a
 // hit that extends a session, which changes the session-level rows'
 // metrics only, and a sketch is up to 16 KiB.
