@@ -54,7 +54,8 @@ type Config struct {
 	// Concurrency bounds the reads and writes in flight (default 32).
 	Concurrency int
 	// IdleEviction drops visitors and rows untouched for this long from
-	// memory after a flush (default 10m), visitors once written.
+	// memory after a flush (default 10m), once written; rows are looked
+	// over every IdleEviction/rowSweeps, so one may stay that much longer.
 	IdleEviction time.Duration
 	// State says when a changed visitor's state, and the rows of its visits,
 	// are written.
@@ -153,6 +154,11 @@ type Partition struct {
 	recordedEnd          int64
 	recordedRead         bool
 }
+
+// rowSweeps is how many times per IdleEviction a flush goes through the
+// rows in memory to evict the idle ones; the flushes in between go
+// through the changed rows only.
+const rowSweeps = 8
 
 // Stats count what a partition did since it started.
 type Stats struct {
@@ -629,14 +635,7 @@ func (p *Partition) writeDerived(ctx context.Context, through int64, due []*vsta
 	}
 
 	stmts := p.archive.writes()
-	var stale []keyedRow
-	p.rows.each(func(k rowKey, r *row) bool {
-		if r.stale {
-			stale = append(stale, keyedRow{k, r})
-		}
-		return true
-	})
-	for _, kr := range stale {
+	for _, kr := range p.rows.changed {
 		// A row loaded ahead of this flush (written by a processor that
 		// crashed after getting further) keeps its through offset: it must
 		// never go back, or hits between would be applied twice.
@@ -680,15 +679,9 @@ func (p *Partition) writeDerived(ctx context.Context, through int64, due []*vsta
 		vs.rows = sessionRows{}
 		vs.recordWritten()
 	}
+	p.rows.wrote(through)
 	now := p.cfg.Now()
-	p.rows.each(func(_ rowKey, r *row) bool {
-		if !r.stale && now.Sub(r.used) > p.cfg.IdleEviction {
-			return false
-		}
-		// Everything up to through is in the row now, its sketch too.
-		r.stale, r.usersChanged, r.base = false, false, max(r.base, through)
-		return true
-	})
+	p.rows.evictIdle(now, now.Add(-p.cfg.IdleEviction), p.cfg.IdleEviction/rowSweeps)
 	p.flushed = through
 	return nil
 }

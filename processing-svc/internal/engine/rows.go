@@ -135,6 +135,16 @@ type rowSet struct {
 	// unloaded holds the keys of the rows created since the last load,
 	// whose stored state is still to be read (loadRows).
 	unloaded []rowKey
+	// changed holds the rows changed since they were last written, each
+	// once (listed by the change that made it stale), so that a flush
+	// finds them without going through every row in memory.
+	changed []keyedRow
+	// written is the offset through which the last write (written) left
+	// every row in memory complete: a row unchanged since holds every hit
+	// up to it, which its base takes at the row's next change.
+	written int64
+	// swept is when evictIdle last went through the rows.
+	swept time.Time
 	// fresh makes new rows start loaded and empty: for re-deriving a day
 	// from scratch, whose stored rows are replaced, not added to.
 	fresh bool
@@ -170,7 +180,7 @@ type shardRows struct {
 	filtered map[derive.FilteredKey]*row
 }
 
-func newRowSet() *rowSet { return &rowSet{shards: map[shardKey]*shardRows{}} }
+func newRowSet() *rowSet { return &rowSet{shards: map[shardKey]*shardRows{}, written: -1} }
 
 // of returns the rows of a property and shard.
 func (s *rowSet) of(k shardKey) *shardRows {
@@ -246,6 +256,51 @@ func eachIn[K comparable](m map[K]*row, fn func(rowKey, *row) bool, key func(K) 
 	}
 }
 
+// change applies d to r, the row of its table at k, and lists the row
+// among the changed ones at its first change since it was written. A row
+// unchanged since then holds every hit through the last write: its base
+// says so before d is applied (a replayed hit below it is not applied
+// again), as if each write had raised the base of every row in memory.
+func change[K comparable](s *rowSet, r *row, k K, key func(K) rowKey, d delta) {
+	if r.stale {
+		r.apply(d)
+		return
+	}
+	if r.loaded {
+		r.base = max(r.base, s.written)
+	}
+	r.apply(d)
+	if r.stale {
+		s.changed = append(s.changed, keyedRow{key(k), r})
+	}
+}
+
+// wrote records that the changed rows were written, with every hit
+// through offset through.
+func (s *rowSet) wrote(through int64) {
+	for _, kr := range s.changed {
+		r := kr.row
+		// Everything up to through is in the row now, its sketch too.
+		r.stale, r.usersChanged, r.base = false, false, max(r.base, through)
+	}
+	clear(s.changed)
+	s.changed = s.changed[:0]
+	s.written = max(s.written, through)
+}
+
+// evictIdle drops the rows unchanged since their last write and unused
+// since before idleSince. It goes through every row, so it does so at most
+// once every interval.
+func (s *rowSet) evictIdle(now, idleSince time.Time, interval time.Duration) {
+	if now.Sub(s.swept) < interval {
+		return
+	}
+	s.swept = now
+	s.each(func(_ rowKey, r *row) bool {
+		return r.stale || !r.used.Before(idleSince)
+	})
+}
+
 // add applies contributions c of the hit at offset to the rows of
 // (property, shard). A row's metrics and its users arrive as separate
 // deltas of the same offset; both are additive.
@@ -256,28 +311,30 @@ func (s *rowSet) add(property string, shard int, offset int64, now time.Time, c 
 	if c.Client != "" {
 		user = sketch.Hash(c.Client)
 	}
-	daily := func(k derive.DailyKey) *row { return rowIn(s, sr.daily, k, sk.daily, now) }
-	hourly := func(k derive.HourKey) *row { return rowIn(s, sr.hourly, k, sk.hourly, now) }
-	realtime := func(k derive.MinuteKey) *row { return rowIn(s, sr.realtime, k, sk.realtime, now) }
+	daily := func(k derive.DailyKey, d delta) { change(s, rowIn(s, sr.daily, k, sk.daily, now), k, sk.daily, d) }
+	hourly := func(k derive.HourKey, d delta) { change(s, rowIn(s, sr.hourly, k, sk.hourly, now), k, sk.hourly, d) }
+	realtime := func(k derive.MinuteKey, d delta) {
+		change(s, rowIn(s, sr.realtime, k, sk.realtime, now), k, sk.realtime, d)
+	}
 	for k, m := range c.Daily {
-		daily(k).apply(delta{offset: offset, metrics: m})
+		daily(k, delta{offset: offset, metrics: m})
 	}
 	for k, n := range c.DailyUsers {
-		daily(k).apply(delta{offset: offset, users: n, user: user})
+		daily(k, delta{offset: offset, users: n, user: user})
 	}
 	for k, m := range c.Hourly {
-		hourly(k).apply(delta{offset: offset, metrics: m})
+		hourly(k, delta{offset: offset, metrics: m})
 	}
 	for k, n := range c.HourlyUsers {
-		hourly(k).apply(delta{offset: offset, users: n, user: user})
+		hourly(k, delta{offset: offset, users: n, user: user})
 	}
 	for k, rt := range c.Realtime {
-		realtime(k).apply(delta{offset: offset, realtime: rt})
+		realtime(k, delta{offset: offset, realtime: rt})
 	}
 	for k, n := range c.RealtimeUsers {
-		realtime(k).apply(delta{offset: offset, users: n, user: user})
+		realtime(k, delta{offset: offset, users: n, user: user})
 	}
 	for k, n := range c.Filtered {
-		rowIn(s, sr.filtered, k, sk.filtered, now).apply(delta{offset: offset, filtered: n})
+		change(s, rowIn(s, sr.filtered, k, sk.filtered, now), k, sk.filtered, delta{offset: offset, filtered: n})
 	}
 }

@@ -243,3 +243,83 @@ func TestReprocessWritesEverySketch(t *testing.T) {
 		t.Errorf("%d of %d rollup rows written without their sketch, want 0 of some", unset, rows)
 	}
 }
+
+// A flush writes the rows changed since the last one and no other, each
+// once however often it changed; a row unchanged since a write holds every
+// hit up to that write's offset, so a replayed hit at or below it is not
+// applied again (as when each write raised every row's base); and idle rows
+// leave memory at the next sweep, the changed ones never.
+func TestChangedRowsAndTheirBase(t *testing.T) {
+	rows := newRowSet()
+	day := t0.Truncate(24 * time.Hour)
+	key := func(page string) derive.DailyKey { return derive.DailyKey{Day: day, Report: rollup.Page, Dimension: page} }
+	hitOn := func(offset int64, at time.Time, pages ...string) {
+		c := derive.New()
+		for _, p := range pages {
+			c.Daily[key(p)] = rollup.Metrics{Pageviews: 1}
+		}
+		rows.add(propID, 0, offset, at, c)
+	}
+	load := func() { // as loadRows does, with nothing stored
+		for _, k := range rows.unloaded {
+			rows.get(k).load(-1, func(*row) {})
+		}
+		rows.unloaded = nil
+	}
+	changed := func() []string {
+		var out []string
+		for _, kr := range rows.changed {
+			out = append(out, kr.key.daily.Dimension)
+		}
+		return out
+	}
+	pageviews := func(page string) int64 {
+		return rows.get(shardKey{propID, 0}.daily(key(page))).metrics.Pageviews
+	}
+
+	hitOn(1, t0, "/a", "/b")
+	hitOn(2, t0, "/a")
+	load()
+	if got := strings.Join(changed(), " "); got != "/a /b" && got != "/b /a" {
+		t.Fatalf("changed rows %q, want /a and /b once each", got)
+	}
+	rows.wrote(2)
+	hitOn(3, t0, "/b")
+	if got := changed(); len(got) != 1 || got[0] != "/b" {
+		t.Fatalf("changed rows after a write %q, want /b alone", got)
+	}
+	rows.wrote(3)
+	rows.wrote(7) // hits 4 to 7 changed neither row
+
+	// Offsets at or below the last write are in /a already, though no write
+	// since its own named it; a later one is not.
+	hitOn(5, t0, "/a")
+	hitOn(7, t0, "/a")
+	if n := pageviews("/a"); n != 2 {
+		t.Fatalf("/a has %d pageviews after replayed hits, want 2", n)
+	}
+	if len(rows.changed) != 0 {
+		t.Fatalf("replayed hits listed %d rows as changed", len(rows.changed))
+	}
+	hitOn(8, t0, "/a")
+	if n := pageviews("/a"); n != 3 || len(rows.changed) != 1 {
+		t.Fatalf("/a has %d pageviews and %d rows changed after a new hit, want 3 and 1", n, len(rows.changed))
+	}
+
+	// /b is idle, /a changed and unwritten: a sweep drops /b alone, and
+	// not again until its interval has passed.
+	later := t0.Add(time.Hour)
+	rows.evictIdle(later, later.Add(-time.Minute), 10*time.Minute)
+	if rows.get(shardKey{propID, 0}.daily(key("/b"))) != nil || rows.get(shardKey{propID, 0}.daily(key("/a"))) == nil {
+		t.Fatal("the sweep kept the idle row or dropped the changed one")
+	}
+	rows.wrote(8)
+	rows.evictIdle(later.Add(time.Minute), later, 10*time.Minute)
+	if rows.get(shardKey{propID, 0}.daily(key("/a"))) == nil {
+		t.Fatal("a sweep ran before its interval had passed")
+	}
+	rows.evictIdle(later.Add(10*time.Minute), later, 10*time.Minute)
+	if rows.get(shardKey{propID, 0}.daily(key("/a"))) != nil {
+		t.Fatal("the idle row, written, stayed after the next sweep")
+	}
+}
