@@ -18,7 +18,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/acme/analytics/pkg/eventually"
+	"github.com/acme/analytics/pkg/hit"
+	"github.com/acme/analytics/pkg/kafka"
+	"github.com/acme/analytics/pkg/localstack"
 )
 
 // TestAcceptanceBlackBoxRules is a ground-truth drill of the rules a merchant
@@ -30,7 +34,9 @@ import (
 // filtered hits by reason and the realtime view with a calculator of its
 // own (drCalc), which knows the rules only as the docs state them.
 func TestAcceptanceBlackBoxRules(t *testing.T) {
-	stack, cfg := startStack(t)
+	// A reprocessed (final) day is read at once, not from report-svc's
+	// caches of final days.
+	stack, cfg := startStack(t, "DAY_CACHE_TTL=1ms", "CACHE_FINAL_TTL=1ms")
 	gw := strings.TrimRight(stack.GatewayURL(), "/")
 	c := &mpaClient{t: t, ctx: context.Background(), http: &http.Client{Timeout: 30 * time.Second}, gw: gw}
 
@@ -39,14 +45,19 @@ func TestAcceptanceBlackBoxRules(t *testing.T) {
 	anchor := t0.Truncate(time.Minute).Add(-30 * time.Second) // whole minutes of hits are 30 s off any zone's midnight
 
 	tok := c.signUp(fmt.Sprintf("drill-%d@shop.example", t0.UnixNano()))
-	p := c.createProperty(tok, map[string]any{"name": "Drill", "hostnames": []string{"shop.example"}, "time_zone": zone, "currency": "EUR"})
+	p := c.createProperty(tok, map[string]any{"name": "Drill", "hostnames": []string{"shop.example", "legacy.example"}, "time_zone": zone, "currency": "EUR"})
 	var sec struct {
 		Secret string `json:"secret"`
 	}
 	c.do("POST", "/v1/properties/"+p.ID+"/api-secrets", tok, map[string]any{"name": "backend"}, http.StatusCreated, &sec)
 
 	v1 := drRulesDoc(false)
-	c.do("PUT", "/v1/properties/"+p.ID+"/rules", tok, v1, http.StatusOK, nil)
+	var versions []int // the versions of the rules 1 and 2
+	var put struct {
+		Version int `json:"version"`
+	}
+	c.do("PUT", "/v1/properties/"+p.ID+"/rules", tok, v1, http.StatusOK, &put)
+	versions = append(versions, put.Version)
 	drWaitRules(t, c, p.TrackingID, "AcmeQA/9", true)
 
 	reqs := drTraffic(anchor, loc)
@@ -68,7 +79,8 @@ func TestAcceptanceBlackBoxRules(t *testing.T) {
 	// The rules change: a new version takes effect for hits received from
 	// now on, whatever their own time.
 	between := time.Now().UTC()
-	c.do("PUT", "/v1/properties/"+p.ID+"/rules", tok, drRulesDoc(true), http.StatusOK, nil)
+	c.do("PUT", "/v1/properties/"+p.ID+"/rules", tok, drRulesDoc(true), http.StatusOK, &put)
+	versions = append(versions, put.Version)
 	for _, at := range []struct {
 		q    string
 		want string
@@ -79,7 +91,7 @@ func TestAcceptanceBlackBoxRules(t *testing.T) {
 	}
 	drWaitRules(t, c, p.TrackingID, "ProbeTwo/1", true)
 	// and a new hostname, which makes a rules version of its own
-	c.do("PATCH", "/v1/properties/"+p.ID, tok, map[string]any{"hostnames": []string{"shop.example", "shop2.example"}}, http.StatusOK, nil)
+	c.do("PATCH", "/v1/properties/"+p.ID, tok, map[string]any{"hostnames": []string{"shop.example", "legacy.example", "shop2.example", "www.shop3.example"}}, http.StatusOK, nil)
 	drWaitHost(t, c, p.TrackingID, "https://www.shop2.example/")
 	for _, r := range reqs {
 		if r.phase == 2 {
@@ -116,6 +128,7 @@ func TestAcceptanceBlackBoxRules(t *testing.T) {
 	}
 	cmp.hours(today, calc, loc)
 	cmp.realtime(calc)
+	drReprocess(t, stack, cfg, cmp, p, loc, versions)
 	t.Logf("drill: %d requests, %d hits; %d figures compared, %d disagreements", len(all), calc.hits, cmp.figures, cmp.bad)
 }
 
@@ -174,7 +187,7 @@ func drRulesDoc(v2 bool) map[string]any {
 		channels = append([]map[string]any{{"name": "Search Ads", "source": "^google$", "medium": "^cpc$"}}, channels...)
 		ips = append(ips, "198.51.100.20")
 		uas = append(uas, "^ProbeTwo/")
-		refs = append(refs, "partner-blog.example")
+		refs = append(refs, "partner-blog.example", "www.payments.example")
 		bots = false
 	}
 	return map[string]any{
@@ -281,6 +294,10 @@ type drReq struct {
 	phase int
 	// stopped: sent while processing is stopped, before the rules change
 	stopped bool
+	// current: derived under today's rules (reprocessing), knowing of
+	// the address only what a hit stores (docs/config.md, "Evaluation
+	// order", ip)
+	current bool
 	get     bool
 	resend  bool
 	hits    []drHit
@@ -569,6 +586,15 @@ func drTraffic(anchor time.Time, loc *time.Location) []drReq {
 	h2b := drPV(min_(-76), "/shop?id=7", "")
 	h2b.host = "www.shop2.example"
 	add(one(hn2, 1, drPV(min_(-77.5), "/", ""), h2a), one(hn2, 2, h2b))
+	// A hostname saved with www. covers its parent and subdomains, as
+	// hosts and as referrers; so does a referral exclusion saved so.
+	h3 := drPV(min_(-76.5), "/shop", "")
+	h3.host = "shop3.example"
+	add(one(chrome("hn-3", "192.0.2.118"), 2, h3))
+	add(one(chrome("hn-4", "192.0.2.119"), 2, drPV(min_(-76), "/shop", "https://blog.shop3.example/x")))
+	add(one(chrome("px-1", "192.0.2.150"), 1, drPV(min_(-75.5), "/shop", "https://payments.example/x")))
+	add(one(chrome("px-2", "192.0.2.151"), 2, drPV(min_(-75.5), "/shop", "https://payments.example/x")))
+	add(one(chrome("px-3", "192.0.2.152"), 2, drPV(min_(-75), "/shop", "https://checkout.payments.example/")))
 
 	// Version 2 turns lowercase off and drops /thanks: each pageview's
 	// page is its own version's.
@@ -794,7 +820,7 @@ func drRulesOf(v2 bool) drRules {
 	r := drRules{bots: !v2, referrals: []string{"paypal.com"}, timeout: 10 * time.Minute, docsGoal: v2, own: []string{"shop.example"}}
 	if v2 {
 		r.timeout = 15 * time.Minute
-		r.own = append(r.own, "shop2.example")
+		r.own = append(r.own, "shop2.example", "shop3.example")
 	}
 	for _, s := range []string{"198.51.100.16/30", "203.0.113.7/32", "2001:db8:1::/48"} {
 		r.ips = append(r.ips, netip.MustParsePrefix(s))
@@ -803,7 +829,7 @@ func drRulesOf(v2 bool) drRules {
 	if v2 {
 		r.ips = append(r.ips, netip.MustParsePrefix("198.51.100.20/32"))
 		r.uas = append(r.uas, regexp.MustCompile(`(?i)^ProbeTwo/`))
-		r.referrals = append(r.referrals, "partner-blog.example")
+		r.referrals = append(r.referrals, "partner-blog.example", "payments.example")
 	}
 	return r
 }
@@ -1021,13 +1047,30 @@ func drCalculate(reqs []drReq, anchor time.Time, loc *time.Location) *drCalc {
 			reason := ""
 			ip, _ := netip.ParseAddr(r.v.ip)
 			ip = ip.Unmap() // an IPv4-mapped address is the IPv4 address
+			ipExcluded := r.v.ip != "" && slices.ContainsFunc(rules.ips, func(p netip.Prefix) bool { return p.Contains(ip) })
+			if r.current {
+				// the rule the full address matched at collection (under
+				// version 1), if today's rules still have it, or the
+				// stored, truncated address wholly inside a prefix
+				v1 := drRulesOf(false)
+				i := slices.IndexFunc(v1.ips, func(p netip.Prefix) bool { return p.Contains(ip) })
+				stored := netip.PrefixFrom(ip, 24)
+				if ip.Is6() {
+					stored = netip.PrefixFrom(ip, 48)
+				}
+				stored = stored.Masked()
+				ipExcluded = r.v.ip != "" && (i >= 0 && slices.Contains(rules.ips, v1.ips[i]) ||
+					slices.ContainsFunc(rules.ips, func(p netip.Prefix) bool { return p.Bits() <= stored.Bits() && p.Contains(stored.Addr()) }))
+			}
 			switch {
-			case r.v.ip != "" && slices.ContainsFunc(rules.ips, func(p netip.Prefix) bool { return p.Contains(ip) }):
+			case ipExcluded:
 				reason = "ip"
 			case r.v.ua != "" && slices.ContainsFunc(rules.uas, func(re *regexp.Regexp) bool { return re.MatchString(r.v.ua) }):
 				reason = "user_agent"
 			case strings.EqualFold(r.v.country, "KP"):
 				reason = "country"
+			case r.current && h.host != "" && !drHostExcluded(h.host, rules.own, nil):
+				reason = "foreign_host" // let in by the hostnames of the time
 			case rules.bots && strings.Contains(r.v.ua, "Googlebot"):
 				reason = "bot"
 			case h.t == "pageview":
@@ -1634,4 +1677,125 @@ func (d *drCompare) realtime(calc *drCalc) {
 		return
 	}
 	d.t.Errorf("realtime: a minute turned during every read")
+}
+
+// drReprocess checks reprocessing (docs/processing.md, "Reprocessing") of
+// a closed day. Only days that ended at least a day ago are reprocessed and
+// collection takes hits at most 4 hours old, so no day a drill's hits fall
+// on can close within the drill: the closed day's hits are put in the hits
+// topic as collection would have queued them then (received then, stamped
+// with version 1 of the rules, the rule an address matched named, the
+// address truncated), and live processing derives them as any hit. Then
+// the day is reprocessed with today's rules, and with the rules of the time.
+func drReprocess(t *testing.T, stack *localstack.Stack, cfg localstack.Config, cmp *drCompare, p mpaProperty, loc *time.Location, versions []int) {
+	t.Helper()
+	if len(versions) != 2 || versions[0] == 0 {
+		t.Fatalf("rules versions %v", versions)
+	}
+	day := time.Now().In(loc).AddDate(0, 0, -3)
+	anchor := time.Date(day.Year(), day.Month(), day.Day(), 10, 0, 30, 0, loc)
+	d3 := day.Format(time.DateOnly)
+	chrome := func(cid, ip string) *drVisitor {
+		return &drVisitor{cid: cid, ua: drChrome, ip: ip, device: [3]string{"desktop", "Chrome", "Windows"}}
+	}
+	one := func(v *drVisitor, hits ...drHit) drReq { return drReq{v: v, phase: 1, hits: hits} }
+	gclid := drPV(min_(40), "/landing?gclid=r1", "")
+	seeded := []drReq{
+		one(chrome("rp-ip-1", "198.51.100.16"), drPV(min_(1), "/", "")),         // a rule of both versions, by name
+		one(chrome("rp-ip-2", "198.51.100.20"), drPV(min_(2), "/", "")),         // today's /32 cannot match a /24-truncated address
+		one(chrome("rp-ip-3", "2001:db8:1::5"), drPV(min_(3), "/", "")),         // the /48 rule, by name and by the stored /48
+		one(chrome("rp-ip-4", "2001:db8:1:2::9"), drPV(min_(3.5), "/shop", "")), // likewise
+		one(&drVisitor{cid: "rp-ua-1", ua: "ProbeTwo/1 " + drChrome, ip: "192.0.2.140", device: [3]string{"desktop", "ProbeTwo", "Windows"}}, drPV(min_(4), "/", "")),
+		one(&drVisitor{cid: "rp-bot-1", ua: drGoogbot, ip: "192.0.2.141", device: [3]string{"other", "Googlebot", "(not set)"}}, drPV(min_(5), "/shop", "")),
+		one(chrome("rp-pg-1", "192.0.2.142"), drPV(min_(6), "/shop", ""), drPV(min_(7), "/Thanks", "")),
+		one(chrome("rp-goal-1", "192.0.2.143"), drPV(min_(8), "/docs/", ""), drEv(min_(9), "shop", "purchase", "", "15")),
+		one(chrome("rp-ref-1", "192.0.2.144"), drPV(min_(10), "/blog/x", "https://partner-blog.example/post")),
+		one(chrome("rp-ref-2", "192.0.2.145"), drPV(min_(11), "/blog/x", "https://shop2.example/page")),
+		one(chrome("rp-to-1", "192.0.2.146"), drPV(min_(20), "/shop", ""), drPV(min_(32), "/checkout", "")),
+		one(chrome("rp-ch-1", "192.0.2.147"), gclid),
+		one(chrome("rp-ch-2", "192.0.2.148"), drPV(min_(50), "/landing?utm_source=news&utm_medium=email&utm_campaign=news-r", "https://www.paypal.com/")),
+		one(chrome("rp-host-1", "192.0.2.149"), func() drHit { h := drPV(min_(55), "/shop", ""); h.host = "legacy.example"; return h }()),
+	}
+	drSeed(t, cfg, p, anchor, versions[0], seeded)
+	waitForProcessing(t, cfg, 90*time.Second)
+	historical := drCalculate(seeded, anchor, loc)
+	cmp.all("closed day, live", d3, d3, historical)
+
+	current := make([]drReq, len(seeded))
+	for i, r := range seeded {
+		r.phase, r.current = 2, true
+		current[i] = r
+	}
+	// The merchant stops serving legacy.example: today's rules make its
+	// hits foreign (docs/config.md, "Hostnames").
+	cmp.c.do("PATCH", "/v1/properties/"+p.ID, cmp.tok, map[string]any{"hostnames": []string{"shop.example", "shop2.example", "www.shop3.example"}}, http.StatusOK, nil)
+	op := &rpOperator{t: t, stack: stack, cfg: cfg}
+	job := func(rules string) string {
+		return fmt.Sprintf(`{"property_id":%q,"from":%q,"to":%q,"rules":%q}`, p.ID, d3, d3, rules)
+	}
+	op.wait(p.ID, op.start(job("current")), 1)
+	cur := drCalculate(current, anchor, loc)
+	t.Logf("closed day: filtered under the rules of the time %v, under today's %v; sessions %d and %d", historical.filtered, cur.filtered, len(historical.sessions), len(cur.sessions))
+	cmp.all("closed day, today's rules", d3, d3, cur)
+	op.wait(p.ID, op.start(job("historical")), 1)
+	cmp.all("closed day, the rules of the time", d3, d3, historical)
+}
+
+// drSeed puts hits in the hits topic as collection would have queued them
+// when they happened: received a second after their time, stamped with the
+// rules version, the IP rule of that version an address matched, the
+// address truncated (standard: /24, /48), the bot flag of a crawler.
+func drSeed(t *testing.T, cfg localstack.Config, p mpaProperty, anchor time.Time, version int, reqs []drReq) {
+	t.Helper()
+	kcfg := &kafka.Config{Brokers: "127.0.0.1:" + strconv.Itoa(cfg.KafkaPort)}
+	prod, err := sarama.NewSyncProducer(kcfg.BrokerList(), kcfg.ProducerConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	v1 := drRulesOf(false)
+	for _, r := range reqs {
+		for _, dh := range r.hits {
+			host := dh.host
+			if host == "" {
+				host = "shop.example"
+			}
+			u, _ := url.Parse("https://" + host + dh.path)
+			tm := anchor.Add(dh.at)
+			ip := netip.MustParseAddr(r.v.ip)
+			stored := netip.PrefixFrom(ip, 24)
+			if ip.Is6() {
+				stored = netip.PrefixFrom(ip, 48)
+			}
+			h := &hit.Hit{PropertyID: p.ID, TrackingID: p.TrackingID, ClientID: r.v.cid, Type: hit.Type(dh.t), Origin: hit.OriginBrowser,
+				Time: tm, ReceivedAt: tm.Add(time.Second), URL: u.String(), Hostname: u.Host, Path: u.RequestURI(), Referrer: dh.ref,
+				Category: dh.ec, Action: dh.ea, Label: dh.el, UserAgent: r.v.ua, IP: stored.Masked().Addr().String(),
+				DeviceCategory: r.v.device[0], Browser: r.v.device[1], RuleVersion: version,
+				Bot: strings.Contains(r.v.ua, "Googlebot")}
+			if r.v.device[2] != "(not set)" {
+				h.OS = r.v.device[2]
+			}
+			if h.Bot {
+				h.BotName = "Googlebot"
+			}
+			if dh.ev != "" {
+				h.Value, _ = strconv.ParseFloat(dh.ev, 64)
+				h.HasValue = true
+			}
+			for i, pr := range v1.ips {
+				if pr.Contains(ip) {
+					h.IPExcludedBy = []string{"198.51.100.16/30", "203.0.113.7", "2001:db8:1::/48"}[i] // as written
+				}
+			}
+			h.ID = h.DeriveID(dh.hid)
+			enc, err := hit.Marshal(h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := prod.SendMessage(&sarama.ProducerMessage{Topic: hit.TopicHits, Key: sarama.ByteEncoder(h.Key(1)),
+				Value: sarama.ByteEncoder(hit.AppendRecord(nil, [][]byte{enc}))}); err != nil {
+				t.Fatalf("produce: %v", err)
+			}
+		}
+	}
 }
