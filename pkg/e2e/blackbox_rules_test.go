@@ -51,6 +51,7 @@ func TestAcceptanceBlackBoxRules(t *testing.T) {
 	}
 	c.do("POST", "/v1/properties/"+p.ID+"/api-secrets", tok, map[string]any{"name": "backend"}, http.StatusCreated, &sec)
 
+	drValidate(t, c, tok, p.ID)
 	v1 := drRulesDoc(false)
 	var versions []int // the versions of the rules 1 and 2
 	var put struct {
@@ -91,7 +92,7 @@ func TestAcceptanceBlackBoxRules(t *testing.T) {
 	}
 	drWaitRules(t, c, p.TrackingID, "ProbeTwo/1", true)
 	// and a new hostname, which makes a rules version of its own
-	c.do("PATCH", "/v1/properties/"+p.ID, tok, map[string]any{"hostnames": []string{"shop.example", "legacy.example", "shop2.example", "www.shop3.example"}}, http.StatusOK, nil)
+	c.do("PATCH", "/v1/properties/"+p.ID, tok, map[string]any{"hostnames": []string{"shop.example", "shop2.example", "www.shop3.example"}}, http.StatusOK, nil)
 	drWaitHost(t, c, p.TrackingID, "https://www.shop2.example/")
 	for _, r := range reqs {
 		if r.phase == 2 {
@@ -591,6 +592,14 @@ func drTraffic(anchor time.Time, loc *time.Location) []drReq {
 	h3 := drPV(min_(-76.5), "/shop", "")
 	h3.host = "shop3.example"
 	add(one(chrome("hn-3", "192.0.2.118"), 2, h3))
+	// A host removed by version 2: its hits before count, after are refused.
+	lg := chrome("lg-1", "192.0.2.138")
+	lg1 := drPV(min_(-74.5), "/shop", "")
+	lg1.host = "legacy.example"
+	lg2 := drPV(min_(-74), "/checkout", "")
+	lg3 := drPV(min_(-73.5), "/thanks", "")
+	lg3.host, lg3.rejected = "legacy.example", true
+	add(one(lg, 1, lg1), one(lg, 2, lg2, lg3))
 	add(one(chrome("hn-4", "192.0.2.119"), 2, drPV(min_(-76), "/shop", "https://blog.shop3.example/x")))
 	add(one(chrome("px-1", "192.0.2.150"), 1, drPV(min_(-75.5), "/shop", "https://payments.example/x")))
 	add(one(chrome("px-2", "192.0.2.151"), 2, drPV(min_(-75.5), "/shop", "https://payments.example/x")))
@@ -608,6 +617,8 @@ func drTraffic(anchor time.Time, loc *time.Location) []drReq {
 		one(chrome("st-2", "198.51.100.20"), 1, drPV(min_(-69.5), "/shop", "")),
 		one(&drVisitor{cid: "st-3", ua: "ProbeTwo/1 " + drChrome, ip: "192.0.2.131", device: [3]string{"?", "?", "?"}}, 1, drPV(min_(-69), "/shop", "")),
 		one(chrome("st-4", "192.0.2.132"), 1, drPV(min_(-68.5), "/docs", "https://partner-blog.example/p")),
+		// a host version 2 no longer has: let in by version 1, its own
+		one(chrome("st-5", "192.0.2.137"), 1, func() drHit { h := drPV(min_(-68.2), "/shop", ""); h.host = "legacy.example"; return h }()),
 	} {
 		x.stopped = true
 		add(x)
@@ -1726,9 +1737,8 @@ func drReprocess(t *testing.T, stack *localstack.Stack, cfg localstack.Config, c
 		r.phase, r.current = 2, true
 		current[i] = r
 	}
-	// The merchant stops serving legacy.example: today's rules make its
-	// hits foreign (docs/config.md, "Hostnames").
-	cmp.c.do("PATCH", "/v1/properties/"+p.ID, cmp.tok, map[string]any{"hostnames": []string{"shop.example", "shop2.example", "www.shop3.example"}}, http.StatusOK, nil)
+	// legacy.example, a hostname of version 1, is none of today's: its
+	// hits are foreign under today's rules (docs/config.md, "Hostnames").
 	op := &rpOperator{t: t, stack: stack, cfg: cfg}
 	job := func(rules string) string {
 		return fmt.Sprintf(`{"property_id":%q,"from":%q,"to":%q,"rules":%q}`, p.ID, d3, d3, rules)
@@ -1796,6 +1806,78 @@ func drSeed(t *testing.T, cfg localstack.Config, p mpaProperty, anchor time.Time
 				Value: sarama.ByteEncoder(hit.AppendRecord(nil, [][]byte{enc}))}); err != nil {
 				t.Fatalf("produce: %v", err)
 			}
+		}
+	}
+}
+
+// drValidate checks docs/config.md's validation of a rule document, case by
+// case, through POST .../rules/validate: what it refuses (400
+// invalid_field, the field's path and, where the docs give it, the fix in
+// the message) and what it accepts.
+func drValidate(t *testing.T, c *mpaClient, tok, pid string) {
+	t.Helper()
+	for _, v := range []struct {
+		doc, field, hint string // field "" : accepted
+	}{
+		{`{"exclusions": {"ip": ["10.1.2.3/8"]}}`, "exclusions.ip[0]", `"10.0.0.0/8"`},
+		{`{"exclusions": {"ip": ["10.0.0.0/7"]}}`, "exclusions.ip[0]", ""},
+		{`{"exclusions": {"ip": ["2001:db8::/15"]}}`, "exclusions.ip[0]", ""},
+		{`{"exclusions": {"ip": ["::ffff:10.0.0.1"]}}`, "exclusions.ip[0]", `"10.0.0.1"`},
+		{`{"exclusions": {"ip": ["10.0.0.1", "10.0.0.1"]}}`, "exclusions.ip[1]", ""},
+		{`{"exclusions": {"ip": ["10.0.0.0/8", "203.0.113.7", "2001:db8::/32"]}}`, "", ""},
+		{`{"exclusions": {"user_agents": ["bot|"]}}`, "exclusions.user_agents[0]", ""},
+		{`{"exclusions": {"user_agents": [".*"]}}`, "exclusions.user_agents[0]", ""},
+		{`{"exclusions": {"countries": ["de"]}}`, "exclusions.countries[0]", `DE`},
+		{`{"exclusions": {"countries": ["Germany"]}}`, "exclusions.countries[0]", ""},
+		{`{"exclusions": {"countries": ["XK"]}}`, "", ""},
+		{`{"page_path": {"keep_params": ["id"]}}`, "page_path.keep_params", ""},
+		{`{"page_path": {"strip_query": true, "keep_params": ["a=b"]}}`, "page_path.keep_params[0]", ""},
+		{`{"page_path": {"replacements": [{"pattern": "^/p/(\\d+)", "replace": "/x/$1x"}]}}`, "page_path.replacements[0].replace", ""},
+		{`{"page_path": {"replacements": [{"pattern": "^/p/(\\d+)", "replace": "/x/${2}"}]}}`, "page_path.replacements[0].replace", ""},
+		{`{"page_path": {"replacements": [{"pattern": "^/p/(\\d+)", "replace": "/x/${1}"}]}}`, "", ""},
+		{`{"page_path": {"default_page": "a/b"}}`, "page_path.default_page", ""},
+		{`{"page_path": {"default_page": ".."}}`, "page_path.default_page", ""},
+		{`{"pages": {"exclude": ["^/café$"]}}`, "pages.exclude[0]", "%C3%A9"},
+		{`{"pages": {"exclude": ["^/caf%c3%a9$"]}}`, "pages.exclude[0]", ""},
+		{`{"pages": {"exclude": ["(?i)^/caf%c3%a9$"]}}`, "", ""},
+		{`{"pages": {"exclude": ["^/a\\?b"]}}`, "pages.exclude[0]", ""},
+		{`{"page_path": {"lowercase": true}, "pages": {"exclude": ["^/Admin"]}}`, "pages.exclude[0]", ""},
+		{`{"page_path": {"lowercase": true}, "pages": {"exclude": ["^/admin[^A]"]}}`, "", ""},
+		{`{"pages": {"include": ["^/a", "^/a"]}}`, "pages.include[1]", ""},
+		{`{"session_timeout_minutes": 0}`, "session_timeout_minutes", ""},
+		{`{"session_timeout_minutes": 481}`, "session_timeout_minutes", ""},
+		{`{"session_timeout_minutes": 480}`, "", ""},
+		{`{"session_timeout_minutes": 1}`, "", ""},
+		{`{"referral_exclusions": ["com"]}`, "referral_exclusions[0]", ""},
+		{`{"referral_exclusions": ["localhost"]}`, "", ""},
+		{`{"referral_exclusions": ["paypal.com", "www.paypal.com"]}`, "referral_exclusions[1]", ""},
+		{`{"referral_exclusions": ["https://paypal.com/"]}`, "referral_exclusions[0]", ""},
+		{`{"referral_exclusions": ["paypal.com:443"]}`, "referral_exclusions[0]", ""},
+		{`{"referral_exclusions": ["*.paypal.com"]}`, "referral_exclusions[0]", ""},
+		{`{"goals": [{"id": "Sign Up", "name": "x", "page_path": "^/a$"}]}`, "goals[0].id", ""},
+		{`{"goals": [{"id": "a", "name": "x", "page_path": "^/a$", "value": 1000000001}]}`, "goals[0].value", ""},
+		{`{"goals": [{"id": "a", "name": "x", "page_path": "^/a$", "value": -1}]}`, "goals[0].value", ""},
+		{`{"goals": [{"id": "a", "name": "x", "page_path": "^/a$", "value": 1000000000}]}`, "", ""},
+		{`{"goals": [{"id": "a", "name": "x", "page_path": "^/a$", "event": {"action": "b"}}]}`, "goals[0]", ""},
+		{`{"goals": [{"id": "a", "name": "x"}]}`, "goals[0]", ""},
+		{`{"goals": [{"id": "a", "name": "x", "event": {}}]}`, "goals[0].event", ""},
+		{`{"goals": [{"id": "a", "name": "x", "page_path": "^/a$"}, {"id": "a", "name": "y", "page_path": "^/b$"}]}`, "goals[1].id", ""},
+		{`{"goals": [{"id": "a", "name": "two\nlines", "page_path": "^/a$"}]}`, "goals[0].name", ""},
+		{`{"goals": [{"id": "a", "page_path": "^/a$"}]}`, "goals[0].name", ""},
+		{`{"channels": [{"name": "X"}]}`, "channels[0]", ""},
+		{`{"channels": [{"name": "X", "source": "^a$", "medium": "^b$", "campaign": "^c$"}]}`, "", ""},
+		{`{"Goals": []}`, "Goals", ""},
+	} {
+		code, body := c.send("POST", "/v1/properties/"+pid+"/rules/validate", tok, []byte(v.doc))
+		var e struct {
+			Error struct{ Code, Field, Message string } `json:"error"`
+		}
+		_ = json.Unmarshal(body, &e)
+		switch {
+		case v.field == "" && code != http.StatusOK:
+			t.Errorf("validate %s: %d %s, documented as valid", v.doc, code, body)
+		case v.field != "" && (code != http.StatusBadRequest || e.Error.Field != v.field || !strings.Contains(e.Error.Message, v.hint)):
+			t.Errorf("validate %s: %d %s, documented as refused (field %s%s)", v.doc, code, body, v.field, map[bool]string{true: ", naming " + v.hint}[v.hint != ""])
 		}
 	}
 }
