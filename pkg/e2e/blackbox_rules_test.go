@@ -569,6 +569,11 @@ func drTraffic(anchor time.Time, loc *time.Location) []drReq {
 	mmap.ip = "::ffff:198.51.100.18"
 	add(one(mmap, 1, mpPV(min_(-85), "/shop", "")))
 
+	// Values: summed to a millionth; an event goal's value is the event's,
+	// negative too.
+	add(one(chrome("val-1", "192.0.2.153"), 1, drPV(min_(-61), "/shop", ""), drEv(min_(-60.9), "shop", "purchase", "", "0.1"),
+		drEv(min_(-60.8), "misc", "tip", "", "0.2"), drEv(min_(-60.7), "misc", "tip", "", "0.1234567"), drEv(min_(-60.6), "misc", "tip", "", "1e-7")))
+	add(one(chrome("val-2", "192.0.2.154"), 1, drPV(min_(-61), "/shop", ""), drEv(min_(-60.5), "shop", "purchase", "refund", "-5")))
 	// A goal of a fixed value 0, and one on a page the page rules drop.
 	add(one(chrome("g0-1", "192.0.2.113"), 1, drPV(min_(-84), "/shop", ""), drEv(min_(-83.5), "promo", "free", "", "50"), drPV(min_(-83), "/admin/done", "")))
 	// A custom channel rule added by version 2, before the others: a live
@@ -1210,6 +1215,7 @@ func (s *drSession) finish(rules drRules) {
 				s.interaction = true
 			}
 			ev, _ := strconv.ParseFloat(h.ev, 64)
+			ev = drRound(ev)
 			if h.ec == "shop" && h.ea == "purchase" {
 				goal("purchase", ev)
 			}
@@ -1277,7 +1283,7 @@ func (c *drCalc) acq(from, to string, key func(*drSession) string) map[string]ma
 		m["pageviews"] += float64(s.pageviews)
 		m["conversions"] += float64(len(s.goals))
 		for _, v := range s.goals {
-			m["goal_value"] += v
+			m["goal_value"] = drRound(m["goal_value"] + v)
 		}
 	}
 	for _, m := range out {
@@ -1354,7 +1360,7 @@ func (c *drCalc) events(from, to string, level int) map[string]map[string]float6
 			}
 			m["total_events"]++
 			v, _ := strconv.ParseFloat(h.ev, 64)
-			m["event_value"] += v
+			m["event_value"] = drRound(m["event_value"] + drRound(v))
 			if !seen[k] {
 				seen[k] = true
 				m["unique_events"]++
@@ -1366,6 +1372,10 @@ func (c *drCalc) events(from, to string, level int) map[string]map[string]float6
 	}
 	return out
 }
+
+// drRound is docs/processing.md's rounding of values and sums to six
+// decimals.
+func drRound(v float64) float64 { return math.Round(v*1e6) / 1e6 }
 
 func drDiv(a, b float64) float64 {
 	if b == 0 {
@@ -1396,6 +1406,9 @@ func (d *drCompare) figure(name string, got any, want float64) {
 	d.figures++
 	g, ok := got.(float64)
 	tol := 0.0005 + 1e-9*math.Abs(want)
+	if strings.HasSuffix(name, " goal_value") || strings.HasSuffix(name, " event_value") {
+		tol = 1e-9 // values and their sums are rounded to a millionth
+	}
 	if strings.HasSuffix(name, "avg_session_duration") || strings.HasSuffix(name, "avg_time_on_page") {
 		// a browser hit's time is its receipt less its queue time: the
 		// requests' own latencies move it by a few milliseconds
@@ -1460,6 +1473,9 @@ func drSum(rows map[string]map[string]float64) map[string]float64 {
 	for _, r := range rows {
 		for k, v := range r {
 			out[k] += v
+			if k == "event_value" || k == "goal_value" {
+				out[k] = drRound(out[k])
+			}
 		}
 	}
 	return out
