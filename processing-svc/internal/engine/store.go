@@ -114,6 +114,7 @@ func (w *writer) exec(ctx context.Context, stmts []stmt) error {
 			return nil
 		}
 		b := w.session.NewBatch(gocql.UnloggedBatch).WithContext(ctx)
+		b.Entries = make([]gocql.BatchEntry, 0, len(job)) // not grown entry by entry
 		for _, s := range job {
 			b.Query(s.cql, s.args...)
 		}
