@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"maps"
 	"slices"
@@ -40,7 +41,39 @@ func archiveBlock(h *hit.Hit, shard int) blockKey {
 }
 
 // archive collects the hits to archive at the next flush, by block.
-type archive map[blockKey]map[string][]byte
+type archive map[blockKey]archiveHits
+
+// archiveHits are hits to archive (their encodings, as collection wrote
+// them) by hit ID: the map<text, blob> an archive statement adds to its
+// block. They encode themselves (gocql.Marshaler) in one allocation of the
+// size they need, where gocql's encoding of a map walks it by reflection
+// and copies each hit twice through a growing buffer (4% of the busy
+// property's CPU in the processing benchmark).
+type archiveHits map[string][]byte
+
+// MarshalCQL encodes the hits as a CQL map (native protocol 3 and later:
+// 32-bit sizes; earlier ones take gocql's own encoding).
+func (a archiveHits) MarshalCQL(info gocql.TypeInfo) ([]byte, error) {
+	if info.Version() < 3 {
+		return gocql.Marshal(info, map[string][]byte(a))
+	}
+	n := 4
+	for id, b := range a {
+		n += 8 + len(id) + len(b)
+	}
+	out := binary.BigEndian.AppendUint32(make([]byte, 0, n), uint32(len(a)))
+	for id, b := range a {
+		out = binary.BigEndian.AppendUint32(out, uint32(len(id)))
+		out = append(out, id...)
+		if b == nil { // null, as gocql encodes a nil slice
+			out = binary.BigEndian.AppendUint32(out, 0xffffffff)
+			continue
+		}
+		out = binary.BigEndian.AppendUint32(out, uint32(len(b)))
+		out = append(out, b...)
+	}
+	return out, nil
+}
 
 // add archives h, whose encoding (as collection wrote it) is raw.
 func (a *archive) add(h *hit.Hit, raw []byte, shard int) {
@@ -50,7 +83,7 @@ func (a *archive) add(h *hit.Hit, raw []byte, shard int) {
 	k := archiveBlock(h, shard)
 	hits := (*a)[k]
 	if hits == nil {
-		hits = map[string][]byte{}
+		hits = archiveHits{}
 		(*a)[k] = hits
 	}
 	hits[h.ID] = raw
@@ -72,7 +105,7 @@ const maxArchiveStatement = 256 << 10
 func (a archive) writes() []stmt {
 	out := make([]stmt, 0, len(a))
 	for k, hits := range a {
-		add := func(part map[string][]byte) {
+		add := func(part archiveHits) {
 			out = append(out, stmt{
 				partition: hourPartition("a", k.property, k.day, int(k.shard), int(k.hour)) + "/" + strconv.Itoa(int(k.block)) + "/" + strconv.Itoa(len(out)),
 				cql:       cqlArchive, args: []any{part, k.property, k.day, k.shard, k.hour, k.block}})
@@ -85,11 +118,11 @@ func (a archive) writes() []stmt {
 			add(hits)
 			continue
 		}
-		part, size := map[string][]byte{}, 0
+		part, size := archiveHits{}, 0
 		for id, b := range hits {
 			if size > 0 && size+len(b) > maxArchiveStatement {
 				add(part)
-				part, size = map[string][]byte{}, 0
+				part, size = archiveHits{}, 0
 			}
 			part[id] = b
 			size += len(b)

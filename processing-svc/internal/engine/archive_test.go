@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io/fs"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -13,6 +15,7 @@ import (
 	"github.com/acme/analytics/cql"
 	"github.com/acme/analytics/pkg/hit"
 	"github.com/acme/analytics/pkg/rules"
+	"github.com/gocql/gocql"
 )
 
 // TestArchiveBlocks checks the raw archive: a flush adds its hits in one
@@ -54,7 +57,7 @@ func TestArchiveBlocks(t *testing.T) {
 	stmts := big.writes()
 	labels, added := map[string]bool{}, 0
 	for _, st := range stmts {
-		part := st.args[0].(map[string][]byte)
+		part := st.args[0].(archiveHits)
 		size := 0
 		for _, b := range part {
 			size += len(b)
@@ -140,5 +143,50 @@ func TestArchiveRetentionIsTheSchemasTTL(t *testing.T) {
 	}
 	if found != 3 {
 		t.Errorf("found the TTL of %d archive tables, want 3", found)
+	}
+}
+
+// The archive's hits encode themselves as gocql encodes a map<text, blob>:
+// the same bytes for one entry, null and empty ones included (a map's
+// order is its own), and for many the
+// same length and the same map decoded back (empty and nil hits included),
+// under protocols 3 and 4 and under protocol 2's 16-bit sizes (gocql's own
+// encoding there).
+func TestArchiveHitsEncodeAsGocql(t *testing.T) {
+	for _, proto := range []byte{2, 3, 4} {
+		info := gocql.CollectionType{NativeType: gocql.NewNativeType(proto, gocql.TypeMap, ""),
+			Key: gocql.NewNativeType(proto, gocql.TypeVarchar, ""), Elem: gocql.NewNativeType(proto, gocql.TypeBlob, "")}
+		encode := func(v any) []byte {
+			t.Helper()
+			b, err := gocql.Marshal(info, v)
+			if err != nil {
+				t.Fatalf("protocol %d: %v", proto, err)
+			}
+			return b
+		}
+		decode := func(b []byte) map[string][]byte {
+			t.Helper()
+			var m map[string][]byte
+			if err := gocql.Unmarshal(info, b, &m); err != nil {
+				t.Fatalf("protocol %d: %v", proto, err)
+			}
+			return m
+		}
+		for _, one := range []archiveHits{{"h1": {1, 2, 3}}, {"empty": {}}, {"nil": nil}} {
+			if got, want := encode(one), encode(map[string][]byte(one)); !bytes.Equal(got, want) {
+				t.Fatalf("protocol %d: %v encodes as %x, gocql's encoding is %x", proto, one, got, want)
+			}
+		}
+		many := archiveHits{"": {}, "nil": nil}
+		for i := range 300 {
+			many[fmt.Sprint("hit-", i)] = bytes.Repeat([]byte{byte(i)}, i)
+		}
+		got, want := encode(many), encode(map[string][]byte(many))
+		if len(got) != len(want) {
+			t.Fatalf("protocol %d: %d bytes, gocql's encoding %d", proto, len(got), len(want))
+		}
+		if g, w := decode(got), decode(want); !reflect.DeepEqual(g, w) || len(g) != len(many) {
+			t.Fatalf("protocol %d: decoded as %d hits unlike gocql's encoding's %d", proto, len(g), len(w))
+		}
 	}
 }

@@ -252,7 +252,9 @@ func TestReprocessWritesEverySketch(t *testing.T) {
 func TestChangedRowsAndTheirBase(t *testing.T) {
 	rows := newRowSet()
 	day := t0.Truncate(24 * time.Hour)
-	key := func(page string) derive.DailyKey { return derive.DailyKey{Day: day, Report: rollup.Page, Dimension: page} }
+	key := func(page string) derive.DailyKey {
+		return derive.DailyKey{Day: day, Report: rollup.Page, Dimension: page}
+	}
 	hitOn := func(offset int64, at time.Time, pages ...string) {
 		c := derive.New()
 		for _, p := range pages {

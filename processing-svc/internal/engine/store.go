@@ -154,7 +154,9 @@ func boundSize(a any) (text, cells int, number bool) {
 			text += len(k) + 8
 		}
 		return text, len(v), false
-	case map[string][]byte: // the archive's hits
+	case archiveHits:
+		return boundSize(map[string][]byte(v))
+	case map[string][]byte:
 		for k, b := range v {
 			text += len(k) + len(b)
 		}

@@ -274,6 +274,9 @@ func cassandraDataSize(t *testing.T, s stmt) int {
 		n += value(a)
 	}
 	for _, c := range cells {
+		if v, ok := c.(archiveHits); ok {
+			c = map[string][]byte(v)
+		}
 		switch v := c.(type) {
 		case map[string][]byte:
 			for k, b := range v {
