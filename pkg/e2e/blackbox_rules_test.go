@@ -1630,19 +1630,7 @@ func (d *drCompare) realtime(calc *drCalc) {
 	d.t.Helper()
 	for attempt := 0; attempt < 3; attempt++ {
 		before := time.Now()
-		var rt struct {
-			Active5   float64 `json:"active_users_5m"`
-			Active30  float64 `json:"active_users_30m"`
-			Pageviews float64 `json:"pageviews"`
-			TopPages  []struct {
-				Page      string  `json:"page"`
-				Pageviews float64 `json:"pageviews"`
-			} `json:"top_pages"`
-			TopSources []struct {
-				Source    string  `json:"source"`
-				Pageviews float64 `json:"pageviews"`
-			} `json:"top_sources"`
-		}
+		var rt realtimeView
 		d.c.do("GET", "/v1/reports/realtime?property_id="+d.prop, d.tok, nil, http.StatusOK, &rt)
 		after := time.Now()
 		if before.Truncate(time.Minute) != after.Truncate(time.Minute) {

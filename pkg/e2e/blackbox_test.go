@@ -221,19 +221,7 @@ func TestAcceptanceBlackBox(t *testing.T) {
 
 	// The realtime view: active users by any hit of theirs (the ping too),
 	// pageviews, pages and sources of the last 30 minutes; bots none.
-	var rt struct {
-		Active5   float64 `json:"active_users_5m"`
-		Active30  float64 `json:"active_users_30m"`
-		Pageviews float64 `json:"pageviews"`
-		TopPages  []struct {
-			Page      string  `json:"page"`
-			Pageviews float64 `json:"pageviews"`
-		} `json:"top_pages"`
-		TopSources []struct {
-			Source    string  `json:"source"`
-			Pageviews float64 `json:"pageviews"`
-		} `json:"top_sources"`
-	}
+	var rt realtimeView
 	api.do("GET", "/v1/reports/realtime?property_id="+live.ID, api.token, nil, http.StatusOK, &rt)
 	if got := fmt.Sprint(rt.Active5, rt.Active30, rt.Pageviews, rt.TopPages, rt.TopSources); got != "2 3 3 [{/rt-a 2} {/rt-b 1}] [{(direct) 2} {google 1}]" {
 		t.Errorf("realtime: active in 5 and 30 minutes, pageviews, pages, sources: %s, expected 2 3 3 [{/rt-a 2} {/rt-b 1}] [{(direct) 2} {google 1}]", got)
@@ -1577,4 +1565,20 @@ func bbRates(p map[string]float64) {
 	p["bounce_rate"] = ratio(p["bounces"], p["entrances"])
 	p["exit_rate"] = ratio(p["exits"], p["pageviews"])
 	p["avg_time_on_page"] = ratio(p["measured_time"], p["measured"])
+}
+
+// realtimeView is the realtime report's answer, as the black-box audits
+// read it.
+type realtimeView struct {
+	Active5   float64 `json:"active_users_5m"`
+	Active30  float64 `json:"active_users_30m"`
+	Pageviews float64 `json:"pageviews"`
+	TopPages  []struct {
+		Page      string  `json:"page"`
+		Pageviews float64 `json:"pageviews"`
+	} `json:"top_pages"`
+	TopSources []struct {
+		Source    string  `json:"source"`
+		Pageviews float64 `json:"pageviews"`
+	} `json:"top_sources"`
 }
