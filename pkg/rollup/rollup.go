@@ -22,8 +22,6 @@ import (
 const (
 	Total        = "total"         // one row per day, dimension ""
 	Channel      = "channel"       // default or custom channel group
-	Source       = "source"        // session source
-	Medium       = "medium"        // session medium
 	SourceMedium = "source_medium" // JoinDimension(source, medium)
 	Campaign     = "campaign"
 	Referrer     = "referrer"     // external referrer host and path, or "(none)"
@@ -41,7 +39,21 @@ const (
 )
 
 // AcquisitionReports are the session-scoped reports, in a fixed order.
-var AcquisitionReports = []string{Total, Channel, Source, Medium, SourceMedium, Campaign, Referrer, LandingPage, Country, Device, Browser, OS, UserType}
+// The session source and medium alone are read from SourceMedium's rows
+// (a session has one of each, so its metrics add up and its users'
+// sketches merge exactly over the other part): no report of their own.
+var AcquisitionReports = []string{Total, Channel, SourceMedium, Campaign, Referrer, LandingPage, Country, Device, Browser, OS, UserType}
+
+// Reports retired: processing wrote rows of these before 2026-12-06 and
+// writes none since; nothing reads them, and reprocessing a day deletes
+// them with the day's other rows.
+const (
+	RetiredSource = "source" // the session source, now read from SourceMedium
+	RetiredMedium = "medium" // the session medium, now read from SourceMedium
+)
+
+// RetiredReports lists the reports retired.
+var RetiredReports = []string{RetiredSource, RetiredMedium}
 
 // User types.
 const (

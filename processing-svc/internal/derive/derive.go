@@ -362,7 +362,7 @@ func sessionMetrics(s *session.Session, first bool) rollup.Metrics {
 type dim struct{ report, value string }
 
 // sessionDims are the session-level rows a session counts in.
-func sessionDims(s *session.Session, first bool) [13]dim {
+func sessionDims(s *session.Session, first bool) [11]dim {
 	userType := rollup.ReturningUser
 	if first {
 		userType = rollup.NewUser
@@ -371,8 +371,6 @@ func sessionDims(s *session.Session, first bool) [13]dim {
 	return [...]dim{
 		{rollup.Total, ""},
 		{rollup.Channel, s.Channel},
-		{rollup.Source, t.Source},
-		{rollup.Medium, t.Medium},
 		{rollup.SourceMedium, rollup.JoinDimension(t.Source, t.Medium)},
 		{rollup.Campaign, t.Campaign},
 		{rollup.Referrer, t.Referrer},

@@ -51,8 +51,8 @@ func TestSessionContributions(t *testing.T) {
 			t.Errorf("%s:\n got  %+v\n want %+v", tt.name, tt.got, tt.want)
 		}
 	}
-	if refs := c.DailyUsers[DailyKey{day, rollup.Source, "news.example"}]; c.Client != "client-1" || refs != 1 {
-		t.Errorf("the source's users: client %q with %d references; want client-1 with 1", c.Client, refs)
+	if refs := c.DailyUsers[DailyKey{day, rollup.SourceMedium, rollup.JoinDimension("news.example", "referral")}]; c.Client != "client-1" || refs != 1 {
+		t.Errorf("the source and medium's users: client %q with %d references; want client-1 with 1", c.Client, refs)
 	}
 	if rt := c.Realtime[MinuteKey{base}]; rt == nil || rt.Pageviews != 2 || rt.Pages["/a"] != 1 || rt.Pages["/b"] != 1 || rt.Sources["news.example"] != 2 {
 		t.Errorf("realtime minute = %+v", rt)

@@ -361,11 +361,11 @@ func recordedFallbacks(t *testing.T, s *gocql.Session) fallbacks {
 	return out
 }
 
-// checkSessionsOnce fails t unless the channels, the sources and the
-// total all hold the want sessions: none counted twice.
+// checkSessionsOnce fails t unless the channels, the sources and media and
+// the total all hold the want sessions: none counted twice.
 func checkSessionsOnce(t *testing.T, s *gocql.Session, want int64) {
 	t.Helper()
-	for _, report := range []string{rollup.Channel, rollup.Source} {
+	for _, report := range []string{rollup.Channel, rollup.SourceMedium} {
 		var sessions int64
 		for value, m := range totals(t, s, report) {
 			t.Logf("%s %s: %d sessions", report, value, m.Sessions)

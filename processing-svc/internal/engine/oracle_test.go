@@ -672,7 +672,7 @@ func oracle(sent []*hit.Hit, sc oracleScenario) *oExpect {
 				sm.NewUsers = 1
 				userType = "new"
 			}
-			for _, d := range [][2]string{{"total", ""}, {"channel", s.channel}, {"source", s.source}, {"medium", s.medium},
+			for _, d := range [][2]string{{"total", ""}, {"channel", s.channel},
 				{"source_medium", oJoin(s.source, s.medium)}, {"campaign", s.camp}, {"referrer", s.referrer},
 				{"landing_page", s.landing}, {"user_type", userType}} {
 				k := oKey{s.day, d[0], d[1]}
@@ -748,7 +748,7 @@ func oracle(sent []*hit.Hit, sc oracleScenario) *oExpect {
 // ---------------------------------------------------------------------------
 // Reading what the system stored
 
-var oSessionReports = []string{"total", "channel", "source", "medium", "source_medium", "campaign", "referrer", "landing_page", "user_type"}
+var oSessionReports = []string{"total", "channel", "source_medium", "campaign", "referrer", "landing_page", "user_type"}
 var oOtherReports = []string{"page", "event_category", "event_action", "event"}
 
 // oMask keeps the metrics the oracle defines for a report's rows.

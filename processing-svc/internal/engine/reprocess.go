@@ -721,7 +721,9 @@ func daySessions(ctx context.Context, s *gocql.Session, p *Property, day time.Ti
 func storedRollups(ctx context.Context, s *gocql.Session, p *Property, day time.Time) (map[int][]rowKey, error) {
 	out := map[int][]rowKey{}
 	list := lister(ctx, s)
-	reports := append(slices.Clone(rollup.AcquisitionReports), rollup.Page, rollup.EventCategory, rollup.EventAction, rollup.Event)
+	// The retired reports' rows of the day are listed too: the run deletes
+	// them with the other rows it does not derive.
+	reports := slices.Concat(rollup.AcquisitionReports, []string{rollup.Page, rollup.EventCategory, rollup.EventAction, rollup.Event}, rollup.RetiredReports)
 	for _, report := range reports {
 		err := list("SELECT dimension, shard FROM rollup_daily WHERE property_id = ? AND day = ? AND report = ?", []any{p.ID, day, report},
 			func(scan func(...any) bool) error {

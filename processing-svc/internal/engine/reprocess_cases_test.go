@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/acme/analytics/pkg/hit"
+	"github.com/acme/analytics/pkg/rollup"
 	"github.com/acme/analytics/pkg/rules"
 	"github.com/acme/analytics/processing-svc/internal/session"
 	"github.com/gocql/gocql"
@@ -442,6 +443,54 @@ func TestReprocessReplacesAShardsRowsInOneBatch(t *testing.T) {
 	}
 	if mixed == 0 {
 		t.Error("no batch both wrote and deleted rollup rows: the test proves nothing")
+	}
+}
+
+// The rows of the reports processing no longer writes (rollup.RetiredReports:
+// a build before 2026-12-06 wrote them) are deleted when their day is
+// reprocessed, shard by shard with the day's other rows, and nothing
+// writes them again.
+func TestReprocessDeletesRetiredReports(t *testing.T) {
+	ctx := context.Background()
+	s := connect(t)
+	changed := t0.Add(365 * 24 * time.Hour)
+	p, day := movedChannels(t, s, changed)
+	retired := func() int {
+		t.Helper()
+		n := 0
+		for _, report := range rollup.RetiredReports {
+			iter := s.Query("SELECT dimension FROM rollup_daily WHERE property_id = ? AND day = ? AND report = ?", propID, day, report).Iter()
+			n += iter.NumRows()
+			if err := iter.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return n
+	}
+	if n := retired(); n != 0 {
+		t.Fatalf("live processing wrote %d rows of retired reports", n)
+	}
+	for shard := range 2 { // as the build before wrote them, on both shards
+		for _, report := range rollup.RetiredReports {
+			r := rollup.Row{Day: day, Report: report, Dimension: "news.example.org", Shard: shard, Metrics: rollup.Metrics{Sessions: 1}}
+			vals, err := r.Values()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Query(rollup.InsertDaily, append(append([]any{propID}, vals...), int64(1))...).Exec(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if n := retired(); n != 4 {
+		t.Fatalf("%d rows of retired reports stored, want 4", n)
+	}
+	now := changed.Add(time.Hour)
+	if err := newDayRun(s, p, day, RulesCurrent, now, NewFirstSessions(p, day, day), now).run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := retired(); n != 0 {
+		t.Errorf("%d rows of retired reports left after reprocessing their day, want 0", n)
 	}
 }
 

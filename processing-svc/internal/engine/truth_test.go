@@ -578,7 +578,7 @@ func (r *tcResult) add(client string, s *tcSession) {
 	if s.first {
 		sm.NewUsers, userType = 1, "new"
 	}
-	for _, d := range [][2]string{{"total", ""}, {"channel", s.channel}, {"source", s.source}, {"medium", s.medium},
+	for _, d := range [][2]string{{"total", ""}, {"channel", s.channel},
 		{"source_medium", s.source + " / " + s.medium}, {"campaign", s.camp}, {"referrer", s.referrer},
 		{"landing_page", s.landing}, {"country", s.country}, {"device", s.device}, {"browser", s.browser}, {"os", s.os},
 		{"user_type", userType}} {
@@ -673,7 +673,7 @@ func (r *tcResult) tcRange(from, to time.Time) (map[tcKey]rollup.Metrics, map[tc
 // ---------------------------------------------------------------------------
 // What the system stored, read as a report reads it.
 
-var trReports = []string{"total", "channel", "source", "medium", "source_medium", "campaign", "referrer", "landing_page",
+var trReports = []string{"total", "channel", "source_medium", "campaign", "referrer", "landing_page",
 	"country", "device", "browser", "os", "user_type", "page", "event_category", "event_action", "event"}
 
 // trMask keeps the metrics each kind of report serves.

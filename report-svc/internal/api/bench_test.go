@@ -198,7 +198,7 @@ func benchRows(ctx context.Context, s *gocql.Session, ds *reporttest.Dataset) (h
 			cell(reporttest.DailyKey{Day: day, Report: rollup.Page, Dimension: landing, Shard: shard}).Metrics.Add(entry, 1)
 			cell(reporttest.DailyKey{Day: day, Report: rollup.Page, Dimension: path, Shard: shard}).Metrics.Add(rollup.Metrics{Exits: 1}, 1)
 			for _, dv := range [...]struct{ report, value string }{
-				{rollup.Total, ""}, {rollup.Channel, t.channel}, {rollup.Source, t.source}, {rollup.Medium, t.medium},
+				{rollup.Total, ""}, {rollup.Channel, t.channel},
 				{rollup.SourceMedium, rollup.JoinDimension(t.source, t.medium)}, {rollup.Campaign, t.campaign}, {rollup.Referrer, referrer},
 				{rollup.LandingPage, landing}, {rollup.Country, fmt.Sprintf("C%02d", pickCountry.draw(rng))},
 				{rollup.Device, devices[rng.IntN(len(devices))]}, {rollup.Browser, fmt.Sprintf("browser-%d", pickBrowser.draw(rng))},

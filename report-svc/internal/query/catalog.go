@@ -39,12 +39,12 @@ type source struct {
 }
 
 // sources lists every readable source. The first source of a scope
-// without columns is its dimensionless one.
+// without columns is its dimensionless one. The session source and medium
+// alone are read from source_medium (planSource), whose rows add up
+// exactly over the other part (rollup.AcquisitionReports).
 var sources = []*source{
 	{rollup.Total, ScopeSession, nil},
 	{rollup.Channel, ScopeSession, []string{"channel"}},
-	{rollup.Source, ScopeSession, []string{"source"}},
-	{rollup.Medium, ScopeSession, []string{"medium"}},
 	{rollup.SourceMedium, ScopeSession, []string{"source", "medium"}},
 	{rollup.Campaign, ScopeSession, []string{"campaign"}},
 	{rollup.Referrer, ScopeSession, []string{"referrer"}},

@@ -256,7 +256,8 @@ func TestParseChoosesTheSource(t *testing.T) {
 	}{
 		{Acquisition, "overview", "", "total"},
 		{Acquisition, "channel", "", "channel"},
-		{Acquisition, "query", "dimensions=source", "source"},
+		{Acquisition, "query", "dimensions=source", "source_medium"}, // no source report of its own
+		{Acquisition, "medium", "", "source_medium"},
 		{Acquisition, "query", "dimensions=source&filter=medium==cpc", "source_medium"},
 		{Acquisition, "query", "dimensions=source_medium", "source_medium"},
 		{Acquisition, "overview", "filter=country==DE", "country"},

@@ -79,7 +79,7 @@ func (ds *Dataset) Derive() *Rows {
 			sm.NewUsers = 1
 		}
 		for _, d := range [...]struct{ report, value string }{
-			{rollup.Total, ""}, {rollup.Channel, s.Channel}, {rollup.Source, s.Source}, {rollup.Medium, s.Medium},
+			{rollup.Total, ""}, {rollup.Channel, s.Channel},
 			{rollup.SourceMedium, rollup.JoinDimension(s.Source, s.Medium)}, {rollup.Campaign, s.Campaign},
 			{rollup.Referrer, s.Referrer}, {rollup.LandingPage, s.Landing()}, {rollup.Country, s.Country},
 			{rollup.Device, s.Device}, {rollup.Browser, s.Browser}, {rollup.OS, s.OS}, {rollup.UserType, s.UserType()},
