@@ -218,7 +218,7 @@ func (e *Expectation) record(v visit) {
 		landing, exit = pvs[0].path, pvs[len(pvs)-1].path
 	}
 	for _, d := range [][2]string{
-		{"total", ""}, {"channel", v.channel},
+		{"total", ""}, {"channel", v.channel}, {"source", v.source}, {"medium", v.medium},
 		{"source_medium", rollup.JoinDimension(v.source, v.medium)}, {"campaign", v.campaign}, {"referrer", v.referrer},
 		{"landing_page", landing}, {"device", v.device}, {"browser", v.browser}, {"user_type", userType},
 		{"country", "(not set)"}, // the plan's IPs are documentation ranges, in no country
