@@ -25,7 +25,9 @@ type Metrics struct {
 // Expectation is what every report must say for the plan's traffic, by
 // property-local day ("2006-01-02"), report and dimension value as stored;
 // the report names and the encoding of a value of several parts
-// (rollup.JoinDimension) are those of pkg/rollup.
+// (rollup.JoinDimension) are those of pkg/rollup, and the source and
+// medium reports, which the report services add up from source_medium's
+// rows, are there too.
 type Expectation struct {
 	loc  *time.Location
 	Days map[string]map[string]map[string]*Metrics
@@ -218,6 +220,8 @@ func (e *Expectation) record(v visit) {
 		landing, exit = pvs[0].path, pvs[len(pvs)-1].path
 	}
 	for _, d := range [][2]string{
+		// source and medium are reports the API serves (read from the
+		// source_medium rows since 2026-12-06), not rows processing stores.
 		{"total", ""}, {"channel", v.channel}, {"source", v.source}, {"medium", v.medium},
 		{"source_medium", rollup.JoinDimension(v.source, v.medium)}, {"campaign", v.campaign}, {"referrer", v.referrer},
 		{"landing_page", landing}, {"device", v.device}, {"browser", v.browser}, {"user_type", userType},
