@@ -102,3 +102,71 @@ func TestSourceReportsOfDaysWrittenBeforeEscaping(t *testing.T) {
 		})
 	}
 }
+
+// TestSourceUsersPastTheExactLimit: a source whose mediums each hold fewer
+// than sketch.ExactLimit users but which together hold more shows the
+// users its own row would have held (a sketch.Set of every user of the
+// source, as processing built it), clamped to new_users <= users <=
+// sessions, with users_estimated; the medium report likewise.
+func TestSourceUsersPastTheExactLimit(t *testing.T) {
+	day := time.Date(2026, 3, 18, 0, 0, 0, 0, time.UTC)
+	ds := dayDataset(day)
+	e := newEnv(t, ds, defaultOptions())
+	type part struct {
+		source, medium string
+		shard          int
+		from, to       int // users u<from>..u<to-1>
+		newUsers       int64
+	}
+	parts := []part{
+		{"google", "organic", 0, 0, 400, 300},
+		{"google", "cpc", 0, 300, 700, 350},
+		{"google", "organic", 1, 650, 1000, 100},
+		{"bing", "organic", 1, 900, 1300, 0},
+	}
+	sets := map[string]*sketch.Set{}
+	sums := map[string]*rollup.Metrics{}
+	add := func(key string, p part) {
+		if sets[key] == nil {
+			sets[key], sums[key] = &sketch.Set{}, &rollup.Metrics{}
+		}
+		for u := p.from; u < p.to; u++ {
+			sets[key].Add(fmt.Sprintf("u%d", u))
+		}
+		sums[key].Add(rollup.Metrics{Sessions: int64(p.to - p.from), NewUsers: p.newUsers}, 1)
+	}
+	for _, p := range parts {
+		var users sketch.Set
+		for u := p.from; u < p.to; u++ {
+			users.Add(fmt.Sprintf("u%d", u))
+		}
+		row := rollup.Row{Day: day, Report: rollup.SourceMedium, Dimension: rollup.JoinDimension(p.source, p.medium), Shard: p.shard, Users: users,
+			Metrics: rollup.Metrics{Sessions: int64(p.to - p.from), NewUsers: p.newUsers}}
+		vals, err := row.Values()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.writer.Query(rollup.InsertDaily, append(append([]any{ds.Property}, vals...), int64(1))...).Exec(); err != nil {
+			t.Fatal(err)
+		}
+		add("source|"+p.source, p)
+		add("medium|"+p.medium, p)
+	}
+	for _, report := range []string{"source", "medium"} {
+		r := e.mustReport("/v1/reports/acquisition/"+report, params("from", "2026-03-18", "to", "2026-03-18", "metrics", "users,new_users,sessions"))
+		if len(r.Rows) != 2 {
+			t.Fatalf("%s report: %d rows, want 2", report, len(r.Rows))
+		}
+		for _, row := range r.Rows {
+			k := report + "|" + fmt.Sprint(row[report])
+			m := sums[k]
+			want := min(max(int64(sets[k].Count()), m.NewUsers), m.Sessions)
+			if got := row["users"].(float64); got != float64(want) || row["sessions"].(float64) != float64(m.Sessions) {
+				t.Errorf("%s: users %v, sessions %v; want %d (its own row's sketch), %d", k, got, row["sessions"], want, m.Sessions)
+			}
+		}
+		if !r.UsersEstim {
+			t.Errorf("%s report: users_estimated false with a row past %d users", report, sketch.ExactLimit)
+		}
+	}
+}
