@@ -9,6 +9,7 @@ import (
 
 	"github.com/acme/analytics/pkg/rollup"
 	"github.com/acme/analytics/pkg/sketch"
+	"github.com/acme/analytics/report-svc/internal/reporttest"
 )
 
 // TestSourceReportsOfDaysWrittenBeforeEscaping: the source and medium
@@ -167,6 +168,38 @@ func TestSourceUsersPastTheExactLimit(t *testing.T) {
 		}
 		if !r.UsersEstim {
 			t.Errorf("%s report: users_estimated false with a row past %d users", report, sketch.ExactLimit)
+		}
+	}
+}
+
+// TestEmptySourceAndMedium: an empty source or medium (the measurement
+// protocol's cs= or cm= sent empty) is a row of the source and medium
+// reports of its own, as it was in their own rollups.
+func TestEmptySourceAndMedium(t *testing.T) {
+	day := time.Date(2026, 3, 18, 0, 0, 0, 0, time.UTC)
+	ds := dayDataset(day)
+	for i, sm := range [][2]string{{"", "cpc"}, {"", "cpc"}, {"x", ""}, {"", ""}, {"x", "cpc"}} {
+		start := day.Add(10*time.Hour + time.Duration(i)*time.Minute)
+		ds.Sessions = append(ds.Sessions, &reporttest.Session{
+			Client: fmt.Sprintf("c%d", i), Start: start, Day: day, Hour: 10,
+			Channel: "Direct", Source: sm[0], Medium: sm[1], Campaign: "(not set)", Referrer: "(none)",
+			Country: "DE", Device: "desktop", Browser: "Firefox", OS: "Linux", New: true,
+			Pageviews: []reporttest.Pageview{{Path: "/", At: start, TimeMS: -1}},
+		})
+	}
+	e := newEnv(t, ds, defaultOptions())
+	for report, want := range map[string][]string{
+		"source": {"=3/3", "x=2/2"},
+		"medium": {"=2/2", "cpc=3/3"},
+	} {
+		r := e.mustReport("/v1/reports/acquisition/"+report, params("from", "2026-03-18", "to", "2026-03-18", "metrics", "sessions,users"))
+		var got []string
+		for _, row := range r.Rows {
+			got = append(got, fmt.Sprintf("%v=%v/%v", row[report], row["sessions"], row["users"]))
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, want) || r.Totals["sessions"] != 5 {
+			t.Errorf("%s report: %q, total %v; want %q, 5", report, got, r.Totals["sessions"], want)
 		}
 	}
 }
