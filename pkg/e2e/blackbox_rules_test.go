@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/acme/analytics/pkg/eventually"
 	"github.com/acme/analytics/pkg/hit"
 	"github.com/acme/analytics/pkg/kafka"
 	"github.com/acme/analytics/pkg/localstack"
@@ -207,53 +206,21 @@ func drRulesDoc(v2 bool) map[string]any {
 	}
 }
 
-// drWaitRules waits until ten answers in a row of collection's validation
-// endpoint say (or do not say) that the user agent is excluded.
+// drWaitRules waits until collection's validation endpoint says (or does
+// not say) that the user agent is excluded, ten answers in a row.
 func drWaitRules(t *testing.T, c *mpaClient, tid, ua string, excluded bool) {
 	t.Helper()
-	inARow := 0
-	eventually.NoError(t, 60*time.Second, "collection has the rules", func() error {
-		q := url.Values{"v": {"1"}, "tid": {tid}, "t": {"pageview"}, "cid": {"probe"}, "dl": {"https://shop.example/"}}
-		req, _ := http.NewRequest("GET", c.gw+"/debug/collect?"+q.Encode(), nil)
-		req.Header.Set("User-Agent", ua)
-		resp, err := c.http.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if strings.Contains(string(b), `"user_agent_excluded"`) != excluded {
-			inARow = 0
-			return fmt.Errorf("%s: %s", resp.Status, b)
-		}
-		if inARow++; inARow < 10 {
-			return fmt.Errorf("%d answers in a row", inARow)
-		}
-		return nil
+	c.waitForCollection("collection has the rules", 60*time.Second, tid, "https://shop.example/", ua, func(answer string) bool {
+		return strings.Contains(answer, `"user_agent_excluded"`) == excluded
 	})
 }
 
-// drWaitHost waits until ten answers in a row of collection's validation
-// endpoint accept a hit of the page.
+// drWaitHost waits until collection's validation endpoint accepts a hit of
+// the page, ten answers in a row.
 func drWaitHost(t *testing.T, c *mpaClient, tid, page string) {
 	t.Helper()
-	inARow := 0
-	eventually.NoError(t, 60*time.Second, "collection has the hostnames", func() error {
-		q := url.Values{"v": {"1"}, "tid": {tid}, "t": {"pageview"}, "cid": {"probe"}, "dl": {page}}
-		resp, err := c.http.Get(c.gw + "/debug/collect?" + q.Encode())
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if !strings.HasPrefix(string(b), `{"valid":true`) {
-			inARow = 0
-			return fmt.Errorf("%s: %s", resp.Status, b)
-		}
-		if inARow++; inARow < 10 {
-			return fmt.Errorf("%d answers in a row", inARow)
-		}
-		return nil
+	c.waitForCollection("collection has the hostnames", 60*time.Second, tid, page, "", func(answer string) bool {
+		return strings.HasPrefix(answer, `{"valid":true`)
 	})
 }
 

@@ -709,18 +709,31 @@ type bbAPI struct {
 // hit of the excluded user agent.
 func (a *bbAPI) waitForRulesAtCollection(tid, userAgent string) {
 	a.t.Helper()
+	a.waitForCollection("collection has the new rules", 30*time.Second, tid, "https://shop.example/", userAgent, func(answer string) bool {
+		return strings.Contains(answer, `"user_agent_excluded"`)
+	})
+}
+
+// waitForCollection asks collection's validation endpoint about a pageview
+// of page with the user agent (Go's own when empty) until ten answers in a
+// row, which every collection instance is then all but sure to have given,
+// satisfy ok.
+func (c *mpaClient) waitForCollection(what string, timeout time.Duration, tid, page, userAgent string, ok func(answer string) bool) {
+	c.t.Helper()
 	inARow := 0
-	eventually.NoError(a.t, 30*time.Second, "collection has the new rules", func() error {
-		q := url.Values{"v": {"1"}, "tid": {tid}, "t": {"pageview"}, "cid": {"probe"}, "dl": {"https://shop.example/"}}
-		req, _ := http.NewRequest("GET", a.gw+"/debug/collect?"+q.Encode(), nil)
-		req.Header.Set("User-Agent", userAgent)
-		resp, err := a.http.Do(req)
+	eventually.NoError(c.t, timeout, what, func() error {
+		q := url.Values{"v": {"1"}, "tid": {tid}, "t": {"pageview"}, "cid": {"probe"}, "dl": {page}}
+		req, _ := http.NewRequest("GET", c.gw+"/debug/collect?"+q.Encode(), nil)
+		if userAgent != "" {
+			req.Header.Set("User-Agent", userAgent)
+		}
+		resp, err := c.http.Do(req)
 		if err != nil {
 			return err
 		}
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
-		if !strings.Contains(string(b), `"user_agent_excluded"`) {
+		if !ok(string(b)) {
 			inARow = 0
 			return fmt.Errorf("%s: %s", resp.Status, b)
 		}
