@@ -139,7 +139,7 @@ type rowSet struct {
 	// once (listed by the change that made it stale), so that a flush
 	// finds them without going through every row in memory.
 	changed []keyedRow
-	// written is the offset through which the last write (written) left
+	// written is the offset through which the last write (wrote) left
 	// every row in memory complete: a row unchanged since holds every hit
 	// up to it, which its base takes at the row's next change.
 	written int64
