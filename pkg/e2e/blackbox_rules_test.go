@@ -1254,11 +1254,11 @@ func (c *drCalc) acq(from, to string, key func(*drSession) string) map[string]ma
 		}
 	}
 	for _, m := range out {
-		m["bounce_rate"] = drDiv(m["bounces"], m["sessions"])
-		m["avg_session_duration"] = drDiv(m["duration"], m["sessions"])
-		m["pages_per_session"] = drDiv(m["pageviews"], m["sessions"])
-		m["conversion_rate"] = drDiv(m["conversions"], m["sessions"])
-		m["engagement_rate"] = drDiv(m["engaged_sessions"], m["sessions"])
+		m["bounce_rate"] = mpaDiv(m["bounces"], m["sessions"])
+		m["avg_session_duration"] = mpaDiv(m["duration"], m["sessions"])
+		m["pages_per_session"] = mpaDiv(m["pageviews"], m["sessions"])
+		m["conversion_rate"] = mpaDiv(m["conversions"], m["sessions"])
+		m["engagement_rate"] = mpaDiv(m["engaged_sessions"], m["sessions"])
 	}
 	return out
 }
@@ -1301,9 +1301,9 @@ func (c *drCalc) pages(from, to string) map[string]map[string]float64 {
 }
 
 func drPageRates(m map[string]float64) {
-	m["avg_time_on_page"] = drDiv(m["time"], m["measured"])
-	m["exit_rate"] = drDiv(m["exits"], m["pageviews"])
-	m["bounce_rate"] = drDiv(m["bounces"], m["entrances"])
+	m["avg_time_on_page"] = mpaDiv(m["time"], m["measured"])
+	m["exit_rate"] = mpaDiv(m["exits"], m["pageviews"])
+	m["bounce_rate"] = mpaDiv(m["bounces"], m["entrances"])
 }
 
 // events is the events rows at a level (1 category, 2 + action, 3 + label).
@@ -1335,7 +1335,7 @@ func (c *drCalc) events(from, to string, level int) map[string]map[string]float6
 		}
 	}
 	for _, m := range out {
-		m["avg_event_value"] = drDiv(m["event_value"], m["total_events"])
+		m["avg_event_value"] = mpaDiv(m["event_value"], m["total_events"])
 	}
 	return out
 }
@@ -1343,13 +1343,6 @@ func (c *drCalc) events(from, to string, level int) map[string]map[string]float6
 // drRound is docs/processing.md's rounding of values and sums to six
 // decimals.
 func drRound(v float64) float64 { return math.Round(v*1e6) / 1e6 }
-
-func drDiv(a, b float64) float64 {
-	if b == 0 {
-		return 0
-	}
-	return a / b
-}
 
 // The comparison.
 
@@ -1547,7 +1540,7 @@ func (d *drCompare) all(rg, from, to string, calc *drCalc) {
 		a = d.get("behavior/"+r.report, q())
 		d.rows(rg+" "+r.report, a, r.dims, want, em, nil)
 		tot := drSum(want)
-		tot["avg_event_value"] = drDiv(tot["event_value"], tot["total_events"])
+		tot["avg_event_value"] = mpaDiv(tot["event_value"], tot["total_events"])
 		for _, m := range []string{"total_events", "event_value", "avg_event_value"} {
 			d.figure(rg+" "+r.report+" totals "+m, a.Totals[m], tot[m])
 		}
@@ -1588,6 +1581,22 @@ func (d *drCompare) hours(today string, calc *drCalc, loc *time.Location) {
 			d.bad++
 			d.t.Errorf("today by hour: %s not calculated: %v", h, g)
 		}
+	}
+}
+
+// realtimeTop compares one of the realtime view's top lists (at most ten
+// entries) with the calculated one, when that has no more than ten.
+func (d *drCompare) realtimeTop(name string, got, want map[string]float64) {
+	d.t.Helper()
+	if len(want) > 10 {
+		return
+	}
+	for k, v := range want {
+		d.figure("realtime "+name+" "+k, got[k], v)
+	}
+	if len(got) != len(want) {
+		d.bad++
+		d.t.Errorf("realtime %s %v, calculated %v", name, got, want)
 	}
 }
 
@@ -1638,24 +1647,8 @@ func (d *drCompare) realtime(calc *drCalc) {
 		for _, s := range rt.TopSources {
 			gotSources[s.Source] = s.Pageviews
 		}
-		if len(pages) <= 10 {
-			for k, v := range pages {
-				d.figure("realtime top_pages "+k, gotPages[k], v)
-			}
-			if len(gotPages) != len(pages) {
-				d.bad++
-				d.t.Errorf("realtime top_pages %v, calculated %v", gotPages, pages)
-			}
-		}
-		if len(sources) <= 10 {
-			for k, v := range sources {
-				d.figure("realtime top_sources "+k, gotSources[k], v)
-			}
-			if len(gotSources) != len(sources) {
-				d.bad++
-				d.t.Errorf("realtime top_sources %v, calculated %v", gotSources, sources)
-			}
-		}
+		d.realtimeTop("top_pages", gotPages, pages)
+		d.realtimeTop("top_sources", gotSources, sources)
 		return
 	}
 	d.t.Errorf("realtime: a minute turned during every read")
