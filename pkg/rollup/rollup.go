@@ -173,7 +173,7 @@ func (r *Row) Values() ([]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return append([]any{r.Day, r.Report, r.Dimension, int16(r.Shard), users}, r.Metrics.Fields()...), nil
+	return r.Metrics.AppendFields(append(make([]any, 0, 5+MetricCount), r.Day, r.Report, r.Dimension, int16(r.Shard), users)), nil
 }
 
 // Scanner is satisfied by *gocql.Iter.
@@ -200,9 +200,14 @@ func (m *Metrics) Pointers() []any {
 		&m.Conversions, &m.ConversionValue}
 }
 
-// Fields returns m's values in the order of MetricColumns after users_hll.
-func (m *Metrics) Fields() []any {
-	return []any{m.NewUsers, m.Sessions, m.EngagedSessions, m.Bounces, m.DurationMS, m.Pageviews, m.UniquePageviews,
+// MetricCount is the number of m's values AppendFields appends.
+const MetricCount = 16
+
+// AppendFields appends m's values to dst in the order of MetricColumns
+// after users_hll (MetricCount of them), so that a row's bind values take
+// one allocation.
+func (m *Metrics) AppendFields(dst []any) []any {
+	return append(dst, m.NewUsers, m.Sessions, m.EngagedSessions, m.Bounces, m.DurationMS, m.Pageviews, m.UniquePageviews,
 		m.Entrances, m.Exits, m.TimeOnPageMS, m.TimeOnPageViews, m.Events, m.UniqueEvents, m.EventValue,
-		m.Conversions, m.ConversionValue}
+		m.Conversions, m.ConversionValue)
 }

@@ -2,6 +2,7 @@ package rollup
 
 import (
 	"math/rand/v2"
+	"strings"
 	"testing"
 )
 
@@ -51,5 +52,22 @@ func TestEventDimensions(t *testing.T) {
 		if got := [3]string{c, a, e}; got != tt.want {
 			t.Errorf("EventDimensions(%q, %q, %q) = %q, want %q", tt.category, tt.action, tt.label, got, tt.want)
 		}
+	}
+}
+
+// A row's values, its scan targets and the columns they are bound to agree
+// in number: InsertDaily's bind values are sized by MetricCount.
+func TestMetricCountMatchesColumns(t *testing.T) {
+	var m Metrics
+	columns := len(strings.Split(MetricColumns, ", ")) - 1 // users_hll is not a metric
+	if n, p := len(m.AppendFields(nil)), len(m.Pointers()); n != MetricCount || p != MetricCount || columns != MetricCount {
+		t.Errorf("AppendFields gives %d values, Pointers %d, MetricColumns has %d metrics; MetricCount is %d", n, p, columns, MetricCount)
+	}
+	values, err := (&Row{}).Values()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if binds := strings.Count(InsertDaily, "?"); len(values) != binds-2 || cap(values) != len(values) {
+		t.Errorf("Values gives %d values (capacity %d); InsertDaily binds %d after the property ID and before through_offset", len(values), cap(values), binds-2)
 	}
 }

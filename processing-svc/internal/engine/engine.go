@@ -369,7 +369,7 @@ func (p *Partition) Apply(ctx context.Context, msgs []Message) error {
 // and folds in the changes made to them meanwhile.
 func (p *Partition) loadRows(ctx context.Context) error {
 	keys := p.rows.unloaded
-	var todo []rowKey
+	todo := make([]rowKey, 0, len(keys))
 	for _, k := range keys {
 		if r := p.rows.get(k); r != nil && !r.loaded {
 			todo = append(todo, k)
@@ -634,7 +634,7 @@ func (p *Partition) writeDerived(ctx context.Context, through int64, due []*vsta
 		return err
 	}
 
-	stmts := p.archive.writes()
+	stmts := slices.Grow(p.archive.writes(), len(p.rows.changed))
 	for _, kr := range p.rows.changed {
 		// A row loaded ahead of this flush (written by a processor that
 		// crashed after getting further) keeps its through offset: it must

@@ -1425,7 +1425,7 @@ func slicesCompact(s []string) []string {
 func oFieldDiff(w, g rollup.Metrics, namesOnly bool) string {
 	names := []string{"new_users", "sessions", "engaged", "bounces", "duration_ms", "pageviews", "unique_pageviews", "entrances",
 		"exits", "time_on_page_ms", "time_on_page_views", "events|hits", "unique_events", "event_value", "conversions", "conversion_value"}
-	wf, gf := w.Fields(), g.Fields()
+	wf, gf := w.AppendFields(nil), g.AppendFields(nil)
 	var parts []string
 	for i := range wf {
 		if fmt.Sprint(wf[i]) == fmt.Sprint(gf[i]) {

@@ -188,17 +188,35 @@ func valueBytes(args []any) int64 {
 // statements, into batches of at most batchSize statements and, when set,
 // batchBytes.
 func (w *writer) batches(stmts []stmt) [][]stmt {
-	groups := map[string][]stmt{}
-	var order []string
-	for _, s := range stmts {
-		if _, ok := groups[s.partition]; !ok {
-			order = append(order, s.partition)
+	// The statements are put in partition order in one array (a counting
+	// sort), where a slice per partition grew statement by statement.
+	index := map[string]int{} // partitions numbered in order of appearance
+	of := make([]int, len(stmts))
+	var bounds []int // a partition's count, then where it starts in sorted, then where it ends
+	for i, s := range stmts {
+		p, ok := index[s.partition]
+		if !ok {
+			p = len(bounds)
+			index[s.partition] = p
+			bounds = append(bounds, 0)
 		}
-		groups[s.partition] = append(groups[s.partition], s)
+		of[i] = p
+		bounds[p]++
+	}
+	at := 0
+	for p, n := range bounds {
+		bounds[p], at = at, at+n
+	}
+	sorted := make([]stmt, len(stmts))
+	for i, s := range stmts {
+		sorted[bounds[of[i]]] = s
+		bounds[of[i]]++
 	}
 	var jobs [][]stmt
-	for _, p := range order {
-		g := groups[p]
+	start := 0
+	for _, end := range bounds {
+		g := sorted[start:end:end]
+		start = end
 		for len(g) > 0 {
 			n := min(len(g), w.batchSize)
 			if w.batchBytes > 0 {
@@ -495,50 +513,41 @@ const dailyReadCombinations = 256
 // rows of one property, day and shard together, as many as one query
 // finds (dailyReadCombinations), every other row alone.
 func rowReads(keys []rowKey) [][]rowKey {
-	type day struct {
-		property string
-		day      time.Time
-		shard    int
-	}
 	var reads [][]rowKey
-	byDay := map[day][]rowKey{}
-	var days []day
+	daily := make([]rowKey, 0, len(keys))
 	for _, k := range keys {
 		if k.kind != kindDaily {
 			reads = append(reads, []rowKey{k})
 			continue
 		}
-		d := day{k.property, k.daily.Day, k.shard}
-		if byDay[d] == nil {
-			days = append(days, d)
-		}
-		byDay[d] = append(byDay[d], k)
+		daily = append(daily, k)
 	}
-	for _, d := range days {
-		ks := byDay[d]
-		// By report, so that a busy report's new values go together.
-		slices.SortFunc(ks, func(a, b rowKey) int {
-			return cmp.Or(strings.Compare(a.daily.Report, b.daily.Report), strings.Compare(a.daily.Dimension, b.daily.Dimension))
-		})
-		reports, dims := map[string]bool{}, map[string]bool{}
-		start := 0
-		for i, k := range ks {
-			nr, nd := len(reports), len(dims)
-			if !reports[k.daily.Report] {
-				nr++
-			}
-			if !dims[k.daily.Dimension] {
-				nd++
-			}
-			if nr*nd > dailyReadCombinations {
-				reads = append(reads, ks[start:i])
-				start = i
-				clear(reports)
-				clear(dims)
-			}
-			reports[k.daily.Report], dims[k.daily.Dimension] = true, true
+	// By property, day and shard (a read's), then by report, so that a
+	// busy report's new values go together.
+	slices.SortFunc(daily, func(a, b rowKey) int {
+		return cmp.Or(strings.Compare(a.property, b.property), a.daily.Day.Compare(b.daily.Day), cmp.Compare(a.shard, b.shard),
+			strings.Compare(a.daily.Report, b.daily.Report), strings.Compare(a.daily.Dimension, b.daily.Dimension))
+	})
+	reports, dims := map[string]bool{}, map[string]bool{}
+	start := 0
+	for i, k := range daily {
+		nr, nd := len(reports), len(dims)
+		if !reports[k.daily.Report] {
+			nr++
 		}
-		reads = append(reads, ks[start:])
+		if !dims[k.daily.Dimension] {
+			nd++
+		}
+		if first := daily[start]; i > start && (k.property != first.property || !k.daily.Day.Equal(first.daily.Day) || k.shard != first.shard || nr*nd > dailyReadCombinations) {
+			reads = append(reads, daily[start:i])
+			start = i
+			clear(reports)
+			clear(dims)
+		}
+		reports[k.daily.Report], dims[k.daily.Dimension] = true, true
+	}
+	if start < len(daily) {
+		reads = append(reads, daily[start:])
 	}
 	return reads
 }
@@ -672,8 +681,9 @@ func rowWrite(k rowKey, r *row, through int64) (stmt, error) {
 	sh := int16(k.shard)
 	switch k.kind {
 	case kindDaily:
-		args := append([]any{k.property, k.daily.Day, k.daily.Report, k.daily.Dimension, sh, users}, r.metrics.Fields()...)
-		return stmt{partition: "d/" + k.property + "/" + dayString(k.daily.Day) + "/" + k.daily.Report, cql: rollup.InsertDaily, args: append(args, through), keys: 5}, nil
+		args := append(make([]any, 0, 7+rollup.MetricCount), k.property, k.daily.Day, k.daily.Report, k.daily.Dimension, sh, users)
+		args = append(r.metrics.AppendFields(args), through)
+		return stmt{partition: "d/" + k.property + "/" + dayString(k.daily.Day) + "/" + k.daily.Report, cql: rollup.InsertDaily, args: args, keys: 5}, nil
 	case kindHourly:
 		m := &r.metrics
 		return stmt{partition: "h/" + k.property + "/" + dayString(k.hourly.Day), cql: cqlHourly, args: []any{

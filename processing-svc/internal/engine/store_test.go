@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -36,7 +37,7 @@ func TestWriterBatches(t *testing.T) {
 		want            string // each batch's partitions, a batch a word
 	}{
 		{"by count", 2, 0, append(kib(1, 1, 1), st("b", 1)), "aa a b"},
-		{"partitions apart, in order", 50, 0, []stmt{st("b", 1), st("a", 1), st("b", 1)}, "bb a"},
+		{"partitions apart, in order", 50, 0, []stmt{st("b", 2), st("a", 1), st("b", 1), st("a", 3)}, "bb aa"},
 		{"by bytes", 50, 3, kib(1, 1, 1, 1, 2, 2), "aaa aa a"},
 		{"a statement past the bound goes alone", 50, 3, kib(1, 5, 1), "a a a"},
 		{"count first", 2, 100, kib(1, 1, 1), "aa a"},
@@ -57,6 +58,17 @@ func TestWriterBatches(t *testing.T) {
 			}
 			if n := len(slices.Concat(w.batches(tt.stmts)...)); n != len(tt.stmts) {
 				t.Errorf("%d statements in the batches, want %d", n, len(tt.stmts))
+			}
+			// A partition's statements keep their order.
+			order := func(stmts []stmt) map[string][]int {
+				sizes := map[string][]int{}
+				for _, s := range stmts {
+					sizes[s.partition] = append(sizes[s.partition], len(s.args[0].([]byte)))
+				}
+				return sizes
+			}
+			if got, want := order(slices.Concat(w.batches(tt.stmts)...)), order(tt.stmts); !reflect.DeepEqual(got, want) {
+				t.Errorf("statements by partition %v, want %v", got, want)
 			}
 		})
 	}
@@ -166,7 +178,7 @@ func TestRowReads(t *testing.T) {
 		}
 		return strings.Join(out, " ")
 	}
-	if got, want := describe(rowReads(keys)), "hourly 01/0/channel=Direct+01/0/page=/a+01/0/page=/b 02/0/page=/a 01/1/page=/a"; got != want {
+	if got, want := describe(rowReads(keys)), "hourly 01/0/channel=Direct+01/0/page=/a+01/0/page=/b 01/1/page=/a 02/0/page=/a"; got != want {
 		t.Errorf("reads %q, want %q", got, want)
 	}
 	// A report's new values, as many as one query asks for.
