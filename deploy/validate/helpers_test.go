@@ -120,9 +120,10 @@ var binaries = map[string]struct {
 var services = []string{"gateway", "collection", "config", "processing", "acquisition", "behavior"}
 
 // Variables a container may have beside its binary's own: helpers for
-// dependent values, the Consul API client's token, and the Go runtime's
-// garbage-collector settings (read by every Go binary).
-var helperEnv = map[string]bool{"POD_IP": true, "HOST_IP": true, "CONSUL_HTTP_TOKEN": true,
+// dependent values (SLICE_INDEX: an indexed Job's pod's index), the Consul
+// API client's token, and the Go runtime's garbage-collector settings (read
+// by every Go binary).
+var helperEnv = map[string]bool{"POD_IP": true, "HOST_IP": true, "SLICE_INDEX": true, "CONSUL_HTTP_TOKEN": true,
 	"MEMORY_LIMIT_MIB": true, "GOGC": true, "GOMEMLIMIT": true}
 
 // secretLike matches variable names whose value must never be a literal.

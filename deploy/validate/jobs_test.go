@@ -1,6 +1,7 @@
 package validate
 
 import (
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -33,6 +34,14 @@ var jobTemplates = []jobTemplate{
 		binary: "reprocess",
 		filled: []string{"REPROCESS_PROPERTY", "REPROCESS_FROM", "REPROCESS_TO", "REPROCESS_RULES"},
 		runs:   map[string]map[string]string{"a range": reprocessOperands},
+	},
+	{
+		file:   "reprocess-all.yaml",
+		binary: "reprocess",
+		filled: []string{"REPROCESS_FROM", "REPROCESS_TO", "REPROCESS_PARALLEL", "REPROCESS_RUN"},
+		runs: map[string]map[string]string{
+			"every property": {"FROM": "2026-01-01", "TO": "2026-01-31", "PARALLEL": "2", "RUN": "2026-12-06T15:04:05Z"},
+		},
 	},
 	{
 		file:   "deadletters.yaml",
@@ -189,5 +198,25 @@ func TestJobTemplates(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The run over every property is an indexed Job whose pods each take one
+// slice: as many slices as pods, every pod running at once.
+func TestReprocessAllSlices(t *testing.T) {
+	jt := jobTemplates[slices.IndexFunc(jobTemplates, func(jt jobTemplate) bool { return jt.file == "reprocess-all.yaml" })]
+	j := decodeJob(t, jt, readJobTemplate(t, jt))
+	spec := j.Spec
+	if spec.CompletionMode == nil || *spec.CompletionMode != batchv1.IndexedCompletion || spec.Completions == nil || spec.Parallelism == nil {
+		t.Fatalf("want an indexed Job with completions and parallelism set: %+v", spec)
+	}
+	var slice string
+	for _, e := range spec.Template.Spec.Containers[0].Env {
+		if e.Name == "REPROCESS_SLICE" {
+			slice = e.Value
+		}
+	}
+	if want := fmt.Sprintf("$(SLICE_INDEX)/%d", *spec.Completions); slice != want || *spec.Parallelism != *spec.Completions {
+		t.Errorf("REPROCESS_SLICE %q, completions %d, parallelism %d: want %q and every pod at once", slice, *spec.Completions, *spec.Parallelism, want)
 	}
 }

@@ -271,6 +271,8 @@ func fieldPlaceholder(path string) (string, error) {
 		return "10.0.1.7", nil
 	case "status.hostIP":
 		return "10.0.0.3", nil
+	case "metadata.annotations['batch.kubernetes.io/job-completion-index']":
+		return "2", nil
 	}
 	return "", fmt.Errorf("no placeholder for field %s", path)
 }

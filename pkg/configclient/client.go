@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -472,6 +473,24 @@ func (c *Client) fetchHistoryNow(ctx context.Context, propertyID string) (*Histo
 	}
 	c.mu.Unlock()
 	return h, nil
+}
+
+// PropertyIDs returns a page of the IDs of every property (PropertyList),
+// from the first page (after "") on, up to limit (1 to 1000) rows of
+// config-svc's table read: a page may hold fewer, and only a NextAfter of
+// "" means the end. It is not cached.
+func (c *Client) PropertyIDs(ctx context.Context, after string, limit int) (*PropertyList, error) {
+	q := url.Values{"limit": {strconv.Itoa(limit)}}
+	if after != "" {
+		q.Set("after", after)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+	defer cancel()
+	var out PropertyList
+	if err := c.get(ctx, "/internal/v1/properties?"+q.Encode(), &out); err != nil {
+		return nil, fmt.Errorf("list the properties: %w", err)
+	}
+	return &out, nil
 }
 
 // Fresh fetches a property's document and rule history from config-svc

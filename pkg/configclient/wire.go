@@ -188,6 +188,15 @@ type CookielessSalt struct {
 	Salt []byte `json:"salt"` // base64 in JSON
 }
 
+// PropertyList is a page of GET /internal/v1/properties: the IDs of every
+// property that is not deleted, of every tenant, for operators' work over
+// all of them (reprocessing after a change to processing's logic).
+type PropertyList struct {
+	PropertyIDs []string `json:"property_ids"`
+	// NextAfter is the after of the next page, "" after the last.
+	NextAfter string `json:"next_after"`
+}
+
 // TrackingIDAlphabet is the alphabet of tracking IDs: digits and upper-case
 // letters without the ambiguous 0, O, 1, I and L.
 const TrackingIDAlphabet = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"

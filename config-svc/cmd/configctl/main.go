@@ -5,6 +5,7 @@
 //	configctl [-config-svc-url=http://127.0.0.1:8082] property AT-XXXXXXXXXX|<property id>
 //	configctl set-shards <property id> <1..64>
 //	configctl changes [since]
+//	configctl properties [after]
 //
 // The secret comes from -identity-secret or CONFIGCTL_IDENTITY_SECRET.
 package main
@@ -17,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -28,7 +30,7 @@ import (
 )
 
 // commands is the command line after the flags, for -help and errors.
-const commands = "property <tracking or property id> | set-shards <property id> <n> | changes [since]"
+const commands = "property <tracking or property id> | set-shards <property id> <n> | changes [since] | properties [after]"
 
 type config struct {
 	BaseURL        string
@@ -81,8 +83,13 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		if len(cmd) == 2 {
 			path += "?wait=0s&since=" + cmd[1]
 		}
+	case cmd[0] == "properties" && len(cmd) <= 2:
+		method, path = "GET", "/internal/v1/properties"
+		if len(cmd) == 2 {
+			path += "?after=" + url.QueryEscape(cmd[1])
+		}
 	default:
-		return fmt.Errorf("unknown command %q (property, set-shards, changes)", strings.Join(cmd, " "))
+		return fmt.Errorf("unknown command %q (property, set-shards, changes, properties)", strings.Join(cmd, " "))
 	}
 	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(cfg.BaseURL, "/")+path, bytes.NewReader(body))
 	if err != nil {

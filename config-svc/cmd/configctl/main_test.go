@@ -37,6 +37,8 @@ func TestRequests(t *testing.T) {
 		{[]string{"property", "5b0d0000-0000-4000-8000-000000000000"}, "GET /internal/v1/properties/5b0d0000-0000-4000-8000-000000000000"},
 		{[]string{"set-shards", "p1", "8"}, `PUT /internal/v1/properties/p1/processing-shards {"processing_shards": 8}`},
 		{[]string{"changes", "42"}, "GET /internal/v1/changes?wait=0s&since=42"},
+		{[]string{"properties"}, "GET /internal/v1/properties"},
+		{[]string{"properties", "-4611686018427387904"}, "GET /internal/v1/properties?after=-4611686018427387904"},
 	}
 	for _, tt := range tests {
 		got = nil

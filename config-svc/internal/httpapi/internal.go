@@ -77,6 +77,42 @@ func (s *Server) internalByTrackingID(w http.ResponseWriter, r *http.Request) {
 	s.writeDoc(w, r, p, err, tid)
 }
 
+// maxPropertiesPage bounds a page of every property's IDs: a read of that
+// many rows of the properties table.
+const maxPropertiesPage = 1000
+
+// internalProperties answers a page of the IDs of every property
+// (store.AllProperties). Its position, after, is a partition token.
+func (s *Server) internalProperties(w http.ResponseWriter, r *http.Request) {
+	limit, ok := pageLimit(w, r, maxPropertiesPage, maxPropertiesPage)
+	if !ok {
+		return
+	}
+	var after *int64
+	if v := query(r).Get("after"); v != "" {
+		token, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "after",
+				"after: "+quote(v)+" is not a position in the list; give the next_after of the previous page, or leave it out for the first page")
+			return
+		}
+		after = &token
+	}
+	ids, next, err := s.o.Store.AllProperties(r.Context(), after, limit)
+	if err != nil {
+		s.internalError(w, r, "list the properties", err)
+		return
+	}
+	out := configclient.PropertyList{PropertyIDs: make([]string, len(ids))}
+	for i, id := range ids {
+		out.PropertyIDs[i] = id.String()
+	}
+	if next != nil {
+		out.NextAfter = strconv.FormatInt(*next, 10)
+	}
+	httpserver.WriteJSON(w, http.StatusOK, out)
+}
+
 // internalPropertyID parses the property ID of an internal route.
 func internalPropertyID(w http.ResponseWriter, r *http.Request) (gocql.UUID, bool) {
 	raw := r.PathValue("property_id")

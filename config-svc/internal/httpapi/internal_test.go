@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -270,4 +271,59 @@ func TestInternalCookielessSalt(t *testing.T) {
 	acct := c.signup("Salty")
 	c.must(http.StatusForbidden, acct.as(), "GET", "/internal/v1/cookieless-salts/"+time.Now().UTC().Format(time.DateOnly), nil)
 	c.must(http.StatusUnauthorized, anonymous, "GET", "/internal/v1/cookieless-salts/"+time.Now().UTC().Format(time.DateOnly), nil)
+}
+
+// Operators page through every tenant's properties (configclient's
+// PropertyIDs, as reprocess -property=all does), deleted ones left out; a
+// bad position or limit is refused naming it, and a merchant may not list.
+func TestInternalListsEveryProperty(t *testing.T) {
+	e := newEnv(t)
+	want := map[string]bool{}
+	var last PropertyJSON
+	for _, name := range []string{"One", "Two"} {
+		a := e.signup(name)
+		for i := range 3 {
+			last = e.createProperty(a, map[string]any{"name": fmt.Sprintf("%s %d", name, i)})
+			want[last.ID] = true
+			if name == "Two" && i == 0 {
+				e.must(http.StatusNoContent, a.as(), "DELETE", "/v1/properties/"+last.ID, nil)
+				delete(want, last.ID)
+			}
+		}
+	}
+	c, err := configclient.New(configclient.Config{BaseURL: e.url, Caller: "reprocess", IdentitySecret: testSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	after := ""
+	for pages := 1; ; pages++ {
+		page, err := c.PropertyIDs(context.Background(), after, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range page.PropertyIDs {
+			if got[id] {
+				t.Fatalf("%s on two pages", id)
+			}
+			got[id] = true
+		}
+		if after = page.NextAfter; after == "" {
+			break
+		}
+		if pages > 10 {
+			t.Fatal("no last page after 10")
+		}
+	}
+	if !maps.Equal(got, want) {
+		t.Fatalf("listed %v, want the 5 not deleted %v", got, want)
+	}
+
+	for _, tc := range []struct{ query, field string }{{"after=x", "after"}, {"limit=0", "limit"}, {"limit=1001", "limit"}} {
+		r := e.must(http.StatusBadRequest, service("reprocess"), "GET", "/internal/v1/properties?"+tc.query, nil)
+		if ae := r.apiError(); ae.Code != "invalid_field" || ae.Field != tc.field {
+			t.Errorf("%s: %+v", tc.query, ae)
+		}
+	}
+	e.must(http.StatusForbidden, e.signup("Three").as(), "GET", "/internal/v1/properties", nil)
 }

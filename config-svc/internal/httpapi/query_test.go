@@ -155,11 +155,12 @@ func TestOpenAPIDocumentsQueryParameters(t *testing.T) {
 // The routes logged at debug when they succeed are exactly the internal
 // API's reads: the pipeline's config clients make them by machine, so a
 // read added to the internal API is quiet too, and nothing a merchant or an
-// operator does is.
+// operator does is (an operator lists every property: configctl, reprocess
+// -property=all).
 func TestQuietRoutesAreTheInternalReads(t *testing.T) {
 	var reads []string
 	for _, rt := range New(Options{}).Routes() {
-		if rt.Access == Service && rt.Method == "GET" {
+		if rt.Access == Service && rt.Method == "GET" && rt.Pattern() != "GET /internal/v1/properties" {
 			reads = append(reads, rt.Pattern())
 		}
 	}

@@ -231,6 +231,7 @@ func (s *Server) Routes() []Route {
 		{"POST", "/v1/properties/{property_id}/api-secrets", Admin, s.createSecret, nil},
 		{"DELETE", "/v1/properties/{property_id}/api-secrets/{secret_id}", Admin, s.revokeSecret, nil},
 
+		{"GET", "/internal/v1/properties", Service, s.internalProperties, pageQuery},
 		{"GET", "/internal/v1/properties/by-tracking-id/{tracking_id}", Service, s.internalByTrackingID, nil},
 		{"GET", "/internal/v1/properties/{property_id}", Service, s.internalProperty, nil},
 		{"GET", "/internal/v1/properties/{property_id}/rules/versions", Service, s.internalRuleVersions, nil},

@@ -143,6 +143,40 @@ func (st *Store) PropertyByTrackingID(ctx context.Context, tid string) (Property
 	return p, nil
 }
 
+// AllProperties pages through every property that is not deleted, of
+// every tenant, in the order of their partition tokens (the order in which
+// a scan of the table finds them), for operators' work over all of them
+// (reprocessing every property after a change to processing's logic):
+// the IDs after position after (nil: from the first), up to limit rows of
+// the table read. next is the position of the next page, nil after the
+// last. A page may hold fewer than limit IDs (deleted properties are
+// skipped); only a nil next means the end. A property created while the
+// pages are read is in them or not, depending on where its token falls.
+func (st *Store) AllProperties(ctx context.Context, after *int64, limit int) (ids []gocql.UUID, next *int64, err error) {
+	q := st.s.Query(`SELECT property_id, token(property_id), deleted_at FROM properties LIMIT ?`, limit)
+	if after != nil {
+		q = st.s.Query(`SELECT property_id, token(property_id), deleted_at FROM properties WHERE token(property_id) > ? LIMIT ?`, *after, limit)
+	}
+	iter := q.WithContext(ctx).Iter()
+	var id gocql.UUID
+	var token int64
+	var deleted time.Time
+	rows := 0
+	for iter.Scan(&id, &token, &deleted) {
+		rows++
+		if deleted.IsZero() {
+			ids = append(ids, id)
+		}
+	}
+	if err := iter.Close(); err != nil {
+		return nil, nil, fmt.Errorf("list every property: %w", err)
+	}
+	if rows == limit {
+		next = &token
+	}
+	return ids, next, nil
+}
+
 // propertyReads bounds the properties of one page read at once: a page
 // of 500 takes about 32 round trips instead of 500, without one request
 // taking more than a few of gocql's streams.

@@ -2,7 +2,9 @@
 // rollups for a range of days from the raw hit archive, with the rules of
 // the time or today's rules, while live processing goes on. It records the
 // job in Cassandra, prints progress, and resumes an interrupted job with
-// -job. docs/processing.md ("Reprocessing") describes what it does.
+// -job. With -property=all it does so for every property, with the rules of
+// the time (every.go). docs/processing.md ("Reprocessing") describes what
+// it does.
 package main
 
 import (
@@ -10,6 +12,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"time"
@@ -31,18 +34,28 @@ type config struct {
 	From, To       string
 	Rules          string
 	Job            string
+	// With Property "all" (every.go):
+	Parallel int
+	Slice    string
+	Run      string
 }
+
+// allProperties is the -property that runs every property (every.go).
+const allProperties = "all"
 
 func (c *config) RegisterFlags(fs *flag.FlagSet) {
 	c.Cassandra.RegisterFlags(fs)
 	c.ConfigSvc.RegisterFlags(fs)
 	c.Discovery.RegisterLookupFlags(fs, "Consul agent HTTP address, where the command finds config-svc when -config-svc-url is empty")
 	fs.StringVar(&c.IdentitySecret, "identity-secret", "", "shared secret of internal calls to config-svc (required)")
-	fs.StringVar(&c.Property, "property", "", "property ID (required)")
+	fs.StringVar(&c.Property, "property", "", "property ID (required), or all: every property, with the rules of the time (after a change to processing's logic)")
 	fs.StringVar(&c.From, "from", "", "first property-local day, YYYY-MM-DD")
 	fs.StringVar(&c.To, "to", "", "last property-local day, YYYY-MM-DD (at most two days ago)")
 	fs.StringVar(&c.Rules, "rules", "historical", "historical: the rules in effect when each hit was received; current: today's rules")
 	fs.StringVar(&c.Job, "job", "", "resume this job ID instead of starting a new one")
+	fs.IntVar(&c.Parallel, "parallel", 1, "with -property=all: jobs run at once (each holds its range's users in memory, about 100 bytes each)")
+	fs.StringVar(&c.Slice, "slice", "0/1", "with -property=all: i/n takes only the properties whose ID hashes to i of n, so that n commands share the properties")
+	fs.StringVar(&c.Run, "run", "", "with -property=all: continue the run begun at this time (RFC 3339, as it printed at its start): what its jobs did is not done again")
 }
 
 func (c *config) Validate() error {
@@ -63,6 +76,9 @@ func (c *config) Validate() error {
 	}
 	if mode := engine.RulesMode(c.Rules); mode != engine.RulesHistorical && mode != engine.RulesCurrent {
 		return fmt.Errorf("-rules %q: want %s or %s", c.Rules, engine.RulesHistorical, engine.RulesCurrent)
+	}
+	if err := c.validateEvery(); err != nil {
+		return err
 	}
 	for _, day := range []struct{ flag, value string }{{"from", c.From}, {"to", c.To}} {
 		if _, err := time.Parse(time.DateOnly, day.value); day.value != "" && err != nil {
@@ -109,6 +125,10 @@ func run(ctx context.Context, cfg config) error {
 		go func() { _ = configs.Run(ctx) }()
 	}
 	r := &reprocess.Runner{Session: session, Properties: &engine.ConfigProperties{Client: configs, Fresh: true}, Log: log}
+	if cfg.Property == allProperties {
+		r.MaxRunning = cfg.Parallel
+		return runEvery(ctx, cfg, r, configs, os.Stdout)
+	}
 	job := cfg.Job
 	if job == "" {
 		j, err := r.Create(ctx, cfg.Property, cfg.From, cfg.To, engine.RulesMode(cfg.Rules))
@@ -130,10 +150,7 @@ func run(ctx context.Context, cfg config) error {
 			j, gerr := r.Get(context.WithoutCancel(ctx), cfg.Property, job)
 			if gerr == nil {
 				fmt.Printf("job %s: %s, %d of %d days\n", job, j.Status, j.DaysDone, j.DaysTotal)
-				if j.UsersPastRange > 0 {
-					fmt.Printf("job %s: moved the first session of %d users across the end of its range; the days after it count them new as before: reprocess through %s\n",
-						job, j.UsersPastRange, j.ReprocessThrough)
-				}
+				printPastRange(os.Stdout, j)
 			}
 			if err != nil {
 				return fmt.Errorf("%w (resume with -job %s)", err, job)
@@ -144,6 +161,15 @@ func run(ctx context.Context, cfg config) error {
 				fmt.Printf("job %s: %d of %d days\n", job, j.DaysDone, j.DaysTotal)
 			}
 		}
+	}
+}
+
+// printPastRange says, for a job that moved users' first sessions across
+// the end of its range, through which day to reprocess next.
+func printPastRange(w io.Writer, j *reprocess.Job) {
+	if j.UsersPastRange > 0 {
+		fmt.Fprintf(w, "job %s: moved the first session of %d users across the end of its range; the days after it count them new as before: reprocess through %s\n",
+			j.ID, j.UsersPastRange, j.ReprocessThrough)
 	}
 }
 

@@ -30,10 +30,16 @@ const allHours = "hour IN (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
 // does, and flushes them: the i-th from the client and at the time hitAt(i) gives.
 func processLive(t *testing.T, s *gocql.Session, props engine.Properties, n int, hitAt func(i int) (client string, at time.Time)) {
 	t.Helper()
+	processLiveOf(t, s, props, propID, n, hitAt)
+}
+
+// processLiveOf is processLive for the property of ID property.
+func processLiveOf(t *testing.T, s *gocql.Session, props engine.Properties, property string, n int, hitAt func(i int) (client string, at time.Time)) {
+	t.Helper()
 	msgs := make([]engine.Message, n)
 	for i := range n {
 		client, at := hitAt(i)
-		h := &hit.Hit{PropertyID: propID, ClientID: client, Type: hit.TypePageview, Time: at, ReceivedAt: at, Path: "/"}
+		h := &hit.Hit{PropertyID: property, ClientID: client, Type: hit.TypePageview, Time: at, ReceivedAt: at, Path: "/"}
 		h.ID = h.DeriveID(fmt.Sprint(i))
 		b, _ := hit.Marshal(h)
 		msgs[i] = engine.Message{Offset: int64(i), Value: b}

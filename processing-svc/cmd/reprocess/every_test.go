@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/acme/analytics/pkg/cassandra"
+	"github.com/acme/analytics/pkg/configclient"
+	"github.com/acme/analytics/pkg/hit"
+	"github.com/acme/analytics/pkg/migrate/migratetest"
+	"github.com/acme/analytics/pkg/rules"
+	"github.com/acme/analytics/processing-svc/internal/engine"
+	"github.com/acme/analytics/processing-svc/internal/engine/enginetest"
+	"github.com/acme/analytics/processing-svc/internal/reprocess"
+)
+
+// pages lists property IDs as config-svc's pages would, two a page.
+type pages []string
+
+func (p pages) PropertyIDs(_ context.Context, after string, limit int) (*configclient.PropertyList, error) {
+	start := 0
+	if after != "" {
+		fmt.Sscan(after, &start)
+	}
+	end := min(start+2, len(p))
+	out := &configclient.PropertyList{PropertyIDs: p[start:end]}
+	if end < len(p) {
+		out.NextAfter = fmt.Sprint(end)
+	}
+	return out, nil
+}
+
+// A run over every property runs each listed property's job, says so
+// line by line, and when continued (-run) does nothing twice; a property
+// that fails is named, with how to continue.
+func TestRunEvery(t *testing.T) {
+	ctx := context.Background()
+	s, err := cassandra.Connect(migratetest.Keyspace(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	ids := pages{"3f1c9a52-3333-4e4e-9a9a-000000000011", "3f1c9a52-3333-4e4e-9a9a-000000000012", "3f1c9a52-3333-4e4e-9a9a-000000000013"}
+	var props enginetest.Properties
+	day := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	for _, id := range ids[:2] { // the third is not a property (deleted since it was listed)
+		p, err := enginetest.Property(id, rules.Defaults())
+		if err != nil {
+			t.Fatal(err)
+		}
+		props = append(props, p)
+		h := &hit.Hit{PropertyID: id, ClientID: "c1", Type: hit.TypePageview, Time: day, ReceivedAt: day, Path: "/"}
+		h.ID = h.DeriveID("1")
+		b, _ := hit.Marshal(h)
+		part := engine.New(engine.Config{Topic: "hits", Session: s, Properties: props})
+		if err := part.Apply(ctx, []engine.Message{{Offset: 1, Value: b}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := part.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := &reprocess.Runner{Session: s, Properties: props, Now: func() time.Time { return time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC) }}
+	cfg := config{Property: allProperties, From: "2026-03-01", To: "2026-03-02", Rules: string(engine.RulesHistorical), Parallel: 2, Slice: "0/1"}
+	if err := cfg.validateEvery(); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	err = runEvery(ctx, cfg, r, ids, &out)
+	begun := strings.TrimSuffix(strings.SplitN(strings.SplitN(out.String(), "-run=", 2)[1], ")", 2)[0], ")")
+	if err == nil || !strings.Contains(err.Error(), "1 properties failed ("+ids[2]) || !strings.Contains(err.Error(), "-run="+begun) {
+		t.Fatalf("run: %v; want the unknown property named and -run=%s", err, begun)
+	}
+	for _, want := range []string{"property " + ids[0] + ": job ", "property " + ids[1] + ": job ", ": done, 2 of 2 days", "property " + ids[2] + ": failed: ", "2 done, 0 done earlier in this run, 1 failed"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+
+	cfg.Run = begun
+	out.Reset()
+	if err := runEvery(ctx, cfg, r, ids[:2], &out); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); strings.Count(got, "done earlier in this run (job ") != 2 || !strings.Contains(got, "0 done, 2 done earlier in this run, 0 failed") {
+		t.Errorf("the run continued:\n%s\nwant both properties done earlier", got)
+	}
+}
+
+// Every property is in exactly one slice; the flags of a run over every
+// property are checked.
+func TestEveryFlags(t *testing.T) {
+	for _, id := range []string{"3f1c9a52-3333-4e4e-9a9a-000000000011", "a", ""} {
+		in := 0
+		for i := range uint32(5) {
+			if inSlice(id, i, 5) {
+				in++
+			}
+		}
+		if in != 1 {
+			t.Errorf("%q is in %d of 5 slices", id, in)
+		}
+	}
+	ok := config{Property: allProperties, From: "2026-03-01", To: "2026-03-02", Rules: "historical", Parallel: 1, Slice: "0/1"}
+	for _, tc := range []struct {
+		name string
+		mod  func(*config)
+		want string
+	}{
+		{"today's rules", func(c *config) { c.Rules = "current" }, "rules of the time"},
+		{"a job", func(c *config) { c.Job = "x" }, "-run"},
+		{"no parallelism", func(c *config) { c.Parallel = 0 }, "-parallel 0"},
+		{"a slice past n", func(c *config) { c.Slice = "4/4" }, "0 <= i < n"},
+		{"a slice not i/n", func(c *config) { c.Slice = "2" }, "i/n"},
+		{"a run not a time", func(c *config) { c.Run = "yesterday" }, "RFC 3339"},
+		{"a slice for one property", func(c *config) { c.Property = "p"; c.Slice = "1/2" }, "go with -property=all"},
+	} {
+		c := ok
+		tc.mod(&c)
+		if err := c.validateEvery(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error saying %q", tc.name, err, tc.want)
+		}
+	}
+	if err := ok.validateEvery(); err != nil {
+		t.Errorf("valid flags: %v", err)
+	}
+}

@@ -1,0 +1,121 @@
+package reprocess
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/acme/analytics/processing-svc/internal/engine"
+)
+
+// Outcome is what a run over many properties (Every) did with one.
+type Outcome struct {
+	PropertyID string
+	// Job is the property's job as it ended, nil when none could be made
+	// (Err says why).
+	Job *Job
+	// Earlier: a job of the run had already done the property (a run
+	// continued), so nothing was run.
+	Earlier bool
+	Err     error
+}
+
+// Every reprocesses the days from..to ("2006-01-02", inclusive) of each
+// property ids yields, until it is closed or ctx ends, with the rules in
+// effect when each hit was received: what a change to processing's logic
+// asks of every property (reprocess -property=all). It runs up to parallel
+// jobs at once and hands each property's outcome to report (from one
+// goroutine at a time) as it ends.
+//
+// The properties are one run, begun at since, which their jobs record: a
+// property that a job of the same range made since then (with the rules
+// of the time) has done is not done again, and one whose such job did not
+// finish (the run stopped, the job failed) gets that job resumed rather
+// than a new one. So the same run, given the same since, continues where
+// it stopped; a run with a later since does every property again.
+func (r *Runner) Every(ctx context.Context, ids <-chan string, from, to string, since time.Time, parallel int, report func(Outcome)) {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range max(parallel, 1) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				var id string
+				var ok bool
+				select {
+				case id, ok = <-ids:
+				case <-ctx.Done():
+				}
+				if !ok {
+					return
+				}
+				o := r.runFor(ctx, id, from, to, since)
+				mu.Lock()
+				report(o)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// runFor runs (or finds done, or resumes) the job of a run begun at since
+// over from..to for one property (Every).
+func (r *Runner) runFor(ctx context.Context, propertyID, from, to string, since time.Time) Outcome {
+	o := Outcome{PropertyID: propertyID}
+	earlier, err := r.jobOfRun(ctx, propertyID, from, to, since)
+	switch {
+	case err != nil:
+		o.Err = err
+		return o
+	case earlier != nil && earlier.Status == StatusDone:
+		o.Job, o.Earlier = earlier, true
+		return o
+	case earlier == nil:
+		if earlier, err = r.Create(ctx, propertyID, from, to, engine.RulesHistorical); err != nil {
+			o.Err = err
+			return o
+		}
+	}
+	done, err := r.Start(ctx, propertyID, earlier.ID)
+	if err != nil {
+		o.Job, o.Err = earlier, err
+		return o
+	}
+	o.Err = <-done
+	o.Job, err = r.Get(context.WithoutCancel(ctx), propertyID, earlier.ID)
+	if err != nil {
+		o.Job, o.Err = earlier, errors.Join(o.Err, err)
+	}
+	return o
+}
+
+// jobOfRun returns the property's newest job over from..to with the rules
+// of the time made at or after since (one of the run begun then), or nil.
+func (r *Runner) jobOfRun(ctx context.Context, propertyID, from, to string, since time.Time) (*Job, error) {
+	f, t, err := parseRange(from, to)
+	if err != nil {
+		return nil, err
+	}
+	// Newest first: the table's clustering order.
+	iter := r.Session.Query(`SELECT job_id, from_day, to_day, rules_mode, created_at FROM reprocess_jobs WHERE property_id = ?`, propertyID).
+		WithContext(ctx).Iter()
+	var id, mode string
+	var jf, jt, created time.Time
+	found := ""
+	for iter.Scan(&id, &jf, &jt, &mode, &created) {
+		if found == "" && jf.Equal(f) && jt.Equal(t) && engine.RulesMode(mode) == engine.RulesHistorical && !created.Before(since.Truncate(time.Millisecond)) {
+			found = id
+		}
+	}
+	if err := iter.Close(); err != nil {
+		return nil, fmt.Errorf("read the reprocessing jobs of property %s: %w", propertyID, err)
+	}
+	if found == "" {
+		return nil, nil
+	}
+	return r.Get(ctx, propertyID, found)
+}

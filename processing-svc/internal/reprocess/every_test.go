@@ -1,0 +1,97 @@
+package reprocess
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/acme/analytics/pkg/rules"
+	"github.com/acme/analytics/processing-svc/internal/engine"
+	"github.com/acme/analytics/processing-svc/internal/engine/enginetest"
+)
+
+// A run over every property makes each property a job with the rules of
+// the time and runs it; the same run continued (the same since) does not
+// do again what it did, resumes what it did not finish, and a later run
+// does every property again. A property it cannot do is reported, the
+// others done.
+func TestEveryPropertyIsOneRun(t *testing.T) {
+	ctx := context.Background()
+	s, props := connect(t)
+	const other = "3f1c9a52-3333-4e4e-9a9a-000000000004"
+	second, err := enginetest.Property(other, rules.Defaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	props = append(props.(enginetest.Properties), second)
+	day := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	for _, p := range []string{propID, other} {
+		processLiveOf(t, s, props, p, 12, func(i int) (string, time.Time) {
+			return fmt.Sprint("c", i%3), day.Add(time.Duration(i) * 13 * time.Minute)
+		})
+	}
+	const gone = "3f1c9a52-3333-4e4e-9a9a-000000000009" // no such property
+	at := time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC)
+	r := &Runner{Session: s, Properties: props, Now: func() time.Time { return at }}
+	run := func(since time.Time, ids ...string) map[string]Outcome {
+		t.Helper()
+		ch := make(chan string)
+		go func() {
+			defer close(ch)
+			for _, id := range ids {
+				ch <- id
+			}
+		}()
+		out := map[string]Outcome{}
+		r.Every(ctx, ch, "2026-03-01", "2026-03-03", since, 2, func(o Outcome) { out[o.PropertyID] = o })
+		return out
+	}
+
+	first := run(at, propID, other, gone)
+	for _, p := range []string{propID, other} {
+		if o := first[p]; o.Err != nil || o.Earlier || o.Job == nil || o.Job.Status != StatusDone || o.Job.DaysDone != 3 || o.Job.Rules != engine.RulesHistorical {
+			t.Fatalf("%s: %+v (job %+v); want a new job with the rules of the time, done, 3 of 3 days", p, o, o.Job)
+		}
+	}
+	if o := first[gone]; o.Err == nil || o.Job != nil || !strings.Contains(o.Err.Error(), "unknown property") {
+		t.Fatalf("a property that does not exist: %+v, want no job and its error", o)
+	}
+
+	// The same run again: nothing is done twice. One of its jobs is
+	// recorded failed (as if its run had stopped): it is resumed.
+	if err := s.Query("UPDATE reprocess_jobs SET status = ?, days_done = {} WHERE property_id = ? AND job_id = ?", StatusFailed, other, first[other].Job.ID).Exec(); err != nil {
+		t.Fatal(err)
+	}
+	at = at.Add(time.Hour)
+	again := run(at.Add(-time.Hour), propID, other)
+	if o := again[propID]; !o.Earlier || o.Err != nil || o.Job.ID != first[propID].Job.ID {
+		t.Errorf("continued run, a property it did: %+v; want its job, done earlier", o)
+	}
+	if o := again[other]; o.Earlier || o.Err != nil || o.Job.ID != first[other].Job.ID || o.Job.Status != StatusDone || o.Job.DaysDone != 3 {
+		t.Errorf("continued run, a property whose job failed: %+v (job %+v); want that job resumed and done", o, o.Job)
+	}
+
+	// A later run does them again, with new jobs.
+	at = at.Add(time.Hour)
+	later := run(at, propID, other)
+	for _, p := range []string{propID, other} {
+		if o := later[p]; o.Earlier || o.Err != nil || o.Job.ID == first[p].Job.ID || o.Job.Status != StatusDone {
+			t.Errorf("a later run, %s: %+v; want a new job, done", p, o)
+		}
+	}
+	var jobs []string
+	iter := s.Query("SELECT job_id FROM reprocess_jobs WHERE property_id = ?", propID).Iter()
+	var id string
+	for iter.Scan(&id) {
+		jobs = append(jobs, id)
+	}
+	if err := iter.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{later[propID].Job.ID, first[propID].Job.ID}; !slices.Equal(jobs, want) {
+		t.Errorf("jobs of %s: %v, want the two runs' %v", propID, jobs, want)
+	}
+}
