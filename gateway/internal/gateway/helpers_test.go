@@ -106,6 +106,11 @@ func (u *upstream) serve(w http.ResponseWriter, r *http.Request) {
 	} else {
 		e.TenantID, e.UserID, e.Role = id.TenantID, id.UserID, string(id.Role)
 	}
+	// As every service does (httpserver.WithRequestID), the upstream
+	// echoes the request ID it was sent.
+	if id := r.Header.Get("X-Request-Id"); id != "" {
+		w.Header().Set("X-Request-Id", id)
+	}
 	// An upstream that sets its own CORS header, which the gateway must
 	// not let through twice.
 	w.Header().Set("Access-Control-Allow-Origin", "https://upstream.example")

@@ -265,6 +265,29 @@ func TestCORS(t *testing.T) {
 	}
 }
 
+// TestRequestIDOnce checks that an answer carries one X-Request-Id: the
+// gateway's, which the upstream was given and echoes (the header came
+// twice when the gateway copied the upstream's beside its own).
+func TestRequestIDOnce(t *testing.T) {
+	f := newFixture(t)
+	tok := "Bearer " + f.is.token(t, "t1")
+	for _, tt := range []struct{ path, id string }{
+		{"/collect?tid=UA-1", ""},
+		{"/v1/properties", ""},
+		{"/v1/reports/behavior/pages", "client-chosen-id"},
+	} {
+		h := []string{"Authorization", tok}
+		if tt.id != "" {
+			h = append(h, "X-Request-Id", tt.id)
+		}
+		r := f.g.get(t, tt.path, h...)
+		got := r.header.Values("X-Request-Id")
+		if r.status != http.StatusOK || len(got) != 1 || got[0] == "" || tt.id != "" && got[0] != tt.id {
+			t.Errorf("GET %s: %d, X-Request-Id %q; want one value%s", tt.path, r.status, got, map[bool]string{true: " " + tt.id}[tt.id != ""])
+		}
+	}
+}
+
 // TestForwardedFor checks the client address the upstream is told: in
 // X-Real-Ip, and as the one address of X-Forwarded-For, so that
 // collection, which trusts the gateway but not necessarily the proxies in

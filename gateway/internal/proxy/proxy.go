@@ -377,6 +377,13 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 }
 
 func (h *Handler) modifyResponse(resp *http.Response) error {
+	// The upstream echoes the request ID the gateway passed on (every
+	// service does, httpserver.WithRequestID), which the gateway's own
+	// middleware has already set on the answer: copied as well, the
+	// client got the header twice.
+	if id := httpserver.RequestID(resp.Request.Context()); id != "" && resp.Header.Get(httpserver.HeaderRequestID) == id {
+		resp.Header.Del(httpserver.HeaderRequestID)
+	}
 	st := stateFrom(resp.Request.Context())
 	if st != nil && st.route.CORS {
 		// The gateway owns CORS on these routes; two Allow-Origin values
