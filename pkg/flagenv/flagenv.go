@@ -55,8 +55,13 @@ func ParseArgs(fs *flag.FlagSet, prefix string, args []string) error {
 		}
 		env := EnvName(prefix, f.Name)
 		if v, ok := os.LookupEnv(env); ok {
+			prev := f.Value.String()
 			if e := fs.Set(f.Name, v); e != nil {
 				errs = append(errs, fmt.Errorf("invalid value %q for %s: %w", v, env, e))
+				// The flag package's numeric and boolean values take
+				// the zero value on a parse error: put the default back,
+				// which is what -check-config's validation then judges.
+				_ = f.Value.Set(prev)
 			}
 		}
 	})

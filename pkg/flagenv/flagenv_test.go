@@ -76,3 +76,25 @@ func TestParseNamesEveryBadVariable(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusedVariableKeepsTheDefault: a flag whose variable it refuses keeps
+// its default, so that -check-config's validation, which runs after the
+// refusal, judges the default and not the zero value the flag package
+// leaves in a numeric or boolean flag it failed to set (COLLECTION_KAFKA_PARTITIONS=abc
+// also reported "-kafka-partitions must be at least 1").
+func TestRefusedVariableKeepsTheDefault(t *testing.T) {
+	t.Setenv("SVC_PARTITIONS", "abc")
+	t.Setenv("SVC_TIMEOUT", "soon")
+	t.Setenv("SVC_ENSURE", "yes")
+	fs := flag.NewFlagSet("svc", flag.ContinueOnError)
+	partitions := fs.Int("partitions", 12, "partitions")
+	timeout := fs.Duration("timeout", time.Second, "timeout")
+	ensure := fs.Bool("ensure", true, "ensure")
+	var errs EnvErrors
+	if err := Parse(fs, "svc", nil); !errors.As(err, &errs) || len(errs) != 3 {
+		t.Fatalf("Parse error = %v, want EnvErrors of the three variables", err)
+	}
+	if *partitions != 12 || *timeout != time.Second || !*ensure {
+		t.Fatalf("after the refusals partitions=%d timeout=%v ensure=%v; want the defaults 12, 1s, true", *partitions, *timeout, *ensure)
+	}
+}
