@@ -32,6 +32,14 @@ import (
 // commands is the command line after the flags, for -help and errors.
 const commands = "property <tracking or property id> | set-shards <property id> <n> | changes [since] | properties [after]"
 
+// operands is what each command takes after its name.
+var operands = map[string]string{
+	"property":   "<tracking or property id>",
+	"set-shards": "<property id> <n>",
+	"changes":    "[since]",
+	"properties": "[after]",
+}
+
 type config struct {
 	BaseURL        string
 	IdentitySecret string
@@ -88,6 +96,10 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		if len(cmd) == 2 {
 			path += "?after=" + url.QueryEscape(cmd[1])
 		}
+	case operands[cmd[0]] != "":
+		// A known command with too few or too many operands: say what it
+		// takes (it read as an unknown command "set-shards <id>").
+		return fmt.Errorf("%s takes %s; got %q", cmd[0], operands[cmd[0]], strings.Join(cmd[1:], " "))
 	default:
 		return fmt.Errorf("unknown command %q (property, set-shards, changes, properties)", strings.Join(cmd, " "))
 	}

@@ -54,6 +54,23 @@ func TestRequests(t *testing.T) {
 	if err := run(context.Background(), config{BaseURL: srv.URL, IdentitySecret: secret}, io.Discard); err == nil {
 		t.Fatal("no command accepted")
 	}
+	// A known command with the wrong operands says what it takes, and
+	// sends nothing.
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"set-shards", "p1"}, `set-shards takes <property id> <n>; got "p1"`},
+		{[]string{"property"}, `property takes <tracking or property id>; got ""`},
+		{[]string{"changes", "1", "2"}, `changes takes [since]; got "1 2"`},
+		{[]string{"shards", "p1", "8"}, `unknown command "shards p1 8"`},
+	} {
+		got = nil
+		err := run(context.Background(), config{BaseURL: srv.URL, IdentitySecret: secret, Command: tt.args}, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tt.want) || len(got) != 0 {
+			t.Errorf("%v: error %v and %d requests; want %q and none", tt.args, err, len(got), tt.want)
+		}
+	}
 	if err := run(context.Background(), config{BaseURL: srv.URL, IdentitySecret: "wrong-secret-0123456", Command: []string{"changes"}}, io.Discard); err == nil {
 		t.Fatal("a request with the wrong secret succeeded")
 	}
