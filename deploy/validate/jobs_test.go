@@ -202,13 +202,23 @@ func TestJobTemplates(t *testing.T) {
 }
 
 // The run over every property is an indexed Job whose pods each take one
-// slice: as many slices as pods, every pod running at once.
+// slice: as many slices as pods, every pod running at once. Each slice is
+// retried on its own (a slice that keeps failing neither uses up the
+// others' retries nor, failing the Job, stops them mid-run), and a failed
+// pod is replaced only once it has ended: two pods of one slice would run
+// its properties' jobs against each other.
 func TestReprocessAllSlices(t *testing.T) {
 	jt := jobTemplates[slices.IndexFunc(jobTemplates, func(jt jobTemplate) bool { return jt.file == "reprocess-all.yaml" })]
 	j := decodeJob(t, jt, readJobTemplate(t, jt))
 	spec := j.Spec
 	if spec.CompletionMode == nil || *spec.CompletionMode != batchv1.IndexedCompletion || spec.Completions == nil || spec.Parallelism == nil {
 		t.Fatalf("want an indexed Job with completions and parallelism set: %+v", spec)
+	}
+	if spec.BackoffLimitPerIndex == nil || spec.Template.Spec.RestartPolicy != corev1.RestartPolicyNever {
+		t.Errorf("backoffLimitPerIndex %v, restartPolicy %s: want retries per slice (which take restartPolicy Never)", spec.BackoffLimitPerIndex, spec.Template.Spec.RestartPolicy)
+	}
+	if spec.PodReplacementPolicy == nil || *spec.PodReplacementPolicy != batchv1.Failed {
+		t.Errorf("podReplacementPolicy %v: want Failed, a slice's pod replaced once it has ended", spec.PodReplacementPolicy)
 	}
 	var slice string
 	for _, e := range spec.Template.Spec.Containers[0].Env {
