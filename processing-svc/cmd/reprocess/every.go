@@ -98,10 +98,17 @@ func runEvery(ctx context.Context, cfg config, r *reprocess.Runner, list propert
 		defer close(ids)
 		listed <- listProperties(ctx, list, i, n, ids)
 	}()
-	var done, earlier int
+	var done, earlier, deleted int
 	var failed []string
 	r.Every(ctx, ids, cfg.From, cfg.To, since, cfg.Parallel, func(o reprocess.Outcome) {
 		switch {
+		case o.Deleted:
+			deleted++
+			job := ""
+			if o.Job != nil {
+				job = " (job " + o.Job.ID + " stopped)"
+			}
+			fmt.Fprintf(out, "property %s: deleted since it was listed%s: nothing to do\n", o.PropertyID, job)
 		case o.Err != nil:
 			failed = append(failed, o.PropertyID)
 			job := ""
@@ -119,7 +126,7 @@ func runEvery(ctx context.Context, cfg config, r *reprocess.Runner, list propert
 		}
 	})
 	listErr := <-listed
-	fmt.Fprintf(out, "every property (slice %d/%d): %d done, %d done earlier in this run, %d failed\n", i, n, done, earlier, len(failed))
+	fmt.Fprintf(out, "every property (slice %d/%d): %d done, %d done earlier in this run, %d deleted, %d failed\n", i, n, done, earlier, deleted, len(failed))
 	switch {
 	case listErr != nil:
 		return fmt.Errorf("%w; the properties listed so far were run: continue with -run=%s", listErr, since.Format(time.RFC3339Nano))

@@ -19,6 +19,11 @@ type Outcome struct {
 	// Earlier: a job of the run had already done the property (a run
 	// continued), so nothing was run.
 	Earlier bool
+	// Deleted: config-svc no longer knows the property (it was deleted
+	// since it was listed, or during its job, which then failed saying
+	// so): there is nothing to reprocess, and a run continued will not
+	// list it again. Not a failure: Err is nil.
+	Deleted bool
 	Err     error
 }
 
@@ -65,6 +70,15 @@ func (r *Runner) Every(ctx context.Context, ids <-chan string, from, to string, 
 // runFor runs (or finds done, or resumes) the job of a run begun at since
 // over from..to for one property (Every).
 func (r *Runner) runFor(ctx context.Context, propertyID, from, to string, since time.Time) Outcome {
+	o := r.runOrFind(ctx, propertyID, from, to, since)
+	if errors.Is(o.Err, engine.ErrUnknownProperty) {
+		o.Deleted, o.Err = true, nil
+	}
+	return o
+}
+
+// runOrFind is runFor, a deleted property's outcome its error.
+func (r *Runner) runOrFind(ctx context.Context, propertyID, from, to string, since time.Time) Outcome {
 	o := Outcome{PropertyID: propertyID}
 	earlier, err := r.jobOfRun(ctx, propertyID, from, to, since)
 	switch {

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,8 +16,8 @@ import (
 // A run over every property makes each property a job with the rules of
 // the time and runs it; the same run continued (the same since) does not
 // do again what it did, resumes what it did not finish, and a later run
-// does every property again. A property it cannot do is reported, the
-// others done.
+// does every property again. A property deleted since it was listed is
+// reported deleted (nothing to do, not a failure), the others done.
 func TestEveryPropertyIsOneRun(t *testing.T) {
 	ctx := context.Background()
 	s, props := connect(t)
@@ -56,8 +56,8 @@ func TestEveryPropertyIsOneRun(t *testing.T) {
 			t.Fatalf("%s: %+v (job %+v); want a new job with the rules of the time, done, 3 of 3 days", p, o, o.Job)
 		}
 	}
-	if o := first[gone]; o.Err == nil || o.Job != nil || !strings.Contains(o.Err.Error(), "unknown property") {
-		t.Fatalf("a property that does not exist: %+v, want no job and its error", o)
+	if o := first[gone]; o.Err != nil || o.Job != nil || !o.Deleted {
+		t.Fatalf("a property config-svc no longer knows (deleted since it was listed): %+v, want it deleted, no job and no failure", o)
 	}
 
 	// The same run again: nothing is done twice. One of its jobs is
@@ -93,5 +93,25 @@ func TestEveryPropertyIsOneRun(t *testing.T) {
 	}
 	if want := []string{later[propID].Job.ID, first[propID].Job.ID}; !slices.Equal(jobs, want) {
 		t.Errorf("jobs of %s: %v, want the two runs' %v", propID, jobs, want)
+	}
+}
+
+// A property deleted during its job of a run is reported deleted, its job
+// failed saying so, not as a failure of the run: a run continued would not
+// list it again, so it could never end well.
+func TestEveryPropertyDeletedDuringItsJob(t *testing.T) {
+	ctx := context.Background()
+	s, props := connect(t)
+	var lookups atomic.Int32
+	lookups.Store(2) // Create's and the run's; deleted after its first day
+	at := time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC)
+	r := &Runner{Session: s, Properties: deletedAfter{props, &lookups}, Now: func() time.Time { return at }}
+	ch := make(chan string, 1)
+	ch <- propID
+	close(ch)
+	var got []Outcome
+	r.Every(ctx, ch, "2026-03-01", "2026-03-03", at, 1, func(o Outcome) { got = append(got, o) })
+	if len(got) != 1 || !got[0].Deleted || got[0].Err != nil || got[0].Job == nil || got[0].Job.Status != StatusFailed {
+		t.Fatalf("outcomes %+v; want the property deleted, its job failed, no error", got)
 	}
 }
