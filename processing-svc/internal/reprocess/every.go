@@ -1,6 +1,7 @@
 package reprocess
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -38,7 +39,8 @@ type Outcome struct {
 // property that a job of the same range made since then (with the rules
 // of the time) has done is not done again, and one whose such job did not
 // finish (the run stopped, the job failed) gets that job resumed rather
-// than a new one. So the same run, given the same since, continues where
+// than a new one, once the lease of a run of it that was killed has
+// expired (awaitLease). So the same run, given the same since, continues where
 // it stopped; a run with a later since does every property again.
 func (r *Runner) Every(ctx context.Context, ids <-chan string, from, to string, since time.Time, parallel int, report func(Outcome)) {
 	var mu sync.Mutex
@@ -93,6 +95,11 @@ func (r *Runner) runOrFind(ctx context.Context, propertyID, from, to string, sin
 			o.Err = err
 			return o
 		}
+	case earlier.Status == StatusRunning:
+		if earlier, err = r.awaitLease(ctx, earlier); err != nil {
+			o.Job, o.Err = earlier, err
+			return o
+		}
 	}
 	done, err := r.Start(ctx, propertyID, earlier.ID)
 	if err != nil {
@@ -105,6 +112,32 @@ func (r *Runner) runOrFind(ctx context.Context, propertyID, from, to string, sin
 		o.Job, o.Err = earlier, errors.Join(o.Err, err)
 	}
 	return o
+}
+
+// awaitLease waits, for up to the lease's TTL and a little more, until a
+// job of the run that reads running (a run of it holds the property's
+// lease) no longer does, and returns it as it then reads. Such a run is
+// one of the run's commands killed without releasing the lease (a pod
+// OOM-killed, then replaced by the one continuing the run): its lease
+// expires at most a TTL after its last renewal. One still running after
+// that is renewed by a live command (two given the same slice): Start
+// then refuses it, ErrBusy.
+func (r *Runner) awaitLease(ctx context.Context, j *Job) (*Job, error) {
+	ttl := cmp.Or(r.LeaseTTL, leaseTTL)
+	deadline := time.Now().Add(ttl + ttl/8)
+	for j.Status == StatusRunning && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return j, context.Cause(ctx)
+		case <-time.After(ttl / 16):
+		}
+		next, err := r.Get(ctx, j.PropertyID, j.ID)
+		if err != nil {
+			return j, err
+		}
+		j = next
+	}
+	return j, nil
 }
 
 // jobOfRun returns the property's newest job over from..to with the rules

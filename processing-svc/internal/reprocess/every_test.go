@@ -115,3 +115,34 @@ func TestEveryPropertyDeletedDuringItsJob(t *testing.T) {
 		t.Fatalf("outcomes %+v; want the property deleted, its job failed, no error", got)
 	}
 }
+
+// A run continued right after its command was killed (a pod OOM-killed and
+// replaced) finds its job still running under the dead run's lease: it
+// waits for the lease to expire and resumes the job, rather than fail the
+// property as busy, which cost its slice a retry and left it for yet
+// another run.
+func TestEveryWaitsForTheLeaseOfItsDeadRun(t *testing.T) {
+	ctx := context.Background()
+	s, props := connect(t)
+	at := time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC)
+	r := &Runner{Session: s, Properties: props, Now: func() time.Time { return at }, LeaseTTL: 2 * time.Second}
+	j, err := r.Create(ctx, propID, "2026-03-01", "2026-03-03", engine.RulesHistorical)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The killed run's: recorded running, its lease not yet expired.
+	if err := s.Query("UPDATE reprocess_jobs SET status = ? WHERE property_id = ? AND job_id = ?", StatusRunning, propID, j.ID).Exec(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Query("INSERT INTO reprocess_leases (property_id, job_id, acquired_at) VALUES (?, ?, ?) USING TTL 2", propID, j.ID, time.Now()).Exec(); err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan string, 1)
+	ch <- propID
+	close(ch)
+	var got []Outcome
+	r.Every(ctx, ch, "2026-03-01", "2026-03-03", at, 1, func(o Outcome) { got = append(got, o) })
+	if len(got) != 1 || got[0].Err != nil || got[0].Job == nil || got[0].Job.ID != j.ID || got[0].Job.Status != StatusDone {
+		t.Fatalf("outcomes %+v; want its job resumed once the lease expired, done", got)
+	}
+}
