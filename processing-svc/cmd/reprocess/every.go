@@ -90,8 +90,14 @@ func runEvery(ctx context.Context, cfg config, r *reprocess.Runner, list propert
 	}
 	since, _ := cfg.runSince(now) // validated
 	i, n, _ := parseSlice(cfg.Slice)
-	fmt.Fprintf(out, "every property (slice %d/%d): %s to %s with the rules of the time, %d at a time; run begun %s (continue it with -run=%s)\n",
-		i, n, cfg.From, cfg.To, cfg.Parallel, since.Format(time.RFC3339Nano), since.Format(time.RFC3339Nano))
+	// How to continue: a slice's command with its slice (-run alone would
+	// take every slice's properties, those other commands run included).
+	cont := "-run=" + since.Format(time.RFC3339Nano)
+	if n > 1 {
+		cont = fmt.Sprintf("-slice=%d/%d %s", i, n, cont)
+	}
+	fmt.Fprintf(out, "every property (slice %d/%d): %s to %s with the rules of the time, %d at a time; run begun %s (continue it with %s)\n",
+		i, n, cfg.From, cfg.To, cfg.Parallel, since.Format(time.RFC3339Nano), cont)
 	ids := make(chan string)
 	listed := make(chan error, 1)
 	go func() {
@@ -129,16 +135,16 @@ func runEvery(ctx context.Context, cfg config, r *reprocess.Runner, list propert
 	fmt.Fprintf(out, "every property (slice %d/%d): %d done, %d done earlier in this run, %d deleted, %d failed\n", i, n, done, earlier, deleted, len(failed))
 	switch {
 	case listErr != nil:
-		return fmt.Errorf("%w; the properties listed so far were run: continue with -run=%s", listErr, since.Format(time.RFC3339Nano))
+		return fmt.Errorf("%w; the properties listed so far were run: continue with %s", listErr, cont)
 	case ctx.Err() != nil:
-		return fmt.Errorf("stopped (%w): continue with -run=%s", context.Cause(ctx), since.Format(time.RFC3339Nano))
+		return fmt.Errorf("stopped (%w): continue with %s", context.Cause(ctx), cont)
 	case len(failed) > 0:
 		named := failed[:min(len(failed), 10)]
 		if len(failed) > len(named) {
 			named = append(named, "...")
 		}
-		return fmt.Errorf("%d properties failed (%s: above): continue with -run=%s, which runs them again and skips the others",
-			len(failed), strings.Join(named, ", "), since.Format(time.RFC3339Nano))
+		return fmt.Errorf("%d properties failed (%s: above): continue with %s, which runs them again and skips the others",
+			len(failed), strings.Join(named, ", "), cont)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -128,5 +129,25 @@ func TestEveryFlags(t *testing.T) {
 	}
 	if err := ok.validateEvery(); err != nil {
 		t.Errorf("valid flags: %v", err)
+	}
+}
+
+// failingList is config-svc not answering the list.
+type failingList struct{}
+
+func (failingList) PropertyIDs(context.Context, string, int) (*configclient.PropertyList, error) {
+	return nil, errors.New("list the properties: config-svc unavailable")
+}
+
+// A command of a slice says to continue with its slice: -run alone would
+// take every slice's properties, those the other commands run included.
+func TestRunEveryContinuesItsSlice(t *testing.T) {
+	r := &reprocess.Runner{Now: func() time.Time { return time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC) }}
+	cfg := config{Property: allProperties, From: "2026-03-01", To: "2026-03-02", Rules: string(engine.RulesHistorical), Parallel: 1, Slice: "1/4"}
+	var out strings.Builder
+	err := runEvery(context.Background(), cfg, r, failingList{}, &out)
+	const want = "-slice=1/4 -run=2026-03-10T00:00:00Z"
+	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(out.String(), want) {
+		t.Errorf("run: %v\n%s\nwant both to say to continue with %s", err, out.String(), want)
 	}
 }
