@@ -134,10 +134,10 @@ func runEvery(ctx context.Context, cfg config, r *reprocess.Runner, list propert
 	listErr := <-listed
 	fmt.Fprintf(out, "every property (slice %d/%d): %d done, %d done earlier in this run, %d deleted, %d failed\n", i, n, done, earlier, deleted, len(failed))
 	switch {
+	case ctx.Err() != nil: // before listErr: a page's request it cut short
+		return fmt.Errorf("stopped (%w): continue with %s", context.Cause(ctx), cont)
 	case listErr != nil:
 		return fmt.Errorf("%w; the properties listed so far were run: continue with %s", listErr, cont)
-	case ctx.Err() != nil:
-		return fmt.Errorf("stopped (%w): continue with %s", context.Cause(ctx), cont)
 	case len(failed) > 0:
 		named := failed[:min(len(failed), 10)]
 		if len(failed) > len(named) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -149,5 +150,26 @@ func TestRunEveryContinuesItsSlice(t *testing.T) {
 	const want = "-slice=1/4 -run=2026-03-10T00:00:00Z"
 	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(out.String(), want) {
 		t.Errorf("run: %v\n%s\nwant both to say to continue with %s", err, out.String(), want)
+	}
+}
+
+// cancelledList is the list's request cut short by the command stopping.
+type cancelledList struct{}
+
+func (cancelledList) PropertyIDs(ctx context.Context, _ string, _ int) (*configclient.PropertyList, error) {
+	<-ctx.Done()
+	return nil, fmt.Errorf("list the properties: %w", ctx.Err())
+}
+
+// A command stopped (SIGTERM) while it read a page says it was stopped,
+// not that config-svc failed the list and that what it listed was run.
+func TestRunEveryStoppedWhileListing(t *testing.T) {
+	r := &reprocess.Runner{Now: func() time.Time { return time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC) }}
+	cfg := config{Property: allProperties, From: "2026-03-01", To: "2026-03-02", Rules: string(engine.RulesHistorical), Parallel: 1, Slice: "0/1"}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	time.AfterFunc(50*time.Millisecond, func() { cancel(errors.New("terminated")) })
+	err := runEvery(ctx, cfg, r, cancelledList{}, io.Discard)
+	if err == nil || !strings.HasPrefix(err.Error(), "stopped (terminated): continue with -run=") {
+		t.Errorf("run: %v; want it stopped, and how to continue", err)
 	}
 }
