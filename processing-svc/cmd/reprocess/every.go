@@ -15,6 +15,12 @@ import (
 	"github.com/acme/analytics/processing-svc/internal/reprocess"
 )
 
+// everyCacheIdleTTL bounds -config-cache-idle-ttl in a run over every
+// property, so that the config client's cache holds the properties of
+// the last minutes, not every property the run has done (each a document
+// with its compiled rules and its rule history).
+const everyCacheIdleTTL = 10 * time.Minute
+
 // propertiesPage is how many properties' IDs one request to config-svc
 // lists (its most).
 const propertiesPage = 1000

@@ -116,16 +116,24 @@ func run(ctx context.Context, cfg config) error {
 	if err := cc.Locate(&cfg.Discovery); err != nil {
 		return err
 	}
+	every := cfg.Property == allProperties
+	if every {
+		// Each property's document and rule history stay cached after
+		// its job (a job reads them afresh anyway): the cache would hold
+		// every property of the run. The sweeper drops them.
+		cc.IdleTTL = min(cc.IdleTTL, everyCacheIdleTTL)
+	}
 	configs, err := configclient.New(cc)
 	if err != nil {
 		return err
 	}
-	if cc.BaseURL == "" {
-		// Lookups need config-svc's instances from Consul.
+	if cc.BaseURL == "" || every {
+		// Lookups need config-svc's instances from Consul; the sweeper
+		// of a run over every property runs with it.
 		go func() { _ = configs.Run(ctx) }()
 	}
 	r := &reprocess.Runner{Session: session, Properties: &engine.ConfigProperties{Client: configs, Fresh: true}, Log: log}
-	if cfg.Property == allProperties {
+	if every {
 		r.MaxRunning = cfg.Parallel
 		return runEvery(ctx, cfg, r, configs, os.Stdout)
 	}
