@@ -165,6 +165,22 @@ func TestCheckPasswordAndEmail(t *testing.T) {
 			t.Errorf("CheckEmail(%q) = %q, want %q", tt.email, got, tt.want)
 		}
 	}
+	// A new address must not hold what no address holds; CheckEmail, which
+	// logins use, still lets them through to the lookup.
+	for _, tt := range append(emails, []struct{ email, want string }{
+		{"a\x00@b.example", "has the character U+0000"},
+		{"a@b.example\x7f", "has the character U+007F"},
+		{"a\u2028@b.example", "has the character U+2028"},
+		{"a\u2066@b.example", "has the character U+2066"},
+		{"müller@b.example", ""},
+	}...) {
+		if got := CheckNewEmail(tt.email); (tt.want == "") != (got == "") || !strings.Contains(got, tt.want) {
+			t.Errorf("CheckNewEmail(%q) = %q, want %q", tt.email, got, tt.want)
+		}
+	}
+	if got := CheckEmail("a\x00@b.example"); got != "" {
+		t.Errorf("CheckEmail of a stored address with a NUL = %q, want it let through to the lookup", got)
+	}
 }
 
 func TestHasher(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/acme/analytics/pkg/authtoken"
+	"github.com/acme/analytics/pkg/rules"
 	"github.com/acme/analytics/pkg/tenant"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -99,6 +100,24 @@ func CheckEmail(email string) string {
 		return fmt.Sprintf("%q: the domain must be a full domain name such as example.com", email)
 	case strings.ContainsAny(email, " \t\r\n<>()[],;:\\\""):
 		return fmt.Sprintf("%q contains characters an e-mail address cannot have", email)
+	}
+	return ""
+}
+
+// CheckNewEmail says what is wrong with an address given to an account (a
+// sign-up, a user an admin adds, an invitation), or "": CheckEmail's
+// problems, and a control character (a NUL), a line or paragraph
+// separator or a text direction control anywhere in it, which no address
+// has and which the e-mails we send would carry in their headers. Logins
+// and password resets check an address with CheckEmail alone, so that an
+// account made before such addresses were refused can still sign in.
+func CheckNewEmail(email string) string {
+	if problem := CheckEmail(email); problem != "" {
+		return problem
+	}
+	if i := strings.IndexFunc(email, rules.Unprintable); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(email[i:])
+		return fmt.Sprintf("%q has the character %U (a control character, line break or text direction control), which an e-mail address cannot have", email, r)
 	}
 	return ""
 }

@@ -73,7 +73,7 @@ func checkName(w http.ResponseWriter, field, name string, limit int) bool {
 
 // checkCredentials validates an e-mail and a new password.
 func checkCredentials(w http.ResponseWriter, email, password string) bool {
-	if reason := auth.CheckEmail(email); reason != "" {
+	if reason := auth.CheckNewEmail(email); reason != "" {
 		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "email", "email: "+reason)
 		return false
 	}

@@ -68,6 +68,12 @@ func TestBadInputsAnswer400WithAReason(t *testing.T) {
 
 		// Accounts.
 		{"bad e-mail", anonymous, "POST", "/v1/signup", map[string]string{"email": "not-an-email", "password": "long enough pw", "company": "c"}, nil, "invalid_field", "email", "not an e-mail address"},
+		// A NUL or another control character in an address was accepted:
+		// the account (or invitation) was made with it, and the e-mail we
+		// send carried it in its To header.
+		{"e-mail with a NUL", anonymous, "POST", "/v1/signup", map[string]string{"email": "nul\x00@y.example", "password": "long enough pw", "company": "c"}, nil, "invalid_field", "email", "has the character U+0000"},
+		{"e-mail with a vertical tab", a.as(), "POST", "/v1/users", map[string]string{"email": "vt\v@y.example", "password": "long enough pw", "role": "viewer"}, nil, "invalid_field", "email", "has the character U+000B"},
+		{"invitation to an e-mail with a direction control", a.as(), "POST", "/v1/invitations", map[string]string{"email": "rlo\u202e@y.example", "role": "viewer"}, nil, "invalid_field", "email", "has the character U+202E"},
 		{"e-mail without domain dot", anonymous, "POST", "/v1/signup", map[string]string{"email": "a@localhost", "password": "long enough pw", "company": "c"}, nil, "invalid_field", "email", "full domain name"},
 		{"short password", anonymous, "POST", "/v1/signup", map[string]string{"email": "x@y.example", "password": "short", "company": "c"}, nil, "invalid_field", "password", "at least 10 characters"},
 		{"password over bcrypt's limit", anonymous, "POST", "/v1/signup", map[string]string{"email": "x@y.example", "password": strings.Repeat("p", 73), "company": "c"}, nil, "invalid_field", "password", "at most 72 bytes"},

@@ -68,7 +68,7 @@ func (s *Server) createInvitation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	email := auth.NormalizeEmail(req.Email)
-	if reason := auth.CheckEmail(email); reason != "" {
+	if reason := auth.CheckNewEmail(email); reason != "" {
 		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "email", "email: "+reason)
 		return
 	}
