@@ -380,7 +380,7 @@ func (s *Server) patchProperty(w http.ResponseWriter, r *http.Request) {
 	// the newest version holds for both.
 	made := false
 	if req.Hostnames != nil {
-		_, status := s.newRuleVersion(w, r, p, id.UserID, 0, func(cur configclient.RuleVersion) (configclient.RuleVersion, bool) {
+		_, status := s.newRuleVersion(w, r, p, id.UserID, precondition{}, func(cur configclient.RuleVersion) (configclient.RuleVersion, bool) {
 			if slices.Equal(cur.Hostnames, p.Hostnames) {
 				return cur, false
 			}

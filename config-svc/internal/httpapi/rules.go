@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/http"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -79,9 +80,9 @@ const maxVersionAttempts = 5
 // with edit (which reports whether anything changed), validating it with
 // the compile step the pipeline runs. The version number is claimed with a
 // lightweight transaction; when a concurrent edit took it, the edit is
-// redone on top of that one. With ifMatch > 0 the current version must be
-// ifMatch, else 412. It answers the request itself on failure.
-func (s *Server) newRuleVersion(w http.ResponseWriter, r *http.Request, p store.Property, userID string, ifMatch int,
+// redone on top of that one. The current version must satisfy ifMatch,
+// else 412 (and with ifMatch set, a concurrent edit is 412 too). It answers the request itself on failure.
+func (s *Server) newRuleVersion(w http.ResponseWriter, r *http.Request, p store.Property, userID string, ifMatch precondition,
 	edit func(cur configclient.RuleVersion) (configclient.RuleVersion, bool)) (configclient.RuleVersion, versionStatus) {
 	ctx := r.Context()
 	for range maxVersionAttempts {
@@ -90,7 +91,7 @@ func (s *Server) newRuleVersion(w http.ResponseWriter, r *http.Request, p store.
 			s.internalError(w, r, "read the current rules", err)
 			return cur, versionFailed
 		}
-		if ifMatch > 0 && cur.Version != ifMatch {
+		if !ifMatch.holds(cur.Version) {
 			preconditionFailed(w, cur.Version, ifMatch)
 			return cur, versionFailed
 		}
@@ -124,7 +125,7 @@ func (s *Server) newRuleVersion(w http.ResponseWriter, r *http.Request, p store.
 			s.pruneRuleVersions(r, p.ID, next.EffectiveAt)
 			return next, versionCreated
 		}
-		if ifMatch > 0 {
+		if ifMatch.set {
 			preconditionFailed(w, cur.Version+1, ifMatch)
 			return cur, versionFailed
 		}
@@ -210,28 +211,85 @@ func (s *Server) pruneRuleVersions(r *http.Request, propertyID gocql.UUID, now t
 	s.metrics.ruleVersionsPruned.Add(float64(n))
 }
 
-func preconditionFailed(w http.ResponseWriter, current, want int) {
+func preconditionFailed(w http.ResponseWriter, current int, m precondition) {
 	w.Header().Set("ETag", etag(current))
+	if len(m.versions) == 0 {
+		httpserver.WriteError(w, http.StatusPreconditionFailed, "precondition_failed",
+			"If-Match holds only the weak entity tag "+m.weak+", and If-Match compares entity tags strongly (RFC 9110), so a weak one never matches; "+
+				"send the ETag of GET .../rules as it is, without W/ (the rules are at version "+strconv.Itoa(current)+`: "`+strconv.Itoa(current)+`"`+
+				"; a proxy that compresses answers may have weakened it)")
+		return
+	}
+	want := make([]string, len(m.versions))
+	for i, v := range m.versions {
+		want[i] = strconv.Itoa(v)
+	}
 	httpserver.WriteError(w, http.StatusPreconditionFailed, "precondition_failed",
-		"the rules are at version "+strconv.Itoa(current)+", not "+strconv.Itoa(want)+" as If-Match says; someone changed them: read them again and reapply your change")
+		"the rules are at version "+strconv.Itoa(current)+", not "+strings.Join(want, " or ")+" as If-Match says; someone changed them: read them again and reapply your change")
 }
 
 func etag(version int) string { return `"` + strconv.Itoa(version) + `"` }
 
-// parseIfMatch reads If-Match: a version as "3", 3 or W/"3"; * or absent
-// is 0 (no precondition).
-func parseIfMatch(w http.ResponseWriter, r *http.Request) (int, bool) {
-	v := strings.TrimSpace(r.Header.Get("If-Match"))
-	if v == "" || v == "*" {
-		return 0, true
-	}
-	n, err := strconv.Atoi(strings.Trim(strings.TrimPrefix(v, "W/"), `"`))
-	if err != nil || n < 1 {
+// precondition is the precondition of a PUT's If-Match (RFC 9110, 13.1.1):
+// none (no header, or *: the rules always exist), or the versions its
+// strong entity tags name. If-Match compares strongly, so a weak tag
+// (W/"3") never matches: a header of weak tags alone always fails.
+type precondition struct {
+	set      bool
+	versions []int  // the strong tags'
+	weak     string // the first weak tag, for the answer
+}
+
+// holds reports whether the current version satisfies the precondition.
+func (m precondition) holds(current int) bool {
+	return !m.set || slices.Contains(m.versions, current)
+}
+
+// parseIfMatch reads If-Match: a comma-separated list of entity tags, in
+// one header or several, or *. Each of ours is a version number in
+// quotes ("3"); a tag that cannot be one (unquoted, not a number, "03") is
+// refused with 400 rather than read as one or left to fail.
+func parseIfMatch(w http.ResponseWriter, r *http.Request) (precondition, bool) {
+	var m precondition
+	bad := func(tag, why string) (precondition, bool) {
 		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "If-Match",
-			"If-Match: "+quote(v)+` is not a rule version; send the ETag of GET .../rules, e.g. "3"`)
-		return 0, false
+			"If-Match: "+quote(tag)+" is not a rule version"+why+`; send the ETag of GET .../rules as it is, quotes included, e.g. "3"`)
+		return precondition{}, false
 	}
-	return n, true
+	values := r.Header.Values("If-Match")
+	star := false
+	for _, v := range values {
+		for _, tag := range strings.Split(v, ",") {
+			tag = strings.TrimSpace(tag)
+			switch {
+			case tag == "":
+				continue // a list may have empty elements
+			case tag == "*":
+				star = true
+				continue
+			}
+			m.set = true
+			strong, weak := strings.CutPrefix(tag, "W/")
+			if len(strong) < 2 || strong[0] != '"' || strong[len(strong)-1] != '"' {
+				return bad(tag, ": an entity tag is in double quotes")
+			}
+			n, err := strconv.Atoi(strong[1 : len(strong)-1])
+			if err != nil || n < 1 || etag(n) != strong {
+				return bad(tag, "")
+			}
+			if weak {
+				if m.weak == "" {
+					m.weak = tag
+				}
+				continue
+			}
+			m.versions = append(m.versions, n)
+		}
+	}
+	if star && m.set {
+		return bad(strings.Join(values, ", "), ": * stands alone, it cannot be listed with entity tags")
+	}
+	return m, true
 }
 
 func writeRulesError(w http.ResponseWriter, err error) {

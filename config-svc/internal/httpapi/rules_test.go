@@ -126,6 +126,60 @@ func TestRuleVersionsAndPointInTime(t *testing.T) {
 	}
 }
 
+// TestIfMatchComparesStrongly: If-Match compares entity tags strongly
+// (RFC 9110, 13.1.1), so a weak tag never matches, even the current
+// version's: W/"1" was read as version 1 and the change made. A tag that
+// cannot be one of ours (unquoted, "01") is refused, not read as a
+// version; a list matches when any of its tags does. A refused PUT makes
+// no version.
+func TestIfMatchComparesStrongly(t *testing.T) {
+	e := newEnv(t)
+	a := e.signup("Strong")
+	p := e.createProperty(a, map[string]any{"name": "Site", "hostnames": []string{"example.com"}})
+	base := "/v1/properties/" + p.ID + "/rules"
+	doc := `{"bot_filtering": false}`
+	current := func() int {
+		t.Helper()
+		var v configclient.RuleVersion
+		e.must(http.StatusOK, a.as(), "GET", base, nil).decode(t, &v)
+		return v.Version
+	}
+	for _, tt := range []struct {
+		name, ifMatch string
+		status        int
+		code, in      string
+	}{
+		{"weak tag of the current version", `W/"1"`, http.StatusPreconditionFailed, "precondition_failed", `only the weak entity tag W/"1"`},
+		{"weak tags only", `W/"1", W/"2"`, http.StatusPreconditionFailed, "precondition_failed", "never matches"},
+		{"weak current and strong stale", `W/"1", "2"`, http.StatusPreconditionFailed, "precondition_failed", "not 2 as If-Match says"},
+		{"unquoted version", `1`, http.StatusBadRequest, "invalid_field", "in double quotes"},
+		{"leading zero", `"01"`, http.StatusBadRequest, "invalid_field", `"\"01\"" is not a rule version`},
+		{"weak tag that is no version", `W/"abc"`, http.StatusBadRequest, "invalid_field", "not a rule version"},
+		{"star in a list", `*, "1"`, http.StatusBadRequest, "invalid_field", "* stands alone"},
+	} {
+		r := e.do(a.as(), "PUT", base, doc, "If-Match", tt.ifMatch)
+		if got := r.apiError(); r.code != tt.status || got.Code != tt.code || !strings.Contains(got.Message, tt.in) {
+			t.Errorf("%s (If-Match: %s) = %d %s, want %d %s saying %q", tt.name, tt.ifMatch, r.code, r.body, tt.status, tt.code, tt.in)
+		}
+		if tt.code == "invalid_field" && r.apiError().Field != "If-Match" {
+			t.Errorf("%s: field %q, want If-Match", tt.name, r.apiError().Field)
+		}
+		if v := current(); v != 1 {
+			t.Fatalf("after %s the rules are at version %d, want 1: a refused PUT made a version", tt.name, v)
+		}
+	}
+	// A list holding the current version's strong tag matches.
+	var v2 configclient.RuleVersion
+	e.must(http.StatusOK, a.as(), "PUT", base, doc, "If-Match", `"7", W/"9", "1"`).decode(t, &v2)
+	if v2.Version != 2 {
+		t.Fatalf("a list holding the current version made version %d, want 2", v2.Version)
+	}
+	e.must(http.StatusOK, a.as(), "PUT", base, `{}`, "If-Match", `*`)
+	if v := current(); v != 3 {
+		t.Fatalf("If-Match: * left the rules at version %d, want 3", v)
+	}
+}
+
 // TestConcurrentRuleEditsGetDistinctVersions: edits racing for the next
 // version number each get their own.
 func TestConcurrentRuleEditsGetDistinctVersions(t *testing.T) {
