@@ -2,7 +2,9 @@ package parse
 
 import (
 	"encoding/json"
+	"errors"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/acme/analytics/collection-svc/internal/benchdata"
@@ -72,5 +74,38 @@ func TestRejectedHitsRawIsItsJSONAsSent(t *testing.T) {
 		if !json.Valid([]byte(it.Raw)) {
 			t.Errorf("raw %q is not JSON", it.Raw)
 		}
+	}
+}
+
+// A body that is not JSON is refused saying where and why, in a few
+// words: fastjson's error nested a "cannot parse array: cannot parse array
+// value: " per level, 14 KB of them for a body nested past 300 levels,
+// and called a body cut short "unexpected end of object".
+func TestNotJSONSaysWhereAndWhy(t *testing.T) {
+	hit := `{"t":"pageview","cid":"1","dl":"https://a.example/"}`
+	for _, tt := range []struct {
+		name, body, want string
+	}{
+		{"empty", " \n", `the body is empty; send a JSON object {"hits": [...]}`},
+		{"cut short", `{"hits":[` + hit, "it ends (after 61 bytes) in the middle of a value; was it cut short"},
+		{"after the object", `{"hits":[` + hit + "]}\n x", "invalid character 'x' after top-level value (line 2, byte 2)"},
+		{"a stray comma", `{"hits":[` + hit + `,]}`, "invalid character ']' looking for beginning of value (line 1, byte 63)"},
+		{"nested too deep", strings.Repeat("[", 100000), "nest more than 300 levels deep"},
+		{"nested objects too deep", `{"hits":[{"ep":` + strings.Repeat(`{"a":`, 10000) + "1" + strings.Repeat("}", 10000) + "}]}", "nest more than 300 levels deep"},
+	} {
+		_, err := Batch(nil, []byte(tt.body))
+		var pe *Error
+		if !errors.As(err, &pe) || pe.Reason != ReasonMalformed || !strings.Contains(pe.Message, tt.want) {
+			t.Errorf("%s: %v, want malformed saying %q", tt.name, err, tt.want)
+			continue
+		}
+		if len(pe.Message) > 300 || strings.Contains(pe.Message, "cannot parse") {
+			t.Errorf("%s: a message of %d bytes: %.300s", tt.name, len(pe.Message), pe.Message)
+		}
+	}
+	// The Measurement API's body is read the same way.
+	_, err := Measurement(nil, []byte(strings.Repeat("[", 1000)))
+	if err == nil || len(err.Error()) > 300 || !strings.Contains(err.Error(), "300 levels") {
+		t.Errorf("a Measurement API body nested too deep: %.300v", err)
 	}
 }

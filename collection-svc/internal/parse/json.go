@@ -1,6 +1,13 @@
 package parse
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+
 	"github.com/valyala/fastjson"
 )
 
@@ -80,7 +87,7 @@ func withObject(dst []Item, body []byte, shape string, f func([]Item, *fastjson.
 	defer parsers.Put(p)
 	v, err := p.ParseBytes(body)
 	if err != nil {
-		return nil, Errorf(ReasonMalformed, "", "the body is not JSON: %v", err)
+		return nil, Errorf(ReasonMalformed, "", "%s", notJSON(body, shape, err))
 	}
 	if v.Type() != fastjson.TypeObject {
 		return nil, Errorf(ReasonMalformed, "", "the body must be a JSON object %s", shape)
@@ -251,3 +258,49 @@ func truncate(s string) string {
 
 // Truncate bounds a rejected input kept in a dead letter.
 func Truncate(s string) string { return truncate(s) }
+
+// fastjsonChain is one level of fastjson's nested error text.
+var fastjsonChain = regexp.MustCompile(`^cannot parse [a-zA-Z ]+: `)
+
+// notJSON says why a body that fastjson refused is not JSON, where the
+// mistake is (line and byte) and what was there. fastjson's own error
+// nests a "cannot parse array: cannot parse array value: " per level, 14
+// KB of it for a body nested past its 300 levels, with the cause at its
+// very end; and it calls a body cut short "unexpected end of object".
+// This runs only on a refused body (at most MaxBatchBytes), never on the
+// path of a hit that parses.
+func notJSON(body []byte, shape string, err error) string {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return "the body is empty; send a JSON object " + shape
+	}
+	if strings.Contains(err.Error(), "too big depth") {
+		return "the body is not JSON we read: its arrays and objects nest more than 300 levels deep; send a JSON object " + shape
+	}
+	var se *json.SyntaxError
+	if errors.As(json.Unmarshal(body, new(json.RawMessage)), &se) {
+		if se.Offset >= int64(len(body)) && strings.HasPrefix(se.Error(), "unexpected end") {
+			return fmt.Sprintf("the body is not JSON: it ends (after %d bytes) in the middle of a value; was it cut short, or is a closing bracket or quote missing?", len(body))
+		}
+		return fmt.Sprintf("the body is not JSON: %s (%s)", se.Error(), position(body, se.Offset))
+	}
+	// What fastjson refuses and encoding/json takes (a number such as
+	// 01): its cause without the levels above it.
+	msg := err.Error()
+	for {
+		rest := fastjsonChain.ReplaceAllString(msg, "")
+		if rest == msg {
+			break
+		}
+		msg = rest
+	}
+	return "the body is not JSON: " + msg
+}
+
+// position names where a syntax error found after offset bytes is: the
+// line and the byte of the line, both from 1.
+func position(body []byte, offset int64) string {
+	off := min(max(int(offset), 1), len(body))
+	before := body[:off-1]
+	line := 1 + bytes.Count(before, []byte("\n"))
+	return fmt.Sprintf("line %d, byte %d", line, off-(bytes.LastIndexByte(before, '\n')+1))
+}
