@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 
@@ -26,7 +27,8 @@ func atEOF(dec *json.Decoder) bool {
 //	POST /internal/v1/reprocess  {"property_id", "from", "to", "rules": "historical"|"current"}
 //	    → 202 with the job, running; it runs in the background of this instance
 //	    (400 invalid_json for a body that is not one object of those
-//	    fields; 400 invalid_job for a bad range or rules, or no property_id;
+//	    fields, each a string given once; 400 invalid_job for a bad range
+//	    or rules, or no property_id; each naming its field;
 //	    404 not_found for an unknown property; 503 unavailable when the property cannot be
 //	    looked up or the job not recorded; 409 job_running while another
 //	    job of the property runs: the new one is recorded, and can be
@@ -54,48 +56,29 @@ func (r *Runner) Register(mux *http.ServeMux, wrap func(http.Handler) http.Handl
 		}
 	}
 	mux.Handle("POST /internal/v1/reprocess", wrap(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		var in struct {
-			PropertyID string           `json:"property_id"`
-			From       string           `json:"from"`
-			To         string           `json:"to"`
-			Rules      engine.RulesMode `json:"rules"`
-		}
-		// The body whole first (one value, nothing after it), then its
-		// fields, strictly.
-		dec := json.NewDecoder(req.Body)
-		var raw json.RawMessage
-		err := dec.Decode(&raw)
-		switch {
-		case err != nil:
-		case string(raw) == "null":
-			err = errors.New("the body is null") // would be a job of nothing
-		case !atEOF(dec):
-			err = errors.New("something follows the JSON object; send one object")
-		default:
-			strict := json.NewDecoder(bytes.NewReader(raw))
-			strict.DisallowUnknownFields()
-			err = strict.Decode(&in)
-		}
+		in, field, err := decodeJob(req.Body)
 		if err != nil {
-			httpserver.WriteError(w, http.StatusBadRequest, "invalid_json", "the body must be {property_id, from, to, rules}: "+err.Error())
+			httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_json", field, "the body must be {property_id, from, to, rules}: "+err.Error())
 			return
 		}
 		if in.PropertyID == "" {
 			// Missing, not unknown: 404 would send the caller looking for a
 			// property.
-			httpserver.WriteError(w, http.StatusBadRequest, "invalid_job", "property_id is required: the ID of the property to reprocess")
+			httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_job", "property_id", "property_id is required: the ID of the property to reprocess")
 			return
 		}
 		j, err := r.Create(req.Context(), in.PropertyID, in.From, in.To, in.Rules)
 		switch {
 		case errors.Is(err, engine.ErrUnknownProperty):
-			httpserver.WriteError(w, http.StatusNotFound, "not_found", err.Error())
+			httpserver.WriteFieldError(w, http.StatusNotFound, "not_found", "property_id", err.Error())
 			return
 		case errors.As(err, new(unavailableError)):
 			httpserver.WriteError(w, http.StatusServiceUnavailable, "unavailable", err.Error()+"; nothing was recorded: try again")
 			return
 		case err != nil:
-			httpserver.WriteError(w, http.StatusBadRequest, "invalid_job", err.Error())
+			var fe *FieldError
+			errors.As(err, &fe)
+			httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_job", fe.fieldName(), err.Error())
 			return
 		}
 		start(w, req, j)
@@ -122,4 +105,81 @@ func (r *Runner) Register(mux *http.ServeMux, wrap func(http.Handler) http.Handl
 			start(w, req, j)
 		}
 	})))
+}
+
+// jobRequest is the body of POST /internal/v1/reprocess.
+type jobRequest struct {
+	PropertyID string           `json:"property_id"`
+	From       string           `json:"from"`
+	To         string           `json:"to"`
+	Rules      engine.RulesMode `json:"rules"`
+}
+
+// decodeJob reads the body of a new job strictly: one JSON object, nothing
+// after it, of those four fields, each a string (or null, left out) and
+// given once. It returns the field at fault with the error, where there is
+// one. A field given twice was read as its last value: "rules" given as
+// "current" and then "historical" made a historical job.
+func decodeJob(body io.Reader) (jobRequest, string, error) {
+	var in jobRequest
+	dec := json.NewDecoder(body)
+	var raw json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = errors.New("the body is empty")
+		}
+		return in, "", err
+	}
+	if !atEOF(dec) {
+		return in, "", errors.New("something follows the JSON object; send one object")
+	}
+	if string(raw) == "null" {
+		return in, "", errors.New("the body is null") // would be a job of nothing
+	}
+	var fields map[string]json.RawMessage
+	if raw[0] != '{' || json.Unmarshal(raw, &fields) != nil {
+		return in, "", errors.New("the body is not a JSON object")
+	}
+	targets := map[string]*string{"property_id": &in.PropertyID, "from": &in.From, "to": &in.To, "rules": (*string)(&in.Rules)}
+	seen := make(map[string]bool, len(fields))
+	keys := json.NewDecoder(bytes.NewReader(raw))
+	keys.Token() // {
+	for keys.More() {
+		tok, err := keys.Token()
+		if err != nil {
+			return in, "", err
+		}
+		key := tok.(string)
+		var v json.RawMessage
+		if err := keys.Decode(&v); err != nil {
+			return in, key, err
+		}
+		target, ok := targets[key]
+		switch {
+		case !ok:
+			return in, key, fmt.Errorf("unknown field %q", key)
+		case seen[key]:
+			return in, key, fmt.Errorf("%s is given twice; give each field once", key)
+		}
+		seen[key] = true
+		if string(v) == "null" {
+			continue
+		}
+		if json.Unmarshal(v, target) != nil {
+			kind := map[byte]string{'{': "an object", '[': "an array", 't': "a boolean", 'f': "a boolean"}[v[0]]
+			if kind == "" {
+				kind = "a number"
+			}
+			return in, key, fmt.Errorf("%s must be a string, not %s", key, kind)
+		}
+	}
+	return in, "", nil
+}
+
+// fieldName is the field of a job refused for one, or "".
+func (e *FieldError) fieldName() string {
+	if e == nil {
+		return ""
+	}
+	return e.Field
 }

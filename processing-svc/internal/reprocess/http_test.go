@@ -76,9 +76,46 @@ func TestAPIAnswersBadInputAndOutagesApart(t *testing.T) {
 		{"a second object", job + ` {"property_id":"` + propID + `"}`, http.StatusBadRequest, "invalid_json", "something follows the JSON object"},
 		{"a stray }", job + `}`, http.StatusBadRequest, "invalid_json", "something follows the JSON object"},
 		{"an unknown field", `{"property_id":"` + propID + `","from":"2026-03-02","to":"2026-03-02","rules":"current","days":3}`, http.StatusBadRequest, "invalid_json", `unknown field "days"`},
+		// A field given twice was read as its last value (a historical
+		// job of "current" then "historical"); a field named in another
+		// case was read as the field.
+		{"a field given twice", `{"property_id":"` + propID + `","from":"2026-03-02","to":"2026-03-02","rules":"current","rules":"historical"}`, http.StatusBadRequest, "invalid_json", "rules is given twice"},
+		{"a field given twice, once escaped", `{"property_id":"` + propID + `","from":"2026-03-02","fr\u006fm":"2026-03-01","to":"2026-03-02","rules":"current"}`, http.StatusBadRequest, "invalid_json", "from is given twice"},
+		{"a field in another case", `{"property_id":"` + propID + `","from":"2026-03-02","to":"2026-03-02","Rules":"current"}`, http.StatusBadRequest, "invalid_json", `unknown field "Rules"`},
+		{"a number for a date", `{"property_id":"` + propID + `","from":20260302,"to":"2026-03-02","rules":"current"}`, http.StatusBadRequest, "invalid_json", "from must be a string, not a number"},
+		{"not an object", `["` + propID + `"]`, http.StatusBadRequest, "invalid_json", "not a JSON object"},
+		{"empty", ``, http.StatusBadRequest, "invalid_json", "the body is empty"},
+		// Each refusal names its field, and a missing one is called
+		// required (it was `from "" is not a date`).
+		{"no from", `{"property_id":"` + propID + `","to":"2026-03-02","rules":"current"}`, http.StatusBadRequest, "invalid_job", "from is required"},
+		{"no rules", `{"property_id":"` + propID + `","from":"2026-03-02","to":"2026-03-02"}`, http.StatusBadRequest, "invalid_job", "rules is required"},
 	} {
 		if got, msg := call(ok, "POST", "/internal/v1/reprocess", tt.body); got != tt.want || !strings.HasPrefix(msg, tt.code+": ") || !strings.Contains(msg, tt.in) {
 			t.Errorf("%s: %d (%s), want %d %s containing %q", tt.name, got, msg, tt.want, tt.code, tt.in)
+		}
+	}
+	for _, tt := range []struct {
+		name, body, field string
+	}{
+		{"no property", `{"from":"2026-03-02","to":"2026-03-02","rules":"current"}`, "property_id"},
+		{"a field given twice", `{"property_id":"` + propID + `","rules":"current","rules":"historical"}`, "rules"},
+		{"a bad date", `{"property_id":"` + propID + `","from":"2026-02-30","to":"2026-03-02","rules":"current"}`, "from"},
+		{"a reversed range", `{"property_id":"` + propID + `","from":"2026-03-02","to":"2026-03-01","rules":"current"}`, "to"},
+		{"a range too long", `{"property_id":"` + propID + `","from":"2025-03-01","to":"2026-03-02","rules":"current"}`, "from,to"},
+		{"a day still open", `{"property_id":"` + propID + `","from":"2026-03-02","to":"2026-03-09","rules":"current"}`, "to"},
+		{"bad rules", `{"property_id":"` + propID + `","from":"2026-03-02","to":"2026-03-02","rules":"today"}`, "rules"},
+		{"a property that is no UUID", `{"property_id":"x","from":"2026-03-02","to":"2026-03-02","rules":"current"}`, "property_id"},
+	} {
+		req, _ := http.NewRequest("POST", ok.URL+"/internal/v1/reprocess", strings.NewReader(tt.body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e httpserver.ErrorBody
+		_ = json.NewDecoder(resp.Body).Decode(&e)
+		resp.Body.Close()
+		if e.Error.Field != tt.field {
+			t.Errorf("%s: %d %+v, want field %q", tt.name, resp.StatusCode, e.Error, tt.field)
 		}
 	}
 	var jobs int

@@ -100,11 +100,14 @@ func (r *Runner) Create(ctx context.Context, propertyID, from, to string, mode e
 	if err != nil {
 		return nil, err
 	}
-	if mode != engine.RulesHistorical && mode != engine.RulesCurrent {
-		return nil, fmt.Errorf("rules must be %q or %q, got %q", engine.RulesHistorical, engine.RulesCurrent, mode)
+	switch {
+	case mode == "":
+		return nil, fieldError("rules", fmt.Errorf("rules is required: %q (the rules in effect when each hit arrived) or %q (today's)", engine.RulesHistorical, engine.RulesCurrent))
+	case mode != engine.RulesHistorical && mode != engine.RulesCurrent:
+		return nil, fieldError("rules", fmt.Errorf("rules must be %q or %q, got %q", engine.RulesHistorical, engine.RulesCurrent, mode))
 	}
 	if _, err := gocql.ParseUUID(propertyID); err != nil {
-		return nil, fmt.Errorf("%w: property_id %q is not a property ID (a UUID)", engine.ErrUnknownProperty, propertyID)
+		return nil, fieldError("property_id", fmt.Errorf("%w: property_id %q is not a property ID (a UUID)", engine.ErrUnknownProperty, propertyID))
 	}
 	p, err := r.Properties.Property(ctx, propertyID)
 	if err != nil {
@@ -116,11 +119,11 @@ func (r *Runner) Create(ctx context.Context, propertyID, from, to string, mode e
 	}
 	latest := sessionDay(r.now(), p).AddDate(0, 0, -2)
 	if t.After(latest) {
-		return nil, fmt.Errorf("%w: the range must end by %s (days up to two days ago in the property's time zone are closed)", engine.ErrDayOpen, latest.Format(time.DateOnly))
+		return nil, fieldError("to", fmt.Errorf("%w: the range must end by %s (days up to two days ago in the property's time zone are closed)", engine.ErrDayOpen, latest.Format(time.DateOnly)))
 	}
 	earliest := engine.EarliestDay(p, r.now())
 	if f.Before(earliest) {
-		return nil, fmt.Errorf("%w: the range must start on %s or later (the raw archive keeps hits %d days)", ErrPastRetention, earliest.Format(time.DateOnly), int(hit.ArchiveRetention.Hours()/24))
+		return nil, fieldError("from", fmt.Errorf("%w: the range must start on %s or later (the raw archive keeps hits %d days)", ErrPastRetention, earliest.Format(time.DateOnly), int(hit.ArchiveRetention.Hours()/24)))
 	}
 	now := r.now()
 	j := &Job{PropertyID: propertyID, ID: gocql.TimeUUID().String(), From: from, To: to, Rules: mode, Status: StatusPending,
@@ -405,20 +408,43 @@ func (r *Runner) load(ctx context.Context, propertyID, jobID string) (*Job, map[
 	return j, done, nil
 }
 
+// FieldError is a job refused for one of its fields (Field: property_id,
+// from, to, rules, or "from,to" for the two together), as the API names
+// it; its message names it too.
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string { return e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+func fieldError(field string, err error) error { return &FieldError{Field: field, Err: err} }
+
 func parseRange(from, to string) (time.Time, time.Time, error) {
-	f, err := time.Parse(time.DateOnly, from)
-	if err != nil {
-		return time.Time{}, time.Time{}, fmt.Errorf("from %q is not a date (YYYY-MM-DD)", from)
+	parse := func(name, day string) (time.Time, error) {
+		if day == "" {
+			return time.Time{}, fieldError(name, fmt.Errorf("%s is required: the %s day of the range (YYYY-MM-DD, inclusive, in the property's time zone)", name, map[string]string{"from": "first", "to": "last"}[name]))
+		}
+		d, err := time.Parse(time.DateOnly, day)
+		if err != nil {
+			return time.Time{}, fieldError(name, fmt.Errorf("%s %q is not a date (YYYY-MM-DD)", name, day))
+		}
+		return d, nil
 	}
-	t, err := time.Parse(time.DateOnly, to)
+	f, err := parse("from", from)
 	if err != nil {
-		return time.Time{}, time.Time{}, fmt.Errorf("to %q is not a date (YYYY-MM-DD)", to)
+		return time.Time{}, time.Time{}, err
+	}
+	t, err := parse("to", to)
+	if err != nil {
+		return time.Time{}, time.Time{}, err
 	}
 	if t.Before(f) {
-		return time.Time{}, time.Time{}, fmt.Errorf("the range ends (%s) before it starts (%s)", to, from)
+		return time.Time{}, time.Time{}, fieldError("to", fmt.Errorf("the range ends (%s) before it starts (%s)", to, from))
 	}
 	if t.Sub(f) >= 366*24*time.Hour { // from..to holds one day more than between them
-		return time.Time{}, time.Time{}, errors.New("a job covers at most 366 days; split the range")
+		return time.Time{}, time.Time{}, fieldError("from,to", errors.New("a job covers at most 366 days; split the range"))
 	}
 	return f, t, nil
 }
