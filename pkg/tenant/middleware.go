@@ -22,6 +22,14 @@ func Require(secret []byte) func(http.Handler) http.Handler {
 				if errors.Is(err, ErrBadSignature) {
 					msg = "identity headers were not set by the gateway; call this endpoint through the gateway"
 				}
+				if strings.HasPrefix(r.URL.Path, "/internal/") {
+					// The gateway never routes these: sending a caller
+					// there with a token leads nowhere.
+					msg = "this internal endpoint needs identity headers signed with the services' identity secret, less than two minutes old (deploy/scripts/internal-call.sh signs them); the gateway does not route it"
+					if errors.Is(err, ErrBadSignature) {
+						msg = "the identity headers do not verify (" + err.Error() + "): sign them with the services' identity secret, less than two minutes before the call (deploy/scripts/internal-call.sh); the gateway does not route this internal endpoint"
+					}
+				}
 				httpserver.WriteError(w, http.StatusUnauthorized, "unauthenticated", msg)
 				return
 			}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -99,6 +100,37 @@ func TestRequire(t *testing.T) {
 				t.Fatalf("handler saw %+v, want %+v", got, *tt.sign)
 			}
 		})
+	}
+}
+
+// TestRequireOnAnInternalPath: an internal endpoint refused a call
+// without identity telling the caller to go through the gateway with a
+// bearer token, which never routes it (processing's reprocessing API,
+// config-svc's pipeline API); it says how such a call is signed.
+func TestRequireOnAnInternalPath(t *testing.T) {
+	secret := []byte("k")
+	h := Require(secret)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	for _, tt := range []struct {
+		name, path string
+		key        []byte
+		want       string
+	}{
+		{"unsigned internal", "/internal/v1/reprocess", nil, "deploy/scripts/internal-call.sh"},
+		{"forged internal", "/internal/v1/reprocess", []byte("wrong"), "the identity headers do not verify"},
+		{"unsigned public", "/v1/properties", nil, "through the gateway with a bearer token"},
+	} {
+		r := httptest.NewRequest("POST", tt.path, nil)
+		if tt.key != nil {
+			Sign(r.Header, Identity{TenantID: "system", UserID: "operator", Role: RoleService}, tt.key, time.Now())
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != http.StatusUnauthorized || !strings.Contains(w.Body.String(), tt.want) {
+			t.Errorf("%s: %d %s, want 401 saying %q", tt.name, w.Code, w.Body, tt.want)
+		}
+		if strings.HasPrefix(tt.path, "/internal/") && strings.Contains(w.Body.String(), "bearer token") {
+			t.Errorf("%s: %s sends the caller to the gateway", tt.name, w.Body)
+		}
 	}
 }
 
