@@ -95,6 +95,42 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
+// noBody is the handler of an endpoint that takes no body (every GET and
+// DELETE, POST /v1/email-verification): a body that holds anything but
+// white space or {} is refused, as an unknown field is everywhere, rather
+// than ignored ({"email": ...} to /v1/email-verification mailed the
+// caller's own address and answered 202).
+func noBody(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			if httpserver.IsTooLarge(err) {
+				httpserver.WriteTooLarge(w, err)
+				return
+			}
+			httpserver.WriteError(w, http.StatusBadRequest, "invalid_json", "could not read the request body: "+err.Error())
+			return
+		}
+		if len(bytes.TrimSpace(body)) > 0 {
+			none := r.Method + " " + r.URL.Path + " takes no body; send none (or {})"
+			generic, p := parseBody(body)
+			o, isObject := generic.(object)
+			switch {
+			case p != nil:
+				httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_json", p.path, p.reason+"; "+none)
+				return
+			case !isObject:
+				httpserver.WriteError(w, http.StatusBadRequest, "invalid_json", "the request body is "+describeValue(generic)+"; "+none)
+				return
+			case len(o) > 0:
+				httpserver.WriteFieldError(w, http.StatusBadRequest, "unknown_field", o[0].key, o[0].key+": is not a field: "+none)
+				return
+			}
+		}
+		next(w, r)
+	}
+}
+
 // object is a JSON object as parsed: its members in the body's order.
 type object []member
 

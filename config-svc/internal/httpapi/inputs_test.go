@@ -74,6 +74,13 @@ func TestBadInputsAnswer400WithAReason(t *testing.T) {
 		{"e-mail with a NUL", anonymous, "POST", "/v1/signup", map[string]string{"email": "nul\x00@y.example", "password": "long enough pw", "company": "c"}, nil, "invalid_field", "email", "has the character U+0000"},
 		{"e-mail with a vertical tab", a.as(), "POST", "/v1/users", map[string]string{"email": "vt\v@y.example", "password": "long enough pw", "role": "viewer"}, nil, "invalid_field", "email", "has the character U+000B"},
 		{"invitation to an e-mail with a direction control", a.as(), "POST", "/v1/invitations", map[string]string{"email": "rlo\u202e@y.example", "role": "viewer"}, nil, "invalid_field", "email", "has the character U+202E"},
+		// An endpoint that takes no body ignored one: a verification link
+		// asked for {"email": "other@..."} was mailed to the caller's own
+		// address with 202, a DELETE's body was dropped.
+		{"a field to an endpoint without a body", a.as(), "POST", "/v1/email-verification", map[string]string{"email": "other@y.example"}, nil, "unknown_field", "email", "email: is not a field: POST /v1/email-verification takes no body"},
+		{"a body to a GET", a.as(), "GET", prop, `{"name": "x"}`, nil, "unknown_field", "name", "takes no body"},
+		{"a body to a DELETE", a.as(), "DELETE", prop + "/api-secrets/" + p.ID, `[1]`, nil, "invalid_json", "", "the request body is a JSON array; DELETE"},
+		{"not JSON to an endpoint without a body", a.as(), "DELETE", prop, `x=1`, nil, "invalid_json", "", "takes no body"},
 		{"e-mail without domain dot", anonymous, "POST", "/v1/signup", map[string]string{"email": "a@localhost", "password": "long enough pw", "company": "c"}, nil, "invalid_field", "email", "full domain name"},
 		{"short password", anonymous, "POST", "/v1/signup", map[string]string{"email": "x@y.example", "password": "short", "company": "c"}, nil, "invalid_field", "password", "at least 10 characters"},
 		{"password over bcrypt's limit", anonymous, "POST", "/v1/signup", map[string]string{"email": "x@y.example", "password": strings.Repeat("p", 73), "company": "c"}, nil, "invalid_field", "password", "at most 72 bytes"},
@@ -170,6 +177,10 @@ func TestBadInputsAnswer400WithAReason(t *testing.T) {
 				t.Fatalf("%s %s = %d %s\nwant %d, code %s, field %q, message containing %q", tt.method, tt.path, r.code, r.body, wantStatus, tt.wantCode, tt.wantField, tt.wantIn)
 			}
 		})
+	}
+	// An endpoint without a body still takes none, white space or {}.
+	for _, body := range []any{nil, " \n", "{}"} {
+		e.must(http.StatusOK, a.as(), "GET", prop, body)
 	}
 	// None of it changed anything.
 	var history struct{ Versions []RuleVersionSummary }

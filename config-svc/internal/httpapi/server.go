@@ -202,7 +202,7 @@ func (s *Server) Routes() []Route {
 		{"GET", "/.well-known/jwks.json", Public, s.jwks, nil},
 
 		{"POST", "/v1/logout", Member, s.logout, nil},
-		{"POST", "/v1/email-verification", Member, s.resendEmailVerification, nil},
+		{"POST", "/v1/email-verification", Member, noBody(s.resendEmailVerification), nil},
 		{"POST", "/v1/email-verification/confirm", Member, s.confirmEmailVerification, nil},
 		{"GET", "/v1/tenants/me", Member, s.getTenant, nil},
 		{"PATCH", "/v1/tenants/me", Admin, s.patchTenant, nil},
@@ -251,7 +251,11 @@ func (s *Server) Register(mux *http.ServeMux) {
 }
 
 func (s *Server) wrap(rt Route) http.Handler {
-	h := withQuery(rt, rt.Handler)
+	handler := rt.Handler
+	if rt.Method == http.MethodGet || rt.Method == http.MethodDelete {
+		handler = noBody(handler)
+	}
+	h := withQuery(rt, handler)
 	switch rt.Access {
 	case Member:
 		h = tenant.RequireRole(tenant.RoleAdmin, tenant.RoleViewer)(h)
