@@ -1,9 +1,12 @@
 package gateway_test
 
 import (
+	"bufio"
 	"bytes"
 	"flag"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -233,6 +236,42 @@ func TestBodyLimits(t *testing.T) {
 				t.Fatalf("413 body %s", r.body)
 			}
 		})
+	}
+}
+
+// TestIncompleteBody: a client that sends less than its Content-Length
+// (or a chunked body without its last chunk) and half-closes its side is
+// still reading; it was answered "HTTP/1.1 499 status code 499" with no
+// body, nginx's log-only status for a client gone, since net/http cancels
+// the request's context on the read error. It gets 400 incomplete_body.
+func TestIncompleteBody(t *testing.T) {
+	f := newFixture(t, "-hit-rate=0")
+	tok := "Bearer " + f.is.token(t, "t1")
+	host := strings.TrimPrefix(f.g.url, "http://")
+	for _, tt := range []struct {
+		name, path, headers, body, want string
+	}{
+		{"hit batch", "/collect?tid=UA-1", "Content-Length: 200\r\n", `{"hits":[{"t":"pageview"`, "ended after 24 of the 200 bytes"},
+		{"API body", "/v1/properties", "Authorization: " + tok + "\r\nContent-Length: 100\r\n", `{"name":`, "ended after 8 of the 100 bytes"},
+		{"chunked API body", "/v1/properties", "Authorization: " + tok + "\r\nTransfer-Encoding: chunked\r\n", "8\r\n{\"name\":\r\n", "before its last chunk"},
+	} {
+		conn, err := net.Dial("tcp", host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: %s\r\n%sConnection: close\r\n\r\n%s", tt.path, host, tt.headers, tt.body)
+		_ = conn.(*net.TCPConn).CloseWrite()
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			conn.Close()
+			t.Fatalf("%s: no answer: %v", tt.name, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		conn.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), `"incomplete_body"`) || !strings.Contains(string(body), tt.want) {
+			t.Errorf("%s: %d %s, want 400 incomplete_body saying %q", tt.name, resp.StatusCode, body, tt.want)
+		}
 	}
 }
 

@@ -133,7 +133,7 @@ func (h *Handler) Run(ctx context.Context) error {
 // upstream.Transport.ClientFault.
 func ClientFault(req *http.Request, _ error) bool {
 	st := stateFrom(req.Context())
-	return st != nil && (st.bodyTooLarge.Load() || st.clientCtx.Err() != nil)
+	return st != nil && (st.bodyTooLarge.Load() || st.bodyCutShort.Load() || st.clientCtx.Err() != nil)
 }
 
 func (h *Handler) notFound(w http.ResponseWriter, r *http.Request) {
@@ -149,7 +149,9 @@ type reqState struct {
 	clientCtx    context.Context // before the route's time limit
 	clientIP     string
 	proto        string
-	bodyTooLarge atomic.Bool // set from the transport's body-writing goroutine
+	bodyTooLarge atomic.Bool  // set from the transport's body-writing goroutine
+	bodyCutShort atomic.Bool  // the client's body ended before its Content-Length
+	bodyRead     atomic.Int64 // how much of it came, when it was cut short
 }
 
 func stateFrom(ctx context.Context) *reqState {
@@ -408,6 +410,18 @@ func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	switch {
 	case st.bodyTooLarge.Load():
 		h.tooLarge(w, r, rt)
+	case st.bodyCutShort.Load():
+		// The body ended before the length the client declared: a
+		// client that half-closed its connection after a truncated body
+		// still reads the answer (the server cancels the request's
+		// context on the read error all the same, so this comes before
+		// the client-gone case, which answered it a bare 499).
+		msg := "the request body ended after " + strconv.FormatInt(st.bodyRead.Load(), 10) + " of the " +
+			strconv.FormatInt(r.ContentLength, 10) + " bytes its Content-Length declared; send the whole body"
+		if r.ContentLength < 0 {
+			msg = "the chunked request body ended after " + strconv.FormatInt(st.bodyRead.Load(), 10) + " bytes, before its last chunk; send the whole body"
+		}
+		h.reject(w, r, rt, http.StatusBadRequest, "incomplete_body", msg)
 	case st.clientCtx.Err() != nil:
 		// The client went away; nobody reads this, but logs and metrics
 		// should not call it a success (499, as nginx does).
@@ -438,6 +452,7 @@ func seconds(d time.Duration) string {
 type limitedBody struct {
 	rc        io.ReadCloser
 	remaining int64
+	read      int64
 	st        *reqState
 }
 
@@ -453,6 +468,13 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	if int64(n) <= b.remaining {
 		b.remaining -= int64(n)
+		b.read += int64(n)
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			// net/http's body reader: the connection ended before the
+			// declared Content-Length.
+			b.st.bodyRead.Store(b.read)
+			b.st.bodyCutShort.Store(true)
+		}
 		return n, err
 	}
 	n = int(b.remaining)
