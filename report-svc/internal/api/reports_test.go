@@ -549,6 +549,9 @@ func TestErrors(t *testing.T) {
 		{"bad sort", "/v1/reports/acquisition/channel", params("sort", "-revenue"), 400, "invalid_sort", "sort", "sessions"},
 		{"sort by a field twice", "/v1/reports/acquisition/channel", params("sort", "users,-users"), 400, "invalid_sort", "sort", `sort gives "users" twice (users,-users)`},
 		{"sort by a dimension twice", "/v1/reports/acquisition/channel", params("sort", "channel,sessions,channel"), 400, "invalid_sort", "sort", `"channel" twice`},
+		// A - alone was "cannot sort by \"\"".
+		{"sort by a - alone", "/v1/reports/acquisition/channel", params("sort", "-"), 400, "invalid_sort", "sort", "a - that names no field (-)"},
+		{"sort by a - alone after a field", "/v1/reports/acquisition/channel", params("sort", "users,-"), 400, "invalid_sort", "sort", "-users for users descending"},
 		{"bad limit", "/v1/reports/acquisition/channel", params("limit", "0"), 400, "invalid_limit", "limit", "1 to 10000"},
 		{"bad compare", "/v1/reports/acquisition/channel", params("compare", "last_year"), 400, "invalid_compare", "compare", "previous_period"},
 		{"bad format", "/v1/reports/acquisition/channel", params("format", "xml"), 400, "invalid_parameter", "format", "csv"},

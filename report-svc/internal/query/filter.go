@@ -1,10 +1,12 @@
 package query
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
 	"strings"
+	"unicode"
 
 	"github.com/acme/analytics/pkg/hit"
 )
@@ -72,6 +74,14 @@ func parseCondition(s string) (Condition, error) {
 	name := s[:i]
 	rest := s[i:]
 	if name == "" {
+		if strings.TrimSpace(s) == "" {
+			// It was called a condition "" that does not start with a
+			// dimension name.
+			return Condition{}, errors.New("the filter has an empty condition (a ; or , at its start or end, or two in a row); remove the extra separator")
+		}
+		if i := strings.IndexFunc(s, func(r rune) bool { return !unicode.IsLetter(r) && r != '_' }); i > 0 && strings.ToLower(s[:i]) != s[:i] {
+			return Condition{}, fmt.Errorf("condition %q does not start with a dimension name: dimension names are lower case (%s)", unescape(s, ",;"), strings.ToLower(s[:i]))
+		}
 		return Condition{}, fmt.Errorf("condition %q does not start with a dimension name; write e.g. country==DE", unescape(s, ",;"))
 	}
 	op := ""

@@ -28,6 +28,11 @@ func TestParseFilter(t *testing.T) {
 			{{Dimension: "page", Op: "!=", Value: "z"}}, {{Dimension: "page", Op: "=@", Value: "w"}}}},
 		{expr: "country", wantErr: "no operator"},
 		{expr: "==DE", wantErr: "dimension name"},
+		// An empty condition was called `condition "" does not start with
+		// a dimension name`; a capitalised name did not say why it is none.
+		{expr: "country==DE;;page==/", wantErr: "the filter has an empty condition"},
+		{expr: "country==DE,", wantErr: "the filter has an empty condition"},
+		{expr: "Country==DE", wantErr: "dimension names are lower case (country)"},
 		{expr: "page=~(", wantErr: "regular expression"},
 		{expr: strings.Repeat("a", maxFilterLen+1), wantErr: "limit"},
 	}

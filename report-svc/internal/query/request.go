@@ -322,6 +322,10 @@ func (q *Query) parseSort(s string) error {
 	}
 	for _, f := range splitList(s) {
 		k := SortKey{Field: strings.TrimPrefix(f, "-"), Desc: strings.HasPrefix(f, "-"), dim: -1, met: -1}
+		if k.Field == "" {
+			// It was "cannot sort by \"\"".
+			return paramErr("sort", "invalid_sort", "sort has a - that names no field (%s); write - and the field together, e.g. -users for users descending", s)
+		}
 		for _, have := range q.Sort {
 			if have.Field == k.Field {
 				// The second key could never order anything, and users,-users
