@@ -91,6 +91,8 @@ func TestNotJSONSaysWhereAndWhy(t *testing.T) {
 		{"after the object", `{"hits":[` + hit + "]}\n x", "invalid character 'x' after top-level value (line 2, byte 2)"},
 		{"a stray comma", `{"hits":[` + hit + `,]}`, "invalid character ']' looking for beginning of value (line 1, byte 63)"},
 		{"nested too deep", strings.Repeat("[", 100000), "nest more than 300 levels deep"},
+		{"gzip-compressed", "\x1f\x8b\x08\x00\x00\x00\x00\x00", "the body is gzip-compressed"},
+		{"a byte order mark", "\xef\xbb\xbf{\"hits\":[" + hit + "]}", "starts with a byte order mark"},
 		{"nested objects too deep", `{"hits":[{"ep":` + strings.Repeat(`{"a":`, 10000) + "1" + strings.Repeat("}", 10000) + "}]}", "nest more than 300 levels deep"},
 	} {
 		_, err := Batch(nil, []byte(tt.body))

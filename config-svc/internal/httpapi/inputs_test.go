@@ -36,6 +36,9 @@ func TestBadInputsAnswer400WithAReason(t *testing.T) {
 		// JSON itself.
 		{"empty body", anonymous, "POST", "/v1/signup", "", nil, "invalid_json", "", "empty"},
 		{"not JSON", anonymous, "POST", "/v1/signup", "email=a@b.c", nil, "invalid_json", "", "not valid JSON"},
+		// Both were "invalid character ... looking for beginning of value".
+		{"gzip-compressed", anonymous, "POST", "/v1/login", "\x1f\x8b\x08\x00\x00\x00\x00\x00", nil, "invalid_json", "", "the request body is gzip-compressed"},
+		{"a byte order mark", anonymous, "POST", "/v1/login", "\xef\xbb\xbf{}", nil, "invalid_json", "", "starts with a byte order mark"},
 		{"truncated JSON", anonymous, "POST", "/v1/login", `{"email": "a@b.c", `, nil, "invalid_json", "", "not valid JSON"},
 		{"two values", anonymous, "POST", "/v1/login", `{} {}`, nil, "invalid_json", "", "more than one JSON value"},
 		{"null rules reset nothing", a.as(), "PUT", rulesPath, `null`, nil, "invalid_json", "", "null"},
