@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -209,8 +210,12 @@ func list(ctx context.Context, cfg *config, client sarama.Client, r deadletters.
 	enc := json.NewEncoder(out)
 	var sum deadletters.Summary
 	read, matched := 0, 0
+	reasons := map[string]bool{} // of the letters read, for a -reason that matched none
 	err := deadletters.Read(ctx, client, hit.TopicDeadLetter, r, func(l *deadletters.Letter) error {
 		read++
+		if l.Reason != "" {
+			reasons[l.Reason] = true
+		}
 		if !cfg.Filter.Match(l) {
 			return nil
 		}
@@ -230,6 +235,11 @@ func list(ctx context.Context, cfg *config, client sarama.Client, r deadletters.
 		}
 	}
 	fmt.Fprintf(errOut, "%d of the %d dead letters published since %s matched\n", matched, read, cfg.since.UTC().Format(time.RFC3339))
+	if want := cfg.Filter.Reason; want != "" && !reasons[want] && len(reasons) > 0 {
+		// A misspelt reason (malformd) matched nothing, as if there were
+		// no such dead letters.
+		fmt.Fprintf(errOut, "no dead letter read has the reason %q; those read have %s\n", want, strings.Join(slices.Sorted(maps.Keys(reasons)), ", "))
+	}
 	return nil
 }
 

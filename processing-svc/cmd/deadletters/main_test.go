@@ -127,6 +127,19 @@ func TestListPrints(t *testing.T) {
 		t.Errorf("stderr %q, want the count matched", errOut.String())
 	}
 
+	// A reason no letter has (misspelt) says which reasons there are: it
+	// said only that nothing matched.
+	out.Reset()
+	errOut.Reset()
+	cfg, _ = parse(t, "list", "-kafka-brokers="+kcfg.Brokers, "-reason=malformd")
+	cfg.since = time.Now().Add(-time.Hour)
+	if err := run(ctx, cfg, &out, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	if want := `no dead letter read has the reason "malformd"; those read have malformed, unknown_tracking_id`; out.Len() != 0 || !strings.Contains(errOut.String(), want) {
+		t.Errorf("a reason no letter has: stdout %q, stderr %q, want %q", out.String(), errOut.String(), want)
+	}
+
 	out.Reset()
 	cfg, _ = parse(t, "-summary", "list", "-kafka-brokers="+kcfg.Brokers)
 	cfg.since = time.Now().Add(-time.Hour)
