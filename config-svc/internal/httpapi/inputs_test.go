@@ -103,6 +103,13 @@ func TestBadInputsAnswer400WithAReason(t *testing.T) {
 		{"duplicate hostname", a.as(), "POST", "/v1/properties", map[string]any{"name": "x", "hostnames": []string{"a.example", "A.example"}}, nil, "invalid_field", "hostnames[1]", "listed twice"},
 		{"unknown time zone", a.as(), "POST", "/v1/properties", map[string]any{"name": "x", "time_zone": "Mars/Olympus"}, nil, "invalid_field", "time_zone", "IANA time zone"},
 		{"Local is no time zone", a.as(), "POST", "/v1/properties", map[string]any{"name": "x", "time_zone": "Local"}, nil, "invalid_field", "time_zone", "IANA time zone"},
+		// Files of the host's zone directory that are no IANA zone loaded,
+		// and were stored: localtime is each host's own zone.
+		{"the host's localtime", a.as(), "POST", "/v1/properties", map[string]any{"name": "x", "time_zone": "localtime"}, nil, "invalid_field", "time_zone", "the server's own time zone"},
+		{"posixrules", a.as(), "PATCH", prop, map[string]any{"time_zone": "posixrules"}, nil, "invalid_field", "time_zone", "not an IANA time zone name"},
+		{"a right/ zone", a.as(), "POST", "/v1/properties", map[string]any{"name": "x", "time_zone": "right/Europe/Berlin"}, nil, "invalid_field", "time_zone", `a copy of the zone database, not an IANA time zone name; give "Europe/Berlin"`},
+		{"a posix/ zone", a.as(), "POST", "/v1/properties", map[string]any{"name": "x", "time_zone": "posix/Asia/Tokyo"}, nil, "invalid_field", "time_zone", `give "Asia/Tokyo"`},
+		{"posix/localtime", a.as(), "POST", "/v1/properties", map[string]any{"name": "x", "time_zone": "posix/localtime"}, nil, "invalid_field", "time_zone", "not an IANA time zone name"},
 		{"unknown currency", a.as(), "POST", "/v1/properties", map[string]any{"name": "x", "currency": "EURO"}, nil, "invalid_field", "currency", "ISO 4217"},
 		{"lower-case currency", a.as(), "PATCH", prop, map[string]any{"currency": "eur"}, nil, "invalid_field", "currency", `upper case: "EUR"`},
 		{"processing shards are operators'", a.as(), "PATCH", prop, map[string]any{"processing_shards": 8}, nil, "read_only_field", "processing_shards", "operators"},

@@ -129,8 +129,8 @@ func (f *propertyFields) apply(w http.ResponseWriter, p *store.Property) bool {
 	}
 	if f.TimeZone != nil {
 		tz := *f.TimeZone
-		if _, err := time.LoadLocation(tz); err != nil || tz == "" || tz == "Local" {
-			httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "time_zone", "time_zone: "+quote(tz)+" is not an IANA time zone name, e.g. Europe/Berlin or America/New_York")
+		if problem := checkTimeZone(tz); problem != "" {
+			httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "time_zone", "time_zone: "+quote(tz)+" "+problem)
 			return false
 		}
 		p.TimeZone = tz
@@ -433,4 +433,33 @@ func (s *Server) deleteProperty(w http.ResponseWriter, r *http.Request) {
 	s.giveBackProperty(r, p.TenantID, p.ID, true)
 	s.appendChange(r, configclient.ChangeDeleted, p)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// checkTimeZone says what is wrong with a property's time zone, or "".
+// time.LoadLocation reads the host's zone files before the database in the
+// binary, so besides the IANA names it loaded files of the host's that are
+// none: localtime (the host's own zone, another on each host that reads
+// the property), posixrules, and the posix/ and right/ copies of the
+// database (right/ counting leap seconds, which nothing else here does).
+// They were stored, and each service read them as its host has them.
+func checkTimeZone(tz string) string {
+	const notIANA = "is not an IANA time zone name, e.g. Europe/Berlin or America/New_York"
+	switch {
+	case tz == "" || tz == "Local":
+		return notIANA
+	case tz == "localtime":
+		return "is the server's own time zone, not an IANA time zone name; give the zone of a place, e.g. Europe/Berlin or America/New_York"
+	case tz == "posixrules":
+		return "is the file of rules for POSIX TZ strings, not an IANA time zone name; give the zone of a place, e.g. America/New_York"
+	case strings.HasPrefix(tz, "posix/") || strings.HasPrefix(tz, "right/"):
+		name := tz[strings.IndexByte(tz, '/')+1:]
+		if _, err := time.LoadLocation(name); err == nil && name != "localtime" && name != "posixrules" {
+			return "names a copy of the zone database, not an IANA time zone name; give " + quote(name)
+		}
+		return notIANA
+	}
+	if _, err := time.LoadLocation(tz); err != nil {
+		return notIANA
+	}
+	return ""
 }
