@@ -5,8 +5,10 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"math"
 	"net/http"
@@ -58,7 +60,7 @@ type Handler struct {
 // may read reports.
 func (h *Handler) Register(mux *http.ServeMux, secret []byte) {
 	guard := func(f http.HandlerFunc) http.Handler {
-		return tenant.Require(secret)(tenant.RequireRole(tenant.RoleAdmin, tenant.RoleViewer)(f))
+		return tenant.Require(secret)(tenant.RequireRole(tenant.RoleAdmin, tenant.RoleViewer)(noBody(f)))
 	}
 	base := "/v1/reports/" + h.Family.Name
 	mux.Handle("GET "+base, guard(h.catalog))
@@ -66,6 +68,30 @@ func (h *Handler) Register(mux *http.ServeMux, secret []byte) {
 	if h.Realtime {
 		mux.Handle("GET /v1/reports/realtime", guard(h.realtime))
 		mux.Handle("GET /v1/reports/realtime/{view}", guard(h.realtime))
+	}
+}
+
+// maxIgnoredBody is how much of a request body noBody reads to see that
+// it holds nothing (the gateway's -max-body).
+const maxIgnoredBody = 1 << 20
+
+// noBody refuses a request whose body holds anything but white space or
+// {}: a report's parameters are in its query string, and a body was
+// ignored, so a client that sent {"filter": ...} as a body got the report
+// unfiltered, as if that were what it asked for.
+func noBody(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(io.LimitReader(r.Body, maxIgnoredBody+1))
+		if err != nil {
+			httpserver.WriteError(w, http.StatusBadRequest, "unexpected_body", "could not read the request body ("+err.Error()+"); a report takes none")
+			return
+		}
+		if t := bytes.TrimSpace(body); len(t) == 0 || string(t) == "{}" {
+			next(w, r)
+			return
+		}
+		httpserver.WriteError(w, http.StatusBadRequest, "unexpected_body",
+			"GET "+r.URL.Path+" takes no body: a report's parameters go in the query string (filter=..., metrics=..., docs/reports.md); send the request without one")
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -509,6 +510,46 @@ func TestAuthorization(t *testing.T) {
 
 // TestErrors checks that bad requests get a stable code and a message that
 // says how to fix them.
+// TestBodyIsRefused: a report's parameters are in its query string; a body
+// was ignored, so {"filter": ...} sent as one got the report unfiltered.
+// White space and {} are no parameters, and pass.
+func TestBodyIsRefused(t *testing.T) {
+	ds := reporttest.Generate(reporttest.Config{Seed: 3, Location: time.UTC, Now: time.Date(2026, 3, 20, 12, 0, 0, 0, time.UTC), Days: 2, Clients: 5, Shards: 1})
+	e := newEnv(t, ds, defaultOptions())
+	for _, tt := range []struct {
+		base, path, body string
+		want             int
+	}{
+		{e.acq.URL, "/v1/reports/acquisition/channel", `{"filter": "country==DE"}`, http.StatusBadRequest},
+		{e.beh.URL, "/v1/reports/behavior/pages", "metrics=pageviews", http.StatusBadRequest},
+		{e.beh.URL, "/v1/reports/realtime", "[]", http.StatusBadRequest},
+		{e.acq.URL, "/v1/reports/acquisition", `{"x": 1}`, http.StatusBadRequest},
+		{e.acq.URL, "/v1/reports/acquisition/channel", " \n", http.StatusOK},
+		{e.acq.URL, "/v1/reports/acquisition/channel", "{}", http.StatusOK},
+	} {
+		req, err := http.NewRequest("GET", tt.base+tt.path+"?property_id="+ds.Property.String(), strings.NewReader(tt.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tenant.Sign(req.Header, viewer, secret, time.Now())
+		resp, err := e.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.want {
+			t.Errorf("GET %s with the body %q: %d %s, want %d", tt.path, tt.body, resp.StatusCode, body, tt.want)
+			continue
+		}
+		if tt.want == http.StatusBadRequest {
+			if got := decodeError(t, body); got.Error.Code != "unexpected_body" || !strings.Contains(got.Error.Message, "takes no body") {
+				t.Errorf("GET %s with the body %q: %s, want unexpected_body", tt.path, tt.body, body)
+			}
+		}
+	}
+}
+
 func TestErrors(t *testing.T) {
 	ds := reporttest.Generate(reporttest.Config{Seed: 3, Location: time.UTC, Now: time.Date(2026, 3, 20, 12, 0, 0, 0, time.UTC), Days: 2, Clients: 5, Shards: 1})
 	e := newEnv(t, ds, defaultOptions())
