@@ -96,11 +96,17 @@ func (r *Runner) Register(mux *http.ServeMux, wrap func(http.Handler) http.Handl
 		return j, true
 	}
 	mux.Handle("GET /internal/v1/reprocess/{property_id}/{job_id}", wrap(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if !noBody(w, req) {
+			return
+		}
 		if j, ok := get(w, req); ok {
 			httpserver.WriteJSON(w, http.StatusOK, j)
 		}
 	})))
 	mux.Handle("POST /internal/v1/reprocess/{property_id}/{job_id}/resume", wrap(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if !noBody(w, req) {
+			return
+		}
 		if j, ok := get(w, req); ok {
 			start(w, req, j)
 		}
@@ -182,4 +188,18 @@ func (e *FieldError) fieldName() string {
 		return ""
 	}
 	return e.Field
+}
+
+// noBody answers 400 for a request whose body holds anything but white
+// space or {}, and reports whether it passed. A resume runs the job as it
+// was made: {"rules": "current"} sent to one was ignored, and the job
+// resumed with its own rules as if that were what was asked.
+func noBody(w http.ResponseWriter, req *http.Request) bool {
+	body, err := io.ReadAll(io.LimitReader(req.Body, 1<<20))
+	if t := bytes.TrimSpace(body); err == nil && (len(t) == 0 || string(t) == "{}") {
+		return true
+	}
+	httpserver.WriteError(w, http.StatusBadRequest, "invalid_json", req.Method+" "+req.URL.Path+
+		" takes no body: a job keeps the range and rules it was made with (make a new job for others)")
+	return false
 }

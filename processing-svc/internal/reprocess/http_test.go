@@ -56,6 +56,20 @@ func TestAPIAnswersBadInputAndOutagesApart(t *testing.T) {
 			t.Errorf("%s %s: %d (%s), want %d", tt.method, tt.path, got, body, tt.want)
 		}
 	}
+	// A resume runs the job as made: a body asking for other rules was
+	// ignored and the job resumed with its own.
+	for _, path := range []string{"/internal/v1/reprocess/" + propID + "/00000000-0000-1000-8000-000000000000/resume", "/internal/v1/reprocess/" + propID + "/00000000-0000-1000-8000-000000000000"} {
+		method := "POST"
+		if !strings.HasSuffix(path, "/resume") {
+			method = "GET"
+		}
+		if got, msg := call(ok, method, path, `{"rules":"current"}`); got != http.StatusBadRequest || !strings.Contains(msg, "takes no body") {
+			t.Errorf("%s %s with a body: %d (%s), want 400 saying it takes no body", method, path, got, msg)
+		}
+		if got, msg := call(ok, method, path, ` {} `); got != http.StatusNotFound {
+			t.Errorf("%s %s with {}: %d (%s), want 404 (no such job)", method, path, got, msg)
+		}
+	}
 	for _, id := range []string{"not-a-property", "3f1c9a52-3333-4e4e-9a9a-00000000dead"} {
 		body := `{"property_id":"` + id + `","from":"2026-03-02","to":"2026-03-02","rules":"current"}`
 		if got, msg := call(ok, "POST", "/internal/v1/reprocess", body); got != http.StatusNotFound {
