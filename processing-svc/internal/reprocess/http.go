@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
+	"strings"
 
 	"github.com/acme/analytics/pkg/httpserver"
 	"github.com/acme/analytics/processing-svc/internal/engine"
@@ -56,6 +58,9 @@ func (r *Runner) Register(mux *http.ServeMux, wrap func(http.Handler) http.Handl
 		}
 	}
 	mux.Handle("POST /internal/v1/reprocess", wrap(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if !noQuery(w, req) {
+			return
+		}
 		in, field, err := decodeJob(req.Body)
 		if err != nil {
 			httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_json", field, "the body must be {property_id, from, to, rules}: "+err.Error())
@@ -195,11 +200,27 @@ func (e *FieldError) fieldName() string {
 // was made: {"rules": "current"} sent to one was ignored, and the job
 // resumed with its own rules as if that were what was asked.
 func noBody(w http.ResponseWriter, req *http.Request) bool {
+	if !noQuery(w, req) {
+		return false
+	}
 	body, err := io.ReadAll(io.LimitReader(req.Body, 1<<20))
 	if t := bytes.TrimSpace(body); err == nil && (len(t) == 0 || string(t) == "{}") {
 		return true
 	}
 	httpserver.WriteError(w, http.StatusBadRequest, "invalid_json", req.Method+" "+req.URL.Path+
 		" takes no body: a job keeps the range and rules it was made with (make a new job for others)")
+	return false
+}
+
+// noQuery answers 400 for a request with a query string, and reports
+// whether it passed: none of these endpoints reads one, and a parameter
+// (?rules=current) was ignored.
+func noQuery(w http.ResponseWriter, req *http.Request) bool {
+	if req.URL.RawQuery == "" {
+		return true
+	}
+	name, _, _ := strings.Cut(req.URL.RawQuery, "=")
+	httpserver.WriteFieldError(w, http.StatusBadRequest, "unknown_parameter", name,
+		req.Method+" "+req.URL.Path+" takes no query parameters (it has "+strconv.Quote(req.URL.RawQuery)+"); a new job's fields go in its JSON body")
 	return false
 }

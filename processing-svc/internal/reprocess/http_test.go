@@ -66,6 +66,9 @@ func TestAPIAnswersBadInputAndOutagesApart(t *testing.T) {
 		if got, msg := call(ok, method, path, `{"rules":"current"}`); got != http.StatusBadRequest || !strings.Contains(msg, "takes no body") {
 			t.Errorf("%s %s with a body: %d (%s), want 400 saying it takes no body", method, path, got, msg)
 		}
+		if got, msg := call(ok, method, path+"?rules=current", ""); got != http.StatusBadRequest || !strings.HasPrefix(msg, "unknown_parameter: ") {
+			t.Errorf("%s %s?rules=current: %d (%s), want 400 unknown_parameter", method, path, got, msg)
+		}
 		if got, msg := call(ok, method, path, ` {} `); got != http.StatusNotFound {
 			t.Errorf("%s %s with {}: %d (%s), want 404 (no such job)", method, path, got, msg)
 		}
@@ -131,6 +134,9 @@ func TestAPIAnswersBadInputAndOutagesApart(t *testing.T) {
 		if e.Error.Field != tt.field {
 			t.Errorf("%s: %d %+v, want field %q", tt.name, resp.StatusCode, e.Error, tt.field)
 		}
+	}
+	if got, msg := call(ok, "POST", "/internal/v1/reprocess?rules=historical", job); got != http.StatusBadRequest || !strings.HasPrefix(msg, "unknown_parameter: ") {
+		t.Errorf("a job with a query string: %d (%s), want 400 unknown_parameter", got, msg)
 	}
 	var jobs int
 	if err := s.Query(`SELECT COUNT(*) FROM reprocess_jobs WHERE property_id = ?`, propID).Scan(&jobs); err != nil {
