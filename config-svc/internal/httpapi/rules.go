@@ -292,6 +292,23 @@ func parseIfMatch(w http.ResponseWriter, r *http.Request) (precondition, bool) {
 	return m, true
 }
 
+// noEntityTag is the handler of a change to what has no ETag (every
+// endpoint that changes something but PUT .../rules): an If-Match that
+// names entity tags can match none (RFC 9110, 13.1.1), so the change is
+// refused with 412 rather than made as if the condition held (it was
+// ignored: a PATCH of a property sent with If-Match went through
+// whatever had changed). If-Match: * holds for whatever exists.
+func noEntityTag(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if v := strings.TrimSpace(strings.Join(r.Header.Values("If-Match"), ",")); v != "" && v != "*" {
+			httpserver.WriteFieldError(w, http.StatusPreconditionFailed, "precondition_failed", "If-Match",
+				r.Method+" "+r.URL.Path+" has no ETag, so If-Match "+quote(v)+" cannot match (RFC 9110); only PUT /v1/properties/{id}/rules reads it (with the ETag of GET .../rules): send this request without it")
+			return
+		}
+		next(w, r)
+	}
+}
+
 func writeRulesError(w http.ResponseWriter, err error) {
 	var ve *rules.ValidationError
 	if !errors.As(err, &ve) || len(ve.Fields) == 0 {

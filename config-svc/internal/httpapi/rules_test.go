@@ -178,6 +178,18 @@ func TestIfMatchComparesStrongly(t *testing.T) {
 	if v := current(); v != 3 {
 		t.Fatalf("If-Match: * left the rules at version %d, want 3", v)
 	}
+	// Elsewhere nothing has an ETag, so no tag can match: a PATCH sent
+	// with one was made as if it held.
+	r := e.do(a.as(), "PATCH", "/v1/properties/"+p.ID, `{"name": "Renamed"}`, "If-Match", `"3"`)
+	if r.code != http.StatusPreconditionFailed || r.apiError().Code != "precondition_failed" || !strings.Contains(r.apiError().Message, "has no ETag") {
+		t.Fatalf("PATCH of a property with If-Match: %d %s, want 412", r.code, r.body)
+	}
+	var got PropertyJSON
+	e.must(http.StatusOK, a.as(), "GET", "/v1/properties/"+p.ID, nil).decode(t, &got)
+	if got.Name != "Site" {
+		t.Fatalf("a refused PATCH renamed the property %q", got.Name)
+	}
+	e.must(http.StatusOK, a.as(), "PATCH", "/v1/properties/"+p.ID, `{"name": "Renamed"}`, "If-Match", `*`)
 }
 
 // TestConcurrentRuleEditsGetDistinctVersions: edits racing for the next

@@ -255,6 +255,9 @@ func (s *Server) wrap(rt Route) http.Handler {
 	if rt.Method == http.MethodGet || rt.Method == http.MethodDelete {
 		handler = noBody(handler)
 	}
+	if rt.Method != http.MethodGet && rt.Handler != nil && !(rt.Method == http.MethodPut && rt.Path == "/v1/properties/{property_id}/rules") {
+		handler = noEntityTag(handler)
+	}
 	h := withQuery(rt, handler)
 	switch rt.Access {
 	case Member:
