@@ -159,6 +159,10 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 	if c.err != nil {
 		return nil, c.err // the Measurement API request's visitor context
 	}
+	// Credentials in a page's or a referrer's address
+	// (https://user:password@host/) are no part of where the visitor was:
+	// the hit, so the queue, the archive and the tables, never holds them.
+	f.Location, f.Referrer = withoutUserinfo(f.Location), withoutUserinfo(f.Referrer)
 	if f.Version != "" && f.Version != "1" {
 		return malformed("v", "protocol version %q is not supported; send v=1", f.Version)
 	}
@@ -537,6 +541,29 @@ func foreignHost(c *rules.Compiled, host string, origin hit.Origin) bool {
 	}
 	reason, excluded := c.Exclusion(&hit.Hit{Hostname: host, Origin: origin})
 	return excluded && reason == rules.ReasonForeignHost
+}
+
+// withoutUserinfo returns the address u without the user information of
+// its authority (the "user:password@" of https://user:password@host/),
+// and u itself when it has none (without a copy: most have no '@').
+func withoutUserinfo(u string) string {
+	at := strings.IndexByte(u, '@')
+	if at < 0 {
+		return u
+	}
+	start := strings.Index(u, "://")
+	if start < 0 || start > at {
+		return u
+	}
+	start += len("://")
+	end := len(u)
+	if i := strings.IndexAny(u[start:], "/?#"); i >= 0 {
+		end = start + i
+	}
+	if at >= end {
+		return u // an '@' of the path, query or fragment
+	}
+	return u[:start] + u[start+strings.LastIndexByte(u[start:end], '@')+1:]
 }
 
 // splitLocation returns the host and the path with its query ("/" when

@@ -1,7 +1,10 @@
 package collect
 
 import (
+	"encoding/json"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -146,5 +149,42 @@ func TestSplitLocationAgreesWithURLParse(t *testing.T) {
 		if _, _, ok := splitPlainLocation(loc); !ok {
 			t.Errorf("%q should be plain", loc)
 		}
+	}
+}
+
+// Credentials in a page's or a referrer's address are dropped before
+// anything keeps the hit; an '@' elsewhere stays.
+func TestAddressesLoseTheirCredentials(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://user:secret@shop.example/cart?x=1": "https://shop.example/cart?x=1",
+		"http://user@shop.example":                  "http://shop.example",
+		"https://a@b:c@shop.example:8443/#top":      "https://shop.example:8443/#top",
+		"https://shop.example/@team?to=a@b.example": "https://shop.example/@team?to=a@b.example",
+		"https://shop.example?to=a@b.example":       "https://shop.example?to=a@b.example",
+		"mailto:a@b.example":                        "mailto:a@b.example",
+		"":                                          "",
+	} {
+		if got := withoutUserinfo(in); got != want {
+			t.Errorf("withoutUserinfo(%q) = %q, want %q", in, got, want)
+		}
+	}
+
+	s, p := testServer(t, 1, countingQueue{new(int)})
+	mux := http.NewServeMux()
+	s.Register(mux)
+	req := httptest.NewRequest("GET", "/debug/collect?tid="+p.TrackingID+"&v=1&t=pageview&cid=c"+
+		"&dl="+url.QueryEscape("https://admin:hunter2@shop.example/a")+"&dr="+url.QueryEscape("https://me:pw@ref.example/"), nil)
+	req.RemoteAddr = "203.0.113.7:5000"
+	w := httptest.NewRecorder()
+	mux.ServeHTTP(w, req)
+	var res DebugResult
+	if err := json.Unmarshal(w.Body.Bytes(), &res); err != nil || len(res.Hits) != 1 || !res.Valid {
+		t.Fatalf("%d %s", w.Code, w.Body)
+	}
+	if h := res.Hits[0].Hit; h.URL != "https://shop.example/a" || h.Referrer != "https://ref.example/" || h.Hostname != "shop.example" {
+		t.Errorf("hit URL %q, referrer %q, host %q: want the addresses without their credentials", h.URL, h.Referrer, h.Hostname)
+	}
+	if strings.Contains(w.Body.String(), "hunter2") {
+		t.Errorf("the answer holds the password: %s", w.Body)
 	}
 }
