@@ -21,6 +21,10 @@ import (
 // with its compiled rules and its rule history).
 const everyCacheIdleTTL = 10 * time.Minute
 
+// maxParallel bounds -parallel: each job holds its range's users in
+// memory, and a run shares among pods (-slice) rather than crowd one.
+const maxParallel = 32
+
 // propertiesPage is how many properties' IDs one request to config-svc
 // lists (its most).
 const propertiesPage = 1000
@@ -39,8 +43,8 @@ func (c *config) validateEvery() error {
 	case engine.RulesMode(c.Rules) != engine.RulesHistorical:
 		return errors.New("-property=all applies the rules of the time (-rules historical), as after a change to processing's logic; " +
 			"today's rules over the past are each merchant's decision: run those property by property")
-	case c.Parallel < 1:
-		return fmt.Errorf("-parallel %d: want 1 or more", c.Parallel)
+	case c.Parallel < 1 || c.Parallel > maxParallel:
+		return fmt.Errorf("-parallel %d: want 1 to %d (each job holds its range's users in memory; share a run among more commands with -slice)", c.Parallel, maxParallel)
 	}
 	if _, _, err := parseSlice(c.Slice); err != nil {
 		return err

@@ -117,6 +117,7 @@ func TestEveryFlags(t *testing.T) {
 		{"today's rules", func(c *config) { c.Rules = "current" }, "rules of the time"},
 		{"a job", func(c *config) { c.Job = "x" }, "-run"},
 		{"no parallelism", func(c *config) { c.Parallel = 0 }, "-parallel 0"},
+		{"too much parallelism", func(c *config) { c.Parallel = 33 }, "want 1 to 32"},
 		{"a slice past n", func(c *config) { c.Slice = "4/4" }, "0 <= i < n"},
 		{"a slice not i/n", func(c *config) { c.Slice = "2" }, "i/n"},
 		{"a run not a time", func(c *config) { c.Run = "yesterday" }, "RFC 3339"},
