@@ -213,11 +213,25 @@ func (s *Server) pruneRuleVersions(r *http.Request, propertyID gocql.UUID, now t
 
 func preconditionFailed(w http.ResponseWriter, current int, m precondition) {
 	w.Header().Set("ETag", etag(current))
-	if len(m.versions) == 0 {
+	if len(m.versions) == 0 && slices.Contains(m.weakVersions, current) {
 		httpserver.WriteError(w, http.StatusPreconditionFailed, "precondition_failed",
 			"If-Match holds only the weak entity tag "+m.weak+", and If-Match compares entity tags strongly (RFC 9110), so a weak one never matches; "+
 				"send the ETag of GET .../rules as it is, without W/ (the rules are at version "+strconv.Itoa(current)+`: "`+strconv.Itoa(current)+`"`+
 				"; a proxy that compresses answers may have weakened it)")
+		return
+	}
+	if len(m.versions) == 0 {
+		// Weak tags of none but older versions: the rules changed since
+		// the client read them, which it must hear (were it told only to
+		// drop the W/ and given the current tag, it would overwrite the
+		// change it never saw).
+		want := make([]string, len(m.weakVersions))
+		for i, v := range m.weakVersions {
+			want[i] = strconv.Itoa(v)
+		}
+		httpserver.WriteError(w, http.StatusPreconditionFailed, "precondition_failed",
+			"the rules are at version "+strconv.Itoa(current)+", not "+strings.Join(want, " or ")+" as If-Match says; someone changed them: read them again and reapply your change "+
+				"(and send the ETag without W/: If-Match compares entity tags strongly (RFC 9110), so a weak one such as "+m.weak+" never matches)")
 		return
 	}
 	want := make([]string, len(m.versions))
@@ -235,9 +249,10 @@ func etag(version int) string { return `"` + strconv.Itoa(version) + `"` }
 // strong entity tags name. If-Match compares strongly, so a weak tag
 // (W/"3") never matches: a header of weak tags alone always fails.
 type precondition struct {
-	set      bool
-	versions []int  // the strong tags'
-	weak     string // the first weak tag, for the answer
+	set          bool
+	versions     []int  // the strong tags'
+	weakVersions []int  // the weak tags', for the answer
+	weak         string // the first weak tag, for the answer
 }
 
 // holds reports whether the current version satisfies the precondition.
@@ -281,6 +296,7 @@ func parseIfMatch(w http.ResponseWriter, r *http.Request) (precondition, bool) {
 				if m.weak == "" {
 					m.weak = tag
 				}
+				m.weakVersions = append(m.weakVersions, n)
 				continue
 			}
 			m.versions = append(m.versions, n)
