@@ -97,9 +97,10 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 
 // noBody is the handler of an endpoint that takes no body (every GET and
 // DELETE, POST /v1/email-verification): a body that holds anything but
-// white space or {} is refused, as an unknown field is everywhere, rather
-// than ignored ({"email": ...} to /v1/email-verification mailed the
-// caller's own address and answered 202).
+// white space, {} or null is refused, as an unknown field is everywhere,
+// rather than ignored ({"email": ...} to /v1/email-verification mailed the
+// caller's own address and answered 202). null asks for nothing, as {}
+// does: it is what a client sends that marshals a nil value as its body.
 func noBody(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
@@ -116,6 +117,7 @@ func noBody(next http.HandlerFunc) http.HandlerFunc {
 			generic, p := parseBody(body)
 			o, isObject := generic.(object)
 			switch {
+			case p == nil && generic == nil: // null
 			case p != nil:
 				httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_json", p.path, p.reason+"; "+none)
 				return
