@@ -75,10 +75,11 @@ func (h *Handler) Register(mux *http.ServeMux, secret []byte) {
 // it holds nothing (the gateway's -max-body).
 const maxIgnoredBody = 1 << 20
 
-// noBody refuses a request whose body holds anything but white space or
-// {}: a report's parameters are in its query string, and a body was
+// noBody refuses a request whose body holds anything but white space, {}
+// or null: a report's parameters are in its query string, and a body was
 // ignored, so a client that sent {"filter": ...} as a body got the report
-// unfiltered, as if that were what it asked for.
+// unfiltered, as if that were what it asked for. {} and null (what a
+// client sends that marshals a nil value) ask for nothing.
 func noBody(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(io.LimitReader(r.Body, maxIgnoredBody+1))
@@ -86,13 +87,26 @@ func noBody(next http.HandlerFunc) http.HandlerFunc {
 			httpserver.WriteError(w, http.StatusBadRequest, "unexpected_body", "could not read the request body ("+err.Error()+"); a report takes none")
 			return
 		}
-		if t := bytes.TrimSpace(body); len(t) == 0 || string(t) == "{}" {
+		if emptyBody(body) {
 			next(w, r)
 			return
 		}
 		httpserver.WriteError(w, http.StatusBadRequest, "unexpected_body",
 			"GET "+r.URL.Path+" takes no body: a report's parameters go in the query string (filter=..., metrics=..., docs/reports.md); send the request without one")
 	}
+}
+
+// emptyBody reports whether a body asks for nothing: white space, {} (with
+// white space inside or not) or null.
+func emptyBody(body []byte) bool {
+	t := bytes.TrimSpace(body)
+	switch {
+	case len(t) == 0, string(t) == "null":
+		return true
+	case len(t) >= 2 && t[0] == '{' && t[len(t)-1] == '}':
+		return len(bytes.TrimSpace(t[1:len(t)-1])) == 0
+	}
+	return false
 }
 
 // property authorises the caller for the property_id parameter and

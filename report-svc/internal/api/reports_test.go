@@ -512,7 +512,8 @@ func TestAuthorization(t *testing.T) {
 // says how to fix them.
 // TestBodyIsRefused: a report's parameters are in its query string; a body
 // was ignored, so {"filter": ...} sent as one got the report unfiltered.
-// White space and {} are no parameters, and pass.
+// White space, {} and null are no parameters, and pass (null, what a
+// client sends that marshals a nil value, and { } were refused).
 func TestBodyIsRefused(t *testing.T) {
 	ds := reporttest.Generate(reporttest.Config{Seed: 3, Location: time.UTC, Now: time.Date(2026, 3, 20, 12, 0, 0, 0, time.UTC), Days: 2, Clients: 5, Shards: 1})
 	e := newEnv(t, ds, defaultOptions())
@@ -526,6 +527,10 @@ func TestBodyIsRefused(t *testing.T) {
 		{e.acq.URL, "/v1/reports/acquisition", `{"x": 1}`, http.StatusBadRequest},
 		{e.acq.URL, "/v1/reports/acquisition/channel", " \n", http.StatusOK},
 		{e.acq.URL, "/v1/reports/acquisition/channel", "{}", http.StatusOK},
+		{e.acq.URL, "/v1/reports/acquisition/channel", "null", http.StatusOK},
+		{e.beh.URL, "/v1/reports/realtime", "{ }\n", http.StatusOK},
+		{e.beh.URL, "/v1/reports/realtime", "nul", http.StatusBadRequest},
+		{e.beh.URL, "/v1/reports/realtime", "{ 1 }", http.StatusBadRequest},
 	} {
 		req, err := http.NewRequest("GET", tt.base+tt.path+"?property_id="+ds.Property.String(), strings.NewReader(tt.body))
 		if err != nil {
