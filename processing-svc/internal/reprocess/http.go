@@ -196,7 +196,8 @@ func (e *FieldError) fieldName() string {
 }
 
 // noBody answers 400 for a request whose body holds anything but white
-// space or {}, and reports whether it passed. A resume runs the job as it
+// space, {} or null (which ask for nothing; null is what a client sends
+// that marshals a nil value), and reports whether it passed. A resume runs the job as it
 // was made: {"rules": "current"} sent to one was ignored, and the job
 // resumed with its own rules as if that were what was asked.
 func noBody(w http.ResponseWriter, req *http.Request) bool {
@@ -204,7 +205,9 @@ func noBody(w http.ResponseWriter, req *http.Request) bool {
 		return false
 	}
 	body, err := io.ReadAll(io.LimitReader(req.Body, 1<<20))
-	if t := bytes.TrimSpace(body); err == nil && (len(t) == 0 || string(t) == "{}") {
+	t := bytes.TrimSpace(body)
+	if err == nil && (len(t) == 0 || string(t) == "null" ||
+		len(t) >= 2 && t[0] == '{' && t[len(t)-1] == '}' && len(bytes.TrimSpace(t[1:len(t)-1])) == 0) {
 		return true
 	}
 	httpserver.WriteError(w, http.StatusBadRequest, "invalid_json", req.Method+" "+req.URL.Path+
