@@ -508,8 +508,6 @@ func TestAuthorization(t *testing.T) {
 	})
 }
 
-// TestErrors checks that bad requests get a stable code and a message that
-// says how to fix them.
 // TestBodyIsRefused: a report's parameters are in its query string; a body
 // was ignored, so {"filter": ...} sent as one got the report unfiltered.
 // White space, {} and null are no parameters, and pass (null, what a
@@ -555,6 +553,8 @@ func TestBodyIsRefused(t *testing.T) {
 	}
 }
 
+// TestErrors checks that bad requests get a stable code and a message that
+// says how to fix them.
 func TestErrors(t *testing.T) {
 	ds := reporttest.Generate(reporttest.Config{Seed: 3, Location: time.UTC, Now: time.Date(2026, 3, 20, 12, 0, 0, 0, time.UTC), Days: 2, Clients: 5, Shards: 1})
 	e := newEnv(t, ds, defaultOptions())
