@@ -1,6 +1,9 @@
 package httpserver
 
-import "net/http"
+import (
+	"bytes"
+	"net/http"
+)
 
 // ErrorBody is the JSON shape of every error response of every service:
 // a stable machine-readable code and a message that tells a person what was
@@ -24,4 +27,19 @@ func WriteError(w http.ResponseWriter, status int, code, message string) {
 // WriteFieldError writes an ErrorBody naming the offending input field.
 func WriteFieldError(w http.ResponseWriter, status int, code, field, message string) {
 	WriteJSON(w, status, ErrorBody{Error: ErrorDetail{Code: code, Field: field, Message: message}})
+}
+
+// EmptyBody reports whether a request body asks for nothing, so that an
+// endpoint that takes none may accept it: white space, {} (with white
+// space inside or not) or null, which a client sends that marshals a nil
+// value. Anything else should be refused rather than ignored.
+func EmptyBody(body []byte) bool {
+	t := bytes.TrimSpace(body)
+	switch {
+	case len(t) == 0, string(t) == "null":
+		return true
+	case len(t) >= 2 && t[0] == '{' && t[len(t)-1] == '}':
+		return len(bytes.TrimSpace(t[1:len(t)-1])) == 0
+	}
+	return false
 }

@@ -244,3 +244,14 @@ func TestClientChosenMethodAndPathBounded(t *testing.T) {
 		t.Errorf("access log line of %d bytes: %.300s", len(line), line)
 	}
 }
+
+func TestEmptyBody(t *testing.T) {
+	for body, want := range map[string]bool{
+		"": true, " \n": true, "{}": true, "{ }": true, " { \n } ": true, "null": true, " null ": true,
+		"{\"a\":1}": false, "[]": false, "0": false, "nul": false, "{": false, "}": false, "\"\"": false,
+	} {
+		if got := EmptyBody([]byte(body)); got != want {
+			t.Errorf("EmptyBody(%q) = %v, want %v", body, got, want)
+		}
+	}
+}

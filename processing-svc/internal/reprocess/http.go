@@ -205,9 +205,7 @@ func noBody(w http.ResponseWriter, req *http.Request) bool {
 		return false
 	}
 	body, err := io.ReadAll(io.LimitReader(req.Body, 1<<20))
-	t := bytes.TrimSpace(body)
-	if err == nil && (len(t) == 0 || string(t) == "null" ||
-		len(t) >= 2 && t[0] == '{' && t[len(t)-1] == '}' && len(bytes.TrimSpace(t[1:len(t)-1])) == 0) {
+	if err == nil && httpserver.EmptyBody(body) {
 		return true
 	}
 	httpserver.WriteError(w, http.StatusBadRequest, "invalid_json", req.Method+" "+req.URL.Path+

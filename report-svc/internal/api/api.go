@@ -5,7 +5,6 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -87,26 +86,13 @@ func noBody(next http.HandlerFunc) http.HandlerFunc {
 			httpserver.WriteError(w, http.StatusBadRequest, "unexpected_body", "could not read the request body ("+err.Error()+"); a report takes none")
 			return
 		}
-		if emptyBody(body) {
+		if httpserver.EmptyBody(body) {
 			next(w, r)
 			return
 		}
 		httpserver.WriteError(w, http.StatusBadRequest, "unexpected_body",
 			"GET "+r.URL.Path+" takes no body: a report's parameters go in the query string (filter=..., metrics=..., docs/reports.md); send the request without one")
 	}
-}
-
-// emptyBody reports whether a body asks for nothing: white space, {} (with
-// white space inside or not) or null.
-func emptyBody(body []byte) bool {
-	t := bytes.TrimSpace(body)
-	switch {
-	case len(t) == 0, string(t) == "null":
-		return true
-	case len(t) >= 2 && t[0] == '{' && t[len(t)-1] == '}':
-		return len(bytes.TrimSpace(t[1:len(t)-1])) == 0
-	}
-	return false
 }
 
 // property authorises the caller for the property_id parameter and
