@@ -225,21 +225,22 @@ func preconditionFailed(w http.ResponseWriter, current int, m precondition) {
 		// the client read them, which it must hear (were it told only to
 		// drop the W/ and given the current tag, it would overwrite the
 		// change it never saw).
-		want := make([]string, len(m.weakVersions))
-		for i, v := range m.weakVersions {
-			want[i] = strconv.Itoa(v)
-		}
 		httpserver.WriteError(w, http.StatusPreconditionFailed, "precondition_failed",
-			"the rules are at version "+strconv.Itoa(current)+", not "+strings.Join(want, " or ")+" as If-Match says; someone changed them: read them again and reapply your change "+
+			"the rules are at version "+strconv.Itoa(current)+", not "+versionList(m.weakVersions)+" as If-Match says; someone changed them: read them again and reapply your change "+
 				"(and send the ETag without W/: If-Match compares entity tags strongly (RFC 9110), so a weak one such as "+m.weak+" never matches)")
 		return
 	}
-	want := make([]string, len(m.versions))
-	for i, v := range m.versions {
-		want[i] = strconv.Itoa(v)
-	}
 	httpserver.WriteError(w, http.StatusPreconditionFailed, "precondition_failed",
-		"the rules are at version "+strconv.Itoa(current)+", not "+strings.Join(want, " or ")+" as If-Match says; someone changed them: read them again and reapply your change")
+		"the rules are at version "+strconv.Itoa(current)+", not "+versionList(m.versions)+" as If-Match says; someone changed them: read them again and reapply your change")
+}
+
+// versionList says versions as "2 or 3".
+func versionList(versions []int) string {
+	out := make([]string, len(versions))
+	for i, v := range versions {
+		out[i] = strconv.Itoa(v)
+	}
+	return strings.Join(out, " or ")
 }
 
 func etag(version int) string { return `"` + strconv.Itoa(version) + `"` }
