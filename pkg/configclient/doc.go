@@ -1,8 +1,8 @@
-// Package configclient is how collection and processing read config-svc:
-// property documents (settings, hostnames, API secret hashes and the
-// current compiled rules) by tracking ID or property ID, a property's
-// whole rule history for reprocessing, and the daily salts of collection's
-// cookieless visitor IDs.
+// Package configclient is how collection, processing and the report
+// services read config-svc: property documents (settings, hostnames, API
+// secret hashes and the current compiled rules) by tracking ID or property
+// ID, a property's whole rule history for reprocessing, and the daily salts
+// of collection's cookieless visitor IDs.
 //
 // # Freshness
 //
