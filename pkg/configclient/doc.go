@@ -1,8 +1,9 @@
 // Package configclient is how collection, processing and the report
 // services read config-svc: property documents (settings, hostnames, API
 // secret hashes and the current compiled rules) by tracking ID or property
-// ID, a property's whole rule history for reprocessing, and the daily salts
-// of collection's cookieless visitor IDs.
+// ID, a property's whole rule history (processing applies each hit's
+// version, live and in reprocessing), and the daily salts of collection's
+// cookieless visitor IDs.
 //
 // # Freshness
 //
