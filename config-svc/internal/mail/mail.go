@@ -1,6 +1,7 @@
-// Package mail delivers config-svc's e-mail (password reset links): plain
-// text messages with RFC 5322 headers, sent by SMTP (net/smtp) or written
-// into a pickup directory as .eml files, which the local stack and
+// Package mail delivers config-svc's e-mail (password reset, e-mail
+// verification, invitation and address claim links): plain text messages
+// with RFC 5322 headers, sent by SMTP (net/smtp) or written into a pickup
+// directory as .eml files, which the local stack and
 // development use and which many MTAs (and a mail catcher) pick up. A
 // Queue sends them in the background, retrying temporary failures.
 package mail
