@@ -16,8 +16,8 @@
 // # Publishing keys
 //
 // The issuer serves a JWKS at JWKSPath, built with NewJWK for each public key
-// that may still have signed a live token (the current key and, during a
-// rotation, the previous one). KeyID derives a stable kid from a public key
+// that may have signed a live token or is about to sign one (the current key
+// and, during a rotation, the next one or the previous one). KeyID derives a stable kid from a public key
 // (its RFC 7638 thumbprint).
 //
 // # Verifying
