@@ -93,4 +93,8 @@
 // truncated away and everything before it is recovered. Replaying a
 // fragment is idempotent, which is what lets snapshots run concurrently
 // with writes. A LOCK file (flock) keeps two servers off one directory.
+// The node's host_id is kept there too (HOST_ID), so that a server
+// restarted on its directory is the same node to drivers, as a restarted
+// Cassandra node is: gocql, finding a new host ID at a known address, can
+// drop the address from its session altogether.
 package cqlserver

@@ -341,6 +341,41 @@ func TestDurability(t *testing.T) {
 	checkSampleData(t, s)
 }
 
+// A server restarted on its data directory keeps its host_id, as a
+// Cassandra node does. With a new one at every start, gocql took the
+// restarted server for a new node at the same address, and forgetting the
+// old one (its policies remove hosts by address) could drop the address
+// altogether: a service's session was left with "no hosts available in the
+// pool" for good (found by TestAcceptanceWithStoreFaults).
+func TestHostIDSurvivesRestart(t *testing.T) {
+	hostID := func(srv *cqlserver.Server) gocql.UUID {
+		t.Helper()
+		s := connect(t, srv, "")
+		defer s.Close()
+		var id gocql.UUID
+		if err := s.Query(`SELECT host_id FROM system.local`).Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	dir := t.TempDir()
+	srv := startServer(t, dir)
+	first := hostID(srv)
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	srv = startServer(t, dir)
+	defer srv.Close()
+	if again := hostID(srv); again != first {
+		t.Errorf("host_id after a restart on the same data directory = %v, want %v", again, first)
+	}
+	other := startServer(t, t.TempDir())
+	defer other.Close()
+	if id := hostID(other); id == first {
+		t.Errorf("a server on another data directory has the same host_id %v", id)
+	}
+}
+
 // lastSegment returns the newest log segment of a data directory.
 func lastSegment(t *testing.T, dir string) string {
 	t.Helper()

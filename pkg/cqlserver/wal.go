@@ -29,6 +29,7 @@ import (
 //	wal-NNNNNNNNNNNNNNNN.log       log segments, replayed in order
 //	snapshot-NNNNNNNNNNNNNNNN.db   full state covering every segment < NNNN
 //	LOCK                           held (flock) while a server uses the dir
+//	HOST_ID                        the node's host_id, kept across restarts
 //
 // Every record is framed as [uint32 length][uint32 CRC-32C][payload]. A
 // record that is cut short or fails its checksum ends the log: it is the
@@ -103,6 +104,10 @@ func openWAL(dir string, d *db, log *slog.Logger, syncInterval time.Duration) (*
 	if err != nil {
 		return nil, err
 	}
+	if d.node.hostID, err = loadHostID(dir, d.node.hostID); err != nil {
+		unlockDir(lock)
+		return nil, err
+	}
 	w := &wal{dir: dir, log: log, syncInterval: syncInterval, db: d, lock: lock, stop: make(chan struct{}), done: make(chan struct{}),
 		snapFloor: snapshotThreshold}
 	last, err := w.recover()
@@ -121,6 +126,50 @@ func openWAL(dir string, d *db, log *slog.Logger, syncInterval time.Duration) (*
 	}
 	go w.flushLoop()
 	return w, nil
+}
+
+// loadHostID returns the host ID kept in the directory, keeping fresh there
+// first when it has none. A restarted node keeps its host_id, as a
+// Cassandra node does: a driver that finds the same address under a new
+// host ID takes it for a node replaced, and gocql, whose policies forget
+// hosts by address, may then drop the address altogether when it removes
+// the old ID, its session left with no host ("no hosts available in the
+// pool") although the server is up.
+func loadHostID(dir string, fresh uuid.UUID) (uuid.UUID, error) {
+	path := filepath.Join(dir, "HOST_ID")
+	b, err := os.ReadFile(path)
+	if err == nil {
+		id, perr := uuid.Parse(strings.TrimSpace(string(b)))
+		if perr != nil {
+			return uuid.UUID{}, fmt.Errorf("read %s: %w", path, perr)
+		}
+		return id, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return uuid.UUID{}, fmt.Errorf("read host id: %w", err)
+	}
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return uuid.UUID{}, fmt.Errorf("write host id: %w", err)
+	}
+	_, err = f.WriteString(fresh.String() + "\n")
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err == nil {
+		err = syncDir(dir)
+	}
+	if err != nil {
+		return uuid.UUID{}, fmt.Errorf("write host id: %w", err)
+	}
+	return fresh, nil
 }
 
 // recover loads the newest complete snapshot and replays the segments that
