@@ -78,11 +78,17 @@
 // Without Config.DataDir everything lives in memory. With it, every applied
 // change is appended to a write-ahead log in that directory: schema
 // changes as CQL text, data as the merged partition fragments, and
-// truncations, each record framed with a length and CRC-32C. The log is
-// group-committed: a background goroutine writes and fsyncs it every
-// Config.SyncInterval (100ms by default), so a crash loses at most the
-// writes acknowledged in the last interval, and Close syncs everything, so
-// a clean stop loses nothing. When a log segment exceeds both 64 MiB and
+// truncations, each record framed with a length and CRC-32C. Each record
+// is written to the log file before its change is acknowledged, so a crash
+// of the process (SIGKILL, an OOM kill) loses nothing acknowledged: the
+// kernel has it, as it has Cassandra's memory-mapped commit log. The fsync
+// is group-committed: a background goroutine syncs the log every
+// Config.SyncInterval (100ms by default), so a crash of the machine loses
+// at most the writes acknowledged in the last interval, and Close syncs
+// everything, so a clean stop loses nothing. (Before 2026-12-06 records
+// waited in the process's memory until the sync, and a SIGKILL lost the
+// last interval's acknowledged writes: the storage drill lost hits
+// processing had written and committed.) When a log segment exceeds both 64 MiB and
 // the last snapshot's size (and at Close when it exceeds 16 MiB) a
 // snapshot of the full state is written to a temporary file, fsynced and
 // renamed, and older segments are deleted: snapshots write about as much

@@ -23,9 +23,11 @@ type Config struct {
 	// DataDir enables durability: a write-ahead log and snapshots in this
 	// directory, replayed by New. Empty keeps everything in memory only.
 	DataDir string
-	// SyncInterval is the group-commit interval of the write-ahead log
-	// (default 100ms): a crash loses at most the writes acknowledged in the
-	// last interval. Close always syncs.
+	// SyncInterval is the group-commit (fsync) interval of the write-ahead
+	// log (default 100ms): a crash of the machine loses at most the writes
+	// acknowledged in the last interval; a crash of the process loses
+	// nothing acknowledged (each change is written to the log file before
+	// it is answered). Close always syncs.
 	SyncInterval time.Duration
 	// Logger receives connection and durability events; nil discards them.
 	Logger *slog.Logger

@@ -376,6 +376,52 @@ func TestHostIDSurvivesRestart(t *testing.T) {
 	}
 }
 
+// A write the server acknowledged survives a crash of its process (a
+// SIGKILL, an OOM kill) whatever the group-commit interval: it is in the
+// log file, which the kernel keeps, before it is answered. It was held in
+// the process's buffer until the next sync (100ms), and the storage drill
+// (TestAcceptanceWithStoreFaults) lost the flush processing had just
+// written and committed when it killed the server with SIGKILL.
+func TestAcknowledgedWritesSurviveACrash(t *testing.T) {
+	dir := t.TempDir()
+	srv, err := cqlserver.New(cqlserver.Config{Addr: "127.0.0.1:0", DataDir: dir, SyncInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	s := connect(t, srv, "")
+	defer s.Close()
+	writeSampleData(t, s)
+
+	// What the process's crash leaves: the files as they are, without a
+	// sync or a close (everything but the lock, which dies with it).
+	crashed := t.TempDir()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Name() == "LOCK" {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(crashed, e.Name()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := startServer(t, crashed)
+	defer after.Close()
+	s2 := connect(t, after, "")
+	defer s2.Close()
+	checkSampleData(t, s2)
+}
+
 // lastSegment returns the newest log segment of a data directory.
 func lastSegment(t *testing.T, dir string) string {
 	t.Helper()

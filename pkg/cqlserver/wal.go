@@ -52,10 +52,6 @@ const defaultSyncInterval = 100 * time.Millisecond
 // snapshotDue).
 const snapshotThreshold = 64 << 20
 
-// flushThreshold is the buffered size at which an appender writes to the
-// file itself instead of waiting for the next group commit.
-const flushThreshold = 1 << 20
-
 // wal is the write-ahead log of a data directory.
 type wal struct {
 	dir          string
@@ -66,7 +62,7 @@ type wal struct {
 	mu       sync.Mutex
 	f        *os.File
 	seq      uint64 // current segment number
-	buf      []byte // appended, not yet written
+	buf      []byte // a record being written (reused)
 	written  int64  // bytes written to the current segment
 	err      error  // first write error; the log is unusable after it
 	snapSize int64  // bytes of the newest snapshot, written or loaded
@@ -409,10 +405,13 @@ func (w *wal) append(payload []byte) {
 	if w.err != nil || w.f == nil {
 		return
 	}
+	// Written to the file before the change is acknowledged, so that a
+	// crash of the process loses nothing acknowledged (the kernel has it,
+	// as Cassandra's commit log, memory-mapped, survives a crash of
+	// Cassandra); only a crash of the machine loses what the next sync
+	// would have made durable.
 	w.buf = append(w.buf, rec...)
-	if len(w.buf) >= flushThreshold {
-		w.writeLocked()
-	}
+	w.writeLocked()
 }
 
 // writeLocked writes the buffer to the segment (without fsync).
