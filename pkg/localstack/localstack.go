@@ -542,7 +542,12 @@ func (s *Stack) signal(name string, sig syscall.Signal) error {
 	}
 }
 
-// Restart starts a stopped process again with the same command.
+// Restart starts a stopped process again with the same command (and so
+// the broker and the CQL server on their port and data directory) and
+// returns once it is ready: Consul with a leader, the broker and the CQL
+// server accepting connections (the CQL server listens only once it has
+// recovered its data directory), a service instance at once (it answers
+// /healthz from its first moment; WaitHealthy waits for Consul's view).
 func (s *Stack) Restart(ctx context.Context, name string) error {
 	p, err := s.find(name)
 	if err != nil {
@@ -556,8 +561,13 @@ func (s *Stack) Restart(ctx context.Context, name string) error {
 	if err := s.exec(p); err != nil {
 		return err
 	}
-	if name == "consul" {
+	switch name {
+	case "consul":
 		return s.waitConsul(ctx)
+	case "kafka":
+		return s.waitFor(ctx, name, s.dial(s.c.KafkaPort))
+	case "cqlserver":
+		return s.waitFor(ctx, name, s.dial(s.c.CQLPort))
 	}
 	return nil
 }
