@@ -163,6 +163,9 @@ type variant struct {
 	// faults runs while the traffic plays, on the test's goroutine; its
 	// context ends with the play, and run waits for both.
 	faults func(ctx context.Context)
+	// played runs once the traffic has played, with the expectation of
+	// what was played, before processing is waited for.
+	played func(e *simulate.Expectation)
 }
 
 func run(t *testing.T, stack *localstack.Stack, cfg localstack.Config, visitors int, play time.Duration, v variant) {
@@ -202,6 +205,9 @@ func run(t *testing.T, stack *localstack.Stack, cfg localstack.Config, visitors 
 	}
 	if res.Rejected != malformed {
 		t.Errorf("collection rejected %d hits, the plan has %d malformed", res.Rejected, malformed)
+	}
+	if v.played != nil {
+		v.played(plan.Expect)
 	}
 
 	session := connect(t, cfg)
