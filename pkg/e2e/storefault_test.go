@@ -278,7 +278,11 @@ func (r *reportReader) check(t *testing.T, pageviews int64) {
 			t.Errorf("report read at %v took %v, longer than %v", rd.at, rd.took, reportAnswerLimit)
 		}
 	}
-	t.Logf("report reads: %d, by answer %v", len(r.reads), byStatus)
+	var slowest time.Duration
+	for _, rd := range r.reads {
+		slowest = max(slowest, rd.took)
+	}
+	t.Logf("report reads: %d, by answer %v, the slowest in %v", len(r.reads), byStatus, slowest.Round(time.Millisecond))
 	// The answers as they changed, and the faults between them.
 	var changes []string
 	prev, ev := "", 0
