@@ -596,9 +596,17 @@ func (c *Client) follow(ctx context.Context) {
 			c.anchor(head.Seq)
 			continue
 		}
-		pctx, cancel := context.WithTimeout(ctx, c.cfg.Wait+10*time.Second)
+		// Until config-svc has answered a poll (at the start, after a
+		// failure) the poll does not wait: its answer, at once, is what
+		// sets configclient_feed_connected to 1, which a long poll with
+		// nothing to announce would hold back for its whole Wait.
+		wait := c.cfg.Wait
+		if !c.connected.Load() {
+			wait = 0
+		}
+		pctx, cancel := context.WithTimeout(ctx, wait+10*time.Second)
 		var page Changes
-		err := c.get(pctx, fmt.Sprintf("/internal/v1/changes?since=%d&wait=%s", since, c.cfg.Wait), &page)
+		err := c.get(pctx, fmt.Sprintf("/internal/v1/changes?since=%d&wait=%s", since, wait), &page)
 		cancel()
 		if ctx.Err() != nil {
 			return

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/acme/analytics/pkg/httpserver"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // These tests put the client before a config-svc (a small HTTP server
@@ -186,4 +188,139 @@ func TestAFeedGoneThatPersistsIsBackedOff(t *testing.T) {
 	if n := polls.Load(); n > 20 {
 		t.Fatalf("%d requests to the feed in a second of 410s; want the re-anchoring backed off", n)
 	}
+}
+
+// outageServer is a config-svc whose feed has no changes, holding each
+// poll for its wait as config-svc does, and which can be taken down
+// (every request then fails, the polls waiting end at once) and brought
+// back.
+type outageServer struct {
+	*httptest.Server
+	doc  Property
+	mu   sync.Mutex
+	down chan struct{} // closed while down
+}
+
+func newOutageServer(t *testing.T) *outageServer {
+	t.Helper()
+	s := &outageServer{doc: testDoc(1), down: make(chan struct{})}
+	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *outageServer) serve(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	down := s.down
+	s.mu.Unlock()
+	select {
+	case <-down:
+		httpserver.WriteError(w, http.StatusServiceUnavailable, "unavailable", "down")
+		return
+	default:
+	}
+	q := r.URL.Query()
+	switch {
+	case r.URL.Path == "/internal/v1/changes" && q.Get("since") == "":
+		httpserver.WriteJSON(w, http.StatusOK, Changes{Seq: 5, Changes: []Change{}})
+	case r.URL.Path == "/internal/v1/changes":
+		wait, err := time.ParseDuration(q.Get("wait"))
+		if err != nil {
+			httpserver.WriteError(w, http.StatusBadRequest, "invalid_field", err.Error())
+			return
+		}
+		select {
+		case <-time.After(wait):
+			httpserver.WriteJSON(w, http.StatusOK, Changes{Seq: 5, Changes: []Change{}})
+		case <-down:
+			httpserver.WriteError(w, http.StatusServiceUnavailable, "unavailable", "shutting down")
+		case <-r.Context().Done():
+		}
+	case r.URL.Path == "/internal/v1/properties/by-tracking-id/"+s.doc.TrackingID:
+		_ = json.NewEncoder(w).Encode(s.doc)
+	default:
+		httpserver.WriteError(w, http.StatusNotFound, "not_found", "no property")
+	}
+}
+
+// setDown takes the server down or brings it back.
+func (s *outageServer) setDown(down bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case <-s.down:
+		if !down {
+			s.down = make(chan struct{})
+		}
+	default:
+		if down {
+			close(s.down)
+		}
+	}
+}
+
+// runOutageClient runs a client of srv with the default long poll (30s)
+// and returns it with its metrics.
+func runOutageClient(t *testing.T, srv *outageServer) (*Client, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	c, err := New(Config{BaseURL: srv.URL, Caller: "test", IdentitySecret: []byte("a test identity secret"), Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = c.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return c, reg
+}
+
+func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			m := mf.GetMetric()[0]
+			if m.GetGauge() != nil {
+				return m.GetGauge().GetValue()
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
+
+// TestFeedConnectedAsSoonAsConfigSvcAnswers: configclient_feed_connected
+// must say 1 as soon as config-svc answers the feed, at the start and
+// after an outage, not once the first long poll ends: with nothing
+// changing that took the poll's whole wait (30s), during which operators
+// watching the gauge saw the pipeline off the feed though it followed it
+// (found by the config-svc drill, TestAcceptanceWithConfigOutage).
+func TestFeedConnectedAsSoonAsConfigSvcAnswers(t *testing.T) {
+	srv := newOutageServer(t)
+	c, reg := runOutageClient(t, srv)
+	connected := func(want bool, within time.Duration, when string) {
+		t.Helper()
+		deadline := time.Now().Add(within)
+		for c.Connected() != want && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if c.Connected() != want {
+			t.Fatalf("%s: Connected() = %v after %v, want %v", when, c.Connected(), within, want)
+		}
+		if got, w := metricValue(t, reg, "configclient_feed_connected"), map[bool]float64{true: 1}[want]; got != w {
+			t.Fatalf("%s: configclient_feed_connected = %v, want %v", when, got, w)
+		}
+	}
+	connected(true, 2*time.Second, "at the start")
+	srv.setDown(true)
+	connected(false, 2*time.Second, "config-svc down")
+	time.Sleep(300 * time.Millisecond) // a few failed polls: the backoff grows
+	srv.setDown(false)
+	// The backoff after 300 ms of failures is under a second.
+	connected(true, 2*time.Second, "config-svc back")
 }
