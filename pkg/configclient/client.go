@@ -303,8 +303,12 @@ func (c *Client) ByID(ctx context.Context, propertyID string) (*Property, error)
 	})
 }
 
+// served counts a lookup answered from the cache as stale when its copy
+// is due for a refetch, or when the feed is not followed (config-svc
+// unreachable): a change made meanwhile cannot be seen, so every copy may
+// be stale.
 func (c *Client) served(stale bool) {
-	if stale {
+	if stale || !c.connected.Load() {
 		c.m.staleServed.Inc()
 	}
 }

@@ -33,8 +33,11 @@
 //
 // While config-svc is unreachable, cached documents keep being served
 // (configclient_feed_connected is 0, configclient_stale_served_total counts
-// the lookups answered from a copy that is due for a refetch, and the log
-// says so once); only keys not cached fail, with ErrUnavailable.
+// the lookups answered from the cache, each from a copy that may be stale,
+// as it counts at any time those answered from a copy due for a refetch,
+// and the log says so once); only keys not cached fail, with
+// ErrUnavailable. configclient_feed_connected is 1 again as soon as
+// config-svc answers a poll: the first poll after a failure does not wait.
 //
 // # Cookieless salts
 //

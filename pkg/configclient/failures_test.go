@@ -324,3 +324,45 @@ func TestFeedConnectedAsSoonAsConfigSvcAnswers(t *testing.T) {
 	// The backoff after 300 ms of failures is under a second.
 	connected(true, 2*time.Second, "config-svc back")
 }
+
+// TestStaleServedCountsWhileConfigSvcIsDown: while the feed cannot be
+// followed, every lookup answered from the cache is from a copy that may
+// be stale (a change made meanwhile cannot be seen), and
+// configclient_stale_served_total counts it, as docs/config.md tells
+// operators ("When config-svc is down"); before the drill found it, only
+// copies the feed had marked changed were counted, so the counter stood
+// still through an outage.
+func TestStaleServedCountsWhileConfigSvcIsDown(t *testing.T) {
+	srv := newOutageServer(t)
+	c, reg := runOutageClient(t, srv)
+	ctx := context.Background()
+	for deadline := time.Now().Add(5 * time.Second); !c.Connected() && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	}
+	if !c.Connected() {
+		t.Fatal("the client does not follow the feed")
+	}
+	if _, err := c.ByTrackingID(ctx, srv.doc.TrackingID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ByTrackingID(ctx, srv.doc.TrackingID); err != nil {
+		t.Fatal(err)
+	}
+	if n := metricValue(t, reg, "configclient_stale_served_total"); n != 0 {
+		t.Fatalf("configclient_stale_served_total = %v with the feed followed, want 0", n)
+	}
+	srv.setDown(true)
+	for deadline := time.Now().Add(5 * time.Second); c.Connected() && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	}
+	for range 3 {
+		doc, err := c.ByTrackingID(ctx, srv.doc.TrackingID)
+		if err != nil || doc.PropertyID != srv.doc.PropertyID {
+			t.Fatalf("during the outage: %v, %v; want the last known copy", doc, err)
+		}
+	}
+	if _, err := c.ByID(ctx, srv.doc.PropertyID); err != nil {
+		t.Fatal(err)
+	}
+	if n := metricValue(t, reg, "configclient_stale_served_total"); n != 4 {
+		t.Fatalf("configclient_stale_served_total = %v after 4 lookups during the outage, want 4", n)
+	}
+}
