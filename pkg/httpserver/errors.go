@@ -43,3 +43,19 @@ func EmptyBody(body []byte) bool {
 	}
 	return false
 }
+
+// EncodedBody says what a request body that is JSON only once decoded is,
+// and what to send instead: gzip-compressed (Content-Encoding is not
+// decoded) or started by a byte order mark, which JSON does not allow; ""
+// for any other. The caller puts its own subject first ("the body "), so
+// that a client hears that rather than "invalid character '\x1f'" at
+// byte 1.
+func EncodedBody(body []byte) string {
+	switch {
+	case bytes.HasPrefix(body, []byte{0x1f, 0x8b}):
+		return "is gzip-compressed, and bodies are read as they are sent (Content-Encoding is not decoded); send it uncompressed"
+	case bytes.HasPrefix(body, []byte("\xef\xbb\xbf")):
+		return "starts with a byte order mark (EF BB BF), which JSON does not allow; send it without"
+	}
+	return ""
+}

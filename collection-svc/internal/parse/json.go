@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/acme/analytics/pkg/httpserver"
 	"github.com/valyala/fastjson"
 )
 
@@ -273,11 +274,8 @@ func notJSON(body []byte, shape string, err error) string {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return "the body is empty; send a JSON object " + shape
 	}
-	switch {
-	case bytes.HasPrefix(body, []byte{0x1f, 0x8b}):
-		return "the body is gzip-compressed, and bodies are read as they are sent (Content-Encoding is not decoded); send it uncompressed"
-	case bytes.HasPrefix(body, []byte("\xef\xbb\xbf")):
-		return "the body starts with a byte order mark (EF BB BF), which JSON does not allow; send it without"
+	if encoded := httpserver.EncodedBody(body); encoded != "" {
+		return "the body " + encoded
 	}
 	if strings.Contains(err.Error(), "too big depth") {
 		return "the body is not JSON we read: its arrays and objects nest more than 300 levels deep; send a JSON object " + shape

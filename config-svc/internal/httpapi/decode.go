@@ -371,13 +371,8 @@ func describeValue(v any) string {
 }
 
 func describeSyntaxError(body []byte, err error) string {
-	// Two bodies that are JSON once read right: said so, rather than
-	// "invalid character '\x1f'" or "'ï'" at byte 1.
-	switch {
-	case bytes.HasPrefix(body, []byte{0x1f, 0x8b}):
-		return "the request body is gzip-compressed, and bodies are read as they are sent (Content-Encoding is not decoded); send it uncompressed"
-	case bytes.HasPrefix(body, []byte("\xef\xbb\xbf")):
-		return "the request body starts with a byte order mark (EF BB BF), which JSON does not allow; send it without"
+	if encoded := httpserver.EncodedBody(body); encoded != "" {
+		return "the request body " + encoded
 	}
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
