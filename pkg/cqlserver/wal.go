@@ -144,25 +144,10 @@ func loadHostID(dir string, fresh uuid.UUID) (uuid.UUID, error) {
 	if !errors.Is(err, os.ErrNotExist) {
 		return uuid.UUID{}, fmt.Errorf("read host id: %w", err)
 	}
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
-	if err != nil {
-		return uuid.UUID{}, fmt.Errorf("write host id: %w", err)
-	}
-	_, err = f.WriteString(fresh.String() + "\n")
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err == nil {
-		err = syncDir(dir)
-	}
-	if err != nil {
+	if err := installFile(dir, "HOST_ID", func(f io.Writer) error {
+		_, err := io.WriteString(f, fresh.String()+"\n")
+		return err
+	}); err != nil {
 		return uuid.UUID{}, fmt.Errorf("write host id: %w", err)
 	}
 	return fresh, nil
@@ -552,45 +537,30 @@ func (w *wal) snapshot() error {
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(w.dir, snapshotName(seq)+".tmp")
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
-	if err != nil {
-		return fmt.Errorf("create snapshot: %w", err)
-	}
-	bw := bufio.NewWriterSize(f, 1<<20)
 	var size int64
-	werr := w.db.dump(func(payload []byte) error {
-		n, err := bw.Write(frameRecord(nil, payload))
-		size += int64(n)
+	err = installFile(w.dir, snapshotName(seq), func(f io.Writer) error {
+		bw := bufio.NewWriterSize(f, 1<<20)
+		err := w.db.dump(func(payload []byte) error {
+			n, err := bw.Write(frameRecord(nil, payload))
+			size += int64(n)
+			return err
+		})
+		if err == nil {
+			var n int
+			n, err = bw.Write(frameRecord(nil, []byte{recEnd}))
+			size += int64(n)
+		}
+		if err == nil {
+			err = bw.Flush()
+		}
 		return err
 	})
-	if werr == nil {
-		var n int
-		n, werr = bw.Write(frameRecord(nil, []byte{recEnd}))
-		size += int64(n)
-	}
-	if werr == nil {
-		werr = bw.Flush()
-	}
-	if werr == nil {
-		werr = f.Sync()
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write snapshot: %w", werr)
-	}
-	if err := os.Rename(tmp, filepath.Join(w.dir, snapshotName(seq))); err != nil {
-		return fmt.Errorf("install snapshot: %w", err)
+	if err != nil {
+		return fmt.Errorf("write snapshot: %w", err)
 	}
 	w.mu.Lock()
 	w.snapSize = size
 	w.mu.Unlock()
-	if err := syncDir(w.dir); err != nil {
-		return err
-	}
 	// Older segments and snapshots are now redundant.
 	entries, err := os.ReadDir(w.dir)
 	if err != nil {
@@ -919,6 +889,33 @@ func (d *decoder) fragment() *fragment {
 		f.rows = append(f.rows, r)
 	}
 	return f
+}
+
+// installFile writes the file name of dir whole or not at all: through
+// write into a temporary file, synced, renamed to name, and the directory
+// synced. A temporary file left by a crash is written over by the next.
+func installFile(dir, name string, write func(io.Writer) error) error {
+	path := filepath.Join(dir, name)
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	err = write(f)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return syncDir(dir)
 }
 
 func syncDir(dir string) error {
