@@ -147,12 +147,11 @@ func decodeJob(body io.Reader) (jobRequest, string, error) {
 	if string(raw) == "null" {
 		return in, "", errors.New("the body is null") // would be a job of nothing
 	}
-	var fields map[string]json.RawMessage
-	if raw[0] != '{' || json.Unmarshal(raw, &fields) != nil {
+	if raw[0] != '{' { // raw is one valid JSON value (Decode)
 		return in, "", errors.New("the body is not a JSON object")
 	}
 	targets := map[string]*string{"property_id": &in.PropertyID, "from": &in.From, "to": &in.To, "rules": (*string)(&in.Rules)}
-	seen := make(map[string]bool, len(fields))
+	seen := make(map[string]bool, len(targets))
 	keys := json.NewDecoder(bytes.NewReader(raw))
 	keys.Token() // {
 	for keys.More() {
