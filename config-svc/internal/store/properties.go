@@ -153,11 +153,12 @@ func (st *Store) PropertyByTrackingID(ctx context.Context, tid string) (Property
 // skipped); only a nil next means the end. A property created while the
 // pages are read is in them or not, depending on where its token falls.
 func (st *Store) AllProperties(ctx context.Context, after *int64, limit int) (ids []gocql.UUID, next *int64, err error) {
-	q := st.s.Query(`SELECT property_id, token(property_id), deleted_at FROM properties LIMIT ?`, limit)
+	const columns = `SELECT property_id, token(property_id), deleted_at FROM properties`
+	cql, args := columns+` LIMIT ?`, []any{limit}
 	if after != nil {
-		q = st.s.Query(`SELECT property_id, token(property_id), deleted_at FROM properties WHERE token(property_id) > ? LIMIT ?`, *after, limit)
+		cql, args = columns+` WHERE token(property_id) > ? LIMIT ?`, []any{*after, limit}
 	}
-	iter := q.WithContext(ctx).Iter()
+	iter := st.s.Query(cql, args...).WithContext(ctx).Iter()
 	var id gocql.UUID
 	var token int64
 	var deleted time.Time
