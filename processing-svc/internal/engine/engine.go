@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -85,6 +86,13 @@ type StatePolicy struct {
 	// change, which bounds what a crash makes the processor re-read. Zero:
 	// at every flush.
 	MaxDelay time.Duration
+	// Encoding is the visitor state encoding written (0: 3). 3 counts a
+	// user's sessions per day in the users row, converting the visitors
+	// read in 2; 2 keeps those in 2 and starts new ones in 2 (one figure,
+	// as builds before 2026-12-07 write and read), for the first step of
+	// the upgrade (docs/operations.md). A visitor in 3 stays in 3 either
+	// way.
+	Encoding int
 }
 
 // DefaultStatePolicy is processing's default (flags -state-quiet and
@@ -121,8 +129,31 @@ type vstate struct {
 	// firstWritten is the user's first session (start and touch) as the
 	// users row was last written, or as the stored state says it was. The
 	// row's first-touch columns are written only when it changes
-	// (userWrite).
+	// (userWrites).
 	firstWritten userFirst
+	// days are the local days whose sessions changed since the users row
+	// was last written (a visitor.PerDay visitor's): the days it writes.
+	days map[time.Time]bool
+	// converted: the visitor was read in state encoding 2 and counts per
+	// day since (visitor.ConvertPerDay); its users row's one figure is not
+	// its base yet.
+	converted bool
+}
+
+// changedDays records the days of the sessions ch changes.
+func (vs *vstate) changedDays(ch visitor.Changes) {
+	if !vs.v.PerDay || len(ch.UpsertSessions)+len(ch.DeleteSessions) == 0 {
+		return
+	}
+	if vs.days == nil {
+		vs.days = map[time.Time]bool{}
+	}
+	for _, u := range ch.UpsertSessions {
+		vs.days[u.Session.Day] = true
+	}
+	for _, del := range ch.DeleteSessions {
+		vs.days[del.Day] = true
+	}
 }
 
 // userFirst is a user's first session: its start and acquisition.
@@ -201,6 +232,9 @@ func New(cfg Config) *Partition {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.State.Encoding == 0 {
+		cfg.State.Encoding = 3
 	}
 	return &Partition{
 		cfg:      cfg,
@@ -317,7 +351,7 @@ func (p *Partition) Apply(ctx context.Context, msgs []Message) error {
 	}
 	loaded := make([]map[string]storedVisitor, len(reads))
 	err := parallel(ctx, p.cfg.Concurrency, len(reads), func(ctx context.Context, i int) (err error) {
-		loaded[i], err = loadVisitors(ctx, p.cfg.Session, reads[i].property, reads[i].clients, p.cfg.Partition)
+		loaded[i], err = loadVisitors(ctx, p.cfg.Session, reads[i].property, reads[i].clients, p.cfg.Partition, p.cfg.State.Encoding >= 3)
 		return err
 	})
 	if err != nil {
@@ -337,6 +371,15 @@ func (p *Partition) Apply(ctx context.Context, msgs []Message) error {
 				// the next hit's.
 				vs.settings = settings(d.prop, d.prop.liveRules(sv.v))
 				sv.v.Sessions(vs.settings)
+			}
+			if !sv.v.PerDay && p.cfg.State.Encoding >= 3 {
+				// Its live sessions move from the row's one figure to
+				// their days, written with its next users row.
+				sv.v.ConvertPerDay()
+				vs.converted = true
+				for _, ss := range sv.v.Sessions(vs.settings) {
+					vs.changedDays(visitor.Changes{UpsertSessions: []visitor.Upsert{{Session: ss}}})
+				}
 			}
 			vs.firstWritten = firstOf(vs)
 			p.visitors[d.key] = vs
@@ -427,6 +470,7 @@ func (p *Partition) applyHit(d *decoded, now time.Time) {
 	vs.changed = now
 	vs.settings = st
 	vs.rows.add(ch)
+	vs.changedDays(ch)
 	p.archive.add(h, d.raw, vs.shard)
 	p.rows.add(vs.property, vs.shard, d.msg.Offset, now, c)
 }
@@ -600,15 +644,18 @@ func (p *Partition) flush(ctx context.Context, all bool) (int64, error) {
 		if err != nil {
 			return 0, err
 		}
-		user := userWrite(vs) // same partition label as the state: one batch
-		vstmts = append(vstmts, user, stmt{partition: user.partition, cql: cqlSaveVisitor,
+		user := userWrites(vs) // same partition label as the state: one batch
+		vstmts = append(vstmts, user...)
+		vstmts = append(vstmts, stmt{partition: user[0].partition, cql: cqlSaveVisitor,
 			args: []any{vs.property, vs.v.ClientID, int(p.cfg.Partition), max(through, vs.applied), b}})
 	}
 	if err := p.w.exec(ctx, vstmts); err != nil {
 		return 0, err
 	}
 	for _, vs := range due {
-		vs.unsaved, vs.applied, vs.firstWritten = false, max(vs.applied, through), firstOf(vs) // as userWrite wrote it: nothing changed since
+		vs.unsaved, vs.applied, vs.firstWritten = false, max(vs.applied, through), firstOf(vs) // as userWrites wrote it: nothing changed since
+		vs.days, vs.converted = nil, false
+		vs.v.PruneDays(vs.settings)
 	}
 	p.unsaved -= len(due)
 
@@ -700,23 +747,57 @@ func (vs *vstate) recordWritten() {
 	vs.written, vs.sigs = live, nil
 }
 
-// userWrite returns the write of the visitor's users row. Its first-touch
-// columns (first_seen and the first source, medium, campaign and channel)
-// are written only when the user's first session is not the one last
-// written: reprocessing re-derives them for the closed days it replaces
-// (docs/processing.md, "Reprocessing"), and a live processor's copy of a
-// first session that has long been frozen must not write its view of it
-// back over that. The other columns are live processing's alone.
-func userWrite(vs *vstate) stmt {
+// userWrites returns the writes of the visitor's users row. Its
+// first-touch columns (first_seen and the first source, medium, campaign
+// and channel) are written only when the user's first session is not the
+// one last written: reprocessing re-derives them for the closed days it
+// replaces (docs/processing.md, "Reprocessing"), and a live processor's
+// copy of a first session that has long been frozen must not write its
+// view of it back over that. So are the figures of the days whose
+// sessions changed since the last write (vstate.days), each day's whole
+// (visitor.OnDay), and for the same reason only those. A visitor in state
+// encoding 2 writes its session count and last seen as one figure.
+func userWrites(vs *vstate) []stmt {
 	v := vs.v
 	partition := "v/" + vs.property + "/" + v.ClientID
-	sessions, version := v.SessionCount(vs.settings), vs.settings.Source.(settingsSource).version
+	version := vs.settings.Source.(settingsSource).version
 	f := firstOf(vs)
-	if f.start.Equal(vs.firstWritten.start) && f.touch == vs.firstWritten.touch {
-		return stmt{partition: partition, cql: cqlUserActivity, args: []any{vs.property, v.ClientID, v.LastSeen, sessions, version}}
+	first := !f.start.Equal(vs.firstWritten.start) || f.touch != vs.firstWritten.touch
+	if !v.PerDay {
+		sessions := v.SessionCount(vs.settings)
+		if !first {
+			return []stmt{{partition: partition, cql: cqlUserActivity, args: []any{vs.property, v.ClientID, v.LastSeen, sessions, version}}}
+		}
+		return []stmt{{partition: partition, cql: cqlUser, args: []any{
+			vs.property, v.ClientID, f.start, v.LastSeen, sessions, f.touch.Source, f.touch.Medium, f.touch.Campaign, f.touch.Channel, version}}}
 	}
-	return stmt{partition: partition, cql: cqlUser, args: []any{
-		vs.property, v.ClientID, f.start, v.LastSeen, sessions, f.touch.Source, f.touch.Medium, f.touch.Campaign, f.touch.Channel, version}}
+	set, args := []string{"rule_version = ?"}, []any{version}
+	if v.BaseSessions > 0 || vs.converted {
+		var last any // none, without a base
+		if v.BaseSessions > 0 {
+			last = v.BaseLast
+		}
+		set, args = append(set, "session_count = ?", "last_seen = ?"), append(args, v.BaseSessions, last)
+	}
+	if first {
+		set = append(set, "first_seen = ?", "first_source = ?", "first_medium = ?", "first_campaign = ?", "first_channel = ?")
+		args = append(args, f.start, f.touch.Source, f.touch.Medium, f.touch.Campaign, f.touch.Channel)
+	}
+	var out []stmt
+	sessions, lasts := map[time.Time]int{}, map[time.Time]time.Time{}
+	for day := range vs.days {
+		d := v.OnDay(day, vs.settings)
+		if d.Sessions == 0 {
+			out = append(out, stmt{partition: partition, cql: cqlUserDayDelete, args: []any{day, day, vs.property, v.ClientID}})
+			continue
+		}
+		sessions[day], lasts[day] = d.Sessions, d.Last
+	}
+	if len(sessions) > 0 {
+		set, args = append(set, "day_sessions = day_sessions + ?", "day_last_seen = day_last_seen + ?"), append(args, sessions, lasts)
+	}
+	cql := "UPDATE site_users SET " + strings.Join(set, ", ") + " WHERE property_id = ? AND client_id = ?"
+	return append([]stmt{{partition: partition, cql: cql, args: append(args, vs.property, v.ClientID)}}, out...)
 }
 
 // firstOf returns the visitor's first session as it stands.

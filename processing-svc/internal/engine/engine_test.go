@@ -581,15 +581,14 @@ func TestUserBackAfterStateExpired(t *testing.T) {
 			t.Errorf("%s's session: new_user = %v, want %v", client, newUser, want)
 		}
 	}
-	var gotFirst time.Time
-	var sessions int
-	var source string
-	if err := s.Query("SELECT first_seen, session_count, first_source FROM site_users WHERE property_id = ? AND client_id = 'back'", propID).
-		Scan(&gotFirst, &sessions, &source); err != nil {
+	users, err := readUsers(ctx, s, propID, []string{"back"})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if !gotFirst.Equal(first) || sessions != 4 || source != "news.example" {
-		t.Errorf("users row of the returning user: first seen %v, %d sessions, first source %q; want %v, 4, news.example", gotFirst, sessions, source, first)
+	// Its three sessions before, counted in session_count (a row of
+	// one figure), and today's, counted on its day.
+	if u := users["back"]; !u.first.Equal(first) || u.sessions != 4 || u.base.Sessions != 3 || !u.base.Last.Equal(last) || u.touch.Source != "news.example" {
+		t.Errorf("users row of the returning user: first seen %v, %d sessions (%d before), first source %q; want %v, 4 (3), news.example", u.first, u.sessions, u.base.Sessions, u.touch.Source, first)
 	}
 	types := totals(t, s, rollup.UserType)
 	if types[rollup.ReturningUser].Sessions != 1 || types[rollup.NewUser].Sessions != 1 || types[rollup.NewUser].NewUsers != 1 || types[rollup.ReturningUser].NewUsers != 0 {

@@ -1137,8 +1137,9 @@ func oracleRun(t *testing.T, sc oracleScenario, sent []*hit.Hit, mode oMode) ([]
 		rp := &Reprocessor{Session: s, Now: func() time.Time { return to.AddDate(0, 0, 10) }}
 		// Drop what live processing derived, so that what is compared is
 		// what reprocessing derived. Of site_users, which keeps its other
-		// columns, reprocessing re-derives the first-touch columns: spoil
-		// them all with a first session at the range's first instant.
+		// columns, reprocessing re-derives the first-touch columns and the
+		// day figures: spoil them all, with a first session at the range's
+		// first instant and 99 sessions on every day of the user's hits.
 		for _, table := range []string{"rollup_daily", "rollup_hourly", "filtered_hits", "sessions_by_hour", "pageviews_by_hour", "events_by_hour"} {
 			if err := s.Query("TRUNCATE " + table).Exec(); err != nil {
 				t.Fatalf("truncate %s: %v", table, err)
@@ -1150,6 +1151,14 @@ func oracleRun(t *testing.T, sc oracleScenario, sent []*hit.Hit, mode oMode) ([]
 				spoiled[h.ClientID] = true
 				if err := s.Query("INSERT INTO site_users (property_id, client_id, first_seen, first_source, first_medium, first_campaign, first_channel) VALUES (?, ?, ?, 'spoiled', 'spoiled', 'spoiled', 'spoiled')",
 					propID, h.ClientID, rollup.DayStart(from, sc.loc)).Exec(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// And every day's session count and last seen.
+			if day := oLocalDay(h.Time, sc.loc); !spoiled[h.ClientID+day.String()] {
+				spoiled[h.ClientID+day.String()] = true
+				if err := s.Query("UPDATE site_users SET day_sessions = day_sessions + ?, day_last_seen = day_last_seen + ? WHERE property_id = ? AND client_id = ?",
+					map[time.Time]int{day: 99}, map[time.Time]time.Time{day: day}, propID, h.ClientID).Exec(); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -1283,26 +1292,43 @@ func oCompareSessions(t *testing.T, s *gocql.Session, e *oExpect, days []time.Ti
 	}
 
 	// Users: first seen is the start of the first session; first touch is
-	// the first session's; the session count counts them all.
+	// the first session's; the session count counts them all, as the day
+	// counts add up (with what the row counted before it counted per day,
+	// none here); last seen is when the last ended.
 	for client, sessions := range e.sessions {
 		if len(sessions) == 0 {
 			continue
 		}
 		type userRow struct {
-			firstSeen                         time.Time
+			firstSeen, lastSeen               time.Time
 			sessions                          int
 			source, medium, campaign, channel string
 		}
 		f := sessions[0]
-		w := userRow{f.start.UTC(), len(sessions), f.source, f.medium, f.camp, f.channel}
+		w := userRow{firstSeen: f.start.UTC(), sessions: len(sessions), source: f.source, medium: f.medium, campaign: f.camp, channel: f.channel}
+		for _, ss := range sessions {
+			if end := ss.end.UTC().Truncate(time.Millisecond); end.After(w.lastSeen) {
+				w.lastSeen = end
+			}
+		}
 		var g userRow
+		var days map[time.Time]int
+		var lasts map[time.Time]time.Time
 		k := oKey{f.day, "site_users", client}
-		if err := s.Query("SELECT first_seen, session_count, first_source, first_medium, first_campaign, first_channel FROM site_users WHERE property_id = ? AND client_id = ?", propID, client).
-			Scan(&g.firstSeen, &g.sessions, &g.source, &g.medium, &g.campaign, &g.channel); err != nil {
+		if err := s.Query("SELECT first_seen, last_seen, session_count, first_source, first_medium, first_campaign, first_channel, day_sessions, day_last_seen FROM site_users WHERE property_id = ? AND client_id = ?", propID, client).
+			Scan(&g.firstSeen, &g.lastSeen, &g.sessions, &g.source, &g.medium, &g.campaign, &g.channel, &days, &lasts); err != nil {
 			out = append(out, oMismatch{class: "site_users: missing", key: k, detail: err.Error(), clients: []string{client}})
 			continue
 		}
-		g.firstSeen = g.firstSeen.UTC()
+		for day, n := range days {
+			if n != 0 {
+				g.sessions += n
+				if t := lasts[day]; t.After(g.lastSeen) {
+					g.lastSeen = t
+				}
+			}
+		}
+		g.firstSeen, g.lastSeen = g.firstSeen.UTC(), g.lastSeen.UTC()
 		if g != w {
 			out = append(out, oMismatch{class: "site_users: " + oRowDiff(w, g, true), key: k, detail: oRowDiff(w, g, false), clients: []string{client}})
 		}

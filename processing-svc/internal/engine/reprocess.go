@@ -115,7 +115,7 @@ func ReprocessDay(ctx context.Context, s *gocql.Session, p *Property, day time.T
 // check that the day is closed).
 func newDayRun(s *gocql.Session, p *Property, day time.Time, mode RulesMode, currentAt time.Time, users *FirstSessions, now time.Time) *dayRun {
 	current := p.RulesAt(currentAt)
-	return &dayRun{s: s, p: p, day: day, users: users, now: now, known: map[string]userRow{}, firsts: map[string]userFirst{}, rulesOf: func(h *hit.Hit) *rules.Compiled {
+	return &dayRun{s: s, p: p, day: day, users: users, now: now, known: map[string]userRow{}, firsts: map[string]userFirst{}, days: map[string][]visitor.DaySessions{}, rulesOf: func(h *hit.Hit) *rules.Compiled {
 		if mode == RulesCurrent {
 			return current
 		}
@@ -218,7 +218,65 @@ func (d *dayRun) run(ctx context.Context) error {
 	if err := d.writer().exec(ctx, users); err != nil {
 		return fmt.Errorf("write the first sessions of %s's users: %w", day.Format(time.DateOnly), err)
 	}
+	counts, err := d.userDays(ctx)
+	if err != nil {
+		return err
+	}
+	if err := d.writer().exec(ctx, counts); err != nil {
+		return fmt.Errorf("write the session counts of %s's users: %w", day.Format(time.DateOnly), err)
+	}
 	return nil
+}
+
+// daysOf counts sessions by the local day they started on, day among
+// them even with none.
+func daysOf(day time.Time, sessions map[string]visitor.Upsert) []visitor.DaySessions {
+	out := []visitor.DaySessions{{Day: day}}
+	for _, u := range sessions {
+		i := slices.IndexFunc(out, func(d visitor.DaySessions) bool { return d.Day.Equal(u.Session.Day) })
+		if i < 0 {
+			i = len(out)
+			out = append(out, visitor.DaySessions{Day: u.Session.Day})
+		}
+		out[i].Sessions++
+		if u.Session.End.After(out[i].Last) {
+			out[i].Last = u.Session.End
+		}
+	}
+	return out
+}
+
+// userDays returns the writes of the day's users rows' figures for the
+// day (day_sessions and day_last_seen): the sessions each client of the
+// day has on it now, where they differ from what the row holds. A day
+// the row's base may count (userRow.inBase: a row written before it
+// counted per day) is left as it is.
+func (d *dayRun) userDays(ctx context.Context) ([]stmt, error) {
+	clients := slices.Sorted(maps.Keys(d.days))
+	rows, err := readUsers(ctx, d.s, d.p.ID, clients)
+	if err != nil {
+		return nil, fmt.Errorf("read the session counts of %s's users: %w", d.day.Format(time.DateOnly), err)
+	}
+	var out []stmt
+	for _, client := range clients {
+		u := rows[client]
+		for _, now := range d.days[client] {
+			// site_users holds milliseconds; a session's end has the
+			// hits' precision (collection's: finer).
+			now.Last = now.Last.Truncate(time.Millisecond)
+			if u.holds(now) || u.inBase(now.Day, d.p.Location) {
+				continue
+			}
+			partition := "v/" + d.p.ID + "/" + client
+			if now.Sessions == 0 {
+				out = append(out, stmt{partition: partition, cql: cqlUserDayDelete, args: []any{now.Day, now.Day, d.p.ID, client}})
+				continue
+			}
+			out = append(out, stmt{partition: partition, cql: cqlUserDays,
+				args: []any{map[time.Time]int{now.Day: now.Sessions}, map[time.Time]time.Time{now.Day: now.Last}, d.p.ID, client}})
+		}
+	}
+	return out, nil
 }
 
 // dayRun is the reprocessing of one day.
@@ -235,6 +293,11 @@ type dayRun struct {
 	// holds (userFirsts).
 	known  map[string]userRow
 	firsts map[string]userFirst
+	// days holds each of the day's clients' sessions by the day they
+	// started on (the reprocessed day, but under a zone changed since
+	// its hits were received), the day itself counted 0 for a client
+	// without a session on it (userDays).
+	days map[string][]visitor.DaySessions
 
 	// afterShards, when set (tests), runs after each shard's day is
 	// derived and written, and stops the day with its error: a run that
@@ -338,6 +401,7 @@ func (d *dayRun) replace(ctx context.Context, hits []*hit.Hit, shards []int, sto
 			changed.add(ch)
 		}
 		ids := slices.Sorted(maps.Keys(changed.upserts))
+		d.days[client] = daysOf(day, changed.upserts)
 		for _, id := range ids {
 			u := changed.upserts[id]
 			if u.First {

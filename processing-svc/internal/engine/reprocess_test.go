@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -55,6 +56,8 @@ func testReprocessEqualsAlwaysHavingTheRule(t *testing.T, shards int) {
 	if dumpDerived(t, got) == dumpDerived(t, want) {
 		t.Fatal("v1 and v2 give the same tables: the test would prove nothing")
 	}
+	live := connect(t) // what live processing under v1 gave, to tell a change
+	run(t, ctx, newPartition(live, versioned), msgs, 25)
 	from := session.LocalDay(t0, time.UTC)
 	rp := &Reprocessor{Session: got, Now: func() time.Time { return now }}
 	var days int
@@ -68,13 +71,22 @@ func testReprocessEqualsAlwaysHavingTheRule(t *testing.T, shards int) {
 	if g, w := dumpDerived(t, got), dumpDerived(t, want); g != w {
 		t.Fatalf("after reprocessing with the current rules:\n%s", diff(w, g))
 	}
+	if dumpUsers(t, got) == dumpUsers(t, live) {
+		t.Fatal("v1 and v2 give the same users: the test would prove nothing about them")
+	}
+	if g, w := dumpUsers(t, got), dumpUsers(t, want); g != w {
+		t.Fatalf("users after reprocessing with the current rules:\n%s", diff(w, g))
+	}
 	// Running it again changes nothing.
-	before := dumpDerived(t, got)
+	before, beforeUsers := dumpDerived(t, got), dumptest.Tables(t, got, "site_users")
 	if err := rp.Run(ctx, versioned, from, from.AddDate(0, 0, 2), RulesCurrent, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if after := dumpDerived(t, got); after != before {
 		t.Fatalf("a second reprocessing changed the tables:\n%s", diff(before, after))
+	}
+	if after := dumptest.Tables(t, got, "site_users"); after != beforeUsers {
+		t.Fatalf("a second reprocessing changed site_users:\n%s", diff(beforeUsers, after))
 	}
 
 	// Reprocessing with the rules of the time restores the v1 tables.
@@ -86,6 +98,44 @@ func testReprocessEqualsAlwaysHavingTheRule(t *testing.T, shards int) {
 	if g, w := dumpDerived(t, got), dumpDerived(t, ref); g != w {
 		t.Fatalf("after reprocessing with the historical rules:\n%s", diff(w, g))
 	}
+	if g, w := dumpUsers(t, got), dumpUsers(t, ref); g != w {
+		t.Fatalf("users after reprocessing with the historical rules:\n%s", diff(w, g))
+	}
+}
+
+// dumpUsers renders each user of site_users as reports would count them:
+// first seen and first touch, session count and last seen (the row's
+// base and its days: userRow.total, computed here again). A row without a
+// session or a first session (its every hit excluded now) is no user.
+func dumpUsers(t *testing.T, s *gocql.Session) string {
+	t.Helper()
+	iter := s.Query("SELECT client_id, first_seen, first_source, first_medium, first_campaign, first_channel, session_count, last_seen, day_sessions, day_last_seen FROM site_users").Iter()
+	var lines []string
+	var client, source, medium, campaign, channel string
+	var first, last time.Time
+	var sessions int
+	var days map[time.Time]int
+	var lasts map[time.Time]time.Time
+	for iter.Scan(&client, &first, &source, &medium, &campaign, &channel, &sessions, &last, &days, &lasts) {
+		for day, n := range days {
+			if n > 0 {
+				sessions += n
+				if lasts[day].After(last) {
+					last = lasts[day]
+				}
+			}
+		}
+		if sessions > 0 || !first.IsZero() {
+			lines = append(lines, fmt.Sprintf("%s first=%s %s/%s/%s/%s sessions=%d last=%s", client, first.UTC().Format(time.RFC3339Nano),
+				source, medium, campaign, channel, sessions, last.UTC().Format(time.RFC3339Nano)))
+		}
+		days, lasts = nil, nil
+	}
+	if err := iter.Close(); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(lines)
+	return strings.Join(lines, "\n")
 }
 
 // A day archived under fewer shards than the property has now (operators

@@ -30,10 +30,12 @@ const (
 	cqlLoadVisitors     = "SELECT client_id, kafka_partition, applied_offset, state FROM visitor_state WHERE property_id = ? AND client_id IN ?"
 	cqlSaveVisitor      = "INSERT INTO visitor_state (property_id, client_id, kafka_partition, applied_offset, state) VALUES (?, ?, ?, ?, ?)"
 	cqlArchive          = "UPDATE raw_hit_blocks_by_hour SET hits = hits + ? WHERE property_id = ? AND day = ? AND shard = ? AND hour = ? AND block = ?"
-	cqlLoadUsers        = "SELECT client_id, first_seen, last_seen, session_count, first_source, first_medium, first_campaign, first_channel FROM site_users WHERE property_id = ? AND client_id IN ?"
+	cqlLoadUsers        = "SELECT client_id, first_seen, last_seen, session_count, first_source, first_medium, first_campaign, first_channel, day_sessions, day_last_seen FROM site_users WHERE property_id = ? AND client_id IN ?"
 	cqlUser             = "INSERT INTO site_users (property_id, client_id, first_seen, last_seen, session_count, first_source, first_medium, first_campaign, first_channel, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 	cqlUserActivity     = "INSERT INTO site_users (property_id, client_id, last_seen, session_count, rule_version) VALUES (?, ?, ?, ?, ?)"
 	cqlUserFirst        = "INSERT INTO site_users (property_id, client_id, first_seen, first_source, first_medium, first_campaign, first_channel) VALUES (?, ?, ?, ?, ?, ?, ?)"
+	cqlUserDays         = "UPDATE site_users SET day_sessions = day_sessions + ?, day_last_seen = day_last_seen + ? WHERE property_id = ? AND client_id = ?"
+	cqlUserDayDelete    = "DELETE day_sessions[?], day_last_seen[?] FROM site_users WHERE property_id = ? AND client_id = ?"
 	cqlDeleteOldSession = "DELETE FROM sessions WHERE property_id = ? AND day = ? AND shard = ? AND session_id = ?"
 	cqlDeleteSession    = "DELETE FROM sessions_by_hour WHERE property_id = ? AND day = ? AND shard = ? AND hour = ? AND session_id = ?"
 	cqlSession          = "INSERT INTO sessions_by_hour (property_id, day, shard, hour, session_id, client_id, started_at, ended_at, landing_page, exit_page, pageviews, events, bounce, engaged, source, medium, campaign, referrer, channel, country, device, browser, os, new_user, conversions, conversion_value, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -166,6 +168,10 @@ func boundSize(a any) (text, cells int, number bool) {
 			text += len(k) + 8
 		}
 		return text, len(v), false
+	case map[time.Time]int: // a users row's sessions by day
+		return 16 * len(v), len(v), false
+	case map[time.Time]time.Time: // and the end of each day's last
+		return 16 * len(v), len(v), false
 	}
 	if a == gocql.UnsetValue {
 		return 0, 0, false
@@ -384,8 +390,9 @@ const visitorsPerRead = 50
 // loadVisitors reads the durable state of a property's visitors (at most
 // visitorsPerRead), in one query: a new visitor, applied -1, for each that
 // has none, or whose state was written by another partition (the topic was
-// repartitioned: its offsets say nothing here).
-func loadVisitors(ctx context.Context, s *gocql.Session, property string, clients []string, partition int32) (map[string]storedVisitor, error) {
+// repartitioned: its offsets say nothing here). A new visitor counts its
+// sessions per day (visitor.PerDay) when perDay (StatePolicy.Encoding).
+func loadVisitors(ctx context.Context, s *gocql.Session, property string, clients []string, partition int32, perDay bool) (map[string]storedVisitor, error) {
 	out := make(map[string]storedVisitor, len(clients))
 	iter := s.Query(cqlLoadVisitors, property, clients).WithContext(ctx).Iter()
 	var client string
@@ -412,7 +419,9 @@ func loadVisitors(ctx context.Context, s *gocql.Session, property string, client
 		if sv, ok := out[c]; !ok {
 			missing = append(missing, c)
 			stateless[c] = true
-			out[c] = storedVisitor{visitor.New(c), -1}
+			v := visitor.New(c)
+			v.PerDay = perDay
+			out[c] = storedVisitor{v, -1}
 		} else if sv.v.FrozenSessions == 0 && len(sv.v.Hits) == 0 {
 			// No session in its state (every hit excluded so far): a
 			// reprocessing job may have derived one since.
@@ -422,7 +431,7 @@ func loadVisitors(ctx context.Context, s *gocql.Session, property string, client
 	if len(missing) == 0 {
 		return out, nil
 	}
-	if err := loadKnownUsers(ctx, s, property, missing, stateless, out); err != nil {
+	if err := loadKnownUsers(ctx, s, property, missing, stateless, perDay, out); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -439,7 +448,11 @@ func loadVisitors(ctx context.Context, s *gocql.Session, property string, client
 // processing writes one only with a session), and they are returning
 // users with it, as for the job, not new users whose first session
 // overwrites it.
-func loadKnownUsers(ctx context.Context, s *gocql.Session, property string, clients []string, stateless map[string]bool, out map[string]storedVisitor) error {
+//
+// A visitor started from its users row counts its sessions per day when
+// perDay or when the row does already (another instance converted it),
+// with the row's base as its own.
+func loadKnownUsers(ctx context.Context, s *gocql.Session, property string, clients []string, stateless map[string]bool, perDay bool, out map[string]storedVisitor) error {
 	users, err := readUsers(ctx, s, property, clients)
 	if err != nil {
 		return fmt.Errorf("load users of visitors without state: %w", err)
@@ -459,16 +472,57 @@ func loadKnownUsers(ctx context.Context, s *gocql.Session, property string, clie
 		v.FrozenSessions, v.FirstSeen, v.FirstTouch = max(u.sessions, 1), u.first, u.touch
 		// Its sessions ended by last: no hit can be placed before it.
 		v.LastSeen, v.FrozenUntil = u.last, u.last
+		if v.PerDay = perDay || len(u.days) > 0; v.PerDay {
+			v.BaseSessions, v.BaseLast = u.base.Sessions, u.base.Last
+		}
 		out[client] = storedVisitor{v, -1}
 	}
 	return nil
 }
 
-// userRow is a site_users row as read.
+// userRow is a site_users row as read: sessions and last are the user's
+// session count and last seen, its base (session_count and last_seen,
+// what the row counted before it counted per day) with its days.
 type userRow struct {
 	first, last time.Time
 	sessions    int
 	touch       visitor.Touch
+	base        visitor.DaySessions // Day unset
+	days        map[time.Time]int
+	lasts       map[time.Time]time.Time
+}
+
+// total sums a row's base and days into sessions and last.
+func (u *userRow) total() {
+	u.sessions, u.last = u.base.Sessions, u.base.Last
+	for day, n := range u.days {
+		if n <= 0 {
+			continue // a day that has none (any more)
+		}
+		u.sessions += n
+		if t := u.lasts[day]; t.After(u.last) {
+			u.last = t
+		}
+	}
+}
+
+// holds reports whether a row has d's figures for d's day (none, for a
+// day without sessions). Days are midnight UTC (session.LocalDay), as
+// gocql reads a date, so a day is its key.
+func (u *userRow) holds(d visitor.DaySessions) bool {
+	n := u.days[d.Day]
+	if n <= 0 {
+		return d.Sessions == 0
+	}
+	return n == d.Sessions && u.lasts[d.Day].Equal(d.Last)
+}
+
+// inBase reports whether a day's sessions may be counted in the row's
+// base: the days up to the base's last. A job does not count such a day
+// again (its sessions were counted, by live processing, before the row
+// counted per day).
+func (u *userRow) inBase(day time.Time, loc *time.Location) bool {
+	return u.base.Sessions > 0 && !day.After(session.LocalDay(u.base.Last, loc))
 }
 
 // readUsers reads the site_users rows of clients that have one.
@@ -477,8 +531,10 @@ func readUsers(ctx context.Context, s *gocql.Session, property string, clients [
 		iter := s.Query(cqlLoadUsers, property, part).WithContext(ctx).Iter()
 		var client string
 		var u userRow
-		for iter.Scan(&client, &u.first, &u.last, &u.sessions, &u.touch.Source, &u.touch.Medium, &u.touch.Campaign, &u.touch.Channel) {
+		for iter.Scan(&client, &u.first, &u.base.Last, &u.base.Sessions, &u.touch.Source, &u.touch.Medium, &u.touch.Campaign, &u.touch.Channel, &u.days, &u.lasts) {
+			u.total()
 			into[client] = u
+			u = userRow{} // the maps are the row's
 		}
 		return iter.Close()
 	})

@@ -39,6 +39,7 @@ type Config struct {
 	FlushInterval  time.Duration
 	StateQuiet     time.Duration
 	StateMaxDelay  time.Duration
+	StateEncoding  int
 	BatchSize      int
 	EnsureTopics   bool
 	Partitions     int
@@ -59,6 +60,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.FlushInterval, "flush-interval", consumer.DefaultFlushInterval, "how often derived rows are written and offsets committed: report freshness, traded against Cassandra writes (docs/benchmarks.md, \"Flush interval\")")
 	fs.DurationVar(&c.StateQuiet, "state-quiet", engine.DefaultStatePolicy.Quiet, "write a changed visitor (its sessions, pageviews, events, users row and state) once it has had no hit for this long; rollups are written at every flush regardless (docs/processing.md: Visitors written when due)")
 	fs.DurationVar(&c.StateMaxDelay, "state-max-delay", engine.DefaultStatePolicy.MaxDelay, "write a changed visitor at the latest this long after its first unwritten hit; bounds what a crashed processor re-reads (0: every changed visitor at every flush)")
+	fs.IntVar(&c.StateEncoding, "state-encoding", 3, "visitor state encoding written: 3 counts users' sessions per day (so that reprocessing re-derives them); 2 writes what builds before 2026-12-07 read, for the first step of upgrading from them (docs/operations.md)")
 	fs.IntVar(&c.BatchSize, "batch-size", 2000, "hits applied at once per partition")
 	fs.BoolVar(&c.EnsureTopics, "kafka-ensure-topics", true, "create the hits and dead-letter topics at start if missing")
 	fs.IntVar(&c.Partitions, "kafka-partitions", 12, "partitions of the hits topic when this instance creates it")
@@ -82,6 +84,8 @@ func (c *Config) Validate() error {
 		return errors.New("-batch-size must be at least 1")
 	case c.StateQuiet < 0 || c.StateMaxDelay < 0:
 		return errors.New("-state-quiet and -state-max-delay must not be negative")
+	case c.StateEncoding != 2 && c.StateEncoding != 3:
+		return fmt.Errorf("-state-encoding must be 2 or 3, not %d", c.StateEncoding)
 	case c.Partitions < 1:
 		return errors.New("-kafka-partitions must be at least 1")
 	case c.Replication < 1:
@@ -168,7 +172,7 @@ func setUp(ctx context.Context, svc *service.Service, cfg Config) error {
 	svc.OnClose(func() { group.Close() })
 	c := consumer.New(consumer.Config{
 		Group: group, Topic: hit.TopicHits, Session: session, Properties: props, DeadLetter: dead.Publish,
-		FlushInterval: cfg.FlushInterval, State: engine.StatePolicy{Quiet: cfg.StateQuiet, MaxDelay: cfg.StateMaxDelay}, BatchSize: cfg.BatchSize,
+		FlushInterval: cfg.FlushInterval, State: engine.StatePolicy{Quiet: cfg.StateQuiet, MaxDelay: cfg.StateMaxDelay, Encoding: cfg.StateEncoding}, BatchSize: cfg.BatchSize,
 		HandOver: handOver(cfg.Service.HTTP.ShutdownTimeout), Log: log, Metrics: consumer.NewMetrics(svc.Registry),
 	})
 	svc.Go(c.Run)

@@ -61,3 +61,36 @@ func TestKafkaRebalanceFlag(t *testing.T) {
 		})
 	}
 }
+
+// TestStateEncodingFlag: -state-encoding is 3 unless set to 2, the first
+// step of the upgrade; any other value is refused, naming the flag.
+func TestStateEncodingFlag(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want int
+	}{
+		{nil, 3},
+		{[]string{"-state-encoding=2"}, 2},
+		{[]string{"-state-encoding=3"}, 3},
+		{[]string{"-state-encoding=1"}, 0},
+		{[]string{"-state-encoding=4"}, 0},
+	} {
+		var cfg Config
+		fs := flag.NewFlagSet("processing", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		cfg.RegisterFlags(fs)
+		if err := flagenv.Parse(fs, "PROCESSING", append([]string{"-identity-secret=0123456789abcdef", "-config-svc-url=http://127.0.0.1:1"}, c.args...)); err != nil {
+			t.Fatal(err)
+		}
+		err := cfg.Validate()
+		if c.want == 0 {
+			if err == nil || !strings.Contains(err.Error(), "-state-encoding must be 2 or 3") {
+				t.Errorf("%v: validate = %v, want the flag refused", c.args, err)
+			}
+			continue
+		}
+		if err != nil || cfg.StateEncoding != c.want {
+			t.Errorf("%v: encoding %d (%v), want %d", c.args, cfg.StateEncoding, err, c.want)
+		}
+	}
+}

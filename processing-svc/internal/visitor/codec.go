@@ -25,18 +25,28 @@ import (
 // its own ID at its own time, which is every live hit's while it is young
 // enough to be re-sent, so a live hit's ID is written once.
 //
+// Version 3 (a PerDay visitor, since 2026-12-07) is version 2 followed by
+// BaseSessions, BaseLast and FrozenDays (a count, then each day's date,
+// sessions and last end). A visitor read in version 2 is written in
+// version 2 until it is converted (ConvertPerDay).
+//
 // Version 1 wrote every hit's fields in full and all of Seen, and states
 // before it are JSON; both are still read (Unmarshal tells them apart by
 // the first byte), and the next write of a visitor replaces them.
 const (
 	stateV1 = 0xC1
 	stateV2 = 0xC2
+	stateV3 = 0xC3
 )
 
 // Marshal encodes the durable state.
 func (v *Visitor) Marshal() ([]byte, error) {
 	b := make([]byte, 0, 64+len(v.Hits)*64+len(v.Seen)*24)
-	b = append(b, stateV2)
+	version := byte(stateV2)
+	if v.PerDay {
+		version = stateV3
+	}
+	b = append(b, version)
 	b = wire.AppendString(b, v.ClientID)
 	b = wire.AppendInt(b, int64(v.FrozenSessions))
 	for _, t := range [...]time.Time{v.FrozenUntil, v.FirstSeen} {
@@ -71,6 +81,16 @@ func (v *Visitor) Marshal() ([]byte, error) {
 	for _, id := range ids {
 		b = appendID(b, id)
 		b = wire.AppendTime(b, v.Seen[id])
+	}
+	if v.PerDay {
+		b = wire.AppendInt(b, int64(v.BaseSessions))
+		b = wire.AppendTime(b, v.BaseLast)
+		b = wire.AppendUint(b, uint64(len(v.FrozenDays)))
+		for _, d := range v.FrozenDays {
+			b = wire.AppendTime(b, d.Day)
+			b = wire.AppendInt(b, int64(d.Sessions))
+			b = wire.AppendTime(b, d.Last)
+		}
 	}
 	return b, nil
 }
@@ -204,7 +224,7 @@ func readID(r *wire.Reader) string {
 func Unmarshal(b []byte) (*Visitor, error) {
 	v := &Visitor{}
 	switch {
-	case len(b) > 0 && (b[0] == stateV1 || b[0] == stateV2):
+	case len(b) > 0 && (b[0] == stateV1 || b[0] == stateV2 || b[0] == stateV3):
 		if err := v.decode(wire.NewReader(b[1:]), b[0]); err != nil {
 			return nil, fmt.Errorf("decode visitor state: %w", err)
 		}
@@ -259,6 +279,16 @@ func (v *Visitor) decode(r *wire.Reader, version byte) error {
 			id = readID(r)
 		}
 		v.Seen[id] = r.Time()
+	}
+	if version == stateV3 {
+		v.PerDay = true
+		v.BaseSessions, v.BaseLast = int(r.Int()), r.Time()
+		if n := r.Count(3); n > 0 {
+			v.FrozenDays = make([]DaySessions, n)
+			for i := range v.FrozenDays {
+				v.FrozenDays[i] = DaySessions{Day: r.Time(), Sessions: int(r.Int()), Last: r.Time()}
+			}
+		}
 	}
 	return r.Err()
 }

@@ -191,6 +191,11 @@ func FuzzUnmarshalState(f *testing.F) {
 	live, _ := liveState().Marshal()
 	f.Add(live)
 	f.Add(version1State())
+	perDay := liveState()
+	perDay.PerDay, perDay.BaseSessions, perDay.BaseLast = true, 2, perDay.FrozenUntil.Add(-time.Hour)
+	perDay.FrozenDays = []DaySessions{{Day: session.LocalDay(perDay.LastSeen, time.UTC), Sessions: 1, Last: perDay.FrozenUntil.Add(-time.Minute)}}
+	v3, _ := perDay.Marshal()
+	f.Add(v3)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		v, err := Unmarshal(b)
 		if err != nil || b[0] == '{' {
@@ -206,4 +211,37 @@ func FuzzUnmarshalState(f *testing.F) {
 			t.Fatal("a decoded state does not round trip")
 		}
 	})
+}
+
+// A visitor that counts its sessions per day is written in version 3,
+// with its base and its frozen sessions' days; one that does not, in
+// version 2, as builds before 2026-12-07 read.
+func TestPerDayStateRoundTrips(t *testing.T) {
+	v := fullState()
+	if b, _ := v.Marshal(); b[0] != stateV2 {
+		t.Fatalf("a visitor of one figure written in version %#x, want 2", b[0])
+	}
+	at := v.LastSeen
+	v.PerDay, v.BaseSessions, v.BaseLast = true, 2, at.Add(-72*time.Hour)
+	v.FrozenDays = []DaySessions{{Day: session.LocalDay(at, time.UTC).AddDate(0, 0, -1), Sessions: 1, Last: at.Add(-20 * time.Hour)}}
+	back, b := roundTrip(t, v)
+	if b[0] != stateV3 {
+		t.Fatalf("a per-day visitor written in version %#x, want 3", b[0])
+	}
+	if !reflect.DeepEqual(back, v) {
+		t.Errorf("round trip:\n got  %+v\n want %+v", back, v)
+	}
+	for _, change := range []func(*Visitor){
+		func(v *Visitor) { v.BaseSessions++ },
+		func(v *Visitor) { v.BaseLast = v.BaseLast.Add(time.Millisecond) },
+		func(v *Visitor) { v.FrozenDays[0].Sessions++ },
+		func(v *Visitor) { v.FrozenDays[0].Last = v.FrozenDays[0].Last.Add(time.Millisecond) },
+		func(v *Visitor) { v.FrozenDays[0].Day = v.FrozenDays[0].Day.AddDate(0, 0, -1) },
+	} {
+		changed, _ := roundTrip(t, v)
+		change(changed)
+		if c, _ := changed.Marshal(); string(c) == string(b) {
+			t.Errorf("a change of the per-day fields is not encoded: %+v", changed)
+		}
+	}
 }

@@ -68,6 +68,20 @@ type Visitor struct {
 	FirstSeen  time.Time
 	FirstTouch Touch
 	LastSeen   time.Time
+	// PerDay says the users row counts the user's sessions per local day
+	// (its day_sessions and day_last_seen: state encoding 3), so that
+	// reprocessing can replace a day's figures. A visitor read in encoding
+	// 2 counts them in one figure until it is converted (ConvertPerDay).
+	PerDay bool
+	// BaseSessions are the sessions the users row counted before it
+	// counted per day (a visitor converted from encoding 2, or read back
+	// from such a row), and BaseLast the end of the last of them.
+	BaseSessions int
+	BaseLast     time.Time
+	// FrozenDays counts the frozen sessions per local day (PerDay only),
+	// for the days whose figures a hit may still change, and a closed day
+	// until its figures have been written (PruneDays).
+	FrozenDays []DaySessions
 	// Watermark is the latest receive time of the visitor's hits.
 	Watermark time.Time
 	// Hits is the live timeline, sorted by session.Less.
@@ -82,6 +96,22 @@ type Visitor struct {
 	sessions  []*session.Session // derived from Hits; nil until built
 	builtWith any                // the Settings.Source sessions were built with
 	tail      *derive.Tail       // of the last session, while hits are appended to it
+}
+
+// DaySessions is a user's sessions on one property-local day: how many,
+// and when the last of them ended.
+type DaySessions struct {
+	Day      time.Time
+	Sessions int
+	Last     time.Time
+}
+
+// add counts ss among d's sessions.
+func (d *DaySessions) add(ss *session.Session) {
+	d.Sessions++
+	if ss.End.After(d.Last) {
+		d.Last = ss.End
+	}
 }
 
 // New returns the state of a visitor not seen before.
@@ -212,6 +242,56 @@ func (v *Visitor) Sessions(s session.Settings) []*session.Session { return v.bui
 
 // SessionCount is the number of sessions the user has had.
 func (v *Visitor) SessionCount(s session.Settings) int { return v.FrozenSessions + len(v.build(s)) }
+
+// OnDay returns the user's sessions on a local day, frozen and live.
+func (v *Visitor) OnDay(day time.Time, s session.Settings) DaySessions {
+	d := DaySessions{Day: day}
+	if i, found := slices.BinarySearchFunc(v.FrozenDays, day, func(d DaySessions, day time.Time) int { return d.Day.Compare(day) }); found {
+		d = v.FrozenDays[i]
+	}
+	for _, ss := range v.build(s) {
+		if ss.Day.Equal(day) {
+			d.add(ss)
+		}
+	}
+	return d
+}
+
+// PruneDays drops the frozen sessions' counts of the days no hit can
+// change any more (before the earliest day not closed, as freeze reckons
+// it): once their figures are written, nothing writes them again, so a
+// reprocessing job's figures for such a day stay. Call it after the users
+// row was written with every day changed since its last write.
+func (v *Visitor) PruneDays(s session.Settings) {
+	if len(v.FrozenDays) == 0 || s.Location == nil {
+		return
+	}
+	open := session.LocalDay(v.Watermark.Add(-LateHorizon-ClockSkew), s.Location)
+	v.FrozenDays = slices.DeleteFunc(v.FrozenDays, func(d DaySessions) bool { return d.Day.Before(open) })
+}
+
+// ConvertPerDay makes a visitor read in encoding 2 count its sessions per
+// day: the sessions frozen so far become its base (the users row keeps
+// counting them in session_count), its live sessions are counted per day
+// from now on; the caller writes the days of its live sessions. The end
+// of the last frozen session is not kept in encoding 2: with live hits it
+// is taken as just before FrozenUntil, which is at most a session timeout
+// after it and never on a later day.
+func (v *Visitor) ConvertPerDay() {
+	if v.PerDay {
+		return
+	}
+	v.PerDay = true
+	if v.FrozenSessions == 0 {
+		return
+	}
+	v.BaseSessions, v.BaseLast = v.FrozenSessions, v.LastSeen
+	if len(v.Hits) > 0 {
+		if t := v.FrozenUntil.Add(-time.Millisecond); t.Before(v.BaseLast) {
+			v.BaseLast = t
+		}
+	}
+}
 
 // FirstTouchNow returns the user's first-touch acquisition, from the first
 // live session while none is frozen.
@@ -390,6 +470,15 @@ func (v *Visitor) freeze(s session.Settings) {
 	}
 	if v.FrozenSessions == 0 {
 		v.FirstTouch, v.FirstSeen = TouchOf(ss[0]), ss[0].Start
+	}
+	if v.PerDay {
+		for _, f := range ss[:n] {
+			i, found := slices.BinarySearchFunc(v.FrozenDays, f.Day, func(d DaySessions, day time.Time) int { return d.Day.Compare(day) })
+			if !found {
+				v.FrozenDays = slices.Insert(v.FrozenDays, i, DaySessions{Day: f.Day})
+			}
+			v.FrozenDays[i].add(f)
+		}
 	}
 	last := ss[n-1]
 	// Every hit of the frozen sessions, and any orphan hit before them,

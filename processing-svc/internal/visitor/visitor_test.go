@@ -425,3 +425,69 @@ func TestReSentAfterFreeze(t *testing.T) {
 		t.Errorf("pageviews %d, want %d (f's alone: a re-sent never counts in the sessions again)", got, pageviews+1)
 	}
 }
+
+// A per-day visitor counts its sessions on each day, frozen or live
+// (OnDay), keeps a frozen day's count while hits can change the day, and
+// drops it once the day is closed (PruneDays).
+func TestSessionsPerDay(t *testing.T) {
+	v := New("c1")
+	v.PerDay = true
+	c := derive.New()
+	day := session.LocalDay(t0, time.UTC)
+	for _, h := range []*session.Hit{pv("a", 0), pv("b", 5), pv("c", 60), pv("d", 200)} { // three sessions
+		v.Apply(h, h.Time, settings, c)
+	}
+	if got := v.OnDay(day, settings); got.Sessions != 3 || !got.Last.Equal(t0.Add(200*time.Minute)) {
+		t.Fatalf("on the day: %+v, want 3 sessions, the last ended at 13:20", got)
+	}
+	// Ten hours on, the first two are frozen: the day still counts them.
+	late := pv("e", 600)
+	v.Apply(late, late.Time, settings, c)
+	if v.FrozenSessions == 0 || len(v.FrozenDays) != 1 {
+		t.Fatalf("frozen %d sessions, days %+v: want some, on one day", v.FrozenSessions, v.FrozenDays)
+	}
+	if got := v.OnDay(day, settings); got.Sessions != 4 || !got.Last.Equal(late.Time) {
+		t.Fatalf("on the day after freezing: %+v, want 4 sessions, the last ended at 20:00", got)
+	}
+	v.PruneDays(settings)
+	if len(v.FrozenDays) != 1 {
+		t.Fatal("pruned the count of a day that is still open")
+	}
+	// Two days on, the day is closed: its count goes once written.
+	next := pv("f", 2*24*60)
+	v.Apply(next, next.Time, settings, c)
+	if got := v.OnDay(day, settings); got.Sessions != 4 || !got.Last.Equal(late.Time) {
+		t.Fatalf("on the day, closed: %+v, want the same 4 sessions", got)
+	}
+	v.PruneDays(settings)
+	if len(v.FrozenDays) != 0 {
+		t.Fatalf("days %+v kept after the day closed", v.FrozenDays)
+	}
+	if got := v.OnDay(day.AddDate(0, 0, 2), settings); got.Sessions != 1 {
+		t.Fatalf("two days on: %+v, want 1 session", got)
+	}
+}
+
+// A visitor read in version 2 counts its frozen sessions in its base, with
+// the end of the last of them no later than its live hits and on their
+// day, and its live sessions on their days.
+func TestConvertPerDay(t *testing.T) {
+	v := New("c1")
+	c := derive.New()
+	for _, h := range []*session.Hit{pv("a", 0), pv("b", 10), pv("c", 600)} {
+		v.Apply(h, h.Time, settings, c)
+	}
+	if v.FrozenSessions != 1 || len(v.Hits) != 1 {
+		t.Fatalf("frozen %d, live hits %d: want 1 and 1", v.FrozenSessions, len(v.Hits))
+	}
+	v.ConvertPerDay()
+	if !v.PerDay || v.BaseSessions != 1 || v.BaseLast.Before(t0.Add(10*time.Minute)) || !v.BaseLast.Before(t0.Add(600*time.Minute)) {
+		t.Fatalf("converted: per day %v, base %d ending %v; want 1 ending from 10:10 to before 20:00", v.PerDay, v.BaseSessions, v.BaseLast)
+	}
+	if got := v.OnDay(session.LocalDay(t0, time.UTC), settings); got.Sessions != 1 {
+		t.Fatalf("on the day: %+v, want the live session alone", got)
+	}
+	if b, _ := v.Marshal(); b[0] != stateV3 {
+		t.Fatalf("a converted visitor written in version %#x, want 3", b[0])
+	}
+}

@@ -1,0 +1,135 @@
+package engine
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/acme/analytics/pkg/hit"
+	"github.com/acme/analytics/pkg/rules"
+	"github.com/acme/analytics/processing-svc/internal/dumptest"
+	"github.com/acme/analytics/processing-svc/internal/session"
+	"github.com/acme/analytics/processing-svc/internal/visitor"
+)
+
+// A visitor whose last sessions were still live in its stored state when
+// a job re-derived their day comes back days later: freezing them then
+// changes nothing in the users row's figures for that day, which keep
+// the job's (its next write writes only the days its hits change).
+func TestReturningVisitorKeepsJobsDayFigures(t *testing.T) {
+	ctx := context.Background()
+	s := connect(t)
+	v2 := rules.Defaults()
+	v2.Pages.Exclude = []string{"^/x"}
+	day := session.LocalDay(t0, time.UTC)
+	changed := t0.AddDate(0, 0, 3)
+	p := rulesChangeAt(changed, 1, compile(t, rules.Defaults(), 1), compile(t, v2, 2), false)
+	page := func(id, path string, at time.Time) *hit.Hit {
+		h := aHit("V", id, at, at.Add(time.Second), "https://shop.example"+path, "")
+		h.Path = path
+		return h
+	}
+	part := newPartition(s, p)
+	// Two sessions on the day under v1, live when the visitor is written.
+	run(t, ctx, part, aMsgs(0, page("a", "/", t0), page("b", "/x", t0.Add(time.Hour))), 10)
+	if _, err := part.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// v2 excludes /x: the job leaves the day one session.
+	rp := &Reprocessor{Session: s, Now: func() time.Time { return changed.Add(time.Hour) }}
+	if err := rp.Run(ctx, p, day, day, RulesCurrent, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	users, err := readUsers(ctx, s, propID, []string{"V"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := users["V"]; u.sessions != 1 || !u.last.Equal(t0) {
+		t.Fatalf("after the job: %d sessions, last seen %v; want 1, %v", u.sessions, u.last, t0)
+	}
+	// Back five days later, on a processor that reads its state.
+	back := t0.AddDate(0, 0, 5)
+	part = newPartition(s, p)
+	run(t, ctx, part, aMsgs(2, page("c", "/", back)), 10)
+	if _, err := part.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if users, err = readUsers(ctx, s, propID, []string{"V"}); err != nil {
+		t.Fatal(err)
+	}
+	u := users["V"]
+	if u.sessions != 2 || !u.last.Equal(back) || u.days[day] != 1 {
+		t.Fatalf("after the return: %d sessions (%v on the job's day), last seen %v; want 2 (1), %v\n%s", u.sessions, u.days[day], u.last, back,
+			dumptest.Tables(t, s, "site_users"))
+	}
+}
+
+// A processor that catches up applies a visitor's hits of days apart in
+// one batch: the sessions of the first day are frozen by the later hit
+// before any flush, and the day's figures are still written whole.
+func TestFrozenBeforeWrittenStillCounted(t *testing.T) {
+	ctx := context.Background()
+	s := connect(t)
+	p := testProperty(t, rules.Defaults())
+	later := t0.AddDate(0, 0, 2)
+	part := newPartition(s, p)
+	run(t, ctx, part, aMsgs(0,
+		aHit("V", "a", t0, t0, "https://shop.example/", ""),
+		aHit("V", "b", t0.Add(2*time.Hour), t0.Add(2*time.Hour), "https://shop.example/", ""),
+		aHit("V", "c", later, later, "https://shop.example/", "")), 10)
+	if _, err := part.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	users, err := readUsers(ctx, s, propID, []string{"V"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := users["V"]
+	if day := session.LocalDay(t0, time.UTC); u.days[day] != 2 || !u.lasts[day].Equal(t0.Add(2*time.Hour)) || u.sessions != 3 || !u.last.Equal(later) {
+		t.Fatalf("users row: days %v, lasts %v; want 2 sessions on the first day ending at 14:00, 3 in all, last seen %v", u.days, u.lasts, later)
+	}
+	// Pruned once written: the closed day is not written again.
+	if vs := part.visitors[propID+"/V"]; vs == nil || len(vs.v.FrozenDays) != 0 {
+		t.Fatalf("the visitor in memory: %+v, want no frozen day kept", vs)
+	}
+}
+
+// The upgrade to per-day figures: visitors processed first by a build of
+// one figure (StatePolicy.Encoding 2, written in version 2), then converted at
+// their next hit, end with the users rows of a run per day throughout.
+func TestConversionToPerDayKeepsTheUsers(t *testing.T) {
+	ctx := context.Background()
+	p := testProperty(t, rules.Defaults())
+	msgs := traffic(40, 7)
+	want := connect(t)
+	run(t, ctx, newPartition(want, p), msgs, 25)
+	if _, err := newPartition(want, p).FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	got := connect(t)
+	half := len(msgs) / 2
+	old := New(Config{Topic: "hits", Partition: 0, Session: got, Properties: staticProperties{p}, State: StatePolicy{Encoding: 2}})
+	run(t, ctx, old, msgs[:half], 25)
+	if _, err := old.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var state []byte
+	if err := got.Query("SELECT state FROM visitor_state WHERE property_id = ? AND client_id = 'client-0'", propID).Scan(&state); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := visitor.Unmarshal(state); err != nil || v.PerDay {
+		t.Fatalf("encoding 2 wrote a per-day state (%v)", err)
+	}
+	if dumpUsers(t, got) == dumpUsers(t, want) {
+		t.Fatal("half the traffic gives the users of all of it: the test would prove nothing")
+	}
+	part := newPartition(got, p)
+	run(t, ctx, part, msgs[half:], 25)
+	if _, err := part.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if g, w := dumpUsers(t, got), dumpUsers(t, want); g != w {
+		t.Fatalf("users after the conversion:\n%s", diff(w, g))
+	}
+}
