@@ -465,6 +465,11 @@ func loadKnownUsers(ctx context.Context, s *gocql.Session, property string, clie
 			if !u.first.IsZero() {
 				v := out[client].v
 				v.FrozenSessions, v.FirstSeen, v.FirstTouch = max(u.sessions, 1), u.first, u.touch
+				if !v.PerDay && len(u.days) > 0 {
+					// The job counted them per day: so does the visitor,
+					// or its one figure would count them twice.
+					v.PerDay, v.BaseSessions, v.BaseLast = true, u.base.Sessions, u.base.Last
+				}
 			}
 			continue
 		}

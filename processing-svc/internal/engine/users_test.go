@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -131,5 +132,50 @@ func TestConversionToPerDayKeepsTheUsers(t *testing.T) {
 	}
 	if g, w := dumpUsers(t, got), dumpUsers(t, want); g != w {
 		t.Fatalf("users after the conversion:\n%s", diff(w, g))
+	}
+}
+
+// A visitor whose every hit live processing excluded, in a state of one
+// figure (encoding 2), and whose first session and day figures a job
+// derived since, counts per day when it comes back: the job's sessions
+// are counted once, whichever encoding its processor writes.
+func TestJobsDaysCountedOnceForAVisitorOfOneFigure(t *testing.T) {
+	for _, encoding := range []int{2, 3} {
+		t.Run(fmt.Sprint("encoding=", encoding), func(t *testing.T) {
+			ctx := context.Background()
+			s := connect(t)
+			v1 := rules.Defaults()
+			v1.Pages.Exclude = []string{"^/x"}
+			changed := t0.AddDate(0, 0, 3)
+			p := rulesChangeAt(changed, 1, compile(t, v1, 1), compile(t, rules.Defaults(), 2), false)
+			page := func(id, path string, at time.Time) *hit.Hit {
+				h := aHit("V", id, at, at.Add(time.Second), "https://shop.example"+path, "")
+				h.Path = path
+				return h
+			}
+			old := New(Config{Topic: "hits", Partition: 0, Session: s, Properties: staticProperties{p}, State: StatePolicy{Encoding: 2}})
+			run(t, ctx, old, aMsgs(0, page("a", "/x", t0)), 10)
+			if _, err := old.FlushAll(ctx); err != nil {
+				t.Fatal(err)
+			}
+			day := session.LocalDay(t0, time.UTC)
+			rp := &Reprocessor{Session: s, Now: func() time.Time { return changed.Add(time.Hour) }}
+			if err := rp.Run(ctx, p, day, day, RulesCurrent, nil, nil); err != nil {
+				t.Fatal(err)
+			}
+			back := t0.AddDate(0, 0, 5)
+			part := New(Config{Topic: "hits", Partition: 0, Session: s, Properties: staticProperties{p}, State: StatePolicy{Encoding: encoding}})
+			run(t, ctx, part, aMsgs(1, page("b", "/", back)), 10)
+			if _, err := part.FlushAll(ctx); err != nil {
+				t.Fatal(err)
+			}
+			users, err := readUsers(ctx, s, propID, []string{"V"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if u := users["V"]; u.sessions != 2 || !u.first.Equal(t0) || !u.last.Equal(back) {
+				t.Fatalf("users row: %d sessions, first %v, last %v; want 2, %v, %v\n%s", u.sessions, u.first, u.last, t0, back, dumptest.Tables(t, s, "site_users"))
+			}
+		})
 	}
 }
