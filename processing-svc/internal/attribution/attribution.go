@@ -1,6 +1,7 @@
 package attribution
 
 import (
+	"cmp"
 	"net/url"
 	"strings"
 
@@ -11,12 +12,20 @@ import (
 // Campaign is the campaign data a hit's page URL carries.
 type Campaign struct {
 	Source, Medium, Name, Term, Content string
-	GCLID, MSCLKID                      string
+	// GCLID is the Google Ads click ID: gclid, else gbraid, else wbraid
+	// (the IDs Google Ads tags an iOS click with instead of gclid), which
+	// GA4 attributes alike. The three share this field rather than each
+	// having its own because attribution and session splitting treat them
+	// as one, and the visitor state encodes a hit's campaign field by
+	// field (visitor/codec.go): a field more would change that encoding.
+	GCLID, MSCLKID string
 }
 
 // CampaignFromURL extracts the utm_* parameters and click IDs of a page URL
 // (absolute, or a path with a query). Values are trimmed, not lowercased:
-// "Newsletter" and "newsletter" are different sources, as in GA4.
+// "Newsletter" and "newsletter" are different sources, as in GA4. Of
+// Google's click IDs, the first non-empty of gclid, gbraid and wbraid is
+// the campaign's GCLID.
 func CampaignFromURL(raw string) Campaign {
 	i := strings.IndexByte(raw, '?')
 	if i < 0 {
@@ -26,16 +35,20 @@ func CampaignFromURL(raw string) Campaign {
 	if j := strings.IndexByte(q, '#'); j >= 0 {
 		q = q[:j]
 	}
-	if !strings.Contains(q, "utm_") && !strings.Contains(q, "gclid") && !strings.Contains(q, "msclkid") && !strings.Contains(q, "%") {
+	if !strings.Contains(q, "utm_") && !strings.Contains(q, "gclid") && !strings.Contains(q, "braid") && !strings.Contains(q, "msclkid") && !strings.Contains(q, "%") {
 		return Campaign{} // none of the parameters, not even escaped
 	}
 	v := queryValues(q)
 	g := func(k string) string { return CampaignValue(v[k]) }
-	return Campaign{
+	c := Campaign{
 		Source: g("utm_source"), Medium: g("utm_medium"), Name: g("utm_campaign"),
 		Term: g("utm_term"), Content: g("utm_content"),
 		GCLID: g("gclid"), MSCLKID: g("msclkid"),
 	}
+	if c.GCLID == "" {
+		c.GCLID = cmp.Or(g("gbraid"), g("wbraid"))
+	}
+	return c
 }
 
 // queryValues returns the first value of each parameter of a query, read
@@ -102,7 +115,8 @@ func CampaignValue(v string) string {
 }
 
 // Empty reports whether the campaign has none of the fields that start a
-// new session: utm_source, utm_medium, utm_campaign, gclid, msclkid.
+// new session: utm_source, utm_medium, utm_campaign, gclid (or gbraid,
+// wbraid), msclkid.
 func (c Campaign) Empty() bool {
 	return c.Source == "" && c.Medium == "" && c.Name == "" && c.GCLID == "" && c.MSCLKID == ""
 }
@@ -133,8 +147,8 @@ const (
 const ReferrerNone = "(none)"
 
 // Attribute returns the acquisition of a session from its first hit's
-// campaign and referrer. Click IDs beat utm tags (gclid: google / cpc,
-// msclkid: bing / cpc), utm tags beat the referrer, a search engine referrer
+// campaign and referrer. Click IDs beat utm tags (gclid, gbraid, wbraid:
+// google / cpc; msclkid: bing / cpc), utm tags beat the referrer, a search engine referrer
 // is organic search, any other external referrer is a referral, and nothing
 // is direct. ignore reports referrer hosts that never set attribution (the
 // property's own hosts and its referral exclusions).

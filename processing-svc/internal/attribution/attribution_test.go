@@ -80,6 +80,12 @@ func TestAttribute(t *testing.T) {
 		{"utm source only", "https://shop.example/?utm_source=partner", "", Touch{"partner", "(not set)", "(not set)", "", "", "(none)"}},
 		{"gclid beats utm", "https://shop.example/?gclid=abc&utm_source=news&utm_medium=email&utm_campaign=may", "", Touch{"google", "cpc", "may", "", "", "(none)"}},
 		{"msclkid", "https://shop.example/?msclkid=zz", "https://www.bing.com/", Touch{"bing", "cpc", "(not set)", "", "", "bing.com"}},
+		// Google Ads tags an iOS click with gbraid or wbraid instead of
+		// gclid; GA4 attributes them alike.
+		{"gbraid", "https://shop.example/landing?gbraid=0AAAAA", "", Touch{"google", "cpc", "(not set)", "", "", "(none)"}},
+		{"wbraid beats utm", "https://shop.example/?wbraid=Cj0K&utm_source=news&utm_medium=email&utm_campaign=ios", "https://www.google.com/",
+			Touch{"google", "cpc", "ios", "", "", "google.com"}},
+		{"gbraid beats msclkid", "https://shop.example/?msclkid=zz&gbraid=0AAAAA", "", Touch{"google", "cpc", "(not set)", "", "", "(none)"}},
 		{"a search brand's other service is a referral", "https://shop.example/", "https://mail.google.com/mail/u/0/",
 			Touch{"mail.google.com", "referral", "(referral)", "", "", "mail.google.com/mail/u/0/"}},
 		{"a search brand's social site", "https://shop.example/", "https://sites.google.com/view/club",
@@ -115,7 +121,15 @@ func TestCampaignSame(t *testing.T) {
 	if a.Same(CampaignFromURL("/?gclid=1")) || CampaignFromURL("/?gclid=1").Same(CampaignFromURL("/?gclid=2")) {
 		t.Error("a different click ID is a different campaign")
 	}
-	if !CampaignFromURL("/a").Empty() || CampaignFromURL("/?utm_campaign=x").Empty() {
+	if CampaignFromURL("/?gbraid=1").Same(CampaignFromURL("/?gbraid=2")) || CampaignFromURL("/?gclid=1").Same(CampaignFromURL("/?wbraid=2")) {
+		t.Error("a different gbraid or wbraid is a different campaign")
+	}
+	// The click ID compared is the one attribution reads: gclid, else
+	// gbraid, else wbraid.
+	if both := CampaignFromURL("/?gclid=1&wbraid=2"); !both.Same(CampaignFromURL("/?gclid=1")) || both.Same(CampaignFromURL("/?wbraid=2")) {
+		t.Error("gclid must come before wbraid")
+	}
+	if !CampaignFromURL("/a").Empty() || CampaignFromURL("/?utm_campaign=x").Empty() || CampaignFromURL("/?wbraid=x").Empty() {
 		t.Error("Empty is wrong")
 	}
 }
@@ -133,6 +147,15 @@ func TestCampaignFromURLQueries(t *testing.T) {
 		{"/p?%67clid=abc", Campaign{GCLID: "abc"}},
 		{"/p?msclkid=m1", Campaign{MSCLKID: "m1"}},
 		{"/p?gclid=g1&x=1", Campaign{GCLID: "g1"}},
+		// gbraid and wbraid are kept as gclid (Campaign.GCLID): gclid
+		// first, then gbraid, then wbraid, whatever their order.
+		{"/p?gbraid=b1", Campaign{GCLID: "b1"}},
+		{"/p?wbraid=w1", Campaign{GCLID: "w1"}},
+		{"/p?wbraid=w1&gbraid=b1", Campaign{GCLID: "b1"}},
+		{"/p?wbraid=w1&gbraid=b1&gclid=g1", Campaign{GCLID: "g1"}},
+		{"/p?gclid=&gbraid=+b1+", Campaign{GCLID: "b1"}},
+		{"/p?%67braid=b1", Campaign{GCLID: "b1"}},
+		{"/p?GBRAID=b1&WBraid=w1", Campaign{}}, // read in lower case only, as gclid
 		// As a browser (URLSearchParams) and GA read a query: pairs are
 		// separated by & only, and a % without two hex digits after it
 		// is itself. Go's url.ParseQuery dropped such a pair whole.

@@ -11,9 +11,9 @@
 //     session; exactly the timeout continues it;
 //   - the local calendar date of the property's time zone changing between
 //     two hits ends a session;
-//   - a hit whose campaign (utm_source, utm_medium, utm_campaign, gclid,
-//     msclkid) is non-empty and differs from the session's starts a new one;
-//     a hit without campaign data never does;
+//   - a hit whose campaign (utm_source, utm_medium, utm_campaign, gclid
+//     or gbraid or wbraid, msclkid) is non-empty and differs from the
+//     session's starts a new one; a hit without campaign data never does;
 //   - only pageviews and events start or split sessions; an engagement ping
 //     (or a timing or exception hit archived before collection made them
 //     events) that falls outside every session is ignored, since it is not
