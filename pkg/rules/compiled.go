@@ -317,13 +317,13 @@ func siteDomain(host string) string {
 }
 
 // AttributionParam reports whether a query parameter carries attribution
-// (utm_*, gclid, msclkid, dclid, fbclid; any case); CleanPath always keeps
-// these.
+// (utm_*, gclid, gbraid, wbraid, msclkid, dclid, fbclid; any case);
+// CleanPath always keeps these.
 func AttributionParam(name string) bool {
 	if len(name) >= 4 && strings.EqualFold(name[:4], "utm_") {
 		return true
 	}
-	for _, p := range [...]string{"gclid", "msclkid", "dclid", "fbclid"} {
+	for _, p := range [...]string{"gclid", "gbraid", "wbraid", "msclkid", "dclid", "fbclid"} {
 		if strings.EqualFold(name, p) {
 			return true
 		}

@@ -127,6 +127,7 @@ func TestCleanPath(t *testing.T) {
 		{"empty query dropped", asSent, "/a?", "/a"},
 		{"lowercase path only", lower, "/Shop/Cart?Ref=ABC", "/shop/cart?Ref=ABC"},
 		{"strip query keeps listed and attribution", full, "/search?q=shoes&session=123&utm_source=news&id=7&GCLID=abc&fbclid=f&x", "/search?q=shoes&utm_source=news&id=7&GCLID=abc&fbclid=f"},
+		{"strip query keeps Google's iOS click IDs", full, "/landing?gbraid=0AAA&session=1&WBRAID=Cj0&wbraidx=1", "/landing?gbraid=0AAA&WBRAID=Cj0"},
 		{"strip query drops all others", full, "/a?session=1&tracking=2", "/a"},
 		{"encoded param name", full, "/a?%71=1", "/a?%71=1"},
 		{"default page", full, "/Docs/INDEX.html", "/docs"},
@@ -351,7 +352,8 @@ func TestAnonymization(t *testing.T) {
 }
 
 func TestAttributionParam(t *testing.T) {
-	for name, want := range map[string]bool{"utm_source": true, "UTM_Campaign": true, "gclid": true, "MSCLKID": true, "dclid": true, "fbclid": true, "utm": false, "id": false, "gclidx": false} {
+	for name, want := range map[string]bool{"utm_source": true, "UTM_Campaign": true, "gclid": true, "MSCLKID": true, "dclid": true, "fbclid": true,
+		"gbraid": true, "wbraid": true, "GBraid": true, "WBRAID": true, "braid": false, "gbraidx": false, "utm": false, "id": false, "gclidx": false} {
 		if got := AttributionParam(name); got != want {
 			t.Errorf("AttributionParam(%q) = %v", name, got)
 		}

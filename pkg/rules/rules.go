@@ -46,8 +46,8 @@ type Exclusions struct {
 // of the fields below; see (*Compiled).CleanPath.
 type PagePath struct {
 	// StripQuery drops query parameters except KeepParams and the
-	// attribution parameters (utm_*, gclid, msclkid, dclid, fbclid), which
-	// are always kept.
+	// attribution parameters (utm_*, gclid, gbraid, wbraid, msclkid, dclid,
+	// fbclid), which are always kept.
 	StripQuery bool `json:"strip_query"`
 	// KeepParams are query parameter names kept when StripQuery is on.
 	KeepParams []string `json:"keep_params"`
