@@ -75,6 +75,8 @@ func TestSplitRules(t *testing.T) {
 			withCampaign(pv("c", at(10, 2, 0), "/"), "/?utm_source=x&utm_medium=email&utm_content=other"),
 		}, "[a b c]"},
 		{"a new click ID splits", []*Hit{withCampaign(pv("a", at(10, 0, 0), "/"), "/?gclid=1"), withCampaign(pv("b", at(10, 1, 0), "/"), "/?gclid=2")}, "[a] [b]"},
+		{"a new iOS click ID splits", []*Hit{withCampaign(pv("a", at(10, 0, 0), "/"), "/?gbraid=1"), withCampaign(pv("b", at(10, 1, 0), "/"), "/?gbraid=1"),
+			withCampaign(pv("c", at(10, 2, 0), "/"), "/?wbraid=2")}, "[a b] [c]"},
 		{"no campaign never splits", []*Hit{withCampaign(pv("a", at(10, 0, 0), "/"), "/?utm_source=x"), pv("b", at(10, 1, 0), "/")}, "[a b]"},
 		{"pings extend but never start", []*Hit{ping("p0", at(9, 0, 0)), pv("a", at(10, 0, 0), "/"), ping("p1", at(10, 20, 0)), ping("p2", at(11, 0, 0))}, "[a p1]"},
 		{"an event starts a session", []*Hit{ev("e", at(10, 0, 0)), pv("a", at(10, 1, 0), "/")}, "[e a]"},
