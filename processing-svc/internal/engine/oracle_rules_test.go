@@ -118,7 +118,7 @@ func newORules(t *testing.T, doc rules.Rules) *oRules {
 
 func oAttributionParam(name string) bool {
 	n := strings.ToLower(name)
-	return strings.HasPrefix(n, "utm_") || n == "gclid" || n == "msclkid" || n == "dclid" || n == "fbclid"
+	return strings.HasPrefix(n, "utm_") || n == "gclid" || n == "gbraid" || n == "wbraid" || n == "msclkid" || n == "dclid" || n == "fbclid"
 }
 
 // clean is CleanPath as docs/config.md words it: drop the fragment ->
@@ -604,7 +604,7 @@ func TestOracleRulesCases(t *testing.T) {
 		// (docs/processing.md "Page path"); they set no source (GA reads
 		// utm_source and gclid in lower case; the docs are silent).
 		{"attribution parameters in upper case: kept by strip_query, not in the page", func(t *testing.T, c *oCase) {
-			c.add(t, pv, "2026-10-24 10:00:00.000", 0, "/cart?UTM_SOURCE=x&sort=1&Gclid=Z&id=1", "")
+			c.add(t, pv, "2026-10-24 10:00:00.000", 0, "/cart?UTM_SOURCE=x&sort=1&Gclid=Z&id=1&GBRAID=B&WBraid=W", "")
 		}},
 		{"exclusion reasons in order: user agent, country, bot", func(t *testing.T, c *oCase) {
 			h := c.add(t, pv, "2026-10-24 10:00:00.000", 0, "/", "")

@@ -110,6 +110,12 @@ var oracleSources = []oSource{
 	{"display", "utm_source=dv360&utm_medium=display&utm_campaign=autumn", ""},
 	{"cross-network", "utm_source=google&utm_medium=cpc&utm_campaign=pmax-cross-network", "https://www.google.com/"},
 	{"gclid-cross-network", "gclid=CCC&utm_campaign=cross-network-x", ""},
+	// Google Ads' iOS click IDs, which GA4 attributes as gclid: gclid
+	// first, then gbraid, then wbraid.
+	{"gbraid", "gbraid=0AAAA1", ""},
+	{"wbraid", "wbraid=CjwKW1&utm_campaign=ios", "https://www.google.com/"},
+	{"gclid+gbraid", "gbraid=0AAAA2&gclid=DDD", ""},
+	{"gbraid+wbraid", "wbraid=CjwKW2&gbraid=0AAAA3", ""},
 	{"paid-shopping", "utm_source=newsletter&utm_medium=ppc&utm_campaign=summer-shop", ""},
 	{"organic-shopping", "utm_source=newsletter&utm_medium=email&utm_campaign=summer-shop", ""},
 	{"youtube", "", "https://www.youtube.com/watch?v=1"},
@@ -336,11 +342,19 @@ func oQuery(h *hit.Hit) url.Values {
 	return u.Query()
 }
 
+// oCampaign is a hit's utm_source, utm_medium, utm_campaign, Google click
+// ID and msclkid. The Google click ID is gclid, else gbraid, else wbraid
+// (docs/processing.md): one value, compared as one for session splits.
 func oCampaign(h *hit.Hit) [5]string {
 	q := oQuery(h)
 	var c [5]string
 	for i, k := range []string{"utm_source", "utm_medium", "utm_campaign", "gclid", "msclkid"} {
 		c[i] = strings.TrimSpace(q.Get(k))
+	}
+	for _, k := range []string{"gbraid", "wbraid"} {
+		if c[3] == "" {
+			c[3] = strings.TrimSpace(q.Get(k))
+		}
 	}
 	return c
 }
@@ -390,7 +404,8 @@ func oPage(h *hit.Hit) string {
 	for _, kv := range strings.Split(q, "&") {
 		// Any case, and the name as a query parser reads it: the
 		// parameters the clean-up keeps for attribution ("utm_*, gclid,
-		// msclkid, dclid, fbclid, any case", docs/config.md).
+		// gbraid, wbraid, msclkid, dclid, fbclid, any case",
+		// docs/config.md).
 		if oAttributionParam(oParamName(kv)) {
 			continue
 		}
@@ -1704,6 +1719,16 @@ func TestOracleCases(t *testing.T) {
 		{"a late first hit takes over attribution", berlin, func(t *testing.T, c *oCase) {
 			c.add(t, pv, "2026-10-24 10:10:00.000", 0, "/cart", "https://news.example.org/a")
 			c.add(t, pv, "2026-10-24 10:00:00.000", 4*time.Hour-time.Millisecond, "/?gclid=X1", "https://www.google.com/")
+		}},
+		// An iOS ad click: gbraid is google / cpc and no part of the page;
+		// the landing again keeps the session, a wbraid click splits it,
+		// and a gclid with the wbraid is a new click ID (gclid first).
+		{"iOS ad clicks (gbraid, wbraid) are google / cpc and split as gclid does", berlin, func(t *testing.T, c *oCase) {
+			c.add(t, pv, "2026-10-24 10:00:00.000", 0, "/products?gbraid=0AAB1", "")
+			c.add(t, pv, "2026-10-24 10:02:00.000", 0, "/products?gbraid=0AAB1", own)
+			c.add(t, pv, "2026-10-24 10:04:00.000", 0, "/cart?wbraid=CjW1&utm_campaign=ios", "")
+			c.add(t, pv, "2026-10-24 10:06:00.000", 0, "/cart?wbraid=CjW1&gclid=G1", own)
+			c.add(t, pv, "2026-10-24 10:08:00.000", 0, "/thanks?gclid=G1", own)
 		}},
 	}
 	for _, c := range cases {

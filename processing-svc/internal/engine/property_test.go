@@ -141,6 +141,13 @@ func TestCampaignApartFromTheLocation(t *testing.T) {
 		{"https://shop.example/?utm_source=ads&utm_medium=cpc&utm_campaign=spring", map[string]string{hit.ParamCampaignSource: " partner "},
 			attribution.Campaign{Source: "partner", Medium: "cpc", Name: "spring"}},
 		{"https://shop.example/", map[string]string{hit.ParamGCLID: "abc", "plan": "pro"}, attribution.Campaign{GCLID: "abc"}},
+		// A gclid sent apart takes over the location's gbraid (both are
+		// the Google click ID, gclid first); gbraid and wbraid are read
+		// from the location only, as no protocol sends them apart: a
+		// parameter of that name is a custom parameter.
+		{"https://shop.example/?gbraid=b", map[string]string{hit.ParamGCLID: "abc"}, attribution.Campaign{GCLID: "abc"}},
+		{"https://shop.example/?wbraid=w", map[string]string{"gbraid": "b"}, attribution.Campaign{GCLID: "w"}},
+		{"https://shop.example/", map[string]string{"gbraid": "b", "wbraid": "w"}, attribution.Campaign{}},
 	}
 	for _, tt := range tests {
 		sh, _ := toSessionHit(&hit.Hit{Type: hit.TypePageview, URL: tt.url, Path: "/", Params: tt.params}, r)
@@ -157,6 +164,8 @@ func TestPagePathDropsAttributionParameters(t *testing.T) {
 		"/a?utm_source=x":                  "/a",
 		"/a?utm%5Fsource=x":                "/a",
 		"/a?UTM_Medium=y&id=7&gclid=g":     "/a?id=7",
+		"/a?gbraid=b&id=7&WBRAID=w":        "/a?id=7",
+		"/a?%67braid=b&wbraidx=1":          "/a?wbraidx=1",
 		"/a?id=7":                          "/a?id=7",
 		"/a":                               "/a",
 		"/a?%75tm_campaign=z&utm_term=t&b": "/a?b",

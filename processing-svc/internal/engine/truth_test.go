@@ -124,6 +124,10 @@ func trVisitors(loc *time.Location) []trVisitor {
 		{"gclid-vs-utm", "gclid beats utm (campaign name kept); a new gclid splits", []trHit{
 			pv(0, "13:00:00", "/?gclid=G1&"+trUTM+"c", trGoogle), pv(0, "13:05:00", "/p?gclid=G2", trGoogle),
 			pv(0, "13:06:00", "/p?msclkid=M1", "https://www.bing.com/")}},
+		{"ios-click-ids", "gbraid and wbraid are google / cpc as gclid is, gclid first; a new one splits; never part of the page", []trHit{
+			pv(0, "16:00:00", "/landing?gbraid=B1", ""), pv(0, "16:02:00", "/landing?gbraid=B1", trOwn),
+			pv(0, "16:04:00", "/p?wbraid=W1&"+trUTM+"ios", ""), pv(0, "16:06:00", "/p?gclid=G3&wbraid=W1", trOwn),
+			pv(0, "16:08:00", "/q?gclid=G3", trOwn), pv(0, "16:10:00", "/q?GBRAID=X&id=2", trOwn)}},
 		{"own-host-start", "own host and exclusions never set attribution nor start a session", []trHit{
 			pv(0, "09:00:00", "/", trOwn), pv(0, "09:40:00", "/", trOwnSub), pv(0, "09:45:00", "/a", trPay),
 			pv(0, "10:30:00", "/b", trPaySub), pv(0, "10:31:00", "/c", trLookLik)}},
@@ -307,7 +311,8 @@ type tcSession struct {
 	convValue                    float64
 }
 
-// tcCampaign: utm_source, utm_medium, utm_campaign, gclid, msclkid.
+// tcCampaign: utm_source, utm_medium, utm_campaign, the Google click ID
+// (gclid, else gbraid, else wbraid), msclkid.
 type tcCampaign [5]string
 
 func tcDay(t time.Time, loc *time.Location) time.Time {
@@ -323,6 +328,12 @@ func tcCampaignOf(h *hit.Hit) tcCampaign {
 		q := u.Query()
 		for i, k := range []string{"utm_source", "utm_medium", "utm_campaign", "gclid", "msclkid"} {
 			c[i] = strings.TrimSpace(q.Get(k))
+		}
+		if c[3] == "" {
+			c[3] = strings.TrimSpace(q.Get("gbraid"))
+		}
+		if c[3] == "" {
+			c[3] = strings.TrimSpace(q.Get("wbraid"))
 		}
 	}
 	for i, k := range []string{"campaign_source", "campaign_medium", "campaign_name", "gclid"} {
@@ -394,7 +405,7 @@ func tcPage(h *hit.Hit) string {
 	for _, kv := range strings.Split(q, "&") {
 		name, _, _ := strings.Cut(kv, "=")
 		n := strings.ToLower(name)
-		if strings.HasPrefix(n, "utm_") || n == "gclid" || n == "msclkid" || n == "dclid" || n == "fbclid" {
+		if strings.HasPrefix(n, "utm_") || n == "gclid" || n == "gbraid" || n == "wbraid" || n == "msclkid" || n == "dclid" || n == "fbclid" {
 			continue
 		}
 		kept = append(kept, kv)
@@ -954,7 +965,7 @@ func tcSelfCheck(t *testing.T, r *tcResult) {
 	t.Helper()
 	n := func(client string) int { return len(r.sessions[client]) }
 	for client, want := range map[string]int{
-		"gap-30m00": 2, "gap-30m00-001": 2, "midnight": 4, "campaign-change": 2, "no-carry-over": 3, "gclid-vs-utm": 3,
+		"gap-30m00": 2, "gap-30m00-001": 2, "midnight": 4, "campaign-change": 2, "no-carry-over": 3, "gclid-vs-utm": 3, "ios-click-ids": 3,
 		"own-host-start": 3, "exclusion-mid": 1, "referral-mid": 1, "returning": 2, "every-day": 4, "late-first": 1,
 		"late-bridge": 1, "late-split": 2, "late-new-user-day": 2, "duplicates": 1, "excluded": 2, "events-only": 1,
 		"pv-ping": 1, "ping-bridge": 1, "fall-back": 1, "goals": 1, "campaign-params": 3, "ping-only": 0, "same-instant": 1, "enrichment": 1, "event-dims": 1,
@@ -973,6 +984,10 @@ func tcSelfCheck(t *testing.T, r *tcResult) {
 		{"no carry-over", s("no-carry-over", 1).channel == "Direct" && s("no-carry-over", 0).channel == "Email"},
 		{"gclid beats utm", s("gclid-vs-utm", 0).source == "google" && s("gclid-vs-utm", 0).medium == "cpc" && s("gclid-vs-utm", 0).camp == "c"},
 		{"msclkid", s("gclid-vs-utm", 2).source == "bing" && s("gclid-vs-utm", 2).camp == "(not set)"},
+		{"gbraid is google / cpc, landing without it", s("ios-click-ids", 0).channel == "Paid Search" && s("ios-click-ids", 0).camp == "(not set)" &&
+			s("ios-click-ids", 0).landing == "/landing" && s("ios-click-ids", 0).pageviews == 2},
+		{"wbraid beats utm", s("ios-click-ids", 1).source == "google" && s("ios-click-ids", 1).medium == "cpc" && s("ios-click-ids", 1).camp == "ios"},
+		{"gclid before wbraid", s("ios-click-ids", 2).source == "google" && s("ios-click-ids", 2).landing == "/p" && s("ios-click-ids", 2).pageviews == 3},
 		{"late first hit takes attribution", s("late-first", 0).camp == "late" && s("late-first", 0).landing == "/"},
 		{"late-new-user-day first on day 0", s("late-new-user-day", 0).first && s("late-new-user-day", 0).source == "news.example"},
 		{"pv+ping bounce engaged", s("pv-ping", 0).bounce && s("pv-ping", 0).engaged},
