@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -1305,7 +1306,7 @@ func mpaHitOf(e mpaEvent) *mpaHit {
 		var kept []string
 		for _, kv := range strings.Split(u.RawQuery, "&") {
 			switch name, _, _ := strings.Cut(kv, "="); name {
-			case "", "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "gclid", "msclkid", "dclid", "fbclid":
+			case "", "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "gclid", "gbraid", "wbraid", "msclkid", "dclid", "fbclid":
 			default:
 				kept = append(kept, kv)
 			}
@@ -1356,10 +1357,11 @@ func (h *mpaHit) tags() (source, medium, campaign string) {
 func (h *mpaHit) campaign() string {
 	g := func(k string) string { return h.query.Get(k) }
 	s, m, c := h.tags()
-	if s+m+c+g("gclid")+g("msclkid") == "" {
+	google := cmp.Or(g("gclid"), g("gbraid"), g("wbraid")) // Google's click IDs, in this order
+	if s+m+c+google+g("msclkid") == "" {
 		return ""
 	}
-	return strings.Join([]string{s, m, c, g("gclid"), g("msclkid")}, "\x00")
+	return strings.Join([]string{s, m, c, google, g("msclkid")}, "\x00")
 }
 
 func mpaSessionize(events []mpaEvent, loc *time.Location) *mpaCalc {
@@ -1470,7 +1472,7 @@ func (s *mpaSession) attribute(excluded []string) {
 	s.referrer = "(none)"
 	src, med, cmp := f.tags()
 	switch {
-	case q("gclid") != "":
+	case q("gclid") != "" || q("gbraid") != "" || q("wbraid") != "":
 		s.source, s.medium, s.campaign = "google", "cpc", orNotSet(q("utm_campaign"))
 	case q("msclkid") != "":
 		s.source, s.medium, s.campaign = "bing", "cpc", orNotSet(q("utm_campaign"))

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -848,7 +849,7 @@ type drCalc struct {
 	loc      *time.Location
 }
 
-var drAttribution = []string{"utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "utm_id", "gclid", "msclkid", "dclid", "fbclid"}
+var drAttribution = []string{"utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "utm_id", "gclid", "gbraid", "wbraid", "msclkid", "dclid", "fbclid"}
 
 // drClean is docs/config.md's page path clean-up, then the attribution
 // parameters left out of the page dimension. It returns the page and the
@@ -967,7 +968,8 @@ func drTags(h *drHit) url.Values {
 
 func drCampaign(h *drHit) [5]string {
 	q := drTags(h)
-	return [5]string{q.Get("utm_source"), q.Get("utm_medium"), q.Get("utm_campaign"), q.Get("gclid"), q.Get("msclkid")}
+	google := cmp.Or(q.Get("gclid"), q.Get("gbraid"), q.Get("wbraid")) // Google's click IDs, in this order
+	return [5]string{q.Get("utm_source"), q.Get("utm_medium"), q.Get("utm_campaign"), google, q.Get("msclkid")}
 }
 
 func drHostExcluded(host string, own, list []string) bool {
@@ -1121,7 +1123,7 @@ func (s *drSession) finish(rules drRules) {
 	q := drTags(f)
 	s.referrer = "(none)"
 	switch {
-	case q.Get("gclid") != "":
+	case q.Get("gclid") != "" || q.Get("gbraid") != "" || q.Get("wbraid") != "":
 		s.source, s.medium, s.campaign = "google", "cpc", drOr(q.Get("utm_campaign"))
 	case q.Get("utm_source") != "" || q.Get("utm_medium") != "" || q.Get("utm_campaign") != "":
 		s.source, s.medium, s.campaign = drOr(q.Get("utm_source")), drOr(q.Get("utm_medium")), drOr(q.Get("utm_campaign"))
