@@ -144,7 +144,7 @@ func compile(r Rules, version int, hostnames []string, sent bool) (*Compiled, er
 	uaSeen := map[string]int{}
 	for i, p := range ex.UserAgents {
 		f := fmt.Sprintf("exclusions.user_agents[%d]", i)
-		if c.repeats(uaSeen, "exclusions.user_agents", i, p, p) {
+		if c.repeats(uaSeen, "exclusions.user_agents", i, foldedPattern(p), p) {
 			continue
 		}
 		re := c.pattern("exclusions.user_agents", f, p, true, weightUserAgent)
@@ -460,6 +460,19 @@ func (c *compiler) repeats(seen map[string]int, list string, i int, key, raw str
 		c.add(fmt.Sprintf("%s[%d]", list, i), "%q repeats %s[%d]; remove one of them", raw, list, j)
 	}
 	return true
+}
+
+// foldedPattern is the form of a pattern matched without regard to case
+// that two patterns matching alike share when they differ only in the case
+// of their letters ("Bot" and "bot", not "\\D" and "\\d"): the parsed
+// pattern, whose case-folded literals regexp/syntax writes in one case. A
+// pattern that does not parse is its own form (compiling it says why).
+func foldedPattern(p string) string {
+	re, err := syntax.Parse(p, syntax.Perl|syntax.FoldCase)
+	if err != nil {
+		return p
+	}
+	return re.String()
 }
 
 // pattern compiles one regular expression of list (the list's name, for

@@ -55,6 +55,8 @@ func TestValidate(t *testing.T) {
 			"exclusions.user_agents[0]", "is empty", false},
 		{"duplicate user agent", func(r *Rules) { r.Exclusions.UserAgents = []string{"Headless", "bot", "Headless"} }, nil,
 			"exclusions.user_agents[2]", "repeats exclusions.user_agents[0]", false},
+		{"user agent repeated in another case", func(r *Rules) { r.Exclusions.UserAgents = []string{"HeadlessChrome", "bot", "headlesschrome"} }, nil,
+			"exclusions.user_agents[2]", "repeats exclusions.user_agents[0]", false},
 		{"duplicate page pattern", func(r *Rules) { r.Pages.Exclude = []string{"^/admin", "^/admin"} }, nil,
 			"pages.exclude[1]", "repeats pages.exclude[0]", false},
 		{"referral exclusion repeated with www.", func(r *Rules) { r.ReferralExclusions = []string{"paypal.com", "WWW.PayPal.com"} }, nil,
@@ -360,5 +362,29 @@ func TestValidSiteHost(t *testing.T) {
 	}
 	if !c.userAgentExcluded("Mozilla Headless") {
 		t.Errorf("a stored version repeating a user agent pattern no longer excludes it")
+	}
+}
+
+// User-agent patterns are matched without regard to case, so two that
+// differ only in the case of their letters repeat each other (TestValidate);
+// patterns whose case carries meaning (\d and \D, \w and \W) do not.
+func TestUserAgentPatternsDifferingInMeaningAreNoRepeat(t *testing.T) {
+	r := Defaults()
+	r.Exclusions.UserAgents = []string{`\d+bot`, `\D+bot`, `\w+spider`, `\W+spider`, `[a-z]crawler`, `[A-Z]crawler`}
+	c, err := Validate(r, nil)
+	if err == nil {
+		// [a-z] and [A-Z] fold to the same class: the last is a repeat.
+		t.Fatal("[a-z]crawler and [A-Z]crawler, alike without regard to case, were both accepted")
+	}
+	var fe FieldError
+	if !errors.As(err, &fe) || fe.Field != "exclusions.user_agents[5]" {
+		t.Fatalf("compile: %v, want only exclusions.user_agents[5] refused", err)
+	}
+	r.Exclusions.UserAgents = r.Exclusions.UserAgents[:4]
+	if c, err = Validate(r, nil); err != nil {
+		t.Fatalf("compile: %v", err)
+	}
+	if !c.userAgentExcluded("Mozilla 5bot") || !c.userAgentExcluded("Mozilla xbot") {
+		t.Fatal(`\d+bot and \D+bot do not both exclude`)
 	}
 }
