@@ -179,3 +179,34 @@ func TestJobsDaysCountedOnceForAVisitorOfOneFigure(t *testing.T) {
 		})
 	}
 }
+
+// A property's time zone changes, and a job re-derives the days around
+// the change under the new zone ("days before and around a zone change are
+// made consistent by reprocessing them", docs/processing.md): a user's
+// session counted on its day in the old zone, which is another day in the
+// new one, is counted once.
+func TestReprocessAfterZoneChangeCountsUsersOnce(t *testing.T) {
+	ctx := context.Background()
+	s := connect(t)
+	p := testProperty(t, rules.Defaults()) // UTC
+	at := t0.Add(8 * time.Hour)            // 20:00 UTC: 05:00 the next day in Tokyo
+	run(t, ctx, newPartition(s, p), aMsgs(0, aHit("V", "a", at, at.Add(time.Second), "https://shop.example/", "")), 10)
+	tokyo, err := time.LoadLocation("Asia/Tokyo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := *p
+	moved.Location = tokyo
+	from := session.LocalDay(t0, tokyo)
+	rp := &Reprocessor{Session: s, Now: func() time.Time { return t0.AddDate(0, 0, 10) }}
+	if err := rp.Run(ctx, &moved, from, from.AddDate(0, 0, 1), RulesCurrent, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	users, err := readUsers(ctx, s, propID, []string{"V"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := users["V"]; u.sessions != 1 || !u.last.Equal(at) {
+		t.Errorf("after the job: %d sessions (days %v), last seen %v; want 1, %v", u.sessions, u.days, u.last, at)
+	}
+}
