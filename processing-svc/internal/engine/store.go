@@ -465,6 +465,16 @@ func loadKnownUsers(ctx context.Context, s *gocql.Session, property string, clie
 			if !u.first.IsZero() {
 				v := out[client].v
 				v.FrozenSessions, v.FirstSeen, v.FirstTouch = max(u.sessions, 1), u.first, u.touch
+				if v.LastSeen.IsZero() {
+					// Its sessions ended by last, or, where the row has
+					// none (a job before per-day counts wrote first_seen
+					// alone), the first started on first's day: what
+					// ConvertPerDay takes as the end of its base, so that
+					// a job does not count that day again (userRow.inBase).
+					if v.LastSeen = u.last; v.LastSeen.IsZero() {
+						v.LastSeen = u.first
+					}
+				}
 				if !v.PerDay && len(u.days) > 0 {
 					// The job counted them per day: so does the visitor,
 					// or its one figure would count them twice.

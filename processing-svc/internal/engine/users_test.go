@@ -210,3 +210,35 @@ func TestReprocessAfterZoneChangeCountsUsersOnce(t *testing.T) {
 		t.Errorf("after the job: %d sessions (days %v), last seen %v; want 1, %v", u.sessions, u.days, u.last, at)
 	}
 }
+
+// A visitor all of whose hits live processing excluded, whose first
+// session a job of a build before per-day counts derived (first_seen
+// only: its users row counts no session on a day), returns and is
+// converted (its session counted in session_count), and a job over that
+// first session's day runs again: the session is counted once.
+func TestJobAfterConversionOfExcludedVisitorCountsItsDayOnce(t *testing.T) {
+	ctx := context.Background()
+	s := connect(t)
+	p := promoRuleChangesAt(t, 2, true)
+	old := New(Config{Topic: "hits", Partition: 0, Session: s, Properties: staticProperties{p}, State: StatePolicy{Encoding: 2}})
+	run(t, ctx, old, aMsgs(0, aPromo("B", "b0", "")), 10)
+	keepPromoOfB(t, ctx, s, p, t0.Add(4*24*time.Hour))
+	// What a job before per-day counts wrote: the first session alone.
+	if err := s.Query("UPDATE site_users SET day_sessions = null, day_last_seen = null WHERE property_id = ? AND client_id = 'B'", propID).Exec(); err != nil {
+		t.Fatal(err)
+	}
+	d8 := t0.AddDate(0, 0, 8)
+	run(t, ctx, newPartition(s, p), aMsgs(1, aHit("B", "b8", d8, d8.Add(time.Second), "https://shop.example/", "")), 10)
+	day0 := session.LocalDay(t0, time.UTC)
+	rp := &Reprocessor{Session: s, Now: func() time.Time { return t0.AddDate(0, 0, 10) }}
+	if err := rp.Run(ctx, p, day0, day0, RulesCurrent, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	users, err := readUsers(ctx, s, propID, []string{"B"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := users["B"]; u.sessions != 2 || !u.last.Equal(d8) {
+		t.Errorf("after the job: %d sessions (%d in session_count, last seen %v; days %v), last seen %v; want 2, %v", u.sessions, u.base.Sessions, u.base.Last, u.days, u.last, d8)
+	}
+}
