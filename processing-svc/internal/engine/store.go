@@ -485,10 +485,21 @@ func loadKnownUsers(ctx context.Context, s *gocql.Session, property string, clie
 		}
 		v := visitor.New(client)
 		v.FrozenSessions, v.FirstSeen, v.FirstTouch = max(u.sessions, 1), u.first, u.touch
-		// Its sessions ended by last: no hit can be placed before it.
-		v.LastSeen, v.FrozenUntil = u.last, u.last
+		// Its sessions ended by last (with none recorded, a job before
+		// per-day counts wrote first_seen alone: its session started at
+		// first): no hit can be placed before it.
+		last := u.last
+		if last.IsZero() {
+			last = u.first
+		}
+		v.LastSeen, v.FrozenUntil = last, last
 		if v.PerDay = perDay || len(u.days) > 0; v.PerDay {
-			v.BaseSessions, v.BaseLast = u.base.Sessions, u.base.Last
+			// Its base is what the row counts beyond its days: the
+			// row's, or the first session alone that it counts as one.
+			v.BaseSessions, v.BaseLast = v.FrozenSessions-(u.sessions-u.base.Sessions), u.base.Last
+			if v.BaseSessions > u.base.Sessions {
+				v.BaseLast = last
+			}
 		}
 		out[client] = storedVisitor{v, -1}
 	}

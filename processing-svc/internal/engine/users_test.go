@@ -242,3 +242,25 @@ func TestJobAfterConversionOfExcludedVisitorCountsItsDayOnce(t *testing.T) {
 		t.Errorf("after the job: %d sessions (%d in session_count, last seen %v; days %v), last seen %v; want 2, %v", u.sessions, u.base.Sessions, u.base.Last, u.days, u.last, d8)
 	}
 }
+
+// A user whose state expired, whose users row holds only the first session
+// a job derived before per-day counts (first_seen and first touch, no
+// session_count: live processing had excluded every hit), comes back: that
+// session still counts, as the visitor started from the row counts it
+// (FrozenSessions 1).
+func TestUserBackAfterStateExpiredCountsJobsFirstSession(t *testing.T) {
+	ctx := context.Background()
+	s := connect(t)
+	first := t0.AddDate(-1, -2, 0)
+	if err := s.Query(cqlUserFirst, propID, "back", first, "news.example", "referral", "(referral)", "Referral").Exec(); err != nil {
+		t.Fatal(err)
+	}
+	run(t, ctx, newPartition(s, testProperty(t, rules.Defaults())), aMsgs(0, aHit("back", "b", t0, t0, "https://shop.example/", "")), 10)
+	users, err := readUsers(ctx, s, propID, []string{"back"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := users["back"]; u.sessions != 2 || !u.last.Equal(t0) {
+		t.Errorf("users row: %d sessions (%d in session_count), last seen %v; want 2 (the job's and today's), %v", u.sessions, u.base.Sessions, u.last, t0)
+	}
+}
