@@ -115,7 +115,7 @@ func ReprocessDay(ctx context.Context, s *gocql.Session, p *Property, day time.T
 // check that the day is closed).
 func newDayRun(s *gocql.Session, p *Property, day time.Time, mode RulesMode, currentAt time.Time, users *FirstSessions, now time.Time) *dayRun {
 	current := p.RulesAt(currentAt)
-	return &dayRun{s: s, p: p, day: day, users: users, now: now, known: map[string]userRow{}, firsts: map[string]userFirst{}, days: map[string][]visitor.DaySessions{}, rulesOf: func(h *hit.Hit) *rules.Compiled {
+	return &dayRun{s: s, p: p, day: day, users: users, now: now, known: map[string]userRow{}, firsts: map[string]userFirst{}, days: map[string][]visitor.DaySessions{}, staleClients: map[string]bool{}, rulesOf: func(h *hit.Hit) *rules.Compiled {
 		if mode == RulesCurrent {
 			return current
 		}
@@ -248,10 +248,17 @@ func daysOf(day time.Time, sessions map[string]visitor.Upsert) []visitor.DaySess
 
 // userDays returns the writes of the day's users rows' figures for the
 // day (day_sessions and day_last_seen): the sessions each client of the
-// day has on it now, where they differ from what the row holds. A day
+// day (one with a hit archived on it, or a session stored on it before)
+// has on it now, where they differ from what the row holds. A day
 // the row's base may count (userRow.inBase: a row written before it
 // counted per day) is left as it is.
 func (d *dayRun) userDays(ctx context.Context) ([]stmt, error) {
+	for client := range d.staleClients {
+		if _, ok := d.days[client]; !ok {
+			// None of its hits is on the day now: it has no session on it.
+			d.days[client] = []visitor.DaySessions{{Day: d.day}}
+		}
+	}
 	clients := slices.Sorted(maps.Keys(d.days))
 	rows, err := readUsers(ctx, d.s, d.p.ID, clients)
 	if err != nil {
@@ -296,8 +303,11 @@ type dayRun struct {
 	// days holds each of the day's clients' sessions by the day they
 	// started on (the reprocessed day, but under a zone changed since
 	// its hits were received), the day itself counted 0 for a client
-	// without a session on it (userDays).
-	days map[string][]visitor.DaySessions
+	// without a session on it (userDays); staleClients the clients of
+	// the day's stored sessions the day no longer has, who may have no
+	// hit on it (their session was the day's under another zone).
+	days         map[string][]visitor.DaySessions
+	staleClients map[string]bool
 
 	// afterShards, when set (tests), runs after each shard's day is
 	// derived and written, and stops the day with its error: a run that
@@ -448,7 +458,7 @@ func (d *dayRun) replace(ctx context.Context, hits []*hit.Hit, shards []int, sto
 	if err := d.replacer().exec(ctx, rollups); err != nil {
 		return fmt.Errorf("replace the rollups of %s: %w", day.Format(time.DateOnly), err)
 	}
-	stale, err := staleEntities(ctx, d.s, p, day, shards, sessions, hitRows)
+	stale, err := staleEntities(ctx, d.s, p, day, shards, sessions, hitRows, d.staleClients)
 	if err != nil {
 		return err
 	}
@@ -850,8 +860,9 @@ func entityRow(shard, hour int, id string) string {
 // in the tables partitioned by hour only, each (day, shard) partition of
 // the tables they replaced that holds a row. It reads each table's
 // (day, shard) once: the 24 hours' partitions in one query, the old
-// table's partition for one row.
-func staleEntities(ctx context.Context, s *gocql.Session, p *Property, day time.Time, shards []int, sessions, hitRows map[string]bool) ([]stmt, error) {
+// table's partition for one row. It adds the clients of the session rows it
+// deletes to clients.
+func staleEntities(ctx context.Context, s *gocql.Session, p *Property, day time.Time, shards []int, sessions, hitRows, clients map[string]bool) ([]stmt, error) {
 	var out []stmt
 	list := lister(ctx, s)
 	for _, shard := range shards {
@@ -865,12 +876,15 @@ func staleEntities(ctx context.Context, s *gocql.Session, p *Property, day time.
 			{"pageviews_by_hour", "hit_id", hitRows, "pageviews"},
 			{"events_by_hour", "hit_id", hitRows, "events"},
 		} {
-			cql, args := selectDayShard("hour, "+t.id, t.table, p.ID, day, shard)
+			cql, args := selectDayShard("hour, client_id, "+t.id, t.table, p.ID, day, shard)
 			err := list(cql, args, func(scan func(...any) bool) error {
 				var hour int16
-				var id string
-				for scan(&hour, &id) {
+				var client, id string
+				for scan(&hour, &client, &id) {
 					if !t.keep[entityRow(shard, int(hour), id)] {
+						if t.table == "sessions_by_hour" {
+							clients[client] = true
+						}
 						out = append(out, stmt{partition: hourPartition(t.table, p.ID, day, shard, int(hour)),
 							cql:  "DELETE FROM " + t.table + " WHERE property_id = ? AND day = ? AND shard = ? AND hour = ? AND " + t.id + " = ?",
 							args: []any{p.ID, day, sh, hour, id}})
