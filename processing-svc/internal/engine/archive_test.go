@@ -190,3 +190,70 @@ func TestArchiveHitsEncodeAsGocql(t *testing.T) {
 		}
 	}
 }
+
+// A users row's day figures encode as gocql encodes the Go maps they stand
+// for, in every protocol version.
+func TestDayFiguresEncodeAsGocql(t *testing.T) {
+	day := time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC)
+	days := dayFigures{
+		{Day: day, Sessions: 3, Last: day.Add(13*time.Hour + 1234567*time.Microsecond)},
+		{Day: day.AddDate(-60, 0, 0), Sessions: 1, Last: day.AddDate(-60, 0, 0).Add(time.Minute)}, // before the epoch
+		{Day: day.AddDate(0, 0, 1), Sessions: 0, Last: time.Time{}},
+	}
+	for _, proto := range []byte{2, 3, 4} {
+		for _, c := range []struct {
+			elem gocql.Type
+			ours gocql.Marshaler
+			want func(dayFigures) any
+		}{
+			{gocql.TypeInt, dayCounts(days), func(d dayFigures) any {
+				m := map[time.Time]int{}
+				for _, f := range d {
+					m[f.Day] = f.Sessions
+				}
+				return m
+			}},
+			{gocql.TypeTimestamp, dayLasts(days), func(d dayFigures) any {
+				m := map[time.Time]time.Time{}
+				for _, f := range d {
+					m[f.Day] = f.Last.Truncate(time.Millisecond) // what gocql keeps
+				}
+				return m
+			}},
+		} {
+			info := gocql.CollectionType{NativeType: gocql.NewNativeType(proto, gocql.TypeMap, ""),
+				Key: gocql.NewNativeType(proto, gocql.TypeDate, ""), Elem: gocql.NewNativeType(proto, c.elem, "")}
+			for i := range days {
+				one := days[i : i+1]
+				var ours gocql.Marshaler = dayCounts(one)
+				if c.elem == gocql.TypeTimestamp {
+					ours = dayLasts(one)
+				}
+				got, err := gocql.Marshal(info, ours)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want, err := gocql.Marshal(info, c.want(one))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(got, want) {
+					t.Errorf("protocol %d, %v: %+v encodes as %x, gocql's encoding is %x", proto, c.elem, one[0], got, want)
+				}
+			}
+			// Several days: the same map once decoded (a Go map's order is
+			// not gocql's).
+			got, err := gocql.Marshal(info, c.ours)
+			if err != nil {
+				t.Fatal(err)
+			}
+			back := reflect.New(reflect.TypeOf(c.want(days)))
+			if err := gocql.Unmarshal(info, got, back.Interface()); err != nil {
+				t.Fatalf("protocol %d: %v", proto, err)
+			}
+			if !reflect.DeepEqual(fmt.Sprint(back.Elem().Interface()), fmt.Sprint(c.want(days))) {
+				t.Errorf("protocol %d, %v: decodes as %v, want %v", proto, c.elem, back.Elem().Interface(), c.want(days))
+			}
+		}
+	}
+}

@@ -771,34 +771,58 @@ func userWrites(vs *vstate) []stmt {
 		return []stmt{{partition: partition, cql: cqlUser, args: []any{
 			vs.property, v.ClientID, f.start, v.LastSeen, sessions, f.touch.Source, f.touch.Medium, f.touch.Campaign, f.touch.Channel, version}}}
 	}
-	set, args := []string{"rule_version = ?"}, []any{version}
+	shape, args := 0, make([]any, 0, 12)
+	args = append(args, version)
 	if v.BaseSessions > 0 || vs.converted {
 		var last any // none, without a base
 		if v.BaseSessions > 0 {
 			last = v.BaseLast
 		}
-		set, args = append(set, "session_count = ?", "last_seen = ?"), append(args, v.BaseSessions, last)
+		shape, args = shape|userBase, append(args, v.BaseSessions, last)
 	}
 	if first {
-		set = append(set, "first_seen = ?", "first_source = ?", "first_medium = ?", "first_campaign = ?", "first_channel = ?")
-		args = append(args, f.start, f.touch.Source, f.touch.Medium, f.touch.Campaign, f.touch.Channel)
+		shape, args = shape|userFirstTouch, append(args, f.start, f.touch.Source, f.touch.Medium, f.touch.Campaign, f.touch.Channel)
 	}
 	var out []stmt
-	sessions, lasts := map[time.Time]int{}, map[time.Time]time.Time{}
+	var days dayFigures
 	for day := range vs.days {
 		d := v.OnDay(day, vs.settings)
 		if d.Sessions == 0 {
 			out = append(out, stmt{partition: partition, cql: cqlUserDayDelete, args: []any{day, day, vs.property, v.ClientID}})
 			continue
 		}
-		sessions[day], lasts[day] = d.Sessions, d.Last
+		days = append(days, d)
 	}
-	if len(sessions) > 0 {
-		set, args = append(set, "day_sessions = day_sessions + ?", "day_last_seen = day_last_seen + ?"), append(args, sessions, lasts)
+	if len(days) > 0 {
+		shape, args = shape|userDays, append(args, dayCounts(days), dayLasts(days))
 	}
-	cql := "UPDATE site_users SET " + strings.Join(set, ", ") + " WHERE property_id = ? AND client_id = ?"
-	return append([]stmt{{partition: partition, cql: cql, args: append(args, vs.property, v.ClientID)}}, out...)
+	return append([]stmt{{partition: partition, cql: cqlUserUpdates[shape], args: append(args, vs.property, v.ClientID)}}, out...)
 }
+
+// The parts of a per-day visitor's users row update (userWrites), and the
+// statement of each combination of them, made once.
+const (
+	userBase       = 1 << iota // session_count and last_seen: its base
+	userFirstTouch             // first_seen and the first source, medium, campaign, channel
+	userDays                   // the figures of days: day_sessions and day_last_seen
+)
+
+var cqlUserUpdates = func() (out [8]string) {
+	for shape := range out {
+		set := []string{"rule_version = ?"}
+		if shape&userBase != 0 {
+			set = append(set, "session_count = ?", "last_seen = ?")
+		}
+		if shape&userFirstTouch != 0 {
+			set = append(set, "first_seen = ?", "first_source = ?", "first_medium = ?", "first_campaign = ?", "first_channel = ?")
+		}
+		if shape&userDays != 0 {
+			set = append(set, "day_sessions = day_sessions + ?", "day_last_seen = day_last_seen + ?")
+		}
+		out[shape] = "UPDATE site_users SET " + strings.Join(set, ", ") + " WHERE property_id = ? AND client_id = ?"
+	}
+	return out
+}()
 
 // firstOf returns the visitor's first session as it stands.
 func firstOf(vs *vstate) userFirst {

@@ -279,8 +279,8 @@ func (d *dayRun) userDays(ctx context.Context) ([]stmt, error) {
 				out = append(out, stmt{partition: partition, cql: cqlUserDayDelete, args: []any{now.Day, now.Day, d.p.ID, client}})
 				continue
 			}
-			out = append(out, stmt{partition: partition, cql: cqlUserDays,
-				args: []any{map[time.Time]int{now.Day: now.Sessions}, map[time.Time]time.Time{now.Day: now.Last}, d.p.ID, client}})
+			day := dayFigures{now}
+			out = append(out, stmt{partition: partition, cql: cqlUserDays, args: []any{dayCounts(day), dayLasts(day), d.p.ID, client}})
 		}
 	}
 	return out, nil
