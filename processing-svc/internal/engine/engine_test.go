@@ -581,13 +581,9 @@ func TestUserBackAfterStateExpired(t *testing.T) {
 			t.Errorf("%s's session: new_user = %v, want %v", client, newUser, want)
 		}
 	}
-	users, err := readUsers(ctx, s, propID, []string{"back"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Its three sessions before, counted in session_count (a row of
 	// one figure), and today's, counted on its day.
-	if u := users["back"]; !u.first.Equal(first) || u.sessions != 4 || u.base.Sessions != 3 || !u.base.Last.Equal(last) || u.touch.Source != "news.example" {
+	if u := userOf(t, s, "back"); !u.first.Equal(first) || u.sessions != 4 || u.base.Sessions != 3 || !u.base.Last.Equal(last) || u.touch.Source != "news.example" {
 		t.Errorf("users row of the returning user: first seen %v, %d sessions (%d before), first source %q; want %v, 4 (3), news.example", u.first, u.sessions, u.base.Sessions, u.touch.Source, first)
 	}
 	types := totals(t, s, rollup.UserType)

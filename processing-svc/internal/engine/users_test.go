@@ -11,6 +11,7 @@ import (
 	"github.com/acme/analytics/processing-svc/internal/dumptest"
 	"github.com/acme/analytics/processing-svc/internal/session"
 	"github.com/acme/analytics/processing-svc/internal/visitor"
+	"github.com/gocql/gocql"
 )
 
 // A visitor whose last sessions were still live in its stored state when
@@ -41,11 +42,7 @@ func TestReturningVisitorKeepsJobsDayFigures(t *testing.T) {
 	if err := rp.Run(ctx, p, day, day, RulesCurrent, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	users, err := readUsers(ctx, s, propID, []string{"V"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if u := users["V"]; u.sessions != 1 || !u.last.Equal(t0) {
+	if u := userOf(t, s, "V"); u.sessions != 1 || !u.last.Equal(t0) {
 		t.Fatalf("after the job: %d sessions, last seen %v; want 1, %v", u.sessions, u.last, t0)
 	}
 	// Back five days later, on a processor that reads its state.
@@ -55,10 +52,7 @@ func TestReturningVisitorKeepsJobsDayFigures(t *testing.T) {
 	if _, err := part.FlushAll(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if users, err = readUsers(ctx, s, propID, []string{"V"}); err != nil {
-		t.Fatal(err)
-	}
-	u := users["V"]
+	u := userOf(t, s, "V")
 	if u.sessions != 2 || !u.last.Equal(back) || u.days[day] != 1 {
 		t.Fatalf("after the return: %d sessions (%v on the job's day), last seen %v; want 2 (1), %v\n%s", u.sessions, u.days[day], u.last, back,
 			dumptest.Tables(t, s, "site_users"))
@@ -81,11 +75,7 @@ func TestFrozenBeforeWrittenStillCounted(t *testing.T) {
 	if _, err := part.FlushAll(ctx); err != nil {
 		t.Fatal(err)
 	}
-	users, err := readUsers(ctx, s, propID, []string{"V"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := users["V"]
+	u := userOf(t, s, "V")
 	if day := session.LocalDay(t0, time.UTC); u.days[day] != 2 || !u.lasts[day].Equal(t0.Add(2*time.Hour)) || u.sessions != 3 || !u.last.Equal(later) {
 		t.Fatalf("users row: days %v, lasts %v; want 2 sessions on the first day ending at 14:00, 3 in all, last seen %v", u.days, u.lasts, later)
 	}
@@ -169,11 +159,7 @@ func TestJobsDaysCountedOnceForAVisitorOfOneFigure(t *testing.T) {
 			if _, err := part.FlushAll(ctx); err != nil {
 				t.Fatal(err)
 			}
-			users, err := readUsers(ctx, s, propID, []string{"V"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if u := users["V"]; u.sessions != 2 || !u.first.Equal(t0) || !u.last.Equal(back) {
+			if u := userOf(t, s, "V"); u.sessions != 2 || !u.first.Equal(t0) || !u.last.Equal(back) {
 				t.Fatalf("users row: %d sessions, first %v, last %v; want 2, %v, %v\n%s", u.sessions, u.first, u.last, t0, back, dumptest.Tables(t, s, "site_users"))
 			}
 		})
@@ -205,11 +191,7 @@ func TestReprocessAfterZoneChangeCountsUsersOnce(t *testing.T) {
 	if err := rp.Run(ctx, &moved, from, from.AddDate(0, 0, 1), RulesCurrent, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	users, err := readUsers(ctx, s, propID, []string{"V"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if u := users["V"]; u.sessions != 1 || !u.last.Equal(at) {
+	if u := userOf(t, s, "V"); u.sessions != 1 || !u.last.Equal(at) {
 		t.Errorf("after the job: %d sessions (days %v), last seen %v; want 1, %v", u.sessions, u.days, u.last, at)
 	}
 }
@@ -237,11 +219,7 @@ func TestJobAfterConversionOfExcludedVisitorCountsItsDayOnce(t *testing.T) {
 	if err := rp.Run(ctx, p, day0, day0, RulesCurrent, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	users, err := readUsers(ctx, s, propID, []string{"B"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if u := users["B"]; u.sessions != 2 || !u.last.Equal(d8) {
+	if u := userOf(t, s, "B"); u.sessions != 2 || !u.last.Equal(d8) {
 		t.Errorf("after the job: %d sessions (%d in session_count, last seen %v; days %v), last seen %v; want 2, %v", u.sessions, u.base.Sessions, u.base.Last, u.days, u.last, d8)
 	}
 }
@@ -259,11 +237,18 @@ func TestUserBackAfterStateExpiredCountsJobsFirstSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	run(t, ctx, newPartition(s, testProperty(t, rules.Defaults())), aMsgs(0, aHit("back", "b", t0, t0, "https://shop.example/", "")), 10)
-	users, err := readUsers(ctx, s, propID, []string{"back"})
+	if u := userOf(t, s, "back"); u.sessions != 2 || !u.last.Equal(t0) {
+		t.Errorf("users row: %d sessions (%d in session_count), last seen %v; want 2 (the job's and today's), %v", u.sessions, u.base.Sessions, u.last, t0)
+	}
+}
+
+// userOf reads a client's users row (readUsers: its session count and last
+// seen summed over its base and days); a client without one reads as zero.
+func userOf(t *testing.T, s *gocql.Session, client string) userRow {
+	t.Helper()
+	users, err := readUsers(context.Background(), s, propID, []string{client})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u := users["back"]; u.sessions != 2 || !u.last.Equal(t0) {
-		t.Errorf("users row: %d sessions (%d in session_count), last seen %v; want 2 (the job's and today's), %v", u.sessions, u.base.Sessions, u.last, t0)
-	}
+	return users[client]
 }
