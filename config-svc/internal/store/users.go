@@ -49,8 +49,15 @@ func nullTime(t time.Time) any {
 // before it removes the user behind it.
 // An error other than ErrEmailTaken leaves it unknown whether the address
 // was claimed (EmailOwner tells).
-func (st *Store) CreateUser(ctx context.Context, u User) error {
-	_, err := st.createUser(ctx, u, false)
+//
+// oldKeys are the other keys the address may be held under, by accounts
+// made before addresses had one canonical form (auth.EmailKeys after the
+// first, u.Email): one held by another user is ErrEmailTaken too. They
+// are read, not claimed: only u.Email is. Once every instance keys new
+// accounts by the canonical form, none writes an old key, so nothing can
+// take one between the read and the claim.
+func (st *Store) CreateUser(ctx context.Context, u User, oldKeys ...string) error {
+	_, err := st.createUser(ctx, u, false, oldKeys)
 	return err
 }
 
@@ -70,11 +77,19 @@ func (st *Store) CreateUser(ctx context.Context, u User) error {
 // other is ErrEmailTaken. A taking interrupted between the two steps
 // leaves the holder with the claimed email and still the address's
 // owner; the next taking (another claim of the address) completes it.
-func (st *Store) CreateVerifiedUser(ctx context.Context, u User) (User, error) {
+//
+// An address held under one of oldKeys (CreateUser) by a user who never
+// verified it is taken from that user alike, first: its email becomes
+// ClaimedEmail(key), IF email = key AND email_verified_at = null, and the
+// old key is released (DELETE ... IF user_id = <holder>); then u claims
+// u.Email as above, so that the address has its canonical key from then
+// on. The holder is returned (the one of u.Email, if both). A holder
+// under an old key who verified it keeps it (ErrEmailTaken).
+func (st *Store) CreateVerifiedUser(ctx context.Context, u User, oldKeys ...string) (User, error) {
 	if !u.EmailVerified() {
 		return User{}, fmt.Errorf("create verified user: the address of user %s is not verified", u.ID)
 	}
-	return st.createUser(ctx, u, true)
+	return st.createUser(ctx, u, true, oldKeys)
 }
 
 // ClaimedEmailPrefix starts the email of a user whose address was taken
@@ -90,8 +105,12 @@ func ClaimedEmail(email string) string { return ClaimedEmailPrefix + email }
 func (u User) EmailClaimed() bool { return strings.HasPrefix(u.Email, ClaimedEmailPrefix) }
 
 // createUser is CreateUser, and with take CreateVerifiedUser.
-func (st *Store) createUser(ctx context.Context, u User, take bool) (User, error) {
-	err := st.s.Query(`INSERT INTO users (tenant_id, user_id, email, password_hash, role, created_at, email_verified_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+func (st *Store) createUser(ctx context.Context, u User, take bool, oldKeys []string) (User, error) {
+	from, err := st.settleOldKeys(ctx, u, take, oldKeys)
+	if err != nil {
+		return User{}, err
+	}
+	err = st.s.Query(`INSERT INTO users (tenant_id, user_id, email, password_hash, role, created_at, email_verified_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		u.TenantID, u.ID, u.Email, u.PasswordHash, u.Role, u.CreatedAt, nullTime(u.EmailVerifiedAt)).WithContext(ctx).Exec()
 	if err != nil {
 		return User{}, fmt.Errorf("insert user: %w", err)
@@ -107,7 +126,7 @@ func (st *Store) createUser(ctx context.Context, u User, take bool) (User, error
 		}
 		owner, _ := prev["user_id"].(gocql.UUID)
 		if applied || owner == u.ID {
-			return User{}, nil
+			return from, nil
 		}
 		ownerTenant, _ := prev["tenant_id"].(gocql.UUID)
 		holder, err := st.User(ctx, ownerTenant, owner)
@@ -138,6 +157,60 @@ func (st *Store) createUser(ctx context.Context, u User, take bool) (User, error
 		return User{}, fmt.Errorf("undo user after a taken email: %w", err)
 	}
 	return User{}, ErrEmailTaken
+}
+
+// settleOldKeys checks the keys other than u.Email that u's address may be
+// held under by accounts made before addresses had one canonical form
+// (CreateUser): ErrEmailTaken when another user holds one, unless take and
+// none of them verified it; then each of those is taken from (its email
+// becomes ClaimedEmail(key), its key released), and the last returned.
+// Every key is read before any is taken, so that a verified holder stops
+// the taking before it begins.
+func (st *Store) settleOldKeys(ctx context.Context, u User, take bool, oldKeys []string) (User, error) {
+	type held struct {
+		key    string
+		holder User
+	}
+	var holders []held
+	for _, k := range oldKeys {
+		if k == u.Email {
+			continue
+		}
+		holder, err := st.UserByEmail(ctx, k)
+		if errors.Is(err, ErrNotFound) {
+			continue // free, or held by a user who is gone: nobody's
+		}
+		if err != nil {
+			return User{}, fmt.Errorf("check an old form of the email: %w", err)
+		}
+		if !take || holder.EmailVerified() || (holder.Email != k && holder.Email != ClaimedEmail(k)) {
+			return User{}, ErrEmailTaken
+		}
+		holders = append(holders, held{k, holder})
+	}
+	var from User
+	for _, h := range holders {
+		prev := map[string]any{}
+		applied, err := st.s.Query(`UPDATE users SET email = ? WHERE tenant_id = ? AND user_id = ? IF email = ? AND email_verified_at = null`,
+			ClaimedEmail(h.key), h.holder.TenantID, h.holder.ID, h.key).WithContext(ctx).MapScanCAS(prev)
+		if err != nil {
+			return User{}, fmt.Errorf("take an old form of the email from its holder: %w", err)
+		}
+		now, _ := prev["email"].(string)
+		if !applied && now != "" && now != ClaimedEmail(h.key) {
+			return User{}, ErrEmailTaken // verified first
+		}
+		// Taken (now, or by an earlier taking that stopped here), or the
+		// holder is gone: either way the key is nobody's.
+		if err := st.releaseEmail(ctx, h.key, h.holder.ID); err != nil {
+			return User{}, err
+		}
+		if now == "" && !applied {
+			continue
+		}
+		from = h.holder
+	}
+	return from, nil
 }
 
 // takeEmail moves the claim of u's address from holder, who has not
@@ -193,14 +266,29 @@ func (st *Store) EmailOwner(ctx context.Context, email string) (gocql.UUID, erro
 	return uid, nil
 }
 
-// UserByEmail finds the user with a normalised e-mail address.
-func (st *Store) UserByEmail(ctx context.Context, email string) (User, error) {
-	var tid, uid gocql.UUID
-	err := st.s.Query(`SELECT tenant_id, user_id FROM users_by_email WHERE email = ?`, email).WithContext(ctx).Scan(&tid, &uid)
-	if err != nil {
-		return User{}, fmt.Errorf("look up email: %w", notFound(err))
+// UserByEmail finds the user an address leads to. keys are those the
+// address may be stored under, the canonical form first
+// (auth.EmailKeys): they are tried in order, and the first that leads to
+// a user that exists gives it (a key whose user is gone, a claim an older
+// version's deletion left, is passed over). ErrNotFound when none does.
+func (st *Store) UserByEmail(ctx context.Context, keys ...string) (User, error) {
+	err := fmt.Errorf("look up email: no key given: %w", ErrNotFound)
+	for _, k := range keys {
+		var tid, uid gocql.UUID
+		err = st.s.Query(`SELECT tenant_id, user_id FROM users_by_email WHERE email = ?`, k).WithContext(ctx).Scan(&tid, &uid)
+		if err != nil {
+			err = fmt.Errorf("look up email: %w", notFound(err))
+		} else {
+			var u User
+			if u, err = st.User(ctx, tid, uid); err == nil {
+				return u, nil
+			}
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return User{}, err
+		}
 	}
-	return st.User(ctx, tid, uid)
+	return User{}, err
 }
 
 // User reads one user of a tenant.
