@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -15,6 +16,8 @@ import (
 	"github.com/acme/analytics/pkg/rules"
 	"github.com/acme/analytics/pkg/tenant"
 	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/net/idna"
+	"golang.org/x/text/unicode/norm"
 )
 
 // Password rules.
@@ -82,9 +85,107 @@ func (h *Hasher) Check(hash, pw string) bool {
 	return bcrypt.CompareHashAndPassword([]byte(hash), []byte(pw)) == nil
 }
 
-// NormalizeEmail returns the form e-mail addresses are stored and compared
-// in: trimmed and lower case.
-func NormalizeEmail(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
+// ErrEmailDomain is an address whose domain fails IDNA mapping (UTS #46):
+// a code point no domain name may have, a label that is not valid
+// punycode, a right-to-left label mixed wrongly. No domain has such a
+// name, so no mail reaches the address.
+var ErrEmailDomain = errors.New("the domain is not a valid domain name")
+
+// emailDomains maps the domain of an address to its A-label form. It is
+// idna.Lookup but for the hyphen rules: UTS #46 mapping (case, width,
+// compatibility forms, NFC), the joiner and bidi rules, and STD3: letters,
+// digits and hyphens only, as a mail host's name has. Nontransitional
+// (UTS #46 and IDNA2008 today, and browsers since 2017): ß, ς and the
+// joiners stay what they are, so that straße.de (xn--strae-oqa.de) and
+// strasse.de, two domains, stay two; transitional processing would make
+// ß "ss", an address at a domain its owner does not hold. The hyphen
+// rules are left out, as browsers leave them out: ASCII labels such as
+// "r3---sn-x" or "-a" are in use and were accepted before, and they are
+// the registries' concern, not of who looks a name up.
+var emailDomains = idna.New(idna.MapForLookup(), idna.Transitional(false), idna.BidiRule(), idna.CheckHyphens(false))
+
+// NormalizeEmail returns the canonical form of an address, the one every
+// spelling of it has, which accounts, invitations and throttles are keyed
+// by: trimmed; the local part lower-cased and in Unicode NFC (composed: é,
+// not e + U+0301); the domain mapped by UTS #46 to its A-label
+// (anna@Bücher.example, anna@bu\u0308cher.example and
+// anna@xn--bcher-kva.example are all anna@xn--bcher-kva.example). Dots and
+// +tags of the local part are kept: what they mean is up to each provider.
+//
+// The A-label and not the Unicode form, because every address that is
+// ASCII, which most accounts' are, keeps the form it was stored in before
+// (trimmed and lower case), those whose domain was given as an A-label
+// included: the Unicode form would have changed those keys. (An ASCII
+// domain that fails the mapping, one with an _ or a label xn--
+// that is not punycode, keeps its old form as its only key: found as
+// before, refused for a new account.) The A-label is also the domain's
+// one spelling in DNS and in SMTP, which every mail server takes, so the
+// e-mails we send to the canonical form reach it.
+//
+// A domain that fails the mapping is an error wrapping ErrEmailDomain. An
+// address without a local part or a domain is returned as it was stored
+// before, for CheckEmail to say what is wrong.
+//
+// The domain is mapped as given, not lower-cased first: UTS #46 maps case
+// itself, and for a few code points otherwise than strings.ToLower does
+// (ẞ, U+1E9E, is ss to UTS #46 and was ß to ToLower). So the canonical
+// form of an address and that of its old form (OldEmail) can differ
+// there: what is stored to be looked up again later (a claim link's
+// pending sign-up) keeps the address as given.
+func NormalizeEmail(email string) (string, error) {
+	local, domain, ok := strings.Cut(strings.TrimSpace(email), "@")
+	if !ok || local == "" || domain == "" || strings.Contains(domain, "@") {
+		return OldEmail(email), nil
+	}
+	a, err := emailDomains.ToASCII(domain)
+	if err != nil {
+		// idna's errors say which code point or label ("idna: disallowed
+		// rune U+2603").
+		return "", fmt.Errorf("%w (%s)", ErrEmailDomain, strings.TrimPrefix(err.Error(), "idna: "))
+	}
+	// A label "xn--" is an error to UTS #46 (its punycode is empty);
+	// x/net/idna makes it an empty label: x@xn--.example would be
+	// x@.example.
+	labels := strings.FieldsFunc(norm.NFKC.String(strings.ToLower(domain)), func(r rune) bool { return r == '.' || r == '\u3002' })
+	if slices.Contains(labels, "xn--") {
+		return "", fmt.Errorf("%w (the label xn-- is an empty A-label)", ErrEmailDomain)
+	}
+	return norm.NFC.String(strings.ToLower(local)) + "@" + a, nil
+}
+
+// OldEmail is the form addresses were stored in before NormalizeEmail
+// (until 2026-12-07): trimmed and lower case. Accounts made then are
+// keyed by it; for an ASCII address it is the canonical form.
+func OldEmail(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
+
+// EmailKeys returns the keys an account with the address may be stored
+// under, in the order to look them up: the canonical form
+// (NormalizeEmail), then those of the forms accounts made before it were
+// stored in that differ from it: the old form of the address as given
+// (OldEmail), then the old form of the address spelt in Unicode, composed
+// (anna@bücher.example, as most people type it), so that an account made
+// before with that spelling is found by any spelling. An ASCII address not
+// in punycode has one key. A new account is keyed by the first and
+// refused when any is taken. An address whose domain fails IDNA mapping
+// has its old form alone (an account made before may have it).
+func EmailKeys(email string) []string {
+	old := OldEmail(email)
+	canonical, err := NormalizeEmail(email)
+	if err != nil {
+		return []string{old}
+	}
+	keys := []string{canonical}
+	if old != canonical {
+		keys = append(keys, old)
+	}
+	local, domain, _ := strings.Cut(canonical, "@")
+	if u, err := emailDomains.ToUnicode(domain); err == nil && u != domain {
+		if k := local + "@" + u; k != old {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
 
 // CheckEmail says what is wrong with an e-mail address, or "".
 func CheckEmail(email string) string {
@@ -120,6 +221,26 @@ func CheckNewEmail(email string) string {
 		return fmt.Sprintf("%q has the character %U (a control character, line break or text direction control), which an e-mail address cannot have", email, r)
 	}
 	return ""
+}
+
+// NewEmail returns the keys (EmailKeys, the canonical form first) of an
+// address given to an account (a sign-up, a user an admin adds, an
+// invitation), or what is wrong with it: CheckNewEmail's problems, of its
+// canonical form, or a domain that fails IDNA mapping (ErrEmailDomain),
+// which is refused rather than stored.
+func NewEmail(email string) (keys []string, problem string) {
+	canonical, err := NormalizeEmail(email)
+	if err != nil {
+		// A control character, say, is named as CheckNewEmail names it.
+		if problem := CheckNewEmail(OldEmail(email)); problem != "" {
+			return nil, problem
+		}
+		return nil, fmt.Sprintf("%q: %v; check it for a mistyped character", OldEmail(email), err)
+	}
+	if problem := CheckNewEmail(canonical); problem != "" {
+		return nil, problem
+	}
+	return EmailKeys(email), ""
 }
 
 // RandomToken returns prefix followed by 32 random bytes in base64url.

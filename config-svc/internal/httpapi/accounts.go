@@ -71,17 +71,21 @@ func checkName(w http.ResponseWriter, field, name string, limit int) bool {
 	return false
 }
 
-// checkCredentials validates an e-mail and a new password.
-func checkCredentials(w http.ResponseWriter, email, password string) bool {
-	if reason := auth.CheckNewEmail(email); reason != "" {
+// checkCredentials validates an e-mail address given to an account and a
+// new password. It returns the address's keys (auth.NewEmail: the
+// canonical form, which the account is keyed by, then the old forms an
+// account made before may hold it under), or nil having answered 400.
+func checkCredentials(w http.ResponseWriter, email, password string) []string {
+	keys, reason := auth.NewEmail(email)
+	if reason != "" {
 		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "email", "email: "+reason)
-		return false
+		return nil
 	}
-	if reason := auth.CheckPassword(password, email); reason != "" {
+	if reason := auth.CheckPassword(password, keys[0]); reason != "" {
 		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "password", "password: "+reason)
-		return false
+		return nil
 	}
-	return true
+	return keys
 }
 
 func (s *Server) signup(w http.ResponseWriter, r *http.Request) {
@@ -89,10 +93,11 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSON(w, r, &req) {
 		return
 	}
-	email := auth.NormalizeEmail(req.Email)
-	if !checkCredentials(w, email, req.Password) || !checkName(w, "company", req.Company, maxTenantName) {
+	keys := checkCredentials(w, req.Email, req.Password)
+	if keys == nil || !checkName(w, "company", req.Company, maxTenantName) {
 		return
 	}
+	email := keys[0]
 	hash, err := s.o.Hasher.Hash(req.Password)
 	if err != nil {
 		s.internalError(w, r, "hash the password", err)
@@ -101,19 +106,20 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) {
 	now := s.now()
 	t := store.Tenant{ID: gocql.MustRandomUUID(), Name: strings.TrimSpace(req.Company), CreatedAt: now}
 	u := store.User{TenantID: t.ID, ID: gocql.MustRandomUUID(), Email: email, PasswordHash: hash, Role: string(tenant.RoleAdmin), CreatedAt: now}
-	s.createAccount(w, r, t, u, func() {
-		s.offerClaim(r, email, hash, t.Name)
+	s.createAccount(w, r, t, u, keys[1:], func() {
+		s.offerClaim(r, strings.TrimSpace(req.Email), hash, t.Name)
 		s.writeEmailTaken(w)
 	})
 }
 
 // createAccount makes a sign-up's tenant t and its admin u, claims u's
-// address and signs u in (201). A u whose address is verified (a claim
-// link showed it to be the claimant's) takes it from a holder who never
-// verified it (store.CreateVerifiedUser); otherwise, and from a verified
-// holder, the address taken is answered by taken, after the tenant is
-// undone.
-func (s *Server) createAccount(w http.ResponseWriter, r *http.Request, t store.Tenant, u store.User, taken func()) {
+// address (u.Email, its canonical form; oldKeys, the old forms an account
+// made before may hold it under) and signs u in (201). A u whose address
+// is verified (a claim link showed it to be the claimant's) takes it from
+// a holder who never verified it (store.CreateVerifiedUser); otherwise,
+// and from a verified holder, the address taken is answered by taken,
+// after the tenant is undone.
+func (s *Server) createAccount(w http.ResponseWriter, r *http.Request, t store.Tenant, u store.User, oldKeys []string, taken func()) {
 	ctx := r.Context()
 	if err := s.o.Store.CreateTenant(ctx, t); err != nil {
 		s.internalError(w, r, "create the tenant", err)
@@ -122,9 +128,9 @@ func (s *Server) createAccount(w http.ResponseWriter, r *http.Request, t store.T
 	var from store.User
 	var err error
 	if u.EmailVerified() {
-		from, err = s.o.Store.CreateVerifiedUser(ctx, u)
+		from, err = s.o.Store.CreateVerifiedUser(ctx, u, oldKeys...)
 	} else {
-		err = s.o.Store.CreateUser(ctx, u)
+		err = s.o.Store.CreateUser(ctx, u, oldKeys...)
 	}
 	if err != nil {
 		if errors.Is(err, store.ErrEmailTaken) {
@@ -208,7 +214,10 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSON(w, r, &req) {
 		return
 	}
-	email := auth.NormalizeEmail(req.Email)
+	// Any spelling of the address finds its account: keyed by the
+	// canonical form, or by the old form of one made before.
+	keys := auth.EmailKeys(req.Email)
+	email := keys[0]
 	if email == "" || req.Password == "" {
 		field := "email"
 		if email != "" {
@@ -227,7 +236,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		writeTooManyAttempts(w, wait, "too many failed logins for this e-mail address; try again in %d s")
 		return
 	}
-	u, err := s.o.Store.UserByEmail(r.Context(), email)
+	u, err := s.o.Store.UserByEmail(r.Context(), keys...)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		s.internalError(w, r, "look up the user", err)
 		return

@@ -28,22 +28,25 @@ type claimRequest struct {
 	Password string `json:"password"`
 }
 
-// offerClaim mails a link that claims email to the address, for a
-// sign-up refused because another user holds it, when that user never
-// verified it: the link, with the sign-up's password, completes the
-// sign-up and takes the address from the holder (claimAddress). Nothing
+// offerClaim mails a link that claims an address (given: as the sign-up
+// gave it, trimmed) to it, for a sign-up refused because another user
+// holds it, when that user never verified it: the link, with the
+// sign-up's password, completes the sign-up and takes the address from
+// the holder (claimAddress). Nothing
 // of it shows in the answer, the same 409 whoever holds the address and
 // whatever happens here (what differs is the token's write, as for a
 // reset link). Links of an address are throttled as reset links are. It
 // runs before the answer is written, so that the throttle has counted it
 // when the client signs up again.
-func (s *Server) offerClaim(r *http.Request, email, passwordHash, company string) {
+func (s *Server) offerClaim(r *http.Request, given, passwordHash, company string) {
 	if s.o.Mailer == nil {
 		s.metrics.addressClaims.WithLabelValues("not_configured").Inc()
 		return
 	}
 	ctx := r.Context()
-	holder, err := s.o.Store.UserByEmail(ctx, email)
+	keys := auth.EmailKeys(given)
+	email := keys[0]
+	holder, err := s.o.Store.UserByEmail(ctx, keys...)
 	if err != nil {
 		// Freed meanwhile (signing up again works), or storage failed.
 		s.metrics.addressClaims.WithLabelValues("failed").Inc()
@@ -61,11 +64,15 @@ func (s *Server) offerClaim(r *http.Request, email, passwordHash, company string
 			slog.String("tenant_id", holder.TenantID.String()), slog.String("user_id", holder.ID.String()), slog.String("request_id", httpserver.RequestID(ctx)))
 		return
 	}
-	// Logged with the holder's IDs: the user whose address it claims.
+	// Logged with the holder's IDs: the user whose address it claims. The
+	// pending sign-up keeps the address as given, from which the claim
+	// makes its keys again (the key the holder has among them): an old
+	// form of it, made from the address lower-cased, may not give the
+	// same canonical form (auth.NormalizeEmail).
 	to := store.User{TenantID: holder.TenantID, ID: holder.ID, Email: email}
 	err = s.queueTokenMail(r, to, "address_claim", auth.ClaimTokenPrefix, claimSubject,
 		func(hash string, now time.Time) error {
-			return s.o.Store.SaveEmailClaim(ctx, store.EmailClaim{Hash: hash, Email: email, PasswordHash: passwordHash, Company: company,
+			return s.o.Store.SaveEmailClaim(ctx, store.EmailClaim{Hash: hash, Email: given, PasswordHash: passwordHash, Company: company,
 				IssuedAt: now, ExpiresAt: now.Add(ClaimTTL)})
 		},
 		func(token string) string { return s.claimMailBody(email, token) })
@@ -112,7 +119,10 @@ func (s *Server) claimAddress(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	if wait := s.logins.begin(c.Email); wait > 0 {
+	// The address as the sign-up gave it (as an earlier version stored
+	// it: its old form).
+	keys := auth.EmailKeys(c.Email)
+	if wait := s.logins.begin(keys[0]); wait > 0 {
 		s.metrics.loginFailures.Inc()
 		writeTooManyAttempts(w, wait, "too many failed attempts for this e-mail address; try again in %d s")
 		return
@@ -123,7 +133,7 @@ func (s *Server) claimAddress(w http.ResponseWriter, r *http.Request) {
 			"the password is not the one the sign-up this link completes was made with; give that one, or sign up again")
 		return
 	}
-	s.logins.cleared(c.Email)
+	s.logins.cleared(keys[0])
 	if err := s.o.Store.ConsumeEmailClaim(ctx, c.Hash); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			writeInvalidClaimToken(w) // a concurrent use was first
@@ -138,9 +148,9 @@ func (s *Server) claimAddress(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	now := s.now()
 	t := store.Tenant{ID: gocql.MustRandomUUID(), Name: c.Company, CreatedAt: now}
-	u := store.User{TenantID: t.ID, ID: gocql.MustRandomUUID(), Email: c.Email, PasswordHash: c.PasswordHash, Role: string(tenant.RoleAdmin),
+	u := store.User{TenantID: t.ID, ID: gocql.MustRandomUUID(), Email: keys[0], PasswordHash: c.PasswordHash, Role: string(tenant.RoleAdmin),
 		CreatedAt: now, EmailVerifiedAt: now}
-	s.createAccount(w, r.WithContext(ctx), t, u, func() {
+	s.createAccount(w, r.WithContext(ctx), t, u, keys[1:], func() {
 		httpserver.WriteFieldError(w, http.StatusConflict, "conflict", "email",
 			"the account that held this e-mail address confirmed it meanwhile, or another link took it first, so it is not yours to claim; "+
 				"log in (POST /v1/login) if that account is yours, or sign up again")

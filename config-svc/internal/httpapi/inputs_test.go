@@ -77,6 +77,10 @@ func TestBadInputsAnswer400WithAReason(t *testing.T) {
 		{"e-mail with a NUL", anonymous, "POST", "/v1/signup", map[string]string{"email": "nul\x00@y.example", "password": "long enough pw", "company": "c"}, nil, "invalid_field", "email", "has the character U+0000"},
 		{"e-mail with a vertical tab", a.as(), "POST", "/v1/users", map[string]string{"email": "vt\v@y.example", "password": "long enough pw", "role": "viewer"}, nil, "invalid_field", "email", "has the character U+000B"},
 		{"invitation to an e-mail with a direction control", a.as(), "POST", "/v1/invitations", map[string]string{"email": "rlo\u202e@y.example", "role": "viewer"}, nil, "invalid_field", "email", "has the character U+202E"},
+		// A domain IDNA mapping refuses named no domain, and was stored.
+		{"e-mail whose domain IDNA refuses", anonymous, "POST", "/v1/signup", map[string]string{"email": "a@x\ufffd.example", "password": "long enough pw", "company": "c"}, nil, "invalid_field", "email", "the domain is not a valid domain name (disallowed rune U+FFFD)"},
+		{"user whose domain IDNA refuses", a.as(), "POST", "/v1/users", map[string]string{"email": "a@my_host.example", "password": "long enough pw", "role": "viewer"}, nil, "invalid_field", "email", "(disallowed rune U+005F)"},
+		{"invitation whose domain IDNA refuses", a.as(), "POST", "/v1/invitations", map[string]string{"email": "a@xn--zz.example", "role": "viewer"}, nil, "invalid_field", "email", `(invalid label "zz")`},
 		// An endpoint that takes no body ignored one: a verification link
 		// asked for {"email": "other@..."} was mailed to the caller's own
 		// address with 202, a DELETE's body was dropped.

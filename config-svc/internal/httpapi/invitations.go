@@ -67,11 +67,12 @@ func (s *Server) createInvitation(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSON(w, r, &req) {
 		return
 	}
-	email := auth.NormalizeEmail(req.Email)
-	if reason := auth.CheckNewEmail(email); reason != "" {
+	keys, reason := auth.NewEmail(req.Email)
+	if reason != "" {
 		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "email", "email: "+reason)
 		return
 	}
+	email := keys[0]
 	if !checkRole(w, req.Role) {
 		return
 	}
@@ -80,7 +81,7 @@ func (s *Server) createInvitation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	if _, err := s.o.Store.UserByEmail(ctx, email); err == nil {
+	if _, err := s.o.Store.UserByEmail(ctx, keys...); err == nil {
 		httpserver.WriteFieldError(w, http.StatusConflict, "conflict", "email", "a user with this e-mail address already exists")
 		return
 	} else if !errors.Is(err, store.ErrNotFound) {
@@ -221,6 +222,10 @@ func (s *Server) acceptInvitation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
+	// The invitation has the canonical form (one an earlier version made,
+	// the old form): the user is keyed by the canonical form, and an
+	// account made before under an old form of it holds the address.
+	keys := auth.EmailKeys(inv.Email)
 	if reason := auth.CheckPassword(req.Password, inv.Email); reason != "" {
 		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "password", "password: "+reason)
 		return
@@ -229,7 +234,7 @@ func (s *Server) acceptInvitation(w http.ResponseWriter, r *http.Request) {
 	// is used up, so it works again should the address be freed. One who
 	// never verified it loses it below: the link came to the address, as
 	// a claim link does.
-	if holder, err := s.o.Store.UserByEmail(ctx, inv.Email); err == nil {
+	if holder, err := s.o.Store.UserByEmail(ctx, keys...); err == nil {
 		// Taken by an acceptance of this very link, which used it up
 		// before claiming the address: a second use, not a conflict.
 		if _, err := s.o.Store.InvitationByToken(ctx, inv.TokenHash); errors.Is(err, store.ErrNotFound) {
@@ -262,8 +267,8 @@ func (s *Server) acceptInvitation(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	now := s.now()
-	u := store.User{TenantID: inv.TenantID, ID: gocql.MustRandomUUID(), Email: inv.Email, PasswordHash: hash, Role: inv.Role, CreatedAt: now, EmailVerifiedAt: now}
-	from, err := s.o.Store.CreateVerifiedUser(ctx, u)
+	u := store.User{TenantID: inv.TenantID, ID: gocql.MustRandomUUID(), Email: keys[0], PasswordHash: hash, Role: inv.Role, CreatedAt: now, EmailVerifiedAt: now}
+	from, err := s.o.Store.CreateVerifiedUser(ctx, u, keys[1:]...)
 	if err != nil {
 		if errors.Is(err, store.ErrEmailTaken) {
 			writeInvitedAddressTaken(w)

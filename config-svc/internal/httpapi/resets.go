@@ -48,7 +48,8 @@ func (s *Server) requestPasswordReset(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSON(w, r, &req) {
 		return
 	}
-	email := auth.NormalizeEmail(req.Email)
+	keys := auth.EmailKeys(req.Email)
+	email := keys[0]
 	if problem := auth.CheckEmail(email); problem != "" {
 		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "email", "email: "+problem)
 		return
@@ -63,7 +64,7 @@ func (s *Server) requestPasswordReset(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	u, err := s.o.Store.UserByEmail(ctx, email)
+	u, err := s.o.Store.UserByEmail(ctx, keys...)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		// Alike for every address: nothing is known of it yet.
 		s.internalError(w, r, "look up the user", err)
@@ -137,7 +138,11 @@ func (s *Server) queueTokenMail(r *http.Request, u store.User, kind, prefix, sub
 		s.o.Log.LogAttrs(ctx, slog.LevelError, "store the token to mail", append(attrs, slog.Any("error", err))...)
 		return err
 	}
-	if !s.o.Mailer.Enqueue(mail.Message{From: s.o.MailFrom, To: u.Email, Subject: subject, Body: body(token)}, attrs...) {
+	// To the canonical form of the address (the user's own, but for an
+	// account made before it): its domain as the A-label, which every
+	// mail server takes.
+	to := auth.EmailKeys(u.Email)[0]
+	if !s.o.Mailer.Enqueue(mail.Message{From: s.o.MailFrom, To: to, Subject: subject, Body: body(token)}, attrs...) {
 		return errMailQueueFull
 	}
 	s.o.Log.LogAttrs(ctx, slog.LevelInfo, "link queued", attrs...)
@@ -262,7 +267,7 @@ func (s *Server) confirmPasswordReset(w http.ResponseWriter, r *http.Request) {
 			"your password was changed, but signing out the sessions of the old one failed: log in with the new password, and ask for another reset link to sign them out")
 		return
 	}
-	s.logins.cleared(u.Email)
+	s.logins.cleared(auth.EmailKeys(u.Email)[0]) // as login keys it
 	s.metrics.passwordResets.Inc()
 	s.o.Log.Info("password reset", slog.String("tenant_id", u.TenantID.String()), slog.String("user_id", u.ID.String()),
 		slog.String("request_id", httpserver.RequestID(r.Context())))

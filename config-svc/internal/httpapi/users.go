@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/acme/analytics/config-svc/internal/auth"
 	"github.com/acme/analytics/config-svc/internal/store"
 	"github.com/acme/analytics/pkg/httpserver"
 	"github.com/acme/analytics/pkg/tenant"
@@ -174,8 +173,8 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSON(w, r, &req) {
 		return
 	}
-	email := auth.NormalizeEmail(req.Email)
-	if !checkCredentials(w, email, req.Password) || !checkRole(w, req.Role) {
+	keys := checkCredentials(w, req.Email, req.Password)
+	if keys == nil || !checkRole(w, req.Role) {
 		return
 	}
 	hash, err := s.o.Hasher.Hash(req.Password)
@@ -183,8 +182,8 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, "hash the password", err)
 		return
 	}
-	u := store.User{TenantID: tid, ID: gocql.MustRandomUUID(), Email: email, PasswordHash: hash, Role: req.Role, CreatedAt: s.now()}
-	if err := s.o.Store.CreateUser(r.Context(), u); err != nil {
+	u := store.User{TenantID: tid, ID: gocql.MustRandomUUID(), Email: keys[0], PasswordHash: hash, Role: req.Role, CreatedAt: s.now()}
+	if err := s.o.Store.CreateUser(r.Context(), u, keys[1:]...); err != nil {
 		if errors.Is(err, store.ErrEmailTaken) {
 			httpserver.WriteFieldError(w, http.StatusConflict, "conflict", "email", "a user with this e-mail address already exists")
 			return

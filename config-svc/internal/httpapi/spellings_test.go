@@ -1,0 +1,195 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"mime/quotedprintable"
+	"net/http"
+	netmail "net/mail"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/acme/analytics/config-svc/internal/store"
+	"github.com/acme/analytics/pkg/eventually"
+	"github.com/gocql/gocql"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// bucherAddress returns spellings of one new address at bücher.example
+// (in Unicode, composed; as the A-label; decomposed and in upper case;
+// with a fullwidth letter) and its canonical form.
+func bucherAddress() (spellings []string, canonical string) {
+	local := fmt.Sprintf("anna%d-%d", addressSeq.Add(1), time.Now().UnixNano())
+	return []string{
+		"Anna" + local[4:] + "@Bücher.example",
+		local + "@xn--bcher-kva.example",
+		strings.ToUpper(local) + "@BU\u0308CHER.EXAMPLE",
+		local + "@ｂücher.example",
+	}, local + "@xn--bcher-kva.example"
+}
+
+// oldAccount makes a tenant and its admin with the address as typed,
+// stored as the code before canonical forms stored it: keyed by the
+// address trimmed and lower-cased.
+func (e *env) oldAccount(typed, password string, verified bool) store.User {
+	e.t.Helper()
+	ctx := context.Background()
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	tn := store.Tenant{ID: gocql.MustRandomUUID(), Name: "Made before", CreatedAt: now}
+	if err := e.store.CreateTenant(ctx, tn); err != nil {
+		e.t.Fatal(err)
+	}
+	u := store.User{TenantID: tn.ID, ID: gocql.MustRandomUUID(), Email: strings.ToLower(strings.TrimSpace(typed)), PasswordHash: string(hash),
+		Role: "admin", CreatedAt: now}
+	if verified {
+		u.EmailVerifiedAt = now
+	}
+	if err := e.store.CreateUser(ctx, u); err != nil {
+		e.t.Fatal(err)
+	}
+	return u
+}
+
+// wantTaken fails the test unless every way of giving an address to a
+// new account refuses each spelling as taken: sign-up, a user an admin
+// adds, an invitation.
+func (e *env) wantTaken(admin account, spellings []string) {
+	e.t.Helper()
+	for _, s := range spellings {
+		e.signupTaken(s, "another horse battery", "Copy")
+		for _, r := range []response{
+			e.do(admin.as(), "POST", "/v1/users", map[string]string{"email": s, "password": "another long password", "role": "viewer"}),
+			e.do(admin.as(), "POST", "/v1/invitations", map[string]string{"email": s, "role": "viewer"}),
+		} {
+			if r.code != http.StatusConflict || r.apiError().Field != "email" {
+				e.t.Fatalf("%q given to a new user: %d %s, want 409 conflict on email", s, r.code, r.body)
+			}
+		}
+	}
+}
+
+// wantLogsInAs fails the test unless each spelling logs in as userID.
+func (e *env) wantLogsInAs(spellings []string, password, userID string) {
+	e.t.Helper()
+	for _, s := range spellings {
+		if id, ok := e.logsIn(s, password); !ok || id != userID {
+			e.t.Fatalf("login as %q: %v %s, want user %s", s, ok, id, userID)
+		}
+	}
+}
+
+// An address has one account however it is spelt: the IDN's domain in
+// Unicode or as its A-label, composed or decomposed, in any case or width;
+// a local part composed or decomposed. The account is keyed and shown by
+// the canonical form; each other spelling is refused for a new account
+// as taken, and logs in to it.
+func TestOneAccountPerAddressHoweverSpelt(t *testing.T) {
+	e, _ := mailEnv(t, newTestClock())
+	spellings, canonical := bucherAddress()
+	const password = "correct horse battery"
+	a := e.signupWith(spellings[0], password, "Bücher")
+	if _, u := e.me(a); u.Email != canonical {
+		t.Fatalf("the user's address %q, want the canonical %q", u.Email, canonical)
+	}
+	e.wantTaken(a, spellings)
+	e.wantLogsInAs(spellings, password, a.tokens.UserID)
+
+	local := fmt.Sprintf("%d-%d@shop.example", addressSeq.Add(1), time.Now().UnixNano())
+	eva := []string{"e\u0301va" + local, "\u00c9VA" + local, "E\u0301va" + local}
+	b := e.signupWith(eva[0], password, "Eva")
+	if _, u := e.me(b); u.Email != "\u00e9va"+local {
+		t.Fatalf("the user's address %+q, want it composed (NFC)", u.Email)
+	}
+	e.wantTaken(b, eva)
+	e.wantLogsInAs(eva, password, b.tokens.UserID)
+}
+
+// An account made before addresses had one canonical form is keyed by its
+// address trimmed and lower-cased, which for an IDN is not the canonical
+// form. It is found all the same: logged in to and reset with any
+// spelling, taken for every new account; and its address is claimed
+// from it, and taken at an invitation's acceptance, when it never
+// verified it, the address then keyed by its canonical form.
+func TestAccountsMadeBeforeAreFound(t *testing.T) {
+	e, dir := mailEnv(t, newTestClock())
+	admin := e.signup("Admins")
+
+	t.Run("login, reset, taken", func(t *testing.T) {
+		spellings, canonical := bucherAddress()
+		old := e.oldAccount(spellings[0], "the old password", true)
+		if old.Email == canonical {
+			t.Fatalf("the old key %q is the canonical form", old.Email)
+		}
+		e.wantLogsInAs(spellings, "the old password", old.ID.String())
+		e.wantTaken(admin, spellings)
+
+		before := len(mailsAbout(t, dir, resetSubject))
+		e.must(http.StatusAccepted, anonymous, "POST", "/v1/password-reset", map[string]string{"email": spellings[1]})
+		var got [][]byte
+		eventually.True(t, 10*time.Second, "the reset mail", func() bool {
+			got = mailsAbout(t, dir, resetSubject)
+			return len(got) > before
+		})
+		// Quoted-printable: the body names the address as the account has
+		// it, bücher.
+		m, err := netmail.ReadMessage(bytes.NewReader(got[len(got)-1]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if to, err := netmail.ParseAddress(m.Header.Get("To")); err != nil || to.Address != canonical {
+			t.Errorf("the reset mailed to %v (%v), want the canonical %q", to, err, canonical)
+		}
+		body, err := io.ReadAll(quotedprintable.NewReader(m.Body))
+		link := resetLink.FindSubmatch(body)
+		if err != nil || link == nil {
+			t.Fatalf("no reset link in the message (%v):\n%s", err, body)
+		}
+		e.confirmReset(http.StatusNoContent, string(link[1]), "the new password")
+		e.wantLogsInAs(spellings, "the new password", old.ID.String())
+	})
+
+	t.Run("claimed", func(t *testing.T) {
+		spellings, canonical := bucherAddress()
+		holder := e.oldAccount(spellings[0], "the squatter's password", false)
+		e.signupTaken(spellings[1], "the owner's password", "Owner")
+		var tokens TokenResponse
+		e.must(http.StatusCreated, anonymous, "POST", "/v1/signup/claim",
+			map[string]string{"token": e.claimLink(dir, canonical, 1), "password": "the owner's password"}).decode(t, &tokens)
+		owner := account{tokens: tokens}
+		if _, u := e.me(owner); u.Email != canonical || !u.EmailVerified {
+			t.Fatalf("the claimant %+v, want verified with the canonical form", u)
+		}
+		e.wantLogsInAs(spellings, "the owner's password", tokens.UserID)
+		left, err := e.store.User(context.Background(), holder.TenantID, holder.ID)
+		if err != nil || left.Email != store.ClaimedEmail(holder.Email) {
+			t.Fatalf("the holder after: %+v, %v; want its address claimed", left, err)
+		}
+	})
+
+	t.Run("taken at an invitation's acceptance", func(t *testing.T) {
+		spellings, canonical := bucherAddress()
+		inv, token := e.invite(dir, admin, spellings[1], "viewer")
+		if inv.Email != canonical {
+			t.Fatalf("the invitation's address %q, want the canonical %q", inv.Email, canonical)
+		}
+		// Made meanwhile by an instance of the earlier version.
+		holder := e.oldAccount(spellings[0], "the squatter's password", false)
+		var tokens TokenResponse
+		r := e.accept(token, "the invitee's password")
+		if r.code != http.StatusCreated {
+			t.Fatalf("the acceptance: %d %s, want 201", r.code, r.body)
+		}
+		r.decode(t, &tokens)
+		e.wantLogsInAs(spellings, "the invitee's password", tokens.UserID)
+		if left, err := e.store.User(context.Background(), holder.TenantID, holder.ID); err != nil || !left.EmailClaimed() {
+			t.Fatalf("the holder after: %+v, %v; want its address claimed", left, err)
+		}
+	})
+}
