@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -236,20 +237,27 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		writeTooManyAttempts(w, wait, "too many failed logins for this e-mail address; try again in %d s")
 		return
 	}
-	u, err := s.o.Store.UserByEmail(r.Context(), keys...)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
+	users, err := s.o.Store.UsersByEmail(r.Context(), keys...)
+	if err != nil {
 		s.internalError(w, r, "look up the user", err)
 		return
 	}
-	// An unknown address costs the same comparison as a known one.
-	if !s.o.Hasher.Check(u.PasswordHash, req.Password) {
+	// An unknown address costs the same comparison as a known one. Two
+	// accounts made before for two spellings of the address (each keyed
+	// by its old form) each sign in with their own password, the one of
+	// the canonical key tried first: neither is shut out by the other.
+	if len(users) == 0 {
+		s.o.Hasher.Check("", req.Password) // false, at the cost of a comparison
+	}
+	i := slices.IndexFunc(users, func(c store.User) bool { return s.o.Hasher.Check(c.PasswordHash, req.Password) })
+	if i < 0 {
 		s.metrics.loginFailures.Inc()
 		httpserver.WriteError(w, http.StatusUnauthorized, "invalid_credentials", "the e-mail address or the password is wrong")
 		return
 	}
 	s.logins.cleared(email)
 	s.metrics.logins.Inc()
-	s.issueTokens(w, r, u, http.StatusOK)
+	s.issueTokens(w, r, users[i], http.StatusOK)
 }
 
 func (s *Server) refresh(w http.ResponseWriter, r *http.Request) {

@@ -114,9 +114,10 @@ func TestOneAccountPerAddressHoweverSpelt(t *testing.T) {
 // An account made before addresses had one canonical form is keyed by its
 // address trimmed and lower-cased, which for an IDN is not the canonical
 // form. It is found all the same: logged in to and reset with any
-// spelling, taken for every new account; and its address is claimed
-// from it, and taken at an invitation's acceptance, when it never
-// verified it, the address then keyed by its canonical form.
+// spelling, taken for every new account, also when two were made for two
+// spellings; and its address is claimed from it, and taken at an
+// invitation's acceptance, when it never verified it, the address then
+// keyed by its canonical form.
 func TestAccountsMadeBeforeAreFound(t *testing.T) {
 	e, dir := mailEnv(t, newTestClock())
 	admin := e.signup("Admins")
@@ -153,6 +154,17 @@ func TestAccountsMadeBeforeAreFound(t *testing.T) {
 		}
 		e.confirmReset(http.StatusNoContent, string(link[1]), "the new password")
 		e.wantLogsInAs(spellings, "the new password", old.ID.String())
+	})
+
+	// Two accounts made before for two spellings: each signs in with its
+	// own password, by any spelling.
+	t.Run("two made before", func(t *testing.T) {
+		spellings, _ := bucherAddress()
+		first := e.oldAccount(spellings[0], "the first password", false)
+		second := e.oldAccount(spellings[1], "the second password", false) // its old form is the canonical one
+		e.wantLogsInAs(spellings, "the first password", first.ID.String())
+		e.wantLogsInAs(spellings, "the second password", second.ID.String())
+		e.wantTaken(admin, spellings)
 	})
 
 	t.Run("claimed", func(t *testing.T) {

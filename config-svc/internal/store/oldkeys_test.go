@@ -16,7 +16,7 @@ const (
 )
 
 // UserByEmail tries an address's keys in order, passing over a key whose
-// user is gone.
+// user is gone; UsersByEmail reads them all.
 func TestUserByEmailTriesEachKey(t *testing.T) {
 	st := newStore(t)
 	ctx := context.Background()
@@ -39,6 +39,23 @@ func TestUserByEmailTriesEachKey(t *testing.T) {
 	}
 	if _, err := st.UserByEmail(ctx); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("UserByEmail without keys = %v; want ErrNotFound", err)
+	}
+
+	// Two accounts made before for two spellings: UsersByEmail has both,
+	// in the order of the keys, each once.
+	canonical := newUser("eva@xn--bcher-kva.example")
+	unicode := newUser("eva@bücher.example")
+	for _, u := range []User{canonical, unicode} {
+		if err := st.CreateUser(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	users, err := st.UsersByEmail(ctx, canonical.Email, "eva@bu\u0308cher.example", unicode.Email, unicode.Email)
+	if err != nil || len(users) != 2 || users[0].ID != canonical.ID || users[1].ID != unicode.ID {
+		t.Fatalf("UsersByEmail = %+v, %v; want the canonical key's user, then the old key's", users, err)
+	}
+	if users, err := st.UsersByEmail(ctx, "nobody@bücher.example"); err != nil || len(users) != 0 {
+		t.Fatalf("UsersByEmail of a free address = %+v, %v; want none", users, err)
 	}
 }
 

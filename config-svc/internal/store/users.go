@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -274,21 +275,43 @@ func (st *Store) EmailOwner(ctx context.Context, email string) (gocql.UUID, erro
 func (st *Store) UserByEmail(ctx context.Context, keys ...string) (User, error) {
 	err := fmt.Errorf("look up email: no key given: %w", ErrNotFound)
 	for _, k := range keys {
-		var tid, uid gocql.UUID
-		err = st.s.Query(`SELECT tenant_id, user_id FROM users_by_email WHERE email = ?`, k).WithContext(ctx).Scan(&tid, &uid)
-		if err != nil {
-			err = fmt.Errorf("look up email: %w", notFound(err))
-		} else {
-			var u User
-			if u, err = st.User(ctx, tid, uid); err == nil {
-				return u, nil
-			}
-		}
-		if !errors.Is(err, ErrNotFound) {
-			return User{}, err
+		var u User
+		if u, err = st.userByKey(ctx, k); !errors.Is(err, ErrNotFound) {
+			return u, err
 		}
 	}
 	return User{}, err
+}
+
+// UsersByEmail is UserByEmail for every key: the users the keys lead to,
+// in the order of the keys, each once; none (and no error) when none
+// does. Two are accounts made before addresses had one canonical form,
+// for two spellings of one address.
+func (st *Store) UsersByEmail(ctx context.Context, keys ...string) ([]User, error) {
+	var users []User
+	for _, k := range keys {
+		u, err := st.userByKey(ctx, k)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if !slices.ContainsFunc(users, func(v User) bool { return v.ID == u.ID }) {
+			users = append(users, u)
+		}
+	}
+	return users, nil
+}
+
+// userByKey reads the user one key of users_by_email leads to.
+func (st *Store) userByKey(ctx context.Context, key string) (User, error) {
+	var tid, uid gocql.UUID
+	err := st.s.Query(`SELECT tenant_id, user_id FROM users_by_email WHERE email = ?`, key).WithContext(ctx).Scan(&tid, &uid)
+	if err != nil {
+		return User{}, fmt.Errorf("look up email: %w", notFound(err))
+	}
+	return st.User(ctx, tid, uid)
 }
 
 // User reads one user of a tenant.
