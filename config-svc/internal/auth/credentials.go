@@ -150,6 +150,15 @@ func NormalizeEmail(email string) (string, error) {
 	if slices.Contains(labels, "xn--") {
 		return "", fmt.Errorf("%w (the label xn-- is an empty A-label)", ErrEmailDomain)
 	}
+	// The A-label must be one the mapping takes as it is: the bidi rule
+	// is checked on the domain as given, so ℵ (U+2135, left to right)
+	// passes it, and the Hebrew א (right to left) it maps to makes an
+	// A-label that is refused when given again. Such a form would be no
+	// address's canonical form (an account stored under it not found by
+	// it), and no domain has it.
+	if again, err := emailDomains.ToASCII(a); err != nil || again != a {
+		return "", fmt.Errorf("%w (its A-label %s is refused: %s)", ErrEmailDomain, a, strings.TrimPrefix(fmt.Sprint(err), "idna: "))
+	}
 	return norm.NFC.String(strings.ToLower(local)) + "@" + a, nil
 }
 
@@ -168,6 +177,18 @@ func OldEmail(email string) string { return strings.ToLower(strings.TrimSpace(em
 // in punycode has one key. A new account is keyed by the first and
 // refused when any is taken. An address whose domain fails IDNA mapping
 // has its old form alone (an account made before may have it).
+//
+// Each key is a spelling of the address: an old form whose canonical
+// form is another address's is left out. strings.ToLower and UTS #46
+// map a few capitals otherwise (İ, U+0130, is i to ToLower and i +
+// U+0307 to UTS #46; ẞ is ß to one and ss to the other), so the old
+// form of victim@İnfo.example is victim@info.example, another address:
+// as a key it would have a sign-up at the look-alike domain refused as
+// taken by that account, and mailed (at the look-alike) a link that
+// takes the address from it, and a login with that spelling try the
+// account's password under another address's throttle. An account made
+// before with such a spelling was mailed at its old form, and is found
+// by it.
 func EmailKeys(email string) []string {
 	old := OldEmail(email)
 	canonical, err := NormalizeEmail(email)
@@ -175,14 +196,18 @@ func EmailKeys(email string) []string {
 		return []string{old}
 	}
 	keys := []string{canonical}
-	if old != canonical {
-		keys = append(keys, old)
-	}
-	local, domain, _ := strings.Cut(canonical, "@")
-	if u, err := emailDomains.ToUnicode(domain); err == nil && u != domain {
-		if k := local + "@" + u; k != old {
+	add := func(k string) {
+		if slices.Contains(keys, k) {
+			return
+		}
+		if c, err := NormalizeEmail(k); err == nil && c == canonical {
 			keys = append(keys, k)
 		}
+	}
+	add(old)
+	local, domain, _ := strings.Cut(canonical, "@")
+	if u, err := emailDomains.ToUnicode(domain); err == nil && u != domain {
+		add(local + "@" + u)
 	}
 	return keys
 }
@@ -239,6 +264,17 @@ func NewEmail(email string) (keys []string, problem string) {
 	}
 	if problem := CheckNewEmail(canonical); problem != "" {
 		return nil, problem
+	}
+	// No mail reaches a domain with an empty label or a label longer
+	// than DNS allows (63 bytes, of its A-label).
+	_, domain, _ := strings.Cut(canonical, "@")
+	for _, label := range strings.Split(domain, ".") {
+		switch {
+		case label == "":
+			return nil, fmt.Sprintf("%q: the domain has an empty label (two dots in a row)", canonical)
+		case len(label) > 63:
+			return nil, fmt.Sprintf("%q: the domain's label %q is longer than 63 characters, which no domain name has", canonical, label)
+		}
 	}
 	return EmailKeys(email), ""
 }

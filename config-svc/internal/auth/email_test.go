@@ -127,6 +127,12 @@ func TestEmailKeys(t *testing.T) {
 			"anna@bu\u0308cher.example", []string{bucher, "anna@bu\u0308cher.example", "anna@bücher.example"}},
 		{"local part decomposed: its old form", "E\u0301va@shop.example", []string{"\u00e9va@shop.example", "e\u0301va@shop.example"}},
 		{"a domain IDNA refuses: the old form", "A@My_Host.example", []string{"a@my_host.example"}},
+		// strings.ToLower and UTS #46 map two capitals otherwise: İ is
+		// i to ToLower and i + U+0307 to UTS #46, ẞ is ß to ToLower and
+		// ss to UTS #46. The old form is then another address's
+		// (victim@info.example, a@straße.de), not a key of this one.
+		{"İ: not the old form, an ASCII address's", "Victim@İnfo.example", []string{"victim@xn--info-qwc.example", "victim@i̇nfo.example"}},
+		{"ẞ: not the old form, straße's", "a@STRAẞE.de", []string{"a@strasse.de"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -154,6 +160,17 @@ func TestNewEmail(t *testing.T) {
 		{"a code point IDNA refuses", "a@x\ufffd.example", nil, ": the domain is not a valid domain name (disallowed rune U+FFFD); check it for a mistyped character"},
 		// 129 bytes in Unicode, 329 as A-labels (xn--tda).
 		{"too long as A-labels", "a@" + strings.Repeat("ü.", 40) + "example", nil, "longer than 254"},
+		// ℵ (U+2135) passes the bidi rule, the Hebrew letter א it maps
+		// to does not: the A-label of the mapped form is refused when it
+		// is given again, so the account could not be found by it.
+		{"a domain whose A-label IDNA refuses", "a@xℵy.example", nil, "the domain is not a valid domain name"},
+		// No mail reaches a domain with an empty label or one longer
+		// than DNS allows (63 bytes, of the A-label).
+		{"an empty label", "a@shop..example", nil, "empty label"},
+		{"an empty label in Unicode", "a@shop.\u3002example", nil, "empty label"},
+		{"a label of 64 bytes", "a@" + strings.Repeat("x", 64) + ".example", nil, "longer than 63"},
+		{"a label of 63 bytes", "a@" + strings.Repeat("x", 63) + ".example", []string{"a@" + strings.Repeat("x", 63) + ".example"}, ""},
+		{"a label of 60 bytes, longer as its A-label", "a@" + strings.Repeat("x", 58) + "ü.example", nil, "longer than 63"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -162,5 +179,36 @@ func TestNewEmail(t *testing.T) {
 				t.Errorf("NewEmail(%+q) = %+q, %q; want %+q, %q", tt.email, keys, problem, tt.want, tt.problem)
 			}
 		})
+	}
+}
+
+// Every key of a spelling is a spelling of the same address: an account
+// found by it is mailed at the same address, and the same throttles count
+// its attempts. A key of another address would let a sign-up at a domain
+// that looks alike (İnfo.example, whose A-label xn--info-qwc.example
+// anyone can hold) be refused as taken by victim@info.example and be
+// mailed a link that takes that address from its unverified owner, and
+// would let a login with the look-alike spelling guess the account's
+// password under another address's throttle. And the canonical form is
+// canonical: an address stored in it is found by it.
+func TestEmailKeysAreSpellingsOfTheAddress(t *testing.T) {
+	for r := rune(0x80); r < 0x30000; r++ {
+		if r >= 0xd800 && r < 0xe000 {
+			continue
+		}
+		for _, email := range []string{"Lo" + string(r) + "cal@Shop.example", "local@Sh" + string(r) + "op.example"} {
+			canonical, err := NormalizeEmail(email)
+			if err != nil {
+				continue
+			}
+			if again, err := NormalizeEmail(canonical); err != nil || again != canonical {
+				t.Errorf("%U: NormalizeEmail(%+q) = %+q, but NormalizeEmail(%+q) = %+q, %v", r, email, canonical, canonical, again, err)
+			}
+			for _, k := range EmailKeys(email) {
+				if got, err := NormalizeEmail(k); err != nil || got != canonical {
+					t.Errorf("%U: EmailKeys(%+q) has %+q, whose canonical form is %+q (%v), not %+q", r, email, k, got, err, canonical)
+				}
+			}
+		}
 	}
 }

@@ -81,6 +81,9 @@ func TestBadInputsAnswer400WithAReason(t *testing.T) {
 		{"e-mail whose domain IDNA refuses", anonymous, "POST", "/v1/signup", map[string]string{"email": "a@x\ufffd.example", "password": "long enough pw", "company": "c"}, nil, "invalid_field", "email", "the domain is not a valid domain name (disallowed rune U+FFFD)"},
 		{"user whose domain IDNA refuses", a.as(), "POST", "/v1/users", map[string]string{"email": "a@my_host.example", "password": "long enough pw", "role": "viewer"}, nil, "invalid_field", "email", "(disallowed rune U+005F)"},
 		{"invitation whose domain IDNA refuses", a.as(), "POST", "/v1/invitations", map[string]string{"email": "a@xn--zz.example", "role": "viewer"}, nil, "invalid_field", "email", `(invalid label "zz")`},
+		{"e-mail whose domain's A-label IDNA refuses", anonymous, "POST", "/v1/signup", map[string]string{"email": "a@x\u2135y.example", "password": "long enough pw", "company": "c"}, nil, "invalid_field", "email", "its A-label xn--xy-vld.example is refused"},
+		{"e-mail whose domain has an empty label", anonymous, "POST", "/v1/signup", map[string]string{"email": "a@shop..example", "password": "long enough pw", "company": "c"}, nil, "invalid_field", "email", "the domain has an empty label"},
+		{"user whose domain has a label too long", a.as(), "POST", "/v1/users", map[string]string{"email": "a@" + strings.Repeat("x", 64) + ".example", "password": "long enough pw", "role": "viewer"}, nil, "invalid_field", "email", "is longer than 63 characters"},
 		// An endpoint that takes no body ignored one: a verification link
 		// asked for {"email": "other@..."} was mailed to the caller's own
 		// address with 202, a DELETE's body was dropped.

@@ -205,3 +205,59 @@ func TestAccountsMadeBeforeAreFound(t *testing.T) {
 		}
 	})
 }
+
+// A spelling whose old form (trimmed and lower-cased) is another
+// address's has not that old form as a key. İ is i + U+0307 to UTS #46
+// and i to strings.ToLower: victim@İnfo.example is
+// victim@xn--info-qwc.example, at a domain anyone can hold, and its old
+// form is victim@info.example. With that old form as a key, a sign-up
+// with the look-alike was refused as taken by victim@info.example's
+// account and mailed, at xn--info-qwc.example, a link that took the
+// address from that account (which, as every new one, had not verified
+// it yet): its owner shut out. A login with the look-alike tried that
+// account's password under another throttle than its address's. ẞ alike:
+// ss to UTS #46, ß to ToLower.
+func TestALookAlikeSpellingIsAnotherAddress(t *testing.T) {
+	e, dir := mailEnv(t, newTestClock())
+	victim := uniqueAddress("victim", "info.example")
+	v := e.signupWith(victim, "the victim's password", "Victim")
+	lookAlike := strings.Replace(victim, "@info.", "@\u0130nfo.", 1)
+	canonical := strings.Replace(victim, "@info.", "@xn--info-qwc.", 1)
+
+	// Guesses at the victim's password, as many as are free; then the
+	// look-alike does not get past the throttle to the account.
+	for range freeLoginFailures {
+		if r := e.do(anonymous, "POST", "/v1/login", map[string]string{"email": victim, "password": "a wrong guess!"}); r.code != http.StatusUnauthorized {
+			t.Fatalf("a wrong guess: %d %s, want 401", r.code, r.body)
+		}
+	}
+	if r := e.do(anonymous, "POST", "/v1/login", map[string]string{"email": lookAlike, "password": v.password}); r.code != http.StatusUnauthorized {
+		t.Fatalf("a login as %+q with the password of %s, whose logins wait: %d %s, want 401 (no account)", lookAlike, victim, r.code, r.body)
+	}
+
+	// A sign-up with the look-alike is an account of its own, and takes
+	// nothing from the victim.
+	a := e.signupWith(lookAlike, "the look-alike's password", "Look-alike")
+	if _, u := e.me(a); u.Email != canonical {
+		t.Fatalf("the look-alike's address %+q, want %+q", u.Email, canonical)
+	}
+	if _, u := e.me(v); u.Email != victim {
+		t.Fatalf("the victim's address after: %+q, want %+q", u.Email, victim)
+	}
+	if got := claimTokens(t, dir, canonical); len(got) != 0 {
+		t.Fatalf("%d claim links mailed to %s", len(got), canonical)
+	}
+
+	// ẞ: an account made before with it is keyed by ß (straße.example,
+	// xn--strae-oqa.example), and the spelling now is strasse.example.
+	local, _, _ := strings.Cut(uniqueAddress("anna", "x"), "@")
+	holder := e.oldAccount(local+"@STRA\u1e9eE.example", "the holder's password", false)
+	b := e.signupWith(local+"@STRA\u1e9eE.example", "the new password", "Strasse")
+	if _, u := e.me(b); u.Email != local+"@strasse.example" {
+		t.Fatalf("the new account's address %+q, want %+q", u.Email, local+"@strasse.example")
+	}
+	if left, err := e.store.User(context.Background(), holder.TenantID, holder.ID); err != nil || left.Email != local+"@stra\u00dfe.example" {
+		t.Fatalf("the account made before: %+v, %v; want it to keep %+q", left, err, local+"@stra\u00dfe.example")
+	}
+	e.wantLogsInAs([]string{local + "@stra\u00dfe.example", local + "@xn--strae-oqa.example"}, "the holder's password", holder.ID.String())
+}
