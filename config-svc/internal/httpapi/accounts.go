@@ -251,11 +251,18 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	i := slices.IndexFunc(users, func(c store.User) bool { return s.o.Hasher.Check(c.PasswordHash, req.Password) })
 	if i < 0 {
+		ids := make([]gocql.UUID, len(users))
+		for j, u := range users {
+			ids[j] = u.ID
+		}
+		s.logins.failed(email, ids...)
 		s.metrics.loginFailures.Inc()
 		httpserver.WriteError(w, http.StatusUnauthorized, "invalid_credentials", "the e-mail address or the password is wrong")
 		return
 	}
-	s.logins.cleared(email)
+	// Clears the failures, unless some were guesses at another account
+	// of the address.
+	s.logins.succeeded(email, users[i].ID, true)
 	s.metrics.logins.Inc()
 	s.issueTokens(w, r, users[i], http.StatusOK)
 }

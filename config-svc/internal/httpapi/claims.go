@@ -133,7 +133,9 @@ func (s *Server) claimAddress(w http.ResponseWriter, r *http.Request) {
 			"the password is not the one the sign-up this link completes was made with; give that one, or sign up again")
 		return
 	}
-	s.logins.cleared(keys[0])
+	// The sign-up's password is no account's: failed logins that were
+	// guesses at an account of the address stay.
+	s.logins.succeeded(keys[0], gocql.UUID{}, true)
 	if err := s.o.Store.ConsumeEmailClaim(ctx, c.Hash); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			writeInvalidClaimToken(w) // a concurrent use was first

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -64,16 +65,26 @@ func (s *Server) requestPasswordReset(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	u, err := s.o.Store.UserByEmail(ctx, keys...)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
+	users, err := s.o.Store.UsersByEmail(ctx, keys...)
+	if err != nil {
 		// Alike for every address: nothing is known of it yet.
 		s.internalError(w, r, "look up the user", err)
 		return
 	}
-	if err != nil {
+	if len(users) == 0 {
 		s.metrics.resetRequests.WithLabelValues("no_account").Inc()
 		s.writeResetRequested(w)
 		return
+	}
+	// Of two accounts of the address (made before for two spellings, or
+	// one made before under a rare spelling and one since), the first
+	// that verified it, the canonical key's tried first: an unverified
+	// one, anyone's, must not keep the owner's from its reset links. The
+	// keys are spellings of one address, so the link goes to the mailbox
+	// that account showed to be its own.
+	u := users[0]
+	if i := slices.IndexFunc(users, store.User.EmailVerified); i >= 0 {
+		u = users[i]
 	}
 	// From here on the answer is 202 whatever happens, as for an address
 	// without an account: a failure answered otherwise would tell that
@@ -267,7 +278,9 @@ func (s *Server) confirmPasswordReset(w http.ResponseWriter, r *http.Request) {
 			"your password was changed, but signing out the sessions of the old one failed: log in with the new password, and ask for another reset link to sign them out")
 		return
 	}
-	s.logins.cleared(auth.EmailKeys(u.Email)[0]) // as login keys it
+	// As login keys it; failed logins that were guesses at another
+	// account of the address stay.
+	s.logins.succeeded(auth.EmailKeys(u.Email)[0], u.ID, false)
 	s.metrics.passwordResets.Inc()
 	s.o.Log.Info("password reset", slog.String("tenant_id", u.TenantID.String()), slog.String("user_id", u.ID.String()),
 		slog.String("request_id", httpserver.RequestID(r.Context())))

@@ -261,3 +261,66 @@ func TestALookAlikeSpellingIsAnotherAddress(t *testing.T) {
 	}
 	e.wantLogsInAs([]string{local + "@stra\u00dfe.example", local + "@xn--strae-oqa.example"}, "the holder's password", holder.ID.String())
 }
+
+// An account made before under a rare spelling of an address (a
+// fullwidth letter) is keyed by that spelling's old form, which no other
+// spelling has: a sign-up with the common spelling makes a second
+// account, keyed by the canonical form (docs/config.md). That second
+// account, anyone's, must neither shut the first out of password resets
+// (the canonical key's account, tried first, had the link or, unverified,
+// nobody) nor clear the failed logins that guess at the first's password
+// (a login with the rare spelling tries both accounts' passwords under
+// one throttle, and a success of the second cleared it).
+func TestASecondAccountForAnAddressMadeBefore(t *testing.T) {
+	e, dir := mailEnv(t, newTestClock())
+	spellings, canonical := bucherAddress()
+	rare := spellings[3]
+	first := e.oldAccount(rare, "the first's password", true)
+	second := e.signupWith(spellings[0], "the second's password", "Second") // unverified
+
+	t.Run("reset", func(t *testing.T) {
+		before := len(mailsAbout(t, dir, resetSubject))
+		e.must(http.StatusAccepted, anonymous, "POST", "/v1/password-reset", map[string]string{"email": rare})
+		var got [][]byte
+		eventually.True(t, 10*time.Second, "the reset mail of the verified account", func() bool {
+			got = mailsAbout(t, dir, resetSubject)
+			return len(got) > before
+		})
+		m, err := netmail.ReadMessage(bytes.NewReader(got[len(got)-1]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if to, err := netmail.ParseAddress(m.Header.Get("To")); err != nil || to.Address != canonical {
+			t.Errorf("the reset mailed to %v (%v), want %q", to, err, canonical)
+		}
+		body, err := io.ReadAll(quotedprintable.NewReader(m.Body))
+		link := resetLink.FindSubmatch(body)
+		if err != nil || link == nil {
+			t.Fatalf("no reset link in the message (%v):\n%s", err, body)
+		}
+		e.confirmReset(http.StatusNoContent, string(link[1]), "the first's new password")
+		e.wantLogsInAs([]string{rare}, "the first's new password", first.ID.String())
+	})
+
+	t.Run("login failures", func(t *testing.T) {
+		guess := map[string]string{"email": rare, "password": "a wrong guess!"}
+		wantGuess := func(want int) {
+			t.Helper()
+			if r := e.do(anonymous, "POST", "/v1/login", guess); r.code != want {
+				t.Fatalf("a guess: %d %s, want %d", r.code, r.body, want)
+			}
+		}
+		for range freeLoginFailures - 1 {
+			wantGuess(http.StatusUnauthorized)
+		}
+		// The second's own login, as often as it likes, does not clear
+		// the guesses at the first's password, nor count as one.
+		for range 3 {
+			if id, ok := e.logsIn(spellings[0], "the second's password"); !ok || id != second.tokens.UserID {
+				t.Fatalf("the second's login: %v %s", ok, id)
+			}
+		}
+		wantGuess(http.StatusUnauthorized) // the last free one
+		wantGuess(http.StatusTooManyRequests)
+	})
+}

@@ -1,8 +1,11 @@
 package httpapi
 
 import (
+	"slices"
 	"sync"
 	"time"
+
+	"github.com/gocql/gocql"
 )
 
 // addressThrottle slows down what can be asked about one e-mail address,
@@ -49,6 +52,9 @@ type attempts struct {
 	count int       // attempts since the last clear or reset
 	last  time.Time // of the last attempt
 	until time.Time // no attempt before this
+	// tried are the accounts whose password the failures since were
+	// checked against (failed): for logins, an address's accounts.
+	tried []gocql.UUID
 }
 
 const (
@@ -102,6 +108,52 @@ func (f *addressThrottle) cleared(email string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.m, email)
+}
+
+// failed records the accounts whose password a failed attempt for email
+// was checked against (none for an address without one).
+func (f *addressThrottle) failed(email string, ids ...gocql.UUID) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e := f.m[email]
+	if e == nil {
+		return
+	}
+	for _, id := range ids {
+		if !slices.Contains(e.tried, id) {
+			e.tried = append(e.tried, id)
+		}
+	}
+}
+
+// succeeded is cleared for an attempt that signed in as id, or a
+// password of id set (attempt false: begin counted nothing), when every
+// failure since was checked against id alone, or against no account.
+// Otherwise the address has other accounts (two made before for two
+// spellings, or one made before under a rare spelling and one since) and
+// the failures may be guesses at their passwords: they stay, and only
+// this attempt is taken back. So a success at one's own account does not
+// let its holder guess at the other's without waiting.
+func (f *addressThrottle) succeeded(email string, id gocql.UUID, attempt bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e := f.m[email]
+	if e == nil {
+		return
+	}
+	if !slices.ContainsFunc(e.tried, func(t gocql.UUID) bool { return t != id }) {
+		delete(f.m, email)
+		return
+	}
+	if attempt && e.count > 0 {
+		// As if this attempt had not been made: the wait is the last
+		// failure's, counted from now.
+		e.count--
+		e.until = time.Time{}
+		if n := e.count - f.policy.free; n >= 0 {
+			e.until = e.last.Add(min(f.policy.base<<min(n, 20), f.policy.max))
+		}
+	}
 }
 
 // makeRoom drops the entries that no longer delay anything, and at least
