@@ -242,6 +242,39 @@ func TestUserBackAfterStateExpiredCountsJobsFirstSession(t *testing.T) {
 	}
 }
 
+// A visitor of one figure (state encoding 2) whose last session was frozen
+// by an engagement ping outside any session (a tab left open for hours) is
+// converted at its next hit, another such ping: its users row's last seen
+// is when its last session ended (docs/processing.md, "Users"), not the
+// end of the session timeout after it (ConvertPerDay takes the base's last
+// as just before FrozenUntil when the state holds live hits, and these
+// pings are live hits without a session). Found by the session 26 upgrade
+// drill's review; not fixed.
+func TestConversionOfAVisitorBackWithAPingKeepsItsLastSessionsEnd(t *testing.T) {
+	ctx := context.Background()
+	s := connect(t)
+	p := testProperty(t, rules.Defaults())
+	ping := func(id string, at time.Time) *hit.Hit {
+		h := aHit("V", id, at, at, "https://shop.example/", "")
+		h.Type, h.EngagementMS = hit.TypeEngagement, 15000
+		return h
+	}
+	old := New(Config{Topic: "hits", Partition: 0, Session: s, Properties: staticProperties{p}, State: StatePolicy{Encoding: 2}})
+	run(t, ctx, old, aMsgs(0, aHit("V", "a", t0, t0, "https://shop.example/", ""), ping("b", t0.Add(5*time.Hour))), 10)
+	if _, err := old.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	part := newPartition(s, p) // encoding 3: converts the visitor
+	run(t, ctx, part, aMsgs(2, ping("c", t0.Add(5*time.Hour+time.Minute))), 10)
+	if _, err := part.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if u := userOf(t, s, "V"); u.sessions != 1 || !u.last.Equal(t0) {
+		t.Fatalf("users row after the conversion: %d sessions, last seen %v; want 1, %v (the end of its only session)\n%s",
+			u.sessions, u.last, t0, dumptest.Tables(t, s, "site_users"))
+	}
+}
+
 // userOf reads a client's users row (readUsers: its session count and last
 // seen summed over its base and days); a client without one reads as zero.
 func userOf(t *testing.T, s *gocql.Session, client string) userRow {
