@@ -375,7 +375,7 @@ func (p *Partition) Apply(ctx context.Context, msgs []Message) error {
 			if !sv.v.PerDay && p.cfg.State.Encoding >= 3 {
 				// Its live sessions move from the row's one figure to
 				// their days, written with its next users row.
-				sv.v.ConvertPerDay()
+				sv.v.ConvertPerDay(vs.settings)
 				vs.converted = true
 				for _, ss := range sv.v.Sessions(vs.settings) {
 					vs.changedDays(visitor.Changes{UpsertSessions: []visitor.Upsert{{Session: ss}}})

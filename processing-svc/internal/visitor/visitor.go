@@ -273,11 +273,14 @@ func (v *Visitor) PruneDays(s session.Settings) {
 // ConvertPerDay makes a visitor read in encoding 2 count its sessions per
 // day: the sessions frozen so far become its base (the users row keeps
 // counting them in session_count), its live sessions are counted per day
-// from now on; the caller writes the days of its live sessions. The end
-// of the last frozen session is not kept in encoding 2: with live hits it
-// is taken as just before FrozenUntil, which is at most a session timeout
-// after it and never on a later day.
-func (v *Visitor) ConvertPerDay() {
+// from now on; the caller writes the days of its live sessions. Encoding 2
+// does not keep when the last frozen session ended: without live hits it
+// is LastSeen; with them it is FrozenUntil less the session timeout s
+// gives (freeze sets FrozenUntil to that end plus the timeout), unless
+// FrozenUntil is the midnight after that session, which it is when the
+// timeout would pass midnight: then just before midnight, at most the
+// timeout after the end, and never on a later day.
+func (v *Visitor) ConvertPerDay(s session.Settings) {
 	if v.PerDay {
 		return
 	}
@@ -286,11 +289,14 @@ func (v *Visitor) ConvertPerDay() {
 		return
 	}
 	v.BaseSessions, v.BaseLast = v.FrozenSessions, v.LastSeen
-	if len(v.Hits) > 0 {
-		if t := v.FrozenUntil.Add(-time.Millisecond); t.Before(v.BaseLast) {
-			v.BaseLast = t
-		}
+	if len(v.Hits) == 0 || !v.FrozenUntil.Before(v.LastSeen) {
+		return
 	}
+	end := v.FrozenUntil.Add(-s.Timeout)
+	if s.Location != nil && v.FrozenUntil.Equal(rollup.DayStart(session.LocalDay(end, s.Location).AddDate(0, 0, 1), s.Location)) {
+		end = v.FrozenUntil.Add(-time.Millisecond) // clipped at midnight: the end lies within the timeout before it
+	}
+	v.BaseLast = end
 }
 
 // FirstTouchNow returns the user's first-touch acquisition, from the first

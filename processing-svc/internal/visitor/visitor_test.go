@@ -469,8 +469,8 @@ func TestSessionsPerDay(t *testing.T) {
 }
 
 // A visitor read in version 2 counts its frozen sessions in its base, with
-// the end of the last of them no later than its live hits and on their
-// day, and its live sessions on their days.
+// the end of the last of them (FrozenUntil less the timeout), and its live
+// sessions on their days.
 func TestConvertPerDay(t *testing.T) {
 	v := New("c1")
 	c := derive.New()
@@ -480,9 +480,9 @@ func TestConvertPerDay(t *testing.T) {
 	if v.FrozenSessions != 1 || len(v.Hits) != 1 {
 		t.Fatalf("frozen %d, live hits %d: want 1 and 1", v.FrozenSessions, len(v.Hits))
 	}
-	v.ConvertPerDay()
-	if !v.PerDay || v.BaseSessions != 1 || v.BaseLast.Before(t0.Add(10*time.Minute)) || !v.BaseLast.Before(t0.Add(600*time.Minute)) {
-		t.Fatalf("converted: per day %v, base %d ending %v; want 1 ending from 10:10 to before 20:00", v.PerDay, v.BaseSessions, v.BaseLast)
+	v.ConvertPerDay(settings)
+	if !v.PerDay || v.BaseSessions != 1 || !v.BaseLast.Equal(t0.Add(10*time.Minute)) {
+		t.Fatalf("converted: per day %v, base %d ending %v; want 1 ending at 10:10", v.PerDay, v.BaseSessions, v.BaseLast)
 	}
 	if got := v.OnDay(session.LocalDay(t0, time.UTC), settings); got.Sessions != 1 {
 		t.Fatalf("on the day: %+v, want the live session alone", got)
