@@ -246,10 +246,10 @@ func TestUserBackAfterStateExpiredCountsJobsFirstSession(t *testing.T) {
 // by an engagement ping outside any session (a tab left open for hours) is
 // converted at its next hit, another such ping: its users row's last seen
 // is when its last session ended (docs/processing.md, "Users"), not the
-// end of the session timeout after it (ConvertPerDay takes the base's last
-// as just before FrozenUntil when the state holds live hits, and these
+// end of the session timeout after it (ConvertPerDay took the base's last
+// as just before FrozenUntil when the state held live hits, and these
 // pings are live hits without a session). Found by the session 26 upgrade
-// drill's review; not fixed.
+// drill.
 func TestConversionOfAVisitorBackWithAPingKeepsItsLastSessionsEnd(t *testing.T) {
 	ctx := context.Background()
 	s := connect(t)
