@@ -85,6 +85,35 @@ func (e *env) wantLogsInAs(spellings []string, password, userID string) {
 	}
 }
 
+// resetMailed asks for a password reset of email, waits for its mail in
+// dir, checks that it is addressed to want, and returns its link's token.
+// (The body is quoted-printable: it names the address as the account has
+// it.)
+func (e *env) resetMailed(dir, email, want string) string {
+	t := e.t
+	t.Helper()
+	before := len(mailsAbout(t, dir, resetSubject))
+	e.must(http.StatusAccepted, anonymous, "POST", "/v1/password-reset", map[string]string{"email": email})
+	var got [][]byte
+	eventually.True(t, 10*time.Second, "the reset mail", func() bool {
+		got = mailsAbout(t, dir, resetSubject)
+		return len(got) > before
+	})
+	m, err := netmail.ReadMessage(bytes.NewReader(got[len(got)-1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if to, err := netmail.ParseAddress(m.Header.Get("To")); err != nil || to.Address != want {
+		t.Errorf("the reset mailed to %v (%v), want %q", to, err, want)
+	}
+	body, err := io.ReadAll(quotedprintable.NewReader(m.Body))
+	link := resetLink.FindSubmatch(body)
+	if err != nil || link == nil {
+		t.Fatalf("no reset link in the message (%v):\n%s", err, body)
+	}
+	return string(link[1])
+}
+
 // An address has one account however it is spelt: the IDN's domain in
 // Unicode or as its A-label, composed or decomposed, in any case or width;
 // a local part composed or decomposed. The account is keyed and shown by
@@ -131,28 +160,7 @@ func TestAccountsMadeBeforeAreFound(t *testing.T) {
 		e.wantLogsInAs(spellings, "the old password", old.ID.String())
 		e.wantTaken(admin, spellings)
 
-		before := len(mailsAbout(t, dir, resetSubject))
-		e.must(http.StatusAccepted, anonymous, "POST", "/v1/password-reset", map[string]string{"email": spellings[1]})
-		var got [][]byte
-		eventually.True(t, 10*time.Second, "the reset mail", func() bool {
-			got = mailsAbout(t, dir, resetSubject)
-			return len(got) > before
-		})
-		// Quoted-printable: the body names the address as the account has
-		// it, bücher.
-		m, err := netmail.ReadMessage(bytes.NewReader(got[len(got)-1]))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if to, err := netmail.ParseAddress(m.Header.Get("To")); err != nil || to.Address != canonical {
-			t.Errorf("the reset mailed to %v (%v), want the canonical %q", to, err, canonical)
-		}
-		body, err := io.ReadAll(quotedprintable.NewReader(m.Body))
-		link := resetLink.FindSubmatch(body)
-		if err != nil || link == nil {
-			t.Fatalf("no reset link in the message (%v):\n%s", err, body)
-		}
-		e.confirmReset(http.StatusNoContent, string(link[1]), "the new password")
+		e.confirmReset(http.StatusNoContent, e.resetMailed(dir, spellings[1], canonical), "the new password")
 		e.wantLogsInAs(spellings, "the new password", old.ID.String())
 	})
 
@@ -279,26 +287,7 @@ func TestASecondAccountForAnAddressMadeBefore(t *testing.T) {
 	second := e.signupWith(spellings[0], "the second's password", "Second") // unverified
 
 	t.Run("reset", func(t *testing.T) {
-		before := len(mailsAbout(t, dir, resetSubject))
-		e.must(http.StatusAccepted, anonymous, "POST", "/v1/password-reset", map[string]string{"email": rare})
-		var got [][]byte
-		eventually.True(t, 10*time.Second, "the reset mail of the verified account", func() bool {
-			got = mailsAbout(t, dir, resetSubject)
-			return len(got) > before
-		})
-		m, err := netmail.ReadMessage(bytes.NewReader(got[len(got)-1]))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if to, err := netmail.ParseAddress(m.Header.Get("To")); err != nil || to.Address != canonical {
-			t.Errorf("the reset mailed to %v (%v), want %q", to, err, canonical)
-		}
-		body, err := io.ReadAll(quotedprintable.NewReader(m.Body))
-		link := resetLink.FindSubmatch(body)
-		if err != nil || link == nil {
-			t.Fatalf("no reset link in the message (%v):\n%s", err, body)
-		}
-		e.confirmReset(http.StatusNoContent, string(link[1]), "the first's new password")
+		e.confirmReset(http.StatusNoContent, e.resetMailed(dir, rare, canonical), "the first's new password")
 		e.wantLogsInAs([]string{rare}, "the first's new password", first.ID.String())
 	})
 
