@@ -285,3 +285,61 @@ func userOf(t *testing.T, s *gocql.Session, client string) userRow {
 	}
 	return users[client]
 }
+
+// A visitor of one figure (state encoding 2) whose last session was frozen
+// under a 30-minute timeout, and whose live hits since came under a rules
+// version with a 90-minute one, is converted: its base must end when that
+// session ended. ConvertPerDay takes FrozenUntil less the timeout of the
+// live hits' rules, not of the rules the session was frozen under, so the
+// base ends an hour early, here on the day before: a job over the session's
+// day then counts it on that day too (userRow.inBase no longer covers it),
+// so the user has one session more than the tables. Found by reviewing the
+// fix of TestConversionOfAVisitorBackWithAPingKeepsItsLastSessionsEnd after
+// the session 26 upgrade drill.
+func TestConversionAfterATimeoutChangeEndsTheBaseWhenItsLastSessionEnded(t *testing.T) {
+	ctx := context.Background()
+	s := connect(t)
+	day := session.LocalDay(t0, time.UTC) // t0's day, UTC
+	at := func(h, m int) time.Time { return day.Add(time.Duration(h)*time.Hour + time.Duration(m)*time.Minute) }
+	v1, v2 := rules.Defaults(), rules.Defaults()
+	v1.SessionTimeoutMinutes, v2.SessionTimeoutMinutes = 30, 90
+	changed := at(5, 30)
+	p := rulesChangeAt(changed, 1, compile(t, v1, 1), compile(t, v2, 2), true)
+	page := func(id string, when time.Time) *hit.Hit {
+		h := aHit("V", id, when, when, "https://shop.example/", "")
+		if h.RuleVersion = 1; !when.Before(changed) {
+			h.RuleVersion = 2
+		}
+		return h
+	}
+	old := New(Config{Topic: "hits", Partition: 0, Session: s, Properties: staticProperties{p}, State: StatePolicy{Encoding: 2}})
+	// A session at 00:10, frozen by the visit at 05:00 (under v1: FrozenUntil
+	// 00:40), which goes on at 05:40 under v2.
+	run(t, ctx, old, aMsgs(0, page("a", at(0, 10)), page("b", at(5, 0)), page("c", at(5, 40))), 10)
+	if _, err := old.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	part := newPartition(s, p) // encoding 3: converts the visitor
+	run(t, ctx, part, aMsgs(3, page("d", at(5, 45))), 10)
+	if _, err := part.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Encoding 2 does not keep the session's end, nor the timeout it was
+	// frozen under: the base may end up to a timeout late, but on its day.
+	u := userOf(t, s, "V")
+	if u.base.Last.Before(at(0, 10)) || !session.LocalDay(u.base.Last, time.UTC).Equal(day) {
+		t.Errorf("the converted row's base ends at %v; want on %v, not before %v, when its frozen session ended", u.base.Last, day.Format(time.DateOnly), at(0, 10))
+	}
+	rp := &Reprocessor{Session: s, Now: func() time.Time { return day.AddDate(0, 0, 3) }}
+	if err := rp.Run(ctx, p, day, day, RulesHistorical, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	var stored int
+	if err := s.Query("SELECT COUNT(*) FROM sessions_by_hour WHERE property_id = ? AND day = ? AND shard = 0 AND hour IN ?", propID, day, []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23}).Scan(&stored); err != nil {
+		t.Fatal(err)
+	}
+	if u = userOf(t, s, "V"); u.sessions != stored {
+		t.Fatalf("after a job over the day: the users row counts %d sessions (base %d ending %v, days %v); the tables hold %d\n%s",
+			u.sessions, u.base.Sessions, u.base.Last, u.days, stored, dumptest.Tables(t, s, "site_users"))
+	}
+}

@@ -279,7 +279,13 @@ func (v *Visitor) PruneDays(s session.Settings) {
 // gives (freeze sets FrozenUntil to that end plus the timeout), unless
 // FrozenUntil is the midnight after that session, which it is when the
 // timeout would pass midnight: then just before midnight, at most the
-// timeout after the end, and never on a later day.
+// timeout after the end, and never on a later day. The timeout s gives is
+// that of the live hits' rules, which need not be the one the session was
+// frozen under: where the difference would put the end on an earlier day
+// than FrozenUntil's (a longer timeout since), the end is taken as just
+// before FrozenUntil too, on the session's day, since a base ending a day
+// early would leave that day to a job, which would count its sessions
+// again (userRow.inBase).
 func (v *Visitor) ConvertPerDay(s session.Settings) {
 	if v.PerDay {
 		return
@@ -295,6 +301,11 @@ func (v *Visitor) ConvertPerDay(s session.Settings) {
 	end := v.FrozenUntil.Add(-s.Timeout)
 	if s.Location != nil && v.FrozenUntil.Equal(rollup.DayStart(session.LocalDay(end, s.Location).AddDate(0, 0, 1), s.Location)) {
 		end = v.FrozenUntil.Add(-time.Millisecond) // clipped at midnight: the end lies within the timeout before it
+	}
+	if s.Location != nil {
+		if last := v.FrozenUntil.Add(-time.Millisecond); !session.LocalDay(end, s.Location).Equal(session.LocalDay(last, s.Location)) {
+			end = last // a longer timeout than the session was frozen under: its day is FrozenUntil's
+		}
 	}
 	v.BaseLast = end
 }
