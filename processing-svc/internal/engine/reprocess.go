@@ -238,10 +238,7 @@ func daysOf(day time.Time, sessions map[string]visitor.Upsert) []visitor.DaySess
 			i = len(out)
 			out = append(out, visitor.DaySessions{Day: u.Session.Day})
 		}
-		out[i].Sessions++
-		if u.Session.End.After(out[i].Last) {
-			out[i].Last = u.Session.End
-		}
+		out[i].Add(u.Session)
 	}
 	return out
 }

@@ -106,8 +106,8 @@ type DaySessions struct {
 	Last     time.Time
 }
 
-// add counts ss among d's sessions.
-func (d *DaySessions) add(ss *session.Session) {
+// Add counts ss among d's sessions.
+func (d *DaySessions) Add(ss *session.Session) {
 	d.Sessions++
 	if ss.End.After(d.Last) {
 		d.Last = ss.End
@@ -243,15 +243,20 @@ func (v *Visitor) Sessions(s session.Settings) []*session.Session { return v.bui
 // SessionCount is the number of sessions the user has had.
 func (v *Visitor) SessionCount(s session.Settings) int { return v.FrozenSessions + len(v.build(s)) }
 
+// frozenDay finds a day among FrozenDays (sorted by day), or where it goes.
+func (v *Visitor) frozenDay(day time.Time) (int, bool) {
+	return slices.BinarySearchFunc(v.FrozenDays, day, func(d DaySessions, day time.Time) int { return d.Day.Compare(day) })
+}
+
 // OnDay returns the user's sessions on a local day, frozen and live.
 func (v *Visitor) OnDay(day time.Time, s session.Settings) DaySessions {
 	d := DaySessions{Day: day}
-	if i, found := slices.BinarySearchFunc(v.FrozenDays, day, func(d DaySessions, day time.Time) int { return d.Day.Compare(day) }); found {
+	if i, found := v.frozenDay(day); found {
 		d = v.FrozenDays[i]
 	}
 	for _, ss := range v.build(s) {
 		if ss.Day.Equal(day) {
-			d.add(ss)
+			d.Add(ss)
 		}
 	}
 	return d
@@ -490,11 +495,11 @@ func (v *Visitor) freeze(s session.Settings) {
 	}
 	if v.PerDay {
 		for _, f := range ss[:n] {
-			i, found := slices.BinarySearchFunc(v.FrozenDays, f.Day, func(d DaySessions, day time.Time) int { return d.Day.Compare(day) })
+			i, found := v.frozenDay(f.Day)
 			if !found {
 				v.FrozenDays = slices.Insert(v.FrozenDays, i, DaySessions{Day: f.Day})
 			}
-			v.FrozenDays[i].add(f)
+			v.FrozenDays[i].Add(f)
 		}
 	}
 	last := ss[n-1]
