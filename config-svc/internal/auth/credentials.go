@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/acme/analytics/pkg/authtoken"
@@ -232,11 +233,12 @@ func CheckEmail(email string) string {
 
 // CheckNewEmail says what is wrong with an address given to an account (a
 // sign-up, a user an admin adds, an invitation), or "": CheckEmail's
-// problems, and a control character (a NUL), a line or paragraph
-// separator or a text direction control anywhere in it, which no address
-// has and which the e-mails we send would carry in their headers. Logins
-// and password resets check an address with CheckEmail alone, so that an
-// account made before such addresses were refused can still sign in.
+// problems; a control character (a NUL), a line or paragraph separator or
+// a text direction control anywhere in it, which no address has and which
+// the e-mails we send would carry in their headers; and an invisible
+// character (invisible). Logins and password resets check an address
+// with CheckEmail alone, so that an account made before such addresses
+// were refused can still sign in.
 func CheckNewEmail(email string) string {
 	if problem := CheckEmail(email); problem != "" {
 		return problem
@@ -245,7 +247,27 @@ func CheckNewEmail(email string) string {
 		r, _ := utf8.DecodeRuneInString(email[i:])
 		return fmt.Sprintf("%q has the character %U (a control character, line break or text direction control), which an e-mail address cannot have", email, r)
 	}
+	if i := strings.IndexFunc(email, invisible); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(email[i:])
+		return fmt.Sprintf("%+q has the invisible character %U, which an e-mail address cannot have; type the address again without it", email, r)
+	}
 	return ""
+}
+
+// invisible reports whether r is a character that shows nothing: a
+// format character (Unicode's Cf: a zero-width space, joiner or
+// non-joiner, a soft hyphen, a byte order mark, a word joiner), a
+// variation selector or another default-ignorable code point (a
+// combining grapheme joiner, a Hangul filler). In a local part each made
+// an address that reads as another (a\u200b@shop.example is
+// a@shop.example on screen) and so a second account for what its reader
+// takes to be one address, mailed at a literal address no mailbox has.
+// UTS #46 maps them out of a domain or refuses them there, so what is
+// left to check is the local part; the joiners, which some scripts need
+// inside words, are refused too: no mail provider gives out an address
+// with one.
+func invisible(r rune) bool {
+	return unicode.In(r, unicode.Cf, unicode.Variation_Selector, unicode.Other_Default_Ignorable_Code_Point)
 }
 
 // NewEmail returns the keys (EmailKeys, the canonical form first) of an

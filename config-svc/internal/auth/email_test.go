@@ -157,6 +157,18 @@ func TestNewEmail(t *testing.T) {
 		{"CheckNewEmail's problems", "a@localhost", nil, "full domain name"},
 		{"a control character in the domain, named as before", "a@b.example\x7f", nil, "has the character U+007F"},
 		{"a control character in the local part", "a\x00@b.example", nil, "has the character U+0000"},
+		// Invisible characters in the local part: an address that reads
+		// as another, a second account for it.
+		{"a zero-width space in the local part", "a\u200b@b.example", nil, "has the invisible character U+200B"},
+		{"a soft hyphen in the local part", "an\u00adna@b.example", nil, "has the invisible character U+00AD"},
+		{"a zero-width joiner in the local part", "a\u200db@b.example", nil, "has the invisible character U+200D"},
+		{"a byte order mark in the local part", "\ufeffa@b.example", nil, "has the invisible character U+FEFF"},
+		{"a variation selector in the local part", "a\ufe0f@b.example", nil, "has the invisible character U+FE0F"},
+		{"a Hangul filler in the local part", "a\u3164@b.example", nil, "has the invisible character U+3164"},
+		{"a combining grapheme joiner in the local part", "a\u034fb@b.example", nil, "has the invisible character U+034F"},
+		// UTS #46 maps a zero-width space and a soft hyphen in a domain
+		// to nothing: the address is the one without them.
+		{"a zero-width space in the domain", "a@sh\u200bop.example", []string{"a@shop.example", "a@sh\u200bop.example"}, ""},
 		{"a code point IDNA refuses", "a@x\ufffd.example", nil, ": the domain is not a valid domain name (disallowed rune U+FFFD); check it for a mistyped character"},
 		// 129 bytes in Unicode, 329 as A-labels (xn--tda).
 		{"too long as A-labels", "a@" + strings.Repeat("ü.", 40) + "example", nil, "longer than 254"},

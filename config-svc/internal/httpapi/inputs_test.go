@@ -77,6 +77,9 @@ func TestBadInputsAnswer400WithAReason(t *testing.T) {
 		{"e-mail with a NUL", anonymous, "POST", "/v1/signup", map[string]string{"email": "nul\x00@y.example", "password": "long enough pw", "company": "c"}, nil, "invalid_field", "email", "has the character U+0000"},
 		{"e-mail with a vertical tab", a.as(), "POST", "/v1/users", map[string]string{"email": "vt\v@y.example", "password": "long enough pw", "role": "viewer"}, nil, "invalid_field", "email", "has the character U+000B"},
 		{"invitation to an e-mail with a direction control", a.as(), "POST", "/v1/invitations", map[string]string{"email": "rlo\u202e@y.example", "role": "viewer"}, nil, "invalid_field", "email", "has the character U+202E"},
+		// An invisible character made a second account for an address
+		// that reads as one already held.
+		{"e-mail with a zero-width space", anonymous, "POST", "/v1/signup", map[string]string{"email": "owner\u200b@y.example", "password": "long enough pw", "company": "c"}, nil, "invalid_field", "email", "has the invisible character U+200B"},
 		// A domain IDNA mapping refuses named no domain, and was stored.
 		{"e-mail whose domain IDNA refuses", anonymous, "POST", "/v1/signup", map[string]string{"email": "a@x\ufffd.example", "password": "long enough pw", "company": "c"}, nil, "invalid_field", "email", "the domain is not a valid domain name (disallowed rune U+FFFD)"},
 		{"user whose domain IDNA refuses", a.as(), "POST", "/v1/users", map[string]string{"email": "a@my_host.example", "password": "long enough pw", "role": "viewer"}, nil, "invalid_field", "email", "(disallowed rune U+005F)"},
