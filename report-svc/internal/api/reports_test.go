@@ -589,6 +589,8 @@ func TestErrors(t *testing.T) {
 		{"incompatible filter", "/v1/reports/acquisition/channel", params("filter", "country==DE"), 400, "incompatible_dimensions", "dimensions", "channel and country"},
 		{"bad filter", "/v1/reports/acquisition/channel", params("filter", "channel"), 400, "invalid_filter", "filter", "operator"},
 		{"bad regex", "/v1/reports/acquisition/channel", params("filter", "channel=~(("), 400, "invalid_filter", "filter", "regular expression"},
+		// It matched every row: the report was served unfiltered.
+		{"filter without a value", "/v1/reports/acquisition/channel", params("filter", "channel=@"), 400, "invalid_filter", "filter", `condition "channel=@" has no value after "=@": dimension values are never empty`},
 		{"filter on unknown dimension", "/v1/reports/acquisition/channel", params("filter", "planet==mars"), 400, "unknown_dimension", "filter", "planet"},
 		{"bad granularity", "/v1/reports/acquisition/channel", params("granularity", "year"), 400, "invalid_granularity", "granularity", "hour, day, week or month"},
 		{"hour with dimensions", "/v1/reports/acquisition/channel", params("granularity", "hour"), 400, "hour_unavailable", "granularity", "day"},

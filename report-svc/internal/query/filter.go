@@ -9,6 +9,7 @@ import (
 	"unicode"
 
 	"github.com/acme/analytics/pkg/hit"
+	"github.com/acme/analytics/pkg/rollup"
 )
 
 // Filter is a dimension filter: an AND of ORs of conditions, written as in
@@ -95,10 +96,21 @@ func parseCondition(s string) (Condition, error) {
 		return Condition{}, fmt.Errorf("condition %q has no operator after %q; use one of %s", unescape(s, ",;"), name, strings.Join(operators, " "))
 	}
 	raw := rest[len(op):]
+	// No stored value is empty (a value a hit did not have is rollup.NotSet),
+	// so a condition without one matched every row (=@, !=, =~: the report
+	// was served unfiltered) or none: a value left out, not one meant.
+	if raw == "" {
+		return Condition{}, fmt.Errorf("condition %q has no value after %q: dimension values are never empty (%s==%s finds the rows without one), "+
+			"so it would match every row or none; give the value to test", unescape(s, ",;"), op, name, rollup.NotSet)
+	}
 	c := Condition{Dimension: name, Op: op, Value: unescape(raw, ",;")}
 	switch op {
 	case "[]":
-		for _, v := range splitEscaped(raw, '|') {
+		for i, v := range splitEscaped(raw, '|') {
+			if v == "" {
+				return Condition{}, fmt.Errorf("condition %q has an empty value in its list (entry %d): dimension values are never empty; "+
+					"separate the values with a single |", unescape(s, ",;"), i+1)
+			}
 			c.Values = append(c.Values, unescape(v, ",;|"))
 		}
 	case "=~", "!~":

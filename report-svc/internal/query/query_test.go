@@ -34,6 +34,13 @@ func TestParseFilter(t *testing.T) {
 		{expr: "country==DE,", wantErr: "the filter has an empty condition"},
 		{expr: "Country==DE", wantErr: "dimension names are lower case (country)"},
 		{expr: "page=~(", wantErr: "regular expression"},
+		// A condition without a value matched every row (=@, !=, =~: the
+		// report served unfiltered) or none: no stored value is empty.
+		{expr: "country=@", wantErr: `condition "country=@" has no value`},
+		{expr: "country==DE;source!=", wantErr: `condition "source!=" has no value`},
+		{expr: "page=~", wantErr: `condition "page=~" has no value`},
+		{expr: "country[]", wantErr: `condition "country[]" has no value`},
+		{expr: "country[]DE||FR", wantErr: `condition "country[]DE||FR" has an empty value in its list (entry 2)`},
 		{expr: strings.Repeat("a", maxFilterLen+1), wantErr: "limit"},
 	}
 	for _, tt := range tests {
