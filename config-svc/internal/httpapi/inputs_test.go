@@ -173,6 +173,10 @@ func TestBadInputsAnswer400WithAReason(t *testing.T) {
 		{"too many patterns", a.as(), "PUT", rulesPath, manyUserAgents(51), nil, "too_expensive", "exclusions.user_agents", "the limit is 50"},
 		{"too costly in all", a.as(), "PUT", rulesPath, manyUserAgents(45), nil, "too_expensive", "exclusions.user_agents", "can be evaluated on every hit"},
 		{"If-Match not a version", a.as(), "PUT", rulesPath, `{}`, []string{"If-Match", "yesterday"}, "invalid_field", "If-Match", "not a rule version"},
+		// An empty If-Match (a client's unset variable) was read as none,
+		// and the rules replaced whatever their version.
+		{"If-Match empty", a.as(), "PUT", rulesPath, `{"bot_filtering": false}`, []string{"If-Match", ""}, "invalid_field", "If-Match", `If-Match: is empty; send the ETag of GET .../rules as it is, quotes included, e.g. "3"`},
+		{"If-Match of empty list elements", a.as(), "PUT", rulesPath, `{"bot_filtering": false}`, []string{"If-Match", " , "}, "invalid_field", "If-Match", "is empty"},
 		{"at not a time", a.as(), "GET", rulesPath + "?at=yesterday", nil, nil, "invalid_field", "at", "RFC 3339"},
 		// In the format, but no such time: it said "not in RFC 3339 format".
 		{"at a day that does not exist", a.as(), "GET", rulesPath + "?at=2026-02-30T00:00:00Z", nil, nil, "invalid_field", "at", `"2026-02-30T00:00:00Z" is not a time: February 2026 has no day 30 (it has days 1 to 28)`},

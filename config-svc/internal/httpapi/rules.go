@@ -263,8 +263,9 @@ func (m precondition) holds(current int) bool {
 
 // parseIfMatch reads If-Match: a comma-separated list of entity tags, in
 // one header or several, or *. Each of ours is a version number in
-// quotes ("3"); a tag that cannot be one (unquoted, not a number, "03") is
-// refused with 400 rather than read as one or left to fail.
+// quotes ("3"); a tag that cannot be one (unquoted, not a number, "03"),
+// and a header that holds none, are refused with 400 rather than read as
+// one, as no header, or left to fail.
 func parseIfMatch(w http.ResponseWriter, r *http.Request) (precondition, bool) {
 	var m precondition
 	bad := func(tag, why string) (precondition, bool) {
@@ -305,6 +306,13 @@ func parseIfMatch(w http.ResponseWriter, r *http.Request) (precondition, bool) {
 	}
 	if star && m.set {
 		return bad(strings.Join(values, ", "), ": * stands alone, it cannot be listed with entity tags")
+	}
+	if len(values) > 0 && !star && !m.set {
+		// A header without a tag (a client's unset $ETAG) was read as no
+		// header, and the rules replaced whatever their version.
+		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "If-Match",
+			`If-Match: is empty; send the ETag of GET .../rules as it is, quotes included, e.g. "3", or leave the header out to replace the rules whatever their version`)
+		return precondition{}, false
 	}
 	return m, true
 }
