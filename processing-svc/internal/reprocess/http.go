@@ -29,7 +29,8 @@ func atEOF(dec *json.Decoder) bool {
 //	POST /internal/v1/reprocess  {"property_id", "from", "to", "rules": "historical"|"current"}
 //	    → 202 with the job, running; it runs in the background of this instance
 //	    (400 invalid_json for a body that is not one object of those
-//	    fields, each a string given once; 400 invalid_job for a bad range
+//	    fields, each a string given once; 413 body_too_large for one over
+//	    maxBody; 400 invalid_job for a bad range
 //	    or rules, or no property_id; each naming its field;
 //	    404 not_found for an unknown property; 503 unavailable when the property cannot be
 //	    looked up or the job not recorded; 409 job_running while another
@@ -57,11 +58,15 @@ func (r *Runner) Register(mux *http.ServeMux, wrap func(http.Handler) http.Handl
 			httpserver.WriteJSON(w, http.StatusAccepted, j)
 		}
 	}
-	mux.Handle("POST /internal/v1/reprocess", wrap(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	mux.Handle("POST /internal/v1/reprocess", wrap(httpserver.MaxBytes(maxBody)(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if !noQuery(w, req) {
 			return
 		}
 		in, field, err := decodeJob(req.Body)
+		if httpserver.IsTooLarge(err) {
+			httpserver.WriteTooLarge(w, err)
+			return
+		}
 		if err != nil {
 			httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_json", field, "the body must be {property_id, from, to, rules}: "+err.Error())
 			return
@@ -87,7 +92,7 @@ func (r *Runner) Register(mux *http.ServeMux, wrap func(http.Handler) http.Handl
 			return
 		}
 		start(w, req, j)
-	})))
+	}))))
 	get := func(w http.ResponseWriter, req *http.Request) (*Job, bool) {
 		j, err := r.Get(req.Context(), req.PathValue("property_id"), req.PathValue("job_id"))
 		switch {
@@ -117,6 +122,10 @@ func (r *Runner) Register(mux *http.ServeMux, wrap func(http.Handler) http.Handl
 		}
 	})))
 }
+
+// maxBody bounds the body of POST /internal/v1/reprocess, a job of four
+// short strings: a body of any size was read whole into memory.
+const maxBody = 1 << 20
 
 // jobRequest is the body of POST /internal/v1/reprocess.
 type jobRequest struct {

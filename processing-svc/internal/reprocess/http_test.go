@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -110,6 +111,8 @@ func TestAPIAnswersBadInputAndOutagesApart(t *testing.T) {
 		// required (it was `from "" is not a date`).
 		{"no from", `{"property_id":"` + propID + `","to":"2026-03-02","rules":"current"}`, http.StatusBadRequest, "invalid_job", "from is required"},
 		{"no rules", `{"property_id":"` + propID + `","from":"2026-03-02","to":"2026-03-02"}`, http.StatusBadRequest, "invalid_job", "rules is required"},
+		// A body of any size was read whole into memory.
+		{"a body over the limit", `{"property_id":"` + strings.Repeat("x", 2<<20) + `"}`, http.StatusRequestEntityTooLarge, "body_too_large", "the limit is 1048576 bytes (1 MiB)"},
 	} {
 		if got, msg := call(ok, "POST", "/internal/v1/reprocess", tt.body); got != tt.want || !strings.HasPrefix(msg, tt.code+": ") || !strings.Contains(msg, tt.in) {
 			t.Errorf("%s: %d (%s), want %d %s containing %q", tt.name, got, msg, tt.want, tt.code, tt.in)
@@ -137,6 +140,18 @@ func TestAPIAnswersBadInputAndOutagesApart(t *testing.T) {
 		resp.Body.Close()
 		if e.Error.Field != tt.field {
 			t.Errorf("%s: %d %+v, want field %q", tt.name, resp.StatusCode, e.Error, tt.field)
+		}
+	}
+	// Chunked, without a length to refuse it by at once.
+	req, _ := http.NewRequest("POST", ok.URL+"/internal/v1/reprocess", io.MultiReader(strings.NewReader(`{"property_id":"`+strings.Repeat("x", 2<<20)+`"}`)))
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	} else {
+		var e httpserver.ErrorBody
+		_ = json.NewDecoder(resp.Body).Decode(&e)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge || e.Error.Code != "body_too_large" || !strings.Contains(e.Error.Message, "1048576 bytes (1 MiB)") {
+			t.Errorf("a chunked body over the limit: %d %+v, want 413 body_too_large saying the limit", resp.StatusCode, e.Error)
 		}
 	}
 	if got, msg := call(ok, "POST", "/internal/v1/reprocess?rules=historical", job); got != http.StatusBadRequest || !strings.HasPrefix(msg, "unknown_parameter: ") {
