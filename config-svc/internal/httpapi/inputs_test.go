@@ -184,6 +184,9 @@ func TestBadInputsAnswer400WithAReason(t *testing.T) {
 		{"at an hour that does not exist", a.as(), "GET", rulesPath + "?at=2026-03-01T24:00:00Z", nil, nil, "invalid_field", "at", "is not a time: its hour out of range (hours are 00 to 23"},
 
 		// Internal endpoints.
+		// It was called "0 is out of range".
+		{"shards missing", service("operator"), "PUT", "/internal/v1/properties/" + p.ID + "/processing-shards", `{}`, nil, "invalid_field", "processing_shards", "processing_shards: is required; give 1 to 64"},
+		{"shards null", service("operator"), "PUT", "/internal/v1/properties/" + p.ID + "/processing-shards", `{"processing_shards": null}`, nil, "invalid_field", "processing_shards", "processing_shards: is required"},
 		{"shards out of range", service("operator"), "PUT", "/internal/v1/properties/" + p.ID + "/processing-shards", map[string]int{"processing_shards": 65}, nil, "invalid_field", "processing_shards", "1 to 64"},
 		{"since not a number", service("collection"), "GET", "/internal/v1/changes?since=abc", nil, nil, "invalid_field", "since", "feed position"},
 		{"wait not a duration", service("collection"), "GET", "/internal/v1/changes?since=0&wait=forever", nil, nil, "invalid_field", "wait", "duration"},

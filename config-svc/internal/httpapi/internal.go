@@ -158,7 +158,8 @@ func (s *Server) internalRuleVersions(w http.ResponseWriter, r *http.Request) {
 }
 
 type shardsRequest struct {
-	ProcessingShards int `json:"processing_shards"`
+	// A pointer: a body without it was called "0 is out of range".
+	ProcessingShards *int `json:"processing_shards"`
 }
 
 func (s *Server) internalSetShards(w http.ResponseWriter, r *http.Request) {
@@ -170,9 +171,15 @@ func (s *Server) internalSetShards(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSON(w, r, &req) {
 		return
 	}
-	if req.ProcessingShards < 1 || req.ProcessingShards > hit.MaxShards {
+	if req.ProcessingShards == nil {
 		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "processing_shards",
-			"processing_shards: "+strconv.Itoa(req.ProcessingShards)+" is out of range; give 1 to "+strconv.Itoa(hit.MaxShards))
+			"processing_shards: is required; give 1 to "+strconv.Itoa(hit.MaxShards))
+		return
+	}
+	shards := *req.ProcessingShards
+	if shards < 1 || shards > hit.MaxShards {
+		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "processing_shards",
+			"processing_shards: "+strconv.Itoa(shards)+" is out of range; give 1 to "+strconv.Itoa(hit.MaxShards))
 		return
 	}
 	ctx := r.Context()
@@ -181,12 +188,12 @@ func (s *Server) internalSetShards(w http.ResponseWriter, r *http.Request) {
 		s.writeDoc(w, r, p, err, id.String())
 		return
 	}
-	if err := s.o.Store.SetProcessingShards(ctx, id, req.ProcessingShards); err != nil {
+	if err := s.o.Store.SetProcessingShards(ctx, id, shards); err != nil {
 		s.internalError(w, r, "set the processing shards", err)
 		return
 	}
-	p.ProcessingShards = req.ProcessingShards
-	s.o.Log.Info("processing shards changed", slog.String("property_id", id.String()), slog.Int("processing_shards", req.ProcessingShards))
+	p.ProcessingShards = shards
+	s.o.Log.Info("processing shards changed", slog.String("property_id", id.String()), slog.Int("processing_shards", shards))
 	s.appendChange(r, configclient.ChangeProperty, p)
 	s.writeDoc(w, r, p, nil, id.String())
 }
