@@ -119,6 +119,9 @@ func TestBadInputsAnswer400WithAReason(t *testing.T) {
 		{"posixrules", a.as(), "PATCH", prop, map[string]any{"time_zone": "posixrules"}, nil, "invalid_field", "time_zone", "not an IANA time zone name"},
 		{"a right/ zone", a.as(), "POST", "/v1/properties", map[string]any{"name": "x", "time_zone": "right/Europe/Berlin"}, nil, "invalid_field", "time_zone", `a copy of the zone database, not an IANA time zone name; give "Europe/Berlin"`},
 		{"a posix/ zone", a.as(), "POST", "/v1/properties", map[string]any{"name": "x", "time_zone": "posix/Asia/Tokyo"}, nil, "invalid_field", "time_zone", `give "Asia/Tokyo"`},
+		// IANA's placeholder for a local time not set yet (UTC, shown as
+		// -00) was stored as the property's zone.
+		{"the Factory placeholder", a.as(), "POST", "/v1/properties", map[string]any{"name": "x", "time_zone": "Factory"}, nil, "invalid_field", "time_zone", "the zone database's placeholder for a local time not set yet"},
 		{"posix/localtime", a.as(), "POST", "/v1/properties", map[string]any{"name": "x", "time_zone": "posix/localtime"}, nil, "invalid_field", "time_zone", "not an IANA time zone name"},
 		{"unknown currency", a.as(), "POST", "/v1/properties", map[string]any{"name": "x", "currency": "EURO"}, nil, "invalid_field", "currency", "ISO 4217"},
 		{"lower-case currency", a.as(), "PATCH", prop, map[string]any{"currency": "eur"}, nil, "invalid_field", "currency", `upper case: "EUR"`},

@@ -441,7 +441,8 @@ func (s *Server) deleteProperty(w http.ResponseWriter, r *http.Request) {
 // none: localtime (the host's own zone, another on each host that reads
 // the property), posixrules, and the posix/ and right/ copies of the
 // database (right/ counting leap seconds, which nothing else here does).
-// They were stored, and each service read them as its host has them.
+// They were stored, and each service read them as its host has them. The
+// database's Factory, a placeholder, is refused too.
 func checkTimeZone(tz string) string {
 	const notIANA = "is not an IANA time zone name, e.g. Europe/Berlin or America/New_York"
 	switch {
@@ -451,9 +452,13 @@ func checkTimeZone(tz string) string {
 		return "is the server's own time zone, not an IANA time zone name; give the zone of a place, e.g. Europe/Berlin or America/New_York"
 	case tz == "posixrules":
 		return "is the file of rules for POSIX TZ strings, not an IANA time zone name; give the zone of a place, e.g. America/New_York"
+	case tz == "Factory":
+		// In the database, but no place's: what a system not set up yet
+		// shows (UTC, as -00).
+		return "is the zone database's placeholder for a local time not set yet (UTC, shown as -00), not the zone of a place; give one, e.g. Europe/Berlin, or UTC"
 	case strings.HasPrefix(tz, "posix/") || strings.HasPrefix(tz, "right/"):
 		name := tz[strings.IndexByte(tz, '/')+1:]
-		if _, err := time.LoadLocation(name); err == nil && name != "localtime" && name != "posixrules" {
+		if _, err := time.LoadLocation(name); err == nil && name != "localtime" && name != "posixrules" && name != "Factory" {
 			return "names a copy of the zone database, not an IANA time zone name; give " + quote(name)
 		}
 		return notIANA
