@@ -366,10 +366,13 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 		hdr.Del(k)
 	}
 	hdr.Del("Forwarded")
+	// A token goes no further than the gateway, on a public route too
+	// (a signed-in page's calls to sign-up or collection carry it): no
+	// upstream reads it, and one that logged or forwarded headers would
+	// hold a credential it has no use for. Upstreams get the identity of
+	// an authenticated route in signed headers.
+	hdr.Del("Authorization")
 	if st.route.Auth {
-		// Upstreams get the identity in signed headers; the token itself
-		// goes no further than the gateway.
-		hdr.Del("Authorization")
 		tenant.Sign(hdr, st.identity, h.secret, h.now())
 	}
 	hdr.Set("X-Forwarded-For", st.clientIP)
