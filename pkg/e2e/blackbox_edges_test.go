@@ -83,18 +83,18 @@ func TestAcceptanceBlackBoxEdges(t *testing.T) {
 	edCompareMore(t, client, m, calc, url.Values{"from": {yesterday}, "to": {today}})
 }
 
-// edHourTraffic dates hits around the start of a local hour other than
-// midnight, the latest that began 10 minutes to 3 hours ago and more
-// than an hour after midnight (in
-// a zone off the hour, not a UTC hour): a session starts in the hour of
-// its first hit and stays there, and a late hit before the hour moves a
-// session to the hour before.
+// edHourTraffic dates hits around the start of a local hour, the latest
+// that began 10 minutes to 2 hours 45 minutes ago and an hour or more after
+// midnight (in a zone off the hour, not a UTC hour): a session starts in the
+// hour of its first hit and stays there, a late hit before the hour moves a
+// session to the hour before, and pings 25 minutes from two pageviews keep
+// them one session.
 func edHourTraffic(t *testing.T, midnight, now time.Time) []bbSend {
 	t.Helper()
 	h := now.Add(-10 * time.Minute).Truncate(time.Second).In(midnight.Location())
 	h = time.Date(h.Year(), h.Month(), h.Day(), h.Hour(), 0, 0, 0, h.Location())
-	if h.Before(midnight.Add(time.Hour)) || now.Sub(h) > 3*time.Hour {
-		t.Logf("no local hour an hour after midnight began 10 minutes to 3 hours ago: hour boundaries and bridging pings are not checked")
+	if h.Before(midnight.Add(time.Hour)) || now.Sub(h) > 2*time.Hour+45*time.Minute {
+		t.Logf("no local hour an hour or more after midnight began 10 minutes to 2 hours 45 minutes ago: hour boundaries and bridging pings are not checked")
 		return nil
 	}
 	at := h.Sub(midnight)
@@ -378,6 +378,16 @@ func edTraffic() []bbSend {
 		// A non-interaction event before the only pageview: it lands
 		// there, and bounces.
 		{v: v(), hits: []bbHit{ev(36*m, "/nb", "ui", "seen", "", true), pv(37*m, "/nb", "")}},
+		// Late pageviews into sessions already written: the first
+		// pageview of an events-only session (after its event, and before
+		// another's) becomes its landing page; one between two views of a
+		// page splits the first view's time and keeps one unique view.
+		{v: v(), hits: []bbHit{ev(28*m, "/lv", "ui", "open", "", false)}},
+		{v: v(), hits: []bbHit{ev(28*m, "/lw", "ui", "seen", "", true)}},
+		{v: v(), hits: []bbHit{pv(10*m, "/la", ""), pv(12*m, "/la", "https://shop.example/la")}},
+		// ... and a late pageview of yesterday into an events-only
+		// session there, the visitor back today.
+		{v: v(), hits: []bbHit{ev(-20*m, "/ly", "ui", "open", "", true), pv(8*m, "/lt", "")}},
 		// An event ID used again by its client with other content is the
 		// hit it names, counted once: the first.
 		{v: reused, hits: []bbHit{{at: 27 * m, t: "pageview", page: "/d1", hid: "edge-reused"}}},
@@ -387,7 +397,21 @@ func edTraffic() []bbSend {
 		{v: v(), hits: []bbHit{pv(35*m, "/lb", "https://www.google.com/")}},
 	}
 	lb := sends[len(sends)-1].v
-	return append(sends, bbSend{v: lb, late: true, hits: []bbHit{ev(34*m, "/lb", "ui", "open", "", false)}})
+	visitorOf := func(page string) *bbVisitor {
+		for _, s := range sends {
+			if s.hits[0].page == page {
+				return s.v
+			}
+		}
+		panic(page)
+	}
+	return append(sends,
+		bbSend{v: lb, late: true, hits: []bbHit{ev(34*m, "/lb", "ui", "open", "", false)}},
+		bbSend{v: visitorOf("/lv"), late: true, hits: []bbHit{pv(29*m, "/lv", "")}},
+		bbSend{v: visitorOf("/lw"), late: true, hits: []bbHit{pv(27*m, "/lw", "https://www.bing.com/")}},
+		bbSend{v: visitorOf("/la"), late: true, hits: []bbHit{pv(11*m, "/lb2", "https://shop.example/la")}},
+		bbSend{v: visitorOf("/ly"), late: true, hits: []bbHit{pv(-19*m, "/ly", "https://t.co/x")}},
+	)
 }
 
 // edCalculate derives the sessions of the traffic from the brief's and
