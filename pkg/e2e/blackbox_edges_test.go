@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"os"
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -46,41 +49,158 @@ func TestAcceptanceBlackBoxEdges(t *testing.T) {
 
 	api := &bbAPI{mpaClient: &mpaClient{t: t, ctx: context.Background(), http: client, gw: gw}}
 	api.token = api.signUp(fmt.Sprintf("edges-%d@shop.example", start.UnixNano()))
-	prop := api.createProperty(api.token, map[string]any{
-		"name": "Edges", "hostnames": []string{"shop.example"}, "time_zone": zone, "currency": "EUR",
-	})
-	var rules struct {
-		Version int `json:"version"`
+	property := func(name string) mpaProperty {
+		p := api.createProperty(api.token, map[string]any{
+			"name": name, "hostnames": []string{"shop.example"}, "time_zone": zone, "currency": "EUR",
+		})
+		var rules struct {
+			Version int `json:"version"`
+		}
+		api.do("PUT", "/v1/properties/"+p.ID+"/rules", api.token, json.RawMessage(`{
+			"referral_exclusions": ["pay.example"],
+			"channels": [{"name": "Newsletter", "medium": "^newsletter$"}, {"name": "Partner ads", "source": "^partner$", "medium": "^cpc$"}]
+		}`), http.StatusOK, &rules)
+		// Hits are derived under the version collection stamps on them.
+		rv := fmt.Sprintf(`"rv":%d`, rules.Version)
+		api.waitForCollection("collection has the rules", 30*time.Second, p.TrackingID, "https://shop.example/", bbChrome, func(answer string) bool {
+			return rules.Version > 0 && strings.Contains(answer, rv)
+		})
+		return p
 	}
-	api.do("PUT", "/v1/properties/"+prop.ID+"/rules", api.token, json.RawMessage(`{
-		"referral_exclusions": ["pay.example"],
-		"channels": [{"name": "Newsletter", "medium": "^newsletter$"}, {"name": "Partner ads", "source": "^partner$", "medium": "^cpc$"}]
-	}`), http.StatusOK, &rules)
-	// Hits are derived under the version collection stamps on them.
-	rv := fmt.Sprintf(`"rv":%d`, rules.Version)
-	api.waitForCollection("collection has the rules", 30*time.Second, prop.TrackingID, "https://shop.example/", bbChrome, func(answer string) bool {
-		return rules.Version > 0 && strings.Contains(answer, rv)
-	})
+	prop, random := property("Edges"), property("Random")
+
+	// Random traffic (E2E_EDGES_SEED repeats a run's) checks the rules
+	// together: out of order, late, re-sent, by batch and by pixel.
+	seed := time.Now().UnixNano()
+	if s := os.Getenv("E2E_EDGES_SEED"); s != "" {
+		seed, _ = strconv.ParseInt(s, 10, 64)
+	}
+	t.Logf("random traffic: E2E_EDGES_SEED=%d", seed)
+	randomSends := edRandomTraffic(rand.New(rand.NewPCG(uint64(seed), 0)), midnight)
 
 	sends := append(edTraffic(), edHourTraffic(t, midnight, time.Now())...)
-	for _, s := range sends {
-		if !s.late {
-			api.send(prop.TrackingID, midnight, s)
+	for _, phase := range []bool{false, true} {
+		for _, s := range sends {
+			if s.late == phase {
+				api.send(prop.TrackingID, midnight, s)
+			}
 		}
-	}
-	waitForProcessing(t, cfg, 60*time.Second)
-	for _, s := range sends {
-		if s.late {
-			api.send(prop.TrackingID, midnight, s)
+		for _, s := range randomSends {
+			if s.late == phase {
+				api.send(random.TrackingID, midnight, s)
+			}
 		}
+		waitForProcessing(t, cfg, 60*time.Second)
 	}
-	waitForProcessing(t, cfg, 60*time.Second)
 
-	calc := edCalculate(t, sends, midnight)
+	calc := edCalculate(sends, midnight)
+	edLog(t, "edges", calc)
 	m := &simulate.Merchant{Gateway: gw, AccessToken: api.token, PropertyID: prop.ID}
 	yesterday, today := bbDay(midnight.Add(-time.Second), loc), bbDay(midnight, loc)
 	bbCompareDays(t, client, m, "edges ", calc, yesterday, today)
 	edCompareMore(t, client, m, calc, url.Values{"from": {yesterday}, "to": {today}})
+
+	rm := &simulate.Merchant{Gateway: gw, AccessToken: api.token, PropertyID: random.ID}
+	randomCalc := edCalculate(randomSends, midnight)
+	edLog(t, "random", randomCalc)
+	bbCompareDays(t, client, rm, "random ", randomCalc, yesterday, today)
+	edCompareMore(t, client, rm, randomCalc, url.Values{"from": {yesterday}, "to": {today}})
+}
+
+// edRandomTraffic is 80 random visitors within 35 minutes before the local
+// midnight and 38 after: pageviews, events and pings of a few pages,
+// referrers and campaigns, each visitor's hits in up to three requests in
+// no order of time (the later ones sent late, once the first are
+// processed), some by the pixel, some sent twice. Times are whole seconds
+// and kept off the edges where the milliseconds between a request and its
+// receipt would decide (a gap of 30:00, a duration of 10 s, a local hour's
+// start, midnight), which the hand-made cases check within one request.
+func edRandomTraffic(r *rand.Rand, midnight time.Time) []bbSend {
+	var sends []bbSend
+	for i := 0; i < 80; i++ {
+		v := &bbVisitor{cid: fmt.Sprintf("random-%02d", i), ua: bbChrome, ip: fmt.Sprintf("198.51.100.%d", 10+i)}
+		if i%9 == 4 {
+			v.ua = bbIPhone
+		}
+		hits := edRandomHits(r, i, midnight)
+		for edOnEdge(hits, midnight) {
+			hits = edRandomHits(r, i, midnight)
+		}
+		parts := 1 + r.IntN(3)
+		reqs := make([][]bbHit, parts)
+		for _, h := range hits {
+			j := r.IntN(parts)
+			reqs[j] = append(reqs[j], h)
+		}
+		for j, hs := range reqs {
+			if len(hs) == 0 {
+				continue
+			}
+			s := bbSend{v: v, hits: hs, late: j > 0, get: r.IntN(5) == 0}
+			sends = append(sends, s)
+			if r.IntN(10) == 0 {
+				s.late = true
+				sends = append(sends, s) // re-sent
+			}
+		}
+	}
+	return sends
+}
+
+// edRandomHits draws visitor i's hits, at distinct whole seconds, none
+// within 3 seconds of a local hour's start (midnight's too).
+func edRandomHits(r *rand.Rand, i int, midnight time.Time) []bbHit {
+	pick := func(xs ...string) string { return xs[r.IntN(len(xs))] }
+	n := 1 + r.IntN(7)
+	taken := map[int]bool{}
+	var hits []bbHit
+	for len(hits) < n {
+		sec := -35*60 + r.IntN(73*60)
+		local := midnight.Add(time.Duration(sec) * time.Second).In(midnight.Location())
+		if taken[sec] || local.Minute() == 0 && local.Second() < 3 || local.Minute() == 59 && local.Second() > 56 {
+			continue
+		}
+		taken[sec] = true
+		h := bbHit{at: time.Duration(sec) * time.Second, hid: fmt.Sprintf("r%02d-%d", i, len(hits)), page: pick("/", "/a", "/b?x=1", "/c")}
+		switch k := r.IntN(20); {
+		case k < 12:
+			h.t = "pageview"
+			h.ref = pick("", "", "https://www.google.com/", "https://t.co/x", "https://news.example.org/a", "https://shop.example/p", "https://www.pay.example/")
+			if tags := pick("", "", "", "", "utm_source=news&utm_medium=email&utm_campaign=w", "utm_source=Google&utm_medium=CPC&utm_campaign=b",
+				"gclid=R1", "gclid=R2", "utm_source=news&utm_medium=newsletter"); tags != "" {
+				sep := "?"
+				if strings.Contains(h.page, "?") {
+					sep = "&"
+				}
+				h.page += sep + tags
+			}
+		case k < 17:
+			h.t, h.ec, h.ea, h.ev, h.ni = "event", pick("ui", "media"), pick("click", "play"), pick("", "1.5", "2"), r.IntN(3) == 0
+		default:
+			h.t, h.et = "engagement", 1000+r.IntN(9000)
+		}
+		hits = append(hits, h)
+	}
+	return hits
+}
+
+// edOnEdge reports whether the milliseconds of a receipt could decide a
+// rule for the hits: two within 2 seconds of the timeout apart, or a
+// session lasting within a second of 10 s.
+func edOnEdge(hits []bbHit, midnight time.Time) bool {
+	sorted := slices.Clone(hits)
+	slices.SortFunc(sorted, func(a, b bbHit) int { return int(a.at - b.at) })
+	for j := 1; j < len(sorted); j++ {
+		if gap := sorted[j].at - sorted[j-1].at; gap >= 30*time.Minute-2*time.Second && gap <= 30*time.Minute+2*time.Second {
+			return true
+		}
+	}
+	for _, s := range edCalculate([]bbSend{{v: &bbVisitor{cid: "probe"}, hits: hits}}, midnight).sessions {
+		if d := s.end - s.start; d >= 9*time.Second && d <= 11*time.Second {
+			return true
+		}
+	}
+	return false
 }
 
 // edHourTraffic dates hits around the start of a local hour, the latest
@@ -420,11 +540,11 @@ func edTraffic() []bbSend {
 // pay.example), page dimension (no clean-up rules: the attribution
 // parameters dropped) and channels (the custom Newsletter rule, then GA4's
 // default channel group with the few sites the traffic names).
-func edCalculate(t *testing.T, sends []bbSend, midnight time.Time) *bbCalc {
-	t.Helper()
+func edCalculate(sends []bbSend, midnight time.Time) *bbCalc {
 	loc := midnight.Location()
 	seen := map[string]bool{}
 	byVisitor := map[string][]bbHit{}
+	device := map[string]string{} // of the visitor's user agent
 	var order []string
 	for _, s := range sends {
 		for _, h := range s.hits {
@@ -432,6 +552,10 @@ func edCalculate(t *testing.T, sends []bbSend, midnight time.Time) *bbCalc {
 				seen[key] = true
 				if byVisitor[s.v.cid] == nil {
 					order = append(order, s.v.cid)
+					device[s.v.cid] = "desktop"
+					if strings.Contains(s.v.ua, "iPhone") {
+						device[s.v.cid] = "mobile"
+					}
 				}
 				byVisitor[s.v.cid] = append(byVisitor[s.v.cid], h)
 			}
@@ -465,7 +589,7 @@ func edCalculate(t *testing.T, sends []bbSend, midnight time.Time) *bbCalc {
 			first := midnight.Add(hs[0].at).In(loc)
 			y, w := first.ISOWeek()
 			s := &bbSession{cid: cid, today: hs[0].at >= 0, first: i == 0, start: hs[0].at, end: hs[len(hs)-1].at,
-				landing: "(not set)", exit: "(not set)", device: "desktop",
+				landing: "(not set)", exit: "(not set)", device: device[cid],
 				hour: first.Format("2006-01-02T15"), day: first.Format("2006-01-02"), week: fmt.Sprintf("%d-W%02d", y, w), month: first.Format("2006-01")}
 			edAttribute(s, hs[0])
 			for j, h := range hs {
@@ -496,12 +620,19 @@ func edCalculate(t *testing.T, sends []bbSend, midnight time.Time) *bbCalc {
 					}
 				}
 			}
-			t.Logf("expected session %s %v..%v %s / %s / %s %s referrer %s landing %s exit %s pv %d ev %d",
-				cid, s.start, s.end, s.source, s.medium, s.campaign, s.channel, s.referrer, s.landing, s.exit, s.pageviews, s.events)
 			c.sessions = append(c.sessions, s)
 		}
 	}
 	return c
+}
+
+// edLog logs the calculator's sessions, for a failure's reader.
+func edLog(t *testing.T, name string, c *bbCalc) {
+	t.Helper()
+	for _, s := range c.sessions {
+		t.Logf("%s: expected session %s %v..%v %s / %s / %s %s referrer %s landing %s exit %s pv %d ev %d",
+			name, s.cid, s.start, s.end, s.source, s.medium, s.campaign, s.channel, s.referrer, s.landing, s.exit, s.pageviews, s.events)
+	}
 }
 
 // edTags are a page's utm tags and click IDs, trimmed; names are
