@@ -67,7 +67,15 @@ func TestAcceptanceBlackBoxEdges(t *testing.T) {
 		})
 		return p
 	}
-	prop, random := property("Edges"), property("Random")
+	prop, random, server, edgesServer := property("Edges"), property("Random"), property("Random server"), property("Edges server")
+	secretOf := func(p mpaProperty) string {
+		var secret struct {
+			Secret string `json:"secret"`
+		}
+		api.do("POST", "/v1/properties/"+p.ID+"/api-secrets", api.token, map[string]any{"name": "backend"}, http.StatusCreated, &secret)
+		return secret.Secret
+	}
+	serverSecret, edgesSecret := secretOf(server), secretOf(edgesServer)
 
 	// Random traffic (E2E_EDGES_SEED repeats a run's) checks the rules
 	// together: out of order, late, re-sent, by batch and by pixel.
@@ -79,15 +87,23 @@ func TestAcceptanceBlackBoxEdges(t *testing.T) {
 	randomSends := edRandomTraffic(rand.New(rand.NewPCG(uint64(seed), 0)), midnight)
 
 	sends := append(edTraffic(), edHourTraffic(t, midnight, time.Now())...)
+	exact := edExactTraffic(t, midnight, time.Now()) // the Measurement API's, dated to the microsecond
 	for _, phase := range []bool{false, true} {
 		for _, s := range sends {
 			if s.late == phase {
 				api.send(prop.TrackingID, midnight, s)
+				api.sendMP(edgesServer.TrackingID, edgesSecret, midnight, s)
+			}
+		}
+		for _, s := range exact {
+			if s.late == phase {
+				api.sendMP(edgesServer.TrackingID, edgesSecret, midnight, s)
 			}
 		}
 		for _, s := range randomSends {
 			if s.late == phase {
 				api.send(random.TrackingID, midnight, s)
+				api.sendMP(server.TrackingID, serverSecret, midnight, s)
 			}
 		}
 		waitForProcessing(t, cfg, 60*time.Second)
@@ -105,6 +121,50 @@ func TestAcceptanceBlackBoxEdges(t *testing.T) {
 	edLog(t, "random", randomCalc)
 	bbCompareDays(t, client, rm, "random ", randomCalc, yesterday, today)
 	edCompareMore(t, client, rm, randomCalc, url.Values{"from": {yesterday}, "to": {today}})
+	em := &simulate.Merchant{Gateway: gw, AccessToken: api.token, PropertyID: edgesServer.ID}
+	serverCalc := edCalculate(append(slices.Clone(sends), exact...), midnight)
+	edLog(t, "edges server", serverCalc)
+	bbCompareDays(t, client, em, "edges server ", serverCalc, yesterday, today)
+	edCompareMore(t, client, em, serverCalc, url.Values{"from": {yesterday}, "to": {today}})
+	sm := &simulate.Merchant{Gateway: gw, AccessToken: api.token, PropertyID: server.ID}
+	bbCompareDays(t, client, sm, "random server ", randomCalc, yesterday, today)
+	edCompareMore(t, client, sm, randomCalc, url.Values{"from": {yesterday}, "to": {today}})
+}
+
+// sendMP sends a request's hits as the Measurement API's events, dated by
+// timestamp_micros: a page_view, an event named by its action, a
+// user_engagement; the visitor's user agent as the request's.
+func (a *bbAPI) sendMP(tid, secret string, midnight time.Time, s bbSend) {
+	a.t.Helper()
+	var events []map[string]any
+	for _, h := range s.hits {
+		params := map[string]any{"page_location": "https://shop.example" + h.page}
+		e := map[string]any{"event_id": h.hid, "timestamp_micros": midnight.Add(h.at).UnixMicro(), "params": params}
+		switch h.t {
+		case "pageview":
+			e["name"] = "page_view"
+			if h.ref != "" {
+				params["page_referrer"] = h.ref
+			}
+		case "engagement":
+			e["name"] = "user_engagement"
+			params["engagement_time_msec"] = h.et
+		case "event":
+			e["name"] = h.ea
+			params["event_category"] = h.ec
+			if h.ev != "" {
+				params["value"] = json.Number(h.ev)
+			}
+			if h.ni {
+				params["non_interaction"] = true
+			}
+		}
+		events = append(events, e)
+	}
+	body := map[string]any{"client_id": s.v.cid, "user_agent": s.v.ua, "events": events}
+	if code, answer := a.post("/mp/collect?tracking_id="+tid+"&api_secret="+url.QueryEscape(secret), "", body); code != http.StatusNoContent && code != http.StatusOK {
+		a.t.Fatalf("mp/collect %s: %d %s", s.v.cid, code, answer)
+	}
 }
 
 // edRandomTraffic is 80 random visitors within 35 minutes before the local
@@ -201,6 +261,50 @@ func edOnEdge(hits []bbHit, midnight time.Time) bool {
 		}
 	}
 	return false
+}
+
+// edExactTraffic is traffic of the Measurement API, whose events are dated
+// to the microsecond the sender gives, so that edges are exact across
+// requests too: 1 ms before midnight and a local hour, a gap of exactly the
+// timeout and 1 ms more between a request and a later one, a late ping
+// exactly the timeout after a session's last hit.
+func edExactTraffic(t *testing.T, midnight, now time.Time) []bbSend {
+	t.Helper()
+	ms, m := time.Millisecond, time.Minute
+	v := func(i int) *bbVisitor {
+		return &bbVisitor{cid: fmt.Sprintf("edge-exact-%d", i), ua: bbChrome}
+	}
+	pv := func(at time.Duration, page, hid string) bbHit {
+		return bbHit{at: at, t: "pageview", page: page, hid: hid}
+	}
+	v3, v4, v5 := v(3), v(4), v(5) // v5: when the day is 66 minutes old
+	sends := []bbSend{
+		{v: v(1), hits: []bbHit{pv(-ms, "/x-before", "x1")}},
+		{v: v(2), hits: []bbHit{pv(-ms, "/x-before", "x2"), pv(0, "/x-at", "x3")}},
+		{v: v3, hits: []bbHit{pv(2*m, "/x-t0", "x4")}},
+		{v: v3, late: true, hits: []bbHit{pv(32*m, "/x-t1", "x5")}},
+		{v: v4, hits: []bbHit{pv(3*m, "/x-t2", "x6")}},
+		{v: v4, late: true, hits: []bbHit{pv(33*m+ms, "/x-t3", "x7")}},
+	}
+	if now.Sub(midnight) > 66*m {
+		sends = append(sends,
+			bbSend{v: v5, hits: []bbHit{pv(4*m, "/x-p", "x8")}},
+			bbSend{v: v5, late: true, hits: []bbHit{
+				{at: 34 * m, t: "engagement", page: "/x-p", et: 1000, hid: "x9"},
+				{at: 64*m + ms, t: "engagement", page: "/x-p", et: 1000, hid: "x10"},
+			}},
+		)
+	}
+	h := now.Add(-10 * m).In(midnight.Location())
+	h = time.Date(h.Year(), h.Month(), h.Day(), h.Hour(), 0, 0, 0, h.Location())
+	if h.After(midnight) && now.Sub(h) < 3*time.Hour {
+		at := h.Sub(midnight)
+		sends = append(sends,
+			bbSend{v: v(6), hits: []bbHit{pv(at-ms, "/x-hour-before", "x11")}},
+			bbSend{v: v(7), hits: []bbHit{pv(at, "/x-hour-at", "x12"), pv(at+ms, "/x-hour-at2", "x13")}},
+		)
+	}
+	return sends
 }
 
 // edHourTraffic dates hits around the start of a local hour, the latest
