@@ -49,7 +49,7 @@ func TestAcceptanceBlackBoxEdges(t *testing.T) {
 
 	api := &bbAPI{mpaClient: &mpaClient{t: t, ctx: context.Background(), http: client, gw: gw}}
 	api.token = api.signUp(fmt.Sprintf("edges-%d@shop.example", start.UnixNano()))
-	property := func(name string) mpaProperty {
+	property := func(name string, timeoutMinutes int) mpaProperty {
 		p := api.createProperty(api.token, map[string]any{
 			"name": name, "hostnames": []string{"shop.example"}, "time_zone": zone, "currency": "EUR",
 		})
@@ -57,6 +57,7 @@ func TestAcceptanceBlackBoxEdges(t *testing.T) {
 			Version int `json:"version"`
 		}
 		api.do("PUT", "/v1/properties/"+p.ID+"/rules", api.token, json.RawMessage(`{
+			"session_timeout_minutes": `+strconv.Itoa(timeoutMinutes)+`,
 			"referral_exclusions": ["pay.example"],
 			"channels": [{"name": "Newsletter", "medium": "^newsletter$"}, {"name": "Partner ads", "source": "^partner$", "medium": "^cpc$"}]
 		}`), http.StatusOK, &rules)
@@ -67,7 +68,8 @@ func TestAcceptanceBlackBoxEdges(t *testing.T) {
 		})
 		return p
 	}
-	prop, random, server, edgesServer := property("Edges"), property("Random"), property("Random server"), property("Edges server")
+	prop, edgesServer := property("Edges", 30), property("Edges server", 30)
+	random, server, short := property("Random", 30), property("Random server", 30), property("Random short", 2)
 	secretOf := func(p mpaProperty) string {
 		var secret struct {
 			Secret string `json:"secret"`
@@ -84,7 +86,8 @@ func TestAcceptanceBlackBoxEdges(t *testing.T) {
 		seed, _ = strconv.ParseInt(s, 10, 64)
 	}
 	t.Logf("random traffic: E2E_EDGES_SEED=%d", seed)
-	randomSends := edRandomTraffic(rand.New(rand.NewPCG(uint64(seed), 0)), midnight)
+	r := rand.New(rand.NewPCG(uint64(seed), 0))
+	randomSends, shortSends := edRandomTraffic(r, midnight, 30*time.Minute), edRandomTraffic(r, midnight, 2*time.Minute)
 
 	sends := append(edTraffic(), edHourTraffic(t, midnight, time.Now())...)
 	exact := edExactTraffic(t, midnight, time.Now()) // the Measurement API's, dated to the microsecond
@@ -106,10 +109,15 @@ func TestAcceptanceBlackBoxEdges(t *testing.T) {
 				api.sendMP(server.TrackingID, serverSecret, midnight, s)
 			}
 		}
+		for _, s := range shortSends {
+			if s.late == phase {
+				api.send(short.TrackingID, midnight, s)
+			}
+		}
 		waitForProcessing(t, cfg, 60*time.Second)
 	}
 
-	calc := edCalculate(sends, midnight)
+	calc := edCalculate(sends, midnight, 30*time.Minute)
 	edLog(t, "edges", calc)
 	m := &simulate.Merchant{Gateway: gw, AccessToken: api.token, PropertyID: prop.ID}
 	yesterday, today := bbDay(midnight.Add(-time.Second), loc), bbDay(midnight, loc)
@@ -117,18 +125,23 @@ func TestAcceptanceBlackBoxEdges(t *testing.T) {
 	edCompareMore(t, client, m, calc, url.Values{"from": {yesterday}, "to": {today}})
 
 	rm := &simulate.Merchant{Gateway: gw, AccessToken: api.token, PropertyID: random.ID}
-	randomCalc := edCalculate(randomSends, midnight)
+	randomCalc := edCalculate(randomSends, midnight, 30*time.Minute)
 	edLog(t, "random", randomCalc)
 	bbCompareDays(t, client, rm, "random ", randomCalc, yesterday, today)
 	edCompareMore(t, client, rm, randomCalc, url.Values{"from": {yesterday}, "to": {today}})
 	em := &simulate.Merchant{Gateway: gw, AccessToken: api.token, PropertyID: edgesServer.ID}
-	serverCalc := edCalculate(append(slices.Clone(sends), exact...), midnight)
+	serverCalc := edCalculate(append(slices.Clone(sends), exact...), midnight, 30*time.Minute)
 	edLog(t, "edges server", serverCalc)
 	bbCompareDays(t, client, em, "edges server ", serverCalc, yesterday, today)
 	edCompareMore(t, client, em, serverCalc, url.Values{"from": {yesterday}, "to": {today}})
 	sm := &simulate.Merchant{Gateway: gw, AccessToken: api.token, PropertyID: server.ID}
 	bbCompareDays(t, client, sm, "random server ", randomCalc, yesterday, today)
 	edCompareMore(t, client, sm, randomCalc, url.Values{"from": {yesterday}, "to": {today}})
+	shm := &simulate.Merchant{Gateway: gw, AccessToken: api.token, PropertyID: short.ID}
+	shortCalc := edCalculate(shortSends, midnight, 2*time.Minute)
+	edLog(t, "random short", shortCalc)
+	bbCompareDays(t, client, shm, "random short ", shortCalc, yesterday, today)
+	edCompareMore(t, client, shm, shortCalc, url.Values{"from": {yesterday}, "to": {today}})
 }
 
 // sendMP sends a request's hits as the Measurement API's events, dated by
@@ -175,16 +188,16 @@ func (a *bbAPI) sendMP(tid, secret string, midnight time.Time, s bbSend) {
 // and kept off the edges where the milliseconds between a request and its
 // receipt would decide (a gap of 30:00, a duration of 10 s, a local hour's
 // start, midnight), which the hand-made cases check within one request.
-func edRandomTraffic(r *rand.Rand, midnight time.Time) []bbSend {
+func edRandomTraffic(r *rand.Rand, midnight time.Time, timeout time.Duration) []bbSend {
 	var sends []bbSend
 	for i := 0; i < 80; i++ {
-		v := &bbVisitor{cid: fmt.Sprintf("random-%02d", i), ua: bbChrome, ip: fmt.Sprintf("198.51.100.%d", 10+i)}
+		v := &bbVisitor{cid: fmt.Sprintf("random-%d-%02d", timeout/time.Minute, i), ua: bbChrome, ip: fmt.Sprintf("198.51.100.%d", 10+i)}
 		if i%9 == 4 {
 			v.ua = bbIPhone
 		}
-		hits := edRandomHits(r, i, midnight)
-		for edOnEdge(hits, midnight) {
-			hits = edRandomHits(r, i, midnight)
+		hits := edRandomHits(r, i, midnight, timeout)
+		for edOnEdge(hits, midnight, timeout) {
+			hits = edRandomHits(r, i, midnight, timeout)
 		}
 		parts := 1 + r.IntN(3)
 		reqs := make([][]bbHit, parts)
@@ -209,13 +222,17 @@ func edRandomTraffic(r *rand.Rand, midnight time.Time) []bbSend {
 
 // edRandomHits draws visitor i's hits, at distinct whole seconds, none
 // within 3 seconds of a local hour's start (midnight's too).
-func edRandomHits(r *rand.Rand, i int, midnight time.Time) []bbHit {
+func edRandomHits(r *rand.Rand, i int, midnight time.Time, timeout time.Duration) []bbHit {
 	pick := func(xs ...string) string { return xs[r.IntN(len(xs))] }
 	n := 1 + r.IntN(7)
 	taken := map[int]bool{}
 	var hits []bbHit
+	// Within five timeouts of a random second, so that they split and
+	// join as often under a short timeout as under 30 minutes.
+	spread := min(73*60, int(5*timeout/time.Second))
+	from := -35*60 + r.IntN(73*60-spread+1)
 	for len(hits) < n {
-		sec := -35*60 + r.IntN(73*60)
+		sec := from + r.IntN(spread)
 		local := midnight.Add(time.Duration(sec) * time.Second).In(midnight.Location())
 		if taken[sec] || local.Minute() == 0 && local.Second() < 3 || local.Minute() == 59 && local.Second() > 56 {
 			continue
@@ -247,15 +264,15 @@ func edRandomHits(r *rand.Rand, i int, midnight time.Time) []bbHit {
 // edOnEdge reports whether the milliseconds of a receipt could decide a
 // rule for the hits: two within 2 seconds of the timeout apart, or a
 // session lasting within a second of 10 s.
-func edOnEdge(hits []bbHit, midnight time.Time) bool {
+func edOnEdge(hits []bbHit, midnight time.Time, timeout time.Duration) bool {
 	sorted := slices.Clone(hits)
 	slices.SortFunc(sorted, func(a, b bbHit) int { return int(a.at - b.at) })
 	for j := 1; j < len(sorted); j++ {
-		if gap := sorted[j].at - sorted[j-1].at; gap >= 30*time.Minute-2*time.Second && gap <= 30*time.Minute+2*time.Second {
+		if gap := sorted[j].at - sorted[j-1].at; gap >= timeout-2*time.Second && gap <= timeout+2*time.Second {
 			return true
 		}
 	}
-	for _, s := range edCalculate([]bbSend{{v: &bbVisitor{cid: "probe"}, hits: hits}}, midnight).sessions {
+	for _, s := range edCalculate([]bbSend{{v: &bbVisitor{cid: "probe"}, hits: hits}}, midnight, timeout).sessions {
 		if d := s.end - s.start; d >= 9*time.Second && d <= 11*time.Second {
 			return true
 		}
@@ -644,7 +661,7 @@ func edTraffic() []bbSend {
 // pay.example), page dimension (no clean-up rules: the attribution
 // parameters dropped) and channels (the custom Newsletter rule, then GA4's
 // default channel group with the few sites the traffic names).
-func edCalculate(sends []bbSend, midnight time.Time) *bbCalc {
+func edCalculate(sends []bbSend, midnight time.Time, timeout time.Duration) *bbCalc {
 	loc := midnight.Location()
 	seen := map[string]bool{}
 	byVisitor := map[string][]bbHit{}
@@ -677,7 +694,7 @@ func edCalculate(sends []bbSend, midnight time.Time) *bbCalc {
 			if joins {
 				cur := sessions[n-1]
 				last := cur[len(cur)-1]
-				joins = h.at-last.at <= 30*time.Minute && day(h.at) == day(last.at)
+				joins = h.at-last.at <= timeout && day(h.at) == day(last.at)
 				if camp := edCampaign(h); joins && h.t != "engagement" && camp != "" && camp != edCampaign(cur[0]) {
 					joins = false
 				}
