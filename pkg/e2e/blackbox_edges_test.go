@@ -49,7 +49,7 @@ func TestAcceptanceBlackBoxEdges(t *testing.T) {
 
 	api := &bbAPI{mpaClient: &mpaClient{t: t, ctx: context.Background(), http: client, gw: gw}}
 	api.token = api.signUp(fmt.Sprintf("edges-%d@shop.example", start.UnixNano()))
-	property := func(name string, timeoutMinutes int) mpaProperty {
+	propertyIn := func(zone, name string, timeoutMinutes int) mpaProperty {
 		p := api.createProperty(api.token, map[string]any{
 			"name": name, "hostnames": []string{"shop.example"}, "time_zone": zone, "currency": "EUR",
 		})
@@ -68,6 +68,7 @@ func TestAcceptanceBlackBoxEdges(t *testing.T) {
 		})
 		return p
 	}
+	property := func(name string, timeoutMinutes int) mpaProperty { return propertyIn(zone, name, timeoutMinutes) }
 	prop, edgesServer := property("Edges", 30), property("Edges server", 30)
 	random, server, short := property("Random", 30), property("Random server", 30), property("Random short", 2)
 	secretOf := func(p mpaProperty) string {
@@ -89,6 +90,23 @@ func TestAcceptanceBlackBoxEdges(t *testing.T) {
 	r := rand.New(rand.NewPCG(uint64(seed), 0))
 	randomSends, shortSends := edRandomTraffic(r, midnight, 30*time.Minute), edRandomTraffic(r, midnight, 2*time.Minute)
 
+	// The zones furthest from UTC: their today and yesterday are not UTC's.
+	type farZone struct {
+		prop     mpaProperty
+		midnight time.Time
+		sends    []bbSend
+	}
+	var farZones []farZone
+	for _, z := range []string{"Pacific/Kiritimati", "Etc/GMT+12"} {
+		loc, err := time.LoadLocation(z)
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now().In(loc)
+		m := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, loc)
+		farZones = append(farZones, farZone{propertyIn(z, "Far "+z, 30), m, edNowTraffic(r, now.Sub(m))})
+	}
+
 	sends := append(edTraffic(), edHourTraffic(t, midnight, time.Now())...)
 	exact := edExactTraffic(t, midnight, time.Now()) // the Measurement API's, dated to the microsecond
 	for _, phase := range []bool{false, true} {
@@ -107,6 +125,13 @@ func TestAcceptanceBlackBoxEdges(t *testing.T) {
 			if s.late == phase {
 				api.send(random.TrackingID, midnight, s)
 				api.sendMP(server.TrackingID, serverSecret, midnight, s)
+			}
+		}
+		for _, f := range farZones {
+			for _, s := range f.sends {
+				if s.late == phase {
+					api.send(f.prop.TrackingID, f.midnight, s)
+				}
 			}
 		}
 		for _, s := range shortSends {
@@ -142,6 +167,33 @@ func TestAcceptanceBlackBoxEdges(t *testing.T) {
 	edLog(t, "random short", shortCalc)
 	bbCompareDays(t, client, shm, "random short ", shortCalc, yesterday, today)
 	edCompareMore(t, client, shm, shortCalc, url.Values{"from": {yesterday}, "to": {today}})
+	for _, f := range farZones {
+		fm := &simulate.Merchant{Gateway: gw, AccessToken: api.token, PropertyID: f.prop.ID}
+		loc := f.midnight.Location()
+		bbCompareDays(t, client, fm, loc.String()+" ", edCalculate(f.sends, f.midnight, 30*time.Minute), bbDay(f.midnight.Add(-time.Second), loc), bbDay(f.midnight, loc))
+	}
+}
+
+// edNowTraffic is a few random visitors of the last 90 minutes, dated from
+// a local midnight sinceMidnight ago.
+func edNowTraffic(r *rand.Rand, sinceMidnight time.Duration) []bbSend {
+	var sends []bbSend
+	// Whole hours later, so that hits stay off the hours' starts: from
+	// [-35m, +38m] to within 20 minutes to 2 hours 33 minutes ago.
+	shift := (sinceMidnight - 58*time.Minute).Truncate(time.Hour)
+	if sinceMidnight < 58*time.Minute {
+		shift -= time.Hour
+	}
+	for _, s := range edRandomTraffic(r, time.Time{}.Add(time.Hour), 30*time.Minute)[:12] {
+		s.v = &bbVisitor{cid: "now-" + s.v.cid, ua: s.v.ua, ip: s.v.ip}
+		hits := slices.Clone(s.hits)
+		for i := range hits {
+			hits[i].at += shift
+		}
+		s.hits = hits
+		sends = append(sends, s)
+	}
+	return sends
 }
 
 // sendMP sends a request's hits as the Measurement API's events, dated by
