@@ -648,6 +648,9 @@ func edTraffic() []bbSend {
 		{v: v(), hits: []bbHit{pv(30*m, "/h", "https://notpay.example/")}},
 		{v: v(), hits: []bbHit{pv(30*m, "/h", "https://SHOP.EXAMPLE/x")}},
 		{v: v(), hits: []bbHit{pv(30*m, "/h", "https://shop.example:8443/x")}},
+		// A page on the site's host in capitals with a port is the site's:
+		// its referrer on the site is none.
+		{v: v(), host: "SHOP.Example:8443", hits: []bbHit{pv(30*m, "/hp", "https://shop.example/")}},
 		// An empty query and a fragment are no part of the page; a query
 		// of attribution parameters alone leaves none.
 		{v: v(), hits: []bbHit{pv(31*m, "/e?", ""), pv(31*m+time.Second, "/e?utm_term=x", ""), pv(31*m+2*time.Second, "/e?a=1#f?b=2", "")}},
