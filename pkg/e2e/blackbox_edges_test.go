@@ -19,17 +19,28 @@ import (
 	"github.com/acme/analytics/pkg/simulate"
 )
 
-// TestAcceptanceBlackBoxEdges audits browser traffic on the edges the other
+// TestAcceptanceBlackBoxEdges audits traffic on the edges the other
 // black-box audits leave out, with a calculator of its own written from the
-// brief ("Sessions, channels and users") and docs/processing.md: a gap one
-// millisecond over the timeout, hits of one batch out of order and of one
-// time, engaged at exactly 10 s and 1 ms more, a page seen twice in a
-// session, a campaign given by gclid after the same values by utm tags,
-// self-referrals with tags, a referral exclusion as first hit and mid-session,
-// case in utm values against the default channel group's patterns and a
-// custom channel rule, referrers by category, ni=0, an events-only session
-// the day before a visitor's first pageview, and a reused event ID with
-// other content. Its property's zone is off the hour when one such zone had
+// brief ("Sessions, channels and users") and docs/processing.md
+// (edCalculate), comparing every acquisition and behavior report of
+// yesterday, today and both:
+//
+//   - hand-made browser hits (edTraffic, edHourTraffic): a gap one
+//     millisecond over the timeout, hits of one batch out of order and of
+//     one time, engaged at exactly 10 s and 1 ms more, a page seen twice, a
+//     campaign by gclid after the same values by utm tags, self-referrals
+//     with tags, a referral exclusion as first hit and mid-session, case in
+//     utm values against the default channel group and custom rules,
+//     referrers by category, ni=0, events-only sessions, late pageviews into
+//     written sessions, pings bridging two sessions, a reused event ID, and
+//     the start of a local hour;
+//   - the same by the Measurement API, and there edges exact across requests
+//     (edExactTraffic: timestamp_micros dates an event to its microsecond);
+//   - random visitors (edRandomTraffic; E2E_EDGES_SEED repeats a run) by
+//     browser and Measurement API under a 30-minute timeout, by browser
+//     under a 2-minute one, and in Pacific/Kiritimati and Etc/GMT+12.
+//
+// The main properties' zone is off the whole hour when one such zone had
 // its midnight a while ago (Asia/Kathmandu, Australia/Adelaide...), so that
 // days and hours are that zone's.
 func TestAcceptanceBlackBoxEdges(t *testing.T) {
