@@ -82,9 +82,20 @@ func (h *Health) Register(mux *http.ServeMux) {
 	})
 }
 
+// SetContentType sets the Content-Type of an answer and tells browsers to
+// believe it (X-Content-Type-Options: nosniff), never to guess another from
+// the body: answers echo what clients sent (a hit's fields in collection's
+// validation answers, a page path in a CSV report), which anyone chooses,
+// and collection answers pages of any site. Every body the services write
+// sets its type through it.
+func SetContentType(h http.Header, contentType string) {
+	h.Set("Content-Type", contentType)
+	h.Set("X-Content-Type-Options", "nosniff")
+}
+
 // WriteJSON writes v as a JSON response with the given status code.
 func WriteJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
+	SetContentType(w.Header(), "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(v)
 }

@@ -8,6 +8,8 @@ package pixel
 import (
 	"net/http"
 	"strconv"
+
+	"github.com/acme/analytics/pkg/httpserver"
 )
 
 // GIF is the image: a transparent 1x1 GIF.
@@ -29,7 +31,7 @@ var (
 // Headers the caller set before (Retry-After, CORS) are kept.
 func Write(w http.ResponseWriter, r *http.Request, status int, errCode string) {
 	h := w.Header()
-	h.Set("Content-Type", "image/gif")
+	httpserver.SetContentType(h, "image/gif")
 	h.Set("Content-Length", gifLength)
 	h.Set("Cache-Control", "no-store")
 	h.Set("Access-Control-Expose-Headers", HeaderError)

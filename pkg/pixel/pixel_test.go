@@ -37,7 +37,8 @@ func TestWrite(t *testing.T) {
 		res := w.Result()
 		if res.StatusCode != tt.status || w.Body.String() != tt.wantBody || res.Header.Get("Content-Type") != "image/gif" ||
 			res.Header.Get("Content-Length") != "43" || res.Header.Get(HeaderError) != tt.code ||
-			res.Header.Get("Access-Control-Expose-Headers") != HeaderError || res.Header.Get("Retry-After") != "1" {
+			res.Header.Get("Access-Control-Expose-Headers") != HeaderError || res.Header.Get("Retry-After") != "1" ||
+			res.Header.Get("X-Content-Type-Options") != "nosniff" {
 			t.Errorf("%s %d %q: %d %v, %d bytes", tt.method, tt.status, tt.code, res.StatusCode, res.Header, w.Body.Len())
 		}
 	}

@@ -21,6 +21,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/acme/analytics/pkg/httpserver"
 )
 
 // Version is the current tracker version, served at /tracker/v<Version>.js.
@@ -343,7 +345,7 @@ func (s *Script) Register(mux *http.ServeMux) {
 func (s *Script) handler(cacheControl string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set("Content-Type", "text/javascript; charset=utf-8")
+		httpserver.SetContentType(h, "text/javascript; charset=utf-8")
 		h.Set("Cache-Control", cacheControl)
 		h.Set("ETag", s.etag)
 		h.Set("Vary", "Accept-Encoding")

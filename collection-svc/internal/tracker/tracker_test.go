@@ -57,6 +57,9 @@ func TestServe(t *testing.T) {
 			if got := resp.Header.Get("Cache-Control"); got != tt.wantCache {
 				t.Errorf("Cache-Control = %q, want %q", got, tt.wantCache)
 			}
+			if got := resp.Header.Get("X-Content-Type-Options"); got != "nosniff" {
+				t.Errorf("X-Content-Type-Options = %q, want nosniff", got)
+			}
 			if got := resp.Header.Get("ETag"); got != s.etag {
 				t.Errorf("ETag = %q, want %q", got, s.etag)
 			}

@@ -124,7 +124,7 @@ func writeReportJSON(w http.ResponseWriter, p query.Property, a *query.Answer) {
 	b.Write(body)
 	writeServed(&b, a.Cached, a.Stale, a.Fallback)
 	b.WriteString("}\n")
-	w.Header().Set("Content-Type", "application/json")
+	httpserver.SetContentType(w.Header(), "application/json")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(b.Bytes())
 }
@@ -271,7 +271,7 @@ func writeReportCSV(w http.ResponseWriter, a *query.Answer) {
 	body := a.Render("csv|"+renderKey(q), func() []byte { return encodeReportCSV(a.Result, q) })
 	servedHeaders(w, a.Freshness, a.Stale, a.Fallback)
 	w.Header().Set("X-Report-Row-Count", strconv.Itoa(len(a.Rows)))
-	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	httpserver.SetContentType(w.Header(), "text/csv; charset=utf-8")
 	w.Header().Set("Content-Disposition", `attachment; filename="`+q.Family.Name+"-"+q.Report.Name+"-"+q.Range.From.Format(time.DateOnly)+"-"+q.Range.To.Format(time.DateOnly)+`.csv"`)
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
@@ -386,7 +386,7 @@ func writeRealtime(w http.ResponseWriter, p query.Property, a *query.RealtimeAns
 		}
 		cw.Flush()
 		servedHeaders(w, a.Freshness, a.Stale, a.Fallback)
-		w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+		httpserver.SetContentType(w.Header(), "text/csv; charset=utf-8")
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write(buf.Bytes())
 		return
