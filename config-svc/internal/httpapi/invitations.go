@@ -14,6 +14,7 @@ import (
 	"github.com/acme/analytics/config-svc/internal/mail"
 	"github.com/acme/analytics/config-svc/internal/store"
 	"github.com/acme/analytics/pkg/httpserver"
+	"github.com/acme/analytics/pkg/tenant"
 	"github.com/gocql/gocql"
 )
 
@@ -230,6 +231,24 @@ func (s *Server) acceptInvitation(w http.ResponseWriter, r *http.Request) {
 		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_field", "password", "password: "+reason)
 		return
 	}
+	// The invitation is the inviter's word: it holds while they are an
+	// admin of the tenant. An admin removed or demoted (for cause, say)
+	// could otherwise come back, as admin, through an invitation to an
+	// address of theirs made before, or in the minutes their access token
+	// outlived the change. Refused before the link is used up, so it works
+	// again should the inviter be an admin again.
+	switch held, err := s.inviterHolds(ctx, inv); {
+	case errors.Is(err, store.ErrNotFound): // revoked meanwhile
+		writeInvalidInvitationToken(w)
+		return
+	case err != nil:
+		s.internalError(w, r, "read the inviter", err)
+		return
+	case !held:
+		httpserver.WriteError(w, http.StatusBadRequest, "invalid_invitation_token",
+			"the admin who invited you is no longer an admin of this account, so the invitation no longer holds; ask one of its admins for a new one")
+		return
+	}
 	// Taken meanwhile by a user who verified it: refused before the link
 	// is used up, so it works again should the address be freed. One who
 	// never verified it loses it below: the link came to the address, as
@@ -300,6 +319,24 @@ func (s *Server) acceptInvitation(w http.ResponseWriter, r *http.Request) {
 	s.o.Log.Info("invitation accepted", slog.String("tenant_id", u.TenantID.String()), slog.String("user_id", u.ID.String()),
 		slog.String("invitation_id", inv.ID.String()), slog.String("request_id", httpserver.RequestID(r.Context())))
 	s.issueTokens(w, r.WithContext(ctx), u, http.StatusCreated)
+}
+
+// inviterHolds reports whether the user who made inv is an admin of its
+// tenant now (not when deleted or demoted since). The invitation's row
+// gone (revoked meanwhile) is store.ErrNotFound.
+func (s *Server) inviterHolds(ctx context.Context, inv store.Invitation) (bool, error) {
+	row, err := s.o.Store.Invitation(ctx, inv.TenantID, inv.ID)
+	if err != nil {
+		return false, err
+	}
+	inviter, err := s.o.Store.User(ctx, inv.TenantID, row.InvitedBy)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return inviter.Role == string(tenant.RoleAdmin), nil
 }
 
 func writeInvalidInvitationToken(w http.ResponseWriter) {

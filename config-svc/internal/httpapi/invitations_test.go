@@ -284,3 +284,33 @@ func TestInvitationOfAnotherTenantIsNotFound(t *testing.T) {
 		t.Fatalf("alice's pending invitations are %+v, want hers", got)
 	}
 }
+
+// An invitation holds while its inviter is an admin of the tenant: an
+// admin demoted or deleted since cannot come back through an invitation
+// to an address of theirs made before (or in the minutes their access
+// token outlived the change). The link is not used up by the refusal: it
+// works again once the inviter is an admin again.
+func TestInvitationHoldsWhileTheInviterIsAnAdmin(t *testing.T) {
+	e, dir := mailEnv(t, newTestClock())
+	a := e.signup("Demoting")
+	b := e.addUser(a, "admin")
+	_, token := e.invite(dir, b, newInvitee(), "admin")
+
+	e.must(http.StatusOK, a.as(), "PATCH", "/v1/users/"+b.tokens.UserID, map[string]string{"role": "viewer"})
+	r := e.accept(token, "a password of mine")
+	wantInvalidInvitationToken(t, r)
+	if !strings.Contains(r.apiError().Message, "no longer an admin") {
+		t.Errorf("the refusal says %q, want that the inviter is no longer an admin", r.apiError().Message)
+	}
+	e.must(http.StatusOK, a.as(), "PATCH", "/v1/users/"+b.tokens.UserID, map[string]string{"role": "admin"})
+	var tokens TokenResponse
+	e.must(http.StatusCreated, anonymous, "POST", "/v1/invitations/accept", map[string]string{"token": token, "password": "a password of mine"}).decode(t, &tokens)
+	if tokens.Role != "admin" || tokens.TenantID != a.tokens.TenantID {
+		t.Fatalf("accepted once the inviter is an admin again: %+v", tokens)
+	}
+
+	c := e.addUser(a, "admin")
+	_, token = e.invite(dir, c, newInvitee(), "viewer")
+	e.must(http.StatusNoContent, a.as(), "DELETE", "/v1/users/"+c.tokens.UserID, nil)
+	wantInvalidInvitationToken(t, e.accept(token, "a password of mine"))
+}
