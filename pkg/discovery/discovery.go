@@ -186,13 +186,27 @@ func (r *Registration) Deregister(ctx context.Context) error {
 // up to wait for a change after index (0: answer at once). It returns the
 // new index for the next call.
 func Healthy(ctx context.Context, client *api.Client, service string, index uint64, wait time.Duration) ([]Instance, uint64, error) {
+	return instances(ctx, client, service, true, index, wait)
+}
+
+// registered returns the instances of service registered and not in
+// maintenance, whatever their checks say, at once.
+func registered(ctx context.Context, client *api.Client, service string) ([]Instance, error) {
+	all, _, err := instances(ctx, client, service, false, 0, 0)
+	return all, err
+}
+
+func instances(ctx context.Context, client *api.Client, service string, passing bool, index uint64, wait time.Duration) ([]Instance, uint64, error) {
 	q := (&api.QueryOptions{WaitIndex: index, WaitTime: wait}).WithContext(ctx)
-	entries, meta, err := client.Health().Service(service, "", true, q)
+	entries, meta, err := client.Health().Service(service, "", passing, q)
 	if err != nil {
-		return nil, index, fmt.Errorf("query healthy %s instances: %w", service, err)
+		return nil, index, fmt.Errorf("query %s instances: %w", service, err)
 	}
 	out := make([]Instance, 0, len(entries))
 	for _, e := range entries {
+		if e.Checks.AggregatedStatus() == api.HealthMaint {
+			continue // taken out by an operator
+		}
 		host := e.Service.Address
 		if host == "" {
 			host = e.Node.Address
@@ -202,18 +216,53 @@ func Healthy(ctx context.Context, client *api.Client, service string, index uint
 	return out, meta.LastIndex, nil
 }
 
+// panicRefresh is how often Watch looks at the instances again while none
+// passes its checks (a blocking query on the passing ones, which returns
+// as soon as one passes, up to this long).
+const panicRefresh = 5 * time.Second
+
 // Watch calls update with the healthy instances of service every time the
 // set changes, using blocking queries (one long poll at a time, never one per
 // request). When Consul is unreachable it keeps the last set, logs, and
 // retries with backoff; the first answer after a failure is the current
 // set, whatever index the agent is at (a restarted agent's starts over).
 // It returns when ctx is done.
+//
+// When no instance passes its checks but some are registered, it routes
+// to all of those ("panic routing", as Envoy's load balancers do below
+// their panic threshold), logging it at warn, and looks again every
+// panicRefresh until one passes: checks that all fail at once are more
+// often the checker's trouble than the instances' (a machine stalled past
+// the checks' timeout, an agent overloaded: a soak test saw a second of
+// it), and a gateway answering 503 meanwhile loses the beacons sent,
+// which browsers never retry. An instance really down refuses the
+// requests, which the breakers and retries handle as when Consul is
+// unreachable, and Consul removes it after a minute critical
+// (DeregisterCriticalServiceAfter); one shutting down leaves Consul
+// before it stops serving (pkg/service), and one starting answers 503
+// until it is ready.
 func Watch(ctx context.Context, client *api.Client, service string, log *slog.Logger, update func([]Instance)) error {
 	var index uint64
-	first := true
+	first, panicking := true, false
 	backoff := 100 * time.Millisecond
 	for {
-		insts, next, err := Healthy(ctx, client, service, index, 30*time.Second)
+		wait := 30 * time.Second
+		if panicking {
+			wait = panicRefresh
+		}
+		insts, next, err := Healthy(ctx, client, service, index, wait)
+		if err == nil && len(insts) == 0 {
+			var all []Instance
+			if all, err = registered(ctx, client, service); err == nil && len(all) > 0 {
+				if !panicking {
+					log.Warn("no instance passes its checks; routing to every registered one", slog.String("service", service), slog.Int("instances", len(all)))
+				}
+				insts, panicking = all, true
+				update(insts)
+				first, index = false, next
+				continue
+			}
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -239,7 +288,12 @@ func Watch(ctx context.Context, client *api.Client, service string, log *slog.Lo
 		if next < index {
 			next = 0
 		}
-		if first || next != index {
+		left := panicking // the set is news whatever the index says
+		if panicking && len(insts) > 0 {
+			log.Info("instances pass their checks again", slog.String("service", service), slog.Int("instances", len(insts)))
+		}
+		panicking = false
+		if first || left || next != index {
 			update(insts)
 		}
 		first, index = false, next

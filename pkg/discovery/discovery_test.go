@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -24,7 +25,8 @@ import (
 
 // TestRegisterWatchDeregister runs against the real Consul agent: an
 // instance registers with an HTTP readiness check, a blocking-query watcher
-// sees it healthy, then sees it disappear when its check turns critical, and
+// sees it healthy, still routes to it when its check turns critical (it is
+// the only one: TestWatchRoutesToFailingInstancesWhenNonePass), and
 // deregistration removes it.
 func TestRegisterWatchDeregister(t *testing.T) {
 	agent := consultest.Start(t)
@@ -55,10 +57,16 @@ func TestRegisterWatchDeregister(t *testing.T) {
 	waitFor(t, updates, "instance healthy", func(in []discovery.Instance) bool { return len(in) == 1 && in[0].Addr == want })
 
 	ready.Store(false)
-	waitFor(t, updates, "instance removed after turning critical", func(in []discovery.Instance) bool { return len(in) == 0 })
+	waitFor(t, updates, "instance kept after turning critical, none other passing", func(in []discovery.Instance) bool {
+		healthy, _, err := discovery.Healthy(ctx, client, "demo", 0, 0)
+		return err == nil && len(healthy) == 0 && len(in) == 1
+	})
 
 	ready.Store(true)
-	waitFor(t, updates, "instance back after recovering", func(in []discovery.Instance) bool { return len(in) == 1 })
+	waitFor(t, updates, "instance passing again", func(in []discovery.Instance) bool {
+		healthy, _, err := discovery.Healthy(ctx, client, "demo", 0, 0)
+		return err == nil && len(healthy) == 1 && len(in) == 1
+	})
 
 	if err := reg.Deregister(ctx); err != nil {
 		t.Fatal(err)
@@ -71,6 +79,78 @@ func TestRegisterWatchDeregister(t *testing.T) {
 	if _, ok := svcs[reg.ID()]; ok {
 		t.Fatalf("service %s still registered with the agent", reg.ID())
 	}
+}
+
+// TestWatchRoutesToFailingInstancesWhenNonePass: of two instances, the
+// one whose check fails is left out while the other passes; when both fail
+// (checks timing out on a stalled machine, say), the watch routes to both
+// rather than to none, and says so; when one passes again, to it alone;
+// an instance in maintenance is never routed to.
+func TestWatchRoutesToFailingInstancesWhenNonePass(t *testing.T) {
+	agent := consultest.Start(t)
+	client := agent.Client()
+	logs := &logtest.Buffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	type instance struct {
+		ready atomic.Bool
+		addr  string
+		reg   *discovery.Registration
+	}
+	start := func() *instance {
+		in := &instance{}
+		in.ready.Store(true)
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !in.ready.Load() {
+				w.WriteHeader(http.StatusServiceUnavailable)
+			}
+		}))
+		t.Cleanup(srv.Close)
+		in.addr = srv.Listener.Addr().String()
+		host, portStr, _ := net.SplitHostPort(in.addr)
+		port, _ := strconv.Atoi(portStr)
+		var err error
+		if in.reg, err = discovery.Register(ctx, client, "pair", host, port, 200*time.Millisecond, log); err != nil {
+			t.Fatal(err)
+		}
+		return in
+	}
+	a, b := start(), start()
+	updates := make(chan []discovery.Instance, 64)
+	go discovery.Watch(ctx, client, "pair", log, func(in []discovery.Instance) { updates <- in })
+	is := func(want ...*instance) func([]discovery.Instance) bool {
+		return func(in []discovery.Instance) bool {
+			return len(in) == len(want) && !slices.ContainsFunc(want, func(w *instance) bool {
+				return !slices.ContainsFunc(in, func(i discovery.Instance) bool { return i.Addr == w.addr })
+			})
+		}
+	}
+	waitFor(t, updates, "both passing", is(a, b))
+
+	a.ready.Store(false)
+	waitFor(t, updates, "b alone while it passes", is(b))
+	b.ready.Store(false)
+	waitFor(t, updates, "both again when neither passes", is(a, b))
+	eventually.True(t, 5*time.Second, "the fallback logged", func() bool {
+		return strings.Contains(logs.String(), "no instance passes its checks; routing to every registered one")
+	})
+	a.ready.Store(true)
+	waitFor(t, updates, "a alone once it passes again", is(a))
+	eventually.True(t, 5*time.Second, "the recovery logged", func() bool {
+		return strings.Contains(logs.String(), "instances pass their checks again")
+	})
+
+	if err := client.Agent().EnableServiceMaintenance(b.reg.ID(), "test"); err != nil {
+		t.Fatal(err)
+	}
+	a.ready.Store(false)
+	waitFor(t, updates, "a alone, b in maintenance, when neither passes", is(a))
+	if err := a.reg.Deregister(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, updates, "none once a is deregistered and b in maintenance", is())
 }
 
 func waitFor(t *testing.T, updates <-chan []discovery.Instance, what string, ok func([]discovery.Instance) bool) {

@@ -17,14 +17,16 @@ import (
 	"github.com/hashicorp/consul/api"
 )
 
-func register(t *testing.T, client *api.Client, service string, u *upstream) {
+func register(t *testing.T, client *api.Client, service string, u *upstream) *discovery.Registration {
 	t.Helper()
 	host, portStr, _ := net.SplitHostPort(u.addr())
 	port, _ := strconv.Atoi(portStr)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if _, err := discovery.Register(context.Background(), client, service, host, port, 200*time.Millisecond, log); err != nil {
+	reg, err := discovery.Register(context.Background(), client, service, host, port, 200*time.Millisecond, log)
+	if err != nil {
 		t.Fatal(err)
 	}
+	return reg
 }
 
 // served sends n hits and counts them by the instance that answered
@@ -54,8 +56,7 @@ func TestConsulDiscovery(t *testing.T) {
 	a, b := newUpstream(t, "a"), newUpstream(t, "b")
 	register(t, client, "config", config)
 	register(t, client, "behavior", behavior)
-	register(t, client, "collection", a)
-	register(t, client, "collection", b)
+	regA, regB := register(t, client, "collection", a), register(t, client, "collection", b)
 
 	g := startGateway(t, "-consul-addr="+agent.Addr(), "-hit-rate=0")
 
@@ -91,8 +92,28 @@ func TestConsulDiscovery(t *testing.T) {
 		t.Logf("traffic left the unhealthy instance %v after its readiness failed (check interval 200ms)", time.Since(start).Round(time.Millisecond))
 	})
 
-	t.Run("all instances down: 503 with Retry-After", func(t *testing.T) {
+	// Checks that all fail at once (a stalled machine, an overloaded
+	// agent) are more likely the checker's trouble: the instances still
+	// registered get the traffic rather than a 503 (discovery.Watch).
+	t.Run("no instance passing: traffic goes on to the registered ones", func(t *testing.T) {
 		b.ready.Store(false)
+		eventually.NoError(t, 10*time.Second, "both instances used", func() error {
+			if !strings.Contains(g.logs.String(), "no instance passes its checks") {
+				return errorf("the fallback is not logged yet")
+			}
+			if got := served(t, g, http.MethodGet, 10); got["a"] != 5 || got["b"] != 5 {
+				return errorf("served %v", got)
+			}
+			return nil
+		})
+	})
+
+	t.Run("no instance registered: 503 with Retry-After", func(t *testing.T) {
+		for _, reg := range []*discovery.Registration{regA, regB} {
+			if err := reg.Deregister(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
 		eventually.NoError(t, 10*time.Second, "503", func() error {
 			r := g.get(t, "/collect?tid=UA-1") // the pixel: the code is in X-Collect-Error
 			if r.status != http.StatusServiceUnavailable || r.header.Get("X-Collect-Error") != "upstream_unavailable" || r.header.Get("Retry-After") == "" {
@@ -105,6 +126,7 @@ func TestConsulDiscovery(t *testing.T) {
 	t.Run("instances back", func(t *testing.T) {
 		a.ready.Store(true)
 		b.ready.Store(true)
+		regA, regB = register(t, client, "collection", a), register(t, client, "collection", b)
 		eventually.NoError(t, 10*time.Second, "both instances used again", func() error {
 			if got := served(t, g, http.MethodGet, 10); got["a"] != 5 || got["b"] != 5 {
 				return errorf("served %v", got)
