@@ -257,9 +257,10 @@ func Watch(ctx context.Context, client *api.Client, service string, log *slog.Lo
 				if !panicking {
 					log.Warn("no instance passes its checks; routing to every registered one", slog.String("service", service), slog.Int("instances", len(all)))
 				}
-				insts, panicking = all, true
-				update(insts)
-				first, index = false, next
+				if !panicking || next != index { // not every panicRefresh
+					update(all)
+				}
+				first, panicking, index = false, true, next
 				continue
 			}
 		}
