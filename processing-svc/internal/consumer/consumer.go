@@ -632,6 +632,7 @@ func (w *worker) apply(batch []*sarama.ConsumerMessage) error {
 // not written.
 func (w *worker) flush(ctx context.Context, final bool) error {
 	if !w.p.Pending() {
+		w.p.Evict() // a partition gone quiet lets its idle visitors and rows go
 		return nil
 	}
 	m := w.c.cfg.Metrics

@@ -282,10 +282,10 @@ func (p *Partition) Apply(ctx context.Context, msgs []Message) error {
 	var load []int // in batch, the first hit of each visitor not in memory
 	loading := map[string]bool{}
 	// A visitor written and idle past IdleEviction is read afresh, as if
-	// evicted: a flush evicts it, but the consumer flushes a partition
-	// only while something is pending, so on a partition without hits
-	// since its last one it can be in memory days later, and a users row
-	// a reprocessing job wrote meanwhile must be seen (loadVisitors).
+	// evicted: a flush or Evict (the consumer's, at each tick of a partition
+	// with nothing to flush) drops it, but only at its next tick, and a
+	// users row a reprocessing job wrote meanwhile must be seen
+	// (loadVisitors).
 	idleSince := p.cfg.Now().Add(-p.cfg.IdleEviction)
 	for _, m := range msgs {
 		parts, err := hit.SplitRecord(m.Value)
@@ -573,6 +573,20 @@ func (p *Partition) deadLetter(m Message, payload []byte, reason, detail, tid st
 // Pending reports whether a flush has anything to do: hits applied since
 // the last flush, or visitors not yet written.
 func (p *Partition) Pending() bool { return p.last > p.flushed || p.unsaved > 0 }
+
+// Evict drops the visitors and rollup rows idle for IdleEviction whose
+// writes are done, as a flush does after writing, for a partition with
+// nothing to flush (Pending false), which the consumer does not flush: one
+// gone quiet kept its last visitors and rows in memory until its next hit.
+func (p *Partition) Evict() {
+	now := p.cfg.Now()
+	for key, vs := range p.visitors {
+		if !vs.unsaved && now.Sub(vs.used) > p.cfg.IdleEviction {
+			delete(p.visitors, key)
+		}
+	}
+	p.rows.evictIdle(now, now.Add(-p.cfg.IdleEviction), p.cfg.IdleEviction/rowSweeps)
+}
 
 // CanResume reports whether the Partition may go on from offset, the first
 // offset of a new claim of its partition (after a rebalance), with what it

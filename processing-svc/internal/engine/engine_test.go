@@ -696,12 +696,18 @@ func visitorLoadedUnderNewRules(t *testing.T, excludedBetween bool) {
 	if excludedBetween {
 		apply("bot", change.Add(time.Minute), "", true)
 	}
-	now = now.Add(5 * time.Minute) // idle: evicted at the next flush
-	if _, err := part.Flush(ctx); err != nil {
-		t.Fatal(err)
+	now = now.Add(5 * time.Minute) // idle: evicted with nothing left to flush
+	if part.Pending() {
+		t.Fatal("something pending after FlushAll")
 	}
+	part.Evict()
 	if len(part.visitors) != 0 {
 		t.Fatalf("%d visitors in memory, want the idle one evicted", len(part.visitors))
+	}
+	rows := 0
+	part.rows.each(func(rowKey, *row) bool { rows++; return true })
+	if rows != 0 {
+		t.Fatalf("%d rollup rows in memory, want the idle ones evicted", rows)
 	}
 	apply("b", t0.Add(20*time.Minute), "", false)
 
