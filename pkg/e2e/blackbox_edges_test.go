@@ -153,31 +153,22 @@ func TestAcceptanceBlackBoxEdges(t *testing.T) {
 		waitForProcessing(t, cfg, 60*time.Second)
 	}
 
-	calc := edCalculate(sends, midnight, 30*time.Minute)
-	edLog(t, "edges", calc)
-	m := &simulate.Merchant{Gateway: gw, AccessToken: api.token, PropertyID: prop.ID}
 	yesterday, today := bbDay(midnight.Add(-time.Second), loc), bbDay(midnight, loc)
-	bbCompareDays(t, client, m, "edges ", calc, yesterday, today)
-	edCompareMore(t, client, m, calc, url.Values{"from": {yesterday}, "to": {today}})
-
-	rm := &simulate.Merchant{Gateway: gw, AccessToken: api.token, PropertyID: random.ID}
+	// check compares a property's reports with the calculator's numbers
+	// of what it was sent.
+	check := func(name, propertyID string, calc *bbCalc) {
+		t.Helper()
+		edLog(t, name, calc)
+		m := &simulate.Merchant{Gateway: gw, AccessToken: api.token, PropertyID: propertyID}
+		bbCompareDays(t, client, m, name+" ", calc, yesterday, today)
+		edCompareMore(t, client, m, calc, url.Values{"from": {yesterday}, "to": {today}})
+	}
 	randomCalc := edCalculate(randomSends, midnight, 30*time.Minute)
-	edLog(t, "random", randomCalc)
-	bbCompareDays(t, client, rm, "random ", randomCalc, yesterday, today)
-	edCompareMore(t, client, rm, randomCalc, url.Values{"from": {yesterday}, "to": {today}})
-	em := &simulate.Merchant{Gateway: gw, AccessToken: api.token, PropertyID: edgesServer.ID}
-	serverCalc := edCalculate(append(slices.Clone(sends), exact...), midnight, 30*time.Minute)
-	edLog(t, "edges server", serverCalc)
-	bbCompareDays(t, client, em, "edges server ", serverCalc, yesterday, today)
-	edCompareMore(t, client, em, serverCalc, url.Values{"from": {yesterday}, "to": {today}})
-	sm := &simulate.Merchant{Gateway: gw, AccessToken: api.token, PropertyID: server.ID}
-	bbCompareDays(t, client, sm, "random server ", randomCalc, yesterday, today)
-	edCompareMore(t, client, sm, randomCalc, url.Values{"from": {yesterday}, "to": {today}})
-	shm := &simulate.Merchant{Gateway: gw, AccessToken: api.token, PropertyID: short.ID}
-	shortCalc := edCalculate(shortSends, midnight, 2*time.Minute)
-	edLog(t, "random short", shortCalc)
-	bbCompareDays(t, client, shm, "random short ", shortCalc, yesterday, today)
-	edCompareMore(t, client, shm, shortCalc, url.Values{"from": {yesterday}, "to": {today}})
+	check("edges", prop.ID, edCalculate(sends, midnight, 30*time.Minute))
+	check("random", random.ID, randomCalc)
+	check("edges server", edgesServer.ID, edCalculate(append(slices.Clone(sends), exact...), midnight, 30*time.Minute))
+	check("random server", server.ID, randomCalc)
+	check("random short", short.ID, edCalculate(shortSends, midnight, 2*time.Minute))
 	for _, f := range farZones {
 		fm := &simulate.Merchant{Gateway: gw, AccessToken: api.token, PropertyID: f.prop.ID}
 		loc := f.midnight.Location()
