@@ -54,7 +54,12 @@ func TestRegisterWatchDeregister(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := srv.Listener.Addr().String()
-	waitFor(t, updates, "instance healthy", func(in []discovery.Instance) bool { return len(in) == 1 && in[0].Addr == want })
+	// Passing, not only routed to: a check is critical until it first
+	// passes, and the watch routes to the one instance meanwhile.
+	waitFor(t, updates, "instance healthy", func(in []discovery.Instance) bool {
+		healthy, _, err := discovery.Healthy(ctx, client, "demo", 0, 0)
+		return err == nil && len(healthy) == 1 && len(in) == 1 && in[0].Addr == want
+	})
 
 	ready.Store(false)
 	waitFor(t, updates, "instance kept after turning critical, none other passing", func(in []discovery.Instance) bool {
