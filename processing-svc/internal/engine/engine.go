@@ -575,9 +575,10 @@ func (p *Partition) deadLetter(m Message, payload []byte, reason, detail, tid st
 func (p *Partition) Pending() bool { return p.last > p.flushed || p.unsaved > 0 }
 
 // Evict drops the visitors and rollup rows idle for IdleEviction whose
-// writes are done, as a flush does after writing, for a partition with
-// nothing to flush (Pending false), which the consumer does not flush: one
-// gone quiet kept its last visitors and rows in memory until its next hit.
+// writes are done: at the end of every flush, and, called alone, for a
+// partition with nothing to flush (Pending false), which the consumer does
+// not flush: one gone quiet kept its last visitors and rows in memory
+// until its next hit.
 func (p *Partition) Evict() {
 	now := p.cfg.Now()
 	for key, vs := range p.visitors {
@@ -674,12 +675,11 @@ func (p *Partition) flush(ctx context.Context, all bool) (int64, error) {
 	p.unsaved -= len(due)
 
 	// Evict what is idle and written; find the first unwritten hit.
+	p.Evict()
 	commit := through
-	for key, vs := range p.visitors {
+	for _, vs := range p.visitors {
 		if vs.unsaved {
 			commit = min(commit, vs.first-1)
-		} else if now.Sub(vs.used) > p.cfg.IdleEviction {
-			delete(p.visitors, key)
 		}
 	}
 	return commit, nil
@@ -734,15 +734,13 @@ func (p *Partition) writeDerived(ctx context.Context, through int64, due []*vsta
 		}
 	}
 
-	// Written: reset what was pending, evict idle rows.
+	// Written: reset what was pending (flush then evicts what is idle).
 	p.archive, p.dead, p.unrecorded = nil, nil, nil
 	for _, vs := range due {
 		vs.rows = sessionRows{}
 		vs.recordWritten()
 	}
 	p.rows.wrote(through)
-	now := p.cfg.Now()
-	p.rows.evictIdle(now, now.Add(-p.cfg.IdleEviction), p.cfg.IdleEviction/rowSweeps)
 	p.flushed = through
 	return nil
 }
