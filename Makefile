@@ -60,11 +60,10 @@ dev-check: build ## start the local stack on spare ports, check every service th
 	./bin/devstack -check -demo=false -data-dir=$$(mktemp -d) $(CHECK_PORTS)
 	cd deploy/validate && DEPLOY_VALIDATE_BIN=$(CURDIR)/bin GOWORK=off go test -count=1 -run 'TestEnvMatchesFlags|TestEnvValuesValid|TestConsulTokens' ./...
 
-# E2E_FAILURES prints each message a test logged or reported (a line
-# "    name_test.go:NN: ..." and the deeper-indented lines that continue it),
-# cut to 2,000 characters a line: make e2e-short shows only the tests'
-# names and results otherwise, and a failure's reason must reach CI's log.
-E2E_FAILURES = awk '/^ +[A-Za-z0-9_]+_test\.go:[0-9]+:/ { p = 1; print substr($$0, 1, 2000); next } p && /^        / { print substr($$0, 1, 2000); next } { p = 0 }'
+# E2E_FAILURES prints what the failed tests said (.ci/failures.awk tells how):
+# make e2e-short shows only the tests' names and results otherwise, and a
+# failure's reason must reach CI's log.
+E2E_FAILURES = awk -f $(CURDIR)/.ci/failures.awk
 
 .PHONY: e2e-short
 e2e-short: build ## the acceptance test (with and without faults) at a reduced size
