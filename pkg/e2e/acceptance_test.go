@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -67,6 +68,7 @@ func startStack(t *testing.T, env ...string) (*localstack.Stack, localstack.Conf
 		if err == nil {
 			t.Cleanup(func() {
 				if t.Failed() {
+					logWarnings(t, filepath.Join(cfg.DataDir, "logs"))
 					t.Logf("logs of the failed run are in %s/logs", cfg.DataDir)
 				}
 				s.Stop()
@@ -80,6 +82,34 @@ func startStack(t *testing.T, env ...string) (*localstack.Stack, localstack.Conf
 	}
 	t.Fatalf("start the local stack: %v", lastErr)
 	return nil, localstack.Config{}
+}
+
+// logWarnings logs the last warnings and errors of each process of a failed
+// run: the logs are in a temporary directory, gone with the test, and CI
+// keeps only what the test printed.
+func logWarnings(t *testing.T, dir string) {
+	t.Helper()
+	const perLog, width = 15, 500
+	logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	for _, path := range logs {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Logf("%s: %v", path, err)
+			continue
+		}
+		var warnings []string
+		for line := range strings.Lines(string(b)) {
+			line = strings.TrimRight(line, "\n")
+			if strings.Contains(line, "WARN") || strings.Contains(line, "ERROR") {
+				warnings = append(warnings, line[:min(len(line), width)])
+			}
+		}
+		if len(warnings) == 0 {
+			continue
+		}
+		t.Logf("%s: %d warnings and errors, the last %d:\n%s", filepath.Base(path), len(warnings), min(len(warnings), perLog),
+			strings.Join(warnings[max(0, len(warnings)-perLog):], "\n"))
+	}
 }
 
 // dataDir is where the stack keeps its data and logs: a temporary directory,
