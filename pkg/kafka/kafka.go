@@ -369,15 +369,3 @@ func refusedForGood(err error) bool {
 	}
 	return false
 }
-
-// Ping checks that a broker answers metadata requests; it backs readiness
-// checks.
-func Ping(client sarama.Client) error {
-	if len(client.Brokers()) == 0 {
-		return errors.New("no kafka broker known")
-	}
-	if err := client.RefreshMetadata(); err != nil {
-		return fmt.Errorf("refresh kafka metadata: %w", err)
-	}
-	return nil
-}

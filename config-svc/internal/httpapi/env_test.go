@@ -13,7 +13,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -348,15 +347,6 @@ func (e *env) addUser(a account, role string) account {
 	e.must(http.StatusCreated, a.as(), "POST", "/v1/users", map[string]string{"email": u.email, "password": u.password, "role": role})
 	e.must(http.StatusOK, anonymous, "POST", "/v1/login", map[string]string{"email": u.email, "password": u.password}).decode(e.t, &u.tokens)
 	return u
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 func filepathGlob(dir string) ([]string, error) { return filepath.Glob(filepath.Join(dir, "*.pem")) }

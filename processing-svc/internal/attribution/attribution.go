@@ -209,9 +209,3 @@ func splitReferrer(raw string) (host, path string) {
 	// no text): see CampaignFromURL.
 	return strings.ToValidUTF8(normalizeHost(u.Hostname()), "\uFFFD"), p
 }
-
-// ReferrerHost returns the normalized host of a referrer URL, or "".
-func ReferrerHost(raw string) string {
-	h, _ := splitReferrer(raw)
-	return h
-}
