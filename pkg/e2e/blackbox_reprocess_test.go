@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -239,6 +240,9 @@ func zoneWithMidnightAgo(t *testing.T) (string, *time.Location, time.Time) {
 type rpHit struct {
 	mpaHit
 	ua, ip string
+	// The enrichment collection would have given it: device category
+	// (desktop when empty), browser, OS and country (none when empty).
+	device, browser, os, country string
 }
 
 func rpPV(cid string, tm time.Time, page, ref, ua, ip string) rpHit {
@@ -265,7 +269,7 @@ func seedHits(t *testing.T, cfg localstack.Config, p mpaProperty, hits []rpHit) 
 		u, _ := url.Parse(s.params["page_location"].(string))
 		h := &hit.Hit{PropertyID: p.ID, TrackingID: p.TrackingID, ClientID: s.cid, Type: hit.TypePageview, Origin: hit.OriginBrowser,
 			Time: s.t, ReceivedAt: s.t.Add(time.Second), URL: u.String(), Hostname: u.Host, Path: u.RequestURI(), Referrer: s.ref,
-			UserAgent: s.ua, IP: s.ip, DeviceCategory: "desktop", RuleVersion: 1}
+			UserAgent: s.ua, IP: s.ip, DeviceCategory: cmp.Or(s.device, "desktop"), Browser: s.browser, OS: s.os, Country: s.country, RuleVersion: 1}
 		if s.kind == "event" {
 			h.Type, h.Category, h.Action, h.Value, h.HasValue = hit.TypeEvent, s.cat, s.act, s.value, true
 		}
