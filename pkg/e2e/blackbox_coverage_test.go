@@ -331,46 +331,29 @@ func cvUserType(s *cvSession) string {
 }
 
 // acq is the session metrics of the range by key: users are distinct
-// client IDs, new users those whose first session is in the range.
+// client IDs, new users those whose first session is in the range,
+// averages and rates the range's sums divided.
 func (c *cvCalc) acq(from, to string, key func(*cvSession) string) map[string]map[string]float64 {
 	return cvAcq(c.in(from, to), key)
 }
 
+// cvAcq aggregates sessions by key with TestAcceptanceBlackBoxMP's
+// aggregation of the session metrics, from this calculator's sessions.
 func cvAcq(sessions []*cvSession, key func(*cvSession) string) map[string]map[string]float64 {
-	out := map[string]map[string]float64{}
-	users := map[string]map[string]bool{}
+	of := map[*mpaSession]*cvSession{}
+	var ms []*mpaSession
 	for _, s := range sessions {
-		k := key(s)
-		m := out[k]
-		if m == nil {
-			m = map[string]float64{}
-			out[k], users[k] = m, map[string]bool{}
-		}
-		users[k][s.cid] = true
-		m["sessions"]++
-		m["pageviews"] += float64(len(s.pageviews))
-		m["events"] += float64(s.events)
-		m["duration"] += s.end.Sub(s.start).Seconds()
-		if s.first {
-			m["new_users"]++
-		}
-		if s.bounce() {
-			m["bounces"]++
-		}
-		if s.engaged() {
-			m["engaged_sessions"]++
-		}
+		m := &mpaSession{cid: s.cid, day: s.day, start: s.start, end: s.end, first: s.first,
+			pageviews: len(s.pageviews), events: s.events, bounce: s.bounce(), engaged: s.engaged()}
+		of[m] = s
+		ms = append(ms, m)
 	}
-	for k, m := range out {
-		m["users"] = float64(len(users[k]))
-		m["bounce_rate"] = cvRatio(m["bounces"], m["sessions"])
-		m["engagement_rate"] = cvRatio(m["engaged_sessions"], m["sessions"])
-		m["avg_session_duration"] = cvRatio(m["duration"], m["sessions"])
-		m["pages_per_session"] = cvRatio(m["pageviews"], m["sessions"])
-		m["conversions"], m["conversion_rate"], m["goal_value"] = 0, 0, 0
-		delete(m, "duration")
-	}
-	return out
+	return mpaAcqAgg(ms, func(m *mpaSession) string {
+		if of[m] == nil {
+			return "" // mpaAcqAgg's probe of an empty total
+		}
+		return key(of[m])
+	})
 }
 
 // pages is the page metrics of the range by page, and their sum under "".
