@@ -426,7 +426,7 @@ const (
 
 // cvCheckRange compares the acquisition reports by user type, device,
 // browser, OS, country and landing page, the overviews, and the pages,
-// exit pages and landing pages of one range with the calculator.
+// exit pages, landing pages and events of one range with the calculator.
 func cvCheckRange(t *testing.T, c *mpaClient, tok string, q url.Values, from, to string, calc *cvCalc) {
 	t.Helper()
 	name := func(report string) string { return report + " " + q.Encode() }
@@ -467,6 +467,25 @@ func cvCheckRange(t *testing.T, c *mpaClient, tok string, q url.Values, from, to
 	a, _ = c.report(tok, "behavior/exit_pages", mpaWith(q, "metrics", "exits,pageviews,exit_rate"))
 	mpaCompare(t, name("behavior/exit_pages"), a.Rows, []string{"page"}, exits)
 	mpaCompareTotals(t, name("behavior/exit_pages"), a.Totals, mpaPick(sum, "exits,pageviews,exit_rate"))
+
+	// Every event is category shop, action add_to_cart, no label, value 1.
+	events := map[string]map[string]float64{}
+	for _, s := range calc.in(from, to) {
+		if s.events == 0 {
+			continue
+		}
+		m := events["shop|add_to_cart|(not set)"]
+		if m == nil {
+			m = map[string]float64{}
+			events["shop|add_to_cart|(not set)"] = m
+		}
+		m["total_events"] += float64(s.events)
+		m["unique_events"]++
+		m["event_value"] += float64(s.events)
+		m["avg_event_value"] = 1
+	}
+	a, _ = c.report(tok, "behavior/events", mpaWith(q, "metrics", "total_events,unique_events,event_value,avg_event_value"))
+	mpaCompare(t, name("behavior/events"), a.Rows, []string{"event_category", "event_action", "event_label"}, events)
 }
 
 // cvCheckFilters compares filtered reports over a range: a filtered
@@ -508,8 +527,8 @@ func cvCheckFilters(t *testing.T, c *mpaClient, tok string, q url.Values, from, 
 	mpaCompareTotals(t, "pages filter page=~^/shop", a.Totals, sum)
 }
 
-// cvCheckSeries compares the overviews by day, ISO week and hour over the
-// 15 days, and users by type and week.
+// cvCheckSeries compares the overviews by day, ISO week, month and hour
+// over the 15 days, and users by type and week.
 func cvCheckSeries(t *testing.T, c *mpaClient, tok, pid string, rng [2]string, calc *cvCalc, loc *time.Location) {
 	t.Helper()
 	q := url.Values{"property_id": {pid}, "from": {rng[0]}, "to": {rng[1]}, "limit": {"10000"}}
@@ -539,7 +558,21 @@ func cvCheckSeries(t *testing.T, c *mpaClient, tok, pid string, rng [2]string, c
 	for _, l := range weekLabels {
 		byWeek = append(byWeek, mpaPick(cvOrZero(calc.acq(weeks[l][0], weeks[l][1], cvTotal)[""]), acqSeries))
 	}
-	a, _ := c.report(tok, "acquisition/overview", mpaWith(q, "granularity", "day", "metrics", acqSeries))
+	// Calendar months, clipped to the range.
+	var monthLabels []string
+	var byMonth []map[string]float64
+	for i := 0; i < len(days); {
+		j := i
+		for j+1 < len(days) && days[j+1][:7] == days[i][:7] {
+			j++
+		}
+		monthLabels = append(monthLabels, days[i][:7])
+		byMonth = append(byMonth, mpaPick(cvOrZero(calc.acq(days[i], days[j], cvTotal)[""]), acqSeries))
+		i = j + 1
+	}
+	a, _ := c.report(tok, "acquisition/overview", mpaWith(q, "granularity", "month", "metrics", acqSeries))
+	mpaCompareSeries(t, "acquisition/overview by month", a.Rows, monthLabels, byMonth, acqSeries)
+	a, _ = c.report(tok, "acquisition/overview", mpaWith(q, "granularity", "day", "metrics", acqSeries))
 	mpaCompareSeries(t, "acquisition/overview by day", a.Rows, days, byDay, acqSeries)
 	a, _ = c.report(tok, "acquisition/overview", mpaWith(q, "granularity", "week", "metrics", acqSeries))
 	mpaCompareSeries(t, "acquisition/overview by week", a.Rows, weekLabels, byWeek, acqSeries)
