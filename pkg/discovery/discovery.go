@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -83,6 +84,9 @@ func (c *Config) Client() (*api.Client, error) {
 type Instance struct {
 	ID   string
 	Addr string // host:port
+	// Failing marks an instance listed although its checks do not pass:
+	// Watch's panic routing, when no instance of the service passes.
+	Failing bool
 }
 
 // Registration is a service instance registered in Consul.
@@ -186,23 +190,51 @@ func (r *Registration) Deregister(ctx context.Context) error {
 // up to wait for a change after index (0: answer at once). It returns the
 // new index for the next call.
 func Healthy(ctx context.Context, client *api.Client, service string, index uint64, wait time.Duration) ([]Instance, uint64, error) {
-	return instances(ctx, client, service, true, index, wait)
+	found, next, err := instances(ctx, client, service, true, index, wait)
+	insts := make([]Instance, len(found))
+	for i, e := range found {
+		insts[i] = e.Instance
+	}
+	return insts, next, err
 }
 
-// registered returns the instances of service registered and not in
-// maintenance, whatever their checks say, at once.
+// registered returns, at once, the instances of service registered and
+// not in maintenance that have passed their checks before, whatever they
+// say now, each marked Failing. One that has never passed is left out: a
+// new check is critical, without output, until its first run (Consul runs
+// an HTTP check first at a random moment within its interval after the
+// registration), and a check that runs and fails without ever passing
+// shows no output either, the agent sending only changes of status to the
+// catalog at once (the output alone every check_update_interval, 5
+// minutes by default). Such an instance is starting: about to pass, or
+// unready.
 func registered(ctx context.Context, client *api.Client, service string) ([]Instance, error) {
 	all, _, err := instances(ctx, client, service, false, 0, 0)
-	return all, err
+	var out []Instance
+	for _, e := range all {
+		if e.passedOnce {
+			e.Failing = true
+			out = append(out, e.Instance)
+		}
+	}
+	return out, err
 }
 
-func instances(ctx context.Context, client *api.Client, service string, passing bool, index uint64, wait time.Duration) ([]Instance, uint64, error) {
+// entry is an instance as a query found it.
+type entry struct {
+	Instance
+	// passedOnce: every check that does not pass has an output. One
+	// critical without output has never passed (registered).
+	passedOnce bool
+}
+
+func instances(ctx context.Context, client *api.Client, service string, passing bool, index uint64, wait time.Duration) ([]entry, uint64, error) {
 	q := (&api.QueryOptions{WaitIndex: index, WaitTime: wait}).WithContext(ctx)
 	entries, meta, err := client.Health().Service(service, "", passing, q)
 	if err != nil {
 		return nil, index, fmt.Errorf("query %s instances: %w", service, err)
 	}
-	out := make([]Instance, 0, len(entries))
+	out := make([]entry, 0, len(entries))
 	for _, e := range entries {
 		if e.Checks.AggregatedStatus() == api.HealthMaint {
 			continue // taken out by an operator
@@ -211,7 +243,12 @@ func instances(ctx context.Context, client *api.Client, service string, passing 
 		if host == "" {
 			host = e.Node.Address
 		}
-		out = append(out, Instance{ID: e.Service.ID, Addr: net.JoinHostPort(host, strconv.Itoa(e.Service.Port))})
+		out = append(out, entry{
+			Instance: Instance{ID: e.Service.ID, Addr: net.JoinHostPort(host, strconv.Itoa(e.Service.Port))},
+			passedOnce: !slices.ContainsFunc(e.Checks, func(c *api.HealthCheck) bool {
+				return c.Status == api.HealthCritical && c.Output == ""
+			}),
+		})
 	}
 	return out, meta.LastIndex, nil
 }
@@ -228,10 +265,20 @@ const panicRefresh = 5 * time.Second
 // set, whatever index the agent is at (a restarted agent's starts over).
 // It returns when ctx is done.
 //
-// When no instance passes its checks but some are registered, it routes
-// to all of those ("panic routing", as Envoy's load balancers do below
-// their panic threshold), logging it at warn, and looks again every
-// panicRefresh until one passes: checks that all fail at once are more
+// When no instance passes its checks but some are registered that passed
+// before, it routes to all of those not in maintenance ("panic routing",
+// as Envoy's load balancers do below their panic threshold), each marked
+// Failing, logging it at warn, and looks again every panicRefresh until
+// one passes. An instance that has never passed is left out (as Envoy
+// leaves new hosts out until their first health check): at a fresh start
+// every instance is critical until its first check, up to a check
+// interval after it registers, and about to pass; routed to meanwhile, an
+// unready one would answer, and every fresh start would log the warning.
+// Until one passes, none is routed to, as when none is registered.
+// (On an agent set to discard_check_output no check shows an output, so
+// none is taken to have passed and panic routing never starts.)
+//
+// Checks that all fail at once are more
 // often the checker's trouble than the instances' (a machine stalled past
 // the checks' timeout, an agent overloaded: a soak test saw a second of
 // it), and a gateway answering 503 meanwhile loses the beacons sent,
@@ -239,8 +286,7 @@ const panicRefresh = 5 * time.Second
 // requests, which the breakers and retries handle as when Consul is
 // unreachable, and Consul removes it after a minute critical
 // (DeregisterCriticalServiceAfter); one shutting down leaves Consul
-// before it stops serving (pkg/service), and one starting answers 503
-// until it is ready.
+// before it stops serving (pkg/service).
 func Watch(ctx context.Context, client *api.Client, service string, log *slog.Logger, update func([]Instance)) error {
 	var index uint64
 	first, panicking := true, false
@@ -255,7 +301,7 @@ func Watch(ctx context.Context, client *api.Client, service string, log *slog.Lo
 			var all []Instance
 			if all, err = registered(ctx, client, service); err == nil && len(all) > 0 {
 				if !panicking {
-					log.Warn("no instance passes its checks; routing to every registered one", slog.String("service", service), slog.Int("instances", len(all)))
+					log.Warn("no instance passes its checks; routing to every registered one that passed before", slog.String("service", service), slog.Int("instances", len(all)))
 				}
 				if !panicking || next != index { // not every panicRefresh
 					update(all)

@@ -21,6 +21,7 @@ import (
 	"github.com/acme/analytics/pkg/eventually"
 	"github.com/acme/analytics/pkg/logtest"
 	"github.com/acme/analytics/pkg/retry"
+	"github.com/hashicorp/consul/api"
 )
 
 // TestRegisterWatchDeregister runs against the real Consul agent: an
@@ -92,12 +93,7 @@ func TestRegisterWatchDeregister(t *testing.T) {
 // rather than to none, and says so; when one passes again, to it alone;
 // an instance in maintenance is never routed to.
 func TestWatchRoutesToFailingInstancesWhenNonePass(t *testing.T) {
-	agent := consultest.Start(t)
-	client := agent.Client()
-	logs := &logtest.Buffer{}
-	log := slog.New(slog.NewTextHandler(logs, nil))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	client, log, logs, ctx := loggedAgent(t)
 
 	type instance struct {
 		ready atomic.Bool
@@ -156,6 +152,76 @@ func TestWatchRoutesToFailingInstancesWhenNonePass(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, updates, "none once a is deregistered and b in maintenance", is())
+}
+
+// TestWatchPanicsOnlyOverInstancesThatPassedBefore: an instance whose
+// check has never passed (critical, as Consul holds every new check until
+// its first run, up to an interval after the registration, and as one that
+// is unready from the start stays) is starting, and no sign that checks
+// fail: at a fresh start the watch routes to nothing, and logs nothing,
+// until an instance passes. When every instance fails, it routes to those
+// that passed before, each marked Failing, not to one that never passed;
+// once one passes again, to it alone, not Failing.
+func TestWatchPanicsOnlyOverInstancesThatPassedBefore(t *testing.T) {
+	client, log, logs, ctx := loggedAgent(t)
+
+	// A TTL check nobody updates stays as a new check is: critical, no
+	// output, never passed.
+	if err := client.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: "fresh-1", Name: "fresh", Address: "127.0.0.1", Port: 1,
+		Check: &api.AgentServiceCheck{CheckID: "fresh-1-ready", TTL: "1h"}}); err != nil {
+		t.Fatal(err)
+	}
+	updates := make(chan []discovery.Instance, 64)
+	go discovery.Watch(ctx, client, "fresh", log, func(in []discovery.Instance) { updates <- in })
+	select {
+	case in := <-updates:
+		if len(in) != 0 {
+			t.Fatalf("first update %v, want none routed while the one registered has never passed", in)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("no first update")
+	}
+
+	var ready atomic.Bool
+	ready.Store(true)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !ready.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	addr := srv.Listener.Addr().String()
+	host, portStr, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(portStr)
+	if _, err := discovery.Register(ctx, client, "fresh", host, port, 200*time.Millisecond, log); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, updates, "the new instance once it passes", func(in []discovery.Instance) bool {
+		return len(in) == 1 && in[0].Addr == addr && !in[0].Failing
+	})
+	if strings.Contains(logs.String(), "no instance passes its checks") {
+		t.Fatalf("panic routing over instances that had not passed yet:\n%s", logs)
+	}
+
+	ready.Store(false)
+	waitFor(t, updates, "the one that passed before, failing, the one that never passed left out", func(in []discovery.Instance) bool {
+		return len(in) == 1 && in[0].Addr == addr && in[0].Failing
+	})
+	eventually.True(t, 5*time.Second, "the fallback logged", func() bool {
+		return strings.Contains(logs.String(), "no instance passes its checks; routing to every registered one")
+	})
+	ready.Store(true)
+	waitFor(t, updates, "the passing one, not failing", func(in []discovery.Instance) bool {
+		return len(in) == 1 && in[0].Addr == addr && !in[0].Failing
+	})
+}
+
+// loggedAgent starts a Consul agent for a test and returns its client, a
+// logger writing to logs, and a context that ends with the test.
+func loggedAgent(t *testing.T) (*api.Client, *slog.Logger, *logtest.Buffer, context.Context) {
+	t.Helper()
+	logs := &logtest.Buffer{}
+	return consultest.Start(t).Client(), slog.New(slog.NewTextHandler(logs, nil)), logs, t.Context()
 }
 
 func waitFor(t *testing.T, updates <-chan []discovery.Instance, what string, ok func([]discovery.Instance) bool) {
