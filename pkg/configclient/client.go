@@ -555,13 +555,20 @@ func (c *Client) Run(ctx context.Context) error {
 	return nil
 }
 
+// setInstances takes the instances to ask, which are those listed failing
+// too while none passes its checks (discovery.Watch's panic routing): the
+// gauge counts the healthy ones.
 func (c *Client) setInstances(insts []discovery.Instance) {
 	urls := make([]string, 0, len(insts))
+	healthy := 0
 	for _, in := range insts {
 		urls = append(urls, "http://"+in.Addr)
+		if !in.Failing {
+			healthy++
+		}
 	}
 	c.instances.Store(&urls)
-	c.m.instances.Set(float64(len(urls)))
+	c.m.instances.Set(float64(healthy))
 }
 
 // follow long-polls the change feed, with backoff while it fails.

@@ -68,7 +68,9 @@ func (p *Pool) Name() string { return p.name }
 func (p *Pool) Synced() bool { return p.synced.Load() }
 
 // Update replaces the instance list. Instances that stay (same ID and
-// address) keep their breakers.
+// address) keep their breakers. Instances marked Failing (listed while
+// none passes its checks) are routed to like the others, and counted
+// apart.
 func (p *Pool) Update(insts []discovery.Instance) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -79,7 +81,7 @@ func (p *Pool) Update(insts []discovery.Instance) {
 	list := make([]*instance, 0, len(insts))
 	for _, d := range insts {
 		if in, ok := old[d.ID]; ok && in.Addr == d.Addr {
-			list = append(list, in)
+			list = append(list, &instance{Instance: d, cb: in.cb}) // its breaker; Failing as listed now
 			continue
 		}
 		list = append(list, &instance{Instance: d, cb: p.newBreaker(d)})
@@ -87,8 +89,19 @@ func (p *Pool) Update(insts []discovery.Instance) {
 	slices.SortFunc(list, func(a, b *instance) int { return strings.Compare(a.ID, b.ID) })
 	p.list.Store(&list)
 	p.synced.Store(true)
-	p.metrics.instances.WithLabelValues(p.name).Set(float64(len(list)))
-	p.log.Info("upstream instances updated", slog.String("upstream", p.name), slog.Int("instances", len(list)), slog.Any("addrs", addrs(list)))
+	failing := 0
+	for _, in := range list {
+		if in.Failing {
+			failing++
+		}
+	}
+	// Healthy and failing apart: an instance routed to only because none
+	// passes (discovery.Watch's panic routing) is no healthy one, and the
+	// healthy count falling to 0 is what pages.
+	p.metrics.instances.WithLabelValues(p.name).Set(float64(len(list) - failing))
+	p.metrics.failing.WithLabelValues(p.name).Set(float64(failing))
+	p.log.Info("upstream instances updated", slog.String("upstream", p.name), slog.Int("instances", len(list)),
+		slog.Int("failing", failing), slog.Any("addrs", addrs(list)))
 }
 
 func addrs(list []*instance) []string {

@@ -82,3 +82,46 @@ func TestPoolRoundRobinAndBreakers(t *testing.T) {
 		t.Fatalf("picked %s", got)
 	}
 }
+
+// TestPoolCountsFailingInstancesApart: instances routed to although their
+// checks fail (discovery.Watch's panic routing, when none passes) are not
+// counted in gateway_upstream_instances, the healthy ones, whose falling
+// to 0 pages (deploy/k8s/monitoring), but in
+// gateway_upstream_failing_instances.
+func TestPoolCountsFailingInstancesApart(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	p := NewPool("svc", BreakerConfig{Failures: 5, OpenTimeout: time.Minute}, slog.New(slog.DiscardHandler), NewMetrics(reg))
+	gauge := func(name string) float64 {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == name {
+				return mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		t.Fatalf("no %s", name)
+		return 0
+	}
+	for _, c := range []struct {
+		insts            []discovery.Instance
+		healthy, failing float64
+	}{
+		{[]discovery.Instance{{ID: "a", Addr: "a:1"}, {ID: "b", Addr: "b:1"}}, 2, 0},
+		{[]discovery.Instance{{ID: "a", Addr: "a:1", Failing: true}, {ID: "b", Addr: "b:1", Failing: true}}, 0, 2},
+		{[]discovery.Instance{{ID: "b", Addr: "b:1"}}, 1, 0},
+	} {
+		p.Update(c.insts)
+		if got := gauge("gateway_upstream_instances"); got != c.healthy {
+			t.Errorf("%v: gateway_upstream_instances %v, want %v", c.insts, got, c.healthy)
+		}
+		if got := gauge("gateway_upstream_failing_instances"); got != c.failing {
+			t.Errorf("%v: gateway_upstream_failing_instances %v, want %v", c.insts, got, c.failing)
+		}
+		if got := len(p.Instances()); got != len(c.insts) {
+			t.Errorf("%v: %d instances routed to, want %d", c.insts, got, len(c.insts))
+		}
+	}
+}
