@@ -55,8 +55,10 @@ type Config struct {
 	// Concurrency bounds the reads and writes in flight (default 32).
 	Concurrency int
 	// IdleEviction drops visitors and rows untouched for this long from
-	// memory after a flush (default 10m), once written; rows are looked
-	// over every IdleEviction/rowSweeps, so one may stay that much longer.
+	// memory (default 10m), once written, at a flush or an Evict (the
+	// consumer's, at each flush tick of a partition with nothing to
+	// flush); rows are looked over every IdleEviction/rowSweeps, so one
+	// may stay that much longer.
 	IdleEviction time.Duration
 	// State says when a changed visitor's state, and the rows of its visits,
 	// are written.
