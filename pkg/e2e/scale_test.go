@@ -36,7 +36,14 @@ const scaleShards = 24
 // through the gateway throughout. Every number must still match exactly,
 // as in TestAcceptance, and every report read must be answered.
 func TestAcceptanceScaling(t *testing.T) {
-	stack, cfg := startStack(t)
+	// The drain delay deploy/ gives every service (3 s, where the flag's
+	// default is 1 s): an instance stopped keeps serving that long after
+	// leaving Consul, for the gateway to stop sending it requests, which a
+	// loaded 2-core machine may take longer than a second to do. And a
+	// report's reads get 5 s where production's default is 1 s: this test
+	// is about instances coming and going, not about how fast the machine
+	// is, and a read past its limit would answer stale.
+	stack, cfg := startStack(t, "DRAIN_DELAY=3s", "STORE_TIMEOUT=5s")
 	visitors, play := size(t)
 	// Four changes of the group's membership and a swap of the report
 	// instances, each with traffic before and after it.
