@@ -243,6 +243,8 @@ type rpHit struct {
 	// The enrichment collection would have given it: device category
 	// (desktop when empty), browser, OS and country (none when empty).
 	device, browser, os, country string
+	// The rules version collection stamped on it (1 when 0).
+	version int
 }
 
 func rpPV(cid string, tm time.Time, page, ref, ua, ip string) rpHit {
@@ -256,7 +258,8 @@ func rpEv(cid string, tm time.Time, cat, act string, value float64, ua, ip strin
 }
 
 // seedHits puts hits in the hits topic as collection queued them when they
-// were received (version 1 of the rules, nothing matched at collection).
+// were received (stamped with their rules version, 1 unless set; nothing
+// matched at collection).
 func seedHits(t *testing.T, cfg localstack.Config, p mpaProperty, hits []rpHit) {
 	t.Helper()
 	kcfg := &kafka.Config{Brokers: "127.0.0.1:" + strconv.Itoa(cfg.KafkaPort)}
@@ -269,7 +272,7 @@ func seedHits(t *testing.T, cfg localstack.Config, p mpaProperty, hits []rpHit) 
 		u, _ := url.Parse(s.params["page_location"].(string))
 		h := &hit.Hit{PropertyID: p.ID, TrackingID: p.TrackingID, ClientID: s.cid, Type: hit.TypePageview, Origin: hit.OriginBrowser,
 			Time: s.t, ReceivedAt: s.t.Add(time.Second), URL: u.String(), Hostname: u.Host, Path: u.RequestURI(), Referrer: s.ref,
-			UserAgent: s.ua, IP: s.ip, DeviceCategory: cmp.Or(s.device, "desktop"), Browser: s.browser, OS: s.os, Country: s.country, RuleVersion: 1}
+			UserAgent: s.ua, IP: s.ip, DeviceCategory: cmp.Or(s.device, "desktop"), Browser: s.browser, OS: s.os, Country: s.country, RuleVersion: cmp.Or(s.version, 1)}
 		if s.kind == "event" {
 			h.Type, h.Category, h.Action, h.Value, h.HasValue = hit.TypeEvent, s.cat, s.act, s.value, true
 		}
