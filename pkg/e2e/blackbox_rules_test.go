@@ -1422,6 +1422,24 @@ func (d *drCompare) rows(name string, a reportAnswer, dims []string, want map[st
 	}
 }
 
+// drFilteredIn adds up the excluded hits of the days from to to (byDay:
+// day, reason, hits) by reason, as the filtered report's rows.
+func drFilteredIn(byDay map[string]map[string]float64, from, to string) map[string]map[string]float64 {
+	out := map[string]map[string]float64{}
+	for day, reasons := range byDay {
+		if day < from || day > to {
+			continue
+		}
+		for reason, n := range reasons {
+			if out[reason] == nil {
+				out[reason] = map[string]float64{}
+			}
+			out[reason]["hits"] += n
+		}
+	}
+	return out
+}
+
 func drPick(m map[string]float64, metrics []string) map[string]float64 {
 	out := map[string]float64{}
 	for _, k := range metrics {
@@ -1548,18 +1566,7 @@ func (d *drCompare) all(rg, from, to string, calc *drCalc) {
 		}
 	}
 	// Filtered hits by reason.
-	filtered := map[string]map[string]float64{}
-	for day, reasons := range calc.filtered {
-		if day < from || day > to {
-			continue
-		}
-		for reason, n := range reasons {
-			if filtered[reason] == nil {
-				filtered[reason] = map[string]float64{}
-			}
-			filtered[reason]["hits"] += n
-		}
-	}
+	filtered := drFilteredIn(calc.filtered, from, to)
 	a = d.get("behavior/filtered", q())
 	d.rows(rg+" filtered", a, []string{"reason"}, filtered, []string{"hits"}, nil)
 }
