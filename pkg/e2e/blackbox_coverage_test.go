@@ -6,7 +6,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"sort"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -21,11 +21,21 @@ import (
 // session duration, time on page, bounce and exit rates) come from the
 // range's summed parts, and a user back after days is returning. It reads
 // the reports a merchant reads daily (overview, user_type, device, browser,
-// os, country, landing pages, pages, exit pages) over presets and from/to
-// ranges of up to 15 days, as series by day, week and hour, and compared
-// with the previous period, and compares every number exactly with a
-// calculator of its own written from docs/processing.md and
-// docs/reports.md (users are exact below 512 distinct).
+// os, country, landing pages, channel, source, medium, source_medium,
+// campaign, referrer, pages, page paths, exit pages, events by level,
+// filtered hits) over presets (up to last_90_days, this and last month)
+// and from/to ranges of up to 15 days, as series by day, week and hour,
+// and compared with the previous period, and compares every number exactly
+// with a calculator of its own written from the brief, docs/processing.md
+// and docs/reports.md (users are exact below 512 distinct).
+//
+// The visitors arrive by every kind of source over the days (search
+// engines, social and other sites, utm tags, a campaign changed mid-visit,
+// gclid, direct), so that a returning user is counted under several
+// channels; the property has a page goal and an event goal (conversions,
+// conversion rate and goal value over ranges) and excludes a user agent
+// and an admin area (filtered hits by reason, seeded hits included:
+// processing applies the rules to them as to any hit).
 //
 // Collection takes hits at most 4 hours old, so the traffic of the days
 // before yesterday is put in the hits topic as collection would have
@@ -47,17 +57,32 @@ func TestAcceptanceBlackBoxCoverage(t *testing.T) {
 		Secret string `json:"secret"`
 	}
 	c.do("POST", "/v1/properties/"+p.ID+"/api-secrets", tok, map[string]any{"name": "backend"}, http.StatusCreated, &sec)
+	// The rules of every hit: two goals, a user agent and an area excluded.
+	var put struct {
+		Version int `json:"version"`
+	}
+	c.do("PUT", "/v1/properties/"+p.ID+"/rules", tok, map[string]any{
+		"exclusions": map[string]any{"user_agents": []string{"^AcmeQA/"}},
+		"pages":      map[string]any{"exclude": []string{"^/admin(/|$)"}},
+		"goals": []map[string]any{
+			{"id": "cart", "name": "Cart", "page_path": "^/cart$", "value": 5},
+			{"id": "purchase", "name": "Purchase", "event": map[string]any{"category": "shop", "action": "purchase"}},
+		},
+	}, http.StatusOK, &put)
 
 	hits := cvTraffic(midnight, loc)
 	var seeded []rpHit
 	for _, h := range hits {
 		if !h.live {
-			seeded = append(seeded, h.seed())
+			seeded = append(seeded, h.seed(put.Version))
 		}
 	}
-	// The past days first, processed before the visitors come back.
+	// The past days first, processed before the visitors come back;
+	// received under the rules above (processing, which has not met the
+	// property before, reads its rules at its first hit).
 	seedHits(t, cfg, p, seeded)
 	waitForProcessing(t, cfg, 90*time.Second)
+	drWaitRules(t, c, p.TrackingID, cvProfiles[cvQA].ua, true) // collection stamps the live hits with them
 	cvSendLive(t, c, p.TrackingID, sec.Secret, hits)
 	waitForProcessing(t, cfg, 90*time.Second)
 
@@ -65,6 +90,22 @@ func TestAcceptanceBlackBoxCoverage(t *testing.T) {
 	all := [2]string{day(-14), day(0)}
 	want := calc.acq(all[0], all[1], cvTotal)[""]
 	t.Logf("%d hits (%d seeded), %d sessions, over %s..%s: %v", len(hits), len(seeded), len(calc.sessions), all[0], all[1], want)
+	channels := map[string]map[string]bool{}
+	byChannel := map[string]int{}
+	for _, s := range calc.sessions {
+		byChannel[s.channel]++
+		if channels[s.cid] == nil {
+			channels[s.cid] = map[string]bool{}
+		}
+		channels[s.cid][s.channel] = true
+	}
+	several := 0
+	for _, chs := range channels {
+		if len(chs) > 1 {
+			several++
+		}
+	}
+	t.Logf("sessions by channel %v; %d of %d users came by several channels; filtered %v", byChannel, several, len(channels), calc.filteredIn(all[0], all[1]))
 	eventually.NoError(t, 60*time.Second, "every hit in the reports", func() error {
 		a, _ := c.report(tok, "acquisition/overview", url.Values{"property_id": {p.ID}, "from": {all[0]}, "to": {all[1]}, "metrics": {"sessions,pageviews,events"}})
 		for _, m := range []string{"sessions", "pageviews", "events"} {
@@ -75,10 +116,16 @@ func TestAcceptanceBlackBoxCoverage(t *testing.T) {
 		return nil
 	})
 
-	ln := time.Now().In(loc)
+	// The presets' dates, from the same local day as the hits': the zone
+	// puts local midnight about two hours back (zoneWithMidnightAgo), so
+	// neither the day nor the month turns while the test runs; should it
+	// have, the presets are skipped below rather than compared with
+	// another day's dates.
+	ln := midnight.In(loc).Add(time.Hour)
 	monday := ln.AddDate(0, 0, -((int(ln.Weekday()) + 6) % 7)).Format(time.DateOnly)
 	lastMonday := ln.AddDate(0, 0, -((int(ln.Weekday())+6)%7)-7).Format(time.DateOnly)
 	lastSunday := ln.AddDate(0, 0, -((int(ln.Weekday())+6)%7)-1).Format(time.DateOnly)
+	first := time.Date(ln.Year(), ln.Month(), 1, 12, 0, 0, 0, loc)
 	for _, r := range []struct {
 		q        url.Values
 		from, to string
@@ -91,8 +138,23 @@ func TestAcceptanceBlackBoxCoverage(t *testing.T) {
 		{url.Values{"range": {"last_28_days"}}, day(-28), day(-1)},
 		{url.Values{"range": {"last_week"}}, lastMonday, lastSunday}, // a whole final ISO week
 		{url.Values{"range": {"this_week"}}, monday, day(0)},
+		{url.Values{"range": {"last_30_days"}}, day(-30), day(-1)},
+		{url.Values{"range": {"last_90_days"}}, day(-90), day(-1)},
+		{url.Values{"range": {"this_month"}}, first.Format(time.DateOnly), day(0)},
+		{url.Values{"range": {"last_month"}}, first.AddDate(0, -1, 0).Format(time.DateOnly), first.AddDate(0, 0, -1).Format(time.DateOnly)},
 	} {
-		cvCheckRange(t, c, tok, mpaWith(r.q, "property_id", p.ID), r.from, r.to, calc)
+		q := mpaWith(r.q, "property_id", p.ID)
+		if r.q.Has("range") {
+			if now := time.Now().In(loc).Format(time.DateOnly); now != day(0) {
+				t.Logf("range=%s skipped: the local day turned (%s, the hits' today %s)", r.q.Get("range"), now, day(0))
+				continue
+			}
+			_, raw := c.report(tok, "acquisition/overview", mpaWith(q, "metrics", "sessions"))
+			if rg, _ := raw["range"].(map[string]any); rg["from"] != r.from || rg["to"] != r.to {
+				t.Errorf("range=%s: %v, want %s..%s", r.q.Get("range"), rg, r.from, r.to)
+			}
+		}
+		cvCheckRange(t, c, tok, q, r.from, r.to, calc)
 	}
 	cvCheckFilters(t, c, tok, url.Values{"property_id": {p.ID}, "from": {all[0]}, "to": {all[1]}}, all[0], all[1], calc)
 	cvCheckSeries(t, c, tok, p.ID, all, calc, loc)
@@ -108,34 +170,87 @@ type cvProfile struct {
 // The user agents' device, browser and OS are those docs/collection.md's
 // parser gives them (as TestAcceptanceBlackBoxRules reads them); the
 // country is user_location's, upper-cased. The third, a server sending
-// neither, is not set in any.
+// neither, is not set in any. The fourth, cvQA, is the merchant's own
+// checks, which the property's rules exclude.
 var cvProfiles = []cvProfile{
 	{ua: drChrome, country: "de", device: "desktop", browser: "Chrome", os: "Windows", geo: "DE"},
 	{ua: drIPhone, country: "FR", device: "mobile", browser: "Safari", os: "iOS", geo: "FR"},
 	{device: "(not set)", browser: "(not set)", os: "(not set)", geo: "(not set)"},
+	{ua: "AcmeQA/9 (uptime)", device: "desktop"},
 }
 
-// cvHit is a hit of the traffic: a pageview, an (interaction) event or an
-// engagement ping; live ones are sent through the gateway, the others
-// seeded.
+const cvQA = 3
+
+// cvHit is a hit of the traffic: a pageview (its location's query holding
+// attribution tags, its referrer), an (interaction) event or an engagement
+// ping; live ones are sent through the gateway, the others seeded.
 type cvHit struct {
 	cid, kind, page string
+	query, ref      string  // a pageview's: "?utm_source=…", a referrer URL
+	cat, act        string  // an event's category and action (its name)
+	value           float64 // an event's
 	t               time.Time
 	prof            int
 	live            bool
 }
 
-// seed is h as collection would have queued it.
-func (h cvHit) seed() rpHit {
+// event is h as a Measurement API event: what is sent, and what the
+// calculator reads.
+func (h cvHit) event() mpaEvent {
+	switch h.kind {
+	case "event":
+		return mpaEvent{cid: h.cid, name: h.act, t: h.t, params: map[string]any{"event_category": h.cat, "value": h.value}}
+	case "ping":
+		return mpaEvent{cid: h.cid, name: "user_engagement", t: h.t, params: map[string]any{"engagement_time_msec": 5000}}
+	}
+	params := map[string]any{"page_location": "https://shop.example" + h.page + h.query}
+	if h.ref != "" {
+		params["page_referrer"] = h.ref
+	}
+	return mpaEvent{cid: h.cid, name: "page_view", t: h.t, params: params}
+}
+
+// seed is h as collection would have queued it, under the rules version.
+func (h cvHit) seed(version int) rpHit {
 	pr := cvProfiles[h.prof]
 	var r rpHit
 	if h.kind == "pageview" {
-		r = rpPV(h.cid, h.t, h.page, "", pr.ua, "192.0.2.0")
+		r = rpPV(h.cid, h.t, h.page+h.query, h.ref, pr.ua, "192.0.2.0")
 	} else {
-		r = rpEv(h.cid, h.t, "shop", "add_to_cart", 1, pr.ua, "192.0.2.0")
+		r = rpEv(h.cid, h.t, h.cat, h.act, h.value, pr.ua, "192.0.2.0")
 	}
 	r.device, r.browser, r.os, r.country = pr.device, pr.browser, pr.os, pr.geo
+	r.version = version
 	return r
+}
+
+// excluded is the reason the property's rules exclude h for, or "".
+func (h cvHit) excluded() string {
+	switch {
+	case h.prof == cvQA:
+		return "user_agent"
+	case h.kind == "pageview" && (h.page == "/admin" || strings.HasPrefix(h.page, "/admin/")):
+		return "page"
+	}
+	return ""
+}
+
+// cvArrivals are the ways a visit arrives: its landing page's tags (%d is
+// a click ID of the visit's own) or its referrer.
+var cvArrivals = []struct{ query, ref string }{
+	{}, {}, {}, // direct
+	{ref: "https://www.google.com/search?q=shoes"},
+	{ref: "https://www.bing.com/search?q=shoes"},
+	{ref: "https://duckduckgo.com/"},
+	{ref: "https://m.facebook.com/"},
+	{ref: "https://www.youtube.com/watch?v=x1"},
+	{ref: "https://news.example/reviews/shoes?from=feed"},
+	{ref: "https://blog.other.example/"},
+	{query: "?utm_source=newsletter&utm_medium=email&utm_campaign=winter"},
+	{query: "?utm_source=facebook&utm_medium=paid_social&utm_campaign=winter"},
+	{query: "?utm_source=coupons&utm_medium=affiliate&utm_campaign=spring"},
+	{query: "?utm_source=partnerblog"},
+	{query: "?gclid=g%d&utm_campaign=brand"},
 }
 
 // cvTraffic is 40 visitors over the last 15 property-local days: visits
@@ -143,41 +258,76 @@ func (h cvHit) seed() rpHit {
 // day after more than 30 minutes, with a device of their own most days;
 // and visits in yesterday's last hour and today's first, through the
 // gateway. A visit is one to four pageviews seconds to minutes apart, a
-// single pageview sometimes followed by an event, or (live) a ping.
+// single pageview sometimes followed by an event, or (live) a ping. Each
+// visit arrives its own way (cvArrivals), so that a visitor comes by
+// several channels over the days; a later pageview of a tagged visit may
+// carry its tags again (the same session), a pageview may carry another
+// campaign (a new session) or a referrer (none: only a session's first
+// hit attributes it). A purchase may follow a view of the cart (both
+// goals), and some visits end on an excluded admin page. The merchant's
+// checks (cvQA) visit too, every hit excluded.
 func cvTraffic(midnight time.Time, loc *time.Location) []cvHit {
 	r := rand.New(rand.NewPCG(2026, 12))
 	pages := []string{"/", "/shop", "/shop/shoes", "/blog/a", "/cart", "/about"}
 	var hits []cvHit
+	clicks := 0
 	visit := func(cid string, at time.Time, prof int, live bool) time.Time {
+		arr := cvArrivals[r.IntN(len(cvArrivals))]
+		if strings.Contains(arr.query, "%d") {
+			clicks++
+			arr.query = fmt.Sprintf(arr.query, clicks)
+		}
 		n := 1 + r.IntN(4)
 		if r.IntN(10) < 4 {
 			n = 1
 		}
 		for i := range n {
-			if i > 0 {
+			pv := cvHit{cid: cid, kind: "pageview", page: pages[r.IntN(len(pages))], prof: prof, live: live}
+			if i == 0 {
+				pv.query, pv.ref = arr.query, arr.ref
+			} else {
 				at = at.Add(time.Duration(5+r.IntN(240)) * time.Second)
+				switch k := r.IntN(12); {
+				case k < 4 && arr.query != "":
+					pv.query = arr.query // the same campaign: the same session
+				case k == 4:
+					pv.query = "?utm_source=newsletter&utm_medium=email&utm_campaign=spring" // another: a new session
+				case k == 5:
+					pv.ref = "https://www.google.com/search?q=again" // no new session
+				}
 			}
-			hits = append(hits, cvHit{cid: cid, kind: "pageview", page: pages[r.IntN(len(pages))], t: at, prof: prof, live: live})
+			pv.t = at
+			hits = append(hits, pv)
+			if pv.page == "/cart" && r.IntN(2) == 0 {
+				at = at.Add(time.Duration(5+r.IntN(60)) * time.Second)
+				hits = append(hits, cvHit{cid: cid, kind: "event", cat: "shop", act: "purchase", value: []float64{19.99, 45, 120.5}[r.IntN(3)], t: at, prof: prof, live: live})
+			}
 		}
 		switch k := r.IntN(10); {
 		case n == 1 && k < 3:
 			at = at.Add(time.Duration(5+r.IntN(120)) * time.Second)
-			hits = append(hits, cvHit{cid: cid, kind: "event", t: at, prof: prof, live: live})
+			hits = append(hits, cvHit{cid: cid, kind: "event", cat: "shop", act: "add_to_cart", value: 1, t: at, prof: prof, live: live})
 		case n == 1 && k < 6 && live:
 			at = at.Add(time.Duration(5+r.IntN(120)) * time.Second)
 			hits = append(hits, cvHit{cid: cid, kind: "ping", t: at, prof: prof, live: live})
+		case k == 9:
+			at = at.Add(time.Duration(5+r.IntN(60)) * time.Second)
+			hits = append(hits, cvHit{cid: cid, kind: "pageview", page: "/admin/orders", t: at, prof: prof, live: live})
 		}
 		return at
 	}
-	for v := range 40 {
+	for v := range 41 {
 		cid := fmt.Sprintf("cv-%02d", v)
 		prof := r.IntN(2)
+		if v == 40 {
+			cid, prof = "cv-qa", cvQA
+		}
 		for n := -14; n <= -2; n++ {
-			if r.IntN(10) >= 2 {
+			if r.IntN(10) >= 2 && v < 40 {
 				continue
 			}
 			p := prof
-			if r.IntN(10) == 0 {
+			if r.IntN(10) == 0 && v < 40 {
 				p = 1 - prof
 			}
 			start := time.Date(midnight.In(loc).Year(), midnight.In(loc).Month(), midnight.In(loc).Day()+n, 8, 0, 0, 0, loc).Add(time.Duration(r.IntN(600)) * time.Minute)
@@ -187,13 +337,13 @@ func cvTraffic(midnight time.Time, loc *time.Location) []cvHit {
 			}
 		}
 		p := prof
-		if r.IntN(7) == 0 {
+		if r.IntN(7) == 0 && v < 40 {
 			p = 2
 		}
-		if r.IntN(20) < 7 { // yesterday, in its last 50 minutes
+		if r.IntN(20) < 7 || v == 40 { // yesterday, in its last 50 minutes
 			visit(cid, midnight.Add(-50*time.Minute+time.Duration(r.IntN(1800))*time.Second), p, true)
 		}
-		if r.IntN(10) < 4 { // today, in its first 80 minutes
+		if r.IntN(10) < 4 || v == 40 { // today, in its first 80 minutes
 			visit(cid, midnight.Add(5*time.Minute+time.Duration(r.IntN(4500))*time.Second), p, true)
 		}
 	}
@@ -219,19 +369,12 @@ func cvSendLive(t *testing.T, c *mpaClient, tid, secret string, hits []cvHit) {
 		if !h.live {
 			continue
 		}
-		params := map[string]any{"page_location": "https://shop.example" + h.page}
-		name := "page_view"
-		switch h.kind {
-		case "event":
-			name, params = "add_to_cart", map[string]any{"event_category": "shop", "value": 1}
-		case "ping":
-			name, params = "user_engagement", map[string]any{"engagement_time_msec": 5000}
-		}
 		k := key{h.cid, h.prof}
 		if reqs[k] == nil {
 			order = append(order, k)
 		}
-		reqs[k] = append(reqs[k], map[string]any{"name": name, "event_id": fmt.Sprintf("cv-%d", i), "timestamp_micros": h.t.UnixMicro(), "params": params})
+		e := h.event()
+		reqs[k] = append(reqs[k], map[string]any{"name": e.name, "event_id": fmt.Sprintf("cv-%d", i), "timestamp_micros": h.t.UnixMicro(), "params": e.params})
 	}
 	for _, k := range order {
 		pr := cvProfiles[k.prof]
@@ -248,64 +391,65 @@ func cvSendLive(t *testing.T, c *mpaClient, tid, secret string, hits []cvHit) {
 	}
 }
 
-// The calculator, from docs/processing.md ("Sessions", "Users") and
-// docs/reports.md ("Metrics").
+// The calculator, from docs/processing.md ("Sessions", "Attribution and
+// channels", "Users") and docs/reports.md ("Metrics"): sessions split and
+// attributed by TestAcceptanceBlackBoxMP's calculator (mpaSplit,
+// attribute, tally), channels by GA4's default channel group as
+// TestAcceptanceBlackBox's calculator has it (bbChannel).
 
+// cvSession is a session, with its local hour and its visitor's context.
 type cvSession struct {
-	cid, day   string
-	hour       int
-	start, end time.Time // first and last hit, pings included
-	pageviews  []cvHit
-	events     int
-	prof       cvProfile
-	first      bool // the user's first session
+	*mpaSession
+	hour int
+	prof cvProfile
 }
 
-func (s *cvSession) bounce() bool { return len(s.pageviews) == 1 && s.events == 0 }
-func (s *cvSession) engaged() bool {
-	return s.end.Sub(s.start) > 10*time.Second || len(s.pageviews) >= 2
+type cvCalc struct {
+	sessions []*cvSession
+	all      *mpaCalc                      // the same sessions, for the page and event reports
+	filtered map[string]map[string]float64 // day, reason: excluded hits
 }
 
-func (s *cvSession) landing() string {
-	if len(s.pageviews) == 0 {
-		return "(not set)"
+// cvGoal is the property's goals: a view of the cart worth 5, a purchase
+// worth its event's value.
+func cvGoal(h *mpaHit) (string, float64, bool) {
+	switch {
+	case h.kind == "pageview" && h.page == "/cart":
+		return "cart", 5, true
+	case h.kind == "event" && h.cat == "shop" && h.act == "purchase":
+		return "purchase", h.value, true
 	}
-	return s.pageviews[0].page
+	return "", 0, false
 }
 
-type cvCalc struct{ sessions []*cvSession }
-
-// cvCalculate sessionizes each visitor's hits in time order: a gap
-// strictly over 30 minutes or another property-local date starts a
-// session; a ping extends the session it falls in and starts none.
+// cvCalculate counts the excluded hits by reason on their local day and
+// sessionizes each visitor's other hits in time order: a gap strictly
+// over 30 minutes, another property-local date or another campaign starts
+// a session; a ping extends the session it falls in and starts none.
 func cvCalculate(hits []cvHit, loc *time.Location) *cvCalc {
-	by := map[string][]cvHit{}
+	calc := &cvCalc{all: &mpaCalc{loc: loc}, filtered: map[string]map[string]float64{}}
+	by := map[string][]*mpaHit{}
+	prof := map[*mpaHit]int{}
 	for _, h := range hits {
-		by[h.cid] = append(by[h.cid], h)
-	}
-	calc := &cvCalc{}
-	for _, hs := range by {
-		sort.SliceStable(hs, func(i, j int) bool { return hs[i].t.Before(hs[j].t) })
-		var cur *cvSession
-		for _, h := range hs {
+		if reason := h.excluded(); reason != "" {
 			d := h.t.In(loc).Format(time.DateOnly)
-			split := cur == nil || h.t.Sub(cur.end) > 30*time.Minute || d != cur.day
-			if h.kind == "ping" {
-				if !split {
-					cur.end = h.t
-				}
-				continue
+			if calc.filtered[d] == nil {
+				calc.filtered[d] = map[string]float64{}
 			}
-			if split {
-				cur = &cvSession{cid: h.cid, day: d, hour: h.t.In(loc).Hour(), start: h.t, prof: cvProfiles[h.prof], first: cur == nil}
-				calc.sessions = append(calc.sessions, cur)
-			}
-			cur.end = h.t
-			if h.kind == "pageview" {
-				cur.pageviews = append(cur.pageviews, h)
-			} else {
-				cur.events++
-			}
+			calc.filtered[d][reason]++
+			continue
+		}
+		m := mpaHitOf(h.event())
+		prof[m] = h.prof
+		by[h.cid] = append(by[h.cid], m)
+	}
+	for _, hs := range by {
+		for _, s := range mpaSplit(hs, loc, 30*time.Minute) {
+			s.attribute(nil)
+			s.channel = bbChannel(s.source, s.medium, s.campaign)
+			s.tally(cvGoal)
+			calc.all.sessions = append(calc.all.sessions, s)
+			calc.sessions = append(calc.sessions, &cvSession{mpaSession: s, hour: s.start.In(loc).Hour(), prof: cvProfiles[prof[s.hits[0]]]})
 		}
 	}
 	return calc
@@ -330,6 +474,8 @@ func cvUserType(s *cvSession) string {
 	return "returning"
 }
 
+func cvLanding(s *cvSession) string { return s.landing }
+
 // acq is the session metrics of the range by key: users are distinct
 // client IDs, new users those whose first session is in the range,
 // averages and rates the range's sums divided.
@@ -338,15 +484,13 @@ func (c *cvCalc) acq(from, to string, key func(*cvSession) string) map[string]ma
 }
 
 // cvAcq aggregates sessions by key with TestAcceptanceBlackBoxMP's
-// aggregation of the session metrics, from this calculator's sessions.
+// aggregation of the session metrics.
 func cvAcq(sessions []*cvSession, key func(*cvSession) string) map[string]map[string]float64 {
 	of := map[*mpaSession]*cvSession{}
 	var ms []*mpaSession
 	for _, s := range sessions {
-		m := &mpaSession{cid: s.cid, day: s.day, start: s.start, end: s.end, first: s.first,
-			pageviews: len(s.pageviews), events: s.events, bounce: s.bounce(), engaged: s.engaged()}
-		of[m] = s
-		ms = append(ms, m)
+		of[s.mpaSession] = s
+		ms = append(ms, s.mpaSession)
 	}
 	return mpaAcqAgg(ms, func(m *mpaSession) string {
 		if of[m] == nil {
@@ -356,67 +500,38 @@ func cvAcq(sessions []*cvSession, key func(*cvSession) string) map[string]map[st
 	})
 }
 
-// pages is the page metrics of the range by page, and their sum under "".
-// Time on page runs to the session's next pageview, or for its last to its
-// last hit when that is later; otherwise it is not measured.
+// pages is the page metrics of the range by page, every metric present
+// (zeros included), and their sum with its rates. Time on page runs to the
+// session's next pageview, or for its last to its last hit when that is
+// later; otherwise it is not measured.
 func (c *cvCalc) pages(from, to string) (map[string]map[string]float64, map[string]float64) {
-	out := map[string]map[string]float64{}
-	sum := map[string]float64{}
-	add := func(page, metric string, v float64) {
-		if out[page] == nil {
-			out[page] = map[string]float64{}
-		}
-		out[page][metric] += v
-		sum[metric] += v
-	}
-	for _, s := range c.in(from, to) {
-		seen := map[string]bool{}
-		for i, pv := range s.pageviews {
-			add(pv.page, "pageviews", 1)
-			if !seen[pv.page] {
-				seen[pv.page] = true
-				add(pv.page, "unique_pageviews", 1)
-			}
-			next := s.end
-			if i+1 < len(s.pageviews) {
-				next = s.pageviews[i+1].t
-			}
-			if next.After(pv.t) {
-				add(pv.page, "time", next.Sub(pv.t).Seconds())
-				add(pv.page, "measured", 1)
-			}
-		}
-		if len(s.pageviews) > 0 {
-			add(s.landing(), "entrances", 1)
-			add(s.pageviews[len(s.pageviews)-1].page, "exits", 1)
-			if s.bounce() {
-				add(s.landing(), "bounces", 1)
-			}
+	rows := c.all.pages(from, to, func(p string) (string, bool) { return p, true })
+	for _, m := range rows {
+		for _, k := range strings.Split(cvPageMetrics, ",") {
+			m[k] += 0
 		}
 	}
-	rates := func(m map[string]float64) {
-		m["avg_time_on_page"] = cvRatio(m["time"], m["measured"])
-		m["exit_rate"] = cvRatio(m["exits"], m["pageviews"])
-		m["bounce_rate"] = cvRatio(m["bounces"], m["entrances"])
-		for _, k := range []string{"pageviews", "unique_pageviews", "entrances", "exits", "bounces"} {
-			m[k] += 0 // every metric, zeros included
-		}
-		delete(m, "time")
-		delete(m, "measured")
-	}
-	for _, m := range out {
-		rates(m)
-	}
-	rates(sum)
-	return out, sum
+	return rows, mpaSum(rows, cvPageMetrics)
 }
 
-// cvRatio is a rate or an average: 0 when its denominator is.
-func cvRatio(a, b float64) float64 {
-	if b == 0 {
-		return 0
+// cvDrill groups pages as the page_paths report's drill-down below dir
+// does: a page in a subdirectory of dir under that subdirectory, one in
+// dir itself as it is, one outside dir in none.
+func cvDrill(dir string) func(string) (string, bool) {
+	return func(p string) (string, bool) {
+		if !strings.HasPrefix(p, dir) {
+			return "", false
+		}
+		if i := strings.Index(p[len(dir):], "/"); i >= 0 {
+			return p[:len(dir)+i+1], true
+		}
+		return p, true
 	}
-	return a / b
+}
+
+// filteredIn is the excluded hits of the range by reason.
+func (c *cvCalc) filteredIn(from, to string) map[string]map[string]float64 {
+	return drFilteredIn(c.filtered, from, to)
 }
 
 const (
@@ -425,8 +540,10 @@ const (
 )
 
 // cvCheckRange compares the acquisition reports by user type, device,
-// browser, OS, country and landing page, the overviews, and the pages,
-// exit pages, landing pages and events of one range with the calculator.
+// browser, OS, country, landing page, channel, source, medium, source and
+// medium, campaign and referrer, the overviews, and the pages, page paths,
+// exit pages, landing pages, events and filtered hits of one range with
+// the calculator.
 func cvCheckRange(t *testing.T, c *mpaClient, tok string, q url.Values, from, to string, calc *cvCalc) {
 	t.Helper()
 	name := func(report string) string { return report + " " + q.Encode() }
@@ -442,14 +559,24 @@ func cvCheckRange(t *testing.T, c *mpaClient, tok string, q url.Values, from, to
 		{"browser", func(s *cvSession) string { return s.prof.browser }},
 		{"os", func(s *cvSession) string { return s.prof.os }},
 		{"country", func(s *cvSession) string { return s.prof.geo }},
-		{"landing_page", (*cvSession).landing},
+		{"landing_page", cvLanding},
+		{"channel", func(s *cvSession) string { return s.channel }},
+		{"source", func(s *cvSession) string { return s.source }},
+		{"medium", func(s *cvSession) string { return s.medium }},
+		{"source_medium", func(s *cvSession) string { return s.source + "|" + s.medium }},
+		{"campaign", func(s *cvSession) string { return s.campaign }},
+		{"referrer", func(s *cvSession) string { return s.referrer }},
 	} {
+		dims := []string{r.report}
+		if r.report == "source_medium" {
+			dims = []string{"source", "medium"}
+		}
 		a, _ := c.report(tok, "acquisition/"+r.report, mpaWith(q, "metrics", cvAcqMetrics, "limit", "10000"))
-		mpaCompare(t, name("acquisition/"+r.report), a.Rows, []string{r.report}, calc.acq(from, to, r.key))
+		mpaCompare(t, name("acquisition/"+r.report), a.Rows, dims, calc.acq(from, to, r.key))
 		mpaCompareTotals(t, name("acquisition/"+r.report), a.Totals, mpaPick(total, cvAcqMetrics))
 	}
 	a, _ = c.report(tok, "behavior/landing_pages", mpaWith(q, "metrics", cvAcqMetrics))
-	mpaCompare(t, name("behavior/landing_pages"), a.Rows, []string{"landing_page"}, calc.acq(from, to, (*cvSession).landing))
+	mpaCompare(t, name("behavior/landing_pages"), a.Rows, []string{"landing_page"}, calc.acq(from, to, cvLanding))
 	mpaCompareTotals(t, name("behavior/landing_pages"), a.Totals, mpaPick(total, cvAcqMetrics))
 
 	pages, sum := calc.pages(from, to)
@@ -468,44 +595,63 @@ func cvCheckRange(t *testing.T, c *mpaClient, tok string, q url.Values, from, to
 	mpaCompare(t, name("behavior/exit_pages"), a.Rows, []string{"page"}, exits)
 	mpaCompareTotals(t, name("behavior/exit_pages"), a.Totals, mpaPick(sum, "exits,pageviews,exit_rate"))
 
-	// Every event is category shop, action add_to_cart, no label, value 1.
-	events := map[string]map[string]float64{}
-	for _, s := range calc.in(from, to) {
-		if s.events == 0 {
-			continue
-		}
-		m := events["shop|add_to_cart|(not set)"]
-		if m == nil {
-			m = map[string]float64{}
-			events["shop|add_to_cart|(not set)"] = m
-		}
-		m["total_events"] += float64(s.events)
-		m["unique_events"]++
-		m["event_value"] += float64(s.events)
-		m["avg_event_value"] = 1
+	for _, dir := range []string{"/", "/shop/"} {
+		want := calc.all.pages(from, to, cvDrill(dir))
+		a, _ = c.report(tok, "behavior/page_paths", mpaWith(q, "metrics", cvPageMetrics, "path", dir))
+		mpaCompare(t, name("behavior/page_paths "+dir), a.Rows, []string{"page_path"}, want)
+		mpaCompareTotals(t, name("behavior/page_paths "+dir), a.Totals, mpaSum(want, cvPageMetrics))
 	}
-	a, _ = c.report(tok, "behavior/events", mpaWith(q, "metrics", "total_events,unique_events,event_value,avg_event_value"))
-	mpaCompare(t, name("behavior/events"), a.Rows, []string{"event_category", "event_action", "event_label"}, events)
+
+	const evMetrics = "total_events,unique_events,event_value,avg_event_value"
+	for _, r := range []struct {
+		report string
+		dims   []string
+	}{
+		{"event_categories", []string{"event_category"}},
+		{"event_actions", []string{"event_category", "event_action"}},
+		{"events", []string{"event_category", "event_action", "event_label"}},
+	} {
+		want := calc.all.events(from, to, len(r.dims))
+		a, _ = c.report(tok, "behavior/"+r.report, mpaWith(q, "metrics", evMetrics))
+		mpaCompare(t, name("behavior/"+r.report), a.Rows, r.dims, want)
+		mpaCompareTotals(t, name("behavior/"+r.report), a.Totals, mpaSum(want, "total_events,event_value,avg_event_value"))
+	}
+
+	want := calc.filteredIn(from, to)
+	a, _ = c.report(tok, "behavior/filtered", q)
+	mpaCompare(t, name("behavior/filtered"), a.Rows, []string{"reason"}, want)
+	mpaCompareTotals(t, name("behavior/filtered"), a.Totals, mpaSum(want, "hits"))
 }
 
 // cvCheckFilters compares filtered reports over a range: a filtered
 // session report's totals merge the users of the matching rows (a user on
-// a phone some days and a desktop others is one), the returning user
+// a phone some days and a desktop others is one, and so is one who came
+// by search engines some days and by ads others), the returning user
 // type's rows alone, and a page filter's rows and totals.
 func cvCheckFilters(t *testing.T, c *mpaClient, tok string, q url.Values, from, to string, calc *cvCalc) {
 	t.Helper()
-	var sel []*cvSession
-	for _, s := range calc.in(from, to) {
-		if s.prof.device == "desktop" || s.prof.device == "mobile" {
-			sel = append(sel, s)
+	for _, f := range []struct {
+		report, filter string
+		key            func(*cvSession) string
+		in             []string
+	}{
+		{"device", "device[]desktop|mobile", func(s *cvSession) string { return s.prof.device }, []string{"desktop", "mobile"}},
+		// a user who came by search engines and by ads is one
+		{"channel", "channel[]Organic Search|Paid Search", func(s *cvSession) string { return s.channel }, []string{"Organic Search", "Paid Search"}},
+	} {
+		var sel []*cvSession
+		for _, s := range calc.in(from, to) {
+			if slices.Contains(f.in, f.key(s)) {
+				sel = append(sel, s)
+			}
 		}
+		a, _ := c.report(tok, "acquisition/"+f.report, mpaWith(q, "metrics", cvAcqMetrics, "filter", f.filter))
+		mpaCompare(t, f.report+" filter "+f.filter, a.Rows, []string{f.report}, cvAcq(sel, f.key))
+		mpaCompareTotals(t, f.report+" filter "+f.filter, a.Totals, mpaPick(cvAcq(sel, cvTotal)[""], cvAcqMetrics))
 	}
-	a, _ := c.report(tok, "acquisition/device", mpaWith(q, "metrics", cvAcqMetrics, "filter", "device[]desktop|mobile"))
-	mpaCompare(t, "device filter device[]desktop|mobile", a.Rows, []string{"device"}, cvAcq(sel, func(s *cvSession) string { return s.prof.device }))
-	mpaCompareTotals(t, "device filter device[]desktop|mobile", a.Totals, mpaPick(cvAcq(sel, cvTotal)[""], cvAcqMetrics))
 
 	returning := calc.acq(from, to, cvUserType)["returning"]
-	a, _ = c.report(tok, "acquisition/user_type", mpaWith(q, "metrics", cvAcqMetrics, "filter", "user_type==returning"))
+	a, _ := c.report(tok, "acquisition/user_type", mpaWith(q, "metrics", cvAcqMetrics, "filter", "user_type==returning"))
 	mpaCompare(t, "user_type filter ==returning", a.Rows, []string{"user_type"}, map[string]map[string]float64{"returning": returning})
 	mpaCompareTotals(t, "user_type filter ==returning", a.Totals, mpaPick(returning, cvAcqMetrics))
 
