@@ -476,6 +476,8 @@ func cvUserType(s *cvSession) string {
 
 func cvLanding(s *cvSession) string { return s.landing }
 
+func cvChannel(s *cvSession) string { return s.channel }
+
 // acq is the session metrics of the range by key: users are distinct
 // client IDs, new users those whose first session is in the range,
 // averages and rates the range's sums divided.
@@ -560,7 +562,7 @@ func cvCheckRange(t *testing.T, c *mpaClient, tok string, q url.Values, from, to
 		{"os", func(s *cvSession) string { return s.prof.os }},
 		{"country", func(s *cvSession) string { return s.prof.geo }},
 		{"landing_page", cvLanding},
-		{"channel", func(s *cvSession) string { return s.channel }},
+		{"channel", cvChannel},
 		{"source", func(s *cvSession) string { return s.source }},
 		{"medium", func(s *cvSession) string { return s.medium }},
 		{"source_medium", func(s *cvSession) string { return s.source + "|" + s.medium }},
@@ -637,7 +639,7 @@ func cvCheckFilters(t *testing.T, c *mpaClient, tok string, q url.Values, from, 
 	}{
 		{"device", "device[]desktop|mobile", func(s *cvSession) string { return s.prof.device }, []string{"desktop", "mobile"}},
 		// a user who came by search engines and by ads is one
-		{"channel", "channel[]Organic Search|Paid Search", func(s *cvSession) string { return s.channel }, []string{"Organic Search", "Paid Search"}},
+		{"channel", "channel[]Organic Search|Paid Search", cvChannel, []string{"Organic Search", "Paid Search"}},
 	} {
 		var sel []*cvSession
 		for _, s := range calc.in(from, to) {
@@ -674,7 +676,8 @@ func cvCheckFilters(t *testing.T, c *mpaClient, tok string, q url.Values, from, 
 }
 
 // cvCheckSeries compares the overviews by day, ISO week, month and hour
-// over the 15 days, and users by type and week.
+// over the 15 days, and users, sessions and conversions by type and by
+// channel and week.
 func cvCheckSeries(t *testing.T, c *mpaClient, tok, pid string, rng [2]string, calc *cvCalc, loc *time.Location) {
 	t.Helper()
 	q := url.Values{"property_id": {pid}, "from": {rng[0]}, "to": {rng[1]}, "limit": {"10000"}}
@@ -726,15 +729,21 @@ func cvCheckSeries(t *testing.T, c *mpaClient, tok, pid string, rng [2]string, c
 	a, _ = c.report(tok, "behavior/overview", mpaWith(q, "granularity", "day", "metrics", pageSeries))
 	mpaCompareSeries(t, "behavior/overview by day", a.Rows, days, pagesByDay, pageSeries)
 
-	// Users by type and week: a row per week and type with data.
-	want := map[string]map[string]float64{}
-	for _, l := range weekLabels {
-		for k, m := range calc.acq(weeks[l][0], weeks[l][1], cvUserType) {
-			want[l+"|"+k] = m
+	// Users by type and by channel and week: a row per week and value
+	// with data.
+	for _, r := range []struct {
+		report string
+		key    func(*cvSession) string
+	}{{"user_type", cvUserType}, {"channel", cvChannel}} {
+		want := map[string]map[string]float64{}
+		for _, l := range weekLabels {
+			for k, m := range calc.acq(weeks[l][0], weeks[l][1], r.key) {
+				want[l+"|"+k] = m
+			}
 		}
+		a, _ = c.report(tok, "acquisition/"+r.report, mpaWith(q, "granularity", "week", "metrics", "users,new_users,sessions,bounces,avg_session_duration,conversions,goal_value"))
+		mpaCompare(t, "acquisition/"+r.report+" by week", a.Rows, []string{"period", r.report}, want)
 	}
-	a, _ = c.report(tok, "acquisition/user_type", mpaWith(q, "granularity", "week", "metrics", "users,new_users,sessions,bounces,avg_session_duration"))
-	mpaCompare(t, "acquisition/user_type by week", a.Rows, []string{"period", "user_type"}, want)
 
 	// By hour of session start: every hour of the 15 days that has begun,
 	// zeros included (the zone has no daylight-saving change).
@@ -767,7 +776,7 @@ func cvCheckSeries(t *testing.T, c *mpaClient, tok, pid string, rng [2]string, c
 }
 
 // cvCheckComparison compares the last seven days, today included, with
-// the seven before: totals, and devices' previous values.
+// the seven before: totals, and devices' and channels' previous values.
 func cvCheckComparison(t *testing.T, c *mpaClient, tok, pid string, day func(int) string, calc *cvCalc) {
 	t.Helper()
 	q := url.Values{"property_id": {pid}, "from": {day(-6)}, "to": {day(0)}, "compare": {"previous_period"}}
@@ -777,23 +786,30 @@ func cvCheckComparison(t *testing.T, c *mpaClient, tok, pid string, day func(int
 	if pr, _ := raw["previous_range"].(map[string]any); pr["from"] != day(-13) || pr["to"] != day(-7) {
 		t.Errorf("previous_range %v, want %s..%s", pr, day(-13), day(-7))
 	}
-	_, raw = c.report(tok, "acquisition/device", mpaWith(q, "metrics", "users,new_users,sessions,pages_per_session"))
-	cur := calc.acq(day(-6), day(0), func(s *cvSession) string { return s.prof.device })
-	prev := calc.acq(day(-13), day(-7), func(s *cvSession) string { return s.prof.device })
-	rows, _ := raw["rows"].([]any)
-	if len(rows) != len(cur) {
-		t.Errorf("device compared: %d rows, want %d: %v", len(rows), len(cur), rows)
-	}
-	for _, r := range rows {
-		row, _ := r.(map[string]any)
-		dev, _ := row["device"].(string)
-		p, _ := row["previous"].(map[string]any)
-		for _, m := range []string{"users", "new_users", "sessions", "pages_per_session"} {
-			if !mpaClose(num(row[m]), cur[dev][m]) {
-				t.Errorf("device compared %s: %s = %v, want %v", dev, m, row[m], cur[dev][m])
-			}
-			if !mpaClose(num(p[m]), prev[dev][m]) {
-				t.Errorf("device compared %s: previous %s = %v, want %v", dev, m, p[m], prev[dev][m])
+	// The rows are the range's values, each with its previous values
+	// (zeros for a value without data then).
+	for _, r := range []struct {
+		report string
+		key    func(*cvSession) string
+	}{{"device", func(s *cvSession) string { return s.prof.device }}, {"channel", cvChannel}} {
+		_, raw = c.report(tok, "acquisition/"+r.report, mpaWith(q, "metrics", "users,new_users,sessions,pages_per_session,conversions"))
+		cur := calc.acq(day(-6), day(0), r.key)
+		prev := calc.acq(day(-13), day(-7), r.key)
+		rows, _ := raw["rows"].([]any)
+		if len(rows) != len(cur) {
+			t.Errorf("%s compared: %d rows, want %d: %v", r.report, len(rows), len(cur), rows)
+		}
+		for _, x := range rows {
+			row, _ := x.(map[string]any)
+			v, _ := row[r.report].(string)
+			p, _ := row["previous"].(map[string]any)
+			for _, m := range []string{"users", "new_users", "sessions", "pages_per_session", "conversions"} {
+				if !mpaClose(num(row[m]), cur[v][m]) {
+					t.Errorf("%s compared %s: %s = %v, want %v", r.report, v, m, row[m], cur[v][m])
+				}
+				if !mpaClose(num(p[m]), prev[v][m]) {
+					t.Errorf("%s compared %s: previous %s = %v, want %v", r.report, v, m, p[m], prev[v][m])
+				}
 			}
 		}
 	}
