@@ -559,16 +559,24 @@ func (c *Client) Run(ctx context.Context) error {
 // too while none passes its checks (discovery.Watch's panic routing): the
 // gauge counts the healthy ones.
 func (c *Client) setInstances(insts []discovery.Instance) {
-	urls := make([]string, 0, len(insts))
+	urls := instanceURLs(insts)
 	healthy := 0
 	for _, in := range insts {
-		urls = append(urls, "http://"+in.Addr)
 		if !in.Failing {
 			healthy++
 		}
 	}
 	c.instances.Store(&urls)
 	c.m.instances.Set(float64(healthy))
+}
+
+// instanceURLs returns the base URL of each instance.
+func instanceURLs(insts []discovery.Instance) []string {
+	urls := make([]string, len(insts))
+	for i, in := range insts {
+		urls[i] = "http://" + in.Addr
+	}
+	return urls
 }
 
 // follow long-polls the change feed, with backoff while it fails.
@@ -1051,25 +1059,29 @@ func configSvcNotFound(body []byte) bool {
 }
 
 // baseURL picks the static URL or, round-robin, a healthy instance from
-// Consul (asking Consul directly until the watch has answered).
+// Consul (asking Consul directly until the watch has answered). What it
+// asks is used for this request only, never stored: the watch may have
+// answered meanwhile, and its list (with panic routing's instances) must
+// not be overwritten by an older one.
 func (c *Client) baseURL(ctx context.Context) (string, error) {
 	if c.cfg.BaseURL != "" {
 		return strings.TrimSuffix(c.cfg.BaseURL, "/"), nil
 	}
-	urls := c.instances.Load()
-	if urls == nil {
+	var urls []string
+	if p := c.instances.Load(); p != nil {
+		urls = *p
+	} else {
 		insts, _, err := discovery.Healthy(ctx, c.cfg.Consul, c.cfg.Service, 0, 0)
 		if err != nil {
 			return "", fmt.Errorf("%w: find %s in consul: %w", ErrUnavailable, c.cfg.Service, err)
 		}
-		c.setInstances(insts)
-		urls = c.instances.Load()
+		urls = instanceURLs(insts)
 	}
-	if len(*urls) == 0 {
+	if len(urls) == 0 {
 		return "", fmt.Errorf("%w: no healthy %s instance in consul", ErrUnavailable, c.cfg.Service)
 	}
 	i := c.next.Add(1)
-	return (*urls)[i%uint64(len(*urls))], nil
+	return urls[i%uint64(len(urls))], nil
 }
 
 type clientMetrics struct {
