@@ -1067,7 +1067,7 @@ func bbChannel(source, medium, campaign string) string {
 	search := site("google", "bing", "duckduckgo")
 	social := site("facebook", "facebook.com")
 	video := site("youtube.com")
-	shopping := site("amazon.de", "amazon.com")
+	shopping := site("amazon.de", "amazon.com", "stripe.com") // stripe.com: Google's list has it as a shopping site
 	shopCampaign := regexp.MustCompile(`^(.*(([^a-df-z]|^)shop|shopping).*)$`).MatchString(campaign)
 	paid := regexp.MustCompile(`^(.*cp.*|ppc|retargeting|paid.*)$`).MatchString(medium)
 	in := func(v string, set ...string) bool { return slices.Contains(set, v) }
