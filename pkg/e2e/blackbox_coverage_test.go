@@ -1,12 +1,15 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -74,7 +77,7 @@ func TestAcceptanceBlackBoxCoverage(t *testing.T) {
 	var seeded []rpHit
 	for _, h := range hits {
 		if !h.live {
-			seeded = append(seeded, h.seed(put.Version))
+			seeded = append(seeded, h.seed(cvProfiles[h.prof], put.Version))
 		}
 	}
 	// The past days first, processed before the visitors come back;
@@ -83,7 +86,7 @@ func TestAcceptanceBlackBoxCoverage(t *testing.T) {
 	seedHits(t, cfg, p, seeded)
 	waitForProcessing(t, cfg, 90*time.Second)
 	drWaitRules(t, c, p.TrackingID, cvProfiles[cvQA].ua, true) // collection stamps the live hits with them
-	cvSendLive(t, c, p.TrackingID, sec.Secret, hits)
+	cvSendLive(t, c, p.TrackingID, sec.Secret, hits, cvProfiles)
 	waitForProcessing(t, cfg, 90*time.Second)
 
 	calc := cvCalculate(hits, loc)
@@ -164,7 +167,9 @@ func TestAcceptanceBlackBoxCoverage(t *testing.T) {
 // cvProfile is a visitor's context as sent and as the reports must show it.
 type cvProfile struct {
 	ua, country              string // the Measurement API's user_agent and user_location.country_id
+	ip                       string // its ip_override (none when empty; seeded: 192.0.2.0)
 	device, browser, os, geo string
+	bot                      bool // collection flags ua as a known crawler
 }
 
 // The user agents' device, browser and OS are those docs/collection.md's
@@ -186,12 +191,16 @@ const cvQA = 3
 // ping; live ones are sent through the gateway, the others seeded.
 type cvHit struct {
 	cid, kind, page string
+	host            string  // the page's, shop.example when empty
 	query, ref      string  // a pageview's: "?utm_source=…", a referrer URL
 	cat, act        string  // an event's category and action (its name)
 	value           float64 // an event's
 	t               time.Time
 	prof            int
 	live            bool
+	// stale: collected by an instance that had not learnt of the rules
+	// change yet (stamped with the version before).
+	stale bool
 }
 
 // event is h as a Measurement API event: what is sent, and what the
@@ -203,24 +212,34 @@ func (h cvHit) event() mpaEvent {
 	case "ping":
 		return mpaEvent{cid: h.cid, name: "user_engagement", t: h.t, params: map[string]any{"engagement_time_msec": 5000}}
 	}
-	params := map[string]any{"page_location": "https://shop.example" + h.page + h.query}
+	params := map[string]any{"page_location": "https://" + cmp.Or(h.host, "shop.example") + h.page + h.query}
 	if h.ref != "" {
 		params["page_referrer"] = h.ref
 	}
 	return mpaEvent{cid: h.cid, name: "page_view", t: h.t, params: params}
 }
 
-// seed is h as collection would have queued it, under the rules version.
-func (h cvHit) seed(version int) rpHit {
-	pr := cvProfiles[h.prof]
+// seed is h of a visitor with the profile as collection would have queued
+// it, under the rules version: its address truncated to /24 (/48), the
+// bot flag set; the IP rule matched is the caller's.
+func (h cvHit) seed(pr cvProfile, version int) rpHit {
+	ip := "192.0.2.0"
+	if pr.ip != "" {
+		a, bits := netip.MustParseAddr(pr.ip), 24
+		if a.Is6() {
+			bits = 48
+		}
+		ip = netip.PrefixFrom(a, bits).Masked().Addr().String()
+	}
 	var r rpHit
 	if h.kind == "pageview" {
-		r = rpPV(h.cid, h.t, h.page+h.query, h.ref, pr.ua, "192.0.2.0")
+		r = rpPV(h.cid, h.t, h.page+h.query, h.ref, pr.ua, ip)
+		r.params["page_location"] = h.event().params["page_location"]
 	} else {
-		r = rpEv(h.cid, h.t, h.cat, h.act, h.value, pr.ua, "192.0.2.0")
+		r = rpEv(h.cid, h.t, h.cat, h.act, h.value, pr.ua, ip)
 	}
 	r.device, r.browser, r.os, r.country = pr.device, pr.browser, pr.os, pr.geo
-	r.version = version
+	r.version, r.bot = version, pr.bot
 	return r
 }
 
@@ -267,55 +286,8 @@ var cvArrivals = []struct{ query, ref string }{
 // goals), and some visits end on an excluded admin page. The merchant's
 // checks (cvQA) visit too, every hit excluded.
 func cvTraffic(midnight time.Time, loc *time.Location) []cvHit {
-	r := rand.New(rand.NewPCG(2026, 12))
-	pages := []string{"/", "/shop", "/shop/shoes", "/blog/a", "/cart", "/about"}
-	var hits []cvHit
-	clicks := 0
-	visit := func(cid string, at time.Time, prof int, live bool) time.Time {
-		arr := cvArrivals[r.IntN(len(cvArrivals))]
-		if strings.Contains(arr.query, "%d") {
-			clicks++
-			arr.query = fmt.Sprintf(arr.query, clicks)
-		}
-		n := 1 + r.IntN(4)
-		if r.IntN(10) < 4 {
-			n = 1
-		}
-		for i := range n {
-			pv := cvHit{cid: cid, kind: "pageview", page: pages[r.IntN(len(pages))], prof: prof, live: live}
-			if i == 0 {
-				pv.query, pv.ref = arr.query, arr.ref
-			} else {
-				at = at.Add(time.Duration(5+r.IntN(240)) * time.Second)
-				switch k := r.IntN(12); {
-				case k < 4 && arr.query != "":
-					pv.query = arr.query // the same campaign: the same session
-				case k == 4:
-					pv.query = "?utm_source=newsletter&utm_medium=email&utm_campaign=spring" // another: a new session
-				case k == 5:
-					pv.ref = "https://www.google.com/search?q=again" // no new session
-				}
-			}
-			pv.t = at
-			hits = append(hits, pv)
-			if pv.page == "/cart" && r.IntN(2) == 0 {
-				at = at.Add(time.Duration(5+r.IntN(60)) * time.Second)
-				hits = append(hits, cvHit{cid: cid, kind: "event", cat: "shop", act: "purchase", value: []float64{19.99, 45, 120.5}[r.IntN(3)], t: at, prof: prof, live: live})
-			}
-		}
-		switch k := r.IntN(10); {
-		case n == 1 && k < 3:
-			at = at.Add(time.Duration(5+r.IntN(120)) * time.Second)
-			hits = append(hits, cvHit{cid: cid, kind: "event", cat: "shop", act: "add_to_cart", value: 1, t: at, prof: prof, live: live})
-		case n == 1 && k < 6 && live:
-			at = at.Add(time.Duration(5+r.IntN(120)) * time.Second)
-			hits = append(hits, cvHit{cid: cid, kind: "ping", t: at, prof: prof, live: live})
-		case k == 9:
-			at = at.Add(time.Duration(5+r.IntN(60)) * time.Second)
-			hits = append(hits, cvHit{cid: cid, kind: "pageview", page: "/admin/orders", t: at, prof: prof, live: live})
-		}
-		return at
-	}
+	g := &cvGen{r: rand.New(rand.NewPCG(2026, 12)), arrivals: cvArrivals, again: []string{"https://www.google.com/search?q=again"}}
+	r, visit := g.r, g.visit
 	for v := range 41 {
 		cid := fmt.Sprintf("cv-%02d", v)
 		prof := r.IntN(2)
@@ -349,15 +321,80 @@ func cvTraffic(midnight time.Time, loc *time.Location) []cvHit {
 	}
 	// Across midnight: two sessions, yesterday's and today's.
 	for _, d := range []time.Duration{-4 * time.Minute, -2 * time.Minute, 2 * time.Minute} {
-		hits = append(hits, cvHit{cid: "cv-midnight", kind: "pageview", page: "/shop", t: midnight.Add(d), prof: 0, live: true})
+		g.hits = append(g.hits, cvHit{cid: "cv-midnight", kind: "pageview", page: "/shop", t: midnight.Add(d), prof: 0, live: true})
 	}
-	return hits
+	return g.hits
+}
+
+// cvGen makes visits (cvTraffic's) from a seeded random source: each
+// arrives one of its ways (%d in a query is a click ID of the visit's
+// own), and a later pageview of a visit may carry one of the referrers
+// again.
+type cvGen struct {
+	r        *rand.Rand
+	arrivals []struct{ query, ref string }
+	again    []string
+	hits     []cvHit
+	clicks   int
+}
+
+// visit adds a visit of the visitor with the profile from at, and returns
+// the time of its last hit.
+func (g *cvGen) visit(cid string, at time.Time, prof int, live bool) time.Time {
+	r := g.r
+	pages := []string{"/", "/shop", "/shop/shoes", "/blog/a", "/cart", "/about"}
+	arr := g.arrivals[r.IntN(len(g.arrivals))]
+	if strings.Contains(arr.query, "%d") {
+		g.clicks++
+		arr.query = strings.ReplaceAll(arr.query, "%d", strconv.Itoa(g.clicks))
+	}
+	n := 1 + r.IntN(4)
+	if r.IntN(10) < 4 {
+		n = 1
+	}
+	for i := range n {
+		pv := cvHit{cid: cid, kind: "pageview", page: pages[r.IntN(len(pages))], prof: prof, live: live}
+		if i == 0 {
+			pv.query, pv.ref = arr.query, arr.ref
+		} else {
+			at = at.Add(time.Duration(5+r.IntN(240)) * time.Second)
+			switch k := r.IntN(12); {
+			case k < 4 && arr.query != "":
+				pv.query = arr.query // the same campaign: the same session
+			case k == 4:
+				pv.query = "?utm_source=newsletter&utm_medium=email&utm_campaign=spring" // another: a new session
+			case k == 5:
+				pv.ref = g.again[0] // no new session
+				if len(g.again) > 1 {
+					pv.ref = g.again[r.IntN(len(g.again))]
+				}
+			}
+		}
+		pv.t = at
+		g.hits = append(g.hits, pv)
+		if pv.page == "/cart" && r.IntN(2) == 0 {
+			at = at.Add(time.Duration(5+r.IntN(60)) * time.Second)
+			g.hits = append(g.hits, cvHit{cid: cid, kind: "event", cat: "shop", act: "purchase", value: []float64{19.99, 45, 120.5}[r.IntN(3)], t: at, prof: prof, live: live})
+		}
+	}
+	switch k := r.IntN(10); {
+	case n == 1 && k < 3:
+		at = at.Add(time.Duration(5+r.IntN(120)) * time.Second)
+		g.hits = append(g.hits, cvHit{cid: cid, kind: "event", cat: "shop", act: "add_to_cart", value: 1, t: at, prof: prof, live: live})
+	case n == 1 && k < 6 && live:
+		at = at.Add(time.Duration(5+r.IntN(120)) * time.Second)
+		g.hits = append(g.hits, cvHit{cid: cid, kind: "ping", t: at, prof: prof, live: live})
+	case k == 9:
+		at = at.Add(time.Duration(5+r.IntN(60)) * time.Second)
+		g.hits = append(g.hits, cvHit{cid: cid, kind: "pageview", page: "/admin/orders", t: at, prof: prof, live: live})
+	}
+	return at
 }
 
 // cvSendLive sends the live hits, a request per visitor and visit, as
 // Measurement API events with their own times (queue times of up to four
-// hours), the visitor's user agent and country.
-func cvSendLive(t *testing.T, c *mpaClient, tid, secret string, hits []cvHit) {
+// hours), the visitor's user agent, country and address (its profile's).
+func cvSendLive(t *testing.T, c *mpaClient, tid, secret string, hits []cvHit, profiles []cvProfile) {
 	t.Helper()
 	type key struct {
 		cid  string
@@ -377,8 +414,11 @@ func cvSendLive(t *testing.T, c *mpaClient, tid, secret string, hits []cvHit) {
 		reqs[k] = append(reqs[k], map[string]any{"name": e.name, "event_id": fmt.Sprintf("cv-%d", i), "timestamp_micros": h.t.UnixMicro(), "params": e.params})
 	}
 	for _, k := range order {
-		pr := cvProfiles[k.prof]
+		pr := profiles[k.prof]
 		body := map[string]any{"client_id": k.cid, "events": reqs[k]}
+		if pr.ip != "" {
+			body["ip_override"] = pr.ip
+		}
 		if pr.ua != "" {
 			body["user_agent"] = pr.ua
 		}
@@ -432,11 +472,7 @@ func cvCalculate(hits []cvHit, loc *time.Location) *cvCalc {
 	prof := map[*mpaHit]int{}
 	for _, h := range hits {
 		if reason := h.excluded(); reason != "" {
-			d := h.t.In(loc).Format(time.DateOnly)
-			if calc.filtered[d] == nil {
-				calc.filtered[d] = map[string]float64{}
-			}
-			calc.filtered[d][reason]++
+			calc.exclude(h, reason, loc)
 			continue
 		}
 		m := mpaHitOf(h.event())
@@ -448,11 +484,25 @@ func cvCalculate(hits []cvHit, loc *time.Location) *cvCalc {
 			s.attribute(nil)
 			s.channel = bbChannel(s.source, s.medium, s.campaign)
 			s.tally(cvGoal)
-			calc.all.sessions = append(calc.all.sessions, s)
-			calc.sessions = append(calc.sessions, &cvSession{mpaSession: s, hour: s.start.In(loc).Hour(), prof: cvProfiles[prof[s.hits[0]]]})
+			calc.add(s, cvProfiles[prof[s.hits[0]]], loc)
 		}
 	}
 	return calc
+}
+
+// exclude counts h among the filtered hits of its local day.
+func (c *cvCalc) exclude(h cvHit, reason string, loc *time.Location) {
+	d := h.t.In(loc).Format(time.DateOnly)
+	if c.filtered[d] == nil {
+		c.filtered[d] = map[string]float64{}
+	}
+	c.filtered[d][reason]++
+}
+
+// add adds a finished session of a visitor with the profile.
+func (c *cvCalc) add(s *mpaSession, prof cvProfile, loc *time.Location) {
+	c.all.sessions = append(c.all.sessions, s)
+	c.sessions = append(c.sessions, &cvSession{mpaSession: s, hour: s.start.In(loc).Hour(), prof: prof})
 }
 
 func (c *cvCalc) in(from, to string) []*cvSession {

@@ -245,6 +245,11 @@ type rpHit struct {
 	device, browser, os, country string
 	// The rules version collection stamped on it (1 when 0).
 	version int
+	// What collection flagged in flight (none when empty): a known
+	// crawler's user agent, the IP exclusion rule of that version (as
+	// written) the full address matched.
+	bot bool
+	ipx string
 }
 
 func rpPV(cid string, tm time.Time, page, ref, ua, ip string) rpHit {
@@ -258,8 +263,8 @@ func rpEv(cid string, tm time.Time, cat, act string, value float64, ua, ip strin
 }
 
 // seedHits puts hits in the hits topic as collection queued them when they
-// were received (stamped with their rules version, 1 unless set; nothing
-// matched at collection).
+// were received (stamped with their rules version, 1 unless set; flagged
+// a bot, excluded by an IP rule, only when set).
 func seedHits(t *testing.T, cfg localstack.Config, p mpaProperty, hits []rpHit) {
 	t.Helper()
 	kcfg := &kafka.Config{Brokers: "127.0.0.1:" + strconv.Itoa(cfg.KafkaPort)}
@@ -272,7 +277,8 @@ func seedHits(t *testing.T, cfg localstack.Config, p mpaProperty, hits []rpHit) 
 		u, _ := url.Parse(s.params["page_location"].(string))
 		h := &hit.Hit{PropertyID: p.ID, TrackingID: p.TrackingID, ClientID: s.cid, Type: hit.TypePageview, Origin: hit.OriginBrowser,
 			Time: s.t, ReceivedAt: s.t.Add(time.Second), URL: u.String(), Hostname: u.Host, Path: u.RequestURI(), Referrer: s.ref,
-			UserAgent: s.ua, IP: s.ip, DeviceCategory: cmp.Or(s.device, "desktop"), Browser: s.browser, OS: s.os, Country: s.country, RuleVersion: cmp.Or(s.version, 1)}
+			UserAgent: s.ua, IP: s.ip, DeviceCategory: cmp.Or(s.device, "desktop"), Browser: s.browser, OS: s.os, Country: s.country, RuleVersion: cmp.Or(s.version, 1),
+			Bot: s.bot, IPExcludedBy: s.ipx}
 		if s.kind == "event" {
 			h.Type, h.Category, h.Action, h.Value, h.HasValue = hit.TypeEvent, s.cat, s.act, s.value, true
 		}
@@ -299,15 +305,19 @@ type rpRules struct {
 	channels     []rpChannel
 }
 
+// rpGoal is a page goal worth value, or (page nil) an event goal of the
+// category and action worth the event's own value.
 type rpGoal struct {
 	id    string
 	page  *regexp.Regexp
 	value float64
+	event [2]string
 }
 
+// rpChannel is a custom channel rule: its patterns (nil: any) all match.
 type rpChannel struct {
-	name   string
-	source *regexp.Regexp
+	name                     string
+	source, medium, campaign *regexp.Regexp
 }
 
 // rpCalc derives sessions and filtered hits by docs/processing.md and
@@ -353,20 +363,33 @@ func rpCalc(hits []rpHit, r rpRules, loc *time.Location) (*mpaCalc, map[string]f
 // rpFinish attributes a session and counts its metrics under the rules.
 func rpFinish(s *mpaSession, r rpRules) {
 	s.attribute(r.referralExcl)
+	r.customChannel(s)
+	s.tally(r.goal)
+}
+
+// customChannel names the session's channel by the first custom channel
+// rule it matches, if one does.
+func (r rpRules) customChannel(s *mpaSession) {
+	match := func(re *regexp.Regexp, v string) bool { return re == nil || re.MatchString(v) }
 	for _, ch := range r.channels {
-		if ch.source.MatchString(s.source) {
+		if match(ch.source, s.source) && match(ch.medium, s.medium) && match(ch.campaign, s.campaign) {
 			s.channel = ch.name
-			break
+			return
 		}
 	}
-	s.tally(func(h *mpaHit) (string, float64, bool) {
-		for _, g := range r.goals {
-			if h.kind == "pageview" && g.page.MatchString(strings.SplitN(h.page, "?", 2)[0]) {
-				return g.id, g.value, true
-			}
+}
+
+// goal is the first goal h completes, with its value.
+func (r rpRules) goal(h *mpaHit) (string, float64, bool) {
+	for _, g := range r.goals {
+		switch {
+		case g.page != nil && h.kind == "pageview" && g.page.MatchString(strings.SplitN(h.page, "?", 2)[0]):
+			return g.id, g.value, true
+		case g.page == nil && h.kind == "event" && h.cat == g.event[0] && h.act == g.event[1]:
+			return g.id, h.value, true
 		}
-		return "", 0, false
-	})
+	}
+	return "", 0, false
 }
 
 const rpAcqMetrics = "sessions,users,new_users,engaged_sessions,bounce_rate,avg_session_duration,pages_per_session,conversions,goal_value"
