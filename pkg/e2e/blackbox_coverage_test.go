@@ -4,10 +4,12 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -871,4 +873,452 @@ func cvOrZero(m map[string]float64) map[string]float64 {
 		return map[string]float64{}
 	}
 	return m
+}
+
+// TestAcceptanceBlackBoxCoverageRules audits over many days what
+// TestAcceptanceBlackBoxCoverage leaves out: the property's exclusion
+// rules (filtered hits by reason ip, country, foreign_host and bot),
+// attribution's edge cases (Bing's msclkid, Google's gbraid and wbraid,
+// referral exclusions, self-referrals, custom channel rules evaluated
+// before the default group), a change of the rules in the middle of the
+// range, and users past 512 distinct, where they are estimates.
+//
+// The rules change on the seventh day before today (docs/config.md,
+// "Rules"; docs/processing.md, "Rules version"): the first version
+// excludes an office network and a single address, one country, and lets
+// bots in; its hostnames hold a legacy host (its pages accepted, its
+// referrers the site's own). The second, for the hits received from then
+// on, stops excluding the address, excludes a second country, filters
+// bots, drops the legacy host (a referral from then on), adds a referral
+// exclusion, a longer session timeout, a goal and a custom channel ahead
+// of the others. Each hit counts under the version it was received under:
+// a report over a range spanning the change adds up each day as its own
+// version derived it. The past days are seeded as collection queued them
+// (the bot flag, the IP rule the full address matched in flight, the
+// address truncated), yesterday's last hour and today's first come
+// through the gateway with the visitor's address (ip_override), so that
+// collection's own flagging and matching is checked too; and a hit of the
+// legacy host that a collection instance not yet aware of the change let
+// in after its visitor's hit under the new version is foreign_host.
+//
+// A second property has 700 visitors of one pageview each over 13 days,
+// 150 of them back another day: over ranges of more than 512 distinct
+// users, users are a HyperLogLog estimate (docs/reports.md, "Users and
+// their error"), compared within five standard errors and within the
+// exact bounds new_users and sessions, and the answer says it is
+// estimated; below, they are exact and it says they are not.
+func TestAcceptanceBlackBoxCoverageRules(t *testing.T) {
+	stack, cfg := startStack(t)
+	c := &mpaClient{t: t, ctx: context.Background(), http: &http.Client{Timeout: 30 * time.Second}, gw: strings.TrimRight(stack.GatewayURL(), "/")}
+	zone, loc, midnight := zoneWithMidnightAgo(t)
+	day := func(n int) string { return midnight.In(loc).AddDate(0, 0, n).Format(time.DateOnly) }
+
+	tok := c.signUp("bb-coverage-rules@shop.example")
+	p := c.createProperty(tok, map[string]any{"name": "Coverage rules", "hostnames": []string{"shop.example", "legacy.example"}, "time_zone": zone})
+	var sec struct {
+		Secret string `json:"secret"`
+	}
+	c.do("POST", "/v1/properties/"+p.ID+"/api-secrets", tok, map[string]any{"name": "backend"}, http.StatusCreated, &sec)
+	var put struct {
+		Version int `json:"version"`
+	}
+	c.do("PUT", "/v1/properties/"+p.ID+"/rules", tok, cvrRulesDoc(false), http.StatusOK, &put)
+	vers := cvrVersions()
+	vers[0].stamp = put.Version
+	c.do("PATCH", "/v1/properties/"+p.ID, tok, map[string]any{"hostnames": []string{"shop.example"}}, http.StatusOK, nil)
+	c.do("PUT", "/v1/properties/"+p.ID+"/rules", tok, cvrRulesDoc(true), http.StatusOK, &put)
+	vers[1].stamp = put.Version
+	users := c.createProperty(tok, map[string]any{"name": "Coverage users", "hostnames": []string{"shop.example"}, "time_zone": zone})
+
+	change := day(-7)
+	hits := cvrTraffic(midnight, loc)
+	var seeded []rpHit
+	for _, h := range hits {
+		if !h.live {
+			seeded = append(seeded, vers[cvrVersionOf(h, change, loc)].seed(h, vers[0].stamp))
+		}
+	}
+	uhits := cvUsersTraffic(midnight, loc)
+	// The past days first, processed before the visitors come back.
+	seedHits(t, cfg, p, seeded)
+	seedHits(t, cfg, users, uhits)
+	waitForProcessing(t, cfg, 90*time.Second)
+	drWaitRules(t, c, p.TrackingID, "ProbeTwo/1", true) // collection stamps the live hits with the second version
+	cvSendLive(t, c, p.TrackingID, sec.Secret, hits, cvrProfiles)
+	waitForProcessing(t, cfg, 90*time.Second)
+
+	calc := cvrCalculate(hits, vers, change, loc)
+	all := [2]string{day(-14), day(0)}
+	want := calc.acq(all[0], all[1], cvTotal)[""]
+	byChannel := map[string]int{}
+	for _, s := range calc.sessions {
+		byChannel[s.channel]++
+	}
+	t.Logf("rules: %d hits (%d seeded), %d sessions by channel %v; filtered %v", len(hits), len(seeded), len(calc.sessions), byChannel, calc.filteredIn(all[0], all[1]))
+	eventually.NoError(t, 60*time.Second, "every hit in the reports", func() error {
+		for _, w := range []struct {
+			pid      string
+			from, to string
+			want     map[string]float64
+		}{
+			{p.ID, all[0], all[1], want},
+			{users.ID, day(-14), day(-2), map[string]float64{"sessions": float64(len(uhits)), "pageviews": float64(len(uhits)), "events": 0}},
+		} {
+			a, _ := c.report(tok, "acquisition/overview", url.Values{"property_id": {w.pid}, "from": {w.from}, "to": {w.to}, "metrics": {"sessions,pageviews,events"}})
+			for _, m := range []string{"sessions", "pageviews", "events"} {
+				if num(a.Totals[m]) != w.want[m] {
+					return fmt.Errorf("%s totals %v, want %v", w.pid, a.Totals, mpaPick(w.want, "sessions,pageviews,events"))
+				}
+			}
+		}
+		return nil
+	})
+	for _, r := range [][2]string{
+		all,
+		{day(-14), day(-8)}, // the first version's days only
+		{day(-9), day(-4)},  // across the change
+		{change, day(0)},    // the second version's
+	} {
+		cvCheckRange(t, c, tok, url.Values{"property_id": {p.ID}, "from": {r[0]}, "to": {r[1]}}, r[0], r[1], calc)
+	}
+	cvCheckUsers(t, c, tok, users.ID, uhits, day, loc)
+}
+
+// cvrRulesDoc is the rules property's first version, or its second.
+func cvrRulesDoc(second bool) map[string]any {
+	if !second {
+		return map[string]any{
+			"exclusions":          map[string]any{"ip": []string{"198.51.100.0/24", "203.0.113.7"}, "countries": []string{"KP"}},
+			"bot_filtering":       false,
+			"referral_exclusions": []string{"paypal.com"},
+			"goals":               []map[string]any{{"id": "cart", "name": "Cart", "page_path": "^/cart$", "value": 5}},
+			"channels": []map[string]any{
+				{"name": "Partners", "source": "^partner-"},
+				{"name": "Newsletter", "medium": "^email$", "campaign": "^news"},
+			},
+		}
+	}
+	return map[string]any{
+		"exclusions":              map[string]any{"ip": []string{"198.51.100.0/24"}, "user_agents": []string{"^ProbeTwo/"}, "countries": []string{"KP", "RU"}},
+		"bot_filtering":           true,
+		"session_timeout_minutes": 45,
+		"referral_exclusions":     []string{"paypal.com", "checkout.stripe.com"},
+		"goals": []map[string]any{
+			{"id": "cart", "name": "Cart", "page_path": "^/cart$", "value": 7},
+			{"id": "purchase", "name": "Purchase", "event": map[string]any{"category": "shop", "action": "purchase"}},
+		},
+		"channels": []map[string]any{
+			{"name": "Search Ads", "source": "^(google|bing)$", "medium": "^cpc$"},
+			{"name": "Partners", "source": "^partner-"},
+			{"name": "Newsletter", "medium": "^email$", "campaign": "^news"},
+		},
+	}
+}
+
+// cvrVersion is what the calculator knows of one of cvrRulesDoc's
+// versions: its number once saved, its exclusions and hostnames, and the
+// rules of sessions (rpRules: its own hosts beyond shop.example are among
+// the referral exclusions, which they act as).
+type cvrVersion struct {
+	rpRules
+	stamp     int
+	countries []string
+	hosts     []string
+	bots      bool
+}
+
+func cvrVersions() [2]cvrVersion {
+	ci := func(re string) *regexp.Regexp { return regexp.MustCompile("(?i)" + re) }
+	partners := rpChannel{name: "Partners", source: ci("^partner-")}
+	newsletter := rpChannel{name: "Newsletter", medium: ci("^email$"), campaign: ci("^news")}
+	cart := func(v float64) rpGoal { return rpGoal{id: "cart", page: regexp.MustCompile("^/cart$"), value: v} }
+	return [2]cvrVersion{
+		{rpRules: rpRules{timeout: 30 * time.Minute, ip: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("203.0.113.7/32")},
+			referralExcl: []string{"paypal.com", "legacy.example"}, goals: []rpGoal{cart(5)}, channels: []rpChannel{partners, newsletter}},
+			countries: []string{"KP"}, hosts: []string{"shop.example", "legacy.example"}},
+		{rpRules: rpRules{timeout: 45 * time.Minute, ip: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")},
+			referralExcl: []string{"paypal.com", "checkout.stripe.com"}, goals: []rpGoal{cart(7), {id: "purchase", event: [2]string{"shop", "purchase"}}},
+			channels: []rpChannel{{name: "Search Ads", source: ci("^(google|bing)$"), medium: ci("^cpc$")}, partners, newsletter}},
+			countries: []string{"KP", "RU"}, hosts: []string{"shop.example"}, bots: true},
+	}
+}
+
+// cvrVersionOf is the version a hit counts under: the second from the
+// day of the change on (each visit is within a day, and the days before
+// are closed when it comes: docs/processing.md, "Rules version").
+func cvrVersionOf(h cvHit, change string, loc *time.Location) int {
+	if h.t.In(loc).Format(time.DateOnly) >= change {
+		return 1
+	}
+	return 0
+}
+
+// ipRule is the IP rule (as written) the visitor's full address matches,
+// or "".
+func (v cvrVersion) ipRule(pr cvProfile) string {
+	a, err := netip.ParseAddr(pr.ip)
+	if err != nil {
+		return ""
+	}
+	for _, p := range v.ip {
+		if p.Contains(a) {
+			if p.IsSingleIP() {
+				return p.Addr().String()
+			}
+			return p.String()
+		}
+	}
+	return ""
+}
+
+// excluded is the reason the version excludes h for, first match first
+// (docs/config.md, "Evaluation order"), or "".
+func (v cvrVersion) excluded(h cvHit, pr cvProfile) string {
+	switch {
+	case v.ipRule(pr) != "":
+		return "ip"
+	case slices.Contains(v.countries, pr.geo):
+		return "country"
+	case h.kind == "pageview" && !drHostExcluded(cmp.Or(h.host, "shop.example"), v.hosts, nil):
+		return "foreign_host"
+	case v.bots && pr.bot:
+		return "bot"
+	}
+	return ""
+}
+
+// seed is h as collection queued it under this version: flagged with the
+// IP rule it matched; a stale hit stamped with the version before.
+func (v cvrVersion) seed(h cvHit, before int) rpHit {
+	pr := cvrProfiles[h.prof]
+	r := h.seed(pr, v.stamp)
+	r.ipx = v.ipRule(pr)
+	if h.stale {
+		r.version = before
+	}
+	return r
+}
+
+// cvrProfiles are the rules property's visitors: two ordinary (one on
+// IPv6), the office network, the single address only the first version
+// excludes, a crawler, a country both versions exclude, one only the
+// second does, and a crawler from the office (ip before bot).
+var cvrProfiles = []cvProfile{
+	{ua: drChrome, country: "de", ip: "192.0.2.44", device: "desktop", browser: "Chrome", os: "Windows", geo: "DE"},
+	{ua: drIPhone, country: "FR", ip: "2001:db8:5::7", device: "mobile", browser: "Safari", os: "iOS", geo: "FR"},
+	{ua: drChrome, country: "de", ip: "198.51.100.23", device: "desktop", browser: "Chrome", os: "Windows", geo: "DE"},
+	{ua: drChrome, country: "fr", ip: "203.0.113.7", device: "desktop", browser: "Chrome", os: "Windows", geo: "FR"},
+	{ua: drGoogbot, ip: "192.0.2.50", device: "other", browser: "Googlebot", os: "(not set)", geo: "(not set)", bot: true},
+	{ua: drIPhone, country: "kp", ip: "192.0.2.60", device: "mobile", browser: "Safari", os: "iOS", geo: "KP"},
+	{ua: drChrome, country: "RU", ip: "192.0.2.70", device: "desktop", browser: "Chrome", os: "Windows", geo: "RU"},
+	{ua: drGoogbot, ip: "198.51.100.80", device: "other", browser: "Googlebot", os: "(not set)", geo: "(not set)", bot: true},
+}
+
+// cvrArrivals are the rules property's ways in: click IDs (Bing's beating
+// the tags beside it, Google's three, gclid first), referral exclusions,
+// the site's own hosts, the legacy host, custom channels, and a few plain.
+var cvrArrivals = []struct{ query, ref string }{
+	{}, {},
+	{ref: "https://www.google.com/search?q=shoes"},
+	{ref: "https://www.facebook.com/"},
+	{query: "?msclkid=m%d"},
+	{query: "?msclkid=m%d&utm_source=newsletter&utm_medium=email&utm_campaign=spring"},
+	{query: "?gbraid=b%d&utm_campaign=ios"},
+	{query: "?wbraid=w%d"},
+	{query: "?gclid=g%d&gbraid=b%d"},
+	{ref: "https://www.paypal.com/checkout/done"},
+	{ref: "https://checkout.stripe.com/pay/cs_1"},
+	{ref: "https://www.shop.example/cart"},
+	{ref: "https://blog.shop.example/post"},
+	{ref: "https://legacy.example/old-shop"},
+	{query: "?utm_source=partner-a&utm_medium=referral"},
+	{query: "?utm_source=news&utm_medium=email&utm_campaign=newsletter-june"},
+	{query: "?utm_source=news&utm_medium=email&utm_campaign=promo"},
+}
+
+// cvrTraffic is 30 visitors over the 15 days as cvTraffic's, each with a
+// profile of cvrProfiles (two of each, the rest ordinary), arriving by
+// cvrArrivals; a later
+// pageview may come back from the payment provider or the site itself (no
+// new session). Some visits before the change are on the legacy host. And
+// one visitor on the day of the change: a pageview, then one of the legacy
+// host a minute later, stale.
+func cvrTraffic(midnight time.Time, loc *time.Location) []cvHit {
+	g := &cvGen{r: rand.New(rand.NewPCG(2026, 28)), arrivals: cvrArrivals,
+		again: []string{"https://www.paypal.com/checkout/done", "https://www.shop.example/cart", "https://www.google.com/search?q=again"}}
+	r := g.r
+	ln := midnight.In(loc)
+	for v := range 30 {
+		cid := fmt.Sprintf("cvr-%02d", v)
+		prof := v % len(cvrProfiles) // each profile twice, then ordinary visitors
+		if v >= 2*len(cvrProfiles) {
+			prof = r.IntN(2)
+		}
+		for n := -14; n <= -2; n++ {
+			if r.IntN(10) >= 2 {
+				continue
+			}
+			p := prof
+			if prof < 2 && r.IntN(10) == 0 {
+				p = 1 - prof
+			}
+			start := time.Date(ln.Year(), ln.Month(), ln.Day()+n, 8, 0, 0, 0, loc).Add(time.Duration(r.IntN(600)) * time.Minute)
+			i := len(g.hits)
+			end := g.visit(cid, start, p, false)
+			if n < -7 && r.IntN(6) == 0 {
+				for j := i; j < len(g.hits); j++ {
+					g.hits[j].host = "legacy.example"
+				}
+			}
+			if r.IntN(10) < 3 {
+				g.visit(cid, end.Add(time.Duration(31+r.IntN(60))*time.Minute), p, false)
+			}
+		}
+		if r.IntN(20) < 7 { // yesterday, in its last 50 minutes
+			g.visit(cid, midnight.Add(-50*time.Minute+time.Duration(r.IntN(1800))*time.Second), prof, true)
+		}
+		if r.IntN(10) < 4 { // today, in its first 80 minutes
+			g.visit(cid, midnight.Add(5*time.Minute+time.Duration(r.IntN(4500))*time.Second), prof, true)
+		}
+	}
+	at := time.Date(ln.Year(), ln.Month(), ln.Day()-7, 10, 0, 0, 0, loc)
+	g.hits = append(g.hits,
+		cvHit{cid: "cvr-stale", kind: "pageview", page: "/", ref: "https://www.google.com/search?q=shoes", t: at},
+		cvHit{cid: "cvr-stale", kind: "pageview", page: "/old", host: "legacy.example", t: at.Add(time.Minute), stale: true})
+	return g.hits
+}
+
+// cvrCalculate is cvCalculate under the rules property's versions: each
+// hit excluded (or not) by the version it counts under, each visitor's
+// sessions of each version split by its timeout and attributed by its
+// rules (channel: its custom rules, then the default group).
+func cvrCalculate(hits []cvHit, vers [2]cvrVersion, change string, loc *time.Location) *cvCalc {
+	calc := &cvCalc{all: &mpaCalc{loc: loc}, filtered: map[string]map[string]float64{}}
+	by := map[string]*[2][]*mpaHit{}
+	var cids []string
+	prof := map[*mpaHit]int{}
+	for _, h := range hits {
+		v := cvrVersionOf(h, change, loc)
+		if reason := vers[v].excluded(h, cvrProfiles[h.prof]); reason != "" {
+			calc.exclude(h, reason, loc)
+			continue
+		}
+		m := mpaHitOf(h.event())
+		prof[m] = h.prof
+		if by[h.cid] == nil {
+			by[h.cid] = &[2][]*mpaHit{}
+			cids = append(cids, h.cid)
+		}
+		by[h.cid][v] = append(by[h.cid][v], m)
+	}
+	for _, cid := range cids {
+		n := 0
+		for v, hs := range by[cid] {
+			for _, s := range mpaSplit(hs, loc, vers[v].timeout) {
+				s.first = n == 0
+				n++
+				s.attribute(vers[v].referralExcl)
+				s.channel = bbChannel(s.source, s.medium, s.campaign)
+				vers[v].customChannel(s)
+				s.tally(vers[v].goal)
+				calc.add(s, cvrProfiles[prof[s.hits[0]]], loc)
+			}
+		}
+	}
+	return calc
+}
+
+// cvUsersTraffic is the users property's 700 visitors, a pageview each on
+// a random day before yesterday, the first 150 a second one on another
+// day, in time order.
+func cvUsersTraffic(midnight time.Time, loc *time.Location) []rpHit {
+	r := rand.New(rand.NewPCG(2026, 512))
+	ln := midnight.In(loc)
+	var hits []rpHit
+	for v := range 700 {
+		d := r.IntN(13)
+		days := []int{d}
+		if v < 150 {
+			d2 := r.IntN(12)
+			if d2 >= d {
+				d2++
+			}
+			days = append(days, d2)
+		}
+		for _, d := range days {
+			at := time.Date(ln.Year(), ln.Month(), ln.Day()-14+d, 8, 0, 0, 0, loc).Add(time.Duration(r.IntN(36000)) * time.Second)
+			hits = append(hits, rpPV(fmt.Sprintf("cvu-%03d", v), at, "/", "", drChrome, "192.0.2.0"))
+		}
+	}
+	slices.SortStableFunc(hits, func(a, b rpHit) int { return a.t.Compare(b.t) })
+	return hits
+}
+
+// cvCheckUsers compares users, new users and sessions over ranges of the
+// users property: exact, and said not estimated, up to 512 distinct
+// users; beyond, within five standard errors of the true count and
+// within new_users and sessions (docs/reports.md), said estimated with
+// its standard error. By day and for new users (by user type) always
+// exact.
+func cvCheckUsers(t *testing.T, c *mpaClient, tok, pid string, hits []rpHit, day func(int) string, loc *time.Location) {
+	t.Helper()
+	first := map[string]string{}
+	for _, h := range hits {
+		if d := h.t.In(loc).Format(time.DateOnly); first[h.cid] == "" || d < first[h.cid] {
+			first[h.cid] = d
+		}
+	}
+	count := func(from, to string) map[string]float64 {
+		users := map[string]bool{}
+		m := map[string]float64{}
+		for _, h := range hits {
+			if d := h.t.In(loc).Format(time.DateOnly); d >= from && d <= to {
+				users[h.cid] = true
+				m["sessions"]++ // one pageview a day each
+			}
+		}
+		for cid := range users {
+			if first[cid] >= from && first[cid] <= to {
+				m["new_users"]++
+			}
+		}
+		m["users"] = float64(len(users))
+		return m
+	}
+	const metrics = "users,new_users,sessions"
+	estimated := 0
+	for _, r := range [][2]string{{day(-14), day(-2)}, {day(-11), day(-2)}, {day(-14), day(-9)}, {day(-5), day(-5)}} {
+		want := count(r[0], r[1])
+		name := fmt.Sprintf("users %s..%s", r[0], r[1])
+		a, raw := c.report(tok, "acquisition/overview", url.Values{"property_id": {pid}, "from": {r[0]}, "to": {r[1]}, "metrics": {metrics}})
+		mpaCompareTotals(t, name, a.Totals, mpaPick(want, "new_users,sessions"))
+		got, est := num(a.Totals["users"]), raw["users_estimated"] == true
+		if want["users"] <= 512 {
+			if got != want["users"] || est {
+				t.Errorf("%s: users %v (estimated %v), want exactly %v", name, got, raw["users_estimated"], want["users"])
+			}
+			continue
+		}
+		estimated++
+		tol := 5 * 0.0081 * want["users"]
+		lo, hi := max(want["new_users"], want["users"]-tol), min(want["sessions"], want["users"]+tol)
+		if got < lo || got > hi || math.Trunc(got) != got || !est || num(raw["users_standard_error"]) != 0.0081 {
+			t.Errorf("%s: users %v (estimated %v, standard error %v), want %v within [%v, %v], estimated, standard error 0.0081",
+				name, got, raw["users_estimated"], raw["users_standard_error"], want["users"], lo, hi)
+		}
+		t.Logf("%s: users %v estimated for %v (new users %v, sessions %v)", name, got, want["users"], want["new_users"], want["sessions"])
+		a, _ = c.report(tok, "acquisition/user_type", url.Values{"property_id": {pid}, "from": {r[0]}, "to": {r[1]}, "metrics": {metrics}, "filter": {"user_type==new"}})
+		mpaCompare(t, name+" new", a.Rows, []string{"user_type"}, map[string]map[string]float64{"new": {"users": want["new_users"], "new_users": want["new_users"], "sessions": want["new_users"]}})
+	}
+	if estimated == 0 {
+		t.Errorf("no range of more than 512 users")
+	}
+	var days []string
+	var byDay []map[string]float64
+	for n := -14; n <= -2; n++ {
+		days = append(days, day(n))
+		byDay = append(byDay, count(day(n), day(n)))
+	}
+	a, _ := c.report(tok, "acquisition/overview", url.Values{"property_id": {pid}, "from": {day(-14)}, "to": {day(-2)}, "metrics": {metrics}, "granularity": {"day"}})
+	mpaCompareSeries(t, "users by day", a.Rows, days, byDay, metrics)
 }
