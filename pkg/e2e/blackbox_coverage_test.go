@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/acme/analytics/pkg/eventually"
+	"github.com/acme/analytics/pkg/localstack"
 )
 
 // TestAcceptanceBlackBoxCoverage audits what the other black-box tests read
@@ -51,17 +52,10 @@ import (
 // The visitors are random with a fixed seed: many come back over days, on
 // other devices some days, and into yesterday and today.
 func TestAcceptanceBlackBoxCoverage(t *testing.T) {
-	stack, cfg := startStack(t)
-	c := &mpaClient{t: t, ctx: context.Background(), http: &http.Client{Timeout: 30 * time.Second}, gw: strings.TrimRight(stack.GatewayURL(), "/")}
-	zone, loc, midnight := zoneWithMidnightAgo(t)
-	day := func(n int) string { return midnight.In(loc).AddDate(0, 0, n).Format(time.DateOnly) }
-
+	st := cvStart(t)
+	c, cfg, loc, midnight, day := st.c, st.cfg, st.loc, st.midnight, st.day
 	tok := c.signUp("bb-coverage@shop.example")
-	p := c.createProperty(tok, map[string]any{"name": "Coverage", "hostnames": []string{"shop.example"}, "time_zone": zone})
-	var sec struct {
-		Secret string `json:"secret"`
-	}
-	c.do("POST", "/v1/properties/"+p.ID+"/api-secrets", tok, map[string]any{"name": "backend"}, http.StatusCreated, &sec)
+	p, secret := st.property(tok, "Coverage", "shop.example")
 	// The rules of every hit: two goals, a user agent and an area excluded.
 	var put struct {
 		Version int `json:"version"`
@@ -88,7 +82,7 @@ func TestAcceptanceBlackBoxCoverage(t *testing.T) {
 	seedHits(t, cfg, p, seeded)
 	waitForProcessing(t, cfg, 90*time.Second)
 	drWaitRules(t, c, p.TrackingID, cvProfiles[cvQA].ua, true) // collection stamps the live hits with them
-	cvSendLive(t, c, p.TrackingID, sec.Secret, hits, cvProfiles)
+	cvSendLive(t, c, p.TrackingID, secret, hits, cvProfiles)
 	waitForProcessing(t, cfg, 90*time.Second)
 
 	calc := cvCalculate(hits, loc)
@@ -164,6 +158,40 @@ func TestAcceptanceBlackBoxCoverage(t *testing.T) {
 	cvCheckFilters(t, c, tok, url.Values{"property_id": {p.ID}, "from": {all[0]}, "to": {all[1]}}, all[0], all[1], calc)
 	cvCheckSeries(t, c, tok, p.ID, all, calc, loc)
 	cvCheckComparison(t, c, tok, p.ID, day, calc)
+}
+
+// cvStack is the stack a coverage audit runs on, in a zone whose local
+// midnight was about two hours ago (zoneWithMidnightAgo).
+type cvStack struct {
+	cfg      localstack.Config
+	c        *mpaClient
+	zone     string
+	loc      *time.Location
+	midnight time.Time
+}
+
+func cvStart(t *testing.T) *cvStack {
+	t.Helper()
+	stack, cfg := startStack(t)
+	c := &mpaClient{t: t, ctx: context.Background(), http: &http.Client{Timeout: 30 * time.Second}, gw: strings.TrimRight(stack.GatewayURL(), "/")}
+	zone, loc, midnight := zoneWithMidnightAgo(t)
+	return &cvStack{cfg: cfg, c: c, zone: zone, loc: loc, midnight: midnight}
+}
+
+// day is the property-local date n days from the hits' today.
+func (st *cvStack) day(n int) string {
+	return st.midnight.In(st.loc).AddDate(0, 0, n).Format(time.DateOnly)
+}
+
+// property creates a property in the zone with the hostnames, and a
+// Measurement API secret for it.
+func (st *cvStack) property(tok, name string, hostnames ...string) (mpaProperty, string) {
+	p := st.c.createProperty(tok, map[string]any{"name": name, "hostnames": hostnames, "time_zone": st.zone})
+	var sec struct {
+		Secret string `json:"secret"`
+	}
+	st.c.do("POST", "/v1/properties/"+p.ID+"/api-secrets", tok, map[string]any{"name": "backend"}, http.StatusCreated, &sec)
+	return p, sec.Secret
 }
 
 // cvProfile is a visitor's context as sent and as the reports must show it.
@@ -908,17 +936,10 @@ func cvOrZero(m map[string]float64) map[string]float64 {
 // exact bounds new_users and sessions, and the answer says it is
 // estimated; below, they are exact and it says they are not.
 func TestAcceptanceBlackBoxCoverageRules(t *testing.T) {
-	stack, cfg := startStack(t)
-	c := &mpaClient{t: t, ctx: context.Background(), http: &http.Client{Timeout: 30 * time.Second}, gw: strings.TrimRight(stack.GatewayURL(), "/")}
-	zone, loc, midnight := zoneWithMidnightAgo(t)
-	day := func(n int) string { return midnight.In(loc).AddDate(0, 0, n).Format(time.DateOnly) }
-
+	st := cvStart(t)
+	c, cfg, loc, midnight, day := st.c, st.cfg, st.loc, st.midnight, st.day
 	tok := c.signUp("bb-coverage-rules@shop.example")
-	p := c.createProperty(tok, map[string]any{"name": "Coverage rules", "hostnames": []string{"shop.example", "legacy.example"}, "time_zone": zone})
-	var sec struct {
-		Secret string `json:"secret"`
-	}
-	c.do("POST", "/v1/properties/"+p.ID+"/api-secrets", tok, map[string]any{"name": "backend"}, http.StatusCreated, &sec)
+	p, secret := st.property(tok, "Coverage rules", "shop.example", "legacy.example")
 	var put struct {
 		Version int `json:"version"`
 	}
@@ -928,7 +949,7 @@ func TestAcceptanceBlackBoxCoverageRules(t *testing.T) {
 	c.do("PATCH", "/v1/properties/"+p.ID, tok, map[string]any{"hostnames": []string{"shop.example"}}, http.StatusOK, nil)
 	c.do("PUT", "/v1/properties/"+p.ID+"/rules", tok, cvrRulesDoc(true), http.StatusOK, &put)
 	vers[1].stamp = put.Version
-	users := c.createProperty(tok, map[string]any{"name": "Coverage users", "hostnames": []string{"shop.example"}, "time_zone": zone})
+	users, _ := st.property(tok, "Coverage users", "shop.example")
 
 	change := day(-7)
 	hits := cvrTraffic(midnight, loc)
@@ -944,7 +965,7 @@ func TestAcceptanceBlackBoxCoverageRules(t *testing.T) {
 	seedHits(t, cfg, users, uhits)
 	waitForProcessing(t, cfg, 90*time.Second)
 	drWaitRules(t, c, p.TrackingID, "ProbeTwo/1", true) // collection stamps the live hits with the second version
-	cvSendLive(t, c, p.TrackingID, sec.Secret, hits, cvrProfiles)
+	cvSendLive(t, c, p.TrackingID, secret, hits, cvrProfiles)
 	waitForProcessing(t, cfg, 90*time.Second)
 
 	calc := cvrCalculate(hits, vers, change, loc)
