@@ -560,14 +560,8 @@ func (c *Client) Run(ctx context.Context) error {
 // gauge counts the healthy ones.
 func (c *Client) setInstances(insts []discovery.Instance) {
 	urls := instanceURLs(insts)
-	healthy := 0
-	for _, in := range insts {
-		if !in.Failing {
-			healthy++
-		}
-	}
 	c.instances.Store(&urls)
-	c.m.instances.Set(float64(healthy))
+	c.m.instances.Set(float64(discovery.Passing(insts)))
 }
 
 // instanceURLs returns the base URL of each instance.

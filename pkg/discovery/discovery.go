@@ -89,6 +89,18 @@ type Instance struct {
 	Failing bool
 }
 
+// Passing counts the instances of insts not marked Failing: those that
+// pass their checks.
+func Passing(insts []Instance) int {
+	n := 0
+	for _, in := range insts {
+		if !in.Failing {
+			n++
+		}
+	}
+	return n
+}
+
 // Registration is a service instance registered in Consul.
 type Registration struct {
 	client *api.Client

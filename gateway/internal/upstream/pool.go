@@ -89,16 +89,12 @@ func (p *Pool) Update(insts []discovery.Instance) {
 	slices.SortFunc(list, func(a, b *instance) int { return strings.Compare(a.ID, b.ID) })
 	p.list.Store(&list)
 	p.synced.Store(true)
-	failing := 0
-	for _, in := range list {
-		if in.Failing {
-			failing++
-		}
-	}
 	// Healthy and failing apart: an instance routed to only because none
 	// passes (discovery.Watch's panic routing) is no healthy one, and the
 	// healthy count falling to 0 is what pages.
-	p.metrics.instances.WithLabelValues(p.name).Set(float64(len(list) - failing))
+	healthy := discovery.Passing(insts)
+	failing := len(insts) - healthy
+	p.metrics.instances.WithLabelValues(p.name).Set(float64(healthy))
 	p.metrics.failing.WithLabelValues(p.name).Set(float64(failing))
 	p.log.Info("upstream instances updated", slog.String("upstream", p.name), slog.Int("instances", len(list)),
 		slog.Int("failing", failing), slog.Any("addrs", addrs(list)))
