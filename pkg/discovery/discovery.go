@@ -109,9 +109,16 @@ type Registration struct {
 	log    *slog.Logger
 }
 
+// ReadinessCheck is the name of the instance's readiness check that waits
+// for Consul to pass it (pkg/service: an instance is ready for Kubernetes
+// only once the gateways can find it). Consul's own check of the instance
+// leaves it out, or the instance would wait for itself.
+const ReadinessCheck = "consul"
+
 // Register registers the instance (name, reachable at host:port) with an
-// HTTP check on http://host:port/readyz. Critical instances are removed by
-// Consul after a minute, so a crashed instance does not linger.
+// HTTP check on http://host:port/readyz?exclude=consul (every readiness
+// check but ReadinessCheck). Critical instances are removed by Consul after
+// a minute, so a crashed instance does not linger.
 //
 // It waits for the agent: while the agent cannot be reached, or answers
 // with a server error (5xx) or 429, it tries again with retry.Default's
@@ -129,7 +136,7 @@ func Register(ctx context.Context, client *api.Client, name, host string, port i
 		Check: &api.AgentServiceCheck{
 			CheckID:                        id + "-ready",
 			Name:                           name + " readiness",
-			HTTP:                           "http://" + net.JoinHostPort(host, strconv.Itoa(port)) + "/readyz",
+			HTTP:                           "http://" + net.JoinHostPort(host, strconv.Itoa(port)) + "/readyz?exclude=" + ReadinessCheck,
 			Interval:                       interval.String(),
 			Timeout:                        (interval / 2).String(),
 			DeregisterCriticalServiceAfter: "1m",
@@ -182,6 +189,38 @@ func (r *Registration) Maintain(ctx context.Context, interval time.Duration) {
 			continue
 		}
 		r.log.Info("re-registered in consul (the agent had lost the registration)", slog.String("service_id", r.id))
+	}
+}
+
+// WaitPassing returns once the instance is listed among its service's
+// passing instances (Healthy: what every gateway's watch and config client
+// routes by), nil, or when ctx is done, with its error. Consul runs a new
+// check first at a random moment within its interval, so that takes up to
+// a check interval after Register. While the agent cannot be reached it
+// asks again every second.
+func (r *Registration) WaitPassing(ctx context.Context) error {
+	var index uint64
+	for {
+		insts, next, err := Healthy(ctx, r.client, r.reg.Name, index, time.Minute)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			index = 0
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		if slices.ContainsFunc(insts, func(in Instance) bool { return in.ID == r.id }) {
+			return nil
+		}
+		if next < index { // a restarted agent counts from the start again
+			next = 0
+		}
+		index = next
 	}
 }
 

@@ -87,6 +87,62 @@ func TestRegisterWatchDeregister(t *testing.T) {
 	}
 }
 
+// TestWaitPassing: WaitPassing returns only once Consul lists the instance
+// passing, which its check (/readyz without the "consul" readiness check)
+// decides, and returns ctx's error when ctx ends first.
+func TestWaitPassing(t *testing.T) {
+	agent := consultest.Start(t)
+	client := agent.Client()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var ready atomic.Bool
+	var checked atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		checked.Store(r.URL.RequestURI())
+		if !ready.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	host, portStr, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	port, _ := strconv.Atoi(portStr)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	reg, err := discovery.Register(ctx, client, "demo", host, port, 200*time.Millisecond, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	short, stop := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer stop()
+	if err := reg.WaitPassing(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitPassing with the check failing = %v, want the deadline's error", err)
+	}
+	passed := make(chan error, 1)
+	go func() { passed <- reg.WaitPassing(ctx) }()
+	eventually.True(t, 10*time.Second, "the check run", func() bool { return checked.Load() != nil })
+	if got := checked.Load(); got != "/readyz?exclude=consul" {
+		t.Fatalf("consul checks %v, want /readyz?exclude=consul", got)
+	}
+	select {
+	case err := <-passed:
+		t.Fatalf("WaitPassing returned %v while the check fails", err)
+	case <-time.After(time.Second): // five runs of the check
+	}
+	ready.Store(true)
+	select {
+	case err := <-passed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("WaitPassing did not return once the check passed")
+	}
+	healthy, _, err := discovery.Healthy(ctx, client, "demo", 0, 0)
+	if err != nil || len(healthy) != 1 || healthy[0].ID != reg.ID() {
+		t.Fatalf("after WaitPassing consul lists %v passing (%v)", healthy, err)
+	}
+}
+
 // TestWatchRoutesToFailingInstancesWhenNonePass: of two instances, the
 // one whose check fails is left out while the other passes; when both fail
 // (checks timing out on a stalled machine, say), the watch routes to both

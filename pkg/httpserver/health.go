@@ -3,10 +3,15 @@ package httpserver
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/acme/analytics/pkg/queryparam"
 )
 
 // Check reports whether one dependency is usable; nil means ready.
@@ -15,6 +20,10 @@ type Check func(ctx context.Context) error
 // Health serves /healthz (the process is alive) and /readyz (every
 // registered check passes, so the instance may take traffic). Readiness also
 // fails once shutdown has begun, so load balancers drain the instance first.
+//
+// /readyz?exclude=NAME (repeatable, as Kubernetes' API server has it) leaves
+// the named checks out: Consul's own check of an instance asks for every
+// check but the one that waits for Consul to pass it (pkg/service).
 type Health struct {
 	mu       sync.RWMutex
 	checks   map[string]Check
@@ -38,8 +47,9 @@ func (h *Health) Drain() {
 	h.draining = true
 }
 
-// Ready runs every check and returns the failures by name.
-func (h *Health) Ready(ctx context.Context) map[string]string {
+// Ready runs every check but those named in exclude and returns the
+// failures by name.
+func (h *Health) Ready(ctx context.Context, exclude ...string) map[string]string {
 	h.mu.RLock()
 	draining := h.draining
 	checks := make(map[string]Check, len(h.checks))
@@ -47,6 +57,9 @@ func (h *Health) Ready(ctx context.Context) map[string]string {
 		checks[k] = v
 	}
 	h.mu.RUnlock()
+	for _, name := range exclude {
+		delete(checks, name)
+	}
 
 	failed := map[string]string{}
 	if draining {
@@ -68,7 +81,19 @@ func (h *Health) Register(mux *http.ServeMux) {
 		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		failed := h.Ready(r.Context())
+		q, err := queryparam.Parse(r.URL.RawQuery, "/readyz", readyzQuery, nil)
+		if err != nil {
+			qe, _ := errors.AsType[*queryparam.Error](err) // Parse returns nothing else
+			WriteFieldError(w, http.StatusBadRequest, qe.Code, qe.Field, qe.Message)
+			return
+		}
+		exclude := q.All("exclude")
+		if unknown := h.unknown(exclude); len(unknown) > 0 {
+			WriteFieldError(w, http.StatusBadRequest, "unknown_check", "exclude",
+				fmt.Sprintf("no readiness check is named %s; the checks are %s", strings.Join(unknown, ", "), strings.Join(h.names(), ", ")))
+			return
+		}
+		failed := h.Ready(r.Context(), exclude...)
 		if len(failed) == 0 {
 			WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 			return
@@ -80,6 +105,34 @@ func (h *Health) Register(mux *http.ServeMux) {
 		sort.Strings(names)
 		WriteJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "failing": names, "reasons": failed})
 	})
+}
+
+// readyzQuery is what /readyz accepts.
+var readyzQuery = []queryparam.Param{{Name: "exclude", Repeatable: true}}
+
+// names returns the names of the checks, sorted.
+func (h *Health) names() []string {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	names := make([]string, 0, len(h.checks))
+	for n := range h.checks {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// unknown returns the names in names that are no check's.
+func (h *Health) unknown(names []string) []string {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	var out []string
+	for _, n := range names {
+		if _, ok := h.checks[n]; !ok {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // SetContentType sets the Content-Type of an answer and tells browsers to

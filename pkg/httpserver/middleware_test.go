@@ -161,6 +161,39 @@ func TestHealth(t *testing.T) {
 	}
 }
 
+// /readyz?exclude=NAME leaves the named checks out (Consul's check leaves
+// out the one that waits for Consul); a name that is no check's, or a
+// parameter /readyz does not take, is refused, where ignoring it would
+// answer for every check.
+func TestReadyzExclude(t *testing.T) {
+	h := NewHealth()
+	mux := http.NewServeMux()
+	h.Register(mux)
+	h.Add("consul", func(context.Context) error { return errors.New("waiting") })
+	h.Add("kafka", func(context.Context) error { return errors.New("down") })
+	h.Add("db", func(context.Context) error { return nil })
+	get := func(path string) (int, string) {
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+		return w.Code, w.Body.String()
+	}
+	for _, tc := range []struct {
+		path, want string
+		code       int
+	}{
+		{"/readyz", `"failing":["consul","kafka"]`, 503},
+		{"/readyz?exclude=consul", `"failing":["kafka"]`, 503},
+		{"/readyz?exclude=consul&exclude=kafka", `"status":"ready"`, 200},
+		{"/readyz?exclude=consul&exclude=redis", `no readiness check is named redis; the checks are consul, db, kafka`, 400},
+		{"/readyz?excludes=consul", `"code":"unknown_parameter"`, 400},
+	} {
+		code, body := get(tc.path)
+		if code != tc.code || !strings.Contains(body, tc.want) {
+			t.Errorf("GET %s = %d %s, want %d with %s", tc.path, code, body, tc.code, tc.want)
+		}
+	}
+}
+
 // Successful requests to quiet paths log at debug; their failures, and
 // every other path, at info.
 func TestAccessLogQuietPaths(t *testing.T) {

@@ -162,8 +162,9 @@ func (s *Service) QuietAccessLog(paths ...string) { s.quiet = append(s.quiet, pa
 // (Setup), waiting for the dependencies they need; then the components
 // start, every route answers, and the instance registers in Consul,
 // waiting for the agent while it cannot be reached (discovery.Register).
-// /readyz passes once start-up is done, the instance is registered, and
-// every check passes.
+// /readyz passes once start-up is done, the instance is registered and
+// Consul has passed its check once (so the gateways find it), and every
+// check passes.
 //
 // Shutdown: readiness fails and the instance leaves Consul, the drain delay
 // passes (skipped when the instance was never ready: nothing routes to it),
@@ -215,7 +216,9 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 	}()
 
-	var registered atomic.Bool
+	// registered: Consul has the instance; discoverable: its check has
+	// passed there once, so the gateways route to it.
+	var registered, discoverable atomic.Bool
 	s.Health.Add("startup", func(context.Context) error {
 		if !s.started.Load() {
 			return errors.New("starting: waiting for its dependencies")
@@ -224,10 +227,19 @@ func (s *Service) Run(ctx context.Context) error {
 	})
 	if consul != nil {
 		// Ready only once discoverable: a rollout (maxUnavailable 0)
-		// must not retire an old instance for a new one nobody can find.
-		s.Health.Add("consul", func(context.Context) error {
-			if !registered.Load() {
+		// must not retire an old instance for a new one nobody can find,
+		// which a new instance is until Consul's first run of its check,
+		// up to a check interval after it registers. Consul's check
+		// leaves this one out (discovery.Register), or it would wait for
+		// itself. Once passed, it stays passed: readiness then follows
+		// the other checks, and a Consul agent's trouble does not make
+		// every instance unready at once.
+		s.Health.Add(discovery.ReadinessCheck, func(context.Context) error {
+			switch {
+			case !registered.Load():
 				return fmt.Errorf("not registered in consul yet (agent at %s)", s.Config.Discovery.Addr)
+			case !discoverable.Load():
+				return fmt.Errorf("registered in consul, waiting for its check to pass there (every %s)", s.Config.Discovery.CheckInterval)
 			}
 			return nil
 		})
@@ -296,7 +308,7 @@ func (s *Service) Run(ctx context.Context) error {
 			go func() {
 				defer close(maintained)
 				var err error
-				if reg, err = s.keepRegistered(maintainCtx, consul, srv.Addr().Port, &registered); err != nil {
+				if reg, err = s.keepRegistered(maintainCtx, consul, srv.Addr().Port, &registered, &discoverable); err != nil {
 					regFailed <- err
 				}
 			}()
@@ -379,10 +391,10 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 // keepRegistered registers the instance in Consul, waiting for the agent
-// (discovery.Register), and then keeps it registered until ctx is done.
-// It returns the registration, nil if none was made, and the agent's
-// refusal, nil when ctx ended first.
-func (s *Service) keepRegistered(ctx context.Context, consul *api.Client, port int, registered *atomic.Bool) (*discovery.Registration, error) {
+// (discovery.Register), sets discoverable once Consul lists it passing,
+// and keeps it registered until ctx is done. It returns the registration,
+// nil if none was made, and the agent's refusal, nil when ctx ended first.
+func (s *Service) keepRegistered(ctx context.Context, consul *api.Client, port int, registered, discoverable *atomic.Bool) (*discovery.Registration, error) {
 	reg, err := discovery.Register(ctx, consul, s.Config.Name, s.Config.Discovery.AdvertiseHost, port,
 		s.Config.Discovery.CheckInterval, s.Log.With(slog.String("consul_addr", s.Config.Discovery.Addr)))
 	if err != nil {
@@ -393,6 +405,12 @@ func (s *Service) keepRegistered(ctx context.Context, consul *api.Client, port i
 			err, s.Config.Discovery.Addr, s.Config.Name)
 	}
 	registered.Store(true)
+	go func() {
+		if reg.WaitPassing(ctx) == nil {
+			discoverable.Store(true)
+			s.Log.Info("passing in consul", slog.String("service_id", reg.ID()))
+		}
+	}()
 	reg.Maintain(ctx, max(s.Config.Discovery.CheckInterval, time.Second))
 	return reg, nil
 }

@@ -82,7 +82,20 @@ func TestRunRegistersServesAndDrains(t *testing.T) {
 		addr = insts[0].Addr
 		return nil
 	})
-	for _, u := range []string{"http://" + addr + "/healthz", "http://" + addr + "/readyz", "http://" + metricsAddr + "/metrics"} {
+	// Ready a moment after Consul passes it: the instance waits to see
+	// itself passing there.
+	eventually.NoError(t, 5*time.Second, "the service ready", func() error {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("/readyz %d", resp.StatusCode)
+		}
+		return nil
+	})
+	for _, u := range []string{"http://" + addr + "/healthz", "http://" + metricsAddr + "/metrics"} {
 		resp, err := http.Get(u)
 		if err != nil || resp.StatusCode != 200 {
 			t.Fatalf("GET %s: %v %v", u, resp, err)

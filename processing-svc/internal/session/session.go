@@ -57,7 +57,7 @@ type Hit struct {
 	ID       string
 	Type     hit.Type
 	Time     time.Time
-	Path     string // cleaned page path without query
+	Path     string // the page dimension: the cleaned path and query, less the attribution parameters (engine.pagePath)
 	Title    string
 	Referrer string
 	Campaign attribution.Campaign
