@@ -4,10 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -23,7 +21,9 @@ type Check func(ctx context.Context) error
 //
 // /readyz?exclude=NAME (repeatable, as Kubernetes' API server has it) leaves
 // the named checks out: Consul's own check of an instance asks for every
-// check but the one that waits for Consul to pass it (pkg/service).
+// check but the one that waits for Consul to pass it (pkg/service). A name
+// that is no check's is listed in the answer (unknown_excluded), and
+// ignored, as Kubernetes does.
 type Health struct {
 	mu       sync.RWMutex
 	checks   map[string]Check
@@ -88,14 +88,16 @@ func (h *Health) Register(mux *http.ServeMux) {
 			return
 		}
 		exclude := q.All("exclude")
-		if unknown := h.unknown(exclude); len(unknown) > 0 {
-			WriteFieldError(w, http.StatusBadRequest, "unknown_check", "exclude",
-				fmt.Sprintf("no readiness check is named %s; the checks are %s", strings.Join(unknown, ", "), strings.Join(h.names(), ", ")))
-			return
-		}
 		failed := h.Ready(r.Context(), exclude...)
+		answer := map[string]any{"status": "ready"}
+		// A name that is no check's is said, not refused: a checker
+		// configured for every instance (Consul's, asking for every
+		// check but "consul") must not fail one that lacks the check.
+		if unknown := h.unknown(exclude); len(unknown) > 0 {
+			answer["unknown_excluded"] = unknown
+		}
 		if len(failed) == 0 {
-			WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+			WriteJSON(w, http.StatusOK, answer)
 			return
 		}
 		names := make([]string, 0, len(failed))
@@ -103,24 +105,13 @@ func (h *Health) Register(mux *http.ServeMux) {
 			names = append(names, n)
 		}
 		sort.Strings(names)
-		WriteJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "failing": names, "reasons": failed})
+		answer["status"], answer["failing"], answer["reasons"] = "not ready", names, failed
+		WriteJSON(w, http.StatusServiceUnavailable, answer)
 	})
 }
 
 // readyzQuery is what /readyz accepts.
 var readyzQuery = []queryparam.Param{{Name: "exclude", Repeatable: true}}
-
-// names returns the names of the checks, sorted.
-func (h *Health) names() []string {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	names := make([]string, 0, len(h.checks))
-	for n := range h.checks {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
 
 // unknown returns the names in names that are no check's.
 func (h *Health) unknown(names []string) []string {
