@@ -110,7 +110,7 @@ apply() {
 	}
 	# cookieless-secret: only for the collection pods of releases before
 	# 2026-12-05, which require the key, until the release is rolled out
-	# everywhere and the file deleted (docs/operations.md, release notes).
+	# everywhere and the file deleted (docs/releases.md).
 	local legacy=()
 	if [[ -s $dir/cookieless-secret ]]; then
 		tr -d '\r\n' <"$dir/cookieless-secret" >"$tmp/cookieless-secret"
