@@ -63,8 +63,8 @@ const (
 type Hit struct {
 	// ID is stable across re-sends: see DeriveID.
 	ID         string    `json:"id"`
-	TenantID   string    `json:"tn"`
-	PropertyID string    `json:"pid"`
+	TenantID   string    `json:"tn,omitempty"`  // omitted only by collection's debug answers
+	PropertyID string    `json:"pid,omitempty"` // likewise
 	TrackingID string    `json:"tid"`
 	ClientID   string    `json:"cid"`
 	UserID     string    `json:"uid,omitempty"`

@@ -195,3 +195,36 @@ func TestCampaignApartFromTheLocation(t *testing.T) {
 		t.Fatalf("a 51-byte cm: %+v, want refused naming cm", res.Hits[0])
 	}
 }
+
+// TestDebugShowsNoStoredIDs: the validation endpoint, which asks for no
+// token, shows the hit without the tenant and property it would be stored
+// under, so a tracking ID does not tell anyone which sites one customer
+// has; what is queued keeps them.
+func TestDebugShowsNoStoredIDs(t *testing.T) {
+	q := &holdingQueue{}
+	s, p := testServer(t, 1, q)
+	mux := http.NewServeMux()
+	s.Register(mux)
+	for _, path := range []string{"/debug/collect", "/collect"} {
+		req := httptest.NewRequest("GET", path+"?tid="+p.TrackingID+"&v=1&t=pageview&cid=c&dl=https%3A%2F%2Fshop.example%2F", nil)
+		req.RemoteAddr = "203.0.113.7:5000"
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, req)
+		if path == "/debug/collect" {
+			body := w.Body.String()
+			if !strings.Contains(body, `"valid":true`) || strings.Contains(body, `"tn"`) || strings.Contains(body, `"pid"`) {
+				t.Fatalf("/debug/collect answered %s: want the valid hit without its tenant and property", body)
+			}
+		}
+	}
+	if len(q.msgs) != 1 {
+		t.Fatalf("%d records queued, want the /collect hit's", len(q.msgs))
+	}
+	values, err := hit.SplitRecord(must(q.msgs[0].Value.Encode()))
+	if err != nil || len(values) != 1 {
+		t.Fatalf("the record: %d hits, %v", len(values), err)
+	}
+	if got := must(hit.Unmarshal(values[0])); got.PropertyID != p.ID || got.TenantID != p.TenantID {
+		t.Fatalf("queued %+v, want the /collect hit with its tenant and property", got)
+	}
+}

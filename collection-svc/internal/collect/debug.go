@@ -112,7 +112,17 @@ func (s *Server) debugRespond(w http.ResponseWriter, out outcome, origin hit.Ori
 			res.Warnings = append(res.Warnings, repeatedWarning(rep))
 		}
 		for i := range out.hits {
-			dh := DebugHit{Index: i, Valid: out.rejected[i] == nil, Hit: out.hits[i]}
+			// The answer's hit without the IDs it was stored under: the
+			// endpoint asks for no token, and a tracking ID's tenant and
+			// property (which sites one customer has) are not anyone's
+			// to learn (report-svc answers an unknown property and
+			// another tenant's alike for the same reason).
+			dh := DebugHit{Index: i, Valid: out.rejected[i] == nil}
+			if h := out.hits[i]; h != nil {
+				shown := *h
+				shown.TenantID, shown.PropertyID = "", ""
+				dh.Hit = &shown
+			}
 			if out.rejected[i] != nil {
 				dh.Error = detail(out.rejected[i])
 			} else {
