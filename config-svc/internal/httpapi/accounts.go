@@ -200,7 +200,7 @@ func (s *Server) undoSignup(r *http.Request, t store.Tenant, u store.User, hadUs
 	defer cancel()
 	attrs := []any{slog.String("tenant_id", t.ID.String()), slog.String("request_id", httpserver.RequestID(r.Context()))}
 	if hadUser {
-		if err := s.o.Store.DeleteUser(ctx, u); err != nil {
+		if err := s.o.Store.DeleteUser(ctx, u, 0); err != nil { // it was never issued a token
 			s.o.Log.Error("remove the user of a failed sign-up; its tenant stays too", append(attrs, slog.Any("error", err))...)
 			return
 		}

@@ -263,7 +263,7 @@ func (s *Server) wrap(rt Route) http.Handler {
 	case Member:
 		h = tenant.RequireRole(tenant.RoleAdmin, tenant.RoleViewer)(h)
 	case Admin:
-		h = tenant.RequireRole(tenant.RoleAdmin)(h)
+		h = tenant.RequireRole(tenant.RoleAdmin)(s.adminHolds(h))
 	case Service:
 		h = tenant.RequireRole(tenant.RoleService)(h)
 	}
@@ -271,6 +271,54 @@ func (s *Server) wrap(rt Route) http.Handler {
 		h = tenant.Require(s.o.IdentitySecret)(h)
 	}
 	return httpserver.MaxBytes(maxBody)(h)
+}
+
+// adminHolds lets a request to an Admin route through only while its
+// caller is an admin still. An access token is checked by its signature
+// alone, so it works for -access-token-ttl after its user was demoted or
+// deleted; on these routes such a token could make its rights outlast
+// it (set its own role back to admin, then delete the admin who demoted
+// it; create an admin whose password it knows; mint an API secret). So the
+// caller's user is read: a role other than admin is refused (403), a user
+// deleted since its token was issued too (401: DeleteUser marks it for a
+// token's lifetime). A caller of whom there is no row and no such mark is
+// a user of an external identity provider, taken at its token's word.
+// Reads (Member routes) are not checked: a token's lifetime bounds them.
+func (s *Server) adminHolds(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, tid, uid, ok := caller(w, r)
+		if !ok {
+			return
+		}
+		u, err := s.o.Store.User(r.Context(), tid, uid)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			deleted, err := s.o.Store.UserDeleted(r.Context(), tid, uid)
+			if err != nil {
+				s.internalError(w, r, "check the caller is not a deleted user", err)
+				return
+			}
+			if deleted {
+				httpserver.WriteError(w, http.StatusUnauthorized, "unauthenticated", "your user has been deleted")
+				return
+			}
+		case err != nil:
+			s.internalError(w, r, "read the caller's role", err)
+			return
+		case u.Role != string(tenant.RoleAdmin):
+			httpserver.WriteError(w, http.StatusForbidden, "forbidden", "your role is now "+u.Role+" and this needs admin (your access token was issued before the change: refresh it for one of your current role)")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// deletedUserMemory is how long a deleted user is remembered as deleted
+// (Store.DeleteUser): as long as an access token issued to it just before
+// is accepted, signed identity headers' window and a minute of clock skew
+// included.
+func (s *Server) deletedUserMemory() time.Duration {
+	return s.o.Issuer.AccessTTL + tenant.MaxSignatureAge + time.Minute
 }
 
 // caller returns the identity of a Member or Admin route's caller with its

@@ -336,7 +336,7 @@ func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if err := s.o.Store.DeleteUser(r.Context(), u); err != nil {
+	if err := s.o.Store.DeleteUser(r.Context(), u, s.deletedUserMemory()); err != nil {
 		s.internalError(w, r, "delete the user", err)
 		return
 	}

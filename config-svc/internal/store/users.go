@@ -375,7 +375,15 @@ func (st *Store) SetUserRole(ctx context.Context, tenantID, userID gocql.UUID, r
 // login 401, deletion 404). Once the tokens are revoked, the rest runs to
 // its end even when ctx is cancelled (a client that went away), within
 // its own bound. Deleting a user that is half deleted, or gone, succeeds.
-func (st *Store) DeleteUser(ctx context.Context, u User) error {
+// With remember above zero, it first marks the user deleted for that long
+// (UserDeleted): the lifetime of the access tokens the user may still hold.
+func (st *Store) DeleteUser(ctx context.Context, u User, remember time.Duration) error {
+	if remember > 0 {
+		if err := st.s.Query(`INSERT INTO deleted_users (tenant_id, user_id, deleted_at) VALUES (?, ?, ?) USING TTL ?`,
+			u.TenantID, u.ID, st.now(), int(remember.Round(time.Second)/time.Second)).WithContext(ctx).Exec(); err != nil {
+			return fmt.Errorf("mark the user deleted: %w", err)
+		}
+	}
 	if err := st.RevokeUserTokens(ctx, u.TenantID, u.ID); err != nil {
 		return err
 	}
@@ -388,6 +396,20 @@ func (st *Store) DeleteUser(ctx context.Context, u User) error {
 		return fmt.Errorf("delete user: %w", err)
 	}
 	return nil
+}
+
+// UserDeleted reports whether the user was deleted within the time
+// DeleteUser was told to remember it.
+func (st *Store) UserDeleted(ctx context.Context, tenantID, userID gocql.UUID) (bool, error) {
+	var at time.Time
+	err := st.s.Query(`SELECT deleted_at FROM deleted_users WHERE tenant_id = ? AND user_id = ?`, tenantID, userID).WithContext(ctx).Scan(&at)
+	if errors.Is(err, gocql.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read deleted users: %w", err)
+	}
+	return true, nil
 }
 
 // releaseEmail frees an address if userID holds it, never a newer

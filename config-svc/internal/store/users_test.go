@@ -60,8 +60,14 @@ func TestDeleteUserCompletesAfterItsContextEnds(t *testing.T) {
 		return cqlserver.NoFault
 	})
 	defer srv.SetFault(nil)
-	if err := st.DeleteUser(ctx, u); err != nil {
+	if err := st.DeleteUser(ctx, u, time.Minute); err != nil {
 		t.Fatalf("DeleteUser: %v", err)
+	}
+	if deleted, err := st.UserDeleted(context.Background(), u.TenantID, u.ID); err != nil || !deleted {
+		t.Fatalf("UserDeleted after the deletion: %v, %v; want true", deleted, err)
+	}
+	if deleted, err := st.UserDeleted(context.Background(), u.TenantID, gocql.TimeUUID()); err != nil || deleted {
+		t.Fatalf("UserDeleted of a user never deleted: %v, %v; want false", deleted, err)
 	}
 	if _, err := st.UserByEmail(context.Background(), u.Email); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("the address after the deletion: %v, want free", err)
