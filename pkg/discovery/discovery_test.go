@@ -36,14 +36,11 @@ func TestRegisterWatchDeregister(t *testing.T) {
 
 	var ready atomic.Bool
 	ready.Store(true)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	host, port := serve(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/readyz" && !ready.Load() {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
-	}))
-	defer srv.Close()
-	host, portStr, _ := net.SplitHostPort(srv.Listener.Addr().String())
-	port, _ := strconv.Atoi(portStr)
+	})
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -54,7 +51,7 @@ func TestRegisterWatchDeregister(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := srv.Listener.Addr().String()
+	want := net.JoinHostPort(host, strconv.Itoa(port))
 	// Passing, not only routed to: a check is critical until it first
 	// passes, and the watch routes to the one instance meanwhile.
 	waitFor(t, updates, "instance healthy", func(in []discovery.Instance) bool {
@@ -96,15 +93,12 @@ func TestWaitPassing(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var ready atomic.Bool
 	var checked atomic.Value
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	host, port := serve(t, func(w http.ResponseWriter, r *http.Request) {
 		checked.Store(r.URL.RequestURI())
 		if !ready.Load() {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
-	}))
-	defer srv.Close()
-	host, portStr, _ := net.SplitHostPort(srv.Listener.Addr().String())
-	port, _ := strconv.Atoi(portStr)
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	reg, err := discovery.Register(ctx, client, "demo", host, port, 200*time.Millisecond, log)
@@ -300,10 +294,7 @@ func waitFor(t *testing.T, updates <-chan []discovery.Instance, what string, ok 
 func TestMaintainReregistersAfterAgentRestart(t *testing.T) {
 	agent := consultest.Start(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	defer srv.Close()
-	host, portStr, _ := net.SplitHostPort(srv.Listener.Addr().String())
-	port, _ := strconv.Atoi(portStr)
+	host, port := instance(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	reg, err := discovery.Register(ctx, agent.Client(), "kept", host, port, 200*time.Millisecond, log)
@@ -334,7 +325,14 @@ func oneHealthy(ctx context.Context, agent *consultest.Agent, name string) error
 // instance serves /readyz (always ready) and returns its host and port.
 func instance(t *testing.T) (string, int) {
 	t.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	return serve(t, func(http.ResponseWriter, *http.Request) {})
+}
+
+// serve runs an instance answering with handler on loopback, until the
+// test ends, and returns its host and port.
+func serve(t *testing.T, handler http.HandlerFunc) (string, int) {
+	t.Helper()
+	srv := httptest.NewServer(handler)
 	t.Cleanup(srv.Close)
 	host, portStr, _ := net.SplitHostPort(srv.Listener.Addr().String())
 	port, _ := strconv.Atoi(portStr)

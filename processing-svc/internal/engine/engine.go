@@ -483,14 +483,18 @@ func (p *Partition) applyHit(d *decoded, now time.Time) {
 // stay the same, and becomes this hit's.
 func apply(v *visitor.Visitor, h *hit.Hit, p *Property, r *rules.Compiled, st *session.Settings, c *derive.Contributions) (visitor.Outcome, visitor.Changes) {
 	// While the visitor has live sessions, rules never go back to an
-	// earlier version than its last hit's (collection instances learn of
-	// a new version at slightly different moments): its live sessions are
-	// derived under the latest version among their hits, which is what a
-	// visitor loaded from its state assumes (Property.liveRules).
+	// earlier version than they were derived under (collection instances
+	// learn of a new version at slightly different moments): the latest
+	// among their hits' (Property.liveRules), which is what a visitor
+	// loaded from its state assumes. Not st's, the last hit's: a hit
+	// excluded under a later version moved st and no session, and a
+	// visitor read back would not know of it (a replay after a crash then
+	// took away sessions the rollups did not hold). Looked up only when
+	// st is ahead of h's version, which a rules change makes rare.
 	src, built := st.Source.(settingsSource)
 	if built && src.version > r.Version() && len(v.Hits) > 0 {
-		if later := p.version(src.version); later != nil {
-			r = later
+		if live := p.liveRules(v); live != nil && live.Version() > r.Version() {
+			r = live
 		}
 	}
 	if !built || src != sourceOf(p, r) {
