@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/acme/analytics/cql"
+	"github.com/acme/analytics/pkg/cassandra"
 	"github.com/acme/analytics/pkg/hit"
+	"github.com/acme/analytics/pkg/migrate/migratetest"
 	"github.com/acme/analytics/pkg/rules"
 	"github.com/gocql/gocql"
 )
@@ -143,6 +145,48 @@ func TestArchiveRetentionIsTheSchemasTTL(t *testing.T) {
 	}
 	if found != 3 {
 		t.Errorf("found the TTL of %d archive tables, want 3", found)
+	}
+}
+
+// The entity tables that processing writes expire with the archive they
+// are derived from (cql/0021_entity_retention.cql): their rows name a
+// visitor, and past the archive's retention no reprocessing reaches them.
+func TestEntityTablesExpireWithTheArchive(t *testing.T) {
+	files, err := fs.Glob(cql.FS, "*.cql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strconv.Itoa(int(hit.ArchiveRetention / time.Second))
+	ttl := map[string]string{}
+	for _, f := range files {
+		b, err := fs.ReadFile(cql.FS, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range regexp.MustCompile(`ALTER TABLE (\w+) WITH default_time_to_live = (\d+)`).FindAllStringSubmatch(string(b), -1) {
+			ttl[m[1]] = m[2]
+		}
+	}
+	for _, table := range []string{"sessions_by_hour", "pageviews_by_hour", "events_by_hour"} {
+		if ttl[table] != want {
+			t.Errorf("%s has a TTL of %q s, want hit.ArchiveRetention's %s", table, ttl[table], want)
+		}
+	}
+	// And the tables as migrated say so.
+	cfg := migratetest.Keyspace(t)
+	s, err := cassandra.Connect(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, table := range []string{"sessions_by_hour", "pageviews_by_hour", "events_by_hour"} {
+		var got int
+		if err := s.Query(`SELECT default_time_to_live FROM system_schema.tables WHERE keyspace_name = ? AND table_name = ?`, cfg.Keyspace, table).Scan(&got); err != nil {
+			t.Fatalf("%s: %v", table, err)
+		}
+		if strconv.Itoa(got) != want {
+			t.Errorf("%s as migrated has a TTL of %d s, want %s", table, got, want)
+		}
 	}
 }
 
