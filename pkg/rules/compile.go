@@ -693,7 +693,12 @@ func NormalizeHost(host string) string {
 
 // hostProblem says what is wrong with a host name written in a document, or
 // "" when it is fine.
-func hostProblem(s string) string {
+func hostProblem(s string) string { return hostNameProblem(s, false) }
+
+// hostNameProblem is hostProblem, taking '_' in a label where underscore
+// says so: not a host name DNS allows, but one browsers load pages from
+// (my_shop.example.com), so a hit's.
+func hostNameProblem(s string, underscore bool) string {
 	switch {
 	case s == "":
 		return "is empty; give a host name such as example.com"
@@ -721,6 +726,7 @@ func hostProblem(s string) string {
 			switch {
 			case ch >= 'a' && ch <= 'z', ch >= '0' && ch <= '9':
 			case ch == '-' && i > 0 && i < len(label)-1:
+			case ch == '_' && underscore:
 			case ch >= 0x80:
 				return fmt.Sprintf("%q: write internationalised names in their xn-- (punycode) form", s)
 			default:
@@ -731,13 +737,16 @@ func hostProblem(s string) string {
 	return ""
 }
 
-// ValidHost reports why host is not acceptable as a host name (of a hit,
-// say), or "" when it is.
-func ValidHost(host string) string { return hostProblem(host) }
+// ValidHost reports why host is not acceptable as the host name of a hit's
+// page, or "" when it is: as a merchant's hostnames are written, and with
+// '_' in its labels, which browsers load pages from (before 2026-12-07
+// every hit of such a page was refused as malformed).
+func ValidHost(host string) string { return hostNameProblem(host, true) }
 
 // ValidSiteHost reports why host is not acceptable as a site's name in a
 // merchant's configuration (a property hostname, a referral exclusion), or
-// "" when it is: ValidHost, and not a name of one label other than
+// "" when it is: a host name as DNS allows it (no '_', which ValidHost
+// takes), and not a name of one label other than
 // localhost. Subdomains of such a name are always included, so "com"
 // would take in every .com site.
 func ValidSiteHost(host string) string {

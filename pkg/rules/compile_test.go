@@ -335,6 +335,21 @@ func TestStoredNamesWithControlCharacters(t *testing.T) {
 	}
 }
 
+// TestValidHostTakesUnderscores: a hit's page may be on a host with '_' in
+// a label (browsers load them), which a merchant's configuration does not
+// take; neither takes other characters DNS refuses.
+func TestValidHostTakesUnderscores(t *testing.T) {
+	for host, ok := range map[string]bool{"my_shop.shop.example": true, "_dmarc.shop.example": true, "shop.example": true,
+		"my shop.example": false, "my$shop.example": false, "-shop.example": false} {
+		if got := ValidHost(host); (got == "") != ok {
+			t.Errorf("ValidHost(%q) = %q, want accepted %v", host, got, ok)
+		}
+	}
+	if ValidSiteHost("my_shop.shop.example") == "" {
+		t.Error("ValidSiteHost took a host name with '_'")
+	}
+}
+
 // TestValidSiteHost: a site's name in a configuration may not be one label
 // (it would take in every host under it) but localhost or an address;
 // a stored version holding one still compiles, read as it was.

@@ -228,3 +228,22 @@ func TestDebugShowsNoStoredIDs(t *testing.T) {
 		t.Fatalf("queued %+v, want the /collect hit with its tenant and property", got)
 	}
 }
+
+// TestHostWithUnderscore: a page on a host with '_' in a label, which
+// browsers load, is a hit like any other (a subdomain of the property's
+// shop.example here); a host with a character no browser takes is not.
+func TestHostWithUnderscore(t *testing.T) {
+	s, p := testServer(t, 1, countingQueue{new(int)})
+	mux := http.NewServeMux()
+	s.Register(mux)
+	for host, valid := range map[string]bool{"my_shop.shop.example": true, "my$shop.shop.example": false} {
+		req := httptest.NewRequest("GET", "/debug/collect?tid="+p.TrackingID+"&v=1&t=pageview&cid=c&dl=https%3A%2F%2F"+host+"%2F", nil)
+		req.RemoteAddr = "203.0.113.7:5000"
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, req)
+		var res DebugResult
+		if err := json.Unmarshal(w.Body.Bytes(), &res); err != nil || res.Valid != valid {
+			t.Errorf("a page on %s: %s, want valid %v", host, w.Body, valid)
+		}
+	}
+}

@@ -382,7 +382,7 @@ func TestInvalidHitsAreAnsweredAndDeadLettered(t *testing.T) {
 		{"foreign host", "POST", "/collect?tid=" + tidShop, `{"hits":[{"cid":"m-foreign","t":"pageview","dl":"https://evil.example/"}]}`, 400, "foreign_host", "dl", "m-foreign", ""},
 		{"lookalike host", "POST", "/collect?tid=" + tidShop, `{"hits":[{"cid":"m-look","t":"pageview","dl":"https://notshop.example/"}]}`, 400, "foreign_host", "dl", "m-look", ""},
 		{"foreign host override", "POST", "/collect?tid=" + tidShop, `{"hits":[{"cid":"m-foreigndh","t":"pageview","dl":"https://shop.example/","dh":"evil.example"}]}`, 400, "foreign_host", "dh", "m-foreigndh", ""},
-		{"host that is none", "POST", "/collect?tid=" + tidShop, `{"hits":[{"cid":"m-badhost","t":"pageview","dl":"https://shop_example/"}]}`, 400, "malformed", "dl", "m-badhost", ""},
+		{"host that is none", "POST", "/collect?tid=" + tidShop, `{"hits":[{"cid":"m-badhost","t":"pageview","dl":"https://shop$example/"}]}`, 400, "malformed", "dl", "m-badhost", ""},
 		{"not json", "POST", "/collect?tid=" + tidShop, `m-notjson {`, 400, "malformed", "", "m-notjson", ""},
 		{"no hits array", "POST", "/collect?tid=" + tidShop, `{"hit":"m-nohits"}`, 400, "malformed", "hits", "m-nohits", ""},
 		{"missing client id", "POST", "/collect?tid=" + tidShop, `{"hits":[{"t":"pageview","dp":"/m-nocid"}]}`, 400, "malformed", "cid", "m-nocid", ""},

@@ -18,7 +18,7 @@ import (
 
 // Limits of what one request may carry.
 const (
-	MaxHitBytes   = 8 << 10   // one hit: its query string, or the names and values of its JSON fields
+	MaxHitBytes   = 8 << 10   // one hit: the names and values of its fields, decoded (of a query string, of JSON)
 	MaxBatchHits  = 500       // hits (or events) in one POST
 	MaxBatchBytes = 512 << 10 // one POST body
 	MaxParams     = 25        // custom parameters of one hit (GA4's limit)
@@ -220,12 +220,16 @@ func (f *Fields) setParam(name, value string) *Error {
 // Query parses a hit sent as a query string (GET /collect?v=1&tid=...).
 // Custom parameters are ep.<name>=<value>. A tid given twice is
 // malformed; of another parameter given twice, the last value is kept.
+// Its size is that of its names and values decoded, as a JSON hit's is
+// (a %-escape is three bytes of the query for one of the hit): the same
+// hit is as large sent either way.
 func Query(raw string) (Fields, error) {
 	var f Fields
-	if len(raw) > MaxHitBytes {
-		return f, Errorf(ReasonTooLarge, "", "the hit is %d bytes; the limit is %d", len(raw), MaxHitBytes)
+	// Decoded, a query is at least a third of its length: one longer than
+	// three limits is too large before it is read.
+	if len(raw) > 3*MaxHitBytes {
+		return f, Errorf(ReasonTooLarge, "", "the hit is at least %d bytes; the limit is %d", (len(raw)+2)/3, MaxHitBytes)
 	}
-	f.Size = len(raw)
 	seenTID := false
 	for raw != "" {
 		var kv string
@@ -235,6 +239,9 @@ func Query(raw string) (Fields, error) {
 		}
 		k, v, _ := strings.Cut(kv, "=")
 		k, v = unescape(k), unescape(v)
+		if f.Size += len(k) + len(v); f.Size > MaxHitBytes {
+			return f, Errorf(ReasonTooLarge, "", "the hit is more than %d bytes (its names and values, decoded); the limit is %d", MaxHitBytes, MaxHitBytes)
+		}
 		if k == "tid" {
 			// The gateway rate-limits by the first: the last, which set
 			// keeps, may be another property's.

@@ -2,7 +2,9 @@ package parse
 
 import (
 	"errors"
+	"net/url"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -119,5 +121,33 @@ func TestQueryTakesAStrayPercentAsItself(t *testing.T) {
 		if !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("Query(%q):\ngot  %+v\nwant %+v", tt.raw, got, tt.want)
 		}
+	}
+}
+
+// TestQuerySizeIsDecoded: a hit's size is its names and values decoded,
+// sent as a query string as in JSON: a title in Japanese, %-escaped to
+// three times its bytes, is no larger on GET than on POST (before
+// 2026-12-07 GET measured the escaped query, and refused it).
+func TestQuerySizeIsDecoded(t *testing.T) {
+	title := strings.Repeat("日", 500)                                 // 1,500 bytes
+	dl := "https://shop.example/" + strings.Repeat("%E6%97%A5", 2000) // 6,000 bytes decoded
+	raw := "v=1&tid=AT-SHPSHPSHP2&cid=c&t=pageview&dt=" + url.QueryEscape(title) + "&dl=" + dl
+	f, err := Query(raw)
+	if err != nil {
+		t.Fatalf("a %d-byte query of %d bytes decoded: %v", len(raw), f.Size, err)
+	}
+	if len(raw) <= MaxHitBytes || f.Size > MaxHitBytes {
+		t.Fatalf("the test's hit: %d bytes escaped, %d decoded; want over and under the limit", len(raw), f.Size)
+	}
+	body := `{"hits":[{"v":1,"cid":"c","t":"pageview","dt":"` + title + `","dl":"https://shop.example/` + strings.Repeat("日", 2000) + `"}]}`
+	items, err := Batch(nil, []byte(body))
+	if err != nil || items[0].Err != nil {
+		t.Fatalf("the same hit posted: %v %v", err, items[0].Err)
+	}
+	if _, err := Query(raw + "&ep.more=" + strings.Repeat("x", MaxHitBytes-f.Size)); err == nil || err.(*Error).Reason != ReasonTooLarge {
+		t.Fatalf("a query over the limit decoded: %v, want too_large", err)
+	}
+	if _, err := Query(strings.Repeat("a", 3*MaxHitBytes+1)); err == nil || err.(*Error).Reason != ReasonTooLarge {
+		t.Fatalf("a query over three limits: %v, want too_large unread", err)
 	}
 }

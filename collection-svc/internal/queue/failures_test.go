@@ -133,3 +133,41 @@ func TestDeadLettersRunIsBoundedWhileTheBrokerHangs(t *testing.T) {
 		t.Errorf("%v dead letters counted as dropped after a letter added once Run returned, want 5001", n)
 	}
 }
+
+// TestSendHandsNothingOverForAClientGone: a request whose client has gone
+// (its context done) before its hits reach Send hands none of them to the
+// producer: the client sends them again, and a hit without its own ID
+// would count twice.
+func TestSendHandsNothingOverForAClientGone(t *testing.T) {
+	cl := kafkatest.Start(t, kfake.SeedTopics(1, hit.TopicHits))
+	kc := &kafka.Config{Brokers: cl.Brokers()[0]}
+	ap, err := sarama.NewAsyncProducer(kc.BrokerList(), kc.ProducerConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := New(ap, Options{MaxInFlight: 100, Timeout: 5 * time.Second}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	t.Cleanup(func() { p.Close() })
+	msg := func(v string) []*sarama.ProducerMessage {
+		return []*sarama.ProducerMessage{{Topic: hit.TopicHits, Key: sarama.StringEncoder("k"), Value: sarama.StringEncoder(v)}}
+	}
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := p.Send(gone, msg("gone"), 1); err == nil || !strings.Contains(err.Error(), "context canceled") {
+		t.Fatalf("Send for a client gone = %v, want its context's error", err)
+	}
+	if err := p.Send(context.Background(), msg("kept"), 1); err != nil {
+		t.Fatal(err)
+	}
+	client, err := sarama.NewClient(kc.BrokerList(), kc.ConsumerConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	n, err := client.GetOffset(hit.TopicHits, 0, sarama.OffsetNewest)
+	if err != nil || n != 1 {
+		t.Fatalf("the topic holds %d records (%v), want only the hit of the client still there", n, err)
+	}
+	if n := p.inFlight.Load(); n != 0 {
+		t.Fatalf("%d hits counted in flight after both Sends", n)
+	}
+}

@@ -202,11 +202,19 @@ func (p *Producer) complete(m *sarama.ProducerMessage, failed bool) {
 // once the broker has acknowledged all of them. The in-flight bound counts
 // the hits until every message is back. It returns ErrOverloaded or ErrUnavailable at
 // once when it does not try, ErrTimeout after the time limit, or
-// ErrUnavailable when the producer gave up on one of them.
+// ErrUnavailable when the producer gave up on one of them. It hands
+// nothing over when ctx is done already: the client has gone (the
+// gateway's time limit passed while the request waited for the property's
+// configuration, say), so it will send its hits again, and hits without
+// their own ID (hid, event_id), whose content ID includes the second they
+// were received in, would then count twice.
 func (p *Producer) Send(ctx context.Context, msgs []*sarama.ProducerMessage, hits int) error {
 	n := int64(len(msgs))
 	if n == 0 {
 		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("hand messages to kafka: %w", err)
 	}
 	weight := max(int64(hits), n)
 	if p.failing.Load() {

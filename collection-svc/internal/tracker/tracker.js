@@ -14,7 +14,11 @@
     // event queued with the pageview keeps its source; later ones do not,
     // so that a click after half an hour idle starts a Direct session.
     ref = d.referrer,
-    lim = { dl: 4096, dr: 4096, dt: 1500, ec: 150, ea: 500, el: 500 };
+    // Each field's limit in UTF-8 bytes: collection's where it has one
+    // (ec, ea, el), and for the page's fields less than its 4096 (dl, dr)
+    // and 1500 (dt), so that a whole hit, its names and values, stays
+    // within collection's 8 KiB (TestLimitsKeepAHitWhole).
+    lim = { dl: 3500, dr: 2000, dt: 1000, ec: 150, ea: 500, el: 500 };
   try { ls = w.localStorage; } catch (e) {}
 
   // The merchant's opt-out (window['at-disable-<tid>'] or at('optout')),

@@ -5,8 +5,12 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/acme/analytics/collection-svc/internal/parse"
 )
 
 func TestScriptIsSmall(t *testing.T) {
@@ -135,4 +139,34 @@ func TestMinifyRefuses(t *testing.T) {
 			t.Errorf("Minify(%q) = %q, want a panic", tt.src, Minify(tt.src))
 		})
 	}
+}
+
+// TestLimitsKeepAHitWhole: the tracker cuts each field it sends to its own
+// limit (lim in tracker.js), so that a hit with every field at its largest
+// is within collection's limit of a hit, its names and values: a hit over
+// it is refused, and a beacon's refusal is never seen.
+func TestLimitsKeepAHitWhole(t *testing.T) {
+	m := regexp.MustCompile(`lim = \{([^}]*)\}`).FindStringSubmatch(source)
+	if m == nil {
+		t.Fatal("no lim = {...} in tracker.js")
+	}
+	size := 0
+	for _, kv := range strings.Split(m[1], ",") {
+		name, v, _ := strings.Cut(strings.TrimSpace(kv), ":")
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil {
+			t.Fatalf("lim: %q", kv)
+		}
+		size += len(name) + n
+	}
+	// The other fields at their largest: those collection bounds at its
+	// own limits (sr 20, ul 35), the others as the tracker makes them.
+	for name, max := range map[string]int{"v": 1, "t": len("engagement"), "hid": 16, "cid": 32, "sr": 20, "ul": 35,
+		"ev": len("-123456789012345.67"), "ni": 1, "et": len("86400000"), "qt": len("100000")} {
+		size += len(name) + max
+	}
+	if size > parse.MaxHitBytes {
+		t.Fatalf("a hit of the tracker can reach %d bytes, over collection's %d: lower lim", size, parse.MaxHitBytes)
+	}
+	t.Logf("the largest hit of the tracker: %d bytes of %d", size, parse.MaxHitBytes)
 }
