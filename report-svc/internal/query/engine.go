@@ -219,10 +219,14 @@ func (e *Engine) do(ctx context.Context, g *singleflight.Group, key string, fn f
 		ch := g.DoChan(key, fn)
 		select {
 		case r := <-ch:
-			if r.Shared && tries < 2 && errors.Is(r.Err, context.DeadlineExceeded) && ctx.Err() == nil {
+			if r.Shared && tries < 2 && errors.Is(r.Err, context.DeadlineExceeded) && !errors.Is(r.Err, store.ErrUnavailable) && ctx.Err() == nil {
 				// Joined a read that another caller started and that ran
 				// out of its time, while this caller has some left: read
-				// again rather than fail for the other's lateness.
+				// again rather than fail for the other's lateness. Not a
+				// read the store did not answer in time (ErrUnavailable):
+				// that says the store is slow, for every caller alike, and
+				// each reading again waited its time limit again and
+				// counted against the breaker again.
 				g.Forget(key)
 				continue
 			}

@@ -20,7 +20,8 @@ import (
 
 // Config holds the read settings.
 type Config struct {
-	// Timeout bounds each read (one partition).
+	// Timeout bounds how long a read (one partition) waits for the
+	// store's answer, and then between one row and the next.
 	Timeout time.Duration
 	// BreakerFailures is how many consecutive failed reads open the breaker.
 	BreakerFailures uint
@@ -33,7 +34,7 @@ type Config struct {
 
 // RegisterFlags registers the read flags on fs.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.DurationVar(&c.Timeout, "store-timeout", time.Second, "time limit of each Cassandra read (one partition); a read past it fails and counts against the circuit breaker")
+	fs.DurationVar(&c.Timeout, "store-timeout", time.Second, "how long a Cassandra read (one partition) may wait for the store's answer, and then between one row and the next; a read past it fails and counts against the circuit breaker")
 	fs.UintVar(&c.BreakerFailures, "breaker-failures", 5, "consecutive failed Cassandra reads that open the circuit breaker")
 	fs.DurationVar(&c.BreakerOpen, "breaker-open-timeout", 5*time.Second, "how long an open breaker refuses reads before one probe read; also the Retry-After of a 503")
 	fs.IntVar(&c.Concurrency, "store-concurrency", 128, "Cassandra reads in flight at once in this process")
@@ -155,8 +156,15 @@ func (s *Store) rejected(err error) error {
 var errCallerGone = errors.New("caller went away")
 
 // read runs fn, which performs one read with ctx, through the breaker and
-// the concurrency limit, with the read timeout.
-func (s *Store) read(ctx context.Context, table string, fn func(ctx context.Context) error) error {
+// the concurrency limit, with the read timeout: the store may take at most
+// that long to answer, and then between one row and the next (fn calls
+// progress at each row). A large partition read page by page, a row
+// coming every moment, is no timeout however long it takes in all (its
+// caller's context bounds that): counted against the breaker, one
+// merchant's large report read by a healthy store opened the breaker for
+// every merchant's reports. A store that stops answering still fails the
+// read within the timeout.
+func (s *Store) read(ctx context.Context, table string, fn func(ctx context.Context, progress func()) error) error {
 	select {
 	case s.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -165,14 +173,14 @@ func (s *Store) read(ctx context.Context, table string, fn func(ctx context.Cont
 	defer func() { <-s.sem }()
 	start := time.Now()
 	_, err := s.cb.Execute(func() (struct{}, error) {
-		rctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+		rctx, progress, cancel := idleDeadline(ctx, s.cfg.Timeout)
 		defer cancel()
-		err := fn(rctx)
+		err := fn(rctx, progress)
 		if err != nil && ctx.Err() != nil {
 			return struct{}{}, fmt.Errorf("%w: %w", errCallerGone, ctx.Err())
 		}
 		if err != nil && rctx.Err() != nil {
-			return struct{}{}, &UnavailableError{Reason: "read timed out after " + s.cfg.Timeout.String(), RetryAfter: s.cfg.BreakerOpen, Err: err}
+			return struct{}{}, &UnavailableError{Reason: "read timed out: no answer for " + s.cfg.Timeout.String(), RetryAfter: s.cfg.BreakerOpen, Err: err}
 		}
 		return struct{}{}, err
 	})
@@ -193,6 +201,15 @@ func (s *Store) read(ctx context.Context, table string, fn func(ctx context.Cont
 		s.m.reads.WithLabelValues(table, "error").Inc()
 		return &UnavailableError{Reason: "read failed", RetryAfter: s.cfg.BreakerOpen, Err: err}
 	}
+}
+
+// idleDeadline returns a context of parent that ends, with
+// context.DeadlineExceeded, once d has passed without a call of progress
+// (counted from now), and a cancel function to call when done.
+func idleDeadline(parent context.Context, d time.Duration) (ctx context.Context, progress func(), cancel func()) {
+	ctx, stop := context.WithCancelCause(parent)
+	t := time.AfterFunc(d, func() { stop(context.DeadlineExceeded) })
+	return ctx, func() { t.Reset(d) }, func() { t.Stop(); stop(context.Canceled) }
 }
 
 // retryAfter is how long until the open breaker lets a probe through; the
@@ -220,7 +237,7 @@ const selectDailyNoUsers = "SELECT dimension, shard, new_users, sessions, engage
 // withUsers says whether to read the users sketches.
 func (s *Store) Daily(ctx context.Context, property gocql.UUID, day time.Time, report string, withUsers bool) ([]DailyRow, error) {
 	var out []DailyRow
-	err := s.read(ctx, "rollup_daily", func(ctx context.Context) error {
+	err := s.read(ctx, "rollup_daily", func(ctx context.Context, progress func()) error {
 		out = out[:0]
 		cql := selectDailyNoUsers
 		if withUsers {
@@ -239,6 +256,7 @@ func (s *Store) Daily(ctx context.Context, property gocql.UUID, day time.Time, r
 			}
 			r.Shard = int(shard)
 			out = append(out, r)
+			progress()
 		}
 		if err := iter.Close(); err != nil {
 			return fmt.Errorf("read rollup_daily %s %s: %w", day.Format(time.DateOnly), report, err)
@@ -260,7 +278,7 @@ type HourlyRow struct {
 // Hourly reads the hourly totals of one day (one partition).
 func (s *Store) Hourly(ctx context.Context, property gocql.UUID, day time.Time, withUsers bool) ([]HourlyRow, error) {
 	var out []HourlyRow
-	err := s.read(ctx, "rollup_hourly", func(ctx context.Context) error {
+	err := s.read(ctx, "rollup_hourly", func(ctx context.Context, progress func()) error {
 		out = out[:0]
 		iter := s.query(ctx, "SELECT hour, shard, users_hll, new_users, sessions, engaged_sessions, bounces, session_duration_ms, pageviews, events, conversions, conversion_value FROM rollup_hourly WHERE property_id = ? AND day = ?",
 			property, day).Iter()
@@ -277,6 +295,7 @@ func (s *Store) Hourly(ctx context.Context, property gocql.UUID, day time.Time, 
 				r.Users = users
 			}
 			out = append(out, r)
+			progress()
 		}
 		if err := iter.Close(); err != nil {
 			return fmt.Errorf("read rollup_hourly %s: %w", day.Format(time.DateOnly), err)
@@ -297,7 +316,7 @@ type FilteredRow struct {
 // Filtered reads the filtered hits of one day (one partition).
 func (s *Store) Filtered(ctx context.Context, property gocql.UUID, day time.Time) ([]FilteredRow, error) {
 	var out []FilteredRow
-	err := s.read(ctx, "filtered_hits", func(ctx context.Context) error {
+	err := s.read(ctx, "filtered_hits", func(ctx context.Context, progress func()) error {
 		out = out[:0]
 		iter := s.query(ctx, "SELECT reason, shard, hits FROM filtered_hits WHERE property_id = ? AND day = ?", property, day).Iter()
 		for {
@@ -308,6 +327,7 @@ func (s *Store) Filtered(ctx context.Context, property gocql.UUID, day time.Time
 			}
 			r.Shard = int(shard)
 			out = append(out, r)
+			progress()
 		}
 		if err := iter.Close(); err != nil {
 			return fmt.Errorf("read filtered_hits %s: %w", day.Format(time.DateOnly), err)
@@ -331,7 +351,7 @@ type RealtimeRow struct {
 // first (then by shard).
 func (s *Store) Realtime(ctx context.Context, property gocql.UUID, since time.Time) ([]RealtimeRow, error) {
 	var out []RealtimeRow
-	err := s.read(ctx, "realtime", func(ctx context.Context) error {
+	err := s.read(ctx, "realtime", func(ctx context.Context, progress func()) error {
 		out = out[:0]
 		iter := s.query(ctx, "SELECT minute, shard, pageviews, users_hll, pages, sources FROM realtime_minutes WHERE property_id = ? AND minute >= ?", property, since).Iter()
 		for {
@@ -342,6 +362,7 @@ func (s *Store) Realtime(ctx context.Context, property gocql.UUID, since time.Ti
 			}
 			r.Shard = int(shard)
 			out = append(out, r)
+			progress()
 		}
 		if err := iter.Close(); err != nil {
 			return fmt.Errorf("read realtime_minutes: %w", err)
@@ -359,7 +380,7 @@ func (s *Store) Realtime(ctx context.Context, property gocql.UUID, since time.Ti
 // walk through all of them to find none.
 func (s *Store) NewestMinute(ctx context.Context, property gocql.UUID, since time.Time) (time.Time, bool, error) {
 	var minute time.Time
-	err := s.read(ctx, "realtime", func(ctx context.Context) error {
+	err := s.read(ctx, "realtime", func(ctx context.Context, _ func()) error {
 		err := s.query(ctx, "SELECT minute FROM realtime_minutes WHERE property_id = ? AND minute >= ? LIMIT 1", property, since).Scan(&minute)
 		if errors.Is(err, gocql.ErrNotFound) {
 			minute = time.Time{}
