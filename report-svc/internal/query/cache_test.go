@@ -53,6 +53,21 @@ func TestRealtimeCacheSize(t *testing.T) {
 	}
 }
 
+// TestSeriesCacheSize: a result's buckets count in its size: an hour
+// series over a quarter with its comparison holds about 4,400 of them,
+// which the cache did not count (a third of such a result's memory).
+func TestSeriesCacheSize(t *testing.T) {
+	r := &Result{}
+	base := r.size()
+	for i := range 2200 {
+		b := Bucket{Label: fmt.Sprintf("2026-03-%02dT%02d", 1+i/24%28, i%24)}
+		r.Buckets, r.PreviousBucket = append(r.Buckets, b), append(r.PreviousBucket, b)
+	}
+	if got, labels := r.size()-base, int64(4400*len("2026-03-01T00")); got < 2*labels {
+		t.Errorf("4,400 buckets count %d bytes; their labels alone are %d and each holds two times", got, labels)
+	}
+}
+
 // TestRenderedResultCacheSize: the encodings memoized with a cached result
 // (Render: up to 8 of up to 1 MiB, one per format, page and preset that a
 // client asks for) count in the result cache's bound. They were reserved

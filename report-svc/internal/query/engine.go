@@ -1040,7 +1040,14 @@ func (e *Engine) newestActivity(ctx context.Context, p Property, now time.Time) 
 
 // size estimates the memory a result holds, for the cache bound.
 func (r *Result) size() int64 {
-	n := int64(512)
+	n := int64(512) + 8*int64(len(r.Totals)+len(r.PreviousTotals))
+	// A bucket: its label (with its header), two times and an hour. An
+	// hour series over a quarter with its comparison has thousands.
+	for _, bs := range [][]Bucket{r.Buckets, r.PreviousBucket} {
+		for _, b := range bs {
+			n += 16 + int64(len(b.Label)) + 2*24 + 8
+		}
+	}
 	for _, row := range r.Rows {
 		n += 64 + 8*int64(len(row.Values)+len(row.Previous))
 		for _, d := range row.Dims {
