@@ -38,7 +38,7 @@ func TestMeasurementErrorsNameTheSendersFields(t *testing.T) {
 		{"user_id too long", `{"client_id":"c","user_id":"` + long(257) + `","events":[{"name":"sign_up"}]}`, "malformed", "user_id", "limit is 256"},
 		{"page_location not a URL", `[{"name":"page_view","params":{"page_location":"/cart"}}]`, "malformed", "events[0].params.page_location", "absolute http(s) URL"},
 		{"page_location too long", `[{"name":"page_view","params":{"page_location":"` + url + long(4096) + `"}}]`, "malformed", "events[0].params.page_location", "limit is 4096"},
-		{"page_location's host not a host", `[{"name":"page_view","params":{"page_location":"https://shop_example/"}}]`, "malformed", "events[0].params.page_location", "not a valid host name"},
+		{"page_location's host not a host", `[{"name":"page_view","params":{"page_location":"https://shop$example/"}}]`, "malformed", "events[0].params.page_location", "not a valid host name"},
 		{"page_location on another site", `[{"name":"purchase","params":{"page_location":"https://evil.example/"}}]`, "foreign_host", "events[0].params.page_location", "hostnames"},
 		{"page_view without page_location", `[{"name":"page_view","params":{"page_title":"Cart"}}]`, "malformed", "events[0].params.page_location", "a page_view needs params.page_location"},
 		{"page_title too long", `[{"name":"purchase","params":{"page_title":"` + long(1501) + `"}}]`, "malformed", "events[0].params.page_title", "limit is 1500"},
