@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/acme/analytics/pkg/hit"
 )
@@ -343,7 +344,7 @@ func AttributionParam(name string) bool {
 //  4. strip_trailing_slash: trailing slashes are dropped, except from "/";
 //  5. default_page: a path ending in "/<default_page>" loses the file name
 //     (4 and 5 again until neither changes the path);
-//  6. replacements, in order, on the path;
+//  6. replacements, in order, on the path, each result cut to MaxPathBytes;
 //  7. strip_trailing_slash again (after 5 and 6).
 //
 // Cleaning a cleaned path changes nothing unless replacements say so.
@@ -383,7 +384,7 @@ func (c *Compiled) CleanPath(raw string) string {
 		}
 	}
 	for _, r := range c.replacements {
-		path = r.re.ReplaceAllString(path, r.replace)
+		path = capPath(r.re.ReplaceAllString(path, r.replace))
 	}
 	if path == "" || path[0] != '/' {
 		path = "/" + path
@@ -553,4 +554,28 @@ func (c *Compiled) Channel(source, medium, campaign string) (string, bool) {
 		return ch.name, true
 	}
 	return "", false
+}
+
+// MaxPathBytes bounds a page path as the replacements leave it, as
+// collection bounds what a hit sends (dp, dl: 4096 bytes). A replacement
+// can multiply a path's length (a template repeating a group, a pattern
+// matching the empty string at every position), and a few in a row
+// turned a 100-byte path into gigabytes: the processor applying a
+// merchant's rules ran out of memory on every replay of the hit.
+const MaxPathBytes = 4096
+
+// capPath cuts path to MaxPathBytes, not inside a %-escape or a UTF-8
+// character.
+func capPath(path string) string {
+	if len(path) <= MaxPathBytes {
+		return path
+	}
+	n := MaxPathBytes
+	for n > 0 && !utf8.RuneStart(path[n]) {
+		n--
+	}
+	if i := strings.LastIndexByte(path[max(n-2, 0):n], '%'); i >= 0 {
+		n = max(n-2, 0) + i
+	}
+	return path[:n]
 }

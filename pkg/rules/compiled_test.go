@@ -3,6 +3,7 @@ package rules
 import (
 	"net/netip"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -418,6 +419,36 @@ func TestIPExclusionAcrossVersions(t *testing.T) {
 		_, got := tt.applied.ExclusionStored(&tt.h, tt.stamped)
 		if got != tt.want {
 			t.Errorf("%s: excluded %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestReplacementsCannotBlowAPathUp: replacements that multiply a path's
+// length (a template repeating its group; a pattern matching the empty
+// string everywhere), which Validate accepts, leave a path of at most
+// MaxPathBytes, at once: three of them made a 100-byte path 26 MB, and
+// the five the API took, about 100 GB, so the processor applying them ran
+// out of memory on every replay of the hit.
+func TestReplacementsCannotBlowAPathUp(t *testing.T) {
+	for name, rep := range map[string]Replacement{
+		"a group repeated":         {Pattern: "^(.*)$", Replace: strings.Repeat("${1}", 64)},
+		"the empty string matched": {Pattern: "x*", Replace: strings.Repeat("%41", 85)},
+	} {
+		r := Defaults()
+		for range MaxReplacements {
+			r.PagePath.Replacements = append(r.PagePath.Replacements, rep)
+		}
+		c, err := Validate(r, nil)
+		if err != nil {
+			t.Fatalf("%s: refused: %v", name, err)
+		}
+		got := c.CleanPath("/" + strings.Repeat("a", 99) + "?q=1")
+		path, _, _ := strings.Cut(got, "?")
+		if len(path) > MaxPathBytes || len(path) < MaxPathBytes-2 {
+			t.Errorf("%s: a path of %d bytes, want it cut to %d", name, len(path), MaxPathBytes)
+		}
+		if strings.HasSuffix(path, "%") || strings.HasSuffix(path[:len(path)-1], "%") {
+			t.Errorf("%s: cut inside a %%-escape: ...%s", name, path[len(path)-6:])
 		}
 	}
 }
