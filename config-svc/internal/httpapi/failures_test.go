@@ -339,3 +339,40 @@ func TestRenamingAGoneTenant(t *testing.T) {
 	}
 	e.must(http.StatusNotFound, a.as(), "GET", "/v1/tenants/me", nil)
 }
+
+// TestAWriteOfUnknownOutcomeIsAnnounced: a change whose write fails may
+// have been applied all the same (a timeout after the replicas took it);
+// its retry finds it done and tells the pipeline nothing, so the first
+// attempt does: a revoked secret, a property's new settings, a deletion
+// reach collection and processing at once, not at their next resync (up
+// to hours for a large cache, a leaked secret accepted meanwhile).
+func TestAWriteOfUnknownOutcomeIsAnnounced(t *testing.T) {
+	e, srv := newFaultEnv(t)
+	a := e.signup("Lost Answers")
+	p := e.createProperty(a, map[string]any{"name": "Shop", "hostnames": []string{"shop.example"}})
+	var sec struct{ ID string }
+	e.must(http.StatusCreated, a.as(), "POST", "/v1/properties/"+p.ID+"/api-secrets", map[string]string{"name": "backend"}).decode(t, &sec)
+	announced := func(what string, change func()) {
+		t.Helper()
+		var head configclient.Changes
+		e.must(http.StatusOK, service("collection"), "GET", "/internal/v1/changes", nil).decode(t, &head)
+		change()
+		var feed configclient.Changes
+		e.must(http.StatusOK, service("collection"), "GET", "/internal/v1/changes?wait=0s&since="+strconv.FormatInt(head.Seq, 10), nil).decode(t, &feed)
+		if !slices.ContainsFunc(feed.Changes, func(c configclient.Change) bool { return c.PropertyID == p.ID }) {
+			t.Errorf("%s: the feed has %+v, want the property announced", what, feed.Changes)
+		}
+	}
+	lost := func(prefix, method, path string, body any) func() {
+		return func() {
+			fail(srv, prefix, cqlserver.TimeoutAfter)
+			defer srv.SetFault(nil)
+			if r := e.do(a.as(), method, path, body); r.code < 500 {
+				t.Errorf("%s %s with its write's answer lost: %d %s, want 5xx", method, path, r.code, r.body)
+			}
+		}
+	}
+	announced("a revocation", lost("UPDATE api_secrets", "DELETE", "/v1/properties/"+p.ID+"/api-secrets/"+sec.ID, nil))
+	announced("new settings", lost("UPDATE properties", "PATCH", "/v1/properties/"+p.ID, map[string]any{"time_zone": "Europe/Berlin"}))
+	announced("a deletion", lost("UPDATE properties SET deleted_at", "DELETE", "/v1/properties/"+p.ID, nil))
+}

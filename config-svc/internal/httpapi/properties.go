@@ -378,7 +378,6 @@ func (s *Server) patchProperty(w http.ResponseWriter, r *http.Request) {
 	// Nothing is put back, so no concurrent change can leave the API and
 	// the pipeline with different hostnames: of racing changes of them,
 	// the newest version holds for both.
-	made := false
 	if req.Hostnames != nil {
 		_, status := s.newRuleVersion(w, r, p, id.UserID, precondition{}, func(cur configclient.RuleVersion) (configclient.RuleVersion, bool) {
 			if slices.Equal(cur.Hostnames, p.Hostnames) {
@@ -395,13 +394,14 @@ func (s *Server) patchProperty(w http.ResponseWriter, r *http.Request) {
 			s.appendChange(r, configclient.ChangeProperty, p)
 			return
 		}
-		made = status == versionCreated
 	}
 	if err := s.o.Store.UpdateProperty(r.Context(), p, settings...); err != nil {
-		if made {
-			// The hostnames have changed: the pipeline is told.
-			s.appendChange(r, configclient.ChangeProperty, p)
-		}
+		// The pipeline is told all the same: the hostnames may have
+		// changed (a rule version made above), and a write that failed
+		// may have been applied (a timeout after the replicas took it),
+		// which its retry then finds done and would not tell. A refetch
+		// of nothing new costs nothing.
+		s.appendChange(r, configclient.ChangeProperty, p)
 		s.internalError(w, r, "update the property", err)
 		return
 	}
@@ -427,6 +427,9 @@ func (s *Server) deleteProperty(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
+		// Applied or not, the pipeline refetches: a deletion that failed
+		// may have been applied, and its retry finds nothing to delete.
+		s.appendChange(r, configclient.ChangeDeleted, p)
 		s.internalError(w, r, "delete the property", err)
 		return
 	}

@@ -128,12 +128,17 @@ func (s *Server) revokeSecret(w http.ResponseWriter, r *http.Request) {
 			notFound(w, "API secret", raw)
 			return
 		}
+		// Applied or not, the pipeline refetches the property: a
+		// revocation whose answer was lost (a timeout after the replicas
+		// applied it) is found done by its retry, which tells nothing,
+		// and the pipeline would accept the secret until its resync.
+		s.appendChange(r, configclient.ChangeSecrets, p)
 		s.internalError(w, r, "revoke the API secret", err)
 		return
 	}
 	// Revoking a revoked secret answers as the first time did (a retry
-	// after a lost answer succeeds) but changes nothing, so the pipeline
-	// hears of nothing.
+	// after a lost answer succeeds) and changes nothing: the pipeline was
+	// told when the first attempt failed.
 	if revoked {
 		s.appendChange(r, configclient.ChangeSecrets, p)
 	}
