@@ -123,6 +123,10 @@ func TestBadInputsAnswer400WithAReason(t *testing.T) {
 		// -00) was stored as the property's zone.
 		{"the Factory placeholder", a.as(), "POST", "/v1/properties", map[string]any{"name": "x", "time_zone": "Factory"}, nil, "invalid_field", "time_zone", "the zone database's placeholder for a local time not set yet"},
 		{"posix/localtime", a.as(), "POST", "/v1/properties", map[string]any{"name": "x", "time_zone": "posix/localtime"}, nil, "invalid_field", "time_zone", "not an IANA time zone name"},
+		// Paths LoadLocation resolves to the same files past those checks.
+		{"./localtime", a.as(), "POST", "/v1/properties", map[string]any{"name": "x", "time_zone": "./localtime"}, nil, "invalid_field", "time_zone", "not an IANA time zone name"},
+		{"a zone's path with //", a.as(), "PATCH", prop, map[string]any{"time_zone": "Europe//Berlin"}, nil, "invalid_field", "time_zone", "not an IANA time zone name"},
+		{"a zone's path with ./", a.as(), "PATCH", prop, map[string]any{"time_zone": "Europe/./Berlin"}, nil, "invalid_field", "time_zone", "not an IANA time zone name"},
 		{"unknown currency", a.as(), "POST", "/v1/properties", map[string]any{"name": "x", "currency": "EURO"}, nil, "invalid_field", "currency", "ISO 4217"},
 		{"lower-case currency", a.as(), "PATCH", prop, map[string]any{"currency": "eur"}, nil, "invalid_field", "currency", `upper case: "EUR"`},
 		{"processing shards are operators'", a.as(), "PATCH", prop, map[string]any{"processing_shards": 8}, nil, "read_only_field", "processing_shards", "operators"},

@@ -448,6 +448,12 @@ func (s *Server) deleteProperty(w http.ResponseWriter, r *http.Request) {
 // database's Factory, a placeholder, is refused too.
 func checkTimeZone(tz string) string {
 	const notIANA = "is not an IANA time zone name, e.g. Europe/Berlin or America/New_York"
+	// A name is its path in the database as written there: ./localtime,
+	// Europe//Berlin and Europe/./Berlin name files LoadLocation finds,
+	// past the checks of the names themselves below.
+	if slices.ContainsFunc(strings.Split(tz, "/"), func(part string) bool { return part == "" || part == "." || part == ".." }) {
+		return notIANA
+	}
 	switch {
 	case tz == "" || tz == "Local":
 		return notIANA
