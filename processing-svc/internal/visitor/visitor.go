@@ -38,8 +38,13 @@ const ClockSkew = 10 * time.Minute
 // what a processor's memory and one Cassandra write can hold, and every
 // hit would cost more.
 const (
-	// MaxLiveHits bounds the live timeline: a hit that would take it past
-	// this is excluded with reason LimitReason, until sessions freeze.
+	// MaxLiveHits bounds the live hits of one property-local day: a hit
+	// that would take its day's past this is excluded with reason
+	// LimitReason, until sessions freeze. Per day, as reprocessing (a day
+	// at a time) counts them: the live timeline holds the day before's
+	// sessions until they freeze, hours into the next day, and a limit of
+	// the whole timeline excluded, live, hits a job then kept. A visitor
+	// holds at most twice as many.
 	MaxLiveHits = 10_000
 	// MaxSeen bounds the IDs of excluded hits kept to recognise re-sends:
 	// past it, an excluded hit is counted without its ID being kept, so a
@@ -162,6 +167,16 @@ type SessionRef struct {
 // RefOf returns the reference of s's row.
 func RefOf(s *session.Session) SessionRef { return SessionRef{ID: s.ID, Day: s.Day, Hour: s.Hour} }
 
+// liveOnDay counts the live hits on the property-local day of t (v.Hits
+// is in time order).
+func (v *Visitor) liveOnDay(t time.Time, loc *time.Location) int {
+	y, m, d := t.In(loc).Date()
+	start, end := time.Date(y, m, d, 0, 0, 0, 0, loc), time.Date(y, m, d+1, 0, 0, 0, 0, loc)
+	from := sort.Search(len(v.Hits), func(i int) bool { return !v.Hits[i].Time.Before(start) })
+	to := sort.Search(len(v.Hits), func(i int) bool { return !v.Hits[i].Time.Before(end) })
+	return to - from
+}
+
 // Exclude records a hit excluded by a rule: it is remembered as seen, so
 // that a re-send is not counted again, and counted as filtered on the
 // property-local day of its time. It returns Duplicate for a re-send.
@@ -196,7 +211,7 @@ func (v *Visitor) Apply(h *session.Hit, received time.Time, s session.Settings, 
 		v.Exclude(h.ID, h.Time, received, "too_late", s.Location, c)
 		return TooLate, Changes{}
 	}
-	if len(v.Hits) >= MaxLiveHits {
+	if v.liveOnDay(h.Time, s.Location) >= MaxLiveHits {
 		v.Exclude(h.ID, h.Time, received, LimitReason, s.Location, c)
 		return OverLimit, Changes{}
 	}
