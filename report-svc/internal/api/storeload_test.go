@@ -24,14 +24,7 @@ import (
 // limit covered every page of a read: such a read timed out on a healthy
 // store, and a few of them opened the breaker for every merchant.
 func TestALargePartitionIsNoStoreFailure(t *testing.T) {
-	ds := reporttest.Generate(reporttest.Config{Seed: 4, Location: time.UTC, Now: time.Date(2026, 3, 20, 19, 30, 0, 0, time.UTC),
-		Days: 10, Clients: 50, Shards: 1})
-	o := defaultOptions()
-	o.store.Timeout = 2 * time.Second
-	o.store.BreakerFailures = 2
-	o.store.BreakerOpen = 30 * time.Second
-	o.engine.DayCacheBytes = 0
-	e := newEnv(t, ds, o)
+	e := uncachedEnv(t, 50, 2*time.Second, 2)
 
 	big := gocql.MustRandomUUID()
 	e.lookup[big.String()] = api.PropertyInfo{TenantID: "tenant-big", Location: time.UTC}
@@ -81,13 +74,7 @@ func TestALargePartitionIsNoStoreFailure(t *testing.T) {
 // at once, not read again by every one that shared it (each waiting its
 // time limit again, and counting against the breaker again).
 func TestAStoreTimeoutIsNotReadAgain(t *testing.T) {
-	ds := reporttest.Generate(reporttest.Config{Seed: 4, Location: time.UTC, Now: time.Date(2026, 3, 20, 19, 30, 0, 0, time.UTC),
-		Days: 10, Clients: 20, Shards: 1})
-	o := defaultOptions()
-	o.store.Timeout = 100 * time.Millisecond
-	o.store.BreakerFailures = 1000
-	o.engine.DayCacheBytes = 0
-	e := newEnv(t, ds, o)
+	e := uncachedEnv(t, 20, 100*time.Millisecond, 1000)
 	var reads atomic.Int64
 	e.cql.SetFault(func(cql string) cqlserver.Fault {
 		if strings.Contains(cql, "FROM rollup_daily") {
@@ -118,4 +105,17 @@ func TestAStoreTimeoutIsNotReadAgain(t *testing.T) {
 	if together != alone {
 		t.Fatalf("two identical reports at once read rollup_daily %d times, one alone %d: want the same reads", together, alone)
 	}
+}
+
+// uncachedEnv is an env of 10 days of a UTC property's traffic (clients
+// visitors), whose store reads have the time limit timeout and whose
+// breaker opens for 30 s after failures, without a day cache: every
+// report reads the store.
+func uncachedEnv(t *testing.T, clients int, timeout time.Duration, failures uint) *env {
+	ds := reporttest.Generate(reporttest.Config{Seed: 4, Location: time.UTC, Now: time.Date(2026, 3, 20, 19, 30, 0, 0, time.UTC),
+		Days: 10, Clients: clients, Shards: 1})
+	o := defaultOptions()
+	o.store.Timeout, o.store.BreakerFailures, o.store.BreakerOpen = timeout, failures, 30*time.Second
+	o.engine.DayCacheBytes = 0
+	return newEnv(t, ds, o)
 }
