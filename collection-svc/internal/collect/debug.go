@@ -94,6 +94,9 @@ func (s *Server) debugRespond(w http.ResponseWriter, out outcome, origin hit.Ori
 	var res DebugResult
 	switch {
 	case errors.Is(out.err, errUnavailable):
+		// As /collect answers it: config-svc (or the day's salt) every
+		// instance shares is unreachable, not this instance failing.
+		w.Header().Set("Retry-After", "1")
 		httpserver.WriteError(w, http.StatusServiceUnavailable, "unavailable", "the property's configuration (or, for a cookieless property, the day's salt) cannot be read right now; retry later")
 		return
 	case out.err != nil:

@@ -96,6 +96,11 @@ func TestPropertyChangeIsAllOrNothing(t *testing.T) {
 			if r.code != http.StatusServiceUnavailable {
 				t.Fatalf("PATCH with a failed write = %d %s; want 503", r.code, r.body)
 			}
+			// With Retry-After: a store every instance shares is down, which
+			// the gateway's breaker does not count against this instance.
+			if r.header.Get("Retry-After") == "" {
+				t.Errorf("the 503 of a failed write has no Retry-After")
+			}
 			expect("after the failure", tt.wantName, tt.wantHosts...)
 			// A change of the hostnames is announced, so that collection's
 			// cache reads the property again.

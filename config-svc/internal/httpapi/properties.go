@@ -222,6 +222,7 @@ func (s *Server) createProperty(w http.ResponseWriter, r *http.Request) {
 	const attempts = 10
 	for i := 0; ; i++ {
 		if i == attempts {
+			w.Header().Set("Retry-After", "1")
 			httpserver.WriteError(w, http.StatusServiceUnavailable, "unavailable", "could not allocate a tracking ID; try again")
 			return
 		}

@@ -361,6 +361,10 @@ func (s *Server) internalErrorAfter(w http.ResponseWriter, r *http.Request, what
 		if done != "" {
 			msg = done + "; storage is unavailable, so wait a few seconds first"
 		}
+		// Retry-After: a store every instance shares is down, which the
+		// gateway's breaker then leaves out of this instance's count (a
+		// moment of Cassandra's opened every instance's breaker at once).
+		w.Header().Set("Retry-After", "2")
 		httpserver.WriteError(w, http.StatusServiceUnavailable, "unavailable", msg)
 		return
 	}

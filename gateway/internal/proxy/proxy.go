@@ -14,6 +14,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httputil"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -129,11 +130,16 @@ func (h *Handler) Run(ctx context.Context) error {
 }
 
 // ClientFault reports whether err, met while forwarding req, was the
-// client's doing (it went away or sent too large a body), for
-// upstream.Transport.ClientFault.
+// client's doing, for upstream.Transport.ClientFault: it went away, sent
+// too large a body, or one cut short, sent its body too slowly for the
+// route's time limit, or read the answer so slowly that the gateway spent
+// half the limit waiting for it. Counted against the instance, a slow
+// client (anyone's: a hit needs no account) opened the breaker of a
+// healthy instance.
 func ClientFault(req *http.Request, _ error) bool {
 	st := stateFrom(req.Context())
-	return st != nil && (st.bodyTooLarge.Load() || st.bodyCutShort.Load() || st.clientCtx.Err() != nil)
+	return st != nil && (st.bodyTooLarge.Load() || st.bodyCutShort.Load() || st.bodySlow.Load() || st.clientCtx.Err() != nil ||
+		time.Duration(st.writeBlocked.Load()) >= st.route.Timeout/2)
 }
 
 func (h *Handler) notFound(w http.ResponseWriter, r *http.Request) {
@@ -151,7 +157,9 @@ type reqState struct {
 	proto        string
 	bodyTooLarge atomic.Bool  // set from the transport's body-writing goroutine
 	bodyCutShort atomic.Bool  // the client's body ended before its Content-Length
-	bodyRead     atomic.Int64 // how much of it came, when it was cut short
+	bodySlow     atomic.Bool  // the client's body had not come when the route's time was up
+	bodyRead     atomic.Int64 // how much of it came, when it was cut short or slow
+	writeBlocked atomic.Int64 // time.Duration spent writing the answer to the client
 }
 
 func stateFrom(ctx context.Context) *reqState {
@@ -225,13 +233,22 @@ func (h *Handler) serve(rt *Route) http.Handler {
 			h.tooLarge(w, r, rt)
 			return
 		}
-		if r.Body != nil && r.Body != http.NoBody {
-			r.Body = &limitedBody{rc: r.Body, remaining: rt.MaxBody, st: st}
-		}
-
 		ctx, cancel := context.WithTimeout(r.Context(), rt.Timeout)
 		defer cancel()
-		h.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, stateKey{}, st)))
+		if r.Body != nil && r.Body != http.NoBody {
+			// The route's time limit covers reading the client's body
+			// too: without a deadline on the connection, a client that
+			// stopped sending mid-body held the request until the
+			// server's ReadTimeout (30 s), the transport waiting for its
+			// body. limitedBody lifts it once the body is read: the
+			// server's read after the body, which tells a client gone,
+			// would take it for one.
+			ctl := http.NewResponseController(w)
+			deadline, _ := ctx.Deadline()
+			_ = ctl.SetReadDeadline(deadline)
+			r.Body = &limitedBody{rc: r.Body, remaining: rt.MaxBody, st: st, ctl: ctl}
+		}
+		h.proxy.ServeHTTP(&clientWriter{ResponseWriter: w, st: st}, r.WithContext(context.WithValue(ctx, stateKey{}, st)))
 	})
 }
 
@@ -413,6 +430,14 @@ func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	switch {
 	case st.bodyTooLarge.Load():
 		h.tooLarge(w, r, rt)
+	case st.bodySlow.Load():
+		// The client's body had not all come when the time was up: its
+		// doing, not the upstream's (408, and the connection closed: what
+		// is left of the body is not read).
+		w.Header().Set("Connection", "close")
+		h.reject(w, r, rt, http.StatusRequestTimeout, "request_timeout",
+			"the request body had not all arrived within "+rt.Timeout.String()+" ("+strconv.FormatInt(st.bodyRead.Load(), 10)+
+				" bytes had); send it faster, or in smaller requests")
 	case st.bodyCutShort.Load():
 		// The body ended before the length the client declared: a
 		// client that half-closed its connection after a truncated body
@@ -457,6 +482,7 @@ type limitedBody struct {
 	remaining int64
 	read      int64
 	st        *reqState
+	ctl       *http.ResponseController // lifts the connection's read deadline at the body's end
 }
 
 var errBodyTooLarge = errors.New("request body too large")
@@ -472,11 +498,19 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 	if int64(n) <= b.remaining {
 		b.remaining -= int64(n)
 		b.read += int64(n)
-		if errors.Is(err, io.ErrUnexpectedEOF) {
+		switch {
+		case err == io.EOF: //nolint:errorlint // io.Reader returns io.EOF itself
+			_ = b.ctl.SetReadDeadline(time.Time{})
+		case errors.Is(err, io.ErrUnexpectedEOF):
 			// net/http's body reader: the connection ended before the
 			// declared Content-Length.
 			b.st.bodyRead.Store(b.read)
 			b.st.bodyCutShort.Store(true)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			// The connection's read deadline, the route's time limit
+			// (serve), passed with the body still coming.
+			b.st.bodyRead.Store(b.read)
+			b.st.bodySlow.Store(true)
 		}
 		return n, err
 	}
@@ -487,6 +521,29 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 }
 
 func (b *limitedBody) Close() error { return b.rc.Close() }
+
+// clientWriter counts the time spent writing the answer to the client
+// (reqState.writeBlocked): a client reading slowly holds the writes, and
+// the upstream's body then waits, past the route's time limit, for the
+// client's doing.
+type clientWriter struct {
+	http.ResponseWriter
+	st *reqState
+}
+
+func (c *clientWriter) Write(p []byte) (int, error) {
+	start := time.Now()
+	n, err := c.ResponseWriter.Write(p)
+	c.st.writeBlocked.Add(int64(time.Since(start)))
+	return n, err
+}
+
+// Flush flushes the answer as written (the reverse proxy flushes streamed
+// answers); Unwrap lets http.ResponseController reach the connection.
+func (c *clientWriter) Flush() { _ = http.NewResponseController(c.ResponseWriter).Flush() }
+
+// Unwrap returns the ResponseWriter wrapped.
+func (c *clientWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
 
 // bufferPool recycles the buffers that copy response bodies.
 type bufferPool struct{}
