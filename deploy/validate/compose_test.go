@@ -243,6 +243,11 @@ func TestCompose(t *testing.T) {
 	if len(p.Services["gateway"].Ports) != 1 || p.Services["gateway"].Ports[0].Target != 8080 {
 		t.Errorf("the gateway must publish its port 8080")
 	}
+	// The token-signing keys come from config's address, not from
+	// whatever registered as "config" in Consul.
+	if v := val(p.Services["gateway"].Environment, "GATEWAY_JWKS_URL"); v != "http://config:8082/.well-known/jwks.json" {
+		t.Errorf("GATEWAY_JWKS_URL = %q, want config's own address", v)
+	}
 }
 
 func checkComposeBuild(t *testing.T, repo string, s types.ServiceConfig, binary string, stages []string) {
