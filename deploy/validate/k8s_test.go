@@ -471,15 +471,16 @@ func checkDeployment(t *testing.T, b *built, d *appsv1.Deployment, secrets map[s
 		}
 	}
 	// The pod must outlive its own shutdown: the drain delay plus the HTTP
-	// drain plus time for the components and closers.
+	// drain plus what pkg/service's shutdown adds, at most
+	// shutdownOverhead.
 	drain, _ := literal(prefix + "_DRAIN_DELAY")
 	shutdown, _ := literal(prefix + "_SHUTDOWN_TIMEOUT")
 	if drain == "" || shutdown == "" {
 		t.Errorf("%s_DRAIN_DELAY and %s_SHUTDOWN_TIMEOUT must be set to fit terminationGracePeriodSeconds", prefix, prefix)
 	} else {
-		need := parseDuration(t, drain) + parseDuration(t, shutdown) + 5*time.Second
+		need := parseDuration(t, drain) + parseDuration(t, shutdown) + shutdownOverhead
 		if grace := time.Duration(*pod.TerminationGracePeriodSeconds) * time.Second; grace < need {
-			t.Errorf("terminationGracePeriodSeconds %s < drain delay + shutdown timeout + 5s = %s: in-flight work would be killed", grace, need)
+			t.Errorf("terminationGracePeriodSeconds %s < drain delay + shutdown timeout + %s = %s: in-flight work would be killed", grace, shutdownOverhead, need)
 		}
 	}
 	for _, err := range goMemoryLimit(c, vars) {
@@ -529,6 +530,11 @@ func checkPartitionsBoundProcessing(t *testing.T, b *built) {
 		}
 	}
 }
+
+// shutdownOverhead is what pkg/service's shutdown takes beyond the drain
+// delay and -shutdown-timeout at most: Consul's deregistration (5 s), the
+// HTTP drain's last second, and the components' minimum stop (2 s).
+const shutdownOverhead = 8 * time.Second
 
 // checkTopics: the production topic settings of docs/operations.md.
 func checkTopics(t *testing.T, b *built) {
