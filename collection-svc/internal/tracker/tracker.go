@@ -347,17 +347,24 @@ func (s *Script) handler(cacheControl string) http.Handler {
 		h := w.Header()
 		httpserver.SetContentType(h, "text/javascript; charset=utf-8")
 		h.Set("Cache-Control", cacheControl)
-		h.Set("ETag", s.etag)
 		h.Set("Vary", "Accept-Encoding")
 		h.Set("Access-Control-Allow-Origin", "*")
-		if match := r.Header.Get("If-None-Match"); match != "" && strings.Contains(match, s.etag) {
+		// Each encoding is a representation of its own, with an ETag of
+		// its own (a strong validator changes with the content coding,
+		// RFC 9110 8.8.3: a cache holding one must not answer with the
+		// other for a matching If-None-Match).
+		body, etag := s.plain, s.etag
+		gz := acceptsGzip(r.Header.Get("Accept-Encoding"))
+		if gz {
+			body, etag = s.gzipped, strings.TrimSuffix(s.etag, `"`)+`-gzip"`
+		}
+		h.Set("ETag", etag)
+		if match := r.Header.Get("If-None-Match"); match != "" && strings.Contains(match, etag) {
 			w.WriteHeader(http.StatusNotModified)
 			return
 		}
-		body := s.plain
-		if acceptsGzip(r.Header.Get("Accept-Encoding")) {
+		if gz {
 			h.Set("Content-Encoding", "gzip")
-			body = s.gzipped
 		}
 		h.Set("Content-Length", strconv.Itoa(len(body)))
 		w.WriteHeader(http.StatusOK)

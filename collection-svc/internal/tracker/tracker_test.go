@@ -28,16 +28,21 @@ func TestServe(t *testing.T) {
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 
+	// Each content coding is a representation with its own ETag: a cache
+	// holding the plain script must not be told the gzipped one matches.
+	plainTag, gzipTag := s.etag, strings.TrimSuffix(s.etag, `"`)+`-gzip"`
 	tests := []struct {
 		name, path, acceptEncoding, ifNoneMatch string
 		wantStatus                              int
-		wantCache, wantEncoding                 string
+		wantCache, wantEncoding, wantETag       string
 	}{
-		{"latest gzip", "/tracker.js", "gzip, br", "", 200, "public, max-age=300", "gzip"},
-		{"latest plain", "/tracker.js", "identity", "", 200, "public, max-age=300", ""},
-		{"pinned", "/tracker/v1.js", "gzip", "", 200, "public, max-age=31536000, immutable", "gzip"},
-		{"not modified", "/tracker.js", "gzip", s.etag, 304, "public, max-age=300", ""},
-		{"unknown version", "/tracker/v999.js", "gzip", "", 404, "", ""},
+		{"latest gzip", "/tracker.js", "gzip, br", "", 200, "public, max-age=300", "gzip", gzipTag},
+		{"latest plain", "/tracker.js", "identity", "", 200, "public, max-age=300", "", plainTag},
+		{"pinned", "/tracker/v1.js", "gzip", "", 200, "public, max-age=31536000, immutable", "gzip", gzipTag},
+		{"not modified", "/tracker.js", "gzip", gzipTag, 304, "public, max-age=300", "", gzipTag},
+		{"not modified, plain", "/tracker.js", "identity", plainTag, 304, "public, max-age=300", "", plainTag},
+		{"the plain tag for the gzipped script", "/tracker.js", "gzip", plainTag, 200, "public, max-age=300", "gzip", gzipTag},
+		{"unknown version", "/tracker/v999.js", "gzip", "", 404, "", "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -64,8 +69,8 @@ func TestServe(t *testing.T) {
 			if got := resp.Header.Get("X-Content-Type-Options"); got != "nosniff" {
 				t.Errorf("X-Content-Type-Options = %q, want nosniff", got)
 			}
-			if got := resp.Header.Get("ETag"); got != s.etag {
-				t.Errorf("ETag = %q, want %q", got, s.etag)
+			if got := resp.Header.Get("ETag"); got != tt.wantETag {
+				t.Errorf("ETag = %q, want %q", got, tt.wantETag)
 			}
 			if got := resp.Header.Get("Content-Encoding"); got != tt.wantEncoding {
 				t.Errorf("Content-Encoding = %q, want %q", got, tt.wantEncoding)
