@@ -172,6 +172,15 @@ func TestJobTemplates(t *testing.T) {
 			if sc := j.Spec.Template.Spec.SecurityContext; sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
 				t.Errorf("the Job does not run as non-root")
 			}
+			// A job that holds a day's or a range's users in memory has a
+			// GOMEMLIMIT within its memory limit, as processing has: the
+			// collector works harder before the pod would be killed.
+			if _, ok := vars["GOMEMLIMIT"]; !ok && jt.binary == "reprocess" {
+				t.Errorf("no GOMEMLIMIT: the heap may grow past the container's memory limit before the collector runs")
+			}
+			for _, err := range goMemoryLimit(c, vars) {
+				t.Error(err)
+			}
 
 			// The header's `envsubst '$A $B ...'` against the ${VAR}s of
 			// the manifest (comments left out) and the runs' values.
