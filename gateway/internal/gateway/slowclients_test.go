@@ -26,39 +26,29 @@ func TestSlowClientsAreNotTheInstancesFault(t *testing.T) {
 		"-hit-rate=0", "-breaker-failures=3", "-breaker-open-timeout=1m", "-collect-timeout=500ms")
 	addr := strings.TrimPrefix(g.url, "http://")
 	for name, trickle := range map[string]bool{"a body sent slowly": true, "a body that stops": false} {
-		var wg sync.WaitGroup
 		answers := make([]string, 3)
-		for i := range answers {
-			wg.Go(func() {
-				c, err := net.Dial("tcp", addr)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				defer c.Close()
-				// 10 of the 100 bytes it declares, then a byte every 100 ms
-				// or none.
-				_, _ = c.Write([]byte("POST /collect?tid=AT-1 HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\nv=2&tid=AT"))
-				if trickle {
-					go func() {
-						for range 90 {
-							time.Sleep(100 * time.Millisecond)
-							if _, err := c.Write([]byte("x")); err != nil {
-								return
-							}
+		onConnections(t, addr, len(answers), func(i int, c net.Conn) {
+			// 10 of the 100 bytes it declares, then a byte every 100 ms
+			// or none.
+			_, _ = c.Write([]byte("POST /collect?tid=AT-1 HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\nv=2&tid=AT"))
+			if trickle {
+				go func() {
+					for range 90 {
+						time.Sleep(100 * time.Millisecond)
+						if _, err := c.Write([]byte("x")); err != nil {
+							return
 						}
-					}()
-				}
-				_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
-				start := time.Now()
-				line, _ := bufio.NewReader(c).ReadString('\n')
-				if time.Since(start) > 10*time.Second {
-					line += " (after " + time.Since(start).String() + ")"
-				}
-				answers[i] = strings.TrimSpace(line)
-			})
-		}
-		wg.Wait()
+					}
+				}()
+			}
+			_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+			start := time.Now()
+			line, _ := bufio.NewReader(c).ReadString('\n')
+			if time.Since(start) > 10*time.Second {
+				line += " (after " + time.Since(start).String() + ")"
+			}
+			answers[i] = strings.TrimSpace(line)
+		})
 		for _, a := range answers {
 			if a != "HTTP/1.1 408 Request Timeout" {
 				t.Errorf("%s: answered %q, want 408 when the route's time is up", name, a)
@@ -86,22 +76,12 @@ func TestSlowReadersAreNotTheInstancesFault(t *testing.T) {
 	g := startGateway(t, "-consul-addr=", "-static-upstreams=collection="+up.Listener.Addr().String(),
 		"-hit-rate=0", "-breaker-failures=3", "-breaker-open-timeout=1m", "-collect-timeout=1s")
 	addr := strings.TrimPrefix(g.url, "http://")
-	var wg sync.WaitGroup
-	for range 3 {
-		wg.Go(func() {
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			defer c.Close()
-			_, _ = c.Write([]byte("GET /tracker/big.js HTTP/1.1\r\nHost: x\r\n\r\n"))
-			time.Sleep(2500 * time.Millisecond) // a slow link: nothing read
-			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-			_, _ = io.Copy(io.Discard, c)
-		})
-	}
-	wg.Wait()
+	onConnections(t, addr, 3, func(_ int, c net.Conn) {
+		_, _ = c.Write([]byte("GET /tracker/big.js HTTP/1.1\r\nHost: x\r\n\r\n"))
+		time.Sleep(2500 * time.Millisecond) // a slow link: nothing read
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, _ = io.Copy(io.Discard, c)
+	})
 	if r := do(t, g.request(t, http.MethodGet, "/tracker/x.js?small=1", nil)); r.status != http.StatusOK {
 		t.Fatalf("a request after three slow readers: %d %s, want the instance still in use", r.status, r.errorCode())
 	}
@@ -114,6 +94,24 @@ func TestSlowReadersAreNotTheInstancesFault(t *testing.T) {
 	if !strings.Contains(string(b), `gateway_upstream_requests_total{outcome="excluded",upstream="collection"} 3`) {
 		t.Errorf("the slow readers' requests are not counted as excluded:\n%s", grepLines(string(b), "gateway_upstream_requests_total"))
 	}
+}
+
+// onConnections runs fn on n connections to addr at once, each its own,
+// and returns when every one has.
+func onConnections(t *testing.T, addr string, n int, fn func(i int, c net.Conn)) {
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			fn(i, c)
+		})
+	}
+	wg.Wait()
 }
 
 func grepLines(s, prefix string) string {
