@@ -171,6 +171,7 @@ type entry struct {
 	doc   *Property
 	stale bool   // a refetch is due or failed; still served
 	used  uint64 // epoch of the last lookup
+	gen   uint64 // gen at which the fetch of doc began
 }
 
 // cachedHistory is a property's cached rule history.
@@ -334,6 +335,7 @@ func (c *Client) rememberUnknownLocked(neg map[string]time.Time, key string, now
 func (c *Client) beginFetch() uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.gen++ // every fetch its own gen: overlapping fetches are told apart
 	c.fetching[c.gen]++
 	return c.gen
 }
@@ -385,10 +387,12 @@ func (c *Client) store(doc *Property, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	used := c.epoch
+	overtaken := false
 	if old := c.byID[doc.PropertyID]; old != nil {
-		used = old.used // a refetch is not a lookup
+		used = old.used           // a refetch is not a lookup
+		overtaken = old.gen > gen // a fetch begun after this one stored first
 	}
-	c.byID[doc.PropertyID] = &entry{doc: doc, used: used}
+	c.byID[doc.PropertyID] = &entry{doc: doc, used: used, gen: gen}
 	if h := c.versions[doc.PropertyID]; h != nil && h.history.Newest() != doc.Rules.Version {
 		// A version the feed did not announce (the resync found it): the
 		// history is fetched again at its next use.
@@ -397,7 +401,7 @@ func (c *Client) store(doc *Property, gen uint64) {
 	c.byTID[doc.TrackingID] = doc.PropertyID
 	delete(c.negTID, doc.TrackingID)
 	delete(c.negID, doc.PropertyID)
-	if c.changedAt[doc.PropertyID] > gen || c.anchorGen > gen && c.seq >= 0 {
+	if overtaken || c.changedAt[doc.PropertyID] > gen || c.anchorGen > gen && c.seq >= 0 {
 		// A change, or the anchoring of the feed, raced the fetch. (Before
 		// the first anchoring nothing is marked: anchoring marks every
 		// document cached by then.)
