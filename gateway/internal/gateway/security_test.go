@@ -330,3 +330,57 @@ func TestKeysUnavailableForANewKey(t *testing.T) {
 		t.Errorf("a made-up kid with the keys fetched: %d %s; want 401 invalid_token", r.status, r.body)
 	}
 }
+
+// TestRefusedTokensLimited: checking a signature is most of what an
+// authenticated request costs the gateway, and nothing else limited the
+// requests whose token is refused (the tenant's bucket needs a verified
+// token). Past -bad-token-burst refused tokens, a network's tokens are
+// answered 429 before their signature is checked, valid ones too, until
+// its bucket refills; other networks are not affected, a request without
+// a token costs nothing and is not counted.
+func TestRefusedTokensLimited(t *testing.T) {
+	is, stranger := newIssuer(t), newIssuer(t)
+	config, behavior := newUpstream(t, "config"), newUpstream(t, "behavior")
+	config.setJWKS(is.jwks())
+	g := startGateway(t, "-consul-addr=", staticUpstreams(config, behavior), "-trusted-proxies=127.0.0.0/8",
+		"-bad-token-rate=0.5", "-bad-token-burst=3")
+	const path = "/v1/reports/realtime?property=p1"
+	get := func(token, from string) response {
+		t.Helper()
+		headers := []string{"X-Forwarded-For", from}
+		if token != "" {
+			headers = append(headers, "Authorization", "Bearer "+token)
+		}
+		return g.get(t, path, headers...)
+	}
+	valid, forged := is.token(t, "tenant-a"), stranger.token(t, "tenant-a")
+	eventually.NoError(t, 10*time.Second, "keys fetched from config", func() error {
+		if r := get(valid, "192.0.2.1"); r.status != http.StatusOK {
+			return errorf("status %d: %s", r.status, r.body)
+		}
+		return nil
+	})
+	for i := range 3 {
+		if r := get(forged, "203.0.113.7"); r.status != http.StatusUnauthorized || r.errorCode() != "invalid_token" {
+			t.Fatalf("refused token %d: %d %s", i+1, r.status, r.body)
+		}
+		if r := get("", "203.0.113.7"); r.status != http.StatusUnauthorized || r.errorCode() != "missing_token" {
+			t.Fatalf("no token after refused token %d: %d %s", i+1, r.status, r.body)
+		}
+	}
+	for _, tok := range []string{forged, valid} {
+		r := get(tok, "203.0.113.7")
+		if r.status != http.StatusTooManyRequests || r.errorCode() != "too_many_bad_tokens" || r.header.Get("Retry-After") != "2" {
+			t.Fatalf("a token after the burst: %d %s, Retry-After %q; want 429 too_many_bad_tokens, 2", r.status, r.body, r.header.Get("Retry-After"))
+		}
+	}
+	if r := get(valid, "203.0.113.8"); r.status != http.StatusOK {
+		t.Fatalf("another network: %d %s", r.status, r.body)
+	}
+	eventually.NoError(t, 10*time.Second, "the network's bucket refilled", func() error {
+		if r := get(valid, "203.0.113.7"); r.status != http.StatusOK {
+			return errorf("status %d: %s", r.status, r.body)
+		}
+		return nil
+	})
+}

@@ -20,6 +20,8 @@ type Config struct {
 	TenantBurst    int
 	AccountRate    float64
 	AccountBurst   int
+	BadTokenRate   float64
+	BadTokenBurst  int
 	RateLimitKeys  int
 	MaxHitBody     int64
 	MaxBody        int64
@@ -39,6 +41,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.TenantBurst, "tenant-burst", 100, "burst of API requests per tenant")
 	fs.Float64Var(&c.AccountRate, "account-rate", 2, "sign-up, login, refresh, password reset, invitation acceptance and address claim requests per second allowed per client network (an IPv4 address, an IPv6 /64) (0: unlimited)")
 	fs.IntVar(&c.AccountBurst, "account-burst", 20, "burst of sign-up, login, refresh, password reset, invitation acceptance and address claim requests per client network")
+	fs.Float64Var(&c.BadTokenRate, "bad-token-rate", 10, "refused bearer tokens per second allowed per client network (an IPv4 address, an IPv6 /64); past it, a token from that network is answered 429 before its signature is checked (0: unlimited)")
+	fs.IntVar(&c.BadTokenBurst, "bad-token-burst", 100, "burst of refused bearer tokens per client network")
 	fs.IntVar(&c.RateLimitKeys, "rate-limit-keys", 100000, "most keys (tracking IDs, tenants, IPs) each rate limiter tracks; beyond it new keys share an overflow bucket")
 	// Above collection's own limit (512 KiB), so that collection answers
 	// the bodies between, and dead-letters them, as it does every
@@ -61,7 +65,7 @@ func (c *Config) Validate() error {
 		name  string
 		rate  float64
 		burst int
-	}{{"hit", c.HitRate, c.HitBurst}, {"tenant", c.TenantRate, c.TenantBurst}, {"account", c.AccountRate, c.AccountBurst}} {
+	}{{"hit", c.HitRate, c.HitBurst}, {"tenant", c.TenantRate, c.TenantBurst}, {"account", c.AccountRate, c.AccountBurst}, {"bad-token", c.BadTokenRate, c.BadTokenBurst}} {
 		if r.rate < 0 {
 			return fmt.Errorf("-%s-rate must not be negative", r.name)
 		}

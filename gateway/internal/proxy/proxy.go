@@ -54,6 +54,7 @@ type Handler struct {
 	now        func() time.Time
 	proxy      *httputil.ReverseProxy
 	limiters   map[Limit]*ratelimit.Limiter
+	badTokens  *ratelimit.Limiter // refused tokens per client network
 	rejected   *prometheus.CounterVec
 }
 
@@ -88,6 +89,7 @@ func New(o Options) *Handler {
 			PerTenant:     ratelimit.New(c.TenantRate, c.TenantBurst, c.RateLimitKeys),
 			PerClientIP:   ratelimit.New(c.AccountRate, c.AccountBurst, c.RateLimitKeys),
 		},
+		badTokens: ratelimit.New(c.BadTokenRate, c.BadTokenBurst, c.RateLimitKeys),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_rejected_requests_total",
 			Help: "Requests the gateway answered itself with an error, by route and reason.",
@@ -125,6 +127,7 @@ func (h *Handler) Run(ctx context.Context) error {
 	for _, l := range h.limiters {
 		wg.Go(func() { _ = l.Run(ctx, 30*time.Second) })
 	}
+	wg.Go(func() { _ = h.badTokens.Run(ctx, 30*time.Second) })
 	wg.Wait()
 	return nil
 }
@@ -201,8 +204,23 @@ func (h *Handler) serve(rt *Route) http.Handler {
 				h.refuseToken(w, r, rt, st, nil)
 				return
 			}
+			// Checking a signature is most of the CPU an authenticated
+			// request costs the gateway, and a refused token is limited by
+			// nothing else (the tenant's bucket needs a verified one): a
+			// network that sent too many refused tokens waits before any
+			// more of its tokens are checked.
+			network := clientNetwork(st.clientIP)
+			if spent, wait := h.badTokens.Spent(network); spent {
+				w.Header().Set("Retry-After", seconds(wait))
+				h.reject(w, r, rt, http.StatusTooManyRequests, "too_many_bad_tokens",
+					"too many refused access tokens from your network; retry after "+seconds(wait)+"s with a valid token")
+				return
+			}
 			id, err := h.auth.Authenticate(r.Context(), tok)
 			if err != nil {
+				if authtoken.Reason(err) != "keys_unavailable" {
+					h.badTokens.Allow(network)
+				}
 				h.refuseToken(w, r, rt, st, err)
 				return
 			}

@@ -87,6 +87,32 @@ func (l *Limiter) Allow(key string) (ok bool, retryAfter time.Duration) {
 	return l.take(b, now)
 }
 
+// Spent reports whether key's bucket has no token left, and how long until
+// it has one, without taking a token or tracking key. With Allow taken only
+// on some outcome (a refused token, say), it bounds how often that outcome
+// can come before the work that decides it is done at all.
+func (l *Limiter) Spent(key string) (spent bool, retryAfter time.Duration) {
+	if l.rate <= 0 {
+		return false, 0
+	}
+	now := l.now()
+	s := &l.shards[maphash.String(l.seed, key)%shards]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, found := s.buckets[key]
+	if !found {
+		if len(s.buckets) < l.perShard {
+			return false, 0
+		}
+		b = &s.overflow
+	}
+	tokens := math.Min(l.burst, b.tokens+max(0, now.Sub(b.last).Seconds())*l.rate)
+	if tokens >= 1 {
+		return false, 0
+	}
+	return true, time.Duration((1 - tokens) / l.rate * float64(time.Second))
+}
+
 func (l *Limiter) take(b *bucket, now time.Time) (bool, time.Duration) {
 	if elapsed := now.Sub(b.last).Seconds(); elapsed > 0 {
 		b.tokens = math.Min(l.burst, b.tokens+elapsed*l.rate)

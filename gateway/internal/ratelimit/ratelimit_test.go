@@ -43,12 +43,43 @@ func TestBucket(t *testing.T) {
 	}
 }
 
+func TestSpentTakesNothing(t *testing.T) {
+	l, now := newTest(10, 2, 1000)
+	spent := l.Spent
+	if s, _ := spent("a"); s || l.Len() != 0 {
+		t.Fatalf("an unknown key: spent %v, %d keys tracked", s, l.Len())
+	}
+	for range 5 {
+		if s, _ := spent("a"); s {
+			t.Fatal("asking took a token")
+		}
+	}
+	l.Allow("a")
+	if s, _ := spent("a"); s {
+		t.Fatal("spent with one token left")
+	}
+	l.Allow("a")
+	if s, retry := spent("a"); !s || retry < 99*time.Millisecond || retry > 101*time.Millisecond {
+		t.Fatalf("both tokens taken: spent %v, retry %v; want true, 100ms", s, retry)
+	}
+	*now = now.Add(100 * time.Millisecond)
+	if s, _ := spent("a"); s {
+		t.Fatal("spent after a token's refill")
+	}
+	if ok, _ := l.Allow("a"); !ok {
+		t.Fatal("the refilled token was not there")
+	}
+}
+
 func TestDisabled(t *testing.T) {
 	l, _ := newTest(0, 1, 10)
 	for range 100 {
 		if ok, _ := l.Allow("k"); !ok {
 			t.Fatal("a disabled limiter refused")
 		}
+	}
+	if spent, _ := l.Spent("k"); spent {
+		t.Fatal("a disabled limiter is spent")
 	}
 	if l.Len() != 0 {
 		t.Fatal("a disabled limiter tracked keys")
