@@ -69,7 +69,7 @@ func (l *Limiter) Allow(key string) (ok bool, retryAfter time.Duration) {
 		return true, 0
 	}
 	now := l.now()
-	s := &l.shards[maphash.String(l.seed, key)%shards]
+	s := l.shardOf(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b, found := s.buckets[key]
@@ -95,22 +95,27 @@ func (l *Limiter) Spent(key string) (spent bool, retryAfter time.Duration) {
 	if l.rate <= 0 {
 		return false, 0
 	}
-	now := l.now()
-	s := &l.shards[maphash.String(l.seed, key)%shards]
+	s := l.shardOf(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b, found := s.buckets[key]
-	if !found {
-		if len(s.buckets) < l.perShard {
-			return false, 0
-		}
+	b := s.buckets[key]
+	switch {
+	case b != nil:
+	case len(s.buckets) < l.perShard:
+		return false, 0 // a new bucket would be full
+	default:
 		b = &s.overflow
 	}
+	now := l.now()
 	tokens := math.Min(l.burst, b.tokens+max(0, now.Sub(b.last).Seconds())*l.rate)
 	if tokens >= 1 {
 		return false, 0
 	}
 	return true, time.Duration((1 - tokens) / l.rate * float64(time.Second))
+}
+
+func (l *Limiter) shardOf(key string) *shard {
+	return &l.shards[maphash.String(l.seed, key)%shards]
 }
 
 func (l *Limiter) take(b *bucket, now time.Time) (bool, time.Duration) {
