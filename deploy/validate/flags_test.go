@@ -18,7 +18,7 @@ import (
 // flags). It needs the binaries, so it runs only with DEPLOY_VALIDATE_BIN
 // set to their directory, e.g. after `make build`:
 //
-//	DEPLOY_VALIDATE_BIN=$PWD/bin go test -run TestEnvMatchesFlags ./deploy/validate
+//	DEPLOY_VALIDATE_BIN=$PWD/bin bash -c 'cd deploy/validate && GOWORK=off go test -run TestEnvMatchesFlags .'
 func TestEnvMatchesFlags(t *testing.T) {
 	dir := binDir(t, "to check variables against their flags")
 	given := map[string]map[string]string{} // binary → variable → where

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io/fs"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -51,12 +52,12 @@ func TestMonitoring(t *testing.T) {
 		"job":           checkPodMonitors(t, base, mon.podMonitors),
 		"consumergroup": {consumerGroup(t, base): true},
 	}
-	exported := exportedMetrics(t)
+	exported, tops := exportedMetrics(t)
 	if len(mon.rules) == 0 {
 		t.Fatal("monitoring: no PrometheusRule")
 	}
 	for _, r := range mon.rules {
-		checkAlerts(t, r, values, exported)
+		checkAlerts(t, r, values, exported, tops)
 	}
 	checkKafkaExporterScraped(t, mon.podMonitors)
 }
@@ -204,7 +205,7 @@ func consumerGroup(t *testing.T, base *built) string {
 }
 
 // checkAlerts checks every alerting rule of r.
-func checkAlerts(t *testing.T, r *monitoringv1.PrometheusRule, values map[string]map[string]bool, exported map[string][]string) {
+func checkAlerts(t *testing.T, r *monitoringv1.PrometheusRule, values map[string]map[string]bool, exported map[string][]string, tops map[string]float64) {
 	t.Helper()
 	p := parser.NewParser(parser.Options{})
 	seen := map[string]bool{}
@@ -242,6 +243,9 @@ func checkAlerts(t *testing.T, r *monitoringv1.PrometheusRule, values map[string
 				t.Errorf("%s: the expression is a %s, want an instant vector", name, expr.Type())
 			}
 			for _, err := range checkSeries(expr, values, exported) {
+				t.Errorf("%s: %v", name, err)
+			}
+			for _, err := range checkQuantiles(expr, tops) {
 				t.Errorf("%s: %v", name, err)
 			}
 		}
@@ -293,6 +297,46 @@ func checkSeries(expr parser.Expr, values map[string]map[string]bool, exported m
 	return errs
 }
 
+// checkQuantiles returns the comparisons of a histogram_quantile with a
+// number that can never be true: histogram_quantile answers at most a
+// histogram's largest finite bucket bound (a quantile in the +Inf bucket
+// reads as that bound), so "> 5" on buckets that end at 5 never fires.
+func checkQuantiles(expr parser.Expr, tops map[string]float64) []error {
+	var errs []error
+	parser.Inspect(expr, func(node parser.Node, _ []parser.Node) error {
+		b, ok := node.(*parser.BinaryExpr)
+		if !ok || (b.Op != parser.GTR && b.Op != parser.GTE) {
+			return nil
+		}
+		call, ok := unparen(b.LHS).(*parser.Call)
+		threshold, isNumber := unparen(b.RHS).(*parser.NumberLiteral)
+		if !ok || !isNumber || call.Func.Name != "histogram_quantile" {
+			return nil
+		}
+		for _, sel := range selectors(call) {
+			metric, _ := strings.CutSuffix(sel.Name, "_bucket")
+			top, known := tops[metric]
+			if known && (threshold.Val > top || (threshold.Val == top && b.Op == parser.GTR)) {
+				errs = append(errs, fmt.Errorf("histogram_quantile of %s %s %g can never be true: its largest finite bucket is %g (add larger buckets, or compare below it)",
+					sel.Name, b.Op, threshold.Val, top))
+			}
+		}
+		return nil
+	})
+	return errs
+}
+
+// unparen returns e without the parentheses around it.
+func unparen(e parser.Expr) parser.Expr {
+	for {
+		p, ok := e.(*parser.ParenExpr)
+		if !ok {
+			return e
+		}
+		e = p.Expr
+	}
+}
+
 // matchesAny reports whether m matches one of values.
 func matchesAny(m *labels.Matcher, values map[string]bool) bool {
 	for v := range values {
@@ -341,16 +385,56 @@ func selectors(expr parser.Expr) []*parser.VectorSelector {
 // CounterOpts, GaugeOpts or HistogramOpts, and the label names that follow
 // the options (`}, []string{"a", "b"})`), none for a metric without labels.
 var (
-	metricOpts   = regexp.MustCompile(`prometheus\.(?:Counter|Gauge|Histogram|Summary)Opts\{`)
-	metricName   = regexp.MustCompile(`^\s*Name:\s*"([a-zA-Z_:][a-zA-Z0-9_:]*)"`)
-	metricLabels = regexp.MustCompile(`^\}\s*,\s*\[\]string\{([^}]*)\}`)
+	metricOpts    = regexp.MustCompile(`prometheus\.(?:Counter|Gauge|Histogram|Summary)Opts\{`)
+	metricName    = regexp.MustCompile(`^\s*Name:\s*"([a-zA-Z_:][a-zA-Z0-9_:]*)"`)
+	metricLabels  = regexp.MustCompile(`^\}\s*,\s*\[\]string\{([^}]*)\}`)
+	metricBuckets = regexp.MustCompile(`^\s*Buckets:\s*(.+?)\s*$`)
+	bucketsFunc   = regexp.MustCompile(`^prometheus\.(Exponential|Linear)Buckets\(([^,]+),([^,]+),([^,)]+)\)$`)
 )
 
+// largestBucket returns the largest bound of a Buckets field's value: a
+// []float64 literal or prometheus.ExponentialBuckets/LinearBuckets with
+// constant arguments; false for anything else.
+func largestBucket(expr string) (float64, bool) {
+	var bounds []float64
+	if list, ok := strings.CutPrefix(expr, "[]float64{"); ok {
+		for _, v := range strings.Split(strings.TrimSuffix(list, "}"), ",") {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				return 0, false
+			}
+			bounds = append(bounds, f)
+		}
+	} else if m := bucketsFunc.FindStringSubmatch(expr); m != nil {
+		var args [3]float64
+		for i, a := range m[2:] {
+			f, err := strconv.ParseFloat(strings.TrimSpace(a), 64)
+			if err != nil {
+				return 0, false
+			}
+			args[i] = f
+		}
+		start, factor, n := args[0], args[1], int(args[2])
+		for i := range n {
+			if m[1] == "Exponential" {
+				bounds = append(bounds, start*math.Pow(factor, float64(i)))
+			} else {
+				bounds = append(bounds, start+factor*float64(i))
+			}
+		}
+	}
+	if len(bounds) == 0 {
+		return 0, false
+	}
+	return slices.Max(bounds), true
+}
+
 // exportedMetrics reads the metrics the services register (name → label
-// names) from the Go source of the modules go.work uses.
-func exportedMetrics(t *testing.T) map[string][]string {
+// names) from the Go source of the modules go.work uses, and each
+// histogram's largest finite bucket bound where its source says it.
+func exportedMetrics(t *testing.T) (labelNames map[string][]string, tops map[string]float64) {
 	t.Helper()
-	out := map[string][]string{}
+	out, tops := map[string][]string{}, map[string]float64{}
 	repo := root(t)
 	for _, mod := range goWorkModules(t) {
 		err := filepath.WalkDir(filepath.Join(repo, mod), func(path string, d fs.DirEntry, err error) error {
@@ -361,7 +445,7 @@ func exportedMetrics(t *testing.T) map[string][]string {
 			if err != nil {
 				return err
 			}
-			addMetrics(out, src)
+			addMetrics(out, tops, src)
 			return nil
 		})
 		if err != nil {
@@ -371,25 +455,35 @@ func exportedMetrics(t *testing.T) map[string][]string {
 	if len(out) < 30 {
 		t.Fatalf("found only %d metrics in the services' source: %v", len(out), slices.Sorted(maps.Keys(out)))
 	}
-	return out
+	return out, tops
 }
 
-// addMetrics adds the metrics registered in src to out.
-func addMetrics(out map[string][]string, src []byte) {
+// addMetrics adds the metrics registered in src to out, and to tops the
+// largest finite bucket of each histogram whose buckets it can read.
+func addMetrics(out map[string][]string, tops map[string]float64, src []byte) {
 	for _, loc := range metricOpts.FindAllIndex(src, -1) {
 		opts := src[loc[1]:]
 		end := closingBrace(opts)
 		if end < 0 {
 			continue
 		}
-		name := ""
+		name, top, topKnown := "", 0.0, strings.HasPrefix(string(src[loc[0]:loc[1]]), "prometheus.HistogramOpts")
+		if topKnown {
+			top = 10 // prometheus.DefBuckets' largest
+		}
 		for _, field := range splitFields(opts[:end]) {
 			if m := metricName.FindSubmatch(field); m != nil {
 				name = string(m[1])
 			}
+			if m := metricBuckets.FindSubmatch(field); m != nil {
+				top, topKnown = largestBucket(string(m[1]))
+			}
 		}
 		if name == "" {
 			continue
+		}
+		if topKnown {
+			tops[name] = top
 		}
 		var labelNames []string
 		if m := metricLabels.FindSubmatch(opts[end:]); m != nil {

@@ -50,7 +50,7 @@ type run struct {
 // It needs the binaries, so it runs only with DEPLOY_VALIDATE_BIN set to
 // their directory, e.g. after `make build`:
 //
-//	DEPLOY_VALIDATE_BIN=$PWD/bin go test -run TestEnvValuesValid ./deploy/validate
+//	DEPLOY_VALIDATE_BIN=$PWD/bin bash -c 'cd deploy/validate && GOWORK=off go test -run TestEnvValuesValid .'
 func TestEnvValuesValid(t *testing.T) {
 	dir := binDir(t, "to check the values deploy/ gives them")
 	runs := append(composeRuns(t), k8sRuns(t)...)

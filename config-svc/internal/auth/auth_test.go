@@ -66,6 +66,41 @@ func TestKeyRingSelectsAndPublishes(t *testing.T) {
 	}
 }
 
+// TestKeyRingNewestBehindSymlinks: in a Kubernetes Secret volume every key
+// file is a symbolic link (into the volume's current data directory), all
+// made at once when the pod starts; the newest key is the newest file they
+// point to, not the newest link.
+func TestKeyRingNewestBehindSymlinks(t *testing.T) {
+	data, dir := t.TempDir(), t.TempDir()
+	oldPath, err := WriteNewKey(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newPath, err := WriteNewKey(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	past := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(oldPath, past, past); err != nil {
+		t.Fatal(err)
+	}
+	// The link to the new key first, so the old key's link is the newer.
+	for _, target := range []string{newPath, oldPath} {
+		if err := os.Symlink(target, filepath.Join(dir, filepath.Base(target))); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	k, err := LoadKeyRing(dir, "", false, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := authtoken.KeyID(mustKey(t, newPath).Public())
+	if kid, _ := k.Signer(); kid != want {
+		t.Fatalf("signer %s, want the newest file's key %s (its link is the older)", kid, want)
+	}
+}
+
 func mustKey(t *testing.T, path string) ed25519.PrivateKey {
 	t.Helper()
 	b, err := os.ReadFile(path)

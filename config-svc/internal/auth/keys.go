@@ -146,7 +146,9 @@ func readKeys(dir string) ([]signingKey, error) {
 			continue
 		}
 		path := filepath.Join(dir, e.Name())
-		info, err := e.Info()
+		// The file's own time, not a link's: in a Kubernetes Secret volume
+		// every key is a link, all made when the pod started.
+		info, err := os.Stat(path)
 		if err != nil {
 			return nil, fmt.Errorf("signing key %s: %w", path, err)
 		}
