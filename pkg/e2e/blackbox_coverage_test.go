@@ -278,7 +278,7 @@ func (h cvHit) excluded() string {
 	switch {
 	case h.prof == cvQA:
 		return "user_agent"
-	case h.kind == "pageview" && (h.page == "/admin" || strings.HasPrefix(h.page, "/admin/")):
+	case h.page == "/admin" || strings.HasPrefix(h.page, "/admin/"): // every hit on the page
 		return "page"
 	}
 	return ""

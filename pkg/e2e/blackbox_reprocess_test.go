@@ -340,7 +340,7 @@ func rpCalc(hits []rpHit, r rpRules, loc *time.Location) (*mpaCalc, map[string]f
 			}
 		}
 		for _, re := range r.pageExclude {
-			if reason == "" && h.kind == "pageview" && re.MatchString(strings.SplitN(h.page, "?", 2)[0]) {
+			if reason == "" && (h.kind == "pageview" || h.page != "") && re.MatchString(strings.SplitN(h.page, "?", 2)[0]) {
 				reason = "page"
 			}
 		}

@@ -381,10 +381,12 @@ func drTraffic(anchor time.Time, loc *time.Location) []drReq {
 		drPV(min_(-157), "/admin/?utm_source=google&utm_medium=cpc", ""),
 		drPV(min_(-156), "/shop", ""),
 	))
-	// Only events on dropped pages: a session with landing page (not set).
+	// The page rules drop every hit on the page, its events and pings too:
+	// a visit of only those is no session.
 	ev := drEv(min_(-155), "video", "play", "intro", "")
 	ev.path = "/admin"
-	add(one(chrome("page-3", "192.0.2.32"), 1, drPV(min_(-155.5), "/admin", ""), ev))
+	ping := drPingAt(min_(-154.5), "/admin")
+	add(one(chrome("page-3", "192.0.2.32"), 1, drPV(min_(-155.5), "/admin", ""), ev, ping))
 
 	// Goals: a page goal reached in several spellings, once per session;
 	// event goals with and without a value of their own.
@@ -1058,7 +1060,7 @@ func drCalculate(reqs []drReq, anchor time.Time, loc *time.Location) *drCalc {
 				reason = "foreign_host" // let in by the hostnames of the time
 			case rules.bots && strings.Contains(r.v.ua, "Googlebot"):
 				reason = "bot"
-			case h.t == "pageview":
+			case !h.noLocation: // every hit on a page: pageviews, events, pings
 				if _, path := drClean(h.path, r.phase == 2); drPageDropped(path, r.phase == 2) {
 					reason = "page"
 				}

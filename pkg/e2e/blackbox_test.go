@@ -1144,7 +1144,7 @@ func bbCalculate(t *testing.T, sends []bbSend, midnight time.Time, timeout time.
 			if h.t == "timing" { // docs/collection.md: a non-interaction event
 				h.t, h.ec, h.ea, h.el, h.ev, h.ni = "event", h.extra["utc"], h.extra["utv"], h.extra["utl"], h.extra["utt"], true
 			}
-			if h.t == "pageview" && bbExcludedPage(bbPageOf(h)) {
+			if page := bbPageOf(h); (h.t == "pageview" || page != "") && bbExcludedPage(page) { // every hit on the page
 				c.filtered[h.at >= 0]["page"]++
 				continue
 			}

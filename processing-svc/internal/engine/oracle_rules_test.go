@@ -205,7 +205,7 @@ func (r *oRules) pageKept(clean string) bool {
 }
 
 // exclusion is the reason a hit is filtered ("" when kept): user_agent,
-// country, bot, then page for a pageview the page rules drop.
+// country, bot, then page for a hit on a page the page rules drop.
 func (r *oRules) exclusion(h *hit.Hit, botsIn bool) string {
 	for _, x := range r.ua {
 		if x.MatchString(h.UserAgent) {
@@ -218,7 +218,7 @@ func (r *oRules) exclusion(h *hit.Hit, botsIn bool) string {
 	if h.Bot && !botsIn {
 		return rules.ReasonBot
 	}
-	if h.Type == hit.TypePageview && !r.pageKept(r.clean(h.Path)) {
+	if (h.Path != "" || h.Type == hit.TypePageview) && !r.pageKept(r.clean(h.Path)) {
 		return rules.ReasonPage
 	}
 	return ""

@@ -130,7 +130,11 @@ func toSessionHit(h *hit.Hit, r *rules.Compiled) (*session.Hit, string) {
 		raw = h.URL
 	}
 	clean := r.CleanPath(raw)
-	if h.Type == hit.TypePageview && !r.PageIncluded(clean) {
+	// The page rules drop every hit on a page they exclude: its pageviews,
+	// events and engagement pings alike (docs/config.md, "Pages"). A hit
+	// on no page (a server's event without page_location) is on none they
+	// exclude.
+	if (raw != "" || h.Type == hit.TypePageview) && !r.PageIncluded(clean) {
 		return nil, rules.ReasonPage
 	}
 	sh := &session.Hit{
