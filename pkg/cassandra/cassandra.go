@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -103,7 +104,7 @@ func (c *Config) ClusterConfig(keyspace string) *gocql.ClusterConfig {
 	// with others: reports issue dependent reads and want the latency; the
 	// pipeline's writes are batched by partition already.
 	cc.WriteCoalesceWaitTime = 0
-	cc.RetryPolicy = &gocql.ExponentialBackoffRetryPolicy{NumRetries: 3, Min: 50 * time.Millisecond, Max: time.Second}
+	cc.RetryPolicy = &retryPolicy{gocql.ExponentialBackoffRetryPolicy{NumRetries: 3, Min: 50 * time.Millisecond, Max: time.Second}}
 	fallback := gocql.RoundRobinHostPolicy()
 	if c.LocalDC != "" {
 		fallback = gocql.DCAwareRoundRobinPolicy(c.LocalDC)
@@ -241,3 +242,28 @@ func Ping(s *gocql.Session) error {
 	}
 	return nil
 }
+
+// retryPolicy is gocql's exponential back-off on the next host, except for
+// conditional statements (lightweight transactions), which it never tries
+// again. gocql retries a write that timed out whatever it is; an upsert
+// written twice is the same row, but a condition checked again on another
+// replica sees the first attempt's write, which Paxos completes first, and
+// answers not applied for the request's own write (a secret revoked read as
+// already revoked, a reset link as already used). The error reaches the
+// caller instead, whose write's outcome is then unknown, as it handles.
+type retryPolicy struct {
+	gocql.ExponentialBackoffRetryPolicy
+}
+
+func (p *retryPolicy) Attempt(q gocql.RetryableQuery) bool {
+	if stmt, ok := q.(interface{ Statement() string }); ok && Conditional(stmt.Statement()) {
+		return false
+	}
+	return p.ExponentialBackoffRetryPolicy.Attempt(q)
+}
+
+var conditional = regexp.MustCompile(`(?i)\sIF\s`)
+
+// Conditional reports whether a CQL statement is a lightweight transaction
+// (IF NOT EXISTS, IF EXISTS, IF column = ...).
+func Conditional(stmt string) bool { return conditional.MatchString(stmt) }

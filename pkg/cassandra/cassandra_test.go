@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -221,5 +222,83 @@ func TestConnectRetryRefusedCredentials(t *testing.T) {
 				t.Errorf("logged a retry:\n%s", logs.String())
 			}
 		})
+	}
+}
+
+// replicas hands out the one node up to four times, as a token-aware policy
+// hands out a real cluster's replicas (and then the other nodes): a retry
+// on "the next host" then reaches the server again.
+type replicas struct{ gocql.HostSelectionPolicy }
+
+func (p replicas) Pick(q gocql.ExecutableQuery) gocql.NextHost {
+	first := p.HostSelectionPolicy.Pick(q)()
+	n := 0
+	return func() gocql.SelectedHost {
+		if first == nil || n == 4 {
+			return nil
+		}
+		n++
+		return first
+	}
+}
+
+// TestConditionalWritesAreNotRetried: a write that timed out is tried again
+// on another replica, but a lightweight transaction tried again sees its
+// own first attempt's write (which Paxos completes) and answers not
+// applied: a revoked secret would read as revoked by someone else. Its
+// timeout reaches the caller instead; a plain upsert is still retried.
+func TestConditionalWritesAreNotRetried(t *testing.T) {
+	srv := cqltest.Server(t)
+	admin, err := cqltest.Cluster(srv.Addr()).CreateSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	for _, q := range []string{
+		`CREATE KEYSPACE lwt WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}`,
+		`CREATE TABLE lwt.t (k text PRIMARY KEY, v int)`,
+	} {
+		if err := admin.Query(q).Exec(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cc := config(srv.Addr(), "lwt").ClusterConfig("lwt")
+	cc.PoolConfig.HostSelectionPolicy = replicas{gocql.RoundRobinHostPolicy()}
+	s, err := cc.CreateSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	timeoutOnce := func(prefix string) {
+		var fired atomic.Bool
+		srv.SetFault(func(cql string) cqlserver.Fault {
+			if strings.HasPrefix(cql, prefix) && fired.CompareAndSwap(false, true) {
+				return cqlserver.TimeoutAfter // written, then a timeout
+			}
+			return cqlserver.NoFault
+		})
+	}
+	defer srv.SetFault(nil)
+
+	timeoutOnce("INSERT INTO t")
+	applied, err := s.Query(`INSERT INTO t (k, v) VALUES ('a', 1) IF NOT EXISTS`).MapScanCAS(map[string]any{})
+	var timeout *gocql.RequestErrWriteTimeout
+	if !errors.As(err, &timeout) {
+		t.Fatalf("a conditional insert that timed out: applied %v, error %v; want its write timeout", applied, err)
+	}
+	timeoutOnce("UPDATE t")
+	if err := s.Query(`UPDATE t SET v = 2 WHERE k = 'a'`).Exec(); err != nil {
+		t.Fatalf("a plain upsert that timed out once was not tried again: %v", err)
+	}
+	for stmt, want := range map[string]bool{
+		"INSERT INTO t (k) VALUES (?) IF NOT EXISTS": true,
+		"DELETE FROM t WHERE k = ? IF EXISTS":        true,
+		"UPDATE t SET v = 1 WHERE k = ?\nIF v = ?":   true,
+		"UPDATE t SET v = 1 WHERE k = ?":             false,
+		"SELECT * FROM t WHERE k = ?":                false,
+	} {
+		if got := cassandra.Conditional(stmt); got != want {
+			t.Errorf("Conditional(%q) = %v", stmt, got)
+		}
 	}
 }
