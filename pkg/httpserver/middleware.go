@@ -184,8 +184,8 @@ func Metrics(reg prometheus.Registerer) Middleware {
 		Help: "HTTP requests served, by route pattern, method and status code.",
 	}, []string{"route", "method", "code"})
 	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "http_request_duration_seconds",
-		Help:    "Time to serve an HTTP request, by route pattern.",
+		Name: "http_request_duration_seconds",
+		Help: "Time to serve an HTTP request, by route pattern.",
 		// Up to 30 s, the gateway's time limit of a report: a p99 past the
 		// largest bound reads as that bound, so alerts compare below it.
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
