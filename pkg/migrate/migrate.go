@@ -225,6 +225,14 @@ func Apply(ctx context.Context, cluster func(keyspace string) *gocql.ClusterConf
 				return nil, fmt.Errorf("migration %s, statement %d: %w", m.Name, i+1, err)
 			}
 		}
+		// The driver waits for the nodes to agree on the schema after each
+		// change, but only logs when they do not (a node down): recorded
+		// then, the migration's tables or columns could be missing on some
+		// coordinators while the services use them. Not recorded, the next
+		// run applies it again (each statement is idempotent).
+		if err := ksess.AwaitSchemaAgreement(ctx); err != nil {
+			return nil, fmt.Errorf("migration %s: the cluster's nodes do not agree on the schema (is one down?); run again once they do: %w", m.Name, err)
+		}
 		if err := s.Query("INSERT INTO "+ks+".schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, ?)",
 			m.Version, m.Name, m.Checksum, time.Now()).WithContext(ctx).Exec(); err != nil {
 			return nil, fmt.Errorf("record migration %s: %w", m.Name, err)
