@@ -250,9 +250,12 @@ func appendScalar(b []byte, v *fastjson.Value) ([]byte, bool, *Error) {
 // MaxRawBytes bounds the copy of a rejected input kept in a dead letter.
 const MaxRawBytes = 16 << 10
 
+// truncate returns s, or a copy of its first MaxRawBytes: the part alone,
+// so that a dead letter waiting in the buffer does not keep the whole of a
+// rejected body (up to 512 KiB) or query (up to 1 MiB) alive.
 func truncate(s string) string {
 	if len(s) > MaxRawBytes {
-		return s[:MaxRawBytes]
+		return strings.Clone(s[:MaxRawBytes])
 	}
 	return s
 }

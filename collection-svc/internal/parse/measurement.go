@@ -34,24 +34,11 @@ import (
 // event's index: events[2].name, events[0].params.
 //
 // Like Batch, it makes the items in dst's memory when it is large enough.
+// It sets no item's Raw: a rejected event's dead letter is made by
+// Replayable, only once it is sent (after the API secret's check), since
+// each holds the request's other fields too.
 func Measurement(dst []Item, body []byte) ([]Item, error) {
-	items, err := withObject(dst, body, `{"client_id": ..., "events": [...]}`, measurement)
-	if err != nil {
-		return items, err
-	}
-	// A rejected event's Raw is made from the body parsed again: reading
-	// an event unescapes its strings, which fastjson then writes back
-	// with Go's escapes (\x01), not JSON's.
-	var replay func(int) string
-	for i := range items {
-		if items[i].Err != nil {
-			if replay == nil {
-				replay = Replayable(body)
-			}
-			items[i].Raw = replay(i)
-		}
-	}
-	return items, nil
+	return withObject(dst, body, `{"client_id": ..., "events": [...]}`, measurement)
 }
 
 func measurement(dst []Item, v *fastjson.Value) ([]Item, error) {
@@ -291,15 +278,15 @@ func measurementEvent(v *fastjson.Value, common Fields) Item {
 	return it
 }
 
-// replayable is event of the Measurement API request req as a request of
-// its own, replayable as is: every field of req but its events (client_id,
-// user_id, timestamp_micros, and any other) as sent, and that event; for
-// the dead-letter topic.
-func replayable(req, event *fastjson.Value) string {
+// requestHead is what the Measurement API request req's events are
+// replayed after: every field of req but its events (client_id, user_id,
+// timestamp_micros, and any other) as sent, then `"events":[`; cut to
+// MaxRawBytes, since no dead letter keeps more.
+func requestHead(req *fastjson.Value) []byte {
 	b := []byte{'{'}
 	if o, err := req.Object(); err == nil {
 		o.Visit(func(key []byte, v *fastjson.Value) {
-			if string(key) == "events" {
+			if string(key) == "events" || len(b) > MaxRawBytes {
 				return
 			}
 			k, _ := json.Marshal(string(key))
@@ -308,34 +295,44 @@ func replayable(req, event *fastjson.Value) string {
 		})
 	}
 	b = append(b, `"events":[`...)
-	b = event.MarshalTo(b)
-	return string(append(b, "]}"...))
+	return b[:min(len(b), MaxRawBytes)]
 }
 
 // Replayable returns, for a Measurement API body that Measurement read,
 // a function that gives its event i as a request of its own, replayable as
 // is (the request's other fields as sent, and just that event, its bytes
-// as sent), at most the 16 KiB a dead letter keeps: the payload of a dead
-// letter for an event rejected after parsing (Measurement gives those
-// rejected while parsing as their Raw). The body is parsed again at the
-// first call (rejections are rare), and not used after it.
+// as sent), at most the 16 KiB a dead letter keeps: the payload of a
+// rejected event's dead letter. The body is parsed again at the first call
+// (rejections are rare), and not used after it; the request's other fields
+// are written once for all its events, and a dead letter holds no more
+// than it keeps (a request of 500 bad events beside a field of 500 KiB
+// made 500 copies of that field).
 func Replayable(body []byte) func(i int) string {
 	var p fastjson.Parser // copies the body
 	var req *fastjson.Value
 	var events []*fastjson.Value
+	var head []byte
+	var full string // every event's payload when the head alone fills one
 	return func(i int) string {
 		if req == nil {
 			v, err := p.ParseBytes(body)
 			if err != nil {
 				return truncate(string(body)) // not a body Measurement read
 			}
-			req = v
-			events = v.GetArray("events")
+			req, events, head = v, v.GetArray("events"), requestHead(v)
+			if len(head) == MaxRawBytes {
+				full = string(head)
+			}
 		}
-		if i < 0 || i >= len(events) {
+		switch {
+		case i < 0 || i >= len(events):
 			return truncate(req.String())
+		case full != "":
+			return full
 		}
-		return truncate(replayable(req, events[i]))
+		b := append(make([]byte, 0, MaxRawBytes), head...)
+		b = append(events[i].MarshalTo(b), "]}"...)
+		return string(b[:min(len(b), MaxRawBytes)])
 	}
 }
 
