@@ -51,7 +51,10 @@ type row struct {
 	users   sketch.Set
 	pages   map[string]int64
 	sources map[string]int64
-	hits    int64 // filtered hits
+	// pageBytes and sourceBytes are the bytes of pages' and sources' keys
+	// (realtimeKeyBytes).
+	pageBytes, sourceBytes int
+	hits                   int64 // filtered hits
 	// pending holds changes made before the row was loaded; they are
 	// folded in, subject to base, once it is.
 	pending []delta
@@ -94,8 +97,8 @@ func (r *row) apply(d delta) {
 		if r.pages == nil {
 			r.pages, r.sources = map[string]int64{}, map[string]int64{}
 		}
-		addCounts(r.pages, d.realtime.Pages)
-		addCounts(r.sources, d.realtime.Sources)
+		addBounded(r.pages, d.realtime.Pages, &r.pageBytes)
+		addBounded(r.sources, d.realtime.Sources, &r.sourceBytes)
 		r.metrics.Pageviews += d.realtime.Pageviews
 	}
 	r.stale = true
@@ -117,14 +120,53 @@ func (r *row) load(base int64, stored func(r *row)) {
 	}
 }
 
-func addCounts(dst, src map[string]int64) {
+// realtimeKeyBytes bounds the pages, and the sources, of a realtime row (a
+// minute of a shard): the bytes of their keys, 64 KiB each, about a
+// thousand pages of a busy minute. Past it a page or source not yet in the
+// row counts as realtimeOther. Each write of the row sends both maps whole
+// (a frozen map), every flush: unbounded, one visitor sending distinct
+// paths of 4 KB (70 hits a second) made a single statement past the 16 MiB
+// Cassandra takes at most, and the partition's flushes, and its commits,
+// failed for good.
+const realtimeKeyBytes = 64 << 10
+
+// realtimeOther is the page or source that counts the rest of a realtime
+// row's, past realtimeKeyBytes.
+const realtimeOther = "(other)"
+
+// addBounded adds src's counts to dst, whose keys hold *size bytes; a key
+// dst has not got that would take them past realtimeKeyBytes counts under
+// realtimeOther. The realtime view is a window of 30 minutes, near enough:
+// a key that had counted as realtimeOther and comes in once a zero count
+// made room is from then on its own, and a count taken back later (a
+// session derived again) is taken from it, not from realtimeOther.
+func addBounded(dst, src map[string]int64, size *int) {
 	for k, v := range src {
-		if n := dst[k] + v; n != 0 {
+		n, ok := dst[k]
+		if !ok && *size+len(k) > realtimeKeyBytes {
+			k = realtimeOther
+			n, ok = dst[k]
+		}
+		switch n += v; {
+		case n != 0 && !ok:
+			*size += len(k)
 			dst[k] = n
-		} else {
+		case n != 0:
+			dst[k] = n
+		case ok:
+			*size -= len(k)
 			delete(dst, k)
 		}
 	}
+}
+
+// keyBytes is the bytes of m's keys.
+func keyBytes(m map[string]int64) int {
+	n := 0
+	for k := range m {
+		n += len(k)
+	}
+	return n
 }
 
 // rowSet is a partition's in-memory additive rows, by property and shard,

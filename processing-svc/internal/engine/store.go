@@ -781,6 +781,7 @@ func loadRow(ctx context.Context, s *gocql.Session, k rowKey, r *row) error {
 			if r.sources == nil {
 				r.sources = map[string]int64{}
 			}
+			r.pageBytes, r.sourceBytes = keyBytes(r.pages), keyBytes(r.sources)
 		}
 	case kindFiltered:
 		var hits int64
