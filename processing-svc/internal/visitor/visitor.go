@@ -46,13 +46,27 @@ const (
 	// the whole timeline excluded, live, hits a job then kept. A visitor
 	// holds at most twice as many.
 	MaxLiveHits = 10_000
+	// MaxLiveBytes bounds the live hits of one property-local day by what
+	// the state keeps of them (hitBytes): a hit that would take its day's
+	// past it, once the day has minLiveForBytes hits, is excluded with
+	// reason LimitReason too. Hits of the largest size (paths of 4 KB,
+	// referrers and titles near collection's 8 KiB a hit) made a state of
+	// 90 MB at MaxLiveHits, past the 16 MiB Cassandra takes in one write:
+	// its visitor's partition could flush, and commit, nothing more.
+	MaxLiveBytes = 2 << 20
 	// MaxSeen bounds the IDs of excluded hits kept to recognise re-sends:
 	// past it, an excluded hit is counted without its ID being kept, so a
 	// re-send of it is counted again. Hits that are applied are always kept.
 	MaxSeen = 20_000
 )
 
-// LimitReason is the filtered-hits reason of a hit excluded by MaxLiveHits.
+// minLiveForBytes is how many live hits a day has before MaxLiveBytes is
+// checked: a day with fewer (of at most 8 KiB each, collection's limit)
+// holds far less, and most visitors' hits are never added up.
+const minLiveForBytes = 64
+
+// LimitReason is the filtered-hits reason of a hit excluded by MaxLiveHits
+// or MaxLiveBytes.
 const LimitReason = "visitor_limit"
 
 // Touch is a user's first-touch acquisition.
@@ -167,14 +181,40 @@ type SessionRef struct {
 // RefOf returns the reference of s's row.
 func RefOf(s *session.Session) SessionRef { return SessionRef{ID: s.ID, Day: s.Day, Hour: s.Hour} }
 
-// liveOnDay counts the live hits on the property-local day of t (v.Hits
+// liveOnDay returns the live hits on the property-local day of t (v.Hits
 // is in time order).
-func (v *Visitor) liveOnDay(t time.Time, loc *time.Location) int {
+func (v *Visitor) liveOnDay(t time.Time, loc *time.Location) []*session.Hit {
 	y, m, d := t.In(loc).Date()
 	start, end := time.Date(y, m, d, 0, 0, 0, 0, loc), time.Date(y, m, d+1, 0, 0, 0, 0, loc)
 	from := sort.Search(len(v.Hits), func(i int) bool { return !v.Hits[i].Time.Before(start) })
 	to := sort.Search(len(v.Hits), func(i int) bool { return !v.Hits[i].Time.Before(end) })
-	return to - from
+	return v.Hits[from:to]
+}
+
+// overLimit reports whether h would take the live hits of its day past
+// MaxLiveHits or MaxLiveBytes.
+func (v *Visitor) overLimit(h *session.Hit, loc *time.Location) bool {
+	day := v.liveOnDay(h.Time, loc)
+	if len(day) >= MaxLiveHits {
+		return true
+	}
+	if len(day) < minLiveForBytes {
+		return false
+	}
+	n := hitBytes(h)
+	for _, o := range day {
+		n += hitBytes(o)
+	}
+	return n > MaxLiveBytes
+}
+
+// hitBytes is about what the state keeps of h: its strings, and a fixed
+// allowance for the rest.
+func hitBytes(h *session.Hit) int {
+	c := &h.Campaign
+	return 64 + len(h.ID) + len(h.Path) + len(h.Title) + len(h.Referrer) + len(h.Category) + len(h.Action) + len(h.Label) +
+		len(c.Source) + len(c.Medium) + len(c.Name) + len(c.Term) + len(c.Content) + len(c.GCLID) + len(c.MSCLKID) +
+		len(h.Country) + len(h.Device) + len(h.Browser) + len(h.OS) + 16*len(h.Goals)
 }
 
 // Exclude records a hit excluded by a rule: it is remembered as seen, so
@@ -211,7 +251,7 @@ func (v *Visitor) Apply(h *session.Hit, received time.Time, s session.Settings, 
 		v.Exclude(h.ID, h.Time, received, "too_late", s.Location, c)
 		return TooLate, Changes{}
 	}
-	if v.liveOnDay(h.Time, s.Location) >= MaxLiveHits {
+	if v.overLimit(h, s.Location) {
 		v.Exclude(h.ID, h.Time, received, LimitReason, s.Location, c)
 		return OverLimit, Changes{}
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -150,6 +151,43 @@ func describe(ss []*session.Session) string {
 		out = append(out, fmt.Sprintf("%s(%d hits)", s.ID, len(s.Hits)))
 	}
 	return fmt.Sprint(out)
+}
+
+// TestVisitorLimitsBytes: hits of the largest size (a path of 4 KB, a
+// referrer and a title of 2 KB) reach MaxLiveBytes long before
+// MaxLiveHits; without it a state at MaxLiveHits was some 90 MB, past what
+// one Cassandra write takes. Its state stays within the bound, encoded.
+func TestVisitorLimitsBytes(t *testing.T) {
+	v := New("big")
+	c := derive.New()
+	at := func(i int) time.Time { return t0.Add(time.Duration(i) * time.Second) }
+	path, long := "/"+strings.Repeat("p", 4095), strings.Repeat("x", 2000)
+	applied, excluded := 0, 0
+	for i := range 1000 {
+		h := &session.Hit{ID: fmt.Sprintf("h%05d", i), Type: hit.TypePageview, Time: at(i), Path: fmt.Sprintf("%s%d", path, i),
+			Referrer: "https://r.example/" + long, Title: long}
+		switch out, _ := v.Apply(h, at(i), settings, c); out {
+		case Applied:
+			applied++
+		case OverLimit:
+			excluded++
+		default:
+			t.Fatalf("hit %d: %v", i, out)
+		}
+	}
+	if want := MaxLiveBytes / 8200; applied < want-5 || applied > want+5 || excluded != 1000-applied {
+		t.Fatalf("%d applied, %d excluded; want about %d applied (%d bytes of hits of about 8,200), the rest excluded", applied, excluded, want, MaxLiveBytes)
+	}
+	if got := c.Filtered[derive.FilteredKey{Day: t0.Truncate(24 * time.Hour), Reason: LimitReason}]; got != int64(excluded) {
+		t.Fatalf("filtered as %s: %d, want %d", LimitReason, got, excluded)
+	}
+	b, err := v.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) > MaxLiveBytes+MaxLiveBytes/4 {
+		t.Fatalf("the state is %d bytes encoded", len(b))
+	}
 }
 
 // A visitor past MaxLiveHits live hits has its further hits excluded as
