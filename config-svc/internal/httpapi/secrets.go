@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -16,6 +17,17 @@ import (
 // maxActiveSecrets bounds the valid secrets of one property: collection
 // hashes a submitted secret once and compares it with each.
 const maxActiveSecrets = 20
+
+// Revoked secrets are listed for revokedSecretsKept after their revocation,
+// then deleted when the property's next secret is made; and a property
+// makes at most maxRecentSecrets in that time, revoked ones included. So
+// its secrets stay a few rows, which every read of its document (each
+// pipeline fetch) and every creation reads: a script making and revoking
+// secrets in a loop grew them without bound.
+const (
+	revokedSecretsKept = 30 * 24 * time.Hour
+	maxRecentSecrets   = 100
+)
 
 // SecretJSON is an API secret as listed: masked, never the secret itself.
 type SecretJSON struct {
@@ -82,14 +94,26 @@ func (s *Server) createSecret(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, "list API secrets", err)
 		return
 	}
-	active := 0
+	active, recent := 0, 0
 	for _, e := range existing {
-		if e.RevokedAt.IsZero() {
+		switch {
+		case e.RevokedAt.IsZero():
 			active++
+		case e.RevokedAt.Before(s.now().Add(-revokedSecretsKept)):
+			if err := s.o.Store.DeleteSecret(ctx, p.ID, e.ID); err != nil {
+				s.internalError(w, r, "delete an old revoked API secret", err)
+				return
+			}
+			continue
 		}
+		recent++
 	}
 	if active >= maxActiveSecrets {
 		httpserver.WriteError(w, http.StatusConflict, "conflict", "this property already has the maximum of 20 active API secrets; revoke one you no longer use first")
+		return
+	}
+	if recent >= maxRecentSecrets {
+		httpserver.WriteError(w, http.StatusConflict, "conflict", fmt.Sprintf("this property has made %d API secrets in the last 30 days, revoked ones included, the most it may; rotate them less often", maxRecentSecrets))
 		return
 	}
 	secret, err := auth.RandomToken(auth.APISecretPrefix)

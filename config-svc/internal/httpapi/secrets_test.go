@@ -1,7 +1,10 @@
 package httpapi
 
 import (
+	"fmt"
 	"net/http"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -57,5 +60,51 @@ func TestRevokingTwiceChangesNothing(t *testing.T) {
 	}
 	if got := e.feedHead(); got != head {
 		t.Fatalf("revoking an unknown secret appended %d changes to the feed", got-head)
+	}
+}
+
+// TestRevokedSecretsDoNotPileUp: every read of a property's document (each
+// pipeline fetch) and every creation read all its secrets, revoked ones
+// too, and a script making and revoking secrets in a loop grew them
+// without bound. A revoked secret is listed for 30 days, then deleted when
+// the next one is made; at most 100 are made in that time.
+func TestRevokedSecretsDoNotPileUp(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return now
+	}
+	e := newEnv(t, func(o *Options) { o.Now = clock })
+	a := e.signup("Rotate")
+	p := e.createProperty(a, map[string]any{"name": "Site"})
+	secrets := "/v1/properties/" + p.ID + "/api-secrets"
+	count := func() int {
+		t.Helper()
+		var l struct {
+			APISecrets []SecretJSON `json:"api_secrets"`
+		}
+		e.must(http.StatusOK, a.as(), "GET", secrets, nil).decode(t, &l)
+		return len(l.APISecrets)
+	}
+	for i := range maxRecentSecrets {
+		var sec NewSecretJSON
+		e.must(http.StatusCreated, a.as(), "POST", secrets, map[string]string{"name": fmt.Sprint("s", i)}).decode(t, &sec)
+		e.must(http.StatusNoContent, a.as(), "DELETE", secrets+"/"+sec.ID, nil)
+	}
+	r := e.do(a.as(), "POST", secrets, map[string]string{"name": "one more"})
+	if r.code != http.StatusConflict || !strings.Contains(string(r.body), "100 API secrets in the last 30 days") {
+		t.Fatalf("secret %d within 30 days: %d %s; want 409 saying why", maxRecentSecrets+1, r.code, r.body)
+	}
+	if n := count(); n != maxRecentSecrets {
+		t.Fatalf("%d secrets listed, want the %d revoked", n, maxRecentSecrets)
+	}
+	mu.Lock()
+	now = now.Add(revokedSecretsKept + time.Hour)
+	mu.Unlock()
+	e.must(http.StatusCreated, a.as(), "POST", secrets, map[string]string{"name": "a month later"})
+	if n := count(); n != 1 {
+		t.Fatalf("%d secrets listed a month later, want the new one alone (the revoked deleted)", n)
 	}
 }

@@ -311,6 +311,14 @@ func (st *Store) CreateSecret(ctx context.Context, s Secret) error {
 	return nil
 }
 
+// DeleteSecret deletes a secret (a revoked one, past the time it is listed).
+func (st *Store) DeleteSecret(ctx context.Context, propertyID, secretID gocql.UUID) error {
+	if err := st.s.Query(`DELETE FROM api_secrets WHERE property_id = ? AND secret_id = ?`, propertyID, secretID).WithContext(ctx).Exec(); err != nil {
+		return fmt.Errorf("delete api secret: %w", err)
+	}
+	return nil
+}
+
 // Secrets lists a property's secrets, revoked ones included, oldest first.
 func (st *Store) Secrets(ctx context.Context, propertyID gocql.UUID) ([]Secret, error) {
 	iter := st.s.Query(`SELECT secret_id, name, secret_hash, hint, created_at, revoked_at FROM api_secrets WHERE property_id = ?`, propertyID).WithContext(ctx).Iter()
