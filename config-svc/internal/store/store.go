@@ -92,12 +92,17 @@ type Tenant struct {
 }
 
 // CreateTenant inserts t, with its property count (0), so that its first
-// creations are not counted from its list while they are under way.
+// creations are not counted from its list while they are under way. The
+// count is written as every later change of it is, by a lightweight
+// transaction: a plain write carries the client's clock and Paxos writes
+// the coordinator's, so a client clock ahead of the cluster's would have
+// hidden the first changes behind the seed.
 func (st *Store) CreateTenant(ctx context.Context, t Tenant) error {
-	b := st.s.NewBatch(gocql.LoggedBatch).WithContext(ctx)
-	b.Query(`INSERT INTO tenants (tenant_id, name, created_at) VALUES (?, ?, ?)`, t.ID, t.Name, t.CreatedAt)
-	b.Query(`INSERT INTO tenant_property_counts (tenant_id, properties, changes, recounted_at) VALUES (?, 0, 1, ?)`, t.ID, t.CreatedAt)
-	if err := st.s.ExecuteBatch(b); err != nil {
+	if _, err := st.s.Query(`INSERT INTO tenant_property_counts (tenant_id, properties, changes, recounted_at) VALUES (?, 0, 1, ?) IF NOT EXISTS`,
+		t.ID, t.CreatedAt).WithContext(ctx).MapScanCAS(map[string]any{}); err != nil {
+		return fmt.Errorf("insert tenant's property count: %w", err)
+	}
+	if err := st.s.Query(`INSERT INTO tenants (tenant_id, name, created_at) VALUES (?, ?, ?)`, t.ID, t.Name, t.CreatedAt).WithContext(ctx).Exec(); err != nil {
 		return fmt.Errorf("insert tenant: %w", err)
 	}
 	return nil
