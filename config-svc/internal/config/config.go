@@ -105,6 +105,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("-access-token-ttl %s is out of range 1m..24h", c.AccessTokenTTL)
 	case c.RefreshTokenTTL < c.AccessTokenTTL:
 		return errors.New("-refresh-token-ttl must be at least -access-token-ttl")
+	case c.RefreshTokenTTL > 365*24*time.Hour:
+		// Its rows carry it as their TTL: Cassandra refuses one past 20
+		// years, and 4.1 one whose expiry is past 2038, every login then.
+		return fmt.Errorf("-refresh-token-ttl %s is over a year (8760h)", c.RefreshTokenTTL)
 	case c.BcryptCost < 10 || c.BcryptCost > 16:
 		return fmt.Errorf("-bcrypt-cost %d is out of range 10..16", c.BcryptCost)
 	case c.SigningKeysReload < time.Second:

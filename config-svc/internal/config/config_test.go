@@ -48,6 +48,8 @@ func TestValidate(t *testing.T) {
 		{"no keys dir", []string{"-identity-secret=0123456789abcdef"}, "-signing-keys-dir is required"},
 		{"access TTL too short", append(ok, "-access-token-ttl=10s"), "-access-token-ttl 10s is out of range"},
 		{"refresh shorter than access", append(ok, "-refresh-token-ttl=5m"), "-refresh-token-ttl must be at least"},
+		{"refresh past a year", append(ok, "-refresh-token-ttl=100000h"), "-refresh-token-ttl 100000h0m0s is over a year"},
+		{"refresh of a year", append(ok, "-refresh-token-ttl=8760h"), ""},
 		{"bcrypt too cheap", append(ok, "-bcrypt-cost=4"), "-bcrypt-cost 4 is out of range"},
 		{"feed poll too slow", append(ok, "-feed-poll-interval=10s"), "within 5 seconds"},
 		{"no properties allowed", append(ok, "-max-properties-per-tenant=0"), "-max-properties-per-tenant must be at least 1"},
