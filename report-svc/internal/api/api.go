@@ -282,11 +282,12 @@ func (h *Handler) writeErr(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		httpserver.WriteError(w, http.StatusServiceUnavailable, "store_unavailable",
 			"reports cannot be read right now: the report store is unavailable ("+ue.Reason+"); retry after "+strconv.Itoa(secs)+"s")
-	case r.Context().Err() != nil:
-		// The client went away; nobody reads an answer.
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+	case query.TimedOut(r.Context(), err):
+		// The engine counts it as unavailable by the same test.
 		w.Header().Set("Retry-After", "1")
 		httpserver.WriteError(w, http.StatusServiceUnavailable, "report_timeout", "the report took too long to compute; retry, or ask for a shorter range")
+	case r.Context().Err() != nil:
+		// The client went away; nobody reads an answer.
 	default:
 		h.Log.Error("report failed", slog.String("path", httpserver.LoggedPath(r.URL.Path)), slog.String("request_id", httpserver.RequestID(r.Context())), slog.Any("error", err))
 		httpserver.WriteError(w, http.StatusInternalServerError, "internal", "the report failed; the request ID identifies it in our logs")

@@ -24,6 +24,7 @@ import (
 	"github.com/acme/analytics/report-svc/internal/reporttest"
 	"github.com/acme/analytics/report-svc/internal/store"
 	"github.com/gocql/gocql"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 var secret = []byte("test-identity-secret-0123456789")
@@ -86,6 +87,8 @@ type env struct {
 	// keyspace is newEnv's, for a test to serve the same data again with
 	// another engine; nil for other envs.
 	keyspace *cassandra.Config
+	// metrics holds the engine's metrics (a registry of the env's own).
+	metrics *prometheus.Registry
 }
 
 type envOptions struct {
@@ -128,9 +131,10 @@ func serve(t testing.TB, ds *reporttest.Dataset, srv *cqlserver.Server, cfg *cas
 		t.Fatal(err)
 	}
 	t.Cleanup(session.Close)
-	e := &env{t: t, ds: ds, cql: srv, clock: &clock{now: ds.Now}, client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}}
+	e := &env{t: t, ds: ds, cql: srv, clock: &clock{now: ds.Now}, client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}},
+		metrics: prometheus.NewRegistry()}
 	e.store = store.New(session, o.store, nil)
-	engine := query.New(e.store, o.engine, e.clock.Now, nil)
+	engine := query.New(e.store, o.engine, e.clock.Now, e.metrics)
 	lookup := staticLookup{
 		ds.Property.String():   {TenantID: tenantA, Location: ds.Location},
 		otherProperty.String(): {TenantID: tenantB, Location: time.UTC},
@@ -198,6 +202,24 @@ func (e *env) getRaw(id tenant.Identity, path, rawQuery string) (int, []byte, *h
 		e.t.Fatal(err)
 	}
 	return resp.StatusCode, body, resp
+}
+
+// results returns report_results_total of the env's engine by origin.
+func (e *env) results() map[string]float64 {
+	e.t.Helper()
+	mfs, err := e.metrics.Gather()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() == "report_results_total" {
+			for _, m := range mf.GetMetric() {
+				out[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+			}
+		}
+	}
+	return out
 }
 
 var viewer = tenant.Identity{TenantID: tenantA, UserID: "u1", Role: tenant.RoleViewer}

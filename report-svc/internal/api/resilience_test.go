@@ -225,6 +225,74 @@ func TestComputeTimeoutServesStale(t *testing.T) {
 	e.cql.SetLatency(0)
 }
 
+// TestUnavailableCountsTimeouts: every report answered 503 counts in
+// report_results_total{origin="unavailable"}, on which ReportsUnavailable
+// pages: report_timeout (the store slow, -compute-timeout up, nothing
+// cached) as store_unavailable does. Only store_unavailable was counted,
+// so a store too slow for any report to be computed paged no one. A
+// request whose client went away is answered nothing and counted nowhere.
+func TestUnavailableCountsTimeouts(t *testing.T) {
+	e := slowStore(t, 500*time.Millisecond)
+	status, body, _ := e.get(viewer, "/v1/reports/acquisition/source", params("range", "last_28_days", "metrics", "sessions"))
+	if status != http.StatusServiceUnavailable || decodeError(t, body).Error.Code != "report_timeout" {
+		t.Fatalf("status %d, %s; want 503 report_timeout", status, body)
+	}
+	if got := e.results(); got["unavailable"] != 1 {
+		t.Errorf("after a report_timeout: report_results_total %v; want unavailable 1", got)
+	}
+	e.cql.SetLatency(time.Second) // the realtime view's one read outlasts -compute-timeout
+	status, body, _ = e.get(viewer, "/v1/reports/realtime", nil)
+	if status != http.StatusServiceUnavailable || decodeError(t, body).Error.Code != "report_timeout" {
+		t.Fatalf("realtime: status %d, %s; want 503 report_timeout", status, body)
+	}
+	if got := e.results(); got["unavailable"] != 2 {
+		t.Errorf("after a realtime report_timeout: report_results_total %v; want unavailable 2", got)
+	}
+
+	// A client that goes away while its report is computed, well within
+	// -compute-timeout: the same data served by an engine with time to
+	// spare.
+	o := defaultOptions()
+	o.store.Concurrency = 1
+	o.engine.DayCacheBytes = 0
+	o.engine.ComputeTimeout = 30 * time.Second
+	e.cql.SetLatency(0) // for the new session's own queries
+	patient := serve(t, e.ds, e.cql, e.keyspace, o)
+	e.cql.SetLatency(300 * time.Millisecond)
+	var reads atomic.Int64
+	e.cql.SetFault(func(cql string) cqlserver.Fault {
+		if strings.Contains(cql, "FROM rollup_daily") {
+			reads.Add(1)
+		}
+		return cqlserver.NoFault
+	})
+	t.Cleanup(func() { e.cql.SetFault(nil); e.cql.SetLatency(0) })
+	ctx, cancel := context.WithCancel(context.Background())
+	query := params("range", "last_7_days", "metrics", "sessions", "property_id", e.ds.Property.String())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, patient.acq.URL+"/v1/reports/acquisition/source?"+query.Encode(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tenant.Sign(req.Header, viewer, secret, time.Now())
+	done := make(chan error, 1)
+	go func() {
+		resp, err := patient.client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	eventually.True(t, 10*time.Second, "the computation started", func() bool { return reads.Load() >= 1 })
+	cancel()
+	if err := <-done; err == nil {
+		t.Fatal("the request was not cancelled")
+	}
+	patient.acq.Close() // returns once its handler has
+	if got := patient.results(); len(got) != 0 {
+		t.Errorf("after a request its client cancelled: report_results_total %v; want nothing counted", got)
+	}
+}
+
 // slowStore serves a data set of 40 days from a store that reads one
 // partition at a time, each 300ms late (28 days: over 8 s in all), no
 // single read timing out, and computes a report for at most limit.

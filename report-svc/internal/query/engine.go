@@ -304,10 +304,10 @@ func (e *Engine) Report(ctx context.Context, p Property, q *Query) (*Answer, err
 		e.m.results.WithLabelValues("cache").Inc()
 		return &Answer{Result: c.res, Query: q, Cached: true}, nil
 	}
-	ctx, cancel := e.waitLimit(ctx)
+	wctx, cancel := e.waitLimit(ctx)
 	defer cancel()
-	v, err := e.do(ctx, &e.resultSF, key, func() (any, error) {
-		cctx, cancel := e.shared(ctx)
+	v, err := e.do(wctx, &e.resultSF, key, func() (any, error) {
+		cctx, cancel := e.shared(wctx)
 		defer cancel()
 		res, err := e.compute(cctx, p, q)
 		if err != nil {
@@ -334,10 +334,30 @@ func (e *Engine) Report(ctx context.Context, p Property, q *Query) (*Answer, err
 			return &Answer{Result: c.res, Query: q, Cached: true, Stale: true, Fallback: reason}, nil
 		}
 	}
-	if errors.Is(err, store.ErrUnavailable) {
+	e.countFailure(ctx, err)
+	return nil, err
+}
+
+// TimedOut reports whether err, returned by Report or Realtime to a caller
+// whose context is ctx, is the report running out of time
+// (ComputeTimeout, over a store slow but not failing) while the caller is
+// still there: the API answers it 503 report_timeout. After the caller
+// went away (ctx ended: its client cancelled, or its own deadline), the
+// same error is no answer of ours: no one is answered.
+func TimedOut(ctx context.Context, err error) bool {
+	return ctx.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled))
+}
+
+// countFailure counts err, the error of a report or realtime view asked
+// for with ctx, as origin unavailable when the API answers it 503: the
+// store unavailable (store_unavailable), or TimedOut (report_timeout).
+// ReportsUnavailable (deploy/k8s/monitoring/alerts.yaml) pages on it, and
+// a store too slow for any report to be computed must page as one that
+// fails does.
+func (e *Engine) countFailure(ctx context.Context, err error) {
+	if errors.Is(err, store.ErrUnavailable) || TimedOut(ctx, err) {
 		e.m.results.WithLabelValues("unavailable").Inc()
 	}
-	return nil, err
 }
 
 // staleReason says why a computation that failed with err is answered

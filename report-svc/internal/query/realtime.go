@@ -3,14 +3,11 @@ package query
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"github.com/acme/analytics/pkg/sketch"
 	"slices"
 	"strconv"
 	"time"
-
-	"github.com/acme/analytics/report-svc/internal/store"
 )
 
 // RealtimeWindow is how far back the realtime view looks, in minutes.
@@ -66,10 +63,10 @@ func (e *Engine) Realtime(ctx context.Context, p Property, window, limit int) (*
 		e.m.results.WithLabelValues("cache").Inc()
 		return &RealtimeAnswer{Realtime: c.rt, Cached: true}, nil
 	}
-	ctx, cancel := e.waitLimit(ctx)
+	wctx, cancel := e.waitLimit(ctx)
 	defer cancel()
-	v, err := e.do(ctx, &e.resultSF, key, func() (any, error) {
-		cctx, cancel := e.shared(ctx)
+	v, err := e.do(wctx, &e.resultSF, key, func() (any, error) {
+		cctx, cancel := e.shared(wctx)
 		defer cancel()
 		rt, err := e.realtime(cctx, p, window, limit)
 		if err != nil {
@@ -88,9 +85,7 @@ func (e *Engine) Realtime(ctx context.Context, p Property, window, limit int) (*
 			return &RealtimeAnswer{Realtime: c.rt, Cached: true, Stale: true, Fallback: reason}, nil
 		}
 	}
-	if errors.Is(err, store.ErrUnavailable) {
-		e.m.results.WithLabelValues("unavailable").Inc()
-	}
+	e.countFailure(ctx, err)
 	return nil, err
 }
 
