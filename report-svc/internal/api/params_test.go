@@ -96,7 +96,7 @@ func TestQueryParameters(t *testing.T) {
 				"&metrics=pageviews&metrics=exits&filter=page_path%3D@/&filter=page_path!%3D/x/&sort=-pageviews,period&limit=5&offset=1&path=/blog/"},
 			{"/v1/reports/behavior/query", prop + "&format=json&from=2026-03-01&to=2026-03-19&granularity=week&compare=previous_period&dimensions=page_path" +
 				"&metrics=pageviews,exits&filter=page_path%3D@/%3Bpage_path!%3D/x/&sort=-pageviews&limit=5&offset=0&path=/"},
-			{"/v1/reports/acquisition/channel", prop + "&range=last_28_days&metrics=sessions&metrics=users&filter=channel!%3DDirect&sort=channel&limit=10&offset=0&path=&format=csv"},
+			{"/v1/reports/acquisition/channel", prop + "&range=last_28_days&metrics=sessions&metrics=users&filter=channel!%3DDirect&sort=channel&limit=10&offset=0&path=&dimensions=&format=csv"},
 			{"/v1/reports/realtime", prop + "&format=json&window=5&limit=3"},
 			{"/v1/reports/realtime/pages", prop + "&format=csv&window=30&limit=1000"},
 			{"/v1/reports/acquisition", prop},

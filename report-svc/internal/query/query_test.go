@@ -371,3 +371,44 @@ func TestHourBucketsFollowTheClock(t *testing.T) {
 		t.Errorf("only %d days checked", checked)
 	}
 }
+
+// TestEmptyParameterIsLeftOut: a parameter with an empty value, or a list
+// whose entries are all empty, is the parameter left out (docs/reports.md,
+// "Parameters"): the same query, whose result is the same cache entry.
+// dimensions= on a named report was refused as fixed_dimensions.
+func TestEmptyParameterIsLeftOut(t *testing.T) {
+	today := time.Date(2026, 3, 18, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		family       *Family
+		report, base string
+		empty        string
+	}{
+		{Acquisition, "channel", "", "dimensions="},
+		{Acquisition, "channel", "", "dimensions=%20"},
+		{Acquisition, "channel", "", "dimensions=,"},
+		{Acquisition, "channel", "", "dimensions=&dimensions=%20,%20"},
+		{Acquisition, "overview", "granularity=day", "dimensions=,"},
+		{Acquisition, "query", "", "dimensions=,"},
+		{Behavior, "page_paths", "path=/blog/", "dimensions=%20"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.family.Name+"/"+tt.report+"?"+tt.empty, func(t *testing.T) {
+			parse := func(raw string) *Query {
+				t.Helper()
+				v, err := ParseParams(raw, "/test", ReportParams)
+				if err != nil {
+					t.Fatal(err)
+				}
+				q, err := Parse(tt.family, tt.family.Report(tt.report), v, today)
+				if err != nil {
+					t.Fatalf("%s: %v", raw, err)
+				}
+				return q
+			}
+			got, want := parse(strings.TrimPrefix(tt.base+"&"+tt.empty, "&")), parse(tt.base)
+			if got.Key() != want.Key() || got.Limit != want.Limit || got.Offset != want.Offset {
+				t.Errorf("the query is %s, want %s as without %s", got.Key(), want.Key(), tt.empty)
+			}
+		})
+	}
+}

@@ -101,13 +101,16 @@ func Parse(f *Family, r *Report, v *Params, today time.Time) (*Query, error) {
 	}
 
 	// Dimensions.
+	// A list of no names (dimensions=, dimensions=%20, dimensions=,) is
+	// the parameter left out, as any empty parameter is: not a choice of
+	// dimensions that a named report refuses.
 	dimNames := r.Dimensions
-	if raw := v.All("dimensions"); raw != nil {
+	if names := splitList(strings.Join(v.All("dimensions"), ",")); len(names) > 0 {
 		if !r.Generic {
 			return nil, paramErr("dimensions", "fixed_dimensions", "the %s report has fixed dimensions (%s); use /v1/reports/%s/query?dimensions=... to choose them",
 				r.Name, orNone(r.Dimensions), f.Name)
 		}
-		dimNames = splitList(strings.Join(raw, ","))
+		dimNames = names
 	}
 	if len(dimNames) > MaxDimensions {
 		return nil, paramErr("dimensions", "too_many_dimensions", "%d dimensions given; at most %d", len(dimNames), MaxDimensions)
