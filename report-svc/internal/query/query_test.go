@@ -375,7 +375,8 @@ func TestHourBucketsFollowTheClock(t *testing.T) {
 // TestEmptyParameterIsLeftOut: a parameter with an empty value, or a list
 // whose entries are all empty, is the parameter left out (docs/reports.md,
 // "Parameters"): the same query, whose result is the same cache entry.
-// dimensions= on a named report was refused as fixed_dimensions.
+// dimensions= on a named report was refused as fixed_dimensions, and
+// sort=, or sort=%20 sorted by no key (the dimension values' order).
 func TestEmptyParameterIsLeftOut(t *testing.T) {
 	today := time.Date(2026, 3, 18, 0, 0, 0, 0, time.UTC)
 	tests := []struct {
@@ -390,9 +391,18 @@ func TestEmptyParameterIsLeftOut(t *testing.T) {
 		{Acquisition, "overview", "granularity=day", "dimensions=,"},
 		{Acquisition, "query", "", "dimensions=,"},
 		{Behavior, "page_paths", "path=/blog/", "dimensions=%20"},
+		// The default order, the first metric descending (after the
+		// period in a series), not the dimension values' order.
+		{Acquisition, "channel", "", "sort="},
+		{Acquisition, "channel", "", "sort=,"},
+		{Acquisition, "channel", "", "sort=%20"},
+		{Acquisition, "channel", "", "sort=%20,%20"},
+		{Acquisition, "channel", "granularity=week", "sort=,"},
+		{Behavior, "events", "metrics=unique_events,total_events", "sort=%20"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.family.Name+"/"+tt.report+"?"+tt.empty, func(t *testing.T) {
+		raw := strings.TrimPrefix(tt.base+"&"+tt.empty, "&")
+		t.Run(tt.family.Name+"/"+tt.report+"?"+raw, func(t *testing.T) {
 			parse := func(raw string) *Query {
 				t.Helper()
 				v, err := ParseParams(raw, "/test", ReportParams)
@@ -405,7 +415,7 @@ func TestEmptyParameterIsLeftOut(t *testing.T) {
 				}
 				return q
 			}
-			got, want := parse(strings.TrimPrefix(tt.base+"&"+tt.empty, "&")), parse(tt.base)
+			got, want := parse(raw), parse(tt.base)
 			if got.Key() != want.Key() || got.Limit != want.Limit || got.Offset != want.Offset {
 				t.Errorf("the query is %s, want %s as without %s", got.Key(), want.Key(), tt.empty)
 			}

@@ -312,9 +312,12 @@ func (q *Query) parseRange(v *Params, today time.Time) error {
 }
 
 func (q *Query) parseSort(s string) error {
-	if s == "" {
-		// Time series in time order; otherwise the first metric, largest
-		// first. Ties by period and dimension values, for stable pages.
+	keys := splitList(s)
+	if len(keys) == 0 {
+		// No field (sort empty, or only blanks and commas): the default
+		// order, as without the parameter. Time series in time order;
+		// otherwise the first metric, largest first. Ties by period and
+		// dimension values, for stable pages.
 		if q.Granularity != None {
 			q.Sort = append(q.Sort, SortKey{Field: "period", dim: -1, met: -1})
 		}
@@ -323,7 +326,7 @@ func (q *Query) parseSort(s string) error {
 		}
 		return nil
 	}
-	for _, f := range splitList(s) {
+	for _, f := range keys {
 		k := SortKey{Field: strings.TrimPrefix(f, "-"), Desc: strings.HasPrefix(f, "-"), dim: -1, met: -1}
 		if k.Field == "" {
 			// It was "cannot sort by \"\"".
