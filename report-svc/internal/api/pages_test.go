@@ -18,9 +18,9 @@ import (
 // page, landing_page or page_path, and the path of the page_path
 // drill-down, find a page written either way (as read, as stored, with
 // lower-case hex), while a regular expression matches the stored form. A
-// '+' in a query string is a space (send %2B), and a value holding '#' is
-// refused with the reason. Before, path=/café/ and filter=page==/café
-// answered 200 with no rows.
+// '+' in a query string is a space (send %2B), and a value holding '#' (or
+// a path holding '?') is refused with the reason. Before, path=/café/ and
+// filter=page==/café answered 200 with no rows.
 func TestPagesAsTyped(t *testing.T) {
 	day := time.Date(2026, 3, 18, 0, 0, 0, 0, time.UTC)
 	ds := dayDataset(day)
@@ -98,6 +98,7 @@ func TestPagesAsTyped(t *testing.T) {
 		{"drill-down path, as read", drill, "pageviews", "path=" + url.QueryEscape("/café/"), cafe},
 		{"drill-down path, as stored", drill, "pageviews", "path=" + url.QueryEscape("/caf%c3%a9"), cafe},
 		{"drill-down filter", drill, "pageviews", filter("page_path==/café/"), []string{"/caf%C3%A9/=3"}},
+		{"a page with a query is a page of its directory", drill, "pageviews", "path=/&" + filter("page_path=@search"), []string{"/search?q=it%27s=1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -107,9 +108,15 @@ func TestPagesAsTyped(t *testing.T) {
 		})
 	}
 
-	for _, tt := range []struct{ name, query, field string }{
-		{"# in a filter", filter("page==/pricing#plans"), "filter"},
-		{"# in the drill-down path", "path=" + url.QueryEscape("/blog/c#/"), "path"},
+	// A '?' in the drill-down's path (a directory) was taken as part of
+	// it: /search?q= became the directory /search?q=/, which holds no
+	// page, and the report was empty.
+	for _, tt := range []struct{ name, query, code, field, says string }{
+		{"# in a filter", filter("page==/pricing#plans"), "invalid_filter", "filter", "%23"},
+		{"# in the drill-down path", "path=" + url.QueryEscape("/blog/c#/"), "invalid_path", "path", "%23"},
+		{"? in the drill-down path", "path=" + url.QueryEscape("/search?q="), "invalid_path", "path", "(path=/)"},
+		{"? in the drill-down path, a directory's", "path=" + url.QueryEscape("/blog/?x"), "invalid_path", "path", "(path=/blog/)"},
+		{"? in the drill-down path, as part of it", "path=" + url.QueryEscape("/what?/"), "invalid_path", "path", "%3F"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			path := pages
@@ -118,8 +125,8 @@ func TestPagesAsTyped(t *testing.T) {
 			}
 			status, body, _ := e.getRaw(viewer, path, "property_id="+ds.Property.String()+"&"+tt.query)
 			apiErr := decodeError(t, body)
-			if status != http.StatusBadRequest || apiErr.Error.Field != tt.field || !strings.Contains(apiErr.Error.Message, "%23") {
-				t.Fatalf("%d %s; want 400 on %s saying to write %%23", status, body, tt.field)
+			if status != http.StatusBadRequest || apiErr.Error.Code != tt.code || apiErr.Error.Field != tt.field || !strings.Contains(apiErr.Error.Message, tt.says) {
+				t.Fatalf("%d %s; want 400 %s on %s saying %s", status, body, tt.code, tt.field, tt.says)
 			}
 		})
 	}

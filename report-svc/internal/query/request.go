@@ -252,6 +252,17 @@ func Parse(f *Family, r *Report, v *Params, today time.Time) (*Query, error) {
 			return nil, paramErr("path", "invalid_path", "%q holds '#': pages are stored without their #fragment, so leave it out; "+
 				"a '#' that is part of the path is stored as %%23, so write that (%%2523 in a query string)", p)
 		}
+		if before, query, ok := strings.Cut(p, "?"); ok {
+			// A '?' begins a page's query, which is no part of a
+			// directory: drillDown cuts pages at it, so no directory it
+			// shows holds one. /blog/?x was read as the directory
+			// /blog/?x/: an empty report (but for queries beginning x/,
+			// split at their slashes as if directories). Pages with a
+			// query are listed, as pages, under their directory.
+			return nil, paramErr("path", "invalid_path", "%q holds '?': path is a directory, and a page's query is no part of one; "+
+				"the pages with a query are listed, as pages, in the drill-down of their directory (path=%s), and a filter on page finds them by their query (filter=page=@?%s); "+
+				"a '?' that is part of the path is stored as %%3F, so write that (%%253F in a query string)", p, before[:strings.LastIndexByte(before, '/')+1], query)
+		}
 		// Pages are stored percent-encoded (hit.CanonicalPath): /café/
 		// and /caf%c3%a9/ are the directory /caf%C3%A9/.
 		p = hit.CanonicalPath(p)
