@@ -153,6 +153,23 @@ func describe(ss []*session.Session) string {
 	return fmt.Sprint(out)
 }
 
+// applyAll applies hitAt(0) to hitAt(n-1), each received at its time, and
+// counts those applied and those excluded by the limits.
+func applyAll(t *testing.T, v *Visitor, c *derive.Contributions, n int, at func(int) time.Time, hitAt func(int) *session.Hit) (applied, excluded int) {
+	t.Helper()
+	for i := range n {
+		switch out, _ := v.Apply(hitAt(i), at(i), settings, c); out {
+		case Applied:
+			applied++
+		case OverLimit:
+			excluded++
+		default:
+			t.Fatalf("hit %d: %v", i, out)
+		}
+	}
+	return applied, excluded
+}
+
 // TestVisitorLimitsBytes: hits of the largest size (a path of 4 KB, a
 // referrer and a title of 2 KB) reach MaxLiveBytes long before
 // MaxLiveHits; without it a state at MaxLiveHits was some 90 MB, past what
@@ -162,19 +179,10 @@ func TestVisitorLimitsBytes(t *testing.T) {
 	c := derive.New()
 	at := func(i int) time.Time { return t0.Add(time.Duration(i) * time.Second) }
 	path, long := "/"+strings.Repeat("p", 4095), strings.Repeat("x", 2000)
-	applied, excluded := 0, 0
-	for i := range 1000 {
-		h := &session.Hit{ID: fmt.Sprintf("h%05d", i), Type: hit.TypePageview, Time: at(i), Path: fmt.Sprintf("%s%d", path, i),
+	applied, excluded := applyAll(t, v, c, 1000, at, func(i int) *session.Hit {
+		return &session.Hit{ID: fmt.Sprintf("h%05d", i), Type: hit.TypePageview, Time: at(i), Path: fmt.Sprintf("%s%d", path, i),
 			Referrer: "https://r.example/" + long, Title: long}
-		switch out, _ := v.Apply(h, at(i), settings, c); out {
-		case Applied:
-			applied++
-		case OverLimit:
-			excluded++
-		default:
-			t.Fatalf("hit %d: %v", i, out)
-		}
-	}
+	})
 	if want := MaxLiveBytes / 8200; applied < want-5 || applied > want+5 || excluded != 1000-applied {
 		t.Fatalf("%d applied, %d excluded; want about %d applied (%d bytes of hits of about 8,200), the rest excluded", applied, excluded, want, MaxLiveBytes)
 	}
@@ -198,18 +206,9 @@ func TestVisitorLimits(t *testing.T) {
 	v := New("server")
 	c := derive.New()
 	at := func(i int) time.Time { return t0.Add(time.Duration(i) * 100 * time.Millisecond) }
-	var applied, excluded int
-	for i := range MaxLiveHits + 25 {
-		h := &session.Hit{ID: fmt.Sprintf("h%05d", i), Type: hit.TypeEvent, Time: at(i), Category: "api", Action: "call"}
-		switch out, _ := v.Apply(h, at(i), settings, c); out {
-		case Applied:
-			applied++
-		case OverLimit:
-			excluded++
-		default:
-			t.Fatalf("hit %d: %v", i, out)
-		}
-	}
+	applied, excluded := applyAll(t, v, c, MaxLiveHits+25, at, func(i int) *session.Hit {
+		return &session.Hit{ID: fmt.Sprintf("h%05d", i), Type: hit.TypeEvent, Time: at(i), Category: "api", Action: "call"}
+	})
 	if applied != MaxLiveHits || excluded != 25 || len(v.Hits) != MaxLiveHits {
 		t.Fatalf("%d applied, %d excluded, %d live; want %d, 25, %d", applied, excluded, len(v.Hits), MaxLiveHits, MaxLiveHits)
 	}
