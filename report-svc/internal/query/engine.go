@@ -1,6 +1,7 @@
 package query
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -107,6 +108,9 @@ type Engine struct {
 	resultSF singleflight.Group
 	daySF    singleflight.Group
 	m        *engineMetrics
+	// held, when set (tests), is told how many units a computation holds
+	// read and not yet folded, each time one is read.
+	held func(n int)
 }
 
 type engineMetrics struct {
@@ -698,7 +702,13 @@ func (q *Query) decode(dim string) decoded {
 }
 
 // aggregate reads range r and folds it into groups (bucket, dimension
-// values) and totals.
+// values) and totals. Each unit is folded as soon as it and those before it
+// are read, in the range's order (the same sums, to the last bit, however
+// the reads finish), and dropped then; a unit is read only once fewer than
+// DayConcurrency are read and not yet folded. So a report holds the rows
+// of at most that many units besides its own, not of the whole range (a
+// month of a large property's pages, millions of rows with their users
+// sketches, took gigabytes).
 func (e *Engine) aggregate(ctx context.Context, lim reads, p Property, q *Query, r DateRange, bs []Bucket, now time.Time) (map[groupKey]*group, *agg, error) {
 	units := e.units(q, r, p.Location, now)
 	withUsers := q.needsUsers()
@@ -710,34 +720,58 @@ func (e *Engine) aggregate(ctx context.Context, lim reads, p Property, q *Query,
 
 	data := make([]*dayData, len(units))
 	totals := make([]*dayData, len(units))
+	loaded := make([]chan struct{}, len(units)) // closed once a unit's reads are all done
+	pending := make([]atomic.Int32, len(units))
+	held := make(chan struct{}, e.cfg.DayConcurrency) // a token per unit read or being read, and not folded
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(e.cfg.DayConcurrency)
-	var stopped error
-	for i, u := range units {
-		if stopped = gctx.Err(); stopped != nil {
-			break // a part failed or time is up: start no more reads
-		}
+	read := func(i int, dst **dayData, src *source, hourly bool) {
 		g.Go(func() error {
 			var err error
-			data[i], err = e.loadUnit(gctx, lim, p, q.src, q.hourly, u, withUsers, now)
+			*dst, err = e.loadUnit(gctx, lim, p, src, hourly, units[i], withUsers, now)
+			if err == nil && pending[i].Add(-1) == 0 {
+				if e.held != nil {
+					e.held(len(held))
+				}
+				close(loaded[i])
+			}
 			return err
 		})
-		if totalRows {
-			g.Go(func() error {
-				var err error
-				totals[i], err = e.loadUnit(gctx, lim, p, totalSrc, false, u, withUsers, now)
-				return err
-			})
+	}
+	var stopped error
+	launched := make(chan struct{})
+	for i := range units {
+		loaded[i] = make(chan struct{})
+	}
+	go func() {
+		defer close(launched)
+		for i := range units {
+			select {
+			case held <- struct{}{}:
+			case <-gctx.Done():
+			}
+			if stopped = gctx.Err(); stopped != nil {
+				return // a part failed or time is up: start no more reads
+			}
+			pending[i].Store(1)
+			if totalRows {
+				pending[i].Store(2)
+			}
+			read(i, &data[i], q.src, q.hourly)
+			if totalRows {
+				read(i, &totals[i], totalSrc, false)
+			}
 		}
-	}
-	if err := g.Wait(); err != nil {
-		return nil, nil, err
-	}
-	if stopped != nil {
-		// The loop stopped early because ctx ended, and the reads it
-		// did start may all have succeeded (from the cache): the parts
-		// not read are missing.
-		return nil, nil, stopped
+	}()
+	wait := func() error {
+		<-launched
+		if err := g.Wait(); err != nil {
+			return err
+		}
+		// The launch stopped because ctx ended, and the reads it did
+		// start may all have succeeded (from the cache): the parts not
+		// read are missing.
+		return stopped
 	}
 
 	var dayBucket map[time.Time]int
@@ -761,13 +795,13 @@ func (e *Engine) aggregate(ctx context.Context, lim reads, p Property, q *Query,
 	}
 	memo := map[string]*slot{}
 	slots := map[string]*slot{}
-	for i, u := range units {
-		d := u.from
+	fold := func(i int) {
+		d := units[i].from
 		b := -1
 		if dayBucket != nil {
 			var ok bool
 			if b, ok = dayBucket[d]; !ok {
-				continue
+				return
 			}
 		}
 		day := data[i]
@@ -811,6 +845,19 @@ func (e *Engine) aggregate(ctx context.Context, lim reads, p Property, q *Query,
 				total.add(c, withUsers)
 			}
 		}
+	}
+	for i := range units {
+		select {
+		case <-loaded[i]:
+		case <-gctx.Done(): // a read failed, or ctx ended
+			return nil, nil, cmp.Or(wait(), ctx.Err())
+		}
+		fold(i)
+		data[i], totals[i] = nil, nil
+		<-held
+	}
+	if err := wait(); err != nil {
+		return nil, nil, err
 	}
 	// A series without dimensions has every period, zeros included.
 	if q.Granularity != None && len(q.Dimensions) == 0 {
