@@ -73,7 +73,8 @@ func TestAcceptanceBlackBoxTracker(t *testing.T) {
 	c.do("POST", "/v1/properties", tok, map[string]any{"name": "Blog", "hostnames": []string{"blog.localhost"}, "time_zone": zone, "cookieless": true}, http.StatusCreated, &p2)
 	// The blog's pages carry the snippet config-svc gives, which loads
 	// tracker.js from the stack's gateway.
-	blogSnippet := `<script async src="` + gw + `/tracker.js" data-tid="` + p2.TrackingID + `" data-cookieless></script>`
+	blogSnippet := `<script>window.at=typeof at=='function'?at:function(){(at.q=at.q||[]).push(arguments)}</script>
+<script async src="` + gw + `/tracker.js" data-tid="` + p2.TrackingID + `" data-cookieless></script>`
 	if !p2.Cookieless || p2.Snippet != blogSnippet {
 		t.Fatalf("the cookieless property's snippet is %q (cookieless %v), want %q", p2.Snippet, p2.Cookieless, blogSnippet)
 	}

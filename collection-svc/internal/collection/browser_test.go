@@ -419,6 +419,12 @@ window.at=window.at||function(){(at.q=at.q||[]).push(arguments)};at('pageview');
 	if n := len(got); n < 2 || !is("engagement", "/app")(got[n-2]) || got[n-1].Title != "Step 2" || got[n-1].Referrer != pageURL+"/app" {
 		t.Errorf("a virtual pageview: the tracker sent %v, want the ping of /app then the pageview titled Step 2 from /app", got)
 	}
+	// An event after it is on the virtual page, as its ping is.
+	eval(t, ctx, `at('event', 'wizard', 'next')`)
+	got = waitSent(t, ctx, "the event on the virtual page", func(h sentHit) bool { return h.Action == "next" })
+	if h := got[len(got)-1]; h.Path != "/virtual/step2?x=1" {
+		t.Errorf("an event after a virtual pageview: %v, want it on the virtual page", h)
+	}
 	virtual := stored("the virtual pageview", func(h *hit.Hit) bool { return h.Type == hit.TypePageview && h.Path == "/virtual/step2?x=1" })
 	eq(t, "virtual pageview: title", virtual.Title, "Step 2")
 	eq(t, "virtual pageview: referrer", virtual.Referrer, pageURL+"/app")
@@ -445,6 +451,15 @@ window.at=window.at||function(){(at.q=at.q||[]).push(arguments)};at('pageview');
 	got = waitSent(t, ctx, "the pageview after", is("pageview", "/spa/after")) // its wait outlasts /spa/left's
 	if n := count(got, is("pageview", "/spa/left")); n != 1 {
 		t.Errorf("pageviews of /spa/left: %d, want 1: %v", n, got)
+	}
+
+	// Back to the page from the back/forward cache (the event as the
+	// browser fires it): a pageview from the site, not from the page
+	// before it, which would carry a source, half an hour later, again.
+	eval(t, ctx, `dispatchEvent(new PageTransitionEvent('pageshow', {persisted: true}))`)
+	got = waitSent(t, ctx, "the pageview of the page restored", func(h sentHit) bool { return h.T == "pageview" && h.Path == "/spa/after" && count(sent(t, ctx), is("pageview", "/spa/after")) == 2 })
+	if h := got[len(got)-1]; h.Referrer != "" {
+		t.Errorf("the pageview of a page restored from the back/forward cache: %v, want no referrer", h)
 	}
 }
 
@@ -506,6 +521,16 @@ at('pageview', 'http://[');at('event','queued','after the bad one');</script>
 	waitSent(t, ctx, "the pageview of /spa/two", is("pageview", "/spa/two")) // after /checkout's and /paid's waits
 	if n, m := pageviews("/checkout"), pageviews("/paid"); n != 1 || m != 1 {
 		t.Errorf("pageviews of /checkout: %d, of /paid: %d, want one each: %v", n, m, sent(t, ctx))
+	}
+
+	// GA's ga('send', 'pageview', location.pathname), ported, on a page
+	// whose URL has a query (a campaign's landing page): the page shown,
+	// no second pageview without its query.
+	eval(t, ctx, `history.pushState({}, '', '/landing?utm_source=news&q=1'); at('pageview', location.pathname)`)
+	eval(t, ctx, `history.pushState({}, '', '/spa/three')`)
+	waitSent(t, ctx, "the pageview of /spa/three", is("pageview", "/spa/three"))
+	if n, m := pageviews("/landing?utm_source=news&q=1"), pageviews("/landing"); n != 1 || m != 0 {
+		t.Errorf("pageviews of the landing page: %d with its query, %d without, want one with: %v", n, m, sent(t, ctx))
 	}
 
 	// Two navigations 250 ms apart: the second's pageview waits 300 ms

@@ -5,8 +5,10 @@
 //
 //   - /tracker.js, the latest version, cacheable for five minutes (the
 //     snippet points here, so fixes reach every site within minutes);
-//   - /tracker/v<N>.js, one exact version, cacheable for a year and
-//     immutable, for merchants who pin a version.
+//   - /tracker/v<N>.js, the latest script compatible with version N, for
+//     merchants who pin a version against incompatible changes: cacheable
+//     for a day, not immutable, since fixes (which keep the version) change
+//     it; so it cannot carry a subresource integrity hash.
 //
 // Both carry an ETag and answer If-None-Match with 304.
 package tracker
@@ -339,7 +341,7 @@ func (s *Script) Size() int { return len(s.gzipped) }
 // Register mounts the script's paths on mux.
 func (s *Script) Register(mux *http.ServeMux) {
 	mux.Handle("GET /tracker.js", s.handler("public, max-age=300"))
-	mux.Handle("GET /tracker/v"+strconv.Itoa(Version)+".js", s.handler("public, max-age=31536000, immutable"))
+	mux.Handle("GET /tracker/v"+strconv.Itoa(Version)+".js", s.handler("public, max-age=86400"))
 }
 
 func (s *Script) handler(cacheControl string) http.Handler {
@@ -349,6 +351,10 @@ func (s *Script) handler(cacheControl string) http.Handler {
 		h.Set("Cache-Control", cacheControl)
 		h.Set("Vary", "Accept-Encoding")
 		h.Set("Access-Control-Allow-Origin", "*")
+		// Loaded by a plain <script> (no CORS) on pages that may be
+		// cross-origin isolated (Cross-Origin-Embedder-Policy:
+		// require-corp), which load no cross-origin script without it.
+		h.Set("Cross-Origin-Resource-Policy", "cross-origin")
 		// Each encoding is a representation of its own, with an ETag of
 		// its own (a strong validator changes with the content coding,
 		// RFC 9110 8.8.3: a cache holding one must not answer with the

@@ -81,7 +81,7 @@
     flush();
     if (off()) return;
     // cid is undefined in cookieless mode: JSON leaves it out.
-    var h = { v: 1, t: t, hid: rnd(8), dl: loc.href, dt: d.title, sr: screen.width + 'x' + screen.height, ul: n.language, cid: cid() }, k;
+    var h = { v: 1, t: t, hid: rnd(8), dl: page, dt: d.title, sr: screen.width + 'x' + screen.height, ul: n.language, cid: cid() }, k;
     if (ref && (t == 'pageview' || now() - shown < 6e4)) h.dr = ref;
     for (k in o) if (o[k] != null) h[k] = o[k];
     // Collection's limits are UTF-8 bytes: a field is cut to them at a
@@ -111,9 +111,11 @@
   // then has nothing more to send.
   w.addEventListener('pagehide', function () { vis(0); });
   // Back to a page kept in the back/forward cache: it is shown again, as a
-  // pageview, though the script does not run again.
+  // pageview, though the script does not run again; from the site itself,
+  // not from the page's first referrer (which would start a session of its
+  // source again after half an hour).
   w.addEventListener('pageshow', function (e) {
-    if (e.persisted) { vis(1); shown = since; hit('pageview'); }
+    if (e.persisted) { vis(1); shown = since; ref = 0; hit('pageview'); }
   });
 
   // view shows page u (a URL without fragment): the ping of the page shown
@@ -171,7 +173,9 @@
   // at('pageview', path, title): a virtual pageview (path a string, its
   // fragment dropped as collection drops it); at('pageview'), or with
   // another path (GA's object form), only when the URL has none yet (load
-  // and history are counted already).
+  // and history are counted already). A path without a query is the page
+  // shown if that is it with a query: at('pageview', location.pathname),
+  // ported from GA, on a landing page with utm tags is no second pageview.
   // at('optout'); at('optin'): without localStorage (ls) the choice holds
   // for the page only (the throw is caught by run).
   function cmd(c, a, b, l, v) {
@@ -182,7 +186,10 @@
       // A value collection would refuse (no number, as '12,50', or past
       // 10^15) is left out: the event counts without it, as in GA4.
       hit('event', { ec: a || b, ea: b || a, el: l, ev: v != null && Math.abs(v) <= 1e15 ? +v : null, ni: ni && 1 });
-    } else if (c == 'pageview') view(typeof a == 'string' ? new URL(a, loc).href.split('#')[0] : here(), b);
+    } else if (c == 'pageview') {
+      a = typeof a == 'string' ? new URL(a, loc).href.split('#')[0] : here();
+      view(a == page.split('?')[0] ? page : a, b);
+    }
     else if (c == 'optout') { optout = 1; ls.setItem('at_optout', 1); }
     else if (c == 'optin') { optout = 0; ls.removeItem('at_optout'); }
   }

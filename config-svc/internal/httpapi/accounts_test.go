@@ -69,7 +69,7 @@ func TestSignupToTrackingSnippet(t *testing.T) {
 	if !configclient.ValidTrackingID(p.TrackingID) {
 		t.Fatalf("tracking ID %q is not AT- and ten unambiguous characters", p.TrackingID)
 	}
-	want := `<script async src="https://collect.example.test/tracker.js" data-tid="` + p.TrackingID + `"></script>`
+	want := SnippetQueue + "\n" + `<script async src="https://collect.example.test/tracker.js" data-tid="` + p.TrackingID + `"></script>`
 	if p.Snippet != want {
 		t.Fatalf("snippet = %s\nwant      %s", p.Snippet, want)
 	}
@@ -79,7 +79,7 @@ func TestSignupToTrackingSnippet(t *testing.T) {
 	// Made cookieless, its snippet tells the tracker to set no cookie.
 	var ckl PropertyJSON
 	e.must(http.StatusOK, admin, "PATCH", "/v1/properties/"+p.ID, `{"cookieless": true}`).decode(t, &ckl)
-	if want := `<script async src="https://collect.example.test/tracker.js" data-tid="` + p.TrackingID + `" data-cookieless></script>`; ckl.Snippet != want {
+	if want := SnippetQueue + "\n" + `<script async src="https://collect.example.test/tracker.js" data-tid="` + p.TrackingID + `" data-cookieless></script>`; ckl.Snippet != want {
 		t.Fatalf("cookieless snippet = %s\nwant                 %s", ckl.Snippet, want)
 	}
 	e.must(http.StatusOK, admin, "PATCH", "/v1/properties/"+p.ID, `{"cookieless": false}`)

@@ -55,16 +55,24 @@ func (s *Server) propertyJSON(p store.Property) PropertyJSON {
 	}
 }
 
-// Snippet returns the tag a merchant puts on their pages; a cookieless
-// property's has data-cookieless, so that the tracker sets no cookie
-// (collection ignores a cookieless property's client IDs anyway).
+// Snippet returns the tags a merchant puts on their pages: the command
+// queue, so that at(...) called before the script has loaded is kept (and
+// throws nothing into the page), then the script; a cookieless property's
+// has data-cookieless, so that the tracker sets no cookie (collection
+// ignores a cookieless property's client IDs anyway).
 func Snippet(scriptURL, trackingID string, cookieless bool) string {
 	attr := ""
 	if cookieless {
 		attr = " data-cookieless"
 	}
-	return fmt.Sprintf(`<script async src="%s" data-tid="%s"%s></script>`, html.EscapeString(scriptURL), html.EscapeString(trackingID), attr)
+	return SnippetQueue + "\n" + fmt.Sprintf(`<script async src="%s" data-tid="%s"%s></script>`, html.EscapeString(scriptURL), html.EscapeString(trackingID), attr)
 }
+
+// SnippetQueue is the command queue of the snippet: at(...) before
+// tracker.js has loaded queues its arguments, which the script runs once
+// it has (an element with id "at", which the page's window.at would be, is
+// replaced too).
+const SnippetQueue = `<script>window.at=typeof at=='function'?at:function(){(at.q=at.q||[]).push(arguments)}</script>`
 
 type propertyFields struct {
 	Name       *string   `json:"name"`
