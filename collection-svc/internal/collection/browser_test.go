@@ -457,7 +457,9 @@ window.at=window.at||function(){(at.q=at.q||[]).push(arguments)};at('pageview');
 	// browser fires it): a pageview from the site, not from the page
 	// before it, which would carry a source, half an hour later, again.
 	eval(t, ctx, `dispatchEvent(new PageTransitionEvent('pageshow', {persisted: true}))`)
-	got = waitSent(t, ctx, "the pageview of the page restored", func(h sentHit) bool { return h.T == "pageview" && h.Path == "/spa/after" && count(sent(t, ctx), is("pageview", "/spa/after")) == 2 })
+	got = waitSent(t, ctx, "the pageview of the page restored", func(h sentHit) bool {
+		return h.T == "pageview" && h.Path == "/spa/after" && count(sent(t, ctx), is("pageview", "/spa/after")) == 2
+	})
 	if h := got[len(got)-1]; h.Referrer != "" {
 		t.Errorf("the pageview of a page restored from the back/forward cache: %v, want no referrer", h)
 	}
