@@ -425,9 +425,9 @@ func (p *Partition) loadRows(ctx context.Context) error {
 	err := parallel(ctx, p.cfg.Concurrency, len(reads), func(ctx context.Context, i int) error {
 		k := reads[i]
 		if k[0].kind == kindDaily { // rowReads gives every other row alone
-			return loadDailyRows(ctx, p.cfg.Session, k, p.rows.get)
+			return loadDailyRows(ctx, p.cfg.Session, p.cfg.Partition, k, p.rows.get)
 		}
-		return loadRow(ctx, p.cfg.Session, k[0], p.rows.get(k[0]))
+		return loadRow(ctx, p.cfg.Session, p.cfg.Partition, k[0], p.rows.get(k[0]))
 	})
 	p.rows.unloaded = slices.DeleteFunc(keys, func(k rowKey) bool {
 		r := p.rows.get(k)
@@ -706,7 +706,7 @@ func (p *Partition) writeDerived(ctx context.Context, through int64, due []*vsta
 		// A row loaded ahead of this flush (written by a processor that
 		// crashed after getting further) keeps its through offset: it must
 		// never go back, or hits between would be applied twice.
-		s, err := rowWrite(kr.key, kr.row, max(through, kr.row.base))
+		s, err := rowWrite(kr.key, kr.row, max(through, kr.row.base), p.cfg.Partition)
 		if err != nil {
 			return err
 		}

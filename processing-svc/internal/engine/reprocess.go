@@ -433,7 +433,7 @@ func (d *dayRun) replace(ctx context.Context, hits []*hit.Hit, shards []int, sto
 	var rollups []stmt
 	kept := make(map[string]bool, len(derived)) // by rowID
 	for _, kr := range derived {
-		w, err := rowWrite(kr.key, kr.row, FinalOffset)
+		w, err := rowWrite(kr.key, kr.row, FinalOffset, reprocessed)
 		if err != nil {
 			return err
 		}

@@ -48,15 +48,21 @@ const (
 	// cqlLoadDaily reads rollup_daily rows of one property, day and
 	// shard: every combination of the reports and dimensions asked for,
 	// so some rows that were not asked for may come too.
-	cqlLoadDaily  = "SELECT report, dimension, " + rollup.MetricColumns + ", through_offset FROM rollup_daily WHERE property_id = ? AND day = ? AND report IN ? AND dimension IN ? AND shard = ?"
+	cqlLoadDaily  = "SELECT report, dimension, " + rollup.MetricColumns + ", through_offset, through_partition FROM rollup_daily WHERE property_id = ? AND day = ? AND report IN ? AND dimension IN ? AND shard = ?"
+	cqlDaily      = "INSERT INTO rollup_daily (property_id, day, report, dimension, shard, " + rollup.MetricColumns + ", through_offset, through_partition) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 	cqlHourlyCols = "users_hll, new_users, sessions, engaged_sessions, bounces, session_duration_ms, pageviews, events, conversions, conversion_value"
-	cqlLoadHourly = "SELECT " + cqlHourlyCols + ", through_offset FROM rollup_hourly WHERE property_id = ? AND day = ? AND hour = ? AND shard = ?"
-	cqlHourly     = "INSERT INTO rollup_hourly (property_id, day, hour, shard, " + cqlHourlyCols + ", through_offset) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-	cqlLoadRT     = "SELECT pageviews, users_hll, pages, sources, through_offset FROM realtime_minutes WHERE property_id = ? AND minute = ? AND shard = ?"
-	cqlRealtime   = "INSERT INTO realtime_minutes (property_id, minute, shard, pageviews, users_hll, pages, sources, through_offset) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-	cqlLoadFilter = "SELECT hits, through_offset FROM filtered_hits WHERE property_id = ? AND day = ? AND reason = ? AND shard = ?"
-	cqlFiltered   = "INSERT INTO filtered_hits (property_id, day, reason, shard, hits, through_offset) VALUES (?, ?, ?, ?, ?, ?)"
+	cqlLoadHourly = "SELECT " + cqlHourlyCols + ", through_offset, through_partition FROM rollup_hourly WHERE property_id = ? AND day = ? AND hour = ? AND shard = ?"
+	cqlHourly     = "INSERT INTO rollup_hourly (property_id, day, hour, shard, " + cqlHourlyCols + ", through_offset, through_partition) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	cqlLoadRT     = "SELECT pageviews, users_hll, pages, sources, through_offset, through_partition FROM realtime_minutes WHERE property_id = ? AND minute = ? AND shard = ?"
+	cqlRealtime   = "INSERT INTO realtime_minutes (property_id, minute, shard, pageviews, users_hll, pages, sources, through_offset, through_partition) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	cqlLoadFilter = "SELECT hits, through_offset, through_partition FROM filtered_hits WHERE property_id = ? AND day = ? AND reason = ? AND shard = ?"
+	cqlFiltered   = "INSERT INTO filtered_hits (property_id, day, reason, shard, hits, through_offset, through_partition) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
+
+// reprocessed is the through_partition of rows reprocessing writes: no
+// Kafka partition's (their through_offset, FinalOffset, is past every
+// offset anyway).
+const reprocessed = -1
 
 // stmt is one write, grouped with others of the same partition into an
 // unlogged batch (one round trip, one partition), and, by a writer that
@@ -695,7 +701,7 @@ func rowReads(keys []rowKey) [][]rowKey {
 // rows get finds for them. A small property's hit that starts a session
 // creates some 15 rows of its day (one per report), which were a query
 // each.
-func loadDailyRows(ctx context.Context, s *gocql.Session, keys []rowKey, get func(rowKey) *row) error {
+func loadDailyRows(ctx context.Context, s *gocql.Session, partition int32, keys []rowKey, get func(rowKey) *row) error {
 	k0 := keys[0]
 	asked := make(map[[2]string]rowKey, len(keys))
 	var reports, dims []string
@@ -713,7 +719,8 @@ func loadDailyRows(ctx context.Context, s *gocql.Session, keys []rowKey, get fun
 	var users []byte
 	var m rollup.Metrics
 	var through int64
-	dest := append(append([]any{&report, &dim, &users}, m.Pointers()...), &through)
+	var from *int32
+	dest := append(append([]any{&report, &dim, &users}, m.Pointers()...), &through, &from)
 	for iter.Scan(dest...) {
 		k, ok := asked[[2]string{report, dim}]
 		if !ok {
@@ -721,7 +728,7 @@ func loadDailyRows(ctx context.Context, s *gocql.Session, keys []rowKey, get fun
 		}
 		delete(asked, [2]string{report, dim})
 		stored := m
-		if err := loadStored(get(k), users, through, func(r *row) { r.metrics = stored }); err != nil {
+		if err := loadStored(get(k), users, baseOf(through, from, partition), func(r *row) { r.metrics = stored }); err != nil {
 			iter.Close()
 			return err
 		}
@@ -739,8 +746,26 @@ func loadDailyRows(ctx context.Context, s *gocql.Session, keys []rowKey, get fun
 // write stores its sketch, even empty (row.load).
 func loadAbsent(r *row) { r.load(-1, func(*row) {}) }
 
+// baseOf is the offset of the hits of partition through which a row counts
+// that was written through offset of partition from: none (-1) when from is
+// another partition. Offsets are a partition's own: a property shard moved
+// to a new partition (partitions added to the hits topic, the topic made
+// anew) brought offsets from 0, below the row's, and the row skipped every
+// hit of it until they passed (the rest of the day). Processing is drained
+// before partitions are added (docs/operations.md), so the row counts none
+// of the new partition's hits. A row of before migration 22 has no
+// partition: taken as partition's, as before. A reprocessed row's offset is
+// final, from whatever partition.
+func baseOf(through int64, from *int32, partition int32) int64 {
+	if from != nil && *from != partition && through < FinalOffset {
+		return -1
+	}
+	return through
+}
+
 // loadStored loads into r the stored state of its row: its users sketch,
-// the offset through which it includes hits, and the rest (stored).
+// the offset of the partition's hits through which it includes them
+// (baseOf), and the rest (stored).
 func loadStored(r *row, users []byte, through int64, stored func(r *row)) error {
 	var existing sketch.Set
 	if err := existing.UnmarshalBinary(users); err != nil {
@@ -757,8 +782,9 @@ func loadStored(r *row, users []byte, through int64, stored func(r *row)) error 
 
 // loadRow reads the stored state of an additive row into r: an hourly,
 // realtime or filtered one (loadDailyRows reads rollup_daily's).
-func loadRow(ctx context.Context, s *gocql.Session, k rowKey, r *row) error {
+func loadRow(ctx context.Context, s *gocql.Session, partition int32, k rowKey, r *row) error {
 	var through int64
+	var from *int32
 	var users []byte
 	var err error
 	var stored func(r *row)
@@ -766,12 +792,12 @@ func loadRow(ctx context.Context, s *gocql.Session, k rowKey, r *row) error {
 	case kindHourly:
 		var m rollup.Metrics
 		err = s.Query(cqlLoadHourly, k.property, k.hourly.Day, int16(k.hourly.Hour), int16(k.shard)).WithContext(ctx).
-			Scan(append(append([]any{&users}, hourlyPointers(&m)...), &through)...)
+			Scan(append(append([]any{&users}, hourlyPointers(&m)...), &through, &from)...)
 		stored = func(r *row) { r.metrics = m }
 	case kindRealtime:
 		var pv int64
 		var pages, sources map[string]int64
-		err = s.Query(cqlLoadRT, k.property, k.minute.Minute, int16(k.shard)).WithContext(ctx).Scan(&pv, &users, &pages, &sources, &through)
+		err = s.Query(cqlLoadRT, k.property, k.minute.Minute, int16(k.shard)).WithContext(ctx).Scan(&pv, &users, &pages, &sources, &through, &from)
 		stored = func(r *row) {
 			r.metrics.Pageviews = pv
 			r.pages, r.sources = pages, sources
@@ -785,7 +811,7 @@ func loadRow(ctx context.Context, s *gocql.Session, k rowKey, r *row) error {
 		}
 	case kindFiltered:
 		var hits int64
-		err = s.Query(cqlLoadFilter, k.property, k.filtered.Day, k.filtered.Reason, int16(k.shard)).WithContext(ctx).Scan(&hits, &through)
+		err = s.Query(cqlLoadFilter, k.property, k.filtered.Day, k.filtered.Reason, int16(k.shard)).WithContext(ctx).Scan(&hits, &through, &from)
 		stored = func(r *row) { r.hits = hits }
 	}
 	if errors.Is(err, gocql.ErrNotFound) {
@@ -795,7 +821,7 @@ func loadRow(ctx context.Context, s *gocql.Session, k rowKey, r *row) error {
 	if err != nil {
 		return fmt.Errorf("load rollup row: %w", err)
 	}
-	return loadStored(r, users, through, stored)
+	return loadStored(r, users, baseOf(through, from, partition), stored)
 }
 
 func hourlyPointers(m *rollup.Metrics) []any {
@@ -808,7 +834,7 @@ func hourlyPointers(m *rollup.Metrics) []any {
 // stored sketch, the same, in place. Most writes of a busy row are of a
 // hit that extends a session, which changes the session-level rows'
 // metrics only, and a sketch is up to 16 KiB.
-func rowWrite(k rowKey, r *row, through int64) (stmt, error) {
+func rowWrite(k rowKey, r *row, through int64, partition int32) (stmt, error) {
 	var users any = gocql.UnsetValue
 	if r.usersChanged && k.kind != kindFiltered {
 		b, err := r.users.MarshalBinary()
@@ -820,20 +846,20 @@ func rowWrite(k rowKey, r *row, through int64) (stmt, error) {
 	sh := int16(k.shard)
 	switch k.kind {
 	case kindDaily:
-		args := append(make([]any, 0, 7+rollup.MetricCount), k.property, k.daily.Day, k.daily.Report, k.daily.Dimension, sh, users)
-		args = append(r.metrics.AppendFields(args), through)
-		return stmt{partition: "d/" + k.property + "/" + dayString(k.daily.Day) + "/" + k.daily.Report, cql: rollup.InsertDaily, args: args, keys: 5}, nil
+		args := append(make([]any, 0, 8+rollup.MetricCount), k.property, k.daily.Day, k.daily.Report, k.daily.Dimension, sh, users)
+		args = append(r.metrics.AppendFields(args), through, partition)
+		return stmt{partition: "d/" + k.property + "/" + dayString(k.daily.Day) + "/" + k.daily.Report, cql: cqlDaily, args: args, keys: 5}, nil
 	case kindHourly:
 		m := &r.metrics
 		return stmt{partition: "h/" + k.property + "/" + dayString(k.hourly.Day), cql: cqlHourly, args: []any{
 			k.property, k.hourly.Day, int16(k.hourly.Hour), sh, users, m.NewUsers, m.Sessions, m.EngagedSessions, m.Bounces,
-			m.DurationMS, m.Pageviews, m.Events, m.Conversions, m.ConversionValue, through}, keys: 4}, nil
+			m.DurationMS, m.Pageviews, m.Events, m.Conversions, m.ConversionValue, through, partition}, keys: 4}, nil
 	case kindRealtime:
 		return stmt{partition: "r/" + k.property, cql: cqlRealtime, args: []any{
-			k.property, k.minute.Minute, sh, r.metrics.Pageviews, users, r.pages, r.sources, through}, keys: 3}, nil
+			k.property, k.minute.Minute, sh, r.metrics.Pageviews, users, r.pages, r.sources, through, partition}, keys: 3}, nil
 	default:
 		return stmt{partition: "f/" + k.property + "/" + dayString(k.filtered.Day), cql: cqlFiltered, args: []any{
-			k.property, k.filtered.Day, k.filtered.Reason, sh, r.hits, through}, keys: 4}, nil
+			k.property, k.filtered.Day, k.filtered.Reason, sh, r.hits, through, partition}, keys: 4}, nil
 	}
 }
 
