@@ -26,6 +26,7 @@ import (
 var externalSeries = map[string][]string{
 	"kafka_consumergroup_lag":                              {"consumergroup", "topic", "partition"},
 	"kafka_topic_partitions":                               {"topic"},
+	"kafka_topic_partition_under_replicated_partition":     {"topic", "partition"},
 	"kube_horizontalpodautoscaler_status_current_replicas": {"namespace", "horizontalpodautoscaler"},
 	"kube_horizontalpodautoscaler_spec_max_replicas":       {"namespace", "horizontalpodautoscaler"},
 }
