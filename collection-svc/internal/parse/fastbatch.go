@@ -7,14 +7,14 @@ import "bytes"
 // each hit an object whose values are strings, numbers, booleans or null,
 // and "ep" null or an object of the same. It gives up (false) on anything
 // else: a backslash in a string (escapes are rare in hits: JSON.stringify
-// escapes only quotes, backslashes and control characters), a nested
+// escapes only quotes, backslashes and control characters), a control
+// character in a string (not JSON: the fastjson path refuses it), a nested
 // value, a number outside JSON's grammar, any hit that Batch would reject,
 // and a body that is not JSON. Batch then parses the body with fastjson.
 //
 // For every body it accepts, fastBatch returns exactly the items the
-// fastjson path returns (FuzzParseBatch checks this; like fastjson, it lets
-// control characters in strings through), so which path read a hit never
-// shows in it, nor in the ID derived from its content.
+// fastjson path returns (FuzzParseBatch checks this), so which path read a
+// hit never shows in it, nor in the ID derived from its content.
 func fastBatch(dst []Item, body []byte) ([]Item, bool) {
 	items, ok := scanBatch(dst[:0], body)
 	if !ok {
@@ -176,9 +176,8 @@ func (s *scanner) params(ps []span, vals []byte, f *Fields) ([]span, []byte, boo
 	}
 }
 
-// plainString reads a string that has no escapes, and returns its
-// contents (a slice of b). Like fastjson, it lets control characters
-// through.
+// plainString reads a string that has no escapes and no control
+// characters, and returns its contents (a slice of b).
 func (s *scanner) plainString() ([]byte, bool) {
 	if !s.byte('"') {
 		return nil, false
@@ -188,7 +187,7 @@ func (s *scanner) plainString() ([]byte, bool) {
 		return nil, false
 	}
 	str := s.b[s.i : s.i+n]
-	if bytes.IndexByte(str, '\\') >= 0 {
+	if bytes.IndexByte(str, '\\') >= 0 || hasControl(str) {
 		return nil, false
 	}
 	s.i += n + 1
@@ -267,6 +266,17 @@ func (s *scanner) number() bool {
 	}
 	s.i = i
 	return true
+}
+
+// hasControl reports whether b holds a control character, which a JSON
+// string may not hold unescaped (the fastjson path refuses the body).
+func hasControl(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 {
+			return true
+		}
+	}
+	return false
 }
 
 // digits returns the index after the decimal digits of b from i.

@@ -86,14 +86,84 @@ func withObject(dst []Item, body []byte, shape string, f func([]Item, *fastjson.
 	}
 	p := parsers.Get()
 	defer parsers.Put(p)
+	// fastjson's parser reads what is not JSON (an escape \' or \x41, a
+	// control character in a string, a number 01, NaN, +1 or .5) and
+	// keeps it as written: a title stored as Men\'s. Its validator does
+	// not; it runs once the parser, which bounds the nesting (300 levels:
+	// the validator has no bound), has read the body.
 	v, err := p.ParseBytes(body)
+	if err == nil {
+		err = fastjson.ValidateBytes(body)
+	}
 	if err != nil {
 		return nil, Errorf(ReasonMalformed, "", "%s", notJSON(body, shape, err))
+	}
+	if fixed, ok := loneSurrogatesReplaced(body); ok {
+		if v, err = p.ParseBytes(fixed); err != nil {
+			return nil, Errorf(ReasonMalformed, "", "%s", notJSON(body, shape, err))
+		}
 	}
 	if v.Type() != fastjson.TypeObject {
 		return nil, Errorf(ReasonMalformed, "", "the body must be a JSON object %s", shape)
 	}
 	return f(dst, v)
+}
+
+// loneSurrogatesReplaced returns body (valid JSON) with every escape of a
+// lone UTF-16 surrogate (\ud83d not followed by \udc00-\udfff, or one of
+// those alone) written as \ufffd, the replacement character, as
+// encoding/json decodes it: fastjson kept the six characters \ud83d in
+// the string. JSON.stringify writes one for a string cut inside an emoji.
+// A copy, and true, when body has one (rarely).
+func loneSurrogatesReplaced(body []byte) ([]byte, bool) {
+	if !bytes.Contains(body, []byte(`\u`)) {
+		return nil, false
+	}
+	var out []byte
+	for i := 0; i < len(body); i++ {
+		if body[i] != '\\' || i+1 >= len(body) {
+			continue
+		}
+		if body[i+1] != 'u' {
+			i++ // \" \\ \n ...: the next byte is no escape of its own
+			continue
+		}
+		r := hexRune(body, i+2)
+		switch {
+		case r >= 0xD800 && r <= 0xDBFF && i+12 <= len(body) && body[i+6] == '\\' && body[i+7] == 'u':
+			if lo := hexRune(body, i+8); lo >= 0xDC00 && lo <= 0xDFFF {
+				i += 11 // a pair
+				continue
+			}
+		case r < 0xD800 || r > 0xDFFF:
+			i += 5
+			continue
+		}
+		if out == nil {
+			out = bytes.Clone(body)
+		}
+		copy(out[i:i+6], `\ufffd`)
+		i += 5
+	}
+	return out, out != nil
+}
+
+// hexRune is the value of the four hex digits of b at i (the body is
+// valid JSON: they are there).
+func hexRune(b []byte, i int) rune {
+	var r rune
+	for _, c := range b[i : i+4] {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c -= 'a' - 10
+		default:
+			c -= 'A' - 10
+		}
+		r = r<<4 | rune(c)
+	}
+	return r
 }
 
 // reuse returns n empty items, in dst's memory when it has room.
