@@ -59,6 +59,7 @@ func (c *ConfigProperties) Property(ctx context.Context, id string) (*Property, 
 			}
 			return history.Version(n)
 		},
+		CurrentVersion: version,
 	}, nil
 }
 

@@ -32,6 +32,10 @@ type Property struct {
 	// RulesVersion returns the rules of one version, or nil if unknown
 	// (nil: versions are found by time only).
 	RulesVersion func(version int) *rules.Compiled
+	// CurrentVersion is the version of the property's current rules (0:
+	// unknown): the one a reprocessing job with today's rules pins when it
+	// is made.
+	CurrentVersion int
 }
 
 // RulesOf returns the rules in effect when h was received: the version

@@ -100,7 +100,7 @@ func EarliestDay(p *Property, now time.Time) time.Time {
 // live processors' in-memory copies of its rows. And only days the archive
 // still holds whole (EarliestDay), checked when the day is run, not only
 // when its job was made: a job resumed days later may have reached them.
-func ReprocessDay(ctx context.Context, s *gocql.Session, p *Property, day time.Time, mode RulesMode, currentAt time.Time, users *FirstSessions, now time.Time) error {
+func ReprocessDay(ctx context.Context, s *gocql.Session, p *Property, day time.Time, mode RulesMode, current *rules.Compiled, users *FirstSessions, now time.Time) error {
 	if !day.Before(session.LocalDay(now, p.Location).AddDate(0, 0, -1)) {
 		return fmt.Errorf("%w: %s (reprocess days up to two days ago)", ErrDayOpen, day.Format(time.DateOnly))
 	}
@@ -108,13 +108,12 @@ func ReprocessDay(ctx context.Context, s *gocql.Session, p *Property, day time.T
 		return fmt.Errorf("%w: %s, whose hits the raw archive (%d days) may hold only in part by now; reprocess from %s on",
 			ErrPastRetention, day.Format(time.DateOnly), int(hit.ArchiveRetention/(24*time.Hour)), earliest.Format(time.DateOnly))
 	}
-	return newDayRun(s, p, day, mode, currentAt, users, now).run(ctx)
+	return newDayRun(s, p, day, mode, current, users, now).run(ctx)
 }
 
 // newDayRun returns the reprocessing of one day (ReprocessDay, without its
 // check that the day is closed).
-func newDayRun(s *gocql.Session, p *Property, day time.Time, mode RulesMode, currentAt time.Time, users *FirstSessions, now time.Time) *dayRun {
-	current := p.RulesAt(currentAt)
+func newDayRun(s *gocql.Session, p *Property, day time.Time, mode RulesMode, current *rules.Compiled, users *FirstSessions, now time.Time) *dayRun {
 	return &dayRun{s: s, p: p, day: day, users: users, now: now, known: map[string]userRow{}, firsts: map[string]userFirst{}, days: map[string][]visitor.DaySessions{}, staleClients: map[string]bool{}, rulesOf: func(h *hit.Hit) *rules.Compiled {
 		if mode == RulesCurrent {
 			return current
@@ -922,14 +921,20 @@ func rowID(k rowKey) string {
 	return fmt.Sprintf("%d/%d/%v/%v/%v", k.kind, k.shard, k.daily, k.hourly, k.filtered)
 }
 
+// ErrUnknownRulesVersion is the error of a job whose pinned rules version
+// the property's history no longer holds.
+var ErrUnknownRulesVersion = errors.New("unknown rules version")
+
 // Reprocessor re-derives a range of days, reporting progress.
 type Reprocessor struct {
 	Session *gocql.Session
 	Log     *slog.Logger
 	Now     func() time.Time
-	// CurrentAt is the instant whose rules RulesCurrent applies (a job's
-	// creation); zero: when Run starts.
-	CurrentAt time.Time
+	// CurrentVersion is the rules version RulesCurrent applies (a job's,
+	// pinned when it was made); zero: the version in effect at CurrentAt,
+	// and when that is zero too, when Run starts.
+	CurrentVersion int
+	CurrentAt      time.Time
 }
 
 // Progress is reported after each day.
@@ -960,9 +965,16 @@ func (rp *Reprocessor) Run(ctx context.Context, p *Property, from, to time.Time,
 	if rp.Now != nil {
 		now = rp.Now
 	}
-	currentAt := rp.CurrentAt
-	if currentAt.IsZero() {
-		currentAt = now()
+	var current *rules.Compiled
+	switch {
+	case rp.CurrentVersion != 0:
+		if current = p.version(rp.CurrentVersion); current == nil {
+			return fmt.Errorf("%w: rules version %d, which the job applies, is not in the property's rule history (pruned?); make a new job", ErrUnknownRulesVersion, rp.CurrentVersion)
+		}
+	case rp.CurrentAt.IsZero():
+		current = p.RulesAt(now())
+	default:
+		current = p.RulesAt(rp.CurrentAt)
 	}
 	all := int(to.Sub(from).Hours()/24) + 1
 	users := NewFirstSessions(p, from, to)
@@ -974,7 +986,7 @@ func (rp *Reprocessor) Run(ctx context.Context, p *Property, from, to time.Time,
 			}
 			continue
 		}
-		err := ReprocessDay(ctx, rp.Session, p, d, mode, currentAt, users, now())
+		err := ReprocessDay(ctx, rp.Session, p, d, mode, current, users, now())
 		if errors.Is(err, ErrNoArchive) && rp.Log != nil {
 			rp.Log.Warn("reprocessing left a day as it is", slog.String("property_id", p.ID), slog.Any("reason", err))
 		}

@@ -372,7 +372,7 @@ func TestStoppedReprocessLeavesShardsWhole(t *testing.T) {
 		t.Fatal("shard 0 has no Referral sessions under version 1: the test would prove nothing")
 	}
 	now := changed.Add(time.Hour)
-	d := newDayRun(s, p, day, RulesCurrent, now, NewFirstSessions(p, day, day), now)
+	d := newDayRun(s, p, day, RulesCurrent, p.RulesAt(now), NewFirstSessions(p, day, day), now)
 	d.afterShards = func(shards []int) error {
 		if slices.Contains(shards, 0) {
 			return errStop
@@ -406,7 +406,7 @@ func TestReprocessReplacesAShardsRowsInOneBatch(t *testing.T) {
 	var mu sync.Mutex
 	batches := map[group]map[int]bool{} // the batches holding a group's statements
 	var jobs, mixed int
-	d := newDayRun(s, p, day, RulesCurrent, now, NewFirstSessions(p, day, day), now)
+	d := newDayRun(s, p, day, RulesCurrent, p.RulesAt(now), NewFirstSessions(p, day, day), now)
 	d.beforeJob = func(job []stmt) error {
 		mu.Lock()
 		defer mu.Unlock()
@@ -486,7 +486,7 @@ func TestReprocessDeletesRetiredReports(t *testing.T) {
 		t.Fatalf("%d rows of retired reports stored, want 4", n)
 	}
 	now := changed.Add(time.Hour)
-	if err := newDayRun(s, p, day, RulesCurrent, now, NewFirstSessions(p, day, day), now).run(ctx); err != nil {
+	if err := newDayRun(s, p, day, RulesCurrent, p.RulesAt(now), NewFirstSessions(p, day, day), now).run(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if n := retired(); n != 0 {
@@ -723,7 +723,7 @@ func TestReprocessWritesUnchangedUsersOnce(t *testing.T) {
 	users := func() int {
 		var mu sync.Mutex
 		n := 0
-		d := newDayRun(s, p, day, RulesCurrent, now, NewFirstSessions(p, day, day), now)
+		d := newDayRun(s, p, day, RulesCurrent, p.RulesAt(now), NewFirstSessions(p, day, day), now)
 		d.beforeJob = func(job []stmt) error {
 			mu.Lock()
 			defer mu.Unlock()

@@ -173,7 +173,7 @@ func TestReprocessRefusesOpenDays(t *testing.T) {
 	s := connect(t)
 	p := testProperty(t, rules.Defaults())
 	now := time.Now()
-	err := ReprocessDay(context.Background(), s, p, session.LocalDay(now, time.UTC), RulesCurrent, now, NewFirstSessions(p, session.LocalDay(now, time.UTC), session.LocalDay(now, time.UTC)), now)
+	err := ReprocessDay(context.Background(), s, p, session.LocalDay(now, time.UTC), RulesCurrent, p.RulesAt(now), NewFirstSessions(p, session.LocalDay(now, time.UTC), session.LocalDay(now, time.UTC)), now)
 	if err == nil {
 		t.Fatal("reprocessing today was accepted")
 	}

@@ -222,7 +222,7 @@ func TestReprocessWritesEverySketch(t *testing.T) {
 	now := changed.Add(time.Hour)
 	var mu sync.Mutex
 	var rows, unset int
-	d := newDayRun(s, p, day, RulesCurrent, now, NewFirstSessions(p, day, day), now)
+	d := newDayRun(s, p, day, RulesCurrent, p.RulesAt(now), NewFirstSessions(p, day, day), now)
 	d.beforeJob = func(job []stmt) error {
 		mu.Lock()
 		defer mu.Unlock()

@@ -32,12 +32,16 @@ type Job struct {
 	From       string           `json:"from"` // property-local dates, inclusive
 	To         string           `json:"to"`
 	Rules      engine.RulesMode `json:"rules"`
-	Status     string           `json:"status"`
-	DaysDone   int              `json:"days_done"`
-	DaysTotal  int              `json:"days_total"`
-	Error      string           `json:"error,omitempty"`
-	CreatedAt  time.Time        `json:"created_at"`
-	UpdatedAt  time.Time        `json:"updated_at"`
+	// RulesVersion is the version a job with current rules applies: the
+	// property's when the job was made (0: a job of the rules of the time,
+	// or one made before jobs recorded it, which finds it by CreatedAt).
+	RulesVersion int       `json:"rules_version,omitempty"`
+	Status       string    `json:"status"`
+	DaysDone     int       `json:"days_done"`
+	DaysTotal    int       `json:"days_total"`
+	Error        string    `json:"error,omitempty"`
+	CreatedAt    time.Time `json:"created_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
 	// UsersPastRange counts the users whose first session the job moved
 	// across the end of its range (engine.Progress.PastRangeUsers): the
 	// days after the range count them new as before, until a job through
@@ -128,8 +132,15 @@ func (r *Runner) Create(ctx context.Context, propertyID, from, to string, mode e
 	now := r.now()
 	j := &Job{PropertyID: propertyID, ID: gocql.TimeUUID().String(), From: from, To: to, Rules: mode, Status: StatusPending,
 		DaysTotal: int(t.Sub(f).Hours()/24) + 1, CreatedAt: now, UpdatedAt: now}
-	err = r.Session.Query(`INSERT INTO reprocess_jobs (property_id, job_id, from_day, to_day, rules_mode, status, days_total, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, j.PropertyID, j.ID, f, t, string(mode), j.Status, j.DaysTotal, now, now).WithContext(ctx).Exec()
+	var version any // null: the rules of the time
+	if mode == engine.RulesCurrent {
+		// Pinned by number: the version in effect when the job was made,
+		// found by its time, depended on config-svc's clock.
+		j.RulesVersion = p.CurrentVersion
+		version = j.RulesVersion
+	}
+	err = r.Session.Query(`INSERT INTO reprocess_jobs (property_id, job_id, from_day, to_day, rules_mode, rules_version, status, days_total, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, j.PropertyID, j.ID, f, t, string(mode), version, j.Status, j.DaysTotal, now, now).WithContext(ctx).Exec()
 	if err != nil {
 		return nil, unavailableError{fmt.Errorf("record reprocessing job: %w", err)}
 	}
@@ -313,7 +324,7 @@ func (r *Runner) run(ctx context.Context, j *Job, done map[string]bool) error {
 	t, _ := time.Parse(time.DateOnly, j.To)
 	// "Current" rules are those of the job's creation, on every day
 	// however often it is resumed.
-	rp := &engine.Reprocessor{Session: r.Session, Log: r.Log, Now: r.Now, CurrentAt: j.CreatedAt}
+	rp := &engine.Reprocessor{Session: r.Session, Log: r.Log, Now: r.Now, CurrentVersion: j.RulesVersion, CurrentAt: j.CreatedAt}
 	// The users past the range are the run's so far (engine.Progress),
 	// recorded under the first day the run derives: each run of the job
 	// its own entry, overwritten as the run goes on.
@@ -380,9 +391,9 @@ func (r *Runner) load(ctx context.Context, propertyID, jobID string) (*Job, map[
 	var days []time.Time
 	var pastUsers map[time.Time]int
 	var pastThrough map[time.Time]time.Time
-	err := r.Session.Query(`SELECT from_day, to_day, rules_mode, status, days_done, days_total, error, created_at, updated_at, past_range_users, past_range_through
+	err := r.Session.Query(`SELECT from_day, to_day, rules_mode, rules_version, status, days_done, days_total, error, created_at, updated_at, past_range_users, past_range_through
 		FROM reprocess_jobs WHERE property_id = ? AND job_id = ?`, propertyID, jobID).WithContext(ctx).
-		Scan(&from, &to, &mode, &j.Status, &days, &j.DaysTotal, &j.Error, &j.CreatedAt, &j.UpdatedAt, &pastUsers, &pastThrough)
+		Scan(&from, &to, &mode, &j.RulesVersion, &j.Status, &days, &j.DaysTotal, &j.Error, &j.CreatedAt, &j.UpdatedAt, &pastUsers, &pastThrough)
 	if errors.Is(err, gocql.ErrNotFound) {
 		return nil, nil, ErrNotFound
 	}

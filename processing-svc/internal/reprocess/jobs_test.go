@@ -490,3 +490,56 @@ func TestJobReportsUsersPastRange(t *testing.T) {
 		t.Fatalf("the first job after its resume: %+v, %v; want 1 user past the range still", got, err)
 	}
 }
+
+// TestCurrentRulesArePinnedByVersion: a job with today's rules applies the
+// version of the property's document when the job was made. It found it by
+// the job's creation time against the versions' effective times, which
+// config-svc's clock sets: with that clock ahead (or the version saved
+// while the job was made), the job applied the version before the one the
+// merchant had just saved, and said nothing of it.
+func TestCurrentRulesArePinnedByVersion(t *testing.T) {
+	ctx := context.Background()
+	s, props := connect(t)
+	day := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	processLive(t, s, props, 10, func(i int) (string, time.Time) {
+		return fmt.Sprint("c", i), day.Add(time.Duration(i) * time.Minute)
+	})
+	v1, err := rules.Compile(rules.Defaults(), 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2 := rules.Defaults()
+	r2.Pages.Exclude = []string{"^/$"}
+	v2, err := rules.Compile(r2, 2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Version 2 is the document's, but takes effect, by config-svc's clock,
+	// after the job is made.
+	p := &engine.Property{ID: propID, TenantID: "t", Location: time.UTC, Shards: 1, CurrentVersion: 2,
+		RulesAt:      func(time.Time) *rules.Compiled { return v1 },
+		RulesVersion: func(n int) *rules.Compiled { return map[int]*rules.Compiled{1: v1, 2: v2}[n] }}
+	r := &Runner{Session: s, Properties: enginetest.Properties{p}, Now: func() time.Time { return time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC) }}
+	j := runNewJob(t, r, "2026-03-02", "2026-03-02")
+	if j.Status != StatusDone || j.RulesVersion != 2 {
+		t.Fatalf("job %+v: want done, with rules version 2", j)
+	}
+	var sessions int
+	if err := s.Query("SELECT COUNT(*) FROM sessions_by_hour WHERE property_id = ? AND day = ? AND shard = 0 AND "+allHours, propID, time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)).Scan(&sessions); err != nil {
+		t.Fatal(err)
+	}
+	if sessions != 0 {
+		t.Fatalf("%d sessions after reprocessing under version 2, which drops every pageview; the job applied version 1", sessions)
+	}
+
+	// A version the history no longer holds fails the job, saying so,
+	// rather than applying another.
+	p.CurrentVersion = 3
+	k, err := r.Create(ctx, propID, "2026-03-02", "2026-03-02", engine.RulesCurrent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Run(ctx, propID, k.ID); !errors.Is(err, engine.ErrUnknownRulesVersion) {
+		t.Fatalf("a job of an unknown version: %v, want ErrUnknownRulesVersion", err)
+	}
+}
