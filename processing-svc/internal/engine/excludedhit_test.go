@@ -3,12 +3,14 @@ package engine
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/acme/analytics/pkg/hit"
 	"github.com/acme/analytics/pkg/rollup"
 	"github.com/acme/analytics/pkg/rules"
+	"github.com/acme/analytics/processing-svc/internal/dumptest"
 )
 
 // excludedHitProperty has rules version 1 (the defaults) until ten minutes
@@ -139,5 +141,27 @@ func TestCrashAfterAnExcludedHitCountsOnce(t *testing.T) {
 	t.Logf("source_medium after crash: %v", totals(t, s2, rollup.SourceMedium))
 	if want["Direct"] != got["Direct"] || want["Referral"] != got["Referral"] {
 		t.Errorf("after a crash the channel report differs: uninterrupted %+v, after crash %+v", want, got)
+	}
+}
+
+// TestSessionRowRecordsTheRulesItWasDerivedUnder: a session re-derived
+// under a new rules version (a referral exclusion added: its source is now
+// Direct) is stored with that version, as docs/processing.md says; it kept
+// its first hit's, evaluated under the version before.
+func TestSessionRowRecordsTheRulesItWasDerivedUnder(t *testing.T) {
+	ctx := context.Background()
+	v2 := rules.Defaults()
+	v2.ReferralExclusions = []string{"news.example.org"}
+	c1, c2 := compile(t, rules.Defaults(), 1), compile(t, v2, 2)
+	p := &Property{ID: propID, Location: time.UTC, Shards: 1, RulesAt: func(time.Time) *rules.Compiled { return c2 },
+		RulesVersion: func(n int) *rules.Compiled { return map[int]*rules.Compiled{1: c1, 2: c2}[n] }}
+	stamp := func(h *hit.Hit, v int) *hit.Hit { h.RuleVersion = v; return h }
+	s := connect(t)
+	run(t, ctx, newPartition(s, p), aMsgs(0,
+		stamp(aHit("A", "a1", t0, t0, "https://shop.example/", "https://news.example.org/x"), 1),
+		stamp(aHit("A", "a2", t0.Add(time.Minute), t0.Add(time.Minute), "https://shop.example/b", ""), 2)), 10)
+	rows := strings.Split(dumptest.Tables(t, s, "sessions_by_hour"), "\n")
+	if len(rows) != 1 || !strings.Contains(rows[0], "channel=Direct") || !strings.Contains(rows[0], "rule_version=2") {
+		t.Fatalf("the session re-derived under version 2: %q; want one row, Direct, rule_version=2", rows)
 	}
 }

@@ -106,6 +106,7 @@ func settings(p *Property, r *rules.Compiled) session.Settings {
 		IgnoreReferrer: r.ReferralExcluded,
 		CustomChannel:  r.Channel,
 		Source:         sourceOf(p, r),
+		RuleVersion:    r.Version(),
 	}
 }
 

@@ -21,6 +21,7 @@
 package session
 
 import (
+	"cmp"
 	"slices"
 	"time"
 
@@ -43,6 +44,9 @@ type Settings struct {
 	// engine uses the compiled rules and the zone). Sessions built under
 	// one Source are extended for the next hit instead of built again.
 	Source any
+	// RuleVersion is the version of the rules the settings come from,
+	// which a session built under them records (0: its first hit's).
+	RuleVersion int
 }
 
 // Goal is a goal completion a hit triggered.
@@ -235,7 +239,10 @@ func (ss *Session) finish(s Settings) {
 	ss.Day, ss.Hour, ss.Location = LocalDay(ss.Start, s.Location), LocalHour(ss.Start, s.Location), s.Location
 	ss.DurationMS = ss.End.Sub(ss.Start).Milliseconds()
 	ss.Country, ss.Device, ss.Browser, ss.OS = first.Country, first.Device, first.Browser, first.OS
-	ss.RuleVersion = first.RuleVersion
+	// The rules the session was derived under, which a rules change
+	// re-derives it under: not its first hit's, evaluated perhaps under
+	// an earlier version.
+	ss.RuleVersion = cmp.Or(s.RuleVersion, first.RuleVersion)
 	ss.Landing, ss.Exit = NotSet, NotSet
 
 	var pvTimes []time.Time
