@@ -549,3 +549,24 @@ func TestFailingResyncPassWaitsItsGapAndMore(t *testing.T) {
 		t.Errorf("after 8 failures the wait is %v, want gap+%v", last, maxBackoff)
 	}
 }
+
+// TestHistoryHasItsOwnTimeLimit: a property's rule history is every
+// version kept in one answer, tens of megabytes for a large document an
+// hourly job rewrites: bounded by RequestTimeout (5 s), its fetch failed at
+// every try, and every processor without a cached copy held up its
+// partition. It has HistoryTimeout (30 s) of its own.
+func TestHistoryHasItsOwnTimeLimit(t *testing.T) {
+	srv := newDocServer(t, 1)
+	inner := srv.Config.Handler
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/rules/versions") {
+			time.Sleep(300 * time.Millisecond) // a long answer
+		}
+		inner.ServeHTTP(w, r)
+	})
+	c := testClient(t, srv, func(cfg *Config) { cfg.RequestTimeout, cfg.HistoryTimeout = 100*time.Millisecond, 5*time.Second })
+	h, err := c.RuleHistory(context.Background(), testDoc(0).PropertyID)
+	if err != nil || h.Newest() != 1 {
+		t.Fatalf("a history answered in 300 ms, with RequestTimeout 100 ms and HistoryTimeout 5 s: %v, %v", h, err)
+	}
+}

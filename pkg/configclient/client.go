@@ -52,6 +52,12 @@ type Config struct {
 	Wait time.Duration
 	// RequestTimeout bounds one lookup (5s).
 	RequestTimeout time.Duration
+	// HistoryTimeout bounds the fetch of a property's rule history (30s):
+	// one answer of every version kept, up to 10,000, tens of megabytes
+	// for a property whose large document an hourly job rewrites. Failing
+	// at RequestTimeout, it failed at every try and held up the
+	// partitions of every processor without a cached copy.
+	HistoryTimeout time.Duration
 	// NegativeTTL is how long an unknown tracking ID or property is
 	// answered from the cache (1m); the change feed ends it at once when
 	// the ID is created.
@@ -214,6 +220,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 5 * time.Second
+	}
+	if cfg.HistoryTimeout <= 0 {
+		cfg.HistoryTimeout = 30 * time.Second
 	}
 	if cfg.NegativeTTL <= 0 {
 		cfg.NegativeTTL = time.Minute
@@ -448,7 +457,7 @@ func (c *Client) RuleHistory(ctx context.Context, propertyID string) (*History, 
 // callers, as fetchHistoryNow.
 func (c *Client) fetchHistory(ctx context.Context, propertyID string) (*History, error) {
 	v, err, _ := c.flight.Do("versions:"+propertyID, func() (any, error) {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.RequestTimeout)
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.HistoryTimeout)
 		defer cancel()
 		return c.fetchHistoryNow(fctx, propertyID)
 	})
