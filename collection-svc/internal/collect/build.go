@@ -425,6 +425,13 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 	h.Time = sent
 	h.ID = h.DeriveID(f.EventID)
 	h.Time = dated
+	if tx := purchaseTransaction(f, origin); tx != "" {
+		// GA4 counts a purchase once per transaction_id: a webhook and a
+		// thank-you page both forwarding it, or a retry after a 503 in
+		// another second, made it two.
+		h.ID = h.DeriveID(tx)
+		return h, nil
+	}
 	if us := sent.UnixMicro() % 1e6; f.EventID == "" && f.TimestampMicros != "" && us != 0 {
 		// The sender's own time, to the microsecond, which a retry sends
 		// again: two events of one second at two instants are two events.
@@ -434,6 +441,17 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 		h.ID = hit.BustedID(h.ID, f.CacheBuster)
 	}
 	return h, nil
+}
+
+// purchaseTransaction is the key a Measurement API purchase without an
+// event_id is counted once by, its visitor's purchase of transaction_id,
+// as GA4 de-duplicates purchases; "" for any other hit.
+func purchaseTransaction(f *parse.Fields, origin hit.Origin) string {
+	tx := f.Params["transaction_id"]
+	if origin != hit.OriginMeasurement || f.EventID != "" || f.Action != "purchase" || tx == "" {
+		return ""
+	}
+	return "transaction\x00" + tx
 }
 
 // errNoSalt is build's answer for a hit that needs a cookieless visitor ID

@@ -320,9 +320,10 @@ func (s *Server) handle(ctx context.Context, r *http.Request, in input, received
 			reject(e, i)
 			continue
 		}
-		if it.Fields.EventID == "" && len(in.items) > 1 {
+		if it.Fields.EventID == "" && len(in.items) > 1 && purchaseTransaction(&it.Fields, in.origin) == "" {
 			// Identical hits of one request are as many hits: a retry
-			// sends the request again, not one of its hits twice.
+			// sends the request again, not one of its hits twice. (But
+			// a transaction's purchase is one, as GA4 counts it.)
 			if twins == nil {
 				twins = make(map[string]int)
 			}

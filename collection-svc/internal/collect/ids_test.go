@@ -163,3 +163,43 @@ func TestMeasurementVisitorContextIsNotInTheID(t *testing.T) {
 		t.Errorf("a retry from another address has another ID: %s, then %s", with, moved)
 	}
 }
+
+// TestPurchaseCountedOncePerTransaction: GA4 counts a purchase once per
+// transaction_id. Without an event_id, its ID was derived from its content
+// and second: the same purchase forwarded by a webhook and a thank-you
+// page, or retried after a 503 in another second, counted its revenue
+// twice. A Measurement API purchase without event_id has the ID of its
+// visitor's transaction; another transaction, another event, or an
+// event_id, is its own.
+func TestPurchaseCountedOncePerTransaction(t *testing.T) {
+	s, p := testServer(t, 1, countingQueue{new(int)})
+	mux := http.NewServeMux()
+	s.Register(mux)
+	id := func(us int64, event string) string {
+		t.Helper()
+		return debugHit(t, mux, p.TrackingID, `{"client_id":"c","timestamp_micros":`+strconv.FormatInt(us, 10)+`,"events":[`+event+`]}`).ID
+	}
+	at := time.Now().Add(-10 * time.Minute).UnixMicro()
+	purchase := func(tx string) string {
+		return `{"name":"purchase","params":{"transaction_id":"` + tx + `","value":30.03,"currency":"EUR"}}`
+	}
+	first := id(at, purchase("T1"))
+	if again := id(at+2_000_000, purchase("T1")); again != first {
+		t.Errorf("the purchase of transaction T1 sent again 2 s later has another ID: %s, then %s", first, again)
+	}
+	if other := id(at, purchase("T2")); other == first {
+		t.Errorf("two transactions have one ID")
+	}
+	if cart := id(at, `{"name":"add_to_cart","params":{"transaction_id":"T1","value":30.03,"currency":"EUR"}}`); cart == first {
+		t.Errorf("another event of the transaction has the purchase's ID")
+	}
+	if own := id(at, `{"name":"purchase","params":{"transaction_id":"T1","event_id":"e-1","value":30.03,"currency":"EUR"}}`); own == first {
+		t.Errorf("a purchase with an event_id has the transaction's ID, not its own")
+	}
+	// Twice in one request: one purchase too.
+	w := postMP(t, mux, p.TrackingID, "/debug/mp/collect", `{"client_id":"c","timestamp_micros":`+strconv.FormatInt(at, 10)+`,"events":[`+purchase("T1")+`,`+purchase("T1")+`]}`)
+	var res DebugResult
+	if err := json.Unmarshal(w.Body.Bytes(), &res); err != nil || len(res.Hits) != 2 || res.Hits[0].Hit.ID != first || res.Hits[1].Hit.ID != first {
+		t.Errorf("a transaction's purchase twice in one request: %s; want both with the transaction's ID %s", w.Body, first)
+	}
+}

@@ -71,7 +71,8 @@ func TestMeasurementErrorsNameTheSendersFields(t *testing.T) {
 		{"params not an object", `[{"name":"sign_up","params":[1]}]`, "malformed", "events[0].params", "params must be a JSON object"},
 		{"too many params", `[{"name":"sign_up","params":{` + manyParams(26) + `}}]`, "malformed", "events[0].params", "more than 25"},
 		{"event_id not a scalar", `[{"name":"sign_up","event_id":{"a":1}}]`, "malformed", "events[0].event_id", "string, number"},
-		{"event too large", `[{"name":"sign_up","params":{"items":"` + long(9000) + `"}}]`, "too_large", "events[0]", "8192"},
+		{"event too large", `[{"name":"sign_up","params":{"note":"` + long(9000) + `"}}]`, "too_large", "events[0]", "8192"},
+		{"event too large by its items", `[{"name":"purchase","params":{"items":"` + long(9000) + `"}}]`, "too_large", "events[0].params.items", "item_id, price and quantity"},
 		{"reserved event name", `[{"name":"sign_up"},{"name":"session_start"}]`, "reserved_name", "events[1].name", "reserved"},
 		{"reserved prefix", `[{"name":"ga_purchase"}]`, "reserved_name", "events[0].name", "ga_"},
 		// campaign_details' campaign, checked as /collect's cs, cm, cn, ck, cc.

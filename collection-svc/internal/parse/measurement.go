@@ -225,6 +225,10 @@ func measurementEvent(v *fastjson.Value, common Fields) Item {
 		}
 	}
 	if f.Size > MaxHitBytes {
+		if items := f.Params["items"]; len(items) > f.Size/2 {
+			// A purchase's cart, the usual cause: GA4 takes 200 items.
+			return fail(Errorf(ReasonTooLarge, "params.items", "the event is %d bytes, %d of them its items; the limit of an event is %d: send each item with fewer fields (item_id, price and quantity are what reports need), or the purchase without items", f.Size, len(items), MaxHitBytes))
+		}
 		return fail(Errorf(ReasonTooLarge, "", "the event is %d bytes; the limit is %d", f.Size, MaxHitBytes))
 	}
 	p := f.Params

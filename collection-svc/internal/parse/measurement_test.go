@@ -150,3 +150,20 @@ func TestStoredIPOverride(t *testing.T) {
 		}
 	}
 }
+
+// TestOversizedCartIsNamed: a purchase whose items take it past the 8 KiB
+// an event may have (about 18 of GA4's sample items) is refused naming its
+// items and what to send instead, not only its size.
+func TestOversizedCartIsNamed(t *testing.T) {
+	item := `{"item_id":"SKU_12345","item_name":"Stan and Friends Tee","affiliation":"Google Merchandise Store","coupon":"SUMMER_FUN","discount":2.22,"index":0,"item_brand":"Google","item_category":"Apparel","item_category2":"Adult","item_category3":"Shirts","item_category4":"Crew","item_category5":"Short sleeve","item_list_id":"related_products","item_list_name":"Related Products","item_variant":"green","location_id":"ChIJIQBpAG2ahYAR_6128GcTUEo","price":10.01,"quantity":3}`
+	body := `{"client_id":"c","events":[{"name":"purchase","params":{"transaction_id":"T1","value":30.03,"currency":"EUR","items":[` +
+		strings.TrimSuffix(strings.Repeat(item+",", 20), ",") + `]}}]}`
+	items, err := Measurement(nil, []byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := items[0].Err
+	if e == nil || e.Reason != ReasonTooLarge || e.Field != "events[0].params.items" || !strings.Contains(e.Message, "item_id, price and quantity") {
+		t.Fatalf("a purchase of 20 items: %v, want too_large of events[0].params.items saying what to send", e)
+	}
+}
