@@ -24,6 +24,29 @@ type DebugResult struct {
 	Error    *httpserver.ErrorDetail `json:"error,omitempty"`    // the request as a whole
 	Warnings []Warning               `json:"warnings,omitempty"` // the request as a whole
 	Hits     []DebugHit              `json:"hits,omitempty"`
+	// ValidationMessages is every error above as GA4's Measurement
+	// Protocol validation server lists them (empty, not absent, for a
+	// valid request), so that tools written for it read ours: on the
+	// Measurement API's endpoint only.
+	ValidationMessages *[]ValidationMessage `json:"validationMessages,omitempty"`
+}
+
+// ValidationMessage is an error in GA4's validation server's form.
+type ValidationMessage struct {
+	FieldPath      string `json:"fieldPath,omitempty"`
+	Description    string `json:"description"`
+	ValidationCode string `json:"validationCode"` // VALUE_INVALID, NAME_RESERVED or VALUE_OUT_OF_BOUNDS
+}
+
+func validationMessage(d *httpserver.ErrorDetail) ValidationMessage {
+	code := "VALUE_INVALID"
+	switch d.Code {
+	case parse.ReasonTooLarge:
+		code = "VALUE_OUT_OF_BOUNDS"
+	case parse.ReasonReservedName:
+		code = "NAME_RESERVED"
+	}
+	return ValidationMessage{FieldPath: d.Field, Description: d.Message, ValidationCode: code}
 }
 
 // DebugHit is one hit of a DebugResult.
@@ -148,6 +171,18 @@ func (s *Server) debugRespond(w http.ResponseWriter, out outcome, origin hit.Ori
 			}
 			res.Hits = append(res.Hits, dh)
 		}
+	}
+	if origin == hit.OriginMeasurement {
+		msgs := []ValidationMessage{}
+		if res.Error != nil {
+			msgs = append(msgs, validationMessage(res.Error))
+		}
+		for _, h := range res.Hits {
+			if h.Error != nil {
+				msgs = append(msgs, validationMessage(h.Error))
+			}
+		}
+		res.ValidationMessages = &msgs
 	}
 	httpserver.WriteJSON(w, http.StatusOK, res)
 }

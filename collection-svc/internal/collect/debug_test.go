@@ -162,3 +162,30 @@ func TestDebugWarnings(t *testing.T) {
 		})
 	}
 }
+
+// TestMeasurementValidationInGA4sForm: tools written for GA4's validation
+// server read validationMessages, empty for a valid request; ours answered
+// only in its own form, which such a tool reads as valid whatever it says.
+func TestMeasurementValidationInGA4sForm(t *testing.T) {
+	s, p := testServer(t, 1, countingQueue{new(int)})
+	mux := http.NewServeMux()
+	s.Register(mux)
+	messages := func(body string) []ValidationMessage {
+		t.Helper()
+		w := postMP(t, mux, p.TrackingID, "/debug/mp/collect", body)
+		var raw map[string]json.RawMessage
+		var msgs []ValidationMessage
+		if err := json.Unmarshal(w.Body.Bytes(), &raw); err != nil || raw["validationMessages"] == nil || json.Unmarshal(raw["validationMessages"], &msgs) != nil {
+			t.Fatalf("%s: %s, want validationMessages", body, w.Body)
+		}
+		return msgs
+	}
+	if m := messages(`{"client_id":"c","events":[{"name":"sign_up"}]}`); len(m) != 0 {
+		t.Errorf("a valid request: %+v, want no message", m)
+	}
+	m := messages(`{"client_id":"c","events":[{"name":"session_start"},{"name":"ok"},{"name":"big","params":{"note":"` + strings.Repeat("x", 9000) + `"}}]}`)
+	if len(m) != 2 || m[0].FieldPath != "events[0].name" || m[0].ValidationCode != "NAME_RESERVED" || m[1].FieldPath != "events[2]" ||
+		m[1].ValidationCode != "VALUE_OUT_OF_BOUNDS" || m[1].Description == "" {
+		t.Errorf("a reserved name and an event too large: %+v", m)
+	}
+}
