@@ -255,9 +255,14 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 		}
 		at := time.UnixMicro(us)
 		sent = at
+		const year = 365 * 24 * time.Hour
 		switch {
+		case c.received.Sub(at) > 10*year:
+			return nil, parse.Errorf(parse.ReasonTooOld, "timestamp_micros", "%d is %s, decades ago: timestamp_micros counts microseconds since 1970 (a time in milliseconds reads as January 1970)", us, at.UTC().Format(time.RFC3339))
 		case c.received.Sub(at) > MaxQueueTime:
 			return nil, parse.Errorf(parse.ReasonTooOld, "timestamp_micros", "the event is %s old; hits are accepted up to %s after they happened", c.received.Sub(at).Round(time.Second), MaxQueueTime)
+		case at.Sub(c.received) > 10*year:
+			return malformed("timestamp_micros", "%d lies centuries in the future: timestamp_micros counts microseconds since 1970 (a time in nanoseconds reads so)", us)
 		case at.Sub(c.received) > maxFutureSkew:
 			return malformed("timestamp_micros", "lies %s in the future; check the sender's clock", at.Sub(c.received).Round(time.Second))
 		case at.Before(c.received):

@@ -247,7 +247,7 @@ func (s *Server) handle(ctx context.Context, r *http.Request, in input, received
 	}
 
 	if in.trackingID == "" {
-		e := missingTrackingID(&in, r.Method)
+		e := missingTrackingID(&in, r)
 		reject(e, -1)
 		out.err = e
 		return out
@@ -458,8 +458,10 @@ func (s *Server) property(ctx context.Context, tid string, origin hit.Origin) (*
 // in its hits: the gateway rate-limits a request by its query's tracking
 // ID, so one read from the body would be counted in no property's bucket
 // (hits' own tid may only repeat the query's).
-func missingTrackingID(in *input, method string) *parse.Error {
-	switch {
+func missingTrackingID(in *input, r *http.Request) *parse.Error {
+	switch method := r.Method; {
+	case in.origin == hit.OriginMeasurement && hit.QueryTrackingID(r.URL.RawQuery, "measurement_id") != "":
+		return parse.Errorf(parse.ReasonMalformed, "tracking_id", "the tracking ID is missing: GA4's measurement_id is tracking_id here, POST /mp/collect?tracking_id=AT-XXXXXXXXXX&api_secret=... (the property's tracking ID, not a G- ID)")
 	case in.origin == hit.OriginMeasurement:
 		return parse.Errorf(parse.ReasonMalformed, "tracking_id", "the tracking ID is missing; it goes in the query string: POST /mp/collect?tracking_id=AT-XXXXXXXXXX&api_secret=...")
 	case method != http.MethodPost:

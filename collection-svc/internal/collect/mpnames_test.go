@@ -62,6 +62,8 @@ func TestMeasurementErrorsNameTheSendersFields(t *testing.T) {
 		{"request's timestamp_micros", `{"client_id":"c","timestamp_micros":"soon","events":[{"name":"purchase"}]}`, "malformed", "timestamp_micros", "whole microseconds"},
 		{"request's timestamp_micros too old", fmt.Sprintf(`{"client_id":"c","timestamp_micros":%d,"events":[{"name":"purchase"}]}`, old), "too_old", "timestamp_micros", "old"},
 		{"event's timestamp_micros", `[{"name":"purchase","timestamp_micros":"soon"}]`, "malformed", "events[0].timestamp_micros", "whole microseconds"},
+		{"timestamp_micros in milliseconds", fmt.Sprintf(`[{"name":"purchase","timestamp_micros":%d}]`, time.Now().UnixMilli()), "too_old", "events[0].timestamp_micros", "milliseconds reads as January 1970"},
+		{"timestamp_micros in nanoseconds", fmt.Sprintf(`[{"name":"purchase","timestamp_micros":%d}]`, time.Now().UnixNano()), "malformed", "events[0].timestamp_micros", "nanoseconds"},
 		{"event's timestamp_micros too old", fmt.Sprintf(`[{"name":"purchase","timestamp_micros":%d}]`, old), "too_old", "events[0].timestamp_micros", "old"},
 		{"the second event", `[{"name":"purchase","params":{"value":1}},{"name":"refund","params":{"value":"x"}}]`, "malformed", "events[1].params.value", "decimal number"},
 		// parse's rejections of an event, named with its index.

@@ -176,3 +176,19 @@ func TestMissingTrackingIDSaysWhereItGoes(t *testing.T) {
 		})
 	}
 }
+
+// TestMeasurementIDIsNamed: GA4's Measurement Protocol names the property
+// measurement_id; a request that sends it under that name is told ours.
+func TestMeasurementIDIsNamed(t *testing.T) {
+	var dead deadLetters
+	s, _ := testServerWith(t, 1, countingQueue{new(int)}, &dead)
+	mux := http.NewServeMux()
+	s.Register(mux)
+	req := httptest.NewRequest(http.MethodPost, "/mp/collect?measurement_id=G-XXXXXXX&api_secret=secret", strings.NewReader(`{"client_id":"c","events":[{"name":"sign_up"}]}`))
+	req.RemoteAddr = "203.0.113.7:5000"
+	w := httptest.NewRecorder()
+	mux.ServeHTTP(w, req)
+	if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "measurement_id is tracking_id here") {
+		t.Fatalf("a request with measurement_id: %d %s", w.Code, w.Body)
+	}
+}
