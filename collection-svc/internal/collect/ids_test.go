@@ -19,13 +19,7 @@ import (
 // again is one. Their IDs were derived from the second alone, so the
 // second add_to_cart was taken for a retry of the first and counted once.
 func TestMeasurementIDsKeepTheSendersMicroseconds(t *testing.T) {
-	s, p := testServer(t, 1, countingQueue{new(int)})
-	mux := http.NewServeMux()
-	s.Register(mux)
-	id := func(us int64, event string) string {
-		t.Helper()
-		return debugHit(t, mux, p.TrackingID, `{"client_id":"c","timestamp_micros":`+strconv.FormatInt(us, 10)+`,"events":[`+event+`]}`).ID
-	}
+	id, _ := eventIDs(t)
 	// A second of its own, 10 minutes ago, and 300 ms into it.
 	second := time.Now().Add(-10 * time.Minute).Truncate(time.Second)
 	at := second.Add(300 * time.Millisecond).UnixMicro()
@@ -46,6 +40,23 @@ func TestMeasurementIDsKeepTheSendersMicroseconds(t *testing.T) {
 	if id(second.UnixMicro(), cart) != whole {
 		t.Errorf("an event of a whole second sent again has another ID")
 	}
+}
+
+// eventIDs returns, for a test server's property, the ID the validation
+// endpoint gives a Measurement API event sent with timestamp_micros us,
+// and a function that posts a body to it.
+func eventIDs(t *testing.T) (id func(us int64, event string) string, post func(body string) *httptest.ResponseRecorder) {
+	s, p := testServer(t, 1, countingQueue{new(int)})
+	mux := http.NewServeMux()
+	s.Register(mux)
+	post = func(body string) *httptest.ResponseRecorder {
+		return postMP(t, mux, p.TrackingID, "/debug/mp/collect", body)
+	}
+	id = func(us int64, event string) string {
+		t.Helper()
+		return debugHit(t, mux, p.TrackingID, `{"client_id":"c","timestamp_micros":`+strconv.FormatInt(us, 10)+`,"events":[`+event+`]}`).ID
+	}
+	return id, post
 }
 
 // TestCacheBusterTellsIdenticalHitsApart: Universal Analytics' z, the
@@ -172,13 +183,7 @@ func TestMeasurementVisitorContextIsNotInTheID(t *testing.T) {
 // visitor's transaction; another transaction, another event, or an
 // event_id, is its own.
 func TestPurchaseCountedOncePerTransaction(t *testing.T) {
-	s, p := testServer(t, 1, countingQueue{new(int)})
-	mux := http.NewServeMux()
-	s.Register(mux)
-	id := func(us int64, event string) string {
-		t.Helper()
-		return debugHit(t, mux, p.TrackingID, `{"client_id":"c","timestamp_micros":`+strconv.FormatInt(us, 10)+`,"events":[`+event+`]}`).ID
-	}
+	id, post := eventIDs(t)
 	at := time.Now().Add(-10 * time.Minute).UnixMicro()
 	purchase := func(tx string) string {
 		return `{"name":"purchase","params":{"transaction_id":"` + tx + `","value":30.03,"currency":"EUR"}}`
@@ -197,7 +202,7 @@ func TestPurchaseCountedOncePerTransaction(t *testing.T) {
 		t.Errorf("a purchase with an event_id has the transaction's ID, not its own")
 	}
 	// Twice in one request: one purchase too.
-	w := postMP(t, mux, p.TrackingID, "/debug/mp/collect", `{"client_id":"c","timestamp_micros":`+strconv.FormatInt(at, 10)+`,"events":[`+purchase("T1")+`,`+purchase("T1")+`]}`)
+	w := post(`{"client_id":"c","timestamp_micros":` + strconv.FormatInt(at, 10) + `,"events":[` + purchase("T1") + `,` + purchase("T1") + `]}`)
 	var res DebugResult
 	if err := json.Unmarshal(w.Body.Bytes(), &res); err != nil || len(res.Hits) != 2 || res.Hits[0].Hit.ID != first || res.Hits[1].Hit.ID != first {
 		t.Errorf("a transaction's purchase twice in one request: %s; want both with the transaction's ID %s", w.Body, first)
