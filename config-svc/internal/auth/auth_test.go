@@ -20,13 +20,14 @@ import (
 
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-func TestKeyRingSelectsAndPublishes(t *testing.T) {
-	dir := t.TempDir()
+// twoKeys writes two keys into dir, the first an hour older.
+func twoKeys(t *testing.T, dir string) (oldPath, newPath string) {
+	t.Helper()
 	oldPath, err := WriteNewKey(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	newPath, err := WriteNewKey(dir)
+	newPath, err = WriteNewKey(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,6 +35,12 @@ func TestKeyRingSelectsAndPublishes(t *testing.T) {
 	if err := os.Chtimes(oldPath, past, past); err != nil {
 		t.Fatal(err)
 	}
+	return oldPath, newPath
+}
+
+func TestKeyRingSelectsAndPublishes(t *testing.T) {
+	dir := t.TempDir()
+	oldPath, newPath := twoKeys(t, dir)
 	k, err := LoadKeyRing(dir, "", false, discard)
 	if err != nil {
 		t.Fatal(err)
@@ -72,18 +79,7 @@ func TestKeyRingSelectsAndPublishes(t *testing.T) {
 // point to, not the newest link.
 func TestKeyRingNewestBehindSymlinks(t *testing.T) {
 	data, dir := t.TempDir(), t.TempDir()
-	oldPath, err := WriteNewKey(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	newPath, err := WriteNewKey(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	past := time.Now().Add(-time.Hour)
-	if err := os.Chtimes(oldPath, past, past); err != nil {
-		t.Fatal(err)
-	}
+	oldPath, newPath := twoKeys(t, data)
 	// The link to the new key first, so the old key's link is the newer.
 	for _, target := range []string{newPath, oldPath} {
 		if err := os.Symlink(target, filepath.Join(dir, filepath.Base(target))); err != nil {
