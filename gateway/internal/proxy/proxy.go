@@ -261,9 +261,14 @@ func (h *Handler) serve(rt *Route) http.Handler {
 			// body. limitedBody lifts it once the body is read: the
 			// server's read after the body, which tells a client gone,
 			// would take it for one.
+			// The body's deadline comes a tenth of the time (at most a
+			// second) before the route's: at the same instant, the
+			// request's context could end first and a slow client's
+			// request read as the upstream's time-out (504, counted
+			// against the instance), where a stalled read must end it.
 			ctl := http.NewResponseController(w)
 			deadline, _ := ctx.Deadline()
-			_ = ctl.SetReadDeadline(deadline)
+			_ = ctl.SetReadDeadline(deadline.Add(-min(rt.Timeout/10, time.Second)))
 			r.Body = &limitedBody{rc: r.Body, remaining: rt.MaxBody, st: st, ctl: ctl}
 		}
 		h.proxy.ServeHTTP(&clientWriter{ResponseWriter: w, st: st}, r.WithContext(context.WithValue(ctx, stateKey{}, st)))
