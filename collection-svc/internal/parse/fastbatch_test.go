@@ -1,6 +1,7 @@
 package parse
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"reflect"
@@ -109,5 +110,21 @@ func TestNotJSONSaysWhereAndWhy(t *testing.T) {
 	_, err := Measurement(nil, []byte(strings.Repeat("[", 1000)))
 	if err == nil || len(err.Error()) > 300 || !strings.Contains(err.Error(), "300 levels") {
 		t.Errorf("a Measurement API body nested too deep: %.300v", err)
+	}
+}
+
+// TestHasControl checks the eight-bytes-at-a-time test against the plain
+// one, at every position and for every byte value.
+func TestHasControl(t *testing.T) {
+	for n := range 20 {
+		for pos := range n {
+			for c := range 256 {
+				b := bytes.Repeat([]byte{'a'}, n)
+				b[pos] = byte(c)
+				if got, want := hasControl(b), c < 0x20; got != want {
+					t.Fatalf("hasControl(%q) = %v, want %v", b, got, want)
+				}
+			}
+		}
 	}
 }
