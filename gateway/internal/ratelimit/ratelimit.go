@@ -106,12 +106,10 @@ func (l *Limiter) Spent(key string) (spent bool, retryAfter time.Duration) {
 	default:
 		b = &s.overflow
 	}
-	now := l.now()
-	tokens := math.Min(l.burst, b.tokens+max(0, now.Sub(b.last).Seconds())*l.rate)
-	if tokens >= 1 {
-		return false, 0
+	if tokens := l.tokens(b, l.now()); tokens < 1 {
+		return true, l.wait(tokens)
 	}
-	return true, time.Duration((1 - tokens) / l.rate * float64(time.Second))
+	return false, 0
 }
 
 func (l *Limiter) shardOf(key string) *shard {
@@ -119,21 +117,31 @@ func (l *Limiter) shardOf(key string) *shard {
 }
 
 func (l *Limiter) take(b *bucket, now time.Time) (bool, time.Duration) {
-	if elapsed := now.Sub(b.last).Seconds(); elapsed > 0 {
-		b.tokens = math.Min(l.burst, b.tokens+elapsed*l.rate)
-	}
-	b.last = now
+	b.tokens, b.last = l.tokens(b, now), now
 	if b.tokens >= 1 {
 		b.tokens--
 		return true, 0
 	}
-	return false, time.Duration((1 - b.tokens) / l.rate * float64(time.Second))
+	return false, l.wait(b.tokens)
+}
+
+// tokens is what b holds at now, refilled since it was last taken from.
+func (l *Limiter) tokens(b *bucket, now time.Time) float64 {
+	if elapsed := now.Sub(b.last).Seconds(); elapsed > 0 {
+		return math.Min(l.burst, b.tokens+elapsed*l.rate)
+	}
+	return b.tokens
+}
+
+// wait is how long a bucket holding tokens (under one) takes to hold one.
+func (l *Limiter) wait(tokens float64) time.Duration {
+	return time.Duration((1 - tokens) / l.rate * float64(time.Second))
 }
 
 // full reports whether b has refilled completely by now, so that dropping
 // it changes nothing.
 func (l *Limiter) full(b *bucket, now time.Time) bool {
-	return b.tokens+now.Sub(b.last).Seconds()*l.rate >= l.burst
+	return l.tokens(b, now) >= l.burst
 }
 
 func (l *Limiter) sweep(s *shard, now time.Time) {
