@@ -159,9 +159,11 @@ type Row struct {
 const MetricColumns = "users_hll, new_users, sessions, engaged_sessions, bounces, session_duration_ms, pageviews, unique_pageviews, entrances, exits, time_on_page_ms, time_on_page_views, events, unique_events, event_value, conversions, conversion_value"
 
 // InsertDaily is the CQL that writes a whole rollup_daily row; bind with
-// the property ID, Values and the row's through_offset (see cql/).
+// the property ID, Values, and the row's through_offset and
+// through_partition (the Kafka partition its hits came from; nil for none
+// recorded; see cql/).
 const InsertDaily = "INSERT INTO rollup_daily (property_id, day, report, dimension, shard, " + MetricColumns +
-	", through_offset) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	", through_offset, through_partition) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 // SelectDaily is the CQL that reads one report's rows for one day; bind
 // property ID, day and report, and scan with Scan.

@@ -67,7 +67,7 @@ func TestMetricCountMatchesColumns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if binds := strings.Count(InsertDaily, "?"); len(values) != binds-2 || cap(values) != len(values) {
-		t.Errorf("Values gives %d values (capacity %d); InsertDaily binds %d after the property ID and before through_offset", len(values), cap(values), binds-2)
+	if binds := strings.Count(InsertDaily, "?"); len(values) != binds-3 || cap(values) != len(values) {
+		t.Errorf("Values gives %d values (capacity %d); InsertDaily binds %d after the property ID and before through_offset and through_partition", len(values), cap(values), binds-3)
 	}
 }

@@ -477,7 +477,7 @@ func TestReprocessDeletesRetiredReports(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := s.Query(rollup.InsertDaily, append(append([]any{propID}, vals...), int64(1))...).Exec(); err != nil {
+			if err := s.Query(rollup.InsertDaily, append(append([]any{propID}, vals...), int64(1), nil)...).Exec(); err != nil {
 				t.Fatal(err)
 			}
 		}

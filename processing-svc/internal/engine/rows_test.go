@@ -20,7 +20,7 @@ import (
 // for a statement that writes no sketch.
 func usersArg(st stmt) (any, bool) {
 	switch {
-	case st.cql == cqlDaily:
+	case st.cql == rollup.InsertDaily:
 		return st.args[5], true
 	case st.cql == cqlHourly, st.cql == cqlRealtime:
 		return st.args[4], true
@@ -110,7 +110,7 @@ func unchangedSketchLeftUnset(t *testing.T, handOver bool) {
 		}
 		// Every hit adds a reference of its user to its minute's
 		// realtime row: the minute's sketch changes too.
-		newPage := st.cql == cqlDaily && st.args[2] == rollup.Page && st.args[3] == newPath
+		newPage := st.cql == rollup.InsertDaily && st.args[2] == rollup.Page && st.args[3] == newPath
 		changed := newPage || st.cql == cqlRealtime
 		switch {
 		case changed && u == gocql.UnsetValue:
@@ -163,7 +163,7 @@ func TestChangedSketchWrittenByTheRetry(t *testing.T) {
 	run(t, ctx, part, []Message{{Offset: 1, Value: marshal(pageview("alice", "/p/1", "e2", t0.Add(20*time.Second)))}}, 1)
 	var total bool
 	for _, st := range writes() {
-		if st.cql == cqlDaily && st.args[2] == rollup.Total {
+		if st.cql == rollup.InsertDaily && st.args[2] == rollup.Total {
 			total = true
 			if u, _ := usersArg(st); u == gocql.UnsetValue {
 				t.Error("the retry left the total row's sketch unset, which the failed flush did not write")

@@ -49,7 +49,6 @@ const (
 	// shard: every combination of the reports and dimensions asked for,
 	// so some rows that were not asked for may come too.
 	cqlLoadDaily  = "SELECT report, dimension, " + rollup.MetricColumns + ", through_offset, through_partition FROM rollup_daily WHERE property_id = ? AND day = ? AND report IN ? AND dimension IN ? AND shard = ?"
-	cqlDaily      = "INSERT INTO rollup_daily (property_id, day, report, dimension, shard, " + rollup.MetricColumns + ", through_offset, through_partition) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 	cqlHourlyCols = "users_hll, new_users, sessions, engaged_sessions, bounces, session_duration_ms, pageviews, events, conversions, conversion_value"
 	cqlLoadHourly = "SELECT " + cqlHourlyCols + ", through_offset, through_partition FROM rollup_hourly WHERE property_id = ? AND day = ? AND hour = ? AND shard = ?"
 	cqlHourly     = "INSERT INTO rollup_hourly (property_id, day, hour, shard, " + cqlHourlyCols + ", through_offset, through_partition) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -848,7 +847,7 @@ func rowWrite(k rowKey, r *row, through int64, partition int32) (stmt, error) {
 	case kindDaily:
 		args := append(make([]any, 0, 8+rollup.MetricCount), k.property, k.daily.Day, k.daily.Report, k.daily.Dimension, sh, users)
 		args = append(r.metrics.AppendFields(args), through, partition)
-		return stmt{partition: "d/" + k.property + "/" + dayString(k.daily.Day) + "/" + k.daily.Report, cql: cqlDaily, args: args, keys: 5}, nil
+		return stmt{partition: "d/" + k.property + "/" + dayString(k.daily.Day) + "/" + k.daily.Report, cql: rollup.InsertDaily, args: args, keys: 5}, nil
 	case kindHourly:
 		m := &r.metrics
 		return stmt{partition: "h/" + k.property + "/" + dayString(k.hourly.Day), cql: cqlHourly, args: []any{

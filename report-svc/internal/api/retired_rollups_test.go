@@ -54,7 +54,7 @@ func TestSourceUsersPastTheExactLimit(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := e.writer.Query(rollup.InsertDaily, append(append([]any{ds.Property}, vals...), int64(1))...).Exec(); err != nil {
+		if err := e.writer.Query(rollup.InsertDaily, append(append([]any{ds.Property}, vals...), int64(1), nil)...).Exec(); err != nil {
 			t.Fatal(err)
 		}
 		add("source|"+p.source, p)

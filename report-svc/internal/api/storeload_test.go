@@ -39,7 +39,7 @@ func TestALargePartitionIsNoStoreFailure(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				b.Query(rollup.InsertDaily, append(append([]any{big}, vals...), int64(1))...)
+				b.Query(rollup.InsertDaily, append(append([]any{big}, vals...), int64(1), nil)...)
 			}
 			if err := e.writer.ExecuteBatch(b); err != nil {
 				t.Fatal(err)

@@ -126,7 +126,7 @@ func pagesEngine(t *testing.T) (*Engine, Property, time.Time) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := session.Query(rollup.InsertDaily, append(append([]any{property}, vals...), int64(1))...).Exec(); err != nil {
+		if err := session.Query(rollup.InsertDaily, append(append([]any{property}, vals...), int64(1), nil)...).Exec(); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -41,7 +41,7 @@ func TestReportHoldsTheUnitsInFlight(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				b.Query(rollup.InsertDaily, append(append([]any{property}, vals...), int64(1))...)
+				b.Query(rollup.InsertDaily, append(append([]any{property}, vals...), int64(1), nil)...)
 			}
 			if err := session.ExecuteBatch(b); err != nil {
 				t.Fatal(err)

@@ -166,7 +166,7 @@ func Write(ctx context.Context, session *gocql.Session, property gocql.UUID, r *
 			return err
 		}
 		p := "d" + k.Day.String() + k.Report
-		parts[p] = append(parts[p], stmt{rollup.InsertDaily, append(append([]any{property}, vals...), int64(1))})
+		parts[p] = append(parts[p], stmt{rollup.InsertDaily, append(append([]any{property}, vals...), int64(1), nil)})
 	}
 	for k, c := range r.Hourly {
 		users, err := c.Users.MarshalBinary()
