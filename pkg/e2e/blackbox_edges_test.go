@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/acme/analytics/pkg/eventually"
 	"github.com/acme/analytics/pkg/simulate"
 )
 
@@ -91,24 +90,10 @@ func TestAcceptanceBlackBoxEdges(t *testing.T) {
 		return secret.Secret
 	}
 	serverSecret, edgesSecret := secretOf(server), secretOf(edgesServer)
-	// A new secret reaches every collection instance through config-svc's
-	// change feed, within seconds: the events are sent once every one
-	// takes it (a send before would be refused, 403 bad_secret).
-	for p, secret := range map[string]string{server.TrackingID: serverSecret, edgesServer.TrackingID: edgesSecret} {
-		inARow := 0
-		eventually.NoError(t, 30*time.Second, "collection knows the new API secret", func() error {
-			code, b := api.post("/debug/mp/collect?tracking_id="+p+"&api_secret="+url.QueryEscape(secret), "",
-				map[string]any{"client_id": "probe", "events": []map[string]any{{"name": "page_view", "params": map[string]any{"page_location": "https://shop.example/"}}}})
-			if code == http.StatusForbidden {
-				inARow = 0
-				return fmt.Errorf("%d %s", code, b)
-			}
-			if inARow++; inARow < 10 {
-				return fmt.Errorf("%d answers in a row", inARow)
-			}
-			return nil
-		})
-	}
+	// The events are sent once every collection instance takes the new
+	// secrets (a send before would be refused, 403 bad_secret).
+	api.waitForSecret(server.TrackingID, serverSecret)
+	api.waitForSecret(edgesServer.TrackingID, edgesSecret)
 
 	// Random traffic (E2E_EDGES_SEED repeats a run's) checks the rules
 	// together: out of order, late, re-sent, by batch and by pixel.

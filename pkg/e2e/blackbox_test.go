@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -715,13 +716,11 @@ func (a *bbAPI) waitForRulesAtCollection(tid, userAgent string) {
 }
 
 // waitForCollection asks collection's validation endpoint about a pageview
-// of page with the user agent (Go's own when empty) until ten answers in a
-// row, which every collection instance is then all but sure to have given,
-// satisfy ok.
+// of page with the user agent (Go's own when empty) until ok accepts its
+// answer steadily.
 func (c *mpaClient) waitForCollection(what string, timeout time.Duration, tid, page, userAgent string, ok func(answer string) bool) {
 	c.t.Helper()
-	inARow := 0
-	eventually.NoError(c.t, timeout, what, func() error {
+	c.steadily(what, timeout, func() (bool, string, error) {
 		q := url.Values{"v": {"1"}, "tid": {tid}, "t": {"pageview"}, "cid": {"probe"}, "dl": {page}}
 		req, _ := http.NewRequest("GET", c.gw+"/debug/collect?"+q.Encode(), nil)
 		if userAgent != "" {
@@ -729,13 +728,44 @@ func (c *mpaClient) waitForCollection(what string, timeout time.Duration, tid, p
 		}
 		resp, err := c.http.Do(req)
 		if err != nil {
-			return err
+			return false, "", err
 		}
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
-		if !ok(string(b)) {
+		return ok(string(b)), resp.Status + ": " + string(b), nil
+	})
+}
+
+// waitForSecret asks the Measurement API's validation endpoint until it
+// steadily calls an event sent with secret valid: a new secret reaches
+// every collection instance through config-svc's change feed, and an
+// instance that cached the property before it refuses the secret until
+// then. (The endpoint answers 200 either way, as GA4's does: the verdict
+// is in the body.)
+func (c *mpaClient) waitForSecret(tid, secret string) {
+	c.t.Helper()
+	c.steadily("collection knows the new API secret", 30*time.Second, func() (bool, string, error) {
+		code, b := c.post("/debug/mp/collect?tracking_id="+tid+"&api_secret="+url.QueryEscape(secret), "",
+			map[string]any{"client_id": "probe", "events": []map[string]any{{"name": "page_view", "params": map[string]any{"page_location": "https://shop.example/"}}}})
+		var res struct {
+			Valid bool `json:"valid"`
+		}
+		_ = json.Unmarshal([]byte(b), &res)
+		return code == http.StatusOK && res.Valid, fmt.Sprintf("%d %s", code, b), nil
+	})
+}
+
+// steadily calls probe until it answers ok ten times in a row, which
+// every collection instance behind the gateway's round robin is then all
+// but sure to have answered.
+func (c *mpaClient) steadily(what string, timeout time.Duration, probe func() (ok bool, answer string, err error)) {
+	c.t.Helper()
+	inARow := 0
+	eventually.NoError(c.t, timeout, what, func() error {
+		ok, answer, err := probe()
+		if err != nil || !ok {
 			inARow = 0
-			return fmt.Errorf("%s: %s", resp.Status, b)
+			return cmp.Or(err, errors.New(answer))
 		}
 		if inARow++; inARow < 10 {
 			return fmt.Errorf("%d answers in a row", inARow)
