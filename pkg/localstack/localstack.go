@@ -71,15 +71,6 @@ var services = []service{
 // with it or added, so that their ports (see Config) stay below Consul's.
 const MaxInstances = 20
 
-// ServiceNames are the Consul names of the product's services.
-func ServiceNames() []string {
-	out := make([]string, len(services))
-	for i, s := range services {
-		out[i] = s.name
-	}
-	return out
-}
-
 // DevIdentitySecret signs identity headers in the local stack only.
 const DevIdentitySecret = "dev-identity-secret-not-for-production"
 
