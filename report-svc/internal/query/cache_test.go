@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -92,16 +93,19 @@ func TestRenderedResultCacheSize(t *testing.T) {
 // TestCachedResultKeepsNoFilter: a cached result holds what its size
 // counts. It kept the query it was computed for, with the compiled regular
 // expressions of its filter: an expression of the 2000 characters a filter
-// may have (a{1000} over and over) compiles to about 10 MB, which the cache
-// did not count, so a few requests could hold gigabytes for
-// -cache-stale-max-age.
+// could have (a{1000} over and over) compiled to about 10 MB, which the
+// cache did not count, so a few requests could hold gigabytes for
+// -cache-stale-max-age. (Parse refuses such an expression since
+// 2026-12-07, maxFilterInsts; the query is given one here so that what
+// the cache keeps shows.)
 func TestCachedResultKeepsNoFilter(t *testing.T) {
 	e, p, now := pagesEngine(t)
-	raw := "filter=page%3D~" + strings.Repeat("a%7B1000%7D", 270) + "&from=2026-03-02&to=2026-03-02"
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	if _, err := e.Report(context.Background(), p, parseQuery(t, raw, now)); err != nil {
+	q := parseQuery(t, "filter=page%3D~a&from=2026-03-02&to=2026-03-02", now)
+	q.Filter.And[0][0].re = regexp.MustCompile(strings.Repeat("a{1000}", 270))
+	if _, err := e.Report(context.Background(), p, q); err != nil {
 		t.Fatal(err)
 	}
 	runtime.GC()

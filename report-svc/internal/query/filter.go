@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"regexp/syntax"
 	"slices"
 	"strings"
 	"unicode"
@@ -28,6 +29,9 @@ import (
 // in (canonicalPages); regular expressions match the stored form only.
 type Filter struct {
 	And [][]Condition // every inner slice must have a match
+	// insts is the size its regular expressions compile to together, as
+	// patternInsts estimates it.
+	insts int
 }
 
 // Condition is one test of a dimension's value.
@@ -44,11 +48,24 @@ type Condition struct {
 
 var operators = []string{"==", "!=", "=@", "!@", "=~", "!~", "[]"}
 
-// maxFilterLen bounds a filter expression (and so its regular expressions).
-const maxFilterLen = 2000
+// Limits of a request's filters: maxFilterLen bounds a filter expression,
+// and the filter parameters of a request together (they may be repeated);
+// maxFilterInsts bounds the size (RE2 instructions) that the regular
+// expressions of a request compile to together, as config-svc bounds a
+// rule's pattern (pkg/rules.MaxPatternInsts). A regular expression costs
+// its size to compile and its size times a value's length on every row
+// that it tests. Before 2026-12-07 only the length of each filter was
+// bounded: one of 2000 bytes (.{0\,1000} repeated) compiled to 330,000
+// instructions, in half a second and 13 MB that the request held, and a
+// query string of repeated filters asked for hundreds of them at once.
+const (
+	maxFilterLen   = 2000
+	maxFilterInsts = 1000
+)
 
-// parseFilter parses expr.
-func parseFilter(expr string) (*Filter, error) {
+// parseFilter parses expr, whose regular expressions may compile to at most
+// insts instructions together.
+func parseFilter(expr string, insts int) (*Filter, error) {
 	if len(expr) > maxFilterLen {
 		return nil, fmt.Errorf("filter is %d characters long; the limit is %d", len(expr), maxFilterLen)
 	}
@@ -56,10 +73,11 @@ func parseFilter(expr string) (*Filter, error) {
 	for _, andPart := range splitEscaped(expr, ';') {
 		var ors []Condition
 		for _, orPart := range splitEscaped(andPart, ',') {
-			c, err := parseCondition(orPart)
+			c, n, err := parseCondition(orPart, insts-f.insts)
 			if err != nil {
 				return nil, err
 			}
+			f.insts += n
 			ors = append(ors, c)
 		}
 		f.And = append(f.And, ors)
@@ -67,7 +85,81 @@ func parseFilter(expr string) (*Filter, error) {
 	return f, nil
 }
 
-func parseCondition(s string) (Condition, error) {
+// patternInsts is an upper bound of the instructions that re compiles to
+// (regexp.Compile simplifies x{n,m} into n copies of x and m-n nested x?),
+// counting no further than just past limit: estimated from the parse
+// alone, so that a pattern too large is refused without the cost of
+// compiling it.
+func patternInsts(re *syntax.Regexp, limit int) int {
+	n := 0
+	switch re.Op {
+	case syntax.OpLiteral:
+		n = len(re.Rune)
+	case syntax.OpRepeat:
+		sub := patternInsts(re.Sub[0], limit)
+		most, plus := re.Max, 0
+		if most < 0 {
+			most, plus = re.Min, sub+1 // x{n,} is n copies and x+
+		}
+		if most > 0 && sub+1 > (limit+1)/most {
+			return limit + 1
+		}
+		n = re.Min*sub + (most-re.Min)*(sub+1) + plus
+	case syntax.OpConcat:
+		for _, s := range re.Sub {
+			n += patternInsts(s, limit)
+		}
+	default:
+		// The operator's own: one (a class, *, +, ?), two (a capture),
+		// one per branch (an alternation).
+		n = 1 + len(re.Sub)
+		for _, s := range re.Sub {
+			n += patternInsts(s, limit)
+		}
+	}
+	return min(n, limit+1)
+}
+
+// parseCondition parses one condition; a regular expression of it may
+// compile to at most insts instructions, and the second result is what it
+// does (patternInsts).
+func parseCondition(s string, insts int) (Condition, int, error) {
+	c, err := parseConditionText(s)
+	if err != nil || (c.Op != "=~" && c.Op != "!~") {
+		return c, 0, err
+	}
+	parsed, err := syntax.Parse(c.Value, syntax.Perl)
+	if err != nil {
+		return Condition{}, 0, fmt.Errorf("regular expression %q of %s: %v", c.Value, c.Dimension, err)
+	}
+	n := patternInsts(parsed, maxFilterInsts)
+	if n > insts {
+		what := "it would compile to more than that"
+		if n <= maxFilterInsts {
+			what = "with the other regular expressions of the request's filters, it would compile to more than that"
+		}
+		return Condition{}, 0, fmt.Errorf("regular expression %q of %s is too large: a request's regular expressions may compile to %d RE2 instructions together, and %s; simplify it (large repetition counts such as {500} are the usual cause)",
+			truncated(c.Value), c.Dimension, maxFilterInsts, what)
+	}
+	re, err := regexp.Compile(c.Value)
+	if err != nil {
+		return Condition{}, 0, fmt.Errorf("regular expression %q of %s: %v", c.Value, c.Dimension, err)
+	}
+	c.re = re
+	return c, n, nil
+}
+
+// truncated is s, cut to 80 bytes for a message.
+func truncated(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "..."
+	}
+	return s
+}
+
+// parseConditionText parses one condition, its regular expression not yet
+// compiled.
+func parseConditionText(s string) (Condition, error) {
 	i := 0
 	for i < len(s) && (s[i] >= 'a' && s[i] <= 'z' || s[i] == '_' || s[i] >= '0' && s[i] <= '9') {
 		i++
@@ -113,12 +205,6 @@ func parseCondition(s string) (Condition, error) {
 			}
 			c.Values = append(c.Values, unescape(v, ",;|"))
 		}
-	case "=~", "!~":
-		re, err := regexp.Compile(c.Value)
-		if err != nil {
-			return Condition{}, fmt.Errorf("regular expression %q of %s: %v", c.Value, name, err)
-		}
-		c.re = re
 	}
 	return c, nil
 }

@@ -1,7 +1,9 @@
 package query
 
 import (
+	"net/url"
 	"reflect"
+	"regexp/syntax"
 	"slices"
 	"strings"
 	"testing"
@@ -42,10 +44,17 @@ func TestParseFilter(t *testing.T) {
 		{expr: "country[]", wantErr: `condition "country[]" has no value`},
 		{expr: "country[]DE||FR", wantErr: `condition "country[]DE||FR" has an empty value in its list (entry 2)`},
 		{expr: strings.Repeat("a", maxFilterLen+1), wantErr: "limit"},
+		// A regular expression's size is bounded, not only its length:
+		// this one compiled to 300,000 instructions, in half a second
+		// and 13 MB.
+		{expr: "page=~" + strings.Repeat(`[^~]{0\,1000}`, 150), wantErr: "is too large"},
+		{expr: "page=~(?:abcdef{30}){30}", wantErr: "is too large"},
+		{expr: `page=~.{0\,400};source=~.{0\,400}`, wantErr: "with the other regular expressions"},
+		{expr: `page=~^/blog/.{0\,300}$`, want: [][]Condition{{{Dimension: "page", Op: "=~", Value: `^/blog/.{0,300}$`}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.expr, func(t *testing.T) {
-			f, err := parseFilter(tt.expr)
+			f, err := parseFilter(tt.expr, maxFilterInsts)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
@@ -71,6 +80,64 @@ func TestParseFilter(t *testing.T) {
 	}
 }
 
+// TestFilterLimitsOfARequest: repeated filter parameters share one
+// filter's limits, its length and the size of its regular expressions;
+// each alone was bounded, and a query string of hundreds of them (the
+// gateway passes 1 MiB) compiled for minutes and held gigabytes.
+func TestFilterLimitsOfARequest(t *testing.T) {
+	today := time.Date(2026, 3, 18, 0, 0, 0, 0, time.UTC)
+	big := url.QueryEscape("page=~" + strings.Repeat(`[^~]{0\,50}`, 9)) // 900 instructions
+	small := url.QueryEscape("page=~^/blog/")
+	long := url.QueryEscape("page==/" + strings.Repeat("a", maxFilterLen/2))
+	tests := []struct {
+		query   string
+		wantErr string
+	}{
+		{"filter=" + big, ""},
+		{"filter=" + big + "&filter=" + small, ""},
+		{"filter=" + big + "&filter=" + big, "with the other regular expressions"},
+		{strings.Repeat("filter="+small+"&", 30) + "filter=" + big, "with the other regular expressions"},
+		{"filter=" + long, ""},
+		{"filter=" + long + "&filter=" + long, "together; the limit is 2000"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.query[:min(len(tt.query), 60)], func(t *testing.T) {
+			v, err := ParseParams(tt.query, "/test", ReportParams)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = Parse(Behavior, Behavior.Report("pages"), v, today)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestPatternInstsIsAnUpperBound: the estimate that refuses a regular
+// expression before it is compiled is never below the compiled size, and
+// not far above it.
+func TestPatternInstsIsAnUpperBound(t *testing.T) {
+	for _, p := range []string{`^/blog/`, `(?i)^/BLOG/(2024|2025)/.*$`, `[^~]{0,50}`, `x{3,}`, `(?:ab|cd|e){2,7}z?`,
+		`.{0,300}`, `(?:x{30}){30}`, `(a+b*)+|c{5}`, `\pL{10}\d*`, `(?:(?:a|b){2}c){0,20}`} {
+		parsed, err := syntax.Parse(p, syntax.Perl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		prog, err := syntax.Compile(parsed.Simplify())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, real := patternInsts(parsed, 1<<20), len(prog.Inst)
+		if got < real-2 || got > 2*real { // a program's own: fail and match
+			t.Errorf("%s: estimated %d instructions, compiles to %d", p, got, real)
+		}
+	}
+}
+
 func TestConditionMatch(t *testing.T) {
 	tests := []struct {
 		expr  string
@@ -88,7 +155,7 @@ func TestConditionMatch(t *testing.T) {
 		{"x[]a|b", "c", false},
 	}
 	for _, tt := range tests {
-		f, err := parseFilter(tt.expr)
+		f, err := parseFilter(tt.expr, maxFilterInsts)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -128,12 +128,17 @@ func Parse(f *Family, r *Report, v *Params, today time.Time) (*Query, error) {
 		q.Dimensions = append(q.Dimensions, d)
 	}
 
-	// Filters: every filter parameter is ANDed.
+	// Filters: every filter parameter is ANDed, all of them within one
+	// filter's limits.
+	filterLen, insts := 0, 0
 	for _, raw := range v.All("filter") {
 		if raw == "" {
 			continue
 		}
-		fl, err := parseFilter(raw)
+		if filterLen += len(raw); filterLen > maxFilterLen && filterLen > len(raw) {
+			return nil, paramErr("filter", "invalid_filter", "the filter parameters are %d characters long together; the limit is %d, for one filter or all of them together", filterLen, maxFilterLen)
+		}
+		fl, err := parseFilter(raw, maxFilterInsts-insts)
 		if err != nil {
 			return nil, paramErr("filter", "invalid_filter", "%v", err)
 		}
@@ -149,6 +154,7 @@ func Parse(f *Family, r *Report, v *Params, today time.Time) (*Query, error) {
 			q.Filter = &Filter{}
 		}
 		q.Filter.And = append(q.Filter.And, fl.And...)
+		insts += fl.insts
 		q.filterRaw = append(q.filterRaw, raw)
 	}
 
