@@ -5,9 +5,12 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/netip"
+	"net/url"
+	"regexp"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -151,7 +154,65 @@ func deadLetterPayload(payload string, origin hit.Origin, p *Property) string {
 			return storedIP(p, a), true
 		})
 	}
+	if origin == hit.OriginBrowser {
+		payload = storedUIP(payload, p)
+	}
 	return parse.Truncate(payload)
+}
+
+// uipInJSON finds a uip field in a batch hit kept as sent (one that could
+// not be read into fields).
+var uipInJSON = regexp.MustCompile(`"uip"\s*:\s*("(?:[^"\\]|\\.)*"|[^,}\]]*)`)
+
+// storedUIP returns payload, what a browser endpoint's dead letter keeps
+// of a request (a query string, a body, a batch's hits), with the value of
+// every uip, Universal Analytics' override of the visitor's address, as p
+// stores an address (parse.StoredIPOverride's "(not stored)" for one that
+// is no address). /collect does not read uip, but a server that sends its
+// visitors' hits there as it did to Universal Analytics sends each
+// visitor's full address in it, which the dead letter kept for the
+// topic's 30 days (before 2026-12-07).
+func storedUIP(payload string, p *Property) string {
+	if !strings.Contains(payload, "ip") && !strings.Contains(payload, "%") {
+		return payload // no uip, however escaped
+	}
+	stored := func(v string) string {
+		if a, ok := visitorAddress(strings.TrimSpace(v)); ok {
+			return storedIP(p, a)
+		}
+		return "(not stored)"
+	}
+	payload = uipInJSON.ReplaceAllStringFunc(payload, func(m string) string {
+		var v string
+		_ = json.Unmarshal([]byte(uipInJSON.FindStringSubmatch(m)[1]), &v)
+		q, _ := json.Marshal(stored(v))
+		return `"uip":` + string(q)
+	})
+	// A query string, or a form-encoded body (one line each of a batch's):
+	// pairs split at '&', ';' and line ends, names as any reading unescapes
+	// them.
+	var b strings.Builder
+	for rest := payload; rest != ""; {
+		i := strings.IndexAny(rest, "&;\n")
+		pair, sep := rest, ""
+		if i >= 0 {
+			pair, sep, rest = rest[:i], rest[i:i+1], rest[i+1:]
+		} else {
+			rest = ""
+		}
+		if name, value, ok := strings.Cut(pair, "="); ok {
+			if n, err := url.QueryUnescape(name); (err == nil && strings.TrimSpace(n) == "uip") || strings.EqualFold(name, "uip") {
+				v, err := url.QueryUnescape(value)
+				if err != nil {
+					v = ""
+				}
+				pair = name + "=" + url.QueryEscape(stored(v))
+			}
+		}
+		b.WriteString(pair)
+		b.WriteString(sep)
+	}
+	return b.String()
 }
 
 // Cookieless visitor IDs, for properties in cookieless mode: a hash of

@@ -236,3 +236,37 @@ func TestMeasurementDeadLettersKeepATruncatedAddress(t *testing.T) {
 		}
 	}
 }
+
+// TestBrowserDeadLettersKeepATruncatedUIP: Universal Analytics' uip, the
+// visitor's full address that a server sending its visitors' hits to
+// /collect sends (and /collect does not read), is kept in a dead letter as
+// the property stores an address, wherever the letter keeps the request
+// as sent: the pixel's query string, a body that is no batch, a batch hit
+// that could not be read (strict, /16, when the request was refused before
+// its property was known). It was kept in full.
+func TestBrowserDeadLettersKeepATruncatedUIP(t *testing.T) {
+	var dead deadLetters
+	s, p := testServerWith(t, 1, countingQueue{new(int)}, &dead)
+	mux := http.NewServeMux()
+	s.Register(mux)
+	foreign := "&v=1&t=pageview&cid=c&dl=https%3A%2F%2Felsewhere.example%2F"
+	for _, req := range []*http.Request{
+		httptest.NewRequest("GET", "/collect?tid="+p.TrackingID+foreign+"&uip=198.51.100.77", nil),
+		httptest.NewRequest("GET", "/collect?tid="+p.TrackingID+foreign+"&u%69p=198.51.100.77%3A443", nil),
+		httptest.NewRequest("GET", "/collect?tid="+p.TrackingID+foreign+"&uip=not-198.51.100.77", nil),
+		httptest.NewRequest("POST", "/collect?tid="+p.TrackingID, strings.NewReader("v=1&t=pageview&cid=c&uip=198.51.100.77")),
+		httptest.NewRequest("POST", "/collect?tid="+p.TrackingID, strings.NewReader(`{"hits":[{"v":[1],"t":"pageview","uip":"198.51.100.77"}]}`)),
+	} {
+		before := len(dead)
+		mux.ServeHTTP(httptest.NewRecorder(), req)
+		if len(dead) != before+1 {
+			t.Fatalf("%s %s: %d dead letters", req.Method, req.URL, len(dead)-before)
+		}
+		dl := dead[len(dead)-1]
+		// 198.51.100.0 as the property stores it, 198.51.0.0 (strict)
+		// when it was rejected before the property was known.
+		if strings.Contains(dl.Payload, "198.51.100.77") || !strings.Contains(dl.Payload, "198.51.") && !strings.Contains(dl.Payload, "not+stored") {
+			t.Errorf("%s %s: %s payload %s", req.Method, req.URL, dl.Reason, dl.Payload)
+		}
+	}
+}
