@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"regexp/syntax"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/acme/analytics/pkg/hit"
@@ -123,7 +124,11 @@ func BenchmarkEvaluateTypical(b *testing.B) {
 	benchEvaluate(b, c)
 }
 
-func benchEvaluate(b *testing.B, c *Compiled) {
+func benchEvaluate(b *testing.B, c *Compiled) { benchEvaluatePath(b, c, "") }
+
+// benchEvaluatePath is benchEvaluate with the hit's path replaced by path
+// unless it is empty.
+func benchEvaluatePath(b *testing.B, c *Compiled, path string) {
 	h := &hit.Hit{
 		Type:      hit.TypePageview,
 		Hostname:  "www.example.com",
@@ -131,6 +136,9 @@ func benchEvaluate(b *testing.B, c *Compiled) {
 		UserAgent: "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
 		Country:   "ZW",
 		IP:        "198.18.4.0",
+	}
+	if path != "" {
+		h.Path = path
 	}
 	addr := netip.MustParseAddr("198.18.4.77")
 	b.ReportAllocs()
@@ -143,5 +151,44 @@ func benchEvaluate(b *testing.B, c *Compiled) {
 		sink = c.Goals(h, p)
 		_, _ = c.Channel("newsletter", "email", "spring-sale")
 		_ = c.ReferralExcluded("checkout.payments.example.net")
+	}
+}
+
+// denseRepetitions is a rule set the cost limit accepts whose patterns keep
+// hundreds of RE2 threads alive at every byte of a path: page exclusions of
+// bounded repetitions of a broad class, which never match (no '~'). The
+// cost model counts a pattern's compiled size times 64 bytes of path; a
+// match here costs about that size times the path's real length, at a few
+// times the work per unit of atLimits' shapes.
+func denseRepetitions(tb testing.TB) Rules {
+	r := Defaults()
+	for i := 0; ; i++ {
+		p := fmt.Sprintf("[^~]{0,60}[^~]{0,60}[^~]{0,60}[^~]{0,60}[^~]{0,60}~%d", i)
+		r.Pages.Exclude = append(r.Pages.Exclude, p)
+		if _, err := Compile(r, 1, []string{"example.com"}); err != nil {
+			r.Pages.Exclude = r.Pages.Exclude[:i]
+			if i == 0 {
+				tb.Fatal(err)
+			}
+			return r
+		}
+	}
+}
+
+// BenchmarkEvaluateDenseRepetitions is denseRepetitions on the benchmark's
+// usual hit (a 120-byte path) and on one whose path is 4 KB, collection's
+// limit: what a merchant's accepted rules can cost per hit
+// (docs/config.md, "Limits and cost").
+func BenchmarkEvaluateDenseRepetitions(b *testing.B) {
+	c, err := Compile(denseRepetitions(b), 1, []string{"example.com"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	long := "/" + strings.Repeat("abcdefgh/", 455)
+	for _, tc := range []struct{ name, path string }{{"path=120B", ""}, {"path=4KB", long}} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportMetric(float64(c.Cost()), "cost")
+			benchEvaluatePath(b, c, tc.path)
+		})
 	}
 }
