@@ -27,14 +27,17 @@ type Campaign struct {
 // Google's click IDs, the first non-empty of gclid, gbraid and wbraid is
 // the campaign's GCLID.
 func CampaignFromURL(raw string) Campaign {
+	// The fragment first: a '?' after the '#' is the fragment's, not the
+	// start of a query (https://shop.example/#/cart?utm_source=x has no
+	// query), as the URL standard and the page dimension read it.
+	if j := strings.IndexByte(raw, '#'); j >= 0 {
+		raw = raw[:j]
+	}
 	i := strings.IndexByte(raw, '?')
 	if i < 0 {
 		return Campaign{}
 	}
 	q := raw[i+1:]
-	if j := strings.IndexByte(q, '#'); j >= 0 {
-		q = q[:j]
-	}
 	if !strings.Contains(q, "utm_") && !strings.Contains(q, "gclid") && !strings.Contains(q, "braid") && !strings.Contains(q, "msclkid") && !strings.Contains(q, "%") {
 		return Campaign{} // none of the parameters, not even escaped
 	}

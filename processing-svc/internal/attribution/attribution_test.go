@@ -142,6 +142,10 @@ func TestCampaignFromURLQueries(t *testing.T) {
 		want Campaign
 	}{
 		{"/p?x=1&y=2#utm_source=frag", Campaign{}},
+		// A '?' in the fragment starts no query: the location has none.
+		{"/p#x?utm_source=frag&utm_medium=cpc", Campaign{}},
+		{"https://shop.example/#/cart?gclid=g1", Campaign{}},
+		{"https://shop.example/p?utm_source=a#x?utm_source=b", Campaign{Source: "a"}},
 		{"/p?utm_source=news&utm_medium=email", Campaign{Source: "news", Medium: "email"}},
 		{"/p?utm%5Fsource=news", Campaign{Source: "news"}},
 		{"/p?%67clid=abc", Campaign{GCLID: "abc"}},
