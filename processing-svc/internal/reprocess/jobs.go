@@ -85,6 +85,9 @@ type Runner struct {
 	MaxRunning int
 
 	running atomic.Int32
+	// leaseRead, when set (tests), runs in Get between its read of the
+	// job and its read of the lease.
+	leaseRead func()
 }
 
 // maxRunning is the default of Runner.MaxRunning.
@@ -359,20 +362,30 @@ func (r *Runner) run(ctx context.Context, j *Job, done map[string]bool) error {
 // property's lease for it is returned failed (not recorded so): a run
 // records its end before it frees the lease, so its run ended without
 // recording it (its process died, or Cassandra refused that write), and
-// nothing will move it until it is resumed.
+// nothing will move it until it is resumed. The job is read again once
+// the lease is found free: a run that ended between the first read and
+// the lease's recorded its end before freeing it, and read once, the job
+// of a run that had just ended well read failed.
 func (r *Runner) Get(ctx context.Context, propertyID, jobID string) (*Job, error) {
 	j, _, err := r.load(ctx, propertyID, jobID)
 	if err != nil || j.Status != StatusRunning {
 		return j, err
+	}
+	if r.leaseRead != nil {
+		r.leaseRead()
 	}
 	var holder gocql.UUID
 	err = r.Session.Query("SELECT job_id FROM reprocess_leases WHERE property_id = ?", propertyID).WithContext(ctx).Scan(&holder)
 	if err != nil && !errors.Is(err, gocql.ErrNotFound) {
 		return nil, fmt.Errorf("read the reprocessing lease: %w", err)
 	}
-	if id, _ := gocql.ParseUUID(jobID); err != nil || holder != id {
-		j.Status, j.Error = StatusFailed, "its run ended without recording its end (its process stopped, or could not write it); resume the job"
+	if id, _ := gocql.ParseUUID(jobID); err == nil && holder == id {
+		return j, nil
 	}
+	if j, _, err = r.load(ctx, propertyID, jobID); err != nil || j.Status != StatusRunning {
+		return j, err
+	}
+	j.Status, j.Error = StatusFailed, "its run ended without recording its end (its process stopped, or could not write it); resume the job"
 	return j, nil
 }
 

@@ -417,6 +417,36 @@ func TestJobOfADeadRunDoesNotReadRunning(t *testing.T) {
 	}
 }
 
+// A run that ends while its job is read (the job read running, then its
+// lease found free) reads as it ended, not failed: CI's reprocessing audit
+// polled a job that had just finished all its days and read it failed,
+// "its run ended without recording its end".
+func TestJobOfARunEndingAsItIsReadReadsItsEnd(t *testing.T) {
+	ctx := context.Background()
+	s, props := connect(t)
+	r := &Runner{Session: s, Properties: props, Now: func() time.Time { return time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC) }}
+	j, err := r.Create(ctx, propID, "2026-03-02", "2026-03-02", engine.RulesCurrent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Query("UPDATE reprocess_jobs SET status = ? WHERE property_id = ? AND job_id = ?", StatusRunning, propID, j.ID).Exec(); err != nil {
+		t.Fatal(err)
+	}
+	// The run's end, as it records it: the job done, then the lease freed.
+	r.leaseRead = func() {
+		if err := s.Query("UPDATE reprocess_jobs SET status = ? WHERE property_id = ? AND job_id = ?", StatusDone, propID, j.ID).Exec(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := r.Get(ctx, propID, j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != StatusDone || got.Error != "" {
+		t.Errorf("a job whose run ended as it was read: %+v; want done", got)
+	}
+}
+
 // deletedAfter serves its properties for the first n lookups, then none:
 // the property is deleted while a run goes on.
 type deletedAfter struct {
