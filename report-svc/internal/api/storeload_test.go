@@ -24,43 +24,48 @@ import (
 // limit covered every page of a read: such a read timed out on a healthy
 // store, and a few of them opened the breaker for every merchant.
 func TestALargePartitionIsNoStoreFailure(t *testing.T) {
-	e := uncachedEnv(t, 50, 2*time.Second, 2)
+	// One timed-out read opens the breaker.
+	e := uncachedEnv(t, 50, 4*time.Second, 1)
 
 	big := gocql.MustRandomUUID()
 	e.lookup[big.String()] = api.PropertyInfo{TenantID: "tenant-big", Location: time.UTC}
 	const rows = 10000 // two pages of 5,000
-	for d := 11; d <= 13; d++ {
-		day := time.Date(2026, 3, d, 0, 0, 0, 0, time.UTC)
-		for i := 0; i < rows; i += 200 {
-			b := e.writer.NewBatch(gocql.UnloggedBatch)
-			for j := i; j < i+200; j++ {
-				r := rollup.Row{Day: day, Report: rollup.Page, Dimension: fmt.Sprintf("/p/%06d", j), Metrics: rollup.Metrics{Pageviews: 1, UniquePageviews: 1}}
-				vals, err := r.Values()
-				if err != nil {
-					t.Fatal(err)
-				}
-				b.Query(rollup.InsertDaily, append(append([]any{big}, vals...), int64(1), nil)...)
-			}
-			if err := e.writer.ExecuteBatch(b); err != nil {
+	day := time.Date(2026, 3, 11, 0, 0, 0, 0, time.UTC)
+	for i := 0; i < rows; i += 200 {
+		b := e.writer.NewBatch(gocql.UnloggedBatch)
+		for j := i; j < i+200; j++ {
+			r := rollup.Row{Day: day, Report: rollup.Page, Dimension: fmt.Sprintf("/p/%06d", j), Metrics: rollup.Metrics{Pageviews: 1, UniquePageviews: 1}}
+			vals, err := r.Values()
+			if err != nil {
 				t.Fatal(err)
 			}
+			b.Query(rollup.InsertDaily, append(append([]any{big}, vals...), int64(1), nil)...)
+		}
+		if err := e.writer.ExecuteBatch(b); err != nil {
+			t.Fatal(err)
 		}
 	}
 	bigViewer := viewer
 	bigViewer.TenantID = "tenant-big"
-	// Its statements prepared (a day's report), then every page of every
-	// read answers 1.2 s late: within the time limit (with room for a
-	// machine slowed by the race detector), and a partition of two pages
-	// in 2.4 s and more, over it.
+	// Its statements prepared (the same report), then every page of every
+	// read answers 2.1 s late: within the time limit of 4 s, and the
+	// partition of two pages in 4.2 s and more, over it. The 1.9 s between
+	// are for the process's own work while a page is awaited (the CQL
+	// server runs in it, slowed by the race detector): with 1.2 s of 2 s,
+	// first rows came after 1.8 to 2.0 s at -cpu=1 on a busy two-core
+	// machine, and the read timed out. One large partition, not several
+	// read at once, for the same reason: the work on three pages of 5,000
+	// rows at once fell in the first page's wait.
 	if st, body, _ := e.get(bigViewer, "/v1/reports/behavior/pages", params("property_id", big.String(), "from", "2026-03-11", "to", "2026-03-11", "limit", "1")); st != http.StatusOK {
 		t.Fatalf("the large merchant's day: %d %.300s", st, body)
 	}
-	e.cql.SetLatency(1200 * time.Millisecond)
+	e.cql.SetLatency(2100 * time.Millisecond)
 	defer e.cql.SetLatency(0)
-	st, body, _ := e.get(bigViewer, "/v1/reports/behavior/pages", params("property_id", big.String(), "from", "2026-03-11", "to", "2026-03-13", "limit", "1"))
-	if st != http.StatusOK || !strings.Contains(string(body), `"pageviews":3`) {
-		t.Fatalf("the large merchant's pages: %d %.300s, want its report (each page 3 pageviews)", st, body)
+	st, body, _ := e.get(bigViewer, "/v1/reports/behavior/pages", params("property_id", big.String(), "from", "2026-03-11", "to", "2026-03-11", "limit", "1"))
+	if st != http.StatusOK || !strings.Contains(string(body), `"pageviews":1`) {
+		t.Fatalf("the large merchant's pages: %d %.300s, want its report (each page 1 pageview)", st, body)
 	}
+	e.cql.SetLatency(0)
 	if got := e.store.BreakerState(); got != "closed" {
 		t.Fatalf("breaker %s after a large partition read page by page, want closed", got)
 	}
