@@ -295,10 +295,18 @@ func TestResyncIsPacedAndChangesGoFirst(t *testing.T) {
 	}
 	waitFetches(n + 3) // the lookups, then three of the pass
 	changed := testDoc(7).PropertyID
+	// The server records no fetch while the change is applied: the
+	// fetches it holds then are the ones before the change, however late
+	// this goroutine runs. Counted from the fetches waitFetches saw, a
+	// pause of the test longer than the pass's gap (50 ms, as on a busy
+	// machine under -race) let the pass fetch on, and failed it.
+	srv.mu.Lock()
+	before := len(srv.fetched)
 	c.apply(Changes{Seq: 1, Changes: []Change{{Seq: 1, Kind: ChangeRules, PropertyID: changed}}})
-	f := waitFetches(n + 5)
-	if f[n+3] != changed && f[n+4] != changed {
-		t.Fatalf("fetches after the change: %v; want the changed property next (one of the pass may be in flight)", f[n+3:])
+	srv.mu.Unlock()
+	f := waitFetches(before + 2)
+	if f[before] != changed && f[before+1] != changed {
+		t.Fatalf("fetches after the change: %v; want the changed property next (one of the pass may be in flight)", f[before:])
 	}
 	waitFetches(n + n + 1) // the whole pass and the change
 	// A pass of n documents at 20 a second takes at least (n-1)/20 s.
