@@ -96,9 +96,16 @@ type envOptions struct {
 	engine query.Config
 }
 
+// defaultOptions are the options of a healthy store: its read timeout
+// (-store-timeout) is long, so that no read times out that is only queued
+// behind the others. The CQL server runs in the test's process, which the
+// race detector slows, and a report reads up to -day-concurrency
+// partitions at once: with one CPU for the process on a busy machine, a
+// read of TestRollupOracle had no answer after 2 s, the old limit, and the
+// breaker opened. The tests of timeouts and of the breaker set their own.
 func defaultOptions() envOptions {
 	return envOptions{
-		store: store.Config{Timeout: 2 * time.Second, BreakerFailures: 5, BreakerOpen: 5 * time.Second, Concurrency: 64},
+		store: store.Config{Timeout: 30 * time.Second, BreakerFailures: 5, BreakerOpen: 5 * time.Second, Concurrency: 64},
 		engine: query.Config{CacheTTL: 0, FinalCacheTTL: 0, StaleMaxAge: time.Hour, CacheBytes: 16 << 20,
 			DayCacheTTL: time.Hour, DayCacheBytes: 256 << 20, ProcessingDelay: time.Second, LateHorizon: 4*time.Hour + 15*time.Minute,
 			ComputeTimeout: 30 * time.Second, DayConcurrency: 16},
