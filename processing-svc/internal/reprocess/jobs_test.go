@@ -390,17 +390,9 @@ func TestResumedJobRefusesDaysPastRetention(t *testing.T) {
 // nothing ran it: whoever polled it waited on it.
 func TestJobOfADeadRunDoesNotReadRunning(t *testing.T) {
 	ctx := context.Background()
-	s, props := connect(t)
-	r := &Runner{Session: s, Properties: props, Now: func() time.Time { return time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC) }}
-	j, err := r.Create(ctx, propID, "2026-03-02", "2026-03-02", engine.RulesCurrent)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// What a run whose process died leaves: the job running, and, two
 	// minutes later, no lease.
-	if err := s.Query("UPDATE reprocess_jobs SET status = ? WHERE property_id = ? AND job_id = ?", StatusRunning, propID, j.ID).Exec(); err != nil {
-		t.Fatal(err)
-	}
+	s, r, j, _ := jobRecordedRunning(t)
 	got, err := r.Get(ctx, propID, j.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -422,29 +414,35 @@ func TestJobOfADeadRunDoesNotReadRunning(t *testing.T) {
 // polled a job that had just finished all its days and read it failed,
 // "its run ended without recording its end".
 func TestJobOfARunEndingAsItIsReadReadsItsEnd(t *testing.T) {
-	ctx := context.Background()
-	s, props := connect(t)
-	r := &Runner{Session: s, Properties: props, Now: func() time.Time { return time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC) }}
-	j, err := r.Create(ctx, propID, "2026-03-02", "2026-03-02", engine.RulesCurrent)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Query("UPDATE reprocess_jobs SET status = ? WHERE property_id = ? AND job_id = ?", StatusRunning, propID, j.ID).Exec(); err != nil {
-		t.Fatal(err)
-	}
+	_, r, j, setStatus := jobRecordedRunning(t)
 	// The run's end, as it records it: the job done, then the lease freed.
-	r.leaseRead = func() {
-		if err := s.Query("UPDATE reprocess_jobs SET status = ? WHERE property_id = ? AND job_id = ?", StatusDone, propID, j.ID).Exec(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	got, err := r.Get(ctx, propID, j.ID)
+	r.leaseRead = func() { setStatus(StatusDone) }
+	got, err := r.Get(context.Background(), propID, j.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got.Status != StatusDone || got.Error != "" {
 		t.Errorf("a job whose run ended as it was read: %+v; want done", got)
 	}
+}
+
+// jobRecordedRunning makes a job of a day and records it running, with no
+// run holding the lease; setStatus records another status.
+func jobRecordedRunning(t *testing.T) (*gocql.Session, *Runner, *Job, func(status string)) {
+	t.Helper()
+	s, props := connect(t)
+	r := &Runner{Session: s, Properties: props, Now: func() time.Time { return time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC) }}
+	j, err := r.Create(context.Background(), propID, "2026-03-02", "2026-03-02", engine.RulesCurrent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	setStatus := func(status string) {
+		if err := s.Query("UPDATE reprocess_jobs SET status = ? WHERE property_id = ? AND job_id = ?", status, propID, j.ID).Exec(); err != nil {
+			t.Error(err)
+		}
+	}
+	setStatus(StatusRunning)
+	return s, r, j, setStatus
 }
 
 // deletedAfter serves its properties for the first n lookups, then none:
