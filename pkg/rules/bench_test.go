@@ -3,7 +3,6 @@ package rules
 import (
 	"fmt"
 	"net/netip"
-	"regexp/syntax"
 	"sort"
 	"strings"
 	"testing"
@@ -39,15 +38,11 @@ func atLimits(tb testing.TB) Rules {
 		if ci {
 			expr = "(?i)" + p
 		}
-		re, err := syntax.Parse(expr, syntax.Perl)
+		n, err := CompiledSize(expr)
 		if err != nil {
 			tb.Fatal(err)
 		}
-		prog, err := syntax.Compile(re.Simplify())
-		if err != nil {
-			tb.Fatal(err)
-		}
-		c := len(prog.Inst) * weight
+		c := n * weight
 		if cost+c > MaxCost {
 			return false
 		}

@@ -490,17 +490,11 @@ func (c *compiler) pattern(list, field, p string, caseInsensitive bool, weight i
 	if caseInsensitive {
 		expr = "(?i)" + p
 	}
-	parsed, err := syntax.Parse(expr, syntax.Perl)
+	n, err := CompiledSize(expr)
 	if err != nil {
 		c.add(field, "%q is not a valid regular expression: %s", p, describeRegexpError(err))
 		return nil
 	}
-	prog, err := syntax.Compile(parsed.Simplify())
-	if err != nil {
-		c.add(field, "%q is not a valid regular expression: %s", p, describeRegexpError(err))
-		return nil
-	}
-	n := len(prog.Inst)
 	if n > MaxPatternInsts {
 		c.addErr(FieldError{Field: field, Reason: fmt.Sprintf("%q compiles to %d instructions, more than the %d one pattern may use; simplify it (large repetition counts such as {500} are the usual cause)", p, n, MaxPatternInsts), Err: ErrTooExpensive})
 		return nil
@@ -513,6 +507,21 @@ func (c *compiler) pattern(list, field, p string, caseInsensitive bool, weight i
 		return nil
 	}
 	return re
+}
+
+// CompiledSize is the size of the program a regular expression (Perl
+// syntax, as regexp.Compile takes it) compiles to: its RE2 instructions,
+// what MaxPatternInsts bounds and the cost model counts.
+func CompiledSize(expr string) (int, error) {
+	parsed, err := syntax.Parse(expr, syntax.Perl)
+	if err != nil {
+		return 0, err
+	}
+	prog, err := syntax.Compile(parsed.Simplify())
+	if err != nil {
+		return 0, err
+	}
+	return len(prog.Inst), nil
 }
 
 // pathPattern is pattern for a pattern matched against page paths (cleaned,
