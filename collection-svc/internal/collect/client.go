@@ -5,12 +5,10 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/netip"
 	"net/url"
-	"regexp"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -162,12 +160,12 @@ func deadLetterPayload(payload string, origin hit.Origin, p *Property) string {
 
 // uipInJSON finds a uip field in a batch hit kept as sent (one that could
 // not be read into fields).
-var uipInJSON = regexp.MustCompile(`"uip"\s*:\s*("(?:[^"\\]|\\.)*"|[^,}\]]*)`)
+var uipInJSON = parse.NewTextField("uip")
 
 // storedUIP returns payload, what a browser endpoint's dead letter keeps
 // of a request (a query string, a body, a batch's hits), with the value of
 // every uip, Universal Analytics' override of the visitor's address, as p
-// stores an address (parse.StoredIPOverride's "(not stored)" for one that
+// stores an address (parse.NotStored, as parse.StoredIPOverride keeps one that
 // is no address). /collect does not read uip, but a server that sends its
 // visitors' hits there as it did to Universal Analytics sends each
 // visitor's full address in it, which the dead letter kept for the
@@ -180,14 +178,9 @@ func storedUIP(payload string, p *Property) string {
 		if a, ok := visitorAddress(strings.TrimSpace(v)); ok {
 			return storedIP(p, a)
 		}
-		return "(not stored)"
+		return parse.NotStored
 	}
-	payload = uipInJSON.ReplaceAllStringFunc(payload, func(m string) string {
-		var v string
-		_ = json.Unmarshal([]byte(uipInJSON.FindStringSubmatch(m)[1]), &v)
-		q, _ := json.Marshal(stored(v))
-		return `"uip":` + string(q)
-	})
+	payload = uipInJSON.Replace(payload, func(v string, _ bool) string { return stored(v) })
 	// A query string, or a form-encoded body (one line each of a batch's):
 	// pairs split at '&', ';' and line ends, names as any reading unescapes
 	// them.

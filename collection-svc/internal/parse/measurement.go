@@ -340,15 +340,37 @@ func Replayable(body []byte) func(i int) string {
 	}
 }
 
-// notStored stands in a dead letter for an ip_override that is no
-// address: it may hold one all the same (with a port, a space), which must
-// not be stored.
-const notStored = "(not stored)"
+// NotStored stands in a dead letter for an address field (ip_override,
+// uip) that is no address: it may hold one all the same (with a port, a
+// space), which must not be stored.
+const NotStored = "(not stored)"
 
-// ipOverrideInText finds an ip_override in a payload that is not JSON (a
-// body that is not, or one cut to a dead letter's size): its value a
+// TextField finds a field of a payload that is not JSON (a body that is
+// not, or one cut to a dead letter's size): "name": and its value, a
 // string, or anything up to the next ',', '}' or ']'.
-var ipOverrideInText = regexp.MustCompile(`"ip_override"\s*:\s*("(?:[^"\\]|\\.)*"|[^,}\]]*)`)
+type TextField struct {
+	name string
+	re   *regexp.Regexp
+}
+
+// NewTextField is the TextField of name.
+func NewTextField(name string) TextField {
+	return TextField{name: name, re: regexp.MustCompile(`"` + regexp.QuoteMeta(name) + `"\s*:\s*("(?:[^"\\]|\\.)*"|[^,}\]]*)`)}
+}
+
+// Replace returns payload with the value of every occurrence of the field
+// replaced by the string value gives, told the value as sent and whether
+// it is a JSON string (else it is given "").
+func (f TextField) Replace(payload string, value func(v string, isString bool) string) string {
+	return f.re.ReplaceAllStringFunc(payload, func(m string) string {
+		var v string
+		isString := json.Unmarshal([]byte(f.re.FindStringSubmatch(m)[1]), &v) == nil
+		q, _ := json.Marshal(value(v, isString))
+		return `"` + f.name + `":` + string(q)
+	})
+}
+
+var ipOverrideInText = NewTextField("ip_override")
 
 // StoredIPOverride returns payload, a Measurement API request kept in a
 // dead letter (the body as sent, or a replayable request of one event),
@@ -365,20 +387,11 @@ func StoredIPOverride(payload string, stored func(ip string) (string, bool)) str
 	var p fastjson.Parser
 	v, err := p.Parse(payload)
 	if err != nil {
-		return ipOverrideInText.ReplaceAllStringFunc(payload, func(m string) string {
-			value := ipOverrideInText.FindStringSubmatch(m)[1]
-			var ip string
-			if json.Unmarshal([]byte(value), &ip) == nil {
-				if t, ok := stored(ip); ok && t != "" {
-					ip = t
-				} else {
-					ip = notStored
-				}
-			} else {
-				ip = notStored
+		return ipOverrideInText.Replace(payload, func(ip string, isString bool) string {
+			if t, ok := stored(ip); isString && ok && t != "" {
+				return t
 			}
-			q, _ := json.Marshal(ip)
-			return `"ip_override":` + string(q)
+			return NotStored
 		})
 	}
 	o, err := v.Object()
@@ -397,7 +410,7 @@ func StoredIPOverride(payload string, stored func(ip string) (string, bool)) str
 			case ok && t == "":
 				return
 			case !ok:
-				t = notStored
+				t = NotStored
 			}
 			k = append(k, ':')
 			q, _ := json.Marshal(t)
