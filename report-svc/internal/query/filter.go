@@ -138,8 +138,8 @@ func parseCondition(s string, insts int) (Condition, int, error) {
 		if n <= maxFilterInsts {
 			what = "with the other regular expressions of the request's filters, it would compile to more than that"
 		}
-		return Condition{}, 0, fmt.Errorf("regular expression %q of %s is too large: a request's regular expressions may compile to %d RE2 instructions together, and %s; simplify it (large repetition counts such as {500} are the usual cause)",
-			truncated(c.Value), c.Dimension, maxFilterInsts, what)
+		return Condition{}, 0, fmt.Errorf("regular expression %.80q of %s is too large: a request's regular expressions may compile to %d RE2 instructions together, and %s; simplify it (large repetition counts such as {500} are the usual cause)",
+			c.Value, c.Dimension, maxFilterInsts, what)
 	}
 	re, err := regexp.Compile(c.Value)
 	if err != nil {
@@ -147,14 +147,6 @@ func parseCondition(s string, insts int) (Condition, int, error) {
 	}
 	c.re = re
 	return c, n, nil
-}
-
-// truncated is s, cut to 80 bytes for a message.
-func truncated(s string) string {
-	if len(s) > 80 {
-		return s[:80] + "..."
-	}
-	return s
 }
 
 // parseConditionText parses one condition, its regular expression not yet
