@@ -453,7 +453,8 @@ func (c *Consumer) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.Cons
 			offsetAttr(claim.InitialOffset()))
 	}
 	// What p counted before is in the metrics already.
-	w := &worker{c: c, s: s, ss: c.session.Load(), p: p, topic: claim.Topic(), partition: claim.Partition(), log: log, stats: p.Stats(), committed: claim.InitialOffset()}
+	w := &worker{c: c, s: s, ss: c.session.Load(), p: p, topic: claim.Topic(), partition: claim.Partition(), log: log, stats: p.Stats(), committed: claim.InitialOffset(),
+		highWater: claim.HighWaterMarkOffset}
 	defer w.resume()
 	err := w.consume(claim.Messages())
 	if err != nil && !w.failing && s.Context().Err() != nil && errors.Is(err, context.Canceled) {
@@ -593,6 +594,10 @@ type worker struct {
 	// having reached its bound (worker.wait); consume resumes it once
 	// held is applied, ConsumeClaim before it returns.
 	paused bool
+	// highWater is the claim's high water mark, until the first batch
+	// has read it for the partition's SettleFrom: every message an
+	// earlier owner applied lies below it.
+	highWater func() int64
 }
 
 // heldMin is the least number of messages worker.wait takes before it
@@ -605,6 +610,14 @@ var errRevoked = errors.New("partition revoked while retrying")
 
 // apply applies a batch, retrying while the session lasts.
 func (w *worker) apply(batch []*sarama.ConsumerMessage) error {
+	if w.highWater != nil {
+		// Sarama reads it from the broker as the claim starts, and again
+		// with every fetch.
+		if hw := w.highWater(); hw > 0 {
+			w.p.SettleFrom(hw)
+			w.highWater = nil
+		}
+	}
 	msgs := make([]engine.Message, len(batch))
 	for i, m := range batch {
 		msgs[i] = engine.Message{Offset: m.Offset, Value: m.Value}

@@ -261,7 +261,7 @@ func cpuTime() time.Duration {
 // BenchmarkProcessing varies ±15% on this machine and hides changes of a
 // few percent: use it to see what a change to this path does.
 func BenchmarkApplyHit(b *testing.B) {
-	benchApply(b, benchTraffic(100000, 20000))
+	benchApply(b, benchTraffic(100000, 20000), 2000)
 }
 
 // BenchmarkApplyHitLongSession is BenchmarkApplyHit for one visitor whose
@@ -282,26 +282,63 @@ func BenchmarkApplyHitLongSession(b *testing.B) {
 				v, _ := hit.Marshal(h)
 				msgs[i] = Message{Offset: int64(i), Value: v}
 			}
-			benchApply(b, msgs)
+			benchApply(b, msgs, 0)
+		})
+	}
+}
+
+// BenchmarkApplyHitNewestFirst applies the pageviews of one visitor's
+// session of 1,000 and 4,000 pageviews sent newest first (each hit late,
+// within the late-hit horizon): derived one at a time (as every hit was
+// before 2026-12-07, and as the consumer still derives the messages it
+// replays), each builds the session again, so a hit costs in proportion
+// to the session; derived together a batch of 2,000 messages at a time
+// (Partition.SettleFrom, as the consumer derives the rest), the session
+// is built once a batch.
+func BenchmarkApplyHitNewestFirst(b *testing.B) {
+	for _, c := range []struct {
+		name     string
+		n, batch int
+	}{{"one-at-a-time/pageviews=1000", 1000, 0}, {"batched/pageviews=1000", 1000, 2000}, {"batched/pageviews=4000", 4000, 2000}} {
+		b.Run(c.name, func(b *testing.B) {
+			end := time.Now().UTC().Add(-time.Minute)
+			msgs := make([]Message, c.n)
+			for i := range msgs {
+				at := end.Add(-time.Duration(i) * 3 * time.Second)
+				h := &hit.Hit{PropertyID: propID, TenantID: "t", ClientID: "c", Type: hit.TypePageview, Origin: hit.OriginBrowser,
+					Time: at, ReceivedAt: end.Add(time.Duration(i) * time.Millisecond), Hostname: "shop.example", Path: fmt.Sprintf("/p/%d", i%50),
+					Country: "DE", DeviceCategory: "desktop", Browser: "Firefox", OS: "Linux"}
+				h.ID = h.DeriveID(fmt.Sprint(i))
+				v, _ := hit.Marshal(h)
+				msgs[i] = Message{Offset: int64(i), Value: v}
+			}
+			benchApply(b, msgs, c.batch)
 		})
 	}
 }
 
 // benchApply applies msgs to a new partition, again and again until b.N
-// hits are applied.
-func benchApply(b *testing.B, msgs []Message) {
+// hits are applied; with batch above 0, a visitor's hits of batch messages
+// are derived together (SettleFrom).
+func benchApply(b *testing.B, msgs []Message, batch int) {
 	prop := testProperty(b, rules.Defaults())
 	b.ReportAllocs()
 	b.ResetTimer()
 	for n := 0; n < b.N; {
 		b.StopTimer()
 		p := New(Config{Topic: "hits", Properties: staticProperties{prop}})
+		if batch > 0 {
+			p.SettleFrom(0)
+		}
 		p.rows.fresh = true // as if every row had been read
 		now := time.Now()
 		b.StartTimer()
-		for _, m := range msgs {
+		for i, m := range msgs {
 			if n == b.N {
 				break
+			}
+			if batch > 0 && i%batch == 0 {
+				p.settlePlaced(now)
 			}
 			n++
 			h, err := hit.Unmarshal(m.Value)
@@ -314,6 +351,7 @@ func benchApply(b *testing.B, msgs []Message) {
 			}
 			p.applyHit(&d, now)
 		}
+		p.settlePlaced(now)
 	}
 }
 

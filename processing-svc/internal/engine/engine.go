@@ -15,7 +15,10 @@
 // applied offset, and a row only if past the row's through offset; and a
 // hit derived under another rules version than the one stamped on it is
 // derived again under the same, which the flush recorded before its rows
-// (fallback.go). The argument is written out in docs/processing.md.
+// (fallback.go). A visitor's hits of one batch are derived together past
+// the messages a processor replays (SettleFrom), so that hits settled
+// together never straddle a row's through offset. The argument is written
+// out in docs/processing.md.
 package engine
 
 import (
@@ -23,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -140,6 +144,18 @@ type vstate struct {
 	// day since (visitor.ConvertPerDay); its users row's one figure is not
 	// its base yet.
 	converted bool
+	// placedAt is the offset of the visitor's last hit placed in this
+	// batch (visitor.Place), and inPlaced whether it is in
+	// Partition.placed.
+	placedAt int64
+	inPlaced bool
+}
+
+// add records what one of the visitor's hits, or a Settle, changed in its
+// session rows.
+func (vs *vstate) add(ch visitor.Changes) {
+	vs.rows.add(ch)
+	vs.changedDays(ch)
 }
 
 // changedDays records the days of the sessions ch changes.
@@ -186,6 +202,12 @@ type Partition struct {
 	recorded, unrecorded fallbacks
 	recordedEnd          int64
 	recordedRead         bool
+	// settleBefore: a visitor's hits at offsets below it are derived one
+	// at a time; from it on, those of one batch together (SettleFrom).
+	settleBefore int64
+	// placed are the visitors with hits placed in this batch, to settle
+	// at its end (visitor.Place).
+	placed []*vstate
 }
 
 // rowSweeps is how many times per IdleEviction a flush goes through the
@@ -246,8 +268,24 @@ func New(cfg Config) *Partition {
 		contrib:  derive.New(),
 		last:     -1,
 		flushed:  -1,
+
+		settleBefore: math.MaxInt64,
 	}
 }
+
+// SettleFrom lets the partition derive a visitor's hits of one batch
+// together from offset on (visitor.Place and Settle, at the batch's end),
+// where it derives each on its own: hits out of order (a client sending a
+// long session's hits newest first) then build its sessions once a batch,
+// not once a hit, which took time in the square of their number. Offset
+// must be past every message an earlier owner of the partition may have
+// applied and written rows for (the consumer gives the partition's high
+// water mark when it claimed it): a row's through offset skips a replayed
+// hit's contributions already in it, so a visitor's hits settled together,
+// whose changes go to the rows at the offset of the last of them, must all
+// lie past it, or all before. A Partition is made deriving every hit on
+// its own.
+func (p *Partition) SettleFrom(offset int64) { p.settleBefore = offset }
 
 // Stats returns the partition's counters.
 func (p *Partition) Stats() Stats {
@@ -399,6 +437,7 @@ func (p *Partition) Apply(ctx context.Context, msgs []Message) error {
 		}
 		p.last = d.msg.Offset
 	}
+	p.settlePlaced(now)
 	if p.recorded != nil && p.last >= p.recordedEnd-1 {
 		p.recorded = nil // replayed past what was recorded
 	}
@@ -436,6 +475,21 @@ func (p *Partition) loadRows(ctx context.Context) error {
 	return err
 }
 
+// settlePlaced derives the sessions of the hits the batch placed
+// (SettleFrom), each visitor's changes to the rows at the offset of the
+// last of its hits placed.
+func (p *Partition) settlePlaced(now time.Time) {
+	for _, vs := range p.placed {
+		vs.inPlaced = false
+		c := p.contrib
+		c.Reset()
+		vs.add(vs.v.Settle(c))
+		p.rows.add(vs.property, vs.shard, vs.placedAt, now, c)
+	}
+	clear(p.placed)
+	p.placed = p.placed[:0]
+}
+
 func (p *Partition) applyHit(d *decoded, now time.Time) {
 	vs := p.visitors[d.key]
 	vs.used = now
@@ -451,7 +505,7 @@ func (p *Partition) applyHit(d *decoded, now time.Time) {
 	c := p.contrib
 	c.Reset()
 	st := vs.settings // the last hit's, unless the rules or the zone changed
-	out, ch := apply(vs.v, h, d.prop, r, &st, c)
+	out, chs := apply(vs.v, h, d.prop, r, &st, c)
 	switch out {
 	case visitor.Duplicate:
 		p.stats.Duplicates++
@@ -471,8 +525,20 @@ func (p *Partition) applyHit(d *decoded, now time.Time) {
 	}
 	vs.changed = now
 	vs.settings = st
-	vs.rows.add(ch)
-	vs.changedDays(ch)
+	for _, ch := range chs {
+		vs.add(ch)
+	}
+	if vs.v.Placed() {
+		if d.msg.Offset < p.settleBefore {
+			vs.add(vs.v.Settle(c))
+		} else {
+			vs.placedAt = d.msg.Offset
+			if !vs.inPlaced {
+				vs.inPlaced = true
+				p.placed = append(p.placed, vs)
+			}
+		}
+	}
 	p.archive.add(h, d.raw, vs.shard)
 	p.rows.add(vs.property, vs.shard, d.msg.Offset, now, c)
 }
@@ -481,7 +547,7 @@ func (p *Partition) applyHit(d *decoded, now time.Time) {
 // both do: the exclusions, then the page rules, then the sessions. st holds
 // the session settings of v's last hit, kept while the rules and the zone
 // stay the same, and becomes this hit's.
-func apply(v *visitor.Visitor, h *hit.Hit, p *Property, r *rules.Compiled, st *session.Settings, c *derive.Contributions) (visitor.Outcome, visitor.Changes) {
+func apply(v *visitor.Visitor, h *hit.Hit, p *Property, r *rules.Compiled, st *session.Settings, c *derive.Contributions) (visitor.Outcome, []visitor.Changes) {
 	// While the visitor has live sessions, rules never go back to an
 	// earlier version than they were derived under (collection instances
 	// learn of a new version at slightly different moments): the latest
@@ -501,13 +567,13 @@ func apply(v *visitor.Visitor, h *hit.Hit, p *Property, r *rules.Compiled, st *s
 		*st = settings(p, r)
 	}
 	if reason, excluded := r.ExclusionStored(h, p.stamped(h, r)); excluded {
-		return v.Exclude(h.ID, h.Time, h.ReceivedAt, reason, p.Location, c), visitor.Changes{}
+		return v.Exclude(h.ID, h.Time, h.ReceivedAt, reason, p.Location, c), nil
 	}
 	sh, reason := toSessionHit(h, r)
 	if sh == nil {
-		return v.Exclude(h.ID, h.Time, h.ReceivedAt, reason, p.Location, c), visitor.Changes{}
+		return v.Exclude(h.ID, h.Time, h.ReceivedAt, reason, p.Location, c), nil
 	}
-	return v.Apply(sh, h.ReceivedAt, *st, c)
+	return v.Place(sh, h.ReceivedAt, *st, c)
 }
 
 // sessionRows are the session rows a visitor's hits ask to write or

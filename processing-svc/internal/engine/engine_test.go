@@ -128,8 +128,12 @@ func asRecords(msgs []Message, seed uint64) []Message {
 	return out
 }
 
+// newPartition returns a partition of s that derives a visitor's hits of
+// one batch together, as the consumer's do past the messages they replay.
 func newPartition(s *gocql.Session, p *Property) *Partition {
-	return New(Config{Topic: "hits", Partition: 0, Session: s, Properties: staticProperties{p}})
+	part := New(Config{Topic: "hits", Partition: 0, Session: s, Properties: staticProperties{p}})
+	part.SettleFrom(0)
+	return part
 }
 
 // run applies msgs in batches of size, flushing after each batch.
@@ -348,7 +352,7 @@ func crashRun(t *testing.T, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, 4))
 	clock := time.Unix(0, 0)
 	cfg := disturbed(s, prop, seed > 6, &clock)
-	crashes, deferred := crashUntilDone(t, rng, cfg, msgs, -1, batchMax, &clock)
+	crashes, deferred := crashUntilDone(t, rng, cfg, msgs, -1, -1, batchMax, &clock)
 	if crashes == 0 {
 		t.Fatal("no flush was interrupted: the test proved nothing")
 	}
@@ -367,18 +371,23 @@ func crashRun(t *testing.T, seed uint64) {
 // flushes after each batch (FlushAll after the last), until one of its
 // flushes, picked at random, crashes after a random number of its writes
 // went through. It returns the crashes, and the flushes that committed
-// short of the last message applied (a visitor not written yet).
-func crashUntilDone(t *testing.T, rng *rand.Rand, cfg Config, msgs []Message, committed int64, batchMax int, clock *time.Time) (crashes, deferred int) {
+// short of the last message applied (a visitor not written yet). Each
+// processor derives a visitor's hits of a batch together past the last
+// message any before it applied (seen, at first), as the consumer's past
+// the high water mark of their claim.
+func crashUntilDone(t *testing.T, rng *rand.Rand, cfg Config, msgs []Message, committed, seen int64, batchMax int, clock *time.Time) (crashes, deferred int) {
 	t.Helper()
 	ctx := context.Background()
 	for committed < int64(len(msgs))-1 {
 		part := New(cfg) // a restarted processor
+		part.SettleFrom(seen + 1)
 		next := msgs[committed+1:]
 		for len(next) > 0 {
 			n := min(1+rng.IntN(batchMax), len(next))
 			if err := part.Apply(ctx, next[:n]); err != nil {
 				t.Fatal(err)
 			}
+			seen = max(seen, next[n-1].Offset)
 			next = next[n:]
 			*clock = clock.Add(time.Duration(rng.IntN(3000)) * time.Millisecond)
 			flush := part.Flush

@@ -403,9 +403,12 @@ func (d *dayRun) replace(ctx context.Context, hits []*hit.Hit, shards []int, sto
 		var st session.Settings
 		var changed sessionRows
 		for _, h := range hs {
-			_, ch := apply(v, h, p, d.rulesOf(h), &st, c)
-			changed.add(ch)
+			_, chs := apply(v, h, p, d.rulesOf(h), &st, c)
+			for _, ch := range chs {
+				changed.add(ch)
+			}
 		}
+		changed.add(v.Settle(c)) // the day's hits derived together (visitor.Place)
 		ids := slices.Sorted(maps.Keys(changed.upserts))
 		d.days[client] = daysOf(day, changed.upserts)
 		for _, id := range ids {

@@ -8,6 +8,9 @@
 // A hit later than all of the visitor's hits, the common case, instead
 // extends the current session (session.Extend) and adds only what changes
 // (derive.AddExtension), in time that does not grow with the session.
+// Place defers the building until Settle, so that many hits placed out of
+// order (a client sending a long session's hits newest first) build the
+// sessions once, not once each: Apply is Place and Settle for one hit.
 // Sessions that no hit can change any more (they ended longer ago than the
 // late-hit horizon plus the session timeout) are frozen: their hits leave
 // the timeline and only their count and the user's first touch remain.
@@ -115,6 +118,27 @@ type Visitor struct {
 	sessions  []*session.Session // derived from Hits; nil until built
 	builtWith any                // the Settings.Source sessions were built with
 	tail      *derive.Tail       // of the last session, while hits are appended to it
+	// placed is what Place deferred: nil when the sessions are those of
+	// every hit of Hits.
+	placed *placed
+	// dayBytes holds the hitBytes of the live hits of a day in dayZone
+	// (by its start), once overLimit has summed them: each hit added adds
+	// its own; freezing, which takes hits away, and another zone clear
+	// them. Summed at every hit, a day of n hits cost in the order of n².
+	dayBytes map[time.Time]int
+	dayZone  *time.Location
+}
+
+// placed holds what Settle needs to derive the sessions of hits that Place
+// inserted in the timeline without building them again: the sessions as
+// before the first of them (as the rollups hold them), where the earliest
+// went in Hits, and the settings they were placed under (one for all:
+// Place settles before placing a hit under other settings).
+type placed struct {
+	before    []*session.Session
+	from      int
+	settings  session.Settings
+	resettled bool // before was built under other settings than these
 }
 
 // DaySessions is a user's sessions on one property-local day: how many,
@@ -182,30 +206,52 @@ type SessionRef struct {
 func RefOf(s *session.Session) SessionRef { return SessionRef{ID: s.ID, Day: s.Day, Hour: s.Hour} }
 
 // liveOnDay returns the live hits on the property-local day of t (v.Hits
-// is in time order).
-func (v *Visitor) liveOnDay(t time.Time, loc *time.Location) []*session.Hit {
+// is in time order), and the day's start.
+func (v *Visitor) liveOnDay(t time.Time, loc *time.Location) ([]*session.Hit, time.Time) {
 	y, m, d := t.In(loc).Date()
 	start, end := time.Date(y, m, d, 0, 0, 0, 0, loc), time.Date(y, m, d+1, 0, 0, 0, 0, loc)
 	from := sort.Search(len(v.Hits), func(i int) bool { return !v.Hits[i].Time.Before(start) })
 	to := sort.Search(len(v.Hits), func(i int) bool { return !v.Hits[i].Time.Before(end) })
-	return v.Hits[from:to]
+	return v.Hits[from:to], start
 }
 
 // overLimit reports whether h would take the live hits of its day past
 // MaxLiveHits or MaxLiveBytes.
 func (v *Visitor) overLimit(h *session.Hit, loc *time.Location) bool {
-	day := v.liveOnDay(h.Time, loc)
+	day, start := v.liveOnDay(h.Time, loc)
 	if len(day) >= MaxLiveHits {
 		return true
 	}
 	if len(day) < minLiveForBytes {
 		return false
 	}
-	n := hitBytes(h)
-	for _, o := range day {
-		n += hitBytes(o)
+	if loc != v.dayZone {
+		clear(v.dayBytes)
+		v.dayZone = loc
 	}
-	return n > MaxLiveBytes
+	n, ok := v.dayBytes[start]
+	if !ok {
+		for _, o := range day {
+			n += hitBytes(o)
+		}
+		if v.dayBytes == nil {
+			v.dayBytes = map[time.Time]int{}
+		}
+		v.dayBytes[start] = n
+	}
+	return n+hitBytes(h) > MaxLiveBytes
+}
+
+// added counts h, just added to the live hits, in its day's bytes.
+func (v *Visitor) added(h *session.Hit, loc *time.Location) {
+	if len(v.dayBytes) == 0 || loc != v.dayZone {
+		return
+	}
+	y, m, d := h.Time.In(loc).Date()
+	start := time.Date(y, m, d, 0, 0, 0, 0, loc)
+	if n, ok := v.dayBytes[start]; ok {
+		v.dayBytes[start] = n + hitBytes(h)
+	}
 }
 
 // hitBytes is about what the state keeps of h: its strings, and a fixed
@@ -233,11 +279,40 @@ func (v *Visitor) Exclude(id string, t, received time.Time, reason string, loc *
 }
 
 // Apply adds h (received at received) to the visitor, adds to c what
-// changes in the rollups, and reports which rows must be written.
+// changes in the rollups, and reports which rows must be written: Place
+// and Settle, on a visitor with nothing placed before.
 func (v *Visitor) Apply(h *session.Hit, received time.Time, s session.Settings, c *derive.Contributions) (Outcome, Changes) {
-	if _, dup := v.Seen[h.ID]; dup {
-		return Duplicate, Changes{}
+	if v.placed != nil {
+		panic("visitor: Apply on a visitor with hits placed and not settled")
 	}
+	out, chs := v.Place(h, received, s, c)
+	if v.placed != nil {
+		chs = append(chs, v.Settle(c))
+	}
+	if len(chs) == 0 {
+		return out, Changes{}
+	}
+	return out, chs[0] // Place settles nothing on a visitor with nothing placed
+}
+
+// Place adds h (received at received) to the visitor as Apply does, but a
+// hit that does not simply come after every other (a late one, or the
+// visitor's first) is only inserted in the timeline: its sessions are
+// derived, and what they change added to c, by the next Settle, once for
+// every hit placed until then. A hit placed after such hits is placed
+// too. The Changes it returns, in order, are those of the sessions it
+// derived now: a hit appended to the current session (as Apply), or the
+// hits placed before it, settled first because this hit comes under other
+// settings or may freeze sessions (freeze needs them derived). So a run of
+// a visitor's hits settled once gives what applying them one at a time
+// gives, the rollups' sums and the rows to write, built in time linear in
+// its hits where one at a time took the square of their number when they
+// came newest first. Until Settle, the visitor's sessions must not be read.
+func (v *Visitor) Place(h *session.Hit, received time.Time, s session.Settings, c *derive.Contributions) (Outcome, []Changes) {
+	if _, dup := v.Seen[h.ID]; dup {
+		return Duplicate, nil
+	}
+	var chs []Changes
 	// Sessions that ended long enough before this hit's receipt are
 	// frozen first: no hit can change them, and that holds for this one
 	// too, however much later it comes (a visitor back days later, its
@@ -246,39 +321,86 @@ func (v *Visitor) Apply(h *session.Hit, received time.Time, s session.Settings, 
 	// which reprocessing may have rewritten since). It also makes room
 	// at the limit.
 	v.advance(received)
-	v.freeze(s)
+	chs = v.settleAndFreeze(s, c, chs)
 	if h.Time.Before(v.FrozenUntil) {
 		v.Exclude(h.ID, h.Time, received, "too_late", s.Location, c)
-		return TooLate, Changes{}
+		return TooLate, chs
 	}
 	if v.overLimit(h, s.Location) {
 		v.Exclude(h.ID, h.Time, received, LimitReason, s.Location, c)
-		return OverLimit, Changes{}
+		return OverLimit, chs
 	}
 	v.Seen[h.ID] = h.Time
-	before := v.build(s)
-	// Settings other than those the sessions were derived under (the
-	// property's rules or zone changed): every live session is derived
-	// again under this hit's, and each that comes out other than the
-	// rollups have it is taken away and added anew.
-	resettled := v.builtWith != s.Source
+	if v.placed != nil && v.placed.settings.Source != s.Source {
+		chs = append(chs, v.Settle(c))
+	}
 	i, _ := slices.BinarySearchFunc(v.Hits, h, session.Compare)
-	ch, ok := Changes{}, false
-	if i == len(v.Hits) && len(before) > 0 && !resettled {
-		ch, ok = v.append(h, s, c)
-	}
-	if !ok {
+	if v.placed != nil {
+		v.placed.from = min(v.placed.from, i)
 		v.Hits = slices.Insert(v.Hits, i, h)
-		after := v.rebuild(before, i, s)
-		ch = v.diff(before, after, resettled, c)
-		v.tail = nil
+	} else {
+		before := v.build(s)
+		// Settings other than those the sessions were derived under (the
+		// property's rules or zone changed): every live session is
+		// derived again under this hit's, and each that comes out other
+		// than the rollups have it is taken away and added anew.
+		resettled := v.builtWith != s.Source
+		ch, ok := Changes{}, false
+		if i == len(v.Hits) && len(before) > 0 && !resettled {
+			ch, ok = v.append(h, s, c)
+		}
+		if ok {
+			chs = append(chs, ch)
+		} else {
+			v.placed = &placed{before: before, from: i, settings: s, resettled: resettled}
+			v.Hits = slices.Insert(v.Hits, i, h)
+		}
 	}
+	v.added(h, s.Location)
 	if h.Time.After(v.LastSeen) {
 		v.LastSeen = h.Time
 	}
 	v.advance(received)
+	chs = v.settleAndFreeze(s, c, chs)
+	return Applied, chs
+}
+
+// Placed reports whether hits were placed that the next Settle derives.
+func (v *Visitor) Placed() bool { return v.placed != nil }
+
+// Settle derives the sessions of the hits placed since the last Settle,
+// adds to c what changed in the rollups, and reports which rows must be
+// written. Sessions are cut by consecutive pairs of hits, so, as for one
+// hit, only the sessions from the one holding the hit before the earliest
+// placed are built again.
+func (v *Visitor) Settle(c *derive.Contributions) Changes {
+	p := v.placed
+	if p == nil {
+		return Changes{}
+	}
+	v.placed = nil
+	after := v.rebuild(p.before, p.from, p.settings)
+	v.tail = nil
+	return v.diff(p.before, after, p.resettled, c)
+}
+
+// settleAndFreeze freezes what freeze would, settling the placed hits
+// first when it may freeze any of their sessions, and appends what the
+// settling changed to chs. A session ends no earlier than its first hit,
+// so while the earliest live hit is within the horizon nothing freezes
+// and placed hits stay placed.
+func (v *Visitor) settleAndFreeze(s session.Settings, c *derive.Contributions, chs []Changes) []Changes {
+	if v.placed != nil {
+		first := v.Hits[0].Time
+		cutoff := v.Watermark.Add(-LateHorizon - ClockSkew - s.Timeout)
+		open := session.LocalDay(v.Watermark.Add(-LateHorizon-ClockSkew), s.Location)
+		if !first.Before(cutoff) && !session.LocalDay(first, s.Location).Before(open) {
+			return chs
+		}
+		chs = append(chs, v.Settle(c))
+	}
 	v.freeze(s)
-	return Applied, ch
+	return chs
 }
 
 // LatestRuleVersion returns the highest rules version of the live hits (0
@@ -387,6 +509,9 @@ func TouchOf(ss *session.Session) Touch {
 }
 
 func (v *Visitor) build(s session.Settings) []*session.Session {
+	if v.placed != nil {
+		panic("visitor: sessions read with hits placed and not settled")
+	}
 	if v.sessions == nil {
 		v.sessions, v.builtWith = session.Build(v.Hits, s), s.Source
 	}
@@ -565,6 +690,7 @@ func (v *Visitor) freeze(s session.Settings) {
 		cut++
 	}
 	v.Hits = slices.Clone(v.Hits[cut:])
+	clear(v.dayBytes)
 	v.FrozenSessions += n
 	// A hit earlier than this would join the last frozen session: within
 	// the timeout of its end, on its day.

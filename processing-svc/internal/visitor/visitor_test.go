@@ -528,3 +528,161 @@ func TestConvertPerDay(t *testing.T) {
 		t.Fatalf("a converted visitor written in version %#x, want 3", b[0])
 	}
 }
+
+// TestPlacedHitsSettleAsAppliedOneByOne: hits placed and settled now and
+// then (Place, Settle) give what applying them one at a time gives: the
+// same outcomes, the same sessions and frozen state, the same sums in the
+// rollups and the same session rows once written. The traffic has what
+// makes settling early necessary: hits out of order and re-sent, receipts
+// hours apart (sessions freeze), midnight, and a rules change.
+func TestPlacedHitsSettleAsAppliedOneByOne(t *testing.T) {
+	v1 := session.Settings{Timeout: 30 * time.Minute, Location: time.UTC, Source: "v1"}
+	v2 := v1
+	v2.Source, v2.Timeout = "v2", 45*time.Minute
+	rng := rand.New(rand.NewPCG(7, 3))
+	start := time.Date(2026, 6, 1, 21, 0, 0, 0, time.UTC)
+	for trial := range 400 {
+		var hits []*session.Hit
+		var received []time.Time
+		var rules []session.Settings
+		r := start
+		for i := range 2 + rng.IntN(60) {
+			r = r.Add(time.Duration(rng.IntN(40)) * time.Minute)
+			id := fmt.Sprintf("h%02d", i)
+			if i > 0 && rng.IntN(12) == 0 {
+				id = hits[rng.IntN(len(hits))].ID // re-sent
+			}
+			h := &session.Hit{ID: id, Type: hit.TypePageview, Time: r.Add(-time.Duration(rng.IntN(300)) * time.Minute), Path: fmt.Sprint("/", rng.IntN(4))}
+			switch rng.IntN(5) {
+			case 0:
+				h.Type, h.Category, h.Action = hit.TypeEvent, "cta", "click"
+			case 1:
+				h.Type = hit.TypeEngagement
+			}
+			if rng.IntN(8) == 0 {
+				h.Campaign.Source, h.Campaign.Medium = "news", fmt.Sprint("m", rng.IntN(2))
+			}
+			s := v1
+			if i > 10 && trial%3 == 0 {
+				s = v2 // the rules changed
+			}
+			hits, received, rules = append(hits, h), append(received, r), append(rules, s)
+		}
+
+		one, placed := New("c1"), New("c1")
+		oneC, placedC := derive.New(), derive.New()
+		oneRows, placedRows := map[SessionRef]string{}, map[SessionRef]string{}
+		for i, h := range hits {
+			h2 := *h
+			want, ch := one.Apply(h, received[i], rules[i], oneC)
+			write(oneRows, ch)
+			got, chs := placed.Place(&h2, received[i], rules[i], placedC)
+			for _, ch := range chs {
+				write(placedRows, ch)
+			}
+			if rng.IntN(6) == 0 {
+				write(placedRows, placed.Settle(placedC))
+			}
+			if got != want {
+				t.Fatalf("trial %d, hit %d (%s): placed %v, applied %v", trial, i, h.ID, got, want)
+			}
+		}
+		write(placedRows, placed.Settle(placedC))
+
+		s := rules[len(rules)-1]
+		if got, want := describe(placed.Sessions(s)), describe(one.Sessions(s)); got != want {
+			t.Fatalf("trial %d: sessions %s, want %s", trial, got, want)
+		}
+		if placed.FrozenSessions != one.FrozenSessions || !placed.FrozenUntil.Equal(one.FrozenUntil) || placed.FirstTouch != one.FirstTouch || len(placed.Hits) != len(one.Hits) {
+			t.Fatalf("trial %d: frozen state differs", trial)
+		}
+		for _, m := range []struct {
+			name      string
+			got, want any
+		}{
+			{"daily", placedC.Daily, oneC.Daily}, {"hourly", placedC.Hourly, oneC.Hourly},
+			{"filtered", placedC.Filtered, oneC.Filtered}, {"daily users", placedC.DailyUsers, oneC.DailyUsers},
+			{"hourly users", placedC.HourlyUsers, oneC.HourlyUsers}, {"realtime users", placedC.RealtimeUsers, oneC.RealtimeUsers},
+			{"realtime", realtimeCounts(placedC), realtimeCounts(oneC)}, {"session rows", placedRows, oneRows},
+		} {
+			if !reflect.DeepEqual(m.got, m.want) {
+				t.Fatalf("trial %d: %s differ:\n placed  %v\n applied %v", trial, m.name, m.got, m.want)
+			}
+		}
+	}
+}
+
+// write applies ch to a table of session rows, as the engine writes them:
+// each row's session as its hits.
+func write(rows map[SessionRef]string, ch Changes) {
+	for _, d := range ch.DeleteSessions {
+		delete(rows, d)
+	}
+	for _, u := range ch.UpsertSessions {
+		rows[RefOf(u.Session)] = fmt.Sprint(u.First, describe([]*session.Session{u.Session}), u.Session.Hits[len(u.Session.Hits)-1].ID)
+	}
+}
+
+// realtimeCounts flattens c's realtime values, leaving out those that
+// cancelled out.
+func realtimeCounts(c *derive.Contributions) map[string]int64 {
+	out := map[string]int64{}
+	for k, r := range c.Realtime {
+		for name, n := range map[string]int64{"pageviews": r.Pageviews} {
+			if n != 0 {
+				out[fmt.Sprint(k.Minute, name)] = n
+			}
+		}
+		for p, n := range r.Pages {
+			if n != 0 {
+				out[fmt.Sprint(k.Minute, "page", p)] = n
+			}
+		}
+		for src, n := range r.Sources {
+			if n != 0 {
+				out[fmt.Sprint(k.Minute, "source", src)] = n
+			}
+		}
+	}
+	return out
+}
+
+// TestDayBytesFollowTheLiveHits: the bytes of a day's live hits that
+// overLimit keeps as hits come, out of order and across midnight, with
+// sessions freezing and the zone changing, are what summing them again
+// gives.
+func TestDayBytesFollowTheLiveHits(t *testing.T) {
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(2, 9))
+	v, c := New("c1"), derive.New()
+	start := time.Date(2026, 6, 1, 20, 0, 0, 0, time.UTC)
+	r := start
+	checked := 0
+	for i := range 3000 {
+		r = r.Add(time.Duration(rng.IntN(20)) * time.Second)
+		s := settings
+		if i/700%2 == 1 {
+			s.Location, s.Source = berlin, "berlin"
+		}
+		h := &session.Hit{ID: fmt.Sprint("h", i), Type: hit.TypePageview, Time: r.Add(-time.Duration(rng.IntN(240)) * time.Minute),
+			Path: "/" + strings.Repeat("p", rng.IntN(300))}
+		v.Apply(h, r, s, c)
+		for day, n := range v.dayBytes {
+			hits, _ := v.liveOnDay(day, v.dayZone)
+			want := 0
+			for _, o := range hits {
+				want += hitBytes(o)
+			}
+			if n != want {
+				t.Fatalf("hit %d: the day of %v holds %d bytes, counted %d", i, day, want, n)
+			}
+			checked++
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no day's bytes were kept: the test proved nothing")
+	}
+}
