@@ -49,7 +49,9 @@ type Condition struct {
 var operators = []string{"==", "!=", "=@", "!@", "=~", "!~", "[]"}
 
 // Limits of a request's filters: maxFilterLen bounds a filter expression,
-// and the filter parameters of a request together (they may be repeated);
+// and the filter parameters of a request together (they may be repeated),
+// in bytes (UTF-8, as the query string decodes: é counts 2), which the
+// messages say, since a character count would come out lower;
 // maxFilterInsts bounds the size (RE2 instructions) that the regular
 // expressions of a request compile to together, as config-svc bounds a
 // rule's pattern (pkg/rules.MaxPatternInsts). A regular expression costs
@@ -67,7 +69,7 @@ const (
 // insts instructions together.
 func parseFilter(expr string, insts int) (*Filter, error) {
 	if len(expr) > maxFilterLen {
-		return nil, fmt.Errorf("filter is %d characters long; the limit is %d", len(expr), maxFilterLen)
+		return nil, fmt.Errorf("filter is %d bytes long (UTF-8); the limit is %d", len(expr), maxFilterLen)
 	}
 	f := &Filter{}
 	for _, andPart := range splitEscaped(expr, ';') {

@@ -45,6 +45,9 @@ func TestParseFilter(t *testing.T) {
 		{expr: "country[]", wantErr: `condition "country[]" has no value`},
 		{expr: "country[]DE||FR", wantErr: `condition "country[]DE||FR" has an empty value in its list (entry 2)`},
 		{expr: strings.Repeat("a", maxFilterLen+1), wantErr: "limit"},
+		// The limit counts bytes, and the message says so: this filter
+		// is 1004 characters and was called "2001 characters long".
+		{expr: "page==/" + strings.Repeat("é", 997), wantErr: "filter is 2001 bytes long"},
 		// A regular expression's size is bounded, not only its length:
 		// this one compiled to 300,000 instructions, in half a second
 		// and 13 MB.
@@ -90,6 +93,7 @@ func TestFilterLimitsOfARequest(t *testing.T) {
 	big := url.QueryEscape("page=~" + strings.Repeat(`[^~]{0\,50}`, 9)) // 900 instructions
 	small := url.QueryEscape("page=~^/blog/")
 	long := url.QueryEscape("page==/" + strings.Repeat("a", maxFilterLen/2))
+	cafe := url.QueryEscape("page==/" + strings.Repeat("é", 500)) // 1007 bytes
 	tests := []struct {
 		query   string
 		wantErr string
@@ -99,7 +103,10 @@ func TestFilterLimitsOfARequest(t *testing.T) {
 		{"filter=" + big + "&filter=" + big, "with the other regular expressions"},
 		{strings.Repeat("filter="+small+"&", 30) + "filter=" + big, "with the other regular expressions"},
 		{"filter=" + long, ""},
-		{"filter=" + long + "&filter=" + long, "together; the limit is 2000"},
+		{"filter=" + long + "&filter=" + long, "together (UTF-8); the limit is 2000"},
+		// 1014 characters, 2014 bytes: the message counts bytes, as the
+		// limit does.
+		{"filter=" + cafe + "&filter=" + cafe, "the filter parameters are 2014 bytes long together"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.query[:min(len(tt.query), 60)], func(t *testing.T) {

@@ -136,7 +136,7 @@ func Parse(f *Family, r *Report, v *Params, today time.Time) (*Query, error) {
 			continue
 		}
 		if filterLen += len(raw); filterLen > maxFilterLen && filterLen > len(raw) {
-			return nil, paramErr("filter", "invalid_filter", "the filter parameters are %d characters long together; the limit is %d, for one filter or all of them together", filterLen, maxFilterLen)
+			return nil, paramErr("filter", "invalid_filter", "the filter parameters are %d bytes long together (UTF-8); the limit is %d, for one filter or all of them together", filterLen, maxFilterLen)
 		}
 		fl, err := parseFilter(raw, maxFilterInsts-insts)
 		if err != nil {
