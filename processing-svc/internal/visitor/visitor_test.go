@@ -115,17 +115,7 @@ func TestIncrementalBuildEqualsFullBuild(t *testing.T) {
 		c := derive.New()
 		var hits []*session.Hit
 		for i := range 2 + rng.IntN(25) {
-			h := &session.Hit{ID: fmt.Sprintf("h%02d", i), Type: hit.TypePageview, Time: start.Add(time.Duration(rng.IntN(150)) * time.Minute), Path: fmt.Sprint("/", rng.IntN(3))}
-			switch rng.IntN(5) {
-			case 0:
-				h.Type, h.Category, h.Action = hit.TypeEvent, "cta", "click"
-			case 1:
-				h.Type = hit.TypeEngagement
-			}
-			if rng.IntN(7) == 0 {
-				h.Campaign.Source, h.Campaign.Medium = "news", fmt.Sprint("m", rng.IntN(2))
-			}
-			hits = append(hits, h)
+			hits = append(hits, randomHit(rng, fmt.Sprintf("h%02d", i), start.Add(time.Duration(rng.IntN(150))*time.Minute)))
 		}
 		for _, h := range hits {
 			v.Apply(h, start.Add(3*time.Hour), settings, c) // received together: nothing freezes
@@ -143,6 +133,22 @@ func TestIncrementalBuildEqualsFullBuild(t *testing.T) {
 			t.Fatalf("trial %d: the contributions added hit by hit differ from the final sessions'", trial)
 		}
 	}
+}
+
+// randomHit is a hit of the randomized tests: a pageview of one of three
+// pages, an event or an engagement ping, now and then with a campaign.
+func randomHit(rng *rand.Rand, id string, t time.Time) *session.Hit {
+	h := &session.Hit{ID: id, Type: hit.TypePageview, Time: t, Path: fmt.Sprint("/", rng.IntN(3))}
+	switch rng.IntN(5) {
+	case 0:
+		h.Type, h.Category, h.Action = hit.TypeEvent, "cta", "click"
+	case 1:
+		h.Type = hit.TypeEngagement
+	}
+	if rng.IntN(7) == 0 {
+		h.Campaign.Source, h.Campaign.Medium = "news", fmt.Sprint("m", rng.IntN(2))
+	}
+	return h
 }
 
 func describe(ss []*session.Session) string {
@@ -552,16 +558,7 @@ func TestPlacedHitsSettleAsAppliedOneByOne(t *testing.T) {
 			if i > 0 && rng.IntN(12) == 0 {
 				id = hits[rng.IntN(len(hits))].ID // re-sent
 			}
-			h := &session.Hit{ID: id, Type: hit.TypePageview, Time: r.Add(-time.Duration(rng.IntN(300)) * time.Minute), Path: fmt.Sprint("/", rng.IntN(4))}
-			switch rng.IntN(5) {
-			case 0:
-				h.Type, h.Category, h.Action = hit.TypeEvent, "cta", "click"
-			case 1:
-				h.Type = hit.TypeEngagement
-			}
-			if rng.IntN(8) == 0 {
-				h.Campaign.Source, h.Campaign.Medium = "news", fmt.Sprint("m", rng.IntN(2))
-			}
+			h := randomHit(rng, id, r.Add(-time.Duration(rng.IntN(300))*time.Minute))
 			s := v1
 			if i > 10 && trial%3 == 0 {
 				s = v2 // the rules changed
