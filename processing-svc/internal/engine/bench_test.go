@@ -152,6 +152,7 @@ func benchProcessing(b *testing.B, concurrent int, policy StatePolicy, propertie
 	}
 	ctx := context.Background()
 	part := New(Config{Topic: "hits", Session: s, Properties: source, State: policy})
+	part.SettleFrom(0) // as the consumer's partitions past what they replay
 
 	var fresh []time.Duration
 	var pending []time.Time
