@@ -218,16 +218,19 @@ func (v *Visitor) liveOnDay(t time.Time, loc *time.Location) ([]*session.Hit, ti
 // overLimit reports whether h would take the live hits of its day past
 // MaxLiveHits or MaxLiveBytes.
 func (v *Visitor) overLimit(h *session.Hit, loc *time.Location) bool {
+	if loc != v.dayZone {
+		// Before any return: a hit added under another zone (added skips
+		// it) would leave the bytes kept for this one short, were the zone
+		// to come back (TestDayBytesAcrossAZoneAndBack).
+		clear(v.dayBytes)
+		v.dayZone = loc
+	}
 	day, start := v.liveOnDay(h.Time, loc)
 	if len(day) >= MaxLiveHits {
 		return true
 	}
 	if len(day) < minLiveForBytes {
 		return false
-	}
-	if loc != v.dayZone {
-		clear(v.dayBytes)
-		v.dayZone = loc
 	}
 	n, ok := v.dayBytes[start]
 	if !ok {
