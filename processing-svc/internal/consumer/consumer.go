@@ -454,7 +454,7 @@ func (c *Consumer) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.Cons
 	}
 	// What p counted before is in the metrics already.
 	w := &worker{c: c, s: s, ss: c.session.Load(), p: p, topic: claim.Topic(), partition: claim.Partition(), log: log, stats: p.Stats(), committed: claim.InitialOffset(),
-		highWater: claim.HighWaterMarkOffset}
+		highWater: claim.HighWaterMarkOffset, claimedHighWater: claim.HighWaterMarkOffset()}
 	defer w.resume()
 	err := w.consume(claim.Messages())
 	if err != nil && !w.failing && s.Context().Err() != nil && errors.Is(err, context.Canceled) {
@@ -596,8 +596,13 @@ type worker struct {
 	paused bool
 	// highWater is the claim's high water mark, until the first batch
 	// has read it for the partition's SettleFrom: every message an
-	// earlier owner applied lies below it.
-	highWater func() int64
+	// earlier owner applied lies below it. claimedHighWater is the one it
+	// had as the claim began (sarama asks the broker for the newest
+	// offset then): a fetch since may have been answered by a leader just
+	// elected, which learns the high water mark of the one before it a
+	// moment late, and the partition takes the higher of the two.
+	highWater        func() int64
+	claimedHighWater int64
 }
 
 // heldMin is the least number of messages worker.wait takes before it
@@ -613,7 +618,7 @@ func (w *worker) apply(batch []*sarama.ConsumerMessage) error {
 	if w.highWater != nil {
 		// Sarama reads it from the broker as the claim starts, and again
 		// with every fetch.
-		if hw := w.highWater(); hw > 0 {
+		if hw := max(w.claimedHighWater, w.highWater()); hw > 0 {
 			w.p.SettleFrom(hw)
 			w.highWater = nil
 		}
