@@ -847,8 +847,8 @@ func goMemoryLimit(c corev1.Container, vars map[string]corev1.EnvVar) []error {
 // offsetKeyedTables are the tables whose rows are read by hits-topic
 // offset or alongside replayed hits, kept as long as the topic keeps hits
 // (docs/operations.md, the TTLs): processing's records of fallback rules
-// versions (migration 13) and config-svc's change feed.
-var offsetKeyedTables = []string{"fallback_rule_versions", "fallback_rule_buckets", "config_changes"}
+// versions (migration 13) and marks (migration 24), and config-svc's change feed.
+var offsetKeyedTables = []string{"fallback_rule_versions", "fallback_rule_buckets", "processing_marks", "config_changes"}
 
 // retentionWithinOffsetTTLs checks that `hits` keeps no hit longer than the
 // TTL of offsetKeyedTables in cql/: a hit replayed after its fallback record

@@ -596,7 +596,9 @@ type worker struct {
 	paused bool
 	// highWater is the claim's high water mark, until the first batch
 	// has read it for the partition's SettleFrom: every message an
-	// earlier owner applied lies below it. claimedHighWater is the one it
+	// earlier owner applied lies below it (the partition's marks say
+	// which it may have written rows for, engine/marks.go, but an owner
+	// of a build before them wrote none). claimedHighWater is the one it
 	// had as the claim began (sarama asks the broker for the newest
 	// offset then): a fetch since may have been answered by a leader just
 	// elected, which learns the high water mark of the one before it a

@@ -26,7 +26,6 @@ import (
 	"github.com/acme/analytics/pkg/migrate/migratetest"
 	"github.com/acme/analytics/pkg/rollup"
 	"github.com/acme/analytics/pkg/rules"
-	"github.com/acme/analytics/processing-svc/internal/dumptest"
 	"github.com/acme/analytics/processing-svc/internal/engine"
 	"github.com/acme/analytics/processing-svc/internal/engine/enginetest"
 	"github.com/gocql/gocql"
@@ -857,64 +856,3 @@ func (s *committingSession) commitsOf() []int64 {
 func (s *committingSession) ResetOffset(string, int32, int64, string)          {}
 func (s *committingSession) MarkMessage(msg *sarama.ConsumerMessage, _ string) {}
 func (s *committingSession) Context() context.Context                          { return s.ctx }
-
-// TestReplayedHitsAreDerivedOneAtATime: an owner of the partition wrote
-// the rollups of a visitor's first hits and died before writing the
-// visitor (written when due) or committing; the next owner's claim starts
-// at the committed offset, before them, and its first batch holds them
-// and the visitor's later hits, all late (newest first). Derived together,
-// their changes would go to the rows at the offset of the last, past the
-// rows' through offset, and the first hits would count twice; up to the
-// claim's high water mark the consumer derives each on its own, and the
-// tables are those of a run without the crash.
-func TestReplayedHitsAreDerivedOneAtATime(t *testing.T) {
-	f := newFixture(t)
-	ctx := context.Background()
-	now := time.Now().UTC()
-	var msgs []*sarama.ConsumerMessage
-	var values []engine.Message
-	for i := range 6 {
-		h := pageview(1, fmt.Sprint("e", i))
-		h.Time, h.Path = now.Add(-time.Duration(i)*time.Minute), fmt.Sprint("/p", i)
-		h.ID = h.DeriveID(fmt.Sprint("e", i))
-		b, _ := hit.Marshal(h)
-		msgs = append(msgs, &sarama.ConsumerMessage{Topic: hit.TopicHits, Offset: int64(i), Value: b, Timestamp: now})
-		values = append(values, engine.Message{Offset: int64(i), Value: b})
-	}
-	due := engine.StatePolicy{Quiet: time.Hour, MaxDelay: time.Hour}
-
-	undisturbed, err := cassandra.Connect(migratetest.Keyspace(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer undisturbed.Close()
-	clean := engine.New(engine.Config{Topic: hit.TopicHits, Session: undisturbed, Properties: enginetest.Properties{f.prop}, State: due})
-	if err := clean.Apply(ctx, values); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := clean.FlushAll(ctx); err != nil {
-		t.Fatal(err)
-	}
-
-	dead := engine.New(engine.Config{Topic: hit.TopicHits, Session: f.session, Properties: enginetest.Properties{f.prop}, State: due})
-	if err := dead.Apply(ctx, values[:3]); err != nil {
-		t.Fatal(err)
-	}
-	if off, err := dead.Flush(ctx); err != nil || off != -1 {
-		t.Fatalf("the first owner's flush: durable through %d, %v; want -1 (its visitor not written), no error", off, err)
-	}
-
-	c := f.claimConsumer(due, 10*time.Second)
-	s := &fakeSession{ctx: ctx}
-	ch := make(chan *sarama.ConsumerMessage, len(msgs))
-	for _, m := range msgs {
-		ch <- m
-	}
-	close(ch) // revoked once they are applied: the hand-over writes them
-	if err := c.ConsumeClaim(s, fakeClaim{msgs: ch, highWater: int64(len(msgs))}); err != nil {
-		t.Fatal(err)
-	}
-	if got, want := dumptest.Tables(t, f.session, dumptest.Pipeline...), dumptest.Tables(t, undisturbed, dumptest.Pipeline...); got != want {
-		t.Fatalf("after the replay the tables differ from a run without the crash:\n got  %s\n want %s", got, want)
-	}
-}

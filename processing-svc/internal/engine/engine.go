@@ -203,8 +203,14 @@ type Partition struct {
 	recordedEnd          int64
 	recordedRead         bool
 	// settleBefore: a visitor's hits at offsets below it are derived one
-	// at a time; from it on, those of one batch together (SettleFrom).
+	// at a time; from it on, those of one batch together (SettleFrom),
+	// but up to replayedThrough.
 	settleBefore int64
+	// replayedThrough is the offset through which an earlier owner may
+	// have written rows (processing_marks, read by the first Apply; -1:
+	// none), and marked the highest offset the marks say, read or
+	// written (marks.go).
+	replayedThrough, marked int64
 	// placed are the visitors with hits placed in this batch, to settle
 	// at its end (visitor.Place).
 	placed []*vstate
@@ -269,7 +275,9 @@ func New(cfg Config) *Partition {
 		last:     -1,
 		flushed:  -1,
 
-		settleBefore: math.MaxInt64,
+		settleBefore:    math.MaxInt64,
+		replayedThrough: -1,
+		marked:          -1,
 	}
 }
 
@@ -277,14 +285,15 @@ func New(cfg Config) *Partition {
 // together from offset on (visitor.Place and Settle, at the batch's end),
 // where it derives each on its own: hits out of order (a client sending a
 // long session's hits newest first) then build its sessions once a batch,
-// not once a hit, which took time in the square of their number. Offset
-// must be past every message an earlier owner of the partition may have
-// applied and written rows for (the consumer gives the partition's high
-// water mark when it claimed it): a row's through offset skips a replayed
-// hit's contributions already in it, so a visitor's hits settled together,
-// whose changes go to the rows at the offset of the last of them, must all
-// lie past it, or all before. A Partition is made deriving every hit on
-// its own.
+// not once a hit, which took time in the square of their number. A row's
+// through offset skips a replayed hit's contributions already in it, so a
+// visitor's hits settled together, whose changes go to the rows at the
+// offset of the last of them, must all lie past it, or all before: the
+// messages through the offset the partition's marks say an earlier owner
+// may have written rows for (marks.go) are derived one at a time whatever
+// offset says. The consumer gives the partition's high water mark when it
+// claimed it, which also covers an earlier owner of a build that wrote no
+// marks. A Partition is made deriving every hit on its own.
 func (p *Partition) SettleFrom(offset int64) { p.settleBefore = offset }
 
 // Stats returns the partition's counters.
@@ -529,7 +538,7 @@ func (p *Partition) applyHit(d *decoded, now time.Time) {
 		vs.add(ch)
 	}
 	if vs.v.Placed() {
-		if d.msg.Offset < p.settleBefore {
+		if d.msg.Offset < p.settleBefore || d.msg.Offset <= p.replayedThrough {
 			vs.add(vs.v.Settle(c))
 		} else {
 			vs.placedAt = d.msg.Offset
@@ -790,13 +799,17 @@ func (p *Partition) writeDerived(ctx context.Context, through int64, due []*vsta
 			stmts = append(stmts, sessionWrites(vs.property, vs.shard, vs.v.ClientID, u.First, u.Session, vs.written, vs.sigs)...)
 		}
 	}
-	// The versions of hits derived under a fallback go first: a replay
-	// must find them wherever the rows holding those hits were written.
+	// The versions of hits derived under a fallback, and the mark of the
+	// offset the rows are written through, go first: a replay must find
+	// them wherever the rows holding those hits were written.
+	first := p.markWrites(through)
 	if len(p.unrecorded) > 0 {
-		if err := p.w.exec(ctx, p.fallbackWrites()); err != nil {
-			return err
-		}
+		first = append(first, p.fallbackWrites()...)
 	}
+	if err := p.w.exec(ctx, first); err != nil {
+		return err
+	}
+	p.marked = max(p.marked, through)
 	if err := p.w.exec(ctx, stmts); err != nil {
 		return err
 	}

@@ -79,13 +79,17 @@ func (f fallbacks) scan(iter *gocql.Iter) error {
 
 // readRecorded reads, once, what earlier owners of the partition recorded
 // for offsets from from on (the first batch's): the hits a replay must
-// derive as they did.
+// derive as they did, and through which offset they may have written rows
+// (readMark).
 func (p *Partition) readRecorded(ctx context.Context, from int64) error {
 	if p.recordedRead {
 		return nil
 	}
 	f, err := readFallbacks(ctx, p.cfg.Session, p.cfg.Topic, p.cfg.Partition, from)
 	if err != nil {
+		return err
+	}
+	if err := p.readMark(ctx); err != nil {
 		return err
 	}
 	for offset := range f {

@@ -111,7 +111,7 @@ func TestCrashAnywhereCountsOnceWithPlacedHits(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 5))
 			clock := time.Unix(0, 0)
 			cfg := disturbed(s, prop, seed%3 != 0, &clock)
-			crashes, _ := crashUntilDone(t, rng, cfg, msgs, -1, -1, batchMax, &clock)
+			crashes, _ := crashUntilDone(t, rng, cfg, msgs, -1, batchMax, &clock)
 			if crashes == 0 {
 				t.Fatal("no crash")
 			}
@@ -248,7 +248,7 @@ func TestCrashAnywhereCountsOnceWithPlacedHitsAndRules(t *testing.T) {
 			s := connect(t)
 			clock := time.Unix(0, 0)
 			cfg := disturbed(s, prop, seed%3 != 0, &clock)
-			crashes, _ := crashUntilDone(t, rng, cfg, msgs, -1, -1, batchMax, &clock)
+			crashes, _ := crashUntilDone(t, rng, cfg, msgs, -1, batchMax, &clock)
 			if crashes == 0 {
 				t.Fatal("no crash")
 			}

@@ -249,7 +249,7 @@ func cassandraDataSize(t *testing.T, s stmt) int {
 	keys := map[string][2]int{ // partition key and clustering columns
 		"rollup_daily": {3, 2}, "rollup_hourly": {2, 2}, "filtered_hits": {2, 2}, "realtime_minutes": {1, 2},
 		"sessions_by_hour": {4, 1}, "pageviews_by_hour": {4, 1}, "events_by_hour": {4, 1}, "sessions": {3, 1},
-		"site_users": {2, 0}, "visitor_state": {2, 0}, "fallback_rule_buckets": {2, 1},
+		"site_users": {2, 0}, "visitor_state": {2, 0}, "processing_marks": {2, 0}, "fallback_rule_buckets": {2, 1},
 		"fallback_rule_versions": {3, 1}, "raw_hit_blocks_by_hour": {4, 1},
 	}
 	k, ok := keys[table]

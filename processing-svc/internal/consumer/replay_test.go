@@ -15,6 +15,43 @@ import (
 	"github.com/acme/analytics/processing-svc/internal/engine/enginetest"
 )
 
+// The tests below: an owner of the partition wrote the rollups of a
+// visitor's first hits and died before writing the visitor (written when
+// due) or committing; the next owner's claim starts at the committed
+// offset, before them, and its first batch holds them and the visitor's
+// later hits, all late (newest first). Derived together, their changes
+// would go to the rows at the offset of the last, past the rows' through
+// offset, and the first hits would count twice; derived one at a time up
+// to what the dead owner may have written, the tables are those of a run
+// without the crash.
+
+// TestReplayedHitsAreDerivedOneAtATime: the dead owner's flush marked the
+// offset it wrote rows through, which is all the next owner needs (the
+// claim's high water mark, 1 here, bounds nothing).
+func TestReplayedHitsAreDerivedOneAtATime(t *testing.T) {
+	replayAfterDeadOwner(t, true, func(msgs chan *sarama.ConsumerMessage) sarama.ConsumerGroupClaim {
+		return fakeClaim{msgs: msgs, highWater: 1}
+	})
+}
+
+// TestReplayedHitsOneAtATimeWithoutMarks: an owner of a build before
+// migration 24 wrote no mark; the claim's high water mark bounds what it
+// may have applied.
+func TestReplayedHitsOneAtATimeWithoutMarks(t *testing.T) {
+	replayAfterDeadOwner(t, false, func(msgs chan *sarama.ConsumerMessage) sarama.ConsumerGroupClaim {
+		return fakeClaim{msgs: msgs, highWater: int64(len(msgs))}
+	})
+}
+
+// TestReplayedHitsOneAtATimeWithALaggingLeader: without a mark, and the
+// high water mark of the claim's fetches lower than the one the claim
+// began with, and than the messages the owner before applied.
+func TestReplayedHitsOneAtATimeWithALaggingLeader(t *testing.T) {
+	replayAfterDeadOwner(t, false, func(msgs chan *sarama.ConsumerMessage) sarama.ConsumerGroupClaim {
+		return laggingClaim{fakeClaim: fakeClaim{msgs: msgs}, sent: len(msgs), claimed: int64(len(msgs)), late: 1}
+	})
+}
+
 // laggingClaim is a fakeClaim whose high water mark is what the broker
 // gave as the claim began until its messages are taken, and then what a
 // fetch answered by a lagging leader gives (a leader just elected learns
@@ -34,12 +71,9 @@ func (c laggingClaim) HighWaterMarkOffset() int64 {
 	return c.claimed
 }
 
-// TestReplayedHitsOneAtATimeWithALaggingLeader is
-// TestReplayedHitsAreDerivedOneAtATime with the high water mark of the
-// claim's fetches lower than the one the claim began with, and than the
-// messages the owner before applied: the hits it wrote rows for are still
-// derived one at a time.
-func TestReplayedHitsOneAtATimeWithALaggingLeader(t *testing.T) {
+// replayAfterDeadOwner plays the story above, the dead owner's mark kept
+// or not, the next owner consuming the claim claimOf gives.
+func replayAfterDeadOwner(t *testing.T, marked bool, claimOf func(chan *sarama.ConsumerMessage) sarama.ConsumerGroupClaim) {
 	f := newFixture(t)
 	ctx := context.Background()
 	now := time.Now().UTC()
@@ -75,6 +109,11 @@ func TestReplayedHitsOneAtATimeWithALaggingLeader(t *testing.T) {
 	if off, err := dead.Flush(ctx); err != nil || off != -1 {
 		t.Fatalf("the first owner's flush: durable through %d, %v; want -1 (its visitor not written), no error", off, err)
 	}
+	if !marked {
+		if err := f.session.Query("DELETE FROM processing_marks WHERE topic = ? AND kafka_partition = ?", hit.TopicHits, 0).Exec(); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	c := f.claimConsumer(due, 10*time.Second)
 	s := &fakeSession{ctx: ctx}
@@ -82,9 +121,8 @@ func TestReplayedHitsOneAtATimeWithALaggingLeader(t *testing.T) {
 	for _, m := range msgs {
 		ch <- m
 	}
-	close(ch)
-	claim := laggingClaim{fakeClaim: fakeClaim{msgs: ch}, sent: len(msgs), claimed: int64(len(msgs)), late: 1}
-	if err := c.ConsumeClaim(s, claim); err != nil {
+	close(ch) // revoked once they are applied: the hand-over writes them
+	if err := c.ConsumeClaim(s, claimOf(ch)); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := dumptest.Tables(t, f.session, dumptest.Pipeline...), dumptest.Tables(t, undisturbed, dumptest.Pipeline...); got != want {
