@@ -101,11 +101,16 @@ func traffic(n int, seed uint64) []Message {
 			out = append(out, &again)
 		}
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].ReceivedAt.Before(out[j].ReceivedAt) })
-	msgs := make([]Message, 0, len(out))
-	for i, h := range out {
-		b, _ := hit.Marshal(h)
-		msgs = append(msgs, Message{Offset: int64(i), Value: b})
+	return inReceiveOrder(out)
+}
+
+// inReceiveOrder returns hits as the messages of a partition, in the order
+// of their receive times.
+func inReceiveOrder(hits []*hit.Hit) []Message {
+	sort.SliceStable(hits, func(i, j int) bool { return hits[i].ReceivedAt.Before(hits[j].ReceivedAt) })
+	msgs := make([]Message, 0, len(hits))
+	for i, h := range hits {
+		msgs = append(msgs, Message{Offset: int64(i), Value: marshal(h)})
 	}
 	return msgs
 }

@@ -16,8 +16,8 @@ import (
 // start to hour 12, in one batch, in a shard whose hour 13 has more than
 // sketch.ExactLimit users (a HyperLogLog, which cannot forget). Derived
 // together (an undisturbed run), hour 13 never counts the visitor; derived
-// one at a time (a processor replaying what it finds below its claim's
-// high water mark after a crash or a rebalance), hour 13 counts it and
+// one at a time (a processor replaying what an earlier owner may have
+// written, after a crash or a rebalance), hour 13 counts it and
 // keeps it: the one difference a replay makes, as docs/processing.md
 // says ("A visitor's hits of one batch are derived together").
 func TestPlacedHitsPastExactLimit(t *testing.T) {
