@@ -208,11 +208,16 @@ func RefOf(s *session.Session) SessionRef { return SessionRef{ID: s.ID, Day: s.D
 // liveOnDay returns the live hits on the property-local day of t (v.Hits
 // is in time order), and the day's start.
 func (v *Visitor) liveOnDay(t time.Time, loc *time.Location) ([]*session.Hit, time.Time) {
-	y, m, d := t.In(loc).Date()
-	start, end := time.Date(y, m, d, 0, 0, 0, 0, loc), time.Date(y, m, d+1, 0, 0, 0, 0, loc)
+	start, end := dayOf(t, loc)
 	from := sort.Search(len(v.Hits), func(i int) bool { return !v.Hits[i].Time.Before(start) })
 	to := sort.Search(len(v.Hits), func(i int) bool { return !v.Hits[i].Time.Before(end) })
 	return v.Hits[from:to], start
+}
+
+// dayOf returns the start and the end of the day of t in loc.
+func dayOf(t time.Time, loc *time.Location) (start, end time.Time) {
+	y, m, d := t.In(loc).Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, loc), time.Date(y, m, d+1, 0, 0, 0, 0, loc)
 }
 
 // overLimit reports whether h would take the live hits of its day past
@@ -250,8 +255,7 @@ func (v *Visitor) added(h *session.Hit, loc *time.Location) {
 	if len(v.dayBytes) == 0 || loc != v.dayZone {
 		return
 	}
-	y, m, d := h.Time.In(loc).Date()
-	start := time.Date(y, m, d, 0, 0, 0, 0, loc)
+	start, _ := dayOf(h.Time, loc)
 	if n, ok := v.dayBytes[start]; ok {
 		v.dayBytes[start] = n + hitBytes(h)
 	}
@@ -395,8 +399,7 @@ func (v *Visitor) Settle(c *derive.Contributions) Changes {
 func (v *Visitor) settleAndFreeze(s session.Settings, c *derive.Contributions, chs []Changes) []Changes {
 	if v.placed != nil {
 		first := v.Hits[0].Time
-		cutoff := v.Watermark.Add(-LateHorizon - ClockSkew - s.Timeout)
-		open := session.LocalDay(v.Watermark.Add(-LateHorizon-ClockSkew), s.Location)
+		cutoff, open := v.horizon(s)
 		if !first.Before(cutoff) && !session.LocalDay(first, s.Location).Before(open) {
 			return chs
 		}
@@ -451,7 +454,7 @@ func (v *Visitor) PruneDays(s session.Settings) {
 	if len(v.FrozenDays) == 0 || s.Location == nil {
 		return
 	}
-	open := session.LocalDay(v.Watermark.Add(-LateHorizon-ClockSkew), s.Location)
+	_, open := v.horizon(s)
 	v.FrozenDays = slices.DeleteFunc(v.FrozenDays, func(d DaySessions) bool { return d.Day.Before(open) })
 }
 
@@ -649,6 +652,12 @@ func (v *Visitor) advance(received time.Time) {
 	}
 }
 
+// horizon returns what freezes under s: a session that ended before
+// cutoff, or on a day before open, the earliest day not closed.
+func (v *Visitor) horizon(s session.Settings) (cutoff, open time.Time) {
+	return v.Watermark.Add(-LateHorizon - ClockSkew - s.Timeout), session.LocalDay(v.Watermark.Add(-LateHorizon-ClockSkew), s.Location)
+}
+
 // freeze moves sessions that no future hit can change out of the timeline.
 // A future hit is at most LateHorizon (plus skew) older than the visitor's
 // watermark, and can only touch a session it is within the timeout of.
@@ -660,8 +669,7 @@ func (v *Visitor) advance(received time.Time) {
 // back under a longer timeout than its sessions were derived with (a rules
 // change) would derive a closed day's sessions again.
 func (v *Visitor) freeze(s session.Settings) {
-	cutoff := v.Watermark.Add(-LateHorizon - ClockSkew - s.Timeout)
-	open := session.LocalDay(v.Watermark.Add(-LateHorizon-ClockSkew), s.Location) // the earliest day not closed
+	cutoff, open := v.horizon(s)
 	ss := v.build(s)
 	n := 0
 	// A session's day by its end: built under a zone since replaced, a
