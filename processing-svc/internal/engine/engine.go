@@ -15,8 +15,9 @@
 // applied offset, and a row only if past the row's through offset; and a
 // hit derived under another rules version than the one stamped on it is
 // derived again under the same, which the flush recorded before its rows
-// (fallback.go). A visitor's hits of one batch are derived together past
-// the messages a processor replays (SettleFrom), so that hits settled
+// (fallback.go). A visitor's hits of one batch are derived together but
+// for the messages an earlier owner may have written rows for, which each
+// flush marks before its rows (marks.go, SettleFrom), so that hits settled
 // together never straddle a row's through offset. The argument is written
 // out in docs/processing.md.
 package engine
