@@ -273,16 +273,10 @@ func BenchmarkApplyHitLongSession(b *testing.B) {
 	for _, n := range []int{10, 100, 1000} {
 		b.Run(fmt.Sprintf("pageviews=%d", n), func(b *testing.B) {
 			start := time.Now().UTC().Add(-3 * time.Hour)
-			msgs := make([]Message, n)
-			for i := range msgs {
+			msgs := oneSession(n, func(i int) (time.Time, time.Time) {
 				at := start.Add(time.Duration(i) * 5 * time.Second)
-				h := &hit.Hit{PropertyID: propID, TenantID: "t", ClientID: "c", Type: hit.TypePageview, Origin: hit.OriginBrowser,
-					Time: at, ReceivedAt: at, Hostname: "shop.example", Path: fmt.Sprintf("/p/%d", i%50),
-					Country: "DE", DeviceCategory: "desktop", Browser: "Firefox", OS: "Linux"}
-				h.ID = h.DeriveID(fmt.Sprint(i))
-				v, _ := hit.Marshal(h)
-				msgs[i] = Message{Offset: int64(i), Value: v}
-			}
+				return at, at
+			})
 			benchApply(b, msgs, 0)
 		})
 	}
@@ -303,19 +297,27 @@ func BenchmarkApplyHitNewestFirst(b *testing.B) {
 	}{{"one-at-a-time/pageviews=1000", 1000, 0}, {"batched/pageviews=1000", 1000, 2000}, {"batched/pageviews=4000", 4000, 2000}} {
 		b.Run(c.name, func(b *testing.B) {
 			end := time.Now().UTC().Add(-time.Minute)
-			msgs := make([]Message, c.n)
-			for i := range msgs {
-				at := end.Add(-time.Duration(i) * 3 * time.Second)
-				h := &hit.Hit{PropertyID: propID, TenantID: "t", ClientID: "c", Type: hit.TypePageview, Origin: hit.OriginBrowser,
-					Time: at, ReceivedAt: end.Add(time.Duration(i) * time.Millisecond), Hostname: "shop.example", Path: fmt.Sprintf("/p/%d", i%50),
-					Country: "DE", DeviceCategory: "desktop", Browser: "Firefox", OS: "Linux"}
-				h.ID = h.DeriveID(fmt.Sprint(i))
-				v, _ := hit.Marshal(h)
-				msgs[i] = Message{Offset: int64(i), Value: v}
-			}
+			msgs := oneSession(c.n, func(i int) (time.Time, time.Time) {
+				return end.Add(-time.Duration(i) * 3 * time.Second), end.Add(time.Duration(i) * time.Millisecond)
+			})
 			benchApply(b, msgs, c.batch)
 		})
 	}
+}
+
+// oneSession returns n pageviews of one visitor, the i-th of them at and
+// received as times(i) says, in that order.
+func oneSession(n int, times func(i int) (at, received time.Time)) []Message {
+	msgs := make([]Message, n)
+	for i := range msgs {
+		at, received := times(i)
+		h := &hit.Hit{PropertyID: propID, TenantID: "t", ClientID: "c", Type: hit.TypePageview, Origin: hit.OriginBrowser,
+			Time: at, ReceivedAt: received, Hostname: "shop.example", Path: fmt.Sprintf("/p/%d", i%50),
+			Country: "DE", DeviceCategory: "desktop", Browser: "Firefox", OS: "Linux"}
+		h.ID = h.DeriveID(fmt.Sprint(i))
+		msgs[i] = Message{Offset: int64(i), Value: marshal(h)}
+	}
+	return msgs
 }
 
 // benchApply applies msgs to a new partition, again and again until b.N
