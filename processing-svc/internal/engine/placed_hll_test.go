@@ -62,7 +62,7 @@ func TestPlacedHitsPastExactLimit(t *testing.T) {
 		return set
 	}
 	together := users(0)
-	replayed := users(int64(len(msgs))) // every message below the claim's high water mark
+	replayed := users(int64(len(msgs))) // every message one at a time, as a replay derives them
 	withMoved := new(sketch.Set)
 	if err := withMoved.Merge(together); err != nil {
 		t.Fatal(err)
