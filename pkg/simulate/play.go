@@ -23,6 +23,11 @@ type Result struct {
 	// are dated Started-End later than planned, so the plan that says what
 	// the reports must show is p.Rebased(Started).
 	Started time.Time
+	// MaxLatency is the longest a request that was answered took, from
+	// the clock reading its queue times were computed at to its answer:
+	// collection dates a hit by its receipt less its queue time, so a hit
+	// is dated up to that much later than planned.
+	MaxLatency time.Duration
 }
 
 // Play sends the plan's hits to collection through the gateway, in order
@@ -110,7 +115,14 @@ func (res *Result) send(ctx context.Context, client *http.Client, m *Merchant, r
 	n := int64(len(req))
 	var failed error
 	for c := 0; c < req[0].Copies; c++ {
-		code, rejected, err := sendRetrying(ctx, client, m, req, qt)
+		code, rejected, took, err := sendRetrying(ctx, client, m, req, qt)
+		if err == nil {
+			for old := atomic.LoadInt64((*int64)(&res.MaxLatency)); int64(took) > old; old = atomic.LoadInt64((*int64)(&res.MaxLatency)) {
+				if atomic.CompareAndSwapInt64((*int64)(&res.MaxLatency), old, int64(took)) {
+					break
+				}
+			}
+		}
 		switch {
 		case err != nil && ctx.Err() != nil:
 			continue
@@ -133,13 +145,13 @@ func (res *Result) send(ctx context.Context, client *http.Client, m *Merchant, r
 // than 503 or a connection failure, for up to a minute, as a tracker
 // keeping its queue would: a hit refused because the stack is restarting a
 // part was not accepted, so sending it again cannot count it twice.
-func sendRetrying(ctx context.Context, client *http.Client, m *Merchant, req []Hit, qt queueTime) (int, bool, error) {
+func sendRetrying(ctx context.Context, client *http.Client, m *Merchant, req []Hit, qt queueTime) (int, bool, time.Duration, error) {
 	deadline := time.Now().Add(time.Minute)
 	backoff := 100 * time.Millisecond
 	for {
-		code, rejected, err := sendOnce(ctx, client, m, req, qt)
+		code, rejected, took, err := sendOnce(ctx, client, m, req, qt)
 		if (err == nil && code != http.StatusServiceUnavailable && code != http.StatusBadGateway) || time.Now().After(deadline) || ctx.Err() != nil {
-			return code, rejected, err
+			return code, rejected, took, err
 		}
 		sleepUntil(ctx, time.Now().Add(backoff))
 		backoff = min(2*backoff, 2*time.Second)
@@ -150,10 +162,11 @@ func sendRetrying(ctx context.Context, client *http.Client, m *Merchant, req []H
 // batch, and returns the status code and whether collection rejected a hit
 // (the pixel answers an image either way, and names a rejection in
 // X-Collect-Error; a batch is answered 204 only when every hit was
-// stored). The hits of a batch share one reading of the clock for their
-// queue times, as they share their receive time, so the gaps between them
-// are dated exactly.
-func sendOnce(ctx context.Context, client *http.Client, m *Merchant, req []Hit, qt queueTime) (int, bool, error) {
+// stored), and how long it took from the reading of the clock its queue
+// times were computed at. The hits of a batch share one reading of the
+// clock for their queue times, as they share their receive time, so the
+// gaps between them are dated exactly.
+func sendOnce(ctx context.Context, client *http.Client, m *Merchant, req []Hit, qt queueTime) (int, bool, time.Duration, error) {
 	tid := m.TrackingID
 	if req[0].Malformed == "unknown_tracking_id" {
 		tid = UnknownTrackingID
@@ -181,20 +194,21 @@ func sendOnce(ctx context.Context, client *http.Client, m *Merchant, req []Hit, 
 		}
 	}
 	if err != nil {
-		return 0, false, err
+		return 0, false, 0, err
 	}
 	r.Header.Set("User-Agent", req[0].UA)
 	r.Header.Set("X-Forwarded-For", req[0].IP)
 	resp, err := client.Do(r)
 	if err != nil {
-		return 0, false, err
+		return 0, false, 0, err
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
+	took := time.Since(now)
 	if len(req) > 1 {
-		return resp.StatusCode, resp.StatusCode != http.StatusNoContent, nil
+		return resp.StatusCode, resp.StatusCode != http.StatusNoContent, took, nil
 	}
-	return resp.StatusCode, resp.Header.Get("X-Collect-Error") != "", nil
+	return resp.StatusCode, resp.Header.Get("X-Collect-Error") != "", took, nil
 }
 
 // sleepUntil waits until t or the end of ctx, whichever comes first.
