@@ -139,6 +139,13 @@ func (h *Hit) Key(shards int) []byte {
 	return []byte(h.PropertyID + "/" + strconv.Itoa(ShardOf(h.ClientID, shards)))
 }
 
+// Limits collection keeps a hit's longest fields to, in bytes: what
+// processing and the rules' cost model (pkg/rules) may rely on.
+const (
+	MaxURLBytes       = 4096 // a document location, path or referrer
+	MaxUserAgentBytes = 1024 // a user agent, cut to it
+)
+
 // ArchiveRetention is how long the raw hit archive keeps a hit: the
 // default_time_to_live of raw_hit_blocks_by_hour, raw_hit_blocks and
 // raw_hits (396 days, cql/; a test in processing's engine keeps them

@@ -111,8 +111,9 @@ func (c *Compiled) Rules() Rules { return c.rules }
 // Hostnames returns the property's hostnames, normalised.
 func (c *Compiled) Hostnames() []string { return c.hostList }
 
-// Cost returns the estimated work of evaluating the patterns on one hit,
-// the measure MaxCost bounds.
+// Cost returns the bound on the work of evaluating the patterns on one
+// hit, the measure MaxCost bounds, of a rule set Validate compiled (0 for
+// a stored version Compile compiled: those are not costed).
 func (c *Compiled) Cost() int { return c.cost }
 
 // BotFiltering reports whether hits flagged as bots are excluded.
@@ -387,7 +388,7 @@ func (c *Compiled) CleanPath(raw string) string {
 		path = capPath(r.re.ReplaceAllString(path, r.replace))
 	}
 	if path == "" || path[0] != '/' {
-		path = "/" + path
+		path = capPath("/" + path) // a replacement took the "/" away
 	}
 	if c.stripSlash {
 		path = trimTrailingSlashes(path)

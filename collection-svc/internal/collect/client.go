@@ -29,7 +29,7 @@ func ClientIP(r *http.Request, trusted []netip.Prefix) netip.Addr {
 
 // maxUserAgent bounds the user agent kept of a request (real ones are a
 // few hundred bytes); a longer one is cut.
-const maxUserAgent = 1024
+const maxUserAgent = hit.MaxUserAgentBytes
 
 // clientOf works out, once for a request r of origin (its items parsed)
 // for property p, what it tells of the hit's sender: a browser's request

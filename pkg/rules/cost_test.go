@@ -1,0 +1,142 @@
+package rules
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// TestCostRefusesWhatLongInputsMakeSlow: rule sets the cost model of
+// typical input lengths accepted and that cost tens of milliseconds a hit
+// on a path as long as collection keeps (measured: BenchmarkEvaluateAtLimits'
+// figures are for what is accepted now) are refused, each naming the field
+// and the reason.
+func TestCostRefusesWhatLongInputsMakeSlow(t *testing.T) {
+	dense := Defaults()
+	for i := range 3 {
+		dense.Pages.Exclude = append(dense.Pages.Exclude, fmt.Sprintf("[^~]{0,60}[^~]{0,60}[^~]{0,60}[^~]{0,60}[^~]{0,60}~%d", i))
+	}
+	quadratic := Defaults()
+	quadratic.PagePath.Replacements = []Replacement{{Pattern: "a(?:.*z)?", Replace: "b"}}
+	tail := Defaults()
+	tail.PagePath.Replacements = []Replacement{{Pattern: "x[^z]*z|x", Replace: "y"}}
+	for _, tc := range []struct {
+		name        string
+		r           Rules
+		field, want string
+	}{
+		// 20 ms a hit on a 4 KB path, one of them 0.6 ms on 120 bytes.
+		{"dense repetitions", dense, "pages.exclude", "can be evaluated on every hit"},
+		// 150 ms a hit on a path of 4,096 a's: every match's search goes
+		// on to the end looking for a z.
+		{"a search past every match", quadratic, "page_path.replacements[0].pattern", "square of the path's length"},
+		{"a higher alternative alive past the match", tail, "page_path.replacements[0].pattern", "square of the path's length"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Validate(tc.r, nil)
+			var ve *ValidationError
+			if !errors.As(err, &ve) || !errors.Is(err, ErrTooExpensive) {
+				t.Fatalf("Validate = %v, want a too-expensive *ValidationError", err)
+			}
+			if f := ve.Fields[0]; f.Field != tc.field || !strings.Contains(f.Reason, tc.want) {
+				t.Fatalf("error %s: %s; want %s: ...%s...", f.Field, f.Reason, tc.field, tc.want)
+			}
+		})
+	}
+}
+
+// TestCostAcceptsCommonRules: rule sets as merchants write them stay well
+// inside the limit, including replacements that match many times.
+func TestCostAcceptsCommonRules(t *testing.T) {
+	r := fullRules()
+	r.PagePath.Replacements = append(r.PagePath.Replacements,
+		Replacement{Pattern: `/\d+`, Replace: "/:id"},
+		Replacement{Pattern: `;jsessionid=[^/]*`, Replace: ""})
+	r.Channels = append(r.Channels, ChannelRule{Name: "Social ads", Source: "facebook|instagram|tiktok", Medium: "^(cpc|paid)$"})
+	r.Pages.Exclude = append(r.Pages.Exclude, "/wp-admin", "^/preview/", `\.(php|asp)$`)
+	r.Exclusions.UserAgents = append(r.Exclusions.UserAgents, "bot|crawler|spider", "Pingdom")
+	for i := range 20 {
+		r.Goals = append(r.Goals, Goal{ID: fmt.Sprintf("step%d", i), Name: "Step", PagePath: fmt.Sprintf("^/checkout/step-%d$", i)})
+	}
+	c, err := Validate(r, []string{"example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Cost() > MaxCost*3/4 {
+		t.Fatalf("cost %d of %d", c.Cost(), MaxCost)
+	}
+}
+
+// TestCostOfShapes: what the model charges follows what a search does,
+// not the pattern's size alone.
+func TestCostOfShapes(t *testing.T) {
+	cost := func(p string, u use) int {
+		t.Helper()
+		return costOf(t, p, false, u)
+	}
+	path := use{input: inputPath}
+	short, long := use{input: 64}, use{input: inputPath}
+	// An anchored pattern without loops costs its run, whatever the input.
+	if a, b := cost(`^/checkout/(done|thanks)$`, short), cost(`^/checkout/(done|thanks)$`, long); a != b || a > 1000 {
+		t.Errorf("anchored without loops: %d on 64 bytes, %d on 4096; want the same, small", a, b)
+	}
+	// A loop or no anchor: the whole input.
+	for _, p := range []string{`^/product/\d+`, `(?i)checkout`} {
+		if a, b := cost(p, short), cost(p, long); b < 50*a {
+			t.Errorf("%s: %d on 64 bytes, %d on 4096; want it to grow with the input", p, a, b)
+		}
+	}
+	// A literal is searched for, not stepped through.
+	if a, b := cost(`/wp-admin`, path), cost(`/wp-admi[nN]`, path); a > b/5 {
+		t.Errorf("literal %d against the same as a class %d", a, b)
+	}
+	// Threads alive together, not instructions: both have about 120
+	// instructions, one keeps them all alive.
+	if a, b := cost(`[^~]{0,60}~`, path), cost(`x`+strings.Repeat("[ab]", 60), path); a < 10*b {
+		t.Errorf("bounded repetition %d, a sequence of classes %d; want the first far dearer", a, b)
+	}
+	// Replacing costs each match's search.
+	if a, b := cost(`/\d+`, path), cost(`/\d+`, use{input: inputPath, replace: true, template: "/:id"}); b < 2*a {
+		t.Errorf("/\\d+ tested %d, replaced %d", a, b)
+	}
+}
+
+// TestCostWhenExploringGivesUp: a pattern whose automaton has more states
+// than are explored is charged as every instruction alive at every byte.
+func TestCostWhenExploringGivesUp(t *testing.T) {
+	p := `(a|b)*a(a|b){14}` // 2^15 sets of instructions alive
+	prog, _, err := program(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := explore(prog, false, maxExploreWork); !a.gaveUp {
+		t.Fatalf("explored %d states without giving up", len(a.states))
+	}
+	if got, want := costOf(t, p, false, use{input: inputPath}), len(prog.Inst)*inputPath*stepUnits; got < want {
+		t.Fatalf("cost %d, want at least %d", got, want)
+	}
+}
+
+// TestStoredVersionsOverTheCostStillCompile: a version stored before the
+// cost model counted the input's whole length is evaluated as it is
+// (refusing it would stop its property's processing); only a document
+// sent to be stored is refused.
+func TestStoredVersionsOverTheCostStillCompile(t *testing.T) {
+	r := Defaults()
+	r.Pages.Exclude = []string{"[^~]{0,60}[^~]{0,60}[^~]{0,60}[^~]{0,60}[^~]{0,60}~"}
+	r.PagePath.Replacements = []Replacement{{Pattern: "a(?:.*z)?", Replace: "b"}}
+	if _, err := Validate(r, nil); !errors.Is(err, ErrTooExpensive) {
+		t.Fatalf("Validate = %v, want it refused", err)
+	}
+	c, err := Compile(r, 4, nil)
+	if err != nil {
+		t.Fatalf("Compile of a stored version: %v", err)
+	}
+	if got := c.CleanPath("/aaz"); got != "/b" {
+		t.Fatalf("CleanPath = %q, want the replacement applied", got)
+	}
+	if c.PageIncluded("/x~") {
+		t.Fatal("the page exclusion is not applied")
+	}
+}
