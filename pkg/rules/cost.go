@@ -507,3 +507,16 @@ func runeClasses(prog *syntax.Prog) []rune {
 	}
 	return out
 }
+
+// MatchCost is what testing a value of up to input bytes against the
+// regular expression expr (Perl syntax, as regexp.Compile takes it) can
+// cost, in the units of MaxCost: report-svc's filters bound theirs with
+// it.
+func MatchCost(expr string, input int) (int, error) {
+	prog, minLen, err := program(expr)
+	if err != nil {
+		return 0, err
+	}
+	cost, _, _ := patternCost(prog, minLen, use{input: input}, maxExploreWork)
+	return cost, nil
+}

@@ -3,6 +3,7 @@ package query
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"runtime"
@@ -120,12 +121,17 @@ func TestCachedResultKeepsNoFilter(t *testing.T) {
 // pagesEngine returns an engine over a property with 50 pages viewed on
 // 2026-03-02 (UTC), its clock three days later.
 func pagesEngine(t *testing.T) (*Engine, Property, time.Time) {
+	return pagesEngineOf(t, 50, func(i int) string { return fmt.Sprintf("/articles/%04d", i) })
+}
+
+// pagesEngineOf is pagesEngine with n pages, page i's path page(i).
+func pagesEngineOf(t *testing.T, n int, page func(i int) string) (*Engine, Property, time.Time) {
 	t.Helper()
 	session := testSession(t)
 	property := gocql.MustRandomUUID()
 	day := time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
-	for i := range 50 {
-		row := rollup.Row{Day: day, Report: "page", Dimension: fmt.Sprintf("/articles/%04d", i), Metrics: rollup.Metrics{Pageviews: int64(i + 1)}}
+	for i := range n {
+		row := rollup.Row{Day: day, Report: "page", Dimension: page(i), Metrics: rollup.Metrics{Pageviews: int64(i + 1)}}
 		vals, err := row.Values()
 		if err != nil {
 			t.Fatal(err)
@@ -136,6 +142,27 @@ func pagesEngine(t *testing.T) (*Engine, Property, time.Time) {
 	}
 	now := day.Add(72 * time.Hour)
 	return testEngine(session, func() time.Time { return now }), Property{ID: property, Location: time.UTC}, now
+}
+
+// TestSlowFilterStopsAtTheComputeTimeout: a report's computation stops
+// testing a day's values against its filter when -compute-timeout passes.
+// Its request was answered then, but the computation went on to the end
+// of the day's values, holding a core: 20 s here, a regular expression of
+// bounded repetitions (20 ms a value of 4 KB) on 1,000 pages, with a time
+// limit of 300 ms.
+func TestSlowFilterStopsAtTheComputeTimeout(t *testing.T) {
+	e, p, now := pagesEngineOf(t, 1000, func(i int) string { return fmt.Sprintf("/%04d/%s", i, strings.Repeat("a", 4000)) })
+	e.cfg.ComputeTimeout = 300 * time.Millisecond
+	ended := make(chan error, 1)
+	e.computed = func(err error) { ended <- err }
+	q := parseQuery(t, "filter=page%3D~a&from=2026-03-02&to=2026-03-02", now)
+	q.Filter.And[0][0].re = regexp.MustCompile(strings.Repeat("[^~]{0,60}", 5) + "~")
+	if _, err := e.Report(context.Background(), p, q); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Report = %v, want the compute timeout", err)
+	}
+	if err := <-ended; !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("the computation ended with %v, want it stopped at the compute timeout", err)
+	}
 }
 
 // testSession connects to a keyspace of the test's own.

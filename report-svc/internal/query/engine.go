@@ -111,6 +111,9 @@ type Engine struct {
 	// held, when set (tests), is told how many units a computation holds
 	// read and not yet folded, each time one is read.
 	held func(n int)
+	// computed, when set (tests), is told each computation's end, which
+	// may come after the request that started it has its answer.
+	computed func(err error)
 }
 
 type engineMetrics struct {
@@ -314,6 +317,9 @@ func (e *Engine) Report(ctx context.Context, p Property, q *Query) (*Answer, err
 		cctx, cancel := e.shared(wctx)
 		defer cancel()
 		res, err := e.compute(cctx, p, q)
+		if e.computed != nil {
+			e.computed(err)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -795,13 +801,16 @@ func (e *Engine) aggregate(ctx context.Context, lim reads, p Property, q *Query,
 	}
 	memo := map[string]*slot{}
 	slots := map[string]*slot{}
-	fold := func(i int) {
+	// fold adds unit i's rows. It stops when ctx ends: testing each
+	// stored value against the filter's regular expressions takes up to
+	// milliseconds, and a day may hold tens of thousands of values.
+	fold := func(i int) error {
 		d := units[i].from
 		b := -1
 		if dayBucket != nil {
 			var ok bool
 			if b, ok = dayBucket[d]; !ok {
-				return
+				return nil
 			}
 		}
 		day := data[i]
@@ -815,6 +824,9 @@ func (e *Engine) aggregate(ctx context.Context, lim reads, p Property, q *Query,
 			}
 			sl, seen := memo[dim]
 			if !seen {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
 				if dec := q.decode(dim); dec.ok {
 					if sl = slots[dec.key]; sl == nil {
 						sl = &slot{key: dec.key, dims: dec.dims, byBucket: make([]*group, len(bs)+1)}
@@ -845,6 +857,7 @@ func (e *Engine) aggregate(ctx context.Context, lim reads, p Property, q *Query,
 				total.add(c, withUsers)
 			}
 		}
+		return nil
 	}
 	for i := range units {
 		select {
@@ -852,7 +865,9 @@ func (e *Engine) aggregate(ctx context.Context, lim reads, p Property, q *Query,
 		case <-gctx.Done(): // a read failed, or ctx ended
 			return nil, nil, cmp.Or(wait(), ctx.Err())
 		}
-		fold(i)
+		if err := fold(i); err != nil {
+			return nil, nil, cmp.Or(wait(), err)
+		}
 		data[i], totals[i] = nil, nil
 		<-held
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/acme/analytics/pkg/hit"
 	"github.com/acme/analytics/pkg/rollup"
+	"github.com/acme/analytics/pkg/rules"
 )
 
 // Filter is a dimension filter: an AND of ORs of conditions, written as in
@@ -30,8 +31,9 @@ import (
 type Filter struct {
 	And [][]Condition // every inner slice must have a match
 	// insts is the size its regular expressions compile to together, as
-	// patternInsts estimates it.
-	insts int
+	// patternInsts estimates it; cost what they can cost together on one
+	// value (rules.MatchCost).
+	insts, cost int
 }
 
 // Condition is one test of a dimension's value.
@@ -60,9 +62,18 @@ var operators = []string{"==", "!=", "=@", "!@", "=~", "!~", "[]"}
 // bounded: one of 2000 bytes (.{0\,1000} repeated) compiled to 330,000
 // instructions, in half a second and 13 MB that the request held, and a
 // query string of repeated filters asked for hundreds of them at once.
+//
+// maxFilterCost bounds what the regular expressions of a request's filters
+// can cost together on one value (rules.MatchCost: 2 ms at most), on
+// values as long as the longest a dimension holds (maxValueBytes, a page's
+// path): the instructions they keep alive together, not only their size,
+// at every byte of it. A report tests each distinct value of its days
+// once.
 const (
 	maxFilterLen   = 2000
 	maxFilterInsts = 1000
+	maxFilterCost  = 2_000_000
+	maxValueBytes  = hit.MaxURLBytes
 )
 
 // parseFilter parses expr, whose regular expressions may compile to at most
@@ -80,6 +91,13 @@ func parseFilter(expr string, insts int) (*Filter, error) {
 				return nil, err
 			}
 			f.insts += n
+			if c.re != nil {
+				cost, err := rules.MatchCost(c.Value, maxValueBytes)
+				if err != nil {
+					return nil, err
+				}
+				f.cost += cost
+			}
 			ors = append(ors, c)
 		}
 		f.And = append(f.And, ors)

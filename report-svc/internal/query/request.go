@@ -130,7 +130,7 @@ func Parse(f *Family, r *Report, v *Params, today time.Time) (*Query, error) {
 
 	// Filters: every filter parameter is ANDed, all of them within one
 	// filter's limits.
-	filterLen, insts := 0, 0
+	filterLen, insts, cost := 0, 0, 0
 	for _, raw := range v.All("filter") {
 		if raw == "" {
 			continue
@@ -149,6 +149,9 @@ func Parse(f *Family, r *Report, v *Params, today time.Time) (*Query, error) {
 		}
 		if err := fl.canonicalPages(func(name string) bool { return dimensions[name].pages }); err != nil {
 			return nil, paramErr("filter", "invalid_filter", "%v", err)
+		}
+		if cost += fl.cost; cost > maxFilterCost {
+			return nil, paramErr("filter", "invalid_filter", "the regular expressions of the request's filters could cost %d units of work for each value they test (about a nanosecond each, on values of up to %d bytes), more than the %d a report allows; anchor them with ^ (an anchored expression without .* or + costs a few hundred) or simplify them (docs/reports.md)", cost, maxValueBytes, maxFilterCost)
 		}
 		if q.Filter == nil {
 			q.Filter = &Filter{}
