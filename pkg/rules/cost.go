@@ -414,19 +414,7 @@ func (a *automaton) cyclic(keep func(int) bool) bool {
 // start when no state repeats (loops false): the sizes along the longest
 // path.
 func (a *automaton) longestRun() int {
-	memo := make([]int, len(a.states))
-	var run func(int) int
-	run = func(i int) int {
-		if memo[i] == 0 {
-			best := 0
-			for _, j := range a.states[i].next {
-				best = max(best, run(j))
-			}
-			memo[i] = a.states[i].size + best
-		}
-		return memo[i]
-	}
-	return run(0)
+	return a.heaviest(func(int) bool { return true }, func(i int) int { return a.states[i].size })(0)
 }
 
 // longestPastMatch is the most positions a replacement's search scans
@@ -439,26 +427,34 @@ func (a *automaton) longestPastMatch() (past int, ok bool) {
 	if a.cyclic(after) {
 		return 0, false
 	}
-	memo := make([]int, len(a.states))
-	var run func(int) int
-	run = func(i int) int {
-		if memo[i] == 0 {
-			best := 0
-			for _, j := range a.states[i].next {
-				if after(j) {
-					best = max(best, run(j))
-				}
-			}
-			memo[i] = 1 + best
-		}
-		return memo[i]
-	}
+	run := a.heaviest(after, func(int) int { return 1 })
 	for i := range a.states {
 		if a.states[i].matched {
 			past = max(past, run(i)-1)
 		}
 	}
 	return past, true
+}
+
+// heaviest returns the weight of the heaviest path from a state on through
+// states keep (among which no cycle), each state weighing weight (at least
+// 1).
+func (a *automaton) heaviest(keep func(int) bool, weight func(int) int) func(int) int {
+	memo := make([]int, len(a.states))
+	var run func(int) int
+	run = func(i int) int {
+		if memo[i] == 0 {
+			best := 0
+			for _, j := range a.states[i].next {
+				if keep(j) {
+					best = max(best, run(j))
+				}
+			}
+			memo[i] = weight(i) + best
+		}
+		return memo[i]
+	}
+	return run
 }
 
 // runeClasses returns one rune of each class of runes prog's instructions
