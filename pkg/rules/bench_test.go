@@ -70,7 +70,7 @@ func atLimits(tb testing.TB, sh shape) Rules {
 			continue
 		}
 		if len(r.Exclusions.UserAgents) < MaxUserAgentPatterns {
-			added = add(i, use{input: inputUserAgent}, true, func(p string) { r.Exclusions.UserAgents = append(r.Exclusions.UserAgents, p) }) || added
+			added = add(i, use{input: inputUserAgent, joined: true}, true, func(p string) { r.Exclusions.UserAgents = append(r.Exclusions.UserAgents, p) }) || added
 		}
 		if len(r.Pages.Exclude) < MaxPagePatterns {
 			added = add(i, use{input: inputPath}, false, func(p string) { r.Pages.Exclude = append(r.Pages.Exclude, p) }) || added

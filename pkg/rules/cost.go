@@ -33,8 +33,11 @@ import (
 //     to choose;
 //   - an anchored pattern without loops (^/checkout/done$): the sets along
 //     its longest run, however long the input;
-//   - a literal (/wp-admin, tested, not replaced): the search for it, which
-//     Go's regexp makes as strings.Index does;
+//   - a literal (/wp-admin, tested alone, not replaced) that Go's
+//     backtracker runs: the search for it, which the backtracker makes as
+//     strings.Index does (the pike VM, for larger programs or inputs,
+//     searches only where no thread is alive, and a path of 0s keeps one
+//     alive per 0 of 0{250}~ at every byte: the scan);
 //   - a replacement, which finds every match: the scan, plus for each match
 //     what its search scans past the match's end before its threads die,
 //     what starting a search costs (the backtracker clears a bit per
@@ -70,6 +73,12 @@ const (
 	// literalUnitsPerByte is searching for a literal, a byte of input.
 	literalUnitsPerByte = 1
 
+	// Go's regexp runs a program on its backtracker when it has at most
+	// maxBacktrackProg instructions and its input is shorter than
+	// maxBacktrackBits over that (regexp/backtrack.go).
+	maxBacktrackProg = 500
+	maxBacktrackBits = 256 * 1024
+
 	// Exploring a pattern's automaton stops at these (a few milliseconds
 	// of work; a rule set's together at maxRuleSetExploreWork); the
 	// pattern is then charged as if every instruction were alive at
@@ -94,6 +103,9 @@ type use struct {
 	// otherwise the pattern is tested (MatchString).
 	replace  bool
 	template string
+	// joined: the pattern is matched only as one alternative of a larger
+	// one (the user agents' alternation, compile), never alone.
+	joined bool
 }
 
 // patternCost bounds the work of using prog (whose matches span at least
@@ -103,9 +115,10 @@ type use struct {
 // explored is how many it went through.
 func patternCost(prog *syntax.Prog, minLen int, u use, budget int) (cost int, reason string, explored int) {
 	n := u.input
-	if prefix, complete := prog.Prefix(); complete && prefix != "" && !u.replace {
-		// Its first occurrence is the answer.
-		return callUnits + n*literalUnitsPerByte, "", 0
+	if prefix, complete := prog.Prefix(); complete && prefix != "" && !u.replace && !u.joined && backtracks(prog, n) {
+		// Its first occurrence is the answer, which the backtracker
+		// searches for, after clearing its bit vector.
+		return callUnits + n*literalUnitsPerByte + len(prog.Inst)*(n+1)/32/clearWordsPerUnit, "", 0
 	}
 	a := explore(prog, u.replace, min(budget, maxExploreWork))
 	explored = a.work
@@ -149,6 +162,12 @@ func patternCost(prog *syntax.Prog, minLen int, u use, budget int) (cost int, re
 	}
 	copied := strings.Count(u.template, "$")*n + matches*len(u.template)
 	return callUnits + scan*step + (matches+1)*perSearch + copied/copyBytesPerUnit, "", explored
+}
+
+// backtracks reports whether Go's regexp runs prog on its backtracker for
+// every input of up to n bytes.
+func backtracks(prog *syntax.Prog, n int) bool {
+	return len(prog.Inst) <= maxBacktrackProg && n < maxBacktrackBits/len(prog.Inst)
 }
 
 func boolByte(b bool) byte {

@@ -21,6 +21,12 @@ func TestCostRefusesWhatLongInputsMakeSlow(t *testing.T) {
 	quadratic.PagePath.Replacements = []Replacement{{Pattern: "a(?:.*z)?", Replace: "b"}}
 	tail := Defaults()
 	tail.PagePath.Replacements = []Replacement{{Pattern: "x[^z]*z|x", Replace: "y"}}
+	literal := Defaults()
+	literal.Pages.Exclude = []string{"0{250}~"}
+	joined := Defaults()
+	for i := range MaxUserAgentPatterns {
+		joined.Exclusions.UserAgents = append(joined.Exclusions.UserAgents, fmt.Sprintf("(0{250}~%d)", i))
+	}
 	for _, tc := range []struct {
 		name        string
 		r           Rules
@@ -32,6 +38,15 @@ func TestCostRefusesWhatLongInputsMakeSlow(t *testing.T) {
 		// on to the end looking for a z.
 		{"a search past every match", quadratic, "page_path.replacements[0].pattern", "square of the path's length"},
 		{"a higher alternative alive past the match", tail, "page_path.replacements[0].pattern", "square of the path's length"},
+		// 7.9 ms a hit on a path of 4,095 0s (charged 4,296 as a
+		// search for the literal): the pike VM, which runs a program of
+		// more than 63 instructions on 4 KB, searches for the literal
+		// only where no thread is alive, and each 0 starts one.
+		{"a literal the pike VM runs", literal, "pages.exclude", "can be evaluated on every hit"},
+		// 110 ms a hit on a user agent of 1,024 0s (charged 61,200):
+		// each alone is a literal the backtracker searches for, but the
+		// alternation of them all is what is matched.
+		{"literals in the user agents' alternation", joined, "exclusions.user_agents", "can be evaluated on every hit"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Validate(tc.r, nil)
