@@ -3,6 +3,7 @@ package rules
 import (
 	"encoding/binary"
 	"math"
+	"math/bits"
 	"regexp/syntax"
 	"slices"
 	"strings"
@@ -122,7 +123,7 @@ func patternCost(prog *syntax.Prog, minLen int, u use, budget int) (cost int, re
 	}
 	a := explore(prog, u.replace, min(budget, maxExploreWork))
 	explored = a.work
-	if len(a.states) == 0 {
+	if len(a.states) == 0 && !a.gaveUp {
 		return callUnits, "", explored // it can match nothing
 	}
 	alive := a.widest // instructions alive at one position, at most
@@ -264,10 +265,14 @@ func explore(prog *syntax.Prog, replace bool, budget int) *automaton {
 		prog:     prog,
 		anchored: prog.StartCond()&syntax.EmptyBeginText != 0,
 		replace:  replace,
-		classes:  runeClasses(prog),
 		ids:      map[string]int{},
 		seen:     make([]uint32, len(prog.Inst)),
 		definite: make([]uint32, len(prog.Inst)),
+	}
+	a.classes, a.work = runeClasses(prog, budget)
+	if a.work > budget {
+		a.gaveUp = true
+		return a
 	}
 	a.intern([]uint32{uint32(prog.Start)}, false)
 	for i := 0; i < len(a.states) && !a.gaveUp; i++ {
@@ -277,7 +282,8 @@ func explore(prog *syntax.Prog, replace bool, budget int) *automaton {
 					a.states[i].next = append(a.states[i].next, next)
 				}
 			}
-			if a.gaveUp {
+			if a.gaveUp || a.work > a.budget {
+				a.gaveUp = true
 				break
 			}
 		}
@@ -292,6 +298,7 @@ func explore(prog *syntax.Prog, replace bool, budget int) *automaton {
 // depends on an assertion (one with it found, one without).
 func (a *automaton) step(i int, r rune) []int {
 	s := a.states[i]
+	a.work += len(s.threads) // each tried on r, whether or not any matches
 	roots := a.roots[:0]
 	matched, maybe := s.matched, false
 	for _, pc := range s.threads {
@@ -479,18 +486,31 @@ func (a *automaton) heaviest(keep func(int) bool, weight func(int) int) func(int
 // runeClasses returns one rune of each class of runes prog's instructions
 // tell apart (all of ASCII, each range's ends and the runes beside them,
 // with their case foldings), so that exploring with them alone reaches
-// every state.
-func runeClasses(prog *syntax.Prog) []rune {
+// every state, and the work of telling them apart: each candidate rune
+// gathered, and tried on each instruction. Instructions alike (\pL{990}'s) are tried
+// once. Past budget, classes is nil: a class as large as \pL has some
+// thousand candidates, and a pattern of many of them took seconds.
+func runeClasses(prog *syntax.Prog, budget int) (classes []rune, work int) {
 	var cands []rune
 	for r := rune(0); r < 0x80; r++ {
 		cands = append(cands, r)
 	}
 	cands = append(cands, 0x80, 0x7ff, 0x800, 0xfffd, 0x10000, unicode.MaxRune)
 	var runeInsts []*syntax.Inst
+	alike := map[string]bool{}
+	var key []byte
 	for i := range prog.Inst {
 		in := &prog.Inst[i]
 		switch in.Op {
 		case syntax.InstRune, syntax.InstRune1, syntax.InstRuneAny, syntax.InstRuneAnyNotNL:
+			key = append(key[:0], byte(in.Op), boolByte(syntax.Flags(in.Arg)&syntax.FoldCase != 0))
+			for _, r := range in.Rune {
+				key = binary.LittleEndian.AppendUint32(key, uint32(r))
+			}
+			if alike[string(key)] {
+				continue
+			}
+			alike[string(key)] = true
 			runeInsts = append(runeInsts, in)
 			for _, r := range in.Rune {
 				for _, c := range []rune{r - 1, r, r + 1} {
@@ -503,10 +523,22 @@ func runeClasses(prog *syntax.Prog) []rune {
 					}
 				}
 			}
+			if len(cands) > budget {
+				return nil, len(cands)
+			}
 		}
 	}
+	work = len(cands)
+	slices.Sort(cands)
+	cands = slices.Compact(cands)
+	tries := 0 // trying a rune on an instruction searches its ranges
+	for _, in := range runeInsts {
+		tries += 1 + bits.Len(uint(len(in.Rune)))
+	}
+	if work += len(cands) * tries; work > budget {
+		return nil, work
+	}
 	seen := map[string]bool{}
-	var out []rune
 	sig := make([]byte, len(runeInsts))
 	for _, c := range cands {
 		for i, in := range runeInsts {
@@ -517,10 +549,10 @@ func runeClasses(prog *syntax.Prog) []rune {
 		}
 		if !seen[string(sig)] {
 			seen[string(sig)] = true
-			out = append(out, c)
+			classes = append(classes, c)
 		}
 	}
-	return out
+	return classes, work
 }
 
 // MatchCost is what testing a value of up to input bytes against the
