@@ -359,6 +359,12 @@ func (a *automaton) intern(roots []uint32, matched bool) int {
 	}
 	a.key = key
 	if id, ok := a.ids[string(key)]; ok {
+		// The same threads reached through more instructions (a chain of
+		// captures on one way to them): the search goes through as many.
+		if s.size > a.states[id].size {
+			a.states[id].size = s.size
+			a.widest = max(a.widest, s.size)
+		}
 		return id
 	}
 	if len(a.states) >= maxStates || a.work > a.budget {

@@ -112,6 +112,13 @@ func TestCostOfShapes(t *testing.T) {
 	if a, b := cost(`[^~]{0,60}~`, path), cost(`x`+strings.Repeat("[ab]", 60), path); a < 10*b {
 		t.Errorf("bounded repetition %d, a sequence of classes %d; want the first far dearer", a, b)
 	}
+	// The same threads reached through more instructions cost those:
+	// (?:a|b()()...)c keeps c alive after a and after b, but a path of b's
+	// goes through the 240 captures at every byte (5.1 ms a hit, where
+	// the model charged the way through a: 196,808).
+	if chain := `(?:a|b` + strings.Repeat("()", 120) + `)c`; cost(chain, path) < inputPath*240*stepUnits {
+		t.Errorf("%s: %d, want at least 240 instructions at every byte", chain, cost(chain, path))
+	}
 	// Replacing costs each match's search.
 	if a, b := cost(`/\d+`, path), cost(`/\d+`, use{input: inputPath, replace: true, template: "/:id"}); b < 2*a {
 		t.Errorf("/\\d+ tested %d, replaced %d", a, b)
