@@ -141,9 +141,12 @@ func patternCost(prog *syntax.Prog, minLen int, u use, budget int) (cost int, re
 	if !u.replace {
 		return callUnits + scan*step, "", explored
 	}
-	words := 0 // what each search of the backtracker clears
-	if len(prog.Inst) <= 500 && n < 256*1024/len(prog.Inst) {
-		words = len(prog.Inst) * (n + 1) / 32
+	words := 0 // what each search of the backtracker clears, at most
+	if len(prog.Inst) <= maxBacktrackProg {
+		// It runs on inputs shorter than its bound, which a path shorter
+		// than n can be where n is not.
+		m := min(n, maxBacktrackBits/len(prog.Inst)-1)
+		words = len(prog.Inst) * (m + 1) / 32
 	}
 	perSearch := searchUnits + words/clearWordsPerUnit
 	matches := 1 // an anchored pattern's next search fails at once
