@@ -127,6 +127,12 @@ func TestCostOfShapes(t *testing.T) {
 	if p := "1|~a" + strings.Repeat("0", 59); cost(p, use{input: inputPath, replace: true, template: "1"}) < inputPath*(maxBacktrackBits/32-100)/clearWordsPerUnit {
 		t.Errorf("%s replaced: %d, want each search's clearing", p, cost(p, use{input: inputPath, replace: true, template: "1"}))
 	}
+	// A replacement costs what it writes: a 256-byte template for every
+	// 0 of a path of 0s writes 1 MB, 3.6 ms, where the model charged
+	// 762,292.
+	if big := (use{input: inputPath, replace: true, template: strings.Repeat("0", 256)}); cost(`0|~`, big) < 3*inputPath*256 {
+		t.Errorf("0|~ replaced by 256 bytes: %d, want what it writes", cost(`0|~`, big))
+	}
 	// Replacing costs each match's search.
 	if a, b := cost(`/\d+`, path), cost(`/\d+`, use{input: inputPath, replace: true, template: "/:id"}); b < 2*a {
 		t.Errorf("/\\d+ tested %d, replaced %d", a, b)
