@@ -345,7 +345,8 @@ func AttributionParam(name string) bool {
 //  4. strip_trailing_slash: trailing slashes are dropped, except from "/";
 //  5. default_page: a path ending in "/<default_page>" loses the file name
 //     (4 and 5 again until neither changes the path);
-//  6. replacements, in order, on the path, each result cut to MaxPathBytes;
+//  6. the path is cut to MaxPathBytes, then replacements, in order, on the
+//     path, each result cut to MaxPathBytes;
 //  7. strip_trailing_slash again (after 5 and 6).
 //
 // Cleaning a cleaned path changes nothing unless replacements say so.
@@ -384,6 +385,11 @@ func (c *Compiled) CleanPath(raw string) string {
 			break // it ends in "/": no default page follows
 		}
 	}
+	// Collection keeps dp and dl to MaxPathBytes as sent, and escaping
+	// them (hit.CanonicalPath: a space is %20) can make a path three
+	// times that: replacements and page patterns see no more than the
+	// cost model counts.
+	path = capPath(path)
 	for _, r := range c.replacements {
 		path = capPath(r.re.ReplaceAllString(path, r.replace))
 	}
