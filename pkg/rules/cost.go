@@ -125,15 +125,21 @@ func patternCost(prog *syntax.Prog, minLen int, u use, budget int) (cost int, re
 	}
 	a := explore(prog, u.replace, min(budget, maxExploreWork))
 	explored = a.work
-	if len(a.states) == 0 && !a.gaveUp {
-		return callUnits, "", explored // it can match nothing
-	}
 	alive := a.widest // instructions alive at one position, at most
 	if a.gaveUp {
 		alive = len(prog.Inst)
 	}
 	scan := n * alive // one search over the whole input
-	if !a.gaveUp && !a.loops {
+	switch {
+	case a.gaveUp || a.loops:
+	case len(a.states) == 0:
+		// Nothing lives past the closure a search starts with (it
+		// matches nothing, or only at the input's end: ()$), which
+		// it goes through at every position unless anchored.
+		if a.anchored {
+			scan = alive
+		}
+	default:
 		scan = min(scan, a.longestRun())
 	}
 	step := stepUnits
@@ -357,6 +363,7 @@ func (a *automaton) intern(roots []uint32, matched bool) int {
 	a.threads = s.threads
 	a.work += s.size
 	if len(s.threads) == 0 {
+		a.widest = max(a.widest, s.size) // gone through all the same
 		return -1
 	}
 	key := a.key[:0]
@@ -408,6 +415,12 @@ func (a *automaton) closure(s *state, pc uint32, cond bool) {
 	case syntax.InstCapture, syntax.InstNop:
 		a.closure(s, in.Out, cond)
 	case syntax.InstEmptyWidth:
+		if syntax.EmptyOp(in.Arg)&syntax.EmptyEndText != 0 {
+			// $ (without (?m)) holds only at the input's end, where no
+			// rune follows and a search stops: what it leads to is never
+			// stepped, and a match through it is the search's last.
+			return
+		}
 		a.closure(s, in.Out, true)
 	case syntax.InstMatch:
 		if first {

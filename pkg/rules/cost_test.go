@@ -3,6 +3,7 @@ package rules
 import (
 	"errors"
 	"fmt"
+	"regexp/syntax"
 	"strings"
 	"testing"
 	"time"
@@ -133,6 +134,18 @@ func TestCostOfShapes(t *testing.T) {
 	if big := (use{input: inputPath, replace: true, template: strings.Repeat("0", 256)}); cost(`0|~`, big) < 3*inputPath*256 {
 		t.Errorf("0|~ replaced by 256 bytes: %d, want what it writes", cost(`0|~`, big))
 	}
+	// $ holds only at the path's end, where a search stops: a replacement
+	// whose match may end with it is no search past every match
+	// (/page/\d+/?$ was refused as one, for 0.08 ms a hit at worst), and
+	// what comes before it is still gone through at every byte.
+	for _, p := range []string{`/+$`, `/page/\d+/?$`, `/[0-9]+(/|$)`} {
+		if _, why, _ := patternCost(mustProgram(t, p), 1, use{input: inputPath, replace: true, template: "/x"}, maxExploreWork); why != "" {
+			t.Errorf("%s replaced: refused: %s", p, why)
+		}
+	}
+	if p := strings.Repeat("()", 120) + "$"; cost(p, path) < inputPath*240*stepUnits {
+		t.Errorf("%s: %d, want the captures at every byte", p, cost(p, path))
+	}
 	// Replacing costs each match's search.
 	if a, b := cost(`/\d+`, path), cost(`/\d+`, use{input: inputPath, replace: true, template: "/:id"}); b < 2*a {
 		t.Errorf("/\\d+ tested %d, replaced %d", a, b)
@@ -202,4 +215,13 @@ func TestExploringIsBounded(t *testing.T) {
 			t.Errorf("%s: exploring took %v (gave up: %v, work %d)", p, d, a.gaveUp, a.work)
 		}
 	}
+}
+
+func mustProgram(t *testing.T, p string) *syntax.Prog {
+	t.Helper()
+	prog, _, err := program(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return prog
 }
