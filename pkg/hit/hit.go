@@ -139,6 +139,18 @@ func (h *Hit) Key(shards int) []byte {
 	return []byte(h.PropertyID + "/" + strconv.Itoa(ShardOf(h.ClientID, shards)))
 }
 
+// CutUTF8 is s cut to at most n bytes, at a character boundary: s must be
+// valid UTF-8.
+func CutUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
 // Limits collection keeps a hit's longest fields to, in bytes: what
 // processing and the rules' cost model (pkg/rules) may rely on.
 const (

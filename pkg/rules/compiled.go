@@ -7,7 +7,6 @@ import (
 	"sort"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/acme/analytics/pkg/hit"
 )
@@ -549,8 +548,12 @@ func (c *Compiled) Goals(h *hit.Hit, cleanPath string) []GoalMatch {
 
 // Channel returns the name of the first custom channel rule whose patterns
 // all match (case-insensitive), or false, in which case the default channel
-// group applies.
+// group applies. The patterns see the first MaxChannelInputBytes of the
+// source, medium and campaign.
 func (c *Compiled) Channel(source, medium, campaign string) (string, bool) {
+	source = hit.CutUTF8(source, MaxChannelInputBytes)
+	medium = hit.CutUTF8(medium, MaxChannelInputBytes)
+	campaign = hit.CutUTF8(campaign, MaxChannelInputBytes)
 	for i := range c.channels {
 		ch := &c.channels[i]
 		if ch.source != nil && !ch.source.MatchString(source) ||
@@ -562,6 +565,12 @@ func (c *Compiled) Channel(source, medium, campaign string) (string, bool) {
 	}
 	return "", false
 }
+
+// MaxChannelInputBytes is what custom channel rules see of a source,
+// medium or campaign: a tag of the page's address may be nearly as long as
+// the address (4 KB), and an unanchored pattern costs its input's length
+// on each visit (cost.go). GA4 keeps 100 characters of them.
+const MaxChannelInputBytes = 256
 
 // MaxPathBytes bounds a page path as the replacements leave it, as
 // collection bounds what a hit sends (dp, dl: 4096 bytes). A replacement
@@ -577,10 +586,8 @@ func capPath(path string) string {
 	if len(path) <= MaxPathBytes {
 		return path
 	}
-	n := MaxPathBytes
-	for n > 0 && !utf8.RuneStart(path[n]) {
-		n--
-	}
+	path = hit.CutUTF8(path, MaxPathBytes)
+	n := len(path)
 	if i := strings.LastIndexByte(path[max(n-2, 0):n], '%'); i >= 0 {
 		n = max(n-2, 0) + i
 	}

@@ -476,3 +476,26 @@ func TestEscapedPathsAreCut(t *testing.T) {
 		t.Fatalf("a path of %d bytes escaped cleans to %d bytes and query %q, want it cut to %d", len(raw), len(path), query, MaxPathBytes)
 	}
 }
+
+// TestChannelRulesSeeTheFirstBytes: custom channel patterns see the first
+// MaxChannelInputBytes of a source, medium or campaign, cut at a character
+// boundary, as the cost model charges them.
+func TestChannelRulesSeeTheFirstBytes(t *testing.T) {
+	r := Defaults()
+	r.Channels = []ChannelRule{{Name: "Ends in x", Source: "x$"}, {Name: "Starts with a", Campaign: "^aé+$"}}
+	c, err := Validate(r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("s", MaxChannelInputBytes) + "x"
+	if name, ok := c.Channel(long, "", ""); ok {
+		t.Errorf("a source whose x is past the first %d bytes is in channel %q", MaxChannelInputBytes, name)
+	}
+	if name, ok := c.Channel(long[1:], "", ""); !ok || name != "Ends in x" {
+		t.Errorf("a source of %d bytes ending in x: channel %q, %v", len(long)-1, name, ok)
+	}
+	// 1 + 2×128 bytes: cut inside the last é, which goes whole.
+	if name, ok := c.Channel("", "", "a"+strings.Repeat("é", 128)); !ok || name != "Starts with a" {
+		t.Errorf("a campaign cut inside a character: channel %q, %v", name, ok)
+	}
+}

@@ -52,9 +52,9 @@ const (
 	inputPath = MaxPathBytes
 	// inputUserAgent is the longest user agent collection keeps.
 	inputUserAgent = hit.MaxUserAgentBytes
-	// inputChannel bounds a source, medium or campaign: a campaign tag of
-	// the page's address can be nearly as long as the address.
-	inputChannel = hit.MaxURLBytes
+	// inputChannel is what channel patterns see of a source, medium or
+	// campaign (Channel).
+	inputChannel = MaxChannelInputBytes
 
 	// stepUnits is one instruction alive at one byte of input: 3 to 12 ns
 	// measured, by the pattern's shape (dense bounded repetitions the

@@ -85,9 +85,9 @@ func storedIP(p *Property, ip netip.Addr) string {
 // Limits of single fields, in bytes (GA's, rounded up).
 const (
 	maxURLBytes    = hit.MaxURLBytes // dl, dp, dr
-	maxTitleBytes  = 1500 // dt
-	maxParamBytes  = 1000 // a custom parameter's value
-	maxActionBytes = 500  // ea, and what becomes an event's action
+	maxTitleBytes  = 1500            // dt
+	maxParamBytes  = 1000            // a custom parameter's value
+	maxActionBytes = 500             // ea, and what becomes an event's action
 )
 
 // Limits of single fields, in bytes (GA's, rounded up). The campaign sent

@@ -3,7 +3,6 @@ package collect
 import (
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/acme/analytics/collection-svc/internal/parse"
 	"github.com/acme/analytics/pkg/hit"
@@ -149,7 +148,7 @@ func mapEvent(h *hit.Hit, f *parse.Fields, origin hit.Origin) *parse.Error {
 		default:
 			return malformed("exf", "%.20q is not a flag: send 1 (or true in JSON) for a fatal exception, 0 (false) for another", f.ExceptionFatal)
 		}
-		h.Category, h.Action, h.Label = exceptionCategory, cutUTF8(f.ExceptionDescription, maxActionBytes), "non-fatal"
+		h.Category, h.Action, h.Label = exceptionCategory, hit.CutUTF8(f.ExceptionDescription, maxActionBytes), "non-fatal"
 		if h.Action == "" {
 			h.Action = notSet
 		}
@@ -162,18 +161,6 @@ func mapEvent(h *hit.Hit, f *parse.Fields, origin hit.Origin) *parse.Error {
 	markNonInteraction(h)
 	h.Type = hit.TypeEvent
 	return nil
-}
-
-// cutUTF8 is s cut to at most n bytes, at a character boundary: s must be
-// valid UTF-8.
-func cutUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }
 
 // markNonInteraction makes h a non-interaction event's hit: it never
