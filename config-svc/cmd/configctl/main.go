@@ -6,6 +6,11 @@
 //	configctl set-shards <property id> <1..64>
 //	configctl changes [since]
 //	configctl properties [after]
+//	configctl costly-rules [after]
+//
+// costly-rules lists the properties whose rules in effect are over the
+// cost limit (pkg/rules.MaxCost: versions stored under an earlier cost
+// model are evaluated as they are), walking every property from after on.
 //
 // The secret comes from -identity-secret or CONFIGCTL_IDENTITY_SECRET.
 package main
@@ -13,6 +18,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,19 +31,21 @@ import (
 	"time"
 
 	"github.com/acme/analytics/pkg/configclient"
+	"github.com/acme/analytics/pkg/rules"
 	"github.com/acme/analytics/pkg/service"
 	"github.com/acme/analytics/pkg/tenant"
 )
 
 // commands is the command line after the flags, for -help and errors.
-const commands = "property <tracking or property id> | set-shards <property id> <n> | changes [since] | properties [after]"
+const commands = "property <tracking or property id> | set-shards <property id> <n> | changes [since] | properties [after] | costly-rules [after]"
 
 // operands is what each command takes after its name.
 var operands = map[string]string{
-	"property":   "<tracking or property id>",
-	"set-shards": "<property id> <n>",
-	"changes":    "[since]",
-	"properties": "[after]",
+	"property":     "<tracking or property id>",
+	"set-shards":   "<property id> <n>",
+	"changes":      "[since]",
+	"properties":   "[after]",
+	"costly-rules": "[after]",
 }
 
 type config struct {
@@ -71,6 +79,9 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	if len(cmd) == 0 {
 		return errors.New("usage: configctl [flags] " + commands)
 	}
+	if cmd[0] == "costly-rules" && len(cmd) <= 2 {
+		return costlyRules(ctx, cfg, out, cmd[1:])
+	}
 	var method, path string
 	var body []byte
 	switch {
@@ -101,26 +112,102 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		// takes (it read as an unknown command "set-shards <id>").
 		return fmt.Errorf("%s takes %s; got %q", cmd[0], operands[cmd[0]], strings.Join(cmd[1:], " "))
 	default:
-		return fmt.Errorf("unknown command %q (property, set-shards, changes, properties)", strings.Join(cmd, " "))
+		return fmt.Errorf("unknown command %q (property, set-shards, changes, properties, costly-rules)", strings.Join(cmd, " "))
 	}
+	b, err := call(ctx, cfg, method, path, body)
+	fmt.Fprintln(out, strings.TrimSpace(string(b)))
+	return err
+}
+
+// call sends one request to config-svc and returns its answer's body,
+// with an error when its status is not a success.
+func call(ctx context.Context, cfg config, method, path string, body []byte) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(cfg.BaseURL, "/")+path, bytes.NewReader(body))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	tenant.Sign(req.Header, tenant.System("operator"), []byte(cfg.IdentitySecret), time.Now())
 	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	fmt.Fprintln(out, strings.TrimSpace(string(b)))
 	if resp.StatusCode >= 300 {
-		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
+		return b, fmt.Errorf("%s %s: %s", method, path, resp.Status)
 	}
+	return b, nil
+}
+
+// costlyRules writes a line for each property, from after on (every one
+// without), whose rules in effect are over the cost limit: its ID,
+// tracking ID and rule version, and what is over, as config-svc would
+// refuse it if it were saved now. Then how many it checked.
+func costlyRules(ctx context.Context, cfg config, out io.Writer, after []string) error {
+	path := "/internal/v1/properties"
+	if len(after) == 1 {
+		path += "?after=" + url.QueryEscape(after[0])
+	}
+	checked, over := 0, 0
+	for {
+		b, err := call(ctx, cfg, "GET", path, nil)
+		if err != nil {
+			return err
+		}
+		var page struct {
+			IDs  []string `json:"property_ids"`
+			Next string   `json:"next_after"`
+		}
+		if err := json.Unmarshal(b, &page); err != nil {
+			return fmt.Errorf("GET %s: %w", path, err)
+		}
+		for _, id := range page.IDs {
+			b, err := call(ctx, cfg, "GET", "/internal/v1/properties/"+url.PathEscape(id), nil)
+			if errors.Is(ctx.Err(), context.Canceled) {
+				return ctx.Err()
+			}
+			if err != nil {
+				// Deleted since it was listed, or not readable: say so
+				// and go on.
+				fmt.Fprintf(out, "%s: %v\n", id, err)
+				continue
+			}
+			var p configclient.Property
+			if err := json.Unmarshal(b, &p); err != nil {
+				return fmt.Errorf("property %s: %w", id, err)
+			}
+			checked++
+			if reasons := overCost(p.Rules); len(reasons) > 0 {
+				over++
+				fmt.Fprintf(out, "%s %s v%d: %s\n", p.PropertyID, p.TrackingID, p.Rules.Version, strings.Join(reasons, "; "))
+			}
+		}
+		if page.Next == "" {
+			break
+		}
+		path = "/internal/v1/properties?after=" + url.QueryEscape(page.Next)
+	}
+	fmt.Fprintf(out, "%d properties checked, %d with rules over the cost limit\n", checked, over)
 	return nil
+}
+
+// overCost is what about v's rules config-svc would refuse for their cost
+// if they were saved now.
+func overCost(v configclient.RuleVersion) []string {
+	_, err := rules.Validate(v.Rules, v.Hostnames)
+	var ve *rules.ValidationError
+	if !errors.As(err, &ve) {
+		return nil
+	}
+	var reasons []string
+	for _, f := range ve.Fields {
+		if errors.Is(f.Err, rules.ErrTooExpensive) {
+			reasons = append(reasons, f.Field+": "+f.Reason)
+		}
+	}
+	return reasons
 }
