@@ -267,7 +267,12 @@ type state struct {
 	// match: a thread here matches; definite: whatever the assertions
 	// (^, $, \b) on the way say.
 	match, definite bool
-	next            []int
+	// cut is where, among threads, the match is when it is definite: the
+	// way to it that passes no assertion, which can come after threads
+	// that a way through an assertion (listed first) would have cut. The
+	// threads before cut outlive the match when the assertion fails.
+	cut  int
+	next []int
 }
 
 // explore explores prog's automaton until budget instructions have been
@@ -314,22 +319,23 @@ func (a *automaton) step(i int, r rune) []int {
 	a.work += len(s.threads) // each tried on r, whether or not any matches
 	roots := a.roots[:0]
 	matched, maybe := s.matched, false
-	for _, pc := range s.threads {
+	for j, pc := range s.threads {
+		if a.replace && s.definite && j == s.cut {
+			matched = true
+			break // lower priorities are cut
+		}
 		in := &a.prog.Inst[pc]
 		if in.Op == syntax.InstMatch {
-			if !a.replace {
-				continue
-			}
-			if s.definite {
-				matched = true
-				break // lower priorities are cut
-			}
-			maybe = true
+			// Through an assertion: it may or may not hold.
+			maybe = maybe || a.replace
 			continue
 		}
 		if in.MatchRune(r) {
 			roots = append(roots, in.Out)
 		}
+	}
+	if a.replace && s.definite && s.cut == len(s.threads) {
+		matched = true
 	}
 	out := a.out[:0]
 	n := len(roots)
@@ -368,6 +374,7 @@ func (a *automaton) intern(roots []uint32, matched bool) int {
 	}
 	key := a.key[:0]
 	key = append(key, boolByte(matched), boolByte(s.definite))
+	key = binary.LittleEndian.AppendUint32(key, uint32(s.cut))
 	for _, pc := range s.threads {
 		key = binary.LittleEndian.AppendUint32(key, pc)
 	}
@@ -423,6 +430,11 @@ func (a *automaton) closure(s *state, pc uint32, cond bool) {
 		}
 		a.closure(s, in.Out, true)
 	case syntax.InstMatch:
+		if !cond && !s.definite {
+			// Where the search finds it when the assertions on an
+			// earlier way to it fail: after the threads listed since.
+			s.cut = len(s.threads)
+		}
 		if first {
 			s.threads = append(s.threads, pc)
 		}

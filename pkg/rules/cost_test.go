@@ -23,6 +23,8 @@ func TestCostRefusesWhatLongInputsMakeSlow(t *testing.T) {
 	quadratic.PagePath.Replacements = []Replacement{{Pattern: "a(?:.*z)?", Replace: "b"}}
 	tail := Defaults()
 	tail.PagePath.Replacements = []Replacement{{Pattern: "x[^z]*z|x", Replace: "y"}}
+	asserted := Defaults()
+	asserted.PagePath.Replacements = []Replacement{{Pattern: `x\b|xa[^z]*z|x`, Replace: "y"}}
 	literal := Defaults()
 	literal.Pages.Exclude = []string{"0{250}~"}
 	joined := Defaults()
@@ -40,6 +42,11 @@ func TestCostRefusesWhatLongInputsMakeSlow(t *testing.T) {
 		// on to the end looking for a z.
 		{"a search past every match", quadratic, "page_path.replacements[0].pattern", "square of the path's length"},
 		{"a higher alternative alive past the match", tail, "page_path.replacements[0].pattern", "square of the path's length"},
+		// 139 ms a hit on a path of /xaxa...x (charged 1,171,967): the
+		// match is reached first through \b, which fails between x and
+		// a, so the one reached after a[^z]*z's thread is the match, and
+		// that thread outlives it to the end of the path.
+		{"a match reached first through an assertion", asserted, "page_path.replacements[0].pattern", "square of the path's length"},
 		// 7.9 ms a hit on a path of 4,095 0s (charged 4,296 as a
 		// search for the literal): the pike VM, which runs a program of
 		// more than 63 instructions on 4 KB, searches for the literal
