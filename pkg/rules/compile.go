@@ -223,7 +223,7 @@ func compile(r Rules, version int, hostnames []string, sent bool) (*Compiled, er
 	c.count("page_path.replacements", len(pp.Replacements), MaxReplacements)
 	for i, rp := range pp.Replacements {
 		f := fmt.Sprintf("page_path.replacements[%d]", i)
-		re := c.pathPattern("page_path.replacements", f+".pattern", rp.Pattern, use{input: inputPath, replace: true, template: rp.Replace})
+		re := c.pathPattern("page_path.replacements", f+".pattern", rp.Pattern, use{input: inputPath, replace: true, template: rp.Replace, groups: numGroups(rp.Pattern)})
 		if len(rp.Replace) > maxReplaceLength {
 			c.add(f+".replace", "is longer than %d bytes", maxReplaceLength)
 			continue
@@ -571,6 +571,17 @@ func program(expr string) (*syntax.Prog, int, error) {
 		return nil, 0, err
 	}
 	return prog, minLength(parsed), nil
+}
+
+// numGroups is the capture groups of the regular expression p, as
+// regexp's NumSubexp counts them (before simplifying: (x){0} is one), or
+// 0 when it does not parse (compiling it says why).
+func numGroups(p string) int {
+	re, err := syntax.Parse(p, syntax.Perl)
+	if err != nil {
+		return 0
+	}
+	return re.MaxCap()
 }
 
 // pathPattern is pattern for a pattern matched against page paths (cleaned,

@@ -27,6 +27,10 @@ func TestCostRefusesWhatLongInputsMakeSlow(t *testing.T) {
 	asserted.PagePath.Replacements = []Replacement{{Pattern: `x\b|xa[^z]*z|x`, Replace: "y"}}
 	literal := Defaults()
 	literal.Pages.Exclude = []string{"0{250}~"}
+	byName := Defaults()
+	byName.PagePath.Replacements = []Replacement{{Pattern: "y|y$" + strings.Repeat("()", 118) + "(?P<z>)", Replace: strings.Repeat("$z", 27)}}
+	byNumber := Defaults()
+	byNumber.PagePath.Replacements = []Replacement{{Pattern: "(y)", Replace: strings.Repeat("$1", 61)}}
 	joined := Defaults()
 	for i := range MaxUserAgentPatterns {
 		joined.Exclusions.UserAgents = append(joined.Exclusions.UserAgents, fmt.Sprintf("(0{250}~%d)", i))
@@ -56,6 +60,13 @@ func TestCostRefusesWhatLongInputsMakeSlow(t *testing.T) {
 		// each alone is a literal the backtracker searches for, but the
 		// alternation of them all is what is matched.
 		{"literals in the user agents' alternation", joined, "exclusions.user_agents", "can be evaluated on every hit"},
+		// 33 ms a hit on a path of 4,095 y's (charged 2,987,132): for
+		// each match, each $z is looked up among the 120 group names,
+		// to the last.
+		{"references by name in a template", byName, "page_path.replacements", "can be evaluated on every hit"},
+		// 10 ms a hit on the same path (charged 2,994,956): 30 ns a
+		// reference a match, where its 2 bytes were charged 6.
+		{"references in a template", byNumber, "page_path.replacements", "can be evaluated on every hit"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Validate(tc.r, nil)
@@ -231,4 +242,28 @@ func mustProgram(t *testing.T, p string) *syntax.Prog {
 		t.Fatal(err)
 	}
 	return prog
+}
+
+// TestTemplateRefs: a template's references are counted as regexp's
+// Expand reads them.
+func TestTemplateRefs(t *testing.T) {
+	for _, tc := range []struct {
+		tmpl        string
+		refs, named int
+	}{
+		{"/:id", 0, 0},
+		{"$1", 1, 0},
+		{"/x${1}y${22}", 2, 0},
+		{"$z${name}", 2, 2},
+		{"$1x", 1, 1}, // the group named 1x
+		{"$01", 1, 1}, // a leading zero: a name
+		{"$é", 1, 1},
+		{"$$1$", 0, 0},
+		{"${a-b}${1", 0, 0},
+		{"$1234567890", 1, 1}, // too large for a number
+	} {
+		if refs, named := templateRefs(tc.tmpl); refs != tc.refs || named != tc.named {
+			t.Errorf("%q: %d references, %d by name; want %d, %d", tc.tmpl, refs, named, tc.refs, tc.named)
+		}
+	}
 }
