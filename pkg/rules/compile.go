@@ -1,11 +1,13 @@
 package rules
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"net/netip"
 	"regexp"
 	"regexp/syntax"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -401,9 +403,25 @@ func (c *compiler) add(field, format string, args ...any) {
 	c.addErr(FieldError{Field: field, Reason: fmt.Sprintf(format, args...)})
 }
 
+// addErr records e among the first maxErrors problems, except that a
+// refusal for the cost takes the place of the last other problem past
+// them: configctl costly-rules finds a stored version over the cost by
+// it, and a version holding many problems Validate refuses and Compile
+// takes (::ffff: addresses in exclusions.ip, stored before they were
+// refused) left out the rule set's total, which comes last.
 func (c *compiler) addErr(e FieldError) {
 	if len(c.errs) < maxErrors {
 		c.errs = append(c.errs, e)
+		return
+	}
+	if !errors.Is(e.Err, ErrTooExpensive) {
+		return
+	}
+	for i := len(c.errs) - 1; i >= 0; i-- {
+		if !errors.Is(c.errs[i].Err, ErrTooExpensive) {
+			c.errs = append(slices.Delete(c.errs, i, i+1), e)
+			return
+		}
 	}
 }
 

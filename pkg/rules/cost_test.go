@@ -209,6 +209,30 @@ func TestStoredVersionsOverTheCostStillCompile(t *testing.T) {
 	}
 }
 
+// TestCostRefusalPastTheErrorLimit: a stored version over the cost is
+// found by its refusal for the cost (configctl costly-rules) however many
+// other problems Validate finds in it first: with 50 ::ffff: addresses
+// (Compile takes them, Validate refuses each), the rule set's total,
+// which comes last, was left out of the 50 problems kept.
+func TestCostRefusalPastTheErrorLimit(t *testing.T) {
+	r := Defaults()
+	for i := range maxErrors + 5 {
+		r.Exclusions.IP = append(r.Exclusions.IP, fmt.Sprintf("::ffff:10.0.0.%d", i))
+	}
+	r.Pages.Exclude = []string{"[^~]{0,60}[^~]{0,60}[^~]{0,60}[^~]{0,60}[^~]{0,60}~"}
+	if _, err := Compile(r, 3, nil); err != nil {
+		t.Fatalf("Compile of a stored version: %v", err)
+	}
+	_, err := Validate(r, nil)
+	var ve *ValidationError
+	if !errors.As(err, &ve) || !errors.Is(err, ErrTooExpensive) {
+		t.Fatalf("Validate = %v, want it refused for its cost", err)
+	}
+	if len(ve.Fields) != maxErrors || ve.Fields[0].Field != "exclusions.ip[0]" || ve.Fields[maxErrors-1].Field != "pages.exclude" {
+		t.Fatalf("%d problems, first %s, last %s; want %d, the last the cost", len(ve.Fields), ve.Fields[0].Field, ve.Fields[len(ve.Fields)-1].Field, maxErrors)
+	}
+}
+
 // TestExploringIsBounded: what exploring a pattern's automaton does is
 // counted against its budget, telling its classes of runes apart and
 // trying every thread of a state on every class included. Uncounted,
