@@ -8,9 +8,9 @@
 //	configctl properties [after]
 //	configctl costly-rules [after]
 //
-// costly-rules lists the properties whose rules in effect are over the
-// cost limit (pkg/rules.MaxCost: versions stored under an earlier cost
-// model are evaluated as they are), walking every property from after on.
+// costly-rules lists the rule versions config-svc would now refuse for their
+// cost (pkg/rules.MaxCost: versions stored under an earlier cost model are
+// evaluated as they are), walking every property from after on.
 //
 // The secret comes from -identity-secret or CONFIGCTL_IDENTITY_SECRET.
 package main
@@ -143,10 +143,12 @@ func call(ctx context.Context, cfg config, method, path string, body []byte) ([]
 	return b, nil
 }
 
-// costlyRules writes a line for each property, from after on (every one
-// without), whose rules in effect are over the cost limit: its ID,
-// tracking ID and rule version, and what is over, as config-svc would
-// refuse it if it were saved now. Then how many it checked.
+// costlyRules writes a line for each rule version, of each property from
+// after on (every one without), that config-svc would now refuse for its
+// cost: the property's ID and tracking ID, the version, and what is over.
+// Every version kept counts, not only the one in effect: processing
+// applies a version to the hits it was in effect for, late ones, replays
+// and reprocessing. Then how many properties it checked.
 func costlyRules(ctx context.Context, cfg config, out io.Writer, after []string) error {
 	path := "/internal/v1/properties"
 	if len(after) == 1 {
@@ -154,19 +156,20 @@ func costlyRules(ctx context.Context, cfg config, out io.Writer, after []string)
 	}
 	checked, over := 0, 0
 	for {
-		b, err := call(ctx, cfg, "GET", path, nil)
-		if err != nil {
-			return err
-		}
 		var page struct {
 			IDs  []string `json:"property_ids"`
 			Next string   `json:"next_after"`
 		}
-		if err := json.Unmarshal(b, &page); err != nil {
-			return fmt.Errorf("GET %s: %w", path, err)
+		if err := get(ctx, cfg, path, &page); err != nil {
+			return err
 		}
 		for _, id := range page.IDs {
-			b, err := call(ctx, cfg, "GET", "/internal/v1/properties/"+url.PathEscape(id), nil)
+			var p configclient.Property
+			var h configclient.RuleVersions
+			err := get(ctx, cfg, "/internal/v1/properties/"+url.PathEscape(id), &p)
+			if err == nil {
+				err = get(ctx, cfg, "/internal/v1/properties/"+url.PathEscape(id)+"/rules/versions", &h)
+			}
 			if errors.Is(ctx.Err(), context.Canceled) {
 				return ctx.Err()
 			}
@@ -176,14 +179,16 @@ func costlyRules(ctx context.Context, cfg config, out io.Writer, after []string)
 				fmt.Fprintf(out, "%s: %v\n", id, err)
 				continue
 			}
-			var p configclient.Property
-			if err := json.Unmarshal(b, &p); err != nil {
-				return fmt.Errorf("property %s: %w", id, err)
-			}
 			checked++
-			if reasons := overCost(p.Rules); len(reasons) > 0 {
+			costly := false
+			for _, v := range h.Versions {
+				if reasons := overCost(v); len(reasons) > 0 {
+					costly = true
+					fmt.Fprintf(out, "%s %s v%d: %s\n", p.PropertyID, p.TrackingID, v.Version, strings.Join(reasons, "; "))
+				}
+			}
+			if costly {
 				over++
-				fmt.Fprintf(out, "%s %s v%d: %s\n", p.PropertyID, p.TrackingID, p.Rules.Version, strings.Join(reasons, "; "))
 			}
 		}
 		if page.Next == "" {
@@ -191,7 +196,19 @@ func costlyRules(ctx context.Context, cfg config, out io.Writer, after []string)
 		}
 		path = "/internal/v1/properties?after=" + url.QueryEscape(page.Next)
 	}
-	fmt.Fprintf(out, "%d properties checked, %d with rules over the cost limit\n", checked, over)
+	fmt.Fprintf(out, "%d properties checked, %d with rule versions over the cost limit\n", checked, over)
+	return nil
+}
+
+// get reads the JSON document at path into v.
+func get(ctx context.Context, cfg config, path string, v any) error {
+	b, err := call(ctx, cfg, "GET", path, nil)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
 	return nil
 }
 

@@ -77,19 +77,22 @@ func TestRequests(t *testing.T) {
 }
 
 // TestCostlyRules: costly-rules walks every page of properties and lists
-// those whose rules in effect config-svc would now refuse for their cost,
-// saying what is over; a property gone since it was listed is said and
-// skipped.
+// the rule versions, in effect or kept, that config-svc would now refuse
+// for their cost, saying what is over; a property gone since it was
+// listed is said and skipped.
 func TestCostlyRules(t *testing.T) {
 	secret := "0123456789abcdef-secret"
-	costly := `{"property_id": "p2", "tracking_id": "AT-23456789AB", "rules": {"version": 7, "rules": {"pages": {"exclude": ["` +
-		strings.Repeat(`[^~]{0,60}`, 5) + `~"]}, "page_path": {"replacements": [{"pattern": "a(.*z)?", "replace": "b"}]}}}}`
+	// Version 7 is over the limit; version 8, in effect now, is not.
+	costly := `{"version": 7, "rules": {"pages": {"exclude": ["` +
+		strings.Repeat(`[^~]{0,60}`, 5) + `~"]}, "page_path": {"replacements": [{"pattern": "a(.*z)?", "replace": "b"}]}}}`
 	docs := map[string]string{
-		"/internal/v1/properties":          `{"property_ids": ["p1", "p2"], "next_after": "9"}`,
-		"/internal/v1/properties?after=9":  `{"property_ids": ["p3"], "next_after": "12"}`,
-		"/internal/v1/properties?after=12": `{"property_ids": [], "next_after": ""}`,
-		"/internal/v1/properties/p1":       `{"property_id": "p1", "tracking_id": "AT-3456789ABC", "rules": {"version": 2, "rules": {"pages": {"exclude": ["^/admin"]}}}}`,
-		"/internal/v1/properties/p2":       costly,
+		"/internal/v1/properties":                   `{"property_ids": ["p1", "p2"], "next_after": "9"}`,
+		"/internal/v1/properties?after=9":           `{"property_ids": ["p3"], "next_after": "12"}`,
+		"/internal/v1/properties?after=12":          `{"property_ids": [], "next_after": ""}`,
+		"/internal/v1/properties/p1":                `{"property_id": "p1", "tracking_id": "AT-3456789ABC"}`,
+		"/internal/v1/properties/p1/rules/versions": `{"property_id": "p1", "versions": [{"version": 2, "rules": {"pages": {"exclude": ["^/admin"]}}}]}`,
+		"/internal/v1/properties/p2":                `{"property_id": "p2", "tracking_id": "AT-23456789AB"}`,
+		"/internal/v1/properties/p2/rules/versions": `{"property_id": "p2", "versions": [` + costly + `, {"version": 8, "rules": {}}]}`,
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, err := tenant.FromRequest(r, []byte(secret), time.Now()); err != nil {
@@ -112,7 +115,7 @@ func TestCostlyRules(t *testing.T) {
 	if len(lines) != 3 ||
 		!strings.HasPrefix(lines[0], "p2 AT-23456789AB v7: ") || !strings.Contains(lines[0], "pages.exclude: ") || !strings.Contains(lines[0], "page_path.replacements[0].pattern: ") ||
 		!strings.HasPrefix(lines[1], "p3: GET /internal/v1/properties/p3: 404") ||
-		lines[2] != "2 properties checked, 1 with rules over the cost limit" {
+		lines[2] != "2 properties checked, 1 with rule versions over the cost limit" {
 		t.Fatalf("output:\n%s", out.String())
 	}
 }
