@@ -40,7 +40,7 @@ const (
 	// one hit, in units of about a nanosecond, on inputs as long as
 	// collection keeps them and written to be the worst (cost.go: the
 	// model). BenchmarkEvaluateAtLimits measures rule sets at this limit.
-	MaxCost = 3_000_000
+	MaxCost = 5_000_000
 
 	MaxSessionTimeoutMinutes = 480
 	maxNameLength            = 100

@@ -166,7 +166,7 @@ func TestValidate(t *testing.T) {
 			"pages.exclude[0]", "more than the 1000 one pattern may use", true},
 		{"rule set too big in total", func(r *Rules) {
 			for i := range 40 {
-				r.Exclusions.UserAgents = append(r.Exclusions.UserAgents, fmt.Sprintf(`bot%d[a-z]{0,10}`, i))
+				r.Exclusions.UserAgents = append(r.Exclusions.UserAgents, fmt.Sprintf(`bot%d[a-z]{0,20}[a-z]{0,20}~`, i))
 			}
 		}, nil, "exclusions.user_agents", fmt.Sprintf("more than the %d that can be evaluated on every hit", MaxCost), true},
 	}

@@ -257,7 +257,7 @@ func manyUnknownFields(known string, n int) string {
 func manyUserAgents(n int) string {
 	var parts []string
 	for i := range n {
-		parts = append(parts, fmt.Sprintf(`"bot%d[a-z]{0,20}"`, i))
+		parts = append(parts, fmt.Sprintf(`"bot%d[a-z]{0,20}[a-z]{0,20}~"`, i))
 	}
 	return `{"exclusions": {"user_agents": [` + strings.Join(parts, ",") + `]}}`
 }
