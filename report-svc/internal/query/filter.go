@@ -64,7 +64,7 @@ var operators = []string{"==", "!=", "=@", "!@", "=~", "!~", "[]"}
 // query string of repeated filters asked for hundreds of them at once.
 //
 // maxFilterCost bounds what the regular expressions of a request's filters
-// can cost together on one value (rules.MatchCost: 2 ms at most), on
+// can cost together on one value (rules.MatchCost: 6 ms at most, most filters far less), on
 // values as long as the longest a dimension holds (maxValueBytes, a page
 // with its query): the instructions they keep alive together, not only
 // their size, at every byte of it. A report tests each distinct value of
@@ -79,7 +79,7 @@ var operators = []string{"==", "!=", "=@", "!@", "=~", "!~", "[]"}
 const (
 	maxFilterLen   = 2000
 	maxFilterInsts = 1000
-	maxFilterCost  = 2_000_000
+	maxFilterCost  = 6_000_000
 	maxValueBytes  = 3 * hit.MaxURLBytes
 )
 
