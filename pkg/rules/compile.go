@@ -370,11 +370,7 @@ func compile(r Rules, version int, hostnames []string, sent bool) (*Compiled, er
 		}
 	}
 
-	if sent {
-		// A version stored under an earlier cost model is evaluated as
-		// it is: refusing it would stop its property's processing.
-		c.checkTotal()
-	}
+	c.checkTotal() // of a document sent: a stored version is not costed (pattern)
 	if len(c.errs) > 0 {
 		return nil, &ValidationError{Fields: c.errs}
 	}
@@ -545,9 +541,10 @@ func (c *compiler) pattern(list, field, p string, caseInsensitive bool, u use) *
 		return nil
 	}
 	if c.sent {
-		// A version stored is evaluated whatever it costs (compile), so
-		// only a document sent is costed: exploring a pattern's automaton
-		// takes up to milliseconds.
+		// A version stored is evaluated whatever it costs (refusing it
+		// would stop its property's processing), so only a document sent
+		// is costed: exploring a pattern's automaton takes up to
+		// milliseconds.
 		cost, why, explored := patternCost(prog, minLen, u, maxRuleSetExploreWork-c.explored)
 		c.explored += explored
 		if why != "" {
