@@ -67,8 +67,12 @@ var goalID = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
 // Validate reports every problem in r, a document sent to be stored, as a
 // *ValidationError, or returns r compiled (as version 0). It is Compile
 // made stricter where Compile must read what versions stored earlier may
-// hold: it refuses an IPv4-mapped IPv6 address (::ffff:10.0.0.1) in
-// exclusions.ip, which Compile reads as its IPv4 form.
+// hold (the checks added since are Validate's alone, c.sent): it refuses,
+// for example, an IPv4-mapped IPv6 address (::ffff:10.0.0.1) in
+// exclusions.ip, which Compile reads as its IPv4 form, a replacement
+// template referring to a group its pattern does not have, which Compile
+// reads as Go's Expand does (nothing written there), and a rule set over
+// its cost.
 func Validate(r Rules, hostnames []string) (*Compiled, error) {
 	return compile(r, 0, hostnames, true)
 }
@@ -233,7 +237,9 @@ func compile(r Rules, version int, hostnames []string, sent bool) (*Compiled, er
 		if re == nil {
 			continue
 		}
-		if reason := checkTemplate(re, rp.Replace); reason != "" {
+		// A stored version keeps the template it was accepted with, which
+		// replaces as Expand reads it.
+		if reason := checkTemplate(re, rp.Replace); c.sent && reason != "" {
 			c.add(f+".replace", "%s", reason)
 			continue
 		}
@@ -847,64 +853,4 @@ func oneLabelProblem(host, n string) string {
 		return ""
 	}
 	return fmt.Sprintf("%q is a name of one label, which takes in every host under it (subdomains are always included); give the site's own name, e.g. example.com (localhost is accepted)", host)
-}
-
-// checkTemplate checks the group references of a replacement template
-// against re, catching the classic $1x (read by Go as the group named
-// "1x").
-func checkTemplate(re *regexp.Regexp, tmpl string) string {
-	names := map[string]bool{}
-	for _, n := range re.SubexpNames() {
-		if n != "" {
-			names[n] = true
-		}
-	}
-	for i := 0; i < len(tmpl); i++ {
-		if tmpl[i] != '$' {
-			continue
-		}
-		if i+1 < len(tmpl) && tmpl[i+1] == '$' {
-			i++
-			continue
-		}
-		var name string
-		braced := i+1 < len(tmpl) && tmpl[i+1] == '{'
-		j := i + 1
-		if braced {
-			end := strings.IndexByte(tmpl[j:], '}')
-			if end < 0 {
-				return fmt.Sprintf("%q has an unclosed ${", tmpl)
-			}
-			name = tmpl[j+1 : j+end]
-			j += end + 1
-		} else {
-			for j < len(tmpl) && (tmpl[j] == '_' || tmpl[j] >= 'a' && tmpl[j] <= 'z' || tmpl[j] >= 'A' && tmpl[j] <= 'Z' || tmpl[j] >= '0' && tmpl[j] <= '9') {
-				j++
-			}
-			name = tmpl[i+1 : j]
-		}
-		if name == "" {
-			return fmt.Sprintf("%q has a $ that names no group; write $$ for a literal $", tmpl)
-		}
-		if n, err := strconv.Atoi(name); err == nil {
-			if n > re.NumSubexp() {
-				return fmt.Sprintf("%q refers to group %d but the pattern has %d", tmpl, n, re.NumSubexp())
-			}
-		} else if !names[name] {
-			if !braced && name[0] >= '0' && name[0] <= '9' {
-				return fmt.Sprintf("%q: $%s is read as a group named %q; write ${%s} to refer to group %s", tmpl, name, name, leadingDigits(name), leadingDigits(name))
-			}
-			return fmt.Sprintf("%q refers to a group named %q that the pattern does not define", tmpl, name)
-		}
-		i = j - 1
-	}
-	return ""
-}
-
-func leadingDigits(s string) string {
-	i := 0
-	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-		i++
-	}
-	return s[:i]
 }

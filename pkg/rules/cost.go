@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 	"unicode"
-	"unicode/utf8"
 
 	"github.com/acme/analytics/pkg/hit"
 )
@@ -199,57 +198,6 @@ func patternCost(prog *syntax.Prog, minLen int, u use, budget int) (cost int, re
 	// the rest of the template for every match.
 	copied := n + strings.Count(u.template, "$")*n + matches*len(u.template)
 	return callUnits + scan*step + (matches+1)*perSearch + matches*expand + copied*copyUnitsPerByte, "", explored
-}
-
-// templateRefs counts the references of a replacement template as
-// regexp's Expand reads them ($$ is a $, a $ followed by no name is
-// itself): refs all of them, named those by name, which it looks up
-// among the group names (a number with a leading zero, 01, is a name).
-func templateRefs(tmpl string) (refs, named int) {
-	for {
-		i := strings.IndexByte(tmpl, '$')
-		if i < 0 {
-			return refs, named
-		}
-		tmpl = tmpl[i+1:]
-		if strings.HasPrefix(tmpl, "$") {
-			tmpl = tmpl[1:]
-			continue
-		}
-		s, brace := strings.CutPrefix(tmpl, "{")
-		n := 0 // the name's length: letters, digits and _
-		for n < len(s) {
-			r, size := utf8.DecodeRuneInString(s[n:])
-			if !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '_' {
-				break
-			}
-			n += size
-		}
-		if n == 0 || brace && (n == len(s) || s[n] != '}') {
-			continue
-		}
-		refs++
-		if !groupNumber(s[:n]) {
-			named++
-		}
-		if brace {
-			n++
-		}
-		tmpl = s[n:]
-	}
-}
-
-// groupNumber reports whether regexp's Expand reads name as a group's
-// number.
-func groupNumber(name string) bool {
-	num := 0
-	for i := 0; i < len(name); i++ {
-		if name[i] < '0' || name[i] > '9' || num >= 1e8 {
-			return false
-		}
-		num = num*10 + int(name[i]-'0')
-	}
-	return name[0] != '0' || len(name) == 1
 }
 
 // backtracks reports whether Go's regexp runs prog on its backtracker for

@@ -7,10 +7,14 @@
 //	configctl changes [since]
 //	configctl properties [after]
 //	configctl costly-rules [after]
+//	configctl refused-rules [after]
 //
 // costly-rules lists the rule versions config-svc would now refuse for their
 // cost (pkg/rules.MaxCost: versions stored under an earlier cost model are
-// evaluated as they are), walking every property from after on.
+// evaluated as they are), walking every property from after on;
+// refused-rules those it would now refuse for any reason (a check added
+// since they were stored: a replacement template referring to no group,
+// which writes nothing there), with every reason.
 //
 // The secret comes from -identity-secret or CONFIGCTL_IDENTITY_SECRET.
 package main
@@ -37,15 +41,16 @@ import (
 )
 
 // commands is the command line after the flags, for -help and errors.
-const commands = "property <tracking or property id> | set-shards <property id> <n> | changes [since] | properties [after] | costly-rules [after]"
+const commands = "property <tracking or property id> | set-shards <property id> <n> | changes [since] | properties [after] | costly-rules [after] | refused-rules [after]"
 
 // operands is what each command takes after its name.
 var operands = map[string]string{
-	"property":     "<tracking or property id>",
-	"set-shards":   "<property id> <n>",
-	"changes":      "[since]",
-	"properties":   "[after]",
-	"costly-rules": "[after]",
+	"property":      "<tracking or property id>",
+	"set-shards":    "<property id> <n>",
+	"changes":       "[since]",
+	"properties":    "[after]",
+	"costly-rules":  "[after]",
+	"refused-rules": "[after]",
 }
 
 type config struct {
@@ -79,8 +84,8 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	if len(cmd) == 0 {
 		return errors.New("usage: configctl [flags] " + commands)
 	}
-	if cmd[0] == "costly-rules" && len(cmd) <= 2 {
-		return costlyRules(ctx, cfg, out, cmd[1:])
+	if (cmd[0] == "costly-rules" || cmd[0] == "refused-rules") && len(cmd) <= 2 {
+		return refusedRules(ctx, cfg, out, cmd[1:], cmd[0] == "costly-rules")
 	}
 	var method, path string
 	var body []byte
@@ -112,7 +117,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		// takes (it read as an unknown command "set-shards <id>").
 		return fmt.Errorf("%s takes %s; got %q", cmd[0], operands[cmd[0]], strings.Join(cmd[1:], " "))
 	default:
-		return fmt.Errorf("unknown command %q (property, set-shards, changes, properties, costly-rules)", strings.Join(cmd, " "))
+		return fmt.Errorf("unknown command %q (property, set-shards, changes, properties, costly-rules, refused-rules)", strings.Join(cmd, " "))
 	}
 	b, err := call(ctx, cfg, method, path, body)
 	fmt.Fprintln(out, strings.TrimSpace(string(b)))
@@ -143,18 +148,19 @@ func call(ctx context.Context, cfg config, method, path string, body []byte) ([]
 	return b, nil
 }
 
-// costlyRules writes a line for each rule version, of each property from
-// after on (every one without), that config-svc would now refuse for its
-// cost: the property's ID and tracking ID, the version, and what is over.
-// Every version kept counts, not only the one in effect: processing
-// applies a version to the hits it was in effect for, late ones, replays
-// and reprocessing. Then how many properties it checked.
-func costlyRules(ctx context.Context, cfg config, out io.Writer, after []string) error {
+// refusedRules writes a line for each rule version, of each property from
+// after on (every one without), that config-svc would now refuse (for its
+// cost alone when costOnly): the property's ID and tracking ID, the
+// version, and why. Every version kept counts, not only the one in
+// effect: processing applies a version to the hits it was in effect for,
+// late ones, replays and reprocessing. Then how many properties it
+// checked.
+func refusedRules(ctx context.Context, cfg config, out io.Writer, after []string, costOnly bool) error {
 	path := "/internal/v1/properties"
 	if len(after) == 1 {
 		path += "?after=" + url.QueryEscape(after[0])
 	}
-	checked, over := 0, 0
+	checked, refused := 0, 0
 	for {
 		var page struct {
 			IDs  []string `json:"property_ids"`
@@ -180,15 +186,15 @@ func costlyRules(ctx context.Context, cfg config, out io.Writer, after []string)
 				continue
 			}
 			checked++
-			costly := false
+			found := false
 			for _, v := range h.Versions {
-				if reasons := overCost(v); len(reasons) > 0 {
-					costly = true
+				if reasons := refusedNow(v, costOnly); len(reasons) > 0 {
+					found = true
 					fmt.Fprintf(out, "%s %s v%d: %s\n", p.PropertyID, p.TrackingID, v.Version, strings.Join(reasons, "; "))
 				}
 			}
-			if costly {
-				over++
+			if found {
+				refused++
 			}
 		}
 		if page.Next == "" {
@@ -196,7 +202,11 @@ func costlyRules(ctx context.Context, cfg config, out io.Writer, after []string)
 		}
 		path = "/internal/v1/properties?after=" + url.QueryEscape(page.Next)
 	}
-	fmt.Fprintf(out, "%d properties checked, %d with rule versions over the cost limit\n", checked, over)
+	what := "config-svc would now refuse"
+	if costOnly {
+		what = "over the cost limit"
+	}
+	fmt.Fprintf(out, "%d properties checked, %d with rule versions %s\n", checked, refused, what)
 	return nil
 }
 
@@ -212,9 +222,9 @@ func get(ctx context.Context, cfg config, path string, v any) error {
 	return nil
 }
 
-// overCost is what about v's rules config-svc would refuse for their cost
-// if they were saved now.
-func overCost(v configclient.RuleVersion) []string {
+// refusedNow is what about v's rules config-svc would refuse if they were
+// saved now (for their cost alone when costOnly).
+func refusedNow(v configclient.RuleVersion, costOnly bool) []string {
 	_, err := rules.Validate(v.Rules, v.Hostnames)
 	var ve *rules.ValidationError
 	if !errors.As(err, &ve) {
@@ -222,7 +232,7 @@ func overCost(v configclient.RuleVersion) []string {
 	}
 	var reasons []string
 	for _, f := range ve.Fields {
-		if errors.Is(f.Err, rules.ErrTooExpensive) {
+		if !costOnly || errors.Is(f.Err, rules.ErrTooExpensive) {
 			reasons = append(reasons, f.Field+": "+f.Reason)
 		}
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acme/analytics/pkg/configclient"
+	"github.com/acme/analytics/pkg/rules"
 	"github.com/acme/analytics/pkg/tenant"
 )
 
@@ -80,19 +83,41 @@ func TestRequests(t *testing.T) {
 // the rule versions, in effect or kept, that config-svc would now refuse
 // for their cost, saying what is over; a property gone since it was
 // listed is said and skipped.
-func TestCostlyRules(t *testing.T) {
+func TestCostlyAndRefusedRules(t *testing.T) {
 	secret := "0123456789abcdef-secret"
-	// Version 7 is over the limit; version 8, in effect now, is not.
-	costly := `{"version": 7, "rules": {"pages": {"exclude": ["` +
-		strings.Repeat(`[^~]{0,60}`, 5) + `~"]}, "page_path": {"replacements": [{"pattern": "a(.*z)?", "replace": "b"}]}}}`
+	// Version 7 is over the limit; version 8, in effect now, is not, but
+	// it holds a template read as the group named "01" (nothing), which
+	// config-svc refuses now. Stored versions hold every rule, defaults
+	// included.
+	versions := func(first int, edits ...func(*rules.Rules)) string {
+		var h configclient.RuleVersions
+		for i, edit := range edits {
+			r := rules.Defaults()
+			edit(&r)
+			h.Versions = append(h.Versions, configclient.RuleVersion{Version: first + i, Rules: r})
+		}
+		b, err := json.Marshal(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	costly := func(r *rules.Rules) {
+		r.Pages.Exclude = []string{strings.Repeat(`[^~]{0,60}`, 5) + `~`}
+		r.PagePath.Replacements = []rules.Replacement{{Pattern: "a(.*z)?", Replace: "b"}}
+	}
+	misread := func(r *rules.Rules) {
+		r.PagePath.Replacements = []rules.Replacement{{Pattern: `^/p/(\d+)`, Replace: "/p/$01"}}
+	}
+	admin := func(r *rules.Rules) { r.Pages.Exclude = []string{"^/admin"} }
 	docs := map[string]string{
 		"/internal/v1/properties":                   `{"property_ids": ["p1", "p2"], "next_after": "9"}`,
 		"/internal/v1/properties?after=9":           `{"property_ids": ["p3"], "next_after": "12"}`,
 		"/internal/v1/properties?after=12":          `{"property_ids": [], "next_after": ""}`,
 		"/internal/v1/properties/p1":                `{"property_id": "p1", "tracking_id": "AT-3456789ABC"}`,
-		"/internal/v1/properties/p1/rules/versions": `{"property_id": "p1", "versions": [{"version": 2, "rules": {"pages": {"exclude": ["^/admin"]}}}]}`,
+		"/internal/v1/properties/p1/rules/versions": versions(2, admin),
 		"/internal/v1/properties/p2":                `{"property_id": "p2", "tracking_id": "AT-23456789AB"}`,
-		"/internal/v1/properties/p2/rules/versions": `{"property_id": "p2", "versions": [` + costly + `, {"version": 8, "rules": {}}]}`,
+		"/internal/v1/properties/p2/rules/versions": versions(7, costly, misread),
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, err := tenant.FromRequest(r, []byte(secret), time.Now()); err != nil {
@@ -116,6 +141,19 @@ func TestCostlyRules(t *testing.T) {
 		!strings.HasPrefix(lines[0], "p2 AT-23456789AB v7: ") || !strings.Contains(lines[0], "pages.exclude: ") || !strings.Contains(lines[0], "page_path.replacements[0].pattern: ") ||
 		!strings.HasPrefix(lines[1], "p3: GET /internal/v1/properties/p3: 404") ||
 		lines[2] != "2 properties checked, 1 with rule versions over the cost limit" {
+		t.Fatalf("output:\n%s", out.String())
+	}
+
+	out.Reset()
+	if err := run(context.Background(), config{BaseURL: srv.URL, IdentitySecret: secret, Command: []string{"refused-rules"}}, &out); err != nil {
+		t.Fatal(err)
+	}
+	lines = strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 4 ||
+		!strings.HasPrefix(lines[0], "p2 AT-23456789AB v7: ") || !strings.Contains(lines[0], "pages.exclude: ") ||
+		!strings.HasPrefix(lines[1], "p2 AT-23456789AB v8: page_path.replacements[0].replace: ") || !strings.Contains(lines[1], "write ${1} to refer to group 1") ||
+		!strings.HasPrefix(lines[2], "p3: GET /internal/v1/properties/p3: 404") ||
+		lines[3] != "2 properties checked, 1 with rule versions config-svc would now refuse" {
 		t.Fatalf("output:\n%s", out.String())
 	}
 }
