@@ -289,18 +289,67 @@ func BenchmarkApplyHitLongSession(b *testing.B) {
 // replays), each builds the session again, so a hit costs in proportion
 // to the session; derived together a batch of 2,000 messages at a time
 // (Partition.SettleFrom, as the consumer derives the rest), the session
-// is built once a batch.
+// is built once a batch. "old-session" is the batched case in a session
+// begun 4 hours 45 minutes before (a pageview every 20 minutes), whose
+// first hit is older than what may freeze: until session 34 its hits were
+// derived one at a time whatever the batch.
 func BenchmarkApplyHitNewestFirst(b *testing.B) {
 	for _, c := range []struct {
-		name     string
-		n, batch int
-	}{{"one-at-a-time/pageviews=1000", 1000, 0}, {"batched/pageviews=1000", 1000, 2000}, {"batched/pageviews=4000", 4000, 2000}} {
+		name          string
+		n, batch, old int
+	}{
+		{"one-at-a-time/pageviews=1000", 1000, 0, 0},
+		{"batched/pageviews=1000", 1000, 2000, 0},
+		{"batched/pageviews=4000", 4000, 2000, 0},
+		{"batched/old-session/pageviews=1000", 1000, 2000, 14},
+	} {
 		b.Run(c.name, func(b *testing.B) {
 			end := time.Now().UTC().Add(-time.Minute)
-			msgs := oneSession(c.n, func(i int) (time.Time, time.Time) {
-				return end.Add(-time.Duration(i) * 3 * time.Second), end.Add(time.Duration(i) * time.Millisecond)
+			msgs := oneVisitor(c.old+c.n, func(i int, h *hit.Hit) {
+				if i < c.old {
+					h.Time = end.Add(-285*time.Minute + time.Duration(i)*20*time.Minute)
+					h.ReceivedAt = h.Time
+					return
+				}
+				i -= c.old
+				h.Time, h.ReceivedAt = end.Add(-time.Duration(i)*3*time.Second), end.Add(time.Duration(i)*time.Millisecond)
 			})
 			benchApply(b, msgs, c.batch)
+		})
+	}
+}
+
+// BenchmarkApplyHitVisitorShapes applies the hits of one visitor of a
+// shape a client can send at will, in order, a batch at a time as the
+// consumer derives them, at two sizes: the cost per hit must not grow with
+// the visitor's hits kept. "campaign-per-hit": every pageview with a new
+// utm_source, so a session each, at a pace that keeps 1,000 or 10,000 of
+// them live over six hours (from 4 hours 40 minutes on, every hit freezes
+// a session; each freeze copied every live hit until session 34).
+// "pings-alone": engagement pings and nothing else, one every 36 or 9
+// seconds for four days (no session: until session 34 they were never
+// taken out, and every ping built the sessions of all of them).
+func BenchmarkApplyHitVisitorShapes(b *testing.B) {
+	start := time.Now().UTC().Add(-4 * 24 * time.Hour).Truncate(24 * time.Hour)
+	for _, live := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("campaign-per-hit/live=%d", live), func(b *testing.B) {
+			every := (4*time.Hour + 40*time.Minute) / time.Duration(live)
+			msgs := oneVisitor(int(6*time.Hour/every), func(i int, h *hit.Hit) {
+				h.Time = start.Add(time.Duration(i) * every)
+				h.ReceivedAt = h.Time
+				h.URL = fmt.Sprintf("https://shop.example/p?utm_source=s%d", i)
+			})
+			benchApply(b, msgs, 2000)
+		})
+	}
+	for _, every := range []time.Duration{36 * time.Second, 9 * time.Second} {
+		b.Run(fmt.Sprintf("pings-alone/every=%v", every), func(b *testing.B) {
+			msgs := oneVisitor(int(4*24*time.Hour/every), func(i int, h *hit.Hit) {
+				h.Time = start.Add(time.Duration(i) * every)
+				h.ReceivedAt = h.Time
+				h.Type, h.EngagementMS = hit.TypeEngagement, 1000
+			})
+			benchApply(b, msgs, 2000)
 		})
 	}
 }
@@ -308,12 +357,19 @@ func BenchmarkApplyHitNewestFirst(b *testing.B) {
 // oneSession returns n pageviews of one visitor, the i-th of them at and
 // received as times(i) says, in that order.
 func oneSession(n int, times func(i int) (at, received time.Time)) []Message {
+	return oneVisitor(n, func(i int, h *hit.Hit) { h.Time, h.ReceivedAt = times(i) })
+}
+
+// oneVisitor returns n hits of one visitor, pageviews of /p/0 to /p/49
+// until set(i, h) makes the i-th what it is (its time and receipt at
+// least), in that order.
+func oneVisitor(n int, set func(i int, h *hit.Hit)) []Message {
 	msgs := make([]Message, n)
 	for i := range msgs {
-		at, received := times(i)
 		h := &hit.Hit{PropertyID: propID, TenantID: "t", ClientID: "c", Type: hit.TypePageview, Origin: hit.OriginBrowser,
-			Time: at, ReceivedAt: received, Hostname: "shop.example", Path: fmt.Sprintf("/p/%d", i%50),
+			Hostname: "shop.example", Path: fmt.Sprintf("/p/%d", i%50),
 			Country: "DE", DeviceCategory: "desktop", Browser: "Firefox", OS: "Linux"}
+		set(i, h)
 		h.ID = h.DeriveID(fmt.Sprint(i))
 		msgs[i] = Message{Offset: int64(i), Value: marshal(h)}
 	}

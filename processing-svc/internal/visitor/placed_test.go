@@ -131,7 +131,7 @@ func (tw *twins) check(t *testing.T, trial int, s session.Settings) {
 	}
 	if placed.FrozenSessions != one.FrozenSessions || !placed.FrozenUntil.Equal(one.FrozenUntil) || placed.FirstTouch != one.FirstTouch ||
 		len(placed.Hits) != len(one.Hits) || !reflect.DeepEqual(placed.FrozenDays, one.FrozenDays) {
-		t.Fatalf("trial %d: frozen state differs", trial)
+		t.Fatalf("trial %d: frozen state differs: frozen %d/%d until %v/%v hits %d/%d", trial, placed.FrozenSessions, one.FrozenSessions, placed.FrozenUntil, one.FrozenUntil, len(placed.Hits), len(one.Hits))
 	}
 	for _, m := range []struct {
 		name      string

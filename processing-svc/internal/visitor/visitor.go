@@ -115,7 +115,7 @@ type Visitor struct {
 	// once a minute of watermark keeps it cheap and deterministic.
 	PrunedAt time.Time
 
-	sessions  []*session.Session // derived from Hits; nil until built
+	sessions  []*session.Session // derived from Hits; nil until built (built)
 	builtWith any                // the Settings.Source sessions were built with
 	tail      *derive.Tail       // of the last session, while hits are appended to it
 	// placed is what Place deferred: nil when the sessions are those of
@@ -398,15 +398,47 @@ func (v *Visitor) Settle(c *derive.Contributions) Changes {
 // and placed hits stay placed.
 func (v *Visitor) settleAndFreeze(s session.Settings, c *derive.Contributions, chs []Changes) []Changes {
 	if v.placed != nil {
-		first := v.Hits[0].Time
-		cutoff, open := v.horizon(s)
-		if !first.Before(cutoff) && !session.LocalDay(first, s.Location).Before(open) {
+		if !v.placedMayFreeze(s) {
 			return chs
 		}
 		chs = append(chs, v.Settle(c))
 	}
 	v.freeze(s)
 	return chs
+}
+
+// placedMayFreeze reports whether settling the placed hits may give
+// sessions that freeze would freeze under s (it needs them settled).
+// Placing hits only adds hits to sessions, so a session as before them
+// (placed.before) that does not freeze now does not once they are
+// settled; a session they end (a split by a new campaign, of a session
+// holding the earliest placed hit) ends within the timeout before that
+// hit; every other session they make or change ends after it. So while
+// the first session of before does not freeze, nor what ends a timeout
+// before the earliest placed hit, nothing does, and a long session's hits
+// placed out of order stay placed and are built once, however old its
+// first hit (TestPlacedStayPlacedInAnOldSession). A hit in no session
+// before them that freeze would take out settles them too. Under other settings
+// than before's (a rules or zone change), the earliest live hit tells, as
+// every session is built anew.
+func (v *Visitor) placedMayFreeze(s session.Settings) bool {
+	p := v.placed
+	cutoff, open := v.horizon(s)
+	freezes := func(end time.Time) bool {
+		return end.Before(cutoff) || session.LocalDay(end, s.Location).Before(open)
+	}
+	if p.resettled || p.settings.Source != s.Source {
+		return freezes(v.Hits[0].Time)
+	}
+	if len(p.before) > 0 && freezes(p.before[0].End) {
+		return true
+	}
+	// A hit in no session before them all, as old, that freeze takes out:
+	// the hits it takes out must not depend on how hits were batched.
+	if p.from > 0 && (len(p.before) == 0 || session.Less(v.Hits[0], p.before[0].Hits[0])) && freezes(v.Hits[0].Time) {
+		return true
+	}
+	return freezes(v.Hits[p.from].Time.Add(-s.Timeout))
 }
 
 // LatestRuleVersion returns the highest rules version of the live hits (0
@@ -519,7 +551,7 @@ func (v *Visitor) build(s session.Settings) []*session.Session {
 		panic("visitor: sessions read with hits placed and not settled")
 	}
 	if v.sessions == nil {
-		v.sessions, v.builtWith = session.Build(v.Hits, s), s.Source
+		v.sessions, v.builtWith = built(session.Build(v.Hits, s)), s.Source
 	}
 	return v.sessions
 }
@@ -540,9 +572,19 @@ func (v *Visitor) rebuild(before []*session.Session, i int, s session.Settings) 
 		first := before[k].Hits[0]
 		from = sort.Search(i, func(j int) bool { return !session.Less(v.Hits[j], first) })
 	}
-	v.sessions = append(slices.Clip(before[:k]), session.Build(v.Hits[from:], s)...)
+	v.sessions = built(append(slices.Clip(before[:k]), session.Build(v.Hits[from:], s)...))
 	v.builtWith = s.Source
 	return v.sessions
+}
+
+// built is ss as the sessions of a visitor: not nil, which is the mark of
+// sessions not built yet, when there are none (a visitor with hits in no
+// session, such as engagement pings alone, was built again at every hit).
+func built(ss []*session.Session) []*session.Session {
+	if ss == nil {
+		return []*session.Session{}
+	}
+	return ss
 }
 
 // append handles h when it comes after every hit of the visitor, the
@@ -668,16 +710,37 @@ func (v *Visitor) horizon(s session.Settings) (cutoff, open time.Time) {
 // then on report-svc reports the day as final; without this, a visitor
 // back under a longer timeout than its sessions were derived with (a rules
 // change) would derive a closed day's sessions again.
+//
+// Hits in no session (an engagement ping long after the page, the pings of
+// a client that sends nothing else) leave with them, and without them once
+// as old: no future hit can bring such a hit into a session (only a hit
+// before it, within the timeout, could; a later rules change re-derives
+// live sessions only, and it precedes them), so a client sending only
+// pings holds a day's at most, not every ping it ever sent.
 func (v *Visitor) freeze(s session.Settings) {
 	cutoff, open := v.horizon(s)
+	gone := func(t time.Time) bool { return t.Before(cutoff) || session.LocalDay(t, s.Location).Before(open) }
 	ss := v.build(s)
 	n := 0
 	// A session's day by its end: built under a zone since replaced, a
 	// session can cross the new zone's midnight, and only its end tells
 	// that no late hit can join it.
-	for n < len(ss) && (ss[n].End.Before(cutoff) || session.LocalDay(ss[n].End, s.Location).Before(open)) {
+	for n < len(ss) && gone(ss[n].End) {
 		n++
 	}
+	// Every hit of the frozen sessions (each is as old as its session's
+	// end), and every hit in no session as old, up to the first live
+	// session's, leaves the timeline.
+	stop := len(v.Hits)
+	if n < len(ss) {
+		first := ss[n].Hits[0]
+		stop = sort.Search(len(v.Hits), func(i int) bool { return !session.Less(v.Hits[i], first) })
+	}
+	cut := 0
+	for cut < stop && gone(v.Hits[cut].Time) {
+		cut++
+	}
+	v.cutHits(cut)
 	if n == 0 {
 		return
 	}
@@ -694,14 +757,6 @@ func (v *Visitor) freeze(s session.Settings) {
 		}
 	}
 	last := ss[n-1]
-	// Every hit of the frozen sessions, and any orphan hit before them,
-	// leaves the timeline.
-	cut := 0
-	for cut < len(v.Hits) && !session.Less(last.Hits[len(last.Hits)-1], v.Hits[cut]) {
-		cut++
-	}
-	v.Hits = slices.Clone(v.Hits[cut:])
-	clear(v.dayBytes)
 	v.FrozenSessions += n
 	// A hit earlier than this would join the last frozen session: within
 	// the timeout of its end, on its day.
@@ -712,5 +767,37 @@ func (v *Visitor) freeze(s session.Settings) {
 	// The live sessions stay as derived, under the settings the rollups
 	// hold them with: built again from the hits now, they could come out
 	// under other settings, unnoticed.
-	v.sessions, v.tail = slices.Clone(ss[n:]), nil
+	v.sessions, v.tail = dropFront(ss, n), nil
+}
+
+// cutHits takes the first n live hits out of the timeline and their bytes
+// out of dayBytes, in time that grows with n, not with the hits left
+// (TestFreezeCostsWhatItFreezes): a visitor whose every hit starts a
+// session (a new campaign each) freezes a session at every hit.
+func (v *Visitor) cutHits(n int) {
+	if n == 0 {
+		return
+	}
+	if len(v.dayBytes) > 0 {
+		for _, h := range v.Hits[:n] {
+			start, _ := dayOf(h.Time, v.dayZone)
+			if b, ok := v.dayBytes[start]; ok {
+				v.dayBytes[start] = b - hitBytes(h)
+			}
+		}
+	}
+	v.Hits = dropFront(v.Hits, n)
+}
+
+// dropFront returns s without its first n elements, cleared so that what
+// they point to can be collected. It copies what is left only when that
+// is no more than what goes (so once per halving: in amortized constant
+// time an element), letting the array go, where always copying cost the
+// whole slice every time.
+func dropFront[E any](s []*E, n int) []*E {
+	if n >= len(s)-n {
+		return slices.Clone(s[n:])
+	}
+	clear(s[:n])
+	return s[n:]
 }

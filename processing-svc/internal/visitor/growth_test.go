@@ -1,0 +1,111 @@
+package visitor
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/acme/analytics/pkg/hit"
+	"github.com/acme/analytics/processing-svc/internal/derive"
+	"github.com/acme/analytics/processing-svc/internal/session"
+)
+
+// What a visitor keeps must not grow with what a client sends over days,
+// nor what a hit costs with the hits kept: each case is a shape a client
+// can send at will (BenchmarkApplyHitVisitorShapes and
+// BenchmarkApplyHitNewestFirst in package engine measure their cost).
+
+// TestPingsAloneLeaveTheTimeline: a client sending engagement pings and
+// nothing else (no session) keeps only those a late hit could still bring
+// into a session, not every ping it ever sent (its state grew by a day's
+// pings a day, past what one write to Cassandra takes in a week of large
+// ones), and its sessions, none, stay built.
+func TestPingsAloneLeaveTheTimeline(t *testing.T) {
+	v := New("c1")
+	c := derive.New()
+	// Pings a minute apart for four days, then a pageview 20 minutes
+	// late, which the 21 pings from its time on join.
+	for i := range 4 * 24 * 60 {
+		at := t0.Add(time.Duration(i) * time.Minute)
+		h := &session.Hit{ID: fmt.Sprint("p", i), Type: hit.TypeEngagement, Time: at, Path: "/p"}
+		if out, _ := v.Apply(h, at, settings, c); out != Applied {
+			t.Fatalf("ping %d: %v", i, out)
+		}
+		if v.sessions == nil {
+			t.Fatalf("ping %d: sessions left unbuilt, to be built again at the next hit", i)
+		}
+	}
+	// A ping stays while a hit may still come before it within the
+	// timeout: the late-hit horizon, the clock skew and the timeout.
+	// (IDs are let go a minute of receipts at a time.)
+	keep := int((LateHorizon+ClockSkew+settings.Timeout)/time.Minute) + 1
+	if len(v.Hits) > keep || len(v.Seen) > keep+1 {
+		t.Fatalf("%d live hits and %d IDs kept after four days of pings, want at most %d and %d", len(v.Hits), len(v.Seen), keep, keep+1)
+	}
+	last := v.Hits[len(v.Hits)-1].Time
+	late := pv("late", 0)
+	late.Time = last.Add(-20 * time.Minute)
+	if out, _ := v.Apply(late, last, settings, c); out != Applied {
+		t.Fatalf("late pageview: %v", out)
+	}
+	if ss := v.Sessions(settings); len(ss) != 1 || len(ss[0].Hits) != 22 {
+		t.Fatalf("sessions %s, want one of the pageview and the 21 pings from its time on", describe(ss))
+	}
+}
+
+// TestPlacedStayPlacedInAnOldSession: the hits of a session placed out of
+// order stay placed until the batch's end (built once) even when the
+// session's first hit is older than what may freeze, as long as nothing
+// freezes; they were settled at every hit then, built once a hit. Settled,
+// they give what applying them one at a time gives.
+func TestPlacedStayPlacedInAnOldSession(t *testing.T) {
+	tw := newTwins(false)
+	now := t0.Add(6 * time.Hour)
+	// A session begun 4 hours 45 minutes ago, a pageview every 20 minutes:
+	// live, its first hit before the horizon's cutoff.
+	for at := now.Add(-285 * time.Minute); at.Before(now); at = at.Add(20 * time.Minute) {
+		tw.give(t, 0, pv(fmt.Sprint("o", at.Unix()), int(at.Sub(t0)/time.Minute)), at, settings, false)
+	}
+	// Its last 25 minutes sent now, newest first: the first comes after
+	// every hit (appended), the others are placed.
+	for i := range 500 {
+		h := pv(fmt.Sprintf("n%03d", i), 0)
+		h.Time = now.Add(-time.Duration(i) * 3 * time.Second)
+		received := now.Add(time.Duration(i) * time.Millisecond)
+		h2 := *h
+		_, ch := tw.one.Apply(h, received, settings, tw.oneC)
+		write(tw.oneRows, ch)
+		out, chs := tw.placed.Place(&h2, received, settings, tw.placedC)
+		for _, ch := range chs {
+			write(tw.placedRows, ch)
+		}
+		if out != Applied || i > 0 && (len(chs) > 0 || !tw.placed.Placed()) {
+			t.Fatalf("hit %d: %v, %d settled, placed %v: the placed hits were settled", i, out, len(chs), tw.placed.Placed())
+		}
+	}
+	tw.check(t, 0, settings)
+}
+
+// TestFreezingKeepsDayBytes: a visitor whose every pageview starts a
+// session (a new campaign each) freezes a session at nearly every hit once
+// its first ones are old; the bytes of its days follow the hits left
+// (taken away as hits freeze, where freezing cleared them, to be summed
+// over every live hit of the day at the next hit).
+func TestFreezingKeepsDayBytes(t *testing.T) {
+	v := New("c1")
+	c := derive.New()
+	for i := range 2000 {
+		h := pv(fmt.Sprint("h", i), 0)
+		h.Time = t0.Add(time.Duration(i) * 10 * time.Second)
+		h.Campaign.Source = fmt.Sprint("s", i)
+		if out, _ := v.Apply(h, h.Time, settings, c); out != Applied {
+			t.Fatalf("hit %d: %v", i, out)
+		}
+		if i >= 64 && i%97 == 0 {
+			checkDayBytes(t, v, fmt.Sprint("after hit ", i))
+		}
+	}
+	if v.FrozenSessions == 0 {
+		t.Fatal("nothing froze")
+	}
+}
