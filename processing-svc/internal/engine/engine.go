@@ -15,7 +15,7 @@
 // applied offset, and a row only if past the row's through offset; and a
 // hit derived under another rules version than the one stamped on it is
 // derived again under the same, which the flush recorded before its rows
-// (fallback.go). A visitor's hits of one batch are derived together but
+// (fallback.go). A visitor's hits between two flushes are derived together but
 // for the messages an earlier owner may have written rows for, which each
 // flush marks before its rows (marks.go, SettleFrom), so that hits settled
 // together never straddle a row's through offset. The argument is written
@@ -145,8 +145,8 @@ type vstate struct {
 	// day since (visitor.ConvertPerDay); its users row's one figure is not
 	// its base yet.
 	converted bool
-	// placedAt is the offset of the visitor's last hit placed in this
-	// batch (visitor.Place), and inPlaced whether it is in
+	// placedAt is the offset of the visitor's last hit placed since the
+	// last flush (visitor.Place), and inPlaced whether it is in
 	// Partition.placed.
 	placedAt int64
 	inPlaced bool
@@ -204,7 +204,7 @@ type Partition struct {
 	recordedEnd          int64
 	recordedRead         bool
 	// settleBefore: a visitor's hits at offsets below it are derived one
-	// at a time; from it on, those of one batch together (SettleFrom),
+	// at a time; from it on, those between two flushes together (SettleFrom),
 	// but up to replayedThrough.
 	settleBefore int64
 	// replayedThrough is the offset through which an earlier owner may
@@ -212,8 +212,8 @@ type Partition struct {
 	// none), and marked the highest offset the marks say, read or
 	// written (marks.go).
 	replayedThrough, marked int64
-	// placed are the visitors with hits placed in this batch, to settle
-	// at its end (visitor.Place).
+	// placed are the visitors with hits placed since the last flush, to
+	// settle when it starts (visitor.Place).
 	placed []*vstate
 }
 
@@ -282,11 +282,12 @@ func New(cfg Config) *Partition {
 	}
 }
 
-// SettleFrom lets the partition derive a visitor's hits of one batch
-// together from offset on (visitor.Place and Settle, at the batch's end),
-// where it derives each on its own: hits out of order (a client sending a
-// long session's hits newest first) then build its sessions once a batch,
-// not once a hit, which took time in the square of their number. A row's
+// SettleFrom lets the partition derive a visitor's hits between two
+// flushes together from offset on (visitor.Place, and Settle when the
+// flush starts: settlePlaced), where it derives each on its own: hits out
+// of order (a client sending a long session's hits newest first) then
+// build its sessions once a flush, not once a hit, which took time in the
+// square of their number. A row's
 // through offset skips a replayed hit's contributions already in it, so a
 // visitor's hits settled together, whose changes go to the rows at the
 // offset of the last of them, must all lie past it, or all before: the
@@ -447,7 +448,6 @@ func (p *Partition) Apply(ctx context.Context, msgs []Message) error {
 		}
 		p.last = d.msg.Offset
 	}
-	p.settlePlaced(now)
 	if p.recorded != nil && p.last >= p.recordedEnd-1 {
 		p.recorded = nil // replayed past what was recorded
 	}
@@ -485,9 +485,14 @@ func (p *Partition) loadRows(ctx context.Context) error {
 	return err
 }
 
-// settlePlaced derives the sessions of the hits the batch placed
-// (SettleFrom), each visitor's changes to the rows at the offset of the
-// last of its hits placed.
+// settlePlaced derives the sessions of the hits placed since the last
+// flush (SettleFrom), each visitor's changes to the rows at the offset of
+// the last of its hits placed: at the start of a flush, which writes them,
+// so that a client sending a long session's hits newest first, one
+// request at a time (each in a batch of its own), has them built once a
+// flush rather than once a hit. Hits settled together so never straddle
+// a flush, whose through offset is the only one a row of this processor's
+// gets; and they come after replayedThrough (marks.go).
 func (p *Partition) settlePlaced(now time.Time) {
 	for _, vs := range p.placed {
 		vs.inPlaced = false
@@ -717,6 +722,7 @@ func (p *Partition) FlushAll(ctx context.Context) (int64, error) { return p.flus
 func (p *Partition) flush(ctx context.Context, all bool) (int64, error) {
 	through := p.last
 	now := p.cfg.Now()
+	p.settlePlaced(now)
 	var due []*vstate
 	for _, vs := range p.visitors {
 		if vs.unsaved && (all || p.cfg.State.due(vs.since, vs.changed, now)) {

@@ -373,7 +373,7 @@ func crashRun(t *testing.T, seed uint64) {
 // crashUntilDone runs processors of cfg, each started afresh, on msgs from
 // the one after committed until all are committed. Each applies batches of
 // 1 to batchMax messages, moving *clock on by up to 3 s after each, and
-// flushes after each batch (FlushAll after the last), until one of its
+// flushes after most batches (FlushAll after the last), until one of its
 // flushes, picked at random, crashes after a random number of its writes
 // went through. It returns the crashes, and the flushes that committed
 // short of the last message applied (a visitor not written yet). Each
@@ -397,6 +397,8 @@ func crashUntilDone(t *testing.T, rng *rand.Rand, cfg Config, msgs []Message, co
 			flush := part.Flush
 			if len(next) == 0 {
 				flush = part.FlushAll // the end: hand the partition over
+			} else if rng.IntN(3) == 0 {
+				continue // as the consumer's timer: several batches a flush
 			}
 			if rng.IntN(2) == 0 {
 				// Crash during this flush, after a random number of its
