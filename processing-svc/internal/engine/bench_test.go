@@ -287,9 +287,9 @@ func BenchmarkApplyHitLongSession(b *testing.B) {
 // within the late-hit horizon): derived one at a time (as every hit was
 // before 2026-12-07, and as the consumer still derives the messages it
 // replays), each builds the session again, so a hit costs in proportion
-// to the session; derived together a batch of 2,000 messages at a time
-// (Partition.SettleFrom, as the consumer derives the rest), the session
-// is built once a batch. "old-session" is the batched case in a session
+// to the session; derived together 2,000 messages at a time
+// (Partition.SettleFrom: the consumer's derive a visitor's hits between
+// two flushes together), the session is built once each time. "old-session" is the batched case in a session
 // begun 4 hours 45 minutes before (a pageview every 20 minutes), whose
 // first hit is older than what may freeze: until session 34 its hits were
 // derived one at a time whatever the batch.
