@@ -423,10 +423,7 @@ func (v *Visitor) settleAndFreeze(s session.Settings, c *derive.Contributions, c
 // every session is built anew.
 func (v *Visitor) placedMayFreeze(s session.Settings) bool {
 	p := v.placed
-	cutoff, open := v.horizon(s)
-	freezes := func(end time.Time) bool {
-		return end.Before(cutoff) || session.LocalDay(end, s.Location).Before(open)
-	}
+	freezes := v.frozenAt(s)
 	if p.resettled || p.settings.Source != s.Source {
 		return freezes(v.Hits[0].Time)
 	}
@@ -700,6 +697,15 @@ func (v *Visitor) horizon(s session.Settings) (cutoff, open time.Time) {
 	return v.Watermark.Add(-LateHorizon - ClockSkew - s.Timeout), session.LocalDay(v.Watermark.Add(-LateHorizon-ClockSkew), s.Location)
 }
 
+// frozenAt returns the test of horizon under s: whether a session that
+// ends at end (or a hit in no session at that time) freezes.
+func (v *Visitor) frozenAt(s session.Settings) func(end time.Time) bool {
+	cutoff, open := v.horizon(s)
+	return func(end time.Time) bool {
+		return end.Before(cutoff) || session.LocalDay(end, s.Location).Before(open)
+	}
+}
+
 // freeze moves sessions that no future hit can change out of the timeline.
 // A future hit is at most LateHorizon (plus skew) older than the visitor's
 // watermark, and can only touch a session it is within the timeout of.
@@ -718,8 +724,7 @@ func (v *Visitor) horizon(s session.Settings) (cutoff, open time.Time) {
 // live sessions only, and it precedes them), so a client sending only
 // pings holds a day's at most, not every ping it ever sent.
 func (v *Visitor) freeze(s session.Settings) {
-	cutoff, open := v.horizon(s)
-	gone := func(t time.Time) bool { return t.Before(cutoff) || session.LocalDay(t, s.Location).Before(open) }
+	gone := v.frozenAt(s)
 	ss := v.build(s)
 	n := 0
 	// A session's day by its end: built under a zone since replaced, a
@@ -772,8 +777,9 @@ func (v *Visitor) freeze(s session.Settings) {
 
 // cutHits takes the first n live hits out of the timeline and their bytes
 // out of dayBytes, in time that grows with n, not with the hits left
-// (TestFreezeCostsWhatItFreezes): a visitor whose every hit starts a
-// session (a new campaign each) freezes a session at every hit.
+// (TestFreezingKeepsDayBytes; BenchmarkApplyHitVisitorShapes in package
+// engine): a visitor whose every hit starts a session (a new campaign
+// each) freezes a session at nearly every hit.
 func (v *Visitor) cutHits(n int) {
 	if n == 0 {
 		return
@@ -791,9 +797,10 @@ func (v *Visitor) cutHits(n int) {
 
 // dropFront returns s without its first n elements, cleared so that what
 // they point to can be collected. It copies what is left only when that
-// is no more than what goes (so once per halving: in amortized constant
-// time an element), letting the array go, where always copying cost the
-// whole slice every time.
+// is no more than what goes; else it reslices, and the array's dead front
+// goes at the next append past its capacity (which the front no longer
+// counts in), which copies only what is live. Copying what is left every
+// time cost the whole slice at each freeze.
 func dropFront[E any](s []*E, n int) []*E {
 	if n >= len(s)-n {
 		return slices.Clone(s[n:])
