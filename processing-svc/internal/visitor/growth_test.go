@@ -71,16 +71,9 @@ func TestPlacedStayPlacedInAnOldSession(t *testing.T) {
 	for i := range 500 {
 		h := pv(fmt.Sprintf("n%03d", i), 0)
 		h.Time = now.Add(-time.Duration(i) * 3 * time.Second)
-		received := now.Add(time.Duration(i) * time.Millisecond)
-		h2 := *h
-		_, ch := tw.one.Apply(h, received, settings, tw.oneC)
-		write(tw.oneRows, ch)
-		out, chs := tw.placed.Place(&h2, received, settings, tw.placedC)
-		for _, ch := range chs {
-			write(tw.placedRows, ch)
-		}
-		if out != Applied || i > 0 && (len(chs) > 0 || !tw.placed.Placed()) {
-			t.Fatalf("hit %d: %v, %d settled, placed %v: the placed hits were settled", i, out, len(chs), tw.placed.Placed())
+		changes := tw.give(t, 0, h, now.Add(time.Duration(i)*time.Millisecond), settings, false)
+		if i > 0 && (changes > 0 || !tw.placed.Placed()) {
+			t.Fatalf("hit %d: %d changes, placed %v: the placed hits were settled", i, changes, tw.placed.Placed())
 		}
 	}
 	tw.check(t, 0, settings)

@@ -101,8 +101,9 @@ func newTwins(perDay bool) *twins {
 
 // give gives both h, received at received under s, the placed one
 // settling after it when settle, and fails t unless both have the same
-// outcome.
-func (tw *twins) give(t *testing.T, trial int, h *session.Hit, received time.Time, s session.Settings, settle bool) {
+// outcome. It returns how many changes Place returned: those of hits it
+// settled or appended.
+func (tw *twins) give(t *testing.T, trial int, h *session.Hit, received time.Time, s session.Settings, settle bool) (changes int) {
 	t.Helper()
 	h2 := *h
 	want, ch := tw.one.Apply(h, received, s, tw.oneC)
@@ -117,6 +118,7 @@ func (tw *twins) give(t *testing.T, trial int, h *session.Hit, received time.Tim
 	if got != want {
 		t.Fatalf("trial %d, hit %s: placed %v, applied %v", trial, h.ID, got, want)
 	}
+	return len(chs)
 }
 
 // check settles the placed visitor and fails t unless both have the same
