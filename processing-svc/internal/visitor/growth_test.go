@@ -2,6 +2,7 @@ package visitor
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -100,5 +101,81 @@ func TestFreezingKeepsDayBytes(t *testing.T) {
 	}
 	if v.FrozenSessions == 0 {
 		t.Fatal("nothing froze")
+	}
+}
+
+// TestHitBeforeATakenOutPingIsTooLate: a ping taken out of the timeline
+// as old raises the bar as a frozen session does: a hit before it (only a
+// dead letter replayed with its original time can be that old) is too
+// late, where it was applied without the ping it would have brought into
+// its session.
+func TestHitBeforeATakenOutPingIsTooLate(t *testing.T) {
+	v := New("c1")
+	c := derive.New()
+	ping := &session.Hit{ID: "o", Type: hit.TypeEngagement, Time: t0, Path: "/p"}
+	for _, h := range []*session.Hit{ping, pv("b", 360), pv("c", 362)} {
+		if out, _ := v.Apply(h, h.Time, settings, c); out != Applied {
+			t.Fatalf("%s: %v", h.ID, out)
+		}
+	}
+	if len(v.Hits) != 2 {
+		t.Fatalf("%d live hits, want the ping taken out", len(v.Hits))
+	}
+	replayed := pv("a", -10)
+	if out, _ := v.Apply(replayed, replayed.Time, settings, c); out != TooLate {
+		t.Fatalf("a hit before the ping taken out: %v, want TooLate", out)
+	}
+}
+
+// TestPingsWaitForTheLiveSession: a ping in no session stays while a
+// session is live, as the live sessions may have been derived again under
+// its rules (a rules version the live hits do not carry): the rules a
+// visitor read back from its state derives them under are those of its
+// latest live hit (LatestRuleVersion), and taking the ping out made them
+// the older rules, so the next hit took out of the rollups a session they
+// never held (a channel at -1 sessions).
+func TestPingsWaitForTheLiveSession(t *testing.T) {
+	v1 := session.Settings{Timeout: 30 * time.Minute, Location: time.UTC, Source: "v1", RuleVersion: 1}
+	v2 := v1
+	v2.Source, v2.RuleVersion = "v2", 2
+	v2.IgnoreReferrer = func(h string) bool { return strings.HasSuffix(h, "facebook.com") }
+	byVersion := map[int]session.Settings{1: v1, 2: v2}
+	at := func(h, m, s int) time.Time {
+		return t0.Truncate(24 * time.Hour).Add(time.Duration(h)*time.Hour + time.Duration(m)*time.Minute + time.Duration(s)*time.Second)
+	}
+	v := New("c1")
+	c := derive.New()
+	// A session of large pageviews from 01:30 under v1, from facebook, up
+	// to the day's bytes limit; a ping of 01:05 received at 05:00 under v2
+	// (which ignores facebook: the session is Direct now), then at 05:50 a
+	// pageview over the limit, which is not applied but freezes.
+	for i := range 280 {
+		h := &session.Hit{ID: fmt.Sprintf("s%03d", i), Type: hit.TypePageview, Time: at(1, 30, 40*i), Path: "/" + strings.Repeat("x", 7400), RuleVersion: 1}
+		if i == 0 {
+			h.Referrer = "https://m.facebook.com/x"
+		}
+		v.Apply(h, h.Time, v1, c)
+	}
+	v.Apply(&session.Hit{ID: "o", Type: hit.TypeEngagement, Time: at(1, 5, 0), Path: "/p", RuleVersion: 2}, at(5, 0, 0), v2, c)
+	v.Apply(&session.Hit{ID: "x", Type: hit.TypePageview, Time: at(5, 40, 0), Path: "/" + strings.Repeat("x", 7400), RuleVersion: 2}, at(5, 50, 0), v2, c)
+	if got := v.LatestRuleVersion(); got != 2 {
+		t.Fatalf("LatestRuleVersion %d, want 2: the ping left while its rules' session lives", got)
+	}
+	// Read back, as the engine does, and given the next hit.
+	b, err := v.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := Unmarshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back.Sessions(byVersion[back.LatestRuleVersion()])
+	y := &session.Hit{ID: "y", Type: hit.TypePageview, Time: at(5, 51, 0), Path: "/y", RuleVersion: 2}
+	back.Apply(y, y.Time, v2, c)
+	for k, m := range c.Daily {
+		if k.Report == "channel" && m.Sessions < 0 {
+			t.Errorf("channel %q: %d sessions", k.Dimension, m.Sessions)
+		}
 	}
 }

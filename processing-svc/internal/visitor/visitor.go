@@ -718,11 +718,13 @@ func (v *Visitor) frozenAt(s session.Settings) func(end time.Time) bool {
 // change) would derive a closed day's sessions again.
 //
 // Hits in no session (an engagement ping long after the page, the pings of
-// a client that sends nothing else) leave with them, and without them once
-// as old: no future hit can bring such a hit into a session (only a hit
-// before it, within the timeout, could; a later rules change re-derives
-// live sessions only, and it precedes them), so a client sending only
-// pings holds a day's at most, not every ping it ever sent.
+// a client that sends nothing else) leave with the sessions after them,
+// and, once no session is live, when they are as old: no hit collection
+// accepts can bring such a hit into a session (only a hit before it,
+// within the timeout, could), so a client sending only pings holds a
+// day's at most, not every ping it ever sent. (With a session live they
+// wait for it: the live sessions may have been derived again under the
+// rules of such a hit, LatestRuleVersion.)
 func (v *Visitor) freeze(s session.Settings) {
 	gone := v.frozenAt(s)
 	ss := v.build(s)
@@ -733,27 +735,45 @@ func (v *Visitor) freeze(s session.Settings) {
 	for n < len(ss) && gone(ss[n].End) {
 		n++
 	}
-	// Every hit of the frozen sessions (each is as old as its session's
-	// end), and every hit in no session as old, up to the first live
-	// session's, leaves the timeline.
-	stop := len(v.Hits)
-	if n < len(ss) {
-		first := ss[n].Hits[0]
-		stop = sort.Search(len(v.Hits), func(i int) bool { return !session.Less(v.Hits[i], first) })
-	}
+	// Every hit of the frozen sessions leaves the timeline, and any hit in
+	// no session before them.
 	cut := 0
-	for cut < stop && gone(v.Hits[cut].Time) {
-		cut++
+	if n > 0 {
+		end := ss[n-1].Hits[len(ss[n-1].Hits)-1]
+		cut = sort.Search(len(v.Hits), func(i int) bool { return session.Less(end, v.Hits[i]) })
+		v.froze(ss[:n], s)
+	}
+	// With no session live, so do the hits in no session as old, and a hit
+	// before the last of them is too late from then on, as one before a
+	// frozen session is: it would bring that hit into its session (only a
+	// hit older than collection accepts can, replayed from the dead
+	// letters). Not for a visitor read in state encoding 2 with frozen
+	// sessions, whose FrozenUntil tells ConvertPerDay when the last ended.
+	if n == len(ss) && (v.PerDay || v.FrozenSessions == 0) {
+		kept := cut
+		for cut < len(v.Hits) && gone(v.Hits[cut].Time) {
+			cut++
+		}
+		if cut > kept {
+			v.FrozenUntil = later(v.FrozenUntil, v.Hits[cut-1].Time.Add(time.Nanosecond))
+		}
 	}
 	v.cutHits(cut)
-	if n == 0 {
-		return
+	if n > 0 {
+		// The live sessions stay as derived, under the settings the
+		// rollups hold them with: built again from the hits now, they
+		// could come out under other settings, unnoticed.
+		v.sessions, v.tail = dropFront(ss, n), nil
 	}
+}
+
+// froze counts the sessions ss, the first live ones, as frozen under s.
+func (v *Visitor) froze(ss []*session.Session, s session.Settings) {
 	if v.FrozenSessions == 0 {
 		v.FirstTouch, v.FirstSeen = TouchOf(ss[0]), ss[0].Start
 	}
 	if v.PerDay {
-		for _, f := range ss[:n] {
+		for _, f := range ss {
 			i, found := v.frozenDay(f.Day)
 			if !found {
 				v.FrozenDays = slices.Insert(v.FrozenDays, i, DaySessions{Day: f.Day})
@@ -761,18 +781,22 @@ func (v *Visitor) freeze(s session.Settings) {
 			v.FrozenDays[i].Add(f)
 		}
 	}
-	last := ss[n-1]
-	v.FrozenSessions += n
+	last := ss[len(ss)-1]
+	v.FrozenSessions += len(ss)
 	// A hit earlier than this would join the last frozen session: within
 	// the timeout of its end, on its day.
 	v.FrozenUntil = last.End.Add(s.Timeout)
 	if next := rollup.DayStart(session.LocalDay(last.End, s.Location).AddDate(0, 0, 1), s.Location); next.Before(v.FrozenUntil) {
 		v.FrozenUntil = next
 	}
-	// The live sessions stay as derived, under the settings the rollups
-	// hold them with: built again from the hits now, they could come out
-	// under other settings, unnoticed.
-	v.sessions, v.tail = dropFront(ss, n), nil
+}
+
+// later returns the later of a and b.
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // cutHits takes the first n live hits out of the timeline and their bytes
