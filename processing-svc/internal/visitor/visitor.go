@@ -423,7 +423,7 @@ func (v *Visitor) settleAndFreeze(s session.Settings, c *derive.Contributions, c
 // every session is built anew.
 func (v *Visitor) placedMayFreeze(s session.Settings) bool {
 	p := v.placed
-	freezes := v.frozenAt(s)
+	freezes := v.frozenAt(s).at
 	if p.resettled || p.settings.Source != s.Source {
 		return freezes(v.Hits[0].Time)
 	}
@@ -697,13 +697,23 @@ func (v *Visitor) horizon(s session.Settings) (cutoff, open time.Time) {
 	return v.Watermark.Add(-LateHorizon - ClockSkew - s.Timeout), session.LocalDay(v.Watermark.Add(-LateHorizon-ClockSkew), s.Location)
 }
 
-// frozenAt returns the test of horizon under s: whether a session that
-// ends at end (or a hit in no session at that time) freezes.
-func (v *Visitor) frozenAt(s session.Settings) func(end time.Time) bool {
+// frozenAt returns the horizon under s as a test (a value, not a closure,
+// which would cost an allocation at every hit).
+func (v *Visitor) frozenAt(s session.Settings) frozenTest {
 	cutoff, open := v.horizon(s)
-	return func(end time.Time) bool {
-		return end.Before(cutoff) || session.LocalDay(end, s.Location).Before(open)
-	}
+	return frozenTest{cutoff, open, s.Location}
+}
+
+// frozenTest is a horizon (Visitor.horizon) in the zone loc.
+type frozenTest struct {
+	cutoff, open time.Time
+	loc          *time.Location
+}
+
+// at reports whether a session that ends at end (or a hit in no session at
+// that time) freezes.
+func (f frozenTest) at(end time.Time) bool {
+	return end.Before(f.cutoff) || session.LocalDay(end, f.loc).Before(f.open)
 }
 
 // freeze moves sessions that no future hit can change out of the timeline.
@@ -726,7 +736,7 @@ func (v *Visitor) frozenAt(s session.Settings) func(end time.Time) bool {
 // wait for it: the live sessions may have been derived again under the
 // rules of such a hit, LatestRuleVersion.)
 func (v *Visitor) freeze(s session.Settings) {
-	gone := v.frozenAt(s)
+	gone := v.frozenAt(s).at
 	ss := v.build(s)
 	n := 0
 	// A session's day by its end: built under a zone since replaced, a
