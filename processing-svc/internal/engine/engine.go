@@ -15,11 +15,11 @@
 // applied offset, and a row only if past the row's through offset; and a
 // hit derived under another rules version than the one stamped on it is
 // derived again under the same, which the flush recorded before its rows
-// (fallback.go). A visitor's hits between two flushes are derived together but
-// for the messages an earlier owner may have written rows for, which each
-// flush marks before its rows (marks.go, SettleFrom), so that hits settled
-// together never straddle a row's through offset. The argument is written
-// out in docs/processing.md.
+// (fallback.go). A visitor's hits between two flushes are derived
+// together but for the messages an earlier owner may have written rows
+// for, which each flush marks before its rows (marks.go, SettleFrom), so
+// that hits settled together never straddle a row's through offset. The
+// argument is written out in docs/processing.md.
 package engine
 
 import (
@@ -204,8 +204,8 @@ type Partition struct {
 	recordedEnd          int64
 	recordedRead         bool
 	// settleBefore: a visitor's hits at offsets below it are derived one
-	// at a time; from it on, those between two flushes together (SettleFrom),
-	// but up to replayedThrough.
+	// at a time; from it on, those between two flushes together
+	// (SettleFrom), but up to replayedThrough.
 	settleBefore int64
 	// replayedThrough is the offset through which an earlier owner may
 	// have written rows (processing_marks, read by the first Apply; -1:
@@ -282,20 +282,19 @@ func New(cfg Config) *Partition {
 	}
 }
 
-// SettleFrom lets the partition derive a visitor's hits between two
-// flushes together from offset on (visitor.Place, and Settle when the
-// flush starts: settlePlaced), where it derives each on its own: hits out
-// of order (a client sending a long session's hits newest first) then
-// build its sessions once a flush, not once a hit, which took time in the
-// square of their number. A row's
-// through offset skips a replayed hit's contributions already in it, so a
-// visitor's hits settled together, whose changes go to the rows at the
-// offset of the last of them, must all lie past it, or all before: the
-// messages through the offset the partition's marks say an earlier owner
-// may have written rows for (marks.go) are derived one at a time whatever
-// offset says. The consumer gives the partition's high water mark when it
-// claimed it, which also covers an earlier owner of a build that wrote no
-// marks. A Partition is made deriving every hit on its own.
+// SettleFrom lets the partition derive a visitor's hits between two flushes
+// together from offset on (visitor.Place, and Settle when the flush starts:
+// settlePlaced), where it derives each on its own: hits out of order (a
+// client sending a long session's hits newest first) then build its sessions
+// once a flush, not once a hit, which took time in the square of their
+// number. A row's through offset skips a replayed hit's contributions
+// already in it, so a visitor's hits settled together, whose changes go to
+// the rows at the offset of the last of them, must all lie past it, or all
+// before: the messages through the offset the partition's marks say an
+// earlier owner may have written rows for (marks.go) are derived one at a
+// time whatever offset says. The consumer gives the partition's high water
+// mark when it claimed it, which also covers an earlier owner of a build
+// that wrote no marks. A Partition is made deriving every hit on its own.
 func (p *Partition) SettleFrom(offset int64) { p.settleBefore = offset }
 
 // Stats returns the partition's counters.
