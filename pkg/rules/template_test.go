@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"math/rand/v2"
 	"regexp"
 	"strings"
 	"testing"
@@ -68,5 +69,52 @@ func TestStoredTemplatesCompileAsExpandReadsThem(t *testing.T) {
 	}
 	if got := c.CleanPath("/p/42"); got != "/p/" {
 		t.Errorf("CleanPath = %q, want %q", got, "/p/")
+	}
+}
+
+// TestTemplateReaderAgreesWithExpand: on random templates, the references
+// the reader finds (eachTemplateRef) are those regexp's Expand expands,
+// group by group, and a template checkTemplate accepts has every $ but
+// $$ expand to a group: groups 1 to 3 match A, B and C, group 0 ABC, and
+// the template's own characters have none of them, so the letters of
+// Expand's output count each group's expansions.
+func TestTemplateReaderAgreesWithExpand(t *testing.T) {
+	re := regexp.MustCompile(`(?P<a>A)(?P<b1>B)(C)`)
+	pieces := []string{"$", "$", "$$", "{", "}", "0", "1", "2", "3", "01", "a", "b", "b1", "x", "é", "_", "-", "/", "٣"}
+	rng := rand.New(rand.NewPCG(1, 2))
+	accepted := 0
+	for range 20000 {
+		var b strings.Builder
+		for range 1 + rng.IntN(8) {
+			b.WriteString(pieces[rng.IntN(len(pieces))])
+		}
+		tmpl := b.String()
+		var want [4]int // expansions of groups 0 to 3, as the reader reads them
+		eachTemplateRef(tmpl, func(ref templateRef) bool {
+			n := ref.number
+			if n < 0 {
+				n = re.SubexpIndex(ref.name)
+			}
+			if ref.name != "" && n >= 0 && n <= 3 {
+				want[n]++
+			}
+			return true
+		})
+		out := string(re.ExpandString(nil, tmpl, "ABC", re.FindStringSubmatchIndex("ABC")))
+		got := [3]int{strings.Count(out, "A"), strings.Count(out, "B"), strings.Count(out, "C")}
+		if read := [3]int{want[0] + want[1], want[0] + want[2], want[0] + want[3]}; got != read {
+			t.Fatalf("%q: Expand writes %q (A, B, C: %v); the reader reads %v", tmpl, out, got, read)
+		}
+		if checkTemplate(re, tmpl) != "" {
+			continue
+		}
+		accepted++
+		refs, _ := templateRefs(tmpl)
+		if n := want[0] + want[1] + want[2] + want[3]; n != refs {
+			t.Fatalf("%q accepted, but %d of its %d references expand to nothing", tmpl, refs-n, refs)
+		}
+	}
+	if accepted < 1000 {
+		t.Fatalf("%d templates accepted: the test checked too few", accepted)
 	}
 }
