@@ -162,14 +162,7 @@ func TestPingsWaitForTheLiveSession(t *testing.T) {
 		t.Fatalf("LatestRuleVersion %d, want 2: the ping left while its rules' session lives", got)
 	}
 	// Read back, as the engine does, and given the next hit.
-	b, err := v.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	back, err := Unmarshal(b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	back, _ := roundTrip(t, v)
 	back.Sessions(byVersion[back.LatestRuleVersion()])
 	y := &session.Hit{ID: "y", Type: hit.TypePageview, Time: at(5, 51, 0), Path: "/y", RuleVersion: 2}
 	back.Apply(y, y.Time, v2, c)
