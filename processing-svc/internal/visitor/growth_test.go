@@ -56,14 +56,18 @@ func TestPingsAloneLeaveTheTimeline(t *testing.T) {
 
 // TestPlacedStayPlacedInAnOldSession: the hits of a session placed out of
 // order stay placed until the batch's end (built once) even when the
-// session's first hit is older than what may freeze, as long as nothing
-// freezes; they were settled at every hit then, built once a hit. Settled,
+// session's first hit, or a ping in no session before it, is older than
+// what may freeze, as long as nothing freezes; they were settled at every hit then, built once a hit. Settled,
 // they give what applying them one at a time gives.
 func TestPlacedStayPlacedInAnOldSession(t *testing.T) {
 	tw := newTwins(false)
 	now := t0.Add(6 * time.Hour)
-	// A session begun 4 hours 45 minutes ago, a pageview every 20 minutes:
-	// live, its first hit before the horizon's cutoff.
+	// A ping in no session 4 hours 55 minutes ago (it stays while a
+	// session is live), then a session begun 4 hours 45 minutes ago, a
+	// pageview every 20 minutes: live, its first hit before the horizon's
+	// cutoff.
+	ping := &session.Hit{ID: "ping", Type: hit.TypeEngagement, Time: now.Add(-295 * time.Minute), Path: "/p"}
+	tw.give(t, 0, ping, ping.Time, settings, false)
 	for at := now.Add(-285 * time.Minute); at.Before(now); at = at.Add(20 * time.Minute) {
 		tw.give(t, 0, pv(fmt.Sprint("o", at.Unix()), int(at.Sub(t0)/time.Minute)), at, settings, false)
 	}

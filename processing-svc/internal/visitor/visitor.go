@@ -418,9 +418,9 @@ func (v *Visitor) settleAndFreeze(s session.Settings, c *derive.Contributions, c
 // before the earliest placed hit, nothing does, and a long session's hits
 // placed out of order stay placed and are built once, however old its
 // first hit (TestPlacedStayPlacedInAnOldSession). A hit in no session
-// before them that freeze would take out settles them too. Under other settings
-// than before's (a rules or zone change), the earliest live hit tells, as
-// every session is built anew.
+// before them that freeze may take out settles them too. Under other
+// settings than before's (a rules or zone change), the earliest live hit
+// tells, as every session is built anew.
 func (v *Visitor) placedMayFreeze(s session.Settings) bool {
 	p := v.placed
 	freezes := v.frozenAt(s).at
@@ -430,9 +430,10 @@ func (v *Visitor) placedMayFreeze(s session.Settings) bool {
 	if len(p.before) > 0 && freezes(p.before[0].End) {
 		return true
 	}
-	// A hit in no session before them all, as old, that freeze takes out:
+	// A hit in no session before them, as old, that freeze may take out
+	// (it does once no session is live, so not while one of before is):
 	// the hits it takes out must not depend on how hits were batched.
-	if p.from > 0 && (len(p.before) == 0 || session.Less(v.Hits[0], p.before[0].Hits[0])) && freezes(v.Hits[0].Time) {
+	if p.from > 0 && len(p.before) == 0 && freezes(v.Hits[0].Time) {
 		return true
 	}
 	return freezes(v.Hits[p.from].Time.Add(-s.Timeout))
