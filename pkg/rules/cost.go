@@ -547,9 +547,9 @@ func (a *automaton) heaviest(keep func(int) bool, weight func(int) int) func(int
 // tell apart (all of ASCII, each range's ends and the runes beside them,
 // with their case foldings), so that exploring with them alone reaches
 // every state, and the work of telling them apart: each candidate rune
-// gathered, and tried on each instruction. Instructions alike (\pL{990}'s) are tried
-// once. Past budget, classes is nil: a class as large as \pL has some
-// thousand candidates, and a pattern of many of them took seconds.
+// gathered, and tried on each instruction. Instructions alike (\pL{990}'s)
+// are tried once. Past budget, classes is nil: a class as large as \pL has
+// some thousand candidates, and a pattern of many of them took seconds.
 func runeClasses(prog *syntax.Prog, budget int) (classes []rune, work int) {
 	var cands []rune
 	for r := rune(0); r < 0x80; r++ {

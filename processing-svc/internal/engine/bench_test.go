@@ -286,13 +286,14 @@ func BenchmarkApplyHitLongSession(b *testing.B) {
 // session of 1,000 and 4,000 pageviews sent newest first (each hit late,
 // within the late-hit horizon): derived one at a time (as every hit was
 // before 2026-12-07, and as the consumer still derives the messages it
-// replays), each builds the session again, so a hit costs in proportion
-// to the session; derived together 2,000 messages at a time
-// (Partition.SettleFrom: the consumer's derive a visitor's hits between
-// two flushes together), the session is built once each time. "old-session" is the batched case in a session
-// begun 4 hours 45 minutes before (a pageview every 20 minutes), whose
-// first hit is older than what may freeze: until session 34 its hits were
-// derived one at a time whatever the batch.
+// replays), each builds the session again, so a hit costs in proportion to
+// the session; derived together 2,000 messages at a time
+// (Partition.SettleFrom: the consumer's partitions derive a visitor's hits
+// between two flushes together), the session is built once each time.
+// "old-session" is
+// the batched case in a session begun 4 hours 45 minutes before (a pageview
+// every 20 minutes), whose first hit is older than what may freeze: until
+// session 34 its hits were derived one at a time whatever the batch.
 func BenchmarkApplyHitNewestFirst(b *testing.B) {
 	for _, c := range []struct {
 		name          string

@@ -64,11 +64,11 @@ var operators = []string{"==", "!=", "=@", "!@", "=~", "!~", "[]"}
 // query string of repeated filters asked for hundreds of them at once.
 //
 // maxFilterCost bounds what the regular expressions of a request's filters
-// can cost together on one value (rules.MatchCost: 6 ms at most, most filters far less), on
-// values as long as the longest a dimension holds (maxValueBytes, a page
-// with its query): the instructions they keep alive together, not only
-// their size, at every byte of it. A report tests each distinct value of
-// its days once.
+// can cost together on one value (rules.MatchCost: 6 ms at most, most
+// filters far less), on values as long as the longest a dimension holds
+// (maxValueBytes, a page with its query): the instructions they keep alive
+// together, not only their size, at every byte of it. A report tests each
+// distinct value of its days once.
 //
 // A page is stored as collection keeps it, canonical (hit.CanonicalPath),
 // and cleaned (rules' CleanPath cuts the path to MaxPathBytes, not the
