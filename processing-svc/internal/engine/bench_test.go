@@ -290,10 +290,10 @@ func BenchmarkApplyHitLongSession(b *testing.B) {
 // the session; derived together 2,000 messages at a time
 // (Partition.SettleFrom: the consumer's partitions derive a visitor's hits
 // between two flushes together), the session is built once each time.
-// "old-session" is
-// the batched case in a session begun 4 hours 45 minutes before (a pageview
-// every 20 minutes), whose first hit is older than what may freeze: until
-// session 34 its hits were derived one at a time whatever the batch.
+// "old-session" is the batched case in a session begun 4 hours 45 minutes
+// before (a pageview every 20 minutes), whose first hit is older than what
+// may freeze: until session 34 its hits were derived one at a time
+// whatever the batch.
 func BenchmarkApplyHitNewestFirst(b *testing.B) {
 	for _, c := range []struct {
 		name          string
