@@ -398,7 +398,7 @@ func benchApply(b *testing.B, msgs []Message, batch int) {
 				break
 			}
 			if batch > 0 && i%batch == 0 {
-				p.settlePlaced(now)
+				p.settlePlaced(context.Background(), now)
 			}
 			n++
 			h, err := hit.Unmarshal(m.Value)
@@ -411,7 +411,7 @@ func benchApply(b *testing.B, msgs []Message, batch int) {
 			}
 			p.applyHit(&d, now)
 		}
-		p.settlePlaced(now)
+		p.settlePlaced(context.Background(), now)
 	}
 }
 

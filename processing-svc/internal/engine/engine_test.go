@@ -379,13 +379,18 @@ func crashRun(t *testing.T, seed uint64) {
 // short of the last message applied (a visitor not written yet). Each
 // processor derives a visitor's hits of a batch together from the first
 // message on, but for those through the mark its predecessors' flushes left
-// (marks.go): the mark alone keeps a replay from counting twice.
+// (marks.go): the mark alone keeps a replay from counting twice. Half of
+// them read the rows their settling creates after a few changes.
 func crashUntilDone(t *testing.T, rng *rand.Rand, cfg Config, msgs []Message, committed int64, batchMax int, clock *time.Time) (crashes, deferred int) {
 	t.Helper()
 	ctx := context.Background()
 	for committed < int64(len(msgs))-1 {
 		part := New(cfg) // a restarted processor
 		part.SettleFrom(0)
+		if rng.IntN(2) == 0 {
+			// Rows read in the middle of settling (pendingLoad).
+			part.rows.pendingLoad = 1 + rng.IntN(3)
+		}
 		next := msgs[committed+1:]
 		for len(next) > 0 {
 			n := min(1+rng.IntN(batchMax), len(next))

@@ -50,6 +50,11 @@ func faultRun(t *testing.T, seed uint64) {
 		// derived on its own.
 		part.SettleFrom(0)
 	}
+	if seed%3 == 0 {
+		// Rows read in the middle of settling (pendingLoad), reads
+		// that the faults make fail too.
+		part.rows.pendingLoad = 1
+	}
 	failed := 0
 	// faultAfter makes the store fail every statement after the next
 	// left ones, refusing them or applying them and answering a timeout.

@@ -177,6 +177,12 @@ type rowSet struct {
 	// unloaded holds the keys of the rows created since the last load,
 	// whose stored state is still to be read (loadRows).
 	unloaded []rowKey
+	// crowded says a row not loaded has queued pendingLoad changes or
+	// more (row.pending) since the last load: settlePlaced then loads
+	// the rows. pendingLoad is pendingLoad but in tests, which lower it
+	// to read rows in the middle of settling.
+	crowded     bool
+	pendingLoad int
 	// changed holds the rows changed since they were last written, each
 	// once (listed by the change that made it stale), so that a flush
 	// finds them without going through every row in memory.
@@ -222,7 +228,9 @@ type shardRows struct {
 	filtered map[derive.FilteredKey]*row
 }
 
-func newRowSet() *rowSet { return &rowSet{shards: map[shardKey]*shardRows{}, written: -1} }
+func newRowSet() *rowSet {
+	return &rowSet{shards: map[shardKey]*shardRows{}, written: -1, pendingLoad: pendingLoad}
+}
 
 // of returns the rows of a property and shard.
 func (s *rowSet) of(k shardKey) *shardRows {
@@ -304,6 +312,9 @@ func eachIn[K comparable](m map[K]*row, fn func(rowKey, *row) bool, key func(K) 
 // says so before d is applied (a replayed hit below it is not applied
 // again), as if each write had raised the base of every row in memory.
 func change[K comparable](s *rowSet, r *row, k K, key func(K) rowKey, d delta) {
+	if !r.loaded && len(r.pending) >= s.pendingLoad {
+		s.crowded = true
+	}
 	if r.stale {
 		r.apply(d)
 		return

@@ -325,3 +325,56 @@ func TestChangedRowsAndTheirBase(t *testing.T) {
 		t.Fatal("the idle row, written, stayed after the next sweep")
 	}
 }
+
+// A flush settles every hit placed since the last, and the rows those
+// hits create are read once one of them has queued pendingLoad changes,
+// not only by the flush: here the first pageviews of three times that
+// many visitors, all of one page. The tables are those of a processor
+// that reads the rows only at the flush.
+func TestSettleReadsCrowdedRows(t *testing.T) {
+	ctx := context.Background()
+	prop := testProperty(t, rules.Defaults())
+	var msgs []Message
+	for i := range 3 * pendingLoad {
+		h := pageview(fmt.Sprint("visitor-", i), "/same", "", t0.Add(time.Duration(i)*time.Second))
+		msgs = append(msgs, Message{Offset: int64(i), Value: marshal(h)})
+	}
+	settled := func(s *gocql.Session, load int) (*Partition, int) {
+		part := newPartition(s, prop)
+		part.rows.pendingLoad = load
+		if err := part.Apply(ctx, msgs); err != nil {
+			t.Fatal(err)
+		}
+		part.settlePlaced(ctx, part.cfg.Now())
+		most := 0
+		part.rows.each(func(_ rowKey, r *row) bool {
+			most = max(most, len(r.pending))
+			return true
+		})
+		return part, most
+	}
+	flushed := func(part *Partition) {
+		if _, err := part.FlushAll(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	want := connect(t)
+	atFlush, most := settled(want, len(msgs)*2)
+	if most < len(msgs) {
+		t.Fatalf("read only by the flush, a row queued at most %d changes, want at least %d", most, len(msgs))
+	}
+	flushed(atFlush)
+
+	got := connect(t)
+	early, most := settled(got, pendingLoad)
+	// A visitor's hit changes a row twice (its metrics, its user), and
+	// the rows are read after the visitor's changes.
+	if most > pendingLoad+1 {
+		t.Errorf("a row queued %d changes, want at most %d", most, pendingLoad+1)
+	}
+	flushed(early)
+	if g, w := dump(t, got), dump(t, want); g != w {
+		t.Fatalf("tables differ:\n%s", diff(w, g))
+	}
+}
