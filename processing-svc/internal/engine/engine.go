@@ -492,9 +492,10 @@ func (p *Partition) loadRows(ctx context.Context) error {
 // row queued a change (about 200 bytes) for every hit that touched it
 // meanwhile, 750,000 of them at the busy property's benchmark's first
 // flush, a tenth of its CPU in growing and copying them. A row that many
-// hits touch is read early instead (a round trip), once as before; the
-// rows of many small properties, each touched by a few hits, are still
-// read together by the flush, a query for a day's rows of each.
+// hits touch is read early instead (a round trip), once as before, with
+// the rows made since the last read; the rows of many small properties,
+// each touched by a few hits, crowd none, so unless a busy one does, the
+// flush reads them together, a query for a day's rows of each.
 const pendingLoad = 256
 
 // settlePlaced derives the sessions of the hits placed since the last
@@ -506,18 +507,23 @@ const pendingLoad = 256
 // a flush, whose through offset is the only one a row of this processor's
 // gets; and they come after replayedThrough (marks.go).
 func (p *Partition) settlePlaced(ctx context.Context, now time.Time) {
+	load := true
 	for _, vs := range p.placed {
 		vs.inPlaced = false
 		c := p.contrib
 		c.Reset()
 		vs.add(vs.v.Settle(c))
 		p.rows.add(vs.property, vs.shard, vs.placedAt, now, c)
-		if p.rows.crowded {
+		if load && p.rows.crowded {
 			// Best effort, as at the end of Apply: the flush's own
-			// loadRows reports what fails.
-			_ = p.loadRows(ctx)
+			// loadRows reports what fails. Not again once a read has
+			// failed (or ctx ended): a row left unread stays crowded,
+			// and every visitor after would read the rows again
+			// (TestSettleReadsFailOnce).
+			load = p.loadRows(ctx) == nil
 		}
 	}
+	p.rows.crowded = false
 	clear(p.placed)
 	p.placed = p.placed[:0]
 }
