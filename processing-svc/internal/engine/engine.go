@@ -490,7 +490,7 @@ func (p *Partition) loadRows(ctx context.Context) error {
 // settles every hit placed since the last, and after a start, or at a new
 // day, most of them create rows: read only by the flush's loadRows, each
 // row queued a change (about 200 bytes) for every hit that touched it
-// meanwhile, 750,000 of them at the busy property's benchmark's first
+// meanwhile, about 750,000 of them at the busy property's benchmark's first
 // flush, a tenth of its CPU in growing and copying them. A row that many
 // hits touch is read early instead (a round trip), once as before, with
 // the rows made since the last read; the rows of many small properties,
