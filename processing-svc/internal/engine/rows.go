@@ -179,8 +179,8 @@ type rowSet struct {
 	unloaded []rowKey
 	// crowded says a row not loaded has queued pendingLoad changes or
 	// more (row.pending) since the last load: settlePlaced then loads
-	// the rows. pendingLoad is pendingLoad but in tests, which lower it
-	// to read rows in the middle of settling.
+	// the rows. The field pendingLoad is the constant but in tests,
+	// which lower it to read rows in the middle of settling.
 	crowded     bool
 	pendingLoad int
 	// changed holds the rows changed since they were last written, each
