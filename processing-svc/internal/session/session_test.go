@@ -79,6 +79,8 @@ func TestSplitRules(t *testing.T) {
 			withCampaign(pv("c", at(10, 2, 0), "/"), "/?wbraid=2")}, "[a b] [c]"},
 		{"no campaign never splits", []*Hit{withCampaign(pv("a", at(10, 0, 0), "/"), "/?utm_source=x"), pv("b", at(10, 1, 0), "/")}, "[a b]"},
 		{"pings extend but never start", []*Hit{ping("p0", at(9, 0, 0)), pv("a", at(10, 0, 0), "/"), ping("p1", at(10, 20, 0)), ping("p2", at(11, 0, 0))}, "[a p1]"},
+		{"a ping never splits on its campaign", []*Hit{withCampaign(pv("a", at(10, 0, 0), "/"), "/?utm_source=b"),
+			withCampaign(ping("p", at(10, 1, 0)), "/?utm_source=a")}, "[a p]"},
 		{"an event starts a session", []*Hit{ev("e", at(10, 0, 0)), pv("a", at(10, 1, 0), "/")}, "[e a]"},
 		{"ties are ordered by ID", []*Hit{pv("b", at(10, 0, 0), "/"), pv("a", at(10, 0, 0), "/")}, "[a b]"},
 	}
