@@ -22,7 +22,7 @@ package engine
 //
 // TestGroundTruthRandom does the same with random visitors over a week
 // (truthVisitors), drawn from the kinds of hit the hand-made ones attack.
-// It ran clean for 25 seeds in each zone, live and reprocessed, when
+// It ran clean for 30 seeds in each zone, live and reprocessed, when
 // written (session 35); three run in `make unit`.
 
 import (
@@ -826,7 +826,9 @@ func TestGroundTruthRandom(t *testing.T) {
 // event; gaps of exactly the timeout and a millisecond more, hits at the
 // same instant; entries from search, social, a news site, the site itself,
 // the referral exclusion, utm tags, click IDs and a campaign sent apart;
-// bots, hits up to 3 h 50 min late and re-sends.
+// bots, hits up to 3 h 50 min late, re-sends (some with another time),
+// hits each exclusion rule drops, and hits from another country, device
+// and browser than their session's first.
 func truthVisitors(seed uint64, n int, loc *time.Location, day0 time.Time) []trVisitor {
 	rng := rand.New(rand.NewPCG(seed, 99))
 	entries := []struct{ q, ref string }{
@@ -839,6 +841,7 @@ func truthVisitors(seed uint64, n int, loc *time.Location, day0 time.Time) []trV
 	for v := range n {
 		var hs []trHit
 		bot := rng.IntN(100) < 3
+		country := []string{"FR", "NZ", "US"}[rng.IntN(3)]
 		visits := 1 + rng.IntN(4)
 		at := time.Date(day0.Year(), day0.Month(), day0.Day(), 0, 0, 0, 0, loc).Add(time.Duration(rng.IntN(24*3600)) * time.Second)
 		for vi := range visits {
@@ -907,6 +910,25 @@ func truthVisitors(seed uint64, n int, loc *time.Location, day0 time.Time) []trV
 				}
 				if rng.IntN(100) < 3 {
 					h.resend = time.Duration(1+rng.IntN(100)) * time.Minute
+					if rng.IntN(2) == 0 {
+						h.resendShift = time.Duration(rng.IntN(120)-60) * time.Second
+					}
+				}
+				// What the property's rules exclude, and enrichment
+				// that differs from the visitor's first hit's.
+				switch x := rng.IntN(100); {
+				case x < 2:
+					h.ipx = "198.51.100.0/24"
+				case x < 4:
+					h.ua = "Mozilla/5.0 InternalMonitor/1.0"
+				case x < 6:
+					h.country = "AQ"
+				case x < 7:
+					h.host = "evil.example"
+				case x < 8 && h.typ == hit.TypePageview:
+					h.page = "/admin/users"
+				case x < 14:
+					h.country, h.device, h.browser = country, "mobile", "Safari"
 				}
 				hs = append(hs, h)
 			}
