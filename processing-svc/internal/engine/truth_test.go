@@ -801,7 +801,8 @@ func TestGroundTruth(t *testing.T) {
 
 // TestGroundTruthRandom runs random visitors (truthVisitors) through live
 // processing and reprocessing, in a zone on its fall-back night and one
-// with a whole-hour offset, and compares with the same calculator.
+// with a whole-hour offset, bots filtered or not, and compares with the
+// same calculator.
 func TestGroundTruthRandom(t *testing.T) {
 	for seed := uint64(1); seed <= 3; seed++ {
 		for _, zone := range []string{"America/St_Johns", "Europe/Berlin"} {
@@ -812,7 +813,8 @@ func TestGroundTruthRandom(t *testing.T) {
 						t.Skipf("zone %s: %v", zone, err)
 					}
 					day0 := time.Date(2026, 10, 30, 0, 0, 0, 0, loc)
-					groundTruth(t, loc, truthVisitors(seed, 60, loc, day0), 8, nil, true, reprocess)
+					bots := seed%2 == 1 // filtered at odd seeds
+					groundTruth(t, loc, truthVisitors(seed, 60, loc, day0), 8, nil, bots, reprocess)
 				})
 			}
 		}
