@@ -337,11 +337,7 @@ func TestChangedRowsAndTheirBase(t *testing.T) {
 func TestSettleReadsCrowdedRows(t *testing.T) {
 	ctx := context.Background()
 	prop := testProperty(t, rules.Defaults())
-	var msgs []Message
-	for i := range 3 * pendingLoad {
-		h := pageview(fmt.Sprint("visitor-", i), "/same", "", t0.Add(time.Duration(i)*time.Second))
-		msgs = append(msgs, Message{Offset: int64(i), Value: marshal(h)})
-	}
+	msgs := firstPageviews(3 * pendingLoad)
 	settled := func(s *gocql.Session, load int) (*Partition, int) {
 		part := newPartition(s, prop)
 		part.rows.pendingLoad = load
@@ -392,11 +388,7 @@ func TestSettleReadsCrowdedRows(t *testing.T) {
 func TestSettleReadsFailOnce(t *testing.T) {
 	ctx := context.Background()
 	prop := testProperty(t, rules.Defaults())
-	var msgs []Message
-	for i := range 200 {
-		h := pageview(fmt.Sprint("visitor-", i), "/same", "", t0.Add(time.Duration(i)*time.Second))
-		msgs = append(msgs, Message{Offset: int64(i), Value: marshal(h)})
-	}
+	msgs := firstPageviews(200)
 	want := connect(t)
 	run(t, ctx, newPartition(want, prop), msgs, len(msgs))
 
@@ -430,4 +422,15 @@ func TestSettleReadsFailOnce(t *testing.T) {
 	if g, w := dump(t, got), dump(t, want); g != w {
 		t.Fatalf("tables differ:\n%s", diff(w, g))
 	}
+}
+
+// firstPageviews returns the first pageviews of n visitors, all of one
+// page, a second apart.
+func firstPageviews(n int) []Message {
+	msgs := make([]Message, n)
+	for i := range msgs {
+		h := pageview(fmt.Sprint("visitor-", i), "/same", "", t0.Add(time.Duration(i)*time.Second))
+		msgs[i] = Message{Offset: int64(i), Value: marshal(h)}
+	}
+	return msgs
 }
