@@ -57,8 +57,9 @@ func TestPingsAloneLeaveTheTimeline(t *testing.T) {
 // TestPlacedStayPlacedInAnOldSession: the hits of a session placed out of
 // order stay placed until the batch's end (built once) even when the
 // session's first hit, or a ping in no session before it, is older than
-// what may freeze, as long as nothing freezes; they were settled at every hit then, built once a hit. Settled,
-// they give what applying them one at a time gives.
+// what may freeze, as long as nothing freezes; they were settled at every
+// hit then, built once a hit. Settled, they give what applying them one at
+// a time gives.
 func TestPlacedStayPlacedInAnOldSession(t *testing.T) {
 	tw := newTwins(false)
 	now := t0.Add(6 * time.Hour)
