@@ -104,6 +104,13 @@ func (c *Config) ClusterConfig(keyspace string) *gocql.ClusterConfig {
 	// with others: reports issue dependent reads and want the latency; the
 	// pipeline's writes are batched by partition already.
 	cc.WriteCoalesceWaitTime = 0
+	// A node marked down is tried again every second (gocql's default is
+	// a minute). gocql marks a node down when a fill of its connection
+	// pool fails, and otherwise tries it again only when its control
+	// connection reconnects: a fill failing after the control connection
+	// came back (a node restarting, or one pool connection refused) left
+	// every query failing for up to a minute after the outage.
+	cc.ReconnectInterval = time.Second
 	cc.RetryPolicy = &retryPolicy{gocql.ExponentialBackoffRetryPolicy{NumRetries: 3, Min: 50 * time.Millisecond, Max: time.Second}}
 	fallback := gocql.RoundRobinHostPolicy()
 	if c.LocalDC != "" {
