@@ -2,12 +2,15 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/gocql/gocql"
 
+	"github.com/acme/analytics/config-svc/internal/store"
+	"github.com/acme/analytics/pkg/cassandra"
 	"github.com/acme/analytics/pkg/tenant"
 )
 
@@ -69,4 +72,48 @@ func TestAdminRoutesFollowTheStoredRole(t *testing.T) {
 		tenant.Sign(h, tenant.Identity{TenantID: identity(owner).TenantID, UserID: gocql.MustRandomUUID().String(), Role: tenant.RoleAdmin}, testSecret, time.Now())
 	}}
 	e.must(http.StatusCreated, external, "POST", "/v1/properties", map[string]any{"name": "From the IdP"})
+}
+
+// TestRoleChangeRacingDeletion: PATCH /v1/users/{id} reads the user, then
+// writes its role. A deletion landing between the two left, through the
+// plain UPDATE that wrote the role, a user with a role and nothing else:
+// listed, read with no e-mail, and every deletion of it failing (500: its
+// address "" could not be freed), and, made admin, it made demoting or
+// deleting any admin of the tenant fail too. The write is now conditional
+// on the row; a row an older version left so is deleted and counts as no
+// admin.
+func TestRoleChangeRacingDeletion(t *testing.T) {
+	e := newEnv(t)
+	owner := e.signup("Race Ltd")
+	victim := e.addUser(owner, "viewer")
+	tid, _ := gocql.ParseUUID(owner.tokens.TenantID)
+	uid, _ := gocql.ParseUUID(victim.tokens.UserID)
+
+	// PATCH has read the viewer; a DELETE completes; PATCH then writes
+	// the role (the store call patchUser makes).
+	e.must(http.StatusOK, owner.as(), "GET", "/v1/users/"+victim.tokens.UserID, nil)
+	e.must(http.StatusNoContent, owner.as(), "DELETE", "/v1/users/"+victim.tokens.UserID, nil)
+	if err := e.store.SetUserRole(context.Background(), tid, uid, "admin"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("role of a deleted user set: %v; want ErrNotFound", err)
+	}
+	e.must(http.StatusNotFound, owner.as(), "GET", "/v1/users/"+victim.tokens.UserID, nil)
+
+	// A row such a race left before: an admin with no address.
+	session, err := cassandra.Connect(e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer session.Close()
+	ghost := gocql.MustRandomUUID()
+	if err := session.Query(`UPDATE users SET role = 'admin' WHERE tenant_id = ? AND user_id = ?`, tid, ghost).Exec(); err != nil {
+		t.Fatal(err)
+	}
+	second := e.addUser(owner, "admin")
+	e.must(http.StatusNoContent, owner.as(), "DELETE", "/v1/users/"+second.tokens.UserID, nil)
+	r := e.do(owner.as(), "PATCH", "/v1/users/"+owner.tokens.UserID, map[string]string{"role": "viewer"})
+	if r.code != http.StatusConflict {
+		t.Errorf("demoting the last admin who can log in, beside an admin row without an address: %d %s; want 409", r.code, r.body)
+	}
+	e.must(http.StatusNoContent, owner.as(), "DELETE", "/v1/users/"+ghost.String(), nil)
+	e.must(http.StatusNotFound, owner.as(), "GET", "/v1/users/"+ghost.String(), nil)
 }

@@ -244,8 +244,8 @@ func (s *Server) hasOtherAdmin(r *http.Request, tid, except gocql.UUID) (bool, e
 		return false, err
 	}
 	for _, u := range users {
-		if u.Role != string(tenant.RoleAdmin) || u.ID == except {
-			continue
+		if u.Role != string(tenant.RoleAdmin) || u.ID == except || u.Email == "" {
+			continue // an admin without an address cannot log in
 		}
 		owner, err := s.o.Store.EmailOwner(r.Context(), u.Email)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -287,6 +287,10 @@ func (s *Server) patchUser(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		if err := s.o.Store.SetUserRole(r.Context(), tid, u.ID, *req.Role); err != nil {
+			if errors.Is(err, store.ErrNotFound) { // deleted since it was read
+				notFound(w, "user", u.ID.String())
+				return
+			}
 			s.internalError(w, r, "change the role", err)
 			return
 		}
@@ -297,6 +301,10 @@ func (s *Server) patchUser(w http.ResponseWriter, r *http.Request) {
 			other, err := s.hasOtherAdmin(r, tid, u.ID)
 			if err == nil && !other {
 				err = s.o.Store.SetUserRole(r.Context(), tid, u.ID, u.Role)
+				if errors.Is(err, store.ErrNotFound) { // deleted meanwhile
+					notFound(w, "user", u.ID.String())
+					return
+				}
 				if err == nil {
 					httpserver.WriteFieldError(w, http.StatusConflict, "conflict", "role", "this is the tenant's last admin; make another user admin first")
 					return

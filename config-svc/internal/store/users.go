@@ -357,11 +357,19 @@ func (st *Store) UsersPage(ctx context.Context, tenantID, after gocql.UUID, limi
 	return users, next, nil
 }
 
-// SetUserRole changes a user's role.
+// SetUserRole changes a user's role, ErrNotFound when the user does not
+// exist (any more). The write is conditional on the row: a plain UPDATE
+// makes the row it names, so a role change racing the user's deletion
+// left a user with a role and nothing else, listed, and which no
+// deletion could remove.
 func (st *Store) SetUserRole(ctx context.Context, tenantID, userID gocql.UUID, role string) error {
-	err := st.s.Query(`UPDATE users SET role = ? WHERE tenant_id = ? AND user_id = ?`, role, tenantID, userID).WithContext(ctx).Exec()
+	applied, err := st.s.Query(`UPDATE users SET role = ? WHERE tenant_id = ? AND user_id = ? IF EXISTS`, role, tenantID, userID).
+		WithContext(ctx).MapScanCAS(map[string]any{})
 	if err != nil {
 		return fmt.Errorf("set user role: %w", err)
+	}
+	if !applied {
+		return fmt.Errorf("set user role: user %s: %w", userID, ErrNotFound)
 	}
 	return nil
 }
@@ -417,6 +425,11 @@ func (st *Store) UserDeleted(ctx context.Context, tenantID, userID gocql.UUID) (
 // claim of userID whose outcome was unknown: after it, userID does not
 // hold the address.
 func (st *Store) releaseEmail(ctx context.Context, email string, userID gocql.UUID) error {
+	if email == "" {
+		// A row a role change made after the user's deletion, before
+		// SetUserRole was conditional: no address leads to it.
+		return nil
+	}
 	if _, err := st.s.Query(`DELETE FROM users_by_email WHERE email = ? IF user_id = ?`, email, userID).WithContext(ctx).MapScanCAS(map[string]any{}); err != nil {
 		return fmt.Errorf("release email: %w", err)
 	}
