@@ -94,26 +94,15 @@ func (s *Server) createSecret(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, "list API secrets", err)
 		return
 	}
-	active, recent := 0, 0
-	for _, e := range existing {
-		switch {
-		case e.RevokedAt.IsZero():
-			active++
-		case e.RevokedAt.Before(s.now().Add(-revokedSecretsKept)):
-			if err := s.o.Store.DeleteSecret(ctx, p.ID, e.ID); err != nil {
-				s.internalError(w, r, "delete an old revoked API secret", err)
-				return
-			}
-			continue
+	active, recent, old := s.countSecrets(existing)
+	for _, e := range old {
+		if err := s.o.Store.DeleteSecret(ctx, p.ID, e.ID); err != nil {
+			s.internalError(w, r, "delete an old revoked API secret", err)
+			return
 		}
-		recent++
 	}
-	if active >= maxActiveSecrets {
-		httpserver.WriteError(w, http.StatusConflict, "conflict", "this property already has the maximum of 20 active API secrets; revoke one you no longer use first")
-		return
-	}
-	if recent >= maxRecentSecrets {
-		httpserver.WriteError(w, http.StatusConflict, "conflict", fmt.Sprintf("this property has made %d API secrets in the last 30 days, revoked ones included, the most it may; rotate them less often", maxRecentSecrets))
+	if refusal := secretLimit(active, recent); refusal != "" {
+		httpserver.WriteError(w, http.StatusConflict, "conflict", refusal)
 		return
 	}
 	secret, err := auth.RandomToken(auth.APISecretPrefix)
@@ -127,6 +116,23 @@ func (s *Server) createSecret(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := s.o.Store.CreateSecret(ctx, sec); err != nil {
 		s.internalError(w, r, "store the API secret", err)
+		return
+	}
+	// Creations at the same moment all passed the check above: whichever
+	// finds the property over a limit afterwards takes its own secret
+	// back (none of them is known to anyone yet), so the limits hold.
+	after, err := s.o.Store.Secrets(ctx, p.ID)
+	if err == nil {
+		active, recent, _ := s.countSecrets(after)
+		if refusal := secretLimit(active-1, recent-1); refusal != "" {
+			if err = s.o.Store.DeleteSecret(ctx, p.ID, sec.ID); err == nil {
+				httpserver.WriteError(w, http.StatusConflict, "conflict", refusal+" (another secret was made at the same moment)")
+				return
+			}
+		}
+	}
+	if err != nil {
+		s.internalError(w, r, "check the API secret limits", err)
 		return
 	}
 	s.appendChange(r, configclient.ChangeSecrets, p)
@@ -167,4 +173,33 @@ func (s *Server) revokeSecret(w http.ResponseWriter, r *http.Request) {
 		s.appendChange(r, configclient.ChangeSecrets, p)
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// countSecrets counts a property's active secrets and those made in the
+// last 30 days (revoked ones included, which are listed that long), and
+// returns the revoked ones past that time, to delete.
+func (s *Server) countSecrets(secrets []store.Secret) (active, recent int, old []store.Secret) {
+	for _, e := range secrets {
+		switch {
+		case e.RevokedAt.IsZero():
+			active++
+		case e.RevokedAt.Before(s.now().Add(-revokedSecretsKept)):
+			old = append(old, e)
+			continue
+		}
+		recent++
+	}
+	return active, recent, old
+}
+
+// secretLimit says why a property with active and recent secrets may not
+// make another, "" when it may.
+func secretLimit(active, recent int) string {
+	if active >= maxActiveSecrets {
+		return fmt.Sprintf("this property already has the maximum of %d active API secrets; revoke one you no longer use first", maxActiveSecrets)
+	}
+	if recent >= maxRecentSecrets {
+		return fmt.Sprintf("this property has made %d API secrets in the last 30 days, revoked ones included, the most it may; rotate them less often", maxRecentSecrets)
+	}
+	return ""
 }

@@ -108,3 +108,59 @@ func TestRevokedSecretsDoNotPileUp(t *testing.T) {
 		t.Fatalf("%d secrets listed a month later, want the new one alone (the revoked deleted)", n)
 	}
 }
+
+// TestActiveSecretLimitUnderConcurrency: creations at the same moment
+// keep the property within its 20 active secrets. Each checked the limit
+// by listing the secrets before writing its own, so all of them passed
+// it: 16 at once from 18 left 30 active.
+func TestActiveSecretLimitUnderConcurrency(t *testing.T) {
+	e := newEnv(t)
+	a := e.signup("Secrets Race")
+	p := e.createProperty(a, map[string]any{"name": "Site"})
+	path := "/v1/properties/" + p.ID + "/api-secrets"
+	const before = maxActiveSecrets - 2
+	for i := range before {
+		e.must(http.StatusCreated, a.as(), "POST", path, map[string]string{"name": fmt.Sprintf("s%d", i)})
+	}
+	const n = 16
+	var wg sync.WaitGroup
+	codes := make([]int, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			codes[i] = e.do(a.as(), "POST", path, map[string]string{"name": fmt.Sprintf("race%d", i)}).code
+		}()
+	}
+	wg.Wait()
+	created := 0
+	for _, c := range codes {
+		switch c {
+		case http.StatusCreated:
+			created++
+		case http.StatusConflict:
+		default:
+			t.Errorf("answers %v; want 201 or 409 each", codes)
+		}
+	}
+	var l struct {
+		APISecrets []SecretJSON `json:"api_secrets"`
+	}
+	e.must(http.StatusOK, a.as(), "GET", path, nil).decode(t, &l)
+	active := 0
+	for _, s := range l.APISecrets {
+		if s.Status == "active" {
+			active++
+		}
+	}
+	t.Logf("%d of %d created; %d active", created, n, active)
+	if active > maxActiveSecrets || active != before+created {
+		t.Errorf("%d active secrets after %d concurrent creations answered %v; want at most %d, and %d before plus those answered 201",
+			active, n, codes, maxActiveSecrets, before)
+	}
+	// The property can still make secrets up to its limit.
+	for range maxActiveSecrets - active {
+		e.must(http.StatusCreated, a.as(), "POST", path, map[string]string{"name": "after"})
+	}
+	e.must(http.StatusConflict, a.as(), "POST", path, map[string]string{"name": "one too many"})
+}
