@@ -2,8 +2,10 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -116,4 +118,49 @@ func TestRoleChangeRacingDeletion(t *testing.T) {
 	}
 	e.must(http.StatusNoContent, owner.as(), "DELETE", "/v1/users/"+ghost.String(), nil)
 	e.must(http.StatusNotFound, owner.as(), "GET", "/v1/users/"+ghost.String(), nil)
+}
+
+// externalUser is a caller as the gateway passes an external identity
+// provider's user: signed identity headers with the provider's subject.
+func externalUser(tenantID, subject string, role tenant.Role) who {
+	return who{raw: func(h http.Header) {
+		tenant.Sign(h, tenant.Identity{TenantID: tenantID, UserID: subject, Role: role}, testSecret, time.Now())
+	}}
+}
+
+// TestExternalUsers: an external identity provider's users, of whom
+// config-svc keeps no user, are taken at their tokens' word whatever
+// their subjects look like. Subjects that are not UUIDs (Auth0's, Okta's)
+// were answered 401 on every signed-in route, and GET /v1/tenants/me
+// answered every external user 404 "your user no longer exists"; it now
+// answers the tenant without a user.
+func TestExternalUsers(t *testing.T) {
+	e, _ := mailEnv(t, newTestClock())
+	owner := e.signup("IdP Users")
+	for _, sub := range []string{"auth0|5f7c8ec7c33c6c004bbafe82", "00u1abcdEFGH2345", gocql.MustRandomUUID().String()} {
+		viewer := externalUser(owner.tokens.TenantID, sub, tenant.RoleViewer)
+		admin := externalUser(owner.tokens.TenantID, sub, tenant.RoleAdmin)
+		e.must(http.StatusOK, viewer, "GET", "/v1/properties", nil)
+		e.must(http.StatusCreated, admin, "POST", "/v1/properties", map[string]any{"name": "From " + sub})
+		var me map[string]json.RawMessage
+		e.must(http.StatusOK, viewer, "GET", "/v1/tenants/me", nil).decode(t, &me)
+		if _, ok := me["tenant"]; !ok {
+			t.Errorf("%s: GET /v1/tenants/me has no tenant", sub)
+		}
+		if u, ok := me["user"]; ok {
+			t.Errorf("%s: GET /v1/tenants/me has a user %s; config-svc keeps none of an external user", sub, u)
+		}
+		r := e.do(viewer, "POST", "/v1/email-verification", nil)
+		if r.code != http.StatusNotFound || !strings.Contains(r.apiError().Message, "identity provider") {
+			t.Errorf("%s: asking to verify an address: %d %s; want 404 saying the account is the identity provider's", sub, r.code, r.body)
+		}
+	}
+	if externalUserID("auth0|x") != externalUserID("auth0|x") || externalUserID("auth0|x") == externalUserID("auth0|y") {
+		t.Error("externalUserID is not a function of the subject alone")
+	}
+
+	// A user deleted within an access token's lifetime is no external user.
+	deleted := e.addUser(owner, "viewer")
+	e.must(http.StatusNoContent, owner.as(), "DELETE", "/v1/users/"+deleted.tokens.UserID, nil)
+	e.must(http.StatusNotFound, deleted.as(), "GET", "/v1/tenants/me", nil)
 }

@@ -108,8 +108,11 @@ func (s *Server) createInvitation(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, "read the tenant", err)
 		return
 	}
+	// No user: an external identity provider's admin (adminHolds has
+	// refused a deleted user's token).
 	inviter, err := s.o.Store.User(ctx, tid, uid)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
+	external := errors.Is(err, store.ErrNotFound)
+	if err != nil && !external {
 		s.internalError(w, r, "read the user", err)
 		return
 	}
@@ -119,7 +122,7 @@ func (s *Server) createInvitation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.now()
-	inv := store.Invitation{TenantID: tid, ID: gocql.MustRandomUUID(), Email: email, Role: req.Role, InvitedBy: uid,
+	inv := store.Invitation{TenantID: tid, ID: gocql.MustRandomUUID(), Email: email, Role: req.Role, InvitedBy: uid, InviterExternal: external,
 		TokenHash: auth.HashToken(token), CreatedAt: now, ExpiresAt: now.Add(InvitationTTL)}
 	if err := s.o.Store.SaveInvitation(ctx, inv); err != nil {
 		s.internalError(w, r, "store the invitation", err)
@@ -322,12 +325,17 @@ func (s *Server) acceptInvitation(w http.ResponseWriter, r *http.Request) {
 }
 
 // inviterHolds reports whether the user who made inv is an admin of its
-// tenant now (not when deleted or demoted since). The invitation's row
+// tenant now (not when deleted or demoted since). An external identity
+// provider's admin, of whom config-svc keeps no user, is taken at the
+// word of the token it made the invitation with. The invitation's row
 // gone (revoked meanwhile) is store.ErrNotFound.
 func (s *Server) inviterHolds(ctx context.Context, inv store.Invitation) (bool, error) {
 	row, err := s.o.Store.Invitation(ctx, inv.TenantID, inv.ID)
 	if err != nil {
 		return false, err
+	}
+	if row.InviterExternal {
+		return true, nil
 	}
 	inviter, err := s.o.Store.User(ctx, inv.TenantID, row.InvitedBy)
 	if errors.Is(err, store.ErrNotFound) {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/acme/analytics/pkg/eventually"
+	"github.com/acme/analytics/pkg/tenant"
+	"github.com/gocql/gocql"
 )
 
 const inviteSubject = "You are invited to Acme Analytics"
@@ -313,4 +315,32 @@ func TestInvitationHoldsWhileTheInviterIsAnAdmin(t *testing.T) {
 	_, token = e.invite(dir, c, newInvitee(), "viewer")
 	e.must(http.StatusNoContent, a.as(), "DELETE", "/v1/users/"+c.tokens.UserID, nil)
 	wantInvalidInvitationToken(t, e.accept(token, "a password of mine"))
+}
+
+// TestInvitationByExternalAdmin: an external identity provider's admin (a
+// caller config-svc keeps no user of) invites, and the invitation holds
+// on acceptance as the admin's token did when it was made. It was refused
+// as made by someone "no longer an admin", its inviter having no user.
+func TestInvitationByExternalAdmin(t *testing.T) {
+	e, dir := mailEnv(t, newTestClock())
+	owner := e.signup("IdP Invites")
+	for _, sub := range []string{gocql.MustRandomUUID().String(), "auth0|5f7c8ec7c33c6c004bbafe82"} {
+		email := newInvitee()
+		var inv InvitationJSON
+		e.must(http.StatusCreated, externalUser(owner.tokens.TenantID, sub, tenant.RoleAdmin), "POST", "/v1/invitations",
+			map[string]string{"email": email, "role": "viewer"}).decode(t, &inv)
+		if want := externalUserID(sub).String(); inv.InvitedBy != sub && inv.InvitedBy != want {
+			t.Errorf("invited_by %q; want %q or %q", inv.InvitedBy, sub, want)
+		}
+		var tokens []string
+		eventually.True(t, 10*time.Second, "the invitation mail", func() bool {
+			tokens = invitationTokens(t, dir, email)
+			return len(tokens) > 0
+		})
+		var got TokenResponse
+		e.must(http.StatusCreated, anonymous, "POST", "/v1/invitations/accept", map[string]string{"token": tokens[0], "password": "a long enough password"}).decode(t, &got)
+		if got.Role != "viewer" || got.TenantID != owner.tokens.TenantID {
+			t.Errorf("accepted an external admin's invitation: %+v", got)
+		}
+	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/acme/analytics/pkg/queryparam"
 	"github.com/acme/analytics/pkg/tenant"
 	"github.com/gocql/gocql"
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
 	_ "time/tzdata" // time zones are validated whatever the host has installed
@@ -323,20 +324,36 @@ func (s *Server) deletedUserMemory() time.Duration {
 
 // caller returns the identity of a Member or Admin route's caller with its
 // tenant and user as UUIDs. A malformed identity (which the gateway never
-// signs) is answered 401.
+// signs) is answered 401. A user ID that is not a UUID is an external
+// identity provider's subject (Auth0's "auth0|5f7c…", Okta's "00u1…"),
+// named here by externalUserID.
 func caller(w http.ResponseWriter, r *http.Request) (tenant.Identity, gocql.UUID, gocql.UUID, bool) {
 	id, err := tenant.Extract(r.Context())
 	if err != nil {
 		httpserver.WriteError(w, http.StatusUnauthorized, "unauthenticated", "no verified identity on this request")
 		return id, gocql.UUID{}, gocql.UUID{}, false
 	}
-	tid, err1 := gocql.ParseUUID(id.TenantID)
-	uid, err2 := gocql.ParseUUID(id.UserID)
-	if err1 != nil || err2 != nil {
+	tid, err := gocql.ParseUUID(id.TenantID)
+	if err != nil || id.UserID == "" {
 		httpserver.WriteError(w, http.StatusUnauthorized, "unauthenticated", "the identity of this request does not name a tenant and user of this service")
 		return id, gocql.UUID{}, gocql.UUID{}, false
 	}
+	uid, err := gocql.ParseUUID(id.UserID)
+	if err != nil {
+		uid = externalUserID(id.UserID)
+	}
 	return id, tid, uid, true
+}
+
+// externalSubjects is the namespace of externalUserID's UUIDs.
+var externalSubjects = uuid.MustParse("6b1e520d-3c41-4f2a-9d07-5e8311c4709a")
+
+// externalUserID names an external identity provider's subject that is
+// not a UUID by a UUID of its own: the name-based (version 5) UUID of the
+// subject, the same at every request, and never one of the random
+// (version 4) IDs config-svc gives its users.
+func externalUserID(subject string) gocql.UUID {
+	return gocql.UUID(uuid.NewSHA1(externalSubjects, []byte(subject)))
 }
 
 // internalError logs err and answers 500 (503 when Cassandra is

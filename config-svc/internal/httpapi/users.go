@@ -61,26 +61,54 @@ func (s *Server) getTenant(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, "read the tenant", err)
 		return
 	}
-	u, ok := s.callerUser(w, r, tid, uid)
+	u, external, ok := s.callerUserOrExternal(w, r, tid, uid)
 	if !ok {
+		return
+	}
+	if external {
+		// An external identity provider's user: config-svc keeps no
+		// user of it, so there is none to show.
+		httpserver.WriteJSON(w, http.StatusOK, map[string]any{"tenant": tenantJSON(t)})
 		return
 	}
 	httpserver.WriteJSON(w, http.StatusOK, map[string]any{"tenant": tenantJSON(t), "user": userJSON(u)})
 }
 
 // callerUser reads the caller's own user, having answered 404 (deleted
-// since its token was issued) or 500 when it reports false.
+// since its token was issued, or an external identity provider's user,
+// of whom config-svc keeps none) or 500 when it reports false.
 func (s *Server) callerUser(w http.ResponseWriter, r *http.Request, tid, uid gocql.UUID) (store.User, bool) {
+	u, external, ok := s.callerUserOrExternal(w, r, tid, uid)
+	if ok && external {
+		httpserver.WriteError(w, http.StatusNotFound, "not_found", "you sign in through your organisation's identity provider, and this service keeps no user of you: manage your account there")
+		return store.User{}, false
+	}
+	return u, ok
+}
+
+// callerUserOrExternal reads the caller's own user, or reports that the
+// caller is an external identity provider's (no user, and none deleted
+// within an access token's lifetime: adminHolds' rule). It has answered
+// 404 (deleted since its token was issued) or 500 when it reports false.
+func (s *Server) callerUserOrExternal(w http.ResponseWriter, r *http.Request, tid, uid gocql.UUID) (u store.User, external, ok bool) {
 	u, err := s.o.Store.User(r.Context(), tid, uid)
 	if errors.Is(err, store.ErrNotFound) {
-		httpserver.WriteError(w, http.StatusNotFound, "not_found", "your user no longer exists")
-		return store.User{}, false
+		deleted, err := s.o.Store.UserDeleted(r.Context(), tid, uid)
+		if err != nil {
+			s.internalError(w, r, "check the caller is not a deleted user", err)
+			return store.User{}, false, false
+		}
+		if deleted {
+			httpserver.WriteError(w, http.StatusNotFound, "not_found", "your user no longer exists")
+			return store.User{}, false, false
+		}
+		return store.User{}, true, true
 	}
 	if err != nil {
 		s.internalError(w, r, "read the user", err)
-		return store.User{}, false
+		return store.User{}, false, false
 	}
-	return u, true
+	return u, false, true
 }
 
 type tenantPatch struct {

@@ -10,16 +10,18 @@ import (
 
 // Invitation is a pending invitation of an address to a tenant, with the
 // role its user will have. TokenHash is the hash of the token mailed to
-// the address.
+// the address. InviterExternal says InvitedBy is an external identity
+// provider's admin, of whom config-svc keeps no user.
 type Invitation struct {
-	TenantID  gocql.UUID
-	ID        gocql.UUID
-	Email     string
-	Role      string
-	InvitedBy gocql.UUID
-	TokenHash string
-	CreatedAt time.Time
-	ExpiresAt time.Time
+	TenantID        gocql.UUID
+	ID              gocql.UUID
+	Email           string
+	Role            string
+	InvitedBy       gocql.UUID
+	InviterExternal bool
+	TokenHash       string
+	CreatedAt       time.Time
+	ExpiresAt       time.Time
 }
 
 // SaveInvitation stores an invitation and its token until it expires, in
@@ -27,8 +29,8 @@ type Invitation struct {
 func (st *Store) SaveInvitation(ctx context.Context, inv Invitation) error {
 	ttl := ttlSeconds(inv.ExpiresAt, st.now())
 	b := st.s.NewBatch(gocql.LoggedBatch).WithContext(ctx)
-	b.Query(`INSERT INTO invitations (tenant_id, invitation_id, email, role, invited_by, token_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?`,
-		inv.TenantID, inv.ID, inv.Email, inv.Role, inv.InvitedBy, inv.TokenHash, inv.CreatedAt, inv.ExpiresAt, ttl)
+	b.Query(`INSERT INTO invitations (tenant_id, invitation_id, email, role, invited_by, inviter_external, token_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?`,
+		inv.TenantID, inv.ID, inv.Email, inv.Role, inv.InvitedBy, inv.InviterExternal, inv.TokenHash, inv.CreatedAt, inv.ExpiresAt, ttl)
 	b.Query(`INSERT INTO invitation_tokens (token_hash, tenant_id, invitation_id, email, role, expires_at) VALUES (?, ?, ?, ?, ?, ?) USING TTL ?`,
 		inv.TokenHash, inv.TenantID, inv.ID, inv.Email, inv.Role, inv.ExpiresAt, ttl)
 	if err := st.s.ExecuteBatch(b); err != nil {
@@ -40,11 +42,11 @@ func (st *Store) SaveInvitation(ctx context.Context, inv Invitation) error {
 // Invitations lists a tenant's pending invitations (those not expired by
 // their TTL), in the order of their IDs.
 func (st *Store) Invitations(ctx context.Context, tenantID gocql.UUID) ([]Invitation, error) {
-	iter := st.s.Query(`SELECT invitation_id, email, role, invited_by, token_hash, created_at, expires_at FROM invitations WHERE tenant_id = ?`, tenantID).
+	iter := st.s.Query(`SELECT invitation_id, email, role, invited_by, inviter_external, token_hash, created_at, expires_at FROM invitations WHERE tenant_id = ?`, tenantID).
 		WithContext(ctx).Iter()
 	var out []Invitation
 	inv := Invitation{TenantID: tenantID}
-	for iter.Scan(&inv.ID, &inv.Email, &inv.Role, &inv.InvitedBy, &inv.TokenHash, &inv.CreatedAt, &inv.ExpiresAt) {
+	for iter.Scan(&inv.ID, &inv.Email, &inv.Role, &inv.InvitedBy, &inv.InviterExternal, &inv.TokenHash, &inv.CreatedAt, &inv.ExpiresAt) {
 		out = append(out, inv)
 	}
 	if err := iter.Close(); err != nil {
@@ -56,8 +58,8 @@ func (st *Store) Invitations(ctx context.Context, tenantID gocql.UUID) ([]Invita
 // Invitation reads one pending invitation of a tenant, or ErrNotFound.
 func (st *Store) Invitation(ctx context.Context, tenantID, id gocql.UUID) (Invitation, error) {
 	inv := Invitation{TenantID: tenantID, ID: id}
-	err := st.s.Query(`SELECT email, role, invited_by, token_hash, created_at, expires_at FROM invitations WHERE tenant_id = ? AND invitation_id = ?`, tenantID, id).
-		WithContext(ctx).Scan(&inv.Email, &inv.Role, &inv.InvitedBy, &inv.TokenHash, &inv.CreatedAt, &inv.ExpiresAt)
+	err := st.s.Query(`SELECT email, role, invited_by, inviter_external, token_hash, created_at, expires_at FROM invitations WHERE tenant_id = ? AND invitation_id = ?`, tenantID, id).
+		WithContext(ctx).Scan(&inv.Email, &inv.Role, &inv.InvitedBy, &inv.InviterExternal, &inv.TokenHash, &inv.CreatedAt, &inv.ExpiresAt)
 	if err != nil {
 		return Invitation{}, fmt.Errorf("read invitation: %w", notFound(err))
 	}
