@@ -95,8 +95,7 @@ func (s *Server) createInvitation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(pending) >= MaxPendingInvitations {
-		httpserver.WriteError(w, http.StatusConflict, "conflict", fmt.Sprintf(
-			"your tenant has %d pending invitations, the most it may have; revoke some (DELETE /v1/invitations/{id}) or wait until they are accepted or expire", MaxPendingInvitations))
+		writeTooManyInvitations(w, "")
 		return
 	}
 	if wait := s.invites.begin(email); wait > 0 {
@@ -126,6 +125,20 @@ func (s *Server) createInvitation(w http.ResponseWriter, r *http.Request) {
 		TokenHash: auth.HashToken(token), CreatedAt: now, ExpiresAt: now.Add(InvitationTTL)}
 	if err := s.o.Store.SaveInvitation(ctx, inv); err != nil {
 		s.internalError(w, r, "store the invitation", err)
+		return
+	}
+	// Invitations made at the same moment all passed the count above:
+	// whichever finds the tenant over the limit afterwards takes its own
+	// back (not mailed yet), so the limit holds.
+	pending, err = s.o.Store.Invitations(ctx, tid)
+	if err == nil && len(pending) > MaxPendingInvitations {
+		if err = s.o.Store.DeleteInvitation(ctx, inv); err == nil {
+			writeTooManyInvitations(w, " (another invitation was made at the same moment)")
+			return
+		}
+	}
+	if err != nil {
+		s.internalError(w, r, "check the pending invitations' limit", err)
 		return
 	}
 	attrs := []slog.Attr{slog.String("mail", "invitation"), slog.String("tenant_id", tid.String()), slog.String("invitation_id", inv.ID.String()),
@@ -345,6 +358,11 @@ func (s *Server) inviterHolds(ctx context.Context, inv store.Invitation) (bool, 
 		return false, err
 	}
 	return inviter.Role == string(tenant.RoleAdmin), nil
+}
+
+func writeTooManyInvitations(w http.ResponseWriter, why string) {
+	httpserver.WriteError(w, http.StatusConflict, "conflict", fmt.Sprintf(
+		"your tenant has %d pending invitations, the most it may have%s; revoke some (DELETE /v1/invitations/{id}) or wait until they are accepted or expire", MaxPendingInvitations, why))
 }
 
 func writeInvalidInvitationToken(w http.ResponseWriter) {

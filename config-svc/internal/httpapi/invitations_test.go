@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -342,5 +343,44 @@ func TestInvitationByExternalAdmin(t *testing.T) {
 		if got.Role != "viewer" || got.TenantID != owner.tokens.TenantID {
 			t.Errorf("accepted an external admin's invitation: %+v", got)
 		}
+	}
+}
+
+// TestPendingInvitationLimitUnderConcurrency: invitations made at the
+// same moment keep the tenant within its 100 pending ones. Each counted
+// them before writing its own, so all of them passed the count.
+func TestPendingInvitationLimitUnderConcurrency(t *testing.T) {
+	e, _ := mailEnv(t, newTestClock())
+	a := e.signup("Invitations Race")
+	const before = MaxPendingInvitations - 2
+	for range before {
+		e.must(http.StatusCreated, a.as(), "POST", "/v1/invitations", map[string]string{"email": newInvitee(), "role": "viewer"})
+	}
+	const n = 16
+	var wg sync.WaitGroup
+	codes := make([]int, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			codes[i] = e.do(a.as(), "POST", "/v1/invitations", map[string]string{"email": newInvitee(), "role": "viewer"}).code
+		}()
+	}
+	wg.Wait()
+	created := 0
+	for _, c := range codes {
+		switch c {
+		case http.StatusCreated:
+			created++
+		case http.StatusConflict:
+		default:
+			t.Errorf("answers %v; want 201 or 409 each", codes)
+		}
+	}
+	pending := len(e.pendingInvitations(a))
+	t.Logf("%d of %d made; %d pending", created, n, pending)
+	if pending > MaxPendingInvitations || pending != before+created {
+		t.Errorf("%d pending invitations after %d made at once answered %v; want at most %d, and %d before plus those answered 201",
+			pending, n, codes, MaxPendingInvitations, before)
 	}
 }
