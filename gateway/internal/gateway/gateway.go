@@ -56,6 +56,11 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.BreakerTimeout, "breaker-open-timeout", 5*time.Second, "how long an open breaker keeps its instance out before one probe request; also the Retry-After of a 503")
 	c.Auth.RegisterFlags(fs)
 	c.Proxy.RegisterFlags(fs)
+	// Longer than every service's 15 s: the longest route's time limit
+	// (-report-timeout, 30 s) and a few seconds (Validate).
+	shutdown := fs.Lookup("shutdown-timeout")
+	c.Service.HTTP.ShutdownTimeout = 35 * time.Second
+	shutdown.DefValue = c.Service.HTTP.ShutdownTimeout.String()
 }
 
 // Validate reports the first configuration error.
@@ -77,6 +82,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Proxy.Validate(); err != nil {
 		return err
+	}
+	if longest := max(c.Proxy.CollectTimeout, c.Proxy.APITimeout, c.Proxy.ReportTimeout); c.Service.HTTP.ShutdownTimeout < longest {
+		return fmt.Errorf("-shutdown-timeout (%v) must be at least the longest of -collect-timeout, -api-timeout and -report-timeout (%v), or a request in flight when the gateway stops is cut off", c.Service.HTTP.ShutdownTimeout, longest)
 	}
 	static, err := parseStatic(c.StaticUpstreams)
 	if err != nil {

@@ -456,6 +456,10 @@ func TestConfigValidation(t *testing.T) {
 		{"negative rate", []string{"-identity-secret=0123456789abcdef", "-hit-rate=-1"}, "-hit-rate"},
 		{"zero timeout", []string{"-identity-secret=0123456789abcdef", "-report-timeout=0s"}, "-report-timeout"},
 		{"huge leeway", []string{"-identity-secret=0123456789abcdef", "-token-leeway=1h"}, "-token-leeway"},
+		// The default was every service's 15 s, under the default
+		// -report-timeout's 30 s: a report in flight at a stop was cut off.
+		{"shutdown shorter than a route's time limit", []string{"-identity-secret=0123456789abcdef", "-shutdown-timeout=20s"}, "-shutdown-timeout (20s) must be at least"},
+		{"shutdown as long as the longest route's", []string{"-identity-secret=0123456789abcdef", "-shutdown-timeout=20s", "-report-timeout=20s"}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
