@@ -91,21 +91,21 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	var body []byte
 	switch {
 	case cmd[0] == "property" && len(cmd) == 2:
-		method, path = "GET", "/internal/v1/properties/"+cmd[1]
+		method, path = "GET", "/internal/v1/properties/"+url.PathEscape(cmd[1])
 		if configclient.ValidTrackingID(cmd[1]) {
-			path = "/internal/v1/properties/by-tracking-id/" + cmd[1]
+			path = "/internal/v1/properties/by-tracking-id/" + url.PathEscape(cmd[1])
 		}
 	case cmd[0] == "set-shards" && len(cmd) == 3:
 		n, err := strconv.Atoi(cmd[2])
 		if err != nil {
 			return fmt.Errorf("set-shards: %q is not a number", cmd[2])
 		}
-		method, path = "PUT", "/internal/v1/properties/"+cmd[1]+"/processing-shards"
+		method, path = "PUT", "/internal/v1/properties/"+url.PathEscape(cmd[1])+"/processing-shards"
 		body = []byte(fmt.Sprintf(`{"processing_shards": %d}`, n))
 	case cmd[0] == "changes" && len(cmd) <= 2:
 		method, path = "GET", "/internal/v1/changes"
 		if len(cmd) == 2 {
-			path += "?wait=0s&since=" + cmd[1]
+			path += "?wait=0s&since=" + url.QueryEscape(cmd[1])
 		}
 	case cmd[0] == "properties" && len(cmd) <= 2:
 		method, path = "GET", "/internal/v1/properties"

@@ -42,6 +42,12 @@ func TestRequests(t *testing.T) {
 		{[]string{"changes", "42"}, "GET /internal/v1/changes?wait=0s&since=42"},
 		{[]string{"properties"}, "GET /internal/v1/properties"},
 		{[]string{"properties", "-4611686018427387904"}, "GET /internal/v1/properties?after=-4611686018427387904"},
+		// An operator's typo stays in its operand: it went into the path
+		// or query as typed, so "p1/../x" asked another endpoint and
+		// "1&wait=60s" waited a minute.
+		{[]string{"property", "p1/../x"}, "GET /internal/v1/properties/p1%2F..%2Fx"},
+		{[]string{"set-shards", "p1?x", "8"}, `PUT /internal/v1/properties/p1%3Fx/processing-shards {"processing_shards": 8}`},
+		{[]string{"changes", "1&wait=60s"}, "GET /internal/v1/changes?wait=0s&since=1%26wait%3D60s"},
 	}
 	for _, tt := range tests {
 		got = nil
