@@ -201,6 +201,9 @@ func (h *Handler) realtime(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if format == "csv" && view == "" && v.Get("format") == "" {
+		format = "json" // asked for by Accept: the summary is JSON only
+	}
 	if format == "csv" && view == "" {
 		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_parameter", "format", "the realtime summary is JSON only; CSV is available for /v1/reports/realtime/pages, /sources and /minutes")
 		return
@@ -251,14 +254,14 @@ func intParam(s string, def, lo, hi int) (int, error) {
 	return n, nil
 }
 
-// formatOf returns "json" or "csv": the format parameter, else the Accept
-// header (text/csv), else JSON.
+// formatOf returns "json" or "csv": the format parameter, else CSV when
+// the Accept header prefers it (prefersCSV), else JSON.
 func formatOf(w http.ResponseWriter, r *http.Request, v *query.Params) (string, bool) {
 	switch f := v.Get("format"); f {
 	case "json", "csv":
 		return f, true
 	case "":
-		if strings.Contains(r.Header.Get("Accept"), "text/csv") {
+		if prefersCSV(r.Header.Values("Accept")) {
 			return "csv", true
 		}
 		return "json", true
@@ -266,6 +269,35 @@ func formatOf(w http.ResponseWriter, r *http.Request, v *query.Params) (string, 
 		httpserver.WriteFieldError(w, http.StatusBadRequest, "invalid_parameter", "format", strconv.Quote(f)+" is not a format; use json (the default) or csv")
 		return "", false
 	}
+}
+
+// prefersCSV reports whether Accept headers ask for text/csv over JSON:
+// text/csv with a quality above 0 and above application/json's, when
+// that is listed (a wildcard decides nothing; a tie is JSON, the
+// default). Any header naming text/csv was taken for CSV, even one
+// refusing it ("text/csv;q=0") or preferring JSON.
+func prefersCSV(accept []string) bool {
+	csvQ, jsonQ := -1.0, -1.0
+	for _, h := range accept {
+		for _, part := range strings.Split(h, ",") {
+			media, params, _ := strings.Cut(part, ";")
+			q := 1.0
+			for _, p := range strings.Split(params, ";") {
+				if k, v, ok := strings.Cut(p, "="); ok && strings.EqualFold(strings.TrimSpace(k), "q") {
+					if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+						q = f
+					}
+				}
+			}
+			switch strings.ToLower(strings.TrimSpace(media)) {
+			case "text/csv":
+				csvQ = max(csvQ, q)
+			case "application/json":
+				jsonQ = max(jsonQ, q)
+			}
+		}
+	}
+	return csvQ > 0 && csvQ > jsonQ
 }
 
 func (h *Handler) writeErr(w http.ResponseWriter, r *http.Request, err error) {

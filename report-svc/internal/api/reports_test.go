@@ -655,3 +655,44 @@ func TestErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestAcceptNegotiation: the Accept header picks CSV only when the client
+// prefers it. Any header naming text/csv was taken for CSV: a client
+// refusing it (q=0) or preferring JSON got CSV, and the realtime summary,
+// JSON only, answered 400 to a client that accepts JSON too.
+func TestAcceptNegotiation(t *testing.T) {
+	ds := dayDataset(time.Date(2026, 3, 18, 0, 0, 0, 0, time.UTC))
+	e := newEnv(t, ds, defaultOptions())
+	get := func(path, accept string) (int, string) {
+		req, err := http.NewRequest("GET", path+"?property_id="+ds.Property.String(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Accept", accept)
+		tenant.Sign(req.Header, viewer, secret, time.Now())
+		resp, err := e.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("Content-Type")
+	}
+	for _, c := range []struct{ accept, want string }{
+		{"application/json, text/csv;q=0", "application/json"},
+		{"application/json;q=1.0, text/csv;q=0.1", "application/json"},
+		{"text/csv, application/json", "application/json"}, // a tie: the default
+		{"text/csv", "text/csv"},
+		{"text/csv, */*;q=0.5", "text/csv"},
+		{"application/json;q=0.5, text/csv", "text/csv"},
+		{"*/*", "application/json"},
+	} {
+		if status, ct := get(e.acq.URL+"/v1/reports/acquisition/channel", c.accept); status != http.StatusOK || !strings.HasPrefix(ct, c.want) {
+			t.Errorf("Accept %q: %d %s, want 200 %s", c.accept, status, ct, c.want)
+		}
+	}
+	for _, accept := range []string{"text/csv", "text/csv, application/json;q=0.5"} {
+		if status, ct := get(e.beh.URL+"/v1/reports/realtime", accept); status != http.StatusOK || !strings.HasPrefix(ct, "application/json") {
+			t.Errorf("realtime summary with Accept %q: %d %s, want 200 JSON (the summary is JSON only)", accept, status, ct)
+		}
+	}
+}
