@@ -228,6 +228,14 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 		for k, v := range f.Params {
 			h.Params[k] = v
 		}
+		// A Measurement API event keeps its page_location and
+		// page_referrer among its parameters too: without credentials,
+		// as dl and dr (they went to the queue as sent).
+		for _, k := range [...]string{"page_location", "page_referrer"} {
+			if v, ok := h.Params[k]; ok {
+				h.Params[k] = withoutUserinfo(v)
+			}
+		}
 	}
 	for _, l := range fieldLimits {
 		if l.param == "" {

@@ -44,11 +44,13 @@ func (s *Server) clientOf(r *http.Request, origin hit.Origin, items []parse.Item
 	if origin == hit.OriginMeasurement {
 		c.err = visitorClient(&c, visitorOf(items))
 	} else {
-		c.ip, c.userAgent = ClientIP(r, s.cfg.TrustedProxies), r.UserAgent()
+		// A browser's header is what it sends, bytes that are not UTF-8
+		// included, which the device parser copied into the browser's
+		// name and Cassandra refuses in a text column: they are replaced
+		// (U+FFFD), as a Measurement API user_agent is refused for them.
+		c.ip, c.userAgent = ClientIP(r, s.cfg.TrustedProxies), strings.ToValidUTF8(r.UserAgent(), "\uFFFD")
 	}
-	if len(c.userAgent) > maxUserAgent {
-		c.userAgent = c.userAgent[:maxUserAgent]
-	}
+	c.userAgent = hit.CutUTF8(c.userAgent, maxUserAgent) // at a character: a byte cut could split one
 	if origin == hit.OriginBrowser || c.userAgent != "" {
 		c.device = s.cfg.Devices.Parse(c.userAgent)
 	}

@@ -120,8 +120,8 @@ func (s *scanner) hit(f *Fields, vals []byte) ([]byte, bool) {
 				}
 				if !null {
 					f.Size += len(vals) - start
-					spans = append(spans, span{key, start, len(vals)})
 				}
+				spans = append(spans, span{key, start, len(vals)}) // a null: empty (jsonHit)
 			}
 			if s.byte('}') {
 				break

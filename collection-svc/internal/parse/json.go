@@ -245,10 +245,11 @@ func jsonHit(v *fastjson.Value, scratch []byte) (Item, []byte) {
 			it.Err = Errorf(ReasonMalformed, string(key), "%s", perr.Message)
 			return
 		}
-		if !ok {
-			return
+		if ok {
+			f.Size += len(vals) - start
 		}
-		f.Size += len(vals) - start
+		// A null is an empty value, as "cid=" in a query: absent, and
+		// clearing an earlier value of the field (the last is read).
 		spans = append(spans, span{key, start, len(vals)})
 	})
 	f.setSpans(vals, spans)
