@@ -90,6 +90,9 @@ func (c *Config) Validate() error {
 		return errors.New("-kafka-partitions must be at least 1")
 	case c.Replication < 1:
 		return errors.New("-kafka-replication-factor must be at least 1")
+	case c.MaxReprocess < 1:
+		// 0 ran the default, 2, and a negative bound refused every job.
+		return fmt.Errorf("-reprocess-max-running must be at least 1, not %d", c.MaxReprocess)
 	case c.ConfigSvc.BaseURL == "" && !c.Service.Discovery.Enabled():
 		return errors.New("give -config-svc-url, or -consul-addr to find config-svc in Consul")
 	}

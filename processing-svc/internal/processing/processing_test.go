@@ -94,3 +94,25 @@ func TestStateEncodingFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestReprocessMaxRunningFlag: -reprocess-max-running is at least 1. The
+// runner took 0 for its default, 2 (so setting 0 to keep jobs off an
+// instance ran two there), and a negative bound refused every job.
+func TestReprocessMaxRunningFlag(t *testing.T) {
+	for _, c := range []struct {
+		value string
+		ok    bool
+	}{{"0", false}, {"-1", false}, {"1", true}, {"4", true}} {
+		var cfg Config
+		fs := flag.NewFlagSet("processing", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		cfg.RegisterFlags(fs)
+		if err := flagenv.Parse(fs, "PROCESSING", []string{"-identity-secret=0123456789abcdef", "-config-svc-url=http://127.0.0.1:1", "-reprocess-max-running=" + c.value}); err != nil {
+			t.Fatal(err)
+		}
+		err := cfg.Validate()
+		if c.ok != (err == nil) || err != nil && !strings.Contains(err.Error(), "-reprocess-max-running must be at least 1") {
+			t.Errorf("-reprocess-max-running=%s: %v", c.value, err)
+		}
+	}
+}

@@ -64,8 +64,11 @@ func TestAPIAnswersBadInputAndOutagesApart(t *testing.T) {
 		if !strings.HasSuffix(path, "/resume") {
 			method = "GET"
 		}
-		if got, msg := call(ok, method, path, `{"rules":"current"}`); got != http.StatusBadRequest || !strings.Contains(msg, "takes no body") {
-			t.Errorf("%s %s with a body: %d (%s), want 400 saying it takes no body", method, path, got, msg)
+		// A MiB of white space first: only the first MiB was read.
+		for _, body := range []string{`{"rules":"current"}`, strings.Repeat(" ", 1<<20) + `{"rules":"current"}`} {
+			if got, msg := call(ok, method, path, body); got != http.StatusBadRequest || !strings.Contains(msg, "takes no body") {
+				t.Errorf("%s %s with a body of %d bytes: %d (%s), want 400 saying it takes no body", method, path, len(body), got, msg)
+			}
 		}
 		if got, msg := call(ok, method, path+"?rules=current", ""); got != http.StatusBadRequest || !strings.HasPrefix(msg, "unknown_parameter: ") {
 			t.Errorf("%s %s?rules=current: %d (%s), want 400 unknown_parameter", method, path, got, msg)

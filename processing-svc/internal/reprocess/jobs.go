@@ -445,6 +445,13 @@ func (e *FieldError) Unwrap() error { return e.Err }
 
 func fieldError(field string, err error) error { return &FieldError{Field: field, Err: err} }
 
+// CheckRange reports what is wrong with from and to as a job's range
+// (days, YYYY-MM-DD, in order, at most 366 of them), nil when nothing.
+func CheckRange(from, to string) error {
+	_, _, err := parseRange(from, to)
+	return err
+}
+
 func parseRange(from, to string) (time.Time, time.Time, error) {
 	parse := func(name, day string) (time.Time, error) {
 		if day == "" {
