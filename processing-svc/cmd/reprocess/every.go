@@ -49,7 +49,7 @@ func (c *config) validateEvery() error {
 	if _, _, err := parseSlice(c.Slice); err != nil {
 		return err
 	}
-	if _, err := c.runSince(time.Time{}); err != nil {
+	if _, err := c.runSince(time.Now()); err != nil {
 		return err
 	}
 	return nil
@@ -83,8 +83,18 @@ func (c *config) runSince(now time.Time) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, fmt.Errorf("-run %q: want the time the run printed at its start (RFC 3339, e.g. 2026-12-06T15:04:05.123Z)", c.Run)
 	}
+	// A run begun later than now (a typo in its year, say) would own no
+	// job, so every property would be done again: refused, allowing for
+	// the clocks of the pods that ran it.
+	if t.After(now.Add(runClockSkew)) {
+		return time.Time{}, fmt.Errorf("-run %s is in the future (it is %s): want the time the run printed at its start", c.Run, now.UTC().Format(time.RFC3339))
+	}
 	return t, nil
 }
+
+// runClockSkew is how far ahead of this command's clock -run may be: the
+// clocks of the commands of one run, on other hosts, differ a little.
+const runClockSkew = 5 * time.Minute
 
 // propertyLister is what runEvery needs of configclient.Client.
 type propertyLister interface {
@@ -98,7 +108,10 @@ func runEvery(ctx context.Context, cfg config, r *reprocess.Runner, list propert
 	if r.Now != nil {
 		now = r.Now()
 	}
-	since, _ := cfg.runSince(now) // validated
+	since, err := cfg.runSince(now)
+	if err != nil {
+		return err
+	}
 	i, n, _ := parseSlice(cfg.Slice)
 	// How to continue: a slice's command with its slice (-run alone would
 	// take every slice's properties, those other commands run included).

@@ -121,6 +121,8 @@ func TestEveryFlags(t *testing.T) {
 		{"a slice past n", func(c *config) { c.Slice = "4/4" }, "0 <= i < n"},
 		{"a slice not i/n", func(c *config) { c.Slice = "2" }, "i/n"},
 		{"a run not a time", func(c *config) { c.Run = "yesterday" }, "RFC 3339"},
+		// It would own no job: every property was done again.
+		{"a run in the future", func(c *config) { c.Run = time.Now().Add(365 * 24 * time.Hour).Format(time.RFC3339) }, "is in the future"},
 		{"a slice for one property", func(c *config) { c.Property = "p"; c.Slice = "1/2" }, "go with -property=all"},
 	} {
 		c := ok
