@@ -40,7 +40,7 @@ func (c *config) validateEvery() error {
 	switch {
 	case c.Job != "":
 		return errors.New("-job resumes one property's job; to continue a run over every property, give -run")
-	case engine.RulesMode(c.Rules) != engine.RulesHistorical:
+	case c.rules() != engine.RulesHistorical:
 		return errors.New("-property=all applies the rules of the time (-rules historical), as after a change to processing's logic; " +
 			"today's rules over the past are each merchant's decision: run those property by property")
 	case c.Parallel < 1 || c.Parallel > maxParallel:

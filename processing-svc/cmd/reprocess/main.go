@@ -51,7 +51,7 @@ func (c *config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Property, "property", "", "property ID (required), or all: every property, with the rules of the time (after a change to processing's logic)")
 	fs.StringVar(&c.From, "from", "", "first property-local day, YYYY-MM-DD")
 	fs.StringVar(&c.To, "to", "", "last property-local day, YYYY-MM-DD (at most two days ago)")
-	fs.StringVar(&c.Rules, "rules", "historical", "historical: the rules in effect when each hit was received; current: today's rules")
+	fs.StringVar(&c.Rules, "rules", "", "historical (when not given): the rules in effect when each hit was received; current: today's rules")
 	fs.StringVar(&c.Job, "job", "", "resume this job ID instead of starting a new one")
 	fs.IntVar(&c.Parallel, "parallel", 1, "with -property=all: jobs run at once (each holds its range's users in memory, about 100 bytes each)")
 	fs.StringVar(&c.Slice, "slice", "0/1", "with -property=all: i/n takes only the properties whose ID hashes to i of n, so that n commands share the properties")
@@ -74,7 +74,7 @@ func (c *config) Validate() error {
 	case c.ConfigSvc.BaseURL == "" && !c.Discovery.Enabled():
 		return errors.New("give -config-svc-url or a Consul agent (-consul-addr) to find config-svc")
 	}
-	if mode := engine.RulesMode(c.Rules); mode != engine.RulesHistorical && mode != engine.RulesCurrent {
+	if mode := c.rules(); mode != engine.RulesHistorical && mode != engine.RulesCurrent {
 		return fmt.Errorf("-rules %q: want %s or %s", c.Rules, engine.RulesHistorical, engine.RulesCurrent)
 	}
 	if err := c.validateEvery(); err != nil {
@@ -97,6 +97,31 @@ func (c *config) Validate() error {
 		cc.Caller, cc.IdentitySecret = "reprocess", []byte(c.IdentitySecret)
 		if err := cc.Validate(); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// rules is -rules, historical when not given.
+func (c *config) rules() engine.RulesMode {
+	if c.Rules == "" {
+		return engine.RulesHistorical
+	}
+	return engine.RulesMode(c.Rules)
+}
+
+// sameJob refuses to resume -job when -from, -to or -rules, given, differ
+// from the job's: a job keeps the range and rules it was made with, and
+// -job -rules=current resumed a job of the rules of the time as such, as
+// if that were what was asked (the API refuses such a body likewise).
+func (c *config) sameJob(ctx context.Context, r *reprocess.Runner) error {
+	j, err := r.Get(ctx, c.Property, c.Job)
+	if err != nil {
+		return err
+	}
+	for _, f := range []struct{ flag, given, job string }{{"from", c.From, j.From}, {"to", c.To, j.To}, {"rules", c.Rules, string(j.Rules)}} {
+		if f.given != "" && f.given != f.job {
+			return fmt.Errorf("-%s %s: job %s has %s; a job keeps the range and rules it was made with (leave -%s out, or make a new job)", f.flag, f.given, j.ID, f.job, f.flag)
 		}
 	}
 	return nil
@@ -145,12 +170,14 @@ func run(ctx context.Context, cfg config) error {
 	}
 	job := cfg.Job
 	if job == "" {
-		j, err := r.Create(ctx, cfg.Property, cfg.From, cfg.To, engine.RulesMode(cfg.Rules))
+		j, err := r.Create(ctx, cfg.Property, cfg.From, cfg.To, cfg.rules())
 		if err != nil {
 			return err
 		}
 		job = j.ID
 		fmt.Printf("job %s: %s to %s with the %s rules (%s)\n", j.ID, j.From, j.To, j.Rules, days(j.DaysTotal))
+	} else if err := cfg.sameJob(ctx, r); err != nil {
+		return err
 	}
 	done, err := r.Start(ctx, cfg.Property, job)
 	if err != nil {

@@ -1,10 +1,18 @@
 package main
 
 import (
+	"context"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/acme/analytics/pkg/cassandra"
+	"github.com/acme/analytics/pkg/migrate/migratetest"
+	"github.com/acme/analytics/pkg/rules"
 	"github.com/acme/analytics/pkg/service"
+	"github.com/acme/analytics/processing-svc/internal/engine"
+	"github.com/acme/analytics/processing-svc/internal/engine/enginetest"
+	"github.com/acme/analytics/processing-svc/internal/reprocess"
 )
 
 // TestHelpListsOnlyItsFlags: -help shows no flag of a service's Consul
@@ -59,5 +67,42 @@ func TestRangeCheckedBeforeAnyRun(t *testing.T) {
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Errorf("-job with the flags of another range: %v", err)
+	}
+}
+
+// TestResumeKeepsTheJob: -job with -from, -to or -rules other than the
+// job's is refused, saying which; the same values, or none, resume it.
+// -job -rules=current resumed a job of the rules of the time as such.
+func TestResumeKeepsTheJob(t *testing.T) {
+	ctx := context.Background()
+	s, err := cassandra.Connect(migratetest.Keyspace(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	const id = "3f1c9a52-3333-4e4e-9a9a-000000000011"
+	p, err := enginetest.Property(id, rules.Defaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &reprocess.Runner{Session: s, Properties: enginetest.Properties{p}, Now: func() time.Time { return time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC) }}
+	j, err := r.Create(ctx, id, "2026-03-01", "2026-03-02", engine.RulesHistorical)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		from, to, rules, want string
+	}{
+		{"", "", "", ""},
+		{"2026-03-01", "2026-03-02", "historical", ""},
+		{"", "", "current", "-rules current: job " + j.ID + " has historical"},
+		{"2026-02-28", "", "", "-from 2026-02-28: job " + j.ID + " has 2026-03-01"},
+		{"", "2026-03-03", "", "-to 2026-03-03"},
+	} {
+		cfg := config{Property: id, Job: j.ID, From: c.from, To: c.to, Rules: c.rules}
+		err := cfg.sameJob(ctx, r)
+		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("-from=%q -to=%q -rules=%q: %v; want %q", c.from, c.to, c.rules, err, c.want)
+		}
 	}
 }
