@@ -176,8 +176,12 @@ func (s *Server) build(h *hit.Hit, p *Property, f *parse.Fields, c *client, orig
 		}
 		return malformed("t", "unknown hit type %q; send pageview, event, engagement, timing or exception", f.Type)
 	}
+	ignoredCID := p.Cookieless && origin == hit.OriginBrowser // the visitor ID is derived
 	for _, l := range fieldLimits {
 		v := l.get(f)
+		if ignoredCID && l.name == "cid" {
+			continue
+		}
 		if len(v) > l.max {
 			return malformed(l.name, "is %d bytes long; the limit is %d", len(v), l.max)
 		}

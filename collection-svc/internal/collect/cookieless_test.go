@@ -220,6 +220,15 @@ func TestCookielessPropertyDecides(t *testing.T) {
 		t.Errorf("a browser hit with a cid: client ID %q (cookieless %v), want the derived %q", withCID.ClientID, withCID.Cookieless, derived)
 	}
 
+	// Ignored, so never refused: one too long, or not UTF-8, refused
+	// the hit.
+	for _, cid := range []string{strings.Repeat("c", 300), "c\xff"} {
+		h, e := buildAt(t, s, p, ip, ua, at, hit.OriginBrowser, parse.Fields{Type: "pageview", Path: "/", ClientID: cid})
+		if e != nil || h.ClientID != derived {
+			t.Errorf("a browser hit with the cid %q: %+v, %v; want it given the derived ID", cid, h, e)
+		}
+	}
+
 	server, e := buildAt(t, s, p, ip, ua, at, hit.OriginMeasurement, parse.Fields{Type: "event", Action: "purchase", ClientID: "c-from-the-server"})
 	if e != nil {
 		t.Fatal(e)
