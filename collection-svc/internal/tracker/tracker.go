@@ -365,7 +365,9 @@ func (s *Script) handler(cacheControl string) http.Handler {
 			body, etag = s.gzipped, strings.TrimSuffix(s.etag, `"`)+`-gzip"`
 		}
 		h.Set("ETag", etag)
-		if match := r.Header.Get("If-None-Match"); match != "" && strings.Contains(match, etag) {
+		// "*" matches any representation (RFC 9110 13.1.2); a list
+		// matches when it holds this one's tag (weakly: W/ too).
+		if match := r.Header.Get("If-None-Match"); match != "" && (strings.TrimSpace(match) == "*" || strings.Contains(match, etag)) {
 			w.WriteHeader(http.StatusNotModified)
 			return
 		}

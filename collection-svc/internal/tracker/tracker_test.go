@@ -42,6 +42,8 @@ func TestServe(t *testing.T) {
 		{"pinned", "/tracker/v1.js", "gzip", "", 200, "public, max-age=86400", "gzip", gzipTag},
 		{"not modified", "/tracker.js", "gzip", gzipTag, 304, "public, max-age=300", "", gzipTag},
 		{"not modified, plain", "/tracker.js", "identity", plainTag, 304, "public, max-age=300", "", plainTag},
+		{"not modified, any tag", "/tracker.js", "gzip", "*", 304, "public, max-age=300", "", gzipTag},
+		{"not modified, one of a list, weak", "/tracker.js", "gzip", `"other", W/` + gzipTag, 304, "public, max-age=300", "", gzipTag},
 		{"the plain tag for the gzipped script", "/tracker.js", "gzip", plainTag, 200, "public, max-age=300", "gzip", gzipTag},
 		{"unknown version", "/tracker/v999.js", "gzip", "", 404, "", "", ""},
 	}
