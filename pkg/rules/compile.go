@@ -222,7 +222,11 @@ func compile(r Rules, version int, hostnames []string, sent bool) (*Compiled, er
 		case c.sent && (dp == "." || dp == ".."):
 			// A stored version holding one is read as it was.
 			c.add("page_path.default_page", "%q names a directory, not a file; give the page a directory serves, e.g. index.html", dp)
+		case c.sent && hit.CanonicalPath(dp) != dp:
+			c.add("page_path.default_page", "%q can never be at the end of a path: paths hold it percent-encoded, as %q; write that instead", dp, hit.CanonicalPath(dp))
 		default:
+			// A stored version holding one that is not in the paths' form
+			// is read as it was (it never matches).
 			out.defaultPage = dp
 		}
 	}
@@ -662,8 +666,8 @@ func literalNeverInPath(lit []rune, folded bool, replaced string, lowercase bool
 		if r == '%' {
 			escape = 2
 		}
-		if strings.ContainsRune(replaced, r) {
-			continue
+		if r != '?' && strings.ContainsRune(replaced, r) {
+			continue // a '?' a replacement writes starts the query page patterns never see
 		}
 		switch s := string(r); {
 		case lowercase && !folded && 'A' <= r && r <= 'Z':
@@ -719,16 +723,20 @@ func (c *compiler) ipRule(field, s string) (netip.Prefix, bool) {
 			return netip.Prefix{}, false
 		}
 		if p.Addr().Is4In6() {
-			c.add(field, "%q is an IPv4-mapped IPv6 prefix; write it in IPv4 form", s)
-			return netip.Prefix{}, false
-		}
-		if m := p.Masked(); m != p {
-			c.add(field, "%q has bits set after the prefix length; did you mean %q?", s, m.String())
+			if p.Bits() >= 96+minPrefixBits4 {
+				c.add(field, "%q is an IPv4-mapped IPv6 prefix; write it in IPv4 form: %q", s, netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96).Masked().String())
+			} else {
+				c.add(field, "%q is an IPv4-mapped IPv6 prefix whose IPv4 form is shorter than /%d, the shortest accepted; exclude IPv4 addresses in IPv4 form", s, minPrefixBits4)
+			}
 			return netip.Prefix{}, false
 		}
 		minBits := minPrefixBits6
 		if p.Addr().Is4() {
 			minBits = minPrefixBits4
+		}
+		if m := p.Masked(); m != p && p.Bits() >= minBits {
+			c.add(field, "%q has bits set after the prefix length; did you mean %q?", s, m.String())
+			return netip.Prefix{}, false
 		}
 		if p.Bits() < minBits {
 			c.add(field, "%q would exclude a large part of the internet; the shortest prefix accepted is /%d", s, minBits)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -408,5 +409,59 @@ func TestUserAgentPatternsDifferingInMeaningAreNoRepeat(t *testing.T) {
 	}
 	if !c.userAgentExcluded("Mozilla 5bot") || !c.userAgentExcluded("Mozilla xbot") {
 		t.Fatal(`\d+bot and \D+bot do not both exclude`)
+	}
+}
+
+// TestPatternsThatCouldNeverMatch: a document whose page pattern, goal
+// or default page could never match what it is compared with is refused
+// when sent, saying so. A goal on text after a "?" that a replacement
+// writes was accepted (the "?" a replacement writes was exempt from the
+// refusal of a "?" in a page pattern), but page patterns and goals see
+// the path before its query, so the goal never converted; a default_page
+// holding a character paths hold percent-encoded (café.html, a|b.html)
+// was accepted and never matched.
+func TestPatternsThatCouldNeverMatch(t *testing.T) {
+	r := Defaults()
+	r.PagePath.Replacements = []Replacement{{Pattern: `^/p/(\d+)$`, Replace: "/p?id=${1}"}}
+	r.Goals = []Goal{{ID: "p5", Name: "Product 5", PagePath: `^/p\?id=5$`}}
+	if _, err := Validate(r, nil); err == nil || !strings.Contains(err.Error(), "goals[0]") {
+		t.Errorf("a goal on a query a replacement writes: %v; want it refused", err)
+	}
+	for _, dp := range []string{"café.html", "a|b.html", "a^b.html"} {
+		r := Defaults()
+		r.PagePath.DefaultPage = dp
+		_, err := Validate(r, nil)
+		if want := hit.CanonicalPath(dp); err == nil || !strings.Contains(err.Error(), strconv.Quote(want)) {
+			t.Errorf("default_page %q: %v; want it refused, naming %q", dp, err, want)
+		}
+		r.PagePath.DefaultPage = hit.CanonicalPath(dp)
+		c, err := Validate(r, nil)
+		if err != nil {
+			t.Fatalf("default_page %q: %v", r.PagePath.DefaultPage, err)
+		}
+		if got := c.CleanPath(hit.CanonicalPath("/docs/" + dp)); got != "/docs/" {
+			t.Errorf("default_page %q: /docs/%s cleaned to %q, want /docs/", r.PagePath.DefaultPage, dp, got)
+		}
+	}
+}
+
+// TestIPRuleSuggestions: a refused IP rule's suggestion is one that would
+// be accepted: the IPv4 form of an IPv4-mapped prefix (it was not given),
+// and a prefix with host bits is told its masked form only when that is
+// long enough (10.1.2.3/4 was told "did you mean 0.0.0.0/4?", itself
+// refused as too short).
+func TestIPRuleSuggestions(t *testing.T) {
+	for _, c := range []struct{ rule, want, not string }{
+		{"::ffff:10.0.0.0/104", `write it in IPv4 form: "10.0.0.0/8"`, ""},
+		{"::ffff:0.0.0.0/100", "shorter than /8", "IPv4 form: "},
+		{"10.1.2.3/4", "the shortest prefix accepted is /8", "did you mean"},
+		{"10.1.2.3/16", `did you mean "10.1.0.0/16"?`, ""},
+	} {
+		r := Defaults()
+		r.Exclusions.IP = []string{c.rule}
+		_, err := Validate(r, nil)
+		if err == nil || !strings.Contains(err.Error(), c.want) || c.not != "" && strings.Contains(err.Error(), c.not) {
+			t.Errorf("%s: %v; want it refused saying %q", c.rule, err, c.want)
+		}
 	}
 }

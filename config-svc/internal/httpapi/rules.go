@@ -340,11 +340,14 @@ func writeRulesError(w http.ResponseWriter, err error) {
 		httpserver.WriteError(w, http.StatusBadRequest, "invalid_field", err.Error())
 		return
 	}
-	code := "invalid_field"
-	if errors.Is(err, rules.ErrTooExpensive) {
-		code = "too_expensive"
+	code, field := "invalid_field", ve.Fields[0].Field
+	for _, f := range ve.Fields {
+		if errors.Is(f.Err, rules.ErrTooExpensive) {
+			code, field = "too_expensive", f.Field
+			break
+		}
 	}
-	httpserver.WriteFieldError(w, http.StatusBadRequest, code, ve.Fields[0].Field, ve.Error())
+	httpserver.WriteFieldError(w, http.StatusBadRequest, code, field, ve.Error())
 }
 
 func writeVersion(w http.ResponseWriter, v configclient.RuleVersion, current bool) {

@@ -1,7 +1,10 @@
 package httpapi
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"reflect"
 	"strings"
@@ -263,5 +266,32 @@ func TestValidateRulesEndpoint(t *testing.T) {
 	}
 	if !strings.Contains(r.apiError().Message, "missing closing )") {
 		t.Fatalf("message = %q", r.apiError().Message)
+	}
+}
+
+// TestTooExpensiveNamesTheCostlyField: too_expensive names the field that
+// costs too much, not the document's first problem: a document with a bad
+// IP rule and 51 user-agent patterns answered too_expensive naming
+// exclusions.ip[0].
+func TestTooExpensiveNamesTheCostlyField(t *testing.T) {
+	doc := rules.Defaults()
+	doc.Exclusions.IP = []string{"10.0.0.1/8"}
+	for i := range 51 {
+		doc.Exclusions.UserAgents = append(doc.Exclusions.UserAgents, fmt.Sprintf("Bot%d", i))
+	}
+	_, err := rules.Validate(doc.Normalize(), nil)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	w := httptest.NewRecorder()
+	writeRulesError(w, err)
+	var body struct {
+		Error struct{ Code, Field, Message string }
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil {
+		t.Fatal(err)
+	}
+	if body.Error.Code != "too_expensive" || body.Error.Field != "exclusions.user_agents" {
+		t.Errorf("code %q, field %q; want too_expensive naming exclusions.user_agents (%s)", body.Error.Code, body.Error.Field, body.Error.Message)
 	}
 }
