@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"net/url"
 	"regexp"
 	"regexp/syntax"
 	"slices"
@@ -202,6 +203,13 @@ func compile(r Rules, version int, hostnames []string, sent bool) (*Compiled, er
 			c.add(f, "is longer than %d bytes", maxParamLength)
 		case strings.ContainsAny(k, "&=#?"):
 			c.add(f, "%q must be a parameter name alone, without &, =, # or ?", k)
+		case c.sent && strings.ContainsAny(k, "%+"):
+			// Names are compared decoded: "%69d" kept nothing.
+			if d, err := url.QueryUnescape(k); err == nil {
+				c.add(f, "%q is written encoded, and names are compared decoded: write %q", k, d)
+			} else {
+				c.add(f, "%q holds a %% that is no escape; names are compared decoded", k)
+			}
 		case out.keepParams[k]:
 			c.add(f, "%q is listed twice", k)
 		default:

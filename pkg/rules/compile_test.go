@@ -465,3 +465,27 @@ func TestIPRuleSuggestions(t *testing.T) {
 		}
 	}
 }
+
+// TestKeepParamsWrittenDecoded: keep_params names are compared decoded,
+// so one written encoded ("%69d", "a+b") is refused, naming the decoded
+// form; it was accepted and kept nothing.
+func TestKeepParamsWrittenDecoded(t *testing.T) {
+	for _, c := range []struct{ name, want string }{{"%69d", `write "id"`}, {"a+b", `write "a b"`}, {"a%zz", "no escape"}} {
+		r := Defaults()
+		r.PagePath.StripQuery = true
+		r.PagePath.KeepParams = []string{c.name}
+		if _, err := Validate(r, nil); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("keep_params %q: %v; want it refused saying %q", c.name, err, c.want)
+		}
+	}
+	r := Defaults()
+	r.PagePath.StripQuery = true
+	r.PagePath.KeepParams = []string{"id"}
+	c, err := Validate(r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.CleanPath("/a?%69d=2&x=1"); got != "/a?%69d=2" {
+		t.Errorf("keep_params id: /a?%%69d=2&x=1 cleaned to %q, want /a?%%69d=2", got)
+	}
+}
