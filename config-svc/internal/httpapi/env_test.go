@@ -386,3 +386,30 @@ func usedOnce(t *testing.T, n, success int, use func(i int) response) (won respo
 	}
 	return won, refused
 }
+
+// atOnce makes n requests at the same moment, create(i) each answering
+// its status, and wants each answered 201 or 409: it returns how many
+// were 201, and the answers.
+func atOnce(t *testing.T, n int, create func(i int) int) (created int, codes []int) {
+	t.Helper()
+	codes = make([]int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			codes[i] = create(i)
+		}()
+	}
+	wg.Wait()
+	for _, c := range codes {
+		switch c {
+		case http.StatusCreated:
+			created++
+		case http.StatusConflict:
+		default:
+			t.Errorf("answers %v; want 201 or 409 each", codes)
+		}
+	}
+	return created, codes
+}

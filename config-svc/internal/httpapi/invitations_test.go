@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -357,26 +356,9 @@ func TestPendingInvitationLimitUnderConcurrency(t *testing.T) {
 		e.must(http.StatusCreated, a.as(), "POST", "/v1/invitations", map[string]string{"email": newInvitee(), "role": "viewer"})
 	}
 	const n = 16
-	var wg sync.WaitGroup
-	codes := make([]int, n)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			codes[i] = e.do(a.as(), "POST", "/v1/invitations", map[string]string{"email": newInvitee(), "role": "viewer"}).code
-		}()
-	}
-	wg.Wait()
-	created := 0
-	for _, c := range codes {
-		switch c {
-		case http.StatusCreated:
-			created++
-		case http.StatusConflict:
-		default:
-			t.Errorf("answers %v; want 201 or 409 each", codes)
-		}
-	}
+	created, codes := atOnce(t, n, func(int) int {
+		return e.do(a.as(), "POST", "/v1/invitations", map[string]string{"email": newInvitee(), "role": "viewer"}).code
+	})
 	pending := len(e.pendingInvitations(a))
 	t.Logf("%d of %d made; %d pending", created, n, pending)
 	if pending > MaxPendingInvitations || pending != before+created {

@@ -123,26 +123,9 @@ func TestActiveSecretLimitUnderConcurrency(t *testing.T) {
 		e.must(http.StatusCreated, a.as(), "POST", path, map[string]string{"name": fmt.Sprintf("s%d", i)})
 	}
 	const n = 16
-	var wg sync.WaitGroup
-	codes := make([]int, n)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			codes[i] = e.do(a.as(), "POST", path, map[string]string{"name": fmt.Sprintf("race%d", i)}).code
-		}()
-	}
-	wg.Wait()
-	created := 0
-	for _, c := range codes {
-		switch c {
-		case http.StatusCreated:
-			created++
-		case http.StatusConflict:
-		default:
-			t.Errorf("answers %v; want 201 or 409 each", codes)
-		}
-	}
+	created, codes := atOnce(t, n, func(i int) int {
+		return e.do(a.as(), "POST", path, map[string]string{"name": fmt.Sprintf("race%d", i)}).code
+	})
 	var l struct {
 		APISecrets []SecretJSON `json:"api_secrets"`
 	}
