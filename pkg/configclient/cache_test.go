@@ -578,3 +578,48 @@ func TestHistoryHasItsOwnTimeLimit(t *testing.T) {
 		t.Fatalf("a history answered in 300 ms, with RequestTimeout 100 ms and HistoryTimeout 5 s: %v, %v", h, err)
 	}
 }
+
+// TestFreshHistoryHasItsOwnTimeLimit: Fresh, which reprocessing reads
+// each property through, fetches the history under HistoryTimeout as
+// RuleHistory does: one RequestTimeout over both fetches failed every job
+// of a property with a large history.
+func TestFreshHistoryHasItsOwnTimeLimit(t *testing.T) {
+	srv := newDocServer(t, 1)
+	inner := srv.Config.Handler
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/rules/versions") {
+			time.Sleep(300 * time.Millisecond) // a long answer
+		}
+		inner.ServeHTTP(w, r)
+	})
+	c := testClient(t, srv, func(cfg *Config) { cfg.RequestTimeout, cfg.HistoryTimeout = 100*time.Millisecond, 5*time.Second })
+	pid := testDoc(0).PropertyID
+	doc, h, err := c.Fresh(context.Background(), pid)
+	if err != nil || doc == nil || h.Newest() != 1 {
+		t.Fatalf("Fresh, a history answered in 300 ms, RequestTimeout 100 ms, HistoryTimeout 5 s: %v, %v, %v", doc, h, err)
+	}
+}
+
+// TestChangedAtIsBoundedUnderOverlappingFetches: a change is remembered
+// only while a fetch begun before it is in flight. It was forgotten only
+// once no fetch at all was, which on a busy instance (each fetch begun
+// before the one before it ends) was never: the map held every property
+// changed since the start.
+func TestChangedAtIsBoundedUnderOverlappingFetches(t *testing.T) {
+	srv := newDocServer(t, 0)
+	c := testClient(t, srv, nil)
+	prev := c.beginFetch()
+	for i := range 10_000 {
+		next := c.beginFetch() // begins before the previous one ends
+		c.endFetch(prev)
+		prev = next
+		p := testDoc(i)
+		c.apply(Changes{Seq: int64(i + 1), Changes: []Change{{Seq: int64(i + 1), Kind: ChangeRules, PropertyID: p.PropertyID, TrackingID: p.TrackingID}}})
+	}
+	c.mu.Lock()
+	n := len(c.changedAt)
+	c.mu.Unlock()
+	if n > 100 {
+		t.Fatalf("changedAt holds %d keys, with one fetch in flight at a time (each begun after the changes it could race were applied)", n)
+	}
+}

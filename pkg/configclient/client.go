@@ -351,7 +351,10 @@ func (c *Client) beginFetch() uint64 {
 
 // endFetch notes the end of a fetch begun at gen. changedAt only serves
 // fetches in flight (a change after a fetch began makes its answer
-// suspect), so it is emptied whenever none is.
+// suspect), so a change is forgotten once no fetch in flight began before
+// it: emptied whenever none is in flight, pruned whenever the oldest ends
+// (on a busy instance fetches overlap without end, and it kept every
+// property changed since the start).
 func (c *Client) endFetch(gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -360,6 +363,18 @@ func (c *Client) endFetch(gen uint64) {
 	}
 	if len(c.fetching) == 0 {
 		clear(c.changedAt)
+		return
+	}
+	oldest := uint64(1<<64 - 1)
+	for g := range c.fetching {
+		oldest = min(oldest, g)
+	}
+	if oldest > gen { // the oldest ended: the changes before the next are no one's
+		for k, g := range c.changedAt {
+			if g <= oldest {
+				delete(c.changedAt, k)
+			}
+		}
 	}
 }
 
@@ -520,16 +535,18 @@ func (c *Client) PropertyIDs(ctx context.Context, after string, limit int) (*Pro
 // the property does not exist. Neither fetch is shared with a lookup's
 // fetch in flight, which may have begun before the change.
 func (c *Client) Fresh(ctx context.Context, propertyID string) (*Property, *History, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
-	defer cancel()
 	gen := c.beginFetch()
 	defer c.endFetch(gen)
-	doc, err := c.fetchDoc(ctx, "/internal/v1/properties/"+url.PathEscape(propertyID))
+	dctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+	doc, err := c.fetchDoc(dctx, "/internal/v1/properties/"+url.PathEscape(propertyID))
+	cancel()
 	if err != nil {
 		return nil, nil, err
 	}
 	c.store(doc, gen)
-	h, err := c.fetchHistoryNow(ctx, propertyID)
+	hctx, cancel := context.WithTimeout(ctx, c.cfg.HistoryTimeout)
+	defer cancel()
+	h, err := c.fetchHistoryNow(hctx, propertyID)
 	if err != nil {
 		return nil, nil, err
 	}
