@@ -739,3 +739,19 @@ func visitorLoadedUnderNewRules(t *testing.T, excludedBetween bool) {
 		t.Errorf("Referral: %+v, want nothing: the session is Direct under the rules of its latest hit", got)
 	}
 }
+
+// TestBrowserNamesInUTF8: a hit whose browser and OS names hold bytes
+// that are not UTF-8 (queued or archived before collection made them
+// UTF-8) is derived with U+FFFD in their place. The rows keyed by them
+// were refused by the store (a text column takes UTF-8 only), so every
+// flush of the partition failed, for good.
+func TestBrowserNamesInUTF8(t *testing.T) {
+	ctx := context.Background()
+	s := connect(t)
+	h := &hit.Hit{PropertyID: propID, ClientID: "c1", Type: hit.TypePageview, Time: t0, ReceivedAt: t0, Path: "/", Browser: "Foo\xff", OS: "\xfeOS"}
+	h.ID = h.DeriveID("1")
+	run(t, ctx, newPartition(s, testProperty(t, rules.Defaults())), inReceiveOrder([]*hit.Hit{h}), 1)
+	if d := dump(t, s); !strings.Contains(d, "Foo\uFFFD") || !strings.Contains(d, "\uFFFDOS") {
+		t.Errorf("the tables hold no browser Foo\uFFFD and OS \uFFFDOS:\n%s", d)
+	}
+}

@@ -88,20 +88,6 @@ func TestArchivedPathsInCanonicalForm(t *testing.T) {
 	}
 }
 
-// A hit queued (or archived) before collection kept its user agent's
-// names to UTF-8 derives a session whose browser and OS are UTF-8: a
-// text column refuses other bytes, and every write of the session failed.
-func TestBrowserNamesInUTF8(t *testing.T) {
-	r, err := rules.Compile(rules.Defaults(), 1, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sh, _ := toSessionHit(&hit.Hit{Type: hit.TypePageview, Path: "/", Browser: "Foo\xff", OS: "\xfeOS"}, r)
-	if sh.Browser != "Foo\uFFFD" || sh.OS != "\uFFFDOS" {
-		t.Errorf("browser %q, OS %q; want Foo\uFFFD and \uFFFDOS", sh.Browser, sh.OS)
-	}
-}
-
 // A referrer on the hit's own site (its page's host or a subdomain) never
 // sets attribution, even for a property without hostnames (they are
 // optional): a visitor back on a tab left open for an hour is direct, not
