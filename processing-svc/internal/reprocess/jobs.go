@@ -333,6 +333,12 @@ func (r *Runner) run(ctx context.Context, j *Job, done map[string]bool) error {
 	// its own entry, overwritten as the run goes on.
 	var runDay time.Time
 	recorded := false
+	left := 0 // the days this run derives
+	for d := f; !d.After(t); d = d.AddDate(0, 0, 1) {
+		if !done[d.Format(time.DateOnly)] {
+			left++
+		}
+	}
 	return rp.Run(ctx, p, f, t, j.Rules,
 		func(d time.Time) bool { return done[d.Format(time.DateOnly)] },
 		func(pr engine.Progress) error {
@@ -350,7 +356,11 @@ func (r *Runner) run(ctx context.Context, j *Job, done map[string]bool) error {
 				return err
 			}
 			// A property deleted meanwhile stops the run before its next
-			// day (while config-svc cannot answer, the run goes on).
+			// day (while config-svc cannot answer, the run goes on); after
+			// its last, the job is done (it was recorded failed).
+			if left--; left <= 0 {
+				return nil
+			}
 			if _, err := r.Properties.Property(ctx, propertyID); errors.Is(err, engine.ErrUnknownProperty) {
 				return fmt.Errorf("the property was deleted during the run: %w", err)
 			}

@@ -483,6 +483,20 @@ func TestRunStopsWhenItsPropertyIsDeleted(t *testing.T) {
 	if got.Status != StatusFailed || got.DaysDone != 1 || !strings.Contains(got.Error, "deleted") {
 		t.Errorf("job %+v: want failed after its first day, saying the property was deleted", got)
 	}
+
+	// Deleted after the job's last day: the job is done, every day of it
+	// (it was recorded failed, the lookup after the last day failing).
+	one, err := (&Runner{Session: s, Properties: props, Now: now}).Create(ctx, propID, "2026-03-05", "2026-03-05", engine.RulesCurrent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lookups.Store(1)
+	if err := r.Run(ctx, propID, one.ID); err != nil {
+		t.Errorf("a run whose property was deleted after its last day: %v", err)
+	}
+	if got, err := r.Get(ctx, propID, one.ID); err != nil || got.Status != StatusDone || got.DaysDone != 1 {
+		t.Errorf("job %+v (%v): want done, its one day done", got, err)
+	}
 }
 
 // A job that moves a user's first session across the end of its range
