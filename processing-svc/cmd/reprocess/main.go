@@ -88,8 +88,10 @@ func (c *config) Validate() error {
 	// The range as a job checks it, before anything runs: with
 	// -property=all a range no job takes failed every property, one by
 	// one, after listing them all.
-	if err := reprocess.CheckRange(c.From, c.To); c.Job == "" && err != nil {
-		return fmt.Errorf("-from %s -to %s: %w", c.From, c.To, err)
+	if c.Job == "" {
+		if err := reprocess.CheckRange(c.From, c.To); err != nil {
+			return fmt.Errorf("-from %s -to %s: %w", c.From, c.To, err)
+		}
 	}
 	if c.ConfigSvc.BaseURL != "" {
 		// Only the URL is checked here; run sets the rest.
