@@ -2,6 +2,7 @@ package hit
 
 import (
 	"encoding/json"
+	"maps"
 	"reflect"
 	"strings"
 	"testing"
@@ -179,5 +180,35 @@ func BenchmarkUnmarshalJSON(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_, _ = Unmarshal(buf)
+	}
+}
+
+// TestUnmarshalMendsUTF8: a decoded hit's texts are UTF-8, as Cassandra's
+// text columns take them: an identifier that is not is refused (the hit
+// is dead-lettered as undecodable), any other text has such bytes
+// replaced by U+FFFD. A hit holding them made every flush of its
+// partition fail, for good.
+func TestUnmarshalMendsUTF8(t *testing.T) {
+	h := full()
+	h.Title, h.Category, h.Country, h.DeviceCategory = "T\xff", "c\xfe", "D\xff", "d\xff"
+	h.Params = map[string]string{"k\xff": "v", "ok": "v\xff", "fine": "v"}
+	b, _ := Marshal(h)
+	got, err := Unmarshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Title != "T\uFFFD" || got.Category != "c\uFFFD" || got.Country != "D\uFFFD" || got.DeviceCategory != "d\uFFFD" {
+		t.Errorf("texts %q %q %q %q, want U+FFFD for the bytes that are not UTF-8", got.Title, got.Category, got.Country, got.DeviceCategory)
+	}
+	if want := map[string]string{"k\uFFFD": "v", "ok": "v\uFFFD", "fine": "v"}; !maps.Equal(got.Params, want) {
+		t.Errorf("params %q, want %q", got.Params, want)
+	}
+	for _, set := range []func(*Hit){func(h *Hit) { h.ClientID = "c\xff" }, func(h *Hit) { h.PropertyID = "p\xff" }, func(h *Hit) { h.UserID = "u\xff" }} {
+		h := full()
+		set(h)
+		b, _ := Marshal(h)
+		if _, err := Unmarshal(b); err == nil || !strings.Contains(err.Error(), "is not UTF-8") {
+			t.Errorf("an identifier not UTF-8: %v; want it refused", err)
+		}
 	}
 }

@@ -332,7 +332,47 @@ func Unmarshal(b []byte) (*Hit, error) {
 	case h.Time.IsZero():
 		return nil, fmt.Errorf("decode hit %s: no time", h.ID)
 	}
+	if err := h.mendUTF8(); err != nil {
+		return nil, fmt.Errorf("decode hit %q: %w", h.ID, err)
+	}
 	return h, nil
+}
+
+// mendUTF8 makes every text of h valid UTF-8, as collection sends them
+// (it checks them, and since 2026-12-07 makes a browser's user agent so):
+// an identifier that is not is an error (no other text stands for it),
+// any other text has the bytes that are not UTF-8 replaced by U+FFFD.
+// Cassandra refuses other bytes in a text column, so a hit holding them
+// (an older collection's, another producer's, a corrupt record's) made
+// every flush of its partition fail, for good.
+func (h *Hit) mendUTF8() error {
+	for _, id := range [...]struct{ name, v string }{{"id", h.ID}, {"tenant id", h.TenantID}, {"property id", h.PropertyID},
+		{"tracking id", h.TrackingID}, {"client id", h.ClientID}, {"user id", h.UserID}} {
+		if !utf8.ValidString(id.v) {
+			return fmt.Errorf("its %s is not UTF-8", id.name)
+		}
+	}
+	for _, s := range [...]*string{&h.URL, &h.Hostname, &h.Path, &h.Title, &h.Referrer, &h.Category, &h.Action, &h.Label,
+		&h.ScreenResolution, &h.Language, &h.UserAgent, &h.Browser, &h.OS, &h.DeviceCategory, &h.Country, &h.IP, &h.BotName, &h.IPExcludedBy} {
+		mendString(s)
+	}
+	for k, v := range h.Params {
+		if utf8.ValidString(k) && utf8.ValidString(v) {
+			continue
+		}
+		delete(h.Params, k) // a key mended is another key, visited or not: both are then valid
+		mendString(&k)
+		mendString(&v)
+		h.Params[k] = v
+	}
+	return nil
+}
+
+// mendString replaces the bytes of *s that are not UTF-8 by U+FFFD.
+func mendString(s *string) {
+	if !utf8.ValidString(*s) {
+		*s = strings.ToValidUTF8(*s, "\uFFFD")
+	}
 }
 
 // Topics of the pipeline.

@@ -663,11 +663,28 @@ func (r *sessionRows) add(ch visitor.Changes) {
 // broken record is cut.
 const maxDeadLetterPayload = 64 << 10
 
+// Bounds of a dead letter's detail and tracking ID, which quote the
+// rejected message too (an unknown type, a property not known): a hit of
+// 300 KB whose type is control characters (%q writes four bytes for
+// each) made a letter over the producer's 1 MB, and the partition was
+// held for good.
+const (
+	maxDeadLetterDetail = 1 << 10
+	maxDeadLetterTID    = 64
+)
+
 // deadLetter rejects payload (a hit of message m, or the whole message
 // when its hits cannot be told apart), keeping at most
 // maxDeadLetterPayload bytes of it (cut at a character, so that text stays
-// text) and saying so in the detail.
+// text) and saying so in the detail; the detail and tracking ID are cut
+// as well.
 func (p *Partition) deadLetter(m Message, payload []byte, reason, detail, tid string) hit.DeadLetter {
+	if n := len(detail); n > maxDeadLetterDetail {
+		detail = hit.CutUTF8(strings.ToValidUTF8(detail, "\uFFFD"), maxDeadLetterDetail) + fmt.Sprintf("... (detail cut from %d bytes)", n)
+	}
+	if len(tid) > maxDeadLetterTID {
+		tid = hit.CutUTF8(strings.ToValidUTF8(tid, "\uFFFD"), maxDeadLetterTID)
+	}
 	if n := len(payload); n > maxDeadLetterPayload {
 		cut := maxDeadLetterPayload
 		for cut > maxDeadLetterPayload-utf8.UTFMax && !utf8.RuneStart(payload[cut]) {

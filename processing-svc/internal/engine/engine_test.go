@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -328,6 +329,38 @@ func TestBrokenRecordsAreDeadLettered(t *testing.T) {
 	}
 	if st := part.Stats(); st.Applied+st.Excluded+st.Duplicates != 2 {
 		t.Errorf("stats %+v: the two good hits of the second record are applied", st)
+	}
+}
+
+// TestHugeHitsDeadLetterFits: the dead letter of a hit of 300 KB that
+// cannot be processed (its type unknown: control characters, or its
+// property unknown) fits in one message of the dead-letter producer
+// (sarama's 1,000,000 bytes). The detail quoted the type whole, four
+// bytes for each control character, and the tracking ID whole: the
+// letter was refused at every try, and the partition held for good.
+func TestHugeHitsDeadLetterFits(t *testing.T) {
+	ctx := context.Background()
+	var dead []hit.DeadLetter
+	part := New(Config{Topic: "hits", Session: connect(t), Properties: staticProperties{testProperty(t, rules.Defaults())},
+		DeadLetter: func(_ context.Context, dl []hit.DeadLetter) error { dead = append(dead, dl...); return nil }})
+	huge := strings.Repeat("\x01", 300<<10)
+	badType := &hit.Hit{PropertyID: propID, ClientID: "c1", Type: hit.Type(huge), Time: t0, ReceivedAt: t0, Path: "/"}
+	badType.ID = badType.DeriveID("1")
+	unknown := &hit.Hit{PropertyID: "3f1c9a52-0000-4e4e-9a9a-" + strings.Repeat("9", 300<<10), TrackingID: "AT-" + strings.Repeat("\x01", 300<<10),
+		ClientID: "c1", Type: hit.TypePageview, Time: t0, ReceivedAt: t0, Path: "/"}
+	unknown.ID = unknown.DeriveID("2")
+	run(t, ctx, part, inReceiveOrder([]*hit.Hit{badType, unknown}), 2)
+	if len(dead) != 2 {
+		t.Fatalf("%d dead letters, want 2", len(dead))
+	}
+	for _, dl := range dead {
+		b, err := json.Marshal(dl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) > 1_000_000 {
+			t.Errorf("a %s dead letter of %d bytes (detail %d, tracking ID %d): over the producer's 1,000,000", dl.Reason, len(b), len(dl.Detail), len(dl.TrackingID))
+		}
 	}
 }
 
@@ -740,18 +773,40 @@ func visitorLoadedUnderNewRules(t *testing.T, excludedBetween bool) {
 	}
 }
 
-// TestBrowserNamesInUTF8: a hit whose browser and OS names hold bytes
-// that are not UTF-8 (queued or archived before collection made them
-// UTF-8) is derived with U+FFFD in their place. The rows keyed by them
+// TestTextsNotUTF8: a hit whose texts hold bytes that are not UTF-8 (an
+// older collection's browser names, another producer's or a corrupt
+// record's fields) is derived with U+FFFD in their place, and one whose
+// client ID does is dead-lettered (hit.Unmarshal). The rows keyed by them
 // were refused by the store (a text column takes UTF-8 only), so every
 // flush of the partition failed, for good.
-func TestBrowserNamesInUTF8(t *testing.T) {
+func TestTextsNotUTF8(t *testing.T) {
 	ctx := context.Background()
 	s := connect(t)
-	h := &hit.Hit{PropertyID: propID, ClientID: "c1", Type: hit.TypePageview, Time: t0, ReceivedAt: t0, Path: "/", Browser: "Foo\xff", OS: "\xfeOS"}
-	h.ID = h.DeriveID("1")
-	run(t, ctx, newPartition(s, testProperty(t, rules.Defaults())), inReceiveOrder([]*hit.Hit{h}), 1)
-	if d := dump(t, s); !strings.Contains(d, "Foo\uFFFD") || !strings.Contains(d, "\uFFFDOS") {
-		t.Errorf("the tables hold no browser Foo\uFFFD and OS \uFFFDOS:\n%s", d)
+	var dead []hit.DeadLetter
+	part := New(Config{Topic: "hits", Session: s, Properties: staticProperties{testProperty(t, rules.Defaults())},
+		DeadLetter: func(_ context.Context, dl []hit.DeadLetter) error { dead = append(dead, dl...); return nil }})
+	part.SettleFrom(0)
+	var hits []*hit.Hit
+	for i, set := range []func(h *hit.Hit){
+		func(h *hit.Hit) { h.Browser, h.OS = "Foo\xff", "\xfeOS" },
+		func(h *hit.Hit) { h.Title = "T\xff" },
+		func(h *hit.Hit) { h.Type, h.Category, h.Action, h.Label = hit.TypeEvent, "c\xff", "a\xff", "l\xff" },
+		func(h *hit.Hit) { h.Country, h.DeviceCategory = "D\xff", "d\xff" },
+		func(h *hit.Hit) { h.ClientID = "c\xff" },
+	} {
+		h := &hit.Hit{PropertyID: propID, ClientID: fmt.Sprint("c", i), Type: hit.TypePageview, Time: t0, ReceivedAt: t0.Add(time.Duration(i) * time.Second), Path: "/"}
+		set(h)
+		h.ID = h.DeriveID(fmt.Sprint(i))
+		hits = append(hits, h)
+	}
+	run(t, ctx, part, inReceiveOrder(hits), len(hits))
+	if len(dead) != 1 || dead[0].Reason != "undecodable" || !strings.Contains(dead[0].Detail, "client id is not UTF-8") {
+		t.Errorf("dead letters %+v; want the hit whose client ID is not UTF-8, undecodable", dead)
+	}
+	d := dump(t, s)
+	for _, want := range []string{"Foo\uFFFD", "\uFFFDOS", "T\uFFFD", "a\uFFFD", "d\uFFFD"} {
+		if !strings.Contains(d, want) {
+			t.Errorf("the tables hold no %q:\n%s", want, d)
+		}
 	}
 }

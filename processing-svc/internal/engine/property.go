@@ -157,10 +157,8 @@ func toSessionHit(h *hit.Hit, r *rules.Compiled) (*session.Hit, string) {
 		Interaction: h.Params["non_interaction"] != "1",
 		Country:     h.Country,
 		Device:      h.DeviceCategory,
-		// Valid UTF-8, as collection makes them since 2026-12-07: a text
-		// column refuses other bytes, which older hits may hold.
-		Browser:     strings.ToValidUTF8(h.Browser, "\uFFFD"),
-		OS:          strings.ToValidUTF8(h.OS, "\uFFFD"),
+		Browser:     h.Browser,
+		OS:          h.OS,
 		RuleVersion: r.Version(),
 	}
 	for _, g := range r.Goals(h, clean) {
