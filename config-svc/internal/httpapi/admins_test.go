@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,6 +14,8 @@ import (
 
 	"github.com/acme/analytics/config-svc/internal/store"
 	"github.com/acme/analytics/pkg/cassandra"
+	"github.com/acme/analytics/pkg/cqlserver"
+	"github.com/acme/analytics/pkg/cqltest"
 	"github.com/acme/analytics/pkg/tenant"
 )
 
@@ -163,4 +166,49 @@ func TestExternalUsers(t *testing.T) {
 	deleted := e.addUser(owner, "viewer")
 	e.must(http.StatusNoContent, owner.as(), "DELETE", "/v1/users/"+deleted.tokens.UserID, nil)
 	e.must(http.StatusNotFound, deleted.as(), "GET", "/v1/tenants/me", nil)
+}
+
+// TestAdminsDeletingEachOtherKeepOne: of two admins deleting each other
+// at once, at least one is refused (409), so the tenant keeps an admin.
+// Each checked for another admin once, before deleting: each saw the
+// other, both were deleted, and the tenant was left with no user. The
+// second deletion runs from the store's hook, as the first marks its
+// user deleted.
+func TestAdminsDeletingEachOtherKeepOne(t *testing.T) {
+	srv := cqltest.Server(t)
+	e := newEnv(t)
+	t.Cleanup(func() { srv.SetFault(nil) })
+	a := e.signup("Mutual Deletion")
+	b := e.addUser(a, "admin")
+	var once atomic.Bool
+	var second response
+	srv.SetFault(func(cql string) cqlserver.Fault {
+		if strings.HasPrefix(strings.TrimSpace(cql), "INSERT INTO deleted_users") && once.CompareAndSwap(false, true) {
+			second = e.do(b.as(), "DELETE", "/v1/users/"+a.tokens.UserID, nil)
+		}
+		return cqlserver.NoFault
+	})
+	first := e.do(a.as(), "DELETE", "/v1/users/"+b.tokens.UserID, nil)
+	srv.SetFault(nil)
+	if !once.Load() {
+		t.Fatal("the hook never ran")
+	}
+	t.Logf("a deleting b: %d; b deleting a meanwhile: %d", first.code, second.code)
+	if first.code == http.StatusNoContent && second.code == http.StatusNoContent {
+		t.Fatal("both admins deleted each other")
+	}
+	tid, _ := gocql.ParseUUID(a.tokens.TenantID)
+	users, err := e.store.Users(context.Background(), tid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admins := 0
+	for _, u := range users {
+		if u.Role == string(tenant.RoleAdmin) {
+			admins++
+		}
+	}
+	if admins == 0 {
+		t.Errorf("the tenant has no admin left: %+v", users)
+	}
 }

@@ -107,12 +107,11 @@ func (s *Server) createInvitation(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, "read the tenant", err)
 		return
 	}
-	// No user: an external identity provider's admin (adminHolds has
-	// refused a deleted user's token).
-	inviter, err := s.o.Store.User(ctx, tid, uid)
-	external := errors.Is(err, store.ErrNotFound)
-	if err != nil && !external {
-		s.internalError(w, r, "read the user", err)
+	// No user, and none deleted: an external identity provider's admin.
+	// (A user deleted since adminHolds read it is refused here; one
+	// deleted later leaves an invitation its acceptance refuses.)
+	inviter, external, ok := s.callerUserOrExternal(w, r, tid, uid)
+	if !ok {
 		return
 	}
 	token, err := auth.RandomToken(auth.InvitationTokenPrefix)

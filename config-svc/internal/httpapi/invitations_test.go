@@ -5,9 +5,12 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/acme/analytics/pkg/cqlserver"
+	"github.com/acme/analytics/pkg/cqltest"
 	"github.com/acme/analytics/pkg/eventually"
 	"github.com/acme/analytics/pkg/tenant"
 	"github.com/gocql/gocql"
@@ -365,4 +368,39 @@ func TestPendingInvitationLimitUnderConcurrency(t *testing.T) {
 		t.Errorf("%d pending invitations after %d made at once answered %v; want at most %d, and %d before plus those answered 201",
 			pending, n, codes, MaxPendingInvitations, before)
 	}
+}
+
+// TestInvitationOfAnAdminDeletedMeanwhile: an admin deleted while its
+// invitation is made (after its token was checked) makes no invitation
+// that holds: it was taken for an external identity provider's admin (no
+// user row), and its invitation held for good. The deletion runs from
+// the store's hook, at the request's read of the tenant.
+func TestInvitationOfAnAdminDeletedMeanwhile(t *testing.T) {
+	srv := cqltest.Server(t)
+	e, dir := mailEnv(t, newTestClock())
+	t.Cleanup(func() { srv.SetFault(nil) })
+	a := e.signup("Deleted Inviter")
+	b := e.addUser(a, "admin")
+	email := newInvitee()
+	var once atomic.Bool
+	srv.SetFault(func(cql string) cqlserver.Fault {
+		if strings.HasPrefix(strings.TrimSpace(cql), "SELECT name, created_at FROM tenants") && once.CompareAndSwap(false, true) {
+			e.do(a.as(), "DELETE", "/v1/users/"+b.tokens.UserID, nil)
+		}
+		return cqlserver.NoFault
+	})
+	created := e.do(b.as(), "POST", "/v1/invitations", map[string]string{"email": email, "role": "admin"})
+	srv.SetFault(nil)
+	if !once.Load() {
+		t.Fatal("the hook never ran")
+	}
+	if created.code != http.StatusCreated {
+		return // refused: the inviter was deleted
+	}
+	var tokens []string
+	eventually.True(t, 10*time.Second, "the invitation mail", func() bool {
+		tokens = invitationTokens(t, dir, email)
+		return len(tokens) > 0
+	})
+	wantInvalidInvitationToken(t, e.accept(tokens[0], "the deleted admin's other password"))
 }

@@ -286,6 +286,56 @@ func (s *Server) hasOtherAdmin(r *http.Request, tid, except gocql.UUID) (bool, e
 	return false, nil
 }
 
+// setRoleKeepingAnAdmin sets u's role to role, keeping the tenant an
+// admin who can log in when u is an admin: another is looked for first,
+// and again once u's role is changed, which is undone when none is left
+// (two admins demoting, or deleting, each other at once both saw the
+// other as an admin; whichever finds none afterwards backs off). It
+// reports false having answered: lastAdmin's 409, 404 for a user deleted
+// meanwhile, or 500.
+func (s *Server) setRoleKeepingAnAdmin(w http.ResponseWriter, r *http.Request, tid gocql.UUID, u store.User, role string, lastAdmin func()) bool {
+	admin := u.Role == string(tenant.RoleAdmin)
+	if admin {
+		other, err := s.hasOtherAdmin(r, tid, u.ID)
+		if err != nil {
+			s.internalError(w, r, "count admins", err)
+			return false
+		}
+		if !other {
+			lastAdmin()
+			return false
+		}
+	}
+	if err := s.o.Store.SetUserRole(r.Context(), tid, u.ID, role); err != nil {
+		if errors.Is(err, store.ErrNotFound) { // deleted since it was read
+			notFound(w, "user", u.ID.String())
+			return false
+		}
+		s.internalError(w, r, "change the role", err)
+		return false
+	}
+	if !admin {
+		return true
+	}
+	other, err := s.hasOtherAdmin(r, tid, u.ID)
+	if err == nil && !other {
+		err = s.o.Store.SetUserRole(r.Context(), tid, u.ID, u.Role)
+		if errors.Is(err, store.ErrNotFound) { // deleted meanwhile
+			notFound(w, "user", u.ID.String())
+			return false
+		}
+		if err == nil {
+			lastAdmin()
+			return false
+		}
+	}
+	if err != nil {
+		s.internalError(w, r, "check the tenant still has an admin", err)
+		return false
+	}
+	return true
+}
+
 func (s *Server) patchUser(w http.ResponseWriter, r *http.Request) {
 	_, tid, _, ok := caller(w, r)
 	if !ok {
@@ -303,45 +353,11 @@ func (s *Server) patchUser(w http.ResponseWriter, r *http.Request) {
 		if !checkRole(w, *req.Role) {
 			return
 		}
-		if u.Role == string(tenant.RoleAdmin) {
-			other, err := s.hasOtherAdmin(r, tid, u.ID)
-			if err != nil {
-				s.internalError(w, r, "count admins", err)
-				return
-			}
-			if !other {
-				httpserver.WriteFieldError(w, http.StatusConflict, "conflict", "role", "this is the tenant's last admin; make another user admin first")
-				return
-			}
+		lastAdmin := func() {
+			httpserver.WriteFieldError(w, http.StatusConflict, "conflict", "role", "this is the tenant's last admin; make another user admin first")
 		}
-		if err := s.o.Store.SetUserRole(r.Context(), tid, u.ID, *req.Role); err != nil {
-			if errors.Is(err, store.ErrNotFound) { // deleted since it was read
-				notFound(w, "user", u.ID.String())
-				return
-			}
-			s.internalError(w, r, "change the role", err)
+		if !s.setRoleKeepingAnAdmin(w, r, tid, u, *req.Role, lastAdmin) {
 			return
-		}
-		if u.Role == string(tenant.RoleAdmin) {
-			// Two admins demoting each other at once both saw the other
-			// as an admin: whoever finds none left afterwards undoes
-			// its change, so the tenant always keeps one.
-			other, err := s.hasOtherAdmin(r, tid, u.ID)
-			if err == nil && !other {
-				err = s.o.Store.SetUserRole(r.Context(), tid, u.ID, u.Role)
-				if errors.Is(err, store.ErrNotFound) { // deleted meanwhile
-					notFound(w, "user", u.ID.String())
-					return
-				}
-				if err == nil {
-					httpserver.WriteFieldError(w, http.StatusConflict, "conflict", "role", "this is the tenant's last admin; make another user admin first")
-					return
-				}
-			}
-			if err != nil {
-				s.internalError(w, r, "check the tenant still has an admin", err)
-				return
-			}
 		}
 		u.Role = *req.Role
 	}
@@ -361,16 +377,12 @@ func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request) {
 		httpserver.WriteError(w, http.StatusConflict, "conflict", "you cannot delete yourself; ask another admin")
 		return
 	}
-	if u.Role == string(tenant.RoleAdmin) {
-		other, err := s.hasOtherAdmin(r, tid, u.ID)
-		if err != nil {
-			s.internalError(w, r, "count admins", err)
-			return
-		}
-		if !other {
-			httpserver.WriteError(w, http.StatusConflict, "conflict", "this is the tenant's last admin")
-			return
-		}
+	// An admin is demoted first, keeping the tenant an admin: two admins
+	// deleting each other at once each saw the other as an admin, both
+	// were deleted, and the tenant was left with none.
+	lastAdmin := func() { httpserver.WriteError(w, http.StatusConflict, "conflict", "this is the tenant's last admin") }
+	if u.Role == string(tenant.RoleAdmin) && !s.setRoleKeepingAnAdmin(w, r, tid, u, string(tenant.RoleViewer), lastAdmin) {
+		return
 	}
 	if err := s.o.Store.DeleteUser(r.Context(), u, s.deletedUserMemory()); err != nil {
 		s.internalError(w, r, "delete the user", err)
