@@ -562,7 +562,10 @@ func TestFailingResyncPassWaitsItsGapAndMore(t *testing.T) {
 // version kept in one answer, tens of megabytes for a large document an
 // hourly job rewrites: bounded by RequestTimeout (5 s), its fetch failed at
 // every try, and every processor without a cached copy held up its
-// partition. It has HistoryTimeout (30 s) of its own.
+// partition. It has HistoryTimeout (30 s) of its own, in RuleHistory and
+// in Fresh, which reprocessing reads each property through (one
+// RequestTimeout over both its fetches failed every job of such a
+// property).
 func TestHistoryHasItsOwnTimeLimit(t *testing.T) {
 	srv := newDocServer(t, 1)
 	inner := srv.Config.Handler
@@ -573,27 +576,11 @@ func TestHistoryHasItsOwnTimeLimit(t *testing.T) {
 		inner.ServeHTTP(w, r)
 	})
 	c := testClient(t, srv, func(cfg *Config) { cfg.RequestTimeout, cfg.HistoryTimeout = 100*time.Millisecond, 5*time.Second })
-	h, err := c.RuleHistory(context.Background(), testDoc(0).PropertyID)
+	pid := testDoc(0).PropertyID
+	h, err := c.RuleHistory(context.Background(), pid)
 	if err != nil || h.Newest() != 1 {
 		t.Fatalf("a history answered in 300 ms, with RequestTimeout 100 ms and HistoryTimeout 5 s: %v, %v", h, err)
 	}
-}
-
-// TestFreshHistoryHasItsOwnTimeLimit: Fresh, which reprocessing reads
-// each property through, fetches the history under HistoryTimeout as
-// RuleHistory does: one RequestTimeout over both fetches failed every job
-// of a property with a large history.
-func TestFreshHistoryHasItsOwnTimeLimit(t *testing.T) {
-	srv := newDocServer(t, 1)
-	inner := srv.Config.Handler
-	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/rules/versions") {
-			time.Sleep(300 * time.Millisecond) // a long answer
-		}
-		inner.ServeHTTP(w, r)
-	})
-	c := testClient(t, srv, func(cfg *Config) { cfg.RequestTimeout, cfg.HistoryTimeout = 100*time.Millisecond, 5*time.Second })
-	pid := testDoc(0).PropertyID
 	doc, h, err := c.Fresh(context.Background(), pid)
 	if err != nil || doc == nil || h.Newest() != 1 {
 		t.Fatalf("Fresh, a history answered in 300 ms, RequestTimeout 100 ms, HistoryTimeout 5 s: %v, %v, %v", doc, h, err)
