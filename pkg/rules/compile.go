@@ -89,7 +89,7 @@ func Compile(r Rules, version int, hostnames []string) (*Compiled, error) {
 
 // compile is Compile, and Validate when sent.
 func compile(r Rules, version int, hostnames []string, sent bool) (*Compiled, error) {
-	c := &compiler{cost: map[string]int{}, sent: sent, lowercase: r.PagePath.Lowercase}
+	c := &compiler{cost: map[string]int{}, sent: sent, lowercase: r.PagePath.Lowercase, stripSlash: r.PagePath.StripTrailingSlash}
 	for _, rp := range r.PagePath.Replacements {
 		c.replaced += rp.Replace
 	}
@@ -407,6 +407,8 @@ type compiler struct {
 	replaced string
 	// lowercase: page_path.lowercase is on (pathPattern).
 	lowercase bool
+	// stripSlash: page_path.strip_trailing_slash is on (pathPattern).
+	stripSlash bool
 	errs      []FieldError
 	cost      map[string]int // cost by list, for the error
 	total     int
@@ -629,7 +631,23 @@ func (c *compiler) pathPattern(list, field, p string, u use) *regexp.Regexp {
 		c.add(field, "%q can never match %s (docs/collection.md: the path is stored in one canonical form)", p, reason)
 		return nil
 	}
+	if c.stripSlash && endsInSlash(p) {
+		c.add(field, "%q can never match: with page_path.strip_trailing_slash no path but / ends in /; leave the last / out", p)
+		return nil
+	}
 	return re
+}
+
+// endsInSlash reports whether pattern p ends, at the end of the text, in
+// literal text of more than a "/" that ends in "/" (^/admin/$): a path
+// clean-up with strip_trailing_slash leaves no path so but "/" itself.
+func endsInSlash(p string) bool {
+	parsed, err := syntax.Parse(p, syntax.Perl)
+	if err != nil || parsed.Op != syntax.OpConcat || len(parsed.Sub) < 2 {
+		return false
+	}
+	last, lit := parsed.Sub[len(parsed.Sub)-1], parsed.Sub[len(parsed.Sub)-2]
+	return last.Op == syntax.OpEndText && lit.Op == syntax.OpLiteral && len(lit.Rune) > 1 && lit.Rune[len(lit.Rune)-1] == '/'
 }
 
 // neverInPath says what in the literal text of pattern p no cleaned path

@@ -489,3 +489,30 @@ func TestKeepParamsWrittenDecoded(t *testing.T) {
 		t.Errorf("keep_params id: /a?%%69d=2&x=1 cleaned to %q, want /a?%%69d=2", got)
 	}
 }
+
+// TestTrailingSlashPatternUnderStrip: with strip_trailing_slash no
+// cleaned path but "/" ends in "/", so a page pattern requiring one at its
+// end is refused when sent (it was accepted and never matched); one that
+// the root matches, or without the clean-up, is accepted.
+func TestTrailingSlashPatternUnderStrip(t *testing.T) {
+	for _, c := range []struct {
+		pattern string
+		strip   bool
+		refused bool
+	}{
+		{`^/admin/$`, true, true},
+		{`/blog/$`, true, true},
+		{`^/$`, true, false},
+		{`/$`, true, false},
+		{`^/admin/`, true, false},
+		{`^/admin/$`, false, false},
+	} {
+		r := Defaults()
+		r.PagePath.StripTrailingSlash = c.strip
+		r.Pages.Exclude = []string{c.pattern}
+		_, err := Validate(r, nil)
+		if refused := err != nil && strings.Contains(err.Error(), "strip_trailing_slash"); refused != c.refused || !c.refused && err != nil {
+			t.Errorf("%s (strip %v): %v; want refused %v", c.pattern, c.strip, err, c.refused)
+		}
+	}
+}
