@@ -409,10 +409,10 @@ type compiler struct {
 	lowercase bool
 	// stripSlash: page_path.strip_trailing_slash is on (pathPattern).
 	stripSlash bool
-	errs      []FieldError
-	cost      map[string]int // cost by list, for the error
-	total     int
-	explored  int // the patterns' automata, as patternCost counts
+	errs       []FieldError
+	cost       map[string]int // cost by list, for the error
+	total      int
+	explored   int // the patterns' automata, as patternCost counts
 }
 
 func (c *compiler) add(field, format string, args ...any) {
