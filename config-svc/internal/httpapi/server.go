@@ -8,6 +8,7 @@
 package httpapi
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"log/slog"
@@ -274,6 +275,30 @@ func (s *Server) wrap(rt Route) http.Handler {
 	return httpserver.MaxBytes(maxBody)(h)
 }
 
+// Who a signed-in caller is, to config-svc (lookupCaller).
+type callerState int
+
+const (
+	callerUser     callerState = iota // a user config-svc keeps
+	callerDeleted                     // a user deleted within an access token's lifetime
+	callerExternal                    // no user, none deleted: an external identity provider's
+)
+
+// lookupCaller reads the caller's user, and without one tells a user
+// deleted since its token was issued (Store.UserDeleted) from an external
+// identity provider's user, taken at its token's word.
+func (s *Server) lookupCaller(ctx context.Context, tid, uid gocql.UUID) (store.User, callerState, error) {
+	u, err := s.o.Store.User(ctx, tid, uid)
+	if !errors.Is(err, store.ErrNotFound) {
+		return u, callerUser, err
+	}
+	deleted, err := s.o.Store.UserDeleted(ctx, tid, uid)
+	if deleted {
+		return store.User{}, callerDeleted, err
+	}
+	return store.User{}, callerExternal, err
+}
+
 // adminHolds lets a request to an Admin route through only while its
 // caller is an admin still. An access token is checked by its signature
 // alone, so it works for -access-token-ttl after its user was demoted or
@@ -291,22 +316,15 @@ func (s *Server) adminHolds(next http.Handler) http.Handler {
 		if !ok {
 			return
 		}
-		u, err := s.o.Store.User(r.Context(), tid, uid)
+		u, state, err := s.lookupCaller(r.Context(), tid, uid)
 		switch {
-		case errors.Is(err, store.ErrNotFound):
-			deleted, err := s.o.Store.UserDeleted(r.Context(), tid, uid)
-			if err != nil {
-				s.internalError(w, r, "check the caller is not a deleted user", err)
-				return
-			}
-			if deleted {
-				httpserver.WriteError(w, http.StatusUnauthorized, "unauthenticated", "your user has been deleted")
-				return
-			}
 		case err != nil:
-			s.internalError(w, r, "read the caller's role", err)
+			s.internalError(w, r, "read the caller's user", err)
 			return
-		case u.Role != string(tenant.RoleAdmin):
+		case state == callerDeleted:
+			httpserver.WriteError(w, http.StatusUnauthorized, "unauthenticated", "your user has been deleted")
+			return
+		case state == callerUser && u.Role != string(tenant.RoleAdmin):
 			httpserver.WriteError(w, http.StatusForbidden, "forbidden", "your role is now "+u.Role+" and this needs admin (your access token was issued before the change: refresh it for one of your current role)")
 			return
 		}

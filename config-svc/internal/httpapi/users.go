@@ -87,28 +87,20 @@ func (s *Server) callerUser(w http.ResponseWriter, r *http.Request, tid, uid goc
 }
 
 // callerUserOrExternal reads the caller's own user, or reports that the
-// caller is an external identity provider's (no user, and none deleted
-// within an access token's lifetime: adminHolds' rule). It has answered
-// 404 (deleted since its token was issued) or 500 when it reports false.
+// caller is an external identity provider's (lookupCaller). It has
+// answered 404 (deleted since its token was issued) or 500 when it
+// reports false.
 func (s *Server) callerUserOrExternal(w http.ResponseWriter, r *http.Request, tid, uid gocql.UUID) (u store.User, external, ok bool) {
-	u, err := s.o.Store.User(r.Context(), tid, uid)
-	if errors.Is(err, store.ErrNotFound) {
-		deleted, err := s.o.Store.UserDeleted(r.Context(), tid, uid)
-		if err != nil {
-			s.internalError(w, r, "check the caller is not a deleted user", err)
-			return store.User{}, false, false
-		}
-		if deleted {
-			httpserver.WriteError(w, http.StatusNotFound, "not_found", "your user no longer exists")
-			return store.User{}, false, false
-		}
-		return store.User{}, true, true
-	}
-	if err != nil {
-		s.internalError(w, r, "read the user", err)
+	u, state, err := s.lookupCaller(r.Context(), tid, uid)
+	switch {
+	case err != nil:
+		s.internalError(w, r, "read the caller's user", err)
+		return store.User{}, false, false
+	case state == callerDeleted:
+		httpserver.WriteError(w, http.StatusNotFound, "not_found", "your user no longer exists")
 		return store.User{}, false, false
 	}
-	return u, false, true
+	return u, state == callerExternal, true
 }
 
 type tenantPatch struct {
