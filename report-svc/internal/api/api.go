@@ -277,27 +277,9 @@ func formatOf(w http.ResponseWriter, r *http.Request, v *query.Params) (string, 
 // default). Any header naming text/csv was taken for CSV, even one
 // refusing it ("text/csv;q=0") or preferring JSON.
 func prefersCSV(accept []string) bool {
-	csvQ, jsonQ := -1.0, -1.0
-	for _, h := range accept {
-		for _, part := range strings.Split(h, ",") {
-			media, params, _ := strings.Cut(part, ";")
-			q := 1.0
-			for _, p := range strings.Split(params, ";") {
-				if k, v, ok := strings.Cut(p, "="); ok && strings.EqualFold(strings.TrimSpace(k), "q") {
-					if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
-						q = f
-					}
-				}
-			}
-			switch strings.ToLower(strings.TrimSpace(media)) {
-			case "text/csv":
-				csvQ = max(csvQ, q)
-			case "application/json":
-				jsonQ = max(jsonQ, q)
-			}
-		}
-	}
-	return csvQ > 0 && csvQ > jsonQ
+	csv, _ := httpserver.Quality(accept, "text/csv")
+	jsonQ, listed := httpserver.Quality(accept, "application/json")
+	return csv > 0 && (!listed || csv > jsonQ)
 }
 
 func (h *Handler) writeErr(w http.ResponseWriter, r *http.Request, err error) {
